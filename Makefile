@@ -1,0 +1,31 @@
+# The two commands a new user needs: `make server PORT=4119` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PORT ?= 4119
+HOST ?= 127.0.0.1
+ARGS ?=
+
+.PHONY: server client test clean
+
+server:
+	$(PYTHON) server.py $(PORT) $(ARGS)
+
+client:
+	$(PYTHON) client.py $(HOST) $(PORT) $(ARGS)
+
+# A project-local virtual environment with the pinned test tools; the .pth file makes every
+# Python started inside the tests (the end-to-end servers and clients) record coverage too.
+$(VENV)/.installed: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(VENV)/bin/python -c "import site; open(site.getsitepackages()[0] + '/chat_coverage.pth', 'w').write('import coverage; coverage.process_startup()\n')"
+	touch $@
+
+test: $(VENV)/.installed
+	rm -f .coverage .coverage.*
+	COVERAGE_PROCESS_START=$(CURDIR)/.coveragerc $(VENV)/bin/python -m coverage run -m pytest -q tests
+	$(VENV)/bin/python -m coverage combine --quiet
+	$(VENV)/bin/python -m coverage report
+
+clean:
+	rm -rf $(VENV) .coverage .coverage.* .pytest_cache tests/__pycache__ __pycache__

@@ -1,0 +1,83 @@
+"""The wire format shared by server, client and peers: JSON Lines.
+
+One UTF-8 JSON object per line, ended by b"\\n", at most MAX_FRAME_BYTES long.
+Every frame has a string "type"; a request may carry an "id" that its reply
+repeats; an error is {"type": "error", "code": ..., "message": ...}.
+PROTOCOL.md describes every frame; this module only encodes and checks them.
+"""
+import json
+
+MAX_FRAME_BYTES = 64 * 1024
+
+# Stable machine-readable error codes, with the text a person reads.
+ERRORS = {
+    "too_long": "frame longer than 65536 bytes; it was discarded",
+    "bad_utf8": "frame is not valid UTF-8",
+    "bad_json": "frame is not valid JSON",
+    "not_object": "frame is not a JSON object",
+    "unknown_type": "unknown frame type",
+    "bad_field": "a field is missing or has the wrong type",
+    "no_session": "your session has ended; log in again",
+    "unknown_user": "no such user",
+    "wrong_password": "wrong password",
+    "too_many_attempts": "too many wrong passwords; the name is blocked for a while",
+    "locked": "this name is blocked for a while; try again later",
+    "self": "you cannot do that to yourself",
+    "blocked": "the recipient has blocked you",
+    "already_blocked": "that user is already blocked",
+    "not_blocked": "that user is not blocked",
+}
+
+
+class FrameError(Exception):
+    """A frame that cannot be understood; `code` is one of ERRORS."""
+
+    def __init__(self, code, detail=""):
+        super().__init__(detail or ERRORS[code])
+        self.code = code
+
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def encode(frame):
+    """dict -> one line of bytes, newline included."""
+    return (_encoder.encode(frame) + "\n").encode("utf-8")
+
+
+def decode(line):
+    """One line of bytes (without or with its newline) -> dict with a str "type".
+
+    Raises FrameError with the code that says what is wrong.
+    """
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FrameError("bad_utf8") from None
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        raise FrameError("bad_json") from None
+    if not isinstance(frame, dict):
+        raise FrameError("not_object")
+    if not isinstance(frame.get("type"), str):
+        raise FrameError("bad_field", "every frame needs a string 'type'")
+    return frame
+
+
+def error(code, frame_id=None, detail=""):
+    """An error frame for `code`, repeating the request's id when it had one."""
+    reply = {"type": "error", "code": code, "message": detail or ERRORS[code]}
+    if frame_id is not None:
+        reply["id"] = frame_id
+    return reply
+
+
+def text_field(frame, name, max_chars=None):
+    """frame[name] if it is a non-empty string (at most max_chars), else FrameError."""
+    value = frame.get(name)
+    if not isinstance(value, str) or not value:
+        raise FrameError("bad_field", f"'{name}' must be a non-empty string")
+    if max_chars is not None and len(value) > max_chars:
+        raise FrameError("bad_field", f"'{name}' is longer than {max_chars} characters")
+    return value

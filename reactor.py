@@ -1,0 +1,702 @@
+"""The one-thread event loop: sockets, standard input and timers, and nothing about chat.
+
+A `Reactor` owns one `selectors` selector. Every descriptor lives in it: listening sockets,
+accepted and outgoing connections (non-blocking connect with a time-out), standard input and the
+signal wakeup pipe. Connections are framed: bytes in are split on b"\\n" and handed to a `Handler`
+one frame at a time; frames out are queued and flushed once per pass, so the frames of one pass
+leave in as few `send` calls as possible.
+
+One pass of the loop: poll until the next timer is due, handle ready descriptors, fire due timers
+in (deadline, scheduling order), flush queued output, and close what was asked to close.
+Work scheduled during a pass runs on the next one.
+
+Time comes only from a clock object: `RealClock` in production, `VirtualClock` in tests, whose
+`advance(seconds)` fires every due timer in order without waiting.
+"""
+import errno
+import os
+import selectors
+import signal
+import socket
+import sys
+import traceback
+from time import monotonic as _monotonic, time as _wall
+
+MAX_FRAME_BYTES = 64 * 1024          # longest frame, newline included
+SOFT_LIMIT_BYTES = 256 * 1024        # queued output above this pauses reading from that peer
+HARD_LIMIT_BYTES = 4 * 1024 * 1024   # queued output above this closes the peer as a slow consumer
+READ_CHUNK_BYTES = 64 * 1024         # one recv; also bounds how much of an oversize frame is held
+CONNECT_TIMEOUT_S = 5.0
+CLOSE_LINGER_S = 5.0                 # a closing peer that does not take its last output is dropped
+ACCEPTS_PER_PASS = 64                # so one busy listener cannot starve established connections
+EMFILE_PAUSE_S = 0.5                 # out of descriptors: stop accepting for this long, no busy loop
+TICK_S = 0.01                        # timer wheel resolution
+WHEEL_SLOTS = 1024                   # one revolution = 10.24 s; later timers wait in their slot
+
+
+class RealClock:
+    """Monotonic time for the loop, wall time for log stamps."""
+
+    def now(self):
+        return _monotonic()
+
+    def wall(self):
+        return _wall()
+
+    def poll_timeout(self, deadline):
+        """Seconds to wait in poll for `deadline`: really wait."""
+        return max(0.0, deadline - self.now())
+
+
+class VirtualClock:
+    """A clock that moves only when told; `advance` fires due timers with no real waiting."""
+
+    def __init__(self, start=0.0, wall_start=1_700_000_000.0):
+        self._now = float(start)
+        self._wall_offset = wall_start - start
+        self._wheels = []
+
+    def now(self):
+        return self._now
+
+    def wall(self):
+        return self._now + self._wall_offset
+
+    def poll_timeout(self, deadline):
+        """Virtual time never passes while polling: do not wait for timers."""
+        return 0.0
+
+    def attach(self, reactor):
+        """Let `advance` fire this reactor's timers."""
+        self._wheels.append(reactor)
+
+    def advance(self, seconds):
+        """Move time forward by `seconds`, stopping at each due timer to fire it, in order."""
+        if seconds < 0:
+            raise ValueError("a clock only moves forward")
+        target = self._now + seconds
+        while True:
+            deadlines = [d for d in (r.next_deadline() for r in self._wheels) if d is not None]
+            if not deadlines or min(deadlines) > target:
+                break
+            self._now = max(self._now, min(deadlines))
+            for reactor in self._wheels:
+                reactor.timer_pass()
+        self._now = target
+
+
+class Timer:
+    """A scheduled callback; `cancel()` is O(1) and safe to call twice."""
+
+    __slots__ = ("deadline", "seq", "fn", "tick", "wheel")
+
+    def __init__(self, deadline, seq, fn, tick, wheel):
+        self.deadline, self.seq, self.fn, self.tick, self.wheel = deadline, seq, fn, tick, wheel
+
+    def cancel(self):
+        if self.wheel is not None:
+            self.wheel.remove(self)
+
+    @property
+    def active(self):
+        return self.wheel is not None
+
+
+class TimerWheel:
+    """A hashed timer wheel: O(1) schedule and cancel, due timers in (deadline, seq) order.
+
+    A timer sits in slot tick % slots, where tick = deadline // tick_s. A slot also holds timers
+    of later revolutions; popping compares deadlines, so those simply stay.
+    """
+
+    def __init__(self, now, tick_s=TICK_S, slots=WHEEL_SLOTS):
+        self._tick_s = tick_s
+        self._slots = [{} for _ in range(slots)]   # dict as an ordered set: O(1) delete
+        self._cursor = self._tick(now)             # every tick before this one is empty
+        self._seq = 0
+        self._count = 0
+        self._earliest = None                      # a lower bound of all deadlines, or None: unknown
+
+    def __len__(self):
+        return self._count
+
+    def _tick(self, t):
+        return int(t // self._tick_s)
+
+    def schedule(self, deadline, fn):
+        """Run fn at `deadline` (absolute seconds); returns the Timer."""
+        tick = max(self._tick(deadline), self._cursor)
+        self._seq += 1
+        timer = Timer(deadline, self._seq, fn, tick, self)
+        self._slots[tick % len(self._slots)][timer] = None
+        self._count += 1
+        if self._earliest is not None and deadline < self._earliest:
+            self._earliest = deadline
+        elif self._count == 1:
+            self._earliest = deadline
+        return timer
+
+    def remove(self, timer):
+        del self._slots[timer.tick % len(self._slots)][timer]
+        timer.wheel = None
+        self._count -= 1
+        # _earliest stays a valid lower bound; waking early finds nothing and recomputes it
+
+    def next_deadline(self):
+        """The earliest deadline (or an earlier bound), or None when no timer is scheduled."""
+        if self._count == 0:
+            return None
+        if self._earliest is None:
+            self._earliest = self._find_earliest()
+        return self._earliest
+
+    def _find_earliest(self):
+        slots = len(self._slots)
+        for tick in range(self._cursor, self._cursor + slots):
+            this_revolution = [t.deadline for t in self._slots[tick % slots] if t.tick == tick]
+            if this_revolution:
+                return min(this_revolution)
+        return min(t.deadline for slot in self._slots for t in slot)
+
+    def pop_due(self, now):
+        """Remove and return every timer with deadline <= now, in (deadline, seq) order."""
+        if self._count == 0 or (self._earliest is not None and self._earliest > now):
+            self._cursor = max(self._cursor, self._tick(now))
+            return []
+        now_tick = self._tick(now)
+        slots = len(self._slots)
+        if now_tick - self._cursor >= slots:
+            scan = range(slots)
+        else:
+            scan = (t % slots for t in range(self._cursor, now_tick + 1))
+        due = []
+        for index in scan:
+            slot = self._slots[index]
+            ready = [t for t in slot if t.deadline <= now]
+            for timer in ready:
+                del slot[timer]
+                timer.wheel = None
+            due.extend(ready)
+        self._count -= len(due)
+        self._cursor = max(self._cursor, now_tick)
+        self._earliest = None
+        due.sort(key=lambda t: (t.deadline, t.seq))
+        return due
+
+
+class Handler:
+    """What a connection reports to. One object may serve many connections; all no-ops here."""
+
+    def on_accepted(self, conn):
+        """A listener accepted `conn`."""
+
+    def on_connected(self, conn):
+        """An outgoing connect finished; queued output is flushed next."""
+
+    def on_frame(self, conn, line):
+        """One frame, as bytes without its b"\\n"."""
+
+    def on_oversize(self, conn):
+        """A frame longer than the limit was discarded (its bytes up to the next newline too)."""
+
+    def on_closed(self, conn, reason):
+        """The connection is gone; called exactly once, with why."""
+
+
+class Connection:
+    """A framed, non-blocking socket. `data` is free for the owner's own state."""
+
+    def __init__(self, reactor, sock, handler, peer, connecting=False):
+        self.id = reactor._adopt(self)
+        self.sock = sock
+        self.handler = handler
+        self.peer = peer
+        self.data = {}
+        self.connecting = connecting
+        self.closed = False
+        self.closing_reason = None
+        self._reactor = reactor
+        self._inbuf = bytearray()
+        self._discarding = False        # inside an oversize frame: drop bytes up to the next newline
+        self._out = []
+        self._out_bytes = 0
+        self._paused = False            # reading stopped for backpressure
+        self._mask = 0
+        self._timer = None              # connect time-out, then close linger
+
+    @property
+    def pending(self):
+        """Bytes queued but not yet sent."""
+        return self._out_bytes
+
+    def send(self, data):
+        """Queue bytes (whole frames); they leave at the end of this pass."""
+        self._reactor._queue(self, data)
+
+    def close(self, reason="closed"):
+        """Flush what is queued, then close; a second call is a no-op."""
+        self._reactor._close(self, reason, flush=True)
+
+    def abort(self, reason):
+        """Close now, dropping queued output."""
+        self._reactor._close(self, reason, flush=False)
+
+    def __repr__(self):
+        return f"<Connection {self.id} {self.peer}>"
+
+
+class Listener:
+    """A listening socket; accepted connections report to `handler`."""
+
+    def __init__(self, reactor, sock, handler):
+        self.sock = sock
+        self.handler = handler
+        self.port = sock.getsockname()[1]
+        self._reactor = reactor
+
+    def close(self):
+        self._reactor._unregister(self.sock)
+        self.sock.close()
+
+
+class Reactor:
+    """The loop. See the module docstring for what one pass does."""
+
+    def __init__(self, clock=None, max_frame_bytes=MAX_FRAME_BYTES, soft_limit=SOFT_LIMIT_BYTES,
+                 hard_limit=HARD_LIMIT_BYTES, log=None):
+        self.clock = clock or RealClock()
+        self.max_frame_bytes = max_frame_bytes
+        self.soft_limit = soft_limit
+        self.hard_limit = hard_limit
+        self.log = log or _log_to_stderr
+        self._selector = selectors.DefaultSelector()
+        self._wheel = TimerWheel(self.clock.now())
+        self._ids = 0
+        self._dirty = []                # connections with output queued this pass
+        self._to_finish = []            # connections to close at the end of this pass
+        self._always_ready = []         # inputs the selector refuses (regular files): read each pass
+        self._running = False
+        self._wakeup = None
+        self._conns = {}                # id -> every connection not yet closed
+        if hasattr(self.clock, "attach"):
+            self.clock.attach(self)
+
+    def _adopt(self, conn):
+        self._ids += 1
+        self._conns[self._ids] = conn
+        return self._ids
+
+    # -- timers ---------------------------------------------------------------------------
+
+    def call_at(self, when, fn):
+        """Run fn() at clock time `when`, never inside the pass that scheduled it."""
+        return self._wheel.schedule(when, fn)
+
+    def call_later(self, delay_s, fn):
+        return self._wheel.schedule(self.clock.now() + delay_s, fn)
+
+    def call_soon(self, fn):
+        return self._wheel.schedule(self.clock.now(), fn)
+
+    def next_deadline(self):
+        return self._wheel.next_deadline()
+
+    def fire_timers(self):
+        """Fire every timer due now; ones they schedule wait for the next pass."""
+        for timer in self._wheel.pop_due(self.clock.now()):
+            self._guarded(timer.fn)
+
+    def timer_pass(self):
+        """A pass with no polling: fire due timers, flush, close (what VirtualClock.advance runs)."""
+        self.fire_timers()
+        self._flush_dirty()
+        self._finish_closes()
+
+    # -- sockets --------------------------------------------------------------------------
+
+    def listen(self, host, port, handler, backlog=1024):
+        """Listen on (host, port); port 0 picks a free one (see .port)."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+            sock.listen(backlog)
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        listener = Listener(self, sock, handler)
+        self._selector.register(sock, selectors.EVENT_READ, lambda mask: self._accept(listener))
+        return listener
+
+    def connect(self, host, port, handler, timeout_s=CONNECT_TIMEOUT_S):
+        """Start a non-blocking connect; failures end in handler.on_closed with the reason."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        conn = Connection(self, sock, handler, (host, port), connecting=True)
+        try:
+            err = sock.connect_ex((host, port))
+        except OSError as exc:          # e.g. a name that does not resolve
+            err = exc.errno or errno.EINVAL
+        if err not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
+            self._close(conn, _reason_of(err), flush=False)
+            return conn
+        conn._timer = self.call_later(timeout_s, lambda: self._close(conn, "timed out", flush=False))
+        self._set_mask(conn, selectors.EVENT_WRITE)
+        return conn
+
+    def watch_input(self, fileobj, on_data, on_end):
+        """Read raw chunks of a terminal, pipe or regular file; on_end(reason) once at the end."""
+        fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
+        source = _Input(fd, on_data, on_end)
+        try:
+            self._selector.register(fd, selectors.EVENT_READ, lambda mask: self._read_input(source))
+        except (PermissionError, ValueError, OSError):
+            # epoll refuses regular files (EPERM): they are always readable, so read one chunk a pass
+            self._always_ready.append(source)
+        return source
+
+    def on_signals(self, fn, signals=(signal.SIGINT, signal.SIGTERM)):
+        """Call fn(signum) from the loop, between passes, when one of `signals` arrives."""
+        if self._wakeup is None:
+            reader, writer = socket.socketpair()
+            reader.setblocking(False)
+            writer.setblocking(False)
+            self._wakeup = (reader, writer)
+            signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+            self._selector.register(reader, selectors.EVENT_READ, lambda mask: self._read_wakeup(fn))
+        for signum in signals:
+            signal.signal(signum, _note_signal)
+
+    def wake(self):
+        """Make a blocked poll return (safe to call from a signal handler)."""
+        if self._wakeup is not None:
+            try:
+                self._wakeup[1].send(b"\0")
+            except OSError:
+                pass
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self):
+        """Run passes until stop()."""
+        self._running = True
+        while self._running:
+            self.run_once()
+
+    def stop(self):
+        """End run() after the current pass."""
+        self._running = False
+        self.wake()
+
+    def run_once(self, timeout_s=None):
+        """One pass: poll, handle ready descriptors, fire due timers, flush, close."""
+        timeout = self._poll_timeout(timeout_s)
+        for key, mask in self._selector.select(timeout):
+            self._guarded(key.data, mask)
+        for source in list(self._always_ready):
+            self._read_input(source)
+        self.fire_timers()
+        self._flush_dirty()
+        self._finish_closes()
+
+    def _poll_timeout(self, timeout_s):
+        if self._always_ready or self._dirty or self._to_finish:
+            return 0
+        deadline = self._wheel.next_deadline()
+        timeout = None if deadline is None else self.clock.poll_timeout(deadline)
+        if timeout_s is not None:
+            timeout = timeout_s if timeout is None else min(timeout, timeout_s)
+        return timeout
+
+    def close_all(self, reason="shutdown"):
+        """Close every connection (flushing) and run passes until they are gone or time runs out."""
+        for conn in list(self._conns.values()):
+            conn.close(reason)
+        self._flush_dirty()
+        self._finish_closes()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _guarded(self, fn, *args, conn=None):
+        """Run a callback; an exception is logged and ends only the connection involved."""
+        try:
+            fn(*args)
+        except Exception:
+            self.log("error in callback: " + traceback.format_exc().rstrip())
+            if conn is not None:
+                self._close(conn, "internal error", flush=False)
+
+    def _accept(self, listener):
+        for _ in range(ACCEPTS_PER_PASS):
+            try:
+                sock, peer = listener.sock.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self._pause_listener(listener, exc)
+                    return
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR):
+                    continue
+                raise
+            sock.setblocking(False)
+            _nodelay(sock)
+            conn = Connection(self, sock, listener.handler, peer)
+            self._set_mask(conn, selectors.EVENT_READ)
+            self._guarded(listener.handler.on_accepted, conn, conn=conn)
+
+    def _pause_listener(self, listener, exc):
+        self.log(f"cannot accept ({os.strerror(exc.errno)}); pausing accepts for {EMFILE_PAUSE_S} s")
+        self._unregister(listener.sock)
+
+        def resume():
+            if listener.sock.fileno() >= 0:
+                self._selector.register(listener.sock, selectors.EVENT_READ,
+                                        lambda mask: self._accept(listener))
+        self.call_later(EMFILE_PAUSE_S, resume)
+
+    def _on_event(self, conn, mask):
+        if conn.closed:
+            return
+        if conn.connecting:
+            self._finish_connect(conn)
+            return
+        if mask & selectors.EVENT_WRITE:
+            self._flush(conn)
+            self._update_mask(conn)
+        if mask & selectors.EVENT_READ and not conn.closed:
+            self._read(conn)
+
+    def _finish_connect(self, conn):
+        err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            self._close(conn, _reason_of(err), flush=False)
+            return
+        conn.connecting = False
+        conn._timer.cancel()
+        conn._timer = None
+        _nodelay(conn.sock)
+        self._guarded(conn.handler.on_connected, conn, conn=conn)
+        if conn.closed:
+            return
+        self._flush(conn)
+        if conn.closing_reason is not None and conn._out:
+            self._linger(conn)
+        self._update_mask(conn)
+
+    def _read(self, conn):
+        try:
+            data = conn.sock.recv(READ_CHUNK_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._close(conn, _reason_of(exc.errno), flush=False)
+            return
+        if not data:
+            self._close(conn, "eof", flush=False)
+            return
+        if conn.closing_reason is None:
+            self._split_frames(conn, data)
+
+    def _split_frames(self, conn, data):
+        """Hand every complete frame in the buffer to the handler; discard oversize ones."""
+        if conn._discarding:
+            newline = data.find(b"\n")
+            if newline < 0:
+                return
+            data = data[newline + 1:]
+            conn._discarding = False
+        buf = conn._inbuf
+        buf += data
+        limit = self.max_frame_bytes - 1     # the newline counts toward the limit
+        handler = conn.handler
+        start = 0
+        while conn.closing_reason is None and not conn.closed:
+            newline = buf.find(b"\n", start)
+            if newline < 0:
+                break
+            if newline - start > limit:
+                self._guarded(handler.on_oversize, conn, conn=conn)
+            else:
+                self._guarded(handler.on_frame, conn, bytes(buf[start:newline]), conn=conn)
+            start = newline + 1
+        del buf[:start]
+        if len(buf) > limit and conn.closing_reason is None and not conn.closed:
+            buf.clear()
+            conn._discarding = True
+            self._guarded(handler.on_oversize, conn, conn=conn)
+
+    def _queue(self, conn, data):
+        if conn.closed or conn.closing_reason is not None:
+            return
+        conn._out.append(data)
+        conn._out_bytes += len(data)
+        if conn._out_bytes > self.hard_limit:
+            self.log(f"closing connection {conn.id} {conn.peer}: slow consumer "
+                     f"({conn._out_bytes} bytes waiting)")
+            self._close(conn, "slow consumer", flush=False)
+            return
+        if len(conn._out) == 1:
+            self._dirty.append(conn)
+
+    def _flush_dirty(self):
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            if not conn.closed and not conn.connecting:
+                self._flush(conn)
+                self._update_mask(conn)
+
+    def _flush(self, conn):
+        if not conn._out:
+            return
+        data = conn._out[0] if len(conn._out) == 1 else b"".join(conn._out)
+        try:
+            sent = conn.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self._close(conn, _reason_of(exc.errno), flush=False)
+            return
+        rest = data[sent:]
+        conn._out = [rest] if rest else []
+        conn._out_bytes = len(rest)
+        if not rest and conn.closing_reason is not None:
+            self._to_finish.append(conn)
+
+    def _update_mask(self, conn):
+        if conn.closed:
+            return
+        if conn.connecting:
+            self._set_mask(conn, selectors.EVENT_WRITE)
+            return
+        # backpressure: stop reading a peer we cannot write to; resume once half drained
+        if conn._out_bytes > self.soft_limit:
+            conn._paused = True
+        elif conn._out_bytes <= self.soft_limit // 2:
+            conn._paused = False
+        mask = 0
+        if not conn._paused and conn.closing_reason is None:
+            mask |= selectors.EVENT_READ
+        if conn._out:
+            mask |= selectors.EVENT_WRITE
+        self._set_mask(conn, mask)
+
+    def _set_mask(self, conn, mask):
+        if mask == conn._mask:
+            return
+        if conn._mask == 0:
+            self._selector.register(conn.sock, mask, lambda m: self._on_event(conn, m))
+        elif mask == 0:
+            self._selector.unregister(conn.sock)
+        else:
+            self._selector.modify(conn.sock, mask, lambda m: self._on_event(conn, m))
+        conn._mask = mask
+
+    def _close(self, conn, reason, flush):
+        if conn.closed or (conn.closing_reason is not None and flush):
+            return
+        conn.closing_reason = reason
+        if flush and conn._out:
+            if not conn.connecting:     # still connecting: it flushes on connect, bounded by the time-out
+                self._linger(conn)
+                self._update_mask(conn)
+            return
+        self._to_finish.append(conn)
+
+    def _linger(self, conn):
+        """Keep writing a closing connection's last output, but not forever."""
+        if conn._timer is not None:
+            conn._timer.cancel()
+        reason = conn.closing_reason + " (peer did not take its last output)"
+        conn._timer = self.call_later(CLOSE_LINGER_S, lambda: self._close(conn, reason, False))
+
+    def _finish_closes(self):
+        while self._to_finish:
+            finishing, self._to_finish = self._to_finish, []
+            for conn in finishing:
+                if conn.closed:
+                    continue
+                conn.closed = True
+                del self._conns[conn.id]
+                if conn._timer is not None:
+                    conn._timer.cancel()
+                    conn._timer = None
+                self._set_mask(conn, 0)
+                conn.sock.close()
+                conn._out = []
+                conn._out_bytes = 0
+                self._guarded(conn.handler.on_closed, conn, conn.closing_reason)
+
+    def _unregister(self, fileobj):
+        try:
+            self._selector.unregister(fileobj)
+        except (KeyError, ValueError):
+            pass
+
+    def _read_input(self, source):
+        try:
+            data = os.read(source.fd, READ_CHUNK_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._end_input(source, os.strerror(exc.errno))
+            return
+        if not data:
+            self._end_input(source, "eof")
+            return
+        self._guarded(source.on_data, data)
+
+    def _end_input(self, source, reason):
+        if source in self._always_ready:
+            self._always_ready.remove(source)
+        else:
+            self._unregister(source.fd)
+        self._guarded(source.on_end, reason)
+
+    def _read_wakeup(self, fn):
+        try:
+            data = self._wakeup[0].recv(512)
+        except (BlockingIOError, InterruptedError):
+            return
+        for signum in data:
+            if signum:
+                self._guarded(fn, signum)
+
+
+class _Input:
+    __slots__ = ("fd", "on_data", "on_end")
+
+    def __init__(self, fd, on_data, on_end):
+        self.fd, self.on_data, self.on_end = fd, on_data, on_end
+
+
+def _note_signal(signum, frame):
+    """The real work happens in the loop: set_wakeup_fd already wrote the signal number."""
+
+
+def _nodelay(sock):
+    # small frames must not wait for the 40 ms delayed-ACK timer
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass
+
+
+_REASONS = {
+    errno.ECONNREFUSED: "refused",
+    errno.ECONNRESET: "reset",
+    errno.ETIMEDOUT: "timed out",
+    errno.EPIPE: "broken pipe",
+    errno.EHOSTUNREACH: "unreachable",
+    errno.ENETUNREACH: "unreachable",
+}
+
+
+def _reason_of(err):
+    return _REASONS.get(err) or (os.strerror(err) if err else "error")
+
+
+def _log_to_stderr(text):
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
