@@ -1,0 +1,652 @@
+"""The chat server: a core that turns events into actions, and the glue that runs it.
+
+The core (ChatServer) is a plain object: `handle(event, now)` takes one event
+(a decoded request, a timer that fired, a delivery that failed) and returns a
+list of actions (reply, deliver to a client's listening port, arm a timer, log).
+It never touches a socket or reads the clock. PROTOCOL.md is the contract it keeps.
+"""
+import argparse
+import hmac
+import os
+import secrets
+import signal
+import sqlite3
+import sys
+import time
+from dataclasses import dataclass
+
+import protocol
+from protocol import FrameError, decode, encode, error
+from reactor import Handler, RealClock, Reactor
+from storage import CredentialsError, Store, load_credentials
+
+
+# --- Events: what happened ---------------------------------------------------
+
+@dataclass(frozen=True)
+class Request:
+    """One decoded frame (a dict with a str "type") from accepted connection `conn`."""
+    conn: int
+    frame: dict
+    host: str
+
+
+@dataclass(frozen=True)
+class Expired:
+    """A timer armed with `Arm(key, at)` fired."""
+    key: tuple
+
+
+@dataclass(frozen=True)
+class Undelivered:
+    """The glue could not connect to `address` (host, port) to deliver `frames`."""
+    address: tuple
+    frames: list
+
+
+# --- Actions: what to do -----------------------------------------------------
+
+@dataclass(frozen=True)
+class Reply:
+    """Send `frame` as the answer on connection `conn`."""
+    conn: int
+    frame: dict
+
+
+@dataclass(frozen=True)
+class Deliver:
+    """Send `frame` to a client's listening port, after a hello carrying `proof`."""
+    address: tuple
+    proof: str
+    frame: dict
+
+
+@dataclass(frozen=True)
+class Arm:
+    """Wake the core with Expired(key) at `at`; the same key replaces the old timer."""
+    key: tuple
+    at: float
+
+
+@dataclass(frozen=True)
+class Log:
+    """One line for the server log; never a password or a message body."""
+    text: str
+
+
+# --- The core ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Settings:
+    """Limits and durations; the defaults are the course's."""
+    block_time_s: float = 30.0
+    timeout_s: float = 31.0
+    max_attempts: int = 3
+    max_name_chars: int = 64
+    max_text_chars: int = 4000
+
+
+@dataclass
+class Session:
+    """One login of a user: how to reach them and when they last spoke."""
+    user: str
+    token: str
+    proof: str
+    address: tuple
+    last_seen: float
+
+
+# Only these deliveries are worth keeping when a client cannot be reached;
+# presence and logged_out notices are stale by the time anyone could read them.
+KEPT_WHEN_UNDELIVERED = ("message", "broadcast")
+
+
+class Refused(Exception):
+    """A request the core answers with an error frame; `extra` adds fields to it."""
+
+    def __init__(self, code, detail="", **extra):
+        super().__init__(detail or protocol.ERRORS[code])
+        self.code = code
+        self.detail = detail
+        self.extra = extra
+
+
+def _random_secret():
+    """A fresh unguessable token or proof."""
+    return secrets.token_hex(16)
+
+
+def _is_scalar(value):
+    """True for the JSON values a request id may be (or None when absent)."""
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _whole(seconds):
+    """30.0 -> 30, so durations read naturally on the wire and in logs."""
+    return int(seconds) if seconds == int(seconds) else seconds
+
+
+def _port_field(frame):
+    """frame["port"] if it is an int in 1..65535, else FrameError."""
+    port = frame.get("port")
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise FrameError("bad_field", "'port' must be an integer from 1 to 65535")
+    return port
+
+
+def _shown(address):
+    """(host, port) -> "host:port" for the log."""
+    return f"{address[0]}:{address[1]}"
+
+
+class Lockouts:
+    """Wrong-password counts and blocked-until times, per name and from any address.
+
+    Kept apart from ChatServer so that a durable version can replace it.
+    """
+
+    def __init__(self, settings):
+        self._settings = settings
+        self._failures = {}
+        self._locked_until = {}
+
+    def is_locked(self, name, now):
+        """True while `name` is blocked; the window is half-open: free at locked_until."""
+        return now < self._locked_until.get(name, now)
+
+    def fail(self, name, now):
+        """Count a wrong password; returns the attempts left (0: `name` is now blocked)."""
+        failures = self._failures.get(name, 0) + 1
+        if failures < self._settings.max_attempts:
+            self._failures[name] = failures
+            return self._settings.max_attempts - failures
+        # The last allowed failure blocks the name and starts a fresh count for afterwards.
+        self._failures.pop(name, None)
+        self._locked_until[name] = now + self._settings.block_time_s
+        return 0
+
+    def clear(self, name):
+        """A correct password forgets earlier failures."""
+        self._failures.pop(name, None)
+        self._locked_until.pop(name, None)
+
+
+class ChatServer:
+    """The chat logic: `handle(event, now)` -> list of actions."""
+
+    def __init__(self, credentials, store, settings=Settings(), make_secret=_random_secret):
+        self._passwords = credentials
+        self._store = store
+        self._settings = settings
+        self._make_secret = make_secret
+        self._lockouts = Lockouts(settings)
+        self._sessions = {}        # user -> Session
+        self._users_by_token = {}  # token -> user
+        # (host, port) -> the user who last logged in with it. Kept after the session
+        # ends, because deliveries that fail after a logout must still be kept.
+        self._address_users = {}
+        self._open_requests = {"check_user": self._check_user, "login": self._login}
+        self._session_requests = {
+            "message": self._message, "broadcast": self._broadcast,
+            "online": self._online, "block": self._block, "unblock": self._unblock,
+            "heartbeat": self._heartbeat, "logout": self._logout,
+        }
+
+    def handle(self, event, now):
+        """One event at time `now` (seconds) -> the list of actions it causes."""
+        if isinstance(event, Request):
+            return self._on_request(event, now)
+        if isinstance(event, Expired):
+            return self._on_expired(event.key, now)
+        if isinstance(event, Undelivered):
+            return self._on_undelivered(event)
+        raise TypeError(f"not a server event: {event!r}")
+
+    def online_users(self):
+        """Names with a live session, sorted."""
+        return sorted(self._sessions)
+
+    # --- requests ---
+
+    def _on_request(self, request, now):
+        frame = request.frame
+        kind = frame["type"]
+        # An unknown type is the sender's text: keep it out of the log.
+        known = kind in self._open_requests or kind in self._session_requests
+        logged_kind = kind if known else "request"
+        frame_id = frame.get("id")
+        who = f"conn {request.conn}"
+        try:
+            if not _is_scalar(frame_id):
+                frame_id = None  # an id that cannot be repeated is not repeated
+                raise Refused("bad_field", "'id' must be a number or a string")
+            if kind in self._open_requests:
+                who = self._account_named(frame.get("user"), default=who)
+                return self._open_requests[kind](request, frame_id, now)
+            if kind in self._session_requests:
+                session = self._session_of(frame)
+                session.last_seen = now  # any request with a valid token is a sign of life
+                who = session.user
+                return self._session_requests[kind](session, request, frame_id, now)
+            raise Refused("unknown_type")
+        except (Refused, FrameError) as refusal:
+            return self._refuse(request.conn, frame_id, logged_kind, who, refusal)
+
+    def _account_named(self, name, default):
+        """`name` if it is an account (safe to log), else `default`."""
+        return name if isinstance(name, str) and name in self._passwords else default
+
+    def _refuse(self, conn, frame_id, kind, who, refusal):
+        reply = protocol.error(refusal.code, frame_id, str(refusal))
+        extra = getattr(refusal, "extra", {})
+        reply.update(extra)
+        shown_extra = "".join(f" {name}={value}" for name, value in extra.items())
+        return [Log(f"refused {kind} from {who}: {refusal.code}{shown_extra}"),
+                Reply(conn, reply)]
+
+    def _session_of(self, frame):
+        """The live session named by frame["token"]; FrameError or Refused if none."""
+        token = protocol.text_field(frame, "token")
+        user = self._users_by_token.get(token)
+        if user is None:
+            raise Refused("no_session")
+        return self._sessions[user]
+
+    def _account_field(self, frame, name):
+        """frame[name] if it names an account; bad_field or unknown_user otherwise."""
+        user = protocol.text_field(frame, name, self._settings.max_name_chars)
+        if user not in self._passwords:
+            raise Refused("unknown_user")
+        return user
+
+    def _check_user(self, request, frame_id, now):
+        self._account_field(request.frame, "user")
+        return [_answer(request.conn, frame_id, {"type": "ok"})]
+
+    def _login(self, request, frame_id, now):
+        frame = request.frame
+        user = protocol.text_field(frame, "user", self._settings.max_name_chars)
+        password = protocol.text_field(frame, "password", self._settings.max_text_chars)
+        port = _port_field(frame)
+        if user not in self._passwords:
+            raise Refused("unknown_user")
+        # A blocked name stays blocked whatever the password, and trying does not count.
+        if self._lockouts.is_locked(user, now):
+            raise Refused("locked")
+        # compare_digest takes bytes so that non-ASCII passwords compare in constant time too.
+        if not hmac.compare_digest(password.encode(), self._passwords[user].encode()):
+            attempts_left = self._lockouts.fail(user, now)
+            if attempts_left == 0:
+                raise Refused("too_many_attempts",
+                              seconds=_whole(self._settings.block_time_s))
+            raise Refused("wrong_password", attempts_left=attempts_left)
+        self._lockouts.clear(user)
+        return self._start_session(request.conn, frame_id, user, (request.host, port), now)
+
+    def _start_session(self, conn, frame_id, user, address, now):
+        old = self._sessions.get(user)
+        session = Session(user, self._make_secret(), self._make_secret(), address, now)
+        welcome = {"type": "welcome", "user": user,
+                   "token": session.token, "proof": session.proof}
+        actions = [Log(f"{user} logged in from {_shown(address)}"),
+                   _answer(conn, frame_id, welcome)]
+        if old is None:
+            actions += self._presence(user, online=True)
+        else:
+            # The user stays online, so the others see no presence change.
+            self._end_session(user)
+            actions.append(Log(f"{user} logged in elsewhere; ended the session at "
+                               f"{_shown(old.address)}"))
+            actions.append(Deliver(old.address, old.proof,
+                                   {"type": "logged_out", "reason": "elsewhere"}))
+        self._sessions[user] = session
+        self._users_by_token[session.token] = user
+        self._address_users[address] = user
+        actions += [Deliver(address, session.proof, {**kept, "offline": True})
+                    for kept in self._store.take_offline(user)]
+        actions.append(Arm(("idle", user), now + self._settings.timeout_s))
+        return actions
+
+    def _end_session(self, user):
+        session = self._sessions.pop(user)
+        del self._users_by_token[session.token]
+
+    def _presence(self, user, online):
+        """Tell every other online user that `user` came or went, except those it blocks."""
+        blocked = self._store.blocks(user)
+        return [Deliver(other.address, other.proof,
+                        {"type": "presence", "user": user, "online": online})
+                for name, other in sorted(self._sessions.items())
+                if name != user and name not in blocked]
+
+    def _message(self, session, request, frame_id, now):
+        frame = request.frame
+        recipient = self._account_field(frame, "to")
+        text = protocol.text_field(frame, "text", self._settings.max_text_chars)
+        if recipient == session.user:
+            raise Refused("self")
+        if self._store.is_blocked(recipient, session.user):
+            raise Refused("blocked")
+        message = {"type": "message", "from": session.user, "text": text}
+        target = self._sessions.get(recipient)
+        if target is None:
+            self._store.keep_offline(recipient, message)
+            return [_answer(request.conn, frame_id, {"type": "ok", "stored": True})]
+        return [_answer(request.conn, frame_id, {"type": "ok", "stored": False}),
+                Deliver(target.address, target.proof, message)]
+
+    def _broadcast(self, session, request, frame_id, now):
+        text = protocol.text_field(request.frame, "text", self._settings.max_text_chars)
+        sender = session.user
+        deliveries = []
+        skipped = 0
+        for name, other in sorted(self._sessions.items()):
+            if name == sender:
+                continue
+            if self._store.is_blocked(name, sender):
+                skipped += 1
+            else:
+                deliveries.append(Deliver(other.address, other.proof,
+                                          {"type": "broadcast", "from": sender, "text": text}))
+        return [_answer(request.conn, frame_id, {"type": "ok", "skipped": skipped}),
+                *deliveries]
+
+    def _online(self, session, request, frame_id, now):
+        others = [name for name in self.online_users() if name != session.user]
+        return [_answer(request.conn, frame_id, {"type": "online", "users": others})]
+
+    def _block_target(self, session, frame):
+        target = self._account_field(frame, "user")
+        if target == session.user:
+            raise Refused("self")
+        return target
+
+    def _block(self, session, request, frame_id, now):
+        target = self._block_target(session, request.frame)
+        if self._store.is_blocked(session.user, target):
+            raise Refused("already_blocked")
+        self._store.add_block(session.user, target)
+        return [_answer(request.conn, frame_id, {"type": "ok"})]
+
+    def _unblock(self, session, request, frame_id, now):
+        target = self._block_target(session, request.frame)
+        if not self._store.is_blocked(session.user, target):
+            raise Refused("not_blocked")
+        self._store.remove_block(session.user, target)
+        return [_answer(request.conn, frame_id, {"type": "ok"})]
+
+    def _heartbeat(self, session, request, frame_id, now):
+        return [_answer(request.conn, frame_id, {"type": "ok"})]
+
+    def _logout(self, session, request, frame_id, now):
+        self._end_session(session.user)
+        return [Log(f"{session.user} logged out"),
+                _answer(request.conn, frame_id, {"type": "ok"}),
+                *self._presence(session.user, online=False)]
+
+    # --- timers and failed deliveries ---
+
+    def _on_expired(self, key, now):
+        if len(key) != 2 or key[0] != "idle":
+            return []
+        user = key[1]
+        session = self._sessions.get(user)
+        if session is None:
+            return []  # stale: the user logged out or timed out already
+        # The same sum as the armed time, so a timer firing exactly then ends the session.
+        idle_until = session.last_seen + self._settings.timeout_s
+        if now < idle_until:
+            return [Arm(key, idle_until)]
+        self._end_session(user)
+        return [Log(f"{user} timed out after {_whole(self._settings.timeout_s)} s "
+                    f"without a request"),
+                *self._presence(user, online=False)]
+
+    def _on_undelivered(self, event):
+        user = self._address_users.get(event.address)
+        kept = [frame for frame in event.frames
+                if user is not None and frame.get("type") in KEPT_WHEN_UNDELIVERED]
+        dropped = len(event.frames) - len(kept)
+        failed = (f"could not deliver {len(event.frames)} frame(s) to "
+                  f"{user or 'nobody known'} at {_shown(event.address)}")
+        session = self._sessions.get(user)
+        if session is not None and session.address != event.address:
+            # The user already logged in again elsewhere: no need to wait for the next login.
+            return [Log(f"{failed}; {len(kept)} sent to {_shown(session.address)} instead, "
+                        f"{dropped} dropped"),
+                    *[Deliver(session.address, session.proof, frame) for frame in kept]]
+        for frame in kept:
+            # "offline" is added again when the frame is delivered at the next login.
+            self._store.keep_offline(user, {k: v for k, v in frame.items() if k != "offline"})
+        return [Log(f"{failed}; {len(kept)} kept for the next login, {dropped} dropped")]
+
+
+def _answer(conn, frame_id, frame):
+    """A Reply carrying `frame`, repeating the request's id when it had one."""
+    if frame_id is not None:
+        frame["id"] = frame_id
+    return Reply(conn, frame)
+
+
+# === End of the chat core ====================================================
+# Below: the glue that connects ChatServer to the reactor, and main().
+
+
+# ---------------------------------------------------------------------------------------------
+# Glue: the reactor moves bytes and fires timers; the core decides. Nothing below knows chat rules.
+
+IDLE_CONNECTION_S = 60.0      # an accepted connection that sends nothing for this long is closed
+DELIVERY_CONNECT_S = 5.0      # how long to try reaching a client's listening port
+UNREACHED = ("refused", "timed out", "unreachable")   # close reasons meaning nothing was delivered
+
+
+class _Delivery:
+    """One outgoing connection to a client's listening port and the frames it carries."""
+
+    def __init__(self, address, proof, conn):
+        self.address = address
+        self.proof = proof
+        self.conn = conn
+        self.frames = []
+
+
+class ServerGlue(Handler):
+    """Feeds the core what the reactor sees, and carries out the core's actions."""
+
+    def __init__(self, reactor, core, store, log, idle_s=IDLE_CONNECTION_S):
+        self.reactor = reactor
+        self.core = core
+        self.store = store
+        self.log = log
+        self.idle_s = idle_s
+        self.conns = {}           # id -> accepted connection, for replies
+        self.timers = {}          # core key -> reactor Timer
+        self.deliveries = {}      # (address, proof) -> _Delivery still taking frames
+
+    # -- what the reactor reports ------------------------------------------------------------
+
+    def on_accepted(self, conn):
+        self.conns[conn.id] = conn
+        self._arm_idle(conn)
+
+    def on_connected(self, conn):
+        self._arm_idle(conn)
+
+    def on_frame(self, conn, line):
+        self._arm_idle(conn)
+        if "delivery" in conn.data:
+            return    # a client's listener has nothing to tell us yet
+        try:
+            frame = decode(line)
+        except FrameError as exc:
+            self.log(f"connection {conn.id} from {conn.peer[0]}: refused frame ({exc.code})")
+            conn.send(encode(error(exc.code, detail=str(exc))))
+            return
+        if frame["type"] == "bye":
+            conn.close("bye")
+            return
+        self.apply(self.core.handle(Request(conn.id, frame, conn.peer[0]), self.reactor.clock.now()))
+
+    def on_oversize(self, conn):
+        self.log(f"connection {conn.id} from {conn.peer[0]}: refused frame (too_long)")
+        conn.send(encode(error("too_long")))
+
+    def on_closed(self, conn, reason):
+        self.conns.pop(conn.id, None)
+        idle = conn.data.get("idle")
+        if idle is not None:
+            idle.cancel()
+        delivery = conn.data.get("delivery")
+        if delivery is None:
+            return
+        if self.deliveries.get((delivery.address, delivery.proof)) is delivery:
+            del self.deliveries[(delivery.address, delivery.proof)]
+        if reason in UNREACHED:
+            self.log(f"cannot reach {delivery.address[0]}:{delivery.address[1]} ({reason})")
+            self.apply(self.core.handle(Undelivered(delivery.address, delivery.frames),
+                                        self.reactor.clock.now()))
+
+    # -- what the core asks for --------------------------------------------------------------
+
+    def apply(self, actions):
+        """Carry out a list of core actions; storage commits before any reply leaves."""
+        self.store.commit()
+        for action in actions:
+            kind = type(action)
+            if kind is Reply:
+                conn = self.conns.get(action.conn)
+                if conn is not None:
+                    conn.send(encode(action.frame))
+            elif kind is Deliver:
+                self._deliver(action)
+            elif kind is Arm:
+                self._arm(action.key, action.at)
+            elif kind is Log:
+                self.log(action.text)
+
+    def _deliver(self, action):
+        key = (action.address, action.proof)
+        delivery = self.deliveries.get(key)
+        if delivery is None:
+            host, port = action.address
+            conn = self.reactor.connect(host, port, self, timeout_s=DELIVERY_CONNECT_S)
+            delivery = _Delivery(action.address, action.proof, conn)
+            conn.data["delivery"] = delivery
+            conn.send(encode({"type": "hello", "proof": action.proof}))
+            self.deliveries[key] = delivery
+            # every frame for this address queued during this pass shares the connection
+            self.reactor.call_soon(lambda: self._end_delivery(delivery))
+        delivery.frames.append(action.frame)
+        delivery.conn.send(encode(action.frame))
+
+    def _end_delivery(self, delivery):
+        """The connecting side ends with bye; the client's listener closes first."""
+        if self.deliveries.get((delivery.address, delivery.proof)) is delivery:
+            del self.deliveries[(delivery.address, delivery.proof)]
+        delivery.conn.send(encode({"type": "bye"}))
+
+    def _arm(self, key, at):
+        old = self.timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+        self.timers[key] = self.reactor.call_at(at, lambda: self._expired(key))
+
+    def _expired(self, key):
+        self.timers.pop(key, None)
+        self.apply(self.core.handle(Expired(key), self.reactor.clock.now()))
+
+    def _arm_idle(self, conn):
+        idle = conn.data.get("idle")
+        if idle is not None:
+            idle.cancel()
+        conn.data["idle"] = self.reactor.call_later(self.idle_s, lambda: conn.close("idle"))
+
+
+def make_logger(clock, stream=None):
+    """A log function writing one timestamped line per event to stream (stderr by default)."""
+    def log(text):
+        out = stream or sys.stderr
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(clock.wall()))
+        out.write(f"{stamp} {text}\n")
+        out.flush()
+    return log
+
+
+def _port(text):
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535, not {port}")
+    return port
+
+
+def _seconds(text):
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not seconds > 0 or seconds != seconds or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return seconds
+
+
+def parse_args(argv):
+    """Command line -> argparse namespace; a bad option or port exits 2 with the usage."""
+    parser = argparse.ArgumentParser(prog="server.py", description="The chat room server.")
+    parser.add_argument("port", type=_port, help="TCP port to listen on (0 picks a free one)")
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    parser.add_argument("--credentials", default="credential.txt",
+                        help="accounts file, one 'username password' per line (default credential.txt)")
+    parser.add_argument("--data-dir", default="data",
+                        help="directory for stored state: offline messages, block lists (default ./data)")
+    parser.add_argument("--block-time", type=_seconds, default=Settings.block_time_s,
+                        help="seconds a name stays blocked after too many wrong passwords (default 30)")
+    parser.add_argument("--timeout", type=_seconds, default=Settings.timeout_s,
+                        help="seconds without a heartbeat before a user is logged out (default 31)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    """Run the server until SIGINT or SIGTERM; returns the exit status."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    clock = RealClock()
+    log = make_logger(clock)
+    try:
+        credentials = load_credentials(args.credentials)
+    except (OSError, CredentialsError) as exc:
+        print(f"server.py: {exc}", file=sys.stderr)
+        return 1
+    try:
+        os.makedirs(args.data_dir, exist_ok=True)
+        store = Store(os.path.join(args.data_dir, "chat.sqlite3"))
+    except (OSError, sqlite3.Error) as exc:
+        print(f"server.py: cannot open the data directory {args.data_dir}: {exc}", file=sys.stderr)
+        return 1
+    settings = Settings(block_time_s=args.block_time, timeout_s=args.timeout)
+    reactor = Reactor(clock, log=log)
+    glue = ServerGlue(reactor, ChatServer(credentials, store, settings), store, log)
+    try:
+        listener = reactor.listen(args.host, args.port, glue)
+    except OSError as exc:
+        print(f"server.py: cannot listen on port {args.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+
+    def stop(signum):
+        log(f"stopping ({signal.Signals(signum).name})")
+        reactor.stop()
+
+    reactor.on_signals(stop)
+    log(f"listening on {args.host}:{listener.port} with {len(credentials)} accounts")
+    reactor.run()
+    listener.close()
+    reactor.close_all("server stopping")
+    store.commit()
+    store.close()
+    log("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""Tests of the server's chat core: the scripted replays, then unit tests where clearer."""
+import os
+import pathlib
+
+import pytest
+
+from replay import Script, counting_secrets, new_script, run_script, summary
+from server import (Arm, ChatServer, Deliver, Expired, Lockouts, Log, Reply, Request,
+                    Settings, Undelivered)
+from storage import Store
+
+REPLAYS = sorted((pathlib.Path(__file__).parent / "replays").glob("*.txt"))
+
+
+@pytest.mark.parametrize("path", REPLAYS, ids=[path.stem for path in REPLAYS])
+def test_replay_gives_the_recorded_transcript(path):
+    expected = path.read_text(encoding="utf-8")
+    actual = run_script(expected)
+    if os.environ.get("REPLAY_UPDATE") == "1":
+        path.write_text(actual, encoding="utf-8")
+    assert actual == expected
+
+
+@pytest.mark.parametrize("path", REPLAYS, ids=[path.stem for path in REPLAYS])
+def test_replay_twice_gives_the_same_transcript(path):
+    text = path.read_text(encoding="utf-8")
+    assert run_script(text) == run_script(text)
+
+
+# --- unit tests -----------------------------------------------------------------
+
+ACCOUNTS = {"alice": "PW-SECRET-a", "bob": "PW-SECRET-b", "carol": "pässwörd-☃"}
+
+
+def make_server(settings=Settings(), **accounts):
+    store = Store(":memory:")
+    server = ChatServer(accounts or dict(ACCOUNTS), store, settings,
+                        make_secret=counting_secrets())
+    return server, store
+
+
+def login(server, user, now=0.0, port=5000, conn=1, host="127.0.0.1", password=None):
+    frame = {"type": "login", "user": user, "port": port,
+             "password": ACCOUNTS[user] if password is None else password}
+    return server.handle(Request(conn, frame, host), now)
+
+
+def replies(actions):
+    return [action.frame for action in actions if isinstance(action, Reply)]
+
+
+def deliveries(actions):
+    return [(action.address, action.frame) for action in actions if isinstance(action, Deliver)]
+
+
+def logs(actions):
+    return [action.text for action in actions if isinstance(action, Log)]
+
+
+def test_login_replies_welcome_and_arms_the_idle_timer():
+    server, _ = make_server()
+    actions = login(server, "alice", now=2.5)
+    assert replies(actions) == [{"type": "welcome", "user": "alice", "token": "s1", "proof": "s2"}]
+    assert Arm(("idle", "alice"), 33.5) in actions
+    assert server.online_users() == ["alice"]
+
+
+def test_non_ascii_passwords_compare_without_error():
+    server, _ = make_server()
+    assert replies(login(server, "carol", password="pässwörd-☂"))[0]["code"] == "wrong_password"
+    assert replies(login(server, "carol"))[0]["type"] == "welcome"
+
+
+def test_default_secrets_are_random_hex():
+    server = ChatServer(dict(ACCOUNTS), Store(":memory:"))
+    first = replies(login(server, "alice"))[0]
+    second = replies(login(server, "alice"))[0]
+    assert len(first["token"]) == 32 and int(first["token"], 16) >= 0
+    assert len({first["token"], first["proof"], second["token"], second["proof"]}) == 4
+
+
+def test_settings_change_attempts_and_lock_time():
+    server, _ = make_server(Settings(max_attempts=2, block_time_s=2.5))
+    assert replies(login(server, "alice", password="x"))[0]["attempts_left"] == 1
+    refusal = replies(login(server, "alice", password="x"))[0]
+    assert (refusal["code"], refusal["seconds"]) == ("too_many_attempts", 2.5)
+    assert replies(login(server, "alice", now=2.499))[0]["code"] == "locked"
+    assert replies(login(server, "alice", now=2.5))[0]["type"] == "welcome"
+
+
+def test_name_and_text_limits_are_inclusive():
+    server, _ = make_server(Settings(max_name_chars=5, max_text_chars=11))
+    login(server, "alice")
+    ok_name = server.handle(Request(1, {"type": "check_user", "user": "alice"}, "h"), 0.0)
+    long_name = server.handle(Request(1, {"type": "check_user", "user": "alice6"}, "h"), 0.0)
+    assert replies(ok_name) == [{"type": "ok"}]
+    assert replies(long_name)[0]["code"] == "bad_field"
+    send = {"type": "message", "token": "s1", "to": "bob"}
+    at_limit = server.handle(Request(1, {**send, "text": "12345678901"}, "h"), 0.0)
+    assert replies(at_limit)[0]["type"] == "ok"
+    too_long = server.handle(Request(1, {**send, "text": "123456789012"}, "h"), 0.0)
+    assert replies(too_long)[0]["code"] == "bad_field"
+
+
+def test_idle_timer_rearms_at_last_seen_plus_timeout():
+    server, _ = make_server(Settings(timeout_s=10.0))
+    login(server, "alice", now=0.0)
+    server.handle(Request(1, {"type": "online", "token": "s1"}, "h"), 4.0)
+    assert server.handle(Expired(("idle", "alice")), 10.0) == [Arm(("idle", "alice"), 14.0)]
+    assert logs(server.handle(Expired(("idle", "alice")), 14.0)) == [
+        "alice timed out after 10 s without a request"]
+    assert server.online_users() == []
+
+
+def test_stale_and_foreign_timer_keys_are_ignored():
+    server, _ = make_server()
+    login(server, "alice")
+    server.handle(Request(1, {"type": "logout", "token": "s1"}, "h"), 1.0)
+    assert server.handle(Expired(("idle", "alice")), 31.0) == []
+    assert server.handle(Expired(("idle", "nobody")), 31.0) == []
+    assert server.handle(Expired(("other",)), 31.0) == []
+    assert server.handle(Expired(("lock", "alice")), 31.0) == []
+
+
+def test_unknown_event_is_a_programming_error():
+    server, _ = make_server()
+    with pytest.raises(TypeError):
+        server.handle("not an event", 0.0)
+
+
+def test_undelivered_to_an_unknown_address_keeps_nothing():
+    server, store = make_server()
+    actions = server.handle(Undelivered(("10.9.9.9", 1), [
+        {"type": "message", "from": "bob", "text": "x"}]), 0.0)
+    assert logs(actions) == ["could not deliver 1 frame(s) to nobody known at 10.9.9.9:1; "
+                             "0 kept for the next login, 1 dropped"]
+    assert deliveries(actions) == []
+    assert [store.count_offline(name) for name in ACCOUNTS] == [0, 0, 0]
+
+
+def test_undelivered_after_logout_is_kept_for_the_next_login():
+    server, store = make_server()
+    login(server, "alice", port=5001)
+    server.handle(Request(1, {"type": "logout", "token": "s1"}, "h"), 1.0)
+    server.handle(Undelivered(("127.0.0.1", 5001), [
+        {"type": "message", "from": "bob", "text": "late", "offline": True},
+        {"type": "presence", "user": "bob", "online": True}]), 2.0)
+    assert store.take_offline("alice") == [{"type": "message", "from": "bob", "text": "late"}]
+
+
+def test_messages_and_blocks_go_through_the_store():
+    server, store = make_server()
+    login(server, "alice")
+    server.handle(Request(1, {"type": "message", "token": "s1", "to": "bob", "text": "hi"}, "h"), 0)
+    server.handle(Request(1, {"type": "block", "token": "s1", "user": "bob"}, "h"), 0)
+    assert store.count_offline("bob") == 1
+    assert store.blocks("alice") == {"bob"}
+
+
+def test_logs_never_hold_passwords_or_message_bodies():
+    server, _ = make_server()
+    actions = []
+    for _ in range(3):
+        actions += login(server, "alice", password="PW-SECRET-wrong")
+    actions += login(server, "alice", now=30.0)
+    actions += login(server, "bob", now=30.0, port=6000, host="10.0.0.2")
+    for kind, extra in [("message", {"to": "bob"}), ("message", {"to": "carol"}),
+                        ("broadcast", {}), ("message", {"to": "nobody"})]:
+        frame = {"type": kind, "token": "s1", "text": "BODY-SECRET", **extra}
+        actions += server.handle(Request(1, frame, "h"), 30.0)
+    actions += server.handle(Undelivered(("10.0.0.2", 6000), [
+        {"type": "message", "from": "alice", "text": "BODY-SECRET"}]), 30.0)
+    assert len(logs(actions)) == 7  # 3 failures, 2 logins, 1 refusal, 1 undelivered
+    assert not [line for line in logs(actions) if "SECRET" in line]
+
+
+def test_a_request_type_from_the_sender_stays_out_of_the_log():
+    server, _ = make_server()
+    actions = server.handle(Request(7, {"type": "evil\nline", "id": 1}, "h"), 0.0)
+    assert logs(actions) == ["refused request from conn 7: unknown_type"]
+    assert replies(actions)[0] == {"type": "error", "code": "unknown_type",
+                                   "message": "unknown frame type", "id": 1}
+    with_bad_id = server.handle(Request(7, {"type": "evil\nline", "id": [1]}, "h"), 0.0)
+    assert logs(with_bad_id) == ["refused request from conn 7: bad_field"]
+
+
+def test_lockouts_count_per_name_and_clear():
+    lockouts = Lockouts(Settings(max_attempts=2, block_time_s=5.0))
+    assert not lockouts.is_locked("alice", 0.0)
+    assert lockouts.fail("alice", 0.0) == 1
+    lockouts.clear("alice")
+    assert lockouts.fail("alice", 1.0) == 1
+    assert lockouts.fail("alice", 1.0) == 0
+    assert lockouts.is_locked("alice", 5.999) and not lockouts.is_locked("alice", 6.0)
+    assert not lockouts.is_locked("bob", 2.0)
+
+
+# --- the harness itself -------------------------------------------------------------
+
+class RecordingCore:
+    """A stand-in core: records what it is given and returns canned actions."""
+
+    def __init__(self, actions_for):
+        self.seen = []
+        self.actions_for = actions_for
+
+    def handle(self, event, now):
+        self.seen.append((event, now))
+        return self.actions_for(event, now)
+
+
+def test_harness_fires_timers_in_time_then_arm_order_at_their_exact_times():
+    def actions_for(event, now):
+        if isinstance(event, Request):
+            return [Arm(("b",), 2.0), Arm(("a",), 2.0), Arm(("c",), 1.5), Arm(("c",), 3.25)]
+        return []
+    core = RecordingCore(actions_for)
+    script = Script(core)
+    script.connect("x")
+    script.say("x", {"type": "anything"})
+    script.advance(3.0)
+    assert [(event.key, now) for event, now in core.seen[1:]] == [(("b",), 2.0), (("a",), 2.0)]
+    assert script.now == 3.0
+    script.advance(0.25)
+    assert core.seen[-1] == (Expired(("c",)), 3.25)
+
+
+def test_harness_names_unknown_addresses_and_frames_errors_like_the_glue():
+    core = RecordingCore(lambda event, now: [Deliver(("10.1.1.1", 9), "p", {"type": "x"})])
+    script = Script(core, start_at=1.0)
+    script.connect("x", "10.0.0.5")
+    script.say("x", '{"type":"ping"}')
+    script.say("x", "not json")
+    assert script.take() == ['1.000 @10.1.1.1:9/p <- {"type":"x"}',
+                             '1.000 x <- {"type":"error","code":"bad_json",'
+                             '"message":"frame is not valid JSON"}']
+    assert core.seen[0][0] == Request(1, {"type": "ping"}, "10.0.0.5")
+    with pytest.raises(ValueError):
+        script.connect("x")
+
+
+def test_harness_undelivered_by_address_and_count():
+    core = RecordingCore(lambda event, now: [Deliver(("h", 1), "p", {"n": 1}),
+                                             Deliver(("h", 2), "p", {"n": 2})])
+    script = Script(core)
+    script.connect("x")
+    script.say("x", {"type": "a"})
+    script.say("x", {"type": "b"})
+    script.undelivered("h:1")
+    script.undelivered("h:1", 3)
+    script.undelivered("h:2", 0)
+    got = [event for event, _ in core.seen if isinstance(event, Undelivered)]
+    assert got == [Undelivered(("h", 1), [{"n": 1}]),
+                   Undelivered(("h", 1), [{"n": 1}, {"n": 1}, {"n": 1}]),
+                   Undelivered(("h", 2), [])]
+
+
+def test_harness_rejects_unknown_commands_and_summarizes_repeats():
+    with pytest.raises(ValueError):
+        run_script("jump a\n")
+    assert summary(["1.000 a <- x", "2.000 a <- x", "2.000 log y"]) == ["2x a <- x", "1x log y"]
+    assert new_script().now == 0.0
+
+
+def test_harness_stops_a_timer_that_would_fire_forever():
+    core = RecordingCore(lambda event, now: [Arm(("t",), now)])
+    script = Script(core)
+    script.connect("x")
+    script.say("x", {"type": "arm"})
+    with pytest.raises(RuntimeError, match="fire forever"):
+        script.advance(1.0)

@@ -1,0 +1,143 @@
+"""Tests of storage.py: the credentials file and the SQLite store."""
+import pathlib
+import sqlite3
+
+import pytest
+
+from storage import CredentialsError, Store, load_credentials
+
+COURSE_ACCOUNTS = {
+    "columbia": "116bway", "seas": "summerisover", "csee4119": "lotsofexams",
+    "foobar": "passpass", "windows": "withglass", "google": "hasglasses",
+    "facebook": "wastingtime", "wikipedia": "donation", "network": "seemsez",
+}
+
+
+def write(tmp_path, text, name="credential.txt"):
+    path = tmp_path / name
+    path.write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
+    return path
+
+
+# --- credentials ---
+
+def test_the_shipped_credential_file_has_the_nine_course_accounts():
+    shipped = pathlib.Path(__file__).resolve().parent.parent / "credential.txt"
+    assert load_credentials(shipped) == COURSE_ACCOUNTS
+
+
+def test_credentials_allow_any_whitespace_comments_and_no_final_newline(tmp_path):
+    path = write(tmp_path, "# the accounts\n\n  alice\t pw1  \r\n#bob nope\n   \n"
+                           "carol  pw\u00e9\ndave x#y")
+    assert load_credentials(path) == {"alice": "pw1", "carol": "pw\u00e9", "dave": "x#y"}
+
+
+def test_an_empty_file_has_no_accounts(tmp_path):
+    assert load_credentials(write(tmp_path, "")) == {}
+
+
+@pytest.mark.parametrize("line, count", [("alice", 1), ("alice hunter2 extra", 3)])
+def test_a_malformed_line_is_named_without_its_password(tmp_path, line, count):
+    path = write(tmp_path, f"bob ok\n\n{line}\n")
+    with pytest.raises(CredentialsError) as caught:
+        load_credentials(path)
+    message = str(caught.value)
+    assert str(path) in message and "line 3" in message and f"{count} fields" in message
+    assert "hunter2" not in message and "extra" not in message
+
+
+def test_a_duplicate_user_is_named_with_its_line(tmp_path):
+    path = write(tmp_path, "alice one\nbob two\nalice secret3\n")
+    with pytest.raises(CredentialsError) as caught:
+        load_credentials(path)
+    message = str(caught.value)
+    assert "line 3" in message and "'alice'" in message and "secret3" not in message
+
+
+def test_a_file_that_is_not_utf8_is_a_credentials_error(tmp_path):
+    path = write(tmp_path, b"alice \xff\xfe\n")
+    with pytest.raises(CredentialsError, match="not valid UTF-8"):
+        load_credentials(path)
+
+
+# --- the store ---
+
+def test_offline_frames_come_back_in_order_once():
+    store = Store(":memory:")
+    first = store.keep_offline("bob", {"type": "message", "from": "alice", "text": "1"})
+    second = store.keep_offline("bob", {"type": "message", "from": "carol", "text": " ☃ 2 "})
+    store.keep_offline("carol", {"type": "message", "from": "alice", "text": "other"})
+    assert second > first
+    assert store.count_offline("bob") == 2
+    assert store.take_offline("bob") == [
+        {"type": "message", "from": "alice", "text": "1"},
+        {"type": "message", "from": "carol", "text": " ☃ 2 "}]
+    assert store.take_offline("bob") == []
+    assert store.count_offline("bob") == 0
+    assert store.count_offline("carol") == 1
+
+
+def test_frames_kept_after_a_take_are_not_lost():
+    store = Store(":memory:")
+    store.keep_offline("bob", {"n": 1})
+    assert store.take_offline("bob") == [{"n": 1}]
+    store.keep_offline("bob", {"n": 2})
+    assert store.take_offline("bob") == [{"n": 2}]
+
+
+def test_blocks_are_one_way_and_idempotent():
+    store = Store(":memory:")
+    assert store.blocks("alice") == set()
+    store.add_block("alice", "bob")
+    store.add_block("alice", "bob")
+    store.add_block("alice", "carol")
+    assert store.blocks("alice") == {"bob", "carol"}
+    assert store.is_blocked("alice", "bob")
+    assert not store.is_blocked("bob", "alice")
+    store.remove_block("alice", "bob")
+    store.remove_block("alice", "nobody")
+    assert store.blocks("alice") == {"carol"}
+    assert not store.is_blocked("alice", "bob")
+
+
+def test_a_file_store_uses_wal_and_survives_close_after_commit(tmp_path):
+    path = tmp_path / "chat.db"
+    store = Store(str(path))
+    store.keep_offline("bob", {"type": "message", "from": "alice", "text": "kept"})
+    store.add_block("bob", "carol")
+    store.commit()
+    store.close()
+    assert path.exists()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    reopened = Store(str(path))
+    assert reopened.blocks("bob") == {"carol"}
+    assert reopened.take_offline("bob") == [{"type": "message", "from": "alice", "text": "kept"}]
+    reopened.close()
+
+
+def test_an_uncommitted_write_does_not_survive(tmp_path):
+    path = str(tmp_path / "chat.db")
+    store = Store(path)
+    store.keep_offline("bob", {"n": 1})
+    store.commit()
+    store.keep_offline("bob", {"n": 2})
+    store.add_block("bob", "carol")
+    assert store.take_offline("bob") == [{"n": 1}, {"n": 2}]  # visible before commit
+    store.close()
+    reopened = Store(path)
+    assert reopened.take_offline("bob") == [{"n": 1}]
+    assert reopened.blocks("bob") == set()
+    reopened.close()
+
+
+def test_a_take_is_undone_with_its_transaction(tmp_path):
+    path = str(tmp_path / "chat.db")
+    store = Store(path)
+    store.keep_offline("bob", {"n": 1})
+    store.commit()
+    assert store.take_offline("bob") == [{"n": 1}]
+    store.close()  # crashed before the pass committed: the frame must still be there
+    reopened = Store(path)
+    assert reopened.count_offline("bob") == 1
+    reopened.close()
