@@ -1,0 +1,911 @@
+"""The chat client: pure line helpers, the `ChatClient` core, and the glue that runs it.
+
+The core takes `(event, now)` and returns a list of actions; it never touches a socket, the
+screen or the clock. The glue at the bottom maps its actions onto `reactor.py` and the
+`Terminal`, and is the only part that does I/O.
+
+Run: python3 client.py HOST PORT [--heartbeat S]
+"""
+import argparse
+import hmac
+import socket
+import sys
+from collections import deque
+from dataclasses import dataclass, field
+
+import protocol
+from reactor import Handler, RealClock, Reactor
+from terminal import Terminal
+
+HEARTBEAT_S = 30.0          # the server ends a session silent for 31 s
+EXIT_WAIT_S = 2.0           # how long an exiting client waits for its logout reply
+REQUEST_TIMEOUT_S = 10.0    # a request connection with no answer by then counts as failed
+DELIVERY_IDLE_S = 60.0      # an accepted connection silent this long is closed
+DEFAULT_ATTEMPTS = 3        # wrong passwords that block a name, when the server does not say
+DEFAULT_LOCKOUT_S = 30      # how long they block it, when the server does not say
+HEARTBEAT_KEY = ("heartbeat",)
+EXIT_KEY = ("exit",)
+
+ASK_USER = "Please enter username:"
+ASK_PASSWORD = "Please enter password:"
+
+
+# -- pure helpers: commands ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Command:
+    """One parsed command line. Fields a command does not take stay None."""
+    name: str
+    user: str | None = None
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A line that is not a valid command; `text` tells the user why."""
+    text: str
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """The words after a command's name: "user" is one word, "text" is the rest of the line."""
+    params: tuple
+    about: str
+
+    def usage(self, name):
+        return " ".join([name] + [f"<{p}>" for p in self.params])
+
+
+# A new command (getaddress <user>, private <user> <text>, Y <user>, N <user>) is one more row.
+COMMANDS = {
+    "message": CommandSpec(("user", "text"), "send <text> to <user>, stored if they are offline"),
+    "broadcast": CommandSpec(("text",), "send <text> to everyone online"),
+    "online": CommandSpec((), "list the other users online"),
+    "block": CommandSpec(("user",), "stop <user> from messaging you"),
+    "unblock": CommandSpec(("user",), "let <user> message you again"),
+    "logout": CommandSpec((), "log out; you can then log in again"),
+    "help": CommandSpec((), "show this list"),
+}
+
+
+def parse_command(line):
+    """A typed line -> Command, Usage (with the line to show), or None for an empty line."""
+    rest = line.lstrip()
+    if not rest:
+        return None
+    name, rest = _next_word(rest)
+    spec = COMMANDS.get(name)
+    if spec is None:
+        return Usage(f"Unknown command '{name}'. Type help for the list of commands.")
+    values = {}
+    for param in spec.params:
+        rest = rest.lstrip()
+        if not rest:
+            return Usage("Usage: " + spec.usage(name))
+        if param == "text":
+            # the text is kept exactly as typed, inner and trailing spaces included
+            values[param], rest = rest, ""
+        else:
+            values[param], rest = _next_word(rest)
+    if rest.strip():
+        return Usage("Usage: " + spec.usage(name))
+    return Command(name, **values)
+
+
+def _next_word(text):
+    """'bob  hi there' -> ('bob', '  hi there'): the word and everything after it."""
+    word = text.split(None, 1)[0]     # callers strip leading whitespace first
+    return word, text[len(word):]
+
+
+def help_lines():
+    """The lines `help` prints: every command with its format."""
+    forms = {name: spec.usage(name) for name, spec in COMMANDS.items()}
+    width = max(len(form) for form in forms.values())
+    return ["Commands:"] + [f"  {forms[name].ljust(width)}  {spec.about}"
+                            for name, spec in COMMANDS.items()]
+
+
+# -- pure helpers: deliveries -----------------------------------------------------------------
+
+def render(frame):
+    """A delivered server frame -> the line to show, or None when it shows nothing."""
+    kind = frame.get("type")
+    if kind in ("message", "broadcast"):
+        sender, text = frame.get("from"), frame.get("text")
+        if isinstance(sender, str) and isinstance(text, str):
+            return f"{sender}: {text}"
+    elif kind == "presence":
+        user, online = frame.get("user"), frame.get("online")
+        if isinstance(user, str) and isinstance(online, bool):
+            return f"{user} has logged in." if online else f"{user} has logged out."
+    elif kind == "logged_out":
+        return "You have been logged out because your account logged in elsewhere."
+    return None
+
+
+def _seconds_text(seconds):
+    """30.0 -> '30', 2.5 -> '2.5': a duration as a person writes it."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        seconds = DEFAULT_LOCKOUT_S
+    return str(int(seconds)) if float(seconds).is_integer() else str(seconds)
+
+
+_NUMBER_WORDS = "zero one two three four five six seven eight nine ten".split()
+
+
+def _times_text(count):
+    """3 -> 'three': small counts in words, as the original client said them."""
+    return _NUMBER_WORDS[count] if 0 <= count < len(_NUMBER_WORDS) else str(count)
+
+
+# -- events and actions -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Started:
+    """The client is up; ask for a username."""
+
+
+@dataclass(frozen=True)
+class LineIn:
+    """The user typed a line (without its newline)."""
+    text: str
+
+
+@dataclass(frozen=True)
+class InputEnded:
+    """Standard input is finished (end of file, or Ctrl-D on an empty line)."""
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """Ctrl-C or SIGTERM."""
+
+
+@dataclass(frozen=True)
+class Replied:
+    """The server answered request `request_id` with `frame`."""
+    request_id: int
+    frame: dict
+
+
+@dataclass(frozen=True)
+class RequestFailed:
+    """Request `request_id` got no answer: the server could not be reached or hung up."""
+    request_id: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A decoded frame arrived on connection `conn` accepted by our listening port."""
+    conn: int
+    frame: dict
+
+
+@dataclass(frozen=True)
+class IncomingClosed:
+    """An accepted connection is gone."""
+    conn: int
+
+
+@dataclass(frozen=True)
+class Expired:
+    """The timer armed with `key` is due."""
+    key: tuple
+
+
+@dataclass(frozen=True)
+class Print:
+    """Show one line on the screen."""
+    text: str
+
+
+@dataclass(frozen=True)
+class AskSecret:
+    """True: do not echo the next input (a password); False: echo again."""
+    secret: bool
+
+
+@dataclass(frozen=True)
+class Request:
+    """Send `frame` to the server on a short connection, tagged with `request_id`."""
+    request_id: int
+    frame: dict
+
+
+@dataclass(frozen=True)
+class SendTo:
+    """Send `frame` on accepted connection `conn`."""
+    conn: int
+    frame: dict
+
+
+@dataclass(frozen=True)
+class CloseConn:
+    """Close accepted connection `conn`."""
+    conn: int
+
+
+@dataclass(frozen=True)
+class Arm:
+    """Deliver Expired(key) at clock time `at`; the same key replaces the old timer."""
+    key: tuple
+    at: float
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Forget the timer armed with `key`."""
+    key: tuple
+
+
+@dataclass(frozen=True)
+class Log:
+    """A diagnostic line for stderr (never a password)."""
+    text: str
+
+
+@dataclass(frozen=True)
+class Exit:
+    """End the program with `code`."""
+    code: int
+
+
+@dataclass
+class Settings:
+    """What the core needs to know about its surroundings."""
+    listen_port: int
+    heartbeat_s: float = HEARTBEAT_S
+    exit_wait_s: float = EXIT_WAIT_S
+
+
+# -- the core ---------------------------------------------------------------------------------
+
+# Where the user is: what the next input line means.
+USERNAME, PASSWORD, LOGGED_IN = "username", "password", "logged in"
+
+
+@dataclass
+class _Pending:
+    """A request waiting for its reply: what it was for, and the session it belongs to."""
+    kind: str
+    blocks_input: bool
+    token: str | None = None
+    command: Command | None = None
+
+
+@dataclass
+class _Delivery:
+    """An accepted connection: unproven until its hello, then trusted or refused."""
+    state: str = "new"                          # "new", "held", "trusted", "refused"
+    held: list = field(default_factory=list)    # frames that wait for the login's proof
+
+
+class ChatClient:
+    """The client's logic: `handle(event, now)` -> list of actions."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.stage = USERNAME
+        self.user = None
+        self.token = None
+        self.proof = None
+        self.lines = deque()            # typed lines waiting for the one in flight
+        self.waiting_for = None         # request id of the line in flight, if any
+        self.pending = {}               # request id -> _Pending
+        self.deliveries = {}            # accepted conn -> _Delivery
+        self.last_request_at = None     # the last request carrying our token: a sign of life
+        self.outage = False             # "cannot reach" was shown; quiet until a reply arrives
+        self.input_ended = False
+        self.exiting = False
+        self.done = False               # Exit was returned: nothing more happens
+        self._ids = 0
+
+    def handle(self, event, now):
+        """One event -> the actions it causes."""
+        if self.done:
+            return []
+        out = []
+        handler = getattr(self, "_on_" + type(event).__name__)
+        handler(event, now, out)
+        self._run_lines(now, out)
+        return out
+
+    # -- events -------------------------------------------------------------------------------
+
+    def _on_Started(self, event, now, out):
+        out.append(Print(ASK_USER))
+
+    def _on_LineIn(self, event, now, out):
+        self.lines.append(event.text)
+
+    def _on_InputEnded(self, event, now, out):
+        # queued lines still run; _run_lines starts the exit once they are done
+        self.input_ended = True
+
+    def _on_Interrupted(self, event, now, out):
+        self.lines.clear()
+        if self.exiting or self.token is None:
+            self._exit(out)       # not logged in, or a second Ctrl-C: leave at once
+        else:
+            self._start_exit(now, out)
+
+    def _on_Replied(self, event, now, out):
+        pending = self._finish(event.request_id, out)
+        if pending is None:
+            return
+        self.outage = False
+        getattr(self, "_reply_" + pending.kind)(pending, event.frame, now, out)
+
+    def _on_RequestFailed(self, event, now, out):
+        pending = self._finish(event.request_id, out)
+        if pending is None:
+            return
+        # the user hears about an outage once; a line they typed always gets an answer
+        if pending.blocks_input or not self.outage:
+            out.append(Print(f"Cannot reach the server ({event.reason})."))
+        self.outage = True
+        getattr(self, "_fail_" + pending.kind, self._fail_quietly)(pending, now, out)
+
+    def _on_Expired(self, event, now, out):
+        if event.key == HEARTBEAT_KEY:
+            self._heartbeat_due(now, out)
+        elif event.key == EXIT_KEY and self.exiting:
+            out.append(Log("no reply to logout; exiting anyway"))
+            self._exit(out)
+
+    def _on_Incoming(self, event, now, out):
+        delivery = self.deliveries.setdefault(event.conn, _Delivery())
+        if delivery.state == "refused":
+            return
+        if delivery.state == "held":
+            delivery.held.append(event.frame)
+        elif delivery.state == "new":
+            self._check_hello(event.conn, delivery, event.frame, now, out)
+        else:
+            self._delivered(event.conn, event.frame, now, out)
+
+    def _on_IncomingClosed(self, event, now, out):
+        self.deliveries.pop(event.conn, None)
+
+    # -- typed lines ----------------------------------------------------------------------------
+
+    def _run_lines(self, now, out):
+        """Handle queued lines in order, one at a time: a line that asks the server waits."""
+        while self.waiting_for is None and self.lines and not self.exiting:
+            self._line(self.lines.popleft(), now, out)
+        if self.input_ended and self.waiting_for is None and not self.lines and not self.exiting:
+            if self.token is None:
+                self._exit(out)
+            else:
+                self._start_exit(now, out)
+
+    def _line(self, text, now, out):
+        if self.stage == USERNAME:
+            self._username_line(text.strip(), out)
+        elif self.stage == PASSWORD:
+            self._password_line(text.strip(), out)
+        else:
+            self._command_line(text, now, out)
+
+    def _username_line(self, name, out):
+        if not name:
+            out.append(Print(ASK_USER))
+            return
+        self.user = name
+        self._request("check_user", {"type": "check_user", "user": name}, out, blocks_input=True)
+
+    def _password_line(self, password, out):
+        if not password:
+            out.append(Print(ASK_PASSWORD))
+            return
+        frame = {"type": "login", "user": self.user, "password": password,
+                 "port": self.settings.listen_port}
+        self._request("login", frame, out, blocks_input=True)
+
+    def _command_line(self, text, now, out):
+        command = parse_command(text)
+        if command is None:
+            return
+        if isinstance(command, Usage):
+            out.append(Print(command.text))
+            return
+        if command.name == "help":
+            out.extend(Print(line) for line in help_lines())
+            return
+        frame = {"type": command.name, "token": self.token}
+        if command.name == "message":
+            frame.update(to=command.user, text=command.text)
+        elif command.name == "broadcast":
+            frame["text"] = command.text
+        elif command.user is not None:
+            frame["user"] = command.user
+        if command.name == "logout":
+            out.append(Cancel(HEARTBEAT_KEY))
+        self.last_request_at = now
+        self._request("command", frame, out, blocks_input=True, command=command)
+
+    # -- requests and replies -------------------------------------------------------------------
+
+    def _request(self, kind, frame, out, blocks_input, command=None):
+        self._ids += 1
+        self.pending[self._ids] = _Pending(kind, blocks_input, self.token, command)
+        if blocks_input:
+            self.waiting_for = self._ids
+        out.append(Request(self._ids, frame))
+        return self._ids
+
+    def _finish(self, request_id, out):
+        """Forget a request that got its answer; None if it was not ours."""
+        pending = self.pending.pop(request_id, None)
+        if pending is None:
+            out.append(Log(f"reply to unknown request {request_id} ignored"))
+            return None
+        if self.waiting_for == request_id:
+            self.waiting_for = None
+        return pending
+
+    def _stale(self, pending):
+        """A reply for a session that has since ended (logout, elsewhere, expiry)."""
+        return pending.token != self.token
+
+    def _reply_check_user(self, pending, frame, now, out):
+        if frame.get("type") == "ok":
+            self.stage = PASSWORD
+            out.extend([Print(ASK_PASSWORD), AskSecret(True)])
+        elif _code(frame) == "unknown_user":
+            out.extend([Print("Wrong username."), Print(ASK_USER)])
+        else:
+            out.extend([Print(_error_text(frame)), Print(ASK_USER)])
+
+    def _reply_login(self, pending, frame, now, out):
+        if frame.get("type") == "welcome":
+            self._logged_in(frame, now, out)
+            return
+        self._refuse_held(out)
+        code = _code(frame)
+        if code == "wrong_password":
+            out.extend([Print("Wrong password. Please try again."), Print(ASK_PASSWORD)])
+            return
+        if code == "too_many_attempts":
+            attempts = frame.get("attempts")
+            if isinstance(attempts, bool) or not isinstance(attempts, int):
+                attempts = DEFAULT_ATTEMPTS
+            seconds = _seconds_text(frame.get("seconds"))
+            out.append(Print(f"You have entered wrong password {_times_text(attempts)} times. "
+                             f"You will be blocked for {seconds} seconds."))
+        elif code == "locked":
+            out.append(Print("You are still blocked, please try again later"))
+        elif code == "unknown_user":
+            out.append(Print("Wrong username."))
+        else:
+            out.extend([Print(_error_text(frame)), Print(ASK_PASSWORD)])
+            return
+        self._back_to_username(out)
+
+    def _logged_in(self, frame, now, out):
+        self.stage = LOGGED_IN
+        self.token = frame.get("token")
+        self.proof = frame.get("proof")
+        self.last_request_at = now
+        self.outage = False
+        out.extend([AskSecret(False), Print("You have successfully logged in."),
+                    Arm(HEARTBEAT_KEY, now + self.settings.heartbeat_s)])
+        self._release_held(now, out)
+
+    def _reply_command(self, pending, frame, now, out):
+        command = pending.command
+        if self._stale(pending):
+            return
+        if command.name == "logout":
+            self._logged_out(out)
+            return
+        if _code(frame) == "no_session":
+            self._session_ended(out)
+            return
+        lines = _command_reply_lines(command, frame)
+        if lines is None:
+            out.append(Log(f"unexpected reply to {command.name}: {frame.get('type')}"))
+            return
+        out.extend(Print(line) for line in lines)
+
+    def _reply_heartbeat(self, pending, frame, now, out):
+        if not self._stale(pending) and _code(frame) == "no_session":
+            self._session_ended(out)
+
+    def _reply_exit(self, pending, frame, now, out):
+        self._exit(out)
+
+    def _fail_check_user(self, pending, now, out):
+        out.append(Print(ASK_USER))
+
+    def _fail_login(self, pending, now, out):
+        out.append(Print(ASK_PASSWORD))
+        self._refuse_held(out)
+
+    def _fail_command(self, pending, now, out):
+        if pending.command.name == "logout" and not self._stale(pending):
+            # the server ends the session itself once our heartbeats stop
+            self._logged_out(out)
+
+    def _fail_exit(self, pending, now, out):
+        self._exit(out)
+
+    def _fail_quietly(self, pending, now, out):
+        """A heartbeat that failed: the next one tries again."""
+
+    # -- sessions -------------------------------------------------------------------------------
+
+    def _heartbeat_due(self, now, out):
+        if self.stage != LOGGED_IN or self.exiting:
+            return
+        # any request with our token is a sign of life, so a heartbeat is due only after silence
+        due_at = self.last_request_at + self.settings.heartbeat_s
+        if now >= due_at:
+            self.last_request_at = now
+            self._request("heartbeat", {"type": "heartbeat", "token": self.token}, out,
+                          blocks_input=False)
+            due_at = now + self.settings.heartbeat_s
+        out.append(Arm(HEARTBEAT_KEY, due_at))
+
+    def _logged_out(self, out):
+        out.append(Print("You have logged out."))
+        self._back_to_username(out)
+
+    def _session_ended(self, out):
+        out.append(Print("Your session has ended. Please log in again."))
+        self._back_to_username(out)
+
+    def _back_to_username(self, out):
+        """Forget the session and ask for a username."""
+        if self.stage == LOGGED_IN:
+            out.append(Cancel(HEARTBEAT_KEY))
+        elif self.stage == PASSWORD:
+            out.append(AskSecret(False))
+        self.stage = USERNAME
+        self.token = None
+        self.proof = None
+        out.append(Print(ASK_USER))
+
+    def _start_exit(self, now, out):
+        """Log out, then exit on the reply, a failure, or after exit_wait_s."""
+        self.exiting = True
+        out.append(Cancel(HEARTBEAT_KEY))
+        self._request("exit", {"type": "logout", "token": self.token}, out, blocks_input=False)
+        out.append(Arm(EXIT_KEY, now + self.settings.exit_wait_s))
+
+    def _exit(self, out):
+        self.exiting = self.done = True
+        out.append(Exit(0))
+
+    # -- deliveries -----------------------------------------------------------------------------
+
+    def _check_hello(self, conn, delivery, frame, now, out):
+        if frame.get("type") == "hello" and self.proof is None and self._login_in_flight():
+            # the server may deliver stored messages before our welcome reply is handled
+            delivery.state = "held"
+            delivery.held.append(frame)
+        elif frame.get("type") == "hello" and self._proof_ok(frame.get("proof")):
+            delivery.state = "trusted"
+        else:
+            self._refuse(conn, delivery, "no hello with the right proof", out)
+
+    def _proof_ok(self, proof):
+        if not isinstance(proof, str) or not isinstance(self.proof, str):
+            return False
+        return hmac.compare_digest(proof.encode(), self.proof.encode())
+
+    def _login_in_flight(self):
+        return any(p.kind == "login" for p in self.pending.values())
+
+    def _refuse(self, conn, delivery, why, out):
+        delivery.state = "refused"
+        delivery.held.clear()
+        out.extend([Log(f"refused delivery connection {conn}: {why}"), CloseConn(conn)])
+
+    def _release_held(self, now, out):
+        """The welcome gave us the proof: judge the connections that waited for it."""
+        for conn, delivery in list(self.deliveries.items()):
+            if delivery.state != "held":
+                continue
+            frames, delivery.held, delivery.state = delivery.held, [], "new"
+            for frame in frames:
+                self._on_Incoming(Incoming(conn, frame), now, out)
+
+    def _refuse_held(self, out):
+        for conn, delivery in self.deliveries.items():
+            if delivery.state == "held":
+                self._refuse(conn, delivery, "the login it waited for failed", out)
+
+    def _delivered(self, conn, frame, now, out):
+        kind = frame.get("type")
+        if kind == "bye":
+            out.append(CloseConn(conn))
+        elif kind == "logged_out":
+            if self.stage == LOGGED_IN:
+                out.append(Print(render(frame)))
+                self._back_to_username(out)
+        elif kind in ("message", "broadcast", "presence"):
+            text = render(frame)
+            out.append(Print(text) if text is not None
+                       else Log(f"malformed {kind} delivery ignored"))
+        else:
+            out.append(Log(f"delivery of unknown type {kind!r} ignored"))
+
+
+def _code(frame):
+    """The error code of a reply, or None when it is not an error."""
+    return frame.get("code") if frame.get("type") == "error" else None
+
+
+def _error_text(frame):
+    """What to show for an error reply we have no special words for."""
+    message = frame.get("message")
+    if isinstance(message, str) and message:
+        return message
+    return f"The server refused the request ({frame.get('code', frame.get('type'))})."
+
+
+# What the user reads for each command's errors; {user} is the name the command gave.
+_ERROR_LINES = {
+    ("message", "blocked"): "Your message could not be delivered as the recipient has blocked you",
+    ("message", "unknown_user"): "User {user} does not exist.",
+    ("message", "self"): "You cannot send a message to yourself.",
+    ("block", "unknown_user"): "User {user} does not exist.",
+    ("block", "self"): "You cannot block yourself.",
+    ("block", "already_blocked"): "User {user} is already blocked.",
+    ("unblock", "unknown_user"): "User {user} does not exist.",
+    ("unblock", "self"): "You cannot unblock yourself.",
+    ("unblock", "not_blocked"): "User {user} is not blocked.",
+}
+
+
+def _command_reply_lines(command, frame):
+    """A command's reply -> the lines to show ([] for none), or None when it makes no sense."""
+    kind = frame.get("type")
+    if kind == "error":
+        line = _ERROR_LINES.get((command.name, frame.get("code")))
+        return [line.format(user=command.user) if line else _error_text(frame)]
+    if command.name == "online" and kind == "online":
+        users = [u for u in frame.get("users") or [] if isinstance(u, str)]
+        return users or ["No other users are online."]
+    if kind != "ok":
+        return None
+    if command.name == "message":
+        return [f"{command.user} is offline; your message will be delivered when they log in."
+                ] if frame.get("stored") is True else []
+    if command.name == "broadcast":
+        skipped = frame.get("skipped")
+        if isinstance(skipped, int) and skipped > 0:
+            return ["Your message could not be delivered to some recipients"]
+        return []
+    if command.name == "block":
+        return [f"User {command.user} has been blocked"]
+    if command.name == "unblock":
+        return [f"User {command.user} is unblocked"]
+    return None
+
+
+# -- glue: the core on the reactor ------------------------------------------------------------
+
+_REASON_WORDS = {"eof": "the connection closed before a reply"}
+
+
+def _decoded(line):
+    """A received frame's bytes -> dict; a bad frame becomes the error frame that names it."""
+    try:
+        return protocol.decode(line)
+    except protocol.FrameError as exc:
+        return protocol.error(exc.code, detail=str(exc))
+
+
+class _Requests(Handler):
+    """Short connections to the server, one request and its bye each; the first frame back
+    is the reply."""
+
+    def __init__(self, glue):
+        self.glue = glue
+
+    def on_frame(self, conn, line):
+        self._replied(conn, _decoded(line))
+
+    def on_oversize(self, conn):
+        self._replied(conn, protocol.error("too_long"))
+
+    def _replied(self, conn, frame):
+        if "replied" not in conn.data:
+            conn.data["replied"] = True
+            self.glue.feed(Replied(conn.data["request_id"], frame))
+
+    def on_closed(self, conn, reason):
+        conn.data["timer"].cancel()
+        if "replied" not in conn.data:
+            reason = _REASON_WORDS.get(reason, reason)
+            self.glue.feed(RequestFailed(conn.data["request_id"], reason))
+
+
+class _Deliveries(Handler):
+    """Connections the server opens to our listening port to deliver frames."""
+
+    def __init__(self, glue):
+        self.glue = glue
+
+    def on_accepted(self, conn):
+        self.glue.incoming[conn.id] = conn
+        self._wake_idle(conn)
+
+    def on_frame(self, conn, line):
+        self._wake_idle(conn)
+        self.glue.feed(Incoming(conn.id, _decoded(line)))
+
+    def on_oversize(self, conn):
+        self.glue.feed(Incoming(conn.id, protocol.error("too_long")))
+
+    def on_closed(self, conn, reason):
+        conn.data["idle"].cancel()
+        self.glue.incoming.pop(conn.id, None)
+        self.glue.feed(IncomingClosed(conn.id))
+
+    def _wake_idle(self, conn):
+        if "idle" in conn.data:
+            conn.data["idle"].cancel()
+        conn.data["idle"] = self.glue.reactor.call_later(DELIVERY_IDLE_S,
+                                                         lambda: conn.close("idle"))
+
+
+class ClientGlue:
+    """Feeds reactor events to a ChatClient and carries out its actions."""
+
+    def __init__(self, reactor, terminal, server):
+        self.reactor = reactor
+        self.terminal = terminal
+        self.server = server            # (host, port)
+        self.core = None                # set once the listening port is known
+        self.requests = _Requests(self)
+        self.deliveries = _Deliveries(self)
+        self.incoming = {}              # conn id -> accepted Connection
+        self.timers = {}                # Arm key -> reactor Timer
+        self.exit_code = None
+        self.input_done = False
+        self._events = deque()
+        self._feeding = False
+
+    def feed(self, event):
+        """Hand one event to the core and carry out its actions, in arrival order."""
+        # an action (a refused connect, say) may report back at once: queue, do not recurse
+        self._events.append(event)
+        if self._feeding:
+            return
+        self._feeding = True
+        try:
+            while self._events:
+                for action in self.core.handle(self._events.popleft(), self.reactor.clock.now()):
+                    getattr(self, "_do_" + type(action).__name__)(action)
+        finally:
+            self._feeding = False
+
+    def on_input(self, data):
+        """Raw stdin bytes -> typed lines, and the end of input on Ctrl-D."""
+        for line in self.terminal.feed(data):
+            self.feed(LineIn(line))
+        if self.terminal.ended:
+            self._input_ended()
+
+    def on_input_end(self, reason):
+        """Standard input closed: its last unterminated line still counts."""
+        for line in self.terminal.finish():
+            self.feed(LineIn(line))
+        self._input_ended()
+
+    def on_signal(self, signum):
+        self.feed(Interrupted())
+
+    def _input_ended(self):
+        if not self.input_done:
+            self.input_done = True
+            self.feed(InputEnded())
+
+    def _do_Print(self, action):
+        self.terminal.show(action.text)
+
+    def _do_AskSecret(self, action):
+        self.terminal.set_secret(action.secret)
+
+    def _do_Log(self, action):
+        self.terminal.log(action.text)
+
+    def _do_Request(self, action):
+        conn = self.reactor.connect(*self.server, self.requests)
+        conn.data["request_id"] = action.request_id
+        conn.data["timer"] = self.reactor.call_later(REQUEST_TIMEOUT_S,
+                                                     lambda: conn.abort("no reply"))
+        conn.send(protocol.encode({**action.frame, "id": action.request_id}))
+        conn.send(protocol.encode({"type": "bye"}))
+
+    def _do_SendTo(self, action):
+        if action.conn in self.incoming:
+            self.incoming[action.conn].send(protocol.encode(action.frame))
+
+    def _do_CloseConn(self, action):
+        if action.conn in self.incoming:
+            self.incoming[action.conn].close("done")
+
+    def _do_Arm(self, action):
+        self._do_Cancel(action)
+        self.timers[action.key] = self.reactor.call_at(action.at, lambda: self._expired(action.key))
+
+    def _do_Cancel(self, action):
+        timer = self.timers.pop(action.key, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _expired(self, key):
+        self.timers.pop(key, None)
+        self.feed(Expired(key))
+
+    def _do_Exit(self, action):
+        self.exit_code = action.code
+        self.reactor.stop()
+
+
+def _port(text):
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number (1-65535): {text!r}")
+    return port
+
+
+def _seconds(text):
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return seconds
+
+
+def parse_args(argv):
+    """Command-line words -> namespace (host resolved to an IPv4 address); exits 2 if bad."""
+    parser = argparse.ArgumentParser(prog="client.py", description="The chat room client.")
+    parser.add_argument("host", help="the server's name or IPv4 address")
+    parser.add_argument("port", type=_port, help="the server's port")
+    parser.add_argument("--heartbeat", type=_seconds, default=HEARTBEAT_S, metavar="S",
+                        help=f"seconds between heartbeats (default {HEARTBEAT_S:g})")
+    args = parser.parse_args(argv)
+    try:
+        # resolve once here: the reactor's connect would block the loop on every request
+        args.address = socket.gethostbyname(args.host)
+    except OSError:
+        parser.error(f"cannot resolve host {args.host!r}")
+    return args
+
+
+def run(args, stdin_fd, terminal, reactor):
+    """Run the client until it exits; returns the exit code."""
+    glue = ClientGlue(reactor, terminal, (args.address, args.port))
+    listener = reactor.listen("0.0.0.0", 0, glue.deliveries)   # deliveries may come from afar
+    glue.core = ChatClient(Settings(listener.port, heartbeat_s=args.heartbeat))
+    reactor.watch_input(stdin_fd, glue.on_input, glue.on_input_end)
+    reactor.on_signals(glue.on_signal)
+    glue.feed(Started())
+    reactor.run()
+    listener.close()
+    return glue.exit_code
+
+
+def main(argv=None):
+    """python3 client.py HOST PORT [--heartbeat S]"""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    stdin_fd = sys.stdin.fileno()
+    with Terminal(stdin_fd, sys.stdout.buffer, sys.stderr.buffer) as terminal:
+        reactor = Reactor(RealClock(), log=terminal.log)
+        return run(args, stdin_fd, terminal, reactor)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""The client's pure line helpers: parse_command, render, help_lines."""
+import pytest
+
+from client import COMMANDS, Command, CommandSpec, Usage, help_lines, parse_command, render
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("message bob hi", Command("message", user="bob", text="hi")),
+    ("message bob hello  there  ", Command("message", user="bob", text="hello  there  ")),
+    ("message   bob   spaced   out", Command("message", user="bob", text="spaced   out")),
+    ("  message bob x", Command("message", user="bob", text="x")),
+    ("message\tbob\ttab text", Command("message", user="bob", text="tab text")),
+    ("broadcast hello all ", Command("broadcast", text="hello all ")),
+    ("broadcast    lead", Command("broadcast", text="lead")),
+    ("online", Command("online")),
+    ("online   ", Command("online")),
+    ("block bob", Command("block", user="bob")),
+    ("block bob  ", Command("block", user="bob")),
+    ("unblock bob", Command("unblock", user="bob")),
+    ("logout", Command("logout")),
+    ("help", Command("help")),
+])
+def test_valid_commands_parse_with_their_text_kept_as_typed(line, expected):
+    assert parse_command(line) == expected
+
+
+@pytest.mark.parametrize("line, usage", [
+    ("message", "Usage: message <user> <text>"),
+    ("message bob", "Usage: message <user> <text>"),
+    ("message bob    ", "Usage: message <user> <text>"),
+    ("broadcast", "Usage: broadcast <text>"),
+    ("broadcast   ", "Usage: broadcast <text>"),
+    ("online now", "Usage: online"),
+    ("block", "Usage: block <user>"),
+    ("block bob carol", "Usage: block <user>"),
+    ("unblock", "Usage: unblock <user>"),
+    ("logout now", "Usage: logout"),
+    ("help me", "Usage: help"),
+])
+def test_wrong_argument_counts_give_a_one_line_usage(line, usage):
+    assert parse_command(line) == Usage(usage)
+
+
+def test_unknown_command_points_to_help():
+    assert parse_command("foo bar") == Usage(
+        "Unknown command 'foo'. Type help for the list of commands.")
+
+
+def test_command_names_are_case_sensitive():
+    assert isinstance(parse_command("Message bob hi"), Usage)
+
+
+@pytest.mark.parametrize("line", ["", "   ", "\t"])
+def test_empty_line_does_nothing(line):
+    assert parse_command(line) is None
+
+
+def test_a_new_command_is_one_table_row(monkeypatch):
+    # the P2P commands slot in without changing Command or the parser
+    monkeypatch.setitem(COMMANDS, "private", CommandSpec(("user", "text"), "talk directly"))
+    monkeypatch.setitem(COMMANDS, "Y", CommandSpec(("user",), "agree"))
+    assert parse_command("private bob psst  ") == Command("private", user="bob", text="psst  ")
+    assert parse_command("Y bob") == Command("Y", user="bob")
+    assert parse_command("Y") == Usage("Usage: Y <user>")
+
+
+def test_help_lists_every_command_with_its_format():
+    lines = help_lines()
+    text = "\n".join(lines)
+    for form in ["message <user> <text>", "broadcast <text>", "online", "block <user>",
+                 "unblock <user>", "logout", "help"]:
+        assert form in text
+    assert len(lines) == len(COMMANDS) + 1
+
+
+@pytest.mark.parametrize("frame, text", [
+    ({"type": "message", "from": "bob", "text": "hi  there ", "offline": False}, "bob: hi  there "),
+    ({"type": "message", "from": "bob", "text": "old", "offline": True}, "bob: old"),
+    ({"type": "broadcast", "from": "carol", "text": "all"}, "carol: all"),
+    ({"type": "presence", "user": "bob", "online": True}, "bob has logged in."),
+    ({"type": "presence", "user": "bob", "online": False}, "bob has logged out."),
+    ({"type": "logged_out", "reason": "elsewhere"},
+     "You have been logged out because your account logged in elsewhere."),
+])
+def test_render_deliveries(frame, text):
+    assert render(frame) == text
+
+
+@pytest.mark.parametrize("frame", [
+    {"type": "hello", "proof": "p"},
+    {"type": "bye"},
+    {"type": "mystery"},
+    {"type": "message", "from": "bob"},
+    {"type": "message", "from": 3, "text": "x"},
+    {"type": "presence", "user": "bob"},
+    {"type": "presence", "user": "bob", "online": "yes"},
+])
+def test_render_shows_nothing_for_silent_or_malformed_frames(frame):
+    assert render(frame) is None

@@ -1,0 +1,890 @@
+"""The client core, driven by events with a hand-moved `now`: no sockets, no sleeps."""
+import pytest
+
+from client import (
+    Arm, AskSecret, Cancel, ChatClient, CloseConn, Exit, Expired, Incoming, IncomingClosed,
+    InputEnded, Interrupted, LineIn, Log, Print, Replied, Request, RequestFailed, Settings, Started,
+)
+
+ASK_USER = "Please enter username:"
+ASK_PASSWORD = "Please enter password:"
+WELCOME = {"type": "welcome", "user": "alice", "token": "t1", "proof": "p1"}
+OK = {"type": "ok"}
+
+
+def err(code, **fields):
+    return {"type": "error", "code": code, "message": f"server says {code}", **fields}
+
+
+class Run:
+    """A client core, a clock moved by hand, and the requests still waiting for replies."""
+
+    def __init__(self, **settings):
+        self.client = ChatClient(Settings(listen_port=5000, **settings))
+        self.now = 0.0
+        self.open = {}          # request id -> frame, in the order they were sent
+
+    def do(self, event):
+        actions = self.client.handle(event, self.now)
+        for action in actions:
+            if isinstance(action, Request):
+                assert "id" not in action.frame   # the glue adds it
+                self.open[action.request_id] = action.frame
+        return actions
+
+    def type(self, text):
+        return self.do(LineIn(text))
+
+    def last(self, kind=None):
+        """The id of the newest open request (of frame type `kind`)."""
+        ids = [rid for rid, f in self.open.items() if kind is None or f["type"] == kind]
+        return ids[-1]
+
+    def reply(self, frame, kind=None):
+        rid = self.last(kind)
+        del self.open[rid]
+        return self.do(Replied(rid, frame))
+
+    def fail(self, reason="refused", kind=None):
+        rid = self.last(kind)
+        del self.open[rid]
+        return self.do(RequestFailed(rid, reason))
+
+    def login(self):
+        self.do(Started())
+        self.type("alice")
+        self.reply(OK)
+        self.type("pw")
+        return self.reply(WELCOME)
+
+
+def printed(actions):
+    return [a.text for a in actions if isinstance(a, Print)]
+
+
+def requests(actions):
+    return [a.frame for a in actions if isinstance(a, Request)]
+
+
+def of(actions, kind):
+    return [a for a in actions if isinstance(a, kind)]
+
+
+# -- logging in ---------------------------------------------------------------------------------
+
+def test_started_asks_for_a_username():
+    assert printed(Run().do(Started())) == [ASK_USER]
+
+
+def test_username_is_stripped_and_checked():
+    run = Run()
+    run.do(Started())
+    assert requests(run.type("  alice  ")) == [{"type": "check_user", "user": "alice"}]
+
+
+def test_empty_username_asks_again_without_a_request():
+    run = Run()
+    run.do(Started())
+    actions = run.type("   ")
+    assert printed(actions) == [ASK_USER] and requests(actions) == []
+
+
+def test_known_username_asks_for_a_hidden_password():
+    run = Run()
+    run.do(Started())
+    run.type("alice")
+    actions = run.reply(OK)
+    assert printed(actions) == [ASK_PASSWORD]
+    assert AskSecret(True) in actions
+
+
+def test_unknown_username_says_so_and_asks_again():
+    run = Run()
+    run.do(Started())
+    run.type("colu")
+    assert printed(run.reply(err("unknown_user"))) == ["Wrong username.", ASK_USER]
+
+
+def test_other_check_user_error_shows_its_message():
+    run = Run()
+    run.do(Started())
+    run.type("x" * 50)
+    assert printed(run.reply(err("bad_field"))) == ["server says bad_field", ASK_USER]
+
+
+def test_password_is_stripped_and_sent_with_the_listening_port():
+    run = Run()
+    run.do(Started())
+    run.type("alice")
+    run.reply(OK)
+    assert requests(run.type(" 116bway ")) == [
+        {"type": "login", "user": "alice", "password": "116bway", "port": 5000}]
+
+
+def test_empty_password_asks_again():
+    run = Run()
+    run.do(Started())
+    run.type("alice")
+    run.reply(OK)
+    actions = run.type("  ")
+    assert printed(actions) == [ASK_PASSWORD] and requests(actions) == []
+
+
+def test_welcome_logs_in_shows_echo_again_and_arms_the_heartbeat():
+    run = Run()
+    run.now = 5.0
+    actions = run.login()
+    assert printed(actions) == ["You have successfully logged in."]
+    assert AskSecret(False) in actions
+    assert Arm(("heartbeat",), 35.0) in actions
+    assert run.client.token == "t1" and run.client.proof == "p1"
+
+
+def test_wrong_password_asks_again_and_keeps_the_secret_prompt():
+    run = Run()
+    run.do(Started())
+    run.type("alice")
+    run.reply(OK)
+    run.type("11")
+    actions = run.reply(err("wrong_password", attempts_left=2))
+    assert printed(actions) == ["Wrong password. Please try again.", ASK_PASSWORD]
+    assert AskSecret(False) not in actions
+    assert requests(run.type("12"))[0]["password"] == "12"
+
+
+def at_password(run):
+    run.do(Started())
+    run.type("alice")
+    run.reply(OK)
+    run.type("11")
+
+
+def test_too_many_attempts_uses_the_frames_seconds_and_asks_for_a_username():
+    run = Run()
+    at_password(run)
+    actions = run.reply(err("too_many_attempts", seconds=30.0))
+    assert printed(actions) == [
+        "You have entered wrong password three times. You will be blocked for 30 seconds.",
+        ASK_USER]
+    assert AskSecret(False) in actions
+    assert requests(run.type("bob")) == [{"type": "check_user", "user": "bob"}]
+
+
+def test_too_many_attempts_with_other_numbers():
+    run = Run()
+    at_password(run)
+    actions = run.reply(err("too_many_attempts", seconds=2.5, attempts=5))
+    assert printed(actions)[0] == (
+        "You have entered wrong password five times. You will be blocked for 2.5 seconds.")
+
+
+def test_too_many_attempts_without_seconds_falls_back_to_30():
+    run = Run()
+    at_password(run)
+    actions = run.reply(err("too_many_attempts", attempts=12))
+    assert printed(actions)[0] == (
+        "You have entered wrong password 12 times. You will be blocked for 30 seconds.")
+
+
+def test_locked_name_says_so_and_asks_for_a_username():
+    run = Run()
+    at_password(run)
+    actions = run.reply(err("locked"))
+    assert printed(actions) == ["You are still blocked, please try again later", ASK_USER]
+    assert AskSecret(False) in actions
+
+
+def test_login_unknown_user_goes_back_to_username():
+    run = Run()
+    at_password(run)
+    assert printed(run.reply(err("unknown_user"))) == ["Wrong username.", ASK_USER]
+
+
+def test_other_login_error_shows_its_message_and_asks_for_the_password():
+    run = Run()
+    at_password(run)
+    assert printed(run.reply(err("bad_field"))) == ["server says bad_field", ASK_PASSWORD]
+
+
+def test_error_without_message_still_says_something():
+    run = Run()
+    at_password(run)
+    lines = printed(run.reply({"type": "error", "code": "weird"}))
+    assert "weird" in lines[0]
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+def logged_in(**settings):
+    run = Run(**settings)
+    run.login()
+    return run
+
+
+def test_message_request_carries_the_token():
+    run = logged_in()
+    assert requests(run.type("message bob hi  there ")) == [
+        {"type": "message", "token": "t1", "to": "bob", "text": "hi  there "}]
+
+
+@pytest.mark.parametrize("command, reply, lines", [
+    ("message bob hi", {"type": "ok", "stored": False}, []),
+    ("message bob hi", {"type": "ok", "stored": True},
+     ["bob is offline; your message will be delivered when they log in."]),
+    ("message bob hi", err("blocked"),
+     ["Your message could not be delivered as the recipient has blocked you"]),
+    ("message bob hi", err("unknown_user"), ["User bob does not exist."]),
+    ("message alice hi", err("self"), ["You cannot send a message to yourself."]),
+    ("broadcast hi", {"type": "ok", "skipped": 0}, []),
+    ("broadcast hi", {"type": "ok", "skipped": 2},
+     ["Your message could not be delivered to some recipients"]),
+    ("online", {"type": "online", "users": ["bob", "carol"]}, ["bob", "carol"]),
+    ("online", {"type": "online", "users": []}, ["No other users are online."]),
+    ("block bob", OK, ["User bob has been blocked"]),
+    ("block bob", err("unknown_user"), ["User bob does not exist."]),
+    ("block alice", err("self"), ["You cannot block yourself."]),
+    ("block bob", err("already_blocked"), ["User bob is already blocked."]),
+    ("unblock bob", OK, ["User bob is unblocked"]),
+    ("unblock bob", err("unknown_user"), ["User bob does not exist."]),
+    ("unblock alice", err("self"), ["You cannot unblock yourself."]),
+    ("unblock bob", err("not_blocked"), ["User bob is not blocked."]),
+    ("broadcast hi", err("bad_field"), ["server says bad_field"]),
+])
+def test_command_replies_are_shown(command, reply, lines):
+    run = logged_in()
+    run.type(command)
+    assert printed(run.reply(reply)) == lines
+
+
+def test_block_and_unblock_send_the_user():
+    run = logged_in()
+    assert requests(run.type("block bob")) == [{"type": "block", "token": "t1", "user": "bob"}]
+    run.reply(OK)
+    assert requests(run.type("unblock bob")) == [{"type": "unblock", "token": "t1", "user": "bob"}]
+
+
+def test_unexpected_reply_is_logged_not_shown():
+    run = logged_in()
+    run.type("online")
+    actions = run.reply({"type": "ok"})
+    assert printed(actions) == [] and of(actions, Log)
+
+
+def test_usage_and_help_are_local():
+    run = logged_in()
+    actions = run.type("message bob")
+    assert printed(actions) == ["Usage: message <user> <text>"] and requests(actions) == []
+    actions = run.type("help")
+    assert "message <user> <text>" in "\n".join(printed(actions)) and requests(actions) == []
+    assert run.type("") == []
+
+
+def test_logout_logs_out_and_asks_for_a_username():
+    run = logged_in()
+    actions = run.type("logout")
+    assert requests(actions) == [{"type": "logout", "token": "t1"}]
+    assert Cancel(("heartbeat",)) in actions
+    assert printed(run.reply(OK)) == ["You have logged out.", ASK_USER]
+    assert requests(run.type("bob")) == [{"type": "check_user", "user": "bob"}]
+
+
+def test_logout_that_cannot_reach_the_server_still_logs_out_locally():
+    run = logged_in()
+    run.type("logout")
+    assert printed(run.fail("refused")) == [
+        "Cannot reach the server (refused).", "You have logged out.", ASK_USER]
+
+
+def test_no_session_on_any_reply_asks_to_log_in_again():
+    run = logged_in()
+    run.type("online")
+    actions = run.reply(err("no_session"))
+    assert printed(actions) == ["Your session has ended. Please log in again.", ASK_USER]
+    assert Cancel(("heartbeat",)) in actions
+    assert requests(run.type("alice")) == [{"type": "check_user", "user": "alice"}]
+
+
+def test_lines_wait_for_the_reply_before_them_and_run_in_order():
+    run = Run()
+    run.do(Started())
+    assert requests(run.type("alice")) != []
+    assert run.type("pw") == []                       # queued behind check_user
+    assert run.type("message bob hi") == []
+    assert requests(run.reply(OK))[0]["password"] == "pw"
+    actions = run.reply(WELCOME)
+    assert requests(actions) == [{"type": "message", "token": "t1", "to": "bob", "text": "hi"}]
+
+
+def test_a_failed_command_says_so_and_the_next_line_runs():
+    run = logged_in()
+    run.type("online")
+    run.type("block bob")
+    actions = run.fail("timed out")
+    assert printed(actions) == ["Cannot reach the server (timed out)."]
+    assert requests(actions) == [{"type": "block", "token": "t1", "user": "bob"}]
+
+
+def test_failed_check_user_asks_again():
+    run = Run()
+    run.do(Started())
+    run.type("alice")
+    assert printed(run.fail()) == ["Cannot reach the server (refused).", ASK_USER]
+
+
+def test_failed_login_asks_for_the_password_again():
+    run = Run()
+    at_password(run)
+    assert printed(run.fail()) == ["Cannot reach the server (refused).", ASK_PASSWORD]
+
+
+def test_reply_to_an_unknown_request_is_logged():
+    run = logged_in()
+    actions = run.do(Replied(999, OK))
+    assert printed(actions) == [] and of(actions, Log)
+    assert of(run.do(RequestFailed(998, "eof")), Log)
+
+
+# -- heartbeat ----------------------------------------------------------------------------------
+
+def test_heartbeat_every_period_while_logged_in():
+    run = logged_in(heartbeat_s=30.0)
+    run.now = 30.0
+    actions = run.do(Expired(("heartbeat",)))
+    assert requests(actions) == [{"type": "heartbeat", "token": "t1"}]
+    assert Arm(("heartbeat",), 60.0) in actions
+    assert printed(run.reply(OK)) == []
+
+
+def test_heartbeat_does_not_block_typed_lines():
+    run = logged_in()
+    run.now = 30.0
+    run.do(Expired(("heartbeat",)))
+    assert requests(run.type("online")) == [{"type": "online", "token": "t1"}]
+
+
+def test_a_recent_request_postpones_the_heartbeat():
+    # any request with the token is a sign of life, so no heartbeat is needed right after one
+    run = logged_in()
+    run.now = 20.0
+    run.type("online")
+    run.reply({"type": "online", "users": []})
+    run.now = 30.0
+    actions = run.do(Expired(("heartbeat",)))
+    assert requests(actions) == [] and Arm(("heartbeat",), 50.0) in actions
+
+
+def test_heartbeat_outage_is_reported_once_until_the_server_answers():
+    run = logged_in()
+    reports = []
+    for beat in range(1, 4):
+        run.now = 30.0 * beat
+        run.do(Expired(("heartbeat",)))
+        reports += printed(run.fail("refused"))
+    assert reports == ["Cannot reach the server (refused)."]
+    run.now = 120.0
+    run.do(Expired(("heartbeat",)))
+    run.reply(OK)                                    # the outage is over
+    run.now = 150.0
+    run.do(Expired(("heartbeat",)))
+    assert printed(run.fail("reset")) == ["Cannot reach the server (reset)."]
+
+
+def test_heartbeat_no_session_ends_the_session():
+    run = logged_in()
+    run.now = 30.0
+    run.do(Expired(("heartbeat",)))
+    assert printed(run.reply(err("no_session"))) == [
+        "Your session has ended. Please log in again.", ASK_USER]
+
+
+def test_late_heartbeat_reply_after_logout_is_ignored():
+    run = logged_in()
+    run.now = 30.0
+    run.do(Expired(("heartbeat",)))
+    run.type("logout")
+    run.reply(OK, kind="logout")
+    assert printed(run.reply(err("no_session"), kind="heartbeat")) == []
+
+
+def test_no_heartbeat_once_logged_out():
+    run = logged_in()
+    run.type("logout")
+    run.reply(OK)
+    run.now = 30.0
+    assert run.do(Expired(("heartbeat",))) == []
+
+
+# -- deliveries ---------------------------------------------------------------------------------
+
+def test_deliveries_after_a_good_hello_are_shown():
+    run = logged_in()
+    assert run.do(Incoming(7, {"type": "hello", "proof": "p1"})) == []
+    assert printed(run.do(Incoming(7, {"type": "message", "from": "bob", "text": "hi"}))) == [
+        "bob: hi"]
+    assert printed(run.do(Incoming(7, {"type": "broadcast", "from": "carol", "text": "yo"}))) == [
+        "carol: yo"]
+    assert printed(run.do(Incoming(7, {"type": "presence", "user": "bob", "online": False}))) == [
+        "bob has logged out."]
+    assert run.do(Incoming(7, {"type": "bye"})) == [CloseConn(7)]
+
+
+@pytest.mark.parametrize("first", [
+    {"type": "hello", "proof": "wrong"},
+    {"type": "hello"},
+    {"type": "message", "from": "mallory", "text": "trust me"},
+])
+def test_a_connection_without_the_right_hello_is_refused_and_then_ignored(first):
+    run = logged_in()
+    actions = run.do(Incoming(7, first))
+    assert CloseConn(7) in actions and of(actions, Log) and printed(actions) == []
+    assert run.do(Incoming(7, {"type": "message", "from": "mallory", "text": "x"})) == []
+
+
+def test_hello_when_not_logged_in_is_refused():
+    run = Run()
+    run.do(Started())
+    assert CloseConn(3) in run.do(Incoming(3, {"type": "hello", "proof": "p1"}))
+
+
+def test_closed_connection_is_forgotten():
+    run = logged_in()
+    run.do(Incoming(7, {"type": "hello", "proof": "wrong"}))
+    run.do(IncomingClosed(7))
+    # the reactor may reuse nothing, but a new conn with the same id starts unproven
+    assert run.do(Incoming(7, {"type": "hello", "proof": "p1"})) == []
+
+
+def test_unknown_and_malformed_deliveries_are_logged():
+    run = logged_in()
+    run.do(Incoming(7, {"type": "hello", "proof": "p1"}))
+    actions = run.do(Incoming(7, {"type": "gossip"}))
+    assert printed(actions) == [] and of(actions, Log)
+    actions = run.do(Incoming(7, {"type": "message", "from": "bob"}))
+    assert printed(actions) == [] and of(actions, Log)
+
+
+def test_logged_out_elsewhere_asks_for_a_username():
+    run = logged_in()
+    run.do(Incoming(7, {"type": "hello", "proof": "p1"}))
+    actions = run.do(Incoming(7, {"type": "logged_out", "reason": "elsewhere"}))
+    assert printed(actions) == [
+        "You have been logged out because your account logged in elsewhere.", ASK_USER]
+    assert Cancel(("heartbeat",)) in actions
+    assert requests(run.type("alice")) == [{"type": "check_user", "user": "alice"}]
+    assert run.do(Incoming(7, {"type": "logged_out", "reason": "elsewhere"})) == []
+
+
+def test_reply_for_an_ended_session_is_dropped_but_frees_input():
+    run = logged_in()
+    run.do(Incoming(7, {"type": "hello", "proof": "p1"}))
+    run.type("online")
+    run.type("  alice ")                              # queued; by then a username
+    run.do(Incoming(7, {"type": "logged_out", "reason": "elsewhere"}))
+    actions = run.reply(err("no_session"), kind="online")
+    assert printed(actions) == []
+    assert requests(actions) == [{"type": "check_user", "user": "alice"}]
+
+
+def test_deliveries_arriving_before_the_welcome_wait_for_its_proof():
+    # stored messages may come in before the login reply is handled
+    run = Run()
+    at_password(run)
+    assert run.do(Incoming(4, {"type": "hello", "proof": "p1"})) == []
+    assert run.do(Incoming(4, {"type": "message", "from": "bob", "text": "old"})) == []
+    actions = run.reply(WELCOME)
+    assert printed(actions) == ["You have successfully logged in.", "bob: old"]
+
+
+def test_held_deliveries_with_the_wrong_proof_are_refused_at_welcome():
+    run = Run()
+    at_password(run)
+    run.do(Incoming(4, {"type": "hello", "proof": "forged"}))
+    run.do(Incoming(4, {"type": "message", "from": "bob", "text": "x"}))
+    actions = run.reply(WELCOME)
+    assert CloseConn(4) in actions and "bob: x" not in printed(actions)
+
+
+@pytest.mark.parametrize("outcome", ["wrong", "fail"])
+def test_held_deliveries_are_refused_when_the_login_fails(outcome):
+    run = Run()
+    at_password(run)
+    run.do(Incoming(4, {"type": "hello", "proof": "p1"}))
+    actions = run.reply(err("wrong_password")) if outcome == "wrong" else run.fail()
+    assert CloseConn(4) in actions
+
+
+def test_held_deliveries_are_refused_when_the_login_is_locked():
+    run = Run()
+    at_password(run)
+    run.do(Incoming(4, {"type": "hello", "proof": "p1"}))
+    assert CloseConn(4) in run.reply(err("locked"))
+
+
+# -- leaving ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("event", [Interrupted(), InputEnded()])
+def test_leaving_when_not_logged_in_exits_at_once(event):
+    run = Run()
+    run.do(Started())
+    assert run.do(event) == [Exit(0)]
+
+
+def test_interrupt_at_the_password_prompt_exits_at_once():
+    run = Run()
+    at_password(run)
+    assert Exit(0) in run.do(Interrupted())
+
+
+@pytest.mark.parametrize("event", [Interrupted(), InputEnded()])
+def test_leaving_when_logged_in_logs_out_then_exits_on_the_reply(event):
+    run = logged_in(exit_wait_s=2.0)
+    run.now = 10.0
+    actions = run.do(event)
+    assert requests(actions) == [{"type": "logout", "token": "t1"}]
+    assert Arm(("exit",), 12.0) in actions and Cancel(("heartbeat",)) in actions
+    assert Exit(0) not in actions
+    assert run.reply(OK) == [Exit(0)]
+
+
+def test_leaving_exits_when_the_logout_fails():
+    run = logged_in()
+    run.do(Interrupted())
+    assert Exit(0) in run.fail("refused")
+
+
+def test_leaving_exits_after_the_wait_without_a_reply():
+    run = logged_in()
+    run.do(Interrupted())
+    run.now = 2.0
+    assert Exit(0) in run.do(Expired(("exit",)))
+    assert run.reply(OK) == []                       # nothing after Exit
+
+
+def test_a_second_interrupt_exits_at_once():
+    run = logged_in()
+    run.do(Interrupted())
+    assert run.do(Interrupted()) == [Exit(0)]
+
+
+def test_input_end_waits_for_queued_lines():
+    run = Run()
+    run.do(Started())
+    for line in ["alice", "pw", "message bob hi"]:
+        run.type(line)
+    assert run.do(InputEnded()) == []
+    run.reply(OK)
+    run.reply(WELCOME)
+    actions = run.reply({"type": "ok", "stored": False}, kind="message")
+    assert requests(actions) == [{"type": "logout", "token": "t1"}]
+    assert run.reply(OK) == [Exit(0)]
+
+
+def test_input_end_after_a_logout_line_exits_without_another_logout():
+    run = logged_in()
+    run.type("logout")
+    run.do(InputEnded())
+    actions = run.reply(OK)
+    assert printed(actions) == ["You have logged out.", ASK_USER]
+    assert actions[-1] == Exit(0) and requests(actions) == []
+
+
+def test_interrupt_drops_queued_lines():
+    run = logged_in()
+    run.type("online")
+    run.type("broadcast never sent")
+    run.do(Interrupted())
+    actions = run.reply({"type": "online", "users": []}, kind="online")
+    assert requests(actions) == []
+    assert run.reply(OK, kind="logout") == [Exit(0)]
+
+
+def test_heartbeat_stops_while_exiting():
+    run = logged_in()
+    run.do(Interrupted())
+    run.now = 30.0
+    assert run.do(Expired(("heartbeat",))) == []
+
+
+def test_a_stray_exit_timer_does_nothing():
+    run = logged_in()
+    assert run.do(Expired(("exit",))) == []
+
+
+def test_a_reply_of_the_wrong_type_is_logged():
+    run = logged_in()
+    run.type("message bob hi")
+    actions = run.reply({"type": "welcome"})
+    assert printed(actions) == [] and of(actions, Log)
+
+
+def test_welcome_judges_only_the_connections_that_waited_for_it():
+    run = logged_in()
+    run.do(Incoming(7, {"type": "hello", "proof": "p1"}))      # trusted, from the first session
+    run.type("logout")
+    run.reply(OK)
+    run.type("alice")
+    run.reply(OK)
+    run.type("pw")
+    run.do(Incoming(8, {"type": "hello", "proof": "p2"}))
+    run.do(Incoming(8, {"type": "message", "from": "bob", "text": "stored"}))
+    actions = run.reply({**WELCOME, "token": "t2", "proof": "p2"})
+    assert printed(actions) == ["You have successfully logged in.", "bob: stored"]
+    assert CloseConn(7) not in actions
+
+
+# -- the glue, on a real reactor with a fake server on 127.0.0.1 ---------------------------------
+
+import io                                                          # noqa: E402
+import os                                                          # noqa: E402
+import signal                                                      # noqa: E402
+
+import protocol                                                    # noqa: E402
+from client import parse_args, run as run_client                   # noqa: E402
+from reactor import Handler, RealClock, Reactor                    # noqa: E402
+from terminal import Terminal                                      # noqa: E402
+
+WATCHDOG_S = 10.0       # a broken test fails after this long instead of hanging
+
+
+class FakeServer(Handler):
+    """Answers requests like the real server would, and delivers one stored message at login."""
+
+    def __init__(self, reactor, answers):
+        self.reactor = reactor
+        self.answers = answers          # request type -> reply frame (None: hang up instead)
+        self.seen = []
+
+    def on_frame(self, conn, line):
+        frame = protocol.decode(line)
+        self.seen.append(frame)
+        if frame["type"] == "bye":
+            conn.close("done")          # the accepting side closes first
+            return
+        reply = self.answers.get(frame["type"], {"type": "ok"})
+        if reply is None:
+            conn.close("hang up")
+            return
+        conn.send(protocol.encode({**reply, "id": frame["id"]}))
+        if frame["type"] == "login":
+            self.deliver(frame["port"], [{"type": "hello", "proof": "p1"},
+                                         {"type": "message", "from": "bob", "text": "stored \x1b!",
+                                          "offline": True},
+                                         {"type": "bye"}])
+
+    def deliver(self, port, frames):
+        conn = self.reactor.connect("127.0.0.1", port, Handler())
+        for frame in frames:
+            conn.send(protocol.encode(frame))
+
+
+@pytest.fixture
+def loop():
+    """A reactor on real time, with signal handlers put back afterwards."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    reactor = Reactor(RealClock())
+    reactor.call_later(WATCHDOG_S, reactor.stop)
+    yield reactor
+    signal.set_wakeup_fd(-1)
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+def run_with_input(loop, answers, script, server_port=None):
+    server = FakeServer(loop, answers)
+    listener = loop.listen("127.0.0.1", 0, server)
+    port = server_port or listener.port
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, script.encode())
+    os.close(write_fd)
+    out, err = io.BytesIO(), io.BytesIO()
+    terminal = Terminal(read_fd, out, err, interactive=False)
+    try:
+        code = run_client(parse_args(["127.0.0.1", str(port)]), read_fd, terminal, loop)
+    finally:
+        os.close(read_fd)
+        listener.close()
+    return code, out.getvalue().decode(), err.getvalue().decode(), server
+
+
+def test_glue_runs_a_piped_session_against_a_server(loop):
+    answers = {"login": WELCOME, "online": {"type": "online", "users": ["bob"]}}
+    code, out, err, server = run_with_input(loop, answers, "alice\npw\nonline\nmessage bob hi")
+    assert code == 0
+    assert out.startswith("Please enter username:\nPlease enter password:\n"
+                          "You have successfully logged in.\n")
+    assert "bob\n" in out
+    assert "bob: stored \\x1b!\n" in out          # the delivery came through the listener
+    requests_sent = [f["type"] for f in server.seen if f["type"] != "bye"]
+    assert requests_sent == ["check_user", "login", "online", "message", "logout"]
+    assert [f["type"] for f in server.seen].count("bye") == 5    # one per short connection
+    message = next(f for f in server.seen if f["type"] == "message")
+    assert message == {"type": "message", "token": "t1", "to": "bob", "text": "hi",
+                       "id": message["id"]}
+
+
+def test_glue_reports_a_server_that_is_not_there(loop):
+    unused = Reactor(RealClock()).listen("127.0.0.1", 0, Handler())
+    port = unused.port
+    unused.close()                                   # nobody listens there now
+    code, out, err, _ = run_with_input(loop, {}, "alice\n", server_port=port)
+    assert code == 0
+    assert "Cannot reach the server (refused)." in out
+
+
+def test_glue_reports_a_server_that_hangs_up(loop):
+    code, out, _, _ = run_with_input(loop, {"check_user": None}, "alice\n")
+    assert "Cannot reach the server (the connection closed before a reply)." in out
+
+
+def test_bad_arguments_exit_2(capsys):
+    for argv in (["127.0.0.1", "99999"], ["127.0.0.1"], ["127.0.0.1", "x"],
+                 ["127.0.0.1", "4119", "--heartbeat", "0"], ["no.such.host.invalid", "4119"]):
+        with pytest.raises(SystemExit) as exc:
+            parse_args(argv)
+        assert exc.value.code == 2
+    assert "usage" in capsys.readouterr().err.lower()
+
+
+def test_good_arguments():
+    args = parse_args(["localhost", "4119", "--heartbeat", "0.5"])
+    assert (args.address, args.port, args.heartbeat) == ("127.0.0.1", 4119, 0.5)
+
+
+def test_glue_answers_a_reply_too_long_with_its_error(loop):
+    answers = {"check_user": {"type": "ok", "pad": "x" * 70_000}}
+    _, out, _, _ = run_with_input(loop, answers, "alice\n")
+    assert protocol.ERRORS["too_long"] in out
+
+
+# -- the glue's plumbing, with a stand-in core and a virtual clock -------------------------------
+
+import socket                                                      # noqa: E402
+import subprocess                                                  # noqa: E402
+import sys                                                         # noqa: E402
+import time                                                        # noqa: E402
+
+from client import ClientGlue, SendTo                              # noqa: E402
+from reactor import VirtualClock                                   # noqa: E402
+
+
+class StandIn:
+    """A core that records (event, now) and answers with `script(event)`."""
+
+    def __init__(self, script=lambda event: []):
+        self.seen = []
+        self.script = script
+
+    def handle(self, event, now):
+        self.seen.append((event, now))
+        return self.script(event)
+
+    def events(self, kind):
+        return [e for e, _ in self.seen if isinstance(e, kind)]
+
+
+def glue_with(core):
+    clock = VirtualClock()
+    reactor = Reactor(clock)
+    out = io.BytesIO()
+    glue = ClientGlue(reactor, Terminal(0, out, io.BytesIO(), interactive=False),
+                      ("127.0.0.1", 9))
+    glue.core = core
+    return glue, clock, out
+
+
+def pump(reactor, done):
+    """Run passes until done() (bounded, so a broken test fails instead of hanging)."""
+    give_up_at = time.monotonic() + WATCHDOG_S
+    while not done():
+        assert time.monotonic() < give_up_at, "timed out"
+        reactor.run_once(timeout_s=0.05)
+
+
+def test_glue_timers_deliver_expired_and_same_key_replaces():
+    def script(event):
+        if isinstance(event, Started):
+            return [Arm(("a",), 5.0), Arm(("b",), 6.0), Cancel(("b",)), Arm(("a",), 7.0),
+                    Cancel(("never armed",))]
+        return []
+    core = StandIn(script)
+    glue, clock, _ = glue_with(core)
+    glue.feed(Started())
+    clock.advance(10.0)
+    assert [(e, now) for e, now in core.seen if isinstance(e, Expired)] == [(Expired(("a",)), 7.0)]
+
+
+def test_glue_prints_logs_asks_secret_and_exits():
+    core = StandIn(lambda e: [Print("hi \x1b"), AskSecret(True), Log("diag"), Exit(3)]
+                   if isinstance(e, Started) else [])
+    glue, _, out = glue_with(core)
+    glue.feed(Started())
+    assert out.getvalue() == b"hi \\x1b\n"
+    assert glue.terminal.secret and glue.terminal.err.getvalue() == b"diag\n"
+    assert glue.exit_code == 3
+
+
+def test_glue_maps_signals_and_the_end_of_input():
+    core = StandIn()
+    glue, _, _ = glue_with(core)
+    glue.on_signal(signal.SIGTERM)
+    glue.on_input(b"one\ntw")
+    glue.on_input_end("eof")
+    glue.on_input_end("eof")                      # InputEnded only once
+    assert [e for e, _ in core.seen] == [Interrupted(), LineIn("one"), LineIn("tw"), InputEnded()]
+
+
+def test_glue_ctrl_d_on_a_terminal_ends_input():
+    core = StandIn()
+    glue, _, _ = glue_with(core)
+    glue.terminal = Terminal(0, io.BytesIO(), interactive=True)
+    glue.on_input(b"x\r\x04")
+    assert [e for e, _ in core.seen] == [LineIn("x"), InputEnded()]
+
+
+def test_glue_deliveries_decode_answer_close_and_time_out_idle_peers():
+    def script(event):
+        if isinstance(event, Incoming) and event.frame.get("type") == "bye":
+            return [SendTo(event.conn, {"type": "ok"}), CloseConn(event.conn)]
+        return []
+    core = StandIn(script)
+    glue, clock, _ = glue_with(core)
+    listener = glue.reactor.listen("127.0.0.1", 0, glue.deliveries)
+    talker = socket.create_connection(("127.0.0.1", listener.port))
+    silent = socket.create_connection(("127.0.0.1", listener.port))
+    try:
+        talker.sendall(b'{"type":"hello","proof":"x"}\nnot json\n' + b"x" * 70_000 + b"\n"
+                       + b'{"type":"bye"}\n')
+        pump(glue.reactor, lambda: len(core.events(Incoming)) == 4)
+        frames = [e.frame for e in core.events(Incoming)]
+        assert frames[0] == {"type": "hello", "proof": "x"}
+        assert (frames[1]["code"], frames[2]["code"]) == ("bad_json", "too_long")
+        talker.settimeout(WATCHDOG_S)
+        received = b""
+        while chunk := talker.recv(100):                   # until the client closes
+            received += chunk
+        assert received == b'{"type":"ok"}\n'              # then the client closed
+        pump(glue.reactor, lambda: len(core.events(IncomingClosed)) == 1)
+        clock.advance(60.0)                                 # the silent one is idle too long
+        pump(glue.reactor, lambda: len(core.events(IncomingClosed)) == 2)
+        assert glue.incoming == {}
+        glue._do_SendTo(SendTo(999, {"type": "ok"}))        # gone: nothing happens
+        glue._do_CloseConn(CloseConn(999))
+    finally:
+        talker.close()
+        silent.close()
+        listener.close()
+
+
+def test_main_runs_from_the_command_line(tmp_path):
+    unused = Reactor(RealClock()).listen("127.0.0.1", 0, Handler())
+    port = unused.port
+    unused.close()
+    script = tmp_path / "input.txt"
+    script.write_text("alice\n")
+    with open(script, "rb") as stdin:
+        done = subprocess.run([sys.executable, "client.py", "127.0.0.1", str(port)], stdin=stdin,
+                              capture_output=True, timeout=WATCHDOG_S,
+                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert done.returncode == 0
+    assert done.stdout.decode() == ("Please enter username:\n"
+                                    "Cannot reach the server (refused).\nPlease enter username:\n")

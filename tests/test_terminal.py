@@ -1,0 +1,274 @@
+"""The terminal front end: line editor, redraw, escaping; a pty only for the mode switch."""
+import io
+import os
+import pty
+import termios
+
+import pytest
+
+from terminal import Terminal, visible
+
+
+def tty_terminal():
+    out = io.BytesIO()
+    return Terminal(0, out, err=io.BytesIO(), interactive=True), out
+
+
+def pipe_terminal():
+    out = io.BytesIO()
+    return Terminal(0, out, err=io.BytesIO(), interactive=False), out
+
+
+# -- the line editor ----------------------------------------------------------------------------
+
+def test_typed_characters_are_echoed_and_enter_ends_the_line():
+    term, out = tty_terminal()
+    assert term.feed(b"hi") == []
+    assert out.getvalue() == b"hi"
+    assert term.feed(b" there\r") == ["hi there"]
+    assert out.getvalue() == b"hi there\n"
+
+
+def test_cr_lf_is_one_enter_and_lf_alone_works():
+    term, _ = tty_terminal()
+    assert term.feed(b"a\r\nb\n\n") == ["a", "b", ""]
+
+
+def test_several_lines_in_one_chunk():
+    term, _ = tty_terminal()
+    assert term.feed(b"one\rtwo\rthr") == ["one", "two"]
+    assert term.feed(b"ee\r") == ["three"]
+
+
+def test_backspace_and_del_erase_one_character_and_redraw():
+    term, out = tty_terminal()
+    term.feed(b"abc\x7f")
+    assert out.getvalue().endswith(b"\r\x1b[Kab")
+    term.feed(b"\x08")
+    assert term.feed(b"\r") == ["a"]
+
+
+def test_backspace_on_an_empty_line_does_nothing():
+    term, out = tty_terminal()
+    term.feed(b"\x7f\x7f")
+    assert out.getvalue() == b""
+    assert term.feed(b"x\r") == ["x"]
+
+
+def test_backspace_removes_a_whole_multibyte_character():
+    term, _ = tty_terminal()
+    assert term.feed("né\x7f\r".encode()) == ["n"]
+
+
+def test_ctrl_u_erases_the_line():
+    term, out = tty_terminal()
+    term.feed(b"secret typo\x15")
+    assert out.getvalue().endswith(b"\r\x1b[K")
+    assert term.feed(b"ok\r") == ["ok"]
+
+
+def test_ctrl_w_erases_the_last_word():
+    term, _ = tty_terminal()
+    assert term.feed(b"message bob oops  \x17hi\r") == ["message bob hi"]
+
+
+def test_utf8_split_across_chunks():
+    term, out = tty_terminal()
+    data = "héllo €".encode()
+    lines = []
+    for i in range(len(data)):
+        lines += term.feed(data[i:i + 1])
+    lines += term.feed(b"\r")
+    assert lines == ["héllo €"]
+    assert out.getvalue() == "héllo €\n".encode()
+
+
+def test_invalid_utf8_is_replaced():
+    term, _ = tty_terminal()
+    assert term.feed(b"a\xffb\r") == ["a\ufffdb"]
+
+
+def test_ctrl_d_on_an_empty_line_ends_input():
+    term, _ = tty_terminal()
+    assert term.feed(b"last\r\x04ignored\r") == ["last"]
+    assert term.ended
+    assert term.feed(b"more\r") == []
+
+
+def test_ctrl_d_in_the_middle_of_a_line_is_ignored():
+    term, _ = tty_terminal()
+    assert term.feed(b"ab\x04c\r") == ["abc"]
+    assert not term.ended
+
+
+@pytest.mark.parametrize("keys", [b"\x1b[A", b"\x1b[1;5C", b"\x1bOP", b"\x1bx"])
+def test_escape_sequences_from_keys_are_ignored(keys):
+    term, out = tty_terminal()
+    assert term.feed(b"a" + keys + b"b\r") == ["ab"]
+    assert b"\x1b" not in out.getvalue()
+
+
+def test_other_control_characters_are_not_inserted():
+    term, _ = tty_terminal()
+    assert term.feed(b"a\x01\x07b\tc\r") == ["ab c"]
+
+
+def test_secret_input_is_not_echoed_but_still_read():
+    term, out = tty_terminal()
+    term.set_secret(True)
+    assert term.feed(b"116bway\x7fy\r") == ["116bway"]
+    assert out.getvalue() == b"\n"
+    term.set_secret(False)
+    term.feed(b"seen")
+    assert out.getvalue() == b"\nseen"
+
+
+# -- output while typing ------------------------------------------------------------------------
+
+def test_show_clears_the_input_line_prints_and_redraws_it():
+    term, out = tty_terminal()
+    term.feed(b"message bo")
+    out.truncate(0)
+    out.seek(0)
+    term.show("bob: hi")
+    assert out.getvalue() == b"\r\x1b[Kbob: hi\nmessage bo"
+    assert term.feed(b"b x\r") == ["message bob x"]
+
+
+def test_show_does_not_redraw_a_secret():
+    term, out = tty_terminal()
+    term.set_secret(True)
+    term.feed(b"pass")
+    term.show("bob has logged in.")
+    assert b"pass" not in out.getvalue()
+
+
+def test_shown_text_cannot_drive_the_terminal():
+    term, out = tty_terminal()
+    term.show("mallory: \x1b[2J\x1b]0;owned\x07\rfake\u202e\x9b")
+    shown = out.getvalue()[len(b"\r\x1b[K"):]
+    assert b"\x1b" not in shown and b"\r" not in shown and b"\x07" not in shown
+    assert "\\x1b[2J".encode() in shown and "\\u202e".encode() in shown
+    assert "\\x9b".encode() in shown
+
+
+def test_visible_keeps_ordinary_text_and_turns_tabs_into_spaces():
+    assert visible("héllo, wörld! 😀") == "héllo, wörld! 😀"
+    assert visible("a\tb\nc") == "a b\\x0ac"
+
+
+def test_log_goes_to_stderr_and_keeps_the_input_line():
+    term, out = tty_terminal()
+    term.feed(b"typing")
+    term.log("refused delivery \x1b[31m")
+    assert term.err.getvalue() == b"refused delivery \\x1b[31m\n"
+    assert out.getvalue().endswith(b"\r\x1b[Ktyping")
+
+
+def test_log_without_a_stream_is_dropped():
+    term = Terminal(0, io.BytesIO(), interactive=False)
+    term.log("nothing")
+    assert term.out.getvalue() == b""
+
+
+# -- pipes and files ----------------------------------------------------------------------------
+
+def test_pipe_lines_split_on_newline_with_one_cr_stripped():
+    term, out = pipe_terminal()
+    assert term.feed(b"alice\r\npw\r\r\nmessage bob  a b \npart") == [
+        "alice", "pw\r", "message bob  a b "]
+    assert term.feed(b"ial\n") == ["partial"]
+    assert out.getvalue() == b""          # nothing is echoed
+
+
+def test_pipe_utf8_across_chunks_and_invalid_bytes():
+    term, _ = pipe_terminal()
+    data = "é\n".encode()
+    assert term.feed(data[:1]) == []
+    assert term.feed(data[1:] + b"\xff\n") == ["é", "\ufffd"]
+
+
+def test_pipe_last_line_without_newline_is_kept_at_the_end():
+    term, _ = pipe_terminal()
+    term.feed(b"online\nlogout")
+    assert term.finish() == ["logout"]
+    assert term.finish() == []
+
+
+def test_pipe_show_writes_the_line_and_log_goes_to_stderr():
+    term, out = pipe_terminal()
+    term.show("bob: \x1bhi")
+    term.log("note")
+    assert out.getvalue() == b"bob: \\x1bhi\n"
+    assert term.err.getvalue() == b"note\n"
+
+
+def test_tty_finish_returns_nothing():
+    term, _ = tty_terminal()
+    term.feed(b"half")
+    assert term.finish() == []
+
+
+def test_writes_to_a_closed_reader_are_ignored():
+    class Gone(io.BytesIO):
+        def write(self, data):
+            raise BrokenPipeError
+
+    Terminal(0, Gone(), interactive=False).show("x")
+
+
+# -- the terminal mode --------------------------------------------------------------------------
+
+@pytest.fixture
+def pty_pair():
+    leader, follower = pty.openpty()
+    yield leader, follower
+    os.close(leader)
+    os.close(follower)
+
+
+def test_detects_a_terminal_and_switches_to_cbreak_then_restores(pty_pair):
+    _, follower = pty_pair
+    before = termios.tcgetattr(follower)
+    out = os.fdopen(os.dup(follower), "wb")
+    with Terminal(follower, out) as term:
+        assert term.interactive
+        lflag = termios.tcgetattr(follower)[3]
+        assert not lflag & termios.ECHO and not lflag & termios.ICANON
+        assert lflag & termios.ISIG                      # Ctrl-C still sends SIGINT
+    assert termios.tcgetattr(follower) == before
+    out.close()
+
+
+def test_restores_the_terminal_after_an_exception(pty_pair):
+    _, follower = pty_pair
+    before = termios.tcgetattr(follower)
+    out = os.fdopen(os.dup(follower), "wb")
+    with pytest.raises(RuntimeError):
+        with Terminal(follower, out) as term:
+            term.feed(b"half typed")
+            raise RuntimeError("boom")
+    assert termios.tcgetattr(follower) == before
+    out.close()
+
+
+def test_restore_ends_a_half_typed_line():
+    term, out = tty_terminal()
+    term.feed(b"half")
+    term.restore()
+    assert out.getvalue() == b"half\n"
+    term.restore()
+    assert out.getvalue() == b"half\n"
+
+
+def test_a_pipe_is_not_a_terminal():
+    read_fd, write_fd = os.pipe()
+    try:
+        with Terminal(read_fd, io.BytesIO(), interactive=False) as term:
+            assert not term.interactive
+        out = os.fdopen(os.dup(write_fd), "wb")
+        assert not Terminal(read_fd, out).interactive
+        out.close()
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
