@@ -1,0 +1,145 @@
+"""Real server and client processes for the end-to-end tests, with bounded waits and no sleeps.
+
+The server runs with port 0 and says its port in its log; clients run in pseudo-terminals (so
+they see a real terminal: no echo of passwords, Ctrl-C as SIGINT) or read their input from a file.
+Every wait polls a descriptor with a deadline; nothing sleeps for a fixed time.
+"""
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WAIT_S = 10.0
+_CONTROL = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|\r")
+
+
+def _deadline(timeout_s):
+    return time.monotonic() + timeout_s
+
+
+class ServerProcess:
+    """`python3 server.py 0 ...` with its log in a file; .port is read from the log."""
+
+    def __init__(self, tmp_path, *args, credentials=None):
+        self.log_path = tmp_path / "server.log"
+        cred = credentials or os.path.join(ROOT, "credential.txt")
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "server.py"), "0", "--host", "127.0.0.1",
+             "--credentials", str(cred), "--data-dir", str(tmp_path / "data"), *args],
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, cwd=ROOT)
+        match = self.wait_log(r"listening on [\d.]+:(\d+)")
+        self.port = int(match.group(1))
+
+    def log(self):
+        return self.log_path.read_text(errors="replace")
+
+    def wait_log(self, pattern, timeout_s=WAIT_S):
+        """Wait until the log matches `pattern`; returns the match."""
+        end = _deadline(timeout_s)
+        while time.monotonic() < end:
+            match = re.search(pattern, self.log())
+            if match:
+                return match
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited {self.proc.returncode}:\n{self.log()}")
+            select.select([], [], [], 0.02)     # a bounded poll of the log file, not a sleep
+        raise AssertionError(f"server log never matched {pattern!r}:\n{self.log()}")
+
+    def stop(self):
+        """SIGTERM, then wait; returns the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(WAIT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+class PtyClient:
+    """`python3 client.py` in a pseudo-terminal: type() lines, expect() text."""
+
+    def __init__(self, port, *args, host="127.0.0.1"):
+        argv = [sys.executable, os.path.join(ROOT, "client.py"), host, str(port), *args]
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:       # the child: the pty is its controlling terminal
+            os.chdir(ROOT)
+            os.execv(sys.executable, argv)
+        self.output = ""
+        self._seen = 0          # expect() searches only what came after the last match
+        self.status = None
+
+    def type(self, text):
+        os.write(self.fd, text.encode() + b"\r")
+
+    def press(self, data):
+        os.write(self.fd, data)
+
+    def _read(self, timeout_s):
+        ready, _, _ = select.select([self.fd], [], [], timeout_s)
+        if not ready:
+            return False
+        try:
+            chunk = os.read(self.fd, 65536)
+        except OSError:         # EIO: the child has gone and the pty is closed
+            return None
+        if not chunk:
+            return None
+        self.output += _CONTROL.sub("", chunk.decode("utf-8", "replace"))
+        return True
+
+    def expect(self, text, timeout_s=WAIT_S):
+        """Wait until `text` appears after the previous match; returns everything up to it."""
+        end = _deadline(timeout_s)
+        while True:
+            found = self.output.find(text, self._seen)
+            if found >= 0:
+                before = self.output[self._seen:found + len(text)]
+                self._seen = found + len(text)
+                return before
+            left = end - time.monotonic()
+            gone = left > 0 and self._read(min(left, 0.5)) is None
+            if left <= 0 or (gone and self.output.find(text, self._seen) < 0):
+                raise AssertionError(f"never saw {text!r}; output so far:\n{self.output}")
+
+    def wait_exit(self, timeout_s=WAIT_S):
+        """Wait for the client to exit (reading its output meanwhile); returns its exit status."""
+        end = _deadline(timeout_s)
+        while time.monotonic() < end:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = os.waitstatus_to_exitcode(status)
+                while self._read(0):
+                    pass
+                os.close(self.fd)
+                return self.status
+            self._read(0.05)
+        raise AssertionError(f"client did not exit; output:\n{self.output}")
+
+    def kill(self):
+        if self.status is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+                os.close(self.fd)
+            except OSError:
+                pass
+            self.status = -9
+
+
+def run_file_client(port, script_text, tmp_path, timeout_s=WAIT_S, host="127.0.0.1"):
+    """Run a client whose standard input is a regular file; returns (exit status, output)."""
+    script = tmp_path / "input.txt"
+    script.write_text(script_text)
+    with open(script, "rb") as stdin:
+        done = subprocess.run([sys.executable, os.path.join(ROOT, "client.py"), host, str(port)],
+                              stdin=stdin, capture_output=True, timeout=timeout_s, cwd=ROOT)
+    return done.returncode, done.stdout.decode(), done.stderr.decode()

@@ -1,0 +1,172 @@
+"""End to end: the real server and real clients in pseudo-terminals, on 127.0.0.1."""
+import pytest
+
+from realprocs import PtyClient, ServerProcess, run_file_client
+
+ACCOUNTS = {"columbia": "116bway", "seas": "summerisover", "google": "hasglasses",
+            "facebook": "wastingtime"}
+
+
+@pytest.fixture
+def server(tmp_path):
+    proc = ServerProcess(tmp_path)
+    yield proc
+    assert proc.stop() == 0, proc.log()
+
+
+@pytest.fixture
+def clients(server):
+    started = []
+
+    def start(*args):
+        client = PtyClient(server.port, *args)
+        started.append(client)
+        return client
+    yield start
+    for client in started:
+        client.kill()
+
+
+def login(client, name, password=None):
+    client.expect("Please enter username:")
+    client.type(name)
+    client.expect("Please enter password:")
+    client.type(password or ACCOUNTS[name])
+    client.expect("You have successfully logged in.")
+
+
+def test_login_message_and_presence(clients, server):
+    alice, bob = clients(), clients()
+    login(alice, "columbia")
+    login(bob, "seas")
+    alice.expect("seas has logged in.")
+    alice.type("message seas hello  there")
+    bob.expect("columbia: hello  there")
+    bob.type("online")
+    bob.expect("columbia")
+    assert "116bway" not in server.log()          # never a password in the log
+    assert "hello  there" not in server.log()     # never a message body
+
+
+def test_password_is_not_echoed(clients):
+    alice = clients()
+    alice.expect("Please enter username:")
+    alice.type("columbia")
+    alice.expect("Please enter password:")
+    alice.type("116bway")
+    typed = alice.expect("You have successfully logged in.")
+    assert "116bway" not in typed
+
+
+def test_wrong_username_wrong_password_and_lockout(clients, server):
+    alice = clients()
+    alice.expect("Please enter username:")
+    alice.type("colu")
+    alice.expect("Wrong username.")
+    alice.expect("Please enter username:")
+    alice.type("  columbia  ")
+    for _ in range(2):
+        alice.expect("Please enter password:")
+        alice.type("11")
+        alice.expect("Wrong password")
+    alice.expect("Please enter password:")
+    alice.type("11")
+    alice.expect("You have entered wrong password three times. You will be blocked for 30 seconds.")
+    other = clients()                       # another client, same name: still blocked
+    other.expect("Please enter username:")
+    other.type("columbia")
+    other.expect("Please enter password:")
+    other.type("116bway")
+    other.expect("You are still blocked, please try again later")
+    server.wait_log("columbia.*lock")
+
+
+def test_offline_message_is_delivered_at_next_login(clients):
+    alice = clients()
+    login(alice, "columbia")
+    alice.type("message seas first")
+    alice.expect("will be delivered")
+    alice.type("message seas second")
+    alice.expect("will be delivered")
+    bob = clients()
+    login(bob, "seas")
+    bob.expect("columbia: first")
+    bob.expect("columbia: second")
+
+
+def test_broadcast_and_block(clients):
+    alice, bob, carol = clients(), clients(), clients()
+    login(alice, "columbia")
+    login(bob, "seas")
+    login(carol, "google")
+    carol.type("block columbia")
+    carol.expect("User columbia has been blocked")
+    alice.type("broadcast hi all")
+    bob.expect("columbia: hi all")
+    alice.expect("Your message could not be delivered to some recipients")
+    alice.type("message google psst")
+    alice.expect("Your message could not be delivered as the recipient has blocked you")
+    carol.type("unblock columbia")
+    carol.expect("User columbia is unblocked")
+    alice.type("message google now?")
+    carol.expect("columbia: now?")
+    assert "hi all" not in carol.output
+
+
+def test_duplicate_login_logs_out_the_older_client(clients):
+    first, second = clients(), clients()
+    login(first, "columbia")
+    login(second, "columbia")
+    first.expect("logged in elsewhere")
+    first.expect("Please enter username:")
+    second.type("online")
+    second.expect("No other users are online.")
+
+
+def test_logout_asks_for_a_username_again(clients):
+    alice, bob = clients(), clients()
+    login(alice, "columbia")
+    login(bob, "seas")
+    alice.type("logout")
+    bob.expect("columbia has logged out.")
+    login(alice, "columbia")            # the client asks for a username again
+    bob.expect("columbia has logged in.")
+
+
+def test_ctrl_c_logs_out_at_once_and_exits_0(clients):
+    alice, bob = clients(), clients()
+    login(alice, "columbia")
+    login(bob, "seas")
+    alice.press(b"\x03")
+    assert alice.wait_exit() == 0
+    bob.expect("columbia has logged out.", timeout_s=5)
+
+
+def test_ctrl_c_at_a_prompt_simply_exits(clients):
+    alice = clients()
+    alice.expect("Please enter username:")
+    alice.press(b"\x03")
+    assert alice.wait_exit() == 0
+
+
+def test_client_reads_its_input_from_a_file(clients, server, tmp_path):
+    bob = clients()
+    login(bob, "seas")
+    script = "columbia\n116bway\nmessage seas from a file\nonline\n"
+    status, out, err = run_file_client(server.port, script, tmp_path)
+    assert status == 0, err
+    assert "You have successfully logged in." in out
+    assert "seas" in out.split("You have successfully logged in.")[1]   # the online list
+    bob.expect("columbia: from a file")
+    bob.expect("columbia has logged out.")         # end of input logs out at once
+
+
+def test_bad_port_prints_usage_and_exits_2(tmp_path):
+    import subprocess
+    import sys
+    from realprocs import ROOT
+    for program, argv in (("server.py", ["notaport"]), ("client.py", ["127.0.0.1", "99999"])):
+        done = subprocess.run([sys.executable, program, *argv], cwd=ROOT, capture_output=True,
+                              stdin=subprocess.DEVNULL, timeout=10)
+        assert done.returncode == 2
+        assert b"usage" in done.stderr.lower()
