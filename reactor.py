@@ -63,8 +63,12 @@ class VirtualClock:
         return self._now + self._wall_offset
 
     def poll_timeout(self, deadline):
-        """Virtual time never passes while polling: do not wait for timers."""
-        return 0.0
+        """0 if the timer is due; else None: virtual time never passes while polling.
+
+        So a later timer sets no limit and a pass waits for descriptors up to run_once's
+        timeout_s; always 0 made every pass with a timer pending (a connect) spin instead.
+        """
+        return 0.0 if deadline <= self._now else None
 
     def attach(self, reactor):
         """Let `advance` fire this reactor's timers."""
@@ -96,6 +100,7 @@ class Timer:
     def cancel(self):
         if self.wheel is not None:
             self.wheel.remove(self)
+        self.fn = None      # popped as due but not yet run: fire_timers skips it
 
     @property
     def active(self):
@@ -277,6 +282,7 @@ class Reactor:
         self._always_ready = []         # inputs the selector refuses (regular files): read each pass
         self._running = False
         self._wakeup = None
+        self._on_signal = None
         self._conns = {}                # id -> every connection not yet closed
         if hasattr(self.clock, "attach"):
             self.clock.attach(self)
@@ -304,7 +310,8 @@ class Reactor:
     def fire_timers(self):
         """Fire every timer due now; ones they schedule wait for the next pass."""
         for timer in self._wheel.pop_due(self.clock.now()):
-            self._guarded(timer.fn)
+            if timer.fn is not None:    # cancelled by an earlier callback of this pass
+                self._guarded(timer.fn)
 
     def timer_pass(self):
         """A pass with no polling: fire due timers, flush, close (what VirtualClock.advance runs)."""
@@ -336,13 +343,23 @@ class Reactor:
         conn = Connection(self, sock, handler, (host, port), connecting=True)
         try:
             err = sock.connect_ex((host, port))
-        except OSError as exc:          # e.g. a name that does not resolve
+        except socket.gaierror:         # its errno is a resolver code, not an errno
+            self._close(conn, "unknown host", flush=False)
+            return conn
+        except OSError as exc:
             err = exc.errno or errno.EINVAL
         if err not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
             self._close(conn, _reason_of(err), flush=False)
             return conn
         conn._timer = self.call_later(timeout_s, lambda: self._close(conn, "timed out", flush=False))
         self._set_mask(conn, selectors.EVENT_WRITE)
+        return conn
+
+    def watch(self, sock, handler, peer=None):
+        """Adopt a connected socket (accepted, or one end of a socketpair) as a Connection."""
+        sock.setblocking(False)
+        conn = Connection(self, sock, handler, peer)
+        self._set_mask(conn, selectors.EVENT_READ)
         return conn
 
     def watch_input(self, fileobj, on_data, on_end):
@@ -358,13 +375,15 @@ class Reactor:
 
     def on_signals(self, fn, signals=(signal.SIGINT, signal.SIGTERM)):
         """Call fn(signum) from the loop, between passes, when one of `signals` arrives."""
+        self._on_signal = fn            # a later call replaces the callback
         if self._wakeup is None:
             reader, writer = socket.socketpair()
             reader.setblocking(False)
             writer.setblocking(False)
             self._wakeup = (reader, writer)
             signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
-            self._selector.register(reader, selectors.EVENT_READ, lambda mask: self._read_wakeup(fn))
+            self._selector.register(reader, selectors.EVENT_READ,
+                                    lambda mask: self._read_wakeup(self._on_signal))
         for signum in signals:
             signal.signal(signum, _note_signal)
 
@@ -410,7 +429,7 @@ class Reactor:
         return timeout
 
     def close_all(self, reason="shutdown"):
-        """Close every connection (flushing) and run passes until they are gone or time runs out."""
+        """Close every connection, flushing what the kernel takes now; the rest is dropped."""
         for conn in list(self._conns.values()):
             conn.close(reason)
         self._flush_dirty()
@@ -440,10 +459,8 @@ class Reactor:
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR):
                     continue
                 raise
-            sock.setblocking(False)
             _nodelay(sock)
-            conn = Connection(self, sock, listener.handler, peer)
-            self._set_mask(conn, selectors.EVENT_READ)
+            conn = self.watch(sock, listener.handler, peer)
             self._guarded(listener.handler.on_accepted, conn, conn=conn)
 
     def _pause_listener(self, listener, exc):
@@ -477,9 +494,8 @@ class Reactor:
         conn._timer.cancel()
         conn._timer = None
         _nodelay(conn.sock)
-        self._guarded(conn.handler.on_connected, conn, conn=conn)
-        if conn.closed:
-            return
+        if conn.closing_reason is None:     # closed while connecting: only its last output is owed
+            self._guarded(conn.handler.on_connected, conn, conn=conn)
         self._flush(conn)
         if conn.closing_reason is not None and conn._out:
             self._linger(conn)
@@ -597,7 +613,10 @@ class Reactor:
         if conn.closed or (conn.closing_reason is not None and flush):
             return
         conn.closing_reason = reason
-        if flush and conn._out:
+        if not flush:                   # abort: nothing queued may leave, not even this pass
+            conn._out = []
+            conn._out_bytes = 0
+        elif conn._out:
             if not conn.connecting:     # still connecting: it flushes on connect, bounded by the time-out
                 self._linger(conn)
                 self._update_mask(conn)

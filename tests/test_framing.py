@@ -1,0 +1,227 @@
+"""Framing over a real socketpair: bytes in any chunking become the same frames, in order."""
+import random
+import socket
+import time
+
+import pytest
+
+from reactor import MAX_FRAME_BYTES, READ_CHUNK_BYTES, Handler, Reactor, VirtualClock
+
+PASS_TIMEOUT_S = 0.01       # one poll inside pump(); the loop ends as soon as the event arrives
+
+
+class Recorder(Handler):
+    """A handler that writes down everything, in order, as (what, conn, detail)."""
+
+    def __init__(self):
+        self.events = []
+
+    def on_accepted(self, conn):
+        self.events.append(("accepted", conn, None))
+
+    def on_connected(self, conn):
+        self.events.append(("connected", conn, None))
+
+    def on_frame(self, conn, line):
+        self.events.append(("frame", conn, line))
+
+    def on_oversize(self, conn):
+        self.events.append(("oversize", conn, None))
+
+    def on_closed(self, conn, reason):
+        self.events.append(("closed", conn, reason))
+
+    def of(self, what):
+        """The details of every event of one kind."""
+        return [detail for kind, _, detail in self.events if kind == what]
+
+    @property
+    def frames(self):
+        return self.of("frame")
+
+    @property
+    def closed(self):
+        return self.of("closed")
+
+
+def pump(reactor, done, passes=5000, within_s=10.0, timeout_s=PASS_TIMEOUT_S, between=None):
+    """Run passes until done() is true, bounded by a pass count and a real-time deadline."""
+    give_up_at = time.monotonic() + within_s
+    for _ in range(passes):
+        if done():
+            return
+        reactor.run_once(timeout_s=timeout_s)
+        if between is not None:
+            between()
+        if time.monotonic() > give_up_at:
+            break
+    assert done(), "the awaited event did not happen"
+
+
+def drain(sock):
+    """Every byte a non-blocking socket has ready now."""
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(1 << 16)
+        except BlockingIOError:
+            return b"".join(chunks)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+@pytest.fixture
+def logged():
+    return []
+
+
+@pytest.fixture
+def make_pair(logged):
+    """make_pair(**reactor_options) -> (reactor, conn, peer socket, recorder)."""
+    made = []
+
+    def make(**options):
+        reactor = Reactor(VirtualClock(), log=logged.append, **options)
+        ours, peer = socket.socketpair()
+        made.extend((ours, peer))
+        recorder = Recorder()
+        return reactor, reactor.watch(ours, recorder, "pair"), peer, recorder
+    yield make
+    for sock in made:
+        sock.close()
+
+
+def feed(reactor, peer, chunk):
+    """Send one chunk and let one pass read it (a socketpair delivers it at once)."""
+    peer.sendall(chunk)
+    reactor.run_once(timeout_s=1.0)
+
+
+def random_frames(rng, count, longest):
+    """Frames of every byte but the newline, some empty."""
+    alphabet = bytes(b for b in range(256) if b != 10)
+    return [bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, longest)))
+            for _ in range(count)]
+
+
+def test_frames_fed_one_byte_at_a_time(make_pair):
+    reactor, conn, peer, rec = make_pair()
+    stream = "hello\nwörld\n\n{\"type\":\"x\"}\r\nlast".encode()
+    for i in range(len(stream)):
+        feed(reactor, peer, stream[i:i + 1])
+    assert rec.frames == [b"hello", "wörld".encode(), b"", b'{"type":"x"}\r']
+    assert bytes(conn._inbuf) == b"last"
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_frames_fed_in_random_chunks(make_pair, seed):
+    reactor, conn, peer, rec = make_pair()
+    rng = random.Random(seed)
+    frames = random_frames(rng, 300, 400)
+    stream = b"".join(frame + b"\n" for frame in frames)
+    at = 0
+    while at < len(stream):
+        size = rng.randrange(1, 700)
+        feed(reactor, peer, stream[at:at + size])
+        at += size
+    assert rec.frames == frames
+    assert not conn._inbuf
+
+
+def test_many_frames_in_one_chunk_arrive_in_one_pass_in_order(make_pair):
+    reactor, conn, peer, rec = make_pair()
+    frames = [f"frame {i}".encode() for i in range(2000)]
+    peer.sendall(b"".join(frame + b"\n" for frame in frames))
+    reactor.run_once(timeout_s=1.0)
+    assert rec.frames == frames
+
+
+def test_a_partial_frame_waits_for_its_newline(make_pair):
+    reactor, conn, peer, rec = make_pair()
+    feed(reactor, peer, b"abc")
+    reactor.run_once(timeout_s=0)
+    assert rec.frames == [] and bytes(conn._inbuf) == b"abc"
+    feed(reactor, peer, b"def\nghi")
+    assert rec.frames == [b"abcdef"]
+    assert bytes(conn._inbuf) == b"ghi"
+
+
+@pytest.mark.parametrize("length, oversize",
+                         [(MAX_FRAME_BYTES - 1, False), (MAX_FRAME_BYTES, True)])
+def test_the_limit_counts_the_newline(make_pair, length, oversize):
+    reactor, conn, peer, rec = make_pair()
+    peer.setblocking(False)
+    peer.sendall(b"y" * length + b"\nnext\n")
+    pump(reactor, lambda: b"next" in rec.frames)
+    expected = [("oversize", None)] if oversize else [("frame", b"y" * length)]
+    assert [(kind, detail) for kind, _, detail in rec.events] == expected + [("frame", b"next")]
+
+
+@pytest.mark.parametrize("limit", [10, 1000])
+def test_a_small_limit_keeps_a_frame_of_limit_bytes_newline_included(make_pair, limit):
+    reactor, conn, peer, rec = make_pair(max_frame_bytes=limit)
+    feed(reactor, peer, b"a" * (limit - 1))
+    assert rec.events == []
+    feed(reactor, peer, b"\n" + b"b" * limit)
+    assert rec.frames == [b"a" * (limit - 1)]
+    assert rec.of("oversize") == [None]       # `limit` bytes and no newline yet: too long
+
+
+def test_oversize_frame_whose_newline_arrives_late(make_pair):
+    reactor, conn, peer, rec = make_pair(max_frame_bytes=100)
+    feed(reactor, peer, b"ok\n" + b"x" * 150)
+    assert rec.of("oversize") == [None] and not conn._inbuf
+    for _ in range(5):
+        feed(reactor, peer, b"x" * 80)           # the rest of the same frame: dropped quietly
+    feed(reactor, peer, b"tail of it\nnext\npart")
+    assert [(kind, detail) for kind, _, detail in rec.events] == [
+        ("frame", b"ok"), ("oversize", None), ("frame", b"next")]
+    assert bytes(conn._inbuf) == b"part"
+    feed(reactor, peer, b"ial\n")
+    assert rec.frames[-1] == b"partial"
+    assert not conn.closed and rec.closed == []
+
+
+def test_oversize_frame_whose_newline_is_in_the_same_chunk(make_pair):
+    reactor, conn, peer, rec = make_pair(max_frame_bytes=100)
+    feed(reactor, peer, b"ok\n" + b"x" * 150 + b"\nnext\n" + b"z" * 120 + b"\nlast\n")
+    assert [(kind, detail) for kind, _, detail in rec.events] == [
+        ("frame", b"ok"), ("oversize", None), ("frame", b"next"), ("oversize", None),
+        ("frame", b"last")]
+    feed(reactor, peer, b"still usable\n")
+    assert rec.frames[-1] == b"still usable"
+
+
+def test_a_10_mb_frame_is_never_held_whole(make_pair):
+    reactor, conn, peer, rec = make_pair()
+    peer.setblocking(False)
+    payload = memoryview(b"q" * (10 * 1024 * 1024) + b"\nafter\n")
+    sent, largest = 0, 0
+
+    def push_and_measure():
+        nonlocal sent, largest
+        largest = max(largest, len(conn._inbuf))
+        if sent < len(payload):
+            try:
+                sent += peer.send(payload[sent:sent + READ_CHUNK_BYTES * 4])
+            except BlockingIOError:
+                pass
+    pump(reactor, lambda: b"after" in rec.frames, passes=20_000, timeout_s=0,
+         between=push_and_measure)
+    assert largest < MAX_FRAME_BYTES
+    assert [(kind, detail) for kind, _, detail in rec.events] == [
+        ("oversize", None), ("frame", b"after")]
+
+
+def test_a_handler_that_closes_stops_the_frames_of_that_chunk(make_pair):
+    reactor, conn, peer, rec = make_pair()
+
+    def on_frame(conn, line):
+        rec.events.append(("frame", conn, line))
+        if line == b"quit":
+            conn.close("bye")
+    rec.on_frame = on_frame
+    feed(reactor, peer, b"a\nquit\nb\n")
+    assert rec.frames == [b"a", b"quit"]
+    assert rec.closed == ["bye"]

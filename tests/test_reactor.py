@@ -1,0 +1,748 @@
+"""The reactor with real descriptors: writes, backpressure, input, connects, closes, signals."""
+import errno
+import os
+import select
+import selectors
+import signal
+import socket
+import struct
+
+import pytest
+
+import reactor as reactor_module
+from reactor import (ACCEPTS_PER_PASS, CLOSE_LINGER_S, EMFILE_PAUSE_S, Handler, RealClock, Reactor,
+                     VirtualClock)
+from test_framing import Recorder, drain, feed, make_pair, logged, pump  # noqa: F401 (fixtures)
+
+HOST = "127.0.0.1"
+SMALL_SNDBUF_BYTES = 4096       # the kernel takes little, so most output waits in the reactor
+
+
+def free_port():
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def small_sndbuf(conn):
+    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_SNDBUF_BYTES)
+
+
+class CountingSocket:
+    """A socket that counts its send calls; everything else goes to the real one."""
+
+    def __init__(self, sock):
+        self._sock = sock
+        self.sends = []
+
+    def send(self, data):
+        self.sends.append(len(data))
+        return self._sock.send(data)
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+@pytest.fixture
+def loop(logged):
+    """A reactor on a virtual clock, with every socket a test opens closed afterwards."""
+    reactor = Reactor(VirtualClock(), log=logged.append)
+    reactor.opened = []
+    yield reactor
+    for sock in reactor.opened:
+        sock.close()
+    for conn in list(reactor._conns.values()):
+        conn.sock.close()
+    reactor._selector.close()
+
+
+def client_of(reactor, port):
+    sock = socket.create_connection((HOST, port), timeout=5)
+    reactor.opened.append(sock)
+    return sock
+
+
+# -- writes ---------------------------------------------------------------------------------
+
+def test_partial_writes_arrive_whole_and_in_order(make_pair):
+    reactor, conn, peer, rec = make_pair()
+    small_sndbuf(conn)
+    peer.setblocking(False)
+    frames = [b"%05d " % i + b"w" * (i % 1500) + b"\n" for i in range(600)]
+    later = frames[300:]
+    for frame in frames[:300]:
+        conn.send(frame)
+    received = bytearray()
+    saw_partial = False
+
+    def read_slowly():
+        nonlocal saw_partial, later
+        saw_partial = saw_partial or conn.pending > 0
+        try:
+            received.extend(peer.recv(3000))
+        except BlockingIOError:
+            pass
+        if later and received:          # more output while part of the first is still waiting
+            for frame in later:
+                conn.send(frame)
+            later = []
+    everything = b"".join(frames)
+    pump(reactor, lambda: len(received) >= len(everything), between=read_slowly)
+    assert bytes(received) == everything
+    assert saw_partial and conn.pending == 0
+    assert conn._mask == selectors.EVENT_READ     # write interest only while output waits
+
+
+def test_frames_queued_in_one_pass_leave_in_one_send(logged):
+    reactor = Reactor(VirtualClock(), log=logged.append)
+    ours, peer = socket.socketpair()
+    counting = CountingSocket(ours)
+
+    class Echo3(Handler):
+        def on_frame(self, conn, line):
+            for n in range(3):
+                conn.send(line + b" %d\n" % n)
+    reactor.watch(counting, Echo3())
+    feed(reactor, peer, b"a\nb\n")
+    assert len(counting.sends) == 1
+    assert peer.recv(1000) == b"a 0\na 1\na 2\nb 0\nb 1\nb 2\n"
+    ours.close()
+    peer.close()
+
+
+def test_output_queued_between_passes_is_sent_without_waiting(make_pair):
+    reactor, conn, peer, rec = make_pair()
+    conn.send(b"one\n")
+    conn.send(b"two\n")
+    reactor.run_once()                  # no timeout: it must not block with output queued
+    assert peer.recv(100) == b"one\ntwo\n"
+
+
+def test_a_peer_over_the_soft_limit_is_not_read_until_it_drains(make_pair):
+    reactor, conn, peer, rec = make_pair(soft_limit=20_000, hard_limit=10_000_000)
+    small_sndbuf(conn)
+    big = b"r" * 100_000 + b"\n"
+
+    def on_frame(conn, line):
+        rec.events.append(("frame", conn, line))
+        if line == b"big":
+            conn.send(big)
+    rec.on_frame = on_frame
+    feed(reactor, peer, b"big\n")
+    assert conn.pending > 20_000
+    for _ in range(3):
+        peer.sendall(b"ping\n")
+        reactor.run_once(timeout_s=0.01)
+    assert rec.frames == [b"big"]       # the pings wait in the kernel
+    peer.setblocking(False)
+    received = bytearray()
+    pump(reactor, lambda: len(rec.frames) == 4, between=lambda: received.extend(drain(peer)))
+    assert rec.frames == [b"big", b"ping", b"ping", b"ping"]
+    assert received == big
+
+
+def test_reading_resumes_only_once_half_the_soft_limit_is_drained(make_pair):
+    reactor, conn, peer, rec = make_pair(soft_limit=20_000, hard_limit=10_000_000)
+    conn.send(b"s" * 30_000 + b"\n")
+    reactor._update_mask(conn)
+    assert conn._paused
+    conn._out_bytes = 15_000                  # below the soft limit, above half of it
+    reactor._update_mask(conn)
+    assert conn._paused
+    conn._out_bytes = 10_000
+    reactor._update_mask(conn)
+    assert not conn._paused and conn._mask & selectors.EVENT_READ
+
+
+def test_a_peer_past_the_hard_limit_is_closed_as_a_slow_consumer(make_pair, logged):
+    reactor, conn, peer, rec = make_pair(soft_limit=10_000, hard_limit=50_000)
+    small_sndbuf(conn)
+    for _ in range(20):                 # a broadcast the peer never reads
+        conn.send(b"m" * 9_999 + b"\n")
+        reactor.run_once(timeout_s=0)
+        if rec.closed:
+            break
+    for _ in range(3):
+        conn.send(b"more\n")
+        reactor.run_once(timeout_s=0)
+    assert rec.closed == ["slow consumer"]
+    assert sum("slow consumer" in line for line in logged) == 1
+
+
+# -- standard input -------------------------------------------------------------------------
+
+def test_input_from_a_pipe_arrives_whole_then_one_eof():
+    reactor = Reactor(VirtualClock())
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    data = bytes(range(256)) * 1000     # more than a pipe holds
+    got, ended = [], []
+    reactor.watch_input(read_fd, got.append, ended.append)
+    written = 0
+
+    def write_some():
+        nonlocal written, write_fd
+        if written < len(data):
+            try:
+                written += os.write(write_fd, data[written:written + 50_000])
+            except BlockingIOError:
+                pass
+        elif write_fd is not None:
+            os.close(write_fd)
+            write_fd = None
+    try:
+        pump(reactor, lambda: ended, between=write_some)
+        for _ in range(5):
+            reactor.run_once(timeout_s=0)
+        assert b"".join(got) == data
+        assert ended == ["eof"]
+    finally:
+        os.close(read_fd)
+        if write_fd is not None:
+            os.close(write_fd)
+
+
+def test_input_from_a_regular_file_arrives_whole_then_one_eof(tmp_path):
+    path = tmp_path / "input.txt"
+    data = b"line of typed input\n" * 20_000
+    path.write_bytes(data)
+    reactor = Reactor(VirtualClock())
+    got, ended = [], []
+    with open(path, "rb") as typed:
+        reactor.watch_input(typed, got.append, ended.append)
+        pump(reactor, lambda: ended, timeout_s=None)    # a file never blocks a pass
+        for _ in range(5):
+            reactor.run_once(timeout_s=0)
+    assert b"".join(got) == data
+    assert ended == ["eof"]
+
+
+def test_input_that_fails_to_read_ends_with_the_error(tmp_path):
+    path = tmp_path / "input.txt"
+    path.write_bytes(b"x")
+    reactor = Reactor(VirtualClock())
+    ended = []
+    typed = open(path, "rb")
+    reactor.watch_input(typed, lambda data: None, ended.append)
+    typed.close()
+    reactor.run_once(timeout_s=0)
+    assert ended == [os.strerror(errno.EBADF)]
+
+
+def test_input_that_would_block_waits_and_a_failing_callback_is_logged(monkeypatch):
+    logged = []
+    reactor = Reactor(VirtualClock(), log=logged.append)
+    read_fd, write_fd = os.pipe()
+    got, ended = [], []
+
+    def on_data(data):
+        got.append(data)
+        raise RuntimeError("handler bug")
+    reactor.watch_input(read_fd, on_data, ended.append)
+    real_read = os.read
+    monkeypatch.setattr(os, "read", lambda fd, n: (_ for _ in ()).throw(BlockingIOError()))
+    os.write(write_fd, b"typed")
+    reactor.run_once(timeout_s=0)
+    assert got == [] and ended == []
+    monkeypatch.setattr(os, "read", real_read)
+    reactor.run_once(timeout_s=0)
+    os.close(write_fd)
+    pump(reactor, lambda: ended)
+    os.close(read_fd)
+    assert got == [b"typed"] and ended == ["eof"]
+    assert "handler bug" in logged[0]
+
+
+# -- outgoing connections -------------------------------------------------------------------
+
+def test_connect_to_a_closed_port_is_refused_exactly_once(loop):
+    rec = Recorder()
+    conn = loop.connect(HOST, free_port(), rec, timeout_s=1.0)
+    pump(loop, lambda: rec.closed)
+    loop.clock.advance(10.0)            # the connect time-out must be gone
+    for _ in range(5):
+        loop.run_once(timeout_s=0)
+    assert rec.closed == ["refused"]
+    assert rec.of("connected") == [] and conn.closed
+
+
+def test_connect_to_a_full_backlog_times_out_exactly_once(loop):
+    server = socket.socket()
+    loop.opened.append(server)
+    server.bind((HOST, 0))
+    server.listen(0)
+    address = server.getsockname()
+    for _ in range(32):                 # fill the accept queue until a SYN goes unanswered
+        filler = socket.socket()
+        loop.opened.append(filler)
+        filler.setblocking(False)
+        filler.connect_ex(address)
+        if not select.select([], [filler], [], 0.2)[1]:
+            break
+    else:
+        pytest.skip("the listener never stopped accepting handshakes")
+    rec = Recorder()
+    conn = loop.connect(*address, rec, timeout_s=0.5)
+    conn.send(b"never sent\n")
+    for _ in range(10):
+        loop.run_once(timeout_s=0.01)
+    assert rec.events == []
+    loop.clock.advance(0.4)
+    assert rec.events == []
+    loop.clock.advance(0.2)
+    for _ in range(5):
+        loop.run_once(timeout_s=0)
+    assert rec.closed == ["timed out"]
+    assert rec.of("connected") == []
+
+
+def test_connect_delivers_what_was_queued_while_connecting(loop):
+    server_rec, client_rec = Recorder(), Recorder()
+    listener = loop.listen(HOST, 0, server_rec)
+    conn = loop.connect(HOST, listener.port, client_rec, timeout_s=1.0)
+    conn.send(b"hello\n")
+    conn.send(b"again\n")
+    pump(loop, lambda: len(server_rec.frames) == 2)
+    assert server_rec.frames == [b"hello", b"again"]
+    assert client_rec.of("connected") == [None] and not conn.connecting
+    loop.clock.advance(5.0)             # the connect time-out was cancelled
+    loop.run_once(timeout_s=0)
+    assert client_rec.closed == []
+    listener.close()
+
+
+def test_close_while_connecting_sends_the_queued_output_then_closes(loop):
+    server_rec, client_rec = Recorder(), Recorder()
+    listener = loop.listen(HOST, 0, server_rec)
+    conn = loop.connect(HOST, listener.port, client_rec)
+    conn.send(b"last words\n")
+    conn.close("done")
+    pump(loop, lambda: server_rec.closed)
+    assert server_rec.frames == [b"last words"] and server_rec.closed == ["eof"]
+    assert client_rec.closed == ["done"]
+    listener.close()
+
+
+def test_close_while_connecting_with_nothing_queued_closes_at_once(loop):
+    rec = Recorder()
+    listener = loop.listen(HOST, 0, Recorder())
+    loop.connect(HOST, listener.port, rec).close("changed my mind")
+    loop.run_once(timeout_s=0)
+    assert rec.closed == ["changed my mind"] and rec.of("connected") == []
+    listener.close()
+
+
+@pytest.mark.parametrize("server_reads", [True, False])
+def test_close_while_connecting_lingers_for_output_the_kernel_cannot_take(loop, server_reads):
+    server_rec, client_rec = Recorder(), Recorder()
+    listener = loop.listen(HOST, 0, server_rec)
+    conn = loop.connect(HOST, listener.port, client_rec)
+    small_sndbuf(conn)
+    frames = [b"%05d " % i + b"z" * 1000 for i in range(2000)]
+    for frame in frames:
+        conn.send(frame + b"\n")
+    conn.close("done")
+    if server_reads:
+        pump(loop, lambda: server_rec.closed)
+        assert server_rec.frames == frames and client_rec.closed == ["done"]
+    else:
+        pump(loop, lambda: server_rec.of("accepted"))
+        accepted = server_rec.events[0][1]
+        loop._set_mask(accepted, 0)         # the server side stops reading
+        for _ in range(20):
+            loop.run_once(timeout_s=0.01)
+        assert client_rec.closed == [] and conn.pending > 0
+        loop.clock.advance(CLOSE_LINGER_S)
+        assert client_rec.closed == ["done (peer did not take its last output)"]
+    listener.close()
+
+
+def test_on_connected_may_queue_output(loop):
+    server_rec = Recorder()
+
+    class Greeter(Recorder):
+        def on_connected(self, conn):
+            conn.send(b"hello from on_connected\n")
+    listener = loop.listen(HOST, 0, server_rec)
+    loop.connect(HOST, listener.port, Greeter())
+    pump(loop, lambda: server_rec.frames)
+    assert server_rec.frames == [b"hello from on_connected"]
+    listener.close()
+
+
+def test_a_failing_on_connected_aborts_and_drops_the_queued_output(loop, logged):
+    server_rec = Recorder()
+
+    class Broken(Recorder):
+        def on_connected(self, conn):
+            raise RuntimeError("bad glue")
+    client_rec = Broken()
+    listener = loop.listen(HOST, 0, server_rec)
+    loop.connect(HOST, listener.port, client_rec).send(b"must not leave\n")
+    pump(loop, lambda: server_rec.closed)
+    assert client_rec.closed == ["internal error"]
+    assert server_rec.frames == [] and server_rec.closed == ["eof"]
+    assert "bad glue" in logged[0]
+    listener.close()
+
+
+@pytest.mark.parametrize("failure, reason", [
+    (OSError(errno.ENETUNREACH, "unreachable"), "unreachable"),
+    (socket.gaierror(-2, "Name or service not known"), "unknown host"),
+    (errno.EHOSTUNREACH, "unreachable"),
+    (errno.EACCES, os.strerror(errno.EACCES)),
+])
+def test_a_connect_that_fails_at_once_reports_why(loop, monkeypatch, failure, reason):
+    def connect_ex(self, address):
+        if isinstance(failure, int):
+            return failure
+        raise failure
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    rec = Recorder()
+    loop.connect("peer.invalid", 4119, rec)
+    loop.run_once(timeout_s=0)
+    assert rec.closed == [reason]
+
+
+# -- one way out ----------------------------------------------------------------------------
+
+def end_by_eof(sock):
+    sock.close()
+
+
+def end_by_reset(sock):
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def end_by_handler_error(sock):
+    sock.sendall(b"boom\n")
+
+
+class Server(Recorder):
+    """Echoes each frame; raises on b"boom"."""
+
+    def on_frame(self, conn, line):
+        super().on_frame(conn, line)
+        if line == b"boom":
+            raise RuntimeError("handler bug")
+        conn.send(line + b"\n")
+
+
+@pytest.mark.parametrize("end, reason", [
+    (end_by_eof, "eof"), (end_by_reset, "reset"), (end_by_handler_error, "internal error")])
+def test_each_way_out_closes_once_and_the_loop_serves_on(loop, logged, end, reason):
+    rec = Server()
+    listener = loop.listen(HOST, 0, rec)
+    first = client_of(loop, listener.port)
+    first.sendall(b"hi\n")
+    pump(loop, lambda: rec.frames == [b"hi"])
+    assert first.recv(100) == b"hi\n"
+    end(first)
+    pump(loop, lambda: rec.closed)
+    for _ in range(5):
+        loop.run_once(timeout_s=0)
+    assert rec.closed == [reason]
+    assert (reason == "internal error") == any("handler bug" in line for line in logged)
+    second = client_of(loop, listener.port)
+    second.sendall(b"still there?\n")
+    pump(loop, lambda: b"still there?" in rec.frames)
+    assert second.recv(100) == b"still there?\n"
+    assert len(rec.of("accepted")) == 2
+    listener.close()
+
+
+def test_one_pass_accepts_a_bounded_number_of_connections(loop):
+    rec = Recorder()
+    listener = loop.listen(HOST, 0, rec)
+    for _ in range(ACCEPTS_PER_PASS + 6):
+        client_of(loop, listener.port)
+    loop.run_once(timeout_s=1.0)
+    assert len(rec.of("accepted")) == ACCEPTS_PER_PASS
+    pump(loop, lambda: len(rec.of("accepted")) == ACCEPTS_PER_PASS + 6)
+    listener.close()
+
+
+def test_a_failing_on_accepted_closes_only_that_connection(loop, logged):
+    class Picky(Recorder):
+        def on_accepted(self, conn):
+            super().on_accepted(conn)
+            if len(self.of("accepted")) == 1:
+                raise RuntimeError("first one fails")
+    rec = Picky()
+    listener = loop.listen(HOST, 0, rec)
+    first = client_of(loop, listener.port)
+    pump(loop, lambda: rec.closed)
+    assert rec.closed == ["internal error"]
+    assert first.recv(10) == b""
+    second = client_of(loop, listener.port)
+    second.sendall(b"ok\n")
+    pump(loop, lambda: rec.frames)
+    assert rec.frames == [b"ok"] and rec.closed == ["internal error"]
+    listener.close()
+
+
+def test_a_failing_on_oversize_closes_the_connection(make_pair, logged):
+    reactor, conn, peer, rec = make_pair(max_frame_bytes=10)
+    rec.on_oversize = lambda conn: 1 / 0
+    feed(reactor, peer, b"x" * 20 + b"\n")
+    assert rec.closed == ["internal error"]
+
+
+def test_a_failing_on_closed_is_logged(make_pair, logged):
+    reactor, conn, peer, rec = make_pair()
+    rec.on_closed = lambda conn, reason: 1 / 0
+    peer.close()
+    reactor.run_once(timeout_s=1.0)
+    assert conn.closed and "ZeroDivisionError" in logged[0]
+
+
+def test_a_send_to_a_peer_that_stopped_reading_is_a_broken_pipe(make_pair):
+    reactor, conn, peer, rec = make_pair()
+    peer.shutdown(socket.SHUT_RD)
+    conn.send(b"nobody listens\n")
+    reactor.run_once(timeout_s=0)
+    assert rec.closed == ["broken pipe"]
+
+
+# -- closing --------------------------------------------------------------------------------
+
+def test_close_flushes_queued_output_and_a_second_close_is_a_no_op(make_pair):
+    reactor, conn, peer, rec = make_pair()
+    conn.send(b"last\n")
+    conn.close("bye")
+    conn.close("again")
+    conn.send(b"too late\n")
+    reactor.run_once(timeout_s=0)
+    conn.close("after the end")
+    reactor.run_once(timeout_s=0)
+    assert peer.recv(100) == b"last\n"
+    assert peer.recv(100) == b""
+    assert rec.closed == ["bye"]
+
+
+def test_close_waits_for_a_slow_reader_to_take_the_last_output(make_pair):
+    reactor, conn, peer, rec = make_pair()
+    small_sndbuf(conn)
+    peer.setblocking(False)
+    last = b"z" * 300_000 + b"\n"
+    conn.send(last)
+    conn.close("bye")
+    received = bytearray()
+    pump(reactor, lambda: rec.closed, between=lambda: received.extend(drain(peer)))
+    received.extend(drain(peer))
+    assert received == last and rec.closed == ["bye"]
+
+
+def test_close_drops_a_peer_that_never_takes_its_last_output(make_pair):
+    reactor, conn, peer, rec = make_pair()
+    small_sndbuf(conn)
+    conn.send(b"z" * 300_000 + b"\n")
+    conn.close("bye")
+    reactor.run_once(timeout_s=0)
+    reactor.clock.advance(CLOSE_LINGER_S - 0.1)
+    assert rec.closed == []
+    reactor.clock.advance(0.1)
+    assert rec.closed == ["bye (peer did not take its last output)"]
+
+
+def test_abort_drops_queued_output(make_pair):
+    reactor, conn, peer, rec = make_pair()
+    conn.send(b"secret\n")
+    conn.abort("kicked")
+    reactor.run_once(timeout_s=0)
+    assert peer.recv(100) == b""
+    assert rec.closed == ["kicked"]
+
+
+def test_abort_of_a_closing_connection_ends_it_now(make_pair):
+    reactor, conn, peer, rec = make_pair()
+    small_sndbuf(conn)
+    conn.send(b"z" * 300_000 + b"\n")
+    conn.close("bye")
+    reactor.run_once(timeout_s=0)
+    conn.abort("shutdown")
+    reactor.run_once(timeout_s=0)
+    assert rec.closed == ["shutdown"]
+
+
+def test_abort_after_close_still_reports_the_end_once(make_pair):
+    reactor, conn, peer, rec = make_pair()
+    conn.close("bye")
+    conn.abort("kicked")
+    for _ in range(3):
+        reactor.run_once(timeout_s=0)
+    assert rec.closed == ["kicked"]
+    assert repr(conn) == "<Connection 1 pair>"
+
+
+def test_close_all_flushes_and_closes_every_connection(logged):
+    reactor = Reactor(VirtualClock(), log=logged.append)
+    rec = Recorder()
+    pairs = [socket.socketpair() for _ in range(3)]
+    conns = [reactor.watch(ours, rec) for ours, _ in pairs]
+    conns[0].send(b"goodbye\n")
+    reactor.close_all("shutdown")
+    assert rec.closed == ["shutdown"] * 3
+    assert pairs[0][1].recv(100) == b"goodbye\n"
+    assert reactor._conns == {}
+    for ours, peer in pairs:
+        peer.close()
+
+
+# -- signals --------------------------------------------------------------------------------
+
+@pytest.fixture
+def restore_signals():
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    reactors = []
+    yield reactors
+    signal.set_wakeup_fd(-1)
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+    for reactor in reactors:
+        for sock in reactor._wakeup:
+            sock.close()
+
+
+def test_a_signal_reaches_the_loop_and_stop_ends_run(restore_signals):
+    reactor = Reactor(RealClock())
+    restore_signals.append(reactor)
+    seen = []
+
+    def on_signal(signum):
+        seen.append(signum)
+        reactor.stop()
+    reactor.on_signals(on_signal)
+    os.kill(os.getpid(), signal.SIGINT)
+    reactor.run_once(timeout_s=5.0)
+    assert seen == [signal.SIGINT]
+    safety_net = reactor.call_later(5.0, reactor.stop)   # so a broken stop cannot hang the test
+    os.kill(os.getpid(), signal.SIGTERM)
+    reactor.run()
+    assert seen == [signal.SIGINT, signal.SIGTERM]
+    assert safety_net.active
+
+
+def test_a_second_on_signals_replaces_the_callback(restore_signals):
+    reactor = Reactor(VirtualClock())
+    restore_signals.append(reactor)
+    first, second = [], []
+    reactor.on_signals(first.append)
+    reactor.on_signals(second.append, signals=(signal.SIGTERM,))
+    os.kill(os.getpid(), signal.SIGTERM)
+    reactor.run_once(timeout_s=5.0)
+    assert (first, second) == ([], [signal.SIGTERM])
+
+
+def test_stop_from_a_timer_ends_run_after_that_pass():
+    reactor = Reactor(VirtualClock())
+    passes = []
+    reactor.call_soon(lambda: passes.append("stopping") or reactor.stop())
+    reactor.call_soon(lambda: passes.append("same pass"))
+    reactor.run()
+    assert passes == ["stopping", "same pass"]
+
+
+def test_wake_without_signals_and_with_a_full_pipe_does_nothing(restore_signals):
+    reactor = Reactor(VirtualClock())
+    reactor.wake()
+    restore_signals.append(reactor)
+    reactor.on_signals(lambda signum: None)
+    writer = reactor._wakeup[1]
+    writer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_SNDBUF_BYTES)
+    for _ in range(100_000):
+        try:
+            writer.send(b"\0" * 1024)
+        except BlockingIOError:
+            break
+    reactor.wake()                      # must not raise
+    reactor.run_once(timeout_s=0)
+
+
+# -- running out of descriptors -------------------------------------------------------------
+
+def test_a_listener_out_of_descriptors_pauses_then_resumes(loop, logged, monkeypatch):
+    rec = Recorder()
+    listener = loop.listen(HOST, 0, rec)
+    calls = []
+
+    def out_of_descriptors(self):
+        calls.append(self)
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+    monkeypatch.setattr(socket.socket, "accept", out_of_descriptors)
+    client_of(loop, listener.port)
+    pump(loop, lambda: calls)
+    for _ in range(10):                 # the waiting connection must not make the loop spin
+        loop.run_once(timeout_s=0.01)
+    assert len(calls) == 1
+    assert sum("cannot accept" in line for line in logged) == 1
+    monkeypatch.undo()
+    loop.clock.advance(EMFILE_PAUSE_S - 0.01)
+    loop.run_once(timeout_s=0.01)
+    assert rec.of("accepted") == []
+    loop.clock.advance(0.01)
+    pump(loop, lambda: rec.of("accepted"))
+    assert sum("cannot accept" in line for line in logged) == 1
+    listener.close()
+
+
+def test_a_listener_closed_while_paused_stays_closed(loop, monkeypatch):
+    rec = Recorder()
+    listener = loop.listen(HOST, 0, rec)
+    monkeypatch.setattr(socket.socket, "accept",
+                        lambda self: (_ for _ in ()).throw(OSError(errno.ENFILE, "full")))
+    client_of(loop, listener.port)
+    pump(loop, lambda: len(loop._wheel))
+    listener.close()
+    loop.clock.advance(EMFILE_PAUSE_S)
+    loop.run_once(timeout_s=0)
+    assert rec.of("accepted") == [] and listener.sock.fileno() == -1
+
+
+def test_an_aborted_handshake_is_skipped(loop, monkeypatch):
+    rec = Recorder()
+    listener = loop.listen(HOST, 0, rec)
+    real_accept = socket.socket.accept
+    failures = [OSError(errno.ECONNABORTED, "aborted")]
+
+    def accept(self):
+        if failures:
+            raise failures.pop()
+        return real_accept(self)
+    monkeypatch.setattr(socket.socket, "accept", accept)
+    client_of(loop, listener.port)
+    pump(loop, lambda: rec.of("accepted"))
+    assert len(rec.of("accepted")) == 1
+    listener.close()
+
+
+def test_an_unexpected_accept_error_is_logged(loop, logged, monkeypatch):
+    listener = loop.listen(HOST, 0, Recorder())
+    monkeypatch.setattr(socket.socket, "accept",
+                        lambda self: (_ for _ in ()).throw(OSError(errno.EINVAL, "odd")))
+    client_of(loop, listener.port)
+    pump(loop, lambda: logged)
+    assert "odd" in logged[0]
+    listener.close()
+
+
+def test_listen_on_a_taken_port_raises(loop):
+    listener = loop.listen(HOST, 0, Recorder())
+    with pytest.raises(OSError):
+        loop.listen(HOST, listener.port, Recorder())
+    listener.close()
+
+
+def test_reasons_name_the_common_errors():
+    assert reactor_module._reason_of(errno.ECONNRESET) == "reset"
+    assert reactor_module._reason_of(errno.ENOENT) == os.strerror(errno.ENOENT)
+    assert reactor_module._reason_of(0) == "error"
+
+
+def test_the_default_log_goes_to_stderr(capsys):
+    reactor = Reactor(VirtualClock())
+    reactor.call_at(0.0, lambda: 1 / 0)
+    reactor.clock.advance(0.0)
+    assert "error in callback" in capsys.readouterr().err
