@@ -5,7 +5,7 @@ PORT ?= 4119
 HOST ?= 127.0.0.1
 ARGS ?=
 
-.PHONY: server client test clean
+.PHONY: server client test clean cert
 
 server:
 	$(PYTHON) server.py $(PORT) $(ARGS)
@@ -29,3 +29,9 @@ test: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* .pytest_cache tests/__pycache__ __pycache__
+
+# A self-signed certificate for local TLS: make server ARGS="--tls-cert cert.pem --tls-key key.pem",
+# then make client ARGS="--cafile cert.pem" (HOST=localhost or 127.0.0.1).
+cert:
+	openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj /CN=localhost \
+		-addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout key.pem -out cert.pem

@@ -6,6 +6,9 @@ signal wakeup pipe. Connections are framed: bytes in are split on b"\\n" and han
 one frame at a time; frames out are queued and flushed once per pass, so the frames of one pass
 leave in as few `send` calls as possible.
 
+Connections may speak TLS (`ssl`, non-blocking): the handshake runs inside the loop like any
+other wait, and a connection counts as open only once it is done.
+
 One pass of the loop: poll until the next timer is due, handle ready descriptors, fire due timers
 in (deadline, scheduling order), flush queued output, and close what was asked to close.
 Work scheduled during a pass runs on the next one.
@@ -18,6 +21,7 @@ import os
 import selectors
 import signal
 import socket
+import ssl
 import sys
 import traceback
 from time import monotonic as _monotonic, time as _wall
@@ -217,7 +221,8 @@ class Connection:
         self.handler = handler
         self.peer = peer
         self.data = {}
-        self.connecting = connecting
+        self.connecting = connecting    # not open yet: TCP connect or TLS handshake in progress
+        self.outgoing = connecting
         self.closed = False
         self.closing_reason = None
         self._reactor = reactor
@@ -228,6 +233,7 @@ class Connection:
         self._paused = False            # reading stopped for backpressure
         self._mask = 0
         self._timer = None              # connect time-out, then close linger
+        self._tls = None                # (SSLContext, server_hostname or None) until wrapped
 
     @property
     def pending(self):
@@ -253,9 +259,10 @@ class Connection:
 class Listener:
     """A listening socket; accepted connections report to `handler`."""
 
-    def __init__(self, reactor, sock, handler):
+    def __init__(self, reactor, sock, handler, tls=None):
         self.sock = sock
         self.handler = handler
+        self.tls = tls
         self.port = sock.getsockname()[1]
         self._reactor = reactor
 
@@ -321,8 +328,11 @@ class Reactor:
 
     # -- sockets --------------------------------------------------------------------------
 
-    def listen(self, host, port, handler, backlog=1024):
-        """Listen on (host, port); port 0 picks a free one (see .port)."""
+    def listen(self, host, port, handler, backlog=1024, tls=None):
+        """Listen on (host, port); port 0 picks a free one (see .port).
+
+        tls: a server-side ssl.SSLContext to speak TLS on every accepted connection.
+        """
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -332,15 +342,21 @@ class Reactor:
             sock.close()
             raise
         sock.setblocking(False)
-        listener = Listener(self, sock, handler)
+        listener = Listener(self, sock, handler, tls)
         self._selector.register(sock, selectors.EVENT_READ, lambda mask: self._accept(listener))
         return listener
 
-    def connect(self, host, port, handler, timeout_s=CONNECT_TIMEOUT_S):
-        """Start a non-blocking connect; failures end in handler.on_closed with the reason."""
+    def connect(self, host, port, handler, timeout_s=CONNECT_TIMEOUT_S, tls=None, server_hostname=None):
+        """Start a non-blocking connect; failures end in handler.on_closed with the reason.
+
+        tls: a client-side ssl.SSLContext; the time-out then covers the handshake too, and
+        server_hostname (default: host) is the name the certificate must carry.
+        """
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
         conn = Connection(self, sock, handler, (host, port), connecting=True)
+        if tls is not None:
+            conn._tls = (tls, server_hostname or host)
         try:
             err = sock.connect_ex((host, port))
         except socket.gaierror:         # its errno is a resolver code, not an errno
@@ -408,6 +424,15 @@ class Reactor:
         self._running = False
         self.wake()
 
+    def fileno(self):
+        """The selector's descriptor: readable whenever a pass has sockets to handle, so that
+        another event loop (Tk's, in gui_tk.py) can wait on it instead of polling."""
+        return self._selector.fileno()
+
+    def wait_s(self):
+        """How long the next pass may wait: 0 with work queued, None with nothing scheduled."""
+        return self._poll_timeout(None)
+
     def run_once(self, timeout_s=None):
         """One pass: poll, handle ready descriptors, fire due timers, flush, close."""
         timeout = self._poll_timeout(timeout_s)
@@ -461,6 +486,10 @@ class Reactor:
                 raise
             _nodelay(sock)
             conn = self.watch(sock, listener.handler, peer)
+            if listener.tls is not None:
+                conn.sock = listener.tls.wrap_socket(sock, server_side=True,
+                                                     do_handshake_on_connect=False)
+                conn.connecting = True      # open once the handshake is done
             self._guarded(listener.handler.on_accepted, conn, conn=conn)
 
     def _pause_listener(self, listener, exc):
@@ -486,16 +515,38 @@ class Reactor:
             self._read(conn)
 
     def _finish_connect(self, conn):
-        err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err:
-            self._close(conn, _reason_of(err), flush=False)
-            return
+        """Move a connection that is not open yet along: TCP connect, then TLS handshake."""
+        if not isinstance(conn.sock, ssl.SSLSocket):
+            err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                self._close(conn, _reason_of(err), flush=False)
+                return
+            _nodelay(conn.sock)
+            if conn._tls is not None:
+                context, hostname = conn._tls
+                conn.sock = context.wrap_socket(conn.sock, server_hostname=hostname,
+                                                do_handshake_on_connect=False)
+        if isinstance(conn.sock, ssl.SSLSocket):
+            try:
+                conn.sock.do_handshake()
+            except ssl.SSLWantReadError:
+                self._set_mask(conn, selectors.EVENT_READ)
+                return
+            except ssl.SSLWantWriteError:
+                self._set_mask(conn, selectors.EVENT_WRITE)
+                return
+            except OSError as exc:
+                self._close(conn, _reason_of_error(exc), flush=False)
+                return
+        self._opened(conn)
+
+    def _opened(self, conn):
         conn.connecting = False
-        conn._timer.cancel()
-        conn._timer = None
-        _nodelay(conn.sock)
-        if conn.closing_reason is None:     # closed while connecting: only its last output is owed
-            self._guarded(conn.handler.on_connected, conn, conn=conn)
+        if conn.outgoing:
+            conn._timer.cancel()
+            conn._timer = None
+            if conn.closing_reason is None:     # closed while connecting: only its last output is owed
+                self._guarded(conn.handler.on_connected, conn, conn=conn)
         self._flush(conn)
         if conn.closing_reason is not None and conn._out:
             self._linger(conn)
@@ -504,10 +555,13 @@ class Reactor:
     def _read(self, conn):
         try:
             data = conn.sock.recv(READ_CHUNK_BYTES)
-        except (BlockingIOError, InterruptedError):
+            # TLS may hold decrypted bytes the selector cannot see: take them now
+            while isinstance(conn.sock, ssl.SSLSocket) and conn.sock.pending():
+                data += conn.sock.recv(conn.sock.pending())
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return
         except OSError as exc:
-            self._close(conn, _reason_of(exc.errno), flush=False)
+            self._close(conn, _reason_of_error(exc), flush=False)
             return
         if not data:
             self._close(conn, "eof", flush=False)
@@ -569,10 +623,10 @@ class Reactor:
         data = conn._out[0] if len(conn._out) == 1 else b"".join(conn._out)
         try:
             sent = conn.sock.send(data)
-        except (BlockingIOError, InterruptedError):
+        except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
             sent = 0
         except OSError as exc:
-            self._close(conn, _reason_of(exc.errno), flush=False)
+            self._close(conn, _reason_of_error(exc), flush=False)
             return
         rest = data[sent:]
         conn._out = [rest] if rest else []
@@ -584,8 +638,7 @@ class Reactor:
         if conn.closed:
             return
         if conn.connecting:
-            self._set_mask(conn, selectors.EVENT_WRITE)
-            return
+            return      # _finish_connect sets what the connect or handshake waits for
         # backpressure: stop reading a peer we cannot write to; resume once half drained
         if conn._out_bytes > self.soft_limit:
             conn._paused = True
@@ -714,6 +767,13 @@ _REASONS = {
 
 def _reason_of(err):
     return _REASONS.get(err) or (os.strerror(err) if err else "error")
+
+
+def _reason_of_error(exc):
+    """An exception from a socket call -> a short reason; TLS failures say so."""
+    if isinstance(exc, ssl.SSLError):
+        return "tls: " + str(exc.reason or exc)
+    return _reason_of(exc.errno)
 
 
 def _log_to_stderr(text):
