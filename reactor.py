@@ -231,6 +231,7 @@ class Connection:
         self._out = []
         self._out_bytes = 0
         self._paused = False            # reading stopped for backpressure
+        self._dirty = False             # in the reactor's list of connections to write this pass
         self._mask = 0
         self._timer = None              # connect time-out, then close linger
         self._tls = None                # (SSLContext, server_hostname or None) until wrapped
@@ -285,6 +286,7 @@ class Reactor:
         self._wheel = TimerWheel(self.clock.now())
         self._ids = 0
         self._dirty = []                # connections with output queued this pass
+        self._before_flush = []         # run each pass before any output leaves
         self._to_finish = []            # connections to close at the end of this pass
         self._always_ready = []         # inputs the selector refuses (regular files): read each pass
         self._running = False
@@ -313,6 +315,14 @@ class Reactor:
 
     def next_deadline(self):
         return self._wheel.next_deadline()
+
+    def before_flush(self, fn):
+        """Run fn() in every pass after the events and timers, before any output is written.
+
+        The server commits its storage here: everything one pass decided is durable before
+        any of that pass's acknowledgements leave (group commit, one sync per pass).
+        """
+        self._before_flush.append(fn)
 
     def fire_timers(self):
         """Fire every timer due now; ones they schedule wait for the next pass."""
@@ -509,8 +519,7 @@ class Reactor:
             self._finish_connect(conn)
             return
         if mask & selectors.EVENT_WRITE:
-            self._flush(conn)
-            self._update_mask(conn)
+            self._mark_dirty(conn)      # written at the end of the pass, after before_flush
         if mask & selectors.EVENT_READ and not conn.closed:
             self._read(conn)
 
@@ -547,9 +556,9 @@ class Reactor:
             conn._timer = None
             if conn.closing_reason is None:     # closed while connecting: only its last output is owed
                 self._guarded(conn.handler.on_connected, conn, conn=conn)
-        self._flush(conn)
         if conn.closing_reason is not None and conn._out:
             self._linger(conn)
+        self._mark_dirty(conn)
         self._update_mask(conn)
 
     def _read(self, conn):
@@ -607,12 +616,19 @@ class Reactor:
                      f"({conn._out_bytes} bytes waiting)")
             self._close(conn, "slow consumer", flush=False)
             return
-        if len(conn._out) == 1:
+        self._mark_dirty(conn)
+
+    def _mark_dirty(self, conn):
+        if not conn._dirty:
+            conn._dirty = True
             self._dirty.append(conn)
 
     def _flush_dirty(self):
+        for hook in self._before_flush:
+            self._guarded(hook)
         dirty, self._dirty = self._dirty, []
         for conn in dirty:
+            conn._dirty = False
             if not conn.closed and not conn.connecting:
                 self._flush(conn)
                 self._update_mask(conn)

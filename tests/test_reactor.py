@@ -746,3 +746,28 @@ def test_the_default_log_goes_to_stderr(capsys):
     reactor.call_at(0.0, lambda: 1 / 0)
     reactor.clock.advance(0.0)
     assert "error in callback" in capsys.readouterr().err
+
+
+def test_before_flush_runs_before_any_output_of_the_pass_leaves(make_pair):
+    reactor, conn, peer, recorder = make_pair(soft_limit=1 << 23, hard_limit=1 << 24)
+    peer.setblocking(False)
+    seen_by_peer_at_hook = []
+    reactor.before_flush(lambda: seen_by_peer_at_hook.append(drain(peer)))
+    conn.send(b"ack\n")
+    reactor.run_once(timeout_s=0)
+    assert seen_by_peer_at_hook == [b""]            # nothing had left when the hook ran
+    assert drain(peer) == b"ack\n"
+    # a connection that becomes writable later is also written only after the hook
+    big = b"y" * 3_000_000 + b"\n"
+    conn.send(big)
+    reactor.run_once(timeout_s=0)
+    received = bytearray(drain(peer))
+    conn.send(b"late\n")
+    seen_by_peer_at_hook.clear()
+    for _ in range(1000):
+        if received.endswith(b"late\n"):
+            break
+        reactor.run_once(timeout_s=0.01)
+        received += drain(peer)
+    assert received.endswith(b"y\nlate\n")
+    assert all(b"late" not in chunk for chunk in seen_by_peer_at_hook)
