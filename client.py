@@ -4,16 +4,20 @@ The core takes `(event, now)` and returns a list of actions; it never touches a 
 screen or the clock. The glue at the bottom maps its actions onto `reactor.py` and the
 `Terminal`, and is the only part that does I/O.
 
-Run: python3 client.py HOST PORT [--heartbeat S]
+Run: python3 client.py HOST PORT [--heartbeat S] [--gui]
 """
 import argparse
 import hmac
+import secrets
 import socket
+import ssl
 import sys
 from collections import deque
 from dataclasses import dataclass, field
 
+import peer
 import protocol
+from peer import EndLink, LinkClosed, LinkIn, OpenLink, SendOnLink
 from reactor import Handler, RealClock, Reactor
 from terminal import Terminal
 
@@ -56,16 +60,24 @@ class CommandSpec:
         return " ".join([name] + [f"<{p}>" for p in self.params])
 
 
-# A new command (getaddress <user>, private <user> <text>, Y <user>, N <user>) is one more row.
+# A new command is one more row.
 COMMANDS = {
     "message": CommandSpec(("user", "text"), "send <text> to <user>, stored if they are offline"),
     "broadcast": CommandSpec(("text",), "send <text> to everyone online"),
     "online": CommandSpec((), "list the other users online"),
     "block": CommandSpec(("user",), "stop <user> from messaging you"),
     "unblock": CommandSpec(("user",), "let <user> message you again"),
+    "getaddress": CommandSpec(("user",), "ask <user> for their address, to talk privately"),
+    "Y": CommandSpec(("user",), "agree to give <user> your address (also y)"),
+    "N": CommandSpec(("user",), "refuse to give <user> your address (also n)"),
+    "private": CommandSpec(("user", "text"), "send <text> straight to <user>, not via the server"),
     "logout": CommandSpec((), "log out; you can then log in again"),
     "help": CommandSpec((), "show this list"),
 }
+
+
+# Other spellings of a command's name.
+ALIASES = {"y": "Y", "n": "N"}
 
 
 def parse_command(line):
@@ -74,6 +86,7 @@ def parse_command(line):
     if not rest:
         return None
     name, rest = _next_word(rest)
+    name = ALIASES.get(name, name)
     spec = COMMANDS.get(name)
     if spec is None:
         return Usage(f"Unknown command '{name}'. Type help for the list of commands.")
@@ -122,6 +135,13 @@ def render(frame):
     elif kind == "logged_out":
         return "You have been logged out because your account logged in elsewhere."
     return None
+
+
+def delivery_look(frame):
+    """A delivered frame that render() shows -> (kind, sender) for its Print."""
+    if frame.get("type") == "presence":
+        return ("joined" if frame.get("online") else "left"), frame.get("user")
+    return ("offline" if frame.get("offline") is True else frame.get("type")), frame.get("from")
 
 
 def _seconds_text(seconds):
@@ -184,6 +204,13 @@ class Incoming:
 
 
 @dataclass(frozen=True)
+class Accepted:
+    """Our listening port accepted connection `conn`; `nonce` is fresh for its challenge."""
+    conn: int
+    nonce: str
+
+
+@dataclass(frozen=True)
 class IncomingClosed:
     """An accepted connection is gone."""
     conn: int
@@ -197,8 +224,22 @@ class Expired:
 
 @dataclass(frozen=True)
 class Print:
-    """Show one line on the screen."""
+    """Show one line on the screen. `kind` and `sender` are for screens that show lines apart
+    (the GUI); the terminal prints `text` alone.
+
+    kind: "system" (the default), "message", "broadcast", "offline" (a message or broadcast
+    kept for this login), "joined"/"left" (sender is the user), "online" (a line of the reply
+    to `online`), "outage" (the server cannot be reached).
+    """
     text: str
+    kind: str = "system"
+    sender: str | None = None
+
+
+@dataclass(frozen=True)
+class ShowOnline:
+    """The reply to `online`: these other users are online (a screen may keep a list)."""
+    users: tuple
 
 
 @dataclass(frozen=True)
@@ -278,8 +319,11 @@ class _Pending:
 @dataclass
 class _Delivery:
     """An accepted connection: unproven until its hello, then trusted or refused."""
-    state: str = "new"                          # "new", "held", "trusted", "refused"
+    state: str = "new"                          # "new", "held", "trusted", "peer", "refused"
     held: list = field(default_factory=list)    # frames that wait for the login's proof
+    nonce: str | None = None                    # the challenge a peer must answer
+    peer: str | None = None                     # a proven peer ("peer" state), and the key
+    key: str | None = None                      # it proved: a new consent does not renew it
 
 
 class ChatClient:
@@ -295,6 +339,7 @@ class ChatClient:
         self.waiting_for = None         # request id of the line in flight, if any
         self.pending = {}               # request id -> _Pending
         self.deliveries = {}            # accepted conn -> _Delivery
+        self.peers = peer.Peers()       # addresses and keys given by consent, and our links
         self.last_request_at = None     # the last request carrying our token: a sign of life
         self.outage = False             # "cannot reach" was shown; quiet until a reply arrives
         self.input_ended = False
@@ -344,7 +389,7 @@ class ChatClient:
             return
         # the user hears about an outage once; a line they typed always gets an answer
         if pending.blocks_input or not self.outage:
-            out.append(Print(f"Cannot reach the server ({event.reason})."))
+            out.append(Print(f"Cannot reach the server ({event.reason}).", "outage"))
         self.outage = True
         getattr(self, "_fail_" + pending.kind, self._fail_quietly)(pending, now, out)
 
@@ -354,6 +399,8 @@ class ChatClient:
         elif event.key == EXIT_KEY and self.exiting:
             out.append(Log("no reply to logout; exiting anyway"))
             self._exit(out)
+        elif event.key[0] == "link":
+            self._peer_items(self.peers.link_idle(event.key[1], now), out)
 
     def _on_Incoming(self, event, now, out):
         delivery = self.deliveries.setdefault(event.conn, _Delivery())
@@ -363,11 +410,24 @@ class ChatClient:
             delivery.held.append(event.frame)
         elif delivery.state == "new":
             self._check_hello(event.conn, delivery, event.frame, now, out)
+        elif delivery.state == "peer":
+            self._peer_frame(event.conn, delivery, event.frame, out)
         else:
             self._delivered(event.conn, event.frame, now, out)
 
     def _on_IncomingClosed(self, event, now, out):
         self.deliveries.pop(event.conn, None)
+
+    def _on_Accepted(self, event, now, out):
+        # every accepted connection is challenged; the server's deliveries ignore it
+        self.deliveries[event.conn] = _Delivery(nonce=event.nonce)
+        out.append(SendTo(event.conn, {"type": "challenge", "nonce": event.nonce}))
+
+    def _on_LinkIn(self, event, now, out):
+        self._peer_items(self.peers.link_frame(self.user, event.link, event.frame), out)
+
+    def _on_LinkClosed(self, event, now, out):
+        self._peer_items(self.peers.link_closed(event.link, event.reason), out)
 
     # -- typed lines ----------------------------------------------------------------------------
 
@@ -414,11 +474,16 @@ class ChatClient:
         if command.name == "help":
             out.extend(Print(line) for line in help_lines())
             return
+        if command.name == "private":
+            self._private(command, now, out)
+            return
         frame = {"type": command.name, "token": self.token}
         if command.name == "message":
             frame.update(to=command.user, text=command.text)
         elif command.name == "broadcast":
             frame["text"] = command.text
+        elif command.name in ("Y", "N"):
+            frame.update(type="consent", user=command.user, agree=command.name == "Y")
         elif command.user is not None:
             frame["user"] = command.user
         if command.name == "logout":
@@ -508,6 +573,12 @@ class ChatClient:
         if lines is None:
             out.append(Log(f"unexpected reply to {command.name}: {frame.get('type')}"))
             return
+        if frame.get("type") == "ok":
+            self._peer_reply(command, frame, out)
+        if command.name == "online" and frame.get("type") == "online":
+            out.append(ShowOnline(tuple(u for u in frame.get("users") or [] if isinstance(u, str))))
+            out.extend(Print(line, "online") for line in lines)
+            return
         out.extend(Print(line) for line in lines)
 
     def _reply_heartbeat(self, pending, frame, now, out):
@@ -516,6 +587,17 @@ class ChatClient:
 
     def _reply_exit(self, pending, frame, now, out):
         self._exit(out)
+
+    def _reply_resend(self, pending, frame, now, out):
+        if self._stale(pending):
+            return
+        if _code(frame) == "no_session":
+            self._session_ended(out)
+            return
+        out.extend(Print(line) for line in _command_reply_lines(pending.command, frame) or [])
+
+    def _fail_resend(self, pending, now, out):
+        out.append(Print(f"Your message to {pending.command.user} was not delivered."))
 
     def _fail_check_user(self, pending, now, out):
         out.append(Print(ASK_USER))
@@ -566,6 +648,9 @@ class ChatClient:
         self.stage = USERNAME
         self.token = None
         self.proof = None
+        # consent ends with the session, on both sides
+        self._peer_items(self.peers.forget_all(), out)
+        self._close_peers(lambda name: True, out)
         out.append(Print(ASK_USER))
 
     def _start_exit(self, now, out):
@@ -582,7 +667,9 @@ class ChatClient:
     # -- deliveries -----------------------------------------------------------------------------
 
     def _check_hello(self, conn, delivery, frame, now, out):
-        if frame.get("type") == "hello" and self.proof is None and self._login_in_flight():
+        if frame.get("type") in ("peer_hello", "private"):
+            self._peer_hello(conn, delivery, frame, out)
+        elif frame.get("type") == "hello" and self.proof is None and self._login_in_flight():
             # the server may deliver stored messages before our welcome reply is handled
             delivery.state = "held"
             delivery.held.append(frame)
@@ -628,10 +715,95 @@ class ChatClient:
                 self._back_to_username(out)
         elif kind in ("message", "broadcast", "presence"):
             text = render(frame)
-            out.append(Print(text) if text is not None
+            out.append(Print(text, *delivery_look(frame)) if text is not None
                        else Log(f"malformed {kind} delivery ignored"))
+        elif kind in peer.PEER_DELIVERIES:
+            self._peer_items(self.peers.delivered(frame), out)
+        elif kind == "consent_revoked":
+            # the user's session ended: the key we gave it is void
+            self._revoke_consent(frame.get("user"), out)
         else:
             out.append(Log(f"delivery of unknown type {kind!r} ignored"))
+
+    # -- peer to peer (the rules live in peer.py) -----------------------------------------------
+
+    def _peer_items(self, items, out):
+        """Peers' items -> our actions; link actions go to the glue as they are."""
+        for item in items:
+            kind = type(item)
+            if kind is peer.Notice:
+                out.append(Print(item.text))
+            elif kind is peer.Note:
+                out.append(Log(item.text))
+            elif kind is peer.Wake:
+                out.append(Arm(item.key, item.at))
+            elif kind is peer.Resend:
+                self._resend(item, out)
+            else:
+                out.append(item)
+
+    def _private(self, command, now, out):
+        if command.user not in self.peers.addresses:
+            out.append(Print(f"You don't have {command.user}'s address. "
+                             f"Type getaddress {command.user} first."))
+            return
+        self._peer_items(self.peers.send(self.user, command.user, command.text, now), out)
+
+    def _resend(self, item, out):
+        """The peer was unreachable: the message goes through the server, delivered or kept."""
+        if self.token is None:
+            out.append(Print(f"Your message to {item.user} was not delivered."))
+            return
+        out.append(Print(f"Sending your message to {item.user} through the server instead."))
+        frame = {"type": "message", "token": self.token, "to": item.user, "text": item.text}
+        self._request("resend", frame, out, blocks_input=False,
+                      command=Command("message", item.user, item.text))
+
+    def _peer_reply(self, command, frame, out):
+        """What an ok to a command changes for peers."""
+        if command.name == "Y" and isinstance(frame.get("key"), str):
+            self.peers.grant(command.user, frame["key"])
+        elif command.name == "block":
+            # the blocked user's key ends here, so our listener refuses its next private
+            self._revoke_consent(command.user, out)
+
+    def _revoke_consent(self, user, out):
+        self.peers.revoke(user)
+        self._close_peers(lambda name: name == user, out)
+
+    def _close_peers(self, chosen, out):
+        """Close the accepted connections of proven peers whose name is `chosen`."""
+        for conn, delivery in self.deliveries.items():
+            if delivery.state == "peer" and chosen(delivery.peer):
+                delivery.state = "refused"
+                out.append(CloseConn(conn))
+
+    def _peer_hello(self, conn, delivery, frame, out):
+        try:
+            delivery.peer, delivery.key = self.peers.check_hello(self.user, frame, delivery.nonce)
+        except peer.PeerRefused as refusal:
+            self._refuse_peer(conn, delivery, refusal, out)
+            return
+        delivery.state = "peer"
+        out.append(SendTo(conn, {"type": "ok"}))
+
+    def _peer_frame(self, conn, delivery, frame, out):
+        if frame.get("type") == "bye":
+            out.append(CloseConn(conn))
+            return
+        try:
+            text = self.peers.check_private(delivery.peer, delivery.key, frame)
+        except peer.PeerRefused as refusal:
+            self._refuse_peer(conn, delivery, refusal, out)
+            return
+        out.extend([Print(f"{delivery.peer} (private): {text}", "private", delivery.peer),
+                    SendTo(conn, {"type": "ok"})])
+
+    def _refuse_peer(self, conn, delivery, refusal, out):
+        """Told once per connection, logged, answered not_allowed and closed."""
+        delivery.state = "refused"
+        out.extend([Print(refusal.line), Log(f"refused peer connection {conn}: {refusal.why}"),
+                    SendTo(conn, protocol.error("not_allowed")), CloseConn(conn)])
 
 
 def _code(frame):
@@ -658,6 +830,15 @@ _ERROR_LINES = {
     ("unblock", "unknown_user"): "User {user} does not exist.",
     ("unblock", "self"): "You cannot unblock yourself.",
     ("unblock", "not_blocked"): "User {user} is not blocked.",
+    ("getaddress", "offline"): "{user} is not online. Can't get the address.",
+    ("getaddress", "blocked"): "{user} has blocked you. You can't get the address.",
+    ("getaddress", "unknown_user"): "User {user} does not exist.",
+    ("getaddress", "self"): "You cannot get your own address.",
+    ("getaddress", "already_asked"): "You already asked {user}; wait for the answer.",
+    ("Y", "no_request"): "There is no request from {user} waiting for your answer.",
+    ("N", "no_request"): "There is no request from {user} waiting for your answer.",
+    ("Y", "unknown_user"): "User {user} does not exist.",
+    ("N", "unknown_user"): "User {user} does not exist.",
 }
 
 
@@ -684,6 +865,12 @@ def _command_reply_lines(command, frame):
         return [f"User {command.user} has been blocked"]
     if command.name == "unblock":
         return [f"User {command.user} is unblocked"]
+    if command.name == "getaddress":
+        return ["request sent"]
+    if command.name == "Y":
+        return [f"You agreed to a private talk with {command.user}."]
+    if command.name == "N":
+        return [f"You refused to give {command.user} your address."]
     return None
 
 
@@ -734,6 +921,7 @@ class _Deliveries(Handler):
     def on_accepted(self, conn):
         self.glue.incoming[conn.id] = conn
         self._wake_idle(conn)
+        self.glue.feed(Accepted(conn.id, secrets.token_hex(16)))
 
     def on_frame(self, conn, line):
         self._wake_idle(conn)
@@ -754,17 +942,40 @@ class _Deliveries(Handler):
                                                          lambda: conn.close("idle"))
 
 
+class _Links(Handler):
+    """Our connections to peers' listening ports (peer.py has the link protocol)."""
+
+    def __init__(self, glue):
+        self.glue = glue
+
+    def on_frame(self, conn, line):
+        self.glue.feed(LinkIn(conn.data["link"], _decoded(line)))
+
+    def on_oversize(self, conn):
+        self.glue.feed(LinkIn(conn.data["link"], protocol.error("too_long")))
+
+    def on_closed(self, conn, reason):
+        if "abort" in conn.data:
+            conn.data["abort"].cancel()
+        self.glue.links.pop(conn.data["link"], None)
+        self.glue.feed(LinkClosed(conn.data["link"], reason))
+
+
 class ClientGlue:
     """Feeds reactor events to a ChatClient and carries out its actions."""
 
-    def __init__(self, reactor, terminal, server):
+    def __init__(self, reactor, terminal, server, tls=None, server_name=None):
         self.reactor = reactor
         self.terminal = terminal
         self.server = server            # (host, port)
+        self.tls = tls                  # an ssl.SSLContext when the server speaks TLS
+        self.server_name = server_name  # the name its certificate must carry
         self.core = None                # set once the listening port is known
         self.requests = _Requests(self)
         self.deliveries = _Deliveries(self)
         self.incoming = {}              # conn id -> accepted Connection
+        self.link_handler = _Links(self)
+        self.links = {}                 # link id -> our Connection to a peer
         self.timers = {}                # Arm key -> reactor Timer
         self.exit_code = None
         self.input_done = False
@@ -809,6 +1020,9 @@ class ClientGlue:
     def _do_Print(self, action):
         self.terminal.show(action.text)
 
+    def _do_ShowOnline(self, action):
+        """The terminal shows the list through the Print lines that follow."""
+
     def _do_AskSecret(self, action):
         self.terminal.set_secret(action.secret)
 
@@ -816,7 +1030,8 @@ class ClientGlue:
         self.terminal.log(action.text)
 
     def _do_Request(self, action):
-        conn = self.reactor.connect(*self.server, self.requests)
+        conn = self.reactor.connect(*self.server, self.requests, tls=self.tls,
+                                    server_hostname=self.server_name)
         conn.data["request_id"] = action.request_id
         conn.data["timer"] = self.reactor.call_later(REQUEST_TIMEOUT_S,
                                                      lambda: conn.abort("no reply"))
@@ -830,6 +1045,25 @@ class ClientGlue:
     def _do_CloseConn(self, action):
         if action.conn in self.incoming:
             self.incoming[action.conn].close("done")
+
+    def _do_OpenLink(self, action):
+        conn = self.reactor.connect(action.host, action.port, self.link_handler,
+                                    timeout_s=peer.PEER_CONNECT_S)
+        conn.data["link"] = action.link
+        self.links[action.link] = conn
+
+    def _do_SendOnLink(self, action):
+        if action.link in self.links:
+            self.links[action.link].send(protocol.encode(action.frame))
+
+    def _do_EndLink(self, action):
+        conn = self.links.get(action.link)
+        if conn is None or "abort" in conn.data:
+            return
+        conn.send(protocol.encode({"type": "bye"}))
+        # the peer's listener closes first; one that does not is dropped after a while
+        conn.data["abort"] = self.reactor.call_later(REQUEST_TIMEOUT_S,
+                                                     lambda: conn.abort("no close after bye"))
 
     def _do_Arm(self, action):
         self._do_Cancel(action)
@@ -876,7 +1110,18 @@ def parse_args(argv):
     parser.add_argument("port", type=_port, help="the server's port")
     parser.add_argument("--heartbeat", type=_seconds, default=HEARTBEAT_S, metavar="S",
                         help=f"seconds between heartbeats (default {HEARTBEAT_S:g})")
+    parser.add_argument("--gui", action="store_true", help="open a window instead of the terminal")
+    parser.add_argument("--tls", action="store_true",
+                        help="speak TLS to the server (it must run with --tls-cert/--tls-key)")
+    parser.add_argument("--cafile", metavar="FILE",
+                        help="trust the certificates in FILE (a self-signed server's cert.pem); implies --tls")
     args = parser.parse_args(argv)
+    args.tls_context = None
+    if args.tls or args.cafile:
+        try:
+            args.tls_context = ssl.create_default_context(cafile=args.cafile)
+        except (OSError, ssl.SSLError) as exc:
+            parser.error(f"cannot use --cafile {args.cafile}: {exc}")
     try:
         # resolve once here: the reactor's connect would block the loop on every request
         args.address = socket.gethostbyname(args.host)
@@ -887,7 +1132,8 @@ def parse_args(argv):
 
 def run(args, stdin_fd, terminal, reactor):
     """Run the client until it exits; returns the exit code."""
-    glue = ClientGlue(reactor, terminal, (args.address, args.port))
+    glue = ClientGlue(reactor, terminal, (args.address, args.port),
+                      tls=args.tls_context, server_name=args.host)
     listener = reactor.listen("0.0.0.0", 0, glue.deliveries)   # deliveries may come from afar
     glue.core = ChatClient(Settings(listener.port, heartbeat_s=args.heartbeat))
     reactor.watch_input(stdin_fd, glue.on_input, glue.on_input_end)
@@ -899,8 +1145,11 @@ def run(args, stdin_fd, terminal, reactor):
 
 
 def main(argv=None):
-    """python3 client.py HOST PORT [--heartbeat S]"""
+    """python3 client.py HOST PORT [--heartbeat S] [--gui]"""
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.gui:
+        import gui      # imported here so that the terminal client never loads tkinter
+        return gui.main(args)
     stdin_fd = sys.stdin.fileno()
     with Terminal(stdin_fd, sys.stdout.buffer, sys.stderr.buffer) as terminal:
         reactor = Reactor(RealClock(), log=terminal.log)

@@ -26,6 +26,10 @@ ERRORS = {
     "blocked": "the recipient has blocked you",
     "already_blocked": "that user is already blocked",
     "not_blocked": "that user is not blocked",
+    "offline": "that user is not online",
+    "already_asked": "you already asked that user; wait for the answer",
+    "no_request": "that user has no address request waiting for your answer",
+    "not_allowed": "no valid consent: private messages are refused",
 }
 
 

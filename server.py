@@ -11,6 +11,7 @@ import os
 import secrets
 import signal
 import sqlite3
+import ssl
 import sys
 import time
 from dataclasses import dataclass
@@ -84,6 +85,7 @@ class Settings:
     max_attempts: int = 3
     max_name_chars: int = 64
     max_text_chars: int = 4000
+    consent_s: float = 60.0     # how long a getaddress waits for the target's answer
 
 
 @dataclass
@@ -185,11 +187,15 @@ class ChatServer:
         # (host, port) -> the user who last logged in with it. Kept after the session
         # ends, because deliveries that fail after a logout must still be kept.
         self._address_users = {}
+        # Peer to peer, in memory only, so a restart ends every consent:
+        self._asks = {}            # (requester, target) -> asked_until: waiting for an answer
+        self._grants = {}          # (holder, granter) -> key: holder may dial granter's port
         self._open_requests = {"check_user": self._check_user, "login": self._login}
         self._session_requests = {
             "message": self._message, "broadcast": self._broadcast,
             "online": self._online, "block": self._block, "unblock": self._unblock,
             "heartbeat": self._heartbeat, "logout": self._logout,
+            "getaddress": self._getaddress, "consent": self._consent,
         }
 
     def handle(self, event, now):
@@ -294,11 +300,12 @@ class ChatServer:
             actions += self._presence(user, online=True)
         else:
             # The user stays online, so the others see no presence change.
-            self._end_session(user)
+            ended = self._end_session(user)
             actions.append(Log(f"{user} logged in elsewhere; ended the session at "
                                f"{_shown(old.address)}"))
             actions.append(Deliver(old.address, old.proof,
                                    {"type": "logged_out", "reason": "elsewhere"}))
+            actions += ended
         self._sessions[user] = session
         self._users_by_token[session.token] = user
         self._address_users[address] = user
@@ -308,8 +315,33 @@ class ChatServer:
         return actions
 
     def _end_session(self, user):
+        """End `user`'s session and the consents it took part in; returns the notices."""
         session = self._sessions.pop(user)
         del self._users_by_token[session.token]
+        return self._end_peering(user)
+
+    def _end_peering(self, user):
+        """Asks and grants end with either side's session; the other side is told."""
+        actions = []
+        for requester, target in sorted(self._asks):
+            if user in (requester, target):
+                del self._asks[(requester, target)]
+                if target == user:
+                    actions += self._tell(requester, {"type": "address_lapsed", "user": user})
+        for holder, granter in sorted(self._grants):
+            if holder == user:
+                del self._grants[(holder, granter)]
+                actions += self._tell(granter, {"type": "consent_revoked", "user": user})
+            elif granter == user:
+                # the holder's copy of the address (and key) is stale: it must ask again
+                del self._grants[(holder, granter)]
+                actions += self._tell(holder, {"type": "address_revoked", "user": user})
+        return actions
+
+    def _tell(self, user, frame):
+        """Deliver `frame` to `user` if online; nothing otherwise."""
+        session = self._sessions.get(user)
+        return [] if session is None else [Deliver(session.address, session.proof, frame)]
 
     def _presence(self, user, online):
         """Tell every other online user that `user` came or went, except those it blocks."""
@@ -366,7 +398,12 @@ class ChatServer:
         if self._store.is_blocked(session.user, target):
             raise Refused("already_blocked")
         self._store.add_block(session.user, target)
-        return [_answer(request.conn, frame_id, {"type": "ok"})]
+        actions = [_answer(request.conn, frame_id, {"type": "ok"})]
+        # The blocked user is not told: its next private is refused by the blocker's client,
+        # which drops the key itself, and its next getaddress is refused here.
+        if self._grants.pop((target, session.user), None) is not None:
+            actions.append(Log(f"{session.user} blocked {target}: its address grant ended"))
+        return actions
 
     def _unblock(self, session, request, frame_id, now):
         target = self._block_target(session, request.frame)
@@ -379,14 +416,77 @@ class ChatServer:
         return [_answer(request.conn, frame_id, {"type": "ok"})]
 
     def _logout(self, session, request, frame_id, now):
-        self._end_session(session.user)
+        ended = self._end_session(session.user)
         return [Log(f"{session.user} logged out"),
                 _answer(request.conn, frame_id, {"type": "ok"}),
-                *self._presence(session.user, online=False)]
+                *self._presence(session.user, online=False), *ended]
+
+    # --- peer to peer: addresses given only by consent ---
+
+    def _getaddress(self, session, request, frame_id, now):
+        requester = session.user
+        target = self._account_field(request.frame, "user")
+        if target == requester:
+            raise Refused("self")
+        # Checked before "offline", so a blocked user learns nothing, not even presence.
+        if self._store.is_blocked(target, requester):
+            raise Refused("blocked")
+        granter = self._sessions.get(target)
+        if granter is None:
+            raise Refused("offline")
+        pair = (requester, target)
+        if now < self._asks.get(pair, now):
+            raise Refused("already_asked")
+        asked_until = now + self._settings.consent_s
+        self._asks[pair] = asked_until
+        return [Log(f"{requester} asked {target} for its address"),
+                _answer(request.conn, frame_id, {"type": "ok"}),
+                Deliver(granter.address, granter.proof,
+                        {"type": "consent_request", "from": requester}),
+                Arm(("consent", requester, target), asked_until)]
+
+    def _consent(self, session, request, frame_id, now):
+        frame = request.frame
+        target = session.user
+        requester = self._account_field(frame, "user")
+        agree = frame.get("agree")
+        if not isinstance(agree, bool):
+            raise FrameError("bad_field", "'agree' must be true or false")
+        pair = (requester, target)
+        # Half-open like the lockout: an answer at exactly asked_until is too late.
+        if now >= self._asks.get(pair, now):
+            raise Refused("no_request")
+        del self._asks[pair]
+        asker = self._sessions[requester]   # an ask ends with its requester's session
+        if not agree:
+            return [Log(f"{target} refused {requester} its address"),
+                    _answer(request.conn, frame_id, {"type": "ok"}),
+                    Deliver(asker.address, asker.proof,
+                            {"type": "address_refused", "user": target})]
+        # One random key per consent, known only to the pair: the requester proves with it
+        # who it is to the target's listener (PROTOCOL.md, "Peer to peer"). Never logged.
+        key = self._make_secret()
+        self._grants[pair] = key
+        host, port = session.address
+        return [Log(f"{target} gave {requester} its address"),
+                _answer(request.conn, frame_id, {"type": "ok", "key": key}),
+                Deliver(asker.address, asker.proof,
+                        {"type": "address", "user": target, "host": host, "port": port,
+                         "key": key})]
+
+    def _ask_lapsed(self, requester, target):
+        if (requester, target) not in self._asks:
+            return []   # answered already, or ended with a session
+        del self._asks[(requester, target)]
+        return [Log(f"{target} did not answer {requester}'s address request within "
+                    f"{_whole(self._settings.consent_s)} s"),
+                *self._tell(requester, {"type": "address_lapsed", "user": target})]
 
     # --- timers and failed deliveries ---
 
     def _on_expired(self, key, now):
+        if len(key) == 3 and key[0] == "consent":
+            return self._ask_lapsed(key[1], key[2])
         if len(key) != 2 or key[0] != "idle":
             return []
         user = key[1]
@@ -397,10 +497,10 @@ class ChatServer:
         idle_until = session.last_seen + self._settings.timeout_s
         if now < idle_until:
             return [Arm(key, idle_until)]
-        self._end_session(user)
+        ended = self._end_session(user)
         return [Log(f"{user} timed out after {_whole(self._settings.timeout_s)} s "
                     f"without a request"),
-                *self._presence(user, online=False)]
+                *self._presence(user, online=False), *ended]
 
     def _on_undelivered(self, event):
         user = self._address_users.get(event.address)
@@ -438,6 +538,7 @@ def _answer(conn, frame_id, frame):
 IDLE_CONNECTION_S = 60.0      # an accepted connection that sends nothing for this long is closed
 DELIVERY_CONNECT_S = 5.0      # how long to try reaching a client's listening port
 UNREACHED = ("refused", "timed out", "unreachable")   # close reasons meaning nothing was delivered
+ORDINARY_CLOSES = ("bye", "eof", "idle", "server stopping")   # not worth a log line
 
 
 class _Delivery:
@@ -459,6 +560,8 @@ class ServerGlue(Handler):
         self.store = store
         self.log = log
         self.idle_s = idle_s
+        # group commit: one transaction per loop pass, committed before any reply leaves
+        reactor.before_flush(store.commit)
         self.conns = {}           # id -> accepted connection, for replies
         self.timers = {}          # core key -> reactor Timer
         self.deliveries = {}      # (address, proof) -> _Delivery still taking frames
@@ -498,6 +601,8 @@ class ServerGlue(Handler):
             idle.cancel()
         delivery = conn.data.get("delivery")
         if delivery is None:
+            if reason not in ORDINARY_CLOSES:
+                self.log(f"connection {conn.id} from {conn.peer[0]} closed: {reason}")
             return
         if self.deliveries.get((delivery.address, delivery.proof)) is delivery:
             del self.deliveries[(delivery.address, delivery.proof)]
@@ -509,8 +614,7 @@ class ServerGlue(Handler):
     # -- what the core asks for --------------------------------------------------------------
 
     def apply(self, actions):
-        """Carry out a list of core actions; storage commits before any reply leaves."""
-        self.store.commit()
+        """Carry out a list of core actions (replies leave at the end of the pass)."""
         for action in actions:
             kind = type(action)
             if kind is Reply:
@@ -605,7 +709,21 @@ def parse_args(argv):
                         help="seconds a name stays blocked after too many wrong passwords (default 30)")
     parser.add_argument("--timeout", type=_seconds, default=Settings.timeout_s,
                         help="seconds without a heartbeat before a user is logged out (default 31)")
-    return parser.parse_args(argv)
+    parser.add_argument("--consent-time", type=_seconds, default=Settings.consent_s,
+                        help="seconds a getaddress waits for the target's answer (default 60)")
+    parser.add_argument("--tls-cert", metavar="FILE", help="speak TLS with this certificate (PEM)")
+    parser.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
+    args = parser.parse_args(argv)
+    args.tls_context = None
+    if args.tls_cert or args.tls_key:
+        if not (args.tls_cert and args.tls_key):
+            parser.error("--tls-cert and --tls-key go together")
+        try:
+            args.tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            args.tls_context.load_cert_chain(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            parser.error(f"cannot load the TLS certificate and key: {exc}")
+    return args
 
 
 def main(argv=None):
@@ -624,11 +742,12 @@ def main(argv=None):
     except (OSError, sqlite3.Error) as exc:
         print(f"server.py: cannot open the data directory {args.data_dir}: {exc}", file=sys.stderr)
         return 1
-    settings = Settings(block_time_s=args.block_time, timeout_s=args.timeout)
+    settings = Settings(block_time_s=args.block_time, timeout_s=args.timeout,
+                        consent_s=args.consent_time)
     reactor = Reactor(clock, log=log)
     glue = ServerGlue(reactor, ChatServer(credentials, store, settings), store, log)
     try:
-        listener = reactor.listen(args.host, args.port, glue)
+        listener = reactor.listen(args.host, args.port, glue, tls=args.tls_context)
     except OSError as exc:
         print(f"server.py: cannot listen on port {args.port}: {exc.strerror}", file=sys.stderr)
         return 1
@@ -638,7 +757,8 @@ def main(argv=None):
         reactor.stop()
 
     reactor.on_signals(stop)
-    log(f"listening on {args.host}:{listener.port} with {len(credentials)} accounts")
+    secured = "TLS" if args.tls_context else "plain TCP: passwords cross the network in clear"
+    log(f"listening on {args.host}:{listener.port} with {len(credentials)} accounts ({secured})")
     reactor.run()
     listener.close()
     reactor.close_all("server stopping")

@@ -1,0 +1,351 @@
+"""Peer to peer: private messages sent straight to another client's listening port.
+
+The server gives an address only by consent, with a random key known to the two users alone
+(PROTOCOL.md, "Peer to peer"). This module holds the pure parts of the client's side: the proof a
+dialing peer gives, the book of addresses and keys, the listener's checks, and the outgoing links
+with their queues. It reads no clock and touches no socket: `Peers` methods return items (link
+actions, and Notice, Note, Wake, Resend) that the client core turns into its own actions.
+
+One link, from the dialer A to B's listening port:
+    B -> {"type":"challenge","nonce":N}          on accept, fresh for every connection
+    A -> {"type":"peer_hello","from":A,"mac":M}   M = hex HMAC-SHA256(key, "chat-p2p|A|B|N")
+    B -> {"type":"ok"}, or an error not_allowed and B closes
+    A -> {"type":"private","from":A,"text":T}     each answered {"type":"ok"}, in order
+    A -> {"type":"bye"}                           after PEER_IDLE_S unused; B closes first
+"""
+import hashlib
+import hmac
+from collections import deque
+from dataclasses import dataclass, field
+
+# A link unused this long is ended with bye by the dialer. It is shorter than the listener's
+# 60 s idle close, so the connecting side ends it, as everywhere in the protocol.
+PEER_IDLE_S = 50.0
+PEER_CONNECT_S = 5.0            # how long to try reaching a peer's listening port
+MAC_LABEL = "chat-p2p"          # keeps a link proof from meaning anything anywhere else
+MAX_NAME_CHARS = 64             # as the server's limit on names
+CONNECT_FAILED = "Connect failed. Maybe the user's ip has changed."
+# The server's deliveries that Peers.delivered handles.
+PEER_DELIVERIES = ("consent_request", "address", "address_refused", "address_lapsed",
+                   "address_revoked")
+
+
+def mac_of(key, sender, receiver, nonce):
+    """The proof that `sender` knows the pair's `key`, good for `receiver`'s `nonce` only: hex."""
+    message = "|".join((MAC_LABEL, sender, receiver, nonce)).encode("utf-8")
+    return hmac.new(key.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+def mac_ok(key, sender, receiver, nonce, mac):
+    """True if `mac` is mac_of(key, sender, receiver, nonce), compared in constant time."""
+    if not isinstance(mac, str):
+        return False
+    expected = mac_of(key, sender, receiver, nonce)
+    return hmac.compare_digest(mac.encode("utf-8"), expected.encode("utf-8"))
+
+
+# -- events and actions of outgoing links (the client glue carries them out) ------------------
+
+@dataclass(frozen=True)
+class LinkIn:
+    """A decoded frame arrived on our link `link` to a peer."""
+    link: int
+    frame: dict
+
+
+@dataclass(frozen=True)
+class LinkClosed:
+    """Our link `link` is gone: closed by the peer, or never connected (`reason` says why)."""
+    link: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class OpenLink:
+    """Connect to a peer's listening port; its frames come back as LinkIn(link, ...)."""
+    link: int
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class SendOnLink:
+    """Send `frame` on link `link` (queued while it connects)."""
+    link: int
+    frame: dict
+
+
+@dataclass(frozen=True)
+class EndLink:
+    """Say bye on link `link`; the peer closes it."""
+    link: int
+
+
+# -- what Peers asks the core to do ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Notice:
+    """A line for the user's screen."""
+    text: str
+
+
+@dataclass(frozen=True)
+class Note:
+    """A diagnostic line for the log."""
+    text: str
+
+
+@dataclass(frozen=True)
+class Wake:
+    """Call Peers.link_idle(key[1], now) at `at`."""
+    key: tuple
+    at: float
+
+
+@dataclass(frozen=True)
+class Resend:
+    """The peer could not be reached: send `text` to `user` through the server instead."""
+    user: str
+    text: str
+
+
+class PeerRefused(Exception):
+    """The listener refuses a connection: `line` tells the listening user, `why` the log."""
+
+    def __init__(self, why, line):
+        super().__init__(why)
+        self.why = why
+        self.line = line
+
+
+@dataclass(frozen=True)
+class PeerAddress:
+    """Where a peer listens, and the key its consent gave us."""
+    host: str
+    port: int
+    key: str
+
+
+@dataclass
+class Link:
+    """One outgoing connection to a peer, and the private messages it carries."""
+    id: int
+    user: str
+    address: PeerAddress
+    used_at: float
+    state: str = "connecting"       # "connecting" (no challenge yet), "open", "ending", "refused"
+    waiting: list = field(default_factory=list)     # texts to send once challenged
+    unacked: deque = field(default_factory=deque)   # None (the hello) or a text, sent in order
+
+
+def _link_key(user):
+    return ("link", user)
+
+
+def _short_name(value):
+    """`value` if it can be a user's name; None otherwise."""
+    if isinstance(value, str) and value and len(value) <= MAX_NAME_CHARS:
+        return value
+    return None
+
+
+class Peers:
+    """The client's peer-to-peer state: whom it may dial, who may dial it, and its links."""
+
+    def __init__(self):
+        self.addresses = {}     # user -> PeerAddress: whom we may dial, by their consent
+        self.granted = {}       # user -> key: who may dial us, by our consent
+        self.links = {}         # link id -> Link, until it is closed
+        self.by_user = {}       # user -> the open or connecting Link new messages use
+        self._ids = 0
+
+    # -- consent, as the server reports it ---------------------------------------------------
+
+    def delivered(self, frame):
+        """A server delivery about addresses -> items; [] when it is not one of ours."""
+        kind = frame.get("type")
+        user = _short_name(frame.get("user"))
+        if kind == "consent_request":
+            asker = _short_name(frame.get("from"))
+            if asker is None:
+                return [Note("malformed consent_request ignored")]
+            return [Notice(f"Do you agree to have a private talk with {asker}? "
+                           f"Y {asker}/N {asker}")]
+        if user is None:
+            return [Note(f"malformed {kind} delivery ignored")]
+        if kind == "address":
+            return self._learn_address(user, frame)
+        if kind == "address_refused":
+            return [Notice(f"{user} refused to give you address.")]
+        if kind == "address_lapsed":
+            return [Notice(f"{user} did not answer your request for their address.")]
+        # address_revoked: the user logged out or in again, so the address may be stale
+        if user not in self.addresses:
+            return [Note(f"address of {user} revoked; we had none")]
+        return [*self.forget_address(user),
+                Notice(f"{user}'s address is no longer valid. "
+                       f"Type getaddress {user} to ask again.")]
+
+    def _learn_address(self, user, frame):
+        host, port, key = frame.get("host"), frame.get("port"), frame.get("key")
+        if not (isinstance(host, str) and isinstance(key, str) and key
+                and isinstance(port, int) and not isinstance(port, bool)):
+            return [Note("malformed address delivery ignored")]
+        items = self.forget_address(user)      # a link to the old address ends
+        self.addresses[user] = PeerAddress(host, port, key)
+        return [*items, Notice("got address!"), Notice(f"{user} {host} {port}")]
+
+    def forget_address(self, user):
+        """Stop dialing `user`: drop the address and end the link to it -> items."""
+        self.addresses.pop(user, None)
+        link = self.by_user.get(user)
+        return self._end(link) if link is not None else []
+
+    def grant(self, user, key):
+        """We agreed: `user` may dial us, proving itself with `key`."""
+        self.granted[user] = key
+
+    def revoke(self, user):
+        """Our consent for `user` ends (block, or its session ended)."""
+        self.granted.pop(user, None)
+
+    def forget_all(self):
+        """Logged out: every address, key and link goes -> items."""
+        items = []
+        for link in list(self.by_user.values()):
+            items += self._end(link)
+        self.addresses.clear()
+        self.granted.clear()
+        return items
+
+    # -- the listening side -------------------------------------------------------------------
+
+    def check_hello(self, me, frame, nonce):
+        """The first peer frame on an accepted connection -> (peer, key), or PeerRefused."""
+        if frame.get("type") != "peer_hello":
+            raise PeerRefused("no proof", "Refused a private message from a peer that did "
+                                          "not prove who it is.")
+        sender, mac = _short_name(frame.get("from")), frame.get("mac")
+        if sender is None or not isinstance(mac, str):
+            raise PeerRefused("malformed hello",
+                              "Refused a private connection: its hello was malformed.")
+        key = self.granted.get(sender)
+        if key is None:
+            raise PeerRefused("no consent",
+                              f"Refused a private connection from someone claiming to be "
+                              f"{sender}: you have not agreed to a private talk with {sender}.")
+        # a hello copied from another connection was made for another nonce, so it fails here
+        if not nonce or not mac_ok(key, sender, me, nonce, mac):
+            raise PeerRefused("wrong proof",
+                              f"Refused a private connection from someone claiming to be "
+                              f"{sender}: the proof of identity was wrong.")
+        return sender, key
+
+    def check_private(self, peer, key, frame):
+        """A frame from proven `peer` (who proved `key`) -> the text to show, or PeerRefused."""
+        text = frame.get("text")
+        if (frame.get("type") != "private" or frame.get("from") != peer
+                or not isinstance(text, str) or not text):
+            raise PeerRefused("broke the protocol",
+                              f"Refused a private connection from {peer}: "
+                              f"it broke the peer protocol.")
+        if self.granted.get(peer) != key:
+            raise PeerRefused("consent ended",
+                              f"Refused a private message from {peer}: you no longer agree "
+                              f"to a private talk with {peer}.")
+        return text
+
+    # -- the dialing side ---------------------------------------------------------------------
+
+    def send(self, me, user, text, now):
+        """Send a private `text` to `user`, whose address we hold -> items."""
+        items = []
+        link = self.by_user.get(user)
+        if link is None:
+            self._ids += 1
+            link = Link(self._ids, user, self.addresses[user], now)
+            self.links[link.id] = link
+            self.by_user[user] = link
+            items += [OpenLink(link.id, link.address.host, link.address.port),
+                      Wake(_link_key(user), now + PEER_IDLE_S)]
+        link.used_at = now
+        if link.state == "open":
+            items.append(self._private(me, link, text))
+        else:
+            link.waiting.append(text)
+        return items
+
+    def _private(self, me, link, text):
+        link.unacked.append(text)
+        return SendOnLink(link.id, {"type": "private", "from": me, "text": text})
+
+    def link_frame(self, me, link_id, frame):
+        """A frame from the peer on one of our links -> items."""
+        link = self.links.get(link_id)
+        if link is None:
+            return []
+        kind = frame.get("type")
+        if kind == "challenge" and link.state == "connecting" and frame.get("nonce") \
+                and isinstance(frame.get("nonce"), str):
+            return self._challenged(me, link, frame["nonce"])
+        if kind == "ok" and link.unacked:
+            link.unacked.popleft()
+            return []
+        if kind == "error" and frame.get("code") == "not_allowed":
+            return self._refused(link)
+        note = Note(f"unexpected {kind!r} on the link to {link.user}")
+        if link.state not in ("connecting", "open"):
+            return [note]   # already ending: the peer closes it
+        # not our peer's listener, or one that broke the protocol: what it has not
+        # acknowledged goes through the server once the link is closed
+        return [note, *self._end(link)]
+
+    def _challenged(self, me, link, nonce):
+        hello = {"type": "peer_hello", "from": me,
+                 "mac": mac_of(link.address.key, me, link.user, nonce)}
+        link.state = "open"
+        link.unacked.append(None)
+        waiting, link.waiting = link.waiting, []
+        return [SendOnLink(link.id, hello), *[self._private(me, link, t) for t in waiting]]
+
+    def _refused(self, link):
+        """The peer's listener does not accept our proof: its consent has ended."""
+        link.state = "refused"
+        link.waiting.clear()
+        link.unacked.clear()
+        if self.by_user.get(link.user) is link:
+            del self.by_user[link.user]
+        if self.addresses.get(link.user) == link.address:
+            del self.addresses[link.user]
+        return [Note(f"{link.user}'s listener refused our link"),
+                Notice(f"{link.user} did not accept your private message. "
+                       f"Type getaddress {link.user} to ask again.")]
+
+    def link_closed(self, link_id, reason):
+        """A link is gone -> items; what it did not deliver goes through the server."""
+        link = self.links.pop(link_id, None)
+        if link is None:
+            return []
+        if self.by_user.get(link.user) is link:
+            del self.by_user[link.user]
+        texts = link.waiting + [text for text in link.unacked if text is not None]
+        note = Note(f"link to {link.user} closed ({reason})")
+        if not texts:
+            return [note]
+        return [note, Notice(CONNECT_FAILED), *[Resend(link.user, text) for text in texts]]
+
+    def link_idle(self, user, now):
+        """The idle timer of `user`'s link is due -> items: end it, or wait some more."""
+        link = self.by_user.get(user)
+        if link is None:
+            return []
+        idle_until = link.used_at + PEER_IDLE_S
+        if now < idle_until:
+            return [Wake(_link_key(user), idle_until)]
+        return self._end(link)
+
+    def _end(self, link):
+        """Say bye; messages still unacknowledged are resent when the link closes."""
+        link.state = "ending"
+        del self.by_user[link.user]     # only a connecting or open link is ended: it is there
+        return [EndLink(link.id)]

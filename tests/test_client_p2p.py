@@ -1,0 +1,471 @@
+"""The client core's peer to peer side: consent commands, addresses, links, and the listener's
+checks of a peer's proof. Events in, actions out, with a hand-moved `now`."""
+import pytest
+
+from client import (
+    Accepted, Arm, CloseConn, Command, Expired, Incoming, IncomingClosed, Log, Print, Replied,
+    Request, RequestFailed, SendTo, Usage, parse_command,
+)
+from peer import (
+    CONNECT_FAILED, PEER_IDLE_S, EndLink, LinkClosed, LinkIn, OpenLink, SendOnLink, mac_of,
+)
+from test_client_core import OK, err, logged_in, of, printed, requests
+
+KEY = "k-columbia-alice"
+ADDRESS = {"type": "address", "user": "bob", "host": "10.0.0.2", "port": 6001, "key": KEY}
+
+
+def delivered(run, *frames, conn=70):
+    """Frames the server delivers on a fresh, proven connection -> the actions of the last."""
+    run.do(Incoming(conn, {"type": "hello", "proof": "p1"}))
+    actions = []
+    for frame in frames:
+        actions = run.do(Incoming(conn, frame))
+    return actions
+
+
+def with_address(run):
+    delivered(run, ADDRESS)
+    return run
+
+
+def sent(actions):
+    return [(a.link, a.frame) for a in actions if isinstance(a, SendOnLink)]
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("line, command", [
+    ("getaddress bob", Command("getaddress", "bob")),
+    ("Y bob", Command("Y", "bob")),
+    ("y bob", Command("Y", "bob")),
+    ("N bob", Command("N", "bob")),
+    ("n  bob ", Command("N", "bob")),
+    ("private bob hi  there ", Command("private", "bob", "hi  there ")),
+    ("private bob", Usage("Usage: private <user> <text>")),
+    ("Y", Usage("Usage: Y <user>")),
+    ("getaddress bob carol", Usage("Usage: getaddress <user>")),
+])
+def test_peer_commands_parse(line, command):
+    assert parse_command(line) == command
+
+
+def test_getaddress_and_answers_send_their_requests():
+    run = logged_in()
+    assert requests(run.type("getaddress bob")) == [
+        {"type": "getaddress", "token": "t1", "user": "bob"}]
+    run.reply(OK)
+    assert requests(run.type("y bob")) == [
+        {"type": "consent", "token": "t1", "user": "bob", "agree": True}]
+    run.reply(OK)
+    assert requests(run.type("N bob")) == [
+        {"type": "consent", "token": "t1", "user": "bob", "agree": False}]
+
+
+@pytest.mark.parametrize("command, reply, lines", [
+    ("getaddress bob", OK, ["request sent"]),
+    ("getaddress bob", err("offline"), ["bob is not online. Can't get the address."]),
+    ("getaddress bob", err("blocked"), ["bob has blocked you. You can't get the address."]),
+    ("getaddress bob", err("unknown_user"), ["User bob does not exist."]),
+    ("getaddress alice", err("self"), ["You cannot get your own address."]),
+    ("getaddress bob", err("already_asked"), ["You already asked bob; wait for the answer."]),
+    ("Y bob", {"type": "ok", "key": KEY}, ["You agreed to a private talk with bob."]),
+    ("N bob", OK, ["You refused to give bob your address."]),
+    ("Y bob", err("no_request"), ["There is no request from bob waiting for your answer."]),
+    ("n bob", err("no_request"), ["There is no request from bob waiting for your answer."]),
+    ("y nobody", err("unknown_user"), ["User nobody does not exist."]),
+])
+def test_peer_command_replies_are_shown(command, reply, lines):
+    run = logged_in()
+    run.type(command)
+    assert printed(run.reply(reply)) == lines
+
+
+# -- what the server delivers about addresses ---------------------------------------------------
+
+def test_consent_request_asks_the_user():
+    run = logged_in()
+    assert printed(delivered(run, {"type": "consent_request", "from": "bob"})) == [
+        "Do you agree to have a private talk with bob? Y bob/N bob"]
+
+
+def test_address_is_shown_and_kept():
+    run = logged_in()
+    assert printed(delivered(run, ADDRESS)) == ["got address!", "bob 10.0.0.2 6001"]
+    assert run.client.peers.addresses["bob"].key == KEY
+
+
+@pytest.mark.parametrize("frame, lines", [
+    ({"type": "address_refused", "user": "bob"}, ["bob refused to give you address."]),
+    ({"type": "address_lapsed", "user": "bob"},
+     ["bob did not answer your request for their address."]),
+])
+def test_refused_and_lapsed_requests_are_shown(frame, lines):
+    assert printed(delivered(logged_in(), frame)) == lines
+
+
+@pytest.mark.parametrize("frame", [
+    {"type": "consent_request"},
+    {"type": "consent_request", "from": "x" * 65},
+    {"type": "address", "user": "bob", "host": "10.0.0.2", "port": "6001", "key": KEY},
+    {"type": "address", "user": "bob", "host": "10.0.0.2", "port": True, "key": KEY},
+    {"type": "address", "user": "bob", "host": "10.0.0.2", "port": 6001, "key": ""},
+    {"type": "address", "host": "10.0.0.2", "port": 6001, "key": KEY},
+    {"type": "address_refused", "user": 7},
+    {"type": "address_revoked", "user": "bob"},        # we hold no address for bob
+])
+def test_malformed_or_pointless_address_deliveries_are_logged_only(frame):
+    run = logged_in()
+    actions = delivered(run, frame)
+    assert printed(actions) == [] and of(actions, Log)
+    assert run.client.peers.addresses == {}
+
+
+def test_revoked_address_is_forgotten_and_said():
+    run = with_address(logged_in())
+    actions = delivered(run, {"type": "address_revoked", "user": "bob"}, conn=71)
+    assert printed(actions) == [
+        "bob's address is no longer valid. Type getaddress bob to ask again."]
+    assert printed(run.type("private bob hi")) == [
+        "You don't have bob's address. Type getaddress bob first."]
+
+
+# -- sending privately --------------------------------------------------------------------------
+
+def test_private_without_an_address_tells_the_user_to_ask_first():
+    run = logged_in()
+    actions = run.type("private bob hello")
+    assert printed(actions) == ["You don't have bob's address. Type getaddress bob first."]
+    assert not of(actions, OpenLink) and not requests(actions)
+
+
+def test_private_opens_a_link_and_proves_who_we_are_on_the_challenge():
+    run = with_address(logged_in())
+    actions = run.type("private bob hello  there")
+    assert of(actions, OpenLink) == [OpenLink(1, "10.0.0.2", 6001)]
+    assert Arm(("link", "bob"), PEER_IDLE_S) in actions
+    assert printed(actions) == [] and not requests(actions)        # never via the server
+    actions = run.do(LinkIn(1, {"type": "challenge", "nonce": "n1"}))
+    assert sent(actions) == [
+        (1, {"type": "peer_hello", "from": "alice", "mac": mac_of(KEY, "alice", "bob", "n1")}),
+        (1, {"type": "private", "from": "alice", "text": "hello  there"})]
+    # the open link carries the next message at once
+    assert sent(run.type("private bob again")) == [
+        (1, {"type": "private", "from": "alice", "text": "again"})]
+    for _ in range(3):
+        assert run.do(LinkIn(1, OK)) == []
+
+
+def test_messages_typed_while_connecting_wait_for_the_challenge():
+    run = with_address(logged_in())
+    run.type("private bob one")
+    assert run.type("private bob two") == []
+    texts = [f["text"] for _, f in sent(run.do(LinkIn(1, {"type": "challenge", "nonce": "n"})))
+             if f["type"] == "private"]
+    assert texts == ["one", "two"]
+
+
+def test_an_idle_link_is_ended_with_bye_after_50s_unused():
+    run = with_address(logged_in())
+    run.type("private bob one")
+    run.do(LinkIn(1, {"type": "challenge", "nonce": "n"}))
+    run.do(LinkIn(1, OK))
+    run.do(LinkIn(1, OK))
+    run.now = 20.0
+    run.type("private bob two")
+    run.do(LinkIn(1, OK))
+    run.now = PEER_IDLE_S
+    assert run.do(Expired(("link", "bob"))) == [Arm(("link", "bob"), 20.0 + PEER_IDLE_S)]
+    run.now = 20.0 + PEER_IDLE_S
+    assert run.do(Expired(("link", "bob"))) == [EndLink(1)]
+    # the peer closes after our bye: nothing to report, and the next message opens a new link
+    assert printed(run.do(LinkClosed(1, "eof"))) == []
+    assert of(run.type("private bob three"), OpenLink) == [OpenLink(2, "10.0.0.2", 6001)]
+    assert run.do(Expired(("link", "nobody"))) == []
+
+
+@pytest.mark.parametrize("reason", ["refused", "timed out", "reset", "unreachable"])
+def test_an_unreachable_peer_is_reported_and_the_message_goes_through_the_server(reason):
+    run = with_address(logged_in())
+    run.type("private bob are you there?")
+    actions = run.do(LinkClosed(1, reason))
+    assert printed(actions) == [CONNECT_FAILED,
+                                "Sending your message to bob through the server instead."]
+    assert requests(actions) == [
+        {"type": "message", "token": "t1", "to": "bob", "text": "are you there?"}]
+    assert printed(run.reply({"type": "ok", "stored": True})) == [
+        "bob is offline; your message will be delivered when they log in."]
+
+
+def test_messages_unacknowledged_when_the_link_breaks_are_resent():
+    run = with_address(logged_in())
+    run.type("private bob one")
+    run.do(LinkIn(1, {"type": "challenge", "nonce": "n"}))
+    run.type("private bob two")
+    run.do(LinkIn(1, OK))          # the hello
+    run.do(LinkIn(1, OK))          # "one" arrived
+    actions = run.do(LinkClosed(1, "reset"))
+    assert [f["text"] for f in requests(actions)] == ["two"]
+
+
+@pytest.mark.parametrize("reply, lines", [
+    ({"type": "ok", "stored": False}, []),
+    (err("blocked"), ["Your message could not be delivered as the recipient has blocked you"]),
+])
+def test_a_resent_message_reports_the_servers_answer(reply, lines):
+    run = with_address(logged_in())
+    run.type("private bob hi")
+    run.do(LinkClosed(1, "refused"))
+    assert printed(run.reply(reply)) == lines
+
+
+def test_a_resent_message_that_cannot_reach_the_server_either_is_reported():
+    run = with_address(logged_in())
+    run.type("private bob hi")
+    run.do(LinkClosed(1, "refused"))
+    assert printed(run.fail("refused")) == ["Cannot reach the server (refused).",
+                                            "Your message to bob was not delivered."]
+
+
+def test_a_resent_message_whose_session_ended_asks_to_log_in_again():
+    run = with_address(logged_in())
+    run.type("private bob hi")
+    run.do(LinkClosed(1, "refused"))
+    assert "Your session has ended. Please log in again." in printed(run.reply(err("no_session")))
+
+
+def test_a_peer_that_refuses_our_proof_is_reported_and_not_resent():
+    run = with_address(logged_in())
+    run.type("private bob hi")
+    run.do(LinkIn(1, {"type": "challenge", "nonce": "n"}))
+    actions = run.do(LinkIn(1, err("not_allowed")))
+    assert printed(actions) == [
+        "bob did not accept your private message. Type getaddress bob to ask again."]
+    actions = run.do(LinkClosed(1, "eof"))
+    assert printed(actions) == [] and requests(actions) == []
+    assert printed(run.type("private bob again")) == [
+        "You don't have bob's address. Type getaddress bob first."]
+
+
+@pytest.mark.parametrize("frame", [
+    {"type": "message", "from": "mallory", "text": "not a challenge"},
+    {"type": "challenge"},
+    {"type": "challenge", "nonce": 5},
+    {"type": "ok"},                                  # nothing was waiting for an answer
+])
+def test_a_listener_that_breaks_the_link_protocol_is_left_and_the_message_resent(frame):
+    run = with_address(logged_in())
+    run.type("private bob hi")
+    actions = run.do(LinkIn(1, frame))
+    assert of(actions, EndLink) == [EndLink(1)] and of(actions, Log)
+    # a second odd frame while ending: logged, no second bye
+    assert of(run.do(LinkIn(1, frame)), EndLink) == []
+    assert [f["text"] for f in requests(run.do(LinkClosed(1, "eof")))] == ["hi"]
+    assert run.do(LinkIn(1, OK)) == [] and run.do(LinkClosed(1, "eof")) == []   # forgotten
+
+
+def test_a_new_address_ends_the_link_to_the_old_one():
+    run = with_address(logged_in())
+    run.type("private bob hi")
+    run.do(LinkIn(1, {"type": "challenge", "nonce": "n"}))
+    actions = delivered(run, {**ADDRESS, "port": 6002, "key": "k2"}, conn=72)
+    assert of(actions, EndLink) == [EndLink(1)]
+    assert printed(actions) == ["got address!", "bob 10.0.0.2 6002"]
+    assert of(run.type("private bob new"), OpenLink) == [OpenLink(2, "10.0.0.2", 6002)]
+
+
+def test_logout_ends_links_and_forgets_addresses_and_keys():
+    run = with_address(logged_in())
+    run.type("private bob hi")
+    run.do(Accepted(8, "n8"))
+    run.type("Y carol")
+    run.reply({"type": "ok", "key": "kc"})
+    run.do(Incoming(8, {"type": "peer_hello", "from": "carol",
+                        "mac": mac_of("kc", "carol", "alice", "n8")}))
+    run.type("logout")
+    actions = run.reply(OK)
+    assert EndLink(1) in actions and CloseConn(8) in actions
+    assert run.client.peers.addresses == {} and run.client.peers.granted == {}
+    # a message the link still held when it broke cannot go through a server we left
+    actions = run.do(LinkClosed(1, "reset"))
+    assert "Your message to bob was not delivered." in printed(actions)
+    assert requests(actions) == []
+
+
+# -- the listening side: who may write to us ----------------------------------------------------
+
+def granted(run, user="bob", key=KEY):
+    """The user typed Y <user> and the server answered with the key."""
+    run.type(f"Y {user}")
+    run.reply({"type": "ok", "key": key})
+    return run
+
+
+def hello(nonce, sender="bob", key=KEY, receiver="alice"):
+    return {"type": "peer_hello", "from": sender, "mac": mac_of(key, sender, receiver, nonce)}
+
+
+def test_every_accepted_connection_is_challenged_with_its_nonce():
+    run = logged_in()
+    assert run.do(Accepted(5, "nonce-5")) == [
+        SendTo(5, {"type": "challenge", "nonce": "nonce-5"})]
+
+
+def test_a_proven_peer_is_answered_and_its_messages_are_shown_as_private():
+    run = granted(logged_in())
+    run.do(Accepted(5, "n5"))
+    assert run.do(Incoming(5, hello("n5"))) == [SendTo(5, OK)]
+    actions = run.do(Incoming(5, {"type": "private", "from": "bob", "text": "psst  hi"}))
+    assert actions == [Print("bob (private): psst  hi", "private", "bob"), SendTo(5, OK)]
+    assert run.do(Incoming(5, {"type": "bye"})) == [CloseConn(5)]
+
+
+def refused_once(run, conn, *frames):
+    """Feed frames; the first is refused (told once, logged, answered, closed), the rest ignored."""
+    actions = run.do(Incoming(conn, frames[0]))
+    assert len(printed(actions)) == 1 and of(actions, Log)
+    assert SendTo(conn, {"type": "error", "code": "not_allowed",
+                         "message": "no valid consent: private messages are refused"}) in actions
+    assert actions[-1] == CloseConn(conn)
+    for frame in frames[1:]:
+        assert run.do(Incoming(conn, frame)) == []
+    return printed(actions)[0]
+
+
+PRIVATE = {"type": "private", "from": "bob", "text": "trust me"}
+
+
+def test_a_wrong_proof_is_refused():
+    run = granted(logged_in())
+    run.do(Accepted(5, "n5"))
+    line = refused_once(run, 5, hello("n5", key="guessed"), PRIVATE)
+    assert line == ("Refused a private connection from someone claiming to be bob: "
+                    "the proof of identity was wrong.")
+
+
+def test_a_replayed_hello_is_refused():
+    run = granted(logged_in())
+    run.do(Accepted(5, "n5"))
+    run.do(Incoming(5, hello("n5")))
+    run.do(Accepted(6, "n6"))
+    line = refused_once(run, 6, hello("n5"), PRIVATE)   # copied from connection 5
+    assert "proof of identity was wrong" in line
+
+
+def test_a_hello_made_for_someone_else_is_refused():
+    run = granted(logged_in())
+    run.do(Accepted(5, "n5"))
+    assert "proof of identity was wrong" in refused_once(run, 5, hello("n5", receiver="carol"))
+
+
+def test_frames_before_the_proof_are_refused():
+    run = granted(logged_in())
+    run.do(Accepted(5, "n5"))
+    line = refused_once(run, 5, PRIVATE, hello("n5"), PRIVATE)
+    assert line == "Refused a private message from a peer that did not prove who it is."
+
+
+def test_a_hello_without_consent_is_refused():
+    run = logged_in()
+    run.do(Accepted(5, "n5"))
+    line = refused_once(run, 5, hello("n5"), PRIVATE)
+    assert line == ("Refused a private connection from someone claiming to be bob: "
+                    "you have not agreed to a private talk with bob.")
+
+
+@pytest.mark.parametrize("frame", [
+    {"type": "peer_hello", "from": "bob"},
+    {"type": "peer_hello", "mac": "00"},
+    {"type": "peer_hello", "from": "b" * 65, "mac": "00"},
+])
+def test_a_malformed_hello_is_refused(frame):
+    run = granted(logged_in())
+    run.do(Accepted(5, "n5"))
+    assert refused_once(run, 5, frame) == "Refused a private connection: its hello was malformed."
+
+
+def test_a_hello_on_a_connection_we_did_not_challenge_is_refused():
+    run = granted(logged_in())
+    assert "proof of identity was wrong" in refused_once(run, 9, hello("n9"))
+
+
+@pytest.mark.parametrize("frame", [
+    {"type": "private", "from": "carol", "text": "I am bob's friend"},
+    {"type": "private", "from": "bob", "text": ""},
+    {"type": "private", "from": "bob"},
+    {"type": "peer_hello", "from": "bob", "mac": "again"},
+    {"type": "message", "from": "bob", "text": "hi"},
+])
+def test_a_proven_peer_that_breaks_the_protocol_is_refused(frame):
+    run = granted(logged_in())
+    run.do(Accepted(5, "n5"))
+    run.do(Incoming(5, hello("n5")))
+    assert "broke the peer protocol" in refused_once(run, 5, frame, PRIVATE)
+
+
+def test_blocking_a_peer_drops_its_key_and_closes_its_link():
+    run = granted(logged_in())
+    run.do(Accepted(5, "n5"))
+    run.do(Incoming(5, hello("n5")))
+    run.type("block bob")
+    actions = run.reply(OK)
+    assert printed(actions) == ["User bob has been blocked"] and CloseConn(5) in actions
+    assert run.do(Incoming(5, PRIVATE)) == []      # nothing more from that connection
+    run.do(Accepted(6, "n6"))
+    assert "you have not agreed" in refused_once(run, 6, hello("n6"), PRIVATE)
+
+
+def test_a_new_consent_does_not_renew_a_link_proven_with_the_old_key():
+    run = granted(logged_in())
+    run.do(Accepted(5, "n5"))
+    run.do(Incoming(5, hello("n5")))
+    granted(run, key="k-new")
+    assert "no longer agree" in refused_once(run, 5, PRIVATE)
+
+
+def test_consent_revoked_by_the_server_closes_the_peers_links():
+    run = granted(logged_in())
+    granted(run, "carol", "kc")
+    run.do(Accepted(5, "n5"))
+    run.do(Incoming(5, hello("n5")))
+    run.do(Accepted(6, "n6"))
+    run.do(Incoming(6, hello("n6", "carol", "kc")))
+    actions = delivered(run, {"type": "consent_revoked", "user": "bob"})
+    assert of(actions, CloseConn) == [CloseConn(5)] and printed(actions) == []
+    assert run.client.peers.granted == {"carol": "kc"}
+
+
+def test_closed_peer_connections_are_forgotten():
+    run = granted(logged_in())
+    run.do(Accepted(5, "n5"))
+    run.do(Incoming(5, hello("n5")))
+    run.do(IncomingClosed(5))
+    assert 5 not in run.client.deliveries
+
+
+def test_the_servers_hello_still_works_on_a_challenged_connection():
+    run = logged_in()
+    run.do(Accepted(5, "n5"))
+    assert run.do(Incoming(5, {"type": "hello", "proof": "p1"})) == []
+    assert printed(run.do(Incoming(5, {"type": "message", "from": "bob", "text": "hi"}))) == [
+        "bob: hi"]
+
+
+def test_a_reply_to_an_unknown_resend_is_only_logged():
+    run = logged_in()
+    actions = run.do(Replied(999, OK))
+    assert of(actions, Log) and printed(actions) == []
+    assert of(run.do(RequestFailed(998, "refused")), Log)
+    assert not of(actions, Request)
+
+
+def test_a_resend_answered_after_logout_is_dropped():
+    run = with_address(logged_in())
+    run.type("private bob hi")
+    run.do(LinkClosed(1, "refused"))        # the resend is in flight...
+    resend = run.last("message")
+    run.type("logout")
+    run.reply(OK, kind="logout")            # ...and the session ends before its answer
+    frame = run.open.pop(resend)
+    assert printed(run.do(Replied(resend, {"type": "ok", "stored": True}))) == []
+    assert frame["text"] == "hi"

@@ -1,0 +1,231 @@
+"""End to end, peer to peer: the real server and three real clients on 127.0.0.1, plus raw
+sockets in the test playing a stranger. Every wait is bounded; nothing sleeps."""
+import json
+import pathlib
+import re
+import socket
+
+import pytest
+
+from peer import mac_of
+from realprocs import WAIT_S, PtyClient, ServerProcess
+from test_e2e import ACCOUNTS, login
+
+SECRET = "meet me at the secret p2p place"
+
+
+@pytest.fixture
+def server(tmp_path):
+    proc = ServerProcess(tmp_path)
+    yield proc
+    assert proc.stop() == 0, proc.log()
+
+
+@pytest.fixture
+def clients(server):
+    started = []
+
+    def start():
+        client = PtyClient(server.port)
+        started.append(client)
+        return client
+    yield start
+    for client in started:
+        client.kill()
+
+
+def listening_port(server, user):
+    """A client's listening port, from the server's "... logged in from HOST:PORT" log line."""
+    return int(server.wait_log(rf"{user} logged in from 127\.0\.0\.1:(\d+)").group(1))
+
+
+def consent(asker, asker_name, target, target_name):
+    """`asker` gets `target`'s address with its consent; returns the address line's port."""
+    asker.type(f"getaddress {target_name}")
+    asker.expect("request sent")
+    target.expect(f"Do you agree to have a private talk with {asker_name}? "
+                  f"Y {asker_name}/N {asker_name}")
+    target.type(f"Y {asker_name}")
+    target.expect(f"You agreed to a private talk with {asker_name}.")
+    asker.expect("got address!")
+    return int(re.search(rf"{target_name} 127\.0\.0\.1 (\d+)",
+                         asker.expect(f"{target_name} 127.0.0.1 ") + asker.expect("\n")).group(1))
+
+
+def stored_bytes(tmp_path):
+    """Everything the server keeps on disk: the SQLite file and its journal."""
+    return b"".join(path.read_bytes() for path in pathlib.Path(tmp_path, "data").iterdir())
+
+
+def test_consent_then_private_goes_peer_to_peer_and_the_server_never_sees_it(
+        clients, server, tmp_path):
+    alice, bob, carol = clients(), clients(), clients()
+    login(alice, "columbia")
+    login(bob, "seas")
+    login(carol, "google")
+    carol.type(f"private seas {SECRET}")
+    carol.expect("You don't have seas's address. Type getaddress seas first.")
+    assert consent(alice, "columbia", bob, "seas") == listening_port(server, "seas")
+    alice.type(f"private seas {SECRET}")
+    bob.expect(f"columbia (private): {SECRET}")
+    alice.type("private seas and  a second one on the same link")
+    bob.expect("columbia (private): and  a second one on the same link")
+    # a refusal reaches the asker only
+    carol.type("getaddress seas")
+    bob.expect("Do you agree to have a private talk with google? Y google/N google")
+    bob.type("n google")
+    carol.expect("seas refused to give you address.")
+    alice.type("online")                  # a round trip through the server after the privates
+    alice.expect("google")
+    server.stop()
+    assert SECRET not in server.log() and "second one" not in server.log()
+    data = stored_bytes(tmp_path)
+    assert SECRET.encode() not in data and b"second one" not in data
+    assert "Refused" not in bob.output
+
+
+class Lines:
+    """JSON frames read from a blocking socket with a time-out, one at a time."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buffer = b""
+
+    def next(self):
+        """The next frame, or None once the other side has closed."""
+        while b"\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def until_closed(self):
+        """Every frame up to the other side's close."""
+        frames = []
+        while (frame := self.next()) is not None:
+            frames.append(frame)
+        return frames
+
+
+def dial(port):
+    """Connect to a client's listening port as a peer -> (socket, its Lines, the nonce)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT_S)
+    lines = Lines(sock)
+    challenge = lines.next()
+    assert challenge["type"] == "challenge"
+    return sock, lines, challenge["nonce"]
+
+
+def send(sock, *frames):
+    sock.sendall(b"".join(json.dumps(frame).encode() + b"\n" for frame in frames))
+
+
+class RawUser:
+    """A user logged in by the test itself over raw sockets, to learn a real key: it listens
+    for the server's deliveries on its own port."""
+
+    def __init__(self, server_port, name):
+        self.server_port = server_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(WAIT_S)
+        welcome = self.request({"type": "login", "user": name, "password": ACCOUNTS[name],
+                                "port": self.listener.getsockname()[1]})
+        assert welcome["type"] == "welcome", welcome
+        self.token = welcome["token"]
+
+    def request(self, frame):
+        with socket.create_connection(("127.0.0.1", self.server_port), timeout=WAIT_S) as sock:
+            send(sock, frame, {"type": "bye"})
+            return Lines(sock).next()
+
+    def next_delivery(self, kind):
+        """Accept the server's deliveries until one of type `kind` arrives."""
+        while True:
+            conn, _ = self.listener.accept()
+            with conn:
+                conn.settimeout(WAIT_S)
+                send(conn, {"type": "challenge", "nonce": "unused"})
+                lines, frames = Lines(conn), []
+                while not frames or frames[-1]["type"] != "bye":   # then the listener closes
+                    frames.append(lines.next())
+            for frame in frames:
+                if frame["type"] == kind:
+                    return frame
+
+
+def test_a_stranger_with_a_forged_or_replayed_proof_is_refused(clients, server):
+    alice, bob = clients(), clients()
+    login(alice, "columbia")
+    login(bob, "seas")
+    bob_port = listening_port(server, "seas")
+    consent(alice, "columbia", bob, "seas")
+
+    # forged: claims to be columbia, who has consent, without knowing the key
+    sock, lines, nonce = dial(bob_port)
+    send(sock, {"type": "peer_hello", "from": "columbia",
+                "mac": mac_of("guessed", "columbia", "seas", nonce)},
+         {"type": "private", "from": "columbia", "text": "forged words"})
+    assert [f.get("code") for f in lines.until_closed()] == ["not_allowed"]
+    sock.close()
+    bob.expect("Refused a private connection from someone claiming to be columbia: "
+               "the proof of identity was wrong.")
+
+    # frames before any proof
+    sock, lines, _ = dial(bob_port)
+    send(sock, {"type": "private", "from": "columbia", "text": "no proof words"})
+    assert [f.get("code") for f in lines.until_closed()] == ["not_allowed"]
+    sock.close()
+    bob.expect("Refused a private message from a peer that did not prove who it is.")
+
+    # replayed: google really gets consent, proves itself once, and that hello is replayed
+    google = RawUser(server.port, "google")
+    assert google.request({"type": "getaddress", "token": google.token,
+                           "user": "seas"})["type"] == "ok"
+    bob.expect("Do you agree to have a private talk with google?")
+    bob.type("y google")
+    address = google.next_delivery("address")
+    assert address["port"] == bob_port
+    sock, lines, nonce = dial(bob_port)
+    real_hello = {"type": "peer_hello", "from": "google",
+                  "mac": mac_of(address["key"], "google", "seas", nonce)}
+    send(sock, real_hello, {"type": "private", "from": "google", "text": "genuine words"})
+    assert [lines.next()["type"] for _ in range(2)] == ["ok", "ok"]
+    bob.expect("google (private): genuine words")
+    send(sock, {"type": "bye"})
+    assert lines.until_closed() == []                 # the listener closes first
+    sock.close()
+    replay, lines, _ = dial(bob_port)
+    send(replay, real_hello, {"type": "private", "from": "google", "text": "replayed words"})
+    assert [f.get("code") for f in lines.until_closed()] == ["not_allowed"]
+    replay.close()
+    bob.expect("Refused a private connection from someone claiming to be google: "
+               "the proof of identity was wrong.")
+
+    alice.type(f"private seas {SECRET}")         # the real peer still gets through
+    bob.expect(f"columbia (private): {SECRET}")
+    for words in ("forged words", "no proof words", "replayed words"):
+        assert words not in bob.output
+    # each refused connection was reported once
+    assert bob.output.count("the proof of identity was wrong.") == 2
+
+
+def test_a_peer_that_has_exited_is_reported_and_the_message_goes_through_the_server(clients):
+    alice, bob = clients(), clients()
+    login(alice, "columbia")
+    login(bob, "seas")
+    consent(alice, "columbia", bob, "seas")
+    alice.type("private seas while you are here")
+    bob.expect("columbia (private): while you are here")
+    bob.kill()                          # gone without a logout: the server does not know yet
+    alice.type("private seas are you still there?")
+    alice.expect("Connect failed. Maybe the user's ip has changed.")
+    alice.expect("Sending your message to seas through the server instead.")
+    again = clients()
+    login(again, "seas")
+    again.expect("columbia: are you still there?")
+    # the new login revokes the old address: alice is told to ask again
+    alice.expect("seas's address is no longer valid. Type getaddress seas to ask again.")
+    alice.type("private seas hello?")
+    alice.expect("You don't have seas's address. Type getaddress seas first.")

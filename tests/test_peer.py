@@ -1,0 +1,207 @@
+"""peer.py on its own: the proof, and the corners of the link bookkeeping; then the client glue
+carrying links over real sockets on 127.0.0.1."""
+import hashlib
+import hmac
+import io
+import time
+
+from client import Accepted, ClientGlue, Incoming, SendTo, Started
+from peer import (
+    PEER_IDLE_S, EndLink, LinkClosed, LinkIn, Note, Notice, OpenLink, PeerAddress, Peers,
+    SendOnLink, mac_ok, mac_of,
+)
+import protocol
+from reactor import Handler, RealClock, Reactor
+from terminal import Terminal
+
+KEY = "k1"
+
+
+def test_mac_is_hmac_sha256_over_the_label_names_and_nonce():
+    expected = hmac.new(b"k1", b"chat-p2p|alice|bob|n1", hashlib.sha256).hexdigest()
+    assert mac_of(KEY, "alice", "bob", "n1") == expected
+
+
+def test_mac_ok_accepts_only_the_exact_proof():
+    good = mac_of(KEY, "alice", "bob", "n1")
+    assert mac_ok(KEY, "alice", "bob", "n1", good)
+    assert not mac_ok(KEY, "alice", "bob", "n2", good)        # another nonce
+    assert not mac_ok(KEY, "bob", "alice", "n1", good)        # the other direction
+    assert not mac_ok("k2", "alice", "bob", "n1", good)       # another pair's key
+    assert not mac_ok(KEY, "alice", "bob", "n1", None)
+    assert not mac_ok(KEY, "alice", "bob", "n1", good.upper())
+
+
+def peers_with_link():
+    peers = Peers()
+    peers.addresses["bob"] = PeerAddress("10.0.0.2", 6001, KEY)
+    items = peers.send("alice", "bob", "hi", 0.0)
+    assert OpenLink(1, "10.0.0.2", 6001) in items
+    return peers
+
+
+def test_a_refusal_on_a_link_already_replaced_keeps_the_new_link_and_address():
+    peers = peers_with_link()
+    peers.link_frame("alice", 1, {"type": "challenge", "nonce": "n"})
+    # a new consent arrives: the old link ends, and a new one starts to the new address
+    peers.delivered({"type": "address", "user": "bob", "host": "10.0.0.3", "port": 6002,
+                     "key": "k2"})
+    peers.send("alice", "bob", "again", 1.0)
+    items = peers.link_frame("alice", 1, protocol.error("not_allowed"))
+    assert Notice("bob did not accept your private message. Type getaddress bob to ask again.") \
+        in items
+    assert peers.by_user["bob"].id == 2
+    assert peers.addresses["bob"] == PeerAddress("10.0.0.3", 6002, "k2")
+
+
+def test_events_for_links_we_do_not_know_are_ignored():
+    peers = Peers()
+    assert peers.link_frame("alice", 9, {"type": "ok"}) == []
+    assert peers.link_closed(9, "eof") == []
+    assert peers.link_idle("bob", 100.0) == []
+
+
+def test_a_closed_link_that_carried_nothing_undelivered_is_only_logged():
+    peers = peers_with_link()
+    peers.link_frame("alice", 1, {"type": "challenge", "nonce": "n"})
+    peers.link_frame("alice", 1, {"type": "ok"})
+    peers.link_frame("alice", 1, {"type": "ok"})
+    items = peers.link_closed(1, "eof")
+    assert [type(item) for item in items] == [Note]
+    assert "bob" not in peers.by_user
+
+
+def test_an_idle_link_waits_while_it_is_used():
+    peers = peers_with_link()
+    peers.send("alice", "bob", "more", 30.0)
+    items = peers.link_idle("bob", PEER_IDLE_S)
+    assert items[0].at == 30.0 + PEER_IDLE_S
+    assert peers.link_idle("bob", 30.0 + PEER_IDLE_S) == [EndLink(1)]
+
+
+def test_forget_all_ends_every_link_and_forgets_everything():
+    peers = peers_with_link()
+    peers.addresses["carol"] = PeerAddress("10.0.0.4", 7001, "k3")
+    peers.send("alice", "carol", "yo", 0.0)
+    peers.grant("dave", "k4")
+    assert sorted(peers.forget_all(), key=lambda item: item.link) == [EndLink(1), EndLink(2)]
+    assert peers.addresses == {} and peers.granted == {} and peers.by_user == {}
+    peers.revoke("nobody")      # revoking what is not there is fine
+
+
+# -- the glue, over real sockets ----------------------------------------------------------------
+
+WATCHDOG_S = 10.0
+
+
+class PeerListener(Handler):
+    """A stand-in for a peer's listening port: challenges, acknowledges, closes on bye."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_accepted(self, conn):
+        conn.send(protocol.encode({"type": "challenge", "nonce": "n1"}))
+
+    def on_frame(self, conn, line):
+        frame = protocol.decode(line)
+        self.seen.append(frame)
+        if frame["type"] == "bye":
+            conn.close("bye")
+        else:
+            conn.send(protocol.encode({"type": "ok"}))
+
+
+class Scripted:
+    """A core that records events and answers some of them."""
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.seen = []
+
+    def handle(self, event, now):
+        self.seen.append(event)
+        return self.answers(event)
+
+
+def make_glue(core):
+    reactor = Reactor(RealClock())
+    glue = ClientGlue(reactor, Terminal(0, io.BytesIO(), io.BytesIO(), interactive=False),
+                      ("127.0.0.1", 9))
+    glue.core = core
+    return reactor, glue
+
+
+def pump(reactor, done):
+    give_up_at = time.monotonic() + WATCHDOG_S
+    while not done():
+        assert time.monotonic() < give_up_at, "timed out"
+        reactor.run_once(timeout_s=0.05)
+
+
+def test_glue_opens_a_link_sends_on_it_and_ends_it_with_bye():
+    def answers(event):
+        if isinstance(event, Started):
+            return [OpenLink(1, "127.0.0.1", port)]
+        if isinstance(event, LinkIn) and event.frame["type"] == "challenge":
+            return [SendOnLink(1, {"type": "peer_hello", "from": "a", "mac": "m"}),
+                    SendOnLink(1, {"type": "private", "from": "a", "text": "hi"}),
+                    EndLink(1), EndLink(1)]      # a second EndLink says nothing more
+        return []
+    core = Scripted(answers)
+    reactor, glue = make_glue(core)
+    listener_side = PeerListener()
+    port = reactor.listen("127.0.0.1", 0, listener_side).port
+    glue.feed(Started())
+    pump(reactor, lambda: any(isinstance(e, LinkClosed) for e in core.seen))
+    assert [f["type"] for f in listener_side.seen] == ["peer_hello", "private", "bye"]
+    assert [e.frame["type"] for e in core.seen if isinstance(e, LinkIn)] == [
+        "challenge", "ok", "ok"]
+    assert [e for e in core.seen if isinstance(e, LinkClosed)] == [LinkClosed(1, "eof")]
+    assert glue.links == {}
+    # a closed link takes nothing more, without an error
+    glue._do_SendOnLink(SendOnLink(1, {"type": "late"}))
+    glue._do_EndLink(EndLink(1))
+    assert glue.links == {}
+
+
+def test_glue_reports_a_peer_that_is_not_there():
+    unused = Reactor(RealClock()).listen("127.0.0.1", 0, Handler())
+    port = unused.port
+    unused.close()
+    core = Scripted(lambda e: [OpenLink(4, "127.0.0.1", port)] if isinstance(e, Started) else [])
+    reactor, glue = make_glue(core)
+    glue.feed(Started())
+    pump(reactor, lambda: any(isinstance(e, LinkClosed) for e in core.seen))
+    assert [e for e in core.seen if isinstance(e, LinkClosed)] == [LinkClosed(4, "refused")]
+
+
+def test_glue_turns_an_oversize_frame_on_a_link_into_its_error():
+    class Flooder(Handler):
+        def on_accepted(self, conn):
+            conn.send(b"x" * 70_000 + b"\n")
+    core = Scripted(lambda e: [OpenLink(1, "127.0.0.1", port)] if isinstance(e, Started) else [])
+    reactor, glue = make_glue(core)
+    port = reactor.listen("127.0.0.1", 0, Flooder()).port
+    glue.feed(Started())
+    pump(reactor, lambda: any(isinstance(e, LinkIn) for e in core.seen))
+    assert [e.frame.get("code") for e in core.seen if isinstance(e, LinkIn)] == ["too_long"]
+
+
+def test_glue_challenges_every_connection_to_the_listening_port_with_a_fresh_nonce():
+    core = Scripted(lambda e: [SendTo(e.conn, {"type": "challenge", "nonce": e.nonce})]
+                    if isinstance(e, Accepted) else [])
+    reactor, glue = make_glue(core)
+    port = reactor.listen("127.0.0.1", 0, glue.deliveries).port
+    heard = []
+
+    class Dialer(Handler):
+        def on_frame(self, conn, line):
+            heard.append(protocol.decode(line))
+    for _ in range(2):
+        reactor.connect("127.0.0.1", port, Dialer())
+    pump(reactor, lambda: len(heard) == 2)
+    nonces = [e.nonce for e in core.seen if isinstance(e, Accepted)]
+    assert [f["nonce"] for f in heard] == nonces
+    assert len(set(nonces)) == 2 and all(len(n) == 32 for n in nonces)
+    assert not any(isinstance(e, Incoming) for e in core.seen)
