@@ -1,0 +1,51 @@
+"""End to end over TLS: a certificate made by the test, the real server and real clients."""
+import socket
+
+from certs import make_certificate
+from realprocs import PtyClient, ServerProcess
+
+
+def test_login_and_message_over_tls(tmp_path):
+    cert, key = make_certificate(tmp_path)
+    server = ServerProcess(tmp_path, "--tls-cert", str(cert), "--tls-key", str(key))
+    clients = []
+    try:
+        server.wait_log(r"\(TLS\)")
+        for name, password in (("columbia", "116bway"), ("seas", "summerisover")):
+            client = PtyClient(server.port, "--cafile", str(cert))
+            clients.append(client)
+            client.expect("Please enter username:")
+            client.type(name)
+            client.expect("Please enter password:")
+            client.type(password)
+            client.expect("You have successfully logged in.")
+        clients[0].type("message seas over tls")
+        clients[1].expect("columbia: over tls")
+        # a client that does not speak TLS gets no answer it could mistake for the protocol
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as plain:
+            plain.sendall(b'{"type":"check_user","user":"columbia"}\n')
+            try:
+                answer = plain.recv(4096)
+            except ConnectionResetError:
+                answer = b""
+            assert b'"type"' not in answer
+        clients[0].type("online")
+        clients[0].expect("seas")                   # the server went on serving
+    finally:
+        for client in clients:
+            client.kill()
+        assert server.stop() == 0
+
+
+def test_a_client_that_does_not_trust_the_certificate_cannot_log_in(tmp_path):
+    cert, key = make_certificate(tmp_path)
+    server = ServerProcess(tmp_path, "--tls-cert", str(cert), "--tls-key", str(key))
+    client = PtyClient(server.port, "--tls")        # system CAs only: the self-signed cert fails
+    try:
+        client.expect("Please enter username:")
+        client.type("columbia")
+        client.expect("Cannot reach the server")
+        client.expect("CERTIFICATE_VERIFY_FAILED")
+    finally:
+        client.kill()
+        assert server.stop() == 0
