@@ -1,20 +1,37 @@
 """Accounts and durable chat state: the credentials file and a SQLite store.
 
 The credentials file is the course's `credential.txt`: one `name password`
-pair per line. The Store keeps offline messages and block lists in SQLite;
-its writes wait in one transaction until `commit()`, so the glue can make a
-whole loop pass durable with one disk sync before that pass's replies go out.
+pair per line. The Store keeps in SQLite everything that must outlive a crash:
+every accepted message until its recipient acknowledges it, the replies already
+given to numbered requests (so a retry is not a second message), block lists and
+lockouts. Its writes wait in one transaction until `commit()`, so the glue can
+make a whole loop pass durable with one disk sync before that pass's replies go out.
 """
 import json
 import sqlite3
 
+# AUTOINCREMENT: a sequence number is never used twice, even after deletes, so a client
+# can tell a message it has shown from a new one by its number alone.
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS offline (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+CREATE TABLE IF NOT EXISTS inbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
     recipient TEXT NOT NULL,
-    frame TEXT NOT NULL
+    frame TEXT NOT NULL,
+    offline INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS offline_by_recipient ON offline (recipient, id);
+CREATE INDEX IF NOT EXISTS inbox_by_recipient ON inbox (recipient, seq);
+CREATE TABLE IF NOT EXISTS replies (
+    sender TEXT NOT NULL,
+    mid TEXT NOT NULL,
+    reply TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (sender, mid)
+);
+CREATE TABLE IF NOT EXISTS lockouts (
+    name TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    locked_until REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS blocks (
     user TEXT NOT NULL,
     target TEXT NOT NULL,
@@ -66,29 +83,80 @@ class Store:
         self._db.executescript(_SCHEMA)
         self._db.commit()
 
-    def keep_offline(self, recipient, frame):
-        """Keep `frame` (a dict) for `recipient`'s next login; returns its row id."""
+    # -- messages: kept from acceptance until the recipient acknowledges them --------------
+
+    def keep(self, recipient, frame, offline):
+        """Keep `frame` (a dict) for `recipient`; returns its sequence number."""
         cursor = self._db.execute(
-            "INSERT INTO offline (recipient, frame) VALUES (?, ?)",
-            (recipient, json.dumps(frame, ensure_ascii=False)))
+            "INSERT INTO inbox (recipient, frame, offline) VALUES (?, ?, ?)",
+            (recipient, json.dumps(frame, ensure_ascii=False), int(offline)))
         return cursor.lastrowid
 
-    def take_offline(self, recipient):
-        """Remove and return `recipient`'s kept frames, oldest first."""
+    def waiting(self, recipient, after=0):
+        """`recipient`'s unacknowledged messages after seq `after`: [(seq, frame, offline)]."""
         rows = self._db.execute(
-            "SELECT id, frame FROM offline WHERE recipient = ? ORDER BY id",
-            (recipient,)).fetchall()
+            "SELECT seq, frame, offline FROM inbox WHERE recipient = ? AND seq > ? ORDER BY seq",
+            (recipient, after))
+        return [(seq, json.loads(frame), bool(offline)) for seq, frame, offline in rows]
+
+    def acknowledge(self, recipient, upto):
+        """`recipient` has shown every message up to seq `upto`: forget them."""
+        self._db.execute("DELETE FROM inbox WHERE recipient = ? AND seq <= ?", (recipient, upto))
+
+    def count_waiting(self, recipient):
+        """How many messages wait for `recipient`."""
+        (count,) = self._db.execute(
+            "SELECT COUNT(*) FROM inbox WHERE recipient = ?", (recipient,)).fetchone()
+        return count
+
+    # the chat core before acknowledged delivery used these; they go once it moves on
+    def keep_offline(self, recipient, frame):
+        return self.keep(recipient, frame, offline=True)
+
+    def take_offline(self, recipient):
+        rows = self.waiting(recipient)
         if rows:
-            last_id = rows[-1][0]
-            self._db.execute(
-                "DELETE FROM offline WHERE recipient = ? AND id <= ?", (recipient, last_id))
-        return [json.loads(frame) for _, frame in rows]
+            self.acknowledge(recipient, rows[-1][0])
+        return [frame for _, frame, _ in rows]
 
     def count_offline(self, recipient):
-        """How many frames wait for `recipient`."""
-        (count,) = self._db.execute(
-            "SELECT COUNT(*) FROM offline WHERE recipient = ?", (recipient,)).fetchone()
-        return count
+        return self.count_waiting(recipient)
+
+    # -- replies to numbered requests: a retry gets the first answer again ---------------
+
+    def reply_for(self, sender, mid):
+        """The reply given to `sender`'s request numbered `mid`, or None."""
+        row = self._db.execute(
+            "SELECT reply FROM replies WHERE sender = ? AND mid = ?", (sender, mid)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def remember_reply(self, sender, mid, reply, at):
+        """Keep the reply to `sender`'s request `mid`, given at time `at`."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO replies (sender, mid, reply, at) VALUES (?, ?, ?, ?)",
+            (sender, mid, json.dumps(reply, ensure_ascii=False), at))
+
+    def forget_replies_before(self, at):
+        """Drop replies older than `at`: no client retries that long."""
+        self._db.execute("DELETE FROM replies WHERE at < ?", (at,))
+
+    # -- lockouts ------------------------------------------------------------------------
+
+    def lockout(self, name):
+        """(wrong passwords in a row, blocked until) for `name`; (0, 0.0) when clean."""
+        row = self._db.execute(
+            "SELECT failures, locked_until FROM lockouts WHERE name = ?", (name,)).fetchone()
+        return (0, 0.0) if row is None else (row[0], row[1])
+
+    def set_lockout(self, name, failures, locked_until):
+        self._db.execute(
+            "INSERT OR REPLACE INTO lockouts (name, failures, locked_until) VALUES (?, ?, ?)",
+            (name, failures, locked_until))
+
+    def clear_lockout(self, name):
+        self._db.execute("DELETE FROM lockouts WHERE name = ?", (name,))
+
+    # -- block lists ---------------------------------------------------------------------
 
     def blocks(self, user):
         """The set of names that `user` blocks."""
