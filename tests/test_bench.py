@@ -1,0 +1,313 @@
+"""bench.py: a bounded smoke run of its tiny scenarios, and its pure helpers.
+
+Nothing here asserts on speed: a benchmark is never a timed test. The runs check that each
+scenario completes, that its JSON line is well formed, and that what it counts is consistent
+(messages delivered, every acknowledged offline message kept, no false time-out).
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import bench
+from storage import load_credentials
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN_LIMIT_S = 90     # a bound on a hung run, far above the few seconds a quick run takes
+
+
+def _records(path):
+    with open(path, encoding="utf-8") as lines:
+        return [json.loads(line) for line in lines]
+
+
+def _check_record(record, scenario):
+    assert record["scenario"] == scenario
+    assert record["model"] == "short"
+    assert record["rounds"] == len(record["every_round"]) >= 1
+    assert record["figures"], "a record without figures"
+    for name, value in record["figures"].items():
+        assert value is None or isinstance(value, (bool, int, float)), (name, value)
+    assert set(record["ratios"]) <= set(record["figures"])
+    assert isinstance(record["plan"], dict)
+
+
+def test_quick_run_as_a_program_writes_one_well_formed_json_line_per_scenario(tmp_path):
+    out = tmp_path / "results.jsonl"
+    run = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench.py"), "--quick", "--scenario", "ceiling",
+         "--scenario", "direct", "--output", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=RUN_LIMIT_S)
+    assert run.returncode == 0, run.stderr
+    ceiling, direct = _records(out)
+    _check_record(ceiling, "ceiling")
+    _check_record(direct, "direct")
+    assert ceiling["figures"]["conns_per_s"] > 0
+    assert direct["figures"]["deliveries_per_s"] > 0     # messages really arrived
+    assert direct["figures"]["errors"] == 0
+    assert direct["ceiling_conns_per_s"] == ceiling["figures"]["conns_per_s"]
+    assert "vs_ceiling" in direct["ratios"]["deliveries_per_s"]
+    assert direct["ratios"]["deliveries_per_s"]["target"] == "≥ 900k"
+    # the table names every scenario and the figure ratios are printed
+    assert "direct" in run.stdout and "deliveries_per_s" in run.stdout and "not met" in run.stdout
+
+
+def test_quick_scenarios_in_process_complete_with_consistent_counts(tmp_path, capsys):
+    out = tmp_path / "results.jsonl"
+    names = ["login", "pingpong", "broadcast", "fanin", "offline", "idle"]
+    argv = ["--quick", "--no-pin", "--rounds", "1", "--output", str(out)]
+    for name in names:
+        argv += ["--scenario", name]
+    assert bench.main(argv) == 0
+    records = {record["scenario"]: record for record in _records(out)}
+    assert sorted(records) == sorted(["login", "pingpong", "broadcast", "fanin", "offline",
+                                      "idle-12"])
+    for name, record in records.items():
+        _check_record(record, name)
+    plan = bench.QUICK_PLAN
+    assert records["login"]["figures"]["errors"] == 0
+    assert records["login"]["figures"]["samples"] == plan.logins
+    pingpong = records["pingpong"]["figures"]
+    # one message in flight: each sent message is one sample, and a presence notice is none
+    assert pingpong["samples"] == pingpong["sent"] == pingpong["received"] == plan.pingpong_count
+    assert records["broadcast"]["figures"]["deliveries_per_s"] > 0
+    assert records["fanin"]["figures"]["deliveries_per_s"] > 0
+    offline = records["offline"]["figures"]
+    assert offline["acked"] > 0 and offline["durable"] is True
+    assert offline["kept"] >= offline["acked"]
+    idle = records["idle-12"]["figures"]
+    assert idle["all_logged_in"] is True and idle["users_online"] == 12
+    assert idle["false_timeouts"] == 0
+    assert idle["heartbeats_per_s"] > 0      # heartbeats did flow, so no time-out is a real result
+    assert "no ceiling in this run" in capsys.readouterr().err
+
+
+def test_a_server_started_elsewhere_is_targeted_with_port_and_pid(tmp_path):
+    credentials = tmp_path / "accounts.txt"
+    assert bench.main(["--write-credentials", str(credentials), "--quick"]) == 0
+    server = bench.ServerProcess(
+        [sys.executable, os.path.join(ROOT, "server.py"), "0", "--host", "127.0.0.1",
+         "--credentials", str(credentials), "--data-dir", str(tmp_path / "data")],
+        str(tmp_path / "server.log"))
+    try:
+        out = tmp_path / "results.jsonl"
+        assert bench.main(["--quick", "--no-pin", "--scenario", "login", "--port",
+                           str(server.port), "--server-pid", str(server.pid),
+                           "--output", str(out)]) == 0
+        (login,) = _records(out)
+        assert login["figures"]["errors"] == 0
+        assert login["figures"]["server_cpu_pct"] is not None
+    finally:
+        assert server.stop() == 0     # bench left the server running
+
+
+def test_a_server_that_cannot_start_is_an_error_with_its_log(tmp_path):
+    with pytest.raises(RuntimeError, match="no-such-file"):
+        bench.ServerProcess([sys.executable, os.path.join(ROOT, "server.py"), "0",
+                             "--credentials", str(tmp_path / "no-such-file")],
+                            str(tmp_path / "server.log"))
+
+
+def test_an_unknown_scenario_or_plan_field_stops_with_the_choices():
+    with pytest.raises(SystemExit, match="ceiling"):
+        bench.chosen(bench.scenarios(bench.QUICK_PLAN), ["nope"])
+    with pytest.raises(SystemExit, match="direct_window"):
+        bench.with_overrides(bench.QUICK_PLAN, ["nope=3"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--rounds", "0"])
+
+
+def test_idle_names_every_idle_size_and_others_match_exactly():
+    plan = bench.DEFAULT_PLAN
+    picked = bench.chosen(bench.scenarios(plan), ["idle", "login"])
+    assert [s.name for s in picked] == ["login", "idle-1000", "idle-10000"]
+    assert all(s.server_timeout_s == plan.idle_timeout_s for s in picked[1:])
+    assert [s.name for s in bench.chosen(bench.scenarios(plan), ["idle-1000"])] == ["idle-1000"]
+    assert len(bench.chosen(bench.scenarios(plan), [])) == 9
+
+
+def test_overrides_keep_each_fields_type():
+    plan = bench.with_overrides(bench.DEFAULT_PLAN,
+                                ["direct_window=16", "window_s=1.5", "idle_sizes=10,20"])
+    assert plan.direct_window == 16 and plan.window_s == 1.5 and plan.idle_sizes == (10, 20)
+
+
+def test_percentile_is_nearest_rank():
+    values = list(range(1, 101))
+    assert bench.percentile(values, 0.5) == 50
+    assert bench.percentile(values, 0.99) == 99
+    assert bench.percentile([7.0], 0.99) == 7.0
+    assert bench.percentile([3, 1, 2], 1.0) == 3
+    assert bench.percentile([], 0.5) is None
+
+
+def test_latency_figures_summarise_samples():
+    assert bench.latency_figures([1.0, 2.0, 3.0, 4.0]) == {"p50_ms": 2.0, "p99_ms": 4.0,
+                                                            "samples": 4}
+    assert bench.latency_figures([]) == {"p50_ms": None, "p99_ms": None, "samples": 0}
+
+
+def test_medians_skip_missing_and_keep_flags_from_the_last_round():
+    rounds = [{"rate": 1.0, "ok": True, "p99_ms": None},
+              {"rate": 5.0, "ok": False, "p99_ms": 2.0},
+              {"rate": 3.0, "ok": True, "p99_ms": 4.0}]
+    assert bench.median_figures(rounds) == {"rate": 3.0, "ok": True, "p99_ms": 3.0}
+
+
+def test_every_eighth_message_carries_its_send_time():
+    plain = bench.message_text(1)
+    stamped = bench.message_text(bench.STAMP_EVERY)
+    assert bench.STAMP.decode() not in plain
+    line = json.dumps({"type": "message", "from": "a", "text": stamped}).encode()
+    before = bench.clock()
+    assert 0 <= before - bench.stamp_of(line) < 60
+    assert bench.stamp_of(json.dumps({"type": "message", "text": plain}).encode()) is None
+
+
+def test_generated_credentials_load_as_the_server_loads_them(tmp_path):
+    path = tmp_path / "credentials.txt"
+    bench.write_credentials(path, 10000)
+    passwords = load_credentials(path)
+    assert len(passwords) == 10000
+    assert passwords["user0001"] == "pw0001" and passwords["user10000"] == "pw10000"
+
+
+def test_targets_say_at_least_or_at_most_and_whether_met():
+    assert bench.target_ratio("login", "logins_per_s", 6000) == ("≥ 12k", 0.5, False)
+    assert bench.target_ratio("direct", "p99_ms", 2.0) == ("≤ 4", 0.5, True)
+    assert bench.target_ratio("idle-10000", "false_timeouts", 0) == ("≤ 0", None, True)
+    assert bench.target_ratio("idle-1000", "false_timeouts", 3)[2] is False
+    assert bench.target_ratio("idle-10000", "all_logged_in", False) == ("yes", None, False)
+    assert bench.target_ratio("idle-1000", "all_logged_in", True) == ("yes", None, True)
+    assert bench.target_ratio("direct", "errors", 0) is None
+    assert bench.target_ratio("direct", "p99_ms", None) is None
+
+
+def test_the_table_aligns_columns_and_leaves_out_bookkeeping():
+    record = {"scenario": "direct",
+              "figures": {"deliveries_per_s": 15000.0, "samples": 9, "durable": True,
+                          "p99_ms": None},
+              "ratios": {"deliveries_per_s": {"vs_ceiling": 0.4, "target": "≥ 900k",
+                                              "vs_target": 0.0167, "met": False}}}
+    lines = bench.format_table(bench.table_rows([record])).splitlines()
+    assert lines[0].split() == ["scenario", "figure", "median", "x", "ceiling", "target", "x",
+                                "target"]
+    assert lines[1].split() == ["direct", "deliveries_per_s", "15k", "0.4", "≥", "900k", "not",
+                                "met", "0.0167"]
+    assert lines[2].split() == ["direct", "durable", "yes"]
+    assert lines[3].split() == ["direct", "p99_ms", "-"]
+    assert len(lines) == 4
+    assert lines[1].index("15k") == lines[0].index("median")
+
+
+def test_short_numbers():
+    assert bench._short(1_760_000) == "1.76M"
+    assert bench._short(12_000) == "12k"
+    assert bench._short(0.25) == "0.25"
+    assert bench._short(7) == "7"
+
+
+def test_process_figures_come_from_proc_or_are_none():
+    assert bench.process_rss_kb(os.getpid()) > 0
+    assert bench.process_cpu_s(os.getpid()) >= 0
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert bench.process_rss_kb(gone.pid) is None
+    assert bench.process_cpu_s(gone.pid) is None
+    overflows = bench.listen_overflows()
+    assert overflows is None or overflows >= 0
+
+
+def test_cores_split_only_with_two_or_more(monkeypatch):
+    monkeypatch.setattr(bench.os, "sched_getaffinity", lambda pid: {3})
+    assert bench.split_cores() is None
+    monkeypatch.setattr(bench.os, "sched_getaffinity", lambda pid: {5, 2, 7})
+    assert bench.split_cores() == ({2}, {5})
+
+
+def test_an_external_server_without_a_pid_reports_no_process_figures():
+    server = bench.ExternalServer(4119)
+    assert server.cpu_s() is None and server.rss_kb() is None and server.stop() is None
+
+
+def test_profile_runs_the_server_under_cprofile_and_prints_where_its_time_goes(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert bench.main(["--quick", "--no-pin", "--profile", "--scenario", "login",
+                       "--output", str(tmp_path / "results.jsonl")]) == 0
+    assert (tmp_path / "bench-profile-login-1.prof").exists()
+    printed = capsys.readouterr().out
+    assert "server profile, login" in printed and "Ordered by: internal time" in printed
+
+
+class _FakeSender:
+    def __init__(self):
+        self.calls = []
+
+    def message(self, to, seq):
+        return f"message to {to}".encode()
+
+    def call(self, requests, on_replies):
+        self.calls.append(requests)
+        on_replies([b'{"type":"ok","stored":false}'])
+
+
+def test_pingpong_sends_the_next_message_only_when_a_message_arrives():
+    pingpong = bench.PingPong(count=2)
+    pingpong.sender, pingpong.to = _FakeSender(), "bob"
+    pingpong.send_next()
+    pingpong.delivered([b'{"type":"presence","user":"alice","online":true}'])
+    assert (pingpong.sent, pingpong.latencies_ms) == (1, [])    # a notice is not the message
+    pingpong.delivered([b'{"type":"message","from":"alice","text":"x"}'])
+    assert pingpong.sent == 2 and len(pingpong.latencies_ms) == 1 and not pingpong.done()
+    pingpong.delivered([b'{"type":"message","from":"alice","text":"x"}'])
+    assert pingpong.sent == 2 and pingpong.done()                # no third message
+    assert pingpong.sender.calls == [b"message to bob"] * 2 and pingpong.errors == 0
+
+
+def test_pingpong_counts_a_refused_message_as_an_error():
+    pingpong = bench.PingPong(count=1)
+    pingpong.sender = _FakeSender()
+    pingpong.sender.call = lambda requests, on_replies: on_replies(None)
+    pingpong.send_next()
+    assert pingpong.errors == 1
+
+
+class _HeldSession:
+    """A session whose calls wait until the test answers them."""
+
+    def __init__(self):
+        self.pending = []
+
+    def call(self, requests, on_replies):
+        self.pending.append((requests, on_replies))
+
+
+def test_a_sender_keeps_its_window_full_in_batches_and_counts_acks_and_errors():
+    session = _HeldSession()
+    sender = bench.Sender(session, lambda seq: b"r%d\n" % seq, window=4, batch=2)
+    sender.start()
+    assert [requests for requests, _ in session.pending] == [b"r1\nr2\n", b"r3\nr4\n"]
+    _, answer = session.pending.pop(0)
+    answer([b'{"type":"ok","stored":false}', b'{"type":"error","code":"blocked"}'])
+    assert (sender.acked, sender.errors, sender.in_flight) == (1, 1, 4)
+    assert session.pending[-1][0] == b"r5\nr6\n"           # the freed slots were refilled
+    sender.stop()
+    for _, answer in list(session.pending):
+        answer(None)                                      # a failed connection: all its requests
+    assert (sender.errors, sender.in_flight) == (5, 0)
+    assert len(session.pending) == 2                      # nothing new after stop()
+
+
+def test_the_meter_counts_messages_only_while_counting_and_reads_their_send_times():
+    meter = bench.Meter()
+    stamped = json.dumps({"type": "message", "text": bench.message_text(bench.STAMP_EVERY)})
+    meter.on_frames([stamped.encode()])
+    assert (meter.total, meter.deliveries) == (1, 0)
+    meter.counting = True
+    meter.on_frames([b'{"type":"presence","user":"a","online":true}', stamped.encode(),
+                     b'{"type":"broadcast","from":"a","text":"x"}'])
+    assert (meter.total, meter.deliveries, len(meter.latencies_ms)) == (3, 2, 1)
+    assert 0 <= meter.latencies_ms[0] < 60_000
