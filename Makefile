@@ -5,13 +5,21 @@ PORT ?= 4119
 HOST ?= 127.0.0.1
 ARGS ?=
 
-.PHONY: server client test clean cert
+.PHONY: server client gui test test-setup clean cert bench
 
 server:
 	$(PYTHON) server.py $(PORT) $(ARGS)
 
 client:
 	$(PYTHON) client.py $(HOST) $(PORT) $(ARGS)
+
+gui:
+	$(PYTHON) client.py $(HOST) $(PORT) --gui $(ARGS)
+
+# Issue 7's benchmark: starts its own server on a free loopback port, under 3 minutes; for example
+# ARGS="--quick" (seconds), ARGS="--scenario direct --rounds 4", ARGS="--profile --scenario broadcast".
+bench:
+	$(PYTHON) bench.py $(ARGS)
 
 # A project-local virtual environment with the pinned test tools; the .pth file makes every
 # Python started inside the tests (the end-to-end servers and clients) record coverage too.
@@ -21,7 +29,12 @@ $(VENV)/.installed: requirements-dev.txt
 	$(VENV)/bin/python -c "import site; open(site.getsitepackages()[0] + '/chat_coverage.pth', 'w').write('import coverage; coverage.process_startup()\n')"
 	touch $@
 
-test: $(VENV)/.installed
+# What the tests need beyond Python: a virtual display (Xvfb) for the GUI test, installed when
+# missing and possible (root with apt-get); without one that test skips and says why.
+test-setup:
+	PYTHON=$(PYTHON) bash tests/setup_display.sh
+
+test: $(VENV)/.installed test-setup
 	rm -f .coverage .coverage.*
 	COVERAGE_PROCESS_START=$(CURDIR)/.coveragerc $(VENV)/bin/python -m coverage run -m pytest -q tests
 	$(VENV)/bin/python -m coverage combine --quiet

@@ -44,7 +44,8 @@ def prints(actions):
 
 
 @pytest.mark.parametrize("frame, text, kind, sender", [
-    ({"type": "message", "from": "bob", "text": "hi", "offline": False}, "bob: hi", "message", "bob"),
+    ({"type": "message", "from": "bob", "text": "hi", "offline": False}, "bob: hi",
+     "message", "bob"),
     ({"type": "message", "from": "bob", "text": "hi"}, "bob: hi", "message", "bob"),
     ({"type": "broadcast", "from": "bob", "text": "yo", "offline": False}, "bob: yo",
      "broadcast", "bob"),

@@ -1,0 +1,338 @@
+"""The window: Tk widgets drawn from a `gui.ChatView`, and the reactor run inside Tk's loop.
+
+`TkLoop` is how one thread serves both: Tk watches the reactor's selector descriptor (on Linux an
+epoll object, readable whenever one of its sockets is) and runs a reactor pass when it is ready,
+and one `after` timer wakes the reactor for its next deadline. While idle the process sleeps in
+Tk's own wait: no thread, no polling.
+"""
+import math
+import sys
+import tkinter
+from tkinter import ttk
+
+from client import LOGGED_IN, PASSWORD
+from gui import ChatView, entry_text, stamp, start
+from reactor import RealClock, Reactor
+
+WINDOW_SIZE = "820x520"
+DIALOG_OFFSET = 60      # pixels from the chat window's corner to the consent dialog's
+MS_PER_S = 1000
+
+# How the conversation pane shows each entry kind (Text tag options).
+_LOOKS = {
+    "stamp": {"foreground": "#888888"},
+    "direct": {},
+    "broadcast": {"foreground": "#1f4e9e"},
+    "private": {"foreground": "#7a1fa2", "font": ("TkDefaultFont", 10, "italic")},
+    "offline": {"foreground": "#8a6d00", "background": "#fff8dc"},
+    "sent": {"foreground": "#2e7d32"},
+    "system": {"foreground": "#666666", "font": ("TkDefaultFont", 9, "italic")},
+}
+
+
+class TkLoop:
+    """Runs a Reactor inside Tk's event loop; `after_pass()` is called after every pass."""
+
+    def __init__(self, widget, reactor, after_pass):
+        self.widget = widget
+        self.reactor = reactor
+        self.after_pass = after_pass
+        self.running = False
+        self._after_id = None
+        self._fd = None
+
+    def start(self):
+        self.running = True
+        self._fd = self.reactor.fileno()
+        self.widget.tk.createfilehandler(self._fd, tkinter.READABLE, self._ready)
+        self.kick()
+
+    def stop(self):
+        """Stop watching the reactor; safe to call twice."""
+        if self.running:
+            self.running = False
+            self.widget.tk.deletefilehandler(self._fd)
+            self._cancel()
+
+    def kick(self):
+        """Run a pass as soon as Tk is free: the window queued work (a click sent a request)."""
+        if self.running:
+            self._arm(0)
+
+    def _ready(self, fd, mask):
+        self._pass()
+
+    def _pass(self):
+        self._after_id = None
+        self.reactor.run_once(0)        # something is ready or due: never wait here
+        self.after_pass()
+        if not self.running:
+            return
+        wait_s = self.reactor.wait_s()
+        if wait_s is None:
+            self._cancel()              # no timer: only the descriptor can wake us
+        else:
+            self._arm(wait_s)
+
+    def _arm(self, wait_s):
+        self._cancel()
+        # rounded up: waking a little early would only run an empty pass and arm again
+        self._after_id = self.widget.after(math.ceil(wait_s * MS_PER_S), self._pass)
+
+    def _cancel(self):
+        if self._after_id is not None:
+            self.widget.after_cancel(self._after_id)
+            self._after_id = None
+
+
+class ChatWindow:
+    """The widgets. They read the view in refresh() and hand every click to the glue."""
+
+    def __init__(self, root, view, glue, kick):
+        self.root, self.view, self.glue, self.kick = root, view, glue, kick
+        self._shown = 0                 # conversation entries already in the pane
+        self._showing = None            # "login" or "chat"
+        self.dialog = None              # the consent Toplevel while one is open
+        root.title("Chat room")
+        root.geometry(WINDOW_SIZE)
+        self.status = tkinter.StringVar(root)
+        ttk.Label(root, textvariable=self.status, relief="sunken", anchor="w", padding=(6, 2),
+                  name="status").pack(side="bottom", fill="x")
+        self.login_frame = self._login_form(root)
+        self.chat_frame = self._chat_pane(root)
+        root.protocol("WM_DELETE_WINDOW", self.close)
+
+    # -- building -----------------------------------------------------------------------------
+
+    def _login_form(self, root):
+        # widgets have names so that a test (or Tk's `send`) can find them: .login.username
+        frame = ttk.Frame(root, padding=24, name="login")
+        self.prompt = tkinter.StringVar(root)
+        self.message = tkinter.StringVar(root)
+        ttk.Label(frame, textvariable=self.prompt).grid(row=0, column=0, columnspan=2, sticky="w")
+        ttk.Label(frame, text="Username").grid(row=1, column=0, sticky="w", pady=4)
+        self.name_entry = ttk.Entry(frame, width=28, name="username")
+        self.name_entry.grid(row=1, column=1, sticky="we")
+        ttk.Label(frame, text="Password").grid(row=2, column=0, sticky="w", pady=4)
+        self.password_entry = ttk.Entry(frame, width=28, show="•", name="password")
+        self.password_entry.grid(row=2, column=1, sticky="we")
+        self.login_button = ttk.Button(frame, text="Log in", command=self.submit_login,
+                                       name="submit")
+        self.login_button.grid(row=3, column=1, sticky="e", pady=8)
+        ttk.Label(frame, textvariable=self.message, foreground="#b00020", wraplength=420,
+                  name="message").grid(row=4, column=0, columnspan=2, sticky="w")
+        for entry in (self.name_entry, self.password_entry):
+            entry.bind("<Return>", lambda event: self.submit_login())
+        return frame
+
+    def _chat_pane(self, root):
+        frame = ttk.Frame(root, padding=6, name="chat")
+        side = ttk.Frame(frame, name="side")
+        side.pack(side="right", fill="y", padx=(6, 0))
+        ttk.Label(side, text="Online").pack(anchor="w")
+        self.user_list = tkinter.Listbox(side, width=18, exportselection=False, name="users")
+        self.user_list.pack(fill="y", expand=True)
+        self.user_buttons = {}
+        for name, label, command in (
+                ("message", "Message", lambda u: self.aim(u)),
+                ("private", "Private message", lambda u: self.aim(u, private=True)),
+                ("getaddress", "Get address", lambda u: self.act("getaddress", u)),
+                ("block", "Block", lambda u: self.act("block", u)),
+                ("unblock", "Unblock", lambda u: self.act("unblock", u))):
+            button = ttk.Button(side, text=label, name=name,
+                                command=lambda c=command: self._on_selected(c))
+            button.pack(fill="x")
+            self.user_buttons[name] = button
+        self.everyone_button = ttk.Button(side, text="Everyone", command=lambda: self.aim(None),
+                                          name="everyone")
+        self.everyone_button.pack(fill="x", pady=(6, 0))
+        self.logout_button = ttk.Button(side, text="Log out", command=self.logout, name="logout")
+        self.logout_button.pack(fill="x", side="bottom")
+
+        bottom = ttk.Frame(frame, name="bottom")
+        bottom.pack(side="bottom", fill="x", pady=(6, 0))
+        self.target = tkinter.StringVar(root)
+        ttk.Label(bottom, textvariable=self.target, width=22, name="target").pack(side="left")
+        self.input = ttk.Entry(bottom, name="input")
+        self.input.pack(side="left", fill="x", expand=True)
+        self.input.bind("<Return>", lambda event: self.send())
+        self.send_button = ttk.Button(bottom, text="Send", command=self.send, name="send")
+        self.send_button.pack(side="left")
+
+        self.pane = tkinter.Text(frame, wrap="word", state="disabled", height=20, width=60,
+                                 name="pane")
+        scroll = ttk.Scrollbar(frame, command=self.pane.yview)
+        self.pane.configure(yscrollcommand=scroll.set)
+        scroll.pack(side="right", fill="y")
+        self.pane.pack(side="left", fill="both", expand=True)
+        for tag, look in _LOOKS.items():
+            self.pane.tag_configure(tag, **look)
+        return frame
+
+    # -- clicks -------------------------------------------------------------------------------
+
+    def _type(self, lines):
+        self.glue.type_lines(lines)
+        self.kick()
+        self.refresh()
+
+    def submit_login(self):
+        lines = self.view.login(self.name_entry.get(), self.password_entry.get())
+        self.password_entry.delete(0, "end")
+        self._type(lines)
+
+    def send(self):
+        lines = self.view.compose(self.input.get(), self.glue.reactor.clock.wall())
+        self.input.delete(0, "end")
+        self._type(lines)
+
+    def selected_user(self):
+        picked = self.user_list.curselection()
+        return self.user_list.get(picked[0]) if picked else None
+
+    def _on_selected(self, command):
+        user = self.selected_user()
+        if user is not None:
+            command(user)
+
+    def aim(self, user, private=False):
+        self.view.aim(user, private)
+        self.refresh()
+        self.input.focus_set()
+
+    def act(self, verb, user):
+        self._type(self.view.act(verb, user))
+
+    def logout(self):
+        self._type(self.view.logout())
+
+    def answer(self, agree):
+        self._type(self.view.answer(agree))
+
+    def close(self):
+        """The window's close button: hide at once, then log out as Ctrl-C does."""
+        self.root.withdraw()
+        self.glue.close()
+        self.kick()
+
+    # -- drawing ------------------------------------------------------------------------------
+
+    def refresh(self):
+        """Make the widgets show the view."""
+        view = self.view
+        self._show("chat" if view.stage == LOGGED_IN else "login")
+        self.prompt.set(view.prompt)
+        self.message.set(view.form_message)
+        self.name_entry.configure(state="disabled" if view.stage == PASSWORD else "normal")
+        self._draw_entries()
+        if list(self.user_list.get(0, "end")) != view.users:
+            self._draw_users()
+        self.target.set(_target_text(view.target))
+        self.status.set(view.status)
+        self.root.title(f"Chat room: {view.user}" if view.stage == LOGGED_IN else "Chat room")
+        self._draw_dialog()
+
+    def _show(self, which):
+        if which == self._showing:
+            return
+        self._showing = which
+        hide, show = ((self.login_frame, self.chat_frame) if which == "chat"
+                      else (self.chat_frame, self.login_frame))
+        hide.pack_forget()
+        show.pack(fill="both", expand=True)
+        (self.input if which == "chat" else self.name_entry).focus_set()
+
+    def _draw_entries(self):
+        entries = self.view.entries[self._shown:]
+        if not entries:
+            return
+        self.pane.configure(state="normal")
+        for entry in entries:
+            self.pane.insert("end", stamp(entry.at) + "  ", ("stamp",),
+                             entry_text(entry) + "\n", (entry.kind,))
+        self.pane.configure(state="disabled")
+        self.pane.see("end")
+        self._shown += len(entries)
+
+    def _draw_users(self):
+        keep = self.selected_user()
+        self.user_list.delete(0, "end")
+        for index, user in enumerate(self.view.users):
+            self.user_list.insert("end", user)
+            if user == keep:
+                self.user_list.selection_set(index)
+
+    def _draw_dialog(self):
+        requester = self.view.consent
+        if self.dialog is not None and self.dialog.requester != requester:
+            self.dialog.destroy()       # answered, or the session ended
+            self.dialog = None
+        if requester is not None and self.dialog is None:
+            self.dialog = self._consent_dialog(requester)
+
+    def _consent_dialog(self, requester):
+        dialog = tkinter.Toplevel(self.root, name="consent")
+        dialog.requester = requester
+        dialog.title("Private talk")
+        dialog.transient(self.root)
+        # over the chat window's corner: with no window manager it would land at 0,0
+        dialog.geometry(f"+{self.root.winfo_rootx() + DIALOG_OFFSET}"
+                        f"+{self.root.winfo_rooty() + DIALOG_OFFSET}")
+        ttk.Label(dialog, padding=16, name="question",
+                  text=f"Do you agree to have a private talk with {requester}?").pack()
+        buttons = ttk.Frame(dialog, padding=(16, 0, 16, 16), name="buttons")
+        buttons.pack()
+        dialog.agree = ttk.Button(buttons, text="Agree", command=lambda: self.answer(True),
+                                  name="agree")
+        dialog.refuse = ttk.Button(buttons, text="Refuse", command=lambda: self.answer(False),
+                                   name="refuse")
+        dialog.agree.pack(side="left", padx=4)
+        dialog.refuse.pack(side="left", padx=4)
+        dialog.protocol("WM_DELETE_WINDOW", lambda: self.answer(False))
+        return dialog
+
+
+def _target_text(target):
+    if target.user is None:
+        return "To everyone:"
+    return f"Privately to {target.user}:" if target.private else f"To {target.user}:"
+
+
+class GuiApp:
+    """One client: a core, its view, a window and a loop, on `reactor` and Tk `root`."""
+
+    def __init__(self, root, reactor, args):
+        self.root = root
+        self.reactor = reactor
+        self.glue, self.listener = start(args, reactor, ChatView())
+        self.loop = TkLoop(root, reactor, self._after_pass)
+        self.window = ChatWindow(root, self.glue.view, self.glue, self.loop.kick)
+        self.glue.on_change = self.window.refresh
+        self.glue.on_exit = self.loop.kick      # exit between passes, never inside one
+        self.window.refresh()
+        self.loop.start()
+
+    @property
+    def exit_code(self):
+        """None while running; the code the client exits with once it is done."""
+        return self.glue.exit_code
+
+    def _after_pass(self):
+        if self.glue.exit_code is not None:
+            self.loop.stop()
+            self.listener.close()
+            self.root.destroy()
+
+
+def run(args):
+    """Open the window and run until the client exits; returns the exit code."""
+    try:
+        root = tkinter.Tk()
+    except tkinter.TclError as exc:
+        print(f"client.py: cannot open a window ({exc})", file=sys.stderr)
+        return 1
+    reactor = Reactor(RealClock())
+    app = GuiApp(root, reactor, args)
+    reactor.on_signals(app.glue.on_signal)      # Ctrl-C in the shell: log out, then exit
+    root.mainloop()
+    return app.exit_code

@@ -1,0 +1,276 @@
+"""End to end with windows: the real server and real `client.py --gui` processes on Xvfb.
+
+The test drives each window through Tk's `send` (see guiprocs.py): it types into the entries,
+presses Enter, invokes buttons and reads the widgets back. Screenshots go to tests/artifacts/.
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from guiprocs import SCREEN, GuiProcess, NoDisplay, VirtualDisplay, screenshot
+from reactor import Handler, RealClock, Reactor
+from realprocs import ROOT, ServerProcess
+
+tkinter = pytest.importorskip("tkinter", reason="this Python has no tkinter, so no window")
+from gui_tk import TkLoop  # noqa: E402  (it imports tkinter)
+
+ARTIFACTS = os.path.join(ROOT, "tests", "artifacts")
+ACCOUNTS = {"columbia": "116bway", "seas": "summerisover", "google": "hasglasses"}
+IDLE_S = 3.0                # how long the idle CPU check watches
+IDLE_CPU_LIMIT = 0.05       # the share of one core an idle window may use
+
+
+@pytest.fixture(scope="module")
+def display(tmp_path_factory):
+    try:
+        screen = VirtualDisplay(str(tmp_path_factory.mktemp("x")))
+    except NoDisplay as why:
+        pytest.skip(f"no display can be had: {why}")
+    yield screen
+    screen.stop()
+
+
+@pytest.fixture(scope="module")
+def tk(display):
+    root = tkinter.Tk(screenName=display.name)
+    root.withdraw()
+    yield root
+    root.destroy()
+
+
+@pytest.fixture
+def server(tmp_path):
+    proc = ServerProcess(tmp_path)
+    yield proc
+    assert proc.stop() == 0, proc.log()
+
+
+@pytest.fixture
+def windows(tk, display, server, tmp_path):
+    started = []
+
+    def open_window():
+        gui = GuiProcess(tk, display, server.port, tmp_path / f"gui{len(started)}.err")
+        started.append(gui)
+        return gui
+    yield open_window
+    for gui in started:
+        gui.kill()
+
+
+def login(gui, name, password=None):
+    gui.type_into(".login.username", name)
+    gui.type_into(".login.password", password or ACCOUNTS[name])
+    gui.press_enter(".login.password")
+    gui.wait(lambda: gui.exists(".chat") and gui.call("winfo", "ismapped", ".chat") == "1",
+             f"{name} to be logged in")
+
+
+def shoot(display, name, *guis):
+    """Save the screen, with every window drawn, to tests/artifacts/<name>."""
+    for gui in guis:
+        gui.settle()
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    path = os.path.join(ARTIFACTS, name)
+    assert screenshot(display.frame_buffer, path) == SCREEN
+    with open(path, "rb") as png:
+        assert png.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def pane_has(gui, text):
+    return lambda: text in gui.text(".chat.pane")
+
+
+def test_two_windows_log_in_talk_agree_to_a_private_talk_and_close(windows, server, display):
+    alice, bob = windows(), windows()
+    alice.place(0, 0)
+    bob.place(840, 0)
+    assert alice.label(".login.message") == ""
+    login(alice, "columbia")
+    assert "You have successfully logged in." in alice.text(".chat.pane")
+    assert alice.call("wm", "title", ".") == "Chat room: columbia"
+    login(bob, "seas")
+    alice.wait(lambda: alice.list_items(".chat.side.users") == ["seas"], "seas in the list")
+    bob.wait(lambda: bob.list_items(".chat.side.users") == ["columbia"], "columbia in the list")
+    alice.wait(pane_has(alice, "seas has logged in."), "the presence notice")
+
+    alice.select_item(".chat.side.users", "seas")
+    alice.invoke(".chat.side.message")
+    assert alice.label(".chat.bottom.target") == "To seas:"
+    alice.type_into(".chat.bottom.input", "hello seas")
+    alice.press_enter(".chat.bottom.input")
+    bob.wait(pane_has(bob, "columbia: hello seas"), "the message")
+    assert "me → seas: hello seas" in alice.text(".chat.pane")
+    assert alice.call(".chat.bottom.input", "get") == ""
+
+    bob.type_into(".chat.bottom.input", "hi all")
+    bob.invoke(".chat.bottom.send")
+    alice.wait(pane_has(alice, "seas (to everyone): hi all"), "the broadcast")
+
+    alice.invoke(".chat.side.getaddress")       # seas is still selected
+    bob.wait(lambda: bob.exists(".consent"), "the consent dialog")
+    assert bob.label(".consent.question") == (
+        "Do you agree to have a private talk with columbia?")
+    shoot(display, "gui-consent.png", alice, bob)
+    bob.invoke(".consent.buttons.agree")
+    bob.wait(lambda: not bob.exists(".consent"), "the dialog to close")
+    alice.wait(pane_has(alice, "got address!"), "the address")
+    assert "You agreed to a private talk with columbia." in bob.text(".chat.pane")
+    alice.invoke(".chat.side.private")
+    assert alice.label(".chat.bottom.target") == "Privately to seas:"
+    alice.type_into(".chat.bottom.input", "just us")
+    alice.press_enter(".chat.bottom.input")
+    bob.wait(pane_has(bob, "columbia (private): just us"), "the private message")
+    assert "me → seas (private): just us" in alice.text(".chat.pane")
+    assert "just us" not in server.log()        # it went straight to seas, not via the server
+    shoot(display, "gui.png", alice, bob)
+    alice.invoke(".chat.side.everyone")
+    assert alice.label(".chat.bottom.target") == "To everyone:"
+
+    alice.close_window()
+    assert alice.wait_exit() == 0
+    bob.wait(pane_has(bob, "columbia has logged out."), "columbia leaving")
+    bob.wait(lambda: bob.list_items(".chat.side.users") == [], "an empty list")
+    server.wait_log(r"columbia logged out")
+    bob.invoke(".chat.side.logout")
+    bob.wait(lambda: bob.label(".login.message") == "You have logged out.", "the logout")
+    bob.close_window()
+    assert bob.wait_exit() == 0
+
+
+def test_a_refused_consent_and_a_list_that_keeps_its_selection(windows):
+    seas, google = windows(), windows()
+    login(seas, "seas")
+    login(google, "google")
+    google.wait(lambda: google.list_items(".chat.side.users") == ["seas"], "seas in the list")
+    before = google.text(".chat.pane")
+    google.invoke(".chat.side.getaddress")          # nobody selected: nothing happens
+    assert google.text(".chat.pane") == before
+    google.select_item(".chat.side.users", "seas")
+    refusals = []
+    for say_no in (lambda: seas.invoke(".consent.buttons.refuse"),
+                   lambda: seas.call(seas.call("wm", "protocol", ".consent", "WM_DELETE_WINDOW"))):
+        google.invoke(".chat.side.getaddress")
+        seas.wait(lambda: seas.exists(".consent"), "the consent dialog")
+        say_no()                                    # Refuse, or the dialog closed: both a no
+        seas.wait(lambda: not seas.exists(".consent"), "the dialog to close")
+        refusals.append("seas refused to give you address.")
+        google.wait(lambda: google.text(".chat.pane").count(refusals[0]) == len(refusals),
+                    "the refusal")
+    third = windows()
+    login(third, "columbia")
+    google.wait(lambda: google.list_items(".chat.side.users") == ["columbia", "seas"],
+                "columbia in the list")
+    assert google.call(".chat.side.users", "curselection") == "1"      # seas, still selected
+    for gui in (seas, google, third):
+        gui.close_window()
+        assert gui.wait_exit() == 0
+
+
+def test_wrong_password_and_lockout_are_told_in_the_form(windows):
+    gui = windows()
+    gui.type_into(".login.username", "nobody")
+    gui.type_into(".login.password", "x")
+    gui.invoke(".login.submit")
+    gui.wait(lambda: gui.label(".login.message") == "Wrong username.", "wrong username")
+    gui.type_into(".login.username", "google")
+    for _ in range(2):
+        gui.type_into(".login.password", "nope")
+        gui.invoke(".login.submit")
+        gui.wait(lambda: "Wrong password" in gui.label(".login.message"), "wrong password")
+        assert gui.call(".login.username", "cget", "-state") == "disabled"
+        gui.call(".login.message", "configure", "-text", "")
+    gui.type_into(".login.password", "nope")
+    gui.invoke(".login.submit")
+    gui.wait(lambda: gui.label(".login.message") == (
+        "You have entered wrong password three times. You will be blocked for 30 seconds."),
+        "the lockout")
+    gui.close_window()
+    assert gui.wait_exit() == 0
+
+
+def test_sigterm_logs_out_like_ctrl_c_and_idle_costs_no_cpu(windows, server):
+    gui = windows()
+    login(gui, "google")
+    gui.wait(lambda: "Logged in as google." == gui.label(".status"), "the status line")
+    before = gui.cpu_s()
+    _idle(gui, IDLE_S)
+    used = gui.cpu_s() - before
+    assert used < IDLE_S * IDLE_CPU_LIMIT, f"idle window used {used:.3f} s of CPU in {IDLE_S} s"
+    gui.proc.send_signal(signal.SIGTERM)
+    assert gui.wait_exit() == 0
+    server.wait_log(r"google logged out")
+
+
+def _idle(gui, seconds):
+    """Let the client sit with nothing to do, without talking to it."""
+    try:
+        gui.proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        return
+    raise AssertionError("the client exited while idle:\n" + gui.errors())
+
+
+def test_without_a_display_the_gui_says_why_and_exits_1():
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "client.py"), "127.0.0.1", "1",
+                           "--gui"], env=env, capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert done.returncode == 1
+    assert "cannot open a window" in done.stderr
+
+
+# -- the loop on its own, in this process ------------------------------------------------------
+
+def pump(tk, condition, timeout_s=10.0):
+    """Run Tk's event loop until `condition()` is true, at most `timeout_s`."""
+    end = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < end, "timed out"
+        tick = tk.after(20, lambda: None)       # bounds this wait; not a pause of its own
+        tk.tk.dooneevent(0)
+        tk.after_cancel(tick)
+
+
+class Frames(Handler):
+    def __init__(self):
+        self.frames = []
+
+    def on_frame(self, conn, line):
+        self.frames.append(line)
+
+
+def test_tk_loop_wakes_the_reactor_for_timers_and_sockets_and_sleeps_between(tk):
+    reactor = Reactor(RealClock())
+    passes = []
+    loop = TkLoop(tk, reactor, lambda: passes.append(reactor.clock.now()))
+    fired = []
+    started_at = reactor.clock.now()
+    reactor.call_later(0.05, lambda: fired.append(reactor.clock.now()))
+    loop.start()
+    pump(tk, lambda: fired)
+    assert fired[0] - started_at >= 0.05
+    mine, theirs = socket.socketpair()
+    frames = Frames()
+    reactor.watch(mine, frames)
+    loop.kick()
+    quiet_from = len(passes) + 1
+    end = time.monotonic() + 0.3
+    pump(tk, lambda: time.monotonic() >= end)   # one pass for the kick, then nothing to do
+    assert len(passes) == quiet_from
+    theirs.sendall(b"hello\n")
+    pump(tk, lambda: frames.frames)
+    assert frames.frames == [b"hello"]
+    loop.stop()
+    loop.stop()                                 # twice is harmless
+    loop.kick()                                 # a stopped loop schedules nothing
+    theirs.sendall(b"late\n")
+    end = time.monotonic() + 0.1
+    pump(tk, lambda: time.monotonic() >= end)
+    assert frames.frames == [b"hello"]
+    theirs.close()
+    mine.close()

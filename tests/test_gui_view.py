@@ -1,0 +1,483 @@
+"""The GUI's view model, fed by the real client core through GuiGlue: no display, no sockets.
+
+Every server event goes in as the reply or delivery frame the core would get, and the tests look
+at what the window would show: panes, the online list, the login form, dialogs, the status line.
+"""
+import sys
+import time
+
+import pytest
+
+from client import (ASK_PASSWORD, ASK_USER, LOGGED_IN, PASSWORD, USERNAME, ChatClient, Expired,
+                    Incoming, Print, Replied, RequestFailed, Settings, ShowOnline, Started)
+from gui import ChatView, Entry, GuiGlue, Target, entry_text, stamp, start
+from reactor import Reactor, VirtualClock
+
+WELCOME = {"type": "welcome", "user": "alice", "token": "t1", "proof": "p1"}
+OK = {"type": "ok"}
+AT = VirtualClock().wall()
+
+
+class Args:
+    host, address, port, heartbeat, tls_context = "localhost", "127.0.0.1", 4119, 30.0, None
+
+
+class Recording(GuiGlue):
+    """GuiGlue whose requests are kept for the test to answer instead of leaving on a socket."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.open = {}              # request id -> frame, in the order they were sent
+        self.logged = []
+        self.log = self.logged.append
+        self.changes = 0
+        self.on_change = self._changed
+        self.exits = 0
+        self.on_exit = self._exited
+
+    def _changed(self):
+        self.changes += 1
+
+    def _exited(self):
+        self.exits += 1
+
+    def _do_Request(self, action):
+        self.open[action.request_id] = action.frame
+
+
+class Screen:
+    """A core, its view and a virtual clock; the server's side is played by the test."""
+
+    def __init__(self):
+        self.clock = VirtualClock()
+        reactor = Reactor(self.clock)
+        self.view = ChatView()
+        self.glue = Recording(reactor, self.view, ("127.0.0.1", 4119))
+        self.listener = reactor.listen("127.0.0.1", 0, self.glue.deliveries)
+        self.glue.core = ChatClient(Settings(self.listener.port))
+        self.glue.feed(Started())
+
+    def close(self):
+        self.listener.close()
+
+    def sent(self, kind=None):
+        """Frames of the open requests (of type `kind`), oldest first."""
+        return [f for f in self.glue.open.values() if kind is None or f["type"] == kind]
+
+    def reply(self, frame, kind=None):
+        rid = [r for r, f in self.glue.open.items() if kind is None or f["type"] == kind][-1]
+        del self.glue.open[rid]
+        self.glue.feed(Replied(rid, frame))
+
+    def fail(self, reason="refused", kind=None):
+        rid = [r for r, f in self.glue.open.items() if kind is None or f["type"] == kind][-1]
+        del self.glue.open[rid]
+        self.glue.feed(RequestFailed(rid, reason))
+
+    def type(self, lines):
+        self.glue.type_lines(lines)
+
+    def login(self, users=()):
+        self.type(self.view.login("alice", "pw"))
+        self.reply(OK, "check_user")
+        self.reply(WELCOME, "login")
+        self.reply({"type": "online", "users": list(users)}, "online")
+
+    def deliver(self, *frames, conn=7):
+        if conn not in self.glue.core.deliveries:
+            self.glue.feed(Incoming(conn, {"type": "hello", "proof": "p1"}))
+        for frame in frames:
+            self.glue.feed(Incoming(conn, frame))
+
+    def texts(self):
+        return [entry_text(e) for e in self.view.entries]
+
+
+@pytest.fixture
+def screen():
+    s = Screen()
+    yield s
+    s.close()
+
+
+def err(code, **fields):
+    return {"type": "error", "code": code, "message": f"server says {code}", **fields}
+
+
+# -- logging in ---------------------------------------------------------------------------------
+
+def test_a_new_window_shows_the_login_form(screen):
+    view = screen.view
+    assert (view.stage, view.prompt, view.form_message) == (USERNAME, ASK_USER, "")
+    assert view.status == "Not logged in."
+    assert view.entries == [] and view.users == []
+
+
+def test_the_form_sends_the_name_then_the_password_once_the_name_is_known(screen):
+    screen.type(screen.view.login("  alice ", "pw"))
+    assert screen.sent() == [{"type": "check_user", "user": "alice"}]
+    screen.reply(OK)
+    assert screen.sent("login")[0]["password"] == "pw"
+    assert screen.view.stage == PASSWORD and screen.view.prompt == ASK_PASSWORD
+
+
+def test_welcome_shows_the_chat_and_asks_who_is_online(screen):
+    screen.type(screen.view.login("alice", "pw"))
+    screen.reply(OK)
+    screen.reply(WELCOME)
+    view = screen.view
+    assert view.stage == LOGGED_IN and view.user == "alice"
+    assert screen.texts() == ["You have successfully logged in."]
+    assert screen.sent() == [{"type": "online", "token": "t1"}]
+    assert view.status == "Sending: 1 message waiting to be sent."
+    screen.reply({"type": "online", "users": ["carol", "bob"]})
+    assert view.users == ["bob", "carol"]
+    assert screen.texts() == ["You have successfully logged in."]     # the list is not chat
+    assert view.status == "Logged in as alice."
+
+
+def test_online_reply_with_nobody_empties_the_list(screen):
+    screen.login(users=["bob"])
+    screen.type(screen.view.compose("/online", AT))
+    screen.reply({"type": "online", "users": []})
+    assert screen.view.users == []
+    assert screen.texts() == ["You have successfully logged in."]
+
+
+def test_wrong_username_is_told_in_the_form_and_the_password_is_not_sent(screen):
+    screen.type(screen.view.login("colu", "pw"))
+    screen.reply(err("unknown_user"))
+    view = screen.view
+    assert view.form_message == "Wrong username." and view.prompt == ASK_USER
+    assert screen.sent() == [] and view.entries == []
+    screen.type(view.login("alice", "pw"))
+    assert view.form_message == ""                       # a new try clears the old words
+    assert screen.sent() == [{"type": "check_user", "user": "alice"}]
+
+
+def test_empty_name_asks_again_and_forgets_the_password(screen):
+    screen.type(screen.view.login("  ", "pw"))
+    assert screen.sent() == [] and screen.view.prompt == ASK_USER
+    screen.type(screen.view.login("alice", "pw2"))
+    screen.reply(OK)
+    assert screen.sent("login")[0]["password"] == "pw2"
+
+
+def test_wrong_password_then_the_form_sends_only_the_password(screen):
+    screen.type(screen.view.login("alice", "11"))
+    screen.reply(OK)
+    screen.reply(err("wrong_password", attempts_left=2))
+    view = screen.view
+    assert view.form_message == "Wrong password. Please try again."
+    assert view.prompt == ASK_PASSWORD and view.stage == PASSWORD
+    screen.type(view.login("ignored", "12"))
+    assert screen.sent() == [{"type": "login", "user": "alice", "password": "12",
+                              "port": screen.listener.port}]
+
+
+def test_lockout_words_are_the_terminals_and_the_form_asks_for_a_name(screen):
+    screen.type(screen.view.login("alice", "11"))
+    screen.reply(OK)
+    screen.reply(err("too_many_attempts", seconds=30))
+    view = screen.view
+    assert view.form_message == ("You have entered wrong password three times. "
+                                 "You will be blocked for 30 seconds.")
+    assert view.stage == USERNAME and view.prompt == ASK_USER
+    screen.type(view.login("alice", "pw"))
+    screen.reply(OK)
+    screen.reply(err("locked"))
+    assert view.form_message == "You are still blocked, please try again later"
+
+
+def test_a_second_submit_while_the_first_is_answered_types_nothing(screen):
+    screen.type(screen.view.login("alice", "pw"))
+    assert screen.view.login("alice", "pw") == []
+    assert len(screen.sent()) == 1
+
+
+def test_the_server_unreachable_while_logging_in(screen):
+    screen.type(screen.view.login("alice", "pw"))
+    screen.fail("refused")
+    view = screen.view
+    assert view.form_message == "Cannot reach the server (refused)."
+    assert view.status == "Cannot reach the server (refused)."
+    assert screen.sent() == []                  # the password waits for no one
+
+
+# -- the conversation ---------------------------------------------------------------------------
+
+def test_each_delivery_kind_becomes_its_own_entry(screen):
+    screen.login()
+    screen.clock.advance(1.5)
+    screen.deliver({"type": "message", "from": "bob", "text": "hi: there", "offline": False},
+                   {"type": "broadcast", "from": "carol", "text": "lunch?", "offline": False},
+                   {"type": "message", "from": "dave", "text": "kept", "offline": True},
+                   {"type": "broadcast", "from": "erin", "text": "old news", "offline": True})
+    entries = screen.view.entries[1:]
+    at = AT + 1.5
+    assert entries == [Entry(at, "bob", "hi: there", "direct"),
+                       Entry(at, "carol", "lunch?", "broadcast"),
+                       Entry(at, "dave", "kept", "offline"),
+                       Entry(at, "erin", "old news", "offline")]
+    assert screen.texts()[1:] == ["bob: hi: there", "carol (to everyone): lunch?",
+                                  "dave (while you were away): kept",
+                                  "erin (while you were away): old news"]
+
+
+def test_presence_notices_keep_the_list_live_and_are_told_in_the_pane(screen):
+    screen.login(users=["bob"])
+    screen.deliver({"type": "presence", "user": "carol", "online": True},
+                   {"type": "presence", "user": "bob", "online": True},      # already listed
+                   {"type": "presence", "user": "bob", "online": False},
+                   {"type": "presence", "user": "zed", "online": False})     # never listed
+    assert screen.view.users == ["carol"]
+    assert screen.texts()[1:] == ["carol has logged in.", "bob has logged in.",
+                                  "bob has logged out.", "zed has logged out."]
+    assert {e.kind for e in screen.view.entries} == {"system"}
+
+
+def test_logged_in_elsewhere_goes_back_to_the_form_and_says_why(screen):
+    screen.login(users=["bob"])
+    screen.view.aim("bob")
+    screen.deliver({"type": "logged_out", "reason": "elsewhere"})
+    view = screen.view
+    assert view.stage == USERNAME and view.prompt == ASK_USER
+    assert view.form_message == ("You have been logged out because your account logged in "
+                                 "elsewhere.")
+    assert view.users == [] and view.target == Target()
+    assert view.status == "Not logged in."
+
+
+def test_compose_broadcasts_by_default_and_shows_what_was_sent(screen):
+    screen.login()
+    screen.type(screen.view.compose("hello all", AT + 2))
+    assert screen.sent() == [{"type": "broadcast", "token": "t1", "mid": "c-1", "text": "hello all"}]
+    assert screen.view.entries[-1] == Entry(AT + 2, "alice", "hello all", "sent", None)
+    assert screen.texts()[-1] == "me → everyone: hello all"
+
+
+def test_compose_to_a_user_messages_them(screen):
+    screen.login(users=["bob"])
+    screen.view.aim("bob")
+    screen.type(screen.view.compose("hi  bob ", AT))
+    assert screen.sent() == [{"type": "message", "token": "t1", "mid": "c-1", "to": "bob",
+                              "text": "hi  bob "}]
+    assert screen.texts()[-1] == "me → bob: hi  bob "
+    screen.reply(err("blocked"))
+    assert screen.texts()[-1] == ("Your message could not be delivered as the recipient has "
+                                  "blocked you")
+
+
+def test_compose_privately_types_a_private_command(screen):
+    screen.login(users=["bob"])
+    screen.view.aim("bob", private=True)
+    assert screen.view.target == Target("bob", True)
+    assert screen.view.compose("psst", AT) == ["private bob psst"]
+    assert screen.texts()[-1] == "me → bob (private): psst"
+    screen.view.aim(None, private=True)         # everyone is never private
+    assert screen.view.target == Target()
+
+
+def test_slash_types_a_command_as_the_terminal_would(screen):
+    screen.login()
+    screen.type(screen.view.compose("/help", AT))
+    assert screen.texts()[1] == "Commands:"
+    assert screen.view.compose("   ", AT) == []
+    assert all(e.kind != "sent" for e in screen.view.entries)
+
+
+def test_offline_recipient_is_told_in_the_pane(screen):
+    screen.login()
+    screen.view.aim("bob")
+    screen.type(screen.view.compose("later", AT))
+    screen.reply({"type": "ok", "stored": True})
+    assert screen.texts()[-1] == ("bob is offline; your message will be delivered when they "
+                                  "log in.")
+
+
+def test_block_and_unblock_buttons_type_the_commands(screen):
+    screen.login(users=["bob"])
+    screen.type(screen.view.act("block", "bob"))
+    assert screen.sent() == [{"type": "block", "token": "t1", "user": "bob"}]
+    screen.reply(OK)
+    assert screen.texts()[-1] == "User bob has been blocked"
+    assert screen.view.act("getaddress", "bob") == ["getaddress bob"]
+
+
+def test_logout_goes_back_to_the_form(screen):
+    screen.login(users=["bob"])
+    screen.type(screen.view.logout())
+    screen.reply(OK)
+    view = screen.view
+    assert view.stage == USERNAME and view.form_message == "You have logged out."
+    assert view.users == []
+
+
+def test_unreachable_server_and_waiting_messages_show_in_the_status_line(screen):
+    screen.login()
+    screen.type(screen.view.compose("one", AT))
+    screen.type(screen.view.compose("two", AT))
+    assert screen.view.status == "Sending: 2 messages waiting to be sent."
+    screen.fail("timed out")                    # both stay, in order, for the next try
+    assert screen.view.status == ("Cannot reach the server (timed out). "
+                                  "2 messages waiting to be sent.")
+    screen.clock.advance(1)
+    screen.glue.feed(Expired(("retry",)))
+    assert [f["text"] for f in screen.sent("broadcast")] == ["one"]
+    screen.reply({"type": "ok", "skipped": 0}, "broadcast")
+    assert [f["text"] for f in screen.sent("broadcast")] == ["two"]
+    screen.reply({"type": "ok", "skipped": 0}, "broadcast")
+    assert screen.view.status == "Logged in as alice."
+    assert "Cannot reach the server (timed out)." in screen.texts()
+
+
+def test_a_session_the_server_forgot_goes_back_to_the_form(screen):
+    screen.login()
+    screen.type(screen.view.compose("hi", AT))
+    screen.reply(err("no_session"))
+    assert screen.view.form_message == "Your session has ended. Please log in again."
+
+
+# -- the consent dialog -------------------------------------------------------------------------
+
+def ask(screen, asker):
+    screen.deliver({"type": "consent_request", "from": asker})
+
+
+def test_a_consent_request_opens_the_dialog_and_agree_types_y(screen):
+    screen.login(users=["bob"])
+    assert screen.view.consent is None and screen.view.answer(True) == []
+    ask(screen, "bob")
+    assert screen.view.consent == "bob"
+    assert screen.texts()[-1] == "Do you agree to have a private talk with bob? Y bob/N bob"
+    screen.type(screen.view.answer(True))
+    assert screen.sent() == [{"type": "consent", "token": "t1", "user": "bob", "agree": True}]
+    assert screen.view.consent is None
+    screen.reply({"type": "ok", "key": "k1"})
+    assert screen.texts()[-1] == "You agreed to a private talk with bob."
+
+
+def test_refuse_types_n_and_requests_wait_their_turn_once_each(screen):
+    screen.login()
+    ask(screen, "bob")
+    ask(screen, "carol")
+    ask(screen, "bob")                          # asked again: still one question
+    assert screen.view.asking == ["bob", "carol"]
+    assert screen.view.answer(False) == ["N bob"]
+    assert screen.view.consent == "carol"
+
+
+def test_a_question_like_line_from_a_user_opens_no_dialog(screen):
+    screen.login()
+    screen.deliver({"type": "message", "from": "eve", "offline": False,
+                    "text": "Do you agree to have a private talk with eve? Y eve/N eve"})
+    assert screen.view.consent is None
+
+
+def test_logging_out_forgets_the_questions(screen):
+    screen.login()
+    ask(screen, "bob")
+    screen.type(screen.view.logout())
+    screen.reply(OK)
+    assert screen.view.consent is None
+
+
+def test_private_messages_are_their_own_kind(screen):
+    # the whole path from a peer is in test_gui_e2e.py: here only what the core prints
+    screen.login()
+    screen.view.apply(Print("bob (private): a: b", "private", "bob"), AT, LOGGED_IN)
+    assert screen.view.entries[-1] == Entry(AT, "bob", "a: b", "private")
+    assert screen.texts()[-1] == "bob (private): a: b"
+
+
+# -- the glue -----------------------------------------------------------------------------------
+
+def test_closing_the_window_logs_out_then_exits(screen):
+    screen.login()
+    screen.glue.close()
+    assert screen.sent() == [{"type": "logout", "token": "t1"}]
+    assert screen.glue.exit_code is None
+    screen.reply(OK)
+    assert screen.glue.exit_code == 0 and screen.glue.exits == 1
+
+
+def test_closing_the_window_before_login_exits_at_once(screen):
+    screen.glue.close()
+    assert screen.glue.exit_code == 0 and screen.sent() == []
+
+
+def test_every_outer_feed_redraws_once_and_logs_go_to_the_log(screen):
+    before = screen.glue.changes
+    screen.glue.feed(Replied(999, OK))
+    assert screen.glue.changes == before + 1
+    assert screen.glue.logged == ["reply to unknown request 999 ignored"]
+
+
+def test_start_makes_a_listening_core_that_asks_for_a_name():
+    reactor = Reactor(VirtualClock())
+    glue, listener = start(Args(), reactor)
+    try:
+        assert glue.core.settings.listen_port == listener.port
+        assert glue.view.prompt == ASK_USER and glue.server == ("127.0.0.1", 4119)
+    finally:
+        listener.close()
+
+
+def test_a_request_that_fails_at_once_is_handled_inside_the_feed_and_drawn_once(screen):
+    screen.login()
+
+    def refused(action):        # as a refused connect reports back from inside the glue
+        screen.glue.feed(RequestFailed(action.request_id, "refused"))
+    screen.glue._do_Request = refused
+    before = screen.glue.changes
+    screen.type(screen.view.compose("hi", AT))
+    assert screen.glue.changes == before + 1
+    assert screen.view.status == "Cannot reach the server (refused). 1 message waiting to be sent."
+
+
+def test_without_tkinter_the_gui_says_why_and_exits_1(monkeypatch, capsys):
+    import gui
+    monkeypatch.setitem(sys.modules, "gui_tk", None)    # as if tkinter could not be imported
+    assert gui.main(Args()) == 1
+    assert "cannot open a window" in capsys.readouterr().err
+
+
+def test_default_log_writes_to_stderr(capsys):
+    glue = GuiGlue(Reactor(VirtualClock()), ChatView(), ("127.0.0.1", 1))
+    glue.log("a diagnostic")
+    glue.on_change()
+    glue.on_exit()
+    assert capsys.readouterr().err == "a diagnostic\n"
+
+
+# -- pure helpers -------------------------------------------------------------------------------
+
+def test_apply_routes_prompts_to_the_form_and_other_lines_by_stage():
+    view = ChatView()
+    view.apply(Print(ASK_PASSWORD), AT, PASSWORD)
+    view.apply(Print("Wrong password. Please try again."), AT, PASSWORD)
+    view.apply(Print("You have successfully logged in."), AT, LOGGED_IN)
+    view.apply(ShowOnline(("b", "a", "b")), AT, LOGGED_IN)
+    assert view.prompt == ASK_PASSWORD
+    assert view.form_lines == ["Wrong password. Please try again."]
+    assert [e.text for e in view.entries] == ["You have successfully logged in."]
+    assert view.users == ["a", "b"]
+
+
+def test_a_delivery_whose_text_does_not_start_with_its_sender_is_kept_whole():
+    view = ChatView()
+    view.apply(Print("bobby: hi", "message", "bob"), AT, LOGGED_IN)
+    view.apply(Print("no colon", "message", "bob"), AT, LOGGED_IN)
+    assert [e.text for e in view.entries] == ["bobby: hi", "no colon"]
+
+
+def test_entry_text_for_every_kind():
+    assert entry_text(Entry(AT, "me", "yo", "sent", "bob")) == "me → bob: yo"
+    assert entry_text(Entry(AT, "me", "yo", "sent")) == "me → everyone: yo"
+    assert entry_text(Entry(AT, "bob", "psst", "private")) == "bob (private): psst"
+    assert entry_text(Entry(AT, "bob", "hi", "direct")) == "bob: hi"
+    assert entry_text(Entry(AT, None, "bob has logged in.", "system")) == "bob has logged in."
+
+
+def test_stamp_is_local_hours_minutes_seconds():
+    assert stamp(AT) == time.strftime("%H:%M:%S", time.localtime(AT))
