@@ -27,8 +27,11 @@ REQUEST_TIMEOUT_S = 10.0    # a request connection with no answer by then counts
 DELIVERY_IDLE_S = 60.0      # an accepted connection silent this long is closed
 DEFAULT_ATTEMPTS = 3        # wrong passwords that block a name, when the server does not say
 DEFAULT_LOCKOUT_S = 30      # how long they block it, when the server does not say
+RETRY_FIRST_S = 1.0         # a message the server did not take is sent again after this,
+RETRY_MAX_S = 30.0          # doubling up to this, until the server acknowledges it
 HEARTBEAT_KEY = ("heartbeat",)
 EXIT_KEY = ("exit",)
+RETRY_KEY = ("retry",)
 
 ASK_USER = "Please enter username:"
 ASK_PASSWORD = "Please enter password:"
@@ -229,7 +232,7 @@ class Print:
 
     kind: "system" (the default), "message", "broadcast", "offline" (a message or broadcast
     kept for this login), "joined"/"left" (sender is the user), "online" (a line of the reply
-    to `online`), "outage" (the server cannot be reached).
+    to `online`), "outage" (the server cannot be reached), "private" (from a peer, the sender).
     """
     text: str
     kind: str = "system"
@@ -299,6 +302,7 @@ class Settings:
     listen_port: int
     heartbeat_s: float = HEARTBEAT_S
     exit_wait_s: float = EXIT_WAIT_S
+    client_id: str = "c"        # starts every message id; random per run in production
 
 
 # -- the core ---------------------------------------------------------------------------------
@@ -314,6 +318,14 @@ class _Pending:
     blocks_input: bool
     token: str | None = None
     command: Command | None = None
+
+
+@dataclass
+class _Outgoing:
+    """A message or broadcast waiting for the server's acknowledgement, in the order typed."""
+    mid: str                    # our id for it: a retry is recognised, never stored twice
+    user: str                   # who typed it: it is sent only in that user's session
+    command: Command
 
 
 @dataclass
@@ -339,6 +351,11 @@ class ChatClient:
         self.waiting_for = None         # request id of the line in flight, if any
         self.pending = {}               # request id -> _Pending
         self.deliveries = {}            # accepted conn -> _Delivery
+        self.shown_upto = {}            # user -> highest seq of a stored message shown
+        self.outbox = deque()           # _Outgoing, oldest first; the head is sent alone
+        self.outbox_sending = None      # request id of the head in flight, if any
+        self.retry_s = 0.0              # the wait before the next try; doubles per failure
+        self._mids = 0
         self.peers = peer.Peers()       # addresses and keys given by consent, and our links
         self.last_request_at = None     # the last request carrying our token: a sign of life
         self.outage = False             # "cannot reach" was shown; quiet until a reply arrives
@@ -399,6 +416,9 @@ class ChatClient:
         elif event.key == EXIT_KEY and self.exiting:
             out.append(Log("no reply to logout; exiting anyway"))
             self._exit(out)
+        elif event.key == RETRY_KEY:
+            if self.stage == LOGGED_IN and not self.exiting:
+                self._send_head(now, out, blocks_input=False)
         elif event.key[0] == "link":
             self._peer_items(self.peers.link_idle(event.key[1], now), out)
 
@@ -435,7 +455,8 @@ class ChatClient:
         """Handle queued lines in order, one at a time: a line that asks the server waits."""
         while self.waiting_for is None and self.lines and not self.exiting:
             self._line(self.lines.popleft(), now, out)
-        if self.input_ended and self.waiting_for is None and not self.lines and not self.exiting:
+        if (self.input_ended and self.waiting_for is None and not self.lines and not self.exiting
+                and self.outbox_sending is None):
             if self.token is None:
                 self._exit(out)
             else:
@@ -477,12 +498,11 @@ class ChatClient:
         if command.name == "private":
             self._private(command, now, out)
             return
+        if command.name in ("message", "broadcast"):
+            self._post(command, now, out, blocks_input=True)
+            return
         frame = {"type": command.name, "token": self.token}
-        if command.name == "message":
-            frame.update(to=command.user, text=command.text)
-        elif command.name == "broadcast":
-            frame["text"] = command.text
-        elif command.name in ("Y", "N"):
+        if command.name in ("Y", "N"):
             frame.update(type="consent", user=command.user, agree=command.name == "Y")
         elif command.user is not None:
             frame["user"] = command.user
@@ -490,6 +510,70 @@ class ChatClient:
             out.append(Cancel(HEARTBEAT_KEY))
         self.last_request_at = now
         self._request("command", frame, out, blocks_input=True, command=command)
+
+    # -- the outbox: messages are acknowledged by the server, or retried -------------------------
+
+    def _post(self, command, now, out, blocks_input):
+        """Queue a message or broadcast; send it now unless older ones still wait."""
+        self._mids += 1
+        self.outbox.append(_Outgoing(f"{self.settings.client_id}-{self._mids}", self.user, command))
+        if len(self.outbox) == 1:
+            self._send_head(now, out, blocks_input)
+        else:
+            out.append(Print(f"The server has not taken your earlier messages yet; this one "
+                             f"waits behind them ({len(self.outbox)} waiting)."))
+
+    def _send_head(self, now, out, blocks_input):
+        """Send the oldest waiting message alone, so the server takes them in order."""
+        if not self.outbox or self.outbox_sending is not None:
+            return
+        head = self.outbox[0]
+        frame = {"type": head.command.name, "token": self.token, "mid": head.mid,
+                 "text": head.command.text}
+        if head.command.name == "message":
+            frame["to"] = head.command.user
+        self.last_request_at = now
+        self.outbox_sending = self._request("outbox", frame, out, blocks_input, head.command)
+
+    def _reply_outbox(self, pending, frame, now, out):
+        self.outbox_sending = None
+        if _code(frame) == "no_session":
+            # kept: it goes out again once this user has logged in again
+            if not self._stale(pending):
+                self._session_ended(out, frame)
+            return
+        self.outbox.popleft()
+        self.retry_s = 0.0
+        lines = _command_reply_lines(pending.command, frame)
+        if lines is None:
+            out.append(Log(f"unexpected reply to {pending.command.name}: {frame.get('type')}"))
+        out.extend(Print(line) for line in lines or [])
+        if self.stage == LOGGED_IN:
+            self._send_head(now, out, blocks_input=False)
+
+    def _fail_outbox(self, pending, now, out):
+        self.outbox_sending = None
+        self.retry_s = min(2 * self.retry_s or RETRY_FIRST_S, RETRY_MAX_S)
+        waiting = len(self.outbox)
+        out.append(Print(f"Your message is kept and will be sent when the server answers "
+                         f"({waiting} waiting; next try in {self.retry_s:g} s)."))
+        out.append(Arm(RETRY_KEY, now + self.retry_s))
+
+    def _outbox_after_login(self, now, out):
+        """Messages typed before the session ended go out now, if this is the same user."""
+        if not self.outbox:
+            return
+        if self.outbox[0].user != self.user:
+            self._report_unsent(out, "you logged in as someone else")
+            return
+        self.retry_s = 0.0
+        self._send_head(now, out, blocks_input=False)
+
+    def _report_unsent(self, out, why):
+        for entry in self.outbox:
+            words = [entry.command.name, entry.command.user, entry.command.text]
+            out.append(Print(f"Not sent ({why}): " + " ".join(w for w in words if w)))
+        self.outbox.clear()
 
     # -- requests and replies -------------------------------------------------------------------
 
@@ -558,6 +642,7 @@ class ChatClient:
         out.extend([AskSecret(False), Print("You have successfully logged in."),
                     Arm(HEARTBEAT_KEY, now + self.settings.heartbeat_s)])
         self._release_held(now, out)
+        self._outbox_after_login(now, out)
 
     def _reply_command(self, pending, frame, now, out):
         command = pending.command
@@ -567,7 +652,7 @@ class ChatClient:
             self._logged_out(out)
             return
         if _code(frame) == "no_session":
-            self._session_ended(out)
+            self._session_ended(out, frame)
             return
         lines = _command_reply_lines(command, frame)
         if lines is None:
@@ -583,21 +668,10 @@ class ChatClient:
 
     def _reply_heartbeat(self, pending, frame, now, out):
         if not self._stale(pending) and _code(frame) == "no_session":
-            self._session_ended(out)
+            self._session_ended(out, frame)
 
     def _reply_exit(self, pending, frame, now, out):
         self._exit(out)
-
-    def _reply_resend(self, pending, frame, now, out):
-        if self._stale(pending):
-            return
-        if _code(frame) == "no_session":
-            self._session_ended(out)
-            return
-        out.extend(Print(line) for line in _command_reply_lines(pending.command, frame) or [])
-
-    def _fail_resend(self, pending, now, out):
-        out.append(Print(f"Your message to {pending.command.user} was not delivered."))
 
     def _fail_check_user(self, pending, now, out):
         out.append(Print(ASK_USER))
@@ -635,8 +709,12 @@ class ChatClient:
         out.append(Print("You have logged out."))
         self._back_to_username(out)
 
-    def _session_ended(self, out):
-        out.append(Print("Your session has ended. Please log in again."))
+    def _session_ended(self, out, frame=None):
+        if frame is not None and frame.get("restarted") is True:
+            out.append(Print("The server has restarted, which ended your session. "
+                             "Please log in again."))
+        else:
+            out.append(Print("Your session has ended. Please log in again."))
         self._back_to_username(out)
 
     def _back_to_username(self, out):
@@ -661,6 +739,7 @@ class ChatClient:
         out.append(Arm(EXIT_KEY, now + self.settings.exit_wait_s))
 
     def _exit(self, out):
+        self._report_unsent(out, "the server never acknowledged it")
         self.exiting = self.done = True
         out.append(Exit(0))
 
@@ -713,6 +792,8 @@ class ChatClient:
             if self.stage == LOGGED_IN:
                 out.append(Print(render(frame)))
                 self._back_to_username(out)
+        elif kind in ("message", "broadcast") and _is_seq(frame.get("seq")):
+            self._numbered(conn, frame, out)
         elif kind in ("message", "broadcast", "presence"):
             text = render(frame)
             out.append(Print(text, *delivery_look(frame)) if text is not None
@@ -724,6 +805,20 @@ class ChatClient:
             self._revoke_consent(frame.get("user"), out)
         else:
             out.append(Log(f"delivery of unknown type {kind!r} ignored"))
+
+    def _numbered(self, conn, frame, out):
+        """A stored message: shown once, in order, whatever the server repeats; acknowledged.
+
+        Sequence numbers only grow, so anything at or below the highest shown is a repeat
+        (a redelivery after a lost acknowledgement): acknowledged again, not shown again.
+        """
+        seq = frame["seq"]
+        if seq > self.shown_upto.get(self.user, 0):
+            text = render(frame)
+            out.append(Print(text, *delivery_look(frame)) if text is not None
+                       else Log(f"malformed {frame['type']} delivery ignored"))
+            self.shown_upto[self.user] = seq
+        out.append(SendTo(conn, {"type": "ack", "seq": seq}))
 
     # -- peer to peer (the rules live in peer.py) -----------------------------------------------
 
@@ -755,9 +850,8 @@ class ChatClient:
             out.append(Print(f"Your message to {item.user} was not delivered."))
             return
         out.append(Print(f"Sending your message to {item.user} through the server instead."))
-        frame = {"type": "message", "token": self.token, "to": item.user, "text": item.text}
-        self._request("resend", frame, out, blocks_input=False,
-                      command=Command("message", item.user, item.text))
+        self._post(Command("message", item.user, item.text), self.last_request_at, out,
+                   blocks_input=False)
 
     def _peer_reply(self, command, frame, out):
         """What an ok to a command changes for peers."""
@@ -804,6 +898,10 @@ class ChatClient:
         delivery.state = "refused"
         out.extend([Print(refusal.line), Log(f"refused peer connection {conn}: {refusal.why}"),
                     SendTo(conn, protocol.error("not_allowed")), CloseConn(conn)])
+
+
+def _is_seq(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _code(frame):
@@ -1135,7 +1233,8 @@ def run(args, stdin_fd, terminal, reactor):
     glue = ClientGlue(reactor, terminal, (args.address, args.port),
                       tls=args.tls_context, server_name=args.host)
     listener = reactor.listen("0.0.0.0", 0, glue.deliveries)   # deliveries may come from afar
-    glue.core = ChatClient(Settings(listener.port, heartbeat_s=args.heartbeat))
+    glue.core = ChatClient(Settings(listener.port, heartbeat_s=args.heartbeat,
+                                    client_id=secrets.token_hex(4)))
     reactor.watch_input(stdin_fd, glue.on_input, glue.on_input_end)
     reactor.on_signals(glue.on_signal)
     glue.feed(Started())

@@ -40,9 +40,18 @@ class Expired:
 
 @dataclass(frozen=True)
 class Undelivered:
-    """The glue could not connect to `address` (host, port) to deliver `frames`."""
+    """A delivery connection to `address` for the session with `proof` ended (or never
+    began) before the client acknowledged `frames`."""
     address: tuple
+    proof: str
     frames: list
+
+
+@dataclass(frozen=True)
+class Acked:
+    """The client of the session with `proof` has shown every message up to `seq`."""
+    proof: str
+    seq: int
 
 
 # --- Actions: what to do -----------------------------------------------------
@@ -86,6 +95,9 @@ class Settings:
     max_name_chars: int = 64
     max_text_chars: int = 4000
     consent_s: float = 60.0     # how long a getaddress waits for the target's answer
+    retry_first_s: float = 1.0  # an unacknowledged delivery is retried after this, doubling
+    retry_max_s: float = 30.0   # ... up to this, for as long as the session lives
+    replies_kept_s: float = 86400.0   # a retried request is recognised for this long
 
 
 @dataclass
@@ -96,11 +108,9 @@ class Session:
     proof: str
     address: tuple
     last_seen: float
-
-
-# Only these deliveries are worth keeping when a client cannot be reached;
-# presence and logged_out notices are stale by the time anyone could read them.
-KEPT_WHEN_UNDELIVERED = ("message", "broadcast")
+    acked: int = 0              # the client has shown every message up to this seq
+    retrying: bool = False      # a redelivery is due; new messages wait to go with it, in order
+    backoff_s: float = 0.0      # the wait before that redelivery; doubles until an ack arrives
 
 
 class Refused(Exception):
@@ -144,49 +154,49 @@ def _shown(address):
 class Lockouts:
     """Wrong-password counts and blocked-until times, per name and from any address.
 
-    Kept apart from ChatServer so that a durable version can replace it.
+    Kept in the store, so a restart neither forgets a lockout nor its count; times are
+    the core's `now`, which the glue takes from the wall clock for that reason.
     """
 
-    def __init__(self, settings):
+    def __init__(self, settings, store):
         self._settings = settings
-        self._failures = {}
-        self._locked_until = {}
+        self._store = store
 
     def is_locked(self, name, now):
         """True while `name` is blocked; the window is half-open: free at locked_until."""
-        return now < self._locked_until.get(name, now)
+        return now < self._store.lockout(name)[1]
 
     def fail(self, name, now):
         """Count a wrong password; returns the attempts left (0: `name` is now blocked)."""
-        failures = self._failures.get(name, 0) + 1
+        failures = self._store.lockout(name)[0] + 1
         if failures < self._settings.max_attempts:
-            self._failures[name] = failures
+            self._store.set_lockout(name, failures, 0.0)
             return self._settings.max_attempts - failures
         # The last allowed failure blocks the name and starts a fresh count for afterwards.
-        self._failures.pop(name, None)
-        self._locked_until[name] = now + self._settings.block_time_s
+        self._store.set_lockout(name, 0, now + self._settings.block_time_s)
         return 0
 
     def clear(self, name):
         """A correct password forgets earlier failures."""
-        self._failures.pop(name, None)
-        self._locked_until.pop(name, None)
+        self._store.clear_lockout(name)
 
 
 class ChatServer:
     """The chat logic: `handle(event, now)` -> list of actions."""
 
-    def __init__(self, credentials, store, settings=Settings(), make_secret=_random_secret):
+    def __init__(self, credentials, store, settings=Settings(), make_secret=_random_secret,
+                 instance=None):
         self._passwords = credentials
         self._store = store
         self._settings = settings
         self._make_secret = make_secret
-        self._lockouts = Lockouts(settings)
+        # Tokens start with this run's name, so a token from before a restart is recognised.
+        self._instance = instance
+        self._lockouts = Lockouts(settings, store)
         self._sessions = {}        # user -> Session
         self._users_by_token = {}  # token -> user
-        # (host, port) -> the user who last logged in with it. Kept after the session
-        # ends, because deliveries that fail after a logout must still be kept.
-        self._address_users = {}
+        self._users_by_proof = {}  # proof -> user, for acknowledgements and failed deliveries
+        self._replies_pruned_at = None
         # Peer to peer, in memory only, so a restart ends every consent:
         self._asks = {}            # (requester, target) -> asked_until: waiting for an answer
         self._grants = {}          # (holder, granter) -> key: holder may dial granter's port
@@ -204,8 +214,10 @@ class ChatServer:
             return self._on_request(event, now)
         if isinstance(event, Expired):
             return self._on_expired(event.key, now)
+        if isinstance(event, Acked):
+            return self._on_acked(event)
         if isinstance(event, Undelivered):
-            return self._on_undelivered(event)
+            return self._on_undelivered(event, now)
         raise TypeError(f"not a server event: {event!r}")
 
     def online_users(self):
@@ -255,6 +267,8 @@ class ChatServer:
         token = protocol.text_field(frame, "token")
         user = self._users_by_token.get(token)
         if user is None:
+            if self._instance and not token.startswith(self._instance + "."):
+                raise Refused("no_session", "the server restarted; log in again", restarted=True)
             raise Refused("no_session")
         return self._sessions[user]
 
@@ -291,7 +305,10 @@ class ChatServer:
 
     def _start_session(self, conn, frame_id, user, address, now):
         old = self._sessions.get(user)
-        session = Session(user, self._make_secret(), self._make_secret(), address, now)
+        token = self._make_secret()
+        if self._instance:
+            token = f"{self._instance}.{token}"
+        session = Session(user, token, self._make_secret(), address, now)
         welcome = {"type": "welcome", "user": user,
                    "token": session.token, "proof": session.proof}
         actions = [Log(f"{user} logged in from {_shown(address)}"),
@@ -308,16 +325,28 @@ class ChatServer:
             actions += ended
         self._sessions[user] = session
         self._users_by_token[session.token] = user
-        self._address_users[address] = user
-        actions += [Deliver(address, session.proof, {**kept, "offline": True})
-                    for kept in self._store.take_offline(user)]
+        self._users_by_proof[session.proof] = user
+        actions += self._send_waiting(session)
         actions.append(Arm(("idle", user), now + self._settings.timeout_s))
+        self._forget_old_replies(now)
         return actions
+
+    def _send_waiting(self, session):
+        """Deliver, in order, every message the session's client has not acknowledged."""
+        return [Deliver(session.address, session.proof, _numbered(frame, seq, offline))
+                for seq, frame, offline in self._store.waiting(session.user, session.acked)]
+
+    def _forget_old_replies(self, now):
+        """At most hourly, drop remembered replies no client would retry any more."""
+        if self._replies_pruned_at is None or now - self._replies_pruned_at >= 3600:
+            self._replies_pruned_at = now
+            self._store.forget_replies_before(now - self._settings.replies_kept_s)
 
     def _end_session(self, user):
         """End `user`'s session and the consents it took part in; returns the notices."""
         session = self._sessions.pop(user)
         del self._users_by_token[session.token]
+        del self._users_by_proof[session.proof]
         return self._end_peering(user)
 
     def _end_peering(self, user):
@@ -353,35 +382,65 @@ class ChatServer:
 
     def _message(self, session, request, frame_id, now):
         frame = request.frame
+        mid = _mid_field(frame)
         recipient = self._account_field(frame, "to")
         text = protocol.text_field(frame, "text", self._settings.max_text_chars)
         if recipient == session.user:
             raise Refused("self")
         if self._store.is_blocked(recipient, session.user):
             raise Refused("blocked")
+        answered = self._answered_before(session, mid, request.conn, frame_id)
+        if answered:
+            return answered
         message = {"type": "message", "from": session.user, "text": text}
-        target = self._sessions.get(recipient)
-        if target is None:
-            self._store.keep_offline(recipient, message)
-            return [_answer(request.conn, frame_id, {"type": "ok", "stored": True})]
-        return [_answer(request.conn, frame_id, {"type": "ok", "stored": False}),
-                Deliver(target.address, target.proof, message)]
+        online = recipient in self._sessions
+        deliveries = self._keep_and_deliver(recipient, message)
+        reply = {"type": "ok", "stored": not online}
+        self._remember(session, mid, reply, now)
+        return [_answer(request.conn, frame_id, reply), *deliveries]
 
     def _broadcast(self, session, request, frame_id, now):
+        mid = _mid_field(request.frame)
         text = protocol.text_field(request.frame, "text", self._settings.max_text_chars)
+        answered = self._answered_before(session, mid, request.conn, frame_id)
+        if answered:
+            return answered
         sender = session.user
+        message = {"type": "broadcast", "from": sender, "text": text}
         deliveries = []
         skipped = 0
-        for name, other in sorted(self._sessions.items()):
+        for name in sorted(self._sessions):
             if name == sender:
                 continue
             if self._store.is_blocked(name, sender):
                 skipped += 1
             else:
-                deliveries.append(Deliver(other.address, other.proof,
-                                          {"type": "broadcast", "from": sender, "text": text}))
-        return [_answer(request.conn, frame_id, {"type": "ok", "skipped": skipped}),
-                *deliveries]
+                deliveries += self._keep_and_deliver(name, message)
+        reply = {"type": "ok", "skipped": skipped}
+        self._remember(session, mid, reply, now)
+        return [_answer(request.conn, frame_id, reply), *deliveries]
+
+    def _answered_before(self, session, mid, conn, frame_id):
+        """A retried request (same sender and mid) gets its first reply again, nothing more."""
+        if mid is None:
+            return None
+        reply = self._store.reply_for(session.user, mid)
+        return None if reply is None else [_answer(conn, frame_id, reply)]
+
+    def _remember(self, session, mid, reply, now):
+        if mid is not None:
+            self._store.remember_reply(session.user, mid, dict(reply), now)
+
+    def _keep_and_deliver(self, recipient, message):
+        """Store `message` until `recipient` acknowledges it; deliver it now if they are on.
+
+        A session whose deliveries are being retried gets it with the retry, in order.
+        """
+        target = self._sessions.get(recipient)
+        seq = self._store.keep(recipient, message, offline=target is None)
+        if target is None or target.retrying:
+            return []
+        return [Deliver(target.address, target.proof, _numbered(message, seq, False))]
 
     def _online(self, session, request, frame_id, now):
         others = [name for name in self.online_users() if name != session.user]
@@ -487,6 +546,8 @@ class ChatServer:
     def _on_expired(self, key, now):
         if len(key) == 3 and key[0] == "consent":
             return self._ask_lapsed(key[1], key[2])
+        if len(key) == 3 and key[0] == "redeliver":
+            return self._redeliver(key[1], key[2])
         if len(key) != 2 or key[0] != "idle":
             return []
         user = key[1]
@@ -502,23 +563,58 @@ class ChatServer:
                     f"without a request"),
                 *self._presence(user, online=False), *ended]
 
-    def _on_undelivered(self, event):
-        user = self._address_users.get(event.address)
-        kept = [frame for frame in event.frames
-                if user is not None and frame.get("type") in KEPT_WHEN_UNDELIVERED]
-        dropped = len(event.frames) - len(kept)
-        failed = (f"could not deliver {len(event.frames)} frame(s) to "
-                  f"{user or 'nobody known'} at {_shown(event.address)}")
+    def _on_acked(self, event):
+        user = self._users_by_proof.get(event.proof)
         session = self._sessions.get(user)
-        if session is not None and session.address != event.address:
-            # The user already logged in again elsewhere: no need to wait for the next login.
-            return [Log(f"{failed}; {len(kept)} sent to {_shown(session.address)} instead, "
-                        f"{dropped} dropped"),
-                    *[Deliver(session.address, session.proof, frame) for frame in kept]]
-        for frame in kept:
-            # "offline" is added again when the frame is delivered at the next login.
-            self._store.keep_offline(user, {k: v for k, v in frame.items() if k != "offline"})
-        return [Log(f"{failed}; {len(kept)} kept for the next login, {dropped} dropped")]
+        if session is None or not isinstance(event.seq, int) or event.seq <= session.acked:
+            return []   # an ended session's messages wait for the next login anyway
+        self._store.acknowledge(user, event.seq)
+        session.acked = event.seq
+        session.backoff_s = 0.0
+        return []
+
+    def _on_undelivered(self, event, now):
+        """Messages a client did not acknowledge: retried, with backoff, while it is on."""
+        user = self._users_by_proof.get(event.proof)
+        session = self._sessions.get(user)
+        numbered = [frame for frame in event.frames if "seq" in frame]
+        failed = f"could not deliver {len(event.frames)} frame(s) to {_shown(event.address)}"
+        if session is None:
+            return [Log(f"{failed}; {len(numbered)} kept for the next login")]
+        if not numbered:
+            return [Log(f"{failed}; only notices, dropped")]
+        if session.retrying:
+            return []   # a retry is already due
+        session.retrying = True
+        session.backoff_s = min(2 * session.backoff_s or self._settings.retry_first_s,
+                                self._settings.retry_max_s)
+        return [Log(f"{failed}; {len(numbered)} message(s) for {user} will be retried "
+                    f"in {_whole(session.backoff_s)} s"),
+                Arm(("redeliver", user, session.proof), now + session.backoff_s)]
+
+    def _redeliver(self, user, proof):
+        session = self._sessions.get(user)
+        if session is None or session.proof != proof or not session.retrying:
+            return []   # stale: that session ended
+        session.retrying = False
+        return self._send_waiting(session)
+
+def _numbered(frame, seq, offline):
+    """A stored message as delivered: with its seq, and marked if it waited for a login."""
+    numbered = {**frame, "seq": seq}
+    if offline:
+        numbered["offline"] = True
+    return numbered
+
+
+def _mid_field(frame):
+    """The client's id for a message (so a retry is recognised), or None if it gave none."""
+    mid = frame.get("mid")
+    if mid is None:
+        return None
+    if not isinstance(mid, str) or not 0 < len(mid) <= 64:
+        raise FrameError("bad_field", "'mid' must be a string of 1 to 64 characters")
+    return mid
 
 
 def _answer(conn, frame_id, frame):
@@ -537,18 +633,26 @@ def _answer(conn, frame_id, frame):
 
 IDLE_CONNECTION_S = 60.0      # an accepted connection that sends nothing for this long is closed
 DELIVERY_CONNECT_S = 5.0      # how long to try reaching a client's listening port
+DELIVERY_ACK_S = 10.0         # a delivery connection silent this long with messages unacknowledged
+                              # is given up; the core retries them
 UNREACHED = ("refused", "timed out", "unreachable")   # close reasons meaning nothing was delivered
 ORDINARY_CLOSES = ("bye", "eof", "idle", "server stopping")   # not worth a log line
 
 
 class _Delivery:
-    """One outgoing connection to a client's listening port and the frames it carries."""
+    """One outgoing connection to a client's listening port and the frames it carries.
+
+    There is at most one open per session, so a client gets its messages in order; it ends
+    (bye) only once every numbered message on it is acknowledged.
+    """
 
     def __init__(self, address, proof, conn):
         self.address = address
         self.proof = proof
         self.conn = conn
-        self.frames = []
+        self.frames = []            # everything sent, for a connect that fails outright
+        self.unacked = []           # numbered messages sent but not yet acknowledged
+        self.ending = False         # an end is scheduled for the end of this pass
 
 
 class ServerGlue(Handler):
@@ -578,7 +682,8 @@ class ServerGlue(Handler):
     def on_frame(self, conn, line):
         self._arm_idle(conn)
         if "delivery" in conn.data:
-            return    # a client's listener has nothing to tell us yet
+            self._delivery_frame(conn.data["delivery"], line)
+            return
         try:
             frame = decode(line)
         except FrameError as exc:
@@ -588,7 +693,7 @@ class ServerGlue(Handler):
         if frame["type"] == "bye":
             conn.close("bye")
             return
-        self.apply(self.core.handle(Request(conn.id, frame, conn.peer[0]), self.reactor.clock.now()))
+        self.apply(self.core.handle(Request(conn.id, frame, conn.peer[0]), self.now()))
 
     def on_oversize(self, conn):
         self.log(f"connection {conn.id} from {conn.peer[0]}: refused frame (too_long)")
@@ -608,8 +713,12 @@ class ServerGlue(Handler):
             del self.deliveries[(delivery.address, delivery.proof)]
         if reason in UNREACHED:
             self.log(f"cannot reach {delivery.address[0]}:{delivery.address[1]} ({reason})")
-            self.apply(self.core.handle(Undelivered(delivery.address, delivery.frames),
-                                        self.reactor.clock.now()))
+            failed = delivery.frames
+        else:
+            failed = delivery.unacked
+        if failed:
+            self.apply(self.core.handle(Undelivered(delivery.address, delivery.proof, failed),
+                                        self.now()))
 
     # -- what the core asks for --------------------------------------------------------------
 
@@ -638,32 +747,63 @@ class ServerGlue(Handler):
             conn.data["delivery"] = delivery
             conn.send(encode({"type": "hello", "proof": action.proof}))
             self.deliveries[key] = delivery
-            # every frame for this address queued during this pass shares the connection
-            self.reactor.call_soon(lambda: self._end_delivery(delivery))
         delivery.frames.append(action.frame)
+        if "seq" in action.frame:
+            delivery.unacked.append(action.frame)
         delivery.conn.send(encode(action.frame))
+        self._end_when_done(delivery)
+
+    def _delivery_frame(self, delivery, line):
+        """A client's listener acknowledges numbered messages; anything else is ignored."""
+        try:
+            frame = decode(line)
+        except FrameError:
+            return
+        seq = frame.get("seq")
+        if frame["type"] != "ack" or isinstance(seq, bool) or not isinstance(seq, int):
+            return
+        delivery.unacked = [sent for sent in delivery.unacked if sent["seq"] > seq]
+        self.apply(self.core.handle(Acked(delivery.proof, seq), self.now()))
+        self._end_when_done(delivery)
+
+    def _end_when_done(self, delivery):
+        """At the end of this pass (so one pass's frames share the connection), say bye if
+        every numbered message is acknowledged; otherwise the next ack tries again."""
+        if not delivery.ending:
+            delivery.ending = True
+            self.reactor.call_soon(lambda: self._end_delivery(delivery))
 
     def _end_delivery(self, delivery):
         """The connecting side ends with bye; the client's listener closes first."""
+        delivery.ending = False
+        if delivery.unacked or delivery.conn.closing_reason or delivery.conn.closed:
+            return
         if self.deliveries.get((delivery.address, delivery.proof)) is delivery:
             del self.deliveries[(delivery.address, delivery.proof)]
         delivery.conn.send(encode({"type": "bye"}))
+
+    def now(self):
+        """The core's time: the wall clock, because lockouts and kept replies outlive a restart."""
+        return self.reactor.clock.wall()
 
     def _arm(self, key, at):
         old = self.timers.pop(key, None)
         if old is not None:
             old.cancel()
-        self.timers[key] = self.reactor.call_at(at, lambda: self._expired(key))
+        delay_s = max(0.0, at - self.now())
+        self.timers[key] = self.reactor.call_later(delay_s, lambda: self._expired(key))
 
     def _expired(self, key):
         self.timers.pop(key, None)
-        self.apply(self.core.handle(Expired(key), self.reactor.clock.now()))
+        self.apply(self.core.handle(Expired(key), self.now()))
 
     def _arm_idle(self, conn):
         idle = conn.data.get("idle")
         if idle is not None:
             idle.cancel()
-        conn.data["idle"] = self.reactor.call_later(self.idle_s, lambda: conn.close("idle"))
+        waiting_for_acks = "delivery" in conn.data and conn.data["delivery"].unacked
+        limit_s = DELIVERY_ACK_S if waiting_for_acks else self.idle_s
+        conn.data["idle"] = self.reactor.call_later(limit_s, lambda: conn.close("idle"))
 
 
 def make_logger(clock, stream=None):
@@ -745,7 +885,8 @@ def main(argv=None):
     settings = Settings(block_time_s=args.block_time, timeout_s=args.timeout,
                         consent_s=args.consent_time)
     reactor = Reactor(clock, log=log)
-    glue = ServerGlue(reactor, ChatServer(credentials, store, settings), store, log)
+    core = ChatServer(credentials, store, settings, instance=secrets.token_hex(4))
+    glue = ServerGlue(reactor, core, store, log)
     try:
         listener = reactor.listen(args.host, args.port, glue, tls=args.tls_context)
     except OSError as exc:

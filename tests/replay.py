@@ -21,6 +21,7 @@ Script files (tests/replays/*.txt) hold one item per line:
     + SECONDS               advance the clock
     ! TARGET [COUNT]        deliveries to TARGET failed: the previous step's, or the last
                             COUNT; TARGET is a user (their latest address) or HOST:PORT
+    ack USER SEQ            USER's client acknowledges every message up to SEQ
     * N CMD | CMD ...       run the commands N times; the output is summarized as
                             "COUNTx LINE" per distinct line with its time left out
       LINE                  (indented) the transcript the step above must produce
@@ -34,7 +35,7 @@ import pathlib
 from collections import Counter
 
 import protocol
-from server import ChatServer, Deliver, Expired, Log, Reply, Request, Undelivered
+from server import Acked, ChatServer, Deliver, Expired, Log, Reply, Request, Undelivered
 from storage import Store, load_credentials
 
 CREDENTIALS_PATH = pathlib.Path(__file__).resolve().parent.parent / "credential.txt"
@@ -73,6 +74,8 @@ class Script:
         self._conn_names = {}
         self._address_users = {}  # (host, port) -> user, learned from welcome replies
         self._user_addresses = {}
+        self._user_proofs = {}      # user -> the proof of their latest welcome
+        self._address_proofs = {}   # (host, port) -> the proof of the latest delivery there
         self._step_deliveries = []  # (address, frame) of the latest step
         self._delivered = {}        # address -> every frame delivered there
         self._login_address = None
@@ -130,7 +133,12 @@ class Script:
         else:
             frames = self._delivered.get(address, [])[-count:] if count else []
         self._next_step()
-        self._feed(Undelivered(address, frames))
+        self._feed(Undelivered(address, self._address_proofs.get(address, "?"), frames))
+
+    def acked(self, user, seq):
+        """`user`'s client acknowledges every message up to `seq`."""
+        self._next_step()
+        self._feed(Acked(self._user_proofs[user], seq))
 
     def take(self):
         """The transcript lines recorded since the last take()."""
@@ -158,9 +166,11 @@ class Script:
         if isinstance(action, Reply):
             if action.frame.get("type") == "welcome":
                 self._learn_address(action.frame["user"], self._login_address)
+                self._user_proofs[action.frame["user"]] = action.frame["proof"]
             self.transcript.append(f"{at} {self._conn_names[action.conn]} <- {shown(action.frame)}")
         elif isinstance(action, Deliver):
             self._step_deliveries.append((action.address, action.frame))
+            self._address_proofs[action.address] = action.proof
             self._delivered.setdefault(action.address, []).append(action.frame)
             to = self._address_users.get(action.address) or "%s:%s" % action.address
             self.transcript.append(f"{at} @{to}/{action.proof} <- {shown(action.frame)}")
@@ -192,6 +202,9 @@ def run_command(script, command):
     elif word == "!":
         target, *count = rest.split()
         script.undelivered(target, *map(int, count))
+    elif word == "ack":
+        user, seq = rest.split()
+        script.acked(user, int(seq))
     elif word == "*":
         count, _, commands = rest.partition(" ")
         for _ in range(int(count)):

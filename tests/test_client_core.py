@@ -224,7 +224,7 @@ def logged_in(**settings):
 def test_message_request_carries_the_token():
     run = logged_in()
     assert requests(run.type("message bob hi  there ")) == [
-        {"type": "message", "token": "t1", "to": "bob", "text": "hi  there "}]
+        {"type": "message", "token": "t1", "mid": "c-1", "to": "bob", "text": "hi  there "}]
 
 
 @pytest.mark.parametrize("command, reply, lines", [
@@ -312,7 +312,8 @@ def test_lines_wait_for_the_reply_before_them_and_run_in_order():
     assert run.type("message bob hi") == []
     assert requests(run.reply(OK))[0]["password"] == "pw"
     actions = run.reply(WELCOME)
-    assert requests(actions) == [{"type": "message", "token": "t1", "to": "bob", "text": "hi"}]
+    assert requests(actions) == [{"type": "message", "token": "t1", "mid": "c-1", "to": "bob",
+                                  "text": "hi"}]
 
 
 def test_a_failed_command_says_so_and_the_next_line_runs():
@@ -719,7 +720,7 @@ def test_glue_runs_a_piped_session_against_a_server(loop):
     assert [f["type"] for f in server.seen].count("bye") == 5    # one per short connection
     message = next(f for f in server.seen if f["type"] == "message")
     assert message == {"type": "message", "token": "t1", "to": "bob", "text": "hi",
-                       "id": message["id"]}
+                       "id": message["id"], "mid": message["mid"]}
 
 
 def test_glue_reports_a_server_that_is_not_there(loop):

@@ -192,7 +192,7 @@ def test_an_unreachable_peer_is_reported_and_the_message_goes_through_the_server
     assert printed(actions) == [CONNECT_FAILED,
                                 "Sending your message to bob through the server instead."]
     assert requests(actions) == [
-        {"type": "message", "token": "t1", "to": "bob", "text": "are you there?"}]
+        {"type": "message", "token": "t1", "mid": "c-1", "to": "bob", "text": "are you there?"}]
     assert printed(run.reply({"type": "ok", "stored": True})) == [
         "bob is offline; your message will be delivered when they log in."]
 
@@ -223,8 +223,9 @@ def test_a_resent_message_that_cannot_reach_the_server_either_is_reported():
     run = with_address(logged_in())
     run.type("private bob hi")
     run.do(LinkClosed(1, "refused"))
-    assert printed(run.fail("refused")) == ["Cannot reach the server (refused).",
-                                            "Your message to bob was not delivered."]
+    assert printed(run.fail("refused")) == [
+        "Cannot reach the server (refused).",
+        "Your message is kept and will be sent when the server answers (1 waiting; next try in 1 s)."]
 
 
 def test_a_resent_message_whose_session_ended_asks_to_log_in_again():
@@ -467,5 +468,7 @@ def test_a_resend_answered_after_logout_is_dropped():
     run.type("logout")
     run.reply(OK, kind="logout")            # ...and the session ends before its answer
     frame = run.open.pop(resend)
-    assert printed(run.do(Replied(resend, {"type": "ok", "stored": True}))) == []
+    # taken by the server before the logout: the sender still learns what became of it
+    assert printed(run.do(Replied(resend, {"type": "ok", "stored": True}))) == [
+        "bob is offline; your message will be delivered when they log in."]
     assert frame["text"] == "hi"

@@ -5,7 +5,7 @@ import pathlib
 import pytest
 
 from replay import Script, counting_secrets, new_script, run_script, summary
-from server import (Arm, ChatServer, Deliver, Expired, Lockouts, Log, Reply, Request,
+from server import (Acked, Arm, ChatServer, Deliver, Expired, Lockouts, Log, Reply, Request,
                     Settings, Undelivered)
 from storage import Store
 
@@ -51,6 +51,10 @@ def replies(actions):
 
 def deliveries(actions):
     return [(action.address, action.frame) for action in actions if isinstance(action, Deliver)]
+
+
+def delivered_frames(actions):
+    return [action.frame for action in actions if isinstance(action, Deliver)]
 
 
 def logs(actions):
@@ -128,24 +132,96 @@ def test_unknown_event_is_a_programming_error():
         server.handle("not an event", 0.0)
 
 
-def test_undelivered_to_an_unknown_address_keeps_nothing():
+def test_undelivered_for_an_unknown_session_only_logs():
     server, store = make_server()
-    actions = server.handle(Undelivered(("10.9.9.9", 1), [
-        {"type": "message", "from": "bob", "text": "x"}]), 0.0)
-    assert logs(actions) == ["could not deliver 1 frame(s) to nobody known at 10.9.9.9:1; "
-                             "0 kept for the next login, 1 dropped"]
+    actions = server.handle(Undelivered(("10.9.9.9", 1), "nobody's proof", [
+        {"type": "message", "from": "bob", "text": "x", "seq": 7}]), 0.0)
+    assert logs(actions) == ["could not deliver 1 frame(s) to 10.9.9.9:1; 1 kept for the next login"]
     assert deliveries(actions) == []
-    assert [store.count_offline(name) for name in ACCOUNTS] == [0, 0, 0]
 
 
-def test_undelivered_after_logout_is_kept_for_the_next_login():
+def test_a_message_stays_stored_until_acknowledged_and_comes_again_at_login():
     server, store = make_server()
     login(server, "alice", port=5001)
-    server.handle(Request(1, {"type": "logout", "token": "s1"}, "h"), 1.0)
-    server.handle(Undelivered(("127.0.0.1", 5001), [
-        {"type": "message", "from": "bob", "text": "late", "offline": True},
-        {"type": "presence", "user": "bob", "online": True}]), 2.0)
-    assert store.take_offline("alice") == [{"type": "message", "from": "bob", "text": "late"}]
+    say = lambda text, now: server.handle(
+        Request(2, {"type": "message", "token": "s1", "to": "bob", "text": text}, "h"), now)
+    assert delivered_frames(say("1", 0.0)) == [] and store.count_waiting("bob") == 1   # bob is offline
+    login(server, "bob", port=5002, conn=3)
+    assert [f["seq"] for f in delivered_frames(say("2", 1.0))] == [2]
+    server.handle(Acked("s4", 1), 2.0)
+    assert [seq for seq, _, _ in store.waiting("bob")] == [2]
+    server.handle(Acked("s4", 1), 2.0)                       # a repeated ack changes nothing
+    server.handle(Request(3, {"type": "logout", "token": "s3"}, "h"), 3.0)
+    again = login(server, "bob", port=5003, conn=4, now=4.0)
+    assert [(f["text"], f["seq"]) for f in delivered_frames(again) if f["type"] == "message"] == [("2", 2)]
+
+
+def test_undelivered_messages_are_retried_with_doubling_backoff_and_new_ones_wait_in_order():
+    server, store = make_server(Settings(retry_first_s=1.0, retry_max_s=4.0))
+    login(server, "alice", port=5001)
+    login(server, "bob", port=5002, conn=3)
+    bob = ("127.0.0.1", 5002)
+    say = lambda text, now: server.handle(
+        Request(2, {"type": "message", "token": "s1", "to": "bob", "text": text}, "h"), now)
+    frames = delivered_frames(say("one", 0.0))
+    arms = [a for a in server.handle(Undelivered(bob, "s4", frames), 0.0) if isinstance(a, Arm)]
+    assert arms == [Arm(("redeliver", "bob", "s4"), 1.0)]
+    assert delivered_frames(say("two", 0.5)) == []                 # held: it goes with the retry
+    retried = server.handle(Expired(("redeliver", "bob", "s4")), 1.0)
+    assert [f["text"] for f in delivered_frames(retried)] == ["one", "two"]
+    waits = []
+    now = 1.0
+    for _ in range(4):      # no acknowledgement: 2, 4, 4, 4 s
+        arm = [a for a in server.handle(Undelivered(bob, "s4", frames), now) if isinstance(a, Arm)][0]
+        waits.append(arm.at - now)
+        now = arm.at
+        server.handle(Expired(arm.key), now)
+    assert waits == [2.0, 4.0, 4.0, 4.0]
+    server.handle(Acked("s4", 2), now)                       # an ack resets the backoff
+    arm = [a for a in server.handle(Undelivered(bob, "s4", frames), now) if isinstance(a, Arm)][0]
+    assert arm.at - now == 1.0
+
+
+def test_a_retried_request_gets_its_first_reply_and_stores_nothing_twice():
+    server, store = make_server()
+    login(server, "alice", port=5001)
+    frame = {"type": "message", "token": "s1", "to": "bob", "text": "once", "mid": "c1-1"}
+    first = server.handle(Request(2, {**frame, "id": 1}, "h"), 0.0)
+    again = server.handle(Request(3, {**frame, "id": 9}, "h"), 5.0)
+    assert replies(first) == [{"type": "ok", "stored": True, "id": 1}]
+    assert replies(again) == [{"type": "ok", "stored": True, "id": 9}]
+    assert store.count_waiting("bob") == 1
+    other = server.handle(Request(3, {**frame, "mid": "c1-2"}, "h"), 5.0)
+    assert replies(other) == [{"type": "ok", "stored": True}] and store.count_waiting("bob") == 2
+    bad = server.handle(Request(3, {**frame, "mid": 7}, "h"), 5.0)
+    assert replies(bad)[0]["code"] == "bad_field"
+
+
+def test_a_token_from_before_a_restart_is_told_so():
+    store = Store(":memory:")
+    accounts = {"alice": "pw"}
+    first = ChatServer(accounts, store, instance="run1")
+    welcome = replies(first.handle(Request(1, {"type": "login", "user": "alice", "password": "pw",
+                                               "port": 5000}, "h"), 0.0))[0]
+    assert welcome["token"].startswith("run1.")
+    second = ChatServer(accounts, store, instance="run2")
+    refused = replies(second.handle(Request(2, {"type": "online", "token": welcome["token"]}, "h"), 1.0))
+    assert refused[0]["code"] == "no_session" and refused[0]["restarted"] is True
+    unknown = replies(second.handle(Request(2, {"type": "online", "token": "run2.x"}, "h"), 1.0))
+    assert unknown[0]["code"] == "no_session" and "restarted" not in unknown[0]
+
+
+def test_lockouts_survive_a_restart_on_the_same_store():
+    store = Store(":memory:")
+    accounts = {"alice": "pw"}
+    first = ChatServer(accounts, store)
+    for _ in range(3):
+        first.handle(Request(1, {"type": "login", "user": "alice", "password": "x", "port": 1}, "h"), 100.0)
+    second = ChatServer(accounts, store)
+    login_at = lambda now: replies(second.handle(Request(1, {
+        "type": "login", "user": "alice", "password": "pw", "port": 1}, "h"), now))[0]
+    assert login_at(129.9)["code"] == "locked"
+    assert login_at(130.0)["type"] == "welcome"
 
 
 def test_messages_and_blocks_go_through_the_store():
@@ -153,7 +229,7 @@ def test_messages_and_blocks_go_through_the_store():
     login(server, "alice")
     server.handle(Request(1, {"type": "message", "token": "s1", "to": "bob", "text": "hi"}, "h"), 0)
     server.handle(Request(1, {"type": "block", "token": "s1", "user": "bob"}, "h"), 0)
-    assert store.count_offline("bob") == 1
+    assert store.count_waiting("bob") == 1
     assert store.blocks("alice") == {"bob"}
 
 
@@ -168,8 +244,8 @@ def test_logs_never_hold_passwords_or_message_bodies():
                         ("broadcast", {}), ("message", {"to": "nobody"})]:
         frame = {"type": kind, "token": "s1", "text": "BODY-SECRET", **extra}
         actions += server.handle(Request(1, frame, "h"), 30.0)
-    actions += server.handle(Undelivered(("10.0.0.2", 6000), [
-        {"type": "message", "from": "alice", "text": "BODY-SECRET"}]), 30.0)
+    actions += server.handle(Undelivered(("10.0.0.2", 6000), "s2", [
+        {"type": "message", "from": "alice", "text": "BODY-SECRET", "seq": 1}]), 30.0)
     assert len(logs(actions)) == 7  # 3 failures, 2 logins, 1 refusal, 1 undelivered
     assert not [line for line in logs(actions) if "SECRET" in line]
 
@@ -185,7 +261,7 @@ def test_a_request_type_from_the_sender_stays_out_of_the_log():
 
 
 def test_lockouts_count_per_name_and_clear():
-    lockouts = Lockouts(Settings(max_attempts=2, block_time_s=5.0))
+    lockouts = Lockouts(Settings(max_attempts=2, block_time_s=5.0), Store(":memory:"))
     assert not lockouts.is_locked("alice", 0.0)
     assert lockouts.fail("alice", 0.0) == 1
     lockouts.clear("alice")
@@ -250,9 +326,9 @@ def test_harness_undelivered_by_address_and_count():
     script.undelivered("h:1", 3)
     script.undelivered("h:2", 0)
     got = [event for event, _ in core.seen if isinstance(event, Undelivered)]
-    assert got == [Undelivered(("h", 1), [{"n": 1}]),
-                   Undelivered(("h", 1), [{"n": 1}, {"n": 1}, {"n": 1}]),
-                   Undelivered(("h", 2), [])]
+    assert got == [Undelivered(("h", 1), "p", [{"n": 1}]),
+                   Undelivered(("h", 1), "p", [{"n": 1}, {"n": 1}, {"n": 1}]),
+                   Undelivered(("h", 2), "p", [])]
 
 
 def test_harness_rejects_unknown_commands_and_summarizes_repeats():

@@ -78,6 +78,7 @@ class World:
         self._seq = 0
         self._conns = 0
         self._requests = {}         # server conn -> (client name, request id)
+        self._delivery_proofs = {}  # delivery conn -> the proof its hello carried
 
     # -- what a script does --------------------------------------------------------------
 
@@ -161,6 +162,9 @@ class World:
                 sim.running = False
                 sim.exit_code = action.code
                 self._record(sim.name, f"(exit {action.code})")
+            elif kind == "SendTo" and action.frame.get("type") == "ack":
+                proof = self._delivery_proofs[action.conn]
+                self._queue.append(("server", server.Acked(proof, wire(action.frame)["seq"])))
             elif kind not in ("AskSecret", "ShowOnline", "CloseConn", "SendTo"):
                 raise AssertionError(f"the world cannot carry {action!r}")
 
@@ -185,9 +189,10 @@ class World:
         target = next((sim for sim in self.clients.values()
                        if sim.running and not sim.asleep and (sim.host, LISTEN_PORT) == address), None)
         if target is None:
-            self._queue.append(("server", server.Undelivered(address, frames)))
+            self._queue.append(("server", server.Undelivered(address, proof, frames)))
             return
         self._conns += 1
+        self._delivery_proofs[self._conns] = proof
         for frame in [{"type": "hello", "proof": proof}, *frames, {"type": "bye"}]:
             self._queue.append((target.name, client.Incoming(self._conns, wire(frame))))
         self._queue.append((target.name, client.IncomingClosed(self._conns)))
