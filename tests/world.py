@@ -26,11 +26,15 @@ Session files (tests/sessions/*.txt) hold one item per line:
       LINE                (indented) what the step above must produce
 
 Everything is in-memory and ordered: the same file gives the same transcript every run.
+A World may also be given `Faults`: a seeded schedule that loses, repeats and delays requests,
+replies, deliveries and acknowledgements, and cuts delivery connections short; the same seed
+gives the same trouble every run.
 `run_session(text)` rebuilds the file from its commands and the transcript so a test can
 compare the two byte for byte; REPLAY_UPDATE=1 makes the test rewrite the file instead.
 """
 import heapq
 import pathlib
+import random
 from collections import deque
 
 import client
@@ -52,20 +56,40 @@ def wire(frame):
 class SimClient:
     """One client process: its core, its address, and whether it still runs."""
 
-    def __init__(self, name, host):
+    def __init__(self, name, host, settings):
         self.name = name
         self.host = host
-        self.core = client.ChatClient(client.Settings(LISTEN_PORT))
+        self.core = client.ChatClient(client.Settings(LISTEN_PORT, **settings))
         self.running = True
         self.asleep = False
         self.missed = []            # events that came while asleep
         self.exit_code = None
 
 
+class Faults:
+    """Seeded network trouble; each figure is the chance of that trouble at each chance for it."""
+
+    def __init__(self, seed, lose_request=0.1, lose_reply=0.1, repeat_request=0.1,
+                 fail_delivery=0.1, cut_delivery=0.1, repeat_frame=0.1, lose_ack=0.1,
+                 delay_delivery=0.3):
+        self.random = random.Random(seed)
+        self.on = True
+        self.odds = dict(lose_request=lose_request, lose_reply=lose_reply,
+                         repeat_request=repeat_request, fail_delivery=fail_delivery,
+                         cut_delivery=cut_delivery, repeat_frame=repeat_frame, lose_ack=lose_ack,
+                         delay_delivery=delay_delivery)
+
+    def __call__(self, trouble):
+        """Does `trouble` happen this time?"""
+        return self.on and self.random.random() < self.odds[trouble]
+
+
 class World:
     """Client cores and a server core joined by an in-memory network under a virtual clock."""
 
-    def __init__(self, server_settings=server.Settings()):
+    def __init__(self, server_settings=server.Settings(), faults=None, client_settings=None):
+        self.faults = faults or (lambda trouble: False)
+        self.client_settings = client_settings or {}
         self.now = 0.0
         self.store = Store(":memory:")
         self.server = server.ChatServer(load_credentials(CREDENTIALS_PATH), self.store,
@@ -77,14 +101,15 @@ class World:
         self._armed = {}            # (who, key) -> seq of the live timer
         self._seq = 0
         self._conns = 0
-        self._requests = {}         # server conn -> (client name, request id)
-        self._delivery_proofs = {}  # delivery conn -> the proof its hello carried
+        self._requests = {}         # server conn -> (client name, request id, what the client hears)
+        self._streams = {}          # (address, proof) -> frames on the open delivery connection
+        self._deliveries = {}       # delivery conn -> what the server's glue knows of it
 
     # -- what a script does --------------------------------------------------------------
 
     def start(self, name, host=None):
         host = host or f"10.0.0.{len(self.clients) + 1}"
-        self.clients[name] = SimClient(name, host)
+        self.clients[name] = SimClient(name, host, self.client_settings)
         self._send(name, client.Started())
 
     def type(self, name, *lines):
@@ -128,8 +153,15 @@ class World:
     def _send(self, who, event):
         self._queue.append((who, event))
         while self._queue:
+            self._run_queue()
+            self._flush_streams()   # what the server queued goes out once things are quiet
+
+    def _run_queue(self):
+        while self._queue:
             who, event = self._queue.popleft()
-            if who == "server":
+            if who == "glue":
+                self._delivery_closed(event)
+            elif who == "server":
                 self._server_does(self.server.handle(event, self.now))
                 self.store.commit()
             elif self.clients[who].asleep:
@@ -150,10 +182,7 @@ class World:
             elif kind == "Log":
                 self._record(sim.name + " log", action.text)
             elif kind == "Request":
-                self._conns += 1
-                self._requests[self._conns] = (sim.name, action.request_id)
-                frame = wire({**action.frame, "id": action.request_id})
-                self._queue.append(("server", server.Request(self._conns, frame, sim.host)))
+                self._request(sim, action)
             elif kind == "Arm":
                 self._arm(sim.name, action.key, action.at)
             elif kind == "Cancel":
@@ -163,39 +192,83 @@ class World:
                 sim.exit_code = action.code
                 self._record(sim.name, f"(exit {action.code})")
             elif kind == "SendTo" and action.frame.get("type") == "ack":
-                proof = self._delivery_proofs[action.conn]
-                self._queue.append(("server", server.Acked(proof, wire(action.frame)["seq"])))
+                if not self.faults("lose_ack"):
+                    delivery = self._deliveries[action.conn]
+                    seq = wire(action.frame)["seq"]
+                    delivery["acked"] = max(delivery["acked"], seq)
+                    self._queue.append(("server", server.Acked(delivery["proof"], seq)))
             elif kind not in ("AskSecret", "ShowOnline", "CloseConn", "SendTo"):
                 raise AssertionError(f"the world cannot carry {action!r}")
 
+    def _request(self, sim, action):
+        """A short connection to the server; faults may lose it, its reply, or send it twice."""
+        if self.faults("lose_request"):
+            self._queue.append((sim.name, client.RequestFailed(action.request_id, "lost")))
+            return
+        copies = 2 if self.faults("repeat_request") else 1
+        for copy in range(copies):
+            self._conns += 1
+            # the client hears the first copy's fate only: its reply, or a failed connection
+            fate = "repeat" if copy else "lost" if self.faults("lose_reply") else "answered"
+            self._requests[self._conns] = (sim.name, action.request_id, fate)
+            frame = wire({**action.frame, "id": action.request_id})
+            self._queue.append(("server", server.Request(self._conns, frame, sim.host)))
+
     def _server_does(self, actions):
-        batches = {}                # address -> frames: one delivery connection per address
         for action in actions:
             if isinstance(action, server.Reply):
-                name, request_id = self._requests[action.conn]
-                self._queue.append((name, client.Replied(request_id, wire(action.frame))))
+                name, request_id, fate = self._requests[action.conn]
+                if fate == "answered":
+                    self._queue.append((name, client.Replied(request_id, wire(action.frame))))
+                elif fate == "lost":
+                    self._queue.append((name, client.RequestFailed(request_id, "reply lost")))
             elif isinstance(action, server.Deliver):
-                batch = batches.setdefault((action.address, action.proof), [])
-                batch.append(action.frame)
+                # one connection per session at a time, as the server's glue keeps it
+                self._streams.setdefault((action.address, action.proof), []).append(action.frame)
             elif isinstance(action, server.Arm):
                 self._arm("server", action.key, action.at)
             elif isinstance(action, server.Log):
                 self._record("server", action.text)
-        for (address, proof), frames in batches.items():
-            self._deliver(address, proof, frames)
+
+    def _flush_streams(self):
+        keys = list(self._streams)
+        if self.faults("delay_delivery"):
+            self.faults.random.shuffle(keys)        # other sessions' connections overtake
+            keys = keys[1:]                         # and one stays open, to go out later
+        for key in keys:
+            self._deliver(*key, self._streams.pop(key))
 
     def _deliver(self, address, proof, frames):
         """What the server's glue does: connect, hello, the frames, bye; or report failure."""
         target = next((sim for sim in self.clients.values()
                        if sim.running and not sim.asleep and (sim.host, LISTEN_PORT) == address), None)
-        if target is None:
+        if target is None or self.faults("fail_delivery"):
             self._queue.append(("server", server.Undelivered(address, proof, frames)))
             return
         self._conns += 1
-        self._delivery_proofs[self._conns] = proof
-        for frame in [{"type": "hello", "proof": proof}, *frames, {"type": "bye"}]:
+        self._deliveries[self._conns] = {"address": address, "proof": proof, "frames": frames,
+                                         "acked": 0}
+        sent = list(frames)
+        if self.faults("repeat_frame"):
+            at = self.faults.random.randrange(len(sent))
+            sent.insert(at, sent[at])
+        ending = [{"type": "bye"}]
+        if self.faults("cut_delivery"):
+            sent = sent[:self.faults.random.randrange(len(sent))]
+            ending = []
+        for frame in [{"type": "hello", "proof": proof}, *sent, *ending]:
             self._queue.append((target.name, client.Incoming(self._conns, wire(frame))))
         self._queue.append((target.name, client.IncomingClosed(self._conns)))
+        self._queue.append(("glue", self._conns))
+
+    def _delivery_closed(self, conn):
+        """The glue's view when a delivery connection ends: what was not acknowledged failed."""
+        delivery = self._deliveries.pop(conn)
+        unacked = [frame for frame in delivery["frames"]
+                   if "seq" in frame and frame["seq"] > delivery["acked"]]
+        if unacked:
+            self._queue.append(("server", server.Undelivered(delivery["address"],
+                                                              delivery["proof"], unacked)))
 
     def _record(self, who, text):
         self.transcript.append(f"{self.now:9.3f} {who} | {text}")
