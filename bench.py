@@ -1008,6 +1008,7 @@ class Scenario:
     run: object
     server: str = "chat"             # "chat" or "trivial"
     server_timeout_s: float = None   # the chat server's --timeout, when the scenario needs one
+    server_args: tuple = ()          # more options for the chat server
 
 
 def scenarios(plan):
@@ -1018,7 +1019,9 @@ def scenarios(plan):
               Scenario("direct", scenario_direct),
               Scenario("broadcast", scenario_broadcast),
               Scenario("fanin", scenario_fanin),
-              Scenario("offline", scenario_offline)]
+              Scenario("offline", scenario_offline),
+              # what group commit buys: the same run with one commit (and sync) per message
+              Scenario("offline-each", scenario_offline, server_args=("--commit", "each"))]
     for size in plan.idle_sizes:
         listed.append(Scenario(f"idle-{size}", lambda ctx, size=size: scenario_idle(ctx, size),
                                server_timeout_s=plan.idle_timeout_s))
@@ -1070,6 +1073,7 @@ class Bench:
                  "--credentials", self.credentials]
         if scenario.server_timeout_s:
             argv += ["--timeout", str(scenario.server_timeout_s)]
+        argv += list(scenario.server_args)
         return ServerProcess(argv, log_path, server_cores), data_dir
 
     def run_round(self, scenario, model_class, round_no):

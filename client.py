@@ -553,6 +553,9 @@ class ChatClient:
 
     def _fail_outbox(self, pending, now, out):
         self.outbox_sending = None
+        if not self.retry_s:        # an outage begins: say which messages wait
+            out.extend(Print("Waiting to be sent: " + _described(entry.command))
+                       for entry in self.outbox)
         self.retry_s = min(2 * self.retry_s or RETRY_FIRST_S, RETRY_MAX_S)
         waiting = len(self.outbox)
         out.append(Print(f"Your message is kept and will be sent when the server answers "
@@ -570,9 +573,8 @@ class ChatClient:
         self._send_head(now, out, blocks_input=False)
 
     def _report_unsent(self, out, why):
-        for entry in self.outbox:
-            words = [entry.command.name, entry.command.user, entry.command.text]
-            out.append(Print(f"Not sent ({why}): " + " ".join(w for w in words if w)))
+        out.extend(Print(f"Not sent ({why}): " + _described(entry.command))
+                   for entry in self.outbox)
         self.outbox.clear()
 
     # -- requests and replies -------------------------------------------------------------------
@@ -898,6 +900,11 @@ class ChatClient:
         delivery.state = "refused"
         out.extend([Print(refusal.line), Log(f"refused peer connection {conn}: {refusal.why}"),
                     SendTo(conn, protocol.error("not_allowed")), CloseConn(conn)])
+
+
+def _described(command):
+    """A waiting message as the user typed it: "message seas hi"."""
+    return " ".join(word for word in (command.name, command.user, command.text) if word)
 
 
 def _is_seq(value):

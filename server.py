@@ -658,13 +658,15 @@ class _Delivery:
 class ServerGlue(Handler):
     """Feeds the core what the reactor sees, and carries out the core's actions."""
 
-    def __init__(self, reactor, core, store, log, idle_s=IDLE_CONNECTION_S):
+    def __init__(self, reactor, core, store, log, idle_s=IDLE_CONNECTION_S, commit_each=False):
         self.reactor = reactor
         self.core = core
         self.store = store
         self.log = log
         self.idle_s = idle_s
-        # group commit: one transaction per loop pass, committed before any reply leaves
+        # group commit: one transaction per loop pass, committed before any reply leaves;
+        # commit_each (for measuring what that buys) commits after every event instead
+        self.commit_each = commit_each
         reactor.before_flush(store.commit)
         self.conns = {}           # id -> accepted connection, for replies
         self.timers = {}          # core key -> reactor Timer
@@ -724,6 +726,8 @@ class ServerGlue(Handler):
 
     def apply(self, actions):
         """Carry out a list of core actions (replies leave at the end of the pass)."""
+        if self.commit_each:
+            self.store.commit()
         for action in actions:
             kind = type(action)
             if kind is Reply:
@@ -851,6 +855,9 @@ def parse_args(argv):
                         help="seconds without a heartbeat before a user is logged out (default 31)")
     parser.add_argument("--consent-time", type=_seconds, default=Settings.consent_s,
                         help="seconds a getaddress waits for the target's answer (default 60)")
+    parser.add_argument("--commit", choices=("pass", "each"), default="pass",
+                        help="commit stored state once per loop pass (default), or after each "
+                             "request: slower, for measuring what group commit buys")
     parser.add_argument("--tls-cert", metavar="FILE", help="speak TLS with this certificate (PEM)")
     parser.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
     args = parser.parse_args(argv)
@@ -886,7 +893,7 @@ def main(argv=None):
                         consent_s=args.consent_time)
     reactor = Reactor(clock, log=log)
     core = ChatServer(credentials, store, settings, instance=secrets.token_hex(4))
-    glue = ServerGlue(reactor, core, store, log)
+    glue = ServerGlue(reactor, core, store, log, commit_each=args.commit == "each")
     try:
         listener = reactor.listen(args.host, args.port, glue, tls=args.tls_context)
     except OSError as exc:

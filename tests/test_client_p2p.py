@@ -225,6 +225,7 @@ def test_a_resent_message_that_cannot_reach_the_server_either_is_reported():
     run.do(LinkClosed(1, "refused"))
     assert printed(run.fail("refused")) == [
         "Cannot reach the server (refused).",
+        "Waiting to be sent: message bob hi",
         "Your message is kept and will be sent when the server answers (1 waiting; next try in 1 s)."]
 
 
