@@ -32,6 +32,7 @@ RETRY_MAX_S = 30.0          # doubling up to this, until the server acknowledges
 HEARTBEAT_KEY = ("heartbeat",)
 EXIT_KEY = ("exit",)
 RETRY_KEY = ("retry",)
+PRIVATE_SEEN_MAX = 10_000
 
 ASK_USER = "Please enter username:"
 ASK_PASSWORD = "Please enter password:"
@@ -326,6 +327,7 @@ class _Outgoing:
     mid: str                    # our id for it: a retry is recognised, never stored twice
     user: str                   # who typed it: it is sent only in that user's session
     command: Command
+    ref: str | None = None      # the private message id, when a peer could not be reached
 
 
 @dataclass
@@ -356,7 +358,10 @@ class ChatClient:
         self.outbox_sending = None      # request id of the head in flight, if any
         self.retry_s = 0.0              # the wait before the next try; doubles per failure
         self._mids = 0
-        self.peers = peer.Peers()       # addresses and keys given by consent, and our links
+        self.peers = peer.Peers(settings.client_id)   # addresses and keys given by consent, links
+        # (sender, pid) of private messages shown, so one that also comes through the server
+        # (its acknowledgement was lost) is shown once; oldest forgotten past PRIVATE_SEEN_MAX
+        self.private_seen = {}
         self.last_request_at = None     # the last request carrying our token: a sign of life
         self.outage = False             # "cannot reach" was shown; quiet until a reply arrives
         self.input_ended = False
@@ -513,10 +518,11 @@ class ChatClient:
 
     # -- the outbox: messages are acknowledged by the server, or retried -------------------------
 
-    def _post(self, command, now, out, blocks_input):
+    def _post(self, command, now, out, blocks_input, ref=None):
         """Queue a message or broadcast; send it now unless older ones still wait."""
         self._mids += 1
-        self.outbox.append(_Outgoing(f"{self.settings.client_id}-{self._mids}", self.user, command))
+        self.outbox.append(_Outgoing(f"{self.settings.client_id}-{self._mids}", self.user, command,
+                                     ref))
         if len(self.outbox) == 1:
             self._send_head(now, out, blocks_input)
         else:
@@ -532,6 +538,8 @@ class ChatClient:
                  "text": head.command.text}
         if head.command.name == "message":
             frame["to"] = head.command.user
+        if head.ref is not None:
+            frame["ref"] = head.ref
         self.last_request_at = now
         self.outbox_sending = self._request("outbox", frame, out, blocks_input, head.command)
 
@@ -816,10 +824,11 @@ class ChatClient:
         """
         seq = frame["seq"]
         if seq > self.shown_upto.get(self.user, 0):
-            text = render(frame)
-            out.append(Print(text, *delivery_look(frame)) if text is not None
-                       else Log(f"malformed {frame['type']} delivery ignored"))
             self.shown_upto[self.user] = seq
+            if self._first_private_sight(frame.get("from"), frame.get("ref")):
+                text = render(frame)
+                out.append(Print(text, *delivery_look(frame)) if text is not None
+                           else Log(f"malformed {frame['type']} delivery ignored"))
         out.append(SendTo(conn, {"type": "ack", "seq": seq}))
 
     # -- peer to peer (the rules live in peer.py) -----------------------------------------------
@@ -853,7 +862,7 @@ class ChatClient:
             return
         out.append(Print(f"Sending your message to {item.user} through the server instead."))
         self._post(Command("message", item.user, item.text), self.last_request_at, out,
-                   blocks_input=False)
+                   blocks_input=False, ref=item.pid)
 
     def _peer_reply(self, command, frame, out):
         """What an ok to a command changes for peers."""
@@ -892,8 +901,20 @@ class ChatClient:
         except peer.PeerRefused as refusal:
             self._refuse_peer(conn, delivery, refusal, out)
             return
-        out.extend([Print(f"{delivery.peer} (private): {text}", "private", delivery.peer),
-                    SendTo(conn, {"type": "ok"})])
+        if self._first_private_sight(delivery.peer, frame.get("pid")):
+            out.append(Print(f"{delivery.peer} (private): {text}", "private", delivery.peer))
+        out.append(SendTo(conn, {"type": "ok"}))
+
+    def _first_private_sight(self, sender, pid):
+        """False if this private message (by its sender's id) was shown already; else note it."""
+        if not isinstance(pid, str) or not pid:
+            return True         # not a private message, or a peer that numbers none
+        if (sender, pid) in self.private_seen:
+            return False
+        self.private_seen[(sender, pid)] = None
+        if len(self.private_seen) > PRIVATE_SEEN_MAX:
+            del self.private_seen[next(iter(self.private_seen))]
+        return True
 
     def _refuse_peer(self, conn, delivery, refusal, out):
         """Told once per connection, logged, answered not_allowed and closed."""

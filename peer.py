@@ -104,9 +104,13 @@ class Wake:
 
 @dataclass(frozen=True)
 class Resend:
-    """The peer could not be reached: send `text` to `user` through the server instead."""
+    """The peer could not be reached: send `text` to `user` through the server instead.
+
+    `pid` goes along, so a peer that did show it (its acknowledgement was lost) shows it once.
+    """
     user: str
     text: str
+    pid: str
 
 
 class PeerRefused(Exception):
@@ -134,8 +138,8 @@ class Link:
     address: PeerAddress
     used_at: float
     state: str = "connecting"       # "connecting" (no challenge yet), "open", "ending", "refused"
-    waiting: list = field(default_factory=list)     # texts to send once challenged
-    unacked: deque = field(default_factory=deque)   # None (the hello) or a text, sent in order
+    waiting: list = field(default_factory=list)     # (pid, text) to send once challenged
+    unacked: deque = field(default_factory=deque)   # None (the hello) or (pid, text), in order
 
 
 def _link_key(user):
@@ -152,7 +156,9 @@ def _short_name(value):
 class Peers:
     """The client's peer-to-peer state: whom it may dial, who may dial it, and its links."""
 
-    def __init__(self):
+    def __init__(self, pid_prefix="p"):
+        self.pid_prefix = pid_prefix    # private message ids: unique per sender run
+        self._pids = 0
         self.addresses = {}     # user -> PeerAddress: whom we may dial, by their consent
         self.granted = {}       # user -> key: who may dial us, by our consent
         self.links = {}         # link id -> Link, until it is closed
@@ -269,15 +275,18 @@ class Peers:
             items += [OpenLink(link.id, link.address.host, link.address.port),
                       Wake(_link_key(user), now + PEER_IDLE_S)]
         link.used_at = now
+        self._pids += 1
+        message = (f"{self.pid_prefix}-p{self._pids}", text)
         if link.state == "open":
-            items.append(self._private(me, link, text))
+            items.append(self._private(me, link, message))
         else:
-            link.waiting.append(text)
+            link.waiting.append(message)
         return items
 
-    def _private(self, me, link, text):
-        link.unacked.append(text)
-        return SendOnLink(link.id, {"type": "private", "from": me, "text": text})
+    def _private(self, me, link, message):
+        link.unacked.append(message)
+        pid, text = message
+        return SendOnLink(link.id, {"type": "private", "from": me, "text": text, "pid": pid})
 
     def link_frame(self, me, link_id, frame):
         """A frame from the peer on one of our links -> items."""
@@ -328,11 +337,12 @@ class Peers:
             return []
         if self.by_user.get(link.user) is link:
             del self.by_user[link.user]
-        texts = link.waiting + [text for text in link.unacked if text is not None]
+        messages = link.waiting + [message for message in link.unacked if message is not None]
         note = Note(f"link to {link.user} closed ({reason})")
-        if not texts:
+        if not messages:
             return [note]
-        return [note, Notice(CONNECT_FAILED), *[Resend(link.user, text) for text in texts]]
+        return [note, Notice(CONNECT_FAILED),
+                *[Resend(link.user, text, pid) for pid, text in messages]]
 
     def link_idle(self, user, now):
         """The idle timer of `user`'s link is due -> items: end it, or wait some more."""

@@ -393,6 +393,9 @@ class ChatServer:
         if answered:
             return answered
         message = {"type": "message", "from": session.user, "text": text}
+        ref = _ref_field(frame)
+        if ref is not None:
+            message["ref"] = ref    # a private message that could not go peer to peer
         online = recipient in self._sessions
         deliveries = self._keep_and_deliver(recipient, message)
         reply = {"type": "ok", "stored": not online}
@@ -605,6 +608,14 @@ def _numbered(frame, seq, offline):
     if offline:
         numbered["offline"] = True
     return numbered
+
+
+def _ref_field(frame):
+    """The id of the private message a `message` stands in for, or None."""
+    ref = frame.get("ref")
+    if ref is not None and (not isinstance(ref, str) or not 0 < len(ref) <= 64):
+        raise FrameError("bad_field", "'ref' must be a string of 1 to 64 characters")
+    return ref
 
 
 def _mid_field(frame):

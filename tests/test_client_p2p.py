@@ -148,10 +148,10 @@ def test_private_opens_a_link_and_proves_who_we_are_on_the_challenge():
     actions = run.do(LinkIn(1, {"type": "challenge", "nonce": "n1"}))
     assert sent(actions) == [
         (1, {"type": "peer_hello", "from": "alice", "mac": mac_of(KEY, "alice", "bob", "n1")}),
-        (1, {"type": "private", "from": "alice", "text": "hello  there"})]
+        (1, {"type": "private", "from": "alice", "text": "hello  there", "pid": "c-p1"})]
     # the open link carries the next message at once
     assert sent(run.type("private bob again")) == [
-        (1, {"type": "private", "from": "alice", "text": "again"})]
+        (1, {"type": "private", "from": "alice", "text": "again", "pid": "c-p2"})]
     for _ in range(3):
         assert run.do(LinkIn(1, OK)) == []
 
@@ -192,7 +192,8 @@ def test_an_unreachable_peer_is_reported_and_the_message_goes_through_the_server
     assert printed(actions) == [CONNECT_FAILED,
                                 "Sending your message to bob through the server instead."]
     assert requests(actions) == [
-        {"type": "message", "token": "t1", "mid": "c-1", "to": "bob", "text": "are you there?"}]
+        {"type": "message", "token": "t1", "mid": "c-1", "to": "bob", "text": "are you there?",
+         "ref": "c-p1"}]
     assert printed(run.reply({"type": "ok", "stored": True})) == [
         "bob is offline; your message will be delivered when they log in."]
 
@@ -473,3 +474,23 @@ def test_a_resend_answered_after_logout_is_dropped():
     assert printed(run.do(Replied(resend, {"type": "ok", "stored": True}))) == [
         "bob is offline; your message will be delivered when they log in."]
     assert frame["text"] == "hi"
+
+
+def test_a_private_message_that_also_comes_through_the_server_is_shown_once():
+    # alice showed bob's private message, but her acknowledgement was lost with the link;
+    # bob's client sent it through the server too, with the private id as its ref
+    run = logged_in()
+    run.client.peers.granted["bob"] = "k"
+    run.do(Accepted(3, "n3"))
+    run.do(Incoming(3, {"type": "peer_hello", "from": "bob",
+                        "mac": mac_of("k", "bob", "alice", "n3")}))
+    first = run.do(Incoming(3, {"type": "private", "from": "bob", "text": "hi", "pid": "x-p1"}))
+    assert printed(first) == ["bob (private): hi"]
+    again = run.do(Incoming(3, {"type": "private", "from": "bob", "text": "hi", "pid": "x-p1"}))
+    assert printed(again) == [] and SendTo(3, {"type": "ok"}) in again
+    run.do(Incoming(7, {"type": "hello", "proof": "p1"}))
+    via_server = {"type": "message", "from": "bob", "text": "hi", "seq": 4, "ref": "x-p1"}
+    actions = run.do(Incoming(7, via_server))
+    assert printed(actions) == [] and SendTo(7, {"type": "ack", "seq": 4}) in actions
+    other = run.do(Incoming(7, {**via_server, "seq": 5, "ref": "x-p2", "text": "new"}))
+    assert printed(other) == ["bob: new"]

@@ -345,3 +345,13 @@ def test_harness_stops_a_timer_that_would_fire_forever():
     script.say("x", {"type": "arm"})
     with pytest.raises(RuntimeError, match="fire forever"):
         script.advance(1.0)
+
+
+def test_a_message_standing_in_for_a_private_one_carries_its_ref():
+    server, store = make_server()
+    login(server, "alice", port=5001)
+    login(server, "bob", port=5002, conn=3)
+    frame = {"type": "message", "token": "s1", "to": "bob", "text": "hi", "ref": "c1-p1"}
+    assert delivered_frames(server.handle(Request(2, frame, "h"), 0.0))[0]["ref"] == "c1-p1"
+    bad = server.handle(Request(2, {**frame, "ref": ""}, "h"), 0.0)
+    assert replies(bad)[0]["code"] == "bad_field"
