@@ -1,30 +1,13 @@
-"""End to end: the real server and real clients in pseudo-terminals, on 127.0.0.1."""
-import pytest
+"""End to end: the real server and real clients in pseudo-terminals, on 127.0.0.1.
 
-from realprocs import PtyClient, ServerProcess, run_file_client
+The `server` and `clients` fixtures are in conftest.py."""
+import subprocess
+import sys
+
+from realprocs import ROOT, run_file_client
 
 ACCOUNTS = {"columbia": "116bway", "seas": "summerisover", "google": "hasglasses",
             "facebook": "wastingtime"}
-
-
-@pytest.fixture
-def server(tmp_path):
-    proc = ServerProcess(tmp_path)
-    yield proc
-    assert proc.stop() == 0, proc.log()
-
-
-@pytest.fixture
-def clients(server):
-    started = []
-
-    def start(*args):
-        client = PtyClient(server.port, *args)
-        started.append(client)
-        return client
-    yield start
-    for client in started:
-        client.kill()
 
 
 def login(client, name, password=None):
@@ -162,9 +145,6 @@ def test_client_reads_its_input_from_a_file(clients, server, tmp_path):
 
 
 def test_bad_port_prints_usage_and_exits_2(tmp_path):
-    import subprocess
-    import sys
-    from realprocs import ROOT
     for program, argv in (("server.py", ["notaport"]), ("client.py", ["127.0.0.1", "99999"])):
         done = subprocess.run([sys.executable, program, *argv], cwd=ROOT, capture_output=True,
                               stdin=subprocess.DEVNULL, timeout=10)

@@ -5,33 +5,12 @@ import pathlib
 import re
 import socket
 
-import pytest
 
 from peer import mac_of
-from realprocs import WAIT_S, PtyClient, ServerProcess
+from realprocs import WAIT_S
 from test_e2e import ACCOUNTS, login
 
 SECRET = "meet me at the secret p2p place"
-
-
-@pytest.fixture
-def server(tmp_path):
-    proc = ServerProcess(tmp_path)
-    yield proc
-    assert proc.stop() == 0, proc.log()
-
-
-@pytest.fixture
-def clients(server):
-    started = []
-
-    def start():
-        client = PtyClient(server.port)
-        started.append(client)
-        return client
-    yield start
-    for client in started:
-        client.kill()
 
 
 def listening_port(server, user):

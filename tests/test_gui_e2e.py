@@ -14,7 +14,7 @@ import pytest
 
 from guiprocs import SCREEN, GuiProcess, NoDisplay, VirtualDisplay, screenshot
 from reactor import Handler, RealClock, Reactor
-from realprocs import ROOT, ServerProcess
+from realprocs import ROOT
 
 tkinter = pytest.importorskip("tkinter", reason="this Python has no tkinter, so no window")
 from gui_tk import TkLoop  # noqa: E402  (it imports tkinter)
@@ -41,13 +41,6 @@ def tk(display):
     root.withdraw()
     yield root
     root.destroy()
-
-
-@pytest.fixture
-def server(tmp_path):
-    proc = ServerProcess(tmp_path)
-    yield proc
-    assert proc.stop() == 0, proc.log()
 
 
 @pytest.fixture
