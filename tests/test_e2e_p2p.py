@@ -204,6 +204,9 @@ def test_a_peer_that_has_exited_is_reported_and_the_message_goes_through_the_ser
     again = clients()
     login(again, "seas")
     again.expect("columbia: are you still there?")
+    alice.type("message seas marker")
+    again.expect("columbia: marker")
+    assert again.output.count("are you still there?") == 1          # delivered once
     # the new login revokes the old address: alice is told to ask again
     alice.expect("seas's address is no longer valid. Type getaddress seas to ask again.")
     alice.type("private seas hello?")
