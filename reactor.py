@@ -35,7 +35,10 @@ CLOSE_LINGER_S = 5.0                 # a closing peer that does not take its las
 ACCEPTS_PER_PASS = 64                # so one busy listener cannot starve established connections
 EMFILE_PAUSE_S = 0.5                 # out of descriptors: stop accepting for this long, no busy loop
 TICK_S = 0.01                        # timer wheel resolution
-WHEEL_SLOTS = 1024                   # one revolution = 10.24 s; later timers wait in their slot
+WHEEL_SLOTS = 4096                   # one revolution = 40.96 s: heartbeat deadlines (31 s) fit in
+                                     # one, so finding the next deadline rarely looks past a slot
+LISTEN_BACKLOG = 4096                # bursts of short connections must not overflow the accept
+                                     # queue (the kernel caps it at net.core.somaxconn)
 
 
 class RealClock:
@@ -338,7 +341,7 @@ class Reactor:
 
     # -- sockets --------------------------------------------------------------------------
 
-    def listen(self, host, port, handler, backlog=1024, tls=None):
+    def listen(self, host, port, handler, backlog=LISTEN_BACKLOG, tls=None):
         """Listen on (host, port); port 0 picks a free one (see .port).
 
         tls: a server-side ssl.SSLContext to speak TLS on every accepted connection.
