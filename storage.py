@@ -80,6 +80,7 @@ class Store:
         if path != ":memory:":
             # WAL: a crash leaves each committed pass whole, and readers never block the writer.
             self._db.execute("PRAGMA journal_mode=WAL")
+        self._blocks = {}           # user -> the set of names they block, once read
         self._db.executescript(_SCHEMA)
         self._db.commit()
 
@@ -159,24 +160,29 @@ class Store:
     # -- block lists ---------------------------------------------------------------------
 
     def blocks(self, user):
-        """The set of names that `user` blocks."""
-        rows = self._db.execute("SELECT target FROM blocks WHERE user = ?", (user,))
-        return {target for (target,) in rows}
+        """The names that `user` blocks (a set to read, not to change)."""
+        # read once per user, then kept in step with every write: a broadcast asks once per
+        # recipient, and a query each time was a fifth of the server's time
+        known = self._blocks.get(user)
+        if known is None:
+            rows = self._db.execute("SELECT target FROM blocks WHERE user = ?", (user,))
+            known = self._blocks[user] = {target for (target,) in rows}
+        return known
 
     def add_block(self, user, target):
         """`user` blocks `target` from now on; blocking twice changes nothing."""
         self._db.execute(
             "INSERT OR IGNORE INTO blocks (user, target) VALUES (?, ?)", (user, target))
+        self.blocks(user).add(target)
 
     def remove_block(self, user, target):
         """`user` no longer blocks `target`."""
         self._db.execute("DELETE FROM blocks WHERE user = ? AND target = ?", (user, target))
+        self.blocks(user).discard(target)
 
     def is_blocked(self, user, target):
         """True when `user` blocks `target`."""
-        row = self._db.execute(
-            "SELECT 1 FROM blocks WHERE user = ? AND target = ?", (user, target)).fetchone()
-        return row is not None
+        return target in self.blocks(user)
 
     def commit(self):
         """Make every write since the last commit durable, as one transaction."""
