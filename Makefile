@@ -10,8 +10,9 @@ ARGS ?=
 server:
 	$(PYTHON) server.py $(PORT) $(ARGS)
 
+# STAY=1: one connection that stays open (behind NAT); add ARGS=--no-listen to open no port.
 client:
-	$(PYTHON) client.py $(HOST) $(PORT) $(ARGS)
+	$(PYTHON) client.py $(HOST) $(PORT) $(if $(STAY),--stay-connected) $(ARGS)
 
 gui:
 	$(PYTHON) client.py $(HOST) $(PORT) --gui $(ARGS)

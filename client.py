@@ -4,7 +4,7 @@ The core takes `(event, now)` and returns a list of actions; it never touches a 
 screen or the clock. The glue at the bottom maps its actions onto `reactor.py` and the
 `Terminal`, and is the only part that does I/O.
 
-Run: python3 client.py HOST PORT [--heartbeat S] [--gui]
+Run: python3 client.py HOST PORT [--heartbeat S] [--gui] [--stay-connected [--no-listen]]
 """
 import argparse
 import hmac
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import peer
 import protocol
 from peer import EndLink, LinkClosed, LinkIn, OpenLink, SendOnLink
-from reactor import Handler, RealClock, Reactor
+from reactor import FRAME_TIME_S, Handler, RealClock, Reactor
 from terminal import Terminal
 
 HEARTBEAT_S = 30.0          # the server ends a session silent for 31 s
@@ -221,6 +221,20 @@ class IncomingClosed:
 
 
 @dataclass(frozen=True)
+class LinkUp:
+    """Our staying connection to the server is open (--stay-connected), at the start or again
+    after it was lost; requests go on it from now on, this event's first."""
+
+
+@dataclass(frozen=True)
+class Pushed:
+    """The server sent `frame` unasked on our staying connection `conn`: a delivery. The
+    connection is our own, so it needs no hello; acks go back on it."""
+    conn: int
+    frame: dict
+
+
+@dataclass(frozen=True)
 class Expired:
     """The timer armed with `key` is due."""
     key: tuple
@@ -300,7 +314,8 @@ class Exit:
 @dataclass
 class Settings:
     """What the core needs to know about its surroundings."""
-    listen_port: int
+    listen_port: int | None     # None: nothing listens, so no peer (nor short delivery) reaches us
+    stay: bool = False          # keep one connection to the server for requests and deliveries
     heartbeat_s: float = HEARTBEAT_S
     exit_wait_s: float = EXIT_WAIT_S
     client_id: str = "c"        # starts every message id; random per run in production
@@ -364,6 +379,8 @@ class ChatClient:
         self.private_seen = {}
         self.last_request_at = None     # the last request carrying our token: a sign of life
         self.outage = False             # "cannot reach" was shown; quiet until a reply arrives
+        self.detached = False           # staying: the server has not yet taken our resume
+        self.no_port_told = False       # without a listening port: said so at the first private
         self.input_ended = False
         self.exiting = False
         self.done = False               # Exit was returned: nothing more happens
@@ -454,6 +471,26 @@ class ChatClient:
     def _on_LinkClosed(self, event, now, out):
         self._peer_items(self.peers.link_closed(event.link, event.reason), out)
 
+    def _on_LinkUp(self, event, now, out):
+        if self.stage != LOGGED_IN or self.exiting:
+            return
+        # the server reaches this session on the connection its resume comes on, and sends
+        # again, in order, everything not yet acknowledged; the outbox need not wait its turn
+        self.detached = True
+        self._resume(now, out)
+        self.retry_s = 0.0
+        self._send_head(now, out, blocks_input=False)
+
+    def _resume(self, now, out):
+        self.last_request_at = now
+        self._request("resume", {"type": "resume", "token": self.token}, out, blocks_input=False)
+
+    def _on_Pushed(self, event, now, out):
+        if self.stage != LOGGED_IN:
+            out.append(Log(f"{event.frame.get('type')!r} pushed while logged out ignored"))
+            return
+        self._delivered(event.conn, event.frame, now, out)
+
     # -- typed lines ----------------------------------------------------------------------------
 
     def _run_lines(self, now, out):
@@ -486,8 +523,11 @@ class ChatClient:
         if not password:
             out.append(Print(ASK_PASSWORD))
             return
-        frame = {"type": "login", "user": self.user, "password": password,
-                 "port": self.settings.listen_port}
+        frame = {"type": "login", "user": self.user, "password": password}
+        if self.settings.stay:
+            frame["stay"] = True    # deliveries come on our staying connection, not the port
+        if self.settings.listen_port is not None:
+            frame["port"] = self.settings.listen_port
         self._request("login", frame, out, blocks_input=True)
 
     def _command_line(self, text, now, out):
@@ -545,6 +585,15 @@ class ChatClient:
 
     def _reply_outbox(self, pending, frame, now, out):
         self.outbox_sending = None
+        if _code(frame) == "slow_down":
+            # kept, not refused: the server takes it once we wait as long as it says
+            wait_s = frame.get("seconds")
+            if isinstance(wait_s, bool) or not isinstance(wait_s, (int, float)) or wait_s <= 0:
+                wait_s = RETRY_FIRST_S
+            wait_s = min(wait_s, RETRY_MAX_S)
+            out.extend([Print(f"The server asks us to slow down; your message is kept and sent "
+                              f"in {wait_s:g} s."), Arm(RETRY_KEY, now + wait_s)])
+            return
         if _code(frame) == "no_session":
             # kept: it goes out again once this user has logged in again
             if not self._stale(pending):
@@ -683,6 +732,18 @@ class ChatClient:
     def _reply_exit(self, pending, frame, now, out):
         self._exit(out)
 
+    def _reply_resume(self, pending, frame, now, out):
+        if self._stale(pending):
+            return
+        if _code(frame) == "no_session":
+            self._session_ended(out, frame)     # timed out meanwhile, or the server restarted
+        elif frame.get("type") == "ok":
+            self.detached = False
+            out.append(Log("the session resumed on a new connection"))
+        else:
+            # (slow_down, say) the next heartbeat is a resume instead, until one is taken
+            out.append(Log(f"resume refused: {_error_text(frame)}"))
+
     def _fail_check_user(self, pending, now, out):
         out.append(Print(ASK_USER))
 
@@ -708,7 +769,10 @@ class ChatClient:
             return
         # any request with our token is a sign of life, so a heartbeat is due only after silence
         due_at = self.last_request_at + self.settings.heartbeat_s
-        if now >= due_at:
+        if now >= due_at and self.detached:
+            self._resume(now, out)      # a resume the server refused is tried again
+            due_at = now + self.settings.heartbeat_s
+        elif now >= due_at:
             self.last_request_at = now
             self._request("heartbeat", {"type": "heartbeat", "token": self.token}, out,
                           blocks_input=False)
@@ -736,6 +800,7 @@ class ChatClient:
         self.stage = USERNAME
         self.token = None
         self.proof = None
+        self.detached = False
         # consent ends with the session, on both sides
         self._peer_items(self.peers.forget_all(), out)
         self._close_peers(lambda name: True, out)
@@ -764,6 +829,8 @@ class ChatClient:
             delivery.held.append(frame)
         elif frame.get("type") == "hello" and self._proof_ok(frame.get("proof")):
             delivery.state = "trusted"
+        elif frame.get("type") == "error":     # our reactor's name for a frame it could not read
+            self._refuse(conn, delivery, f"a bad frame ({frame.get('code')}) before hello", out)
         else:
             self._refuse(conn, delivery, "no hello with the right proof", out)
 
@@ -849,6 +916,11 @@ class ChatClient:
                 out.append(item)
 
     def _private(self, command, now, out):
+        if self.settings.listen_port is None and not self.no_port_told:
+            # we can still dial a peer; only the way back is missing
+            self.no_port_told = True
+            out.append(Print("This client has no listening port, so it cannot take private "
+                             "messages: others can answer you with message, not private."))
         if command.user not in self.peers.addresses:
             out.append(Print(f"You don't have {command.user}'s address. "
                              f"Type getaddress {command.user} first."))
@@ -961,6 +1033,8 @@ _ERROR_LINES = {
     ("getaddress", "unknown_user"): "User {user} does not exist.",
     ("getaddress", "self"): "You cannot get your own address.",
     ("getaddress", "already_asked"): "You already asked {user}; wait for the answer.",
+    ("getaddress", "no_port"): "{user} cannot take private messages (their client has no "
+                               "listening port). Use message {user} <text> instead.",
     ("Y", "no_request"): "There is no request from {user} waiting for your answer.",
     ("N", "no_request"): "There is no request from {user} waiting for your answer.",
     ("Y", "unknown_user"): "User {user} does not exist.",
@@ -1046,7 +1120,7 @@ class _Deliveries(Handler):
 
     def on_accepted(self, conn):
         self.glue.incoming[conn.id] = conn
-        self._wake_idle(conn)
+        self._wake_idle(conn, FRAME_TIME_S)     # one that sends nothing is gone soon
         self.glue.feed(Accepted(conn.id, secrets.token_hex(16)))
 
     def on_frame(self, conn, line):
@@ -1061,11 +1135,10 @@ class _Deliveries(Handler):
         self.glue.incoming.pop(conn.id, None)
         self.glue.feed(IncomingClosed(conn.id))
 
-    def _wake_idle(self, conn):
+    def _wake_idle(self, conn, limit_s=DELIVERY_IDLE_S):
         if "idle" in conn.data:
             conn.data["idle"].cancel()
-        conn.data["idle"] = self.glue.reactor.call_later(DELIVERY_IDLE_S,
-                                                         lambda: conn.close("idle"))
+        conn.data["idle"] = self.glue.reactor.call_later(limit_s, lambda: conn.close("idle"))
 
 
 class _Links(Handler):
@@ -1102,6 +1175,7 @@ class ClientGlue:
         self.incoming = {}              # conn id -> accepted Connection
         self.link_handler = _Links(self)
         self.links = {}                 # link id -> our Connection to a peer
+        self.stay = None                # a stay.StayLink with --stay-connected: it carries requests
         self.timers = {}                # Arm key -> reactor Timer
         self.exit_code = None
         self.input_done = False
@@ -1156,6 +1230,9 @@ class ClientGlue:
         self.terminal.log(action.text)
 
     def _do_Request(self, action):
+        if self.stay is not None:
+            self.stay.request(action.request_id, action.frame)
+            return
         conn = self.reactor.connect(*self.server, self.requests, tls=self.tls,
                                     server_hostname=self.server_name)
         conn.data["request_id"] = action.request_id
@@ -1167,6 +1244,8 @@ class ClientGlue:
     def _do_SendTo(self, action):
         if action.conn in self.incoming:
             self.incoming[action.conn].send(protocol.encode(action.frame))
+        elif self.stay is not None:
+            self.stay.send_on(action.conn, action.frame)
 
     def _do_CloseConn(self, action):
         if action.conn in self.incoming:
@@ -1241,7 +1320,18 @@ def parse_args(argv):
                         help="speak TLS to the server (it must run with --tls-cert/--tls-key)")
     parser.add_argument("--cafile", metavar="FILE",
                         help="trust the certificates in FILE (a self-signed server's cert.pem); implies --tls")
+    parser.add_argument("--stay-connected", action="store_true",
+                        help="keep one connection open for requests and deliveries, made again "
+                             "if lost (works behind NAT or a firewall)")
+    parser.add_argument("--no-listen", action="store_true",
+                        help="with --stay-connected: open no listening port (no one can send "
+                             "this client private messages)")
     args = parser.parse_args(argv)
+    if args.no_listen and not args.stay_connected:
+        parser.error("--no-listen needs --stay-connected: otherwise the server delivers to the "
+                     "listening port")
+    if args.gui and args.stay_connected:
+        parser.error("--stay-connected is not yet available with --gui")
     args.tls_context = None
     if args.tls or args.cafile:
         try:
@@ -1260,19 +1350,42 @@ def run(args, stdin_fd, terminal, reactor):
     """Run the client until it exits; returns the exit code."""
     glue = ClientGlue(reactor, terminal, (args.address, args.port),
                       tls=args.tls_context, server_name=args.host)
-    listener = reactor.listen("0.0.0.0", 0, glue.deliveries)   # deliveries may come from afar
-    glue.core = ChatClient(Settings(listener.port, heartbeat_s=args.heartbeat,
-                                    client_id=secrets.token_hex(4)))
+    listener = _listen(args, reactor, glue, terminal.log)
+    port = None if listener is None else listener.port
+    glue.core = ChatClient(Settings(port, stay=args.stay_connected,
+                                    heartbeat_s=args.heartbeat, client_id=secrets.token_hex(4)))
+    if args.stay_connected:
+        import stay     # the one-connection transport, only when asked for
+        glue.stay = stay.StayLink(glue, (args.address, args.port), terminal.log,
+                                  tls=args.tls_context, server_name=args.host)
     reactor.watch_input(stdin_fd, glue.on_input, glue.on_input_end)
     reactor.on_signals(glue.on_signal)
     glue.feed(Started())
+    if glue.stay is not None:
+        glue.stay.open()
     reactor.run()
-    listener.close()
+    if listener is not None:
+        listener.close()
     return glue.exit_code
 
 
+def _listen(args, reactor, glue, log):
+    """Our listening port (for deliveries and peers), or None: with --no-listen, or when a
+    staying client cannot bind one (it is reached on its connection; only peers miss it)."""
+    if args.no_listen:
+        return None
+    try:
+        return reactor.listen("0.0.0.0", 0, glue.deliveries)   # deliveries may come from afar
+    except OSError as exc:
+        if not args.stay_connected:
+            raise
+        log(f"cannot open a listening port ({exc.strerror}); no one can send private messages "
+            f"to this client")
+        return None
+
+
 def main(argv=None):
-    """python3 client.py HOST PORT [--heartbeat S] [--gui]"""
+    """python3 client.py HOST PORT [--heartbeat S] [--gui] [--stay-connected [--no-listen]]"""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.gui:
         import gui      # imported here so that the terminal client never loads tkinter

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from client import (ASK_PASSWORD, ASK_USER, LOGGED_IN, PASSWORD, USERNAME, ChatClient,
                     ClientGlue, Interrupted, LineIn, Settings, ShowOnline, Started)
+from terminal import visible
 
 EVERYONE = None     # the compose target that broadcasts
 
@@ -56,7 +57,12 @@ def stamp(at):
 
 
 def entry_text(entry):
-    """An entry -> the text after its time stamp, as the pane shows it."""
+    """An entry -> the text after its time stamp, as the pane shows it: controls made visible,
+    so another user's newline cannot fake a line of its own, nor a bidi mark reorder one."""
+    return visible(_entry_text(entry))
+
+
+def _entry_text(entry):
     if entry.kind == "sent":
         privately = " (private)" if entry.private else ""
         return f"me → {entry.to or 'everyone'}{privately}: {entry.text}"

@@ -30,6 +30,9 @@ ERRORS = {
     "already_asked": "you already asked that user; wait for the answer",
     "no_request": "that user has no address request waiting for your answer",
     "not_allowed": "no valid consent: private messages are refused",
+    "no_port": "that user's client has no listening port, so it cannot take private messages",
+    "slow_down": "too many requests; slow down and try again later",
+    "too_slow": "no complete frame in time; the connection is closed",
 }
 
 
@@ -60,7 +63,8 @@ def decode(line):
         raise FrameError("bad_utf8") from None
     try:
         frame = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: "[[[[..." nested deeper than the parser's stack (the fuzzer found it)
         raise FrameError("bad_json") from None
     if not isinstance(frame, dict):
         raise FrameError("not_object")
@@ -84,4 +88,13 @@ def text_field(frame, name, max_chars=None):
         raise FrameError("bad_field", f"'{name}' must be a non-empty string")
     if max_chars is not None and len(value) > max_chars:
         raise FrameError("bad_field", f"'{name}' is longer than {max_chars} characters")
+    return value
+
+
+def name_field(frame, name, max_chars):
+    """frame[name] if it could be a user name: text_field, and no control, format or space
+    characters (a NUL or an escape in a name is refused, not looked up), else FrameError."""
+    value = text_field(frame, name, max_chars)
+    if not all(char.isprintable() and not char.isspace() for char in value):
+        raise FrameError("bad_field", f"'{name}' must not hold control characters or spaces")
     return value

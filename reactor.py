@@ -34,6 +34,8 @@ CONNECT_TIMEOUT_S = 5.0
 CLOSE_LINGER_S = 5.0                 # a closing peer that does not take its last output is dropped
 ACCEPTS_PER_PASS = 64                # so one busy listener cannot starve established connections
 EMFILE_PAUSE_S = 0.5                 # out of descriptors: stop accepting for this long, no busy loop
+FRAME_TIME_S = 10.0                  # a frame begun must end (newline) within this, or the peer is
+                                     # closed: a slowloris cannot hold a connection with a byte a second
 TICK_S = 0.01                        # timer wheel resolution
 WHEEL_SLOTS = 4096                   # one revolution = 40.96 s: heartbeat deadlines (31 s) fit in
                                      # one, so finding the next deadline rarely looks past a slot
@@ -211,6 +213,10 @@ class Handler:
     def on_oversize(self, conn):
         """A frame longer than the limit was discarded (its bytes up to the next newline too)."""
 
+    def on_frame_timeout(self, conn):
+        """A frame begun frame_time_s ago has not ended; the reactor closes `conn` right after
+        (flushing what this queues, an error frame say)."""
+
     def on_closed(self, conn, reason):
         """The connection is gone; called exactly once, with why."""
 
@@ -237,6 +243,7 @@ class Connection:
         self._dirty = False             # in the reactor's list of connections to write this pass
         self._mask = 0
         self._timer = None              # connect time-out, then close linger
+        self._frame_timer = None        # the frame begun must end by then (frame_time_s)
         self._tls = None                # (SSLContext, server_hostname or None) until wrapped
 
     @property
@@ -279,9 +286,10 @@ class Reactor:
     """The loop. See the module docstring for what one pass does."""
 
     def __init__(self, clock=None, max_frame_bytes=MAX_FRAME_BYTES, soft_limit=SOFT_LIMIT_BYTES,
-                 hard_limit=HARD_LIMIT_BYTES, log=None):
+                 hard_limit=HARD_LIMIT_BYTES, log=None, frame_time_s=FRAME_TIME_S):
         self.clock = clock or RealClock()
         self.max_frame_bytes = max_frame_bytes
+        self.frame_time_s = frame_time_s    # None: a frame may take forever
         self.soft_limit = soft_limit
         self.hard_limit = hard_limit
         self.log = log or _log_to_stderr
@@ -583,12 +591,15 @@ class Reactor:
 
     def _split_frames(self, conn, data):
         """Hand every complete frame in the buffer to the handler; discard oversize ones."""
+        ended = False                        # a frame (or a discarded one) ended in this chunk
         if conn._discarding:
             newline = data.find(b"\n")
             if newline < 0:
+                self._time_frame(conn, ended)
                 return
             data = data[newline + 1:]
             conn._discarding = False
+            ended = True
         buf = conn._inbuf
         buf += data
         limit = self.max_frame_bytes - 1     # the newline counts toward the limit
@@ -608,6 +619,26 @@ class Reactor:
             buf.clear()
             conn._discarding = True
             self._guarded(handler.on_oversize, conn, conn=conn)
+        self._time_frame(conn, ended or start > 0)
+
+    def _time_frame(self, conn, ended):
+        """Keep the deadline of the frame in progress: set when one begins, gone when none is."""
+        if conn.closed or conn.closing_reason is not None:
+            return
+        partial = bool(conn._inbuf) or conn._discarding
+        if not partial or ended:
+            if conn._frame_timer is not None:
+                conn._frame_timer.cancel()
+                conn._frame_timer = None
+        if partial and conn._frame_timer is None and self.frame_time_s is not None:
+            conn._frame_timer = self.call_later(self.frame_time_s, lambda: self._frame_late(conn))
+
+    def _frame_late(self, conn):
+        conn._frame_timer = None
+        if conn.closed or conn.closing_reason is not None:
+            return
+        self._guarded(conn.handler.on_frame_timeout, conn, conn=conn)
+        self._close(conn, f"no complete frame within {self.frame_time_s:g} s", flush=True)
 
     def _queue(self, conn, data):
         if conn.closed or conn.closing_reason is not None:
@@ -710,9 +741,10 @@ class Reactor:
                     continue
                 conn.closed = True
                 del self._conns[conn.id]
-                if conn._timer is not None:
-                    conn._timer.cancel()
-                    conn._timer = None
+                for timer in (conn._timer, conn._frame_timer):
+                    if timer is not None:
+                        timer.cancel()
+                conn._timer = conn._frame_timer = None
                 self._set_mask(conn, 0)
                 conn.sock.close()
                 conn._out = []

@@ -6,7 +6,6 @@ list of actions (reply, deliver to a client's listening port, arm a timer, log).
 It never touches a socket or reads the clock. PROTOCOL.md is the contract it keeps.
 """
 import argparse
-import hmac
 import os
 import secrets
 import signal
@@ -16,9 +15,11 @@ import sys
 import time
 from dataclasses import dataclass
 
+import limits
+import passwords
 import protocol
 from protocol import FrameError, decode, encode, error
-from reactor import Handler, RealClock, Reactor
+from reactor import FRAME_TIME_S, Handler, RealClock, Reactor
 from storage import CredentialsError, Store, load_credentials
 
 
@@ -30,6 +31,15 @@ class Request:
     conn: int
     frame: dict
     host: str
+
+
+@dataclass(frozen=True)
+class BadFrame:
+    """A frame from accepted connection `conn` that could not be decoded: `code` says why."""
+    conn: int
+    host: str
+    code: str
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,12 @@ class Acked:
     seq: int
 
 
+@dataclass(frozen=True)
+class Closed:
+    """Accepted connection `conn` is gone; a session staying on it waits for a resume."""
+    conn: int
+
+
 # --- Actions: what to do -----------------------------------------------------
 
 @dataclass(frozen=True)
@@ -65,10 +81,12 @@ class Reply:
 
 @dataclass(frozen=True)
 class Deliver:
-    """Send `frame` to a client's listening port, after a hello carrying `proof`."""
+    """Send `frame` to a client: on its staying connection `conn` when it has one (no hello:
+    that connection is the client's own), else to its listening port after a hello with `proof`."""
     address: tuple
     proof: str
     frame: dict
+    conn: int | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +116,18 @@ class Settings:
     retry_first_s: float = 1.0  # an unacknowledged delivery is retried after this, doubling
     retry_max_s: float = 30.0   # ... up to this, for as long as the session lives
     replies_kept_s: float = 86400.0   # a retried request is recognised for this long
+    # Token buckets (limits.py); a rate of 0 turns that limit off. A person types far below
+    # these; a client's outbox catching up after an outage is paced by slow_down, not refused.
+    user_rate_per_s: float = 20.0     # requests a second per logged-in user ...
+    user_burst: int = 100             # ... with this many at once
+    address_rate_per_s: float = 200.0   # requests a second per address (users behind one NAT
+    address_burst: int = 1000           # share it), framing errors and logins included
+    failed_logins_per_s: float = 10 / 60   # failed logins per address: 10 a minute ...
+    failed_logins_burst: int = 10          # ... after a first 10
+    slow_log_quiet_s: float = 60.0    # a flood is logged once per this, per user or address
+    # A token is good only from the host its login came from, so another user's token, copied,
+    # is refused like a forged one. main() turns it on; off, unit tests may name hosts freely.
+    tokens_bound_to_host: bool = False
 
 
 @dataclass
@@ -111,6 +141,8 @@ class Session:
     acked: int = 0              # the client has shown every message up to this seq
     retrying: bool = False      # a redelivery is due; new messages wait to go with it, in order
     backoff_s: float = 0.0      # the wait before that redelivery; doubles until an ack arrives
+    stays: bool = False         # the client keeps a connection open and is reached only on it
+    conn: int | None = None     # that connection while it lasts; None: detached, until a resume
 
 
 class Refused(Exception):
@@ -146,9 +178,20 @@ def _port_field(frame):
     return port
 
 
+def _stay_fields(frame):
+    """A login's (stay, port): port may be left out (None) only by a client that stays."""
+    stay = frame.get("stay", False)
+    if not isinstance(stay, bool):
+        raise FrameError("bad_field", "'stay' must be true or false")
+    if stay and frame.get("port") is None:
+        return stay, None   # no listening port: reached on its connection, never peer to peer
+    return stay, _port_field(frame)
+
+
 def _shown(address):
-    """(host, port) -> "host:port" for the log."""
-    return f"{address[0]}:{address[1]}"
+    """(host, port) -> "host:port" for the log; a client with no listening port is its host."""
+    host, port = address
+    return host if port is None else f"{host}:{port}"
 
 
 class Lockouts:
@@ -193,9 +236,17 @@ class ChatServer:
         # Tokens start with this run's name, so a token from before a restart is recognised.
         self._instance = instance
         self._lockouts = Lockouts(settings, store)
+        self._checker = passwords.Checker(credentials)
+        self._user_limit = limits.RateLimiter(settings.user_rate_per_s, settings.user_burst)
+        self._address_limit = limits.RateLimiter(settings.address_rate_per_s,
+                                                 settings.address_burst)
+        self._failed_logins = limits.RateLimiter(settings.failed_logins_per_s,
+                                                 settings.failed_logins_burst)
+        self._slow_logged = limits.OncePer(settings.slow_log_quiet_s)
         self._sessions = {}        # user -> Session
         self._users_by_token = {}  # token -> user
         self._users_by_proof = {}  # proof -> user, for acknowledgements and failed deliveries
+        self._users_by_conn = {}   # staying connection -> user whose session it carries
         self._replies_pruned_at = None
         # Peer to peer, in memory only, so a restart ends every consent:
         self._asks = {}            # (requester, target) -> asked_until: waiting for an answer
@@ -206,16 +257,21 @@ class ChatServer:
             "online": self._online, "block": self._block, "unblock": self._unblock,
             "heartbeat": self._heartbeat, "logout": self._logout,
             "getaddress": self._getaddress, "consent": self._consent,
+            "resume": self._resume,
         }
 
     def handle(self, event, now):
         """One event at time `now` (seconds) -> the list of actions it causes."""
         if isinstance(event, Request):
             return self._on_request(event, now)
+        if isinstance(event, BadFrame):
+            return self._on_bad_frame(event, now)
         if isinstance(event, Expired):
             return self._on_expired(event.key, now)
         if isinstance(event, Acked):
             return self._on_acked(event)
+        if isinstance(event, Closed):
+            return self._on_closed(event)
         if isinstance(event, Undelivered):
             return self._on_undelivered(event, now)
         raise TypeError(f"not a server event: {event!r}")
@@ -237,18 +293,64 @@ class ChatServer:
         try:
             if not _is_scalar(frame_id):
                 frame_id = None  # an id that cannot be repeated is not repeated
+            session, refusal = None, None
+            if kind in self._session_requests:
+                try:
+                    bound = request.host if self._settings.tokens_bound_to_host else None
+                    session = self._session_of(frame, bound)
+                except (Refused, FrameError) as no_session:
+                    refusal = no_session
+            if session is not None:
+                # any request with a valid token is a sign of life, even one refused as too
+                # many: a user behind a flooded address is slowed down, not timed out
+                session.last_seen = now
+            self._admit(session, request.host, now)
+            if refusal is not None:
+                raise refusal
+            if frame_id is None and frame.get("id") is not None:
                 raise Refused("bad_field", "'id' must be a number or a string")
             if kind in self._open_requests:
                 who = self._account_named(frame.get("user"), default=who)
                 return self._open_requests[kind](request, frame_id, now)
             if kind in self._session_requests:
-                session = self._session_of(frame)
-                session.last_seen = now  # any request with a valid token is a sign of life
                 who = session.user
                 return self._session_requests[kind](session, request, frame_id, now)
             raise Refused("unknown_type")
         except (Refused, FrameError) as refusal:
             return self._refuse(request.conn, frame_id, logged_kind, who, refusal)
+
+    def _admit(self, session, host, now):
+        """Spend the rate-limit tokens of one request, or raise slow_down.
+
+        A logged-in user spends its own bucket first, so one user's flood is stopped there and
+        does not drain the address it shares with others (behind a NAT, say).
+        """
+        if session is not None:
+            wait_s = self._user_limit.take(session.user, now)
+            if wait_s:
+                raise self._slow_down(session.user, wait_s, now)
+        wait_s = self._address_limit.take(host, now)
+        if wait_s:
+            raise self._slow_down(f"address {host}", wait_s, now)
+
+    def _slow_down(self, who, wait_s, now, detail=""):
+        """The slow_down refusal for `who`, logged once per flood."""
+        seconds = limits.wait_text(wait_s)
+        refusal = Refused("slow_down", detail or f"too many requests; try again in {seconds} s",
+                          seconds=seconds)
+        refusal.logged = self._slow_logged.due(who, now)
+        if refusal.logged:
+            refusal.log_text = f"{who} is over its rate limit: answering slow_down for a while"
+        return refusal
+
+    def _on_bad_frame(self, event, now):
+        """A frame that failed to decode: an error that names why, within the address's limit."""
+        who = f"conn {event.conn} from {event.host}"
+        try:
+            self._admit(None, event.host, now)
+        except Refused as refusal:
+            return self._refuse(event.conn, None, "frame", who, refusal)
+        return self._refuse(event.conn, None, "frame", who, FrameError(event.code, event.detail))
 
     def _account_named(self, name, default):
         """`name` if it is an account (safe to log), else `default`."""
@@ -258,23 +360,34 @@ class ChatServer:
         reply = protocol.error(refusal.code, frame_id, str(refusal))
         extra = getattr(refusal, "extra", {})
         reply.update(extra)
+        if not getattr(refusal, "logged", True):
+            return [Reply(conn, reply)]     # a flood: its first refusal was logged
         shown_extra = "".join(f" {name}={value}" for name, value in extra.items())
-        return [Log(f"refused {kind} from {who}: {refusal.code}{shown_extra}"),
-                Reply(conn, reply)]
+        text = getattr(refusal, "log_text", f"refused {kind} from {who}: {refusal.code}{shown_extra}")
+        return [Log(text), Reply(conn, reply)]
 
-    def _session_of(self, frame):
-        """The live session named by frame["token"]; FrameError or Refused if none."""
+    def _session_of(self, frame, host=None):
+        """The live session named by frame["token"]; FrameError or Refused if none.
+
+        A token is good only from the address its login came from (when `host` is given):
+        another user's token, copied, gets no_session like a forged one.
+        """
+        if frame.get("token") is None:
+            raise Refused("no_session", "log in first: this request needs a session token")
         token = protocol.text_field(frame, "token")
         user = self._users_by_token.get(token)
         if user is None:
             if self._instance and not token.startswith(self._instance + "."):
                 raise Refused("no_session", "the server restarted; log in again", restarted=True)
             raise Refused("no_session")
-        return self._sessions[user]
+        session = self._sessions[user]
+        if host is not None and session.address[0] != host:
+            raise Refused("no_session", "that token belongs to a session from another address")
+        return session
 
     def _account_field(self, frame, name):
         """frame[name] if it names an account; bad_field or unknown_user otherwise."""
-        user = protocol.text_field(frame, name, self._settings.max_name_chars)
+        user = protocol.name_field(frame, name, self._settings.max_name_chars)
         if user not in self._passwords:
             raise Refused("unknown_user")
         return user
@@ -285,33 +398,42 @@ class ChatServer:
 
     def _login(self, request, frame_id, now):
         frame = request.frame
-        user = protocol.text_field(frame, "user", self._settings.max_name_chars)
+        user = protocol.name_field(frame, "user", self._settings.max_name_chars)
         password = protocol.text_field(frame, "password", self._settings.max_text_chars)
-        port = _port_field(frame)
-        if user not in self._passwords:
-            raise Refused("unknown_user")
+        stay, port = _stay_fields(frame)
+        # Failed logins are limited per address too: guessing across many names from one
+        # address is slowed, and the password is not even checked meanwhile.
+        wait_s = self._failed_logins.check(request.host, now)
+        if wait_s:
+            raise self._slow_down(f"failed logins from {request.host}", wait_s, now,
+                                  f"too many failed logins from your address; try again in "
+                                  f"{limits.wait_text(wait_s)} s")
         # A blocked name stays blocked whatever the password, and trying does not count.
-        if self._lockouts.is_locked(user, now):
+        if user in self._passwords and self._lockouts.is_locked(user, now):
             raise Refused("locked")
-        # compare_digest takes bytes so that non-ASCII passwords compare in constant time too.
-        if not hmac.compare_digest(password.encode(), self._passwords[user].encode()):
+        # One check of equal cost for known and unknown names (passwords.py), in constant time.
+        if not self._checker.check(user, password):
+            self._failed_logins.take(request.host, now)
+            if user not in self._passwords:
+                raise Refused("unknown_user")
             attempts_left = self._lockouts.fail(user, now)
             if attempts_left == 0:
                 raise Refused("too_many_attempts",
                               seconds=_whole(self._settings.block_time_s))
             raise Refused("wrong_password", attempts_left=attempts_left)
         self._lockouts.clear(user)
-        return self._start_session(request.conn, frame_id, user, (request.host, port), now)
+        return self._start_session(request.conn, frame_id, user, (request.host, port), now, stay)
 
-    def _start_session(self, conn, frame_id, user, address, now):
+    def _start_session(self, conn, frame_id, user, address, now, stays=False):
         old = self._sessions.get(user)
         token = self._make_secret()
         if self._instance:
             token = f"{self._instance}.{token}"
-        session = Session(user, token, self._make_secret(), address, now)
+        session = Session(user, token, self._make_secret(), address, now, stays=stays)
         welcome = {"type": "welcome", "user": user,
                    "token": session.token, "proof": session.proof}
-        actions = [Log(f"{user} logged in from {_shown(address)}"),
+        staying = ", staying connected" if stays else ""
+        actions = [Log(f"{user} logged in from {_shown(address)}{staying}"),
                    _answer(conn, frame_id, welcome)]
         if old is None:
             actions += self._presence(user, online=True)
@@ -320,12 +442,15 @@ class ChatServer:
             ended = self._end_session(user)
             actions.append(Log(f"{user} logged in elsewhere; ended the session at "
                                f"{_shown(old.address)}"))
-            actions.append(Deliver(old.address, old.proof,
-                                   {"type": "logged_out", "reason": "elsewhere"}))
+            if old.conn != conn:
+                # (not on the very connection the new login came on: that is the new one's)
+                actions += self._reach(old, {"type": "logged_out", "reason": "elsewhere"})
             actions += ended
         self._sessions[user] = session
         self._users_by_token[session.token] = user
         self._users_by_proof[session.proof] = user
+        if stays:
+            self._attach(session, conn)
         actions += self._send_waiting(session)
         actions.append(Arm(("idle", user), now + self._settings.timeout_s))
         self._forget_old_replies(now)
@@ -333,8 +458,29 @@ class ChatServer:
 
     def _send_waiting(self, session):
         """Deliver, in order, every message the session's client has not acknowledged."""
-        return [Deliver(session.address, session.proof, _numbered(frame, seq, offline))
-                for seq, frame, offline in self._store.waiting(session.user, session.acked)]
+        return [action
+                for seq, frame, offline in self._store.waiting(session.user, session.acked)
+                for action in self._reach(session, _numbered(frame, seq, offline))]
+
+    def _reach(self, session, frame):
+        """Deliver `frame` to the session's client by whichever way it is connected."""
+        if not session.stays:
+            return [Deliver(session.address, session.proof, frame)]
+        if session.conn is None:
+            # Detached: a numbered message stays stored and goes out at the resume, from the
+            # oldest unacknowledged (or at the next login); a notice lapses, as one to a
+            # listening port that cannot be reached does.
+            return []
+        return [Deliver(session.address, session.proof, frame, conn=session.conn)]
+
+    def _attach(self, session, conn):
+        """From now on the session is reached on `conn`, and only there."""
+        previous = self._sessions.get(self._users_by_conn.get(conn))
+        if previous is not None and previous is not session:
+            previous.conn = None    # one session per connection: a later login takes it over
+        self._users_by_conn.pop(session.conn, None)
+        session.conn = conn
+        self._users_by_conn[conn] = session.user
 
     def _forget_old_replies(self, now):
         """At most hourly, drop remembered replies no client would retry any more."""
@@ -347,6 +493,8 @@ class ChatServer:
         session = self._sessions.pop(user)
         del self._users_by_token[session.token]
         del self._users_by_proof[session.proof]
+        if self._users_by_conn.get(session.conn) == user:
+            del self._users_by_conn[session.conn]
         return self._end_peering(user)
 
     def _end_peering(self, user):
@@ -370,15 +518,15 @@ class ChatServer:
     def _tell(self, user, frame):
         """Deliver `frame` to `user` if online; nothing otherwise."""
         session = self._sessions.get(user)
-        return [] if session is None else [Deliver(session.address, session.proof, frame)]
+        return [] if session is None else self._reach(session, frame)
 
     def _presence(self, user, online):
         """Tell every other online user that `user` came or went, except those it blocks."""
         blocked = self._store.blocks(user)
-        return [Deliver(other.address, other.proof,
-                        {"type": "presence", "user": user, "online": online})
-                for name, other in sorted(self._sessions.items())
-                if name != user and name not in blocked]
+        return [action for name, other in sorted(self._sessions.items())
+                if name != user and name not in blocked
+                for action in self._reach(other, {"type": "presence", "user": user,
+                                                  "online": online})]
 
     def _message(self, session, request, frame_id, now):
         frame = request.frame
@@ -443,7 +591,7 @@ class ChatServer:
         seq = self._store.keep(recipient, message, offline=target is None)
         if target is None or target.retrying:
             return []
-        return [Deliver(target.address, target.proof, _numbered(message, seq, False))]
+        return self._reach(target, _numbered(message, seq, False))
 
     def _online(self, session, request, frame_id, now):
         others = [name for name in self.online_users() if name != session.user]
@@ -477,6 +625,17 @@ class ChatServer:
     def _heartbeat(self, session, request, frame_id, now):
         return [_answer(request.conn, frame_id, {"type": "ok"})]
 
+    def _resume(self, session, request, frame_id, now):
+        """The session's client is back on a new staying connection: reach it there, and
+        send again everything it has not acknowledged, from the oldest, in order."""
+        self._attach(session, request.conn)
+        session.stays = True
+        session.retrying = False    # the resume is the retry; a retry timer still due is stale
+        session.backoff_s = 0.0
+        return [Log(f"{session.user} resumed the session on connection {request.conn}"),
+                _answer(request.conn, frame_id, {"type": "ok"}),
+                *self._send_waiting(session)]
+
     def _logout(self, session, request, frame_id, now):
         ended = self._end_session(session.user)
         return [Log(f"{session.user} logged out"),
@@ -496,6 +655,8 @@ class ChatServer:
         granter = self._sessions.get(target)
         if granter is None:
             raise Refused("offline")
+        if granter.address[1] is None:
+            raise Refused("no_port")    # no listening port: a peer could never reach it
         pair = (requester, target)
         if now < self._asks.get(pair, now):
             raise Refused("already_asked")
@@ -503,8 +664,7 @@ class ChatServer:
         self._asks[pair] = asked_until
         return [Log(f"{requester} asked {target} for its address"),
                 _answer(request.conn, frame_id, {"type": "ok"}),
-                Deliver(granter.address, granter.proof,
-                        {"type": "consent_request", "from": requester}),
+                *self._reach(granter, {"type": "consent_request", "from": requester}),
                 Arm(("consent", requester, target), asked_until)]
 
     def _consent(self, session, request, frame_id, now):
@@ -523,8 +683,7 @@ class ChatServer:
         if not agree:
             return [Log(f"{target} refused {requester} its address"),
                     _answer(request.conn, frame_id, {"type": "ok"}),
-                    Deliver(asker.address, asker.proof,
-                            {"type": "address_refused", "user": target})]
+                    *self._reach(asker, {"type": "address_refused", "user": target})]
         # One random key per consent, known only to the pair: the requester proves with it
         # who it is to the target's listener (PROTOCOL.md, "Peer to peer"). Never logged.
         key = self._make_secret()
@@ -532,9 +691,8 @@ class ChatServer:
         host, port = session.address
         return [Log(f"{target} gave {requester} its address"),
                 _answer(request.conn, frame_id, {"type": "ok", "key": key}),
-                Deliver(asker.address, asker.proof,
-                        {"type": "address", "user": target, "host": host, "port": port,
-                         "key": key})]
+                *self._reach(asker, {"type": "address", "user": target, "host": host,
+                                     "port": port, "key": key})]
 
     def _ask_lapsed(self, requester, target):
         if (requester, target) not in self._asks:
@@ -565,6 +723,16 @@ class ChatServer:
         return [Log(f"{user} timed out after {_whole(self._settings.timeout_s)} s "
                     f"without a request"),
                 *self._presence(user, online=False), *ended]
+
+    def _on_closed(self, event):
+        """A staying connection is gone: its session lives on, detached, until a resume or
+        its time-out; what it had not acknowledged goes out again at the resume."""
+        user = self._users_by_conn.pop(event.conn, None)
+        session = self._sessions.get(user)
+        if session is None:
+            return []   # a short connection, or one whose session has ended
+        session.conn = None
+        return [Log(f"{user}'s staying connection closed; the session waits for a resume")]
 
     def _on_acked(self, event):
         user = self._users_by_proof.get(event.proof)
@@ -643,6 +811,7 @@ def _answer(conn, frame_id, frame):
 # Glue: the reactor moves bytes and fires timers; the core decides. Nothing below knows chat rules.
 
 IDLE_CONNECTION_S = 60.0      # an accepted connection that sends nothing for this long is closed
+MAX_CONNECTIONS = 10000       # accepted connections open at once; past it new ones are closed
 DELIVERY_CONNECT_S = 5.0      # how long to try reaching a client's listening port
 DELIVERY_ACK_S = 10.0         # a delivery connection silent this long with messages unacknowledged
                               # is given up; the core retries them
@@ -669,12 +838,16 @@ class _Delivery:
 class ServerGlue(Handler):
     """Feeds the core what the reactor sees, and carries out the core's actions."""
 
-    def __init__(self, reactor, core, store, log, idle_s=IDLE_CONNECTION_S, commit_each=False):
+    def __init__(self, reactor, core, store, log, idle_s=IDLE_CONNECTION_S, commit_each=False,
+                 max_connections=MAX_CONNECTIONS, first_frame_s=FRAME_TIME_S):
         self.reactor = reactor
         self.core = core
         self.store = store
         self.log = log
         self.idle_s = idle_s
+        self.first_frame_s = first_frame_s    # a new connection that sends nothing is closed
+        self.max_connections = max_connections
+        self.refused_at_cap = 0               # connections refused in this burst at the cap
         # group commit: one transaction per loop pass, committed before any reply leaves;
         # commit_each (for measuring what that buys) commits after every event instead
         self.commit_each = commit_each
@@ -686,8 +859,22 @@ class ServerGlue(Handler):
     # -- what the reactor reports ------------------------------------------------------------
 
     def on_accepted(self, conn):
+        if len(self.conns) >= self.max_connections:
+            self._refuse_at_cap(conn)
+            return
+        if self.refused_at_cap:
+            self.log(f"below the cap again; refused {self.refused_at_cap} connection(s) at it")
+            self.refused_at_cap = 0
         self.conns[conn.id] = conn
-        self._arm_idle(conn)
+        self._arm_idle(conn, self.first_frame_s, "no complete frame")
+
+    def _refuse_at_cap(self, conn):
+        """Past the cap a new connection is closed at once, unanswered; logged once per burst."""
+        if not self.refused_at_cap:
+            self.log(f"{len(self.conns)} connections open, the cap: refusing new ones")
+        self.refused_at_cap += 1
+        conn.data["at_cap"] = True
+        conn.abort("at the connection cap")
 
     def on_connected(self, conn):
         self._arm_idle(conn)
@@ -700,19 +887,37 @@ class ServerGlue(Handler):
         try:
             frame = decode(line)
         except FrameError as exc:
-            self.log(f"connection {conn.id} from {conn.peer[0]}: refused frame ({exc.code})")
-            conn.send(encode(error(exc.code, detail=str(exc))))
+            self.apply(self.core.handle(BadFrame(conn.id, conn.peer[0], exc.code, str(exc)),
+                                        self.now()))
             return
         if frame["type"] == "bye":
             conn.close("bye")
             return
+        if frame["type"] == "ack":
+            self._stay_ack(conn, frame)
+            return
         self.apply(self.core.handle(Request(conn.id, frame, conn.peer[0]), self.now()))
 
+    def _stay_ack(self, conn, frame):
+        """An ack on a staying connection is for the session whose messages went out on it."""
+        seq = frame.get("seq")
+        proof = conn.data.get("proof")
+        if proof is None or isinstance(seq, bool) or not isinstance(seq, int):
+            return      # nothing numbered went out here: there is nothing to acknowledge
+        self.apply(self.core.handle(Acked(proof, seq), self.now()))
+
     def on_oversize(self, conn):
-        self.log(f"connection {conn.id} from {conn.peer[0]}: refused frame (too_long)")
-        conn.send(encode(error("too_long")))
+        self._arm_idle(conn)    # it sent something; the reactor times the frame it discards
+        if "delivery" not in conn.data:
+            self.apply(self.core.handle(BadFrame(conn.id, conn.peer[0], "too_long"), self.now()))
+
+    def on_frame_timeout(self, conn):
+        """A frame begun too long ago (a slowloris): say so; the reactor closes, on_closed logs."""
+        conn.send(encode(error("too_slow")))
 
     def on_closed(self, conn, reason):
+        if conn.data.get("at_cap"):
+            return      # never one of ours; counted in refused_at_cap
         self.conns.pop(conn.id, None)
         idle = conn.data.get("idle")
         if idle is not None:
@@ -721,6 +926,7 @@ class ServerGlue(Handler):
         if delivery is None:
             if reason not in ORDINARY_CLOSES:
                 self.log(f"connection {conn.id} from {conn.peer[0]} closed: {reason}")
+            self.apply(self.core.handle(Closed(conn.id), self.now()))
             return
         if self.deliveries.get((delivery.address, delivery.proof)) is delivery:
             del self.deliveries[(delivery.address, delivery.proof)]
@@ -753,6 +959,9 @@ class ServerGlue(Handler):
                 self.log(action.text)
 
     def _deliver(self, action):
+        if action.conn is not None:
+            self._push(action)
+            return
         key = (action.address, action.proof)
         delivery = self.deliveries.get(key)
         if delivery is None:
@@ -767,6 +976,15 @@ class ServerGlue(Handler):
             delivery.unacked.append(action.frame)
         delivery.conn.send(encode(action.frame))
         self._end_when_done(delivery)
+
+    def _push(self, action):
+        """A frame for a staying client goes on its own connection, hello-free, in order with
+        the replies; a connection already gone has told the core (Closed), and what it did not
+        acknowledge goes out again at the resume."""
+        conn = self.conns.get(action.conn)
+        if conn is not None:
+            conn.data["proof"] = action.proof   # so that its acks name the session
+            conn.send(encode(action.frame))
 
     def _delivery_frame(self, delivery, line):
         """A client's listener acknowledges numbered messages; anything else is ignored."""
@@ -812,13 +1030,21 @@ class ServerGlue(Handler):
         self.timers.pop(key, None)
         self.apply(self.core.handle(Expired(key), self.now()))
 
-    def _arm_idle(self, conn):
+    def _arm_idle(self, conn, limit_s=None, reason="idle"):
         idle = conn.data.get("idle")
         if idle is not None:
             idle.cancel()
-        waiting_for_acks = "delivery" in conn.data and conn.data["delivery"].unacked
-        limit_s = DELIVERY_ACK_S if waiting_for_acks else self.idle_s
-        conn.data["idle"] = self.reactor.call_later(limit_s, lambda: conn.close("idle"))
+        if limit_s is None:
+            waiting_for_acks = "delivery" in conn.data and conn.data["delivery"].unacked
+            limit_s = DELIVERY_ACK_S if waiting_for_acks else self.idle_s
+        conn.data["idle"] = self.reactor.call_later(limit_s,
+                                                    lambda: self._idle(conn, limit_s, reason))
+
+    def _idle(self, conn, limit_s, reason):
+        if reason != "idle":    # hostile or broken, not merely done: told why, and logged
+            conn.send(encode(error("too_slow")))
+            reason = f"{reason} within {_whole(limit_s)} s"
+        conn.close(reason)
 
 
 def make_logger(clock, stream=None):
@@ -851,6 +1077,57 @@ def _seconds(text):
     return seconds
 
 
+def _count(text):
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"not a whole number 0 or more: {text!r}")
+    return count
+
+
+def _rate(text):
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = -1.0
+    if not 0 <= rate < float("inf"):
+        raise argparse.ArgumentTypeError(f"not a rate 0 or more: {text!r}")
+    return rate
+
+
+def _add_limit_options(parser):
+    """The hardening limits (PROTOCOL.md, "Limits"); a rate of 0 turns that rate limit off."""
+    limits_group = parser.add_argument_group("limits (PROTOCOL.md lists them; a rate of 0 is off)")
+    add = limits_group.add_argument
+    add("--frame-time", type=_seconds, default=FRAME_TIME_S, metavar="S",
+        help="seconds a connection has to send its first frame, and to finish any frame it "
+             f"begins (default {FRAME_TIME_S:g})")
+    add("--max-connections", type=_count, default=MAX_CONNECTIONS, metavar="N",
+        help=f"accepted connections open at once; past it new ones are closed (default "
+             f"{MAX_CONNECTIONS})")
+    add("--user-rate", type=_rate, default=Settings.user_rate_per_s, metavar="PER_S",
+        help=f"requests a second per user (default {Settings.user_rate_per_s:g})")
+    add("--user-burst", type=_count, default=Settings.user_burst, metavar="N",
+        help=f"requests a user may send at once (default {Settings.user_burst})")
+    add("--address-rate", type=_rate, default=Settings.address_rate_per_s, metavar="PER_S",
+        help=f"requests a second per address (default {Settings.address_rate_per_s:g})")
+    add("--address-burst", type=_count, default=Settings.address_burst, metavar="N",
+        help=f"requests an address may send at once (default {Settings.address_burst})")
+    add("--failed-logins", type=_rate, default=Settings.failed_logins_per_s * 60, metavar="PER_MIN",
+        help="failed logins a minute per address, after as many at once (default "
+             f"{Settings.failed_logins_per_s * 60:g})")
+
+
+def limit_settings(args):
+    """The parsed limit options -> keyword arguments for Settings."""
+    return dict(user_rate_per_s=args.user_rate, user_burst=args.user_burst,
+                address_rate_per_s=args.address_rate, address_burst=args.address_burst,
+                failed_logins_per_s=args.failed_logins / 60,
+                failed_logins_burst=round(args.failed_logins), tokens_bound_to_host=True)
+
+
 def parse_args(argv):
     """Command line -> argparse namespace; a bad option or port exits 2 with the usage."""
     parser = argparse.ArgumentParser(prog="server.py", description="The chat room server.")
@@ -871,6 +1148,7 @@ def parse_args(argv):
                              "request: slower, for measuring what group commit buys")
     parser.add_argument("--tls-cert", metavar="FILE", help="speak TLS with this certificate (PEM)")
     parser.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
+    _add_limit_options(parser)
     args = parser.parse_args(argv)
     args.tls_context = None
     if args.tls_cert or args.tls_key:
@@ -885,8 +1163,11 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    """Run the server until SIGINT or SIGTERM; returns the exit status."""
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    """Run the server until SIGINT or SIGTERM (or run `passwd`); returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["passwd"]:
+        return passwords.passwd_main(argv[1:])
+    args = parse_args(argv)
     clock = RealClock()
     log = make_logger(clock)
     try:
@@ -901,10 +1182,11 @@ def main(argv=None):
         print(f"server.py: cannot open the data directory {args.data_dir}: {exc}", file=sys.stderr)
         return 1
     settings = Settings(block_time_s=args.block_time, timeout_s=args.timeout,
-                        consent_s=args.consent_time)
-    reactor = Reactor(clock, log=log)
+                        consent_s=args.consent_time, **limit_settings(args))
+    reactor = Reactor(clock, log=log, frame_time_s=args.frame_time)
     core = ChatServer(credentials, store, settings, instance=secrets.token_hex(4))
-    glue = ServerGlue(reactor, core, store, log, commit_each=args.commit == "each")
+    glue = ServerGlue(reactor, core, store, log, commit_each=args.commit == "each",
+                      max_connections=args.max_connections, first_frame_s=args.frame_time)
     try:
         listener = reactor.listen(args.host, args.port, glue, tls=args.tls_context)
     except OSError as exc:

@@ -10,6 +10,8 @@ make a whole loop pass durable with one disk sync before that pass's replies go 
 import json
 import sqlite3
 
+from passwords import is_hashed, parse_hash, valid_name
+
 # AUTOINCREMENT: a sequence number is never used twice, even after deletes, so a client
 # can tell a message it has shown from a new one by its number alone.
 _SCHEMA = """
@@ -58,7 +60,10 @@ def _account_lines(path):
 
 
 def load_credentials(path):
-    """Path of a `name password` file -> {name: password}; CredentialsError if malformed."""
+    """Path of a `name password` file -> {name: stored entry}; CredentialsError if malformed.
+
+    An entry is a plain password (the course's form) or `scrypt$<salt>$<hash>` (passwords.py).
+    """
     passwords = {}
     for number, fields in _account_lines(path):
         # Quote only the field count: a malformed line may hold a password.
@@ -68,6 +73,13 @@ def load_credentials(path):
         name, password = fields
         if name in passwords:
             raise CredentialsError(f"{path}, line {number}: duplicate user {name!r}")
+        if not valid_name(name):
+            raise CredentialsError(f"{path}, line {number}: not a valid user name")
+        if is_hashed(password):
+            try:
+                parse_hash(password)
+            except ValueError as exc:
+                raise CredentialsError(f"{path}, line {number}: malformed hash: {exc}") from None
         passwords[name] = password
     return passwords
 

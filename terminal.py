@@ -18,6 +18,9 @@ ERASE_LINE = "\x15"             # Ctrl-U
 ERASE_WORD = "\x17"             # Ctrl-W
 END_OF_INPUT = "\x04"           # Ctrl-D, honoured on an empty line only
 ENTER = ("\r", "\n")
+# A typed or piped line is cut here, so a line with no end cannot fill memory. Anything this
+# long is far past what the server takes (4,000 characters of text), so it is refused whole.
+MAX_LINE_CHARS = 64 * 1024
 
 # Characters that move the cursor or reorder text although they are not C0/C1 controls.
 _INVISIBLE = {"\u2028", "\u2029", "\u200e", "\u200f"} | {chr(c) for c in range(0x202A, 0x202F)} \
@@ -110,8 +113,8 @@ class Terminal:
 
     def _split_lines(self, data):
         parts = (self._pending + data).split(b"\n")
-        self._pending = parts.pop()
-        return [_decode_line(part) for part in parts]
+        self._pending = parts.pop()[:MAX_LINE_CHARS * 4]    # up to 4 UTF-8 bytes a character
+        return [_decode_line(part)[:MAX_LINE_CHARS] for part in parts]
 
     def _key(self, char, lines):
         """One typed character: edit the line, or end it into `lines`."""
@@ -136,6 +139,8 @@ class Terminal:
             self._erase_word()
         elif char == END_OF_INPUT:
             self.ended = not self._buffer
+        elif len(self._buffer) >= MAX_LINE_CHARS:
+            pass                        # full: further characters are dropped
         elif char == "\t" or visible(char) == char:
             self._buffer.append(" " if char == "\t" else char)
             if not self.secret:

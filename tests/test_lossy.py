@@ -5,6 +5,7 @@ repeat and delay requests, replies, deliveries and acknowledgements. Users whose
 (a lost heartbeat or three) log in again, as a person would. Then the network heals, time runs on,
 and each screen is checked: every direct message typed is shown once to its recipient, and each
 sender's messages appear in the order they were typed; broadcasts appear at most once, in order.
+The same holds when some users stay connected and their connections are cut now and then.
 """
 import re
 
@@ -31,10 +32,13 @@ def log_in_whoever_is_asked(world):
             world.type(person, USERS[person][1])
 
 
-def run_chat(seed, steps=150):
+STAYING = ("alice", "carol")
+
+
+def run_chat(seed, steps=150, staying=()):
     world = World(faults=Faults(seed), client_settings={"heartbeat_s": 10.0})
     for person in USERS:
-        world.start(person)
+        world.start(person, stays=person in staying)
     typed = {}                   # (sender, recipient) -> texts in the order typed
     broadcasts = {}              # sender -> texts in the order typed
     rng = world.faults.random
@@ -72,9 +76,10 @@ def screens(world):
     return shown
 
 
+@pytest.mark.parametrize("staying", [(), STAYING], ids=["short", "some staying"])
 @pytest.mark.parametrize("seed", range(12))
-def test_every_message_is_shown_exactly_once_and_in_order_despite_the_network(seed):
-    world, typed, broadcasts = run_chat(seed)
+def test_every_message_is_shown_exactly_once_and_in_order_despite_the_network(seed, staying):
+    world, typed, broadcasts = run_chat(seed, staying=staying)
     shown = screens(world)
     assert sum(len(texts) for texts in typed.values()) > 40      # the test did chat
     for (sender, recipient), texts in typed.items():
@@ -94,6 +99,14 @@ def test_the_faults_really_happen():
     assert "could not deliver" in log                 # deliveries failed and were retried
     assert "Cannot reach the server" in log            # requests were lost
     assert "Your session has ended" in log or "will be retried" in log
+
+
+def test_staying_connections_really_break_and_resume():
+    world, typed, _ = run_chat(seed=3, staying=STAYING)
+    log = "\n".join(world.transcript)
+    assert log.count("staying connection closed") > 5
+    assert log.count("resumed the session") > 5
+    assert "Cannot reach the server (connection reset)." in log
 
 
 def test_the_same_seed_gives_the_same_run():

@@ -14,6 +14,9 @@ Session files (tests/sessions/*.txt) hold one item per line:
     # words               a comment
     (blank line)          spacing
     start NAME [HOST]     start a client NAME on HOST (default 10.0.0.N); it listens on port 5000
+    start NAME [HOST] stay  ... a client that stays connected (--stay-connected): its requests
+                          and deliveries share one connection, cut by `NAME is cut`
+    NAME is cut           NAME's staying connection breaks; it is made again 1 s later
     NAME> TEXT            NAME types TEXT (the rest of the line, exactly, after one space)
     NAME>> A || B || C    NAME's lines A, B and C all arrive before any answer does (a paste,
                           or input from a file)
@@ -28,7 +31,7 @@ Session files (tests/sessions/*.txt) hold one item per line:
 Everything is in-memory and ordered: the same file gives the same transcript every run.
 A World may also be given `Faults`: a seeded schedule that loses, repeats and delays requests,
 replies, deliveries and acknowledgements, and cuts delivery connections short; the same seed
-gives the same trouble every run.
+gives the same trouble every run; they also cut staying connections.
 `run_session(text)` rebuilds the file from its commands and the transcript so a test can
 compare the two byte for byte; REPLAY_UPDATE=1 makes the test rewrite the file instead.
 """
@@ -40,6 +43,7 @@ from collections import deque
 import client
 import protocol
 import server
+import stay
 from replay import counting_secrets
 from storage import Store, load_credentials
 
@@ -56,10 +60,13 @@ def wire(frame):
 class SimClient:
     """One client process: its core, its address, and whether it still runs."""
 
-    def __init__(self, name, host, settings):
+    def __init__(self, name, host, settings, stays=False):
         self.name = name
         self.host = host
-        self.core = client.ChatClient(client.Settings(LISTEN_PORT, **settings))
+        self.core = client.ChatClient(client.Settings(LISTEN_PORT, stay=stays, **settings))
+        self.stays = stays
+        self.conn = None            # its staying connection while open
+        self.in_flight = set()      # request ids sent on it and not yet answered
         self.running = True
         self.asleep = False
         self.missed = []            # events that came while asleep
@@ -71,13 +78,13 @@ class Faults:
 
     def __init__(self, seed, lose_request=0.1, lose_reply=0.1, repeat_request=0.1,
                  fail_delivery=0.1, cut_delivery=0.1, repeat_frame=0.1, lose_ack=0.1,
-                 delay_delivery=0.3):
+                 delay_delivery=0.3, cut_stay=0.05):
         self.random = random.Random(seed)
         self.on = True
         self.odds = dict(lose_request=lose_request, lose_reply=lose_reply,
                          repeat_request=repeat_request, fail_delivery=fail_delivery,
                          cut_delivery=cut_delivery, repeat_frame=repeat_frame, lose_ack=lose_ack,
-                         delay_delivery=delay_delivery)
+                         delay_delivery=delay_delivery, cut_stay=cut_stay)
 
     def __call__(self, trouble):
         """Does `trouble` happen this time?"""
@@ -104,13 +111,19 @@ class World:
         self._requests = {}         # server conn -> (client name, request id, what the client hears)
         self._streams = {}          # (address, proof) -> frames on the open delivery connection
         self._deliveries = {}       # delivery conn -> what the server's glue knows of it
+        self._stays = {}            # open staying conn -> client name
+        self._broken = set()        # staying conns that broke: what is still on its way is lost
+        self._pushed = {}           # staying conn -> the proof of what the server pushed on it
 
     # -- what a script does --------------------------------------------------------------
 
-    def start(self, name, host=None):
+    def start(self, name, host=None, stays=False):
         host = host or f"10.0.0.{len(self.clients) + 1}"
-        self.clients[name] = SimClient(name, host, self.client_settings)
-        self._send(name, client.Started())
+        sim = self.clients[name] = SimClient(name, host, self.client_settings, stays)
+        self._queue.append((name, client.Started()))
+        if stays:
+            self._connect(sim)      # LinkUp follows Started, as in the glue
+        self._drain()
 
     def type(self, name, *lines):
         """Lines that arrive together, before the network carries anything."""
@@ -124,7 +137,16 @@ class World:
         self._send(name, client.InputEnded())
 
     def vanish(self, name):
-        self.clients[name].running = False
+        sim = self.clients[name]
+        sim.running = False
+        if sim.conn is not None:
+            self._break(sim, reconnect=False)   # the system closes a dead process's connection
+            self._drain()
+
+    def cut(self, name):
+        """NAME's staying connection breaks (a reset, a lost route)."""
+        self._break(self.clients[name])
+        self._drain()
 
     def sleep(self, name):
         self.clients[name].asleep = True
@@ -152,6 +174,9 @@ class World:
 
     def _send(self, who, event):
         self._queue.append((who, event))
+        self._drain()
+
+    def _drain(self):
         while self._queue:
             self._run_queue()
             self._flush_streams()   # what the server queued goes out once things are quiet
@@ -159,7 +184,15 @@ class World:
     def _run_queue(self):
         while self._queue:
             who, event = self._queue.popleft()
-            if who == "glue":
+            if isinstance(who, tuple):  # carried on a staying connection: lost if it broke
+                _, conn, who = who
+                if conn in self._broken:
+                    continue
+                if isinstance(event, client.Replied):
+                    self.clients[who].in_flight.discard(event.request_id)
+            if who == "link":
+                self._reconnect(event.key[1])
+            elif who == "glue":
                 self._delivery_closed(event)
             elif who == "server":
                 self._server_does(self.server.handle(event, self.now))
@@ -191,6 +224,13 @@ class World:
                 sim.running = False
                 sim.exit_code = action.code
                 self._record(sim.name, f"(exit {action.code})")
+                if sim.conn is not None:
+                    self._break(sim, reconnect=False)
+            elif kind == "SendTo" and action.conn in self._pushed:
+                if action.conn in self._stays:  # on a broken connection, lost with it
+                    seq = wire(action.frame)["seq"]
+                    self._queue.append((("stay", action.conn, "server"),
+                                        server.Acked(self._pushed[action.conn], seq)))
             elif kind == "SendTo" and action.frame.get("type") == "ack":
                 if not self.faults("lose_ack"):
                     delivery = self._deliveries[action.conn]
@@ -202,6 +242,9 @@ class World:
 
     def _request(self, sim, action):
         """A short connection to the server; faults may lose it, its reply, or send it twice."""
+        if sim.stays:
+            self._stay_request(sim, action)
+            return
         if self.faults("lose_request"):
             self._queue.append((sim.name, client.RequestFailed(action.request_id, "lost")))
             return
@@ -216,12 +259,18 @@ class World:
 
     def _server_does(self, actions):
         for action in actions:
-            if isinstance(action, server.Reply):
+            if isinstance(action, server.Reply) and action.conn in self._stays:
+                name = self._stays[action.conn]
+                self._queue.append((("stay", action.conn, name),
+                                    client.Replied(action.frame["id"], wire(action.frame))))
+            elif isinstance(action, server.Reply) and action.conn in self._requests:
                 name, request_id, fate = self._requests[action.conn]
                 if fate == "answered":
                     self._queue.append((name, client.Replied(request_id, wire(action.frame))))
                 elif fate == "lost":
                     self._queue.append((name, client.RequestFailed(request_id, "reply lost")))
+            elif isinstance(action, server.Deliver) and action.conn is not None:
+                self._push(action)
             elif isinstance(action, server.Deliver):
                 # one connection per session at a time, as the server's glue keeps it
                 self._streams.setdefault((action.address, action.proof), []).append(action.frame)
@@ -229,6 +278,62 @@ class World:
                 self._arm("server", action.key, action.at)
             elif isinstance(action, server.Log):
                 self._record("server", action.text)
+
+    # -- staying connections: one per client, requests, replies and deliveries in order --------
+
+    def _connect(self, sim):
+        """The client's staying connection opens; its core hears LinkUp."""
+        self._conns += 1
+        sim.conn = self._conns
+        self._stays[sim.conn] = sim.name
+        self._queue.append((sim.name, client.LinkUp()))
+
+    def _reconnect(self, name):
+        sim = self.clients[name]
+        if sim.running and sim.conn is None:
+            self._connect(sim)
+
+    def _break(self, sim, reconnect=True):
+        """What is on its way is lost, what waits for a reply fails, the server hears Closed,
+        and the client's glue tries again after its first backoff."""
+        conn, sim.conn = sim.conn, None
+        del self._stays[conn]
+        self._broken.add(conn)
+        for request_id in sorted(sim.in_flight):
+            self._queue.append((sim.name, client.RequestFailed(request_id, "connection reset")))
+        sim.in_flight.clear()
+        self._queue.append(("server", server.Closed(conn)))
+        if reconnect:
+            self._arm("link", ("reconnect", sim.name), self.now + stay.RECONNECT_FIRST_S)
+
+    def _stay_request(self, sim, action):
+        if sim.conn is None:
+            self._queue.append((sim.name, client.RequestFailed(action.request_id,
+                                                               "not connected")))
+            return
+        sim.in_flight.add(action.request_id)
+        request = server.Request(sim.conn, wire({**action.frame, "id": action.request_id}),
+                                 sim.host)
+        if self.faults("cut_stay"):
+            # the connection breaks as the request leaves: lost, or taken with its reply lost
+            if self.faults.random.random() < 0.5:
+                self._queue.append(("server", request))
+            self._break(sim)
+            return
+        self._queue.append((("stay", sim.conn, "server"), request))
+
+    def _push(self, action):
+        """A delivery on a staying connection, in order with the replies; none is lost but
+        with the connection (the resume sends it again)."""
+        name = self._stays.get(action.conn)
+        if name is None:
+            return
+        if self.faults("cut_stay"):
+            self._break(self.clients[name])
+            return
+        self._pushed[action.conn] = action.proof
+        self._queue.append((("stay", action.conn, name),
+                            client.Pushed(action.conn, wire(action.frame))))
 
     def _flush_streams(self):
         keys = list(self._streams)
@@ -281,7 +386,9 @@ def run_command(world, command):
         return
     head, _, rest = command.partition(" ")
     if head == "start":
-        world.start(*rest.split())
+        name, *options = rest.split()
+        hosts = [word for word in options if word != "stay"]
+        world.start(name, *hosts, stays="stay" in options)
     elif head.endswith(">>"):
         world.type(head[:-2], *rest.split(" || "))
     elif head.endswith(">"):
@@ -296,6 +403,8 @@ def run_command(world, command):
         world.sleep(head)
     elif rest == "wakes":
         world.wake(head)
+    elif rest == "is cut":
+        world.cut(head)
     else:
         raise ValueError(f"not a session command: {command!r}")
 

@@ -1,0 +1,87 @@
+"""Rate limits as token buckets, keyed by whatever the caller names (a user, an address).
+
+A bucket holds at most `burst` tokens and gains `rate_per_s` tokens a second; each request
+spends one. An empty bucket refuses, and says how long until the next token, so a flood gets
+"slow down, try again in N s" and an honest burst passes. A full bucket is the same as no bucket,
+so buckets that have refilled are forgotten and memory follows the recent senders only.
+
+Time is the caller's `now` (seconds); nothing here reads a clock.
+"""
+import math
+
+PRUNE_EVERY_S = 60.0     # how often full buckets are forgotten, at most
+
+
+class RateLimiter:
+    """Token buckets per key: `take(key, now)` -> 0.0 when allowed, else seconds to wait."""
+
+    def __init__(self, rate_per_s, burst):
+        # rate_per_s == 0 turns the limit off (every take is allowed), for benchmarks
+        self.rate_per_s = float(rate_per_s)
+        self.burst = float(burst)
+        self._buckets = {}          # key -> (tokens, as of this time)
+        self._pruned_at = None
+
+    @property
+    def enabled(self):
+        """False when the limit is off."""
+        return self.rate_per_s > 0 and self.burst > 0
+
+    def tokens(self, key, now):
+        """How many tokens `key` has at `now` (burst when it never spent any)."""
+        tokens, at = self._buckets.get(key, (self.burst, now))
+        return min(self.burst, tokens + max(0.0, now - at) * self.rate_per_s)
+
+    def take(self, key, now):
+        """Spend one token of `key`: 0.0 if there was one, else the seconds until there is."""
+        if not self.enabled:
+            return 0.0
+        self._prune(now)
+        tokens = self.tokens(key, now)
+        if tokens >= 1.0:
+            self._buckets[key] = (tokens - 1.0, now)
+            return 0.0
+        self._buckets[key] = (tokens, now)
+        return (1.0 - tokens) / self.rate_per_s
+
+    def check(self, key, now):
+        """Like take, without spending: 0.0 if a token is there, else the seconds to wait."""
+        if not self.enabled:
+            return 0.0
+        tokens = self.tokens(key, now)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate_per_s
+
+    def __len__(self):
+        return len(self._buckets)
+
+    def _prune(self, now):
+        """At most every PRUNE_EVERY_S, forget buckets that are full again."""
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY_S:
+            return
+        self._pruned_at = now
+        self._buckets = {key: (tokens, at) for key, (tokens, at) in self._buckets.items()
+                         if self.tokens(key, now) < self.burst}
+
+
+def wait_text(seconds):
+    """Seconds to wait -> a whole number of seconds for people and the wire (at least 1)."""
+    return max(1, math.ceil(seconds))
+
+
+class OncePer:
+    """`due(key, now)` is True at most once per `quiet_s` for each key: one log line per burst."""
+
+    def __init__(self, quiet_s):
+        self.quiet_s = quiet_s
+        self._until = {}            # key -> quiet until
+        self._pruned_at = None
+
+    def due(self, key, now):
+        """True if `key` has been quiet for quiet_s (or never seen); starts a new quiet period."""
+        if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY_S:
+            self._pruned_at = now
+            self._until = {k: until for k, until in self._until.items() if until > now}
+        if now < self._until.get(key, now):
+            return False
+        self._until[key] = now + self.quiet_s
+        return True

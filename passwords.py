@@ -1,0 +1,204 @@
+"""Stored passwords: salted scrypt hashes, checked in constant time, and the `passwd` command.
+
+A line of credential.txt is `name password` (the course's plain form, still accepted) or
+`name scrypt$<salt-hex>$<hash-hex>`. Once a file holds any hash, checking a password always
+costs one scrypt, whether the entry is hashed, plain, or the name is unknown (checked against a
+dummy entry), so the time a login takes says nothing about which names exist or how they are
+stored. A file of plain passwords only costs no scrypt at all: every check is then the same
+constant-time comparison, unknown names against a dummy.
+
+The server is one thread: every hash blocks every user for its duration. SCRYPT_N = 2**11 with
+r = 8 costs about 3.5 ms and 2 MiB on the 2-core test machine (2**14 costs 42 ms): cheap enough
+for a login burst, and the lockout (3 tries per name) and the per-address limit on failed logins
+bound online guessing. Changing these constants needs a new prefix: entries name no parameters.
+"""
+import argparse
+import getpass
+import hashlib
+import hmac
+import os
+import secrets
+import sys
+import tempfile
+
+PREFIX = "scrypt$"
+SCRYPT_N = 2 ** 11          # CPU and memory cost: 128 * r * N bytes = 2 MiB
+SCRYPT_R = 8
+SCRYPT_P = 1
+SALT_BYTES = 16
+HASH_BYTES = 32
+MAX_NAME_CHARS = 64         # the server's limit on user names
+_DUMMY_SALT = bytes(SALT_BYTES)
+
+
+def _scrypt(password, salt):
+    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R,
+                          p=SCRYPT_P, dklen=HASH_BYTES)
+
+
+def hash_password(password, salt=None):
+    """A password -> its stored form, `scrypt$<salt-hex>$<hash-hex>` (a fresh salt by default)."""
+    salt = secrets.token_bytes(SALT_BYTES) if salt is None else salt
+    return f"{PREFIX}{salt.hex()}${_scrypt(password, salt).hex()}"
+
+
+def is_hashed(stored):
+    """True when a stored entry claims to be a hash (it may still be malformed)."""
+    return stored.startswith(PREFIX)
+
+
+def parse_hash(stored):
+    """`scrypt$<salt>$<hash>` -> (salt, hash) bytes; ValueError when malformed."""
+    parts = stored[len(PREFIX):].split("$")
+    if len(parts) != 2:
+        raise ValueError("expected scrypt$<salt-hex>$<hash-hex>")
+    salt, digest = bytes.fromhex(parts[0]), bytes.fromhex(parts[1])
+    if len(salt) < 8 or len(digest) != HASH_BYTES:
+        raise ValueError(f"the salt needs 8 bytes or more and the hash {HASH_BYTES} bytes")
+    return salt, digest
+
+
+DUMMY_ENTRY = hash_password("no account has this password", _DUMMY_SALT)
+
+
+def verify(password, stored):
+    """True when `password` matches the stored entry; always one scrypt, compared in constant time."""
+    if is_hashed(stored):
+        try:
+            salt, expected = parse_hash(stored)
+        except ValueError:
+            salt, expected = _DUMMY_SALT, b""      # load_credentials refuses these; never matches
+        actual = _scrypt(password, salt)
+    else:
+        _scrypt(password, _DUMMY_SALT)             # the same cost as a hashed entry
+        actual, expected = password.encode("utf-8"), stored.encode("utf-8")
+    return hmac.compare_digest(actual, expected)
+
+
+def _compare_plain(password, stored):
+    return hmac.compare_digest(password.encode("utf-8"), stored.encode("utf-8"))
+
+
+class Checker:
+    """Password checks for one set of accounts ({name: stored entry}), all of equal cost."""
+
+    def __init__(self, accounts):
+        self._accounts = accounts
+        self._hashing = any(is_hashed(stored) for stored in accounts.values())
+        self._dummy = DUMMY_ENTRY if self._hashing else "no account has this password"
+
+    def check(self, name, password):
+        """True when `name` is an account and `password` its password; unknown names cost the same."""
+        known = name in self._accounts
+        stored = self._accounts[name] if known else self._dummy
+        matches = verify(password, stored) if self._hashing else _compare_plain(password, stored)
+        return known and matches
+
+
+# -- the credentials file --------------------------------------------------------------------
+
+def valid_name(name):
+    """True for a name the credentials file and the server accept."""
+    return (0 < len(name) <= MAX_NAME_CHARS and not name.startswith("#")
+            and all(ch.isprintable() and not ch.isspace() for ch in name))
+
+
+def set_password(path, name, password):
+    """Write `name scrypt$...` into the file at `path`, replacing that name's line or adding one.
+
+    Every other line (comments too) stays as it was; the file is replaced atomically, so a crash
+    leaves the old file or the new one, never half of one.
+    """
+    entry = f"{name} {hash_password(password)}\n"
+    lines, replaced = [], False
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as old:
+            for line in old:
+                fields = line.split()
+                if fields and fields[0] == name:
+                    if not replaced:
+                        lines.append(entry)
+                    replaced = True
+                else:
+                    lines.append(line if line.endswith("\n") else line + "\n")
+    if not replaced:
+        lines.append(entry)
+    _replace(path, lines)
+    return replaced
+
+
+def convert_file(path):
+    """Hash every plain `name password` line of the file in place; returns how many changed."""
+    with open(path, encoding="utf-8") as old:
+        lines = old.readlines()
+    changed = 0
+    for index, line in enumerate(lines):
+        fields = line.split()
+        if len(fields) == 2 and not fields[0].startswith("#") and not is_hashed(fields[1]):
+            lines[index] = f"{fields[0]} {hash_password(fields[1])}\n"
+            changed += 1
+    if changed:
+        _replace(path, lines)
+    return changed
+
+
+def _replace(path, lines):
+    folder = os.path.dirname(os.path.abspath(path))
+    mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o600
+    fd, temp = tempfile.mkstemp(dir=folder, prefix=".credentials-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as new:
+            new.writelines(lines)
+            new.flush()
+            os.fsync(new.fileno())
+        os.chmod(temp, mode)
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+
+
+def _read_password(stdin, stderr):
+    """The new password: asked twice without echo on a terminal, one line from a pipe."""
+    if stdin.isatty():
+        first = getpass.getpass("New password: ", stream=stderr)
+        if getpass.getpass("Again: ", stream=stderr) != first:
+            raise ValueError("the two passwords differ")
+        return first.strip()
+    return stdin.readline().strip()
+
+
+def passwd_main(argv, stdin=None, stdout=None, stderr=None):
+    """`server.py passwd USER [--credentials FILE]` or `passwd --convert`; returns the exit status."""
+    stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
+    parser = argparse.ArgumentParser(
+        prog="server.py passwd",
+        description="Store a user's password hashed (scrypt) in the credentials file.")
+    parser.add_argument("user", nargs="?", help="the account to set (added if new)")
+    parser.add_argument("--credentials", default="credential.txt",
+                        help="the accounts file (default credential.txt)")
+    parser.add_argument("--convert", action="store_true",
+                        help="hash every plain 'name password' line of the file in place")
+    args = parser.parse_args(argv)
+    if args.convert == (args.user is not None):
+        parser.error("give a user name, or --convert")
+    try:
+        if args.convert:
+            count = convert_file(args.credentials)
+            print(f"hashed {count} plain password(s) in {args.credentials}", file=stdout)
+            return 0
+        if not valid_name(args.user):
+            parser.error(f"not a valid user name (1-{MAX_NAME_CHARS} printable characters, "
+                         f"no spaces, not starting with #)")
+        password = _read_password(stdin, stderr)
+        if not password:
+            print("server.py passwd: the password is empty; nothing changed", file=stderr)
+            return 1
+        replaced = set_password(args.credentials, args.user, password)
+    except (OSError, ValueError) as exc:
+        print(f"server.py passwd: {exc}", file=stderr)
+        return 1
+    print(f"{'replaced' if replaced else 'added'} {args.user} in {args.credentials} (hashed)",
+          file=stdout)
+    return 0

@@ -1,0 +1,119 @@
+"""The staying connection (client.py --stay-connected): one connection to the server that
+carries every request and every delivery, kept open, and made again with backoff when lost.
+
+The client core does not choose a transport. It asks for `Request(id, frame)` and hears
+`Replied` or `RequestFailed`, as with short connections; deliveries reach it as
+`Pushed(conn, frame)`, and it acknowledges them with `SendTo(conn, ack)`. `StayLink` carries
+all of that on one connection: a request goes with its `id`, the reply repeats it, and a frame
+without an `id` is a delivery. When the connection is lost, every request on it fails (the
+core's outbox sends its message again with the same `mid`, which the server recognises), and a
+new connection is tried after 1 s, 2 s, 4 s ... up to 30 s. The core's `LinkUp` handler makes
+`resume` the first request on it, so the server attaches the session there and sends again
+whatever was not acknowledged (PROTOCOL.md, "Staying connected").
+"""
+import protocol
+from client import (REQUEST_TIMEOUT_S, LinkUp, Pushed, Replied, RequestFailed, _decoded,
+                    _REASON_WORDS)
+from reactor import Handler
+
+RECONNECT_FIRST_S = 1.0     # a lost connection is made again after this, doubling per failure
+RECONNECT_MAX_S = 30.0      # ... up to this, for as long as the client runs
+
+
+def _request_id(frame):
+    """The reply's id if it can be one of ours (an int), else None: then it is a delivery."""
+    value = frame.get("id")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class StayLink(Handler):
+    """The client's one connection to the server, and the requests waiting on it.
+
+    A request that gets no reply within REQUEST_TIMEOUT_S means the connection is dead even
+    if TCP has not noticed (a half-open connection after a network change): it is dropped and
+    made again. Heartbeats keep a request going at least every 30 s, so this is how a quiet
+    client notices too.
+    """
+
+    def __init__(self, glue, server, log, tls=None, server_name=None):
+        self.glue = glue                # feeds the core: glue.feed(event)
+        self.server = server            # (host, port)
+        self.tls = tls
+        self.server_name = server_name
+        self.log = log                  # diagnostics for stderr
+        self.conn = None                # open or opening; None while waiting to try again
+        self.up = False                 # open: requests go out at once
+        self.held = []                  # (request id, frame) asked for while opening
+        self.in_flight = {}             # request id -> Timer: no reply by then drops the link
+        self.backoff_s = 0.0            # the wait before the next try; doubles per failure
+        self.retry = None               # the Timer of that try
+
+    def open(self):
+        """Start connecting: LinkUp once it is open; if it fails, as when a link is lost."""
+        self.retry = None
+        self.conn = self.glue.reactor.connect(*self.server, self, tls=self.tls,
+                                              server_hostname=self.server_name)
+
+    def request(self, request_id, frame):
+        """Send a request; while no connection is open or opening, it fails at once."""
+        if self.up:
+            self._write(request_id, frame)
+        elif self.conn is not None:
+            self.held.append((request_id, frame))   # after LinkUp's resume, in order
+        else:
+            self.glue.feed(RequestFailed(request_id, "not connected"))
+
+    def send_on(self, conn_id, frame):
+        """A frame (an ack) for connection `conn_id` only: an ack belongs to the connection its
+        message came on, and one that is gone has its messages sent again at the resume."""
+        if self.up and self.conn.id == conn_id:
+            self.conn.send(protocol.encode(frame))
+
+    def _write(self, request_id, frame):
+        conn = self.conn
+        self.in_flight[request_id] = self.glue.reactor.call_later(
+            REQUEST_TIMEOUT_S, lambda: conn.abort("no reply"))
+        conn.send(protocol.encode({**frame, "id": request_id}))
+
+    # -- what the reactor reports --------------------------------------------------------------
+
+    def on_connected(self, conn):
+        self.up = True
+        self.glue.feed(LinkUp())        # the core's resume goes out first ...
+        held, self.held = self.held, []
+        for request_id, frame in held:  # ... then what was asked for meanwhile
+            self._write(request_id, frame)
+
+    def on_frame(self, conn, line):
+        frame = _decoded(line)
+        request_id = _request_id(frame)
+        if request_id is None and "id" not in frame:
+            self.glue.feed(Pushed(conn.id, frame))
+            return
+        timer = self.in_flight.pop(request_id, None)
+        if timer is None:
+            self.log(f"reply to unknown request {frame.get('id')!r} ignored")
+            return
+        timer.cancel()
+        self.backoff_s = 0.0            # the server answers: the next loss starts again at 1 s
+        self.glue.feed(Replied(request_id, frame))
+
+    def on_oversize(self, conn):
+        # which request it answered cannot be told; that one times out and the link is renewed
+        self.glue.feed(Pushed(conn.id, protocol.error("too_long")))
+
+    def on_closed(self, conn, reason):
+        self.conn = None
+        self.up = False
+        failed = list(self.in_flight) + [request_id for request_id, _ in self.held]
+        for timer in self.in_flight.values():
+            timer.cancel()
+        self.in_flight.clear()
+        self.held.clear()
+        self.backoff_s = min(2 * self.backoff_s or RECONNECT_FIRST_S, RECONNECT_MAX_S)
+        self.log(f"lost the connection to the server ({reason}); "
+                 f"trying again in {self.backoff_s:g} s")
+        self.retry = self.glue.reactor.call_later(self.backoff_s, self.open)
+        reason = _REASON_WORDS.get(reason, reason)
+        for request_id in failed:
+            self.glue.feed(RequestFailed(request_id, reason))

@@ -1,0 +1,164 @@
+"""The client core when it stays connected: its login, deliveries pushed on its connection,
+LinkUp and the resume, and what a client without a listening port says. No sockets."""
+from client import (Arm, Expired, Interrupted, LinkUp, Log, Pushed, Replied, RequestFailed,
+                    SendTo)
+from test_client_core import ASK_USER, OK, Run, err, printed, requests
+
+HEARTBEAT = ("heartbeat",)
+
+
+def staying(port=None, **settings):
+    run = Run(stay=True, **settings)
+    run.client.settings.listen_port = port      # Run listens on 5000; these may not listen
+    return run
+
+
+def logged_in_staying(port=None, **settings):
+    run = staying(port, **settings)
+    run.login()
+    return run
+
+
+def logs(actions):
+    return [a.text for a in actions if isinstance(a, Log)]
+
+
+def test_a_staying_login_says_stay_and_names_a_port_only_if_it_listens():
+    run = staying()
+    run.do(LinkUp())                      # not logged in: nothing to resume
+    run.type("alice")
+    run.reply(OK)
+    assert requests(run.type("pw")) == [
+        {"type": "login", "user": "alice", "password": "pw", "stay": True}]
+    run = staying(port=6001)
+    run.type("alice")
+    run.reply(OK)
+    assert requests(run.type("pw")) == [
+        {"type": "login", "user": "alice", "password": "pw", "stay": True, "port": 6001}]
+
+
+def test_a_short_login_is_unchanged():
+    run = Run()
+    run.type("alice")
+    run.reply(OK)
+    assert requests(run.type("pw")) == [
+        {"type": "login", "user": "alice", "password": "pw", "port": 5000}]
+
+
+def test_pushed_messages_are_shown_once_and_acknowledged_on_their_connection():
+    run = logged_in_staying()
+    message = {"type": "message", "from": "bob", "text": "hi", "seq": 4}
+    actions = run.do(Pushed(3, message))
+    assert printed(actions) == ["bob: hi"] and SendTo(3, {"type": "ack", "seq": 4}) in actions
+    again = run.do(Pushed(8, message))                 # sent again after a resume
+    assert printed(again) == [] and SendTo(8, {"type": "ack", "seq": 4}) in again
+    notice = run.do(Pushed(8, {"type": "presence", "user": "bob", "online": False}))
+    assert printed(notice) == ["bob has logged out."]
+
+
+def test_pushed_logged_out_ends_the_session():
+    run = logged_in_staying()
+    actions = run.do(Pushed(3, {"type": "logged_out", "reason": "elsewhere"}))
+    assert printed(actions)[-1] == ASK_USER
+    assert run.client.token is None
+
+
+def test_a_push_while_logged_out_is_only_logged():
+    run = staying()
+    actions = run.do(Pushed(3, {"type": "presence", "user": "bob", "online": True}))
+    assert printed(actions) == [] and logs(actions) == ["'presence' pushed while logged out ignored"]
+
+
+def test_link_up_resumes_first_then_sends_what_waits_in_the_outbox():
+    run = logged_in_staying()
+    run.type("message bob one")
+    run.fail("connection reset")                       # the link broke under it
+    run.type("message bob two")                        # waits behind it
+    run.now = 3.0
+    actions = run.do(LinkUp())
+    assert requests(actions) == [
+        {"type": "resume", "token": "t1"},
+        {"type": "message", "token": "t1", "mid": "c-1", "text": "one", "to": "bob"}]
+    assert logs(run.reply(OK, "resume")) == ["the session resumed on a new connection"]
+    run.reply({"type": "ok", "stored": False}, "message")
+    assert [f["text"] for f in run.open.values()] == ["two"]
+
+
+def test_a_resume_refused_for_no_session_asks_for_the_username():
+    run = logged_in_staying()
+    run.do(LinkUp())
+    actions = run.reply(err("no_session", restarted=True), "resume")
+    assert printed(actions) == [
+        "The server has restarted, which ended your session. Please log in again.", ASK_USER]
+
+
+def test_a_resume_refused_otherwise_is_tried_again_at_the_next_heartbeat():
+    run = logged_in_staying(heartbeat_s=30.0)
+    run.now = 5.0
+    run.do(LinkUp())
+    assert logs(run.reply(err("slow_down"), "resume")) == [
+        "resume refused: server says slow_down"]
+    run.now = 20.0
+    early = run.do(Expired(HEARTBEAT))                 # not yet due: nothing sent
+    assert requests(early) == [] and Arm(HEARTBEAT, 35.0) in early
+    run.now = 35.0
+    assert requests(run.do(Expired(HEARTBEAT))) == [{"type": "resume", "token": "t1"}]
+    run.reply(OK, "resume")
+    run.now = 65.0
+    assert requests(run.do(Expired(HEARTBEAT))) == [{"type": "heartbeat", "token": "t1"}]
+
+
+def test_a_resume_that_fails_waits_for_the_next_link_up():
+    run = logged_in_staying()
+    run.do(LinkUp())
+    assert printed(run.fail("connection reset", "resume")) == [
+        "Cannot reach the server (connection reset)."]
+    assert requests(run.do(LinkUp())) == [{"type": "resume", "token": "t1"}]
+
+
+def test_a_resume_reply_for_an_ended_session_is_ignored():
+    run = logged_in_staying()
+    run.do(LinkUp())
+    resume_id = run.last("resume")
+    run.type("logout")
+    run.reply(OK, "logout")
+    del run.open[resume_id]
+    assert run.do(Replied(resume_id, err("no_session"))) == []
+
+
+def test_no_link_up_work_while_exiting():
+    run = logged_in_staying()
+    run.do(Interrupted())                              # logging out before exit
+    assert requests(run.do(LinkUp())) == []
+
+
+def test_a_client_without_a_port_says_once_that_it_cannot_take_private_messages():
+    run = logged_in_staying(port=None)
+    first = printed(run.type("private bob hi"))
+    assert first == [
+        "This client has no listening port, so it cannot take private messages: others can "
+        "answer you with message, not private.",
+        "You don't have bob's address. Type getaddress bob first."]
+    assert printed(run.type("private bob hi")) == [
+        "You don't have bob's address. Type getaddress bob first."]
+
+
+def test_a_client_with_a_port_says_nothing_of_the_kind():
+    run = logged_in_staying(port=6001)
+    assert printed(run.type("private bob hi")) == [
+        "You don't have bob's address. Type getaddress bob first."]
+
+
+def test_getaddress_to_a_user_without_a_port_says_to_use_message():
+    run = logged_in_staying()
+    run.type("getaddress bob")
+    assert printed(run.reply(err("no_port"), "getaddress")) == [
+        "bob cannot take private messages (their client has no listening port). "
+        "Use message bob <text> instead."]
+
+
+def test_a_failed_request_on_the_link_is_an_ordinary_failure():
+    run = logged_in_staying()
+    run.type("online")
+    assert printed(run.do(RequestFailed(run.last("online"), "not connected"))) == [
+        "Cannot reach the server (not connected)."]

@@ -1,0 +1,177 @@
+"""Hostile input against the real server process on 127.0.0.1: each bad input gets its own
+error code (or the connection is closed when no answer is safe) and one log line, while a
+well-behaved user at another address is served at the same time."""
+import json
+import re
+
+import pytest
+
+from hostile import GoodUser, codes, exchange, open_conn, read_until_closed
+from realprocs import ServerProcess
+
+FRAME_TIME_S = 1.0
+
+
+@pytest.fixture
+def run_server(tmp_path):
+    started = []
+
+    def start(*options):
+        started.append(ServerProcess(tmp_path, "--frame-time", str(FRAME_TIME_S), *options))
+        return started[-1]
+    yield start
+    for proc in started:
+        assert proc.stop() == 0, proc.log()
+
+
+@pytest.fixture
+def chat(run_server):
+    """A server with its defaults (but a 1 s frame time) and columbia logged in."""
+    server = run_server()
+    good = GoodUser(server.port, "columbia", "116bway")
+    yield server, good
+    good.close()
+
+
+def refusals(server, code):
+    return re.findall(rf"refused .*: {code}( .*)?$", server.log(), re.M)
+
+
+@pytest.mark.parametrize("payload, code", [
+    (b'{"type":"check_user","user":"\xff\xfe"}', "bad_utf8"),
+    (b'{"type": check_user}', "bad_json"),
+    (b'["check_user"]', "not_object"),
+    (b'{"type":"rm -rf"}', "unknown_type"),
+    (b'{"type":"login","user":"columbia"}', "bad_field"),
+    (b'{"type":"login","user":"columbia","password":"x","port":"4000"}', "bad_field"),
+    (b'{"type":"check_user","user":"colu\\u0000mbia"}', "bad_field"),
+    (b'{"type":"check_user","user":"\\u001b[2Jseas"}', "bad_field"),
+    (b'{"type":"check_user","user":"' + b"x" * 60_000 + b'"}', "bad_field"),
+    (b'{"type":"check_user","user":"' + b"x" * 100_000 + b'"}', "too_long"),
+    (b'{"type":"online"}', "no_session"),
+    (b'{"type":"online","token":"deadbeef.0000"}', "no_session"),
+])
+def test_each_bad_frame_gets_its_code_is_logged_once_and_others_are_served(chat, payload, code):
+    server, good = chat
+    hostile = open_conn(server.port)
+    hostile.sendall(payload + b"\n")
+    good.served()                                   # while the bad connection is open
+    hostile.sendall(b'{"type":"check_user","user":"seas"}\n{"type":"bye"}\n')
+    frames, _ = read_until_closed(hostile)
+    assert codes(frames) == [code, "ok"]            # the connection goes on after an error
+    server.wait_log(rf"{code}")
+    assert len(refusals(server, code)) == 1, server.log()
+    good.served()
+
+
+def test_a_frame_that_never_ends_is_discarded_then_closed_with_too_slow(chat):
+    server, good = chat
+    hostile = open_conn(server.port)
+    hostile.sendall(b"{" + b"x" * 200_000)          # past the limit, and no newline ever
+    good.served()
+    frames, took_s = read_until_closed(hostile)
+    assert codes(frames) == ["too_long", "too_slow"]
+    assert took_s < FRAME_TIME_S + 2
+    server.wait_log(r"closed: no complete frame within 1 s")
+    good.served()
+
+
+def test_a_slowloris_is_closed_within_the_frame_time_however_it_trickles(chat):
+    server, good = chat
+    hostile = open_conn(server.port)
+    hostile.sendall(b"{")
+    hostile.settimeout(FRAME_TIME_S / 4)
+    sent = 1
+    closed = False
+    while not closed and sent < 20:             # a byte every quarter of the frame time
+        try:
+            closed = hostile.recv(65536) is not None     # too_slow, or the close itself
+        except TimeoutError:
+            hostile.sendall(b" ")
+            sent += 1
+            good.served()
+    frames, _ = read_until_closed(hostile)
+    assert sent < 12                            # closed within the frame time (plus slack)
+    server.wait_log(r"closed: no complete frame within 1 s")
+    assert len(re.findall(r"closed: no complete frame within 1 s", server.log())) == 1
+    good.served()
+
+
+def test_a_connection_that_sends_nothing_is_told_too_slow_and_closed(chat):
+    server, good = chat
+    silent = open_conn(server.port)
+    good.served()
+    frames, took_s = read_until_closed(silent)
+    assert codes(frames) == ["too_slow"] and took_s < FRAME_TIME_S + 2
+    server.wait_log(r"from 127\.0\.0\.2 closed: no complete frame within 1 s")
+    assert server.log().count("no complete frame within") == 1
+    good.served()
+
+
+def test_another_users_token_from_another_address_gets_no_session(chat):
+    server, good = chat
+    stolen = json.dumps({"type": "message", "token": good.token, "to": "seas", "text": "x"})
+    assert codes(exchange(server.port, stolen.encode())) == ["no_session"]
+    good.served()                                   # the token still works at its own address
+
+
+def test_an_expired_token_gets_no_session(run_server):
+    server = run_server("--timeout", "0.5")
+    good = GoodUser(server.port, "seas", "summerisover")
+    server.wait_log(r"seas timed out after 0.5 s")
+    assert good.ask({"type": "online", "token": good.token})["code"] == "no_session"
+    good.close()
+
+
+def test_a_users_flood_gets_slow_down_not_a_crash_and_others_are_served(run_server):
+    server = run_server("--user-rate", "5", "--user-burst", "10")
+    flooder = GoodUser(server.port, "google", "hasglasses")
+    good = GoodUser(server.port, "columbia", "116bway")
+    online = json.dumps({"type": "online", "token": flooder.token}).encode()
+    replies = exchange(server.port, b"\n".join([online] * 200), source="127.0.0.1")
+    assert codes(replies)[:10] == ["online"] * 10 and set(codes(replies[10:])) == {"slow_down"}
+    assert replies[-1]["seconds"] >= 1
+    good.served()
+    assert server.log().count("google is over its rate limit") == 1
+    flooder.close()
+    good.close()
+
+
+def test_an_address_flood_gets_slow_down_and_other_addresses_are_served(run_server):
+    server = run_server("--address-rate", "5", "--address-burst", "20")
+    good = GoodUser(server.port, "columbia", "116bway")
+    replies = exchange(server.port, b"\n".join([b"garbage"] * 300))
+    assert codes(replies)[:20] == ["bad_json"] * 20 and set(codes(replies[20:])) == {"slow_down"}
+    good.served()
+    assert server.log().count("address 127.0.0.2 is over its rate limit") == 1
+    good.close()
+
+
+def test_failed_logins_are_limited_per_address(run_server):
+    server = run_server("--failed-logins", "3")
+    guesses = [json.dumps({"type": "login", "user": user, "password": "guess", "port": 9})
+               for user in ("google", "facebook", "nobody", "windows", "google")]
+    replies = exchange(server.port, "\n".join(guesses).encode())
+    assert codes(replies) == ["wrong_password", "wrong_password", "unknown_user", "slow_down",
+                              "slow_down"]
+    good = GoodUser(server.port, "columbia", "116bway")    # another address logs in
+    good.served()
+    good.close()
+
+
+def test_past_the_connection_cap_new_connections_are_closed_at_once(run_server):
+    server = run_server("--max-connections", "3", "--frame-time", "30")
+    held = [open_conn(server.port) for _ in range(3)]
+    refused = [open_conn(server.port) for _ in range(5)]
+    for sock in refused:
+        assert read_until_closed(sock, timeout_s=5)[0] == []
+    assert server.log().count("the cap: refusing new ones") == 1
+    for sock in held:       # the server closes first, so it has forgotten them when we see it
+        sock.sendall(b'{"type":"bye"}\n')
+        read_until_closed(sock)
+    for sock in held + refused:
+        sock.close()
+    good = GoodUser(server.port, "columbia", "116bway")      # served again once below the cap
+    good.served()
+    server.wait_log(r"below the cap again; refused 5 connection\(s\) at it")
+    good.close()

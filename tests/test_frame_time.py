@@ -1,0 +1,234 @@
+"""Slow peers under a virtual clock: a frame begun must end within frame_time_s (a slowloris is
+closed however it trickles), a new server connection must speak within it, and past the
+connection cap new connections are closed at once, logged once per burst."""
+import json
+import socket
+
+import pytest
+
+from reactor import Reactor, VirtualClock
+from server import ChatServer, ServerGlue, Settings
+from storage import Store
+from test_framing import Recorder, pump
+
+ACCOUNTS = {"alice": "pw-a", "bob": "pw-b"}
+
+
+class TimedRecorder(Recorder):
+    def on_frame_timeout(self, conn):
+        self.events.append(("late", conn, None))
+        conn.send(b"late\n")
+
+
+@pytest.fixture
+def pair():
+    """A reactor on a virtual clock (frame time 10 s) watching one end of a socketpair."""
+    clock = VirtualClock()
+    reactor = Reactor(clock, log=lambda text: None)
+    ours, theirs = socket.socketpair()
+    rec = TimedRecorder()
+    conn = reactor.watch(ours, rec)
+    yield clock, reactor, conn, theirs, rec
+    theirs.close()
+    ours.close()
+
+
+def feed(reactor, theirs, data, rec, count):
+    theirs.sendall(data)
+    pump(reactor, lambda: len(rec.events) >= count)
+
+
+def test_a_slowloris_is_closed_frame_time_after_its_first_byte_however_it_trickles(pair):
+    clock, reactor, conn, theirs, rec = pair
+    theirs.sendall(b"{")
+    pump(reactor, lambda: conn._inbuf)
+    for byte in range(9):           # a byte a second: each one arrives, none ends the frame
+        clock.advance(1.0)
+        theirs.sendall(b"x")
+        pump(reactor, lambda: len(conn._inbuf) == byte + 2)
+    assert rec.closed == []
+    clock.advance(1.0)
+    pump(reactor, lambda: rec.closed)
+    assert rec.closed == ["no complete frame within 10 s"] and rec.of("late") == [None]
+    theirs.settimeout(5)
+    assert theirs.recv(100) == b"late\n"        # what on_frame_timeout queued still left
+
+
+def test_frames_that_end_keep_a_connection_open_however_long_it_lives(pair):
+    clock, reactor, conn, theirs, rec = pair
+    theirs.sendall(b"{")
+    for second in range(30):        # each frame ends within 6 s, and the next one begins
+        clock.advance(6.0)
+        theirs.sendall(b'"n":%d}\n{' % second)
+        pump(reactor, lambda: len(rec.frames) == second + 1)
+    assert rec.closed == [] and conn._frame_timer is not None
+
+
+def test_an_endless_oversize_frame_is_discarded_then_closed_in_time(pair):
+    clock, reactor, conn, theirs, rec = pair
+    theirs.setblocking(False)
+    chunk = b"y" * 65536
+    for _ in range(3):
+        try:
+            theirs.send(chunk)
+        except BlockingIOError:
+            pass
+        reactor.run_once(timeout_s=0.05)
+    assert rec.of("oversize") == [None] and conn._discarding
+    clock.advance(10.0)
+    pump(reactor, lambda: rec.closed)
+    assert rec.closed == ["no complete frame within 10 s"]
+
+
+def test_frame_time_none_lets_a_frame_take_forever():
+    clock = VirtualClock()
+    reactor = Reactor(clock, frame_time_s=None)
+    ours, theirs = socket.socketpair()
+    rec = Recorder()
+    reactor.watch(ours, rec)
+    theirs.sendall(b"{")
+    reactor.run_once(timeout_s=0.05)
+    clock.advance(3600)
+    assert rec.closed == [] and reactor.next_deadline() is None
+    ours.close()
+    theirs.close()
+
+
+# -- the server's glue -----------------------------------------------------------------------
+
+class Served:
+    """The real ServerGlue on a virtual clock, listening on 127.0.0.1."""
+
+    def __init__(self, **glue_options):
+        self.clock = VirtualClock()
+        self.logged = []
+        self.reactor = Reactor(self.clock, log=self.logged.append, frame_time_s=2.0)
+        store = Store(":memory:")
+        core = ChatServer(dict(ACCOUNTS), store, Settings())
+        self.glue = ServerGlue(self.reactor, core, store, self.logged.append, first_frame_s=2.0,
+                               **glue_options)
+        self.port = self.reactor.listen("127.0.0.1", 0, self.glue).port
+        self.socks = []
+
+    def connect(self):
+        adopted = self.reactor._ids
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        self.socks.append(sock)
+        pump(self.reactor, lambda: self.reactor._ids > adopted)
+        return sock
+
+    def ask(self, frame):
+        """A well-behaved short connection: one request and bye; returns the reply."""
+        sock = self.connect()
+        sock.sendall(json.dumps(frame).encode() + b'\n{"type":"bye"}\n')
+        got = bytearray()
+        sock.setblocking(False)
+
+        def answered():
+            try:
+                got.extend(sock.recv(65536))
+            except BlockingIOError:
+                pass
+            return got.endswith(b"\n")
+        pump(self.reactor, answered)
+        return json.loads(got)
+
+    def close(self):
+        for sock in self.socks:
+            sock.close()
+        self.reactor.close_all()
+
+
+@pytest.fixture
+def served():
+    made = []
+
+    def make(**options):
+        made.append(Served(**options))
+        return made[-1]
+    yield make
+    for one in made:
+        one.close()
+
+
+def closed_by_server(sock):
+    sock.settimeout(5)
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def test_a_connection_that_sends_nothing_is_told_and_closed_within_frame_time(served):
+    srv = served()
+    silent = srv.connect()
+    srv.clock.advance(1.9)
+    assert srv.ask({"type": "check_user", "user": "alice"}) == {"type": "ok"}   # others served
+    srv.clock.advance(0.1)
+    pump(srv.reactor, lambda: not srv.glue.conns)
+    assert json.loads(closed_by_server(silent))["code"] == "too_slow"
+    assert [line for line in srv.logged if "closed" in line] == [
+        "connection 1 from 127.0.0.1 closed: no complete frame within 2 s"]
+
+
+def test_after_its_first_frame_a_connection_may_idle_for_the_idle_limit(served):
+    srv = served(idle_s=60.0)
+    sock = srv.connect()
+    sock.sendall(b'{"type":"check_user","user":"alice"}\n')
+    sock.setblocking(False)
+    got = bytearray()
+
+    def answered():
+        try:
+            got.extend(sock.recv(100))
+        except BlockingIOError:
+            pass
+        return got.endswith(b"\n")
+    pump(srv.reactor, answered)
+    srv.clock.advance(59.0)
+    assert 1 in srv.glue.conns
+    srv.clock.advance(1.0)
+    pump(srv.reactor, lambda: not srv.glue.conns)
+    assert not [line for line in srv.logged if "closed" in line]     # idle is ordinary
+
+
+def test_past_the_cap_new_connections_are_closed_at_once_and_logged_once_per_burst(served):
+    srv = served(max_connections=2)
+    held = [srv.connect(), srv.connect()]
+    refused = [srv.connect() for _ in range(3)]
+    assert all(closed_by_server(sock) == b"" for sock in refused)
+    assert srv.logged == ["2 connections open, the cap: refusing new ones"]
+    held[0].sendall(b'{"type":"bye"}\n')
+    pump(srv.reactor, lambda: len(srv.glue.conns) == 1)
+    assert srv.ask({"type": "check_user", "user": "bob"}) == {"type": "ok"}
+    assert srv.logged[1:] == ["below the cap again; refused 3 connection(s) at it"]
+
+
+def test_a_frame_that_cannot_be_decoded_goes_to_the_core_and_the_connection_goes_on(served):
+    srv = served()
+    sock = srv.connect()
+    sock.sendall(b'\xff\xfe\n[1]\n{"type":"check_user","user":"alice"}\n{"type":"bye"}\n')
+    replies = [json.loads(line) for line in closed_by_server_pumped(srv, sock).splitlines()]
+    assert [r.get("code", r["type"]) for r in replies] == ["bad_utf8", "not_object", "ok"]
+    assert [line for line in srv.logged if "refused" in line] == [
+        "refused frame from conn 1 from 127.0.0.1: bad_utf8",
+        "refused frame from conn 1 from 127.0.0.1: not_object"]
+
+
+def closed_by_server_pumped(srv, sock):
+    sock.setblocking(False)
+    got = bytearray()
+
+    def closed():
+        try:
+            chunk = sock.recv(65536)
+        except BlockingIOError:
+            return False
+        if not chunk:
+            return True
+        got.extend(chunk)
+        return False
+    pump(srv.reactor, closed)
+    return bytes(got)

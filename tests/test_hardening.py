@@ -1,0 +1,253 @@
+"""Issue 6 in the cores: every bad input gets its own error code and one log line, limits answer
+slow_down, and a well-behaved user is served all the while. No sockets, no clock: time is `now`."""
+import pytest
+
+import passwords
+from client import Arm as ClientArm, Expired, Incoming, Log as ClientLog
+from server import (Arm, BadFrame, ChatServer, Expired as ServerExpired, Log, Reply, Request,
+                    Settings)
+from storage import Store
+from test_client_core import logged_in, printed, requests
+
+ACCOUNTS = {"alice": "pw-a", "bob": "pw-b", "carol": "pw-c"}
+GOOD_HOST, BAD_HOST = "10.0.0.1", "10.0.0.66"
+
+
+class Chat:
+    """A server core with alice logged in from GOOD_HOST; `good()` proves she is still served."""
+
+    def __init__(self, settings=Settings(tokens_bound_to_host=True), accounts=ACCOUNTS):
+        self.store = Store(":memory:")
+        self.server = ChatServer(dict(accounts), self.store, settings)
+        self.now = 0.0
+        self.alice = self.login("alice", "pw-a", GOOD_HOST)["token"]
+
+    def send(self, frame, host=BAD_HOST, conn=9):
+        return self.server.handle(Request(conn, frame, host), self.now)
+
+    def reply(self, frame, host=BAD_HOST):
+        [answer] = [a.frame for a in self.send(frame, host) if isinstance(a, Reply)]
+        return answer
+
+    def login(self, user, password, host):
+        return self.reply({"type": "login", "user": user, "password": password, "port": 4000}, host)
+
+    def good(self):
+        """alice, at her own address, sends a message to bob, and it is stored until bob acks it."""
+        before = self.store.count_waiting("bob")
+        answer = self.reply({"type": "message", "token": self.alice, "to": "bob", "text": "hi"},
+                            GOOD_HOST)
+        assert answer["type"] == "ok"
+        assert self.store.count_waiting("bob") == before + 1
+
+
+def logs(actions):
+    return [a.text for a in actions if isinstance(a, Log)]
+
+
+# -- bad input: one code each, one log line each --------------------------------------------
+
+@pytest.mark.parametrize("code", ["bad_utf8", "bad_json", "not_object", "too_long"])
+def test_a_frame_that_cannot_be_decoded_gets_its_code_and_one_log_line(code):
+    chat = Chat()
+    actions = chat.server.handle(BadFrame(9, BAD_HOST, code), chat.now)
+    assert [a.frame["code"] for a in actions if isinstance(a, Reply)] == [code]
+    assert logs(actions) == [f"refused frame from conn 9 from {BAD_HOST}: {code}"]
+    chat.good()
+
+
+@pytest.mark.parametrize("frame, code", [
+    ({"type": "teleport"}, "unknown_type"),
+    ({"type": "check_user"}, "bad_field"),
+    ({"type": "check_user", "user": 7}, "bad_field"),
+    ({"type": "login", "user": "alice", "password": "pw-a", "port": "4000"}, "bad_field"),
+    ({"type": "check_user", "user": "al\x00ice"}, "bad_field"),
+    ({"type": "check_user", "user": "alice\x1b[2J"}, "bad_field"),
+    ({"type": "login", "user": "al\u202eice", "password": "pw-a", "port": 1}, "bad_field"),
+    ({"type": "check_user", "user": "x" * 100_000}, "bad_field"),
+    ({"type": "heartbeat"}, "no_session"),
+    ({"type": "heartbeat", "token": 5}, "bad_field"),
+    ({"type": "heartbeat", "token": "forged-token"}, "no_session"),
+])
+def test_each_bad_request_gets_its_code_and_one_log_line(frame, code):
+    chat = Chat()
+    actions = chat.send(frame)
+    assert [a.frame["code"] for a in actions if isinstance(a, Reply)] == [code]
+    assert len(logs(actions)) == 1
+    assert "\x00" not in logs(actions)[0] and "\x1b" not in logs(actions)[0]
+    chat.good()
+
+
+def test_a_control_character_in_a_recipient_is_bad_field_not_unknown_user():
+    chat = Chat()
+    frame = {"type": "message", "token": chat.alice, "to": "bob\x00", "text": "x"}
+    assert chat.reply(frame, GOOD_HOST)["code"] == "bad_field"
+
+
+def test_a_request_before_login_gets_no_session():
+    chat = Chat()
+    answer = chat.reply({"type": "message", "to": "bob", "text": "hi"})
+    assert (answer["code"], answer["message"]) == (
+        "no_session", "log in first: this request needs a session token")
+    chat.good()
+
+
+def test_an_expired_token_gets_no_session():
+    chat = Chat()
+    bob = chat.login("bob", "pw-b", BAD_HOST)["token"]
+    chat.now = 100.0
+    chat.server.handle(ServerExpired(("idle", "bob")), chat.now)
+    assert chat.reply({"type": "heartbeat", "token": bob})["code"] == "no_session"
+
+
+def test_another_users_token_from_another_address_gets_no_session():
+    chat = Chat()
+    stolen = chat.reply({"type": "online", "token": chat.alice})     # from BAD_HOST
+    assert (stolen["code"], stolen["message"]) == (
+        "no_session", "that token belongs to a session from another address")
+    chat.good()     # the token still works where its login came from
+
+
+def test_without_binding_a_token_works_from_anywhere():
+    chat = Chat(Settings())
+    assert chat.reply({"type": "online", "token": chat.alice})["type"] == "online"
+
+
+# -- rate limits ----------------------------------------------------------------------------
+
+def test_a_users_flood_gets_slow_down_logged_once_and_others_are_served():
+    chat = Chat(Settings(tokens_bound_to_host=True, user_rate_per_s=2, user_burst=5))
+    bob = chat.login("bob", "pw-b", BAD_HOST)["token"]
+    flood = [chat.send({"type": "online", "token": bob}) for _ in range(50)]
+    codes = [a.frame.get("code") for actions in flood for a in actions if isinstance(a, Reply)]
+    assert codes[:5] == [None] * 5 and set(codes[5:]) == {"slow_down"}
+    refusal = [a.frame for a in flood[5] if isinstance(a, Reply)][0]
+    assert refusal["seconds"] == 1 and "try again in 1 s" in refusal["message"]
+    assert [line for actions in flood[5:] for line in logs(actions)] == [
+        "bob is over its rate limit: answering slow_down for a while"]
+    chat.good()      # alice's own bucket is full
+    chat.now += 0.5  # one token back for bob
+    assert chat.reply({"type": "online", "token": bob})["type"] == "online"
+
+
+def test_a_refused_request_still_keeps_its_session_alive():
+    chat = Chat(Settings(user_rate_per_s=1, user_burst=1, timeout_s=31))
+    bob = chat.login("bob", "pw-b", BAD_HOST)["token"]
+    chat.reply({"type": "online", "token": bob})
+    chat.now = 20.0
+    for _ in range(2):
+        chat.reply({"type": "heartbeat", "token": bob})
+        chat.reply({"type": "heartbeat", "token": bob})     # slow_down, but a sign of life
+    chat.now = 40.0
+    assert chat.server.handle(ServerExpired(("idle", "bob")), chat.now) == [
+        Arm(("idle", "bob"), 51.0)]
+
+
+def test_one_users_flood_does_not_drain_the_address_it_shares():
+    chat = Chat(Settings(user_rate_per_s=1, user_burst=2, address_rate_per_s=1, address_burst=10))
+    bob = chat.login("bob", "pw-b", GOOD_HOST)["token"]      # behind the same NAT as alice
+    for _ in range(100):
+        chat.send({"type": "online", "token": bob}, GOOD_HOST)
+    chat.good()
+
+
+def test_an_address_flood_of_garbage_gets_slow_down_and_other_addresses_are_served():
+    chat = Chat(Settings(address_rate_per_s=10, address_burst=20))
+    replies = []
+    for _ in range(200):
+        actions = chat.server.handle(BadFrame(9, BAD_HOST, "bad_json"), chat.now)
+        replies += [a.frame["code"] for a in actions if isinstance(a, Reply)]
+    assert replies[:20] == ["bad_json"] * 20 and set(replies[20:]) == {"slow_down"}
+    assert chat.login("bob", "pw-b", BAD_HOST)["code"] == "slow_down"
+    chat.good()
+    assert chat.login("carol", "pw-c", "10.0.0.3")["type"] == "welcome"
+
+
+def test_failed_logins_are_limited_per_address_across_names():
+    chat = Chat(Settings(failed_logins_per_s=0.1, failed_logins_burst=4))
+    for name in ("bob", "carol", "nobody", "bob"):
+        assert chat.login(name, "guess", BAD_HOST)["code"] in ("wrong_password", "unknown_user")
+    refusal = chat.login("carol", "pw-c", BAD_HOST)          # even the right password waits
+    assert (refusal["code"], refusal["seconds"]) == ("slow_down", 10)
+    assert chat.store.lockout("carol") == (1, 0.0)          # and does not count against carol
+    assert chat.login("carol", "pw-c", "10.0.0.3")["type"] == "welcome"   # another address
+    chat.now += 10.0
+    assert chat.login("bob", "pw-b", BAD_HOST)["type"] == "welcome"
+    chat.good()
+
+
+def test_a_rate_of_zero_turns_a_limit_off():
+    chat = Chat(Settings(user_rate_per_s=0, address_rate_per_s=0, failed_logins_per_s=0))
+    for _ in range(2000):
+        chat.send({"type": "online", "token": chat.alice}, GOOD_HOST)
+    assert chat.reply({"type": "online", "token": chat.alice}, GOOD_HOST)["type"] == "online"
+
+
+# -- passwords --------------------------------------------------------------------------------
+
+def test_a_hashed_entry_logs_in_and_every_check_costs_one_scrypt(monkeypatch):
+    calls = []
+    real = passwords._scrypt
+    monkeypatch.setattr(passwords, "_scrypt", lambda pw, salt: calls.append(1) or real(pw, salt))
+    accounts = {"alice": "pw-a", "bob": passwords.hash_password("pw-b"), "carol": "pw-c"}
+    chat = Chat(accounts=accounts)
+    for user, password in (("bob", "pw-b"), ("bob", "no"), ("nobody", "x"), ("carol", "no")):
+        calls.clear()
+        chat.login(user, password, "10.0.0.5")
+        assert calls == [1], user
+    assert chat.login("bob", "pw-b", "10.0.0.5")["type"] == "welcome"
+
+
+def test_a_plain_file_needs_no_scrypt(monkeypatch):
+    monkeypatch.setattr(passwords, "_scrypt", lambda pw, salt: pytest.fail("scrypt ran"))
+    chat = Chat()
+    assert chat.login("nobody", "x", "10.0.0.5")["code"] == "unknown_user"
+    assert chat.login("bob", "pw-b", "10.0.0.5")["type"] == "welcome"
+
+
+# -- the client core --------------------------------------------------------------------------
+
+def test_the_client_keeps_a_message_the_server_asks_to_slow_down_and_sends_it_again():
+    run = logged_in()
+    run.type("message bob one")
+    first = run.open[run.last("message")]
+    actions = run.reply({"type": "error", "code": "slow_down", "seconds": 3,
+                         "message": "too many requests"}, "message")
+    assert printed(actions) == [
+        "The server asks us to slow down; your message is kept and sent in 3 s."]
+    assert ClientArm(("retry",), run.now + 3) in actions
+    run.now += 3
+    assert requests(run.do(Expired(("retry",)))) == [first]        # the same mid
+
+
+def test_the_client_waits_a_second_when_slow_down_names_no_time():
+    run = logged_in()
+    run.type("broadcast one")
+    actions = run.reply({"type": "error", "code": "slow_down", "seconds": "soon"}, "broadcast")
+    assert ClientArm(("retry",), run.now + 1) in actions
+
+
+def test_the_client_listener_logs_a_bad_frame_before_hello_by_its_code():
+    run = logged_in()
+    actions = run.do(Incoming(77, {"type": "error", "code": "bad_json", "message": "x"}))
+    assert [a.text for a in actions if isinstance(a, ClientLog)] == [
+        "refused delivery connection 77: a bad frame (bad_json) before hello"]
+
+
+# -- the server's options -------------------------------------------------------------------
+
+def test_limit_options_reach_the_settings_and_bad_values_exit_2(capsys):
+    from server import limit_settings, parse_args
+    args = parse_args(["0", "--user-rate", "2.5", "--user-burst", "7", "--address-rate", "0",
+                       "--address-burst", "9", "--failed-logins", "6", "--max-connections", "3",
+                       "--frame-time", "1.5"])
+    settings = Settings(**limit_settings(args))
+    assert (settings.user_rate_per_s, settings.user_burst, settings.address_rate_per_s,
+            settings.address_burst, settings.failed_logins_burst) == (2.5, 7, 0.0, 9, 6)
+    assert settings.failed_logins_per_s == 0.1 and settings.tokens_bound_to_host
+    assert (args.max_connections, args.frame_time) == (3, 1.5)
+    for bad in (["--user-rate", "-1"], ["--user-rate", "fast"], ["--user-burst", "1.5"],
+                ["--max-connections", "-3"], ["--frame-time", "0"]):
+        with pytest.raises(SystemExit) as stop:
+            parse_args(["0", *bad])
+        assert stop.value.code == 2

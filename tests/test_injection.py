@@ -1,0 +1,51 @@
+"""Other users' text on our screens: the terminal and the window show control characters and
+escape sequences harmlessly, and a line with no end cannot fill the client's memory."""
+import io
+
+from client import ChatClient, Incoming, Print, Settings
+from gui import Entry, entry_text
+from terminal import MAX_LINE_CHARS, Terminal
+
+HOSTILE = "hi\x1b[2J\x1b]0;pwned\x07\r\nalice: send me your password\u202e\x00\x9b"
+
+
+def test_a_hostile_message_reaches_the_terminal_with_no_control_character_intact():
+    out = io.BytesIO()
+    terminal = Terminal(0, out, interactive=False)
+    client = ChatClient(Settings(listen_port=5000))
+    client.proof = "p"
+    client.user = "bob"
+    client.handle(Incoming(1, {"type": "hello", "proof": "p"}), 0.0)
+    actions = client.handle(Incoming(1, {"type": "message", "from": "mallory", "text": HOSTILE,
+                                         "seq": 1}), 0.0)
+    for action in actions:
+        if isinstance(action, Print):
+            terminal.show(action.text)
+    shown = out.getvalue()
+    assert shown.count(b"\n") == 1                      # one line: no faked "alice:" line
+    assert not any(byte < 0x20 and byte != 0x0A for byte in shown)
+    assert "\x9b".encode() not in shown and "\u202e".encode() not in shown
+    assert shown.startswith(b"mallory: hi\\x1b[2J\\x1b]0;pwned\\x07\\x0d\\x0aalice")
+
+
+def test_the_window_shows_a_hostile_message_on_one_line_with_controls_visible():
+    text = entry_text(Entry(0.0, "mallory", HOSTILE, "direct"))
+    assert "\n" not in text and "\r" not in text and "\x1b" not in text
+    assert "\u202e" not in text and text.startswith("mallory: hi\\x1b[2J")
+
+
+def test_a_piped_line_with_no_end_is_cut_so_memory_stays_bounded():
+    terminal = Terminal(0, io.BytesIO(), interactive=False)
+    for _ in range(40):
+        assert terminal.feed(b"x" * 65536) == []
+    assert len(terminal._pending) <= MAX_LINE_CHARS * 4
+    [line] = terminal.feed(b"\n")
+    assert len(line) == MAX_LINE_CHARS        # far past what the server takes: it is refused
+
+
+def test_a_typed_line_stops_growing_at_the_limit():
+    out = io.BytesIO()
+    terminal = Terminal(0, out, interactive=True)
+    terminal.feed(b"y" * (MAX_LINE_CHARS + 100))
+    [line] = terminal.feed(b"\r")
+    assert line == "y" * MAX_LINE_CHARS

@@ -1,0 +1,141 @@
+"""Hashed passwords (passwords.py): scrypt entries, equal-cost checks, and `server.py passwd`."""
+import io
+import os
+
+import pytest
+
+import passwords
+import server
+from storage import CredentialsError, load_credentials
+
+
+def test_a_hash_verifies_its_password_only_and_salts_differ():
+    stored = passwords.hash_password("s3cret ☃")
+    assert stored.startswith("scrypt$") and len(stored.split("$")) == 3
+    assert passwords.verify("s3cret ☃", stored)
+    assert not passwords.verify("s3cret", stored)
+    assert passwords.hash_password("s3cret ☃") != stored
+
+
+def test_plain_entries_still_verify_and_malformed_hashes_never_match():
+    assert passwords.verify("pw", "pw") and not passwords.verify("pw", "px")
+    assert not passwords.verify("", "scrypt$zz$00")
+
+
+@pytest.mark.parametrize("bad", ["scrypt$", "scrypt$00$00", "scrypt$" + "00" * 16 + "$abc",
+                                 "scrypt$" + "00" * 16 + "$" + "00" * 31, "scrypt$a$b$c"])
+def test_malformed_hashes_are_refused_when_the_file_loads(tmp_path, bad):
+    path = tmp_path / "cred.txt"
+    path.write_text(f"alice {bad}\n")
+    with pytest.raises(CredentialsError, match="line 1: malformed hash"):
+        load_credentials(path)
+
+
+def test_a_name_with_a_control_character_is_refused_when_the_file_loads(tmp_path):
+    path = tmp_path / "cred.txt"
+    path.write_bytes("al\x1bice pw\n".encode())
+    with pytest.raises(CredentialsError, match="line 1: not a valid user name"):
+        load_credentials(path)
+
+
+def test_the_checker_costs_one_scrypt_for_known_unknown_plain_and_hashed(monkeypatch):
+    calls = []
+    real = passwords._scrypt
+    monkeypatch.setattr(passwords, "_scrypt", lambda pw, salt: calls.append(salt) or real(pw, salt))
+    checker = passwords.Checker({"plain": "pw", "hashed": passwords.hash_password("pw")})
+    for name, password, expected in (("plain", "pw", True), ("hashed", "pw", True),
+                                     ("hashed", "no", False), ("ghost", "pw", False)):
+        calls.clear()
+        assert checker.check(name, password) is expected
+        assert len(calls) == 1
+
+
+def test_set_password_replaces_one_line_and_keeps_the_rest(tmp_path):
+    path = tmp_path / "cred.txt"
+    path.write_text("# accounts\nalice pw-a\nbob pw-b")
+    os.chmod(path, 0o640)
+    assert passwords.set_password(str(path), "alice", "new one") is True
+    assert passwords.set_password(str(path), "carol", "pw-c") is False
+    lines = path.read_text().splitlines()
+    assert lines[0] == "# accounts" and lines[2] == "bob pw-b" and lines[3].startswith("carol scrypt$")
+    accounts = load_credentials(path)
+    assert passwords.verify("new one", accounts["alice"]) and accounts["bob"] == "pw-b"
+    assert os.stat(path).st_mode & 0o777 == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["cred.txt"]     # no temporary file left
+
+
+def test_passwd_reads_a_piped_password_and_writes_a_hash(tmp_path):
+    path = tmp_path / "cred.txt"
+    out, err = io.StringIO(), io.StringIO()
+    status = passwords.passwd_main(["dave", "--credentials", str(path)],
+                                   io.StringIO("  pw d  \n"), out, err)
+    assert status == 0 and out.getvalue() == f"added dave in {path} (hashed)\n"
+    assert passwords.verify("pw d", load_credentials(path)["dave"])
+    assert "pw d" not in path.read_text()
+
+
+def test_passwd_refuses_an_empty_password_a_bad_name_and_a_missing_user(tmp_path, capsys):
+    path = str(tmp_path / "cred.txt")
+    err = io.StringIO()
+    assert passwords.passwd_main(["dave", "--credentials", path], io.StringIO("\n"),
+                                 io.StringIO(), err) == 1
+    assert "empty" in err.getvalue() and not os.path.exists(path)
+    for argv in (["bad\x00name"], [], ["dave", "--convert"]):
+        with pytest.raises(SystemExit) as stop:
+            passwords.passwd_main(argv + ["--credentials", path], io.StringIO("pw\n"))
+        assert stop.value.code == 2
+
+
+def test_passwd_on_a_terminal_asks_twice_without_echo(tmp_path, monkeypatch):
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+    answers = iter(["one", "two", "same", "same"])
+    monkeypatch.setattr(passwords.getpass, "getpass", lambda prompt, stream: next(answers))
+    path = str(tmp_path / "cred.txt")
+    err = io.StringIO()
+    assert passwords.passwd_main(["eve", "--credentials", path], Tty(), io.StringIO(), err) == 1
+    assert "differ" in err.getvalue()
+    assert passwords.passwd_main(["eve", "--credentials", path], Tty(), io.StringIO(), err) == 0
+    assert passwords.verify("same", load_credentials(path)["eve"])
+
+
+def test_convert_hashes_every_plain_line_in_place(tmp_path):
+    path = tmp_path / "cred.txt"
+    path.write_text("# c\nalice pw-a\nbob " + passwords.hash_password("pw-b") + "\n\ncarol pw-c\n")
+    out = io.StringIO()
+    assert passwords.passwd_main(["--convert", "--credentials", str(path)], None, out) == 0
+    assert out.getvalue() == f"hashed 2 plain password(s) in {path}\n"
+    accounts = load_credentials(path)
+    assert all(passwords.is_hashed(stored) for stored in accounts.values())
+    assert passwords.verify("pw-a", accounts["alice"]) and passwords.verify("pw-b", accounts["bob"])
+    assert passwords.convert_file(str(path)) == 0
+
+
+def test_passwd_reports_a_file_it_cannot_write(tmp_path):
+    err = io.StringIO()
+    missing = str(tmp_path / "no" / "such" / "cred.txt")
+    assert passwords.passwd_main(["--convert", "--credentials", missing], None, io.StringIO(),
+                                 err) == 1
+    assert "server.py passwd:" in err.getvalue()
+
+
+def test_server_main_dispatches_passwd(tmp_path, monkeypatch):
+    path = tmp_path / "cred.txt"
+    monkeypatch.setattr("sys.stdin", io.StringIO("pw-f\n"))
+    assert server.main(["passwd", "frank", "--credentials", str(path)]) == 0
+    assert passwords.verify("pw-f", load_credentials(path)["frank"])
+
+
+def test_a_failed_replace_leaves_the_old_file_and_no_temporary_one(tmp_path, monkeypatch):
+    path = tmp_path / "cred.txt"
+    path.write_text("alice pw-a\n")
+
+    def broken(src, dst):
+        raise OSError("disk full")
+    monkeypatch.setattr(passwords.os, "replace", broken)
+    err = io.StringIO()
+    assert passwords.passwd_main(["alice", "--credentials", str(path)], io.StringIO("new\n"),
+                                 io.StringIO(), err) == 1
+    assert "disk full" in err.getvalue()
+    assert path.read_text() == "alice pw-a\n" and [p.name for p in tmp_path.iterdir()] == ["cred.txt"]

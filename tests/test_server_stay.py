@@ -1,0 +1,181 @@
+"""The server core with staying clients: login with stay, deliveries on the client's connection,
+Closed, resume, and the no_port refusal. Events in, actions out; no sockets."""
+from server import (Acked, Closed, Deliver, Expired, Log, Request, Settings, Undelivered)
+from test_server_core import ACCOUNTS, delivered_frames, logs, make_server, replies
+
+HOST = "127.0.0.1"
+
+
+def stay_login(server, user, conn, now=0.0, **fields):
+    frame = {"type": "login", "user": user, "password": ACCOUNTS[user], "stay": True, **fields}
+    return server.handle(Request(conn, frame, HOST), now)
+
+
+def short_login(server, user, conn, port, now=0.0):
+    frame = {"type": "login", "user": user, "password": ACCOUNTS[user], "port": port}
+    return server.handle(Request(conn, frame, HOST), now)
+
+
+def ask(server, conn, frame, now=0.0):
+    return server.handle(Request(conn, frame, HOST), now)
+
+
+def pushes(actions):
+    """(conn, frame) of every Deliver on a staying connection."""
+    return [(a.conn, a.frame) for a in actions if isinstance(a, Deliver) and a.conn is not None]
+
+
+def say(server, token, to, text, conn=9, now=0.0):
+    return ask(server, conn, {"type": "message", "token": token, "to": to, "text": text}, now)
+
+
+def test_a_staying_login_without_a_port_is_reached_on_its_connection():
+    server, _ = make_server()
+    actions = stay_login(server, "alice", conn=1)
+    assert replies(actions) == [{"type": "welcome", "user": "alice", "token": "s1", "proof": "s2"}]
+    assert logs(actions) == ["alice logged in from 127.0.0.1, staying connected"]
+    short_login(server, "bob", conn=2, port=5002)
+    sent = say(server, "s3", "alice", "hi")
+    assert sent[1:] == [Deliver((HOST, None), "s2", {"type": "message", "from": "bob",
+                                                    "text": "hi", "seq": 1}, conn=1)]
+
+
+def test_presence_reaches_each_user_by_its_own_way():
+    server, _ = make_server()
+    stay_login(server, "alice", conn=1, port=6001)
+    actions = short_login(server, "bob", conn=2, port=5002)
+    assert pushes(actions) == [(1, {"type": "presence", "user": "bob", "online": True})]
+    actions = stay_login(server, "carol", conn=3)
+    assert [(a.address, a.conn) for a in actions if isinstance(a, Deliver)] == [
+        ((HOST, 6001), 1), ((HOST, 5002), None)]
+
+
+def test_stay_must_be_a_boolean_and_without_it_the_port_is_required():
+    server, _ = make_server()
+    assert replies(stay_login(server, "alice", conn=1, stay="yes"))[0]["code"] == "bad_field"
+    no_port = ask(server, 1, {"type": "login", "user": "alice", "password": ACCOUNTS["alice"]})
+    assert replies(no_port)[0]["code"] == "bad_field"
+    bad_port = stay_login(server, "alice", conn=1, port=0)
+    assert replies(bad_port)[0]["code"] == "bad_field"
+    assert server.online_users() == []
+
+
+def test_getaddress_to_a_user_without_a_port_is_refused_with_no_port():
+    server, _ = make_server()
+    stay_login(server, "alice", conn=1)
+    short_login(server, "bob", conn=2, port=5002)
+    refused = ask(server, 2, {"type": "getaddress", "token": "s3", "user": "alice"})
+    assert replies(refused)[0]["code"] == "no_port"
+    assert pushes(refused) == []                       # alice is not even asked
+    # a client without a port may still ask, and hears the answer on its connection
+    asked = ask(server, 1, {"type": "getaddress", "token": "s1", "user": "bob"})
+    assert replies(asked) == [{"type": "ok"}]
+    answered = ask(server, 2, {"type": "consent", "token": "s3", "user": "alice", "agree": True})
+    assert pushes(answered) == [(1, {"type": "address", "user": "bob", "host": HOST,
+                                     "port": 5002, "key": "s5"})]
+
+
+def test_consent_questions_and_refusals_travel_on_staying_connections():
+    server, _ = make_server()
+    stay_login(server, "alice", conn=1, port=6001)
+    stay_login(server, "bob", conn=2, port=6002)
+    asked = ask(server, 1, {"type": "getaddress", "token": "s1", "user": "bob"})
+    assert pushes(asked) == [(2, {"type": "consent_request", "from": "alice"})]
+    refused = ask(server, 2, {"type": "consent", "token": "s3", "user": "alice", "agree": False})
+    assert pushes(refused) == [(1, {"type": "address_refused", "user": "bob"})]
+
+
+def test_a_closed_connection_detaches_the_session_and_messages_wait_for_the_resume():
+    server, store = make_server()
+    stay_login(server, "alice", conn=1)
+    short_login(server, "bob", conn=2, port=5002)
+    assert pushes(say(server, "s3", "alice", "one")) != []
+    assert logs(server.handle(Closed(1), 1.0)) == [
+        "alice's staying connection closed; the session waits for a resume"]
+    assert server.online_users() == ["alice", "bob"]       # still on, until its time-out
+    later = say(server, "s3", "alice", "two", now=2.0)
+    assert replies(later) == [{"type": "ok", "stored": False}] and pushes(later) == []
+    assert store.count_waiting("alice") == 2
+    # a notice to a detached session lapses, as one to an unreachable port does
+    assert pushes(ask(server, 2, {"type": "logout", "token": "s3"}, 3.0)) == []
+    resumed = ask(server, 7, {"type": "resume", "token": "s1"}, 4.0)
+    assert replies(resumed) == [{"type": "ok"}]
+    assert logs(resumed) == ["alice resumed the session on connection 7"]
+    assert [(conn, f["text"], f["seq"]) for conn, f in pushes(resumed)] == [
+        (7, "one", 1), (7, "two", 2)]
+    server.handle(Acked("s2", 2), 5.0)
+    assert store.count_waiting("alice") == 0
+
+
+def test_resume_moves_the_session_and_the_old_connection_closing_later_changes_nothing():
+    server, _ = make_server()
+    stay_login(server, "alice", conn=1)
+    short_login(server, "bob", conn=2, port=5002)
+    ask(server, 7, {"type": "resume", "token": "s1"})        # a half-open conn 1 not yet noticed
+    assert server.handle(Closed(1), 1.0) == []
+    assert [conn for conn, _ in pushes(say(server, "s3", "alice", "hi", now=2.0))] == [7]
+    assert server.handle(Closed(2), 3.0) == []                  # a short connection
+
+
+def test_resume_needs_a_live_session():
+    server, _ = make_server()
+    assert replies(ask(server, 1, {"type": "resume", "token": "nope"}))[0]["code"] == "no_session"
+    assert replies(ask(server, 1, {"type": "resume"}))[0]["code"] == "no_session"
+
+
+def test_a_resume_replaces_a_retry_that_was_due():
+    server, _ = make_server(Settings(retry_first_s=1.0))
+    short_login(server, "alice", conn=1, port=5001)
+    short_login(server, "bob", conn=2, port=5002)
+    frames = delivered_frames(say(server, "s3", "alice", "one"))
+    server.handle(Undelivered((HOST, 5001), "s2", frames), 0.0)
+    resumed = ask(server, 5, {"type": "resume", "token": "s1"}, 0.5)    # it switches to staying
+    assert [f["text"] for _, f in pushes(resumed)] == ["one"]
+    assert server.handle(Expired(("redeliver", "alice", "s2")), 1.0) == []
+    assert [c for c, _ in pushes(say(server, "s3", "alice", "two", now=2.0))] == [5]
+
+
+def test_a_new_login_elsewhere_tells_the_old_staying_connection():
+    server, _ = make_server()
+    stay_login(server, "alice", conn=1)
+    again = stay_login(server, "alice", conn=2, now=1.0)
+    assert pushes(again) == [(1, {"type": "logged_out", "reason": "elsewhere"})]
+    assert server.handle(Closed(1), 2.0) == []                  # the old session is over
+    assert logs(server.handle(Closed(2), 3.0)) != []
+
+
+def test_logging_in_again_on_the_same_connection_does_not_log_the_new_session_out():
+    server, _ = make_server()
+    stay_login(server, "alice", conn=1)
+    again = stay_login(server, "alice", conn=1, now=1.0)
+    assert replies(again)[0]["type"] == "welcome"
+    assert pushes(again) == []
+
+
+def test_a_connection_holds_one_session_the_latest_login_on_it():
+    server, _ = make_server()
+    stay_login(server, "alice", conn=1)
+    stay_login(server, "bob", conn=1)       # alice's session lost its way, though not ended
+    short_login(server, "carol", conn=3, port=5003)
+    to_alice = say(server, "s5", "alice", "a", conn=3)
+    to_bob = say(server, "s5", "bob", "b", conn=3)
+    assert pushes(to_alice) == [] and [c for c, _ in pushes(to_bob)] == [1]
+    ask(server, 8, {"type": "logout", "token": "s1"})
+    assert logs(server.handle(Closed(1), 1.0)) == [
+        "bob's staying connection closed; the session waits for a resume"]
+
+
+def test_a_detached_session_times_out_and_its_messages_wait_for_the_next_login():
+    server, store = make_server(Settings(timeout_s=31.0))
+    stay_login(server, "alice", conn=1)
+    short_login(server, "bob", conn=2, port=5002)
+    server.handle(Closed(1), 1.0)
+    say(server, "s3", "alice", "kept", now=2.0)
+    ask(server, 2, {"type": "heartbeat", "token": "s3"}, 30.0)
+    ended = server.handle(Expired(("idle", "alice")), 31.0)
+    assert "alice timed out after 31 s without a request" in logs(ended)
+    assert server.online_users() == ["bob"] and store.count_waiting("alice") == 1
+    back = stay_login(server, "alice", conn=4, now=40.0)
+    assert [(c, f["text"], f.get("offline")) for c, f in pushes(back) if "seq" in f] == [
+        (4, "kept", None)]
+    assert not any(isinstance(a, Log) and "elsewhere" in a.text for a in back)

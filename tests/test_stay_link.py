@@ -1,0 +1,262 @@
+"""stay.py's StayLink on a real reactor and a fake server on 127.0.0.1, under a virtual clock:
+ids and replies, pushed deliveries, held requests, loss, the no-reply time-out and reconnecting
+with backoff. Also the client glue's routing and the command-line options for staying."""
+import io
+import os
+import types
+
+import pytest
+
+import protocol
+from client import (ClientGlue, LinkUp, Pushed, Replied, Request, RequestFailed, SendTo,
+                    _listen, parse_args)
+from reactor import Handler, Reactor, VirtualClock
+from stay import RECONNECT_FIRST_S, StayLink
+from terminal import Terminal
+from client import run as run_client
+from test_client_core import loop, pump  # noqa: F401 (loop is a fixture)
+
+
+class Server(Handler):
+    """Accepts staying connections and remembers what each sent."""
+
+    def __init__(self):
+        self.conns = []
+        self.frames = []
+
+    def on_accepted(self, conn):
+        self.conns.append(conn)
+
+    def on_frame(self, conn, line):
+        self.frames.append(protocol.decode(line))
+
+    def send(self, *frames, raw=b""):
+        for frame in frames:
+            self.conns[-1].send(protocol.encode(frame))
+        if raw:
+            self.conns[-1].send(raw)
+
+
+class Glue:
+    """What StayLink needs of the client glue: a reactor and feed(); on_link_up is a hook."""
+
+    def __init__(self, reactor):
+        self.reactor = reactor
+        self.events = []
+        self.on_link_up = lambda: None
+
+    def feed(self, event):
+        self.events.append(event)
+        if isinstance(event, LinkUp):
+            self.on_link_up()
+
+    def of(self, kind):
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+@pytest.fixture
+def world():
+    clock = VirtualClock()
+    reactor = Reactor(clock)
+    server = Server()
+    listener = reactor.listen("127.0.0.1", 0, server)
+    glue = Glue(reactor)
+    lines = []
+    link = StayLink(glue, ("127.0.0.1", listener.port), log=lines.append)
+    yield types.SimpleNamespace(clock=clock, reactor=reactor, server=server, glue=glue, link=link,
+                                listener=listener, lines=lines)
+    reactor.close_all()
+    listener.close()
+
+
+def opened(w):
+    w.link.open()
+    pump(w.reactor, lambda: w.glue.of(LinkUp) and w.server.conns)
+
+
+def test_requests_carry_their_id_and_replies_come_back_by_it(world):
+    opened(world)
+    world.link.request(1, {"type": "check_user", "user": "alice"})
+    pump(world.reactor, lambda: world.server.frames)
+    assert world.server.frames == [{"type": "check_user", "user": "alice", "id": 1}]
+    world.server.send({"type": "presence", "user": "bob", "online": True},
+                      {"type": "ok", "id": 1}, {"type": "ok", "id": 77}, {"type": "x", "id": "s"},
+                      raw=b"not json\n" + b"x" * 70_000 + b"\n")
+    pump(world.reactor, lambda: len(world.glue.of(Pushed)) == 3)
+    conn_id = world.link.conn.id
+    assert world.glue.of(Replied) == [Replied(1, {"type": "ok", "id": 1})]
+    pushed = world.glue.of(Pushed)
+    assert pushed[0] == Pushed(conn_id, {"type": "presence", "user": "bob", "online": True})
+    assert [p.frame["code"] for p in pushed[1:]] == ["bad_json", "too_long"]
+    assert world.lines == ["reply to unknown request 77 ignored",
+                           "reply to unknown request 's' ignored"]
+
+
+def test_acks_go_only_on_the_connection_their_message_came_on(world):
+    opened(world)
+    world.link.send_on(world.link.conn.id + 100, {"type": "ack", "seq": 1})
+    world.link.send_on(world.link.conn.id, {"type": "ack", "seq": 2})
+    pump(world.reactor, lambda: world.server.frames)
+    assert world.server.frames == [{"type": "ack", "seq": 2}]
+
+
+def test_requests_asked_for_while_connecting_follow_link_ups_own(world):
+    world.glue.on_link_up = lambda: world.link.request(1, {"type": "resume", "token": "t"})
+    world.link.open()
+    world.link.request(2, {"type": "message"})         # before the connection is open
+    pump(world.reactor, lambda: len(world.server.frames) == 2)
+    assert [f["type"] for f in world.server.frames] == ["resume", "message"]
+
+
+def test_a_request_with_no_connection_fails_at_once(world):
+    world.link.request(5, {"type": "online"})
+    assert world.glue.events == [RequestFailed(5, "not connected")]
+
+
+def test_a_lost_connection_fails_its_requests_and_is_made_again_with_backoff(world):
+    opened(world)
+    world.link.request(1, {"type": "online"})
+    world.link.request(2, {"type": "heartbeat"})
+    pump(world.reactor, lambda: len(world.server.frames) == 2)
+    world.server.conns[-1].close("server says so")
+    pump(world.reactor, lambda: world.glue.of(RequestFailed))
+    assert world.glue.of(RequestFailed) == [
+        RequestFailed(1, "the connection closed before a reply"),
+        RequestFailed(2, "the connection closed before a reply")]
+    assert world.lines == ["lost the connection to the server (eof); trying again in 1 s"]
+    world.link.request(3, {"type": "online"})          # nothing open: fails at once
+    assert world.glue.events[-1] == RequestFailed(3, "not connected")
+    world.clock.advance(RECONNECT_FIRST_S)
+    pump(world.reactor, lambda: len(world.glue.of(LinkUp)) == 2)
+    assert len(world.server.conns) == 2
+
+
+def test_backoff_doubles_while_the_server_is_away_and_resets_once_it_answers(world):
+    port = world.listener.port
+    world.listener.close()                             # the server is away
+    world.link.open()
+    for wait_s in (1, 2, 4, 8):
+        pump(world.reactor, lambda: world.link.retry is not None)
+        assert world.lines[-1] == (f"lost the connection to the server (refused); "
+                                   f"trying again in {wait_s} s")
+        if wait_s < 8:
+            world.clock.advance(wait_s)
+    world.listener = world.reactor.listen("127.0.0.1", port, world.server)   # it is back
+    world.clock.advance(8)
+    pump(world.reactor, lambda: world.glue.of(LinkUp))
+    assert world.link.backoff_s == 8                   # until the server has answered
+    world.link.request(1, {"type": "heartbeat"})
+    pump(world.reactor, lambda: world.server.frames)
+    world.server.send({"type": "ok", "id": 1})
+    pump(world.reactor, lambda: world.glue.of(Replied))
+    assert world.link.backoff_s == 0.0
+
+
+def test_a_request_without_a_reply_in_10_s_drops_a_half_open_connection(world):
+    opened(world)
+    world.link.request(1, {"type": "heartbeat"})
+    pump(world.reactor, lambda: world.server.frames)
+    world.clock.advance(9.9)
+    assert world.glue.of(RequestFailed) == []
+    world.clock.advance(0.1)
+    pump(world.reactor, lambda: world.glue.of(RequestFailed))
+    assert world.glue.of(RequestFailed) == [RequestFailed(1, "no reply")]
+    world.clock.advance(RECONNECT_FIRST_S)
+    pump(world.reactor, lambda: len(world.glue.of(LinkUp)) == 2)
+
+
+# -- the client glue and the command line -------------------------------------------------------
+
+def test_the_glue_sends_requests_and_acks_through_the_link_when_staying():
+    glue = ClientGlue(Reactor(VirtualClock()), Terminal(0, io.BytesIO(), io.BytesIO(),
+                                                        interactive=False), ("127.0.0.1", 9))
+    seen = []
+    glue.stay = types.SimpleNamespace(request=lambda *a: seen.append(("request", *a)),
+                                      send_on=lambda *a: seen.append(("send_on", *a)))
+    glue._do_Request(Request(4, {"type": "online"}))
+    glue._do_SendTo(SendTo(12, {"type": "ack", "seq": 1}))
+    assert seen == [("request", 4, {"type": "online"}), ("send_on", 12, {"type": "ack", "seq": 1})]
+
+
+def test_staying_options():
+    args = parse_args(["127.0.0.1", "4119", "--stay-connected", "--no-listen"])
+    assert args.stay_connected and args.no_listen
+    assert not parse_args(["127.0.0.1", "4119"]).stay_connected
+
+
+@pytest.mark.parametrize("argv", [["--no-listen"], ["--stay-connected", "--gui"]])
+def test_staying_options_that_do_not_go_together(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["127.0.0.1", "4119", *argv])
+    assert exc.value.code == 2
+    assert "--" in capsys.readouterr().err
+
+
+class NoPorts:
+    def listen(self, host, port, handler):
+        raise OSError(98, "Address already in use")
+
+
+def test_a_staying_client_without_a_free_port_goes_on_without_one():
+    lines = []
+    args = types.SimpleNamespace(no_listen=False, stay_connected=True)
+    assert _listen(args, NoPorts(), types.SimpleNamespace(deliveries=None), lines.append) is None
+    assert lines == ["cannot open a listening port (Address already in use); no one can send "
+                     "private messages to this client"]
+    with pytest.raises(OSError):        # a short-connection client cannot do without one
+        _listen(types.SimpleNamespace(no_listen=False, stay_connected=False), NoPorts(),
+                types.SimpleNamespace(deliveries=None), lines.append)
+    assert _listen(types.SimpleNamespace(no_listen=True), NoPorts(), None, lines.append) is None
+
+
+class StayingServer(Handler):
+    """Answers every request on the one connection it came on, and pushes a message after
+    the login there, as the real server does for a staying client."""
+
+    def __init__(self):
+        self.seen = []
+        self.accepted = 0
+
+    def on_accepted(self, conn):
+        self.accepted += 1
+
+    def on_frame(self, conn, line):
+        frame = protocol.decode(line)
+        self.seen.append(frame)
+        if frame["type"] == "ack":
+            return
+        reply = {"type": "ok", "id": frame["id"]}
+        if frame["type"] == "login":
+            reply = {"type": "welcome", "user": "alice", "token": "t1", "proof": "p1",
+                     "id": frame["id"]}
+        elif frame["type"] == "online":
+            reply = {"type": "online", "users": ["bob"], "id": frame["id"]}
+        conn.send(protocol.encode(reply))
+        if frame["type"] == "login":
+            conn.send(protocol.encode({"type": "message", "from": "bob", "text": "waited",
+                                       "seq": 3, "offline": True}))
+
+
+def test_the_client_runs_on_one_staying_connection_without_a_port(loop):
+    server = StayingServer()
+    listener = loop.listen("127.0.0.1", 0, server)
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, b"alice\npw\nonline\n")
+    os.close(write_fd)
+    out = io.BytesIO()
+    terminal = Terminal(read_fd, out, io.BytesIO(), interactive=False)
+    args = parse_args(["127.0.0.1", str(listener.port), "--stay-connected", "--no-listen"])
+    try:
+        assert run_client(args, read_fd, terminal, loop) == 0
+    finally:
+        os.close(read_fd)
+        listener.close()
+    assert "bob: waited\n" in out.getvalue().decode()
+    kinds = [f["type"] for f in server.seen]
+    # the typed "online" may go before or after the ack: the welcome lets it go at once
+    assert kinds[:2] == ["check_user", "login"] and kinds[-1] == "logout"
+    assert sorted(kinds[2:4]) == ["ack", "online"]
+    login = server.seen[1]
+    assert login["stay"] is True and "port" not in login
+    assert {"type": "ack", "seq": 3} in server.seen
+    assert server.accepted == 1                         # one connection for everything
