@@ -8,6 +8,7 @@ Run: python3 client.py HOST PORT [--heartbeat S] [--gui] [--stay-connected [--no
 """
 import argparse
 import hmac
+import os
 import secrets
 import socket
 import ssl
@@ -1316,6 +1317,9 @@ def parse_args(argv):
     parser.add_argument("--heartbeat", type=_seconds, default=HEARTBEAT_S, metavar="S",
                         help=f"seconds between heartbeats (default {HEARTBEAT_S:g})")
     parser.add_argument("--gui", action="store_true", help="open a window instead of the terminal")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show diagnostics (refused connections, closed links) on a terminal "
+                             "too; they always go to standard error when it is not a terminal")
     parser.add_argument("--tls", action="store_true",
                         help="speak TLS to the server (it must run with --tls-cert/--tls-key)")
     parser.add_argument("--cafile", metavar="FILE",
@@ -1384,6 +1388,13 @@ def _listen(args, reactor, glue, log):
         return None
 
 
+def _is_terminal(stream):
+    try:
+        return os.isatty(stream.fileno())
+    except (OSError, ValueError):
+        return False
+
+
 def main(argv=None):
     """python3 client.py HOST PORT [--heartbeat S] [--gui] [--stay-connected [--no-listen]]"""
     args = parse_args(sys.argv[1:] if argv is None else argv)
@@ -1391,7 +1402,9 @@ def main(argv=None):
         import gui      # imported here so that the terminal client never loads tkinter
         return gui.main(args)
     stdin_fd = sys.stdin.fileno()
-    with Terminal(stdin_fd, sys.stdout.buffer, sys.stderr.buffer) as terminal:
+    # diagnostics are for a log file or a curious user, not for everyone's screen
+    diagnostics = sys.stderr.buffer if args.verbose or not _is_terminal(sys.stderr) else None
+    with Terminal(stdin_fd, sys.stdout.buffer, diagnostics) as terminal:
         reactor = Reactor(RealClock(), log=terminal.log)
         return run(args, stdin_fd, terminal, reactor)
 

@@ -211,3 +211,18 @@ def test_a_peer_that_has_exited_is_reported_and_the_message_goes_through_the_ser
     alice.expect("seas's address is no longer valid. Type getaddress seas to ask again.")
     alice.type("private seas hello?")
     alice.expect("You don't have seas's address. Type getaddress seas first.")
+
+
+def test_diagnostics_stay_off_the_screen_unless_asked_for(clients, server):
+    quiet, loud = clients(), clients("--verbose")
+    login(quiet, "columbia")
+    login(loud, "seas")
+    for user in ("columbia", "seas"):
+        with socket.create_connection(("127.0.0.1", listening_port(server, user)), timeout=WAIT_S) as s:
+            s.sendall(b'{"type":"hello","proof":"forged"}\n')
+            while s.recv(4096):     # the listener refuses and closes
+                pass
+    loud.expect("refused delivery connection")
+    quiet.type("online")
+    quiet.expect("seas")
+    assert "refused" not in quiet.output
