@@ -1410,4 +1410,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run as the module `client`, the one that stay.py and gui.py import, not as a second copy
+    import client
+    sys.exit(client.main())
