@@ -1,4 +1,4 @@
-"""The chat client: pure line helpers, the `ChatClient` core, and the glue that runs it.
+"""The chat client: the `ChatClient` core, and the glue that runs it (line helpers: commands.py).
 
 The core takes `(event, now)` and returns a list of actions; it never touches a socket, the
 screen or the clock. The glue at the bottom maps its actions onto `reactor.py` and the
@@ -16,6 +16,9 @@ import sys
 from collections import deque
 from dataclasses import dataclass, field
 
+from commands import (DEFAULT_ATTEMPTS, Command, Usage, delivery_look, described, error_code,
+                      error_text, help_lines, is_seq, parse_command, render, reply_lines,
+                      seconds_text, times_text)
 import peer
 import protocol
 from peer import EndLink, LinkClosed, LinkIn, OpenLink, SendOnLink
@@ -26,8 +29,6 @@ HEARTBEAT_S = 30.0          # the server ends a session silent for 31 s
 EXIT_WAIT_S = 2.0           # how long an exiting client waits for its logout reply
 REQUEST_TIMEOUT_S = 10.0    # a request connection with no answer by then counts as failed
 DELIVERY_IDLE_S = 60.0      # an accepted connection silent this long is closed
-DEFAULT_ATTEMPTS = 3        # wrong passwords that block a name, when the server does not say
-DEFAULT_LOCKOUT_S = 30      # how long they block it, when the server does not say
 RETRY_FIRST_S = 1.0         # a message the server did not take is sent again after this,
 RETRY_MAX_S = 30.0          # doubling up to this, until the server acknowledges it
 HEARTBEAT_KEY = ("heartbeat",)
@@ -37,131 +38,6 @@ PRIVATE_SEEN_MAX = 10_000
 
 ASK_USER = "Please enter username:"
 ASK_PASSWORD = "Please enter password:"
-
-
-# -- pure helpers: commands ------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Command:
-    """One parsed command line. Fields a command does not take stay None."""
-    name: str
-    user: str | None = None
-    text: str | None = None
-
-
-@dataclass(frozen=True)
-class Usage:
-    """A line that is not a valid command; `text` tells the user why."""
-    text: str
-
-
-@dataclass(frozen=True)
-class CommandSpec:
-    """The words after a command's name: "user" is one word, "text" is the rest of the line."""
-    params: tuple
-    about: str
-
-    def usage(self, name):
-        return " ".join([name] + [f"<{p}>" for p in self.params])
-
-
-# A new command is one more row.
-COMMANDS = {
-    "message": CommandSpec(("user", "text"), "send <text> to <user>, stored if they are offline"),
-    "broadcast": CommandSpec(("text",), "send <text> to everyone online"),
-    "online": CommandSpec((), "list the other users online"),
-    "block": CommandSpec(("user",), "stop <user> from messaging you"),
-    "unblock": CommandSpec(("user",), "let <user> message you again"),
-    "getaddress": CommandSpec(("user",), "ask <user> for their address, to talk privately"),
-    "Y": CommandSpec(("user",), "agree to give <user> your address (also y)"),
-    "N": CommandSpec(("user",), "refuse to give <user> your address (also n)"),
-    "private": CommandSpec(("user", "text"), "send <text> straight to <user>, not via the server"),
-    "logout": CommandSpec((), "log out; you can then log in again"),
-    "help": CommandSpec((), "show this list"),
-}
-
-
-# Other spellings of a command's name.
-ALIASES = {"y": "Y", "n": "N"}
-
-
-def parse_command(line):
-    """A typed line -> Command, Usage (with the line to show), or None for an empty line."""
-    rest = line.lstrip()
-    if not rest:
-        return None
-    name, rest = _next_word(rest)
-    name = ALIASES.get(name, name)
-    spec = COMMANDS.get(name)
-    if spec is None:
-        return Usage(f"Unknown command '{name}'. Type help for the list of commands.")
-    values = {}
-    for param in spec.params:
-        rest = rest.lstrip()
-        if not rest:
-            return Usage("Usage: " + spec.usage(name))
-        if param == "text":
-            # the text is kept exactly as typed, inner and trailing spaces included
-            values[param], rest = rest, ""
-        else:
-            values[param], rest = _next_word(rest)
-    if rest.strip():
-        return Usage("Usage: " + spec.usage(name))
-    return Command(name, **values)
-
-
-def _next_word(text):
-    """'bob  hi there' -> ('bob', '  hi there'): the word and everything after it."""
-    word = text.split(None, 1)[0]     # callers strip leading whitespace first
-    return word, text[len(word):]
-
-
-def help_lines():
-    """The lines `help` prints: every command with its format."""
-    forms = {name: spec.usage(name) for name, spec in COMMANDS.items()}
-    width = max(len(form) for form in forms.values())
-    return ["Commands:"] + [f"  {forms[name].ljust(width)}  {spec.about}"
-                            for name, spec in COMMANDS.items()]
-
-
-# -- pure helpers: deliveries -----------------------------------------------------------------
-
-def render(frame):
-    """A delivered server frame -> the line to show, or None when it shows nothing."""
-    kind = frame.get("type")
-    if kind in ("message", "broadcast"):
-        sender, text = frame.get("from"), frame.get("text")
-        if isinstance(sender, str) and isinstance(text, str):
-            return f"{sender}: {text}"
-    elif kind == "presence":
-        user, online = frame.get("user"), frame.get("online")
-        if isinstance(user, str) and isinstance(online, bool):
-            return f"{user} has logged in." if online else f"{user} has logged out."
-    elif kind == "logged_out":
-        return "You have been logged out because your account logged in elsewhere."
-    return None
-
-
-def delivery_look(frame):
-    """A delivered frame that render() shows -> (kind, sender) for its Print."""
-    if frame.get("type") == "presence":
-        return ("joined" if frame.get("online") else "left"), frame.get("user")
-    return ("offline" if frame.get("offline") is True else frame.get("type")), frame.get("from")
-
-
-def _seconds_text(seconds):
-    """30.0 -> '30', 2.5 -> '2.5': a duration as a person writes it."""
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        seconds = DEFAULT_LOCKOUT_S
-    return str(int(seconds)) if float(seconds).is_integer() else str(seconds)
-
-
-_NUMBER_WORDS = "zero one two three four five six seven eight nine ten".split()
-
-
-def _times_text(count):
-    """3 -> 'three': small counts in words, as the original client said them."""
-    return _NUMBER_WORDS[count] if 0 <= count < len(_NUMBER_WORDS) else str(count)
 
 
 # -- events and actions -----------------------------------------------------------------------
@@ -586,7 +462,7 @@ class ChatClient:
 
     def _reply_outbox(self, pending, frame, now, out):
         self.outbox_sending = None
-        if _code(frame) == "slow_down":
+        if error_code(frame) == "slow_down":
             # kept, not refused: the server takes it once we wait as long as it says
             wait_s = frame.get("seconds")
             if isinstance(wait_s, bool) or not isinstance(wait_s, (int, float)) or wait_s <= 0:
@@ -595,14 +471,14 @@ class ChatClient:
             out.extend([Print(f"The server asks us to slow down; your message is kept and sent "
                               f"in {wait_s:g} s."), Arm(RETRY_KEY, now + wait_s)])
             return
-        if _code(frame) == "no_session":
+        if error_code(frame) == "no_session":
             # kept: it goes out again once this user has logged in again
             if not self._stale(pending):
                 self._session_ended(out, frame)
             return
         self.outbox.popleft()
         self.retry_s = 0.0
-        lines = _command_reply_lines(pending.command, frame)
+        lines = reply_lines(pending.command, frame)
         if lines is None:
             out.append(Log(f"unexpected reply to {pending.command.name}: {frame.get('type')}"))
         out.extend(Print(line) for line in lines or [])
@@ -612,7 +488,7 @@ class ChatClient:
     def _fail_outbox(self, pending, now, out):
         self.outbox_sending = None
         if not self.retry_s:        # an outage begins: say which messages wait
-            out.extend(Print("Waiting to be sent: " + _described(entry.command))
+            out.extend(Print("Waiting to be sent: " + described(entry.command))
                        for entry in self.outbox)
         self.retry_s = min(2 * self.retry_s or RETRY_FIRST_S, RETRY_MAX_S)
         waiting = len(self.outbox)
@@ -631,7 +507,7 @@ class ChatClient:
         self._send_head(now, out, blocks_input=False)
 
     def _report_unsent(self, out, why):
-        out.extend(Print(f"Not sent ({why}): " + _described(entry.command))
+        out.extend(Print(f"Not sent ({why}): " + described(entry.command))
                    for entry in self.outbox)
         self.outbox.clear()
 
@@ -663,17 +539,17 @@ class ChatClient:
         if frame.get("type") == "ok":
             self.stage = PASSWORD
             out.extend([Print(ASK_PASSWORD), AskSecret(True)])
-        elif _code(frame) == "unknown_user":
+        elif error_code(frame) == "unknown_user":
             out.extend([Print("Wrong username."), Print(ASK_USER)])
         else:
-            out.extend([Print(_error_text(frame)), Print(ASK_USER)])
+            out.extend([Print(error_text(frame)), Print(ASK_USER)])
 
     def _reply_login(self, pending, frame, now, out):
         if frame.get("type") == "welcome":
             self._logged_in(frame, now, out)
             return
         self._refuse_held(out)
-        code = _code(frame)
+        code = error_code(frame)
         if code == "wrong_password":
             out.extend([Print("Wrong password. Please try again."), Print(ASK_PASSWORD)])
             return
@@ -681,15 +557,15 @@ class ChatClient:
             attempts = frame.get("attempts")
             if isinstance(attempts, bool) or not isinstance(attempts, int):
                 attempts = DEFAULT_ATTEMPTS
-            seconds = _seconds_text(frame.get("seconds"))
-            out.append(Print(f"You have entered wrong password {_times_text(attempts)} times. "
+            seconds = seconds_text(frame.get("seconds"))
+            out.append(Print(f"You have entered wrong password {times_text(attempts)} times. "
                              f"You will be blocked for {seconds} seconds."))
         elif code == "locked":
             out.append(Print("You are still blocked, please try again later"))
         elif code == "unknown_user":
             out.append(Print("Wrong username."))
         else:
-            out.extend([Print(_error_text(frame)), Print(ASK_PASSWORD)])
+            out.extend([Print(error_text(frame)), Print(ASK_PASSWORD)])
             return
         self._back_to_username(out)
 
@@ -711,10 +587,10 @@ class ChatClient:
         if command.name == "logout":
             self._logged_out(out)
             return
-        if _code(frame) == "no_session":
+        if error_code(frame) == "no_session":
             self._session_ended(out, frame)
             return
-        lines = _command_reply_lines(command, frame)
+        lines = reply_lines(command, frame)
         if lines is None:
             out.append(Log(f"unexpected reply to {command.name}: {frame.get('type')}"))
             return
@@ -727,7 +603,7 @@ class ChatClient:
         out.extend(Print(line) for line in lines)
 
     def _reply_heartbeat(self, pending, frame, now, out):
-        if not self._stale(pending) and _code(frame) == "no_session":
+        if not self._stale(pending) and error_code(frame) == "no_session":
             self._session_ended(out, frame)
 
     def _reply_exit(self, pending, frame, now, out):
@@ -736,14 +612,14 @@ class ChatClient:
     def _reply_resume(self, pending, frame, now, out):
         if self._stale(pending):
             return
-        if _code(frame) == "no_session":
+        if error_code(frame) == "no_session":
             self._session_ended(out, frame)     # timed out meanwhile, or the server restarted
         elif frame.get("type") == "ok":
             self.detached = False
             out.append(Log("the session resumed on a new connection"))
         else:
             # (slow_down, say) the next heartbeat is a resume instead, until one is taken
-            out.append(Log(f"resume refused: {_error_text(frame)}"))
+            out.append(Log(f"resume refused: {error_text(frame)}"))
 
     def _fail_check_user(self, pending, now, out):
         out.append(Print(ASK_USER))
@@ -870,7 +746,7 @@ class ChatClient:
             if self.stage == LOGGED_IN:
                 out.append(Print(render(frame)))
                 self._back_to_username(out)
-        elif kind in ("message", "broadcast") and _is_seq(frame.get("seq")):
+        elif kind in ("message", "broadcast") and is_seq(frame.get("seq")):
             self._numbered(conn, frame, out)
         elif kind in ("message", "broadcast", "presence"):
             text = render(frame)
@@ -994,85 +870,6 @@ class ChatClient:
         delivery.state = "refused"
         out.extend([Print(refusal.line), Log(f"refused peer connection {conn}: {refusal.why}"),
                     SendTo(conn, protocol.error("not_allowed")), CloseConn(conn)])
-
-
-def _described(command):
-    """A waiting message as the user typed it: "message seas hi"."""
-    return " ".join(word for word in (command.name, command.user, command.text) if word)
-
-
-def _is_seq(value):
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _code(frame):
-    """The error code of a reply, or None when it is not an error."""
-    return frame.get("code") if frame.get("type") == "error" else None
-
-
-def _error_text(frame):
-    """What to show for an error reply we have no special words for."""
-    message = frame.get("message")
-    if isinstance(message, str) and message:
-        return message
-    return f"The server refused the request ({frame.get('code', frame.get('type'))})."
-
-
-# What the user reads for each command's errors; {user} is the name the command gave.
-_ERROR_LINES = {
-    ("message", "blocked"): "Your message could not be delivered as the recipient has blocked you",
-    ("message", "unknown_user"): "User {user} does not exist.",
-    ("message", "self"): "You cannot send a message to yourself.",
-    ("block", "unknown_user"): "User {user} does not exist.",
-    ("block", "self"): "You cannot block yourself.",
-    ("block", "already_blocked"): "User {user} is already blocked.",
-    ("unblock", "unknown_user"): "User {user} does not exist.",
-    ("unblock", "self"): "You cannot unblock yourself.",
-    ("unblock", "not_blocked"): "User {user} is not blocked.",
-    ("getaddress", "offline"): "{user} is not online. Can't get the address.",
-    ("getaddress", "blocked"): "{user} has blocked you. You can't get the address.",
-    ("getaddress", "unknown_user"): "User {user} does not exist.",
-    ("getaddress", "self"): "You cannot get your own address.",
-    ("getaddress", "already_asked"): "You already asked {user}; wait for the answer.",
-    ("getaddress", "no_port"): "{user} cannot take private messages (their client has no "
-                               "listening port). Use message {user} <text> instead.",
-    ("Y", "no_request"): "There is no request from {user} waiting for your answer.",
-    ("N", "no_request"): "There is no request from {user} waiting for your answer.",
-    ("Y", "unknown_user"): "User {user} does not exist.",
-    ("N", "unknown_user"): "User {user} does not exist.",
-}
-
-
-def _command_reply_lines(command, frame):
-    """A command's reply -> the lines to show ([] for none), or None when it makes no sense."""
-    kind = frame.get("type")
-    if kind == "error":
-        line = _ERROR_LINES.get((command.name, frame.get("code")))
-        return [line.format(user=command.user) if line else _error_text(frame)]
-    if command.name == "online" and kind == "online":
-        users = [u for u in frame.get("users") or [] if isinstance(u, str)]
-        return users or ["No other users are online."]
-    if kind != "ok":
-        return None
-    if command.name == "message":
-        return [f"{command.user} is offline; your message will be delivered when they log in."
-                ] if frame.get("stored") is True else []
-    if command.name == "broadcast":
-        skipped = frame.get("skipped")
-        if isinstance(skipped, int) and skipped > 0:
-            return ["Your message could not be delivered to some recipients"]
-        return []
-    if command.name == "block":
-        return [f"User {command.user} has been blocked"]
-    if command.name == "unblock":
-        return [f"User {command.user} is unblocked"]
-    if command.name == "getaddress":
-        return ["request sent"]
-    if command.name == "Y":
-        return [f"You agreed to a private talk with {command.user}."]
-    if command.name == "N":
-        return [f"You refused to give {command.user} your address."]
-    return None
 
 
 # -- glue: the core on the reactor ------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The client's pure line helpers: parse_command, render, help_lines."""
 import pytest
 
-from client import COMMANDS, Command, CommandSpec, Usage, help_lines, parse_command, render
+from commands import COMMANDS, Command, CommandSpec, Usage, help_lines, parse_command, render
 
 
 @pytest.mark.parametrize("line, expected", [

@@ -1,0 +1,217 @@
+"""What the user types and what the screen shows: the client's pure line helpers.
+
+`parse_command` turns a typed line into a Command (or a one-line Usage); `render` turns a
+server delivery into a screen line; `reply_lines` turns the server's answer to a command into
+what the user reads. No state, no clock, no sockets: the client core and the GUI share them.
+"""
+from dataclasses import dataclass
+
+DEFAULT_ATTEMPTS = 3        # wrong passwords that block a name, when the server does not say
+DEFAULT_LOCKOUT_S = 30      # how long they block it, when the server does not say
+
+
+# -- commands ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Command:
+    """One parsed command line. Fields a command does not take stay None."""
+    name: str
+    user: str | None = None
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A line that is not a valid command; `text` tells the user why."""
+    text: str
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """The words after a command's name: "user" is one word, "text" is the rest of the line."""
+    params: tuple
+    about: str
+
+    def usage(self, name):
+        return " ".join([name] + [f"<{p}>" for p in self.params])
+
+
+# A new command is one more row.
+COMMANDS = {
+    "message": CommandSpec(("user", "text"), "send <text> to <user>, stored if they are offline"),
+    "broadcast": CommandSpec(("text",), "send <text> to everyone online"),
+    "online": CommandSpec((), "list the other users online"),
+    "block": CommandSpec(("user",), "stop <user> from messaging you"),
+    "unblock": CommandSpec(("user",), "let <user> message you again"),
+    "getaddress": CommandSpec(("user",), "ask <user> for their address, to talk privately"),
+    "Y": CommandSpec(("user",), "agree to give <user> your address (also y)"),
+    "N": CommandSpec(("user",), "refuse to give <user> your address (also n)"),
+    "private": CommandSpec(("user", "text"), "send <text> straight to <user>, not via the server"),
+    "logout": CommandSpec((), "log out; you can then log in again"),
+    "help": CommandSpec((), "show this list"),
+}
+
+
+# Other spellings of a command's name.
+ALIASES = {"y": "Y", "n": "N"}
+
+
+def parse_command(line):
+    """A typed line -> Command, Usage (with the line to show), or None for an empty line."""
+    rest = line.lstrip()
+    if not rest:
+        return None
+    name, rest = _next_word(rest)
+    name = ALIASES.get(name, name)
+    spec = COMMANDS.get(name)
+    if spec is None:
+        return Usage(f"Unknown command '{name}'. Type help for the list of commands.")
+    values = {}
+    for param in spec.params:
+        rest = rest.lstrip()
+        if not rest:
+            return Usage("Usage: " + spec.usage(name))
+        if param == "text":
+            # the text is kept exactly as typed, inner and trailing spaces included
+            values[param], rest = rest, ""
+        else:
+            values[param], rest = _next_word(rest)
+    if rest.strip():
+        return Usage("Usage: " + spec.usage(name))
+    return Command(name, **values)
+
+
+def _next_word(text):
+    """'bob  hi there' -> ('bob', '  hi there'): the word and everything after it."""
+    word = text.split(None, 1)[0]     # callers strip leading whitespace first
+    return word, text[len(word):]
+
+
+def help_lines():
+    """The lines `help` prints: every command with its format."""
+    forms = {name: spec.usage(name) for name, spec in COMMANDS.items()}
+    width = max(len(form) for form in forms.values())
+    return ["Commands:"] + [f"  {forms[name].ljust(width)}  {spec.about}"
+                            for name, spec in COMMANDS.items()]
+
+
+# -- pure helpers: deliveries -----------------------------------------------------------------
+
+def render(frame):
+    """A delivered server frame -> the line to show, or None when it shows nothing."""
+    kind = frame.get("type")
+    if kind in ("message", "broadcast"):
+        sender, text = frame.get("from"), frame.get("text")
+        if isinstance(sender, str) and isinstance(text, str):
+            return f"{sender}: {text}"
+    elif kind == "presence":
+        user, online = frame.get("user"), frame.get("online")
+        if isinstance(user, str) and isinstance(online, bool):
+            return f"{user} has logged in." if online else f"{user} has logged out."
+    elif kind == "logged_out":
+        return "You have been logged out because your account logged in elsewhere."
+    return None
+
+
+def delivery_look(frame):
+    """A delivered frame that render() shows -> (kind, sender) for its Print."""
+    if frame.get("type") == "presence":
+        return ("joined" if frame.get("online") else "left"), frame.get("user")
+    return ("offline" if frame.get("offline") is True else frame.get("type")), frame.get("from")
+
+
+def seconds_text(seconds):
+    """30.0 -> '30', 2.5 -> '2.5': a duration as a person writes it."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        seconds = DEFAULT_LOCKOUT_S
+    return str(int(seconds)) if float(seconds).is_integer() else str(seconds)
+
+
+_NUMBER_WORDS = "zero one two three four five six seven eight nine ten".split()
+
+
+def times_text(count):
+    """3 -> 'three': small counts in words, as the original client said them."""
+    return _NUMBER_WORDS[count] if 0 <= count < len(_NUMBER_WORDS) else str(count)
+
+
+
+# -- replies --------------------------------------------------------------------------------
+
+def described(command):
+    """A waiting message as the user typed it: "message seas hi"."""
+    return " ".join(word for word in (command.name, command.user, command.text) if word)
+
+
+def is_seq(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def error_code(frame):
+    """The error code of a reply, or None when it is not an error."""
+    return frame.get("code") if frame.get("type") == "error" else None
+
+
+def error_text(frame):
+    """What to show for an error reply we have no special words for."""
+    message = frame.get("message")
+    if isinstance(message, str) and message:
+        return message
+    return f"The server refused the request ({frame.get('code', frame.get('type'))})."
+
+
+# What the user reads for each command's errors; {user} is the name the command gave.
+_ERROR_LINES = {
+    ("message", "blocked"): "Your message could not be delivered as the recipient has blocked you",
+    ("message", "unknown_user"): "User {user} does not exist.",
+    ("message", "self"): "You cannot send a message to yourself.",
+    ("block", "unknown_user"): "User {user} does not exist.",
+    ("block", "self"): "You cannot block yourself.",
+    ("block", "already_blocked"): "User {user} is already blocked.",
+    ("unblock", "unknown_user"): "User {user} does not exist.",
+    ("unblock", "self"): "You cannot unblock yourself.",
+    ("unblock", "not_blocked"): "User {user} is not blocked.",
+    ("getaddress", "offline"): "{user} is not online. Can't get the address.",
+    ("getaddress", "blocked"): "{user} has blocked you. You can't get the address.",
+    ("getaddress", "unknown_user"): "User {user} does not exist.",
+    ("getaddress", "self"): "You cannot get your own address.",
+    ("getaddress", "already_asked"): "You already asked {user}; wait for the answer.",
+    ("getaddress", "no_port"): "{user} cannot take private messages (their client has no "
+                               "listening port). Use message {user} <text> instead.",
+    ("Y", "no_request"): "There is no request from {user} waiting for your answer.",
+    ("N", "no_request"): "There is no request from {user} waiting for your answer.",
+    ("Y", "unknown_user"): "User {user} does not exist.",
+    ("N", "unknown_user"): "User {user} does not exist.",
+}
+
+
+def reply_lines(command, frame):
+    """A command's reply -> the lines to show ([] for none), or None when it makes no sense."""
+    kind = frame.get("type")
+    if kind == "error":
+        line = _ERROR_LINES.get((command.name, frame.get("code")))
+        return [line.format(user=command.user) if line else error_text(frame)]
+    if command.name == "online" and kind == "online":
+        users = [u for u in frame.get("users") or [] if isinstance(u, str)]
+        return users or ["No other users are online."]
+    if kind != "ok":
+        return None
+    if command.name == "message":
+        return [f"{command.user} is offline; your message will be delivered when they log in."
+                ] if frame.get("stored") is True else []
+    if command.name == "broadcast":
+        skipped = frame.get("skipped")
+        if isinstance(skipped, int) and skipped > 0:
+            return ["Your message could not be delivered to some recipients"]
+        return []
+    if command.name == "block":
+        return [f"User {command.user} has been blocked"]
+    if command.name == "unblock":
+        return [f"User {command.user} is unblocked"]
+    if command.name == "getaddress":
+        return ["request sent"]
+    if command.name == "Y":
+        return [f"You agreed to a private talk with {command.user}."]
+    if command.name == "N":
+        return [f"You refused to give {command.user} your address."]
+    return None
