@@ -13,7 +13,8 @@ import sqlite3
 import ssl
 import sys
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 import limits
 import passwords
@@ -113,6 +114,8 @@ class Settings:
     max_name_chars: int = 64
     max_text_chars: int = 4000
     consent_s: float = 60.0     # how long a getaddress waits for the target's answer
+    delivery_window: int = 256  # messages in flight to one client before its acknowledgements:
+                                # a long backlog goes out in steps, never past the output limit
     retry_first_s: float = 1.0  # an unacknowledged delivery is retried after this, doubling
     retry_max_s: float = 30.0   # ... up to this, for as long as the session lives
     replies_kept_s: float = 86400.0   # a retried request is recognised for this long
@@ -139,6 +142,7 @@ class Session:
     address: tuple
     last_seen: float
     acked: int = 0              # the client has shown every message up to this seq
+    sent: deque = field(default_factory=deque)   # seqs sent since, not yet acknowledged
     retrying: bool = False      # a redelivery is due; new messages wait to go with it, in order
     backoff_s: float = 0.0      # the wait before that redelivery; doubles until an ack arrives
     stays: bool = False         # the client keeps a connection open and is reached only on it
@@ -457,10 +461,21 @@ class ChatServer:
         return actions
 
     def _send_waiting(self, session):
-        """Deliver, in order, every message the session's client has not acknowledged."""
-        return [action
-                for seq, frame, offline in self._store.waiting(session.user, session.acked)
-                for action in self._reach(session, _numbered(frame, seq, offline))]
+        """Deliver again, in order, what the session's client has not acknowledged."""
+        session.sent.clear()
+        return self._top_up(session)
+
+    def _top_up(self, session):
+        """Send the next waiting messages, up to the delivery window, oldest first."""
+        room = self._settings.delivery_window - len(session.sent)
+        if room <= 0 or session.retrying:
+            return []
+        after = session.sent[-1] if session.sent else session.acked
+        actions = []
+        for seq, frame, offline in self._store.waiting(session.user, after, limit=room):
+            session.sent.append(seq)
+            actions += self._reach(session, _numbered(frame, seq, offline))
+        return actions
 
     def _reach(self, session, frame):
         """Deliver `frame` to the session's client by whichever way it is connected."""
@@ -589,8 +604,10 @@ class ChatServer:
         """
         target = self._sessions.get(recipient)
         seq = self._store.keep(recipient, message, offline=target is None)
-        if target is None or target.retrying:
+        # below a full window, everything older is already sent: this one may follow it
+        if target is None or target.retrying or len(target.sent) >= self._settings.delivery_window:
             return []
+        target.sent.append(seq)
         return self._reach(target, _numbered(message, seq, False))
 
     def _online(self, session, request, frame_id, now):
@@ -742,7 +759,9 @@ class ChatServer:
         self._store.acknowledge(user, event.seq)
         session.acked = event.seq
         session.backoff_s = 0.0
-        return []
+        while session.sent and session.sent[0] <= event.seq:
+            session.sent.popleft()
+        return self._top_up(session)
 
     def _on_undelivered(self, event, now):
         """Messages a client did not acknowledge: retried, with backoff, while it is on."""

@@ -105,11 +105,12 @@ class Store:
             (recipient, json.dumps(frame, ensure_ascii=False), int(offline)))
         return cursor.lastrowid
 
-    def waiting(self, recipient, after=0):
-        """`recipient`'s unacknowledged messages after seq `after`: [(seq, frame, offline)]."""
+    def waiting(self, recipient, after=0, limit=-1):
+        """`recipient`'s unacknowledged messages after seq `after`, at most `limit` (-1: all):
+        [(seq, frame, offline)], oldest first."""
         rows = self._db.execute(
-            "SELECT seq, frame, offline FROM inbox WHERE recipient = ? AND seq > ? ORDER BY seq",
-            (recipient, after))
+            "SELECT seq, frame, offline FROM inbox WHERE recipient = ? AND seq > ? "
+            "ORDER BY seq LIMIT ?", (recipient, after, limit))
         return [(seq, json.loads(frame), bool(offline)) for seq, frame, offline in rows]
 
     def acknowledge(self, recipient, upto):

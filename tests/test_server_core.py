@@ -355,3 +355,20 @@ def test_a_message_standing_in_for_a_private_one_carries_its_ref():
     assert delivered_frames(server.handle(Request(2, frame, "h"), 0.0))[0]["ref"] == "c1-p1"
     bad = server.handle(Request(2, {**frame, "ref": ""}, "h"), 0.0)
     assert replies(bad)[0]["code"] == "bad_field"
+
+
+def test_a_long_backlog_goes_out_one_window_at_a_time_as_acknowledgements_come():
+    server, store = make_server(Settings(delivery_window=3, user_rate_per_s=0))
+    login(server, "alice", port=5001)
+    for n in range(7):
+        server.handle(Request(2, {"type": "message", "token": "s1", "to": "bob",
+                                  "text": str(n)}, "h"), 0.0)
+    sent = [f["text"] for f in delivered_frames(login(server, "bob", port=5002, conn=3))
+            if f["type"] == "message"]
+    assert sent == ["0", "1", "2"]                       # a full window, the oldest first
+    assert [f["text"] for f in delivered_frames(server.handle(Acked("s4", 2), 1.0))] == ["3", "4"]
+    new = server.handle(Request(2, {"type": "message", "token": "s1", "to": "bob",
+                                    "text": "new"}, "h"), 1.0)
+    assert delivered_frames(new) == []                   # the window is full: it waits its turn
+    after = server.handle(Acked("s4", 5), 2.0)
+    assert [f["text"] for f in delivered_frames(after)] == ["5", "6", "new"]

@@ -2,12 +2,13 @@
 hello-free on the client's own connection, acks there become Acked, a closed connection becomes
 Closed, and one that heartbeats is never closed as idle."""
 import pathlib
+import socket
 import types
 
 import pytest
 
 import protocol
-from reactor import Handler, Reactor, VirtualClock
+from reactor import HARD_LIMIT_BYTES, SOFT_LIMIT_BYTES, Handler, Reactor, VirtualClock
 from replay import counting_secrets
 from server import ChatServer, Deliver, ServerGlue
 from storage import Store, load_credentials
@@ -102,3 +103,50 @@ def test_a_staying_connection_that_heartbeats_is_never_idle_and_a_silent_one_is(
         pump(world.reactor, lambda: any(f.get("id") == 10 + beat for f in alice.frames))
     pump(world.reactor, lambda: silent.closed)
     assert alice.closed is None and silent.closed == "eof"
+
+
+def test_a_slow_consumer_is_cut_off_and_its_messages_wait_for_it(world):
+    """A client that stops reading passes the output limit and is closed as a slow consumer;
+    nothing is lost: every message stays stored and comes, in order, when it resumes."""
+    world.reactor.soft_limit, world.reactor.hard_limit = 16 * 1024, 64 * 1024
+    world.reactor.log = world.lines.append
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(("127.0.0.1", world.port))
+    stalled.sendall(protocol.encode({"type": "login", "user": "columbia", "password": "116bway",
+                                     "stay": True, "id": 1}))
+    stalled.setblocking(False)
+    received = bytearray()
+
+    def welcomed():
+        received.extend(_take(stalled))
+        return b"\n" in received
+    pump(world.reactor, welcomed)
+    token = protocol.decode(bytes(received).split(b"\n")[0])["token"]
+    # a slow network: the kernel holds little for this client, so the server's own buffer grows
+    theirs = stalled.getsockname()
+    server_side = next(c for c in world.reactor._conns.values() if c.peer == theirs)
+    server_side.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    bob, bob_token = logged_in(world, "seas", "summerisover")
+    texts = [f"{n:04d} " + "x" * 3000 for n in range(90)]   # 270 KB, within bob's rate burst
+    for n, text in enumerate(texts):                # the stalled client reads none of it
+        bob.send({"type": "message", "token": bob_token, "to": "columbia", "text": text,
+                  "mid": f"m{n}", "id": 10 + n})
+        # one at a time: the test's own clients share the reactor and its small limit
+        pump(world.reactor, lambda: len(bob.of("ok")) == n + 1)
+    assert any("slow consumer" in line for line in world.lines)
+    assert bob.closed is None
+    assert world.store.count_waiting("columbia") == len(texts)
+    stalled.close()
+    world.reactor.soft_limit, world.reactor.hard_limit = SOFT_LIMIT_BYTES, HARD_LIMIT_BYTES
+    again = Client(world.reactor, world.port)
+    again.send({"type": "resume", "token": token, "id": 1})
+    pump(world.reactor, lambda: len(again.of("message")) == len(texts))
+    assert [f["text"] for f in again.of("message")] == texts
+
+
+def _take(sock):
+    try:
+        return sock.recv(65536)
+    except BlockingIOError:
+        return b""
