@@ -7,9 +7,11 @@ thread with non-blocking sockets and `selectors`. Every scenario is bounded in c
 It prints a table of medians and appends one JSON line per scenario to bench-results.jsonl.
 
 A connection model is a class with `inbox(on_frames)` and `session(name, password, inbox)`, whose
-sessions have `login(on_done)` and `call(requests, on_replies)`. ShortModel is the protocol's model
-today: one connection per call, deliveries by connecting to the user's listening port. The
-persistent session (issue 9) plugs in as a second class of the same shape, listed in MODELS.
+sessions have `login(on_done)` and `call(requests, on_replies)`. ShortModel is the original model:
+one connection per call, deliveries by connecting to the user's listening port. StayModel is the
+persistent session (PROTOCOL.md "Staying connected"): one connection per user carries requests
+with ids, their replies, and the deliveries, which the generator acknowledges cumulatively.
+`--model both` (the default) runs every scenario in each model; the ceiling is measured once.
 """
 import argparse
 import errno
@@ -28,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, replace
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -35,6 +38,7 @@ HOST = "127.0.0.1"
 READ_BYTES = 256 * 1024
 BACKLOG = 4096                   # the kernel caps it at net.core.somaxconn
 ACCEPTS_PER_EVENT = 256
+MAX_CONNECTIONS = 10000          # the server's default --max-connections
 SERVER_START_S = 15.0            # bound on waiting for "listening on" in a server's log
 SERVER_STOP_S = 15.0
 DRAIN_S = 2.0                    # after the measured window, wait this long for work in flight
@@ -49,6 +53,7 @@ PRESENCE = b'{"type":"presence"'
 OFFLINE_NOTICE = b'"online":false'
 CEILING_FRAME = b'{"type":"ping","text":"' + b"x" * 76 + b'"}\n'   # about 100 bytes
 CEILING_REPLY = b'{"type":"pong"}\n'
+DIGITS = b"0123456789"
 clock = time.perf_counter        # one process, one clock: send and receive times compare directly
 
 # Issue 7's targets: figure -> (target, "min": at least / "max": at most). They are set for the
@@ -481,7 +486,184 @@ class ShortModel:
         _Call(self.loop, self.address, requests + BYE + b"\n", on_replies)
 
 
-MODELS = {"short": ShortModel}
+class StayInbox:
+    """Where a staying session's deliveries go: they arrive on its own connection, not a port."""
+
+    port = None
+    connections = 0
+
+    def __init__(self, on_frames):
+        self.on_frames = on_frames
+
+
+class _Staying:
+    """A session's one connection: requests out, replies (they carry an id) back in order,
+    deliveries (no id) to on_frames; numbered deliveries are acknowledged cumulatively, one
+    ack for the highest seq of each read."""
+
+    __slots__ = ("loop", "sock", "out", "tail", "waiting", "on_frames", "acked", "connected",
+                 "mask", "closed")
+
+    def __init__(self, loop, address, on_frames):
+        self.loop, self.on_frames = loop, on_frames
+        self.out, self.tail, self.waiting = bytearray(), b"", deque()
+        self.acked, self.connected, self.closed = 0, False, False
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setblocking(False)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        err = self.sock.connect_ex(address)
+        if err not in (0, errno.EINPROGRESS):
+            self.sock.close()
+            self.closed = True
+            return
+        self.mask = selectors.EVENT_WRITE
+        loop.selector.register(self.sock, self.mask, self._ready)
+
+    def send(self, requests, on_replies):
+        """Send encoded requests (each with an id); on_replies(list, or None if the line dies)."""
+        if self.closed:
+            self.loop.call_at(0, lambda: on_replies(None))   # never call back from the caller
+            return
+        self.waiting.append((requests.count(b"\n"), [], on_replies))
+        self._queue(requests)
+
+    def _queue(self, data):
+        self.out += data
+        if self.connected and self.mask == selectors.EVENT_READ:
+            self._flush()
+
+    def _flush(self):
+        try:
+            sent = self.sock.send(self.out)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._end()
+            return
+        del self.out[:sent]
+        mask = selectors.EVENT_READ | (selectors.EVENT_WRITE if self.out else 0)
+        if mask != self.mask:
+            self.mask = mask
+            self.loop.selector.modify(self.sock, mask, self._ready)
+
+    def _ready(self, mask):
+        if mask & selectors.EVENT_WRITE:
+            self.connected = True
+            self._flush()
+        if mask & selectors.EVENT_READ and not self.closed:
+            self._readable()
+
+    def _readable(self):
+        try:
+            data = self.sock.recv(READ_BYTES)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._end()
+            return
+        lines = (self.tail + data).split(b"\n")
+        self.tail = lines.pop()
+        delivered = []
+        top = self.acked
+        for line in lines:
+            if b'"id":' in line:
+                self._replied(line)
+                continue
+            delivered.append(line)
+            at = line.rfind(b'"seq":')
+            if at >= 0:
+                end = at + 6
+                while line[end] in DIGITS:
+                    end += 1
+                top = max(top, int(line[at + 6:end]))
+        if top > self.acked:
+            self.acked = top
+            self._queue(b'{"type":"ack","seq":%d}\n' % top)
+        if delivered:
+            self.on_frames(delivered)
+
+    def _replied(self, line):
+        if not self.waiting:
+            return      # a reply to nothing we sent: not ours to count
+        count, replies, on_replies = self.waiting[0]
+        replies.append(line)
+        if len(replies) == count:
+            self.waiting.popleft()
+            on_replies(replies)
+
+    def _end(self):
+        """The connection is gone: every request still waiting has failed."""
+        if self.closed:
+            return
+        self.closed = True
+        self.loop.selector.unregister(self.sock)
+        self.sock.close()
+        waiting, self.waiting = self.waiting, deque()
+        for _, _, on_replies in waiting:
+            on_replies(None)
+
+
+class StaySession(ShortSession):
+    """One user in the persistent model: one connection carries its requests and deliveries."""
+
+    def __init__(self, model, name, password, inbox):
+        super().__init__(model, name, password, inbox)
+        self.line = None
+        self.next_id = 0
+
+    def _id(self):
+        self.next_id += 1
+        return self.next_id
+
+    def login(self, on_done):
+        """Connect, log in with stay; on_done(ok, seconds taken)."""
+        started_at = clock()
+        self.line = _Staying(self.model.loop, self.model.address, self.inbox.on_frames)
+        request = {"type": "login", "user": self.name, "password": self.password,
+                   "stay": True, "id": self._id()}
+        self.call(json.dumps(request).encode() + b"\n",
+                  lambda replies: self._logged_in(replies, started_at, on_done))
+
+    def request(self, kind, **fields):
+        """One encoded request of this session, with its id."""
+        return json.dumps({"type": kind, "token": self.token, "id": self._id(),
+                           **fields}).encode() + b"\n"
+
+    def message(self, to, seq):
+        """An encoded message request to `to`, with its id."""
+        return (f'{{"type":"message","token":"{self.token}","to":"{to}",'
+                f'"text":"{message_text(seq)}","id":{self._id()}}}\n').encode()
+
+    def broadcast(self, seq):
+        """An encoded broadcast request, with its id."""
+        return (f'{{"type":"broadcast","token":"{self.token}","text":"{message_text(seq)}",'
+                f'"id":{self._id()}}}\n').encode()
+
+    def call(self, requests, on_replies):
+        """Send encoded requests on this session's connection; on_replies(list or None)."""
+        self.line.send(requests, on_replies)
+
+
+class StayModel:
+    """The persistent session (PROTOCOL.md "Staying connected"): one connection per user."""
+
+    name = "stay"
+
+    def __init__(self, loop, address):
+        self.loop, self.address = loop, address
+
+    def inbox(self, on_frames):
+        """Deliveries come on each session's own connection; this only names the callback."""
+        return StayInbox(on_frames)
+
+    def session(self, name, password, inbox):
+        """A user whose deliveries go to inbox.on_frames."""
+        return StaySession(self, name, password, inbox)
+
+
+MODELS = {"short": ShortModel, "stay": StayModel}
 
 
 # --- processes -----------------------------------------------------------------------------
@@ -1074,6 +1256,8 @@ class Bench:
         # one address drives thousands of users here: the server's rate limits (issue 6) would
         # measure slow_down, not the server, so they are off
         argv += ["--user-rate", "0", "--address-rate", "0", "--failed-logins", "0"]
+        # a staying user holds a connection: the largest idle scenario needs more than the cap
+        argv += ["--max-connections", str(max(MAX_CONNECTIONS, 2 * max(self.plan.idle_sizes)))]
         if scenario.server_timeout_s:
             argv += ["--timeout", str(scenario.server_timeout_s)]
         argv += list(scenario.server_args)
@@ -1166,8 +1350,8 @@ def parse_args(argv):
                         help="run only this scenario (repeatable; 'idle' means every idle size)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds per scenario; medians are kept")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of seconds")
-    parser.add_argument("--model", choices=sorted(MODELS), action="append", default=[],
-                        help="connection model (repeatable; default: every model)")
+    parser.add_argument("--model", choices=[*sorted(MODELS), "both"], default="both",
+                        help="connection model: short, stay, or both (the default)")
     parser.add_argument("--batch", type=int, help="requests per short connection (default 1)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override one size of the plan, e.g. --set direct_window=16")
@@ -1200,7 +1384,7 @@ def main(argv=None):
         return 0
     raise_descriptor_limit()
     to_run = chosen(scenarios(plan), args.scenario)
-    models = [MODELS[name] for name in (args.model or sorted(MODELS))]
+    models = [MODELS["short"], MODELS["stay"]] if args.model == "both" else [MODELS[args.model]]
     with tempfile.TemporaryDirectory(prefix="chat-bench-") as workdir:
         bench = Bench(args, plan, workdir)
         if bench.cores:
@@ -1211,6 +1395,8 @@ def main(argv=None):
         started_at = clock()
         for model_class in models:
             for scenario in to_run:
+                if scenario.server == "trivial" and bench.ceiling is not None:
+                    continue    # the ceiling is the machine's, not a model's: measured once
                 record = bench.run(scenario, model_class)
                 results.append(record)
                 with open(args.output, "a", encoding="utf-8") as out:

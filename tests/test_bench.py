@@ -6,6 +6,7 @@ scenario completes, that its JSON line is well formed, and that what it counts i
 """
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -23,9 +24,9 @@ def _records(path):
         return [json.loads(line) for line in lines]
 
 
-def _check_record(record, scenario):
+def _check_record(record, scenario, model="short"):
     assert record["scenario"] == scenario
-    assert record["model"] == "short"
+    assert record["model"] == model
     assert record["rounds"] == len(record["every_round"]) >= 1
     assert record["figures"], "a record without figures"
     for name, value in record["figures"].items():
@@ -41,15 +42,19 @@ def test_quick_run_as_a_program_writes_one_well_formed_json_line_per_scenario(tm
          "--scenario", "direct", "--output", str(out)],
         cwd=tmp_path, capture_output=True, text=True, timeout=RUN_LIMIT_S)
     assert run.returncode == 0, run.stderr
-    ceiling, direct = _records(out)
+    # both models by default, and the ceiling (the machine's, not a model's) measured once
+    ceiling, direct, stay_direct = _records(out)
     _check_record(ceiling, "ceiling")
     _check_record(direct, "direct")
+    _check_record(stay_direct, "direct", model="stay")
     assert ceiling["figures"]["conns_per_s"] > 0
-    assert direct["figures"]["deliveries_per_s"] > 0     # messages really arrived
-    assert direct["figures"]["errors"] == 0
-    assert direct["ceiling_conns_per_s"] == ceiling["figures"]["conns_per_s"]
-    assert "vs_ceiling" in direct["ratios"]["deliveries_per_s"]
-    assert direct["ratios"]["deliveries_per_s"]["target"] == "≥ 900k"
+    for record in (direct, stay_direct):
+        assert record["figures"]["deliveries_per_s"] > 0     # messages really arrived
+        assert record["figures"]["errors"] == 0
+        assert record["ceiling_conns_per_s"] == ceiling["figures"]["conns_per_s"]
+        assert "vs_ceiling" in record["ratios"]["deliveries_per_s"]
+        assert record["ratios"]["deliveries_per_s"]["target"] == "≥ 900k"
+    assert stay_direct["figures"]["frames_per_delivery_conn"] is None   # no delivery connections
     # the table names every scenario and the figure ratios are printed
     assert "direct" in run.stdout and "deliveries_per_s" in run.stdout and "not met" in run.stdout
 
@@ -57,7 +62,7 @@ def test_quick_run_as_a_program_writes_one_well_formed_json_line_per_scenario(tm
 def test_quick_scenarios_in_process_complete_with_consistent_counts(tmp_path, capsys):
     out = tmp_path / "results.jsonl"
     names = ["login", "pingpong", "broadcast", "fanin", "offline", "idle"]
-    argv = ["--quick", "--no-pin", "--rounds", "1", "--output", str(out)]
+    argv = ["--quick", "--no-pin", "--rounds", "1", "--model", "short", "--output", str(out)]
     for name in names:
         argv += ["--scenario", name]
     assert bench.main(argv) == 0
@@ -97,9 +102,12 @@ def test_a_server_started_elsewhere_is_targeted_with_port_and_pid(tmp_path):
         assert bench.main(["--quick", "--no-pin", "--scenario", "login", "--port",
                            str(server.port), "--server-pid", str(server.pid),
                            "--output", str(out)]) == 0
-        (login,) = _records(out)
-        assert login["figures"]["errors"] == 0
-        assert login["figures"]["server_cpu_pct"] is not None
+        short, stay = _records(out)
+        _check_record(short, "login")
+        _check_record(stay, "login", model="stay")
+        for login in (short, stay):
+            assert login["figures"]["errors"] == 0
+            assert login["figures"]["server_cpu_pct"] is not None
     finally:
         assert server.stop() == 0     # bench left the server running
 
@@ -312,3 +320,88 @@ def test_the_meter_counts_messages_only_while_counting_and_reads_their_send_time
                      b'{"type":"broadcast","from":"a","text":"x"}'])
     assert (meter.total, meter.deliveries, len(meter.latencies_ms)) == (3, 2, 1)
     assert 0 <= meter.latencies_ms[0] < 60_000
+
+
+def test_quick_stay_model_scenarios_complete_with_consistent_counts(tmp_path):
+    out = tmp_path / "results.jsonl"
+    argv = ["--quick", "--no-pin", "--model", "stay", "--output", str(out)]
+    for name in ["login", "pingpong", "broadcast", "fanin", "offline", "idle"]:
+        argv += ["--scenario", name]
+    assert bench.main(argv) == 0
+    records = {record["scenario"]: record for record in _records(out)}
+    for name, record in records.items():
+        _check_record(record, name, model="stay")
+    plan = bench.QUICK_PLAN
+    assert records["login"]["figures"]["errors"] == 0
+    assert records["login"]["figures"]["samples"] == plan.logins
+    pingpong = records["pingpong"]["figures"]
+    assert pingpong["samples"] == pingpong["sent"] == pingpong["received"] == plan.pingpong_count
+    for name in ("broadcast", "fanin"):
+        assert records[name]["figures"]["deliveries_per_s"] > 0
+        assert records[name]["figures"]["errors"] == 0
+    offline = records["offline"]["figures"]
+    assert offline["acked"] > 0 and offline["durable"] is True
+    idle = records["idle-12"]["figures"]
+    assert idle["all_logged_in"] is True and idle["false_timeouts"] == 0
+    assert idle["heartbeats_per_s"] > 0
+
+
+def _staying_pair():
+    """A _Staying connection and the test's end of it (a blocking socket)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    loop = bench.Loop()
+    delivered = []
+    line = bench._Staying(loop, listener.getsockname(), delivered.append)
+    server_end, _ = listener.accept()
+    listener.close()
+    server_end.settimeout(RUN_LIMIT_S)
+    return loop, line, server_end, delivered
+
+
+def _sent(loop, line):
+    """Run the loop until `line` has connected and written everything it queued."""
+    assert loop.run_until(lambda: line.connected and not line.out, bench.clock() + RUN_LIMIT_S)
+
+
+def test_a_staying_connection_matches_replies_in_order_and_acks_the_highest_seq_once_per_read():
+    loop, line, server_end, delivered = _staying_pair()
+    replies = []
+    try:
+        line.send(b'{"type":"heartbeat","id":1}\n{"type":"heartbeat","id":2}\n', replies.append)
+        _sent(loop, line)
+        assert server_end.recv(4096).count(b"\n") == 2
+        # two numbered deliveries, a notice and both replies, in one read
+        server_end.sendall(b'{"type":"message","from":"a","text":"t","seq":3}\n'
+                           b'{"type":"ok","id":1}\n'
+                           b'{"type":"presence","user":"a","online":true}\n'
+                           b'{"type":"message","from":"a","text":"t","seq":5,"offline":true}\n'
+                           b'{"type":"ok","id":2}\n')
+        loop.run_until(lambda: replies and delivered, bench.clock() + RUN_LIMIT_S)
+        _sent(loop, line)
+        assert replies == [[b'{"type":"ok","id":1}', b'{"type":"ok","id":2}']]
+        assert len(delivered) == 1 and len(delivered[0]) == 3    # replies are not deliveries
+        assert server_end.recv(4096) == b'{"type":"ack","seq":5}\n'
+        # a notice alone, or a seq already acknowledged, is not acknowledged again
+        server_end.sendall(b'{"type":"message","from":"a","text":"t","seq":4}\n')
+        loop.run_until(lambda: len(delivered) == 2, bench.clock() + RUN_LIMIT_S)
+        _sent(loop, line)
+        server_end.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            server_end.recv(4096)
+    finally:
+        server_end.close()
+        loop.close_all()
+
+
+def test_a_lost_staying_connection_fails_what_waits_and_what_is_sent_after():
+    loop, line, server_end, delivered = _staying_pair()
+    replies = []
+    line.send(b'{"type":"heartbeat","id":1}\n', replies.append)
+    _sent(loop, line)
+    server_end.recv(4096)
+    server_end.close()
+    loop.run_until(lambda: replies, bench.clock() + RUN_LIMIT_S)
+    line.send(b'{"type":"heartbeat","id":2}\n', replies.append)
+    loop.run_until(lambda: len(replies) == 2, bench.clock() + RUN_LIMIT_S)
+    assert replies == [None, None]
+    loop.close_all()
