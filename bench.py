@@ -384,15 +384,30 @@ class Inbox:
             _Delivery(self.loop, sock, self.on_frames)
 
 
-class _Delivery:
-    """One delivery connection accepted by an Inbox."""
+def highest_seq(lines, above=0):
+    """The highest `"seq":N` in these delivered lines, or `above` if none is higher."""
+    top = above
+    for line in lines:
+        at = line.rfind(b'"seq":')
+        if at >= 0:
+            end = at + 6
+            while line[end] in DIGITS:
+                end += 1
+            top = max(top, int(line[at + 6:end]))
+    return top
 
-    __slots__ = ("loop", "sock", "tail", "greeted", "on_frames")
+
+class _Delivery:
+    """One delivery connection accepted by an Inbox; it acknowledges what it took, as a client
+    must (the server sends bye, and more than a window, only once its messages are acked)."""
+
+    __slots__ = ("loop", "sock", "tail", "greeted", "on_frames", "acked")
 
     def __init__(self, loop, sock, on_frames):
         self.loop, self.sock, self.on_frames = loop, sock, on_frames
         self.tail = b""
         self.greeted = False
+        self.acked = 0
         loop.selector.register(sock, selectors.EVENT_READ, self._readable)
 
     def _readable(self, mask):
@@ -413,6 +428,13 @@ class _Delivery:
         ended = bool(lines) and lines[-1] == BYE
         if ended:
             lines.pop()
+        top = highest_seq(lines, self.acked)
+        if top > self.acked and not ended:
+            self.acked = top
+            try:        # a few bytes on an open connection: the kernel takes them at once
+                self.sock.send(b'{"type":"ack","seq":%d}\n' % top)
+            except OSError:
+                pass
         if lines:
             self.on_frames(lines)
         if ended:
@@ -566,18 +588,12 @@ class _Staying:
         lines = (self.tail + data).split(b"\n")
         self.tail = lines.pop()
         delivered = []
-        top = self.acked
         for line in lines:
             if b'"id":' in line:
                 self._replied(line)
-                continue
-            delivered.append(line)
-            at = line.rfind(b'"seq":')
-            if at >= 0:
-                end = at + 6
-                while line[end] in DIGITS:
-                    end += 1
-                top = max(top, int(line[at + 6:end]))
+            else:
+                delivered.append(line)
+        top = highest_seq(delivered, self.acked)
         if top > self.acked:
             self.acked = top
             self._queue(b'{"type":"ack","seq":%d}\n' % top)

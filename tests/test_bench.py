@@ -79,7 +79,10 @@ def test_quick_scenarios_in_process_complete_with_consistent_counts(tmp_path, ca
     # one message in flight: each sent message is one sample, and a presence notice is none
     assert pingpong["samples"] == pingpong["sent"] == pingpong["received"] == plan.pingpong_count
     assert records["broadcast"]["figures"]["deliveries_per_s"] > 0
-    assert records["fanin"]["figures"]["deliveries_per_s"] > 0
+    fanin = records["fanin"]["figures"]
+    # every fan-in request is one delivery: they keep pace only if the inbox acknowledges them
+    # (the server holds back past a window of unacknowledged messages)
+    assert fanin["deliveries_per_s"] >= 0.5 * fanin["requests_per_s"] > 0
     offline = records["offline"]["figures"]
     assert offline["acked"] > 0 and offline["durable"] is True
     assert offline["kept"] >= offline["acked"]
