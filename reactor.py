@@ -30,6 +30,7 @@ MAX_FRAME_BYTES = 64 * 1024          # longest frame, newline included
 SOFT_LIMIT_BYTES = 256 * 1024        # queued output above this pauses reading from that peer
 HARD_LIMIT_BYTES = 4 * 1024 * 1024   # queued output above this closes the peer as a slow consumer
 READ_CHUNK_BYTES = 64 * 1024         # one recv; also bounds how much of an oversize frame is held
+SEND_CHUNK_BYTES = 256 * 1024        # at most this much queued output is joined for one send
 CONNECT_TIMEOUT_S = 5.0
 CLOSE_LINGER_S = 5.0                 # a closing peer that does not take its last output is dropped
 ACCEPTS_PER_PASS = 64                # so one busy listener cannot starve established connections
@@ -668,9 +669,16 @@ class Reactor:
                 self._update_mask(conn)
 
     def _flush(self, conn):
-        if not conn._out:
+        """One send of what is queued: the frames of a pass go together, but never more than
+        SEND_CHUNK_BYTES are joined, so a long backlog costs what is sent, not its whole size."""
+        out = conn._out
+        if not out:
             return
-        data = conn._out[0] if len(conn._out) == 1 else b"".join(conn._out)
+        taken, size = 0, 0
+        while taken < len(out) and size < SEND_CHUNK_BYTES:
+            size += len(out[taken])
+            taken += 1
+        data = out[0] if taken == 1 else b"".join(out[:taken])
         try:
             sent = conn.sock.send(data)
         except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
@@ -678,10 +686,11 @@ class Reactor:
         except OSError as exc:
             self._close(conn, _reason_of_error(exc), flush=False)
             return
-        rest = data[sent:]
-        conn._out = [rest] if rest else []
-        conn._out_bytes = len(rest)
-        if not rest and conn.closing_reason is not None:
+        # a view, not a copy: what the kernel did not take waits without being copied again
+        rest = memoryview(data)[sent:] if sent < len(data) else None
+        conn._out = ([rest] if rest is not None else []) + out[taken:]
+        conn._out_bytes -= sent
+        if not conn._out and conn.closing_reason is not None:
             self._to_finish.append(conn)
 
     def _update_mask(self, conn):

@@ -771,3 +771,27 @@ def test_before_flush_runs_before_any_output_of_the_pass_leaves(make_pair):
         received += drain(peer)
     assert received.endswith(b"y\nlate\n")
     assert all(b"late" not in chunk for chunk in seen_by_peer_at_hook)
+
+
+def test_a_long_backlog_is_sent_in_bounded_pieces_and_arrives_whole(logged):
+    """Each send joins at most SEND_CHUNK_BYTES of the queue (a backlog costs what is sent,
+    not its whole size each time), and every byte still arrives in order."""
+    reactor = Reactor(VirtualClock(), log=logged.append, soft_limit=1 << 24, hard_limit=1 << 25)
+    ours, peer = socket.socketpair()
+    counting = CountingSocket(ours)
+    conn = reactor.watch(counting, Handler())
+    frames = [b"%05d" % n + b"y" * 4000 + b"\n" for n in range(2000)]     # about 8 MB
+    for frame in frames:
+        conn.send(frame)
+    peer.setblocking(False)
+    received = bytearray()
+    for _ in range(20000):
+        if len(received) == sum(map(len, frames)):
+            break
+        reactor.run_once(timeout_s=0.01)
+        received += drain(peer)
+    assert bytes(received) == b"".join(frames)
+    assert max(counting.sends) <= reactor_module.SEND_CHUNK_BYTES + len(frames[0])
+    assert len(counting.sends) > 1 and conn.pending == 0
+    ours.close()
+    peer.close()
