@@ -21,7 +21,7 @@ from commands import (DEFAULT_ATTEMPTS, Command, Usage, delivery_look, described
                       seconds_text, times_text)
 import peer
 import protocol
-from peer import EndLink, LinkClosed, LinkIn, OpenLink, SendOnLink
+from peer import LinkClosed, LinkIn
 from reactor import FRAME_TIME_S, Handler, RealClock, Reactor
 from terminal import Terminal
 
