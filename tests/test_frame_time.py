@@ -7,7 +7,8 @@ import socket
 import pytest
 
 from reactor import Reactor, VirtualClock
-from server import ChatServer, ServerGlue, Settings
+from server import ChatServer, Settings
+from server_glue import ServerGlue
 from storage import Store
 from test_framing import Recorder, pump
 

@@ -10,7 +10,8 @@ import pytest
 import protocol
 from reactor import HARD_LIMIT_BYTES, SOFT_LIMIT_BYTES, Handler, Reactor, VirtualClock
 from replay import counting_secrets
-from server import ChatServer, Deliver, ServerGlue
+from server import ChatServer, Deliver
+from server_glue import ServerGlue
 from storage import Store, load_credentials
 from test_client_core import pump
 
