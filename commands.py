@@ -176,8 +176,6 @@ _ERROR_LINES = {
     ("getaddress", "unknown_user"): "User {user} does not exist.",
     ("getaddress", "self"): "You cannot get your own address.",
     ("getaddress", "already_asked"): "You already asked {user}; wait for the answer.",
-    ("getaddress", "no_port"): "{user} cannot take private messages (their client has no "
-                               "listening port). Use message {user} <text> instead.",
     ("Y", "no_request"): "There is no request from {user} waiting for your answer.",
     ("N", "no_request"): "There is no request from {user} waiting for your answer.",
     ("Y", "unknown_user"): "User {user} does not exist.",
@@ -210,6 +208,9 @@ def reply_lines(command, frame):
         return [f"User {command.user} is unblocked"]
     if command.name == "getaddress":
         return ["request sent"]
+    if command.name == "Y" and frame.get("no_port") is True:
+        return [f"You agreed, but this client has no listening port, so {command.user} cannot "
+                f"reach it directly; {command.user} can send you messages through the server."]
     if command.name == "Y":
         return [f"You agreed to a private talk with {command.user}."]
     if command.name == "N":

@@ -27,7 +27,7 @@ MAX_NAME_CHARS = 64             # as the server's limit on names
 CONNECT_FAILED = "Connect failed. Maybe the user's ip has changed."
 # The server's deliveries that Peers.delivered handles.
 PEER_DELIVERIES = ("consent_request", "address", "address_refused", "address_lapsed",
-                   "address_revoked")
+                   "address_revoked", "address_unavailable")
 
 
 def mac_of(key, sender, receiver, nonce):
@@ -183,6 +183,9 @@ class Peers:
             return self._learn_address(user, frame)
         if kind == "address_refused":
             return [Notice(f"{user} refused to give you address.")]
+        if kind == "address_unavailable":
+            return [Notice(f"{user} agreed, but their client has no listening port, so it cannot "
+                           f"take private messages. Use message {user} <text> instead.")]
         if kind == "address_lapsed":
             return [Notice(f"{user} did not answer your request for their address.")]
         # address_revoked: the user logged out or in again, so the address may be stale

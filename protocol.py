@@ -30,7 +30,6 @@ ERRORS = {
     "already_asked": "you already asked that user; wait for the answer",
     "no_request": "that user has no address request waiting for your answer",
     "not_allowed": "no valid consent: private messages are refused",
-    "no_port": "that user's client has no listening port, so it cannot take private messages",
     "slow_down": "too many requests; slow down and try again later",
     "too_slow": "no complete frame in time; the connection is closed",
 }

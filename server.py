@@ -674,8 +674,6 @@ class ChatServer:
         granter = self._sessions.get(target)
         if granter is None:
             raise Refused("offline")
-        if granter.address[1] is None:
-            raise Refused("no_port")    # no listening port: a peer could never reach it
         pair = (requester, target)
         if now < self._asks.get(pair, now):
             raise Refused("already_asked")
@@ -703,11 +701,17 @@ class ChatServer:
             return [Log(f"{target} refused {requester} its address"),
                     _answer(request.conn, frame_id, {"type": "ok"}),
                     *self._reach(asker, {"type": "address_refused", "user": target})]
+        host, port = session.address
+        if port is None:
+            # the target agreed, but its client listens nowhere (it stays connected without a
+            # port): no peer could reach it, so there is no address to give, and both are told
+            return [Log(f"{target} agreed to talk with {requester} but has no listening port"),
+                    _answer(request.conn, frame_id, {"type": "ok", "no_port": True}),
+                    *self._reach(asker, {"type": "address_unavailable", "user": target})]
         # One random key per consent, known only to the pair: the requester proves with it
         # who it is to the target's listener (PROTOCOL.md, "Peer to peer"). Never logged.
         key = self._make_secret()
         self._grants[pair] = key
-        host, port = session.address
         return [Log(f"{target} gave {requester} its address"),
                 _answer(request.conn, frame_id, {"type": "ok", "key": key}),
                 *self._reach(asker, {"type": "address", "user": target, "host": host,

@@ -149,12 +149,19 @@ def test_a_client_with_a_port_says_nothing_of_the_kind():
         "You don't have bob's address. Type getaddress bob first."]
 
 
-def test_getaddress_to_a_user_without_a_port_says_to_use_message():
+def test_agreeing_without_a_port_says_the_asker_cannot_reach_us():
     run = logged_in_staying()
-    run.type("getaddress bob")
-    assert printed(run.reply(err("no_port"), "getaddress")) == [
-        "bob cannot take private messages (their client has no listening port). "
-        "Use message bob <text> instead."]
+    run.type("Y bob")
+    assert printed(run.reply({"type": "ok", "no_port": True}, "consent")) == [
+        "You agreed, but this client has no listening port, so bob cannot reach it directly; "
+        "bob can send you messages through the server."]
+
+
+def test_an_asker_told_the_target_has_no_port_is_told_to_use_message():
+    run = logged_in_staying()
+    actions = run.do(Pushed(1, {"type": "address_unavailable", "user": "bob"}))
+    assert printed(actions) == ["bob agreed, but their client has no listening port, so it "
+                                "cannot take private messages. Use message bob <text> instead."]
 
 
 def test_a_failed_request_on_the_link_is_an_ordinary_failure():

@@ -121,8 +121,13 @@ def test_a_staying_client_without_a_port_chats_and_resumes_after_a_cut(
         alice.type("private seas psst")
         alice.expect("This client has no listening port, so it cannot take private messages")
         bob.expect("columbia (private): psst")
+        # alice, with no port, is still asked; agreeing gives no address, and both are told why
         bob.type("getaddress columbia")
-        bob.expect("columbia cannot take private messages (their client has no listening port).")
+        alice.expect("Do you agree to have a private talk with seas? Y seas/N seas")
+        alice.type("Y seas")
+        alice.expect("You agreed, but this client has no listening port, so seas cannot reach it")
+        bob.expect("columbia agreed, but their client has no listening port, so it cannot take "
+                   "private messages. Use message columbia <text> instead.")
 
         # a consent question reaches a staying client (this one listens, for peers)
         carol = clients("--stay-connected")

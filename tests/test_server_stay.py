@@ -60,13 +60,17 @@ def test_stay_must_be_a_boolean_and_without_it_the_port_is_required():
     assert server.online_users() == []
 
 
-def test_getaddress_to_a_user_without_a_port_is_refused_with_no_port():
+def test_a_user_without_a_port_is_asked_but_agreeing_gives_no_address():
     server, _ = make_server()
     stay_login(server, "alice", conn=1)
     short_login(server, "bob", conn=2, port=5002)
-    refused = ask(server, 2, {"type": "getaddress", "token": "s3", "user": "alice"})
-    assert replies(refused)[0]["code"] == "no_port"
-    assert pushes(refused) == []                       # alice is not even asked
+    asked = ask(server, 2, {"type": "getaddress", "token": "s3", "user": "alice"})
+    assert replies(asked) == [{"type": "ok"}]
+    assert pushes(asked) == [(1, {"type": "consent_request", "from": "bob"})]
+    agreed = ask(server, 1, {"type": "consent", "token": "s1", "user": "bob", "agree": True})
+    assert replies(agreed) == [{"type": "ok", "no_port": True}]        # no key: nothing to prove
+    assert [d.frame for d in agreed if isinstance(d, Deliver)] == [
+        {"type": "address_unavailable", "user": "alice"}]
     # a client without a port may still ask, and hears the answer on its connection
     asked = ask(server, 1, {"type": "getaddress", "token": "s1", "user": "bob"})
     assert replies(asked) == [{"type": "ok"}]
