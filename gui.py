@@ -119,7 +119,7 @@ class ChatView:
         if kind == "online":
             return                      # the list shows these; the pane need not
         if kind == "outage":
-            self.outage = action.text
+            self.outage = visible(action.text)     # it quotes the reason the network gave
         question = _CONSENT_QUESTION.fullmatch(action.text) if kind == "system" else None
         if question and question[1] not in self.asking:
             self.asking.append(question[1])
@@ -128,7 +128,7 @@ class ChatView:
         elif stage == LOGGED_IN or kind in _ENTRY_KINDS:
             self._add(at, action, kind)
         else:
-            self.form_lines.append(action.text)
+            self.form_lines.append(visible(action.text))   # server text: shown harmlessly
 
     def _add(self, at, action, kind):
         entry_kind = _ENTRY_KINDS.get(kind, "system")

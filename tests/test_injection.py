@@ -49,3 +49,12 @@ def test_a_typed_line_stops_growing_at_the_limit():
     terminal.feed(b"y" * (MAX_LINE_CHARS + 100))
     [line] = terminal.feed(b"\r")
     assert line == "y" * MAX_LINE_CHARS
+
+
+def test_the_windows_status_and_form_lines_show_server_text_harmlessly():
+    from gui import ChatView
+    view = ChatView()
+    view.apply(Print("Cannot reach the server (\x1b[2J\nrefused).", "outage"), 0.0, "username")
+    view.apply(Print("No such user \x1b]0;pwned\x07 here."), 0.0, "username")
+    assert "\x1b" not in view.status and "\n" not in view.status
+    assert "\x1b" not in view.form_message and "\x07" not in view.form_message
