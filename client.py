@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from commands import (DEFAULT_ATTEMPTS, Command, Usage, delivery_look, described, error_code,
                       error_text, help_lines, is_seq, parse_command, render, reply_lines,
                       seconds_text, times_text)
+import options
 import peer
 import protocol
 from peer import LinkClosed, LinkIn
@@ -1086,32 +1087,13 @@ class ClientGlue:
         self.reactor.stop()
 
 
-def _port(text):
-    try:
-        port = int(text)
-    except ValueError:
-        port = 0
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"not a port number (1-65535): {text!r}")
-    return port
-
-
-def _seconds(text):
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = 0.0
-    if not seconds > 0:
-        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
-    return seconds
-
-
 def parse_args(argv):
     """Command-line words -> namespace (host resolved to an IPv4 address); exits 2 if bad."""
     parser = argparse.ArgumentParser(prog="client.py", description="The chat room client.")
     parser.add_argument("host", help="the server's name or IPv4 address")
-    parser.add_argument("port", type=_port, help="the server's port")
-    parser.add_argument("--heartbeat", type=_seconds, default=HEARTBEAT_S, metavar="S",
+    parser.add_argument("port", type=options.port, help="the server's port")
+    parser.add_argument("--heartbeat", type=options.seconds, default=HEARTBEAT_S,
+                        metavar="S",
                         help=f"seconds between heartbeats (default {HEARTBEAT_S:g})")
     parser.add_argument("--gui", action="store_true", help="open a window instead of the terminal")
     parser.add_argument("--verbose", action="store_true",

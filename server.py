@@ -16,6 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import limits
+import options
 import passwords
 import protocol
 from protocol import FrameError
@@ -828,65 +829,27 @@ def _answer(conn, frame_id, frame):
     return Reply(conn, frame)
 
 
-def _port(text):
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 0-65535, not {port}")
-    return port
-
-
-def _seconds(text):
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not seconds > 0 or seconds != seconds or seconds == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
-    return seconds
-
-
-def _count(text):
-    try:
-        count = int(text)
-    except ValueError:
-        count = -1
-    if count < 0:
-        raise argparse.ArgumentTypeError(f"not a whole number 0 or more: {text!r}")
-    return count
-
-
-def _rate(text):
-    try:
-        rate = float(text)
-    except ValueError:
-        rate = -1.0
-    if not 0 <= rate < float("inf"):
-        raise argparse.ArgumentTypeError(f"not a rate 0 or more: {text!r}")
-    return rate
-
-
 def _add_limit_options(parser):
     """The hardening limits (PROTOCOL.md, "Limits"); a rate of 0 turns that rate limit off."""
     limits_group = parser.add_argument_group("limits (PROTOCOL.md lists them; a rate of 0 is off)")
     add = limits_group.add_argument
-    add("--frame-time", type=_seconds, default=FRAME_TIME_S, metavar="S",
+    add("--frame-time", type=options.seconds, default=FRAME_TIME_S, metavar="S",
         help="seconds a connection has to send its first frame, and to finish any frame it "
              f"begins (default {FRAME_TIME_S:g})")
-    add("--max-connections", type=_count, default=MAX_CONNECTIONS, metavar="N",
+    add("--max-connections", type=options.count, default=MAX_CONNECTIONS, metavar="N",
         help=f"accepted connections open at once; past it new ones are closed (default "
              f"{MAX_CONNECTIONS})")
-    add("--user-rate", type=_rate, default=Settings.user_rate_per_s, metavar="PER_S",
+    add("--user-rate", type=options.rate, default=Settings.user_rate_per_s, metavar="PER_S",
         help=f"requests a second per user (default {Settings.user_rate_per_s:g})")
-    add("--user-burst", type=_count, default=Settings.user_burst, metavar="N",
+    add("--user-burst", type=options.count, default=Settings.user_burst, metavar="N",
         help=f"requests a user may send at once (default {Settings.user_burst})")
-    add("--address-rate", type=_rate, default=Settings.address_rate_per_s, metavar="PER_S",
+    add("--address-rate", type=options.rate, default=Settings.address_rate_per_s,
+        metavar="PER_S",
         help=f"requests a second per address (default {Settings.address_rate_per_s:g})")
-    add("--address-burst", type=_count, default=Settings.address_burst, metavar="N",
+    add("--address-burst", type=options.count, default=Settings.address_burst, metavar="N",
         help=f"requests an address may send at once (default {Settings.address_burst})")
-    add("--failed-logins", type=_rate, default=Settings.failed_logins_per_s * 60, metavar="PER_MIN",
+    add("--failed-logins", type=options.rate, default=Settings.failed_logins_per_s * 60,
+        metavar="PER_MIN",
         help="failed logins a minute per address, after as many at once (default "
              f"{Settings.failed_logins_per_s * 60:g})")
 
@@ -902,17 +865,19 @@ def limit_settings(args):
 def parse_args(argv):
     """Command line -> argparse namespace; a bad option or port exits 2 with the usage."""
     parser = argparse.ArgumentParser(prog="server.py", description="The chat room server.")
-    parser.add_argument("port", type=_port, help="TCP port to listen on (0 picks a free one)")
+    parser.add_argument("port", type=options.any_port,
+                        help="TCP port to listen on (0 picks a free one)")
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     parser.add_argument("--credentials", default="credential.txt",
                         help="accounts file, one 'username password' per line (default credential.txt)")
     parser.add_argument("--data-dir", default="data",
-                        help="directory for stored state: offline messages, block lists (default ./data)")
-    parser.add_argument("--block-time", type=_seconds, default=Settings.block_time_s,
+                        help="directory for stored state: messages until acknowledged, block "
+                             "lists, lockouts (default ./data)")
+    parser.add_argument("--block-time", type=options.seconds, default=Settings.block_time_s,
                         help="seconds a name stays blocked after too many wrong passwords (default 30)")
-    parser.add_argument("--timeout", type=_seconds, default=Settings.timeout_s,
+    parser.add_argument("--timeout", type=options.seconds, default=Settings.timeout_s,
                         help="seconds without a heartbeat before a user is logged out (default 31)")
-    parser.add_argument("--consent-time", type=_seconds, default=Settings.consent_s,
+    parser.add_argument("--consent-time", type=options.seconds, default=Settings.consent_s,
                         help="seconds a getaddress waits for the target's answer (default 60)")
     parser.add_argument("--commit", choices=("pass", "each"), default="pass",
                         help="commit stored state once per loop pass (default), or after each "

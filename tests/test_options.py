@@ -1,0 +1,34 @@
+"""The command-line values both programs check (options.py)."""
+import argparse
+
+import pytest
+
+import client
+import options
+import server
+
+
+@pytest.mark.parametrize("word", ["inf", "nan", "0", "-1", "soon"])
+def test_seconds_must_be_finite_and_positive(word):
+    with pytest.raises(argparse.ArgumentTypeError):
+        options.seconds(word)
+
+
+def test_ports_counts_and_rates():
+    assert options.port("4119") == 4119 and options.any_port("0") == 0
+    for bad in ("0", "65536", "x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            options.port(bad)
+    assert options.count("0") == 0 and options.rate("0.5") == 0.5
+    for check, bad in ((options.count, "-1"), (options.rate, "inf"), (options.rate, "x")):
+        with pytest.raises(argparse.ArgumentTypeError):
+            check(bad)
+
+
+def test_both_programs_refuse_an_endless_heartbeat_or_time_out(capsys):
+    for parse, argv in ((client.parse_args, ["127.0.0.1", "4119", "--heartbeat", "inf"]),
+                        (server.parse_args, ["4119", "--timeout", "inf"])):
+        with pytest.raises(SystemExit) as exited:
+            parse(argv)
+        assert exited.value.code == 2
+    assert "not a positive number of seconds" in capsys.readouterr().err
