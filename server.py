@@ -549,6 +549,7 @@ class ChatServer:
     def _message(self, session, request, frame_id, now):
         frame = request.frame
         mid = _mid_field(frame)
+        ref = _ref_field(frame)     # every field is checked before a retry gets its old reply
         recipient = self._account_field(frame, "to")
         text = protocol.text_field(frame, "text", self._settings.max_text_chars)
         if recipient == session.user:
@@ -559,7 +560,6 @@ class ChatServer:
         if answered:
             return answered
         message = {"type": "message", "from": session.user, "text": text}
-        ref = _ref_field(frame)
         if ref is not None:
             message["ref"] = ref    # a private message that could not go peer to peer
         online = recipient in self._sessions

@@ -355,6 +355,10 @@ def test_a_message_standing_in_for_a_private_one_carries_its_ref():
     assert delivered_frames(server.handle(Request(2, frame, "h"), 0.0))[0]["ref"] == "c1-p1"
     bad = server.handle(Request(2, {**frame, "ref": ""}, "h"), 0.0)
     assert replies(bad)[0]["code"] == "bad_field"
+    retried = {**frame, "mid": "m1"}
+    server.handle(Request(2, retried, "h"), 0.0)
+    bad_retry = server.handle(Request(2, {**retried, "ref": 7}, "h"), 0.0)
+    assert replies(bad_retry)[0]["code"] == "bad_field"     # not the first reply again
 
 
 def test_a_long_backlog_goes_out_one_window_at_a_time_as_acknowledgements_come():
