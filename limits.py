@@ -32,17 +32,18 @@ class RateLimiter:
         tokens, at = self._buckets.get(key, (self.burst, now))
         return min(self.burst, tokens + max(0.0, now - at) * self.rate_per_s)
 
-    def take(self, key, now):
-        """Spend one token of `key`: 0.0 if there was one, else the seconds until there is."""
+    def take(self, key, now, cost=1.0):
+        """Spend `cost` tokens of `key`: 0.0 if it had them, else the seconds until it has
+        (a cost above the burst never passes; the caller must go another way)."""
         if not self.enabled:
             return 0.0
         self._prune(now)
         tokens = self.tokens(key, now)
-        if tokens >= 1.0:
-            self._buckets[key] = (tokens - 1.0, now)
+        if tokens >= cost:
+            self._buckets[key] = (tokens - cost, now)
             return 0.0
         self._buckets[key] = (tokens, now)
-        return (1.0 - tokens) / self.rate_per_s
+        return (cost - tokens) / self.rate_per_s
 
     def check(self, key, now):
         """Like take, without spending: 0.0 if a token is there, else the seconds to wait."""

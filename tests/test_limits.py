@@ -11,6 +11,15 @@ def test_a_bucket_allows_its_burst_then_says_how_long_to_wait():
     assert bucket.take("a", 0.5) > 0
 
 
+def test_a_take_may_cost_several_tokens_and_one_above_the_burst_never_passes():
+    bucket = RateLimiter(rate_per_s=10, burst=100)
+    assert bucket.take("all", 0.0, cost=60) == 0.0
+    assert bucket.take("all", 0.0, cost=60) == 2.0     # 40 left: 20 more tokens, at 10 a second
+    assert bucket.tokens("all", 0.0) == 40.0            # a refused take spends nothing
+    assert bucket.take("all", 2.0, cost=60) == 0.0
+    assert bucket.take("all", 1000.0, cost=101) > 0     # full, and still short of 101
+
+
 def test_keys_have_buckets_of_their_own_and_refill_up_to_the_burst():
     bucket = RateLimiter(rate_per_s=1, burst=2)
     bucket.take("a", 0.0), bucket.take("a", 0.0)
