@@ -17,8 +17,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from commands import (DEFAULT_ATTEMPTS, Command, Usage, delivery_look, described, error_code,
-                      error_text, help_lines, is_seq, parse_command, render, reply_lines,
-                      seconds_text, times_text)
+                      error_text, help_lines, is_seq, parse_command, presence_notices, render,
+                      reply_lines, seconds_text, times_text)
 import options
 import peer
 import protocol
@@ -749,10 +749,14 @@ class ChatClient:
                 self._back_to_username(out)
         elif kind in ("message", "broadcast") and is_seq(frame.get("seq")):
             self._numbered(conn, frame, out)
-        elif kind in ("message", "broadcast", "presence"):
-            text = render(frame)
-            out.append(Print(text, *delivery_look(frame)) if text is not None
-                       else Log(f"malformed {kind} delivery ignored"))
+        elif kind == "presence":
+            notices = presence_notices(frame, self.user)
+            if notices is None:
+                out.append(Log("malformed presence delivery ignored"))
+            for notice in notices or ():
+                self._show(notice, out)
+        elif kind in ("message", "broadcast"):
+            self._show(frame, out)
         elif kind in peer.PEER_DELIVERIES:
             self._peer_items(self.peers.delivered(frame), out)
         elif kind == "consent_revoked":
@@ -771,10 +775,15 @@ class ChatClient:
         if seq > self.shown_upto.get(self.user, 0):
             self.shown_upto[self.user] = seq
             if self._first_private_sight(frame.get("from"), frame.get("ref")):
-                text = render(frame)
-                out.append(Print(text, *delivery_look(frame)) if text is not None
-                           else Log(f"malformed {frame['type']} delivery ignored"))
+                self._show(frame, out)
         out.append(SendTo(conn, {"type": "ack", "seq": seq}))
+
+    @staticmethod
+    def _show(frame, out):
+        """A message, broadcast or presence notice -> its line, or a log line if malformed."""
+        text = render(frame)
+        out.append(Print(text, *delivery_look(frame)) if text is not None
+                   else Log(f"malformed {frame['type']} delivery ignored"))
 
     # -- peer to peer (the rules live in peer.py) -----------------------------------------------
 

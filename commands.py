@@ -113,6 +113,25 @@ def render(frame):
     return None
 
 
+def presence_notices(frame, me):
+    """A presence delivery -> the single notices it stands for, in order; None if malformed.
+
+    A batch ({"changes": [[user, online], ...]}, PROTOCOL.md) may name `me` (it began before
+    my login): those changes are skipped. A malformed change becomes a notice render() refuses.
+    """
+    changes = frame.get("changes")
+    if changes is None:
+        return [frame]
+    if not isinstance(changes, list):
+        return None
+    notices = []
+    for change in changes:
+        user, online = change if isinstance(change, list) and len(change) == 2 else (None, None)
+        if user != me:
+            notices.append({"type": "presence", "user": user, "online": online})
+    return notices
+
+
 def delivery_look(frame):
     """A delivered frame that render() shows -> (kind, sender) for its Print."""
     if frame.get("type") == "presence":

@@ -128,6 +128,12 @@ class Settings:
     failed_logins_per_s: float = 10 / 60   # failed logins per address: 10 a minute ...
     failed_logins_burst: int = 10          # ... after a first 10
     slow_log_quiet_s: float = 60.0    # a flood is logged once per this, per user or address
+    # Presence notices go out at once while they cost at most this many deliveries a second
+    # (every change is told to everyone online: n²/2 deliveries when n users log in); past
+    # it, changes wait and go to each user as one batch, at most every n / rate seconds.
+    presence_rate_per_s: float = 2000.0
+    presence_burst: int = 2000
+    presence_batch_s: float = 1.0     # the shortest wait of a batch
     # A token is good only from the host its login came from, so another user's token, copied,
     # is refused like a forged one. main() turns it on; off, unit tests may name hosts freely.
     tokens_bound_to_host: bool = False
@@ -250,6 +256,9 @@ class ChatServer:
         self._failed_logins = limits.RateLimiter(settings.failed_logins_per_s,
                                                  settings.failed_logins_burst)
         self._slow_logged = limits.OncePer(settings.slow_log_quiet_s)
+        self._presence_budget = limits.RateLimiter(settings.presence_rate_per_s,
+                                                   settings.presence_burst)
+        self._presence_batch = None    # [(user, online)] waiting for the batch timer, or None
         self._sessions = {}        # user -> Session
         self._users_by_token = {}  # token -> user
         self._users_by_proof = {}  # proof -> user, for acknowledgements and failed deliveries
@@ -443,7 +452,7 @@ class ChatServer:
         actions = [Log(f"{user} logged in from {_shown(address)}{staying}"),
                    _answer(conn, frame_id, welcome)]
         if old is None:
-            actions += self._presence(user, online=True)
+            actions += self._presence(user, online=True, now=now)
         else:
             # The user stays online, so the others see no presence change.
             ended = self._end_session(user)
@@ -538,13 +547,45 @@ class ChatServer:
         session = self._sessions.get(user)
         return [] if session is None else self._reach(session, frame)
 
-    def _presence(self, user, online):
-        """Tell every other online user that `user` came or went, except those it blocks."""
-        blocked = self._store.blocks(user)
-        return [action for name, other in sorted(self._sessions.items())
-                if name != user and name not in blocked
-                for action in self._reach(other, {"type": "presence", "user": user,
-                                                  "online": online})]
+    def _presence(self, user, online, now):
+        """Tell every other online user that `user` came or went, except those it blocks:
+        at once while the presence budget allows, else in the next batch."""
+        listeners = len(self._sessions)     # `user` is not among them, coming or going
+        if self._presence_batch is None:
+            if not self._presence_budget.take("all", now, cost=listeners):
+                notice = {"type": "presence", "user": user, "online": online}
+                blocked = self._store.blocks(user)
+                return [action for name, other in sorted(self._sessions.items())
+                        if name != user and name not in blocked
+                        for action in self._reach(other, notice)]
+            self._presence_batch = [(user, online)]
+            wait_s = max(self._settings.presence_batch_s,
+                         listeners / self._settings.presence_rate_per_s)
+            return [Arm(("presence",), now + wait_s)]
+        self._presence_batch.append((user, online))
+        return []
+
+    def _send_presence_batch(self):
+        """Every change since the batch began, in order, as one notice to each online user.
+
+        The same notice (encoded once) goes to all but the few that a changed user blocks,
+        who get theirs without that user. A user that came during the batch gets it whole,
+        its own arrival included: the client skips changes about itself (PROTOCOL.md).
+        """
+        changes, self._presence_batch = self._presence_batch, None
+        subjects = {user for user, _ in changes}
+        screened = set().union(*(self._store.blocks(user) for user in subjects))
+        notice = {"type": "presence", "changes": [[user, online] for user, online in changes]}
+        actions = []
+        for name, session in sorted(self._sessions.items()):
+            if name in screened:
+                told = [[user, online] for user, online in changes
+                        if name not in self._store.blocks(user)]
+                if told:
+                    actions += self._reach(session, {"type": "presence", "changes": told})
+            else:
+                actions += self._reach(session, notice)
+        return actions
 
     def _message(self, session, request, frame_id, now):
         frame = request.frame
@@ -660,7 +701,7 @@ class ChatServer:
         ended = self._end_session(session.user)
         return [Log(f"{session.user} logged out"),
                 _answer(request.conn, frame_id, {"type": "ok"}),
-                *self._presence(session.user, online=False), *ended]
+                *self._presence(session.user, online=False, now=now), *ended]
 
     # --- peer to peer: addresses given only by consent ---
 
@@ -733,6 +774,8 @@ class ChatServer:
             return self._ask_lapsed(key[1], key[2])
         if len(key) == 3 and key[0] == "redeliver":
             return self._redeliver(key[1], key[2])
+        if key == ("presence",):
+            return self._send_presence_batch() if self._presence_batch else []
         if len(key) != 2 or key[0] != "idle":
             return []
         user = key[1]
@@ -746,7 +789,7 @@ class ChatServer:
         ended = self._end_session(user)
         return [Log(f"{user} timed out after {_whole(self._settings.timeout_s)} s "
                     f"without a request"),
-                *self._presence(user, online=False), *ended]
+                *self._presence(user, online=False, now=now), *ended]
 
     def _on_closed(self, event):
         """A staying connection is gone: its session lives on, detached, until a resume or

@@ -58,6 +58,7 @@ class ServerGlue(Handler):
         self.conns = {}           # id -> accepted connection, for replies
         self.timers = {}          # core key -> reactor Timer
         self.deliveries = {}      # (address, proof) -> _Delivery still taking frames
+        self._last_encoded = (None, b"")    # (frame, its bytes): see _encoded
 
     # -- what the reactor reports ------------------------------------------------------------
 
@@ -177,7 +178,7 @@ class ServerGlue(Handler):
         delivery.frames.append(action.frame)
         if "seq" in action.frame:
             delivery.unacked.append(action.frame)
-        delivery.conn.send(encode(action.frame))
+        delivery.conn.send(self._encoded(action.frame))
         self._end_when_done(delivery)
 
     def _push(self, action):
@@ -187,7 +188,14 @@ class ServerGlue(Handler):
         conn = self.conns.get(action.conn)
         if conn is not None:
             conn.data["proof"] = action.proof   # so that its acks name the session
-            conn.send(encode(action.frame))
+            conn.send(self._encoded(action.frame))
+
+    def _encoded(self, frame):
+        """A delivery's bytes; the core hands one notice to many users as one dict, so the
+        last one encoded is kept (a presence batch to 10,000 users is encoded once)."""
+        if frame is not self._last_encoded[0]:
+            self._last_encoded = (frame, encode(frame))
+        return self._last_encoded[1]
 
     def _delivery_frame(self, delivery, line):
         """A client's listener acknowledges numbered messages; anything else is ignored."""

@@ -22,6 +22,7 @@ Script files (tests/replays/*.txt) hold one item per line:
     ! TARGET [COUNT]        deliveries to TARGET failed: the previous step's, or the last
                             COUNT; TARGET is a user (their latest address) or HOST:PORT
     ack USER SEQ            USER's client acknowledges every message up to SEQ
+    set NAME=VALUE ...      (first command only) the server's Settings for this script
     * N CMD | CMD ...       run the commands N times; the output is summarized as
                             "COUNTx LINE" per distinct line with its time left out
       LINE                  (indented) the transcript the step above must produce
@@ -33,9 +34,11 @@ for byte. REPLAY_UPDATE=1 makes the test rewrite the files instead: read the dif
 """
 import pathlib
 from collections import Counter
+from dataclasses import replace
 
 import protocol
-from server import Acked, ChatServer, Deliver, Expired, Log, Reply, Request, Undelivered
+from server import (Acked, ChatServer, Deliver, Expired, Log, Reply, Request, Settings,
+                    Undelivered)
 from storage import Store, load_credentials
 
 CREDENTIALS_PATH = pathlib.Path(__file__).resolve().parent.parent / "credential.txt"
@@ -181,12 +184,19 @@ class Script:
             self.timers[action.key] = (action.at, self._arm_count)
 
 
-def new_script():
+def new_script(settings=Settings()):
     """A Script around a fresh server with the course's accounts and an in-memory store."""
     store = Store(":memory:")
-    server = ChatServer(load_credentials(CREDENTIALS_PATH), store,
+    server = ChatServer(load_credentials(CREDENTIALS_PATH), store, settings,
                         make_secret=counting_secrets())
     return Script(server, store)
+
+
+def script_settings(assignments):
+    """"name=value name=value" -> Settings with those fields changed (numbers only)."""
+    changes = dict(each.split("=", 1) for each in assignments.split())
+    return replace(Settings(), **{name: type(getattr(Settings, name))(value)
+                                  for name, value in changes.items()})
 
 
 def run_command(script, command):
@@ -229,6 +239,11 @@ def run_script(text):
             continue  # an expected line: replaced by what actually happens
         out.append(line)
         if not line.strip() or line.startswith("#"):
+            continue
+        if line.startswith("set "):
+            if script.transcript:
+                raise ValueError("set must come before every other command")
+            script = new_script(script_settings(line[len("set "):]))
             continue
         run_command(script, line)
         produced = script.take()

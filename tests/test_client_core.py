@@ -429,6 +429,21 @@ def test_deliveries_after_a_good_hello_are_shown():
     assert run.do(Incoming(7, {"type": "bye"})) == [CloseConn(7)]
 
 
+def test_a_presence_batch_is_shown_as_single_notices_in_order_without_our_own():
+    run = logged_in()
+    run.do(Incoming(7, {"type": "hello", "proof": "p1"}))
+    batch = {"type": "presence", "changes": [["bob", True], ["alice", True], ["carol", True],
+                                             ["bob", False], ["dave"], "junk"]}
+    actions = run.do(Incoming(7, batch))
+    assert printed(actions) == ["bob has logged in.", "carol has logged in.",
+                                "bob has logged out."]
+    assert [a.text for a in of(actions, Log)] == ["malformed presence delivery ignored"] * 2
+    assert [(a.kind, a.sender) for a in of(actions, Print)] == [
+        ("joined", "bob"), ("joined", "carol"), ("left", "bob")]
+    assert of(run.do(Incoming(7, {"type": "presence", "changes": "bob"})), Log) == [
+        Log("malformed presence delivery ignored")]
+
+
 @pytest.mark.parametrize("first", [
     {"type": "hello", "proof": "wrong"},
     {"type": "hello"},

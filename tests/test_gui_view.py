@@ -236,6 +236,15 @@ def test_presence_notices_keep_the_list_live_and_are_told_in_the_pane(screen):
     assert {e.kind for e in screen.view.entries} == {"system"}
 
 
+def test_a_presence_batch_keeps_the_list_live_as_its_single_notices_would(screen):
+    screen.login(users=["bob"])
+    screen.deliver({"type": "presence", "changes": [["carol", True], ["alice", True],
+                                                    ["bob", False], ["dave", True]]})
+    assert screen.view.users == ["carol", "dave"]
+    assert screen.texts()[1:] == ["carol has logged in.", "bob has logged out.",
+                                  "dave has logged in."]
+
+
 def test_logged_in_elsewhere_goes_back_to_the_form_and_says_why(screen):
     screen.login(users=["bob"])
     screen.view.aim("bob")

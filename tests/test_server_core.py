@@ -32,6 +32,11 @@ def test_replay_twice_gives_the_same_transcript(path):
 ACCOUNTS = {"alice": "PW-SECRET-a", "bob": "PW-SECRET-b", "carol": "pässwörd-☃"}
 
 
+def test_a_replay_may_set_the_servers_settings_only_before_anything_happens():
+    with pytest.raises(ValueError, match="set must come before"):
+        run_script('connect a\n> a {"type":"online"}\nset presence_burst=1\n')
+
+
 def make_server(settings=Settings(), **accounts):
     store = Store(":memory:")
     server = ChatServer(accounts or dict(ACCOUNTS), store, settings,

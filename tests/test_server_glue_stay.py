@@ -82,6 +82,20 @@ def test_pushes_go_hello_free_on_the_clients_connection_and_its_acks_count(world
     assert world.store.count_waiting("columbia") == 0
 
 
+def test_one_notice_for_many_users_is_encoded_once_and_reaches_each(world, monkeypatch):
+    import server_glue
+    users = [logged_in(world, "columbia", "116bway"), logged_in(world, "seas", "summerisover")]
+    encoded = []
+    monkeypatch.setattr(server_glue, "encode", lambda frame: encoded.append(frame) or
+                        protocol.encode(frame))
+    notice = {"type": "presence", "changes": [["foobar", True]]}
+    world.glue.apply([Deliver(("127.0.0.1", None), "p", notice, conn=conn)
+                      for conn in sorted(world.glue.conns)])
+    for client, _ in users:
+        pump(world.reactor, lambda: client.of("presence")[-1:] == [notice])
+    assert encoded == [notice]
+
+
 def test_a_closed_staying_connection_detaches_its_session(world):
     alice, _ = logged_in(world, "columbia", "116bway")
     alice.conn.close("gone")
