@@ -98,6 +98,10 @@ def test_blocks_are_one_way_and_idempotent():
     store.remove_block("alice", "nobody")
     assert store.blocks("alice") == {"carol"}
     assert not store.is_blocked("alice", "bob")
+    store.remove_block("alice", "carol")
+    store.add_block("dave", "erin")
+    assert store.blocks("alice") == set() and store.blocks("bob") == set()
+    assert store.blocks("dave") == {"erin"}     # the shared empty list was not changed
 
 
 def test_a_file_store_uses_wal_and_survives_close_after_commit(tmp_path):
