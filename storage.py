@@ -45,6 +45,9 @@ CREATE TABLE IF NOT EXISTS blocks (
 _NOBODY = frozenset()   # the block list of a user who blocks nobody
 
 
+_to_json = json.JSONEncoder(ensure_ascii=False).encode   # one encoder, not one per call
+
+
 class CredentialsError(Exception):
     """The credentials file cannot be used; the message never holds a password."""
 
@@ -98,15 +101,30 @@ class Store:
         self._blocks = {}           # user -> the set of names they block, once read
         self._db.executescript(_SCHEMA)
         self._db.commit()
+        # Numbers are given here, so a broadcast's rows go in as one statement. AUTOINCREMENT
+        # still records the highest ever given, so a number deleted by an ack is never reused
+        # (a crash forgets only numbers of uncommitted rows, which nobody was sent).
+        (last,) = self._db.execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'inbox'").fetchone()
+        self._next_seq = last + 1
 
     # -- messages: kept from acceptance until the recipient acknowledges them --------------
 
     def keep(self, recipient, frame, offline):
         """Keep `frame` (a dict) for `recipient`; returns its sequence number."""
-        cursor = self._db.execute(
-            "INSERT INTO inbox (recipient, frame, offline) VALUES (?, ?, ?)",
-            (recipient, json.dumps(frame, ensure_ascii=False), int(offline)))
-        return cursor.lastrowid
+        return self.keep_for([(recipient, offline)], frame)[0]
+
+    def keep_for(self, recipients, frame):
+        """Keep one `frame` (a dict) for each of `recipients`, [(name, offline)]: one encoding
+        and one statement for a whole broadcast. Returns their sequence numbers, in order."""
+        first = self._next_seq
+        self._next_seq += len(recipients)
+        text = _to_json(frame)
+        self._db.executemany(
+            "INSERT INTO inbox (seq, recipient, frame, offline) VALUES (?, ?, ?, ?)",
+            [(seq, name, text, int(offline))
+             for seq, (name, offline) in zip(range(first, self._next_seq), recipients)])
+        return range(first, self._next_seq)
 
     def waiting(self, recipient, after=0, limit=-1):
         """`recipient`'s unacknowledged messages after seq `after`, at most `limit` (-1: all):
@@ -151,7 +169,7 @@ class Store:
         """Keep the reply to `sender`'s request `mid`, given at time `at`."""
         self._db.execute(
             "INSERT OR REPLACE INTO replies (sender, mid, reply, at) VALUES (?, ?, ?, ?)",
-            (sender, mid, json.dumps(reply, ensure_ascii=False), at))
+            (sender, mid, _to_json(reply), at))
 
     def forget_replies_before(self, at):
         """Drop replies older than `at`: no client retries that long."""

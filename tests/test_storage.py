@@ -145,3 +145,25 @@ def test_a_take_is_undone_with_its_transaction(tmp_path):
     reopened = Store(path)
     assert reopened.count_offline("bob") == 1
     reopened.close()
+
+
+def test_one_frame_kept_for_many_gets_consecutive_numbers_in_one_go():
+    store = Store(":memory:")
+    before = store.keep("carol", {"n": 0}, offline=True)
+    seqs = store.keep_for([("alice", False), ("bob", True), ("carol", False)], {"n": 1})
+    assert list(seqs) == [before + 1, before + 2, before + 3]
+    assert store.waiting("bob") == [(before + 2, {"n": 1}, True)]
+    assert store.waiting("carol") == [(before, {"n": 0}, True), (before + 3, {"n": 1}, False)]
+    assert list(store.keep_for([], {"n": 2})) == []
+
+
+def test_a_number_is_never_given_twice_even_after_acks_and_a_restart(tmp_path):
+    path = str(tmp_path / "chat.db")
+    store = Store(path)
+    seqs = list(store.keep_for([("bob", True), ("bob", True)], {"n": 1}))
+    store.acknowledge("bob", seqs[-1])          # the inbox is empty again
+    store.commit()
+    store.close()
+    reopened = Store(path)
+    assert reopened.keep("bob", {"n": 2}, offline=True) == seqs[-1] + 1
+    reopened.close()
