@@ -152,12 +152,17 @@ class Session:
     last_seen: float
     acked: int = 0              # the client has shown every message up to this seq
     sent: list = field(default_factory=list)    # seqs sent since, ascending, not yet acked
+    # Stored messages waiting behind a full window, in order, or None: unknown, read the store.
+    # Kept (up to QUEUED_MAX) so that a fast sender's messages are not read back from SQLite.
+    queued: list | None = None
     retrying: bool = False      # a redelivery is due; new messages wait to go with it, in order
     backoff_s: float = 0.0      # the wait before that redelivery; doubles until an ack arrives
     stays: bool = False         # the client keeps a connection open and is reached only on it
     conn: int | None = None     # that connection while it lasts; None: detached, until a resume
 
 
+QUEUED_MAX = 4096             # messages a session keeps in memory behind its window; past it
+                              # they are only in the store, read back as the window opens
 MAX_CONNECTIONS = 10000       # accepted connections open at once; past it new ones are closed
 
 
@@ -478,18 +483,32 @@ class ChatServer:
     def _send_waiting(self, session):
         """Deliver again, in order, what the session's client has not acknowledged."""
         session.sent.clear()
+        session.queued = None       # what was sent is not queued: read it all from the store
         return self._top_up(session)
 
     def _top_up(self, session):
-        """Send the next waiting messages, up to the delivery window, oldest first."""
+        """Send the next waiting messages, up to the delivery window, oldest first: from the
+        session's queue when it holds them all, else from the store."""
         room = self._settings.delivery_window - len(session.sent)
         if room <= 0 or session.retrying:
             return []
         after = session.sent[-1] if session.sent else session.acked
+        if session.queued is None:
+            rows = self._store.waiting(session.user, after, limit=room)
+            frames = [protocol.Numberer(frame)(seq, offline) for seq, frame, offline in rows]
+            if len(rows) < room:
+                session.queued = []     # all sent: from now on, what waits is queued
+        else:
+            queued = session.queued
+            skip = 0
+            while skip < len(queued) and queued[skip]["seq"] <= after:
+                skip += 1               # acknowledged before it was even sent
+            frames = queued[skip:skip + room]
+            del queued[:skip + room]
         actions = []
-        for seq, frame, offline in self._store.waiting(session.user, after, limit=room):
-            session.sent.append(seq)
-            actions += self._reach(session, _numbered(frame, seq, offline))
+        for frame in frames:
+            session.sent.append(frame["seq"])
+            actions += self._reach(session, frame)
         return actions
 
     def _reach(self, session, frame):
@@ -607,7 +626,7 @@ class ChatServer:
         if ref is not None:
             message["ref"] = ref    # a private message that could not go peer to peer
         online = recipient in self._sessions
-        deliveries = self._keep_and_deliver(recipient, message)
+        deliveries = self._keep_and_deliver([recipient], message)
         reply = {"type": "ok", "stored": not online}
         self._remember(session, mid, reply, now)
         return [_answer(request.conn, frame_id, reply), *deliveries]
@@ -620,16 +639,10 @@ class ChatServer:
             return answered
         sender = session.user
         message = {"type": "broadcast", "from": sender, "text": text}
-        deliveries = []
-        skipped = 0
-        for name in sorted(self._sessions):
-            if name == sender:
-                continue
-            if self._store.is_blocked(name, sender):
-                skipped += 1
-            else:
-                deliveries += self._keep_and_deliver(name, message)
-        reply = {"type": "ok", "skipped": skipped}
+        listeners = [name for name in sorted(self._sessions) if name != sender]
+        told = [name for name in listeners if not self._store.is_blocked(name, sender)]
+        deliveries = self._keep_and_deliver(told, message)
+        reply = {"type": "ok", "skipped": len(listeners) - len(told)}
         self._remember(session, mid, reply, now)
         return [_answer(request.conn, frame_id, reply), *deliveries]
 
@@ -644,18 +657,32 @@ class ChatServer:
         if mid is not None:
             self._store.remember_reply(session.user, mid, dict(reply), now)
 
-    def _keep_and_deliver(self, recipient, message):
-        """Store `message` until `recipient` acknowledges it; deliver it now if they are on.
+    def _keep_and_deliver(self, recipients, message):
+        """Store `message` for each recipient until it acknowledges it; deliver it now to
+        those online. One statement and one encoding serve them all.
 
         A session whose deliveries are being retried gets it with the retry, in order.
         """
-        target = self._sessions.get(recipient)
-        seq = self._store.keep(recipient, message, offline=target is None)
-        # below a full window, everything older is already sent: this one may follow it
-        if target is None or target.retrying or len(target.sent) >= self._settings.delivery_window:
-            return []
-        target.sent.append(seq)
-        return self._reach(target, _numbered(message, seq, False))
+        sessions = self._sessions
+        seqs = self._store.keep_for([(name, name not in sessions) for name in recipients],
+                                    message)
+        numbered = protocol.Numberer(message)
+        window = self._settings.delivery_window
+        actions = []
+        for name, seq in zip(recipients, seqs):
+            target = sessions.get(name)
+            if target is None:
+                continue
+            queued = target.queued
+            # with nothing queued and room in the window, everything older is already sent
+            if queued == [] and not target.retrying and len(target.sent) < window:
+                target.sent.append(seq)
+                actions += self._reach(target, numbered(seq))
+            elif queued is not None:
+                queued.append(numbered(seq))
+                if len(queued) > QUEUED_MAX:
+                    target.queued = None    # a client far behind reads from the store
+        return actions
 
     def _online(self, session, request, frame_id, now):
         others = [name for name in self.online_users() if name != session.user]
@@ -840,13 +867,6 @@ class ChatServer:
             return []   # stale: that session ended
         session.retrying = False
         return self._send_waiting(session)
-
-def _numbered(frame, seq, offline):
-    """A stored message as delivered: with its seq, and marked if it waited for a login."""
-    numbered = {**frame, "seq": seq}
-    if offline:
-        numbered["offline"] = True
-    return numbered
 
 
 def _ref_field(frame):

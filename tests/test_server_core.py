@@ -187,6 +187,32 @@ def test_undelivered_messages_are_retried_with_doubling_backoff_and_new_ones_wai
     assert arm.at - now == 1.0
 
 
+def test_messages_behind_a_full_window_wait_in_memory_in_order_and_past_a_bound_in_the_store(
+        monkeypatch):
+    import server as server_module
+    monkeypatch.setattr(server_module, "QUEUED_MAX", 3)
+    server, store = make_server(Settings(delivery_window=2))
+    login(server, "alice", port=5001)
+    login(server, "bob", port=5002, conn=3)
+    read_back = []
+    waiting = store.waiting
+    monkeypatch.setattr(store, "waiting", lambda *a, **k: read_back.append(a) or waiting(*a, **k))
+    say = lambda text: delivered_frames(server.handle(
+        Request(2, {"type": "message", "token": "s1", "to": "bob", "text": text}, "h"), 0.0))
+    sent = [f["text"] for n in range(5) for f in say(str(n))]
+    assert sent == ["0", "1"]                                 # the window is full
+    acked = lambda seq: [f["text"] for f in delivered_frames(server.handle(Acked("s4", seq), 1.0))]
+    assert acked(1) == ["2"] and acked(2) == ["3"] and read_back == []   # from memory
+    assert acked(5) == [] and read_back == []       # acked ahead of what was sent: skipped
+    assert [f["text"] for f in say("5")] == ["5"]                # caught up: sent at once
+    assert [f["text"] for n in range(6, 11) for f in say(str(n))] == ["6"]   # window full
+    # "7" ... "10" queue up; the fourth passes QUEUED_MAX, so memory lets go of them all
+    assert acked(7) == ["7", "8"] and len(read_back) == 1       # ... and the store answers
+    assert acked(9) == ["9", "10"] and len(read_back) == 2
+    assert say("11") == [] and acked(11) == ["11"] and len(read_back) == 3   # the last of them
+    assert [f["text"] for f in say("12")] == ["12"] and len(read_back) == 3  # memory again
+
+
 def test_a_retried_request_gets_its_first_reply_and_stores_nothing_twice():
     server, store = make_server()
     login(server, "alice", port=5001)
