@@ -114,8 +114,9 @@ class Settings:
     max_name_chars: int = 64
     max_text_chars: int = 4000
     consent_s: float = 60.0     # how long a getaddress waits for the target's answer
-    delivery_window: int = 256  # messages in flight to one client before its acknowledgements:
-                                # a long backlog goes out in steps, never past the output limit
+    delivery_window: int = 1024  # messages in flight to one client before its acknowledgements,
+    delivery_window_bytes: int = 2 * 1024 * 1024   # ... and bytes: half the output limit, so a
+                                # long backlog goes out in steps, never past that limit
     retry_first_s: float = 1.0  # an unacknowledged delivery is retried after this, doubling
     retry_max_s: float = 30.0   # ... up to this, for as long as the session lives
     replies_kept_s: float = 86400.0   # a retried request is recognised for this long
@@ -152,6 +153,8 @@ class Session:
     last_seen: float
     acked: int = 0              # the client has shown every message up to this seq
     sent: list = field(default_factory=list)    # seqs sent since, ascending, not yet acked
+    sent_sizes: list = field(default_factory=list)   # their sizes on the wire
+    sent_bytes: int = 0                              # their sum
     # Stored messages waiting behind a full window, in order, or None: unknown, read the store.
     # Kept (up to QUEUED_MAX) so that a fast sender's messages are not read back from SQLite.
     queued: list | None = None
@@ -483,33 +486,50 @@ class ChatServer:
     def _send_waiting(self, session):
         """Deliver again, in order, what the session's client has not acknowledged."""
         session.sent.clear()
+        session.sent_sizes.clear()
+        session.sent_bytes = 0
         session.queued = None       # what was sent is not queued: read it all from the store
         return self._top_up(session)
 
     def _top_up(self, session):
-        """Send the next waiting messages, up to the delivery window, oldest first: from the
+        """Send the next waiting messages, oldest first, while the window has room: from the
         session's queue when it holds them all, else from the store."""
         room = self._settings.delivery_window - len(session.sent)
         if room <= 0 or session.retrying:
             return []
         after = session.sent[-1] if session.sent else session.acked
-        if session.queued is None:
+        queued = session.queued
+        if queued is None:
             rows = self._store.waiting(session.user, after, limit=room)
             frames = [protocol.Numberer(frame)(seq, offline) for seq, frame, offline in rows]
-            if len(rows) < room:
-                session.queued = []     # all sent: from now on, what waits is queued
         else:
-            queued = session.queued
             skip = 0
             while skip < len(queued) and queued[skip]["seq"] <= after:
                 skip += 1               # acknowledged before it was even sent
             frames = queued[skip:skip + room]
-            del queued[:skip + room]
+            del queued[:skip]
         actions = []
-        for frame in frames:
-            session.sent.append(frame["seq"])
-            actions += self._reach(session, frame)
+        taken = 0
+        while taken < len(frames) and self._has_room(session):
+            actions += self._send_numbered(session, frames[taken])
+            taken += 1
+        if queued is not None:
+            del queued[:taken]
+        elif taken == len(frames) < room:
+            session.queued = []         # all sent: from now on, what waits is queued
         return actions
+
+    def _has_room(self, session):
+        """True while the session's window takes one more message (the first always fits)."""
+        return (len(session.sent) < self._settings.delivery_window
+                and session.sent_bytes < self._settings.delivery_window_bytes)
+
+    def _send_numbered(self, session, frame):
+        size = len(frame.wire)
+        session.sent.append(frame["seq"])
+        session.sent_sizes.append(size)
+        session.sent_bytes += size
+        return self._reach(session, frame)
 
     def _reach(self, session, frame):
         """Deliver `frame` to the session's client by whichever way it is connected."""
@@ -667,7 +687,6 @@ class ChatServer:
         seqs = self._store.keep_for([(name, name not in sessions) for name in recipients],
                                     message)
         numbered = protocol.Numberer(message)
-        window = self._settings.delivery_window
         actions = []
         for name, seq in zip(recipients, seqs):
             target = sessions.get(name)
@@ -675,9 +694,8 @@ class ChatServer:
                 continue
             queued = target.queued
             # with nothing queued and room in the window, everything older is already sent
-            if queued == [] and not target.retrying and len(target.sent) < window:
-                target.sent.append(seq)
-                actions += self._reach(target, numbered(seq))
+            if queued == [] and not target.retrying and self._has_room(target):
+                actions += self._send_numbered(target, numbered(seq))
             elif queued is not None:
                 queued.append(numbered(seq))
                 if len(queued) > QUEUED_MAX:
@@ -839,7 +857,9 @@ class ChatServer:
         self._store.acknowledge(user, event.seq)
         session.acked = event.seq
         session.backoff_s = 0.0
-        del session.sent[:bisect.bisect_right(session.sent, event.seq)]
+        done = bisect.bisect_right(session.sent, event.seq)
+        session.sent_bytes -= sum(session.sent_sizes[:done])
+        del session.sent[:done], session.sent_sizes[:done]
         return self._top_up(session)
 
     def _on_undelivered(self, event, now):

@@ -213,6 +213,19 @@ def test_messages_behind_a_full_window_wait_in_memory_in_order_and_past_a_bound_
     assert [f["text"] for f in say("12")] == ["12"] and len(read_back) == 3  # memory again
 
 
+def test_the_window_also_holds_bytes_so_long_messages_go_out_in_steps():
+    server, _ = make_server(Settings(delivery_window=100, delivery_window_bytes=3000))
+    login(server, "alice", port=5001)
+    login(server, "bob", port=5002, conn=3)
+    say = lambda text: delivered_frames(server.handle(
+        Request(2, {"type": "message", "token": "s1", "to": "bob", "text": text}, "h"), 0.0))
+    sent = [f["seq"] for n in range(5) for f in say(str(n) * 1000)]
+    assert sent == [1, 2, 3]        # the third passes 3,000 bytes: nothing more until an ack
+    acked = lambda seq: [f["seq"] for f in delivered_frames(server.handle(Acked("s4", seq), 1.0))]
+    assert acked(1) == [4] and acked(2) == [5] and acked(5) == []   # one out, one in
+    assert [f["seq"] for f in say("small")] == [6]
+
+
 def test_a_retried_request_gets_its_first_reply_and_stores_nothing_twice():
     server, store = make_server()
     login(server, "alice", port=5001)
