@@ -131,7 +131,8 @@ class Settings:
     slow_log_quiet_s: float = 60.0    # a flood is logged once per this, per user or address
     # Presence notices go out at once while they cost at most this many deliveries a second
     # (every change is told to everyone online: n²/2 deliveries when n users log in); past
-    # it, changes wait and go to each user as one batch, at most every n / rate seconds.
+    # it, changes wait and go to each user as one batch, max(presence_batch_s, n / rate) after
+    # the first (a batch is not charged, so presence may cost up to twice the rate).
     presence_rate_per_s: float = 2000.0
     presence_burst: int = 2000
     presence_batch_s: float = 1.0     # the shortest wait of a batch
