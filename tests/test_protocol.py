@@ -48,3 +48,36 @@ def _accepts(name):
         return True
     except protocol.FrameError:
         return False
+
+
+# The decoder's fast path (the C scanner alone) must accept and refuse exactly what
+# json.loads does: blanks, a terminal's "\r", trailing data, a BOM, deep nesting.
+LINES = [
+    '{"type":"message","to":"bob","text":"hi","id":1}',
+    ' {"type":"a"}', '{"type":"a"} ', '{"type":"a"}\r', '\t{"type":"a"}\r',
+    '{"type":"a"}{"type":"b"}', '{"type":"a"},{"type":"b"}', '{"type":"a"} x',
+    '{"type":"a"', '"type"', '123', '1e400', 'NaN', '[1, 2]', 'null', '',
+    '\ufeff{"type":"a"}', '{"type":"\\ud800"}', '{"a":1,"a":2,"type":"t"}',
+    '[' * 100000, '{"type":' + '[' * 100000,
+]
+
+
+def _outcome(parse, text):
+    try:
+        return ("value", repr(parse(text)))
+    except (ValueError, RecursionError) as exc:
+        return ("refused", type(exc).__name__)
+
+
+@pytest.mark.parametrize("text", LINES, ids=range(len(LINES)))
+def test_the_fast_parse_is_json_loads(text):
+    assert _outcome(protocol._parse, text) == _outcome(json.loads, text)
+
+
+@pytest.mark.parametrize("frame", MESSAGES + [
+    {"type": "ok", "stored": False, "id": 12345}, {"type": "online", "users": ["a", "b"]},
+    {"type": "error", "code": "x", "message": "m", "id": "s-1", "n": 1.5, "none": None}])
+def test_encoding_is_compact_json_of_the_frame(frame):
+    line = protocol.encode(frame)
+    assert line.endswith(b"\n") and b"\n" not in line[:-1]
+    assert line == (json.dumps(frame, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
