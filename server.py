@@ -685,9 +685,9 @@ class ChatServer:
         A session whose deliveries are being retried gets it with the retry, in order.
         """
         sessions = self._sessions
-        seqs = self._store.keep_for([(name, name not in sessions) for name in recipients],
-                                    message)
         numbered = protocol.Numberer(message)
+        seqs = self._store.keep_for([(name, name not in sessions) for name in recipients],
+                                    message, numbered.text)
         actions = []
         for name, seq in zip(recipients, seqs):
             target = sessions.get(name)

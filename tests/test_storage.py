@@ -167,3 +167,25 @@ def test_a_number_is_never_given_twice_even_after_acks_and_a_restart(tmp_path):
     reopened = Store(path)
     assert reopened.keep("bob", {"n": 2}, offline=True) == seqs[-1] + 1
     reopened.close()
+
+
+def test_kept_rows_are_seen_by_every_read_at_once_and_by_others_only_after_commit(tmp_path):
+    """keep_for holds its rows until the commit writes them in one statement; the store's own
+    reads, counts and deletes see them at once."""
+    path = str(tmp_path / "chat.db")
+    store = Store(path)
+    seqs = list(store.keep_for([("bob", False), ("carol", True)], {"n": 1}, text='{"n":1}'))
+    assert store.count_waiting("bob") == 1
+    store.keep("bob", {"n": 2}, offline=False)
+    assert [frame for _, frame, _ in store.waiting("bob")] == [{"n": 1}, {"n": 2}]
+    store.keep("carol", {"n": 3}, offline=True)
+    store.acknowledge("carol", seqs[1])           # deletes the row kept before it, not after
+    assert [frame for _, frame, _ in store.waiting("carol")] == [{"n": 3}]
+    store.keep("dave", {"n": 4}, offline=True)
+    other = sqlite3.connect(path)
+    count = "SELECT COUNT(*) FROM inbox"
+    assert other.execute(count).fetchone() == (0,)      # nothing committed yet
+    store.commit()
+    assert other.execute(count).fetchone() == (4,)      # bob's two, carol's 3 and dave's
+    other.close()
+    store.close()
