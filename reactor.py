@@ -312,6 +312,7 @@ class Reactor:
         self._running = False
         self._wakeup = None
         self._on_signal = None
+        self._signals = set()           # the signals on_signals asked for
         self._conns = {}                # id -> every connection not yet closed
         if hasattr(self.clock, "attach"):
             self.clock.attach(self)
@@ -422,6 +423,9 @@ class Reactor:
     def on_signals(self, fn, signals=(signal.SIGINT, signal.SIGTERM)):
         """Call fn(signum) from the loop, between passes, when one of `signals` arrives."""
         self._on_signal = fn            # a later call replaces the callback
+        # the wakeup pipe carries every signal that has a Python handler (SIGUSR1 for a
+        # profiler, say): only these ones are the callback's
+        self._signals.update(signals)
         if self._wakeup is None:
             reader, writer = socket.socketpair()
             reader.setblocking(False)
@@ -800,7 +804,7 @@ class Reactor:
         except (BlockingIOError, InterruptedError):
             return
         for signum in data:
-            if signum:
+            if signum in self._signals:
                 self._guarded(fn, signum)
 
 

@@ -636,6 +636,24 @@ def test_a_second_on_signals_replaces_the_callback(restore_signals):
     assert (first, second) == ([], [signal.SIGTERM])
 
 
+def test_a_signal_with_another_handler_is_not_the_callbacks(restore_signals):
+    """The wakeup pipe carries every signal with a Python handler; a SIGUSR1 meant for a
+    profiler must not stop a server listening for SIGINT and SIGTERM."""
+    reactor = Reactor(VirtualClock())
+    restore_signals.append(reactor)
+    seen, other = [], []
+    saved = signal.signal(signal.SIGUSR1, lambda signum, frame: other.append(signum))
+    try:
+        reactor.on_signals(seen.append)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        reactor.run_once(timeout_s=5.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+        reactor.run_once(timeout_s=5.0)
+    finally:
+        signal.signal(signal.SIGUSR1, saved)
+    assert (other, seen) == ([signal.SIGUSR1], [signal.SIGTERM])
+
+
 def test_stop_from_a_timer_ends_run_after_that_pass():
     reactor = Reactor(VirtualClock())
     passes = []
