@@ -215,7 +215,7 @@ class ServerGlue(Handler):
         every numbered message is acknowledged; otherwise the next ack tries again."""
         if not delivery.ending:
             delivery.ending = True
-            self.reactor.call_soon(lambda: self._end_delivery(delivery))
+            self.reactor.call_soon(self._end_delivery, delivery)
 
     def _end_delivery(self, delivery):
         """The connecting side ends with bye; the client's listener closes first."""
@@ -235,7 +235,7 @@ class ServerGlue(Handler):
         if old is not None:
             old.cancel()
         delay_s = max(0.0, at - self.now())
-        self.timers[key] = self.reactor.call_later(delay_s, lambda: self._expired(key))
+        self.timers[key] = self.reactor.call_later(delay_s, self._expired, key)
 
     def _expired(self, key):
         self.timers.pop(key, None)
@@ -257,12 +257,12 @@ class ServerGlue(Handler):
             if idle.active and idle.deadline <= idle_until:
                 return
             idle.cancel()
-        data["idle"] = self.reactor.call_at(idle_until, lambda: self._idle_due(conn))
+        data["idle"] = self.reactor.call_at(idle_until, self._idle_due, conn)
 
     def _idle_due(self, conn):
         idle_until = conn.data["idle_until"]
         if self.reactor.clock.now() < idle_until:
-            conn.data["idle"] = self.reactor.call_at(idle_until, lambda: self._idle_due(conn))
+            conn.data["idle"] = self.reactor.call_at(idle_until, self._idle_due, conn)
             return
         self._idle(conn, *conn.data["idle_why"])
 

@@ -464,6 +464,19 @@ def test_one_pass_accepts_a_bounded_number_of_connections(loop):
     listener.close()
 
 
+def test_connections_from_one_host_share_its_address_string(loop):
+    """10,000 users behind one address hold one copy of it, not one each."""
+    rec = Recorder()
+    listener = loop.listen(HOST, 0, rec)
+    for _ in range(2):
+        client_of(loop, listener.port)
+    pump(loop, lambda: len(rec.events) == 2)
+    first, second = [conn for _, conn, _ in rec.events]
+    assert first.peer[0] == HOST and first.peer[0] is second.peer[0]
+    assert first.peer[1] != second.peer[1]
+    listener.close()
+
+
 def test_a_failing_on_accepted_closes_only_that_connection(loop, logged):
     class Picky(Recorder):
         def on_accepted(self, conn):

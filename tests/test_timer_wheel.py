@@ -1,6 +1,7 @@
 """The timer wheel and the clocks: checked against a plain heap, and through a Reactor."""
 import heapq
 import random
+import sys
 
 import pytest
 
@@ -326,3 +327,29 @@ def test_run_once_with_a_real_clock_waits_for_the_next_timer():
         if fired:
             break
     assert fired == [True]
+
+
+def test_timers_carry_their_arguments_and_fire_them_in_order():
+    clock = VirtualClock()
+    reactor = Reactor(clock)
+    fired = []
+    reactor.call_later(2.0, fired.append, "later")
+    reactor.call_at(1.0, lambda *args: fired.append(args), "at", 1)
+    reactor.call_soon(fired.append, "soon")
+    cancelled = reactor.call_later(1.5, fired.append, "cancelled")
+    cancelled.cancel()
+    clock.advance(3.0)
+    assert fired == ["soon", ("at", 1), "later"]
+
+
+def test_a_slot_emptied_after_a_burst_gives_its_memory_back():
+    """A dict keeps the table of its largest size: 10,000 timers due in one tick left each
+    slot they passed through holding a large table, 5 MB across the wheel."""
+    wheel = TimerWheel(0.0)
+    empty_size = sys.getsizeof(wheel._slots[0])
+    fired = [wheel.schedule(0.005, n) for n in range(10_000)]
+    cancelled = [wheel.schedule(1.005, n) for n in range(10_000)]
+    for timer in cancelled:
+        timer.cancel()
+    assert len(wheel.pop_due(0.005)) == len(fired)
+    assert {sys.getsizeof(slot) for slot in wheel._slots} == {empty_size}
