@@ -114,6 +114,7 @@ class Timer:
         if self.wheel is not None:
             self.wheel.remove(self)
         self.fn = None      # popped as due but not yet run: fire_timers skips it
+        self.args = ()      # its arguments (a connection, say) are not kept alive by it
 
     @property
     def active(self):
@@ -361,8 +362,12 @@ class Reactor:
     def fire_timers(self):
         """Fire every timer due now; ones they schedule wait for the next pass."""
         for timer in self._wheel.pop_due(self.clock.now()):
-            if timer.fn is not None:    # cancelled by an earlier callback of this pass
-                self._guarded(timer.fn, *timer.args)
+            fn, args = timer.fn, timer.args
+            if fn is not None:          # cancelled by an earlier callback of this pass
+                # a fired timer lets go of its arguments: a connection that holds its own
+                # timer would otherwise be a cycle, freed only by the cycle collector
+                timer.fn, timer.args = None, ()
+                self._guarded(fn, *args)
 
     def timer_pass(self):
         """A pass with no polling: fire due timers, flush, close (what VirtualClock.advance runs)."""

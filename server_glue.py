@@ -120,13 +120,16 @@ class ServerGlue(Handler):
         conn.send(encode(error("too_slow")))
 
     def on_closed(self, conn, reason):
-        if conn.data.get("at_cap"):
+        # the connection lets go of its delivery and timer, which refer back to it: freed
+        # now, not by the cycle collector (a burst of short connections piled up otherwise)
+        data, conn.data = conn.data, {}
+        if data.get("at_cap"):
             return      # never one of ours; counted in refused_at_cap
         self.conns.pop(conn.id, None)
-        idle = conn.data.get("idle")
+        idle = data.get("idle")
         if idle is not None:
             idle.cancel()
-        delivery = conn.data.get("delivery")
+        delivery = data.get("delivery")
         if delivery is None:
             if reason not in ORDINARY_CLOSES:
                 self.log(f"connection {conn.id} from {conn.peer[0]} closed: {reason}")
