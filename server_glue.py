@@ -6,6 +6,7 @@ deliveries to a client's listening port (one connection per session at a time, e
 once every numbered message on it is acknowledged) or on a staying client's own connection,
 timers on the reactor's wheel, and log lines. Nothing here knows a chat rule.
 """
+import collections
 import sys
 import time
 
@@ -18,6 +19,7 @@ IDLE_CONNECTION_S = 60.0      # an accepted connection that sends nothing for th
 DELIVERY_CONNECT_S = 5.0      # how long to try reaching a client's listening port
 DELIVERY_ACK_S = 10.0         # a delivery connection silent this long with messages unacknowledged
                               # is given up; the core retries them
+DELIVERY_CONNECTS = 256       # delivery connections connecting at once; more wait their turn
 UNREACHED = ("refused", "timed out", "unreachable")   # close reasons meaning nothing was delivered
 ORDINARY_CLOSES = ("bye", "eof", "idle", "server stopping")   # not worth a log line
 
@@ -29,10 +31,11 @@ class _Delivery:
     (bye) only once every numbered message on it is acknowledged.
     """
 
-    def __init__(self, address, proof, conn):
+    def __init__(self, address, proof):
         self.address = address
         self.proof = proof
-        self.conn = conn
+        self.conn = None            # None while it waits for a turn to connect
+        self.connecting = False
         self.frames = []            # everything sent, for a connect that fails outright
         self.unacked = []           # numbered messages sent but not yet acknowledged
         self.ending = False         # an end is scheduled for the end of this pass
@@ -42,7 +45,8 @@ class ServerGlue(Handler):
     """Feeds the core what the reactor sees, and carries out the core's actions."""
 
     def __init__(self, reactor, core, store, log, idle_s=IDLE_CONNECTION_S, commit_each=False,
-                 max_connections=MAX_CONNECTIONS, first_frame_s=FRAME_TIME_S):
+                 max_connections=MAX_CONNECTIONS, first_frame_s=FRAME_TIME_S,
+                 delivery_connects=DELIVERY_CONNECTS):
         self.reactor = reactor
         self.core = core
         self.store = store
@@ -58,6 +62,13 @@ class ServerGlue(Handler):
         self.conns = {}           # id -> accepted connection, for replies
         self.timers = {}          # core key -> reactor Timer
         self.deliveries = {}      # (address, proof) -> _Delivery still taking frames
+        # A presence batch to 10,000 short-model users is 10,000 deliveries in one pass: all
+        # connecting at once overflowed the clients' accept queues (the kernel retries a
+        # second later) and held 10,000 connections' memory at one time. So at most
+        # delivery_connects connect at once; the others wait, in order, with their frames.
+        self.delivery_connects = delivery_connects
+        self.connecting = 0
+        self.waiting_to_connect = collections.deque()
         self._last_encoded = (None, b"")    # (frame, its bytes): see _encoded
 
     # -- what the reactor reports ------------------------------------------------------------
@@ -82,6 +93,9 @@ class ServerGlue(Handler):
 
     def on_connected(self, conn):
         self._arm_idle(conn)
+        delivery = conn.data.get("delivery")
+        if delivery is not None:
+            self._connected(delivery)
 
     def on_frame(self, conn, line):
         self._arm_idle(conn)
@@ -130,6 +144,8 @@ class ServerGlue(Handler):
         if idle is not None:
             idle.cancel()
         delivery = data.get("delivery")
+        if delivery is not None:
+            self._connected(delivery)       # or failed to: either way, its turn is over
         if delivery is None:
             if reason not in ORDINARY_CLOSES:
                 self.log(f"connection {conn.id} from {conn.peer[0]} closed: {reason}")
@@ -172,17 +188,38 @@ class ServerGlue(Handler):
         key = (action.address, action.proof)
         delivery = self.deliveries.get(key)
         if delivery is None:
-            host, port = action.address
-            conn = self.reactor.connect(host, port, self, timeout_s=DELIVERY_CONNECT_S)
-            delivery = _Delivery(action.address, action.proof, conn)
-            conn.data["delivery"] = delivery
-            conn.send(encode({"type": "hello", "proof": action.proof}))
-            self.deliveries[key] = delivery
+            delivery = self.deliveries[key] = _Delivery(action.address, action.proof)
+            if self.connecting < self.delivery_connects:
+                self._connect(delivery)
+            else:
+                self.waiting_to_connect.append(delivery)
         delivery.frames.append(action.frame)
         if "seq" in action.frame:
             delivery.unacked.append(action.frame)
-        delivery.conn.send(self._encoded(action.frame))
+        if delivery.conn is not None:
+            delivery.conn.send(self._encoded(action.frame))
+            self._end_when_done(delivery)
+
+    def _connect(self, delivery):
+        """Open the delivery's connection: hello, then every frame it holds so far."""
+        host, port = delivery.address
+        conn = self.reactor.connect(host, port, self, timeout_s=DELIVERY_CONNECT_S)
+        delivery.conn = conn
+        delivery.connecting = True
+        self.connecting += 1
+        conn.data["delivery"] = delivery
+        conn.send(encode({"type": "hello", "proof": delivery.proof}))
+        for frame in delivery.frames:
+            conn.send(self._encoded(frame))
         self._end_when_done(delivery)
+
+    def _connected(self, delivery):
+        """The delivery's connect is over (done or failed): the next waiting one may begin."""
+        if delivery.connecting:
+            delivery.connecting = False
+            self.connecting -= 1
+            if self.waiting_to_connect:
+                self._connect(self.waiting_to_connect.popleft())
 
     def _push(self, action):
         """A frame for a staying client goes on its own connection, hello-free, in order with

@@ -225,8 +225,51 @@ def test_closed_connections_are_freed_without_the_cycle_collector(world):
         world.clock.advance(1.0)
         # (the test's staying Client keeps its own connection: that cycle is the test's)
         left = [obj for obj in gc.get_objects() if isinstance(obj, Connection) and obj.closed
-                and not isinstance(obj.handler, Client)]
+                and obj._reactor is world.reactor and not isinstance(obj.handler, Client)]
     finally:
         gc.enable()
     assert [frame["text"] for frame in got] == ["hi 0", "hi 1", "hi 2"]
     assert left == []
+
+
+def test_deliveries_past_the_connect_cap_wait_their_turn_in_order(world):
+    """At most delivery_connects delivery connections connect at once; the rest wait with
+    their frames and go, in order, as each connect ends. Here 2, for 8 listening users."""
+    world.glue.delivery_connects = 2
+    got, replies = [], []
+    port = world.reactor.listen("127.0.0.1", 0, Listening(got)).port
+    accounts = [line.split() for line in CREDENTIALS.read_text().splitlines()]
+    for user, password in accounts[1:]:
+        Caller(world.reactor, world.port, {"type": "login", "user": user, "password": password,
+                                           "port": port, "id": 1}, replies=replies)
+        pump(world.reactor, lambda: not world.glue.deliveries)     # the presence notices
+    most = []
+    world.reactor.before_flush(lambda: most.append(world.glue.connecting))
+    sender, token = logged_in(world, *accounts[0])
+    sender.send({"type": "broadcast", "token": token, "text": "to all", "id": 2})
+    pump(world.reactor, lambda: len(got) == 8)
+    pump(world.reactor, lambda: not world.glue.deliveries and not world.glue.waiting_to_connect)
+    assert sorted(frame["seq"] for frame in got) == list(range(1, 9))
+    assert {frame["text"] for frame in got} == {"to all"}
+    assert max(most) == 2 and world.glue.connecting == 0
+
+
+def test_a_connect_that_fails_gives_its_turn_to_the_next_delivery(world):
+    world.glue.delivery_connects = 1
+    got, replies = [], []
+    live = world.reactor.listen("127.0.0.1", 0, Listening(got)).port
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))         # bound, never listening: a connect is refused
+    for user, password, port in (("csee4119", "lotsofexams", dead.getsockname()[1]),
+                                 ("foobar", "passpass", live)):
+        Caller(world.reactor, world.port, {"type": "login", "user": user, "password": password,
+                                           "port": port, "id": 1}, replies=replies)
+        pump(world.reactor, lambda: replies and not world.glue.deliveries)
+        replies.clear()
+    sender, token = logged_in(world, "columbia", "116bway")
+    pump(world.reactor, lambda: not world.glue.deliveries)
+    sender.send({"type": "broadcast", "token": token, "text": "to all", "id": 2})
+    pump(world.reactor, lambda: got)
+    dead.close()
+    assert [frame["text"] for frame in got] == ["to all"]
+    assert any("cannot reach 127.0.0.1" in line for line in world.lines)
