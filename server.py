@@ -245,8 +245,10 @@ class Lockouts:
         return 0
 
     def clear(self, name):
-        """A correct password forgets earlier failures."""
-        self._store.clear_lockout(name)
+        """A correct password forgets earlier failures. With none, nothing is written: a
+        write would cost every login a disk sync."""
+        if self._store.lockout(name) != (0, 0.0):
+            self._store.clear_lockout(name)
 
 
 class ChatServer:
@@ -1027,7 +1029,7 @@ def main(argv=None):
     reactor.run()
     listener.close()
     reactor.close_all("server stopping")
-    store.commit()
+    store.commit(acks_too=True)
     store.close()
     log("stopped")
     return 0

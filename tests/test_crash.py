@@ -14,6 +14,7 @@ import re
 import select
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -123,6 +124,13 @@ def test_acknowledged_messages_survive_kill_9_and_are_shown_exactly_once(tmp_pat
                                          + b"\n")
                             stream.flush()
         assert shown == [f"m{n:03d}" for n in range(MESSAGES)]      # all, once each, in order
+        # the last acknowledgements wait for a durable write (storage.py); a stop writes them
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(WAIT_S) == 0
+        db = sqlite3.connect(tmp_path / "data" / "chat.sqlite3")
+        (left,) = db.execute("SELECT COUNT(*) FROM inbox").fetchone()
+        db.close()
+        assert left == 0
     finally:
         proc.kill()
         proc.wait()

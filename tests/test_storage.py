@@ -189,3 +189,34 @@ def test_kept_rows_are_seen_by_every_read_at_once_and_by_others_only_after_commi
     assert other.execute(count).fetchone() == (4,)      # bob's two, carol's 3 and dave's
     other.close()
     store.close()
+
+
+def test_an_acknowledgement_waits_for_the_next_durable_write_but_reads_see_it_at_once(tmp_path):
+    """A delete for an ack costs no disk sync of its own: a commit with nothing else to write
+    leaves it held (a crash then sends those messages again; the client knows their numbers).
+    It goes with the next commit that writes anything, or with commit(acks_too=True)."""
+    path = str(tmp_path / "chat.db")
+    store = Store(path)
+    first = store.keep("bob", {"n": 1}, offline=False)
+    store.keep("bob", {"n": 2}, offline=False)
+    store.commit()
+    other = sqlite3.connect(path)
+    count = "SELECT COUNT(*) FROM inbox"
+    store.acknowledge("bob", first)
+    store.acknowledge("bob", first - 1)         # an older ack changes nothing
+    store.commit()
+    assert other.execute(count).fetchone() == (2,)      # held: no transaction, no sync
+    assert store.count_waiting("bob") == 1              # but the store itself reads it at once
+    store.commit()
+    assert other.execute(count).fetchone() == (1,)      # that read wrote it, so it went along
+    store.acknowledge("bob", first + 1)
+    store.add_block("carol", "dave")                    # a durable write: the ack goes with it
+    store.commit()
+    assert other.execute(count).fetchone() == (0,)
+    store.keep("bob", {"n": 3}, offline=False)
+    store.commit()
+    store.acknowledge("bob", first + 2)
+    store.commit(acks_too=True)                         # at shutdown
+    assert other.execute(count).fetchone() == (0,)
+    other.close()
+    store.close()
