@@ -1214,6 +1214,9 @@ def scenarios(plan):
     listed = [Scenario("ceiling", scenario_ceiling, server="trivial"),
               Scenario("login", scenario_login),
               Scenario("pingpong", scenario_pingpong),
+              # what a disk sync per message costs: the server may lose the last messages in a
+              # power cut (never in its own crash)
+              Scenario("pingpong-sync-normal", scenario_pingpong, server_args=("--sync", "normal")),
               Scenario("direct", scenario_direct),
               Scenario("broadcast", scenario_broadcast),
               Scenario("fanin", scenario_fanin),

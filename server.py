@@ -970,6 +970,10 @@ def parse_args(argv):
     parser.add_argument("--commit", choices=("pass", "each"), default="pass",
                         help="commit stored state once per loop pass (default), or after each "
                              "request: slower, for measuring what group commit buys")
+    parser.add_argument("--sync", choices=("full", "normal"), default="full",
+                        help="full (default): stored state is on the disk before any reply "
+                             "says so; normal: it survives the server's crash but maybe not "
+                             "a power cut, for about half the latency (storage.py)")
     parser.add_argument("--tls-cert", metavar="FILE", help="speak TLS with this certificate (PEM)")
     parser.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
     _add_limit_options(parser)
@@ -1003,7 +1007,7 @@ def main(argv=None):
         return 1
     try:
         os.makedirs(args.data_dir, exist_ok=True)
-        store = Store(os.path.join(args.data_dir, "chat.sqlite3"))
+        store = Store(os.path.join(args.data_dir, "chat.sqlite3"), sync=args.sync)
     except (OSError, sqlite3.Error) as exc:
         print(f"server.py: cannot open the data directory {args.data_dir}: {exc}", file=sys.stderr)
         return 1

@@ -93,11 +93,18 @@ def load_credentials(path):
 class Store:
     """Offline messages and block lists in SQLite; nothing is durable before commit()."""
 
-    def __init__(self, path=":memory:"):
+    def __init__(self, path=":memory:", sync="full"):
+        """sync "full": a commit is on the disk before it returns (a power cut loses nothing
+        committed; 0.3 ms a commit here). "normal": a commit survives the server's crash,
+        kill -9 included, but a power cut or OS crash may lose the last ones (SQLite's WAL
+        with synchronous=NORMAL; the file stays consistent either way)."""
+        if sync not in ("full", "normal"):
+            raise ValueError(f"sync must be 'full' or 'normal', not {sync!r}")
         self._db = sqlite3.connect(path)
         if path != ":memory:":
             # WAL: a crash leaves each committed pass whole, and readers never block the writer.
             self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={sync.upper()}")
         self._blocks = {}           # user -> the set of names they block, once read
         self._unwritten = []        # inbox rows kept but not yet written (see keep_for)
         self._acked = {}            # recipient -> seq acknowledged, not yet deleted (acknowledge)

@@ -67,9 +67,10 @@ def test_quick_scenarios_in_process_complete_with_consistent_counts(tmp_path, ca
         argv += ["--scenario", name]
     assert bench.main(argv) == 0
     records = {record["scenario"]: record for record in _records(out)}
-    # "offline" names both variants: group commit, and a commit per message
-    assert sorted(records) == sorted(["login", "pingpong", "broadcast", "fanin", "offline",
-                                      "offline-each", "idle-12"])
+    # "offline" names both variants: group commit, and a commit per message; "pingpong" with
+    # a sync per commit and without
+    assert sorted(records) == sorted(["login", "pingpong", "pingpong-sync-normal", "broadcast",
+                                      "fanin", "offline", "offline-each", "idle-12"])
     for name, record in records.items():
         _check_record(record, name)
     plan = bench.QUICK_PLAN
@@ -137,7 +138,7 @@ def test_idle_names_every_idle_size_and_others_match_exactly():
     assert [s.name for s in picked] == ["login", "idle-1000", "idle-10000"]
     assert all(s.server_timeout_s == plan.idle_timeout_s for s in picked[1:])
     assert [s.name for s in bench.chosen(bench.scenarios(plan), ["idle-1000"])] == ["idle-1000"]
-    assert len(bench.chosen(bench.scenarios(plan), [])) == 10
+    assert len(bench.chosen(bench.scenarios(plan), [])) == 11
 
 
 def test_overrides_keep_each_fields_type():

@@ -220,3 +220,13 @@ def test_an_acknowledgement_waits_for_the_next_durable_write_but_reads_see_it_at
     assert other.execute(count).fetchone() == (0,)
     other.close()
     store.close()
+
+
+@pytest.mark.parametrize("sync, level", [("full", 2), ("normal", 1)])
+def test_a_file_store_syncs_each_commit_unless_told_normal(tmp_path, sync, level):
+    store = Store(str(tmp_path / "chat.db"), sync=sync) if sync != "full" else Store(
+        str(tmp_path / "chat.db"))
+    assert store._db.execute("PRAGMA synchronous").fetchone() == (level,)
+    store.close()
+    with pytest.raises(ValueError, match="sync must be"):
+        Store(":memory:", sync="off")
