@@ -230,3 +230,25 @@ def test_a_file_store_syncs_each_commit_unless_told_normal(tmp_path, sync, level
     store.close()
     with pytest.raises(ValueError, match="sync must be"):
         Store(":memory:", sync="off")
+
+
+def test_a_data_directory_from_before_keeps_its_messages_and_numbers(tmp_path):
+    """Its inbox has AUTOINCREMENT: numbers go on after the highest it ever gave."""
+    path = str(tmp_path / "chat.db")
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE inbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, recipient TEXT NOT NULL,
+                            frame TEXT NOT NULL, offline INTEGER NOT NULL);
+        CREATE INDEX inbox_by_recipient ON inbox (recipient, seq);
+        INSERT INTO inbox (recipient, frame, offline) VALUES ('bob', '{"n": 1}', 1);
+        INSERT INTO inbox (recipient, frame, offline) VALUES ('bob', '{"n": 2}', 1);
+        INSERT INTO inbox (recipient, frame, offline) VALUES ('bob', '{"n": 3}', 1);
+        DELETE FROM inbox WHERE seq = 3;
+    """)
+    old.commit()
+    old.close()
+    store = Store(path)
+    assert store.waiting("bob") == [(1, {"n": 1}, True), (2, {"n": 2}, True)]
+    assert store.keep("bob", {"n": 4}, offline=True) == 4
+    store.commit()
+    store.close()
