@@ -196,6 +196,9 @@ def test_targets_say_at_least_or_at_most_and_whether_met():
     assert bench.target_ratio("idle-1000", "all_logged_in", True) == ("yes", None, True)
     assert bench.target_ratio("direct", "errors", 0) is None
     assert bench.target_ratio("direct", "p99_ms", None) is None
+    # ping-pong: 0.1 ms for a staying connection, 0.3 ms with a connection per message
+    assert bench.target_ratio("pingpong", "p50_ms", 0.2, "stay") == ("≤ 0.1", 2.0, False)
+    assert bench.target_ratio("pingpong-sync-normal", "p50_ms", 0.2, "short")[2] is True
 
 
 def test_the_table_aligns_columns_and_leaves_out_bookkeeping():
