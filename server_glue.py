@@ -144,13 +144,12 @@ class ServerGlue(Handler):
         if idle is not None:
             idle.cancel()
         delivery = data.get("delivery")
-        if delivery is not None:
-            self._connected(delivery)       # or failed to: either way, its turn is over
         if delivery is None:
             if reason not in ORDINARY_CLOSES:
                 self.log(f"connection {conn.id} from {conn.peer[0]} closed: {reason}")
             self.apply(self.core.handle(Closed(conn.id), self.now()))
             return
+        self._connected(delivery)       # if it was still connecting, its turn is over
         if self.deliveries.get((delivery.address, delivery.proof)) is delivery:
             del self.deliveries[(delivery.address, delivery.proof)]
         if reason in UNREACHED:

@@ -179,9 +179,9 @@ class Store:
         """`recipient` has shown every message up to seq `upto`: forget them.
 
         The delete waits for the next commit that has something else to make durable: an
-        acknowledgement alone is not worth a disk sync (0.3 ms here, half of every ping-pong
-        round trip). Lost in a crash, those messages go out again and the client, which
-        knows their numbers, does not show them twice.
+        acknowledgement alone is not worth a disk sync (0.3 ms here). Lost in a crash, those
+        messages go out again and the client, which knows their numbers, does not show them
+        twice.
         """
         if upto > self._acked.get(recipient, 0):
             self._acked[recipient] = upto
