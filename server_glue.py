@@ -20,6 +20,8 @@ DELIVERY_CONNECT_S = 5.0      # how long to try reaching a client's listening po
 DELIVERY_ACK_S = 10.0         # a delivery connection silent this long with messages unacknowledged
                               # is given up; the core retries them
 DELIVERY_CONNECTS = 256       # delivery connections connecting at once; more wait their turn
+DELIVERY_TURN_S = 0.25        # a connect still going after this gives up its turn (not its try):
+                              # ports that drop connects (a firewall) must not hold up the others
 UNREACHED = ("refused", "timed out", "unreachable")   # close reasons meaning nothing was delivered
 ORDINARY_CLOSES = ("bye", "eof", "idle", "server stopping")   # not worth a log line
 
@@ -35,7 +37,7 @@ class _Delivery:
         self.address = address
         self.proof = proof
         self.conn = None            # None while it waits for a turn to connect
-        self.connecting = False
+        self.turn = None            # the timer ending its turn while it connects, else None
         self.frames = []            # everything sent, for a connect that fails outright
         self.unacked = []           # numbered messages sent but not yet acknowledged
         self.ending = False         # an end is scheduled for the end of this pass
@@ -65,7 +67,8 @@ class ServerGlue(Handler):
         # A presence batch to 10,000 short-model users is 10,000 deliveries in one pass: all
         # connecting at once overflowed the clients' accept queues (the kernel retries a
         # second later) and held 10,000 connections' memory at one time. So at most
-        # delivery_connects connect at once; the others wait, in order, with their frames.
+        # delivery_connects connect at once (for DELIVERY_TURN_S each at most); the others
+        # wait, in order, with their frames.
         self.delivery_connects = delivery_connects
         self.connecting = 0
         self.waiting_to_connect = collections.deque()
@@ -204,7 +207,7 @@ class ServerGlue(Handler):
         host, port = delivery.address
         conn = self.reactor.connect(host, port, self, timeout_s=DELIVERY_CONNECT_S)
         delivery.conn = conn
-        delivery.connecting = True
+        delivery.turn = self.reactor.call_later(DELIVERY_TURN_S, self._connected, delivery)
         self.connecting += 1
         conn.data["delivery"] = delivery
         conn.send(encode({"type": "hello", "proof": delivery.proof}))
@@ -213,9 +216,11 @@ class ServerGlue(Handler):
         self._end_when_done(delivery)
 
     def _connected(self, delivery):
-        """The delivery's connect is over (done or failed): the next waiting one may begin."""
-        if delivery.connecting:
-            delivery.connecting = False
+        """The delivery's connect is over (done or failed) or has had its turn: the next
+        waiting one may begin."""
+        if delivery.turn is not None:
+            delivery.turn.cancel()
+            delivery.turn = None
             self.connecting -= 1
             if self.waiting_to_connect:
                 self._connect(self.waiting_to_connect.popleft())

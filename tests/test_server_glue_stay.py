@@ -2,6 +2,7 @@
 hello-free on the client's own connection, acks there become Acked, a closed connection becomes
 Closed, and one that heartbeats is never closed as idle."""
 import gc
+import select
 import pathlib
 import socket
 import types
@@ -13,7 +14,7 @@ from reactor import (HARD_LIMIT_BYTES, SOFT_LIMIT_BYTES, Connection, Handler, Re
                      VirtualClock)
 from replay import counting_secrets
 from server import ChatServer, Deliver
-from server_glue import ServerGlue
+from server_glue import DELIVERY_CONNECT_S, DELIVERY_TURN_S, ServerGlue
 from storage import Store, load_credentials
 from test_client_core import pump
 
@@ -273,3 +274,49 @@ def test_a_connect_that_fails_gives_its_turn_to_the_next_delivery(world):
     dead.close()
     assert [frame["text"] for frame in got] == ["to all"]
     assert any("cannot reach 127.0.0.1" in line for line in world.lines)
+
+
+def test_a_connect_that_hangs_gives_up_its_turn_not_its_try(world):
+    """A port that drops connects (a firewall; here a full accept queue) holds its turn for
+    DELIVERY_TURN_S only: the next delivery goes then, and the hung one may still connect."""
+    world.glue.delivery_connects = 1
+    got, replies = [], []
+    live = world.reactor.listen("127.0.0.1", 0, Listening(got)).port
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(0)
+    fillers = []
+    for _ in range(32):                 # fill its accept queue until a SYN goes unanswered
+        filler = socket.socket()
+        fillers.append(filler)
+        filler.setblocking(False)
+        filler.connect_ex(hung.getsockname())
+        if not select.select([], [filler], [], 0.2)[1]:
+            break
+    else:
+        pytest.skip("the listener never stopped accepting handshakes")
+    try:
+        for user, password, port in (("csee4119", "lotsofexams", hung.getsockname()[1]),
+                                     ("foobar", "passpass", live)):
+            Caller(world.reactor, world.port, {"type": "login", "user": user,
+                                               "password": password, "port": port, "id": 1},
+                   replies=replies)
+            pump(world.reactor, lambda: replies)
+            replies.clear()
+        world.clock.advance(DELIVERY_CONNECT_S + 1.0)      # the presence notice's connect ends
+        pump(world.reactor, lambda: not world.glue.deliveries)
+        sender, token = logged_in(world, "columbia", "116bway")
+        world.clock.advance(DELIVERY_CONNECT_S + 1.0)
+        pump(world.reactor, lambda: not world.glue.deliveries)
+        sender.send({"type": "broadcast", "token": token, "text": "to all", "id": 2})
+        pump(world.reactor, lambda: world.glue.waiting_to_connect)
+        for _ in range(20):
+            world.reactor.run_once(timeout_s=0.01)
+        assert got == [] and world.glue.connecting == 1      # foobar waits its turn
+        world.clock.advance(DELIVERY_TURN_S)
+        pump(world.reactor, lambda: got)
+        assert [frame["text"] for frame in got] == ["to all"]
+        assert world.glue.connecting == 0 and not world.glue.waiting_to_connect
+    finally:
+        for sock in (hung, *fillers):
+            sock.close()
