@@ -478,10 +478,12 @@ class ShortSession:
         """One encoded request of this session."""
         return json.dumps({"type": kind, "token": self.token, **fields}).encode() + b"\n"
 
-    def message(self, to, seq):
-        """An encoded message request to `to`; built by hand because it is the hot path."""
+    def message(self, to, seq, mid=False):
+        """An encoded message request to `to`; built by hand because it is the hot path.
+        With `mid`, it carries one, as client.py's do (PROTOCOL.md "Guaranteed delivery")."""
+        numbered = f',"mid":"m{seq}"' if mid else ""
         return (f'{{"type":"message","token":"{self.token}","to":"{to}",'
-                f'"text":"{message_text(seq)}"}}\n').encode()
+                f'"text":"{message_text(seq)}"{numbered}}}\n').encode()
 
     def broadcast(self, seq):
         """An encoded broadcast request."""
@@ -652,10 +654,11 @@ class StaySession(ShortSession):
         return json.dumps({"type": kind, "token": self.token, "id": self._id(),
                            **fields}).encode() + b"\n"
 
-    def message(self, to, seq):
-        """An encoded message request to `to`, with its id."""
+    def message(self, to, seq, mid=False):
+        """An encoded message request to `to`, with its id (and a mid, as ShortSession's)."""
+        numbered = f',"mid":"m{seq}"' if mid else ""
         return (f'{{"type":"message","token":"{self.token}","to":"{to}",'
-                f'"text":"{message_text(seq)}","id":{self._id()}}}\n').encode()
+                f'"text":"{message_text(seq)}","id":{self._id()}{numbered}}}\n').encode()
 
     def broadcast(self, seq):
         """An encoded broadcast request, with its id."""
@@ -1041,12 +1044,13 @@ def _pairs_senders(ctx, senders_count, receivers_count, window, make_request_for
              for i, s in enumerate(senders)], meter, [r.inbox for r in receivers])
 
 
-def scenario_direct(ctx):
-    """`pairs` senders each keep `direct_window` messages in flight to their own receiver."""
+def scenario_direct(ctx, mid=False):
+    """`pairs` senders each keep `direct_window` messages in flight to their own receiver
+    (with `mid`, each message carries one, and the server remembers its reply for retries)."""
     plan = ctx.plan
     senders, meter, inboxes = _pairs_senders(
         ctx, plan.pairs, plan.pairs, plan.direct_window,
-        lambda i, s, receivers: (lambda seq, s=s, to=receivers[i].name: s.message(to, seq)))
+        lambda i, s, receivers: (lambda seq, s=s, to=receivers[i].name: s.message(to, seq, mid)))
     return _run_senders(ctx, senders, meter, inboxes)
 
 
@@ -1223,6 +1227,8 @@ def scenarios(plan):
               # power cut (never in its own crash)
               Scenario("pingpong-sync-normal", scenario_pingpong, server_args=("--sync", "normal")),
               Scenario("direct", scenario_direct),
+              # what exactly-once costs: each message has a mid, as client.py's have
+              Scenario("direct-mid", lambda ctx: scenario_direct(ctx, mid=True)),
               Scenario("broadcast", scenario_broadcast),
               Scenario("fanin", scenario_fanin),
               Scenario("offline", scenario_offline),

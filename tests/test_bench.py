@@ -42,13 +42,16 @@ def test_quick_run_as_a_program_writes_one_well_formed_json_line_per_scenario(tm
          "--scenario", "direct", "--output", str(out)],
         cwd=tmp_path, capture_output=True, text=True, timeout=RUN_LIMIT_S)
     assert run.returncode == 0, run.stderr
-    # both models by default, and the ceiling (the machine's, not a model's) measured once
-    ceiling, direct, stay_direct = _records(out)
+    # both models by default, and the ceiling (the machine's, not a model's) measured once;
+    # "direct" names both variants: messages without a mid, and with one (as client.py's)
+    ceiling, direct, direct_mid, stay_direct, stay_direct_mid = _records(out)
     _check_record(ceiling, "ceiling")
     _check_record(direct, "direct")
+    _check_record(direct_mid, "direct-mid")
     _check_record(stay_direct, "direct", model="stay")
+    _check_record(stay_direct_mid, "direct-mid", model="stay")
     assert ceiling["figures"]["conns_per_s"] > 0
-    for record in (direct, stay_direct):
+    for record in (direct, direct_mid, stay_direct, stay_direct_mid):
         assert record["figures"]["deliveries_per_s"] > 0     # messages really arrived
         assert record["figures"]["errors"] == 0
         assert record["ceiling_conns_per_s"] == ceiling["figures"]["conns_per_s"]
@@ -138,7 +141,7 @@ def test_idle_names_every_idle_size_and_others_match_exactly():
     assert [s.name for s in picked] == ["login", "idle-1000", "idle-10000"]
     assert all(s.server_timeout_s == plan.idle_timeout_s for s in picked[1:])
     assert [s.name for s in bench.chosen(bench.scenarios(plan), ["idle-1000"])] == ["idle-1000"]
-    assert len(bench.chosen(bench.scenarios(plan), [])) == 11
+    assert len(bench.chosen(bench.scenarios(plan), [])) == 12
 
 
 def test_overrides_keep_each_fields_type():
