@@ -642,43 +642,37 @@ class ChatServer:
             raise Refused("self")
         if self._store.is_blocked(recipient, session.user):
             raise Refused("blocked")
-        answered = self._answered_before(session, mid, request.conn, frame_id)
+        reply = {"type": "ok", "stored": recipient not in self._sessions}
+        answered = self._answered_before(session, mid, reply, request.conn, frame_id, now)
         if answered:
             return answered
         message = {"type": "message", "from": session.user, "text": text}
         if ref is not None:
             message["ref"] = ref    # a private message that could not go peer to peer
-        online = recipient in self._sessions
         deliveries = self._keep_and_deliver([recipient], message)
-        reply = {"type": "ok", "stored": not online}
-        self._remember(session, mid, reply, now)
         return [_answer(request.conn, frame_id, reply), *deliveries]
 
     def _broadcast(self, session, request, frame_id, now):
         mid = _mid_field(request.frame)
         text = protocol.text_field(request.frame, "text", self._settings.max_text_chars)
-        answered = self._answered_before(session, mid, request.conn, frame_id)
-        if answered:
-            return answered
         sender = session.user
-        message = {"type": "broadcast", "from": sender, "text": text}
         listeners = [name for name in sorted(self._sessions) if name != sender]
         told = [name for name in listeners if not self._store.is_blocked(name, sender)]
-        deliveries = self._keep_and_deliver(told, message)
         reply = {"type": "ok", "skipped": len(listeners) - len(told)}
-        self._remember(session, mid, reply, now)
+        answered = self._answered_before(session, mid, reply, request.conn, frame_id, now)
+        if answered:
+            return answered
+        message = {"type": "broadcast", "from": sender, "text": text}
+        deliveries = self._keep_and_deliver(told, message)
         return [_answer(request.conn, frame_id, reply), *deliveries]
 
-    def _answered_before(self, session, mid, conn, frame_id):
-        """A retried request (same sender and mid) gets its first reply again, nothing more."""
+    def _answered_before(self, session, mid, reply, conn, frame_id, now):
+        """A retried request (same sender and mid) gets its first reply again, nothing more.
+        A new one's `reply` is kept for its retries (one statement does both)."""
         if mid is None:
             return None
-        reply = self._store.reply_for(session.user, mid)
-        return None if reply is None else [_answer(conn, frame_id, reply)]
-
-    def _remember(self, session, mid, reply, now):
-        if mid is not None:
-            self._store.remember_reply(session.user, mid, dict(reply), now)
+        earlier = self._store.first_reply(session.user, mid, reply, now)
+        return None if earlier is None else [_answer(conn, frame_id, earlier)]
 
     def _keep_and_deliver(self, recipients, message):
         """Store `message` for each recipient until it acknowledges it; deliver it now to

@@ -252,3 +252,14 @@ def test_a_data_directory_from_before_keeps_its_messages_and_numbers(tmp_path):
     assert store.keep("bob", {"n": 4}, offline=True) == 4
     store.commit()
     store.close()
+
+
+def test_the_first_reply_to_a_request_is_kept_and_a_retry_gets_it_back():
+    store = Store(":memory:")
+    assert store.first_reply("alice", "m1", {"type": "ok", "stored": False}, 1.0) is None
+    assert store.first_reply("alice", "m1", {"type": "ok", "stored": True}, 2.0) == {
+        "type": "ok", "stored": False}                      # the first, not replaced
+    assert store.first_reply("bob", "m1", {"type": "ok"}, 2.0) is None    # per sender
+    store.forget_replies_before(1.5)
+    assert store.first_reply("alice", "m1", {"type": "ok", "stored": True}, 3.0) is None
+    assert store.reply_for("bob", "m1") == {"type": "ok"}
