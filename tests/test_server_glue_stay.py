@@ -1,9 +1,10 @@
-"""The server's glue with staying clients, on a real reactor under a virtual clock: pushes go
+"""The server's glue on a real reactor under a virtual clock. With staying clients: pushes go
 hello-free on the client's own connection, acks there become Acked, a closed connection becomes
-Closed, and one that heartbeats is never closed as idle."""
+Closed, and one that heartbeats is never closed as idle. With listening clients: delivery
+connections take turns to connect, and no closed connection is left for the cycle collector."""
 import gc
-import select
 import pathlib
+import select
 import socket
 import types
 
