@@ -19,6 +19,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from realprocs import ROOT
 
 MESSAGES = 240
@@ -26,11 +28,12 @@ BATCH = 6                    # requests written on one connection before any rep
 WAIT_S = 10.0
 
 
-def start_server(tmp_path, port):
+def start_server(tmp_path, port, *options):
     """The real server on `port` (0: any); returns (process, port) once it listens."""
     log = open(tmp_path / "server.log", "ab")
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "server.py"), str(port),
-                             "--host", "127.0.0.1", "--data-dir", str(tmp_path / "data")],
+                             "--host", "127.0.0.1", "--data-dir", str(tmp_path / "data"),
+                             *options],
                             stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=ROOT)
     log.close()
     end = time.monotonic() + WAIT_S
@@ -74,9 +77,12 @@ def login(port, user, password, listen_port=9):
     return replies[0]["token"] if replies and replies[0].get("type") == "welcome" else None
 
 
-def test_acknowledged_messages_survive_kill_9_and_are_shown_exactly_once(tmp_path):
+@pytest.mark.parametrize("sync", ["full", "normal"])
+def test_acknowledged_messages_survive_kill_9_and_are_shown_exactly_once(tmp_path, sync):
+    """With --sync normal too: a commit then survives the server's crash, if not a power cut."""
     rng = random.Random(4119)
-    proc, port = start_server(tmp_path, 0)
+    options = ("--sync", sync)
+    proc, port = start_server(tmp_path, 0, *options)
     kills = 0
     try:
         token = login(port, "columbia", "116bway")
@@ -103,7 +109,7 @@ def test_acknowledged_messages_survive_kill_9_and_are_shown_exactly_once(tmp_pat
                 if killing:
                     kills += 1
                     proc.wait(WAIT_S)
-                    proc, port = start_server(tmp_path, port)
+                    proc, port = start_server(tmp_path, port, *options)
                 token = login(port, "columbia", "116bway")
         assert not unanswered and kills >= 3
         # the recipient logs in with a listener and takes every delivery, acknowledging each
