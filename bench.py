@@ -70,6 +70,7 @@ TARGETS = {
     ("idle", "false_timeouts"): (0, "max"),
     ("idle", "all_logged_in"): (True, "yes"),
 }
+SHORT_TARGETS = {("pingpong", "p50_ms"): (0.3, "max")}     # where the short model's differ
 
 
 @dataclass(frozen=True)
@@ -209,9 +210,6 @@ def split_cores():
     if len(cores) < 2:
         return None
     return {cores[0]}, {cores[1]}
-
-
-SHORT_TARGETS = {("pingpong", "p50_ms"): (0.3, "max")}
 
 
 def target_ratio(scenario, figure, value, model="stay"):
