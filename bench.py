@@ -472,20 +472,27 @@ class ShortSession:
         else:
             on_done(False, clock() - started_at)
 
+    def _id_field(self):
+        """The id a request carries, as JSON members: none here, where a connection carries
+        one request and its reply; StaySession numbers them."""
+        return ""
+
     def request(self, kind, **fields):
         """One encoded request of this session."""
-        return json.dumps({"type": kind, "token": self.token, **fields}).encode() + b"\n"
+        body = json.dumps({"type": kind, "token": self.token, **fields})
+        return (body[:-1] + self._id_field() + "}\n").encode()    # its id goes last
 
     def message(self, to, seq, mid=False):
         """An encoded message request to `to`; built by hand because it is the hot path.
         With `mid`, it carries one, as client.py's do (PROTOCOL.md "Guaranteed delivery")."""
         numbered = f',"mid":"m{seq}"' if mid else ""
         return (f'{{"type":"message","token":"{self.token}","to":"{to}",'
-                f'"text":"{message_text(seq)}"{numbered}}}\n').encode()
+                f'"text":"{message_text(seq)}"{self._id_field()}{numbered}}}\n').encode()
 
     def broadcast(self, seq):
         """An encoded broadcast request."""
-        return f'{{"type":"broadcast","token":"{self.token}","text":"{message_text(seq)}"}}\n'.encode()
+        return (f'{{"type":"broadcast","token":"{self.token}","text":"{message_text(seq)}"'
+                f'{self._id_field()}}}\n').encode()
 
     def call(self, requests, on_replies):
         """Send encoded requests on a connection of their own; on_replies(list or None)."""
@@ -638,6 +645,9 @@ class StaySession(ShortSession):
         self.next_id += 1
         return self.next_id
 
+    def _id_field(self):
+        return f',"id":{self._id()}'
+
     def login(self, on_done):
         """Connect, log in with stay; on_done(ok, seconds taken)."""
         started_at = clock()
@@ -647,21 +657,6 @@ class StaySession(ShortSession):
         self.call(json.dumps(request).encode() + b"\n",
                   lambda replies: self._logged_in(replies, started_at, on_done))
 
-    def request(self, kind, **fields):
-        """One encoded request of this session, with its id."""
-        return json.dumps({"type": kind, "token": self.token, "id": self._id(),
-                           **fields}).encode() + b"\n"
-
-    def message(self, to, seq, mid=False):
-        """An encoded message request to `to`, with its id (and a mid, as ShortSession's)."""
-        numbered = f',"mid":"m{seq}"' if mid else ""
-        return (f'{{"type":"message","token":"{self.token}","to":"{to}",'
-                f'"text":"{message_text(seq)}","id":{self._id()}{numbered}}}\n').encode()
-
-    def broadcast(self, seq):
-        """An encoded broadcast request, with its id."""
-        return (f'{{"type":"broadcast","token":"{self.token}","text":"{message_text(seq)}",'
-                f'"id":{self._id()}}}\n').encode()
 
     def call(self, requests, on_replies):
         """Send encoded requests on this session's connection; on_replies(list or None)."""
