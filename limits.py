@@ -1,4 +1,5 @@
-"""Rate limits as token buckets, keyed by whatever the caller names (a user, an address).
+"""Rate limits as token buckets, keyed by whatever the caller names (a user, an address), and
+the pacing rules that go with them: backoff between tries, one log line per burst.
 
 A bucket holds at most `burst` tokens and gains `rate_per_s` tokens a second; each request
 spends one. An empty bucket refuses, and says how long until the next token, so a flood gets
@@ -62,6 +63,12 @@ class RateLimiter:
         self._pruned_at = now
         self._buckets = {key: (tokens, at) for key, (tokens, at) in self._buckets.items()
                          if self.tokens(key, now) < self.burst}
+
+
+def next_backoff(previous_s, first_s, max_s):
+    """The wait before the next try after one more failure: first_s, then doubling up to max_s
+    (previous_s 0 means no failure yet)."""
+    return min(2 * previous_s or first_s, max_s)
 
 
 def wait_text(seconds):

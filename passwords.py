@@ -21,13 +21,14 @@ import secrets
 import sys
 import tempfile
 
+from protocol import MAX_NAME_CHARS
+
 PREFIX = "scrypt$"
 SCRYPT_N = 2 ** 11          # CPU and memory cost: 128 * r * N bytes = 2 MiB
 SCRYPT_R = 8
 SCRYPT_P = 1
 SALT_BYTES = 16
 HASH_BYTES = 32
-MAX_NAME_CHARS = 64         # the server's limit on user names
 _DUMMY_SALT = bytes(SALT_BYTES)
 
 

@@ -18,12 +18,13 @@ import hmac
 from collections import deque
 from dataclasses import dataclass, field
 
+from protocol import MAX_NAME_CHARS
+
 # A link unused this long is ended with bye by the dialer. It is shorter than the listener's
 # 60 s idle close, so the connecting side ends it, as everywhere in the protocol.
 PEER_IDLE_S = 50.0
 PEER_CONNECT_S = 5.0            # how long to try reaching a peer's listening port
 MAC_LABEL = "chat-p2p"          # keeps a link proof from meaning anything anywhere else
-MAX_NAME_CHARS = 64             # as the server's limit on names
 CONNECT_FAILED = "Connect failed. Maybe the user's ip has changed."
 # The server's deliveries that Peers.delivered handles.
 PEER_DELIVERIES = ("consent_request", "address", "address_refused", "address_lapsed",

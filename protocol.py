@@ -8,7 +8,11 @@ PROTOCOL.md describes every frame; this module only encodes and checks them.
 import json
 import json.encoder
 
-MAX_FRAME_BYTES = 64 * 1024
+MAX_FRAME_BYTES = 64 * 1024        # the longest frame, newline included
+MAX_NAME_CHARS = 64                # a user name
+MAX_ID_CHARS = 64                  # a client's id for a message (mid, ref, pid)
+MAX_SEQ = 2 ** 53 - 1              # the highest message number: exact in every JSON reader,
+                                   # and in SQLite's 64-bit integers
 
 # Stable machine-readable error codes, with the text a person reads.
 ERRORS = {
@@ -129,6 +133,29 @@ def _parse(text):
     return json.loads(text)
 
 
+def decoded(line):
+    """A received frame's bytes -> dict; a bad frame becomes the error frame that names it
+    (for a reader that has no one to answer, such as a client reading the server)."""
+    try:
+        return decode(line)
+    except FrameError as exc:
+        return error(exc.code, detail=str(exc))
+
+
+# Close reasons as a person reads them (reactor.py gives short ones).
+_REASON_WORDS = {"eof": "the connection closed before a reply"}
+
+
+def reason_text(reason):
+    """A reactor close reason -> words for the user: "eof" says what it means."""
+    return _REASON_WORDS.get(reason, reason)
+
+
+def whole(seconds):
+    """30.0 -> 30, so durations read naturally on the wire and in logs."""
+    return int(seconds) if seconds == int(seconds) else seconds
+
+
 def error(code, frame_id=None, detail=""):
     """An error frame for `code`, repeating the request's id when it had one."""
     reply = {"type": "error", "code": code, "message": detail or ERRORS[code]}
@@ -147,7 +174,7 @@ def text_field(frame, name, max_chars=None):
     return value
 
 
-def name_field(frame, name, max_chars):
+def name_field(frame, name, max_chars=MAX_NAME_CHARS):
     """frame[name] if it could be a user name: text_field, and no control, format or space
     characters (a NUL or an escape in a name is refused, not looked up), else FrameError."""
     value = text_field(frame, name, max_chars)
@@ -155,4 +182,22 @@ def name_field(frame, name, max_chars):
     # printable), so this is "no control, format or space character", in C, not per char
     if not value.isprintable() or " " in value:
         raise FrameError("bad_field", f"'{name}' must not hold control characters or spaces")
+    return value
+
+
+def id_field(frame, name):
+    """frame[name] if it is a client's id for a message (1 to MAX_ID_CHARS characters), None if
+    absent, else FrameError."""
+    value = frame.get(name)
+    if value is not None and (not isinstance(value, str) or not 0 < len(value) <= MAX_ID_CHARS):
+        raise FrameError("bad_field", f"'{name}' must be a string of 1 to {MAX_ID_CHARS} characters")
+    return value
+
+
+def int_field(frame, name, lowest, highest):
+    """frame[name] if it is a whole number from `lowest` to `highest`, else FrameError: a number
+    from the wire is bounded here, before anything deeper (SQLite, say) can choke on it."""
+    value = frame.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= highest:
+        raise FrameError("bad_field", f"'{name}' must be a whole number from {lowest} to {highest}")
     return value

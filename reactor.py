@@ -26,7 +26,7 @@ import sys
 import traceback
 from time import monotonic as _monotonic, time as _wall
 
-MAX_FRAME_BYTES = 64 * 1024          # longest frame, newline included
+from protocol import MAX_FRAME_BYTES    # the one fact of the wire framing needs
 SOFT_LIMIT_BYTES = 256 * 1024        # queued output above this pauses reading from that peer
 HARD_LIMIT_BYTES = 4 * 1024 * 1024   # queued output above this closes the peer as a slow consumer
 READ_CHUNK_BYTES = 8 * 1024          # one recv, at most one per peer per pass, so a pass stays
@@ -209,6 +209,34 @@ class TimerWheel:
         self._earliest = None
         due.sort(key=lambda t: (t.deadline, t.seq))
         return due
+
+
+class KeyedTimers:
+    """Timers named by a key, as cores ask for them: arming a key replaces its timer, and
+    `fire(key)` runs when one is due."""
+
+    def __init__(self, reactor, fire):
+        self._reactor = reactor
+        self._fire = fire
+        self._timers = {}           # key -> Timer
+
+    def arm(self, key, at):
+        """Fire `key` at clock time `at`, instead of whenever it was armed for before."""
+        self.cancel(key)
+        self._timers[key] = self._reactor.call_at(at, self._due, key)
+
+    def cancel(self, key):
+        """Forget `key`'s timer; nothing happens if there is none."""
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+
+    def __contains__(self, key):
+        return key in self._timers
+
+    def _due(self, key):
+        del self._timers[key]
+        self._fire(key)
 
 
 class Handler:

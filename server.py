@@ -1,12 +1,14 @@
-"""The chat server: a core that turns events into actions, and the glue that runs it.
+"""The chat server: the core that turns events into actions, and `main`, which runs it.
 
-The core (ChatServer) is a plain object: `handle(event, now)` takes one event
-(a decoded request, a timer that fired, a delivery that failed) and returns a
-list of actions (reply, deliver to a client's listening port, arm a timer, log).
-It never touches a socket or reads the clock. PROTOCOL.md is the contract it keeps.
+The core (ChatServer) is a plain object: `handle(event, now)` takes one event (a decoded request,
+a timer that fired, a delivery that failed; server_events.py lists them) and returns a list of
+actions (reply, deliver, arm a timer, log). It never touches a socket or reads the clock: `now`
+is monotonic seconds from the glue. It routes each event to its handler and keeps the sessions;
+the rules with state of their own live beside it: lockouts.py (wrong passwords), consents.py
+(peer-to-peer addresses), presence.py (when presence goes out), delivery.py (what each client
+has on its way). PROTOCOL.md is the contract it keeps.
 """
 import argparse
-import bisect
 import os
 import secrets
 import signal
@@ -19,91 +21,17 @@ import limits
 import options
 import passwords
 import protocol
-from protocol import FrameError
+from consents import Consents
+from delivery import Deliveries, Window
+from lockouts import Lockouts
+from presence import Presence
+from protocol import FrameError, whole
 from reactor import FRAME_TIME_S, RealClock, Reactor
+from server_events import (Acked, Arm, AskLapses, BadFrame, Close, Closed, Deliver, Expired,
+                           IdleCheck, Log, PresenceBatch, Redeliver, Reply, Request, Undelivered)
+from server_glue import MAX_CONNECTIONS, ServerGlue, make_logger
 from storage import CredentialsError, Store, load_credentials
 
-
-# --- Events: what happened ---------------------------------------------------
-
-@dataclass(frozen=True)
-class Request:
-    """One decoded frame (a dict with a str "type") from accepted connection `conn`."""
-    conn: int
-    frame: dict
-    host: str
-
-
-@dataclass(frozen=True)
-class BadFrame:
-    """A frame from accepted connection `conn` that could not be decoded: `code` says why."""
-    conn: int
-    host: str
-    code: str
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class Expired:
-    """A timer armed with `Arm(key, at)` fired."""
-    key: tuple
-
-
-@dataclass(frozen=True)
-class Undelivered:
-    """A delivery connection to `address` for the session with `proof` ended (or never
-    began) before the client acknowledged `frames`."""
-    address: tuple
-    proof: str
-    frames: list
-
-
-@dataclass(frozen=True)
-class Acked:
-    """The client of the session with `proof` has shown every message up to `seq`."""
-    proof: str
-    seq: int
-
-
-@dataclass(frozen=True)
-class Closed:
-    """Accepted connection `conn` is gone; a session staying on it waits for a resume."""
-    conn: int
-
-
-# --- Actions: what to do -----------------------------------------------------
-
-@dataclass(frozen=True)
-class Reply:
-    """Send `frame` as the answer on connection `conn`."""
-    conn: int
-    frame: dict
-
-
-@dataclass(frozen=True)
-class Deliver:
-    """Send `frame` to a client: on its staying connection `conn` when it has one (no hello:
-    that connection is the client's own), else to its listening port after a hello with `proof`."""
-    address: tuple
-    proof: str
-    frame: dict
-    conn: int | None = None
-
-
-@dataclass(frozen=True)
-class Arm:
-    """Wake the core with Expired(key) at `at`; the same key replaces the old timer."""
-    key: tuple
-    at: float
-
-
-@dataclass(frozen=True)
-class Log:
-    """One line for the server log; never a password or a message body."""
-    text: str
-
-
-# --- The core ----------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Settings:
@@ -111,7 +39,6 @@ class Settings:
     block_time_s: float = 30.0
     timeout_s: float = 31.0
     max_attempts: int = 3
-    max_name_chars: int = 64
     max_text_chars: int = 4000
     consent_s: float = 60.0     # how long a getaddress waits for the target's answer
     delivery_window: int = 1024  # messages in flight to one client before its acknowledgements,
@@ -129,10 +56,7 @@ class Settings:
     failed_logins_per_s: float = 10 / 60   # failed logins per address: 10 a minute ...
     failed_logins_burst: int = 10          # ... after a first 10
     slow_log_quiet_s: float = 60.0    # a flood is logged once per this, per user or address
-    # Presence notices go out at once while they cost at most this many deliveries a second
-    # (every change is told to everyone online: n²/2 deliveries when n users log in); past
-    # it, changes wait and go to each user as one batch, max(presence_batch_s, n / rate) after
-    # the first (a batch is not charged, so presence may cost up to twice the rate).
+    # Presence notices (presence.py): at once within this many deliveries a second, else batched.
     presence_rate_per_s: float = 2000.0
     presence_burst: int = 2000
     presence_batch_s: float = 1.0     # the shortest wait of a batch
@@ -143,41 +67,27 @@ class Settings:
 
 @dataclass(slots=True)
 class Session:
-    """One login of a user: how to reach them and when they last spoke.
-
-    Slots and a list (an empty deque is 760 bytes): ten thousand idle users cost memory here.
-    """
+    """One login of a user: how to reach them, when they last spoke, what is on its way."""
     user: str
     token: str
     proof: str
     address: tuple
     last_seen: float
-    acked: int = 0              # the client has shown every message up to this seq
-    sent: list = field(default_factory=list)    # seqs sent since, ascending, not yet acked
-    sent_sizes: list = field(default_factory=list)   # their sizes on the wire
-    sent_bytes: int = 0                              # their sum
-    # Stored messages waiting behind a full window, in order, or None: unknown, read the store.
-    # Kept (up to QUEUED_MAX) so that a fast sender's messages are not read back from SQLite.
-    queued: list | None = None
-    retrying: bool = False      # a redelivery is due; new messages wait to go with it, in order
-    backoff_s: float = 0.0      # the wait before that redelivery; doubles until an ack arrives
+    window: Window = field(default_factory=Window)
     stays: bool = False         # the client keeps a connection open and is reached only on it
     conn: int | None = None     # that connection while it lasts; None: detached, until a resume
 
 
-QUEUED_MAX = 4096             # messages a session keeps in memory behind its window; past it
-                              # they are only in the store, read back as the window opens
-MAX_CONNECTIONS = 10000       # accepted connections open at once; past it new ones are closed
-
-
 class Refused(Exception):
-    """A request the core answers with an error frame; `extra` adds fields to it."""
+    """A request the core answers with an error frame: `extra` adds fields to it; `log_text`
+    replaces the usual log line, and `logged` False leaves it out (a flood logs once)."""
 
-    def __init__(self, code, detail="", **extra):
+    def __init__(self, code, detail="", logged=True, log_text=None, **extra):
         super().__init__(detail or protocol.ERRORS[code])
         self.code = code
-        self.detail = detail
         self.extra = extra
+        self.logged = logged
+        self.log_text = log_text
 
 
 def _random_secret():
@@ -190,17 +100,9 @@ def _is_scalar(value):
     return value is None or isinstance(value, (str, int, float, bool))
 
 
-def _whole(seconds):
-    """30.0 -> 30, so durations read naturally on the wire and in logs."""
-    return int(seconds) if seconds == int(seconds) else seconds
-
-
 def _port_field(frame):
     """frame["port"] if it is an int in 1..65535, else FrameError."""
-    port = frame.get("port")
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise FrameError("bad_field", "'port' must be an integer from 1 to 65535")
-    return port
+    return protocol.int_field(frame, "port", 1, 65535)
 
 
 def _stay_fields(frame):
@@ -219,36 +121,11 @@ def _shown(address):
     return host if port is None else f"{host}:{port}"
 
 
-class Lockouts:
-    """Wrong-password counts and blocked-until times, per name and from any address.
-
-    Kept in the store, so a restart neither forgets a lockout nor its count; times are
-    the core's `now`, which the glue takes from the wall clock for that reason.
-    """
-
-    def __init__(self, settings, store):
-        self._settings = settings
-        self._store = store
-
-    def is_locked(self, name, now):
-        """True while `name` is blocked; the window is half-open: free at locked_until."""
-        return now < self._store.lockout(name)[1]
-
-    def fail(self, name, now):
-        """Count a wrong password; returns the attempts left (0: `name` is now blocked)."""
-        failures = self._store.lockout(name)[0] + 1
-        if failures < self._settings.max_attempts:
-            self._store.set_lockout(name, failures, 0.0)
-            return self._settings.max_attempts - failures
-        # The last allowed failure blocks the name and starts a fresh count for afterwards.
-        self._store.set_lockout(name, 0, now + self._settings.block_time_s)
-        return 0
-
-    def clear(self, name):
-        """A correct password forgets earlier failures. With none, nothing is written: a
-        write would cost every login a disk sync."""
-        if self._store.lockout(name) != (0, 0.0):
-            self._store.clear_lockout(name)
+def _answer(conn, frame_id, frame):
+    """A Reply carrying `frame`, repeating the request's id when it had one."""
+    if frame_id is not None:
+        frame["id"] = frame_id
+    return Reply(conn, frame)
 
 
 class ChatServer:
@@ -262,7 +139,7 @@ class ChatServer:
         self._make_secret = make_secret
         # Tokens start with this run's name, so a token from before a restart is recognised.
         self._instance = instance
-        self._lockouts = Lockouts(settings, store)
+        self._lockouts = Lockouts(store, settings.max_attempts, settings.block_time_s)
         self._checker = passwords.Checker(credentials)
         self._user_limit = limits.RateLimiter(settings.user_rate_per_s, settings.user_burst)
         self._address_limit = limits.RateLimiter(settings.address_rate_per_s,
@@ -270,17 +147,25 @@ class ChatServer:
         self._failed_logins = limits.RateLimiter(settings.failed_logins_per_s,
                                                  settings.failed_logins_burst)
         self._slow_logged = limits.OncePer(settings.slow_log_quiet_s)
-        self._presence_budget = limits.RateLimiter(settings.presence_rate_per_s,
-                                                   settings.presence_burst)
-        self._presence_batch = None    # [(user, online)] waiting for the batch timer, or None
+        self._presence = Presence(settings.presence_rate_per_s, settings.presence_burst,
+                                  settings.presence_batch_s)
+        self._deliveries = Deliveries(store, settings.delivery_window,
+                                      settings.delivery_window_bytes, settings.retry_first_s,
+                                      settings.retry_max_s)
+        # Peer to peer, in memory only, so a restart ends every consent.
+        self._consents = Consents(settings.consent_s, make_secret)
         self._sessions = {}        # user -> Session
         self._users_by_token = {}  # token -> user
         self._users_by_proof = {}  # proof -> user, for acknowledgements and failed deliveries
         self._users_by_conn = {}   # staying connection -> user whose session it carries
         self._replies_pruned_at = None
-        # Peer to peer, in memory only, so a restart ends every consent:
-        self._asks = {}            # (requester, target) -> asked_until: waiting for an answer
-        self._grants = {}          # (holder, granter) -> key: holder may dial granter's port
+        self._events = {Request: self._on_request, BadFrame: self._on_bad_frame,
+                        Expired: self._on_expired, Acked: self._on_acked,
+                        Closed: self._on_closed, Undelivered: self._on_undelivered}
+        self._timers = {IdleCheck: self._idle_check, AskLapses: self._ask_lapsed,
+                        Redeliver: self._redeliver, PresenceBatch: self._send_presence_batch}
+        # Frames about the connection itself: no session, no rate limit, no reply.
+        self._connection_frames = {"bye": self._bye, "ack": self._stay_ack}
         self._open_requests = {"check_user": self._check_user, "login": self._login}
         self._session_requests = {
             "message": self._message, "broadcast": self._broadcast,
@@ -291,30 +176,30 @@ class ChatServer:
         }
 
     def handle(self, event, now):
-        """One event at time `now` (seconds) -> the list of actions it causes."""
-        if isinstance(event, Request):
-            return self._on_request(event, now)
-        if isinstance(event, BadFrame):
-            return self._on_bad_frame(event, now)
-        if isinstance(event, Expired):
-            return self._on_expired(event.key, now)
-        if isinstance(event, Acked):
-            return self._on_acked(event)
-        if isinstance(event, Closed):
-            return self._on_closed(event)
-        if isinstance(event, Undelivered):
-            return self._on_undelivered(event, now)
-        raise TypeError(f"not a server event: {event!r}")
+        """One event at time `now` (monotonic seconds) -> the list of actions it causes."""
+        handler = self._events.get(type(event))
+        if handler is None:
+            raise TypeError(f"not a server event: {event!r}")
+        return handler(event, now)
 
     def online_users(self):
         """Names with a live session, sorted."""
         return sorted(self._sessions)
+
+    def awaits_ack(self, proof):
+        """True while the session with `proof` has messages on their way, unacknowledged: its
+        delivery connection stays open for the acknowledgement."""
+        session = self._sessions.get(self._users_by_proof.get(proof))
+        return session is not None and bool(session.window.sent)
 
     # --- requests ---
 
     def _on_request(self, request, now):
         frame = request.frame
         kind = frame["type"]
+        connection_frame = self._connection_frames.get(kind)
+        if connection_frame is not None:
+            return connection_frame(request, now)
         # An unknown type is the sender's text: keep it out of the log.
         known = kind in self._open_requests or kind in self._session_requests
         logged_kind = kind if known else "request"
@@ -366,12 +251,10 @@ class ChatServer:
     def _slow_down(self, who, wait_s, now, detail=""):
         """The slow_down refusal for `who`, logged once per flood."""
         seconds = limits.wait_text(wait_s)
-        refusal = Refused("slow_down", detail or f"too many requests; try again in {seconds} s",
-                          seconds=seconds)
-        refusal.logged = self._slow_logged.due(who, now)
-        if refusal.logged:
-            refusal.log_text = f"{who} is over its rate limit: answering slow_down for a while"
-        return refusal
+        return Refused("slow_down", detail or f"too many requests; try again in {seconds} s",
+                       logged=self._slow_logged.due(who, now),
+                       log_text=f"{who} is over its rate limit: answering slow_down for a while",
+                       seconds=seconds)
 
     def _on_bad_frame(self, event, now):
         """A frame that failed to decode: an error that names why, within the address's limit."""
@@ -392,8 +275,10 @@ class ChatServer:
         reply.update(extra)
         if not getattr(refusal, "logged", True):
             return [Reply(conn, reply)]     # a flood: its first refusal was logged
-        shown_extra = "".join(f" {name}={value}" for name, value in extra.items())
-        text = getattr(refusal, "log_text", f"refused {kind} from {who}: {refusal.code}{shown_extra}")
+        text = getattr(refusal, "log_text", None)
+        if text is None:
+            shown_extra = "".join(f" {name}={value}" for name, value in extra.items())
+            text = f"refused {kind} from {who}: {refusal.code}{shown_extra}"
         return [Log(text), Reply(conn, reply)]
 
     def _session_of(self, frame, host=None):
@@ -417,10 +302,29 @@ class ChatServer:
 
     def _account_field(self, frame, name):
         """frame[name] if it names an account; bad_field or unknown_user otherwise."""
-        user = protocol.name_field(frame, name, self._settings.max_name_chars)
+        user = protocol.name_field(frame, name)
         if user not in self._passwords:
             raise Refused("unknown_user")
         return user
+
+    # --- the connection: bye and a staying client's acknowledgements ---
+
+    def _bye(self, request, now):
+        """The side that connected is done: the accepting side closes first (PROTOCOL.md)."""
+        return [Close(request.conn, "bye")]
+
+    def _stay_ack(self, request, now):
+        """An ack on a staying connection is for the session whose messages went out on it."""
+        session = self._sessions.get(self._users_by_conn.get(request.conn))
+        try:
+            seq = protocol.int_field(request.frame, "seq", 1, protocol.MAX_SEQ)
+        except FrameError as refusal:
+            return self._refuse(request.conn, None, "ack", f"conn {request.conn}", refusal)
+        if session is None:
+            return []   # nothing numbered went out here: there is nothing to acknowledge
+        return self._acknowledged(session, seq)
+
+    # --- logging in ---
 
     def _check_user(self, request, frame_id, now):
         self._account_field(request.frame, "user")
@@ -428,7 +332,7 @@ class ChatServer:
 
     def _login(self, request, frame_id, now):
         frame = request.frame
-        user = protocol.name_field(frame, "user", self._settings.max_name_chars)
+        user = protocol.name_field(frame, "user")
         password = protocol.text_field(frame, "password", self._settings.max_text_chars)
         stay, port = _stay_fields(frame)
         # Failed logins are limited per address too: guessing across many names from one
@@ -448,8 +352,7 @@ class ChatServer:
                 raise Refused("unknown_user")
             attempts_left = self._lockouts.fail(user, now)
             if attempts_left == 0:
-                raise Refused("too_many_attempts",
-                              seconds=_whole(self._settings.block_time_s))
+                raise Refused("too_many_attempts", seconds=whole(self._settings.block_time_s))
             raise Refused("wrong_password", attempts_left=attempts_left)
         self._lockouts.clear(user)
         return self._start_session(request.conn, frame_id, user, (request.host, port), now, stay)
@@ -466,7 +369,7 @@ class ChatServer:
         actions = [Log(f"{user} logged in from {_shown(address)}{staying}"),
                    _answer(conn, frame_id, welcome)]
         if old is None:
-            actions += self._presence(user, online=True, now=now)
+            actions += self._presence_change(user, online=True, now=now)
         else:
             # The user stays online, so the others see no presence change.
             ended = self._end_session(user)
@@ -482,68 +385,9 @@ class ChatServer:
         if stays:
             self._attach(session, conn)
         actions += self._send_waiting(session)
-        actions.append(Arm(("idle", user), now + self._settings.timeout_s))
+        actions.append(Arm(IdleCheck(user), now + self._settings.timeout_s))
         self._forget_old_replies(now)
         return actions
-
-    def _send_waiting(self, session):
-        """Deliver again, in order, what the session's client has not acknowledged."""
-        session.sent.clear()
-        session.sent_sizes.clear()
-        session.sent_bytes = 0
-        session.queued = None       # what was sent is not queued: read it all from the store
-        return self._top_up(session)
-
-    def _top_up(self, session):
-        """Send the next waiting messages, oldest first, while the window has room: from the
-        session's queue when it holds them all, else from the store."""
-        room = self._settings.delivery_window - len(session.sent)
-        if room <= 0 or session.retrying:
-            return []
-        after = session.sent[-1] if session.sent else session.acked
-        queued = session.queued
-        if queued is None:
-            rows = self._store.waiting(session.user, after, limit=room)
-            frames = [protocol.Numberer(frame)(seq, offline) for seq, frame, offline in rows]
-        else:
-            skip = 0
-            while skip < len(queued) and queued[skip]["seq"] <= after:
-                skip += 1               # acknowledged before it was even sent
-            frames = queued[skip:skip + room]
-            del queued[:skip]
-        actions = []
-        taken = 0
-        while taken < len(frames) and self._has_room(session):
-            actions += self._send_numbered(session, frames[taken])
-            taken += 1
-        if queued is not None:
-            del queued[:taken]
-        elif taken == len(frames) < room:
-            session.queued = []         # all sent: from now on, what waits is queued
-        return actions
-
-    def _has_room(self, session):
-        """True while the session's window takes one more message (the first always fits)."""
-        return (len(session.sent) < self._settings.delivery_window
-                and session.sent_bytes < self._settings.delivery_window_bytes)
-
-    def _send_numbered(self, session, frame):
-        size = len(frame.wire)
-        session.sent.append(frame["seq"])
-        session.sent_sizes.append(size)
-        session.sent_bytes += size
-        return self._reach(session, frame)
-
-    def _reach(self, session, frame):
-        """Deliver `frame` to the session's client by whichever way it is connected."""
-        if not session.stays:
-            return [Deliver(session.address, session.proof, frame)]
-        if session.conn is None:
-            # Detached: a numbered message stays stored and goes out at the resume, from the
-            # oldest unacknowledged (or at the next login); a notice lapses, as one to a
-            # listening port that cannot be reached does.
-            return []
-        return [Deliver(session.address, session.proof, frame, conn=session.conn)]
 
     def _attach(self, session, conn):
         """From now on the session is reached on `conn`, and only there."""
@@ -567,57 +411,70 @@ class ChatServer:
         del self._users_by_proof[session.proof]
         if self._users_by_conn.get(session.conn) == user:
             del self._users_by_conn[session.conn]
-        return self._end_peering(user)
+        return [action for to, frame in self._consents.end(user)
+                for action in self._tell(to, frame)]
 
-    def _end_peering(self, user):
-        """Asks and grants end with either side's session; the other side is told."""
-        actions = []
-        for requester, target in sorted(self._asks):
-            if user in (requester, target):
-                del self._asks[(requester, target)]
-                if target == user:
-                    actions += self._tell(requester, {"type": "address_lapsed", "user": user})
-        for holder, granter in sorted(self._grants):
-            if holder == user:
-                del self._grants[(holder, granter)]
-                actions += self._tell(granter, {"type": "consent_revoked", "user": user})
-            elif granter == user:
-                # the holder's copy of the address (and key) is stale: it must ask again
-                del self._grants[(holder, granter)]
-                actions += self._tell(holder, {"type": "address_revoked", "user": user})
-        return actions
+    # --- reaching clients ---
+
+    def _send_waiting(self, session):
+        """Deliver again, in order, what the session's client has not acknowledged."""
+        self._deliveries.restart(session.window)
+        return self._top_up(session)
+
+    def _top_up(self, session):
+        """Send the next waiting messages while the session's window has room."""
+        return [action for frame in self._deliveries.top_up(session.user, session.window)
+                for action in self._reach(session, frame)]
+
+    def _reach(self, session, frame):
+        """Deliver `frame` to the session's client by whichever way it is connected."""
+        if not session.stays:
+            return [Deliver(session.address, session.proof, frame)]
+        if session.conn is None:
+            # Detached: a numbered message stays stored and goes out at the resume, from the
+            # oldest unacknowledged (or at the next login); a notice lapses, as one to a
+            # listening port that cannot be reached does.
+            return []
+        return [Deliver(session.address, session.proof, frame, conn=session.conn)]
 
     def _tell(self, user, frame):
         """Deliver `frame` to `user` if online; nothing otherwise."""
         session = self._sessions.get(user)
         return [] if session is None else self._reach(session, frame)
 
-    def _presence(self, user, online, now):
+    def _acknowledged(self, session, seq):
+        """The session's client has shown everything up to `seq`: the window opens."""
+        if not self._deliveries.acknowledge(session.user, session.window, seq):
+            return []   # old news
+        return self._top_up(session)
+
+    # --- presence ---
+
+    def _presence_change(self, user, online, now):
         """Tell every other online user that `user` came or went, except those it blocks:
         at once while the presence budget allows, else in the next batch."""
         listeners = len(self._sessions)     # `user` is not among them, coming or going
-        if self._presence_batch is None:
-            if not self._presence_budget.take("all", now, cost=listeners):
-                notice = {"type": "presence", "user": user, "online": online}
-                blocked = self._store.blocks(user)
-                return [action for name, other in sorted(self._sessions.items())
-                        if name != user and name not in blocked
-                        for action in self._reach(other, notice)]
-            self._presence_batch = [(user, online)]
-            wait_s = max(self._settings.presence_batch_s,
-                         listeners / self._settings.presence_rate_per_s)
-            return [Arm(("presence",), now + wait_s)]
-        self._presence_batch.append((user, online))
-        return []
+        when = self._presence.change(user, online, listeners, now)
+        if when is None:
+            return []                       # it joined the waiting batch
+        if when != "now":
+            return [Arm(PresenceBatch(), when)]
+        notice = {"type": "presence", "user": user, "online": online}
+        blocked = self._store.blocks(user)
+        return [action for name, other in sorted(self._sessions.items())
+                if name != user and name not in blocked
+                for action in self._reach(other, notice)]
 
-    def _send_presence_batch(self):
+    def _send_presence_batch(self, key, now):
         """Every change since the batch began, in order, as one notice to each online user.
 
         The same notice (encoded once) goes to all but the few that a changed user blocks,
         who get theirs without that user. A user that came during the batch gets it whole,
         its own arrival included: the client skips changes about itself (PROTOCOL.md).
         """
-        changes, self._presence_batch = self._presence_batch, None
+        changes = self._presence.take_batch()
+        if not changes:
+            return []
         subjects = {user for user, _ in changes}
         screened = set().union(*(self._store.blocks(user) for user in subjects))
         notice = {"type": "presence", "changes": [[user, online] for user, online in changes]}
@@ -632,10 +489,14 @@ class ChatServer:
                 actions += self._reach(session, notice)
         return actions
 
+    # --- messages ---
+
     def _message(self, session, request, frame_id, now):
         frame = request.frame
-        mid = _mid_field(frame)
-        ref = _ref_field(frame)     # every field is checked before a retry gets its old reply
+        mid = protocol.id_field(frame, "mid")
+        # the id of the private message this stands in for; every field is checked before a
+        # retry gets its old reply
+        ref = protocol.id_field(frame, "ref")
         recipient = self._account_field(frame, "to")
         text = protocol.text_field(frame, "text", self._settings.max_text_chars)
         if recipient == session.user:
@@ -653,7 +514,7 @@ class ChatServer:
         return [_answer(request.conn, frame_id, reply), *deliveries]
 
     def _broadcast(self, session, request, frame_id, now):
-        mid = _mid_field(request.frame)
+        mid = protocol.id_field(request.frame, "mid")
         text = protocol.text_field(request.frame, "text", self._settings.max_text_chars)
         sender = session.user
         listeners = [name for name in sorted(self._sessions) if name != sender]
@@ -676,28 +537,22 @@ class ChatServer:
 
     def _keep_and_deliver(self, recipients, message):
         """Store `message` for each recipient until it acknowledges it; deliver it now to
-        those online. One statement and one encoding serve them all.
-
-        A session whose deliveries are being retried gets it with the retry, in order.
-        """
+        those online whose window has room. One statement and one encoding serve them all."""
         sessions = self._sessions
         numbered = protocol.Numberer(message)
         seqs = self._store.keep_for([(name, name not in sessions) for name in recipients],
                                     message, numbered.text)
         actions = []
+        offer = self._deliveries.offer
         for name, seq in zip(recipients, seqs):
             target = sessions.get(name)
-            if target is None:
-                continue
-            queued = target.queued
-            # with nothing queued and room in the window, everything older is already sent
-            if queued == [] and not target.retrying and self._has_room(target):
-                actions += self._send_numbered(target, numbered(seq))
-            elif queued is not None:
-                queued.append(numbered(seq))
-                if len(queued) > QUEUED_MAX:
-                    target.queued = None    # a client far behind reads from the store
+            if target is not None:
+                copy = numbered(seq)
+                if offer(target.window, copy):
+                    actions += self._reach(target, copy)
         return actions
+
+    # --- other requests ---
 
     def _online(self, session, request, frame_id, now):
         others = [name for name in self.online_users() if name != session.user]
@@ -717,7 +572,7 @@ class ChatServer:
         actions = [_answer(request.conn, frame_id, {"type": "ok"})]
         # The blocked user is not told: its next private is refused by the blocker's client,
         # which drops the key itself, and its next getaddress is refused here.
-        if self._grants.pop((target, session.user), None) is not None:
+        if self._consents.revoke(target, session.user):
             actions.append(Log(f"{session.user} blocked {target}: its address grant ended"))
         return actions
 
@@ -736,8 +591,8 @@ class ChatServer:
         send again everything it has not acknowledged, from the oldest, in order."""
         self._attach(session, request.conn)
         session.stays = True
-        session.retrying = False    # the resume is the retry; a retry timer still due is stale
-        session.backoff_s = 0.0
+        # the resume is the retry: a retry timer still due finds nothing to do
+        session.window.backoff_s = 0.0
         return [Log(f"{session.user} resumed the session on connection {request.conn}"),
                 _answer(request.conn, frame_id, {"type": "ok"}),
                 *self._send_waiting(session)]
@@ -746,7 +601,7 @@ class ChatServer:
         ended = self._end_session(session.user)
         return [Log(f"{session.user} logged out"),
                 _answer(request.conn, frame_id, {"type": "ok"}),
-                *self._presence(session.user, online=False, now=now), *ended]
+                *self._presence_change(session.user, online=False, now=now), *ended]
 
     # --- peer to peer: addresses given only by consent ---
 
@@ -761,15 +616,13 @@ class ChatServer:
         granter = self._sessions.get(target)
         if granter is None:
             raise Refused("offline")
-        pair = (requester, target)
-        if now < self._asks.get(pair, now):
+        asked_until = self._consents.ask(requester, target, now)
+        if asked_until is None:
             raise Refused("already_asked")
-        asked_until = now + self._settings.consent_s
-        self._asks[pair] = asked_until
         return [Log(f"{requester} asked {target} for its address"),
                 _answer(request.conn, frame_id, {"type": "ok"}),
                 *self._reach(granter, {"type": "consent_request", "from": requester}),
-                Arm(("consent", requester, target), asked_until)]
+                Arm(AskLapses(requester, target), asked_until)]
 
     def _consent(self, session, request, frame_id, now):
         frame = request.frame
@@ -778,11 +631,8 @@ class ChatServer:
         agree = frame.get("agree")
         if not isinstance(agree, bool):
             raise FrameError("bad_field", "'agree' must be true or false")
-        pair = (requester, target)
-        # Half-open like the lockout: an answer at exactly asked_until is too late.
-        if now >= self._asks.get(pair, now):
+        if not self._consents.answer(requester, target, now):
             raise Refused("no_request")
-        del self._asks[pair]
         asker = self._sessions[requester]   # an ask ends with its requester's session
         if not agree:
             return [Log(f"{target} refused {requester} its address"),
@@ -797,46 +647,49 @@ class ChatServer:
                     *self._reach(asker, {"type": "address_unavailable", "user": target})]
         # One random key per consent, known only to the pair: the requester proves with it
         # who it is to the target's listener (PROTOCOL.md, "Peer to peer"). Never logged.
-        key = self._make_secret()
-        self._grants[pair] = key
+        key = self._consents.grant(requester, target)
         return [Log(f"{target} gave {requester} its address"),
                 _answer(request.conn, frame_id, {"type": "ok", "key": key}),
                 *self._reach(asker, {"type": "address", "user": target, "host": host,
                                      "port": port, "key": key})]
 
-    def _ask_lapsed(self, requester, target):
-        if (requester, target) not in self._asks:
+    # --- timers ---
+
+    def _on_expired(self, event, now):
+        handler = self._timers.get(type(event.key))
+        if handler is None:
+            raise TypeError(f"not a server timer: {event.key!r}")
+        return handler(event.key, now)
+
+    def _ask_lapsed(self, key, now):
+        if not self._consents.lapse(key.requester, key.target):
             return []   # answered already, or ended with a session
-        del self._asks[(requester, target)]
-        return [Log(f"{target} did not answer {requester}'s address request within "
-                    f"{_whole(self._settings.consent_s)} s"),
-                *self._tell(requester, {"type": "address_lapsed", "user": target})]
+        return [Log(f"{key.target} did not answer {key.requester}'s address request within "
+                    f"{whole(self._settings.consent_s)} s"),
+                *self._tell(key.requester, {"type": "address_lapsed", "user": key.target})]
 
-    # --- timers and failed deliveries ---
-
-    def _on_expired(self, key, now):
-        if len(key) == 3 and key[0] == "consent":
-            return self._ask_lapsed(key[1], key[2])
-        if len(key) == 3 and key[0] == "redeliver":
-            return self._redeliver(key[1], key[2])
-        if key == ("presence",):
-            return self._send_presence_batch() if self._presence_batch else []
-        if len(key) != 2 or key[0] != "idle":
-            return []
-        user = key[1]
-        session = self._sessions.get(user)
+    def _idle_check(self, key, now):
+        session = self._sessions.get(key.user)
         if session is None:
             return []  # stale: the user logged out or timed out already
         # The same sum as the armed time, so a timer firing exactly then ends the session.
         idle_until = session.last_seen + self._settings.timeout_s
         if now < idle_until:
             return [Arm(key, idle_until)]
-        ended = self._end_session(user)
-        return [Log(f"{user} timed out after {_whole(self._settings.timeout_s)} s "
+        ended = self._end_session(key.user)
+        return [Log(f"{key.user} timed out after {whole(self._settings.timeout_s)} s "
                     f"without a request"),
-                *self._presence(user, online=False, now=now), *ended]
+                *self._presence_change(key.user, online=False, now=now), *ended]
 
-    def _on_closed(self, event):
+    def _redeliver(self, key, now):
+        session = self._sessions.get(key.user)
+        if session is None or session.proof != key.proof or not session.window.retrying:
+            return []   # stale: that session ended, or it resumed meanwhile
+        return self._send_waiting(session)
+
+    # --- what the glue reports ---
+
+    def _on_closed(self, event, now):
         """A staying connection is gone: its session lives on, detached, until a resume or
         its time-out; what it had not acknowledged goes out again at the resume."""
         user = self._users_by_conn.pop(event.conn, None)
@@ -846,69 +699,28 @@ class ChatServer:
         session.conn = None
         return [Log(f"{user}'s staying connection closed; the session waits for a resume")]
 
-    def _on_acked(self, event):
-        user = self._users_by_proof.get(event.proof)
-        session = self._sessions.get(user)
-        if session is None or not isinstance(event.seq, int) or event.seq <= session.acked:
+    def _on_acked(self, event, now):
+        session = self._sessions.get(self._users_by_proof.get(event.proof))
+        if session is None:
             return []   # an ended session's messages wait for the next login anyway
-        self._store.acknowledge(user, event.seq)
-        session.acked = event.seq
-        session.backoff_s = 0.0
-        done = bisect.bisect_right(session.sent, event.seq)
-        session.sent_bytes -= sum(session.sent_sizes[:done])
-        del session.sent[:done], session.sent_sizes[:done]
-        return self._top_up(session)
+        return self._acknowledged(session, event.seq)
 
     def _on_undelivered(self, event, now):
         """Messages a client did not acknowledge: retried, with backoff, while it is on."""
         user = self._users_by_proof.get(event.proof)
         session = self._sessions.get(user)
-        numbered = [frame for frame in event.frames if "seq" in frame]
-        failed = f"could not deliver {len(event.frames)} frame(s) to {_shown(event.address)}"
+        failed = f"could not deliver to {_shown(event.address)} ({event.reason})"
         if session is None:
-            return [Log(f"{failed}; {len(numbered)} kept for the next login")]
-        if not numbered:
+            return [Log(f"{failed}; what it carried is kept for the next login")]
+        unacked = len(session.window.sent)
+        if not unacked:
             return [Log(f"{failed}; only notices, dropped")]
-        if session.retrying:
-            return []   # a retry is already due
-        session.retrying = True
-        session.backoff_s = min(2 * session.backoff_s or self._settings.retry_first_s,
-                                self._settings.retry_max_s)
-        return [Log(f"{failed}; {len(numbered)} message(s) for {user} will be retried "
-                    f"in {_whole(session.backoff_s)} s"),
-                Arm(("redeliver", user, session.proof), now + session.backoff_s)]
-
-    def _redeliver(self, user, proof):
-        session = self._sessions.get(user)
-        if session is None or session.proof != proof or not session.retrying:
-            return []   # stale: that session ended
-        session.retrying = False
-        return self._send_waiting(session)
-
-
-def _ref_field(frame):
-    """The id of the private message a `message` stands in for, or None."""
-    ref = frame.get("ref")
-    if ref is not None and (not isinstance(ref, str) or not 0 < len(ref) <= 64):
-        raise FrameError("bad_field", "'ref' must be a string of 1 to 64 characters")
-    return ref
-
-
-def _mid_field(frame):
-    """The client's id for a message (so a retry is recognised), or None if it gave none."""
-    mid = frame.get("mid")
-    if mid is None:
-        return None
-    if not isinstance(mid, str) or not 0 < len(mid) <= 64:
-        raise FrameError("bad_field", "'mid' must be a string of 1 to 64 characters")
-    return mid
-
-
-def _answer(conn, frame_id, frame):
-    """A Reply carrying `frame`, repeating the request's id when it had one."""
-    if frame_id is not None:
-        frame["id"] = frame_id
-    return Reply(conn, frame)
+        backoff_s = self._deliveries.failed(session.window)
+        if backoff_s is None:
+            return [Log(f"{failed}; a retry of {user}'s messages is already due")]
+        return [Log(f"{failed}; {unacked} message(s) for {user} will be retried "
+                    f"in {whole(backoff_s)} s"),
+                Arm(Redeliver(user, session.proof), now + backoff_s)]
 
 
 def _add_limit_options(parser):
@@ -986,8 +798,6 @@ def parse_args(argv):
 
 def main(argv=None):
     """Run the server until SIGINT or SIGTERM (or run `passwd`); returns the exit status."""
-    # the glue imports this module's events and actions, so it comes in only here
-    from server_glue import ServerGlue, make_logger
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["passwd"]:
         return passwords.passwd_main(argv[1:])
@@ -1001,7 +811,7 @@ def main(argv=None):
         return 1
     try:
         os.makedirs(args.data_dir, exist_ok=True)
-        store = Store(os.path.join(args.data_dir, "chat.sqlite3"), sync=args.sync)
+        store = Store(os.path.join(args.data_dir, "chat.sqlite3"), clock, sync=args.sync)
     except (OSError, sqlite3.Error) as exc:
         print(f"server.py: cannot open the data directory {args.data_dir}: {exc}", file=sys.stderr)
         return 1
@@ -1012,7 +822,7 @@ def main(argv=None):
     glue = ServerGlue(reactor, core, store, log, commit_each=args.commit == "each",
                       max_connections=args.max_connections, first_frame_s=args.frame_time)
     try:
-        listener = reactor.listen(args.host, args.port, glue, tls=args.tls_context)
+        listener = glue.listen(args.host, args.port, tls=args.tls_context)
     except OSError as exc:
         print(f"server.py: cannot listen on port {args.port}: {exc.strerror}", file=sys.stderr)
         return 1
@@ -1034,6 +844,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    # run as the module `server`, the one server_glue.py imports, not as a second copy
-    import server
-    sys.exit(server.main())
+    sys.exit(main())

@@ -100,13 +100,18 @@ def load_credentials(path):
 class Store:
     """Offline messages and block lists in SQLite; nothing is durable before commit()."""
 
-    def __init__(self, path=":memory:", sync="full"):
+    def __init__(self, path=":memory:", clock=None, sync="full"):
         """sync "full": a commit is on the disk before it returns (a power cut loses nothing
         committed; 0.3 ms a commit here). "normal": a commit survives the server's crash,
         kill -9 included, but a power cut or OS crash may lose the last ones (SQLite's WAL
-        with synchronous=NORMAL; the file stays consistent either way)."""
+        with synchronous=NORMAL; the file stays consistent either way).
+
+        Times in and out are the core's (monotonic seconds); `clock` (now() and wall()) turns
+        them into wall-clock times on the disk, which outlive a restart. Without a clock they
+        are kept as given."""
         if sync not in ("full", "normal"):
             raise ValueError(f"sync must be 'full' or 'normal', not {sync!r}")
+        self._clock = clock
         self._db = sqlite3.connect(path)
         if path != ":memory:":
             # WAL: a crash leaves each committed pass whole, and readers never block the writer.
@@ -133,10 +138,6 @@ class Store:
         return max(known, default=0)
 
     # -- messages: kept from acceptance until the recipient acknowledges them --------------
-
-    def keep(self, recipient, frame, offline):
-        """Keep `frame` (a dict) for `recipient`; returns its sequence number."""
-        return self.keep_for([(recipient, offline)], frame)[0]
 
     def keep_for(self, recipients, frame, text=None):
         """Keep one `frame` (a dict; `text` its JSON when the caller has it) for each of
@@ -201,19 +202,6 @@ class Store:
             "SELECT COUNT(*) FROM inbox WHERE recipient = ?", (recipient,)).fetchone()
         return count
 
-    # the chat core before acknowledged delivery used these; they go once it moves on
-    def keep_offline(self, recipient, frame):
-        return self.keep(recipient, frame, offline=True)
-
-    def take_offline(self, recipient):
-        rows = self.waiting(recipient)
-        if rows:
-            self.acknowledge(recipient, rows[-1][0])
-        return [frame for _, frame, _ in rows]
-
-    def count_offline(self, recipient):
-        return self.count_waiting(recipient)
-
     # -- replies to numbered requests: a retry gets the first answer again ---------------
 
     def reply_for(self, sender, mid):
@@ -231,25 +219,38 @@ class Store:
         """
         kept = self._db.execute(
             "INSERT OR IGNORE INTO replies (sender, mid, reply, at) VALUES (?, ?, ?, ?)",
-            (sender, mid, _to_json(reply), at)).rowcount
+            (sender, mid, _to_json(reply), self._to_wall(at))).rowcount
         return None if kept else self.reply_for(sender, mid)
 
     def forget_replies_before(self, at):
         """Drop replies older than `at`: no client retries that long."""
-        self._db.execute("DELETE FROM replies WHERE at < ?", (at,))
+        self._db.execute("DELETE FROM replies WHERE at < ?", (self._to_wall(at),))
+
+    # -- times: the core's monotonic seconds in memory, wall-clock seconds on the disk -------
+
+    def _to_wall(self, at):
+        return at if self._clock is None else at - self._clock.now() + self._clock.wall()
+
+    def _from_wall(self, at):
+        return at if self._clock is None else at - self._clock.wall() + self._clock.now()
 
     # -- lockouts ------------------------------------------------------------------------
 
     def lockout(self, name):
-        """(wrong passwords in a row, blocked until) for `name`; (0, 0.0) when clean."""
+        """(wrong passwords in a row, blocked until or None) for `name`; (0, None) when clean."""
         row = self._db.execute(
             "SELECT failures, locked_until FROM lockouts WHERE name = ?", (name,)).fetchone()
-        return (0, 0.0) if row is None else (row[0], row[1])
+        if row is None:
+            return 0, None
+        failures, locked_until = row
+        return failures, (self._from_wall(locked_until) if locked_until else None)
 
     def set_lockout(self, name, failures, locked_until):
+        """Record `name`'s wrong passwords in a row, and until when it is blocked (or None)."""
+        wall_until = 0.0 if locked_until is None else self._to_wall(locked_until)
         self._db.execute(
             "INSERT OR REPLACE INTO lockouts (name, failures, locked_until) VALUES (?, ?, ?)",
-            (name, failures, locked_until))
+            (name, failures, wall_until))
 
     def clear_lockout(self, name):
         self._db.execute("DELETE FROM lockouts WHERE name = ?", (name,))

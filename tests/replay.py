@@ -1,15 +1,17 @@
 """Replay harness for the server core: a virtual clock, named connections, a transcript.
 
 A Script drives a ChatServer the way the glue does, without sockets or sleeps:
-`connect` names a connection, `say` feeds one line through protocol.decode, `advance`
-moves the clock and fires due timers at exactly their times, in (time, arm order),
-and `undelivered` reports deliveries the glue could not make. A line that fails
-protocol.decode gets the error reply the glue would send, and the store commits after
-every event, as the glue does once per pass. Every Reply, Deliver and Log becomes one
-transcript line (a delivery is named by the user whose welcome gave that address):
+`connect` names a connection, `say` feeds one line through server_events.accepted_event
+(the glue's own reading of a line, so a frame that cannot be decoded reaches the core as it
+does in production), `advance` moves the clock and fires due timers at exactly their times,
+in (time, arm order), and `undelivered` reports a delivery the glue could not make. The
+store commits after every event, as the glue does once per pass. Every Reply, Deliver, Close
+and Log becomes one transcript line (a delivery is named by the user whose welcome gave that
+address):
 
     12.000 a <- {"type":"ok","id":3}            a reply on connection a
     12.000 @alice/s4 <- {"type":"message",...}  a delivery to alice's port, hello proof s4
+    12.000 a closed (bye)                       the server closes connection a
     12.000 log alice logged out                 a server log line
 
 Script files (tests/replays/*.txt) hold one item per line:
@@ -19,8 +21,8 @@ Script files (tests/replays/*.txt) hold one item per line:
     connect NAME [HOST]     open connection NAME from HOST (default 127.0.0.1)
     > NAME TEXT             NAME sends TEXT (the rest of the line, exactly) as one line
     + SECONDS               advance the clock
-    ! TARGET [COUNT]        deliveries to TARGET failed: the previous step's, or the last
-                            COUNT; TARGET is a user (their latest address) or HOST:PORT
+    ! TARGET                the delivery connection to TARGET failed (refused); TARGET
+                            is a user (their latest address) or HOST:PORT
     ack USER SEQ            USER's client acknowledges every message up to SEQ
     set NAME=VALUE ...      (first command only) the server's Settings for this script
     * N CMD | CMD ...       run the commands N times; the output is summarized as
@@ -37,8 +39,9 @@ from collections import Counter
 from dataclasses import replace
 
 import protocol
-from server import (Acked, ChatServer, Deliver, Expired, Log, Reply, Request, Settings,
-                    Undelivered)
+from server import ChatServer, Settings
+from server_events import (Acked, Arm, Close, Deliver, Expired, Log, Reply, Undelivered,
+                           accepted_event)
 from storage import Store, load_credentials
 
 CREDENTIALS_PATH = pathlib.Path(__file__).resolve().parent.parent / "credential.txt"
@@ -79,8 +82,6 @@ class Script:
         self._user_addresses = {}
         self._user_proofs = {}      # user -> the proof of their latest welcome
         self._address_proofs = {}   # (host, port) -> the proof of the latest delivery there
-        self._step_deliveries = []  # (address, frame) of the latest step
-        self._delivered = {}        # address -> every frame delivered there
         self._login_address = None
 
     def connect(self, name, host=DEFAULT_HOST):
@@ -93,22 +94,16 @@ class Script:
 
     def say(self, name, frame_or_text):
         """Connection `name` sends a frame (dict) or one line of text."""
-        self._next_step()
         conn, host = self._conns[name]
         text = frame_or_text if isinstance(frame_or_text, str) else shown(frame_or_text)
-        try:
-            frame = protocol.decode(text.encode("utf-8"))
-        except protocol.FrameError as refusal:
-            # The glue answers framing errors itself; this stands in for it.
-            self._record(Reply(conn, protocol.error(refusal.code, detail=str(refusal))))
-            return
+        event = accepted_event(conn, host, text.encode("utf-8"))
         # A welcome names the user of this address, in time for the deliveries that follow it.
+        frame = getattr(event, "frame", {})
         self._login_address = (host, frame.get("port"))
-        self._feed(Request(conn, frame, host))
+        self._feed(event)
 
     def advance(self, seconds):
         """Move the clock on by `seconds`, firing each due timer at its own time."""
-        self._next_step()
         # Millisecond steps keep 29.999 + 0.001 equal to 30 exactly.
         until = round(self.now + seconds, 3)
         while True:
@@ -124,23 +119,15 @@ class Script:
                                    f"{self.now}: it would fire forever")
         self.now = until
 
-    def undelivered(self, target, count=None):
-        """Deliveries to `target` could not be made: the previous step's, or the last `count`.
-
-        `target` is a user (their latest address) or "HOST:PORT".
-        """
+    def undelivered(self, target):
+        """The delivery connection to `target` failed: a user (their latest address) or
+        "HOST:PORT"."""
         host, colon, port = target.rpartition(":")
         address = (host, int(port)) if colon else self._user_addresses[target]
-        if count is None:
-            frames = [frame for to, frame in self._step_deliveries if to == address]
-        else:
-            frames = self._delivered.get(address, [])[-count:] if count else []
-        self._next_step()
-        self._feed(Undelivered(address, self._address_proofs.get(address, "?"), frames))
+        self._feed(Undelivered(address, self._address_proofs.get(address, "?"), "refused"))
 
     def acked(self, user, seq):
         """`user`'s client acknowledges every message up to `seq`."""
-        self._next_step()
         self._feed(Acked(self._user_proofs[user], seq))
 
     def take(self):
@@ -148,9 +135,6 @@ class Script:
         lines = self.transcript[self._taken:]
         self._taken = len(self.transcript)
         return lines
-
-    def _next_step(self):
-        self._step_deliveries = []
 
     def _learn_address(self, user, address):
         self._address_users[address] = user
@@ -165,23 +149,30 @@ class Script:
         return actions
 
     def _record(self, action):
-        at = f"{self.now:.3f}"
-        if isinstance(action, Reply):
-            if action.frame.get("type") == "welcome":
-                self._learn_address(action.frame["user"], self._login_address)
-                self._user_proofs[action.frame["user"]] = action.frame["proof"]
-            self.transcript.append(f"{at} {self._conn_names[action.conn]} <- {shown(action.frame)}")
-        elif isinstance(action, Deliver):
-            self._step_deliveries.append((action.address, action.frame))
-            self._address_proofs[action.address] = action.proof
-            self._delivered.setdefault(action.address, []).append(action.frame)
-            to = self._address_users.get(action.address) or "%s:%s" % action.address
-            self.transcript.append(f"{at} @{to}/{action.proof} <- {shown(action.frame)}")
-        elif isinstance(action, Log):
-            self.transcript.append(f"{at} log {action.text}")
-        else:  # Arm: timers are state, not output
-            self._arm_count += 1
-            self.timers[action.key] = (action.at, self._arm_count)
+        {Reply: self._record_reply, Deliver: self._record_delivery, Close: self._record_close,
+         Log: self._record_log, Arm: self._record_arm}[type(action)](action, f"{self.now:.3f}")
+
+    def _record_reply(self, action, at):
+        if action.frame.get("type") == "welcome":
+            self._learn_address(action.frame["user"], self._login_address)
+            self._user_proofs[action.frame["user"]] = action.frame["proof"]
+        self.transcript.append(f"{at} {self._conn_names[action.conn]} <- {shown(action.frame)}")
+
+    def _record_delivery(self, action, at):
+        self._address_proofs[action.address] = action.proof
+        to = self._address_users.get(action.address) or "%s:%s" % action.address
+        self.transcript.append(f"{at} @{to}/{action.proof} <- {shown(action.frame)}")
+
+    def _record_close(self, action, at):
+        self.transcript.append(f"{at} {self._conn_names[action.conn]} closed ({action.reason})")
+
+    def _record_log(self, action, at):
+        self.transcript.append(f"{at} log {action.text}")
+
+    def _record_arm(self, action, at):
+        """Timers are state, not output."""
+        self._arm_count += 1
+        self.timers[action.key] = (action.at, self._arm_count)
 
 
 def new_script(settings=Settings()):
@@ -210,8 +201,7 @@ def run_command(script, command):
     elif word == "+":
         script.advance(float(rest))
     elif word == "!":
-        target, *count = rest.split()
-        script.undelivered(target, *map(int, count))
+        script.undelivered(rest.strip())
     elif word == "ack":
         user, seq = rest.split()
         script.acked(user, int(seq))

@@ -110,7 +110,7 @@ class Served:
         core = ChatServer(dict(ACCOUNTS), store, Settings())
         self.glue = ServerGlue(self.reactor, core, store, self.logged.append, first_frame_s=2.0,
                                **glue_options)
-        self.port = self.reactor.listen("127.0.0.1", 0, self.glue).port
+        self.port = self.glue.listen("127.0.0.1", 0).port
         self.socks = []
 
     def connect(self):

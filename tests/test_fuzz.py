@@ -14,8 +14,8 @@ import protocol
 from hostile import GoodUser, open_conn
 from reactor import MAX_FRAME_BYTES, Handler, Reactor, VirtualClock
 from realprocs import PtyClient, ServerProcess
-from server import (Acked, BadFrame, ChatServer, Expired, Reply, Request, Settings,
-                    Undelivered)
+from server import ChatServer, Settings
+from server_events import Expired, Reply, Undelivered, accepted_event, delivery_event
 from storage import Store
 
 SEED = int(os.environ.get("FUZZ_SEED", "6"))
@@ -63,20 +63,17 @@ class CoreFuzz:
         return self.feed(protocol.encode(frame)[:-1], host)
 
     def feed(self, line, host):
-        """One line as the glue takes it: decoded, then a Request or a BadFrame; one reply."""
+        """One line as the glue takes it (accepted_event); one reply, but for the frames about
+        the connection itself: bye closes it, and an ack is answered only when it is bad."""
         self.conn += 1
-        try:
-            frame = protocol.decode(line)
-        except protocol.FrameError as exc:
-            event = BadFrame(self.conn, host, exc.code, str(exc))
-        else:
-            if frame["type"] == "bye":
-                return []           # the glue closes; the core never sees it
-            event = Request(self.conn, frame, host)
+        event = accepted_event(self.conn, host, line)
         actions = self.handle(event)
         replies = [a for a in actions if isinstance(a, Reply)]
-        assert len(replies) == 1 and replies[0].conn == self.conn, (line, actions)
-        json.dumps(replies[0].frame)       # every reply can go on the wire
+        about_the_connection = getattr(event, "frame", {}).get("type") in ("bye", "ack")
+        assert len(replies) == 1 or (about_the_connection and not replies), (line, actions)
+        assert all(reply.conn == self.conn for reply in replies)
+        for reply in replies:
+            json.dumps(reply.frame)        # every reply can go on the wire
         self.welcome(actions)
         return actions
 
@@ -158,9 +155,11 @@ class CoreFuzz:
         rng = self.rng
         proof = rng.choice(self.proofs + ["forged"])
         if rng.random() < 0.5:
-            return Acked(proof, rng.choice([0, 1, -5, 10 ** 9, 3]))
-        frames = [{"type": "message", "from": "x", "text": "y", "seq": rng.randint(0, 50)}]
-        return Undelivered((rng.choice(HOSTS), rng.randint(1, 9)), proof, frames)
+            # as a client's listener sends it, read as the glue reads it: out of range is nothing
+            seq = rng.choice([0, 1, -5, 10 ** 9, 3, 2 ** 63, 2 ** 70, 1.5, True])
+            return delivery_event(proof, protocol.encode({"type": "ack", "seq": seq})[:-1])
+        return Undelivered((rng.choice(HOSTS), rng.randint(1, 9)), proof,
+                           rng.choice(["refused", "reset", "eof"]))
 
 
 def run_core_fuzz(seed, count, settings):
@@ -168,7 +167,9 @@ def run_core_fuzz(seed, count, settings):
     for _ in range(count):
         fuzz.tick()
         if fuzz.rng.random() < 0.02:
-            fuzz.handle(fuzz.other_event())
+            event = fuzz.other_event()
+            if event is not None:
+                fuzz.handle(event)
         else:
             fuzz.feed(fuzz.line(), fuzz.rng.choice(HOSTS))
     # bob never logged in, so nothing could acknowledge his messages: all still there, unchanged

@@ -4,9 +4,13 @@ import pathlib
 
 import pytest
 
-from replay import Script, counting_secrets, new_script, run_script, summary
-from server import (Acked, Arm, ChatServer, Deliver, Expired, Lockouts, Log, Reply, Request,
-                    Settings, Undelivered)
+from core_helpers import (ACCOUNTS, RecordingCore, deliveries, delivered_frames, login, logs,
+                          make_server, replies)
+from lockouts import Lockouts
+from replay import Script, new_script, run_script, summary
+from server import ChatServer, Settings
+from server_events import (Acked, Arm, BadFrame, Deliver, Expired, IdleCheck, Log, Redeliver, Request,
+                           Undelivered)
 from storage import Store
 
 REPLAYS = sorted((pathlib.Path(__file__).parent / "replays").glob("*.txt"))
@@ -29,48 +33,16 @@ def test_replay_twice_gives_the_same_transcript(path):
 
 # --- unit tests -----------------------------------------------------------------
 
-ACCOUNTS = {"alice": "PW-SECRET-a", "bob": "PW-SECRET-b", "carol": "pässwörd-☃"}
-
-
 def test_a_replay_may_set_the_servers_settings_only_before_anything_happens():
     with pytest.raises(ValueError, match="set must come before"):
         run_script('connect a\n> a {"type":"online"}\nset presence_burst=1\n')
-
-
-def make_server(settings=Settings(), **accounts):
-    store = Store(":memory:")
-    server = ChatServer(accounts or dict(ACCOUNTS), store, settings,
-                        make_secret=counting_secrets())
-    return server, store
-
-
-def login(server, user, now=0.0, port=5000, conn=1, host="127.0.0.1", password=None):
-    frame = {"type": "login", "user": user, "port": port,
-             "password": ACCOUNTS[user] if password is None else password}
-    return server.handle(Request(conn, frame, host), now)
-
-
-def replies(actions):
-    return [action.frame for action in actions if isinstance(action, Reply)]
-
-
-def deliveries(actions):
-    return [(action.address, action.frame) for action in actions if isinstance(action, Deliver)]
-
-
-def delivered_frames(actions):
-    return [action.frame for action in actions if isinstance(action, Deliver)]
-
-
-def logs(actions):
-    return [action.text for action in actions if isinstance(action, Log)]
 
 
 def test_login_replies_welcome_and_arms_the_idle_timer():
     server, _ = make_server()
     actions = login(server, "alice", now=2.5)
     assert replies(actions) == [{"type": "welcome", "user": "alice", "token": "s1", "proof": "s2"}]
-    assert Arm(("idle", "alice"), 33.5) in actions
+    assert Arm(IdleCheck("alice"), 33.5) in actions
     assert server.online_users() == ["alice"]
 
 
@@ -98,10 +70,11 @@ def test_settings_change_attempts_and_lock_time():
 
 
 def test_name_and_text_limits_are_inclusive():
-    server, _ = make_server(Settings(max_name_chars=5, max_text_chars=11))
-    login(server, "alice")
-    ok_name = server.handle(Request(1, {"type": "check_user", "user": "alice"}, "h"), 0.0)
-    long_name = server.handle(Request(1, {"type": "check_user", "user": "alice6"}, "h"), 0.0)
+    server, _ = make_server(Settings(max_text_chars=11), **{"a" * 64: "pw", "bob": "pw"})
+    server.handle(Request(1, {"type": "login", "user": "a" * 64, "password": "pw",
+                              "port": 1}, "h"), 0.0)
+    ok_name = server.handle(Request(1, {"type": "check_user", "user": "a" * 64}, "h"), 0.0)
+    long_name = server.handle(Request(1, {"type": "check_user", "user": "a" * 65}, "h"), 0.0)
     assert replies(ok_name) == [{"type": "ok"}]
     assert replies(long_name)[0]["code"] == "bad_field"
     send = {"type": "message", "token": "s1", "to": "bob"}
@@ -115,20 +88,21 @@ def test_idle_timer_rearms_at_last_seen_plus_timeout():
     server, _ = make_server(Settings(timeout_s=10.0))
     login(server, "alice", now=0.0)
     server.handle(Request(1, {"type": "online", "token": "s1"}, "h"), 4.0)
-    assert server.handle(Expired(("idle", "alice")), 10.0) == [Arm(("idle", "alice"), 14.0)]
-    assert logs(server.handle(Expired(("idle", "alice")), 14.0)) == [
+    assert server.handle(Expired(IdleCheck("alice")), 10.0) == [Arm(IdleCheck("alice"), 14.0)]
+    assert logs(server.handle(Expired(IdleCheck("alice")), 14.0)) == [
         "alice timed out after 10 s without a request"]
     assert server.online_users() == []
 
 
-def test_stale_and_foreign_timer_keys_are_ignored():
+def test_stale_timers_are_ignored_and_foreign_ones_are_a_programming_error():
     server, _ = make_server()
     login(server, "alice")
     server.handle(Request(1, {"type": "logout", "token": "s1"}, "h"), 1.0)
-    assert server.handle(Expired(("idle", "alice")), 31.0) == []
-    assert server.handle(Expired(("idle", "nobody")), 31.0) == []
-    assert server.handle(Expired(("other",)), 31.0) == []
-    assert server.handle(Expired(("lock", "alice")), 31.0) == []
+    assert server.handle(Expired(IdleCheck("alice")), 31.0) == []
+    assert server.handle(Expired(IdleCheck("nobody")), 31.0) == []
+    assert server.handle(Expired(Redeliver("alice", "s2")), 31.0) == []
+    with pytest.raises(TypeError):
+        server.handle(Expired(("idle", "alice")), 31.0)
 
 
 def test_unknown_event_is_a_programming_error():
@@ -139,9 +113,9 @@ def test_unknown_event_is_a_programming_error():
 
 def test_undelivered_for_an_unknown_session_only_logs():
     server, store = make_server()
-    actions = server.handle(Undelivered(("10.9.9.9", 1), "nobody's proof", [
-        {"type": "message", "from": "bob", "text": "x", "seq": 7}]), 0.0)
-    assert logs(actions) == ["could not deliver 1 frame(s) to 10.9.9.9:1; 1 kept for the next login"]
+    actions = server.handle(Undelivered(("10.9.9.9", 1), "nobody's proof", "reset"), 0.0)
+    assert logs(actions) == ["could not deliver to 10.9.9.9:1 (reset); what it carried is kept "
+                             "for the next login"]
     assert deliveries(actions) == []
 
 
@@ -168,29 +142,33 @@ def test_undelivered_messages_are_retried_with_doubling_backoff_and_new_ones_wai
     bob = ("127.0.0.1", 5002)
     say = lambda text, now: server.handle(
         Request(2, {"type": "message", "token": "s1", "to": "bob", "text": text}, "h"), now)
-    frames = delivered_frames(say("one", 0.0))
-    arms = [a for a in server.handle(Undelivered(bob, "s4", frames), 0.0) if isinstance(a, Arm)]
-    assert arms == [Arm(("redeliver", "bob", "s4"), 1.0)]
+    assert delivered_frames(say("one", 0.0))
+    arms = [a for a in server.handle(Undelivered(bob, "s4", "reset"), 0.0) if isinstance(a, Arm)]
+    assert arms == [Arm(Redeliver("bob", "s4"), 1.0)]
     assert delivered_frames(say("two", 0.5)) == []                 # held: it goes with the retry
-    retried = server.handle(Expired(("redeliver", "bob", "s4")), 1.0)
+    retried = server.handle(Expired(Redeliver("bob", "s4")), 1.0)
     assert [f["text"] for f in delivered_frames(retried)] == ["one", "two"]
     waits = []
     now = 1.0
     for _ in range(4):      # no acknowledgement: 2, 4, 4, 4 s
-        arm = [a for a in server.handle(Undelivered(bob, "s4", frames), now) if isinstance(a, Arm)][0]
+        arm = [a for a in server.handle(Undelivered(bob, "s4", "reset"), now)
+               if isinstance(a, Arm)][0]
         waits.append(arm.at - now)
         now = arm.at
         server.handle(Expired(arm.key), now)
     assert waits == [2.0, 4.0, 4.0, 4.0]
     server.handle(Acked("s4", 2), now)                       # an ack resets the backoff
-    arm = [a for a in server.handle(Undelivered(bob, "s4", frames), now) if isinstance(a, Arm)][0]
+    assert server.handle(Undelivered(bob, "s4", "reset"), now) == [Log(
+        "could not deliver to 127.0.0.1:5002 (reset); only notices, dropped")]
+    assert delivered_frames(say("three", now))
+    arm = [a for a in server.handle(Undelivered(bob, "s4", "reset"), now) if isinstance(a, Arm)][0]
     assert arm.at - now == 1.0
 
 
 def test_messages_behind_a_full_window_wait_in_memory_in_order_and_past_a_bound_in_the_store(
         monkeypatch):
-    import server as server_module
-    monkeypatch.setattr(server_module, "QUEUED_MAX", 3)
+    import delivery
+    monkeypatch.setattr(delivery, "QUEUED_MAX", 3)
     server, store = make_server(Settings(delivery_window=2))
     login(server, "alice", port=5001)
     login(server, "bob", port=5002, conn=3)
@@ -288,8 +266,7 @@ def test_logs_never_hold_passwords_or_message_bodies():
                         ("broadcast", {}), ("message", {"to": "nobody"})]:
         frame = {"type": kind, "token": "s1", "text": "BODY-SECRET", **extra}
         actions += server.handle(Request(1, frame, "h"), 30.0)
-    actions += server.handle(Undelivered(("10.0.0.2", 6000), "s2", [
-        {"type": "message", "from": "alice", "text": "BODY-SECRET", "seq": 1}]), 30.0)
+    actions += server.handle(Undelivered(("10.0.0.2", 6000), "s2", "reset"), 30.0)
     assert len(logs(actions)) == 7  # 3 failures, 2 logins, 1 refusal, 1 undelivered
     assert not [line for line in logs(actions) if "SECRET" in line]
 
@@ -317,11 +294,11 @@ def test_a_login_and_logout_without_earlier_failures_write_nothing():
     store.commit()
     replies(login(server, "bob"))
     assert store._db.in_transaction                 # ... and so is forgetting it
-    assert store.lockout("bob") == (0, 0.0)
+    assert store.lockout("bob") == (0, None)
 
 
 def test_lockouts_count_per_name_and_clear():
-    lockouts = Lockouts(Settings(max_attempts=2, block_time_s=5.0), Store(":memory:"))
+    lockouts = Lockouts(Store(":memory:"), max_attempts=2, block_time_s=5.0)
     assert not lockouts.is_locked("alice", 0.0)
     assert lockouts.fail("alice", 0.0) == 1
     lockouts.clear("alice")
@@ -332,18 +309,6 @@ def test_lockouts_count_per_name_and_clear():
 
 
 # --- the harness itself -------------------------------------------------------------
-
-class RecordingCore:
-    """A stand-in core: records what it is given and returns canned actions."""
-
-    def __init__(self, actions_for):
-        self.seen = []
-        self.actions_for = actions_for
-
-    def handle(self, event, now):
-        self.seen.append((event, now))
-        return self.actions_for(event, now)
-
 
 def test_harness_fires_timers_in_time_then_arm_order_at_their_exact_times():
     def actions_for(event, now):
@@ -361,34 +326,28 @@ def test_harness_fires_timers_in_time_then_arm_order_at_their_exact_times():
     assert core.seen[-1] == (Expired(("c",)), 3.25)
 
 
-def test_harness_names_unknown_addresses_and_frames_errors_like_the_glue():
+def test_harness_names_unknown_addresses_and_hands_bad_frames_to_the_core_like_the_glue():
     core = RecordingCore(lambda event, now: [Deliver(("10.1.1.1", 9), "p", {"type": "x"})])
     script = Script(core, start_at=1.0)
     script.connect("x", "10.0.0.5")
     script.say("x", '{"type":"ping"}')
     script.say("x", "not json")
-    assert script.take() == ['1.000 @10.1.1.1:9/p <- {"type":"x"}',
-                             '1.000 x <- {"type":"error","code":"bad_json",'
-                             '"message":"frame is not valid JSON"}']
+    assert script.take() == ['1.000 @10.1.1.1:9/p <- {"type":"x"}'] * 2
     assert core.seen[0][0] == Request(1, {"type": "ping"}, "10.0.0.5")
+    assert core.seen[1][0] == BadFrame(1, "10.0.0.5", "bad_json", "frame is not valid JSON")
     with pytest.raises(ValueError):
         script.connect("x")
 
 
-def test_harness_undelivered_by_address_and_count():
-    core = RecordingCore(lambda event, now: [Deliver(("h", 1), "p", {"n": 1}),
-                                             Deliver(("h", 2), "p", {"n": 2})])
+def test_harness_undelivered_by_user_or_address():
+    core = RecordingCore(lambda event, now: [Deliver(("h", 1), "p", {"n": 1})])
     script = Script(core)
     script.connect("x")
     script.say("x", {"type": "a"})
-    script.say("x", {"type": "b"})
     script.undelivered("h:1")
-    script.undelivered("h:1", 3)
-    script.undelivered("h:2", 0)
+    script.undelivered("h:2")
     got = [event for event, _ in core.seen if isinstance(event, Undelivered)]
-    assert got == [Undelivered(("h", 1), "p", [{"n": 1}]),
-                   Undelivered(("h", 1), "p", [{"n": 1}, {"n": 1}, {"n": 1}]),
-                   Undelivered(("h", 2), "p", [])]
+    assert got == [Undelivered(("h", 1), "p", "refused"), Undelivered(("h", 2), "?", "refused")]
 
 
 def test_harness_rejects_unknown_commands_and_summarizes_repeats():

@@ -14,7 +14,8 @@ import protocol
 from reactor import (HARD_LIMIT_BYTES, SOFT_LIMIT_BYTES, Connection, Handler, Reactor,
                      VirtualClock)
 from replay import counting_secrets
-from server import ChatServer, Deliver
+from server import ChatServer
+from server_events import Deliver
 from server_glue import DELIVERY_CONNECT_S, DELIVERY_TURN_S, ServerGlue
 from storage import Store, load_credentials
 from test_client_core import pump
@@ -51,7 +52,7 @@ def world():
     core = ChatServer(load_credentials(CREDENTIALS), store, make_secret=counting_secrets())
     lines = []
     glue = ServerGlue(reactor, core, store, lines.append)
-    listener = reactor.listen("127.0.0.1", 0, glue)
+    listener = glue.listen("127.0.0.1", 0)
     w = types.SimpleNamespace(clock=clock, reactor=reactor, store=store, glue=glue, lines=lines,
                               port=listener.port)
     yield w
@@ -76,7 +77,7 @@ def test_pushes_go_hello_free_on_the_clients_connection_and_its_acks_count(world
     assert alice.of("message") == [{"type": "message", "from": "seas", "text": "hi", "seq": 1}]
     assert world.store.count_waiting("columbia") == 1
     bob.send({"type": "ack", "seq": 1})                 # nothing was pushed to bob: no effect
-    alice.send({"type": "ack", "seq": "1"})             # not a number: no effect
+    alice.send({"type": "ack", "seq": "1"})             # not a number: refused, no effect
     alice.send({"type": "heartbeat", "token": "nope", "id": 3})
     pump(world.reactor, lambda: any(f.get("id") == 3 for f in alice.frames))
     assert world.store.count_waiting("columbia") == 1

@@ -1,7 +1,9 @@
 """The server core with staying clients: login with stay, deliveries on the client's connection,
 Closed, resume, and the no_port refusal. Events in, actions out; no sockets."""
-from server import (Acked, Closed, Deliver, Expired, Log, Request, Settings, Undelivered)
-from test_server_core import ACCOUNTS, delivered_frames, logs, make_server, replies
+from core_helpers import ACCOUNTS, delivered_frames, logs, make_server, replies
+from server import Settings
+from server_events import (Closed, Deliver, Expired, IdleCheck, Log, Redeliver, Request,
+                           Undelivered)
 
 HOST = "127.0.0.1"
 
@@ -107,7 +109,7 @@ def test_a_closed_connection_detaches_the_session_and_messages_wait_for_the_resu
     assert logs(resumed) == ["alice resumed the session on connection 7"]
     assert [(conn, f["text"], f["seq"]) for conn, f in pushes(resumed)] == [
         (7, "one", 1), (7, "two", 2)]
-    server.handle(Acked("s2", 2), 5.0)
+    assert ask(server, 7, {"type": "ack", "seq": 2}, 5.0) == []     # acks on its connection
     assert store.count_waiting("alice") == 0
 
 
@@ -131,11 +133,11 @@ def test_a_resume_replaces_a_retry_that_was_due():
     server, _ = make_server(Settings(retry_first_s=1.0))
     short_login(server, "alice", conn=1, port=5001)
     short_login(server, "bob", conn=2, port=5002)
-    frames = delivered_frames(say(server, "s3", "alice", "one"))
-    server.handle(Undelivered((HOST, 5001), "s2", frames), 0.0)
+    assert delivered_frames(say(server, "s3", "alice", "one"))
+    server.handle(Undelivered((HOST, 5001), "s2", "refused"), 0.0)
     resumed = ask(server, 5, {"type": "resume", "token": "s1"}, 0.5)    # it switches to staying
     assert [f["text"] for _, f in pushes(resumed)] == ["one"]
-    assert server.handle(Expired(("redeliver", "alice", "s2")), 1.0) == []
+    assert server.handle(Expired(Redeliver("alice", "s2")), 1.0) == []
     assert [c for c, _ in pushes(say(server, "s3", "alice", "two", now=2.0))] == [5]
 
 
@@ -176,7 +178,7 @@ def test_a_detached_session_times_out_and_its_messages_wait_for_the_next_login()
     server.handle(Closed(1), 1.0)
     say(server, "s3", "alice", "kept", now=2.0)
     ask(server, 2, {"type": "heartbeat", "token": "s3"}, 30.0)
-    ended = server.handle(Expired(("idle", "alice")), 31.0)
+    ended = server.handle(Expired(IdleCheck("alice")), 31.0)
     assert "alice timed out after 31 s without a request" in logs(ended)
     assert server.online_users() == ["bob"] and store.count_waiting("alice") == 1
     back = stay_login(server, "alice", conn=4, now=40.0)

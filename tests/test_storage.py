@@ -62,27 +62,40 @@ def test_a_file_that_is_not_utf8_is_a_credentials_error(tmp_path):
 
 # --- the store ---
 
+def keep(store, recipient, frame, offline=True):
+    """Keep one frame for one recipient -> its number."""
+    return store.keep_for([(recipient, offline)], frame)[0]
+
+
+def take(store, recipient):
+    """What waits for `recipient`, acknowledged at once -> the frames."""
+    rows = store.waiting(recipient)
+    if rows:
+        store.acknowledge(recipient, rows[-1][0])
+    return [frame for _, frame, _ in rows]
+
+
 def test_offline_frames_come_back_in_order_once():
     store = Store(":memory:")
-    first = store.keep_offline("bob", {"type": "message", "from": "alice", "text": "1"})
-    second = store.keep_offline("bob", {"type": "message", "from": "carol", "text": " ☃ 2 "})
-    store.keep_offline("carol", {"type": "message", "from": "alice", "text": "other"})
+    first = keep(store, "bob", {"type": "message", "from": "alice", "text": "1"})
+    second = keep(store, "bob", {"type": "message", "from": "carol", "text": " ☃ 2 "})
+    keep(store, "carol", {"type": "message", "from": "alice", "text": "other"})
     assert second > first
-    assert store.count_offline("bob") == 2
-    assert store.take_offline("bob") == [
+    assert store.count_waiting("bob") == 2
+    assert take(store, "bob") == [
         {"type": "message", "from": "alice", "text": "1"},
         {"type": "message", "from": "carol", "text": " ☃ 2 "}]
-    assert store.take_offline("bob") == []
-    assert store.count_offline("bob") == 0
-    assert store.count_offline("carol") == 1
+    assert take(store, "bob") == []
+    assert store.count_waiting("bob") == 0
+    assert store.count_waiting("carol") == 1
 
 
 def test_frames_kept_after_a_take_are_not_lost():
     store = Store(":memory:")
-    store.keep_offline("bob", {"n": 1})
-    assert store.take_offline("bob") == [{"n": 1}]
-    store.keep_offline("bob", {"n": 2})
-    assert store.take_offline("bob") == [{"n": 2}]
+    keep(store, "bob", {"n": 1})
+    assert take(store, "bob") == [{"n": 1}]
+    keep(store, "bob", {"n": 2})
+    assert take(store, "bob") == [{"n": 2}]
 
 
 def test_blocks_are_one_way_and_idempotent():
@@ -107,7 +120,7 @@ def test_blocks_are_one_way_and_idempotent():
 def test_a_file_store_uses_wal_and_survives_close_after_commit(tmp_path):
     path = tmp_path / "chat.db"
     store = Store(str(path))
-    store.keep_offline("bob", {"type": "message", "from": "alice", "text": "kept"})
+    keep(store, "bob", {"type": "message", "from": "alice", "text": "kept"})
     store.add_block("bob", "carol")
     store.commit()
     store.close()
@@ -116,21 +129,21 @@ def test_a_file_store_uses_wal_and_survives_close_after_commit(tmp_path):
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     reopened = Store(str(path))
     assert reopened.blocks("bob") == {"carol"}
-    assert reopened.take_offline("bob") == [{"type": "message", "from": "alice", "text": "kept"}]
+    assert take(reopened, "bob") == [{"type": "message", "from": "alice", "text": "kept"}]
     reopened.close()
 
 
 def test_an_uncommitted_write_does_not_survive(tmp_path):
     path = str(tmp_path / "chat.db")
     store = Store(path)
-    store.keep_offline("bob", {"n": 1})
+    keep(store, "bob", {"n": 1})
     store.commit()
-    store.keep_offline("bob", {"n": 2})
+    keep(store, "bob", {"n": 2})
     store.add_block("bob", "carol")
-    assert store.take_offline("bob") == [{"n": 1}, {"n": 2}]  # visible before commit
+    assert take(store, "bob") == [{"n": 1}, {"n": 2}]  # visible before commit
     store.close()
     reopened = Store(path)
-    assert reopened.take_offline("bob") == [{"n": 1}]
+    assert take(reopened, "bob") == [{"n": 1}]
     assert reopened.blocks("bob") == set()
     reopened.close()
 
@@ -138,18 +151,18 @@ def test_an_uncommitted_write_does_not_survive(tmp_path):
 def test_a_take_is_undone_with_its_transaction(tmp_path):
     path = str(tmp_path / "chat.db")
     store = Store(path)
-    store.keep_offline("bob", {"n": 1})
+    keep(store, "bob", {"n": 1})
     store.commit()
-    assert store.take_offline("bob") == [{"n": 1}]
+    assert take(store, "bob") == [{"n": 1}]
     store.close()  # crashed before the pass committed: the frame must still be there
     reopened = Store(path)
-    assert reopened.count_offline("bob") == 1
+    assert reopened.count_waiting("bob") == 1
     reopened.close()
 
 
 def test_one_frame_kept_for_many_gets_consecutive_numbers_in_one_go():
     store = Store(":memory:")
-    before = store.keep("carol", {"n": 0}, offline=True)
+    before = keep(store, "carol", {"n": 0}, offline=True)
     seqs = store.keep_for([("alice", False), ("bob", True), ("carol", False)], {"n": 1})
     assert list(seqs) == [before + 1, before + 2, before + 3]
     assert store.waiting("bob") == [(before + 2, {"n": 1}, True)]
@@ -165,7 +178,7 @@ def test_a_number_is_never_given_twice_even_after_acks_and_a_restart(tmp_path):
     store.commit()
     store.close()
     reopened = Store(path)
-    assert reopened.keep("bob", {"n": 2}, offline=True) == seqs[-1] + 1
+    assert keep(reopened, "bob", {"n": 2}, offline=True) == seqs[-1] + 1
     reopened.close()
 
 
@@ -176,12 +189,12 @@ def test_kept_rows_are_seen_by_every_read_at_once_and_by_others_only_after_commi
     store = Store(path)
     seqs = list(store.keep_for([("bob", False), ("carol", True)], {"n": 1}, text='{"n":1}'))
     assert store.count_waiting("bob") == 1
-    store.keep("bob", {"n": 2}, offline=False)
+    keep(store, "bob", {"n": 2}, offline=False)
     assert [frame for _, frame, _ in store.waiting("bob")] == [{"n": 1}, {"n": 2}]
-    store.keep("carol", {"n": 3}, offline=True)
+    keep(store, "carol", {"n": 3}, offline=True)
     store.acknowledge("carol", seqs[1])           # deletes the row kept before it, not after
     assert [frame for _, frame, _ in store.waiting("carol")] == [{"n": 3}]
-    store.keep("dave", {"n": 4}, offline=True)
+    keep(store, "dave", {"n": 4}, offline=True)
     other = sqlite3.connect(path)
     count = "SELECT COUNT(*) FROM inbox"
     assert other.execute(count).fetchone() == (0,)      # nothing committed yet
@@ -197,8 +210,8 @@ def test_an_acknowledgement_waits_for_the_next_durable_write_but_reads_see_it_at
     It goes with the next commit that writes anything, or with commit(acks_too=True)."""
     path = str(tmp_path / "chat.db")
     store = Store(path)
-    first = store.keep("bob", {"n": 1}, offline=False)
-    store.keep("bob", {"n": 2}, offline=False)
+    first = keep(store, "bob", {"n": 1}, offline=False)
+    keep(store, "bob", {"n": 2}, offline=False)
     store.commit()
     other = sqlite3.connect(path)
     count = "SELECT COUNT(*) FROM inbox"
@@ -213,7 +226,7 @@ def test_an_acknowledgement_waits_for_the_next_durable_write_but_reads_see_it_at
     store.add_block("carol", "dave")                    # a durable write: the ack goes with it
     store.commit()
     assert other.execute(count).fetchone() == (0,)
-    store.keep("bob", {"n": 3}, offline=False)
+    keep(store, "bob", {"n": 3}, offline=False)
     store.commit()
     store.acknowledge("bob", first + 2)
     store.commit(acks_too=True)                         # at shutdown
@@ -249,7 +262,7 @@ def test_a_data_directory_from_before_keeps_its_messages_and_numbers(tmp_path):
     old.close()
     store = Store(path)
     assert store.waiting("bob") == [(1, {"n": 1}, True), (2, {"n": 2}, True)]
-    assert store.keep("bob", {"n": 4}, offline=True) == 4
+    assert keep(store, "bob", {"n": 4}, offline=True) == 4
     store.commit()
     store.close()
 

@@ -43,8 +43,10 @@ from collections import deque
 import client
 import protocol
 import server
+import server_events
 import stay
 from replay import counting_secrets
+from server_events import accepted_event
 from storage import Store, load_credentials
 
 CREDENTIALS_PATH = pathlib.Path(__file__).resolve().parent.parent / "credential.txt"
@@ -55,6 +57,11 @@ INDENT = "  "
 def wire(frame):
     """A frame as it arrives after crossing the network: encoded, then decoded again."""
     return protocol.decode(protocol.encode(frame))
+
+
+def line(frame):
+    """A frame as the line the server's glue reads (no newline)."""
+    return protocol.encode(frame)[:-1]
 
 
 class SimClient:
@@ -167,7 +174,7 @@ class World:
                 continue            # replaced or cancelled
             del self._armed[(who, key)]
             self.now = max(self.now, at)
-            self._send(who, server.Expired(key) if who == "server" else client.Expired(key))
+            self._send(who, server_events.Expired(key) if who == "server" else client.Expired(key))
         self.now = until
 
     # -- the network -----------------------------------------------------------------------
@@ -228,15 +235,15 @@ class World:
                     self._break(sim, reconnect=False)
             elif kind == "SendTo" and action.conn in self._pushed:
                 if action.conn in self._stays:  # on a broken connection, lost with it
-                    seq = wire(action.frame)["seq"]
-                    self._queue.append((("stay", action.conn, "server"),
-                                        server.Acked(self._pushed[action.conn], seq)))
+                    ack = accepted_event(action.conn, sim.host, line(action.frame))
+                    self._queue.append((("stay", action.conn, "server"), ack))
             elif kind == "SendTo" and action.frame.get("type") == "ack":
                 if not self.faults("lose_ack"):
                     delivery = self._deliveries[action.conn]
                     seq = wire(action.frame)["seq"]
                     delivery["acked"] = max(delivery["acked"], seq)
-                    self._queue.append(("server", server.Acked(delivery["proof"], seq)))
+                    self._queue.append(("server", server_events.delivery_event(
+                        delivery["proof"], line(action.frame))))
             elif kind not in ("AskSecret", "ShowOnline", "CloseConn", "SendTo"):
                 raise AssertionError(f"the world cannot carry {action!r}")
 
@@ -254,29 +261,30 @@ class World:
             # the client hears the first copy's fate only: its reply, or a failed connection
             fate = "repeat" if copy else "lost" if self.faults("lose_reply") else "answered"
             self._requests[self._conns] = (sim.name, action.request_id, fate)
-            frame = wire({**action.frame, "id": action.request_id})
-            self._queue.append(("server", server.Request(self._conns, frame, sim.host)))
+            request = accepted_event(self._conns, sim.host,
+                                     line({**action.frame, "id": action.request_id}))
+            self._queue.append(("server", request))
 
     def _server_does(self, actions):
         for action in actions:
-            if isinstance(action, server.Reply) and action.conn in self._stays:
+            if isinstance(action, server_events.Reply) and action.conn in self._stays:
                 name = self._stays[action.conn]
                 self._queue.append((("stay", action.conn, name),
                                     client.Replied(action.frame["id"], wire(action.frame))))
-            elif isinstance(action, server.Reply) and action.conn in self._requests:
+            elif isinstance(action, server_events.Reply) and action.conn in self._requests:
                 name, request_id, fate = self._requests[action.conn]
                 if fate == "answered":
                     self._queue.append((name, client.Replied(request_id, wire(action.frame))))
                 elif fate == "lost":
                     self._queue.append((name, client.RequestFailed(request_id, "reply lost")))
-            elif isinstance(action, server.Deliver) and action.conn is not None:
+            elif isinstance(action, server_events.Deliver) and action.conn is not None:
                 self._push(action)
-            elif isinstance(action, server.Deliver):
+            elif isinstance(action, server_events.Deliver):
                 # one connection per session at a time, as the server's glue keeps it
                 self._streams.setdefault((action.address, action.proof), []).append(action.frame)
-            elif isinstance(action, server.Arm):
+            elif isinstance(action, server_events.Arm):
                 self._arm("server", action.key, action.at)
-            elif isinstance(action, server.Log):
+            elif isinstance(action, server_events.Log):
                 self._record("server", action.text)
 
     # -- staying connections: one per client, requests, replies and deliveries in order --------
@@ -302,7 +310,7 @@ class World:
         for request_id in sorted(sim.in_flight):
             self._queue.append((sim.name, client.RequestFailed(request_id, "connection reset")))
         sim.in_flight.clear()
-        self._queue.append(("server", server.Closed(conn)))
+        self._queue.append(("server", server_events.Closed(conn)))
         if reconnect:
             self._arm("link", ("reconnect", sim.name), self.now + stay.RECONNECT_FIRST_S)
 
@@ -312,8 +320,7 @@ class World:
                                                                "not connected")))
             return
         sim.in_flight.add(action.request_id)
-        request = server.Request(sim.conn, wire({**action.frame, "id": action.request_id}),
-                                 sim.host)
+        request = accepted_event(sim.conn, sim.host, line({**action.frame, "id": action.request_id}))
         if self.faults("cut_stay"):
             # the connection breaks as the request leaves: lost, or taken with its reply lost
             if self.faults.random.random() < 0.5:
@@ -348,11 +355,11 @@ class World:
         target = next((sim for sim in self.clients.values()
                        if sim.running and not sim.asleep and (sim.host, LISTEN_PORT) == address), None)
         if target is None or self.faults("fail_delivery"):
-            self._queue.append(("server", server.Undelivered(address, proof, frames)))
+            self._queue.append(("server", server_events.Undelivered(address, proof, "refused")))
             return
         self._conns += 1
         self._deliveries[self._conns] = {"address": address, "proof": proof, "frames": frames,
-                                         "acked": 0}
+                                         "acked": 0, "cut": False}
         sent = list(frames)
         if self.faults("repeat_frame"):
             at = self.faults.random.randrange(len(sent))
@@ -361,19 +368,22 @@ class World:
         if self.faults("cut_delivery"):
             sent = sent[:self.faults.random.randrange(len(sent))]
             ending = []
+            self._deliveries[self._conns]["cut"] = True
         for frame in [{"type": "hello", "proof": proof}, *sent, *ending]:
             self._queue.append((target.name, client.Incoming(self._conns, wire(frame))))
         self._queue.append((target.name, client.IncomingClosed(self._conns)))
         self._queue.append(("glue", self._conns))
 
     def _delivery_closed(self, conn):
-        """The glue's view when a delivery connection ends: what was not acknowledged failed."""
+        """When a delivery connection ends: cut short, or with a message on it unacknowledged
+        (the glue would give up on it when its time runs out), it failed."""
         delivery = self._deliveries.pop(conn)
         unacked = [frame for frame in delivery["frames"]
                    if "seq" in frame and frame["seq"] > delivery["acked"]]
-        if unacked:
-            self._queue.append(("server", server.Undelivered(delivery["address"],
-                                                              delivery["proof"], unacked)))
+        if unacked or delivery["cut"]:
+            reason = "reset" if delivery["cut"] else "no acknowledgement"
+            self._queue.append(("server", server_events.Undelivered(
+                delivery["address"], delivery["proof"], reason)))
 
     def _record(self, who, text):
         self.transcript.append(f"{self.now:9.3f} {who} | {text}")

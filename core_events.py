@@ -1,0 +1,34 @@
+"""What both cores share: the event of a timer that fired and the actions to arm one, cancel
+one, and write a log line.
+
+A timer's key is a small frozen object of the core's own (server_events.py, client_events.py
+name theirs); the glue keeps a reactor.KeyedTimers for them, so arming a key again replaces its
+timer.
+"""
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Expired:
+    """The timer armed with `Arm(key, at)` is due."""
+    key: object
+
+
+@dataclass(frozen=True, slots=True)
+class Arm:
+    """Wake the core with Expired(key) at clock time `at`; the same key replaces the old timer."""
+    key: object
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Forget the timer armed with `key`."""
+    key: object
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    """One diagnostic line: the server's log, or a client's standard error. Never a password
+    or a message body."""
+    text: str

@@ -1,0 +1,133 @@
+"""The server core's events (what happened) and actions (what to do), its timer keys, and the
+one function that turns a line from a client into an event.
+
+ChatServer (server.py) takes these events and returns these actions; the glue
+(server_glue.py) and the replay harnesses (tests/) make and carry them out, all importing them
+from here.
+"""
+from dataclasses import dataclass
+
+from core_events import Arm, Expired, Log    # noqa: F401 (the server's, too)
+from protocol import MAX_FRAME_BYTES, MAX_SEQ, FrameError, decode, int_field
+
+
+# --- Events: what happened -------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One decoded frame (a dict with a str "type") from accepted connection `conn`."""
+    conn: int
+    frame: dict
+    host: str
+
+
+@dataclass(frozen=True, slots=True)
+class BadFrame:
+    """A frame from accepted connection `conn` that could not be decoded: `code` says why."""
+    conn: int
+    host: str
+    code: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Acked:
+    """On a delivery connection, the client of the session with `proof` says it has shown
+    every message up to `seq`."""
+    proof: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Undelivered:
+    """The delivery connection to `address` for the session with `proof` ended (or never
+    began) before its client acknowledged what it carried; `reason` says how."""
+    address: tuple
+    proof: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """Accepted connection `conn` is gone; a session staying on it waits for a resume."""
+    conn: int
+
+
+# --- Actions: what to do ---------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Send `frame` as the answer on connection `conn`."""
+    conn: int
+    frame: dict
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """Send `frame` to a client: on its staying connection `conn` when it has one (no hello:
+    that connection is the client's own), else to its listening port after a hello with `proof`."""
+    address: tuple
+    proof: str
+    frame: dict
+    conn: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close accepted connection `conn` once what is queued on it is written."""
+    conn: int
+    reason: str
+
+
+# --- Timer keys: what an Arm wakes the core for ----------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class IdleCheck:
+    """Has `user` been silent for the time-out?"""
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class AskLapses:
+    """`requester`'s getaddress to `target` is unanswered for the consent time."""
+    requester: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class Redeliver:
+    """Send again what the session with `proof` has not acknowledged."""
+    user: str
+    proof: str
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceBatch:
+    """Presence changes waiting for their batch go out."""
+
+
+# --- From the wire ---------------------------------------------------------------------------
+
+def accepted_event(conn, host, line):
+    """A line (bytes, no newline) from accepted connection `conn` at `host` -> the event for the
+    core: a Request, or a BadFrame naming why it could not be decoded. None stands for a frame
+    longer than the limit, which the reactor discarded. The glue and the test harnesses all
+    read lines with this one function."""
+    if line is None or len(line) >= MAX_FRAME_BYTES:
+        return BadFrame(conn, host, "too_long")
+    try:
+        return Request(conn, decode(line), host)
+    except FrameError as exc:
+        return BadFrame(conn, host, exc.code, str(exc))
+
+
+def delivery_event(proof, line):
+    """A line a client's listener sent on the delivery connection for the session with `proof`
+    -> Acked, or None: a listener says nothing else that the core needs to hear."""
+    try:
+        frame = decode(line)
+        if frame["type"] != "ack":
+            return None
+        return Acked(proof, int_field(frame, "seq", 1, MAX_SEQ))
+    except FrameError:
+        return None     # the listener has nobody to tell: a bad ack acknowledges nothing
