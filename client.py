@@ -1,13 +1,16 @@
-"""The chat client: the `ChatClient` core, and the glue that runs it (line helpers: commands.py).
+"""The chat client: the `ChatClient` core, and `run`, the one place that builds a client.
 
-The core takes `(event, now)` and returns a list of actions; it never touches a socket, the
-screen or the clock. The glue at the bottom maps its actions onto `reactor.py` and the
-`Terminal`, and is the only part that does I/O.
+The core takes `(event, now)` and returns a list of actions (client_events.py); it never touches
+a socket, the screen or the clock. It routes each event to its handler and keeps the session;
+the parts with state of their own live beside it: outbox.py (messages the server has not yet
+taken), doorkeeper.py (who gets in on our listening port), peer.py (private links), and
+commands.py (what a typed line means, what a reply says). `run(args, screen)` builds the core,
+its glue (client_glue.py) and its listening port, for the terminal and the window alike.
 
 Run: python3 client.py HOST PORT [--heartbeat S] [--gui] [--stay-connected [--no-listen]]
 """
 import argparse
-import hmac
+import enum
 import os
 import secrets
 import socket
@@ -16,177 +19,32 @@ import sys
 from collections import deque
 from dataclasses import dataclass, field
 
-from commands import (DEFAULT_ATTEMPTS, Command, Usage, delivery_look, described, error_code,
-                      error_text, help_lines, is_seq, parse_command, presence_notices, render,
-                      reply_lines, seconds_text, times_text)
+import commands
 import options
 import peer
-import protocol
-from peer import LinkClosed, LinkIn
-from reactor import FRAME_TIME_S, Handler, RealClock, Reactor
-from terminal import Terminal
+from client_events import (Accepted, Arm, AskConsent, Cancel, CloseConn, Exit, ExitDue, Expired,
+                           HeartbeatDue, Incoming, IncomingClosed, InputEnded, Interrupted,
+                           LineIn, LinkClosed, LinkIdle, LinkIn, LinkUp, Log, OutboxRetry,
+                           Prompt, Pushed, Replied, RequestFailed, SendRequest, SendTo, Show,
+                           ShowOnline, Stage, Started, Status)
+from commands import (DEFAULT_ATTEMPTS, Command, Usage, described, error_code, error_text,
+                      help_lines, is_seq, parse_command, presence_notices, reply_lines,
+                      seconds_text, shown, times_text)
+from client_glue import ClientGlue
+from doorkeeper import Delivered, Doorkeeper, PrivateIn
+from outbox import Outbox
+from reactor import RealClock, Reactor
+from stay import StayLink
+from terminal import Terminal, TerminalScreen
 
 HEARTBEAT_S = 30.0          # the server ends a session silent for 31 s
 EXIT_WAIT_S = 2.0           # how long an exiting client waits for its logout reply
-REQUEST_TIMEOUT_S = 10.0    # a request connection with no answer by then counts as failed
-DELIVERY_IDLE_S = 60.0      # an accepted connection silent this long is closed
-RETRY_FIRST_S = 1.0         # a message the server did not take is sent again after this,
-RETRY_MAX_S = 30.0          # doubling up to this, until the server acknowledges it
-HEARTBEAT_KEY = ("heartbeat",)
-EXIT_KEY = ("exit",)
-RETRY_KEY = ("retry",)
-PRIVATE_SEEN_MAX = 10_000
-
-ASK_USER = "Please enter username:"
-ASK_PASSWORD = "Please enter password:"
+PRIVATE_SEEN_MAX = 10_000   # private message ids remembered, so one is never shown twice
 
 
-# -- events and actions -----------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Started:
-    """The client is up; ask for a username."""
-
-
-@dataclass(frozen=True)
-class LineIn:
-    """The user typed a line (without its newline)."""
-    text: str
-
-
-@dataclass(frozen=True)
-class InputEnded:
-    """Standard input is finished (end of file, or Ctrl-D on an empty line)."""
-
-
-@dataclass(frozen=True)
-class Interrupted:
-    """Ctrl-C or SIGTERM."""
-
-
-@dataclass(frozen=True)
-class Replied:
-    """The server answered request `request_id` with `frame`."""
-    request_id: int
-    frame: dict
-
-
-@dataclass(frozen=True)
-class RequestFailed:
-    """Request `request_id` got no answer: the server could not be reached or hung up."""
-    request_id: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class Incoming:
-    """A decoded frame arrived on connection `conn` accepted by our listening port."""
-    conn: int
-    frame: dict
-
-
-@dataclass(frozen=True)
-class Accepted:
-    """Our listening port accepted connection `conn`; `nonce` is fresh for its challenge."""
-    conn: int
-    nonce: str
-
-
-@dataclass(frozen=True)
-class IncomingClosed:
-    """An accepted connection is gone."""
-    conn: int
-
-
-@dataclass(frozen=True)
-class LinkUp:
-    """Our staying connection to the server is open (--stay-connected), at the start or again
-    after it was lost; requests go on it from now on, this event's first."""
-
-
-@dataclass(frozen=True)
-class Pushed:
-    """The server sent `frame` unasked on our staying connection `conn`: a delivery. The
-    connection is our own, so it needs no hello; acks go back on it."""
-    conn: int
-    frame: dict
-
-
-@dataclass(frozen=True)
-class Expired:
-    """The timer armed with `key` is due."""
-    key: tuple
-
-
-@dataclass(frozen=True)
-class Print:
-    """Show one line on the screen. `kind` and `sender` are for screens that show lines apart
-    (the GUI); the terminal prints `text` alone.
-
-    kind: "system" (the default), "message", "broadcast", "offline" (a message or broadcast
-    kept for this login), "joined"/"left" (sender is the user), "online" (a line of the reply
-    to `online`), "outage" (the server cannot be reached), "private" (from a peer, the sender).
-    """
-    text: str
-    kind: str = "system"
-    sender: str | None = None
-
-
-@dataclass(frozen=True)
-class ShowOnline:
-    """The reply to `online`: these other users are online (a screen may keep a list)."""
-    users: tuple
-
-
-@dataclass(frozen=True)
-class AskSecret:
-    """True: do not echo the next input (a password); False: echo again."""
-    secret: bool
-
-
-@dataclass(frozen=True)
-class Request:
-    """Send `frame` to the server on a short connection, tagged with `request_id`."""
-    request_id: int
-    frame: dict
-
-
-@dataclass(frozen=True)
-class SendTo:
-    """Send `frame` on accepted connection `conn`."""
-    conn: int
-    frame: dict
-
-
-@dataclass(frozen=True)
-class CloseConn:
-    """Close accepted connection `conn`."""
-    conn: int
-
-
-@dataclass(frozen=True)
-class Arm:
-    """Deliver Expired(key) at clock time `at`; the same key replaces the old timer."""
-    key: tuple
-    at: float
-
-
-@dataclass(frozen=True)
-class Cancel:
-    """Forget the timer armed with `key`."""
-    key: tuple
-
-
-@dataclass(frozen=True)
-class Log:
-    """A diagnostic line for stderr (never a password)."""
-    text: str
-
-
-@dataclass(frozen=True)
-class Exit:
-    """End the program with `code`."""
-    code: int
+def _random_client_id():
+    """A fresh id for one run of a client: its messages' ids never repeat another run's."""
+    return secrets.token_hex(4)
 
 
 @dataclass
@@ -196,41 +54,28 @@ class Settings:
     stay: bool = False          # keep one connection to the server for requests and deliveries
     heartbeat_s: float = HEARTBEAT_S
     exit_wait_s: float = EXIT_WAIT_S
-    client_id: str = "c"        # starts every message id; random per run in production
+    # starts every message id: random per run unless a test fixes it
+    client_id: str = field(default_factory=_random_client_id)
 
 
-# -- the core ---------------------------------------------------------------------------------
-
-# Where the user is: what the next input line means.
-USERNAME, PASSWORD, LOGGED_IN = "username", "password", "logged in"
+class Purpose(enum.Enum):
+    """What a request was for: its reply (or failure) is handled by that."""
+    CHECK_USER = "check_user"
+    LOGIN = "login"
+    COMMAND = "command"
+    OUTBOX = "outbox"
+    HEARTBEAT = "heartbeat"
+    RESUME = "resume"
+    EXIT = "exit"
 
 
 @dataclass
 class _Pending:
     """A request waiting for its reply: what it was for, and the session it belongs to."""
-    kind: str
+    purpose: Purpose
     blocks_input: bool
     token: str | None = None
     command: Command | None = None
-
-
-@dataclass
-class _Outgoing:
-    """A message or broadcast waiting for the server's acknowledgement, in the order typed."""
-    mid: str                    # our id for it: a retry is recognised, never stored twice
-    user: str                   # who typed it: it is sent only in that user's session
-    command: Command
-    ref: str | None = None      # the private message id, when a peer could not be reached
-
-
-@dataclass
-class _Delivery:
-    """An accepted connection: unproven until its hello, then trusted or refused."""
-    state: str = "new"                          # "new", "held", "trusted", "peer", "refused"
-    held: list = field(default_factory=list)    # frames that wait for the login's proof
-    nonce: str | None = None                    # the challenge a peer must answer
-    peer: str | None = None                     # a proven peer ("peer" state), and the key
-    key: str | None = None                      # it proved: a new consent does not renew it
 
 
 class ChatClient:
@@ -238,136 +83,154 @@ class ChatClient:
 
     def __init__(self, settings):
         self.settings = settings
-        self.stage = USERNAME
+        self.stage = Stage.USERNAME
         self.user = None
         self.token = None
         self.proof = None
         self.lines = deque()            # typed lines waiting for the one in flight
         self.waiting_for = None         # request id of the line in flight, if any
         self.pending = {}               # request id -> _Pending
-        self.deliveries = {}            # accepted conn -> _Delivery
         self.shown_upto = {}            # user -> highest seq of a stored message shown
-        self.outbox = deque()           # _Outgoing, oldest first; the head is sent alone
-        self.outbox_sending = None      # request id of the head in flight, if any
-        self.retry_s = 0.0              # the wait before the next try; doubles per failure
-        self._mids = 0
-        self.peers = peer.Peers(settings.client_id)   # addresses and keys given by consent, links
+        self.outbox = Outbox(settings.client_id)
+        self.peers = peer.Peers(settings.client_id)  # addresses and keys given by consent, links
+        self.doorkeeper = Doorkeeper(self.peers)     # who may use our listening port
         # (sender, pid) of private messages shown, so one that also comes through the server
         # (its acknowledgement was lost) is shown once; oldest forgotten past PRIVATE_SEEN_MAX
         self.private_seen = {}
         self.last_request_at = None     # the last request carrying our token: a sign of life
-        self.outage = False             # "cannot reach" was shown; quiet until a reply arrives
+        self.outage = None              # why the server cannot be reached (said once), or None
         self.detached = False           # staying: the server has not yet taken our resume
         self.no_port_told = False       # without a listening port: said so at the first private
         self.input_ended = False
         self.exiting = False
         self.done = False               # Exit was returned: nothing more happens
+        self._status = None             # the last Status said
         self._ids = 0
+        self._events = {
+            Started: self._on_started, LineIn: self._on_line, InputEnded: self._on_input_ended,
+            Interrupted: self._on_interrupted, Replied: self._on_replied,
+            RequestFailed: self._on_request_failed, Expired: self._on_expired,
+            Accepted: self._on_accepted, Incoming: self._on_incoming,
+            IncomingClosed: self._on_incoming_closed, LinkIn: self._on_link_in,
+            LinkClosed: self._on_link_closed, LinkUp: self._on_link_up, Pushed: self._on_pushed,
+        }
+        self._timers = {HeartbeatDue: self._heartbeat_due, ExitDue: self._exit_due,
+                        OutboxRetry: self._outbox_retry, LinkIdle: self._link_idle}
+        self._replies = {
+            Purpose.CHECK_USER: self._reply_check_user, Purpose.LOGIN: self._reply_login,
+            Purpose.COMMAND: self._reply_command, Purpose.OUTBOX: self._reply_outbox,
+            Purpose.HEARTBEAT: self._reply_heartbeat, Purpose.RESUME: self._reply_resume,
+            Purpose.EXIT: self._reply_exit,
+        }
+        self._failures = {
+            Purpose.CHECK_USER: self._fail_check_user, Purpose.LOGIN: self._fail_login,
+            Purpose.COMMAND: self._fail_command, Purpose.OUTBOX: self._fail_outbox,
+            Purpose.HEARTBEAT: self._fail_quietly, Purpose.RESUME: self._fail_quietly,
+            Purpose.EXIT: self._fail_exit,
+        }
 
     def handle(self, event, now):
         """One event -> the actions it causes."""
         if self.done:
             return []
+        handler = self._events.get(type(event))
+        if handler is None:
+            raise TypeError(f"not a client event: {event!r}")
         out = []
-        handler = getattr(self, "_on_" + type(event).__name__)
         handler(event, now, out)
         self._run_lines(now, out)
+        self._say_status(out)
         return out
 
     # -- events -------------------------------------------------------------------------------
 
-    def _on_Started(self, event, now, out):
-        out.append(Print(ASK_USER))
+    def _on_started(self, event, now, out):
+        out.append(Prompt(Stage.USERNAME))
 
-    def _on_LineIn(self, event, now, out):
+    def _on_line(self, event, now, out):
         self.lines.append(event.text)
 
-    def _on_InputEnded(self, event, now, out):
+    def _on_input_ended(self, event, now, out):
         # queued lines still run; _run_lines starts the exit once they are done
         self.input_ended = True
 
-    def _on_Interrupted(self, event, now, out):
+    def _on_interrupted(self, event, now, out):
         self.lines.clear()
         if self.exiting or self.token is None:
             self._exit(out)       # not logged in, or a second Ctrl-C: leave at once
         else:
             self._start_exit(now, out)
 
-    def _on_Replied(self, event, now, out):
+    def _on_replied(self, event, now, out):
         pending = self._finish(event.request_id, out)
         if pending is None:
             return
-        self.outage = False
-        getattr(self, "_reply_" + pending.kind)(pending, event.frame, now, out)
+        self.outage = None
+        self._replies[pending.purpose](pending, event.frame, now, out)
 
-    def _on_RequestFailed(self, event, now, out):
+    def _on_request_failed(self, event, now, out):
         pending = self._finish(event.request_id, out)
         if pending is None:
             return
         # the user hears about an outage once; a line they typed always gets an answer
-        if pending.blocks_input or not self.outage:
-            out.append(Print(f"Cannot reach the server ({event.reason}).", "outage"))
-        self.outage = True
-        getattr(self, "_fail_" + pending.kind, self._fail_quietly)(pending, now, out)
+        if pending.blocks_input or self.outage is None:
+            out.append(Show("outage", f"Cannot reach the server ({event.reason})."))
+        self.outage = event.reason
+        self._failures[pending.purpose](pending, now, out)
 
-    def _on_Expired(self, event, now, out):
-        if event.key == HEARTBEAT_KEY:
-            self._heartbeat_due(now, out)
-        elif event.key == EXIT_KEY and self.exiting:
-            out.append(Log("no reply to logout; exiting anyway"))
-            self._exit(out)
-        elif event.key == RETRY_KEY:
-            if self.stage == LOGGED_IN and not self.exiting:
-                self._send_head(now, out, blocks_input=False)
-        elif event.key[0] == "link":
-            self._peer_items(self.peers.link_idle(event.key[1], now), out)
+    def _on_expired(self, event, now, out):
+        handler = self._timers.get(type(event.key))
+        if handler is None:
+            raise TypeError(f"not a client timer: {event.key!r}")
+        handler(event.key, now, out)
 
-    def _on_Incoming(self, event, now, out):
-        delivery = self.deliveries.setdefault(event.conn, _Delivery())
-        if delivery.state == "refused":
-            return
-        if delivery.state == "held":
-            delivery.held.append(event.frame)
-        elif delivery.state == "new":
-            self._check_hello(event.conn, delivery, event.frame, now, out)
-        elif delivery.state == "peer":
-            self._peer_frame(event.conn, delivery, event.frame, out)
-        else:
-            self._delivered(event.conn, event.frame, now, out)
+    def _on_accepted(self, event, now, out):
+        out.extend(self.doorkeeper.accepted(event.conn, event.nonce))
 
-    def _on_IncomingClosed(self, event, now, out):
-        self.deliveries.pop(event.conn, None)
+    def _on_incoming(self, event, now, out):
+        items = self.doorkeeper.incoming(event.conn, event.frame, self.user, self.proof,
+                                         self._login_in_flight())
+        self._admitted(items, out)
 
-    def _on_Accepted(self, event, now, out):
-        # every accepted connection is challenged; the server's deliveries ignore it
-        self.deliveries[event.conn] = _Delivery(nonce=event.nonce)
-        out.append(SendTo(event.conn, {"type": "challenge", "nonce": event.nonce}))
+    def _on_incoming_closed(self, event, now, out):
+        self.doorkeeper.closed(event.conn)
 
-    def _on_LinkIn(self, event, now, out):
+    def _on_link_in(self, event, now, out):
         self._peer_items(self.peers.link_frame(self.user, event.link, event.frame), out)
 
-    def _on_LinkClosed(self, event, now, out):
+    def _on_link_closed(self, event, now, out):
         self._peer_items(self.peers.link_closed(event.link, event.reason), out)
 
-    def _on_LinkUp(self, event, now, out):
-        if self.stage != LOGGED_IN or self.exiting:
+    def _on_link_up(self, event, now, out):
+        if self.stage is not Stage.LOGGED_IN or self.exiting:
             return
         # the server reaches this session on the connection its resume comes on, and sends
         # again, in order, everything not yet acknowledged; the outbox need not wait its turn
         self.detached = True
         self._resume(now, out)
-        self.retry_s = 0.0
+        self.outbox.fresh_start()
         self._send_head(now, out, blocks_input=False)
 
-    def _resume(self, now, out):
-        self.last_request_at = now
-        self._request("resume", {"type": "resume", "token": self.token}, out, blocks_input=False)
-
-    def _on_Pushed(self, event, now, out):
-        if self.stage != LOGGED_IN:
+    def _on_pushed(self, event, now, out):
+        if self.stage is not Stage.LOGGED_IN:
             out.append(Log(f"{event.frame.get('type')!r} pushed while logged out ignored"))
             return
-        self._delivered(event.conn, event.frame, now, out)
+        self._delivered(event.conn, event.frame, out)
+
+    # -- what the user sees of the client's state ---------------------------------------------
+
+    def _say_status(self, out):
+        """A Status whenever the stage, the count of waiting lines or the outage changes. It
+        goes first: a screen knows the state an event left before it shows what it said (a
+        line said on logging out belongs to the login form)."""
+        # typed lines not yet handled, messages the server has not acknowledged, and a command
+        # in flight (the outbox head in flight is counted once, in the outbox)
+        in_flight = self.waiting_for is not None and self.waiting_for != self.outbox.sending
+        status = Status(self.stage, self.user, len(self.lines) + len(self.outbox) + in_flight,
+                        self.outage, self.waiting_for is not None)
+        if status != self._status:
+            self._status = status
+            out.insert(0, status)
 
     # -- typed lines ----------------------------------------------------------------------------
 
@@ -376,47 +239,48 @@ class ChatClient:
         while self.waiting_for is None and self.lines and not self.exiting:
             self._line(self.lines.popleft(), now, out)
         if (self.input_ended and self.waiting_for is None and not self.lines and not self.exiting
-                and self.outbox_sending is None):
+                and self.outbox.sending is None):
             if self.token is None:
                 self._exit(out)
             else:
                 self._start_exit(now, out)
 
     def _line(self, text, now, out):
-        if self.stage == USERNAME:
+        if self.stage is Stage.USERNAME:
             self._username_line(text.strip(), out)
-        elif self.stage == PASSWORD:
+        elif self.stage is Stage.PASSWORD:
             self._password_line(text.strip(), out)
         else:
             self._command_line(text, now, out)
 
     def _username_line(self, name, out):
         if not name:
-            out.append(Print(ASK_USER))
+            out.append(Prompt(Stage.USERNAME))
             return
         self.user = name
-        self._request("check_user", {"type": "check_user", "user": name}, out, blocks_input=True)
+        self._request(Purpose.CHECK_USER, {"type": "check_user", "user": name}, out,
+                      blocks_input=True)
 
     def _password_line(self, password, out):
         if not password:
-            out.append(Print(ASK_PASSWORD))
+            out.append(Prompt(Stage.PASSWORD))
             return
         frame = {"type": "login", "user": self.user, "password": password}
         if self.settings.stay:
             frame["stay"] = True    # deliveries come on our staying connection, not the port
         if self.settings.listen_port is not None:
             frame["port"] = self.settings.listen_port
-        self._request("login", frame, out, blocks_input=True)
+        self._request(Purpose.LOGIN, frame, out, blocks_input=True)
 
     def _command_line(self, text, now, out):
         command = parse_command(text)
         if command is None:
             return
         if isinstance(command, Usage):
-            out.append(Print(command.text))
+            out.append(Show("system", command.text))
             return
         if command.name == "help":
-            out.extend(Print(line) for line in help_lines())
+            out.extend(Show("system", line) for line in help_lines())
             return
         if command.name == "private":
             self._private(command, now, out)
@@ -430,96 +294,89 @@ class ChatClient:
         elif command.user is not None:
             frame["user"] = command.user
         if command.name == "logout":
-            out.append(Cancel(HEARTBEAT_KEY))
+            out.append(Cancel(HeartbeatDue()))
         self.last_request_at = now
-        self._request("command", frame, out, blocks_input=True, command=command)
+        self._request(Purpose.COMMAND, frame, out, blocks_input=True, command=command)
 
     # -- the outbox: messages are acknowledged by the server, or retried -------------------------
 
     def _post(self, command, now, out, blocks_input, ref=None):
         """Queue a message or broadcast; send it now unless older ones still wait."""
-        self._mids += 1
-        self.outbox.append(_Outgoing(f"{self.settings.client_id}-{self._mids}", self.user, command,
-                                     ref))
-        if len(self.outbox) == 1:
+        if self.outbox.add(self.user, command, ref):
             self._send_head(now, out, blocks_input)
         else:
-            out.append(Print(f"The server has not taken your earlier messages yet; this one "
-                             f"waits behind them ({len(self.outbox)} waiting)."))
+            out.append(Show("system", f"The server has not taken your earlier messages yet; "
+                                      f"this one waits behind them ({len(self.outbox)} waiting)."))
 
     def _send_head(self, now, out, blocks_input):
         """Send the oldest waiting message alone, so the server takes them in order."""
-        if not self.outbox or self.outbox_sending is not None:
+        head = self.outbox.head()
+        if head is None:
             return
-        head = self.outbox[0]
-        frame = {"type": head.command.name, "token": self.token, "mid": head.mid,
-                 "text": head.command.text}
-        if head.command.name == "message":
-            frame["to"] = head.command.user
-        if head.ref is not None:
-            frame["ref"] = head.ref
         self.last_request_at = now
-        self.outbox_sending = self._request("outbox", frame, out, blocks_input, head.command)
+        self.outbox.sending = self._request(Purpose.OUTBOX, head.frame(self.token), out,
+                                            blocks_input, head.command)
+
+    def _outbox_retry(self, key, now, out):
+        if self.stage is Stage.LOGGED_IN and not self.exiting:
+            self._send_head(now, out, blocks_input=False)
 
     def _reply_outbox(self, pending, frame, now, out):
-        self.outbox_sending = None
         if error_code(frame) == "slow_down":
             # kept, not refused: the server takes it once we wait as long as it says
-            wait_s = frame.get("seconds")
-            if isinstance(wait_s, bool) or not isinstance(wait_s, (int, float)) or wait_s <= 0:
-                wait_s = RETRY_FIRST_S
-            wait_s = min(wait_s, RETRY_MAX_S)
-            out.extend([Print(f"The server asks us to slow down; your message is kept and sent "
-                              f"in {wait_s:g} s."), Arm(RETRY_KEY, now + wait_s)])
+            wait_s = self.outbox.slowed(frame.get("seconds"))
+            out.extend([Show("system", f"The server asks us to slow down; your message is kept "
+                                       f"and sent in {wait_s:g} s."),
+                        Arm(OutboxRetry(), now + wait_s)])
             return
         if error_code(frame) == "no_session":
             # kept: it goes out again once this user has logged in again
+            self.outbox.kept()
             if not self._stale(pending):
                 self._session_ended(out, frame)
             return
-        self.outbox.popleft()
-        self.retry_s = 0.0
+        self.outbox.taken()
         lines = reply_lines(pending.command, frame)
         if lines is None:
             out.append(Log(f"unexpected reply to {pending.command.name}: {frame.get('type')}"))
-        out.extend(Print(line) for line in lines or [])
-        if self.stage == LOGGED_IN:
+        out.extend(Show("system", line) for line in lines or [])
+        if self.stage is Stage.LOGGED_IN:
             self._send_head(now, out, blocks_input=False)
 
     def _fail_outbox(self, pending, now, out):
-        self.outbox_sending = None
-        if not self.retry_s:        # an outage begins: say which messages wait
-            out.extend(Print("Waiting to be sent: " + described(entry.command))
+        outage_begins = not self.outbox.retry_s
+        retry_s = self.outbox.failed()
+        if outage_begins:           # say which messages wait
+            out.extend(Show("system", "Waiting to be sent: " + described(entry.command))
                        for entry in self.outbox)
-        self.retry_s = min(2 * self.retry_s or RETRY_FIRST_S, RETRY_MAX_S)
-        waiting = len(self.outbox)
-        out.append(Print(f"Your message is kept and will be sent when the server answers "
-                         f"({waiting} waiting; next try in {self.retry_s:g} s)."))
-        out.append(Arm(RETRY_KEY, now + self.retry_s))
+        out.append(Show("system", f"Your message is kept and will be sent when the server "
+                                  f"answers ({len(self.outbox)} waiting; next try in "
+                                  f"{retry_s:g} s)."))
+        out.append(Arm(OutboxRetry(), now + retry_s))
 
     def _outbox_after_login(self, now, out):
         """Messages typed before the session ended go out now, if this is the same user."""
-        if not self.outbox:
+        waiting = list(self.outbox)
+        if not waiting:
             return
-        if self.outbox[0].user != self.user:
+        if waiting[0].user != self.user:
             self._report_unsent(out, "you logged in as someone else")
             return
-        self.retry_s = 0.0
+        self.outbox.fresh_start()
         self._send_head(now, out, blocks_input=False)
 
     def _report_unsent(self, out, why):
-        out.extend(Print(f"Not sent ({why}): " + described(entry.command))
-                   for entry in self.outbox)
-        self.outbox.clear()
+        out.extend(Show("system", f"Not sent ({why}): " + described(entry.command))
+                   for entry in self.outbox.drop_all())
 
     # -- requests and replies -------------------------------------------------------------------
 
-    def _request(self, kind, frame, out, blocks_input, command=None):
+    def _request(self, purpose, frame, out, blocks_input, command=None):
         self._ids += 1
-        self.pending[self._ids] = _Pending(kind, blocks_input, self.token, command)
+        self.pending[self._ids] = _Pending(purpose, blocks_input, self.token, command)
         if blocks_input:
             self.waiting_for = self._ids
-        out.append(Request(self._ids, frame))
+        out.append(SendRequest(self._ids, frame))
         return self._ids
 
     def _finish(self, request_id, out):
@@ -536,49 +393,53 @@ class ChatClient:
         """A reply for a session that has since ended (logout, elsewhere, expiry)."""
         return pending.token != self.token
 
+    def _login_in_flight(self):
+        return any(p.purpose is Purpose.LOGIN for p in self.pending.values())
+
     def _reply_check_user(self, pending, frame, now, out):
         if frame.get("type") == "ok":
-            self.stage = PASSWORD
-            out.extend([Print(ASK_PASSWORD), AskSecret(True)])
+            self.stage = Stage.PASSWORD
+            out.append(Prompt(Stage.PASSWORD))
         elif error_code(frame) == "unknown_user":
-            out.extend([Print("Wrong username."), Print(ASK_USER)])
+            out.extend([Show("system", "Wrong username."), Prompt(Stage.USERNAME)])
         else:
-            out.extend([Print(error_text(frame)), Print(ASK_USER)])
+            out.extend([Show("system", error_text(frame)), Prompt(Stage.USERNAME)])
 
     def _reply_login(self, pending, frame, now, out):
         if frame.get("type") == "welcome":
             self._logged_in(frame, now, out)
             return
-        self._refuse_held(out)
+        out.extend(self.doorkeeper.refuse_held())
         code = error_code(frame)
         if code == "wrong_password":
-            out.extend([Print("Wrong password. Please try again."), Print(ASK_PASSWORD)])
+            out.extend([Show("system", "Wrong password. Please try again."),
+                        Prompt(Stage.PASSWORD)])
             return
         if code == "too_many_attempts":
             attempts = frame.get("attempts")
             if isinstance(attempts, bool) or not isinstance(attempts, int):
                 attempts = DEFAULT_ATTEMPTS
             seconds = seconds_text(frame.get("seconds"))
-            out.append(Print(f"You have entered wrong password {times_text(attempts)} times. "
-                             f"You will be blocked for {seconds} seconds."))
+            out.append(Show("system", f"You have entered wrong password {times_text(attempts)} "
+                                      f"times. You will be blocked for {seconds} seconds."))
         elif code == "locked":
-            out.append(Print("You are still blocked, please try again later"))
+            out.append(Show("system", "You are still blocked, please try again later"))
         elif code == "unknown_user":
-            out.append(Print("Wrong username."))
+            out.append(Show("system", "Wrong username."))
         else:
-            out.extend([Print(error_text(frame)), Print(ASK_PASSWORD)])
+            out.extend([Show("system", error_text(frame)), Prompt(Stage.PASSWORD)])
             return
         self._back_to_username(out)
 
     def _logged_in(self, frame, now, out):
-        self.stage = LOGGED_IN
+        self.stage = Stage.LOGGED_IN
         self.token = frame.get("token")
         self.proof = frame.get("proof")
         self.last_request_at = now
-        self.outage = False
-        out.extend([AskSecret(False), Print("You have successfully logged in."),
-                    Arm(HEARTBEAT_KEY, now + self.settings.heartbeat_s)])
-        self._release_held(now, out)
+        self.outage = None
+        out.extend([Show("system", "You have successfully logged in."),
+                    Arm(HeartbeatDue(), now + self.settings.heartbeat_s)])
+        self._admitted(self.doorkeeper.release(self.user, self.proof), out)
         self._outbox_after_login(now, out)
 
     def _reply_command(self, pending, frame, now, out):
@@ -599,9 +460,8 @@ class ChatClient:
             self._peer_reply(command, frame, out)
         if command.name == "online" and frame.get("type") == "online":
             out.append(ShowOnline(tuple(u for u in frame.get("users") or [] if isinstance(u, str))))
-            out.extend(Print(line, "online") for line in lines)
             return
-        out.extend(Print(line) for line in lines)
+        out.extend(Show("system", line) for line in lines)
 
     def _reply_heartbeat(self, pending, frame, now, out):
         if not self._stale(pending) and error_code(frame) == "no_session":
@@ -623,11 +483,11 @@ class ChatClient:
             out.append(Log(f"resume refused: {error_text(frame)}"))
 
     def _fail_check_user(self, pending, now, out):
-        out.append(Print(ASK_USER))
+        out.append(Prompt(Stage.USERNAME))
 
     def _fail_login(self, pending, now, out):
-        out.append(Print(ASK_PASSWORD))
-        self._refuse_held(out)
+        out.append(Prompt(Stage.PASSWORD))
+        out.extend(self.doorkeeper.refuse_held())
 
     def _fail_command(self, pending, now, out):
         if pending.command.name == "logout" and not self._stale(pending):
@@ -638,12 +498,12 @@ class ChatClient:
         self._exit(out)
 
     def _fail_quietly(self, pending, now, out):
-        """A heartbeat that failed: the next one tries again."""
+        """A heartbeat or resume that failed: the next heartbeat tries again."""
 
     # -- sessions -------------------------------------------------------------------------------
 
-    def _heartbeat_due(self, now, out):
-        if self.stage != LOGGED_IN or self.exiting:
+    def _heartbeat_due(self, key, now, out):
+        if self.stage is not Stage.LOGGED_IN or self.exiting:
             return
         # any request with our token is a sign of life, so a heartbeat is due only after silence
         due_at = self.last_request_at + self.settings.heartbeat_s
@@ -652,44 +512,53 @@ class ChatClient:
             due_at = now + self.settings.heartbeat_s
         elif now >= due_at:
             self.last_request_at = now
-            self._request("heartbeat", {"type": "heartbeat", "token": self.token}, out,
+            self._request(Purpose.HEARTBEAT, {"type": "heartbeat", "token": self.token}, out,
                           blocks_input=False)
             due_at = now + self.settings.heartbeat_s
-        out.append(Arm(HEARTBEAT_KEY, due_at))
+        out.append(Arm(HeartbeatDue(), due_at))
+
+    def _resume(self, now, out):
+        self.last_request_at = now
+        self._request(Purpose.RESUME, {"type": "resume", "token": self.token}, out,
+                      blocks_input=False)
 
     def _logged_out(self, out):
-        out.append(Print("You have logged out."))
+        out.append(Show("system", "You have logged out."))
         self._back_to_username(out)
 
     def _session_ended(self, out, frame=None):
         if frame is not None and frame.get("restarted") is True:
-            out.append(Print("The server has restarted, which ended your session. "
-                             "Please log in again."))
+            out.append(Show("system", "The server has restarted, which ended your session. "
+                                      "Please log in again."))
         else:
-            out.append(Print("Your session has ended. Please log in again."))
+            out.append(Show("system", "Your session has ended. Please log in again."))
         self._back_to_username(out)
 
     def _back_to_username(self, out):
         """Forget the session and ask for a username."""
-        if self.stage == LOGGED_IN:
-            out.append(Cancel(HEARTBEAT_KEY))
-        elif self.stage == PASSWORD:
-            out.append(AskSecret(False))
-        self.stage = USERNAME
+        if self.stage is Stage.LOGGED_IN:
+            out.append(Cancel(HeartbeatDue()))
+        self.stage = Stage.USERNAME
         self.token = None
         self.proof = None
         self.detached = False
         # consent ends with the session, on both sides
         self._peer_items(self.peers.forget_all(), out)
-        self._close_peers(lambda name: True, out)
-        out.append(Print(ASK_USER))
+        out.extend(self.doorkeeper.close_peers(lambda name: True))
+        out.append(Prompt(Stage.USERNAME))
 
     def _start_exit(self, now, out):
         """Log out, then exit on the reply, a failure, or after exit_wait_s."""
         self.exiting = True
-        out.append(Cancel(HEARTBEAT_KEY))
-        self._request("exit", {"type": "logout", "token": self.token}, out, blocks_input=False)
-        out.append(Arm(EXIT_KEY, now + self.settings.exit_wait_s))
+        out.append(Cancel(HeartbeatDue()))
+        self._request(Purpose.EXIT, {"type": "logout", "token": self.token}, out,
+                      blocks_input=False)
+        out.append(Arm(ExitDue(), now + self.settings.exit_wait_s))
+
+    def _exit_due(self, key, now, out):
+        if self.exiting:
+            out.append(Log("no reply to logout; exiting anyway"))
+            self._exit(out)
 
     def _exit(self, out):
         self._report_unsent(out, "the server never acknowledged it")
@@ -698,54 +567,23 @@ class ChatClient:
 
     # -- deliveries -----------------------------------------------------------------------------
 
-    def _check_hello(self, conn, delivery, frame, now, out):
-        if frame.get("type") in ("peer_hello", "private"):
-            self._peer_hello(conn, delivery, frame, out)
-        elif frame.get("type") == "hello" and self.proof is None and self._login_in_flight():
-            # the server may deliver stored messages before our welcome reply is handled
-            delivery.state = "held"
-            delivery.held.append(frame)
-        elif frame.get("type") == "hello" and self._proof_ok(frame.get("proof")):
-            delivery.state = "trusted"
-        elif frame.get("type") == "error":     # our reactor's name for a frame it could not read
-            self._refuse(conn, delivery, f"a bad frame ({frame.get('code')}) before hello", out)
-        else:
-            self._refuse(conn, delivery, "no hello with the right proof", out)
+    def _admitted(self, items, out):
+        """What the doorkeeper let in, and what it says to do."""
+        for item in items:
+            if type(item) is Delivered:
+                self._delivered(item.conn, item.frame, out)
+            elif type(item) is PrivateIn:
+                self._private_in(item, out)
+            else:
+                out.append(item)
 
-    def _proof_ok(self, proof):
-        if not isinstance(proof, str) or not isinstance(self.proof, str):
-            return False
-        return hmac.compare_digest(proof.encode(), self.proof.encode())
-
-    def _login_in_flight(self):
-        return any(p.kind == "login" for p in self.pending.values())
-
-    def _refuse(self, conn, delivery, why, out):
-        delivery.state = "refused"
-        delivery.held.clear()
-        out.extend([Log(f"refused delivery connection {conn}: {why}"), CloseConn(conn)])
-
-    def _release_held(self, now, out):
-        """The welcome gave us the proof: judge the connections that waited for it."""
-        for conn, delivery in list(self.deliveries.items()):
-            if delivery.state != "held":
-                continue
-            frames, delivery.held, delivery.state = delivery.held, [], "new"
-            for frame in frames:
-                self._on_Incoming(Incoming(conn, frame), now, out)
-
-    def _refuse_held(self, out):
-        for conn, delivery in self.deliveries.items():
-            if delivery.state == "held":
-                self._refuse(conn, delivery, "the login it waited for failed", out)
-
-    def _delivered(self, conn, frame, now, out):
+    def _delivered(self, conn, frame, out):
         kind = frame.get("type")
         if kind == "bye":
             out.append(CloseConn(conn))
         elif kind == "logged_out":
-            if self.stage == LOGGED_IN:
-                out.append(Print(render(frame)))
+            if self.stage is Stage.LOGGED_IN:
+                out.append(shown(frame))
                 self._back_to_username(out)
         elif kind in ("message", "broadcast") and is_seq(frame.get("seq")):
             self._numbered(conn, frame, out)
@@ -780,89 +618,51 @@ class ChatClient:
 
     @staticmethod
     def _show(frame, out):
-        """A message, broadcast or presence notice -> its line, or a log line if malformed."""
-        text = render(frame)
-        out.append(Print(text, *delivery_look(frame)) if text is not None
-                   else Log(f"malformed {frame['type']} delivery ignored"))
+        """A message, broadcast or presence notice -> what the screen shows, or a log line if
+        it is malformed."""
+        show = shown(frame)
+        out.append(show if show is not None else Log(f"malformed {frame['type']} delivery ignored"))
 
     # -- peer to peer (the rules live in peer.py) -----------------------------------------------
 
     def _peer_items(self, items, out):
-        """Peers' items -> our actions; link actions go to the glue as they are."""
+        """Peers' actions, and a Resend for a message that must go through the server."""
         for item in items:
-            kind = type(item)
-            if kind is peer.Notice:
-                out.append(Print(item.text))
-            elif kind is peer.Note:
-                out.append(Log(item.text))
-            elif kind is peer.Wake:
-                out.append(Arm(item.key, item.at))
-            elif kind is peer.Resend:
+            if type(item) is peer.Resend:
                 self._resend(item, out)
             else:
                 out.append(item)
+
+    def _link_idle(self, key, now, out):
+        self._peer_items(self.peers.link_idle(key.user, now), out)
 
     def _private(self, command, now, out):
         if self.settings.listen_port is None and not self.no_port_told:
             # we can still dial a peer; only the way back is missing
             self.no_port_told = True
-            out.append(Print("This client has no listening port, so it cannot take private "
-                             "messages: others can answer you with message, not private."))
+            out.append(Show("system", "This client has no listening port, so it cannot take "
+                                      "private messages: others can answer you with message, "
+                                      "not private."))
         if command.user not in self.peers.addresses:
-            out.append(Print(f"You don't have {command.user}'s address. "
-                             f"Type getaddress {command.user} first."))
+            out.append(Show("system", f"You don't have {command.user}'s address. "
+                                      f"Type getaddress {command.user} first."))
             return
         self._peer_items(self.peers.send(self.user, command.user, command.text, now), out)
 
     def _resend(self, item, out):
         """The peer was unreachable: the message goes through the server, delivered or kept."""
         if self.token is None:
-            out.append(Print(f"Your message to {item.user} was not delivered."))
+            out.append(Show("system", f"Your message to {item.user} was not delivered."))
             return
-        out.append(Print(f"Sending your message to {item.user} through the server instead."))
+        out.append(Show("system", f"Sending your message to {item.user} through the server "
+                                  f"instead."))
         self._post(Command("message", item.user, item.text), self.last_request_at, out,
                    blocks_input=False, ref=item.pid)
 
-    def _peer_reply(self, command, frame, out):
-        """What an ok to a command changes for peers."""
-        if command.name == "Y" and isinstance(frame.get("key"), str):
-            self.peers.grant(command.user, frame["key"])
-        elif command.name == "block":
-            # the blocked user's key ends here, so our listener refuses its next private
-            self._revoke_consent(command.user, out)
-
-    def _revoke_consent(self, user, out):
-        self.peers.revoke(user)
-        self._close_peers(lambda name: name == user, out)
-
-    def _close_peers(self, chosen, out):
-        """Close the accepted connections of proven peers whose name is `chosen`."""
-        for conn, delivery in self.deliveries.items():
-            if delivery.state == "peer" and chosen(delivery.peer):
-                delivery.state = "refused"
-                out.append(CloseConn(conn))
-
-    def _peer_hello(self, conn, delivery, frame, out):
-        try:
-            delivery.peer, delivery.key = self.peers.check_hello(self.user, frame, delivery.nonce)
-        except peer.PeerRefused as refusal:
-            self._refuse_peer(conn, delivery, refusal, out)
-            return
-        delivery.state = "peer"
-        out.append(SendTo(conn, {"type": "ok"}))
-
-    def _peer_frame(self, conn, delivery, frame, out):
-        if frame.get("type") == "bye":
-            out.append(CloseConn(conn))
-            return
-        try:
-            text = self.peers.check_private(delivery.peer, delivery.key, frame)
-        except peer.PeerRefused as refusal:
-            self._refuse_peer(conn, delivery, refusal, out)
-            return
-        if self._first_private_sight(delivery.peer, frame.get("pid")):
-            out.append(Print(f"{delivery.peer} (private): {text}", "private", delivery.peer))
-        out.append(SendTo(conn, {"type": "ok"}))
+    def _private_in(self, item, out):
+        if self._first_private_sight(item.sender, item.pid):
+            out.append(Show("private", item.text, item.sender))
+        out.append(SendTo(item.conn, {"type": "ok"}))
 
     def _first_private_sight(self, sender, pid):
         """False if this private message (by its sender's id) was shown already; else note it."""
@@ -875,226 +675,20 @@ class ChatClient:
             del self.private_seen[next(iter(self.private_seen))]
         return True
 
-    def _refuse_peer(self, conn, delivery, refusal, out):
-        """Told once per connection, logged, answered not_allowed and closed."""
-        delivery.state = "refused"
-        out.extend([Print(refusal.line), Log(f"refused peer connection {conn}: {refusal.why}"),
-                    SendTo(conn, protocol.error("not_allowed")), CloseConn(conn)])
+    def _peer_reply(self, command, frame, out):
+        """What an ok to a command changes for peers."""
+        if command.name == "Y" and isinstance(frame.get("key"), str):
+            self.peers.grant(command.user, frame["key"])
+        elif command.name == "block":
+            # the blocked user's key ends here, so our listener refuses its next private
+            self._revoke_consent(command.user, out)
+
+    def _revoke_consent(self, user, out):
+        self.peers.revoke(user)
+        out.extend(self.doorkeeper.close_peers(lambda name: name == user))
 
 
-# -- glue: the core on the reactor ------------------------------------------------------------
-
-_REASON_WORDS = {"eof": "the connection closed before a reply"}
-
-
-def _decoded(line):
-    """A received frame's bytes -> dict; a bad frame becomes the error frame that names it."""
-    try:
-        return protocol.decode(line)
-    except protocol.FrameError as exc:
-        return protocol.error(exc.code, detail=str(exc))
-
-
-class _Requests(Handler):
-    """Short connections to the server, one request and its bye each; the first frame back
-    is the reply."""
-
-    def __init__(self, glue):
-        self.glue = glue
-
-    def on_frame(self, conn, line):
-        self._replied(conn, _decoded(line))
-
-    def on_oversize(self, conn):
-        self._replied(conn, protocol.error("too_long"))
-
-    def _replied(self, conn, frame):
-        if "replied" not in conn.data:
-            conn.data["replied"] = True
-            self.glue.feed(Replied(conn.data["request_id"], frame))
-
-    def on_closed(self, conn, reason):
-        conn.data["timer"].cancel()
-        if "replied" not in conn.data:
-            reason = _REASON_WORDS.get(reason, reason)
-            self.glue.feed(RequestFailed(conn.data["request_id"], reason))
-
-
-class _Deliveries(Handler):
-    """Connections the server opens to our listening port to deliver frames."""
-
-    def __init__(self, glue):
-        self.glue = glue
-
-    def on_accepted(self, conn):
-        self.glue.incoming[conn.id] = conn
-        self._wake_idle(conn, FRAME_TIME_S)     # one that sends nothing is gone soon
-        self.glue.feed(Accepted(conn.id, secrets.token_hex(16)))
-
-    def on_frame(self, conn, line):
-        self._wake_idle(conn)
-        self.glue.feed(Incoming(conn.id, _decoded(line)))
-
-    def on_oversize(self, conn):
-        self.glue.feed(Incoming(conn.id, protocol.error("too_long")))
-
-    def on_closed(self, conn, reason):
-        conn.data["idle"].cancel()
-        self.glue.incoming.pop(conn.id, None)
-        self.glue.feed(IncomingClosed(conn.id))
-
-    def _wake_idle(self, conn, limit_s=DELIVERY_IDLE_S):
-        if "idle" in conn.data:
-            conn.data["idle"].cancel()
-        conn.data["idle"] = self.glue.reactor.call_later(limit_s, lambda: conn.close("idle"))
-
-
-class _Links(Handler):
-    """Our connections to peers' listening ports (peer.py has the link protocol)."""
-
-    def __init__(self, glue):
-        self.glue = glue
-
-    def on_frame(self, conn, line):
-        self.glue.feed(LinkIn(conn.data["link"], _decoded(line)))
-
-    def on_oversize(self, conn):
-        self.glue.feed(LinkIn(conn.data["link"], protocol.error("too_long")))
-
-    def on_closed(self, conn, reason):
-        if "abort" in conn.data:
-            conn.data["abort"].cancel()
-        self.glue.links.pop(conn.data["link"], None)
-        self.glue.feed(LinkClosed(conn.data["link"], reason))
-
-
-class ClientGlue:
-    """Feeds reactor events to a ChatClient and carries out its actions."""
-
-    def __init__(self, reactor, terminal, server, tls=None, server_name=None):
-        self.reactor = reactor
-        self.terminal = terminal
-        self.server = server            # (host, port)
-        self.tls = tls                  # an ssl.SSLContext when the server speaks TLS
-        self.server_name = server_name  # the name its certificate must carry
-        self.core = None                # set once the listening port is known
-        self.requests = _Requests(self)
-        self.deliveries = _Deliveries(self)
-        self.incoming = {}              # conn id -> accepted Connection
-        self.link_handler = _Links(self)
-        self.links = {}                 # link id -> our Connection to a peer
-        self.stay = None                # a stay.StayLink with --stay-connected: it carries requests
-        self.timers = {}                # Arm key -> reactor Timer
-        self.exit_code = None
-        self.input_done = False
-        self._events = deque()
-        self._feeding = False
-
-    def feed(self, event):
-        """Hand one event to the core and carry out its actions, in arrival order."""
-        # an action (a refused connect, say) may report back at once: queue, do not recurse
-        self._events.append(event)
-        if self._feeding:
-            return
-        self._feeding = True
-        try:
-            while self._events:
-                for action in self.core.handle(self._events.popleft(), self.reactor.clock.now()):
-                    getattr(self, "_do_" + type(action).__name__)(action)
-        finally:
-            self._feeding = False
-
-    def on_input(self, data):
-        """Raw stdin bytes -> typed lines, and the end of input on Ctrl-D."""
-        for line in self.terminal.feed(data):
-            self.feed(LineIn(line))
-        if self.terminal.ended:
-            self._input_ended()
-
-    def on_input_end(self, reason):
-        """Standard input closed: its last unterminated line still counts."""
-        for line in self.terminal.finish():
-            self.feed(LineIn(line))
-        self._input_ended()
-
-    def on_signal(self, signum):
-        self.feed(Interrupted())
-
-    def _input_ended(self):
-        if not self.input_done:
-            self.input_done = True
-            self.feed(InputEnded())
-
-    def _do_Print(self, action):
-        self.terminal.show(action.text)
-
-    def _do_ShowOnline(self, action):
-        """The terminal shows the list through the Print lines that follow."""
-
-    def _do_AskSecret(self, action):
-        self.terminal.set_secret(action.secret)
-
-    def _do_Log(self, action):
-        self.terminal.log(action.text)
-
-    def _do_Request(self, action):
-        if self.stay is not None:
-            self.stay.request(action.request_id, action.frame)
-            return
-        conn = self.reactor.connect(*self.server, self.requests, tls=self.tls,
-                                    server_hostname=self.server_name)
-        conn.data["request_id"] = action.request_id
-        conn.data["timer"] = self.reactor.call_later(REQUEST_TIMEOUT_S,
-                                                     lambda: conn.abort("no reply"))
-        conn.send(protocol.encode({**action.frame, "id": action.request_id}))
-        conn.send(protocol.encode({"type": "bye"}))
-
-    def _do_SendTo(self, action):
-        if action.conn in self.incoming:
-            self.incoming[action.conn].send(protocol.encode(action.frame))
-        elif self.stay is not None:
-            self.stay.send_on(action.conn, action.frame)
-
-    def _do_CloseConn(self, action):
-        if action.conn in self.incoming:
-            self.incoming[action.conn].close("done")
-
-    def _do_OpenLink(self, action):
-        conn = self.reactor.connect(action.host, action.port, self.link_handler,
-                                    timeout_s=peer.PEER_CONNECT_S)
-        conn.data["link"] = action.link
-        self.links[action.link] = conn
-
-    def _do_SendOnLink(self, action):
-        if action.link in self.links:
-            self.links[action.link].send(protocol.encode(action.frame))
-
-    def _do_EndLink(self, action):
-        conn = self.links.get(action.link)
-        if conn is None or "abort" in conn.data:
-            return
-        conn.send(protocol.encode({"type": "bye"}))
-        # the peer's listener closes first; one that does not is dropped after a while
-        conn.data["abort"] = self.reactor.call_later(REQUEST_TIMEOUT_S,
-                                                     lambda: conn.abort("no close after bye"))
-
-    def _do_Arm(self, action):
-        self._do_Cancel(action)
-        self.timers[action.key] = self.reactor.call_at(action.at, lambda: self._expired(action.key))
-
-    def _do_Cancel(self, action):
-        timer = self.timers.pop(action.key, None)
-        if timer is not None:
-            timer.cancel()
-
-    def _expired(self, key):
-        self.timers.pop(key, None)
-        self.feed(Expired(key))
-
-    def _do_Exit(self, action):
-        self.exit_code = action.code
-        self.reactor.stop()
-
+# -- building and running a client ------------------------------------------------------------
 
 def parse_args(argv):
     """Command-line words -> namespace (host resolved to an IPv4 address); exits 2 if bad."""
@@ -1122,8 +716,6 @@ def parse_args(argv):
     if args.no_listen and not args.stay_connected:
         parser.error("--no-listen needs --stay-connected: otherwise the server delivers to the "
                      "listening port")
-    if args.gui and args.stay_connected:
-        parser.error("--stay-connected is not yet available with --gui")
     args.tls_context = None
     if args.tls or args.cafile:
         try:
@@ -1138,26 +730,29 @@ def parse_args(argv):
     return args
 
 
-def run(args, stdin_fd, terminal, reactor):
-    """Run the client until it exits; returns the exit code."""
-    glue = ClientGlue(reactor, terminal, (args.address, args.port),
-                      tls=args.tls_context, server_name=args.host)
-    listener = _listen(args, reactor, glue, terminal.log)
+
+
+def run(args, screen, reactor):
+    """Build a client on `reactor` and run it on `screen` until it exits -> the exit code.
+
+    The one place a client is built, for the terminal and the window alike: its listening
+    port, its core (with a random id for its messages, fresh every run), its glue, and the
+    staying link when asked for.
+    """
+    glue = ClientGlue(reactor, screen, (args.address, args.port), tls=args.tls_context,
+                      server_name=args.host)
+    listener = _listen(args, reactor, glue, screen.log)
     port = None if listener is None else listener.port
-    glue.core = ChatClient(Settings(port, stay=args.stay_connected,
-                                    heartbeat_s=args.heartbeat, client_id=secrets.token_hex(4)))
+    glue.core = ChatClient(Settings(port, stay=args.stay_connected, heartbeat_s=args.heartbeat))
     if args.stay_connected:
-        import stay     # the one-connection transport, only when asked for
-        glue.stay = stay.StayLink(glue, (args.address, args.port), terminal.log,
-                                  tls=args.tls_context, server_name=args.host)
-    reactor.watch_input(stdin_fd, glue.on_input, glue.on_input_end)
+        glue.stay = StayLink(glue, (args.address, args.port), screen.log, tls=args.tls_context,
+                             server_name=args.host)
     reactor.on_signals(glue.on_signal)
-    glue.feed(Started())
-    if glue.stay is not None:
-        glue.stay.open()
-    reactor.run()
-    if listener is not None:
-        listener.close()
+    try:
+        screen.run(glue)
+    finally:
+        if listener is not None:
+            listener.close()
     return glue.exit_code
 
 
@@ -1167,7 +762,7 @@ def _listen(args, reactor, glue, log):
     if args.no_listen:
         return None
     try:
-        return reactor.listen("0.0.0.0", 0, glue.deliveries)   # deliveries may come from afar
+        return reactor.listen("0.0.0.0", 0, glue.listening)   # deliveries may come from afar
     except OSError as exc:
         if not args.stay_connected:
             raise
@@ -1187,17 +782,29 @@ def main(argv=None):
     """python3 client.py HOST PORT [--heartbeat S] [--gui] [--stay-connected [--no-listen]]"""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.gui:
-        import gui      # imported here so that the terminal client never loads tkinter
-        return gui.main(args)
+        return _main_window(args)
     stdin_fd = sys.stdin.fileno()
     # diagnostics are for a log file or a curious user, not for everyone's screen
     diagnostics = sys.stderr.buffer if args.verbose or not _is_terminal(sys.stderr) else None
     with Terminal(stdin_fd, sys.stdout.buffer, diagnostics) as terminal:
         reactor = Reactor(RealClock(), log=terminal.log)
-        return run(args, stdin_fd, terminal, reactor)
+        return run(args, TerminalScreen(terminal, stdin_fd), reactor)
+
+
+def _main_window(args):
+    """client.py --gui: the same client, with a window for its screen."""
+    try:
+        import gui_tk   # tkinter is loaded only when a window is wanted
+    except ImportError as exc:      # a Python built without Tk
+        print(f"client.py: cannot open a window ({exc})", file=sys.stderr)
+        return 1
+    try:
+        screen = gui_tk.TkScreen.open()
+    except gui_tk.NoWindow as exc:  # no display
+        print(f"client.py: cannot open a window ({exc})", file=sys.stderr)
+        return 1
+    return run(args, screen, Reactor(RealClock(), log=screen.log))
 
 
 if __name__ == "__main__":
-    # run as the module `client`, the one that stay.py and gui.py import, not as a second copy
-    import client
-    sys.exit(client.main())
+    sys.exit(main())

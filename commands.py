@@ -1,10 +1,13 @@
 """What the user types and what the screen shows: the client's pure line helpers.
 
-`parse_command` turns a typed line into a Command (or a one-line Usage); `render` turns a
-server delivery into a screen line; `reply_lines` turns the server's answer to a command into
-what the user reads. No state, no clock, no sockets: the client core and the GUI share them.
+`parse_command` turns a typed line into a Command (or a one-line Usage); `shown` turns a server
+delivery into what the screen shows (a client_events.Show); `reply_lines` turns the server's
+answer to a command into what the user reads; `screen_lines` words what the core shows as the
+terminal's lines. No state, no clock, no sockets: the client core and the screens share them.
 """
 from dataclasses import dataclass
+
+from client_events import AskConsent, Prompt, Show, ShowOnline, Stage, Status
 
 DEFAULT_ATTEMPTS = 3        # wrong passwords that block a name, when the server does not say
 DEFAULT_LOCKOUT_S = 30      # how long they block it, when the server does not say
@@ -97,19 +100,21 @@ def help_lines():
 
 # -- pure helpers: deliveries -----------------------------------------------------------------
 
-def render(frame):
-    """A delivered server frame -> the line to show, or None when it shows nothing."""
+def shown(frame):
+    """A delivered server frame (message, broadcast, presence, logged_out) -> the Show for the
+    screen, or None when it is malformed."""
     kind = frame.get("type")
     if kind in ("message", "broadcast"):
         sender, text = frame.get("from"), frame.get("text")
         if isinstance(sender, str) and isinstance(text, str):
-            return f"{sender}: {text}"
+            return Show("offline" if frame.get("offline") is True else kind, text, sender)
     elif kind == "presence":
         user, online = frame.get("user"), frame.get("online")
         if isinstance(user, str) and isinstance(online, bool):
-            return f"{user} has logged in." if online else f"{user} has logged out."
+            return Show("joined" if online else "left", "", user)
     elif kind == "logged_out":
-        return "You have been logged out because your account logged in elsewhere."
+        return Show("system", "You have been logged out because your account logged in "
+                              "elsewhere.")
     return None
 
 
@@ -117,7 +122,7 @@ def presence_notices(frame, me):
     """A presence delivery -> the single notices it stands for, in order; None if malformed.
 
     A batch ({"changes": [[user, online], ...]}, PROTOCOL.md) may name `me` (it began before
-    my login): those changes are skipped. A malformed change becomes a notice render() refuses.
+    my login): those changes are skipped. A malformed change becomes a notice shown() refuses.
     """
     changes = frame.get("changes")
     if changes is None:
@@ -130,13 +135,6 @@ def presence_notices(frame, me):
         if user != me:
             notices.append({"type": "presence", "user": user, "online": online})
     return notices
-
-
-def delivery_look(frame):
-    """A delivered frame that render() shows -> (kind, sender) for its Print."""
-    if frame.get("type") == "presence":
-        return ("joined" if frame.get("online") else "left"), frame.get("user")
-    return ("offline" if frame.get("offline") is True else frame.get("type")), frame.get("from")
 
 
 def seconds_text(seconds):
@@ -235,3 +233,32 @@ def reply_lines(command, frame):
     if command.name == "N":
         return [f"You refused to give {command.user} your address."]
     return None
+
+
+# -- the terminal's words for what the core shows --------------------------------------------
+
+ASK_USER = "Please enter username:"
+ASK_PASSWORD = "Please enter password:"
+_PROMPTS = {Stage.USERNAME: ASK_USER, Stage.PASSWORD: ASK_PASSWORD}
+_SENT_BY = {"message": "{sender}: {text}", "broadcast": "{sender}: {text}",
+            "offline": "{sender}: {text}", "private": "{sender} (private): {text}",
+            "joined": "{sender} has logged in.", "left": "{sender} has logged out."}
+
+
+def screen_lines(action):
+    """What the core shows (Show, AskConsent, Prompt, ShowOnline, Status) -> the terminal's
+    lines for it, as the original client worded them."""
+    kind = type(action)
+    if kind is Show:
+        form = _SENT_BY.get(action.kind)
+        return [form.format(sender=action.sender, text=action.text) if form else action.text]
+    if kind is AskConsent:
+        user = action.user
+        return [f"Do you agree to have a private talk with {user}? Y {user}/N {user}"]
+    if kind is Prompt:
+        return [_PROMPTS[action.stage]]
+    if kind is ShowOnline:
+        return list(action.users) or ["No other users are online."]
+    if kind is Status:
+        return []
+    raise TypeError(f"not something the screen shows: {action!r}")

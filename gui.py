@@ -1,32 +1,29 @@
-"""The chat client in a window: a view model the client core feeds, and the glue that runs it.
+"""The chat client in a window: the view model that the client core's actions draw.
 
-`ChatView` is a plain object with no tkinter in sight: it turns the core's actions into what a
-window shows (conversation entries, the online list, the login form, a consent question, a
-status line) and turns what the user clicks into the same typed lines the terminal client
-sends. `GuiGlue` is `ClientGlue` with the view instead of the terminal, so the chat rules stay in
-`ChatClient` alone. The Tk widgets and the loop that runs the reactor inside Tk live in
-`gui_tk.py`, which only `main` imports.
+`ChatView` is a plain object with no tkinter in sight: it renders what the core shows
+(client_events: Show, AskConsent, Prompt, ShowOnline, Status) as what a window shows (conversation
+entries, the online list, the login form, a consent question, a status line), and turns what the
+user clicks into the same typed lines the terminal client sends. `WindowScreen` is the client's
+screen made of a ChatView: client.run builds the client around it as around the terminal. The
+chat rules stay in the core; the Tk widgets and the loop that runs the reactor inside Tk live in
+`gui_tk.py`.
 
 Run: python3 client.py --gui HOST PORT   (or: make gui HOST=127.0.0.1 PORT=4119)
 """
-import re
 import sys
 import time
 from dataclasses import dataclass
 
-from client import (ASK_PASSWORD, ASK_USER, LOGGED_IN, PASSWORD, USERNAME, ChatClient,
-                    ClientGlue, Interrupted, LineIn, Settings, ShowOnline, Started)
+from client_events import AskConsent, Interrupted, LineIn, Prompt, Show, ShowOnline, Stage, Status
+from commands import ASK_PASSWORD, ASK_USER
 from terminal import visible
 
 EVERYONE = None     # the compose target that broadcasts
 
-# The question the core prints when a user asks for our address (peer.py says it). The core
-# gives it no kind of its own, so the text is the only sign; the name is one word.
-_CONSENT_QUESTION = re.compile(r"Do you agree to have a private talk with (\S+)\? Y \1/N \1")
-
-# The core's Print kinds -> how the conversation pane shows them.
+# What the core shows -> how the conversation pane shows it.
 _ENTRY_KINDS = {"message": "direct", "broadcast": "broadcast", "offline": "offline",
                 "private": "private"}
+_PROMPTS = {Stage.USERNAME: ASK_USER, Stage.PASSWORD: ASK_PASSWORD}
 
 
 @dataclass(frozen=True)
@@ -76,23 +73,15 @@ def _entry_text(entry):
     return entry.text
 
 
-def _body(text, sender):
-    """'bob: hi' or 'bob (private): hi' -> 'hi': the text without the sender put in front."""
-    head, colon, rest = text.partition(": ")
-    if colon and sender is not None and (head == sender or head.startswith(sender + " ")):
-        return rest
-    return text
-
-
 def _plural(count, word):
     return f"{count} {word}" + ("" if count == 1 else "s")
 
 
 class ChatView:
-    """What the window shows, fed by the core's actions; user intents come back as lines."""
+    """What the window shows, drawn by the core's actions; user intents come back as lines."""
 
     def __init__(self):
-        self.stage = USERNAME
+        self.stage = Stage.USERNAME
         self.user = None
         self.entries = []               # the conversation, oldest first
         self.users = []                 # the other users online, sorted
@@ -104,66 +93,67 @@ class ChatView:
         self.waiting = 0                # typed lines and messages not yet taken by the server
         self._password = None           # typed in the form, sent once the name is accepted
         self._lines = []                # lines for the core that no click typed (see take_lines)
+        self._renderers = {Show: self._show, AskConsent: self._ask_consent,
+                           Prompt: self._prompt, ShowOnline: self._show_online,
+                           Status: self._status}
 
-    # -- what the core did ------------------------------------------------------------------
+    # -- what the core shows ------------------------------------------------------------------
 
-    def apply(self, action, at, stage):
-        """One Print or ShowOnline action from the core, at wall-clock time `at`, with the
-        core's `stage` as it is now (a line said on logging out belongs to the login form)."""
-        if isinstance(action, ShowOnline):
-            self.users = sorted(set(action.users))
-            return
-        kind = action.kind
-        if kind in ("joined", "left"):
-            self._presence(action.sender, kind == "joined")
-        if kind == "online":
-            return                      # the list shows these; the pane need not
-        if kind == "outage":
-            self.outage = visible(action.text)     # it quotes the reason the network gave
-        question = _CONSENT_QUESTION.fullmatch(action.text) if kind == "system" else None
-        if question and question[1] not in self.asking:
-            self.asking.append(question[1])
-        if action.text in (ASK_USER, ASK_PASSWORD):
-            self.prompt = action.text
-        elif stage == LOGGED_IN or kind in _ENTRY_KINDS:
-            self._add(at, action, kind)
+    def render(self, action, at):
+        """One thing the core shows, at wall-clock time `at`."""
+        self._renderers[type(action)](action, at)
+
+    def _show(self, show, at):
+        if show.kind in ("joined", "left"):
+            self._presence(show.sender, show.kind == "joined")
+            words = "logged in" if show.kind == "joined" else "logged out"
+            self._say(at, f"{show.sender} has {words}.")
+        elif show.kind in _ENTRY_KINDS:
+            self.entries.append(Entry(at, show.sender, show.text, _ENTRY_KINDS[show.kind]))
         else:
-            self.form_lines.append(visible(action.text))   # server text: shown harmlessly
+            if show.kind == "outage":
+                self.outage = visible(show.text)     # it quotes the reason the network gave
+            self._say(at, show.text)
 
-    def _add(self, at, action, kind):
-        entry_kind = _ENTRY_KINDS.get(kind, "system")
-        if entry_kind == "system":
-            self.entries.append(Entry(at, None, action.text, "system"))
+    def _say(self, at, text):
+        """A notice: in the conversation while logged in, else on the login form."""
+        if self.stage is Stage.LOGGED_IN:
+            self.entries.append(Entry(at, None, text, "system"))
         else:
-            self.entries.append(Entry(at, action.sender, _body(action.text, action.sender),
-                                      entry_kind))
+            self.form_lines.append(visible(text))   # server text: shown harmlessly
+
+    def _ask_consent(self, ask, at):
+        if ask.user not in self.asking:
+            self.asking.append(ask.user)
+        self._say(at, f"{ask.user} asks to talk with you privately.")
+
+    def _prompt(self, prompt, at):
+        self.prompt = _PROMPTS[prompt.stage]
+
+    def _show_online(self, online, at):
+        self.users = sorted(set(online.users))
+
+    def _status(self, status, at):
+        was = self.stage
+        self.stage, self.user, self.waiting = status.stage, status.user, status.waiting
+        if status.outage is None:
+            self.outage = None
+        if self.stage is Stage.LOGGED_IN and was is not Stage.LOGGED_IN:
+            self.form_lines = []
+            self._lines.append("online")    # seed the list; presence notices keep it live
+        elif self.stage is not Stage.LOGGED_IN:
+            self.users, self.asking, self.target = [], [], Target()
+        if self._password is not None and not status.busy:
+            # the name was accepted (ask for the password) or refused (forget it)
+            if self.stage is Stage.PASSWORD:
+                self._lines.append(self._password)
+            self._password = None
 
     def _presence(self, user, online):
         if online and user not in self.users:
             self.users = sorted(self.users + [user])
         elif not online and user in self.users:
             self.users = [u for u in self.users if u != user]
-
-    def sync(self, core):
-        """Read the core's state after it handled an event: stage, outage, lines in flight."""
-        was = self.stage
-        self.stage, self.user = core.stage, core.user
-        if self.stage == LOGGED_IN and was != LOGGED_IN:
-            self.form_lines = []
-            self._lines.append("online")    # seed the list; presence notices keep it live
-        elif self.stage != LOGGED_IN:
-            self.users, self.asking, self.target = [], [], Target()
-        if not core.outage:
-            self.outage = None
-        # typed lines not yet handled, messages the server has not acknowledged, and a
-        # command in flight (the outbox head in flight is counted once, in the outbox)
-        in_flight = core.waiting_for is not None and core.waiting_for != core.outbox_sending
-        self.waiting = len(core.lines) + len(core.outbox) + in_flight
-        if self._password is not None and core.waiting_for is None:
-            # the name was accepted (ask for the password) or refused (forget it)
-            if self.stage == PASSWORD:
-                self._lines.append(self._password)
-            self._password = None
 
     def take_lines(self):
         """Lines the view itself wants typed (a password, the first `online`); empties the list."""
@@ -177,7 +167,7 @@ class ChatView:
         if self.waiting:
             return []
         self.form_lines = []
-        if self.stage == PASSWORD:
+        if self.stage is Stage.PASSWORD:
             return [password]
         self._password = password
         return [name]
@@ -228,7 +218,7 @@ class ChatView:
             return self.outage + (" " + waiting if self.waiting else "")
         if self.waiting:
             return "Sending: " + waiting
-        if self.stage == LOGGED_IN:
+        if self.stage is Stage.LOGGED_IN:
             return f"Logged in as {self.user}."
         return "Not logged in."
 
@@ -238,52 +228,41 @@ class ChatView:
         return "\n".join(self.form_lines)
 
 
-# -- glue: the core, the view and the reactor -------------------------------------------------
+class WindowScreen:
+    """The client's screen in a window: the core's actions draw a ChatView, and what the user
+    clicks goes to the core as typed lines. `on_change` redraws the window; `run` (gui_tk.py's)
+    runs the loop."""
 
-class GuiGlue(ClientGlue):
-    """ClientGlue with a ChatView where the terminal was; `on_change` redraws the window."""
-
-    def __init__(self, reactor, view, server, log=None, tls=None, server_name=None):
-        super().__init__(reactor, None, server, tls=tls, server_name=server_name)
-        self.view = view
-        self.log = log or _log_to_stderr
+    def __init__(self, view=None, log=None):
+        self.view = view or ChatView()
+        self.glue = None
+        self._log = log or _log_to_stderr
         self.on_change = _nothing       # the window redraws from the view
-        self.on_exit = _nothing         # the core said Exit
 
-    def feed(self, event):
-        """Run the core on one event, then let the view read it and type what it wants."""
-        nested = self._feeding
-        super().feed(event)
-        if nested:
-            return                      # the outermost feed syncs once the queue is done
-        self.view.sync(self.core)
+    def attach(self, glue):
+        """Serve `glue`'s client from now on."""
+        self.glue = glue
+
+    def render(self, action):
+        self.view.render(action, self.glue.reactor.clock.wall())
+
+    def log(self, text):
+        self._log(text)
+
+    def settled(self):
+        """The core has handled everything queued: type what the view wants, then redraw."""
         for line in self.view.take_lines():
-            self.feed(LineIn(line))
+            self.glue.feed(LineIn(line))
         self.on_change()
 
     def type_lines(self, lines):
         """Lines from the window (a click, Enter) go to the core as if typed."""
         for line in lines:
-            self.feed(LineIn(line))
+            self.glue.feed(LineIn(line))
 
     def close(self):
         """The window was closed: the same as Ctrl-C (log out, then exit)."""
-        self.feed(Interrupted())
-
-    def _do_Print(self, action):
-        self.view.apply(action, self.reactor.clock.wall(), self.core.stage)
-
-    _do_ShowOnline = _do_Print
-
-    def _do_AskSecret(self, action):
-        """The password field never echoes, so there is nothing to switch."""
-
-    def _do_Log(self, action):
-        self.log(action.text)
-
-    def _do_Exit(self, action):
-        super()._do_Exit(action)
-        self.on_exit()
+        self.glue.feed(Interrupted())
 
 
 def _nothing():
@@ -293,23 +272,3 @@ def _nothing():
 def _log_to_stderr(text):
     sys.stderr.write(text + "\n")
     sys.stderr.flush()
-
-
-def start(args, reactor, view=None):
-    """Listen for deliveries, make the core and feed it Started -> (glue, listener)."""
-    glue = GuiGlue(reactor, view or ChatView(), (args.address, args.port),
-                   tls=args.tls_context, server_name=args.host)
-    listener = reactor.listen("0.0.0.0", 0, glue.deliveries)   # deliveries may come from afar
-    glue.core = ChatClient(Settings(listener.port, heartbeat_s=args.heartbeat))
-    glue.feed(Started())
-    return glue, listener
-
-
-def main(args):
-    """client.py --gui: open the window and run until it is closed; returns the exit code."""
-    try:
-        import gui_tk   # tkinter is loaded only when a window is wanted
-    except ImportError as exc:      # a Python built without Tk
-        print(f"client.py: cannot open a window ({exc})", file=sys.stderr)
-        return 1
-    return gui_tk.run(args)

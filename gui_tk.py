@@ -10,9 +10,8 @@ import sys
 import tkinter
 from tkinter import ttk
 
-from client import LOGGED_IN, PASSWORD
-from gui import ChatView, entry_text, stamp, start
-from reactor import RealClock, Reactor
+from client_events import Stage
+from gui import WindowScreen, entry_text, stamp
 
 WINDOW_SIZE = "820x520"
 DIALOG_OFFSET = 60      # pixels from the chat window's corner to the consent dialog's
@@ -86,10 +85,10 @@ class TkLoop:
 
 
 class ChatWindow:
-    """The widgets. They read the view in refresh() and hand every click to the glue."""
+    """The widgets. They read the view in refresh() and hand every click to the screen."""
 
-    def __init__(self, root, view, glue, kick):
-        self.root, self.view, self.glue, self.kick = root, view, glue, kick
+    def __init__(self, root, screen, kick):
+        self.root, self.screen, self.view, self.kick = root, screen, screen.view, kick
         self._shown = 0                 # conversation entries already in the pane
         self._showing = None            # "login" or "chat"
         self.dialog = None              # the consent Toplevel while one is open
@@ -172,7 +171,7 @@ class ChatWindow:
     # -- clicks -------------------------------------------------------------------------------
 
     def _type(self, lines):
-        self.glue.type_lines(lines)
+        self.screen.type_lines(lines)
         self.kick()
         self.refresh()
 
@@ -182,7 +181,7 @@ class ChatWindow:
         self._type(lines)
 
     def send(self):
-        lines = self.view.compose(self.input.get(), self.glue.reactor.clock.wall())
+        lines = self.view.compose(self.input.get(), self.screen.glue.reactor.clock.wall())
         self.input.delete(0, "end")
         self._type(lines)
 
@@ -212,7 +211,7 @@ class ChatWindow:
     def close(self):
         """The window's close button: hide at once, then log out as Ctrl-C does."""
         self.root.withdraw()
-        self.glue.close()
+        self.screen.close()
         self.kick()
 
     # -- drawing ------------------------------------------------------------------------------
@@ -220,16 +219,16 @@ class ChatWindow:
     def refresh(self):
         """Make the widgets show the view."""
         view = self.view
-        self._show("chat" if view.stage == LOGGED_IN else "login")
+        self._show("chat" if view.stage is Stage.LOGGED_IN else "login")
         self.prompt.set(view.prompt)
         self.message.set(view.form_message)
-        self.name_entry.configure(state="disabled" if view.stage == PASSWORD else "normal")
+        self.name_entry.configure(state="disabled" if view.stage is Stage.PASSWORD else "normal")
         self._draw_entries()
         if list(self.user_list.get(0, "end")) != view.users:
             self._draw_users()
         self.target.set(_target_text(view.target))
         self.status.set(view.status)
-        self.root.title(f"Chat room: {view.user}" if view.stage == LOGGED_IN else "Chat room")
+        self.root.title(f"Chat room: {view.user}" if view.stage is Stage.LOGGED_IN else "Chat room")
         self._draw_dialog()
 
     def _show(self, which):
@@ -298,41 +297,38 @@ def _target_text(target):
     return f"Privately to {target.user}:" if target.private else f"To {target.user}:"
 
 
-class GuiApp:
-    """One client: a core, its view, a window and a loop, on `reactor` and Tk `root`."""
+class NoWindow(Exception):
+    """No window can be opened (no display)."""
 
-    def __init__(self, root, reactor, args):
+
+class TkScreen(WindowScreen):
+    """The client's screen as a Tk window; `run` serves the client until it exits."""
+
+    def __init__(self, root):
+        super().__init__()
         self.root = root
-        self.reactor = reactor
-        self.glue, self.listener = start(args, reactor, ChatView())
-        self.loop = TkLoop(root, reactor, self._after_pass)
-        self.window = ChatWindow(root, self.glue.view, self.glue, self.loop.kick)
-        self.glue.on_change = self.window.refresh
-        self.glue.on_exit = self.loop.kick      # exit between passes, never inside one
-        self.window.refresh()
-        self.loop.start()
+        self.window = None
+        self.loop = None
 
-    @property
-    def exit_code(self):
-        """None while running; the code the client exits with once it is done."""
-        return self.glue.exit_code
+    @classmethod
+    def open(cls):
+        """A new window on the display, or NoWindow."""
+        try:
+            return cls(tkinter.Tk())
+        except tkinter.TclError as exc:
+            raise NoWindow(str(exc)) from None
+
+    def run(self, glue):
+        """Show the window and run the client's reactor inside Tk's loop until it exits."""
+        self.attach(glue)
+        self.loop = TkLoop(self.root, glue.reactor, self._after_pass)
+        self.window = ChatWindow(self.root, self, self.loop.kick)
+        self.on_change = self.window.refresh
+        glue.start()
+        self.loop.start()
+        self.root.mainloop()
 
     def _after_pass(self):
-        if self.glue.exit_code is not None:
+        if self.glue.exit_code is not None:     # exit between passes, never inside one
             self.loop.stop()
-            self.listener.close()
             self.root.destroy()
-
-
-def run(args):
-    """Open the window and run until the client exits; returns the exit code."""
-    try:
-        root = tkinter.Tk()
-    except tkinter.TclError as exc:
-        print(f"client.py: cannot open a window ({exc})", file=sys.stderr)
-        return 1
-    reactor = Reactor(RealClock())
-    app = GuiApp(root, reactor, args)
-    reactor.on_signals(app.glue.on_signal)      # Ctrl-C in the shell: log out, then exit
-    root.mainloop()
-    return app.exit_code

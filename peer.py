@@ -3,8 +3,8 @@
 The server gives an address only by consent, with a random key known to the two users alone
 (PROTOCOL.md, "Peer to peer"). This module holds the pure parts of the client's side: the proof a
 dialing peer gives, the book of addresses and keys, the listener's checks, and the outgoing links
-with their queues. It reads no clock and touches no socket: `Peers` methods return items (link
-actions, and Notice, Note, Wake, Resend) that the client core turns into its own actions.
+with their queues. It reads no clock and touches no socket: `Peers` methods return the client core's actions
+(client_events.py), and `Resend` for a message the core must send through the server instead.
 
 One link, from the dialer A to B's listening port:
     B -> {"type":"challenge","nonce":N}          on accept, fresh for every connection
@@ -13,11 +13,14 @@ One link, from the dialer A to B's listening port:
     A -> {"type":"private","from":A,"text":T}     each answered {"type":"ok"}, in order
     A -> {"type":"bye"}                           after PEER_IDLE_S unused; B closes first
 """
+import enum
 import hashlib
 import hmac
 from collections import deque
 from dataclasses import dataclass, field
 
+from client_events import (Arm, AskConsent, EndLink, LinkIdle, Log, OpenLink, SendOnLink,
+                           Show)
 from protocol import MAX_NAME_CHARS
 
 # A link unused this long is ended with bye by the dialer. It is shorter than the listener's
@@ -45,64 +48,6 @@ def mac_ok(key, sender, receiver, nonce, mac):
     return hmac.compare_digest(mac.encode("utf-8"), expected.encode("utf-8"))
 
 
-# -- events and actions of outgoing links (the client glue carries them out) ------------------
-
-@dataclass(frozen=True)
-class LinkIn:
-    """A decoded frame arrived on our link `link` to a peer."""
-    link: int
-    frame: dict
-
-
-@dataclass(frozen=True)
-class LinkClosed:
-    """Our link `link` is gone: closed by the peer, or never connected (`reason` says why)."""
-    link: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class OpenLink:
-    """Connect to a peer's listening port; its frames come back as LinkIn(link, ...)."""
-    link: int
-    host: str
-    port: int
-
-
-@dataclass(frozen=True)
-class SendOnLink:
-    """Send `frame` on link `link` (queued while it connects)."""
-    link: int
-    frame: dict
-
-
-@dataclass(frozen=True)
-class EndLink:
-    """Say bye on link `link`; the peer closes it."""
-    link: int
-
-
-# -- what Peers asks the core to do ------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Notice:
-    """A line for the user's screen."""
-    text: str
-
-
-@dataclass(frozen=True)
-class Note:
-    """A diagnostic line for the log."""
-    text: str
-
-
-@dataclass(frozen=True)
-class Wake:
-    """Call Peers.link_idle(key[1], now) at `at`."""
-    key: tuple
-    at: float
-
-
 @dataclass(frozen=True)
 class Resend:
     """The peer could not be reached: send `text` to `user` through the server instead.
@@ -112,6 +57,10 @@ class Resend:
     user: str
     text: str
     pid: str
+
+
+def _notice(text):
+    return Show("system", text)
 
 
 class PeerRefused(Exception):
@@ -131,6 +80,13 @@ class PeerAddress:
     key: str
 
 
+class LinkState(enum.Enum):
+    CONNECTING = "connecting"       # no challenge yet
+    OPEN = "open"                   # proven: private messages go out
+    ENDING = "ending"               # bye said; the peer closes it
+    REFUSED = "refused"             # the peer's listener refused our proof
+
+
 @dataclass
 class Link:
     """One outgoing connection to a peer, and the private messages it carries."""
@@ -138,13 +94,9 @@ class Link:
     user: str
     address: PeerAddress
     used_at: float
-    state: str = "connecting"       # "connecting" (no challenge yet), "open", "ending", "refused"
+    state: LinkState = LinkState.CONNECTING
     waiting: list = field(default_factory=list)     # (pid, text) to send once challenged
     unacked: deque = field(default_factory=deque)   # None (the hello) or (pid, text), in order
-
-
-def _link_key(user):
-    return ("link", user)
 
 
 def _short_name(value):
@@ -175,35 +127,34 @@ class Peers:
         if kind == "consent_request":
             asker = _short_name(frame.get("from"))
             if asker is None:
-                return [Note("malformed consent_request ignored")]
-            return [Notice(f"Do you agree to have a private talk with {asker}? "
-                           f"Y {asker}/N {asker}")]
+                return [Log("malformed consent_request ignored")]
+            return [AskConsent(asker)]
         if user is None:
-            return [Note(f"malformed {kind} delivery ignored")]
+            return [Log(f"malformed {kind} delivery ignored")]
         if kind == "address":
             return self._learn_address(user, frame)
         if kind == "address_refused":
-            return [Notice(f"{user} refused to give you address.")]
+            return [_notice(f"{user} refused to give you address.")]
         if kind == "address_unavailable":
-            return [Notice(f"{user} agreed, but their client has no listening port, so it cannot "
+            return [_notice(f"{user} agreed, but their client has no listening port, so it cannot "
                            f"take private messages. Use message {user} <text> instead.")]
         if kind == "address_lapsed":
-            return [Notice(f"{user} did not answer your request for their address.")]
+            return [_notice(f"{user} did not answer your request for their address.")]
         # address_revoked: the user logged out or in again, so the address may be stale
         if user not in self.addresses:
-            return [Note(f"address of {user} revoked; we had none")]
+            return [Log(f"address of {user} revoked; we had none")]
         return [*self.forget_address(user),
-                Notice(f"{user}'s address is no longer valid. "
+                _notice(f"{user}'s address is no longer valid. "
                        f"Type getaddress {user} to ask again.")]
 
     def _learn_address(self, user, frame):
         host, port, key = frame.get("host"), frame.get("port"), frame.get("key")
         if not (isinstance(host, str) and isinstance(key, str) and key
                 and isinstance(port, int) and not isinstance(port, bool)):
-            return [Note("malformed address delivery ignored")]
+            return [Log("malformed address delivery ignored")]
         items = self.forget_address(user)      # a link to the old address ends
         self.addresses[user] = PeerAddress(host, port, key)
-        return [*items, Notice("got address!"), Notice(f"{user} {host} {port}")]
+        return [*items, _notice("got address!"), _notice(f"{user} {host} {port}")]
 
     def forget_address(self, user):
         """Stop dialing `user`: drop the address and end the link to it -> items."""
@@ -277,11 +228,11 @@ class Peers:
             self.links[link.id] = link
             self.by_user[user] = link
             items += [OpenLink(link.id, link.address.host, link.address.port),
-                      Wake(_link_key(user), now + PEER_IDLE_S)]
+                      Arm(LinkIdle(user), now + PEER_IDLE_S)]
         link.used_at = now
         self._pids += 1
         message = (f"{self.pid_prefix}-p{self._pids}", text)
-        if link.state == "open":
+        if link.state is LinkState.OPEN:
             items.append(self._private(me, link, message))
         else:
             link.waiting.append(message)
@@ -298,16 +249,16 @@ class Peers:
         if link is None:
             return []
         kind = frame.get("type")
-        if kind == "challenge" and link.state == "connecting" and frame.get("nonce") \
-                and isinstance(frame.get("nonce"), str):
+        if kind == "challenge" and link.state is LinkState.CONNECTING \
+                and isinstance(frame.get("nonce"), str) and frame["nonce"]:
             return self._challenged(me, link, frame["nonce"])
         if kind == "ok" and link.unacked:
             link.unacked.popleft()
             return []
         if kind == "error" and frame.get("code") == "not_allowed":
             return self._refused(link)
-        note = Note(f"unexpected {kind!r} on the link to {link.user}")
-        if link.state not in ("connecting", "open"):
+        note = Log(f"unexpected {kind!r} on the link to {link.user}")
+        if link.state not in (LinkState.CONNECTING, LinkState.OPEN):
             return [note]   # already ending: the peer closes it
         # not our peer's listener, or one that broke the protocol: what it has not
         # acknowledged goes through the server once the link is closed
@@ -316,22 +267,22 @@ class Peers:
     def _challenged(self, me, link, nonce):
         hello = {"type": "peer_hello", "from": me,
                  "mac": mac_of(link.address.key, me, link.user, nonce)}
-        link.state = "open"
+        link.state = LinkState.OPEN
         link.unacked.append(None)
         waiting, link.waiting = link.waiting, []
         return [SendOnLink(link.id, hello), *[self._private(me, link, t) for t in waiting]]
 
     def _refused(self, link):
         """The peer's listener does not accept our proof: its consent has ended."""
-        link.state = "refused"
+        link.state = LinkState.REFUSED
         link.waiting.clear()
         link.unacked.clear()
         if self.by_user.get(link.user) is link:
             del self.by_user[link.user]
         if self.addresses.get(link.user) == link.address:
             del self.addresses[link.user]
-        return [Note(f"{link.user}'s listener refused our link"),
-                Notice(f"{link.user} did not accept your private message. "
+        return [Log(f"{link.user}'s listener refused our link"),
+                _notice(f"{link.user} did not accept your private message. "
                        f"Type getaddress {link.user} to ask again.")]
 
     def link_closed(self, link_id, reason):
@@ -342,10 +293,10 @@ class Peers:
         if self.by_user.get(link.user) is link:
             del self.by_user[link.user]
         messages = link.waiting + [message for message in link.unacked if message is not None]
-        note = Note(f"link to {link.user} closed ({reason})")
+        note = Log(f"link to {link.user} closed ({reason})")
         if not messages:
             return [note]
-        return [note, Notice(CONNECT_FAILED),
+        return [note, _notice(CONNECT_FAILED),
                 *[Resend(link.user, text, pid) for pid, text in messages]]
 
     def link_idle(self, user, now):
@@ -355,11 +306,11 @@ class Peers:
             return []
         idle_until = link.used_at + PEER_IDLE_S
         if now < idle_until:
-            return [Wake(_link_key(user), idle_until)]
+            return [Arm(LinkIdle(user), idle_until)]
         return self._end(link)
 
     def _end(self, link):
         """Say bye; messages still unacknowledged are resent when the link closes."""
-        link.state = "ending"
+        link.state = LinkState.ENDING
         del self.by_user[link.user]     # only a connecting or open link is ended: it is there
         return [EndLink(link.id)]

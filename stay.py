@@ -1,7 +1,7 @@
 """The staying connection (client.py --stay-connected): one connection to the server that
 carries every request and every delivery, kept open, and made again with backoff when lost.
 
-The client core does not choose a transport. It asks for `Request(id, frame)` and hears
+The client core does not choose a transport. It asks for `SendRequest(id, frame)` and hears
 `Replied` or `RequestFailed`, as with short connections; deliveries reach it as
 `Pushed(conn, frame)`, and it acknowledges them with `SendTo(conn, ack)`. `StayLink` carries
 all of that on one connection: a request goes with its `id`, the reply repeats it, and a frame
@@ -11,9 +11,10 @@ new connection is tried after 1 s, 2 s, 4 s ... up to 30 s. The core's `LinkUp` 
 `resume` the first request on it, so the server attaches the session there and sends again
 whatever was not acknowledged (PROTOCOL.md, "Staying connected").
 """
+import limits
 import protocol
-from client import (REQUEST_TIMEOUT_S, LinkUp, Pushed, Replied, RequestFailed, _decoded,
-                    _REASON_WORDS)
+from client_events import LinkUp, Pushed, Replied, RequestFailed
+from client_glue import REQUEST_TIMEOUT_S
 from reactor import Handler
 
 RECONNECT_FIRST_S = 1.0     # a lost connection is made again after this, doubling per failure
@@ -72,7 +73,7 @@ class StayLink(Handler):
     def _write(self, request_id, frame):
         conn = self.conn
         self.in_flight[request_id] = self.glue.reactor.call_later(
-            REQUEST_TIMEOUT_S, lambda: conn.abort("no reply"))
+            REQUEST_TIMEOUT_S, conn.abort, "no reply")
         conn.send(protocol.encode({**frame, "id": request_id}))
 
     # -- what the reactor reports --------------------------------------------------------------
@@ -85,7 +86,7 @@ class StayLink(Handler):
             self._write(request_id, frame)
 
     def on_frame(self, conn, line):
-        frame = _decoded(line)
+        frame = protocol.decoded(line)
         request_id = _request_id(frame)
         if request_id is None and "id" not in frame:
             self.glue.feed(Pushed(conn.id, frame))
@@ -110,10 +111,10 @@ class StayLink(Handler):
             timer.cancel()
         self.in_flight.clear()
         self.held.clear()
-        self.backoff_s = min(2 * self.backoff_s or RECONNECT_FIRST_S, RECONNECT_MAX_S)
+        self.backoff_s = limits.next_backoff(self.backoff_s, RECONNECT_FIRST_S, RECONNECT_MAX_S)
         self.log(f"lost the connection to the server ({reason}); "
                  f"trying again in {self.backoff_s:g} s")
         self.retry = self.glue.reactor.call_later(self.backoff_s, self.open)
-        reason = _REASON_WORDS.get(reason, reason)
+        reason = protocol.reason_text(reason)
         for request_id in failed:
             self.glue.feed(RequestFailed(request_id, reason))

@@ -7,10 +7,16 @@ redrawn. On a pipe or a file, input is split into lines and output is written as
 
 Text from other users is shown with its control characters made visible, so nobody can
 move another user's cursor, clear their screen or retitle their window.
+
+`TerminalScreen` makes a Terminal the client's screen: what the core shows becomes lines
+(commands.screen_lines), and typed lines become the core's events.
 """
 import codecs
 import os
 import termios
+
+from client_events import InputEnded, LineIn, Stage, Status
+from commands import screen_lines
 
 CLEAR_LINE = b"\r\x1b[K"        # back to column 0, erase to the end of the line
 BACKSPACES = ("\x7f", "\x08")   # DEL (most terminals) and Ctrl-H
@@ -190,6 +196,55 @@ class Terminal:
 
     def _write(self, data):
         _write_to(self.out, data)
+
+
+class TerminalScreen:
+    """The client's screen on a terminal, a pipe or a file."""
+
+    def __init__(self, terminal, stdin_fd):
+        self.terminal = terminal
+        self.stdin_fd = stdin_fd
+        self._glue = None
+        self._input_done = False
+
+    def render(self, action):
+        """What the core shows -> lines above the input; a Status only hides or shows typing."""
+        if type(action) is Status:
+            self.terminal.set_secret(action.stage is Stage.PASSWORD)
+            return
+        for line in screen_lines(action):
+            self.terminal.show(line)
+
+    def log(self, text):
+        self.terminal.log(text)
+
+    def settled(self):
+        """The core has handled everything queued; a terminal has nothing to catch up on."""
+
+    def run(self, glue):
+        """Read the keyboard (or the file) into `glue` until the client exits."""
+        self._glue = glue
+        glue.reactor.watch_input(self.stdin_fd, self._on_input, self._on_input_end)
+        glue.start()
+        glue.reactor.run()
+
+    def _on_input(self, data):
+        """Raw stdin bytes -> typed lines, and the end of input on Ctrl-D."""
+        for line in self.terminal.feed(data):
+            self._glue.feed(LineIn(line))
+        if self.terminal.ended:
+            self._input_ended()
+
+    def _on_input_end(self, reason):
+        """Standard input closed: its last unterminated line still counts."""
+        for line in self.terminal.finish():
+            self._glue.feed(LineIn(line))
+        self._input_ended()
+
+    def _input_ended(self):
+        if not self._input_done:
+            self._input_done = True
+            self._glue.feed(InputEnded())
 
 
 def _decode_line(raw):

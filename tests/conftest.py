@@ -1,7 +1,49 @@
-"""Fixtures shared by the end-to-end tests: a real server, and real clients in pseudo-terminals."""
+"""Fixtures shared by the tests: socketpairs on a reactor, a reactor on real time, a real
+server and real clients in pseudo-terminals."""
+import signal
+import socket
+
 import pytest
 
+from reactor import RealClock, Reactor, VirtualClock
+from reactor_helpers import WATCHDOG_S, Recorder
 from realprocs import PtyClient, ServerProcess
+
+
+@pytest.fixture
+def logged():
+    """What a reactor made by make_pair logs."""
+    return []
+
+
+@pytest.fixture
+def make_pair(logged):
+    """make_pair(**reactor_options) -> (reactor, conn, peer socket, recorder): a reactor on a
+    virtual clock watching one end of a socketpair."""
+    made = []
+
+    def make(**options):
+        reactor = Reactor(VirtualClock(), log=logged.append, **options)
+        ours, peer = socket.socketpair()
+        made.extend((ours, peer))
+        recorder = Recorder()
+        return reactor, reactor.watch(ours, recorder, "pair"), peer, recorder
+    yield make
+    for sock in made:
+        sock.close()
+
+
+@pytest.fixture
+def loop():
+    """A reactor on real time that stops itself after WATCHDOG_S, with signal handlers put
+    back afterwards."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    reactor = Reactor(RealClock())
+    reactor.call_later(WATCHDOG_S, reactor.stop)
+    yield reactor
+    signal.set_wakeup_fd(-1)
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
 
 
 @pytest.fixture

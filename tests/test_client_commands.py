@@ -1,7 +1,9 @@
-"""The client's pure line helpers: parse_command, render, help_lines."""
+"""The client's pure line helpers: parse_command, shown, screen_lines, help_lines."""
 import pytest
 
-from commands import COMMANDS, Command, CommandSpec, Usage, help_lines, parse_command, render
+from client_events import AskConsent, Prompt, Show, ShowOnline, Stage, Status
+from commands import (COMMANDS, Command, CommandSpec, Usage, help_lines, parse_command,
+                      screen_lines, shown)
 
 
 @pytest.mark.parametrize("line, expected", [
@@ -73,17 +75,40 @@ def test_help_lists_every_command_with_its_format():
     assert len(lines) == len(COMMANDS) + 1
 
 
-@pytest.mark.parametrize("frame, text", [
-    ({"type": "message", "from": "bob", "text": "hi  there ", "offline": False}, "bob: hi  there "),
-    ({"type": "message", "from": "bob", "text": "old", "offline": True}, "bob: old"),
-    ({"type": "broadcast", "from": "carol", "text": "all"}, "carol: all"),
-    ({"type": "presence", "user": "bob", "online": True}, "bob has logged in."),
-    ({"type": "presence", "user": "bob", "online": False}, "bob has logged out."),
+@pytest.mark.parametrize("frame, show, text", [
+    ({"type": "message", "from": "bob", "text": "hi  there ", "offline": False},
+     Show("message", "hi  there ", "bob"), "bob: hi  there "),
+    ({"type": "message", "from": "bob", "text": "old", "offline": True},
+     Show("offline", "old", "bob"), "bob: old"),
+    ({"type": "broadcast", "from": "carol", "text": "all"},
+     Show("broadcast", "all", "carol"), "carol: all"),
+    ({"type": "presence", "user": "bob", "online": True}, Show("joined", "", "bob"),
+     "bob has logged in."),
+    ({"type": "presence", "user": "bob", "online": False}, Show("left", "", "bob"),
+     "bob has logged out."),
     ({"type": "logged_out", "reason": "elsewhere"},
+     Show("system", "You have been logged out because your account logged in elsewhere."),
      "You have been logged out because your account logged in elsewhere."),
 ])
-def test_render_deliveries(frame, text):
-    assert render(frame) == text
+def test_deliveries_are_shown_as_data_and_the_terminal_words_them(frame, show, text):
+    assert shown(frame) == show
+    assert screen_lines(show) == [text]
+
+
+@pytest.mark.parametrize("action, lines", [
+    (Show("private", "psst", "bob"), ["bob (private): psst"]),
+    (Show("outage", "Cannot reach the server (refused)."), ["Cannot reach the server (refused)."]),
+    (AskConsent("bob"), ["Do you agree to have a private talk with bob? Y bob/N bob"]),
+    (Prompt(Stage.USERNAME), ["Please enter username:"]),
+    (Prompt(Stage.PASSWORD), ["Please enter password:"]),
+    (ShowOnline(("bob", "carol")), ["bob", "carol"]),
+    (ShowOnline(()), ["No other users are online."]),
+    (Status(Stage.PASSWORD, "bob", 0, None, False), []),
+])
+def test_the_terminal_words_what_the_core_shows(action, lines):
+    assert screen_lines(action) == lines
+    with pytest.raises(TypeError):
+        screen_lines("not shown")
 
 
 @pytest.mark.parametrize("frame", [
@@ -95,5 +120,5 @@ def test_render_deliveries(frame, text):
     {"type": "presence", "user": "bob"},
     {"type": "presence", "user": "bob", "online": "yes"},
 ])
-def test_render_shows_nothing_for_silent_or_malformed_frames(frame):
-    assert render(frame) is None
+def test_nothing_is_shown_for_silent_or_malformed_frames(frame):
+    assert shown(frame) is None

@@ -1,73 +1,31 @@
 """The client core, driven by events with a hand-moved `now`: no sockets, no sleeps."""
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+
 import pytest
 
-from client import (
-    Arm, AskSecret, Cancel, ChatClient, CloseConn, Exit, Expired, Incoming, IncomingClosed,
-    InputEnded, Interrupted, LineIn, Log, Print, Replied, Request, RequestFailed, Settings, Started,
-)
-
-ASK_USER = "Please enter username:"
-ASK_PASSWORD = "Please enter password:"
-WELCOME = {"type": "welcome", "user": "alice", "token": "t1", "proof": "p1"}
-OK = {"type": "ok"}
-
-
-def err(code, **fields):
-    return {"type": "error", "code": code, "message": f"server says {code}", **fields}
-
-
-class Run:
-    """A client core, a clock moved by hand, and the requests still waiting for replies."""
-
-    def __init__(self, **settings):
-        self.client = ChatClient(Settings(listen_port=5000, **settings))
-        self.now = 0.0
-        self.open = {}          # request id -> frame, in the order they were sent
-
-    def do(self, event):
-        actions = self.client.handle(event, self.now)
-        for action in actions:
-            if isinstance(action, Request):
-                assert "id" not in action.frame   # the glue adds it
-                self.open[action.request_id] = action.frame
-        return actions
-
-    def type(self, text):
-        return self.do(LineIn(text))
-
-    def last(self, kind=None):
-        """The id of the newest open request (of frame type `kind`)."""
-        ids = [rid for rid, f in self.open.items() if kind is None or f["type"] == kind]
-        return ids[-1]
-
-    def reply(self, frame, kind=None):
-        rid = self.last(kind)
-        del self.open[rid]
-        return self.do(Replied(rid, frame))
-
-    def fail(self, reason="refused", kind=None):
-        rid = self.last(kind)
-        del self.open[rid]
-        return self.do(RequestFailed(rid, reason))
-
-    def login(self):
-        self.do(Started())
-        self.type("alice")
-        self.reply(OK)
-        self.type("pw")
-        return self.reply(WELCOME)
+import protocol
+from client import parse_args
+from client_events import (Arm, Cancel, CloseConn, Exit, ExitDue, Expired, HeartbeatDue,
+                           Incoming, IncomingClosed, InputEnded, Interrupted, LineIn, Log,
+                           Replied, RequestFailed,
+                           SendTo, Show, Stage, Started, Status)
+from client_helpers import (OK, WELCOME, Run, StandIn, err, glue_with, logged_in, of, printed,
+                            requests, run_with_input)
+from commands import ASK_PASSWORD, ASK_USER
+from reactor import Handler, RealClock, Reactor
+from reactor_helpers import WATCHDOG_S, pump
+from terminal import Terminal, TerminalScreen
 
 
-def printed(actions):
-    return [a.text for a in actions if isinstance(a, Print)]
-
-
-def requests(actions):
-    return [a.frame for a in actions if isinstance(a, Request)]
-
-
-def of(actions, kind):
-    return [a for a in actions if isinstance(a, kind)]
+def secret(actions):
+    """Whether a terminal hides typing after these actions (None: they do not say)."""
+    states = [a.stage is Stage.PASSWORD for a in actions if isinstance(a, Status)]
+    return states[-1] if states else None
 
 
 # -- logging in ---------------------------------------------------------------------------------
@@ -95,7 +53,7 @@ def test_known_username_asks_for_a_hidden_password():
     run.type("alice")
     actions = run.reply(OK)
     assert printed(actions) == [ASK_PASSWORD]
-    assert AskSecret(True) in actions
+    assert secret(actions) is True
 
 
 def test_unknown_username_says_so_and_asks_again():
@@ -135,8 +93,8 @@ def test_welcome_logs_in_shows_echo_again_and_arms_the_heartbeat():
     run.now = 5.0
     actions = run.login()
     assert printed(actions) == ["You have successfully logged in."]
-    assert AskSecret(False) in actions
-    assert Arm(("heartbeat",), 35.0) in actions
+    assert secret(actions) is False
+    assert Arm(HeartbeatDue(), 35.0) in actions
     assert run.client.token == "t1" and run.client.proof == "p1"
 
 
@@ -148,7 +106,7 @@ def test_wrong_password_asks_again_and_keeps_the_secret_prompt():
     run.type("11")
     actions = run.reply(err("wrong_password", attempts_left=2))
     assert printed(actions) == ["Wrong password. Please try again.", ASK_PASSWORD]
-    assert AskSecret(False) not in actions
+    assert secret(actions) in (None, True)
     assert requests(run.type("12"))[0]["password"] == "12"
 
 
@@ -166,7 +124,7 @@ def test_too_many_attempts_uses_the_frames_seconds_and_asks_for_a_username():
     assert printed(actions) == [
         "You have entered wrong password three times. You will be blocked for 30 seconds.",
         ASK_USER]
-    assert AskSecret(False) in actions
+    assert secret(actions) is False
     assert requests(run.type("bob")) == [{"type": "check_user", "user": "bob"}]
 
 
@@ -191,7 +149,7 @@ def test_locked_name_says_so_and_asks_for_a_username():
     at_password(run)
     actions = run.reply(err("locked"))
     assert printed(actions) == ["You are still blocked, please try again later", ASK_USER]
-    assert AskSecret(False) in actions
+    assert secret(actions) is False
 
 
 def test_login_unknown_user_goes_back_to_username():
@@ -214,12 +172,6 @@ def test_error_without_message_still_says_something():
 
 
 # -- commands -----------------------------------------------------------------------------------
-
-def logged_in(**settings):
-    run = Run(**settings)
-    run.login()
-    return run
-
 
 def test_message_request_carries_the_token():
     run = logged_in()
@@ -283,7 +235,7 @@ def test_logout_logs_out_and_asks_for_a_username():
     run = logged_in()
     actions = run.type("logout")
     assert requests(actions) == [{"type": "logout", "token": "t1"}]
-    assert Cancel(("heartbeat",)) in actions
+    assert Cancel(HeartbeatDue()) in actions
     assert printed(run.reply(OK)) == ["You have logged out.", ASK_USER]
     assert requests(run.type("bob")) == [{"type": "check_user", "user": "bob"}]
 
@@ -300,7 +252,7 @@ def test_no_session_on_any_reply_asks_to_log_in_again():
     run.type("online")
     actions = run.reply(err("no_session"))
     assert printed(actions) == ["Your session has ended. Please log in again.", ASK_USER]
-    assert Cancel(("heartbeat",)) in actions
+    assert Cancel(HeartbeatDue()) in actions
     assert requests(run.type("alice")) == [{"type": "check_user", "user": "alice"}]
 
 
@@ -308,8 +260,8 @@ def test_lines_wait_for_the_reply_before_them_and_run_in_order():
     run = Run()
     run.do(Started())
     assert requests(run.type("alice")) != []
-    assert run.type("pw") == []                       # queued behind check_user
-    assert run.type("message bob hi") == []
+    assert of(run.type("pw"), Status)[0].waiting == 2      # queued behind check_user
+    assert of(run.type("message bob hi"), Status)[0].waiting == 3
     assert requests(run.reply(OK))[0]["password"] == "pw"
     actions = run.reply(WELCOME)
     assert requests(actions) == [{"type": "message", "token": "t1", "mid": "c-1", "to": "bob",
@@ -350,16 +302,16 @@ def test_reply_to_an_unknown_request_is_logged():
 def test_heartbeat_every_period_while_logged_in():
     run = logged_in(heartbeat_s=30.0)
     run.now = 30.0
-    actions = run.do(Expired(("heartbeat",)))
+    actions = run.do(Expired(HeartbeatDue()))
     assert requests(actions) == [{"type": "heartbeat", "token": "t1"}]
-    assert Arm(("heartbeat",), 60.0) in actions
+    assert Arm(HeartbeatDue(), 60.0) in actions
     assert printed(run.reply(OK)) == []
 
 
 def test_heartbeat_does_not_block_typed_lines():
     run = logged_in()
     run.now = 30.0
-    run.do(Expired(("heartbeat",)))
+    run.do(Expired(HeartbeatDue()))
     assert requests(run.type("online")) == [{"type": "online", "token": "t1"}]
 
 
@@ -370,8 +322,8 @@ def test_a_recent_request_postpones_the_heartbeat():
     run.type("online")
     run.reply({"type": "online", "users": []})
     run.now = 30.0
-    actions = run.do(Expired(("heartbeat",)))
-    assert requests(actions) == [] and Arm(("heartbeat",), 50.0) in actions
+    actions = run.do(Expired(HeartbeatDue()))
+    assert requests(actions) == [] and Arm(HeartbeatDue(), 50.0) in actions
 
 
 def test_heartbeat_outage_is_reported_once_until_the_server_answers():
@@ -379,21 +331,21 @@ def test_heartbeat_outage_is_reported_once_until_the_server_answers():
     reports = []
     for beat in range(1, 4):
         run.now = 30.0 * beat
-        run.do(Expired(("heartbeat",)))
+        run.do(Expired(HeartbeatDue()))
         reports += printed(run.fail("refused"))
     assert reports == ["Cannot reach the server (refused)."]
     run.now = 120.0
-    run.do(Expired(("heartbeat",)))
+    run.do(Expired(HeartbeatDue()))
     run.reply(OK)                                    # the outage is over
     run.now = 150.0
-    run.do(Expired(("heartbeat",)))
+    run.do(Expired(HeartbeatDue()))
     assert printed(run.fail("reset")) == ["Cannot reach the server (reset)."]
 
 
 def test_heartbeat_no_session_ends_the_session():
     run = logged_in()
     run.now = 30.0
-    run.do(Expired(("heartbeat",)))
+    run.do(Expired(HeartbeatDue()))
     assert printed(run.reply(err("no_session"))) == [
         "Your session has ended. Please log in again.", ASK_USER]
 
@@ -401,7 +353,7 @@ def test_heartbeat_no_session_ends_the_session():
 def test_late_heartbeat_reply_after_logout_is_ignored():
     run = logged_in()
     run.now = 30.0
-    run.do(Expired(("heartbeat",)))
+    run.do(Expired(HeartbeatDue()))
     run.type("logout")
     run.reply(OK, kind="logout")
     assert printed(run.reply(err("no_session"), kind="heartbeat")) == []
@@ -412,7 +364,7 @@ def test_no_heartbeat_once_logged_out():
     run.type("logout")
     run.reply(OK)
     run.now = 30.0
-    assert run.do(Expired(("heartbeat",))) == []
+    assert run.do(Expired(HeartbeatDue())) == []
 
 
 # -- deliveries ---------------------------------------------------------------------------------
@@ -438,7 +390,7 @@ def test_a_presence_batch_is_shown_as_single_notices_in_order_without_our_own():
     assert printed(actions) == ["bob has logged in.", "carol has logged in.",
                                 "bob has logged out."]
     assert [a.text for a in of(actions, Log)] == ["malformed presence delivery ignored"] * 2
-    assert [(a.kind, a.sender) for a in of(actions, Print)] == [
+    assert [(a.kind, a.sender) for a in of(actions, Show)] == [
         ("joined", "bob"), ("joined", "carol"), ("left", "bob")]
     assert of(run.do(Incoming(7, {"type": "presence", "changes": "bob"})), Log) == [
         Log("malformed presence delivery ignored")]
@@ -485,7 +437,7 @@ def test_logged_out_elsewhere_asks_for_a_username():
     actions = run.do(Incoming(7, {"type": "logged_out", "reason": "elsewhere"}))
     assert printed(actions) == [
         "You have been logged out because your account logged in elsewhere.", ASK_USER]
-    assert Cancel(("heartbeat",)) in actions
+    assert Cancel(HeartbeatDue()) in actions
     assert requests(run.type("alice")) == [{"type": "check_user", "user": "alice"}]
     assert run.do(Incoming(7, {"type": "logged_out", "reason": "elsewhere"})) == []
 
@@ -557,7 +509,7 @@ def test_leaving_when_logged_in_logs_out_then_exits_on_the_reply(event):
     run.now = 10.0
     actions = run.do(event)
     assert requests(actions) == [{"type": "logout", "token": "t1"}]
-    assert Arm(("exit",), 12.0) in actions and Cancel(("heartbeat",)) in actions
+    assert Arm(ExitDue(), 12.0) in actions and Cancel(HeartbeatDue()) in actions
     assert Exit(0) not in actions
     assert run.reply(OK) == [Exit(0)]
 
@@ -572,7 +524,7 @@ def test_leaving_exits_after_the_wait_without_a_reply():
     run = logged_in()
     run.do(Interrupted())
     run.now = 2.0
-    assert Exit(0) in run.do(Expired(("exit",)))
+    assert Exit(0) in run.do(Expired(ExitDue()))
     assert run.reply(OK) == []                       # nothing after Exit
 
 
@@ -618,12 +570,12 @@ def test_heartbeat_stops_while_exiting():
     run = logged_in()
     run.do(Interrupted())
     run.now = 30.0
-    assert run.do(Expired(("heartbeat",))) == []
+    assert run.do(Expired(HeartbeatDue())) == []
 
 
 def test_a_stray_exit_timer_does_nothing():
     run = logged_in()
-    assert run.do(Expired(("exit",))) == []
+    assert run.do(Expired(ExitDue())) == []
 
 
 def test_a_reply_of_the_wrong_type_is_logged():
@@ -649,77 +601,6 @@ def test_welcome_judges_only_the_connections_that_waited_for_it():
 
 
 # -- the glue, on a real reactor with a fake server on 127.0.0.1 ---------------------------------
-
-import io                                                          # noqa: E402
-import os                                                          # noqa: E402
-import signal                                                      # noqa: E402
-
-import protocol                                                    # noqa: E402
-from client import parse_args, run as run_client                   # noqa: E402
-from reactor import Handler, RealClock, Reactor                    # noqa: E402
-from terminal import Terminal                                      # noqa: E402
-
-WATCHDOG_S = 10.0       # a broken test fails after this long instead of hanging
-
-
-class FakeServer(Handler):
-    """Answers requests like the real server would, and delivers one stored message at login."""
-
-    def __init__(self, reactor, answers):
-        self.reactor = reactor
-        self.answers = answers          # request type -> reply frame (None: hang up instead)
-        self.seen = []
-
-    def on_frame(self, conn, line):
-        frame = protocol.decode(line)
-        self.seen.append(frame)
-        if frame["type"] == "bye":
-            conn.close("done")          # the accepting side closes first
-            return
-        reply = self.answers.get(frame["type"], {"type": "ok"})
-        if reply is None:
-            conn.close("hang up")
-            return
-        conn.send(protocol.encode({**reply, "id": frame["id"]}))
-        if frame["type"] == "login":
-            self.deliver(frame["port"], [{"type": "hello", "proof": "p1"},
-                                         {"type": "message", "from": "bob", "text": "stored \x1b!",
-                                          "offline": True},
-                                         {"type": "bye"}])
-
-    def deliver(self, port, frames):
-        conn = self.reactor.connect("127.0.0.1", port, Handler())
-        for frame in frames:
-            conn.send(protocol.encode(frame))
-
-
-@pytest.fixture
-def loop():
-    """A reactor on real time, with signal handlers put back afterwards."""
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    reactor = Reactor(RealClock())
-    reactor.call_later(WATCHDOG_S, reactor.stop)
-    yield reactor
-    signal.set_wakeup_fd(-1)
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
-
-
-def run_with_input(loop, answers, script, server_port=None):
-    server = FakeServer(loop, answers)
-    listener = loop.listen("127.0.0.1", 0, server)
-    port = server_port or listener.port
-    read_fd, write_fd = os.pipe()
-    os.write(write_fd, script.encode())
-    os.close(write_fd)
-    out, err = io.BytesIO(), io.BytesIO()
-    terminal = Terminal(read_fd, out, err, interactive=False)
-    try:
-        code = run_client(parse_args(["127.0.0.1", str(port)]), read_fd, terminal, loop)
-    finally:
-        os.close(read_fd)
-        listener.close()
-    return code, out.getvalue().decode(), err.getvalue().decode(), server
 
 
 def test_glue_runs_a_piped_session_against_a_server(loop):
@@ -774,48 +655,6 @@ def test_glue_answers_a_reply_too_long_with_its_error(loop):
 
 # -- the glue's plumbing, with a stand-in core and a virtual clock -------------------------------
 
-import socket                                                      # noqa: E402
-import subprocess                                                  # noqa: E402
-import sys                                                         # noqa: E402
-import time                                                        # noqa: E402
-
-from client import ClientGlue, SendTo                              # noqa: E402
-from reactor import VirtualClock                                   # noqa: E402
-
-
-class StandIn:
-    """A core that records (event, now) and answers with `script(event)`."""
-
-    def __init__(self, script=lambda event: []):
-        self.seen = []
-        self.script = script
-
-    def handle(self, event, now):
-        self.seen.append((event, now))
-        return self.script(event)
-
-    def events(self, kind):
-        return [e for e, _ in self.seen if isinstance(e, kind)]
-
-
-def glue_with(core):
-    clock = VirtualClock()
-    reactor = Reactor(clock)
-    out = io.BytesIO()
-    glue = ClientGlue(reactor, Terminal(0, out, io.BytesIO(), interactive=False),
-                      ("127.0.0.1", 9))
-    glue.core = core
-    return glue, clock, out
-
-
-def pump(reactor, done):
-    """Run passes until done() (bounded, so a broken test fails instead of hanging)."""
-    give_up_at = time.monotonic() + WATCHDOG_S
-    while not done():
-        assert time.monotonic() < give_up_at, "timed out"
-        reactor.run_once(timeout_s=0.05)
-
-
 def test_glue_timers_deliver_expired_and_same_key_replaces():
     def script(event):
         if isinstance(event, Started):
@@ -829,31 +668,42 @@ def test_glue_timers_deliver_expired_and_same_key_replaces():
     assert [(e, now) for e, now in core.seen if isinstance(e, Expired)] == [(Expired(("a",)), 7.0)]
 
 
-def test_glue_prints_logs_asks_secret_and_exits():
-    core = StandIn(lambda e: [Print("hi \x1b"), AskSecret(True), Log("diag"), Exit(3)]
-                   if isinstance(e, Started) else [])
+def test_glue_shows_logs_hides_typing_and_exits():
+    core = StandIn(lambda e: [Show("system", "hi \x1b"), Status(Stage.PASSWORD, "a", 0, None,
+                                                                  False),
+                              Log("diag"), Exit(3)] if isinstance(e, Started) else [])
     glue, _, out = glue_with(core)
     glue.feed(Started())
     assert out.getvalue() == b"hi \\x1b\n"
-    assert glue.terminal.secret and glue.terminal.err.getvalue() == b"diag\n"
+    terminal = glue.screen.terminal
+    assert terminal.secret and terminal.err.getvalue() == b"diag\n"
     assert glue.exit_code == 3
 
 
-def test_glue_maps_signals_and_the_end_of_input():
+def test_an_unknown_action_is_a_programming_error():
+    glue, _, _ = glue_with(StandIn(lambda e: ["not an action"]))
+    with pytest.raises(KeyError):
+        glue.feed(Started())
+
+
+def test_the_terminal_screen_maps_signals_and_the_end_of_input():
     core = StandIn()
     glue, _, _ = glue_with(core)
+    screen = glue.screen
+    screen._glue = glue
     glue.on_signal(signal.SIGTERM)
-    glue.on_input(b"one\ntw")
-    glue.on_input_end("eof")
-    glue.on_input_end("eof")                      # InputEnded only once
+    screen._on_input(b"one\ntw")
+    screen._on_input_end("eof")
+    screen._on_input_end("eof")                      # InputEnded only once
     assert [e for e, _ in core.seen] == [Interrupted(), LineIn("one"), LineIn("tw"), InputEnded()]
 
 
-def test_glue_ctrl_d_on_a_terminal_ends_input():
+def test_ctrl_d_on_a_terminal_ends_input():
     core = StandIn()
     glue, _, _ = glue_with(core)
-    glue.terminal = Terminal(0, io.BytesIO(), interactive=True)
-    glue.on_input(b"x\r\x04")
+    screen = TerminalScreen(Terminal(0, io.BytesIO(), interactive=True), 0)
+    screen._glue = glue
+    screen._on_input(b"x\r\x04")
     assert [e for e, _ in core.seen] == [LineIn("x"), InputEnded()]
 
 
@@ -864,7 +714,7 @@ def test_glue_deliveries_decode_answer_close_and_time_out_idle_peers():
         return []
     core = StandIn(script)
     glue, clock, _ = glue_with(core)
-    listener = glue.reactor.listen("127.0.0.1", 0, glue.deliveries)
+    listener = glue.reactor.listen("127.0.0.1", 0, glue.listening)
     talker = socket.create_connection(("127.0.0.1", listener.port))
     silent = socket.create_connection(("127.0.0.1", listener.port))
     try:
@@ -883,8 +733,8 @@ def test_glue_deliveries_decode_answer_close_and_time_out_idle_peers():
         clock.advance(60.0)                                 # the silent one is idle too long
         pump(glue.reactor, lambda: len(core.events(IncomingClosed)) == 2)
         assert glue.incoming == {}
-        glue._do_SendTo(SendTo(999, {"type": "ok"}))        # gone: nothing happens
-        glue._do_CloseConn(CloseConn(999))
+        glue._send_to(SendTo(999, {"type": "ok"}))          # gone: nothing happens
+        glue._close_conn(CloseConn(999))
     finally:
         talker.close()
         silent.close()

@@ -1,8 +1,9 @@
 """The client's outbox: messages wait, in order, until the server acknowledges them."""
-from client import Arm, Exit, Expired, Incoming, InputEnded, Interrupted, SendTo
-from test_client_core import OK, WELCOME, err, logged_in, printed, requests
+from client_events import (Arm, Exit, Expired, Incoming, InputEnded, Interrupted, OutboxRetry,
+                           SendTo)
+from client_helpers import OK, WELCOME, err, logged_in, printed, requests
 
-RETRY = ("retry",)
+RETRY = OutboxRetry()
 
 
 def test_a_message_the_server_did_not_take_is_kept_listed_and_retried_with_backoff():

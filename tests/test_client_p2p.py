@@ -2,14 +2,13 @@
 checks of a peer's proof. Events in, actions out, with a hand-moved `now`."""
 import pytest
 
-from client import (
-    Accepted, Arm, CloseConn, Command, Expired, Incoming, IncomingClosed, Log, Print, Replied,
-    Request, RequestFailed, SendTo, Usage, parse_command,
+from client_events import (
+    Accepted, Arm, CloseConn, EndLink, Expired, Incoming, IncomingClosed, LinkClosed, LinkIdle,
+    LinkIn, Log, OpenLink, Replied, RequestFailed, SendOnLink, SendRequest, SendTo, Show,
 )
-from peer import (
-    CONNECT_FAILED, PEER_IDLE_S, EndLink, LinkClosed, LinkIn, OpenLink, SendOnLink, mac_of,
-)
-from test_client_core import OK, err, logged_in, of, printed, requests
+from client_helpers import OK, err, logged_in, of, printed, requests
+from commands import Command, Usage, parse_command
+from peer import CONNECT_FAILED, PEER_IDLE_S, mac_of
 
 KEY = "k-columbia-alice"
 ADDRESS = {"type": "address", "user": "bob", "host": "10.0.0.2", "port": 6001, "key": KEY}
@@ -143,7 +142,7 @@ def test_private_opens_a_link_and_proves_who_we_are_on_the_challenge():
     run = with_address(logged_in())
     actions = run.type("private bob hello  there")
     assert of(actions, OpenLink) == [OpenLink(1, "10.0.0.2", 6001)]
-    assert Arm(("link", "bob"), PEER_IDLE_S) in actions
+    assert Arm(LinkIdle("bob"), PEER_IDLE_S) in actions
     assert printed(actions) == [] and not requests(actions)        # never via the server
     actions = run.do(LinkIn(1, {"type": "challenge", "nonce": "n1"}))
     assert sent(actions) == [
@@ -175,13 +174,13 @@ def test_an_idle_link_is_ended_with_bye_after_50s_unused():
     run.type("private bob two")
     run.do(LinkIn(1, OK))
     run.now = PEER_IDLE_S
-    assert run.do(Expired(("link", "bob"))) == [Arm(("link", "bob"), 20.0 + PEER_IDLE_S)]
+    assert run.do(Expired(LinkIdle("bob"))) == [Arm(LinkIdle("bob"), 20.0 + PEER_IDLE_S)]
     run.now = 20.0 + PEER_IDLE_S
-    assert run.do(Expired(("link", "bob"))) == [EndLink(1)]
+    assert run.do(Expired(LinkIdle("bob"))) == [EndLink(1)]
     # the peer closes after our bye: nothing to report, and the next message opens a new link
     assert printed(run.do(LinkClosed(1, "eof"))) == []
     assert of(run.type("private bob three"), OpenLink) == [OpenLink(2, "10.0.0.2", 6001)]
-    assert run.do(Expired(("link", "nobody"))) == []
+    assert run.do(Expired(LinkIdle("nobody"))) == []
 
 
 @pytest.mark.parametrize("reason", ["refused", "timed out", "reset", "unreachable"])
@@ -319,7 +318,7 @@ def test_a_proven_peer_is_answered_and_its_messages_are_shown_as_private():
     run.do(Accepted(5, "n5"))
     assert run.do(Incoming(5, hello("n5"))) == [SendTo(5, OK)]
     actions = run.do(Incoming(5, {"type": "private", "from": "bob", "text": "psst  hi"}))
-    assert actions == [Print("bob (private): psst  hi", "private", "bob"), SendTo(5, OK)]
+    assert actions == [Show("private", "psst  hi", "bob"), SendTo(5, OK)]
     assert run.do(Incoming(5, {"type": "bye"})) == [CloseConn(5)]
 
 
@@ -443,7 +442,7 @@ def test_closed_peer_connections_are_forgotten():
     run.do(Accepted(5, "n5"))
     run.do(Incoming(5, hello("n5")))
     run.do(IncomingClosed(5))
-    assert 5 not in run.client.deliveries
+    assert 5 not in run.client.doorkeeper._visitors
 
 
 def test_the_servers_hello_still_works_on_a_challenged_connection():
@@ -459,7 +458,7 @@ def test_a_reply_to_an_unknown_resend_is_only_logged():
     actions = run.do(Replied(999, OK))
     assert of(actions, Log) and printed(actions) == []
     assert of(run.do(RequestFailed(998, "refused")), Log)
-    assert not of(actions, Request)
+    assert not of(actions, SendRequest)
 
 
 def test_a_resend_answered_after_logout_is_dropped():

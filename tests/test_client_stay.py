@@ -1,10 +1,11 @@
 """The client core when it stays connected: its login, deliveries pushed on its connection,
 LinkUp and the resume, and what a client without a listening port says. No sockets."""
-from client import (Arm, Expired, Interrupted, LinkUp, Log, Pushed, Replied, RequestFailed,
-                    SendTo)
-from test_client_core import ASK_USER, OK, Run, err, printed, requests
+from client_events import (Arm, Expired, HeartbeatDue, Interrupted, LinkUp, Log, Pushed, Replied,
+                           RequestFailed, SendTo)
+from client_helpers import OK, Run, err, printed, requests
+from commands import ASK_USER
 
-HEARTBEAT = ("heartbeat",)
+HEARTBEAT = HeartbeatDue()
 
 
 def staying(port=None, **settings):

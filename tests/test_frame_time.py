@@ -10,7 +10,7 @@ from reactor import Reactor, VirtualClock
 from server import ChatServer, Settings
 from server_glue import ServerGlue
 from storage import Store
-from test_framing import Recorder, pump
+from reactor_helpers import Recorder, pump
 
 ACCOUNTS = {"alice": "pw-a", "bob": "pw-b"}
 

@@ -1,61 +1,61 @@
-"""The GUI's view model, fed by the real client core through GuiGlue: no display, no sockets.
+"""The GUI's view model, drawn by the real client core through the real ClientGlue and a
+WindowScreen: no display, no sockets for requests.
 
 Every server event goes in as the reply or delivery frame the core would get, and the tests look
 at what the window would show: panes, the online list, the login form, dialogs, the status line.
 """
 import sys
 import time
+import types
 
 import pytest
 
-from client import (ASK_PASSWORD, ASK_USER, LOGGED_IN, PASSWORD, USERNAME, ChatClient, Expired,
-                    Incoming, Print, Replied, RequestFailed, Settings, ShowOnline, Started)
-from gui import ChatView, Entry, GuiGlue, Target, entry_text, stamp, start
+import client
+from client import ChatClient, Settings
+from client_events import (AskConsent, Expired, Incoming, OutboxRetry, Prompt, Replied, RequestFailed, SendRequest, Show,
+                           ShowOnline, Stage, Status)
+from client_glue import ClientGlue
+from commands import ASK_PASSWORD, ASK_USER
+from gui import ChatView, Entry, Target, WindowScreen, entry_text, stamp
 from reactor import Reactor, VirtualClock
 
+USERNAME, PASSWORD, LOGGED_IN = Stage.USERNAME, Stage.PASSWORD, Stage.LOGGED_IN
 WELCOME = {"type": "welcome", "user": "alice", "token": "t1", "proof": "p1"}
 OK = {"type": "ok"}
 AT = VirtualClock().wall()
 
 
-class Args:
-    host, address, port, heartbeat, tls_context = "localhost", "127.0.0.1", 4119, 30.0, None
-
-
-class Recording(GuiGlue):
-    """GuiGlue whose requests are kept for the test to answer instead of leaving on a socket."""
+class Recording(ClientGlue):
+    """The real glue, but its requests are kept for the test to answer instead of leaving on a
+    socket."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.open = {}              # request id -> frame, in the order they were sent
-        self.logged = []
-        self.log = self.logged.append
-        self.changes = 0
-        self.on_change = self._changed
-        self.exits = 0
-        self.on_exit = self._exited
 
-    def _changed(self):
-        self.changes += 1
-
-    def _exited(self):
-        self.exits += 1
-
-    def _do_Request(self, action):
+    def _send_request(self, action):
         self.open[action.request_id] = action.frame
 
 
 class Screen:
-    """A core, its view and a virtual clock; the server's side is played by the test."""
+    """A core, its window screen and a virtual clock; the server's side is played by the test."""
 
     def __init__(self):
         self.clock = VirtualClock()
         reactor = Reactor(self.clock)
-        self.view = ChatView()
-        self.glue = Recording(reactor, self.view, ("127.0.0.1", 4119))
-        self.listener = reactor.listen("127.0.0.1", 0, self.glue.deliveries)
-        self.glue.core = ChatClient(Settings(self.listener.port))
-        self.glue.feed(Started())
+        self.logged = []
+        self.changes = 0
+        self.window = WindowScreen(log=self.logged.append)
+        self.window.on_change = self._changed
+        self.view = self.window.view
+        self.glue = Recording(reactor, self.window, ("127.0.0.1", 4119))
+        self.window.attach(self.glue)
+        self.listener = reactor.listen("127.0.0.1", 0, self.glue.listening)
+        self.glue.core = ChatClient(Settings(self.listener.port, client_id="c"))
+        self.glue.start()
+
+    def _changed(self):
+        self.changes += 1
 
     def close(self):
         self.listener.close()
@@ -75,7 +75,7 @@ class Screen:
         self.glue.feed(RequestFailed(rid, reason))
 
     def type(self, lines):
-        self.glue.type_lines(lines)
+        self.window.type_lines(lines)
 
     def login(self, users=()):
         self.type(self.view.login("alice", "pw"))
@@ -84,7 +84,7 @@ class Screen:
         self.reply({"type": "online", "users": list(users)}, "online")
 
     def deliver(self, *frames, conn=7):
-        if conn not in self.glue.core.deliveries:
+        if conn not in self.glue.core.doorkeeper._visitors:
             self.glue.feed(Incoming(conn, {"type": "hello", "proof": "p1"}))
         for frame in frames:
             self.glue.feed(Incoming(conn, frame))
@@ -331,7 +331,7 @@ def test_unreachable_server_and_waiting_messages_show_in_the_status_line(screen)
     assert screen.view.status == ("Cannot reach the server (timed out). "
                                   "2 messages waiting to be sent.")
     screen.clock.advance(1)
-    screen.glue.feed(Expired(("retry",)))
+    screen.glue.feed(Expired(OutboxRetry()))
     assert [f["text"] for f in screen.sent("broadcast")] == ["one"]
     screen.reply({"type": "ok", "skipped": 0}, "broadcast")
     assert [f["text"] for f in screen.sent("broadcast")] == ["two"]
@@ -358,7 +358,7 @@ def test_a_consent_request_opens_the_dialog_and_agree_types_y(screen):
     assert screen.view.consent is None and screen.view.answer(True) == []
     ask(screen, "bob")
     assert screen.view.consent == "bob"
-    assert screen.texts()[-1] == "Do you agree to have a private talk with bob? Y bob/N bob"
+    assert screen.texts()[-1] == "bob asks to talk with you privately."
     screen.type(screen.view.answer(True))
     assert screen.sent() == [{"type": "consent", "token": "t1", "user": "bob", "agree": True}]
     assert screen.view.consent is None
@@ -394,7 +394,7 @@ def test_logging_out_forgets_the_questions(screen):
 def test_private_messages_are_their_own_kind(screen):
     # the whole path from a peer is in test_gui_e2e.py: here only what the core prints
     screen.login()
-    screen.view.apply(Print("bob (private): a: b", "private", "bob"), AT, LOGGED_IN)
+    screen.view.render(Show("private", "a: b", "bob"), AT)
     assert screen.view.entries[-1] == Entry(AT, "bob", "a: b", "private")
     assert screen.texts()[-1] == "bob (private): a: b"
 
@@ -403,33 +403,44 @@ def test_private_messages_are_their_own_kind(screen):
 
 def test_closing_the_window_logs_out_then_exits(screen):
     screen.login()
-    screen.glue.close()
+    screen.window.close()
     assert screen.sent() == [{"type": "logout", "token": "t1"}]
     assert screen.glue.exit_code is None
     screen.reply(OK)
-    assert screen.glue.exit_code == 0 and screen.glue.exits == 1
+    assert screen.glue.exit_code == 0
 
 
 def test_closing_the_window_before_login_exits_at_once(screen):
-    screen.glue.close()
+    screen.window.close()
     assert screen.glue.exit_code == 0 and screen.sent() == []
 
 
 def test_every_outer_feed_redraws_once_and_logs_go_to_the_log(screen):
-    before = screen.glue.changes
+    before = screen.changes
     screen.glue.feed(Replied(999, OK))
-    assert screen.glue.changes == before + 1
-    assert screen.glue.logged == ["reply to unknown request 999 ignored"]
+    assert screen.changes == before + 1
+    assert screen.logged == ["reply to unknown request 999 ignored"]
 
 
-def test_start_makes_a_listening_core_that_asks_for_a_name():
-    reactor = Reactor(VirtualClock())
-    glue, listener = start(Args(), reactor)
-    try:
-        assert glue.core.settings.listen_port == listener.port
-        assert glue.view.prompt == ASK_USER and glue.server == ("127.0.0.1", 4119)
-    finally:
-        listener.close()
+def test_the_window_is_built_by_client_run_as_the_terminal_is(loop):
+    """One builder: a listening port, a core with a random message id, and --stay-connected."""
+    built = []
+
+    class Window(WindowScreen):
+        def run(self, glue):
+            self.attach(glue)
+            glue.start()
+            built.append(glue)
+            glue.feed(client.Interrupted())         # closed at once: exits
+    args = client.parse_args(["127.0.0.1", "4119", "--gui", "--stay-connected"])
+    assert client.run(args, Window(log=lambda text: None), loop) == 0
+    glue = built[0]
+    assert glue.core.settings.listen_port is not None and glue.stay is not None
+    assert glue.server == ("127.0.0.1", 4119) and glue.screen.view.prompt == ASK_USER
+    other = []
+    client.run(args, type("W", (Window,), {"run": lambda self, g: other.append(g) or
+                                                  Window.run(self, g)})(log=print), loop)
+    assert glue.core.settings.client_id != other[0].core.settings.client_id
 
 
 def test_a_request_that_fails_at_once_is_handled_inside_the_feed_and_drawn_once(screen):
@@ -437,47 +448,67 @@ def test_a_request_that_fails_at_once_is_handled_inside_the_feed_and_drawn_once(
 
     def refused(action):        # as a refused connect reports back from inside the glue
         screen.glue.feed(RequestFailed(action.request_id, "refused"))
-    screen.glue._do_Request = refused
-    before = screen.glue.changes
+    screen.glue._actions[SendRequest] = refused
+    before = screen.changes
     screen.type(screen.view.compose("hi", AT))
-    assert screen.glue.changes == before + 1
+    assert screen.changes == before + 1
     assert screen.view.status == "Cannot reach the server (refused). 1 message waiting to be sent."
 
 
-def test_without_tkinter_the_gui_says_why_and_exits_1(monkeypatch, capsys):
-    import gui
+def test_without_tkinter_the_client_says_why_and_exits_1(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "gui_tk", None)    # as if tkinter could not be imported
-    assert gui.main(Args()) == 1
+    assert client.main(["127.0.0.1", "4119", "--gui"]) == 1
     assert "cannot open a window" in capsys.readouterr().err
 
 
 def test_default_log_writes_to_stderr(capsys):
-    glue = GuiGlue(Reactor(VirtualClock()), ChatView(), ("127.0.0.1", 1))
-    glue.log("a diagnostic")
-    glue.on_change()
-    glue.on_exit()
+    window = WindowScreen()
+    window.log("a diagnostic")
+    window.on_change()
     assert capsys.readouterr().err == "a diagnostic\n"
 
 
 # -- pure helpers -------------------------------------------------------------------------------
 
-def test_apply_routes_prompts_to_the_form_and_other_lines_by_stage():
+def status(stage, user="alice", waiting=0, outage=None, busy=False):
+    return Status(stage, user, waiting, outage, busy)
+
+
+def test_render_routes_prompts_to_the_form_and_other_lines_by_stage():
     view = ChatView()
-    view.apply(Print(ASK_PASSWORD), AT, PASSWORD)
-    view.apply(Print("Wrong password. Please try again."), AT, PASSWORD)
-    view.apply(Print("You have successfully logged in."), AT, LOGGED_IN)
-    view.apply(ShowOnline(("b", "a", "b")), AT, LOGGED_IN)
+    view.render(status(PASSWORD), AT)
+    view.render(Prompt(PASSWORD), AT)
+    view.render(Show("system", "Wrong password. Please try again."), AT)
+    view.render(status(LOGGED_IN), AT)
+    view.render(Show("system", "You have successfully logged in."), AT)
+    view.render(ShowOnline(("b", "a", "b")), AT)
     assert view.prompt == ASK_PASSWORD
-    assert view.form_lines == ["Wrong password. Please try again."]
+    assert view.form_lines == []        # logging in cleared the form
     assert [e.text for e in view.entries] == ["You have successfully logged in."]
     assert view.users == ["a", "b"]
+    assert view.take_lines() == ["online"]
+    view.render(status(USERNAME), AT)
+    view.render(Show("system", "You have logged out."), AT)
+    assert view.form_lines == ["You have logged out."] and view.users == []
 
 
-def test_a_delivery_whose_text_does_not_start_with_its_sender_is_kept_whole():
+def test_a_message_is_its_sender_and_its_text_never_parsed_back_out():
     view = ChatView()
-    view.apply(Print("bobby: hi", "message", "bob"), AT, LOGGED_IN)
-    view.apply(Print("no colon", "message", "bob"), AT, LOGGED_IN)
-    assert [e.text for e in view.entries] == ["bobby: hi", "no colon"]
+    view.render(status(LOGGED_IN), AT)
+    view.render(Show("message", "bobby: hi", "bob"), AT)
+    view.render(Show("broadcast", "no colon", "bob"), AT)
+    assert [(e.sender, e.text, e.kind) for e in view.entries] == [
+        ("bob", "bobby: hi", "direct"), ("bob", "no colon", "broadcast")]
+
+
+def test_consent_questions_are_data_not_a_sentence_to_match():
+    view = ChatView()
+    view.render(status(LOGGED_IN), AT)
+    view.render(AskConsent("bob"), AT)
+    view.render(AskConsent("bob"), AT)
+    view.render(AskConsent("carol"), AT)
+    assert view.consent == "bob" and view.asking == ["bob", "carol"]
+    assert view.answer(True) == ["Y bob"] and view.consent == "carol"
 
 
 def test_entry_text_for_every_kind():

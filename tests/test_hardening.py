@@ -3,12 +3,12 @@ slow_down, and a well-behaved user is served all the while. No sockets, no clock
 import pytest
 
 import passwords
-from client import Arm as ClientArm, Expired, Incoming, Log as ClientLog
+from client_events import Arm as ClientArm, Expired, Incoming, Log as ClientLog, OutboxRetry
+from client_helpers import logged_in, printed, requests
 from server import ChatServer, Settings
 from server_events import (Arm, BadFrame, Expired as ServerExpired, IdleCheck, Log, Reply,
                            Request)
 from storage import Store
-from test_client_core import logged_in, printed, requests
 
 ACCOUNTS = {"alice": "pw-a", "bob": "pw-b", "carol": "pw-c"}
 GOOD_HOST, BAD_HOST = "10.0.0.1", "10.0.0.66"
@@ -216,16 +216,16 @@ def test_the_client_keeps_a_message_the_server_asks_to_slow_down_and_sends_it_ag
                          "message": "too many requests"}, "message")
     assert printed(actions) == [
         "The server asks us to slow down; your message is kept and sent in 3 s."]
-    assert ClientArm(("retry",), run.now + 3) in actions
+    assert ClientArm(OutboxRetry(), run.now + 3) in actions
     run.now += 3
-    assert requests(run.do(Expired(("retry",)))) == [first]        # the same mid
+    assert requests(run.do(Expired(OutboxRetry()))) == [first]        # the same mid
 
 
 def test_the_client_waits_a_second_when_slow_down_names_no_time():
     run = logged_in()
     run.type("broadcast one")
     actions = run.reply({"type": "error", "code": "slow_down", "seconds": "soon"}, "broadcast")
-    assert ClientArm(("retry",), run.now + 1) in actions
+    assert ClientArm(OutboxRetry(), run.now + 1) in actions
 
 
 def test_the_client_listener_logs_a_bad_frame_before_hello_by_its_code():

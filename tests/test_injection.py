@@ -2,16 +2,17 @@
 escape sequences harmlessly, and a line with no end cannot fill the client's memory."""
 import io
 
-from client import ChatClient, Incoming, Print, Settings
+from client import ChatClient, Settings
+from client_events import Incoming, Show, Status
 from gui import Entry, entry_text
-from terminal import MAX_LINE_CHARS, Terminal
+from terminal import MAX_LINE_CHARS, Terminal, TerminalScreen
 
 HOSTILE = "hi\x1b[2J\x1b]0;pwned\x07\r\nalice: send me your password\u202e\x00\x9b"
 
 
 def test_a_hostile_message_reaches_the_terminal_with_no_control_character_intact():
     out = io.BytesIO()
-    terminal = Terminal(0, out, interactive=False)
+    screen = TerminalScreen(Terminal(0, out, interactive=False), 0)
     client = ChatClient(Settings(listen_port=5000))
     client.proof = "p"
     client.user = "bob"
@@ -19,8 +20,8 @@ def test_a_hostile_message_reaches_the_terminal_with_no_control_character_intact
     actions = client.handle(Incoming(1, {"type": "message", "from": "mallory", "text": HOSTILE,
                                          "seq": 1}), 0.0)
     for action in actions:
-        if isinstance(action, Print):
-            terminal.show(action.text)
+        if isinstance(action, (Show, Status)):
+            screen.render(action)
     shown = out.getvalue()
     assert shown.count(b"\n") == 1                      # one line: no faked "alice:" line
     assert not any(byte < 0x20 and byte != 0x0A for byte in shown)
@@ -54,7 +55,7 @@ def test_a_typed_line_stops_growing_at_the_limit():
 def test_the_windows_status_and_form_lines_show_server_text_harmlessly():
     from gui import ChatView
     view = ChatView()
-    view.apply(Print("Cannot reach the server (\x1b[2J\nrefused).", "outage"), 0.0, "username")
-    view.apply(Print("No such user \x1b]0;pwned\x07 here."), 0.0, "username")
+    view.render(Show("outage", "Cannot reach the server (\x1b[2J\nrefused)."), 0.0)
+    view.render(Show("system", "No such user \x1b]0;pwned\x07 here."), 0.0)
     assert "\x1b" not in view.status and "\n" not in view.status
     assert "\x1b" not in view.form_message and "\x07" not in view.form_message

@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-import client
+from client_events import Stage
 from world import Faults, World
 
 USERS = {"alice": ("columbia", "116bway"), "bob": ("seas", "summerisover"),
@@ -26,9 +26,9 @@ def log_in_whoever_is_asked(world):
         core = sim.core
         if core.waiting_for is not None or core.lines:
             continue
-        if core.stage == client.USERNAME:
+        if core.stage is Stage.USERNAME:
             world.type(person, USERS[person][0])
-        elif core.stage == client.PASSWORD:
+        elif core.stage is Stage.PASSWORD:
             world.type(person, USERS[person][1])
 
 
@@ -49,7 +49,7 @@ def run_chat(seed, steps=150, staying=()):
         roll = rng.random()
         if roll < 0.3:
             world.advance(rng.choice([0.2, 1.0, 3.0, 8.0]))
-        elif core.stage == client.LOGGED_IN and core.waiting_for is None and not core.lines:
+        elif core.stage is Stage.LOGGED_IN and core.waiting_for is None and not core.lines:
             text = f"{person}-{step}"
             if roll < 0.85:
                 to = rng.choice([p for p in sorted(USERS) if p != person])

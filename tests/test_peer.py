@@ -2,17 +2,14 @@
 carrying links over real sockets on 127.0.0.1."""
 import hashlib
 import hmac
-import io
-import time
 
-from client import Accepted, ClientGlue, Incoming, SendTo, Started
-from peer import (
-    PEER_IDLE_S, EndLink, LinkClosed, LinkIn, Note, Notice, OpenLink, PeerAddress, Peers,
-    SendOnLink, mac_ok, mac_of,
-)
 import protocol
+from client_events import (Accepted, EndLink, Incoming, LinkClosed, LinkIn, Log, OpenLink,
+                           SendOnLink, SendTo, Show, Started)
+from client_helpers import glue_with
+from peer import PEER_IDLE_S, PeerAddress, Peers, mac_ok, mac_of
 from reactor import Handler, RealClock, Reactor
-from terminal import Terminal
+from reactor_helpers import pump
 
 KEY = "k1"
 
@@ -48,8 +45,8 @@ def test_a_refusal_on_a_link_already_replaced_keeps_the_new_link_and_address():
                      "key": "k2"})
     peers.send("alice", "bob", "again", 1.0)
     items = peers.link_frame("alice", 1, protocol.error("not_allowed"))
-    assert Notice("bob did not accept your private message. Type getaddress bob to ask again.") \
-        in items
+    assert Show("system", "bob did not accept your private message. Type getaddress bob to ask "
+                          "again.") in items
     assert peers.by_user["bob"].id == 2
     assert peers.addresses["bob"] == PeerAddress("10.0.0.3", 6002, "k2")
 
@@ -67,7 +64,7 @@ def test_a_closed_link_that_carried_nothing_undelivered_is_only_logged():
     peers.link_frame("alice", 1, {"type": "ok"})
     peers.link_frame("alice", 1, {"type": "ok"})
     items = peers.link_closed(1, "eof")
-    assert [type(item) for item in items] == [Note]
+    assert [type(item) for item in items] == [Log]
     assert "bob" not in peers.by_user
 
 
@@ -90,8 +87,6 @@ def test_forget_all_ends_every_link_and_forgets_everything():
 
 
 # -- the glue, over real sockets ----------------------------------------------------------------
-
-WATCHDOG_S = 10.0
 
 
 class PeerListener(Handler):
@@ -125,18 +120,8 @@ class Scripted:
 
 
 def make_glue(core):
-    reactor = Reactor(RealClock())
-    glue = ClientGlue(reactor, Terminal(0, io.BytesIO(), io.BytesIO(), interactive=False),
-                      ("127.0.0.1", 9))
-    glue.core = core
-    return reactor, glue
-
-
-def pump(reactor, done):
-    give_up_at = time.monotonic() + WATCHDOG_S
-    while not done():
-        assert time.monotonic() < give_up_at, "timed out"
-        reactor.run_once(timeout_s=0.05)
+    glue, _, _ = glue_with(core)
+    return glue.reactor, glue
 
 
 def test_glue_opens_a_link_sends_on_it_and_ends_it_with_bye():
@@ -160,8 +145,8 @@ def test_glue_opens_a_link_sends_on_it_and_ends_it_with_bye():
     assert [e for e in core.seen if isinstance(e, LinkClosed)] == [LinkClosed(1, "eof")]
     assert glue.links == {}
     # a closed link takes nothing more, without an error
-    glue._do_SendOnLink(SendOnLink(1, {"type": "late"}))
-    glue._do_EndLink(EndLink(1))
+    glue._send_on_link(SendOnLink(1, {"type": "late"}))
+    glue._end_link(EndLink(1))
     assert glue.links == {}
 
 
@@ -192,7 +177,7 @@ def test_glue_challenges_every_connection_to_the_listening_port_with_a_fresh_non
     core = Scripted(lambda e: [SendTo(e.conn, {"type": "challenge", "nonce": e.nonce})]
                     if isinstance(e, Accepted) else [])
     reactor, glue = make_glue(core)
-    port = reactor.listen("127.0.0.1", 0, glue.deliveries).port
+    port = reactor.listen("127.0.0.1", 0, glue.listening).port
     heard = []
 
     class Dialer(Handler):

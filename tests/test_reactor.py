@@ -12,7 +12,7 @@ import pytest
 import reactor as reactor_module
 from reactor import (ACCEPTS_PER_PASS, CLOSE_LINGER_S, EMFILE_PAUSE_S, Handler, RealClock, Reactor,
                      VirtualClock)
-from test_framing import Recorder, drain, feed, make_pair, logged, pump  # noqa: F401 (fixtures)
+from reactor_helpers import Recorder, drain, feed, pump
 
 HOST = "127.0.0.1"
 SMALL_SNDBUF_BYTES = 4096       # the kernel takes little, so most output waits in the reactor

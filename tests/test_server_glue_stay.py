@@ -18,7 +18,7 @@ from server import ChatServer
 from server_events import Deliver
 from server_glue import DELIVERY_CONNECT_S, DELIVERY_TURN_S, ServerGlue
 from storage import Store, load_credentials
-from test_client_core import pump
+from reactor_helpers import pump
 
 CREDENTIALS = pathlib.Path(__file__).resolve().parent.parent / "credential.txt"
 

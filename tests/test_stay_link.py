@@ -8,13 +8,13 @@ import types
 import pytest
 
 import protocol
-from client import (ClientGlue, LinkUp, Pushed, Replied, Request, RequestFailed, SendTo,
-                    _listen, parse_args)
+from client import _listen, parse_args, run as run_client
+from client_events import LinkUp, Pushed, Replied, RequestFailed, SendRequest, SendTo
+from client_glue import ClientGlue
 from reactor import Handler, Reactor, VirtualClock
+from reactor_helpers import pump
 from stay import RECONNECT_FIRST_S, StayLink
-from terminal import Terminal
-from client import run as run_client
-from test_client_core import loop, pump  # noqa: F401 (loop is a fixture)
+from terminal import Terminal, TerminalScreen
 
 
 class Server(Handler):
@@ -168,13 +168,13 @@ def test_a_request_without_a_reply_in_10_s_drops_a_half_open_connection(world):
 # -- the client glue and the command line -------------------------------------------------------
 
 def test_the_glue_sends_requests_and_acks_through_the_link_when_staying():
-    glue = ClientGlue(Reactor(VirtualClock()), Terminal(0, io.BytesIO(), io.BytesIO(),
-                                                        interactive=False), ("127.0.0.1", 9))
+    screen = TerminalScreen(Terminal(0, io.BytesIO(), io.BytesIO(), interactive=False), 0)
+    glue = ClientGlue(Reactor(VirtualClock()), screen, ("127.0.0.1", 9))
     seen = []
     glue.stay = types.SimpleNamespace(request=lambda *a: seen.append(("request", *a)),
                                       send_on=lambda *a: seen.append(("send_on", *a)))
-    glue._do_Request(Request(4, {"type": "online"}))
-    glue._do_SendTo(SendTo(12, {"type": "ack", "seq": 1}))
+    glue._send_request(SendRequest(4, {"type": "online"}))
+    glue._send_to(SendTo(12, {"type": "ack", "seq": 1}))
     assert seen == [("request", 4, {"type": "online"}), ("send_on", 12, {"type": "ack", "seq": 1})]
 
 
@@ -184,12 +184,12 @@ def test_staying_options():
     assert not parse_args(["127.0.0.1", "4119"]).stay_connected
 
 
-@pytest.mark.parametrize("argv", [["--no-listen"], ["--stay-connected", "--gui"]])
-def test_staying_options_that_do_not_go_together(argv, capsys):
+def test_no_listen_needs_stay_connected_and_the_window_may_stay(capsys):
     with pytest.raises(SystemExit) as exc:
-        parse_args(["127.0.0.1", "4119", *argv])
+        parse_args(["127.0.0.1", "4119", "--no-listen"])
     assert exc.value.code == 2
     assert "--" in capsys.readouterr().err
+    assert parse_args(["127.0.0.1", "4119", "--stay-connected", "--gui"]).gui
 
 
 class NoPorts:
@@ -200,12 +200,12 @@ class NoPorts:
 def test_a_staying_client_without_a_free_port_goes_on_without_one():
     lines = []
     args = types.SimpleNamespace(no_listen=False, stay_connected=True)
-    assert _listen(args, NoPorts(), types.SimpleNamespace(deliveries=None), lines.append) is None
+    assert _listen(args, NoPorts(), types.SimpleNamespace(listening=None), lines.append) is None
     assert lines == ["cannot open a listening port (Address already in use); no one can send "
                      "private messages to this client"]
     with pytest.raises(OSError):        # a short-connection client cannot do without one
         _listen(types.SimpleNamespace(no_listen=False, stay_connected=False), NoPorts(),
-                types.SimpleNamespace(deliveries=None), lines.append)
+                types.SimpleNamespace(listening=None), lines.append)
     assert _listen(types.SimpleNamespace(no_listen=True), NoPorts(), None, lines.append) is None
 
 
@@ -244,10 +244,10 @@ def test_the_client_runs_on_one_staying_connection_without_a_port(loop):
     os.write(write_fd, b"alice\npw\nonline\n")
     os.close(write_fd)
     out = io.BytesIO()
-    terminal = Terminal(read_fd, out, io.BytesIO(), interactive=False)
+    screen = TerminalScreen(Terminal(read_fd, out, io.BytesIO(), interactive=False), read_fd)
     args = parse_args(["127.0.0.1", str(listener.port), "--stay-connected", "--no-listen"])
     try:
-        assert run_client(args, read_fd, terminal, loop) == 0
+        assert run_client(args, screen, loop) == 0
     finally:
         os.close(read_fd)
         listener.close()

@@ -41,16 +41,19 @@ import random
 from collections import deque
 
 import client
+import client_events as ce
 import protocol
 import server
 import server_events
 import stay
+from commands import screen_lines
 from replay import counting_secrets
 from server_events import accepted_event
 from storage import Store, load_credentials
 
 CREDENTIALS_PATH = pathlib.Path(__file__).resolve().parent.parent / "credential.txt"
 LISTEN_PORT = 5000
+_SHOWN = (ce.Show, ce.Prompt, ce.AskConsent, ce.ShowOnline)    # what a screen shows
 INDENT = "  "
 
 
@@ -70,7 +73,9 @@ class SimClient:
     def __init__(self, name, host, settings, stays=False):
         self.name = name
         self.host = host
-        self.core = client.ChatClient(client.Settings(LISTEN_PORT, stay=stays, **settings))
+        # each client run has its own id for its messages; the name keeps transcripts the same
+        self.core = client.ChatClient(client.Settings(LISTEN_PORT, stay=stays,
+                                                      **{"client_id": name, **settings}))
         self.stays = stays
         self.conn = None            # its staying connection while open
         self.in_flight = set()      # request ids sent on it and not yet answered
@@ -127,21 +132,21 @@ class World:
     def start(self, name, host=None, stays=False):
         host = host or f"10.0.0.{len(self.clients) + 1}"
         sim = self.clients[name] = SimClient(name, host, self.client_settings, stays)
-        self._queue.append((name, client.Started()))
+        self._queue.append((name, ce.Started()))
         if stays:
             self._connect(sim)      # LinkUp follows Started, as in the glue
         self._drain()
 
     def type(self, name, *lines):
         """Lines that arrive together, before the network carries anything."""
-        self._queue.extend((name, client.LineIn(text)) for text in lines[:-1])
-        self._send(name, client.LineIn(lines[-1]))
+        self._queue.extend((name, ce.LineIn(text)) for text in lines[:-1])
+        self._send(name, ce.LineIn(lines[-1]))
 
     def interrupt(self, name):
-        self._send(name, client.Interrupted())
+        self._send(name, ce.Interrupted())
 
     def end_input(self, name):
-        self._send(name, client.InputEnded())
+        self._send(name, ce.InputEnded())
 
     def vanish(self, name):
         sim = self.clients[name]
@@ -174,7 +179,7 @@ class World:
                 continue            # replaced or cancelled
             del self._armed[(who, key)]
             self.now = max(self.now, at)
-            self._send(who, server_events.Expired(key) if who == "server" else client.Expired(key))
+            self._send(who, server_events.Expired(key) if who == "server" else ce.Expired(key))
         self.now = until
 
     # -- the network -----------------------------------------------------------------------
@@ -195,7 +200,7 @@ class World:
                 _, conn, who = who
                 if conn in self._broken:
                     continue
-                if isinstance(event, client.Replied):
+                if isinstance(event, ce.Replied):
                     self.clients[who].in_flight.discard(event.request_id)
             if who == "link":
                 self._reconnect(event.key[1])
@@ -216,35 +221,36 @@ class World:
 
     def _client_does(self, sim, actions):
         for action in actions:
-            kind = type(action).__name__
-            if kind == "Print":
-                self._record(sim.name, action.text)
-            elif kind == "Log":
+            kind = type(action)
+            if kind in _SHOWN:
+                for text in screen_lines(action):
+                    self._record(sim.name, text)
+            elif kind is ce.Log:
                 self._record(sim.name + " log", action.text)
-            elif kind == "Request":
+            elif kind is ce.SendRequest:
                 self._request(sim, action)
-            elif kind == "Arm":
+            elif kind is ce.Arm:
                 self._arm(sim.name, action.key, action.at)
-            elif kind == "Cancel":
+            elif kind is ce.Cancel:
                 self._armed.pop((sim.name, action.key), None)
-            elif kind == "Exit":
+            elif kind is ce.Exit:
                 sim.running = False
                 sim.exit_code = action.code
                 self._record(sim.name, f"(exit {action.code})")
                 if sim.conn is not None:
                     self._break(sim, reconnect=False)
-            elif kind == "SendTo" and action.conn in self._pushed:
+            elif kind is ce.SendTo and action.conn in self._pushed:
                 if action.conn in self._stays:  # on a broken connection, lost with it
                     ack = accepted_event(action.conn, sim.host, line(action.frame))
                     self._queue.append((("stay", action.conn, "server"), ack))
-            elif kind == "SendTo" and action.frame.get("type") == "ack":
+            elif kind is ce.SendTo and action.frame.get("type") == "ack":
                 if not self.faults("lose_ack"):
                     delivery = self._deliveries[action.conn]
                     seq = wire(action.frame)["seq"]
                     delivery["acked"] = max(delivery["acked"], seq)
                     self._queue.append(("server", server_events.delivery_event(
                         delivery["proof"], line(action.frame))))
-            elif kind not in ("AskSecret", "ShowOnline", "CloseConn", "SendTo"):
+            elif kind not in (ce.Status, ce.CloseConn, ce.SendTo):
                 raise AssertionError(f"the world cannot carry {action!r}")
 
     def _request(self, sim, action):
@@ -253,7 +259,7 @@ class World:
             self._stay_request(sim, action)
             return
         if self.faults("lose_request"):
-            self._queue.append((sim.name, client.RequestFailed(action.request_id, "lost")))
+            self._queue.append((sim.name, ce.RequestFailed(action.request_id, "lost")))
             return
         copies = 2 if self.faults("repeat_request") else 1
         for copy in range(copies):
@@ -270,13 +276,13 @@ class World:
             if isinstance(action, server_events.Reply) and action.conn in self._stays:
                 name = self._stays[action.conn]
                 self._queue.append((("stay", action.conn, name),
-                                    client.Replied(action.frame["id"], wire(action.frame))))
+                                    ce.Replied(action.frame["id"], wire(action.frame))))
             elif isinstance(action, server_events.Reply) and action.conn in self._requests:
                 name, request_id, fate = self._requests[action.conn]
                 if fate == "answered":
-                    self._queue.append((name, client.Replied(request_id, wire(action.frame))))
+                    self._queue.append((name, ce.Replied(request_id, wire(action.frame))))
                 elif fate == "lost":
-                    self._queue.append((name, client.RequestFailed(request_id, "reply lost")))
+                    self._queue.append((name, ce.RequestFailed(request_id, "reply lost")))
             elif isinstance(action, server_events.Deliver) and action.conn is not None:
                 self._push(action)
             elif isinstance(action, server_events.Deliver):
@@ -294,7 +300,7 @@ class World:
         self._conns += 1
         sim.conn = self._conns
         self._stays[sim.conn] = sim.name
-        self._queue.append((sim.name, client.LinkUp()))
+        self._queue.append((sim.name, ce.LinkUp()))
 
     def _reconnect(self, name):
         sim = self.clients[name]
@@ -308,7 +314,7 @@ class World:
         del self._stays[conn]
         self._broken.add(conn)
         for request_id in sorted(sim.in_flight):
-            self._queue.append((sim.name, client.RequestFailed(request_id, "connection reset")))
+            self._queue.append((sim.name, ce.RequestFailed(request_id, "connection reset")))
         sim.in_flight.clear()
         self._queue.append(("server", server_events.Closed(conn)))
         if reconnect:
@@ -316,7 +322,7 @@ class World:
 
     def _stay_request(self, sim, action):
         if sim.conn is None:
-            self._queue.append((sim.name, client.RequestFailed(action.request_id,
+            self._queue.append((sim.name, ce.RequestFailed(action.request_id,
                                                                "not connected")))
             return
         sim.in_flight.add(action.request_id)
@@ -340,7 +346,7 @@ class World:
             return
         self._pushed[action.conn] = action.proof
         self._queue.append((("stay", action.conn, name),
-                            client.Pushed(action.conn, wire(action.frame))))
+                            ce.Pushed(action.conn, wire(action.frame))))
 
     def _flush_streams(self):
         keys = list(self._streams)
@@ -370,8 +376,8 @@ class World:
             ending = []
             self._deliveries[self._conns]["cut"] = True
         for frame in [{"type": "hello", "proof": proof}, *sent, *ending]:
-            self._queue.append((target.name, client.Incoming(self._conns, wire(frame))))
-        self._queue.append((target.name, client.IncomingClosed(self._conns)))
+            self._queue.append((target.name, ce.Incoming(self._conns, wire(frame))))
+        self._queue.append((target.name, ce.IncomingClosed(self._conns)))
         self._queue.append(("glue", self._conns))
 
     def _delivery_closed(self, conn):

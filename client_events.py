@@ -1,0 +1,223 @@
+"""The client core's events (what happened) and actions (what to do), its stage and its timer
+keys.
+
+ChatClient (client.py) takes these events and returns these actions; the glue
+(client_glue.py), the staying link (stay.py), the screens (terminal.py, gui.py) and the test
+harnesses make and carry them out, all importing them from here. What the user sees is data
+(`Show`, `AskConsent`, `Prompt`, `ShowOnline`, `Status`); each screen words and draws it.
+"""
+import enum
+from dataclasses import dataclass
+
+from core_events import Arm, Cancel, Expired, Log    # noqa: F401 (the client's, too)
+
+
+class Stage(enum.Enum):
+    """Where the user is: what the next typed line means."""
+    USERNAME = "username"
+    PASSWORD = "password"
+    LOGGED_IN = "logged in"
+
+
+# --- Events: what happened -------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """The client is up; ask for a username."""
+
+
+@dataclass(frozen=True, slots=True)
+class LineIn:
+    """The user typed a line (without its newline)."""
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class InputEnded:
+    """Standard input is finished (end of file, or Ctrl-D on an empty line)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupted:
+    """Ctrl-C, SIGTERM, or the window closed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Replied:
+    """The server answered request `request_id` with `frame`."""
+    request_id: int
+    frame: dict
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFailed:
+    """Request `request_id` got no answer: the server could not be reached or hung up."""
+    request_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """Our listening port accepted connection `conn`; `nonce` is fresh for its challenge."""
+    conn: int
+    nonce: str
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A decoded frame arrived on connection `conn` accepted by our listening port."""
+    conn: int
+    frame: dict
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingClosed:
+    """An accepted connection is gone."""
+    conn: int
+
+
+@dataclass(frozen=True, slots=True)
+class LinkUp:
+    """Our staying connection to the server is open (--stay-connected), at the start or again
+    after it was lost; requests go on it from now on, this event's first."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pushed:
+    """The server sent `frame` unasked on our staying connection `conn`: a delivery. The
+    connection is our own, so it needs no hello; acks go back on it."""
+    conn: int
+    frame: dict
+
+
+@dataclass(frozen=True, slots=True)
+class LinkIn:
+    """A decoded frame arrived on our link `link` to a peer."""
+    link: int
+    frame: dict
+
+
+@dataclass(frozen=True, slots=True)
+class LinkClosed:
+    """Our link `link` to a peer is gone: closed, or never connected (`reason` says why)."""
+    link: int
+    reason: str
+
+
+# --- Actions: what the user sees -------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Show:
+    """Something for the conversation. `kind` says what it is:
+
+    "message", "broadcast", "offline" (one kept for this login): `sender` wrote `text`;
+    "private": `sender` wrote `text` straight to us, peer to peer;
+    "joined", "left": `sender` logged in or out (no text);
+    "system": a notice in `text`; "outage": the server cannot be reached, `text` says why.
+    """
+    kind: str
+    text: str = ""
+    sender: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AskConsent:
+    """`user` asks for our address: answer with Y or N."""
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """Ask the user for `stage`'s input (Stage.USERNAME or Stage.PASSWORD)."""
+    stage: Stage
+
+
+@dataclass(frozen=True, slots=True)
+class ShowOnline:
+    """The reply to `online`: these other users are online."""
+    users: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """The client's state after an event, when it changed: its stage (a password is typed
+    unseen) and the user name it is for, how many typed lines and messages the server has not
+    yet taken, why it cannot be reached (or None), and whether a typed line is waiting for the
+    server's answer."""
+    stage: Stage
+    user: str | None
+    waiting: int
+    outage: str | None
+    busy: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Exit:
+    """End the program with `code`."""
+    code: int
+
+
+# --- Actions: what goes on the wire ----------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    """Send `frame` to the server, tagged with `request_id`; Replied or RequestFailed follows."""
+    request_id: int
+    frame: dict
+
+
+@dataclass(frozen=True, slots=True)
+class SendTo:
+    """Send `frame` on connection `conn`: one our listener accepted, or our staying one."""
+    conn: int
+    frame: dict
+
+
+@dataclass(frozen=True, slots=True)
+class CloseConn:
+    """Close accepted connection `conn`."""
+    conn: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpenLink:
+    """Connect to a peer's listening port; its frames come back as LinkIn(link, ...)."""
+    link: int
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class SendOnLink:
+    """Send `frame` on link `link` (queued while it connects)."""
+    link: int
+    frame: dict
+
+
+@dataclass(frozen=True, slots=True)
+class EndLink:
+    """Say bye on link `link`; the peer closes it."""
+    link: int
+
+
+# --- Timer keys ------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatDue:
+    """Time to tell the server we are here, unless a request did lately."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExitDue:
+    """The logout before exiting had its time to be answered."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRetry:
+    """Send the oldest message the server has not taken again."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkIdle:
+    """Has the link to `user` gone unused long enough to end?"""
+    user: str

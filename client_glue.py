@@ -1,0 +1,232 @@
+"""The client's glue: the reactor moves bytes and fires timers, the client core decides.
+
+ClientGlue feeds ChatClient what the reactor sees and carries out its actions: requests on short
+connections to the server (or on the staying link, stay.py), what our listening port accepts,
+links to peers, timers, and what the user sees, which goes to the screen (terminal.py's
+TerminalScreen or gui.py's window). Three kinds of connection, each with its own handler.
+Nothing here knows a chat rule.
+"""
+import secrets
+from collections import deque
+
+from client_events import (Accepted, AskConsent, Arm, Cancel, CloseConn, EndLink, Exit, Expired,
+                           Incoming, IncomingClosed, Interrupted, LinkClosed, LinkIn, Log,
+                           OpenLink, Prompt, Replied, RequestFailed, SendOnLink, SendRequest,
+                           SendTo, Show, ShowOnline, Started, Status)
+from peer import PEER_CONNECT_S
+from protocol import decoded, encode, error, reason_text
+from reactor import FRAME_TIME_S, Handler, KeyedTimers
+
+REQUEST_TIMEOUT_S = 10.0    # a request connection with no answer by then counts as failed
+DELIVERY_IDLE_S = 60.0      # an accepted connection silent this long is closed
+
+
+class ClientGlue:
+    """Feeds reactor events to a ChatClient and carries out its actions."""
+
+    def __init__(self, reactor, screen, server, tls=None, server_name=None):
+        self.reactor = reactor
+        self.screen = screen            # renders Show, Prompt, ...; logs diagnostics
+        self.server = server            # (host, port)
+        self.tls = tls                  # an ssl.SSLContext when the server speaks TLS
+        self.server_name = server_name  # the name its certificate must carry
+        self.core = None                # set once the listening port is known
+        self.requests = _Requests(self)
+        self.listening = _Listening(self)
+        self.link_handler = _Links(self)
+        self.incoming = {}              # conn id -> accepted Connection
+        self.links = {}                 # link id -> our Connection to a peer
+        self.stay = None                # a stay.StayLink with --stay-connected: it carries requests
+        self.timers = KeyedTimers(reactor, lambda key: self.feed(Expired(key)))
+        self.exit_code = None
+        self._events = deque()
+        self._feeding = False
+        self._actions = {
+            Show: screen.render, AskConsent: screen.render, Prompt: screen.render,
+            ShowOnline: screen.render, Status: screen.render, Log: self._log,
+            SendRequest: self._send_request, SendTo: self._send_to, CloseConn: self._close_conn,
+            OpenLink: self._open_link, SendOnLink: self._send_on_link, EndLink: self._end_link,
+            Arm: self._arm, Cancel: self._cancel, Exit: self._exit,
+        }
+
+    def start(self):
+        """The core is up: ask for a username, and open the staying link if there is one."""
+        self.feed(Started())
+        if self.stay is not None:
+            self.stay.open()
+
+    def feed(self, event):
+        """Hand one event to the core and carry out its actions, in arrival order."""
+        # an action (a refused connect, say) may report back at once: queue, do not recurse
+        self._events.append(event)
+        if self._feeding:
+            return
+        self._feeding = True
+        try:
+            while self._events:
+                for action in self.core.handle(self._events.popleft(), self.reactor.clock.now()):
+                    self._actions[type(action)](action)
+        finally:
+            self._feeding = False
+        self.screen.settled()
+
+    def on_signal(self, signum):
+        self.feed(Interrupted())
+
+    def _log(self, action):
+        self.screen.log(action.text)
+
+    def _send_request(self, action):
+        if self.stay is not None:
+            self.stay.request(action.request_id, action.frame)
+            return
+        conn = self.reactor.connect(*self.server, self.requests, tls=self.tls,
+                                    server_hostname=self.server_name)
+        conn.data = _Request(action.request_id,
+                             self.reactor.call_later(REQUEST_TIMEOUT_S, conn.abort, "no reply"))
+        conn.send(encode({**action.frame, "id": action.request_id}))
+        conn.send(encode({"type": "bye"}))
+
+    def _send_to(self, action):
+        if action.conn in self.incoming:
+            self.incoming[action.conn].send(encode(action.frame))
+        elif self.stay is not None:
+            self.stay.send_on(action.conn, action.frame)
+
+    def _close_conn(self, action):
+        if action.conn in self.incoming:
+            self.incoming[action.conn].close("done")
+
+    def _open_link(self, action):
+        conn = self.reactor.connect(action.host, action.port, self.link_handler,
+                                    timeout_s=PEER_CONNECT_S)
+        conn.data = _Link(action.link)
+        self.links[action.link] = conn
+
+    def _send_on_link(self, action):
+        if action.link in self.links:
+            self.links[action.link].send(encode(action.frame))
+
+    def _end_link(self, action):
+        conn = self.links.get(action.link)
+        if conn is None or conn.data.abort is not None:
+            return
+        conn.send(encode({"type": "bye"}))
+        # the peer's listener closes first; one that does not is dropped after a while
+        conn.data.abort = self.reactor.call_later(REQUEST_TIMEOUT_S, conn.abort,
+                                                  "no close after bye")
+
+    def _arm(self, action):
+        self.timers.arm(action.key, action.at)
+
+    def _cancel(self, action):
+        self.timers.cancel(action.key)
+
+    def _exit(self, action):
+        self.exit_code = action.code
+        self.reactor.stop()
+
+
+class _Request:
+    """A short connection carrying one request: its id, and the timer that gives up on it."""
+    __slots__ = ("request_id", "timer", "replied")
+
+    def __init__(self, request_id, timer):
+        self.request_id = request_id
+        self.timer = timer
+        self.replied = False
+
+
+class _Requests(Handler):
+    """Short connections to the server, one request and its bye each; the first frame back
+    is the reply."""
+
+    def __init__(self, glue):
+        self.glue = glue
+
+    def on_frame(self, conn, line):
+        self._replied(conn, decoded(line))
+
+    def on_oversize(self, conn):
+        self._replied(conn, error("too_long"))
+
+    def _replied(self, conn, frame):
+        request = conn.data
+        if not request.replied:
+            request.replied = True
+            self.glue.feed(Replied(request.request_id, frame))
+
+    def on_closed(self, conn, reason):
+        request = conn.data
+        request.timer.cancel()
+        if not request.replied:
+            self.glue.feed(RequestFailed(request.request_id, reason_text(reason)))
+
+
+class _Visit:
+    """A connection our listening port accepted: the timer that closes it when silent."""
+    __slots__ = ("idle",)
+
+    def __init__(self):
+        self.idle = None
+
+
+class _Listening(Handler):
+    """Connections to our listening port: the server's deliveries, and peers."""
+
+    def __init__(self, glue):
+        self.glue = glue
+
+    def on_accepted(self, conn):
+        self.glue.incoming[conn.id] = conn
+        conn.data = _Visit()
+        self._wake_idle(conn, FRAME_TIME_S)     # one that sends nothing is gone soon
+        self.glue.feed(Accepted(conn.id, secrets.token_hex(16)))
+
+    def on_frame(self, conn, line):
+        self._wake_idle(conn)
+        self.glue.feed(Incoming(conn.id, decoded(line)))
+
+    def on_oversize(self, conn):
+        self.glue.feed(Incoming(conn.id, error("too_long")))
+
+    def on_closed(self, conn, reason):
+        visit, conn.data = conn.data, None
+        visit.idle.cancel()
+        self.glue.incoming.pop(conn.id, None)
+        self.glue.feed(IncomingClosed(conn.id))
+
+    def _wake_idle(self, conn, limit_s=DELIVERY_IDLE_S):
+        visit = conn.data
+        if visit.idle is not None:
+            visit.idle.cancel()
+        visit.idle = self.glue.reactor.call_later(limit_s, conn.close, "idle")
+
+
+class _Link:
+    """Our connection to a peer: its link id, and the timer that drops it after our bye."""
+    __slots__ = ("link", "abort")
+
+    def __init__(self, link):
+        self.link = link
+        self.abort = None
+
+
+class _Links(Handler):
+    """Our connections to peers' listening ports (peer.py has the link protocol)."""
+
+    def __init__(self, glue):
+        self.glue = glue
+
+    def on_frame(self, conn, line):
+        self.glue.feed(LinkIn(conn.data.link, decoded(line)))
+
+    def on_oversize(self, conn):
+        self.glue.feed(LinkIn(conn.data.link, error("too_long")))
+
+    def on_closed(self, conn, reason):
+        link, conn.data = conn.data, None
+        if link.abort is not None:
+            link.abort.cancel()
+        self.glue.links.pop(link.link, None)
+        self.glue.feed(LinkClosed(link.link, reason))

@@ -1,0 +1,156 @@
+"""Who gets in on the client's listening port: the server's deliveries, proven peers, nobody else.
+
+Every accepted connection is challenged with a fresh nonce. The server's delivery connection
+proves itself with a hello carrying the session's proof; one that comes before our login's reply
+waits (held) until that reply gives us the proof. A peer proves itself with a `peer_hello` whose
+MAC answers the nonce (peer.py). Anything else is refused: logged, answered when it is a peer,
+and closed. Pure state: the core decides what a trusted frame means.
+"""
+import enum
+import hmac
+from dataclasses import dataclass, field
+
+import protocol
+from client_events import CloseConn, Log, SendTo, Show
+from peer import PeerRefused
+
+
+class Door(enum.Enum):
+    NEW = "new"             # nothing proven yet
+    HELD = "held"           # a hello that waits for our login's reply
+    TRUSTED = "trusted"     # the server's delivery connection
+    PEER = "peer"           # a peer that proved its consent key
+    REFUSED = "refused"     # closed; anything more is ignored
+
+
+@dataclass(slots=True)
+class Visitor:
+    """One accepted connection."""
+    door: Door = Door.NEW
+    nonce: str | None = None                    # the challenge a peer must answer
+    held: list = field(default_factory=list)    # frames that wait for the login's proof
+    peer: str | None = None                     # a proven peer, and the key it proved:
+    key: str | None = None                      # a new consent does not renew it
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """A frame from the server's proven delivery connection `conn`."""
+    conn: int
+    frame: dict
+
+
+@dataclass(frozen=True)
+class PrivateIn:
+    """A private message from proven peer `sender` on connection `conn`; `pid` its id."""
+    conn: int
+    sender: str
+    text: str
+    pid: object
+
+
+class Doorkeeper:
+    """The accepted connections and what each has proven."""
+
+    def __init__(self, peers):
+        self._peers = peers
+        self._visitors = {}     # conn -> Visitor
+
+    def accepted(self, conn, nonce):
+        """A new connection: challenge it (the server's deliveries ignore the challenge)."""
+        self._visitors[conn] = Visitor(nonce=nonce)
+        return [SendTo(conn, {"type": "challenge", "nonce": nonce})]
+
+    def closed(self, conn):
+        self._visitors.pop(conn, None)
+
+    def incoming(self, conn, frame, me, proof, login_pending):
+        """A frame on accepted `conn` -> actions, Delivered and PrivateIn items. `me` and
+        `proof` are our session's (None when logged out); `login_pending`: a login is on its
+        way, whose reply may give the proof a held hello needs."""
+        visitor = self._visitors.setdefault(conn, Visitor())
+        door = visitor.door
+        if door is Door.REFUSED:
+            return []
+        if door is Door.HELD:
+            visitor.held.append(frame)
+            return []
+        if door is Door.TRUSTED:
+            return [Delivered(conn, frame)]
+        if door is Door.PEER:
+            return self._peer_frame(conn, visitor, frame)
+        return self._first_frame(conn, visitor, frame, me, proof, login_pending)
+
+    def release(self, me, proof):
+        """Our login's reply gave the proof: judge the connections that waited for it."""
+        items = []
+        for conn, visitor in list(self._visitors.items()):
+            if visitor.door is Door.HELD:
+                frames, visitor.held, visitor.door = visitor.held, [], Door.NEW
+                for frame in frames:
+                    items += self.incoming(conn, frame, me, proof, login_pending=False)
+        return items
+
+    def refuse_held(self):
+        """The login they waited for failed: refuse them."""
+        return [action for conn, visitor in self._visitors.items() if visitor.door is Door.HELD
+                for action in self._refuse(conn, visitor, "the login it waited for failed")]
+
+    def close_peers(self, chosen):
+        """Close the connections of proven peers whose name is `chosen(name)`."""
+        actions = []
+        for conn, visitor in self._visitors.items():
+            if visitor.door is Door.PEER and chosen(visitor.peer):
+                visitor.door = Door.REFUSED
+                actions.append(CloseConn(conn))
+        return actions
+
+    def _first_frame(self, conn, visitor, frame, me, proof, login_pending):
+        kind = frame.get("type")
+        if kind in ("peer_hello", "private"):
+            return self._peer_hello(conn, visitor, frame, me)
+        if kind == "hello" and proof is None and login_pending:
+            # the server may deliver stored messages before our welcome reply is handled
+            visitor.door = Door.HELD
+            visitor.held.append(frame)
+            return []
+        if kind == "hello" and _proof_ok(frame.get("proof"), proof):
+            visitor.door = Door.TRUSTED
+            return []
+        if kind == "error":     # our reactor's name for a frame it could not read
+            return self._refuse(conn, visitor, f"a bad frame ({frame.get('code')}) before hello")
+        return self._refuse(conn, visitor, "no hello with the right proof")
+
+    def _refuse(self, conn, visitor, why):
+        visitor.door = Door.REFUSED
+        visitor.held.clear()
+        return [Log(f"refused delivery connection {conn}: {why}"), CloseConn(conn)]
+
+    def _peer_hello(self, conn, visitor, frame, me):
+        try:
+            visitor.peer, visitor.key = self._peers.check_hello(me, frame, visitor.nonce)
+        except PeerRefused as refusal:
+            return self._refuse_peer(conn, visitor, refusal)
+        visitor.door = Door.PEER
+        return [SendTo(conn, {"type": "ok"})]
+
+    def _peer_frame(self, conn, visitor, frame):
+        if frame.get("type") == "bye":
+            return [CloseConn(conn)]
+        try:
+            text = self._peers.check_private(visitor.peer, visitor.key, frame)
+        except PeerRefused as refusal:
+            return self._refuse_peer(conn, visitor, refusal)
+        return [PrivateIn(conn, visitor.peer, text, frame.get("pid"))]
+
+    def _refuse_peer(self, conn, visitor, refusal):
+        """Told once per connection, logged, answered not_allowed and closed."""
+        visitor.door = Door.REFUSED
+        return [Show("system", refusal.line), Log(f"refused peer connection {conn}: {refusal.why}"),
+                SendTo(conn, protocol.error("not_allowed")), CloseConn(conn)]
+
+
+def _proof_ok(given, proof):
+    if not isinstance(given, str) or not isinstance(proof, str):
+        return False
+    return hmac.compare_digest(given.encode(), proof.encode())

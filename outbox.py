@@ -1,0 +1,98 @@
+"""The client's outbox: messages and broadcasts the server has not yet acknowledged.
+
+Each gets an id (`mid`) made of the client's random per-run id and a counter, so a message sent
+again after a lost reply is recognised by the server, never stored twice. They go one at a time,
+oldest first, so the server takes them in the order typed; a failed try is repeated after 1 s,
+2 s, 4 s ... up to 30 s (limits.next_backoff), and a slow_down waits as long as the server says.
+Pure state: the core says what the user sees.
+"""
+from collections import deque
+from dataclasses import dataclass
+
+import limits
+from commands import Command
+
+RETRY_FIRST_S = 1.0         # a message the server did not take is sent again after this,
+RETRY_MAX_S = 30.0          # doubling up to this, until the server acknowledges it
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message or broadcast waiting for the server's acknowledgement."""
+    mid: str                    # our id for it: a retry is recognised, never stored twice
+    user: str                   # who typed it: it is sent only in that user's session
+    command: Command
+    ref: str | None = None      # the private message id, when a peer could not be reached
+
+    def frame(self, token):
+        """The request that sends it in the session with `token`."""
+        frame = {"type": self.command.name, "token": token, "mid": self.mid,
+                 "text": self.command.text}
+        if self.command.name == "message":
+            frame["to"] = self.command.user
+        if self.ref is not None:
+            frame["ref"] = self.ref
+        return frame
+
+
+class Outbox:
+    """Outgoing messages in the order typed; only the oldest is ever in flight."""
+
+    def __init__(self, client_id):
+        self._client_id = client_id     # random per run: ids never repeat across runs
+        self._count = 0
+        self._entries = deque()
+        self.sending = None             # request id of the oldest in flight, if any
+        self.retry_s = 0.0              # the wait before the next try; doubles per failure
+
+    def __len__(self):
+        return len(self._entries)
+
+    def __iter__(self):
+        return iter(self._entries)
+
+    def add(self, user, command, ref=None):
+        """Queue a message `user` typed -> True if it is the only one (send it now)."""
+        self._count += 1
+        self._entries.append(Outgoing(f"{self._client_id}-{self._count}", user, command, ref))
+        return len(self._entries) == 1
+
+    def head(self):
+        """The oldest waiting message, if none is in flight; else None."""
+        if self.sending is not None or not self._entries:
+            return None
+        return self._entries[0]
+
+    def taken(self):
+        """The server answered the one in flight (it stored or refused it): it leaves."""
+        self.sending = None
+        self.retry_s = 0.0
+        return self._entries.popleft()
+
+    def failed(self):
+        """The one in flight got no answer: the seconds until it is tried again."""
+        self.sending = None
+        self.retry_s = limits.next_backoff(self.retry_s, RETRY_FIRST_S, RETRY_MAX_S)
+        return self.retry_s
+
+    def slowed(self, seconds):
+        """The server said slow_down: kept, and tried again after `seconds` (bounded)."""
+        self.sending = None
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
+            seconds = RETRY_FIRST_S
+        return min(seconds, RETRY_MAX_S)
+
+    def kept(self):
+        """The one in flight stays for later (its session ended): nothing is in flight."""
+        self.sending = None
+
+    def fresh_start(self):
+        """A new chance (a login, a new connection): the next failure waits RETRY_FIRST_S."""
+        self.retry_s = 0.0
+
+    def drop_all(self):
+        """Forget every waiting message -> them, oldest first."""
+        entries = list(self._entries)
+        self._entries.clear()
+        self.sending = None
+        return entries

@@ -1,0 +1,161 @@
+"""Helpers for the client's tests: a core driven by hand, what its actions show and ask, a
+stand-in core for the glue, and a fake server for the glue on real sockets."""
+import io
+import os
+
+import protocol
+from client import ChatClient, Settings, parse_args, run
+from client_events import AskConsent, Prompt, SendRequest, Show, ShowOnline, Started, Replied, \
+    RequestFailed, LineIn
+from client_glue import ClientGlue
+from commands import screen_lines
+from reactor import Handler, Reactor, VirtualClock
+from terminal import Terminal, TerminalScreen
+
+WELCOME = {"type": "welcome", "user": "alice", "token": "t1", "proof": "p1"}
+OK = {"type": "ok"}
+
+
+def err(code, **fields):
+    return {"type": "error", "code": code, "message": f"server says {code}", **fields}
+
+
+class Run:
+    """A client core, a clock moved by hand, and the requests still waiting for replies."""
+
+    def __init__(self, **settings):
+        self.client = ChatClient(Settings(listen_port=5000, **{"client_id": "c", **settings}))
+        self.now = 0.0
+        self.open = {}          # request id -> frame, in the order they were sent
+
+    def do(self, event):
+        actions = self.client.handle(event, self.now)
+        for action in actions:
+            if isinstance(action, SendRequest):
+                assert "id" not in action.frame   # the glue adds it
+                self.open[action.request_id] = action.frame
+        return actions
+
+    def type(self, text):
+        return self.do(LineIn(text))
+
+    def last(self, kind=None):
+        """The id of the newest open request (of frame type `kind`)."""
+        ids = [rid for rid, f in self.open.items() if kind is None or f["type"] == kind]
+        return ids[-1]
+
+    def reply(self, frame, kind=None):
+        rid = self.last(kind)
+        del self.open[rid]
+        return self.do(Replied(rid, frame))
+
+    def fail(self, reason="refused", kind=None):
+        rid = self.last(kind)
+        del self.open[rid]
+        return self.do(RequestFailed(rid, reason))
+
+    def login(self):
+        self.do(Started())
+        self.type("alice")
+        self.reply(OK)
+        self.type("pw")
+        return self.reply(WELCOME)
+
+
+def logged_in(**settings):
+    run = Run(**settings)
+    run.login()
+    return run
+
+
+_SHOWN = (Show, Prompt, AskConsent, ShowOnline)
+
+
+def printed(actions):
+    """The lines a terminal prints for these actions."""
+    return [line for a in actions if isinstance(a, _SHOWN) for line in screen_lines(a)]
+
+
+def requests(actions):
+    return [a.frame for a in actions if isinstance(a, SendRequest)]
+
+
+def of(actions, kind):
+    return [a for a in actions if isinstance(a, kind)]
+
+
+class StandIn:
+    """A core that records (event, now) and answers with `script(event)`."""
+
+    def __init__(self, script=lambda event: []):
+        self.seen = []
+        self.script = script
+
+    def handle(self, event, now):
+        self.seen.append((event, now))
+        return self.script(event)
+
+    def events(self, kind):
+        return [e for e, _ in self.seen if isinstance(e, kind)]
+
+
+def glue_with(core):
+    """A ClientGlue on a virtual clock around `core`, printing to a terminal screen in memory
+    -> (glue, clock, what it printed)."""
+    clock = VirtualClock()
+    reactor = Reactor(clock)
+    out = io.BytesIO()
+    screen = TerminalScreen(Terminal(0, out, io.BytesIO(), interactive=False), 0)
+    glue = ClientGlue(reactor, screen, ("127.0.0.1", 9))
+    glue.core = core
+    return glue, clock, out
+
+
+class FakeServer(Handler):
+    """Answers requests like the real server would, and delivers one stored message at login."""
+
+    def __init__(self, reactor, answers):
+        self.reactor = reactor
+        self.answers = answers          # request type -> reply frame (None: hang up instead)
+        self.seen = []
+
+    def on_frame(self, conn, line):
+        frame = protocol.decode(line)
+        self.seen.append(frame)
+        if frame["type"] == "bye":
+            conn.close("done")          # the accepting side closes first
+            return
+        reply = self.answers.get(frame["type"], {"type": "ok"})
+        if reply is None:
+            conn.close("hang up")
+            return
+        conn.send(protocol.encode({**reply, "id": frame["id"]}))
+        if frame["type"] == "login":
+            self.deliver(frame["port"], [{"type": "hello", "proof": "p1"},
+                                         {"type": "message", "from": "bob", "text": "stored \x1b!",
+                                          "offline": True},
+                                         {"type": "bye"}])
+
+    def deliver(self, port, frames):
+        conn = self.reactor.connect("127.0.0.1", port, Handler())
+        for frame in frames:
+            conn.send(protocol.encode(frame))
+
+
+def run_with_input(loop, answers, script, server_port=None):
+    """client.run on `loop` with `script` for its piped input, against a FakeServer
+    -> (exit code, stdout, stderr, the server)."""
+    server = FakeServer(loop, answers)
+    listener = loop.listen("127.0.0.1", 0, server)
+    port = server_port or listener.port
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, script.encode())
+    os.close(write_fd)
+    out, err_out = io.BytesIO(), io.BytesIO()
+    screen = TerminalScreen(Terminal(read_fd, out, err_out, interactive=False), read_fd)
+    try:
+        code = run(parse_args(["127.0.0.1", str(port)]), screen, loop)
+    finally:
+        os.close(read_fd)
+        listener.close()
+    return code, out.getvalue().decode(), err_out.getvalue().decode(), server
