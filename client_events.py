@@ -1,7 +1,7 @@
 """The client core's events (what happened) and actions (what to do), its stage and its timer
 keys.
 
-ChatClient (client.py) takes these events and returns these actions; the glue
+ChatClient (chat_client.py) takes these events and returns these actions; the glue
 (client_glue.py), the staying link (stay.py), the screens (terminal.py, gui.py) and the test
 harnesses make and carry them out, all importing them from here. What the user sees is data
 (`Show`, `AskConsent`, `Prompt`, `ShowOnline`, `Status`); each screen words and draws it.
@@ -9,7 +9,15 @@ harnesses make and carry them out, all importing them from here. What the user s
 import enum
 from dataclasses import dataclass
 
-from core_events import Arm, Cancel, Expired, Log    # noqa: F401 (the client's, too)
+from core_events import Arm, Cancel, Expired, Log
+
+# the shared Arm, Expired and Log are this core's too
+__all__ = ["Accepted", "Arm", "AskConsent", "Cancel", "CloseConn", "EndLink", "Exit", "ExitDue",
+           "Expired", "HeartbeatDue", "Incoming", "IncomingClosed", "InputEnded", "Interrupted",
+           "LineIn", "LinkClosed", "LinkIdle", "LinkIn", "LinkUp", "Log", "OpenLink",
+           "OutboxRetry", "Prompt", "Pushed", "Replied", "RequestFailed", "SendOnLink",
+           "SendRequest", "SendTo", "Show", "ShowOnline", "Stage", "Started", "Status"]
+
 
 
 class Stage(enum.Enum):

@@ -1,12 +1,12 @@
 """The window: Tk widgets drawn from a `gui.ChatView`, and the reactor run inside Tk's loop.
 
-`TkLoop` is how one thread serves both: Tk watches the reactor's selector descriptor (on Linux an
+`TkScreen` is the client's screen as a window (gui.WindowScreen drawn by Tk widgets); client.py
+builds the same client around it as around the terminal. `TkLoop` is how one thread serves both: Tk watches the reactor's selector descriptor (on Linux an
 epoll object, readable whenever one of its sockets is) and runs a reactor pass when it is ready,
 and one `after` timer wakes the reactor for its next deadline. While idle the process sleeps in
 Tk's own wait: no thread, no polling.
 """
 import math
-import sys
 import tkinter
 from tkinter import ttk
 

@@ -1,14 +1,19 @@
 """The server core's events (what happened) and actions (what to do), its timer keys, and the
 one function that turns a line from a client into an event.
 
-ChatServer (server.py) takes these events and returns these actions; the glue
+ChatServer (chat_server.py) takes these events and returns these actions; the glue
 (server_glue.py) and the replay harnesses (tests/) make and carry them out, all importing them
 from here.
 """
 from dataclasses import dataclass
 
-from core_events import Arm, Expired, Log    # noqa: F401 (the server's, too)
+from core_events import Arm, Expired, Log
 from protocol import MAX_FRAME_BYTES, MAX_SEQ, FrameError, decode, int_field
+
+# the shared Arm, Expired and Log are this core's too
+__all__ = ["Acked", "Arm", "AskLapses", "BadFrame", "Close", "Closed", "Deliver", "Expired",
+           "IdleCheck", "Log", "PresenceBatch", "Redeliver", "Reply", "Request", "Undelivered",
+           "accepted_event", "delivery_event"]
 
 
 # --- Events: what happened -------------------------------------------------------------------

@@ -4,9 +4,10 @@ import io
 import os
 
 import protocol
-from client import ChatClient, Settings, parse_args, run
-from client_events import AskConsent, Prompt, SendRequest, Show, ShowOnline, Started, Replied, \
-    RequestFailed, LineIn
+from chat_client import ChatClient, Settings
+from client import parse_args, run
+from client_events import (AskConsent, LineIn, Prompt, Replied, RequestFailed, SendRequest, Show,
+                           ShowOnline, Started)
 from client_glue import ClientGlue
 from commands import screen_lines
 from reactor import Handler, Reactor, VirtualClock

@@ -1,7 +1,7 @@
 """Helpers for the server core's unit tests: a core on an in-memory store, a login, and the
 parts of its actions a test reads."""
 from replay import counting_secrets
-from server import ChatServer, Settings
+from chat_server import ChatServer, Settings
 from server_events import Deliver, Log, Reply, Request
 from storage import Store
 

@@ -17,7 +17,7 @@ import sys
 import time
 import zlib
 
-from realprocs import ROOT, WAIT_S
+from realprocs import ACCOUNTS, ROOT, WAIT_S
 
 SCREEN = (1680, 600)
 XWD_HEADER_FIELDS = 25      # CARD32 fields before the window name
@@ -188,6 +188,24 @@ class GuiProcess:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
         self._err.close()
+
+
+def login(gui, name, password=None):
+    """Log a GuiProcess in as `name` through its login form."""
+    gui.type_into(".login.username", name)
+    gui.type_into(".login.password", password or ACCOUNTS[name])
+    gui.press_enter(".login.password")
+    gui.wait(lambda: gui.exists(".chat") and gui.call("winfo", "ismapped", ".chat") == "1",
+             f"{name} to be logged in")
+
+
+def idle(gui, seconds):
+    """Let the client sit with nothing to do, without talking to it."""
+    try:
+        gui.proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        return
+    raise AssertionError("the client exited while idle:\n" + gui.errors())
 
 
 def _one(names):

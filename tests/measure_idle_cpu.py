@@ -12,9 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from guiprocs import GuiProcess, VirtualDisplay   # noqa: E402
+from guiprocs import GuiProcess, VirtualDisplay, idle, login   # noqa: E402
 from realprocs import ServerProcess                # noqa: E402
-from test_gui_e2e import _idle, login              # noqa: E402
 
 
 def main(seconds):
@@ -27,7 +26,7 @@ def main(seconds):
         try:
             login(gui, "columbia")
             before = gui.cpu_s()
-            _idle(gui, seconds)
+            idle(gui, seconds)
             used = gui.cpu_s() - before
             print(f"idle {seconds:g} s, logged in: {used:.3f} s CPU "
                   f"({100 * used / seconds:.3f}% of one core)")

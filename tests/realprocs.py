@@ -135,6 +135,24 @@ class PtyClient:
             self.status = -9
 
 
+ACCOUNTS = {"columbia": "116bway", "seas": "summerisover", "google": "hasglasses",
+            "facebook": "wastingtime"}
+
+
+def login(client, name, password=None):
+    """Log a PtyClient in as `name` the way a person would, prompt by prompt."""
+    client.expect("Please enter username:")
+    client.type(name)
+    client.expect("Please enter password:")
+    client.type(password or ACCOUNTS[name])
+    client.expect("You have successfully logged in.")
+
+
+def listening_port(server, user):
+    """A client's listening port, from the server's "... logged in from HOST:PORT" log line."""
+    return int(server.wait_log(rf"{user} logged in from 127\.0\.0\.1:(\d+)").group(1))
+
+
 def run_file_client(port, script_text, tmp_path, timeout_s=WAIT_S, host="127.0.0.1"):
     """Run a client whose standard input is a regular file; returns (exit status, output)."""
     script = tmp_path / "input.txt"

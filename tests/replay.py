@@ -39,7 +39,7 @@ from collections import Counter
 from dataclasses import replace
 
 import protocol
-from server import ChatServer, Settings
+from chat_server import ChatServer, Settings
 from server_events import (Acked, Arm, Close, Deliver, Expired, Log, Reply, Undelivered,
                            accepted_event)
 from storage import Store, load_credentials

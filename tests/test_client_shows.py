@@ -8,7 +8,8 @@ import sys
 import pytest
 
 import client
-from client_events import (AskConsent, Incoming, LineIn, Prompt, Show, ShowOnline, Stage, Status)
+from client_events import (AskConsent, Incoming, LineIn, Prompt, Show, ShowOnline, Stage, Started,
+                           Status)
 from client_helpers import Run, logged_in, printed
 from commands import ASK_USER
 
@@ -67,7 +68,7 @@ def test_an_online_error_is_a_system_line_and_no_list():
 
 def test_an_unreachable_server_is_an_outage_line_and_in_the_status():
     run = Run()
-    run.do(client.Started())
+    run.do(Started())
     actions = run.type("alice")
     assert [a for a in actions if isinstance(a, Status)] == [
         Status(Stage.USERNAME, "alice", 1, None, True)]     # the name's check is on its way
@@ -78,7 +79,7 @@ def test_an_unreachable_server_is_an_outage_line_and_in_the_status():
 
 def test_prompts_and_consent_questions_are_data():
     run = Run()
-    assert Prompt(Stage.USERNAME) in run.do(client.Started()) and ASK_USER in printed(
+    assert Prompt(Stage.USERNAME) in run.do(Started()) and ASK_USER in printed(
         run.do(LineIn("  ")))
     actions = delivered(logged_in(), {"type": "consent_request", "from": "bob"})
     assert [a for a in actions if isinstance(a, AskConsent)] == [AskConsent("bob")]
@@ -87,7 +88,7 @@ def test_prompts_and_consent_questions_are_data():
 
 def test_status_says_the_stage_user_and_waiting_lines_only_when_they_change():
     run = Run()
-    first = run.do(client.Started())
+    first = run.do(Started())
     assert first[0] == Status(Stage.USERNAME, None, 0, None, False)
     assert not [a for a in run.do(LineIn("")) if isinstance(a, Status)]     # nothing changed
 

@@ -4,19 +4,7 @@ The `server` and `clients` fixtures are in conftest.py."""
 import subprocess
 import sys
 
-from realprocs import ROOT, run_file_client
-
-ACCOUNTS = {"columbia": "116bway", "seas": "summerisover", "google": "hasglasses",
-            "facebook": "wastingtime"}
-
-
-def login(client, name, password=None):
-    client.expect("Please enter username:")
-    client.type(name)
-    client.expect("Please enter password:")
-    client.type(password or ACCOUNTS[name])
-    client.expect("You have successfully logged in.")
-
+from realprocs import ROOT, login, run_file_client
 
 def test_login_message_and_presence(clients, server):
     alice, bob = clients(), clients()

@@ -8,9 +8,7 @@ import socket
 
 import pytest
 
-from realprocs import WAIT_S
-from test_e2e import login
-from test_e2e_p2p import listening_port
+from realprocs import WAIT_S, listening_port, login
 
 HOSTILE = [
     b"\xff\xfe not utf-8\n",

@@ -7,15 +7,9 @@ import socket
 
 
 from peer import mac_of
-from realprocs import WAIT_S
-from test_e2e import ACCOUNTS, login
+from realprocs import ACCOUNTS, WAIT_S, listening_port, login
 
 SECRET = "meet me at the secret p2p place"
-
-
-def listening_port(server, user):
-    """A client's listening port, from the server's "... logged in from HOST:PORT" log line."""
-    return int(server.wait_log(rf"{user} logged in from 127\.0\.0\.1:(\d+)").group(1))
 
 
 def consent(asker, asker_name, target, target_name):

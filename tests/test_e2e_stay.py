@@ -8,8 +8,7 @@ import threading
 
 import pytest
 
-from realprocs import WAIT_S, PtyClient
-from test_e2e import login
+from realprocs import WAIT_S, PtyClient, login
 
 
 class Relay:

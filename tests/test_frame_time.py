@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from reactor import Reactor, VirtualClock
-from server import ChatServer, Settings
+from chat_server import ChatServer, Settings
 from server_glue import ServerGlue
 from storage import Store
 from reactor_helpers import Recorder, pump

@@ -1,12 +1,11 @@
 """Framing over a real socketpair: bytes in any chunking become the same frames, in order."""
 import random
-import socket
-import time
 
 import pytest
 
-from reactor import MAX_FRAME_BYTES, READ_CHUNK_BYTES, Reactor
-from reactor_helpers import drain, feed, pump
+from reactor import MAX_FRAME_BYTES, READ_CHUNK_BYTES
+from reactor_helpers import feed, pump
+
 
 def random_frames(rng, count, longest):
     """Frames of every byte but the newline, some empty."""

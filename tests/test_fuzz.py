@@ -14,7 +14,7 @@ import protocol
 from hostile import GoodUser, open_conn
 from reactor import MAX_FRAME_BYTES, Handler, Reactor, VirtualClock
 from realprocs import PtyClient, ServerProcess
-from server import ChatServer, Settings
+from chat_server import ChatServer, Settings
 from server_events import Expired, Reply, Undelivered, accepted_event, delivery_event
 from storage import Store
 

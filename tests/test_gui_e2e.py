@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from guiprocs import SCREEN, GuiProcess, NoDisplay, VirtualDisplay, screenshot
+from guiprocs import SCREEN, GuiProcess, NoDisplay, VirtualDisplay, idle, login, screenshot
 from reactor import Handler, RealClock, Reactor
 from realprocs import ROOT
 
@@ -20,7 +20,6 @@ tkinter = pytest.importorskip("tkinter", reason="this Python has no tkinter, so 
 from gui_tk import TkLoop  # noqa: E402  (it imports tkinter)
 
 ARTIFACTS = os.path.join(ROOT, "tests", "artifacts")
-ACCOUNTS = {"columbia": "116bway", "seas": "summerisover", "google": "hasglasses"}
 IDLE_S = 3.0                # how long the idle CPU check watches
 IDLE_CPU_LIMIT = 0.05       # the share of one core an idle window may use
 
@@ -54,14 +53,6 @@ def windows(tk, display, server, tmp_path):
     yield open_window
     for gui in started:
         gui.kill()
-
-
-def login(gui, name, password=None):
-    gui.type_into(".login.username", name)
-    gui.type_into(".login.password", password or ACCOUNTS[name])
-    gui.press_enter(".login.password")
-    gui.wait(lambda: gui.exists(".chat") and gui.call("winfo", "ismapped", ".chat") == "1",
-             f"{name} to be logged in")
 
 
 def shoot(display, name, *guis):
@@ -192,21 +183,12 @@ def test_sigterm_logs_out_like_ctrl_c_and_idle_costs_no_cpu(windows, server):
     login(gui, "google")
     gui.wait(lambda: "Logged in as google." == gui.label(".status"), "the status line")
     before = gui.cpu_s()
-    _idle(gui, IDLE_S)
+    idle(gui, IDLE_S)
     used = gui.cpu_s() - before
     assert used < IDLE_S * IDLE_CPU_LIMIT, f"idle window used {used:.3f} s of CPU in {IDLE_S} s"
     gui.proc.send_signal(signal.SIGTERM)
     assert gui.wait_exit() == 0
     server.wait_log(r"google logged out")
-
-
-def _idle(gui, seconds):
-    """Let the client sit with nothing to do, without talking to it."""
-    try:
-        gui.proc.wait(seconds)
-    except subprocess.TimeoutExpired:
-        return
-    raise AssertionError("the client exited while idle:\n" + gui.errors())
 
 
 def test_without_a_display_the_gui_says_why_and_exits_1():

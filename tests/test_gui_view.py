@@ -6,13 +6,12 @@ at what the window would show: panes, the online list, the login form, dialogs, 
 """
 import sys
 import time
-import types
 
 import pytest
 
 import client
-from client import ChatClient, Settings
-from client_events import (AskConsent, Expired, Incoming, OutboxRetry, Prompt, Replied, RequestFailed, SendRequest, Show,
+from chat_client import ChatClient, Settings
+from client_events import (AskConsent, Expired, Incoming, Interrupted, OutboxRetry, Prompt, Replied, RequestFailed, SendRequest, Show,
                            ShowOnline, Stage, Status)
 from client_glue import ClientGlue
 from commands import ASK_PASSWORD, ASK_USER
@@ -431,7 +430,7 @@ def test_the_window_is_built_by_client_run_as_the_terminal_is(loop):
             self.attach(glue)
             glue.start()
             built.append(glue)
-            glue.feed(client.Interrupted())         # closed at once: exits
+            glue.feed(Interrupted())         # closed at once: exits
     args = client.parse_args(["127.0.0.1", "4119", "--gui", "--stay-connected"])
     assert client.run(args, Window(log=lambda text: None), loop) == 0
     glue = built[0]

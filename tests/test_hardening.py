@@ -5,7 +5,7 @@ import pytest
 import passwords
 from client_events import Arm as ClientArm, Expired, Incoming, Log as ClientLog, OutboxRetry
 from client_helpers import logged_in, printed, requests
-from server import ChatServer, Settings
+from chat_server import ChatServer, Settings
 from server_events import (Arm, BadFrame, Expired as ServerExpired, IdleCheck, Log, Reply,
                            Request)
 from storage import Store

@@ -2,7 +2,7 @@
 escape sequences harmlessly, and a line with no end cannot fill the client's memory."""
 import io
 
-from client import ChatClient, Settings
+from chat_client import ChatClient, Settings
 from client_events import Incoming, Show, Status
 from gui import Entry, entry_text
 from terminal import MAX_LINE_CHARS, Terminal, TerminalScreen

@@ -8,7 +8,7 @@ from core_helpers import (ACCOUNTS, RecordingCore, deliveries, delivered_frames,
                           make_server, replies)
 from lockouts import Lockouts
 from replay import Script, new_script, run_script, summary
-from server import ChatServer, Settings
+from chat_server import ChatServer, Settings
 from server_events import (Acked, Arm, BadFrame, Deliver, Expired, IdleCheck, Log, Redeliver, Request,
                            Undelivered)
 from storage import Store

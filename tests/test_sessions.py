@@ -1,12 +1,9 @@
 """Whole-system replays: what each user sees, under a virtual clock (see tests/world.py)."""
 import os
-import pathlib
 
 import pytest
 
-from world import run_session
-
-SESSIONS = sorted((pathlib.Path(__file__).parent / "sessions").glob("*.txt"))
+from world import SESSIONS, run_session
 
 
 @pytest.mark.parametrize("path", SESSIONS, ids=lambda p: p.stem)

@@ -5,8 +5,7 @@ import re
 
 import pytest
 
-from test_sessions import SESSIONS
-from world import World, run_session
+from world import SESSIONS, World, run_session
 
 START = re.compile(r"^start (\S+)(.*)$", re.MULTILINE)
 LINE = re.compile(r"^\s*([\d.]+) (\S+) \| (.*)$")

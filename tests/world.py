@@ -40,10 +40,10 @@ import pathlib
 import random
 from collections import deque
 
-import client
+import chat_client
 import client_events as ce
 import protocol
-import server
+import chat_server
 import server_events
 import stay
 from commands import screen_lines
@@ -52,6 +52,7 @@ from server_events import accepted_event
 from storage import Store, load_credentials
 
 CREDENTIALS_PATH = pathlib.Path(__file__).resolve().parent.parent / "credential.txt"
+SESSIONS = sorted((pathlib.Path(__file__).parent / "sessions").glob("*.txt"))   # recorded runs
 LISTEN_PORT = 5000
 _SHOWN = (ce.Show, ce.Prompt, ce.AskConsent, ce.ShowOnline)    # what a screen shows
 INDENT = "  "
@@ -74,7 +75,7 @@ class SimClient:
         self.name = name
         self.host = host
         # each client run has its own id for its messages; the name keeps transcripts the same
-        self.core = client.ChatClient(client.Settings(LISTEN_PORT, stay=stays,
+        self.core = chat_client.ChatClient(chat_client.Settings(LISTEN_PORT, stay=stays,
                                                       **{"client_id": name, **settings}))
         self.stays = stays
         self.conn = None            # its staying connection while open
@@ -106,12 +107,12 @@ class Faults:
 class World:
     """Client cores and a server core joined by an in-memory network under a virtual clock."""
 
-    def __init__(self, server_settings=server.Settings(), faults=None, client_settings=None):
+    def __init__(self, server_settings=chat_server.Settings(), faults=None, client_settings=None):
         self.faults = faults or (lambda trouble: False)
         self.client_settings = client_settings or {}
         self.now = 0.0
         self.store = Store(":memory:")
-        self.server = server.ChatServer(load_credentials(CREDENTIALS_PATH), self.store,
+        self.server = chat_server.ChatServer(load_credentials(CREDENTIALS_PATH), self.store,
                                         server_settings, make_secret=counting_secrets())
         self.clients = {}
         self.transcript = []

@@ -1,0 +1,674 @@
+"""The chat client's core: ChatClient turns events into actions.
+
+It takes `(event, now)` and returns a list of actions (client_events.py); it never touches a
+socket, the screen or the clock. It routes each event to its handler and keeps the session; the
+parts with state of their own live beside it: outbox.py (messages the server has not yet taken),
+doorkeeper.py (who gets in on our listening port), peer.py (private links), and commands.py (what
+a typed line means, what a reply says). client.py builds and runs it.
+"""
+import enum
+import secrets
+from collections import deque
+from dataclasses import dataclass, field
+
+import peer
+from client_events import (Accepted, Arm, Cancel, CloseConn, Exit, ExitDue, Expired,
+                           HeartbeatDue, Incoming, IncomingClosed, InputEnded, Interrupted,
+                           LineIn, LinkClosed, LinkIdle, LinkIn, LinkUp, Log, OutboxRetry,
+                           Prompt, Pushed, Replied, RequestFailed, SendRequest, SendTo, Show,
+                           ShowOnline, Stage, Started, Status)
+from commands import (DEFAULT_ATTEMPTS, Command, Usage, described, error_code, error_text,
+                      help_lines, is_seq, parse_command, presence_notices, reply_lines,
+                      seconds_text, shown, times_text)
+from doorkeeper import Delivered, Doorkeeper, PrivateIn
+from outbox import Outbox
+
+HEARTBEAT_S = 30.0          # the server ends a session silent for 31 s
+EXIT_WAIT_S = 2.0           # how long an exiting client waits for its logout reply
+PRIVATE_SEEN_MAX = 10_000   # private message ids remembered, so one is never shown twice
+
+
+def _random_client_id():
+    """A fresh id for one run of a client: its messages' ids never repeat another run's."""
+    return secrets.token_hex(4)
+
+
+@dataclass
+class Settings:
+    """What the core needs to know about its surroundings."""
+    listen_port: int | None     # None: nothing listens, so no peer (nor short delivery) reaches us
+    stay: bool = False          # keep one connection to the server for requests and deliveries
+    heartbeat_s: float = HEARTBEAT_S
+    exit_wait_s: float = EXIT_WAIT_S
+    # starts every message id: random per run unless a test fixes it
+    client_id: str = field(default_factory=_random_client_id)
+
+
+class Purpose(enum.Enum):
+    """What a request was for: its reply (or failure) is handled by that."""
+    CHECK_USER = "check_user"
+    LOGIN = "login"
+    COMMAND = "command"
+    OUTBOX = "outbox"
+    HEARTBEAT = "heartbeat"
+    RESUME = "resume"
+    EXIT = "exit"
+
+
+@dataclass
+class _Pending:
+    """A request waiting for its reply: what it was for, and the session it belongs to."""
+    purpose: Purpose
+    blocks_input: bool
+    token: str | None = None
+    command: Command | None = None
+
+
+class ChatClient:
+    """The client's logic: `handle(event, now)` -> list of actions."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.stage = Stage.USERNAME
+        self.user = None
+        self.token = None
+        self.proof = None
+        self.lines = deque()            # typed lines waiting for the one in flight
+        self.waiting_for = None         # request id of the line in flight, if any
+        self.pending = {}               # request id -> _Pending
+        self.shown_upto = {}            # user -> highest seq of a stored message shown
+        self.outbox = Outbox(settings.client_id)
+        self.peers = peer.Peers(settings.client_id)  # addresses and keys given by consent, links
+        self.doorkeeper = Doorkeeper(self.peers)     # who may use our listening port
+        # (sender, pid) of private messages shown, so one that also comes through the server
+        # (its acknowledgement was lost) is shown once; oldest forgotten past PRIVATE_SEEN_MAX
+        self.private_seen = {}
+        self.last_request_at = None     # the last request carrying our token: a sign of life
+        self.outage = None              # why the server cannot be reached (said once), or None
+        self.detached = False           # staying: the server has not yet taken our resume
+        self.no_port_told = False       # without a listening port: said so at the first private
+        self.input_ended = False
+        self.exiting = False
+        self.done = False               # Exit was returned: nothing more happens
+        self._status = None             # the last Status said
+        self._ids = 0
+        self._events = {
+            Started: self._on_started, LineIn: self._on_line, InputEnded: self._on_input_ended,
+            Interrupted: self._on_interrupted, Replied: self._on_replied,
+            RequestFailed: self._on_request_failed, Expired: self._on_expired,
+            Accepted: self._on_accepted, Incoming: self._on_incoming,
+            IncomingClosed: self._on_incoming_closed, LinkIn: self._on_link_in,
+            LinkClosed: self._on_link_closed, LinkUp: self._on_link_up, Pushed: self._on_pushed,
+        }
+        self._timers = {HeartbeatDue: self._heartbeat_due, ExitDue: self._exit_due,
+                        OutboxRetry: self._outbox_retry, LinkIdle: self._link_idle}
+        self._replies = {
+            Purpose.CHECK_USER: self._reply_check_user, Purpose.LOGIN: self._reply_login,
+            Purpose.COMMAND: self._reply_command, Purpose.OUTBOX: self._reply_outbox,
+            Purpose.HEARTBEAT: self._reply_heartbeat, Purpose.RESUME: self._reply_resume,
+            Purpose.EXIT: self._reply_exit,
+        }
+        self._failures = {
+            Purpose.CHECK_USER: self._fail_check_user, Purpose.LOGIN: self._fail_login,
+            Purpose.COMMAND: self._fail_command, Purpose.OUTBOX: self._fail_outbox,
+            Purpose.HEARTBEAT: self._fail_quietly, Purpose.RESUME: self._fail_quietly,
+            Purpose.EXIT: self._fail_exit,
+        }
+
+    def handle(self, event, now):
+        """One event -> the actions it causes."""
+        if self.done:
+            return []
+        handler = self._events.get(type(event))
+        if handler is None:
+            raise TypeError(f"not a client event: {event!r}")
+        out = []
+        handler(event, now, out)
+        self._run_lines(now, out)
+        self._say_status(out)
+        return out
+
+    # -- events -------------------------------------------------------------------------------
+
+    def _on_started(self, event, now, out):
+        out.append(Prompt(Stage.USERNAME))
+
+    def _on_line(self, event, now, out):
+        self.lines.append(event.text)
+
+    def _on_input_ended(self, event, now, out):
+        # queued lines still run; _run_lines starts the exit once they are done
+        self.input_ended = True
+
+    def _on_interrupted(self, event, now, out):
+        self.lines.clear()
+        if self.exiting or self.token is None:
+            self._exit(out)       # not logged in, or a second Ctrl-C: leave at once
+        else:
+            self._start_exit(now, out)
+
+    def _on_replied(self, event, now, out):
+        pending = self._finish(event.request_id, out)
+        if pending is None:
+            return
+        self.outage = None
+        self._replies[pending.purpose](pending, event.frame, now, out)
+
+    def _on_request_failed(self, event, now, out):
+        pending = self._finish(event.request_id, out)
+        if pending is None:
+            return
+        # the user hears about an outage once; a line they typed always gets an answer
+        if pending.blocks_input or self.outage is None:
+            out.append(Show("outage", f"Cannot reach the server ({event.reason})."))
+        self.outage = event.reason
+        self._failures[pending.purpose](pending, now, out)
+
+    def _on_expired(self, event, now, out):
+        handler = self._timers.get(type(event.key))
+        if handler is None:
+            raise TypeError(f"not a client timer: {event.key!r}")
+        handler(event.key, now, out)
+
+    def _on_accepted(self, event, now, out):
+        out.extend(self.doorkeeper.accepted(event.conn, event.nonce))
+
+    def _on_incoming(self, event, now, out):
+        items = self.doorkeeper.incoming(event.conn, event.frame, self.user, self.proof,
+                                         self._login_in_flight())
+        self._admitted(items, out)
+
+    def _on_incoming_closed(self, event, now, out):
+        self.doorkeeper.closed(event.conn)
+
+    def _on_link_in(self, event, now, out):
+        self._peer_items(self.peers.link_frame(self.user, event.link, event.frame), out)
+
+    def _on_link_closed(self, event, now, out):
+        self._peer_items(self.peers.link_closed(event.link, event.reason), out)
+
+    def _on_link_up(self, event, now, out):
+        if self.stage is not Stage.LOGGED_IN or self.exiting:
+            return
+        # the server reaches this session on the connection its resume comes on, and sends
+        # again, in order, everything not yet acknowledged; the outbox need not wait its turn
+        self.detached = True
+        self._resume(now, out)
+        self.outbox.fresh_start()
+        self._send_head(now, out, blocks_input=False)
+
+    def _on_pushed(self, event, now, out):
+        if self.stage is not Stage.LOGGED_IN:
+            out.append(Log(f"{event.frame.get('type')!r} pushed while logged out ignored"))
+            return
+        self._delivered(event.conn, event.frame, out)
+
+    # -- what the user sees of the client's state ---------------------------------------------
+
+    def _say_status(self, out):
+        """A Status whenever the stage, the count of waiting lines or the outage changes. It
+        goes first: a screen knows the state an event left before it shows what it said (a
+        line said on logging out belongs to the login form)."""
+        # typed lines not yet handled, messages the server has not acknowledged, and a command
+        # in flight (the outbox head in flight is counted once, in the outbox)
+        in_flight = self.waiting_for is not None and self.waiting_for != self.outbox.sending
+        status = Status(self.stage, self.user, len(self.lines) + len(self.outbox) + in_flight,
+                        self.outage, self.waiting_for is not None)
+        if status != self._status:
+            self._status = status
+            out.insert(0, status)
+
+    # -- typed lines ----------------------------------------------------------------------------
+
+    def _run_lines(self, now, out):
+        """Handle queued lines in order, one at a time: a line that asks the server waits."""
+        while self.waiting_for is None and self.lines and not self.exiting:
+            self._line(self.lines.popleft(), now, out)
+        if (self.input_ended and self.waiting_for is None and not self.lines and not self.exiting
+                and self.outbox.sending is None):
+            if self.token is None:
+                self._exit(out)
+            else:
+                self._start_exit(now, out)
+
+    def _line(self, text, now, out):
+        if self.stage is Stage.USERNAME:
+            self._username_line(text.strip(), out)
+        elif self.stage is Stage.PASSWORD:
+            self._password_line(text.strip(), out)
+        else:
+            self._command_line(text, now, out)
+
+    def _username_line(self, name, out):
+        if not name:
+            out.append(Prompt(Stage.USERNAME))
+            return
+        self.user = name
+        self._request(Purpose.CHECK_USER, {"type": "check_user", "user": name}, out,
+                      blocks_input=True)
+
+    def _password_line(self, password, out):
+        if not password:
+            out.append(Prompt(Stage.PASSWORD))
+            return
+        frame = {"type": "login", "user": self.user, "password": password}
+        if self.settings.stay:
+            frame["stay"] = True    # deliveries come on our staying connection, not the port
+        if self.settings.listen_port is not None:
+            frame["port"] = self.settings.listen_port
+        self._request(Purpose.LOGIN, frame, out, blocks_input=True)
+
+    def _command_line(self, text, now, out):
+        command = parse_command(text)
+        if command is None:
+            return
+        if isinstance(command, Usage):
+            out.append(Show("system", command.text))
+            return
+        if command.name == "help":
+            out.extend(Show("system", line) for line in help_lines())
+            return
+        if command.name == "private":
+            self._private(command, now, out)
+            return
+        if command.name in ("message", "broadcast"):
+            self._post(command, now, out, blocks_input=True)
+            return
+        frame = {"type": command.name, "token": self.token}
+        if command.name in ("Y", "N"):
+            frame.update(type="consent", user=command.user, agree=command.name == "Y")
+        elif command.user is not None:
+            frame["user"] = command.user
+        if command.name == "logout":
+            out.append(Cancel(HeartbeatDue()))
+        self.last_request_at = now
+        self._request(Purpose.COMMAND, frame, out, blocks_input=True, command=command)
+
+    # -- the outbox: messages are acknowledged by the server, or retried -------------------------
+
+    def _post(self, command, now, out, blocks_input, ref=None):
+        """Queue a message or broadcast; send it now unless older ones still wait."""
+        if self.outbox.add(self.user, command, ref):
+            self._send_head(now, out, blocks_input)
+        else:
+            out.append(Show("system", f"The server has not taken your earlier messages yet; "
+                                      f"this one waits behind them ({len(self.outbox)} waiting)."))
+
+    def _send_head(self, now, out, blocks_input):
+        """Send the oldest waiting message alone, so the server takes them in order."""
+        head = self.outbox.head()
+        if head is None:
+            return
+        self.last_request_at = now
+        self.outbox.sending = self._request(Purpose.OUTBOX, head.frame(self.token), out,
+                                            blocks_input, head.command)
+
+    def _outbox_retry(self, key, now, out):
+        if self.stage is Stage.LOGGED_IN and not self.exiting:
+            self._send_head(now, out, blocks_input=False)
+
+    def _reply_outbox(self, pending, frame, now, out):
+        if error_code(frame) == "slow_down":
+            # kept, not refused: the server takes it once we wait as long as it says
+            wait_s = self.outbox.slowed(frame.get("seconds"))
+            out.extend([Show("system", f"The server asks us to slow down; your message is kept "
+                                       f"and sent in {wait_s:g} s."),
+                        Arm(OutboxRetry(), now + wait_s)])
+            return
+        if error_code(frame) == "no_session":
+            # kept: it goes out again once this user has logged in again
+            self.outbox.kept()
+            if not self._stale(pending):
+                self._session_ended(out, frame)
+            return
+        self.outbox.taken()
+        lines = reply_lines(pending.command, frame)
+        if lines is None:
+            out.append(Log(f"unexpected reply to {pending.command.name}: {frame.get('type')}"))
+        out.extend(Show("system", line) for line in lines or [])
+        if self.stage is Stage.LOGGED_IN:
+            self._send_head(now, out, blocks_input=False)
+
+    def _fail_outbox(self, pending, now, out):
+        outage_begins = not self.outbox.retry_s
+        retry_s = self.outbox.failed()
+        if outage_begins:           # say which messages wait
+            out.extend(Show("system", "Waiting to be sent: " + described(entry.command))
+                       for entry in self.outbox)
+        out.append(Show("system", f"Your message is kept and will be sent when the server "
+                                  f"answers ({len(self.outbox)} waiting; next try in "
+                                  f"{retry_s:g} s)."))
+        out.append(Arm(OutboxRetry(), now + retry_s))
+
+    def _outbox_after_login(self, now, out):
+        """Messages typed before the session ended go out now, if this is the same user."""
+        waiting = list(self.outbox)
+        if not waiting:
+            return
+        if waiting[0].user != self.user:
+            self._report_unsent(out, "you logged in as someone else")
+            return
+        self.outbox.fresh_start()
+        self._send_head(now, out, blocks_input=False)
+
+    def _report_unsent(self, out, why):
+        out.extend(Show("system", f"Not sent ({why}): " + described(entry.command))
+                   for entry in self.outbox.drop_all())
+
+    # -- requests and replies -------------------------------------------------------------------
+
+    def _request(self, purpose, frame, out, blocks_input, command=None):
+        self._ids += 1
+        self.pending[self._ids] = _Pending(purpose, blocks_input, self.token, command)
+        if blocks_input:
+            self.waiting_for = self._ids
+        out.append(SendRequest(self._ids, frame))
+        return self._ids
+
+    def _finish(self, request_id, out):
+        """Forget a request that got its answer; None if it was not ours."""
+        pending = self.pending.pop(request_id, None)
+        if pending is None:
+            out.append(Log(f"reply to unknown request {request_id} ignored"))
+            return None
+        if self.waiting_for == request_id:
+            self.waiting_for = None
+        return pending
+
+    def _stale(self, pending):
+        """A reply for a session that has since ended (logout, elsewhere, expiry)."""
+        return pending.token != self.token
+
+    def _login_in_flight(self):
+        return any(p.purpose is Purpose.LOGIN for p in self.pending.values())
+
+    def _reply_check_user(self, pending, frame, now, out):
+        if frame.get("type") == "ok":
+            self.stage = Stage.PASSWORD
+            out.append(Prompt(Stage.PASSWORD))
+        elif error_code(frame) == "unknown_user":
+            out.extend([Show("system", "Wrong username."), Prompt(Stage.USERNAME)])
+        else:
+            out.extend([Show("system", error_text(frame)), Prompt(Stage.USERNAME)])
+
+    def _reply_login(self, pending, frame, now, out):
+        if frame.get("type") == "welcome":
+            self._logged_in(frame, now, out)
+            return
+        out.extend(self.doorkeeper.refuse_held())
+        code = error_code(frame)
+        if code == "wrong_password":
+            out.extend([Show("system", "Wrong password. Please try again."),
+                        Prompt(Stage.PASSWORD)])
+            return
+        if code == "too_many_attempts":
+            attempts = frame.get("attempts")
+            if isinstance(attempts, bool) or not isinstance(attempts, int):
+                attempts = DEFAULT_ATTEMPTS
+            seconds = seconds_text(frame.get("seconds"))
+            out.append(Show("system", f"You have entered wrong password {times_text(attempts)} "
+                                      f"times. You will be blocked for {seconds} seconds."))
+        elif code == "locked":
+            out.append(Show("system", "You are still blocked, please try again later"))
+        elif code == "unknown_user":
+            out.append(Show("system", "Wrong username."))
+        else:
+            out.extend([Show("system", error_text(frame)), Prompt(Stage.PASSWORD)])
+            return
+        self._back_to_username(out)
+
+    def _logged_in(self, frame, now, out):
+        self.stage = Stage.LOGGED_IN
+        self.token = frame.get("token")
+        self.proof = frame.get("proof")
+        self.last_request_at = now
+        self.outage = None
+        out.extend([Show("system", "You have successfully logged in."),
+                    Arm(HeartbeatDue(), now + self.settings.heartbeat_s)])
+        self._admitted(self.doorkeeper.release(self.user, self.proof), out)
+        self._outbox_after_login(now, out)
+
+    def _reply_command(self, pending, frame, now, out):
+        command = pending.command
+        if self._stale(pending):
+            return
+        if command.name == "logout":
+            self._logged_out(out)
+            return
+        if error_code(frame) == "no_session":
+            self._session_ended(out, frame)
+            return
+        lines = reply_lines(command, frame)
+        if lines is None:
+            out.append(Log(f"unexpected reply to {command.name}: {frame.get('type')}"))
+            return
+        if frame.get("type") == "ok":
+            self._peer_reply(command, frame, out)
+        if command.name == "online" and frame.get("type") == "online":
+            out.append(ShowOnline(tuple(u for u in frame.get("users") or [] if isinstance(u, str))))
+            return
+        out.extend(Show("system", line) for line in lines)
+
+    def _reply_heartbeat(self, pending, frame, now, out):
+        if not self._stale(pending) and error_code(frame) == "no_session":
+            self._session_ended(out, frame)
+
+    def _reply_exit(self, pending, frame, now, out):
+        self._exit(out)
+
+    def _reply_resume(self, pending, frame, now, out):
+        if self._stale(pending):
+            return
+        if error_code(frame) == "no_session":
+            self._session_ended(out, frame)     # timed out meanwhile, or the server restarted
+        elif frame.get("type") == "ok":
+            self.detached = False
+            out.append(Log("the session resumed on a new connection"))
+        else:
+            # (slow_down, say) the next heartbeat is a resume instead, until one is taken
+            out.append(Log(f"resume refused: {error_text(frame)}"))
+
+    def _fail_check_user(self, pending, now, out):
+        out.append(Prompt(Stage.USERNAME))
+
+    def _fail_login(self, pending, now, out):
+        out.append(Prompt(Stage.PASSWORD))
+        out.extend(self.doorkeeper.refuse_held())
+
+    def _fail_command(self, pending, now, out):
+        if pending.command.name == "logout" and not self._stale(pending):
+            # the server ends the session itself once our heartbeats stop
+            self._logged_out(out)
+
+    def _fail_exit(self, pending, now, out):
+        self._exit(out)
+
+    def _fail_quietly(self, pending, now, out):
+        """A heartbeat or resume that failed: the next heartbeat tries again."""
+
+    # -- sessions -------------------------------------------------------------------------------
+
+    def _heartbeat_due(self, key, now, out):
+        if self.stage is not Stage.LOGGED_IN or self.exiting:
+            return
+        # any request with our token is a sign of life, so a heartbeat is due only after silence
+        due_at = self.last_request_at + self.settings.heartbeat_s
+        if now >= due_at and self.detached:
+            self._resume(now, out)      # a resume the server refused is tried again
+            due_at = now + self.settings.heartbeat_s
+        elif now >= due_at:
+            self.last_request_at = now
+            self._request(Purpose.HEARTBEAT, {"type": "heartbeat", "token": self.token}, out,
+                          blocks_input=False)
+            due_at = now + self.settings.heartbeat_s
+        out.append(Arm(HeartbeatDue(), due_at))
+
+    def _resume(self, now, out):
+        self.last_request_at = now
+        self._request(Purpose.RESUME, {"type": "resume", "token": self.token}, out,
+                      blocks_input=False)
+
+    def _logged_out(self, out):
+        out.append(Show("system", "You have logged out."))
+        self._back_to_username(out)
+
+    def _session_ended(self, out, frame=None):
+        if frame is not None and frame.get("restarted") is True:
+            out.append(Show("system", "The server has restarted, which ended your session. "
+                                      "Please log in again."))
+        else:
+            out.append(Show("system", "Your session has ended. Please log in again."))
+        self._back_to_username(out)
+
+    def _back_to_username(self, out):
+        """Forget the session and ask for a username."""
+        if self.stage is Stage.LOGGED_IN:
+            out.append(Cancel(HeartbeatDue()))
+        self.stage = Stage.USERNAME
+        self.token = None
+        self.proof = None
+        self.detached = False
+        # consent ends with the session, on both sides
+        self._peer_items(self.peers.forget_all(), out)
+        out.extend(self.doorkeeper.close_peers(lambda name: True))
+        out.append(Prompt(Stage.USERNAME))
+
+    def _start_exit(self, now, out):
+        """Log out, then exit on the reply, a failure, or after exit_wait_s."""
+        self.exiting = True
+        out.append(Cancel(HeartbeatDue()))
+        self._request(Purpose.EXIT, {"type": "logout", "token": self.token}, out,
+                      blocks_input=False)
+        out.append(Arm(ExitDue(), now + self.settings.exit_wait_s))
+
+    def _exit_due(self, key, now, out):
+        if self.exiting:
+            out.append(Log("no reply to logout; exiting anyway"))
+            self._exit(out)
+
+    def _exit(self, out):
+        self._report_unsent(out, "the server never acknowledged it")
+        self.exiting = self.done = True
+        out.append(Exit(0))
+
+    # -- deliveries -----------------------------------------------------------------------------
+
+    def _admitted(self, items, out):
+        """What the doorkeeper let in, and what it says to do."""
+        for item in items:
+            if type(item) is Delivered:
+                self._delivered(item.conn, item.frame, out)
+            elif type(item) is PrivateIn:
+                self._private_in(item, out)
+            else:
+                out.append(item)
+
+    def _delivered(self, conn, frame, out):
+        kind = frame.get("type")
+        if kind == "bye":
+            out.append(CloseConn(conn))
+        elif kind == "logged_out":
+            if self.stage is Stage.LOGGED_IN:
+                out.append(shown(frame))
+                self._back_to_username(out)
+        elif kind in ("message", "broadcast") and is_seq(frame.get("seq")):
+            self._numbered(conn, frame, out)
+        elif kind == "presence":
+            notices = presence_notices(frame, self.user)
+            if notices is None:
+                out.append(Log("malformed presence delivery ignored"))
+            for notice in notices or ():
+                self._show(notice, out)
+        elif kind in ("message", "broadcast"):
+            self._show(frame, out)
+        elif kind in peer.PEER_DELIVERIES:
+            self._peer_items(self.peers.delivered(frame), out)
+        elif kind == "consent_revoked":
+            # the user's session ended: the key we gave it is void
+            self._revoke_consent(frame.get("user"), out)
+        else:
+            out.append(Log(f"delivery of unknown type {kind!r} ignored"))
+
+    def _numbered(self, conn, frame, out):
+        """A stored message: shown once, in order, whatever the server repeats; acknowledged.
+
+        Sequence numbers only grow, so anything at or below the highest shown is a repeat
+        (a redelivery after a lost acknowledgement): acknowledged again, not shown again.
+        """
+        seq = frame["seq"]
+        if seq > self.shown_upto.get(self.user, 0):
+            self.shown_upto[self.user] = seq
+            if self._first_private_sight(frame.get("from"), frame.get("ref")):
+                self._show(frame, out)
+        out.append(SendTo(conn, {"type": "ack", "seq": seq}))
+
+    @staticmethod
+    def _show(frame, out):
+        """A message, broadcast or presence notice -> what the screen shows, or a log line if
+        it is malformed."""
+        show = shown(frame)
+        out.append(show if show is not None else Log(f"malformed {frame['type']} delivery ignored"))
+
+    # -- peer to peer (the rules live in peer.py) -----------------------------------------------
+
+    def _peer_items(self, items, out):
+        """Peers' actions, and a Resend for a message that must go through the server."""
+        for item in items:
+            if type(item) is peer.Resend:
+                self._resend(item, out)
+            else:
+                out.append(item)
+
+    def _link_idle(self, key, now, out):
+        self._peer_items(self.peers.link_idle(key.user, now), out)
+
+    def _private(self, command, now, out):
+        if self.settings.listen_port is None and not self.no_port_told:
+            # we can still dial a peer; only the way back is missing
+            self.no_port_told = True
+            out.append(Show("system", "This client has no listening port, so it cannot take "
+                                      "private messages: others can answer you with message, "
+                                      "not private."))
+        if command.user not in self.peers.addresses:
+            out.append(Show("system", f"You don't have {command.user}'s address. "
+                                      f"Type getaddress {command.user} first."))
+            return
+        self._peer_items(self.peers.send(self.user, command.user, command.text, now), out)
+
+    def _resend(self, item, out):
+        """The peer was unreachable: the message goes through the server, delivered or kept."""
+        if self.token is None:
+            out.append(Show("system", f"Your message to {item.user} was not delivered."))
+            return
+        out.append(Show("system", f"Sending your message to {item.user} through the server "
+                                  f"instead."))
+        self._post(Command("message", item.user, item.text), self.last_request_at, out,
+                   blocks_input=False, ref=item.pid)
+
+    def _private_in(self, item, out):
+        if self._first_private_sight(item.sender, item.pid):
+            out.append(Show("private", item.text, item.sender))
+        out.append(SendTo(item.conn, {"type": "ok"}))
+
+    def _first_private_sight(self, sender, pid):
+        """False if this private message (by its sender's id) was shown already; else note it."""
+        if not isinstance(pid, str) or not pid:
+            return True         # not a private message, or a peer that numbers none
+        if (sender, pid) in self.private_seen:
+            return False
+        self.private_seen[(sender, pid)] = None
+        if len(self.private_seen) > PRIVATE_SEEN_MAX:
+            del self.private_seen[next(iter(self.private_seen))]
+        return True
+
+    def _peer_reply(self, command, frame, out):
+        """What an ok to a command changes for peers."""
+        if command.name == "Y" and isinstance(frame.get("key"), str):
+            self.peers.grant(command.user, frame["key"])
+        elif command.name == "block":
+            # the blocked user's key ends here, so our listener refuses its next private
+            self._revoke_consent(command.user, out)
+
+    def _revoke_consent(self, user, out):
+        self.peers.revoke(user)
+        out.extend(self.doorkeeper.close_peers(lambda name: name == user))

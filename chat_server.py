@@ -1,0 +1,682 @@
+"""The chat server's core: ChatServer turns events into actions.
+
+It is a plain object: `handle(event, now)` takes one event (a decoded request,
+a timer that fired, a delivery that failed; server_events.py lists them) and returns a list of
+actions (reply, deliver, arm a timer, log). It never touches a socket or reads the clock: `now`
+is monotonic seconds from the glue. It routes each event to its handler and keeps the sessions;
+the rules with state of their own live beside it: lockouts.py (wrong passwords), consents.py
+(peer-to-peer addresses), presence.py (when presence goes out), delivery.py (what each client
+has on its way), sessions.py (who is logged in). PROTOCOL.md is the contract it keeps; server.py
+runs it.
+"""
+import secrets
+from dataclasses import dataclass
+
+import limits
+import passwords
+import protocol
+from consents import Consents
+from delivery import Deliveries
+from lockouts import Lockouts
+from presence import Presence
+from protocol import FrameError, whole
+from server_events import (Acked, Arm, AskLapses, BadFrame, Close, Closed, Deliver, Expired,
+                           IdleCheck, Log, PresenceBatch, Redeliver, Reply, Request, Undelivered)
+from sessions import Session, Sessions
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Limits and durations; the defaults are the course's."""
+    block_time_s: float = 30.0
+    timeout_s: float = 31.0
+    max_attempts: int = 3
+    max_text_chars: int = 4000
+    consent_s: float = 60.0     # how long a getaddress waits for the target's answer
+    delivery_window: int = 1024  # messages in flight to one client before its acknowledgements,
+    delivery_window_bytes: int = 2 * 1024 * 1024   # ... and bytes: half the output limit, so a
+                                # long backlog goes out in steps, never past that limit
+    retry_first_s: float = 1.0  # an unacknowledged delivery is retried after this, doubling
+    retry_max_s: float = 30.0   # ... up to this, for as long as the session lives
+    replies_kept_s: float = 86400.0   # a retried request is recognised for this long
+    # Token buckets (limits.py); a rate of 0 turns that limit off. A person types far below
+    # these; a client's outbox catching up after an outage is paced by slow_down, not refused.
+    user_rate_per_s: float = 20.0     # requests a second per logged-in user ...
+    user_burst: int = 100             # ... with this many at once
+    address_rate_per_s: float = 200.0   # requests a second per address (users behind one NAT
+    address_burst: int = 1000           # share it), framing errors and logins included
+    failed_logins_per_s: float = 10 / 60   # failed logins per address: 10 a minute ...
+    failed_logins_burst: int = 10          # ... after a first 10
+    slow_log_quiet_s: float = 60.0    # a flood is logged once per this, per user or address
+    # Presence notices (presence.py): at once within this many deliveries a second, else batched.
+    presence_rate_per_s: float = 2000.0
+    presence_burst: int = 2000
+    presence_batch_s: float = 1.0     # the shortest wait of a batch
+    # A token is good only from the host its login came from, so another user's token, copied,
+    # is refused like a forged one. main() turns it on; off, unit tests may name hosts freely.
+    tokens_bound_to_host: bool = False
+
+
+class Refused(Exception):
+    """A request the core answers with an error frame: `extra` adds fields to it; `log_text`
+    replaces the usual log line, and `logged` False leaves it out (a flood logs once)."""
+
+    def __init__(self, code, detail="", logged=True, log_text=None, **extra):
+        super().__init__(detail or protocol.ERRORS[code])
+        self.code = code
+        self.extra = extra
+        self.logged = logged
+        self.log_text = log_text
+
+
+def _random_secret():
+    """A fresh unguessable token or proof."""
+    return secrets.token_hex(16)
+
+
+def _is_scalar(value):
+    """True for the JSON values a request id may be (or None when absent)."""
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _port_field(frame):
+    """frame["port"] if it is an int in 1..65535, else FrameError."""
+    return protocol.int_field(frame, "port", 1, 65535)
+
+
+def _stay_fields(frame):
+    """A login's (stay, port): port may be left out (None) only by a client that stays."""
+    stay = frame.get("stay", False)
+    if not isinstance(stay, bool):
+        raise FrameError("bad_field", "'stay' must be true or false")
+    if stay and frame.get("port") is None:
+        return stay, None   # no listening port: reached on its connection, never peer to peer
+    return stay, _port_field(frame)
+
+
+def _shown(address):
+    """(host, port) -> "host:port" for the log; a client with no listening port is its host."""
+    host, port = address
+    return host if port is None else f"{host}:{port}"
+
+
+def _answer(conn, frame_id, frame):
+    """A Reply carrying `frame`, repeating the request's id when it had one."""
+    if frame_id is not None:
+        frame["id"] = frame_id
+    return Reply(conn, frame)
+
+
+class ChatServer:
+    """The chat logic: `handle(event, now)` -> list of actions."""
+
+    def __init__(self, credentials, store, settings=Settings(), make_secret=_random_secret,
+                 instance=None):
+        self._passwords = credentials
+        self._store = store
+        self._settings = settings
+        self._make_secret = make_secret
+        # Tokens start with this run's name, so a token from before a restart is recognised.
+        self._instance = instance
+        self._lockouts = Lockouts(store, settings.max_attempts, settings.block_time_s)
+        self._checker = passwords.Checker(credentials)
+        self._user_limit = limits.RateLimiter(settings.user_rate_per_s, settings.user_burst)
+        self._address_limit = limits.RateLimiter(settings.address_rate_per_s,
+                                                 settings.address_burst)
+        self._failed_logins = limits.RateLimiter(settings.failed_logins_per_s,
+                                                 settings.failed_logins_burst)
+        self._slow_logged = limits.OncePer(settings.slow_log_quiet_s)
+        self._presence = Presence(settings.presence_rate_per_s, settings.presence_burst,
+                                  settings.presence_batch_s)
+        self._deliveries = Deliveries(store, settings.delivery_window,
+                                      settings.delivery_window_bytes, settings.retry_first_s,
+                                      settings.retry_max_s)
+        # Peer to peer, in memory only, so a restart ends every consent.
+        self._consents = Consents(settings.consent_s, make_secret)
+        self._sessions = Sessions()
+        self._replies_pruned_at = None
+        self._events = {Request: self._on_request, BadFrame: self._on_bad_frame,
+                        Expired: self._on_expired, Acked: self._on_acked,
+                        Closed: self._on_closed, Undelivered: self._on_undelivered}
+        self._timers = {IdleCheck: self._idle_check, AskLapses: self._ask_lapsed,
+                        Redeliver: self._redeliver, PresenceBatch: self._send_presence_batch}
+        # Frames about the connection itself: no session, no rate limit, no reply.
+        self._connection_frames = {"bye": self._bye, "ack": self._stay_ack}
+        self._open_requests = {"check_user": self._check_user, "login": self._login}
+        self._session_requests = {
+            "message": self._message, "broadcast": self._broadcast,
+            "online": self._online, "block": self._block, "unblock": self._unblock,
+            "heartbeat": self._heartbeat, "logout": self._logout,
+            "getaddress": self._getaddress, "consent": self._consent,
+            "resume": self._resume,
+        }
+
+    def handle(self, event, now):
+        """One event at time `now` (monotonic seconds) -> the list of actions it causes."""
+        handler = self._events.get(type(event))
+        if handler is None:
+            raise TypeError(f"not a server event: {event!r}")
+        return handler(event, now)
+
+    def online_users(self):
+        """Names with a live session, sorted."""
+        return self._sessions.users()
+
+    def awaits_ack(self, proof):
+        """True while the session with `proof` has messages on their way, unacknowledged: its
+        delivery connection stays open for the acknowledgement."""
+        session = self._sessions.of_proof(proof)
+        return session is not None and bool(session.window.sent)
+
+    # --- requests ---
+
+    def _on_request(self, request, now):
+        frame = request.frame
+        kind = frame["type"]
+        connection_frame = self._connection_frames.get(kind)
+        if connection_frame is not None:
+            return connection_frame(request, now)
+        # An unknown type is the sender's text: keep it out of the log.
+        known = kind in self._open_requests or kind in self._session_requests
+        logged_kind = kind if known else "request"
+        frame_id = frame.get("id")
+        who = f"conn {request.conn}"
+        try:
+            if not _is_scalar(frame_id):
+                frame_id = None  # an id that cannot be repeated is not repeated
+            session, refusal = None, None
+            if kind in self._session_requests:
+                try:
+                    bound = request.host if self._settings.tokens_bound_to_host else None
+                    session = self._session_of(frame, bound)
+                except (Refused, FrameError) as no_session:
+                    refusal = no_session
+            if session is not None:
+                # any request with a valid token is a sign of life, even one refused as too
+                # many: a user behind a flooded address is slowed down, not timed out
+                session.last_seen = now
+            self._admit(session, request.host, now)
+            if refusal is not None:
+                raise refusal
+            if frame_id is None and frame.get("id") is not None:
+                raise Refused("bad_field", "'id' must be a number or a string")
+            if kind in self._open_requests:
+                who = self._account_named(frame.get("user"), default=who)
+                return self._open_requests[kind](request, frame_id, now)
+            if kind in self._session_requests:
+                who = session.user
+                return self._session_requests[kind](session, request, frame_id, now)
+            raise Refused("unknown_type")
+        except (Refused, FrameError) as refusal:
+            return self._refuse(request.conn, frame_id, logged_kind, who, refusal)
+
+    def _admit(self, session, host, now):
+        """Spend the rate-limit tokens of one request, or raise slow_down.
+
+        A logged-in user spends its own bucket first, so one user's flood is stopped there and
+        does not drain the address it shares with others (behind a NAT, say).
+        """
+        if session is not None:
+            wait_s = self._user_limit.take(session.user, now)
+            if wait_s:
+                raise self._slow_down(session.user, wait_s, now)
+        wait_s = self._address_limit.take(host, now)
+        if wait_s:
+            raise self._slow_down(f"address {host}", wait_s, now)
+
+    def _slow_down(self, who, wait_s, now, detail=""):
+        """The slow_down refusal for `who`, logged once per flood."""
+        seconds = limits.wait_text(wait_s)
+        return Refused("slow_down", detail or f"too many requests; try again in {seconds} s",
+                       logged=self._slow_logged.due(who, now),
+                       log_text=f"{who} is over its rate limit: answering slow_down for a while",
+                       seconds=seconds)
+
+    def _on_bad_frame(self, event, now):
+        """A frame that failed to decode: an error that names why, within the address's limit."""
+        who = f"conn {event.conn} from {event.host}"
+        try:
+            self._admit(None, event.host, now)
+        except Refused as refusal:
+            return self._refuse(event.conn, None, "frame", who, refusal)
+        return self._refuse(event.conn, None, "frame", who, FrameError(event.code, event.detail))
+
+    def _account_named(self, name, default):
+        """`name` if it is an account (safe to log), else `default`."""
+        return name if isinstance(name, str) and name in self._passwords else default
+
+    def _refuse(self, conn, frame_id, kind, who, refusal):
+        reply = protocol.error(refusal.code, frame_id, str(refusal))
+        extra = getattr(refusal, "extra", {})
+        reply.update(extra)
+        if not getattr(refusal, "logged", True):
+            return [Reply(conn, reply)]     # a flood: its first refusal was logged
+        text = getattr(refusal, "log_text", None)
+        if text is None:
+            shown_extra = "".join(f" {name}={value}" for name, value in extra.items())
+            text = f"refused {kind} from {who}: {refusal.code}{shown_extra}"
+        return [Log(text), Reply(conn, reply)]
+
+    def _session_of(self, frame, host=None):
+        """The live session named by frame["token"]; FrameError or Refused if none.
+
+        A token is good only from the address its login came from (when `host` is given):
+        another user's token, copied, gets no_session like a forged one.
+        """
+        if frame.get("token") is None:
+            raise Refused("no_session", "log in first: this request needs a session token")
+        token = protocol.text_field(frame, "token")
+        session = self._sessions.of_token(token)
+        if session is None:
+            if self._instance and not token.startswith(self._instance + "."):
+                raise Refused("no_session", "the server restarted; log in again", restarted=True)
+            raise Refused("no_session")
+        if host is not None and session.address[0] != host:
+            raise Refused("no_session", "that token belongs to a session from another address")
+        return session
+
+    def _account_field(self, frame, name):
+        """frame[name] if it names an account; bad_field or unknown_user otherwise."""
+        user = protocol.name_field(frame, name)
+        if user not in self._passwords:
+            raise Refused("unknown_user")
+        return user
+
+    # --- the connection: bye and a staying client's acknowledgements ---
+
+    def _bye(self, request, now):
+        """The side that connected is done: the accepting side closes first (PROTOCOL.md)."""
+        return [Close(request.conn, "bye")]
+
+    def _stay_ack(self, request, now):
+        """An ack on a staying connection is for the session whose messages went out on it."""
+        session = self._sessions.of_conn(request.conn)
+        try:
+            seq = protocol.int_field(request.frame, "seq", 1, protocol.MAX_SEQ)
+        except FrameError as refusal:
+            return self._refuse(request.conn, None, "ack", f"conn {request.conn}", refusal)
+        if session is None:
+            return []   # nothing numbered went out here: there is nothing to acknowledge
+        return self._acknowledged(session, seq)
+
+    # --- logging in ---
+
+    def _check_user(self, request, frame_id, now):
+        self._account_field(request.frame, "user")
+        return [_answer(request.conn, frame_id, {"type": "ok"})]
+
+    def _login(self, request, frame_id, now):
+        frame = request.frame
+        user = protocol.name_field(frame, "user")
+        password = protocol.text_field(frame, "password", self._settings.max_text_chars)
+        stay, port = _stay_fields(frame)
+        # Failed logins are limited per address too: guessing across many names from one
+        # address is slowed, and the password is not even checked meanwhile.
+        wait_s = self._failed_logins.check(request.host, now)
+        if wait_s:
+            raise self._slow_down(f"failed logins from {request.host}", wait_s, now,
+                                  f"too many failed logins from your address; try again in "
+                                  f"{limits.wait_text(wait_s)} s")
+        # A blocked name stays blocked whatever the password, and trying does not count.
+        if user in self._passwords and self._lockouts.is_locked(user, now):
+            raise Refused("locked")
+        # One check of equal cost for known and unknown names (passwords.py), in constant time.
+        if not self._checker.check(user, password):
+            self._failed_logins.take(request.host, now)
+            if user not in self._passwords:
+                raise Refused("unknown_user")
+            attempts_left = self._lockouts.fail(user, now)
+            if attempts_left == 0:
+                raise Refused("too_many_attempts", seconds=whole(self._settings.block_time_s))
+            raise Refused("wrong_password", attempts_left=attempts_left)
+        self._lockouts.clear(user)
+        return self._start_session(request.conn, frame_id, user, (request.host, port), now, stay)
+
+    def _start_session(self, conn, frame_id, user, address, now, stays=False):
+        old = self._sessions.get(user)
+        token = self._make_secret()
+        if self._instance:
+            token = f"{self._instance}.{token}"
+        session = Session(user, token, self._make_secret(), address, now, stays=stays)
+        welcome = {"type": "welcome", "user": user,
+                   "token": session.token, "proof": session.proof}
+        staying = ", staying connected" if stays else ""
+        actions = [Log(f"{user} logged in from {_shown(address)}{staying}"),
+                   _answer(conn, frame_id, welcome)]
+        if old is None:
+            actions += self._presence_change(user, online=True, now=now)
+        else:
+            # The user stays online, so the others see no presence change.
+            ended = self._end_session(user)
+            actions.append(Log(f"{user} logged in elsewhere; ended the session at "
+                               f"{_shown(old.address)}"))
+            if old.conn != conn:
+                # (not on the very connection the new login came on: that is the new one's)
+                actions += self._reach(old, {"type": "logged_out", "reason": "elsewhere"})
+            actions += ended
+        self._sessions.add(session)
+        if stays:
+            self._sessions.attach(session, conn)
+        actions += self._send_waiting(session)
+        actions.append(Arm(IdleCheck(user), now + self._settings.timeout_s))
+        self._forget_old_replies(now)
+        return actions
+
+    def _forget_old_replies(self, now):
+        """At most hourly, drop remembered replies no client would retry any more."""
+        if self._replies_pruned_at is None or now - self._replies_pruned_at >= 3600:
+            self._replies_pruned_at = now
+            self._store.forget_replies_before(now - self._settings.replies_kept_s)
+
+    def _end_session(self, user):
+        """End `user`'s session and the consents it took part in; returns the notices."""
+        self._sessions.end(user)
+        return [action for to, frame in self._consents.end(user)
+                for action in self._tell(to, frame)]
+
+    # --- reaching clients ---
+
+    def _send_waiting(self, session):
+        """Deliver again, in order, what the session's client has not acknowledged."""
+        self._deliveries.restart(session.window)
+        return self._top_up(session)
+
+    def _top_up(self, session):
+        """Send the next waiting messages while the session's window has room."""
+        return [action for frame in self._deliveries.top_up(session.user, session.window)
+                for action in self._reach(session, frame)]
+
+    def _reach(self, session, frame):
+        """Deliver `frame` to the session's client by whichever way it is connected."""
+        if not session.stays:
+            return [Deliver(session.address, session.proof, frame)]
+        if session.conn is None:
+            # Detached: a numbered message stays stored and goes out at the resume, from the
+            # oldest unacknowledged (or at the next login); a notice lapses, as one to a
+            # listening port that cannot be reached does.
+            return []
+        return [Deliver(session.address, session.proof, frame, conn=session.conn)]
+
+    def _tell(self, user, frame):
+        """Deliver `frame` to `user` if online; nothing otherwise."""
+        session = self._sessions.get(user)
+        return [] if session is None else self._reach(session, frame)
+
+    def _acknowledged(self, session, seq):
+        """The session's client has shown everything up to `seq`: the window opens."""
+        if not self._deliveries.acknowledge(session.user, session.window, seq):
+            return []   # old news
+        return self._top_up(session)
+
+    # --- presence ---
+
+    def _presence_change(self, user, online, now):
+        """Tell every other online user that `user` came or went, except those it blocks:
+        at once while the presence budget allows, else in the next batch."""
+        listeners = len(self._sessions)     # `user` is not among them, coming or going
+        when = self._presence.change(user, online, listeners, now)
+        if when is None:
+            return []                       # it joined the waiting batch
+        if when != "now":
+            return [Arm(PresenceBatch(), when)]
+        notice = {"type": "presence", "user": user, "online": online}
+        blocked = self._store.blocks(user)
+        return [action for name, other in self._sessions.sorted_items()
+                if name != user and name not in blocked
+                for action in self._reach(other, notice)]
+
+    def _send_presence_batch(self, key, now):
+        """Every change since the batch began, in order, as one notice to each online user.
+
+        The same notice (encoded once) goes to all but the few that a changed user blocks,
+        who get theirs without that user. A user that came during the batch gets it whole,
+        its own arrival included: the client skips changes about itself (PROTOCOL.md).
+        """
+        changes = self._presence.take_batch()
+        if not changes:
+            return []
+        subjects = {user for user, _ in changes}
+        screened = set().union(*(self._store.blocks(user) for user in subjects))
+        notice = {"type": "presence", "changes": [[user, online] for user, online in changes]}
+        actions = []
+        for name, session in self._sessions.sorted_items():
+            if name in screened:
+                told = [[user, online] for user, online in changes
+                        if name not in self._store.blocks(user)]
+                if told:
+                    actions += self._reach(session, {"type": "presence", "changes": told})
+            else:
+                actions += self._reach(session, notice)
+        return actions
+
+    # --- messages ---
+
+    def _message(self, session, request, frame_id, now):
+        frame = request.frame
+        mid = protocol.id_field(frame, "mid")
+        # the id of the private message this stands in for; every field is checked before a
+        # retry gets its old reply
+        ref = protocol.id_field(frame, "ref")
+        recipient = self._account_field(frame, "to")
+        text = protocol.text_field(frame, "text", self._settings.max_text_chars)
+        if recipient == session.user:
+            raise Refused("self")
+        if self._store.is_blocked(recipient, session.user):
+            raise Refused("blocked")
+        reply = {"type": "ok", "stored": recipient not in self._sessions}
+        answered = self._answered_before(session, mid, reply, request.conn, frame_id, now)
+        if answered:
+            return answered
+        message = {"type": "message", "from": session.user, "text": text}
+        if ref is not None:
+            message["ref"] = ref    # a private message that could not go peer to peer
+        deliveries = self._keep_and_deliver([recipient], message)
+        return [_answer(request.conn, frame_id, reply), *deliveries]
+
+    def _broadcast(self, session, request, frame_id, now):
+        mid = protocol.id_field(request.frame, "mid")
+        text = protocol.text_field(request.frame, "text", self._settings.max_text_chars)
+        sender = session.user
+        listeners = [name for name in self._sessions.users() if name != sender]
+        told = [name for name in listeners if not self._store.is_blocked(name, sender)]
+        reply = {"type": "ok", "skipped": len(listeners) - len(told)}
+        answered = self._answered_before(session, mid, reply, request.conn, frame_id, now)
+        if answered:
+            return answered
+        message = {"type": "broadcast", "from": sender, "text": text}
+        deliveries = self._keep_and_deliver(told, message)
+        return [_answer(request.conn, frame_id, reply), *deliveries]
+
+    def _answered_before(self, session, mid, reply, conn, frame_id, now):
+        """A retried request (same sender and mid) gets its first reply again, nothing more.
+        A new one's `reply` is kept for its retries (one statement does both)."""
+        if mid is None:
+            return None
+        earlier = self._store.first_reply(session.user, mid, reply, now)
+        return None if earlier is None else [_answer(conn, frame_id, earlier)]
+
+    def _keep_and_deliver(self, recipients, message):
+        """Store `message` for each recipient until it acknowledges it; deliver it now to
+        those online whose window has room. One statement and one encoding serve them all."""
+        sessions = self._sessions
+        numbered = protocol.Numberer(message)
+        seqs = self._store.keep_for([(name, name not in sessions) for name in recipients],
+                                    message, numbered.text)
+        actions = []
+        offer = self._deliveries.offer
+        for name, seq in zip(recipients, seqs):
+            target = sessions.get(name)
+            if target is not None:
+                copy = numbered(seq)
+                if offer(target.window, copy):
+                    actions += self._reach(target, copy)
+        return actions
+
+    # --- other requests ---
+
+    def _online(self, session, request, frame_id, now):
+        others = [name for name in self.online_users() if name != session.user]
+        return [_answer(request.conn, frame_id, {"type": "online", "users": others})]
+
+    def _block_target(self, session, frame):
+        target = self._account_field(frame, "user")
+        if target == session.user:
+            raise Refused("self")
+        return target
+
+    def _block(self, session, request, frame_id, now):
+        target = self._block_target(session, request.frame)
+        if self._store.is_blocked(session.user, target):
+            raise Refused("already_blocked")
+        self._store.add_block(session.user, target)
+        actions = [_answer(request.conn, frame_id, {"type": "ok"})]
+        # The blocked user is not told: its next private is refused by the blocker's client,
+        # which drops the key itself, and its next getaddress is refused here.
+        if self._consents.revoke(target, session.user):
+            actions.append(Log(f"{session.user} blocked {target}: its address grant ended"))
+        return actions
+
+    def _unblock(self, session, request, frame_id, now):
+        target = self._block_target(session, request.frame)
+        if not self._store.is_blocked(session.user, target):
+            raise Refused("not_blocked")
+        self._store.remove_block(session.user, target)
+        return [_answer(request.conn, frame_id, {"type": "ok"})]
+
+    def _heartbeat(self, session, request, frame_id, now):
+        return [_answer(request.conn, frame_id, {"type": "ok"})]
+
+    def _resume(self, session, request, frame_id, now):
+        """The session's client is back on a new staying connection: reach it there, and
+        send again everything it has not acknowledged, from the oldest, in order."""
+        self._sessions.attach(session, request.conn)
+        session.stays = True
+        # the resume is the retry: a retry timer still due finds nothing to do
+        session.window.backoff_s = 0.0
+        return [Log(f"{session.user} resumed the session on connection {request.conn}"),
+                _answer(request.conn, frame_id, {"type": "ok"}),
+                *self._send_waiting(session)]
+
+    def _logout(self, session, request, frame_id, now):
+        ended = self._end_session(session.user)
+        return [Log(f"{session.user} logged out"),
+                _answer(request.conn, frame_id, {"type": "ok"}),
+                *self._presence_change(session.user, online=False, now=now), *ended]
+
+    # --- peer to peer: addresses given only by consent ---
+
+    def _getaddress(self, session, request, frame_id, now):
+        requester = session.user
+        target = self._account_field(request.frame, "user")
+        if target == requester:
+            raise Refused("self")
+        # Checked before "offline", so a blocked user learns nothing, not even presence.
+        if self._store.is_blocked(target, requester):
+            raise Refused("blocked")
+        granter = self._sessions.get(target)
+        if granter is None:
+            raise Refused("offline")
+        asked_until = self._consents.ask(requester, target, now)
+        if asked_until is None:
+            raise Refused("already_asked")
+        return [Log(f"{requester} asked {target} for its address"),
+                _answer(request.conn, frame_id, {"type": "ok"}),
+                *self._reach(granter, {"type": "consent_request", "from": requester}),
+                Arm(AskLapses(requester, target), asked_until)]
+
+    def _consent(self, session, request, frame_id, now):
+        frame = request.frame
+        target = session.user
+        requester = self._account_field(frame, "user")
+        agree = frame.get("agree")
+        if not isinstance(agree, bool):
+            raise FrameError("bad_field", "'agree' must be true or false")
+        if not self._consents.answer(requester, target, now):
+            raise Refused("no_request")
+        asker = self._sessions.get(requester)   # an ask ends with its requester's session
+        if not agree:
+            return [Log(f"{target} refused {requester} its address"),
+                    _answer(request.conn, frame_id, {"type": "ok"}),
+                    *self._reach(asker, {"type": "address_refused", "user": target})]
+        host, port = session.address
+        if port is None:
+            # the target agreed, but its client listens nowhere (it stays connected without a
+            # port): no peer could reach it, so there is no address to give, and both are told
+            return [Log(f"{target} agreed to talk with {requester} but has no listening port"),
+                    _answer(request.conn, frame_id, {"type": "ok", "no_port": True}),
+                    *self._reach(asker, {"type": "address_unavailable", "user": target})]
+        # One random key per consent, known only to the pair: the requester proves with it
+        # who it is to the target's listener (PROTOCOL.md, "Peer to peer"). Never logged.
+        key = self._consents.grant(requester, target)
+        return [Log(f"{target} gave {requester} its address"),
+                _answer(request.conn, frame_id, {"type": "ok", "key": key}),
+                *self._reach(asker, {"type": "address", "user": target, "host": host,
+                                     "port": port, "key": key})]
+
+    # --- timers ---
+
+    def _on_expired(self, event, now):
+        handler = self._timers.get(type(event.key))
+        if handler is None:
+            raise TypeError(f"not a server timer: {event.key!r}")
+        return handler(event.key, now)
+
+    def _ask_lapsed(self, key, now):
+        if not self._consents.lapse(key.requester, key.target):
+            return []   # answered already, or ended with a session
+        return [Log(f"{key.target} did not answer {key.requester}'s address request within "
+                    f"{whole(self._settings.consent_s)} s"),
+                *self._tell(key.requester, {"type": "address_lapsed", "user": key.target})]
+
+    def _idle_check(self, key, now):
+        session = self._sessions.get(key.user)
+        if session is None:
+            return []  # stale: the user logged out or timed out already
+        # The same sum as the armed time, so a timer firing exactly then ends the session.
+        idle_until = session.last_seen + self._settings.timeout_s
+        if now < idle_until:
+            return [Arm(key, idle_until)]
+        ended = self._end_session(key.user)
+        return [Log(f"{key.user} timed out after {whole(self._settings.timeout_s)} s "
+                    f"without a request"),
+                *self._presence_change(key.user, online=False, now=now), *ended]
+
+    def _redeliver(self, key, now):
+        session = self._sessions.get(key.user)
+        if session is None or session.proof != key.proof or not session.window.retrying:
+            return []   # stale: that session ended, or it resumed meanwhile
+        return self._send_waiting(session)
+
+    # --- what the glue reports ---
+
+    def _on_closed(self, event, now):
+        """A staying connection is gone: its session lives on, detached, until a resume or
+        its time-out; what it had not acknowledged goes out again at the resume."""
+        session = self._sessions.detach(event.conn)
+        if session is None:
+            return []   # a short connection, or one whose session has ended
+        return [Log(f"{session.user}'s staying connection closed; the session waits for a "
+                    f"resume")]
+
+    def _on_acked(self, event, now):
+        session = self._sessions.of_proof(event.proof)
+        if session is None:
+            return []   # an ended session's messages wait for the next login anyway
+        return self._acknowledged(session, event.seq)
+
+    def _on_undelivered(self, event, now):
+        """Messages a client did not acknowledge: retried, with backoff, while it is on."""
+        session = self._sessions.of_proof(event.proof)
+        failed = f"could not deliver to {_shown(event.address)} ({event.reason})"
+        if session is None:
+            return [Log(f"{failed}; what it carried is kept for the next login")]
+        user = session.user
+        unacked = len(session.window.sent)
+        if not unacked:
+            return [Log(f"{failed}; only notices, dropped")]
+        backoff_s = self._deliveries.failed(session.window)
+        if backoff_s is None:
+            return [Log(f"{failed}; a retry of {user}'s messages is already due")]
+        return [Log(f"{failed}; {unacked} message(s) for {user} will be retried "
+                    f"in {whole(backoff_s)} s"),
+                Arm(Redeliver(user, session.proof), now + backoff_s)]
