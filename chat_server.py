@@ -134,6 +134,7 @@ class ChatServer:
         # Peer to peer, in memory only, so a restart ends every consent.
         self._consents = Consents(settings.consent_s, make_secret)
         self._sessions = Sessions()
+        self._users = self._sessions.by_user       # user -> Session, to read
         self._replies_pruned_at = None
         self._events = {Request: self._on_request, BadFrame: self._on_bad_frame,
                         Expired: self._on_expired, Acked: self._on_acked,
@@ -160,12 +161,12 @@ class ChatServer:
 
     def online_users(self):
         """Names with a live session, sorted."""
-        return self._sessions.users()
+        return sorted(self._users)
 
     def awaits_ack(self, proof):
         """True while the session with `proof` has messages on their way, unacknowledged: its
         delivery connection stays open for the acknowledgement."""
-        session = self._sessions.of_proof(proof)
+        session = self._sessions.by_proof.get(proof)
         return session is not None and bool(session.window.sent)
 
     # --- requests ---
@@ -266,7 +267,7 @@ class ChatServer:
         if frame.get("token") is None:
             raise Refused("no_session", "log in first: this request needs a session token")
         token = protocol.text_field(frame, "token")
-        session = self._sessions.of_token(token)
+        session = self._sessions.by_token.get(token)
         if session is None:
             if self._instance and not token.startswith(self._instance + "."):
                 raise Refused("no_session", "the server restarted; log in again", restarted=True)
@@ -290,7 +291,7 @@ class ChatServer:
 
     def _stay_ack(self, request, now):
         """An ack on a staying connection is for the session whose messages went out on it."""
-        session = self._sessions.of_conn(request.conn)
+        session = self._sessions.by_conn.get(request.conn)
         try:
             seq = protocol.int_field(request.frame, "seq", 1, protocol.MAX_SEQ)
         except FrameError as refusal:
@@ -333,7 +334,7 @@ class ChatServer:
         return self._start_session(request.conn, frame_id, user, (request.host, port), now, stay)
 
     def _start_session(self, conn, frame_id, user, address, now, stays=False):
-        old = self._sessions.get(user)
+        old = self._users.get(user)
         token = self._make_secret()
         if self._instance:
             token = f"{self._instance}.{token}"
@@ -399,7 +400,7 @@ class ChatServer:
 
     def _tell(self, user, frame):
         """Deliver `frame` to `user` if online; nothing otherwise."""
-        session = self._sessions.get(user)
+        session = self._users.get(user)
         return [] if session is None else self._reach(session, frame)
 
     def _acknowledged(self, session, seq):
@@ -413,7 +414,7 @@ class ChatServer:
     def _presence_change(self, user, online, now):
         """Tell every other online user that `user` came or went, except those it blocks:
         at once while the presence budget allows, else in the next batch."""
-        listeners = len(self._sessions)     # `user` is not among them, coming or going
+        listeners = len(self._users)   # `user` is not among them, coming or going
         when = self._presence.change(user, online, listeners, now)
         if when is None:
             return []                       # it joined the waiting batch
@@ -421,7 +422,7 @@ class ChatServer:
             return [Arm(PresenceBatch(), when)]
         notice = {"type": "presence", "user": user, "online": online}
         blocked = self._store.blocks(user)
-        return [action for name, other in self._sessions.sorted_items()
+        return [action for name, other in sorted(self._users.items())
                 if name != user and name not in blocked
                 for action in self._reach(other, notice)]
 
@@ -439,7 +440,7 @@ class ChatServer:
         screened = set().union(*(self._store.blocks(user) for user in subjects))
         notice = {"type": "presence", "changes": [[user, online] for user, online in changes]}
         actions = []
-        for name, session in self._sessions.sorted_items():
+        for name, session in sorted(self._users.items()):
             if name in screened:
                 told = [[user, online] for user, online in changes
                         if name not in self._store.blocks(user)]
@@ -453,17 +454,16 @@ class ChatServer:
 
     def _message(self, session, request, frame_id, now):
         frame = request.frame
-        mid = protocol.id_field(frame, "mid")
-        # the id of the private message this stands in for; every field is checked before a
-        # retry gets its old reply
-        ref = protocol.id_field(frame, "ref")
+        # every field is checked before a retry gets its old reply
         recipient = self._account_field(frame, "to")
+        mid = protocol.id_field(frame, "mid")
+        ref = protocol.id_field(frame, "ref")   # the private message this stands in for
         text = protocol.text_field(frame, "text", self._settings.max_text_chars)
         if recipient == session.user:
             raise Refused("self")
         if self._store.is_blocked(recipient, session.user):
             raise Refused("blocked")
-        reply = {"type": "ok", "stored": recipient not in self._sessions}
+        reply = {"type": "ok", "stored": recipient not in self._users}
         answered = self._answered_before(session, mid, reply, request.conn, frame_id, now)
         if answered:
             return answered
@@ -477,7 +477,7 @@ class ChatServer:
         mid = protocol.id_field(request.frame, "mid")
         text = protocol.text_field(request.frame, "text", self._settings.max_text_chars)
         sender = session.user
-        listeners = [name for name in self._sessions.users() if name != sender]
+        listeners = [name for name in sorted(self._users) if name != sender]
         told = [name for name in listeners if not self._store.is_blocked(name, sender)]
         reply = {"type": "ok", "skipped": len(listeners) - len(told)}
         answered = self._answered_before(session, mid, reply, request.conn, frame_id, now)
@@ -498,10 +498,10 @@ class ChatServer:
     def _keep_and_deliver(self, recipients, message):
         """Store `message` for each recipient until it acknowledges it; deliver it now to
         those online whose window has room. One statement and one encoding serve them all."""
-        sessions = self._sessions
+        sessions = self._users
+        kept_for = [(name, name not in sessions) for name in recipients]     # (name, offline)
         numbered = protocol.Numberer(message)
-        seqs = self._store.keep_for([(name, name not in sessions) for name in recipients],
-                                    message, numbered.text)
+        seqs = self._store.keep_for(kept_for, message, numbered.text)
         actions = []
         offer = self._deliveries.offer
         for name, seq in zip(recipients, seqs):
@@ -573,7 +573,7 @@ class ChatServer:
         # Checked before "offline", so a blocked user learns nothing, not even presence.
         if self._store.is_blocked(target, requester):
             raise Refused("blocked")
-        granter = self._sessions.get(target)
+        granter = self._users.get(target)
         if granter is None:
             raise Refused("offline")
         asked_until = self._consents.ask(requester, target, now)
@@ -593,7 +593,7 @@ class ChatServer:
             raise FrameError("bad_field", "'agree' must be true or false")
         if not self._consents.answer(requester, target, now):
             raise Refused("no_request")
-        asker = self._sessions.get(requester)   # an ask ends with its requester's session
+        asker = self._users.get(requester)     # an ask ends with its requester's session
         if not agree:
             return [Log(f"{target} refused {requester} its address"),
                     _answer(request.conn, frame_id, {"type": "ok"}),
@@ -629,7 +629,7 @@ class ChatServer:
                 *self._tell(key.requester, {"type": "address_lapsed", "user": key.target})]
 
     def _idle_check(self, key, now):
-        session = self._sessions.get(key.user)
+        session = self._users.get(key.user)
         if session is None:
             return []  # stale: the user logged out or timed out already
         # The same sum as the armed time, so a timer firing exactly then ends the session.
@@ -642,7 +642,7 @@ class ChatServer:
                 *self._presence_change(key.user, online=False, now=now), *ended]
 
     def _redeliver(self, key, now):
-        session = self._sessions.get(key.user)
+        session = self._users.get(key.user)
         if session is None or session.proof != key.proof or not session.window.retrying:
             return []   # stale: that session ended, or it resumed meanwhile
         return self._send_waiting(session)
@@ -652,21 +652,21 @@ class ChatServer:
     def _on_closed(self, event, now):
         """A staying connection is gone: its session lives on, detached, until a resume or
         its time-out; what it had not acknowledged goes out again at the resume."""
-        session = self._sessions.detach(event.conn)
-        if session is None:
+        if event.conn not in self._sessions.by_conn:
             return []   # a short connection, or one whose session has ended
+        session = self._sessions.detach(event.conn)
         return [Log(f"{session.user}'s staying connection closed; the session waits for a "
                     f"resume")]
 
     def _on_acked(self, event, now):
-        session = self._sessions.of_proof(event.proof)
+        session = self._sessions.by_proof.get(event.proof)
         if session is None:
             return []   # an ended session's messages wait for the next login anyway
         return self._acknowledged(session, event.seq)
 
     def _on_undelivered(self, event, now):
         """Messages a client did not acknowledge: retried, with backoff, while it is on."""
-        session = self._sessions.of_proof(event.proof)
+        session = self._sessions.by_proof.get(event.proof)
         failed = f"could not deliver to {_shown(event.address)} ({event.reason})"
         if session is None:
             return [Log(f"{failed}; what it carried is kept for the next login")]

@@ -72,7 +72,7 @@ def run(args, screen, reactor):
     """
     glue = ClientGlue(reactor, screen, (args.address, args.port), tls=args.tls_context,
                       server_name=args.host)
-    listener = _listen(args, reactor, glue, screen.log)
+    listener = open_listener(args, reactor, glue, screen.log)
     port = None if listener is None else listener.port
     glue.core = ChatClient(Settings(port, stay=args.stay_connected, heartbeat_s=args.heartbeat))
     if args.stay_connected:
@@ -87,7 +87,7 @@ def run(args, screen, reactor):
     return glue.exit_code
 
 
-def _listen(args, reactor, glue, log):
+def open_listener(args, reactor, glue, log):
     """Our listening port (for deliveries and peers), or None: with --no-listen, or when a
     staying client cannot bind one (it is reached on its connection; only peers miss it)."""
     if args.no_listen:

@@ -68,7 +68,6 @@ class ClientGlue:
                     self._actions[type(action)](action)
         finally:
             self._feeding = False
-        self.screen.settled()
 
     def on_signal(self, signum):
         self.feed(Interrupted())

@@ -2,12 +2,11 @@
 
 `parse_command` turns a typed line into a Command (or a one-line Usage); `shown` turns a server
 delivery into what the screen shows (a client_events.Show); `reply_lines` turns the server's
-answer to a command into what the user reads; `screen_lines` words what the core shows as the
-terminal's lines. No state, no clock, no sockets: the client core and the screens share them.
+answer to a command into what the user reads. No state, no clock, no sockets.
 """
 from dataclasses import dataclass
 
-from client_events import AskConsent, Prompt, Show, ShowOnline, Stage, Status
+from client_events import Show
 
 DEFAULT_ATTEMPTS = 3        # wrong passwords that block a name, when the server does not say
 DEFAULT_LOCKOUT_S = 30      # how long they block it, when the server does not say
@@ -160,10 +159,6 @@ def described(command):
     return " ".join(word for word in (command.name, command.user, command.text) if word)
 
 
-def is_seq(value):
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
 def error_code(frame):
     """The error code of a reply, or None when it is not an error."""
     return frame.get("code") if frame.get("type") == "error" else None
@@ -233,32 +228,3 @@ def reply_lines(command, frame):
     if command.name == "N":
         return [f"You refused to give {command.user} your address."]
     return None
-
-
-# -- the terminal's words for what the core shows --------------------------------------------
-
-ASK_USER = "Please enter username:"
-ASK_PASSWORD = "Please enter password:"
-_PROMPTS = {Stage.USERNAME: ASK_USER, Stage.PASSWORD: ASK_PASSWORD}
-_SENT_BY = {"message": "{sender}: {text}", "broadcast": "{sender}: {text}",
-            "offline": "{sender}: {text}", "private": "{sender} (private): {text}",
-            "joined": "{sender} has logged in.", "left": "{sender} has logged out."}
-
-
-def screen_lines(action):
-    """What the core shows (Show, AskConsent, Prompt, ShowOnline, Status) -> the terminal's
-    lines for it, as the original client worded them."""
-    kind = type(action)
-    if kind is Show:
-        form = _SENT_BY.get(action.kind)
-        return [form.format(sender=action.sender, text=action.text) if form else action.text]
-    if kind is AskConsent:
-        user = action.user
-        return [f"Do you agree to have a private talk with {user}? Y {user}/N {user}"]
-    if kind is Prompt:
-        return [_PROMPTS[action.stage]]
-    if kind is ShowOnline:
-        return list(action.users) or ["No other users are online."]
-    if kind is Status:
-        return []
-    raise TypeError(f"not something the screen shows: {action!r}")

@@ -54,21 +54,21 @@ class Doorkeeper:
 
     def __init__(self, peers):
         self._peers = peers
-        self._visitors = {}     # conn -> Visitor
+        self.visitors = {}      # conn -> Visitor (to read; changed only here)
 
     def accepted(self, conn, nonce):
         """A new connection: challenge it (the server's deliveries ignore the challenge)."""
-        self._visitors[conn] = Visitor(nonce=nonce)
+        self.visitors[conn] = Visitor(nonce=nonce)
         return [SendTo(conn, {"type": "challenge", "nonce": nonce})]
 
     def closed(self, conn):
-        self._visitors.pop(conn, None)
+        self.visitors.pop(conn, None)
 
     def incoming(self, conn, frame, me, proof, login_pending):
         """A frame on accepted `conn` -> actions, Delivered and PrivateIn items. `me` and
         `proof` are our session's (None when logged out); `login_pending`: a login is on its
         way, whose reply may give the proof a held hello needs."""
-        visitor = self._visitors.setdefault(conn, Visitor())
+        visitor = self.visitors.setdefault(conn, Visitor())
         door = visitor.door
         if door is Door.REFUSED:
             return []
@@ -84,7 +84,7 @@ class Doorkeeper:
     def release(self, me, proof):
         """Our login's reply gave the proof: judge the connections that waited for it."""
         items = []
-        for conn, visitor in list(self._visitors.items()):
+        for conn, visitor in list(self.visitors.items()):
             if visitor.door is Door.HELD:
                 frames, visitor.held, visitor.door = visitor.held, [], Door.NEW
                 for frame in frames:
@@ -93,13 +93,13 @@ class Doorkeeper:
 
     def refuse_held(self):
         """The login they waited for failed: refuse them."""
-        return [action for conn, visitor in self._visitors.items() if visitor.door is Door.HELD
+        return [action for conn, visitor in self.visitors.items() if visitor.door is Door.HELD
                 for action in self._refuse(conn, visitor, "the login it waited for failed")]
 
     def close_peers(self, chosen):
         """Close the connections of proven peers whose name is `chosen(name)`."""
         actions = []
-        for conn, visitor in self._visitors.items():
+        for conn, visitor in self.visitors.items():
             if visitor.door is Door.PEER and chosen(visitor.peer):
                 visitor.door = Door.REFUSED
                 actions.append(CloseConn(conn))

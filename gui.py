@@ -15,8 +15,7 @@ import time
 from dataclasses import dataclass
 
 from client_events import AskConsent, Interrupted, LineIn, Prompt, Show, ShowOnline, Stage, Status
-from commands import ASK_PASSWORD, ASK_USER
-from terminal import visible
+from terminal import ASK_PASSWORD, ASK_USER, visible
 
 EVERYONE = None     # the compose target that broadcasts
 
@@ -230,14 +229,12 @@ class ChatView:
 
 class WindowScreen:
     """The client's screen in a window: the core's actions draw a ChatView, and what the user
-    clicks goes to the core as typed lines. `on_change` redraws the window; `run` (gui_tk.py's)
-    runs the loop."""
+    clicks goes to the core as typed lines. `run` (gui_tk.py's) runs the loop and redraws."""
 
     def __init__(self, view=None, log=None):
         self.view = view or ChatView()
         self.glue = None
         self._log = log or _log_to_stderr
-        self.on_change = _nothing       # the window redraws from the view
 
     def attach(self, glue):
         """Serve `glue`'s client from now on."""
@@ -245,15 +242,11 @@ class WindowScreen:
 
     def render(self, action):
         self.view.render(action, self.glue.reactor.clock.wall())
+        for line in self.view.take_lines():     # a password, the first `online`: the core
+            self.glue.feed(LineIn(line))        # takes them once this event is done
 
     def log(self, text):
         self._log(text)
-
-    def settled(self):
-        """The core has handled everything queued: type what the view wants, then redraw."""
-        for line in self.view.take_lines():
-            self.glue.feed(LineIn(line))
-        self.on_change()
 
     def type_lines(self, lines):
         """Lines from the window (a click, Enter) go to the core as if typed."""
@@ -263,10 +256,6 @@ class WindowScreen:
     def close(self):
         """The window was closed: the same as Ctrl-C (log out, then exit)."""
         self.glue.feed(Interrupted())
-
-
-def _nothing():
-    """The default hook: no window is listening."""
 
 
 def _log_to_stderr(text):

@@ -323,12 +323,15 @@ class TkScreen(WindowScreen):
         self.attach(glue)
         self.loop = TkLoop(self.root, glue.reactor, self._after_pass)
         self.window = ChatWindow(self.root, self, self.loop.kick)
-        self.on_change = self.window.refresh
         glue.start()
         self.loop.start()
         self.root.mainloop()
 
     def _after_pass(self):
-        if self.glue.exit_code is not None:     # exit between passes, never inside one
+        """Every pass may have changed what the window shows; the client may have exited
+        (exit between passes, never inside one)."""
+        if self.glue.exit_code is not None:
             self.loop.stop()
             self.root.destroy()
+        else:
+            self.window.refresh()

@@ -41,33 +41,27 @@ class Outbox:
     def __init__(self, client_id):
         self._client_id = client_id     # random per run: ids never repeat across runs
         self._count = 0
-        self._entries = deque()
+        self.entries = deque()          # Outgoing, oldest first (to read; changed only here)
         self.sending = None             # request id of the oldest in flight, if any
         self.retry_s = 0.0              # the wait before the next try; doubles per failure
-
-    def __len__(self):
-        return len(self._entries)
-
-    def __iter__(self):
-        return iter(self._entries)
 
     def add(self, user, command, ref=None):
         """Queue a message `user` typed -> True if it is the only one (send it now)."""
         self._count += 1
-        self._entries.append(Outgoing(f"{self._client_id}-{self._count}", user, command, ref))
-        return len(self._entries) == 1
+        self.entries.append(Outgoing(f"{self._client_id}-{self._count}", user, command, ref))
+        return len(self.entries) == 1
 
     def head(self):
         """The oldest waiting message, if none is in flight; else None."""
-        if self.sending is not None or not self._entries:
+        if self.sending is not None or not self.entries:
             return None
-        return self._entries[0]
+        return self.entries[0]
 
     def taken(self):
         """The server answered the one in flight (it stored or refused it): it leaves."""
         self.sending = None
         self.retry_s = 0.0
-        return self._entries.popleft()
+        return self.entries.popleft()
 
     def failed(self):
         """The one in flight got no answer: the seconds until it is tried again."""
@@ -92,7 +86,7 @@ class Outbox:
 
     def drop_all(self):
         """Forget every waiting message -> them, oldest first."""
-        entries = list(self._entries)
-        self._entries.clear()
+        entries = list(self.entries)
+        self.entries.clear()
         self.sending = None
         return entries

@@ -20,8 +20,9 @@ from server_events import (Arm, Close, Closed, Deliver, Expired, Log, Reply, Und
 MAX_CONNECTIONS = 10000       # accepted connections open at once; past it new ones are closed
 IDLE_CONNECTION_S = 60.0      # an accepted connection that sends nothing for this long is closed
 DELIVERY_CONNECT_S = 5.0      # how long to try reaching a client's listening port
-DELIVERY_ACK_S = 10.0         # a delivery connection silent this long with messages unacknowledged
-                              # is given up; the core retries them
+DELIVERY_ACK_S = 10.0         # a delivery connection stays open only while messages on it await
+                              # their acknowledgement: silent this long, it is given up and the
+                              # core retries them
 DELIVERY_CONNECTS = 256       # delivery connections connecting at once; more wait their turn
 DELIVERY_TURN_S = 0.25        # a connect still going after this gives up its turn (not its try):
                               # ports that drop connects (a firewall) must not hold up the others
@@ -311,7 +312,7 @@ class Outgoing(Handler):
         self.glue = glue
 
     def on_connected(self, conn):
-        self._quiet(conn)
+        self.glue.arm_quiet(conn, DELIVERY_ACK_S)
         self.glue._connected(conn.data)
 
     def on_frame(self, conn, line):
@@ -321,10 +322,10 @@ class Outgoing(Handler):
         if event is not None:
             self.glue.feed(event)
             self.glue._end_when_done(delivery)
-        self._quiet(conn)
+        self.glue.arm_quiet(conn, DELIVERY_ACK_S)
 
     def on_oversize(self, conn):
-        self._quiet(conn)
+        self.glue.arm_quiet(conn, DELIVERY_ACK_S)
 
     def on_closed(self, conn, reason):
         # the connection and its delivery refer to each other: let go now, not at the cycle
@@ -333,12 +334,6 @@ class Outgoing(Handler):
         delivery.conn = None
         self.glue.stop_quiet(delivery)
         self.glue._delivery_closed(delivery, reason)
-
-    def _quiet(self, conn):
-        """Silence with messages unacknowledged ends it sooner: the core retries them."""
-        glue = self.glue
-        limit_s = DELIVERY_ACK_S if glue.core.awaits_ack(conn.data.proof) else glue.idle_s
-        glue.arm_quiet(conn, limit_s)
 
 
 def make_logger(clock, stream=None):

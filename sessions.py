@@ -25,68 +25,42 @@ class Session:
 
 
 class Sessions:
-    """The live sessions and the ways to find one."""
+    """The live sessions and the ways to find one. The dicts are for reading (a look-up is
+    on every request's path); only these methods change them, all four together."""
 
     def __init__(self):
-        self._by_user = {}          # user -> Session
-        self._by_token = {}         # token -> Session
-        self._by_proof = {}         # proof -> Session, for acknowledgements and failed deliveries
-        self._by_conn = {}          # staying connection -> the Session it carries
-
-    def __len__(self):
-        return len(self._by_user)
-
-    def __contains__(self, user):
-        return user in self._by_user
-
-    def get(self, user):
-        """`user`'s session, or None."""
-        return self._by_user.get(user)
-
-    def of_token(self, token):
-        return self._by_token.get(token)
-
-    def of_proof(self, proof):
-        return self._by_proof.get(proof)
-
-    def of_conn(self, conn):
-        return self._by_conn.get(conn)
-
-    def users(self):
-        """Names with a live session, sorted."""
-        return sorted(self._by_user)
-
-    def sorted_items(self):
-        """(user, session) for every live session, by name."""
-        return sorted(self._by_user.items())
+        self.by_user = {}           # user -> Session
+        self.by_token = {}          # token -> Session
+        self.by_proof = {}          # proof -> Session, for acknowledgements and failed deliveries
+        self.by_conn = {}           # staying connection -> the Session it carries
 
     def add(self, session):
         """`session` is its user's from now on (the caller has ended any older one)."""
-        self._by_user[session.user] = session
-        self._by_token[session.token] = session
-        self._by_proof[session.proof] = session
+        self.by_user[session.user] = session
+        self.by_token[session.token] = session
+        self.by_proof[session.proof] = session
 
     def end(self, user):
         """`user`'s session is over -> it."""
-        session = self._by_user.pop(user)
-        del self._by_token[session.token]
-        del self._by_proof[session.proof]
-        if self._by_conn.get(session.conn) is session:
-            del self._by_conn[session.conn]
+        session = self.by_user.pop(user)
+        del self.by_token[session.token]
+        del self.by_proof[session.proof]
+        if self.by_conn.get(session.conn) is session:
+            del self.by_conn[session.conn]
         return session
 
     def attach(self, session, conn):
         """From now on the session is reached on `conn`, and only there."""
-        previous = self._by_conn.get(conn)
+        previous = self.by_conn.get(conn)
         if previous is not None and previous is not session:
             previous.conn = None    # one session per connection: a later login takes it over
-        self._by_conn.pop(session.conn, None)
+        self.by_conn.pop(session.conn, None)
         session.conn = conn
-        self._by_conn[conn] = session
+        self.by_conn[conn] = session
 
     def detach(self, conn):
         """Staying connection `conn` is gone -> the session it carried (now detached), or None."""
-        session = self._by_conn.pop(conn, None)
+        session = self.by_conn.pop(conn, None)
         if session is not None:
             session.conn = None
         return session

@@ -8,15 +8,14 @@ redrawn. On a pipe or a file, input is split into lines and output is written as
 Text from other users is shown with its control characters made visible, so nobody can
 move another user's cursor, clear their screen or retitle their window.
 
-`TerminalScreen` makes a Terminal the client's screen: what the core shows becomes lines
-(commands.screen_lines), and typed lines become the core's events.
+`TerminalScreen` makes a Terminal the client's screen: what the core shows becomes lines, in
+the original client's words (`screen_lines`), and typed lines become the core's events.
 """
 import codecs
 import os
 import termios
 
-from client_events import InputEnded, LineIn, Stage, Status
-from commands import screen_lines
+from client_events import AskConsent, InputEnded, LineIn, Prompt, Show, ShowOnline, Stage, Status
 
 CLEAR_LINE = b"\r\x1b[K"        # back to column 0, erase to the end of the line
 BACKSPACES = ("\x7f", "\x08")   # DEL (most terminals) and Ctrl-H
@@ -198,6 +197,34 @@ class Terminal:
         _write_to(self.out, data)
 
 
+# The terminal's words for what the core shows.
+ASK_USER = "Please enter username:"
+ASK_PASSWORD = "Please enter password:"
+_PROMPTS = {Stage.USERNAME: ASK_USER, Stage.PASSWORD: ASK_PASSWORD}
+_SENT_BY = {"message": "{sender}: {text}", "broadcast": "{sender}: {text}",
+            "offline": "{sender}: {text}", "private": "{sender} (private): {text}",
+            "joined": "{sender} has logged in.", "left": "{sender} has logged out."}
+
+
+def screen_lines(action):
+    """What the core shows (Show, AskConsent, Prompt, ShowOnline, Status) -> the terminal's
+    lines for it, as the original client worded them."""
+    kind = type(action)
+    if kind is Show:
+        form = _SENT_BY.get(action.kind)
+        return [form.format(sender=action.sender, text=action.text) if form else action.text]
+    if kind is AskConsent:
+        user = action.user
+        return [f"Do you agree to have a private talk with {user}? Y {user}/N {user}"]
+    if kind is Prompt:
+        return [_PROMPTS[action.stage]]
+    if kind is ShowOnline:
+        return list(action.users) or ["No other users are online."]
+    if kind is Status:
+        return []
+    raise TypeError(f"not something the screen shows: {action!r}")
+
+
 class TerminalScreen:
     """The client's screen on a terminal, a pipe or a file."""
 
@@ -217,9 +244,6 @@ class TerminalScreen:
 
     def log(self, text):
         self.terminal.log(text)
-
-    def settled(self):
-        """The core has handled everything queued; a terminal has nothing to catch up on."""
 
     def run(self, glue):
         """Read the keyboard (or the file) into `glue` until the client exits."""

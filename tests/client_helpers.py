@@ -9,7 +9,7 @@ from client import parse_args, run
 from client_events import (AskConsent, LineIn, Prompt, Replied, RequestFailed, SendRequest, Show,
                            ShowOnline, Started)
 from client_glue import ClientGlue
-from commands import screen_lines
+from terminal import screen_lines
 from reactor import Handler, Reactor, VirtualClock
 from terminal import Terminal, TerminalScreen
 

@@ -2,8 +2,8 @@
 import pytest
 
 from client_events import AskConsent, Prompt, Show, ShowOnline, Stage, Status
-from commands import (COMMANDS, Command, CommandSpec, Usage, help_lines, parse_command,
-                      screen_lines, shown)
+from commands import COMMANDS, Command, CommandSpec, Usage, help_lines, parse_command, shown
+from terminal import screen_lines
 
 
 @pytest.mark.parametrize("line, expected", [

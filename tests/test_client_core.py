@@ -16,7 +16,7 @@ from client_events import (Arm, Cancel, CloseConn, Exit, ExitDue, Expired, Heart
                            SendTo, Show, Stage, Started, Status)
 from client_helpers import (OK, WELCOME, Run, StandIn, err, glue_with, logged_in, of, printed,
                             requests, run_with_input)
-from commands import ASK_PASSWORD, ASK_USER
+from terminal import ASK_PASSWORD, ASK_USER
 from reactor import Handler, RealClock, Reactor
 from reactor_helpers import WATCHDOG_S, pump
 from terminal import Terminal, TerminalScreen

@@ -442,7 +442,7 @@ def test_closed_peer_connections_are_forgotten():
     run.do(Accepted(5, "n5"))
     run.do(Incoming(5, hello("n5")))
     run.do(IncomingClosed(5))
-    assert 5 not in run.client.doorkeeper._visitors
+    assert 5 not in run.client.doorkeeper.visitors
 
 
 def test_the_servers_hello_still_works_on_a_challenged_connection():

@@ -11,7 +11,7 @@ import client
 from client_events import (AskConsent, Incoming, LineIn, Prompt, Show, ShowOnline, Stage, Started,
                            Status)
 from client_helpers import Run, logged_in, printed
-from commands import ASK_USER
+from terminal import ASK_USER
 
 
 def delivered(run, frame):

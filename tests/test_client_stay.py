@@ -3,7 +3,7 @@ LinkUp and the resume, and what a client without a listening port says. No socke
 from client_events import (Arm, Expired, HeartbeatDue, Interrupted, LinkUp, Log, Pushed, Replied,
                            RequestFailed, SendTo)
 from client_helpers import OK, Run, err, printed, requests
-from commands import ASK_USER
+from terminal import ASK_USER
 
 HEARTBEAT = HeartbeatDue()
 

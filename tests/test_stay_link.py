@@ -8,7 +8,7 @@ import types
 import pytest
 
 import protocol
-from client import _listen, parse_args, run as run_client
+from client import open_listener, parse_args, run as run_client
 from client_events import LinkUp, Pushed, Replied, RequestFailed, SendRequest, SendTo
 from client_glue import ClientGlue
 from reactor import Handler, Reactor, VirtualClock
@@ -200,13 +200,13 @@ class NoPorts:
 def test_a_staying_client_without_a_free_port_goes_on_without_one():
     lines = []
     args = types.SimpleNamespace(no_listen=False, stay_connected=True)
-    assert _listen(args, NoPorts(), types.SimpleNamespace(listening=None), lines.append) is None
+    assert open_listener(args, NoPorts(), types.SimpleNamespace(listening=None), lines.append) is None
     assert lines == ["cannot open a listening port (Address already in use); no one can send "
                      "private messages to this client"]
     with pytest.raises(OSError):        # a short-connection client cannot do without one
-        _listen(types.SimpleNamespace(no_listen=False, stay_connected=False), NoPorts(),
+        open_listener(types.SimpleNamespace(no_listen=False, stay_connected=False), NoPorts(),
                 types.SimpleNamespace(listening=None), lines.append)
-    assert _listen(types.SimpleNamespace(no_listen=True), NoPorts(), None, lines.append) is None
+    assert open_listener(types.SimpleNamespace(no_listen=True), NoPorts(), None, lines.append) is None
 
 
 class StayingServer(Handler):

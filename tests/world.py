@@ -46,7 +46,7 @@ import protocol
 import chat_server
 import server_events
 import stay
-from commands import screen_lines
+from terminal import screen_lines
 from replay import counting_secrets
 from server_events import accepted_event
 from storage import Store, load_credentials

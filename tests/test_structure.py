@@ -1,0 +1,66 @@
+"""The shape of the code: every import points down the layers the README's module map lists,
+no module takes another's private name, and every module says its one job."""
+import ast
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+# Bottom first. A module may import the modules of lower layers, and those listed before it in
+# its own layer; never one after it. The README's module map describes the same layers.
+LAYERS = [
+    ("protocol", "options", "limits", "core_events"),              # the wire, plain helpers
+    ("reactor", "passwords", "storage"),                           # the loop, the disk
+    ("server_events", "client_events"),                            # the cores' vocabularies
+    ("lockouts", "consents", "presence", "delivery", "sessions",   # rules with state of their own
+     "commands", "peer", "outbox", "doorkeeper"),
+    ("chat_server", "chat_client"),                                # the cores
+    ("server_glue", "client_glue", "stay", "terminal", "gui", "gui_tk"),   # glue and screens
+    ("server", "client", "bench"),                                 # the entry points
+]
+ORDER = [module for layer in LAYERS for module in layer]
+PROJECT = sorted(path.stem for path in ROOT.glob("*.py"))
+
+
+def imports(path):
+    """(module, names) for every import in a file, at any depth (a lazy import counts)."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name.split(".")[0], []
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module.split(".")[0], [alias.name for alias in node.names]
+
+
+def test_every_module_has_its_place_in_the_layers():
+    assert sorted(ORDER) == PROJECT
+
+
+@pytest.mark.parametrize("module", PROJECT)
+def test_every_import_points_down(module):
+    below = set(ORDER[:ORDER.index(module)])
+    upward = [name for name, _ in imports(ROOT / f"{module}.py")
+              if name in PROJECT and name != module and name not in below]
+    assert upward == [], f"{module} imports {upward}, which are not below it"
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.glob("*.py")) + sorted(ROOT.glob("tests/*.py")),
+                         ids=lambda path: path.name)
+def test_no_module_imports_a_private_name_from_another(path):
+    ours = set(PROJECT) | {p.stem for p in ROOT.glob("tests/*.py")}
+    taken = [f"{module}.{name}" for module, names in imports(path) if module in ours
+             for name in names if name.startswith("_")]
+    assert taken == []
+
+
+@pytest.mark.parametrize("module", PROJECT)
+def test_every_module_opens_with_its_one_job(module):
+    tree = ast.parse((ROOT / f"{module}.py").read_text(encoding="utf-8"))
+    assert ast.get_docstring(tree), f"{module}.py has no docstring saying what it is for"
+
+
+def test_the_readmes_map_names_every_module():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    missing = [module for module in PROJECT if f"`{module}.py`" not in readme]
+    assert missing == []
