@@ -33,12 +33,13 @@ import time
 from collections import deque
 from dataclasses import asdict, dataclass, replace
 
+from server_glue import MAX_CONNECTIONS     # the server's default --max-connections
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 HOST = "127.0.0.1"
 READ_BYTES = 256 * 1024
 BACKLOG = 4096                   # the kernel caps it at net.core.somaxconn
 ACCEPTS_PER_EVENT = 256
-MAX_CONNECTIONS = 10000          # the server's default --max-connections
 SERVER_START_S = 15.0            # bound on waiting for "listening on" in a server's log
 SERVER_STOP_S = 15.0
 DRAIN_S = 2.0                    # after the measured window, wait this long for work in flight

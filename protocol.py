@@ -16,7 +16,7 @@ MAX_SEQ = 2 ** 53 - 1              # the highest message number: exact in every 
 
 # Stable machine-readable error codes, with the text a person reads.
 ERRORS = {
-    "too_long": "frame longer than 65536 bytes; it was discarded",
+    "too_long": f"frame longer than {MAX_FRAME_BYTES} bytes; it was discarded",
     "bad_utf8": "frame is not valid UTF-8",
     "bad_json": "frame is not valid JSON",
     "not_object": "frame is not a JSON object",
