@@ -325,6 +325,15 @@ class ChatClient:
                                        f"and sent in {wait_s:g} s."),
                         Arm(OutboxRetry(), now + wait_s)])
             return
+        if error_code(frame) == "unavailable":
+            # kept, not refused: the server could not store it; tried again with backoff
+            said = self.outbox.retry_s
+            retry_s = self.outbox.failed()
+            if not said:
+                out.append(Show("system", "The server cannot store messages just now; yours "
+                                          "is kept and sent again until it can."))
+            out.append(Arm(OutboxRetry(), now + retry_s))
+            return
         if error_code(frame) == "no_session":
             # kept: it goes out again once this user has logged in again
             self.outbox.kept()

@@ -9,6 +9,7 @@ the rules with state of their own live beside it: lockouts.py (wrong passwords),
 has on its way), sessions.py (who is logged in). PROTOCOL.md is the contract it keeps; server.py
 runs it.
 """
+import math
 import secrets
 from dataclasses import dataclass
 
@@ -21,8 +22,10 @@ from lockouts import Lockouts
 from presence import Presence
 from protocol import FrameError, whole
 from server_events import (Acked, Arm, AskLapses, BadFrame, Close, Closed, Deliver, Expired,
-                           IdleCheck, Log, PresenceBatch, Redeliver, Reply, Request, Undelivered)
+                           IdleCheck, Log, PresenceBatch, Redeliver, Reply, Request,
+                           StoreRecovered, Undelivered)
 from sessions import Session, Sessions
+from storage import StoreUnavailable
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,12 @@ class Settings:
     failed_logins_per_s: float = 10 / 60   # failed logins per address: 10 a minute ...
     failed_logins_burst: int = 10          # ... after a first 10
     slow_log_quiet_s: float = 60.0    # a flood is logged once per this, per user or address
+    # Quotas: what may wait in the store for one recipient, and in all; past them the sender
+    # is refused (inbox_full, store_full), never silently dropped.
+    inbox_messages: int = 10_000
+    inbox_bytes: int = 16 * 1024 * 1024
+    store_messages: int = 1_000_000
+    store_bytes: int = 256 * 1024 * 1024
     # Presence notices (presence.py): at once within this many deliveries a second, else batched.
     presence_rate_per_s: float = 2000.0
     presence_burst: int = 2000
@@ -59,14 +68,17 @@ class Settings:
 
 class Refused(Exception):
     """A request the core answers with an error frame: `extra` adds fields to it; `log_text`
-    replaces the usual log line, and `logged` False leaves it out (a flood logs once)."""
+    replaces the usual log line, and `logged` False leaves it out (a flood logs once).
+    `durable`: the refusal tells of a write (a wrong password counted), so it waits for the
+    commit like a yes (server_events.Reply)."""
 
-    def __init__(self, code, detail="", logged=True, log_text=None, **extra):
+    def __init__(self, code, detail="", logged=True, log_text=None, durable=False, **extra):
         super().__init__(detail or protocol.ERRORS[code])
         self.code = code
         self.extra = extra
         self.logged = logged
         self.log_text = log_text
+        self.durable = durable
 
 
 def _random_secret():
@@ -74,9 +86,18 @@ def _random_secret():
     return secrets.token_hex(16)
 
 
-def _is_scalar(value):
-    """True for the JSON values a request id may be (or None when absent)."""
-    return value is None or isinstance(value, (str, int, float, bool))
+def _echoable(value):
+    """True for what a request id may be (or None when absent): a string of at most
+    MAX_ID_CHARS, a whole number within +-MAX_SEQ, a finite number, true or false. Anything
+    else is not repeated back (a NaN or a huge number would not be valid JSON everywhere)."""
+    kind = type(value)
+    if value is None or kind is bool:
+        return True
+    if kind is str:
+        return len(value) <= protocol.MAX_ID_CHARS
+    if kind is int:
+        return -protocol.MAX_SEQ <= value <= protocol.MAX_SEQ
+    return kind is float and math.isfinite(value)
 
 
 def _port_field(frame):
@@ -100,11 +121,12 @@ def _shown(address):
     return host if port is None else f"{host}:{port}"
 
 
-def _answer(conn, frame_id, frame):
-    """A Reply carrying `frame`, repeating the request's id when it had one."""
+def _answer(conn, frame_id, frame, durable=False):
+    """A Reply carrying `frame`, repeating the request's id when it had one; `durable`: it
+    says yes to something the store keeps (server_events.Reply)."""
     if frame_id is not None:
         frame["id"] = frame_id
-    return Reply(conn, frame)
+    return Reply(conn, frame, durable)
 
 
 class ChatServer:
@@ -138,7 +160,8 @@ class ChatServer:
         self._replies_pruned_at = None
         self._events = {Request: self._on_request, BadFrame: self._on_bad_frame,
                         Expired: self._on_expired, Acked: self._on_acked,
-                        Closed: self._on_closed, Undelivered: self._on_undelivered}
+                        Closed: self._on_closed, Undelivered: self._on_undelivered,
+                        StoreRecovered: self._on_store_recovered}
         self._timers = {IdleCheck: self._idle_check, AskLapses: self._ask_lapsed,
                         Redeliver: self._redeliver, PresenceBatch: self._send_presence_batch}
         # Frames about the connection itself: no session, no rate limit, no reply.
@@ -157,7 +180,20 @@ class ChatServer:
         handler = self._events.get(type(event))
         if handler is None:
             raise TypeError(f"not a server event: {event!r}")
-        return handler(event, now)
+        try:
+            return handler(event, now)
+        except StoreUnavailable as trouble:
+            # (a request is answered unavailable in _on_request) what a timer or a delivery
+            # needed from the store waits for the next ack, retry or StoreRecovered
+            refusal = self._unavailable(trouble, now)
+            return [Log(refusal.log_text)] if refusal.logged else []
+
+    def _unavailable(self, trouble, now):
+        """The refusal for a request the store could not serve; logged once a minute."""
+        return Refused("unavailable", seconds=protocol.UNAVAILABLE_RETRY_S,
+                       logged=self._slow_logged.due("store", now),
+                       log_text=f"the store is unavailable ({trouble}); answering unavailable "
+                                f"until a commit succeeds")
 
     def online_users(self):
         """Names with a live session, sorted."""
@@ -183,7 +219,7 @@ class ChatServer:
         frame_id = frame.get("id")
         who = f"conn {request.conn}"
         try:
-            if not _is_scalar(frame_id):
+            if not _echoable(frame_id):
                 frame_id = None  # an id that cannot be repeated is not repeated
             session, refusal = None, None
             if kind in self._session_requests:
@@ -210,6 +246,9 @@ class ChatServer:
             raise Refused("unknown_type")
         except (Refused, FrameError) as refusal:
             return self._refuse(request.conn, frame_id, logged_kind, who, refusal)
+        except StoreUnavailable as trouble:
+            return self._refuse(request.conn, frame_id, logged_kind, who,
+                                self._unavailable(trouble, now))
 
     def _admit(self, session, host, now):
         """Spend the rate-limit tokens of one request, or raise slow_down.
@@ -247,16 +286,18 @@ class ChatServer:
         return name if isinstance(name, str) and name in self._passwords else default
 
     def _refuse(self, conn, frame_id, kind, who, refusal):
+        """The error reply for `refusal` (a Refused, or a FrameError from a field check)."""
         reply = protocol.error(refusal.code, frame_id, str(refusal))
         extra = getattr(refusal, "extra", {})
         reply.update(extra)
+        answer = Reply(conn, reply, getattr(refusal, "durable", False))
         if not getattr(refusal, "logged", True):
-            return [Reply(conn, reply)]     # a flood: its first refusal was logged
+            return [answer]     # a flood: its first refusal was logged
         text = getattr(refusal, "log_text", None)
         if text is None:
             shown_extra = "".join(f" {name}={value}" for name, value in extra.items())
             text = f"refused {kind} from {who}: {refusal.code}{shown_extra}"
-        return [Log(text), Reply(conn, reply)]
+        return [Log(text), answer]
 
     def _session_of(self, frame, host=None):
         """The live session named by frame["token"]; FrameError or Refused if none.
@@ -311,6 +352,9 @@ class ChatServer:
         user = protocol.name_field(frame, "user")
         password = protocol.text_field(frame, "password", self._settings.max_text_chars)
         stay, port = _stay_fields(frame)
+        # A login writes (a wrong password is counted): while nothing can be, none is tried, so
+        # a right password and a wrong one get the same answer
+        self._writable()
         # Failed logins are limited per address too: guessing across many names from one
         # address is slowed, and the password is not even checked meanwhile.
         wait_s = self._failed_logins.check(request.host, now)
@@ -328,8 +372,9 @@ class ChatServer:
                 raise Refused("unknown_user")
             attempts_left = self._lockouts.fail(user, now)
             if attempts_left == 0:
-                raise Refused("too_many_attempts", seconds=whole(self._settings.block_time_s))
-            raise Refused("wrong_password", attempts_left=attempts_left)
+                raise Refused("too_many_attempts", durable=True,
+                              seconds=whole(self._settings.block_time_s))
+            raise Refused("wrong_password", durable=True, attempts_left=attempts_left)
         self._lockouts.clear(user)
         return self._start_session(request.conn, frame_id, user, (request.host, port), now, stay)
 
@@ -457,21 +502,22 @@ class ChatServer:
         # every field is checked before a retry gets its old reply
         recipient = self._account_field(frame, "to")
         mid = protocol.id_field(frame, "mid")
-        ref = protocol.id_field(frame, "ref")   # the private message this stands in for
         text = protocol.text_field(frame, "text", self._settings.max_text_chars)
         if recipient == session.user:
             raise Refused("self")
         if self._store.is_blocked(recipient, session.user):
             raise Refused("blocked")
+        message = protocol.Numberer({"type": "message", "from": session.user, "text": text})
         reply = {"type": "ok", "stored": recipient not in self._users}
-        answered = self._answered_before(session, mid, reply, request.conn, frame_id, now)
+        fits, full = self._room_for([recipient], message)
+        answered = self._answered_before(session, mid, reply, request.conn, frame_id, now,
+                                         keep=not full)
         if answered:
             return answered
-        message = {"type": "message", "from": session.user, "text": text}
-        if ref is not None:
-            message["ref"] = ref    # a private message that could not go peer to peer
-        deliveries = self._keep_and_deliver([recipient], message)
-        return [_answer(request.conn, frame_id, reply), *deliveries]
+        if full:
+            raise Refused("inbox_full", f"too many messages already wait for {recipient}")
+        deliveries = self._keep_and_deliver(fits, message)
+        return [_answer(request.conn, frame_id, reply, durable=True), *deliveries]
 
     def _broadcast(self, session, request, frame_id, now):
         mid = protocol.id_field(request.frame, "mid")
@@ -479,29 +525,67 @@ class ChatServer:
         sender = session.user
         listeners = [name for name in sorted(self._users) if name != sender]
         told = [name for name in listeners if not self._store.is_blocked(name, sender)]
+        message = protocol.Numberer({"type": "broadcast", "from": sender, "text": text})
+        fits, full = self._room_for(told, message)
         reply = {"type": "ok", "skipped": len(listeners) - len(told)}
+        if full:
+            reply["full"] = len(full)     # online, but too much already waits for them
         answered = self._answered_before(session, mid, reply, request.conn, frame_id, now)
         if answered:
             return answered
-        message = {"type": "broadcast", "from": sender, "text": text}
-        deliveries = self._keep_and_deliver(told, message)
-        return [_answer(request.conn, frame_id, reply), *deliveries]
+        deliveries = self._keep_and_deliver(fits, message)
+        return [_answer(request.conn, frame_id, reply, durable=True), *deliveries]
 
-    def _answered_before(self, session, mid, reply, conn, frame_id, now):
+    def _room_for(self, recipients, message):
+        """Which recipients' inboxes take `message` (a protocol.Numberer) -> (fits, full).
+        Refused store_full if the whole store would pass its quota, and unavailable while
+        the store cannot commit (what waits for the disk is not allowed to grow)."""
+        settings, store = self._settings, self._store
+        self._writable()
+        size = len(message.text)
+        count, kept = store.total
+        if (count + len(recipients) > settings.store_messages
+                or kept + size * len(recipients) > settings.store_bytes):
+            raise Refused("store_full")
+        fits, full = [], []
+        for name in recipients:
+            if self._inbox_takes(name, size) or self._inbox_takes(name, size, exact=True):
+                fits.append(name)
+            else:
+                full.append(name)
+        return fits, full
+
+    def _inbox_takes(self, name, size, exact=False):
+        """True if `name`'s inbox has room for `size` more bytes (exact: counting what an
+        acknowledgement not yet written frees: only needed near the limit)."""
+        waiting, waiting_bytes = self._store.box(name, exact)
+        return (waiting < self._settings.inbox_messages
+                and waiting_bytes + size <= self._settings.inbox_bytes)
+
+    def _writable(self):
+        """While commits fail, nothing new is written: what waits for the disk stays small."""
+        if self._store.failing is not None:
+            raise StoreUnavailable(self._store.failing)
+
+    def _answered_before(self, session, mid, reply, conn, frame_id, now, keep=True):
         """A retried request (same sender and mid) gets its first reply again, nothing more.
-        A new one's `reply` is kept for its retries (one statement does both)."""
+        A new one's `reply` is kept for its retries (one statement does both), unless `keep`
+        is false (it is about to be refused: only a retry is answered)."""
         if mid is None:
             return None
-        earlier = self._store.first_reply(session.user, mid, reply, now)
-        return None if earlier is None else [_answer(conn, frame_id, earlier)]
+        if keep:
+            earlier = self._store.first_reply(session.user, mid, reply, now)
+        else:
+            earlier = self._store.reply_for(session.user, mid)
+        return None if earlier is None else [_answer(conn, frame_id, earlier, durable=True)]
 
-    def _keep_and_deliver(self, recipients, message):
-        """Store `message` for each recipient until it acknowledges it; deliver it now to
-        those online whose window has room. One statement and one encoding serve them all."""
+    def _keep_and_deliver(self, recipients, numbered):
+        """Store a message (`numbered`, a protocol.Numberer) for each recipient until it
+        acknowledges it; deliver it now to those online whose window has room. One statement
+        and one encoding serve them all."""
         sessions = self._users
         kept_for = [(name, name not in sessions) for name in recipients]     # (name, offline)
-        numbered = protocol.Numberer(message)
-        seqs = self._store.keep_for(kept_for, message, numbered.text)
+        seqs = self._store.keep_for(kept_for, numbered.frame, numbered.text)
         actions = []
         offer = self._deliveries.offer
         for name, seq in zip(recipients, seqs):
@@ -528,8 +612,9 @@ class ChatServer:
         target = self._block_target(session, request.frame)
         if self._store.is_blocked(session.user, target):
             raise Refused("already_blocked")
+        self._writable()
         self._store.add_block(session.user, target)
-        actions = [_answer(request.conn, frame_id, {"type": "ok"})]
+        actions = [_answer(request.conn, frame_id, {"type": "ok"}, durable=True)]
         # The blocked user is not told: its next private is refused by the blocker's client,
         # which drops the key itself, and its next getaddress is refused here.
         if self._consents.revoke(target, session.user):
@@ -540,8 +625,9 @@ class ChatServer:
         target = self._block_target(session, request.frame)
         if not self._store.is_blocked(session.user, target):
             raise Refused("not_blocked")
+        self._writable()
         self._store.remove_block(session.user, target)
-        return [_answer(request.conn, frame_id, {"type": "ok"})]
+        return [_answer(request.conn, frame_id, {"type": "ok"}, durable=True)]
 
     def _heartbeat(self, session, request, frame_id, now):
         return [_answer(request.conn, frame_id, {"type": "ok"})]
@@ -663,6 +749,12 @@ class ChatServer:
         if session is None:
             return []   # an ended session's messages wait for the next login anyway
         return self._acknowledged(session, event.seq)
+
+    def _on_store_recovered(self, event, now):
+        """The store commits again: send what a window could not read from it meanwhile."""
+        return [Log("the store commits again"),
+                *[action for _, session in sorted(self._users.items())
+                  for action in self._top_up(session)]]
 
     def _on_undelivered(self, event, now):
         """Messages a client did not acknowledge: retried, with backoff, while it is on."""

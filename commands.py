@@ -177,6 +177,10 @@ _ERROR_LINES = {
     ("message", "blocked"): "Your message could not be delivered as the recipient has blocked you",
     ("message", "unknown_user"): "User {user} does not exist.",
     ("message", "self"): "You cannot send a message to yourself.",
+    ("message", "inbox_full"): "{user} has too many messages waiting; yours was not sent.",
+    ("message", "store_full"): "The server is full; your message was not sent. Try again later.",
+    ("broadcast", "store_full"): "The server is full; your message was not sent. Try again "
+                                 "later.",
     ("block", "unknown_user"): "User {user} does not exist.",
     ("block", "self"): "You cannot block yourself.",
     ("block", "already_blocked"): "User {user} is already blocked.",
@@ -210,8 +214,8 @@ def reply_lines(command, frame):
         return [f"{command.user} is offline; your message will be delivered when they log in."
                 ] if frame.get("stored") is True else []
     if command.name == "broadcast":
-        skipped = frame.get("skipped")
-        if isinstance(skipped, int) and skipped > 0:
+        missed = [frame.get(field) for field in ("skipped", "full")]
+        if any(isinstance(count, int) and count > 0 for count in missed):
             return ["Your message could not be delivered to some recipients"]
         return []
     if command.name == "block":

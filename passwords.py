@@ -30,6 +30,9 @@ SCRYPT_P = 1
 SALT_BYTES = 16
 HASH_BYTES = 32
 _DUMMY_SALT = bytes(SALT_BYTES)
+# UTF-8; a byte-order mark at the start (Notepad writes one) is read as nothing. Files we
+# write have none.
+CREDENTIALS_ENCODING = "utf-8-sig"
 
 
 def _scrypt(password, salt):
@@ -104,6 +107,50 @@ def valid_name(name):
             and all(ch.isprintable() and not ch.isspace() for ch in name))
 
 
+class CredentialsError(Exception):
+    """The credentials file cannot be used; the message never holds a password."""
+
+
+def _account_lines(path):
+    """Yield (line_number, fields) for each line that is not blank or a comment."""
+    with open(path, encoding=CREDENTIALS_ENCODING) as lines:
+        try:
+            for number, line in enumerate(lines, start=1):
+                fields = line.split()
+                if fields and not fields[0].startswith("#"):
+                    yield number, fields
+        except UnicodeDecodeError:
+            # Decoding runs ahead in blocks, so no exact line number is known here.
+            raise CredentialsError(f"{path}: not valid UTF-8") from None
+
+
+def load_credentials(path):
+    """Path of a `name password` file -> {name: stored entry}; CredentialsError if malformed.
+
+    A file saved with a byte-order mark (Notepad does) is read as if it had none.
+
+    An entry is a plain password (the course's form) or `scrypt$<salt>$<hash>` (passwords.py).
+    """
+    passwords = {}
+    for number, fields in _account_lines(path):
+        # Quote only the field count: a malformed line may hold a password.
+        if len(fields) != 2:
+            raise CredentialsError(
+                f"{path}, line {number}: expected 'name password', got {len(fields)} fields")
+        name, password = fields
+        if name in passwords:
+            raise CredentialsError(f"{path}, line {number}: duplicate user {name!r}")
+        if not valid_name(name):
+            raise CredentialsError(f"{path}, line {number}: not a valid user name")
+        if is_hashed(password):
+            try:
+                parse_hash(password)
+            except ValueError as exc:
+                raise CredentialsError(f"{path}, line {number}: malformed hash: {exc}") from None
+        passwords[name] = password
+    return passwords
+
+
 def set_password(path, name, password):
     """Write `name scrypt$...` into the file at `path`, replacing that name's line or adding one.
 
@@ -113,7 +160,7 @@ def set_password(path, name, password):
     entry = f"{name} {hash_password(password)}\n"
     lines, replaced = [], False
     if os.path.exists(path):
-        with open(path, encoding="utf-8") as old:
+        with open(path, encoding=CREDENTIALS_ENCODING) as old:
             for line in old:
                 fields = line.split()
                 if fields and fields[0] == name:
@@ -130,7 +177,7 @@ def set_password(path, name, password):
 
 def convert_file(path):
     """Hash every plain `name password` line of the file in place; returns how many changed."""
-    with open(path, encoding="utf-8") as old:
+    with open(path, encoding=CREDENTIALS_ENCODING) as old:
         lines = old.readlines()
     changed = 0
     for index, line in enumerate(lines):

@@ -11,6 +11,7 @@ import json.encoder
 MAX_FRAME_BYTES = 64 * 1024        # the longest frame, newline included
 MAX_NAME_CHARS = 64                # a user name
 MAX_ID_CHARS = 64                  # a client's id for a message (mid, ref, pid)
+UNAVAILABLE_RETRY_S = 1            # an `unavailable` answer tells a client to retry after this
 MAX_SEQ = 2 ** 53 - 1              # the highest message number: exact in every JSON reader,
                                    # and in SQLite's 64-bit integers
 
@@ -36,6 +37,9 @@ ERRORS = {
     "no_request": "that user has no address request waiting for your answer",
     "not_allowed": "no valid consent: private messages are refused",
     "slow_down": "too many requests; slow down and try again later",
+    "unavailable": "the server cannot store anything just now; try again later",
+    "inbox_full": "too many messages already wait for that user",
+    "store_full": "the server keeps as many messages as it can; try again later",
     "too_slow": "no complete frame in time; the connection is closed",
 }
 

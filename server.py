@@ -17,7 +17,8 @@ import passwords
 from chat_server import ChatServer, Settings
 from reactor import FRAME_TIME_S, RealClock, Reactor
 from server_glue import MAX_CONNECTIONS, ServerGlue, make_logger
-from storage import CredentialsError, Store, load_credentials
+from passwords import CredentialsError, load_credentials
+from storage import Store, StoreUnavailable
 
 
 def _add_limit_options(parser):
@@ -43,6 +44,14 @@ def _add_limit_options(parser):
         metavar="PER_MIN",
         help="failed logins a minute per address, after as many at once (default "
              f"{Settings.failed_logins_per_s * 60:g})")
+    add("--inbox-messages", type=options.count, default=Settings.inbox_messages, metavar="N",
+        help=f"messages that may wait for one user (default {Settings.inbox_messages})")
+    add("--inbox-bytes", type=options.count, default=Settings.inbox_bytes, metavar="N",
+        help=f"bytes of messages that may wait for one user (default {Settings.inbox_bytes})")
+    add("--store-messages", type=options.count, default=Settings.store_messages, metavar="N",
+        help=f"messages the store keeps in all (default {Settings.store_messages})")
+    add("--store-bytes", type=options.count, default=Settings.store_bytes, metavar="N",
+        help=f"bytes of messages the store keeps in all (default {Settings.store_bytes})")
 
 
 def limit_settings(args):
@@ -50,7 +59,9 @@ def limit_settings(args):
     return dict(user_rate_per_s=args.user_rate, user_burst=args.user_burst,
                 address_rate_per_s=args.address_rate, address_burst=args.address_burst,
                 failed_logins_per_s=args.failed_logins / 60,
-                failed_logins_burst=round(args.failed_logins), tokens_bound_to_host=True)
+                failed_logins_burst=round(args.failed_logins), tokens_bound_to_host=True,
+                inbox_messages=args.inbox_messages, inbox_bytes=args.inbox_bytes,
+                store_messages=args.store_messages, store_bytes=args.store_bytes)
 
 
 def parse_args(argv):
@@ -108,7 +119,10 @@ def main(argv=None):
         return 1
     try:
         os.makedirs(args.data_dir, exist_ok=True)
-        store = Store(os.path.join(args.data_dir, "chat.sqlite3"), clock, sync=args.sync)
+        # numbers start above the wall clock in microseconds: a wiped or restored data
+        # directory never gives a number a running client has seen (PROTOCOL.md)
+        store = Store(os.path.join(args.data_dir, "chat.sqlite3"), clock, sync=args.sync,
+                      seq_floor=int(clock.wall() * 1_000_000))
     except (OSError, sqlite3.Error) as exc:
         print(f"server.py: cannot open the data directory {args.data_dir}: {exc}", file=sys.stderr)
         return 1
@@ -134,7 +148,11 @@ def main(argv=None):
     reactor.run()
     listener.close()
     reactor.close_all("server stopping")
-    store.commit(acks_too=True)
+    try:
+        store.commit(acks_too=True)
+    except StoreUnavailable as trouble:
+        log(f"could not commit at the end ({trouble}): what was not committed was answered "
+            f"unavailable, and its senders send it again")
     store.close()
     log("stopped")
     return 0

@@ -12,8 +12,8 @@ from protocol import MAX_FRAME_BYTES, MAX_SEQ, FrameError, decode, int_field
 
 # the shared Arm, Expired and Log are this core's too
 __all__ = ["Acked", "Arm", "AskLapses", "BadFrame", "Close", "Closed", "Deliver", "Expired",
-           "IdleCheck", "Log", "PresenceBatch", "Redeliver", "Reply", "Request", "Undelivered",
-           "accepted_event", "delivery_event"]
+           "IdleCheck", "Log", "PresenceBatch", "Redeliver", "Reply", "Request", "StoreRecovered",
+           "Undelivered", "accepted_event", "delivery_event"]
 
 
 # --- Events: what happened -------------------------------------------------------------------
@@ -58,13 +58,21 @@ class Closed:
     conn: int
 
 
+@dataclass(frozen=True, slots=True)
+class StoreRecovered:
+    """A commit succeeded after commits had failed: what waited for the disk is kept."""
+
+
 # --- Actions: what to do ---------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """Send `frame` as the answer on connection `conn`."""
+    """Send `frame` as the answer on connection `conn`. A `durable` reply says yes to
+    something the store keeps: it goes out only once that is committed, and becomes an
+    `unavailable` error if the commit fails."""
     conn: int
     frame: dict
+    durable: bool = False
 
 
 @dataclass(frozen=True, slots=True)

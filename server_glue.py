@@ -12,10 +12,12 @@ import collections
 import sys
 import time
 
-from protocol import encode, error, whole
+import limits
+from protocol import UNAVAILABLE_RETRY_S, encode, error, whole
 from reactor import FRAME_TIME_S, Handler, KeyedTimers
-from server_events import (Arm, Close, Closed, Deliver, Expired, Log, Reply, Undelivered,
-                           accepted_event, delivery_event)
+from server_events import (Arm, Close, Closed, Deliver, Expired, Log, Reply, StoreRecovered,
+                           Undelivered, accepted_event, delivery_event)
+from storage import StoreUnavailable
 
 MAX_CONNECTIONS = 10000       # accepted connections open at once; past it new ones are closed
 IDLE_CONNECTION_S = 60.0      # an accepted connection that sends nothing for this long is closed
@@ -26,6 +28,8 @@ DELIVERY_ACK_S = 10.0         # a delivery connection stays open only while mess
 DELIVERY_CONNECTS = 256       # delivery connections connecting at once; more wait their turn
 DELIVERY_TURN_S = 0.25        # a connect still going after this gives up its turn (not its try):
                               # ports that drop connects (a firewall) must not hold up the others
+COMMIT_RETRY_FIRST_S = 0.1    # a commit that failed is tried again after this, doubling ...
+COMMIT_RETRY_MAX_S = 5.0      # ... up to this, until one succeeds
 UNREACHED = ("refused", "timed out", "unreachable")   # close reasons meaning nothing was delivered
 ORDINARY_CLOSES = ("bye", "eof", "idle", "server stopping")   # not worth a log line
 
@@ -76,10 +80,15 @@ class ServerGlue:
         self.first_frame_s = first_frame_s    # a new connection that sends nothing is closed
         self.max_connections = max_connections
         self.refused_at_cap = 0               # connections refused in this burst at the cap
-        # group commit: one transaction per loop pass, committed before any reply leaves;
-        # commit_each (for measuring what that buys) commits after every event instead
+        # group commit: one transaction per loop pass, committed before any of its replies
+        # and deliveries leave; commit_each (for measuring what that buys) commits after
+        # every event instead
         self.commit_each = commit_each
-        reactor.before_flush(store.commit)
+        reactor.before_flush(self._finish_pass)
+        self._out = []            # this pass's replies, deliveries and closes, in order
+        self._held = []           # deliveries of messages whose commit failed, in order
+        self._commit_retry_s = 0.0    # while commits fail: the wait before the next try ...
+        self._commit_retry_at = 0.0   # ... and when that is
         self.accepted = Accepted(self)        # the listener's handler
         self.outgoing = Outgoing(self)        # the delivery connections' handler
         self.conns = {}           # id -> accepted connection, for replies
@@ -94,35 +103,91 @@ class ServerGlue:
         self.connecting = 0
         self.waiting_to_connect = collections.deque()
         self._last_encoded = (None, b"")    # (frame, its bytes): see _encoded
-        self._actions = {Reply: self._reply, Deliver: self._deliver, Close: self._close,
+        self._actions = {Reply: self._later, Deliver: self._later, Close: self._later,
                          Arm: self._arm, Log: self._log}
+        self._sends = {Reply: self._reply, Deliver: self._deliver, Close: self._close}
 
     def listen(self, host, port, tls=None):
         """Take clients' connections on (host, port) -> the reactor's Listener."""
         return self.reactor.listen(host, port, self.accepted, tls=tls)
 
     def feed(self, event):
-        """Hand one event to the core and carry out the actions it returns."""
-        self.apply(self.core.handle(event, self.reactor.clock.now()))
+        """Hand one event to the core and carry out the actions it returns -> them."""
+        actions = self.core.handle(event, self.reactor.clock.now())
+        self.apply(actions)
+        return actions
 
     def apply(self, actions):
-        """Carry out core actions (replies and deliveries leave at the end of the pass)."""
-        if self.commit_each:
-            self.store.commit()
+        """Carry out core actions: timers and log lines now, replies, deliveries and closes
+        once the pass's writes are committed (at the end of the pass)."""
         for action in actions:
             self._actions[type(action)](action)
+        if self.commit_each:
+            self._finish_pass()
+
+    def _later(self, action):
+        """A reply, delivery or close waits for the end of the pass and its commit."""
+        self._out.append(action)
+
+    # -- the end of a pass: commit, then what the commit allows ---------------------------------
+
+    def _finish_pass(self):
+        """Commit the pass's writes, then send its output in order. If the commit failed, a
+        reply that says yes to a write becomes `unavailable`, and a delivery of a message not
+        yet committed waits (in order) for a commit that succeeds."""
+        committed = self._commit()
+        if committed and self._held:
+            held, self._held = self._held, []
+            for action in held:
+                self._deliver(action)
+        out, self._out = self._out, []
+        sends = self._sends
+        for action in out:
+            sends[type(action)](action, committed)
+
+    def _commit(self):
+        """Commit the store -> True, or False if it failed (or a retry after a failure is
+        not due yet: commits that fail are tried with backoff, not on every pass)."""
+        store = self.store
+        now = self.reactor.clock.now()
+        if store.failing is not None and now < self._commit_retry_at:
+            return False
+        try:
+            store.commit()
+        except StoreUnavailable as trouble:
+            if not self._commit_retry_s:
+                self.log(f"cannot commit ({trouble}): writes wait, and replies that would say "
+                         f"yes to them say unavailable, until a commit succeeds")
+            self._commit_retry_s = limits.next_backoff(self._commit_retry_s,
+                                                       COMMIT_RETRY_FIRST_S, COMMIT_RETRY_MAX_S)
+            self._commit_retry_at = now + self._commit_retry_s
+            # a pass then, even if nothing else happens, so an idle server recovers too
+            self.reactor.call_at(self._commit_retry_at, self._commit_due)
+            return False
+        if self._commit_retry_s:
+            self._commit_retry_s = 0.0
+            self.apply(self.core.handle(StoreRecovered(), now))
+        return True
+
+    def _commit_due(self):
+        """The time to try a failed commit again: the end of this pass does."""
 
     def _expired(self, key):
         self.feed(Expired(key))
 
     # -- what the core asks for --------------------------------------------------------------
 
-    def _reply(self, action):
+    def _reply(self, action, committed=True):
         conn = self.conns.get(action.conn)
-        if conn is not None:
-            conn.send(encode(action.frame))
+        if conn is None:
+            return
+        frame = action.frame
+        if action.durable and not committed:
+            frame = error("unavailable", frame.get("id"))
+            frame["seconds"] = UNAVAILABLE_RETRY_S
+        conn.send(encode(frame))
 
-    def _close(self, action):
+    def _close(self, action, committed=True):
         conn = self.conns.get(action.conn)
         if conn is not None:
             conn.close(action.reason)
@@ -133,7 +198,11 @@ class ServerGlue:
     def _log(self, action):
         self.log(action.text)
 
-    def _deliver(self, action):
+    def _deliver(self, action, committed=True):
+        if "seq" in action.frame and (self._held or not committed and
+                                      action.frame["seq"] > self.store.committed_seq):
+            self._held.append(action)       # behind what waits already, to keep the order
+            return
         if action.conn is not None:
             self._push(action)
             return
@@ -280,12 +349,15 @@ class Accepted(Handler):
         conn.abort("at the connection cap")
 
     def on_frame(self, conn, line):
-        self.glue.arm_quiet(conn, self.glue.idle_s)
-        self.glue.feed(accepted_event(conn.id, conn.peer[0], line))
+        actions = self.glue.feed(accepted_event(conn.id, conn.peer[0], line))
+        # a frame refused with an error is no sign of life: one bad line every minute must not
+        # hold a connection open for ever
+        if not any(type(action) is Reply and action.conn == conn.id
+                   and action.frame["type"] == "error" for action in actions):
+            self.glue.arm_quiet(conn, self.glue.idle_s)
 
     def on_oversize(self, conn):
-        # it sent something; the reactor times the frame it discards
-        self.glue.arm_quiet(conn, self.glue.idle_s)
+        # refused too long: no sign of life either (the reactor times the frame it discards)
         self.glue.feed(accepted_event(conn.id, conn.peer[0], None))
 
     def on_frame_timeout(self, conn):

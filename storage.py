@@ -1,16 +1,20 @@
-"""Accounts and durable chat state: the credentials file and a SQLite store.
+"""What must outlive a crash, in SQLite: messages until their recipients acknowledge them, the
+replies already given to numbered requests (so a retry is not a second message), block lists,
+lockouts, and the store's identity.
 
-The credentials file is the course's `credential.txt`: one `name password`
-pair per line. The Store keeps in SQLite everything that must outlive a crash:
-every accepted message until its recipient acknowledges it, the replies already
-given to numbered requests (so a retry is not a second message), block lists and
-lockouts. Its writes wait in one transaction until `commit()`, so the glue can
-make a whole loop pass durable with one disk sync before that pass's replies go out.
+Writes wait in one transaction until `commit()`, so the glue makes a whole loop pass durable
+with one disk sync before that pass's replies go out. Every write is also kept in a journal
+until a commit succeeds: when a commit fails (a full disk, say), the transaction is rolled back
+and the journal written again into a new one, so nothing is dropped and the next commit takes
+it all once the disk has room. Meanwhile `commit()` raises StoreUnavailable, and so does any
+call that cannot be served consistently: the caller answers "unavailable", never a yes.
+
+It also counts what waits for each recipient, and in all, for the quotas (chat_server.py).
 """
 import json
+import secrets
 import sqlite3
 
-from passwords import is_hashed, parse_hash, valid_name
 from protocol import encode_text
 
 # A sequence number is never used twice, even after deletes, so a client can tell a message
@@ -28,6 +32,10 @@ CREATE INDEX IF NOT EXISTS inbox_by_recipient ON inbox (recipient, seq);
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS replies (
     sender TEXT NOT NULL,
@@ -48,59 +56,21 @@ CREATE TABLE IF NOT EXISTS blocks (
 );
 """
 
-
-_NOBODY = frozenset()   # the block list of a user who blocks nobody
-
-
+JOURNAL_MAX = 100_000       # writes held for a disk that refuses them; past it, new ones are
+                            # refused too (the memory they hold stays bounded)
+_NOBODY = frozenset()       # the block list of a user who blocks nobody
 _to_json = encode_text      # compact JSON, by a C encoder built once (protocol.py)
 
 
-class CredentialsError(Exception):
-    """The credentials file cannot be used; the message never holds a password."""
-
-
-def _account_lines(path):
-    """Yield (line_number, fields) for each line that is not blank or a comment."""
-    with open(path, encoding="utf-8") as lines:
-        try:
-            for number, line in enumerate(lines, start=1):
-                fields = line.split()
-                if fields and not fields[0].startswith("#"):
-                    yield number, fields
-        except UnicodeDecodeError:
-            # Decoding runs ahead in blocks, so no exact line number is known here.
-            raise CredentialsError(f"{path}: not valid UTF-8") from None
-
-
-def load_credentials(path):
-    """Path of a `name password` file -> {name: stored entry}; CredentialsError if malformed.
-
-    An entry is a plain password (the course's form) or `scrypt$<salt>$<hash>` (passwords.py).
-    """
-    passwords = {}
-    for number, fields in _account_lines(path):
-        # Quote only the field count: a malformed line may hold a password.
-        if len(fields) != 2:
-            raise CredentialsError(
-                f"{path}, line {number}: expected 'name password', got {len(fields)} fields")
-        name, password = fields
-        if name in passwords:
-            raise CredentialsError(f"{path}, line {number}: duplicate user {name!r}")
-        if not valid_name(name):
-            raise CredentialsError(f"{path}, line {number}: not a valid user name")
-        if is_hashed(password):
-            try:
-                parse_hash(password)
-            except ValueError as exc:
-                raise CredentialsError(f"{path}, line {number}: malformed hash: {exc}") from None
-        passwords[name] = password
-    return passwords
+class StoreUnavailable(Exception):
+    """The store cannot do this now (its disk is full, say); nothing kept before is lost."""
 
 
 class Store:
     """Offline messages and block lists in SQLite; nothing is durable before commit()."""
 
-    def __init__(self, path=":memory:", clock=None, sync="full"):
+    def __init__(self, path=":memory:", clock=None, sync="full", seq_floor=0,
+                 max_pages=None):
         """sync "full": a commit is on the disk before it returns (a power cut loses nothing
         committed; 0.3 ms a commit here). "normal": a commit survives the server's crash,
         kill -9 included, but a power cut or OS crash may lose the last ones (SQLite's WAL
@@ -108,7 +78,10 @@ class Store:
 
         Times in and out are the core's (monotonic seconds); `clock` (now() and wall()) turns
         them into wall-clock times on the disk, which outlive a restart. Without a clock they
-        are kept as given."""
+        are kept as given. Numbers start at `seq_floor` at least (server.py gives the wall
+        clock in microseconds, so a wiped or restored store never numbers below one before
+        it). `max_pages` caps the file, for tests of a full disk.
+        """
         if sync not in ("full", "normal"):
             raise ValueError(f"sync must be 'full' or 'normal', not {sync!r}")
         self._clock = clock
@@ -121,22 +94,93 @@ class Store:
         self._blocks = {}           # user -> the set of names they block, once read
         self._unwritten = []        # inbox rows kept but not yet written (see keep_for)
         self._acked = {}            # recipient -> seq acknowledged, not yet deleted (acknowledge)
+        self._journal = []          # [written, method, args]: every write since the last commit
+        self._lost = False          # the transaction was rolled back: write the journal again
+        self.failing = None         # why the last commit failed, while commits fail; else None
         self._db.executescript(_SCHEMA)
         self._db.commit()
+        if max_pages is not None:
+            self._db.execute(f"PRAGMA max_page_count={int(max_pages)}").fetchall()
+        self.identity = self._identity()
         # Numbers are given here, so a broadcast's rows go in as one statement. The highest
         # ever given is recorded, so a number deleted by an ack is never reused (a crash
         # forgets only numbers of uncommitted rows, which nobody was sent).
-        self._next_seq = self._highest_seq_given() + 1
+        self._next_seq = max(self._highest_seq_given() + 1, seq_floor)
+        self.committed_seq = self._next_seq - 1     # numbers up to this are on the disk
+        self._boxes, self.total = self._count_boxes()
+
+    def _identity(self):
+        """This store's random name, made with it: a new or wiped store never looks like an
+        old one to the clients that knew the old one."""
+        row = self._db.execute("SELECT value FROM meta WHERE name = 'identity'").fetchone()
+        if row is not None:
+            return row[0]
+        identity = secrets.token_hex(8)
+        self._db.execute("INSERT INTO meta (name, value) VALUES ('identity', ?)", (identity,))
+        self._db.commit()
+        return identity
 
     def _highest_seq_given(self):
         db = self._db
         known = [value for (value,) in db.execute(
-            "SELECT value FROM counters WHERE name = 'last_seq'")]
-        known += [seq for (seq,) in db.execute("SELECT MAX(seq) FROM inbox") if seq is not None]
+            "SELECT value FROM counters WHERE name = 'last_seq'").fetchall()]
+        known += [seq for (seq,) in db.execute("SELECT MAX(seq) FROM inbox").fetchall()
+                  if seq is not None]
         if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
             known += [seq for (seq,) in db.execute(
-                "SELECT seq FROM sqlite_sequence WHERE name = 'inbox'")]
+                "SELECT seq FROM sqlite_sequence WHERE name = 'inbox'").fetchall()]
         return max(known, default=0)
+
+    def _count_boxes(self):
+        """({recipient: [messages, bytes]}, [messages, bytes] in all) of what waits."""
+        boxes = {recipient: [count, size] for recipient, count, size in self._db.execute(
+            "SELECT recipient, COUNT(*), SUM(LENGTH(frame)) FROM inbox GROUP BY recipient")}
+        total = [sum(box[0] for box in boxes.values()), sum(box[1] for box in boxes.values())]
+        return boxes, total
+
+    # -- writing: through the journal, so a rolled-back transaction can be written again ------
+
+    def _write(self, method, *args):
+        """Carry out one write, `method(*args)`, in the open transaction, journaled first."""
+        self._ready()
+        if len(self._journal) >= JOURNAL_MAX:
+            raise StoreUnavailable("too many writes are waiting for the disk")
+        entry = [False, method, args]
+        self._journal.append(entry)
+        try:
+            result = method(*args)
+        except sqlite3.Error as exc:
+            self._lose(exc)
+            raise StoreUnavailable(str(exc)) from None
+        entry[0] = True
+        return result
+
+    def _ready(self):
+        """After a rollback, write the journal again before anything reads or writes."""
+        if not self._lost:
+            return
+        try:
+            for entry in self._journal:
+                written, method, args = entry
+                method(*args, again=written)
+                entry[0] = True
+        except sqlite3.Error as exc:
+            self._lose(exc)
+            raise StoreUnavailable(str(exc)) from None
+        self._lost = False
+
+    def _lose(self, exc):
+        """A statement or commit failed: roll back; the journal is written again next time."""
+        self.failing = str(exc)
+        try:
+            if self._db.in_transaction:
+                self._db.rollback()
+        except sqlite3.Error:
+            pass        # the connection rolls back when it can; the journal is what counts
+        self._lost = True
+
+    def _sql(self, sql, params, again=False):
+        return self._db.execute(sql, params).fetchall()
 
     # -- messages: kept from acceptance until the recipient acknowledges them --------------
 
@@ -150,19 +194,42 @@ class Store:
         first = self._next_seq
         self._next_seq += len(recipients)
         text = _to_json(frame) if text is None else text
+        size = len(text)
         self._unwritten.extend(
             (seq, name, text, int(offline))
             for seq, (name, offline) in zip(range(first, self._next_seq), recipients))
+        boxes = self._boxes
+        for name, _ in recipients:
+            box = boxes.get(name)
+            if box is None:
+                boxes[name] = [1, size]
+            else:
+                box[0] += 1
+                box[1] += size
+        self.total[0] += len(recipients)
+        self.total[1] += size * len(recipients)
         return range(first, self._next_seq)
+
+    def box(self, recipient, exact=False):
+        """(messages, bytes) waiting for `recipient`, those just kept included. An
+        acknowledgement's delete waits for a commit (see acknowledge), so what it frees is
+        counted only then, or at once when `exact`."""
+        if exact and recipient in self._acked:
+            self._write(self._delete_acked, recipient, self._acked.pop(recipient))
+        box = self._boxes.get(recipient)
+        return (0, 0) if box is None else (box[0], box[1])
 
     def _write_kept(self):
         """Write the rows keep_for holds."""
         if self._unwritten:
             rows, self._unwritten = self._unwritten, []
-            self._db.executemany(
-                "INSERT INTO inbox (seq, recipient, frame, offline) VALUES (?, ?, ?, ?)", rows)
-            self._db.execute("INSERT OR REPLACE INTO counters (name, value) VALUES ('last_seq', ?)",
-                             (self._next_seq - 1,))
+            self._write(self._insert_rows, rows, self._next_seq - 1)
+
+    def _insert_rows(self, rows, last_seq, again=False):
+        self._db.executemany(
+            "INSERT INTO inbox (seq, recipient, frame, offline) VALUES (?, ?, ?, ?)", rows)
+        self._db.execute("INSERT OR REPLACE INTO counters (name, value) VALUES ('last_seq', ?)",
+                         (last_seq,))
 
     def _write_inbox(self):
         """Every held insert and delete, in order; before any read of the inbox."""
@@ -173,9 +240,9 @@ class Store:
         """`recipient`'s unacknowledged messages after seq `after`, at most `limit` (-1: all):
         [(seq, frame, offline)], oldest first."""
         self._write_inbox()
-        rows = self._db.execute(
-            "SELECT seq, frame, offline FROM inbox WHERE recipient = ? AND seq > ? "
-            "ORDER BY seq LIMIT ?", (recipient, after, limit))
+        self._ready()
+        rows = self._read("SELECT seq, frame, offline FROM inbox WHERE recipient = ? AND seq > ? "
+                          "ORDER BY seq LIMIT ?", (recipient, after, limit))
         return [(seq, json.loads(frame), bool(offline)) for seq, frame, offline in rows]
 
     def acknowledge(self, recipient, upto):
@@ -191,25 +258,36 @@ class Store:
 
     def _write_acked(self):
         """Carry out the deletes acknowledge holds."""
-        if self._acked:
-            rows = list(self._acked.items())
-            self._acked.clear()
-            self._db.executemany("DELETE FROM inbox WHERE recipient = ? AND seq <= ?", rows)
+        while self._acked:
+            recipient, upto = self._acked.popitem()
+            self._write(self._delete_acked, recipient, upto)
+
+    def _delete_acked(self, recipient, upto, again=False):
+        """Delete what `recipient` acknowledged up to `upto`, counting what leaves its box
+        (once: a journal written again after a rollback deletes the same rows)."""
+        gone = self._db.execute("DELETE FROM inbox WHERE recipient = ? AND seq <= ? "
+                                "RETURNING LENGTH(frame)", (recipient, upto)).fetchall()
+        box = self._boxes.get(recipient)
+        if gone and box is not None and not again:
+            size = sum(length for (length,) in gone)
+            box[0] -= len(gone)
+            box[1] -= size
+            self.total[0] -= len(gone)
+            self.total[1] -= size
 
     def count_waiting(self, recipient):
-        """How many messages wait for `recipient`."""
+        """How many messages wait for `recipient` (as the database says)."""
         self._write_inbox()
-        (count,) = self._db.execute(
-            "SELECT COUNT(*) FROM inbox WHERE recipient = ?", (recipient,)).fetchone()
-        return count
+        self._ready()
+        return self._read("SELECT COUNT(*) FROM inbox WHERE recipient = ?", (recipient,))[0][0]
+
+    def _read(self, sql, params):
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(str(exc)) from None
 
     # -- replies to numbered requests: a retry gets the first answer again ---------------
-
-    def reply_for(self, sender, mid):
-        """The reply given to `sender`'s request numbered `mid`, or None."""
-        row = self._db.execute(
-            "SELECT reply FROM replies WHERE sender = ? AND mid = ?", (sender, mid)).fetchone()
-        return None if row is None else json.loads(row[0])
 
     def first_reply(self, sender, mid, reply, at):
         """Keep `reply` (given at time `at`) as the answer to `sender`'s request `mid`, unless
@@ -219,14 +297,23 @@ class Store:
         message from client.py has a mid: 37k -> 44k messages/s, staying).
         """
         wall_at = self._to_wall(at)
-        kept = self._db.execute(
-            "INSERT OR IGNORE INTO replies (sender, mid, reply, at) VALUES (?, ?, ?, ?)",
-            (sender, mid, _to_json(reply), wall_at)).rowcount
+        kept = self._write(self._keep_reply, sender, mid, _to_json(reply), wall_at)
         return None if kept else self.reply_for(sender, mid)
+
+    def reply_for(self, sender, mid):
+        """The reply kept for `sender`'s request `mid`, or None."""
+        self._ready()
+        rows = self._read("SELECT reply FROM replies WHERE sender = ? AND mid = ?", (sender, mid))
+        return json.loads(rows[0][0]) if rows else None
+
+    def _keep_reply(self, sender, mid, reply, at, again=False):
+        return self._db.execute(
+            "INSERT OR IGNORE INTO replies (sender, mid, reply, at) VALUES (?, ?, ?, ?)",
+            (sender, mid, reply, at)).rowcount
 
     def forget_replies_before(self, at):
         """Drop replies older than `at`: no client retries that long."""
-        self._db.execute("DELETE FROM replies WHERE at < ?", (self._to_wall(at),))
+        self._write(self._sql, "DELETE FROM replies WHERE at < ?", (self._to_wall(at),))
 
     # -- times: the core's monotonic seconds in memory, wall-clock seconds on the disk -------
 
@@ -248,22 +335,21 @@ class Store:
 
     def lockout(self, name):
         """(wrong passwords in a row, blocked until or None) for `name`; (0, None) when clean."""
-        row = self._db.execute(
-            "SELECT failures, locked_until FROM lockouts WHERE name = ?", (name,)).fetchone()
-        if row is None:
+        self._ready()
+        rows = self._read("SELECT failures, locked_until FROM lockouts WHERE name = ?", (name,))
+        if not rows:
             return 0, None
-        failures, locked_until = row
+        failures, locked_until = rows[0]
         return failures, (self._from_wall(locked_until) if locked_until else None)
 
     def set_lockout(self, name, failures, locked_until):
         """Record `name`'s wrong passwords in a row, and until when it is blocked (or None)."""
         wall_until = 0.0 if locked_until is None else self._to_wall(locked_until)
-        self._db.execute(
-            "INSERT OR REPLACE INTO lockouts (name, failures, locked_until) VALUES (?, ?, ?)",
-            (name, failures, wall_until))
+        self._write(self._sql, "INSERT OR REPLACE INTO lockouts (name, failures, locked_until) "
+                               "VALUES (?, ?, ?)", (name, failures, wall_until))
 
     def clear_lockout(self, name):
-        self._db.execute("DELETE FROM lockouts WHERE name = ?", (name,))
+        self._write(self._sql, "DELETE FROM lockouts WHERE name = ?", (name,))
 
     # -- block lists ---------------------------------------------------------------------
 
@@ -273,38 +359,53 @@ class Store:
         # recipient, and a query each time was a fifth of the server's time
         known = self._blocks.get(user)
         if known is None:
-            rows = self._db.execute("SELECT target FROM blocks WHERE user = ?", (user,))
+            self._ready()
+            rows = self._read("SELECT target FROM blocks WHERE user = ?", (user,))
             # most users block nobody: they share one empty set (a set is 216 bytes)
             known = self._blocks[user] = {target for (target,) in rows} or _NOBODY
         return known
 
     def add_block(self, user, target):
         """`user` blocks `target` from now on; blocking twice changes nothing."""
-        self._db.execute(
-            "INSERT OR IGNORE INTO blocks (user, target) VALUES (?, ?)", (user, target))
-        if self.blocks(user) is _NOBODY:
-            self._blocks[user] = set()
-        self._blocks[user].add(target)
+        known = self.blocks(user)
+        self._write(self._sql, "INSERT OR IGNORE INTO blocks (user, target) VALUES (?, ?)",
+                    (user, target))
+        self._blocks[user] = known | {target}
 
     def remove_block(self, user, target):
         """`user` no longer blocks `target`."""
-        self._db.execute("DELETE FROM blocks WHERE user = ? AND target = ?", (user, target))
-        self._blocks[user] = (self.blocks(user) - {target}) or _NOBODY
+        known = self.blocks(user)
+        self._write(self._sql, "DELETE FROM blocks WHERE user = ? AND target = ?",
+                    (user, target))
+        self._blocks[user] = (known - {target}) or _NOBODY
 
     def is_blocked(self, user, target):
         """True when `user` blocks `target`."""
         return target in self.blocks(user)
 
+    # -- commits ---------------------------------------------------------------------------
+
     def commit(self, acks_too=False):
         """Make every write since the last commit durable, as one transaction (one disk
-        sync). Held acknowledgements go along when there is a transaction anyway, or when
+        sync); StoreUnavailable if it could not (the writes stay for the next try).
+
+        Held acknowledgements go along when there is a transaction anyway, or when
         `acks_too` (at shutdown); alone they wait, and a pass that did nothing else costs
         no sync."""
-        self._write_kept()
-        if self._db.in_transaction or acks_too:
-            self._write_acked()
-            self._db.commit()
         self._wall_offset = None
+        self._ready()
+        self._write_kept()
+        if not (self._db.in_transaction or acks_too or self._journal):
+            return
+        self._write_acked()
+        try:
+            self._db.commit()
+        except sqlite3.Error as exc:
+            self._lose(exc)
+            raise StoreUnavailable(str(exc)) from None
+        self._journal.clear()
+        self.failing = None
+        self.committed_seq = self._next_seq - 1
 
     def close(self):
         """Close the database; uncommitted writes are lost."""

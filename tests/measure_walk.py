@@ -21,7 +21,8 @@ from chat_server import ChatServer                                 # noqa: E402
 from client_glue import ClientGlue                                 # noqa: E402
 from reactor import Reactor, RealClock                             # noqa: E402
 from server_glue import ServerGlue                                 # noqa: E402
-from storage import Store, load_credentials                        # noqa: E402
+from passwords import load_credentials                               # noqa: E402
+from storage import Store                                          # noqa: E402
 from terminal import Terminal, TerminalScreen                      # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -4,11 +4,13 @@ The server runs with port 0 and says its port in its log; clients run in pseudo-
 they see a real terminal: no echo of passwords, Ctrl-C as SIGINT) or read their input from a file.
 Every wait polls a descriptor with a deadline; nothing sleeps for a fixed time.
 """
+import json
 import os
 import pty
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -161,3 +163,88 @@ def run_file_client(port, script_text, tmp_path, timeout_s=WAIT_S, host="127.0.0
         done = subprocess.run([sys.executable, os.path.join(ROOT, "client.py"), host, str(port)],
                               stdin=stdin, capture_output=True, timeout=timeout_s, cwd=ROOT)
     return done.returncode, done.stdout.decode(), done.stderr.decode()
+
+
+# -- a server started again and again, and raw short connections to it ----------------------
+
+def start_server(tmp_path, port, *options):
+    """The real server on `port` (0: any) with its data in tmp_path/data, started again on
+    the same directory as often as a test likes -> (process, port) once it listens."""
+    log = open(tmp_path / "server.log", "ab")
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "server.py"), str(port),
+                             "--host", "127.0.0.1", "--data-dir", str(tmp_path / "data"),
+                             *options],
+                            stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=ROOT)
+    log.close()
+    end = time.monotonic() + WAIT_S
+    while time.monotonic() < end:
+        found = re.findall(r"listening on [\d.]+:(\d+)", (tmp_path / "server.log").read_text())
+        if len(found) > start_server.started.get(str(tmp_path), 0):
+            start_server.started[str(tmp_path)] = len(found)
+            return proc, int(found[-1])
+        assert proc.poll() is None, (tmp_path / "server.log").read_text()
+        select.select([], [], [], 0.02)     # a bounded pause between looks at the log
+
+    raise AssertionError("the server did not start")
+
+
+start_server.started = {}
+
+
+def wait_log(tmp_path, text, timeout_s=WAIT_S):
+    """Wait until the log of start_server's server holds `text` (bounded)."""
+    end = time.monotonic() + timeout_s
+    while text not in (tmp_path / "server.log").read_text(errors="replace"):
+        assert time.monotonic() < end, f"the server never logged {text!r}"
+        select.select([], [], [], 0.02)     # a bounded pause between looks at the log
+
+
+def exchange(port, frames, kill=None):
+    """Write frames (then bye) on one connection; `kill()` runs after writing. -> replies."""
+    replies = []
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as conn:
+            conn.sendall(b"".join(json.dumps(f).encode() + b"\n" for f in [*frames, {"type": "bye"}]))
+            if kill:
+                kill()
+            data = b""
+            while True:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            replies = [json.loads(line) for line in data.splitlines() if line.strip()]
+    except OSError:
+        pass                                # refused or reset: the server died under us
+    return replies
+
+
+def token_of(port, user, password, listen_port=9):
+    """Log in on a short connection -> the token, or None."""
+    replies = exchange(port, [{"type": "login", "user": user, "password": password,
+                               "port": listen_port, "id": "login"}])
+    return replies[0]["token"] if replies and replies[0].get("type") == "welcome" else None
+
+
+def take_deliveries(port, user, password, count, timeout_s=WAIT_S):
+    """Log `user` in with a listening port of ours and take its deliveries as client.py does
+    (acknowledging each numbered message) until `count` messages came -> their texts, in the
+    order they came (repeats included: the caller judges them)."""
+    shown = []
+    end = time.monotonic() + timeout_s
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(timeout_s)
+        assert token_of(port, user, password, listener.getsockname()[1])
+        while len(shown) < count and time.monotonic() < end:
+            conn, _ = listener.accept()
+            with conn, conn.makefile("rwb") as stream:
+                for line in stream:
+                    frame = json.loads(line)
+                    if frame["type"] == "bye":
+                        break
+                    if frame["type"] in ("message", "broadcast") and "seq" in frame:
+                        shown.append(frame["text"])
+                        stream.write(json.dumps({"type": "ack", "seq": frame["seq"]}).encode()
+                                     + b"\n")
+                        stream.flush()
+    return shown

@@ -42,7 +42,8 @@ import protocol
 from chat_server import ChatServer, Settings
 from server_events import (Acked, Arm, Close, Deliver, Expired, Log, Reply, Undelivered,
                            accepted_event)
-from storage import Store, load_credentials
+from passwords import load_credentials
+from storage import Store
 
 CREDENTIALS_PATH = pathlib.Path(__file__).resolve().parent.parent / "credential.txt"
 DEFAULT_HOST = "127.0.0.1"

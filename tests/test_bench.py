@@ -13,7 +13,7 @@ import sys
 import pytest
 
 import bench
-from storage import load_credentials
+from passwords import load_credentials
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_LIMIT_S = 90     # a bound on a hung run, far above the few seconds a quick run takes

@@ -7,74 +7,16 @@ it repeats every message whose answer it did not get (the test also throws some 
 as a broken connection would), with the same `mid`, logging in again after a restart. Then the recipient logs in and takes its deliveries: every message exactly once, in order.
 Bounded: 240 messages, at most 8 kills, every wait with a time-out.
 """
-import json
-import os
 import random
-import re
-import select
 import signal
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
 
 import pytest
 
-from realprocs import ROOT
+from realprocs import WAIT_S, exchange, start_server, take_deliveries, token_of as login
 
 MESSAGES = 240
 BATCH = 6                    # requests written on one connection before any reply is read
-WAIT_S = 10.0
-
-
-def start_server(tmp_path, port, *options):
-    """The real server on `port` (0: any); returns (process, port) once it listens."""
-    log = open(tmp_path / "server.log", "ab")
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "server.py"), str(port),
-                             "--host", "127.0.0.1", "--data-dir", str(tmp_path / "data"),
-                             *options],
-                            stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=ROOT)
-    log.close()
-    end = time.monotonic() + WAIT_S
-    while time.monotonic() < end:
-        found = re.findall(r"listening on [\d.]+:(\d+)", (tmp_path / "server.log").read_text())
-        if len(found) > start_server.started.get(str(tmp_path), 0):
-            start_server.started[str(tmp_path)] = len(found)
-            return proc, int(found[-1])
-        assert proc.poll() is None, (tmp_path / "server.log").read_text()
-        select.select([], [], [], 0.02)     # a bounded pause between looks at the log
-
-    raise AssertionError("the server did not start")
-
-
-start_server.started = {}
-
-
-def exchange(port, frames, kill=None):
-    """Write frames (then bye) on one connection; `kill()` runs after writing. -> replies."""
-    replies = []
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as conn:
-            conn.sendall(b"".join(json.dumps(f).encode() + b"\n" for f in [*frames, {"type": "bye"}]))
-            if kill:
-                kill()
-            data = b""
-            while True:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            replies = [json.loads(line) for line in data.splitlines() if line.strip()]
-    except OSError:
-        pass                                # refused or reset: the server died under us
-    return replies
-
-
-def login(port, user, password, listen_port=9):
-    replies = exchange(port, [{"type": "login", "user": user, "password": password,
-                               "port": listen_port, "id": "login"}])
-    return replies[0]["token"] if replies and replies[0].get("type") == "welcome" else None
 
 
 @pytest.mark.parametrize("sync", ["full", "normal"])
@@ -113,22 +55,7 @@ def test_acknowledged_messages_survive_kill_9_and_are_shown_exactly_once(tmp_pat
                 token = login(port, "columbia", "116bway")
         assert not unanswered and kills >= 3
         # the recipient logs in with a listener and takes every delivery, acknowledging each
-        shown = []
-        with socket.create_server(("127.0.0.1", 0)) as listener:
-            listener.settimeout(WAIT_S)
-            assert login(port, "seas", "summerisover", listener.getsockname()[1])
-            while len(shown) < MESSAGES:
-                conn, _ = listener.accept()
-                with conn, conn.makefile("rwb") as stream:
-                    for line in stream:
-                        frame = json.loads(line)
-                        if frame["type"] == "bye":
-                            break
-                        if frame["type"] == "message":
-                            shown.append(frame["text"])
-                            stream.write(json.dumps({"type": "ack", "seq": frame["seq"]}).encode()
-                                         + b"\n")
-                            stream.flush()
+        shown = take_deliveries(port, "seas", "summerisover", MESSAGES)
         assert shown == [f"m{n:03d}" for n in range(MESSAGES)]      # all, once each, in order
         # the last acknowledgements wait for a durable write (storage.py); a stop writes them
         proc.send_signal(signal.SIGTERM)

@@ -6,7 +6,7 @@ import pytest
 
 import passwords
 import server
-from storage import CredentialsError, load_credentials
+from passwords import CredentialsError, load_credentials
 
 
 def test_a_hash_verifies_its_password_only_and_salts_differ():

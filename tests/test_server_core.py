@@ -366,20 +366,6 @@ def test_harness_stops_a_timer_that_would_fire_forever():
         script.advance(1.0)
 
 
-def test_a_message_standing_in_for_a_private_one_carries_its_ref():
-    server, store = make_server()
-    login(server, "alice", port=5001)
-    login(server, "bob", port=5002, conn=3)
-    frame = {"type": "message", "token": "s1", "to": "bob", "text": "hi", "ref": "c1-p1"}
-    assert delivered_frames(server.handle(Request(2, frame, "h"), 0.0))[0]["ref"] == "c1-p1"
-    bad = server.handle(Request(2, {**frame, "ref": ""}, "h"), 0.0)
-    assert replies(bad)[0]["code"] == "bad_field"
-    retried = {**frame, "mid": "m1"}
-    server.handle(Request(2, retried, "h"), 0.0)
-    bad_retry = server.handle(Request(2, {**retried, "ref": 7}, "h"), 0.0)
-    assert replies(bad_retry)[0]["code"] == "bad_field"     # not the first reply again
-
-
 def test_a_long_backlog_goes_out_one_window_at_a_time_as_acknowledgements_come():
     server, store = make_server(Settings(delivery_window=3, user_rate_per_s=0))
     login(server, "alice", port=5001)

@@ -17,7 +17,8 @@ from replay import counting_secrets
 from server import ChatServer
 from server_events import Deliver
 from server_glue import DELIVERY_CONNECT_S, DELIVERY_TURN_S, ServerGlue
-from storage import Store, load_credentials
+from passwords import load_credentials
+from storage import Store
 from reactor_helpers import pump
 
 CREDENTIALS = pathlib.Path(__file__).resolve().parent.parent / "credential.txt"

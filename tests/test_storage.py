@@ -4,7 +4,8 @@ import sqlite3
 
 import pytest
 
-from storage import CredentialsError, Store, load_credentials
+from passwords import CredentialsError, load_credentials
+from storage import Store
 
 COURSE_ACCOUNTS = {
     "columbia": "116bway", "seas": "summerisover", "csee4119": "lotsofexams",

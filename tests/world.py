@@ -49,7 +49,8 @@ import stay
 from terminal import screen_lines
 from replay import counting_secrets
 from server_events import accepted_event
-from storage import Store, load_credentials
+from passwords import load_credentials
+from storage import Store
 
 CREDENTIALS_PATH = pathlib.Path(__file__).resolve().parent.parent / "credential.txt"
 SESSIONS = sorted((pathlib.Path(__file__).parent / "sessions").glob("*.txt"))   # recorded runs

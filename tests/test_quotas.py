@@ -1,0 +1,99 @@
+"""Quotas: what may wait for one recipient and in all is bounded, and past a bound the sender
+hears so (inbox_full, store_full), never a silent drop; and what the client does with those and
+with `unavailable`. Events in, actions out."""
+from chat_server import Settings
+from client_events import Arm, OutboxRetry, Expired
+from client_helpers import err, logged_in, printed, requests
+from core_helpers import delivered_frames, login, make_server, replies
+from server_events import Acked, Request
+
+
+def say(server, text="hi", to="bob", mid=None, now=0.0):
+    frame = {"type": "message", "token": "s1", "to": to, "text": text}
+    if mid is not None:
+        frame["mid"] = mid
+    return replies(server.handle(Request(2, frame, "h"), now))[0]
+
+
+def test_past_the_inbox_limit_the_sender_is_told_and_a_retry_still_gets_its_yes():
+    server, store = make_server(Settings(inbox_messages=2))
+    login(server, "alice", port=5001)
+    assert say(server, mid="m1")["type"] == "ok" and say(server, mid="m2")["type"] == "ok"
+    refused = say(server, mid="m3")
+    assert refused["code"] == "inbox_full" and "bob" in refused["message"]
+    assert say(server, mid="m1") == {"type": "ok", "stored": True}     # the first reply again
+    assert say(server, to="carol")["type"] == "ok"                      # others are not full
+    assert store.count_waiting("bob") == 2
+
+
+def test_the_inbox_limit_counts_bytes_too_and_acknowledgements_make_room():
+    server, store = make_server(Settings(inbox_bytes=200))
+    login(server, "alice", port=5001)
+    assert say(server, "x" * 100)["type"] == "ok"
+    assert say(server, "x" * 100)["code"] == "inbox_full"
+    bob = login(server, "bob", port=5002, conn=3)
+    seq = [f["seq"] for f in delivered_frames(bob) if f["type"] == "message"][-1]
+    server.handle(Acked("s4", seq), 1.0)
+    assert say(server, "x" * 100, now=1.0)["type"] == "ok"
+
+
+def test_past_the_store_limit_everyone_is_told():
+    server, _ = make_server(Settings(store_messages=2))
+    login(server, "alice", port=5001)
+    assert say(server, to="bob")["type"] == "ok" and say(server, to="carol")["type"] == "ok"
+    assert say(server, to="bob")["code"] == "store_full"
+
+
+def test_a_broadcast_says_how_many_online_users_were_too_full_to_take_it():
+    server, _ = make_server(Settings(inbox_messages=1, delivery_window=1))
+    login(server, "alice", port=5001)
+    login(server, "bob", port=5002, conn=3)
+    login(server, "carol", port=5003, conn=4)
+    say(server, to="bob")                   # bob's one place is taken (he has not acked)
+    actions = server.handle(Request(2, {"type": "broadcast", "token": "s1", "text": "all"},
+                                    "h"), 0.0)
+    assert replies(actions) == [{"type": "ok", "skipped": 0, "full": 1}]
+    assert [(a.frame["type"], a.address[1]) for a in actions if hasattr(a, "address")] == [
+        ("broadcast", 5003)]
+
+
+def test_while_the_store_cannot_commit_nothing_new_is_written_and_logins_wait():
+    server, store = make_server()
+    login(server, "alice", port=5001)
+    store.failing = "database or disk is full"
+    assert say(server)["code"] == "unavailable"
+    assert replies(login(server, "bob", port=5002, conn=3))[0]["code"] == "unavailable"
+    heartbeat = server.handle(Request(2, {"type": "heartbeat", "token": "s1"}, "h"), 0.0)
+    assert replies(heartbeat) == [{"type": "ok"}]
+    logs = [a.text for a in server.handle(Request(2, {"type": "message", "token": "s1",
+                                                      "to": "bob", "text": "x"}, "h"), 1.0)
+            if hasattr(a, "text")]
+    assert logs == []                       # the outage was logged once
+
+
+# -- the client ----------------------------------------------------------------------------
+
+def test_unavailable_keeps_the_message_says_so_once_and_tries_again_with_backoff():
+    run = logged_in()
+    run.type("message bob hi")
+    first = run.reply(err("unavailable", seconds=1))
+    assert printed(first) == ["The server cannot store messages just now; yours is kept and "
+                              "sent again until it can."]
+    assert Arm(OutboxRetry(), 1.0) in first
+    again = requests(run.do(Expired(OutboxRetry())))
+    assert again[0]["mid"] == "c-1"
+    second = run.reply(err("unavailable", seconds=1))
+    assert printed(second) == [] and Arm(OutboxRetry(), 2.0) in second    # quiet, doubling
+    run.do(Expired(OutboxRetry()))
+    assert printed(run.reply({"type": "ok", "stored": False})) == []
+    assert run.client.outbox.entries == type(run.client.outbox.entries)()
+
+
+def test_full_inboxes_and_a_full_store_are_told_in_the_users_words():
+    run = logged_in()
+    run.type("message bob hi")
+    assert printed(run.reply(err("inbox_full"))) == [
+        "bob has too many messages waiting; yours was not sent."]
+    run.type("broadcast all")
+    assert printed(run.reply({"type": "ok", "skipped": 0, "full": 2})) == [
+        "Your message could not be delivered to some recipients"]

@@ -1,0 +1,183 @@
+"""A full disk, made real with SQLite's max_page_count: a commit that fails raises, keeps every
+write for the next try, and the glue answers what it could not commit with `unavailable`,
+never a yes; when room returns the store commits everything once, by itself."""
+import json
+import pathlib
+import socket
+
+import pytest
+
+import protocol
+from chat_server import ChatServer, Settings
+from passwords import load_credentials
+from reactor import Reactor, VirtualClock
+from reactor_helpers import pump
+from replay import counting_secrets
+from server_glue import COMMIT_RETRY_MAX_S, ServerGlue
+from storage import Store, StoreUnavailable
+
+CREDENTIALS = pathlib.Path(__file__).resolve().parent.parent / "credential.txt"
+TEXT = "x" * 3000          # a few of these fill the small store below
+
+
+def full_store(tmp_path, pages=40):
+    """A store on disk whose file may not grow past `pages` pages."""
+    return Store(str(tmp_path / "chat.sqlite3"), max_pages=pages)
+
+
+def fill(store, recipient="bob"):
+    """Keep messages until a commit fails -> the numbers that were committed."""
+    committed = []
+    for n in range(1000):
+        seqs = list(store.keep_for([(recipient, True)], {"n": n, "text": TEXT}))
+        try:
+            store.commit()
+        except StoreUnavailable:
+            return committed, seqs
+        committed += seqs
+    raise AssertionError("the store never filled")
+
+
+def room(store, pages=100_000):
+    """Space returns: the file may grow again."""
+    store._db.execute(f"PRAGMA max_page_count={pages}").fetchall()
+
+
+# -- the store --------------------------------------------------------------------------------
+
+def test_a_failed_commit_raises_keeps_its_writes_and_the_next_one_takes_them(tmp_path):
+    store = full_store(tmp_path)
+    committed, failed = fill(store)
+    assert committed and store.failing and "full" in store.failing
+    assert store.committed_seq == committed[-1]
+    assert store.box("bob")[0] == len(committed) + len(failed)     # the kept row counts
+    with pytest.raises(StoreUnavailable):
+        store.waiting("bob")                 # it cannot be read whole: it says so, no less
+    with pytest.raises(StoreUnavailable):
+        store.commit()                       # still no room: it says so again
+    room(store)
+    store.commit()
+    assert store.failing is None and store.committed_seq == failed[-1]
+    store.close()
+    again = Store(str(tmp_path / "chat.sqlite3"))
+    assert [seq for seq, _, _ in again.waiting("bob")] == committed + failed   # durable, once
+    assert again.box("bob")[0] == len(committed) + len(failed)
+
+
+def test_every_kind_of_write_survives_a_failed_commit(tmp_path):
+    store = full_store(tmp_path)
+    committed, failed = fill(store)
+    room(store)                              # room for the writes below, then none again
+    store.acknowledge("bob", committed[0])
+    store.add_block("alice", "carol")
+    store.set_lockout("dave", 2, None)
+    assert store.first_reply("alice", "m1", {"type": "ok"}, 1.0) is None
+    store._db.execute("PRAGMA max_page_count=1").fetchall()    # (no smaller than it is)
+    keep_a_lot = {"text": TEXT * 20}
+    store.keep_for([("bob", True)] * 20, keep_a_lot)
+    with pytest.raises(StoreUnavailable):
+        store.commit()
+    room(store)
+    # a retry of m1 is recognised from the journal written again, not stored twice
+    assert store.first_reply("alice", "m1", {"type": "ok", "late": True}, 2.0) == {"type": "ok"}
+    store.commit()
+    store.close()
+    again = Store(str(tmp_path / "chat.sqlite3"))
+    assert [seq for seq, _, _ in again.waiting("bob")][:len(committed) - 1 + len(failed)] == \
+        committed[1:] + failed
+    assert again.blocks("alice") == {"carol"} and again.lockout("dave") == (2, None)
+    assert again.reply_for("alice", "m1") == {"type": "ok"}
+    assert again.box("bob")[0] == len(committed) - 1 + len(failed) + 20   # the ack counted once
+
+
+def test_the_journal_is_bounded(tmp_path, monkeypatch):
+    import storage
+    monkeypatch.setattr(storage, "JOURNAL_MAX", 3)
+    store = full_store(tmp_path)
+    for n in range(3):
+        store.set_lockout(f"u{n}", 1, None)
+    with pytest.raises(StoreUnavailable, match="too many writes"):
+        store.set_lockout("u9", 1, None)
+    store.commit()
+    store.set_lockout("u9", 1, None)        # a commit empties it
+
+
+# -- the glue: what the clients hear ----------------------------------------------------------
+
+class Caller:
+    """A client on one staying connection: send frames, read replies and pushes."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setblocking(False)
+        self.frames = []
+        self._buffer = b""
+
+    def send(self, frame):
+        self.sock.sendall(protocol.encode(frame))
+
+    def poll(self):
+        try:
+            self._buffer += self.sock.recv(1 << 20)
+        except BlockingIOError:
+            pass
+        *lines, self._buffer = self._buffer.split(b"\n")
+        self.frames += [json.loads(line) for line in lines]
+        return self.frames
+
+    def reply(self, frame_id):
+        return next((f for f in self.frames if f.get("id") == frame_id), None)
+
+
+@pytest.fixture
+def served(tmp_path):
+    clock = VirtualClock()
+    reactor = Reactor(clock, log=lambda text: None)
+    store = full_store(tmp_path)
+    core = ChatServer(load_credentials(CREDENTIALS), store,
+                      Settings(user_rate_per_s=0, address_rate_per_s=0),
+                      make_secret=counting_secrets())
+    lines = []
+    glue = ServerGlue(reactor, core, store, lines.append)
+    port = glue.listen("127.0.0.1", 0).port
+    yield reactor, clock, store, port, lines
+    reactor.close_all()
+
+
+def ask(reactor, caller, frame):
+    caller.send(frame)
+    pump(reactor, lambda: caller.poll() and caller.reply(frame["id"]))
+    return caller.reply(frame["id"])
+
+
+def test_no_yes_goes_out_for_what_could_not_be_committed(served):
+    reactor, clock, store, port, lines = served
+    alice = Caller(port)
+    token = ask(reactor, alice, {"type": "login", "user": "columbia", "password": "116bway",
+                                 "stay": True, "id": 1})["token"]
+    answers = {}
+    for n in range(2, 300):
+        frame = {"type": "message", "token": token, "to": "seas", "text": TEXT,
+                 "mid": f"m{n}", "id": n}
+        answers[n] = ask(reactor, alice, frame)
+        if answers[n]["type"] == "error":
+            break
+    refused = answers[n]
+    assert (refused["code"], refused["id"], refused["seconds"]) == ("unavailable", n, 1)
+    assert any("cannot commit" in line for line in lines)
+    # reads, heartbeats and the rest still work
+    assert ask(reactor, alice, {"type": "heartbeat", "token": token, "id": 1000})["type"] == "ok"
+    assert ask(reactor, alice, {"type": "online", "token": token, "id": 1001})["type"] == "online"
+    again = ask(reactor, alice, {"type": "message", "token": token, "to": "seas",
+                                 "text": TEXT, "mid": "new", "id": 1002})
+    assert again["code"] == "unavailable"            # nothing new while commits fail
+    room(store)
+    clock.advance(COMMIT_RETRY_MAX_S)               # the glue tries again by itself
+    pump(reactor, lambda: store.failing is None)
+    assert any("the store commits again" in line for line in lines)
+    retried = ask(reactor, alice, {"type": "message", "token": token, "to": "seas",
+                                   "text": TEXT, "mid": f"m{n}", "id": 2000})
+    assert retried["type"] == "ok"                  # the kept write, recognised: not twice
+    oks = [k for k, answer in answers.items() if answer["type"] == "ok"] + [n]
+    texts = [seq for seq, _, _ in store.waiting("seas")]
+    assert len(texts) == len(oks)                   # every yes is stored, exactly once
