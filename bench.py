@@ -33,6 +33,7 @@ import time
 from collections import deque
 from dataclasses import asdict, dataclass, replace
 
+import protocol
 from server_glue import MAX_CONNECTIONS     # the server's default --max-connections
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -357,7 +358,9 @@ class _Call:
 
 
 class Inbox:
-    """A listening port taking deliveries (hello, frames, bye); it closes first on bye.
+    """A listening port taking deliveries (a challenge, the hello and our proof back, frames,
+    bye); it closes first on bye. Several sessions may share it: `keys` holds their session
+    keys by user, and the hello names the user.
 
     on_frames(lines) gets each batch of delivered frames, without the hello and the bye.
     """
@@ -365,6 +368,7 @@ class Inbox:
     def __init__(self, loop, on_frames):
         self.loop = loop
         self.on_frames = on_frames
+        self.keys = {}          # user -> the session key its welcome gave
         self.connections = 0
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -385,7 +389,7 @@ class Inbox:
                 return
             self.connections += 1
             sock.setblocking(False)
-            _Delivery(self.loop, sock, self.on_frames)
+            _Delivery(self.loop, sock, self.on_frames, self.keys)
 
 
 def highest_seq(lines, above=0):
@@ -405,14 +409,30 @@ class _Delivery:
     """One delivery connection accepted by an Inbox; it acknowledges what it took, as a client
     must (the server sends bye, and more than a window, only once its messages are acked)."""
 
-    __slots__ = ("loop", "sock", "tail", "greeted", "on_frames", "acked")
+    __slots__ = ("loop", "sock", "tail", "greeted", "on_frames", "acked", "keys", "nonce")
 
-    def __init__(self, loop, sock, on_frames):
-        self.loop, self.sock, self.on_frames = loop, sock, on_frames
+    def __init__(self, loop, sock, on_frames, keys):
+        self.loop, self.sock, self.on_frames, self.keys = loop, sock, on_frames, keys
         self.tail = b""
         self.greeted = False
         self.acked = 0
+        self.nonce = os.urandom(8).hex()
+        try:        # the challenge every accepted connection gets first
+            sock.send(b'{"type":"challenge","nonce":"%s"}\n' % self.nonce.encode())
+        except OSError:
+            pass
         loop.selector.register(sock, selectors.EVENT_READ, self._readable)
+
+    def _prove(self, hello_line):
+        """Answer the server's hello with the session's proof back (PROTOCOL.md); the bench
+        trusts its own server, so it does not check the hello's."""
+        hello = json.loads(hello_line)
+        key = self.keys.get(hello.get("user"), "")
+        proof = protocol.mac(key, protocol.DELIVERY_CLIENT_LABEL, self.nonce, hello["nonce"])
+        try:
+            self.sock.send(b'{"type":"ok","mac":"%s"}\n' % proof.encode())
+        except OSError:
+            pass
 
     def _readable(self, mask):
         try:
@@ -428,7 +448,7 @@ class _Delivery:
         self.tail = lines.pop()
         if lines and not self.greeted:
             self.greeted = True
-            del lines[0]                        # the hello; its proof is the client's business
+            self._prove(lines.pop(0))
         ended = bool(lines) and lines[-1] == BYE
         if ended:
             lines.pop()
@@ -468,7 +488,10 @@ class ShortSession:
 
     def _logged_in(self, replies, started_at, on_done):
         if replies and b'"welcome"' in replies[0]:
-            self.token = json.loads(replies[0])["token"]
+            welcome = json.loads(replies[0])
+            self.token = welcome["token"]
+            if self.inbox.port is not None:
+                self.inbox.keys[self.name] = welcome["proof"]
             on_done(True, clock() - started_at)
         else:
             on_done(False, clock() - started_at)

@@ -20,12 +20,16 @@ from client_events import (Accepted, Arm, Cancel, CloseConn, Exit, ExitDue, Expi
 from commands import (DEFAULT_ATTEMPTS, Command, Usage, described, error_code, error_text,
                       help_lines, parse_command, presence_notices, reply_lines,
                       seconds_text, shown, times_text)
-from doorkeeper import Delivered, Door, Doorkeeper, PrivateIn
+from doorkeeper import Delivered, Door, Doorkeeper, HeadSeen, PrivateIn
 from outbox import Outbox
+from protocol import MAX_SEQ
 
 HEARTBEAT_S = 30.0          # the server ends a session silent for 31 s
 EXIT_WAIT_S = 2.0           # how long an exiting client waits for its logout reply
-PRIVATE_SEEN_MAX = 10_000   # private message ids remembered, so one is never shown twice
+# A message numbered more than this above the highest number the server has said it gave is
+# refused: numbers grow by one a message, so this is many hours of the busiest server's traffic
+# between two heartbeats (each tells the head), and far below a forged "900000000000".
+SEQ_SLACK = 2 ** 30
 
 
 def _random_client_id():
@@ -45,8 +49,8 @@ class Settings:
 
 
 def _is_seq(value):
-    """True for a stored message's number: a whole number above 0."""
-    return type(value) is int and value > 0
+    """True for a stored message's number: a whole number from 1 to MAX_SEQ."""
+    return type(value) is int and 0 < value <= MAX_SEQ
 
 
 class Purpose(enum.Enum):
@@ -81,13 +85,14 @@ class ChatClient:
         self.lines = deque()            # typed lines waiting for the one in flight
         self.waiting_for = None         # request id of the line in flight, if any
         self.pending = {}               # request id -> _Pending
-        self.shown_upto = {}            # user -> highest seq of a stored message shown
+        # (store, user) -> the highest seq of a stored message shown: a store's numbers mean
+        # nothing in another (a wiped or new data directory), and only grow within one
+        self.shown_upto = {}
+        self.store = None               # the server's store, named by the welcome
+        self.head_seen = 0              # the highest number the server says it has given
         self.outbox = Outbox(settings.client_id)
-        self.peers = peer.Peers(settings.client_id)  # addresses and keys given by consent, links
+        self.peers = peer.Peers()       # addresses and keys given by consent, and our links
         self.doorkeeper = Doorkeeper(self.peers)     # who may use our listening port
-        # (sender, pid) of private messages shown, so one that also comes through the server
-        # (its acknowledgement was lost) is shown once; oldest forgotten past PRIVATE_SEEN_MAX
-        self.private_seen = {}
         self.last_request_at = None     # the last request carrying our token: a sign of life
         self.outage = None              # why the server cannot be reached (said once), or None
         self.detached = False           # staying: the server has not yet taken our resume
@@ -192,10 +197,10 @@ class ChatClient:
         self.doorkeeper.closed(event.conn)
 
     def _on_link_in(self, event, now, out):
-        self._peer_items(self.peers.link_frame(self.user, event.link, event.frame), out)
+        out.extend(self.peers.link_frame(self.user, event.link, event.frame))
 
     def _on_link_closed(self, event, now, out):
-        self._peer_items(self.peers.link_closed(event.link, event.reason), out)
+        out.extend(self.peers.link_closed(event.link, event.reason))
 
     def _on_link_up(self, event, now, out):
         if self.stage is not Stage.LOGGED_IN or self.exiting:
@@ -437,6 +442,8 @@ class ChatClient:
         self.stage = Stage.LOGGED_IN
         self.token = frame.get("token")
         self.proof = frame.get("proof")
+        self.store = frame.get("store") if isinstance(frame.get("store"), str) else None
+        self._saw_head(frame.get("head"))
         self.last_request_at = now
         self.outage = None
         out.extend([Show("system", "You have successfully logged in."),
@@ -468,6 +475,7 @@ class ChatClient:
     def _reply_heartbeat(self, pending, frame, now, out):
         if not self._stale(pending) and error_code(frame) == "no_session":
             self._session_ended(out, frame)
+        self._saw_head(frame.get("head"))
 
     def _reply_exit(self, pending, frame, now, out):
         self._exit(out)
@@ -479,6 +487,7 @@ class ChatClient:
             self._session_ended(out, frame)     # timed out meanwhile, or the server restarted
         elif frame.get("type") == "ok":
             self.detached = False
+            self._saw_head(frame.get("head"))
             out.append(Log("the session resumed on a new connection"))
         else:
             # (slow_down, say) the next heartbeat is a resume instead, until one is taken
@@ -545,7 +554,7 @@ class ChatClient:
         self.proof = None
         self.detached = False
         # consent ends with the session, on both sides
-        self._peer_items(self.peers.forget_all(), out)
+        out.extend(self.peers.forget_all())
         out.extend(self.doorkeeper.close_peers(lambda name: True))
         out.append(Prompt(Stage.USERNAME))
 
@@ -576,8 +585,15 @@ class ChatClient:
                 self._delivered(item.conn, item.frame, out)
             elif type(item) is PrivateIn:
                 self._private_in(item, out)
+            elif type(item) is HeadSeen:
+                self._saw_head(item.head)
             else:
                 out.append(item)
+
+    def _saw_head(self, head):
+        """The server says no number above `head` was given when it said so."""
+        if _is_seq(head) and head > self.head_seen:
+            self.head_seen = head
 
     def _delivered(self, conn, frame, out):
         kind = frame.get("type")
@@ -587,8 +603,11 @@ class ChatClient:
             if self.stage is Stage.LOGGED_IN:
                 out.append(shown(frame))
                 self._back_to_username(out)
-        elif kind in ("message", "broadcast") and _is_seq(frame.get("seq")):
-            self._numbered(conn, frame, out)
+        elif kind in ("message", "broadcast") and "seq" in frame:
+            if _is_seq(frame["seq"]):
+                self._numbered(conn, frame, out)
+            else:
+                out.append(Log(f"{kind} with a seq out of range ignored"))
         elif kind == "presence":
             notices = presence_notices(frame, self.user)
             if notices is None:
@@ -598,7 +617,7 @@ class ChatClient:
         elif kind in ("message", "broadcast"):
             self._show(frame, out)
         elif kind in peer.PEER_DELIVERIES:
-            self._peer_items(self.peers.delivered(frame), out)
+            out.extend(self.peers.delivered(frame))
         elif kind == "consent_revoked":
             # the user's session ended: the key we gave it is void
             self._revoke_consent(frame.get("user"), out)
@@ -612,10 +631,16 @@ class ChatClient:
         (a redelivery after a lost acknowledgement): acknowledged again, not shown again.
         """
         seq = frame["seq"]
-        if seq > self.shown_upto.get(self.user, 0):
-            self.shown_upto[self.user] = seq
-            if self._first_private_sight(frame.get("from"), frame.get("ref")):
-                self._show(frame, out)
+        if seq > self.head_seen + SEQ_SLACK:
+            # nothing the server can have numbered yet: a forged or broken delivery. Not shown
+            # and not acknowledged, so nothing real behind it is skipped; the server tries again
+            out.extend([Log(f"a message numbered {seq}, far beyond the {self.head_seen} the "
+                            f"server has given, was refused"), CloseConn(conn)])
+            return
+        mine = (self.store, self.user)
+        if seq > self.shown_upto.get(mine, 0):
+            self.shown_upto[mine] = seq
+            self._show(frame, out)
         out.append(SendTo(conn, {"type": "ack", "seq": seq}))
 
     @staticmethod
@@ -627,16 +652,8 @@ class ChatClient:
 
     # -- peer to peer (the rules live in peer.py) -----------------------------------------------
 
-    def _peer_items(self, items, out):
-        """Peers' actions, and a Resend for a message that must go through the server."""
-        for item in items:
-            if type(item) is peer.Resend:
-                self._resend(item, out)
-            else:
-                out.append(item)
-
     def _link_idle(self, key, now, out):
-        self._peer_items(self.peers.link_idle(key.user, now), out)
+        out.extend(self.peers.link_idle(key.user, now))
 
     def _private(self, command, now, out):
         if self.settings.listen_port is None and not self.no_port_told:
@@ -649,33 +666,10 @@ class ChatClient:
             out.append(Show("system", f"You don't have {command.user}'s address. "
                                       f"Type getaddress {command.user} first."))
             return
-        self._peer_items(self.peers.send(self.user, command.user, command.text, now), out)
-
-    def _resend(self, item, out):
-        """The peer was unreachable: the message goes through the server, delivered or kept."""
-        if self.token is None:
-            out.append(Show("system", f"Your message to {item.user} was not delivered."))
-            return
-        out.append(Show("system", f"Sending your message to {item.user} through the server "
-                                  f"instead."))
-        self._post(Command("message", item.user, item.text), self.last_request_at, out,
-                   blocks_input=False, ref=item.pid)
+        out.extend(self.peers.send(self.user, command.user, command.text, now))
 
     def _private_in(self, item, out):
-        if self._first_private_sight(item.sender, item.pid):
-            out.append(Show("private", item.text, item.sender))
-        out.append(SendTo(item.conn, {"type": "ok"}))
-
-    def _first_private_sight(self, sender, pid):
-        """False if this private message (by its sender's id) was shown already; else note it."""
-        if not isinstance(pid, str) or not pid:
-            return True         # not a private message, or a peer that numbers none
-        if (sender, pid) in self.private_seen:
-            return False
-        self.private_seen[(sender, pid)] = None
-        if len(self.private_seen) > PRIVATE_SEEN_MAX:
-            del self.private_seen[next(iter(self.private_seen))]
-        return True
+        out.extend([Show("private", item.text, item.sender), SendTo(item.conn, {"type": "ok"})])
 
     def _peer_reply(self, command, frame, out):
         """What an ok to a command changes for peers."""

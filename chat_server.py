@@ -384,8 +384,12 @@ class ChatServer:
         if self._instance:
             token = f"{self._instance}.{token}"
         session = Session(user, token, self._make_secret(), address, now, stays=stays)
-        welcome = {"type": "welcome", "user": user,
-                   "token": session.token, "proof": session.proof}
+        # the proof is the session's key (deliveries prove it, never send it); the store and
+        # head let a client tell a new store from the one it knew, and a number far beyond
+        # any given (PROTOCOL.md, "Guaranteed delivery")
+        welcome = {"type": "welcome", "user": user, "token": session.token,
+                   "proof": session.proof, "store": self._store.identity,
+                   "head": self._store.head}
         staying = ", staying connected" if stays else ""
         actions = [Log(f"{user} logged in from {_shown(address)}{staying}"),
                    _answer(conn, frame_id, welcome)]
@@ -435,13 +439,13 @@ class ChatServer:
     def _reach(self, session, frame):
         """Deliver `frame` to the session's client by whichever way it is connected."""
         if not session.stays:
-            return [Deliver(session.address, session.proof, frame)]
+            return [Deliver(session.address, session.proof, frame, user=session.user)]
         if session.conn is None:
             # Detached: a numbered message stays stored and goes out at the resume, from the
             # oldest unacknowledged (or at the next login); a notice lapses, as one to a
             # listening port that cannot be reached does.
             return []
-        return [Deliver(session.address, session.proof, frame, conn=session.conn)]
+        return [Deliver(session.address, session.proof, frame, session.conn, session.user)]
 
     def _tell(self, user, frame):
         """Deliver `frame` to `user` if online; nothing otherwise."""
@@ -630,7 +634,7 @@ class ChatServer:
         return [_answer(request.conn, frame_id, {"type": "ok"}, durable=True)]
 
     def _heartbeat(self, session, request, frame_id, now):
-        return [_answer(request.conn, frame_id, {"type": "ok"})]
+        return [_answer(request.conn, frame_id, {"type": "ok", "head": self._store.head})]
 
     def _resume(self, session, request, frame_id, now):
         """The session's client is back on a new staying connection: reach it there, and
@@ -640,7 +644,7 @@ class ChatServer:
         # the resume is the retry: a retry timer still due finds nothing to do
         session.window.backoff_s = 0.0
         return [Log(f"{session.user} resumed the session on connection {request.conn}"),
-                _answer(request.conn, frame_id, {"type": "ok"}),
+                _answer(request.conn, frame_id, {"type": "ok", "head": self._store.head}),
                 *self._send_waiting(session)]
 
     def _logout(self, session, request, frame_id, now):

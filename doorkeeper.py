@@ -1,18 +1,19 @@
 """Who gets in on the client's listening port: the server's deliveries, proven peers, nobody else.
 
 Every accepted connection is challenged with a fresh nonce. The server's delivery connection
-proves itself with a hello carrying the session's proof; one that comes before our login's reply
-waits (held) until that reply gives us the proof. A peer proves itself with a `peer_hello` whose
-MAC answers the nonce (peer.py). Anything else is refused: logged, answered when it is a peer,
-and closed. Pure state: the core decides what a trusted frame means.
+proves the session's key with a hello whose MAC answers the nonce, and we prove it back for the
+server's nonce (so neither a copied hello nor a stranger on a dead client's port gets anywhere);
+a hello that comes before our login's reply waits (held) until that reply gives us the key. A
+peer proves its consent key the same way, both ways (peer.py). Anything else is refused: logged,
+answered when it is a peer, and closed. Pure state: the core decides what a trusted frame means.
 """
 import enum
-import hmac
 from dataclasses import dataclass, field
 
 import protocol
 from client_events import CloseConn, Log, SendTo, Show
 from peer import PeerRefused
+from protocol import DELIVERY_CLIENT_LABEL, DELIVERY_SERVER_LABEL, MAX_SEQ
 
 
 class Door(enum.Enum):
@@ -41,12 +42,17 @@ class Delivered:
 
 
 @dataclass(frozen=True)
+class HeadSeen:
+    """The server's proven hello says no number above `head` had been given when it came."""
+    head: int
+
+
+@dataclass(frozen=True)
 class PrivateIn:
-    """A private message from proven peer `sender` on connection `conn`; `pid` its id."""
+    """A private message from proven peer `sender` on connection `conn`."""
     conn: int
     sender: str
     text: str
-    pid: object
 
 
 class Doorkeeper:
@@ -114,9 +120,12 @@ class Doorkeeper:
             visitor.door = Door.HELD
             visitor.held.append(frame)
             return []
-        if kind == "hello" and _proof_ok(frame.get("proof"), proof):
-            visitor.door = Door.TRUSTED
-            return []
+        if kind == "hello":
+            head = _server_proof(frame, me, visitor.nonce, proof)
+            if head is not None:
+                visitor.door = Door.TRUSTED
+                ours = protocol.mac(proof, DELIVERY_CLIENT_LABEL, visitor.nonce, frame["nonce"])
+                return [SendTo(conn, {"type": "ok", "mac": ours}), HeadSeen(head)]
         if kind == "error":     # our reactor's name for a frame it could not read
             return self._refuse(conn, visitor, f"a bad frame ({frame.get('code')}) before hello")
         return self._refuse(conn, visitor, "no hello with the right proof")
@@ -128,11 +137,11 @@ class Doorkeeper:
 
     def _peer_hello(self, conn, visitor, frame, me):
         try:
-            visitor.peer, visitor.key = self._peers.check_hello(me, frame, visitor.nonce)
+            visitor.peer, visitor.key, answer = self._peers.check_hello(me, frame, visitor.nonce)
         except PeerRefused as refusal:
             return self._refuse_peer(conn, visitor, refusal)
         visitor.door = Door.PEER
-        return [SendTo(conn, {"type": "ok"})]
+        return [SendTo(conn, answer)]     # it proves the key back: the dialer checks us too
 
     def _peer_frame(self, conn, visitor, frame):
         if frame.get("type") == "bye":
@@ -141,7 +150,7 @@ class Doorkeeper:
             text = self._peers.check_private(visitor.peer, visitor.key, frame)
         except PeerRefused as refusal:
             return self._refuse_peer(conn, visitor, refusal)
-        return [PrivateIn(conn, visitor.peer, text, frame.get("pid"))]
+        return [PrivateIn(conn, visitor.peer, text)]
 
     def _refuse_peer(self, conn, visitor, refusal):
         """Told once per connection, logged, answered not_allowed and closed."""
@@ -150,7 +159,13 @@ class Doorkeeper:
                 SendTo(conn, protocol.error("not_allowed")), CloseConn(conn)]
 
 
-def _proof_ok(given, proof):
-    if not isinstance(given, str) or not isinstance(proof, str):
-        return False
-    return hmac.compare_digest(given.encode(), proof.encode())
+def _server_proof(hello, me, our_nonce, key):
+    """The head a delivery hello says, if it proves `me`'s session key for `our_nonce`;
+    else None."""
+    theirs, head = protocol.nonce_field(hello), hello.get("head")
+    if theirs is None or type(head) is not int or not 0 <= head <= MAX_SEQ:
+        return None
+    if hello.get("user") != me or not protocol.mac_ok(
+            key, hello.get("mac"), DELIVERY_SERVER_LABEL, me, our_nonce, theirs, str(head)):
+        return None
+    return head

@@ -1,33 +1,38 @@
 """Peer to peer: private messages sent straight to another client's listening port.
 
 The server gives an address only by consent, with a random key known to the two users alone
-(PROTOCOL.md, "Peer to peer"). This module holds the pure parts of the client's side: the proof a
-dialing peer gives, the book of addresses and keys, the listener's checks, and the outgoing links
-with their queues. It reads no clock and touches no socket: `Peers` methods return the client core's actions
-(client_events.py), and `Resend` for a message the core must send through the server instead.
+(PROTOCOL.md, "Peer to peer"). This module holds the pure parts of the client's side: the proofs
+both peers give, the book of addresses and keys, the listener's checks, and the outgoing links
+with their queues. It reads no clock and touches no socket: `Peers` methods return the client
+core's actions (client_events.py). A private message never goes through the server: one that
+cannot be delivered is reported, with the way to send it as an ordinary message.
 
-One link, from the dialer A to B's listening port:
-    B -> {"type":"challenge","nonce":N}          on accept, fresh for every connection
-    A -> {"type":"peer_hello","from":A,"mac":M}   M = hex HMAC-SHA256(key, "chat-p2p|A|B|N")
-    B -> {"type":"ok"}, or an error not_allowed and B closes
-    A -> {"type":"private","from":A,"text":T}     each answered {"type":"ok"}, in order
-    A -> {"type":"bye"}                           after PEER_IDLE_S unused; B closes first
+One link, from the dialer A to B's listening port; each side proves the key before trusting:
+    B -> {"type":"challenge","nonce":Nb}                    on accept, fresh for every connection
+    A -> {"type":"peer_hello","from":A,"nonce":Na,"mac":M}  M = HMAC(key, "chat-p2p|A|B|Nb")
+    B -> {"type":"ok","mac":L}                              L = HMAC(key, "chat-p2p-listener|B|A|Na"),
+         or an error not_allowed and B closes
+    A -> {"type":"private","from":A,"text":T}               only once L is right; each answered
+                                                            {"type":"ok"}, in order
+    A -> {"type":"bye"}                                     after PEER_IDLE_S unused; B closes
 """
 import enum
-import hashlib
-import hmac
+import secrets
 from collections import deque
 from dataclasses import dataclass, field
 
 from client_events import (Arm, AskConsent, EndLink, LinkIdle, Log, OpenLink, SendOnLink,
                            Show)
+import protocol
 from protocol import MAX_NAME_CHARS
 
 # A link unused this long is ended with bye by the dialer. It is shorter than the listener's
 # 60 s idle close, so the connecting side ends it, as everywhere in the protocol.
 PEER_IDLE_S = 50.0
 PEER_CONNECT_S = 5.0            # how long to try reaching a peer's listening port
-MAC_LABEL = "chat-p2p"          # keeps a link proof from meaning anything anywhere else
+MAC_LABEL = "chat-p2p"          # keeps a link proof from meaning anything anywhere else ...
+LISTENER_LABEL = "chat-p2p-listener"    # ... and the listener's proof from passing for one
+MAX_HOST_CHARS = 253            # the longest host name DNS allows
 CONNECT_FAILED = "Connect failed. Maybe the user's ip has changed."
 # The server's deliveries that Peers.delivered handles.
 PEER_DELIVERIES = ("consent_request", "address", "address_refused", "address_lapsed",
@@ -35,28 +40,19 @@ PEER_DELIVERIES = ("consent_request", "address", "address_refused", "address_lap
 
 
 def mac_of(key, sender, receiver, nonce):
-    """The proof that `sender` knows the pair's `key`, good for `receiver`'s `nonce` only: hex."""
-    message = "|".join((MAC_LABEL, sender, receiver, nonce)).encode("utf-8")
-    return hmac.new(key.encode("utf-8"), message, hashlib.sha256).hexdigest()
+    """The dialer's proof that `sender` knows the pair's `key`, good for `receiver`'s `nonce`
+    only: hex."""
+    return protocol.mac(key, MAC_LABEL, sender, receiver, nonce)
 
 
-def mac_ok(key, sender, receiver, nonce, mac):
-    """True if `mac` is mac_of(key, sender, receiver, nonce), compared in constant time."""
-    if not isinstance(mac, str):
-        return False
-    expected = mac_of(key, sender, receiver, nonce)
-    return hmac.compare_digest(mac.encode("utf-8"), expected.encode("utf-8"))
+def mac_ok(key, sender, receiver, nonce, given):
+    """True if `given` is mac_of(key, sender, receiver, nonce), compared in constant time."""
+    return protocol.mac_ok(key, given, MAC_LABEL, sender, receiver, nonce)
 
 
-@dataclass(frozen=True)
-class Resend:
-    """The peer could not be reached: send `text` to `user` through the server instead.
-
-    `pid` goes along, so a peer that did show it (its acknowledgement was lost) shows it once.
-    """
-    user: str
-    text: str
-    pid: str
+def listener_mac(key, listener, dialer, nonce):
+    """The listener's proof back: that `listener` knows the key too, for the dialer's nonce."""
+    return protocol.mac(key, LISTENER_LABEL, listener, dialer, nonce)
 
 
 def _notice(text):
@@ -82,7 +78,8 @@ class PeerAddress:
 
 class LinkState(enum.Enum):
     CONNECTING = "connecting"       # no challenge yet
-    OPEN = "open"                   # proven: private messages go out
+    PROVING = "proving"             # our hello went out; the listener has yet to prove itself
+    OPEN = "open"                   # both proven: private messages go out
     ENDING = "ending"               # bye said; the peer closes it
     REFUSED = "refused"             # the peer's listener refused our proof
 
@@ -95,8 +92,9 @@ class Link:
     address: PeerAddress
     used_at: float
     state: LinkState = LinkState.CONNECTING
-    waiting: list = field(default_factory=list)     # (pid, text) to send once challenged
-    unacked: deque = field(default_factory=deque)   # None (the hello) or (pid, text), in order
+    nonce: str | None = None                        # our challenge to the listener
+    waiting: list = field(default_factory=list)     # texts to send once both are proven
+    unacked: deque = field(default_factory=deque)   # texts sent, in order
 
 
 def _short_name(value):
@@ -109,9 +107,8 @@ def _short_name(value):
 class Peers:
     """The client's peer-to-peer state: whom it may dial, who may dial it, and its links."""
 
-    def __init__(self, pid_prefix="p"):
-        self.pid_prefix = pid_prefix    # private message ids: unique per sender run
-        self._pids = 0
+    def __init__(self, make_nonce=lambda: secrets.token_hex(16)):
+        self._make_nonce = make_nonce   # our challenges to listeners
         self.addresses = {}     # user -> PeerAddress: whom we may dial, by their consent
         self.granted = {}       # user -> key: who may dial us, by our consent
         self.links = {}         # link id -> Link, until it is closed
@@ -149,8 +146,8 @@ class Peers:
 
     def _learn_address(self, user, frame):
         host, port, key = frame.get("host"), frame.get("port"), frame.get("key")
-        if not (isinstance(host, str) and isinstance(key, str) and key
-                and isinstance(port, int) and not isinstance(port, bool)):
+        if not (isinstance(host, str) and 0 < len(host) <= MAX_HOST_CHARS
+                and isinstance(key, str) and key and type(port) is int and 0 < port < 65536):
             return [Log("malformed address delivery ignored")]
         items = self.forget_address(user)      # a link to the old address ends
         self.addresses[user] = PeerAddress(host, port, key)
@@ -182,12 +179,14 @@ class Peers:
     # -- the listening side -------------------------------------------------------------------
 
     def check_hello(self, me, frame, nonce):
-        """The first peer frame on an accepted connection -> (peer, key), or PeerRefused."""
+        """The first peer frame on an accepted connection -> (peer, key, our answer, which
+        proves the key back for the dialer's nonce), or PeerRefused."""
         if frame.get("type") != "peer_hello":
             raise PeerRefused("no proof", "Refused a private message from a peer that did "
                                           "not prove who it is.")
         sender, mac = _short_name(frame.get("from")), frame.get("mac")
-        if sender is None or not isinstance(mac, str):
+        theirs = protocol.nonce_field(frame)
+        if sender is None or not isinstance(mac, str) or theirs is None:
             raise PeerRefused("malformed hello",
                               "Refused a private connection: its hello was malformed.")
         key = self.granted.get(sender)
@@ -200,7 +199,7 @@ class Peers:
             raise PeerRefused("wrong proof",
                               f"Refused a private connection from someone claiming to be "
                               f"{sender}: the proof of identity was wrong.")
-        return sender, key
+        return sender, key, {"type": "ok", "mac": listener_mac(key, me, sender, theirs)}
 
     def check_private(self, peer, key, frame):
         """A frame from proven `peer` (who proved `key`) -> the text to show, or PeerRefused."""
@@ -230,18 +229,15 @@ class Peers:
             items += [OpenLink(link.id, link.address.host, link.address.port),
                       Arm(LinkIdle(user), now + PEER_IDLE_S)]
         link.used_at = now
-        self._pids += 1
-        message = (f"{self.pid_prefix}-p{self._pids}", text)
         if link.state is LinkState.OPEN:
-            items.append(self._private(me, link, message))
+            items.append(self._private(me, link, text))
         else:
-            link.waiting.append(message)
+            link.waiting.append(text)
         return items
 
-    def _private(self, me, link, message):
-        link.unacked.append(message)
-        pid, text = message
-        return SendOnLink(link.id, {"type": "private", "from": me, "text": text, "pid": pid})
+    def _private(self, me, link, text):
+        link.unacked.append(text)
+        return SendOnLink(link.id, {"type": "private", "from": me, "text": text})
 
     def link_frame(self, me, link_id, frame):
         """A frame from the peer on one of our links -> items."""
@@ -250,27 +246,37 @@ class Peers:
             return []
         kind = frame.get("type")
         if kind == "challenge" and link.state is LinkState.CONNECTING \
-                and isinstance(frame.get("nonce"), str) and frame["nonce"]:
+                and protocol.nonce_field(frame) is not None:
             return self._challenged(me, link, frame["nonce"])
+        if kind == "ok" and link.state is LinkState.PROVING:
+            return self._proven(me, link, frame.get("mac"))
         if kind == "ok" and link.unacked:
             link.unacked.popleft()
             return []
         if kind == "error" and frame.get("code") == "not_allowed":
             return self._refused(link)
         note = Log(f"unexpected {kind!r} on the link to {link.user}")
-        if link.state not in (LinkState.CONNECTING, LinkState.OPEN):
+        if link.state not in (LinkState.CONNECTING, LinkState.PROVING, LinkState.OPEN):
             return [note]   # already ending: the peer closes it
         # not our peer's listener, or one that broke the protocol: what it has not
-        # acknowledged goes through the server once the link is closed
+        # acknowledged is reported once the link is closed
         return [note, *self._end(link)]
 
     def _challenged(self, me, link, nonce):
-        hello = {"type": "peer_hello", "from": me,
-                 "mac": mac_of(link.address.key, me, link.user, nonce)}
+        """The listener's challenge: prove the key, and challenge it back."""
+        link.nonce = self._make_nonce()
+        link.state = LinkState.PROVING
+        return [SendOnLink(link.id, {"type": "peer_hello", "from": me, "nonce": link.nonce,
+                                     "mac": mac_of(link.address.key, me, link.user, nonce)})]
+
+    def _proven(self, me, link, mac):
+        """The listener's answer: only one that knows the key too gets the messages."""
+        if not protocol.mac_ok(link.address.key, mac, LISTENER_LABEL, link.user, me, link.nonce):
+            return [Log(f"the listener at {link.address.host}:{link.address.port} did not "
+                        f"prove it is {link.user}'s: nothing sent to it"), *self._end(link)]
         link.state = LinkState.OPEN
-        link.unacked.append(None)
         waiting, link.waiting = link.waiting, []
-        return [SendOnLink(link.id, hello), *[self._private(me, link, t) for t in waiting]]
+        return [self._private(me, link, text) for text in waiting]
 
     def _refused(self, link):
         """The peer's listener does not accept our proof: its consent has ended."""
@@ -286,18 +292,21 @@ class Peers:
                        f"Type getaddress {link.user} to ask again.")]
 
     def link_closed(self, link_id, reason):
-        """A link is gone -> items; what it did not deliver goes through the server."""
+        """A link is gone -> items: what it did not deliver is reported, never sent another
+        way (the server must not see a private message unless its user sends it there)."""
         link = self.links.pop(link_id, None)
         if link is None:
             return []
         if self.by_user.get(link.user) is link:
             del self.by_user[link.user]
-        messages = link.waiting + [message for message in link.unacked if message is not None]
+        messages = link.waiting + list(link.unacked)
         note = Log(f"link to {link.user} closed ({reason})")
         if not messages:
             return [note]
         return [note, _notice(CONNECT_FAILED),
-                *[Resend(link.user, text, pid) for pid, text in messages]]
+                *[_notice(f"Not delivered to {link.user}: {text}") for text in messages],
+                _notice(f"To leave it for {link.user} through the server, type "
+                        f"message {link.user} <text>.")]
 
     def link_idle(self, user, now):
         """The idle timer of `user`'s link is due -> items: end it, or wait some more."""
@@ -310,7 +319,7 @@ class Peers:
         return self._end(link)
 
     def _end(self, link):
-        """Say bye; messages still unacknowledged are resent when the link closes."""
+        """Say bye; messages still unacknowledged are reported when the link closes."""
         link.state = LinkState.ENDING
         del self.by_user[link.user]     # only a connecting or open link is ended: it is there
         return [EndLink(link.id)]

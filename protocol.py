@@ -5,6 +5,8 @@ Every frame has a string "type"; a request may carry an "id" that its reply
 repeats; an error is {"type": "error", "code": ..., "message": ...}.
 PROTOCOL.md describes every frame; this module only encodes and checks them.
 """
+import hashlib
+import hmac
 import json
 import json.encoder
 
@@ -205,3 +207,29 @@ def int_field(frame, name, lowest, highest):
     if isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= highest:
         raise FrameError("bad_field", f"'{name}' must be a whole number from {lowest} to {highest}")
     return value
+
+
+# A delivery connection's handshake (PROTOCOL.md): the server proves the session's key for the
+# listener's nonce, and the listener proves it back for the server's.
+DELIVERY_SERVER_LABEL = "chat-delivery-server"
+DELIVERY_CLIENT_LABEL = "chat-delivery-client"
+
+
+def mac(key, label, *parts):
+    """The proof that one knows `key`, over `label` and `parts` (strings): hex HMAC-SHA256 of
+    "label|part|part...". The label keeps a proof made for one purpose from serving another."""
+    message = "|".join((label, *parts)).encode("utf-8")
+    return hmac.new(key.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+def mac_ok(key, given, label, *parts):
+    """True if `given` is mac(key, label, *parts), compared in constant time."""
+    if not isinstance(given, str) or not isinstance(key, str):
+        return False
+    return hmac.compare_digest(given.encode("utf-8"), mac(key, label, *parts).encode("utf-8"))
+
+
+def nonce_field(frame, name="nonce"):
+    """frame[name] if it can be a challenge's nonce (1 to MAX_ID_CHARS characters), else None."""
+    value = frame.get(name)
+    return value if isinstance(value, str) and 0 < len(value) <= MAX_ID_CHARS else None

@@ -429,7 +429,13 @@ class Reactor:
         tls: a client-side ssl.SSLContext; the time-out then covers the handshake too, and
         server_hostname (default: host) is the name the certificate must carry.
         """
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        except OSError as exc:
+            # out of descriptors, say: a failed connect like any other, never an exception
+            conn = Connection(self, None, handler, (host, port), connecting=True)
+            self._close(conn, _reason_of_error(exc), flush=False)
+            return conn
         sock.setblocking(False)
         conn = Connection(self, sock, handler, (host, port), connecting=True)
         if tls is not None:
@@ -438,6 +444,9 @@ class Reactor:
             err = sock.connect_ex((host, port))
         except socket.gaierror:         # its errno is a resolver code, not an errno
             self._close(conn, "unknown host", flush=False)
+            return conn
+        except (OverflowError, TypeError):      # a port or host no socket takes
+            self._close(conn, "bad address", flush=False)
             return conn
         except OSError as exc:
             err = exc.errno or errno.EINVAL
@@ -821,7 +830,8 @@ class Reactor:
                         timer.cancel()
                 conn._timer = conn._frame_timer = None
                 self._set_mask(conn, 0)
-                conn.sock.close()
+                if conn.sock is not None:       # None: the socket could not even be made
+                    conn.sock.close()
                 conn._out = []
                 conn._out_bytes = 0
                 self._guarded(conn.handler.on_closed, conn, conn.closing_reason)

@@ -8,12 +8,13 @@ from here.
 from dataclasses import dataclass
 
 from core_events import Arm, Expired, Log
-from protocol import MAX_FRAME_BYTES, MAX_SEQ, FrameError, decode, int_field
+from protocol import (DELIVERY_CLIENT_LABEL, DELIVERY_SERVER_LABEL, MAX_FRAME_BYTES, MAX_SEQ,
+                      FrameError, decode, decoded, int_field, mac, mac_ok, nonce_field)
 
 # the shared Arm, Expired and Log are this core's too
 __all__ = ["Acked", "Arm", "AskLapses", "BadFrame", "Close", "Closed", "Deliver", "Expired",
            "IdleCheck", "Log", "PresenceBatch", "Redeliver", "Reply", "Request", "StoreRecovered",
-           "Undelivered", "accepted_event", "delivery_event"]
+           "Undelivered", "accepted_event", "delivery_event", "delivery_hello", "delivery_proven"]
 
 
 # --- Events: what happened -------------------------------------------------------------------
@@ -77,12 +78,14 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class Deliver:
-    """Send `frame` to a client: on its staying connection `conn` when it has one (no hello:
-    that connection is the client's own), else to its listening port after a hello with `proof`."""
+    """Send `frame` to `user`'s client: on its staying connection `conn` when it has one (no
+    hello: that connection is the client's own), else to its listening port, once a hello has
+    proved the session's key `proof` (and the listener has proved it back)."""
     address: tuple
     proof: str
     frame: dict
     conn: int | None = None
+    user: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,3 +147,24 @@ def delivery_event(proof, line):
         return Acked(proof, int_field(frame, "seq", 1, MAX_SEQ))
     except FrameError:
         return None     # the listener has nobody to tell: a bad ack acknowledges nothing
+
+
+def delivery_hello(user, key, line, our_nonce, head):
+    """The listener's first line, its challenge -> our hello for `user`'s session, which proves
+    the session's `key` for its nonce and says the highest number given so far (`head`); None
+    if the line is no challenge. -> (hello, the listener's nonce)."""
+    frame = decoded(line)
+    theirs = nonce_field(frame) if frame["type"] == "challenge" else None
+    if theirs is None:
+        return None
+    proof = mac(key, DELIVERY_SERVER_LABEL, user, theirs, our_nonce, str(head))
+    return {"type": "hello", "user": user, "nonce": our_nonce, "head": head,
+            "mac": proof}, theirs
+
+
+def delivery_proven(key, line, their_nonce, our_nonce):
+    """The listener's answer to our hello -> True if it proves the session's `key` back: only
+    then is anything delivered to it (a process that took a dead client's port cannot)."""
+    frame = decoded(line)
+    return frame["type"] == "ok" and mac_ok(key, frame.get("mac"), DELIVERY_CLIENT_LABEL,
+                                            their_nonce, our_nonce)

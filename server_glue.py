@@ -9,6 +9,8 @@ client gets its messages in order). Timers go on the reactor's wheel, log lines 
 Nothing here knows a chat rule, and no chat state is kept here.
 """
 import collections
+import enum
+import secrets
 import sys
 import time
 
@@ -16,7 +18,8 @@ import limits
 from protocol import UNAVAILABLE_RETRY_S, encode, error, whole
 from reactor import FRAME_TIME_S, Handler, KeyedTimers
 from server_events import (Arm, Close, Closed, Deliver, Expired, Log, Reply, StoreRecovered,
-                           Undelivered, accepted_event, delivery_event)
+                           Undelivered, accepted_event, delivery_event, delivery_hello,
+                           delivery_proven)
 from storage import StoreUnavailable
 
 MAX_CONNECTIONS = 10000       # accepted connections open at once; past it new ones are closed
@@ -51,19 +54,31 @@ class _AcceptedState(_Quiet):
     __slots__ = ()
 
 
+class Handshake(enum.Enum):
+    """How far a delivery connection is in proving the session, both ways (PROTOCOL.md)."""
+    CHALLENGE = "waiting for the listener's challenge"
+    PROOF = "waiting for the listener's proof"
+    OPEN = "open"
+
+
 class _Delivery(_Quiet):
     """One outgoing connection to a client's listening port and the frames it carries."""
-    __slots__ = ("address", "proof", "conn", "turn", "waiting", "ending", "said_bye")
+    __slots__ = ("user", "address", "proof", "conn", "turn", "waiting", "ending", "said_bye",
+                 "handshake", "nonce", "their_nonce")
 
-    def __init__(self, address, proof):
+    def __init__(self, user, address, proof):
         super().__init__()
+        self.user = user
         self.address = address
-        self.proof = proof
+        self.proof = proof          # the session's key: it proves the session, never sent
         self.conn = None            # None while it waits for a turn to connect
         self.turn = None            # the timer ending its turn while it connects, else None
-        self.waiting = []           # frames to write once it has a connection
+        self.waiting = []           # frames to write once both sides are proven
         self.ending = False         # a check for its end is scheduled for the end of this pass
         self.said_bye = False       # ended normally: what it carried was acknowledged
+        self.handshake = Handshake.CHALLENGE
+        self.nonce = None           # our challenge to the listener, and its to us
+        self.their_nonce = None
 
 
 class ServerGlue:
@@ -209,16 +224,17 @@ class ServerGlue:
         key = (action.address, action.proof)
         delivery = self.deliveries.get(key)
         if delivery is None:
-            delivery = self.deliveries[key] = _Delivery(action.address, action.proof)
+            delivery = self.deliveries[key] = _Delivery(action.user, action.address,
+                                                        action.proof)
             if self.connecting < self.delivery_connects:
                 self._connect(delivery)
             else:
                 self.waiting_to_connect.append(delivery)
-        if delivery.conn is None:
-            delivery.waiting.append(action.frame)
-        else:
+        if delivery.handshake is Handshake.OPEN:
             delivery.conn.send(self._encoded(action.frame))
             self._end_when_done(delivery)
+        else:
+            delivery.waiting.append(action.frame)
 
     def _push(self, action):
         """A frame for a staying client goes on its own connection, hello-free, in order with
@@ -238,14 +254,36 @@ class ServerGlue:
     # -- delivery connections ------------------------------------------------------------------
 
     def _connect(self, delivery):
-        """Open the delivery's connection: hello, then every frame waiting for it."""
+        """Open the delivery's connection; its frames wait for the handshake."""
         host, port = delivery.address
         conn = self.reactor.connect(host, port, self.outgoing, timeout_s=DELIVERY_CONNECT_S)
         conn.data = delivery
         delivery.conn = conn
         delivery.turn = self.reactor.call_later(DELIVERY_TURN_S, self._connected, delivery)
         self.connecting += 1
-        conn.send(encode({"type": "hello", "proof": delivery.proof}))
+
+    def _handshake(self, delivery, line):
+        """One step of proving the session both ways: the listener's challenge gets our hello;
+        its proof back opens the connection for every frame waiting. Anything else closes it
+        (the core hears Undelivered and tries again later)."""
+        conn = delivery.conn
+        if delivery.handshake is Handshake.CHALLENGE:
+            delivery.nonce = secrets.token_hex(16)
+            answered = delivery_hello(delivery.user, delivery.proof, line, delivery.nonce,
+                                      self.store.head)
+            if answered is None:
+                conn.close("no challenge from the listener")
+                return
+            hello, delivery.their_nonce = answered
+            conn.send(encode(hello))
+            delivery.handshake = Handshake.PROOF
+            return
+        if not delivery_proven(delivery.proof, line, delivery.their_nonce, delivery.nonce):
+            self.log(f"the listener at {delivery.address[0]}:{delivery.address[1]} did not "
+                     f"prove the session: nothing delivered to it")
+            conn.close("the listener did not prove the session")
+            return
+        delivery.handshake = Handshake.OPEN
         waiting, delivery.waiting = delivery.waiting, []
         for frame in waiting:
             conn.send(self._encoded(frame))
@@ -272,8 +310,9 @@ class ServerGlue:
         """The connecting side ends with bye; the client's listener closes first."""
         delivery.ending = False
         conn = delivery.conn
-        if conn is None or conn.closing_reason or self.core.awaits_ack(delivery.proof):
-            return      # gone, going, or still waiting for an acknowledgement
+        if conn is None or conn.closing_reason or delivery.handshake is not Handshake.OPEN \
+                or self.core.awaits_ack(delivery.proof):
+            return      # gone, going, not yet proven, or still waiting for an acknowledgement
         if self.deliveries.get((delivery.address, delivery.proof)) is delivery:
             del self.deliveries[(delivery.address, delivery.proof)]
         delivery.said_bye = True
@@ -388,13 +427,17 @@ class Outgoing(Handler):
         self.glue._connected(conn.data)
 
     def on_frame(self, conn, line):
-        """A client's listener acknowledges numbered messages; anything else is ignored."""
+        """A client's listener proves the session, then acknowledges numbered messages;
+        anything else is ignored."""
         delivery = conn.data
+        self.glue.arm_quiet(conn, DELIVERY_ACK_S)
+        if delivery.handshake is not Handshake.OPEN:
+            self.glue._handshake(delivery, line)
+            return
         event = delivery_event(delivery.proof, line)
         if event is not None:
             self.glue.feed(event)
             self.glue._end_when_done(delivery)
-        self.glue.arm_quiet(conn, DELIVERY_ACK_S)
 
     def on_oversize(self, conn):
         self.glue.arm_quiet(conn, DELIVERY_ACK_S)

@@ -70,7 +70,7 @@ class Store:
     """Offline messages and block lists in SQLite; nothing is durable before commit()."""
 
     def __init__(self, path=":memory:", clock=None, sync="full", seq_floor=0,
-                 max_pages=None):
+                 max_pages=None, new_identity=None):
         """sync "full": a commit is on the disk before it returns (a power cut loses nothing
         committed; 0.3 ms a commit here). "normal": a commit survives the server's crash,
         kill -9 included, but a power cut or OS crash may lose the last ones (SQLite's WAL
@@ -80,7 +80,8 @@ class Store:
         them into wall-clock times on the disk, which outlive a restart. Without a clock they
         are kept as given. Numbers start at `seq_floor` at least (server.py gives the wall
         clock in microseconds, so a wiped or restored store never numbers below one before
-        it). `max_pages` caps the file, for tests of a full disk.
+        it). `max_pages` caps the file, for tests of a full disk. A new store is named
+        `new_identity`, or at random.
         """
         if sync not in ("full", "normal"):
             raise ValueError(f"sync must be 'full' or 'normal', not {sync!r}")
@@ -101,7 +102,7 @@ class Store:
         self._db.commit()
         if max_pages is not None:
             self._db.execute(f"PRAGMA max_page_count={int(max_pages)}").fetchall()
-        self.identity = self._identity()
+        self.identity = self._identity(new_identity or secrets.token_hex(8))
         # Numbers are given here, so a broadcast's rows go in as one statement. The highest
         # ever given is recorded, so a number deleted by an ack is never reused (a crash
         # forgets only numbers of uncommitted rows, which nobody was sent).
@@ -109,13 +110,12 @@ class Store:
         self.committed_seq = self._next_seq - 1     # numbers up to this are on the disk
         self._boxes, self.total = self._count_boxes()
 
-    def _identity(self):
-        """This store's random name, made with it: a new or wiped store never looks like an
-        old one to the clients that knew the old one."""
+    def _identity(self, identity):
+        """This store's name, made with it (`identity` if it is new): a new or wiped store
+        never looks like an old one to the clients that knew the old one."""
         row = self._db.execute("SELECT value FROM meta WHERE name = 'identity'").fetchone()
         if row is not None:
             return row[0]
-        identity = secrets.token_hex(8)
         self._db.execute("INSERT INTO meta (name, value) VALUES ('identity', ?)", (identity,))
         self._db.commit()
         return identity
@@ -209,6 +209,11 @@ class Store:
         self.total[0] += len(recipients)
         self.total[1] += size * len(recipients)
         return range(first, self._next_seq)
+
+    @property
+    def head(self):
+        """The highest number given so far."""
+        return self._next_seq - 1
 
     def box(self, recipient, exact=False):
         """(messages, bytes) waiting for `recipient`, those just kept included. An

@@ -4,10 +4,11 @@ import io
 import os
 
 import protocol
+from protocol import DELIVERY_CLIENT_LABEL, DELIVERY_SERVER_LABEL
 from chat_client import ChatClient, Settings
 from client import parse_args, run
-from client_events import (AskConsent, LineIn, Prompt, Replied, RequestFailed, SendRequest, Show,
-                           ShowOnline, Started)
+from client_events import (Accepted, AskConsent, Incoming, LineIn, Prompt, Replied,
+                           RequestFailed, SendRequest, SendTo, Show, ShowOnline, Started)
 from client_glue import ClientGlue
 from terminal import screen_lines
 from reactor import Handler, Reactor, VirtualClock
@@ -21,15 +22,36 @@ def err(code, **fields):
     return {"type": "error", "code": code, "message": f"server says {code}", **fields}
 
 
+def hello(conn, key="p1", user="alice", head=0):
+    """The hello the server's delivery connection `conn` sends once our listener challenged it
+    with the nonce Run gives it (f"n{conn}"): it proves the session `key` (PROTOCOL.md)."""
+    return {"type": "hello", "user": user, "nonce": "s", "head": head,
+            "mac": protocol.mac(key, DELIVERY_SERVER_LABEL, user, f"n{conn}", "s", str(head))}
+
+
+def proof_back(conn, key="p1"):
+    """What our listener answers a good hello(conn, key): the session's key proved back."""
+    return SendTo(conn, {"type": "ok",
+                         "mac": protocol.mac(key, DELIVERY_CLIENT_LABEL, f"n{conn}", "s")})
+
+
 class Run:
-    """A client core, a clock moved by hand, and the requests still waiting for replies."""
+    """A client core, a clock moved by hand, and the requests still waiting for replies.
+    Every connection a frame comes in on was accepted first, as by the glue, with the
+    challenge nonce f"n{conn}"."""
 
     def __init__(self, **settings):
         self.client = ChatClient(Settings(listen_port=5000, **{"client_id": "c", **settings}))
         self.now = 0.0
         self.open = {}          # request id -> frame, in the order they were sent
+        self.accepted = set()
 
     def do(self, event):
+        if isinstance(event, Accepted):
+            self.accepted.add(event.conn)
+        elif isinstance(event, Incoming) and event.conn not in self.accepted:
+            self.accepted.add(event.conn)
+            self.client.handle(Accepted(event.conn, f"n{event.conn}"), self.now)
         actions = self.client.handle(event, self.now)
         for action in actions:
             if isinstance(action, SendRequest):
@@ -132,15 +154,30 @@ class FakeServer(Handler):
             return
         conn.send(protocol.encode({**reply, "id": frame["id"]}))
         if frame["type"] == "login":
-            self.deliver(frame["port"], [{"type": "hello", "proof": "p1"},
-                                         {"type": "message", "from": "bob", "text": "stored \x1b!",
-                                          "offline": True},
-                                         {"type": "bye"}])
+            self.deliver(frame["port"], [{"type": "message", "from": "bob", "text": "stored \x1b!",
+                                          "offline": True}, {"type": "bye"}])
 
     def deliver(self, port, frames):
-        conn = self.reactor.connect("127.0.0.1", port, Handler())
-        for frame in frames:
-            conn.send(protocol.encode(frame))
+        """A delivery connection to `port`, as the server makes one: the handshake that proves
+        the session both ways (alice's, key p1), then `frames`."""
+        self.reactor.connect("127.0.0.1", port, _FakeDelivery(frames))
+
+
+class _FakeDelivery(Handler):
+    def __init__(self, frames):
+        self.frames = frames
+
+    def on_frame(self, conn, line):
+        frame = protocol.decode(line)
+        if frame["type"] == "challenge":
+            head = 0
+            mac = protocol.mac("p1", DELIVERY_SERVER_LABEL, "alice", frame["nonce"], "s",
+                               str(head))
+            conn.send(protocol.encode({"type": "hello", "user": "alice", "nonce": "s",
+                                       "head": head, "mac": mac}))
+        elif frame["type"] == "ok":
+            for each in self.frames:
+                conn.send(protocol.encode(each))
 
 
 def run_with_input(loop, answers, script, server_port=None):

@@ -10,7 +10,7 @@ ACCOUNTS = {"alice": "PW-SECRET-a", "bob": "PW-SECRET-b", "carol": "pässwörd-�
 
 def make_server(settings=Settings(), **accounts):
     """A ChatServer with `accounts` (ACCOUNTS by default) on an in-memory store -> (core, store)."""
-    store = Store(":memory:")
+    store = Store(":memory:", new_identity="store1")
     server = ChatServer(accounts or dict(ACCOUNTS), store, settings,
                         make_secret=counting_secrets())
     return server, store

@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 
+import protocol
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WAIT_S = 10.0
 _CONTROL = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|\r")
@@ -219,32 +221,51 @@ def exchange(port, frames, kill=None):
     return replies
 
 
-def token_of(port, user, password, listen_port=9):
-    """Log in on a short connection -> the token, or None."""
+def welcome_of(port, user, password, listen_port=9):
+    """Log in on a short connection -> the welcome frame, or None."""
     replies = exchange(port, [{"type": "login", "user": user, "password": password,
                                "port": listen_port, "id": "login"}])
-    return replies[0]["token"] if replies and replies[0].get("type") == "welcome" else None
+    return replies[0] if replies and replies[0].get("type") == "welcome" else None
+
+
+def token_of(port, user, password, listen_port=9):
+    """Log in on a short connection -> the token, or None."""
+    welcome = welcome_of(port, user, password, listen_port)
+    return None if welcome is None else welcome["token"]
 
 
 def take_deliveries(port, user, password, count, timeout_s=WAIT_S):
     """Log `user` in with a listening port of ours and take its deliveries as client.py does
-    (acknowledging each numbered message) until `count` messages came -> their texts, in the
-    order they came (repeats included: the caller judges them)."""
+    (the handshake that proves the session both ways, then acknowledging each numbered
+    message) until `count` messages came -> their texts, in the order they came (repeats
+    included: the caller judges them)."""
     shown = []
     end = time.monotonic() + timeout_s
     with socket.create_server(("127.0.0.1", 0)) as listener:
         listener.settimeout(timeout_s)
-        assert token_of(port, user, password, listener.getsockname()[1])
+        welcome = welcome_of(port, user, password, listener.getsockname()[1])
+        assert welcome is not None
         while len(shown) < count and time.monotonic() < end:
             conn, _ = listener.accept()
             with conn, conn.makefile("rwb") as stream:
+                send = _sender(stream)
+                send({"type": "challenge", "nonce": "take"})
                 for line in stream:
                     frame = json.loads(line)
-                    if frame["type"] == "bye":
+                    if frame["type"] == "hello":
+                        send({"type": "ok", "mac": protocol.mac(
+                            welcome["proof"], protocol.DELIVERY_CLIENT_LABEL, "take",
+                            frame["nonce"])})
+                    elif frame["type"] == "bye":
                         break
-                    if frame["type"] in ("message", "broadcast") and "seq" in frame:
+                    elif frame["type"] in ("message", "broadcast") and "seq" in frame:
                         shown.append(frame["text"])
-                        stream.write(json.dumps({"type": "ack", "seq": frame["seq"]}).encode()
-                                     + b"\n")
-                        stream.flush()
+                        send({"type": "ack", "seq": frame["seq"]})
     return shown
+
+
+def _sender(stream):
+    def send(frame):
+        stream.write(json.dumps(frame).encode() + b"\n")
+        stream.flush()
+    return send

@@ -178,7 +178,7 @@ class Script:
 
 def new_script(settings=Settings()):
     """A Script around a fresh server with the course's accounts and an in-memory store."""
-    store = Store(":memory:")
+    store = Store(":memory:", new_identity="store1")
     server = ChatServer(load_credentials(CREDENTIALS_PATH), store, settings,
                         make_secret=counting_secrets())
     return Script(server, store)

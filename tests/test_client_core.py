@@ -14,7 +14,8 @@ from client_events import (Arm, Cancel, CloseConn, Exit, ExitDue, Expired, Heart
                            Incoming, IncomingClosed, InputEnded, Interrupted, LineIn, Log,
                            Replied, RequestFailed,
                            SendTo, Show, Stage, Started, Status)
-from client_helpers import (OK, WELCOME, Run, StandIn, err, glue_with, logged_in, of, printed,
+from client_helpers import (OK, WELCOME, Run, StandIn, err, glue_with, hello, logged_in, of,
+                            printed, proof_back,
                             requests, run_with_input)
 from terminal import ASK_PASSWORD, ASK_USER
 from reactor import Handler, RealClock, Reactor
@@ -371,7 +372,7 @@ def test_no_heartbeat_once_logged_out():
 
 def test_deliveries_after_a_good_hello_are_shown():
     run = logged_in()
-    assert run.do(Incoming(7, {"type": "hello", "proof": "p1"})) == []
+    assert run.do(Incoming(7, hello(7))) == [proof_back(7)]       # it proves the key back
     assert printed(run.do(Incoming(7, {"type": "message", "from": "bob", "text": "hi"}))) == [
         "bob: hi"]
     assert printed(run.do(Incoming(7, {"type": "broadcast", "from": "carol", "text": "yo"}))) == [
@@ -383,7 +384,7 @@ def test_deliveries_after_a_good_hello_are_shown():
 
 def test_a_presence_batch_is_shown_as_single_notices_in_order_without_our_own():
     run = logged_in()
-    run.do(Incoming(7, {"type": "hello", "proof": "p1"}))
+    run.do(Incoming(7, hello(7)))
     batch = {"type": "presence", "changes": [["bob", True], ["alice", True], ["carol", True],
                                              ["bob", False], ["dave"], "junk"]}
     actions = run.do(Incoming(7, batch))
@@ -411,20 +412,21 @@ def test_a_connection_without_the_right_hello_is_refused_and_then_ignored(first)
 def test_hello_when_not_logged_in_is_refused():
     run = Run()
     run.do(Started())
-    assert CloseConn(3) in run.do(Incoming(3, {"type": "hello", "proof": "p1"}))
+    assert CloseConn(3) in run.do(Incoming(3, hello(3)))
 
 
 def test_closed_connection_is_forgotten():
     run = logged_in()
-    run.do(Incoming(7, {"type": "hello", "proof": "wrong"}))
+    run.do(Incoming(7, hello(7, key="wrong")))
     run.do(IncomingClosed(7))
     # the reactor may reuse nothing, but a new conn with the same id starts unproven
-    assert run.do(Incoming(7, {"type": "hello", "proof": "p1"})) == []
+    run.accepted.discard(7)
+    assert run.do(Incoming(7, hello(7))) == [proof_back(7)]
 
 
 def test_unknown_and_malformed_deliveries_are_logged():
     run = logged_in()
-    run.do(Incoming(7, {"type": "hello", "proof": "p1"}))
+    run.do(Incoming(7, hello(7)))
     actions = run.do(Incoming(7, {"type": "gossip"}))
     assert printed(actions) == [] and of(actions, Log)
     actions = run.do(Incoming(7, {"type": "message", "from": "bob"}))
@@ -433,7 +435,7 @@ def test_unknown_and_malformed_deliveries_are_logged():
 
 def test_logged_out_elsewhere_asks_for_a_username():
     run = logged_in()
-    run.do(Incoming(7, {"type": "hello", "proof": "p1"}))
+    run.do(Incoming(7, hello(7)))
     actions = run.do(Incoming(7, {"type": "logged_out", "reason": "elsewhere"}))
     assert printed(actions) == [
         "You have been logged out because your account logged in elsewhere.", ASK_USER]
@@ -444,7 +446,7 @@ def test_logged_out_elsewhere_asks_for_a_username():
 
 def test_reply_for_an_ended_session_is_dropped_but_frees_input():
     run = logged_in()
-    run.do(Incoming(7, {"type": "hello", "proof": "p1"}))
+    run.do(Incoming(7, hello(7)))
     run.type("online")
     run.type("  alice ")                              # queued; by then a username
     run.do(Incoming(7, {"type": "logged_out", "reason": "elsewhere"}))
@@ -457,7 +459,7 @@ def test_deliveries_arriving_before_the_welcome_wait_for_its_proof():
     # stored messages may come in before the login reply is handled
     run = Run()
     at_password(run)
-    assert run.do(Incoming(4, {"type": "hello", "proof": "p1"})) == []
+    assert run.do(Incoming(4, hello(4))) == []                    # held, unanswered
     assert run.do(Incoming(4, {"type": "message", "from": "bob", "text": "old"})) == []
     actions = run.reply(WELCOME)
     assert printed(actions) == ["You have successfully logged in.", "bob: old"]
@@ -466,7 +468,7 @@ def test_deliveries_arriving_before_the_welcome_wait_for_its_proof():
 def test_held_deliveries_with_the_wrong_proof_are_refused_at_welcome():
     run = Run()
     at_password(run)
-    run.do(Incoming(4, {"type": "hello", "proof": "forged"}))
+    run.do(Incoming(4, hello(4, key="forged")))
     run.do(Incoming(4, {"type": "message", "from": "bob", "text": "x"}))
     actions = run.reply(WELCOME)
     assert CloseConn(4) in actions and "bob: x" not in printed(actions)
@@ -476,7 +478,7 @@ def test_held_deliveries_with_the_wrong_proof_are_refused_at_welcome():
 def test_held_deliveries_are_refused_when_the_login_fails(outcome):
     run = Run()
     at_password(run)
-    run.do(Incoming(4, {"type": "hello", "proof": "p1"}))
+    run.do(Incoming(4, hello(4)))
     actions = run.reply(err("wrong_password")) if outcome == "wrong" else run.fail()
     assert CloseConn(4) in actions
 
@@ -484,7 +486,7 @@ def test_held_deliveries_are_refused_when_the_login_fails(outcome):
 def test_held_deliveries_are_refused_when_the_login_is_locked():
     run = Run()
     at_password(run)
-    run.do(Incoming(4, {"type": "hello", "proof": "p1"}))
+    run.do(Incoming(4, hello(4)))
     assert CloseConn(4) in run.reply(err("locked"))
 
 
@@ -587,13 +589,13 @@ def test_a_reply_of_the_wrong_type_is_logged():
 
 def test_welcome_judges_only_the_connections_that_waited_for_it():
     run = logged_in()
-    run.do(Incoming(7, {"type": "hello", "proof": "p1"}))      # trusted, from the first session
+    run.do(Incoming(7, hello(7)))      # trusted, from the first session
     run.type("logout")
     run.reply(OK)
     run.type("alice")
     run.reply(OK)
     run.type("pw")
-    run.do(Incoming(8, {"type": "hello", "proof": "p2"}))
+    run.do(Incoming(8, hello(8, key="p2")))
     run.do(Incoming(8, {"type": "message", "from": "bob", "text": "stored"}))
     actions = run.reply({**WELCOME, "token": "t2", "proof": "p2"})
     assert printed(actions) == ["You have successfully logged in.", "bob: stored"]

@@ -1,7 +1,7 @@
 """The client's outbox: messages wait, in order, until the server acknowledges them."""
 from client_events import (Arm, Exit, Expired, Incoming, InputEnded, Interrupted, OutboxRetry,
                            SendTo)
-from client_helpers import OK, WELCOME, err, logged_in, printed, requests
+from client_helpers import OK, WELCOME, err, hello, logged_in, printed, requests
 
 RETRY = OutboxRetry()
 
@@ -82,7 +82,7 @@ def test_waiting_messages_are_not_sent_as_someone_else():
 
 def test_a_numbered_delivery_is_shown_once_and_always_acknowledged():
     run = logged_in()
-    run.do(Incoming(7, {"type": "hello", "proof": "p1"}))
+    run.do(Incoming(7, hello(7)))
     message = {"type": "message", "from": "bob", "text": "hi", "seq": 5}
     first = run.do(Incoming(7, message))
     assert printed(first) == ["bob: hi"] and SendTo(7, {"type": "ack", "seq": 5}) in first

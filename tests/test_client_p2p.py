@@ -4,11 +4,11 @@ import pytest
 
 from client_events import (
     Accepted, Arm, CloseConn, EndLink, Expired, Incoming, IncomingClosed, LinkClosed, LinkIdle,
-    LinkIn, Log, OpenLink, Replied, RequestFailed, SendOnLink, SendRequest, SendTo, Show,
+    LinkIn, Log, OpenLink, SendOnLink, SendTo, Show,
 )
-from client_helpers import OK, err, logged_in, of, printed, requests
+from client_helpers import OK, err, hello as server_hello, logged_in, of, printed, requests
 from commands import Command, Usage, parse_command
-from peer import CONNECT_FAILED, PEER_IDLE_S, mac_of
+from peer import CONNECT_FAILED, PEER_IDLE_S, listener_mac, mac_of
 
 KEY = "k-columbia-alice"
 ADDRESS = {"type": "address", "user": "bob", "host": "10.0.0.2", "port": 6001, "key": KEY}
@@ -16,7 +16,7 @@ ADDRESS = {"type": "address", "user": "bob", "host": "10.0.0.2", "port": 6001, "
 
 def delivered(run, *frames, conn=70):
     """Frames the server delivers on a fresh, proven connection -> the actions of the last."""
-    run.do(Incoming(conn, {"type": "hello", "proof": "p1"}))
+    run.do(Incoming(conn, server_hello(conn)))
     actions = []
     for frame in frames:
         actions = run.do(Incoming(conn, frame))
@@ -25,7 +25,26 @@ def delivered(run, *frames, conn=70):
 
 def with_address(run):
     delivered(run, ADDRESS)
+    nonces = iter(f"na{n}" for n in range(1, 100))
+    run.client.peers._make_nonce = lambda: next(nonces)    # our challenges to listeners
     return run
+
+
+def listener_ok(nonce="na1", key=KEY):
+    """bob's listener proving the key back for our challenge `nonce`."""
+    return {"type": "ok", "mac": listener_mac(key, "bob", "alice", nonce)}
+
+
+def opened(run, link=1, nonce="na1"):
+    """The link is challenged and both sides are proven -> the actions of the proof."""
+    run.do(LinkIn(link, {"type": "challenge", "nonce": "n"}))
+    return run.do(LinkIn(link, listener_ok(nonce)))
+
+
+def not_delivered(*texts):
+    """What the user is told of private messages a link could not deliver."""
+    return [CONNECT_FAILED, *[f"Not delivered to bob: {text}" for text in texts],
+            "To leave it for bob through the server, type message bob <text>."]
 
 
 def sent(actions):
@@ -138,37 +157,52 @@ def test_private_without_an_address_tells_the_user_to_ask_first():
     assert not of(actions, OpenLink) and not requests(actions)
 
 
-def test_private_opens_a_link_and_proves_who_we_are_on_the_challenge():
+def test_private_opens_a_link_proves_who_we_are_and_sends_once_the_listener_proves_it_too():
     run = with_address(logged_in())
     actions = run.type("private bob hello  there")
     assert of(actions, OpenLink) == [OpenLink(1, "10.0.0.2", 6001)]
     assert Arm(LinkIdle("bob"), PEER_IDLE_S) in actions
     assert printed(actions) == [] and not requests(actions)        # never via the server
     actions = run.do(LinkIn(1, {"type": "challenge", "nonce": "n1"}))
-    assert sent(actions) == [
-        (1, {"type": "peer_hello", "from": "alice", "mac": mac_of(KEY, "alice", "bob", "n1")}),
-        (1, {"type": "private", "from": "alice", "text": "hello  there", "pid": "c-p1"})]
+    assert sent(actions) == [(1, {"type": "peer_hello", "from": "alice", "nonce": "na1",
+                                  "mac": mac_of(KEY, "alice", "bob", "n1")})]
+    assert sent(run.do(LinkIn(1, listener_ok()))) == [
+        (1, {"type": "private", "from": "alice", "text": "hello  there"})]
     # the open link carries the next message at once
     assert sent(run.type("private bob again")) == [
-        (1, {"type": "private", "from": "alice", "text": "again", "pid": "c-p2"})]
-    for _ in range(3):
+        (1, {"type": "private", "from": "alice", "text": "again"})]
+    for _ in range(2):
         assert run.do(LinkIn(1, OK)) == []
+
+
+@pytest.mark.parametrize("answer", [
+    {"type": "ok"}, {"type": "ok", "mac": "00"},
+    {"type": "ok", "mac": listener_mac(KEY, "bob", "alice", "another nonce")},
+    {"type": "ok", "mac": mac_of(KEY, "alice", "bob", "na1")},      # our own proof, reflected
+])
+def test_a_listener_that_cannot_prove_the_key_gets_nothing(answer):
+    """After a peer's client died, whoever took its port must not read what was meant for it."""
+    run = with_address(logged_in())
+    run.type("private bob my bank pin is 1234")
+    run.do(LinkIn(1, {"type": "challenge", "nonce": "n"}))
+    actions = run.do(LinkIn(1, answer))
+    assert sent(actions) == [] and of(actions, EndLink) == [EndLink(1)] and of(actions, Log)
+    actions = run.do(LinkClosed(1, "eof"))
+    assert printed(actions) == not_delivered("my bank pin is 1234") and requests(actions) == []
 
 
 def test_messages_typed_while_connecting_wait_for_the_challenge():
     run = with_address(logged_in())
     run.type("private bob one")
     assert run.type("private bob two") == []
-    texts = [f["text"] for _, f in sent(run.do(LinkIn(1, {"type": "challenge", "nonce": "n"})))
-             if f["type"] == "private"]
+    texts = [f["text"] for _, f in sent(opened(run)) if f["type"] == "private"]
     assert texts == ["one", "two"]
 
 
 def test_an_idle_link_is_ended_with_bye_after_50s_unused():
     run = with_address(logged_in())
     run.type("private bob one")
-    run.do(LinkIn(1, {"type": "challenge", "nonce": "n"}))
-    run.do(LinkIn(1, OK))
+    opened(run)
     run.do(LinkIn(1, OK))
     run.now = 20.0
     run.type("private bob two")
@@ -184,56 +218,22 @@ def test_an_idle_link_is_ended_with_bye_after_50s_unused():
 
 
 @pytest.mark.parametrize("reason", ["refused", "timed out", "reset", "unreachable"])
-def test_an_unreachable_peer_is_reported_and_the_message_goes_through_the_server(reason):
+def test_an_unreachable_peer_is_reported_and_nothing_goes_through_the_server(reason):
     run = with_address(logged_in())
     run.type("private bob are you there?")
     actions = run.do(LinkClosed(1, reason))
-    assert printed(actions) == [CONNECT_FAILED,
-                                "Sending your message to bob through the server instead."]
-    assert requests(actions) == [
-        {"type": "message", "token": "t1", "mid": "c-1", "to": "bob", "text": "are you there?",
-         "ref": "c-p1"}]
-    assert printed(run.reply({"type": "ok", "stored": True})) == [
-        "bob is offline; your message will be delivered when they log in."]
+    assert printed(actions) == not_delivered("are you there?")
+    assert requests(actions) == []
 
 
-def test_messages_unacknowledged_when_the_link_breaks_are_resent():
+def test_messages_unacknowledged_when_the_link_breaks_are_reported_not_resent():
     run = with_address(logged_in())
     run.type("private bob one")
-    run.do(LinkIn(1, {"type": "challenge", "nonce": "n"}))
+    opened(run)
     run.type("private bob two")
-    run.do(LinkIn(1, OK))          # the hello
     run.do(LinkIn(1, OK))          # "one" arrived
     actions = run.do(LinkClosed(1, "reset"))
-    assert [f["text"] for f in requests(actions)] == ["two"]
-
-
-@pytest.mark.parametrize("reply, lines", [
-    ({"type": "ok", "stored": False}, []),
-    (err("blocked"), ["Your message could not be delivered as the recipient has blocked you"]),
-])
-def test_a_resent_message_reports_the_servers_answer(reply, lines):
-    run = with_address(logged_in())
-    run.type("private bob hi")
-    run.do(LinkClosed(1, "refused"))
-    assert printed(run.reply(reply)) == lines
-
-
-def test_a_resent_message_that_cannot_reach_the_server_either_is_reported():
-    run = with_address(logged_in())
-    run.type("private bob hi")
-    run.do(LinkClosed(1, "refused"))
-    assert printed(run.fail("refused")) == [
-        "Cannot reach the server (refused).",
-        "Waiting to be sent: message bob hi",
-        "Your message is kept and will be sent when the server answers (1 waiting; next try in 1 s)."]
-
-
-def test_a_resent_message_whose_session_ended_asks_to_log_in_again():
-    run = with_address(logged_in())
-    run.type("private bob hi")
-    run.do(LinkClosed(1, "refused"))
-    assert "Your session has ended. Please log in again." in printed(run.reply(err("no_session")))
+    assert printed(actions) == not_delivered("two") and requests(actions) == []
 
 
 def test_a_peer_that_refuses_our_proof_is_reported_and_not_resent():
@@ -255,14 +255,15 @@ def test_a_peer_that_refuses_our_proof_is_reported_and_not_resent():
     {"type": "challenge", "nonce": 5},
     {"type": "ok"},                                  # nothing was waiting for an answer
 ])
-def test_a_listener_that_breaks_the_link_protocol_is_left_and_the_message_resent(frame):
+def test_a_listener_that_breaks_the_link_protocol_is_left_and_the_message_reported(frame):
     run = with_address(logged_in())
     run.type("private bob hi")
     actions = run.do(LinkIn(1, frame))
     assert of(actions, EndLink) == [EndLink(1)] and of(actions, Log)
     # a second odd frame while ending: logged, no second bye
     assert of(run.do(LinkIn(1, frame)), EndLink) == []
-    assert [f["text"] for f in requests(run.do(LinkClosed(1, "eof")))] == ["hi"]
+    actions = run.do(LinkClosed(1, "eof"))
+    assert printed(actions) == not_delivered("hi") and requests(actions) == []
     assert run.do(LinkIn(1, OK)) == [] and run.do(LinkClosed(1, "eof")) == []   # forgotten
 
 
@@ -282,16 +283,15 @@ def test_logout_ends_links_and_forgets_addresses_and_keys():
     run.do(Accepted(8, "n8"))
     run.type("Y carol")
     run.reply({"type": "ok", "key": "kc"})
-    run.do(Incoming(8, {"type": "peer_hello", "from": "carol",
+    run.do(Incoming(8, {"type": "peer_hello", "from": "carol", "nonce": "c8",
                         "mac": mac_of("kc", "carol", "alice", "n8")}))
     run.type("logout")
     actions = run.reply(OK)
     assert EndLink(1) in actions and CloseConn(8) in actions
     assert run.client.peers.addresses == {} and run.client.peers.granted == {}
-    # a message the link still held when it broke cannot go through a server we left
+    # a message the link still held when it broke is reported, as always
     actions = run.do(LinkClosed(1, "reset"))
-    assert "Your message to bob was not delivered." in printed(actions)
-    assert requests(actions) == []
+    assert printed(actions) == not_delivered("hi") and requests(actions) == []
 
 
 # -- the listening side: who may write to us ----------------------------------------------------
@@ -303,8 +303,10 @@ def granted(run, user="bob", key=KEY):
     return run
 
 
-def hello(nonce, sender="bob", key=KEY, receiver="alice"):
-    return {"type": "peer_hello", "from": sender, "mac": mac_of(key, sender, receiver, nonce)}
+def hello(nonce, sender="bob", key=KEY, receiver="alice", theirs="d1"):
+    """A dialer's hello for our challenge `nonce`, challenging us back with `theirs`."""
+    return {"type": "peer_hello", "from": sender, "nonce": theirs,
+            "mac": mac_of(key, sender, receiver, nonce)}
 
 
 def test_every_accepted_connection_is_challenged_with_its_nonce():
@@ -316,7 +318,9 @@ def test_every_accepted_connection_is_challenged_with_its_nonce():
 def test_a_proven_peer_is_answered_and_its_messages_are_shown_as_private():
     run = granted(logged_in())
     run.do(Accepted(5, "n5"))
-    assert run.do(Incoming(5, hello("n5"))) == [SendTo(5, OK)]
+    # the answer proves the key back, for the dialer's own challenge
+    assert run.do(Incoming(5, hello("n5"))) == [
+        SendTo(5, {"type": "ok", "mac": listener_mac(KEY, "alice", "bob", "d1")})]
     actions = run.do(Incoming(5, {"type": "private", "from": "bob", "text": "psst  hi"}))
     assert actions == [Show("private", "psst  hi", "bob"), SendTo(5, OK)]
     assert run.do(Incoming(5, {"type": "bye"})) == [CloseConn(5)]
@@ -376,9 +380,12 @@ def test_a_hello_without_consent_is_refused():
 
 
 @pytest.mark.parametrize("frame", [
-    {"type": "peer_hello", "from": "bob"},
-    {"type": "peer_hello", "mac": "00"},
-    {"type": "peer_hello", "from": "b" * 65, "mac": "00"},
+    {"type": "peer_hello", "from": "bob", "nonce": "d1"},
+    {"type": "peer_hello", "mac": "00", "nonce": "d1"},
+    {"type": "peer_hello", "from": "b" * 65, "mac": "00", "nonce": "d1"},
+    {"type": "peer_hello", "from": "bob", "mac": mac_of(KEY, "bob", "alice", "n5")},
+    {"type": "peer_hello", "from": "bob", "mac": mac_of(KEY, "bob", "alice", "n5"),
+     "nonce": 7},
 ])
 def test_a_malformed_hello_is_refused(frame):
     run = granted(logged_in())
@@ -388,6 +395,7 @@ def test_a_malformed_hello_is_refused(frame):
 
 def test_a_hello_on_a_connection_we_did_not_challenge_is_refused():
     run = granted(logged_in())
+    run.accepted.add(9)                     # (Run accepts every connection first, as the glue)
     assert "proof of identity was wrong" in refused_once(run, 9, hello("n9"))
 
 
@@ -448,48 +456,6 @@ def test_closed_peer_connections_are_forgotten():
 def test_the_servers_hello_still_works_on_a_challenged_connection():
     run = logged_in()
     run.do(Accepted(5, "n5"))
-    assert run.do(Incoming(5, {"type": "hello", "proof": "p1"})) == []
+    assert printed(run.do(Incoming(5, server_hello(5)))) == []
     assert printed(run.do(Incoming(5, {"type": "message", "from": "bob", "text": "hi"}))) == [
         "bob: hi"]
-
-
-def test_a_reply_to_an_unknown_resend_is_only_logged():
-    run = logged_in()
-    actions = run.do(Replied(999, OK))
-    assert of(actions, Log) and printed(actions) == []
-    assert of(run.do(RequestFailed(998, "refused")), Log)
-    assert not of(actions, SendRequest)
-
-
-def test_a_resend_answered_after_logout_is_dropped():
-    run = with_address(logged_in())
-    run.type("private bob hi")
-    run.do(LinkClosed(1, "refused"))        # the resend is in flight...
-    resend = run.last("message")
-    run.type("logout")
-    run.reply(OK, kind="logout")            # ...and the session ends before its answer
-    frame = run.open.pop(resend)
-    # taken by the server before the logout: the sender still learns what became of it
-    assert printed(run.do(Replied(resend, {"type": "ok", "stored": True}))) == [
-        "bob is offline; your message will be delivered when they log in."]
-    assert frame["text"] == "hi"
-
-
-def test_a_private_message_that_also_comes_through_the_server_is_shown_once():
-    # alice showed bob's private message, but her acknowledgement was lost with the link;
-    # bob's client sent it through the server too, with the private id as its ref
-    run = logged_in()
-    run.client.peers.granted["bob"] = "k"
-    run.do(Accepted(3, "n3"))
-    run.do(Incoming(3, {"type": "peer_hello", "from": "bob",
-                        "mac": mac_of("k", "bob", "alice", "n3")}))
-    first = run.do(Incoming(3, {"type": "private", "from": "bob", "text": "hi", "pid": "x-p1"}))
-    assert printed(first) == ["bob (private): hi"]
-    again = run.do(Incoming(3, {"type": "private", "from": "bob", "text": "hi", "pid": "x-p1"}))
-    assert printed(again) == [] and SendTo(3, {"type": "ok"}) in again
-    run.do(Incoming(7, {"type": "hello", "proof": "p1"}))
-    via_server = {"type": "message", "from": "bob", "text": "hi", "seq": 4, "ref": "x-p1"}
-    actions = run.do(Incoming(7, via_server))
-    assert printed(actions) == [] and SendTo(7, {"type": "ack", "seq": 4}) in actions
-    other = run.do(Incoming(7, {**via_server, "seq": 5, "ref": "x-p2", "text": "new"}))
-    assert printed(other) == ["bob: new"]

@@ -10,12 +10,12 @@ import pytest
 import client
 from client_events import (AskConsent, Incoming, LineIn, Prompt, Show, ShowOnline, Stage, Started,
                            Status)
-from client_helpers import Run, logged_in, printed
+from client_helpers import Run, hello, logged_in, printed
 from terminal import ASK_USER
 
 
 def delivered(run, frame):
-    run.do(Incoming(1, {"type": "hello", "proof": "p1"}))
+    run.do(Incoming(1, hello(1)))
     return run.do(Incoming(1, frame))
 
 

@@ -5,8 +5,8 @@ import pathlib
 import re
 import socket
 
-
-from peer import mac_of
+import protocol
+from peer import listener_mac, mac_of
 from realprocs import ACCOUNTS, WAIT_S, listening_port, login
 
 SECRET = "meet me at the secret p2p place"
@@ -107,6 +107,7 @@ class RawUser:
                                 "port": self.listener.getsockname()[1]})
         assert welcome["type"] == "welcome", welcome
         self.token = welcome["token"]
+        self.key = welcome["proof"]             # the session's key, to prove deliveries back
 
     def request(self, frame):
         with socket.create_connection(("127.0.0.1", self.server_port), timeout=WAIT_S) as sock:
@@ -119,8 +120,11 @@ class RawUser:
             conn, _ = self.listener.accept()
             with conn:
                 conn.settimeout(WAIT_S)
-                send(conn, {"type": "challenge", "nonce": "unused"})
+                send(conn, {"type": "challenge", "nonce": "mine"})
                 lines, frames = Lines(conn), []
+                hello = lines.next()
+                send(conn, {"type": "ok", "mac": protocol.mac(
+                    self.key, protocol.DELIVERY_CLIENT_LABEL, "mine", hello["nonce"])})
                 while not frames or frames[-1]["type"] != "bye":   # then the listener closes
                     frames.append(lines.next())
             for frame in frames:
@@ -137,7 +141,7 @@ def test_a_stranger_with_a_forged_or_replayed_proof_is_refused(clients, server):
 
     # forged: claims to be columbia, who has consent, without knowing the key
     sock, lines, nonce = dial(bob_port)
-    send(sock, {"type": "peer_hello", "from": "columbia",
+    send(sock, {"type": "peer_hello", "from": "columbia", "nonce": "d1",
                 "mac": mac_of("guessed", "columbia", "seas", nonce)},
          {"type": "private", "from": "columbia", "text": "forged words"})
     assert [f.get("code") for f in lines.until_closed()] == ["not_allowed"]
@@ -161,10 +165,13 @@ def test_a_stranger_with_a_forged_or_replayed_proof_is_refused(clients, server):
     address = google.next_delivery("address")
     assert address["port"] == bob_port
     sock, lines, nonce = dial(bob_port)
-    real_hello = {"type": "peer_hello", "from": "google",
+    real_hello = {"type": "peer_hello", "from": "google", "nonce": "d1",
                   "mac": mac_of(address["key"], "google", "seas", nonce)}
     send(sock, real_hello, {"type": "private", "from": "google", "text": "genuine words"})
-    assert [lines.next()["type"] for _ in range(2)] == ["ok", "ok"]
+    proof_back, delivered = lines.next(), lines.next()
+    assert proof_back == {"type": "ok", "mac": listener_mac(address["key"], "seas", "google",
+                                                              "d1")}
+    assert delivered == {"type": "ok"}
     bob.expect("google (private): genuine words")
     send(sock, {"type": "bye"})
     assert lines.until_closed() == []                 # the listener closes first
@@ -184,7 +191,8 @@ def test_a_stranger_with_a_forged_or_replayed_proof_is_refused(clients, server):
     assert bob.output.count("the proof of identity was wrong.") == 2
 
 
-def test_a_peer_that_has_exited_is_reported_and_the_message_goes_through_the_server(clients):
+def test_a_peer_that_has_exited_is_reported_and_its_message_never_goes_through_the_server(
+        clients, server):
     alice, bob = clients(), clients()
     login(alice, "columbia")
     login(bob, "seas")
@@ -194,13 +202,14 @@ def test_a_peer_that_has_exited_is_reported_and_the_message_goes_through_the_ser
     bob.kill()                          # gone without a logout: the server does not know yet
     alice.type("private seas are you still there?")
     alice.expect("Connect failed. Maybe the user's ip has changed.")
-    alice.expect("Sending your message to seas through the server instead.")
+    alice.expect("Not delivered to seas: are you still there?")
+    alice.expect("To leave it for seas through the server, type message seas <text>.")
     again = clients()
     login(again, "seas")
-    again.expect("columbia: are you still there?")
     alice.type("message seas marker")
     again.expect("columbia: marker")
-    assert again.output.count("are you still there?") == 1          # delivered once
+    assert "are you still there?" not in again.output             # the server never saw it
+    assert "are you still there?" not in server.log()
     # the new login revokes the old address: alice is told to ask again
     alice.expect("seas's address is no longer valid. Type getaddress seas to ask again.")
     alice.type("private seas hello?")

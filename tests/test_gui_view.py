@@ -11,9 +11,10 @@ import pytest
 
 import client
 from chat_client import ChatClient, Settings
-from client_events import (AskConsent, Expired, Incoming, Interrupted, OutboxRetry, Prompt, Replied, RequestFailed, SendRequest, Show,
+from client_events import (Accepted, AskConsent, Expired, Incoming, Interrupted, OutboxRetry, Prompt, Replied, RequestFailed, SendRequest, Show,
                            ShowOnline, Stage, Status)
 from client_glue import ClientGlue
+from client_helpers import hello
 from terminal import ASK_PASSWORD, ASK_USER
 from gui import ChatView, Entry, Target, WindowScreen, entry_text, stamp
 from reactor import Reactor, VirtualClock
@@ -79,7 +80,8 @@ class Screen:
 
     def deliver(self, *frames, conn=7):
         if conn not in self.glue.core.doorkeeper.visitors:
-            self.glue.feed(Incoming(conn, {"type": "hello", "proof": "p1"}))
+            self.glue.feed(Accepted(conn, f"n{conn}"))
+            self.glue.feed(Incoming(conn, hello(conn)))
         for frame in frames:
             self.glue.feed(Incoming(conn, frame))
 

@@ -7,7 +7,7 @@ import protocol
 from client_events import (Accepted, EndLink, Incoming, LinkClosed, LinkIn, Log, OpenLink,
                            SendOnLink, SendTo, Show, Started)
 from client_helpers import glue_with
-from peer import PEER_IDLE_S, PeerAddress, Peers, mac_ok, mac_of
+from peer import PEER_IDLE_S, PeerAddress, Peers, listener_mac, mac_ok, mac_of
 from reactor import Handler, RealClock, Reactor
 from reactor_helpers import pump
 
@@ -61,7 +61,8 @@ def test_events_for_links_we_do_not_know_are_ignored():
 def test_a_closed_link_that_carried_nothing_undelivered_is_only_logged():
     peers = peers_with_link()
     peers.link_frame("alice", 1, {"type": "challenge", "nonce": "n"})
-    peers.link_frame("alice", 1, {"type": "ok"})
+    proof = listener_mac(KEY, "bob", "alice", peers.links[1].nonce)
+    assert peers.link_frame("alice", 1, {"type": "ok", "mac": proof})   # "hi" goes out
     peers.link_frame("alice", 1, {"type": "ok"})
     items = peers.link_closed(1, "eof")
     assert [type(item) for item in items] == [Log]

@@ -64,7 +64,7 @@ def test_while_the_store_cannot_commit_nothing_new_is_written_and_logins_wait():
     assert say(server)["code"] == "unavailable"
     assert replies(login(server, "bob", port=5002, conn=3))[0]["code"] == "unavailable"
     heartbeat = server.handle(Request(2, {"type": "heartbeat", "token": "s1"}, "h"), 0.0)
-    assert replies(heartbeat) == [{"type": "ok"}]
+    assert replies(heartbeat) == [{"type": "ok", "head": 0}]
     logs = [a.text for a in server.handle(Request(2, {"type": "message", "token": "s1",
                                                       "to": "bob", "text": "x"}, "h"), 1.0)
             if hasattr(a, "text")]

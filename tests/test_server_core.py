@@ -41,7 +41,8 @@ def test_a_replay_may_set_the_servers_settings_only_before_anything_happens():
 def test_login_replies_welcome_and_arms_the_idle_timer():
     server, _ = make_server()
     actions = login(server, "alice", now=2.5)
-    assert replies(actions) == [{"type": "welcome", "user": "alice", "token": "s1", "proof": "s2"}]
+    assert replies(actions) == [{"type": "welcome", "user": "alice", "token": "s1", "proof": "s2",
+                                 "store": "store1", "head": 0}]
     assert Arm(IdleCheck("alice"), 33.5) in actions
     assert server.online_users() == ["alice"]
 

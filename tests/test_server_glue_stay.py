@@ -2,6 +2,7 @@
 hello-free on the client's own connection, acks there become Acked, a closed connection becomes
 Closed, and one that heartbeats is never closed as idle. With listening clients: delivery
 connections take turns to connect, and no closed connection is left for the cycle collector."""
+import errno
 import gc
 import pathlib
 import select
@@ -55,7 +56,7 @@ def world():
     glue = ServerGlue(reactor, core, store, lines.append)
     listener = glue.listen("127.0.0.1", 0)
     w = types.SimpleNamespace(clock=clock, reactor=reactor, store=store, glue=glue, lines=lines,
-                              port=listener.port)
+                              port=listener.port, keys={})
     yield w
     reactor.close_all()
     listener.close()
@@ -174,27 +175,42 @@ def _take(sock):
 
 
 class Caller(Handler):
-    """A short connection that sends its requests then bye, and keeps only the replies."""
+    """A short connection that sends its requests then bye, and keeps only the replies; a
+    welcome's session key goes into `keys` (user -> proof), for the Listening port."""
 
-    def __init__(self, reactor, port, *frames, replies):
+    def __init__(self, reactor, port, *frames, replies, keys=None):
         conn = reactor.connect("127.0.0.1", port, self)
         for frame in (*frames, {"type": "bye"}):
             conn.send(protocol.encode(frame))
         self.replies = replies
-
-    def on_frame(self, conn, line):
-        self.replies.append(protocol.decode(line))
-
-
-class Listening(Handler):
-    """A client's listening port: acknowledges numbered messages, closes first on bye."""
-
-    def __init__(self, got):
-        self.got = got
+        self.keys = keys
 
     def on_frame(self, conn, line):
         frame = protocol.decode(line)
-        if frame["type"] == "bye":
+        self.replies.append(frame)
+        if frame["type"] == "welcome" and self.keys is not None:
+            self.keys[frame["user"]] = frame["proof"]
+
+
+class Listening(Handler):
+    """A client's listening port: challenges, proves the session back to a hello (any key
+    will not do: it learns each session's from `keys`, user -> proof), acknowledges numbered
+    messages, closes first on bye."""
+
+    def __init__(self, got, keys=None):
+        self.got = got
+        self.keys = {} if keys is None else keys
+
+    def on_accepted(self, conn):
+        conn.send(protocol.encode({"type": "challenge", "nonce": f"c{conn.id}"}))
+
+    def on_frame(self, conn, line):
+        frame = protocol.decode(line)
+        if frame["type"] == "hello":
+            proof = protocol.mac(self.keys.get(frame["user"], ""), protocol.DELIVERY_CLIENT_LABEL,
+                                 f"c{conn.id}", frame["nonce"])
+            conn.send(protocol.encode({"type": "ok", "mac": proof}))
+        elif frame["type"] == "bye":
             conn.close("bye")
         elif "seq" in frame:
             self.got.append(frame)
@@ -209,10 +225,10 @@ def test_closed_connections_are_freed_without_the_cycle_collector(world):
     gc.collect()
     gc.disable()
     try:
-        port = world.reactor.listen("127.0.0.1", 0, Listening(got)).port
+        port = world.reactor.listen("127.0.0.1", 0, Listening(got, world.keys)).port
         Caller(world.reactor, world.port, {"type": "login", "user": "columbia",
                                            "password": "116bway", "port": port, "id": 1},
-               replies=replies)
+               replies=replies, keys=world.keys)
         pump(world.reactor, lambda: replies)
         token = replies[0]["token"]
         sender, sender_token = logged_in(world, "seas", "summerisover")
@@ -221,7 +237,7 @@ def test_closed_connections_are_freed_without_the_cycle_collector(world):
                          "text": f"hi {n}", "id": 10 + n})
             pump(world.reactor, lambda: len(got) == n + 1)
         Caller(world.reactor, world.port, {"type": "heartbeat", "token": token, "id": 2},
-               replies=replies)
+               replies=replies, keys=world.keys)
         sender.conn.close("gone")
         del sender
         pump(world.reactor, lambda: not world.glue.deliveries and len(world.glue.conns) == 0
@@ -241,11 +257,11 @@ def test_deliveries_past_the_connect_cap_wait_their_turn_in_order(world):
     their frames and go, in order, as each connect ends. Here 2, for 8 listening users."""
     world.glue.delivery_connects = 2
     got, replies = [], []
-    port = world.reactor.listen("127.0.0.1", 0, Listening(got)).port
+    port = world.reactor.listen("127.0.0.1", 0, Listening(got, world.keys)).port
     accounts = [line.split() for line in CREDENTIALS.read_text().splitlines()]
     for user, password in accounts[1:]:
         Caller(world.reactor, world.port, {"type": "login", "user": user, "password": password,
-                                           "port": port, "id": 1}, replies=replies)
+                                           "port": port, "id": 1}, replies=replies, keys=world.keys)
         pump(world.reactor, lambda: not world.glue.deliveries)     # the presence notices
     most = []
     world.reactor.before_flush(lambda: most.append(world.glue.connecting))
@@ -261,13 +277,13 @@ def test_deliveries_past_the_connect_cap_wait_their_turn_in_order(world):
 def test_a_connect_that_fails_gives_its_turn_to_the_next_delivery(world):
     world.glue.delivery_connects = 1
     got, replies = [], []
-    live = world.reactor.listen("127.0.0.1", 0, Listening(got)).port
+    live = world.reactor.listen("127.0.0.1", 0, Listening(got, world.keys)).port
     dead = socket.socket()
     dead.bind(("127.0.0.1", 0))         # bound, never listening: a connect is refused
     for user, password, port in (("csee4119", "lotsofexams", dead.getsockname()[1]),
                                  ("foobar", "passpass", live)):
         Caller(world.reactor, world.port, {"type": "login", "user": user, "password": password,
-                                           "port": port, "id": 1}, replies=replies)
+                                           "port": port, "id": 1}, replies=replies, keys=world.keys)
         pump(world.reactor, lambda: replies and not world.glue.deliveries)
         replies.clear()
     sender, token = logged_in(world, "columbia", "116bway")
@@ -284,7 +300,7 @@ def test_a_connect_that_hangs_gives_up_its_turn_not_its_try(world):
     DELIVERY_TURN_S only: the next delivery goes then, and the hung one may still connect."""
     world.glue.delivery_connects = 1
     got, replies = [], []
-    live = world.reactor.listen("127.0.0.1", 0, Listening(got)).port
+    live = world.reactor.listen("127.0.0.1", 0, Listening(got, world.keys)).port
     hung = socket.socket()
     hung.bind(("127.0.0.1", 0))
     hung.listen(0)
@@ -303,7 +319,7 @@ def test_a_connect_that_hangs_gives_up_its_turn_not_its_try(world):
                                      ("foobar", "passpass", live)):
             Caller(world.reactor, world.port, {"type": "login", "user": user,
                                                "password": password, "port": port, "id": 1},
-                   replies=replies)
+                   replies=replies, keys=world.keys)
             pump(world.reactor, lambda: replies)
             replies.clear()
         world.clock.advance(DELIVERY_CONNECT_S + 1.0)      # the presence notice's connect ends
@@ -323,3 +339,31 @@ def test_a_connect_that_hangs_gives_up_its_turn_not_its_try(world):
     finally:
         for sock in (hung, *fillers):
             sock.close()
+
+
+def test_a_delivery_whose_socket_cannot_be_made_is_retried_like_any_failed_one(world,
+                                                                              monkeypatch):
+    """Out of descriptors for one delivery connect: a retry after the backoff, not a user whose
+    deliveries are stuck until it logs in again."""
+    got, replies = [], []
+    port = world.reactor.listen("127.0.0.1", 0, Listening(got, world.keys)).port
+    Caller(world.reactor, world.port, {"type": "login", "user": "seas", "password": "summerisover",
+                                       "port": port, "id": 1}, replies=replies, keys=world.keys)
+    pump(world.reactor, lambda: replies)
+    sender, token = logged_in(world, "columbia", "116bway")
+    pump(world.reactor, lambda: not world.glue.deliveries)
+    real_socket = socket.socket
+    failures = []
+
+    def out_of_descriptors(*args, **kwargs):
+        if not failures:
+            failures.append(1)
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_socket(*args, **kwargs)
+    monkeypatch.setattr(socket, "socket", out_of_descriptors)
+    sender.send({"type": "message", "token": token, "to": "seas", "text": "still here", "id": 2})
+    pump(world.reactor, lambda: any("will be retried" in line for line in world.lines))
+    assert got == [] and failures
+    world.clock.advance(1.0)
+    pump(world.reactor, lambda: got)
+    assert [frame["text"] for frame in got] == ["still here"]

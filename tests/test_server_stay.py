@@ -34,12 +34,13 @@ def say(server, token, to, text, conn=9, now=0.0):
 def test_a_staying_login_without_a_port_is_reached_on_its_connection():
     server, _ = make_server()
     actions = stay_login(server, "alice", conn=1)
-    assert replies(actions) == [{"type": "welcome", "user": "alice", "token": "s1", "proof": "s2"}]
+    assert replies(actions) == [{"type": "welcome", "user": "alice", "token": "s1", "proof": "s2",
+                                 "store": "store1", "head": 0}]
     assert logs(actions) == ["alice logged in from 127.0.0.1, staying connected"]
     short_login(server, "bob", conn=2, port=5002)
     sent = say(server, "s3", "alice", "hi")
     assert sent[1:] == [Deliver((HOST, None), "s2", {"type": "message", "from": "bob",
-                                                    "text": "hi", "seq": 1}, conn=1)]
+                                                    "text": "hi", "seq": 1}, conn=1, user="alice")]
 
 
 def test_presence_reaches_each_user_by_its_own_way():
@@ -105,7 +106,7 @@ def test_a_closed_connection_detaches_the_session_and_messages_wait_for_the_resu
     # a notice to a detached session lapses, as one to an unreachable port does
     assert pushes(ask(server, 2, {"type": "logout", "token": "s3"}, 3.0)) == []
     resumed = ask(server, 7, {"type": "resume", "token": "s1"}, 4.0)
-    assert replies(resumed) == [{"type": "ok"}]
+    assert replies(resumed) == [{"type": "ok", "head": 2}]
     assert logs(resumed) == ["alice resumed the session on connection 7"]
     assert [(conn, f["text"], f["seq"]) for conn, f in pushes(resumed)] == [
         (7, "one", 1), (7, "two", 2)]

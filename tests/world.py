@@ -112,7 +112,7 @@ class World:
         self.faults = faults or (lambda trouble: False)
         self.client_settings = client_settings or {}
         self.now = 0.0
-        self.store = Store(":memory:")
+        self.store = Store(":memory:", new_identity="store1")
         self.server = chat_server.ChatServer(load_credentials(CREDENTIALS_PATH), self.store,
                                         server_settings, make_secret=counting_secrets())
         self.clients = {}
@@ -124,6 +124,7 @@ class World:
         self._conns = 0
         self._requests = {}         # server conn -> (client name, request id, what the client hears)
         self._streams = {}          # (address, proof) -> frames on the open delivery connection
+        self._stream_users = {}     # (address, proof) -> whose session it is
         self._deliveries = {}       # delivery conn -> what the server's glue knows of it
         self._stays = {}            # open staying conn -> client name
         self._broken = set()        # staying conns that broke: what is still on its way is lost
@@ -290,6 +291,7 @@ class World:
             elif isinstance(action, server_events.Deliver):
                 # one connection per session at a time, as the server's glue keeps it
                 self._streams.setdefault((action.address, action.proof), []).append(action.frame)
+                self._stream_users[(action.address, action.proof)] = action.user
             elif isinstance(action, server_events.Arm):
                 self._arm("server", action.key, action.at)
             elif isinstance(action, server_events.Log):
@@ -377,7 +379,14 @@ class World:
             sent = sent[:self.faults.random.randrange(len(sent))]
             ending = []
             self._deliveries[self._conns]["cut"] = True
-        for frame in [{"type": "hello", "proof": proof}, *sent, *ending]:
+        # the handshake as the glue makes it: the listener's challenge, our hello proving the
+        # session (the client's proof back is taken as given: the world is honest)
+        nonce = f"w{self._conns}"
+        self._queue.append((target.name, ce.Accepted(self._conns, nonce)))
+        challenge = line({"type": "challenge", "nonce": nonce})
+        hello, _ = server_events.delivery_hello(self._stream_users[(address, proof)], proof,
+                                                challenge, "s", self.store.head)
+        for frame in [hello, *sent, *ending]:
             self._queue.append((target.name, ce.Incoming(self._conns, wire(frame))))
         self._queue.append((target.name, ce.IncomingClosed(self._conns)))
         self._queue.append(("glue", self._conns))
