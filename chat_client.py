@@ -125,6 +125,11 @@ class ChatClient:
             Purpose.EXIT: self._fail_exit,
         }
 
+    def trusts(self, conn):
+        """True if accepted connection `conn` has proven itself: the server's, or a peer's."""
+        visitor = self.doorkeeper.visitors.get(conn)
+        return visitor is not None and visitor.door in (Door.TRUSTED, Door.PEER)
+
     def handle(self, event, now):
         """One event -> the actions it causes."""
         if self.done:

@@ -199,6 +199,11 @@ class ChatServer:
         """Names with a live session, sorted."""
         return sorted(self._users)
 
+    def carries_session(self, conn):
+        """True if accepted connection `conn` is a staying client's, with a live session: it
+        is never the one shed at the connection cap."""
+        return conn in self._sessions.by_conn
+
     def awaits_ack(self, proof):
         """True while the session with `proof` has messages on their way, unacknowledged: its
         delivery connection stays open for the acknowledgement."""
@@ -245,9 +250,9 @@ class ChatServer:
                 return self._session_requests[kind](session, request, frame_id, now)
             raise Refused("unknown_type")
         except (Refused, FrameError) as refusal:
-            return self._refuse(request.conn, frame_id, logged_kind, who, refusal)
+            return self._refuse(request, frame_id, logged_kind, who, refusal)
         except StoreUnavailable as trouble:
-            return self._refuse(request.conn, frame_id, logged_kind, who,
+            return self._refuse(request, frame_id, logged_kind, who,
                                 self._unavailable(trouble, now))
 
     def _admit(self, session, host, now):
@@ -278,26 +283,28 @@ class ChatServer:
         try:
             self._admit(None, event.host, now)
         except Refused as refusal:
-            return self._refuse(event.conn, None, "frame", who, refusal)
-        return self._refuse(event.conn, None, "frame", who, FrameError(event.code, event.detail))
+            return self._refuse(event, None, "frame", who, refusal)
+        return self._refuse(event, None, "frame", who, FrameError(event.code, event.detail))
 
     def _account_named(self, name, default):
         """`name` if it is an account (safe to log), else `default`."""
         return name if isinstance(name, str) and name in self._passwords else default
 
-    def _refuse(self, conn, frame_id, kind, who, refusal):
-        """The error reply for `refusal` (a Refused, or a FrameError from a field check)."""
+    def _refuse(self, event, frame_id, kind, who, refusal):
+        """The error reply to `event` (a Request or a BadFrame) for `refusal` (a Refused, or a
+        FrameError from a field check), and its log line: said once a minute per address and
+        kind of refusal, with a count of the rest (a flood must not fill the log)."""
         reply = protocol.error(refusal.code, frame_id, str(refusal))
         extra = getattr(refusal, "extra", {})
         reply.update(extra)
-        answer = Reply(conn, reply, getattr(refusal, "durable", False))
+        answer = Reply(event.conn, reply, getattr(refusal, "durable", False))
         if not getattr(refusal, "logged", True):
             return [answer]     # a flood: its first refusal was logged
         text = getattr(refusal, "log_text", None)
         if text is None:
             shown_extra = "".join(f" {name}={value}" for name, value in extra.items())
             text = f"refused {kind} from {who}: {refusal.code}{shown_extra}"
-        return [Log(text), answer]
+        return [Log(text, (f"refused {kind}: {refusal.code}", event.host)), answer]
 
     def _session_of(self, frame, host=None):
         """The live session named by frame["token"]; FrameError or Refused if none.
@@ -336,7 +343,7 @@ class ChatServer:
         try:
             seq = protocol.int_field(request.frame, "seq", 1, protocol.MAX_SEQ)
         except FrameError as refusal:
-            return self._refuse(request.conn, None, "ack", f"conn {request.conn}", refusal)
+            return self._refuse(request, None, "ack", f"conn {request.conn}", refusal)
         if session is None:
             return []   # nothing numbered went out here: there is nothing to acknowledge
         return self._acknowledged(session, seq)

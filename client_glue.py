@@ -19,6 +19,10 @@ from reactor import FRAME_TIME_S, Handler, KeyedTimers
 
 REQUEST_TIMEOUT_S = 10.0    # a request connection with no answer by then counts as failed
 DELIVERY_IDLE_S = 60.0      # an accepted connection silent this long is closed
+MAX_INCOMING = 64           # connections our listening port holds at once (the server's one
+                            # delivery connection and a few peers need far fewer); past it the
+                            # oldest not yet proven is closed, so a stranger's flood of
+                            # connections can neither wedge the client nor keep the server out
 
 
 class ClientGlue:
@@ -177,7 +181,16 @@ class _Listening(Handler):
         self.glue = glue
 
     def on_accepted(self, conn):
-        self.glue.incoming[conn.id] = conn
+        incoming = self.glue.incoming
+        if len(incoming) >= MAX_INCOMING:
+            unproven = next((other for other in incoming.values()
+                             if not self.glue.core.trusts(other.id)), None)
+            if unproven is None:
+                conn.abort("too many connections")
+                return
+            unproven.abort("too many unproven connections")
+            del incoming[unproven.id]               # room now; its on_closed follows
+        incoming[conn.id] = conn
         conn.data = _Visit()
         self._wake_idle(conn, FRAME_TIME_S)     # one that sends nothing is gone soon
         self.glue.feed(Accepted(conn.id, secrets.token_hex(16)))
@@ -191,6 +204,8 @@ class _Listening(Handler):
 
     def on_closed(self, conn, reason):
         visit, conn.data = conn.data, None
+        if visit is None:
+            return      # closed at once: never ours
         visit.idle.cancel()
         self.glue.incoming.pop(conn.id, None)
         self.glue.feed(IncomingClosed(conn.id))

@@ -30,5 +30,7 @@ class Cancel:
 @dataclass(frozen=True, slots=True)
 class Log:
     """One diagnostic line: the server's log, or a client's standard error. Never a password
-    or a message body."""
+    or a message body. A line a flood could repeat has a `key`, (what, from whom): the first of
+    a burst is said, the rest counted in one line a minute."""
     text: str
+    key: tuple | None = None

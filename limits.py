@@ -93,3 +93,42 @@ class OncePer:
             return False
         self._until[key] = now + self.quiet_s
         return True
+
+
+class Tally:
+    """Log lines of one kind per key, said at most once per `quiet_s` with a count of the rest:
+    the first of a burst is said at once; the others are counted, and `ended(now)` gives the
+    counts of the quiet periods that are over, to be said in one line each. No input can then
+    fill a log faster than about two lines per key per quiet_s (and keys come from a bounded
+    set: an address, a kind of refusal)."""
+
+    def __init__(self, quiet_s):
+        self.quiet_s = quiet_s
+        self._open = {}             # key -> [quiet until, repeats counted]
+        self._over = []             # (key, repeats) of periods a new burst ended early
+
+    def note(self, key, now):
+        """One more line for `key` -> True if it is to be said now (the first of a burst)."""
+        entry = self._open.get(key)
+        if entry is not None and now < entry[0]:
+            entry[1] += 1
+            return False
+        if entry is not None and entry[1]:
+            self._over.append((key, entry[1]))
+        self._open[key] = [now + self.quiet_s, 0]
+        return True
+
+    def ended(self, now):
+        """[(key, repeats)] of every quiet period over by `now` that counted repeats, oldest
+        first; they are said once and forgotten."""
+        over, self._over = self._over, []
+        for key, entry in list(self._open.items()):
+            if now >= entry[0]:
+                del self._open[key]
+                if entry[1]:
+                    over.append((key, entry[1]))
+        return over
+
+    def __bool__(self):
+        """True while some period is open or has a count to say."""
+        return bool(self._open or self._over)

@@ -26,6 +26,7 @@ import sys
 import traceback
 from time import monotonic as _monotonic, time as _wall
 
+import limits
 from protocol import MAX_FRAME_BYTES    # the one fact of the wire framing needs
 SOFT_LIMIT_BYTES = 256 * 1024        # queued output above this pauses reading from that peer
 HARD_LIMIT_BYTES = 4 * 1024 * 1024   # queued output above this closes the peer as a slow consumer
@@ -239,6 +240,36 @@ class KeyedTimers:
         self._fire(key)
 
 
+class RepeatedLines:
+    """Log lines a flood could repeat, said once per key per `quiet_s`: the first of a burst at
+    once, then one line with how many more came (limits.Tally), on a timer of the reactor's."""
+
+    def __init__(self, reactor, log, quiet_s=60.0):
+        self._reactor = reactor
+        self._log = log
+        self._tally = limits.Tally(quiet_s)
+        self._about = {}            # key -> what the count line says it counted
+        self._timer = None
+
+    def say(self, key, text, about):
+        """`text` if it is the first for `key` in a while; else it is counted as `about`."""
+        if self._tally.note(key, self._reactor.clock.now()):
+            self._log(text)
+        self._about[key] = about
+        if self._timer is None:
+            self._timer = self._reactor.call_later(self._tally.quiet_s, self._say_counts)
+
+    def _say_counts(self):
+        self._timer = None
+        for key, repeats in self._tally.ended(self._reactor.clock.now()):
+            self._log(f"{self._about[key]}: {repeats} more like it in the last "
+                      f"{self._tally.quiet_s:g} s")
+        if self._tally:
+            self._timer = self._reactor.call_later(self._tally.quiet_s, self._say_counts)
+        else:
+            self._about.clear()
+
+
 class Handler:
     """What a connection reports to. One object may serve many connections; all no-ops here."""
 
@@ -352,6 +383,8 @@ class Reactor:
         self._on_signal = None
         self._signals = set()           # the signals on_signals asked for
         self._conns = {}                # id -> every connection not yet closed
+        # an error in a callback that every input repeats must not flood the log
+        self._errors = RepeatedLines(self, self.log)
         if hasattr(self.clock, "attach"):
             self.clock.attach(self)
 
@@ -559,8 +592,11 @@ class Reactor:
         """Run a callback; an exception is logged and ends only the connection involved."""
         try:
             fn(*args)
-        except Exception:
-            self.log("error in callback: " + traceback.format_exc().rstrip())
+        except Exception as exc:
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            key = (type(exc).__name__, where.filename, where.lineno)
+            self._errors.say(key, "error in callback: " + traceback.format_exc().rstrip(),
+                             f"error in callback: {key[0]} at {where.filename}:{where.lineno}")
             if conn is not None:
                 self._close(conn, "internal error", flush=False)
 
@@ -720,8 +756,10 @@ class Reactor:
         conn._out.append(data)
         conn._out_bytes += len(data)
         if conn._out_bytes > self.hard_limit:
-            self.log(f"closing connection {conn.id} {conn.peer}: slow consumer "
-                     f"({conn._out_bytes} bytes waiting)")
+            host = conn.peer[0] if conn.peer else "?"
+            self._errors.say(("slow consumer", host),
+                             f"closing connection {conn.id} {conn.peer}: slow consumer "
+                             f"({conn._out_bytes} bytes waiting)", f"slow consumers at {host}")
             self._close(conn, "slow consumer", flush=False)
             return
         self._mark_dirty(conn)

@@ -6,6 +6,7 @@ manages hashed passwords instead (passwords.py).
 """
 import argparse
 import os
+import resource
 import secrets
 import signal
 import sqlite3
@@ -16,7 +17,8 @@ import options
 import passwords
 from chat_server import ChatServer, Settings
 from reactor import FRAME_TIME_S, RealClock, Reactor
-from server_glue import MAX_CONNECTIONS, ServerGlue, make_logger
+from server_glue import (DELIVERY_CONNECTS, MAX_CONNECTIONS, MAX_PER_ADDRESS, ServerGlue,
+                         make_logger)
 from passwords import CredentialsError, load_credentials
 from storage import Store, StoreUnavailable
 
@@ -29,8 +31,12 @@ def _add_limit_options(parser):
         help="seconds a connection has to send its first frame, and to finish any frame it "
              f"begins (default {FRAME_TIME_S:g})")
     add("--max-connections", type=options.count, default=MAX_CONNECTIONS, metavar="N",
-        help=f"accepted connections open at once; past it new ones are closed (default "
-             f"{MAX_CONNECTIONS})")
+        help=f"accepted connections open at once; past it the newest of the address holding "
+             f"the most is shed (default {MAX_CONNECTIONS}, lowered to fit the descriptor "
+             f"limit)")
+    add("--max-per-address", type=options.count, default=MAX_PER_ADDRESS, metavar="N",
+        help=f"accepted connections open at once from one address; past it new ones are "
+             f"closed (default {MAX_PER_ADDRESS})")
     add("--user-rate", type=options.rate, default=Settings.user_rate_per_s, metavar="PER_S",
         help=f"requests a second per user (default {Settings.user_rate_per_s:g})")
     add("--user-burst", type=options.count, default=Settings.user_burst, metavar="N",
@@ -104,6 +110,29 @@ def parse_args(argv):
     return args
 
 
+# Descriptors kept from accepted connections: the listener, the store's files, standard streams,
+# and the delivery connections that may be connecting at once (more that fail are retried).
+DESCRIPTOR_RESERVE = 64 + DELIVERY_CONNECTS
+
+
+def _fit_descriptors(wanted, log):
+    """Raise the soft descriptor limit to the hard one, and lower `wanted` accepted connections
+    to what fits under it with a reserve -> the connections the server may accept."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:
+            log(f"cannot raise the descriptor limit from {soft} to {hard}: {exc}")
+    fits = max(1, soft - DESCRIPTOR_RESERVE)
+    if wanted > fits:
+        log(f"--max-connections {wanted} does not fit {soft} descriptors with a reserve of "
+            f"{DESCRIPTOR_RESERVE}: accepting at most {fits}")
+        return fits
+    return wanted
+
+
 def main(argv=None):
     """Run the server until SIGINT or SIGTERM (or run `passwd`); returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
@@ -130,8 +159,10 @@ def main(argv=None):
                         consent_s=args.consent_time, **limit_settings(args))
     reactor = Reactor(clock, log=log, frame_time_s=args.frame_time)
     core = ChatServer(credentials, store, settings, instance=secrets.token_hex(4))
+    max_connections = _fit_descriptors(args.max_connections, log)
     glue = ServerGlue(reactor, core, store, log, commit_each=args.commit == "each",
-                      max_connections=args.max_connections, first_frame_s=args.frame_time)
+                      max_connections=max_connections, first_frame_s=args.frame_time,
+                      max_per_address=args.max_per_address)
     try:
         listener = glue.listen(args.host, args.port, tls=args.tls_context)
     except OSError as exc:

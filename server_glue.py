@@ -16,13 +16,16 @@ import time
 
 import limits
 from protocol import UNAVAILABLE_RETRY_S, encode, error, whole
-from reactor import FRAME_TIME_S, Handler, KeyedTimers
+from reactor import FRAME_TIME_S, Handler, KeyedTimers, RepeatedLines
 from server_events import (Arm, Close, Closed, Deliver, Expired, Log, Reply, StoreRecovered,
                            Undelivered, accepted_event, delivery_event, delivery_hello,
                            delivery_proven)
 from storage import StoreUnavailable
 
-MAX_CONNECTIONS = 10000       # accepted connections open at once; past it new ones are closed
+MAX_CONNECTIONS = 10000       # accepted connections open at once; past it one is shed
+MAX_PER_ADDRESS = 1000        # accepted connections open at once from one address; past it a
+                              # new one is closed (a NAT's users share one: well above a crowd)
+LOG_QUIET_S = 60.0            # lines of one kind from one address: one, then a count each this
 IDLE_CONNECTION_S = 60.0      # an accepted connection that sends nothing for this long is closed
 DELIVERY_CONNECT_S = 5.0      # how long to try reaching a client's listening port
 DELIVERY_ACK_S = 10.0         # a delivery connection stays open only while messages on it await
@@ -86,7 +89,7 @@ class ServerGlue:
 
     def __init__(self, reactor, core, store, log, idle_s=IDLE_CONNECTION_S, commit_each=False,
                  max_connections=MAX_CONNECTIONS, first_frame_s=FRAME_TIME_S,
-                 delivery_connects=DELIVERY_CONNECTS):
+                 delivery_connects=DELIVERY_CONNECTS, max_per_address=MAX_PER_ADDRESS):
         self.reactor = reactor
         self.core = core
         self.store = store
@@ -94,7 +97,9 @@ class ServerGlue:
         self.idle_s = idle_s
         self.first_frame_s = first_frame_s    # a new connection that sends nothing is closed
         self.max_connections = max_connections
-        self.refused_at_cap = 0               # connections refused in this burst at the cap
+        self.max_per_address = max_per_address
+        self.by_address = {}      # host -> {conn id: connection}, oldest first
+        self.repeated = RepeatedLines(reactor, log, LOG_QUIET_S)
         # group commit: one transaction per loop pass, committed before any of its replies
         # and deliveries leave; commit_each (for measuring what that buys) commits after
         # every event instead
@@ -211,7 +216,16 @@ class ServerGlue:
         self.timers.arm(action.key, action.at)
 
     def _log(self, action):
-        self.log(action.text)
+        if action.key is None:
+            self.log(action.text)
+        else:
+            self.log_repeated(action.key, action.text)
+
+    def log_repeated(self, key, text):
+        """A line that a flood could repeat: said for the first of a burst per `key`, (what,
+        from whom); the rest are counted and said in one line when LOG_QUIET_S is over."""
+        what, who = key
+        self.repeated.say(key, text, f"{what} from {who}")
 
     def _deliver(self, action, committed=True):
         if "seq" in action.frame and (self._held or not committed and
@@ -323,7 +337,9 @@ class ServerGlue:
         if self.deliveries.get((delivery.address, delivery.proof)) is delivery:
             del self.deliveries[(delivery.address, delivery.proof)]
         if reason in UNREACHED:
-            self.log(f"cannot reach {delivery.address[0]}:{delivery.address[1]} ({reason})")
+            where = f"{delivery.address[0]}:{delivery.address[1]}"
+            self.log_repeated((f"cannot reach a listening port ({reason})", where),
+                              f"cannot reach {where} ({reason})")
         if not delivery.said_bye:
             self.feed(Undelivered(delivery.address, delivery.proof, reason))
 
@@ -368,24 +384,45 @@ class Accepted(Handler):
 
     def on_accepted(self, conn):
         glue = self.glue
-        if len(glue.conns) >= glue.max_connections:
-            self._refuse_at_cap(conn)
+        host = conn.peer[0]
+        mine = glue.by_address.setdefault(host, {})
+        if len(mine) >= glue.max_per_address:
+            self._refuse(conn, "refused a connection: its address holds the most it may",
+                         "at the per-address cap")
             return
-        if glue.refused_at_cap:
-            glue.log(f"below the cap again; refused {glue.refused_at_cap} connection(s) at it")
-            glue.refused_at_cap = 0
+        if len(glue.conns) >= glue.max_connections and not self._shed():
+            self._refuse(conn, "refused a connection: at the connection cap",
+                         "at the connection cap")
+            return
         glue.conns[conn.id] = conn
+        mine[conn.id] = conn
         conn.data = _AcceptedState()
         glue.arm_quiet(conn, glue.first_frame_s, "no complete frame")
 
-    def _refuse_at_cap(self, conn):
-        """Past the cap a new connection is closed at once, unanswered; logged once per burst."""
-        glue = self.glue
-        if not glue.refused_at_cap:
-            glue.log(f"{len(glue.conns)} connections open, the cap: refusing new ones")
-        glue.refused_at_cap += 1
+    def _refuse(self, conn, what, reason):
+        """Close a new connection at once, unanswered; said once a minute per address."""
+        if not self.glue.by_address.get(conn.peer[0]):
+            self.glue.by_address.pop(conn.peer[0], None)
+        self.glue.log_repeated((what, conn.peer[0]), f"{what} from {conn.peer[0]}")
         conn.data = None        # never one of ours: on_closed knows it by this
-        conn.abort("at the connection cap")
+        conn.abort(reason)
+
+    def _shed(self):
+        """At the global cap, make room by closing the newest connection of the address that
+        holds the most, unless it carries a session: one address cannot shut everyone out,
+        and a logged-in user's requests still get through. -> True if one was shed."""
+        glue = self.glue
+        host, theirs = max(glue.by_address.items(), key=lambda item: len(item[1]))
+        for conn in reversed(list(theirs.values())):
+            if not glue.core.carries_session(conn.id):
+                glue.log_repeated(("shed a connection at the connection cap", host),
+                                  f"at the connection cap: shed the newest connection of "
+                                  f"{host}, which holds the most ({len(theirs)})")
+                conn.abort("shed at the connection cap")
+                glue.conns.pop(conn.id, None)       # room now; on_closed follows
+                del theirs[conn.id]
+                return True
+        return False
 
     def on_frame(self, conn, line):
         actions = self.glue.feed(accepted_event(conn.id, conn.peer[0], line))
@@ -406,14 +443,22 @@ class Accepted(Handler):
     def on_closed(self, conn, reason):
         state, conn.data = conn.data, None
         if state is None:
-            return      # refused at the cap; counted in refused_at_cap
+            return      # refused at a cap: never one of ours
         # the connection lets go of its timer, which refers back to it: freed now, not by the
         # cycle collector (a burst of short connections piled up otherwise)
-        self.glue.stop_quiet(state)
-        self.glue.conns.pop(conn.id, None)
+        glue = self.glue
+        glue.stop_quiet(state)
+        glue.conns.pop(conn.id, None)
+        host = conn.peer[0]
+        mine = glue.by_address.get(host)
+        if mine is not None:
+            mine.pop(conn.id, None)
+            if not mine:
+                del glue.by_address[host]
         if reason not in ORDINARY_CLOSES:
-            self.glue.log(f"connection {conn.id} from {conn.peer[0]} closed: {reason}")
-        self.glue.feed(Closed(conn.id))
+            glue.log_repeated((f"connection closed: {reason}", host),
+                              f"connection {conn.id} from {host} closed: {reason}")
+        glue.feed(Closed(conn.id))
 
 
 class Outgoing(Handler):

@@ -197,16 +197,44 @@ def test_after_its_first_frame_a_connection_may_idle_for_the_idle_limit(served):
     assert not [line for line in srv.logged if "closed" in line]     # idle is ordinary
 
 
-def test_past_the_cap_new_connections_are_closed_at_once_and_logged_once_per_burst(served):
-    srv = served(max_connections=2)
+def test_past_the_per_address_cap_new_connections_are_closed_at_once_and_counted(served):
+    srv = served(max_per_address=2)
     held = [srv.connect(), srv.connect()]
     refused = [srv.connect() for _ in range(3)]
     assert all(closed_by_server(sock) == b"" for sock in refused)
-    assert srv.logged == ["2 connections open, the cap: refusing new ones"]
+    assert srv.logged == [
+        "refused a connection: its address holds the most it may from 127.0.0.1"]
     held[0].sendall(b'{"type":"bye"}\n')
     pump(srv.reactor, lambda: len(srv.glue.conns) == 1)
     assert srv.ask({"type": "check_user", "user": "bob"}) == {"type": "ok"}
-    assert srv.logged[1:] == ["below the cap again; refused 3 connection(s) at it"]
+    srv.clock.advance(60.0)                          # the rest are said in one line
+    assert [line for line in srv.logged if "refused a connection" in line][1:] == [
+        "refused a connection: its address holds the most it may from 127.0.0.1: 2 more like "
+        "it in the last 60 s"]
+
+
+def test_a_frame_refused_with_an_error_is_no_sign_of_life(served):
+    """One bad line every 40 s must not hold a connection open for ever: the idle limit
+    counts from the last frame that was not refused."""
+    srv = served(idle_s=60.0)
+    sock = srv.connect()
+    sock.sendall(b'{"type":"check_user","user":"alice"}\n')
+    sock.setblocking(False)
+    got = bytearray()
+
+    def answered():
+        try:
+            got.extend(sock.recv(100))
+        except BlockingIOError:
+            pass
+        return got.endswith(b"\n")
+    pump(srv.reactor, answered)
+    for _ in range(2):
+        srv.clock.advance(29.0)
+        sock.sendall(b"\n")                          # bad_json, answered, then nothing
+        pump(srv.reactor, lambda: any("bad_json" in line for line in srv.logged))
+    srv.clock.advance(2.0)                           # 60 s after the good frame
+    pump(srv.reactor, lambda: not srv.glue.conns)
 
 
 def test_a_frame_that_cannot_be_decoded_goes_to_the_core_and_the_connection_goes_on(served):

@@ -32,3 +32,17 @@ def test_both_programs_refuse_an_endless_heartbeat_or_time_out(capsys):
             parse(argv)
         assert exited.value.code == 2
     assert "not a positive number of seconds" in capsys.readouterr().err
+
+
+def test_the_server_raises_its_descriptor_limit_and_fits_its_connections_under_it(monkeypatch):
+    import resource
+    set_to = []
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (256, 1024))
+    monkeypatch.setattr(resource, "setrlimit", lambda which, limits: set_to.append(limits))
+    lines = []
+    assert server._fit_descriptors(10_000, lines.append) == 1024 - server.DESCRIPTOR_RESERVE
+    assert set_to == [(1024, 1024)]
+    assert lines == [f"--max-connections 10000 does not fit 1024 descriptors with a reserve of "
+                     f"{server.DESCRIPTOR_RESERVE}: accepting at most "
+                     f"{1024 - server.DESCRIPTOR_RESERVE}"]
+    assert server._fit_descriptors(100, lines.append) == 100

@@ -139,3 +139,12 @@ def test_a_failed_replace_leaves_the_old_file_and_no_temporary_one(tmp_path, mon
                                  io.StringIO(), err) == 1
     assert "disk full" in err.getvalue()
     assert path.read_text() == "alice pw-a\n" and [p.name for p in tmp_path.iterdir()] == ["cred.txt"]
+
+
+def test_a_credentials_file_saved_with_a_byte_order_mark_is_read(tmp_path):
+    """Notepad starts a UTF-8 file with one; the first name must not carry it."""
+    path = tmp_path / "credential.txt"
+    path.write_bytes("\ufeffcolumbia 116bway\nseas summerisover\n".encode("utf-8"))
+    assert load_credentials(path) == {"columbia": "116bway", "seas": "summerisover"}
+    passwords.set_password(str(path), "columbia", "new")    # the passwd command reads it too
+    assert sorted(load_credentials(path)) == ["columbia", "seas"]
