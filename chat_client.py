@@ -391,7 +391,8 @@ class ChatClient:
         self.pending[self._ids] = _Pending(purpose, blocks_input, self.token, command)
         if blocks_input:
             self.waiting_for = self._ids
-        out.append(SendRequest(self._ids, frame))
+        # a heartbeat must beat the server's time-out, and may come twice
+        out.append(SendRequest(self._ids, frame, urgent=purpose is Purpose.HEARTBEAT))
         return self._ids
 
     def _finish(self, request_id, out):

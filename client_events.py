@@ -169,9 +169,12 @@ class Exit:
 
 @dataclass(frozen=True, slots=True)
 class SendRequest:
-    """Send `frame` to the server, tagged with `request_id`; Replied or RequestFailed follows."""
+    """Send `frame` to the server, tagged with `request_id`; Replied or RequestFailed follows.
+    `urgent`: it must arrive within a second (a heartbeat), so a connection that is slow to be
+    made is tried again at once (client_glue.py); only for a request that may come twice."""
     request_id: int
     frame: dict
+    urgent: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,10 @@ from protocol import decoded, encode, error, reason_text
 from reactor import FRAME_TIME_S, Handler, KeyedTimers
 
 REQUEST_TIMEOUT_S = 10.0    # a request connection with no answer by then counts as failed
+# An urgent request (a heartbeat) whose connection is not made by then is sent again at once on
+# a second one: a lost SYN costs 1 s before the kernel sends another, and a heartbeat due at
+# 30 s has only the 1 s before the server's 31 s time-out.
+URGENT_CONNECT_S = 0.3
 DELIVERY_IDLE_S = 60.0      # an accepted connection silent this long is closed
 MAX_INCOMING = 64           # connections our listening port holds at once (the server's one
                             # delivery connection and a few peers need far fewer); past it the
@@ -83,12 +87,27 @@ class ClientGlue:
         if self.stay is not None:
             self.stay.request(action.request_id, action.frame)
             return
+        request = _Request(action.request_id, encode({**action.frame, "id": action.request_id}))
+        conn = self._try(request)
+        if action.urgent:
+            self.reactor.call_later(URGENT_CONNECT_S, self._try_again, conn, request)
+
+    def _try(self, request):
+        """One short connection carrying `request`, then bye."""
         conn = self.reactor.connect(*self.server, self.requests, tls=self.tls,
                                     server_hostname=self.server_name)
-        conn.data = _Request(action.request_id,
-                             self.reactor.call_later(REQUEST_TIMEOUT_S, conn.abort, "no reply"))
-        conn.send(encode({**action.frame, "id": action.request_id}))
+        conn.data = _Attempt(request, self.reactor.call_later(REQUEST_TIMEOUT_S, conn.abort,
+                                                              "no reply"))
+        request.attempts += 1
+        conn.send(request.line)
         conn.send(encode({"type": "bye"}))
+        return conn
+
+    def _try_again(self, conn, request):
+        """The first connection of an urgent request is still not made: a second one, whose
+        SYN goes now; the first reply of either is the reply."""
+        if conn.connecting and not conn.closed and not request.replied:
+            self._try(request)
 
     def _send_to(self, action):
         if action.conn in self.incoming:
@@ -131,13 +150,24 @@ class ClientGlue:
 
 
 class _Request:
-    """A short connection carrying one request: its id, and the timer that gives up on it."""
-    __slots__ = ("request_id", "timer", "replied")
+    """One request on its short connections (one, or two when urgent): its id and line, and
+    whether it has its reply."""
+    __slots__ = ("request_id", "line", "replied", "attempts")
 
-    def __init__(self, request_id, timer):
+    def __init__(self, request_id, line):
         self.request_id = request_id
-        self.timer = timer
+        self.line = line
         self.replied = False
+        self.attempts = 0           # connections carrying it and not yet closed
+
+
+class _Attempt:
+    """One short connection carrying a request, and the timer that gives up on it."""
+    __slots__ = ("request", "timer")
+
+    def __init__(self, request, timer):
+        self.request = request
+        self.timer = timer
 
 
 class _Requests(Handler):
@@ -154,15 +184,17 @@ class _Requests(Handler):
         self._replied(conn, error("too_long"))
 
     def _replied(self, conn, frame):
-        request = conn.data
+        request = conn.data.request
         if not request.replied:
             request.replied = True
             self.glue.feed(Replied(request.request_id, frame))
 
     def on_closed(self, conn, reason):
-        request = conn.data
-        request.timer.cancel()
-        if not request.replied:
+        attempt, conn.data = conn.data, None
+        attempt.timer.cancel()
+        request = attempt.request
+        request.attempts -= 1
+        if not request.replied and not request.attempts:    # the last one to end says so
             self.glue.feed(RequestFailed(request.request_id, reason_text(reason)))
 
 

@@ -2,10 +2,14 @@
 
 Each stored message has a `seq`; a session's client acknowledges "everything up to N". At most
 `window` messages (and `window_bytes`) are on their way before the acknowledgements; the rest
-follow as those arrive, oldest first. A session keeps the messages waiting behind a full window
-in memory (up to QUEUED_MAX), so a fast sender's messages are not read back from the store; a
-client further behind reads from the store. When a delivery fails, what was not acknowledged is
-sent again, from the oldest, after a backoff; new messages wait behind it to keep the order.
+follow as those arrive, oldest first. Behind the window a session keeps a backlog in memory, in
+order: messages read ahead from the store in chunks of READ_AHEAD (so each is read and encoded
+once, and sending from a long backlog costs the same per message as from a short one) and new
+messages kept while the window is full. The backlog is bounded (BACKLOG_MAX, BACKLOG_BYTES):
+past it, what waits stays in the store only and is read back in order. Each top-up sends at most
+TOP_UP_MAX, so one user's backlog never holds up a pass; its acknowledgements bring the rest.
+When a delivery fails, what was not acknowledged is sent again, from the oldest, after a
+backoff; new messages wait behind it to keep the order.
 """
 import bisect
 from dataclasses import dataclass, field
@@ -13,8 +17,10 @@ from dataclasses import dataclass, field
 import limits
 import protocol
 
-QUEUED_MAX = 4096             # messages a session keeps in memory behind its window; past it
-                              # they are only in the store, read back as the window opens
+READ_AHEAD = 64               # messages read from the store at a time, behind the window
+TOP_UP_MAX = 64               # messages one event may send to one session
+BACKLOG_MAX = 4096            # messages a session keeps in memory behind its window ...
+BACKLOG_BYTES = 1024 * 1024   # ... and their bytes: a client that reads nothing costs no more
 
 
 @dataclass(slots=True)
@@ -25,8 +31,11 @@ class Window:
     sent: list = field(default_factory=list)    # seqs sent since, ascending, not yet acked
     sent_sizes: list = field(default_factory=list)   # their sizes on the wire
     sent_bytes: int = 0                              # their sum
-    # Stored messages waiting behind a full window, in order, or None: unknown, read the store.
-    queued: list | None = None
+    backlog: list = field(default_factory=list)      # what waits next, in order (Numbered)
+    backlog_bytes: int = 0
+    # True while the backlog holds everything that waits: a new message may join it. False:
+    # the store may hold more after its last; they are read back as the backlog empties.
+    complete: bool = False
     retrying: bool = False      # a redelivery is due; new messages wait to go with it, in order
     backoff_s: float = 0.0      # the wait before that redelivery; doubles until an ack arrives
 
@@ -46,48 +55,61 @@ class Deliveries:
         win.sent.clear()
         win.sent_sizes.clear()
         win.sent_bytes = 0
-        win.queued = None       # what was sent is not queued: read it all from the store
+        win.backlog.clear()
+        win.backlog_bytes = 0
+        win.complete = False
         win.retrying = False
 
     def top_up(self, user, win):
-        """The next waiting messages that fit the window, oldest first, counted as sent: from
-        the window's queue when it holds them all, else from the store."""
-        room = self._window - len(win.sent)
-        if room <= 0 or win.retrying:
+        """The next waiting messages that fit the window, oldest first (at most TOP_UP_MAX),
+        counted as sent."""
+        if win.retrying:
             return []
+        taken = []
+        used = 0                        # backlog entries taken off its front
+        while len(taken) < TOP_UP_MAX and self._has_room(win):
+            if used == len(win.backlog):
+                del win.backlog[:used]
+                used = 0
+                if not self._read_ahead(user, win):
+                    break
+            frame = win.backlog[used]
+            used += 1
+            win.backlog_bytes -= len(frame.wire)
+            if frame["seq"] <= (win.sent[-1] if win.sent else win.acked):
+                continue                # acknowledged before it was even sent
+            self._count_sent(win, frame)
+            taken.append(frame)
+        del win.backlog[:used]          # one slice, not a pop from the front per message
+        return taken
+
+    def _read_ahead(self, user, win):
+        """Fill the empty backlog from the store -> False if nothing more waits there."""
+        if win.complete:
+            return False
         after = win.sent[-1] if win.sent else win.acked
-        queued = win.queued
-        if queued is None:
-            rows = self._store.waiting(user, after, limit=room)
-            frames = [protocol.Numberer(frame)(seq, offline) for seq, frame, offline in rows]
-        else:
-            skip = 0
-            while skip < len(queued) and queued[skip]["seq"] <= after:
-                skip += 1               # acknowledged before it was even sent
-            frames = queued[skip:skip + room]
-            del queued[:skip]
-        taken = 0
-        while taken < len(frames) and self._has_room(win):
-            self._count_sent(win, frames[taken])
-            taken += 1
-        if queued is not None:
-            del queued[:taken]
-        elif taken == len(frames) < room:
-            win.queued = []             # all sent: from now on, what waits is queued
-        return frames[:taken]
+        rows = self._store.waiting(user, after, limit=READ_AHEAD)
+        for seq, frame, offline in rows:
+            numbered = protocol.Numberer(frame)(seq, offline)
+            win.backlog.append(numbered)
+            win.backlog_bytes += len(numbered.wire)
+        win.complete = len(rows) < READ_AHEAD     # all that waits is in memory now
+        return bool(rows)
 
     def offer(self, win, numbered):
         """A new stored message for the session: True if it goes out now (counted as sent),
-        False if it waits (queued, or in the store only)."""
-        queued = win.queued
-        # with nothing queued and room in the window, everything older is already sent
-        if queued == [] and not win.retrying and self._has_room(win):
+        False if it waits (in the backlog, or in the store only)."""
+        if not win.complete:
+            return False                # older ones wait in the store: it is read after them
+        size = len(numbered.wire)
+        if not win.backlog and not win.retrying and self._has_room(win):
             self._count_sent(win, numbered)
             return True
-        if queued is not None:
-            queued.append(numbered)
-            if len(queued) > QUEUED_MAX:
-                win.queued = None       # a client far behind reads from the store
+        if len(win.backlog) < BACKLOG_MAX and win.backlog_bytes + size <= BACKLOG_BYTES:
+            win.backlog.append(numbered)
+            win.backlog_bytes += size
+        else:
+            win.complete = False        # a client far behind reads from the store
         return False
 
     def acknowledge(self, user, win, seq):

@@ -1,6 +1,10 @@
 """Helpers for tests that drive a real Reactor: a handler that writes everything down, and a
 bounded pump that runs passes until an awaited event happens (never a sleep)."""
+import select
+import socket
 import time
+
+import pytest
 
 from reactor import Handler
 
@@ -73,3 +77,23 @@ def feed(reactor, peer, chunk):
     """Send one chunk and let one pass read it (a socketpair delivers it at once)."""
     peer.sendall(chunk)
     reactor.run_once(timeout_s=1.0)
+
+
+def hung_listener():
+    """A port whose SYNs go unanswered (a firewall; here a full accept queue) -> (its socket,
+    the sockets that fill it: close them all afterwards). Skips the test where the kernel
+    keeps accepting handshakes."""
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(0)
+    fillers = []
+    for _ in range(32):                 # fill its accept queue until a SYN goes unanswered
+        filler = socket.socket()
+        fillers.append(filler)
+        filler.setblocking(False)
+        filler.connect_ex(hung.getsockname())
+        if not select.select([], [filler], [], 0.2)[1]:
+            return hung, fillers
+    for sock in [hung, *fillers]:
+        sock.close()
+    pytest.skip("the listener never stopped accepting handshakes")

@@ -12,15 +12,14 @@ import protocol
 from client import parse_args
 from client_events import (Arm, Cancel, CloseConn, Exit, ExitDue, Expired, HeartbeatDue,
                            Incoming, IncomingClosed, InputEnded, Interrupted, LineIn, Log,
-                           Replied, RequestFailed,
-                           SendTo, Show, Stage, Started, Status)
-from client_helpers import (OK, WELCOME, Run, StandIn, err, glue_with, hello, logged_in, of,
-                            printed, proof_back,
-                            requests, run_with_input)
-from terminal import ASK_PASSWORD, ASK_USER
+                           Replied, RequestFailed, SendRequest, SendTo, Show, Stage, Started,
+                           Status)
+from client_glue import REQUEST_TIMEOUT_S, URGENT_CONNECT_S
+from client_helpers import (OK, WELCOME, FakeServer, Run, StandIn, err, glue_with, hello,
+                            logged_in, of, printed, proof_back, requests, run_with_input)
 from reactor import Handler, RealClock, Reactor
-from reactor_helpers import WATCHDOG_S, pump
-from terminal import Terminal, TerminalScreen
+from reactor_helpers import WATCHDOG_S, hung_listener, pump
+from terminal import ASK_PASSWORD, ASK_USER, Terminal, TerminalScreen
 
 
 def secret(actions):
@@ -756,3 +755,29 @@ def test_main_runs_from_the_command_line(tmp_path):
     assert done.returncode == 0
     assert done.stdout.decode() == ("Please enter username:\n"
                                     "Cannot reach the server (refused).\nPlease enter username:\n")
+
+
+def test_a_heartbeat_whose_connection_is_slow_to_be_made_is_sent_again_at_once():
+    """A lost SYN costs a second; the heartbeat has that second only. Its connection not made
+    within URGENT_CONNECT_S, a second connection carries it, and one reply is heard."""
+    heartbeat = SendRequest(1, {"type": "heartbeat", "token": "t1"}, urgent=True)
+    core = StandIn(lambda e: [heartbeat] if isinstance(e, Started) else [])
+    glue, clock, _ = glue_with(core)
+    answers = FakeServer(glue.reactor, {"heartbeat": {"type": "ok"}})
+    live = glue.reactor.listen("127.0.0.1", 0, answers)
+    hung, fillers = hung_listener()
+    try:
+        glue.server = hung.getsockname()            # the first SYN goes unanswered ...
+        glue.feed(Started())
+        glue.server = ("127.0.0.1", live.port)      # ... the second one is answered
+        clock.advance(URGENT_CONNECT_S)
+        pump(glue.reactor, lambda: core.events(Replied))
+        clock.advance(REQUEST_TIMEOUT_S)            # the first connection gives up meanwhile
+        for _ in range(20):
+            glue.reactor.run_once(timeout_s=0.01)
+        assert core.events(Replied) == [Replied(1, {"type": "ok", "id": 1})]
+        assert core.events(RequestFailed) == []     # one answer is all it needed
+    finally:
+        for sock in [hung, *fillers]:
+            sock.close()
+        live.close()

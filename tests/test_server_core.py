@@ -169,7 +169,8 @@ def test_undelivered_messages_are_retried_with_doubling_backoff_and_new_ones_wai
 def test_messages_behind_a_full_window_wait_in_memory_in_order_and_past_a_bound_in_the_store(
         monkeypatch):
     import delivery
-    monkeypatch.setattr(delivery, "QUEUED_MAX", 3)
+    monkeypatch.setattr(delivery, "BACKLOG_MAX", 3)
+    monkeypatch.setattr(delivery, "READ_AHEAD", 4)
     server, store = make_server(Settings(delivery_window=2))
     login(server, "alice", port=5001)
     login(server, "bob", port=5002, conn=3)
@@ -185,11 +186,51 @@ def test_messages_behind_a_full_window_wait_in_memory_in_order_and_past_a_bound_
     assert acked(5) == [] and read_back == []       # acked ahead of what was sent: skipped
     assert [f["text"] for f in say("5")] == ["5"]                # caught up: sent at once
     assert [f["text"] for n in range(6, 11) for f in say(str(n))] == ["6"]   # window full
-    # "7" ... "10" queue up; the fourth passes QUEUED_MAX, so memory lets go of them all
-    assert acked(7) == ["7", "8"] and len(read_back) == 1       # ... and the store answers
-    assert acked(9) == ["9", "10"] and len(read_back) == 2
-    assert say("11") == [] and acked(11) == ["11"] and len(read_back) == 3   # the last of them
-    assert [f["text"] for f in say("12")] == ["12"] and len(read_back) == 3  # memory again
+    # "7" ... "9" wait in memory; "10" passes BACKLOG_MAX, so it waits in the store only
+    assert acked(7) == ["7", "8"] and read_back == []
+    assert acked(9) == ["9", "10"] and len(read_back) == 1      # the store answers, once
+    assert say("11") == [] and acked(11) == ["11"] and len(read_back) == 1   # memory again
+    assert [f["text"] for f in say("12")] == ["12"] and len(read_back) == 1
+
+
+def test_a_long_backlog_is_read_from_the_store_in_chunks_each_message_once(monkeypatch):
+    """Draining thousands of stored messages costs the same per message as a few: they are
+    read (and encoded) once each, a chunk at a time, however the window opens."""
+    import delivery
+    server, store = make_server(Settings(delivery_window=8, user_rate_per_s=0))
+    login(server, "alice", port=5001)
+    for n in range(600):
+        server.handle(Request(2, {"type": "message", "token": "s1", "to": "bob",
+                                  "text": str(n)}, "h"), 0.0)
+    store.commit()
+    reads, rows_read = [], []
+    waiting = store.waiting
+
+    def counted(*args, **kwargs):
+        rows = waiting(*args, **kwargs)
+        reads.append(args)
+        rows_read.extend(rows)
+        return rows
+    monkeypatch.setattr(store, "waiting", counted)
+    got = [f["seq"] for f in delivered_frames(login(server, "bob", port=5002, conn=3))
+           if f["type"] == "message"]
+    while len(got) < 600:
+        got += [f["seq"] for f in delivered_frames(server.handle(Acked("s4", got[-1]), 1.0))]
+    assert got == sorted(set(got)) and len(got) == 600
+    assert len(rows_read) == 600                                # each read once
+    assert len(reads) == 600 // delivery.READ_AHEAD + 1         # a chunk at a time
+
+
+def test_one_event_sends_a_bounded_number_of_messages(monkeypatch):
+    import delivery
+    server, store = make_server(Settings(user_rate_per_s=0))
+    login(server, "alice", port=5001)
+    for n in range(300):
+        server.handle(Request(2, {"type": "message", "token": "s1", "to": "bob",
+                                  "text": str(n)}, "h"), 0.0)
+    first = [f for f in delivered_frames(login(server, "bob", port=5002, conn=3))
+             if f["type"] == "message"]
+    assert len(first) == delivery.TOP_UP_MAX                  # the rest follow the acks
 
 
 def test_the_window_also_holds_bytes_so_long_messages_go_out_in_steps():
