@@ -177,7 +177,10 @@ class TimerWheel:
     def _find_earliest(self):
         slots = len(self._slots)
         for tick in range(self._cursor, self._cursor + slots):
-            this_revolution = [t.deadline for t in self._slots[tick % slots] if t.tick == tick]
+            slot = self._slots[tick % slots]
+            if not slot:        # most slots are empty; skipping them keeps a wake-up cheap
+                continue
+            this_revolution = [t.deadline for t in slot if t.tick == tick]
             if this_revolution:
                 return min(this_revolution)
         return min(t.deadline for slot in self._slots for t in slot)
