@@ -221,16 +221,19 @@ def test_a_long_backlog_is_read_from_the_store_in_chunks_each_message_once(monke
     assert len(reads) == 600 // delivery.READ_AHEAD + 1         # a chunk at a time
 
 
-def test_one_event_sends_a_bounded_number_of_messages(monkeypatch):
-    import delivery
-    server, store = make_server(Settings(user_rate_per_s=0))
+def test_one_event_sends_at_most_a_window_and_an_ack_refills_all_the_room_it_made():
+    """The window bounds what one event sends to one user; a cumulative acknowledgement of
+    many refills the whole window at once (a top-up of a few per ack starved fan-in)."""
+    server, store = make_server(Settings(user_rate_per_s=0, delivery_window=100))
     login(server, "alice", port=5001)
     for n in range(300):
         server.handle(Request(2, {"type": "message", "token": "s1", "to": "bob",
                                   "text": str(n)}, "h"), 0.0)
-    first = [f for f in delivered_frames(login(server, "bob", port=5002, conn=3))
+    first = [f["seq"] for f in delivered_frames(login(server, "bob", port=5002, conn=3))
              if f["type"] == "message"]
-    assert len(first) == delivery.TOP_UP_MAX                  # the rest follow the acks
+    assert len(first) == 100
+    again = [f["seq"] for f in delivered_frames(server.handle(Acked("s4", first[-1]), 1.0))]
+    assert len(again) == 100 and again[0] > first[-1]
 
 
 def test_the_window_also_holds_bytes_so_long_messages_go_out_in_steps():
