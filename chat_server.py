@@ -551,27 +551,31 @@ class ChatServer:
         """Which recipients' inboxes take `message` (a protocol.Numberer) -> (fits, full).
         Refused store_full if the whole store would pass its quota, and unavailable while
         the store cannot commit (what waits for the disk is not allowed to grow)."""
-        settings, store = self._settings, self._store
-        self._writable()
+        store = self._store
+        if store.failing is not None:       # (as _writable; this is the hot path)
+            raise StoreUnavailable(store.failing)
         size = len(message.text)
-        count, kept = store.total
-        if (count + len(recipients) > settings.store_messages
-                or kept + size * len(recipients) > settings.store_bytes):
+        copies = len(recipients)
+        # the store's cheap counts never count too few; near a limit they are made exact
+        if not (self._store_takes(store.total, copies, size)
+                or self._store_takes(store.count_total(), copies, size)):
             raise Refused("store_full")
-        fits, full = [], []
-        for name in recipients:
-            if self._inbox_takes(name, size) or self._inbox_takes(name, size, exact=True):
-                fits.append(name)
-            else:
-                full.append(name)
-        return fits, full
+        most, most_bytes = self._settings.inbox_messages, self._settings.inbox_bytes - size
+        crowded = store.crowded(recipients, most, most_bytes)
+        if not crowded:
+            return recipients, []
+        full = set()
+        for name in crowded:
+            waiting, waiting_bytes = store.box(name, exact=True)
+            if waiting >= most or waiting_bytes > most_bytes:
+                full.add(name)
+        return [name for name in recipients if name not in full], sorted(full)
 
-    def _inbox_takes(self, name, size, exact=False):
-        """True if `name`'s inbox has room for `size` more bytes (exact: counting what an
-        acknowledgement not yet written frees: only needed near the limit)."""
-        waiting, waiting_bytes = self._store.box(name, exact)
-        return (waiting < self._settings.inbox_messages
-                and waiting_bytes + size <= self._settings.inbox_bytes)
+    def _store_takes(self, total, copies, size):
+        """True if the store, holding `total` ([messages, bytes]), takes `copies` of `size`."""
+        count, kept = total
+        return (count + copies <= self._settings.store_messages
+                and kept + size * copies <= self._settings.store_bytes)
 
     def _writable(self):
         """While commits fail, nothing new is written: what waits for the disk stays small."""

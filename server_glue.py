@@ -64,6 +64,15 @@ class Handshake(enum.Enum):
     OPEN = "open"
 
 
+def _refused(actions, conn_id):
+    """True if the core's reply to a frame from `conn_id`, among `actions`, is an error. The
+    reply comes first or next to first (after a log line), not after a broadcast's deliveries."""
+    for action in actions:
+        if type(action) is Reply and action.conn == conn_id:
+            return action.frame["type"] == "error"
+    return False
+
+
 class _Delivery(_Quiet):
     """One outgoing connection to a client's listening port and the frames it carries."""
     __slots__ = ("user", "address", "proof", "conn", "turn", "waiting", "ending", "said_bye",
@@ -123,9 +132,8 @@ class ServerGlue:
         self.connecting = 0
         self.waiting_to_connect = collections.deque()
         self._last_encoded = (None, b"")    # (frame, its bytes): see _encoded
-        self._actions = {Reply: self._later, Deliver: self._later, Close: self._later,
+        self._actions = {Reply: self._reply, Deliver: self._deliver, Close: self._close,
                          Arm: self._arm, Log: self._log}
-        self._sends = {Reply: self._reply, Deliver: self._deliver, Close: self._close}
 
     def listen(self, host, port, tls=None):
         """Take clients' connections on (host, port) -> the reactor's Listener."""
@@ -138,16 +146,11 @@ class ServerGlue:
         return actions
 
     def apply(self, actions):
-        """Carry out core actions: timers and log lines now, replies, deliveries and closes
-        once the pass's writes are committed (at the end of the pass)."""
-        for action in actions:
-            self._actions[type(action)](action)
+        """Carry out core actions, in order, once the pass's writes are committed (at the end
+        of the pass): a reply, delivery or close must not tell of a write not yet durable."""
+        self._out += actions
         if self.commit_each:
             self._finish_pass()
-
-    def _later(self, action):
-        """A reply, delivery or close waits for the end of the pass and its commit."""
-        self._out.append(action)
 
     # -- the end of a pass: commit, then what the commit allows ---------------------------------
 
@@ -161,9 +164,9 @@ class ServerGlue:
             for action in held:
                 self._deliver(action)
         out, self._out = self._out, []
-        sends = self._sends
+        carry_out = self._actions
         for action in out:
-            sends[type(action)](action, committed)
+            carry_out[type(action)](action, committed)
 
     def _commit(self):
         """Commit the store -> True, or False if it failed (or a retry after a failure is
@@ -212,10 +215,10 @@ class ServerGlue:
         if conn is not None:
             conn.close(action.reason)
 
-    def _arm(self, action):
+    def _arm(self, action, committed=True):
         self.timers.arm(action.key, action.at)
 
-    def _log(self, action):
+    def _log(self, action, committed=True):
         if action.key is None:
             self.log(action.text)
         else:
@@ -428,8 +431,7 @@ class Accepted(Handler):
         actions = self.glue.feed(accepted_event(conn.id, conn.peer[0], line))
         # a frame refused with an error is no sign of life: one bad line every minute must not
         # hold a connection open for ever
-        if not any(type(action) is Reply and action.conn == conn.id
-                   and action.frame["type"] == "error" for action in actions):
+        if not _refused(actions, conn.id):
             self.glue.arm_quiet(conn, self.glue.idle_s)
 
     def on_oversize(self, conn):

@@ -5,6 +5,7 @@ from chat_server import Settings
 from client_events import Arm, OutboxRetry, Expired
 from client_helpers import err, logged_in, printed, requests
 from core_helpers import delivered_frames, login, make_server, replies
+from protocol import encode_text
 from server_events import Acked, Request
 
 
@@ -42,6 +43,20 @@ def test_past_the_store_limit_everyone_is_told():
     login(server, "alice", port=5001)
     assert say(server, to="bob")["type"] == "ok" and say(server, to="carol")["type"] == "ok"
     assert say(server, to="bob")["code"] == "store_full"
+
+
+def test_acknowledgements_make_room_in_a_full_store_too():
+    server, store = make_server(Settings(store_messages=2))
+    login(server, "alice", port=5001)
+    assert say(server, to="bob")["type"] == "ok" and say(server, to="bob")["type"] == "ok"
+    assert say(server, to="carol")["code"] == "store_full"
+    bob = login(server, "bob", port=5002, conn=3)
+    first = [f["seq"] for f in delivered_frames(bob) if f["type"] == "message"][0]
+    server.handle(Acked("s4", first), 1.0)
+    assert say(server, to="carol", now=1.0)["type"] == "ok"
+    assert say(server, to="carol", now=1.0)["code"] == "store_full"
+    left = [frame for user in ("bob", "carol") for _, frame, _ in store.waiting(user)]
+    assert store.count_total() == [2, sum(len(encode_text(frame)) for frame in left)]
 
 
 def test_a_broadcast_says_how_many_online_users_were_too_full_to_take_it():

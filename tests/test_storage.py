@@ -277,3 +277,28 @@ def test_the_first_reply_to_a_request_is_kept_and_a_retry_gets_it_back():
     store.forget_replies_before(1.5)
     assert store.first_reply("alice", "m1", {"type": "ok", "stored": True}, 3.0) is None
     assert store.reply_for("bob", "m1") == {"type": "ok"}
+
+
+def test_the_counts_of_what_waits_never_count_too_few_and_exact_ones_match_the_disk(tmp_path):
+    """A delete is counted only at a recount (telling what it freed cost a RETURNING per ack),
+    so the cheap counts may count too many, never too few; exact ones match the database."""
+    path = str(tmp_path / "chat.db")
+    store = Store(path)
+    seqs = list(store.keep_for([("bob", True)] * 5 + [("carol", True)] * 2, {}, text="x" * 10))
+    store.acknowledge("bob", seqs[2])
+    store.commit()
+    on_disk = sqlite3.connect(path)
+
+    def really(name):
+        return on_disk.execute("SELECT COUNT(*), SUM(LENGTH(frame)) FROM inbox "
+                               "WHERE recipient = ?", (name,)).fetchone()
+    assert really("bob") == (2, 20)
+    assert store.box("bob") == (5, 50)                      # too many, cheaply
+    assert store.box("bob", exact=True) == (2, 20)
+    store.acknowledge("carol", seqs[-1])                    # held, not yet written
+    assert store.count_total() == [2, 20]                   # the held delete counted too
+    assert store.box("carol") == (0, 0)
+    store.commit()
+    assert really("carol") == (0, None)
+    store.close()
+    assert Store(path).box("bob") == (2, 20)                # counted afresh at open
