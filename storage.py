@@ -303,9 +303,9 @@ class Store:
         """Carry out the deletes acknowledge holds, in one statement."""
         if self._acked:
             rows = list(self._acked.items())
-            self._acked.clear()
             self._shrunk.update(name for name, _ in rows if name in self._boxes)
             self._write(self._delete_acked, rows)
+            self._acked.clear()     # (kept if the write raised: a delete is safe to repeat)
 
     def _delete_acked(self, rows, again=False):
         """Delete what each recipient acknowledged: rows of (recipient, up to seq)."""
