@@ -123,9 +123,13 @@ class Served:
     def ask(self, frame):
         """A well-behaved short connection: one request and bye; returns the reply."""
         sock = self.connect()
-        sock.sendall(json.dumps(frame).encode() + b'\n{"type":"bye"}\n')
-        got = bytearray()
+        return json.loads(self.send(sock, json.dumps(frame).encode() + b'\n{"type":"bye"}\n'))
+
+    def send(self, sock, data):
+        """Write `data` on `sock` and pump the server until a whole line comes back -> it."""
+        sock.sendall(data)
         sock.setblocking(False)
+        got = bytearray()
 
         def answered():
             try:
@@ -134,7 +138,7 @@ class Served:
                 pass
             return got.endswith(b"\n")
         pump(self.reactor, answered)
-        return json.loads(got)
+        return bytes(got)
 
     def close(self):
         for sock in self.socks:
@@ -179,17 +183,7 @@ def test_a_connection_that_sends_nothing_is_told_and_closed_within_frame_time(se
 def test_after_its_first_frame_a_connection_may_idle_for_the_idle_limit(served):
     srv = served(idle_s=60.0)
     sock = srv.connect()
-    sock.sendall(b'{"type":"check_user","user":"alice"}\n')
-    sock.setblocking(False)
-    got = bytearray()
-
-    def answered():
-        try:
-            got.extend(sock.recv(100))
-        except BlockingIOError:
-            pass
-        return got.endswith(b"\n")
-    pump(srv.reactor, answered)
+    srv.send(sock, b'{"type":"check_user","user":"alice"}\n')
     srv.clock.advance(59.0)
     assert 1 in srv.glue.conns
     srv.clock.advance(1.0)
@@ -218,17 +212,7 @@ def test_a_frame_refused_with_an_error_is_no_sign_of_life(served):
     counts from the last frame that was not refused."""
     srv = served(idle_s=60.0)
     sock = srv.connect()
-    sock.sendall(b'{"type":"check_user","user":"alice"}\n')
-    sock.setblocking(False)
-    got = bytearray()
-
-    def answered():
-        try:
-            got.extend(sock.recv(100))
-        except BlockingIOError:
-            pass
-        return got.endswith(b"\n")
-    pump(srv.reactor, answered)
+    srv.send(sock, b'{"type":"check_user","user":"alice"}\n')
     for _ in range(2):
         srv.clock.advance(29.0)
         sock.sendall(b"\n")                          # bad_json, answered, then nothing
