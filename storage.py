@@ -147,8 +147,7 @@ class Store:
     def _write(self, method, *args):
         """Carry out one write, `method(*args)`, in the open transaction, journaled first."""
         self._ready()
-        if len(self._journal) >= JOURNAL_MAX:
-            raise StoreUnavailable("too many writes are waiting for the disk")
+        self._journal_has_room()
         entry = [False, method, args]
         self._journal.append(entry)
         try:
@@ -158,6 +157,13 @@ class Store:
             raise StoreUnavailable(str(exc)) from None
         entry[0] = True
         return result
+
+    def _journal_has_room(self):
+        """StoreUnavailable if the journal is full. Writes held in memory (keep_for's rows,
+        acknowledgements) ask before they are taken from where they wait, so a full journal
+        leaves them there instead of dropping them."""
+        if len(self._journal) >= JOURNAL_MAX:
+            raise StoreUnavailable("too many writes are waiting for the disk")
 
     def _ready(self):
         """After a rollback, write the journal again before anything reads or writes."""
@@ -265,6 +271,7 @@ class Store:
     def _write_kept(self):
         """Write the rows keep_for holds."""
         if self._unwritten:
+            self._journal_has_room()
             rows, self._unwritten = self._unwritten, []
             self._write(self._insert_rows, rows, self._next_seq - 1)
 
@@ -302,10 +309,11 @@ class Store:
     def _write_acked(self):
         """Carry out the deletes acknowledge holds, in one statement."""
         if self._acked:
+            self._journal_has_room()
             rows = list(self._acked.items())
+            self._acked.clear()
             self._shrunk.update(name for name, _ in rows if name in self._boxes)
             self._write(self._delete_acked, rows)
-            self._acked.clear()     # (kept if the write raised: a delete is safe to repeat)
 
     def _delete_acked(self, rows, again=False):
         """Delete what each recipient acknowledged: rows of (recipient, up to seq)."""

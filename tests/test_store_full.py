@@ -102,7 +102,9 @@ def test_the_journal_is_bounded(tmp_path, monkeypatch):
     store.set_lockout("u9", 1, None)        # a commit empties it
 
 
-def test_an_acknowledgement_refused_by_a_full_journal_is_kept_for_later(tmp_path, monkeypatch):
+def test_writes_held_in_memory_wait_out_a_full_journal(tmp_path, monkeypatch):
+    """Kept rows and acknowledgements wait where they are while the journal is full: they
+    are neither dropped nor written twice."""
     import storage
     store = Store(str(tmp_path / "chat.sqlite3"))
     seqs = list(store.keep_for([("bob", True)] * 3, {"n": 1}))
@@ -110,11 +112,13 @@ def test_an_acknowledgement_refused_by_a_full_journal_is_kept_for_later(tmp_path
     monkeypatch.setattr(storage, "JOURNAL_MAX", 1)
     store.set_lockout("u1", 1, None)        # the journal is full
     store.acknowledge("bob", seqs[1])
+    later = list(store.keep_for([("carol", True)], {"n": 2}))
     with pytest.raises(StoreUnavailable, match="too many writes"):
         store.commit()
     monkeypatch.setattr(storage, "JOURNAL_MAX", 100)
     store.commit()
     assert [seq for seq, _, _ in store.waiting("bob")] == seqs[2:]
+    assert [seq for seq, _, _ in store.waiting("carol")] == later
 
 
 # -- the glue: what the clients hear ----------------------------------------------------------
