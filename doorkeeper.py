@@ -3,12 +3,13 @@
 Every accepted connection is challenged with a fresh nonce. The server's delivery connection
 proves the session's key with a hello whose MAC answers the nonce, and we prove it back for the
 server's nonce (so neither a copied hello nor a stranger on a dead client's port gets anywhere);
-a hello that comes before our login's reply waits (held) until that reply gives us the key. A
+a hello that comes before our login's reply waits (held) until that reply gives us the key (the
+server sends nothing more until we prove the key back, so a second frame there is refused). A
 peer proves its consent key the same way, both ways (peer.py). Anything else is refused: logged,
 answered when it is a peer, and closed. Pure state: the core decides what a trusted frame means.
 """
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import protocol
 from client_events import CloseConn, Log, SendTo, Show
@@ -29,7 +30,7 @@ class Visitor:
     """One accepted connection."""
     door: Door = Door.NEW
     nonce: str | None = None                    # the challenge a peer must answer
-    held: list = field(default_factory=list)    # frames that wait for the login's proof
+    held: dict | None = None                    # a hello that waits for the login's proof
     peer: str | None = None                     # a proven peer, and the key it proved:
     key: str | None = None                      # a new consent does not renew it
 
@@ -78,9 +79,8 @@ class Doorkeeper:
         door = visitor.door
         if door is Door.REFUSED:
             return []
-        if door is Door.HELD:
-            visitor.held.append(frame)
-            return []
+        if door is Door.HELD:     # the server waits for our proof: this is not the server
+            return self._refuse(conn, visitor, "a frame after its hello, before our proof")
         if door is Door.TRUSTED:
             return [Delivered(conn, frame)]
         if door is Door.PEER:
@@ -92,9 +92,8 @@ class Doorkeeper:
         items = []
         for conn, visitor in list(self.visitors.items()):
             if visitor.door is Door.HELD:
-                frames, visitor.held, visitor.door = visitor.held, [], Door.NEW
-                for frame in frames:
-                    items += self.incoming(conn, frame, me, proof, login_pending=False)
+                hello, visitor.held, visitor.door = visitor.held, None, Door.NEW
+                items += self.incoming(conn, hello, me, proof, login_pending=False)
         return items
 
     def refuse_held(self):
@@ -118,7 +117,7 @@ class Doorkeeper:
         if kind == "hello" and proof is None and login_pending:
             # the server may deliver stored messages before our welcome reply is handled
             visitor.door = Door.HELD
-            visitor.held.append(frame)
+            visitor.held = frame
             return []
         if kind == "hello":
             head = _server_proof(frame, me, visitor.nonce, proof)
@@ -132,7 +131,7 @@ class Doorkeeper:
 
     def _refuse(self, conn, visitor, why):
         visitor.door = Door.REFUSED
-        visitor.held.clear()
+        visitor.held = None
         return [Log(f"refused delivery connection {conn}: {why}"), CloseConn(conn)]
 
     def _peer_hello(self, conn, visitor, frame, me):

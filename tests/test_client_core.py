@@ -454,23 +454,36 @@ def test_reply_for_an_ended_session_is_dropped_but_frees_input():
     assert requests(actions) == [{"type": "check_user", "user": "alice"}]
 
 
-def test_deliveries_arriving_before_the_welcome_wait_for_its_proof():
-    # stored messages may come in before the login reply is handled
+def test_a_delivery_arriving_before_the_welcome_waits_for_its_proof():
+    # stored messages may come in before the login reply is handled: the server's hello
+    # waits for the key the welcome brings, then is answered, and the messages follow
     run = Run()
     at_password(run)
     assert run.do(Incoming(4, hello(4))) == []                    # held, unanswered
-    assert run.do(Incoming(4, {"type": "message", "from": "bob", "text": "old"})) == []
     actions = run.reply(WELCOME)
-    assert printed(actions) == ["You have successfully logged in.", "bob: old"]
+    assert printed(actions) == ["You have successfully logged in."]
+    assert proof_back(4) in actions
+    assert printed(run.do(Incoming(4, {"type": "message", "from": "bob", "text": "old",
+                                       "seq": 1}))) == ["bob: old"]
+
+
+def test_a_frame_after_a_held_hello_is_refused_it_is_not_the_server():
+    """The server sends nothing after its hello until we prove the key back, so anything
+    more there is someone else's, and nothing piles up in memory while the login goes on."""
+    run = Run()
+    at_password(run)
+    run.do(Incoming(4, hello(4)))
+    actions = run.do(Incoming(4, {"type": "message", "from": "bob", "text": "x", "seq": 1}))
+    assert CloseConn(4) in actions and printed(actions) == []
+    assert printed(run.reply(WELCOME)) == ["You have successfully logged in."]
 
 
 def test_held_deliveries_with_the_wrong_proof_are_refused_at_welcome():
     run = Run()
     at_password(run)
     run.do(Incoming(4, hello(4, key="forged")))
-    run.do(Incoming(4, {"type": "message", "from": "bob", "text": "x"}))
     actions = run.reply(WELCOME)
-    assert CloseConn(4) in actions and "bob: x" not in printed(actions)
+    assert CloseConn(4) in actions and not [a for a in of(actions, SendTo) if a.conn == 4]
 
 
 @pytest.mark.parametrize("outcome", ["wrong", "fail"])
@@ -595,10 +608,10 @@ def test_welcome_judges_only_the_connections_that_waited_for_it():
     run.reply(OK)
     run.type("pw")
     run.do(Incoming(8, hello(8, key="p2")))
-    run.do(Incoming(8, {"type": "message", "from": "bob", "text": "stored"}))
     actions = run.reply({**WELCOME, "token": "t2", "proof": "p2"})
-    assert printed(actions) == ["You have successfully logged in.", "bob: stored"]
-    assert CloseConn(7) not in actions
+    assert proof_back(8, key="p2") in actions and CloseConn(7) not in actions
+    assert printed(run.do(Incoming(8, {"type": "message", "from": "bob", "text": "stored",
+                                       "seq": 1}))) == ["bob: stored"]
 
 
 # -- the glue, on a real reactor with a fake server on 127.0.0.1 ---------------------------------
