@@ -306,9 +306,9 @@ class ChatClient:
 
     # -- the outbox: messages are acknowledged by the server, or retried -------------------------
 
-    def _post(self, command, now, out, blocks_input, ref=None):
+    def _post(self, command, now, out, blocks_input):
         """Queue a message or broadcast; send it now unless older ones still wait."""
-        if self.outbox.add(self.user, command, ref):
+        if self.outbox.add(self.user, command):
             self._send_head(now, out, blocks_input)
         else:
             out.append(Show("system", f"The server has not taken your earlier messages yet; "

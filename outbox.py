@@ -22,7 +22,6 @@ class Outgoing:
     mid: str                    # our id for it: a retry is recognised, never stored twice
     user: str                   # who typed it: it is sent only in that user's session
     command: Command
-    ref: str | None = None      # the private message id, when a peer could not be reached
 
     def frame(self, token):
         """The request that sends it in the session with `token`."""
@@ -30,8 +29,6 @@ class Outgoing:
                  "text": self.command.text}
         if self.command.name == "message":
             frame["to"] = self.command.user
-        if self.ref is not None:
-            frame["ref"] = self.ref
         return frame
 
 
@@ -45,10 +42,10 @@ class Outbox:
         self.sending = None             # request id of the oldest in flight, if any
         self.retry_s = 0.0              # the wait before the next try; doubles per failure
 
-    def add(self, user, command, ref=None):
+    def add(self, user, command):
         """Queue a message `user` typed -> True if it is the only one (send it now)."""
         self._count += 1
-        self.entries.append(Outgoing(f"{self._client_id}-{self._count}", user, command, ref))
+        self.entries.append(Outgoing(f"{self._client_id}-{self._count}", user, command))
         return len(self.entries) == 1
 
     def head(self):
