@@ -34,6 +34,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, replace
 
 import protocol
+import storage
 from server_glue import MAX_CONNECTIONS     # the server's default --max-connections
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -509,7 +510,7 @@ class ShortSession:
     def message(self, to, seq, mid=False):
         """An encoded message request to `to`; built by hand because it is the hot path.
         With `mid`, it carries one, as client.py's do (PROTOCOL.md "Guaranteed delivery")."""
-        numbered = f',"mid":"m{seq}"' if mid else ""
+        numbered = f',"mid":"bench-{seq}"' if mid else ""      # this run's client id, a number
         return (f'{{"type":"message","token":"{self.token}","to":"{to}",'
                 f'"text":"{message_text(seq)}"{self._id_field()}{numbered}}}\n').encode()
 
@@ -1163,8 +1164,9 @@ def scenario_offline(ctx):
     figures["durable"] = None
     path = os.path.join(ctx.data_dir, "chat.sqlite3")
     if os.path.exists(path):
-        with sqlite3.connect(path) as db:
-            (kept,) = db.execute("SELECT COUNT(*) FROM inbox").fetchone()
+        store = storage.Store(path)         # read back as the server would after the crash
+        kept = store.count_all_waiting()
+        store.close()
         figures["kept"] = kept
         figures["durable"] = kept >= stored.acked
     return figures

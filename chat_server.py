@@ -41,7 +41,7 @@ class Settings:
                                 # long backlog goes out in steps, never past that limit
     retry_first_s: float = 1.0  # an unacknowledged delivery is retried after this, doubling
     retry_max_s: float = 30.0   # ... up to this, for as long as the session lives
-    replies_kept_s: float = 86400.0   # a retried request is recognised for this long
+    replies_kept_s: float = 86400.0   # a client id's counter is kept this long after its last use
     # Token buckets (limits.py); a rate of 0 turns that limit off. A person types far below
     # these; a client's outbox catching up after an outage is paced by slow_down, not refused.
     user_rate_per_s: float = 20.0     # requests a second per logged-in user ...
@@ -157,7 +157,6 @@ class ChatServer:
         self._consents = Consents(settings.consent_s, make_secret)
         self._sessions = Sessions()
         self._users = self._sessions.by_user       # user -> Session, to read
-        self._replies_pruned_at = None
         self._events = {Request: self._on_request, BadFrame: self._on_bad_frame,
                         Expired: self._on_expired, Acked: self._on_acked,
                         Closed: self._on_closed, Undelivered: self._on_undelivered,
@@ -416,14 +415,9 @@ class ChatServer:
             self._sessions.attach(session, conn)
         actions += self._send_waiting(session)
         actions.append(Arm(IdleCheck(user), now + self._settings.timeout_s))
-        self._forget_old_replies(now)
+        # client ids silent for a day retry nothing: their counters go
+        self._store.forget_senders_before(user, now - self._settings.replies_kept_s)
         return actions
-
-    def _forget_old_replies(self, now):
-        """At most hourly, drop remembered replies no client would retry any more."""
-        if self._replies_pruned_at is None or now - self._replies_pruned_at >= 3600:
-            self._replies_pruned_at = now
-            self._store.forget_replies_before(now - self._settings.replies_kept_s)
 
     def _end_session(self, user):
         """End `user`'s session and the consents it took part in; returns the notices."""
@@ -512,103 +506,97 @@ class ChatServer:
         frame = request.frame
         # every field is checked before a retry gets its old reply
         recipient = self._account_field(frame, "to")
-        mid = protocol.id_field(frame, "mid")
+        mid = protocol.mid_field(frame)
         text = protocol.text_field(frame, "text", self._settings.max_text_chars)
         if recipient == session.user:
             raise Refused("self")
         if self._store.is_blocked(recipient, session.user):
             raise Refused("blocked")
-        message = protocol.Numberer({"type": "message", "from": session.user, "text": text})
-        reply = {"type": "ok", "stored": recipient not in self._users}
-        fits, full = self._room_for([recipient], message)
-        answered = self._answered_before(session, mid, reply, request.conn, frame_id, now,
-                                         keep=not full)
-        if answered:
-            return answered
+        if mid is not None:
+            answered = self._taken_before(session.user, mid, request.conn, frame_id)
+            if answered:
+                return answered
+        offline = recipient not in self._users
+        message = {"type": "message", "from": session.user, "text": text}
+        if offline:
+            message["offline"] = True       # it waits for a login: said on its line
+        head = protocol.line_head(message)
+        fits, full = self._room_for([recipient], len(head))
         if full:
             raise Refused("inbox_full", f"too many messages already wait for {recipient}")
-        deliveries = self._keep_and_deliver(fits, message)
+        reply = {"type": "ok", "stored": offline}
+        deliveries = self._keep_and_deliver(fits, message, head)
+        if mid is not None:
+            self._store.taken(session.user, *mid, reply, now)
         return [_answer(request.conn, frame_id, reply, durable=True), *deliveries]
 
     def _broadcast(self, session, request, frame_id, now):
-        mid = protocol.id_field(request.frame, "mid")
+        mid = protocol.mid_field(request.frame)
         text = protocol.text_field(request.frame, "text", self._settings.max_text_chars)
         sender = session.user
+        if mid is not None:
+            answered = self._taken_before(sender, mid, request.conn, frame_id)
+            if answered:
+                return answered
         listeners = [name for name in sorted(self._users) if name != sender]
         told = [name for name in listeners if not self._store.is_blocked(name, sender)]
-        message = protocol.Numberer({"type": "broadcast", "from": sender, "text": text})
-        fits, full = self._room_for(told, message)
+        message = {"type": "broadcast", "from": sender, "text": text}
+        head = protocol.line_head(message)
+        fits, full = self._room_for(told, len(head))
         reply = {"type": "ok", "skipped": len(listeners) - len(told)}
         if full:
             reply["full"] = len(full)     # online, but too much already waits for them
-        answered = self._answered_before(session, mid, reply, request.conn, frame_id, now)
-        if answered:
-            return answered
-        deliveries = self._keep_and_deliver(fits, message)
+        deliveries = self._keep_and_deliver(fits, message, head) if fits else []
+        if mid is not None:
+            self._store.taken(sender, *mid, reply, now)
         return [_answer(request.conn, frame_id, reply, durable=True), *deliveries]
 
-    def _room_for(self, recipients, message):
-        """Which recipients' inboxes take `message` (a protocol.Numberer) -> (fits, full).
-        Refused store_full if the whole store would pass its quota, and unavailable while
-        the store cannot commit (what waits for the disk is not allowed to grow)."""
+    def _taken_before(self, sender, mid, conn, frame_id):
+        """A message whose number (`mid`: client id, number) is at or below the last its
+        client had taken is a repeat: it gets the last reply again (or "repeat" for an older
+        one) and nothing is stored. -> the answer, or None for a new message."""
+        client, number = mid
+        last = self._store.last_taken(sender, client)
+        if number > last:
+            return None
+        reply = self._store.reply_to_last(sender, client) if number == last else {
+            "type": "ok", "repeat": True}
+        return [_answer(conn, frame_id, reply, durable=True)]
+
+    def _room_for(self, recipients, size):
+        """Which recipients' inboxes take a message of about `size` bytes -> (fits, full).
+        Refused store_full if the store would pass its quota, and unavailable while the store
+        cannot commit (what waits for the disk is not allowed to grow)."""
         store = self._store
         if store.failing is not None:       # (as _writable; this is the hot path)
             raise StoreUnavailable(store.failing)
-        size = len(message.text)
-        copies = len(recipients)
-        # the store's cheap counts never count too few; near a limit they are made exact
-        if not (self._store_takes(store.total, copies, size)
-                or self._store_takes(store.count_total(), copies, size)):
+        settings = self._settings
+        count, kept = store.total
+        if count >= settings.store_messages or kept + size > settings.store_bytes:
             raise Refused("store_full")
-        most, most_bytes = self._settings.inbox_messages, self._settings.inbox_bytes - size
-        crowded = store.crowded(recipients, most, most_bytes)
-        if not crowded:
-            return recipients, []
-        full = set()
-        for name in crowded:
-            waiting, waiting_bytes = store.box(name, exact=True)
-            if waiting >= most or waiting_bytes > most_bytes:
-                full.add(name)
+        full = store.crowded(recipients, settings.inbox_messages, settings.inbox_bytes - size)
+        if not full:
+            return recipients, full
         return [name for name in recipients if name not in full], sorted(full)
-
-    def _store_takes(self, total, copies, size):
-        """True if the store, holding `total` ([messages, bytes]), takes `copies` of `size`."""
-        count, kept = total
-        return (count + copies <= self._settings.store_messages
-                and kept + size * copies <= self._settings.store_bytes)
 
     def _writable(self):
         """While commits fail, nothing new is written: what waits for the disk stays small."""
         if self._store.failing is not None:
             raise StoreUnavailable(self._store.failing)
 
-    def _answered_before(self, session, mid, reply, conn, frame_id, now, keep=True):
-        """A retried request (same sender and mid) gets its first reply again, nothing more.
-        A new one's `reply` is kept for its retries (one statement does both), unless `keep`
-        is false (it is about to be refused: only a retry is answered)."""
-        if mid is None:
-            return None
-        if keep:
-            earlier = self._store.first_reply(session.user, mid, reply, now)
-        else:
-            earlier = self._store.reply_for(session.user, mid)
-        return None if earlier is None else [_answer(conn, frame_id, earlier, durable=True)]
-
-    def _keep_and_deliver(self, recipients, numbered):
-        """Store a message (`numbered`, a protocol.Numberer) for each recipient until it
-        acknowledges it; deliver it now to those online whose window has room. One statement
-        and one encoding serve them all."""
+    def _keep_and_deliver(self, recipients, message, head):
+        """Store `message` (a frame; `head` its line without the closing brace) once for all
+        `recipients` until each acknowledges it; deliver it now to those online whose window
+        has room. Every recipient gets the same object, and the same bytes."""
+        seq, wire = self._store.keep(recipients, head)
+        shared = protocol.numbered(message, seq, wire)
         sessions = self._users
-        kept_for = [(name, name not in sessions) for name in recipients]     # (name, offline)
-        seqs = self._store.keep_for(kept_for, numbered.frame, numbered.text)
-        actions = []
         offer = self._deliveries.offer
-        for name, seq in zip(recipients, seqs):
+        actions = []
+        for name in recipients:
             target = sessions.get(name)
-            if target is not None:
-                copy = numbered(seq)
-                if offer(target.window, copy):
-                    actions += self._reach(target, copy)
+            if target is not None and offer(target.window, shared):
+                actions += self._reach(target, shared)
         return actions
 
     # --- other requests ---

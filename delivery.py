@@ -90,8 +90,8 @@ class Deliveries:
             return False
         after = win.sent[-1] if win.sent else win.acked
         rows = self._store.waiting(user, after, limit=READ_AHEAD)
-        for seq, frame, offline in rows:
-            numbered = protocol.Numberer(frame)(seq, offline)
+        for _, wire in rows:
+            numbered = protocol.numbered_line(wire)
             win.backlog.append(numbered)
             win.backlog_bytes += len(numbered.wire)
         win.complete = len(rows) < READ_AHEAD     # all that waits is in memory now

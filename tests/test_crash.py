@@ -9,11 +9,11 @@ Bounded: 240 messages, at most 8 kills, every wait with a time-out.
 """
 import random
 import signal
-import sqlite3
 
 import pytest
 
 from realprocs import WAIT_S, exchange, start_server, take_deliveries, token_of as login
+from storage import Store
 
 MESSAGES = 240
 BATCH = 6                    # requests written on one connection before any reply is read
@@ -35,7 +35,7 @@ def test_acknowledged_messages_survive_kill_9_and_are_shown_exactly_once(tmp_pat
             rounds += 1
             batch = unanswered[:BATCH]
             frames = [{"type": "message", "token": token, "to": "seas", "text": f"m{n:03d}",
-                       "mid": f"crash-{n}", "id": n} for n in batch]
+                       "mid": f"crash-{n + 1}", "id": n} for n in batch]
             killing = kills < 8 and rng.random() < 0.15
             replies = exchange(port, frames, kill=(lambda: proc.send_signal(signal.SIGKILL))
                                if killing else None)
@@ -60,9 +60,9 @@ def test_acknowledged_messages_survive_kill_9_and_are_shown_exactly_once(tmp_pat
         # the last acknowledgements wait for a durable write (storage.py); a stop writes them
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(WAIT_S) == 0
-        db = sqlite3.connect(tmp_path / "data" / "chat.sqlite3")
-        (left,) = db.execute("SELECT COUNT(*) FROM inbox").fetchone()
-        db.close()
+        store = Store(str(tmp_path / "data" / "chat.sqlite3"))
+        left = store.count_all_waiting()
+        store.close()
         assert left == 0
     finally:
         proc.kill()

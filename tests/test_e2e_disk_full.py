@@ -44,7 +44,7 @@ def fill(port, tokens, answered):
             if refused[name]:
                 continue
             frame = {"type": "message", "token": tokens[name], "to": "seas",
-                     "text": f"{name} {n:04d} {TEXT}", "mid": f"{name}-{n}", "id": n}
+                     "text": f"{name} {n:04d} {TEXT}", "mid": f"{name}-{n + 1}", "id": n}
             for reply in exchange(port, [frame]):
                 if reply.get("type") == "ok":
                     answered[name].append(n)
@@ -80,7 +80,7 @@ def test_a_full_disk_is_answered_unavailable_and_recovered_from_by_itself(tmp_pa
         for name, numbers in refused.items():
             for n in numbers:               # each sender sends its refused one again, same mid
                 frame = {"type": "message", "token": tokens[name], "to": "seas",
-                         "text": f"{name} {n:04d} {TEXT}", "mid": f"{name}-{n}", "id": n}
+                         "text": f"{name} {n:04d} {TEXT}", "mid": f"{name}-{n + 1}", "id": n}
                 assert exchange(port, [frame])[0]["type"] == "ok"
                 answered[name].append(n)
         expected = sum(map(len, answered.values()))

@@ -1,5 +1,5 @@
-"""The wire format's encoder: a numbered delivery's line, made from one encoding per message,
-is exactly what encoding the frame itself gives."""
+"""The wire format's encoder and field checks: a stored line, made from one encoding per
+message, is exactly what encoding the frame itself gives."""
 import json
 
 import pytest
@@ -15,20 +15,30 @@ MESSAGES = [
 
 @pytest.mark.parametrize("frame", MESSAGES)
 @pytest.mark.parametrize("seq, offline", [(1, False), (2**53, True), (7, False)])
-def test_a_numbered_frame_encodes_as_the_plain_frame_would(frame, seq, offline):
-    numbered = protocol.Numberer(frame)(seq, offline)
-    plain = {**frame, "seq": seq, **({"offline": True} if offline else {})}
-    assert numbered == plain
-    assert protocol.encode(numbered) == protocol.encode(dict(plain))
-    assert protocol.decode(protocol.encode(numbered)) == plain
-    assert frame == MESSAGES[MESSAGES.index(frame)] and "seq" not in frame   # not changed
+def test_a_stored_line_is_the_frame_encoded_with_its_number_appended(frame, seq, offline):
+    """The store appends the number to line_head's bytes; the line decodes to the frame."""
+    frame = {**frame, **({"offline": True} if offline else {})}
+    wire = protocol.line_head(frame) + b',"seq":%d}\n' % seq
+    plain = {**frame, "seq": seq}
+    assert protocol.encode(dict(plain)) == wire
+    numbered = protocol.numbered(frame, seq, wire)
+    assert numbered == plain and protocol.encode(numbered) is wire
+    assert protocol.numbered_line(wire) == plain and protocol.numbered_line(wire).wire is wire
+    assert "seq" not in frame                    # not changed
 
 
-def test_copies_of_one_message_differ_only_in_their_numbers():
-    make = protocol.Numberer(MESSAGES[0])
-    lines = [protocol.encode(make(seq)) for seq in (5, 6)]
-    assert [json.loads(line)["seq"] for line in lines] == [5, 6]
-    assert lines[0].replace(b"5", b"6") == lines[1]
+@pytest.mark.parametrize("mid, parsed", [
+    ("abc-1", ("abc", 1)), ("a-b-c-42", ("a-b-c", 42)), (f"c-{2**53 - 1}", ("c", 2**53 - 1)),
+    (None, None)])
+def test_a_mid_is_a_client_id_and_a_number(mid, parsed):
+    assert protocol.mid_field({} if mid is None else {"mid": mid}) == parsed
+
+
+@pytest.mark.parametrize("mid", ["m1", "-1", "c-0", "c-", f"c-{2**53}", "c-+1", "c- 1", "c-١",
+                                 "c-" + "1" * 70, 7, ""])
+def test_a_mid_in_any_other_form_is_refused_with_the_form_it_must_take(mid):
+    with pytest.raises(protocol.FrameError, match="client id"):
+        protocol.mid_field({"mid": mid})
 
 
 def test_a_name_may_hold_no_control_format_or_space_character_of_any_kind():

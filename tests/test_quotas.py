@@ -5,7 +5,6 @@ from chat_server import Settings
 from client_events import Arm, OutboxRetry, Expired
 from client_helpers import err, logged_in, printed, requests
 from core_helpers import delivered_frames, login, make_server, replies
-from protocol import encode_text
 from server_events import Acked, Request
 
 
@@ -19,10 +18,11 @@ def say(server, text="hi", to="bob", mid=None, now=0.0):
 def test_past_the_inbox_limit_the_sender_is_told_and_a_retry_still_gets_its_yes():
     server, store = make_server(Settings(inbox_messages=2))
     login(server, "alice", port=5001)
-    assert say(server, mid="m1")["type"] == "ok" and say(server, mid="m2")["type"] == "ok"
-    refused = say(server, mid="m3")
+    assert say(server, mid="m-1")["type"] == "ok" and say(server, mid="m-2")["type"] == "ok"
+    refused = say(server, mid="m-3")
     assert refused["code"] == "inbox_full" and "bob" in refused["message"]
-    assert say(server, mid="m1") == {"type": "ok", "stored": True}     # the first reply again
+    assert say(server, mid="m-2") == {"type": "ok", "stored": True}     # the first reply again
+    assert say(server, mid="m-1") == {"type": "ok", "repeat": True}     # an older one: taken
     assert say(server, to="carol")["type"] == "ok"                      # others are not full
     assert store.count_waiting("bob") == 2
 
@@ -46,17 +46,23 @@ def test_past_the_store_limit_everyone_is_told():
 
 
 def test_acknowledgements_make_room_in_a_full_store_too():
+    """The store counts what its disk holds: messages leave it with their record, once every
+    recipient has acknowledged all of it (storage.py)."""
     server, store = make_server(Settings(store_messages=2))
     login(server, "alice", port=5001)
     assert say(server, to="bob")["type"] == "ok" and say(server, to="bob")["type"] == "ok"
     assert say(server, to="carol")["code"] == "store_full"
+    store.commit()
     bob = login(server, "bob", port=5002, conn=3)
-    first = [f["seq"] for f in delivered_frames(bob) if f["type"] == "message"][0]
-    server.handle(Acked("s4", first), 1.0)
+    seqs = [f["seq"] for f in delivered_frames(bob) if f["type"] == "message"]
+    server.handle(Acked("s4", seqs[0]), 1.0)
+    assert say(server, to="carol", now=1.0)["code"] == "store_full"     # half of it waits
+    server.handle(Acked("s4", seqs[1]), 1.0)
+    assert say(server, to="carol", now=1.0)["type"] == "ok"
     assert say(server, to="carol", now=1.0)["type"] == "ok"
     assert say(server, to="carol", now=1.0)["code"] == "store_full"
-    left = [frame for user in ("bob", "carol") for _, frame, _ in store.waiting(user)]
-    assert store.count_total() == [2, sum(len(encode_text(frame)) for frame in left)]
+    left = [line for _, line in store.waiting("carol")]
+    assert store.total == [2, sum(len(line) for line in left)]
 
 
 def test_a_broadcast_says_how_many_online_users_were_too_full_to_take_it():

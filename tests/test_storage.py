@@ -1,9 +1,12 @@
 """Tests of storage.py: the credentials file and the SQLite store."""
+import json
 import pathlib
 import sqlite3
 
 import pytest
 
+import protocol
+import storage
 from passwords import CredentialsError, load_credentials
 from storage import Store
 
@@ -63,9 +66,20 @@ def test_a_file_that_is_not_utf8_is_a_credentials_error(tmp_path):
 
 # --- the store ---
 
-def keep(store, recipient, frame, offline=True):
-    """Keep one frame for one recipient -> its number."""
-    return store.keep_for([(recipient, offline)], frame)[0]
+def keep(store, recipients, frame):
+    """Keep one message for `recipients` (a name or a list) -> its number."""
+    names = [recipients] if isinstance(recipients, str) else recipients
+    return store.keep(names, protocol.line_head(frame))[0]
+
+
+def frames(store, recipient, after=0):
+    """What waits for `recipient`, decoded, without the numbers the store added."""
+    found = []
+    for seq, line in store.waiting(recipient, after):
+        frame = json.loads(line)
+        assert frame.pop("seq") == seq
+        found.append(frame)
+    return found
 
 
 def take(store, recipient):
@@ -73,7 +87,7 @@ def take(store, recipient):
     rows = store.waiting(recipient)
     if rows:
         store.acknowledge(recipient, rows[-1][0])
-    return [frame for _, frame, _ in rows]
+    return [{k: v for k, v in json.loads(line).items() if k != "seq"} for _, line in rows]
 
 
 def test_offline_frames_come_back_in_order_once():
@@ -149,7 +163,7 @@ def test_an_uncommitted_write_does_not_survive(tmp_path):
     reopened.close()
 
 
-def test_a_take_is_undone_with_its_transaction(tmp_path):
+def test_an_acknowledgement_is_undone_with_its_transaction(tmp_path):
     path = str(tmp_path / "chat.db")
     store = Store(path)
     keep(store, "bob", {"n": 1})
@@ -161,79 +175,116 @@ def test_a_take_is_undone_with_its_transaction(tmp_path):
     reopened.close()
 
 
-def test_one_frame_kept_for_many_gets_consecutive_numbers_in_one_go():
-    store = Store(":memory:")
-    before = keep(store, "carol", {"n": 0}, offline=True)
-    seqs = store.keep_for([("alice", False), ("bob", True), ("carol", False)], {"n": 1})
-    assert list(seqs) == [before + 1, before + 2, before + 3]
-    assert store.waiting("bob") == [(before + 2, {"n": 1}, True)]
-    assert store.waiting("carol") == [(before, {"n": 0}, True), (before + 3, {"n": 1}, False)]
-    assert list(store.keep_for([], {"n": 2})) == []
+def test_a_message_for_many_is_stored_once_with_one_number_and_one_line(tmp_path):
+    path = str(tmp_path / "chat.db")
+    store = Store(path)
+    before = keep(store, "carol", {"n": 0})
+    seq, line = store.keep(["alice", "bob", "carol"], protocol.line_head({"n": 1}))
+    assert seq == before + 1 and line == b'{"n":1,"seq":%d}\n' % seq
+    assert store.waiting("bob") == [(seq, line)]
+    assert store.waiting("carol") == [(before, b'{"n":0,"seq":%d}\n' % before), (seq, line)]
+    assert store.total == [2, len(line) * 2]         # (both lines are as long)
+    store.commit()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT COUNT(*), SUM(LENGTH(lines)) FROM log").fetchone() == (
+            1, store.total[1])                          # one record for the pass, each line once
+    store.close()
+    assert Store(path).waiting("alice") == [(seq, line)]
 
 
 def test_a_number_is_never_given_twice_even_after_acks_and_a_restart(tmp_path):
     path = str(tmp_path / "chat.db")
     store = Store(path)
-    seqs = list(store.keep_for([("bob", True), ("bob", True)], {"n": 1}))
-    store.acknowledge("bob", seqs[-1])          # the inbox is empty again
+    seqs = [keep(store, "bob", {"n": 1}), keep(store, "bob", {"n": 2})]
+    store.acknowledge("bob", seqs[-1])          # nothing waits any more
     store.commit()
     store.close()
     reopened = Store(path)
-    assert keep(reopened, "bob", {"n": 2}, offline=True) == seqs[-1] + 1
+    assert keep(reopened, "bob", {"n": 3}) == seqs[-1] + 1
     reopened.close()
 
 
-def test_kept_rows_are_seen_by_every_read_at_once_and_by_others_only_after_commit(tmp_path):
-    """keep_for holds its rows until the commit writes them in one statement; the store's own
-    reads, counts and deletes see them at once."""
+def test_a_pass_is_one_record_seen_by_the_store_at_once_and_by_others_after_commit(tmp_path):
     path = str(tmp_path / "chat.db")
     store = Store(path)
-    seqs = list(store.keep_for([("bob", False), ("carol", True)], {"n": 1}, text='{"n":1}'))
-    assert store.count_waiting("bob") == 1
-    keep(store, "bob", {"n": 2}, offline=False)
-    assert [frame for _, frame, _ in store.waiting("bob")] == [{"n": 1}, {"n": 2}]
-    keep(store, "carol", {"n": 3}, offline=True)
-    store.acknowledge("carol", seqs[1])           # deletes the row kept before it, not after
-    assert [frame for _, frame, _ in store.waiting("carol")] == [{"n": 3}]
-    keep(store, "dave", {"n": 4}, offline=True)
+    keep(store, ["bob", "carol"], {"n": 1})
+    keep(store, "bob", {"n": 2})
+    assert frames(store, "bob") == [{"n": 1}, {"n": 2}]
     other = sqlite3.connect(path)
-    count = "SELECT COUNT(*) FROM inbox"
+    count = "SELECT COUNT(*) FROM log"
     assert other.execute(count).fetchone() == (0,)      # nothing committed yet
     store.commit()
-    assert other.execute(count).fetchone() == (4,)      # bob's two, carol's 3 and dave's
+    assert other.execute(count).fetchone() == (1,)      # the pass's messages: one record
+    keep(store, "dave", {"n": 3})
+    store.commit()
+    assert other.execute(count).fetchone() == (2,)
     other.close()
     store.close()
 
 
-def test_an_acknowledgement_waits_for_the_next_durable_write_but_reads_see_it_at_once(tmp_path):
-    """A delete for an ack costs no disk sync of its own: a commit with nothing else to write
-    leaves it held (a crash then sends those messages again; the client knows their numbers).
-    It goes with the next commit that writes anything, or with commit(acks_too=True)."""
+def test_a_record_goes_once_every_recipient_has_acknowledged_all_of_it(tmp_path):
+    """An acknowledgement moves a cursor and costs no disk sync of its own: a commit with
+    nothing else to write leaves it held (a crash then sends those messages again; the client
+    knows their numbers). It goes with the next commit that writes anything, or with
+    commit(acks_too=True), and takes the records every cursor has passed with it."""
     path = str(tmp_path / "chat.db")
     store = Store(path)
-    first = keep(store, "bob", {"n": 1}, offline=False)
-    keep(store, "bob", {"n": 2}, offline=False)
+    first = keep(store, ["bob", "carol"], {"n": 1})
+    second = keep(store, "bob", {"n": 2})
     store.commit()
     other = sqlite3.connect(path)
-    count = "SELECT COUNT(*) FROM inbox"
-    store.acknowledge("bob", first)
-    store.acknowledge("bob", first - 1)         # an older ack changes nothing
+    records = "SELECT COUNT(*) FROM log"
+    cursors = "SELECT user, upto FROM cursors ORDER BY user"
+    store.acknowledge("bob", second)
+    store.acknowledge("bob", first)             # an older ack changes nothing
     store.commit()
-    assert other.execute(count).fetchone() == (2,)      # held: no transaction, no sync
-    assert store.count_waiting("bob") == 1              # but the store itself reads it at once
+    assert other.execute(cursors).fetchall() == []      # held: no transaction, no sync
+    assert store.count_waiting("bob") == 0              # but the store itself knows at once
+    store.add_block("dave", "erin")                     # a durable write: the cursor goes too
     store.commit()
-    assert other.execute(count).fetchone() == (1,)      # that read wrote it, so it went along
-    store.acknowledge("bob", first + 1)
-    store.add_block("carol", "dave")                    # a durable write: the ack goes with it
-    store.commit()
-    assert other.execute(count).fetchone() == (0,)
-    keep(store, "bob", {"n": 3}, offline=False)
-    store.commit()
-    store.acknowledge("bob", first + 2)
+    assert other.execute(cursors).fetchall() == [("bob", second)]
+    assert other.execute(records).fetchone() == (1,)    # carol has not acknowledged it
+    store.acknowledge("carol", first)
     store.commit(acks_too=True)                         # at shutdown
-    assert other.execute(count).fetchone() == (0,)
+    assert other.execute(records).fetchone() == (0,) and store.total == [0, 0]
     other.close()
     store.close()
+    assert Store(path).count_all_waiting() == 0
+
+
+def test_a_mostly_acknowledged_record_is_rewritten_with_what_still_waits(tmp_path):
+    """One message that waits a week keeps only itself on the disk, not its whole pass."""
+    path = str(tmp_path / "chat.db")
+    store = Store(path)
+    seqs = [keep(store, "bob", {"n": n}) for n in range(storage.REWRITE_MIN * 2)]
+    waits = keep(store, "carol", {"n": "for carol"})
+    store.commit()
+    full_size = store.total[1]
+    store.acknowledge("bob", seqs[-1])
+    store.commit(acks_too=True)
+    assert store.total == [1, len(store.waiting("carol")[0][1])] and store.total[1] < full_size
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT LENGTH(lines) FROM log").fetchall() == [(store.total[1],)]
+    store.close()
+    again = Store(path)
+    assert again.waiting("carol") == [(waits, b'{"n":"for carol","seq":%d}\n' % waits)]
+    assert again.waiting("bob") == [] and again.total == [1, store.total[1]]
+
+
+def test_reading_back_from_the_disk_gives_the_same_lines_as_memory(tmp_path, monkeypatch):
+    monkeypatch.setattr(storage, "RECORDS_CACHED", 1)
+    path = str(tmp_path / "chat.db")
+    store = Store(path)
+    kept = []
+    for n in range(5):
+        kept += [(keep(store, "bob", {"n": n, "k": k}), n) for k in range(3)]
+        store.commit()
+    lines = store.waiting("bob")
+    assert [seq for seq, _ in lines] == [seq for seq, _ in kept]
+    assert [json.loads(line)["n"] for _, line in lines] == [n for _, n in kept]
+    assert store.waiting("bob", after=kept[4][0], limit=2) == lines[5:7]
+    store.close()
+    assert Store(path).waiting("bob") == lines
 
 
 @pytest.mark.parametrize("sync, level", [("full", 2), ("normal", 1)])
@@ -246,59 +297,61 @@ def test_a_file_store_syncs_each_commit_unless_told_normal(tmp_path, sync, level
         Store(":memory:", sync="off")
 
 
-def test_a_data_directory_from_before_keeps_its_messages_and_numbers(tmp_path):
-    """Its inbox has AUTOINCREMENT: numbers go on after the highest it ever gave."""
+def test_a_data_directory_from_before_the_log_keeps_its_messages_and_numbers(tmp_path):
+    """Its inbox had a row per delivery (with AUTOINCREMENT) and a table of replies: the rows
+    become one record, their numbers kept; numbers go on after the highest ever given."""
     path = str(tmp_path / "chat.db")
     old = sqlite3.connect(path)
     old.executescript("""
         CREATE TABLE inbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, recipient TEXT NOT NULL,
                             frame TEXT NOT NULL, offline INTEGER NOT NULL);
         CREATE INDEX inbox_by_recipient ON inbox (recipient, seq);
+        CREATE TABLE replies (sender TEXT, mid TEXT, reply TEXT, at REAL);
         INSERT INTO inbox (recipient, frame, offline) VALUES ('bob', '{"n": 1}', 1);
-        INSERT INTO inbox (recipient, frame, offline) VALUES ('bob', '{"n": 2}', 1);
+        INSERT INTO inbox (recipient, frame, offline) VALUES ('carol', '{"n": 2}', 0);
         INSERT INTO inbox (recipient, frame, offline) VALUES ('bob', '{"n": 3}', 1);
-        DELETE FROM inbox WHERE seq = 3;
+        INSERT INTO inbox (recipient, frame, offline) VALUES ('bob', '{"n": 4}', 1);
+        DELETE FROM inbox WHERE seq = 4;
     """)
     old.commit()
     old.close()
     store = Store(path)
-    assert store.waiting("bob") == [(1, {"n": 1}, True), (2, {"n": 2}, True)]
-    assert keep(store, "bob", {"n": 4}, offline=True) == 4
+    assert [json.loads(line) for _, line in store.waiting("bob")] == [
+        {"n": 1, "seq": 1, "offline": True}, {"n": 3, "seq": 3, "offline": True}]
+    assert store.waiting("carol") == [(2, b'{"n":2,"seq":2}\n')]
+    assert keep(store, "bob", {"n": 5}) == 5
     store.commit()
     store.close()
+    with sqlite3.connect(path) as raw:
+        tables = {name for (name,) in raw.execute("SELECT name FROM sqlite_master")}
+    assert not {"inbox", "replies"} & tables
+    assert len(Store(path).waiting("bob")) == 3
 
 
-def test_the_first_reply_to_a_request_is_kept_and_a_retry_gets_it_back():
-    store = Store(":memory:")
-    assert store.first_reply("alice", "m1", {"type": "ok", "stored": False}, 1.0) is None
-    assert store.first_reply("alice", "m1", {"type": "ok", "stored": True}, 2.0) == {
-        "type": "ok", "stored": False}                      # the first, not replaced
-    assert store.first_reply("bob", "m1", {"type": "ok"}, 2.0) is None    # per sender
-    store.forget_replies_before(1.5)
-    assert store.first_reply("alice", "m1", {"type": "ok", "stored": True}, 3.0) is None
-    assert store.reply_for("bob", "m1") == {"type": "ok"}
-
-
-def test_the_counts_of_what_waits_never_count_too_few_and_exact_ones_match_the_disk(tmp_path):
-    """A delete is counted only at a recount (telling what it freed cost a RETURNING per ack),
-    so the cheap counts may count too many, never too few; exact ones match the database."""
+def test_a_senders_counter_survives_a_restart_and_old_client_ids_are_forgotten(tmp_path):
     path = str(tmp_path / "chat.db")
     store = Store(path)
-    seqs = list(store.keep_for([("bob", True)] * 5 + [("carol", True)] * 2, {}, text="x" * 10))
-    store.acknowledge("bob", seqs[2])
+    assert store.last_taken("alice", "c1") == 0 and store.reply_to_last("alice", "c1") is None
+    store.taken("alice", "c1", 1, {"type": "ok", "stored": False}, 1.0)
+    store.taken("alice", "c1", 2, {"type": "ok", "stored": True}, 2.0)
+    store.taken("alice", "old", 7, {"type": "ok"}, 0.5)
+    store.taken("bob", "c1", 1, {"type": "ok"}, 2.0)
     store.commit()
-    on_disk = sqlite3.connect(path)
-
-    def really(name):
-        return on_disk.execute("SELECT COUNT(*), SUM(LENGTH(frame)) FROM inbox "
-                               "WHERE recipient = ?", (name,)).fetchone()
-    assert really("bob") == (2, 20)
-    assert store.box("bob") == (5, 50)                      # too many, cheaply
-    assert store.box("bob", exact=True) == (2, 20)
-    store.acknowledge("carol", seqs[-1])                    # held, not yet written
-    assert store.count_total() == [2, 20]                   # the held delete counted too
-    assert store.box("carol") == (0, 0)
-    store.commit()
-    assert really("carol") == (0, None)
     store.close()
-    assert Store(path).box("bob") == (2, 20)                # counted afresh at open
+    store = Store(path)
+    assert store.last_taken("alice", "c1") == 2
+    assert store.reply_to_last("alice", "c1") == {"type": "ok", "stored": True}
+    assert store.last_taken("bob", "c1") == 1          # per sender
+    store.forget_senders_before("alice", 1.0)
+    store.commit()
+    store.close()
+    store = Store(path)
+    assert store.last_taken("alice", "old") == 0 and store.last_taken("alice", "c1") == 2
+
+
+def test_a_user_keeps_the_counters_of_its_most_recent_client_ids_only(monkeypatch):
+    monkeypatch.setattr(storage, "CLIENTS_PER_USER", 2)
+    store = Store(":memory:")
+    for n, client in enumerate(["a", "b", "a", "c"]):
+        store.taken("alice", client, n + 1, {"type": "ok"}, float(n))
+    assert [store.last_taken("alice", c) for c in "abc"] == [3, 0, 4]

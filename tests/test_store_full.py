@@ -25,11 +25,16 @@ def full_store(tmp_path, pages=40):
     return Store(str(tmp_path / "chat.sqlite3"), max_pages=pages)
 
 
+def keep(store, recipients, frame):
+    """Keep one message for `recipients` -> its number."""
+    return store.keep(recipients, protocol.line_head(frame))[0]
+
+
 def fill(store, recipient="bob"):
-    """Keep messages until a commit fails -> the numbers that were committed."""
+    """Keep messages until a commit fails -> (the numbers committed, those not)."""
     committed = []
     for n in range(1000):
-        seqs = list(store.keep_for([(recipient, True)], {"n": n, "text": TEXT}))
+        seqs = [keep(store, [recipient], {"n": n, "text": TEXT})]
         try:
             store.commit()
         except StoreUnavailable:
@@ -50,9 +55,7 @@ def test_a_failed_commit_raises_keeps_its_writes_and_the_next_one_takes_them(tmp
     committed, failed = fill(store)
     assert committed and store.failing and "full" in store.failing
     assert store.committed_seq == committed[-1]
-    assert store.box("bob")[0] == len(committed) + len(failed)     # the kept row counts
-    with pytest.raises(StoreUnavailable):
-        store.waiting("bob")                 # it cannot be read whole: it says so, no less
+    assert store.box("bob")[0] == len(committed) + len(failed)     # the kept one counts
     with pytest.raises(StoreUnavailable):
         store.commit()                       # still no room: it says so again
     room(store)
@@ -60,7 +63,7 @@ def test_a_failed_commit_raises_keeps_its_writes_and_the_next_one_takes_them(tmp
     assert store.failing is None and store.committed_seq == failed[-1]
     store.close()
     again = Store(str(tmp_path / "chat.sqlite3"))
-    assert [seq for seq, _, _ in again.waiting("bob")] == committed + failed   # durable, once
+    assert [seq for seq, _ in again.waiting("bob")] == committed + failed     # durable, once
     assert again.box("bob")[0] == len(committed) + len(failed)
 
 
@@ -71,22 +74,21 @@ def test_every_kind_of_write_survives_a_failed_commit(tmp_path):
     store.acknowledge("bob", committed[0])
     store.add_block("alice", "carol")
     store.set_lockout("dave", 2, None)
-    assert store.first_reply("alice", "m1", {"type": "ok"}, 1.0) is None
+    store.taken("alice", "c", 1, {"type": "ok"}, 1.0)
     store._db.execute("PRAGMA max_page_count=1").fetchall()    # (no smaller than it is)
-    keep_a_lot = {"text": TEXT * 20}
-    store.keep_for([("bob", True)] * 20, keep_a_lot)
+    for _ in range(20):
+        keep(store, ["bob"], {"text": TEXT * 20})
     with pytest.raises(StoreUnavailable):
         store.commit()
     room(store)
-    # a retry of m1 is recognised from the journal written again, not stored twice
-    assert store.first_reply("alice", "m1", {"type": "ok", "late": True}, 2.0) == {"type": "ok"}
     store.commit()
     store.close()
     again = Store(str(tmp_path / "chat.sqlite3"))
-    assert [seq for seq, _, _ in again.waiting("bob")][:len(committed) - 1 + len(failed)] == \
+    assert [seq for seq, _ in again.waiting("bob")][:len(committed) - 1 + len(failed)] == \
         committed[1:] + failed
     assert again.blocks("alice") == {"carol"} and again.lockout("dave") == (2, None)
-    assert again.reply_for("alice", "m1") == {"type": "ok"}
+    assert again.last_taken("alice", "c") == 1 and again.reply_to_last("alice", "c") == {
+        "type": "ok"}
     assert again.box("bob")[0] == len(committed) - 1 + len(failed) + 20   # the ack counted once
 
 
@@ -107,18 +109,22 @@ def test_writes_held_in_memory_wait_out_a_full_journal(tmp_path, monkeypatch):
     are neither dropped nor written twice."""
     import storage
     store = Store(str(tmp_path / "chat.sqlite3"))
-    seqs = list(store.keep_for([("bob", True)] * 3, {"n": 1}))
+    seqs = [keep(store, ["bob"], {"n": n}) for n in range(3)]
     store.commit()
     monkeypatch.setattr(storage, "JOURNAL_MAX", 1)
     store.set_lockout("u1", 1, None)        # the journal is full
     store.acknowledge("bob", seqs[1])
-    later = list(store.keep_for([("carol", True)], {"n": 2}))
+    later = [keep(store, ["carol"], {"n": 2})]
+    store.taken("carol", "c", 1, {"type": "ok"}, 0.0)
     with pytest.raises(StoreUnavailable, match="too many writes"):
         store.commit()
     monkeypatch.setattr(storage, "JOURNAL_MAX", 100)
     store.commit()
-    assert [seq for seq, _, _ in store.waiting("bob")] == seqs[2:]
-    assert [seq for seq, _, _ in store.waiting("carol")] == later
+    store.close()
+    again = Store(str(tmp_path / "chat.sqlite3"))
+    assert [seq for seq, _ in again.waiting("bob")] == seqs[2:]
+    assert [seq for seq, _ in again.waiting("carol")] == later
+    assert again.last_taken("carol", "c") == 1
 
 
 # -- the glue: what the clients hear ----------------------------------------------------------
@@ -177,7 +183,7 @@ def test_no_yes_goes_out_for_what_could_not_be_committed(served):
     answers = {}
     for n in range(2, 300):
         frame = {"type": "message", "token": token, "to": "seas", "text": TEXT,
-                 "mid": f"m{n}", "id": n}
+                 "mid": f"m-{n}", "id": n}
         answers[n] = ask(reactor, alice, frame)
         if answers[n]["type"] == "error":
             break
@@ -188,15 +194,15 @@ def test_no_yes_goes_out_for_what_could_not_be_committed(served):
     assert ask(reactor, alice, {"type": "heartbeat", "token": token, "id": 1000})["type"] == "ok"
     assert ask(reactor, alice, {"type": "online", "token": token, "id": 1001})["type"] == "online"
     again = ask(reactor, alice, {"type": "message", "token": token, "to": "seas",
-                                 "text": TEXT, "mid": "new", "id": 1002})
+                                 "text": TEXT, "mid": "m-1002", "id": 1002})
     assert again["code"] == "unavailable"            # nothing new while commits fail
     room(store)
     clock.advance(COMMIT_RETRY_MAX_S)               # the glue tries again by itself
     pump(reactor, lambda: store.failing is None)
     assert any("the store commits again" in line for line in lines)
     retried = ask(reactor, alice, {"type": "message", "token": token, "to": "seas",
-                                   "text": TEXT, "mid": f"m{n}", "id": 2000})
+                                   "text": TEXT, "mid": f"m-{n}", "id": 2000})
     assert retried["type"] == "ok"                  # the kept write, recognised: not twice
     oks = [k for k, answer in answers.items() if answer["type"] == "ok"] + [n]
-    texts = [seq for seq, _, _ in store.waiting("seas")]
+    texts = [seq for seq, _ in store.waiting("seas")]
     assert len(texts) == len(oks)                   # every yes is stored, exactly once
