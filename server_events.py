@@ -18,8 +18,11 @@ __all__ = ["Acked", "Arm", "AskLapses", "BadFrame", "Close", "Closed", "Deliver"
 
 
 # --- Events: what happened -------------------------------------------------------------------
+# The events and actions made once or more per message (Request, Acked, Reply, Deliver) are
+# not frozen: a frozen dataclass sets each field through object.__setattr__, 0.28 us more per
+# object here. They are values all the same: nothing changes one once it is made.
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Request:
     """One decoded frame (a dict with a str "type") from accepted connection `conn`."""
     conn: int
@@ -27,7 +30,7 @@ class Request:
     host: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BadFrame:
     """A frame from accepted connection `conn` that could not be decoded: `code` says why."""
     conn: int
@@ -36,7 +39,7 @@ class BadFrame:
     detail: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Acked:
     """On a delivery connection, the client of the session with `proof` says it has shown
     every message up to `seq`."""
@@ -66,7 +69,7 @@ class StoreRecovered:
 
 # --- Actions: what to do ---------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reply:
     """Send `frame` as the answer on connection `conn`. A `durable` reply says yes to
     something the store keeps: it goes out only once that is committed, and becomes an
@@ -76,7 +79,7 @@ class Reply:
     durable: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Deliver:
     """Send `frame` to `user`'s client: on its staying connection `conn` when it has one (no
     hello: that connection is the client's own), else to its listening port, once a hello has

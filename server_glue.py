@@ -428,11 +428,25 @@ class Accepted(Handler):
         return False
 
     def on_frame(self, conn, line):
-        actions = self.glue.feed(accepted_event(conn.id, conn.peer[0], line))
-        # a frame refused with an error is no sign of life: one bad line every minute must not
-        # hold a connection open for ever
-        if not _refused(actions, conn.id):
-            self.glue.arm_quiet(conn, self.glue.idle_s)
+        self.on_frames(conn, [line])
+
+    def on_frames(self, conn, lines):
+        """What one read brought: each line to the core, in order, at one `now`."""
+        glue = self.glue
+        handle, apply = glue.core.handle, glue.apply
+        conn_id, host = conn.id, conn.peer[0]
+        now = glue.reactor.clock.now()
+        alive = False
+        for line in lines:
+            if conn.closing_reason is not None:
+                break       # (closed by commit_each's output): the rest is not read
+            actions = handle(accepted_event(conn_id, host, line), now)
+            apply(actions)
+            # a frame refused with an error is no sign of life: one bad line every minute must
+            # not hold a connection open for ever
+            alive = alive or not _refused(actions, conn_id)
+        if alive:
+            glue.arm_quiet(conn, glue.idle_s)
 
     def on_oversize(self, conn):
         # refused too long: no sign of life either (the reactor times the frame it discards)

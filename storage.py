@@ -34,6 +34,8 @@ import json
 import secrets
 import sqlite3
 
+from protocol import encode_text
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS log (
     first_seq INTEGER PRIMARY KEY,
@@ -81,6 +83,7 @@ REWRITE_LIVE = 4            # a record is rewritten once under 1/REWRITE_LIVE of
 REWRITE_MIN = 16            # ... if it holds at least this many messages
 _NOBODY = frozenset()       # the block list of a user who blocks nobody
 _NO_CLIENTS = {}            # the counters of a user who has sent nothing (never changed)
+_to_json = encode_text      # compact JSON text, by the C encoder built once (protocol.py)
 
 
 class StoreUnavailable(Exception):
@@ -230,8 +233,9 @@ class Store:
         db = self._db
         self._cursors = dict(db.execute("SELECT user, upto FROM cursors"))
         for user, client, number, reply, at in db.execute(
-                "SELECT user, client, number, reply, at FROM senders"):
-            self._senders.setdefault(user, {})[client] = [number, reply, at]
+                "SELECT user, client, number, reply, at FROM senders ORDER BY at"):
+            self._senders.setdefault(user, {})[client] = [number, json.loads(reply),
+                                                          self._from_wall(at)]
         cursors = self._cursors
         for first, recipients, lines in db.execute(
                 "SELECT first_seq, recipients, lines FROM log ORDER BY first_seq").fetchall():
@@ -538,21 +542,25 @@ class Store:
         return 0 if taken is None else taken[0]
 
     def reply_to_last(self, user, client):
-        """The reply given to that last message (a dict), or None."""
+        """The reply given to that last message (a dict of its own), or None."""
         taken = self._senders.get(user, _NO_CLIENTS).get(client)
-        return None if taken is None else json.loads(taken[1])
+        return None if taken is None else dict(taken[1])
 
     def taken(self, user, client, number, reply, at):
-        """`user`'s client `client` had its message `number` taken, answered `reply` at time
-        `at`: written with the message, so a retry after a crash is recognised too. Past
-        CLIENTS_PER_USER client ids, the least recently used one is forgotten."""
+        """`user`'s client `client` had its message `number` taken, answered `reply` (a dict,
+        copied) at time `at`: written with the message, so a retry after a crash is recognised
+        too. Past CLIENTS_PER_USER client ids, the least recently used one goes."""
         clients = self._senders.get(user)
         if clients is None:
             clients = self._senders[user] = {}
-        entry = [number, _to_json(reply), self._to_wall(at)]
-        clients.pop(client, None)
+        entry = clients.pop(client, None)
+        if entry is None:
+            entry = [number, dict(reply), at]
+        else:
+            entry[0], entry[1], entry[2] = number, dict(reply), at
         clients[client] = entry         # last in the dict: the most recently used
-        self._senders_moved[(user, client)] = (user, client, *entry)
+        # only the last number per client in a pass is written (encoded then, once)
+        self._senders_moved[(user, client)] = entry
         if len(clients) > CLIENTS_PER_USER:
             oldest = next(iter(clients))
             del clients[oldest]
@@ -564,8 +572,9 @@ class Store:
         self._ready()
         self._journal_has_room()
         moved, self._senders_moved = self._senders_moved, {}
-        rows = [row for row in moved.values() if row is not None]
-        gone = [key for key, row in moved.items() if row is None]
+        rows = [(user, client, entry[0], encode_text(entry[1]), self._to_wall(entry[2]))
+                for (user, client), entry in moved.items() if entry is not None]
+        gone = [key for key, entry in moved.items() if entry is None]
         self._write(self._upsert_senders, rows, gone)
 
     def _upsert_senders(self, rows, gone):
@@ -579,8 +588,7 @@ class Store:
         clients = self._senders.get(user)
         if not clients:
             return
-        wall_at = self._to_wall(at)
-        for client in [client for client, entry in clients.items() if entry[2] < wall_at]:
+        for client in [client for client, entry in clients.items() if entry[2] < at]:
             del clients[client]
             self._senders_moved[(user, client)] = None
 
@@ -679,11 +687,6 @@ class Store:
     def close(self):
         """Close the database; uncommitted writes are lost."""
         self._db.close()
-
-
-def _to_json(value):
-    """Compact JSON text."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _line(frame):
