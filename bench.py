@@ -24,7 +24,6 @@ import resource
 import selectors
 import signal
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys

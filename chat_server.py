@@ -221,10 +221,12 @@ class ChatServer:
         known = kind in self._open_requests or kind in self._session_requests
         logged_kind = kind if known else "request"
         frame_id = frame.get("id")
-        who = f"conn {request.conn}"
+        who = None          # named for the log only if refused: "conn N" until known
         try:
-            if not _echoable(frame_id):
+            if type(frame_id) is not int and not _echoable(frame_id):    # (ints: below)
                 frame_id = None  # an id that cannot be repeated is not repeated
+            elif type(frame_id) is int and not -protocol.MAX_SEQ <= frame_id <= protocol.MAX_SEQ:
+                frame_id = None
             session, refusal = None, None
             if kind in self._session_requests:
                 try:
@@ -242,16 +244,17 @@ class ChatServer:
             if frame_id is None and frame.get("id") is not None:
                 raise Refused("bad_field", "'id' must be a number or a string")
             if kind in self._open_requests:
-                who = self._account_named(frame.get("user"), default=who)
+                who = self._account_named(frame.get("user"), default=None)
                 return self._open_requests[kind](request, frame_id, now)
             if kind in self._session_requests:
                 who = session.user
                 return self._session_requests[kind](session, request, frame_id, now)
             raise Refused("unknown_type")
         except (Refused, FrameError) as refusal:
-            return self._refuse(request, frame_id, logged_kind, who, refusal)
+            return self._refuse(request, frame_id, logged_kind,
+                                who or f"conn {request.conn}", refusal)
         except StoreUnavailable as trouble:
-            return self._refuse(request, frame_id, logged_kind, who,
+            return self._refuse(request, frame_id, logged_kind, who or f"conn {request.conn}",
                                 self._unavailable(trouble, now))
 
     def _admit(self, session, host, now):
@@ -528,7 +531,10 @@ class ChatServer:
         deliveries = self._keep_and_deliver(fits, message, head)
         if mid is not None:
             self._store.taken(session.user, *mid, reply, now)
-        return [_answer(request.conn, frame_id, reply, durable=True), *deliveries]
+        if frame_id is not None:
+            reply["id"] = frame_id      # (_answer, inline: this is the hot path)
+        deliveries.insert(0, Reply(request.conn, reply, True))
+        return deliveries
 
     def _broadcast(self, session, request, frame_id, now):
         mid = protocol.mid_field(request.frame)
@@ -539,7 +545,8 @@ class ChatServer:
             if answered:
                 return answered
         listeners = [name for name in sorted(self._users) if name != sender]
-        told = [name for name in listeners if not self._store.is_blocked(name, sender)]
+        blockers = self._store.blockers(sender)
+        told = [name for name in listeners if name not in blockers] if blockers else listeners
         message = {"type": "broadcast", "from": sender, "text": text}
         head = protocol.line_head(message)
         fits, full = self._room_for(told, len(head))
@@ -596,7 +603,11 @@ class ChatServer:
         for name in recipients:
             target = sessions.get(name)
             if target is not None and offer(target.window, shared):
-                actions += self._reach(target, shared)
+                if target.conn is not None:     # (_reach's usual case, inline)
+                    actions.append(Deliver(target.address, target.proof, shared, target.conn,
+                                           name))
+                else:
+                    actions += self._reach(target, shared)
         return actions
 
     # --- other requests ---

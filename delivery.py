@@ -103,8 +103,12 @@ class Deliveries:
         if not win.complete:
             return False                # older ones wait in the store: it is read after them
         size = len(numbered.wire)
-        if not win.backlog and not win.retrying and self._has_room(win):
-            self._count_sent(win, numbered)
+        if not win.backlog and not win.retrying and (len(win.sent) < self._window
+                                                     and win.sent_bytes < self._window_bytes):
+            # (_has_room and _count_sent, inline: once per delivery)
+            win.sent.append(numbered["seq"])
+            win.sent_sizes.append(size)
+            win.sent_bytes += size
             return True
         if len(win.backlog) < BACKLOG_MAX and win.backlog_bytes + size <= BACKLOG_BYTES:
             win.backlog.append(numbered)

@@ -20,13 +20,9 @@ class RateLimiter:
         # rate_per_s == 0 turns the limit off (every take is allowed), for benchmarks
         self.rate_per_s = float(rate_per_s)
         self.burst = float(burst)
+        self.enabled = self.rate_per_s > 0 and self.burst > 0     # False: the limit is off
         self._buckets = {}          # key -> (tokens, as of this time)
         self._pruned_at = None
-
-    @property
-    def enabled(self):
-        """False when the limit is off."""
-        return self.rate_per_s > 0 and self.burst > 0
 
     def tokens(self, key, now):
         """How many tokens `key` has at `now` (burst when it never spent any)."""
@@ -38,8 +34,10 @@ class RateLimiter:
         (a cost above the burst never passes; the caller must go another way)."""
         if not self.enabled:
             return 0.0
-        self._prune(now)
-        tokens = self.tokens(key, now)
+        if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY_S:
+            self._prune(now)    # (the test inline: take is on every request's path)
+        tokens, at = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + max(0.0, now - at) * self.rate_per_s)
         if tokens >= cost:
             self._buckets[key] = (tokens - cost, now)
             return 0.0
@@ -57,9 +55,7 @@ class RateLimiter:
         return len(self._buckets)
 
     def _prune(self, now):
-        """At most every PRUNE_EVERY_S, forget buckets that are full again."""
-        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY_S:
-            return
+        """Forget buckets that are full again (take does this at most every PRUNE_EVERY_S)."""
         self._pruned_at = now
         self._buckets = {key: (tokens, at) for key, (tokens, at) in self._buckets.items()
                          if self.tokens(key, now) < self.burst}

@@ -191,15 +191,6 @@ def name_field(frame, name, max_chars=MAX_NAME_CHARS):
     return value
 
 
-def id_field(frame, name):
-    """frame[name] if it is a client's id for a request (1 to MAX_ID_CHARS characters), None if
-    absent, else FrameError."""
-    value = frame.get(name)
-    if value is not None and (not isinstance(value, str) or not 0 < len(value) <= MAX_ID_CHARS):
-        raise FrameError("bad_field", f"'{name}' must be a string of 1 to {MAX_ID_CHARS} characters")
-    return value
-
-
 def mid_field(frame):
     """frame["mid"] -> (client id, number), or None if absent; else FrameError. A mid is
     "<client id>-<number>": each run of a client has its own id and numbers its messages

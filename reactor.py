@@ -343,7 +343,18 @@ class Connection:
 
     def send(self, data):
         """Queue bytes (whole frames); they leave at the end of this pass."""
-        self._reactor._queue(self, data)
+        if self.closed or self.closing_reason is not None:
+            return
+        # (the queueing itself, here rather than in a call to the reactor: every reply and
+        # delivery comes this way)
+        self._out.append(data)
+        self._out_bytes += len(data)
+        reactor = self._reactor
+        if self._out_bytes > reactor.hard_limit:
+            reactor._slow_consumer(self)
+        elif not self._dirty:
+            self._dirty = True
+            reactor._dirty.append(self)
 
     def close(self, reason="closed"):
         """Flush what is queued, then close; a second call is a no-op."""
@@ -770,19 +781,13 @@ class Reactor:
         self._guarded(conn.handler.on_frame_timeout, conn, conn=conn)
         self._close(conn, f"no complete frame within {self.frame_time_s:g} s", flush=True)
 
-    def _queue(self, conn, data):
-        if conn.closed or conn.closing_reason is not None:
-            return
-        conn._out.append(data)
-        conn._out_bytes += len(data)
-        if conn._out_bytes > self.hard_limit:
-            host = conn.peer[0] if conn.peer else "?"
-            self._errors.say(("slow consumer", host),
-                             f"closing connection {conn.id} {conn.peer}: slow consumer "
-                             f"({conn._out_bytes} bytes waiting)", f"slow consumers at {host}")
-            self._close(conn, "slow consumer", flush=False)
-            return
-        self._mark_dirty(conn)
+    def _slow_consumer(self, conn):
+        """`conn` holds more output than hard_limit: closed, and said once per burst."""
+        host = conn.peer[0] if conn.peer else "?"
+        self._errors.say(("slow consumer", host),
+                         f"closing connection {conn.id} {conn.peer}: slow consumer "
+                         f"({conn._out_bytes} bytes waiting)", f"slow consumers at {host}")
+        self._close(conn, "slow consumer", flush=False)
 
     def _mark_dirty(self, conn):
         if not conn._dirty:

@@ -15,7 +15,7 @@ import sys
 import time
 
 import limits
-from protocol import UNAVAILABLE_RETRY_S, encode, error, whole
+from protocol import UNAVAILABLE_RETRY_S, Numbered, encode, encode_text, error, whole
 from reactor import FRAME_TIME_S, Handler, KeyedTimers, RepeatedLines
 from server_events import (Arm, Close, Closed, Deliver, Expired, Log, Reply, StoreRecovered,
                            Undelivered, accepted_event, delivery_event, delivery_hello,
@@ -208,7 +208,7 @@ class ServerGlue:
         if action.durable and not committed:
             frame = error("unavailable", frame.get("id"))
             frame["seconds"] = UNAVAILABLE_RETRY_S
-        conn.send(encode(frame))
+        conn.send((encode_text(frame) + "\n").encode())     # (encode, inline: a reply is a dict)
 
     def _close(self, action, committed=True):
         conn = self.conns.get(action.conn)
@@ -231,12 +231,18 @@ class ServerGlue:
         self.repeated.say(key, text, f"{what} from {who}")
 
     def _deliver(self, action, committed=True):
-        if "seq" in action.frame and (self._held or not committed and
-                                      action.frame["seq"] > self.store.committed_seq):
+        frame = action.frame
+        if (self._held or not committed) and "seq" in frame and (
+                self._held or frame["seq"] > self.store.committed_seq):
             self._held.append(action)       # behind what waits already, to keep the order
             return
         if action.conn is not None:
-            self._push(action)
+            # a staying client's own connection, hello-free, in order with the replies; one
+            # already gone has told the core (Closed), and what it did not acknowledge goes
+            # out again at the resume
+            conn = self.conns.get(action.conn)
+            if conn is not None:
+                conn.send(frame.wire if type(frame) is Numbered else self._encoded(frame))
             return
         key = (action.address, action.proof)
         delivery = self.deliveries.get(key)
@@ -252,14 +258,6 @@ class ServerGlue:
             self._end_when_done(delivery)
         else:
             delivery.waiting.append(action.frame)
-
-    def _push(self, action):
-        """A frame for a staying client goes on its own connection, hello-free, in order with
-        the replies; a connection already gone has told the core (Closed), and what it did not
-        acknowledge goes out again at the resume."""
-        conn = self.conns.get(action.conn)
-        if conn is not None:
-            conn.send(self._encoded(action.frame))
 
     def _encoded(self, frame):
         """A delivery's bytes; the core hands one notice to many users as one dict, so the

@@ -154,7 +154,11 @@ class Store:
             # WAL: a crash leaves each committed pass whole, and readers never block the writer.
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={sync.upper()}")
-        self._blocks = {}           # user -> the set of names they block, once read
+        # user -> the set of names they block, and target -> the set of names blocking it:
+        # all read at open (a few per user at most), kept in step with every write; users who
+        # block nobody share one empty set (a set is 216 bytes)
+        self._blocks = {}
+        self._blocked_by = {}
         self._journal = []          # [written, method, args]: every write since the last commit
         self._lost = False          # the transaction was rolled back: write the journal again
         self.failing = None         # why the last commit failed, while commits fail; else None
@@ -232,6 +236,9 @@ class Store:
         """Rebuild what waits for whom from the log and the cursors; delete what is passed."""
         db = self._db
         self._cursors = dict(db.execute("SELECT user, upto FROM cursors"))
+        for user, target in db.execute("SELECT user, target FROM blocks"):
+            self._blocks.setdefault(user, set()).add(target)
+            self._blocked_by.setdefault(target, set()).add(user)
         for user, client, number, reply, at in db.execute(
                 "SELECT user, client, number, reply, at FROM senders ORDER BY at"):
             self._senders.setdefault(user, {})[client] = [number, json.loads(reply),
@@ -334,11 +341,14 @@ class Store:
         self.total[1] += size
         first = record.first
         boxes = self._boxes
-        for name in recipients:
+        for name in recipients:     # (_Box.append, inline: once per delivery)
             box = boxes.get(name)
             if box is None:
                 box = boxes[name] = _Box()
-            box.append(seq, size, first)
+            box.seqs.append(seq)
+            box.sizes.append(size)
+            box.recs.append(first)
+            box.bytes += size
         return seq, wire
 
     @property
@@ -632,33 +642,30 @@ class Store:
 
     def blocks(self, user):
         """The names that `user` blocks (a set to read, not to change)."""
-        # read once per user, then kept in step with every write: a broadcast asks once per
-        # recipient, and a query each time was a fifth of the server's time
-        known = self._blocks.get(user)
-        if known is None:
-            self._ready()
-            rows = self._read("SELECT target FROM blocks WHERE user = ?", (user,))
-            # most users block nobody: they share one empty set (a set is 216 bytes)
-            known = self._blocks[user] = {target for (target,) in rows} or _NOBODY
-        return known
+        return self._blocks.get(user, _NOBODY)
+
+    def blockers(self, target):
+        """The names that block `target` (a set to read, not to change): a broadcast asks
+        this once, not each recipient whether it blocks the sender."""
+        return self._blocked_by.get(target, _NOBODY)
 
     def add_block(self, user, target):
         """`user` blocks `target` from now on; blocking twice changes nothing."""
-        known = self.blocks(user)
         self._write(self._sql, "INSERT OR IGNORE INTO blocks (user, target) VALUES (?, ?)",
                     (user, target))
-        self._blocks[user] = known | {target}
+        self._blocks[user] = self.blocks(user) | {target}
+        self._blocked_by[target] = self.blockers(target) | {user}
 
     def remove_block(self, user, target):
         """`user` no longer blocks `target`."""
-        known = self.blocks(user)
         self._write(self._sql, "DELETE FROM blocks WHERE user = ? AND target = ?",
                     (user, target))
-        self._blocks[user] = (known - {target}) or _NOBODY
+        self._blocks[user] = (self.blocks(user) - {target}) or _NOBODY
+        self._blocked_by[target] = (self.blockers(target) - {user}) or _NOBODY
 
     def is_blocked(self, user, target):
         """True when `user` blocks `target`."""
-        return target in self.blocks(user)
+        return target in self._blocks.get(user, _NOBODY)
 
     # -- commits ---------------------------------------------------------------------------
 
