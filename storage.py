@@ -159,6 +159,7 @@ class Store:
         # block nobody share one empty set (a set is 216 bytes)
         self._blocks = {}
         self._blocked_by = {}
+        self._lockouts = {}         # name -> (failures, locked until or None), all read at open
         self._journal = []          # [written, method, args]: every write since the last commit
         self._lost = False          # the transaction was rolled back: write the journal again
         self.failing = None         # why the last commit failed, while commits fail; else None
@@ -236,6 +237,9 @@ class Store:
         """Rebuild what waits for whom from the log and the cursors; delete what is passed."""
         db = self._db
         self._cursors = dict(db.execute("SELECT user, upto FROM cursors"))
+        self._lockouts = {name: (failures, self._from_wall(until) if until else None)
+                          for name, failures, until in db.execute(
+                              "SELECT name, failures, locked_until FROM lockouts")}
         for user, target in db.execute("SELECT user, target FROM blocks"):
             self._blocks.setdefault(user, set()).add(target)
             self._blocked_by.setdefault(target, set()).add(user)
@@ -621,22 +625,20 @@ class Store:
     # -- lockouts ------------------------------------------------------------------------
 
     def lockout(self, name):
-        """(wrong passwords in a row, blocked until or None) for `name`; (0, None) when clean."""
-        self._ready()
-        rows = self._read("SELECT failures, locked_until FROM lockouts WHERE name = ?", (name,))
-        if not rows:
-            return 0, None
-        failures, locked_until = rows[0]
-        return failures, (self._from_wall(locked_until) if locked_until else None)
+        """(wrong passwords in a row, blocked until or None) for `name`; (0, None) when clean.
+        From memory: every login asks, and a query each time cost 11 us twice a login."""
+        return self._lockouts.get(name, (0, None))
 
     def set_lockout(self, name, failures, locked_until):
         """Record `name`'s wrong passwords in a row, and until when it is blocked (or None)."""
         wall_until = 0.0 if locked_until is None else self._to_wall(locked_until)
         self._write(self._sql, "INSERT OR REPLACE INTO lockouts (name, failures, locked_until) "
                                "VALUES (?, ?, ?)", (name, failures, wall_until))
+        self._lockouts[name] = (failures, locked_until)
 
     def clear_lockout(self, name):
         self._write(self._sql, "DELETE FROM lockouts WHERE name = ?", (name,))
+        self._lockouts.pop(name, None)
 
     # -- block lists ---------------------------------------------------------------------
 
