@@ -355,3 +355,32 @@ def test_a_user_keeps_the_counters_of_its_most_recent_client_ids_only(monkeypatc
     for n, client in enumerate(["a", "b", "a", "c"]):
         store.taken("alice", client, n + 1, {"type": "ok"}, float(n))
     assert [store.last_taken("alice", c) for c in "abc"] == [3, 0, 4]
+
+
+def test_with_a_clock_cursors_and_compaction_go_at_most_once_a_second(tmp_path):
+    """A commit that writes only its record is the cheapest: cursors, deletes and the counter
+    of numbers ride along at most every COMPACT_S. A crash between forgets only acknowledgements
+    (those messages come again; clients drop them by number), never a number or a message."""
+    from reactor import VirtualClock
+    clock = VirtualClock()
+    path = str(tmp_path / "chat.db")
+    store = Store(path, clock)
+    first = keep(store, "bob", {"n": 1})
+    store.commit()                                      # the first commit compacts
+    other = sqlite3.connect(path)
+    on_disk = lambda: (other.execute("SELECT COUNT(*) FROM log").fetchone()[0],
+                       other.execute("SELECT upto FROM cursors").fetchall())
+    store.acknowledge("bob", first)
+    second = keep(store, "bob", {"n": 2})
+    clock.advance(storage.COMPACT_S / 2)
+    store.commit()
+    assert on_disk() == (2, [])                         # the record only
+    store.close()                                       # a crash here
+    again = Store(path, clock)
+    assert [seq for seq, _ in again.waiting("bob")] == [first, second]   # shown again, by number
+    assert keep(again, "bob", {"n": 3}) == second + 1   # no number given twice
+    again.acknowledge("bob", second)
+    clock.advance(storage.COMPACT_S)
+    again.commit()
+    assert on_disk() == (1, [(second,)])                # compacted: the first two records gone
+    other.close()
