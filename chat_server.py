@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import limits
 import passwords
 import protocol
+import storage
 from consents import Consents
 from delivery import Deliveries
 from lockouts import Lockouts
@@ -559,14 +560,17 @@ class ChatServer:
         return [_answer(request.conn, frame_id, reply, durable=True), *deliveries]
 
     def _taken_before(self, sender, mid, conn, frame_id):
-        """A message whose number (`mid`: client id, number) is at or below the last its
-        client had taken is a repeat: it gets the last reply again (or "repeat" for an older
-        one) and nothing is stored. -> the answer, or None for a new message."""
+        """A message whose number (`mid`: client id, number) its client had taken already is
+        a repeat: it gets the reply to the highest number again (or "repeat" for an older
+        one) and nothing is stored. -> the answer, or None for a new message; old_mid when
+        the number is too far below the highest to tell (storage.REPLAY_WINDOW)."""
         client, number = mid
-        last = self._store.last_taken(sender, client)
-        if number > last:
+        seen = self._store.seen(sender, client, number)
+        if seen is storage.NEW:
             return None
-        reply = self._store.reply_to_last(sender, client) if number == last else {
+        if seen is storage.TOO_OLD:
+            raise Refused("old_mid")
+        reply = self._store.reply_to_last(sender, client) if seen is storage.LAST else {
             "type": "ok", "repeat": True}
         return [_answer(conn, frame_id, reply, durable=True)]
 

@@ -42,6 +42,8 @@ ERRORS = {
     "unavailable": "the server cannot store anything just now; try again later",
     "inbox_full": "too many messages already wait for that user",
     "store_full": "the server keeps as many messages as it can; try again later",
+    "old_mid": "that message number is too far below the highest your client has sent to tell "
+               "whether it was taken; send the message again under a new number",
     "too_slow": "no complete frame in time; the connection is closed",
 }
 

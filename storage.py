@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS senders (
     user TEXT NOT NULL,
     client TEXT NOT NULL,
     number INTEGER NOT NULL,
+    taken TEXT NOT NULL,
     reply TEXT NOT NULL,
     at REAL NOT NULL,
     PRIMARY KEY (user, client)
@@ -78,6 +79,8 @@ JOURNAL_MAX = 100_000       # writes held for a disk that refuses them; past it,
                             # refused too (the memory they hold stays bounded)
 CLIENTS_PER_USER = 64       # senders' counters kept per user: past it, the least recently used
                             # client id is forgotten (a client run that silent retries nothing)
+REPLAY_WINDOW = 1024        # numbers below a client's highest still told apart one by one
+NEW, LAST, TAKEN, TOO_OLD = "new", "last", "taken", "too old"    # what seen() says
 RECORDS_CACHED = 16         # records whose lines are kept in memory after a read
 REWRITE_LIVE = 4            # a record is rewritten once under 1/REWRITE_LIVE of it still waits
 REWRITE_MIN = 16            # ... if it holds at least this many messages
@@ -86,6 +89,7 @@ COMPACT_S = 1.0             # cursors are written, and passed records deleted, a
                             # clients drop what they get again by its number
 _NOBODY = frozenset()       # the block list of a user who blocks nobody
 _NO_CLIENTS = {}            # the counters of a user who has sent nothing (never changed)
+_WINDOW_MASK = (1 << REPLAY_WINDOW) - 1
 _to_json = encode_text      # compact JSON text, by the C encoder built once (protocol.py)
 
 
@@ -179,8 +183,10 @@ class Store:
         self._moved = {}            # cursors moved since the last write of them
         self._dead = []             # records every cursor has passed: deleted at the next write
         self._thin = set()          # records mostly passed: rewritten at the next write
-        self._senders = {}          # user -> {client id: [number, reply text, wall at]}
-        self._senders_moved = {}    # (user, client) -> row to write, or None to delete
+        # user -> {client id: [highest number taken, the numbers taken below it as bits (bit
+        # n: highest - n), the reply to the highest, when last used]}
+        self._senders = {}
+        self._senders_moved = {}    # (user, client) -> entry to write, or None to delete
         self._compacted_at = None   # when cursors and compaction were last written
         self.total = [0, 0]         # [messages, bytes] in the log, as the disk holds them
         self._migrate()
@@ -250,10 +256,10 @@ class Store:
         for user, target in db.execute("SELECT user, target FROM blocks"):
             self._blocks.setdefault(user, set()).add(target)
             self._blocked_by.setdefault(target, set()).add(user)
-        for user, client, number, reply, at in db.execute(
-                "SELECT user, client, number, reply, at FROM senders ORDER BY at"):
-            self._senders.setdefault(user, {})[client] = [number, json.loads(reply),
-                                                          self._from_wall(at)]
+        for user, client, number, taken, reply, at in db.execute(
+                "SELECT user, client, number, taken, reply, at FROM senders ORDER BY at"):
+            self._senders.setdefault(user, {})[client] = [number, int(taken, 16),
+                                                          json.loads(reply), self._from_wall(at)]
         cursors = self._cursors
         for first, recipients, lines in db.execute(
                 "SELECT first_seq, recipients, lines FROM log ORDER BY first_seq").fetchall():
@@ -555,30 +561,47 @@ class Store:
 
     # -- senders' counters: a retried message is answered, never stored twice -------------------
 
-    def last_taken(self, user, client):
-        """The number of the last message `user`'s client `client` had taken, or 0."""
-        taken = self._senders.get(user, _NO_CLIENTS).get(client)
-        return 0 if taken is None else taken[0]
+    def seen(self, user, client, number):
+        """Has `user`'s client `client` had its message `number` taken? -> NEW, LAST (it was
+        the highest taken), TAKEN (below the highest, taken), or TOO_OLD (more than
+        REPLAY_WINDOW below the highest: nobody knows). Like IPsec's anti-replay window, the
+        numbers just below the highest are told apart one by one, so messages that overtake
+        each other (on parallel connections, say) are each taken once."""
+        entry = self._senders.get(user, _NO_CLIENTS).get(client)
+        if entry is None or number > entry[0]:
+            return NEW
+        behind = entry[0] - number
+        if behind >= REPLAY_WINDOW:
+            return TOO_OLD
+        if not entry[1] >> behind & 1:
+            return NEW
+        return LAST if behind == 0 else TAKEN
 
     def reply_to_last(self, user, client):
-        """The reply given to that last message (a dict of its own), or None."""
-        taken = self._senders.get(user, _NO_CLIENTS).get(client)
-        return None if taken is None else dict(taken[1])
+        """The reply given to the highest number taken from that client (a dict of its own),
+        or None."""
+        entry = self._senders.get(user, _NO_CLIENTS).get(client)
+        return None if entry is None else dict(entry[2])
 
     def taken(self, user, client, number, reply, at):
-        """`user`'s client `client` had its message `number` taken, answered `reply` (a dict,
-        copied) at time `at`: written with the message, so a retry after a crash is recognised
-        too. Past CLIENTS_PER_USER client ids, the least recently used one goes."""
+        """`user`'s client `client` had its (NEW) message `number` taken, answered `reply` (a
+        dict, copied, kept if `number` is the highest) at time `at`: written with the
+        message, so a retry after a crash is recognised too. Past CLIENTS_PER_USER client
+        ids, the least recently used one goes."""
         clients = self._senders.get(user)
         if clients is None:
             clients = self._senders[user] = {}
         entry = clients.pop(client, None)
         if entry is None:
-            entry = [number, dict(reply), at]
+            entry = [number, 1, dict(reply), at]
+        elif number > entry[0]:
+            entry[1] = (entry[1] << (number - entry[0]) | 1) & _WINDOW_MASK
+            entry[0], entry[2], entry[3] = number, dict(reply), at
         else:
-            entry[0], entry[1], entry[2] = number, dict(reply), at
+            entry[1] |= 1 << (entry[0] - number)
+            entry[3] = at
         clients[client] = entry         # last in the dict: the most recently used
-        # only the last number per client in a pass is written (encoded then, once)
+        # only each client's last state in a pass is written (encoded then, once)
         self._senders_moved[(user, client)] = entry
         if len(clients) > CLIENTS_PER_USER:
             oldest = next(iter(clients))
@@ -591,14 +614,16 @@ class Store:
         self._ready()
         self._journal_has_room()
         moved, self._senders_moved = self._senders_moved, {}
-        rows = [(user, client, entry[0], encode_text(entry[1]), self._to_wall(entry[2]))
+        rows = [(user, client, entry[0], f"{entry[1]:x}", encode_text(entry[2]),
+                 self._to_wall(entry[3]))
                 for (user, client), entry in moved.items() if entry is not None]
         gone = [key for key, entry in moved.items() if entry is None]
         self._write(self._upsert_senders, rows, gone)
 
     def _upsert_senders(self, rows, gone):
-        self._db.executemany("INSERT OR REPLACE INTO senders (user, client, number, reply, at) "
-                             "VALUES (?, ?, ?, ?, ?)", rows)
+        self._db.executemany("INSERT OR REPLACE INTO senders "
+                             "(user, client, number, taken, reply, at) "
+                             "VALUES (?, ?, ?, ?, ?, ?)", rows)
         self._db.executemany("DELETE FROM senders WHERE user = ? AND client = ?", gone)
 
     def forget_senders_before(self, user, at):
@@ -607,7 +632,7 @@ class Store:
         clients = self._senders.get(user)
         if not clients:
             return
-        for client in [client for client, entry in clients.items() if entry[2] < at]:
+        for client in [client for client, entry in clients.items() if entry[3] < at]:
             del clients[client]
             self._senders_moved[(user, client)] = None
 

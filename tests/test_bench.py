@@ -56,7 +56,7 @@ def test_quick_run_as_a_program_writes_one_well_formed_json_line_per_scenario(tm
         assert record["figures"]["errors"] == 0
         assert record["ceiling_conns_per_s"] == ceiling["figures"]["conns_per_s"]
         assert "vs_ceiling" in record["ratios"]["deliveries_per_s"]
-        assert record["ratios"]["deliveries_per_s"]["target"] == "≥ 900k"
+        assert record["ratios"]["deliveries_per_s"]["target"] == "≥ 300k"
     assert stay_direct["figures"]["frames_per_delivery_conn"] is None   # no delivery connections
     # the table names every scenario and the figure ratios are printed
     assert "direct" in run.stdout and "deliveries_per_s" in run.stdout and "not met" in run.stdout
@@ -191,7 +191,7 @@ def test_generated_credentials_load_as_the_server_loads_them(tmp_path):
 
 
 def test_targets_say_at_least_or_at_most_and_whether_met():
-    assert bench.target_ratio("login", "logins_per_s", 6000) == ("≥ 12k", 0.5, False)
+    assert bench.target_ratio("login", "logins_per_s", 6000) == ("≥ 15k", 0.4, False)
     assert bench.target_ratio("direct", "p99_ms", 2.0) == ("≤ 4", 0.5, True)
     assert bench.target_ratio("idle-10000", "false_timeouts", 0) == ("≤ 0", None, True)
     assert bench.target_ratio("idle-1000", "false_timeouts", 3)[2] is False

@@ -1,4 +1,5 @@
 """Tests of the server's chat core: the scripted replays, then unit tests where clearer."""
+import json
 import os
 import pathlib
 
@@ -11,6 +12,7 @@ from replay import Script, new_script, run_script, summary
 from chat_server import ChatServer, Settings
 from server_events import (Acked, Arm, BadFrame, Deliver, Expired, IdleCheck, Log, Redeliver, Request,
                            Undelivered)
+import storage
 from storage import Store
 
 REPLAYS = sorted((pathlib.Path(__file__).parent / "replays").glob("*.txt"))
@@ -262,6 +264,29 @@ def test_a_retried_request_gets_its_first_reply_and_stores_nothing_twice():
     assert replies(other) == [{"type": "ok", "stored": True}] and store.count_waiting("bob") == 2
     bad = server.handle(Request(3, {**frame, "mid": 7}, "h"), 5.0)
     assert replies(bad)[0]["code"] == "bad_field"
+    no_id = server.handle(Request(3, {**frame, "mid": "c1-2"}, "h"), 6.0)
+    assert replies(no_id) == [{"type": "ok", "stored": True}]     # the first one's id not kept
+
+
+def test_messages_that_overtake_each_other_are_each_stored_once():
+    """On parallel connections a client's numbers may arrive out of order: each is stored
+    the first time it arrives, whatever came before it, and is a repeat after."""
+    server, store = make_server()
+    login(server, "alice", port=5001)
+    say = lambda number, text: replies(server.handle(Request(2, {
+        "type": "message", "token": "s1", "to": "bob", "text": text, "mid": f"c-{number}"},
+        "h"), 0.0))[0]
+    assert say(3, "third") == {"type": "ok", "stored": True}
+    assert say(1, "first") == {"type": "ok", "stored": True}
+    assert say(1, "first") == {"type": "ok", "repeat": True}
+    assert say(3, "third") == {"type": "ok", "stored": True}
+    assert say(2, "second") == {"type": "ok", "stored": True}
+    assert [json.loads(line)["text"] for _, line in store.waiting("bob")] == [
+        "third", "first", "second"]
+    assert say(3 + storage.REPLAY_WINDOW, "far")["type"] == "ok"
+    refused = say(3, "third")
+    assert refused["code"] == "old_mid" and "new number" in refused["message"]
+    assert store.count_waiting("bob") == 4
 
 
 def test_a_token_from_before_a_restart_is_told_so():

@@ -331,7 +331,8 @@ def test_a_data_directory_from_before_the_log_keeps_its_messages_and_numbers(tmp
 def test_a_senders_counter_survives_a_restart_and_old_client_ids_are_forgotten(tmp_path):
     path = str(tmp_path / "chat.db")
     store = Store(path)
-    assert store.last_taken("alice", "c1") == 0 and store.reply_to_last("alice", "c1") is None
+    assert store.seen("alice", "c1", 1) is storage.NEW
+    assert store.reply_to_last("alice", "c1") is None
     store.taken("alice", "c1", 1, {"type": "ok", "stored": False}, 1.0)
     store.taken("alice", "c1", 2, {"type": "ok", "stored": True}, 2.0)
     store.taken("alice", "old", 7, {"type": "ok"}, 0.5)
@@ -339,14 +340,34 @@ def test_a_senders_counter_survives_a_restart_and_old_client_ids_are_forgotten(t
     store.commit()
     store.close()
     store = Store(path)
-    assert store.last_taken("alice", "c1") == 2
+    assert [store.seen("alice", "c1", n) for n in (1, 2, 3)] == [
+        storage.TAKEN, storage.LAST, storage.NEW]
     assert store.reply_to_last("alice", "c1") == {"type": "ok", "stored": True}
-    assert store.last_taken("bob", "c1") == 1          # per sender
+    assert store.seen("bob", "c1", 1) is storage.LAST and store.seen("bob", "c2", 1) is storage.NEW
     store.forget_senders_before("alice", 1.0)
     store.commit()
     store.close()
     store = Store(path)
-    assert store.last_taken("alice", "old") == 0 and store.last_taken("alice", "c1") == 2
+    assert store.seen("alice", "old", 7) is storage.NEW
+    assert store.seen("alice", "c1", 2) is storage.LAST
+
+
+def test_numbers_that_overtake_each_other_are_each_taken_once():
+    """Within REPLAY_WINDOW of the highest, each number is told apart: one that arrives after
+    a higher one is new the first time and a repeat after; further back nobody can tell."""
+    store = Store(":memory:")
+    for number in (5, 2, 9):
+        assert store.seen("alice", "c", number) is storage.NEW
+        store.taken("alice", "c", number, {"type": "ok", "n": number}, 0.0)
+    assert [store.seen("alice", "c", n) for n in (1, 2, 3, 5, 8, 9, 10)] == [
+        storage.NEW, storage.TAKEN, storage.NEW, storage.TAKEN, storage.NEW, storage.LAST,
+        storage.NEW]
+    assert store.reply_to_last("alice", "c") == {"type": "ok", "n": 9}      # the highest's
+    far = 9 + storage.REPLAY_WINDOW
+    store.taken("alice", "c", far, {"type": "ok"}, 0.0)
+    assert store.seen("alice", "c", 9) is storage.TOO_OLD
+    assert store.seen("alice", "c", 10) is storage.NEW     # the window's oldest number
+    assert store.seen("alice", "c", far) is storage.LAST
 
 
 def test_a_user_keeps_the_counters_of_its_most_recent_client_ids_only(monkeypatch):
@@ -354,7 +375,8 @@ def test_a_user_keeps_the_counters_of_its_most_recent_client_ids_only(monkeypatc
     store = Store(":memory:")
     for n, client in enumerate(["a", "b", "a", "c"]):
         store.taken("alice", client, n + 1, {"type": "ok"}, float(n))
-    assert [store.last_taken("alice", c) for c in "abc"] == [3, 0, 4]
+    assert [store.seen("alice", c, n) for c, n in (("a", 3), ("b", 2), ("c", 4))] == [
+        storage.LAST, storage.NEW, storage.LAST]           # b, least recently used, went
 
 
 def test_with_a_clock_cursors_and_compaction_go_at_most_once_a_second(tmp_path):

@@ -8,6 +8,7 @@ import socket
 import pytest
 
 import protocol
+import storage
 from chat_server import ChatServer, Settings
 from passwords import load_credentials
 from reactor import Reactor, VirtualClock
@@ -87,13 +88,12 @@ def test_every_kind_of_write_survives_a_failed_commit(tmp_path):
     assert [seq for seq, _ in again.waiting("bob")][:len(committed) - 1 + len(failed)] == \
         committed[1:] + failed
     assert again.blocks("alice") == {"carol"} and again.lockout("dave") == (2, None)
-    assert again.last_taken("alice", "c") == 1 and again.reply_to_last("alice", "c") == {
-        "type": "ok"}
+    assert again.seen("alice", "c", 1) is storage.LAST
+    assert again.reply_to_last("alice", "c") == {"type": "ok"}
     assert again.box("bob")[0] == len(committed) - 1 + len(failed) + 20   # the ack counted once
 
 
 def test_the_journal_is_bounded(tmp_path, monkeypatch):
-    import storage
     monkeypatch.setattr(storage, "JOURNAL_MAX", 3)
     store = full_store(tmp_path)
     for n in range(3):
@@ -107,7 +107,6 @@ def test_the_journal_is_bounded(tmp_path, monkeypatch):
 def test_writes_held_in_memory_wait_out_a_full_journal(tmp_path, monkeypatch):
     """Kept rows and acknowledgements wait where they are while the journal is full: they
     are neither dropped nor written twice."""
-    import storage
     store = Store(str(tmp_path / "chat.sqlite3"))
     seqs = [keep(store, ["bob"], {"n": n}) for n in range(3)]
     store.commit()
@@ -124,7 +123,7 @@ def test_writes_held_in_memory_wait_out_a_full_journal(tmp_path, monkeypatch):
     again = Store(str(tmp_path / "chat.sqlite3"))
     assert [seq for seq, _ in again.waiting("bob")] == seqs[2:]
     assert [seq for seq, _ in again.waiting("carol")] == later
-    assert again.last_taken("carol", "c") == 1
+    assert again.seen("carol", "c", 1) is storage.LAST
 
 
 # -- the glue: what the clients hear ----------------------------------------------------------
