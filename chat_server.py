@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import limits
 import passwords
 import protocol
-import storage
 from consents import Consents
 from delivery import Deliveries
 from lockouts import Lockouts
 from presence import Presence
+from senders import LAST, NEW, TOO_OLD
 from protocol import FrameError, whole
 from server_events import (Acked, Arm, AskLapses, BadFrame, Close, Closed, Deliver, Expired,
                            IdleCheck, Log, PresenceBatch, Redeliver, Reply, Request,
@@ -224,9 +224,12 @@ class ChatServer:
         frame_id = frame.get("id")
         who = None          # named for the log only if refused: "conn N" until known
         try:
-            if type(frame_id) is not int and not _echoable(frame_id):    # (ints: below)
-                frame_id = None  # an id that cannot be repeated is not repeated
-            elif type(frame_id) is int and not -protocol.MAX_SEQ <= frame_id <= protocol.MAX_SEQ:
+            # an id that cannot be repeated is not repeated (a whole number, the usual id, is
+            # checked here rather than in _echoable: every request comes this way)
+            if type(frame_id) is int:
+                if not -protocol.MAX_SEQ <= frame_id <= protocol.MAX_SEQ:
+                    frame_id = None
+            elif not _echoable(frame_id):
                 frame_id = None
             session, refusal = None, None
             if kind in self._session_requests:
@@ -420,7 +423,7 @@ class ChatServer:
         actions += self._send_waiting(session)
         actions.append(Arm(IdleCheck(user), now + self._settings.timeout_s))
         # client ids silent for a day retry nothing: their counters go
-        self._store.forget_senders_before(user, now - self._settings.replies_kept_s)
+        self._store.senders.forget_before(user, now - self._settings.replies_kept_s)
         return actions
 
     def _end_session(self, user):
@@ -531,7 +534,7 @@ class ChatServer:
         reply = {"type": "ok", "stored": offline}
         deliveries = self._keep_and_deliver(fits, message, head)
         if mid is not None:
-            self._store.taken(session.user, *mid, reply, now)
+            self._store.senders.taken(session.user, *mid, reply, now)
         if frame_id is not None:
             reply["id"] = frame_id      # (_answer, inline: this is the hot path)
         deliveries.insert(0, Reply(request.conn, reply, True))
@@ -556,21 +559,22 @@ class ChatServer:
             reply["full"] = len(full)     # online, but too much already waits for them
         deliveries = self._keep_and_deliver(fits, message, head) if fits else []
         if mid is not None:
-            self._store.taken(sender, *mid, reply, now)
+            self._store.senders.taken(sender, *mid, reply, now)
         return [_answer(request.conn, frame_id, reply, durable=True), *deliveries]
 
     def _taken_before(self, sender, mid, conn, frame_id):
         """A message whose number (`mid`: client id, number) its client had taken already is
         a repeat: it gets the reply to the highest number again (or "repeat" for an older
         one) and nothing is stored. -> the answer, or None for a new message; old_mid when
-        the number is too far below the highest to tell (storage.REPLAY_WINDOW)."""
+        the number is too far below the highest to tell (senders.REPLAY_WINDOW)."""
         client, number = mid
-        seen = self._store.seen(sender, client, number)
-        if seen is storage.NEW:
+        senders = self._store.senders
+        seen = senders.seen(sender, client, number)
+        if seen is NEW:
             return None
-        if seen is storage.TOO_OLD:
+        if seen is TOO_OLD:
             raise Refused("old_mid")
-        reply = self._store.reply_to_last(sender, client) if seen is storage.LAST else {
+        reply = senders.reply_to_last(sender, client) if seen is LAST else {
             "type": "ok", "repeat": True}
         return [_answer(conn, frame_id, reply, durable=True)]
 

@@ -35,7 +35,7 @@ class RateLimiter:
         if not self.enabled:
             return 0.0
         if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY_S:
-            self._prune(now)    # (the test inline: take is on every request's path)
+            self._prune(now)    # (its time check inline: take is on every request's path)
         tokens, at = self._buckets.get(key, (self.burst, now))
         tokens = min(self.burst, tokens + max(0.0, now - at) * self.rate_per_s)
         if tokens >= cost:

@@ -35,6 +35,7 @@ import secrets
 import sqlite3
 
 from protocol import encode_text
+from senders import Senders
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS log (
@@ -77,10 +78,6 @@ CREATE TABLE IF NOT EXISTS blocks (
 
 JOURNAL_MAX = 100_000       # writes held for a disk that refuses them; past it, new ones are
                             # refused too (the memory they hold stays bounded)
-CLIENTS_PER_USER = 64       # senders' counters kept per user: past it, the least recently used
-                            # client id is forgotten (a client run that silent retries nothing)
-REPLAY_WINDOW = 1024        # numbers below a client's highest still told apart one by one
-NEW, LAST, TAKEN, TOO_OLD = "new", "last", "taken", "too old"    # what seen() says
 RECORDS_CACHED = 16         # records whose lines are kept in memory after a read
 REWRITE_LIVE = 4            # a record is rewritten once under 1/REWRITE_LIVE of it still waits
 REWRITE_MIN = 16            # ... if it holds at least this many messages
@@ -88,8 +85,6 @@ COMPACT_S = 1.0             # cursors are written, and passed records deleted, a
                             # often: a crash forgets at most this much of acknowledgements, and
                             # clients drop what they get again by its number
 _NOBODY = frozenset()       # the block list of a user who blocks nobody
-_NO_CLIENTS = {}            # the counters of a user who has sent nothing (never changed)
-_WINDOW_MASK = (1 << REPLAY_WINDOW) - 1
 _to_json = encode_text      # compact JSON text, by the C encoder built once (protocol.py)
 
 
@@ -183,10 +178,7 @@ class Store:
         self._moved = {}            # cursors moved since the last write of them
         self._dead = []             # records every cursor has passed: deleted at the next write
         self._thin = set()          # records mostly passed: rewritten at the next write
-        # user -> {client id: [highest number taken, the numbers taken below it as bits (bit
-        # n: highest - n), the reply to the highest, when last used]}
-        self._senders = {}
-        self._senders_moved = {}    # (user, client) -> entry to write, or None to delete
+        self.senders = Senders()    # which numbered messages each client had taken
         self._compacted_at = None   # when cursors and compaction were last written
         self.total = [0, 0]         # [messages, bytes] in the log, as the disk holds them
         self._migrate()
@@ -256,10 +248,10 @@ class Store:
         for user, target in db.execute("SELECT user, target FROM blocks"):
             self._blocks.setdefault(user, set()).add(target)
             self._blocked_by.setdefault(target, set()).add(user)
-        for user, client, number, taken, reply, at in db.execute(
-                "SELECT user, client, number, taken, reply, at FROM senders ORDER BY at"):
-            self._senders.setdefault(user, {})[client] = [number, int(taken, 16),
-                                                          json.loads(reply), self._from_wall(at)]
+        self.senders.load((user, client, number, taken, json.loads(reply), self._from_wall(at))
+                          for user, client, number, taken, reply, at in db.execute(
+                              "SELECT user, client, number, taken, reply, at FROM senders "
+                              "ORDER BY at"))
         cursors = self._cursors
         for first, recipients, lines in db.execute(
                 "SELECT first_seq, recipients, lines FROM log ORDER BY first_seq").fetchall():
@@ -559,65 +551,16 @@ class Store:
             box = self._boxes[name] = _Box()
         return box
 
-    # -- senders' counters: a retried message is answered, never stored twice -------------------
-
-    def seen(self, user, client, number):
-        """Has `user`'s client `client` had its message `number` taken? -> NEW, LAST (it was
-        the highest taken), TAKEN (below the highest, taken), or TOO_OLD (more than
-        REPLAY_WINDOW below the highest: nobody knows). Like IPsec's anti-replay window, the
-        numbers just below the highest are told apart one by one, so messages that overtake
-        each other (on parallel connections, say) are each taken once."""
-        entry = self._senders.get(user, _NO_CLIENTS).get(client)
-        if entry is None or number > entry[0]:
-            return NEW
-        behind = entry[0] - number
-        if behind >= REPLAY_WINDOW:
-            return TOO_OLD
-        if not entry[1] >> behind & 1:
-            return NEW
-        return LAST if behind == 0 else TAKEN
-
-    def reply_to_last(self, user, client):
-        """The reply given to the highest number taken from that client (a dict of its own),
-        or None."""
-        entry = self._senders.get(user, _NO_CLIENTS).get(client)
-        return None if entry is None else dict(entry[2])
-
-    def taken(self, user, client, number, reply, at):
-        """`user`'s client `client` had its (NEW) message `number` taken, answered `reply` (a
-        dict, copied, kept if `number` is the highest) at time `at`: written with the
-        message, so a retry after a crash is recognised too. Past CLIENTS_PER_USER client
-        ids, the least recently used one goes."""
-        clients = self._senders.get(user)
-        if clients is None:
-            clients = self._senders[user] = {}
-        entry = clients.pop(client, None)
-        if entry is None:
-            entry = [number, 1, dict(reply), at]
-        elif number > entry[0]:
-            entry[1] = (entry[1] << (number - entry[0]) | 1) & _WINDOW_MASK
-            entry[0], entry[2], entry[3] = number, dict(reply), at
-        else:
-            entry[1] |= 1 << (entry[0] - number)
-            entry[3] = at
-        clients[client] = entry         # last in the dict: the most recently used
-        # only each client's last state in a pass is written (encoded then, once)
-        self._senders_moved[(user, client)] = entry
-        if len(clients) > CLIENTS_PER_USER:
-            oldest = next(iter(clients))
-            del clients[oldest]
-            self._senders_moved[(user, oldest)] = None
+    # -- senders' counters (senders.py), written with the messages they answer ---------------
 
     def _write_senders(self):
-        if not self._senders_moved:
+        if not self.senders:
             return
         self._ready()
         self._journal_has_room()
-        moved, self._senders_moved = self._senders_moved, {}
-        rows = [(user, client, entry[0], f"{entry[1]:x}", encode_text(entry[2]),
-                 self._to_wall(entry[3]))
-                for (user, client), entry in moved.items() if entry is not None]
-        gone = [key for key, entry in moved.items() if entry is None]
+        rows, gone = self.senders.take_moved()
+        rows = [(user, client, number, taken, encode_text(reply), self._to_wall(at))
+                for user, client, number, taken, reply, at in rows]
         self._write(self._upsert_senders, rows, gone)
 
     def _upsert_senders(self, rows, gone):
@@ -625,16 +568,6 @@ class Store:
                              "(user, client, number, taken, reply, at) "
                              "VALUES (?, ?, ?, ?, ?, ?)", rows)
         self._db.executemany("DELETE FROM senders WHERE user = ? AND client = ?", gone)
-
-    def forget_senders_before(self, user, at):
-        """Forget `user`'s client ids silent since before time `at`: no client retries that
-        long (called at the user's login)."""
-        clients = self._senders.get(user)
-        if not clients:
-            return
-        for client in [client for client, entry in clients.items() if entry[3] < at]:
-            del clients[client]
-            self._senders_moved[(user, client)] = None
 
     # -- times: the core's monotonic seconds in memory, wall-clock seconds on the disk -------
 

@@ -12,7 +12,7 @@ from replay import Script, new_script, run_script, summary
 from chat_server import ChatServer, Settings
 from server_events import (Acked, Arm, BadFrame, Deliver, Expired, IdleCheck, Log, Redeliver, Request,
                            Undelivered)
-import storage
+import senders
 from storage import Store
 
 REPLAYS = sorted((pathlib.Path(__file__).parent / "replays").glob("*.txt"))
@@ -283,7 +283,7 @@ def test_messages_that_overtake_each_other_are_each_stored_once():
     assert say(2, "second") == {"type": "ok", "stored": True}
     assert [json.loads(line)["text"] for _, line in store.waiting("bob")] == [
         "third", "first", "second"]
-    assert say(3 + storage.REPLAY_WINDOW, "far")["type"] == "ok"
+    assert say(3 + senders.REPLAY_WINDOW, "far")["type"] == "ok"
     refused = say(3, "third")
     assert refused["code"] == "old_mid" and "new number" in refused["message"]
     assert store.count_waiting("bob") == 4

@@ -6,6 +6,7 @@ import sqlite3
 import pytest
 
 import protocol
+import senders
 import storage
 from passwords import CredentialsError, load_credentials
 from storage import Store
@@ -328,55 +329,27 @@ def test_a_data_directory_from_before_the_log_keeps_its_messages_and_numbers(tmp
     assert len(Store(path).waiting("bob")) == 3
 
 
-def test_a_senders_counter_survives_a_restart_and_old_client_ids_are_forgotten(tmp_path):
+def test_a_senders_counters_survive_a_restart_and_old_client_ids_are_forgotten(tmp_path):
+    """The store writes senders' counters (senders.py) with the messages they answer."""
     path = str(tmp_path / "chat.db")
     store = Store(path)
-    assert store.seen("alice", "c1", 1) is storage.NEW
-    assert store.reply_to_last("alice", "c1") is None
-    store.taken("alice", "c1", 1, {"type": "ok", "stored": False}, 1.0)
-    store.taken("alice", "c1", 2, {"type": "ok", "stored": True}, 2.0)
-    store.taken("alice", "old", 7, {"type": "ok"}, 0.5)
-    store.taken("bob", "c1", 1, {"type": "ok"}, 2.0)
+    store.senders.taken("alice", "c1", 1, {"type": "ok", "stored": False}, 1.0)
+    store.senders.taken("alice", "c1", 3, {"type": "ok", "stored": True}, 2.0)
+    store.senders.taken("alice", "old", 7, {"type": "ok"}, 0.5)
+    store.senders.taken("bob", "c1", 1, {"type": "ok"}, 2.0)
     store.commit()
     store.close()
     store = Store(path)
-    assert [store.seen("alice", "c1", n) for n in (1, 2, 3)] == [
-        storage.TAKEN, storage.LAST, storage.NEW]
-    assert store.reply_to_last("alice", "c1") == {"type": "ok", "stored": True}
-    assert store.seen("bob", "c1", 1) is storage.LAST and store.seen("bob", "c2", 1) is storage.NEW
-    store.forget_senders_before("alice", 1.0)
+    assert [store.senders.seen("alice", "c1", n) for n in (1, 2, 3, 4)] == [
+        senders.TAKEN, senders.NEW, senders.LAST, senders.NEW]
+    assert store.senders.reply_to_last("alice", "c1") == {"type": "ok", "stored": True}
+    assert store.senders.seen("bob", "c1", 1) is senders.LAST
+    store.senders.forget_before("alice", 1.0)
     store.commit()
     store.close()
     store = Store(path)
-    assert store.seen("alice", "old", 7) is storage.NEW
-    assert store.seen("alice", "c1", 2) is storage.LAST
-
-
-def test_numbers_that_overtake_each_other_are_each_taken_once():
-    """Within REPLAY_WINDOW of the highest, each number is told apart: one that arrives after
-    a higher one is new the first time and a repeat after; further back nobody can tell."""
-    store = Store(":memory:")
-    for number in (5, 2, 9):
-        assert store.seen("alice", "c", number) is storage.NEW
-        store.taken("alice", "c", number, {"type": "ok", "n": number}, 0.0)
-    assert [store.seen("alice", "c", n) for n in (1, 2, 3, 5, 8, 9, 10)] == [
-        storage.NEW, storage.TAKEN, storage.NEW, storage.TAKEN, storage.NEW, storage.LAST,
-        storage.NEW]
-    assert store.reply_to_last("alice", "c") == {"type": "ok", "n": 9}      # the highest's
-    far = 9 + storage.REPLAY_WINDOW
-    store.taken("alice", "c", far, {"type": "ok"}, 0.0)
-    assert store.seen("alice", "c", 9) is storage.TOO_OLD
-    assert store.seen("alice", "c", 10) is storage.NEW     # the window's oldest number
-    assert store.seen("alice", "c", far) is storage.LAST
-
-
-def test_a_user_keeps_the_counters_of_its_most_recent_client_ids_only(monkeypatch):
-    monkeypatch.setattr(storage, "CLIENTS_PER_USER", 2)
-    store = Store(":memory:")
-    for n, client in enumerate(["a", "b", "a", "c"]):
-        store.taken("alice", client, n + 1, {"type": "ok"}, float(n))
-    assert [store.seen("alice", c, n) for c, n in (("a", 3), ("b", 2), ("c", 4))] == [
-        storage.LAST, storage.NEW, storage.LAST]           # b, least recently used, went
+    assert store.senders.seen("alice", "old", 7) is senders.NEW
+    assert store.senders.seen("alice", "c1", 3) is senders.LAST
 
 
 def test_with_a_clock_cursors_and_compaction_go_at_most_once_a_second(tmp_path):

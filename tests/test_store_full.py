@@ -8,6 +8,7 @@ import socket
 import pytest
 
 import protocol
+import senders
 import storage
 from chat_server import ChatServer, Settings
 from passwords import load_credentials
@@ -75,7 +76,7 @@ def test_every_kind_of_write_survives_a_failed_commit(tmp_path):
     store.acknowledge("bob", committed[0])
     store.add_block("alice", "carol")
     store.set_lockout("dave", 2, None)
-    store.taken("alice", "c", 1, {"type": "ok"}, 1.0)
+    store.senders.taken("alice", "c", 1, {"type": "ok"}, 1.0)
     store._db.execute("PRAGMA max_page_count=1").fetchall()    # (no smaller than it is)
     for _ in range(20):
         keep(store, ["bob"], {"text": TEXT * 20})
@@ -88,8 +89,8 @@ def test_every_kind_of_write_survives_a_failed_commit(tmp_path):
     assert [seq for seq, _ in again.waiting("bob")][:len(committed) - 1 + len(failed)] == \
         committed[1:] + failed
     assert again.blocks("alice") == {"carol"} and again.lockout("dave") == (2, None)
-    assert again.seen("alice", "c", 1) is storage.LAST
-    assert again.reply_to_last("alice", "c") == {"type": "ok"}
+    assert again.senders.seen("alice", "c", 1) is senders.LAST
+    assert again.senders.reply_to_last("alice", "c") == {"type": "ok"}
     assert again.box("bob")[0] == len(committed) - 1 + len(failed) + 20   # the ack counted once
 
 
@@ -114,7 +115,7 @@ def test_writes_held_in_memory_wait_out_a_full_journal(tmp_path, monkeypatch):
     store.set_lockout("u1", 1, None)        # the journal is full
     store.acknowledge("bob", seqs[1])
     later = [keep(store, ["carol"], {"n": 2})]
-    store.taken("carol", "c", 1, {"type": "ok"}, 0.0)
+    store.senders.taken("carol", "c", 1, {"type": "ok"}, 0.0)
     with pytest.raises(StoreUnavailable, match="too many writes"):
         store.commit()
     monkeypatch.setattr(storage, "JOURNAL_MAX", 100)
@@ -123,7 +124,7 @@ def test_writes_held_in_memory_wait_out_a_full_journal(tmp_path, monkeypatch):
     again = Store(str(tmp_path / "chat.sqlite3"))
     assert [seq for seq, _ in again.waiting("bob")] == seqs[2:]
     assert [seq for seq, _ in again.waiting("carol")] == later
-    assert again.seen("carol", "c", 1) is storage.LAST
+    assert again.senders.seen("carol", "c", 1) is senders.LAST
 
 
 # -- the glue: what the clients hear ----------------------------------------------------------
