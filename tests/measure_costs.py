@@ -1,5 +1,8 @@
 """Where the server's time goes per message, from a `bench.py --profile` run:
-python3 tests/measure_costs.py bench-profile-direct-1.prof MESSAGES [US_PER_MESSAGE]
+python3 tests/measure_costs.py bench-profile-direct-1.prof PER [US_PER_MESSAGE]
+
+PER is how many messages the run handled, or a function counted once per message (for
+example `chat_server.py:_message`, or `delivery.py:offer` for broadcast deliveries).
 
 Groups the profile's own time (tottime) by what does the work: the chat core, storage (storage.py
 and SQLite), JSON (the C encoder and scanner and the code around them), the glue, the event and
@@ -44,12 +47,23 @@ def grouped(path):
     return totals
 
 
+def counted(path, per):
+    """PER as a number, or how often the function `file.py:name` was called in the profile."""
+    if per.isdigit():
+        return int(per)
+    filename, _, name = per.partition(":")
+    return sum(calls for (file, _, function), (_, calls, _, _, _) in
+               pstats.Stats(path).stats.items()
+               if file.endswith("/" + filename) and function == name)
+
+
 def main():
-    path, messages = sys.argv[1], int(sys.argv[2])
+    path, messages = sys.argv[1], counted(sys.argv[1], sys.argv[2])
     real_us = float(sys.argv[3]) if len(sys.argv) > 3 else None
     totals = grouped(path)
     whole = sum(totals.values())
-    print(f"{'group':66} {'profiled us':>11} {'scaled us':>9}")
+    print(f"{messages} messages; microseconds of server CPU each")
+    print(f"{'group':66} {'profiled':>11} {'scaled':>9}")
     for group, seconds in totals.most_common():
         profiled = seconds / messages * 1e6
         scaled = "" if real_us is None else f"{seconds / whole * real_us:9.2f}"

@@ -27,8 +27,8 @@ from terminal import Terminal, TerminalScreen                      # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER_FILES = {"chat_server.py", "server_glue.py", "server_events.py", "sessions.py",
-                "delivery.py", "storage.py", "limits.py", "lockouts.py", "presence.py",
-                "consents.py"}
+                "delivery.py", "storage.py", "senders.py", "limits.py", "lockouts.py",
+                "presence.py", "consents.py"}
 
 
 def client(reactor, port, name):
