@@ -56,7 +56,7 @@ class Settings:
     # is refused (inbox_full, store_full), never silently dropped.
     inbox_messages: int = 10_000
     inbox_bytes: int = 16 * 1024 * 1024
-    store_messages: int = 1_000_000
+    store_messages: int = 1_000_000   # deliveries waiting: a broadcast counts once per recipient
     store_bytes: int = 256 * 1024 * 1024
     # Presence notices (presence.py): at once within this many deliveries a second, else batched.
     presence_rate_per_s: float = 2000.0
@@ -586,8 +586,9 @@ class ChatServer:
         if store.failing is not None:       # (as _writable; this is the hot path)
             raise StoreUnavailable(store.failing)
         settings = self._settings
-        count, kept = store.total
-        if count >= settings.store_messages or kept + size > settings.store_bytes:
+        # deliveries waiting bound the store's memory (its index holds each), bytes its disk
+        if (store.deliveries + len(recipients) > settings.store_messages
+                or store.total[1] + size > settings.store_bytes):
             raise Refused("store_full")
         full = store.crowded(recipients, settings.inbox_messages, settings.inbox_bytes - size)
         if not full:

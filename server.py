@@ -55,7 +55,8 @@ def _add_limit_options(parser):
     add("--inbox-bytes", type=options.count, default=Settings.inbox_bytes, metavar="N",
         help=f"bytes of messages that may wait for one user (default {Settings.inbox_bytes})")
     add("--store-messages", type=options.count, default=Settings.store_messages, metavar="N",
-        help=f"messages the store keeps in all (default {Settings.store_messages})")
+        help=f"messages waiting in all, each recipient's copy counted "
+             f"(default {Settings.store_messages})")
     add("--store-bytes", type=options.count, default=Settings.store_bytes, metavar="N",
         help=f"bytes of messages the store keeps in all (default {Settings.store_bytes})")
 

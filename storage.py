@@ -181,6 +181,7 @@ class Store:
         self.senders = Senders()    # which numbered messages each client had taken
         self._compacted_at = None   # when cursors and compaction were last written
         self.total = [0, 0]         # [messages, bytes] in the log, as the disk holds them
+        self.deliveries = 0         # deliveries waiting, for everyone (each recipient's counts)
         self._migrate()
         # Numbers are given here. The highest ever given is recorded, so a number is never
         # reused (a crash forgets only numbers of uncommitted messages, which nobody was sent).
@@ -266,6 +267,7 @@ class Store:
                     if seq > cursors.get(name, 0):
                         self._box(name).append(seq, len(wire), first)
                         record.live += 1
+            self.deliveries += record.live
             if not record.live:
                 self._dead.append(first)
         if self._dead:
@@ -348,6 +350,7 @@ class Store:
         record.size += size
         self.total[0] += 1
         self.total[1] += size
+        self.deliveries += len(recipients)
         first = record.first
         boxes = self._boxes
         for name in recipients:     # (_Box.append, inline: once per delivery)
@@ -387,7 +390,7 @@ class Store:
 
     def count_all_waiting(self):
         """How many deliveries wait, for everyone."""
-        return sum(len(box) for box in self._boxes.values())
+        return self.deliveries
 
     def waiting(self, recipient, after=0, limit=-1):
         """`recipient`'s unacknowledged messages after seq `after`, at most `limit` (-1: all):
@@ -425,6 +428,7 @@ class Store:
         end = bisect.bisect_right(box.seqs, upto, start)
         if end == start:
             return
+        self.deliveries -= end - start
         box.bytes -= sum(box.sizes[start:end])
         for first, passed in collections.Counter(box.recs[start:end]).items():
             self._passed(first, passed)

@@ -46,8 +46,8 @@ def test_past_the_store_limit_everyone_is_told():
 
 
 def test_acknowledgements_make_room_in_a_full_store_too():
-    """The store counts what its disk holds: messages leave it with their record, once every
-    recipient has acknowledged all of it (storage.py)."""
+    """The message quota counts deliveries waiting, freed by each acknowledgement; the byte
+    quota what the disk holds, freed once a record's every delivery is acknowledged."""
     server, store = make_server(Settings(store_messages=2))
     login(server, "alice", port=5001)
     assert say(server, to="bob")["type"] == "ok" and say(server, to="bob")["type"] == "ok"
@@ -56,13 +56,25 @@ def test_acknowledgements_make_room_in_a_full_store_too():
     bob = login(server, "bob", port=5002, conn=3)
     seqs = [f["seq"] for f in delivered_frames(bob) if f["type"] == "message"]
     server.handle(Acked("s4", seqs[0]), 1.0)
-    assert say(server, to="carol", now=1.0)["code"] == "store_full"     # half of it waits
-    server.handle(Acked("s4", seqs[1]), 1.0)
-    assert say(server, to="carol", now=1.0)["type"] == "ok"
     assert say(server, to="carol", now=1.0)["type"] == "ok"
     assert say(server, to="carol", now=1.0)["code"] == "store_full"
-    left = [line for _, line in store.waiting("carol")]
-    assert store.total == [2, sum(len(line) for line in left)]
+    on_disk = store.total[1]
+    server.handle(Acked("s4", seqs[1]), 1.0)
+    assert store.total[1] < on_disk         # bob's record went with his last acknowledgement
+    assert say(server, to="carol", now=1.0)["type"] == "ok"
+    assert store.count_all_waiting() == 2
+
+
+def test_a_broadcast_counts_once_on_disk_and_once_per_recipient_in_the_message_quota():
+    server, store = make_server(Settings(store_messages=3))
+    login(server, "alice", port=5001)
+    login(server, "bob", port=5002, conn=3)
+    login(server, "carol", port=5003, conn=4)
+    broadcast = lambda: replies(server.handle(Request(2, {
+        "type": "broadcast", "token": "s1", "text": "all"}, "h"), 0.0))[0]
+    assert broadcast()["type"] == "ok"
+    assert store.total[0] == 1 and store.count_all_waiting() == 2
+    assert broadcast()["code"] == "store_full"          # 2 + 2 deliveries would pass 3
 
 
 def test_a_broadcast_says_how_many_online_users_were_too_full_to_take_it():

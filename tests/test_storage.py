@@ -189,8 +189,10 @@ def test_a_message_for_many_is_stored_once_with_one_number_and_one_line(tmp_path
     with sqlite3.connect(path) as raw:
         assert raw.execute("SELECT COUNT(*), SUM(LENGTH(lines)) FROM log").fetchone() == (
             1, store.total[1])                          # one record for the pass, each line once
+    assert store.count_all_waiting() == 4               # each recipient's delivery counts
     store.close()
-    assert Store(path).waiting("alice") == [(seq, line)]
+    reopened = Store(path)
+    assert reopened.waiting("alice") == [(seq, line)] and reopened.count_all_waiting() == 4
 
 
 def test_a_number_is_never_given_twice_even_after_acks_and_a_restart(tmp_path):
