@@ -118,6 +118,7 @@ class ServerGlue:
         self._held = []           # deliveries of messages whose commit failed, in order
         self._commit_retry_s = 0.0    # while commits fail: the wait before the next try ...
         self._commit_retry_at = 0.0   # ... and when that is
+        self._held_timer = None       # the pass that writes held acknowledgements, if one waits
         self.accepted = Accepted(self)        # the listener's handler
         self.outgoing = Outgoing(self)        # the delivery connections' handler
         self.conns = {}           # id -> accepted connection, for replies
@@ -190,10 +191,19 @@ class ServerGlue:
         if self._commit_retry_s:
             self._commit_retry_s = 0.0
             self.apply(self.core.handle(StoreRecovered(), now))
+        held_until = store.held_until()
+        if held_until is not None and self._held_timer is None:
+            # acknowledgements held for the next compaction: a pass then writes them, even on
+            # a server that has gone quiet (one timer at a time, not one per pass)
+            self._held_timer = self.reactor.call_at(held_until, self._held_due)
         return True
 
     def _commit_due(self):
         """The time to try a failed commit again: the end of this pass does."""
+
+    def _held_due(self):
+        """Held acknowledgements are due: the end of this pass commits them."""
+        self._held_timer = None
 
     def _expired(self, key):
         self.feed(Expired(key))

@@ -642,17 +642,20 @@ class Store:
         """Make every write since the last commit durable, as one transaction (one disk
         sync); StoreUnavailable if it could not (the writes stay for the next try).
 
-        Moved cursors, and the records they passed, go along when there is a transaction
-        anyway, at most every COMPACT_S (with a clock), or when `acks_too` (at shutdown);
-        alone they wait, and a pass that did nothing else costs no sync."""
+        Moved cursors, and the records they passed, go along at most every COMPACT_S (with a
+        clock; without one, with every commit that writes anything else), or when `acks_too`
+        (at shutdown). With a clock they also go alone once COMPACT_S has passed (held_until
+        says when), so an idle server's last acknowledgements are not held until its next
+        message; without one they wait for a commit that writes anything else."""
         self._wall_offset = None
         self._ready()
         self._write_open()
         self._write_senders()
-        if not (self._db.in_transaction or acks_too or self._journal):
-            return
-        if acks_too or self._compaction_due():
+        busy = self._db.in_transaction or bool(self._journal)
+        if acks_too or self._compaction_due(alone=not busy):
             self._write_passed()
+        elif not busy:
+            return
         try:
             self._db.commit()
         except sqlite3.Error as exc:
@@ -662,18 +665,31 @@ class Store:
         self.failing = None
         self.committed_seq = self._next_seq - 1
 
-    def _compaction_due(self):
-        """True if cursors and compaction go with this commit: always without a clock (as
-        in tests), else at most every COMPACT_S. A commit that writes only its record
-        touches one table: 10 us of SQLite here, against 35 with the cursors, the counter and
-        a delete (a ping-pong pays that on every message)."""
+    def _compaction_due(self, alone):
+        """True if cursors and compaction go with this commit (`alone`: it would write
+        nothing else). Without a clock (as in tests), with every commit that writes anything
+        else; with one, at most every COMPACT_S, and alone only when something is held. A
+        commit that writes only its record touches one table: 10 us of SQLite here, against
+        35 with the cursors, the counter and a delete (a ping-pong pays that per message)."""
         if self._clock is None:
-            return True
+            return not alone
+        if alone and not self._holds_passed():
+            return False
         now = self._clock.now()
         if self._compacted_at is not None and now - self._compacted_at < COMPACT_S:
             return False
         self._compacted_at = now
         return True
+
+    def _holds_passed(self):
+        return bool(self._moved or self._dead or self._thin)
+
+    def held_until(self):
+        """When held cursors and compaction are due to be written (with a clock), or None
+        when nothing is held: the glue runs a pass then, so they are."""
+        if self._clock is None or not self._holds_passed():
+            return None
+        return (self._compacted_at or 0.0) + COMPACT_S
 
     def close(self):
         """Close the database; uncommitted writes are lost."""

@@ -359,3 +359,37 @@ def test_a_delivery_whose_socket_cannot_be_made_is_retried_like_any_failed_one(w
     world.clock.advance(1.0)
     pump(world.reactor, lambda: got)
     assert [frame["text"] for frame in got] == ["still here"]
+
+
+def test_a_quiet_servers_last_acknowledgements_reach_the_disk_within_a_second(tmp_path):
+    """Cursors wait for the next compaction (at most once a second), and a server gone quiet
+    runs a pass for it: a crash after that does not send acknowledged messages again."""
+    import sqlite3
+    import storage
+    clock = VirtualClock()
+    reactor = Reactor(clock)
+    path = str(tmp_path / "chat.sqlite3")
+    store = Store(path, clock)
+    core = ChatServer(load_credentials(CREDENTIALS), store, make_secret=counting_secrets())
+    glue = ServerGlue(reactor, core, store, lambda text: None)
+    listener = glue.listen("127.0.0.1", 0)
+    w = types.SimpleNamespace(reactor=reactor, port=listener.port)
+    try:
+        alice, alice_token = logged_in(w, "columbia", "116bway")
+        bob, _ = logged_in(w, "seas", "summerisover")
+        bob.acks = True
+        clock.advance(storage.COMPACT_S)        # the logins' compaction is behind us
+        alice.send({"type": "message", "token": alice_token, "to": "seas", "text": "hi", "id": 2})
+        pump(reactor, lambda: bob.of("message") and store.count_waiting("seas") == 0)
+        on_disk = sqlite3.connect(path)
+        cursor = "SELECT upto FROM cursors WHERE user = 'seas'"
+        assert on_disk.execute(cursor).fetchall() == []        # held: no sync of its own yet
+        # a quiet reactor sleeps until its next timer: one is there by the time it is due
+        assert reactor.next_deadline() <= store.held_until() <= clock.now() + storage.COMPACT_S
+        clock.advance(storage.COMPACT_S)
+        pump(reactor, lambda: on_disk.execute(cursor).fetchall() == [
+            (bob.of("message")[0]["seq"],)])
+        on_disk.close()
+    finally:
+        reactor.close_all()
+        listener.close()
