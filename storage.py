@@ -256,20 +256,22 @@ class Store:
         cursors = self._cursors
         for first, recipients, lines in db.execute(
                 "SELECT first_seq, recipients, lines FROM log ORDER BY first_seq").fetchall():
+            recipients = json.loads(recipients)
             record = _Record(first)
             record.seqs = record.recipients = record.wires = None
-            record.count, record.size = len(json.loads(recipients)), len(lines)
-            self._records[first] = record
-            self.total[0] += record.count
-            self.total[1] += record.size
-            for (seq, names), wire in zip(json.loads(recipients), _lines(lines)):
+            record.count, record.size = len(recipients), len(lines)
+            for (seq, names), wire in zip(recipients, _lines(lines)):
                 for name in names:
                     if seq > cursors.get(name, 0):
                         self._box(name).append(seq, len(wire), first)
                         record.live += 1
-            self.deliveries += record.live
             if not record.live:
-                self._dead.append(first)
+                self._dead.append(first)        # passed, but not yet deleted: now
+                continue
+            self._records[first] = record
+            self.total[0] += record.count
+            self.total[1] += record.size
+            self.deliveries += record.live
         if self._dead:
             self._write_passed()
             self._db.commit()
@@ -413,10 +415,9 @@ class Store:
     def acknowledge(self, recipient, upto):
         """`recipient` has shown every message up to seq `upto`: its cursor moves there.
 
-        The cursor is written with the next commit that has something else to make durable:
-        an acknowledgement alone is not worth a disk sync (0.3 ms here). Lost in a crash,
-        those messages go out again, and the client, which knows their numbers, does not
-        show them twice.
+        The cursor reaches the disk with the next compaction (see commit): an acknowledgement
+        is not worth a disk sync of its own (0.3 ms here). Lost in a crash, those messages go
+        out again, and the client, which knows their numbers, does not show them twice.
         """
         if upto <= self._cursors.get(recipient, 0):
             return
@@ -449,8 +450,7 @@ class Store:
             return          # written first, at the commit; deleted there if nothing waits
         if record.live <= 0:
             self._forget(record)
-        elif (record is not self._open and record.count >= REWRITE_MIN
-              and record.live * REWRITE_LIVE < record.count):
+        elif record.count >= REWRITE_MIN and record.live * REWRITE_LIVE < record.count:
             self._thin.add(first)
 
     def _forget(self, record):
@@ -682,6 +682,7 @@ class Store:
         return True
 
     def _holds_passed(self):
+        """True while cursors, deletes or rewrites wait for a compaction."""
         return bool(self._moved or self._dead or self._thin)
 
     def held_until(self):

@@ -381,3 +381,23 @@ def test_with_a_clock_cursors_and_compaction_go_at_most_once_a_second(tmp_path):
     again.commit()
     assert on_disk() == (1, [(second,)])                # compacted: the first two records gone
     other.close()
+
+
+def test_a_record_every_cursor_has_passed_is_deleted_at_open(tmp_path):
+    """However it came to be left (its delete lost, say), a record nobody waits for is not
+    loaded, not counted, and deleted when the store opens."""
+    path = str(tmp_path / "chat.db")
+    store = Store(path)
+    passed = keep(store, "bob", {"n": 1})
+    store.commit()
+    waits = keep(store, "bob", {"n": 2})
+    store.commit()
+    store.close()
+    with sqlite3.connect(path) as raw:
+        raw.execute("INSERT INTO cursors (user, upto) VALUES ('bob', ?)", (passed,))
+    again = Store(path)
+    assert [seq for seq, _ in again.waiting("bob")] == [waits]
+    assert again.total[0] == 1 and again.count_all_waiting() == 1
+    again.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT first_seq FROM log").fetchall() == [(waits,)]
