@@ -802,6 +802,8 @@ class Reactor:
             conn._dirty = False
             if not conn.closed and not conn.connecting:
                 self._flush(conn)
+                if conn.closing_reason is not None and conn._out and conn._timer is None:
+                    self._linger(conn)      # closed this pass, and the peer did not take all
                 self._update_mask(conn)
 
     def _flush(self, conn):
@@ -867,7 +869,10 @@ class Reactor:
             conn._out = []
             conn._out_bytes = 0
         elif conn._out:
-            if not conn.connecting:     # still connecting: it flushes on connect, bounded by the time-out
+            # still connecting: it flushes on connect, bounded by the time-out; to be written
+            # this pass: the flush decides (most short connections end so: a linger timer and
+            # an epoll change each cost them 4% of their time)
+            if not conn.connecting and not conn._dirty:
                 self._linger(conn)
                 self._update_mask(conn)
             return
