@@ -223,11 +223,12 @@ class KeyedTimers:
         self._reactor = reactor
         self._fire = fire
         self._timers = {}           # key -> Timer
+        self._due_once = self._due  # one bound method for every timer (64 bytes each, else)
 
     def arm(self, key, at):
         """Fire `key` at clock time `at`, instead of whenever it was armed for before."""
         self.cancel(key)
-        self._timers[key] = self._reactor.call_at(at, self._due, key)
+        self._timers[key] = self._reactor.call_at(at, self._due_once, key)
 
     def cancel(self, key):
         """Forget `key`'s timer; nothing happens if there is none."""
