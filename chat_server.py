@@ -587,8 +587,7 @@ class ChatServer:
             raise StoreUnavailable(store.failing)
         settings = self._settings
         # deliveries waiting bound the store's memory (its index holds each), bytes its disk
-        if (store.deliveries + len(recipients) > settings.store_messages
-                or store.total[1] + size > settings.store_bytes):
+        if not store.takes(len(recipients), size, settings.store_messages, settings.store_bytes):
             raise Refused("store_full")
         full = store.crowded(recipients, settings.inbox_messages, settings.inbox_bytes - size)
         if not full:

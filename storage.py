@@ -8,9 +8,9 @@ encoded once, however many receive it. A recipient's acknowledgement moves its c
 ("delivered up to N"), one row per user, instead of deleting a row per message. A record is
 deleted once every cursor has passed all of it, and rewritten smaller once three quarters of it
 is passed (so one message that waits a week keeps only itself, not its whole pass, on the
-disk). What waits for whom is indexed in memory (_Box: numbers, sizes and records, 24 bytes
-a message), rebuilt from the log and the cursors at open; a message's bytes are read back
-from its record when needed.
+disk). What waits for whom is indexed in memory (log_index.py: 24 bytes a delivery), rebuilt
+from the log and the cursors at open; a message's bytes are read back from its record when
+needed.
 
 Measured before choosing (tests/measure_log.py, 256 messages a pass, each commit synced): a row
 per delivery cost 3.2 us a message (2.3 of CPU), a record per pass in SQLite 1.6 (0.85), an
@@ -27,13 +27,12 @@ and the journal written again into a new one, so nothing is dropped and the next
 it all once the disk has room. Meanwhile `commit()` raises StoreUnavailable, and so does any
 call that cannot be served consistently: the caller answers "unavailable", never a yes.
 """
-import array
-import bisect
 import collections
 import json
 import secrets
 import sqlite3
 
+from log_index import LogIndex
 from protocol import encode_text
 from senders import Senders
 
@@ -79,8 +78,6 @@ CREATE TABLE IF NOT EXISTS blocks (
 JOURNAL_MAX = 100_000       # writes held for a disk that refuses them; past it, new ones are
                             # refused too (the memory they hold stays bounded)
 RECORDS_CACHED = 16         # records whose lines are kept in memory after a read
-REWRITE_LIVE = 4            # a record is rewritten once under 1/REWRITE_LIVE of it still waits
-REWRITE_MIN = 16            # ... if it holds at least this many messages
 COMPACT_S = 1.0             # cursors are written, and passed records deleted, at most this
                             # often: a crash forgets at most this much of acknowledgements, and
                             # clients drop what they get again by its number
@@ -90,44 +87,6 @@ _to_json = encode_text      # compact JSON text, by the C encoder built once (pr
 
 class StoreUnavailable(Exception):
     """The store cannot do this now (its disk is full, say); nothing kept before is lost."""
-
-
-class _Record:
-    """One record of the log in memory: how many of its messages' deliveries still wait
-    (`live`), how many messages and bytes it holds on the disk. An open record also holds its
-    messages until it is written."""
-    __slots__ = ("first", "live", "count", "size", "seqs", "recipients", "wires")
-
-    def __init__(self, first):
-        self.first = first
-        self.live = 0
-        self.count = 0
-        self.size = 0
-        self.seqs = []          # while open: the messages' numbers, recipients and lines
-        self.recipients = []
-        self.wires = []
-
-
-class _Box:
-    """What waits for one recipient, oldest first: each message's number, size and record.
-    Arrays (8 bytes an entry); entries before `head` are acknowledged and cut off in bulk."""
-    __slots__ = ("seqs", "sizes", "recs", "head", "bytes")
-
-    def __init__(self):
-        self.seqs = array.array("q")
-        self.sizes = array.array("q")
-        self.recs = array.array("q")
-        self.head = 0
-        self.bytes = 0
-
-    def append(self, seq, size, rec):
-        self.seqs.append(seq)
-        self.sizes.append(size)
-        self.recs.append(rec)
-        self.bytes += size
-
-    def __len__(self):
-        return len(self.seqs) - self.head
 
 
 class Store:
@@ -170,24 +129,19 @@ class Store:
         if max_pages is not None:
             self._db.execute(f"PRAGMA max_page_count={int(max_pages)}").fetchall()
         self.identity = self._identity(new_identity or secrets.token_hex(8))
-        self._records = {}          # first seq -> _Record, every record not yet deleted
-        self._open = None           # the record taking this pass's messages, until written
+        self._index = LogIndex()    # what waits for whom (log_index.py), rebuilt at open
         self._cached = collections.OrderedDict()   # first seq -> {seq: line}, recently read
-        self._boxes = {}            # recipient -> _Box, for those with messages waiting
-        self._cursors = {}          # recipient -> delivered up to this seq
-        self._moved = {}            # cursors moved since the last write of them
-        self._dead = []             # records every cursor has passed: deleted at the next write
-        self._thin = set()          # records mostly passed: rewritten at the next write
         self.senders = Senders()    # which numbered messages each client had taken
         self._compacted_at = None   # when cursors and compaction were last written
-        self.total = [0, 0]         # [messages, bytes] in the log, as the disk holds them
-        self.deliveries = 0         # deliveries waiting, for everyone (each recipient's counts)
         self._migrate()
         # Numbers are given here. The highest ever given is recorded, so a number is never
         # reused (a crash forgets only numbers of uncommitted messages, which nobody was sent).
         self._next_seq = max(self._highest_seq_given() + 1, seq_floor)
         self.committed_seq = self._next_seq - 1     # numbers up to this are on the disk
         self._load()
+        # the index's own, bound once: the core asks them for every message
+        self.box, self.crowded, self.takes = (self._index.box, self._index.crowded,
+                                              self._index.takes)
 
     def _identity(self, identity):
         """This store's name, made with it (`identity` if it is new): a new or wiped store
@@ -242,7 +196,7 @@ class Store:
     def _load(self):
         """Rebuild what waits for whom from the log and the cursors; delete what is passed."""
         db = self._db
-        self._cursors = dict(db.execute("SELECT user, upto FROM cursors"))
+        self._index = LogIndex(db.execute("SELECT user, upto FROM cursors"))
         self._lockouts = {name: (failures, self._from_wall(until) if until else None)
                           for name, failures, until in db.execute(
                               "SELECT name, failures, locked_until FROM lockouts")}
@@ -253,26 +207,11 @@ class Store:
                           for user, client, number, taken, reply, at in db.execute(
                               "SELECT user, client, number, taken, reply, at FROM senders "
                               "ORDER BY at"))
-        cursors = self._cursors
         for first, recipients, lines in db.execute(
                 "SELECT first_seq, recipients, lines FROM log ORDER BY first_seq").fetchall():
-            recipients = json.loads(recipients)
-            record = _Record(first)
-            record.seqs = record.recipients = record.wires = None
-            record.count, record.size = len(recipients), len(lines)
-            for (seq, names), wire in zip(recipients, _lines(lines)):
-                for name in names:
-                    if seq > cursors.get(name, 0):
-                        self._box(name).append(seq, len(wire), first)
-                        record.live += 1
-            if not record.live:
-                self._dead.append(first)        # passed, but not yet deleted: now
-                continue
-            self._records[first] = record
-            self.total[0] += record.count
-            self.total[1] += record.size
-            self.deliveries += record.live
-        if self._dead:
+            self._index.load(first, [(seq, names, len(wire)) for (seq, names), wire
+                                     in zip(json.loads(recipients), _lines(lines))], len(lines))
+        if self._index.dead:            # passed, but not yet deleted: now
             self._write_passed()
             self._db.commit()
             self._journal.clear()
@@ -340,29 +279,7 @@ class Store:
         seq = self._next_seq
         self._next_seq = seq + 1
         wire = head + b',"seq":%d}\n' % seq
-        record = self._open
-        if record is None:
-            record = self._open = self._records[seq] = _Record(seq)
-        size = len(wire)
-        record.seqs.append(seq)
-        record.recipients.append(recipients)
-        record.wires.append(wire)
-        record.live += len(recipients)
-        record.count += 1
-        record.size += size
-        self.total[0] += 1
-        self.total[1] += size
-        self.deliveries += len(recipients)
-        first = record.first
-        boxes = self._boxes
-        for name in recipients:     # (_Box.append, inline: once per delivery)
-            box = boxes.get(name)
-            if box is None:
-                box = boxes[name] = _Box()
-            box.seqs.append(seq)
-            box.sizes.append(size)
-            box.recs.append(first)
-            box.bytes += size
+        self._index.add(seq, recipients, wire)
         return seq, wire
 
     @property
@@ -370,45 +287,31 @@ class Store:
         """The highest number given so far."""
         return self._next_seq - 1
 
-    def box(self, recipient):
-        """(messages, bytes) waiting for `recipient`, exactly."""
-        box = self._boxes.get(recipient)
-        return (0, 0) if box is None else (len(box), box.bytes)
+    @property
+    def total(self):
+        """[messages, bytes] in the log, as the disk holds them."""
+        return self._index.total
 
-    def crowded(self, recipients, messages, size_left):
-        """Those of `recipients` whose box holds `messages` or more, or more than `size_left`
-        bytes (a set)."""
-        boxes, crowded = self._boxes, set()
-        for name in recipients:
-            box = boxes.get(name)
-            if box is not None and (len(box.seqs) - box.head >= messages
-                                    or box.bytes > size_left):
-                crowded.add(name)
-        return crowded
+    @property
+    def deliveries(self):
+        """Deliveries waiting, for everyone (each recipient's counts)."""
+        return self._index.deliveries
 
     def count_waiting(self, recipient):
         """How many messages wait for `recipient`."""
-        return self.box(recipient)[0]
+        return self._index.box(recipient)[0]
 
     def count_all_waiting(self):
         """How many deliveries wait, for everyone."""
-        return self.deliveries
+        return self._index.deliveries
 
     def waiting(self, recipient, after=0, limit=-1):
         """`recipient`'s unacknowledged messages after seq `after`, at most `limit` (-1: all):
         [(seq, line as delivered)], oldest first."""
-        box = self._boxes.get(recipient)
-        if box is None:
-            return []
-        seqs = box.seqs
-        start = bisect.bisect_right(seqs, after, box.head)
-        end = len(seqs) if limit < 0 else min(len(seqs), start + limit)
         found, lines, lines_first = [], None, None
-        for i in range(start, end):
-            first = box.recs[i]
+        for seq, first in self._index.positions(recipient, after, limit):
             if first != lines_first:
                 lines, lines_first = self._lines_of(first), first
-            seq = seqs[i]
             found.append((seq, lines[seq]))
         return found
 
@@ -419,63 +322,25 @@ class Store:
         is not worth a disk sync of its own (0.3 ms here). Lost in a crash, those messages go
         out again, and the client, which knows their numbers, does not show them twice.
         """
-        if upto <= self._cursors.get(recipient, 0):
-            return
-        self._cursors[recipient] = self._moved[recipient] = upto
-        box = self._boxes.get(recipient)
-        if box is None:
-            return
-        start = box.head
-        end = bisect.bisect_right(box.seqs, upto, start)
-        if end == start:
-            return
-        self.deliveries -= end - start
-        box.bytes -= sum(box.sizes[start:end])
-        for first, passed in collections.Counter(box.recs[start:end]).items():
-            self._passed(first, passed)
-        if end == len(box.seqs):
-            del self._boxes[recipient]      # an idle user holds no box
-        elif end > 64 and end * 2 > len(box.seqs):
-            del box.seqs[:end], box.sizes[:end], box.recs[:end]
-            box.head = 0
-        else:
-            box.head = end
-
-    def _passed(self, first, passed):
-        """`passed` deliveries of record `first` are acknowledged: delete it when none
-        waits, or mark it for a rewrite when few do."""
-        record = self._records[first]
-        record.live -= passed
-        if record is self._open:
-            return          # written first, at the commit; deleted there if nothing waits
-        if record.live <= 0:
-            self._forget(record)
-        elif record.count >= REWRITE_MIN and record.live * REWRITE_LIVE < record.count:
-            self._thin.add(first)
-
-    def _forget(self, record):
-        """Every cursor has passed `record`: deleted with the next write of cursors."""
-        del self._records[record.first]
-        self._cached.pop(record.first, None)
-        self._thin.discard(record.first)
-        self.total[0] -= record.count
-        self.total[1] -= record.size
-        self._dead.append(record.first)
+        self._index.acknowledge(recipient, upto)
 
     def _lines_of(self, first):
         """{seq: line} of record `first`, from memory when open or read lately."""
-        record = self._records[first]
-        if record is self._open:
+        record = self._index.records[first]
+        if record is self._index.open:
             return dict(zip(record.seqs, record.wires))
         lines = self._cached.get(first)
         if lines is None:
             lines = self._read_record(first)
-            self._cached[first] = lines
-            if len(self._cached) > RECORDS_CACHED:
-                self._cached.popitem(last=False)
+            self._cache(first, lines)
         else:
             self._cached.move_to_end(first)
         return lines
+
+    def _cache(self, first, lines):
+        self._cached[first] = lines
+        if len(self._cached) > RECORDS_CACHED:
+            self._cached.popitem(last=False)
 
     def _read_record(self, first):
         """{seq: line} of a written record, from the disk."""
@@ -486,59 +351,53 @@ class Store:
 
     def _write_open(self):
         """Write this pass's open record, if any, as one row."""
-        record = self._open
-        if record is None:
+        if self._index.open is None:
             return
         self._ready()               # (before the record is taken: a failure leaves it open)
         self._journal_has_room()
-        self._open = None
+        record = self._index.take_open()
         recipients = _to_json([[seq, names] for seq, names
                                in zip(record.seqs, record.recipients)])
         lines = b"".join(record.wires)
-        self._cached[record.first] = dict(zip(record.seqs, record.wires))
-        if len(self._cached) > RECORDS_CACHED:
-            self._cached.popitem(last=False)
-        record.seqs = record.recipients = record.wires = None
+        self._cache(record.first, dict(zip(record.seqs, record.wires)))
+        self._index.written(record)
         self._write(self._sql, "INSERT INTO log (first_seq, recipients, lines) VALUES (?, ?, ?)",
                     (record.first, recipients, lines))
-        if record.live <= 0:
-            self._forget(record)        # acknowledged before it was written (tests do that)
 
     def _write_passed(self):
         """Write the cursors that moved, and delete or shrink the records they passed; and
         the highest number given, which the log alone may no longer show once records go.
         Left for a later commit while the journal has no room for it: it only frees space."""
+        index = self._index
         self._ready()
-        if len(self._journal) + 3 + len(self._thin) > JOURNAL_MAX:
+        if len(self._journal) + 3 + len(index.thin) > JOURNAL_MAX:
             return
         self._write(self._sql, "INSERT OR REPLACE INTO counters (name, value) "
                     "VALUES ('last_seq', ?)", (self._next_seq - 1,))
-        if self._moved:
-            moved, self._moved = list(self._moved.items()), {}
+        if index.moved:
+            moved, index.moved = list(index.moved.items()), {}
             self._write(self._sql_many, "INSERT OR REPLACE INTO cursors (user, upto) "
                         "VALUES (?, ?)", moved)
-        if self._dead:
-            dead, self._dead = [(first,) for first in self._dead], []
+        if index.dead:
+            dead, index.dead = [(first,) for first in index.dead], []
+            for (first,) in dead:
+                self._cached.pop(first, None)
             self._write(self._sql_many, "DELETE FROM log WHERE first_seq = ?", dead)
-        for first in sorted(self._thin):
+        for first in sorted(index.thin):
             self._rewrite(first)
-            self._thin.discard(first)
+            index.thin.discard(first)
 
     def _rewrite(self, first):
         """Rewrite record `first` with only the messages some cursor has not passed."""
         self._ready()
         rows = self._read("SELECT recipients, lines FROM log WHERE first_seq = ?", (first,))
-        cursors = self._cursors
         kept, lines = [], []
         for (seq, names), wire in zip(json.loads(rows[0][0]), _lines(rows[0][1])):
-            if any(seq > cursors.get(name, 0) for name in names):
+            if self._index.still_waits(seq, names):
                 kept.append([seq, names])
                 lines.append(wire)
-        record = self._records[first]
         blob = b"".join(lines)
-        self.total[0] += len(kept) - record.count
-        self.total[1] += len(blob) - record.size
-        record.count, record.size = len(kept), len(blob)
+        self._index.rewritten(first, len(kept), len(blob))
         self._cached.pop(first, None)
         self._write(self._sql, "UPDATE log SET recipients = ?, lines = ? WHERE first_seq = ?",
                     (_to_json(kept), blob, first))
@@ -548,12 +407,6 @@ class Store:
             return self._db.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise StoreUnavailable(str(exc)) from None
-
-    def _box(self, name):
-        box = self._boxes.get(name)
-        if box is None:
-            box = self._boxes[name] = _Box()
-        return box
 
     # -- senders' counters (senders.py), written with the messages they answer ---------------
 
@@ -673,7 +526,7 @@ class Store:
         35 with the cursors, the counter and a delete (a ping-pong pays that per message)."""
         if self._clock is None:
             return not alone
-        if alone and not self._holds_passed():
+        if alone and not self._index.holds_passed():
             return False
         now = self._clock.now()
         if self._compacted_at is not None and now - self._compacted_at < COMPACT_S:
@@ -681,14 +534,10 @@ class Store:
         self._compacted_at = now
         return True
 
-    def _holds_passed(self):
-        """True while cursors, deletes or rewrites wait for a compaction."""
-        return bool(self._moved or self._dead or self._thin)
-
     def held_until(self):
         """When held cursors and compaction are due to be written (with a clock), or None
         when nothing is held: the glue runs a pass then, so they are."""
-        if self._clock is None or not self._holds_passed():
+        if self._clock is None or not self._index.holds_passed():
             return None
         return (self._compacted_at or 0.0) + COMPACT_S
 

@@ -5,6 +5,7 @@ import sqlite3
 
 import pytest
 
+import log_index
 import protocol
 import senders
 import storage
@@ -259,7 +260,7 @@ def test_a_mostly_acknowledged_record_is_rewritten_with_what_still_waits(tmp_pat
     """One message that waits a week keeps only itself on the disk, not its whole pass."""
     path = str(tmp_path / "chat.db")
     store = Store(path)
-    seqs = [keep(store, "bob", {"n": n}) for n in range(storage.REWRITE_MIN * 2)]
+    seqs = [keep(store, "bob", {"n": n}) for n in range(log_index.REWRITE_MIN * 2)]
     waits = keep(store, "carol", {"n": "for carol"})
     store.commit()
     full_size = store.total[1]

@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+import log_index
 import protocol
 import storage
 from reactor import VirtualClock
@@ -96,6 +97,6 @@ def run(seed, clock, path):
 @pytest.mark.parametrize("with_clock", [False, True], ids=["no clock", "clock"])
 def test_the_log_keeps_what_it_must_through_random_crashes(tmp_path, monkeypatch, seed,
                                                            with_clock):
-    monkeypatch.setattr(storage, "REWRITE_MIN", 4)      # rewrites happen in short runs too
+    monkeypatch.setattr(log_index, "REWRITE_MIN", 4)      # rewrites happen in short runs too
     monkeypatch.setattr(storage, "RECORDS_CACHED", 2)   # and reads from the disk
     run(seed, VirtualClock() if with_clock else None, str(tmp_path / "chat.db"))

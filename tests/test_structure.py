@@ -11,7 +11,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 # its own layer; never one after it. The README's module map describes the same layers.
 LAYERS = [
     ("protocol", "options", "limits", "core_events"),              # the wire, plain helpers
-    ("reactor", "passwords", "senders", "storage"),                # the loop, the disk
+    ("reactor", "passwords", "senders", "log_index", "storage"),   # the loop, the disk
     ("server_events", "client_events"),                            # the cores' vocabularies
     ("lockouts", "consents", "presence", "delivery", "sessions",   # rules with state of their own
      "commands", "peer", "outbox", "doorkeeper"),
