@@ -288,6 +288,9 @@ class ChatClient:
         if command.name == "help":
             out.extend(Show("system", line) for line in help_lines())
             return
+        if command.name == "quit":
+            self._start_exit(now, out)      # as Ctrl-C: log out, then leave on the reply
+            return
         if command.name == "private":
             self._private(command, now, out)
             return

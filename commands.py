@@ -50,12 +50,13 @@ COMMANDS = {
     "N": CommandSpec(("user",), "refuse to give <user> your address (also n)"),
     "private": CommandSpec(("user", "text"), "send <text> straight to <user>, not via the server"),
     "logout": CommandSpec((), "log out; you can then log in again"),
+    "quit": CommandSpec((), "log out and leave the program (also exit)"),
     "help": CommandSpec((), "show this list"),
 }
 
 
-# Other spellings of a command's name.
-ALIASES = {"y": "Y", "n": "N"}
+# Other spellings of a command's name (names are read in any case: MESSAGE is message).
+ALIASES = {"y": "Y", "n": "N", "exit": "quit"}
 
 
 def parse_command(line):
@@ -63,11 +64,11 @@ def parse_command(line):
     rest = line.lstrip()
     if not rest:
         return None
-    name, rest = _next_word(rest)
-    name = ALIASES.get(name, name)
+    typed, rest = _next_word(rest)
+    name = ALIASES.get(typed.lower(), typed.lower())
     spec = COMMANDS.get(name)
     if spec is None:
-        return Usage(f"Unknown command '{name}'. Type help for the list of commands.")
+        return Usage(f"Unknown command '{typed}'. Type help for the list of commands.")
     values = {}
     for param in spec.params:
         rest = rest.lstrip()

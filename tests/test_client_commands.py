@@ -48,8 +48,21 @@ def test_unknown_command_points_to_help():
         "Unknown command 'foo'. Type help for the list of commands.")
 
 
-def test_command_names_are_case_sensitive():
-    assert isinstance(parse_command("Message bob hi"), Usage)
+@pytest.mark.parametrize("line, expected", [
+    ("MESSAGE bob Hi There", Command("message", user="bob", text="Hi There")),
+    ("Online", Command("online")),
+    ("y bob", Command("Y", user="bob")),
+    ("N Bob", Command("N", user="Bob")),            # a name is kept as typed
+    ("EXIT", Command("quit")),
+    ("quit", Command("quit")),
+])
+def test_command_names_are_read_in_any_case_and_exit_is_quit(line, expected):
+    assert parse_command(line) == expected
+
+
+def test_an_unknown_command_is_named_as_typed():
+    assert parse_command("Mesage bob hi") == Usage(
+        "Unknown command 'Mesage'. Type help for the list of commands.")
 
 
 @pytest.mark.parametrize("line", ["", "   ", "\t"])

@@ -528,6 +528,16 @@ def test_leaving_when_logged_in_logs_out_then_exits_on_the_reply(event):
     assert run.reply(OK) == [Exit(0)]
 
 
+@pytest.mark.parametrize("line", ["quit", "exit", "QUIT"])
+def test_quit_logs_out_then_exits_on_the_reply(line):
+    run = logged_in(exit_wait_s=2.0)
+    run.now = 10.0
+    actions = run.do(LineIn(line))
+    assert requests(actions) == [{"type": "logout", "token": "t1"}]
+    assert Arm(ExitDue(), 12.0) in actions and Exit(0) not in actions
+    assert run.reply(OK) == [Exit(0)]
+
+
 def test_leaving_exits_when_the_logout_fails():
     run = logged_in()
     run.do(Interrupted())
