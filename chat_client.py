@@ -18,7 +18,7 @@ from client_events import (Accepted, Arm, Cancel, CloseConn, Exit, ExitDue, Expi
                            Prompt, Pushed, Replied, RequestFailed, SendRequest, SendTo, Show,
                            ShowOnline, Stage, Started, Status)
 from commands import (DEFAULT_ATTEMPTS, Command, Usage, described, error_code, error_text,
-                      help_lines, parse_command, presence_notices, reply_lines,
+                      help_lines, parse_command, presence_notices, refusal, reply_lines,
                       seconds_text, shown, times_text)
 from doorkeeper import Delivered, Door, Doorkeeper, HeadSeen, PrivateIn
 from outbox import Outbox
@@ -284,6 +284,10 @@ class ChatClient:
             return
         if isinstance(command, Usage):
             out.append(Show("system", command.text))
+            return
+        refused = refusal(command)
+        if refused is not None:
+            out.append(Show("system", refused))
             return
         if command.name == "help":
             out.extend(Show("system", line) for line in help_lines())

@@ -35,7 +35,7 @@ class Settings:
     block_time_s: float = 30.0
     timeout_s: float = 31.0
     max_attempts: int = 3
-    max_text_chars: int = 4000
+    max_text_chars: int = protocol.MAX_TEXT_CHARS
     consent_s: float = 60.0     # how long a getaddress waits for the target's answer
     delivery_window: int = 1024  # messages in flight to one client before its acknowledgements,
     delivery_window_bytes: int = 2 * 1024 * 1024   # ... and bytes: half the output limit, so a

@@ -2,7 +2,8 @@
 import pytest
 
 from client_events import AskConsent, Prompt, Show, ShowOnline, Stage, Status
-from commands import COMMANDS, Command, CommandSpec, Usage, help_lines, parse_command, shown
+from commands import (COMMANDS, Command, CommandSpec, Usage, help_lines, parse_command,
+                      refusal, shown)
 from terminal import screen_lines
 
 
@@ -135,3 +136,18 @@ def test_the_terminal_words_what_the_core_shows(action, lines):
 ])
 def test_nothing_is_shown_for_silent_or_malformed_frames(frame):
     assert shown(frame) is None
+
+
+@pytest.mark.parametrize("line, words", [
+    ("message bob " + "x" * 4001, "Your message is 4,001 characters long; the most is 4,000. It was not sent."),
+    ("broadcast " + "x" * 5000, "Your message is 5,000 characters long; the most is 4,000. It was not sent."),
+    ("message b\x1bob hi", "'b\x1bob' cannot be a user name: it holds a character no name has."),
+    ("block " + "x" * 65, "No user name is longer than 64 characters."),
+])
+def test_what_the_server_would_refuse_is_said_in_the_users_words_before_sending(line, words):
+    assert refusal(parse_command(line)) == words
+
+
+def test_a_message_at_the_limit_and_a_plain_name_go_out():
+    assert refusal(parse_command("message bob " + "x" * 4000)) is None
+    assert refusal(parse_command("getaddress seas")) is None

@@ -804,3 +804,12 @@ def test_a_heartbeat_whose_connection_is_slow_to_be_made_is_sent_again_at_once()
         for sock in [hung, *fillers]:
             sock.close()
         live.close()
+
+
+def test_a_message_over_the_limit_is_refused_in_the_users_words_and_not_sent():
+    run = logged_in()
+    actions = run.do(LineIn("message bob " + "x" * 4001))
+    assert requests(actions) == []
+    assert printed(actions) == [
+        "Your message is 4,001 characters long; the most is 4,000. It was not sent."]
+    assert requests(run.do(LineIn("message bob hi")))      # the next one goes out
