@@ -285,7 +285,7 @@ class ChatServer:
 
     def _on_bad_frame(self, event, now):
         """A frame that failed to decode: an error that names why, within the address's limit."""
-        who = f"conn {event.conn} from {event.host}"
+        who = f"conn {event.conn}"
         try:
             self._admit(None, event.host, now)
         except Refused as refusal:
@@ -309,7 +309,7 @@ class ChatServer:
         text = getattr(refusal, "log_text", None)
         if text is None:
             shown_extra = "".join(f" {name}={value}" for name, value in extra.items())
-            text = f"refused {kind} from {who}: {refusal.code}{shown_extra}"
+            text = f"refused {kind} from {who} at {event.host}: {refusal.code}{shown_extra}"
         return [Log(text, (f"refused {kind}: {refusal.code}", event.host)), answer]
 
     def _session_of(self, frame, host=None):

@@ -228,8 +228,8 @@ def test_a_frame_that_cannot_be_decoded_goes_to_the_core_and_the_connection_goes
     replies = [json.loads(line) for line in closed_by_server_pumped(srv, sock).splitlines()]
     assert [r.get("code", r["type"]) for r in replies] == ["bad_utf8", "not_object", "ok"]
     assert [line for line in srv.logged if "refused" in line] == [
-        "refused frame from conn 1 from 127.0.0.1: bad_utf8",
-        "refused frame from conn 1 from 127.0.0.1: not_object"]
+        "refused frame from conn 1 at 127.0.0.1: bad_utf8",
+        "refused frame from conn 1 at 127.0.0.1: not_object"]
 
 
 def closed_by_server_pumped(srv, sock):

@@ -53,7 +53,7 @@ def test_a_frame_that_cannot_be_decoded_gets_its_code_and_one_log_line(code):
     chat = Chat()
     actions = chat.server.handle(BadFrame(9, BAD_HOST, code), chat.now)
     assert [a.frame["code"] for a in actions if isinstance(a, Reply)] == [code]
-    assert logs(actions) == [f"refused frame from conn 9 from {BAD_HOST}: {code}"]
+    assert logs(actions) == [f"refused frame from conn 9 at {BAD_HOST}: {code}"]
     chat.good()
 
 

@@ -344,11 +344,11 @@ def test_logs_never_hold_passwords_or_message_bodies():
 def test_a_request_type_from_the_sender_stays_out_of_the_log():
     server, _ = make_server()
     actions = server.handle(Request(7, {"type": "evil\nline", "id": 1}, "h"), 0.0)
-    assert logs(actions) == ["refused request from conn 7: unknown_type"]
+    assert logs(actions) == ["refused request from conn 7 at h: unknown_type"]
     assert replies(actions)[0] == {"type": "error", "code": "unknown_type",
                                    "message": "unknown frame type", "id": 1}
     with_bad_id = server.handle(Request(7, {"type": "evil\nline", "id": [1]}, "h"), 0.0)
-    assert logs(with_bad_id) == ["refused request from conn 7: bad_field"]
+    assert logs(with_bad_id) == ["refused request from conn 7 at h: bad_field"]
 
 
 def test_a_login_and_logout_without_earlier_failures_write_nothing():
