@@ -195,7 +195,7 @@ def error_text(frame):
 
 # What the user reads for each command's errors; {user} is the name the command gave.
 _ERROR_LINES = {
-    ("message", "blocked"): "Your message could not be delivered as the recipient has blocked you",
+    ("message", "blocked"): "Your message could not be delivered as the recipient has blocked you.",
     ("message", "unknown_user"): "User {user} does not exist.",
     ("message", "self"): "You cannot send a message to yourself.",
     ("message", "inbox_full"): "{user} has too many messages waiting; yours was not sent.",
@@ -237,12 +237,12 @@ def reply_lines(command, frame):
     if command.name == "broadcast":
         missed = [frame.get(field) for field in ("skipped", "full")]
         if any(isinstance(count, int) and count > 0 for count in missed):
-            return ["Your message could not be delivered to some recipients"]
+            return ["Your message could not be delivered to some recipients."]
         return []
     if command.name == "block":
-        return [f"User {command.user} has been blocked"]
+        return [f"User {command.user} has been blocked."]
     if command.name == "unblock":
-        return [f"User {command.user} is unblocked"]
+        return [f"User {command.user} has been unblocked."]
     if command.name == "getaddress":
         return ["request sent"]
     if command.name == "Y" and frame.get("no_port") is True:

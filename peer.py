@@ -131,7 +131,7 @@ class Peers:
         if kind == "address":
             return self._learn_address(user, frame)
         if kind == "address_refused":
-            return [_notice(f"{user} refused to give you address.")]
+            return [_notice(f"{user} refused to give you their address.")]
         if kind == "address_unavailable":
             return [_notice(f"{user} agreed, but their client has no listening port, so it cannot "
                            f"take private messages. Use message {user} <text> instead.")]

@@ -114,7 +114,7 @@ def test_address_is_shown_and_kept():
 
 
 @pytest.mark.parametrize("frame, lines", [
-    ({"type": "address_refused", "user": "bob"}, ["bob refused to give you address."]),
+    ({"type": "address_refused", "user": "bob"}, ["bob refused to give you their address."]),
     ({"type": "address_lapsed", "user": "bob"},
      ["bob did not answer your request for their address."]),
 ])
@@ -419,7 +419,7 @@ def test_blocking_a_peer_drops_its_key_and_closes_its_link():
     run.do(Incoming(5, hello("n5")))
     run.type("block bob")
     actions = run.reply(OK)
-    assert printed(actions) == ["User bob has been blocked"] and CloseConn(5) in actions
+    assert printed(actions) == ["User bob has been blocked."] and CloseConn(5) in actions
     assert run.do(Incoming(5, PRIVATE)) == []      # nothing more from that connection
     run.do(Accepted(6, "n6"))
     assert "you have not agreed" in refused_once(run, 6, hello("n6"), PRIVATE)

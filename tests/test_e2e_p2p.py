@@ -47,7 +47,7 @@ def test_consent_then_private_goes_peer_to_peer_and_the_server_never_sees_it(
     carol.type("getaddress seas")
     bob.expect("Do you agree to have a private talk with google? Y google/N google")
     bob.type("n google")
-    carol.expect("seas refused to give you address.")
+    carol.expect("seas refused to give you their address.")
     alice.type("online")                  # a round trip through the server after the privates
     alice.expect("google")
     server.stop()

@@ -134,7 +134,7 @@ def test_a_staying_client_without_a_port_chats_and_resumes_after_a_cut(
         bob.type("getaddress google")
         carol.expect("Do you agree to have a private talk with seas? Y seas/N seas")
         carol.type("N seas")
-        bob.expect("google refused to give you address.")
+        bob.expect("google refused to give you their address.")
 
         # the cut: one message races it, three follow while alice is away, and alice types one
         bob.type("message columbia racing the cut")

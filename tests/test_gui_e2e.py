@@ -143,7 +143,7 @@ def test_a_refused_consent_and_a_list_that_keeps_its_selection(windows):
         seas.wait(lambda: seas.exists(".consent"), "the consent dialog")
         say_no()                                    # Refuse, or the dialog closed: both a no
         seas.wait(lambda: not seas.exists(".consent"), "the dialog to close")
-        refusals.append("seas refused to give you address.")
+        refusals.append("seas refused to give you their address.")
         google.wait(lambda: google.text(".chat.pane").count(refusals[0]) == len(refusals),
                     "the refusal")
     third = windows()

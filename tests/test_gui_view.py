@@ -270,7 +270,7 @@ def test_compose_to_a_user_messages_them(screen):
     assert screen.texts()[-1] == "me → bob: hi  bob "
     screen.reply(err("blocked"))
     assert screen.texts()[-1] == ("Your message could not be delivered as the recipient has "
-                                  "blocked you")
+                                  "blocked you.")
 
 
 def test_compose_privately_types_a_private_command(screen):
@@ -305,7 +305,7 @@ def test_block_and_unblock_buttons_type_the_commands(screen):
     screen.type(screen.view.act("block", "bob"))
     assert screen.sent() == [{"type": "block", "token": "t1", "user": "bob"}]
     screen.reply(OK)
-    assert screen.texts()[-1] == "User bob has been blocked"
+    assert screen.texts()[-1] == "User bob has been blocked."
     assert screen.view.act("getaddress", "bob") == ["getaddress bob"]
 
 

@@ -129,4 +129,4 @@ def test_full_inboxes_and_a_full_store_are_told_in_the_users_words():
         "bob has too many messages waiting; yours was not sent."]
     run.type("broadcast all")
     assert printed(run.reply({"type": "ok", "skipped": 0, "full": 2})) == [
-        "Your message could not be delivered to some recipients"]
+        "Your message could not be delivered to some recipients."]
