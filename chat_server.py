@@ -734,7 +734,8 @@ class ChatServer:
             return []   # answered already, or ended with a session
         return [Log(f"{key.target} did not answer {key.requester}'s address request within "
                     f"{whole(self._settings.consent_s)} s"),
-                *self._tell(key.requester, {"type": "address_lapsed", "user": key.target})]
+                *self._tell(key.requester, {"type": "address_lapsed", "user": key.target}),
+                *self._tell(key.target, {"type": "consent_lapsed", "user": key.requester})]
 
     def _idle_check(self, key, now):
         session = self._users.get(key.user)

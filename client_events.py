@@ -4,7 +4,8 @@ keys.
 ChatClient (chat_client.py) takes these events and returns these actions; the glue
 (client_glue.py), the staying link (stay.py), the screens (terminal.py, gui.py) and the test
 harnesses make and carry them out, all importing them from here. What the user sees is data
-(`Show`, `AskConsent`, `Prompt`, `ShowOnline`, `Status`); each screen words and draws it.
+(`Show`, `AskConsent`, `ConsentLapsed`, `Prompt`, `ShowOnline`, `Status`); each screen words
+and draws it.
 """
 import enum
 from dataclasses import dataclass
@@ -12,8 +13,8 @@ from dataclasses import dataclass
 from core_events import Arm, Cancel, Expired, Log
 
 # the shared Arm, Expired and Log are this core's too
-__all__ = ["Accepted", "Arm", "AskConsent", "Cancel", "CloseConn", "EndLink", "Exit", "ExitDue",
-           "Expired", "HeartbeatDue", "Incoming", "IncomingClosed", "InputEnded", "Interrupted",
+__all__ = ["Accepted", "Arm", "AskConsent", "Cancel", "CloseConn", "ConsentLapsed", "EndLink",
+           "Exit", "ExitDue", "Expired", "HeartbeatDue", "Incoming", "IncomingClosed", "InputEnded", "Interrupted",
            "LineIn", "LinkClosed", "LinkIdle", "LinkIn", "LinkUp", "Log", "OpenLink",
            "OutboxRetry", "Prompt", "Pushed", "Replied", "RequestFailed", "SendOnLink",
            "SendRequest", "SendTo", "Show", "ShowOnline", "Stage", "Started", "Status"]
@@ -131,6 +132,13 @@ class Show:
 @dataclass(frozen=True, slots=True)
 class AskConsent:
     """`user` asks for our address: answer with Y or N."""
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentLapsed:
+    """`user`'s question for our address lapsed before we answered (unanswered in time, or
+    they left): there is nothing to answer any more."""
     user: str
 
 

@@ -9,9 +9,9 @@ Nothing here knows a chat rule.
 import secrets
 from collections import deque
 
-from client_events import (Accepted, AskConsent, Arm, Cancel, CloseConn, EndLink, Exit, Expired,
-                           Incoming, IncomingClosed, Interrupted, LinkClosed, LinkIn, Log,
-                           OpenLink, Prompt, Replied, RequestFailed, SendOnLink, SendRequest,
+from client_events import (Accepted, AskConsent, Arm, Cancel, CloseConn, ConsentLapsed, EndLink,
+                           Exit, Expired, Incoming, IncomingClosed, Interrupted, LinkClosed,
+                           LinkIn, Log, OpenLink, Prompt, Replied, RequestFailed, SendOnLink, SendRequest,
                            SendTo, Show, ShowOnline, Started, Status)
 from peer import PEER_CONNECT_S
 from protocol import decoded, encode, error, reason_text
@@ -50,7 +50,8 @@ class ClientGlue:
         self._events = deque()
         self._feeding = False
         self._actions = {
-            Show: screen.render, AskConsent: screen.render, Prompt: screen.render,
+            Show: screen.render, AskConsent: screen.render, ConsentLapsed: screen.render,
+            Prompt: screen.render,
             ShowOnline: screen.render, Status: screen.render, Log: self._log,
             SendRequest: self._send_request, SendTo: self._send_to, CloseConn: self._close_conn,
             OpenLink: self._open_link, SendOnLink: self._send_on_link, EndLink: self._end_link,

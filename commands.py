@@ -110,6 +110,11 @@ def _next_word(text):
     return word, text[len(word):]
 
 
+def lapsed_text(user):
+    """What a screen says when `user`'s question for our address lapsed unanswered."""
+    return f"{user} asked for your address, but the request lapsed before you answered."
+
+
 def help_lines():
     """The lines `help` prints: every command with its format."""
     forms = {name: spec.usage(name) for name, spec in COMMANDS.items()}

@@ -56,6 +56,8 @@ class Consents:
                 del self._asks[(requester, target)]
                 if target == user:
                     notices.append((requester, {"type": "address_lapsed", "user": user}))
+                else:       # the asker left: its question to `target` has nobody to answer
+                    notices.append((target, {"type": "consent_lapsed", "user": user}))
         for holder, granter in sorted(self._grants):
             if holder == user:
                 del self._grants[(holder, granter)]

@@ -14,7 +14,9 @@ import sys
 import time
 from dataclasses import dataclass
 
-from client_events import AskConsent, Interrupted, LineIn, Prompt, Show, ShowOnline, Stage, Status
+from client_events import (AskConsent, ConsentLapsed, Interrupted, LineIn, Prompt, Show,
+                           ShowOnline, Stage, Status)
+from commands import lapsed_text
 from terminal import ASK_PASSWORD, ASK_USER, visible
 
 EVERYONE = None     # the compose target that broadcasts
@@ -93,8 +95,8 @@ class ChatView:
         self._password = None           # typed in the form, sent once the name is accepted
         self._lines = []                # lines for the core that no click typed (see take_lines)
         self._renderers = {Show: self._show, AskConsent: self._ask_consent,
-                           Prompt: self._prompt, ShowOnline: self._show_online,
-                           Status: self._status}
+                           ConsentLapsed: self._consent_lapsed, Prompt: self._prompt,
+                           ShowOnline: self._show_online, Status: self._status}
 
     # -- what the core shows ------------------------------------------------------------------
 
@@ -125,6 +127,12 @@ class ChatView:
         if ask.user not in self.asking:
             self.asking.append(ask.user)
         self._say(at, f"{ask.user} asks to talk with you privately.")
+
+    def _consent_lapsed(self, lapsed, at):
+        """The question is gone: so is its dialog (the window draws `consent` again)."""
+        if lapsed.user in self.asking:
+            self.asking.remove(lapsed.user)
+        self._say(at, lapsed_text(lapsed.user))
 
     def _prompt(self, prompt, at):
         self.prompt = _PROMPTS[prompt.stage]

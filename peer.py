@@ -21,7 +21,7 @@ import secrets
 from collections import deque
 from dataclasses import dataclass, field
 
-from client_events import (Arm, AskConsent, EndLink, LinkIdle, Log, OpenLink, SendOnLink,
+from client_events import (Arm, AskConsent, ConsentLapsed, EndLink, LinkIdle, Log, OpenLink, SendOnLink,
                            Show)
 import protocol
 from protocol import MAX_NAME_CHARS
@@ -35,8 +35,8 @@ LISTENER_LABEL = "chat-p2p-listener"    # ... and the listener's proof from pass
 MAX_HOST_CHARS = 253            # the longest host name DNS allows
 CONNECT_FAILED = "Connect failed. Maybe the user's ip has changed."
 # The server's deliveries that Peers.delivered handles.
-PEER_DELIVERIES = ("consent_request", "address", "address_refused", "address_lapsed",
-                   "address_revoked", "address_unavailable")
+PEER_DELIVERIES = ("consent_request", "consent_lapsed", "address", "address_refused",
+                   "address_lapsed", "address_revoked", "address_unavailable")
 
 
 def mac_of(key, sender, receiver, nonce):
@@ -128,6 +128,8 @@ class Peers:
             return [AskConsent(asker)]
         if user is None:
             return [Log(f"malformed {kind} delivery ignored")]
+        if kind == "consent_lapsed":
+            return [ConsentLapsed(user)]
         if kind == "address":
             return self._learn_address(user, frame)
         if kind == "address_refused":

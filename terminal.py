@@ -15,7 +15,9 @@ import codecs
 import os
 import termios
 
-from client_events import AskConsent, InputEnded, LineIn, Prompt, Show, ShowOnline, Stage, Status
+from client_events import (AskConsent, ConsentLapsed, InputEnded, LineIn, Prompt, Show,
+                           ShowOnline, Stage, Status)
+from commands import lapsed_text
 
 CLEAR_LINE = b"\r\x1b[K"        # back to column 0, erase to the end of the line
 BACKSPACES = ("\x7f", "\x08")   # DEL (most terminals) and Ctrl-H
@@ -216,6 +218,8 @@ def screen_lines(action):
     if kind is AskConsent:
         user = action.user
         return [f"Do you agree to have a private talk with {user}? Y {user}/N {user}"]
+    if kind is ConsentLapsed:
+        return [lapsed_text(action.user)]
     if kind is Prompt:
         return [_PROMPTS[action.stage]]
     if kind is ShowOnline:

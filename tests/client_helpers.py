@@ -7,7 +7,7 @@ import protocol
 from protocol import DELIVERY_CLIENT_LABEL, DELIVERY_SERVER_LABEL
 from chat_client import ChatClient, Settings
 from client import parse_args, run
-from client_events import (Accepted, AskConsent, Incoming, LineIn, Prompt, Replied,
+from client_events import (Accepted, AskConsent, ConsentLapsed, Incoming, LineIn, Prompt, Replied,
                            RequestFailed, SendRequest, SendTo, Show, ShowOnline, Started)
 from client_glue import ClientGlue
 from terminal import screen_lines
@@ -91,7 +91,7 @@ def logged_in(**settings):
     return run
 
 
-_SHOWN = (Show, Prompt, AskConsent, ShowOnline)
+_SHOWN = (Show, Prompt, AskConsent, ConsentLapsed, ShowOnline)
 
 
 def printed(actions):

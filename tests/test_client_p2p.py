@@ -117,6 +117,8 @@ def test_address_is_shown_and_kept():
     ({"type": "address_refused", "user": "bob"}, ["bob refused to give you their address."]),
     ({"type": "address_lapsed", "user": "bob"},
      ["bob did not answer your request for their address."]),
+    ({"type": "consent_lapsed", "user": "bob"},
+     ["bob asked for your address, but the request lapsed before you answered."]),
 ])
 def test_refused_and_lapsed_requests_are_shown(frame, lines):
     assert printed(delivered(logged_in(), frame)) == lines

@@ -11,7 +11,7 @@ import pytest
 
 import client
 from chat_client import ChatClient, Settings
-from client_events import (Accepted, AskConsent, Expired, Incoming, Interrupted, OutboxRetry, Prompt, Replied, RequestFailed, SendRequest, Show,
+from client_events import (Accepted, AskConsent, ConsentLapsed, Expired, Incoming, Interrupted, OutboxRetry, Prompt, Replied, RequestFailed, SendRequest, Show,
                            ShowOnline, Stage, Status)
 from client_glue import ClientGlue
 from client_helpers import hello
@@ -500,6 +500,19 @@ def test_consent_questions_are_data_not_a_sentence_to_match():
     view.render(AskConsent("carol"), AT)
     assert view.consent == "bob" and view.asking == ["bob", "carol"]
     assert view.answer(True) == ["Y bob"] and view.consent == "carol"
+
+
+def test_a_question_that_lapses_leaves_the_dialog_and_says_so():
+    view = ChatView()
+    view.render(status(LOGGED_IN), AT)
+    view.render(AskConsent("bob"), AT)
+    view.render(AskConsent("carol"), AT)
+    view.render(ConsentLapsed("bob"), AT)
+    assert view.consent == "carol" and view.asking == ["carol"]
+    assert view.entries[-1].text == ("bob asked for your address, but the request lapsed "
+                                     "before you answered.")
+    view.render(ConsentLapsed("dave"), AT)      # never asked: only said
+    assert view.asking == ["carol"]
 
 
 def test_entry_text_for_every_kind():
