@@ -46,6 +46,10 @@ class Settings:
     exit_wait_s: float = EXIT_WAIT_S
     # starts every message id: random per run unless a test fixes it
     client_id: str = field(default_factory=_random_client_id)
+    # input from a file or a pipe: a failed login, or input that ends before any login
+    # succeeded, ends the run with status 1 and a line on standard error (no one is there to
+    # type again, and the next lines would be read as user names)
+    scripted: bool = False
 
 
 def _is_seq(value):
@@ -98,6 +102,7 @@ class ChatClient:
         self.detached = False           # staying: the server has not yet taken our resume
         self.no_port_told = False       # without a listening port: said so at the first private
         self.input_ended = False
+        self.logged_in_once = False     # a login succeeded in this run (see Settings.scripted)
         self.exiting = False
         self.done = False               # Exit was returned: nothing more happens
         self._status = None             # the last Status said
@@ -246,7 +251,9 @@ class ChatClient:
             self._line(self.lines.popleft(), now, out)
         if (self.input_ended and self.waiting_for is None and not self.lines and not self.exiting
                 and self.outbox.sending is None):
-            if self.token is None:
+            if self.token is None and self.settings.scripted and not self.logged_in_once:
+                self._exit(out, 1, "the input ended before a login succeeded")
+            elif self.token is None:
                 self._exit(out)
             else:
                 self._start_exit(now, out)
@@ -421,9 +428,13 @@ class ChatClient:
             self.stage = Stage.PASSWORD
             out.append(Prompt(Stage.PASSWORD))
         elif error_code(frame) == "unknown_user":
-            out.extend([Show("system", "Wrong username."), Prompt(Stage.USERNAME)])
+            out.append(Show("system", "Wrong username."))
+            if not self._script_fails("no such user", out):
+                out.append(Prompt(Stage.USERNAME))
         else:
-            out.extend([Show("system", error_text(frame)), Prompt(Stage.USERNAME)])
+            out.append(Show("system", error_text(frame)))
+            if not self._script_fails(error_text(frame), out):
+                out.append(Prompt(Stage.USERNAME))
 
     def _reply_login(self, pending, frame, now, out):
         if frame.get("type") == "welcome":
@@ -432,8 +443,9 @@ class ChatClient:
         out.extend(self.doorkeeper.refuse_held())
         code = error_code(frame)
         if code == "wrong_password":
-            out.extend([Show("system", "Wrong password. Please try again."),
-                        Prompt(Stage.PASSWORD)])
+            out.append(Show("system", "Wrong password. Please try again."))
+            if not self._script_fails("wrong password", out):
+                out.append(Prompt(Stage.PASSWORD))
             return
         if code == "too_many_attempts":
             attempts = frame.get("attempts")
@@ -447,12 +459,24 @@ class ChatClient:
         elif code == "unknown_user":
             out.append(Show("system", "Wrong username."))
         else:
-            out.extend([Show("system", error_text(frame)), Prompt(Stage.PASSWORD)])
+            out.append(Show("system", error_text(frame)))
+            if not self._script_fails(error_text(frame), out):
+                out.append(Prompt(Stage.PASSWORD))
             return
-        self._back_to_username(out)
+        if not self._script_fails(code.replace("_", " ") if code else "refused", out):
+            self._back_to_username(out)
+
+    def _script_fails(self, why, out):
+        """A run reading a file or a pipe stops at a failed login -> True if it did."""
+        if not self.settings.scripted:
+            return False
+        self.lines.clear()
+        self._exit(out, 1, f"the login failed ({why}); the rest of the input was not read")
+        return True
 
     def _logged_in(self, frame, now, out):
         self.stage = Stage.LOGGED_IN
+        self.logged_in_once = True
         self.token = frame.get("token")
         self.proof = frame.get("proof")
         self.store = frame.get("store") if isinstance(frame.get("store"), str) else None
@@ -584,10 +608,10 @@ class ChatClient:
             out.append(Log("no reply to logout; exiting anyway"))
             self._exit(out)
 
-    def _exit(self, out):
+    def _exit(self, out, code=0, reason=""):
         self._report_unsent(out, "the server never acknowledged it")
         self.exiting = self.done = True
-        out.append(Exit(0))
+        out.append(Exit(code, reason))
 
     # -- deliveries -----------------------------------------------------------------------------
 

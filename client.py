@@ -74,7 +74,8 @@ def run(args, screen, reactor):
                       server_name=args.host)
     listener = open_listener(args, reactor, glue, screen.log)
     port = None if listener is None else listener.port
-    glue.core = ChatClient(Settings(port, stay=args.stay_connected, heartbeat_s=args.heartbeat))
+    glue.core = ChatClient(Settings(port, stay=args.stay_connected, heartbeat_s=args.heartbeat,
+                                    scripted=getattr(screen, "scripted", False)))
     if args.stay_connected:
         glue.stay = StayLink(glue, (args.address, args.port), screen.log, tls=args.tls_context,
                              server_name=args.host)
@@ -84,6 +85,8 @@ def run(args, screen, reactor):
     finally:
         if listener is not None:
             listener.close()
+    if glue.exit_reason:
+        print(f"client.py: {glue.exit_reason}", file=sys.stderr)
     return glue.exit_code
 
 

@@ -169,8 +169,9 @@ class Status:
 
 @dataclass(frozen=True, slots=True)
 class Exit:
-    """End the program with `code`."""
+    """End the program with `code`; a `reason` is said on standard error (a script's failure)."""
     code: int
+    reason: str = ""
 
 
 # --- Actions: what goes on the wire ----------------------------------------------------------

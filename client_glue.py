@@ -47,6 +47,7 @@ class ClientGlue:
         self.stay = None                # a stay.StayLink with --stay-connected: it carries requests
         self.timers = KeyedTimers(reactor, lambda key: self.feed(Expired(key)))
         self.exit_code = None
+        self.exit_reason = ""       # why a script run failed, for standard error
         self._events = deque()
         self._feeding = False
         self._actions = {
@@ -147,6 +148,7 @@ class ClientGlue:
 
     def _exit(self, action):
         self.exit_code = action.code
+        self.exit_reason = action.reason
         self.reactor.stop()
 
 

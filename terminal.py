@@ -235,6 +235,8 @@ class TerminalScreen:
     def __init__(self, terminal, stdin_fd):
         self.terminal = terminal
         self.stdin_fd = stdin_fd
+        # input from a file or a pipe: a failed login ends the run instead of asking again
+        self.scripted = not os.isatty(stdin_fd)
         self._glue = None
         self._input_done = False
 

@@ -648,8 +648,37 @@ def test_glue_reports_a_server_that_is_not_there(loop):
     port = unused.port
     unused.close()                                   # nobody listens there now
     code, out, err, _ = run_with_input(loop, {}, "alice\n", server_port=port)
-    assert code == 0
+    assert code == 1                                 # a script whose login never happened
     assert "Cannot reach the server (refused)." in out
+
+
+def test_a_script_stops_at_a_failed_login_with_status_1_and_says_why(loop, capsys):
+    """Its next lines would otherwise be read as user names."""
+    answers = {"login": err("wrong_password", attempts_left=2)}
+    code, out, _, server = run_with_input(loop, answers, "alice\nnope\nonline\nbob\n")
+    assert code == 1
+    assert out.splitlines()[-1] == "Wrong password. Please try again."
+    assert _asked(server) == ["check_user", "login"]
+    assert capsys.readouterr().err == (
+        "client.py: the login failed (wrong password); the rest of the input was not read\n")
+
+
+def test_a_script_with_an_unknown_name_stops_too(loop, capsys):
+    code, out, _, server = run_with_input(loop, {"check_user": err("unknown_user")},
+                                          "nobody\nalice\n")
+    assert code == 1 and "Wrong username." in out
+    assert _asked(server) == ["check_user"]
+    assert "the login failed (no such user)" in capsys.readouterr().err
+
+
+def test_a_script_that_logged_in_and_ran_to_its_end_exits_0(loop):
+    code, out, _, server = run_with_input(loop, {"login": WELCOME}, "alice\npw\nonline\n")
+    assert code == 0 and _asked(server)[-1] == "logout"
+
+
+def _asked(server):
+    """The requests a FakeServer was sent, without the byes that end their connections."""
+    return [frame["type"] for frame in server.seen if frame["type"] != "bye"]
 
 
 def test_glue_reports_a_server_that_hangs_up(loop):
@@ -775,9 +804,10 @@ def test_main_runs_from_the_command_line(tmp_path):
         done = subprocess.run([sys.executable, "client.py", "127.0.0.1", str(port)], stdin=stdin,
                               capture_output=True, timeout=WATCHDOG_S,
                               cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    assert done.returncode == 0
+    assert done.returncode == 1                      # the input ended before any login
     assert done.stdout.decode() == ("Please enter username:\n"
                                     "Cannot reach the server (refused).\nPlease enter username:\n")
+    assert done.stderr.decode() == "client.py: the input ended before a login succeeded\n"
 
 
 def test_a_heartbeat_whose_connection_is_slow_to_be_made_is_sent_again_at_once():
