@@ -531,11 +531,13 @@ class ChatClient:
             out.append(Log(f"resume refused: {error_text(frame)}"))
 
     def _fail_check_user(self, pending, now, out):
-        out.append(Prompt(Stage.USERNAME))
+        if not self._script_fails(f"cannot reach the server: {self.outage}", out):
+            out.append(Prompt(Stage.USERNAME))
 
     def _fail_login(self, pending, now, out):
-        out.append(Prompt(Stage.PASSWORD))
         out.extend(self.doorkeeper.refuse_held())
+        if not self._script_fails(f"cannot reach the server: {self.outage}", out):
+            out.append(Prompt(Stage.PASSWORD))
 
     def _fail_command(self, pending, now, out):
         if pending.command.name == "logout" and not self._stale(pending):

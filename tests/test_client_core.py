@@ -647,9 +647,9 @@ def test_glue_reports_a_server_that_is_not_there(loop):
     unused = Reactor(RealClock()).listen("127.0.0.1", 0, Handler())
     port = unused.port
     unused.close()                                   # nobody listens there now
-    code, out, err, _ = run_with_input(loop, {}, "alice\n", server_port=port)
-    assert code == 1                                 # a script whose login never happened
-    assert "Cannot reach the server (refused)." in out
+    code, out, err, _ = run_with_input(loop, {}, "alice\nonline\n", server_port=port)
+    assert code == 1                                 # a script stops: its login cannot happen
+    assert out.splitlines() == ["Please enter username:", "Cannot reach the server (refused)."]
 
 
 def test_a_script_stops_at_a_failed_login_with_status_1_and_says_why(loop, capsys):
@@ -804,10 +804,11 @@ def test_main_runs_from_the_command_line(tmp_path):
         done = subprocess.run([sys.executable, "client.py", "127.0.0.1", str(port)], stdin=stdin,
                               capture_output=True, timeout=WATCHDOG_S,
                               cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    assert done.returncode == 1                      # the input ended before any login
+    assert done.returncode == 1                      # the login could not happen
     assert done.stdout.decode() == ("Please enter username:\n"
-                                    "Cannot reach the server (refused).\nPlease enter username:\n")
-    assert done.stderr.decode() == "client.py: the input ended before a login succeeded\n"
+                                    "Cannot reach the server (refused).\n")
+    assert done.stderr.decode() == ("client.py: the login failed (cannot reach the server: "
+                                    "refused); the rest of the input was not read\n")
 
 
 def test_a_heartbeat_whose_connection_is_slow_to_be_made_is_sent_again_at_once():
