@@ -7,7 +7,7 @@ answer to a command into what the user reads. No state, no clock, no sockets.
 from dataclasses import dataclass
 
 from client_events import Show
-from protocol import MAX_NAME_CHARS, MAX_TEXT_CHARS
+from protocol import MAX_NAME_CHARS, MAX_TEXT_CHARS, name_chars_ok
 
 DEFAULT_ATTEMPTS = 3        # wrong passwords that block a name, when the server does not say
 DEFAULT_LOCKOUT_S = 30      # how long they block it, when the server does not say
@@ -90,18 +90,12 @@ def refusal(command):
     server's own words for these are a developer's), or None when it can."""
     if command.user is not None and len(command.user) > MAX_NAME_CHARS:
         return f"No user name is longer than {MAX_NAME_CHARS} characters."
-    if command.user is not None and not valid_name(command.user):
+    if command.user is not None and not name_chars_ok(command.user):
         return f"'{command.user}' cannot be a user name: it holds a character no name has."
     if command.text is not None and len(command.text) > MAX_TEXT_CHARS:
         return (f"Your message is {len(command.text):,} characters long; the most is "
                 f"{MAX_TEXT_CHARS:,}. It was not sent.")
     return None
-
-
-def valid_name(name):
-    """True for what could be a user name: no control, format or space character, and at most
-    MAX_NAME_CHARS long (the rule protocol.name_field keeps on the server)."""
-    return len(name) <= MAX_NAME_CHARS and name.isprintable() and " " not in name
 
 
 def _next_word(text):
