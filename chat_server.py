@@ -42,7 +42,7 @@ class Settings:
                                 # long backlog goes out in steps, never past that limit
     retry_first_s: float = 1.0  # an unacknowledged delivery is retried after this, doubling
     retry_max_s: float = 30.0   # ... up to this, for as long as the session lives
-    replies_kept_s: float = 86400.0   # a client id's counter is kept this long after its last use
+    counters_kept_s: float = 86400.0   # a client id's counter is kept this long after its last use
     # Token buckets (limits.py); a rate of 0 turns that limit off. A person types far below
     # these; a client's outbox catching up after an outage is paced by slow_down, not refused.
     user_rate_per_s: float = 20.0     # requests a second per logged-in user ...
@@ -423,7 +423,7 @@ class ChatServer:
         actions += self._send_waiting(session)
         actions.append(Arm(IdleCheck(user), now + self._settings.timeout_s))
         # client ids silent for a day retry nothing: their counters go
-        self._store.senders.forget_before(user, now - self._settings.replies_kept_s)
+        self._store.senders.forget_before(user, now - self._settings.counters_kept_s)
         return actions
 
     def _end_session(self, user):

@@ -50,6 +50,9 @@ def test_a_name_may_hold_no_control_format_or_space_character_of_any_kind():
         assert protocol.name_field({"user": f"x{char}y"}, "user", 64) == f"x{char}y"
     accepted = [char for char in refused if _accepts(f"x{char}y")]
     assert accepted == [] and all(_accepts(char) for char in allowed[::97])
+    # the client's check (commands.refusal) is the same rule as the server's
+    assert not any(protocol.name_chars_ok(f"x{char}y") for char in refused)
+    assert all(protocol.name_chars_ok(char) for char in allowed[::97])
 
 
 def _accepts(name):

@@ -451,3 +451,14 @@ def test_a_long_backlog_goes_out_one_window_at_a_time_as_acknowledgements_come()
     assert delivered_frames(new) == []                   # the window is full: it waits its turn
     after = server.handle(Acked("s4", 5), 2.0)
     assert [f["text"] for f in delivered_frames(after)] == ["5", "6", "new"]
+
+
+def test_a_client_ids_counter_goes_at_its_users_login_once_unused_for_the_time_kept():
+    server, store = make_server(Settings(counters_kept_s=100.0))
+    login(server, "alice", port=5001)
+    frame = {"type": "message", "token": "s1", "to": "bob", "text": "hi", "mid": "old-1"}
+    server.handle(Request(2, frame, "h"), 0.0)
+    login(server, "alice", port=5001, now=50.0)             # used 50 s ago: kept
+    assert store.senders.seen("alice", "old", 1) is senders.LAST
+    login(server, "alice", port=5001, now=101.0)            # unused for longer: forgotten
+    assert store.senders.seen("alice", "old", 1) is senders.NEW
