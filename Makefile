@@ -2,13 +2,15 @@
 PYTHON ?= python3
 VENV ?= .venv
 PORT ?= 4119
+IRC ?=
 HOST ?= 127.0.0.1
 ARGS ?=
 
 .PHONY: server client gui test test-setup clean cert bench
 
+# IRC=6667: IRC clients (irssi, WeeChat) join the same room on that port too.
 server:
-	$(PYTHON) server.py $(PORT) $(ARGS)
+	$(PYTHON) server.py $(PORT) $(if $(IRC),--irc-port $(IRC)) $(ARGS)
 
 # STAY=1: one connection that stays open (behind NAT); add ARGS=--no-listen to open no port.
 client:

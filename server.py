@@ -13,9 +13,11 @@ import sqlite3
 import ssl
 import sys
 
+import irc_wire
 import options
 import passwords
 from chat_server import ChatServer, Settings
+from irc_glue import IrcFront
 from reactor import FRAME_TIME_S, RealClock, Reactor
 from server_glue import (DELIVERY_CONNECTS, MAX_CONNECTIONS, MAX_PER_ADDRESS, ServerGlue,
                          make_logger)
@@ -95,10 +97,19 @@ def parse_args(argv):
                         help="full (default): stored state is on the disk before any reply "
                              "says so; normal: it survives the server's crash but maybe not "
                              "a power cut, for about half the latency (storage.py)")
+    parser.add_argument("--irc-port", type=options.any_port, metavar="PORT",
+                        help="also take IRC clients on this port (irssi, WeeChat...), in the "
+                             "same room with the same accounts (PROTOCOL.md, \"IRC\")")
+    parser.add_argument("--irc-name", default="chat.server", metavar="NAME",
+                        help="the server's name in IRC replies (default chat.server)")
+    parser.add_argument("--irc-room", default="#chat", metavar="CHANNEL",
+                        help="the IRC channel that is the room (default #chat)")
     parser.add_argument("--tls-cert", metavar="FILE", help="speak TLS with this certificate (PEM)")
     parser.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
     _add_limit_options(parser)
     args = parser.parse_args(argv)
+    if not (args.irc_room.startswith("#") and irc_wire.nick_ok(args.irc_room[1:])):
+        parser.error(f"--irc-room {args.irc_room!r} is no channel name: # and letters, say #chat")
     args.tls_context = None
     if args.tls_cert or args.tls_key:
         if not (args.tls_cert and args.tls_key):
@@ -169,6 +180,15 @@ def main(argv=None):
     except OSError as exc:
         print(f"server.py: cannot listen on port {args.port}: {exc.strerror}", file=sys.stderr)
         return 1
+    irc_listener = None
+    if args.irc_port is not None:
+        front = IrcFront(glue, credentials, args.irc_name, args.irc_room)
+        try:
+            irc_listener = reactor.listen(args.host, args.irc_port, front, tls=args.tls_context)
+        except OSError as exc:
+            print(f"server.py: cannot listen on IRC port {args.irc_port}: {exc.strerror}",
+                  file=sys.stderr)
+            return 1
 
     def stop(signum):
         log(f"stopping ({signal.Signals(signum).name})")
@@ -177,8 +197,12 @@ def main(argv=None):
     reactor.on_signals(stop)
     secured = "TLS" if args.tls_context else "plain TCP: passwords cross the network in clear"
     log(f"listening on {args.host}:{listener.port} with {len(credentials)} accounts ({secured})")
+    if irc_listener is not None:
+        log(f"IRC clients on {args.host}:{irc_listener.port}, room {args.irc_room}")
     reactor.run()
     listener.close()
+    if irc_listener is not None:
+        irc_listener.close()
     reactor.close_all("server stopping")
     try:
         store.commit(acks_too=True)

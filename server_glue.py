@@ -37,7 +37,7 @@ DELIVERY_TURN_S = 0.25        # a connect still going after this gives up its tu
 COMMIT_RETRY_FIRST_S = 0.1    # a commit that failed is tried again after this, doubling ...
 COMMIT_RETRY_MAX_S = 5.0      # ... up to this, until one succeeds
 UNREACHED = ("refused", "timed out", "unreachable")   # close reasons meaning nothing was delivered
-ORDINARY_CLOSES = ("bye", "eof", "idle", "server stopping")   # not worth a log line
+ORDINARY_CLOSES = ("bye", "eof", "idle", "server stopping", "quit")   # (quit: IRC)   # not worth a log line
 
 
 class _Quiet:
@@ -52,7 +52,7 @@ class _Quiet:
         self.reason = "idle"
 
 
-class _AcceptedState(_Quiet):
+class AcceptedState(_Quiet):
     """A connection a client opened to us."""
     __slots__ = ()
 
@@ -379,7 +379,7 @@ class ServerGlue:
             return
         reason = quiet.reason
         if reason != "idle":    # hostile or broken, not merely done: told why, and logged
-            conn.send(encode(error("too_slow")))
+            conn.handler.on_frame_timeout(conn)
             reason = f"{reason} within {whole(quiet.limit_s)} s"
         conn.close(reason)
 
@@ -410,8 +410,12 @@ class Accepted(Handler):
             return
         glue.conns[conn.id] = conn
         mine[conn.id] = conn
-        conn.data = _AcceptedState()
+        conn.data = self.new_state(conn)
         glue.arm_quiet(conn, glue.first_frame_s, "no complete frame")
+
+    def new_state(self, conn):
+        """The slotted state an accepted connection keeps (irc_glue's holds more)."""
+        return AcceptedState()
 
     def _refuse(self, conn, what, reason):
         """Close a new connection at once, unanswered; said once a minute per address."""

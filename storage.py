@@ -110,6 +110,7 @@ class Store:
             raise ValueError(f"sync must be 'full' or 'normal', not {sync!r}")
         self._clock = clock
         self._wall_offset = None    # wall-clock minus monotonic seconds; None: read it again
+        self._pass_at = None        # this pass's `"at"` for the lines it keeps; None: read it
         self._db = sqlite3.connect(path)
         if path != ":memory:":
             # WAL: a crash leaves each committed pass whole, and readers never block the writer.
@@ -275,10 +276,16 @@ class Store:
         """Keep one message for `recipients` (names): `head` is its JSON line without the
         closing brace (bytes); the store numbers it. -> (seq, the line as delivered).
 
-        It waits in this pass's open record, written in one statement at the next commit."""
+        It waits in this pass's open record, written in one statement at the next commit.
+        With a clock the line says when (`at`, wall-clock seconds, one time for a pass), so
+        a message read at the next login can be shown with the time it was sent."""
         seq = self._next_seq
         self._next_seq = seq + 1
-        wire = head + b',"seq":%d}\n' % seq
+        at = self._pass_at
+        if at is None:
+            at = self._pass_at = b"" if self._clock is None else (
+                b',"at":%.3f' % self._clock.wall())
+        wire = b'%s%s,"seq":%d}\n' % (head, at, seq)
         self._index.add(seq, recipients, wire)
         return seq, wire
 
@@ -501,6 +508,7 @@ class Store:
         says when), so an idle server's last acknowledgements are not held until its next
         message; without one they wait for a commit that writes anything else."""
         self._wall_offset = None
+        self._pass_at = None
         self._ready()
         self._write_open()
         self._write_senders()

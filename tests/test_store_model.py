@@ -44,7 +44,11 @@ def run(seed, clock, path):
             text = f"m{step} " + "x" * rng.randint(0, 300)
             seq, line = store.keep(recipients, protocol.line_head({"text": text}))
             assert seq > model.highest_durable          # never a number the disk has seen
-            assert json.loads(line) == {"text": text, "seq": seq}
+            kept = json.loads(line)
+            # with a clock the line says when it was kept (its pass's first keep: not later)
+            at = kept.pop("at", None)
+            assert at is None if clock is None else at <= clock.wall()
+            assert kept == {"text": text, "seq": seq}
             model.messages[seq] = (recipients, text)
             model.pending.add(seq)
         elif roll < 0.7:

@@ -1,0 +1,169 @@
+"""The IRC port's glue: IRC connections on the same reactor, core and store as the native port.
+
+`IrcFront` is the IRC listener's handler. It is the native port's `Accepted` (the same caps
+per address and in all, the same shedding, quiet and frame timers) with another codec: each
+line is parsed (irc_wire) and handed to the connection's `IrcSession`, whose requests go to the
+core as the native port's do. The core answers through `ServerGlue.conns`, where an IRC
+connection is an `IrcLink`: it takes the native frames the glue writes, and the session
+turns them into IRC lines. So neither the core nor the native glue knows IRC exists.
+
+Timers per connection: every KEEPALIVE_S a heartbeat for the core (IRC clients send none),
+and a PING once the client has been silent PING_AFTER_S; silent IDLE_S, it is closed.
+"""
+import json
+
+from irc_session import IrcSession
+from irc_wire import BadText, TooLong, line, parse
+from server_events import Request
+from server_glue import Accepted, AcceptedState
+
+KEEPALIVE_S = 15.0      # the core ends a session after 31 s without a request
+PING_AFTER_S = 60.0     # a client silent this long is asked whether it is there
+IDLE_S = 150.0          # ... and closed ("ping timeout") silent this long
+
+
+class _IrcState(AcceptedState):
+    __slots__ = ("link",)
+
+
+class IrcFront(Accepted):
+    """The IRC listener's handler; see the module docstring."""
+
+    def __init__(self, glue, accounts, server_name, room):
+        super().__init__(glue)
+        self.accounts = accounts
+        self.server_name = server_name
+        self.room = room
+
+    def new_state(self, conn):
+        state = _IrcState()
+        state.link = IrcLink(self.glue, conn, IrcSession(self.accounts, self.server_name,
+                                                         self.room, conn.peer[0]))
+        self.glue.conns[conn.id] = state.link     # the core's replies reach it there
+        return state
+
+    def on_frames(self, conn, lines):
+        link = conn.data.link
+        clock = self.glue.reactor.clock
+        wall = clock.wall()
+        session = link.session
+        for raw in lines:
+            if conn.closing_reason is not None or session.gone:
+                break
+            try:
+                message = parse(raw)
+            except TooLong:
+                session.too_long()
+            except BadText:
+                session.refused_text(_command_of(raw))
+            else:
+                if message is not None:
+                    session.from_client(message, wall)
+            link.flush()
+        link.last_heard = clock.now()
+        self.glue.arm_quiet(conn, IDLE_S)
+
+    def on_oversize(self, conn):
+        conn.data.link.session.too_long()
+        conn.data.link.flush()
+
+    def on_frame_timeout(self, conn):
+        conn.send(line("", "ERROR", "Closing link: too slow (no complete line in time)"))
+
+    def on_closed(self, conn, reason):
+        state = conn.data
+        if state is not None:
+            state.link.closed()
+        super().on_closed(conn, reason)
+
+
+class IrcLink:
+    """An IRC connection as the native glue sees it: `send` takes a native frame's line,
+    `close` ends it. It also carries the session's requests to the core, and its timers."""
+
+    def __init__(self, glue, conn, session):
+        self.glue = glue
+        self.conn = conn
+        self.session = session
+        self.id = conn.id
+        self.last_heard = glue.reactor.clock.now()
+        self._ping_queued = False
+        self._requests_queued = False
+        self._keepalive = glue.reactor.call_later(KEEPALIVE_S, self._keep_alive)
+
+    # -- what the native glue calls --------------------------------------------------------
+
+    def send(self, data):
+        """A native frame from the core (a reply or a delivery) -> IRC lines."""
+        frame = json.loads(data)
+        session = self.session
+        session.from_core(frame, self.glue.reactor.clock.wall())
+        self._write()
+        if session.shown_seq > session.acked_seq and not self._ping_queued:
+            # one PING after this pass's deliveries: its PONG acknowledges them all
+            self._ping_queued = True
+            self.glue.reactor.call_soon(self._ping_for_ack)
+        if session.requests and not self._requests_queued:
+            # asked while the glue finishes a pass: they go to the core in the next one
+            self._requests_queued = True
+            self.glue.reactor.call_soon(self._send_requests)
+
+    def close(self, reason):
+        self.conn.close(reason)
+
+    # -- the session's output --------------------------------------------------------------
+
+    def flush(self):
+        """The session's lines to the client, its requests to the core, its hang-up."""
+        self._write()
+        self._send_requests()
+
+    def _write(self):
+        session = self.session
+        if session.lines:
+            self.conn.send(b"".join(session.lines))
+            session.lines.clear()
+        if session.hangup is not None and self.conn.closing_reason is None:
+            self.conn.close(session.hangup)
+
+    def _send_requests(self):
+        self._requests_queued = False
+        session = self.session
+        if not session.requests:
+            return
+        requests, session.requests = session.requests, []
+        glue = self.glue
+        now = glue.reactor.clock.now()
+        host = self.conn.peer[0]
+        for frame in requests:
+            glue.apply(glue.core.handle(Request(self.id, frame, host), now))
+
+    def _ping_for_ack(self):
+        self._ping_queued = False
+        self.session.ping_for_ack()
+        self._write()
+
+    def _keep_alive(self):
+        reactor = self.glue.reactor
+        if self.conn.closed or self.conn.closing_reason is not None:
+            return
+        if reactor.clock.now() - self.last_heard >= PING_AFTER_S:
+            self.session.say("PING", self.session.server, source="")
+        self.session.keepalive()
+        self.flush()
+        self._keepalive = reactor.call_later(KEEPALIVE_S, self._keep_alive)
+
+    def closed(self):
+        """The connection is gone: a user still logged in logs out (no QUIT came)."""
+        self._keepalive.cancel()
+        self.session.connection_lost()
+        self._send_requests()
+
+
+def _command_of(raw):
+    """The command word of a line that is not UTF-8, for its FAIL (or '*')."""
+    words = raw.split()
+    while words and words[0][:1] in (b"@", b":"):
+        words.pop(0)
+    word = words[0].decode("ascii", "replace").upper() if words else "*"
+    return word if word.isalpha() else "*"

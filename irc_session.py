@@ -1,0 +1,706 @@
+"""One IRC client's connection, translated both ways: IRC lines to the chat core's requests, and
+the core's replies and deliveries back to IRC lines (no I/O; irc_glue.py moves the bytes).
+
+To the core an IRC connection is a staying client (PROTOCOL.md, "Staying connected"): it logs
+in with `"stay": true` and no port, its requests carry ids, and deliveries come on it. So the
+core, its accounts, lockouts, block lists and stored messages are the same for both protocols.
+
+    irc_wire.Message -> IrcSession.from_client(message, wall) -> .lines (bytes for the client),
+    core frame       -> IrcSession.from_core(frame, wall)        .requests (frames for the core),
+                                                                  .hangup (a reason, or None)
+
+The room is one channel (`room`) that every logged-in user is in: speaking there is
+`broadcast`, its members are `online`, logins and logouts are JOIN and QUIT. The service nick
+(`SERVICE`) takes the native client's words for what IRC has none for (`block`, `online`, `y`).
+
+Acknowledgements: IRC has none, but TCP keeps order, so a PONG to a PING sent after deliveries
+proves the client read them all: the PONG becomes the core's cumulative `ack` (PROTOCOL.md, "IRC").
+"""
+import base64
+import binascii
+import time
+
+from irc_wire import Message, fold, line, nick_ok, pieces
+
+SERVICE = "chat"
+SERVICE_SOURCE = f"{SERVICE}!{SERVICE}@services"
+USER_HOST = "chat"      # every user's host in IRC prefixes: the server tells no addresses
+CAPS = {"sasl": "PLAIN", "server-time": None, "message-tags": None, "echo-message": None}
+VERSION = "chat-1"
+TOPIC = "The chat room: everyone logged in is here. /msg chat help for the rest."
+MAX_TARGETS = 4
+ACK_TOKEN = "ack-"          # our PINGs that acknowledge carry this and the seq they cover
+HELP = ("Commands (send them to me as a message): online | block USER | unblock USER | "
+        "y USER / n USER (answer a request for your address) | logout. /msg USER and the "
+        f"room are message and broadcast; SILENCE +USER / -USER blocks too. Private (peer to "
+        f"peer) talk is for client.py users only.")
+
+# Refusals from the core -> what an IRC user reads (the native codes are in PROTOCOL.md).
+_WHY = {
+    "blocked": "{to} blocks you: not sent",
+    "inbox_full": "too many messages already wait for {to}: not sent, try later",
+    "store_full": "the server holds as many messages as it may: not sent, try later",
+    "unavailable": "the server cannot store messages just now: not sent, send it again in a "
+                   "moment",
+    "slow_down": "too many messages at once: not sent, send it again in a moment",
+    "unknown_user": "there is no user {to}",
+    "already_blocked": "you already block {to}",
+    "not_blocked": "you do not block {to}",
+    "self": "that names yourself",
+    "offline": "{to} is not online",
+    "already_asked": "you asked {to} already",
+    "no_request": "{to} has not asked for your address (or the question lapsed)",
+}
+_LOGIN_REFUSED = {
+    "wrong_password": "Wrong password ({attempts_left} attempts left before the name is blocked)",
+    "too_many_attempts": "Wrong password: the name is blocked for {seconds} s",
+    "locked": "This name is blocked for a while after wrong passwords; try later",
+    "unknown_user": "No account is called {user}",
+    "slow_down": "Too many failed logins from your address; try again in {seconds} s",
+    "unavailable": "The server cannot log anyone in just now; try again in a moment",
+    "bad_field": "That name or password cannot be used here",
+}
+
+
+def stamp(at):
+    """Wall-clock seconds -> IRCv3 server-time, UTC with milliseconds."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{int(at * 1000) % 1000:03d}Z"
+
+
+class IrcSession:
+    """See the module docstring. `accounts`: the account names (a name's case may differ on
+    IRC); `server`: our name in numerics; `room`: the one channel."""
+
+    def __init__(self, accounts, server, room, host):
+        self.accounts = {fold(name): name for name in accounts}
+        self.server = server
+        self.room = room
+        self.host = host
+        self.lines = []         # bytes for the IRC client, in order
+        self.requests = []      # frames for the core, in order
+        self.hangup = None      # a reason: close once the lines are written
+        self.nick = "*"         # what numerics call the client until it is welcomed
+        self.user_given = False
+        self.password = None
+        self.caps = set()
+        self.negotiating = False        # CAP LS or REQ began: registration waits for CAP END
+        self.sasl = None                # None, "plain" (waiting for the blob), or its chunks
+        self.account = None             # logged in as (by SASL or PASS), from the welcome
+        self.token = None
+        self.logging_in = False
+        self.welcomed = False           # 001 sent
+        self.ready = False              # ... and the room joined: deliveries go out
+        self.held = []                  # deliveries before that
+        self.gone = False               # QUIT or a refused login: nothing more is read
+        self.pending = {}               # request id -> what to do with its reply
+        self.next_id = 0
+        self.shown_seq = 0              # the highest numbered delivery written
+        self.acked_seq = 0              # ... and acknowledged to the core
+        self.ping_seq = 0               # the seq our outstanding ack PING covers; 0: none
+
+    # -- output helpers -------------------------------------------------------------------------
+
+    def say(self, command, *params, source=None, tags=None):
+        self.lines.append(line(self.server if source is None else source, command, *params,
+                               tags=tags))
+
+    def numeric(self, code, *params):
+        self.say(code, self.nick, *params)
+
+    def notice(self, text, source=SERVICE_SOURCE):
+        for piece in pieces(text):
+            self.say("NOTICE", self.nick, piece, source=source)
+
+    def ask(self, kind, frame, then=None, context=None):
+        """A request for the core; its reply goes to method `then` with `context`."""
+        self.next_id += 1
+        frame["id"] = request_id = f"i{self.next_id}"
+        if self.token is not None and kind not in ("login",):
+            frame["token"] = self.token
+        frame["type"] = kind
+        self.pending[request_id] = (then, context)
+        self.requests.append(frame)
+
+    def close(self, reason, text):
+        self.say("ERROR", f"Closing link: {text}", source="")
+        self.hangup = reason
+        self.gone = True
+
+    def who_is(self, name):
+        return f"{name}!{name}@{USER_HOST}"
+
+    def _time_tags(self, at):
+        if at is None or "server-time" not in self.caps:
+            return None
+        return {"time": stamp(at)}
+
+    # -- from the IRC client --------------------------------------------------------------------
+
+    def from_client(self, message, wall):
+        """One parsed line from the client at wall-clock `wall`."""
+        if self.gone:
+            return
+        handler = getattr(self, "_c_" + message.command.lower(), None)
+        if handler is not None and (self.welcomed or handler.__name__ in _BEFORE_WELCOME):
+            handler(message.params, wall)
+        elif not self.welcomed and handler is not None:
+            self.numeric("451", "You have not registered")
+        elif message.command.isdigit():
+            pass            # a numeric from a client means nothing to a server
+        else:
+            self.numeric("421", message.command, "Unknown command")
+
+    def refused_text(self, command):
+        self.say("FAIL", command, "INVALID_UTF8", "Messages must be UTF-8; this line was not "
+                 "sent")
+
+    def too_long(self):
+        self.numeric("417", "Input line was too long")
+
+    def _need(self, params, count, command):
+        if len(params) < count:
+            self.numeric("461", command, "Not enough parameters")
+            return False
+        return True
+
+    def _c_cap(self, params, wall):
+        if not self._need(params, 1, "CAP"):
+            return
+        sub = params[0].upper()
+        if sub == "LS":
+            if not self.welcomed:
+                self.negotiating = True
+            v302 = len(params) > 1 and params[1].isdigit() and int(params[1]) >= 302
+            offered = " ".join(name if value is None or not v302 else f"{name}={value}"
+                               for name, value in CAPS.items())
+            self.say("CAP", self.nick, "LS", offered)
+        elif sub == "LIST":
+            self.say("CAP", self.nick, "LIST", " ".join(sorted(self.caps)))
+        elif sub == "REQ":
+            if not self.welcomed:
+                self.negotiating = True
+            wanted = params[1].split() if len(params) > 1 else []
+            if wanted and all(name.lstrip("-") in CAPS for name in wanted):
+                for name in wanted:
+                    if name.startswith("-"):
+                        self.caps.discard(name[1:])
+                    else:
+                        self.caps.add(name)
+                self.say("CAP", self.nick, "ACK", " ".join(wanted))
+            else:
+                self.say("CAP", self.nick, "NAK", " ".join(wanted))
+        elif sub == "END":
+            if self.negotiating and not self.welcomed:
+                self.negotiating = False
+                self._try_register()
+        else:
+            self.numeric("410", params[0], "Invalid CAP command")
+
+    def _c_authenticate(self, params, wall):
+        if not self._need(params, 1, "AUTHENTICATE"):
+            return
+        arg = params[0]
+        if "sasl" not in self.caps or self.account is not None or self.logging_in:
+            self.numeric("907" if self.account else "904", "SASL authentication is not "
+                         "possible now")
+            return
+        if arg == "*":
+            self.sasl = None
+            self.numeric("906", "SASL authentication aborted")
+        elif self.sasl is None:
+            if arg.upper() != "PLAIN":
+                self.numeric("908", "PLAIN", "are available SASL mechanisms")
+                self.numeric("904", "SASL authentication failed")
+                return
+            self.sasl = []
+            self.say("AUTHENTICATE", "+", source="")
+        else:
+            if arg != "+":
+                self.sasl.append(arg)
+            if len(self.sasl) * 400 > 1200:
+                self.sasl = None
+                self.numeric("905", "SASL message too long")
+                return
+            if arg == "+" or len(arg) < 400:
+                self._sasl_plain("".join(self.sasl))
+
+    def _sasl_plain(self, blob):
+        self.sasl = None
+        try:
+            _authz, user, password = base64.b64decode(blob, validate=True).decode(
+                "utf-8").split("\0")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            self.numeric("904", "SASL authentication failed: not a PLAIN message")
+            return
+        self._login(user, password, by_sasl=True)
+
+    def _c_pass(self, params, wall):
+        if self.welcomed or self.account is not None:
+            self.numeric("462", "You may not reregister")
+        elif self._need(params, 1, "PASS"):
+            self.password = params[0]
+
+    def _c_nick(self, params, wall):
+        if not params or not params[0]:
+            self.numeric("431", "No nickname given")
+            return
+        wanted = params[0]
+        if self.welcomed:
+            if wanted != self.account:
+                self.numeric("432", wanted, "Nicks are account names here: yours stays "
+                             f"{self.account}")
+            return
+        if not nick_ok(wanted) or len(wanted) > 64:
+            self.numeric("432", wanted, "Erroneous nickname")
+            return
+        self.nick = wanted
+        self._try_register()
+
+    def _c_user(self, params, wall):
+        if self.welcomed:
+            self.numeric("462", "You may not reregister")
+        elif self._need(params, 4, "USER"):
+            self.user_given = True
+            self._try_register()
+
+    def _c_ping(self, params, wall):
+        if not params:
+            self.numeric("409", "No origin specified")
+        else:
+            self.say("PONG", self.server, params[0])
+
+    def _c_pong(self, params, wall):
+        token = params[-1] if params else ""
+        if self.ping_seq and token == f"{ACK_TOKEN}{self.ping_seq}":
+            self.acked_seq, self.ping_seq = self.ping_seq, 0
+            self.requests.append({"type": "ack", "seq": self.acked_seq})
+            self.ping_for_ack()
+
+    def _c_quit(self, params, wall):
+        if self.token is not None:
+            self.ask("logout", {})
+            self.token = None
+        self.close("quit", "Quit" + (f": {params[0]}" if params else ""))
+
+    # -- registration ---------------------------------------------------------------------------
+
+    def _try_register(self):
+        """NICK and USER given, CAP negotiation over: log in (or, logged in by SASL already,
+        welcome)."""
+        if self.welcomed or self.negotiating or self.nick == "*" or not self.user_given:
+            return
+        if self.account is not None:
+            self._welcome()
+        elif not self.logging_in:
+            if self.password is None:
+                self.numeric("464", "Password required: connect with your account's "
+                             "password (PASS, or SASL PLAIN)")
+                self.close("no password", "no password")
+                return
+            self._login(self.nick, self.password, by_sasl=False)
+
+    def _login(self, name, password, by_sasl):
+        user = self.accounts.get(fold(name), name)
+        self.logging_in = True
+        self.ask("login", {"user": user, "password": password, "stay": True},
+                 self._logged_in, by_sasl)
+
+    def _logged_in(self, frame, by_sasl):
+        self.logging_in = False
+        if frame["type"] != "welcome":
+            text = _LOGIN_REFUSED.get(frame.get("code"), "Login refused").format(
+                user=self.nick, **{k: v for k, v in frame.items() if k != "user"})
+            if by_sasl:
+                self.numeric("904", f"SASL authentication failed: {text}")
+            else:
+                self.numeric("464", text)
+                self.close("login refused", text)
+            return
+        self.account = frame["user"]
+        self.token = frame["token"]
+        if by_sasl:
+            self.numeric("900", self.who_is(self.account), self.account,
+                         f"You are now logged in as {self.account}")
+            self.numeric("903", "SASL authentication successful")
+            self._try_register()
+        else:
+            self._welcome()
+
+    def _welcome(self):
+        """The registration burst: 001-005, the MOTD, then the room."""
+        self.nick = self.account
+        self.welcomed = True
+        self.numeric("001", f"Welcome to the chat room, {self.who_is(self.account)}")
+        self.numeric("002", f"Your host is {self.server}, running version {VERSION}")
+        self.numeric("003", "This server keeps every message until its recipient has read it")
+        self.say("004", self.nick, self.server, VERSION, "i", "nt")
+        self.numeric("005", "CASEMAPPING=ascii", "CHANTYPES=#", f"NETWORK={self.server}",
+                     "NICKLEN=64", "PREFIX=", "CHANMODES=,,,nt", f"TARGMAX=PRIVMSG:{MAX_TARGETS}"
+                     f",NOTICE:{MAX_TARGETS}", "SILENCE=64", "UTF8ONLY",
+                     "are supported by this server")
+        self.numeric("375", f"- {self.server} Message of the day -")
+        self.numeric("372", f"- Everyone logged in is in {self.room}. Messages to users who "
+                     "are away wait for their next login.")
+        self.numeric("372", f"- /msg {SERVICE} help lists what else you can do.")
+        self.numeric("376", "End of /MOTD command")
+        self.say("JOIN", self.room, source=self.who_is(self.nick))
+        self.numeric("332", self.room, TOPIC)
+        self.ask("online", {}, self._names_then_ready)
+
+    def _names_then_ready(self, frame, _):
+        self._names(frame, None)
+        self.ready = True
+        held, self.held = self.held, []
+        for delivered in held:
+            self.from_core(delivered, None)
+
+    # -- the room and its users -----------------------------------------------------------------
+
+    def _online_list(self, frame):
+        return frame.get("users", []) if frame["type"] == "online" else []
+
+    def _names(self, frame, _):
+        names = [self.nick, *self._online_list(frame)]
+        row = []
+        for name in names:
+            if row and len(" ".join(row + [name])) > 380:
+                self.numeric("353", "=", self.room, " ".join(row))
+                row = []
+            row.append(name)
+        self.numeric("353", "=", self.room, " ".join(row))
+        self.numeric("366", self.room, "End of /NAMES list")
+
+    def _is_room(self, name):
+        return fold(name) == fold(self.room)
+
+    def _c_join(self, params, wall):
+        if not self._need(params, 1, "JOIN"):
+            return
+        for channel in params[0].split(","):
+            if channel == "0" or self._is_room(channel):
+                continue        # always in the room, and never out of it
+            self.numeric("403", channel, f"No such channel: this server has one room, "
+                         f"{self.room}")
+
+    def _c_part(self, params, wall):
+        if not self._need(params, 1, "PART"):
+            return
+        for channel in params[0].split(","):
+            if self._is_room(channel):
+                self.notice(f"Everyone logged in is in {self.room}; QUIT to leave it.")
+            else:
+                self.numeric("403", channel, "No such channel")
+
+    def _c_names(self, params, wall):
+        if params and not any(self._is_room(c) for c in params[0].split(",")):
+            self.numeric("366", params[0], "End of /NAMES list")
+        else:
+            self.ask("online", {}, self._names)
+
+    def _c_topic(self, params, wall):
+        if not self._need(params, 1, "TOPIC"):
+            return
+        if not self._is_room(params[0]):
+            self.numeric("403", params[0], "No such channel")
+        elif len(params) > 1:
+            self.numeric("482", self.room, "The room's topic is fixed")
+        else:
+            self.numeric("332", self.room, TOPIC)
+
+    def _c_list(self, params, wall):
+        self.ask("online", {}, self._list)
+
+    def _list(self, frame, _):
+        self.numeric("321", "Channel", "Users  Name")
+        self.numeric("322", self.room, str(1 + len(self._online_list(frame))), TOPIC)
+        self.numeric("323", "End of /LIST")
+
+    def _c_mode(self, params, wall):
+        if not self._need(params, 1, "MODE"):
+            return
+        target = params[0]
+        if self._is_room(target):
+            if len(params) == 1:
+                self.numeric("324", self.room, "+nt")
+            elif params[1].lstrip("+-") == "b":
+                self.numeric("368", self.room, "End of channel ban list")
+            else:
+                self.numeric("482", self.room, "The room's modes are fixed")
+        elif fold(target) == fold(self.nick):
+            if len(params) == 1:
+                self.numeric("221", "+i")
+            else:
+                self.numeric("501", "Unknown MODE flag")
+        elif target.startswith("#"):
+            self.numeric("403", target, "No such channel")
+        else:
+            self.numeric("502", "Can't change mode for other users")
+
+    def _c_who(self, params, wall):
+        mask = params[0] if params else "*"
+        self.ask("online", {}, self._who, mask)
+
+    def _who(self, frame, mask):
+        names = [self.nick, *self._online_list(frame)]
+        if not (self._is_room(mask) or mask in ("*", "0")):
+            names = [name for name in names if fold(name) == fold(mask)]
+        for name in names:
+            self.numeric("352", self.room, name, USER_HOST, self.server, name, "H",
+                         f"0 {name}")
+        self.numeric("315", mask, "End of WHO list")
+
+    def _c_whois(self, params, wall):
+        if not params:
+            self.numeric("431", "No nickname given")
+            return
+        self.ask("online", {}, self._whois, params[-1])
+
+    def _whois(self, frame, wanted):
+        online = {fold(name): name for name in [self.nick, *self._online_list(frame)]}
+        name = online.get(fold(wanted))
+        if name is None:
+            self.numeric("401", wanted, "No such nick" if fold(wanted) not in self.accounts
+                         else "Not online: a message waits for their next login")
+        else:
+            self.numeric("311", name, name, USER_HOST, "*", name)
+            self.numeric("319", name, self.room)
+            self.numeric("312", name, self.server, "the chat room")
+        self.numeric("318", wanted, "End of /WHOIS list")
+
+    def _c_ison(self, params, wall):
+        if self._need(params, 1, "ISON"):
+            self.ask("online", {}, self._ison, " ".join(params).split())
+
+    def _ison(self, frame, wanted):
+        online = {fold(name) for name in [self.nick, *self._online_list(frame)]}
+        self.numeric("303", " ".join(name for name in wanted if fold(name) in online))
+
+    def _c_userhost(self, params, wall):
+        if self._need(params, 1, "USERHOST"):
+            self.ask("online", {}, self._userhost, params[:5])
+
+    def _userhost(self, frame, wanted):
+        online = {fold(name): name for name in [self.nick, *self._online_list(frame)]}
+        found = [online[fold(name)] for name in wanted if fold(name) in online]
+        self.numeric("302", " ".join(f"{name}=+{name}@{USER_HOST}" for name in found))
+
+    def _c_away(self, params, wall):
+        if params and params[0]:
+            self.numeric("306", "You have been marked as being away")
+        else:
+            self.numeric("305", "You are no longer marked as being away")
+
+    def _c_motd(self, params, wall):
+        self.numeric("422", "The message of the day was shown at login")
+
+    def _c_lusers(self, params, wall):
+        self.ask("online", {}, self._lusers)
+
+    def _lusers(self, frame, _):
+        count = 1 + len(self._online_list(frame))
+        self.numeric("251", f"There are {count} users and 0 invisible on 1 servers")
+
+    # -- messages -------------------------------------------------------------------------------
+
+    def _c_privmsg(self, params, wall, notice=False):
+        command = "NOTICE" if notice else "PRIVMSG"
+        if not params:
+            if not notice:
+                self.numeric("411", f"No recipient given ({command})")
+            return
+        if len(params) < 2 or not params[1]:
+            if not notice:
+                self.numeric("412", "No text to send")
+            return
+        targets, text = params[0].split(","), params[1]
+        if len(targets) > MAX_TARGETS:
+            if not notice:
+                self.numeric("407", params[0], f"Too many recipients: at most {MAX_TARGETS}")
+            return
+        for target in targets:
+            self._send_to(target, text, command, wall)
+
+    def _c_notice(self, params, wall):
+        self._c_privmsg(params, wall, notice=True)
+
+    def _send_to(self, target, text, command, wall):
+        quiet = command == "NOTICE"     # RFC 1459: no automatic reply to a NOTICE
+        if self._is_room(target):
+            self.ask("broadcast", {"text": text}, self._sent, (self.room, text, command))
+        elif fold(target) == fold(SERVICE):
+            if not quiet:
+                self._service(text)
+        elif target.startswith("#") or target.startswith("&"):
+            if not quiet:
+                self.numeric("404", target, f"Cannot send to channel: this server has one "
+                             f"room, {self.room}")
+        elif fold(target) == fold(self.nick):
+            # the core takes no message to oneself; IRC shows it back, as servers do
+            self.say(command, self.nick, text, source=self.who_is(self.nick),
+                     tags=self._time_tags(wall))
+        else:
+            to = self.accounts.get(fold(target))
+            if to is None:
+                if not quiet:
+                    self.numeric("401", target, "No such nick")
+                return
+            self.ask("message", {"to": to, "text": text}, self._sent, (to, text, command))
+
+    def _sent(self, frame, context):
+        target, text, command = context
+        if frame["type"] == "ok":
+            if "echo-message" in self.caps:
+                for piece in pieces(text):
+                    self.say(command, target, piece, source=self.who_is(self.nick))
+            if frame.get("stored"):
+                self.notice(f"{target} is not online: your message waits for their next "
+                            f"login.")
+            if frame.get("skipped") or frame.get("full"):
+                self.notice(f"Not everyone got that: {frame.get('skipped', 0)} block you, "
+                            f"{frame.get('full', 0)} have too much waiting.")
+            return
+        if frame.get("code") == "unknown_user":
+            self.numeric("401", target, "No such nick")
+            return
+        why = _WHY.get(frame.get("code"), frame.get("message", "refused")).format(to=target)
+        self.notice(f"Not sent to {target} ({why}): {text}")
+
+    # -- the service: the native client's words for what IRC has none for ----------------------
+
+    def _service(self, text):
+        words = text.split()
+        verb = words[0].lower() if words else "help"
+        user = self.accounts.get(fold(words[1]), words[1]) if len(words) > 1 else None
+        if verb in ("block", "unblock") and user:
+            self.ask(verb, {"user": user}, self._service_answer, (verb, user))
+        elif verb == "online":
+            self.ask("online", {}, self._service_online)
+        elif verb in ("y", "n", "yes", "no") and user:
+            self.ask("consent", {"user": user, "agree": verb.startswith("y")},
+                     self._service_answer, (verb[0], user))
+        elif verb in ("getaddress", "private"):
+            self.notice("Private (peer to peer) talk needs client.py: over IRC, /msg the user "
+                        "instead (it goes through the server and waits if they are away).")
+        elif verb == "logout":
+            self._c_quit(["logout"], None)
+        else:
+            self.notice(HELP)
+
+    def _service_answer(self, frame, context):
+        verb, user = context
+        if frame["type"] == "error":
+            self.notice(_WHY.get(frame.get("code"), frame.get("message", "refused")).format(
+                to=user).capitalize() + ".")
+        elif verb in ("block", "unblock"):
+            self.notice(f"User {user} has been {verb}ed.")
+        elif verb == "y":
+            self.notice(f"You agreed; {user} is told to /msg you instead, since IRC has no "
+                        f"private talk.")
+        else:
+            self.notice(f"You refused to give {user} your address.")
+
+    def _service_online(self, frame, _):
+        users = self._online_list(frame)
+        self.notice("Online: " + ", ".join(users) if users else "No other users are online.")
+
+    def _c_silence(self, params, wall):
+        if not params:
+            self.numeric("272", "End of silence list (this server lists none here: "
+                         "/msg chat help)")
+            return
+        for mask in params[0].split(","):
+            sign, name = mask[:1], mask[1:]
+            if sign not in "+-" or not name:
+                sign, name = "+", mask
+            user = self.accounts.get(fold(name.split("!")[0]), name)
+            verb = "block" if sign == "+" else "unblock"
+            self.ask(verb, {"user": user}, self._silenced, (sign, user))
+
+    def _silenced(self, frame, context):
+        sign, user = context
+        if frame["type"] == "ok" or frame.get("code") in ("already_blocked", "not_blocked"):
+            self.say("SILENCE", f"{sign}{user}", source=self.who_is(self.nick))
+        else:
+            self._service_answer(frame, ("block", user))
+
+    # -- from the core --------------------------------------------------------------------------
+
+    def from_core(self, frame, wall):
+        """A reply (it has our `id`) or a delivery from the core."""
+        request_id = frame.get("id")
+        if request_id is not None:
+            then, context = self.pending.pop(request_id, (None, None))
+            if then is not None:
+                then(frame, context)
+            return
+        if not self.ready:
+            if frame.get("type") == "logged_out":
+                self._deliver(frame)
+            elif frame.get("type") != "presence":   # the room's NAMES will say who is here
+                self.held.append(frame)
+            return
+        self._deliver(frame)
+
+    def _deliver(self, frame):
+        kind = frame.get("type")
+        sender = frame.get("from", "")
+        if kind in ("message", "broadcast"):
+            target = self.nick if kind == "message" else self.room
+            tags = self._time_tags(frame.get("at"))
+            text = frame["text"]
+            if frame.get("offline") and tags is None and frame.get("at") is not None:
+                text = f"[sent {stamp(frame['at'])[:16].replace('T', ' ')} UTC] {text}"
+            for piece in pieces(text):
+                self.say("PRIVMSG", target, piece, source=self.who_is(sender), tags=tags)
+            if "seq" in frame:
+                self.shown_seq = max(self.shown_seq, frame["seq"])
+        elif kind == "presence":
+            changes = frame.get("changes") or [[frame.get("user"), frame.get("online")]]
+            for user, online in changes:
+                if user != self.account:
+                    self.say("JOIN" if online else "QUIT",
+                             *([self.room] if online else ["Logged out"]),
+                             source=self.who_is(user))
+        elif kind == "logged_out":
+            self.token = None
+            self.close("logged in elsewhere", "This account logged in elsewhere")
+        else:
+            self._p2p_notice(kind, frame)
+
+    def _p2p_notice(self, kind, frame):
+        user = frame.get("user") or frame.get("from")
+        text = {
+            "consent_request": f"{user} asks for your address for a private talk. IRC has "
+                               f"none, but you can answer: /msg {SERVICE} y {user} (they will "
+                               f"be told to /msg you) or /msg {SERVICE} n {user}.",
+            "consent_lapsed": f"{user}'s request for your address lapsed.",
+            "address_refused": f"{user} refused to give you their address.",
+            "address_lapsed": f"{user} did not answer your request.",
+            "address_unavailable": f"{user} agreed, but has no address to give: /msg them.",
+        }.get(kind)
+        if text:
+            self.notice(text)
+
+    def ping_for_ack(self):
+        """After deliveries: a PING whose PONG acknowledges them, one at a time."""
+        if self.ping_seq == 0 and self.shown_seq > self.acked_seq and not self.gone:
+            self.ping_seq = self.shown_seq
+            self.say("PING", f"{ACK_TOKEN}{self.ping_seq}", source="")
+
+    def keepalive(self):
+        """A heartbeat for the core while the connection lives (IRC clients send none)."""
+        if self.token is not None:
+            self.ask("heartbeat", {})
+
+    def connection_lost(self):
+        """The connection is gone without QUIT: the user logs out, as IRC users expect."""
+        if self.token is not None:
+            self.ask("logout", {})
+            self.token = None
+
+
+# Commands a client may send before it is welcomed (the rest get 451).
+_BEFORE_WELCOME = {"_c_cap", "_c_authenticate", "_c_pass", "_c_nick", "_c_user", "_c_ping",
+                   "_c_pong", "_c_quit"}
+
+__all__ = ["IrcSession", "Message", "SERVICE", "stamp"]

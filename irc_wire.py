@@ -1,0 +1,163 @@
+"""IRC lines: parse what an IRC client sends, format what we send it (no I/O, no chat rules).
+
+The grammar is the "Modern" IRC documentation's (modern.ircdocs.horse), which RFC 1459 and
+2812 clients also speak:
+
+    ['@' tags SPACE] [':' source SPACE] command {SPACE param} [SPACE ':' trailing]
+
+A line from a client is at most 512 bytes without its tags (CRLF included) and its tags at most
+4,096 bytes; longer is `TooLong` (numeric 417), never a truncated command. Bytes that are not
+UTF-8 are `BadText`: the server refuses the line rather than guess a legacy encoding (what it
+would pass on to `client.py` users must be text).
+"""
+from dataclasses import dataclass
+
+MAX_LINE_BYTES = 512            # without tags, CRLF included (RFC 1459, Modern)
+MAX_TAG_BYTES = 4096            # a client's tags, the '@' and the space after them included
+MAX_PARAMS = 15
+SAFE_TEXT_BYTES = 400           # a PRIVMSG's text is cut into pieces of at most this much, so
+                                # the line with our longest prefix stays under 512
+
+
+class TooLong(Exception):
+    """The line passes MAX_LINE_BYTES or MAX_TAG_BYTES."""
+
+
+class BadText(Exception):
+    """The line is not valid UTF-8."""
+
+
+@dataclass(frozen=True)
+class Message:
+    """One parsed IRC line; `command` upper-cased, `params` with the trailing one last."""
+    command: str
+    params: tuple = ()
+    tags: tuple = ()        # ((name, value or None), ...), in the order sent
+    source: str = ""
+
+
+_UNESCAPE = {":": ";", "s": " ", "\\": "\\", "r": "\r", "n": "\n"}
+_ESCAPE = {";": "\\:", " ": "\\s", "\\": "\\\\", "\r": "\\r", "\n": "\\n"}
+
+
+def parse(raw):
+    """One line of bytes (its CR LF already gone or not) -> Message; None for an empty line.
+    Raises TooLong or BadText."""
+    raw = raw.rstrip(b"\r\n")
+    tags = ()
+    if raw.startswith(b"@"):
+        space = raw.find(b" ")
+        tag_part, raw = (raw, b"") if space < 0 else (raw[:space], raw[space + 1:].lstrip(b" "))
+        if len(tag_part) + 1 > MAX_TAG_BYTES:
+            raise TooLong()
+        tags = _parse_tags(_text(tag_part[1:]))
+    if len(raw) + 2 > MAX_LINE_BYTES:
+        raise TooLong()
+    text = _text(raw).lstrip(" ")
+    source = ""
+    if text.startswith(":"):
+        source, _, text = text[1:].partition(" ")
+        text = text.lstrip(" ")
+    if not text:
+        return None
+    trailing = None
+    head, sep, rest = text.partition(" :")
+    if text.startswith(":"):
+        head, trailing = "", text[1:]
+    elif sep:
+        trailing = rest
+    words = head.split()
+    if not words:
+        return None
+    params = words[1:]
+    if trailing is not None:
+        params.append(trailing)
+    if len(params) > MAX_PARAMS:       # the fifteenth takes the rest, as in RFC 1459
+        params = params[:MAX_PARAMS - 1] + [" ".join(params[MAX_PARAMS - 1:])]
+    return Message(words[0].upper(), tuple(params), tags, source)
+
+
+def _text(raw):
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadText() from None
+
+
+def _parse_tags(text):
+    tags = []
+    for item in text.split(";"):
+        if not item:
+            continue
+        name, has_value, value = item.partition("=")
+        tags.append((name, _unescape(value) if has_value else None))
+    return tuple(tags)
+
+
+def _unescape(value):
+    out = []
+    chars = iter(value)
+    for char in chars:
+        if char == "\\":
+            following = next(chars, "")
+            out.append(_UNESCAPE.get(following, following))   # an unknown escape is the char
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def escape_tag(value):
+    """A tag value -> its escaped form."""
+    return "".join(_ESCAPE.get(char, char) for char in value)
+
+
+def line(source, command, *params, tags=None):
+    """-> one line of bytes, CR LF included: `:source command params`, the last param trailing
+    (with ':') whenever it needs it (empty, starts with ':' or holds a space). `tags`: a dict."""
+    parts = []
+    if tags:
+        parts.append("@" + ";".join(name if value is None else f"{name}={escape_tag(value)}"
+                                    for name, value in tags.items()))
+    if source:
+        parts.append(":" + source)
+    parts.append(command)
+    if params:
+        *middle, last = params
+        parts += middle
+        parts.append(":" + last if not last or last[0] == ":" or " " in last else last)
+    return (" ".join(parts) + "\r\n").encode("utf-8")
+
+
+def flat(text):
+    """Text from anywhere -> one line's worth: CR, LF and NUL would end or break the line, so
+    they become spaces (a client.py user's message may hold newlines)."""
+    return text.replace("\r\n", " ").replace("\r", " ").replace("\n", " ").replace("\0", " ")
+
+
+def pieces(text, limit=SAFE_TEXT_BYTES):
+    """Text -> pieces of at most `limit` UTF-8 bytes each, cut between characters (at a space
+    when one is near), so a 4,000-character message goes out as several lines."""
+    text = flat(text)
+    out = []
+    while len(text.encode("utf-8")) > limit:
+        cut = len(text.encode("utf-8")[:limit].decode("utf-8", "ignore"))
+        space = text.rfind(" ", cut // 2, cut)
+        if space > 0:
+            cut = space
+        out.append(text[:cut])
+        text = text[cut:].lstrip(" ") if space > 0 else text[cut:]
+    out.append(text)
+    return out
+
+
+def nick_ok(nick):
+    """True if `nick` can stand as an IRC nick: it must not hold a space, a comma, a wildcard,
+    '!' or '@', nor start with ':', '#', '&', '$' or a digit."""
+    return bool(nick) and nick[0] not in ":#&$+%~0123456789" and not any(
+        char in " ,*?!@.\r\n\0\x07" for char in nick)
+
+
+def fold(name):
+    """ascii casemapping (ISUPPORT CASEMAPPING=ascii): IRC compares names this way."""
+    return name.lower() if name.isascii() else "".join(
+        char.lower() if char.isascii() else char for char in name)
