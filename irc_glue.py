@@ -14,6 +14,7 @@ import json
 
 from irc_session import IrcSession
 from irc_wire import BadText, TooLong, line, parse
+from passwords import open_accounts
 from server_events import Request
 from server_glue import Accepted, AcceptedState
 
@@ -32,13 +33,15 @@ class IrcFront(Accepted):
     def __init__(self, glue, accounts, server_name, room):
         super().__init__(glue)
         self.accounts = accounts
+        self.open = open_accounts(accounts)
         self.server_name = server_name
         self.room = room
 
     def new_state(self, conn):
         state = _IrcState()
-        state.link = IrcLink(self.glue, conn, IrcSession(self.accounts, self.server_name,
-                                                         self.room, conn.peer[0]))
+        session = IrcSession(self.accounts, self.server_name, self.room, conn.peer[0],
+                             open_accounts=self.open)
+        state.link = IrcLink(self.glue, conn, session)
         self.glue.conns[conn.id] = state.link     # the core's replies reach it there
         return state
 

@@ -71,8 +71,9 @@ class IrcSession:
     """See the module docstring. `accounts`: the account names (a name's case may differ on
     IRC); `server`: our name in numerics; `room`: the one channel."""
 
-    def __init__(self, accounts, server, room, host):
+    def __init__(self, accounts, server, room, host, open_accounts=()):
         self.accounts = {fold(name): name for name in accounts}
+        self.open_accounts = open_accounts     # names that need no password (passwords.OPEN)
         self.server = server
         self.room = room
         self.host = host
@@ -292,6 +293,8 @@ class IrcSession:
         if self.account is not None:
             self._welcome()
         elif not self.logging_in:
+            if self.password is None and self.accounts.get(fold(self.nick)) in self.open_accounts:
+                self.password = "(none)"        # an open account takes any password
             if self.password is None:
                 self.numeric("464", "Password required: connect with your account's "
                              "password (PASS, or SASL PLAIN)")

@@ -24,6 +24,7 @@ import tempfile
 from protocol import MAX_NAME_CHARS
 
 PREFIX = "scrypt$"
+OPEN = None                 # the stored entry of an account that needs no password
 SCRYPT_N = 2 ** 11          # CPU and memory cost: 128 * r * N bytes = 2 MiB
 SCRYPT_R = 8
 SCRYPT_P = 1
@@ -88,15 +89,18 @@ class Checker:
 
     def __init__(self, accounts):
         self._accounts = accounts
-        self._hashing = any(is_hashed(stored) for stored in accounts.values())
+        self._hashing = any(stored is not OPEN and is_hashed(stored)
+                            for stored in accounts.values())
         self._dummy = DUMMY_ENTRY if self._hashing else "no account has this password"
 
     def check(self, name, password):
         """True when `name` is an account and `password` its password; unknown names cost the same."""
         known = name in self._accounts
         stored = self._accounts[name] if known else self._dummy
+        if stored is OPEN:
+            stored = self._dummy            # the same cost, and any password will do
         matches = verify(password, stored) if self._hashing else _compare_plain(password, stored)
-        return known and matches
+        return known and (matches or self._accounts[name] is OPEN)
 
 
 # -- the credentials file --------------------------------------------------------------------
@@ -124,25 +128,33 @@ def _account_lines(path):
             raise CredentialsError(f"{path}: not valid UTF-8") from None
 
 
+def open_accounts(accounts):
+    """The names of {name: stored entry} that need no password."""
+    return {name for name, stored in accounts.items() if stored is OPEN}
+
+
 def load_credentials(path):
     """Path of a `name password` file -> {name: stored entry}; CredentialsError if malformed.
 
     A file saved with a byte-order mark (Notepad does) is read as if it had none.
 
     An entry is a plain password (the course's form) or `scrypt$<salt>$<hash>` (passwords.py).
+    A name alone is an open account (OPEN): any password logs it in, and an IRC client may
+    log in with none. An operator's choice for a demo room or a conformance suite, never the
+    default: the server says at start how many there are.
     """
     passwords = {}
     for number, fields in _account_lines(path):
         # Quote only the field count: a malformed line may hold a password.
-        if len(fields) != 2:
+        if len(fields) not in (1, 2):
             raise CredentialsError(
                 f"{path}, line {number}: expected 'name password', got {len(fields)} fields")
-        name, password = fields
+        name, password = fields if len(fields) == 2 else (fields[0], OPEN)
         if name in passwords:
             raise CredentialsError(f"{path}, line {number}: duplicate user {name!r}")
         if not valid_name(name):
             raise CredentialsError(f"{path}, line {number}: not a valid user name")
-        if is_hashed(password):
+        if password is not OPEN and is_hashed(password):
             try:
                 parse_hash(password)
             except ValueError as exc:

@@ -197,6 +197,10 @@ def main(argv=None):
     reactor.on_signals(stop)
     secured = "TLS" if args.tls_context else "plain TCP: passwords cross the network in clear"
     log(f"listening on {args.host}:{listener.port} with {len(credentials)} accounts ({secured})")
+    unguarded = passwords.open_accounts(credentials)
+    if unguarded:
+        log(f"{len(unguarded)} accounts need no password (a name alone in {args.credentials}): "
+            f"anyone may log in as them")
     if irc_listener is not None:
         log(f"IRC clients on {args.host}:{irc_listener.port}, room {args.irc_room}")
     reactor.run()
