@@ -32,8 +32,8 @@ MAX_TARGETS = 4
 ACK_TOKEN = "ack-"          # our PINGs that acknowledge carry this and the seq they cover
 HELP = ("Commands (send them to me as a message): online | block USER | unblock USER | "
         "y USER / n USER (answer a request for your address) | logout. /msg USER and the "
-        f"room are message and broadcast; SILENCE +USER / -USER blocks too. Private (peer to "
-        f"peer) talk is for client.py users only.")
+        "room are message and broadcast; SILENCE +USER / -USER blocks too. Private (peer to "
+        "peer) talk is for client.py users only.")
 
 # Refusals from the core -> what an IRC user reads (the native codes are in PROTOCOL.md).
 _WHY = {

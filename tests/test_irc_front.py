@@ -1,0 +1,420 @@
+"""IRC clients and native clients in one room: the real core, store, native glue and IRC front
+end (irc_glue) on a real reactor under a virtual clock, over loopback sockets. Each IRC client
+here is a raw socket that writes down every line it gets (and answers PING as IRC clients do);
+each native client is a staying connection speaking JSON, as client.py --stay-connected does."""
+import base64
+import pathlib
+import types
+
+import pytest
+
+import protocol
+from chat_server import ChatServer, Settings
+from irc_glue import IDLE_S, IrcFront, PING_AFTER_S
+from irc_wire import parse
+from passwords import load_credentials
+from reactor import Handler, Reactor, VirtualClock
+from replay import counting_secrets
+from reactor_helpers import pump
+from server_glue import ServerGlue
+from storage import Store
+
+CREDENTIALS = pathlib.Path(__file__).resolve().parent.parent / "credential.txt"
+PASSWORDS = dict(columbia="116bway", seas="summerisover", csee4119="lovenetworks")
+
+
+class IrcClient(Handler):
+    """A raw IRC connection: every line it got, parsed; it answers PING unless `deaf`."""
+
+    def __init__(self, reactor, port, deaf=False):
+        self.messages = []
+        self.closed = None
+        self.deaf = deaf
+        self.conn = reactor.connect("127.0.0.1", port, self)
+
+    def on_frame(self, conn, line):
+        message = parse(line)
+        self.messages.append(message)
+        if message.command == "PING" and not self.deaf:
+            self.send("PONG :" + message.params[-1])
+
+    def on_closed(self, conn, reason):
+        self.closed = reason
+
+    def send(self, *lines):
+        for text in lines:
+            self.conn.send(text.encode() + b"\r\n" if isinstance(text, str) else text)
+
+    def of(self, command):
+        return [m for m in self.messages if m.command == command]
+
+    def texts(self, command="PRIVMSG"):
+        return [(m.source.split("!")[0], m.params[0], m.params[-1]) for m in self.of(command)]
+
+
+class NativeClient(Handler):
+    """A staying native connection; it acknowledges what it is given."""
+
+    def __init__(self, reactor, port):
+        self.frames = []
+        self.closed = None
+        self.conn = reactor.connect("127.0.0.1", port, self)
+        self.token = None
+        self.next_id = 100
+
+    def on_frame(self, conn, line):
+        frame = protocol.decode(line)
+        self.frames.append(frame)
+        if "seq" in frame and "id" not in frame:
+            self.send({"type": "ack", "seq": frame["seq"]})
+
+    def on_closed(self, conn, reason):
+        self.closed = reason
+
+    def send(self, frame):
+        self.conn.send(protocol.encode(frame))
+
+    def request(self, kind, **fields):
+        self.next_id += 1
+        self.send({"type": kind, "token": self.token, "id": self.next_id, **fields})
+        return self.next_id
+
+    def of(self, kind):
+        return [f for f in self.frames if f["type"] == kind and "id" not in f]
+
+    def reply(self, request_id):
+        return [f for f in self.frames if f.get("id") == request_id]
+
+
+@pytest.fixture
+def world():
+    clock = VirtualClock()
+    reactor = Reactor(clock)
+    store = Store(":memory:", clock)
+    credentials = load_credentials(CREDENTIALS)
+    core = ChatServer(credentials, store, Settings(), make_secret=counting_secrets())
+    log = []
+    glue = ServerGlue(reactor, core, store, log.append)
+    native = glue.listen("127.0.0.1", 0)
+    irc = reactor.listen("127.0.0.1", 0, IrcFront(glue, credentials, "chat.test", "#chat"))
+    w = types.SimpleNamespace(clock=clock, reactor=reactor, store=store, core=core, glue=glue,
+                              log=log, port=native.port, irc_port=irc.port)
+    yield w
+    reactor.close_all()
+    native.close()
+    irc.close()
+
+
+def settle(w, until):
+    pump(w.reactor, until)
+
+
+def irc_login(w, nick, password=None, deaf=False, caps=()):
+    client = IrcClient(w.reactor, w.irc_port, deaf=deaf)
+    if caps:
+        client.send("CAP LS 302", "CAP REQ :" + " ".join(caps), "CAP END")
+    client.send(f"PASS {password or PASSWORDS[nick]}", f"NICK {nick}", f"USER {nick} 0 * :{nick}")
+    settle(w, lambda: client.of("366") or client.closed)
+    return client
+
+
+def sasl_login(w, nick, password=None, caps=("sasl",)):
+    client = IrcClient(w.reactor, w.irc_port)
+    client.send("CAP LS 302", f"NICK {nick}", "USER u 0 * :u", "CAP REQ :" + " ".join(caps),
+                "AUTHENTICATE PLAIN")
+    settle(w, lambda: client.of("AUTHENTICATE"))
+    blob = base64.b64encode(f"\0{nick}\0{password or PASSWORDS[nick]}".encode()).decode()
+    client.send(f"AUTHENTICATE {blob}")
+    settle(w, lambda: client.of("903") or client.of("904"))
+    return client
+
+
+def native_login(w, user):
+    client = NativeClient(w.reactor, w.port)
+    client.send({"type": "login", "user": user, "password": PASSWORDS[user], "stay": True,
+                 "id": 1})
+    settle(w, lambda: client.reply(1))
+    client.token = client.reply(1)[0].get("token")
+    return client
+
+
+# -- logging in ---------------------------------------------------------------------------------
+
+def test_pass_nick_user_log_in_and_the_room_is_joined_with_everyone_in_it(world):
+    seas = native_login(world, "seas")
+    columbia = irc_login(world, "columbia")
+    commands = [m.command for m in columbia.messages]
+    assert commands[:5] == ["001", "002", "003", "004", "005"]
+    assert commands.index("376") < commands.index("JOIN") < commands.index("353")
+    assert columbia.of("JOIN")[0].params == ("#chat",)
+    assert columbia.of("353")[0].params[-1].split() == ["columbia", "seas"]
+    settle(world, lambda: seas.of("presence"))
+    assert seas.of("presence")[0]["user"] == "columbia"
+
+
+def test_a_nick_in_another_case_logs_in_as_the_account(world):
+    client = irc_login(world, "Columbia", password="116bway")
+    assert client.of("001")[0].params[0] == "columbia"
+
+
+def test_no_password_is_refused_before_any_attempt_counts(world):
+    client = IrcClient(world.reactor, world.irc_port)
+    client.send("NICK columbia", "USER c 0 * :c")
+    settle(world, lambda: client.closed)
+    assert client.of("464") and client.of("ERROR") and not client.of("001")
+    assert "columbia" not in world.store._lockouts
+
+
+def test_wrong_passwords_on_either_port_count_toward_one_lockout(world):
+    for _ in range(2):
+        bad = irc_login(world, "columbia", password="wrong")
+        settle(world, lambda: bad.closed)
+        assert "attempts left" in bad.of("464")[0].params[-1]
+    native = NativeClient(world.reactor, world.port)
+    native.send({"type": "login", "user": "columbia", "password": "wrong", "stay": True, "id": 1})
+    settle(world, lambda: native.reply(1))
+    assert native.reply(1)[0]["code"] == "too_many_attempts"
+    locked = irc_login(world, "columbia")           # the right password, but blocked
+    settle(world, lambda: locked.closed)
+    assert "blocked" in locked.of("464")[0].params[-1]
+    world.clock.advance(30.0)
+    assert irc_login(world, "columbia").of("001")
+
+
+def test_sasl_plain_logs_in_before_registration_ends(world):
+    client = sasl_login(world, "columbia")
+    assert client.of("900") and client.of("903") and not client.of("001")
+    client.send("CAP END")
+    settle(world, lambda: client.of("366"))
+    assert client.of("001")[0].params[0] == "columbia"
+
+
+def test_a_failed_sasl_attempt_says_904_and_may_be_tried_again(world):
+    client = sasl_login(world, "columbia", password="wrong")
+    assert client.of("904") and client.closed is None
+    client.send("AUTHENTICATE PLAIN")
+    settle(world, lambda: len(client.of("AUTHENTICATE")) == 2)
+    client.send("AUTHENTICATE " + base64.b64encode(b"\x00columbia\x00116bway").decode(), "CAP END")
+    settle(world, lambda: client.of("366"))
+    assert client.of("903")
+
+
+def test_a_second_login_by_either_protocol_wins_and_the_irc_one_is_told(world):
+    irc = irc_login(world, "columbia")
+    native_login(world, "columbia")
+    settle(world, lambda: irc.closed)
+    assert "elsewhere" in irc.of("ERROR")[0].params[-1]
+
+
+# -- messages both ways ----------------------------------------------------------------------------
+
+def test_a_private_message_from_irc_reaches_a_native_user(world):
+    seas = native_login(world, "seas")
+    columbia = irc_login(world, "columbia")
+    columbia.send("PRIVMSG seas :hello from irssi")
+    settle(world, lambda: seas.of("message"))
+    assert seas.of("message")[0]["from"] == "columbia"
+    assert seas.of("message")[0]["text"] == "hello from irssi"
+
+
+def test_a_native_message_reaches_irc_with_its_time_and_a_pong_acknowledges_it(world):
+    columbia = irc_login(world, "columbia", caps=("server-time",))
+    seas = native_login(world, "seas")
+    seas.request("message", to="columbia", text="hi columbia")
+    settle(world, lambda: columbia.texts())
+    assert columbia.texts() == [("seas", "columbia", "hi columbia")]
+    assert dict(columbia.of("PRIVMSG")[0].tags)["time"].startswith("2023-11-14T22:13:20")
+    settle(world, lambda: world.store.count_waiting("columbia") == 0)
+
+
+def test_unacknowledged_messages_come_again_at_the_next_login_and_acknowledged_ones_never(world):
+    seas = native_login(world, "seas")
+    deaf = irc_login(world, "columbia", deaf=True)      # reads, but never answers a PING
+    seas.request("message", to="columbia", text="one")
+    settle(world, lambda: deaf.texts())
+    deaf.conn.close()
+    settle(world, lambda: deaf.closed)
+    again = irc_login(world, "columbia")
+    settle(world, lambda: again.texts())
+    assert again.texts() == [("seas", "columbia", "one")]
+    settle(world, lambda: world.store.count_waiting("columbia") == 0)
+    again.send("QUIT")
+    settle(world, lambda: again.closed)
+    third = irc_login(world, "columbia")
+    third.send("PING sync")
+    settle(world, lambda: third.of("PONG"))
+    assert third.texts() == []
+
+
+def test_a_message_kept_for_an_absent_irc_user_arrives_at_login_with_its_original_time(world):
+    seas = native_login(world, "seas")
+    request = seas.request("message", to="columbia", text="while you were out")
+    settle(world, lambda: seas.reply(request))
+    assert seas.reply(request)[0]["stored"] is True
+    world.clock.advance(3600.0)
+    plain = irc_login(world, "columbia")
+    settle(world, lambda: plain.texts())
+    assert plain.texts()[0][2] == "[sent 2023-11-14 22:13 UTC] while you were out"
+
+
+def test_offline_messages_carry_server_time_when_the_client_takes_it(world):
+    seas = native_login(world, "seas")
+    seas.request("message", to="columbia", text="kept")
+    settle(world, lambda: seas.reply(seas.next_id))
+    world.clock.advance(3600.0)
+    columbia = irc_login(world, "columbia", caps=("server-time",))
+    settle(world, lambda: columbia.texts())
+    message = columbia.of("PRIVMSG")[0]
+    assert message.params[-1] == "kept"
+    assert dict(message.tags)["time"] == "2023-11-14T22:13:20.000Z"
+
+
+def test_the_room_is_broadcast_both_ways(world):
+    seas = native_login(world, "seas")
+    columbia = irc_login(world, "columbia")
+    columbia.send("PRIVMSG #chat :hello room")
+    settle(world, lambda: seas.of("broadcast"))
+    assert seas.of("broadcast")[0]["text"] == "hello room"
+    seas.request("broadcast", text="hello irc")
+    settle(world, lambda: columbia.texts())
+    assert columbia.texts() == [("seas", "#chat", "hello irc")]
+
+
+def test_echo_message_shows_the_sender_its_message_once_it_is_stored(world):
+    native_login(world, "seas")
+    columbia = irc_login(world, "columbia", caps=("echo-message",))
+    columbia.send("PRIVMSG seas :echoed")
+    settle(world, lambda: columbia.texts())
+    assert columbia.texts() == [("columbia", "seas", "echoed")]
+
+
+def test_a_message_to_an_absent_user_is_kept_and_the_sender_told(world):
+    columbia = irc_login(world, "columbia")
+    columbia.send("PRIVMSG seas :see you later")
+    settle(world, lambda: columbia.of("NOTICE"))
+    assert "waits for their next login" in columbia.of("NOTICE")[0].params[-1]
+    assert world.store.count_waiting("seas") == 1
+
+
+def test_long_or_multi_line_native_text_arrives_as_safe_lines(world):
+    columbia = irc_login(world, "columbia")
+    seas = native_login(world, "seas")
+    seas.request("message", to="columbia", text="x" * 3000 + "\r\nQUIT :gotcha")
+    settle(world, lambda: len(columbia.texts()) >= 8)
+    assert all(m.command == "PRIVMSG" for m in columbia.messages[-8:] if m.command != "PING")
+    assert "".join(text for _, _, text in columbia.texts()).endswith("x QUIT :gotcha")
+
+
+def test_unknown_users_and_other_channels_get_their_numerics(world):
+    columbia = irc_login(world, "columbia")
+    columbia.send("PRIVMSG nobody :hi", "JOIN #other", "PRIVMSG #other :hi")
+    settle(world, lambda: columbia.of("404"))
+    assert columbia.of("401")[0].params[1] == "nobody"
+    assert columbia.of("403")[0].params[1] == "#other"
+
+
+# -- presence, the room's members, blocking ----------------------------------------------------
+
+def test_logins_and_logouts_are_joins_and_quits(world):
+    columbia = irc_login(world, "columbia")
+    seas = native_login(world, "seas")
+    settle(world, lambda: columbia.of("JOIN")[1:])
+    assert columbia.of("JOIN")[1].source.startswith("seas!")
+    seas.request("logout")
+    settle(world, lambda: columbia.of("QUIT"))
+    assert columbia.of("QUIT")[0].source.startswith("seas!")
+
+
+def test_names_who_whois_and_ison_list_who_is_online(world):
+    native_login(world, "seas")
+    columbia = irc_login(world, "columbia")
+    columbia.send("NAMES #chat", "WHO #chat", "WHOIS seas", "WHOIS csee4119", "ISON seas nobody")
+    settle(world, lambda: columbia.of("303"))
+    assert columbia.of("353")[-1].params[-1].split() == ["columbia", "seas"]
+    assert [m.params[5] for m in columbia.of("352")] == ["columbia", "seas"]
+    assert columbia.of("311")[0].params[1] == "seas"
+    assert columbia.of("401")[0].params[1] == "csee4119"       # an account, not online
+    assert columbia.of("303")[0].params[-1] == "seas"
+
+
+def test_silence_blocks_and_unblocks(world):
+    columbia = irc_login(world, "columbia")
+    columbia.send("SILENCE +seas")
+    settle(world, lambda: columbia.of("SILENCE"))
+    seas = native_login(world, "seas")
+    request = seas.request("message", to="columbia", text="let me in")
+    settle(world, lambda: seas.reply(request))
+    assert seas.reply(request)[0]["code"] == "blocked"
+    columbia.send("SILENCE -seas")
+    settle(world, lambda: len(columbia.of("SILENCE")) == 2)
+    assert [m.params for m in columbia.of("SILENCE")] == [("+seas",), ("-seas",)]
+    assert world.store.blocks("columbia") == set()
+
+
+def test_a_user_who_blocks_an_irc_user_comes_and_goes_unseen_by_them(world):
+    """The native rule: presence is not told to those the user blocks."""
+    columbia = irc_login(world, "columbia")
+    seas = native_login(world, "seas")
+    seas.request("block", user="columbia")
+    seas.request("logout")
+    native_login(world, "seas")
+    columbia.send("PING sync")
+    settle(world, lambda: columbia.of("PONG"))
+    assert [m.source.split("!")[0] for m in columbia.of("JOIN") + columbia.of("QUIT")] == [
+        "columbia", "seas"]         # seas's first login, before the block; then nothing
+
+
+def test_the_service_nick_takes_the_native_words(world):
+    native_login(world, "seas")
+    columbia = irc_login(world, "columbia")
+    columbia.send("PRIVMSG chat :online", "PRIVMSG chat :block seas", "PRIVMSG chat :getaddress seas")
+    settle(world, lambda: len(columbia.of("NOTICE")) == 3)
+    notices = [m.params[-1] for m in columbia.of("NOTICE")]
+    assert "Online: seas" in notices and "User seas has been blocked." in notices
+    assert any("client.py" in notice for notice in notices)
+
+
+# -- the connection ------------------------------------------------------------------------------
+
+def test_a_dropped_connection_logs_the_user_out(world):
+    seas = native_login(world, "seas")
+    columbia = irc_login(world, "columbia")
+    columbia.conn.close()
+    settle(world, lambda: [f for f in seas.of("presence") if f["online"] is False])
+    assert "columbia" not in world.core.online_users()
+
+
+def test_quit_logs_out_and_says_goodbye(world):
+    columbia = irc_login(world, "columbia")
+    columbia.send("QUIT :gone fishing")
+    settle(world, lambda: columbia.closed)
+    assert columbia.of("ERROR")[0].params[-1] == "Closing link: Quit: gone fishing"
+    assert "columbia" not in world.core.online_users()
+
+
+def test_an_idle_but_answering_client_stays_logged_in_and_a_silent_one_is_closed(world):
+    alive = irc_login(world, "columbia")
+    silent = irc_login(world, "seas", deaf=True)
+    for _ in range(int(IDLE_S // 10) + 2):
+        world.clock.advance(10.0)       # the answering one's PONGs get a pass to arrive
+        world.reactor.run_once(timeout_s=0.01)
+    settle(world, lambda: silent.closed)
+    assert alive.closed is None and "columbia" in world.core.online_users()
+    assert silent.of("PING") and "seas" not in world.core.online_users()
+    assert PING_AFTER_S < IDLE_S
+
+
+def test_commands_before_registration_and_unknown_ones_get_numerics_not_a_close(world):
+    client = IrcClient(world.reactor, world.irc_port)
+    client.send("PRIVMSG seas :hi", "FROB")
+    settle(world, lambda: client.of("421"))
+    assert client.of("451") and client.closed is None
+
+
+def test_hostile_lines_get_errors_and_the_connection_goes_on(world):
+    columbia = irc_login(world, "columbia")
+    columbia.send(b"PRIVMSG seas :" + b"x" * 600 + b"\r\n", b"PRIVMSG seas :caf\xe9\r\n",
+                  b"\x00\x01\x02\r\n", b":::: :::\r\n", "PING still-here")
+    settle(world, lambda: columbia.of("PONG"))
+    assert columbia.of("417") and columbia.of("FAIL")[0].params[:2] == ("PRIVMSG", "INVALID_UTF8")
+    assert columbia.closed is None

@@ -1,0 +1,90 @@
+"""IRC lines (irc_wire): parsing with tags, source and trailing parameters, the length limits,
+bad UTF-8, formatting that needs a trailing ':' exactly when it must, and long text cut into
+lines that fit."""
+import pytest
+
+from irc_wire import (MAX_LINE_BYTES, BadText, Message, TooLong, escape_tag, flat, fold, line,
+                      nick_ok, parse, pieces)
+
+
+def test_a_plain_command_with_a_trailing_parameter():
+    assert parse(b"PRIVMSG seas :hello there\r\n") == Message("PRIVMSG", ("seas", "hello there"))
+
+
+def test_commands_are_upper_cased_and_extra_spaces_do_not_make_empty_parameters():
+    assert parse(b"privmsg   seas   hi") == Message("PRIVMSG", ("seas", "hi"))
+
+
+def test_tags_and_source_are_read_and_tag_values_unescaped():
+    message = parse(b"@time=2026-12-05T10:00:00.000Z;+draft/x=a\\sb\\:c\\\\;flag "
+                    b":columbia!c@chat PRIVMSG #chat :hi")
+    assert message.tags == (("time", "2026-12-05T10:00:00.000Z"), ("+draft/x", "a b;c\\"),
+                            ("flag", None))
+    assert message.source == "columbia!c@chat"
+    assert message.params == ("#chat", "hi")
+
+
+def test_an_empty_trailing_parameter_is_kept_and_a_blank_line_is_nothing():
+    assert parse(b"PING :") == Message("PING", ("",))
+    assert parse(b"\r\n") is None
+    assert parse(b"   ") is None
+
+
+def test_a_line_past_512_bytes_is_too_long_but_tags_have_their_own_room():
+    body = b"PRIVMSG seas :" + b"x" * (MAX_LINE_BYTES - 2 - 14)
+    assert parse(body).params[1].startswith("x")
+    with pytest.raises(TooLong):
+        parse(body + b"x")
+    assert parse(b"@+tag=" + b"v" * 3000 + b" " + body).params[0] == "seas"
+    with pytest.raises(TooLong):
+        parse(b"@+tag=" + b"v" * 5000 + b" PING x")
+
+
+def test_bad_utf8_is_refused_not_guessed():
+    with pytest.raises(BadText):
+        parse(b"PRIVMSG seas :caf\xe9")
+
+
+def test_a_fifteenth_parameter_takes_the_rest():
+    message = parse(b"X " + b" ".join(b"p%d" % n for n in range(20)))
+    assert len(message.params) == 15 and message.params[-1] == "p14 p15 p16 p17 p18 p19"
+
+
+@pytest.mark.parametrize("last, wire", [("hi", b"hi"), ("hello there", b":hello there"),
+                                        ("", b":"), (":)", b"::)")])
+def test_the_last_parameter_is_trailing_exactly_when_it_must_be(last, wire):
+    assert line("srv", "NOTICE", "seas", last) == b":srv NOTICE seas " + wire + b"\r\n"
+
+
+def test_tags_are_escaped_and_a_formatted_line_parses_back():
+    raw = line("columbia!c@chat", "PRIVMSG", "#chat", "a b", tags={"time": "x;y z", "f": None})
+    assert raw.startswith(b"@time=x\\:y\\sz;f :columbia!c@chat PRIVMSG")
+    assert parse(raw) == Message("PRIVMSG", ("#chat", "a b"), (("time", "x;y z"), ("f", None)),
+                                 "columbia!c@chat")
+    assert escape_tag("\\\r\n") == "\\\\\\r\\n"
+
+
+def test_line_breaks_in_text_cannot_inject_a_command():
+    assert flat("hi\r\nQUIT :x\nand\0more") == "hi QUIT :x and more"
+    assert b"\n" not in line("s", "PRIVMSG", "seas", pieces("a\nb")[0])[:-2]
+
+
+def test_long_text_is_cut_into_pieces_that_fit_between_characters():
+    text = ("word " * 300) + "é" * 500
+    cut = pieces(text)
+    assert len(cut) > 1
+    assert all(len(piece.encode()) <= 400 for piece in cut)
+    assert "".join(cut).replace(" ", "") == text.replace(" ", "")
+    assert pieces("short") == ["short"]
+
+
+@pytest.mark.parametrize("nick, ok", [("columbia", True), ("csee4119", True), ("4119", False),
+                                      ("#chat", False), ("a b", False), ("a,b", False),
+                                      ("x!y", False), ("", False), ("ünï", True)])
+def test_which_names_can_be_nicks(nick, ok):
+    assert nick_ok(nick) is ok
+
+
+def test_names_fold_by_ascii_only():
+    assert fold("Columbia") == "columbia"
+    assert fold("ÜBER") == "Über"
