@@ -151,8 +151,8 @@ def stamp_of(line):
     at = line.find(STAMP)
     if at < 0:
         return None
-    end = line.find(b'"', at)
-    return float(line[at + len(STAMP):end])
+    end = line.find(b'"', at)       # a JSON string's end, or the IRC line's
+    return float(line[at + len(STAMP):end if end >= 0 else len(line)])
 
 
 def message_text(seq):
@@ -706,7 +706,90 @@ class StayModel:
         return StaySession(self, name, password, inbox)
 
 
-MODELS = {"short": ShortModel, "stay": StayModel}
+class _IrcLine(_Staying):
+    """An IRC user's connection (PROTOCOL.md "IRC"): what answers a request line is its echo
+    (echo-message: the server's yes), a refusal, the PONG to a PING, or the ERROR after QUIT;
+    other users' PRIVMSGs are the deliveries; every PING is answered, which acknowledges them."""
+
+    __slots__ = ("nick", "on_welcome")
+
+    def __init__(self, loop, address, on_frames, nick, on_welcome):
+        super().__init__(loop, address, on_frames)
+        self.nick = b":" + nick.encode() + b"!"
+        self.on_welcome = on_welcome
+
+    def _readable(self):
+        try:
+            data = self.sock.recv(READ_BYTES)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._end()
+            return
+        lines = (self.tail + data).split(b"\n")
+        self.tail = lines.pop()
+        delivered = []
+        for line in lines:
+            words = line.split(b" ", 3)
+            command = words[1] if len(words) > 1 and line[:1] == b":" else words[0]
+            if command == b"PRIVMSG":
+                if line.startswith(self.nick):
+                    self._replied(b'{"type":"ok"}')
+                else:
+                    delivered.append(line.rstrip(b"\r"))
+            elif command == b"PING":
+                self._queue(b"PONG" + line.rstrip(b"\r")[4:] + b"\r\n")
+            elif command in (b"PONG", b"ERROR") or (command == b"NOTICE" and b"Not sent" in line):
+                self._replied(b'{"type":"ok"}' if command != b"NOTICE" else b'{"type":"error"}')
+            elif command == b"366" and self.on_welcome is not None:
+                welcomed, self.on_welcome = self.on_welcome, None
+                welcomed(True)
+            elif command[:1] == b"4" and command.isdigit():
+                if self.on_welcome is not None and command == b"464":
+                    refused, self.on_welcome = self.on_welcome, None
+                    refused(False)
+                else:
+                    self._replied(b'{"type":"error"}')
+        if delivered:
+            self.on_frames(delivered)
+
+
+class IrcSession(StaySession):
+    """One user on the IRC port: the same scenarios, in IRC's words."""
+
+    room = "#chat"
+
+    def login(self, on_done):
+        """Connect, register with PASS and echo-message; on_done(ok, seconds) at the NAMES."""
+        started_at = clock()
+        self.line = _IrcLine(self.model.loop, self.model.address, self.inbox.on_frames,
+                             self.name, lambda ok: on_done(ok, clock() - started_at))
+        self.line._queue(f"CAP REQ :echo-message\r\nPASS {self.password}\r\nNICK {self.name}"
+                         f"\r\nUSER {self.name} 0 * :{self.name}\r\nCAP END\r\n".encode())
+
+    def request(self, kind, **fields):
+        return {"logout": b"QUIT\r\n", "heartbeat": b"PING :beat\r\n"}[kind]
+
+    def message(self, to, seq, mid=False):
+        return f"PRIVMSG {to} :{message_text(seq)}\r\n".encode()
+
+    def broadcast(self, seq):
+        return f"PRIVMSG {self.room} :{message_text(seq)}\r\n".encode()
+
+
+class IrcModel(StayModel):
+    """Users on the server's IRC port (the server runs with --irc-port): a staying connection
+    each, in IRC's words, so the figures compare line for line with IRC servers'."""
+
+    name = "irc"
+
+    def session(self, name, password, inbox):
+        return IrcSession(self, name, password, inbox)
+
+
+MODELS = {"short": ShortModel, "stay": StayModel, "irc": IrcModel}
 
 
 # --- processes -----------------------------------------------------------------------------
@@ -725,13 +808,21 @@ class ServerProcess:
         self.port = self._wait_port()
 
     def _wait_port(self):
+        """The native port from the log, and the IRC port (`irc_port`) when it has one."""
         until = clock() + SERVER_START_S
+        self.irc_port = None
         while clock() < until:
+            ports = {}
             with open(self.log_path, "rb") as log:
                 for line in log:
-                    if b"listening on " in line:
-                        address = line.split(b"listening on ", 1)[1].split()[0]
-                        return int(address.rsplit(b":", 1)[1])
+                    for marker in (b"listening on ", b"IRC clients on "):
+                        if marker in line:
+                            address = line.split(marker, 1)[1].split()[0].rstrip(b",")
+                            ports[marker] = int(address.rsplit(b":", 1)[1])
+            if b"listening on " in ports and (b"IRC clients on " in ports
+                                               or "--irc-port" not in self.proc.args):
+                self.irc_port = ports.get(b"IRC clients on ")
+                return ports[b"listening on "]
             if self.proc.poll() is not None:
                 break
             time.sleep(0.02)    # a bounded poll of the log while the server starts
@@ -766,6 +857,7 @@ class ExternalServer:
 
     def __init__(self, port, pid=None):
         self.port, self.pid = port, pid
+        self.irc_port = port        # with --model irc, --port names an IRC server
 
     def cpu_s(self):
         return process_cpu_s(self.pid) if self.pid else None
@@ -1302,7 +1394,7 @@ class Bench:
             self.profiles.append((scenario.name, profile))
             argv += ["-m", "cProfile", "-o", profile]
         argv += [os.path.join(HERE, "server.py"), "0", "--host", HOST, "--data-dir", data_dir,
-                 "--credentials", self.credentials]
+                 "--credentials", self.credentials, "--irc-port", "0"]
         # one address drives thousands of users here: the server's rate limits (issue 6) would
         # measure slow_down, not the server, so they are off
         argv += ["--user-rate", "0", "--address-rate", "0", "--failed-logins", "0"]
@@ -1320,7 +1412,8 @@ class Bench:
         server, data_dir = self.start_server(scenario, round_no)
         loop = Loop()
         try:
-            ctx = Context(self.plan, loop, server, model_class(loop, (HOST, server.port)), data_dir,
+            port = server.port if model_class.name != "irc" else server.irc_port
+            ctx = Context(self.plan, loop, server, model_class(loop, (HOST, port)), data_dir,
                           profiling=self.args.profile)
             return scenario.run(ctx)
         finally:
@@ -1405,7 +1498,8 @@ def parse_args(argv):
     parser.add_argument("--rounds", type=int, default=1, help="rounds per scenario; medians are kept")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of seconds")
     parser.add_argument("--model", choices=[*sorted(MODELS), "both"], default="both",
-                        help="connection model: short, stay, or both (the default)")
+                        help="connection model: short, stay, irc (the IRC port), or both (short "
+                             "and stay, the default)")
     parser.add_argument("--batch", type=int, help="requests per short connection (default 1)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override one size of the plan, e.g. --set direct_window=16")

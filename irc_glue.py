@@ -12,7 +12,7 @@ and a PING once the client has been silent PING_AFTER_S; silent IDLE_S, it is cl
 """
 import json
 
-from irc_session import IrcSession
+from irc_session import IrcSession, folded
 from irc_wire import BadText, TooLong, line, parse
 from passwords import open_accounts
 from server_events import Request
@@ -32,16 +32,21 @@ class IrcFront(Accepted):
 
     def __init__(self, glue, accounts, server_name, room):
         super().__init__(glue)
-        self.accounts = accounts
+        self.accounts = folded(accounts)
         self.open = open_accounts(accounts)
+        self.acks_due = []      # links given deliveries this pass: each gets its ack PING
+        self.shared = {}        # what the sessions share (irc_session)
+        self.last_decoded = (None, None)    # (a native line, its frame): a broadcast's one
+                                            # line reaches every recipient's link
+        glue.reactor.before_flush(self._ack_pings)      # (after the glue's: it delivers)
         self.server_name = server_name
         self.room = room
 
     def new_state(self, conn):
         state = _IrcState()
         session = IrcSession(self.accounts, self.server_name, self.room, conn.peer[0],
-                             open_accounts=self.open)
-        state.link = IrcLink(self.glue, conn, session)
+                             open_accounts=self.open, shared=self.shared)
+        state.link = IrcLink(self, conn, session)
         self.glue.conns[conn.id] = state.link     # the core's replies reach it there
         return state
 
@@ -66,6 +71,15 @@ class IrcFront(Accepted):
         link.last_heard = clock.now()
         self.glue.arm_quiet(conn, IDLE_S)
 
+    def _ack_pings(self):
+        """The end of a pass: one PING after each link's deliveries, whose PONG acknowledges
+        them all (PROTOCOL.md, "IRC")."""
+        due, self.acks_due = self.acks_due, []
+        for link in due:
+            link.ack_due = False
+            link.session.ping_for_ack()
+            link.write()
+
     def on_oversize(self, conn):
         conn.data.link.session.too_long()
         conn.data.link.flush()
@@ -84,13 +98,14 @@ class IrcLink:
     """An IRC connection as the native glue sees it: `send` takes a native frame's line,
     `close` ends it. It also carries the session's requests to the core, and its timers."""
 
-    def __init__(self, glue, conn, session):
-        self.glue = glue
+    def __init__(self, front, conn, session):
+        self.front = front
+        self.glue = glue = front.glue
         self.conn = conn
         self.session = session
         self.id = conn.id
         self.last_heard = glue.reactor.clock.now()
-        self._ping_queued = False
+        self.ack_due = False
         self._requests_queued = False
         self._keepalive = glue.reactor.call_later(KEEPALIVE_S, self._keep_alive)
 
@@ -98,14 +113,18 @@ class IrcLink:
 
     def send(self, data):
         """A native frame from the core (a reply or a delivery) -> IRC lines."""
-        frame = json.loads(data)
+        front = self.front
+        if data is front.last_decoded[0]:
+            frame = front.last_decoded[1]
+        else:
+            frame = json.loads(data)
+            front.last_decoded = (data, frame)
         session = self.session
         session.from_core(frame, self.glue.reactor.clock.wall())
-        self._write()
-        if session.shown_seq > session.acked_seq and not self._ping_queued:
-            # one PING after this pass's deliveries: its PONG acknowledges them all
-            self._ping_queued = True
-            self.glue.reactor.call_soon(self._ping_for_ack)
+        self.write()
+        if session.shown_seq > session.acked_seq and not self.ack_due:
+            self.ack_due = True
+            self.front.acks_due.append(self)
         if session.requests and not self._requests_queued:
             # asked while the glue finishes a pass: they go to the core in the next one
             self._requests_queued = True
@@ -118,10 +137,10 @@ class IrcLink:
 
     def flush(self):
         """The session's lines to the client, its requests to the core, its hang-up."""
-        self._write()
+        self.write()
         self._send_requests()
 
-    def _write(self):
+    def write(self):
         session = self.session
         if session.lines:
             self.conn.send(b"".join(session.lines))
@@ -140,11 +159,6 @@ class IrcLink:
         host = self.conn.peer[0]
         for frame in requests:
             glue.apply(glue.core.handle(Request(self.id, frame, host), now))
-
-    def _ping_for_ack(self):
-        self._ping_queued = False
-        self.session.ping_for_ack()
-        self._write()
 
     def _keep_alive(self):
         reactor = self.glue.reactor

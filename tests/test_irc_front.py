@@ -12,7 +12,7 @@ import protocol
 from chat_server import ChatServer, Settings
 from irc_glue import IDLE_S, IrcFront, PING_AFTER_S
 from irc_wire import parse
-from passwords import load_credentials
+from passwords import OPEN, load_credentials
 from reactor import Handler, Reactor, VirtualClock
 from replay import counting_secrets
 from reactor_helpers import pump
@@ -20,7 +20,7 @@ from server_glue import ServerGlue
 from storage import Store
 
 CREDENTIALS = pathlib.Path(__file__).resolve().parent.parent / "credential.txt"
-PASSWORDS = dict(columbia="116bway", seas="summerisover", csee4119="lovenetworks")
+PASSWORDS = dict(columbia="116bway", seas="summerisover", foobar="passpass")
 
 
 class IrcClient(Handler):
@@ -92,6 +92,7 @@ def world():
     reactor = Reactor(clock)
     store = Store(":memory:", clock)
     credentials = load_credentials(CREDENTIALS)
+    credentials["guest"] = OPEN         # an open account: no password needed
     core = ChatServer(credentials, store, Settings(), make_secret=counting_secrets())
     log = []
     glue = ServerGlue(reactor, core, store, log.append)
@@ -163,6 +164,13 @@ def test_no_password_is_refused_before_any_attempt_counts(world):
     settle(world, lambda: client.closed)
     assert client.of("464") and client.of("ERROR") and not client.of("001")
     assert "columbia" not in world.store._lockouts
+
+
+def test_an_open_account_logs_in_with_no_password(world):
+    client = IrcClient(world.reactor, world.irc_port)
+    client.send("NICK guest", "USER g 0 * :g")
+    settle(world, lambda: client.of("366") or client.closed)
+    assert client.of("001")[0].params[0] == "guest"
 
 
 def test_wrong_passwords_on_either_port_count_toward_one_lockout(world):
@@ -278,6 +286,35 @@ def test_the_room_is_broadcast_both_ways(world):
     seas.request("broadcast", text="hello irc")
     settle(world, lambda: columbia.texts())
     assert columbia.texts() == [("seas", "#chat", "hello irc")]
+
+
+def test_every_irc_recipient_of_a_broadcast_gets_it_in_its_own_form(world):
+    timed = irc_login(world, "columbia", caps=("server-time",))
+    plain = irc_login(world, "foobar")
+    seas = native_login(world, "seas")
+    for n in range(3):
+        seas.request("broadcast", text=f"news {n}")
+    settle(world, lambda: len(timed.texts()) == 3 and len(plain.texts()) == 3)
+    assert timed.texts() == plain.texts() == [("seas", "#chat", f"news {n}") for n in range(3)]
+    assert all("time" in dict(m.tags) for m in timed.of("PRIVMSG"))
+    assert not any(m.tags for m in plain.of("PRIVMSG"))
+
+
+def test_pongs_acknowledge_as_they_come_with_several_pings_unanswered(world):
+    columbia = irc_login(world, "columbia", deaf=True)
+    seas = native_login(world, "seas")
+    for n in range(12):             # a pass each: a PING after each pass's delivery
+        seas.request("message", to="columbia", text=f"m{n}")
+        settle(world, lambda n=n: len(columbia.texts()) == n + 1)
+    settle(world, lambda: len(columbia.of("PING")) == 8)
+    pings = [m.params[-1] for m in columbia.of("PING")]
+    assert len(set(pings)) == 8                 # at most 8 unanswered at once
+    columbia.send(f"PONG :{pings[2]}")          # the third: the first three acknowledged
+    settle(world, lambda: world.store.count_waiting("columbia") == 9)
+    columbia.send(f"PONG :{pings[2]}", "PONG :ack-999", "PONG :nonsense")   # nothing more
+    settle(world, lambda: len(columbia.of("PING")) == 9)    # room for one covering the rest
+    columbia.send(f"PONG :{columbia.of('PING')[-1].params[-1]}")
+    settle(world, lambda: world.store.count_waiting("columbia") == 0)
 
 
 def test_echo_message_shows_the_sender_its_message_once_it_is_stored(world):

@@ -9,7 +9,8 @@ import log_index
 import protocol
 import senders
 import storage
-from passwords import CredentialsError, load_credentials
+from passwords import (OPEN, Checker, CredentialsError, hash_password, load_credentials,
+                       open_accounts)
 from storage import Store
 
 COURSE_ACCOUNTS = {
@@ -38,11 +39,22 @@ def test_credentials_allow_any_whitespace_comments_and_no_final_newline(tmp_path
     assert load_credentials(path) == {"alice": "pw1", "carol": "pw\u00e9", "dave": "x#y"}
 
 
+def test_a_name_alone_is_an_open_account_that_any_password_logs_in(tmp_path):
+    accounts = load_credentials(write(tmp_path, "alice\nbob pw2\n"))
+    assert accounts == {"alice": OPEN, "bob": "pw2"} and open_accounts(accounts) == {"alice"}
+    checker = Checker(accounts)
+    assert checker.check("alice", "anything") and checker.check("alice", "")
+    assert checker.check("bob", "pw2") and not checker.check("bob", "anything")
+    hashed = Checker({"alice": OPEN, "bob": hash_password("pw2")})
+    assert hashed.check("alice", "x") and hashed.check("bob", "pw2") and not hashed.check("bob", "x")
+
+
 def test_an_empty_file_has_no_accounts(tmp_path):
     assert load_credentials(write(tmp_path, "")) == {}
 
 
-@pytest.mark.parametrize("line, count", [("alice", 1), ("alice hunter2 extra", 3)])
+@pytest.mark.parametrize("line, count", [("alice hunter2 extra", 3),
+                                         ("alice hunter2 extra more", 4)])
 def test_a_malformed_line_is_named_without_its_password(tmp_path, line, count):
     path = write(tmp_path, f"bob ok\n\n{line}\n")
     with pytest.raises(CredentialsError) as caught:
