@@ -16,6 +16,9 @@ Session files (tests/sessions/*.txt) hold one item per line:
     start NAME [HOST]     start a client NAME on HOST (default 10.0.0.N); it listens on port 5000
     start NAME [HOST] stay  ... a client that stays connected (--stay-connected): its requests
                           and deliveries share one connection, cut by `NAME is cut`
+    start NAME [HOST] irc   an IRC client on the IRC port (irc_session, as irc_glue runs it):
+                          NAME> sends an IRC line; its screen is the lines it gets (PINGs are
+                          answered and not shown); `NAME vanishes` drops its connection
     NAME is cut           NAME's staying connection breaks; it is made again 1 s later
     NAME> TEXT            NAME types TEXT (the rest of the line, exactly, after one space)
     NAME>> A || B || C    NAME's lines A, B and C all arrive before any answer does (a paste,
@@ -42,6 +45,9 @@ from collections import deque
 
 import chat_client
 import client_events as ce
+import irc_glue
+import irc_session
+import irc_wire
 import protocol
 import chat_server
 import server_events
@@ -87,6 +93,17 @@ class SimClient:
         self.exit_code = None
 
 
+class SimIrc:
+    """One IRC client connection: the session the IRC port keeps for it, and its address."""
+
+    def __init__(self, name, host, conn, accounts):
+        self.name = name
+        self.host = host
+        self.conn = conn
+        self.session = irc_session.IrcSession(accounts, "chat.test", "#chat", host)
+        self.running = True
+
+
 class Faults:
     """Seeded network trouble; each figure is the chance of that trouble at each chance for it."""
 
@@ -129,11 +146,19 @@ class World:
         self._stays = {}            # open staying conn -> client name
         self._broken = set()        # staying conns that broke: what is still on its way is lost
         self._pushed = {}           # staying conn -> the proof of what the server pushed on it
+        self._irc = {}              # IRC conn -> SimIrc
+        self._irc_accounts = irc_session.folded(load_credentials(CREDENTIALS_PATH))
 
     # -- what a script does --------------------------------------------------------------
 
-    def start(self, name, host=None, stays=False):
+    def start(self, name, host=None, stays=False, irc=False):
         host = host or f"10.0.0.{len(self.clients) + 1}"
+        if irc:
+            self._conns += 1
+            sim = self.clients[name] = SimIrc(name, host, self._conns, self._irc_accounts)
+            self._irc[sim.conn] = sim
+            self._arm(name, "keepalive", self.now + irc_glue.KEEPALIVE_S)
+            return
         sim = self.clients[name] = SimClient(name, host, self.client_settings, stays)
         self._queue.append((name, ce.Started()))
         if stays:
@@ -142,6 +167,11 @@ class World:
 
     def type(self, name, *lines):
         """Lines that arrive together, before the network carries anything."""
+        if isinstance(self.clients[name], SimIrc):
+            for text in lines:
+                self._irc_does(self.clients[name], irc_wire.parse(text.encode()))
+            self._drain()
+            return
         self._queue.extend((name, ce.LineIn(text)) for text in lines[:-1])
         self._send(name, ce.LineIn(lines[-1]))
 
@@ -153,6 +183,10 @@ class World:
 
     def vanish(self, name):
         sim = self.clients[name]
+        if isinstance(sim, SimIrc):
+            self._irc_closed(sim)
+            self._drain()
+            return
         sim.running = False
         if sim.conn is not None:
             self._break(sim, reconnect=False)   # the system closes a dead process's connection
@@ -205,7 +239,9 @@ class World:
                     continue
                 if isinstance(event, ce.Replied):
                     self.clients[who].in_flight.discard(event.request_id)
-            if who == "link":
+            if isinstance(self.clients.get(who), SimIrc):
+                self._irc_does(self.clients[who], event)
+            elif who == "link":
                 self._reconnect(event.key[1])
             elif who == "glue":
                 self._delivery_closed(event)
@@ -276,7 +312,13 @@ class World:
 
     def _server_does(self, actions):
         for action in actions:
-            if isinstance(action, server_events.Reply) and action.conn in self._stays:
+            irc = self._irc.get(getattr(action, "conn", None))
+            if irc is not None and isinstance(action, (server_events.Reply,
+                                                       server_events.Deliver)):
+                self._queue.append((irc.name, wire(action.frame)))
+            elif irc is not None and isinstance(action, server_events.Close):
+                self._irc_closed(irc)
+            elif isinstance(action, server_events.Reply) and action.conn in self._stays:
                 name = self._stays[action.conn]
                 self._queue.append((("stay", action.conn, name),
                                     ce.Replied(action.frame["id"], wire(action.frame))))
@@ -296,6 +338,46 @@ class World:
                 self._arm("server", action.key, action.at)
             elif isinstance(action, server_events.Log):
                 self._record("server", action.text)
+
+    # -- IRC clients: what irc_glue does with an IrcSession, in the world's order -------------
+
+    def _irc_does(self, sim, event):
+        """One event for an IRC client's session: a parsed line it sent (irc_wire.Message), a
+        frame from the core (dict), or its keep-alive timer (ce.Expired)."""
+        if not sim.running:
+            return
+        session = sim.session
+        if isinstance(event, irc_wire.Message):
+            session.from_client(event, self.now)
+        elif isinstance(event, dict):
+            session.from_core(event, self.now)
+            session.ping_for_ack()      # irc_glue's end of the pass: one PING after deliveries
+        else:
+            session.keepalive()
+            self._arm(sim.name, "keepalive", self.now + irc_glue.KEEPALIVE_S)
+        lines, session.lines = session.lines, []
+        for raw in lines:
+            message = irc_wire.parse(raw)
+            if message.command == "PING":           # the client answers, as IRC clients do
+                self._queue.append((sim.name, irc_wire.parse(b"PONG :" + message.params[-1]
+                                                             .encode())))
+            else:
+                self._record(sim.name, raw.decode().rstrip("\r\n"))
+        requests, session.requests = session.requests, []
+        for frame in requests:
+            self._queue.append(("server", server_events.Request(sim.conn, frame, sim.host)))
+        if session.hangup is not None:
+            self._irc_closed(sim)
+
+    def _irc_closed(self, sim):
+        """The IRC connection ends: a user still logged in logs out (irc_glue.IrcLink.closed)."""
+        if not sim.running:
+            return
+        sim.running = False
+        sim.session.connection_lost()
+        for frame in sim.session.requests:
+            self._queue.append(("server", server_events.Request(sim.conn, frame, sim.host)))
+        self._queue.append(("server", server_events.Closed(sim.conn)))
 
     # -- staying connections: one per client, requests, replies and deliveries in order --------
 
@@ -414,8 +496,8 @@ def run_command(world, command):
     head, _, rest = command.partition(" ")
     if head == "start":
         name, *options = rest.split()
-        hosts = [word for word in options if word != "stay"]
-        world.start(name, *hosts, stays="stay" in options)
+        hosts = [word for word in options if word not in ("stay", "irc")]
+        world.start(name, *hosts, stays="stay" in options, irc="irc" in options)
     elif head.endswith(">>"):
         world.type(head[:-2], *rest.split(" || "))
     elif head.endswith(">"):
