@@ -30,6 +30,7 @@ CAPS = {"sasl": "PLAIN", "server-time": None, "message-tags": None, "echo-messag
 VERSION = "chat-1"
 TOPIC = "The chat room: everyone logged in is here. /msg chat help for the rest."
 MAX_TARGETS = 4
+MAX_EARLY_LINES = 64        # lines a client may send while its login is being answered
 ACK_TOKEN = "ack-"          # our PINGs that acknowledge carry this and the seq they cover
 ACK_PINGS = 8               # ... at most this many unanswered at once
 HELP = ("Commands (send them to me as a message): online | block USER | unblock USER | "
@@ -98,7 +99,8 @@ class IrcSession:
         self.sasl = None                # None, "plain" (waiting for the blob), or its chunks
         self.account = None             # logged in as (by SASL or PASS), from the welcome
         self.token = None
-        self.logging_in = False
+        self.logging_in = False         # a login request is on its way to the core
+        self.early = []                 # lines that came meanwhile, read after its answer
         self.welcomed = False           # 001 sent
         self.ready = False              # ... and the room joined: deliveries go out
         self.held = []                  # deliveries before that
@@ -150,6 +152,13 @@ class IrcSession:
     def from_client(self, message, wall):
         """One parsed line from the client at wall-clock `wall`."""
         if self.gone:
+            return
+        if self.logging_in:
+            # the login's answer comes later, but a client may send on at once (a paste, a
+            # script): its lines wait and are read after the answer, in order
+            if len(self.early) >= MAX_EARLY_LINES:
+                self.close("flood", "too many lines while logging in")
+            self.early.append((message, wall))
             return
         handler = getattr(self, "_c_" + message.command.lower(), None)
         if handler is not None and (self.welcomed or handler.__name__ in _BEFORE_WELCOME):
@@ -326,6 +335,12 @@ class IrcSession:
 
     def _logged_in(self, frame, by_sasl):
         self.logging_in = False
+        self._answer_login(frame, by_sasl)
+        early, self.early = self.early, []
+        for message, wall in early:
+            self.from_client(message, wall)
+
+    def _answer_login(self, frame, by_sasl):
         if frame["type"] != "welcome":
             text = _LOGIN_REFUSED.get(frame.get("code"), "Login refused").format(
                 user=self.nick, **{k: v for k, v in frame.items() if k != "user"})

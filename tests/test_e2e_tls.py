@@ -1,5 +1,6 @@
 """End to end over TLS: a certificate made by the test, the real server and real clients."""
 import socket
+import ssl
 
 from certs import make_certificate
 from realprocs import PtyClient, ServerProcess
@@ -46,6 +47,33 @@ def test_a_client_that_does_not_trust_the_certificate_cannot_log_in(tmp_path):
         client.type("columbia")
         client.expect("Cannot reach the server")
         client.expect("CERTIFICATE_VERIFY_FAILED")
+    finally:
+        client.kill()
+        assert server.stop() == 0
+
+
+def test_the_irc_port_speaks_tls_too(tmp_path):
+    cert, key = make_certificate(tmp_path)
+    server = ServerProcess(tmp_path, "--tls-cert", str(cert), "--tls-key", str(key),
+                           "--irc-port", "0")
+    client = PtyClient(server.port, "--cafile", str(cert))
+    try:
+        irc_port = int(server.wait_log(r"IRC clients on [\d.]+:(\d+)").group(1))
+        client.expect("Please enter username:")
+        client.type("seas")
+        client.expect("Please enter password:")
+        client.type("summerisover")
+        client.expect("You have successfully logged in.")
+        context = ssl.create_default_context(cafile=str(cert))
+        with socket.create_connection(("127.0.0.1", irc_port), timeout=5) as raw, \
+                context.wrap_socket(raw, server_hostname="localhost") as irc:
+            irc.sendall(b"PASS 116bway\r\nNICK columbia\r\nUSER c 0 * :c\r\n"
+                        b"PRIVMSG seas :over tls from irc\r\n")
+            client.expect("columbia: over tls from irc")
+            received = b""
+            while b" 366 " not in received:
+                received += irc.recv(4096)
+            assert b" 001 columbia " in received
     finally:
         client.kill()
         assert server.stop() == 0

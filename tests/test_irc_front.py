@@ -455,3 +455,23 @@ def test_hostile_lines_get_errors_and_the_connection_goes_on(world):
     settle(world, lambda: columbia.of("PONG"))
     assert columbia.of("417") and columbia.of("FAIL")[0].params[:2] == ("PRIVMSG", "INVALID_UTF8")
     assert columbia.closed is None
+
+
+def test_lines_sent_before_the_login_is_answered_wait_for_it_in_order(world):
+    seas = native_login(world, "seas")
+    client = IrcClient(world.reactor, world.irc_port)
+    client.send("PASS 116bway", "NICK columbia", "USER c 0 * :c", "PRIVMSG seas :first",
+                "PRIVMSG seas :second")
+    settle(world, lambda: len(seas.of("message")) == 2)
+    assert [f["text"] for f in seas.of("message")] == ["first", "second"]
+    assert not client.of("451")
+
+
+def test_lines_after_a_refused_login_are_not_read(world):
+    seas = native_login(world, "seas")
+    client = IrcClient(world.reactor, world.irc_port)
+    client.send("PASS wrong", "NICK columbia", "USER c 0 * :c", "PRIVMSG seas :sneaky")
+    settle(world, lambda: client.closed)
+    seas.request("online")
+    settle(world, lambda: seas.reply(seas.next_id))
+    assert seas.of("message") == []
