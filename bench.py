@@ -625,6 +625,10 @@ class _Staying:
             return
         lines = (self.tail + data).split(b"\n")
         self.tail = lines.pop()
+        self._take(lines)
+
+    def _take(self, lines):
+        """One read's complete lines: replies to their requests, the rest delivered."""
         delivered = []
         for line in lines:
             if b'"id":' in line:
@@ -718,18 +722,7 @@ class _IrcLine(_Staying):
         self.nick = b":" + nick.encode() + b"!"
         self.on_welcome = on_welcome
 
-    def _readable(self):
-        try:
-            data = self.sock.recv(READ_BYTES)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._end()
-            return
-        lines = (self.tail + data).split(b"\n")
-        self.tail = lines.pop()
+    def _take(self, lines):
         delivered = []
         for line in lines:
             words = line.split(b" ", 3)

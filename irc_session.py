@@ -96,7 +96,7 @@ class IrcSession:
         self.password = None
         self.caps = set()
         self.negotiating = False        # CAP LS or REQ began: registration waits for CAP END
-        self.sasl = None                # None, "plain" (waiting for the blob), or its chunks
+        self.sasl = None                # None, or the PLAIN blob's chunks so far (AUTHENTICATE)
         self.account = None             # logged in as (by SASL or PASS), from the welcome
         self.token = None
         self.logging_in = False         # a login request is on its way to the core
@@ -158,7 +158,8 @@ class IrcSession:
             # script): its lines wait and are read after the answer, in order
             if len(self.early) >= MAX_EARLY_LINES:
                 self.close("flood", "too many lines while logging in")
-            self.early.append((message, wall))
+            else:
+                self.early.append((message, wall))
             return
         handler = getattr(self, "_c_" + message.command.lower(), None)
         if handler is not None and (self.welcomed or handler.__name__ in _BEFORE_WELCOME):
