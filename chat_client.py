@@ -12,11 +12,11 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import peer
-from client_events import (Accepted, Arm, Cancel, CloseConn, Exit, ExitDue, Expired,
+from client_events import (Accepted, Arm, Cancel, CloseConn, Exit, ExitDue, Expired, Fate,
                            HeartbeatDue, Incoming, IncomingClosed, InputEnded, Interrupted,
                            LineIn, LinkClosed, LinkIdle, LinkIn, LinkUp, Log, OutboxRetry,
                            Prompt, Pushed, Replied, RequestFailed, SendRequest, SendTo, Show,
-                           ShowOnline, Stage, Started, Status)
+                           ShowFate, ShowOnline, ShowSending, Stage, Started, Status)
 from commands import (DEFAULT_ATTEMPTS, Command, Usage, described, error_code, error_text,
                       help_lines, parse_command, presence_notices, refusal, reply_lines,
                       seconds_text, shown, times_text)
@@ -107,6 +107,7 @@ class ChatClient:
         self.done = False               # Exit was returned: nothing more happens
         self._status = None             # the last Status said
         self._ids = 0
+        self._private_refs = 0          # numbers the user's private messages for ShowFate
         self._events = {
             Started: self._on_started, LineIn: self._on_line, InputEnded: self._on_input_ended,
             Interrupted: self._on_interrupted, Replied: self._on_replied,
@@ -322,7 +323,9 @@ class ChatClient:
 
     def _post(self, command, now, out, blocks_input):
         """Queue a message or broadcast; send it now unless older ones still wait."""
-        if self.outbox.add(self.user, command):
+        entry = self.outbox.add(self.user, command)
+        out.append(ShowSending(entry.mid, command.user, command.text))
+        if len(self.outbox.entries) == 1:
             self._send_head(now, out, blocks_input)
         else:
             out.append(Show("system", f"The server has not taken your earlier messages yet; "
@@ -364,11 +367,17 @@ class ChatClient:
             if not self._stale(pending):
                 self._session_ended(out, frame)
             return
-        self.outbox.taken()
+        mid = self.outbox.taken().mid
         lines = reply_lines(pending.command, frame)
         if lines is None:
-            out.append(Log(f"unexpected reply to {pending.command.name}: {frame.get('type')}"))
-        out.extend(Show("system", line) for line in lines or [])
+            # neither stored nor refused in words we know: it is not shown as sent
+            out.extend([Log(f"unexpected reply to {pending.command.name}: {frame.get('type')}"),
+                        ShowFate(mid, Fate.REFUSED)])
+        elif frame.get("type") == "error":
+            out.extend(ShowFate(mid, Fate.REFUSED, line) for line in lines)
+        else:
+            out.append(ShowFate(mid, Fate.SENT))
+            out.extend(Show("system", line) for line in lines)
         if self.stage is Stage.LOGGED_IN:
             self._send_head(now, out, blocks_input=False)
 
@@ -376,7 +385,8 @@ class ChatClient:
         outage_begins = not self.outbox.retry_s
         retry_s = self.outbox.failed()
         if outage_begins:           # say which messages wait
-            out.extend(Show("system", "Waiting to be sent: " + described(entry.command))
+            out.extend(ShowFate(entry.mid, Fate.WAITING,
+                                "Waiting to be sent: " + described(entry.command))
                        for entry in self.outbox.entries)
         out.append(Show("system", f"Your message is kept and will be sent when the server "
                                   f"answers ({len(self.outbox.entries)} waiting; next try in "
@@ -395,7 +405,8 @@ class ChatClient:
         self._send_head(now, out, blocks_input=False)
 
     def _report_unsent(self, out, why):
-        out.extend(Show("system", f"Not sent ({why}): " + described(entry.command))
+        out.extend(ShowFate(entry.mid, Fate.REFUSED,
+                            f"Not sent ({why}): " + described(entry.command))
                    for entry in self.outbox.drop_all())
 
     # -- requests and replies -------------------------------------------------------------------
@@ -705,7 +716,10 @@ class ChatClient:
             out.append(Show("system", f"You don't have {command.user}'s address. "
                                       f"Type getaddress {command.user} first."))
             return
-        out.extend(self.peers.send(self.user, command.user, command.text, now))
+        self._private_refs += 1
+        ref = f"private-{self._private_refs}"
+        out.append(ShowSending(ref, command.user, command.text, private=True))
+        out.extend(self.peers.send(self.user, command.user, command.text, now, ref))
 
     def _private_in(self, item, out):
         out.extend([Show("private", item.text, item.sender), SendTo(item.conn, {"type": "ok"})])

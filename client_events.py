@@ -4,8 +4,8 @@ keys.
 ChatClient (chat_client.py) takes these events and returns these actions; the glue
 (client_glue.py), the staying link (stay.py), the screens (terminal.py, gui.py) and the test
 harnesses make and carry them out, all importing them from here. What the user sees is data
-(`Show`, `AskConsent`, `ConsentLapsed`, `Prompt`, `ShowOnline`, `Status`); each screen words
-and draws it.
+(`Show`, `AskConsent`, `ConsentLapsed`, `Prompt`, `ShowOnline`, `Status`, and the user's own
+messages with `ShowSending` and `ShowFate`); each screen words and draws it.
 """
 import enum
 from dataclasses import dataclass
@@ -14,10 +14,11 @@ from core_events import Arm, Cancel, Expired, Log
 
 # the shared Arm, Expired and Log are this core's too
 __all__ = ["Accepted", "Arm", "AskConsent", "Cancel", "CloseConn", "ConsentLapsed", "EndLink",
-           "Exit", "ExitDue", "Expired", "HeartbeatDue", "Incoming", "IncomingClosed", "InputEnded", "Interrupted",
-           "LineIn", "LinkClosed", "LinkIdle", "LinkIn", "LinkUp", "Log", "OpenLink",
-           "OutboxRetry", "Prompt", "Pushed", "Replied", "RequestFailed", "SendOnLink",
-           "SendRequest", "SendTo", "Show", "ShowOnline", "Stage", "Started", "Status"]
+           "Exit", "ExitDue", "Expired", "Fate", "HeartbeatDue", "Incoming", "IncomingClosed",
+           "InputEnded", "Interrupted", "LineIn", "LinkClosed", "LinkIdle", "LinkIn", "LinkUp",
+           "Log", "OpenLink", "OutboxRetry", "Prompt", "Pushed", "Replied", "RequestFailed",
+           "SendOnLink", "SendRequest", "SendTo", "Show", "ShowFate", "ShowOnline",
+           "ShowSending", "Stage", "Started", "Status"]
 
 
 
@@ -26,6 +27,13 @@ class Stage(enum.Enum):
     USERNAME = "username"
     PASSWORD = "password"
     LOGGED_IN = "logged in"
+
+
+class Fate(enum.Enum):
+    """What became of one of the user's own messages."""
+    SENT = "sent"           # the server stored it (or the peer took a private one)
+    WAITING = "waiting"     # the server could not be reached: it is kept and sent again
+    REFUSED = "refused"     # it will not go (the server refused it, or it was given up)
 
 
 # --- Events: what happened -------------------------------------------------------------------
@@ -165,6 +173,27 @@ class Status:
     waiting: int
     outage: str | None
     busy: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ShowSending:
+    """The user's own message `ref` is on its way: `text` to `to` (None: everyone), straight
+    to the peer when `private`. A ShowFate with the same `ref` follows once it is known what
+    became of it; a window shows it as pending until then. The terminal prints nothing (the
+    user has just typed it)."""
+    ref: str
+    to: str | None
+    text: str
+    private: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ShowFate:
+    """What became of the user's message `ref` (a ShowSending's): `fate`, and the `line` the
+    terminal prints for it ("" for none): a refusal's reason, say, in the original's words."""
+    ref: str
+    fate: Fate
+    line: str = ""
 
 
 @dataclass(frozen=True, slots=True)

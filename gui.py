@@ -12,10 +12,10 @@ Run: python3 client.py --gui HOST PORT   (or: make gui HOST=127.0.0.1 PORT=4119)
 """
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from client_events import (AskConsent, ConsentLapsed, Interrupted, LineIn, Prompt, Show,
-                           ShowOnline, Stage, Status)
+from client_events import (AskConsent, ConsentLapsed, Fate, Interrupted, LineIn, Prompt, Show,
+                           ShowFate, ShowOnline, ShowSending, Stage, Status)
 from commands import lapsed_text
 from terminal import ASK_PASSWORD, ASK_USER, visible
 
@@ -27,12 +27,17 @@ _ENTRY_KINDS = {"message": "direct", "broadcast": "broadcast", "offline": "offli
 _PROMPTS = {Stage.USERNAME: ASK_USER, Stage.PASSWORD: ASK_PASSWORD}
 
 
+# How an own message's fate shows after its text; None: on its way, no answer yet.
+_MARKS = {None: "…", Fate.WAITING: "… waiting", Fate.SENT: "✓", Fate.REFUSED: "✗ not sent"}
+
+
 @dataclass(frozen=True)
 class Entry:
-    """One line of the conversation pane. `at` is wall-clock seconds; `to` and `private` are
-    set on our own messages ("sent"), `to` None meaning everyone.
+    """One line of the conversation pane. `at` is wall-clock seconds; `to`, `private`, `ref`
+    and `fate` are set on our own messages ("mine"), `to` None meaning everyone, `fate` None
+    while no answer has come.
 
-    kind: "direct", "broadcast", "private", "offline", "sent" or "system".
+    kind: "direct", "broadcast", "private", "offline", "mine", "system" or "error".
     """
     at: float
     sender: str | None
@@ -40,6 +45,8 @@ class Entry:
     kind: str
     to: str | None = None
     private: bool = False
+    ref: str | None = None
+    fate: Fate | None = None
 
 
 @dataclass(frozen=True)
@@ -60,8 +67,13 @@ def entry_text(entry):
     return visible(_entry_text(entry))
 
 
+def entry_mark(entry):
+    """What follows an own message's text: on its way (…), sent (✓) or not (✗); else ""."""
+    return _MARKS[entry.fate] if entry.kind == "mine" else ""
+
+
 def _entry_text(entry):
-    if entry.kind == "sent":
+    if entry.kind == "mine":
         privately = " (private)" if entry.private else ""
         return f"me → {entry.to or 'everyone'}{privately}: {entry.text}"
     if entry.kind == "private":
@@ -94,7 +106,10 @@ class ChatView:
         self.waiting = 0                # typed lines and messages not yet taken by the server
         self._password = None           # typed in the form, sent once the name is accepted
         self._lines = []                # lines for the core that no click typed (see take_lines)
-        self._renderers = {Show: self._show, AskConsent: self._ask_consent,
+        self._mine = {}                 # ref -> index in entries of an own message not yet answered
+        self._changed = []              # indices of entries changed since take_changed
+        self._renderers = {Show: self._show, ShowSending: self._sending, ShowFate: self._fate,
+                           AskConsent: self._ask_consent,
                            ConsentLapsed: self._consent_lapsed, Prompt: self._prompt,
                            ShowOnline: self._show_online, Status: self._status}
 
@@ -116,10 +131,32 @@ class ChatView:
                 self.outage = visible(show.text)     # it quotes the reason the network gave
             self._say(at, show.text)
 
-    def _say(self, at, text):
+    def _sending(self, sending, at):
+        self._mine[sending.ref] = len(self.entries)
+        self.entries.append(Entry(at, self.user, sending.text, "mine", sending.to,
+                                  sending.private, sending.ref))
+
+    def _fate(self, fate, at):
+        """An own message was answered: its mark changes; a refusal says why below it."""
+        index = self._mine.get(fate.ref)
+        if index is not None:
+            self.entries[index] = replace(self.entries[index], fate=fate.fate)
+            self._changed.append(index)
+            if fate.fate is not Fate.WAITING:
+                del self._mine[fate.ref]
+        # waiting is told by the mark and the status line; the terminal lists each instead
+        if fate.line and (fate.fate is Fate.REFUSED or index is None):
+            self._say(at, fate.line, "error")
+
+    def take_changed(self):
+        """Indices of entries changed in place since the last call (an own message's fate)."""
+        changed, self._changed = self._changed, []
+        return changed
+
+    def _say(self, at, text, kind="system"):
         """A notice: in the conversation while logged in, else on the login form."""
         if self.stage is Stage.LOGGED_IN:
-            self.entries.append(Entry(at, None, text, "system"))
+            self.entries.append(Entry(at, None, text, kind))
         else:
             self.form_lines.append(visible(text))   # server text: shown harmlessly
 
@@ -179,14 +216,13 @@ class ChatView:
         self._password = password
         return [name]
 
-    def compose(self, text, at):
+    def compose(self, text):
         """The input line's text -> the lines to type; "/cmd args" is a command as typed."""
         if not text.strip():
             return []
         if text.startswith("/"):
             return [text[1:]]
-        self.entries.append(Entry(at, self.user, text, "sent", self.target.user,
-                                  self.target.private))
+        # the core shows it (ShowSending) once it takes the line: then it has an id
         if self.target.user is EVERYONE:
             return [f"broadcast {text}"]
         verb = "private" if self.target.private else "message"

@@ -10,8 +10,8 @@ import math
 import tkinter
 from tkinter import ttk
 
-from client_events import Stage
-from gui import WindowScreen, entry_text, stamp
+from client_events import Fate, Stage
+from gui import WindowScreen, entry_mark, entry_text, stamp
 
 WINDOW_SIZE = "820x520"
 DIALOG_OFFSET = 60      # pixels from the chat window's corner to the consent dialog's
@@ -24,9 +24,20 @@ _LOOKS = {
     "broadcast": {"foreground": "#1f4e9e"},
     "private": {"foreground": "#7a1fa2", "font": ("TkDefaultFont", 10, "italic")},
     "offline": {"foreground": "#8a6d00", "background": "#fff8dc"},
-    "sent": {"foreground": "#2e7d32"},
     "system": {"foreground": "#666666", "font": ("TkDefaultFont", 9, "italic")},
+    "error": {"foreground": "#b00020"},
+    # own messages: grey while on their way, green once the server (or the peer) took them,
+    # red and struck through when they will not go
+    "pending": {"foreground": "#8a8a8a"},
+    "mine": {"foreground": "#2e7d32"},
+    "refused": {"foreground": "#b00020", "overstrike": True},
+    "mark": {"foreground": "#8a8a8a"},
+    "mark-sent": {"foreground": "#2e7d32"},
+    "mark-refused": {"foreground": "#b00020", "font": ("TkDefaultFont", 9, "bold")},
 }
+# an own message's fate -> the looks of its text and of its mark
+_OWN_LOOKS = {None: ("pending", "mark"), Fate.WAITING: ("pending", "mark"),
+              Fate.SENT: ("mine", "mark-sent"), Fate.REFUSED: ("refused", "mark-refused")}
 
 
 class TkLoop:
@@ -181,7 +192,7 @@ class ChatWindow:
         self._type(lines)
 
     def send(self):
-        lines = self.view.compose(self.input.get(), self.screen.glue.reactor.clock.wall())
+        lines = self.view.compose(self.input.get())
         self.input.delete(0, "end")
         self._type(lines)
 
@@ -243,15 +254,31 @@ class ChatWindow:
 
     def _draw_entries(self):
         entries = self.view.entries[self._shown:]
-        if not entries:
+        changed = [index for index in self.view.take_changed() if index < self._shown]
+        if not entries and not changed:
             return
         self.pane.configure(state="normal")
+        for index in changed:
+            # entry i is line i + 1: each entry is one line (entry_text shows a newline as \x0a)
+            self.pane.delete(f"{index + 1}.0", f"{index + 1}.end")
+            self._draw_entry(f"{index + 1}.0", self.view.entries[index])
         for entry in entries:
-            self.pane.insert("end", stamp(entry.at) + "  ", ("stamp",),
-                             entry_text(entry) + "\n", (entry.kind,))
+            self._draw_entry("end", entry)
+            self.pane.insert("end", "\n")
         self.pane.configure(state="disabled")
-        self.pane.see("end")
+        if entries:
+            self.pane.see("end")
         self._shown += len(entries)
+
+    def _draw_entry(self, where, entry):
+        """One entry's line (without its newline) at text index `where`."""
+        if entry.kind != "mine":
+            self.pane.insert(where, stamp(entry.at) + "  ", ("stamp",), entry_text(entry),
+                             (entry.kind,))
+            return
+        look, mark_look = _OWN_LOOKS[entry.fate]
+        self.pane.insert(where, stamp(entry.at) + "  ", ("stamp",), entry_text(entry), (look,),
+                         "  " + entry_mark(entry), (mark_look,))
 
     def _draw_users(self):
         keep = self.selected_user()

@@ -21,8 +21,8 @@ import secrets
 from collections import deque
 from dataclasses import dataclass, field
 
-from client_events import (Arm, AskConsent, ConsentLapsed, EndLink, LinkIdle, Log, OpenLink, SendOnLink,
-                           Show)
+from client_events import (Arm, AskConsent, ConsentLapsed, EndLink, Fate, LinkIdle, Log, OpenLink,
+                           SendOnLink, Show, ShowFate)
 import protocol
 from protocol import MAX_NAME_CHARS
 
@@ -93,8 +93,10 @@ class Link:
     used_at: float
     state: LinkState = LinkState.CONNECTING
     nonce: str | None = None                        # our challenge to the listener
-    waiting: list = field(default_factory=list)     # texts to send once both are proven
-    unacked: deque = field(default_factory=deque)   # texts sent, in order
+    # (ref, text) of the user's private messages: a ShowFate tells the screen what became of
+    # each by its ref
+    waiting: list = field(default_factory=list)     # to send once both are proven
+    unacked: deque = field(default_factory=deque)   # sent, in order, not yet acknowledged
 
 
 def _short_name(value):
@@ -219,8 +221,9 @@ class Peers:
 
     # -- the dialing side ---------------------------------------------------------------------
 
-    def send(self, me, user, text, now):
-        """Send a private `text` to `user`, whose address we hold -> items."""
+    def send(self, me, user, text, now, ref):
+        """Send a private `text` to `user`, whose address we hold -> items; `ref` names it in
+        the ShowFate that says whether the peer took it."""
         items = []
         link = self.by_user.get(user)
         if link is None:
@@ -232,13 +235,13 @@ class Peers:
                       Arm(LinkIdle(user), now + PEER_IDLE_S)]
         link.used_at = now
         if link.state is LinkState.OPEN:
-            items.append(self._private(me, link, text))
+            items.append(self._private(me, link, ref, text))
         else:
-            link.waiting.append(text)
+            link.waiting.append((ref, text))
         return items
 
-    def _private(self, me, link, text):
-        link.unacked.append(text)
+    def _private(self, me, link, ref, text):
+        link.unacked.append((ref, text))
         return SendOnLink(link.id, {"type": "private", "from": me, "text": text})
 
     def link_frame(self, me, link_id, frame):
@@ -253,8 +256,8 @@ class Peers:
         if kind == "ok" and link.state is LinkState.PROVING:
             return self._proven(me, link, frame.get("mac"))
         if kind == "ok" and link.unacked:
-            link.unacked.popleft()
-            return []
+            ref, _ = link.unacked.popleft()
+            return [ShowFate(ref, Fate.SENT)]
         if kind == "error" and frame.get("code") == "not_allowed":
             return self._refused(link)
         note = Log(f"unexpected {kind!r} on the link to {link.user}")
@@ -278,18 +281,20 @@ class Peers:
                         f"prove it is {link.user}'s: nothing sent to it"), *self._end(link)]
         link.state = LinkState.OPEN
         waiting, link.waiting = link.waiting, []
-        return [self._private(me, link, text) for text in waiting]
+        return [self._private(me, link, ref, text) for ref, text in waiting]
 
     def _refused(self, link):
         """The peer's listener does not accept our proof: its consent has ended."""
         link.state = LinkState.REFUSED
+        # not taken, and not tried again: the notice below says how to ask again
+        given_up = [ShowFate(ref, Fate.REFUSED) for ref, _ in [*link.waiting, *link.unacked]]
         link.waiting.clear()
         link.unacked.clear()
         if self.by_user.get(link.user) is link:
             del self.by_user[link.user]
         if self.addresses.get(link.user) == link.address:
             del self.addresses[link.user]
-        return [Log(f"{link.user}'s listener refused our link"),
+        return [Log(f"{link.user}'s listener refused our link"), *given_up,
                 _notice(f"{link.user} did not accept your private message. "
                        f"Type getaddress {link.user} to ask again.")]
 
@@ -306,7 +311,8 @@ class Peers:
         if not messages:
             return [note]
         return [note, _notice(CONNECT_FAILED),
-                *[_notice(f"Not delivered to {link.user}: {text}") for text in messages],
+                *[ShowFate(ref, Fate.REFUSED, f"Not delivered to {link.user}: {text}")
+                  for ref, text in messages],
                 _notice(f"To leave it for {link.user} through the server, type "
                         f"message {link.user} <text>.")]
 

@@ -16,7 +16,7 @@ import os
 import termios
 
 from client_events import (AskConsent, ConsentLapsed, InputEnded, LineIn, Prompt, Show,
-                           ShowOnline, Stage, Status)
+                           ShowFate, ShowOnline, ShowSending, Stage, Status)
 from commands import lapsed_text
 
 CLEAR_LINE = b"\r\x1b[K"        # back to column 0, erase to the end of the line
@@ -209,8 +209,8 @@ _SENT_BY = {"message": "{sender}: {text}", "broadcast": "{sender}: {text}",
 
 
 def screen_lines(action):
-    """What the core shows (Show, AskConsent, Prompt, ShowOnline, Status) -> the terminal's
-    lines for it, as the original client worded them."""
+    """What the core shows (Show, AskConsent, Prompt, ShowOnline, Status, the user's own
+    messages) -> the terminal's lines for it, as the original client worded them."""
     kind = type(action)
     if kind is Show:
         form = _SENT_BY.get(action.kind)
@@ -224,7 +224,9 @@ def screen_lines(action):
         return [_PROMPTS[action.stage]]
     if kind is ShowOnline:
         return list(action.users) or ["No other users are online."]
-    if kind is Status:
+    if kind is ShowFate:
+        return [action.line] if action.line else []
+    if kind is Status or kind is ShowSending:
         return []
     raise TypeError(f"not something the screen shows: {action!r}")
 

@@ -4,7 +4,7 @@ import pytest
 
 from client_events import (
     Accepted, Arm, CloseConn, EndLink, Expired, Incoming, IncomingClosed, LinkClosed, LinkIdle,
-    LinkIn, Log, OpenLink, SendOnLink, SendTo, Show,
+    LinkIn, Log, OpenLink, SendOnLink, SendTo, Show, Fate, ShowFate, ShowSending,
 )
 from client_helpers import OK, err, hello as server_hello, logged_in, of, printed, requests
 from commands import Command, Usage, parse_command
@@ -173,8 +173,9 @@ def test_private_opens_a_link_proves_who_we_are_and_sends_once_the_listener_prov
     # the open link carries the next message at once
     assert sent(run.type("private bob again")) == [
         (1, {"type": "private", "from": "alice", "text": "again"})]
-    for _ in range(2):
-        assert run.do(LinkIn(1, OK)) == []
+    # each acknowledgement marks the oldest of our messages taken, in order
+    assert [run.do(LinkIn(1, OK)) for _ in range(2)] == [[ShowFate("private-1", Fate.SENT)],
+                                                          [ShowFate("private-2", Fate.SENT)]]
 
 
 @pytest.mark.parametrize("answer", [
@@ -196,7 +197,8 @@ def test_a_listener_that_cannot_prove_the_key_gets_nothing(answer):
 def test_messages_typed_while_connecting_wait_for_the_challenge():
     run = with_address(logged_in())
     run.type("private bob one")
-    assert run.type("private bob two") == []
+    # nothing goes out yet: the screen shows it on its way
+    assert run.type("private bob two") == [ShowSending("private-2", "bob", "two", private=True)]
     texts = [f["text"] for _, f in sent(opened(run)) if f["type"] == "private"]
     assert texts == ["one", "two"]
 
@@ -236,6 +238,8 @@ def test_messages_unacknowledged_when_the_link_breaks_are_reported_not_resent():
     run.do(LinkIn(1, OK))          # "one" arrived
     actions = run.do(LinkClosed(1, "reset"))
     assert printed(actions) == not_delivered("two") and requests(actions) == []
+    assert of(actions, ShowFate) == [ShowFate("private-2", Fate.REFUSED,
+                                              "Not delivered to bob: two")]
 
 
 def test_a_peer_that_refuses_our_proof_is_reported_and_not_resent():
@@ -245,6 +249,7 @@ def test_a_peer_that_refuses_our_proof_is_reported_and_not_resent():
     actions = run.do(LinkIn(1, err("not_allowed")))
     assert printed(actions) == [
         "bob did not accept your private message. Type getaddress bob to ask again."]
+    assert of(actions, ShowFate) == [ShowFate("private-1", Fate.REFUSED)]   # the notice says why
     actions = run.do(LinkClosed(1, "eof"))
     assert printed(actions) == [] and requests(actions) == []
     assert printed(run.type("private bob again")) == [

@@ -4,6 +4,7 @@ The test drives each window through Tk's `send` (see guiprocs.py): it types into
 presses Enter, invokes buttons and reads the widgets back. Screenshots go to tests/artifacts/.
 """
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -70,6 +71,17 @@ def pane_has(gui, text):
     return lambda: text in gui.text(".chat.pane")
 
 
+def pane_matches(gui, pattern):
+    return lambda: re.search(pattern, gui.text(".chat.pane"))
+
+
+def line_tags(gui, text):
+    """The looks (Text tags) of the pane where `text` first appears."""
+    at = gui.call(".chat.pane", "search", "-exact", text, "1.0")
+    assert at, f"{text!r} is not in the pane"
+    return gui.tk.splitlist(gui.call(".chat.pane", "tag", "names", at))
+
+
 def test_two_windows_log_in_talk_agree_to_a_private_talk_and_close(windows, server, display):
     alice, bob = windows(), windows()
     alice.place(0, 0)
@@ -89,8 +101,16 @@ def test_two_windows_log_in_talk_agree_to_a_private_talk_and_close(windows, serv
     alice.type_into(".chat.bottom.input", "hello seas")
     alice.press_enter(".chat.bottom.input")
     bob.wait(pane_has(bob, "columbia: hello seas"), "the message")
-    assert "me → seas: hello seas" in alice.text(".chat.pane")
+    alice.wait(pane_has(alice, "me → seas: hello seas  ✓"), "the server's yes")
+    assert "mine" in line_tags(alice, "me → seas: hello seas")
     assert alice.call(".chat.bottom.input", "get") == ""
+    # a message the server refuses is never shown as sent: struck through, the reason below
+    alice.type_into(".chat.bottom.input", "/message nobody are you there?")
+    alice.press_enter(".chat.bottom.input")
+    alice.wait(pane_matches(alice, r"me → nobody: are you there\?  ✗ not sent\n"
+                                   r"[\d:]{8}  User nobody does not exist\."), "the refusal")
+    assert "refused" in line_tags(alice, "me → nobody: are you there?")
+    assert "error" in line_tags(alice, "User nobody does not exist.")
 
     bob.type_into(".chat.bottom.input", "hi all")
     bob.invoke(".chat.bottom.send")

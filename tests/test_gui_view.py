@@ -11,12 +11,13 @@ import pytest
 
 import client
 from chat_client import ChatClient, Settings
-from client_events import (Accepted, AskConsent, ConsentLapsed, Expired, Incoming, Interrupted, OutboxRetry, Prompt, Replied, RequestFailed, SendRequest, Show,
-                           ShowOnline, Stage, Status)
+from client_events import (Accepted, AskConsent, ConsentLapsed, Expired, Fate, Incoming,
+                           Interrupted, LinkClosed, OutboxRetry, Prompt, Replied, RequestFailed,
+                           SendRequest, Show, ShowFate, ShowOnline, ShowSending, Stage, Status)
 from client_glue import ClientGlue
 from client_helpers import hello
 from terminal import ASK_PASSWORD, ASK_USER
-from gui import ChatView, Entry, Target, WindowScreen, entry_text, stamp
+from gui import ChatView, Entry, Target, WindowScreen, entry_mark, entry_text, stamp
 from reactor import Reactor, VirtualClock
 
 USERNAME, PASSWORD, LOGGED_IN = Stage.USERNAME, Stage.PASSWORD, Stage.LOGGED_IN
@@ -96,6 +97,11 @@ def screen():
     s.close()
 
 
+def marks(screen):
+    """The marks of the own messages in the pane, oldest first."""
+    return [entry_mark(e) for e in screen.view.entries if e.kind == "mine"]
+
+
 def err(code, **fields):
     return {"type": "error", "code": code, "message": f"server says {code}", **fields}
 
@@ -134,7 +140,7 @@ def test_welcome_shows_the_chat_and_asks_who_is_online(screen):
 
 def test_online_reply_with_nobody_empties_the_list(screen):
     screen.login(users=["bob"])
-    screen.type(screen.view.compose("/online", AT))
+    screen.type(screen.view.compose("/online"))
     screen.reply({"type": "online", "users": []})
     assert screen.view.users == []
     assert screen.texts() == ["You have successfully logged in."]
@@ -253,51 +259,58 @@ def test_logged_in_elsewhere_goes_back_to_the_form_and_says_why(screen):
     assert view.status == "Not logged in."
 
 
-def test_compose_broadcasts_by_default_and_shows_what_was_sent(screen):
+def test_compose_broadcasts_by_default_and_shows_it_on_its_way_until_the_server_takes_it(screen):
     screen.login()
-    screen.type(screen.view.compose("hello all", AT + 2))
+    screen.clock.advance(2)
+    screen.type(screen.view.compose("hello all"))
     assert screen.sent() == [{"type": "broadcast", "token": "t1", "mid": "c-1", "text": "hello all"}]
-    assert screen.view.entries[-1] == Entry(AT + 2, "alice", "hello all", "sent", None)
+    assert screen.view.entries[-1] == Entry(AT + 2, "alice", "hello all", "mine", None, ref="c-1")
     assert screen.texts()[-1] == "me → everyone: hello all"
+    assert marks(screen) == ["…"]
+    screen.reply({"type": "ok", "skipped": 0})
+    assert marks(screen) == ["✓"] and screen.view.take_changed() == [1]
+    assert screen.view.take_changed() == []
 
 
 def test_compose_to_a_user_messages_them(screen):
     screen.login(users=["bob"])
     screen.view.aim("bob")
-    screen.type(screen.view.compose("hi  bob ", AT))
+    screen.type(screen.view.compose("hi  bob "))
     assert screen.sent() == [{"type": "message", "token": "t1", "mid": "c-1", "to": "bob",
                               "text": "hi  bob "}]
     assert screen.texts()[-1] == "me → bob: hi  bob "
     screen.reply(err("blocked"))
-    assert screen.texts()[-1] == ("Your message could not be delivered as the recipient has "
-                                  "blocked you.")
+    # never shown as sent: marked where it stands, with the reason below it
+    assert marks(screen) == ["✗ not sent"] and screen.view.entries[-2].fate is Fate.REFUSED
+    assert screen.view.entries[-1] == Entry(AT, None, "Your message could not be delivered as "
+                                            "the recipient has blocked you.", "error")
 
 
 def test_compose_privately_types_a_private_command(screen):
     screen.login(users=["bob"])
     screen.view.aim("bob", private=True)
     assert screen.view.target == Target("bob", True)
-    assert screen.view.compose("psst", AT) == ["private bob psst"]
-    assert screen.texts()[-1] == "me → bob (private): psst"
+    assert screen.view.compose("psst") == ["private bob psst"]
     screen.view.aim(None, private=True)         # everyone is never private
     assert screen.view.target == Target()
 
 
 def test_slash_types_a_command_as_the_terminal_would(screen):
     screen.login()
-    screen.type(screen.view.compose("/help", AT))
+    screen.type(screen.view.compose("/help"))
     assert screen.texts()[1] == "Commands:"
-    assert screen.view.compose("   ", AT) == []
-    assert all(e.kind != "sent" for e in screen.view.entries)
+    assert screen.view.compose("   ") == []
+    assert all(e.kind != "mine" for e in screen.view.entries)
 
 
 def test_offline_recipient_is_told_in_the_pane(screen):
     screen.login()
     screen.view.aim("bob")
-    screen.type(screen.view.compose("later", AT))
+    screen.type(screen.view.compose("later"))
     screen.reply({"type": "ok", "stored": True})
     assert screen.texts()[-1] == ("bob is offline; your message will be delivered when they "
                                   "log in.")
+    assert marks(screen) == ["✓"]           # the server has it: it is sent
 
 
 def test_block_and_unblock_buttons_type_the_commands(screen):
@@ -320,12 +333,15 @@ def test_logout_goes_back_to_the_form(screen):
 
 def test_unreachable_server_and_waiting_messages_show_in_the_status_line(screen):
     screen.login()
-    screen.type(screen.view.compose("one", AT))
-    screen.type(screen.view.compose("two", AT))
+    screen.type(screen.view.compose("one"))
+    screen.type(screen.view.compose("two"))
     assert screen.view.status == "Sending: 2 messages waiting to be sent."
+    assert marks(screen) == ["…"]               # "two" waits for "one" to be answered
     screen.fail("timed out")                    # both stay, in order, for the next try
     assert screen.view.status == ("Cannot reach the server (timed out). "
                                   "2 messages waiting to be sent.")
+    assert marks(screen) == ["… waiting", "…"]
+    assert not any(t.startswith("Waiting to be sent") for t in screen.texts())  # the marks say it
     screen.clock.advance(1)
     screen.glue.feed(Expired(OutboxRetry()))
     assert [f["text"] for f in screen.sent("broadcast")] == ["one"]
@@ -334,11 +350,12 @@ def test_unreachable_server_and_waiting_messages_show_in_the_status_line(screen)
     screen.reply({"type": "ok", "skipped": 0}, "broadcast")
     assert screen.view.status == "Logged in as alice."
     assert "Cannot reach the server (timed out)." in screen.texts()
+    assert marks(screen) == ["✓", "✓"]
 
 
 def test_a_session_the_server_forgot_goes_back_to_the_form(screen):
     screen.login()
-    screen.type(screen.view.compose("hi", AT))
+    screen.type(screen.view.compose("hi"))
     screen.reply(err("no_session"))
     assert screen.view.form_message == "Your session has ended. Please log in again."
 
@@ -385,6 +402,19 @@ def test_logging_out_forgets_the_questions(screen):
     screen.type(screen.view.logout())
     screen.reply(OK)
     assert screen.view.consent is None
+
+
+def test_a_private_message_is_sent_once_the_peer_takes_it_and_refused_if_it_cannot(screen):
+    screen.login(users=["bob"])
+    screen.deliver({"type": "address", "user": "bob", "host": "127.0.0.1", "port": 1,
+                    "key": "k"})
+    screen.view.aim("bob", private=True)
+    screen.type(screen.view.compose("psst"))
+    assert screen.texts()[-1] == "me → bob (private): psst" and marks(screen) == ["…"]
+    link = next(iter(screen.glue.core.peers.links))
+    screen.glue.feed(LinkClosed(link, "refused"))
+    assert marks(screen) == ["✗ not sent"]
+    assert "Not delivered to bob: psst" in screen.texts()
 
 
 def test_private_messages_are_their_own_kind(screen):
@@ -443,7 +473,7 @@ def test_a_request_that_fails_at_once_is_handled_inside_the_feed(screen):
     def refused(action):        # as a refused connect reports back from inside the glue
         screen.glue.feed(RequestFailed(action.request_id, "refused"))
     screen.glue._actions[SendRequest] = refused
-    screen.type(screen.view.compose("hi", AT))
+    screen.type(screen.view.compose("hi"))
     assert screen.view.status == "Cannot reach the server (refused). 1 message waiting to be sent."
 
 
@@ -516,8 +546,8 @@ def test_a_question_that_lapses_leaves_the_dialog_and_says_so():
 
 
 def test_entry_text_for_every_kind():
-    assert entry_text(Entry(AT, "me", "yo", "sent", "bob")) == "me → bob: yo"
-    assert entry_text(Entry(AT, "me", "yo", "sent")) == "me → everyone: yo"
+    assert entry_text(Entry(AT, "me", "yo", "mine", "bob")) == "me → bob: yo"
+    assert entry_text(Entry(AT, "me", "yo", "mine")) == "me → everyone: yo"
     assert entry_text(Entry(AT, "bob", "psst", "private")) == "bob (private): psst"
     assert entry_text(Entry(AT, "bob", "hi", "direct")) == "bob: hi"
     assert entry_text(Entry(AT, None, "bob has logged in.", "system")) == "bob has logged in."
@@ -525,3 +555,16 @@ def test_entry_text_for_every_kind():
 
 def test_stamp_is_local_hours_minutes_seconds():
     assert stamp(AT) == time.strftime("%H:%M:%S", time.localtime(AT))
+
+
+def test_a_fate_for_no_message_shown_still_says_its_line():
+    view = ChatView()
+    view.render(status(LOGGED_IN), AT)
+    view.render(ShowSending("r1", "bob", "hi"), AT)
+    view.render(ShowFate("r1", Fate.WAITING, "Waiting to be sent: message bob hi"), AT)
+    view.render(ShowFate("r1", Fate.SENT), AT)
+    view.render(ShowFate("r1", Fate.REFUSED, "late"), AT)       # answered already: only said
+    view.render(ShowFate("r9", Fate.WAITING, "Waiting to be sent: message bob x"), AT)
+    assert [entry_mark(e) for e in view.entries] == ["✓", "", ""]
+    assert [e.text for e in view.entries[1:]] == ["late", "Waiting to be sent: message bob x"]
+    assert view.take_changed() == [0, 0]
