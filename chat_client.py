@@ -238,8 +238,9 @@ class ChatClient:
         # typed lines not yet handled, messages the server has not acknowledged, and a command
         # in flight (the outbox head in flight is counted once, in the outbox)
         in_flight = self.waiting_for is not None and self.waiting_for != self.outbox.sending
-        status = Status(self.stage, self.user, len(self.lines) + len(self.outbox.entries) + in_flight,
-                        self.outage, self.waiting_for is not None)
+        waiting = len(self.lines) + len(self.outbox.entries) + in_flight
+        status = Status(self.stage, self.user, waiting, self.outage, self.waiting_for is not None,
+                        tuple(sorted(self.peers.addresses)))
         if status != self._status:
             self._status = status
             out.insert(0, status)
@@ -509,6 +510,9 @@ class ChatClient:
         if error_code(frame) == "no_session":
             self._session_ended(out, frame)
             return
+        if command.name == "getaddress" and frame.get("type") == "ok":
+            out.append(Show("asked", sender=command.user))      # each screen words it
+            return
         lines = reply_lines(command, frame)
         if lines is None:
             out.append(Log(f"unexpected reply to {command.name}: {frame.get('type')}"))
@@ -709,12 +713,9 @@ class ChatClient:
         if self.settings.listen_port is None and not self.no_port_told:
             # we can still dial a peer; only the way back is missing
             self.no_port_told = True
-            out.append(Show("system", "This client has no listening port, so it cannot take "
-                                      "private messages: others can answer you with message, "
-                                      "not private."))
+            out.append(Show("no_port"))
         if command.user not in self.peers.addresses:
-            out.append(Show("system", f"You don't have {command.user}'s address. "
-                                      f"Type getaddress {command.user} first."))
+            out.append(Show("no_address", sender=command.user))
             return
         self._private_refs += 1
         ref = f"private-{self._private_refs}"

@@ -131,6 +131,16 @@ class Show:
     "private": `sender` wrote `text` straight to us, peer to peer;
     "joined", "left": `sender` logged in or out (no text);
     "system": a notice in `text`; "outage": the server cannot be reached, `text` says why.
+
+    A private talk's notices are data too, so that each screen words them its own way (the
+    terminal names the commands to type, a window its buttons); `sender` is the other user:
+    "asked": our getaddress went to them; "address": they agreed, `text` is "host port";
+    "no_address": a private message to them needs their consent first; "address_void": their
+    address is no longer valid (they logged out or in again); "peer_refused": their client
+    no longer takes our private messages; "unreachable": their client could not be reached
+    (a ShowFate per message follows), then "try_message": the message can go through the
+    server instead; "peer_no_port": they agreed, but their client takes no private messages;
+    "no_port" (no sender): this client cannot take private messages.
     """
     kind: str
     text: str = ""
@@ -166,13 +176,14 @@ class ShowOnline:
 class Status:
     """The client's state after an event, when it changed: its stage (a password is typed
     unseen) and the user name it is for, how many typed lines and messages the server has not
-    yet taken, why it cannot be reached (or None), and whether a typed line is waiting for the
-    server's answer."""
+    yet taken, why it cannot be reached (or None), whether a typed line is waiting for the
+    server's answer, and to whom it may send private messages."""
     stage: Stage
     user: str | None
     waiting: int
     outage: str | None
     busy: bool
+    private_to: tuple = ()      # the users whose consent lets us send private messages, sorted
 
 
 @dataclass(frozen=True, slots=True)

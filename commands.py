@@ -242,8 +242,6 @@ def reply_lines(command, frame):
         return [f"User {command.user} has been blocked."]
     if command.name == "unblock":
         return [f"User {command.user} has been unblocked."]
-    if command.name == "getaddress":
-        return ["request sent"]
     if command.name == "Y" and frame.get("no_port") is True:
         return [f"You agreed, but this client has no listening port, so {command.user} cannot "
                 f"reach it directly; {command.user} can send you messages through the server."]

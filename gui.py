@@ -25,6 +25,25 @@ EVERYONE = None     # the compose target that broadcasts
 _ENTRY_KINDS = {"message": "direct", "broadcast": "broadcast", "offline": "offline",
                 "private": "private"}
 _PROMPTS = {Stage.USERNAME: ASK_USER, Stage.PASSWORD: ASK_PASSWORD}
+# A private talk's notices in the window's words: its buttons, where the terminal names the
+# commands to type ({user} is the other user; client_events.Show says when each comes).
+_NOTICES = {
+    "asked": "You asked {user} for a private talk; waiting for their answer.",
+    "address": "{user} agreed to a private talk: select {user} and press Private message.",
+    "no_address": "{user} has not agreed to a private talk with you: select {user} and press "
+                  "Get address to ask.",
+    "address_void": "Your private talk with {user} has ended (they logged out or in again): "
+                    "press Get address to ask again.",
+    "peer_refused": "{user} no longer takes your private messages: press Get address to ask "
+                    "again.",
+    "unreachable": "Could not reach {user}'s client directly (their address may have changed).",
+    "try_message": "To leave it for {user} on the server instead, select {user}, press Message "
+                   "and send it again.",
+    "peer_no_port": "{user} agreed, but their client cannot take private messages: press "
+                    "Message to write to them through the server.",
+    "no_port": "This client cannot take private messages (it has no listening port): others "
+               "can answer you with Message, not Private message.",
+}
 
 
 # How an own message's fate shows after its text; None: on its way, no answer yet.
@@ -104,6 +123,7 @@ class ChatView:
         self.target = Target()
         self.outage = None              # why the server cannot be reached, or None
         self.waiting = 0                # typed lines and messages not yet taken by the server
+        self.private_to = ()            # users who agreed to a private talk with us
         self._password = None           # typed in the form, sent once the name is accepted
         self._lines = []                # lines for the core that no click typed (see take_lines)
         self._mine = {}                 # ref -> index in entries of an own message not yet answered
@@ -126,6 +146,8 @@ class ChatView:
             self._say(at, f"{show.sender} has {words}.")
         elif show.kind in _ENTRY_KINDS:
             self.entries.append(Entry(at, show.sender, show.text, _ENTRY_KINDS[show.kind]))
+        elif show.kind in _NOTICES:
+            self._say(at, _NOTICES[show.kind].format(user=show.sender))
         else:
             if show.kind == "outage":
                 self.outage = visible(show.text)     # it quotes the reason the network gave
@@ -180,6 +202,7 @@ class ChatView:
     def _status(self, status, at):
         was = self.stage
         self.stage, self.user, self.waiting = status.stage, status.user, status.waiting
+        self.private_to = status.private_to
         if status.outage is None:
             self.outage = None
         if self.stage is Stage.LOGGED_IN and was is not Stage.LOGGED_IN:
@@ -235,6 +258,18 @@ class ChatView:
     def act(self, verb, user):
         """A user-list button: 'block', 'unblock' or 'getaddress' on `user` -> the lines."""
         return [f"{verb} {user}"]
+
+    def can_private(self, user):
+        """True if `user` agreed to a private talk, so Private message may write to them."""
+        return user in self.private_to
+
+    def user_hint(self, user):
+        """What the user-list buttons can do for the selected `user` (None: nobody selected)."""
+        if user is None:
+            return "Select a user to message, block or ask for a private talk."
+        if not self.can_private(user):
+            return (f"Private messages go to {user} once they agree: Get address asks them.")
+        return f"{user} agreed to a private talk."
 
     @property
     def consent(self):

@@ -142,6 +142,7 @@ class ChatWindow:
         ttk.Label(side, text="Online").pack(anchor="w")
         self.user_list = tkinter.Listbox(side, width=18, exportselection=False, name="users")
         self.user_list.pack(fill="y", expand=True)
+        self.user_list.bind("<<ListboxSelect>>", lambda event: self._draw_user_buttons())
         self.user_buttons = {}
         for name, label, command in (
                 ("message", "Message", lambda u: self.aim(u)),
@@ -153,6 +154,10 @@ class ChatWindow:
                                 command=lambda c=command: self._on_selected(c))
             button.pack(fill="x")
             self.user_buttons[name] = button
+        self.hint = tkinter.StringVar(root)
+        # what the buttons can do for the one selected: Private message waits for consent
+        ttk.Label(side, textvariable=self.hint, wraplength=150, foreground="#555555",
+                  name="hint").pack(fill="x", pady=(2, 0))
         self.everyone_button = ttk.Button(side, text="Everyone", command=lambda: self.aim(None),
                                           name="everyone")
         self.everyone_button.pack(fill="x", pady=(6, 0))
@@ -237,6 +242,7 @@ class ChatWindow:
         self._draw_entries()
         if list(self.user_list.get(0, "end")) != view.users:
             self._draw_users()
+        self._draw_user_buttons()
         self.target.set(_target_text(view.target))
         self.status.set(view.status)
         self.root.title(f"Chat room: {view.user}" if view.stage is Stage.LOGGED_IN else "Chat room")
@@ -287,6 +293,14 @@ class ChatWindow:
             self.user_list.insert("end", user)
             if user == keep:
                 self.user_list.selection_set(index)
+
+    def _draw_user_buttons(self):
+        """The user-list buttons act on the selected user; Private message once they agreed."""
+        user = self.selected_user()
+        for name, button in self.user_buttons.items():
+            usable = user is not None and (name != "private" or self.view.can_private(user))
+            button.state(["!disabled"] if usable else ["disabled"])
+        self.hint.set(self.view.user_hint(user))
 
     def _draw_dialog(self):
         requester = self.view.consent

@@ -33,7 +33,6 @@ PEER_CONNECT_S = 5.0            # how long to try reaching a peer's listening po
 MAC_LABEL = "chat-p2p"          # keeps a link proof from meaning anything anywhere else ...
 LISTENER_LABEL = "chat-p2p-listener"    # ... and the listener's proof from passing for one
 MAX_HOST_CHARS = 253            # the longest host name DNS allows
-CONNECT_FAILED = "Connect failed. Maybe the user's ip has changed."
 # The server's deliveries that Peers.delivered handles.
 PEER_DELIVERIES = ("consent_request", "consent_lapsed", "address", "address_refused",
                    "address_lapsed", "address_revoked", "address_unavailable")
@@ -137,16 +136,13 @@ class Peers:
         if kind == "address_refused":
             return [_notice(f"{user} refused to give you their address.")]
         if kind == "address_unavailable":
-            return [_notice(f"{user} agreed, but their client has no listening port, so it cannot "
-                           f"take private messages. Use message {user} <text> instead.")]
+            return [Show("peer_no_port", sender=user)]
         if kind == "address_lapsed":
             return [_notice(f"{user} did not answer your request for their address.")]
         # address_revoked: the user logged out or in again, so the address may be stale
         if user not in self.addresses:
             return [Log(f"address of {user} revoked; we had none")]
-        return [*self.forget_address(user),
-                _notice(f"{user}'s address is no longer valid. "
-                       f"Type getaddress {user} to ask again.")]
+        return [*self.forget_address(user), Show("address_void", sender=user)]
 
     def _learn_address(self, user, frame):
         host, port, key = frame.get("host"), frame.get("port"), frame.get("key")
@@ -155,7 +151,7 @@ class Peers:
             return [Log("malformed address delivery ignored")]
         items = self.forget_address(user)      # a link to the old address ends
         self.addresses[user] = PeerAddress(host, port, key)
-        return [*items, _notice("got address!"), _notice(f"{user} {host} {port}")]
+        return [*items, Show("address", f"{host} {port}", user)]
 
     def forget_address(self, user):
         """Stop dialing `user`: drop the address and end the link to it -> items."""
@@ -295,8 +291,7 @@ class Peers:
         if self.addresses.get(link.user) == link.address:
             del self.addresses[link.user]
         return [Log(f"{link.user}'s listener refused our link"), *given_up,
-                _notice(f"{link.user} did not accept your private message. "
-                       f"Type getaddress {link.user} to ask again.")]
+                Show("peer_refused", sender=link.user)]
 
     def link_closed(self, link_id, reason):
         """A link is gone -> items: what it did not deliver is reported, never sent another
@@ -310,11 +305,10 @@ class Peers:
         note = Log(f"link to {link.user} closed ({reason})")
         if not messages:
             return [note]
-        return [note, _notice(CONNECT_FAILED),
+        return [note, Show("unreachable", sender=link.user),
                 *[ShowFate(ref, Fate.REFUSED, f"Not delivered to {link.user}: {text}")
                   for ref, text in messages],
-                _notice(f"To leave it for {link.user} through the server, type "
-                        f"message {link.user} <text>.")]
+                Show("try_message", sender=link.user)]
 
     def link_idle(self, user, now):
         """The idle timer of `user`'s link is due -> items: end it, or wait some more."""

@@ -152,6 +152,7 @@ class GuiProcess:
         items = self.list_items(path)
         self.call(path, "selection", "clear", "0", "end")
         self.call(path, "selection", "set", str(items.index(item)))
+        self.call("event", "generate", path, "<<ListboxSelect>>")    # as a click tells it
 
     def settle(self):
         """Let the client draw everything pending (before a screenshot)."""

@@ -4,11 +4,11 @@ import pytest
 
 from client_events import (
     Accepted, Arm, CloseConn, EndLink, Expired, Incoming, IncomingClosed, LinkClosed, LinkIdle,
-    LinkIn, Log, OpenLink, SendOnLink, SendTo, Show, Fate, ShowFate, ShowSending,
+    LinkIn, Log, OpenLink, SendOnLink, SendTo, Show, Fate, ShowFate, ShowSending, Status,
 )
 from client_helpers import OK, err, hello as server_hello, logged_in, of, printed, requests
 from commands import Command, Usage, parse_command
-from peer import CONNECT_FAILED, PEER_IDLE_S, listener_mac, mac_of
+from peer import PEER_IDLE_S, listener_mac, mac_of
 
 KEY = "k-columbia-alice"
 ADDRESS = {"type": "address", "user": "bob", "host": "10.0.0.2", "port": 6001, "key": KEY}
@@ -43,7 +43,8 @@ def opened(run, link=1, nonce="na1"):
 
 def not_delivered(*texts):
     """What the user is told of private messages a link could not deliver."""
-    return [CONNECT_FAILED, *[f"Not delivered to bob: {text}" for text in texts],
+    return ["Connect failed. Maybe the user's ip has changed.",
+            *[f"Not delivered to bob: {text}" for text in texts],
             "To leave it for bob through the server, type message bob <text>."]
 
 
@@ -466,3 +467,21 @@ def test_the_servers_hello_still_works_on_a_challenged_connection():
     assert printed(run.do(Incoming(5, server_hello(5)))) == []
     assert printed(run.do(Incoming(5, {"type": "message", "from": "bob", "text": "hi"}))) == [
         "bob: hi"]
+
+
+def test_the_status_says_who_may_be_sent_private_messages():
+    run = logged_in()
+    actions = delivered(run, ADDRESS, {**ADDRESS, "user": "abe"})
+    assert of(actions, Status)[-1].private_to == ("abe", "bob")
+    assert of(delivered(run, {"type": "address_revoked", "user": "bob"}, conn=71),
+              Status)[-1].private_to == ("abe",)
+    run.type("logout")
+    assert of(run.reply(OK), Status)[-1].private_to == ()
+
+
+def test_a_private_talks_notices_are_data_for_each_screen_to_word():
+    run = logged_in()
+    run.type("getaddress bob")
+    assert of(run.reply(OK), Show) == [Show("asked", sender="bob")]
+    assert of(delivered(run, ADDRESS), Show) == [Show("address", "10.0.0.2 6001", "bob")]
+    assert of(run.type("private carol hi"), Show) == [Show("no_address", sender="carol")]

@@ -116,14 +116,23 @@ def test_two_windows_log_in_talk_agree_to_a_private_talk_and_close(windows, serv
     bob.invoke(".chat.bottom.send")
     alice.wait(pane_has(alice, "seas (to everyone): hi all"), "the broadcast")
 
+    # no private talk without consent: the button waits for it, and says so
+    assert alice.call(".chat.side.private", "instate", "disabled") == "1"
+    assert alice.label(".chat.side.hint") == (
+        "Private messages go to seas once they agree: Get address asks them.")
     alice.invoke(".chat.side.getaddress")       # seas is still selected
+    alice.wait(pane_has(alice, "You asked seas for a private talk; waiting for their answer."),
+               "the request")
     bob.wait(lambda: bob.exists(".consent"), "the consent dialog")
     assert bob.label(".consent.question") == (
         "Do you agree to have a private talk with columbia?")
     shoot(display, "gui-consent.png", alice, bob)
     bob.invoke(".consent.buttons.agree")
     bob.wait(lambda: not bob.exists(".consent"), "the dialog to close")
-    alice.wait(pane_has(alice, "got address!"), "the address")
+    alice.wait(pane_has(alice, "seas agreed to a private talk: select seas and press Private "
+                               "message."), "the address")
+    assert alice.call(".chat.side.private", "instate", "disabled") == "0"
+    assert alice.label(".chat.side.hint") == "seas agreed to a private talk."
     assert "You agreed to a private talk with columbia." in bob.text(".chat.pane")
     alice.invoke(".chat.side.private")
     assert alice.label(".chat.bottom.target") == "Privately to seas:"
@@ -132,6 +141,10 @@ def test_two_windows_log_in_talk_agree_to_a_private_talk_and_close(windows, serv
     bob.wait(pane_has(bob, "columbia (private): just us"), "the private message")
     assert "me → seas (private): just us" in alice.text(".chat.pane")
     assert "just us" not in server.log()        # it went straight to seas, not via the server
+    alice.wait(pane_has(alice, "me → seas (private): just us  ✓"), "seas's client took it")
+    for gui in (alice, bob):                    # the window's words, never the terminal's
+        for terminal_words in ("request sent", "got address!", "Type getaddress", "Y columbia"):
+            assert terminal_words not in gui.text(".chat.pane")
     shoot(display, "gui.png", alice, bob)
     alice.invoke(".chat.side.everyone")
     assert alice.label(".chat.bottom.target") == "To everyone:"

@@ -568,3 +568,73 @@ def test_a_fate_for_no_message_shown_still_says_its_line():
     assert [entry_mark(e) for e in view.entries] == ["✓", "", ""]
     assert [e.text for e in view.entries[1:]] == ["late", "Waiting to be sent: message bob x"]
     assert view.take_changed() == [0, 0]
+
+
+# -- a private talk, in the window's words ------------------------------------------------------
+
+ADDRESS = {"type": "address", "user": "bob", "host": "10.0.0.2", "port": 6001, "key": "k"}
+
+
+def test_getaddress_and_its_answer_are_told_in_the_windows_words(screen):
+    screen.login(users=["bob"])
+    assert not screen.view.can_private("bob")
+    assert screen.view.user_hint("bob") == ("Private messages go to bob once they agree: "
+                                            "Get address asks them.")
+    assert screen.view.user_hint(None) == ("Select a user to message, block or ask for a "
+                                           "private talk.")
+    screen.type(screen.view.act("getaddress", "bob"))
+    screen.reply(OK)
+    assert screen.texts()[-1] == "You asked bob for a private talk; waiting for their answer."
+    screen.deliver(ADDRESS)
+    assert screen.texts()[-1] == ("bob agreed to a private talk: select bob and press Private "
+                                  "message.")
+    assert screen.view.can_private("bob") and screen.view.private_to == ("bob",)
+    assert screen.view.user_hint("bob") == "bob agreed to a private talk."
+    screen.deliver({"type": "address_revoked", "user": "bob"})
+    assert screen.texts()[-1] == ("Your private talk with bob has ended (they logged out or in "
+                                  "again): press Get address to ask again.")
+    assert not screen.view.can_private("bob")
+
+
+def test_a_private_message_without_consent_names_the_buttons_not_the_commands(screen):
+    screen.login(users=["bob"])
+    screen.view.aim("bob", private=True)
+    screen.type(screen.view.compose("psst"))
+    assert screen.texts()[-1] == ("bob has not agreed to a private talk with you: select bob and "
+                                  "press Get address to ask.")
+    assert all(e.kind != "mine" for e in screen.view.entries)     # nothing went
+
+
+def test_an_unreachable_peer_is_told_with_the_way_through_the_server(screen):
+    screen.login(users=["bob"])
+    screen.deliver(ADDRESS)
+    screen.type(screen.view.compose("/private bob psst"))
+    screen.glue.feed(LinkClosed(1, "refused"))
+    assert screen.texts()[-3:] == [
+        "Could not reach bob's client directly (their address may have changed).",
+        "Not delivered to bob: psst",
+        "To leave it for bob on the server instead, select bob, press Message and send it again."]
+
+
+@pytest.mark.parametrize("show, words", [
+    (Show("peer_refused", sender="bob"), "bob no longer takes your private messages: press Get "
+                                         "address to ask again."),
+    (Show("peer_no_port", sender="bob"), "bob agreed, but their client cannot take private "
+                                         "messages: press Message to write to them through the "
+                                         "server."),
+    (Show("no_port"), "This client cannot take private messages (it has no listening port): "
+                      "others can answer you with Message, not Private message."),
+])
+def test_every_private_talk_notice_has_the_windows_words(show, words):
+    view = ChatView()
+    view.render(status(LOGGED_IN), AT)
+    view.render(show, AT)
+    assert [e.text for e in view.entries] == [words]
+
+
+def test_logging_out_forgets_who_agreed(screen):
+    screen.login(users=["bob"])
+    screen.deliver(ADDRESS)
+    screen.type(screen.view.logout())
+    screen.reply(OK)
+    assert screen.view.private_to == () and not screen.view.can_private("bob")

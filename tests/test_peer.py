@@ -45,8 +45,7 @@ def test_a_refusal_on_a_link_already_replaced_keeps_the_new_link_and_address():
                      "key": "k2"})
     peers.send("alice", "bob", "again", 1.0, "p2")
     items = peers.link_frame("alice", 1, protocol.error("not_allowed"))
-    assert Show("system", "bob did not accept your private message. Type getaddress bob to ask "
-                          "again.") in items
+    assert Show("peer_refused", sender="bob") in items
     assert peers.by_user["bob"].id == 2
     assert peers.addresses["bob"] == PeerAddress("10.0.0.3", 6002, "k2")
 
