@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 import peer
 from client_events import (Accepted, Arm, Cancel, CloseConn, Exit, ExitDue, Expired, Fate,
                            HeartbeatDue, Incoming, IncomingClosed, InputEnded, Interrupted,
-                           LineIn, LinkClosed, LinkIdle, LinkIn, LinkUp, Log, OutboxRetry,
-                           Prompt, Pushed, Replied, RequestFailed, SendRequest, SendTo, Show,
-                           ShowFate, ShowOnline, ShowSending, Stage, Started, Status)
+                           LineIn, LinkClosed, LinkIdle, LinkIn, LinkUp, Log, LoginAbandoned,
+                           OutboxRetry, Prompt, Pushed, Replied, RequestFailed, SendRequest,
+                           SendTo, Show, ShowFate, ShowOnline, ShowSending, Stage, Started,
+                           Status)
 from commands import (DEFAULT_ATTEMPTS, Command, Usage, described, error_code, error_text,
                       help_lines, parse_command, presence_notices, refusal, reply_lines,
                       seconds_text, shown, times_text)
@@ -110,7 +111,8 @@ class ChatClient:
         self._private_refs = 0          # numbers the user's private messages for ShowFate
         self._events = {
             Started: self._on_started, LineIn: self._on_line, InputEnded: self._on_input_ended,
-            Interrupted: self._on_interrupted, Replied: self._on_replied,
+            Interrupted: self._on_interrupted, LoginAbandoned: self._on_login_abandoned,
+            Replied: self._on_replied,
             RequestFailed: self._on_request_failed, Expired: self._on_expired,
             Accepted: self._on_accepted, Incoming: self._on_incoming,
             IncomingClosed: self._on_incoming_closed, LinkIn: self._on_link_in,
@@ -167,6 +169,15 @@ class ChatClient:
             self._exit(out)       # not logged in, or a second Ctrl-C: leave at once
         else:
             self._start_exit(now, out)
+
+    def _on_login_abandoned(self, event, now, out):
+        if self.stage is not Stage.PASSWORD or self.waiting_for is not None or self.lines:
+            # logged in, or the name's check or login is on its way: its answer decides
+            out.append(Log("a login could not be abandoned now; ignored"))
+            return
+        self.stage = Stage.USERNAME
+        self.user = None
+        out.append(Prompt(Stage.USERNAME))
 
     def _on_replied(self, event, now, out):
         pending = self._finish(event.request_id, out)

@@ -16,9 +16,9 @@ from core_events import Arm, Cancel, Expired, Log
 __all__ = ["Accepted", "Arm", "AskConsent", "Cancel", "CloseConn", "ConsentLapsed", "EndLink",
            "Exit", "ExitDue", "Expired", "Fate", "HeartbeatDue", "Incoming", "IncomingClosed",
            "InputEnded", "Interrupted", "LineIn", "LinkClosed", "LinkIdle", "LinkIn", "LinkUp",
-           "Log", "OpenLink", "OutboxRetry", "Prompt", "Pushed", "Replied", "RequestFailed",
-           "SendOnLink", "SendRequest", "SendTo", "Show", "ShowFate", "ShowOnline",
-           "ShowSending", "Stage", "Started", "Status"]
+           "Log", "LoginAbandoned", "OpenLink", "OutboxRetry", "Prompt", "Pushed", "Replied",
+           "RequestFailed", "SendOnLink", "SendRequest", "SendTo", "Show", "ShowFate",
+           "ShowOnline", "ShowSending", "Stage", "Started", "Status"]
 
 
 
@@ -57,6 +57,12 @@ class InputEnded:
 @dataclass(frozen=True, slots=True)
 class Interrupted:
     """Ctrl-C, SIGTERM, or the window closed."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoginAbandoned:
+    """The user gave up logging in as the name whose password is asked for (a window's form
+    got another name): ask for a username again."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,17 +14,20 @@ import sys
 import time
 from dataclasses import dataclass, replace
 
-from client_events import (AskConsent, ConsentLapsed, Fate, Interrupted, LineIn, Prompt, Show,
-                           ShowFate, ShowOnline, ShowSending, Stage, Status)
+from client_events import (AskConsent, ConsentLapsed, Fate, Interrupted, LineIn, LoginAbandoned,
+                           Prompt, Show, ShowFate, ShowOnline, ShowSending, Stage, Status)
 from commands import lapsed_text
-from terminal import ASK_PASSWORD, ASK_USER, visible
+from terminal import visible
 
 EVERYONE = None     # the compose target that broadcasts
 
 # What the core shows -> how the conversation pane shows it.
 _ENTRY_KINDS = {"message": "direct", "broadcast": "broadcast", "offline": "offline",
                 "private": "private"}
-_PROMPTS = {Stage.USERNAME: ASK_USER, Stage.PASSWORD: ASK_PASSWORD}
+# The login form's question at each stage ({user}: the name whose password is asked for).
+_PROMPTS = {Stage.USERNAME: "Log in with your user name and password.",
+            Stage.PASSWORD: "Enter the password for {user}, or another name to log in as "
+                            "someone else."}
 # A private talk's notices in the window's words: its buttons, where the terminal names the
 # commands to type ({user} is the other user; client_events.Show says when each comes).
 _NOTICES = {
@@ -117,8 +120,10 @@ class ChatView:
         self.user = None
         self.entries = []               # the conversation, oldest first
         self.users = []                 # the other users online, sorted
-        self.prompt = ASK_USER          # the login form's question
-        self.form_lines = []            # what the login form tells the user (errors, notices)
+        self.prompt = _PROMPTS[Stage.USERNAME]  # the login form's question
+        self.form_lines = []            # what the login form says: (tone, text), tone
+                                        # "error" or "notice" (why a session ended)
+        self._session_over = False      # the form shows because a session ended
         self.asking = []                # users whose private talk requests wait for an answer
         self.target = Target()
         self.outage = None              # why the server cannot be reached, or None
@@ -151,7 +156,7 @@ class ChatView:
         else:
             if show.kind == "outage":
                 self.outage = visible(show.text)     # it quotes the reason the network gave
-            self._say(at, show.text)
+            self._say(at, show.text, "error" if show.kind == "outage" else "system")
 
     def _sending(self, sending, at):
         self._mine[sending.ref] = len(self.entries)
@@ -180,7 +185,9 @@ class ChatView:
         if self.stage is Stage.LOGGED_IN:
             self.entries.append(Entry(at, None, text, kind))
         else:
-            self.form_lines.append(visible(text))   # server text: shown harmlessly
+            # a session that ended is news, not a mistake; what a login attempt met is an error
+            tone = "notice" if self._session_over and kind != "error" else "error"
+            self.form_lines.append((tone, visible(text)))   # server text: shown harmlessly
 
     def _ask_consent(self, ask, at):
         if ask.user not in self.asking:
@@ -194,7 +201,7 @@ class ChatView:
         self._say(at, lapsed_text(lapsed.user))
 
     def _prompt(self, prompt, at):
-        self.prompt = _PROMPTS[prompt.stage]
+        self.prompt = _PROMPTS[prompt.stage].format(user=self.user)
 
     def _show_online(self, online, at):
         self.users = sorted(set(online.users))
@@ -207,9 +214,11 @@ class ChatView:
             self.outage = None
         if self.stage is Stage.LOGGED_IN and was is not Stage.LOGGED_IN:
             self.form_lines = []
+            self._session_over = False
             self._lines.append("online")    # seed the list; presence notices keep it live
         elif self.stage is not Stage.LOGGED_IN:
             self.users, self.asking, self.target = [], [], Target()
+            self._session_over = self._session_over or was is Stage.LOGGED_IN
         if self._password is not None and not status.busy:
             # the name was accepted (ask for the password) or refused (forget it)
             if self.stage is Stage.PASSWORD:
@@ -234,6 +243,7 @@ class ChatView:
         if self.waiting:
             return []
         self.form_lines = []
+        self._session_over = False
         if self.stage is Stage.PASSWORD:
             return [password]
         self._password = password
@@ -302,8 +312,18 @@ class ChatView:
 
     @property
     def form_message(self):
-        """What the login form tells the user, one line per notice."""
-        return "\n".join(self.form_lines)
+        """What went wrong on the login form, one line each (shown as an error)."""
+        return "\n".join(text for tone, text in self.form_lines if tone == "error")
+
+    @property
+    def form_notice(self):
+        """Why the login form shows again (logged out, the session ended), one line each."""
+        return "\n".join(text for tone, text in self.form_lines if tone == "notice")
+
+    def changes_user(self, name):
+        """True if the form, asking for a password, was given another name: the login as
+        the first is abandoned (client_events.LoginAbandoned) before this one starts."""
+        return self.stage is Stage.PASSWORD and not self.waiting and name.strip() != self.user
 
 
 class WindowScreen:
@@ -326,6 +346,12 @@ class WindowScreen:
 
     def log(self, text):
         self._log(text)
+
+    def log_in(self, name, password):
+        """The login form was submitted: another name than the one asked about starts over."""
+        if self.view.changes_user(name):
+            self.glue.feed(LoginAbandoned())
+        self.type_lines(self.view.login(name, password))
 
     def type_lines(self, lines):
         """Lines from the window (a click, Enter) go to the core as if typed."""

@@ -15,6 +15,10 @@ from gui import WindowScreen, entry_mark, entry_text, stamp
 
 WINDOW_SIZE = "820x520"
 DIALOG_OFFSET = 60      # pixels from the chat window's corner to the consent dialog's
+FORM_TEXT_WIDTH = 420   # pixels a line of the login form's text may take before it wraps
+HEADING_FONT = ("TkDefaultFont", 14, "bold")
+ERROR_COLOUR = "#b00020"
+NOTICE_COLOUR = "#333333"
 MS_PER_S = 1000
 
 # How the conversation pane shows each entry kind (Text tag options).
@@ -25,15 +29,15 @@ _LOOKS = {
     "private": {"foreground": "#7a1fa2", "font": ("TkDefaultFont", 10, "italic")},
     "offline": {"foreground": "#8a6d00", "background": "#fff8dc"},
     "system": {"foreground": "#666666", "font": ("TkDefaultFont", 9, "italic")},
-    "error": {"foreground": "#b00020"},
+    "error": {"foreground": ERROR_COLOUR},
     # own messages: grey while on their way, green once the server (or the peer) took them,
     # red and struck through when they will not go
     "pending": {"foreground": "#8a8a8a"},
     "mine": {"foreground": "#2e7d32"},
-    "refused": {"foreground": "#b00020", "overstrike": True},
+    "refused": {"foreground": ERROR_COLOUR, "overstrike": True},
     "mark": {"foreground": "#8a8a8a"},
     "mark-sent": {"foreground": "#2e7d32"},
-    "mark-refused": {"foreground": "#b00020", "font": ("TkDefaultFont", 9, "bold")},
+    "mark-refused": {"foreground": ERROR_COLOUR, "font": ("TkDefaultFont", 9, "bold")},
 }
 # an own message's fate -> the looks of its text and of its mark
 _OWN_LOOKS = {None: ("pending", "mark"), Fate.WAITING: ("pending", "mark"),
@@ -118,19 +122,28 @@ class ChatWindow:
         # widgets have names so that a test (or Tk's `send`) can find them: .login.username
         frame = ttk.Frame(root, padding=24, name="login")
         self.prompt = tkinter.StringVar(root)
+        self.notice = tkinter.StringVar(root)
         self.message = tkinter.StringVar(root)
-        ttk.Label(frame, textvariable=self.prompt).grid(row=0, column=0, columnspan=2, sticky="w")
-        ttk.Label(frame, text="Username").grid(row=1, column=0, sticky="w", pady=4)
+        ttk.Label(frame, text="Chat room", font=HEADING_FONT, name="heading").grid(
+            row=0, column=0, columnspan=2, sticky="w", pady=(0, 8))
+        ttk.Label(frame, textvariable=self.prompt, wraplength=FORM_TEXT_WIDTH,
+                  name="prompt").grid(row=1, column=0, columnspan=2, sticky="w", pady=(0, 8))
+        ttk.Label(frame, text="Username").grid(row=2, column=0, sticky="w", pady=4, padx=(0, 8))
         self.name_entry = ttk.Entry(frame, width=28, name="username")
-        self.name_entry.grid(row=1, column=1, sticky="we")
-        ttk.Label(frame, text="Password").grid(row=2, column=0, sticky="w", pady=4)
+        self.name_entry.grid(row=2, column=1, sticky="we")
+        ttk.Label(frame, text="Password").grid(row=3, column=0, sticky="w", pady=4, padx=(0, 8))
         self.password_entry = ttk.Entry(frame, width=28, show="•", name="password")
-        self.password_entry.grid(row=2, column=1, sticky="we")
+        self.password_entry.grid(row=3, column=1, sticky="we")
         self.login_button = ttk.Button(frame, text="Log in", command=self.submit_login,
                                        name="submit")
-        self.login_button.grid(row=3, column=1, sticky="e", pady=8)
-        ttk.Label(frame, textvariable=self.message, foreground="#b00020", wraplength=420,
-                  name="message").grid(row=4, column=0, columnspan=2, sticky="w")
+        self.login_button.grid(row=4, column=1, sticky="e", pady=8)
+        # why the form shows again (logged out, the session ended) is news, not an error
+        ttk.Label(frame, textvariable=self.notice, foreground=NOTICE_COLOUR,
+                  wraplength=FORM_TEXT_WIDTH, name="notice").grid(row=5, column=0, columnspan=2,
+                                                                   sticky="w")
+        ttk.Label(frame, textvariable=self.message, foreground=ERROR_COLOUR,
+                  wraplength=FORM_TEXT_WIDTH, name="message").grid(row=6, column=0,
+                                                                    columnspan=2, sticky="w")
         for entry in (self.name_entry, self.password_entry):
             entry.bind("<Return>", lambda event: self.submit_login())
         return frame
@@ -192,9 +205,11 @@ class ChatWindow:
         self.refresh()
 
     def submit_login(self):
-        lines = self.view.login(self.name_entry.get(), self.password_entry.get())
+        name, password = self.name_entry.get(), self.password_entry.get()
         self.password_entry.delete(0, "end")
-        self._type(lines)
+        self.screen.log_in(name, password)
+        self.kick()
+        self.refresh()
 
     def send(self):
         lines = self.view.compose(self.input.get())
@@ -237,8 +252,8 @@ class ChatWindow:
         view = self.view
         self._show("chat" if view.stage is Stage.LOGGED_IN else "login")
         self.prompt.set(view.prompt)
+        self.notice.set(view.form_notice)
         self.message.set(view.form_message)
-        self.name_entry.configure(state="disabled" if view.stage is Stage.PASSWORD else "normal")
         self._draw_entries()
         if list(self.user_list.get(0, "end")) != view.users:
             self._draw_users()

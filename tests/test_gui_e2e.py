@@ -18,7 +18,7 @@ from reactor import Handler, RealClock, Reactor
 from realprocs import ROOT
 
 tkinter = pytest.importorskip("tkinter", reason="this Python has no tkinter, so no window")
-from gui_tk import TkLoop  # noqa: E402  (it imports tkinter)
+from gui_tk import ERROR_COLOUR, TkLoop  # noqa: E402  (it imports tkinter)
 
 ARTIFACTS = os.path.join(ROOT, "tests", "artifacts")
 IDLE_S = 3.0                # how long the idle CPU check watches
@@ -65,6 +65,11 @@ def shoot(display, name, *guis):
     assert screenshot(display.frame_buffer, path) == SCREEN
     with open(path, "rb") as png:
         assert png.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def colour(gui, path):
+    """A label's text colour, as Tk names it."""
+    return gui.call(path, "cget", "-foreground")
 
 
 def pane_has(gui, text):
@@ -155,7 +160,9 @@ def test_two_windows_log_in_talk_agree_to_a_private_talk_and_close(windows, serv
     bob.wait(lambda: bob.list_items(".chat.side.users") == [], "an empty list")
     server.wait_log(r"columbia logged out")
     bob.invoke(".chat.side.logout")
-    bob.wait(lambda: bob.label(".login.message") == "You have logged out.", "the logout")
+    bob.wait(lambda: bob.label(".login.notice") == "You have logged out.", "the logout")
+    assert bob.label(".login.message") == ""            # news, in the notice's neutral colour
+    assert colour(bob, ".login.notice") != colour(bob, ".login.message")
     bob.close_window()
     assert bob.wait_exit() == 0
 
@@ -191,22 +198,39 @@ def test_a_refused_consent_and_a_list_that_keeps_its_selection(windows):
 
 def test_wrong_password_and_lockout_are_told_in_the_form(windows):
     gui = windows()
+    assert gui.label(".login.heading") == "Chat room"
+    assert gui.label(".login.prompt") == "Log in with your user name and password."
     gui.type_into(".login.username", "nobody")
     gui.type_into(".login.password", "x")
     gui.invoke(".login.submit")
     gui.wait(lambda: gui.label(".login.message") == "Wrong username.", "wrong username")
+    assert colour(gui, ".login.message") == ERROR_COLOUR
     gui.type_into(".login.username", "google")
     for _ in range(2):
         gui.type_into(".login.password", "nope")
         gui.invoke(".login.submit")
         gui.wait(lambda: "Wrong password" in gui.label(".login.message"), "wrong password")
-        assert gui.call(".login.username", "cget", "-state") == "disabled"
+        assert gui.label(".login.prompt") == (
+            "Enter the password for google, or another name to log in as someone else.")
+        assert gui.call(".login.username", "instate", "disabled") == "0"   # it can change
         gui.call(".login.message", "configure", "-text", "")
     gui.type_into(".login.password", "nope")
     gui.invoke(".login.submit")
     gui.wait(lambda: gui.label(".login.message") == (
         "You have entered wrong password three times. You will be blocked for 30 seconds."),
         "the lockout")
+    gui.close_window()
+    assert gui.wait_exit() == 0
+
+
+def test_after_a_wrong_password_another_user_can_log_in(windows):
+    gui = windows()
+    gui.type_into(".login.username", "google")
+    gui.type_into(".login.password", "nope")
+    gui.invoke(".login.submit")
+    gui.wait(lambda: "Wrong password" in gui.label(".login.message"), "wrong password")
+    login(gui, "seas")                      # another name in the same form, with its password
+    assert gui.call("wm", "title", ".") == "Chat room: seas"
     gui.close_window()
     assert gui.wait_exit() == 0
 

@@ -16,7 +16,6 @@ from client_events import (Accepted, AskConsent, ConsentLapsed, Expired, Fate, I
                            SendRequest, Show, ShowFate, ShowOnline, ShowSending, Stage, Status)
 from client_glue import ClientGlue
 from client_helpers import hello
-from terminal import ASK_PASSWORD, ASK_USER
 from gui import ChatView, Entry, Target, WindowScreen, entry_mark, entry_text, stamp
 from reactor import Reactor, VirtualClock
 
@@ -24,6 +23,9 @@ USERNAME, PASSWORD, LOGGED_IN = Stage.USERNAME, Stage.PASSWORD, Stage.LOGGED_IN
 WELCOME = {"type": "welcome", "user": "alice", "token": "t1", "proof": "p1"}
 OK = {"type": "ok"}
 AT = VirtualClock().wall()
+# the form's questions, in the window's words (the terminal's are "Please enter username:")
+ASK_USER = "Log in with your user name and password."
+ASK_PASSWORD = "Enter the password for alice, or another name to log in as someone else."
 
 
 class Recording(ClientGlue):
@@ -177,6 +179,32 @@ def test_wrong_password_then_the_form_sends_only_the_password(screen):
                               "port": screen.listener.port}]
 
 
+def test_after_a_wrong_password_another_name_starts_the_login_over(screen):
+    screen.window.log_in("alice", "11")
+    screen.reply(OK)
+    screen.reply(err("wrong_password", attempts_left=2))
+    view = screen.view
+    assert view.changes_user("bob") and not view.changes_user(" alice ")
+    screen.window.log_in("bob", "bobs")         # the form's name was changed
+    assert screen.sent() == [{"type": "check_user", "user": "bob"}]
+    assert view.stage == USERNAME and view.form_message == ""
+    screen.reply(OK)
+    assert screen.sent("login") == [{"type": "login", "user": "bob", "password": "bobs",
+                                     "port": screen.listener.port}]
+    assert view.prompt == ("Enter the password for bob, or another name to log in as "
+                           "someone else.")
+
+
+def test_the_same_name_again_only_sends_the_password(screen):
+    screen.window.log_in("alice", "11")
+    screen.reply(OK)
+    screen.reply(err("wrong_password", attempts_left=2))
+    screen.window.log_in("alice", "12")
+    assert screen.sent() == [{"type": "login", "user": "alice", "password": "12",
+                              "port": screen.listener.port}]
+    assert not screen.view.changes_user("bob")  # the answer is awaited: nothing starts over
+
+
 def test_lockout_words_are_the_terminals_and_the_form_asks_for_a_name(screen):
     screen.type(screen.view.login("alice", "11"))
     screen.reply(OK)
@@ -253,8 +281,9 @@ def test_logged_in_elsewhere_goes_back_to_the_form_and_says_why(screen):
     screen.deliver({"type": "logged_out", "reason": "elsewhere"})
     view = screen.view
     assert view.stage == USERNAME and view.prompt == ASK_USER
-    assert view.form_message == ("You have been logged out because your account logged in "
-                                 "elsewhere.")
+    assert view.form_notice == ("You have been logged out because your account logged in "
+                                "elsewhere.")
+    assert view.form_message == ""
     assert view.users == [] and view.target == Target()
     assert view.status == "Not logged in."
 
@@ -327,7 +356,14 @@ def test_logout_goes_back_to_the_form(screen):
     screen.type(screen.view.logout())
     screen.reply(OK)
     view = screen.view
-    assert view.stage == USERNAME and view.form_message == "You have logged out."
+    # news, not an error: the form shows it as a notice
+    assert view.stage == USERNAME and view.form_notice == "You have logged out."
+    assert view.form_message == ""
+    screen.type(view.login("alice", "nope"))
+    assert view.form_notice == ""               # a new try clears the old words
+    screen.reply(OK)
+    screen.reply(err("wrong_password", attempts_left=2))
+    assert view.form_message == "Wrong password. Please try again." and view.form_notice == ""
     assert view.users == []
 
 
@@ -357,7 +393,7 @@ def test_a_session_the_server_forgot_goes_back_to_the_form(screen):
     screen.login()
     screen.type(screen.view.compose("hi"))
     screen.reply(err("no_session"))
-    assert screen.view.form_message == "Your session has ended. Please log in again."
+    assert screen.view.form_notice == "Your session has ended. Please log in again."
 
 
 # -- the consent dialog -------------------------------------------------------------------------
@@ -499,6 +535,7 @@ def test_render_routes_prompts_to_the_form_and_other_lines_by_stage():
     view = ChatView()
     view.render(status(PASSWORD), AT)
     view.render(Prompt(PASSWORD), AT)
+    assert view.form_lines == []
     view.render(Show("system", "Wrong password. Please try again."), AT)
     view.render(status(LOGGED_IN), AT)
     view.render(Show("system", "You have successfully logged in."), AT)
@@ -510,7 +547,9 @@ def test_render_routes_prompts_to_the_form_and_other_lines_by_stage():
     assert view.take_lines() == ["online"]
     view.render(status(USERNAME), AT)
     view.render(Show("system", "You have logged out."), AT)
-    assert view.form_lines == ["You have logged out."] and view.users == []
+    assert view.form_lines == [("notice", "You have logged out.")] and view.users == []
+    view.render(Show("outage", "Cannot reach the server (refused)."), AT)
+    assert view.form_message == "Cannot reach the server (refused)."   # always an error
 
 
 def test_a_message_is_its_sender_and_its_text_never_parsed_back_out():
