@@ -8,6 +8,7 @@ Tk's own wait: no thread, no polling.
 """
 import math
 import tkinter
+import tkinter.font
 from tkinter import ttk
 
 from client_events import Fate, Stage
@@ -19,7 +20,10 @@ FORM_TEXT_WIDTH = 420   # pixels a line of the login form's text may take before
 HEADING_FONT = ("TkDefaultFont", 14, "bold")
 ERROR_COLOUR = "#b00020"
 NOTICE_COLOUR = "#333333"
+SELECTED_BACKGROUND = "#1f5fbf"     # the selected user: white on a strong blue, 6:1 contrast
+SELECTED_FOREGROUND = "#ffffff"
 MS_PER_S = 1000
+STAMP_GAP = "  "        # between an entry's time stamp and its text
 
 # How the conversation pane shows each entry kind (Text tag options).
 _LOOKS = {
@@ -153,7 +157,11 @@ class ChatWindow:
         side = ttk.Frame(frame, name="side")
         side.pack(side="right", fill="y", padx=(6, 0))
         ttk.Label(side, text="Online").pack(anchor="w")
-        self.user_list = tkinter.Listbox(side, width=18, exportselection=False, name="users")
+        # the selected user is what the buttons act on: it must stand out, focused or not
+        self.user_list = tkinter.Listbox(side, width=18, exportselection=False, name="users",
+                                         selectbackground=SELECTED_BACKGROUND,
+                                         selectforeground=SELECTED_FOREGROUND,
+                                         activestyle="none")
         self.user_list.pack(fill="y", expand=True)
         self.user_list.bind("<<ListboxSelect>>", lambda event: self._draw_user_buttons())
         self.user_buttons = {}
@@ -195,6 +203,11 @@ class ChatWindow:
         self.pane.pack(side="left", fill="both", expand=True)
         for tag, look in _LOOKS.items():
             self.pane.tag_configure(tag, **look)
+        # a long entry wraps under its text, not under the time stamps' column (Tk takes
+        # lmargin2 from the first character of each wrapped display line: all carry "line")
+        stamp_px = tkinter.font.Font(font=self.pane.cget("font")).measure(stamp(0) + STAMP_GAP)
+        self.pane.tag_configure("line", lmargin2=stamp_px)
+        self.pane.tag_lower("line")
         return frame
 
     # -- clicks -------------------------------------------------------------------------------
@@ -294,12 +307,12 @@ class ChatWindow:
     def _draw_entry(self, where, entry):
         """One entry's line (without its newline) at text index `where`."""
         if entry.kind != "mine":
-            self.pane.insert(where, stamp(entry.at) + "  ", ("stamp",), entry_text(entry),
-                             (entry.kind,))
+            self.pane.insert(where, stamp(entry.at) + STAMP_GAP, ("stamp", "line"),
+                             entry_text(entry), (entry.kind, "line"))
             return
         look, mark_look = _OWN_LOOKS[entry.fate]
-        self.pane.insert(where, stamp(entry.at) + "  ", ("stamp",), entry_text(entry), (look,),
-                         "  " + entry_mark(entry), (mark_look,))
+        self.pane.insert(where, stamp(entry.at) + STAMP_GAP, ("stamp", "line"), entry_text(entry),
+                         (look, "line"), "  " + entry_mark(entry), (mark_look, "line"))
 
     def _draw_users(self):
         keep = self.selected_user()

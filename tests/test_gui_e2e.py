@@ -72,6 +72,31 @@ def colour(gui, path):
     return gui.call(path, "cget", "-foreground")
 
 
+def display_line_starts(gui, text):
+    """Where, in pixels, `text` (an entry's text) starts on its first display line, and where
+    its second display line starts: (x, y) each."""
+    pane = ".chat.pane"
+    at = gui.call(pane, "search", "-exact", text, "1.0")
+    assert at, f"{text!r} is not in the pane"
+    gui.call(pane, "see", at)
+    gui.call("update", "idletasks")
+    wrapped = gui.call(pane, "index", f"{at} linestart + 1 display lines display linestart")
+    assert wrapped.split(".")[0] == at.split(".")[0], "the entry did not wrap"
+    starts = [gui.tk.splitlist(gui.call(pane, "bbox", index))[:2] for index in (at, wrapped)]
+    return [tuple(int(v) for v in xy) for xy in starts]
+
+
+def contrast(gui, colour_a, colour_b):
+    """The WCAG contrast ratio of two Tk colours (1 to 21)."""
+    def luminance(colour):
+        channels = [int(v) / 65535 for v in gui.tk.splitlist(gui.call("winfo", "rgb", ".",
+                                                                      colour))]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    light, dark = sorted([luminance(colour_a), luminance(colour_b)], reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
 def pane_has(gui, text):
     return lambda: text in gui.text(".chat.pane")
 
@@ -116,6 +141,20 @@ def test_two_windows_log_in_talk_agree_to_a_private_talk_and_close(windows, serv
                                    r"[\d:]{8}  User nobody does not exist\."), "the refusal")
     assert "refused" in line_tags(alice, "me → nobody: are you there?")
     assert "error" in line_tags(alice, "User nobody does not exist.")
+
+    # a long message wraps under its own text, not under the time stamps
+    long_text = "a long message " * 12
+    alice.type_into(".chat.bottom.input", long_text)
+    alice.press_enter(".chat.bottom.input")
+    alice.wait(pane_has(alice, long_text + "  ✓"), "the long message taken")
+    first, second = display_line_starts(alice, "me → seas: " + long_text)
+    assert second[0] == first[0] > 0 and second[1] > first[1]      # same x, next line down
+    # the selected user stands out: strong colour behind, readable text on it
+    users = ".chat.side.users"
+    assert contrast(alice, alice.call(users, "cget", "-selectbackground"),
+                    alice.call(users, "cget", "-background")) >= 3
+    assert contrast(alice, alice.call(users, "cget", "-selectforeground"),
+                    alice.call(users, "cget", "-selectbackground")) >= 4.5
 
     bob.type_into(".chat.bottom.input", "hi all")
     bob.invoke(".chat.bottom.send")
