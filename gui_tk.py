@@ -14,8 +14,10 @@ from tkinter import ttk
 from client_events import Fate, Stage
 from gui import WindowScreen, entry_mark, entry_text, stamp
 
-WINDOW_SIZE = "820x520"
-DIALOG_OFFSET = 60      # pixels from the chat window's corner to the consent dialog's
+WINDOW_SIZE = (900, 620)    # pixels, on a screen with room for it ...
+SCREEN_MARGIN = (0, 80)     # ... else the screen less this (a title bar, a panel)
+MIN_SIZE = (640, 440)       # below this the buttons and the input line would be cut
+DIALOG_WRAP = 360           # pixels a line of the consent dialog may take before it wraps
 FORM_TEXT_WIDTH = 420   # pixels a line of the login form's text may take before it wraps
 HEADING_FONT = ("TkDefaultFont", 14, "bold")
 ERROR_COLOUR = "#b00020"
@@ -27,7 +29,7 @@ STAMP_GAP = "  "        # between an entry's time stamp and its text
 
 # How the conversation pane shows each entry kind (Text tag options).
 _LOOKS = {
-    "stamp": {"foreground": "#888888"},
+    "stamp": {"foreground": "#888888", "font": "TkFixedFont"},
     "direct": {},
     "broadcast": {"foreground": "#1f4e9e"},
     "private": {"foreground": "#7a1fa2", "font": ("TkDefaultFont", 10, "italic")},
@@ -112,7 +114,9 @@ class ChatWindow:
         self._showing = None            # "login" or "chat"
         self.dialog = None              # the consent Toplevel while one is open
         root.title("Chat room")
-        root.geometry(WINDOW_SIZE)
+        root.geometry("{}x{}".format(*fitted(WINDOW_SIZE, (root.winfo_screenwidth(),
+                                                           root.winfo_screenheight()))))
+        root.minsize(*MIN_SIZE)
         self.status = tkinter.StringVar(root)
         ttk.Label(root, textvariable=self.status, relief="sunken", anchor="w", padding=(6, 2),
                   name="status").pack(side="bottom", fill="x")
@@ -188,15 +192,17 @@ class ChatWindow:
         bottom = ttk.Frame(frame, name="bottom")
         bottom.pack(side="bottom", fill="x", pady=(6, 0))
         self.target = tkinter.StringVar(root)
-        ttk.Label(bottom, textvariable=self.target, width=22, name="target").pack(side="left")
+        ttk.Label(bottom, textvariable=self.target, name="target").pack(side="left", padx=(0, 6))
         self.input = ttk.Entry(bottom, name="input")
         self.input.pack(side="left", fill="x", expand=True)
         self.input.bind("<Return>", lambda event: self.send())
         self.send_button = ttk.Button(bottom, text="Send", command=self.send, name="send")
         self.send_button.pack(side="left")
 
+        # messages in the proportional text font, which reads best; time stamps in the fixed
+        # one, so that they line up in a column
         self.pane = tkinter.Text(frame, wrap="word", state="disabled", height=20, width=60,
-                                 name="pane")
+                                 font="TkTextFont", padx=6, pady=4, name="pane")
         scroll = ttk.Scrollbar(frame, command=self.pane.yview)
         self.pane.configure(yscrollcommand=scroll.set)
         scroll.pack(side="right", fill="y")
@@ -205,7 +211,7 @@ class ChatWindow:
             self.pane.tag_configure(tag, **look)
         # a long entry wraps under its text, not under the time stamps' column (Tk takes
         # lmargin2 from the first character of each wrapped display line: all carry "line")
-        stamp_px = tkinter.font.Font(font=self.pane.cget("font")).measure(stamp(0) + STAMP_GAP)
+        stamp_px = tkinter.font.nametofont("TkFixedFont").measure(stamp(0) + STAMP_GAP)
         self.pane.tag_configure("line", lmargin2=stamp_px)
         self.pane.tag_lower("line")
         return frame
@@ -283,7 +289,10 @@ class ChatWindow:
         hide, show = ((self.login_frame, self.chat_frame) if which == "chat"
                       else (self.chat_frame, self.login_frame))
         hide.pack_forget()
-        show.pack(fill="both", expand=True)
+        if which == "chat":
+            show.pack(fill="both", expand=True)
+        else:
+            show.pack(expand=True)      # the form in the middle of the window
         (self.input if which == "chat" else self.name_entry).focus_set()
 
     def _draw_entries(self):
@@ -343,11 +352,16 @@ class ChatWindow:
         dialog.requester = requester
         dialog.title("Private talk")
         dialog.transient(self.root)
-        # over the chat window's corner: with no window manager it would land at 0,0
-        dialog.geometry(f"+{self.root.winfo_rootx() + DIALOG_OFFSET}"
-                        f"+{self.root.winfo_rooty() + DIALOG_OFFSET}")
-        ttk.Label(dialog, padding=16, name="question",
-                  text=f"Do you agree to have a private talk with {requester}?").pack()
+        # a border of its own: without a window manager's frame it would melt into the window
+        dialog.configure(borderwidth=1, relief="solid")
+        ttk.Label(dialog, text="Private talk", font=HEADING_FONT, name="heading",
+                  padding=(16, 16, 16, 4)).pack(anchor="w")
+        ttk.Label(dialog, padding=(16, 4), name="question", wraplength=DIALOG_WRAP,
+                  text=f"Do you agree to have a private talk with {requester}?").pack(anchor="w")
+        ttk.Label(dialog, padding=(16, 0, 16, 8), name="explained", wraplength=DIALOG_WRAP,
+                  foreground=NOTICE_COLOUR,
+                  text=f"If you agree, {requester} gets your address and can send you messages "
+                       f"straight to this window, not through the server.").pack(anchor="w")
         buttons = ttk.Frame(dialog, padding=(16, 0, 16, 16), name="buttons")
         buttons.pack()
         dialog.agree = ttk.Button(buttons, text="Agree", command=lambda: self.answer(True),
@@ -357,7 +371,26 @@ class ChatWindow:
         dialog.agree.pack(side="left", padx=4)
         dialog.refuse.pack(side="left", padx=4)
         dialog.protocol("WM_DELETE_WINDOW", lambda: self.answer(False))
+        # over the middle of the chat window: with no window manager it would land at 0,0
+        dialog.update_idletasks()
+        dialog.geometry("+{}+{}".format(*centred(
+            (dialog.winfo_reqwidth(), dialog.winfo_reqheight()),
+            (self.root.winfo_rootx(), self.root.winfo_rooty(),
+             self.root.winfo_width(), self.root.winfo_height()))))
         return dialog
+
+
+def fitted(wanted, screen):
+    """The window's (width, height): `wanted`, or the screen less SCREEN_MARGIN if smaller."""
+    return tuple(min(want, have - margin) for want, have, margin in
+                 zip(wanted, screen, SCREEN_MARGIN))
+
+
+def centred(size, over):
+    """Where a window of `size` (width, height) goes to be centred over the area `over`
+    (x, y, width, height): its (x, y), never left of or above the area."""
+    x, y, width, height = over
+    return (x + max(0, (width - size[0]) // 2), y + max(0, (height - size[1]) // 2))
 
 
 def _target_text(target):

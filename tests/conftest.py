@@ -7,6 +7,7 @@ import pytest
 
 from reactor import RealClock, Reactor, VirtualClock
 from reactor_helpers import WATCHDOG_S, Recorder
+from guiprocs import Screens
 from realprocs import PtyClient, ServerProcess
 
 
@@ -66,3 +67,12 @@ def clients(server):
     yield start
     for client in started:
         client.kill()
+
+
+@pytest.fixture(scope="session")
+def screens(tmp_path_factory):
+    """screens.get(size) -> (a virtual display, a Tk of the test's on it), kept for the whole
+    session (guiprocs.Screens says why)."""
+    kept = Screens(str(tmp_path_factory.mktemp("screens")))
+    yield kept
+    kept.stop()

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from guiprocs import SCREEN, GuiProcess, NoDisplay, VirtualDisplay, idle, login, screenshot
+from guiprocs import SCREEN, GuiProcess, NoDisplay, idle, login, screenshot
 from reactor import Handler, RealClock, Reactor
 from realprocs import ROOT
 
@@ -25,22 +25,17 @@ IDLE_S = 3.0                # how long the idle CPU check watches
 IDLE_CPU_LIMIT = 0.05       # the share of one core an idle window may use
 
 
-@pytest.fixture(scope="module")
-def display(tmp_path_factory):
+@pytest.fixture
+def display(screens):
     try:
-        screen = VirtualDisplay(str(tmp_path_factory.mktemp("x")))
+        return screens.get(SCREEN)[0]
     except NoDisplay as why:
         pytest.skip(f"no display can be had: {why}")
-    yield screen
-    screen.stop()
 
 
-@pytest.fixture(scope="module")
-def tk(display):
-    root = tkinter.Tk(screenName=display.name)
-    root.withdraw()
-    yield root
-    root.destroy()
+@pytest.fixture
+def tk(display, screens):
+    return screens.get(SCREEN)[1]
 
 
 @pytest.fixture
@@ -115,7 +110,7 @@ def line_tags(gui, text):
 def test_two_windows_log_in_talk_agree_to_a_private_talk_and_close(windows, server, display):
     alice, bob = windows(), windows()
     alice.place(0, 0)
-    bob.place(840, 0)
+    bob.place(SCREEN[0] // 2, 0)
     assert alice.label(".login.message") == ""
     login(alice, "columbia")
     assert "You have successfully logged in." in alice.text(".chat.pane")
