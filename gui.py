@@ -129,6 +129,7 @@ class ChatView:
         self.outage = None              # why the server cannot be reached, or None
         self.waiting = 0                # typed lines and messages not yet taken by the server
         self.private_to = ()            # users who agreed to a private talk with us
+        self._portless = set()          # users who agreed, but whose clients take no private
         self._password = None           # typed in the form, sent once the name is accepted
         self._lines = []                # lines for the core that no click typed (see take_lines)
         self._mine = {}                 # ref -> index in entries of an own message not yet answered
@@ -152,6 +153,8 @@ class ChatView:
         elif show.kind in _ENTRY_KINDS:
             self.entries.append(Entry(at, show.sender, show.text, _ENTRY_KINDS[show.kind]))
         elif show.kind in _NOTICES:
+            if show.kind == "peer_no_port":
+                self._portless.add(show.sender)
             self._say(at, _NOTICES[show.kind].format(user=show.sender))
         else:
             if show.kind == "outage":
@@ -218,6 +221,7 @@ class ChatView:
             self._lines.append("online")    # seed the list; presence notices keep it live
         elif self.stage is not Stage.LOGGED_IN:
             self.users, self.asking, self.target = [], [], Target()
+            self._portless = set()
             self._session_over = self._session_over or was is Stage.LOGGED_IN
         if self._password is not None and not status.busy:
             # the name was accepted (ask for the password) or refused (forget it)
@@ -277,8 +281,10 @@ class ChatView:
         """What the user-list buttons can do for the selected `user` (None: nobody selected)."""
         if user is None:
             return "Select a user to message, block or ask for a private talk."
+        if user in self._portless and not self.can_private(user):
+            return f"{user}'s client cannot take private messages: use Message."
         if not self.can_private(user):
-            return (f"Private messages go to {user} once they agree: Get address asks them.")
+            return f"Private messages go to {user} once they agree: Get address asks them."
         return f"{user} agreed to a private talk."
 
     @property

@@ -9,6 +9,7 @@ from reactor import RealClock, Reactor, VirtualClock
 from reactor_helpers import WATCHDOG_S, Recorder
 from guiprocs import Screens
 from realprocs import PtyClient, ServerProcess
+from relay import Relay
 
 
 @pytest.fixture
@@ -53,6 +54,14 @@ def server(tmp_path):
     proc = ServerProcess(tmp_path)
     yield proc
     assert proc.stop() == 0, proc.log()
+
+
+@pytest.fixture
+def relay(server):
+    """A TCP relay to the server (relay.port) whose connections the test can cut."""
+    relay = Relay(server.port)
+    yield relay
+    relay.stop()
 
 
 @pytest.fixture

@@ -42,8 +42,9 @@ def tk(display, screens):
 def windows(tk, display, server, tmp_path):
     started = []
 
-    def open_window():
-        gui = GuiProcess(tk, display, server.port, tmp_path / f"gui{len(started)}.err")
+    def open_window(*args, port=None):
+        gui = GuiProcess(tk, display, port or server.port, tmp_path / f"gui{len(started)}.err",
+                         *args)
         started.append(gui)
         return gui
     yield open_window
@@ -267,6 +268,77 @@ def test_after_a_wrong_password_another_user_can_log_in(windows):
     assert gui.call("wm", "title", ".") == "Chat room: seas"
     gui.close_window()
     assert gui.wait_exit() == 0
+
+
+def test_a_staying_window_without_a_port_chats_and_resumes_after_a_cut(windows, server, relay,
+                                                                       display):
+    """--stay-connected in a window: one connection (through a relay the test cuts), no
+    listening port; what is sent either way during the cut arrives once, and the window's
+    private-talk words and buttons hold for a client that cannot take private messages."""
+    alice = windows("--stay-connected", "--no-listen", port=relay.port)
+    bob = windows()
+    alice.place(0, 0)
+    bob.place(SCREEN[0] // 2, 0)
+    login(alice, "columbia")
+    server.wait_log(r"columbia logged in from 127\.0\.0\.1, staying connected")
+    login(bob, "seas")
+    alice.wait(lambda: alice.list_items(".chat.side.users") == ["seas"], "seas in the list")
+    alice.select_item(".chat.side.users", "seas")
+    alice.invoke(".chat.side.message")
+    alice.type_into(".chat.bottom.input", "hello from behind a NAT")
+    alice.press_enter(".chat.bottom.input")
+    alice.wait(pane_has(alice, "me → seas: hello from behind a NAT  ✓"), "the server's yes")
+    bob.wait(pane_has(bob, "columbia: hello from behind a NAT"), "the message")
+
+    # alice may dial seas once seas agrees; seas can never be given alice's address
+    alice.invoke(".chat.side.getaddress")
+    bob.wait(lambda: bob.exists(".consent"), "the consent dialog")
+    bob.invoke(".consent.buttons.agree")
+    alice.wait(lambda: alice.call(".chat.side.private", "instate", "disabled") == "0",
+               "seas's consent")
+    alice.invoke(".chat.side.private")
+    alice.type_into(".chat.bottom.input", "psst")
+    alice.press_enter(".chat.bottom.input")
+    bob.wait(pane_has(bob, "columbia (private): psst"), "the private message")
+    alice.wait(pane_has(alice, "This client cannot take private messages (it has no listening "
+                               "port): others can answer you with Message, not Private "
+                               "message."), "the word about the port")
+    bob.select_item(".chat.side.users", "columbia")
+    bob.invoke(".chat.side.getaddress")
+    alice.wait(lambda: alice.exists(".consent"), "the consent dialog")
+    alice.invoke(".consent.buttons.agree")
+    bob.wait(pane_has(bob, "columbia agreed, but their client cannot take private messages: "
+                           "press Message to write to them through the server."), "the answer")
+    assert bob.call(".chat.side.private", "instate", "disabled") == "1"
+    assert bob.label(".chat.side.hint") == (
+        "columbia's client cannot take private messages: use Message.")
+
+    # the cut: messages both ways while alice's connection is down arrive once it is back
+    relay.sever()
+    server.wait_log("columbia's staying connection closed")
+    alice.invoke(".chat.side.message")
+    alice.type_into(".chat.bottom.input", "typed while away")
+    alice.press_enter(".chat.bottom.input")
+    bob.invoke(".chat.side.message")
+    for n in (1, 2):
+        bob.type_into(".chat.bottom.input", f"while away {n}")
+        bob.press_enter(".chat.bottom.input")
+    server.wait_log("columbia resumed the session on connection")
+    alice.wait(pane_has(alice, "seas: while away 2"), "the messages kept for alice")
+    alice.wait(pane_has(alice, "me → seas: typed while away  ✓"), "alice's message taken")
+    bob.wait(pane_has(bob, "columbia: typed while away"), "alice's message")
+    for text in ("seas: while away 1", "seas: while away 2"):
+        assert alice.text(".chat.pane").count(text) == 1
+    assert bob.text(".chat.pane").count("columbia: typed while away") == 1
+    alice.wait(lambda: alice.label(".status") == "Logged in as columbia.", "the status line")
+    shoot(display, "gui-stay.png", alice, bob)
+
+    alice.close_window()
+    assert alice.wait_exit() == 0
+    server.wait_log("columbia logged out")
+    bob.wait(pane_has(bob, "columbia has logged out."), "columbia leaving")
+    bob.close_window()
+    assert bob.wait_exit() == 0
 
 
 def test_sigterm_logs_out_like_ctrl_c_and_idle_costs_no_cpu(windows, server):

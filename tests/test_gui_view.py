@@ -671,6 +671,16 @@ def test_every_private_talk_notice_has_the_windows_words(show, words):
     assert [e.text for e in view.entries] == [words]
 
 
+def test_a_user_whose_client_takes_no_private_messages_is_hinted_to_message_instead(screen):
+    screen.login(users=["bob"])
+    screen.deliver({"type": "address_unavailable", "user": "bob"})
+    assert not screen.view.can_private("bob")
+    assert screen.view.user_hint("bob") == "bob's client cannot take private messages: use Message."
+    screen.type(screen.view.logout())
+    screen.reply(OK)
+    assert screen.view.user_hint("bob").startswith("Private messages go to bob once")
+
+
 def test_logging_out_forgets_who_agreed(screen):
     screen.login(users=["bob"])
     screen.deliver(ADDRESS)
