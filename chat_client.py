@@ -19,7 +19,7 @@ from client_events import (Accepted, Arm, Cancel, CloseConn, Exit, ExitDue, Expi
                            SendTo, Show, ShowFate, ShowOnline, ShowSending, Stage, Started,
                            Status)
 from commands import (DEFAULT_ATTEMPTS, Command, Usage, described, error_code, error_text,
-                      help_lines, parse_command, presence_notices, refusal, reply_lines,
+                      parse_command, presence_notices, refusal, reply_lines,
                       seconds_text, shown, times_text)
 from doorkeeper import Delivered, Door, Doorkeeper, HeadSeen, PrivateIn
 from outbox import Outbox
@@ -303,14 +303,15 @@ class ChatClient:
         if command is None:
             return
         if isinstance(command, Usage):
-            out.append(Show("system", command.text))
+            out.append(Show("usage", command.form) if command.unknown is None
+                       else Show("unknown_command", command.unknown))
             return
         refused = refusal(command)
         if refused is not None:
             out.append(Show("system", refused))
             return
         if command.name == "help":
-            out.extend(Show("system", line) for line in help_lines())
+            out.append(Show("help"))        # each screen lists the commands its way
             return
         if command.name == "quit":
             self._start_exit(now, out)      # as Ctrl-C: log out, then leave on the reply

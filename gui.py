@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 from client_events import (AskConsent, ConsentLapsed, Fate, Interrupted, LineIn, LoginAbandoned,
                            Prompt, Show, ShowFate, ShowOnline, ShowSending, Stage, Status)
-from commands import lapsed_text
+from commands import help_lines, lapsed_text
 from terminal import visible
 
 EVERYONE = None     # the compose target that broadcasts
@@ -46,7 +46,12 @@ _NOTICES = {
                     "Message to write to them through the server.",
     "no_port": "This client cannot take private messages (it has no listening port): others "
                "can answer you with Message, not Private message.",
+    # a command typed after / (the terminal's words name no /)
+    "usage": "Usage: /{text}",
+    "unknown_command": "Unknown command '/{text}'. Type /help for the list of commands.",
 }
+HELP_FIRST = ("Type a message and press Enter, or pick a user and a button; a line that starts "
+              "with / is a command:")
 
 
 # How an own message's fate shows after its text; None: on its way, no answer yet.
@@ -155,7 +160,10 @@ class ChatView:
         elif show.kind in _NOTICES:
             if show.kind == "peer_no_port":
                 self._portless.add(show.sender)
-            self._say(at, _NOTICES[show.kind].format(user=show.sender))
+            self._say(at, _NOTICES[show.kind].format(user=show.sender, text=show.text))
+        elif show.kind == "help":
+            for line in [HELP_FIRST, *help_lines("/")[1:]]:
+                self._say(at, line)
         else:
             if show.kind == "outage":
                 self.outage = visible(show.text)     # it quotes the reason the network gave

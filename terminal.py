@@ -17,7 +17,7 @@ import termios
 
 from client_events import (AskConsent, ConsentLapsed, InputEnded, LineIn, Prompt, Show,
                            ShowFate, ShowOnline, ShowSending, Stage, Status)
-from commands import lapsed_text
+from commands import help_lines, lapsed_text
 
 CLEAR_LINE = b"\r\x1b[K"        # back to column 0, erase to the end of the line
 BACKSPACES = ("\x7f", "\x08")   # DEL (most terminals) and Ctrl-H
@@ -222,6 +222,8 @@ _SHOW_FORMS = {
                      "take private messages. Use message {sender} <text> instead.",),
     "no_port": ("This client has no listening port, so it cannot take private messages: "
                 "others can answer you with message, not private.",),
+    "usage": ("Usage: {text}",),
+    "unknown_command": ("Unknown command '{text}'. Type help for the list of commands.",),
 }
 
 
@@ -229,6 +231,8 @@ def screen_lines(action):
     """What the core shows (Show, AskConsent, Prompt, ShowOnline, Status, the user's own
     messages) -> the terminal's lines for it, as the original client worded them."""
     kind = type(action)
+    if kind is Show and action.kind == "help":
+        return help_lines()
     if kind is Show:
         forms = _SHOW_FORMS.get(action.kind)
         if forms is None:

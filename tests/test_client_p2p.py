@@ -61,9 +61,9 @@ def sent(actions):
     ("N bob", Command("N", "bob")),
     ("n  bob ", Command("N", "bob")),
     ("private bob hi  there ", Command("private", "bob", "hi  there ")),
-    ("private bob", Usage("Usage: private <user> <text>")),
-    ("Y", Usage("Usage: Y <user>")),
-    ("getaddress bob carol", Usage("Usage: getaddress <user>")),
+    ("private bob", Usage("private <user> <text>")),
+    ("Y", Usage("Y <user>")),
+    ("getaddress bob carol", Usage("getaddress <user>")),
 ])
 def test_peer_commands_parse(line, command):
     assert parse_command(line) == command

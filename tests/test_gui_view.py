@@ -327,7 +327,12 @@ def test_compose_privately_types_a_private_command(screen):
 def test_slash_types_a_command_as_the_terminal_would(screen):
     screen.login()
     screen.type(screen.view.compose("/help"))
-    assert screen.texts()[1] == "Commands:"
+    assert screen.texts()[1].startswith("Type a message and press Enter")
+    assert screen.texts()[2].startswith("  /message <user> <text>  send <text> to <user>")
+    screen.type(screen.view.compose("/mesage bob hi"))
+    assert screen.texts()[-1] == "Unknown command '/mesage'. Type /help for the list of commands."
+    screen.type(screen.view.compose("/block"))
+    assert screen.texts()[-1] == "Usage: /block <user>"
     assert screen.view.compose("   ") == []
     assert all(e.kind != "mine" for e in screen.view.entries)
 
