@@ -1,9 +1,11 @@
 """The chat client in a window: the view model that the client core's actions draw.
 
 `ChatView` is a plain object with no tkinter in sight: it renders what the core shows
-(client_events: Show, AskConsent, Prompt, ShowOnline, Status) as what a window shows (conversation
-entries, the online list, the login form, a consent question, a status line), and turns what the
-user clicks into the same typed lines the terminal client sends. `WindowScreen` is the client's
+(client_events: Show, ShowSending, ShowFate, AskConsent, Prompt, ShowOnline, Status) as what a
+window shows, in the window's own words (conversation entries, your messages with what became
+of each, the online list and what its buttons can do, the login form, a consent question, a
+status line), and turns what the user clicks into the same typed lines the terminal client
+sends. `WindowScreen` is the client's
 screen made of a ChatView: client.run builds the client around it as around the terminal. The
 chat rules stay in the core; the Tk widgets and the loop that runs the reactor inside Tk live in
 `gui_tk.py`.
@@ -134,10 +136,11 @@ class ChatView:
         self.outage = None              # why the server cannot be reached, or None
         self.waiting = 0                # typed lines and messages not yet taken by the server
         self.private_to = ()            # users who agreed to a private talk with us
-        self._portless = set()          # users who agreed, but whose clients take no private
+        self._portless = set()          # users who agreed, but whose clients take no
+                                        # private messages (no listening port)
         self._password = None           # typed in the form, sent once the name is accepted
         self._lines = []                # lines for the core that no click typed (see take_lines)
-        self._mine = {}                 # ref -> index in entries of an own message not yet answered
+        self._mine = {}                 # ref -> index in entries: own messages not yet answered
         self._changed = []              # indices of entries changed since take_changed
         self._renderers = {Show: self._show, ShowSending: self._sending, ShowFate: self._fate,
                            AskConsent: self._ask_consent,

@@ -48,7 +48,8 @@ def assert_fits(gui, size, paths):
         assert gui.call("winfo", "ismapped", path) == "1", f"{path} is not shown"
         left, top, right, bottom = box(gui, path)
         assert (window[0] <= left and right <= window[2] and window[1] <= top
-                and bottom <= window[3]), f"{path} at {(left, top, right, bottom)} is outside the window {window}"
+                and bottom <= window[3]), f"{path} at {(left, top, right, bottom)} is outside " \
+                                          f"the window {window}"
         for axis in ("width", "height"):
             given = int(gui.call("winfo", axis, path))
             asked = int(gui.call("winfo", "req" + axis, path))
