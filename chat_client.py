@@ -12,13 +12,14 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import peer
-from client_events import (Accepted, Arm, Cancel, CloseConn, Exit, ExitDue, Expired,
+from client_events import (Accepted, Arm, Cancel, CloseConn, Exit, ExitDue, Expired, Fate,
                            HeartbeatDue, Incoming, IncomingClosed, InputEnded, Interrupted,
-                           LineIn, LinkClosed, LinkIdle, LinkIn, LinkUp, Log, OutboxRetry,
-                           Prompt, Pushed, Replied, RequestFailed, SendRequest, SendTo, Show,
-                           ShowOnline, Stage, Started, Status)
+                           LineIn, LinkClosed, LinkIdle, LinkIn, LinkUp, Log, LoginAbandoned,
+                           OutboxRetry, Prompt, Pushed, Replied, RequestFailed, SendRequest,
+                           SendTo, Show, ShowFate, ShowOnline, ShowSending, Stage, Started,
+                           Status)
 from commands import (DEFAULT_ATTEMPTS, Command, Usage, described, error_code, error_text,
-                      help_lines, parse_command, presence_notices, refusal, reply_lines,
+                      parse_command, presence_notices, refusal, reply_lines,
                       seconds_text, shown, times_text)
 from doorkeeper import Delivered, Door, Doorkeeper, HeadSeen, PrivateIn
 from outbox import Outbox
@@ -107,9 +108,11 @@ class ChatClient:
         self.done = False               # Exit was returned: nothing more happens
         self._status = None             # the last Status said
         self._ids = 0
+        self._private_refs = 0          # numbers the user's private messages for ShowFate
         self._events = {
             Started: self._on_started, LineIn: self._on_line, InputEnded: self._on_input_ended,
-            Interrupted: self._on_interrupted, Replied: self._on_replied,
+            Interrupted: self._on_interrupted, LoginAbandoned: self._on_login_abandoned,
+            Replied: self._on_replied,
             RequestFailed: self._on_request_failed, Expired: self._on_expired,
             Accepted: self._on_accepted, Incoming: self._on_incoming,
             IncomingClosed: self._on_incoming_closed, LinkIn: self._on_link_in,
@@ -166,6 +169,15 @@ class ChatClient:
             self._exit(out)       # not logged in, or a second Ctrl-C: leave at once
         else:
             self._start_exit(now, out)
+
+    def _on_login_abandoned(self, event, now, out):
+        if self.stage is not Stage.PASSWORD or self.waiting_for is not None or self.lines:
+            # logged in, or the name's check or login is on its way: its answer decides
+            out.append(Log("a login could not be abandoned now; ignored"))
+            return
+        self.stage = Stage.USERNAME
+        self.user = None
+        out.append(Prompt(Stage.USERNAME))
 
     def _on_replied(self, event, now, out):
         pending = self._finish(event.request_id, out)
@@ -237,8 +249,9 @@ class ChatClient:
         # typed lines not yet handled, messages the server has not acknowledged, and a command
         # in flight (the outbox head in flight is counted once, in the outbox)
         in_flight = self.waiting_for is not None and self.waiting_for != self.outbox.sending
-        status = Status(self.stage, self.user, len(self.lines) + len(self.outbox.entries) + in_flight,
-                        self.outage, self.waiting_for is not None)
+        waiting = len(self.lines) + len(self.outbox.entries) + in_flight
+        status = Status(self.stage, self.user, waiting, self.outage, self.waiting_for is not None,
+                        tuple(sorted(self.peers.addresses)))
         if status != self._status:
             self._status = status
             out.insert(0, status)
@@ -290,14 +303,15 @@ class ChatClient:
         if command is None:
             return
         if isinstance(command, Usage):
-            out.append(Show("system", command.text))
+            out.append(Show("usage", command.form) if command.unknown is None
+                       else Show("unknown_command", command.unknown))
             return
         refused = refusal(command)
         if refused is not None:
             out.append(Show("system", refused))
             return
         if command.name == "help":
-            out.extend(Show("system", line) for line in help_lines())
+            out.append(Show("help"))        # each screen lists the commands its way
             return
         if command.name == "quit":
             self._start_exit(now, out)      # as Ctrl-C: log out, then leave on the reply
@@ -322,7 +336,9 @@ class ChatClient:
 
     def _post(self, command, now, out, blocks_input):
         """Queue a message or broadcast; send it now unless older ones still wait."""
-        if self.outbox.add(self.user, command):
+        entry = self.outbox.add(self.user, command)
+        out.append(ShowSending(entry.mid, command.user, command.text))
+        if len(self.outbox.entries) == 1:
             self._send_head(now, out, blocks_input)
         else:
             out.append(Show("system", f"The server has not taken your earlier messages yet; "
@@ -364,11 +380,17 @@ class ChatClient:
             if not self._stale(pending):
                 self._session_ended(out, frame)
             return
-        self.outbox.taken()
+        mid = self.outbox.taken().mid
         lines = reply_lines(pending.command, frame)
         if lines is None:
-            out.append(Log(f"unexpected reply to {pending.command.name}: {frame.get('type')}"))
-        out.extend(Show("system", line) for line in lines or [])
+            # neither stored nor refused in words we know: it is not shown as sent
+            out.extend([Log(f"unexpected reply to {pending.command.name}: {frame.get('type')}"),
+                        ShowFate(mid, Fate.REFUSED)])
+        elif frame.get("type") == "error":
+            out.extend(ShowFate(mid, Fate.REFUSED, line) for line in lines)
+        else:
+            out.append(ShowFate(mid, Fate.SENT))
+            out.extend(Show("system", line) for line in lines)
         if self.stage is Stage.LOGGED_IN:
             self._send_head(now, out, blocks_input=False)
 
@@ -376,7 +398,8 @@ class ChatClient:
         outage_begins = not self.outbox.retry_s
         retry_s = self.outbox.failed()
         if outage_begins:           # say which messages wait
-            out.extend(Show("system", "Waiting to be sent: " + described(entry.command))
+            out.extend(ShowFate(entry.mid, Fate.WAITING,
+                                "Waiting to be sent: " + described(entry.command))
                        for entry in self.outbox.entries)
         out.append(Show("system", f"Your message is kept and will be sent when the server "
                                   f"answers ({len(self.outbox.entries)} waiting; next try in "
@@ -395,7 +418,8 @@ class ChatClient:
         self._send_head(now, out, blocks_input=False)
 
     def _report_unsent(self, out, why):
-        out.extend(Show("system", f"Not sent ({why}): " + described(entry.command))
+        out.extend(ShowFate(entry.mid, Fate.REFUSED,
+                            f"Not sent ({why}): " + described(entry.command))
                    for entry in self.outbox.drop_all())
 
     # -- requests and replies -------------------------------------------------------------------
@@ -497,6 +521,9 @@ class ChatClient:
             return
         if error_code(frame) == "no_session":
             self._session_ended(out, frame)
+            return
+        if command.name == "getaddress" and frame.get("type") == "ok":
+            out.append(Show("asked", sender=command.user))      # each screen words it
             return
         lines = reply_lines(command, frame)
         if lines is None:
@@ -698,14 +725,14 @@ class ChatClient:
         if self.settings.listen_port is None and not self.no_port_told:
             # we can still dial a peer; only the way back is missing
             self.no_port_told = True
-            out.append(Show("system", "This client has no listening port, so it cannot take "
-                                      "private messages: others can answer you with message, "
-                                      "not private."))
+            out.append(Show("no_port"))
         if command.user not in self.peers.addresses:
-            out.append(Show("system", f"You don't have {command.user}'s address. "
-                                      f"Type getaddress {command.user} first."))
+            out.append(Show("no_address", sender=command.user))
             return
-        out.extend(self.peers.send(self.user, command.user, command.text, now))
+        self._private_refs += 1
+        ref = f"private-{self._private_refs}"
+        out.append(ShowSending(ref, command.user, command.text, private=True))
+        out.extend(self.peers.send(self.user, command.user, command.text, now, ref))
 
     def _private_in(self, item, out):
         out.extend([Show("private", item.text, item.sender), SendTo(item.conn, {"type": "ok"})])

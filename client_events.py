@@ -4,8 +4,8 @@ keys.
 ChatClient (chat_client.py) takes these events and returns these actions; the glue
 (client_glue.py), the staying link (stay.py), the screens (terminal.py, gui.py) and the test
 harnesses make and carry them out, all importing them from here. What the user sees is data
-(`Show`, `AskConsent`, `ConsentLapsed`, `Prompt`, `ShowOnline`, `Status`); each screen words
-and draws it.
+(`Show`, `AskConsent`, `ConsentLapsed`, `Prompt`, `ShowOnline`, `Status`, and the user's own
+messages with `ShowSending` and `ShowFate`); each screen words and draws it.
 """
 import enum
 from dataclasses import dataclass
@@ -14,10 +14,11 @@ from core_events import Arm, Cancel, Expired, Log
 
 # the shared Arm, Expired and Log are this core's too
 __all__ = ["Accepted", "Arm", "AskConsent", "Cancel", "CloseConn", "ConsentLapsed", "EndLink",
-           "Exit", "ExitDue", "Expired", "HeartbeatDue", "Incoming", "IncomingClosed", "InputEnded", "Interrupted",
-           "LineIn", "LinkClosed", "LinkIdle", "LinkIn", "LinkUp", "Log", "OpenLink",
-           "OutboxRetry", "Prompt", "Pushed", "Replied", "RequestFailed", "SendOnLink",
-           "SendRequest", "SendTo", "Show", "ShowOnline", "Stage", "Started", "Status"]
+           "Exit", "ExitDue", "Expired", "Fate", "HeartbeatDue", "Incoming", "IncomingClosed",
+           "InputEnded", "Interrupted", "LineIn", "LinkClosed", "LinkIdle", "LinkIn", "LinkUp",
+           "Log", "LoginAbandoned", "OpenLink", "OutboxRetry", "Prompt", "Pushed", "Replied",
+           "RequestFailed", "SendOnLink", "SendRequest", "SendTo", "Show", "ShowFate",
+           "ShowOnline", "ShowSending", "Stage", "Started", "Status"]
 
 
 
@@ -26,6 +27,13 @@ class Stage(enum.Enum):
     USERNAME = "username"
     PASSWORD = "password"
     LOGGED_IN = "logged in"
+
+
+class Fate(enum.Enum):
+    """What became of one of the user's own messages."""
+    SENT = "sent"           # the server stored it (or the peer took a private one)
+    WAITING = "waiting"     # the server could not be reached: it is kept and sent again
+    REFUSED = "refused"     # it will not go (the server refused it, or it was given up)
 
 
 # --- Events: what happened -------------------------------------------------------------------
@@ -49,6 +57,12 @@ class InputEnded:
 @dataclass(frozen=True, slots=True)
 class Interrupted:
     """Ctrl-C, SIGTERM, or the window closed."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoginAbandoned:
+    """The user gave up logging in as the name whose password is asked for (a window's form
+    got another name): ask for a username again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +137,19 @@ class Show:
     "private": `sender` wrote `text` straight to us, peer to peer;
     "joined", "left": `sender` logged in or out (no text);
     "system": a notice in `text`; "outage": the server cannot be reached, `text` says why.
+
+    A private talk's notices are data too, so that each screen words them its own way (the
+    terminal names the commands to type, a window its buttons); `sender` is the other user:
+    "asked": our getaddress went to them; "address": they agreed, `text` is "host port";
+    "no_address": a private message to them needs their consent first; "address_void": their
+    address is no longer valid (they logged out or in again); "peer_refused": their client
+    no longer takes our private messages; "unreachable": their client could not be reached
+    (a ShowFate per message follows), then "try_message": the message can go through the
+    server instead; "peer_no_port": they agreed, but their client takes no private messages;
+    "no_port" (no sender): this client cannot take private messages.
+    So are the answers to a typed command: "help" lists the commands; "usage": a command was
+    typed wrong, `text` is its format ("message <user> <text>"); "unknown_command": `text` was
+    typed as a command's name, and no command has it.
     """
     kind: str
     text: str = ""
@@ -158,13 +185,35 @@ class ShowOnline:
 class Status:
     """The client's state after an event, when it changed: its stage (a password is typed
     unseen) and the user name it is for, how many typed lines and messages the server has not
-    yet taken, why it cannot be reached (or None), and whether a typed line is waiting for the
-    server's answer."""
+    yet taken, why it cannot be reached (or None), whether a typed line is waiting for the
+    server's answer, and to whom it may send private messages."""
     stage: Stage
     user: str | None
     waiting: int
     outage: str | None
     busy: bool
+    private_to: tuple = ()      # the users whose consent lets us send private messages, sorted
+
+
+@dataclass(frozen=True, slots=True)
+class ShowSending:
+    """The user's own message `ref` is on its way: `text` to `to` (None: everyone), straight
+    to the peer when `private`. A ShowFate with the same `ref` follows once it is known what
+    became of it; a window shows it as pending until then. The terminal prints nothing (the
+    user has just typed it)."""
+    ref: str
+    to: str | None
+    text: str
+    private: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ShowFate:
+    """What became of the user's message `ref` (a ShowSending's): `fate`, and the `line` the
+    terminal prints for it ("" for none): a refusal's reason, say, in the original's words."""
+    ref: str
+    fate: Fate
+    line: str = ""
 
 
 @dataclass(frozen=True, slots=True)

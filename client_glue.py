@@ -12,7 +12,8 @@ from collections import deque
 from client_events import (Accepted, AskConsent, Arm, Cancel, CloseConn, ConsentLapsed, EndLink,
                            Exit, Expired, Incoming, IncomingClosed, Interrupted, LinkClosed,
                            LinkIn, Log, OpenLink, Prompt, Replied, RequestFailed, SendOnLink, SendRequest,
-                           SendTo, Show, ShowOnline, Started, Status)
+                           SendTo, Show, ShowFate, ShowOnline, ShowSending, Started,
+                           Status)
 from peer import PEER_CONNECT_S
 from protocol import decoded, encode, error, reason_text
 from reactor import FRAME_TIME_S, Handler, KeyedTimers
@@ -53,7 +54,8 @@ class ClientGlue:
         self._actions = {
             Show: screen.render, AskConsent: screen.render, ConsentLapsed: screen.render,
             Prompt: screen.render,
-            ShowOnline: screen.render, Status: screen.render, Log: self._log,
+            ShowOnline: screen.render, Status: screen.render, ShowSending: screen.render,
+            ShowFate: screen.render, Log: self._log,
             SendRequest: self._send_request, SendTo: self._send_to, CloseConn: self._close_conn,
             OpenLink: self._open_link, SendOnLink: self._send_on_link, EndLink: self._end_link,
             Arm: self._arm, Cancel: self._cancel, Exit: self._exit,

@@ -1,6 +1,6 @@
 """What the user types and what the screen shows: the client's pure line helpers.
 
-`parse_command` turns a typed line into a Command (or a one-line Usage); `shown` turns a server
+`parse_command` turns a typed line into a Command (or a Usage); `shown` turns a server
 delivery into what the screen shows (a client_events.Show); `reply_lines` turns the server's
 answer to a command into what the user reads. No state, no clock, no sockets.
 """
@@ -25,8 +25,11 @@ class Command:
 
 @dataclass(frozen=True)
 class Usage:
-    """A line that is not a valid command; `text` tells the user why."""
-    text: str
+    """A line that is not a valid command: `form` is the format of the command it names
+    ("message <user> <text>"), or `unknown` the word typed where no command has that name.
+    Each screen words it (a window's commands start with /)."""
+    form: str | None = None
+    unknown: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ ALIASES = {"y": "Y", "n": "N", "exit": "quit"}
 
 
 def parse_command(line):
-    """A typed line -> Command, Usage (with the line to show), or None for an empty line."""
+    """A typed line -> Command, Usage, or None for an empty line."""
     rest = line.lstrip()
     if not rest:
         return None
@@ -69,19 +72,19 @@ def parse_command(line):
     name = ALIASES.get(typed.lower(), typed.lower())
     spec = COMMANDS.get(name)
     if spec is None:
-        return Usage(f"Unknown command '{typed}'. Type help for the list of commands.")
+        return Usage(unknown=typed)
     values = {}
     for param in spec.params:
         rest = rest.lstrip()
         if not rest:
-            return Usage("Usage: " + spec.usage(name))
+            return Usage(spec.usage(name))
         if param == "text":
             # the text is kept exactly as typed, inner and trailing spaces included
             values[param], rest = rest, ""
         else:
             values[param], rest = _next_word(rest)
     if rest.strip():
-        return Usage("Usage: " + spec.usage(name))
+        return Usage(spec.usage(name))
     return Command(name, **values)
 
 
@@ -109,9 +112,10 @@ def lapsed_text(user):
     return f"{user} asked for your address, but the request lapsed before you answered."
 
 
-def help_lines():
-    """The lines `help` prints: every command with its format."""
-    forms = {name: spec.usage(name) for name, spec in COMMANDS.items()}
+def help_lines(prefix=""):
+    """The lines `help` prints: every command with its format, each typed after `prefix`
+    (a window's commands start with /)."""
+    forms = {name: prefix + spec.usage(name) for name, spec in COMMANDS.items()}
     width = max(len(form) for form in forms.values())
     return ["Commands:"] + [f"  {forms[name].ljust(width)}  {spec.about}"
                             for name, spec in COMMANDS.items()]
@@ -242,8 +246,6 @@ def reply_lines(command, frame):
         return [f"User {command.user} has been blocked."]
     if command.name == "unblock":
         return [f"User {command.user} has been unblocked."]
-    if command.name == "getaddress":
-        return ["request sent"]
     if command.name == "Y" and frame.get("no_port") is True:
         return [f"You agreed, but this client has no listening port, so {command.user} cannot "
                 f"reach it directly; {command.user} can send you messages through the server."]

@@ -1,9 +1,11 @@
 """The chat client in a window: the view model that the client core's actions draw.
 
 `ChatView` is a plain object with no tkinter in sight: it renders what the core shows
-(client_events: Show, AskConsent, Prompt, ShowOnline, Status) as what a window shows (conversation
-entries, the online list, the login form, a consent question, a status line), and turns what the
-user clicks into the same typed lines the terminal client sends. `WindowScreen` is the client's
+(client_events: Show, ShowSending, ShowFate, AskConsent, Prompt, ShowOnline, Status) as what a
+window shows, in the window's own words (conversation entries, your messages with what became
+of each, the online list and what its buttons can do, the login form, a consent question, a
+status line), and turns what the user clicks into the same typed lines the terminal client
+sends. `WindowScreen` is the client's
 screen made of a ChatView: client.run builds the client around it as around the terminal. The
 chat rules stay in the core; the Tk widgets and the loop that runs the reactor inside Tk live in
 `gui_tk.py`.
@@ -12,27 +14,59 @@ Run: python3 client.py --gui HOST PORT   (or: make gui HOST=127.0.0.1 PORT=4119)
 """
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from client_events import (AskConsent, ConsentLapsed, Interrupted, LineIn, Prompt, Show,
-                           ShowOnline, Stage, Status)
-from commands import lapsed_text
-from terminal import ASK_PASSWORD, ASK_USER, visible
+from client_events import (AskConsent, ConsentLapsed, Fate, Interrupted, LineIn, LoginAbandoned,
+                           Prompt, Show, ShowFate, ShowOnline, ShowSending, Stage, Status)
+from commands import help_lines, lapsed_text
+from terminal import visible
 
 EVERYONE = None     # the compose target that broadcasts
 
 # What the core shows -> how the conversation pane shows it.
 _ENTRY_KINDS = {"message": "direct", "broadcast": "broadcast", "offline": "offline",
                 "private": "private"}
-_PROMPTS = {Stage.USERNAME: ASK_USER, Stage.PASSWORD: ASK_PASSWORD}
+# The login form's question at each stage ({user}: the name whose password is asked for).
+_PROMPTS = {Stage.USERNAME: "Log in with your user name and password.",
+            Stage.PASSWORD: "Enter the password for {user}, or another name to log in as "
+                            "someone else."}
+# A private talk's notices in the window's words: its buttons, where the terminal names the
+# commands to type ({user} is the other user; client_events.Show says when each comes).
+_NOTICES = {
+    "asked": "You asked {user} for a private talk; waiting for their answer.",
+    "address": "{user} agreed to a private talk: select {user} and press Private message.",
+    "no_address": "{user} has not agreed to a private talk with you: select {user} and press "
+                  "Get address to ask.",
+    "address_void": "Your private talk with {user} has ended (they logged out or in again): "
+                    "press Get address to ask again.",
+    "peer_refused": "{user} no longer takes your private messages: press Get address to ask "
+                    "again.",
+    "unreachable": "Could not reach {user}'s client directly (their address may have changed).",
+    "try_message": "To leave it for {user} on the server instead, select {user}, press Message "
+                   "and send it again.",
+    "peer_no_port": "{user} agreed, but their client cannot take private messages: press "
+                    "Message to write to them through the server.",
+    "no_port": "This client cannot take private messages (it has no listening port): others "
+               "can answer you with Message, not Private message.",
+    # a command typed after / (the terminal's words name no /)
+    "usage": "Usage: /{text}",
+    "unknown_command": "Unknown command '/{text}'. Type /help for the list of commands.",
+}
+HELP_FIRST = ("Type a message and press Enter, or pick a user and a button; a line that starts "
+              "with / is a command:")
+
+
+# How an own message's fate shows after its text; None: on its way, no answer yet.
+_MARKS = {None: "…", Fate.WAITING: "… waiting", Fate.SENT: "✓", Fate.REFUSED: "✗ not sent"}
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One line of the conversation pane. `at` is wall-clock seconds; `to` and `private` are
-    set on our own messages ("sent"), `to` None meaning everyone.
+    """One line of the conversation pane. `at` is wall-clock seconds; `to`, `private`, `ref`
+    and `fate` are set on our own messages ("mine"), `to` None meaning everyone, `fate` None
+    while no answer has come.
 
-    kind: "direct", "broadcast", "private", "offline", "sent" or "system".
+    kind: "direct", "broadcast", "private", "offline", "mine", "system" or "error".
     """
     at: float
     sender: str | None
@@ -40,6 +74,8 @@ class Entry:
     kind: str
     to: str | None = None
     private: bool = False
+    ref: str | None = None
+    fate: Fate | None = None
 
 
 @dataclass(frozen=True)
@@ -60,8 +96,13 @@ def entry_text(entry):
     return visible(_entry_text(entry))
 
 
+def entry_mark(entry):
+    """What follows an own message's text: on its way (…), sent (✓) or not (✗); else ""."""
+    return _MARKS[entry.fate] if entry.kind == "mine" else ""
+
+
 def _entry_text(entry):
-    if entry.kind == "sent":
+    if entry.kind == "mine":
         privately = " (private)" if entry.private else ""
         return f"me → {entry.to or 'everyone'}{privately}: {entry.text}"
     if entry.kind == "private":
@@ -86,15 +127,23 @@ class ChatView:
         self.user = None
         self.entries = []               # the conversation, oldest first
         self.users = []                 # the other users online, sorted
-        self.prompt = ASK_USER          # the login form's question
-        self.form_lines = []            # what the login form tells the user (errors, notices)
+        self.prompt = _PROMPTS[Stage.USERNAME]  # the login form's question
+        self.form_lines = []            # what the login form says: (tone, text), tone
+                                        # "error" or "notice" (why a session ended)
+        self._session_over = False      # the form shows because a session ended
         self.asking = []                # users whose private talk requests wait for an answer
         self.target = Target()
         self.outage = None              # why the server cannot be reached, or None
         self.waiting = 0                # typed lines and messages not yet taken by the server
+        self.private_to = ()            # users who agreed to a private talk with us
+        self._portless = set()          # users who agreed, but whose clients take no
+                                        # private messages (no listening port)
         self._password = None           # typed in the form, sent once the name is accepted
         self._lines = []                # lines for the core that no click typed (see take_lines)
-        self._renderers = {Show: self._show, AskConsent: self._ask_consent,
+        self._mine = {}                 # ref -> index in entries: own messages not yet answered
+        self._changed = []              # indices of entries changed since take_changed
+        self._renderers = {Show: self._show, ShowSending: self._sending, ShowFate: self._fate,
+                           AskConsent: self._ask_consent,
                            ConsentLapsed: self._consent_lapsed, Prompt: self._prompt,
                            ShowOnline: self._show_online, Status: self._status}
 
@@ -111,17 +160,48 @@ class ChatView:
             self._say(at, f"{show.sender} has {words}.")
         elif show.kind in _ENTRY_KINDS:
             self.entries.append(Entry(at, show.sender, show.text, _ENTRY_KINDS[show.kind]))
+        elif show.kind in _NOTICES:
+            if show.kind == "peer_no_port":
+                self._portless.add(show.sender)
+            self._say(at, _NOTICES[show.kind].format(user=show.sender, text=show.text))
+        elif show.kind == "help":
+            for line in [HELP_FIRST, *help_lines("/")[1:]]:
+                self._say(at, line)
         else:
             if show.kind == "outage":
                 self.outage = visible(show.text)     # it quotes the reason the network gave
-            self._say(at, show.text)
+            self._say(at, show.text, "error" if show.kind == "outage" else "system")
 
-    def _say(self, at, text):
+    def _sending(self, sending, at):
+        self._mine[sending.ref] = len(self.entries)
+        self.entries.append(Entry(at, self.user, sending.text, "mine", sending.to,
+                                  sending.private, sending.ref))
+
+    def _fate(self, fate, at):
+        """An own message was answered: its mark changes; a refusal says why below it."""
+        index = self._mine.get(fate.ref)
+        if index is not None:
+            self.entries[index] = replace(self.entries[index], fate=fate.fate)
+            self._changed.append(index)
+            if fate.fate is not Fate.WAITING:
+                del self._mine[fate.ref]
+        # waiting is told by the mark and the status line; the terminal lists each instead
+        if fate.line and (fate.fate is Fate.REFUSED or index is None):
+            self._say(at, fate.line, "error")
+
+    def take_changed(self):
+        """Indices of entries changed in place since the last call (an own message's fate)."""
+        changed, self._changed = self._changed, []
+        return changed
+
+    def _say(self, at, text, kind="system"):
         """A notice: in the conversation while logged in, else on the login form."""
         if self.stage is Stage.LOGGED_IN:
-            self.entries.append(Entry(at, None, text, "system"))
+            self.entries.append(Entry(at, None, text, kind))
         else:
-            self.form_lines.append(visible(text))   # server text: shown harmlessly
+            # a session that ended is news, not a mistake; what a login attempt met is an error
+            tone = "notice" if self._session_over and kind != "error" else "error"
+            self.form_lines.append((tone, visible(text)))   # server text: shown harmlessly
 
     def _ask_consent(self, ask, at):
         if ask.user not in self.asking:
@@ -135,7 +215,7 @@ class ChatView:
         self._say(at, lapsed_text(lapsed.user))
 
     def _prompt(self, prompt, at):
-        self.prompt = _PROMPTS[prompt.stage]
+        self.prompt = _PROMPTS[prompt.stage].format(user=self.user)
 
     def _show_online(self, online, at):
         self.users = sorted(set(online.users))
@@ -143,13 +223,17 @@ class ChatView:
     def _status(self, status, at):
         was = self.stage
         self.stage, self.user, self.waiting = status.stage, status.user, status.waiting
+        self.private_to = status.private_to
         if status.outage is None:
             self.outage = None
         if self.stage is Stage.LOGGED_IN and was is not Stage.LOGGED_IN:
             self.form_lines = []
+            self._session_over = False
             self._lines.append("online")    # seed the list; presence notices keep it live
         elif self.stage is not Stage.LOGGED_IN:
             self.users, self.asking, self.target = [], [], Target()
+            self._portless = set()
+            self._session_over = self._session_over or was is Stage.LOGGED_IN
         if self._password is not None and not status.busy:
             # the name was accepted (ask for the password) or refused (forget it)
             if self.stage is Stage.PASSWORD:
@@ -174,19 +258,19 @@ class ChatView:
         if self.waiting:
             return []
         self.form_lines = []
+        self._session_over = False
         if self.stage is Stage.PASSWORD:
             return [password]
         self._password = password
         return [name]
 
-    def compose(self, text, at):
+    def compose(self, text):
         """The input line's text -> the lines to type; "/cmd args" is a command as typed."""
         if not text.strip():
             return []
         if text.startswith("/"):
             return [text[1:]]
-        self.entries.append(Entry(at, self.user, text, "sent", self.target.user,
-                                  self.target.private))
+        # the core shows it (ShowSending) once it takes the line: then it has an id
         if self.target.user is EVERYONE:
             return [f"broadcast {text}"]
         verb = "private" if self.target.private else "message"
@@ -199,6 +283,20 @@ class ChatView:
     def act(self, verb, user):
         """A user-list button: 'block', 'unblock' or 'getaddress' on `user` -> the lines."""
         return [f"{verb} {user}"]
+
+    def can_private(self, user):
+        """True if `user` agreed to a private talk, so Private message may write to them."""
+        return user in self.private_to
+
+    def user_hint(self, user):
+        """What the user-list buttons can do for the selected `user` (None: nobody selected)."""
+        if user is None:
+            return "Select a user to message, block or ask for a private talk."
+        if user in self._portless and not self.can_private(user):
+            return f"{user}'s client cannot take private messages: use Message."
+        if not self.can_private(user):
+            return f"Private messages go to {user} once they agree: Get address asks them."
+        return f"{user} agreed to a private talk."
 
     @property
     def consent(self):
@@ -231,8 +329,18 @@ class ChatView:
 
     @property
     def form_message(self):
-        """What the login form tells the user, one line per notice."""
-        return "\n".join(self.form_lines)
+        """What went wrong on the login form, one line each (shown as an error)."""
+        return "\n".join(text for tone, text in self.form_lines if tone == "error")
+
+    @property
+    def form_notice(self):
+        """Why the login form shows again (logged out, the session ended), one line each."""
+        return "\n".join(text for tone, text in self.form_lines if tone == "notice")
+
+    def changes_user(self, name):
+        """True if the form, asking for a password, was given another name: the login as
+        the first is abandoned (client_events.LoginAbandoned) before this one starts."""
+        return self.stage is Stage.PASSWORD and not self.waiting and name.strip() != self.user
 
 
 class WindowScreen:
@@ -255,6 +363,12 @@ class WindowScreen:
 
     def log(self, text):
         self._log(text)
+
+    def log_in(self, name, password):
+        """The login form was submitted: another name than the one asked about starts over."""
+        if self.view.changes_user(name):
+            self.glue.feed(LoginAbandoned())
+        self.type_lines(self.view.login(name, password))
 
     def type_lines(self, lines):
         """Lines from the window (a click, Enter) go to the core as if typed."""

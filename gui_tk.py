@@ -8,25 +8,46 @@ Tk's own wait: no thread, no polling.
 """
 import math
 import tkinter
+import tkinter.font
 from tkinter import ttk
 
-from client_events import Stage
-from gui import WindowScreen, entry_text, stamp
+from client_events import Fate, Stage
+from gui import WindowScreen, entry_mark, entry_text, stamp
 
-WINDOW_SIZE = "820x520"
-DIALOG_OFFSET = 60      # pixels from the chat window's corner to the consent dialog's
+WINDOW_SIZE = (900, 620)    # pixels, on a screen with room for it ...
+SCREEN_MARGIN = (0, 80)     # ... else the screen less this (a title bar, a panel)
+MIN_SIZE = (640, 440)       # below this the buttons and the input line would be cut
+DIALOG_WRAP = 360           # pixels a line of the consent dialog may take before it wraps
+FORM_TEXT_WIDTH = 420   # pixels a line of the login form's text may take before it wraps
+HEADING_FONT = ("TkDefaultFont", 14, "bold")
+ERROR_COLOUR = "#b00020"
+NOTICE_COLOUR = "#333333"
+SELECTED_BACKGROUND = "#1f5fbf"     # the selected user: white on a strong blue, 6:1 contrast
+SELECTED_FOREGROUND = "#ffffff"
 MS_PER_S = 1000
+STAMP_GAP = "  "        # between an entry's time stamp and its text
 
 # How the conversation pane shows each entry kind (Text tag options).
 _LOOKS = {
-    "stamp": {"foreground": "#888888"},
+    "stamp": {"foreground": "#888888", "font": "TkFixedFont"},
     "direct": {},
     "broadcast": {"foreground": "#1f4e9e"},
     "private": {"foreground": "#7a1fa2", "font": ("TkDefaultFont", 10, "italic")},
     "offline": {"foreground": "#8a6d00", "background": "#fff8dc"},
-    "sent": {"foreground": "#2e7d32"},
     "system": {"foreground": "#666666", "font": ("TkDefaultFont", 9, "italic")},
+    "error": {"foreground": ERROR_COLOUR},
+    # own messages: grey while on their way, green once the server (or the peer) took them,
+    # red and struck through when they will not go
+    "pending": {"foreground": "#8a8a8a"},
+    "mine": {"foreground": "#2e7d32"},
+    "refused": {"foreground": ERROR_COLOUR, "overstrike": True},
+    "mark": {"foreground": "#8a8a8a"},
+    "mark-sent": {"foreground": "#2e7d32"},
+    "mark-refused": {"foreground": ERROR_COLOUR, "font": ("TkDefaultFont", 9, "bold")},
 }
+# an own message's fate -> the looks of its text and of its mark
+_OWN_LOOKS = {None: ("pending", "mark"), Fate.WAITING: ("pending", "mark"),
+              Fate.SENT: ("mine", "mark-sent"), Fate.REFUSED: ("refused", "mark-refused")}
 
 
 class TkLoop:
@@ -93,7 +114,9 @@ class ChatWindow:
         self._showing = None            # "login" or "chat"
         self.dialog = None              # the consent Toplevel while one is open
         root.title("Chat room")
-        root.geometry(WINDOW_SIZE)
+        root.geometry("{}x{}".format(*fitted(WINDOW_SIZE, (root.winfo_screenwidth(),
+                                                           root.winfo_screenheight()))))
+        root.minsize(*MIN_SIZE)
         self.status = tkinter.StringVar(root)
         ttk.Label(root, textvariable=self.status, relief="sunken", anchor="w", padding=(6, 2),
                   name="status").pack(side="bottom", fill="x")
@@ -107,19 +130,28 @@ class ChatWindow:
         # widgets have names so that a test (or Tk's `send`) can find them: .login.username
         frame = ttk.Frame(root, padding=24, name="login")
         self.prompt = tkinter.StringVar(root)
+        self.notice = tkinter.StringVar(root)
         self.message = tkinter.StringVar(root)
-        ttk.Label(frame, textvariable=self.prompt).grid(row=0, column=0, columnspan=2, sticky="w")
-        ttk.Label(frame, text="Username").grid(row=1, column=0, sticky="w", pady=4)
+        ttk.Label(frame, text="Chat room", font=HEADING_FONT, name="heading").grid(
+            row=0, column=0, columnspan=2, sticky="w", pady=(0, 8))
+        ttk.Label(frame, textvariable=self.prompt, wraplength=FORM_TEXT_WIDTH,
+                  name="prompt").grid(row=1, column=0, columnspan=2, sticky="w", pady=(0, 8))
+        ttk.Label(frame, text="Username").grid(row=2, column=0, sticky="w", pady=4, padx=(0, 8))
         self.name_entry = ttk.Entry(frame, width=28, name="username")
-        self.name_entry.grid(row=1, column=1, sticky="we")
-        ttk.Label(frame, text="Password").grid(row=2, column=0, sticky="w", pady=4)
+        self.name_entry.grid(row=2, column=1, sticky="we")
+        ttk.Label(frame, text="Password").grid(row=3, column=0, sticky="w", pady=4, padx=(0, 8))
         self.password_entry = ttk.Entry(frame, width=28, show="•", name="password")
-        self.password_entry.grid(row=2, column=1, sticky="we")
+        self.password_entry.grid(row=3, column=1, sticky="we")
         self.login_button = ttk.Button(frame, text="Log in", command=self.submit_login,
                                        name="submit")
-        self.login_button.grid(row=3, column=1, sticky="e", pady=8)
-        ttk.Label(frame, textvariable=self.message, foreground="#b00020", wraplength=420,
-                  name="message").grid(row=4, column=0, columnspan=2, sticky="w")
+        self.login_button.grid(row=4, column=1, sticky="e", pady=8)
+        # why the form shows again (logged out, the session ended) is news, not an error
+        ttk.Label(frame, textvariable=self.notice, foreground=NOTICE_COLOUR,
+                  wraplength=FORM_TEXT_WIDTH, name="notice").grid(row=5, column=0, columnspan=2,
+                                                                   sticky="w")
+        ttk.Label(frame, textvariable=self.message, foreground=ERROR_COLOUR,
+                  wraplength=FORM_TEXT_WIDTH, name="message").grid(row=6, column=0,
+                                                                    columnspan=2, sticky="w")
         for entry in (self.name_entry, self.password_entry):
             entry.bind("<Return>", lambda event: self.submit_login())
         return frame
@@ -129,8 +161,13 @@ class ChatWindow:
         side = ttk.Frame(frame, name="side")
         side.pack(side="right", fill="y", padx=(6, 0))
         ttk.Label(side, text="Online").pack(anchor="w")
-        self.user_list = tkinter.Listbox(side, width=18, exportselection=False, name="users")
+        # the selected user is what the buttons act on: it must stand out, focused or not
+        self.user_list = tkinter.Listbox(side, width=18, exportselection=False, name="users",
+                                         selectbackground=SELECTED_BACKGROUND,
+                                         selectforeground=SELECTED_FOREGROUND,
+                                         activestyle="none")
         self.user_list.pack(fill="y", expand=True)
+        self.user_list.bind("<<ListboxSelect>>", lambda event: self._draw_user_buttons())
         self.user_buttons = {}
         for name, label, command in (
                 ("message", "Message", lambda u: self.aim(u)),
@@ -142,6 +179,10 @@ class ChatWindow:
                                 command=lambda c=command: self._on_selected(c))
             button.pack(fill="x")
             self.user_buttons[name] = button
+        self.hint = tkinter.StringVar(root)
+        # what the buttons can do for the one selected: Private message waits for consent
+        ttk.Label(side, textvariable=self.hint, wraplength=150, foreground="#555555",
+                  name="hint").pack(fill="x", pady=(2, 0))
         self.everyone_button = ttk.Button(side, text="Everyone", command=lambda: self.aim(None),
                                           name="everyone")
         self.everyone_button.pack(fill="x", pady=(6, 0))
@@ -151,21 +192,28 @@ class ChatWindow:
         bottom = ttk.Frame(frame, name="bottom")
         bottom.pack(side="bottom", fill="x", pady=(6, 0))
         self.target = tkinter.StringVar(root)
-        ttk.Label(bottom, textvariable=self.target, width=22, name="target").pack(side="left")
+        ttk.Label(bottom, textvariable=self.target, name="target").pack(side="left", padx=(0, 6))
         self.input = ttk.Entry(bottom, name="input")
         self.input.pack(side="left", fill="x", expand=True)
         self.input.bind("<Return>", lambda event: self.send())
         self.send_button = ttk.Button(bottom, text="Send", command=self.send, name="send")
         self.send_button.pack(side="left")
 
+        # messages in the proportional text font, which reads best; time stamps in the fixed
+        # one, so that they line up in a column
         self.pane = tkinter.Text(frame, wrap="word", state="disabled", height=20, width=60,
-                                 name="pane")
+                                 font="TkTextFont", padx=6, pady=4, name="pane")
         scroll = ttk.Scrollbar(frame, command=self.pane.yview)
         self.pane.configure(yscrollcommand=scroll.set)
         scroll.pack(side="right", fill="y")
         self.pane.pack(side="left", fill="both", expand=True)
         for tag, look in _LOOKS.items():
             self.pane.tag_configure(tag, **look)
+        # a long entry wraps under its text, not under the time stamps' column (Tk takes
+        # lmargin2 from the first character of each wrapped display line: all carry "line")
+        stamp_px = tkinter.font.nametofont("TkFixedFont").measure(stamp(0) + STAMP_GAP)
+        self.pane.tag_configure("line", lmargin2=stamp_px)
+        self.pane.tag_lower("line")
         return frame
 
     # -- clicks -------------------------------------------------------------------------------
@@ -176,12 +224,14 @@ class ChatWindow:
         self.refresh()
 
     def submit_login(self):
-        lines = self.view.login(self.name_entry.get(), self.password_entry.get())
+        name, password = self.name_entry.get(), self.password_entry.get()
         self.password_entry.delete(0, "end")
-        self._type(lines)
+        self.screen.log_in(name, password)
+        self.kick()
+        self.refresh()
 
     def send(self):
-        lines = self.view.compose(self.input.get(), self.screen.glue.reactor.clock.wall())
+        lines = self.view.compose(self.input.get())
         self.input.delete(0, "end")
         self._type(lines)
 
@@ -221,11 +271,12 @@ class ChatWindow:
         view = self.view
         self._show("chat" if view.stage is Stage.LOGGED_IN else "login")
         self.prompt.set(view.prompt)
+        self.notice.set(view.form_notice)
         self.message.set(view.form_message)
-        self.name_entry.configure(state="disabled" if view.stage is Stage.PASSWORD else "normal")
         self._draw_entries()
         if list(self.user_list.get(0, "end")) != view.users:
             self._draw_users()
+        self._draw_user_buttons()
         self.target.set(_target_text(view.target))
         self.status.set(view.status)
         self.root.title(f"Chat room: {view.user}" if view.stage is Stage.LOGGED_IN else "Chat room")
@@ -238,20 +289,39 @@ class ChatWindow:
         hide, show = ((self.login_frame, self.chat_frame) if which == "chat"
                       else (self.chat_frame, self.login_frame))
         hide.pack_forget()
-        show.pack(fill="both", expand=True)
+        if which == "chat":
+            show.pack(fill="both", expand=True)
+        else:
+            show.pack(expand=True)      # the form in the middle of the window
         (self.input if which == "chat" else self.name_entry).focus_set()
 
     def _draw_entries(self):
         entries = self.view.entries[self._shown:]
-        if not entries:
+        changed = [index for index in self.view.take_changed() if index < self._shown]
+        if not entries and not changed:
             return
         self.pane.configure(state="normal")
+        for index in changed:
+            # entry i is line i + 1: each entry is one line (entry_text shows a newline as \x0a)
+            self.pane.delete(f"{index + 1}.0", f"{index + 1}.end")
+            self._draw_entry(f"{index + 1}.0", self.view.entries[index])
         for entry in entries:
-            self.pane.insert("end", stamp(entry.at) + "  ", ("stamp",),
-                             entry_text(entry) + "\n", (entry.kind,))
+            self._draw_entry("end", entry)
+            self.pane.insert("end", "\n")
         self.pane.configure(state="disabled")
-        self.pane.see("end")
+        if entries:
+            self.pane.see("end")
         self._shown += len(entries)
+
+    def _draw_entry(self, where, entry):
+        """One entry's line (without its newline) at text index `where`."""
+        if entry.kind != "mine":
+            self.pane.insert(where, stamp(entry.at) + STAMP_GAP, ("stamp", "line"),
+                             entry_text(entry), (entry.kind, "line"))
+            return
+        look, mark_look = _OWN_LOOKS[entry.fate]
+        self.pane.insert(where, stamp(entry.at) + STAMP_GAP, ("stamp", "line"), entry_text(entry),
+                         (look, "line"), "  " + entry_mark(entry), (mark_look, "line"))
 
     def _draw_users(self):
         keep = self.selected_user()
@@ -260,6 +330,14 @@ class ChatWindow:
             self.user_list.insert("end", user)
             if user == keep:
                 self.user_list.selection_set(index)
+
+    def _draw_user_buttons(self):
+        """The user-list buttons act on the selected user; Private message once they agreed."""
+        user = self.selected_user()
+        for name, button in self.user_buttons.items():
+            usable = user is not None and (name != "private" or self.view.can_private(user))
+            button.state(["!disabled"] if usable else ["disabled"])
+        self.hint.set(self.view.user_hint(user))
 
     def _draw_dialog(self):
         requester = self.view.consent
@@ -274,11 +352,16 @@ class ChatWindow:
         dialog.requester = requester
         dialog.title("Private talk")
         dialog.transient(self.root)
-        # over the chat window's corner: with no window manager it would land at 0,0
-        dialog.geometry(f"+{self.root.winfo_rootx() + DIALOG_OFFSET}"
-                        f"+{self.root.winfo_rooty() + DIALOG_OFFSET}")
-        ttk.Label(dialog, padding=16, name="question",
-                  text=f"Do you agree to have a private talk with {requester}?").pack()
+        # a border of its own: without a window manager's frame it would melt into the window
+        dialog.configure(borderwidth=1, relief="solid")
+        ttk.Label(dialog, text="Private talk", font=HEADING_FONT, name="heading",
+                  padding=(16, 16, 16, 4)).pack(anchor="w")
+        ttk.Label(dialog, padding=(16, 4), name="question", wraplength=DIALOG_WRAP,
+                  text=f"Do you agree to have a private talk with {requester}?").pack(anchor="w")
+        ttk.Label(dialog, padding=(16, 0, 16, 8), name="explained", wraplength=DIALOG_WRAP,
+                  foreground=NOTICE_COLOUR,
+                  text=f"If you agree, {requester} gets your address and can send you messages "
+                       f"straight to this window, not through the server.").pack(anchor="w")
         buttons = ttk.Frame(dialog, padding=(16, 0, 16, 16), name="buttons")
         buttons.pack()
         dialog.agree = ttk.Button(buttons, text="Agree", command=lambda: self.answer(True),
@@ -288,7 +371,26 @@ class ChatWindow:
         dialog.agree.pack(side="left", padx=4)
         dialog.refuse.pack(side="left", padx=4)
         dialog.protocol("WM_DELETE_WINDOW", lambda: self.answer(False))
+        # over the middle of the chat window: with no window manager it would land at 0,0
+        dialog.update_idletasks()
+        dialog.geometry("+{}+{}".format(*centred(
+            (dialog.winfo_reqwidth(), dialog.winfo_reqheight()),
+            (self.root.winfo_rootx(), self.root.winfo_rooty(),
+             self.root.winfo_width(), self.root.winfo_height()))))
         return dialog
+
+
+def fitted(wanted, screen):
+    """The window's (width, height): `wanted`, or the screen less SCREEN_MARGIN if smaller."""
+    return tuple(min(want, have - margin) for want, have, margin in
+                 zip(wanted, screen, SCREEN_MARGIN))
+
+
+def centred(size, over):
+    """Where a window of `size` (width, height) goes to be centred over the area `over`
+    (x, y, width, height): its (x, y), never left of or above the area."""
+    x, y, width, height = over
+    return (x + max(0, (width - size[0]) // 2), y + max(0, (height - size[1]) // 2))
 
 
 def _target_text(target):

@@ -43,10 +43,11 @@ class Outbox:
         self.retry_s = 0.0              # the wait before the next try; doubles per failure
 
     def add(self, user, command):
-        """Queue a message `user` typed -> True if it is the only one (send it now)."""
+        """Queue a message `user` typed -> its Outgoing (send it now if it is the only one)."""
         self._count += 1
-        self.entries.append(Outgoing(f"{self._client_id}-{self._count}", user, command))
-        return len(self.entries) == 1
+        entry = Outgoing(f"{self._client_id}-{self._count}", user, command)
+        self.entries.append(entry)
+        return entry
 
     def head(self):
         """The oldest waiting message, if none is in flight; else None."""

@@ -21,8 +21,8 @@ import secrets
 from collections import deque
 from dataclasses import dataclass, field
 
-from client_events import (Arm, AskConsent, ConsentLapsed, EndLink, LinkIdle, Log, OpenLink, SendOnLink,
-                           Show)
+from client_events import (Arm, AskConsent, ConsentLapsed, EndLink, Fate, LinkIdle, Log, OpenLink,
+                           SendOnLink, Show, ShowFate)
 import protocol
 from protocol import MAX_NAME_CHARS
 
@@ -33,7 +33,6 @@ PEER_CONNECT_S = 5.0            # how long to try reaching a peer's listening po
 MAC_LABEL = "chat-p2p"          # keeps a link proof from meaning anything anywhere else ...
 LISTENER_LABEL = "chat-p2p-listener"    # ... and the listener's proof from passing for one
 MAX_HOST_CHARS = 253            # the longest host name DNS allows
-CONNECT_FAILED = "Connect failed. Maybe the user's ip has changed."
 # The server's deliveries that Peers.delivered handles.
 PEER_DELIVERIES = ("consent_request", "consent_lapsed", "address", "address_refused",
                    "address_lapsed", "address_revoked", "address_unavailable")
@@ -93,8 +92,10 @@ class Link:
     used_at: float
     state: LinkState = LinkState.CONNECTING
     nonce: str | None = None                        # our challenge to the listener
-    waiting: list = field(default_factory=list)     # texts to send once both are proven
-    unacked: deque = field(default_factory=deque)   # texts sent, in order
+    # (ref, text) of the user's private messages: a ShowFate tells the screen what became of
+    # each by its ref
+    waiting: list = field(default_factory=list)     # to send once both are proven
+    unacked: deque = field(default_factory=deque)   # sent, in order, not yet acknowledged
 
 
 def _short_name(value):
@@ -135,16 +136,13 @@ class Peers:
         if kind == "address_refused":
             return [_notice(f"{user} refused to give you their address.")]
         if kind == "address_unavailable":
-            return [_notice(f"{user} agreed, but their client has no listening port, so it cannot "
-                           f"take private messages. Use message {user} <text> instead.")]
+            return [Show("peer_no_port", sender=user)]
         if kind == "address_lapsed":
             return [_notice(f"{user} did not answer your request for their address.")]
         # address_revoked: the user logged out or in again, so the address may be stale
         if user not in self.addresses:
             return [Log(f"address of {user} revoked; we had none")]
-        return [*self.forget_address(user),
-                _notice(f"{user}'s address is no longer valid. "
-                       f"Type getaddress {user} to ask again.")]
+        return [*self.forget_address(user), Show("address_void", sender=user)]
 
     def _learn_address(self, user, frame):
         host, port, key = frame.get("host"), frame.get("port"), frame.get("key")
@@ -153,7 +151,7 @@ class Peers:
             return [Log("malformed address delivery ignored")]
         items = self.forget_address(user)      # a link to the old address ends
         self.addresses[user] = PeerAddress(host, port, key)
-        return [*items, _notice("got address!"), _notice(f"{user} {host} {port}")]
+        return [*items, Show("address", f"{host} {port}", user)]
 
     def forget_address(self, user):
         """Stop dialing `user`: drop the address and end the link to it -> items."""
@@ -219,8 +217,9 @@ class Peers:
 
     # -- the dialing side ---------------------------------------------------------------------
 
-    def send(self, me, user, text, now):
-        """Send a private `text` to `user`, whose address we hold -> items."""
+    def send(self, me, user, text, now, ref):
+        """Send a private `text` to `user`, whose address we hold -> items; `ref` names it in
+        the ShowFate that says whether the peer took it."""
         items = []
         link = self.by_user.get(user)
         if link is None:
@@ -232,13 +231,13 @@ class Peers:
                       Arm(LinkIdle(user), now + PEER_IDLE_S)]
         link.used_at = now
         if link.state is LinkState.OPEN:
-            items.append(self._private(me, link, text))
+            items.append(self._private(me, link, ref, text))
         else:
-            link.waiting.append(text)
+            link.waiting.append((ref, text))
         return items
 
-    def _private(self, me, link, text):
-        link.unacked.append(text)
+    def _private(self, me, link, ref, text):
+        link.unacked.append((ref, text))
         return SendOnLink(link.id, {"type": "private", "from": me, "text": text})
 
     def link_frame(self, me, link_id, frame):
@@ -253,8 +252,8 @@ class Peers:
         if kind == "ok" and link.state is LinkState.PROVING:
             return self._proven(me, link, frame.get("mac"))
         if kind == "ok" and link.unacked:
-            link.unacked.popleft()
-            return []
+            ref, _ = link.unacked.popleft()
+            return [ShowFate(ref, Fate.SENT)]
         if kind == "error" and frame.get("code") == "not_allowed":
             return self._refused(link)
         note = Log(f"unexpected {kind!r} on the link to {link.user}")
@@ -278,20 +277,21 @@ class Peers:
                         f"prove it is {link.user}'s: nothing sent to it"), *self._end(link)]
         link.state = LinkState.OPEN
         waiting, link.waiting = link.waiting, []
-        return [self._private(me, link, text) for text in waiting]
+        return [self._private(me, link, ref, text) for ref, text in waiting]
 
     def _refused(self, link):
         """The peer's listener does not accept our proof: its consent has ended."""
         link.state = LinkState.REFUSED
+        # not taken, and not tried again: the notice below says how to ask again
+        given_up = [ShowFate(ref, Fate.REFUSED) for ref, _ in [*link.waiting, *link.unacked]]
         link.waiting.clear()
         link.unacked.clear()
         if self.by_user.get(link.user) is link:
             del self.by_user[link.user]
         if self.addresses.get(link.user) == link.address:
             del self.addresses[link.user]
-        return [Log(f"{link.user}'s listener refused our link"),
-                _notice(f"{link.user} did not accept your private message. "
-                       f"Type getaddress {link.user} to ask again.")]
+        return [Log(f"{link.user}'s listener refused our link"), *given_up,
+                Show("peer_refused", sender=link.user)]
 
     def link_closed(self, link_id, reason):
         """A link is gone -> items: what it did not deliver is reported, never sent another
@@ -305,10 +305,10 @@ class Peers:
         note = Log(f"link to {link.user} closed ({reason})")
         if not messages:
             return [note]
-        return [note, _notice(CONNECT_FAILED),
-                *[_notice(f"Not delivered to {link.user}: {text}") for text in messages],
-                _notice(f"To leave it for {link.user} through the server, type "
-                        f"message {link.user} <text>.")]
+        return [note, Show("unreachable", sender=link.user),
+                *[ShowFate(ref, Fate.REFUSED, f"Not delivered to {link.user}: {text}")
+                  for ref, text in messages],
+                Show("try_message", sender=link.user)]
 
     def link_idle(self, user, now):
         """The idle timer of `user`'s link is due -> items: end it, or wait some more."""

@@ -16,8 +16,8 @@ import os
 import termios
 
 from client_events import (AskConsent, ConsentLapsed, InputEnded, LineIn, Prompt, Show,
-                           ShowOnline, Stage, Status)
-from commands import lapsed_text
+                           ShowFate, ShowOnline, ShowSending, Stage, Status)
+from commands import help_lines, lapsed_text
 
 CLEAR_LINE = b"\r\x1b[K"        # back to column 0, erase to the end of the line
 BACKSPACES = ("\x7f", "\x08")   # DEL (most terminals) and Ctrl-H
@@ -203,18 +203,41 @@ class Terminal:
 ASK_USER = "Please enter username:"
 ASK_PASSWORD = "Please enter password:"
 _PROMPTS = {Stage.USERNAME: ASK_USER, Stage.PASSWORD: ASK_PASSWORD}
-_SENT_BY = {"message": "{sender}: {text}", "broadcast": "{sender}: {text}",
-            "offline": "{sender}: {text}", "private": "{sender} (private): {text}",
-            "joined": "{sender} has logged in.", "left": "{sender} has logged out."}
+# A Show of each kind -> its lines; "system" and "outage" are their text as it is.
+_SHOW_FORMS = {
+    "message": ("{sender}: {text}",), "broadcast": ("{sender}: {text}",),
+    "offline": ("{sender}: {text}",), "private": ("{sender} (private): {text}",),
+    "joined": ("{sender} has logged in.",), "left": ("{sender} has logged out.",),
+    "asked": ("request sent",),
+    "address": ("got address!", "{sender} {text}"),
+    "no_address": ("You don't have {sender}'s address. Type getaddress {sender} first.",),
+    "address_void": ("{sender}'s address is no longer valid. "
+                     "Type getaddress {sender} to ask again.",),
+    "peer_refused": ("{sender} did not accept your private message. "
+                     "Type getaddress {sender} to ask again.",),
+    "unreachable": ("Connect failed. Maybe the user's ip has changed.",),
+    "try_message": ("To leave it for {sender} through the server, "
+                    "type message {sender} <text>.",),
+    "peer_no_port": ("{sender} agreed, but their client has no listening port, so it cannot "
+                     "take private messages. Use message {sender} <text> instead.",),
+    "no_port": ("This client has no listening port, so it cannot take private messages: "
+                "others can answer you with message, not private.",),
+    "usage": ("Usage: {text}",),
+    "unknown_command": ("Unknown command '{text}'. Type help for the list of commands.",),
+}
 
 
 def screen_lines(action):
-    """What the core shows (Show, AskConsent, Prompt, ShowOnline, Status) -> the terminal's
-    lines for it, as the original client worded them."""
+    """What the core shows (Show, AskConsent, Prompt, ShowOnline, Status, the user's own
+    messages) -> the terminal's lines for it, as the original client worded them."""
     kind = type(action)
+    if kind is Show and action.kind == "help":
+        return help_lines()
     if kind is Show:
-        form = _SENT_BY.get(action.kind)
-        return [form.format(sender=action.sender, text=action.text) if form else action.text]
+        forms = _SHOW_FORMS.get(action.kind)
+        if forms is None:
+            return [action.text]
+        return [form.format(sender=action.sender, text=action.text) for form in forms]
     if kind is AskConsent:
         user = action.user
         return [f"Do you agree to have a private talk with {user}? Y {user}/N {user}"]
@@ -224,7 +247,9 @@ def screen_lines(action):
         return [_PROMPTS[action.stage]]
     if kind is ShowOnline:
         return list(action.users) or ["No other users are online."]
-    if kind is Status:
+    if kind is ShowFate:
+        return [action.line] if action.line else []
+    if kind is Status or kind is ShowSending:
         return []
     raise TypeError(f"not something the screen shows: {action!r}")
 

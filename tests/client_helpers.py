@@ -8,7 +8,8 @@ from protocol import DELIVERY_CLIENT_LABEL, DELIVERY_SERVER_LABEL
 from chat_client import ChatClient, Settings
 from client import parse_args, run
 from client_events import (Accepted, AskConsent, ConsentLapsed, Incoming, LineIn, Prompt, Replied,
-                           RequestFailed, SendRequest, SendTo, Show, ShowOnline, Started)
+                           RequestFailed, SendRequest, SendTo, Show, ShowFate, ShowOnline,
+                           ShowSending, Started)
 from client_glue import ClientGlue
 from terminal import screen_lines
 from reactor import Handler, Reactor, VirtualClock
@@ -91,7 +92,7 @@ def logged_in(**settings):
     return run
 
 
-_SHOWN = (Show, Prompt, AskConsent, ConsentLapsed, ShowOnline)
+_SHOWN = (Show, Prompt, AskConsent, ConsentLapsed, ShowOnline, ShowSending, ShowFate)
 
 
 def printed(actions):

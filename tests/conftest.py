@@ -7,7 +7,9 @@ import pytest
 
 from reactor import RealClock, Reactor, VirtualClock
 from reactor_helpers import WATCHDOG_S, Recorder
+from guiprocs import Screens
 from realprocs import PtyClient, ServerProcess
+from relay import Relay
 
 
 @pytest.fixture
@@ -55,6 +57,14 @@ def server(tmp_path):
 
 
 @pytest.fixture
+def relay(server):
+    """A TCP relay to the server (relay.port) whose connections the test can cut."""
+    relay = Relay(server.port)
+    yield relay
+    relay.stop()
+
+
+@pytest.fixture
 def clients(server):
     """clients(*options) starts a real client in a pseudo-terminal; all are killed at the end."""
     started = []
@@ -66,3 +76,12 @@ def clients(server):
     yield start
     for client in started:
         client.kill()
+
+
+@pytest.fixture(scope="session")
+def screens(tmp_path_factory):
+    """screens.get(size) -> (a virtual display, a Tk of the test's on it), kept for the whole
+    session (guiprocs.Screens says why)."""
+    kept = Screens(str(tmp_path_factory.mktemp("screens")))
+    yield kept
+    kept.stop()

@@ -19,7 +19,7 @@ import zlib
 
 from realprocs import ACCOUNTS, ROOT, WAIT_S
 
-SCREEN = (1680, 600)
+SCREEN = (1840, 640)     # room for two windows side by side
 XWD_HEADER_FIELDS = 25      # CARD32 fields before the window name
 XWD_COLOR_BYTES = 12
 
@@ -29,17 +29,18 @@ class NoDisplay(Exception):
 
 
 class VirtualDisplay:
-    """Xvfb on a free display number; .name is like ':3'."""
+    """Xvfb on a free display number, `size` pixels wide and high; .name is like ':3'."""
 
-    def __init__(self, tmp_dir):
+    def __init__(self, tmp_dir, size=SCREEN):
         xvfb = shutil.which("Xvfb")
         if xvfb is None:
             raise NoDisplay("Xvfb is not installed (tests/setup_display.sh installs it as root)")
+        self.size = size
         self.fb_dir = os.path.join(tmp_dir, "fb")
         os.makedirs(self.fb_dir, exist_ok=True)
         reader, writer = os.pipe()
         self.proc = subprocess.Popen(
-            [xvfb, "-displayfd", str(writer), "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24",
+            [xvfb, "-displayfd", str(writer), "-screen", "0", f"{size[0]}x{size[1]}x24",
              "-fbdir", self.fb_dir, "-nolisten", "tcp"],
             pass_fds=(writer,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL)
@@ -67,6 +68,43 @@ class VirtualDisplay:
                 self.proc.wait()
 
 
+class Screens:
+    """Virtual displays by size, each with a Tk of the test's on it (to drive the windows with
+    `send`), for a whole test session. Tk keeps its connection to a display until the process
+    ends, and dies of an X I/O error at the next event once that display is gone: so none is
+    stopped before the end of the session."""
+
+    def __init__(self, tmp_dir):
+        self.tmp_dir = tmp_dir
+        self._screens = {}          # size -> (VirtualDisplay, tkinter.Tk), or the NoDisplay
+
+    def get(self, size=SCREEN):
+        """(VirtualDisplay, Tk) of `size`, started at the first call; or NoDisplay."""
+        if size not in self._screens:
+            try:
+                display = VirtualDisplay(os.path.join(self.tmp_dir, f"{size[0]}x{size[1]}"),
+                                         size)
+            except NoDisplay as why:
+                self._screens[size] = why
+            else:
+                import tkinter      # only the GUI tests need it, and only with a display
+                tk = tkinter.Tk(screenName=display.name)
+                tk.withdraw()
+                self._screens[size] = (display, tk)
+        found = self._screens[size]
+        if isinstance(found, NoDisplay):
+            raise found
+        return found
+
+    def stop(self):
+        for found in self._screens.values():
+            if not isinstance(found, NoDisplay):
+                found[1].destroy()
+        for found in self._screens.values():
+            if not isinstance(found, NoDisplay):
+                found[0].stop()
+
+
 def _read_line(fd, timeout_s):
     """Bytes from `fd` up to a newline (or EOF, or the time-out), as text."""
     end = time.monotonic() + timeout_s
@@ -83,14 +121,15 @@ def _read_line(fd, timeout_s):
 class GuiProcess:
     """`python3 client.py --gui 127.0.0.1 PORT` on `display`, driven through Tk's send."""
 
-    def __init__(self, tk, display, port, stderr_path):
+    def __init__(self, tk, display, port, stderr_path, *args):
         self.tk = tk                    # a Tk of the test, on the same display
         before = set(self.interps())
         self._err = open(stderr_path, "wb")
         self.stderr_path = stderr_path
         env = {**os.environ, "DISPLAY": display.name}
         self.proc = subprocess.Popen(
-            [sys.executable, os.path.join(ROOT, "client.py"), "127.0.0.1", str(port), "--gui"],
+            [sys.executable, os.path.join(ROOT, "client.py"), "127.0.0.1", str(port), "--gui",
+             *args],
             stdin=subprocess.DEVNULL, stdout=self._err, stderr=self._err, env=env, cwd=ROOT)
         self.app = None
         self.app = self.wait(lambda: _one(set(self.interps()) - before), "the window to open")
@@ -152,6 +191,7 @@ class GuiProcess:
         items = self.list_items(path)
         self.call(path, "selection", "clear", "0", "end")
         self.call(path, "selection", "set", str(items.index(item)))
+        self.call("event", "generate", path, "<<ListboxSelect>>")    # as a click tells it
 
     def settle(self):
         """Let the client draw everything pending (before a screenshot)."""

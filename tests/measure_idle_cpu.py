@@ -10,7 +10,9 @@ import tempfile
 import tkinter
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# the test helpers, and the modules they import from the project's root
+sys.path[:0] = [os.path.dirname(os.path.abspath(__file__)),
+                os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
 
 from guiprocs import GuiProcess, VirtualDisplay, idle, login   # noqa: E402
 from realprocs import ServerProcess                # noqa: E402

@@ -28,25 +28,24 @@ def test_valid_commands_parse_with_their_text_kept_as_typed(line, expected):
 
 
 @pytest.mark.parametrize("line, usage", [
-    ("message", "Usage: message <user> <text>"),
-    ("message bob", "Usage: message <user> <text>"),
-    ("message bob    ", "Usage: message <user> <text>"),
-    ("broadcast", "Usage: broadcast <text>"),
-    ("broadcast   ", "Usage: broadcast <text>"),
-    ("online now", "Usage: online"),
-    ("block", "Usage: block <user>"),
-    ("block bob carol", "Usage: block <user>"),
-    ("unblock", "Usage: unblock <user>"),
-    ("logout now", "Usage: logout"),
-    ("help me", "Usage: help"),
+    ("message", "message <user> <text>"),
+    ("message bob", "message <user> <text>"),
+    ("message bob    ", "message <user> <text>"),
+    ("broadcast", "broadcast <text>"),
+    ("broadcast   ", "broadcast <text>"),
+    ("online now", "online"),
+    ("block", "block <user>"),
+    ("block bob carol", "block <user>"),
+    ("unblock", "unblock <user>"),
+    ("logout now", "logout"),
+    ("help me", "help"),
 ])
 def test_wrong_argument_counts_give_a_one_line_usage(line, usage):
     assert parse_command(line) == Usage(usage)
 
 
 def test_unknown_command_points_to_help():
-    assert parse_command("foo bar") == Usage(
-        "Unknown command 'foo'. Type help for the list of commands.")
+    assert parse_command("foo bar") == Usage(unknown="foo")
 
 
 @pytest.mark.parametrize("line, expected", [
@@ -62,8 +61,7 @@ def test_command_names_are_read_in_any_case_and_exit_is_quit(line, expected):
 
 
 def test_an_unknown_command_is_named_as_typed():
-    assert parse_command("Mesage bob hi") == Usage(
-        "Unknown command 'Mesage'. Type help for the list of commands.")
+    assert parse_command("Mesage bob hi") == Usage(unknown="Mesage")
 
 
 @pytest.mark.parametrize("line", ["", "   ", "\t"])
@@ -77,7 +75,19 @@ def test_a_new_command_is_one_table_row(monkeypatch):
     monkeypatch.setitem(COMMANDS, "Y", CommandSpec(("user",), "agree"))
     assert parse_command("private bob psst  ") == Command("private", user="bob", text="psst  ")
     assert parse_command("Y bob") == Command("Y", user="bob")
-    assert parse_command("Y") == Usage("Usage: Y <user>")
+    assert parse_command("Y") == Usage("Y <user>")
+
+
+def test_the_terminal_words_a_wrong_command_as_the_original_did():
+    assert screen_lines(Show("usage", "message <user> <text>")) == [
+        "Usage: message <user> <text>"]
+    assert screen_lines(Show("unknown_command", "foo")) == [
+        "Unknown command 'foo'. Type help for the list of commands."]
+    assert screen_lines(Show("help")) == help_lines()
+
+
+def test_help_lists_every_command_typed_after_a_prefix():
+    assert help_lines("/")[1].startswith("  /message <user> <text>  send <text> to <user>")
 
 
 def test_help_lists_every_command_with_its_format():

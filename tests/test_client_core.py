@@ -12,8 +12,8 @@ import protocol
 from client import parse_args
 from client_events import (Arm, Cancel, CloseConn, Exit, ExitDue, Expired, HeartbeatDue,
                            Incoming, IncomingClosed, InputEnded, Interrupted, LineIn, Log,
-                           Replied, RequestFailed, SendRequest, SendTo, Show, Stage, Started,
-                           Status)
+                           LoginAbandoned, Replied, RequestFailed, SendRequest, SendTo, Show,
+                           Stage, Started, Status)
 from client_glue import REQUEST_TIMEOUT_S, URGENT_CONNECT_S
 from client_helpers import (OK, WELCOME, FakeServer, Run, StandIn, err, glue_with, hello,
                             logged_in, of, printed, proof_back, requests, run_with_input)
@@ -108,6 +108,34 @@ def test_wrong_password_asks_again_and_keeps_the_secret_prompt():
     assert printed(actions) == ["Wrong password. Please try again.", ASK_PASSWORD]
     assert secret(actions) in (None, True)
     assert requests(run.type("12"))[0]["password"] == "12"
+
+
+def test_a_login_abandoned_at_the_password_asks_for_a_username_again():
+    run = Run()
+    run.do(Started())
+    run.type("alice")
+    run.reply(OK)
+    run.type("11")
+    run.reply(err("wrong_password", attempts_left=2))
+    actions = run.do(LoginAbandoned())
+    assert printed(actions) == [ASK_USER]
+    assert of(actions, Status) == [Status(Stage.USERNAME, None, 0, None, False)]
+    run.type("bob")
+    assert requests(run.reply(OK)) == [] and run.client.user == "bob"
+    assert requests(run.type("pw"))[0] == {"type": "login", "user": "bob", "password": "pw",
+                                          "port": 5000}
+
+
+def test_a_login_cannot_be_abandoned_while_its_answer_is_awaited_or_once_logged_in():
+    run = Run()
+    run.do(Started())
+    run.type("alice")
+    assert of(run.do(LoginAbandoned()), Log) and run.client.stage is Stage.USERNAME
+    run.reply(OK)
+    run.type("pw")
+    assert of(run.do(LoginAbandoned()), Log)     # the login is on its way: its answer decides
+    run.reply(WELCOME)
+    assert of(run.do(LoginAbandoned()), Log) and run.client.stage is Stage.LOGGED_IN
 
 
 def at_password(run):

@@ -1,7 +1,7 @@
 """The client's outbox: messages wait, in order, until the server acknowledges them."""
-from client_events import (Arm, Exit, Expired, Incoming, InputEnded, Interrupted, OutboxRetry,
-                           SendTo)
-from client_helpers import OK, WELCOME, err, hello, logged_in, printed, requests
+from client_events import (Arm, Exit, Expired, Fate, Incoming, InputEnded, Interrupted,
+                           OutboxRetry, SendTo, ShowFate, ShowSending)
+from client_helpers import OK, WELCOME, err, hello, logged_in, of, printed, requests
 
 RETRY = OutboxRetry()
 
@@ -92,3 +92,66 @@ def test_a_numbered_delivery_is_shown_once_and_always_acknowledged():
     assert printed(older) == []
     newer = run.do(Incoming(7, {**message, "seq": 9, "text": "new"}))
     assert printed(newer) == ["bob: new"]
+
+
+# -- what the screen is told of each of the user's messages ---------------------------------------
+
+def fates(actions):
+    return [(a.ref, a.fate, a.line) for a in of(actions, ShowFate)]
+
+
+def test_each_message_is_shown_on_its_way_then_sent_or_refused_by_its_id():
+    run = logged_in()
+    actions = run.type("message bob hi")
+    assert of(actions, ShowSending) == [ShowSending("c-1", "bob", "hi")]
+    assert printed(actions) == []               # the terminal prints nothing for it
+    actions = run.reply({"type": "ok", "stored": True}, "message")
+    assert fates(actions) == [("c-1", Fate.SENT, "")]
+    assert printed(actions) == ["bob is offline; your message will be delivered when they log in."]
+    assert of(run.type("broadcast all"), ShowSending) == [ShowSending("c-2", None, "all")]
+    assert fates(run.reply({"type": "ok", "skipped": 0}, "broadcast")) == [("c-2", Fate.SENT, "")]
+    run.type("message carol hello")
+    actions = run.reply(err("blocked"), "message")
+    # the refusal's reason is the terminal's line, printed once as before
+    assert fates(actions) == [("c-3", Fate.REFUSED, "Your message could not be delivered as the "
+                                                     "recipient has blocked you.")]
+    assert printed(actions) == ["Your message could not be delivered as the recipient has "
+                                "blocked you."]
+
+
+def test_a_message_kept_for_later_is_not_marked_until_the_server_answers():
+    run = logged_in()
+    run.type("message bob one")
+    assert fates(run.fail("refused")) == [("c-1", Fate.WAITING,
+                                           "Waiting to be sent: message bob one")]
+    run.do(Expired(RETRY))
+    assert fates(run.reply(err("slow_down", seconds=2), "message")) == []
+    run.now += 2
+    run.do(Expired(RETRY))
+    assert fates(run.reply(err("unavailable"), "message")) == []
+    run.now += 1
+    run.do(Expired(RETRY))
+    assert fates(run.reply(OK, "message")) == [("c-1", Fate.SENT, "")]
+
+
+def test_an_answer_that_is_neither_yes_nor_a_known_no_is_not_shown_as_sent():
+    run = logged_in()
+    run.type("message bob hi")
+    assert fates(run.reply({"type": "what"}, "message")) == [("c-1", Fate.REFUSED, "")]
+
+
+def test_messages_given_up_are_refused_by_their_ids():
+    run = logged_in()
+    run.type("message bob private matter")
+    run.reply(err("no_session"), "message")
+    run.type("carol")
+    run.reply(OK)
+    run.type("pw")
+    actions = run.reply({**WELCOME, "user": "carol", "token": "t2"})
+    assert fates(actions) == [("c-1", Fate.REFUSED, "Not sent (you logged in as someone else): "
+                                                     "message bob private matter")]
+
+
+def test_a_message_refused_before_it_is_sent_is_never_shown_on_its_way():
+    run = logged_in()
+    assert of(run.type("message bob " + "x" * 4001), ShowSending) == []

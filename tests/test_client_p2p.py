@@ -4,11 +4,11 @@ import pytest
 
 from client_events import (
     Accepted, Arm, CloseConn, EndLink, Expired, Incoming, IncomingClosed, LinkClosed, LinkIdle,
-    LinkIn, Log, OpenLink, SendOnLink, SendTo, Show,
+    LinkIn, Log, OpenLink, SendOnLink, SendTo, Show, Fate, ShowFate, ShowSending, Status,
 )
 from client_helpers import OK, err, hello as server_hello, logged_in, of, printed, requests
 from commands import Command, Usage, parse_command
-from peer import CONNECT_FAILED, PEER_IDLE_S, listener_mac, mac_of
+from peer import PEER_IDLE_S, listener_mac, mac_of
 
 KEY = "k-columbia-alice"
 ADDRESS = {"type": "address", "user": "bob", "host": "10.0.0.2", "port": 6001, "key": KEY}
@@ -43,7 +43,8 @@ def opened(run, link=1, nonce="na1"):
 
 def not_delivered(*texts):
     """What the user is told of private messages a link could not deliver."""
-    return [CONNECT_FAILED, *[f"Not delivered to bob: {text}" for text in texts],
+    return ["Connect failed. Maybe the user's ip has changed.",
+            *[f"Not delivered to bob: {text}" for text in texts],
             "To leave it for bob through the server, type message bob <text>."]
 
 
@@ -60,9 +61,9 @@ def sent(actions):
     ("N bob", Command("N", "bob")),
     ("n  bob ", Command("N", "bob")),
     ("private bob hi  there ", Command("private", "bob", "hi  there ")),
-    ("private bob", Usage("Usage: private <user> <text>")),
-    ("Y", Usage("Usage: Y <user>")),
-    ("getaddress bob carol", Usage("Usage: getaddress <user>")),
+    ("private bob", Usage("private <user> <text>")),
+    ("Y", Usage("Y <user>")),
+    ("getaddress bob carol", Usage("getaddress <user>")),
 ])
 def test_peer_commands_parse(line, command):
     assert parse_command(line) == command
@@ -173,8 +174,9 @@ def test_private_opens_a_link_proves_who_we_are_and_sends_once_the_listener_prov
     # the open link carries the next message at once
     assert sent(run.type("private bob again")) == [
         (1, {"type": "private", "from": "alice", "text": "again"})]
-    for _ in range(2):
-        assert run.do(LinkIn(1, OK)) == []
+    # each acknowledgement marks the oldest of our messages taken, in order
+    assert [run.do(LinkIn(1, OK)) for _ in range(2)] == [[ShowFate("private-1", Fate.SENT)],
+                                                          [ShowFate("private-2", Fate.SENT)]]
 
 
 @pytest.mark.parametrize("answer", [
@@ -196,7 +198,8 @@ def test_a_listener_that_cannot_prove_the_key_gets_nothing(answer):
 def test_messages_typed_while_connecting_wait_for_the_challenge():
     run = with_address(logged_in())
     run.type("private bob one")
-    assert run.type("private bob two") == []
+    # nothing goes out yet: the screen shows it on its way
+    assert run.type("private bob two") == [ShowSending("private-2", "bob", "two", private=True)]
     texts = [f["text"] for _, f in sent(opened(run)) if f["type"] == "private"]
     assert texts == ["one", "two"]
 
@@ -236,6 +239,8 @@ def test_messages_unacknowledged_when_the_link_breaks_are_reported_not_resent():
     run.do(LinkIn(1, OK))          # "one" arrived
     actions = run.do(LinkClosed(1, "reset"))
     assert printed(actions) == not_delivered("two") and requests(actions) == []
+    assert of(actions, ShowFate) == [ShowFate("private-2", Fate.REFUSED,
+                                              "Not delivered to bob: two")]
 
 
 def test_a_peer_that_refuses_our_proof_is_reported_and_not_resent():
@@ -245,6 +250,7 @@ def test_a_peer_that_refuses_our_proof_is_reported_and_not_resent():
     actions = run.do(LinkIn(1, err("not_allowed")))
     assert printed(actions) == [
         "bob did not accept your private message. Type getaddress bob to ask again."]
+    assert of(actions, ShowFate) == [ShowFate("private-1", Fate.REFUSED)]   # the notice says why
     actions = run.do(LinkClosed(1, "eof"))
     assert printed(actions) == [] and requests(actions) == []
     assert printed(run.type("private bob again")) == [
@@ -461,3 +467,21 @@ def test_the_servers_hello_still_works_on_a_challenged_connection():
     assert printed(run.do(Incoming(5, server_hello(5)))) == []
     assert printed(run.do(Incoming(5, {"type": "message", "from": "bob", "text": "hi"}))) == [
         "bob: hi"]
+
+
+def test_the_status_says_who_may_be_sent_private_messages():
+    run = logged_in()
+    actions = delivered(run, ADDRESS, {**ADDRESS, "user": "abe"})
+    assert of(actions, Status)[-1].private_to == ("abe", "bob")
+    assert of(delivered(run, {"type": "address_revoked", "user": "bob"}, conn=71),
+              Status)[-1].private_to == ("abe",)
+    run.type("logout")
+    assert of(run.reply(OK), Status)[-1].private_to == ()
+
+
+def test_a_private_talks_notices_are_data_for_each_screen_to_word():
+    run = logged_in()
+    run.type("getaddress bob")
+    assert of(run.reply(OK), Show) == [Show("asked", sender="bob")]
+    assert of(delivered(run, ADDRESS), Show) == [Show("address", "10.0.0.2 6001", "bob")]
+    assert of(run.type("private carol hi"), Show) == [Show("no_address", sender="carol")]

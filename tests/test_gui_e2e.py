@@ -4,6 +4,7 @@ The test drives each window through Tk's `send` (see guiprocs.py): it types into
 presses Enter, invokes buttons and reads the widgets back. Screenshots go to tests/artifacts/.
 """
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -12,42 +13,38 @@ import time
 
 import pytest
 
-from guiprocs import SCREEN, GuiProcess, NoDisplay, VirtualDisplay, idle, login, screenshot
+from guiprocs import SCREEN, GuiProcess, NoDisplay, idle, login, screenshot
 from reactor import Handler, RealClock, Reactor
 from realprocs import ROOT
 
 tkinter = pytest.importorskip("tkinter", reason="this Python has no tkinter, so no window")
-from gui_tk import TkLoop  # noqa: E402  (it imports tkinter)
+from gui_tk import ERROR_COLOUR, TkLoop  # noqa: E402  (it imports tkinter)
 
 ARTIFACTS = os.path.join(ROOT, "tests", "artifacts")
 IDLE_S = 3.0                # how long the idle CPU check watches
 IDLE_CPU_LIMIT = 0.05       # the share of one core an idle window may use
 
 
-@pytest.fixture(scope="module")
-def display(tmp_path_factory):
+@pytest.fixture
+def display(screens):
     try:
-        screen = VirtualDisplay(str(tmp_path_factory.mktemp("x")))
+        return screens.get(SCREEN)[0]
     except NoDisplay as why:
         pytest.skip(f"no display can be had: {why}")
-    yield screen
-    screen.stop()
 
 
-@pytest.fixture(scope="module")
-def tk(display):
-    root = tkinter.Tk(screenName=display.name)
-    root.withdraw()
-    yield root
-    root.destroy()
+@pytest.fixture
+def tk(display, screens):
+    return screens.get(SCREEN)[1]
 
 
 @pytest.fixture
 def windows(tk, display, server, tmp_path):
     started = []
 
-    def open_window():
-        gui = GuiProcess(tk, display, server.port, tmp_path / f"gui{len(started)}.err")
+    def open_window(*args, port=None):
+        gui = GuiProcess(tk, display, port or server.port, tmp_path / f"gui{len(started)}.err",
+                         *args)
         started.append(gui)
         return gui
     yield open_window
@@ -66,14 +63,55 @@ def shoot(display, name, *guis):
         assert png.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def colour(gui, path):
+    """A label's text colour, as Tk names it."""
+    return gui.call(path, "cget", "-foreground")
+
+
+def display_line_starts(gui, text):
+    """Where, in pixels, `text` (an entry's text) starts on its first display line, and where
+    its second display line starts: (x, y) each."""
+    pane = ".chat.pane"
+    at = gui.call(pane, "search", "-exact", text, "1.0")
+    assert at, f"{text!r} is not in the pane"
+    gui.call(pane, "see", at)
+    gui.call("update", "idletasks")
+    wrapped = gui.call(pane, "index", f"{at} linestart + 1 display lines display linestart")
+    assert wrapped.split(".")[0] == at.split(".")[0], "the entry did not wrap"
+    starts = [gui.tk.splitlist(gui.call(pane, "bbox", index))[:2] for index in (at, wrapped)]
+    return [tuple(int(v) for v in xy) for xy in starts]
+
+
+def contrast(gui, colour_a, colour_b):
+    """The WCAG contrast ratio of two Tk colours (1 to 21)."""
+    def luminance(colour):
+        channels = [int(v) / 65535 for v in gui.tk.splitlist(gui.call("winfo", "rgb", ".",
+                                                                      colour))]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    light, dark = sorted([luminance(colour_a), luminance(colour_b)], reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
 def pane_has(gui, text):
     return lambda: text in gui.text(".chat.pane")
+
+
+def pane_matches(gui, pattern):
+    return lambda: re.search(pattern, gui.text(".chat.pane"))
+
+
+def line_tags(gui, text):
+    """The looks (Text tags) of the pane where `text` first appears."""
+    at = gui.call(".chat.pane", "search", "-exact", text, "1.0")
+    assert at, f"{text!r} is not in the pane"
+    return gui.tk.splitlist(gui.call(".chat.pane", "tag", "names", at))
 
 
 def test_two_windows_log_in_talk_agree_to_a_private_talk_and_close(windows, server, display):
     alice, bob = windows(), windows()
     alice.place(0, 0)
-    bob.place(840, 0)
+    bob.place(SCREEN[0] // 2, 0)
     assert alice.label(".login.message") == ""
     login(alice, "columbia")
     assert "You have successfully logged in." in alice.text(".chat.pane")
@@ -89,21 +127,52 @@ def test_two_windows_log_in_talk_agree_to_a_private_talk_and_close(windows, serv
     alice.type_into(".chat.bottom.input", "hello seas")
     alice.press_enter(".chat.bottom.input")
     bob.wait(pane_has(bob, "columbia: hello seas"), "the message")
-    assert "me → seas: hello seas" in alice.text(".chat.pane")
+    alice.wait(pane_has(alice, "me → seas: hello seas  ✓"), "the server's yes")
+    assert "mine" in line_tags(alice, "me → seas: hello seas")
     assert alice.call(".chat.bottom.input", "get") == ""
+    # a message the server refuses is never shown as sent: struck through, the reason below
+    alice.type_into(".chat.bottom.input", "/message nobody are you there?")
+    alice.press_enter(".chat.bottom.input")
+    alice.wait(pane_matches(alice, r"me → nobody: are you there\?  ✗ not sent\n"
+                                   r"[\d:]{8}  User nobody does not exist\."), "the refusal")
+    assert "refused" in line_tags(alice, "me → nobody: are you there?")
+    assert "error" in line_tags(alice, "User nobody does not exist.")
+
+    # a long message wraps under its own text, not under the time stamps
+    long_text = "a long message " * 12
+    alice.type_into(".chat.bottom.input", long_text)
+    alice.press_enter(".chat.bottom.input")
+    alice.wait(pane_has(alice, long_text + "  ✓"), "the long message taken")
+    first, second = display_line_starts(alice, "me → seas: " + long_text)
+    assert second[0] == first[0] > 0 and second[1] > first[1]      # same x, next line down
+    # the selected user stands out: strong colour behind, readable text on it
+    users = ".chat.side.users"
+    assert contrast(alice, alice.call(users, "cget", "-selectbackground"),
+                    alice.call(users, "cget", "-background")) >= 3
+    assert contrast(alice, alice.call(users, "cget", "-selectforeground"),
+                    alice.call(users, "cget", "-selectbackground")) >= 4.5
 
     bob.type_into(".chat.bottom.input", "hi all")
     bob.invoke(".chat.bottom.send")
     alice.wait(pane_has(alice, "seas (to everyone): hi all"), "the broadcast")
 
+    # no private talk without consent: the button waits for it, and says so
+    assert alice.call(".chat.side.private", "instate", "disabled") == "1"
+    assert alice.label(".chat.side.hint") == (
+        "Private messages go to seas once they agree: Get address asks them.")
     alice.invoke(".chat.side.getaddress")       # seas is still selected
+    alice.wait(pane_has(alice, "You asked seas for a private talk; waiting for their answer."),
+               "the request")
     bob.wait(lambda: bob.exists(".consent"), "the consent dialog")
     assert bob.label(".consent.question") == (
         "Do you agree to have a private talk with columbia?")
     shoot(display, "gui-consent.png", alice, bob)
     bob.invoke(".consent.buttons.agree")
     bob.wait(lambda: not bob.exists(".consent"), "the dialog to close")
-    alice.wait(pane_has(alice, "got address!"), "the address")
+    alice.wait(pane_has(alice, "seas agreed to a private talk: select seas and press Private "
+                               "message."), "the address")
+    assert alice.call(".chat.side.private", "instate", "disabled") == "0"
+    assert alice.label(".chat.side.hint") == "seas agreed to a private talk."
     assert "You agreed to a private talk with columbia." in bob.text(".chat.pane")
     alice.invoke(".chat.side.private")
     assert alice.label(".chat.bottom.target") == "Privately to seas:"
@@ -112,6 +181,10 @@ def test_two_windows_log_in_talk_agree_to_a_private_talk_and_close(windows, serv
     bob.wait(pane_has(bob, "columbia (private): just us"), "the private message")
     assert "me → seas (private): just us" in alice.text(".chat.pane")
     assert "just us" not in server.log()        # it went straight to seas, not via the server
+    alice.wait(pane_has(alice, "me → seas (private): just us  ✓"), "seas's client took it")
+    for gui in (alice, bob):                    # the window's words, never the terminal's
+        for terminal_words in ("request sent", "got address!", "Type getaddress", "Y columbia"):
+            assert terminal_words not in gui.text(".chat.pane")
     shoot(display, "gui.png", alice, bob)
     alice.invoke(".chat.side.everyone")
     assert alice.label(".chat.bottom.target") == "To everyone:"
@@ -122,7 +195,9 @@ def test_two_windows_log_in_talk_agree_to_a_private_talk_and_close(windows, serv
     bob.wait(lambda: bob.list_items(".chat.side.users") == [], "an empty list")
     server.wait_log(r"columbia logged out")
     bob.invoke(".chat.side.logout")
-    bob.wait(lambda: bob.label(".login.message") == "You have logged out.", "the logout")
+    bob.wait(lambda: bob.label(".login.notice") == "You have logged out.", "the logout")
+    assert bob.label(".login.message") == ""            # news, in the notice's neutral colour
+    assert colour(bob, ".login.notice") != colour(bob, ".login.message")
     bob.close_window()
     assert bob.wait_exit() == 0
 
@@ -158,16 +233,21 @@ def test_a_refused_consent_and_a_list_that_keeps_its_selection(windows):
 
 def test_wrong_password_and_lockout_are_told_in_the_form(windows):
     gui = windows()
+    assert gui.label(".login.heading") == "Chat room"
+    assert gui.label(".login.prompt") == "Log in with your user name and password."
     gui.type_into(".login.username", "nobody")
     gui.type_into(".login.password", "x")
     gui.invoke(".login.submit")
     gui.wait(lambda: gui.label(".login.message") == "Wrong username.", "wrong username")
+    assert colour(gui, ".login.message") == ERROR_COLOUR
     gui.type_into(".login.username", "google")
     for _ in range(2):
         gui.type_into(".login.password", "nope")
         gui.invoke(".login.submit")
         gui.wait(lambda: "Wrong password" in gui.label(".login.message"), "wrong password")
-        assert gui.call(".login.username", "cget", "-state") == "disabled"
+        assert gui.label(".login.prompt") == (
+            "Enter the password for google, or another name to log in as someone else.")
+        assert gui.call(".login.username", "instate", "disabled") == "0"   # it can change
         gui.call(".login.message", "configure", "-text", "")
     gui.type_into(".login.password", "nope")
     gui.invoke(".login.submit")
@@ -176,6 +256,89 @@ def test_wrong_password_and_lockout_are_told_in_the_form(windows):
         "the lockout")
     gui.close_window()
     assert gui.wait_exit() == 0
+
+
+def test_after_a_wrong_password_another_user_can_log_in(windows):
+    gui = windows()
+    gui.type_into(".login.username", "google")
+    gui.type_into(".login.password", "nope")
+    gui.invoke(".login.submit")
+    gui.wait(lambda: "Wrong password" in gui.label(".login.message"), "wrong password")
+    login(gui, "seas")                      # another name in the same form, with its password
+    assert gui.call("wm", "title", ".") == "Chat room: seas"
+    gui.close_window()
+    assert gui.wait_exit() == 0
+
+
+def test_a_staying_window_without_a_port_chats_and_resumes_after_a_cut(windows, server, relay,
+                                                                       display):
+    """--stay-connected in a window: one connection (through a relay the test cuts), no
+    listening port; what is sent either way during the cut arrives once, and the window's
+    private-talk words and buttons hold for a client that cannot take private messages."""
+    alice = windows("--stay-connected", "--no-listen", port=relay.port)
+    bob = windows()
+    alice.place(0, 0)
+    bob.place(SCREEN[0] // 2, 0)
+    login(alice, "columbia")
+    server.wait_log(r"columbia logged in from 127\.0\.0\.1, staying connected")
+    login(bob, "seas")
+    alice.wait(lambda: alice.list_items(".chat.side.users") == ["seas"], "seas in the list")
+    alice.select_item(".chat.side.users", "seas")
+    alice.invoke(".chat.side.message")
+    alice.type_into(".chat.bottom.input", "hello from behind a NAT")
+    alice.press_enter(".chat.bottom.input")
+    alice.wait(pane_has(alice, "me → seas: hello from behind a NAT  ✓"), "the server's yes")
+    bob.wait(pane_has(bob, "columbia: hello from behind a NAT"), "the message")
+
+    # alice may dial seas once seas agrees; seas can never be given alice's address
+    alice.invoke(".chat.side.getaddress")
+    bob.wait(lambda: bob.exists(".consent"), "the consent dialog")
+    bob.invoke(".consent.buttons.agree")
+    alice.wait(lambda: alice.call(".chat.side.private", "instate", "disabled") == "0",
+               "seas's consent")
+    alice.invoke(".chat.side.private")
+    alice.type_into(".chat.bottom.input", "psst")
+    alice.press_enter(".chat.bottom.input")
+    bob.wait(pane_has(bob, "columbia (private): psst"), "the private message")
+    alice.wait(pane_has(alice, "This client cannot take private messages (it has no listening "
+                               "port): others can answer you with Message, not Private "
+                               "message."), "the word about the port")
+    bob.select_item(".chat.side.users", "columbia")
+    bob.invoke(".chat.side.getaddress")
+    alice.wait(lambda: alice.exists(".consent"), "the consent dialog")
+    alice.invoke(".consent.buttons.agree")
+    bob.wait(pane_has(bob, "columbia agreed, but their client cannot take private messages: "
+                           "press Message to write to them through the server."), "the answer")
+    assert bob.call(".chat.side.private", "instate", "disabled") == "1"
+    assert bob.label(".chat.side.hint") == (
+        "columbia's client cannot take private messages: use Message.")
+
+    # the cut: messages both ways while alice's connection is down arrive once it is back
+    relay.sever()
+    server.wait_log("columbia's staying connection closed")
+    alice.invoke(".chat.side.message")
+    alice.type_into(".chat.bottom.input", "typed while away")
+    alice.press_enter(".chat.bottom.input")
+    bob.invoke(".chat.side.message")
+    for n in (1, 2):
+        bob.type_into(".chat.bottom.input", f"while away {n}")
+        bob.press_enter(".chat.bottom.input")
+    server.wait_log("columbia resumed the session on connection")
+    alice.wait(pane_has(alice, "seas: while away 2"), "the messages kept for alice")
+    alice.wait(pane_has(alice, "me → seas: typed while away  ✓"), "alice's message taken")
+    bob.wait(pane_has(bob, "columbia: typed while away"), "alice's message")
+    for text in ("seas: while away 1", "seas: while away 2"):
+        assert alice.text(".chat.pane").count(text) == 1
+    assert bob.text(".chat.pane").count("columbia: typed while away") == 1
+    alice.wait(lambda: alice.label(".status") == "Logged in as columbia.", "the status line")
+    shoot(display, "gui-stay.png", alice, bob)
+
+    alice.close_window()
+    assert alice.wait_exit() == 0
+    server.wait_log("columbia logged out")
+    bob.wait(pane_has(bob, "columbia has logged out."), "columbia leaving")
+    bob.close_window()
+    assert bob.wait_exit() == 0
 
 
 def test_sigterm_logs_out_like_ctrl_c_and_idle_costs_no_cpu(windows, server):

@@ -11,18 +11,21 @@ import pytest
 
 import client
 from chat_client import ChatClient, Settings
-from client_events import (Accepted, AskConsent, ConsentLapsed, Expired, Incoming, Interrupted, OutboxRetry, Prompt, Replied, RequestFailed, SendRequest, Show,
-                           ShowOnline, Stage, Status)
+from client_events import (Accepted, AskConsent, ConsentLapsed, Expired, Fate, Incoming,
+                           Interrupted, LinkClosed, OutboxRetry, Prompt, Replied, RequestFailed,
+                           SendRequest, Show, ShowFate, ShowOnline, ShowSending, Stage, Status)
 from client_glue import ClientGlue
 from client_helpers import hello
-from terminal import ASK_PASSWORD, ASK_USER
-from gui import ChatView, Entry, Target, WindowScreen, entry_text, stamp
+from gui import ChatView, Entry, Target, WindowScreen, entry_mark, entry_text, stamp
 from reactor import Reactor, VirtualClock
 
 USERNAME, PASSWORD, LOGGED_IN = Stage.USERNAME, Stage.PASSWORD, Stage.LOGGED_IN
 WELCOME = {"type": "welcome", "user": "alice", "token": "t1", "proof": "p1"}
 OK = {"type": "ok"}
 AT = VirtualClock().wall()
+# the form's questions, in the window's words (the terminal's are "Please enter username:")
+ASK_USER = "Log in with your user name and password."
+ASK_PASSWORD = "Enter the password for alice, or another name to log in as someone else."
 
 
 class Recording(ClientGlue):
@@ -96,6 +99,11 @@ def screen():
     s.close()
 
 
+def marks(screen):
+    """The marks of the own messages in the pane, oldest first."""
+    return [entry_mark(e) for e in screen.view.entries if e.kind == "mine"]
+
+
 def err(code, **fields):
     return {"type": "error", "code": code, "message": f"server says {code}", **fields}
 
@@ -134,7 +142,7 @@ def test_welcome_shows_the_chat_and_asks_who_is_online(screen):
 
 def test_online_reply_with_nobody_empties_the_list(screen):
     screen.login(users=["bob"])
-    screen.type(screen.view.compose("/online", AT))
+    screen.type(screen.view.compose("/online"))
     screen.reply({"type": "online", "users": []})
     assert screen.view.users == []
     assert screen.texts() == ["You have successfully logged in."]
@@ -169,6 +177,32 @@ def test_wrong_password_then_the_form_sends_only_the_password(screen):
     screen.type(view.login("ignored", "12"))
     assert screen.sent() == [{"type": "login", "user": "alice", "password": "12",
                               "port": screen.listener.port}]
+
+
+def test_after_a_wrong_password_another_name_starts_the_login_over(screen):
+    screen.window.log_in("alice", "11")
+    screen.reply(OK)
+    screen.reply(err("wrong_password", attempts_left=2))
+    view = screen.view
+    assert view.changes_user("bob") and not view.changes_user(" alice ")
+    screen.window.log_in("bob", "bobs")         # the form's name was changed
+    assert screen.sent() == [{"type": "check_user", "user": "bob"}]
+    assert view.stage == USERNAME and view.form_message == ""
+    screen.reply(OK)
+    assert screen.sent("login") == [{"type": "login", "user": "bob", "password": "bobs",
+                                     "port": screen.listener.port}]
+    assert view.prompt == ("Enter the password for bob, or another name to log in as "
+                           "someone else.")
+
+
+def test_the_same_name_again_only_sends_the_password(screen):
+    screen.window.log_in("alice", "11")
+    screen.reply(OK)
+    screen.reply(err("wrong_password", attempts_left=2))
+    screen.window.log_in("alice", "12")
+    assert screen.sent() == [{"type": "login", "user": "alice", "password": "12",
+                              "port": screen.listener.port}]
+    assert not screen.view.changes_user("bob")  # the answer is awaited: nothing starts over
 
 
 def test_lockout_words_are_the_terminals_and_the_form_asks_for_a_name(screen):
@@ -247,57 +281,70 @@ def test_logged_in_elsewhere_goes_back_to_the_form_and_says_why(screen):
     screen.deliver({"type": "logged_out", "reason": "elsewhere"})
     view = screen.view
     assert view.stage == USERNAME and view.prompt == ASK_USER
-    assert view.form_message == ("You have been logged out because your account logged in "
-                                 "elsewhere.")
+    assert view.form_notice == ("You have been logged out because your account logged in "
+                                "elsewhere.")
+    assert view.form_message == ""
     assert view.users == [] and view.target == Target()
     assert view.status == "Not logged in."
 
 
-def test_compose_broadcasts_by_default_and_shows_what_was_sent(screen):
+def test_compose_broadcasts_by_default_and_shows_it_on_its_way_until_the_server_takes_it(screen):
     screen.login()
-    screen.type(screen.view.compose("hello all", AT + 2))
+    screen.clock.advance(2)
+    screen.type(screen.view.compose("hello all"))
     assert screen.sent() == [{"type": "broadcast", "token": "t1", "mid": "c-1", "text": "hello all"}]
-    assert screen.view.entries[-1] == Entry(AT + 2, "alice", "hello all", "sent", None)
+    assert screen.view.entries[-1] == Entry(AT + 2, "alice", "hello all", "mine", None, ref="c-1")
     assert screen.texts()[-1] == "me → everyone: hello all"
+    assert marks(screen) == ["…"]
+    screen.reply({"type": "ok", "skipped": 0})
+    assert marks(screen) == ["✓"] and screen.view.take_changed() == [1]
+    assert screen.view.take_changed() == []
 
 
 def test_compose_to_a_user_messages_them(screen):
     screen.login(users=["bob"])
     screen.view.aim("bob")
-    screen.type(screen.view.compose("hi  bob ", AT))
+    screen.type(screen.view.compose("hi  bob "))
     assert screen.sent() == [{"type": "message", "token": "t1", "mid": "c-1", "to": "bob",
                               "text": "hi  bob "}]
     assert screen.texts()[-1] == "me → bob: hi  bob "
     screen.reply(err("blocked"))
-    assert screen.texts()[-1] == ("Your message could not be delivered as the recipient has "
-                                  "blocked you.")
+    # never shown as sent: marked where it stands, with the reason below it
+    assert marks(screen) == ["✗ not sent"] and screen.view.entries[-2].fate is Fate.REFUSED
+    assert screen.view.entries[-1] == Entry(AT, None, "Your message could not be delivered as "
+                                            "the recipient has blocked you.", "error")
 
 
 def test_compose_privately_types_a_private_command(screen):
     screen.login(users=["bob"])
     screen.view.aim("bob", private=True)
     assert screen.view.target == Target("bob", True)
-    assert screen.view.compose("psst", AT) == ["private bob psst"]
-    assert screen.texts()[-1] == "me → bob (private): psst"
+    assert screen.view.compose("psst") == ["private bob psst"]
     screen.view.aim(None, private=True)         # everyone is never private
     assert screen.view.target == Target()
 
 
 def test_slash_types_a_command_as_the_terminal_would(screen):
     screen.login()
-    screen.type(screen.view.compose("/help", AT))
-    assert screen.texts()[1] == "Commands:"
-    assert screen.view.compose("   ", AT) == []
-    assert all(e.kind != "sent" for e in screen.view.entries)
+    screen.type(screen.view.compose("/help"))
+    assert screen.texts()[1].startswith("Type a message and press Enter")
+    assert screen.texts()[2].startswith("  /message <user> <text>  send <text> to <user>")
+    screen.type(screen.view.compose("/mesage bob hi"))
+    assert screen.texts()[-1] == "Unknown command '/mesage'. Type /help for the list of commands."
+    screen.type(screen.view.compose("/block"))
+    assert screen.texts()[-1] == "Usage: /block <user>"
+    assert screen.view.compose("   ") == []
+    assert all(e.kind != "mine" for e in screen.view.entries)
 
 
 def test_offline_recipient_is_told_in_the_pane(screen):
     screen.login()
     screen.view.aim("bob")
-    screen.type(screen.view.compose("later", AT))
+    screen.type(screen.view.compose("later"))
     screen.reply({"type": "ok", "stored": True})
     assert screen.texts()[-1] == ("bob is offline; your message will be delivered when they "
                                   "log in.")
+    assert marks(screen) == ["✓"]           # the server has it: it is sent
 
 
 def test_block_and_unblock_buttons_type_the_commands(screen):
@@ -314,18 +361,28 @@ def test_logout_goes_back_to_the_form(screen):
     screen.type(screen.view.logout())
     screen.reply(OK)
     view = screen.view
-    assert view.stage == USERNAME and view.form_message == "You have logged out."
+    # news, not an error: the form shows it as a notice
+    assert view.stage == USERNAME and view.form_notice == "You have logged out."
+    assert view.form_message == ""
+    screen.type(view.login("alice", "nope"))
+    assert view.form_notice == ""               # a new try clears the old words
+    screen.reply(OK)
+    screen.reply(err("wrong_password", attempts_left=2))
+    assert view.form_message == "Wrong password. Please try again." and view.form_notice == ""
     assert view.users == []
 
 
 def test_unreachable_server_and_waiting_messages_show_in_the_status_line(screen):
     screen.login()
-    screen.type(screen.view.compose("one", AT))
-    screen.type(screen.view.compose("two", AT))
+    screen.type(screen.view.compose("one"))
+    screen.type(screen.view.compose("two"))
     assert screen.view.status == "Sending: 2 messages waiting to be sent."
+    assert marks(screen) == ["…"]               # "two" waits for "one" to be answered
     screen.fail("timed out")                    # both stay, in order, for the next try
     assert screen.view.status == ("Cannot reach the server (timed out). "
                                   "2 messages waiting to be sent.")
+    assert marks(screen) == ["… waiting", "…"]
+    assert not any(t.startswith("Waiting to be sent") for t in screen.texts())  # the marks say it
     screen.clock.advance(1)
     screen.glue.feed(Expired(OutboxRetry()))
     assert [f["text"] for f in screen.sent("broadcast")] == ["one"]
@@ -334,13 +391,14 @@ def test_unreachable_server_and_waiting_messages_show_in_the_status_line(screen)
     screen.reply({"type": "ok", "skipped": 0}, "broadcast")
     assert screen.view.status == "Logged in as alice."
     assert "Cannot reach the server (timed out)." in screen.texts()
+    assert marks(screen) == ["✓", "✓"]
 
 
 def test_a_session_the_server_forgot_goes_back_to_the_form(screen):
     screen.login()
-    screen.type(screen.view.compose("hi", AT))
+    screen.type(screen.view.compose("hi"))
     screen.reply(err("no_session"))
-    assert screen.view.form_message == "Your session has ended. Please log in again."
+    assert screen.view.form_notice == "Your session has ended. Please log in again."
 
 
 # -- the consent dialog -------------------------------------------------------------------------
@@ -385,6 +443,19 @@ def test_logging_out_forgets_the_questions(screen):
     screen.type(screen.view.logout())
     screen.reply(OK)
     assert screen.view.consent is None
+
+
+def test_a_private_message_is_sent_once_the_peer_takes_it_and_refused_if_it_cannot(screen):
+    screen.login(users=["bob"])
+    screen.deliver({"type": "address", "user": "bob", "host": "127.0.0.1", "port": 1,
+                    "key": "k"})
+    screen.view.aim("bob", private=True)
+    screen.type(screen.view.compose("psst"))
+    assert screen.texts()[-1] == "me → bob (private): psst" and marks(screen) == ["…"]
+    link = next(iter(screen.glue.core.peers.links))
+    screen.glue.feed(LinkClosed(link, "refused"))
+    assert marks(screen) == ["✗ not sent"]
+    assert "Not delivered to bob: psst" in screen.texts()
 
 
 def test_private_messages_are_their_own_kind(screen):
@@ -443,7 +514,7 @@ def test_a_request_that_fails_at_once_is_handled_inside_the_feed(screen):
     def refused(action):        # as a refused connect reports back from inside the glue
         screen.glue.feed(RequestFailed(action.request_id, "refused"))
     screen.glue._actions[SendRequest] = refused
-    screen.type(screen.view.compose("hi", AT))
+    screen.type(screen.view.compose("hi"))
     assert screen.view.status == "Cannot reach the server (refused). 1 message waiting to be sent."
 
 
@@ -469,6 +540,7 @@ def test_render_routes_prompts_to_the_form_and_other_lines_by_stage():
     view = ChatView()
     view.render(status(PASSWORD), AT)
     view.render(Prompt(PASSWORD), AT)
+    assert view.form_lines == []
     view.render(Show("system", "Wrong password. Please try again."), AT)
     view.render(status(LOGGED_IN), AT)
     view.render(Show("system", "You have successfully logged in."), AT)
@@ -480,7 +552,9 @@ def test_render_routes_prompts_to_the_form_and_other_lines_by_stage():
     assert view.take_lines() == ["online"]
     view.render(status(USERNAME), AT)
     view.render(Show("system", "You have logged out."), AT)
-    assert view.form_lines == ["You have logged out."] and view.users == []
+    assert view.form_lines == [("notice", "You have logged out.")] and view.users == []
+    view.render(Show("outage", "Cannot reach the server (refused)."), AT)
+    assert view.form_message == "Cannot reach the server (refused)."   # always an error
 
 
 def test_a_message_is_its_sender_and_its_text_never_parsed_back_out():
@@ -516,8 +590,8 @@ def test_a_question_that_lapses_leaves_the_dialog_and_says_so():
 
 
 def test_entry_text_for_every_kind():
-    assert entry_text(Entry(AT, "me", "yo", "sent", "bob")) == "me → bob: yo"
-    assert entry_text(Entry(AT, "me", "yo", "sent")) == "me → everyone: yo"
+    assert entry_text(Entry(AT, "me", "yo", "mine", "bob")) == "me → bob: yo"
+    assert entry_text(Entry(AT, "me", "yo", "mine")) == "me → everyone: yo"
     assert entry_text(Entry(AT, "bob", "psst", "private")) == "bob (private): psst"
     assert entry_text(Entry(AT, "bob", "hi", "direct")) == "bob: hi"
     assert entry_text(Entry(AT, None, "bob has logged in.", "system")) == "bob has logged in."
@@ -525,3 +599,96 @@ def test_entry_text_for_every_kind():
 
 def test_stamp_is_local_hours_minutes_seconds():
     assert stamp(AT) == time.strftime("%H:%M:%S", time.localtime(AT))
+
+
+def test_a_fate_for_no_message_shown_still_says_its_line():
+    view = ChatView()
+    view.render(status(LOGGED_IN), AT)
+    view.render(ShowSending("r1", "bob", "hi"), AT)
+    view.render(ShowFate("r1", Fate.WAITING, "Waiting to be sent: message bob hi"), AT)
+    view.render(ShowFate("r1", Fate.SENT), AT)
+    view.render(ShowFate("r1", Fate.REFUSED, "late"), AT)       # answered already: only said
+    view.render(ShowFate("r9", Fate.WAITING, "Waiting to be sent: message bob x"), AT)
+    assert [entry_mark(e) for e in view.entries] == ["✓", "", ""]
+    assert [e.text for e in view.entries[1:]] == ["late", "Waiting to be sent: message bob x"]
+    assert view.take_changed() == [0, 0]
+
+
+# -- a private talk, in the window's words ------------------------------------------------------
+
+ADDRESS = {"type": "address", "user": "bob", "host": "10.0.0.2", "port": 6001, "key": "k"}
+
+
+def test_getaddress_and_its_answer_are_told_in_the_windows_words(screen):
+    screen.login(users=["bob"])
+    assert not screen.view.can_private("bob")
+    assert screen.view.user_hint("bob") == ("Private messages go to bob once they agree: "
+                                            "Get address asks them.")
+    assert screen.view.user_hint(None) == ("Select a user to message, block or ask for a "
+                                           "private talk.")
+    screen.type(screen.view.act("getaddress", "bob"))
+    screen.reply(OK)
+    assert screen.texts()[-1] == "You asked bob for a private talk; waiting for their answer."
+    screen.deliver(ADDRESS)
+    assert screen.texts()[-1] == ("bob agreed to a private talk: select bob and press Private "
+                                  "message.")
+    assert screen.view.can_private("bob") and screen.view.private_to == ("bob",)
+    assert screen.view.user_hint("bob") == "bob agreed to a private talk."
+    screen.deliver({"type": "address_revoked", "user": "bob"})
+    assert screen.texts()[-1] == ("Your private talk with bob has ended (they logged out or in "
+                                  "again): press Get address to ask again.")
+    assert not screen.view.can_private("bob")
+
+
+def test_a_private_message_without_consent_names_the_buttons_not_the_commands(screen):
+    screen.login(users=["bob"])
+    screen.view.aim("bob", private=True)
+    screen.type(screen.view.compose("psst"))
+    assert screen.texts()[-1] == ("bob has not agreed to a private talk with you: select bob and "
+                                  "press Get address to ask.")
+    assert all(e.kind != "mine" for e in screen.view.entries)     # nothing went
+
+
+def test_an_unreachable_peer_is_told_with_the_way_through_the_server(screen):
+    screen.login(users=["bob"])
+    screen.deliver(ADDRESS)
+    screen.type(screen.view.compose("/private bob psst"))
+    screen.glue.feed(LinkClosed(1, "refused"))
+    assert screen.texts()[-3:] == [
+        "Could not reach bob's client directly (their address may have changed).",
+        "Not delivered to bob: psst",
+        "To leave it for bob on the server instead, select bob, press Message and send it again."]
+
+
+@pytest.mark.parametrize("show, words", [
+    (Show("peer_refused", sender="bob"), "bob no longer takes your private messages: press Get "
+                                         "address to ask again."),
+    (Show("peer_no_port", sender="bob"), "bob agreed, but their client cannot take private "
+                                         "messages: press Message to write to them through the "
+                                         "server."),
+    (Show("no_port"), "This client cannot take private messages (it has no listening port): "
+                      "others can answer you with Message, not Private message."),
+])
+def test_every_private_talk_notice_has_the_windows_words(show, words):
+    view = ChatView()
+    view.render(status(LOGGED_IN), AT)
+    view.render(show, AT)
+    assert [e.text for e in view.entries] == [words]
+
+
+def test_a_user_whose_client_takes_no_private_messages_is_hinted_to_message_instead(screen):
+    screen.login(users=["bob"])
+    screen.deliver({"type": "address_unavailable", "user": "bob"})
+    assert not screen.view.can_private("bob")
+    assert screen.view.user_hint("bob") == "bob's client cannot take private messages: use Message."
+    screen.type(screen.view.logout())
+    screen.reply(OK)
+    assert screen.view.user_hint("bob").startswith("Private messages go to bob once")
+
+
+def test_logging_out_forgets_who_agreed(screen):
+    screen.login(users=["bob"])
+    screen.deliver(ADDRESS)
+    screen.type(screen.view.logout())
+    screen.reply(OK)
+    assert screen.view.private_to == () and not screen.view.can_private("bob")

@@ -32,7 +32,7 @@ def test_mac_ok_accepts_only_the_exact_proof():
 def peers_with_link():
     peers = Peers()
     peers.addresses["bob"] = PeerAddress("10.0.0.2", 6001, KEY)
-    items = peers.send("alice", "bob", "hi", 0.0)
+    items = peers.send("alice", "bob", "hi", 0.0, "p1")
     assert OpenLink(1, "10.0.0.2", 6001) in items
     return peers
 
@@ -43,10 +43,9 @@ def test_a_refusal_on_a_link_already_replaced_keeps_the_new_link_and_address():
     # a new consent arrives: the old link ends, and a new one starts to the new address
     peers.delivered({"type": "address", "user": "bob", "host": "10.0.0.3", "port": 6002,
                      "key": "k2"})
-    peers.send("alice", "bob", "again", 1.0)
+    peers.send("alice", "bob", "again", 1.0, "p2")
     items = peers.link_frame("alice", 1, protocol.error("not_allowed"))
-    assert Show("system", "bob did not accept your private message. Type getaddress bob to ask "
-                          "again.") in items
+    assert Show("peer_refused", sender="bob") in items
     assert peers.by_user["bob"].id == 2
     assert peers.addresses["bob"] == PeerAddress("10.0.0.3", 6002, "k2")
 
@@ -71,7 +70,7 @@ def test_a_closed_link_that_carried_nothing_undelivered_is_only_logged():
 
 def test_an_idle_link_waits_while_it_is_used():
     peers = peers_with_link()
-    peers.send("alice", "bob", "more", 30.0)
+    peers.send("alice", "bob", "more", 30.0, "p2")
     items = peers.link_idle("bob", PEER_IDLE_S)
     assert items[0].at == 30.0 + PEER_IDLE_S
     assert peers.link_idle("bob", 30.0 + PEER_IDLE_S) == [EndLink(1)]
@@ -80,7 +79,7 @@ def test_an_idle_link_waits_while_it_is_used():
 def test_forget_all_ends_every_link_and_forgets_everything():
     peers = peers_with_link()
     peers.addresses["carol"] = PeerAddress("10.0.0.4", 7001, "k3")
-    peers.send("alice", "carol", "yo", 0.0)
+    peers.send("alice", "carol", "yo", 0.0, "p2")
     peers.grant("dave", "k4")
     assert sorted(peers.forget_all(), key=lambda item: item.link) == [EndLink(1), EndLink(2)]
     assert peers.addresses == {} and peers.granted == {} and peers.by_user == {}

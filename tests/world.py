@@ -61,7 +61,8 @@ from storage import Store
 CREDENTIALS_PATH = pathlib.Path(__file__).resolve().parent.parent / "credential.txt"
 SESSIONS = sorted((pathlib.Path(__file__).parent / "sessions").glob("*.txt"))   # recorded runs
 LISTEN_PORT = 5000
-_SHOWN = (ce.Show, ce.Prompt, ce.AskConsent, ce.ShowOnline)    # what a screen shows
+_SHOWN = (ce.Show, ce.Prompt, ce.AskConsent, ce.ShowOnline, ce.ShowSending,
+          ce.ShowFate)    # what a screen shows
 INDENT = "  "
 
 
