@@ -432,8 +432,10 @@ class IrcSession:
         elif fold(target) == fold(self.nick):
             if len(params) == 1:
                 self.numeric("221", "+i")
-            else:
+            elif params[1].strip("+i"):
                 self.numeric("501", "Unknown MODE flag")
+            # else +i, which every user has: no change, and servers say nothing (irssi sends
+            # it at every connection, from its usermode setting)
         elif target.startswith("#"):
             self.numeric("403", target, "No such channel")
         else:
