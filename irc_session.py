@@ -30,6 +30,7 @@ VERSION = "chat-1"
 TOPIC = "The chat room: everyone logged in is here. /msg chat help for the rest."
 MAX_TARGETS = 4
 ACK_TOKEN = "ack-"          # our PINGs that acknowledge carry this and the seq they cover
+CTCP = "\x01"               # a text between two of these is a CTCP query or reply, not words
 HELP = ("Commands (send them to me as a message): online | block USER | unblock USER | "
         "y USER / n USER (answer a request for your address) | logout. /msg USER and the "
         f"room are message and broadcast; SILENCE +USER / -USER blocks too. Private (peer to "
@@ -65,6 +66,11 @@ _LOGIN_REFUSED = {
 def stamp(at):
     """Wall-clock seconds -> IRCv3 server-time, UTC with milliseconds."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{int(at * 1000) % 1000:03d}Z"
+
+
+def _ctcp_word(text):
+    """'\\x01VERSION\\x01' -> 'VERSION': a CTCP message's command, upper-cased."""
+    return text[1:].split(" ", 1)[0].rstrip(CTCP).upper()
 
 
 class IrcSession:
@@ -521,6 +527,15 @@ class IrcSession:
         if len(targets) > MAX_TARGETS:
             if not notice:
                 self.numeric("407", params[0], f"Too many recipients: at most {MAX_TARGETS}")
+            return
+        if text.startswith(CTCP) and _ctcp_word(text) != "ACTION":
+            # CTCP (VERSION, PING, DCC...) is not passed on, /me (ACTION) aside: the core
+            # keeps text only, so a reply (a NOTICE) would reach an IRC user as a PRIVMSG, that
+            # is a new query, and two IRC clients would answer each other for ever, each line
+            # stored; a client.py user would read control characters
+            if not notice:
+                self.notice(f"CTCP {_ctcp_word(text)} is not passed on here: only text and /me "
+                            f"reach other users.")
             return
         for target in targets:
             self._send_to(target, text, command, wall)

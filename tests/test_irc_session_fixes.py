@@ -36,3 +36,21 @@ def test_irssi_usermode_plus_i_is_taken_quietly():
     assert said(session, "MODE columbia") == [":chat.server 221 columbia +i\r\n"]
     assert said(session, "MODE columbia +w") == [":chat.server 501 columbia :Unknown MODE flag\r\n"]
     assert said(session, "MODE columbia -i") == [":chat.server 501 columbia :Unknown MODE flag\r\n"]
+
+
+def test_ctcp_is_not_passed_on_so_two_irc_clients_cannot_answer_each_other_for_ever():
+    # WeeChat (google) sent `PRIVMSG columbia :\x01VERSION\x01`; irssi (columbia) answered
+    # `NOTICE google :\x01VERSION irssi v1.4.3\x01`, which reached WeeChat as
+    # `PRIVMSG google :\x01VERSION irssi v1.4.3\x01`, a new query: it answered, and so on every
+    # 4 s, each line stored (and resumed at the next login); client.py users read \x01VERSION\x01
+    session = welcomed()
+    assert said(session, "PRIVMSG seas :\x01VERSION\x01") == [
+        ":chat!chat@services NOTICE columbia :CTCP VERSION is not passed on here: only text and "
+        "/me reach other users.\r\n"]
+    assert said(session, "NOTICE seas :\x01VERSION irssi v1.4.3\x01") == []     # a reply: quiet
+    assert said(session, "PRIVMSG #chat :\x01PING 1234\x01") != []
+    assert session.requests == []                       # nothing went to the core
+    said(session, "PRIVMSG seas :\x01ACTION waves\x01")   # /me goes on, as text
+    said(session, "PRIVMSG seas :hi \x01 there")
+    assert [(r["type"], r["text"]) for r in session.requests] == [
+        ("message", "\x01ACTION waves\x01"), ("message", "hi \x01 there")]
