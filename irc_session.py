@@ -33,6 +33,7 @@ MAX_TARGETS = 4
 MAX_EARLY_LINES = 64        # lines a client may send while its login is being answered
 ACK_TOKEN = "ack-"          # our PINGs that acknowledge carry this and the seq they cover
 ACK_PINGS = 8               # ... at most this many unanswered at once
+CTCP = "\x01"               # a text between two of these is a CTCP query or reply, not words
 HELP = ("Commands (send them to me as a message): online | block USER | unblock USER | "
         "y USER / n USER (answer a request for your address) | logout. /msg USER and the "
         "room are message and broadcast; SILENCE +USER / -USER blocks too. Private (peer to "
@@ -55,7 +56,7 @@ _WHY = {
     "no_request": "{to} has not asked for your address (or the question lapsed)",
 }
 _LOGIN_REFUSED = {
-    "wrong_password": "Wrong password ({attempts_left} attempts left before the name is blocked)",
+    "wrong_password": "Wrong password ({attempts_left} more and the name is blocked for a while)",
     "too_many_attempts": "Wrong password: the name is blocked for {seconds} s",
     "locked": "This name is blocked for a while after wrong passwords; try later",
     "unknown_user": "No account is called {user}",
@@ -74,6 +75,26 @@ def folded(names):
     """Account names -> {folded name: name}: how an IRC name (any case) finds its account.
     Made once for all connections (10,000 accounts cost 8 ms a login when made for each)."""
     return {fold(name): name for name in names}
+
+
+def _ctcp_word(text):
+    """'\\x01VERSION\\x01' -> 'VERSION': a CTCP message's command, upper-cased."""
+    return text[1:].split(" ", 1)[0].rstrip(CTCP).upper()
+
+
+def from_action(text):
+    """An IRC /me (CTCP ACTION) -> the text a client.py user types for it, `/me waves`."""
+    if text.startswith(CTCP + "ACTION ") or text == CTCP + "ACTION" + CTCP:
+        return "/me " + text[len(CTCP + "ACTION "):].rstrip(CTCP)
+    return text
+
+
+def to_action(text):
+    """Text from the core -> the IRC lines' texts: `/me waves` as a CTCP ACTION, so IRC
+    clients show it as an action; long text in pieces that fit a line."""
+    if not text.startswith("/me "):
+        return pieces(text)
+    return [f"{CTCP}ACTION {piece}{CTCP}" for piece in pieces(text[4:])]
 
 
 class IrcSession:
@@ -464,8 +485,10 @@ class IrcSession:
         elif fold(target) == fold(self.nick):
             if len(params) == 1:
                 self.numeric("221", "+i")
-            else:
+            elif params[1].strip("+i"):
                 self.numeric("501", "Unknown MODE flag")
+            # else +i, which every user has: no change, and servers say nothing (irssi sends
+            # it at every connection, from its usermode setting)
         elif target.startswith("#"):
             self.numeric("403", target, "No such channel")
         else:
@@ -552,16 +575,33 @@ class IrcSession:
             if not notice:
                 self.numeric("407", params[0], f"Too many recipients: at most {MAX_TARGETS}")
             return
+        if text.startswith(CTCP) and _ctcp_word(text) != "ACTION":
+            # CTCP (VERSION, PING, DCC...) is not passed on, /me (ACTION) aside: the core
+            # keeps text only, so a reply (a NOTICE) would reach an IRC user as a PRIVMSG, that
+            # is a new query, and two IRC clients would answer each other for ever, each line
+            # stored; a client.py user would read control characters
+            if not notice:
+                self.notice(f"CTCP {_ctcp_word(text)} is not passed on here: only text and /me "
+                            f"reach other users.")
+            return
         for target in targets:
             self._send_to(target, text, command, wall)
+
+    def _c_version(self, params, wall):
+        self.numeric("351", VERSION, self.server, "the chat room's IRC port")
+
+    def _c_time(self, params, wall):
+        self.numeric("391", self.server, time.strftime("%A %d %B %Y -- %H:%M:%S UTC",
+                                                       time.gmtime(wall)))
 
     def _c_notice(self, params, wall):
         self._c_privmsg(params, wall, notice=True)
 
     def _send_to(self, target, text, command, wall):
         quiet = command == "NOTICE"     # RFC 1459: no automatic reply to a NOTICE
+        said = from_action(text)        # what client.py users read: /me as they would type it
         if self._is_room(target):
-            self.ask("broadcast", {"text": text}, self._sent, (self.room, text, command))
+            self.ask("broadcast", {"text": said}, self._sent, (self.room, text, command))
         elif fold(target) == fold(SERVICE):
             if not quiet:
                 self._service(text)
@@ -579,7 +619,7 @@ class IrcSession:
                 if not quiet:
                     self.numeric("401", target, "No such nick")
                 return
-            self.ask("message", {"to": to, "text": text}, self._sent, (to, text, command))
+            self.ask("message", {"to": to, "text": said}, self._sent, (to, text, command))
 
     def _sent(self, frame, context):
         target, text, command = context
@@ -711,7 +751,7 @@ class IrcSession:
         text = frame["text"]
         if frame.get("offline") and tags is None and frame.get("at") is not None:
             text = f"[sent {stamp(frame['at'])[:16].replace('T', ' ')} UTC] {text}"
-        for piece in pieces(text):
+        for piece in to_action(text):
             self.say("PRIVMSG", target, piece, source=self.who_is(sender), tags=tags)
 
     def _p2p_notice(self, kind, frame):

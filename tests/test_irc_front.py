@@ -177,7 +177,7 @@ def test_wrong_passwords_on_either_port_count_toward_one_lockout(world):
     for _ in range(2):
         bad = irc_login(world, "columbia", password="wrong")
         settle(world, lambda: bad.closed)
-        assert "attempts left" in bad.of("464")[0].params[-1]
+        assert "more and the name is blocked" in bad.of("464")[0].params[-1]
     native = NativeClient(world.reactor, world.port)
     native.send({"type": "login", "user": "columbia", "password": "wrong", "stay": True, "id": 1})
     settle(world, lambda: native.reply(1))
@@ -475,3 +475,22 @@ def test_lines_after_a_refused_login_are_not_read(world):
     seas.request("online")
     settle(world, lambda: seas.reply(seas.next_id))
     assert seas.of("message") == []
+
+
+def test_an_irc_action_reads_as_slash_me_to_native_users_and_back(world):
+    seas = native_login(world, "seas")
+    columbia = irc_login(world, "columbia")
+    columbia.send("PRIVMSG seas :\x01ACTION waves\x01")
+    settle(world, lambda: seas.of("message"))
+    assert seas.of("message")[0]["text"] == "/me waves"
+    seas.request("message", to="columbia", text="/me waves back")
+    settle(world, lambda: columbia.texts())
+    assert columbia.texts() == [("seas", "columbia", "\x01ACTION waves back\x01")]
+
+
+def test_version_and_time_are_answered(world):
+    columbia = irc_login(world, "columbia")
+    columbia.send("VERSION", "TIME")
+    settle(world, lambda: columbia.of("391"))
+    assert columbia.of("351")[0].params[1] == "chat-1"
+    assert "2023" in columbia.of("391")[0].params[-1]
