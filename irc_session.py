@@ -22,79 +22,21 @@ import collections
 import time
 
 from irc_wire import Message, fold, line, nick_ok, pieces
+from irc_words import (CTCP, HELP, NO_PRIVATE, SERVICE, SERVICE_SOURCE, TOPIC, USER_HOST,
+                       VERSION, ctcp_word, from_action, login_refused, notice_about, sent_at,
+                       stamp, to_action, why)
 
-SERVICE = "chat"
-SERVICE_SOURCE = f"{SERVICE}!{SERVICE}@services"
-USER_HOST = "chat"      # every user's host in IRC prefixes: the server tells no addresses
 CAPS = {"sasl": "PLAIN", "server-time": None, "message-tags": None, "echo-message": None}
-VERSION = "chat-1"
-TOPIC = "The chat room: everyone logged in is here. /msg chat help for the rest."
 MAX_TARGETS = 4
 MAX_EARLY_LINES = 64        # lines a client may send while its login is being answered
 ACK_TOKEN = "ack-"          # our PINGs that acknowledge carry this and the seq they cover
 ACK_PINGS = 8               # ... at most this many unanswered at once
-CTCP = "\x01"               # a text between two of these is a CTCP query or reply, not words
-HELP = ("Commands (send them to me as a message): online | block USER | unblock USER | "
-        "y USER / n USER (answer a request for your address) | logout. /msg USER and the "
-        "room are message and broadcast; SILENCE +USER / -USER blocks too. Private (peer to "
-        "peer) talk is for client.py users only.")
-
-# Refusals from the core -> what an IRC user reads (the native codes are in PROTOCOL.md).
-_WHY = {
-    "blocked": "{to} blocks you: not sent",
-    "inbox_full": "too many messages already wait for {to}: not sent, try later",
-    "store_full": "the server holds as many messages as it may: not sent, try later",
-    "unavailable": "the server cannot store messages just now: not sent, send it again in a "
-                   "moment",
-    "slow_down": "too many messages at once: not sent, send it again in a moment",
-    "unknown_user": "there is no user {to}",
-    "already_blocked": "you already block {to}",
-    "not_blocked": "you do not block {to}",
-    "self": "that names yourself",
-    "offline": "{to} is not online",
-    "already_asked": "you asked {to} already",
-    "no_request": "{to} has not asked for your address (or the question lapsed)",
-}
-_LOGIN_REFUSED = {
-    "wrong_password": "Wrong password ({attempts_left} more and the name is blocked for a while)",
-    "too_many_attempts": "Wrong password: the name is blocked for {seconds} s",
-    "locked": "This name is blocked for a while after wrong passwords; try later",
-    "unknown_user": "No account is called {user}",
-    "slow_down": "Too many failed logins from your address; try again in {seconds} s",
-    "unavailable": "The server cannot log anyone in just now; try again in a moment",
-    "bad_field": "That name or password cannot be used here",
-}
-
-
-def stamp(at):
-    """Wall-clock seconds -> IRCv3 server-time, UTC with milliseconds."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{int(at * 1000) % 1000:03d}Z"
 
 
 def folded(names):
     """Account names -> {folded name: name}: how an IRC name (any case) finds its account.
     Made once for all connections (10,000 accounts cost 8 ms a login when made for each)."""
     return {fold(name): name for name in names}
-
-
-def _ctcp_word(text):
-    """'\\x01VERSION\\x01' -> 'VERSION': a CTCP message's command, upper-cased."""
-    return text[1:].split(" ", 1)[0].rstrip(CTCP).upper()
-
-
-def from_action(text):
-    """An IRC /me (CTCP ACTION) -> the text a client.py user types for it, `/me waves`."""
-    if text.startswith(CTCP + "ACTION ") or text == CTCP + "ACTION" + CTCP:
-        return "/me " + text[len(CTCP + "ACTION "):].rstrip(CTCP)
-    return text
-
-
-def to_action(text):
-    """Text from the core -> the IRC lines' texts: `/me waves` as a CTCP ACTION, so IRC
-    clients show it as an action; long text in pieces that fit a line."""
-    if not text.startswith("/me "):
-        return pieces(text)
-    return [f"{CTCP}ACTION {piece}{CTCP}" for piece in pieces(text[4:])]
 
 
 class IrcSession:
@@ -364,8 +306,7 @@ class IrcSession:
 
     def _answer_login(self, frame, by_sasl):
         if frame["type"] != "welcome":
-            text = _LOGIN_REFUSED.get(frame.get("code"), "Login refused").format(
-                user=self.nick, **{k: v for k, v in frame.items() if k != "user"})
+            text = login_refused(frame, self.nick)
             if by_sasl:
                 self.numeric("904", f"SASL authentication failed: {text}")
             else:
@@ -575,13 +516,13 @@ class IrcSession:
             if not notice:
                 self.numeric("407", params[0], f"Too many recipients: at most {MAX_TARGETS}")
             return
-        if text.startswith(CTCP) and _ctcp_word(text) != "ACTION":
+        if text.startswith(CTCP) and ctcp_word(text) != "ACTION":
             # CTCP (VERSION, PING, DCC...) is not passed on, /me (ACTION) aside: the core
             # keeps text only, so a reply (a NOTICE) would reach an IRC user as a PRIVMSG, that
             # is a new query, and two IRC clients would answer each other for ever, each line
             # stored; a client.py user would read control characters
             if not notice:
-                self.notice(f"CTCP {_ctcp_word(text)} is not passed on here: only text and /me "
+                self.notice(f"CTCP {ctcp_word(text)} is not passed on here: only text and /me "
                             f"reach other users.")
             return
         for target in targets:
@@ -637,8 +578,7 @@ class IrcSession:
         if frame.get("code") == "unknown_user":
             self.numeric("401", target, "No such nick")
             return
-        why = _WHY.get(frame.get("code"), frame.get("message", "refused")).format(to=target)
-        self.notice(f"Not sent to {target} ({why}): {text}")
+        self.notice(f"Not sent to {target} ({why(frame, target)}): {text}")
 
     # -- the service: the native client's words for what IRC has none for ----------------------
 
@@ -654,8 +594,7 @@ class IrcSession:
             self.ask("consent", {"user": user, "agree": verb.startswith("y")},
                      self._service_answer, (verb[0], user))
         elif verb in ("getaddress", "private"):
-            self.notice("Private (peer to peer) talk needs client.py: over IRC, /msg the user "
-                        "instead (it goes through the server and waits if they are away).")
+            self.notice(NO_PRIVATE)
         elif verb == "logout":
             self._c_quit(["logout"], None)
         else:
@@ -664,8 +603,7 @@ class IrcSession:
     def _service_answer(self, frame, context):
         verb, user = context
         if frame["type"] == "error":
-            self.notice(_WHY.get(frame.get("code"), frame.get("message", "refused")).format(
-                to=user).capitalize() + ".")
+            self.notice(why(frame, user).capitalize() + ".")
         elif verb in ("block", "unblock"):
             self.notice(f"User {user} has been {verb}ed.")
         elif verb == "y":
@@ -750,21 +688,12 @@ class IrcSession:
         tags = self._time_tags(frame.get("at"))
         text = frame["text"]
         if frame.get("offline") and tags is None and frame.get("at") is not None:
-            text = f"[sent {stamp(frame['at'])[:16].replace('T', ' ')} UTC] {text}"
+            text = sent_at(frame["at"]) + text
         for piece in to_action(text):
             self.say("PRIVMSG", target, piece, source=self.who_is(sender), tags=tags)
 
     def _p2p_notice(self, kind, frame):
-        user = frame.get("user") or frame.get("from")
-        text = {
-            "consent_request": f"{user} asks for your address for a private talk. IRC has "
-                               f"none, but you can answer: /msg {SERVICE} y {user} (they will "
-                               f"be told to /msg you) or /msg {SERVICE} n {user}.",
-            "consent_lapsed": f"{user}'s request for your address lapsed.",
-            "address_refused": f"{user} refused to give you their address.",
-            "address_lapsed": f"{user} did not answer your request.",
-            "address_unavailable": f"{user} agreed, but has no address to give: /msg them.",
-        }.get(kind)
+        text = notice_about(kind, frame.get("user") or frame.get("from"))
         if text:
             self.notice(text)
 
@@ -793,4 +722,4 @@ class IrcSession:
 _BEFORE_WELCOME = {"_c_cap", "_c_authenticate", "_c_pass", "_c_nick", "_c_user", "_c_ping",
                    "_c_pong", "_c_quit"}
 
-__all__ = ["IrcSession", "Message", "SERVICE", "folded", "stamp"]
+__all__ = ["IrcSession", "Message", "folded"]

@@ -10,7 +10,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 # Bottom first. A module may import the modules of lower layers, and those listed before it in
 # its own layer; never one after it. The README's module map describes the same layers.
 LAYERS = [
-    ("protocol", "irc_wire", "options", "limits", "core_events"),  # the wires, plain helpers
+    ("protocol", "irc_wire", "irc_words", "options", "limits",     # the wires, plain helpers
+     "core_events"),
     ("reactor", "passwords", "senders", "log_index", "storage"),   # the loop, the disk
     ("server_events", "client_events"),                            # the cores' vocabularies
     ("lockouts", "consents", "presence", "delivery", "sessions",   # rules with state of their own
