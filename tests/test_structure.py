@@ -14,7 +14,7 @@ LAYERS = [
     ("reactor", "passwords", "senders", "log_index", "storage"),   # the loop, the disk
     ("server_events", "client_events"),                            # the cores' vocabularies
     ("lockouts", "consents", "presence", "delivery", "sessions",   # rules with state of their own
-     "commands", "peer", "outbox", "doorkeeper"),
+     "commands", "peer", "outbox", "outage", "doorkeeper"),
     ("chat_server", "chat_client"),                                # the cores
     ("server_glue", "client_glue", "stay", "terminal", "gui", "gui_tk"),   # glue and screens
     ("server", "client", "bench"),                                 # the entry points
