@@ -10,11 +10,12 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 # Bottom first. A module may import the modules of lower layers, and those listed before it in
 # its own layer; never one after it. The README's module map describes the same layers.
 LAYERS = [
-    ("protocol", "options", "limits", "core_events"),              # the wire, plain helpers
+    ("protocol", "options", "limits", "core_events",               # the wire, plain helpers
+     "cells", "keys", "completion"),
     ("reactor", "passwords", "senders", "log_index", "storage"),   # the loop, the disk
     ("server_events", "client_events"),                            # the cores' vocabularies
     ("lockouts", "consents", "presence", "delivery", "sessions",   # rules with state of their own
-     "commands", "peer", "outbox", "outage", "doorkeeper"),
+     "commands", "peer", "outbox", "outage", "doorkeeper", "line_editor"),
     ("chat_server", "chat_client"),                                # the cores
     ("server_glue", "client_glue", "stay", "terminal", "gui", "gui_tk"),   # glue and screens
     ("server", "client", "bench"),                                 # the entry points
