@@ -289,7 +289,8 @@ class Terminal:
 ASK_USER = "Please enter username:"
 ASK_PASSWORD = "Please enter password:"
 _PROMPTS = {Stage.USERNAME: ASK_USER, Stage.PASSWORD: ASK_PASSWORD}
-_SENT_BY = {"message": "{sender}: {text}", "broadcast": "{sender}: {text}",
+# A broadcast says so, as the window does; a direct message keeps the original's form.
+_SENT_BY = {"message": "{sender}: {text}", "broadcast": "{sender} (to everyone): {text}",
             "offline": "{sender}: {text}", "private": "{sender} (private): {text}",
             "joined": "{sender} has logged in.", "left": "{sender} has logged out."}
 # Tab completes these as the first word, and user names after those that take a user first.

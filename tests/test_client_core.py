@@ -375,7 +375,7 @@ def test_deliveries_after_a_good_hello_are_shown():
     assert printed(run.do(Incoming(7, {"type": "message", "from": "bob", "text": "hi"}))) == [
         "bob: hi"]
     assert printed(run.do(Incoming(7, {"type": "broadcast", "from": "carol", "text": "yo"}))) == [
-        "carol: yo"]
+        "carol (to everyone): yo"]
     assert printed(run.do(Incoming(7, {"type": "presence", "user": "bob", "online": False}))) == [
         "bob has logged out."]
     assert run.do(Incoming(7, {"type": "bye"})) == [CloseConn(7)]

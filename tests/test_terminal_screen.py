@@ -327,6 +327,14 @@ def test_tab_while_a_password_is_typed_does_nothing():
 
 # -- how the screen words what the core shows --------------------------------------------------
 
+def test_broadcasts_look_different_from_direct_messages():
+    assert screen_lines(Show("broadcast", "hello everyone", "seas")) == [
+        "seas (to everyone): hello everyone"]
+    assert screen_lines(Show("message", "hi", "seas")) == ["seas: hi"]
+    assert screen_lines(Show("offline", "kept", "seas")) == ["seas: kept"]
+    assert screen_lines(Show("back", "The server is back.")) == ["The server is back."]
+
+
 # -- the status line during an outage ------------------------------------------------------------
 
 def attached(width=80, interactive=True):
