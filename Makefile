@@ -30,8 +30,9 @@ $(VENV)/.installed: requirements-dev.txt
 	$(VENV)/bin/python -c "import site; open(site.getsitepackages()[0] + '/chat_coverage.pth', 'w').write('import coverage; coverage.process_startup()\n')"
 	touch $@
 
-# What the tests need beyond Python: a virtual display (Xvfb) for the GUI test, installed when
-# missing and possible (root with apt-get); without one that test skips and says why.
+# What the tests need beyond Python: a virtual display (Xvfb) for the GUI test and tmux for the
+# terminal's, installed when missing and possible (root with apt-get); without them those tests
+# skip and say why.
 test-setup:
 	PYTHON=$(PYTHON) bash tests/setup_display.sh
 
