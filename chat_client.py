@@ -273,8 +273,10 @@ class ChatClient:
         # in flight (the outbox head in flight is counted once, in the outbox)
         in_flight = self.waiting_for is not None and self.waiting_for != self.outbox.sending
         retry_at = self.outage.retry_at(pending.sent_at for pending in self.pending.values())
+        # lines typed before the server was first seen wait for it too
+        busy = self.waiting_for is not None or (self.awaiting_server and bool(self.lines))
         status = Status(self.stage, self.user, len(self.lines) + len(self.outbox.entries) + in_flight,
-                        self.outage.reason, self.waiting_for is not None, retry_at)
+                        self.outage.reason, busy, retry_at)
         if status != self._status:
             self._status = status
             out.insert(0, status)

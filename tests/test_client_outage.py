@@ -26,7 +26,8 @@ def test_the_username_is_asked_only_once_the_server_is_there():
     run = checking()
     started = run.do(Started())
     assert Prompt(Stage.USERNAME) not in started and len(probes(started)) == 1
-    assert requests(run.type("alice")) == []          # typed ahead: it waits for the server
+    typed = run.type("alice")
+    assert requests(typed) == [] and status(typed).busy   # typed ahead: it waits for the server
     failed = run.do(RequestFailed(probes(started)[0], "refused"))
     assert printed(failed) == ["Cannot reach the server at 127.0.0.1:4119 (refused)."]
     assert Arm(PROBE_DUE, 1.0) in failed and status(failed).retry_at == 1.0
