@@ -5,6 +5,8 @@ Long lines wrap over several rows (exactly 80, 81, 160 characters; wide characte
 edge); a message arriving mid-edit; Backspace and Ctrl-U across rows; a resize; the keys that
 move and edit; history, reverse search, completion; the status line during an outage."""
 import io
+import os
+import signal
 import types
 
 import pytest
@@ -411,3 +413,31 @@ def test_on_a_pipe_only_the_outage_and_back_lines_are_written():
     step(Replied(probes[0], {}))
     assert out.getvalue().decode() == ("Cannot reach the server at 127.0.0.1:4119 (refused).\n"
                                        "The server is back.\nPlease enter username:\n")
+
+
+# -- the resize signal reaches the terminal through the reactor ------------------------------------
+
+def test_sigwinch_redraws_the_input_for_the_new_width_from_the_loop():
+    saved = signal.getsignal(signal.SIGWINCH)
+    read_fd, write_fd = os.pipe()
+    reactor = Reactor(VirtualClock())
+    screen = Screen(80)
+    term = Terminal(read_fd, screen, err=io.BytesIO(), interactive=True,
+                    columns=lambda: screen.width)
+    terminal_screen = TerminalScreen(term, read_fd)
+
+    def start():
+        term.feed(b"y" * 60)
+        screen.resize(40)
+        os.kill(os.getpid(), signal.SIGWINCH)       # as the terminal's window does
+        reactor.call_soon(reactor.stop)             # at the end of the pass that reads it
+    try:
+        terminal_screen.run(types.SimpleNamespace(reactor=reactor, start=start))
+    finally:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGWINCH, saved)
+        os.close(read_fd)
+        os.close(write_fd)
+        for sock in reactor._wakeup:
+            sock.close()
+    assert rows(screen, 0, 3) == ["y" * 40, "y" * 20, ""] and screen.cursor == (1, 20)
