@@ -28,8 +28,10 @@ from commands import ALIASES, COMMANDS, lapsed_text
 from completion import Completer
 from keys import KeyDecoder
 from line_editor import MAX_LINE_CHARS, ClearScreen, EndOfInput, Entered, LineEditor, Listed
+from protocol import name_chars_ok
 
 DEFAULT_COLUMNS = 80            # when the terminal does not say how wide it is
+MIN_TICK_S = 0.05               # the status line's countdown is redrawn at most this often
 ERASE_BELOW = "\x1b[J"          # erase from the cursor to the end of the screen
 CLEAR_SCREEN = "\x1b[H\x1b[2J"  # the cursor to the top left, and everything erased
 
@@ -336,15 +338,18 @@ def outage_line(status, now):
 
 
 def names_in(action):
-    """The user names a shown action mentions (for Tab completion)."""
+    """The user names a shown action mentions, for Tab completion: only those a name may be
+    (a completed name is drawn as typed text, so it must hold no control character)."""
     kind = type(action)
     if kind is ShowOnline:
-        return set(action.users)
-    if kind is Show and action.sender is not None:
-        return {action.sender}
-    if kind in (AskConsent, ConsentLapsed):
-        return {action.user}
-    return set()
+        names = set(action.users)
+    elif kind is Show and action.sender is not None:
+        names = {action.sender}
+    elif kind in (AskConsent, ConsentLapsed):
+        names = {action.user}
+    else:
+        names = set()
+    return {name for name in names if isinstance(name, str) and name_chars_ok(name)}
 
 
 class TerminalScreen:
@@ -402,9 +407,11 @@ class TerminalScreen:
         self.terminal.set_status(outage_line(self._outage, now))
         retry_at = self._outage.retry_at
         if retry_at is not None and retry_at > now:
-            # again when the whole seconds shown change
-            self._tick = self._glue.reactor.call_at(
-                retry_at - (math.ceil(retry_at - now) - 1), self._show_outage)
+            # again when the whole seconds shown change (never at once: a rounding error must
+            # not make a timer that fires at its own time again and again)
+            change_at = retry_at - (math.ceil(retry_at - now) - 1)
+            self._tick = self._glue.reactor.call_at(max(change_at, now + MIN_TICK_S),
+                                                    self._show_outage)
 
     def _on_resize(self, signum):
         self.terminal.resized()

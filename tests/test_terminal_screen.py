@@ -321,6 +321,14 @@ def test_tab_completes_the_user_names_the_screen_has_seen():
     assert screen.lines()[screen.cursor[0]] == "message dave hi d"
 
 
+def test_a_name_that_could_drive_the_terminal_is_never_completed():
+    term, screen, terminal_screen = completing_screen()
+    terminal_screen.render(Show("joined", "", "b\x1b[2Jad"))     # from a hostile server
+    terminal_screen.render(ShowOnline(("bo b", "b\u202eob", "bob")))
+    assert terminal_screen.names == {"bob"}
+    assert term.feed(b"block b\t\r") == ["block bob "]
+
+
 def test_tab_while_a_password_is_typed_does_nothing():
     term, screen, _ = completing_screen()
     term.set_secret(True)
@@ -372,6 +380,19 @@ def test_the_status_line_stays_below_the_input_and_counts_down():
     assert screen.lines()[:4] == ["Cannot reach the server (refused).", "bob: still there?",
                                   "message bob later", screen.lines()[3]]
     assert screen.lines()[3].startswith("Server unreachable") and screen.cursor == (2, 17)
+
+
+def test_the_countdown_goes_down_a_second_at_a_time_whatever_the_rounding():
+    term, screen, terminal_screen, clock, _ = attached()
+    clock.advance(0.1)
+    terminal_screen.render(outage(0.1 + 0.2 + 3.0))      # not a whole number of tenths
+    seen = []
+    for _ in range(40):
+        clock.advance(0.1)
+        seen.append(screen.lines()[1].split("; ")[1])
+    assert sorted(set(seen), key=seen.index) == [
+        "retrying in 4 s.", "retrying in 3 s.", "retrying in 2 s.", "retrying in 1 s.",
+        "retrying now..."]
 
 
 def test_the_status_line_goes_when_the_server_is_back():
