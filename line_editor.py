@@ -19,6 +19,7 @@ from keys import Key
 # A typed line is cut here, so a line with no end cannot fill memory. Anything this long is far
 # past what the server takes (4,000 characters of text), so it is refused whole.
 MAX_LINE_CHARS = 64 * 1024
+MAX_MARKS = 16              # combining marks kept on one character; more are dropped
 HISTORY_LINES = 1000        # the oldest lines typed this run are forgotten past this many
 SEARCH_PROMPT = "(reverse-i-search)'{}': "
 FAILED_SEARCH_PROMPT = "(failed reverse-i-search)'{}': "
@@ -122,11 +123,10 @@ class LineEditor:
     def insert(self, text):
         """Put text in at the cursor (what does not fit in max_chars is dropped)."""
         for char in text:
-            if len(self.text) + len(char) > self.max_chars:
-                return
             if char_cells(char) == 0 and self.cursor > 0:
-                self.chars[self.cursor - 1] += char     # a mark joins the letter before it
-            else:
+                if len(self.chars[self.cursor - 1]) <= MAX_MARKS:
+                    self.chars[self.cursor - 1] += char     # a mark joins the letter before it
+            elif len(self.chars) < self.max_chars:
                 self.chars.insert(self.cursor, char)
                 self.cursor += 1
 

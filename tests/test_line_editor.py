@@ -5,7 +5,8 @@ import pytest
 from cells import char_cells, clipped, layout, text_cells
 from completion import Completer, Completion, common_start
 from keys import Key, KeyDecoder
-from line_editor import (HISTORY_LINES, ClearScreen, EndOfInput, Entered, LineEditor, Listed)
+from line_editor import (HISTORY_LINES, MAX_MARKS, ClearScreen, EndOfInput, Entered,
+                         LineEditor, Listed)
 
 
 def keys_of(text):
@@ -101,10 +102,13 @@ def test_ctrl_d_ends_input_only_on_an_empty_line_and_ctrl_l_asks_for_a_clear_scr
     assert typed(editor, "a\x04\x0c") == [ClearScreen()]
 
 
-def test_the_line_is_cut_at_its_most_characters():
+def test_the_line_is_cut_at_its_most_characters_and_marks():
     editor = LineEditor(max_chars=5)
     typed(editor, "abcdefgh")
     assert editor.text == "abcde"
+    editor = LineEditor()
+    typed(editor, "e" + "\u0301" * (MAX_MARKS + 10))
+    assert editor.text == "e" + "\u0301" * MAX_MARKS
 
 
 def test_history_keeps_neither_blank_lines_nor_a_repeat_and_forgets_the_oldest():
