@@ -65,6 +65,9 @@ class LineEditor:
         self.complete = complete        # the text before the cursor -> Completion or None
         self.max_chars = max_chars
         self.secret = False
+        # False: lines entered are not kept (the terminal keeps none before a login, where a
+        # line typed ahead of the password prompt may be the password)
+        self.remember = True
         self.chars = []                 # one str per character, combining marks included
         self.cursor = 0                 # an index into chars
         self.history = []               # lines entered, oldest first
@@ -134,7 +137,8 @@ class LineEditor:
 
     def _enter(self):
         line = self.text
-        if line.strip() and not self.secret and (not self.history or self.history[-1] != line):
+        if (line.strip() and self.remember and not self.secret
+                and (not self.history or self.history[-1] != line)):
             self.history.append(line)
             del self.history[:-HISTORY_LINES]
         self._set([])

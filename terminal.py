@@ -376,6 +376,8 @@ class TerminalScreen:
         keeps the status line."""
         if type(action) is Status:
             self.terminal.set_secret(action.stage is Stage.PASSWORD)
+            # before a login a line may be a password typed ahead of its prompt: none is kept
+            self.terminal.editor.remember = action.stage is Stage.LOGGED_IN
             self._outage = action if action.outage is not None else None
             self._show_outage()
             return

@@ -247,6 +247,17 @@ def test_passwords_never_enter_the_history():
     assert "116bway" not in screen.everything()
 
 
+def test_nothing_typed_before_a_login_is_kept_not_even_a_password_typed_ahead():
+    term, screen = on_screen()
+    terminal_screen = TerminalScreen(term, 0)
+    terminal_screen.render(Status(Stage.USERNAME, None, 0, None, False))
+    term.feed(b"columbia\r116bway\r")                 # pasted before the password prompt
+    terminal_screen.render(Status(Stage.LOGGED_IN, "columbia", 0, None, False))
+    term.feed(b"online\r" + UP + UP)
+    assert screen.lines()[2:4] == ["online", "online"]
+    assert term.editor.history == ["online"]
+
+
 def test_ctrl_r_searches_back_and_enter_sends_the_match():
     term, screen = on_screen()
     term.feed(b"message bob quarter past\ronline\rmessage carol q?\r")
