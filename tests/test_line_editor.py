@@ -162,6 +162,14 @@ def test_completion_in_the_middle_of_a_line_replaces_the_word_before_the_cursor(
     assert editor.text == "message  hi" and editor.cursor == 8
 
 
+def test_several_matches_are_completed_as_far_as_they_agree():
+    editor = LineEditor(complete=Completer(["message"], ["message"], {"billy", "bill2"}))
+    typed(editor, "message b\t")
+    assert editor.text == "message bill"
+    typed(editor, "y\t")
+    assert editor.text == "message billy "
+
+
 def test_listing_needs_two_tabs_in_a_row():
     editor = LineEditor(complete=Completer(["block", "broadcast"], [], set()))
     assert typed(editor, "b\tx\x7f\t") == []

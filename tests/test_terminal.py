@@ -127,6 +127,11 @@ def test_other_control_characters_are_not_inserted():
     assert term.feed(b"a\x00\x11\x13b\x14\x16\x18c\x1a\x1f\xc2\x9b\r") == ["abc"]   # C1 too
 
 
+def test_marks_that_would_reorder_the_line_are_not_inserted():
+    term, _ = tty_terminal()
+    assert term.feed("a\u202eb\u2066c\r".encode()) == ["abc"]
+
+
 def test_secret_input_is_not_echoed_but_still_read():
     term, screen = on_screen()
     term.set_secret(True)

@@ -15,7 +15,7 @@ from client_events import (AskConsent, ConsentLapsed, Expired, Probe, ProbeDue, 
                            Replied, RequestFailed, Show, ShowOnline, Stage, Started, Status)
 from client_helpers import Run
 from reactor import Reactor, VirtualClock
-from terminal import Terminal, TerminalScreen, screen_lines
+from terminal import Terminal, TerminalScreen, outage_line, screen_lines
 from vt import Screen
 
 LEFT, RIGHT, UP, DOWN = b"\x1b[D", b"\x1b[C", b"\x1b[A", b"\x1b[B"
@@ -417,6 +417,11 @@ def test_the_status_line_goes_when_the_server_is_back():
     assert blank_below(screen, 3) and screen.cursor == (2, 5)
     clock.advance(60)                                   # no countdown left behind
     assert blank_below(screen, 3)
+
+
+def test_an_outage_with_no_try_planned_says_what_will_try():
+    assert outage_line(outage(None), 0.0) == (
+        "Server unreachable (refused); it is tried again with the next line you enter.")
 
 
 def test_a_long_status_line_is_cut_to_one_row():
