@@ -32,9 +32,10 @@ $(VENV)/.installed: requirements-dev.txt
 	$(VENV)/bin/python -c "import site; open(site.getsitepackages()[0] + '/chat_coverage.pth', 'w').write('import coverage; coverage.process_startup()\n')"
 	touch $@
 
-# What the tests need beyond Python: a virtual display (Xvfb) for the GUI test, and the real IRC
-# clients (irssi in tmux, WeeChat headless) for tests/test_irc_clients.py, installed when missing
-# and possible (root with apt-get); without them those tests skip and say why.
+# What the tests need beyond Python: a virtual display (Xvfb) for the GUI test, tmux for the
+# terminal's, and the real IRC clients (irssi in tmux, WeeChat headless) for
+# tests/test_irc_clients.py, installed when missing and possible (root with apt-get); without
+# them those tests skip and say why.
 test-setup:
 	PYTHON=$(PYTHON) bash tests/setup_display.sh
 	bash tests/setup_irc_clients.sh

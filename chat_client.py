@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 import peer
 from client_events import (Accepted, Arm, Cancel, CloseConn, Exit, ExitDue, Expired, Fate,
                            HeartbeatDue, Incoming, IncomingClosed, InputEnded, Interrupted,
-                           LineIn, LinkClosed, LinkIdle, LinkIn, LinkUp, Log, LoginAbandoned,
-                           OutboxRetry, Prompt, Pushed, Replied, RequestFailed, SendRequest,
-                           SendTo, Show, ShowFate, ShowOnline, ShowSending, Stage, Started,
-                           Status)
+                           LineIn, LinkClosed, LinkDown, LinkIdle, LinkIn, LinkUp, Log,
+                           LoginAbandoned, OutboxRetry, Probe, ProbeDue, Prompt, Pushed, Replied,
+                           RequestFailed, SendRequest, SendTo, Show, ShowFate, ShowOnline,
+                           ShowSending, Stage, Started, Status)
 from commands import (DEFAULT_ATTEMPTS, Command, Usage, described, error_code, error_text,
                       parse_command, presence_notices, refusal, reply_lines,
                       seconds_text, shown, times_text)
 from doorkeeper import Delivered, Door, Doorkeeper, HeadSeen, PrivateIn
+from outage import Outage
 from outbox import Outbox
 from protocol import MAX_SEQ
 
@@ -31,6 +32,8 @@ EXIT_WAIT_S = 2.0           # how long an exiting client waits for its logout re
 # refused: numbers grow by one a message, so this is many hours of the busiest server's traffic
 # between two heartbeats (each tells the head), and far below a forged "900000000000".
 SEQ_SLACK = 2 ** 30
+# the timers whose firing contacts the server: during an outage, the next of them is the next try
+_TRIES = (HeartbeatDue, OutboxRetry, ProbeDue)
 
 
 def _random_client_id():
@@ -51,6 +54,12 @@ class Settings:
     # succeeded, ends the run with status 1 and a line on standard error (no one is there to
     # type again, and the next lines would be read as user names)
     scripted: bool = False
+    # "HOST:PORT" as the user gave it, for the words that say the server cannot be reached
+    server: str | None = None
+    # see that the server is there before asking for a username, and look again with backoff
+    # while it cannot be reached and no one is logged in (client.run sets it; the harnesses'
+    # transcripts begin at the username)
+    check_server: bool = False
 
 
 def _is_seq(value):
@@ -67,6 +76,7 @@ class Purpose(enum.Enum):
     HEARTBEAT = "heartbeat"
     RESUME = "resume"
     EXIT = "exit"
+    PROBE = "probe"
 
 
 @dataclass
@@ -74,6 +84,7 @@ class _Pending:
     """A request waiting for its reply: what it was for, and the session it belongs to."""
     purpose: Purpose
     blocks_input: bool
+    sent_at: float
     token: str | None = None
     command: Command | None = None
 
@@ -99,7 +110,8 @@ class ChatClient:
         self.peers = peer.Peers()       # addresses and keys given by consent, and our links
         self.doorkeeper = Doorkeeper(self.peers)     # who may use our listening port
         self.last_request_at = None     # the last request carrying our token: a sign of life
-        self.outage = None              # why the server cannot be reached (said once), or None
+        self.outage = Outage(settings.server)   # whether the server can be reached
+        self.awaiting_server = False    # check_server: the username waits for the server
         self.detached = False           # staying: the server has not yet taken our resume
         self.no_port_told = False       # without a listening port: said so at the first private
         self.input_ended = False
@@ -109,6 +121,7 @@ class ChatClient:
         self._status = None             # the last Status said
         self._ids = 0
         self._private_refs = 0          # numbers the user's private messages for ShowFate
+        self._now = 0.0                 # the time of the event being handled
         self._events = {
             Started: self._on_started, LineIn: self._on_line, InputEnded: self._on_input_ended,
             Interrupted: self._on_interrupted, LoginAbandoned: self._on_login_abandoned,
@@ -117,20 +130,22 @@ class ChatClient:
             Accepted: self._on_accepted, Incoming: self._on_incoming,
             IncomingClosed: self._on_incoming_closed, LinkIn: self._on_link_in,
             LinkClosed: self._on_link_closed, LinkUp: self._on_link_up, Pushed: self._on_pushed,
+            LinkDown: self._on_link_down,
         }
         self._timers = {HeartbeatDue: self._heartbeat_due, ExitDue: self._exit_due,
-                        OutboxRetry: self._outbox_retry, LinkIdle: self._link_idle}
+                        OutboxRetry: self._outbox_retry, LinkIdle: self._link_idle,
+                        ProbeDue: self._probe_due}
         self._replies = {
             Purpose.CHECK_USER: self._reply_check_user, Purpose.LOGIN: self._reply_login,
             Purpose.COMMAND: self._reply_command, Purpose.OUTBOX: self._reply_outbox,
             Purpose.HEARTBEAT: self._reply_heartbeat, Purpose.RESUME: self._reply_resume,
-            Purpose.EXIT: self._reply_exit,
+            Purpose.EXIT: self._reply_exit, Purpose.PROBE: self._reply_probe,
         }
         self._failures = {
             Purpose.CHECK_USER: self._fail_check_user, Purpose.LOGIN: self._fail_login,
             Purpose.COMMAND: self._fail_command, Purpose.OUTBOX: self._fail_outbox,
             Purpose.HEARTBEAT: self._fail_quietly, Purpose.RESUME: self._fail_quietly,
-            Purpose.EXIT: self._fail_exit,
+            Purpose.EXIT: self._fail_exit, Purpose.PROBE: self._fail_probe,
         }
 
     def trusts(self, conn):
@@ -146,6 +161,7 @@ class ChatClient:
         if handler is None:
             raise TypeError(f"not a client event: {event!r}")
         out = []
+        self._now = now
         handler(event, now, out)
         self._run_lines(now, out)
         self._say_status(out)
@@ -154,7 +170,14 @@ class ChatClient:
     # -- events -------------------------------------------------------------------------------
 
     def _on_started(self, event, now, out):
-        out.append(Prompt(Stage.USERNAME))
+        if not self.settings.check_server:
+            out.append(Prompt(Stage.USERNAME))
+            return
+        # the username is asked once the server is known to be there; a staying client's
+        # link opening is the check (LinkUp or LinkDown follows)
+        self.awaiting_server = True
+        if not self.settings.stay:
+            self._request(Purpose.PROBE, None, out, blocks_input=False)
 
     def _on_line(self, event, now, out):
         self.lines.append(event.text)
@@ -183,23 +206,24 @@ class ChatClient:
         pending = self._finish(event.request_id, out)
         if pending is None:
             return
-        self.outage = None
+        self._reached(out)
         self._replies[pending.purpose](pending, event.frame, now, out)
 
     def _on_request_failed(self, event, now, out):
         pending = self._finish(event.request_id, out)
         if pending is None:
             return
-        # the user hears about an outage once; a line they typed always gets an answer
-        if pending.blocks_input or self.outage is None:
-            out.append(Show("outage", f"Cannot reach the server ({event.reason})."))
-        self.outage = event.reason
+        out.extend(self.outage.failed(event.reason, typed=pending.blocks_input))
         self._failures[pending.purpose](pending, now, out)
+        if (self.settings.check_server and self.stage is not Stage.LOGGED_IN
+                and not self.settings.stay and not self.done):
+            self._probe_later(now, out)     # with no session, nothing else would look again
 
     def _on_expired(self, event, now, out):
         handler = self._timers.get(type(event.key))
         if handler is None:
             raise TypeError(f"not a client timer: {event.key!r}")
+        self.outage.unplanned(type(event.key))
         handler(event.key, now, out)
 
     def _on_accepted(self, event, now, out):
@@ -224,7 +248,18 @@ class ChatClient:
     def _on_link_closed(self, event, now, out):
         out.extend(self.peers.link_closed(event.link, event.reason))
 
+    def _on_link_down(self, event, now, out):
+        out.extend(self.outage.failed(event.reason))
+        self.outage.planned(LinkDown, event.retry_at)
+        if self.awaiting_server:
+            self._missing_at_start(out)
+
     def _on_link_up(self, event, now, out):
+        self.outage.unplanned(LinkDown)
+        self._reached(out)          # it took our connection: it is there
+        if self.awaiting_server:
+            self.awaiting_server = False
+            out.append(Prompt(Stage.USERNAME))
         if self.stage is not Stage.LOGGED_IN or self.exiting:
             return
         # the server reaches this session on the connection its resume comes on, and sends
@@ -249,18 +284,45 @@ class ChatClient:
         # typed lines not yet handled, messages the server has not acknowledged, and a command
         # in flight (the outbox head in flight is counted once, in the outbox)
         in_flight = self.waiting_for is not None and self.waiting_for != self.outbox.sending
+        retry_at = self.outage.retry_at(pending.sent_at for pending in self.pending.values())
+        # lines typed before the server was first seen wait for it too
+        busy = self.waiting_for is not None or (self.awaiting_server and bool(self.lines))
         waiting = len(self.lines) + len(self.outbox.entries) + in_flight
-        status = Status(self.stage, self.user, waiting, self.outage, self.waiting_for is not None,
-                        tuple(sorted(self.peers.addresses)))
+        status = Status(self.stage, self.user, waiting, self.outage.reason, busy,
+                        tuple(sorted(self.peers.addresses)), retry_at)
         if status != self._status:
             self._status = status
             out.insert(0, status)
+
+    def _missing_at_start(self, out):
+        """check_server found no server before the first username: a script stops there."""
+        if self.settings.scripted:
+            self.lines.clear()
+            self._exit(out, 1, f"cannot reach {self.outage.where()} ({self.outage.reason}); "
+                               f"the input was not read")
+
+    def _reached(self, out):
+        """The server answered: an outage, if there was one, is over, and the user hears it."""
+        out.extend(self.outage.answered())
+        self._cancel(ProbeDue(), out)
+
+    def _arm(self, key, at, out):
+        """Arm a timer; one that contacts the server is a try the outage knows of."""
+        if type(key) in _TRIES:
+            self.outage.planned(type(key), at)
+        out.append(Arm(key, at))
+
+    def _cancel(self, key, out):
+        """Cancel a timer; a ProbeDue only when one is armed (every reply would cancel it)."""
+        if self.outage.unplanned(type(key)) or type(key) is not ProbeDue:
+            out.append(Cancel(key))
 
     # -- typed lines ----------------------------------------------------------------------------
 
     def _run_lines(self, now, out):
         """Handle queued lines in order, one at a time: a line that asks the server waits."""
-        while self.waiting_for is None and self.lines and not self.exiting:
+        while (self.waiting_for is None and self.lines and not self.exiting
+               and not self.awaiting_server):
             self._line(self.lines.popleft(), now, out)
         if (self.input_ended and self.waiting_for is None and not self.lines and not self.exiting
                 and self.outbox.sending is None):
@@ -328,7 +390,7 @@ class ChatClient:
         elif command.user is not None:
             frame["user"] = command.user
         if command.name == "logout":
-            out.append(Cancel(HeartbeatDue()))
+            self._cancel(HeartbeatDue(), out)
         self.last_request_at = now
         self._request(Purpose.COMMAND, frame, out, blocks_input=True, command=command)
 
@@ -361,9 +423,9 @@ class ChatClient:
         if error_code(frame) == "slow_down":
             # kept, not refused: the server takes it once we wait as long as it says
             wait_s = self.outbox.slowed(frame.get("seconds"))
-            out.extend([Show("system", f"The server asks us to slow down; your message is kept "
-                                       f"and sent in {wait_s:g} s."),
-                        Arm(OutboxRetry(), now + wait_s)])
+            out.append(Show("system", f"The server asks us to slow down; your message is kept "
+                                      f"and sent in {wait_s:g} s."))
+            self._arm(OutboxRetry(), now + wait_s, out)
             return
         if error_code(frame) == "unavailable":
             # kept, not refused: the server could not store it; tried again with backoff
@@ -372,7 +434,7 @@ class ChatClient:
             if not said:
                 out.append(Show("system", "The server cannot store messages just now; yours "
                                           "is kept and sent again until it can."))
-            out.append(Arm(OutboxRetry(), now + retry_s))
+            self._arm(OutboxRetry(), now + retry_s, out)
             return
         if error_code(frame) == "no_session":
             # kept: it goes out again once this user has logged in again
@@ -397,14 +459,14 @@ class ChatClient:
     def _fail_outbox(self, pending, now, out):
         outage_begins = not self.outbox.retry_s
         retry_s = self.outbox.failed()
-        if outage_begins:           # say which messages wait
+        if outage_begins:           # say which messages wait, once: Status says the rest
             out.extend(ShowFate(entry.mid, Fate.WAITING,
                                 "Waiting to be sent: " + described(entry.command))
                        for entry in self.outbox.entries)
-        out.append(Show("system", f"Your message is kept and will be sent when the server "
-                                  f"answers ({len(self.outbox.entries)} waiting; next try in "
-                                  f"{retry_s:g} s)."))
-        out.append(Arm(OutboxRetry(), now + retry_s))
+            out.append(Show("system", f"Your message is kept and will be sent when the server "
+                                      f"answers ({len(self.outbox.entries)} waiting; next try "
+                                      f"in {retry_s:g} s)."))
+        self._arm(OutboxRetry(), now + retry_s, out)
 
     def _outbox_after_login(self, now, out):
         """Messages typed before the session ended go out now, if this is the same user."""
@@ -426,11 +488,14 @@ class ChatClient:
 
     def _request(self, purpose, frame, out, blocks_input, command=None):
         self._ids += 1
-        self.pending[self._ids] = _Pending(purpose, blocks_input, self.token, command)
+        self.pending[self._ids] = _Pending(purpose, blocks_input, self._now, self.token, command)
         if blocks_input:
             self.waiting_for = self._ids
-        # a heartbeat must beat the server's time-out, and may come twice
-        out.append(SendRequest(self._ids, frame, urgent=purpose is Purpose.HEARTBEAT))
+        if purpose is Purpose.PROBE:
+            out.append(Probe(self._ids))
+        else:
+            # a heartbeat must beat the server's time-out, and may come twice
+            out.append(SendRequest(self._ids, frame, urgent=purpose is Purpose.HEARTBEAT))
         return self._ids
 
     def _finish(self, request_id, out):
@@ -506,9 +571,8 @@ class ChatClient:
         self.store = frame.get("store") if isinstance(frame.get("store"), str) else None
         self._saw_head(frame.get("head"))
         self.last_request_at = now
-        self.outage = None
-        out.extend([Show("system", "You have successfully logged in."),
-                    Arm(HeartbeatDue(), now + self.settings.heartbeat_s)])
+        out.append(Show("system", "You have successfully logged in."))
+        self._arm(HeartbeatDue(), now + self.settings.heartbeat_s, out)
         self._admitted(self.doorkeeper.release(self.user, self.proof), out)
         self._outbox_after_login(now, out)
 
@@ -557,13 +621,34 @@ class ChatClient:
             # (slow_down, say) the next heartbeat is a resume instead, until one is taken
             out.append(Log(f"resume refused: {error_text(frame)}"))
 
+    def _reply_probe(self, pending, frame, now, out):
+        if self.awaiting_server:
+            self.awaiting_server = False
+            out.append(Prompt(Stage.USERNAME))
+
+    def _fail_probe(self, pending, now, out):
+        if self.awaiting_server:
+            self._missing_at_start(out)
+
+    def _probe_later(self, now, out):
+        """Look for the server again after a backoff, unless a look is planned or under way."""
+        if ProbeDue in self.outage.tries_at or any(p.purpose is Purpose.PROBE
+                                                   for p in self.pending.values()):
+            return
+        self._arm(ProbeDue(), now + self.outage.next_probe_s(), out)
+
+    def _probe_due(self, key, now, out):
+        if (self.stage is not Stage.LOGGED_IN and not self.exiting
+                and self.outage.reason is not None):
+            self._request(Purpose.PROBE, None, out, blocks_input=False)
+
     def _fail_check_user(self, pending, now, out):
-        if not self._script_fails(f"cannot reach the server: {self.outage}", out):
+        if not self._script_fails(f"cannot reach the server: {self.outage.reason}", out):
             out.append(Prompt(Stage.USERNAME))
 
     def _fail_login(self, pending, now, out):
         out.extend(self.doorkeeper.refuse_held())
-        if not self._script_fails(f"cannot reach the server: {self.outage}", out):
+        if not self._script_fails(f"cannot reach the server: {self.outage.reason}", out):
             out.append(Prompt(Stage.PASSWORD))
 
     def _fail_command(self, pending, now, out):
@@ -592,7 +677,7 @@ class ChatClient:
             self._request(Purpose.HEARTBEAT, {"type": "heartbeat", "token": self.token}, out,
                           blocks_input=False)
             due_at = now + self.settings.heartbeat_s
-        out.append(Arm(HeartbeatDue(), due_at))
+        self._arm(HeartbeatDue(), due_at, out)
 
     def _resume(self, now, out):
         self.last_request_at = now
@@ -614,7 +699,7 @@ class ChatClient:
     def _back_to_username(self, out):
         """Forget the session and ask for a username."""
         if self.stage is Stage.LOGGED_IN:
-            out.append(Cancel(HeartbeatDue()))
+            self._cancel(HeartbeatDue(), out)
         self.stage = Stage.USERNAME
         self.token = None
         self.proof = None
@@ -627,7 +712,7 @@ class ChatClient:
     def _start_exit(self, now, out):
         """Log out, then exit on the reply, a failure, or after exit_wait_s."""
         self.exiting = True
-        out.append(Cancel(HeartbeatDue()))
+        self._cancel(HeartbeatDue(), out)
         self._request(Purpose.EXIT, {"type": "logout", "token": self.token}, out,
                       blocks_input=False)
         out.append(Arm(ExitDue(), now + self.settings.exit_wait_s))

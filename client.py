@@ -75,7 +75,8 @@ def run(args, screen, reactor):
     listener = open_listener(args, reactor, glue, screen.log)
     port = None if listener is None else listener.port
     glue.core = ChatClient(Settings(port, stay=args.stay_connected, heartbeat_s=args.heartbeat,
-                                    scripted=getattr(screen, "scripted", False)))
+                                    scripted=getattr(screen, "scripted", False),
+                                    server=f"{args.host}:{args.port}", check_server=True))
     if args.stay_connected:
         glue.stay = StayLink(glue, (args.address, args.port), screen.log, tls=args.tls_context,
                              server_name=args.host)

@@ -15,10 +15,10 @@ from core_events import Arm, Cancel, Expired, Log
 # the shared Arm, Expired and Log are this core's too
 __all__ = ["Accepted", "Arm", "AskConsent", "Cancel", "CloseConn", "ConsentLapsed", "EndLink",
            "Exit", "ExitDue", "Expired", "Fate", "HeartbeatDue", "Incoming", "IncomingClosed",
-           "InputEnded", "Interrupted", "LineIn", "LinkClosed", "LinkIdle", "LinkIn", "LinkUp",
-           "Log", "LoginAbandoned", "OpenLink", "OutboxRetry", "Prompt", "Pushed", "Replied",
-           "RequestFailed", "SendOnLink", "SendRequest", "SendTo", "Show", "ShowFate",
-           "ShowOnline", "ShowSending", "Stage", "Started", "Status"]
+           "InputEnded", "Interrupted", "LineIn", "LinkClosed", "LinkDown", "LinkIdle", "LinkIn",
+           "LinkUp", "Log", "LoginAbandoned", "OpenLink", "OutboxRetry", "Probe", "ProbeDue",
+           "Prompt", "Pushed", "Replied", "RequestFailed", "SendOnLink", "SendRequest", "SendTo",
+           "Show", "ShowFate", "ShowOnline", "ShowSending", "Stage", "Started", "Status"]
 
 
 
@@ -106,6 +106,14 @@ class LinkUp:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkDown:
+    """Our staying connection is lost, or could not be made (`reason` says why); the staying
+    link tries again at `retry_at`."""
+    reason: str
+    retry_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Pushed:
     """The server sent `frame` unasked on our staying connection `conn`: a delivery. The
     connection is our own, so it needs no hello; acks go back on it."""
@@ -136,7 +144,8 @@ class Show:
     "message", "broadcast", "offline" (one kept for this login): `sender` wrote `text`;
     "private": `sender` wrote `text` straight to us, peer to peer;
     "joined", "left": `sender` logged in or out (no text);
-    "system": a notice in `text`; "outage": the server cannot be reached, `text` says why.
+    "system": a notice in `text`; "outage": the server cannot be reached, `text` says why;
+    "back": the server answers again after an outage.
 
     A private talk's notices are data too, so that each screen words them its own way (the
     terminal names the commands to type, a window its buttons); `sender` is the other user:
@@ -186,13 +195,16 @@ class Status:
     """The client's state after an event, when it changed: its stage (a password is typed
     unseen) and the user name it is for, how many typed lines and messages the server has not
     yet taken, why it cannot be reached (or None), whether a typed line is waiting for the
-    server's answer, and to whom it may send private messages."""
+    server's answer, and to whom it may send private messages. During an outage, `retry_at` is
+    when the client tries the server again by itself (a time already past while a try is under
+    way), or None when only a typed line will."""
     stage: Stage
     user: str | None
     waiting: int
     outage: str | None
     busy: bool
     private_to: tuple = ()      # the users whose consent lets us send private messages, sorted
+    retry_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +245,14 @@ class SendRequest:
     request_id: int
     frame: dict
     urgent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """See whether the server is there, asking it nothing: a short connection that says only
+    bye. Replied(request_id, {}) once the server has closed it as the protocol says (it read
+    the bye), RequestFailed if it cannot be made or ends otherwise."""
+    request_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +304,11 @@ class ExitDue:
 @dataclass(frozen=True, slots=True)
 class OutboxRetry:
     """Send the oldest message the server has not taken again."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeDue:
+    """Time to see again whether the server is there (it could not be reached)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,9 @@ from collections import deque
 
 from client_events import (Accepted, AskConsent, Arm, Cancel, CloseConn, ConsentLapsed, EndLink,
                            Exit, Expired, Incoming, IncomingClosed, Interrupted, LinkClosed,
-                           LinkIn, Log, OpenLink, Prompt, Replied, RequestFailed, SendOnLink, SendRequest,
-                           SendTo, Show, ShowFate, ShowOnline, ShowSending, Started,
-                           Status)
+                           LinkIn, Log, OpenLink, Probe, Prompt, Replied, RequestFailed,
+                           SendOnLink, SendRequest, SendTo, Show, ShowFate, ShowOnline,
+                           ShowSending, Started, Status)
 from peer import PEER_CONNECT_S
 from protocol import decoded, encode, error, reason_text
 from reactor import FRAME_TIME_S, Handler, KeyedTimers
@@ -41,6 +41,7 @@ class ClientGlue:
         self.server_name = server_name  # the name its certificate must carry
         self.core = None                # set once the listening port is known
         self.requests = _Requests(self)
+        self.probes = _Probes(self)
         self.listening = _Listening(self)
         self.link_handler = _Links(self)
         self.incoming = {}              # conn id -> accepted Connection
@@ -56,7 +57,8 @@ class ClientGlue:
             Prompt: screen.render,
             ShowOnline: screen.render, Status: screen.render, ShowSending: screen.render,
             ShowFate: screen.render, Log: self._log,
-            SendRequest: self._send_request, SendTo: self._send_to, CloseConn: self._close_conn,
+            SendRequest: self._send_request, Probe: self._probe, SendTo: self._send_to,
+            CloseConn: self._close_conn,
             OpenLink: self._open_link, SendOnLink: self._send_on_link, EndLink: self._end_link,
             Arm: self._arm, Cancel: self._cancel, Exit: self._exit,
         }
@@ -112,6 +114,14 @@ class ClientGlue:
         SYN goes now; the first reply of either is the reply."""
         if conn.connecting and not conn.closed and not request.replied:
             self._try(request)
+
+    def _probe(self, action):
+        """A short connection that asks nothing: the server reads our bye and closes it."""
+        conn = self.reactor.connect(*self.server, self.probes, tls=self.tls,
+                                    server_hostname=self.server_name)
+        conn.data = _Look(action.request_id, self.reactor.call_later(REQUEST_TIMEOUT_S,
+                                                                     conn.abort, "no reply"))
+        conn.send(encode({"type": "bye"}))
 
     def _send_to(self, action):
         if action.conn in self.incoming:
@@ -201,6 +211,35 @@ class _Requests(Handler):
         request.attempts -= 1
         if not request.replied and not request.attempts:    # the last one to end says so
             self.glue.feed(RequestFailed(request.request_id, reason_text(reason)))
+
+
+class _Look:
+    """A probe's connection: its request id, whether it was made, the timer that gives up."""
+    __slots__ = ("request_id", "made", "timer")
+
+    def __init__(self, request_id, timer):
+        self.request_id = request_id
+        self.made = False
+        self.timer = timer
+
+
+class _Probes(Handler):
+    """Probes (client_events.Probe): the server is there if it takes the connection and then
+    closes it, as the protocol has it do after our bye."""
+
+    def __init__(self, glue):
+        self.glue = glue
+
+    def on_connected(self, conn):
+        conn.data.made = True
+
+    def on_closed(self, conn, reason):
+        look, conn.data = conn.data, None
+        look.timer.cancel()
+        if look.made and reason == "eof":
+            self.glue.feed(Replied(look.request_id, {}))
+        else:
+            self.glue.feed(RequestFailed(look.request_id, reason_text(reason)))
 
 
 class _Visit:

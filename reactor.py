@@ -404,8 +404,7 @@ class Reactor:
         self._always_ready = []         # inputs the selector refuses (regular files): read each pass
         self._running = False
         self._wakeup = None
-        self._on_signal = None
-        self._signals = set()           # the signals on_signals asked for
+        self._on_signal = {}            # signal number -> the callback on_signals gave it
         self._conns = {}                # id -> every connection not yet closed
         # an error in a callback that every input repeats must not flood the log
         self._errors = RepeatedLines(self, self.log)
@@ -534,10 +533,10 @@ class Reactor:
 
     def on_signals(self, fn, signals=(signal.SIGINT, signal.SIGTERM)):
         """Call fn(signum) from the loop, between passes, when one of `signals` arrives."""
-        self._on_signal = fn            # a later call replaces the callback
-        # the wakeup pipe carries every signal that has a Python handler (SIGUSR1 for a
-        # profiler, say): only these ones are the callback's
-        self._signals.update(signals)
+        # a later call replaces the callback of the signals it names (the client's screen
+        # adds SIGWINCH to the glue's SIGINT and SIGTERM); the wakeup pipe carries every
+        # signal that has a Python handler (SIGUSR1 for a profiler, say): only these are ours
+        self._on_signal.update(dict.fromkeys(signals, fn))
         if self._wakeup is None:
             reader, writer = socket.socketpair()
             reader.setblocking(False)
@@ -545,7 +544,7 @@ class Reactor:
             self._wakeup = (reader, writer)
             signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
             self._selector.register(reader, selectors.EVENT_READ,
-                                    lambda mask: self._read_wakeup(self._on_signal))
+                                    lambda mask: self._read_wakeup())
         for signum in signals:
             signal.signal(signum, _note_signal)
 
@@ -931,14 +930,14 @@ class Reactor:
             self._unregister(source.fd)
         self._guarded(source.on_end, reason)
 
-    def _read_wakeup(self, fn):
+    def _read_wakeup(self):
         try:
             data = self._wakeup[0].recv(512)
         except (BlockingIOError, InterruptedError):
             return
         for signum in data:
-            if signum in self._signals:
-                self._guarded(fn, signum)
+            if signum in self._on_signal:
+                self._guarded(self._on_signal[signum], signum)
 
 
 class _Input:

@@ -6,14 +6,15 @@ The client core does not choose a transport. It asks for `SendRequest(id, frame)
 `Pushed(conn, frame)`, and it acknowledges them with `SendTo(conn, ack)`. `StayLink` carries
 all of that on one connection: a request goes with its `id`, the reply repeats it, and a frame
 without an `id` is a delivery. When the connection is lost, every request on it fails (the
-core's outbox sends its message again with the same `mid`, which the server recognises), and a
-new connection is tried after 1 s, 2 s, 4 s ... up to 30 s. The core's `LinkUp` handler makes
+core's outbox sends its message again with the same `mid`, which the server recognises), the
+core hears `LinkDown` with the time of the next try, and a new connection is tried after 1 s,
+2 s, 4 s ... up to 30 s. The core's `LinkUp` handler makes
 `resume` the first request on it, so the server attaches the session there and sends again
 whatever was not acknowledged (PROTOCOL.md, "Staying connected").
 """
 import limits
 import protocol
-from client_events import LinkUp, Pushed, Replied, RequestFailed
+from client_events import LinkDown, LinkUp, Pushed, Replied, RequestFailed
 from client_glue import REQUEST_TIMEOUT_S
 from reactor import Handler
 
@@ -118,3 +119,5 @@ class StayLink(Handler):
         reason = protocol.reason_text(reason)
         for request_id in failed:
             self.glue.feed(RequestFailed(request_id, reason))
+        # after the failures: a typed line's says the outage first, in the user's order
+        self.glue.feed(LinkDown(reason, self.glue.reactor.clock.now() + self.backoff_s))

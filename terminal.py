@@ -1,9 +1,13 @@
 """The client's screen and keyboard: whole lines in, lines out, never a mangled input line.
 
 On a real terminal the `Terminal` puts it in cbreak mode (no kernel echo, no line editing,
-ISIG kept so Ctrl-C is still SIGINT) and edits the input line itself, so that a message
-arriving while the user types can be printed above the half-typed line, which is then
-redrawn. On a pipe or a file, input is split into lines and output is written as it comes.
+ISIG kept so Ctrl-C is still SIGINT) and edits the input line itself (line_editor.py: keys,
+history, search, completion), so that a message arriving while the user types is printed above
+the half-typed line, which is then drawn again. An input longer than the terminal is wide
+wraps over several rows: the Terminal knows from cells.py which rows it occupies and where its
+cursor is, so each redraw erases exactly those rows and puts the cursor back. During an outage
+a status line stays below the input. On a pipe or a file, input is split into lines and output
+is written as it comes.
 
 Text from other users is shown with its control characters made visible, so nobody can
 move another user's cursor, clear their screen or retitle their window.
@@ -12,22 +16,24 @@ move another user's cursor, clear their screen or retitle their window.
 the original client's words (`screen_lines`), and typed lines become the core's events.
 """
 import codecs
+import math
 import os
+import signal
 import termios
 
+from cells import char_cells, clipped, layout
 from client_events import (AskConsent, ConsentLapsed, InputEnded, LineIn, Prompt, Show,
                            ShowFate, ShowOnline, ShowSending, Stage, Status)
-from commands import help_lines, lapsed_text
+from commands import ALIASES, COMMANDS, help_lines, lapsed_text
+from completion import Completer
+from keys import KeyDecoder
+from line_editor import MAX_LINE_CHARS, ClearScreen, EndOfInput, Entered, LineEditor, Listed
+from protocol import name_chars_ok
 
-CLEAR_LINE = b"\r\x1b[K"        # back to column 0, erase to the end of the line
-BACKSPACES = ("\x7f", "\x08")   # DEL (most terminals) and Ctrl-H
-ERASE_LINE = "\x15"             # Ctrl-U
-ERASE_WORD = "\x17"             # Ctrl-W
-END_OF_INPUT = "\x04"           # Ctrl-D, honoured on an empty line only
-ENTER = ("\r", "\n")
-# A typed or piped line is cut here, so a line with no end cannot fill memory. Anything this
-# long is far past what the server takes (4,000 characters of text), so it is refused whole.
-MAX_LINE_CHARS = 64 * 1024
+DEFAULT_COLUMNS = 80            # when the terminal does not say how wide it is
+MIN_TICK_S = 0.05               # the status line's countdown is redrawn at most this often
+ERASE_BELOW = "\x1b[J"          # erase from the cursor to the end of the screen
+CLEAR_SCREEN = "\x1b[H\x1b[2J"  # the cursor to the top left, and everything erased
 
 # Characters that move the cursor or reorder text although they are not C0/C1 controls.
 _INVISIBLE = {"\u2028", "\u2029", "\u200e", "\u200f"} | {chr(c) for c in range(0x202A, 0x202F)} \
@@ -48,24 +54,45 @@ def visible(text):
     return "".join(out)
 
 
-class Terminal:
-    """Keyboard lines in (`feed`), screen lines out (`show`); see the module docstring."""
+def _up(rows):
+    return f"\x1b[{rows}A" if rows > 0 else ""
 
-    def __init__(self, in_fd, out, err=None, interactive=None):
+
+def _right(columns):
+    return f"\x1b[{columns}C" if columns > 0 else ""
+
+
+class Terminal:
+    """Keyboard lines in (`feed`), screen lines out (`show`); see the module docstring.
+
+    The input area is the rows the typed line occupies, and the status line below them when
+    there is one; it is always the last thing on the screen. `_row` is the row of that area
+    the terminal's cursor is on, so a redraw goes up that many rows and erases below.
+    """
+
+    def __init__(self, in_fd, out, err=None, interactive=None, columns=None):
         self.in_fd = in_fd
         self.out = out                  # a binary stream, e.g. sys.stdout.buffer
         self.err = err
         if interactive is None:
             interactive = os.isatty(in_fd) and os.isatty(out.fileno())
         self.interactive = interactive  # True: cbreak mode and our own line editor
-        self.secret = False
         self.ended = False              # Ctrl-D on an empty line was read
-        self._buffer = []               # the half-typed line, one str per character
+        self.editor = LineEditor()
+        self._keys = KeyDecoder()
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self._escape = None             # inside a key's escape sequence: "esc", "csi" or "ss3"
-        self._after_cr = False          # "\r\n" is one Enter
         self._pending = b""             # pipe mode: bytes after the last newline
         self._saved_mode = None
+        self._columns = columns or self._measured_columns   # -> the terminal's width now
+        self.width = self._columns() if interactive else DEFAULT_COLUMNS
+        self._status = None             # the line kept below the input, or None
+        self._row = 0                   # the input area's row the cursor is on
+        # (view, status, width) as on the screen; None: unknown. It starts empty at the cursor.
+        self._drawn = self._erased()
+
+    @property
+    def secret(self):
+        return self.editor.secret
 
     # -- terminal mode ----------------------------------------------------------------------
 
@@ -84,13 +111,24 @@ class Terminal:
         return False
 
     def restore(self):
-        """Put the terminal back as it was; safe to call twice."""
-        if self._buffer:
-            self._write(b"\n")          # leave the shell prompt on a line of its own
-            self._buffer.clear()
+        """Put the terminal back as it was, a half-typed line left on a row of its own and
+        the status line gone; safe to call twice."""
+        if self.interactive and (self.editor.chars or self._status is not None):
+            typed = "" if self.secret else self.editor.text
+            self._write(self._erasing() + (typed + "\r\n" if typed else ""))
+            self.editor.clear()
+            self._status = None
+            self._drawn = self._erased()
         if self._saved_mode is not None:
             termios.tcsetattr(self.in_fd, termios.TCSADRAIN, self._saved_mode)
             self._saved_mode = None
+
+    def _measured_columns(self):
+        try:
+            columns = os.get_terminal_size(self.out.fileno()).columns
+        except (OSError, ValueError):
+            columns = 0
+        return columns or DEFAULT_COLUMNS   # a new pseudo-terminal says 0
 
     # -- input ------------------------------------------------------------------------------
 
@@ -101,10 +139,12 @@ class Terminal:
         if not self.interactive:
             return self._split_lines(data)
         lines = []
-        for char in self._decoder.decode(data):
-            self._key(char, lines)
-            if self.ended:
-                break
+        self._press(self._keys.feed(self._decoder.decode(data)), lines)
+        if self._keys.pending_escape and self.editor.searching:
+            # a sequence comes in one read: an ESC that ends one is the Esc key, which ends
+            # the search (elsewhere it waits: ESC then b is Alt-B)
+            self._press(self._keys.flush(), lines)
+        self._draw()
         return lines
 
     def finish(self):
@@ -116,96 +156,145 @@ class Terminal:
 
     def set_secret(self, secret):
         """True: echo nothing (a password is being typed); False: echo again."""
-        self.secret = secret
+        self.editor.secret = secret
+        if self.interactive:
+            self._draw()
+
+    def set_status(self, text):
+        """Keep `text` on a line below the input (None: no such line); a terminal only."""
+        if self.interactive:
+            self._status = None if text is None else visible(text)
+            self._draw()
+
+    def resized(self):
+        """The terminal's size changed (SIGWINCH): draw the input for its new width."""
+        width = self._columns()
+        if not self.interactive or width == self.width:
+            return
+        # A terminal that reflows (most do) moved the cursor with the text; one that does not
+        # (xterm) kept its row. Erasing from the lower of the two rows never erases a message
+        # above the input; at worst the start of the old input stays above it (Ctrl-L clears).
+        text, cursor = self._drawn[0] if self._drawn else self.editor.view()
+        self._row = min(self._row, layout(text, cursor, width).cursor_row)
+        self.width = width
+        self._drawn = None
+        self._draw()
 
     def _split_lines(self, data):
         parts = (self._pending + data).split(b"\n")
         self._pending = parts.pop()[:MAX_LINE_CHARS * 4]    # up to 4 UTF-8 bytes a character
         return [_decode_line(part)[:MAX_LINE_CHARS] for part in parts]
 
-    def _key(self, char, lines):
-        """One typed character: edit the line, or end it into `lines`."""
-        after_cr, self._after_cr = self._after_cr, char == "\r"
-        if self._escape is not None:
-            self._skip_escape(char)
-        elif char == "\x1b":
-            self._escape = "esc"        # arrow keys and the like: ignored, not inserted
-        elif char in ENTER:
-            if not (char == "\n" and after_cr):
-                lines.append("".join(self._buffer))
-                self._buffer.clear()
-                self._write(b"\n")
-        elif char in BACKSPACES:
-            if self._buffer:
-                self._buffer.pop()
-                self._redraw()
-        elif char == ERASE_LINE:
-            self._buffer.clear()
-            self._redraw()
-        elif char == ERASE_WORD:
-            self._erase_word()
-        elif char == END_OF_INPUT:
-            self.ended = not self._buffer
-        elif len(self._buffer) >= MAX_LINE_CHARS:
-            pass                        # full: further characters are dropped
-        elif char == "\t" or visible(char) == char:
-            self._buffer.append(" " if char == "\t" else char)
-            if not self.secret:
-                self._write(self._buffer[-1].encode())
-
-    def _skip_escape(self, char):
-        """Swallow one character of an escape sequence: ESC [ ... final, ESC O x, or ESC x."""
-        if self._escape == "esc":
-            self._escape = {"[": "csi", "O": "ss3"}.get(char)
-        elif self._escape == "ss3" or "\x40" <= char <= "\x7e":
-            self._escape = None
-
-    def _erase_word(self):
-        while self._buffer and self._buffer[-1] == " ":
-            self._buffer.pop()
-        while self._buffer and self._buffer[-1] != " ":
-            self._buffer.pop()
-        self._redraw()
+    def _press(self, keys, lines):
+        """Keys to the editor; a finished line goes into `lines` and stays on the screen."""
+        for key in keys:
+            if self.ended:
+                return
+            if isinstance(key, str) and visible(key) != key:
+                continue                # a bidi mark would reorder the line as it is shown
+            done = self.editor.press(key)
+            kind = type(done)
+            if kind is Entered:
+                lines.append(done.text)
+                self._print_above("" if self.secret else done.text, visible_already=True)
+            elif kind is Listed:
+                self._print_above("  ".join(done.matches))
+            elif kind is ClearScreen:
+                self._write(CLEAR_SCREEN)
+                self._row, self._drawn = 0, self._erased()
+            elif kind is EndOfInput:
+                self.ended = True
 
     # -- output -----------------------------------------------------------------------------
 
     def show(self, text):
-        """Print one line above the half-typed input, which is then redrawn."""
-        line = visible(text).encode() + b"\n"
+        """Print one line above the half-typed input, which is then drawn again."""
         if self.interactive:
-            self._write(CLEAR_LINE + line + self._typed())
+            self._print_above(text)
         else:
-            self._write(line)
+            self._write(visible(text) + "\n")
 
     def log(self, text):
         """A diagnostic line on stderr, keeping the input line whole."""
         if self.err is None:
             return
         if self.interactive:
-            self._write(CLEAR_LINE)
+            self._write(self._erasing())
+            self._drawn = self._erased()
         _write_to(self.err, visible(text).encode() + b"\n")
         if self.interactive:
-            self._write(self._typed())
+            self._draw()
 
-    def _typed(self):
-        """The half-typed line as it should look: nothing while a secret is typed."""
-        return b"" if self.secret else "".join(self._buffer).encode()
+    def _print_above(self, text, visible_already=False):
+        line = text if visible_already else visible(text)
+        self._write(self._erasing() + line + "\r\n")
+        self._drawn = self._erased()
+        self._draw()
 
-    def _redraw(self):
-        if not self.secret:
-            self._write(CLEAR_LINE + self._typed())
+    def _draw(self):
+        """Draw the input area again if what it shows changed."""
+        view = self.editor.view()
+        state = (view, self._status, self.width)
+        if state == self._drawn:
+            return
+        if self._only_appended(view):
+            # typing at the end of the line: the new characters are the whole redraw
+            text, cursor = view
+            place = layout(text, cursor, self.width)
+            self._write(text[len(self._drawn[0][0]):] + (" \r" if place.fills_last_row else ""))
+            self._row = place.cursor_row
+        else:
+            self._write(self._erasing() + self._drawing(view))
+        self._drawn = state
 
-    def _write(self, data):
-        _write_to(self.out, data)
+    def _only_appended(self, view):
+        """True when the line only grew at its end, the cursor at the end before and after,
+        and nothing is drawn below it (new rows would write over a status line)."""
+        if self._drawn is None or self._status is not None:
+            return False
+        (old_text, old_cursor), old_status, old_width = self._drawn
+        text, cursor = view
+        return (old_status is None and old_width == self.width and len(text) > len(old_text)
+                and text.startswith(old_text) and old_cursor == len(old_text)
+                and cursor == len(text) and char_cells(text[len(old_text)]) > 0)
+
+    def _erased(self):
+        """-> the state of an input area just erased: nothing drawn, the cursor at its start."""
+        return ("", 0), None, self.width
+
+    def _erasing(self):
+        """-> the bytes that erase the input area, leaving the cursor at its start."""
+        up, self._row = self._row, 0
+        return "\r" + _up(up) + ERASE_BELOW
+
+    def _drawing(self, view):
+        """-> the bytes that draw the input area from its start, cursor placed."""
+        text, cursor = view
+        place = layout(text, cursor, self.width)
+        out = [text]
+        if place.fills_last_row:
+            out.append(" \r")          # wrap now, so the cursor's row is the one we count
+        row = place.rows - 1            # the cursor is on the input's last row
+        if self._status is not None:
+            # one column short of the margin: a full row would leave the cursor pending a wrap
+            out.append("\r\n" + clipped(self._status, self.width - 1))
+            row += 1
+        out.append("\r" + _up(row - place.cursor_row) + _right(place.cursor_col))
+        self._row = place.cursor_row
+        return "".join(out)
+
+    def _write(self, text):
+        _write_to(self.out, text.encode())
 
 
 # The terminal's words for what the core shows.
 ASK_USER = "Please enter username:"
 ASK_PASSWORD = "Please enter password:"
 _PROMPTS = {Stage.USERNAME: ASK_USER, Stage.PASSWORD: ASK_PASSWORD}
-# A Show of each kind -> its lines; "system" and "outage" are their text as it is.
+# A Show of each kind -> its lines; "system", "outage" and "back" are their text as it is. A
+# broadcast says so, as the window does; a direct message keeps the original's form.
 _SHOW_FORMS = {
-    "message": ("{sender}: {text}",), "broadcast": ("{sender}: {text}",),
+    "message": ("{sender}: {text}",), "broadcast": ("{sender} (to everyone): {text}",),
     "offline": ("{sender}: {text}",), "private": ("{sender} (private): {text}",),
     "joined": ("{sender} has logged in.",), "left": ("{sender} has logged out.",),
     "asked": ("request sent",),
@@ -225,6 +314,10 @@ _SHOW_FORMS = {
     "usage": ("Usage: {text}",),
     "unknown_command": ("Unknown command '{text}'. Type help for the list of commands.",),
 }
+# Tab completes these as the first word, and user names after those that take a user first.
+COMMAND_NAMES = tuple(COMMANDS) + tuple(alias for alias in ALIASES    # exit (y is Y already)
+                                        if alias not in {name.lower() for name in COMMANDS})
+USER_COMMANDS = tuple(name for name, spec in COMMANDS.items() if spec.params[:1] == ("user",))
 
 
 def screen_lines(action):
@@ -254,6 +347,36 @@ def screen_lines(action):
     raise TypeError(f"not something the screen shows: {action!r}")
 
 
+def outage_line(status, now):
+    """A Status during an outage, at `now` -> the status line kept below the input."""
+    line = f"Server unreachable ({status.outage})"
+    if status.retry_at is not None and status.retry_at > now:
+        line += f"; retrying in {math.ceil(status.retry_at - now)} s."
+    elif status.retry_at is not None:
+        line += "; retrying now..."
+    else:
+        line += "; it is tried again with the next line you enter."
+    if status.waiting:
+        plural = "" if status.waiting == 1 else "s"
+        line += f" {status.waiting} message{plural} waiting to be sent."
+    return line
+
+
+def names_in(action):
+    """The user names a shown action mentions, for Tab completion: only those a name may be
+    (a completed name is drawn as typed text, so it must hold no control character)."""
+    kind = type(action)
+    if kind is ShowOnline:
+        names = set(action.users)
+    elif kind is Show and action.sender is not None:
+        names = {action.sender}
+    elif kind in (AskConsent, ConsentLapsed):
+        names = {action.user}
+    else:
+        names = set()
+    return {name for name in names if isinstance(name, str) and name_chars_ok(name)}
+
+
 class TerminalScreen:
     """The client's screen on a terminal, a pipe or a file."""
 
@@ -262,14 +385,28 @@ class TerminalScreen:
         self.stdin_fd = stdin_fd
         # input from a file or a pipe: a failed login ends the run instead of asking again
         self.scripted = not os.isatty(stdin_fd)
+        self.names = set()              # user names seen this run: online, senders, comings
+        terminal.editor.complete = Completer(COMMAND_NAMES, USER_COMMANDS, self.names)
         self._glue = None
         self._input_done = False
+        self._outage = None             # the last Status during an outage, else None
+        self._tick = None               # the timer that updates the status line's countdown
+
+    def attach(self, glue):
+        """Serve `glue`'s client from now on (its reactor times the status line)."""
+        self._glue = glue
 
     def render(self, action):
-        """What the core shows -> lines above the input; a Status only hides or shows typing."""
+        """What the core shows -> lines above the input; a Status hides or shows typing and
+        keeps the status line."""
         if type(action) is Status:
             self.terminal.set_secret(action.stage is Stage.PASSWORD)
+            # before a login a line may be a password typed ahead of its prompt: none is kept
+            self.terminal.editor.remember = action.stage is Stage.LOGGED_IN
+            self._outage = action if action.outage is not None else None
+            self._show_outage()
             return
+        self.names.update(names_in(action))
         for line in screen_lines(action):
             self.terminal.show(line)
 
@@ -278,10 +415,33 @@ class TerminalScreen:
 
     def run(self, glue):
         """Read the keyboard (or the file) into `glue` until the client exits."""
-        self._glue = glue
+        self.attach(glue)
         glue.reactor.watch_input(self.stdin_fd, self._on_input, self._on_input_end)
+        if self.terminal.interactive:
+            glue.reactor.on_signals(self._on_resize, signals=(signal.SIGWINCH,))
         glue.start()
         glue.reactor.run()
+
+    def _show_outage(self):
+        """The status line during an outage, counting down to the next try; none after."""
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+        if self._outage is None or not self.terminal.interactive or self._glue is None:
+            self.terminal.set_status(None)
+            return
+        now = self._glue.reactor.clock.now()
+        self.terminal.set_status(outage_line(self._outage, now))
+        retry_at = self._outage.retry_at
+        if retry_at is not None and retry_at > now:
+            # again when the whole seconds shown change (never at once: a rounding error must
+            # not make a timer that fires at its own time again and again)
+            change_at = retry_at - (math.ceil(retry_at - now) - 1)
+            self._tick = self._glue.reactor.call_at(max(change_at, now + MIN_TICK_S),
+                                                    self._show_outage)
+
+    def _on_resize(self, signum):
+        self.terminal.resized()
 
     def _on_input(self, data):
         """Raw stdin bytes -> typed lines, and the end of input on Ctrl-D."""

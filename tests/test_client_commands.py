@@ -105,7 +105,7 @@ def test_help_lists_every_command_with_its_format():
     ({"type": "message", "from": "bob", "text": "old", "offline": True},
      Show("offline", "old", "bob"), "bob: old"),
     ({"type": "broadcast", "from": "carol", "text": "all"},
-     Show("broadcast", "all", "carol"), "carol: all"),
+     Show("broadcast", "all", "carol"), "carol (to everyone): all"),
     ({"type": "presence", "user": "bob", "online": True}, Show("joined", "", "bob"),
      "bob has logged in."),
     ({"type": "presence", "user": "bob", "online": False}, Show("left", "", "bob"),

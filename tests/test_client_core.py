@@ -403,7 +403,7 @@ def test_deliveries_after_a_good_hello_are_shown():
     assert printed(run.do(Incoming(7, {"type": "message", "from": "bob", "text": "hi"}))) == [
         "bob: hi"]
     assert printed(run.do(Incoming(7, {"type": "broadcast", "from": "carol", "text": "yo"}))) == [
-        "carol: yo"]
+        "carol (to everyone): yo"]
     assert printed(run.do(Incoming(7, {"type": "presence", "user": "bob", "online": False}))) == [
         "bob has logged out."]
     assert run.do(Incoming(7, {"type": "bye"})) == [CloseConn(7)]
@@ -665,7 +665,8 @@ def test_glue_runs_a_piped_session_against_a_server(loop):
     assert "bob: stored \\x1b!\n" in out          # the delivery came through the listener
     requests_sent = [f["type"] for f in server.seen if f["type"] != "bye"]
     assert requests_sent == ["check_user", "login", "online", "message", "logout"]
-    assert [f["type"] for f in server.seen].count("bye") == 5    # one per short connection
+    # one per short connection, the first the check that the server is there: it asks nothing
+    assert [f["type"] for f in server.seen].count("bye") == 6 and server.seen[0] == {"type": "bye"}
     message = next(f for f in server.seen if f["type"] == "message")
     assert message == {"type": "message", "token": "t1", "to": "bob", "text": "hi",
                        "id": message["id"], "mid": message["mid"]}
@@ -677,7 +678,8 @@ def test_glue_reports_a_server_that_is_not_there(loop):
     unused.close()                                   # nobody listens there now
     code, out, err, _ = run_with_input(loop, {}, "alice\nonline\n", server_port=port)
     assert code == 1                                 # a script stops: its login cannot happen
-    assert out.splitlines() == ["Please enter username:", "Cannot reach the server (refused)."]
+    # the server is looked for first: no username is asked of a script that cannot log in
+    assert out.splitlines() == [f"Cannot reach the server at 127.0.0.1:{port} (refused)."]
 
 
 def test_a_script_stops_at_a_failed_login_with_status_1_and_says_why(loop, capsys):
@@ -711,7 +713,8 @@ def _asked(server):
 
 def test_glue_reports_a_server_that_hangs_up(loop):
     code, out, _, _ = run_with_input(loop, {"check_user": None}, "alice\n")
-    assert "Cannot reach the server (the connection closed before a reply)." in out
+    assert out.startswith("Please enter username:\nCannot reach the server at 127.0.0.1:")
+    assert out.endswith(" (the connection closed before a reply).\n")
 
 
 def test_bad_arguments_exit_2(capsys):
@@ -833,10 +836,9 @@ def test_main_runs_from_the_command_line(tmp_path):
                               capture_output=True, timeout=WATCHDOG_S,
                               cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert done.returncode == 1                      # the login could not happen
-    assert done.stdout.decode() == ("Please enter username:\n"
-                                    "Cannot reach the server (refused).\n")
-    assert done.stderr.decode() == ("client.py: the login failed (cannot reach the server: "
-                                    "refused); the rest of the input was not read\n")
+    assert done.stdout.decode() == f"Cannot reach the server at 127.0.0.1:{port} (refused).\n"
+    assert done.stderr.decode() == (f"client.py: cannot reach the server at 127.0.0.1:{port} "
+                                    f"(refused); the input was not read\n")
 
 
 def test_a_heartbeat_whose_connection_is_slow_to_be_made_is_sent_again_at_once():

@@ -21,16 +21,20 @@ def test_a_message_the_server_did_not_take_is_kept_listed_and_retried_with_backo
         "The server has not taken your earlier messages yet; this one waits behind them (2 waiting)."]
     assert requests(run.type("online")) != []            # other commands still go
     run.reply({"type": "online", "users": []}, "online")
-    waits = []
+    waits, said = [], []
     for _ in range(6):
         run.now += 100
         again = requests(run.do(Expired(RETRY)))
         assert again == [{**first_try}]                   # the same mid: never a second message
-        waits.append([a.at for a in run.fail("timed out") if isinstance(a, Arm)][0] - run.now)
+        failed = run.fail("timed out")
+        waits.append([a.at for a in failed if isinstance(a, Arm)][0] - run.now)
+        said += printed(failed)
     assert waits == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    # the online reply had ended the outage: a new one is said once, the retries say nothing
+    assert said == ["Cannot reach the server (timed out)."]
     run.do(Expired(RETRY))
     assert printed(run.reply({"type": "ok", "stored": True}, "message")) == [
-        "bob is offline; your message will be delivered when they log in."]
+        "The server is back.", "bob is offline; your message will be delivered when they log in."]
     assert [f["type"] for f in run.open.values()] == ["broadcast"]   # the next one followed
 
 

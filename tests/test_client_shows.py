@@ -27,7 +27,7 @@ def shows(actions):
     ({"type": "message", "from": "bob", "text": "hi", "offline": False}, "bob: hi",
      Show("message", "hi", "bob")),
     ({"type": "message", "from": "bob", "text": "hi"}, "bob: hi", Show("message", "hi", "bob")),
-    ({"type": "broadcast", "from": "bob", "text": "yo", "offline": False}, "bob: yo",
+    ({"type": "broadcast", "from": "bob", "text": "yo", "offline": False}, "bob (to everyone): yo",
      Show("broadcast", "yo", "bob")),
     ({"type": "message", "from": "bob", "text": "old", "offline": True}, "bob: old",
      Show("offline", "old", "bob")),

@@ -73,7 +73,7 @@ def test_broadcast_and_block(clients):
     carol.type("block columbia")
     carol.expect("User columbia has been blocked.")
     alice.type("broadcast hi all")
-    bob.expect("columbia: hi all")
+    bob.expect("columbia (to everyone): hi all")
     alice.expect("Your message could not be delivered to some recipients.")
     alice.type("message google psst")
     alice.expect("Your message could not be delivered as the recipient has blocked you.")

@@ -39,11 +39,14 @@ class Recording(ClientGlue):
     def _send_request(self, action):
         self.open[action.request_id] = action.frame
 
+    def _probe(self, action):
+        self.open[action.request_id] = {"type": "probe"}
+
 
 class Screen:
     """A core, its window screen and a virtual clock; the server's side is played by the test."""
 
-    def __init__(self):
+    def __init__(self, **settings):
         self.clock = VirtualClock()
         reactor = Reactor(self.clock)
         self.logged = []
@@ -52,7 +55,7 @@ class Screen:
         self.glue = Recording(reactor, self.window, ("127.0.0.1", 4119))
         self.window.attach(self.glue)
         self.listener = reactor.listen("127.0.0.1", 0, self.glue.listening)
-        self.glue.core = ChatClient(Settings(self.listener.port, client_id="c"))
+        self.glue.core = ChatClient(Settings(self.listener.port, client_id="c", **settings))
         self.glue.start()
 
     def close(self):
@@ -232,6 +235,25 @@ def test_the_server_unreachable_while_logging_in(screen):
     assert view.form_message == "Cannot reach the server (refused)."
     assert view.status == "Cannot reach the server (refused)."
     assert screen.sent() == []                  # the password waits for no one
+
+
+def test_a_server_not_there_at_the_start_and_a_form_sent_meanwhile():
+    screen = Screen(check_server=True, server="127.0.0.1:4119")
+    try:
+        screen.fail("refused", "probe")
+        view = screen.view
+        assert view.form_message == "Cannot reach the server at 127.0.0.1:4119 (refused)."
+        assert view.status == "Cannot reach the server at 127.0.0.1:4119 (refused)."
+        screen.type(view.login("alice", "pw"))          # kept until the server is there
+        assert screen.sent() == []
+        screen.clock.advance(1.0)
+        screen.reply({}, "probe")
+        assert view.form_message.endswith("The server is back.")
+        assert "Cannot reach" not in view.status        # the name's check is on its way
+        screen.reply(OK, "check_user")
+        assert screen.sent("login")[0]["password"] == "pw"
+    finally:
+        screen.close()
 
 
 # -- the conversation ---------------------------------------------------------------------------

@@ -90,8 +90,8 @@ def test_weechat_logs_in_by_sasl_and_talks_with_client_py_users(weechats, server
     seas.expect("columbia: hi back")
 
     weechat.command("hello room", "irc.chat.#chat")     # said in #chat: a broadcast
-    seas.expect("columbia: hello room")
-    google.expect("columbia: hello room")
+    seas.expect("columbia (to everyone): hello room")
+    google.expect("columbia (to everyone): hello room")
     google.type("broadcast hi all")                     # and a broadcast reaches #chat
     weechat.wait_log("irc.chat.#chat", said("google", "hi all"))
 

@@ -638,7 +638,7 @@ def test_a_signal_reaches_the_loop_and_stop_ends_run(restore_signals):
     assert safety_net.active
 
 
-def test_a_second_on_signals_replaces_the_callback(restore_signals):
+def test_a_second_on_signals_replaces_the_callback_of_the_signals_it_names(restore_signals):
     reactor = Reactor(VirtualClock())
     restore_signals.append(reactor)
     first, second = [], []
@@ -647,6 +647,9 @@ def test_a_second_on_signals_replaces_the_callback(restore_signals):
     os.kill(os.getpid(), signal.SIGTERM)
     reactor.run_once(timeout_s=5.0)
     assert (first, second) == ([], [signal.SIGTERM])
+    os.kill(os.getpid(), signal.SIGINT)                 # still the first one's
+    reactor.run_once(timeout_s=5.0)
+    assert (first, second) == ([signal.SIGINT], [signal.SIGTERM])
 
 
 def test_a_signal_with_another_handler_is_not_the_callbacks(restore_signals):

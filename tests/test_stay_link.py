@@ -9,7 +9,7 @@ import pytest
 
 import protocol
 from client import open_listener, parse_args, run as run_client
-from client_events import LinkUp, Pushed, Replied, RequestFailed, SendRequest, SendTo
+from client_events import LinkDown, LinkUp, Pushed, Replied, RequestFailed, SendRequest, SendTo
 from client_glue import ClientGlue
 from reactor import Handler, Reactor, VirtualClock
 from reactor_helpers import pump
@@ -123,6 +123,9 @@ def test_a_lost_connection_fails_its_requests_and_is_made_again_with_backoff(wor
     assert world.glue.of(RequestFailed) == [
         RequestFailed(1, "the connection closed before a reply"),
         RequestFailed(2, "the connection closed before a reply")]
+    # then the core hears the link is down, and when it is tried again
+    assert world.glue.events[-1] == LinkDown("the connection closed before a reply",
+                                             world.clock.now() + RECONNECT_FIRST_S)
     assert world.lines == ["lost the connection to the server (eof); trying again in 1 s"]
     world.link.request(3, {"type": "online"})          # nothing open: fails at once
     assert world.glue.events[-1] == RequestFailed(3, "not connected")
@@ -139,6 +142,7 @@ def test_backoff_doubles_while_the_server_is_away_and_resets_once_it_answers(wor
         pump(world.reactor, lambda: world.link.retry is not None)
         assert world.lines[-1] == (f"lost the connection to the server (refused); "
                                    f"trying again in {wait_s} s")
+        assert world.glue.events[-1] == LinkDown("refused", world.clock.now() + wait_s)
         if wait_s < 8:
             world.clock.advance(wait_s)
     world.listener = world.reactor.listen("127.0.0.1", port, world.server)   # it is back

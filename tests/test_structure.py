@@ -11,11 +11,11 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 # its own layer; never one after it. The README's module map describes the same layers.
 LAYERS = [
     ("protocol", "irc_wire", "irc_words", "options", "limits",     # the wires, plain helpers
-     "core_events"),
+     "core_events", "cells", "keys", "completion"),
     ("reactor", "passwords", "senders", "log_index", "storage"),   # the loop, the disk
     ("server_events", "client_events"),                            # the cores' vocabularies
     ("lockouts", "consents", "presence", "delivery", "sessions",   # rules with state of their own
-     "commands", "peer", "outbox", "doorkeeper", "irc_session"),
+     "commands", "peer", "outbox", "outage", "doorkeeper", "line_editor", "irc_session"),
     ("chat_server", "chat_client"),                                # the cores
     ("server_glue", "irc_glue", "client_glue", "stay", "terminal", "gui", "gui_tk"),  # glue, screens
     ("server", "client", "bench"),                                 # the entry points

@@ -403,6 +403,9 @@ class World:
         for request_id in sorted(sim.in_flight):
             self._queue.append((sim.name, ce.RequestFailed(request_id, "connection reset")))
         sim.in_flight.clear()
+        if reconnect:           # as stay.StayLink says it, after the failures
+            self._queue.append((sim.name, ce.LinkDown("connection reset",
+                                                      self.now + stay.RECONNECT_FIRST_S)))
         self._queue.append(("server", server_events.Closed(conn)))
         if reconnect:
             self._arm("link", ("reconnect", sim.name), self.now + stay.RECONNECT_FIRST_S)

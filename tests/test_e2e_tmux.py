@@ -1,0 +1,116 @@
+"""The real client in a real terminal emulator: a tmux pane of 80 columns, captured as a person
+would see it. Issue 16's case: a 90-character line half typed, a message arrives, Backspace
+five times; no stale copy of the input may stay on the screen. Then the server goes away: one
+line says so, a status line below the input counts down, and one line says when it is back.
+
+Skipped, saying why, where tmux is not installed. Every wait polls with a deadline."""
+import os
+import select
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from realprocs import ROOT, WAIT_S, run_file_client, start_server
+
+TMUX = shutil.which("tmux")
+pytestmark = pytest.mark.skipif(TMUX is None, reason="tmux is not installed")
+
+
+class Pane:
+    """One tmux pane, on a tmux server of its own (its socket in the test's directory)."""
+
+    def __init__(self, tmp_path, command, width=80, height=24):
+        self.socket = str(tmp_path / "tmux.sock")
+        self._tmux("new-session", "-d", "-s", "t", "-x", str(width), "-y", str(height),
+                   " ".join(command))
+
+    def _tmux(self, *args):
+        return subprocess.run([TMUX, "-S", self.socket, *args], check=True, capture_output=True,
+                              text=True, timeout=WAIT_S).stdout
+
+    def keys(self, *keys):
+        self._tmux("send-keys", "-t", "t", *keys)
+
+    def type(self, text):
+        self._tmux("send-keys", "-t", "t", "-l", text)
+
+    def rows(self):
+        return self._tmux("capture-pane", "-p", "-t", "t").split("\n")
+
+    def cursor(self):
+        x, y = self._tmux("display-message", "-p", "-t", "t", "#{cursor_x} #{cursor_y}").split()
+        return int(y), int(x)
+
+    def wait(self, check, timeout_s=WAIT_S):
+        """Poll the pane until check(rows) is true; fail with the pane's rows if it never is."""
+        end = time.monotonic() + timeout_s
+        while True:
+            rows = self.rows()
+            if check(rows):
+                return rows
+            if time.monotonic() > end:
+                raise AssertionError("the pane never showed it:\n" + "\n".join(rows))
+            select.select([], [], [], 0.05)     # a bounded poll, not a sleep
+
+    def close(self):
+        subprocess.run([TMUX, "-S", self.socket, "kill-server"], capture_output=True,
+                       timeout=WAIT_S)
+
+
+def _index(rows, text):
+    return next(i for i, row in enumerate(rows) if row == text)
+
+
+def _stop(proc):
+    proc.terminate()
+    proc.wait(WAIT_S)
+
+
+def test_a_long_line_survives_a_message_and_backspaces_and_the_outage_shows_below_it(tmp_path):
+    proc, port = start_server(tmp_path, 0)
+    client = [sys.executable, os.path.join(ROOT, "client.py"), "127.0.0.1", str(port)]
+    pane = Pane(tmp_path, ["cd", ROOT, "&&", *client])
+    try:
+        pane.wait(lambda rows: "Please enter username:" in rows)
+        pane.type("columbia")
+        pane.keys("Enter")
+        pane.wait(lambda rows: "Please enter password:" in rows)
+        pane.type("116bway")
+        pane.keys("Enter")
+        pane.wait(lambda rows: "You have successfully logged in." in rows)
+        typed = "message seas " + "".join(chr(ord("a") + n % 26) for n in range(77))
+        pane.type(typed)
+        pane.wait(lambda rows: typed[80:] in rows)
+        code, _, _ = run_file_client(port, "seas\nsummerisover\nbroadcast lunch?\n",
+                                     tmp_path)
+        assert code == 0
+        rows = pane.wait(lambda rows: "seas (to everyone): lunch?" in rows)
+        pane.keys(*["BSpace"] * 5)
+        rows = pane.wait(lambda rows: typed[80:85] in rows)
+        first = _index(rows, typed[:80])
+        assert rows[first + 1] == typed[80:85] and pane.cursor() == (first + 1, 5)
+        assert not any(row.startswith("message seas") for row in rows[:first])   # no copies
+        assert all(row == "" for row in rows[first + 2:])
+        assert rows[first - 1] == "seas has logged out."
+
+        _stop(proc)
+        pane.keys("Enter")
+        rows = pane.wait(lambda rows: any(r.startswith("Server unreachable") for r in rows))
+        said = [row for row in rows if row.startswith("Cannot reach the server")]
+        assert said == [f"Cannot reach the server at 127.0.0.1:{port} (refused)."]
+        status = next(i for i, row in enumerate(rows) if row.startswith("Server unreachable"))
+        assert rows[status - 1] == "" and pane.cursor() == (status - 1, 0)   # the empty input
+        assert all(row == "" for row in rows[status + 1:])
+        pane.type("half typed")
+
+        proc, _ = start_server(tmp_path, port)          # back, on the same port
+        rows = pane.wait(lambda rows: "The server is back." in rows)
+        assert not any(row.startswith("Server unreachable") for row in rows)
+        assert len([row for row in rows if row.startswith("Cannot reach")]) == 1   # said once
+        assert rows[pane.cursor()[0]] == "half typed" and pane.cursor()[1] == 10
+    finally:
+        pane.close()
+        _stop(proc)
