@@ -481,7 +481,7 @@ class ChatClient:
 
     def _report_unsent(self, out, why):
         out.extend(ShowFate(entry.mid, Fate.REFUSED,
-                            f"Not sent ({why}): " + described(entry.command))
+                            f"Not sent ({why}): " + described(entry.command), why)
                    for entry in self.outbox.drop_all())
 
     # -- requests and replies -------------------------------------------------------------------

@@ -222,10 +222,13 @@ class ShowSending:
 @dataclass(frozen=True, slots=True)
 class ShowFate:
     """What became of the user's message `ref` (a ShowSending's): `fate`, and the `line` the
-    terminal prints for it ("" for none): a refusal's reason, say, in the original's words."""
+    terminal prints for it ("" for none): a refusal's reason, say, in the original's words.
+    `why`, when given, is the reason alone, for a screen that shows the message itself (the
+    terminal's line quotes it as a command to type again)."""
     ref: str
     fate: Fate
     line: str = ""
+    why: str = ""
 
 
 @dataclass(frozen=True, slots=True)

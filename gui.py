@@ -187,7 +187,9 @@ class ChatView:
                 del self._mine[fate.ref]
         # waiting is told by the mark and the status line; the terminal lists each instead
         if fate.line and (fate.fate is Fate.REFUSED or index is None):
-            self._say(at, fate.line, "error")
+            # the entry shows the message: beneath it, the reason alone when there is one
+            self._say(at, f"Not sent: {fate.why}." if fate.why and index is not None
+                      else fate.line, "error")
 
     def take_changed(self):
         """Indices of entries changed in place since the last call (an own message's fate)."""

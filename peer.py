@@ -306,7 +306,8 @@ class Peers:
         if not messages:
             return [note]
         return [note, Show("unreachable", sender=link.user),
-                *[ShowFate(ref, Fate.REFUSED, f"Not delivered to {link.user}: {text}")
+                *[ShowFate(ref, Fate.REFUSED, f"Not delivered to {link.user}: {text}",
+                           f"{link.user}'s client could not be reached")
                   for ref, text in messages],
                 Show("try_message", sender=link.user)]
 

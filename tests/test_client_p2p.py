@@ -240,7 +240,8 @@ def test_messages_unacknowledged_when_the_link_breaks_are_reported_not_resent():
     actions = run.do(LinkClosed(1, "reset"))
     assert printed(actions) == not_delivered("two") and requests(actions) == []
     assert of(actions, ShowFate) == [ShowFate("private-2", Fate.REFUSED,
-                                              "Not delivered to bob: two")]
+                                              "Not delivered to bob: two",
+                                              "bob's client could not be reached")]
 
 
 def test_a_peer_that_refuses_our_proof_is_reported_and_not_resent():

@@ -477,7 +477,8 @@ def test_a_private_message_is_sent_once_the_peer_takes_it_and_refused_if_it_cann
     link = next(iter(screen.glue.core.peers.links))
     screen.glue.feed(LinkClosed(link, "refused"))
     assert marks(screen) == ["✗ not sent"]
-    assert "Not delivered to bob: psst" in screen.texts()
+    assert "Not sent: bob's client could not be reached." in screen.texts()
+    assert not any("Not delivered" in text for text in screen.texts())  # the terminal's words
 
 
 def test_private_messages_are_their_own_kind(screen):
@@ -678,7 +679,7 @@ def test_an_unreachable_peer_is_told_with_the_way_through_the_server(screen):
     screen.glue.feed(LinkClosed(1, "refused"))
     assert screen.texts()[-3:] == [
         "Could not reach bob's client directly (their address may have changed).",
-        "Not delivered to bob: psst",
+        "Not sent: bob's client could not be reached.",
         "To leave it for bob on the server instead, select bob, press Message and send it again."]
 
 
