@@ -154,6 +154,7 @@ def test_messages_given_up_are_refused_by_their_ids():
     actions = run.reply({**WELCOME, "user": "carol", "token": "t2"})
     assert fates(actions) == [("c-1", Fate.REFUSED, "Not sent (you logged in as someone else): "
                                                      "message bob private matter")]
+    assert [a.why for a in of(actions, ShowFate)] == ["you logged in as someone else"]
 
 
 def test_a_message_refused_before_it_is_sent_is_never_shown_on_its_way():
