@@ -50,6 +50,7 @@ class IrcSession:
         self.open_accounts = open_accounts     # names that need no password (passwords.OPEN)
         self.server = server
         self.room = room
+        self.room_folded = fold(room)
         self.host = host
         self.lines = []         # bytes for the IRC client, in order
         self.requests = []      # frames for the core, in order
@@ -368,7 +369,7 @@ class IrcSession:
         self.numeric("366", self.room, "End of /NAMES list")
 
     def _is_room(self, name):
-        return fold(name) == fold(self.room)
+        return fold(name) == self.room_folded
 
     def _c_join(self, params, wall):
         if not self._need(params, 1, "JOIN"):
@@ -541,21 +542,22 @@ class IrcSession:
     def _send_to(self, target, text, command, wall):
         quiet = command == "NOTICE"     # RFC 1459: no automatic reply to a NOTICE
         said = from_action(text)        # what client.py users read: /me as they would type it
-        if self._is_room(target):
+        folded_target = fold(target)    # (once: this is the IRC port's hot path)
+        if folded_target == self.room_folded:
             self.ask("broadcast", {"text": said}, self._sent, (self.room, text, command))
-        elif fold(target) == fold(SERVICE):
+        elif folded_target == SERVICE:
             if not quiet:
                 self._service(text)
         elif target.startswith("#") or target.startswith("&"):
             if not quiet:
                 self.numeric("404", target, f"Cannot send to channel: this server has one "
                              f"room, {self.room}")
-        elif fold(target) == fold(self.nick):
+        elif folded_target == fold(self.nick):
             # the core takes no message to oneself; IRC shows it back, as servers do
             self.say(command, self.nick, text, source=self.who_is(self.nick),
                      tags=self._time_tags(wall))
         else:
-            to = self.accounts.get(fold(target))
+            to = self.accounts.get(folded_target)
             if to is None:
                 if not quiet:
                     self.numeric("401", target, "No such nick")

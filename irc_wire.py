@@ -137,6 +137,8 @@ def flat(text):
 def pieces(text, limit=SAFE_TEXT_BYTES):
     """Text -> pieces of at most `limit` UTF-8 bytes each, cut between characters (at a space
     when one is near), so a 4,000-character message goes out as several lines."""
+    if len(text) <= limit // 4 and text.isprintable():
+        return [text]           # the usual message: short, one line, nothing to flatten
     text = flat(text)
     out = []
     while len(text.encode("utf-8")) > limit:

@@ -8,7 +8,7 @@ import time
 
 from irc_wire import pieces
 
-SERVICE = "chat"
+SERVICE = "chat"         # lower case: it is compared with names folded (irc_wire.fold)
 SERVICE_SOURCE = f"{SERVICE}!{SERVICE}@services"
 USER_HOST = "chat"      # every user's host in IRC prefixes: the server tells no addresses
 VERSION = "chat-1"
