@@ -1,0 +1,477 @@
+"""IrcSession on its own, without a core: each test feeds IRC lines (parsed as irc_glue parses
+them) and core frames, and pins down what the session writes back, what it asks of the core and
+whether it hangs up. One behaviour a test; the exact line wherever its wording or numeric is the
+behaviour (Modern IRC, modern.ircdocs.horse, for the numerics and their parameters)."""
+import base64
+
+import pytest
+
+from irc_session import MAX_EARLY_LINES, IrcSession, folded
+from irc_wire import parse
+
+SERVER = "chat.server"
+ACCOUNTS = folded(("columbia", "seas", "guest"))
+WALL = 1764950400.25                    # 2025-12-05T16:00:00.250Z
+STAMP = "2025-12-05T16:00:00.250Z"
+S = f":{SERVER} "                       # the source of our numerics
+ME = ":columbia!columbia@chat "          # the source of the user's own lines
+SEAS = ":seas!seas@chat "
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+def new_session(**kwargs):
+    return IrcSession(kwargs.pop("accounts", ACCOUNTS), SERVER, "#chat", "127.0.0.1", **kwargs)
+
+
+def written(session):
+    """The lines the session wrote since the last look, as text without their CR LF."""
+    assert all(raw.endswith(b"\r\n") for raw in session.lines), session.lines
+    lines = [raw.decode()[:-2] for raw in session.lines]
+    session.lines.clear()
+    return lines
+
+
+def said(session, *raws):
+    """Lines from the client -> the lines the session wrote back."""
+    for raw in raws:
+        session.from_client(parse(raw.encode()), WALL)
+    return written(session)
+
+
+def asked(session):
+    """The requests for the core since the last look, taken."""
+    requests, session.requests[:] = list(session.requests), []
+    return requests
+
+
+def request(session):
+    """The one request the session has for the core, taken."""
+    requests = asked(session)
+    assert len(requests) == 1, requests
+    return requests[0]
+
+
+def reply_to(session, req, kind, **fields):
+    """The core's reply to `req` -> the lines the session wrote."""
+    session.from_core({"id": req["id"], "type": kind, **fields}, WALL)
+    return written(session)
+
+
+def answer(session, kind, **fields):
+    """The core answers the session's one request -> the lines the session wrote."""
+    return reply_to(session, request(session), kind, **fields)
+
+
+def delivered(session, kind, **fields):
+    """A delivery from the core (no id) -> the lines the session wrote."""
+    session.from_core({"type": kind, **fields}, WALL)
+    return written(session)
+
+
+def registered(session, name="columbia"):
+    """PASS, NICK and USER sent: the login is on its way to the core."""
+    assert said(session, "PASS pw", f"NICK {name}", "USER u 0 * :u") == []
+
+
+def welcomed(name="columbia", caps=(), online=(), **kwargs):
+    """A session past registration, the room joined (its lines and requests taken)."""
+    session = new_session(**kwargs)
+    if caps:
+        said(session, "CAP LS 302", "CAP REQ :" + " ".join(caps))
+    registered(session, name)
+    if caps:
+        said(session, "CAP END")
+    answer(session, "welcome", user=name, token="t")
+    answer(session, "online", users=list(online))
+    assert session.ready and not session.requests and not session.lines
+    return session
+
+
+def sasl_blob(user, password, authzid=""):
+    return base64.b64encode(f"{authzid}\0{user}\0{password}".encode()).decode()
+
+
+def sasl_ready(nick="columbia"):
+    """A session negotiating with the sasl cap, NICK and USER given, `AUTHENTICATE PLAIN` sent."""
+    session = new_session()
+    said(session, "CAP LS 302", "CAP REQ :sasl", f"NICK {nick}", "USER u 0 * :u")
+    assert said(session, "AUTHENTICATE PLAIN") == ["AUTHENTICATE +"]
+    return session
+
+
+def service(text, to="columbia"):
+    return f":chat!chat@services NOTICE {to} :{text}"
+
+
+# -- CAP ----------------------------------------------------------------------------------------
+
+def test_cap_ls_without_302_offers_the_names_without_values():
+    assert said(new_session(), "CAP LS") == [
+        f"{S}CAP * LS :sasl server-time message-tags echo-message"]
+
+
+def test_cap_ls_302_offers_the_sasl_mechanism_as_a_value():
+    assert said(new_session(), "CAP LS 302") == [
+        f"{S}CAP * LS :sasl=PLAIN server-time message-tags echo-message"]
+
+
+def test_cap_list_names_the_enabled_caps_sorted():
+    session = new_session()
+    assert said(session, "CAP REQ :server-time echo-message") == [
+        f"{S}CAP * ACK :server-time echo-message"]
+    assert said(session, "CAP LIST") == [f"{S}CAP * LIST :echo-message server-time"]
+
+
+def test_cap_list_with_nothing_enabled_is_empty():
+    assert said(new_session(), "CAP LIST") == [f"{S}CAP * LIST :"]
+
+
+def test_cap_req_of_an_unknown_cap_is_refused_whole_and_enables_nothing():
+    session = new_session()
+    assert said(session, "CAP REQ :server-time bogus") == [f"{S}CAP * NAK :server-time bogus"]
+    assert session.caps == set()
+
+
+def test_cap_req_with_no_caps_is_refused():
+    assert said(new_session(), "CAP REQ") == [f"{S}CAP * NAK :"]
+
+
+def test_cap_req_of_minus_a_name_disables_it():
+    session = new_session()
+    said(session, "CAP REQ :server-time echo-message")
+    assert said(session, "CAP REQ -server-time") == [f"{S}CAP * ACK -server-time"]
+    assert session.caps == {"echo-message"}
+
+
+def test_an_invalid_cap_subcommand_gets_410():
+    assert said(new_session(), "CAP FROB x") == [f"{S}410 * FROB :Invalid CAP command"]
+
+
+def test_cap_with_no_subcommand_gets_461():
+    assert said(new_session(), "CAP") == [f"{S}461 * CAP :Not enough parameters"]
+
+
+def test_cap_ls_before_welcome_holds_the_login_until_cap_end():
+    session = new_session()
+    said(session, "CAP LS 302")
+    registered(session)
+    assert session.requests == []
+    assert said(session, "CAP END") == []
+    assert request(session) == {"user": "columbia", "password": "pw", "stay": True, "id": "i1",
+                                "type": "login"}
+
+
+def test_cap_end_with_no_negotiation_begun_does_nothing():
+    session = new_session()
+    assert said(session, "CAP END") == []
+    registered(session)
+    assert request(session)["type"] == "login"
+
+
+def test_cap_after_welcome_answers_with_the_nick_and_holds_nothing():
+    session = welcomed()
+    assert said(session, "CAP LS") == [
+        f"{S}CAP columbia LS :sasl server-time message-tags echo-message"]
+    assert said(session, "CAP REQ :server-time") == [f"{S}CAP columbia ACK server-time"]
+    assert said(session, "CAP END") == []
+    assert not session.negotiating and session.caps == {"server-time"}
+    assert said(session, "PRIVMSG columbia :still here") == [
+        f"@time={STAMP} {ME}PRIVMSG columbia :still here"]
+
+
+# -- AUTHENTICATE (SASL PLAIN) ------------------------------------------------------------------
+
+def test_authenticate_without_the_sasl_cap_fails():
+    session = new_session()
+    assert said(session, "AUTHENTICATE PLAIN") == [
+        f"{S}904 * :SASL authentication is not possible now"]
+    assert session.sasl is None
+
+
+def test_authenticate_with_no_parameter_gets_461():
+    assert said(new_session(), "AUTHENTICATE") == [
+        f"{S}461 * AUTHENTICATE :Not enough parameters"]
+
+
+def test_a_mechanism_other_than_plain_gets_908_then_904():
+    session = new_session()
+    said(session, "CAP REQ sasl")
+    assert said(session, "AUTHENTICATE EXTERNAL") == [
+        f"{S}908 * PLAIN :are available SASL mechanisms", f"{S}904 * :SASL authentication failed"]
+    assert session.sasl is None
+
+
+def test_authenticate_star_aborts_and_a_new_exchange_may_begin():
+    session = sasl_ready()
+    assert said(session, "AUTHENTICATE *") == [f"{S}906 columbia :SASL authentication aborted"]
+    assert said(session, "AUTHENTICATE PLAIN") == ["AUTHENTICATE +"]     # a mechanism again
+    assert session.requests == []
+
+
+def test_the_plain_blob_logs_in_as_its_user_with_its_password():
+    session = sasl_ready()
+    assert said(session, "AUTHENTICATE " + sasl_blob("Seas", "pw", authzid="Seas")) == []
+    assert request(session) == {"user": "seas", "password": "pw", "stay": True, "id": "i1",
+                                "type": "login"}
+
+
+def test_a_blob_over_400_bytes_comes_in_chunks_and_is_read_once_a_short_one_ends_it():
+    session = sasl_ready()
+    password = "p" * 350                # a 476-character blob: 400 + 76
+    blob = sasl_blob("seas", password)
+    assert said(session, "AUTHENTICATE " + blob[:400]) == []
+    assert session.requests == []       # a full chunk: more may follow
+    assert said(session, "AUTHENTICATE " + blob[400:]) == []
+    assert request(session)["password"] == password
+
+
+def test_a_blob_of_exactly_400_bytes_ends_with_a_plus():
+    session = sasl_ready()
+    password = "p" * 294                # a blob of exactly 400 characters
+    blob = sasl_blob("seas", password)
+    assert len(blob) == 400
+    said(session, "AUTHENTICATE " + blob)
+    assert session.requests == []
+    said(session, "AUTHENTICATE +")
+    assert request(session)["password"] == password
+
+
+def test_a_blob_over_1200_bytes_gets_905_and_nothing_is_asked():
+    session = sasl_ready()
+    for _ in range(3):
+        assert said(session, "AUTHENTICATE " + "A" * 400) == []
+    assert said(session, "AUTHENTICATE " + "A" * 400) == [
+        f"{S}905 columbia :SASL message too long"]
+    assert session.requests == [] and session.sasl is None
+
+
+@pytest.mark.parametrize("blob", ["!!!notbase64", base64.b64encode(b"no separators").decode(),
+                                  base64.b64encode(b"a\0b\0c\0d").decode(),
+                                  base64.b64encode(b"\0seas\0\xff").decode(), "+"])
+def test_a_malformed_blob_gets_904_and_nothing_is_asked(blob):
+    session = sasl_ready()
+    assert said(session, "AUTHENTICATE " + blob) == [
+        f"{S}904 columbia :SASL authentication failed: not a PLAIN message"]
+    assert session.requests == [] and session.hangup is None
+
+
+def test_a_sasl_login_says_900_and_903_and_the_welcome_waits_for_cap_end():
+    session = sasl_ready()
+    said(session, "AUTHENTICATE " + sasl_blob("columbia", "pw"))
+    assert answer(session, "welcome", user="columbia", token="t") == [
+        f"{S}900 columbia columbia!columbia@chat columbia :You are now logged in as columbia",
+        f"{S}903 columbia :SASL authentication successful"]
+    assert not session.welcomed
+    lines = said(session, "CAP END")
+    assert lines[0] == f"{S}001 columbia :Welcome to the chat room, columbia!columbia@chat"
+    assert request(session)["type"] == "online"
+
+
+def test_authenticate_after_a_login_gets_907():
+    session = welcomed(caps=("sasl",))
+    assert said(session, "AUTHENTICATE PLAIN") == [
+        f"{S}907 columbia :SASL authentication is not possible now"]
+
+
+def test_authenticate_after_a_sasl_login_before_cap_end_gets_907():
+    session = sasl_ready()
+    said(session, "AUTHENTICATE " + sasl_blob("columbia", "pw"))
+    answer(session, "welcome", user="columbia", token="t")
+    assert said(session, "AUTHENTICATE PLAIN") == [
+        f"{S}907 columbia :SASL authentication is not possible now"]
+
+
+# -- PASS, NICK, USER ---------------------------------------------------------------------------
+
+def test_pass_after_welcome_gets_462():
+    session = welcomed()
+    assert said(session, "PASS other") == [f"{S}462 columbia :You may not reregister"]
+
+
+def test_pass_after_a_sasl_login_gets_462():
+    session = sasl_ready()
+    said(session, "AUTHENTICATE " + sasl_blob("columbia", "pw"))
+    answer(session, "welcome", user="columbia", token="t")
+    assert said(session, "PASS pw") == [f"{S}462 columbia :You may not reregister"]
+
+
+def test_pass_with_no_password_gets_461():
+    assert said(new_session(), "PASS") == [f"{S}461 * PASS :Not enough parameters"]
+
+
+@pytest.mark.parametrize("raw", ["NICK", "NICK :"])
+def test_nick_with_no_nick_gets_431(raw):
+    session = new_session()
+    assert said(session, raw) == [f"{S}431 * :No nickname given"]
+    assert session.nick == "*"
+
+
+@pytest.mark.parametrize("nick", ["1abc", "a.b", "#chan", "x" * 65])
+def test_a_bad_nick_gets_432_and_is_not_taken(nick):
+    session = new_session()
+    assert said(session, f"NICK {nick}") == [f"{S}432 * {nick} :Erroneous nickname"]
+    assert session.nick == "*"
+
+
+def test_a_nick_change_after_welcome_gets_432():
+    session = welcomed()
+    assert said(session, "NICK seas") == [
+        f"{S}432 columbia seas :Nicks are account names here: yours stays columbia"]
+    assert session.nick == "columbia"
+
+
+def test_nick_after_welcome_to_the_same_nick_is_taken_quietly():
+    assert said(welcomed(), "NICK columbia") == []
+
+
+def test_user_with_too_few_parameters_gets_461():
+    session = new_session()
+    said(session, "PASS pw", "NICK columbia")
+    assert said(session, "USER u 0 *") == [f"{S}461 columbia USER :Not enough parameters"]
+    assert session.requests == []
+
+
+def test_user_again_after_welcome_gets_462():
+    assert said(welcomed(), "USER u 0 * :u") == [f"{S}462 columbia :You may not reregister"]
+
+
+def test_a_nick_in_another_case_logs_in_as_its_account():
+    session = new_session()
+    registered(session, "Columbia")
+    assert request(session)["user"] == "columbia"
+
+
+def test_no_password_gets_464_and_the_link_is_closed_without_asking_the_core():
+    session = new_session()
+    assert said(session, "NICK seas", "USER u 0 * :u") == [
+        f"{S}464 seas :Password required: connect with your account's password (PASS, or SASL "
+        f"PLAIN)", "ERROR :Closing link: no password"]
+    assert session.hangup == "no password" and session.requests == []
+
+
+def test_an_open_account_registers_without_pass():
+    session = new_session(open_accounts={"guest"})
+    assert said(session, "NICK Guest", "USER u 0 * :u") == []
+    assert request(session) == {"user": "guest", "password": "(none)", "stay": True, "id": "i1",
+                                "type": "login"}
+
+
+def test_quit_before_login_closes_without_asking_the_core():
+    session = new_session()
+    assert said(session, "NICK columbia", "QUIT") == ["ERROR :Closing link: Quit"]
+    assert session.hangup == "quit" and session.requests == []
+
+
+# -- PING, PONG, the registration gate, unknown commands ----------------------------------------
+
+def test_ping_with_no_token_gets_409():
+    assert said(new_session(), "PING") == [f"{S}409 * :No origin specified"]
+
+
+def test_ping_is_answered_with_its_token():
+    assert said(new_session(), "PING :abc def") == [f"{S}PONG {SERVER} :abc def"]
+
+
+@pytest.mark.parametrize("raw", ["PONG", "PONG :hello", "PONG :ack-", "PONG :ack-x",
+                                 "PONG :ack-9"])
+def test_a_pong_that_answers_no_ping_of_ours_is_ignored(raw):
+    session = welcomed()
+    delivered(session, "message", **{"from": "seas", "text": "hi", "seq": 5})
+    session.ping_for_ack()
+    written(session)
+    assert said(session, raw) == []
+    assert session.requests == [] and session.acked_seq == 0
+
+
+@pytest.mark.parametrize("raw", ["JOIN #chat", "PRIVMSG seas :hi", "WHOIS seas", "MODE #chat"])
+def test_commands_before_registration_get_451(raw):
+    session = new_session()
+    assert said(session, raw) == [f"{S}451 * :You have not registered"]
+    assert session.requests == []
+
+
+@pytest.mark.parametrize("raw", ["001 columbia :hi", "433 * x :taken"])
+def test_numerics_from_a_client_are_ignored(raw):
+    assert said(new_session(), raw) == []
+    assert said(welcomed(), raw) == []
+
+
+def test_an_unknown_command_gets_421_before_and_after_welcome():
+    assert said(new_session(), "FROB x") == [f"{S}421 * FROB :Unknown command"]
+    assert said(welcomed(), "frob x") == [f"{S}421 columbia FROB :Unknown command"]
+
+
+def test_nothing_is_read_once_the_session_is_gone():
+    session = welcomed()
+    said(session, "QUIT :bye")
+    asked(session)
+    assert said(session, "PRIVMSG seas :hi", "FROB") == []
+    assert session.requests == []
+
+
+# -- login refusals -------------------------------------------------------------------------------
+
+REFUSALS = [
+    ({"code": "wrong_password", "attempts_left": 2},
+     "Wrong password (2 more and the name is blocked for a while)"),
+    ({"code": "too_many_attempts", "seconds": 30},
+     "Wrong password: the name is blocked for 30 s"),
+    ({"code": "locked"}, "This name is blocked for a while after wrong passwords; try later"),
+    ({"code": "unknown_user"}, "No account is called columbia"),
+    ({"code": "slow_down", "seconds": 5},
+     "Too many failed logins from your address; try again in 5 s"),
+    ({"code": "unavailable", "seconds": 1},
+     "The server cannot log anyone in just now; try again in a moment"),
+    ({"code": "bad_field"}, "That name or password cannot be used here"),
+    ({"code": "something_new"}, "Login refused"),
+]
+
+
+@pytest.mark.parametrize("fields, text", REFUSALS)
+def test_a_login_refused_after_pass_gets_464_and_error_and_hangs_up(fields, text):
+    session = new_session()
+    registered(session)
+    assert answer(session, "error", **fields) == [
+        f"{S}464 columbia :{text}", f"ERROR :Closing link: {text}"]
+    assert session.hangup == "login refused" and session.gone
+    assert said(session, "PASS again") == []
+
+
+@pytest.mark.parametrize("fields, text", REFUSALS)
+def test_a_login_refused_after_sasl_gets_904_and_the_link_stays_open(fields, text):
+    session = sasl_ready()
+    said(session, "AUTHENTICATE " + sasl_blob("columbia", "pw"))
+    assert answer(session, "error", **fields) == [
+        f"{S}904 columbia :SASL authentication failed: {text}"]
+    assert session.hangup is None and not session.gone
+    assert said(session, "AUTHENTICATE PLAIN") == ["AUTHENTICATE +"]     # may try again
+
+
+# -- the early lines: sent while the login is answered -------------------------------------------
+
+def test_lines_sent_during_the_login_are_read_after_its_answer_in_order():
+    session = new_session()
+    registered(session)
+    login = request(session)
+    assert said(session, "PRIVMSG seas :early bird", "AWAY :out") == []
+    lines = reply_to(session, login, "welcome", user="columbia", token="t")
+    assert lines[0].startswith(f"{S}001 columbia ")
+    assert lines[-1] == f"{S}306 columbia :You have been marked as being away"
+    assert [(r["type"], r.get("text")) for r in asked(session)] == [
+        ("online", None), ("message", "early bird")]
+
+
+def test_too_many_lines_during_the_login_close_the_link():
+    session = new_session()
+    registered(session)
+    for number in range(MAX_EARLY_LINES):
+        assert said(session, f"PRIVMSG seas :line {number}") == []
+    assert said(session, "PRIVMSG seas :one too many") == [
+        "ERROR :Closing link: too many lines while logging in"]
+    assert session.hangup == "flood"
+
+
+def test_a_reply_to_an_unknown_id_is_ignored():
+    session = welcomed()
+    assert reply_to(session, {"id": "i99"}, "ok") == []
