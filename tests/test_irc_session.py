@@ -8,6 +8,7 @@ import pytest
 
 from irc_session import MAX_EARLY_LINES, IrcSession, folded
 from irc_wire import parse
+from irc_words import HELP, NO_PRIVATE
 
 SERVER = "chat.server"
 ACCOUNTS = folded(("columbia", "seas", "guest"))
@@ -410,6 +411,189 @@ def test_nothing_is_read_once_the_session_is_gone():
     assert session.requests == []
 
 
+# -- PRIVMSG and NOTICE: errors ------------------------------------------------------------------
+
+def test_privmsg_with_no_recipient_gets_411():
+    assert said(welcomed(), "PRIVMSG") == [f"{S}411 columbia :No recipient given (PRIVMSG)"]
+
+
+@pytest.mark.parametrize("raw", ["PRIVMSG seas", "PRIVMSG seas :"])
+def test_privmsg_with_no_text_gets_412(raw):
+    assert said(welcomed(), raw) == [f"{S}412 columbia :No text to send"]
+
+
+def test_privmsg_to_more_than_four_targets_gets_407_and_sends_nothing():
+    session = welcomed()
+    assert said(session, "PRIVMSG a,b,c,d,e :hi") == [
+        f"{S}407 columbia a,b,c,d,e :Too many recipients: at most 4"]
+    assert session.requests == []
+
+
+@pytest.mark.parametrize("raw", ["NOTICE", "NOTICE seas", "NOTICE seas :", "NOTICE a,b,c,d,e :x",
+                                 "NOTICE #other :x", "NOTICE nobody :x", "NOTICE chat :help",
+                                 "NOTICE seas :\x01VERSION\x01"])
+def test_a_notice_is_never_answered_with_an_error(raw):
+    session = welcomed()
+    assert said(session, raw) == []
+    assert session.requests == []
+
+
+@pytest.mark.parametrize("channel", ["#other", "&local"])
+def test_privmsg_to_another_channel_gets_404(channel):
+    session = welcomed()
+    assert said(session, f"PRIVMSG {channel} :hi") == [
+        f"{S}404 columbia {channel} :Cannot send to channel: this server has one room, #chat"]
+    assert session.requests == []
+
+
+def test_privmsg_to_an_unknown_nick_gets_401_without_asking_the_core():
+    session = welcomed()
+    assert said(session, "PRIVMSG nobody :hi") == [f"{S}401 columbia nobody :No such nick"]
+    assert session.requests == []
+
+
+def test_privmsg_to_several_targets_asks_for_each():
+    session = welcomed()
+    said(session, "PRIVMSG Seas,#CHAT :hi all")
+    assert [(r["type"], r.get("to"), r["text"], r["token"]) for r in asked(session)] == [
+        ("message", "seas", "hi all", "t"), ("broadcast", None, "hi all", "t")]
+
+
+# -- PRIVMSG to oneself --------------------------------------------------------------------------
+
+def test_a_message_to_oneself_is_shown_back_and_stored_nowhere():
+    session = welcomed()
+    assert said(session, "PRIVMSG Columbia :note to self") == [
+        f"{ME}PRIVMSG columbia :note to self"]
+    assert session.requests == []
+
+
+def test_a_message_to_oneself_carries_a_server_time_tag_when_the_cap_is_on():
+    session = welcomed(caps=("server-time",))
+    assert said(session, "PRIVMSG columbia :note to self") == [
+        f"@time={STAMP} {ME}PRIVMSG columbia :note to self"]
+
+
+def test_a_notice_to_oneself_is_shown_back_as_a_notice():
+    assert said(welcomed(), "NOTICE columbia :note to self") == [
+        f"{ME}NOTICE columbia :note to self"]
+
+
+# -- the core's answers to a message or broadcast -----------------------------------------------
+
+def test_a_message_taken_for_an_online_user_writes_nothing():
+    session = welcomed()
+    said(session, "PRIVMSG seas :hello there")
+    assert answer(session, "ok", stored=False) == []
+
+
+def test_a_message_stored_for_an_absent_user_says_so():
+    session = welcomed()
+    said(session, "PRIVMSG seas :hello there")
+    assert answer(session, "ok", stored=True) == [
+        service("seas is not online: your message waits for their next login.")]
+
+
+@pytest.mark.parametrize("fields, counts", [({"skipped": 2}, "2 block you, 0"),
+                                            ({"skipped": 0, "full": 1}, "0 block you, 1")])
+def test_a_broadcast_some_did_not_get_says_how_many(fields, counts):
+    session = welcomed()
+    said(session, "PRIVMSG #chat :hello all")
+    assert answer(session, "ok", **fields) == [
+        service(f"Not everyone got that: {counts} have too much waiting.")]
+
+
+def test_a_broadcast_everyone_got_writes_nothing():
+    session = welcomed()
+    said(session, "PRIVMSG #chat :hello all")
+    assert answer(session, "ok", skipped=0) == []
+
+
+@pytest.mark.parametrize("code, why", [
+    ("blocked", "seas blocks you: not sent"),
+    ("inbox_full", "too many messages already wait for seas: not sent, try later"),
+    ("store_full", "the server holds as many messages as it may: not sent, try later"),
+    ("unavailable", "the server cannot store messages just now: not sent, send it again in a "
+                    "moment"),
+    ("slow_down", "too many messages at once: not sent, send it again in a moment")])
+def test_a_refused_message_is_named_in_a_notice_with_why(code, why):
+    session = welcomed()
+    said(session, "PRIVMSG seas :hello there")
+    assert answer(session, "error", code=code, seconds=1) == [
+        service(f"Not sent to seas ({why}): hello there")]
+
+
+def test_a_refusal_with_an_unknown_code_gives_the_core_s_message():
+    session = welcomed()
+    said(session, "PRIVMSG seas :hello there")
+    assert answer(session, "error", code="old_mid", message="send it again") == [
+        service("Not sent to seas (send it again): hello there")]
+
+
+def test_a_refusal_with_an_unknown_code_and_no_message_says_refused():
+    session = welcomed()
+    said(session, "PRIVMSG #chat :hello all")
+    assert answer(session, "error", code="weird") == [
+        service("Not sent to #chat (refused): hello all")]
+
+
+def test_unknown_user_from_the_core_is_401():
+    session = welcomed()
+    said(session, "PRIVMSG seas :hello there")
+    assert answer(session, "error", code="unknown_user") == [
+        f"{S}401 columbia seas :No such nick"]
+
+
+def test_a_long_refused_message_is_named_in_several_notices():
+    session = welcomed()
+    text = "word " * 90
+    said(session, "PRIVMSG seas :" + text)
+    lines = answer(session, "error", code="blocked")
+    assert len(lines) == 2
+    assert all(len(line.encode()) < 512 for line in lines)
+    assert lines[0].startswith(service("Not sent to seas (seas blocks you: not sent): word"))
+
+
+# -- echo-message --------------------------------------------------------------------------------
+
+def test_echo_message_echoes_a_message_once_the_core_took_it():
+    session = welcomed(caps=("echo-message",))
+    said(session, "PRIVMSG Seas :hello there")
+    assert session.lines == []              # not before the core's yes
+    assert answer(session, "ok", stored=True) == [
+        f"{ME}PRIVMSG seas :hello there",
+        service("seas is not online: your message waits for their next login.")]
+
+
+def test_echo_message_echoes_a_broadcast_to_the_room():
+    session = welcomed(caps=("echo-message",))
+    said(session, "PRIVMSG #chat :hello all")
+    assert answer(session, "ok", skipped=0) == [f"{ME}PRIVMSG #chat :hello all"]
+
+
+def test_echo_message_echoes_a_notice_as_a_notice():
+    session = welcomed(caps=("echo-message",))
+    said(session, "NOTICE seas :hello there")
+    assert answer(session, "ok", stored=False) == [f"{ME}NOTICE seas :hello there"]
+
+
+def test_echo_message_does_not_echo_a_refused_message():
+    session = welcomed(caps=("echo-message",))
+    said(session, "PRIVMSG seas :hello there")
+    assert answer(session, "error", code="blocked") == [
+        service("Not sent to seas (seas blocks you: not sent): hello there")]
+
+
+def test_echo_message_splits_a_long_text_into_lines_that_fit():
+    session = welcomed(caps=("echo-message",))
+    text = " ".join(f"w{i:03}" for i in range(95))      # 474 bytes
+    said(session, "PRIVMSG seas :" + text)
+    lines = answer(session, "ok", stored=False)
+    assert len(lines) == 2
+    assert all(line.startswith(f"{ME}PRIVMSG seas :") for line in lines)
+    assert " ".join(line.split(" :", 1)[1] for line in lines) == text
+
+
 # -- login refusals -------------------------------------------------------------------------------
 
 REFUSALS = [
@@ -475,3 +659,117 @@ def test_too_many_lines_during_the_login_close_the_link():
 def test_a_reply_to_an_unknown_id_is_ignored():
     session = welcomed()
     assert reply_to(session, {"id": "i99"}, "ok") == []
+
+
+# -- the service nick ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", ["help", "HELP me", "frobnicate", "block", "y", "\x01ACTION x"])
+def test_the_service_answers_help_to_help_and_to_what_it_does_not_know(text):
+    session = welcomed()
+    assert said(session, f"PRIVMSG Chat :{text}") == [service(HELP)]
+    assert session.requests == []
+
+
+def test_the_service_lists_who_is_online():
+    session = welcomed()
+    said(session, "PRIVMSG chat :online")
+    assert answer(session, "online", users=["guest", "seas"]) == [service("Online: guest, seas")]
+
+
+def test_the_service_says_when_nobody_else_is_online():
+    session = welcomed()
+    said(session, "PRIVMSG chat :online")
+    assert answer(session, "online", users=[]) == [service("No other users are online.")]
+
+
+@pytest.mark.parametrize("verb", ["block", "unblock"])
+def test_the_service_blocks_and_unblocks(verb):
+    session = welcomed()
+    said(session, f"PRIVMSG chat :{verb} SEAS")
+    req = request(session)
+    assert (req["type"], req["user"]) == (verb, "seas")
+    assert reply_to(session, req, "ok") == [service(f"User seas has been {verb}ed.")]
+
+
+@pytest.mark.parametrize("verb, agree", [("y", True), ("yes", True), ("n", False),
+                                         ("no", False)])
+def test_the_service_answers_a_request_for_the_address(verb, agree):
+    session = welcomed()
+    said(session, f"PRIVMSG chat :{verb} seas")
+    req = request(session)
+    assert (req["type"], req["user"], req["agree"]) == ("consent", "seas", agree)
+    assert reply_to(session, req, "ok", no_port=True) == [service(
+        "You agreed; seas is told to /msg you instead, since IRC has no private talk." if agree
+        else "You refused to give seas your address.")]
+
+
+@pytest.mark.parametrize("text, code, why", [
+    ("block seas", "already_blocked", "You already block seas."),
+    ("unblock seas", "not_blocked", "You do not block seas."),
+    ("y seas", "no_request", "Seas has not asked for your address (or the question lapsed)."),
+    ("block columbia", "self", "That names yourself."),
+    ("block nobody", "unknown_user", "There is no user nobody.")])
+def test_the_service_says_why_it_was_refused(text, code, why):
+    session = welcomed()
+    said(session, f"PRIVMSG chat :{text}")
+    assert answer(session, "error", code=code) == [service(why)]
+
+
+@pytest.mark.parametrize("verb", ["getaddress seas", "private seas", "PRIVATE"])
+def test_the_service_says_private_talk_is_for_client_py(verb):
+    session = welcomed()
+    assert said(session, f"PRIVMSG chat :{verb}") == [service(NO_PRIVATE)]
+    assert session.requests == []
+
+
+def test_logout_to_the_service_logs_out_and_closes():
+    session = welcomed()
+    assert said(session, "PRIVMSG chat :logout") == ["ERROR :Closing link: Quit: logout"]
+    assert request(session) == {"id": "i3", "token": "t", "type": "logout"}
+    assert session.hangup == "quit" and session.token is None
+
+
+# -- SILENCE -------------------------------------------------------------------------------------
+
+def test_silence_with_no_mask_ends_an_empty_list():
+    session = welcomed()
+    assert said(session, "SILENCE") == [
+        f"{S}272 columbia :End of silence list (this server lists none here: /msg chat help)"]
+    assert session.requests == []
+
+
+@pytest.mark.parametrize("mask, verb, sign", [("+seas", "block", "+"), ("-Seas", "unblock", "-"),
+                                              ("seas", "block", "+"),
+                                              ("+SEAS!*@*", "block", "+"),
+                                              ("-seas!seas@chat", "unblock", "-")])
+def test_silence_blocks_and_unblocks_and_echoes_the_account(mask, verb, sign):
+    session = welcomed()
+    said(session, f"SILENCE {mask}")
+    req = request(session)
+    assert (req["type"], req["user"]) == (verb, "seas")
+    assert reply_to(session, req, "ok") == [f"{ME}SILENCE {sign}seas"]
+
+
+def test_silence_takes_several_masks():
+    session = welcomed()
+    said(session, "SILENCE +seas,-guest")
+    assert [(r["type"], r["user"]) for r in asked(session)] == [("block", "seas"),
+                                                                ("unblock", "guest")]
+
+
+@pytest.mark.parametrize("mask, code", [("+seas", "already_blocked"), ("-seas", "not_blocked")])
+def test_silence_echoes_even_when_there_was_nothing_to_change(mask, code):
+    session = welcomed()
+    said(session, f"SILENCE {mask}")
+    assert answer(session, "error", code=code) == [f"{ME}SILENCE {mask}"]
+
+
+@pytest.mark.parametrize("mask, code, why", [
+    ("+nobody", "unknown_user", "There is no user nobody."),
+    ("+columbia", "self", "That names yourself."),
+    ("-seas", "unavailable", "The server cannot store messages just now: not sent, send it again "
+                             "in a moment.")])
+def test_silence_refusals_are_notices(mask, code, why):
+    session = welcomed()
+    said(session, f"SILENCE {mask}")
+    assert answer(session, "error", code=code) == [service(why)]
