@@ -8,7 +8,7 @@ import pytest
 
 from irc_session import MAX_EARLY_LINES, IrcSession, folded
 from irc_wire import parse
-from irc_words import HELP, NO_PRIVATE
+from irc_words import HELP, NO_PRIVATE, TOPIC
 
 SERVER = "chat.server"
 ACCOUNTS = folded(("columbia", "seas", "guest"))
@@ -773,3 +773,226 @@ def test_silence_refusals_are_notices(mask, code, why):
     session = welcomed()
     said(session, f"SILENCE {mask}")
     assert answer(session, "error", code=code) == [service(why)]
+
+
+# -- MODE, TOPIC ---------------------------------------------------------------------------------
+
+def test_mode_of_the_room_shows_its_fixed_modes():
+    assert said(welcomed(), "MODE #Chat") == [f"{S}324 columbia #chat +nt"]
+
+
+@pytest.mark.parametrize("flag", ["+b", "b", "-b"])
+def test_mode_b_of_the_room_is_an_empty_ban_list(flag):
+    assert said(welcomed(), f"MODE #chat {flag}") == [
+        f"{S}368 columbia #chat :End of channel ban list"]
+
+
+def test_setting_a_mode_of_the_room_gets_482():
+    assert said(welcomed(), "MODE #chat +m") == [
+        f"{S}482 columbia #chat :The room's modes are fixed"]
+
+
+def test_mode_of_ones_own_nick_in_another_case_shows_plus_i():
+    assert said(welcomed(), "MODE COLUMBIA") == [f"{S}221 columbia +i"]
+
+
+def test_mode_plus_i_on_ones_own_nick_is_taken_quietly():
+    assert said(welcomed(), "MODE columbia +i") == []
+
+
+def test_mode_of_another_user_gets_502():
+    assert said(welcomed(), "MODE seas +i") == [
+        f"{S}502 columbia :Can't change mode for other users"]
+
+
+def test_mode_of_another_channel_gets_403():
+    assert said(welcomed(), "MODE #other") == [f"{S}403 columbia #other :No such channel"]
+
+
+def test_mode_with_no_target_gets_461():
+    assert said(welcomed(), "MODE") == [f"{S}461 columbia MODE :Not enough parameters"]
+
+
+def test_topic_of_the_room_is_the_fixed_topic():
+    assert said(welcomed(), "TOPIC #chat") == [f"{S}332 columbia #chat :{TOPIC}"]
+
+
+@pytest.mark.parametrize("raw", ["TOPIC #chat :new words", "TOPIC #chat :"])
+def test_setting_the_topic_gets_482(raw):
+    assert said(welcomed(), raw) == [f"{S}482 columbia #chat :The room's topic is fixed"]
+
+
+def test_topic_of_another_channel_gets_403():
+    assert said(welcomed(), "TOPIC #other") == [f"{S}403 columbia #other :No such channel"]
+
+
+def test_topic_with_no_channel_gets_461():
+    assert said(welcomed(), "TOPIC") == [f"{S}461 columbia TOPIC :Not enough parameters"]
+
+
+# -- LIST, LUSERS, MOTD, AWAY ---------------------------------------------------------------------
+
+def test_list_answers_from_the_online_list():
+    session = welcomed()
+    said(session, "LIST")
+    assert answer(session, "online", users=["guest", "seas"]) == [
+        f"{S}321 columbia Channel :Users  Name", f"{S}322 columbia #chat 3 :{TOPIC}",
+        f"{S}323 columbia :End of /LIST"]
+
+
+def test_lusers_counts_everyone_online():
+    session = welcomed()
+    said(session, "LUSERS")
+    assert answer(session, "online", users=["guest", "seas"]) == [
+        f"{S}251 columbia :There are 3 users and 0 invisible on 1 servers"]
+
+
+def test_motd_says_it_was_shown_at_login():
+    assert said(welcomed(), "MOTD") == [
+        f"{S}422 columbia :The message of the day was shown at login"]
+
+
+def test_away_with_a_message_marks_away():
+    assert said(welcomed(), "AWAY :gone fishing") == [
+        f"{S}306 columbia :You have been marked as being away"]
+
+
+@pytest.mark.parametrize("raw", ["AWAY", "AWAY :"])
+def test_away_without_a_message_unmarks(raw):
+    assert said(welcomed(), raw) == [f"{S}305 columbia :You are no longer marked as being away"]
+
+
+# -- USERHOST, WHO, WHOIS, ISON, NAMES -------------------------------------------------------------
+
+def test_userhost_answers_for_those_online_in_their_account_s_case():
+    session = welcomed()
+    said(session, "USERHOST SEAS nobody guest Columbia")
+    assert answer(session, "online", users=["seas"]) == [
+        f"{S}302 columbia :seas=+seas@chat columbia=+columbia@chat"]
+
+
+def test_userhost_with_no_nick_gets_461():
+    assert said(welcomed(), "USERHOST") == [f"{S}461 columbia USERHOST :Not enough parameters"]
+
+
+def test_who_with_a_nick_mask_lists_that_user_only():
+    session = welcomed()
+    said(session, "WHO Seas")
+    assert answer(session, "online", users=["guest", "seas"]) == [
+        f"{S}352 columbia #chat seas chat {SERVER} seas H :0 seas",
+        f"{S}315 columbia Seas :End of WHO list"]
+
+
+def test_who_of_someone_not_online_ends_an_empty_list():
+    session = welcomed()
+    said(session, "WHO guest")
+    assert answer(session, "online", users=["seas"]) == [
+        f"{S}315 columbia guest :End of WHO list"]
+
+
+@pytest.mark.parametrize("raw, mask", [("WHO", "*"), ("WHO #chat", "#chat"), ("WHO 0", "0")])
+def test_who_of_the_room_or_everyone_lists_everyone_online(raw, mask):
+    session = welcomed()
+    said(session, raw)
+    assert answer(session, "online", users=["seas"]) == [
+        f"{S}352 columbia #chat columbia chat {SERVER} columbia H :0 columbia",
+        f"{S}352 columbia #chat seas chat {SERVER} seas H :0 seas",
+        f"{S}315 columbia {mask} :End of WHO list"]
+
+
+def test_whois_of_someone_online():
+    session = welcomed()
+    said(session, "WHOIS SEAS")
+    assert answer(session, "online", users=["seas"]) == [
+        f"{S}311 columbia seas seas chat * seas", f"{S}319 columbia seas #chat",
+        f"{S}312 columbia seas {SERVER} :the chat room",
+        f"{S}318 columbia SEAS :End of /WHOIS list"]
+
+
+def test_whois_of_an_account_that_is_not_online_is_401_saying_a_message_waits():
+    session = welcomed()
+    said(session, "WHOIS guest")
+    assert answer(session, "online", users=["seas"]) == [
+        f"{S}401 columbia guest :Not online: a message waits for their next login",
+        f"{S}318 columbia guest :End of /WHOIS list"]
+
+
+def test_whois_of_an_unknown_nick_is_401_no_such_nick():
+    session = welcomed()
+    said(session, "WHOIS server.name nobody")       # the nick is the last parameter
+    assert answer(session, "online", users=["seas"]) == [
+        f"{S}401 columbia nobody :No such nick", f"{S}318 columbia nobody :End of /WHOIS list"]
+
+
+def test_whois_with_no_nick_gets_431():
+    session = welcomed()
+    assert said(session, "WHOIS") == [f"{S}431 columbia :No nickname given"]
+    assert session.requests == []
+
+
+def test_ison_answers_with_the_names_online_as_the_client_wrote_them():
+    session = welcomed()
+    said(session, "ISON :Seas nobody guest COLUMBIA")
+    assert answer(session, "online", users=["seas"]) == [f"{S}303 columbia :Seas COLUMBIA"]
+
+
+def test_ison_with_no_nick_gets_461():
+    assert said(welcomed(), "ISON") == [f"{S}461 columbia ISON :Not enough parameters"]
+
+
+def test_names_of_the_room_lists_everyone_online():
+    session = welcomed()
+    said(session, "NAMES #chat")
+    assert answer(session, "online", users=["guest", "seas"]) == [
+        f"{S}353 columbia = #chat :columbia guest seas",
+        f"{S}366 columbia #chat :End of /NAMES list"]
+
+
+def test_names_of_many_users_comes_in_several_lines():
+    session = welcomed()
+    said(session, "NAMES")
+    users = [f"user{i:03}" for i in range(100)]         # 800 characters of names
+    lines = answer(session, "online", users=users)
+    rows = [line.split(" :", 1)[1].split() for line in lines[:-1]]
+    assert len(rows) >= 3 and all(line.startswith(f"{S}353 columbia = #chat :")
+                                  for line in lines[:-1])
+    assert [name for row in rows for name in row] == ["columbia", *users]
+    assert all(len(line.encode()) < 512 for line in lines)
+    assert lines[-1] == f"{S}366 columbia #chat :End of /NAMES list"
+
+
+def test_names_of_another_channel_is_366_alone():
+    session = welcomed()
+    assert said(session, "NAMES #other") == [f"{S}366 columbia #other :End of /NAMES list"]
+    assert session.requests == []
+
+
+# -- JOIN, PART ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("raw", ["JOIN #chat", "JOIN 0", "JOIN #CHAT key"])
+def test_joining_the_room_or_leaving_all_does_nothing(raw):
+    session = welcomed()
+    assert said(session, raw) == []
+    assert session.requests == []
+
+
+def test_joining_another_channel_gets_403_for_it_alone():
+    assert said(welcomed(), "JOIN #chat,#other") == [
+        f"{S}403 columbia #other :No such channel: this server has one room, #chat"]
+
+
+def test_join_with_no_channel_gets_461():
+    assert said(welcomed(), "JOIN") == [f"{S}461 columbia JOIN :Not enough parameters"]
+
+
+def test_parting_the_room_is_answered_with_a_notice():
+    assert said(welcomed(), "PART #chat :bye") == [
+        service("Everyone logged in is in #chat; QUIT to leave it.")]
+
+
+def test_parting_another_channel_gets_403():
+    assert said(welcomed(), "PART #other") == [f"{S}403 columbia #other :No such channel"]
+
+
+def test_part_with_no_channel_gets_461():
+    assert said(welcomed(), "PART") == [f"{S}461 columbia PART :Not enough parameters"]
