@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from irc_session import MAX_EARLY_LINES, IrcSession, folded
+from irc_session import ACK_PINGS, MAX_EARLY_LINES, IrcSession, folded
 from irc_wire import parse
 from irc_words import HELP, NO_PRIVATE, TOPIC
 
@@ -996,3 +996,240 @@ def test_parting_another_channel_gets_403():
 
 def test_part_with_no_channel_gets_461():
     assert said(welcomed(), "PART") == [f"{S}461 columbia PART :Not enough parameters"]
+
+
+# -- deliveries -----------------------------------------------------------------------------------
+
+def logged_in_not_joined():
+    """A session welcomed, whose room's NAMES the core has not answered yet."""
+    session = new_session()
+    registered(session)
+    answer(session, "welcome", user="columbia", token="t")
+    assert not session.ready
+    return session
+
+
+def test_deliveries_before_the_room_is_joined_wait_for_its_names_and_presence_is_dropped():
+    session = logged_in_not_joined()
+    names = request(session)
+    assert delivered(session, "message", **{"from": "seas", "text": "hi there", "seq": 4}) == []
+    assert delivered(session, "presence", user="guest", online=True) == []
+    assert delivered(session, "consent_lapsed", user="seas") == []
+    assert reply_to(session, names, "online", users=["guest", "seas"]) == [
+        f"{S}353 columbia = #chat :columbia guest seas",
+        f"{S}366 columbia #chat :End of /NAMES list",
+        f"{SEAS}PRIVMSG columbia :hi there", service("seas's request for your address lapsed.")]
+    assert session.shown_seq == 4
+
+
+def test_logged_out_before_the_room_is_joined_closes_at_once():
+    session = logged_in_not_joined()
+    assert delivered(session, "logged_out", reason="elsewhere") == [
+        "ERROR :Closing link: This account logged in elsewhere"]
+    assert session.hangup == "logged in elsewhere" and session.token is None
+    session.connection_lost()
+    assert [r["type"] for r in asked(session)] == ["online"]    # no logout: the other login
+                                                                # owns the name now
+
+
+def test_logged_out_after_joining_closes_too():
+    session = welcomed()
+    assert delivered(session, "logged_out", reason="elsewhere") == [
+        "ERROR :Closing link: This account logged in elsewhere"]
+    assert session.gone
+
+
+def test_presence_is_join_and_quit():
+    session = welcomed()
+    assert delivered(session, "presence", user="seas", online=True) == [f"{SEAS}JOIN #chat"]
+    assert delivered(session, "presence", user="seas", online=False) == [
+        f"{SEAS}QUIT :Logged out"]
+
+
+def test_a_presence_batch_is_told_in_order_skipping_oneself():
+    session = welcomed()
+    assert delivered(session, "presence", changes=[["seas", True], ["columbia", True],
+                                                   ["guest", True], ["seas", False]]) == [
+        f"{SEAS}JOIN #chat", ":guest!guest@chat JOIN #chat", f"{SEAS}QUIT :Logged out"]
+
+
+def test_presence_about_oneself_is_not_told():
+    assert delivered(welcomed(), "presence", user="columbia", online=True) == []
+
+
+@pytest.mark.parametrize("kind, fields, text", [
+    ("consent_request", {"from": "seas"},
+     "seas asks for your address for a private talk. IRC has none, but you can answer: /msg chat "
+     "y seas (they will be told to /msg you) or /msg chat n seas."),
+    ("consent_lapsed", {"user": "seas"}, "seas's request for your address lapsed."),
+    ("address_refused", {"user": "seas"}, "seas refused to give you their address."),
+    ("address_lapsed", {"user": "seas"}, "seas did not answer your request."),
+    ("address_unavailable", {"user": "seas"},
+     "seas agreed, but has no address to give: /msg them.")])
+def test_peer_to_peer_notices_are_told_by_the_service(kind, fields, text):
+    assert delivered(welcomed(), kind, **fields) == [service(text)]
+
+
+@pytest.mark.parametrize("kind", ["address", "address_revoked", "consent_revoked", "bye"])
+def test_other_peer_to_peer_frames_are_silent(kind):
+    assert delivered(welcomed(), kind, user="seas", host="h", port=1, key="k") == []
+
+
+def test_a_live_message_has_neither_tag_nor_prefix():
+    session = welcomed()
+    assert delivered(session, "message", **{"from": "seas", "text": "hello there", "seq": 9,
+                                            "at": WALL}) == [f"{SEAS}PRIVMSG columbia :hello there"]
+
+
+def test_an_offline_message_without_server_time_begins_with_when_it_was_sent():
+    session = welcomed()
+    assert delivered(session, "message", **{"from": "seas", "text": "hello there", "seq": 9,
+                                            "at": WALL, "offline": True}) == [
+        f"{SEAS}PRIVMSG columbia :[sent 2025-12-05 16:00 UTC] hello there"]
+
+
+def test_an_offline_message_with_server_time_has_a_time_tag_instead():
+    session = welcomed(caps=("server-time",))
+    assert delivered(session, "message", **{"from": "seas", "text": "hello there", "seq": 9,
+                                            "at": WALL, "offline": True}) == [
+        f"@time={STAMP} {SEAS}PRIVMSG columbia :hello there"]
+
+
+def test_a_me_message_arrives_as_an_action():
+    session = welcomed()
+    assert delivered(session, "message", **{"from": "seas", "text": "/me waves", "seq": 9}) == [
+        f"{SEAS}PRIVMSG columbia :\x01ACTION waves\x01"]
+
+
+def test_a_broadcast_is_said_in_the_room():
+    session = welcomed()
+    assert delivered(session, "broadcast", **{"from": "seas", "text": "hello all", "seq": 9,
+                                              "at": WALL}) == [f"{SEAS}PRIVMSG #chat :hello all"]
+
+
+def test_a_broadcast_s_lines_are_made_once_for_sessions_that_share():
+    shared = {}
+    first, second = welcomed(shared=shared), welcomed(shared=shared)
+    frame = {"type": "broadcast", "from": "seas", "text": "hello all", "seq": 9, "at": WALL}
+    first.from_core(dict(frame), WALL)
+    second.from_core(dict(frame), WALL)
+    assert second.lines == first.lines == [b":seas!seas@chat PRIVMSG #chat :hello all\r\n"]
+    assert second.lines[0] is first.lines[0]
+    assert second.shown_seq == 9
+
+
+def test_a_broadcast_s_lines_differ_by_the_server_time_cap():
+    shared = {}
+    plain, timed = welcomed(shared=shared), welcomed(caps=("server-time",), shared=shared)
+    again = welcomed(shared=shared)
+    frame = {"type": "broadcast", "from": "seas", "text": "hello all", "seq": 9, "at": WALL}
+    for session in (plain, timed, again):
+        session.from_core(dict(frame), WALL)
+    assert written(plain) == written(again) == [f"{SEAS}PRIVMSG #chat :hello all"]
+    assert written(timed) == [f"@time={STAMP} {SEAS}PRIVMSG #chat :hello all"]
+
+
+def test_the_next_broadcast_is_not_taken_for_the_last_one():
+    shared = {}
+    first, second = welcomed(shared=shared), welcomed(shared=shared)
+    for seq, text in ((9, "one"), (10, "two")):
+        first.from_core({"type": "broadcast", "from": "seas", "text": text, "seq": seq}, WALL)
+    second.from_core({"type": "broadcast", "from": "seas", "text": "two", "seq": 10}, WALL)
+    assert written(second) == [f"{SEAS}PRIVMSG #chat two"]
+
+
+# -- liveness and acknowledgements ----------------------------------------------------------------
+
+def test_keepalive_asks_a_heartbeat_only_when_logged_in():
+    session = new_session()
+    session.keepalive()
+    registered(session)
+    login = request(session)
+    session.keepalive()                 # the login is not answered yet
+    assert session.requests == []
+    reply_to(session, login, "welcome", user="columbia", token="t")
+    asked(session)
+    session.keepalive()
+    assert request(session) == {"id": "i3", "token": "t", "type": "heartbeat"}
+
+
+def test_keepalive_after_quit_asks_nothing():
+    session = welcomed()
+    said(session, "QUIT")
+    asked(session)
+    session.keepalive()
+    assert session.requests == []
+
+
+def test_connection_lost_logs_out_once():
+    session = welcomed()
+    session.connection_lost()
+    session.connection_lost()
+    assert request(session) == {"id": "i3", "token": "t", "type": "logout"}
+
+
+def test_connection_lost_before_login_asks_nothing():
+    session = new_session()
+    said(session, "NICK columbia")
+    session.connection_lost()
+    assert session.requests == []
+
+
+def test_connection_lost_after_quit_asks_nothing_more():
+    session = welcomed()
+    assert said(session, "QUIT :gone home") == ["ERROR :Closing link: Quit: gone home"]
+    assert request(session)["type"] == "logout"
+    session.connection_lost()
+    assert session.requests == []
+
+
+def deliver_seq(session, seq):
+    delivered(session, "message", **{"from": "seas", "text": f"m{seq}", "seq": seq})
+
+
+def test_no_ping_for_ack_until_something_numbered_was_shown():
+    session = welcomed()
+    session.ping_for_ack()
+    delivered(session, "presence", user="seas", online=True)
+    session.ping_for_ack()
+    assert written(session) == []
+
+
+def test_ping_for_ack_covers_what_was_shown_and_is_not_repeated():
+    session = welcomed()
+    deliver_seq(session, 5)
+    session.ping_for_ack()
+    session.ping_for_ack()
+    assert written(session) == ["PING ack-5"]
+
+
+def test_ping_for_ack_stops_at_ack_pings_unanswered():
+    session = welcomed()
+    pings = []
+    for seq in range(1, ACK_PINGS + 3):
+        deliver_seq(session, seq)
+        session.ping_for_ack()
+        pings += [line for line in written(session) if line.startswith("PING")]
+    assert pings == [f"PING ack-{seq}" for seq in range(1, ACK_PINGS + 1)]
+
+
+def test_a_pong_acknowledges_cumulatively_and_the_next_ping_covers_the_rest():
+    session = welcomed()
+    for seq in range(1, ACK_PINGS + 3):
+        deliver_seq(session, seq)
+        session.ping_for_ack()
+    written(session)
+    assert said(session, f"PONG {SERVER} :ack-3") == [f"PING ack-{ACK_PINGS + 2}"]
+    assert session.requests == [{"type": "ack", "seq": 3}]
+    assert list(session.pinged) == [*range(4, ACK_PINGS + 1), ACK_PINGS + 2]
+    asked(session)
+    assert said(session, "PONG :ack-2") == []       # covered already
+    assert session.requests == [] and session.acked_seq == 3
+
+
+def test_no_ping_for_ack_once_gone():
+    session = welcomed()
+    deliver_seq(session, 5)
+    said(session, "QUIT")
+    session.ping_for_ack()
+    assert written(session) == []
