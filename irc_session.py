@@ -155,7 +155,7 @@ class IrcSession:
         if sub == "LS":
             if not self.welcomed:
                 self.negotiating = True
-            v302 = len(params) > 1 and params[1].isdigit() and int(params[1]) >= 302
+            v302 = len(params) > 1 and _number(params[1]) >= 302
             offered = " ".join(name if value is None or not v302 else f"{name}={value}"
                                for name, value in CAPS.items())
             self.say("CAP", self.nick, "LS", offered)
@@ -256,9 +256,9 @@ class IrcSession:
 
     def _c_pong(self, params, wall):
         token = params[-1] if params else ""
-        if not (token.startswith(ACK_TOKEN) and token[len(ACK_TOKEN):].isdigit()):
+        seq = _number(token[len(ACK_TOKEN):]) if token.startswith(ACK_TOKEN) else 0
+        if not seq:
             return
-        seq = int(token[len(ACK_TOKEN):])
         if seq not in self.pinged:
             return          # not a PING of ours, or answered already
         while self.pinged and self.pinged[0] <= seq:
@@ -296,18 +296,23 @@ class IrcSession:
         user = self.accounts.get(fold(name), name)
         self.logging_in = True
         self.ask("login", {"user": user, "password": password, "stay": True},
-                 self._logged_in, by_sasl)
+                 self._logged_in, (user, by_sasl))
 
-    def _logged_in(self, frame, by_sasl):
+    def _logged_in(self, frame, context):
         self.logging_in = False
-        self._answer_login(frame, by_sasl)
+        if self.gone:
+            # closed meanwhile (a flood of early lines): nothing more is said, but a session
+            # that began is ended with the connection (connection_lost)
+            self.token = frame.get("token")
+            return
+        self._answer_login(frame, *context)
         early, self.early = self.early, []
         for message, wall in early:
             self.from_client(message, wall)
 
-    def _answer_login(self, frame, by_sasl):
+    def _answer_login(self, frame, user, by_sasl):
         if frame["type"] != "welcome":
-            text = login_refused(frame, self.nick)
+            text = login_refused(frame, user)
             if by_sasl:
                 self.numeric("904", f"SASL authentication failed: {text}")
             else:
@@ -336,14 +341,10 @@ class IrcSession:
                      "NICKLEN=64", "PREFIX=", "CHANMODES=,,,nt", f"TARGMAX=PRIVMSG:{MAX_TARGETS}"
                      f",NOTICE:{MAX_TARGETS}", "SILENCE=64", "UTF8ONLY",
                      "are supported by this server")
-        self.numeric("375", f"- {self.server} Message of the day -")
-        self.numeric("372", f"- Everyone logged in is in {self.room}. Messages to users who "
-                     "are away wait for their next login.")
-        self.numeric("372", f"- /msg {SERVICE} help lists what else you can do.")
-        self.numeric("376", "End of /MOTD command")
+        self._c_motd((), None)
         self.say("JOIN", self.room, source=self.who_is(self.nick))
         self.numeric("332", self.room, TOPIC)
-        self.ask("online", {}, self._names_then_ready)
+        self._ask_online(self._names_then_ready, always=True)
 
     def _names_then_ready(self, frame, _):
         self._names(frame, None)
@@ -353,6 +354,20 @@ class IrcSession:
             self.from_core(delivered, None)
 
     # -- the room and its users -----------------------------------------------------------------
+
+    def _ask_online(self, then, context=None, always=False):
+        """Ask the core who is online; `then(frame, context)` answers from it. A refusal
+        (slow_down, say) is said, not read as an empty room: `then` hears of it only if it
+        must go on whatever the answer (`always`: the welcome's NAMES)."""
+        self.ask("online", {}, self._online_answered, (then, context, always))
+
+    def _online_answered(self, frame, pending):
+        then, context, always = pending
+        if frame["type"] != "online":
+            self.notice(f"Could not list who is online ({why(frame, self.nick)}); try again.")
+            if not always:
+                return
+        then(frame, context)
 
     def _online_list(self, frame):
         return frame.get("users", []) if frame["type"] == "online" else []
@@ -374,7 +389,7 @@ class IrcSession:
     def _c_join(self, params, wall):
         if not self._need(params, 1, "JOIN"):
             return
-        for channel in params[0].split(","):
+        for channel in filter(None, params[0].split(",")):
             if channel == "0" or self._is_room(channel):
                 continue        # always in the room, and never out of it
             self.numeric("403", channel, f"No such channel: this server has one room, "
@@ -383,7 +398,7 @@ class IrcSession:
     def _c_part(self, params, wall):
         if not self._need(params, 1, "PART"):
             return
-        for channel in params[0].split(","):
+        for channel in filter(None, params[0].split(",")):
             if self._is_room(channel):
                 self.notice(f"Everyone logged in is in {self.room}; QUIT to leave it.")
             else:
@@ -393,7 +408,7 @@ class IrcSession:
         if params and not any(self._is_room(c) for c in params[0].split(",")):
             self.numeric("366", params[0], "End of /NAMES list")
         else:
-            self.ask("online", {}, self._names)
+            self._ask_online(self._names)
 
     def _c_topic(self, params, wall):
         if not self._need(params, 1, "TOPIC"):
@@ -406,7 +421,11 @@ class IrcSession:
             self.numeric("332", self.room, TOPIC)
 
     def _c_list(self, params, wall):
-        self.ask("online", {}, self._list)
+        if params and params[0] and not any(self._is_room(c) for c in params[0].split(",")):
+            self.numeric("321", "Channel", "Users  Name")
+            self.numeric("323", "End of /LIST")        # no such channel: an empty list
+            return
+        self._ask_online(self._list)
 
     def _list(self, frame, _):
         self.numeric("321", "Channel", "Users  Name")
@@ -438,7 +457,7 @@ class IrcSession:
 
     def _c_who(self, params, wall):
         mask = params[0] if params else "*"
-        self.ask("online", {}, self._who, mask)
+        self._ask_online(self._who, mask)
 
     def _who(self, frame, mask):
         names = [self.nick, *self._online_list(frame)]
@@ -453,7 +472,7 @@ class IrcSession:
         if not params:
             self.numeric("431", "No nickname given")
             return
-        self.ask("online", {}, self._whois, params[-1])
+        self._ask_online(self._whois, params[-1])
 
     def _whois(self, frame, wanted):
         online = {fold(name): name for name in [self.nick, *self._online_list(frame)]}
@@ -469,7 +488,7 @@ class IrcSession:
 
     def _c_ison(self, params, wall):
         if self._need(params, 1, "ISON"):
-            self.ask("online", {}, self._ison, " ".join(params).split())
+            self._ask_online(self._ison, " ".join(params).split())
 
     def _ison(self, frame, wanted):
         online = {fold(name) for name in [self.nick, *self._online_list(frame)]}
@@ -477,7 +496,7 @@ class IrcSession:
 
     def _c_userhost(self, params, wall):
         if self._need(params, 1, "USERHOST"):
-            self.ask("online", {}, self._userhost, params[:5])
+            self._ask_online(self._userhost, params[:5])
 
     def _userhost(self, frame, wanted):
         online = {fold(name): name for name in [self.nick, *self._online_list(frame)]}
@@ -491,14 +510,19 @@ class IrcSession:
             self.numeric("305", "You are no longer marked as being away")
 
     def _c_motd(self, params, wall):
-        self.numeric("422", "The message of the day was shown at login")
+        self.numeric("375", f"- {self.server} Message of the day -")
+        self.numeric("372", f"- Everyone logged in is in {self.room}. Messages to users who "
+                     "are away wait for their next login.")
+        self.numeric("372", f"- /msg {SERVICE} help lists what else you can do.")
+        self.numeric("376", "End of /MOTD command")
 
     def _c_lusers(self, params, wall):
-        self.ask("online", {}, self._lusers)
+        self._ask_online(self._lusers)
 
     def _lusers(self, frame, _):
         count = 1 + len(self._online_list(frame))
         self.numeric("251", f"There are {count} users and 0 invisible on 1 servers")
+        self.numeric("255", f"I have {count} clients and 0 servers")
 
     # -- messages -------------------------------------------------------------------------------
 
@@ -527,7 +551,8 @@ class IrcSession:
                             f"reach other users.")
             return
         for target in targets:
-            self._send_to(target, text, command, wall)
+            if target:          # ("a,,b": an empty name would vanish from a numeric's params)
+                self._send_to(target, text, command, wall)
 
     def _c_version(self, params, wall):
         self.numeric("351", VERSION, self.server, "the chat room's IRC port")
@@ -554,8 +579,9 @@ class IrcSession:
                              f"room, {self.room}")
         elif folded_target == fold(self.nick):
             # the core takes no message to oneself; IRC shows it back, as servers do
-            self.say(command, self.nick, text, source=self.who_is(self.nick),
-                     tags=self._time_tags(wall))
+            for piece in to_action(from_action(text)):
+                self.say(command, self.nick, piece, source=self.who_is(self.nick),
+                         tags=self._time_tags(wall))
         else:
             to = self.accounts.get(folded_target)
             if to is None:
@@ -566,10 +592,12 @@ class IrcSession:
 
     def _sent(self, frame, context):
         target, text, command = context
+        if frame["type"] == "ok" and "echo-message" in self.caps:
+            for piece in to_action(from_action(text)):     # (a long /me stays an action)
+                self.say(command, target, piece, source=self.who_is(self.nick))
+        if command == "NOTICE":
+            return      # RFC 1459 and 2812: nothing answers a NOTICE by itself
         if frame["type"] == "ok":
-            if "echo-message" in self.caps:
-                for piece in pieces(text):
-                    self.say(command, target, piece, source=self.who_is(self.nick))
             if frame.get("stored"):
                 self.notice(f"{target} is not online: your message waits for their next "
                             f"login.")
@@ -591,7 +619,7 @@ class IrcSession:
         if verb in ("block", "unblock") and user:
             self.ask(verb, {"user": user}, self._service_answer, (verb, user))
         elif verb == "online":
-            self.ask("online", {}, self._service_online)
+            self._ask_online(self._service_online)
         elif verb in ("y", "n", "yes", "no") and user:
             self.ask("consent", {"user": user, "agree": verb.startswith("y")},
                      self._service_answer, (verb[0], user))
@@ -605,7 +633,8 @@ class IrcSession:
     def _service_answer(self, frame, context):
         verb, user = context
         if frame["type"] == "error":
-            self.notice(why(frame, user).capitalize() + ".")
+            reason = why(frame, user)
+            self.notice(reason[:1].upper() + reason[1:] + ".")     # (a name keeps its case)
         elif verb in ("block", "unblock"):
             self.notice(f"User {user} has been {verb}ed.")
         elif verb == "y":
@@ -690,7 +719,8 @@ class IrcSession:
         tags = self._time_tags(frame.get("at"))
         text = frame["text"]
         if frame.get("offline") and tags is None and frame.get("at") is not None:
-            text = sent_at(frame["at"]) + text
+            action = "/me " if text.startswith("/me ") else ""     # (an action stays one)
+            text = action + sent_at(frame["at"]) + text[len(action):]
         for piece in to_action(text):
             self.say("PRIVMSG", target, piece, source=self.who_is(sender), tags=tags)
 
@@ -718,6 +748,11 @@ class IrcSession:
         if self.token is not None:
             self.ask("logout", {})
             self.token = None
+
+
+def _number(text):
+    """A whole number in ASCII digits, or 0 ('³' is a digit to str.isdigit, not to int)."""
+    return int(text) if text.isascii() and text.isdigit() else 0
 
 
 # Commands a client may send before it is welcomed (the rest get 451).

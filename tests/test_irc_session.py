@@ -3,7 +3,7 @@ them) and core frames, and pins down what the session writes back, what it asks 
 whether it hangs up. One behaviour a test; the exact line wherever its wording or numeric is the
 behaviour (Modern IRC, modern.ircdocs.horse, for the numerics and their parameters).
 
-Tests marked xfail(strict=True) show bugs in irc_session.py, each described in its reason."""
+The tests of the eleven bugs these found (each first marked xfail, strict) now pass."""
 import base64
 
 import pytest
@@ -183,9 +183,6 @@ def test_cap_after_welcome_answers_with_the_nick_and_holds_nothing():
         f"@time={STAMP} {ME}PRIVMSG columbia :still here"]
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "CAP LS with a version made of non-decimal digits ('CAP LS ³') crashes: '³'.isdigit() is "
-    "True but int('³') raises ValueError (use isdecimal(), or isascii() and isdigit())"))
 def test_cap_ls_with_a_superscript_version_is_taken_as_no_version():
     assert said(new_session(), "CAP LS ³") == [
         f"{S}CAP * LS :sasl server-time message-tags echo-message"]
@@ -395,9 +392,6 @@ def test_a_pong_that_answers_no_ping_of_ours_is_ignored(raw):
     assert session.requests == [] and session.acked_seq == 0
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "PONG :ack-² crashes: '²'.isdigit() is True but int('²') raises ValueError (use "
-    "isdecimal(), or isascii() and isdigit())"))
 def test_a_pong_with_a_superscript_digit_is_ignored():
     session = welcomed()
     assert said(session, "PONG :ack-²") == []
@@ -562,10 +556,6 @@ def test_unknown_user_from_the_core_is_401():
         f"{S}401 columbia seas :No such nick"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a NOTICE is answered with 401 when the core says unknown_user (an account gone since the "
-    "session's account list was made): _sent does not know the command was NOTICE, though "
-    "_send_to keeps its own 401 quiet for NOTICE (RFC 2812 3.3.2: no error reply to a NOTICE)"))
 def test_unknown_user_from_the_core_to_a_notice_is_not_answered():
     session = welcomed()
     said(session, "NOTICE seas :hello there")
@@ -622,10 +612,6 @@ def test_echo_message_splits_a_long_text_into_lines_that_fit():
     assert " ".join(line.split(" :", 1)[1] for line in lines) == text
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the echo of a long /me cuts the CTCP ACTION's text, not the action: the first line has no "
-    "closing \\x01 and the second is plain text ending in \\x01, while the recipients get two "
-    "whole ACTIONs (to_action); echo with to_action(from_action(text)) instead of pieces(text)"))
 def test_echo_message_of_a_long_action_is_one_action_a_line():
     session = welcomed(caps=("echo-message",))
     text = " ".join(f"w{i:03}" for i in range(90))
@@ -674,10 +660,6 @@ def test_a_login_refused_after_sasl_gets_904_and_the_link_stays_open(fields, tex
     assert said(session, "AUTHENTICATE PLAIN") == ["AUTHENTICATE +"]     # may try again
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a refused SASL login names the nick, not the account the PLAIN blob named: NICK columbia, "
-    "then a blob for 'nobody' answered unknown_user says 'No account is called columbia' "
-    "(_answer_login passes self.nick to login_refused; pass the login's user as its context)"))
 def test_a_refused_sasl_login_names_the_account_it_tried():
     session = sasl_ready("columbia")
     said(session, "AUTHENTICATE " + sasl_blob("nobody", "pw"))
@@ -709,10 +691,6 @@ def test_too_many_lines_during_the_login_close_the_link():
     assert session.hangup == "flood"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "after a flood closes the link during a login, the login's welcome still writes the whole "
-    "welcome burst (001...366 asked for) after the ERROR line; once gone, _logged_in should "
-    "write nothing (keeping the token so connection_lost logs the user out)"))
 def test_a_welcome_after_the_flood_close_writes_nothing():
     session = new_session()
     registered(session)
@@ -748,11 +726,6 @@ def test_the_service_says_when_nobody_else_is_online():
     assert answer(session, "online", users=[]) == [service("No other users are online.")]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "an online request refused by the core (slow_down) is read as an empty room: the service "
-    "says 'No other users are online.', which may be false (_online_list turns any error into "
-    "[]; WHOIS/ISON/USERHOST/WHO/NAMES/LIST/LUSERS answer from it the same way); say the "
-    "refusal instead"))
 def test_the_service_does_not_say_nobody_is_online_when_the_core_refused():
     session = welcomed()
     said(session, "PRIVMSG chat :online")
@@ -793,10 +766,6 @@ def test_the_service_says_why_it_was_refused(text, code, why):
     assert answer(session, "error", code=code) == [service(why)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the service's refusal notices use str.capitalize(), which lower-cases the rest of the "
-    "sentence: an account called 'Alice' becomes 'You already block alice.' (upper-case the "
-    "first character only: text[:1].upper() + text[1:])"))
 def test_the_service_keeps_the_case_of_a_name_in_a_refusal():
     session = welcomed(accounts=folded(("columbia", "Alice")))
     said(session, "PRIVMSG chat :block alice")
@@ -929,9 +898,6 @@ def test_list_answers_from_the_online_list():
         f"{S}323 columbia :End of /LIST"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "LIST #other lists #chat: with a channel list, LIST returns only those channels (Modern "
-    "IRC, LIST), so the answer should be 321 and 323 with no 322 (and need not ask the core)"))
 def test_list_of_another_channel_lists_nothing():
     session = welcomed()
     lines = said(session, "LIST #other")
@@ -944,12 +910,10 @@ def test_lusers_counts_everyone_online():
     session = welcomed()
     said(session, "LUSERS")
     assert answer(session, "online", users=["guest", "seas"]) == [
-        f"{S}251 columbia :There are 3 users and 0 invisible on 1 servers"]
+        f"{S}251 columbia :There are 3 users and 0 invisible on 1 servers",
+        f"{S}255 columbia :I have 3 clients and 0 servers"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "LUSERS gets 251 alone; Modern IRC (LUSERS): servers MUST reply with RPL_LUSERCLIENT (251) "
-    "and RPL_LUSERME (255 '<client> :I have <c> clients and 0 servers')"))
 def test_lusers_ends_with_255():
     session = welcomed()
     said(session, "LUSERS")
@@ -957,9 +921,23 @@ def test_lusers_ends_with_255():
     assert lines[-1] == f"{S}255 columbia :I have 2 clients and 0 servers"
 
 
-def test_motd_says_it_was_shown_at_login():
-    assert said(welcomed(), "MOTD") == [
-        f"{S}422 columbia :The message of the day was shown at login"]
+def test_motd_is_the_one_shown_at_login():
+    lines = said(welcomed(), "MOTD")
+    assert [line.split()[1] for line in lines] == ["375", "372", "372", "376"]
+    assert "Everyone logged in is in #chat" in lines[1]
+
+
+def test_empty_names_in_a_target_list_are_skipped():
+    session = welcomed()
+    assert said(session, "JOIN ,#other,") == [
+        f"{S}403 columbia #other :No such channel: this server has one room, #chat"]
+    said(session, "PRIVMSG ,seas :hi")
+    assert [(r["type"], r["to"]) for r in session.requests] == [("message", "seas")]
+
+
+def test_a_long_message_to_oneself_comes_back_in_lines_that_fit():
+    lines = said(welcomed(), "PRIVMSG columbia :" + "x" * 480)
+    assert len(lines) == 2 and all(len(line.encode()) <= 512 for line in lines)
 
 
 def test_away_with_a_message_marks_away():
@@ -1211,10 +1189,6 @@ def test_a_me_message_arrives_as_an_action():
         f"{SEAS}PRIVMSG columbia :\x01ACTION waves\x01"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "an offline /me without server-time arrives as plain text '[sent ... UTC] /me waves': the "
-    "prefix goes on before to_action, so the text no longer begins with '/me ' (PROTOCOL.md: "
-    "text beginning '/me ' reaches IRC clients as an ACTION); put the prefix inside the action"))
 def test_an_offline_me_message_without_server_time_is_still_an_action():
     session = welcomed()
     assert delivered(session, "message", **{"from": "seas", "text": "/me waves", "seq": 9,
