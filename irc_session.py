@@ -21,16 +21,31 @@ import binascii
 import collections
 import time
 
-from irc_wire import Message, fold, line, nick_ok, pieces
+from irc_wire import Message, fold, line, mask_matches, nick_ok, pieces
 from irc_words import (CTCP, HELP, NO_PRIVATE, SERVICE, SERVICE_SOURCE, TOPIC, USER_HOST,
                        VERSION, ctcp_word, from_action, login_refused, notice_about, sent_at,
                        stamp, to_action, why)
 
-CAPS = {"sasl": "PLAIN", "server-time": None, "message-tags": None, "echo-message": None}
+CAPS = {"sasl": "PLAIN", "server-time": None, "message-tags": None, "echo-message": None,
+        "multi-prefix": None, "userhost-in-names": None}    # (no one has a prefix here)
 MAX_TARGETS = 4
+USERLEN = 10                # a USER name is cut to this (ISUPPORT USERLEN)
 MAX_EARLY_LINES = 64        # lines a client may send while its login is being answered
 ACK_TOKEN = "ack-"          # our PINGs that acknowledge carry this and the seq they cover
 ACK_PINGS = 8               # ... at most this many unanswered at once
+
+
+DISCARDING = ()             # self.sasl while the rest of a refused payload goes by
+
+
+class _Answer:
+    """A place in the output for the answer to one line: IRC answers in the order asked, and
+    some answers wait for the core (WHO, a message's echo) while others do not (PONG)."""
+    __slots__ = ("lines", "done")
+
+    def __init__(self, done=False):
+        self.lines = []
+        self.done = done
 
 
 def folded(names):
@@ -57,6 +72,8 @@ class IrcSession:
         self.hangup = None      # a reason: close once the lines are written
         self.nick = "*"         # what numerics call the client until it is welcomed
         self.user_given = False
+        self.username = self.realname = None    # from USER: shown in WHO and WHOIS for oneself
+        self.away = None                        # the AWAY message, while one is set
         self.password = None
         self.caps = set()
         self.negotiating = False        # CAP LS or REQ began: registration waits for CAP END
@@ -69,7 +86,10 @@ class IrcSession:
         self.ready = False              # ... and the room joined: deliveries go out
         self.held = []                  # deliveries before that
         self.gone = False               # QUIT or a refused login: nothing more is read
-        self.pending = {}               # request id -> what to do with its reply
+        self.pending = {}               # request id -> what to do with its reply, and where
+        self.answers = collections.deque()  # the places of answers in the order of the lines
+                                            # asked: lines wait behind one not yet answered
+        self._into = None               # the place a reply's handler writes into
         self.next_id = 0
         self.shown_seq = 0              # the highest numbered delivery written
         self.acked_seq = 0              # ... and acknowledged to the core
@@ -78,8 +98,16 @@ class IrcSession:
     # -- output helpers -------------------------------------------------------------------------
 
     def say(self, command, *params, source=None, tags=None):
-        self.lines.append(line(self.server if source is None else source, command, *params,
-                               tags=tags))
+        data = line(self.server if source is None else source, command, *params, tags=tags)
+        if self._into is not None:
+            self._into.lines.append(data)       # a reply's handler: into that reply's place
+        elif self.answers:
+            # an earlier line still waits for the core: what this one says comes after it
+            if not self.answers[-1].done:
+                self.answers.append(_Answer(done=True))
+            self.answers[-1].lines.append(data)
+        else:
+            self.lines.append(data)
 
     def numeric(self, code, *params):
         self.say(code, self.nick, *params)
@@ -95,11 +123,29 @@ class IrcSession:
         if self.token is not None and kind not in ("login",):
             frame["token"] = self.token
         frame["type"] = kind
-        self.pending[request_id] = (then, context)
+        place = None
+        if then is not None:
+            # its answer's lines keep their place among the client's other answers
+            place = _Answer()
+            if self._into is None:
+                self.answers.append(place)
+            else:
+                # asked while answering another: right after that, and what the handler says
+                # next goes after this one
+                at = self.answers.index(self._into) + 1
+                self.answers.insert(at, place)
+                self._into = _Answer(done=True)
+                self.answers.insert(at + 1, self._into)
+        self.pending[request_id] = (then, context, place)
         self.requests.append(frame)
 
     def close(self, reason, text):
-        self.say("ERROR", f"Closing link: {text}", source="")
+        """Say ERROR and hang up: what waits for the core is not waited for any more."""
+        for place in self.answers:
+            self.lines += place.lines
+        self.answers.clear()
+        self._into = None
+        self.lines.append(line("", "ERROR", f"Closing link: {text}"))
         self.hangup = reason
         self.gone = True
 
@@ -185,6 +231,9 @@ class IrcSession:
         if not self._need(params, 1, "AUTHENTICATE"):
             return
         arg = params[0]
+        if self.welcomed:
+            self.numeric("462", "You may not reregister: the login is the account")
+            return
         if "sasl" not in self.caps or self.account is not None or self.logging_in:
             self.numeric("907" if self.account else "904", "SASL authentication is not "
                          "possible now")
@@ -192,6 +241,9 @@ class IrcSession:
         if arg == "*":
             self.sasl = None
             self.numeric("906", "SASL authentication aborted")
+        elif self.sasl is DISCARDING:
+            if arg == "+" or len(arg) < 400:
+                self.sasl = None        # the end of the payload refused: a new try may begin
         elif self.sasl is None:
             if arg.upper() != "PLAIN":
                 self.numeric("908", "PLAIN", "are available SASL mechanisms")
@@ -202,9 +254,14 @@ class IrcSession:
         else:
             if arg != "+":
                 self.sasl.append(arg)
-            if len(self.sasl) * 400 > 1200:
+            if len(arg) > 400:
                 self.sasl = None
                 self.numeric("905", "SASL message too long")
+                return
+            if len(self.sasl) * 400 > 1200:
+                # far longer than a PLAIN login: failed, and the rest of it is not read
+                self.sasl = DISCARDING if len(arg) == 400 else None
+                self.numeric("904", "SASL authentication failed: the message is too long")
                 return
             if arg == "+" or len(arg) < 400:
                 self._sasl_plain("".join(self.sasl))
@@ -245,6 +302,10 @@ class IrcSession:
         if self.welcomed:
             self.numeric("462", "You may not reregister")
         elif self._need(params, 4, "USER"):
+            if not params[0] or not params[3]:
+                self.numeric("461", "USER", "The user name and the real name must not be empty")
+                return
+            self.username, self.realname = params[0][:USERLEN], params[3]
             self.user_given = True
             self._try_register()
 
@@ -338,9 +399,9 @@ class IrcSession:
         self.numeric("003", "This server keeps every message until its recipient has read it")
         self.say("004", self.nick, self.server, VERSION, "i", "nt")
         self.numeric("005", "CASEMAPPING=ascii", "CHANTYPES=#", f"NETWORK={self.server}",
-                     "NICKLEN=64", "PREFIX=", "CHANMODES=,,,nt", f"TARGMAX=PRIVMSG:{MAX_TARGETS}"
-                     f",NOTICE:{MAX_TARGETS}", "SILENCE=64", "UTF8ONLY",
-                     "are supported by this server")
+                     "NICKLEN=64", f"USERLEN={USERLEN}", "PREFIX=", "CHANMODES=,,,nt",
+                     f"TARGMAX=PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS}", "SILENCE=64",
+                     "UTF8ONLY", "CLIENTTAGDENY=*", "are supported by this server")
         self._c_motd((), None)
         self.say("JOIN", self.room, source=self.who_is(self.nick))
         self.numeric("332", self.room, TOPIC)
@@ -374,6 +435,8 @@ class IrcSession:
 
     def _names(self, frame, _):
         names = [self.nick, *self._online_list(frame)]
+        if "userhost-in-names" in self.caps:
+            names = [self.who_is(name) for name in names]
         row = []
         for name in names:
             if row and len(" ".join(row + [name])) > 380:
@@ -390,8 +453,14 @@ class IrcSession:
         if not self._need(params, 1, "JOIN"):
             return
         for channel in filter(None, params[0].split(",")):
-            if channel == "0" or self._is_room(channel):
-                continue        # always in the room, and never out of it
+            if channel == "0":
+                continue        # "leave every channel": the room cannot be left
+            if self._is_room(channel):
+                # already in it (everyone is): answered as a join, to the joiner alone
+                self.say("JOIN", self.room, source=self.who_is(self.nick))
+                self.numeric("332", self.room, TOPIC)
+                self._ask_online(self._names)
+                continue
             self.numeric("403", channel, f"No such channel: this server has one room, "
                          f"{self.room}")
 
@@ -462,11 +531,20 @@ class IrcSession:
     def _who(self, frame, mask):
         names = [self.nick, *self._online_list(frame)]
         if not (self._is_room(mask) or mask in ("*", "0")):
-            names = [name for name in names if fold(name) == fold(mask)]
+            names = [name for name in names if mask_matches(mask, name)]
         for name in names:
-            self.numeric("352", self.room, name, USER_HOST, self.server, name, "H",
-                         f"0 {name}")
+            username, realname = self._user_of(name)
+            here = "G" if name == self.nick and self.away else "H"
+            self.numeric("352", self.room, username, USER_HOST, self.server, name, here,
+                         f"0 {realname}")
         self.numeric("315", mask, "End of WHO list")
+
+    def _user_of(self, name):
+        """(user name, real name) to show for `name`: one's own from USER, others' names (a
+        client.py user has neither)."""
+        if name == self.nick and self.username:
+            return f"~{self.username}", self.realname
+        return name, name
 
     def _c_whois(self, params, wall):
         if not params:
@@ -481,7 +559,10 @@ class IrcSession:
             self.numeric("401", wanted, "No such nick" if fold(wanted) not in self.accounts
                          else "Not online: a message waits for their next login")
         else:
-            self.numeric("311", name, name, USER_HOST, "*", name)
+            username, realname = self._user_of(name)
+            self.numeric("311", name, username, USER_HOST, "*", realname)
+            if name == self.nick and self.away:
+                self.numeric("301", name, self.away)
             self.numeric("319", name, self.room)
             self.numeric("312", name, self.server, "the chat room")
         self.numeric("318", wanted, "End of /WHOIS list")
@@ -504,7 +585,8 @@ class IrcSession:
         self.numeric("302", " ".join(f"{name}=+{name}@{USER_HOST}" for name in found))
 
     def _c_away(self, params, wall):
-        if params and params[0]:
+        self.away = params[0] if params and params[0] else None
+        if self.away:
             self.numeric("306", "You have been marked as being away")
         else:
             self.numeric("305", "You are no longer marked as being away")
@@ -569,7 +651,7 @@ class IrcSession:
         said = from_action(text)        # what client.py users read: /me as they would type it
         folded_target = fold(target)    # (once: this is the IRC port's hot path)
         if folded_target == self.room_folded:
-            self.ask("broadcast", {"text": said}, self._sent, (self.room, text, command))
+            self.ask("broadcast", {"text": said}, self._sent, (self.room, text, command, wall))
         elif folded_target == SERVICE:
             if not quiet:
                 self._service(text)
@@ -588,13 +670,14 @@ class IrcSession:
                 if not quiet:
                     self.numeric("401", target, "No such nick")
                 return
-            self.ask("message", {"to": to, "text": said}, self._sent, (to, text, command))
+            self.ask("message", {"to": to, "text": said}, self._sent, (to, text, command, wall))
 
     def _sent(self, frame, context):
-        target, text, command = context
+        target, text, command, wall = context
         if frame["type"] == "ok" and "echo-message" in self.caps:
             for piece in to_action(from_action(text)):     # (a long /me stays an action)
-                self.say(command, target, piece, source=self.who_is(self.nick))
+                self.say(command, target, piece, source=self.who_is(self.nick),
+                         tags=self._time_tags(wall))
         if command == "NOTICE":
             return      # RFC 1459 and 2812: nothing answers a NOTICE by itself
         if frame["type"] == "ok":
@@ -673,9 +756,15 @@ class IrcSession:
         """A reply (it has our `id`) or a delivery from the core."""
         request_id = frame.get("id")
         if request_id is not None:
-            then, context = self.pending.pop(request_id, (None, None))
+            then, context, place = self.pending.pop(request_id, (None, None, None))
             if then is not None:
+                self._into = place if place in self.answers else None
                 then(frame, context)
+                self._into = None
+                if place is not None:
+                    place.done = True
+                    while self.answers and self.answers[0].done:
+                        self.lines += self.answers.popleft().lines
             return
         if not self.ready:
             if frame.get("type") == "logged_out":
@@ -689,8 +778,7 @@ class IrcSession:
         kind = frame.get("type")
         sender = frame.get("from", "")
         if kind in ("message", "broadcast"):
-            timed = "server-time" in self.caps
-            key = (frame.get("seq"), timed)
+            key = (frame.get("seq"), "server-time" in self.caps, "message-tags" in self.caps)
             if kind == "broadcast" and self.shared.get("broadcast", (None,))[0] == key:
                 # every recipient of a broadcast gets the same lines: made once
                 self.lines += self.shared["broadcast"][1]
@@ -717,6 +805,9 @@ class IrcSession:
     def _message_lines(self, frame, kind, sender):
         target = self.nick if kind == "message" else self.room
         tags = self._time_tags(frame.get("at"))
+        if "message-tags" in self.caps and "seq" in frame:
+            # its number in the store is unique and never reused: the IRCv3 msgid
+            tags = {**(tags or {}), "msgid": str(frame["seq"])}
         text = frame["text"]
         if frame.get("offline") and tags is None and frame.get("at") is not None:
             action = "/me " if text.startswith("/me ") else ""     # (an action stays one)

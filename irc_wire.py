@@ -10,6 +10,7 @@ A line from a client is at most 512 bytes without its tags (CRLF included) and i
 UTF-8 are `BadText`: the server refuses the line rather than guess a legacy encoding (what it
 would pass on to `client.py` users must be text).
 """
+import re
 from dataclasses import dataclass
 
 MAX_LINE_BYTES = 512            # without tags, CRLF included (RFC 1459, Modern)
@@ -163,3 +164,10 @@ def fold(name):
     """ascii casemapping (ISUPPORT CASEMAPPING=ascii): IRC compares names this way."""
     return name.lower() if name.isascii() else "".join(
         char.lower() if char.isascii() else char for char in name)
+
+
+def mask_matches(mask, name):
+    """True if `name` matches an IRC mask: `*` any run, `?` any one character, case folded."""
+    pattern = "".join(".*" if char == "*" else "." if char == "?" else re.escape(char)
+                      for char in fold(mask))
+    return re.fullmatch(pattern, fold(name), re.S) is not None

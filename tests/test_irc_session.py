@@ -111,12 +111,12 @@ def service(text, to="columbia"):
 
 def test_cap_ls_without_302_offers_the_names_without_values():
     assert said(new_session(), "CAP LS") == [
-        f"{S}CAP * LS :sasl server-time message-tags echo-message"]
+        f"{S}CAP * LS :sasl server-time message-tags echo-message multi-prefix userhost-in-names"]
 
 
 def test_cap_ls_302_offers_the_sasl_mechanism_as_a_value():
     assert said(new_session(), "CAP LS 302") == [
-        f"{S}CAP * LS :sasl=PLAIN server-time message-tags echo-message"]
+        f"{S}CAP * LS :sasl=PLAIN server-time message-tags echo-message multi-prefix userhost-in-names"]
 
 
 def test_cap_list_names_the_enabled_caps_sorted():
@@ -175,7 +175,7 @@ def test_cap_end_with_no_negotiation_begun_does_nothing():
 def test_cap_after_welcome_answers_with_the_nick_and_holds_nothing():
     session = welcomed()
     assert said(session, "CAP LS") == [
-        f"{S}CAP columbia LS :sasl server-time message-tags echo-message"]
+        f"{S}CAP columbia LS :sasl server-time message-tags echo-message multi-prefix userhost-in-names"]
     assert said(session, "CAP REQ :server-time") == [f"{S}CAP columbia ACK server-time"]
     assert said(session, "CAP END") == []
     assert not session.negotiating and session.caps == {"server-time"}
@@ -185,7 +185,7 @@ def test_cap_after_welcome_answers_with_the_nick_and_holds_nothing():
 
 def test_cap_ls_with_a_superscript_version_is_taken_as_no_version():
     assert said(new_session(), "CAP LS ³") == [
-        f"{S}CAP * LS :sasl server-time message-tags echo-message"]
+        f"{S}CAP * LS :sasl server-time message-tags echo-message multi-prefix userhost-in-names"]
 
 
 # -- AUTHENTICATE (SASL PLAIN) ------------------------------------------------------------------
@@ -245,13 +245,23 @@ def test_a_blob_of_exactly_400_bytes_ends_with_a_plus():
     assert request(session)["password"] == password
 
 
-def test_a_blob_over_1200_bytes_gets_905_and_nothing_is_asked():
+def test_a_blob_over_1200_bytes_fails_and_the_rest_of_it_is_not_read():
     session = sasl_ready()
     for _ in range(3):
         assert said(session, "AUTHENTICATE " + "A" * 400) == []
     assert said(session, "AUTHENTICATE " + "A" * 400) == [
-        f"{S}905 columbia :SASL message too long"]
+        f"{S}904 columbia :SASL authentication failed: the message is too long"]
+    assert said(session, "AUTHENTICATE " + "A" * 400) == []     # more of it: ignored
+    assert said(session, "AUTHENTICATE +") == []                  # its end
     assert session.requests == [] and session.sasl is None
+    assert said(session, "AUTHENTICATE PLAIN") == ["AUTHENTICATE +"]     # a new try
+
+
+def test_one_line_over_400_bytes_gets_905():
+    session = sasl_ready()
+    assert said(session, "AUTHENTICATE " + "A" * 401) == [
+        f"{S}905 columbia :SASL message too long"]
+    assert session.sasl is None
 
 
 @pytest.mark.parametrize("blob", ["!!!notbase64", base64.b64encode(b"no separators").decode(),
@@ -276,10 +286,10 @@ def test_a_sasl_login_says_900_and_903_and_the_welcome_waits_for_cap_end():
     assert request(session)["type"] == "online"
 
 
-def test_authenticate_after_a_login_gets_907():
+def test_authenticate_after_registration_gets_462():
     session = welcomed(caps=("sasl",))
     assert said(session, "AUTHENTICATE PLAIN") == [
-        f"{S}907 columbia :SASL authentication is not possible now"]
+        f"{S}462 columbia :You may not reregister: the login is the account"]
 
 
 def test_authenticate_after_a_sasl_login_before_cap_end_gets_907():
@@ -675,10 +685,30 @@ def test_lines_sent_during_the_login_are_read_after_its_answer_in_order():
     login = request(session)
     assert said(session, "PRIVMSG seas :early bird", "AWAY :out") == []
     lines = reply_to(session, login, "welcome", user="columbia", token="t")
-    assert lines[0].startswith(f"{S}001 columbia ")
-    assert lines[-1] == f"{S}306 columbia :You have been marked as being away"
-    assert [(r["type"], r.get("text")) for r in asked(session)] == [
-        ("online", None), ("message", "early bird")]
+    assert lines[0].startswith(f"{S}001 columbia ") and " 306 " not in "".join(lines)
+    online, message = asked(session)
+    assert (online["type"], message["type"], message["text"]) == (
+        "online", "message", "early bird")
+    # answers keep the order of the lines: NAMES, the message's (none), then AWAY's 306
+    assert reply_to(session, message, "ok", stored=False) == []
+    lines = reply_to(session, online, "online", users=[])
+    assert [line.split()[1] for line in lines] == ["353", "366", "306"]
+
+
+def test_an_answer_that_needs_the_core_keeps_its_place_before_later_ones():
+    session = welcomed()
+    assert said(session, "WHO #chat", "PING x", "ISON seas", "PING y") == []
+    who, ison = asked(session)
+    assert reply_to(session, ison, "online", users=["seas"]) == []     # behind the WHO
+    lines = reply_to(session, who, "online", users=["seas"])
+    assert [line.split()[1] for line in lines] == ["352", "352", "315", "PONG", "303", "PONG"]
+
+
+def test_quit_while_an_answer_waits_still_says_error():
+    session = welcomed()
+    said(session, "WHO #chat")
+    lines = said(session, "QUIT :bye")
+    assert lines[-1].startswith("ERROR :Closing link: Quit: bye") and session.hangup == "quit"
 
 
 def test_too_many_lines_during_the_login_close_the_link():
@@ -983,9 +1013,27 @@ def test_who_of_the_room_or_everyone_lists_everyone_online(raw, mask):
     session = welcomed()
     said(session, raw)
     assert answer(session, "online", users=["seas"]) == [
-        f"{S}352 columbia #chat columbia chat {SERVER} columbia H :0 columbia",
+        f"{S}352 columbia #chat ~u chat {SERVER} columbia H :0 u",
         f"{S}352 columbia #chat seas chat {SERVER} seas H :0 seas",
         f"{S}315 columbia {mask} :End of WHO list"]
+
+
+def test_who_masks_match_with_wildcards_and_away_is_g():
+    session = welcomed()
+    said(session, "AWAY :lunch")
+    said(session, "WHO c?lum*")
+    assert answer(session, "online", users=["seas"]) == [
+        f"{S}352 columbia #chat ~u chat {SERVER} columbia G :0 u",
+        f"{S}315 columbia c?lum* :End of WHO list"]
+
+
+def test_whois_of_oneself_shows_the_user_line_and_away():
+    session = welcomed()
+    said(session, "AWAY :lunch")
+    said(session, "WHOIS columbia")
+    lines = answer(session, "online", users=[])
+    assert lines[:2] == [f"{S}311 columbia columbia ~u chat * u",
+                         f"{S}301 columbia columbia lunch"]
 
 
 def test_whois_of_someone_online():
@@ -1057,16 +1105,26 @@ def test_names_of_another_channel_is_366_alone():
 
 # -- JOIN, PART ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("raw", ["JOIN #chat", "JOIN 0", "JOIN #CHAT key"])
-def test_joining_the_room_or_leaving_all_does_nothing(raw):
+def test_leaving_all_channels_does_nothing():
     session = welcomed()
-    assert said(session, raw) == []
-    assert session.requests == []
+    assert said(session, "JOIN 0") == [] and session.requests == []
+
+
+@pytest.mark.parametrize("raw", ["JOIN #chat", "JOIN #CHAT key"])
+def test_joining_the_room_again_is_answered_as_a_join(raw):
+    session = welcomed()
+    assert [line.split()[1] for line in said(session, raw)] == ["JOIN", "332"]
+    lines = answer(session, "online", users=["seas"])
+    assert [line.split()[1] for line in lines] == ["353", "366"]
+    assert lines[0].endswith(":columbia seas")
 
 
 def test_joining_another_channel_gets_403_for_it_alone():
-    assert said(welcomed(), "JOIN #chat,#other") == [
-        f"{S}403 columbia #other :No such channel: this server has one room, #chat"]
+    session = welcomed()
+    said(session, "JOIN #chat,#other")
+    lines = answer(session, "online", users=[])     # after the room's NAMES, in order
+    assert lines[-1] == f"{S}403 columbia #other :No such channel: this server has one room, #chat"
+    assert [line.split()[1] for line in lines[:-1]] == ["353", "366"]
 
 
 def test_join_with_no_channel_gets_461():
@@ -1328,3 +1386,16 @@ def test_no_ping_for_ack_once_gone():
     said(session, "QUIT")
     session.ping_for_ack()
     assert written(session) == []
+
+
+def test_message_tags_give_each_delivery_its_number_as_msgid():
+    session = welcomed(caps=("message-tags",))
+    lines = delivered(session, "message", **{"from": "seas", "text": "hi", "seq": 77})
+    assert lines[0].startswith("@msgid=77 :seas!seas@chat PRIVMSG columbia")
+
+
+def test_names_carry_user_and_host_with_userhost_in_names():
+    session = welcomed(caps=("userhost-in-names",))
+    said(session, "NAMES #chat")
+    assert answer(session, "online", users=["seas"])[0].endswith(
+        ":columbia!columbia@chat seas!seas@chat")

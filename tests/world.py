@@ -61,6 +61,7 @@ from storage import Store
 CREDENTIALS_PATH = pathlib.Path(__file__).resolve().parent.parent / "credential.txt"
 SESSIONS = sorted((pathlib.Path(__file__).parent / "sessions").glob("*.txt"))   # recorded runs
 LISTEN_PORT = 5000
+WALL_START = 1_700_000_000.0    # the wall clock at time 0 (as reactor.VirtualClock's)
 _SHOWN = (ce.Show, ce.Prompt, ce.AskConsent, ce.ShowOnline, ce.ShowSending,
           ce.ShowFate)    # what a screen shows
 INDENT = "  "
@@ -348,10 +349,11 @@ class World:
         if not sim.running:
             return
         session = sim.session
+        wall = WALL_START + self.now
         if isinstance(event, irc_wire.Message):
-            session.from_client(event, self.now)
+            session.from_client(event, wall)
         elif isinstance(event, dict):
-            session.from_core(event, self.now)
+            session.from_core(event, wall)
             session.ping_for_ack()      # irc_glue's end of the pass: one PING after deliveries
         else:
             session.keepalive()
