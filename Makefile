@@ -6,7 +6,7 @@ IRC ?=
 HOST ?= 127.0.0.1
 ARGS ?=
 
-.PHONY: server client gui test test-setup clean cert bench
+.PHONY: server client gui test test-setup clean cert bench irctest
 
 # IRC=6667: IRC clients (irssi, WeeChat) join the same room on that port too.
 server:
@@ -45,6 +45,17 @@ test: $(VENV)/.installed test-setup
 	COVERAGE_PROCESS_START=$(CURDIR)/.coveragerc $(VENV)/bin/python -m coverage run -m pytest -q tests
 	$(VENV)/bin/python -m coverage combine --quiet
 	$(VENV)/bin/python -m coverage report
+
+# The public IRC server conformance suite (github.com/progval/irctest) against the IRC port, on
+# the part that fits one room and user accounts: IRCTEST=path of a checkout with its own
+# requirements installed (pytest, pytest-timeout); ROOM=#chan names the room the tests use most.
+IRCTEST_FILES = connection_registration pingpong quit messages join part names who whois cap \
+	sasl echo_message message_tags utf8 isupport
+irctest:
+	cp tests/irctest_chatroom.py $(IRCTEST)/irctest/controllers/chatroom.py
+	cd $(IRCTEST) && CHATROOM_SERVER=$(CURDIR)/server.py CHATROOM_ROOM='$(or $(ROOM),#chat)' \
+		$(PYTHON) -m pytest -p no:cacheprovider --timeout 60 --controller \
+		irctest.controllers.chatroom $(IRCTEST_FILES:%=irctest/server_tests/%.py)
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* .pytest_cache tests/__pycache__ __pycache__
