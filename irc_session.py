@@ -394,6 +394,8 @@ class IrcSession:
         """The registration burst: 001-005, the MOTD, then the room."""
         self.nick = self.account
         self.welcomed = True
+        # what IRC says of its users (USER's names, AWAY) is there for the others' WHO, WHOIS
+        self.shared.setdefault("users", {})[self.account] = self
         self.numeric("001", f"Welcome to the chat room, {self.who_is(self.account)}")
         self.numeric("002", f"Your host is {self.server}, running version {VERSION}")
         self.numeric("003", "This server keeps every message until its recipient has read it")
@@ -534,17 +536,26 @@ class IrcSession:
             names = [name for name in names if mask_matches(mask, name)]
         for name in names:
             username, realname = self._user_of(name)
-            here = "G" if name == self.nick and self.away else "H"
+            here = "G" if self._away_of(name) else "H"
             self.numeric("352", self.room, username, USER_HOST, self.server, name, here,
                          f"0 {realname}")
         self.numeric("315", mask, "End of WHO list")
 
+    def _irc_user(self, name):
+        """The session of IRC user `name` on this port, or None (a client.py user)."""
+        return self if name == self.nick else self.shared.get("users", {}).get(name)
+
     def _user_of(self, name):
-        """(user name, real name) to show for `name`: one's own from USER, others' names (a
-        client.py user has neither)."""
-        if name == self.nick and self.username:
-            return f"~{self.username}", self.realname
+        """(user name, real name) to show for `name`: an IRC user's from USER, a client.py
+        user's name (it has neither)."""
+        user = self._irc_user(name)
+        if user is not None and user.username:
+            return f"~{user.username}", user.realname
         return name, name
+
+    def _away_of(self, name):
+        user = self._irc_user(name)
+        return None if user is None else user.away
 
     def _c_whois(self, params, wall):
         if not params:
@@ -561,8 +572,8 @@ class IrcSession:
         else:
             username, realname = self._user_of(name)
             self.numeric("311", name, username, USER_HOST, "*", realname)
-            if name == self.nick and self.away:
-                self.numeric("301", name, self.away)
+            if self._away_of(name):
+                self.numeric("301", name, self._away_of(name))
             self.numeric("319", name, self.room)
             self.numeric("312", name, self.server, "the chat room")
         self.numeric("318", wanted, "End of /WHOIS list")
@@ -681,6 +692,8 @@ class IrcSession:
         if command == "NOTICE":
             return      # RFC 1459 and 2812: nothing answers a NOTICE by itself
         if frame["type"] == "ok":
+            if target != self.room and self._away_of(target):
+                self.numeric("301", target, self._away_of(target))
             if frame.get("stored"):
                 self.notice(f"{target} is not online: your message waits for their next "
                             f"login.")
@@ -839,6 +852,8 @@ class IrcSession:
         if self.token is not None:
             self.ask("logout", {})
             self.token = None
+        if self.shared.get("users", {}).get(self.account) is self:
+            del self.shared["users"][self.account]
 
 
 def _number(text):

@@ -1399,3 +1399,19 @@ def test_names_carry_user_and_host_with_userhost_in_names():
     said(session, "NAMES #chat")
     assert answer(session, "online", users=["seas"])[0].endswith(
         ":columbia!columbia@chat seas!seas@chat")
+
+
+def test_who_and_whois_of_another_irc_user_show_their_user_line_and_away():
+    shared = {}
+    seas = welcomed("seas", shared=shared)
+    said(seas, "AWAY :at lunch")
+    columbia = welcomed(shared=shared)
+    said(columbia, "WHOIS seas")
+    lines = answer(columbia, "online", users=["seas"])
+    assert lines[:2] == [f"{S}311 columbia seas ~u chat * u", f"{S}301 columbia seas :at lunch"]
+    said(columbia, "PRIVMSG seas :hi")
+    assert answer(columbia, "ok", stored=False) == [f"{S}301 columbia seas :at lunch"]
+    seas.connection_lost()
+    said(columbia, "WHO seas")
+    assert answer(columbia, "online", users=["seas"])[0] == (
+        f"{S}352 columbia #chat seas chat {SERVER} seas H :0 seas")   # gone: its name only
