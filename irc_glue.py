@@ -21,6 +21,7 @@ from server_glue import Accepted, AcceptedState
 KEEPALIVE_S = 15.0      # the core ends a session after 31 s without a request
 PING_AFTER_S = 60.0     # a client silent this long is asked whether it is there
 IDLE_S = 150.0          # ... and closed ("ping timeout") silent this long
+REGISTER_S = 60.0       # a connection not logged in this long after its first line is closed
 
 
 class _IrcState(AcceptedState):
@@ -69,7 +70,13 @@ class IrcFront(Accepted):
                     session.from_client(message, wall)
             link.flush()
         link.last_heard = clock.now()
-        self.glue.arm_quiet(conn, IDLE_S)
+        if session.welcomed:
+            self.glue.arm_quiet(conn, IDLE_S)
+        elif not link.registering:
+            # lines that never register (junk, or a client that stops halfway) hold a
+            # connection no longer than this, counted from the first
+            link.registering = True
+            self.glue.arm_quiet(conn, REGISTER_S, "no registration")
 
     def _ack_pings(self):
         """The end of a pass: one PING after each link's deliveries, whose PONG acknowledges
@@ -85,7 +92,8 @@ class IrcFront(Accepted):
         conn.data.link.flush()
 
     def on_frame_timeout(self, conn):
-        conn.send(line("", "ERROR", "Closing link: too slow (no complete line in time)"))
+        conn.send(line("", "ERROR", "Closing link: too slow (no complete line, or no login, "
+                                    "in time)"))
 
     def on_closed(self, conn, reason):
         state = conn.data
@@ -106,6 +114,7 @@ class IrcLink:
         self.id = conn.id
         self.last_heard = glue.reactor.clock.now()
         self.ack_due = False
+        self.registering = False    # its registration deadline is set
         self._requests_queued = False
         self._keepalive = glue.reactor.call_later(KEEPALIVE_S, self._keep_alive)
 
@@ -122,6 +131,9 @@ class IrcLink:
         session = self.session
         session.from_core(frame, self.glue.reactor.clock.wall())
         self.write()
+        if self.registering and session.welcomed:
+            self.registering = False        # logged in: idle from now on, not registering
+            self.glue.arm_quiet(self.conn, IDLE_S)
         if session.shown_seq > session.acked_seq and not self.ack_due:
             self.ack_due = True
             self.front.acks_due.append(self)

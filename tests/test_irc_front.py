@@ -10,7 +10,7 @@ import pytest
 
 import protocol
 from chat_server import ChatServer, Settings
-from irc_glue import IDLE_S, IrcFront, PING_AFTER_S
+from irc_glue import IDLE_S, PING_AFTER_S, REGISTER_S, IrcFront
 from irc_wire import parse
 from passwords import OPEN, load_credentials
 from reactor import Handler, Reactor, VirtualClock
@@ -494,3 +494,16 @@ def test_version_and_time_are_answered(world):
     settle(world, lambda: columbia.of("391"))
     assert columbia.of("351")[0].params[1] == "chat-1"
     assert "2023" in columbia.of("391")[0].params[-1]
+
+
+def test_a_connection_that_never_logs_in_is_closed_however_busy(world):
+    junk = IrcClient(world.reactor, world.irc_port)
+    for _ in range(int(REGISTER_S // 10) - 1):
+        junk.send("FROB", "CAP LS")             # lines, but never a login
+        settle(world, lambda: junk.of("CAP"))
+        junk.messages.clear()
+        world.clock.advance(10.0)
+    assert junk.closed is None
+    world.clock.advance(20.0)                   # past REGISTER_S since its first line
+    settle(world, lambda: junk.closed)
+    assert "in time" in junk.of("ERROR")[0].params[-1]
