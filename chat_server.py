@@ -82,6 +82,9 @@ class Refused(Exception):
         self.durable = durable
 
 
+MAX_REASON_CHARS = 300      # the words a user leaves with (an IRC QUIT message)
+
+
 def _random_secret():
     """A fresh unguessable token or proof."""
     return secrets.token_hex(16)
@@ -468,9 +471,10 @@ class ChatServer:
 
     # --- presence ---
 
-    def _presence_change(self, user, online, now):
+    def _presence_change(self, user, online, now, reason=None):
         """Tell every other online user that `user` came or went, except those it blocks:
-        at once while the presence budget allows, else in the next batch."""
+        at once while the presence budget allows, else in the next batch (which carries no
+        `reason`, the words a user left with)."""
         listeners = len(self._users)   # `user` is not among them, coming or going
         when = self._presence.change(user, online, listeners, now)
         if when is None:
@@ -478,6 +482,8 @@ class ChatServer:
         if when != "now":
             return [Arm(PresenceBatch(), when)]
         notice = {"type": "presence", "user": user, "online": online}
+        if reason is not None:
+            notice["reason"] = reason
         blocked = self._store.blocks(user)
         return [action for name, other in sorted(self._users.items())
                 if name != user and name not in blocked
@@ -525,6 +531,8 @@ class ChatServer:
                 return answered
         offline = recipient not in self._users
         message = {"type": "message", "from": session.user, "text": text}
+        if frame.get("notice") is True:
+            message["notice"] = True        # (an IRC NOTICE: nothing answers it by itself)
         if offline:
             message["offline"] = True       # it waits for a login: said on its line
         head = protocol.line_head(message)
@@ -552,6 +560,8 @@ class ChatServer:
         blockers = self._store.blockers(sender)
         told = [name for name in listeners if name not in blockers] if blockers else listeners
         message = {"type": "broadcast", "from": sender, "text": text}
+        if request.frame.get("notice") is True:
+            message["notice"] = True
         head = protocol.line_head(message)
         fits, full = self._room_for(told, len(head))
         reply = {"type": "ok", "skipped": len(listeners) - len(told)}
@@ -666,10 +676,14 @@ class ChatServer:
                 *self._send_waiting(session)]
 
     def _logout(self, session, request, frame_id, now):
+        reason = request.frame.get("reason")
+        if reason is not None:
+            reason = protocol.text_field(request.frame, "reason", MAX_REASON_CHARS)
         ended = self._end_session(session.user)
         return [Log(f"{session.user} logged out"),
                 _answer(request.conn, frame_id, {"type": "ok"}),
-                *self._presence_change(session.user, online=False, now=now), *ended]
+                *self._presence_change(session.user, online=False, now=now, reason=reason),
+                *ended]
 
     # --- peer to peer: addresses given only by consent ---
 

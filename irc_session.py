@@ -29,6 +29,7 @@ from irc_words import (CTCP, HELP, NO_PRIVATE, SERVICE, SERVICE_SOURCE, TOPIC, U
 CAPS = {"sasl": "PLAIN", "server-time": None, "message-tags": None, "echo-message": None,
         "multi-prefix": None, "userhost-in-names": None}    # (no one has a prefix here)
 MAX_TARGETS = 4
+MAX_REASON_CHARS = 300      # a QUIT message kept for the others (chat_server's limit)
 USERLEN = 10                # a USER name is cut to this (ISUPPORT USERLEN)
 MAX_EARLY_LINES = 64        # lines a client may send while its login is being answered
 ACK_TOKEN = "ack-"          # our PINGs that acknowledge carry this and the seq they cover
@@ -330,7 +331,9 @@ class IrcSession:
 
     def _c_quit(self, params, wall):
         if self.token is not None:
-            self.ask("logout", {})
+            # the others' IRC clients show the words it left with
+            self.ask("logout", {"reason": params[0][:MAX_REASON_CHARS]}
+                     if params and params[0] else {})
             self.token = None
         self.close("quit", "Quit" + (f": {params[0]}" if params else ""))
 
@@ -661,8 +664,9 @@ class IrcSession:
         quiet = command == "NOTICE"     # RFC 1459: no automatic reply to a NOTICE
         said = from_action(text)        # what client.py users read: /me as they would type it
         folded_target = fold(target)    # (once: this is the IRC port's hot path)
+        kept = {"text": said, "notice": True} if quiet else {"text": said}
         if folded_target == self.room_folded:
-            self.ask("broadcast", {"text": said}, self._sent, (self.room, text, command, wall))
+            self.ask("broadcast", kept, self._sent, (self.room, text, command, wall))
         elif folded_target == SERVICE:
             if not quiet:
                 self._service(text)
@@ -681,7 +685,7 @@ class IrcSession:
                 if not quiet:
                     self.numeric("401", target, "No such nick")
                 return
-            self.ask("message", {"to": to, "text": said}, self._sent, (to, text, command, wall))
+            self.ask("message", {"to": to, **kept}, self._sent, (to, text, command, wall))
 
     def _sent(self, frame, context):
         target, text, command, wall = context
@@ -807,7 +811,7 @@ class IrcSession:
             for user, online in changes:
                 if user != self.account:
                     self.say("JOIN" if online else "QUIT",
-                             *([self.room] if online else ["Logged out"]),
+                             *([self.room] if online else [frame.get("reason") or "Logged out"]),
                              source=self.who_is(user))
         elif kind == "logged_out":
             self.token = None
@@ -825,8 +829,9 @@ class IrcSession:
         if frame.get("offline") and tags is None and frame.get("at") is not None:
             action = "/me " if text.startswith("/me ") else ""     # (an action stays one)
             text = action + sent_at(frame["at"]) + text[len(action):]
+        command = "NOTICE" if frame.get("notice") else "PRIVMSG"
         for piece in to_action(text):
-            self.say("PRIVMSG", target, piece, source=self.who_is(sender), tags=tags)
+            self.say(command, target, piece, source=self.who_is(sender), tags=tags)
 
     def _p2p_notice(self, kind, frame):
         text = notice_about(kind, frame.get("user") or frame.get("from"))

@@ -507,3 +507,18 @@ def test_a_connection_that_never_logs_in_is_closed_however_busy(world):
     world.clock.advance(20.0)                   # past REGISTER_S since its first line
     settle(world, lambda: junk.closed)
     assert "in time" in junk.of("ERROR")[0].params[-1]
+
+
+def test_a_notice_stays_a_notice_and_quit_words_reach_the_others(world):
+    columbia = irc_login(world, "columbia")
+    foobar = irc_login(world, "foobar")
+    seas = native_login(world, "seas")
+    columbia.send("NOTICE foobar :just so you know", "NOTICE #chat :to all, quietly")
+    settle(world, lambda: len(foobar.of("NOTICE")) == 2)
+    assert [(m.params[0], m.params[-1]) for m in foobar.of("NOTICE")] == [
+        ("foobar", "just so you know"), ("#chat", "to all, quietly")]
+    settle(world, lambda: seas.of("broadcast"))
+    assert seas.of("broadcast")[0]["notice"] is True        # client.py shows it as a message
+    columbia.send("QUIT :off to lunch")
+    settle(world, lambda: foobar.of("QUIT"))
+    assert foobar.of("QUIT")[0].params == ("off to lunch",)

@@ -813,7 +813,7 @@ def test_the_service_says_private_talk_is_for_client_py(verb):
 def test_logout_to_the_service_logs_out_and_closes():
     session = welcomed()
     assert said(session, "PRIVMSG chat :logout") == ["ERROR :Closing link: Quit: logout"]
-    assert request(session) == {"id": "i3", "token": "t", "type": "logout"}
+    assert request(session) == {"id": "i3", "token": "t", "type": "logout", "reason": "logout"}
     assert session.hangup == "quit" and session.token is None
 
 

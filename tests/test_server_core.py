@@ -462,3 +462,29 @@ def test_a_client_ids_counter_goes_at_its_users_login_once_unused_for_the_time_k
     assert store.senders.seen("alice", "old", 1) is senders.LAST
     login(server, "alice", port=5001, now=101.0)            # unused for longer: forgotten
     assert store.senders.seen("alice", "old", 1) is senders.NEW
+
+
+def test_a_notice_is_kept_and_delivered_as_one_and_anything_else_is_not():
+    server, _ = make_server()
+    token_a = replies(login(server, "alice", conn=1))[0]["token"]
+    login(server, "bob", conn=2, port=5001)
+    for conn, flag in ((10, True), (11, "yes"), (12, None)):
+        frame = {"type": "message", "token": token_a, "to": "bob", "text": "psst"}
+        if flag is not None:
+            frame["notice"] = flag
+        sent = delivered_frames(server.handle(Request(conn, frame, "127.0.0.1"), 1.0))
+        assert sent[0].get("notice") is (True if flag is True else None)
+    cast = {"type": "broadcast", "token": token_a, "text": "all", "notice": True}
+    assert delivered_frames(server.handle(Request(13, cast, "127.0.0.1"), 1.0))[0]["notice"]
+
+
+def test_the_words_a_user_leaves_with_reach_the_others_and_bad_ones_are_refused():
+    server, _ = make_server()
+    token_a = replies(login(server, "alice", conn=1))[0]["token"]
+    login(server, "bob", conn=2, port=5001)
+    bad = {"type": "logout", "token": token_a, "reason": "x" * 301}
+    assert replies(server.handle(Request(3, bad, "127.0.0.1"), 1.0))[0]["code"] == "bad_field"
+    bye = {"type": "logout", "token": token_a, "reason": "gone fishing"}
+    told = delivered_frames(server.handle(Request(4, bye, "127.0.0.1"), 1.0))
+    assert told == [{"type": "presence", "user": "alice", "online": False,
+                     "reason": "gone fishing"}]
