@@ -202,6 +202,10 @@ class ChatServer:
         """Names with a live session, sorted."""
         return sorted(self._users)
 
+    def is_online(self, user):
+        """True while `user` has a live session."""
+        return user in self._users
+
     def carries_session(self, conn):
         """True if accepted connection `conn` is a staying client's, with a live session: it
         is never the one shed at the connection cap."""

@@ -46,7 +46,8 @@ class IrcFront(Accepted):
     def new_state(self, conn):
         state = _IrcState()
         session = IrcSession(self.accounts, self.server_name, self.room, conn.peer[0],
-                             open_accounts=self.open, shared=self.shared)
+                             open_accounts=self.open, shared=self.shared,
+                             is_online=self.glue.core.is_online)
         state.link = IrcLink(self, conn, session)
         self.glue.conns[conn.id] = state.link     # the core's replies reach it there
         return state

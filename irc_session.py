@@ -59,11 +59,13 @@ class IrcSession:
     """See the module docstring. `accounts`: `folded` account names (a name's case may
     differ on IRC); `server`: our name in numerics; `room`: the one channel."""
 
-    def __init__(self, accounts, server, room, host, open_accounts=(), shared=None):
+    def __init__(self, accounts, server, room, host, open_accounts=(), shared=None,
+                 is_online=lambda name: False):
         self.accounts = accounts        # folded name -> account name (`folded`), shared
         self.shared = {} if shared is None else shared     # what sessions share: the last
                                                             # broadcast's lines
         self.open_accounts = open_accounts     # names that need no password (passwords.OPEN)
+        self.is_online = is_online      # name -> True while it has a session (the core's)
         self.server = server
         self.room = room
         self.room_folded = fold(room)
@@ -347,7 +349,14 @@ class IrcSession:
         if self.account is not None:
             self._welcome()
         elif not self.logging_in:
-            if self.password is None and self.accounts.get(fold(self.nick)) in self.open_accounts:
+            account = self.accounts.get(fold(self.nick))
+            if self.password is None and account in self.open_accounts:
+                if self.is_online(account) or account in self.shared.get("logging", ()):
+                    # no password proves this is the same person: an open account in use
+                    # is not taken over (a login with its password would be)
+                    self.numeric("433", self.nick, "Nickname is already in use")
+                    self.nick = "*"
+                    return
                 self.password = "(none)"        # an open account takes any password
             if self.password is None:
                 self.numeric("464", "Password required: connect with your account's "
@@ -359,11 +368,13 @@ class IrcSession:
     def _login(self, name, password, by_sasl):
         user = self.accounts.get(fold(name), name)
         self.logging_in = True
+        self.shared.setdefault("logging", set()).add(user)
         self.ask("login", {"user": user, "password": password, "stay": True},
                  self._logged_in, (user, by_sasl))
 
     def _logged_in(self, frame, context):
         self.logging_in = False
+        self.shared["logging"].discard(context[0])
         if self.gone:
             # closed meanwhile (a flood of early lines): nothing more is said, but a session
             # that began is ended with the connection (connection_lost)

@@ -522,3 +522,18 @@ def test_a_notice_stays_a_notice_and_quit_words_reach_the_others(world):
     columbia.send("QUIT :off to lunch")
     settle(world, lambda: foobar.of("QUIT"))
     assert foobar.of("QUIT")[0].params == ("off to lunch",)
+
+
+def test_an_open_account_in_use_is_not_taken_over_without_a_password(world):
+    first = IrcClient(world.reactor, world.irc_port)
+    first.send("NICK guest", "USER g 0 * :g")
+    second = IrcClient(world.reactor, world.irc_port)
+    second.send("NICK guest", "USER g 0 * :g")      # at once: the first login is on its way
+    settle(world, lambda: first.of("366") and second.of("433"))
+    third = IrcClient(world.reactor, world.irc_port)
+    third.send("NICK Guest", "USER g 0 * :g")       # later: the account is online
+    settle(world, lambda: third.of("433"))
+    assert first.closed is None and "guest" in world.core.online_users()
+    third.send("PASS anything", "NICK guest")       # a password (any, for an open account)
+    settle(world, lambda: third.of("001"))           # ... logs in, and the older one goes
+    settle(world, lambda: first.closed)
