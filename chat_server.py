@@ -488,10 +488,17 @@ class ChatServer:
         notice = {"type": "presence", "user": user, "online": online}
         if reason is not None:
             notice["reason"] = reason
-        blocked = self._store.blocks(user)
+        blocked = self._unseen_by(user)
         return [action for name, other in sorted(self._users.items())
                 if name != user and name not in blocked
                 for action in self._reach(other, notice)]
+
+    def _unseen_by(self, user):
+        """Who is not told of `user`'s comings and goings: those it blocks (they learn nothing
+        of it), and those who block it (they want nothing of it, as with its broadcasts)."""
+        blockers = self._store.blockers(user)
+        blocks = self._store.blocks(user)
+        return blocks | blockers if blockers else blocks
 
     def _send_presence_batch(self, key, now):
         """Every change since the batch began, in order, as one notice to each online user.
@@ -504,13 +511,13 @@ class ChatServer:
         if not changes:
             return []
         subjects = {user for user, _ in changes}
-        screened = set().union(*(self._store.blocks(user) for user in subjects))
+        screened = set().union(*(self._unseen_by(user) for user in subjects))
         notice = {"type": "presence", "changes": [[user, online] for user, online in changes]}
         actions = []
         for name, session in sorted(self._users.items()):
             if name in screened:
                 told = [[user, online] for user, online in changes
-                        if name not in self._store.blocks(user)]
+                        if name not in self._unseen_by(user)]
                 if told:
                     actions += self._reach(session, {"type": "presence", "changes": told})
             else:

@@ -537,3 +537,18 @@ def test_an_open_account_in_use_is_not_taken_over_without_a_password(world):
     third.send("PASS anything", "NICK guest")       # a password (any, for an open account)
     settle(world, lambda: third.of("001"))           # ... logs in, and the older one goes
     settle(world, lambda: first.closed)
+
+
+def test_a_user_an_irc_user_blocks_comes_and_goes_unseen_by_them(world):
+    """Presence is not told to those who block the user (as its broadcasts are not)."""
+    columbia = irc_login(world, "columbia")
+    columbia.send("SILENCE +seas")
+    settle(world, lambda: columbia.of("SILENCE"))
+    seas = native_login(world, "seas")
+    seas.request("logout")
+    foobar = irc_login(world, "foobar")     # told of seas by nobody: a sign that all went by
+    columbia.send("PING sync")
+    settle(world, lambda: columbia.of("PONG"))
+    assert [m.source.split("!")[0] for m in columbia.of("JOIN") + columbia.of("QUIT")] == [
+        "columbia", "foobar"]
+    assert foobar.closed is None
