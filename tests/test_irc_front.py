@@ -89,12 +89,12 @@ class NativeClient(Handler):
 @pytest.fixture
 def world():
     clock = VirtualClock()
-    reactor = Reactor(clock)
+    log = []            # the glue's and the reactor's (an exception in a callback) in one
+    reactor = Reactor(clock, log=log.append)
     store = Store(":memory:", clock)
     credentials = load_credentials(CREDENTIALS)
     credentials["guest"] = OPEN         # an open account: no password needed
     core = ChatServer(credentials, store, Settings(), make_secret=counting_secrets())
-    log = []
     glue = ServerGlue(reactor, core, store, log.append)
     native = glue.listen("127.0.0.1", 0)
     irc = reactor.listen("127.0.0.1", 0, IrcFront(glue, credentials, "chat.test", "#chat"))
