@@ -1,9 +1,12 @@
 """IRC clients and native clients in one room: the real core, store, native glue and IRC front
-end (irc_glue) on a real reactor under a virtual clock, over loopback sockets. Each IRC client
+end (irc_glue) on a real reactor under a virtual clock, over loopback sockets; at the end, a
+seeded fuzzer of IRC lines. Each IRC client
 here is a raw socket that writes down every line it gets (and answers PING as IRC clients do);
 each native client is a staying connection speaking JSON, as client.py --stay-connected does."""
 import base64
+import os
 import pathlib
+import random
 import types
 
 import pytest
@@ -552,3 +555,61 @@ def test_a_user_an_irc_user_blocks_comes_and_goes_unseen_by_them(world):
     assert [m.source.split("!")[0] for m in columbia.of("JOIN") + columbia.of("QUIT")] == [
         "columbia", "foobar"]
     assert foobar.closed is None
+
+
+# -- fuzzing: mutated and random IRC lines; no exception may escape, the others are served ------
+
+SEED = int(os.environ.get("FUZZ_SEED", "18"))
+LINES = 20_000
+COMMANDS = ["CAP", "AUTHENTICATE", "PASS", "NICK", "USER", "PING", "PONG", "QUIT", "PRIVMSG",
+            "NOTICE", "JOIN", "PART", "NAMES", "WHO", "WHOIS", "ISON", "USERHOST", "MODE",
+            "TOPIC", "LIST", "AWAY", "SILENCE", "MOTD", "LUSERS", "VERSION", "TIME", "KICK",
+            "001", ""]
+WORDS = ["columbia", "seas", "foobar", "guest", "chat", "#chat", "#other", "*", "0", ":", "::",
+         "+seas", "-seas", "LS", "302", "REQ", ":sasl echo-message", "END", "LIST", "PLAIN",
+         "+", "ack-1", "ack-99999999999999999999", "\x01ACTION x\x01", "\x01VERSION\x01", "³",
+         "é", "\u202e", "x" * 450, ",", "a,,b", "@", "!", "116bway", "c?l*"]
+
+
+def line(rng):
+    """One fuzzed line (bytes): a command with random words, sometimes tags, a source, junk."""
+    roll = rng.random()
+    if roll < 0.05:
+        return bytes(rng.randrange(256) for _ in range(rng.randrange(1, 80)))
+    words = [rng.choice(COMMANDS)] + [rng.choice(WORDS) for _ in range(rng.randrange(5))]
+    text = " ".join(words)
+    if roll < 0.15:
+        text = f"@+x={rng.choice(WORDS)};time=now :{rng.choice(WORDS)} " + text
+    if roll < 0.2:
+        text = text.replace(" ", "  ")
+    return text.encode("utf-8", "surrogatepass")
+
+
+def test_fuzzed_irc_lines_raise_nothing_and_a_native_user_is_served(world):
+    rng = random.Random(SEED)
+    seas = native_login(world, "seas")
+    clients = [irc_login(world, "columbia"), IrcClient(world.reactor, world.irc_port),
+               irc_login(world, "guest", password="x"), IrcClient(world.reactor, world.irc_port)]
+    everyone = list(clients)
+    for sent in range(LINES):
+        client = rng.choice(clients)
+        if client.closed is not None:
+            clients[clients.index(client)] = client = IrcClient(world.reactor, world.irc_port)
+            everyone.append(client)
+        client.send(line(rng) + b"\r\n")
+        if sent % 100 == 0:
+            seas.request("heartbeat")           # (the clock moves: seas stays logged in)
+            for open_client in clients:         # every line so far read and answered
+                if open_client.closed is None:
+                    open_client.send(f"PING :sync-{sent}")
+                    settle(world, lambda c=open_client: c.closed or any(
+                        m.command == "PONG" and m.params[-1] == f"sync-{sent}"
+                        for m in c.messages[-50:]))
+            world.clock.advance(rng.choice([0.0, 0.5, 5.0]))
+    request = seas.request("message", to="foobar", text="still served")
+    settle(world, lambda: seas.reply(request))
+    assert seas.reply(request)[0]["type"] == "ok", seas.reply(request)
+    answered = sum(len(client.messages) for client in everyone)
+    assert answered > LINES / 2, answered       # the lines were read and answered
+    # an exception in any callback is logged by the reactor, and closes as "internal error"
+    assert [text for text in world.log if "error in callback" in text or "internal" in text] == []
