@@ -476,9 +476,9 @@ class ChatServer:
     # --- presence ---
 
     def _presence_change(self, user, online, now, reason=None):
-        """Tell every other online user that `user` came or went, except those it blocks:
-        at once while the presence budget allows, else in the next batch (which carries no
-        `reason`, the words a user left with)."""
+        """Tell every other online user that `user` came or went, except those it blocks and
+        those who block it (_unseen_by): at once while the presence budget allows, else in the
+        next batch (which carries no `reason`, the words a user left with)."""
         listeners = len(self._users)   # `user` is not among them, coming or going
         when = self._presence.change(user, online, listeners, now)
         if when is None:

@@ -37,7 +37,8 @@ DELIVERY_TURN_S = 0.25        # a connect still going after this gives up its tu
 COMMIT_RETRY_FIRST_S = 0.1    # a commit that failed is tried again after this, doubling ...
 COMMIT_RETRY_MAX_S = 5.0      # ... up to this, until one succeeds
 UNREACHED = ("refused", "timed out", "unreachable")   # close reasons meaning nothing was delivered
-ORDINARY_CLOSES = ("bye", "eof", "idle", "server stopping", "quit")   # (quit: IRC)   # not worth a log line
+# not worth a log line ("quit": an IRC client's QUIT)
+ORDINARY_CLOSES = ("bye", "eof", "idle", "server stopping", "quit")
 
 
 class _Quiet:
