@@ -72,14 +72,19 @@ def test_waiting_messages_go_out_after_the_same_user_logs_in_again():
                                   "text": "after the restart"}]
 
 
-def test_waiting_messages_are_not_sent_as_someone_else():
+def logged_in_again_as_carol():
+    """alice's message waits (her session ended), then carol logs in -> the login's actions."""
     run = logged_in()
     run.type("message bob private matter")
     run.reply(err("no_session"), "message")
     run.type("carol")
     run.reply(OK)
     run.type("pw")
-    actions = run.reply({**WELCOME, "user": "carol", "token": "t2"})
+    return run.reply({**WELCOME, "user": "carol", "token": "t2"})
+
+
+def test_waiting_messages_are_not_sent_as_someone_else():
+    actions = logged_in_again_as_carol()
     assert "Not sent (you logged in as someone else): message bob private matter" in printed(actions)
     assert requests(actions) == []
 
@@ -145,13 +150,7 @@ def test_an_answer_that_is_neither_yes_nor_a_known_no_is_not_shown_as_sent():
 
 
 def test_messages_given_up_are_refused_by_their_ids():
-    run = logged_in()
-    run.type("message bob private matter")
-    run.reply(err("no_session"), "message")
-    run.type("carol")
-    run.reply(OK)
-    run.type("pw")
-    actions = run.reply({**WELCOME, "user": "carol", "token": "t2"})
+    actions = logged_in_again_as_carol()
     assert fates(actions) == [("c-1", Fate.REFUSED, "Not sent (you logged in as someone else): "
                                                      "message bob private matter")]
     assert [a.why for a in of(actions, ShowFate)] == ["you logged in as someone else"]
