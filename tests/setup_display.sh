@@ -9,17 +9,6 @@ command -v Xvfb >/dev/null 2>&1 || missing="xvfb"
 command -v tmux >/dev/null 2>&1 || missing="$missing tmux"
 # a Debian python3 without tkinter gets it from python3-tk (other Pythons bring their own)
 "$PYTHON" -c "import tkinter" >/dev/null 2>&1 || missing="$missing python3-tk"
-if [ -z "$missing" ]; then
-    exit 0
-fi
-if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: installing$missing for the GUI and terminal tests" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    { apt-get install -y --no-install-recommends $missing \
-        || { apt-get update -q && apt-get install -y --no-install-recommends $missing; }; } \
-        >/dev/null 2>&1 || echo "setup: could not install$missing; the GUI or terminal test may skip" >&2
-else
-    echo "setup: missing$missing and no way to install it (not root, or no apt-get);" \
-         "the GUI or terminal test will skip" >&2
-fi
+. "$(dirname "$0")/install_missing.sh"
+install_missing "the GUI and terminal tests" $missing
 exit 0

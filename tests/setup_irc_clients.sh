@@ -15,17 +15,6 @@ for fifo in /usr/lib/*/weechat/plugins/fifo.so /usr/lib/weechat/plugins/fifo.so;
     [ -e "$fifo" ] && plugins="yes"
 done
 [ -n "$plugins" ] || missing="$missing weechat-plugins"
-if [ -z "$missing" ]; then
-    exit 0
-fi
-if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: installing$missing for the IRC client tests" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    { apt-get install -y --no-install-recommends $missing \
-        || { apt-get update -q && apt-get install -y --no-install-recommends $missing; }; } \
-        >/dev/null 2>&1 || echo "setup: could not install$missing; IRC client tests may skip" >&2
-else
-    echo "setup: missing$missing and no way to install it (not root, or no apt-get);" \
-         "the IRC client tests that need it will skip" >&2
-fi
+. "$(dirname "$0")/install_missing.sh"
+install_missing "the IRC client tests" $missing
 exit 0
