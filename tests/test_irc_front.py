@@ -444,6 +444,14 @@ def test_an_idle_but_answering_client_stays_logged_in_and_a_silent_one_is_closed
     assert PING_AFTER_S < IDLE_S
 
 
+def test_a_line_past_the_reactors_frame_limit_gets_417_and_the_connection_goes_on(world):
+    columbia = irc_login(world, "columbia")
+    columbia.send(b"PRIVMSG seas :" + b"x" * 70_000 + b"\r\n", "PING after")
+    settle(world, lambda: columbia.of("PONG"))
+    assert columbia.of("417") and columbia.closed is None
+    assert world.store.count_waiting("seas") == 0          # nothing of it was taken
+
+
 def test_commands_before_registration_and_unknown_ones_get_numerics_not_a_close(world):
     client = IrcClient(world.reactor, world.irc_port)
     client.send("PRIVMSG seas :hi", "FROB")
