@@ -22,8 +22,8 @@ from lockouts import Lockouts
 from presence import Presence
 from senders import LAST, NEW, TOO_OLD
 from protocol import FrameError, whole
-from server_events import (Acked, Arm, AskLapses, BadFrame, Close, Closed, Deliver, Expired,
-                           IdleCheck, Log, PresenceBatch, Redeliver, Reply, Request,
+from server_events import (Acked, Arm, AskLapses, BadFrame, Close, Closed, Deliver, DeliverEach,
+                           Expired, IdleCheck, Log, PresenceBatch, Redeliver, Reply, Request,
                            StoreRecovered, Undelivered)
 from sessions import Session, Sessions
 from storage import StoreUnavailable
@@ -623,20 +623,19 @@ class ChatServer:
     def _keep_and_deliver(self, recipients, message, head):
         """Store `message` (a frame; `head` its line without the closing brace) once for all
         `recipients` until each acknowledges it; deliver it now to those online whose window
-        has room. Every recipient gets the same object, and the same bytes."""
+        has room. Every recipient gets the same object, and the same bytes: those on staying
+        connections all in one DeliverEach."""
         seq, wire = self._store.keep(recipients, head)
         shared = protocol.numbered(message, seq, wire)
-        sessions = self._users
-        offer = self._deliveries.offer
-        actions = []
-        for name in recipients:
-            target = sessions.get(name)
-            if target is not None and offer(target.window, shared):
-                if target.conn is not None:     # (_reach's usual case, inline)
-                    actions.append(Deliver(target.address, target.proof, shared, target.conn,
-                                           name))
-                else:
-                    actions += self._reach(target, shared)
+        online = filter(None, map(self._users.get, recipients))
+        staying, actions = [], []
+        for target in self._deliveries.offer_each(online, shared):
+            if target.conn is not None:     # (_reach's usual case, inline)
+                staying.append(target.conn)
+            else:
+                actions += self._reach(target, shared)
+        if staying:
+            actions.append(DeliverEach(staying, shared))
         return actions
 
     # --- other requests ---

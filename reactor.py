@@ -781,6 +781,25 @@ class Reactor:
         self._guarded(conn.handler.on_frame_timeout, conn, conn=conn)
         self._close(conn, f"no complete frame within {self.frame_time_s:g} s", flush=True)
 
+    def send_each(self, conns, data):
+        """Queue the same bytes (whole frames) on each of `conns`: a broadcast's recipients in
+        one call. For a Connection this is its send, inline: a call per recipient was most of
+        a broadcast delivery's cost. Anything else in `conns` (an IRC link, which words the
+        line its own way) gets its own send."""
+        size = len(data)
+        hard_limit = self.hard_limit
+        for conn in conns:
+            if type(conn) is not Connection:
+                conn.send(data)
+            elif not conn.closed and conn.closing_reason is None:
+                conn._out.append(data)
+                conn._out_bytes += size
+                if conn._out_bytes > hard_limit:
+                    self._slow_consumer(conn)
+                elif not conn._dirty:
+                    conn._dirty = True
+                    self._dirty.append(conn)
+
     def _slow_consumer(self, conn):
         """`conn` holds more output than hard_limit: closed, and said once per burst."""
         host = conn.peer[0] if conn.peer else "?"

@@ -17,9 +17,9 @@ import time
 import limits
 from protocol import UNAVAILABLE_RETRY_S, Numbered, encode, encode_text, error, whole
 from reactor import FRAME_TIME_S, Handler, KeyedTimers, RepeatedLines
-from server_events import (Arm, Close, Closed, Deliver, Expired, Log, Reply, StoreRecovered,
-                           Undelivered, accepted_event, delivery_event, delivery_hello,
-                           delivery_proven)
+from server_events import (Arm, Close, Closed, Deliver, DeliverEach, Expired, Log, Reply,
+                           StoreRecovered, Undelivered, accepted_event, delivery_event,
+                           delivery_hello, delivery_proven)
 from storage import StoreUnavailable
 
 MAX_CONNECTIONS = 10000       # accepted connections open at once; past it one is shed
@@ -137,8 +137,9 @@ class ServerGlue:
         self.connecting = 0
         self.waiting_to_connect = collections.deque()
         self._last_encoded = (None, b"")    # (frame, its bytes): see _encoded
-        self._actions = {Reply: self._reply, Deliver: self._deliver, Close: self._close,
-                         Arm: self._arm, Log: self._log}
+        self._actions = {Reply: self._reply, Deliver: self._deliver,
+                         DeliverEach: self._deliver_each, Close: self._close, Arm: self._arm,
+                         Log: self._log}
 
     def listen(self, host, port, tls=None):
         """Take clients' connections on (host, port) -> the reactor's Listener."""
@@ -167,7 +168,7 @@ class ServerGlue:
         if committed and self._held:
             held, self._held = self._held, []
             for action in held:
-                self._deliver(action)
+                self._actions[type(action)](action)
         out, self._out = self._out, []
         carry_out = self._actions
         for action in out:
@@ -272,6 +273,15 @@ class ServerGlue:
             self._end_when_done(delivery)
         else:
             delivery.waiting.append(action.frame)
+
+    def _deliver_each(self, action, committed=True):
+        frame = action.frame
+        if (self._held or not committed) and (self._held
+                                              or frame["seq"] > self.store.committed_seq):
+            self._held.append(action)       # (as _deliver: behind what waits, in order)
+            return
+        # staying connections already gone have told the core (Closed): filtered out here
+        self.reactor.send_each(filter(None, map(self.conns.get, action.conns)), frame.wire)
 
     def _encoded(self, frame):
         """A delivery's bytes; the core hands one notice to many users as one dict, so the

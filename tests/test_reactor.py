@@ -170,6 +170,35 @@ def test_a_peer_past_the_hard_limit_is_closed_as_a_slow_consumer(make_pair, logg
     assert sum("slow consumer" in line for line in logged) == 1
 
 
+def test_send_each_queues_the_same_bytes_on_each_open_connection_in_one_send(logged):
+    reactor = Reactor(VirtualClock(), log=logged.append, hard_limit=50_000)
+    pairs = [socket.socketpair() for _ in range(4)]
+    recorders = [Recorder() for _ in pairs]
+    conns = [reactor.watch(CountingSocket(ours), recorder, f"p{n}")
+             for n, ((ours, _), recorder) in enumerate(zip(pairs, recorders))]
+
+    class Link:
+        """Anything else with a send (as an IRC link is): given its own send."""
+        sent = []
+
+        def send(self, data):
+            self.sent.append(data)
+    conns[2].close("leaving")                   # closing: nothing more is queued on it
+    reactor.send_each([conns[0], conns[1], Link(), conns[2]], b"all\n")
+    reactor.send_each(iter([conns[0], Link()]), b"two\n")
+    reactor.send_each([conns[3]], b"x" * 60_000 + b"\n")     # past the hard limit
+    reactor.run_once(timeout_s=0)
+    assert pairs[0][1].recv(100) == b"all\ntwo\n" and len(conns[0].sock.sends) == 1
+    assert pairs[1][1].recv(100) == b"all\n"
+    assert Link.sent == [b"all\n", b"two\n"]
+    assert pairs[2][1].recv(100) == b""          # closed, without the line
+    assert recorders[3].closed == ["slow consumer"] and pairs[3][1].recv(100) == b""
+    assert recorders[0].closed == recorders[1].closed == []
+    for ours, peer in pairs:
+        ours.close()
+        peer.close()
+
+
 # -- standard input -------------------------------------------------------------------------
 
 def test_input_from_a_pipe_arrives_whole_then_one_eof():

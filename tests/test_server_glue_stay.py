@@ -15,7 +15,7 @@ from reactor import (HARD_LIMIT_BYTES, SOFT_LIMIT_BYTES, Connection, Handler, Re
                      VirtualClock)
 from replay import counting_secrets
 from server import ChatServer
-from server_events import Deliver
+from server_events import Deliver, DeliverEach
 from server_glue import DELIVERY_CONNECT_S, DELIVERY_TURN_S, ServerGlue
 from passwords import load_credentials
 from storage import Store
@@ -117,6 +117,17 @@ def test_a_closed_staying_connection_detaches_its_session(world):
 def test_a_push_for_a_connection_already_gone_is_dropped(world):
     world.glue.apply([Deliver(("127.0.0.1", None), "p", {"type": "presence"}, conn=999)])
     assert world.lines == []
+
+
+def test_a_stored_message_for_many_reaches_those_still_connected_with_the_same_bytes(world):
+    users = [logged_in(world, "columbia", "116bway"), logged_in(world, "seas", "summerisover")]
+    message = protocol.numbered({"type": "broadcast", "from": "foobar", "text": "hi"}, 0,
+                                b'{"type":"broadcast","from":"foobar","text":"hi","seq":0}\n')
+    logged = len(world.lines)
+    world.glue.apply([DeliverEach([999, *sorted(world.glue.conns)], message)])   # 999: gone
+    for client, _ in users:
+        pump(world.reactor, lambda: client.of("broadcast") == [message])
+    assert world.lines[logged:] == []
 
 
 def test_a_staying_connection_that_heartbeats_is_never_idle_and_a_silent_one_is(world):

@@ -2,8 +2,8 @@
 Closed, resume, and the no_port refusal. Events in, actions out; no sockets."""
 from core_helpers import ACCOUNTS, delivered_frames, logs, make_server, replies
 from server import Settings
-from server_events import (Closed, Deliver, Expired, IdleCheck, Log, Redeliver, Request,
-                           Undelivered)
+from server_events import (Closed, Deliver, DeliverEach, Expired, IdleCheck, Log, Redeliver,
+                           Request, Undelivered)
 
 HOST = "127.0.0.1"
 
@@ -23,8 +23,10 @@ def ask(server, conn, frame, now=0.0):
 
 
 def pushes(actions):
-    """(conn, frame) of every Deliver on a staying connection."""
-    return [(a.conn, a.frame) for a in actions if isinstance(a, Deliver) and a.conn is not None]
+    """(conn, frame) of every delivery on a staying connection (a DeliverEach is one each)."""
+    return [(conn, a.frame) for a in actions
+            for conn in (a.conns if isinstance(a, DeliverEach) else [a.conn]
+                         if isinstance(a, Deliver) and a.conn is not None else [])]
 
 
 def say(server, token, to, text, conn=9, now=0.0):
@@ -39,8 +41,8 @@ def test_a_staying_login_without_a_port_is_reached_on_its_connection():
     assert logs(actions) == ["alice logged in from 127.0.0.1, staying connected"]
     short_login(server, "bob", conn=2, port=5002)
     sent = say(server, "s3", "alice", "hi")
-    assert sent[1:] == [Deliver((HOST, None), "s2", {"type": "message", "from": "bob",
-                                                    "text": "hi", "seq": 1}, conn=1, user="alice")]
+    assert sent[1:] == [DeliverEach([1], {"type": "message", "from": "bob", "text": "hi",
+                                          "seq": 1})]
 
 
 def test_presence_reaches_each_user_by_its_own_way():

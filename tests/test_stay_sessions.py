@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from server_events import Deliver, DeliverEach
 from world import SESSIONS, World, run_session
 
 START = re.compile(r"^start (\S+)(.*)$", re.MULTILINE)
@@ -73,8 +74,11 @@ def test_the_cut_session_is_sent_again_what_it_had_not_acknowledged_and_shows_it
 
     def recording(event, now):
         actions = handle(event, now)
-        pushed.extend(a.frame.get("text") for a in actions
-                      if type(a).__name__ == "Deliver" and a.conn is not None and "seq" in a.frame)
+        for action in actions:
+            if isinstance(action, DeliverEach):     # stored messages, to staying connections
+                pushed.extend(action.frame["text"] for _ in action.conns)
+            elif isinstance(action, Deliver) and action.conn is not None and "seq" in action.frame:
+                pushed.append(action.frame["text"])     # sent again at the resume
         return actions
     world.server.handle = recording
     run_session((SESSIONS[0].parent / "stay_resume.txt").read_text(), world)

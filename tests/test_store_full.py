@@ -206,3 +206,40 @@ def test_no_yes_goes_out_for_what_could_not_be_committed(served):
     oks = [k for k, answer in answers.items() if answer["type"] == "ok"] + [n]
     texts = [seq for seq, _ in store.waiting("seas")]
     assert len(texts) == len(oks)                   # every yes is stored, exactly once
+
+
+def test_a_broadcast_whose_commit_failed_reaches_each_receiver_once_after_the_recovery(served):
+    """Its staying receivers' deliveries (one DeliverEach) wait for a commit that succeeds,
+    then go out in order: nobody sees it before it is durable, or twice after the retry."""
+    reactor, clock, store, port, lines = served
+    callers, tokens = {}, {}
+    for user, password in [("columbia", "116bway"), ("seas", "summerisover"),
+                           ("google", "hasglasses")]:
+        callers[user] = Caller(port)
+        tokens[user] = ask(reactor, callers[user], {"type": "login", "user": user, "stay": True,
+                                                    "password": password, "id": 1})["token"]
+    sender, receivers = callers["columbia"], [callers["seas"], callers["google"]]
+
+    def broadcast(n, frame_id):
+        return ask(reactor, sender, {"type": "broadcast", "token": tokens["columbia"],
+                                     "text": f"{n} {TEXT}", "mid": f"b-{n}", "id": frame_id})
+
+    def shown(caller):
+        return [f["text"].split()[0] for f in caller.poll() if f.get("type") == "broadcast"]
+
+    for n in range(2, 300):
+        if broadcast(n, n)["type"] == "error":
+            break
+    refused = n
+    assert refused > 2                                  # some went through first
+    before = [str(k) for k in range(2, refused)]
+    pump(reactor, lambda: all(shown(r) == before for r in receivers))
+    room(store)
+    clock.advance(COMMIT_RETRY_MAX_S)
+    pump(reactor, lambda: store.failing is None)
+    everything = before + [str(refused)]
+    pump(reactor, lambda: all(shown(r) == everything for r in receivers))
+    assert broadcast(refused, 2000)["type"] == "ok"     # the retry: its kept write, not twice
+    assert broadcast(refused + 1, 2001)["type"] == "ok"
+    everything.append(str(refused + 1))
+    pump(reactor, lambda: all(shown(r) == everything for r in receivers))

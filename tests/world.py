@@ -314,6 +314,11 @@ class World:
 
     def _server_does(self, actions):
         for action in actions:
+            if isinstance(action, server_events.DeliverEach):
+                # one stored message to many staying connections: as a Deliver to each
+                self._server_does([server_events.Deliver(None, "", action.frame, conn)
+                                   for conn in action.conns])
+                continue
             irc = self._irc.get(getattr(action, "conn", None))
             if irc is not None and isinstance(action, (server_events.Reply,
                                                        server_events.Deliver)):
