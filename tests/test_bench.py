@@ -330,6 +330,18 @@ def test_the_meter_counts_messages_only_while_counting_and_reads_their_send_time
                      b'{"type":"broadcast","from":"a","text":"x"}'])
     assert (meter.total, meter.deliveries, len(meter.latencies_ms)) == (3, 2, 1)
     assert 0 <= meter.latencies_ms[0] < 60_000
+    meter.on_frames([stamped.encode(), b'{"type":"message","from":"a","text":"y"}',
+                     stamped.encode(), b'{"type":"presence","user":"b","online":false}'])
+    assert (meter.total, meter.deliveries, len(meter.latencies_ms)) == (6, 5, 3)
+    assert all(0 <= latency < 60_000 for latency in meter.latencies_ms)
+
+
+def test_the_highest_seq_is_the_last_numbered_line_of_a_read():
+    lines = [b'{"type":"message","seq":7}', b'{"type":"broadcast","text":"\\"seq\\":99","seq":8}',
+             b'{"type":"presence","user":"a","online":true}']
+    assert bench.highest_seq(lines, 3) == 8
+    assert bench.highest_seq(lines, 9) == 9
+    assert bench.highest_seq(lines[2:], 3) == 3
 
 
 def test_quick_stay_model_scenarios_complete_with_consistent_counts(tmp_path):
