@@ -62,8 +62,8 @@ class Deliveries:
 
     def top_up(self, user, win):
         """The next waiting messages that fit the window, oldest first, counted as sent."""
-        if win.retrying:
-            return []
+        if win.retrying or (win.complete and not win.backlog):
+            return []                   # nothing waits (an ack of the last one sent, say)
         taken = []
         used = 0                        # backlog entries taken off its front
         while self._has_room(win):

@@ -163,8 +163,13 @@ class LogIndex:
             return
         self.deliveries -= end - start
         box.bytes -= sum(box.sizes[start:end])
-        for first, passed in collections.Counter(box.recs[start:end]).items():
-            self._passed(first, passed)
+        recs = box.recs
+        if recs[start] == recs[end - 1]:
+            # all in one record (records are in order): the common case, without a Counter
+            self._passed(recs[start], end - start)
+        else:
+            for first, passed in collections.Counter(recs[start:end]).items():
+                self._passed(first, passed)
         if end == len(box.seqs):
             del self.boxes[recipient]       # an idle user holds no box
         elif end > 64 and end * 2 > len(box.seqs):

@@ -24,6 +24,10 @@ ACCOUNTS = [(f"user{n}", f"password{n}") for n in range(41)]
 DIRECT_CALLS_MAX = 38           # per message: request, reply, delivery, its share of the ack
                                 # (37.4 now: 35.2 before the log's index became a module of its
                                 # own; 51.9 before the hot path was shortened)
+PING_PONG_CALLS_MAX = 150       # per round trip, one message in flight: the message's pass
+                                # and the ack's, each paying every fixed cost of a pass (149.6
+                                # now; 151.6 before an ack of the last message sent skipped
+                                # the window's top-up)
 BROADCAST_CALLS_MAX = 2         # per delivery of a broadcast to 40 users: 1.60 now, the
                                 # request's own calls shared out (4.52 before a message's staying
                                 # recipients were one DeliverEach, queued with no call each)
@@ -124,6 +128,24 @@ def test_a_direct_message_costs_a_bounded_number_of_python_calls(served):
     calls += counted(reactor, lambda: store.count_waiting(bob.user) == 0)
     print(f"{sum(calls.values()) / sent:.1f} calls per direct message")
     assert sum(calls.values()) / sent <= DIRECT_CALLS_MAX, _worst(calls, sent)
+
+
+def test_a_ping_pong_round_trip_costs_a_bounded_number_of_python_calls(served):
+    """One message in flight (bench.py's pingpong): nothing is shared with other messages,
+    so a pass's fixed costs (timers, commit, flush) are all on this path."""
+    reactor, store, port = served
+    alice, bob = logged_in(reactor, port, ACCOUNTS[:2])
+    trips = 20
+    calls = collections.Counter()
+    for n in range(trips):
+        alice.send({"type": "message", "token": alice.token, "to": bob.user, "text": f"hi {n}",
+                    "id": n})
+        calls += counted(reactor, lambda: len(bob.of("message")) == n + 1
+                         and len(alice.of("ok")) == n + 1)
+        bob.send({"type": "ack", "seq": bob.of("message")[-1]["seq"]})
+        calls += counted(reactor, lambda: store.count_waiting(bob.user) == 0)
+    print(f"{sum(calls.values()) / trips:.1f} calls per ping-pong round trip")
+    assert sum(calls.values()) / trips <= PING_PONG_CALLS_MAX, _worst(calls, trips)
 
 
 def test_a_broadcast_delivery_costs_a_bounded_number_of_python_calls(served):
