@@ -567,7 +567,7 @@ class ChatServer:
             answered = self._taken_before(sender, mid, request.conn, frame_id)
             if answered:
                 return answered
-        listeners = [name for name in sorted(self._users) if name != sender]
+        listeners = [name for name in self._users if name != sender]
         blockers = self._store.blockers(sender)
         told = [name for name in listeners if name not in blockers] if blockers else listeners
         message = {"type": "broadcast", "from": sender, "text": text}
