@@ -11,6 +11,7 @@ runs it.
 """
 import math
 import secrets
+import sys
 from dataclasses import dataclass
 
 import limits
@@ -403,6 +404,9 @@ class ChatServer:
                               seconds=whole(self._settings.block_time_s))
             raise Refused("wrong_password", durable=True, attempts_left=attempts_left)
         self._lockouts.clear(user)
+        # the account's own name string (interned as the accounts were read, passwords.py),
+        # not the copy this login decoded: the session keeps it as long as it lives
+        user = sys.intern(user)
         return self._start_session(request.conn, frame_id, user, (request.host, port), now, stay)
 
     def _start_session(self, conn, frame_id, user, address, now, stays=False):

@@ -41,18 +41,14 @@ UNREACHED = ("refused", "timed out", "unreachable")   # close reasons meaning no
 ORDINARY_CLOSES = ("bye", "eof", "idle", "server stopping", "quit")
 
 
-class _Quiet:
-    """Slotted state for one connection of either kind: which quiet limit it is under (see
-    ServerGlue.arm_quiet)."""
-    __slots__ = ("quiet",)
-
-    def __init__(self):
-        self.quiet = None           # the glue's Lapses it is in, or None
-
-
-class AcceptedState(_Quiet):
-    """A connection a client opened to us."""
+class AcceptedState:
+    """A connection a client opened to us. On the native port it holds nothing (its quiet
+    limit is in the glue's Lapses), so they all share ACCEPTED: 40 bytes of each idle user;
+    irc_glue's holds the connection's link."""
     __slots__ = ()
+
+
+ACCEPTED = AcceptedState()
 
 
 class Handshake(enum.Enum):
@@ -71,13 +67,12 @@ def _refused(actions, conn_id):
     return False
 
 
-class _Delivery(_Quiet):
+class _Delivery:
     """One outgoing connection to a client's listening port and the frames it carries."""
     __slots__ = ("user", "address", "proof", "conn", "turn", "waiting", "ending", "said_bye",
                  "handshake", "nonce", "their_nonce")
 
     def __init__(self, user, address, proof):
-        super().__init__()
         self.user = user
         self.address = address
         self.proof = proof          # the session's key: it proves the session, never sent
@@ -362,30 +357,24 @@ class ServerGlue:
         and logged), instead of whenever it was to close before. The connections under one
         limit lapse in the order they were last heard from, so one timer does for all of them
         (reactor.Lapses)."""
-        state = conn.data
         lapses = self._quiet.get((limit_s, reason))
         if lapses is None:
             lapses = self._quiet[(limit_s, reason)] = Lapses(
                 self.reactor, limit_s, lambda conn: self._quiet_lapsed(conn, limit_s, reason))
-        if state.quiet is not lapses:
-            if state.quiet is not None:
-                state.quiet.discard(conn)
-            state.quiet = lapses
+        if conn not in lapses:
+            self.stop_quiet(conn)       # under one limit at a time: the last one armed
         lapses.touch(conn)
 
     def _quiet_lapsed(self, conn, limit_s, reason):
-        conn.data.quiet = None
         if reason != "idle":    # hostile or broken, not merely done: told why, and logged
             conn.handler.on_frame_timeout(conn)
             reason = f"{reason} within {whole(limit_s)} s"
         conn.close(reason)
 
-    @staticmethod
-    def stop_quiet(conn, state):
-        """`conn` (whose state is `state`) is under no quiet limit any more."""
-        if state.quiet is not None:
-            state.quiet.discard(conn)
-            state.quiet = None
+    def stop_quiet(self, conn):
+        """`conn` is under no quiet limit any more."""
+        for lapses in self._quiet.values():
+            lapses.discard(conn)
 
 
 class Accepted(Handler):
@@ -413,7 +402,7 @@ class Accepted(Handler):
 
     def new_state(self, conn):
         """The slotted state an accepted connection keeps (irc_glue's holds more)."""
-        return AcceptedState()
+        return ACCEPTED
 
     def _refuse(self, conn, what, reason):
         """Close a new connection at once, unanswered; said once a minute per address."""
@@ -476,7 +465,7 @@ class Accepted(Handler):
         # the connection lets go of its timer, which refers back to it: freed now, not by the
         # cycle collector (a burst of short connections piled up otherwise)
         glue = self.glue
-        glue.stop_quiet(conn, state)
+        glue.stop_quiet(conn)
         glue.conns.pop(conn.id, None)
         host = conn.peer[0]
         mine = glue.by_address.get(host)
@@ -521,7 +510,7 @@ class Outgoing(Handler):
         # collector's leisure
         delivery, conn.data = conn.data, None
         delivery.conn = None
-        self.glue.stop_quiet(conn, delivery)
+        self.glue.stop_quiet(conn)
         self.glue._delivery_closed(delivery, reason)
 
 
