@@ -11,6 +11,7 @@ runs it.
 """
 import math
 import secrets
+import sys
 from dataclasses import dataclass
 
 import limits
@@ -161,6 +162,9 @@ class ChatServer:
         self._consents = Consents(settings.consent_s, make_secret)
         self._sessions = Sessions()
         self._users = self._sessions.by_user       # user -> Session, to read
+        # one IdleCheck timer for every session, due at the longest silent one's time-out;
+        # armed while there is a session
+        self._idle_check_armed = False
         self._events = {Request: self._on_request, BadFrame: self._on_bad_frame,
                         Expired: self._on_expired, Acked: self._on_acked,
                         Closed: self._on_closed, Undelivered: self._on_undelivered,
@@ -247,8 +251,12 @@ class ChatServer:
                     refusal = no_session
             if session is not None:
                 # any request with a valid token is a sign of life, even one refused as too
-                # many: a user behind a flooded address is slowed down, not timed out
+                # many: a user behind a flooded address is slowed down, not timed out; and the
+                # session goes to the end of by_user, the order the idle check reads (sessions)
                 session.last_seen = now
+                users = self._users
+                del users[session.user]
+                users[session.user] = session
             self._admit(session, request.host, now)
             if refusal is not None:
                 raise refusal
@@ -396,6 +404,9 @@ class ChatServer:
                               seconds=whole(self._settings.block_time_s))
             raise Refused("wrong_password", durable=True, attempts_left=attempts_left)
         self._lockouts.clear(user)
+        # the account's own name string (interned as the accounts were read, passwords.py),
+        # not the copy this login decoded: the session keeps it as long as it lives
+        user = sys.intern(user)
         return self._start_session(request.conn, frame_id, user, (request.host, port), now, stay)
 
     def _start_session(self, conn, frame_id, user, address, now, stays=False):
@@ -428,7 +439,10 @@ class ChatServer:
         if stays:
             self._sessions.attach(session, conn)
         actions += self._send_waiting(session)
-        actions.append(Arm(IdleCheck(user), now + self._settings.timeout_s))
+        if not self._idle_check_armed:
+            # (armed, it is due no later than this session's time-out: at the oldest's)
+            self._idle_check_armed = True
+            actions.append(Arm(IdleCheck(), now + self._settings.timeout_s))
         # client ids silent for a day retry nothing: their counters go
         self._store.senders.forget_before(user, now - self._settings.counters_kept_s)
         return actions
@@ -762,17 +776,27 @@ class ChatServer:
                 *self._tell(key.target, {"type": "consent_lapsed", "user": key.requester})]
 
     def _idle_check(self, key, now):
-        session = self._users.get(key.user)
-        if session is None:
-            return []  # stale: the user logged out or timed out already
-        # The same sum as the armed time, so a timer firing exactly then ends the session.
-        idle_until = session.last_seen + self._settings.timeout_s
-        if now < idle_until:
-            return [Arm(key, idle_until)]
-        ended = self._end_session(key.user)
-        return [Log(f"{key.user} timed out after {whole(self._settings.timeout_s)} s "
-                    f"without a request"),
-                *self._presence_change(key.user, online=False, now=now), *ended]
+        """End every session silent for the time-out, longest silent first, and arm the one
+        check again for the next to come due. The time-out is one constant, so the sessions
+        in order of last request (sessions.by_user) are in order of time-out too: only the
+        front is read, and one timer does for every user."""
+        timeout_s = self._settings.timeout_s
+        timed_out = []
+        for session in self._users.values():
+            # The same sum as the armed time, so a timer firing exactly then ends the session.
+            if now < session.last_seen + timeout_s:
+                break
+            timed_out.append(session.user)
+        actions = []
+        for user in timed_out:
+            ended = self._end_session(user)
+            actions += [Log(f"{user} timed out after {whole(timeout_s)} s without a request"),
+                        *self._presence_change(user, online=False, now=now), *ended]
+        oldest = self._sessions.longest_silent()
+        self._idle_check_armed = oldest is not None
+        if oldest is not None:
+            actions.append(Arm(key, oldest.last_seen + timeout_s))
+        return actions
 
     def _redeliver(self, key, now):
         session = self._users.get(key.user)

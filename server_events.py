@@ -112,8 +112,8 @@ class Close:
 
 @dataclass(frozen=True, slots=True)
 class IdleCheck:
-    """Has `user` been silent for the time-out?"""
-    user: str
+    """Has a user been silent for the time-out? One timer for all, at the longest silent
+    user's time-out."""
 
 
 @dataclass(frozen=True, slots=True)

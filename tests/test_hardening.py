@@ -97,7 +97,7 @@ def test_an_expired_token_gets_no_session():
     chat = Chat()
     bob = chat.login("bob", "pw-b", BAD_HOST)["token"]
     chat.now = 100.0
-    chat.server.handle(ServerExpired(IdleCheck("bob")), chat.now)
+    chat.server.handle(ServerExpired(IdleCheck()), chat.now)
     assert chat.reply({"type": "heartbeat", "token": bob})["code"] == "no_session"
 
 
@@ -140,8 +140,9 @@ def test_a_refused_request_still_keeps_its_session_alive():
         chat.reply({"type": "heartbeat", "token": bob})
         chat.reply({"type": "heartbeat", "token": bob})     # slow_down, but a sign of life
     chat.now = 40.0
-    assert chat.server.handle(ServerExpired(IdleCheck("bob")), chat.now) == [
-        Arm(IdleCheck("bob"), 51.0)]
+    checked = chat.server.handle(ServerExpired(IdleCheck()), chat.now)
+    assert logs(checked) == ["alice timed out after 31 s without a request"]
+    assert checked[-1] == Arm(IdleCheck(), 51.0) and chat.server.is_online("bob")
 
 
 def test_one_users_flood_does_not_drain_the_address_it_shares():

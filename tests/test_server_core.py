@@ -45,7 +45,7 @@ def test_login_replies_welcome_and_arms_the_idle_timer():
     actions = login(server, "alice", now=2.5)
     assert replies(actions) == [{"type": "welcome", "user": "alice", "token": "s1", "proof": "s2",
                                  "store": "store1", "head": 0}]
-    assert Arm(IdleCheck("alice"), 33.5) in actions
+    assert Arm(IdleCheck(), 33.5) in actions
     assert server.online_users() == ["alice"]
 
 
@@ -91,9 +91,49 @@ def test_idle_timer_rearms_at_last_seen_plus_timeout():
     server, _ = make_server(Settings(timeout_s=10.0))
     login(server, "alice", now=0.0)
     server.handle(Request(1, {"type": "online", "token": "s1"}, "h"), 4.0)
-    assert server.handle(Expired(IdleCheck("alice")), 10.0) == [Arm(IdleCheck("alice"), 14.0)]
-    assert logs(server.handle(Expired(IdleCheck("alice")), 14.0)) == [
+    assert server.handle(Expired(IdleCheck()), 10.0) == [Arm(IdleCheck(), 14.0)]
+    assert logs(server.handle(Expired(IdleCheck()), 14.0)) == [
         "alice timed out after 10 s without a request"]
+    assert server.online_users() == []
+
+
+def test_one_idle_check_for_every_user_ends_each_in_order_of_silence():
+    server, _ = make_server(Settings(timeout_s=31.0))
+    arms = [action for user, now in (("alice", 0.0), ("bob", 1.0), ("carol", 2.0))
+            for action in login(server, user, now=now) if isinstance(action, Arm)]
+    assert arms == [Arm(IdleCheck(), 31.0)]         # one timer, not one a user
+    def beat(now):      # bob's heartbeat (his token is s3): every 30 s, he never times out
+        server.handle(Request(1, {"type": "heartbeat", "token": "s3"}, "127.0.0.1"), now)
+
+    beat(30.0)
+    assert logs(server.handle(Expired(IdleCheck()), 31.0)) == [
+        "alice timed out after 31 s without a request"]
+    assert logs(server.handle(Expired(IdleCheck()), 32.9)) == []    # early: nothing
+    checked = server.handle(Expired(IdleCheck()), 33.0)
+    assert logs(checked) == ["carol timed out after 31 s without a request"]
+    assert checked[-1] == Arm(IdleCheck(), 30.0 + 31.0)     # bob's, the longest silent now
+    beat(60.0)
+    assert server.handle(Expired(IdleCheck()), 61.0) == [Arm(IdleCheck(), 91.0)]
+    beat(90.0)
+    assert server.handle(Expired(IdleCheck()), 91.0) == [Arm(IdleCheck(), 121.0)]
+    assert server.online_users() == ["bob"]
+    assert logs(server.handle(Expired(IdleCheck()), 121.0)) == [
+        "bob timed out after 31 s without a request"]
+    assert server.online_users() == [] and server.handle(Expired(IdleCheck()), 200.0) == []
+    # with nobody left the check is not armed: the next login arms it again
+    assert Arm(IdleCheck(), 231.0) in login(server, "alice", now=200.0)
+
+
+def test_a_check_due_for_several_ends_them_all_longest_silent_first():
+    server, _ = make_server(Settings(timeout_s=10.0))
+    login(server, "carol", now=0.0)
+    login(server, "alice", now=1.0)
+    login(server, "bob", now=2.0)
+    login(server, "carol", now=3.0)     # logged in again: the newest session now
+    assert logs(server.handle(Expired(IdleCheck()), 50.0)) == [
+        "alice timed out after 10 s without a request",
+        "bob timed out after 10 s without a request",
+        "carol timed out after 10 s without a request"]
     assert server.online_users() == []
 
 
@@ -101,8 +141,7 @@ def test_stale_timers_are_ignored_and_foreign_ones_are_a_programming_error():
     server, _ = make_server()
     login(server, "alice")
     server.handle(Request(1, {"type": "logout", "token": "s1"}, "h"), 1.0)
-    assert server.handle(Expired(IdleCheck("alice")), 31.0) == []
-    assert server.handle(Expired(IdleCheck("nobody")), 31.0) == []
+    assert server.handle(Expired(IdleCheck()), 31.0) == []
     assert server.handle(Expired(Redeliver("alice", "s2")), 31.0) == []
     with pytest.raises(TypeError):
         server.handle(Expired(("idle", "alice")), 31.0)

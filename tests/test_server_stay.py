@@ -181,7 +181,7 @@ def test_a_detached_session_times_out_and_its_messages_wait_for_the_next_login()
     server.handle(Closed(1), 1.0)
     say(server, "s3", "alice", "kept", now=2.0)
     ask(server, 2, {"type": "heartbeat", "token": "s3"}, 30.0)
-    ended = server.handle(Expired(IdleCheck("alice")), 31.0)
+    ended = server.handle(Expired(IdleCheck()), 31.0)
     assert "alice timed out after 31 s without a request" in logs(ended)
     assert server.online_users() == ["bob"] and store.count_waiting("alice") == 1
     back = stay_login(server, "alice", conn=4, now=40.0)

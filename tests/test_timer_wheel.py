@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from reactor import (TICK_S, WHEEL_SLOTS, RealClock, Reactor, TimerWheel, VirtualClock)
+from reactor import (TICK_S, WHEEL_SLOTS, Lapses, RealClock, Reactor, TimerWheel, VirtualClock)
 
 REVOLUTION_S = TICK_S * WHEEL_SLOTS
 
@@ -353,3 +353,47 @@ def test_a_slot_emptied_after_a_burst_gives_its_memory_back():
         timer.cancel()
     assert len(wheel.pop_due(0.005)) == len(fired)
     assert {sys.getsizeof(slot) for slot in wheel._slots} == {empty_size}
+
+
+def test_lapses_end_each_key_limit_after_its_last_touch_on_one_timer():
+    clock = VirtualClock()
+    reactor = Reactor(clock)
+    lapsed = []
+    lapses = Lapses(reactor, 10.0, lambda key: lapsed.append((key, clock.now())))
+    for key in "abc":
+        lapses.touch(key)
+        clock.advance(1.0)
+    assert len(reactor._wheel) == 1             # one timer for the three, not one each
+    lapses.touch("a")                           # at 3: "a" is the newest now
+    lapses.discard("c")
+    lapses.discard("nothing")
+    clock.advance(7.5)
+    assert lapsed == []                         # 10.5: nothing lapsed yet
+    clock.advance(0.5)                          # 11: "b", touched at 1
+    assert lapsed == [("b", 11.0)]
+    clock.advance(100.0)
+    assert lapsed == [("b", 11.0), ("a", 13.0)] and len(lapses) == 0
+    assert len(reactor._wheel) == 0             # nothing left: no timer either
+    lapses.touch("c")
+    assert "c" in lapses
+    clock.advance(10.0)
+    assert lapsed[-1] == ("c", 121.0)
+
+
+def test_lapses_due_at_once_all_lapse_oldest_first_and_one_that_fails_stops_no_other():
+    clock = VirtualClock()
+    logged = []
+    reactor = Reactor(clock, log=logged.append)
+    lapsed = []
+
+    def on_lapse(key):
+        lapsed.append(key)
+        if key == 2:
+            raise RuntimeError("broken")
+    lapses = Lapses(reactor, 5.0, on_lapse)
+    for key in (1, 2, 3, 4):
+        lapses.touch(key)
+    lapses.touch(1)
+    clock.advance(5.0)
+    assert lapsed == [2, 3, 4, 1]
+    assert len(logged) == 1 and "RuntimeError" in logged[0]
