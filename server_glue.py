@@ -109,7 +109,8 @@ class ServerGlue:
         self.max_connections = max_connections
         self.max_per_address = max_per_address
         self.by_address = {}      # host -> {conn id: connection}, oldest first
-        self.repeated = RepeatedLines(reactor, log, LOG_QUIET_S)
+        self._held_lines = None   # while a pass's actions are carried out: its log lines
+        self.repeated = RepeatedLines(reactor, self._say, LOG_QUIET_S)
         # group commit: one transaction per loop pass, committed before any of its replies
         # and deliveries leave; commit_each (for measuring what that buys) commits after
         # every event instead
@@ -170,8 +171,14 @@ class ServerGlue:
                 self._deliver(action)
         out, self._out = self._out, []
         carry_out = self._actions
-        for action in out:
-            carry_out[type(action)](action, committed)
+        self._held_lines = held_lines = []
+        try:
+            for action in out:
+                carry_out[type(action)](action, committed)
+        finally:
+            self._held_lines = None
+            if held_lines:
+                self._write_lines(held_lines)
 
     def _commit(self):
         """Commit the store -> True, or False if it failed (or a retry after a failure is
@@ -234,9 +241,27 @@ class ServerGlue:
 
     def _log(self, action, committed=True):
         if action.key is None:
-            self.log(action.text)
+            self._held_lines.append(action.text)    # (_say: actions are carried out so)
         else:
             self.log_repeated(action.key, action.text)
+
+    def _say(self, text):
+        """A log line: held while a pass's actions are carried out, and then written with the
+        pass's others (_write_lines); else at once."""
+        if self._held_lines is not None:
+            self._held_lines.append(text)
+        else:
+            self.log(text)
+
+    def _write_lines(self, lines):
+        """Several log lines, in order: in one write when the log can (make_logger's does:
+        a login's and a logout's lines were a write and a flush each)."""
+        many = getattr(self.log, "many", None)
+        if many is not None:
+            many(lines)
+            return
+        for text in lines:
+            self.log(text)
 
     def log_repeated(self, key, text):
         """A line that a flood could repeat: said for the first of a burst per `key`, (what,
@@ -528,11 +553,34 @@ class Outgoing(Handler):
         self.glue._delivery_closed(delivery, reason)
 
 
-def make_logger(clock, stream=None):
-    """A log function writing one timestamped line per event to stream (stderr by default)."""
-    def log(text):
-        out = stream or sys.stderr
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(clock.wall()))
-        out.write(f"{stamp} {text}\n")
+class Logger:
+    """The server's log: one timestamped line per event, to a stream (stderr by default)."""
+
+    def __init__(self, clock, stream=None):
+        self._clock = clock
+        self._stream = stream
+        self._second = None         # the whole second of the last stamp, and the stamp: a
+        self._stamp = ""            # pass's lines (a burst of logins) share one strftime
+
+    def __call__(self, text):
+        """Write one line now."""
+        self.many((text,))
+
+    def many(self, texts):
+        """Write lines, in order, in one write (all with the stamp of now)."""
+        second = int(self._clock.wall())
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+        stamp = self._stamp
+        lines = []
+        for text in texts:
+            lines.append(f"{stamp} {text}\n")
+        out = self._stream or sys.stderr
+        out.write("".join(lines))
         out.flush()
-    return log
+
+
+def make_logger(clock, stream=None):
+    """A log writing one timestamped line per event to stream (stderr by default)."""
+    return Logger(clock, stream)
