@@ -10,7 +10,6 @@ has on its way), sessions.py (who is logged in). PROTOCOL.md is the contract it 
 runs it.
 """
 import math
-import secrets
 from dataclasses import dataclass
 
 import limits
@@ -25,7 +24,7 @@ from protocol import FrameError, whole
 from server_events import (Acked, Arm, AskLapses, BadFrame, Close, Closed, Deliver, Expired,
                            IdleCheck, Log, PresenceBatch, Redeliver, Reply, Request,
                            StoreRecovered, Undelivered)
-from sessions import Session, Sessions
+from sessions import RandomSecrets, Session, Sessions
 from storage import StoreUnavailable
 
 
@@ -85,11 +84,6 @@ class Refused(Exception):
 MAX_REASON_CHARS = 300      # the words a user leaves with (an IRC QUIT message)
 
 
-def _random_secret():
-    """A fresh unguessable token or proof."""
-    return secrets.token_hex(16)
-
-
 def _echoable(value):
     """True for what a request id may be (or None when absent): a string of at most
     MAX_ID_CHARS, a whole number within +-MAX_SEQ, a finite number, true or false. Anything
@@ -136,12 +130,13 @@ def _answer(conn, frame_id, frame, durable=False):
 class ChatServer:
     """The chat logic: `handle(event, now)` -> list of actions."""
 
-    def __init__(self, credentials, store, settings=Settings(), make_secret=_random_secret,
+    def __init__(self, credentials, store, settings=Settings(), make_secret=None,
                  instance=None):
         self._passwords = credentials
         self._store = store
         self._settings = settings
-        self._make_secret = make_secret
+        # make_secret() -> a fresh unguessable token, proof or key
+        make_secret = self._make_secret = make_secret or RandomSecrets()
         # Tokens start with this run's name, so a token from before a restart is recognised.
         self._instance = instance
         self._lockouts = Lockouts(store, settings.max_attempts, settings.block_time_s)
