@@ -431,8 +431,10 @@ class ChatServer:
     def _end_session(self, user):
         """End `user`'s session and the consents it took part in; returns the notices."""
         self._sessions.end(user)
-        return [action for to, frame in self._consents.end(user)
-                for action in self._tell(to, frame)]
+        notices = self._consents.end(user)
+        if not notices:
+            return []
+        return [action for to, frame in notices for action in self._tell(to, frame)]
 
     # --- reaching clients ---
 
@@ -443,8 +445,10 @@ class ChatServer:
 
     def _top_up(self, session):
         """Send the next waiting messages while the session's window has room."""
-        return [action for frame in self._deliveries.top_up(session.user, session.window)
-                for action in self._reach(session, frame)]
+        frames = self._deliveries.top_up(session.user, session.window)
+        if not frames:
+            return []       # (most often: a login with nothing waiting, an ack of the last)
+        return [action for frame in frames for action in self._reach(session, frame)]
 
     def _reach(self, session, frame):
         """Deliver `frame` to the session's client by whichever way it is connected."""
@@ -484,9 +488,15 @@ class ChatServer:
         if reason is not None:
             notice["reason"] = reason
         blocked = self._unseen_by(user)
-        return [action for name, other in sorted(self._users.items())
-                if name != user and name not in blocked
-                for action in self._reach(other, notice)]
+        actions = []
+        for name, other in sorted(self._users.items()):
+            if name != user and name not in blocked:
+                if other.conn is not None:      # (_reach's usual case, inline)
+                    actions.append(Deliver(other.address, other.proof, notice, other.conn,
+                                           name))
+                else:
+                    actions += self._reach(other, notice)
+        return actions
 
     def _unseen_by(self, user):
         """Who is not told of `user`'s comings and goings: those it blocks (they learn nothing

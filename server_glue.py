@@ -281,8 +281,12 @@ class ServerGlue:
             # out again at the resume
             conn = self.conns.get(action.conn)
             if conn is not None:
-                conn.send(frame.wire if type(frame) is Numbered else self._encoded(frame))
-            return
+                if type(frame) is Numbered:
+                    conn.send(frame.wire)
+                else:
+                    last = self._last_encoded       # (_encoded's usual case, inline: a
+                    conn.send(last[1] if frame is last[0] else self._encoded(frame))  # notice
+            return                                  # to many)
         key = (action.address, action.proof)
         delivery = self.deliveries.get(key)
         if delivery is None:
@@ -385,17 +389,19 @@ class ServerGlue:
 
     # -- quiet connections ---------------------------------------------------------------------
 
-    def arm_quiet(self, conn, limit_s, reason="idle"):
-        """Close `conn` after `limit_s` without a frame. A timer already due no later is kept
-        and, when it fires, moved to the time left: one timer per quiet spell, not per frame
-        (re-arming on every frame was a tenth of the server's time under load)."""
+    def arm_quiet(self, conn, limit_s, reason="idle", now=None):
+        """Close `conn` after `limit_s` without a frame (from `now`, by default the clock's).
+        A timer already due no later is kept and, when it fires, moved to the time left: one
+        timer per quiet spell, not per frame (re-arming on every frame was a tenth of the
+        server's time under load)."""
         quiet = conn.data
-        until = self.reactor.clock.now() + limit_s
+        until = (self.reactor.clock.now() if now is None else now) + limit_s
         quiet.until, quiet.limit_s, quiet.reason = until, limit_s, reason
-        if quiet.timer is not None:
-            if quiet.timer.active and quiet.timer.deadline <= until:
+        timer = quiet.timer
+        if timer is not None:
+            if timer.wheel is not None and timer.deadline <= until:    # (timer.active)
                 return
-            quiet.timer.cancel()
+            timer.cancel()
         quiet.timer = self.reactor.call_at(until, self._quiet_due_once, conn)
 
     def _quiet_due(self, conn):
@@ -487,7 +493,7 @@ class Accepted(Handler):
             # not hold a connection open for ever
             alive = alive or not _refused(actions, conn_id)
         if alive:
-            glue.arm_quiet(conn, glue.idle_s)
+            glue.arm_quiet(conn, glue.idle_s, now=now)
 
     def on_oversize(self, conn):
         # refused too long: no sign of life either (the reactor times the frame it discards)
