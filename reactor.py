@@ -190,7 +190,9 @@ class TimerWheel:
     def pop_due(self, now):
         """Remove and return every timer with deadline <= now, in (deadline, seq) order."""
         if self._count == 0 or (self._earliest is not None and self._earliest > now):
-            self._cursor = max(self._cursor, self._tick(now))
+            now_tick = int(now // self._tick_s)     # (self._tick: most passes end here)
+            if now_tick > self._cursor:
+                self._cursor = now_tick
             return []
         now_tick = self._tick(now)
         slots = len(self._slots)
@@ -597,11 +599,13 @@ class Reactor:
                     self._report(exc)
             else:
                 self._guarded(data, mask)       # a listener, an input, the wakeup pipe
-        for source in list(self._always_ready):
-            self._read_input(source)
+        if self._always_ready:
+            for source in list(self._always_ready):
+                self._read_input(source)
         self.fire_timers()
         self._flush_dirty()
-        self._finish_closes()
+        if self._to_finish:
+            self._finish_closes()
 
     def _poll_timeout(self, timeout_s):
         if self._always_ready or self._dirty or self._to_finish:
@@ -824,7 +828,10 @@ class Reactor:
 
     def _flush_dirty(self):
         for hook in self._before_flush:
-            self._guarded(hook)
+            try:                                # (_guarded, inline: every pass)
+                hook()
+            except Exception as exc:
+                self._report(exc)
         dirty, self._dirty = self._dirty, []
         for conn in dirty:
             conn._dirty = False

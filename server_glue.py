@@ -184,12 +184,12 @@ class ServerGlue:
         """Commit the store -> True, or False if it failed (or a retry after a failure is
         not due yet: commits that fail are tried with backoff, not on every pass)."""
         store = self.store
-        now = self.reactor.clock.now()
-        if store.failing is not None and now < self._commit_retry_at:
+        if store.failing is not None and self.reactor.clock.now() < self._commit_retry_at:
             return False
         try:
             store.commit()
         except StoreUnavailable as trouble:
+            now = self.reactor.clock.now()
             if not self._commit_retry_s:
                 self.log(f"cannot commit ({trouble}): writes wait, and replies that would say "
                          f"yes to them say unavailable, until a commit succeeds")
@@ -201,7 +201,7 @@ class ServerGlue:
             return False
         if self._commit_retry_s:
             self._commit_retry_s = 0.0
-            self.apply(self.core.handle(StoreRecovered(), now))
+            self.apply(self.core.handle(StoreRecovered(), self.reactor.clock.now()))
         held_until = store.held_until()
         if held_until is not None and self._held_timer is None:
             # acknowledgements held for the next compaction: a pass then writes them, even on
