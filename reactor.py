@@ -752,6 +752,18 @@ class Reactor:
 
     def _split_frames(self, conn, data):
         """Hand every complete frame in the buffer to the handler; discard oversize ones."""
+        if (data[-1:] == b"\n" and not conn._inbuf and not conn._discarding
+                and len(data) < self.max_frame_bytes):
+            # the usual read: whole frames, none too long, nothing left over (nor before)
+            lines = data.split(b"\n")
+            lines.pop()                      # the nothing after the last newline
+            try:                             # (_guarded, inline: every read comes this way)
+                conn.handler.on_frames(conn, lines)
+            except Exception as exc:
+                self._report(exc, conn)
+            if conn._frame_timer is not None:
+                self._time_frame(conn, True)
+            return
         ended = False                        # a frame (or a discarded one) ended in this chunk
         if conn._discarding:
             newline = data.find(b"\n")
@@ -847,11 +859,14 @@ class Reactor:
         out = conn._out
         if not out:
             return
-        taken, size = 0, 0
-        while taken < len(out) and size < SEND_CHUNK_BYTES:
-            size += len(out[taken])
-            taken += 1
-        data = out[0] if taken == 1 else b"".join(out[:taken])
+        if len(out) == 1:                   # (most passes: one reply)
+            taken, data = 1, out[0]
+        else:
+            taken, size = 0, 0
+            while taken < len(out) and size < SEND_CHUNK_BYTES:
+                size += len(out[taken])
+                taken += 1
+            data = out[0] if taken == 1 else b"".join(out[:taken])
         try:
             sent = conn.sock.send(data)
         except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
