@@ -593,7 +593,10 @@ class Reactor:
             data = key.data
             if type(data) is Connection:
                 try:                            # (_guarded, inline: every read comes this way)
-                    self._on_event(data, mask)
+                    if mask == selectors.EVENT_READ and not data.connecting and not data.closed:
+                        self._read(data)        # (_on_event's usual case, inline)
+                    else:
+                        self._on_event(data, mask)
                 except Exception as exc:
                     self._report(exc)
             else:

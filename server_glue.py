@@ -480,7 +480,7 @@ class Accepted(Handler):
     def on_frames(self, conn, lines):
         """What one read brought: each line to the core, in order, at one `now`."""
         glue = self.glue
-        handle, apply = glue.core.handle, glue.apply
+        handle = glue.core.handle
         conn_id, host = conn.id, conn.peer[0]
         now = glue.reactor.clock.now()
         alive = False
@@ -488,7 +488,9 @@ class Accepted(Handler):
             if conn.closing_reason is not None:
                 break       # (closed by commit_each's output): the rest is not read
             actions = handle(accepted_event(conn_id, host, line), now)
-            apply(actions)
+            glue._out += actions                # (glue.apply, inline)
+            if glue.commit_each:
+                glue._finish_pass()
             # a frame refused with an error is no sign of life: one bad line every minute must
             # not hold a connection open for ever
             alive = alive or not _refused(actions, conn_id)
