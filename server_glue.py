@@ -284,9 +284,10 @@ class ServerGlue:
                 if type(frame) is Numbered:
                     conn.send(frame.wire)
                 else:
-                    last = self._last_encoded       # (_encoded's usual case, inline: a
-                    conn.send(last[1] if frame is last[0] else self._encoded(frame))  # notice
-            return                                  # to many)
+                    # (_encoded's usual case, inline: one notice to many)
+                    last = self._last_encoded
+                    conn.send(last[1] if frame is last[0] else self._encoded(frame))
+            return
         key = (action.address, action.proof)
         delivery = self.deliveries.get(key)
         if delivery is None:
