@@ -10,7 +10,6 @@ has on its way), sessions.py (who is logged in). PROTOCOL.md is the contract it 
 runs it.
 """
 import math
-import secrets
 import sys
 from dataclasses import dataclass
 
@@ -26,7 +25,7 @@ from protocol import FrameError, whole
 from server_events import (Acked, Arm, AskLapses, BadFrame, Close, Closed, Deliver, DeliverEach,
                            Expired, IdleCheck, Log, PresenceBatch, Redeliver, Reply, Request,
                            StoreRecovered, Undelivered)
-from sessions import Session, Sessions
+from sessions import RandomSecrets, Session, Sessions
 from storage import StoreUnavailable
 
 
@@ -86,11 +85,6 @@ class Refused(Exception):
 MAX_REASON_CHARS = 300      # the words a user leaves with (an IRC QUIT message)
 
 
-def _random_secret():
-    """A fresh unguessable token or proof."""
-    return secrets.token_hex(16)
-
-
 def _echoable(value):
     """True for what a request id may be (or None when absent): a string of at most
     MAX_ID_CHARS, a whole number within +-MAX_SEQ, a finite number, true or false. Anything
@@ -137,12 +131,13 @@ def _answer(conn, frame_id, frame, durable=False):
 class ChatServer:
     """The chat logic: `handle(event, now)` -> list of actions."""
 
-    def __init__(self, credentials, store, settings=Settings(), make_secret=_random_secret,
+    def __init__(self, credentials, store, settings=Settings(), make_secret=None,
                  instance=None):
         self._passwords = credentials
         self._store = store
         self._settings = settings
-        self._make_secret = make_secret
+        # make_secret() -> a fresh unguessable token, proof or key
+        make_secret = self._make_secret = make_secret or RandomSecrets()
         # Tokens start with this run's name, so a token from before a restart is recognised.
         self._instance = instance
         self._lockouts = Lockouts(store, settings.max_attempts, settings.block_time_s)
@@ -450,8 +445,10 @@ class ChatServer:
     def _end_session(self, user):
         """End `user`'s session and the consents it took part in; returns the notices."""
         self._sessions.end(user)
-        return [action for to, frame in self._consents.end(user)
-                for action in self._tell(to, frame)]
+        notices = self._consents.end(user)
+        if not notices:
+            return []
+        return [action for to, frame in notices for action in self._tell(to, frame)]
 
     # --- reaching clients ---
 
@@ -462,8 +459,10 @@ class ChatServer:
 
     def _top_up(self, session):
         """Send the next waiting messages while the session's window has room."""
-        return [action for frame in self._deliveries.top_up(session.user, session.window)
-                for action in self._reach(session, frame)]
+        frames = self._deliveries.top_up(session.user, session.window)
+        if not frames:
+            return []       # (most often: a login with nothing waiting, an ack of the last)
+        return [action for frame in frames for action in self._reach(session, frame)]
 
     def _reach(self, session, frame):
         """Deliver `frame` to the session's client by whichever way it is connected."""
@@ -503,9 +502,15 @@ class ChatServer:
         if reason is not None:
             notice["reason"] = reason
         blocked = self._unseen_by(user)
-        return [action for name, other in sorted(self._users.items())
-                if name != user and name not in blocked
-                for action in self._reach(other, notice)]
+        actions = []
+        for name, other in sorted(self._users.items()):
+            if name != user and name not in blocked:
+                if other.conn is not None:      # (_reach's usual case, inline)
+                    actions.append(Deliver(other.address, other.proof, notice, other.conn,
+                                           name))
+                else:
+                    actions += self._reach(other, notice)
+        return actions
 
     def _unseen_by(self, user):
         """Who is not told of `user`'s comings and goings: those it blocks (they learn nothing

@@ -101,7 +101,8 @@ class ServerGlue:
         self.max_connections = max_connections
         self.max_per_address = max_per_address
         self.by_address = {}      # host -> {conn id: connection}, oldest first
-        self.repeated = RepeatedLines(reactor, log, LOG_QUIET_S)
+        self._held_lines = None   # while a pass's actions are carried out: its log lines
+        self.repeated = RepeatedLines(reactor, self._say, LOG_QUIET_S)
         # group commit: one transaction per loop pass, committed before any of its replies
         # and deliveries leave; commit_each (for measuring what that buys) commits after
         # every event instead
@@ -163,19 +164,25 @@ class ServerGlue:
                 self._actions[type(action)](action)
         out, self._out = self._out, []
         carry_out = self._actions
-        for action in out:
-            carry_out[type(action)](action, committed)
+        self._held_lines = held_lines = []
+        try:
+            for action in out:
+                carry_out[type(action)](action, committed)
+        finally:
+            self._held_lines = None
+            if held_lines:
+                self._write_lines(held_lines)
 
     def _commit(self):
         """Commit the store -> True, or False if it failed (or a retry after a failure is
         not due yet: commits that fail are tried with backoff, not on every pass)."""
         store = self.store
-        now = self.reactor.clock.now()
-        if store.failing is not None and now < self._commit_retry_at:
+        if store.failing is not None and self.reactor.clock.now() < self._commit_retry_at:
             return False
         try:
             store.commit()
         except StoreUnavailable as trouble:
+            now = self.reactor.clock.now()
             if not self._commit_retry_s:
                 self.log(f"cannot commit ({trouble}): writes wait, and replies that would say "
                          f"yes to them say unavailable, until a commit succeeds")
@@ -187,7 +194,7 @@ class ServerGlue:
             return False
         if self._commit_retry_s:
             self._commit_retry_s = 0.0
-            self.apply(self.core.handle(StoreRecovered(), now))
+            self.apply(self.core.handle(StoreRecovered(), self.reactor.clock.now()))
         held_until = store.held_until()
         if held_until is not None and self._held_timer is None:
             # acknowledgements held for the next compaction: a pass then writes them, even on
@@ -227,9 +234,27 @@ class ServerGlue:
 
     def _log(self, action, committed=True):
         if action.key is None:
-            self.log(action.text)
+            self._held_lines.append(action.text)    # (_say: actions are carried out so)
         else:
             self.log_repeated(action.key, action.text)
+
+    def _say(self, text):
+        """A log line: held while a pass's actions are carried out, and then written with the
+        pass's others (_write_lines); else at once."""
+        if self._held_lines is not None:
+            self._held_lines.append(text)
+        else:
+            self.log(text)
+
+    def _write_lines(self, lines):
+        """Several log lines, in order: in one write when the log can (make_logger's does:
+        a login's and a logout's lines were a write and a flush each)."""
+        many = getattr(self.log, "many", None)
+        if many is not None:
+            many(lines)
+            return
+        for text in lines:
+            self.log(text)
 
     def log_repeated(self, key, text):
         """A line that a flood could repeat: said for the first of a burst per `key`, (what,
@@ -249,7 +274,12 @@ class ServerGlue:
             # out again at the resume
             conn = self.conns.get(action.conn)
             if conn is not None:
-                conn.send(frame.wire if type(frame) is Numbered else self._encoded(frame))
+                if type(frame) is Numbered:
+                    conn.send(frame.wire)
+                else:
+                    # (_encoded's usual case, inline: one notice to many)
+                    last = self._last_encoded
+                    conn.send(last[1] if frame is last[0] else self._encoded(frame))
             return
         key = (action.address, action.proof)
         delivery = self.deliveries.get(key)
@@ -445,7 +475,7 @@ class Accepted(Handler):
     def on_frames(self, conn, lines):
         """What one read brought: each line to the core, in order, at one `now`."""
         glue = self.glue
-        handle, apply = glue.core.handle, glue.apply
+        handle = glue.core.handle
         conn_id, host = conn.id, conn.peer[0]
         now = glue.reactor.clock.now()
         alive = False
@@ -453,7 +483,9 @@ class Accepted(Handler):
             if conn.closing_reason is not None:
                 break       # (closed by commit_each's output): the rest is not read
             actions = handle(accepted_event(conn_id, host, line), now)
-            apply(actions)
+            glue._out += actions                # (glue.apply, inline)
+            if glue.commit_each:
+                glue._finish_pass()
             # a frame refused with an error is no sign of life: one bad line every minute must
             # not hold a connection open for ever
             alive = alive or not _refused(actions, conn_id)
@@ -524,11 +556,34 @@ class Outgoing(Handler):
         self.glue._delivery_closed(delivery, reason)
 
 
-def make_logger(clock, stream=None):
-    """A log function writing one timestamped line per event to stream (stderr by default)."""
-    def log(text):
-        out = stream or sys.stderr
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(clock.wall()))
-        out.write(f"{stamp} {text}\n")
+class Logger:
+    """The server's log: one timestamped line per event, to a stream (stderr by default)."""
+
+    def __init__(self, clock, stream=None):
+        self._clock = clock
+        self._stream = stream
+        self._second = None         # the whole second of the last stamp, and the stamp: a
+        self._stamp = ""            # pass's lines (a burst of logins) share one strftime
+
+    def __call__(self, text):
+        """Write one line now."""
+        self.many((text,))
+
+    def many(self, texts):
+        """Write lines, in order, in one write (all with the stamp of now)."""
+        second = int(self._clock.wall())
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+        stamp = self._stamp
+        lines = []
+        for text in texts:
+            lines.append(f"{stamp} {text}\n")
+        out = self._stream or sys.stderr
+        out.write("".join(lines))
         out.flush()
-    return log
+
+
+def make_logger(clock, stream=None):
+    """A log writing one timestamped line per event to stream (stderr by default)."""
+    return Logger(clock, stream)

@@ -509,9 +509,13 @@ class Store:
         message; without one they wait for a commit that writes anything else."""
         self._wall_offset = None
         self._pass_at = None
-        self._ready()
-        self._write_open()
-        self._write_senders()
+        # (each step's own test, here: a pass that wrote nothing, most of them, makes no call)
+        if self._lost:
+            self._ready()
+        if self._index.open is not None:
+            self._write_open()
+        if self.senders:
+            self._write_senders()
         busy = self._db.in_transaction or bool(self._journal)
         if acks_too or self._compaction_due(alone=not busy):
             self._write_passed()

@@ -734,7 +734,7 @@ def test_a_listener_out_of_descriptors_pauses_then_resumes(loop, logged, monkeyp
     def out_of_descriptors(self):
         calls.append(self)
         raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
-    monkeypatch.setattr(socket.socket, "accept", out_of_descriptors)
+    monkeypatch.setattr(socket.socket, "_accept", out_of_descriptors)
     client_of(loop, listener.port)
     pump(loop, lambda: calls)
     for _ in range(10):                 # the waiting connection must not make the loop spin
@@ -754,7 +754,7 @@ def test_a_listener_out_of_descriptors_pauses_then_resumes(loop, logged, monkeyp
 def test_a_listener_closed_while_paused_stays_closed(loop, monkeypatch):
     rec = Recorder()
     listener = loop.listen(HOST, 0, rec)
-    monkeypatch.setattr(socket.socket, "accept",
+    monkeypatch.setattr(socket.socket, "_accept",
                         lambda self: (_ for _ in ()).throw(OSError(errno.ENFILE, "full")))
     client_of(loop, listener.port)
     pump(loop, lambda: len(loop._wheel))
@@ -764,17 +764,48 @@ def test_a_listener_closed_while_paused_stays_closed(loop, monkeypatch):
     assert rec.of("accepted") == [] and listener.sock.fileno() == -1
 
 
+def _nodelay_of(sock):
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+def test_accepted_connections_send_small_frames_at_once(loop):
+    # TCP_NODELAY on every accepted socket, whether it came from the listener or was set
+    rec = Recorder()
+    listener = loop.listen(HOST, 0, rec)
+    for _ in range(3):
+        client_of(loop, listener.port)
+    pump(loop, lambda: len(rec.of("accepted")) == 3)
+    assert [_nodelay_of(conn.sock) for _, conn, _ in rec.events] == [1, 1, 1]
+    assert _nodelay_of(listener.sock)
+    listener.close()
+
+
+def test_where_accepted_sockets_do_not_inherit_nodelay_each_sets_its_own(loop, monkeypatch):
+    set_on = []
+    real_nodelay = reactor_module._nodelay
+    monkeypatch.setattr(reactor_module, "_has_nodelay", lambda sock: False)
+    monkeypatch.setattr(reactor_module, "_nodelay",
+                        lambda sock: set_on.append(sock) or real_nodelay(sock))
+    rec = Recorder()
+    listener = loop.listen(HOST, 0, rec)
+    for _ in range(2):
+        client_of(loop, listener.port)
+    pump(loop, lambda: len(rec.of("accepted")) == 2)
+    assert set_on[1:] == [conn.sock for _, conn, _ in rec.events]
+    listener.close()
+
+
 def test_an_aborted_handshake_is_skipped(loop, monkeypatch):
     rec = Recorder()
     listener = loop.listen(HOST, 0, rec)
-    real_accept = socket.socket.accept
+    real_accept = socket.socket._accept
     failures = [OSError(errno.ECONNABORTED, "aborted")]
 
     def accept(self):
         if failures:
             raise failures.pop()
         return real_accept(self)
-    monkeypatch.setattr(socket.socket, "accept", accept)
+    monkeypatch.setattr(socket.socket, "_accept", accept)
     client_of(loop, listener.port)
     pump(loop, lambda: rec.of("accepted"))
     assert len(rec.of("accepted")) == 1
@@ -783,7 +814,7 @@ def test_an_aborted_handshake_is_skipped(loop, monkeypatch):
 
 def test_an_unexpected_accept_error_is_logged(loop, logged, monkeypatch):
     listener = loop.listen(HOST, 0, Recorder())
-    monkeypatch.setattr(socket.socket, "accept",
+    monkeypatch.setattr(socket.socket, "_accept",
                         lambda self: (_ for _ in ()).throw(OSError(errno.EINVAL, "odd")))
     client_of(loop, listener.port)
     pump(loop, lambda: logged)

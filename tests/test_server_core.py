@@ -63,6 +63,27 @@ def test_default_secrets_are_random_hex():
     assert len({first["token"], first["proof"], second["token"], second["proof"]}) == 4
 
 
+def test_secrets_are_drawn_many_at_once_and_each_handed_out_once(monkeypatch):
+    import sessions
+    draws = []
+    real_urandom = os.urandom
+    monkeypatch.setattr(sessions.os, "urandom", lambda n: draws.append(n) or real_urandom(n))
+    make_secret = sessions.RandomSecrets(per_draw=4)
+    made = [make_secret() for _ in range(10)]
+    assert draws == [4 * 16] * 3                    # a system call for 4 secrets, not each
+    assert all(len(secret) == 32 and int(secret, 16) >= 0 for secret in made)
+    assert len(set(made)) == 10
+
+
+def test_each_secret_is_its_own_slice_of_what_was_drawn(monkeypatch):
+    import sessions
+    monkeypatch.setattr(sessions.os, "urandom", lambda n: bytes(range(n)))
+    make_secret = sessions.RandomSecrets(per_draw=2)
+    assert [make_secret() for _ in range(3)] == [bytes(range(16)).hex(),
+                                                 bytes(range(16, 32)).hex(),
+                                                 bytes(range(16)).hex()]
+
+
 def test_settings_change_attempts_and_lock_time():
     server, _ = make_server(Settings(max_attempts=2, block_time_s=2.5))
     assert replies(login(server, "alice", password="x"))[0]["attempts_left"] == 1
