@@ -630,12 +630,15 @@ class _Staying:
 
     def _take(self, lines):
         """One read's complete lines: replies to their requests, the rest delivered."""
-        delivered = []
-        for line in lines:
-            if b'"id":' in line:
-                self._replied(line)
-            else:
-                delivered.append(line)
+        if not self.waiting and b'"id":' not in b"".join(lines):
+            delivered = lines       # a receiver's usual read: deliveries only, no line by line
+        else:
+            delivered = []
+            for line in lines:
+                if b'"id":' in line:
+                    self._replied(line)
+                else:
+                    delivered.append(line)
         top = highest_seq(delivered, self.acked)
         if top > self.acked:
             self.acked = top

@@ -410,6 +410,10 @@ def test_a_staying_connection_matches_replies_in_order_and_acks_the_highest_seq_
         server_end.setblocking(False)
         with pytest.raises(BlockingIOError):
             server_end.recv(4096)
+        # with nothing waiting, a reply to nothing is still not a delivery
+        server_end.sendall(b'{"type":"ok","id":9}\n{"type":"message","from":"a","seq":6}\n')
+        loop.run_until(lambda: len(delivered) == 3, bench.clock() + RUN_LIMIT_S)
+        assert delivered[2] == [b'{"type":"message","from":"a","seq":6}']
     finally:
         server_end.close()
         loop.close_all()
