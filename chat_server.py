@@ -226,8 +226,9 @@ class ChatServer:
         connection_frame = self._connection_frames.get(kind)
         if connection_frame is not None:
             return connection_frame(request, now)
+        session_request = self._session_requests.get(kind)     # (looked up once)
         # An unknown type is the sender's text: keep it out of the log.
-        known = kind in self._open_requests or kind in self._session_requests
+        known = session_request is not None or kind in self._open_requests
         logged_kind = kind if known else "request"
         frame_id = frame.get("id")
         who = None          # named for the log only if refused: "conn N" until known
@@ -240,7 +241,7 @@ class ChatServer:
             elif not _echoable(frame_id):
                 frame_id = None
             session, refusal = None, None
-            if kind in self._session_requests:
+            if session_request is not None:
                 # (_session_of's usual case, inline: a live token from its own address)
                 token = frame.get("token")
                 session = self._sessions.by_token.get(token) if type(token) is str else None
@@ -265,12 +266,12 @@ class ChatServer:
                 raise refusal
             if frame_id is None and frame.get("id") is not None:
                 raise Refused("bad_field", "'id' must be a number or a string")
+            if session_request is not None:
+                who = session.user
+                return session_request(session, request, frame_id, now)
             if kind in self._open_requests:
                 who = self._account_named(frame.get("user"), default=None)
                 return self._open_requests[kind](request, frame_id, now)
-            if kind in self._session_requests:
-                who = session.user
-                return self._session_requests[kind](session, request, frame_id, now)
             raise Refused("unknown_type")
         except (Refused, FrameError) as refusal:
             return self._refuse(request, frame_id, logged_kind,
@@ -677,7 +678,11 @@ class ChatServer:
         seq, wire = self._store.keep(recipients, head)
         shared = protocol.Numbered(message, seq=seq)     # (protocol.numbered, inline)
         shared.wire = wire
-        online = filter(None, map(self._users.get, recipients))
+        if len(recipients) == 1:            # a direct message: no filter and map to set up
+            target = self._users.get(recipients[0])
+            online = () if target is None else (target,)
+        else:
+            online = filter(None, map(self._users.get, recipients))
         staying, actions = [], []
         for target in self._deliveries.offer_each(online, shared):
             if target.conn is not None:     # (_reach's usual case, inline)
