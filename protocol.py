@@ -246,8 +246,10 @@ def mid_field(frame):
         return None
     if isinstance(value, str) and 2 < len(value) <= MAX_ID_CHARS:
         client, _, number = value.rpartition("-")
-        if client and number.isascii() and number.isdigit() and 0 < int(number) <= MAX_SEQ:
-            return client, int(number)
+        if client and number.isascii() and number.isdigit():
+            number = int(number)        # (once: every message with a mid comes this way)
+            if 0 < number <= MAX_SEQ:
+                return client, number
     raise FrameError("bad_field", f"'mid' must be \"<client id>-<number>\", at most "
                                   f"{MAX_ID_CHARS} characters, the number from 1 to {MAX_SEQ}")
 
