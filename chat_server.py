@@ -145,6 +145,8 @@ class ChatServer:
         self._user_limit = limits.RateLimiter(settings.user_rate_per_s, settings.user_burst)
         self._address_limit = limits.RateLimiter(settings.address_rate_per_s,
                                                  settings.address_burst)
+        # False when both request limits are off (bench.py turns them off): no call per request
+        self._rate_limited = self._user_limit.enabled or self._address_limit.enabled
         self._failed_logins = limits.RateLimiter(settings.failed_logins_per_s,
                                                  settings.failed_logins_burst)
         self._slow_logged = limits.OncePer(settings.slow_log_quiet_s)
@@ -224,8 +226,9 @@ class ChatServer:
         connection_frame = self._connection_frames.get(kind)
         if connection_frame is not None:
             return connection_frame(request, now)
+        session_request = self._session_requests.get(kind)     # (looked up once)
         # An unknown type is the sender's text: keep it out of the log.
-        known = kind in self._open_requests or kind in self._session_requests
+        known = session_request is not None or kind in self._open_requests
         logged_kind = kind if known else "request"
         frame_id = frame.get("id")
         who = None          # named for the log only if refused: "conn N" until known
@@ -238,12 +241,17 @@ class ChatServer:
             elif not _echoable(frame_id):
                 frame_id = None
             session, refusal = None, None
-            if kind in self._session_requests:
-                try:
-                    bound = request.host if self._settings.tokens_bound_to_host else None
-                    session = self._session_of(frame, bound)
-                except (Refused, FrameError) as no_session:
-                    refusal = no_session
+            if session_request is not None:
+                # (_session_of's usual case, inline: a live token from its own address)
+                token = frame.get("token")
+                session = self._sessions.by_token.get(token) if type(token) is str else None
+                if session is None or (self._settings.tokens_bound_to_host
+                                       and session.address[0] != request.host):
+                    try:
+                        bound = request.host if self._settings.tokens_bound_to_host else None
+                        session = self._session_of(frame, bound)
+                    except (Refused, FrameError) as no_session:
+                        session, refusal = None, no_session
             if session is not None:
                 # any request with a valid token is a sign of life, even one refused as too
                 # many: a user behind a flooded address is slowed down, not timed out; and the
@@ -252,17 +260,18 @@ class ChatServer:
                 users = self._users
                 del users[session.user]
                 users[session.user] = session
-            self._admit(session, request.host, now)
+            if self._rate_limited:      # (off, as in bench.py: no call)
+                self._admit(session, request.host, now)
             if refusal is not None:
                 raise refusal
             if frame_id is None and frame.get("id") is not None:
                 raise Refused("bad_field", "'id' must be a number or a string")
+            if session_request is not None:
+                who = session.user
+                return session_request(session, request, frame_id, now)
             if kind in self._open_requests:
                 who = self._account_named(frame.get("user"), default=None)
                 return self._open_requests[kind](request, frame_id, now)
-            if kind in self._session_requests:
-                who = session.user
-                return self._session_requests[kind](session, request, frame_id, now)
             raise Refused("unknown_type")
         except (Refused, FrameError) as refusal:
             return self._refuse(request, frame_id, logged_kind,
@@ -278,12 +287,17 @@ class ChatServer:
         does not drain the address it shares with others (behind a NAT, say).
         """
         if session is not None:
-            wait_s = self._user_limit.take(session.user, now)
-            if wait_s:
+            refused = self._user_limit.take_both(session.user, self._address_limit, host, now)
+            if refused is None:
+                return
+            limiter, wait_s = refused
+            if limiter is self._user_limit:
                 raise self._slow_down(session.user, wait_s, now)
-        wait_s = self._address_limit.take(host, now)
-        if wait_s:
-            raise self._slow_down(f"address {host}", wait_s, now)
+        else:
+            wait_s = self._address_limit.take(host, now)
+            if not wait_s:
+                return
+        raise self._slow_down(f"address {host}", wait_s, now)
 
     def _slow_down(self, who, wait_s, now, detail=""):
         """The slow_down refusal for `who`, logged once per flood."""
@@ -547,34 +561,50 @@ class ChatServer:
 
     def _message(self, session, request, frame_id, now):
         frame = request.frame
-        # every field is checked before a retry gets its old reply
-        recipient = self._account_field(frame, "to")
-        mid = protocol.mid_field(frame)
-        text = protocol.text_field(frame, "text", self._settings.max_text_chars)
-        if recipient == session.user:
+        sender = session.user
+        settings = self._settings
+        # Every field is checked before a retry gets its old reply. This is the hot path: each
+        # check's usual case is inline, and anything else goes to the check itself, which
+        # refuses it as it always has (_account_field, mid_field, text_field).
+        recipient = frame.get("to")
+        if not (type(recipient) is str and 0 < len(recipient) <= protocol.MAX_NAME_CHARS
+                and recipient in self._passwords and recipient.isprintable()
+                and " " not in recipient):
+            recipient = self._account_field(frame, "to")
+        mid = None if frame.get("mid") is None else protocol.mid_field(frame)
+        text = frame.get("text")
+        if type(text) is not str or not text or len(text) > settings.max_text_chars:
+            text = protocol.text_field(frame, "text", settings.max_text_chars)
+        if recipient == sender:
             raise Refused("self")
-        if self._store.is_blocked(recipient, session.user):
+        store = self._store
+        if sender in store.block_lists.get(recipient, ()):     # (is_blocked, inline)
             raise Refused("blocked")
-        if mid is not None:
-            answered = self._taken_before(session.user, mid, request.conn, frame_id)
-            if answered:
-                return answered
+        if mid is not None and store.senders.seen(sender, *mid) is not NEW:
+            return self._taken_before(sender, mid, request.conn, frame_id)
         offline = recipient not in self._users
-        message = {"type": "message", "from": session.user, "text": text}
-        if frame.get("notice") is True:
-            message["notice"] = True        # (an IRC NOTICE: nothing answers it by itself)
+        notice = frame.get("notice") is True    # (an IRC NOTICE: nothing answers it by itself)
+        message = {"type": "message", "from": sender, "text": text}
+        if notice:
+            message["notice"] = True
         if offline:
             message["offline"] = True       # it waits for a login: said on its line
-        head = protocol.line_head(message)
-        fits, full = self._room_for([recipient], len(head))
-        if full:
+        head = protocol.chat_head("message", sender, text, notice, offline)
+        if store.failing is not None:       # (_room_for for one recipient, inline)
+            raise StoreUnavailable(store.failing)
+        room = store.room_for_one(recipient, len(head), settings.store_messages,
+                                  settings.store_bytes, settings.inbox_messages,
+                                  settings.inbox_bytes)
+        if room is not None:
+            if room == "store":
+                raise Refused("store_full")
             raise Refused("inbox_full", f"too many messages already wait for {recipient}")
         reply = {"type": "ok", "stored": offline}
-        deliveries = self._keep_and_deliver(fits, message, head)
+        deliveries = self._keep_and_deliver([recipient], message, head)
         if mid is not None:
-            self._store.senders.taken(session.user, *mid, reply, now)
+            store.senders.taken(sender, *mid, reply, now)
         if frame_id is not None:
-            reply["id"] = frame_id      # (_answer, inline: this is the hot path)
+            reply["id"] = frame_id      # (_answer, inline)
         deliveries.insert(0, Reply(request.conn, reply, True))
         return deliveries
 
@@ -590,9 +620,10 @@ class ChatServer:
         blockers = self._store.blockers(sender)
         told = [name for name in listeners if name not in blockers] if blockers else listeners
         message = {"type": "broadcast", "from": sender, "text": text}
-        if request.frame.get("notice") is True:
+        notice = request.frame.get("notice") is True
+        if notice:
             message["notice"] = True
-        head = protocol.line_head(message)
+        head = protocol.chat_head("broadcast", sender, text, notice)
         fits, full = self._room_for(told, len(head))
         reply = {"type": "ok", "skipped": len(listeners) - len(told)}
         if full:
@@ -645,8 +676,13 @@ class ChatServer:
         has room. Every recipient gets the same object, and the same bytes: those on staying
         connections all in one DeliverEach."""
         seq, wire = self._store.keep(recipients, head)
-        shared = protocol.numbered(message, seq, wire)
-        online = filter(None, map(self._users.get, recipients))
+        shared = protocol.Numbered(message, seq=seq)     # (protocol.numbered, inline)
+        shared.wire = wire
+        if len(recipients) == 1:            # a direct message: no filter and map to set up
+            target = self._users.get(recipients[0])
+            online = () if target is None else (target,)
+        else:
+            online = filter(None, map(self._users.get, recipients))
         staying, actions = [], []
         for target in self._deliveries.offer_each(online, shared):
             if target.conn is not None:     # (_reach's usual case, inline)

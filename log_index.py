@@ -122,6 +122,18 @@ class LogIndex:
         return (self.deliveries + copies <= messages_max
                 and self.total[1] + size <= bytes_max)
 
+    def room_for_one(self, recipient, size, messages_max, bytes_max, box_messages, box_bytes):
+        """takes(1, size, messages_max, bytes_max) and crowded([recipient], box_messages,
+        box_bytes - size) in one call, for a message to one recipient (each direct message
+        asks) -> None if it fits, "store" if the store would pass its bounds, else "box"."""
+        if self.deliveries + 1 > messages_max or self.total[1] + size > bytes_max:
+            return "store"
+        box = self.boxes.get(recipient)
+        if box is not None and (len(box.seqs) - box.head >= box_messages
+                                or box.bytes > box_bytes - size):
+            return "box"
+        return None
+
     def box(self, recipient):
         """(messages, bytes) waiting for `recipient`."""
         box = self.boxes.get(recipient)

@@ -90,6 +90,46 @@ def line_head(frame):
     return encode_text(frame)[:-1].encode("utf-8")
 
 
+# A chat message's line and the usual replies, from templates: what the C encoder writes for
+# these shapes, in a quarter of its time (0.2 us against 0.9 for a message's head, 0.1 against
+# 0.75 for a reply). Strings go through the encoder's own string function, so every escape is
+# the same; numbers are ints, whose JSON is their repr.
+_encode_string = json.encoder.encode_basestring
+_CHAT_HEAD = '{"type":"%s","from":%s,"text":%s'
+_FLAGS = ("", ',"offline":true', ',"notice":true', ',"notice":true,"offline":true')
+
+
+def chat_head(kind, sender, text, notice=False, offline=False):
+    """line_head of {"type": kind, "from": sender, "text": text}, with "notice": true and
+    "offline": true after it when set (in that order): the head of a message or broadcast.
+    `kind` is one of the frame types (no escape needed); sender and text are strings."""
+    return (_CHAT_HEAD % (kind, _encode_string(sender), _encode_string(text))
+            + _FLAGS[2 * notice + offline]).encode("utf-8")
+
+
+_OK_STORED = {False: b'{"type":"ok","stored":false,"id":%d}\n',
+              True: b'{"type":"ok","stored":true,"id":%d}\n'}
+_OK_STORED_TEXT = {False: '{"type":"ok","stored":false,"id":%s}\n',
+                   True: '{"type":"ok","stored":true,"id":%s}\n'}
+_OK_STORED_KEYS = ("type", "stored", "id")
+
+
+def reply_line(frame):
+    """A reply (dict) -> its line (bytes, newline included), as encode gives it. The reply to
+    a message, {"type": "ok", "stored": bool, "id": int or str} in that order, comes from a
+    template; any other frame from the encoder."""
+    if len(frame) == 3 and tuple(frame) == _OK_STORED_KEYS and frame["type"] == "ok":
+        stored, frame_id = frame["stored"], frame["id"]
+        if type(stored) is bool:
+            if type(frame_id) is int:
+                return _OK_STORED[stored] % frame_id
+            if type(frame_id) is str:
+                return (_OK_STORED_TEXT[stored] % _encode_string(frame_id)).encode("utf-8")
+    if _c_encoder is None:
+        return (_encoder.encode(frame) + "\n").encode("utf-8")
+    return ("".join(_c_encoder(frame, 0)) + "\n").encode("utf-8")   # (encode, inline)
+
+
 def numbered(frame, seq, wire):
     """The Numbered form of `frame`, stored as number `seq`, whose line is `wire`."""
     message = Numbered(frame, seq=seq)
@@ -104,6 +144,9 @@ def numbered_line(wire):
     return message
 
 
+_scan = json.JSONDecoder().scan_once
+
+
 def decode(line):
     """One line of bytes (without or with its newline) -> dict with a str "type".
 
@@ -113,33 +156,26 @@ def decode(line):
         text = line.decode("utf-8")
     except UnicodeDecodeError:
         raise FrameError("bad_utf8") from None
+    # json.loads, in a third of its time for a frame that is one JSON value exactly (the
+    # usual case): the C scanner alone, without json.loads's Python layers. Anything else
+    # (blanks around it, a "\r" from a terminal, bad JSON) goes to json.loads, which decides,
+    # so what is accepted and refused is exactly what json.loads does.
     try:
-        frame = _parse(text)
-    except (ValueError, RecursionError):
-        # RecursionError: "[[[[..." nested deeper than the parser's stack (the fuzzer found it)
-        raise FrameError("bad_json") from None
+        frame, end = _scan(text, 0)
+    except (StopIteration, ValueError, RecursionError):
+        end = None
+    if end != len(text):
+        try:
+            frame = json.loads(text)
+        except (ValueError, RecursionError):
+            # RecursionError: "[[[[..." nested deeper than the parser's stack (the fuzzer
+            # found it)
+            raise FrameError("bad_json") from None
     if not isinstance(frame, dict):
         raise FrameError("not_object")
     if not isinstance(frame.get("type"), str):
         raise FrameError("bad_field", "every frame needs a string 'type'")
     return frame
-
-
-_scan = json.JSONDecoder().scan_once
-
-
-def _parse(text):
-    """json.loads(text), in a third of its time for a frame that is one JSON value exactly
-    (the usual case): the C scanner alone, without json.loads's Python layers. Anything
-    else (blanks around it, a "\r" from a terminal, bad JSON) goes to json.loads, which
-    decides, so what is accepted and refused is exactly what json.loads does."""
-    try:
-        value, end = _scan(text, 0)
-        if end == len(text):
-            return value
-    except (StopIteration, ValueError, RecursionError):
-        pass
-    return json.loads(text)
 
 
 def decoded(line):
@@ -210,8 +246,10 @@ def mid_field(frame):
         return None
     if isinstance(value, str) and 2 < len(value) <= MAX_ID_CHARS:
         client, _, number = value.rpartition("-")
-        if client and number.isascii() and number.isdigit() and 0 < int(number) <= MAX_SEQ:
-            return client, int(number)
+        if client and number.isascii() and number.isdigit():
+            number = int(number)        # (once: every message with a mid comes this way)
+            if 0 < number <= MAX_SEQ:
+                return client, number
     raise FrameError("bad_field", f"'mid' must be \"<client id>-<number>\", at most "
                                   f"{MAX_ID_CHARS} characters, the number from 1 to {MAX_SEQ}")
 

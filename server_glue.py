@@ -15,7 +15,7 @@ import sys
 import time
 
 import limits
-from protocol import UNAVAILABLE_RETRY_S, Numbered, encode, encode_text, error, whole
+from protocol import UNAVAILABLE_RETRY_S, Numbered, encode, error, reply_line, whole
 from reactor import FRAME_TIME_S, Handler, KeyedTimers, Lapses, RepeatedLines
 from server_events import (Arm, Close, Closed, Deliver, DeliverEach, Expired, Log, Reply,
                            StoreRecovered, Undelivered, accepted_event, delivery_event,
@@ -222,7 +222,7 @@ class ServerGlue:
         if action.durable and not committed:
             frame = error("unavailable", frame.get("id"))
             frame["seconds"] = UNAVAILABLE_RETRY_S
-        conn.send((encode_text(frame) + "\n").encode())     # (encode, inline: a reply is a dict)
+        conn.send(reply_line(frame))
 
     def _close(self, action, committed=True):
         conn = self.conns.get(action.conn)

@@ -121,6 +121,9 @@ class Store:
         # block nobody share one empty set (a set is 216 bytes)
         self._blocks = {}
         self._blocked_by = {}
+        # the same block lists, to read without a call (a direct message asks; is_blocked is
+        # the way to ask elsewhere)
+        self.block_lists = self._blocks
         self._lockouts = {}         # name -> (failures, locked until or None), all read at open
         self._journal = []          # [written, method, args]: every write since the last commit
         self._lost = False          # the transaction was rolled back: write the journal again
@@ -141,8 +144,8 @@ class Store:
         self.committed_seq = self._next_seq - 1     # numbers up to this are on the disk
         self._load()
         # the index's own, bound once: the core asks them for every message
-        self.box, self.crowded, self.takes = (self._index.box, self._index.crowded,
-                                              self._index.takes)
+        self.box, self.crowded, self.takes, self.room_for_one = (
+            self._index.box, self._index.crowded, self._index.takes, self._index.room_for_one)
 
     def _identity(self, identity):
         """This store's name, made with it (`identity` if it is new): a new or wiped store

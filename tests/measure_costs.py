@@ -20,8 +20,8 @@ GROUPS = [  # (group, test on (filename, function name)), first match wins
      lambda f, n: f.endswith("storage.py") or "sqlite3" in n),
     ("JSON (C encoder and scanner, and protocol's code around them)",
      lambda f, n: f.endswith(("json/encoder.py", "json/decoder.py", "json/__init__.py"))
-     or "_json" in n or n in ("encode_text", "_parse", "decode", "encode", "line_head",
-                               "numbered", "numbered_line")),
+     or "_json" in n or n in ("encode_text", "decode", "encode", "line_head", "chat_head",
+                               "reply_line", "numbered", "numbered_line")),
     ("system calls (send, recv, epoll)",
      lambda f, n: any(word in n for word in ("'send'", "'recv'", "'poll'", "'_accept'",
                                              "'accept'", "'register'", "'modify'",

@@ -64,7 +64,8 @@ def _accepts(name):
 
 
 # The decoder's fast path (the C scanner alone) must accept and refuse exactly what
-# json.loads does: blanks, a terminal's "\r", trailing data, a BOM, deep nesting.
+# json.loads does: blanks, a terminal's "\r", trailing data, a BOM, deep nesting (and a
+# test at the end says so).
 LINES = [
     '{"type":"message","to":"bob","text":"hi","id":1}',
     ' {"type":"a"}', '{"type":"a"} ', '{"type":"a"}\r', '\t{"type":"a"}\r',
@@ -75,18 +76,6 @@ LINES = [
 ]
 
 
-def _outcome(parse, text):
-    try:
-        return ("value", repr(parse(text)))
-    except (ValueError, RecursionError) as exc:
-        return ("refused", type(exc).__name__)
-
-
-@pytest.mark.parametrize("text", LINES, ids=range(len(LINES)))
-def test_the_fast_parse_is_json_loads(text):
-    assert _outcome(protocol._parse, text) == _outcome(json.loads, text)
-
-
 @pytest.mark.parametrize("frame", MESSAGES + [
     {"type": "ok", "stored": False, "id": 12345}, {"type": "online", "users": ["a", "b"]},
     {"type": "error", "code": "x", "message": "m", "id": "s-1", "n": 1.5, "none": None}])
@@ -94,3 +83,70 @@ def test_encoding_is_compact_json_of_the_frame(frame):
     line = protocol.encode(frame)
     assert line.endswith(b"\n") and b"\n" not in line[:-1]
     assert line == (json.dumps(frame, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+
+@pytest.mark.parametrize("text", LINES, ids=range(len(LINES)))
+def test_decode_takes_and_refuses_what_json_loads_does(text):
+    """A frame is what json.loads makes of the line (decode reads the usual one faster)."""
+    try:
+        value = json.loads(text)
+        expected = value
+        if not isinstance(value, dict):
+            expected = "not_object"
+        elif not isinstance(value.get("type"), str):
+            expected = "bad_field"
+    except (ValueError, RecursionError):
+        expected = "bad_json"
+    try:
+        got = protocol.decode(text.encode("utf-8", "surrogatepass"))
+    except protocol.FrameError as exc:
+        got = exc.code
+    assert got == expected
+
+
+ODD_STRINGS = ["", "hi", "\"quoted\" \\ back\nslash ☃ \u2028 \x00 \x1f \x7f", "名前", "😀",
+               "</script>", "x" * 4000, "a\tb\rc\bd\fe"]
+
+
+@pytest.mark.parametrize("kind", ["message", "broadcast"])
+@pytest.mark.parametrize("text", ODD_STRINGS)
+@pytest.mark.parametrize("notice, offline", [(False, False), (True, False), (False, True),
+                                             (True, True)])
+def test_a_chat_head_from_its_template_is_the_line_head_of_its_frame(kind, text, notice,
+                                                                      offline):
+    for sender in ("alice", "名前", 'a"b\\c'):
+        frame = {"type": kind, "from": sender, "text": text}
+        if notice:
+            frame["notice"] = True
+        if offline:
+            frame["offline"] = True
+        assert protocol.chat_head(kind, sender, text, notice, offline) == \
+            protocol.line_head(frame)
+
+
+def test_a_chat_head_with_a_lone_surrogate_fails_as_the_encoder_does():
+    """(JSON may carry "\\ud800"; UTF-8 cannot: both ways refuse it the same way)"""
+    frame = {"type": "message", "from": "a", "text": "\ud800"}
+    with pytest.raises(UnicodeEncodeError):
+        protocol.line_head(frame)
+    with pytest.raises(UnicodeEncodeError):
+        protocol.chat_head("message", "a", "\ud800")
+
+
+ODD_IDS = [0, 1, -1, 7, 2**53 - 1, -(2**53 - 1), 10**30, -10**30, *ODD_STRINGS,
+           1.5, -0.0, 1e300, True, False, None, [1], {"a": 1}]
+
+
+@pytest.mark.parametrize("frame_id", ODD_IDS, ids=range(len(ODD_IDS)))
+@pytest.mark.parametrize("stored", [False, True, 0, None])
+def test_a_reply_from_its_template_is_what_the_encoder_writes(frame_id, stored):
+    """The reply to a message, {"type":"ok","stored":...,"id":...}, has a template for an
+    int or string id; every id and every other shape encodes exactly as json does."""
+    shapes = [{"type": "ok", "stored": stored, "id": frame_id},
+              {"type": "ok", "id": frame_id, "stored": stored},         # another order
+              {"type": "error", "stored": stored, "id": frame_id},
+              {"type": "ok", "stored": stored},
+              {"type": "ok", "stored": stored, "id": frame_id, "x": 1}]
+    for frame in shapes:
+        assert protocol.reply_line(frame) == protocol.encode(frame) == (json.dumps(
+            frame, ensure_ascii=False, separators=(",", ":")) + "\n").encode()

@@ -889,3 +889,39 @@ def test_a_long_backlog_is_sent_in_bounded_pieces_and_arrives_whole(logged):
     assert len(counting.sends) > 1 and conn.pending == 0
     ours.close()
     peer.close()
+
+
+class StingySocket(CountingSocket):
+    """A socket whose every send takes at most 7 bytes: each flush leaves a piece behind."""
+
+    def send(self, data):
+        self.sends.append(len(data))
+        return self._sock.send(bytes(data[:7]))
+
+
+def test_a_short_queue_is_sent_in_one_join_and_what_a_send_leaves_goes_first(logged):
+    """Under SEND_CHUNK_BYTES the whole queue goes to one send (its size is counted as it
+    grows); a piece the kernel did not take goes before frames queued after it, in order."""
+    reactor = Reactor(VirtualClock(), log=logged.append)
+    ours, peer = socket.socketpair()
+    stingy = StingySocket(ours)
+    conn = reactor.watch(stingy, Handler())
+    frames = [b"frame %d\n" % n for n in range(5)]
+    for frame in frames[:3]:
+        conn.send(frame)
+    reactor.run_once(timeout_s=0)
+    assert stingy.sends == [sum(map(len, frames[:3]))]      # one send of all three
+    for frame in frames[3:]:
+        conn.send(frame)
+    peer.setblocking(False)
+    received = bytearray()
+    for _ in range(100):
+        reactor.run_once(timeout_s=0.01)
+        received += drain(peer)
+        if len(received) == sum(map(len, frames)):
+            break
+    assert bytes(received) == b"".join(frames) and conn.pending == 0
+    # each later send offered all that was left: the piece first, then the frames behind it
+    assert stingy.sends[1] == sum(map(len, frames)) - 7
+    ours.close()
+    peer.close()

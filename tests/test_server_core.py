@@ -548,3 +548,61 @@ def test_the_words_a_user_leaves_with_reach_the_others_and_bad_ones_are_refused(
     told = delivered_frames(server.handle(Request(4, bye, "127.0.0.1"), 1.0))
     assert told == [{"type": "presence", "user": "alice", "online": False,
                      "reason": "gone fishing"}]
+
+
+NON_EMPTY = "must be a non-empty string"
+NO_CONTROL = "must not hold control characters or spaces"
+
+
+@pytest.mark.parametrize("fields, code, words", [
+    ({"to": None}, "bad_field", f"'to' {NON_EMPTY}"),
+    ({"to": 5}, "bad_field", f"'to' {NON_EMPTY}"),
+    ({"to": ""}, "bad_field", f"'to' {NON_EMPTY}"),
+    ({"to": "b" * 65}, "bad_field", "'to' is longer than 64 characters"),
+    ({"to": "a b"}, "bad_field", f"'to' {NO_CONTROL}"),       # an account, all the same
+    ({"to": "bo\x00b"}, "bad_field", f"'to' {NO_CONTROL}"),
+    ({"to": "bob\u200b"}, "bad_field", f"'to' {NO_CONTROL}"),
+    ({"to": "nobody"}, "unknown_user", "no such user"),
+    ({"to": "nobody", "text": 5, "mid": 7}, "unknown_user", "no such user"),   # 'to' first
+    ({"mid": 7, "text": 5}, "bad_field", "'mid' must be"),                 # then 'mid'
+    ({"text": None}, "bad_field", f"'text' {NON_EMPTY}"),
+    ({"text": ""}, "bad_field", f"'text' {NON_EMPTY}"),
+    ({"text": ["hi"]}, "bad_field", f"'text' {NON_EMPTY}"),
+    ({"text": "x" * 12}, "bad_field", "'text' is longer than 11 characters"),
+    ({"to": "alice", "text": ""}, "bad_field", f"'text' {NON_EMPTY}"),      # before 'self'
+    ({"to": "alice"}, "self", "you cannot do that to yourself"),
+    ({"token": None}, "no_session", "log in first"),
+    ({"token": 5}, "bad_field", f"'token' {NON_EMPTY}"),
+    ({"token": ""}, "bad_field", f"'token' {NON_EMPTY}"),
+    ({"token": "s9"}, "no_session", "your session has ended"),
+    ({"token": "s1", "to": 5}, "bad_field", f"'to' {NON_EMPTY}"),
+])
+def test_a_message_refused_for_a_field_is_refused_as_the_field_checks_say(fields, code, words):
+    """A message's checks have their usual case inline (the hot path) and leave the rest to
+    name_field, mid_field, text_field and the session's look-up: each refusal, and which
+    field is named first, is theirs."""
+    server, store = make_server(Settings(max_text_chars=11),
+                                **ACCOUNTS, **{"a b": "pw", "": "pw"})
+    login(server, "alice")
+    frame = {"type": "message", "token": "s1", "to": "bob", "text": "hi", "id": 4}
+    frame.update(fields)
+    frame = {name: value for name, value in frame.items() if value is not None}
+    refused = replies(server.handle(Request(2, frame, "127.0.0.1"), 1.0))
+    assert len(refused) == 1 and refused[0]["code"] == code and refused[0]["id"] == 4
+    assert words in refused[0]["message"]
+    assert store.count_waiting("bob") == 0
+
+
+def test_a_token_from_another_address_and_a_block_refuse_a_message():
+    server, store = make_server(Settings(tokens_bound_to_host=True))
+    login(server, "alice", host="10.0.0.1")
+    login(server, "bob", conn=2, host="10.0.0.2", port=5001)
+    frame = {"type": "message", "token": "s1", "to": "bob", "text": "hi"}
+    elsewhere = replies(server.handle(Request(3, frame, "10.0.0.9"), 1.0))
+    assert elsewhere[0]["code"] == "no_session" and "another address" in elsewhere[0]["message"]
+    server.handle(Request(2, {"type": "block", "token": "s3", "user": "alice"}, "10.0.0.2"), 1.0)
+    blocked = replies(server.handle(Request(3, frame, "10.0.0.1"), 1.0))
+    assert blocked[0]["code"] == "blocked"
+    assert replies(server.handle(Request(3, {**frame, "to": "carol"}, "10.0.0.1"), 1.0)) == [
+        {"type": "ok", "stored": True}]
+    assert store.count_waiting("bob") == 0 and store.count_waiting("carol") == 1

@@ -414,3 +414,28 @@ def test_a_record_every_cursor_has_passed_is_deleted_at_open(tmp_path):
     again.close()
     with sqlite3.connect(path) as raw:
         assert raw.execute("SELECT first_seq FROM log").fetchall() == [(waits,)]
+
+
+def test_room_for_one_recipient_is_takes_then_crowded():
+    """A direct message asks the index once (room_for_one) what takes and crowded answer
+    for one recipient: the same answer for every fill of the store and of the box, at and
+    around each bound."""
+    index = log_index.LogIndex()
+    seq = 0
+    for step in range(40):
+        seq += 1
+        index.add(seq, ["bob"] if step % 3 else ["bob", "carol"], b"x" * (10 + step % 7))
+        for size in (0, 9, 10, 11, 500):
+            for messages_max in (index.deliveries, index.deliveries + 1, index.deliveries + 2):
+                for bytes_max in (index.total[1] + size - 1, index.total[1] + size):
+                    for name in ("bob", "carol", "dave"):
+                        for box_messages in (1, step, step + 1, 100):
+                            for box_bytes in (size, index.box(name)[1] + size,
+                                              index.box(name)[1] + size - 1, 10**6):
+                                expected = (
+                                    "store" if not index.takes(1, size, messages_max, bytes_max)
+                                    else "box" if index.crowded([name], box_messages,
+                                                                box_bytes - size)
+                                    else None)
+                                assert index.room_for_one(name, size, messages_max, bytes_max,
+                                                          box_messages, box_bytes) == expected
