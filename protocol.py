@@ -175,7 +175,20 @@ def decode(line):
         raise FrameError("not_object")
     if not isinstance(frame.get("type"), str):
         raise FrameError("bad_field", "every frame needs a string 'type'")
+    if ("\\ud" in text or "\\uD" in text) and not _whole_unicode(frame):
+        raise FrameError("bad_utf8", "a \\u escape of half a surrogate pair is not text")
     return frame
+
+
+def _whole_unicode(frame):
+    """False if a string in `frame` holds a lone surrogate ("\\ud800" alone is valid JSON,
+    but no UTF-8 can carry it: every line made from it would fail to encode, far from here).
+    Asked only of a line with such an escape in it: a pair, an emoji say, is one character."""
+    try:
+        json.dumps(frame, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def decoded(line):

@@ -87,7 +87,8 @@ def test_encoding_is_compact_json_of_the_frame(frame):
 
 @pytest.mark.parametrize("text", LINES, ids=range(len(LINES)))
 def test_decode_takes_and_refuses_what_json_loads_does(text):
-    """A frame is what json.loads makes of the line (decode reads the usual one faster)."""
+    """A frame is what json.loads makes of the line (decode reads the usual one faster), but
+    for a lone surrogate, which no UTF-8 carries."""
     try:
         value = json.loads(text)
         expected = value
@@ -95,6 +96,11 @@ def test_decode_takes_and_refuses_what_json_loads_does(text):
             expected = "not_object"
         elif not isinstance(value.get("type"), str):
             expected = "bad_field"
+        else:
+            try:
+                json.dumps(value, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:
+                expected = "bad_utf8"
     except (ValueError, RecursionError):
         expected = "bad_json"
     try:
@@ -150,3 +156,19 @@ def test_a_reply_from_its_template_is_what_the_encoder_writes(frame_id, stored):
     for frame in shapes:
         assert protocol.reply_line(frame) == protocol.encode(frame) == (json.dumps(
             frame, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+
+@pytest.mark.parametrize("line", [rb'{"type":"message","text":"\ud800"}',
+                                  rb'{"type":"message","text":"a\uDFFFb"}',
+                                  rb'{"type":"heartbeat","id":"\udc00"}',
+                                  rb'{"type":"x","\ud800":1}'])
+def test_a_lone_surrogate_escape_is_refused_as_not_text(line):
+    """Valid JSON, but no UTF-8 carries it: refused as the frame arrives, not when a reply or
+    a stored line made from it fails to encode."""
+    with pytest.raises(protocol.FrameError) as refused:
+        protocol.decode(line)
+    assert refused.value.code == "bad_utf8"
+
+
+def test_a_surrogate_pair_escape_is_one_character():
+    assert protocol.decode(rb'{"type":"message","text":"\ud83d\ude00"}')["text"] == "😀"

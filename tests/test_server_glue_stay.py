@@ -404,3 +404,20 @@ def test_a_quiet_servers_last_acknowledgements_reach_the_disk_within_a_second(tm
     finally:
         reactor.close_all()
         listener.close()
+
+
+def test_a_lone_surrogate_is_refused_and_the_rest_of_the_pass_goes_out(world):
+    """"\ud800" is valid JSON that no UTF-8 carries: once, its text reached the line's encoder
+    and the request got no answer. Now the frame is refused as it arrives; the message read
+    in the same pass is stored and delivered."""
+    alice, alice_token = logged_in(world, "columbia", "116bway")
+    bob, _ = logged_in(world, "seas", "summerisover")
+    alice.conn.send(b'{"type":"message","token":"%s","to":"seas","text":"\\ud800","id":2}\n'
+                    b'{"type":"heartbeat","token":"%s","id":"\\udc00"}\n'
+                    % (alice_token.encode(), alice_token.encode())
+                    + protocol.encode({"type": "message", "token": alice_token, "to": "seas",
+                                       "text": "after", "id": 3}))
+    pump(world.reactor, lambda: bob.of("message") and any(f.get("id") == 3
+                                                           for f in alice.frames))
+    assert [f["code"] for f in alice.of("error")] == ["bad_utf8", "bad_utf8"]
+    assert [f["text"] for f in bob.of("message")] == ["after"]
