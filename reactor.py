@@ -371,16 +371,18 @@ class Connection:
 
     # slots: a server holds one per staying user (10,000 idle users: RSS 4.6 -> 3.7 KB each,
     # with the Session slots); and no empty buffers: the input buffer and the output list are
-    # None while empty (an idle connection's were 112 of its bytes)
-    __slots__ = ("id", "sock", "handler", "peer", "data", "connecting", "outgoing", "closed",
+    # None while empty (an idle connection's were 112 of its bytes). The other end is kept as
+    # its host alone (one string for every connection from it): the port only ever went into
+    # a log line, and a (host, port) tuple with its port number was 88 bytes of each user.
+    __slots__ = ("id", "sock", "handler", "host", "data", "connecting", "outgoing", "closed",
                  "closing_reason", "_reactor", "_inbuf", "_discarding", "_out", "_out_bytes",
                  "_paused", "_dirty", "_mask", "_timer", "_frame_timer", "_tls")
 
-    def __init__(self, reactor, sock, handler, peer, connecting=False):
+    def __init__(self, reactor, sock, handler, host, connecting=False):
         self.id = reactor._adopt(self)
         self.sock = sock
         self.handler = handler
-        self.peer = peer
+        self.host = host                # the other end's host, or None (a socketpair)
         self.data = None
         self.connecting = connecting    # not open yet: TCP connect or TLS handshake in progress
         self.outgoing = connecting
@@ -397,6 +399,18 @@ class Connection:
         self._timer = None              # connect time-out, then close linger
         self._frame_timer = None        # the frame begun must end by then (frame_time_s)
         self._tls = None                # (SSLContext, server_hostname or None) until wrapped
+
+    @property
+    def peer(self):
+        """(host, port) of the other end, for log lines (the port asked of the socket: None
+        once it is closed or before it connects); None if the host is not known."""
+        if self.host is None:
+            return None
+        try:
+            port = self.sock.getpeername()[1]
+        except (OSError, AttributeError, IndexError, TypeError):
+            port = None
+        return (self.host, port)
 
     @property
     def pending(self):
@@ -430,7 +444,7 @@ class Connection:
         self._reactor._close(self, reason, flush=False)
 
     def __repr__(self):
-        return f"<Connection {self.id} {self.peer}>"
+        return f"<Connection {self.id} {self.host}>"
 
 
 class Listener:
@@ -558,11 +572,11 @@ class Reactor:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         except OSError as exc:
             # out of descriptors, say: a failed connect like any other, never an exception
-            conn = Connection(self, None, handler, (host, port), connecting=True)
+            conn = Connection(self, None, handler, host, connecting=True)
             self._close(conn, _reason_of_error(exc), flush=False)
             return conn
         sock.setblocking(False)
-        conn = Connection(self, sock, handler, (host, port), connecting=True)
+        conn = Connection(self, sock, handler, host, connecting=True)
         if tls is not None:
             conn._tls = (tls, server_hostname or host)
         try:
@@ -582,10 +596,11 @@ class Reactor:
         self._set_mask(conn, selectors.EVENT_WRITE)
         return conn
 
-    def watch(self, sock, handler, peer=None):
-        """Adopt a connected socket (accepted, or one end of a socketpair) as a Connection."""
+    def watch(self, sock, handler, host=None):
+        """Adopt a connected socket (accepted, or one end of a socketpair) as a Connection;
+        `host` is the other end's, if known."""
         sock.setblocking(False)
-        conn = Connection(self, sock, handler, peer)
+        conn = Connection(self, sock, handler, host)
         self._set_mask(conn, selectors.EVENT_READ)
         return conn
 
@@ -726,8 +741,7 @@ class Reactor:
             if not inherits:
                 _nodelay(sock)
             # one string for every connection from a host, not one each (58 bytes a user)
-            peer = (sys.intern(peer[0]), peer[1])
-            conn = self.watch(sock, listener.handler, peer)
+            conn = self.watch(sock, listener.handler, sys.intern(peer[0]))
             if listener.tls is not None:
                 conn.sock = listener.tls.wrap_socket(sock, server_side=True,
                                                      do_handshake_on_connect=False)
@@ -918,7 +932,7 @@ class Reactor:
 
     def _slow_consumer(self, conn):
         """`conn` holds more output than hard_limit: closed, and said once per burst."""
-        host = conn.peer[0] if conn.peer else "?"
+        host = conn.host or "?"
         self._errors.say(("slow consumer", host),
                          f"closing connection {conn.id} {conn.peer}: slow consumer "
                          f"({conn._out_bytes} bytes waiting)", f"slow consumers at {host}")

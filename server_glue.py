@@ -425,7 +425,7 @@ class Accepted(Handler):
 
     def on_accepted(self, conn):
         glue = self.glue
-        host = conn.peer[0]
+        host = conn.host
         mine = glue.by_address.setdefault(host, {})
         if len(mine) >= glue.max_per_address:
             self._refuse(conn, "refused a connection: its address holds the most it may",
@@ -446,9 +446,9 @@ class Accepted(Handler):
 
     def _refuse(self, conn, what, reason):
         """Close a new connection at once, unanswered; said once a minute per address."""
-        if not self.glue.by_address.get(conn.peer[0]):
-            self.glue.by_address.pop(conn.peer[0], None)
-        self.glue.log_repeated((what, conn.peer[0]), f"{what} from {conn.peer[0]}")
+        if not self.glue.by_address.get(conn.host):
+            self.glue.by_address.pop(conn.host, None)
+        self.glue.log_repeated((what, conn.host), f"{what} from {conn.host}")
         conn.data = None        # never one of ours: on_closed knows it by this
         conn.abort(reason)
 
@@ -476,7 +476,7 @@ class Accepted(Handler):
         """What one read brought: each line to the core, in order, at one `now`."""
         glue = self.glue
         handle = glue.core.handle
-        conn_id, host = conn.id, conn.peer[0]
+        conn_id, host = conn.id, conn.host
         now = glue.reactor.clock.now()
         alive = False
         for line in lines:
@@ -494,7 +494,7 @@ class Accepted(Handler):
 
     def on_oversize(self, conn):
         # refused too long: no sign of life either (the reactor times the frame it discards)
-        self.glue.feed(accepted_event(conn.id, conn.peer[0], None))
+        self.glue.feed(accepted_event(conn.id, conn.host, None))
 
     def on_frame_timeout(self, conn):
         """A frame begun too long ago (a slowloris): say so; the reactor closes, on_closed logs."""
@@ -509,7 +509,7 @@ class Accepted(Handler):
         glue = self.glue
         glue.stop_quiet(conn)
         glue.conns.pop(conn.id, None)
-        host = conn.peer[0]
+        host = conn.host
         mine = glue.by_address.get(host)
         if mine is not None:
             mine.pop(conn.id, None)
