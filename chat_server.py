@@ -24,7 +24,7 @@ from senders import LAST, NEW, TOO_OLD
 from protocol import FrameError, whole
 from server_events import (Acked, Arm, AskLapses, BadFrame, Close, Closed, Deliver, DeliverEach,
                            Expired, IdleCheck, Log, PresenceBatch, Redeliver, Reply, Request,
-                           StoreRecovered, Undelivered)
+                           StoreRecovered, TimeQuiet, Undelivered)
 from sessions import RandomSecrets, Session, Sessions
 from storage import StoreUnavailable
 
@@ -157,6 +157,10 @@ class ChatServer:
         self._consents = Consents(settings.consent_s, make_secret)
         self._sessions = Sessions()
         self._users = self._sessions.by_user       # user -> Session, to read
+        # staying connection -> the session it carries, for the glue to read: a connection
+        # carrying a session is timed by the session's time-out, not its own quiet limit
+        # (carries_session, without the call: the glue asks after every read)
+        self.carried = self._sessions.by_conn
         # one IdleCheck timer for every session, due at the longest silent one's time-out;
         # armed while there is a session
         self._idle_check_armed = False
@@ -443,12 +447,15 @@ class ChatServer:
         return actions
 
     def _end_session(self, user):
-        """End `user`'s session and the consents it took part in; returns the notices."""
-        self._sessions.end(user)
+        """End `user`'s session and the consents it took part in; returns the notices, and
+        a TimeQuiet for the staying connection it leaves."""
+        session = self._sessions.end(user)
         notices = self._consents.end(user)
-        if not notices:
-            return []
-        return [action for to, frame in notices for action in self._tell(to, frame)]
+        actions = [action for to, frame in notices for action in self._tell(to, frame)] \
+            if notices else []
+        if session.conn is not None:
+            actions.append(TimeQuiet(session.conn))
+        return actions
 
     # --- reaching clients ---
 
@@ -696,13 +703,15 @@ class ChatServer:
     def _resume(self, session, request, frame_id, now):
         """The session's client is back on a new staying connection: reach it there, and
         send again everything it has not acknowledged, from the oldest, in order."""
+        left = session.conn     # a connection it leaves (still open, say) is timed again
         self._sessions.attach(session, request.conn)
         session.stays = True
+        quiet = [TimeQuiet(left)] if left is not None and left != request.conn else []
         # the resume is the retry: a retry timer still due finds nothing to do
         session.window.backoff_s = 0.0
         return [Log(f"{session.user} resumed the session on connection {request.conn}"),
                 _answer(request.conn, frame_id, {"type": "ok", "head": self._store.head}),
-                *self._send_waiting(session)]
+                *quiet, *self._send_waiting(session)]
 
     def _logout(self, session, request, frame_id, now):
         reason = request.frame.get("reason")

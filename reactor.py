@@ -279,7 +279,11 @@ class Lapses:
     def discard(self, key):
         """Forget `key`; nothing happens if it is not here. (The timer stays: waking early, it
         finds nothing due and is armed again for the oldest left.)"""
-        self._since.pop(key, None)
+        since = self._since
+        if since.pop(key, None) is not None and not since:
+            # a dict keeps the table of its largest size: a burst of 10,000 logins, each past
+            # its first-frame limit, left that limit's empty dict holding 37 bytes a user
+            self._since = {}
 
     def __contains__(self, key):
         return key in self._since
@@ -300,6 +304,8 @@ class Lapses:
             lapsed.append(key)
         for key in lapsed:
             del since[key]
+        if lapsed and not since:
+            self._since = {}        # (as discard)
         for key in lapsed:      # each on its own: one that fails does not keep the rest open
             self._reactor._guarded(self._on_lapse, key)
 

@@ -18,7 +18,7 @@ import limits
 from protocol import UNAVAILABLE_RETRY_S, Numbered, encode, encode_text, error, whole
 from reactor import FRAME_TIME_S, Handler, KeyedTimers, Lapses, RepeatedLines
 from server_events import (Arm, Close, Closed, Deliver, DeliverEach, Expired, Log, Reply,
-                           StoreRecovered, Undelivered, accepted_event, delivery_event,
+                           StoreRecovered, TimeQuiet, Undelivered, accepted_event, delivery_event,
                            delivery_hello, delivery_proven)
 from storage import StoreUnavailable
 
@@ -43,12 +43,16 @@ ORDINARY_CLOSES = ("bye", "eof", "idle", "server stopping", "quit")
 
 class AcceptedState:
     """A connection a client opened to us. On the native port it holds nothing (its quiet
-    limit is in the glue's Lapses), so they all share ACCEPTED: 40 bytes of each idle user;
-    irc_glue's holds the connection's link."""
+    limit is in the glue's Lapses), so they all share ACCEPTED, or CARRYING while it carries
+    a session: 40 bytes of each idle user; irc_glue's holds the connection's link."""
     __slots__ = ()
 
 
-ACCEPTED = AcceptedState()
+ACCEPTED = AcceptedState()      # timed by its quiet limit (the glue's Lapses)
+# carries a logged-in session, whose time-out (the core's one idle check) stands for its quiet
+# limit until the session ends (TimeQuiet): an entry in the Lapses, with its time, was 74
+# bytes of each idle staying user
+CARRYING = AcceptedState()
 
 
 class Handshake(enum.Enum):
@@ -132,7 +136,7 @@ class ServerGlue:
         self._last_encoded = (None, b"")    # (frame, its bytes): see _encoded
         self._actions = {Reply: self._reply, Deliver: self._deliver,
                          DeliverEach: self._deliver_each, Close: self._close, Arm: self._arm,
-                         Log: self._log}
+                         Log: self._log, TimeQuiet: self._time_quiet}
 
     def listen(self, host, port, tls=None):
         """Take clients' connections on (host, port) -> the reactor's Listener."""
@@ -228,6 +232,13 @@ class ServerGlue:
         conn = self.conns.get(action.conn)
         if conn is not None:
             conn.close(action.reason)
+
+    def _time_quiet(self, action, committed=True):
+        conn = self.conns.get(action.conn)
+        # (an IRC link keeps its own limits, and has no state of ours)
+        if getattr(conn, "data", None) is CARRYING and action.conn not in self.core.carried:
+            conn.data = ACCEPTED
+            self.arm_quiet(conn, self.idle_s)
 
     def _arm(self, action, committed=True):
         self.timers.arm(action.key, action.at)
@@ -490,7 +501,13 @@ class Accepted(Handler):
             # not hold a connection open for ever
             alive = alive or not _refused(actions, conn_id)
         if alive:
-            glue.arm_quiet(conn, glue.idle_s)
+            if conn_id in glue.core.carried:
+                if conn.data is not CARRYING:   # (it has just logged in or resumed)
+                    conn.data = CARRYING
+                    glue.stop_quiet(conn)
+            else:
+                conn.data = ACCEPTED
+                glue.arm_quiet(conn, glue.idle_s)
 
     def on_oversize(self, conn):
         # refused too long: no sign of life either (the reactor times the frame it discards)
@@ -507,7 +524,8 @@ class Accepted(Handler):
         # the connection lets go of its timer, which refers back to it: freed now, not by the
         # cycle collector (a burst of short connections piled up otherwise)
         glue = self.glue
-        glue.stop_quiet(conn)
+        if state is not CARRYING:
+            glue.stop_quiet(conn)
         glue.conns.pop(conn.id, None)
         host = conn.host
         mine = glue.by_address.get(host)

@@ -61,6 +61,8 @@ def test_an_idle_staying_user_costs_a_bounded_number_of_bytes_and_no_timer_of_it
         print(f"{grown / USERS:.0f} bytes per idle staying user")
         assert grown / USERS <= BYTES_PER_USER_MAX
         assert len(reactor._wheel) <= TIMERS_MAX
+        # nor a place under a quiet limit: the session's time-out stands for the connection's
+        assert sum(len(lapses) for lapses in glue._quiet.values()) == 0
     finally:
         for client in clients:
             client.close()
