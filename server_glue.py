@@ -104,7 +104,9 @@ class ServerGlue:
         self.first_frame_s = first_frame_s    # a new connection that sends nothing is closed
         self.max_connections = max_connections
         self.max_per_address = max_per_address
-        self.by_address = {}      # host -> {conn id: connection}, oldest first
+        # host -> how many accepted connections from it are open (a count, not a dict of
+        # them: 37 bytes of each idle user; shedding finds the newest in `conns`)
+        self.by_address = {}
         self._held_lines = None   # while a pass's actions are carried out: its log lines
         self.repeated = RepeatedLines(reactor, self._say, LOG_QUIET_S)
         # group commit: one transaction per loop pass, committed before any of its replies
@@ -437,8 +439,8 @@ class Accepted(Handler):
     def on_accepted(self, conn):
         glue = self.glue
         host = conn.host
-        mine = glue.by_address.setdefault(host, {})
-        if len(mine) >= glue.max_per_address:
+        theirs = glue.by_address.get(host, 0)
+        if theirs >= glue.max_per_address:
             self._refuse(conn, "refused a connection: its address holds the most it may",
                          "at the per-address cap")
             return
@@ -447,7 +449,7 @@ class Accepted(Handler):
                          "at the connection cap")
             return
         glue.conns[conn.id] = conn
-        mine[conn.id] = conn
+        glue.by_address[host] = glue.by_address.get(host, 0) + 1   # (one may have been shed)
         conn.data = self.new_state(conn)
         glue.arm_quiet(conn, glue.first_frame_s, "no complete frame")
 
@@ -457,8 +459,6 @@ class Accepted(Handler):
 
     def _refuse(self, conn, what, reason):
         """Close a new connection at once, unanswered; said once a minute per address."""
-        if not self.glue.by_address.get(conn.host):
-            self.glue.by_address.pop(conn.host, None)
         self.glue.log_repeated((what, conn.host), f"{what} from {conn.host}")
         conn.data = None        # never one of ours: on_closed knows it by this
         conn.abort(reason)
@@ -468,15 +468,17 @@ class Accepted(Handler):
         holds the most, unless it carries a session: one address cannot shut everyone out,
         and a logged-in user's requests still get through. -> True if one was shed."""
         glue = self.glue
-        host, theirs = max(glue.by_address.items(), key=lambda item: len(item[1]))
-        for conn in reversed(list(theirs.values())):
-            if not glue.core.carries_session(conn.id):
+        by_address = glue.by_address
+        host = max(by_address, key=by_address.get)
+        carried = glue.core.carried
+        for conn in reversed(glue.conns.values()):     # (the newest first)
+            conn = getattr(conn, "conn", conn)          # (an IRC link: its connection)
+            if conn.host == host and conn.id not in carried:
                 glue.log_repeated(("shed a connection at the connection cap", host),
                                   f"at the connection cap: shed the newest connection of "
-                                  f"{host}, which holds the most ({len(theirs)})")
+                                  f"{host}, which holds the most ({by_address[host]})")
                 conn.abort("shed at the connection cap")
-                glue.conns.pop(conn.id, None)       # room now; on_closed follows
-                del theirs[conn.id]
+                _forget(glue, conn)                     # room now; on_closed follows
                 return True
         return False
 
@@ -526,17 +528,22 @@ class Accepted(Handler):
         glue = self.glue
         if state is not CARRYING:
             glue.stop_quiet(conn)
-        glue.conns.pop(conn.id, None)
+        _forget(glue, conn)
         host = conn.host
-        mine = glue.by_address.get(host)
-        if mine is not None:
-            mine.pop(conn.id, None)
-            if not mine:
-                del glue.by_address[host]
         if reason not in ORDINARY_CLOSES:
             glue.log_repeated((f"connection closed: {reason}", host),
                               f"connection {conn.id} from {host} closed: {reason}")
         glue.feed(Closed(conn.id))
+
+
+def _forget(glue, conn):
+    """Accepted `conn` is no longer counted (closed, or shed and about to be), once."""
+    if glue.conns.pop(conn.id, None) is not None:
+        left = glue.by_address[conn.host] - 1
+        if left:
+            glue.by_address[conn.host] = left
+        else:
+            del glue.by_address[conn.host]
 
 
 class Outgoing(Handler):
