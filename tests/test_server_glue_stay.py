@@ -248,7 +248,7 @@ def test_a_slow_consumer_is_cut_off_and_its_messages_wait_for_it(world):
     token = protocol.decode(bytes(received).split(b"\n")[0])["token"]
     # a slow network: the kernel holds little for this client, so the server's own buffer grows
     theirs = stalled.getsockname()
-    server_side = next(c for c in world.reactor._conns.values() if c.peer == theirs)
+    server_side = next(c for c in world.reactor.connections() if c.peer == theirs)
     server_side.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     bob, bob_token = logged_in(world, "seas", "summerisover")
     texts = [f"{n:04d} " + "x" * 3000 for n in range(90)]   # 270 KB, within bob's rate burst
@@ -342,7 +342,7 @@ def test_closed_connections_are_freed_without_the_cycle_collector(world):
         sender.conn.close("gone")
         del sender
         pump(world.reactor, lambda: not world.glue.deliveries and len(world.glue.conns) == 0
-             and len(world.reactor._conns) == 0)
+             and not world.reactor.connections())
         world.clock.advance(1.0)
         # (the test's staying Client keeps its own connection: that cycle is the test's)
         left = [obj for obj in gc.get_objects() if isinstance(obj, Connection) and obj.closed
