@@ -340,7 +340,7 @@ class ChatServer:
             if self._instance and not token.startswith(self._instance + "."):
                 raise Refused("no_session", "the server restarted; log in again", restarted=True)
             raise Refused("no_session")
-        if host is not None and session.address[0] != host:
+        if host is not None and session.host != host:
             raise Refused("no_session", "that token belongs to a session from another address")
         return session
 
@@ -406,14 +406,14 @@ class ChatServer:
         # the account's own name string (interned as the accounts were read, passwords.py),
         # not the copy this login decoded: the session keeps it as long as it lives
         user = sys.intern(user)
-        return self._start_session(request.conn, frame_id, user, (request.host, port), now, stay)
+        return self._start_session(request.conn, frame_id, user, request.host, port, now, stay)
 
-    def _start_session(self, conn, frame_id, user, address, now, stays=False):
+    def _start_session(self, conn, frame_id, user, host, port, now, stays=False):
         old = self._users.get(user)
         token = self._make_secret()
         if self._instance:
             token = f"{self._instance}.{token}"
-        session = Session(user, token, self._make_secret(), address, now, stays=stays)
+        session = Session(user, token, self._make_secret(), host, port, now, stays=stays)
         # the proof is the session's key (deliveries prove it, never send it); the store and
         # head let a client tell a new store from the one it knew, and a number far beyond
         # any given (PROTOCOL.md, "Guaranteed delivery")
@@ -421,7 +421,7 @@ class ChatServer:
                    "proof": session.proof, "store": self._store.identity,
                    "head": self._store.head}
         staying = ", staying connected" if stays else ""
-        actions = [Log(f"{user} logged in from {_shown(address)}{staying}"),
+        actions = [Log(f"{user} logged in from {_shown((host, port))}{staying}"),
                    _answer(conn, frame_id, welcome)]
         if old is None:
             actions += self._presence_change(user, online=True, now=now)
@@ -474,13 +474,15 @@ class ChatServer:
     def _reach(self, session, frame):
         """Deliver `frame` to the session's client by whichever way it is connected."""
         if not session.stays:
-            return [Deliver(session.address, session.proof, frame, user=session.user)]
+            return [Deliver((session.host, session.port), session.proof, frame,
+                            user=session.user)]
         if session.conn is None:
             # Detached: a numbered message stays stored and goes out at the resume, from the
             # oldest unacknowledged (or at the next login); a notice lapses, as one to a
             # listening port that cannot be reached does.
             return []
-        return [Deliver(session.address, session.proof, frame, session.conn, session.user)]
+        return [Deliver((session.host, session.port), session.proof, frame, session.conn,
+                        session.user)]
 
     def _tell(self, user, frame):
         """Deliver `frame` to `user` if online; nothing otherwise."""
@@ -513,8 +515,8 @@ class ChatServer:
         for name, other in sorted(self._users.items()):
             if name != user and name not in blocked:
                 if other.conn is not None:      # (_reach's usual case, inline)
-                    actions.append(Deliver(other.address, other.proof, notice, other.conn,
-                                           name))
+                    actions.append(Deliver((other.host, other.port), other.proof, notice,
+                                           other.conn, name))
                 else:
                     actions += self._reach(other, notice)
         return actions
@@ -758,7 +760,7 @@ class ChatServer:
             return [Log(f"{target} refused {requester} its address"),
                     _answer(request.conn, frame_id, {"type": "ok"}),
                     *self._reach(asker, {"type": "address_refused", "user": target})]
-        host, port = session.address
+        host, port = session.host, session.port
         if port is None:
             # the target agreed, but its client listens nowhere (it stays connected without a
             # port): no peer could reach it, so there is no address to give, and both are told

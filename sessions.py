@@ -26,11 +26,20 @@ class Session:
     user: str
     token: str
     proof: str
-    address: tuple              # (host, listening port or None)
+    # where its deliveries go: the host (the one string for every session from it) and the
+    # listening port (None: a staying client's, reached on its connection only). Two fields,
+    # not an (host, port) tuple: 48 bytes less of each user (address makes one on demand)
+    host: str
+    port: int | None
     last_seen: float
     window: Window = field(default_factory=Window)
     stays: bool = False         # the client keeps a connection open and is reached only on it
     conn: int | None = None     # that connection while it lasts; None: detached, until a resume
+
+    @property
+    def address(self):
+        """(host, listening port or None), for a Deliver and a log line."""
+        return (self.host, self.port)
 
 
 class RandomSecrets:
