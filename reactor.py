@@ -285,6 +285,15 @@ class Lapses:
             # its first-frame limit, left that limit's empty dict holding 37 bytes a user
             self._since = {}
 
+    @staticmethod
+    def discard_from(each, key):
+        """Forget `key` in each of `each` (Lapses): one call for a key that is under one of
+        several limits, not one per limit (a login and a logout asked four times)."""
+        for lapses in each:
+            since = lapses._since
+            if since.pop(key, None) is not None and not since:
+                lapses._since = {}      # (as discard)
+
     def __contains__(self, key):
         return key in self._since
 

@@ -426,8 +426,7 @@ class ServerGlue:
 
     def stop_quiet(self, conn):
         """`conn` is under no quiet limit any more."""
-        for lapses in self._quiet.values():
-            lapses.discard(conn)
+        Lapses.discard_from(self._quiet.values(), conn)
 
 
 class Accepted(Handler):
