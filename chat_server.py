@@ -17,7 +17,7 @@ import limits
 import passwords
 import protocol
 from consents import Consents
-from delivery import Deliveries
+from delivery import Deliveries, Window, settle, window_of
 from lockouts import Lockouts
 from presence import Presence
 from senders import LAST, NEW, TOO_OLD
@@ -218,7 +218,7 @@ class ChatServer:
         """True while the session with `proof` has messages on their way, unacknowledged: its
         delivery connection stays open for the acknowledgement."""
         session = self._sessions.by_proof.get(proof)
-        return session is not None and bool(session.window.sent)
+        return session is not None and session.window is not None and bool(session.window.sent)
 
     # --- requests ---
 
@@ -461,11 +461,17 @@ class ChatServer:
 
     def _send_waiting(self, session):
         """Deliver again, in order, what the session's client has not acknowledged."""
+        if session.window is None:
+            session.window = Window(session.acked)      # (restart makes it so)
         self._deliveries.restart(session.window)
-        return self._top_up(session)
+        actions = self._top_up(session)
+        settle(session)         # (a login with nothing waiting, say)
+        return actions
 
     def _top_up(self, session):
         """Send the next waiting messages while the session's window has room."""
+        if session.window is None:
+            return []       # settled: nothing waits
         frames = self._deliveries.top_up(session.user, session.window)
         if not frames:
             return []       # (most often: a login with nothing waiting, an ack of the last)
@@ -491,9 +497,12 @@ class ChatServer:
 
     def _acknowledged(self, session, seq):
         """The session's client has shown everything up to `seq`: the window opens."""
-        if not self._deliveries.acknowledge(session.user, session.window, seq):
+        if not self._deliveries.acknowledge(session.user, window_of(session), seq):
+            settle(session)
             return []   # old news
-        return self._top_up(session)
+        actions = self._top_up(session)
+        settle(session)         # (an ack of the last one sent, with nothing waiting)
+        return actions
 
     # --- presence ---
 
@@ -710,7 +719,8 @@ class ChatServer:
         session.stays = True
         quiet = [TimeQuiet(left)] if left is not None and left != request.conn else []
         # the resume is the retry: a retry timer still due finds nothing to do
-        session.window.backoff_s = 0.0
+        if session.window is not None:
+            session.window.backoff_s = 0.0
         return [Log(f"{session.user} resumed the session on connection {request.conn}"),
                 _answer(request.conn, frame_id, {"type": "ok", "head": self._store.head}),
                 *quiet, *self._send_waiting(session)]
@@ -816,7 +826,8 @@ class ChatServer:
 
     def _redeliver(self, key, now):
         session = self._users.get(key.user)
-        if session is None or session.proof != key.proof or not session.window.retrying:
+        if (session is None or session.proof != key.proof or session.window is None
+                or not session.window.retrying):
             return []   # stale: that session ended, or it resumed meanwhile
         return self._send_waiting(session)
 
@@ -850,7 +861,7 @@ class ChatServer:
         if session is None:
             return [Log(f"{failed}; what it carried is kept for the next login")]
         user = session.user
-        unacked = len(session.window.sent)
+        unacked = len(session.window.sent) if session.window is not None else 0
         if not unacked:
             return [Log(f"{failed}; only notices, dropped")]
         backoff_s = self._deliveries.failed(session.window)

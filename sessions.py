@@ -12,9 +12,7 @@ constant, so that is also the order the sessions time out in, and the core's one
 idle user's 2 KB (its wheel entry, key, deadline and re-arms).
 """
 import os
-from dataclasses import dataclass, field
-
-from delivery import Window
+from dataclasses import dataclass
 
 SECRET_BYTES = 16           # a token's or a proof's randomness (as secrets.token_hex(16))
 SECRETS_PER_DRAW = 64       # secrets drawn from the system at once: a login takes two
@@ -32,7 +30,10 @@ class Session:
     host: str
     port: int | None
     last_seen: float
-    window: Window = field(default_factory=Window)
+    # what is on its way (delivery.Window), or None while nothing is (delivery.settle), with
+    # the number its client has acknowledged: a session's first window reads the store
+    window: object = None
+    acked: int = 0
     stays: bool = False         # the client keeps a connection open and is reached only on it
     conn: int | None = None     # that connection while it lasts; None: detached, until a resume
 
