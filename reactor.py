@@ -389,9 +389,9 @@ class Connection:
     # None while empty (an idle connection's were 112 of its bytes). The other end is kept as
     # its host alone (one string for every connection from it): the port only ever went into
     # a log line, and a (host, port) tuple with its port number was 88 bytes of each user.
-    __slots__ = ("id", "sock", "handler", "host", "data", "connecting", "outgoing", "closed",
+    __slots__ = ("id", "sock", "handler", "host", "data", "connecting", "closed",
                  "closing_reason", "_reactor", "_inbuf", "_discarding", "_out", "_out_bytes",
-                 "_paused", "_dirty", "_mask", "_timer", "_frame_timer", "_tls")
+                 "_paused", "_dirty", "_mask", "_timer", "_frame_timer", "_dial")
 
     def __init__(self, reactor, sock, handler, host, connecting=False):
         self.id = reactor._adopt(self)
@@ -400,7 +400,6 @@ class Connection:
         self.host = host                # the other end's host, or None (a socketpair)
         self.data = None
         self.connecting = connecting    # not open yet: TCP connect or TLS handshake in progress
-        self.outgoing = connecting
         self.closed = False
         self.closing_reason = None
         self._reactor = reactor
@@ -413,7 +412,9 @@ class Connection:
         self._mask = 0
         self._timer = None              # connect time-out, then close linger
         self._frame_timer = None        # the frame begun must end by then (frame_time_s)
-        self._tls = None                # (SSLContext, server_hostname or None) until wrapped
+        # made by connect(), until open: (SSLContext or None, server_hostname). One slot for
+        # what only a connect needs (an accepted connection's None), not two
+        self._dial = (None, None) if connecting else None
 
     @property
     def peer(self):
@@ -604,7 +605,7 @@ class Reactor:
         sock.setblocking(False)
         conn = Connection(self, sock, handler, host, connecting=True)
         if tls is not None:
-            conn._tls = (tls, server_hostname or host)
+            conn._dial = (tls, server_hostname or host)
         try:
             err = sock.connect_ex((host, port))
         except socket.gaierror:         # its errno is a resolver code, not an errno
@@ -806,8 +807,8 @@ class Reactor:
                 self._close(conn, _reason_of(err), flush=False)
                 return
             _nodelay(conn.sock)
-            if conn._tls is not None:
-                context, hostname = conn._tls
+            context, hostname = conn._dial or (None, None)
+            if context is not None:
                 conn.sock = context.wrap_socket(conn.sock, server_hostname=hostname,
                                                 do_handshake_on_connect=False)
         if isinstance(conn.sock, ssl.SSLSocket):
@@ -826,7 +827,8 @@ class Reactor:
 
     def _opened(self, conn):
         conn.connecting = False
-        if conn.outgoing:
+        if conn._dial is not None:          # (an outgoing connection: it dialled)
+            conn._dial = None
             conn._timer.cancel()
             conn._timer = None
             if conn.closing_reason is None:     # closed while connecting: only its last output is owed
