@@ -17,14 +17,14 @@ import limits
 import passwords
 import protocol
 from consents import Consents
-from delivery import Deliveries
+from delivery import Deliveries, Window, settle, window_of
 from lockouts import Lockouts
 from presence import Presence
 from senders import LAST, NEW, TOO_OLD
 from protocol import FrameError, whole
 from server_events import (Acked, Arm, AskLapses, BadFrame, Close, Closed, Deliver, DeliverEach,
                            Expired, IdleCheck, Log, PresenceBatch, Redeliver, Reply, Request,
-                           StoreRecovered, Undelivered)
+                           StoreRecovered, TimeQuiet, Undelivered)
 from sessions import RandomSecrets, Session, Sessions
 from storage import StoreUnavailable
 
@@ -159,6 +159,10 @@ class ChatServer:
         self._consents = Consents(settings.consent_s, make_secret)
         self._sessions = Sessions()
         self._users = self._sessions.by_user       # user -> Session, to read
+        # staying connection -> the session it carries, for the glue to read: a connection
+        # carrying a session is timed by the session's time-out, not its own quiet limit
+        # (carries_session, without the call: the glue asks after every read)
+        self.carried = self._sessions.by_conn
         # one IdleCheck timer for every session, due at the longest silent one's time-out;
         # armed while there is a session
         self._idle_check_armed = False
@@ -216,7 +220,7 @@ class ChatServer:
         """True while the session with `proof` has messages on their way, unacknowledged: its
         delivery connection stays open for the acknowledgement."""
         session = self._sessions.by_proof.get(proof)
-        return session is not None and bool(session.window.sent)
+        return session is not None and session.window is not None and bool(session.window.sent)
 
     # --- requests ---
 
@@ -350,7 +354,7 @@ class ChatServer:
             if self._instance and not token.startswith(self._instance + "."):
                 raise Refused("no_session", "the server restarted; log in again", restarted=True)
             raise Refused("no_session")
-        if host is not None and session.address[0] != host:
+        if host is not None and session.host != host:
             raise Refused("no_session", "that token belongs to a session from another address")
         return session
 
@@ -416,14 +420,14 @@ class ChatServer:
         # the account's own name string (interned as the accounts were read, passwords.py),
         # not the copy this login decoded: the session keeps it as long as it lives
         user = sys.intern(user)
-        return self._start_session(request.conn, frame_id, user, (request.host, port), now, stay)
+        return self._start_session(request.conn, frame_id, user, request.host, port, now, stay)
 
-    def _start_session(self, conn, frame_id, user, address, now, stays=False):
+    def _start_session(self, conn, frame_id, user, host, port, now, stays=False):
         old = self._users.get(user)
         token = self._make_secret()
         if self._instance:
             token = f"{self._instance}.{token}"
-        session = Session(user, token, self._make_secret(), address, now, stays=stays)
+        session = Session(user, token, self._make_secret(), host, port, now, stays=stays)
         # the proof is the session's key (deliveries prove it, never send it); the store and
         # head let a client tell a new store from the one it knew, and a number far beyond
         # any given (PROTOCOL.md, "Guaranteed delivery")
@@ -431,7 +435,7 @@ class ChatServer:
                    "proof": session.proof, "store": self._store.identity,
                    "head": self._store.head}
         staying = ", staying connected" if stays else ""
-        actions = [Log(f"{user} logged in from {_shown(address)}{staying}"),
+        actions = [Log(f"{user} logged in from {_shown((host, port))}{staying}"),
                    _answer(conn, frame_id, welcome)]
         if old is None:
             actions += self._presence_change(user, online=True, now=now)
@@ -457,22 +461,31 @@ class ChatServer:
         return actions
 
     def _end_session(self, user):
-        """End `user`'s session and the consents it took part in; returns the notices."""
-        self._sessions.end(user)
+        """End `user`'s session and the consents it took part in; returns the notices, and
+        a TimeQuiet for the staying connection it leaves."""
+        session = self._sessions.end(user)
         notices = self._consents.end(user)
-        if not notices:
-            return []
-        return [action for to, frame in notices for action in self._tell(to, frame)]
+        actions = [action for to, frame in notices for action in self._tell(to, frame)] \
+            if notices else []
+        if session.conn is not None:
+            actions.append(TimeQuiet(session.conn))
+        return actions
 
     # --- reaching clients ---
 
     def _send_waiting(self, session):
         """Deliver again, in order, what the session's client has not acknowledged."""
+        if session.window is None:
+            session.window = Window(session.acked)      # (restart makes it so)
         self._deliveries.restart(session.window)
-        return self._top_up(session)
+        actions = self._top_up(session)
+        settle(session)         # (a login with nothing waiting, say)
+        return actions
 
     def _top_up(self, session):
         """Send the next waiting messages while the session's window has room."""
+        if session.window is None:
+            return []       # settled: nothing waits
         frames = self._deliveries.top_up(session.user, session.window)
         if not frames:
             return []       # (most often: a login with nothing waiting, an ack of the last)
@@ -481,13 +494,15 @@ class ChatServer:
     def _reach(self, session, frame):
         """Deliver `frame` to the session's client by whichever way it is connected."""
         if not session.stays:
-            return [Deliver(session.address, session.proof, frame, user=session.user)]
+            return [Deliver((session.host, session.port), session.proof, frame,
+                            user=session.user)]
         if session.conn is None:
             # Detached: a numbered message stays stored and goes out at the resume, from the
             # oldest unacknowledged (or at the next login); a notice lapses, as one to a
             # listening port that cannot be reached does.
             return []
-        return [Deliver(session.address, session.proof, frame, session.conn, session.user)]
+        return [Deliver((session.host, session.port), session.proof, frame, session.conn,
+                        session.user)]
 
     def _tell(self, user, frame):
         """Deliver `frame` to `user` if online; nothing otherwise."""
@@ -496,9 +511,12 @@ class ChatServer:
 
     def _acknowledged(self, session, seq):
         """The session's client has shown everything up to `seq`: the window opens."""
-        if not self._deliveries.acknowledge(session.user, session.window, seq):
+        if not self._deliveries.acknowledge(session.user, window_of(session), seq):
+            settle(session)
             return []   # old news
-        return self._top_up(session)
+        actions = self._top_up(session)
+        settle(session)         # (an ack of the last one sent, with nothing waiting)
+        return actions
 
     # --- presence ---
 
@@ -520,8 +538,8 @@ class ChatServer:
         for name, other in sorted(self._users.items()):
             if name != user and name not in blocked:
                 if other.conn is not None:      # (_reach's usual case, inline)
-                    actions.append(Deliver(other.address, other.proof, notice, other.conn,
-                                           name))
+                    actions.append(Deliver((other.host, other.port), other.proof, notice,
+                                           other.conn, name))
                 else:
                     actions += self._reach(other, notice)
         return actions
@@ -732,13 +750,16 @@ class ChatServer:
     def _resume(self, session, request, frame_id, now):
         """The session's client is back on a new staying connection: reach it there, and
         send again everything it has not acknowledged, from the oldest, in order."""
+        left = session.conn     # a connection it leaves (still open, say) is timed again
         self._sessions.attach(session, request.conn)
         session.stays = True
+        quiet = [TimeQuiet(left)] if left is not None and left != request.conn else []
         # the resume is the retry: a retry timer still due finds nothing to do
-        session.window.backoff_s = 0.0
+        if session.window is not None:
+            session.window.backoff_s = 0.0
         return [Log(f"{session.user} resumed the session on connection {request.conn}"),
                 _answer(request.conn, frame_id, {"type": "ok", "head": self._store.head}),
-                *self._send_waiting(session)]
+                *quiet, *self._send_waiting(session)]
 
     def _logout(self, session, request, frame_id, now):
         reason = request.frame.get("reason")
@@ -785,7 +806,7 @@ class ChatServer:
             return [Log(f"{target} refused {requester} its address"),
                     _answer(request.conn, frame_id, {"type": "ok"}),
                     *self._reach(asker, {"type": "address_refused", "user": target})]
-        host, port = session.address
+        host, port = session.host, session.port
         if port is None:
             # the target agreed, but its client listens nowhere (it stays connected without a
             # port): no peer could reach it, so there is no address to give, and both are told
@@ -841,7 +862,8 @@ class ChatServer:
 
     def _redeliver(self, key, now):
         session = self._users.get(key.user)
-        if session is None or session.proof != key.proof or not session.window.retrying:
+        if (session is None or session.proof != key.proof or session.window is None
+                or not session.window.retrying):
             return []   # stale: that session ended, or it resumed meanwhile
         return self._send_waiting(session)
 
@@ -875,7 +897,7 @@ class ChatServer:
         if session is None:
             return [Log(f"{failed}; what it carried is kept for the next login")]
         user = session.user
-        unacked = len(session.window.sent)
+        unacked = len(session.window.sent) if session.window is not None else 0
         if not unacked:
             return [Log(f"{failed}; only notices, dropped")]
         backoff_s = self._deliveries.failed(session.window)

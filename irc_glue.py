@@ -45,7 +45,7 @@ class IrcFront(Accepted):
 
     def new_state(self, conn):
         state = _IrcState()
-        session = IrcSession(self.accounts, self.server_name, self.room, conn.peer[0],
+        session = IrcSession(self.accounts, self.server_name, self.room, conn.host,
                              open_accounts=self.open, shared=self.shared,
                              is_online=self.glue.core.is_online)
         state.link = IrcLink(self, conn, session)
@@ -169,7 +169,7 @@ class IrcLink:
         requests, session.requests = session.requests, []
         glue = self.glue
         now = glue.reactor.clock.now()
-        host = self.conn.peer[0]
+        host = self.conn.host
         for frame in requests:
             glue.apply(glue.core.handle(Request(self.id, frame, host), now))
 

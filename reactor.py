@@ -279,7 +279,20 @@ class Lapses:
     def discard(self, key):
         """Forget `key`; nothing happens if it is not here. (The timer stays: waking early, it
         finds nothing due and is armed again for the oldest left.)"""
-        self._since.pop(key, None)
+        since = self._since
+        if since.pop(key, None) is not None and not since:
+            # a dict keeps the table of its largest size: a burst of 10,000 logins, each past
+            # its first-frame limit, left that limit's empty dict holding 37 bytes a user
+            self._since = {}
+
+    @staticmethod
+    def discard_from(each, key):
+        """Forget `key` in each of `each` (Lapses): one call for a key that is under one of
+        several limits, not one per limit (a login and a logout asked four times)."""
+        for lapses in each:
+            since = lapses._since
+            if since.pop(key, None) is not None and not since:
+                lapses._since = {}      # (as discard)
 
     def __contains__(self, key):
         return key in self._since
@@ -300,6 +313,8 @@ class Lapses:
             lapsed.append(key)
         for key in lapsed:
             del since[key]
+        if lapsed and not since:
+            self._since = {}        # (as discard)
         for key in lapsed:      # each on its own: one that fails does not keep the rest open
             self._reactor._guarded(self._on_lapse, key)
 
@@ -371,19 +386,20 @@ class Connection:
 
     # slots: a server holds one per staying user (10,000 idle users: RSS 4.6 -> 3.7 KB each,
     # with the Session slots); and no empty buffers: the input buffer and the output list are
-    # None while empty (an idle connection's were 112 of its bytes)
-    __slots__ = ("id", "sock", "handler", "peer", "data", "connecting", "outgoing", "closed",
+    # None while empty (an idle connection's were 112 of its bytes). The other end is kept as
+    # its host alone (one string for every connection from it): the port only ever went into
+    # a log line, and a (host, port) tuple with its port number was 88 bytes of each user.
+    __slots__ = ("id", "sock", "handler", "host", "data", "connecting", "closed",
                  "closing_reason", "_reactor", "_inbuf", "_discarding", "_out", "_out_bytes",
-                 "_paused", "_dirty", "_mask", "_timer", "_frame_timer", "_tls")
+                 "_paused", "_dirty", "_mask", "_timer", "_frame_timer", "_dial")
 
-    def __init__(self, reactor, sock, handler, peer, connecting=False):
+    def __init__(self, reactor, sock, handler, host, connecting=False):
         self.id = reactor._adopt(self)
         self.sock = sock
         self.handler = handler
-        self.peer = peer
+        self.host = host                # the other end's host, or None (a socketpair)
         self.data = None
         self.connecting = connecting    # not open yet: TCP connect or TLS handshake in progress
-        self.outgoing = connecting
         self.closed = False
         self.closing_reason = None
         self._reactor = reactor
@@ -396,7 +412,21 @@ class Connection:
         self._mask = 0
         self._timer = None              # connect time-out, then close linger
         self._frame_timer = None        # the frame begun must end by then (frame_time_s)
-        self._tls = None                # (SSLContext, server_hostname or None) until wrapped
+        # made by connect(), until open: (SSLContext or None, server_hostname). One slot for
+        # what only a connect needs (an accepted connection's None), not two
+        self._dial = (None, None) if connecting else None
+
+    @property
+    def peer(self):
+        """(host, port) of the other end, for log lines (the port asked of the socket: None
+        once it is closed or before it connects); None if the host is not known."""
+        if self.host is None:
+            return None
+        try:
+            port = self.sock.getpeername()[1]
+        except (OSError, AttributeError, IndexError, TypeError):
+            port = None
+        return (self.host, port)
 
     @property
     def pending(self):
@@ -430,7 +460,7 @@ class Connection:
         self._reactor._close(self, reason, flush=False)
 
     def __repr__(self):
-        return f"<Connection {self.id} {self.peer}>"
+        return f"<Connection {self.id} {self.host}>"
 
 
 class Listener:
@@ -474,16 +504,27 @@ class Reactor:
         self._running = False
         self._wakeup = None
         self._on_signal = {}            # signal number -> the callback on_signals gave it
-        self._conns = {}                # id -> every connection not yet closed
         # an error in a callback that every input repeats must not flood the log
         self._errors = RepeatedLines(self, self.log)
         if hasattr(self.clock, "attach"):
             self.clock.attach(self)
 
     def _adopt(self, conn):
+        # an id, and no map of them: every open connection is in the selector's (a map of
+        # our own was 37 bytes of each idle user)
         self._ids += 1
-        self._conns[self._ids] = conn
         return self._ids
+
+    def connections(self):
+        """Every connection not yet closed, in no particular order. While open, each is
+        registered with the selector (for reading, or writing what it still owes); one
+        that is not is closing, with nothing left to write, at the end of this pass."""
+        found = {key.data.id: key.data for key in self._selector.get_map().values()
+                 if type(key.data) is Connection}
+        for conn in self._to_finish:
+            if not conn.closed:
+                found.setdefault(conn.id, conn)
+        return list(found.values())
 
     # -- timers ---------------------------------------------------------------------------
 
@@ -558,13 +599,13 @@ class Reactor:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         except OSError as exc:
             # out of descriptors, say: a failed connect like any other, never an exception
-            conn = Connection(self, None, handler, (host, port), connecting=True)
+            conn = Connection(self, None, handler, host, connecting=True)
             self._close(conn, _reason_of_error(exc), flush=False)
             return conn
         sock.setblocking(False)
-        conn = Connection(self, sock, handler, (host, port), connecting=True)
+        conn = Connection(self, sock, handler, host, connecting=True)
         if tls is not None:
-            conn._tls = (tls, server_hostname or host)
+            conn._dial = (tls, server_hostname or host)
         try:
             err = sock.connect_ex((host, port))
         except socket.gaierror:         # its errno is a resolver code, not an errno
@@ -582,10 +623,11 @@ class Reactor:
         self._set_mask(conn, selectors.EVENT_WRITE)
         return conn
 
-    def watch(self, sock, handler, peer=None):
-        """Adopt a connected socket (accepted, or one end of a socketpair) as a Connection."""
+    def watch(self, sock, handler, host=None):
+        """Adopt a connected socket (accepted, or one end of a socketpair) as a Connection;
+        `host` is the other end's, if known."""
         sock.setblocking(False)
-        conn = Connection(self, sock, handler, peer)
+        conn = Connection(self, sock, handler, host)
         self._set_mask(conn, selectors.EVENT_READ)
         return conn
 
@@ -681,7 +723,7 @@ class Reactor:
 
     def close_all(self, reason="shutdown"):
         """Close every connection, flushing what the kernel takes now; the rest is dropped."""
-        for conn in list(self._conns.values()):
+        for conn in self.connections():
             conn.close(reason)
         self._flush_dirty()
         self._finish_closes()
@@ -726,8 +768,7 @@ class Reactor:
             if not inherits:
                 _nodelay(sock)
             # one string for every connection from a host, not one each (58 bytes a user)
-            peer = (sys.intern(peer[0]), peer[1])
-            conn = self.watch(sock, listener.handler, peer)
+            conn = self.watch(sock, listener.handler, sys.intern(peer[0]))
             if listener.tls is not None:
                 conn.sock = listener.tls.wrap_socket(sock, server_side=True,
                                                      do_handshake_on_connect=False)
@@ -766,8 +807,8 @@ class Reactor:
                 self._close(conn, _reason_of(err), flush=False)
                 return
             _nodelay(conn.sock)
-            if conn._tls is not None:
-                context, hostname = conn._tls
+            context, hostname = conn._dial or (None, None)
+            if context is not None:
                 conn.sock = context.wrap_socket(conn.sock, server_hostname=hostname,
                                                 do_handshake_on_connect=False)
         if isinstance(conn.sock, ssl.SSLSocket):
@@ -786,7 +827,8 @@ class Reactor:
 
     def _opened(self, conn):
         conn.connecting = False
-        if conn.outgoing:
+        if conn._dial is not None:          # (an outgoing connection: it dialled)
+            conn._dial = None
             conn._timer.cancel()
             conn._timer = None
             if conn.closing_reason is None:     # closed while connecting: only its last output is owed
@@ -918,7 +960,7 @@ class Reactor:
 
     def _slow_consumer(self, conn):
         """`conn` holds more output than hard_limit: closed, and said once per burst."""
-        host = conn.peer[0] if conn.peer else "?"
+        host = conn.host or "?"
         self._errors.say(("slow consumer", host),
                          f"closing connection {conn.id} {conn.peer}: slow consumer "
                          f"({conn._out_bytes} bytes waiting)", f"slow consumers at {host}")
@@ -1041,7 +1083,6 @@ class Reactor:
                 if conn.closed:
                     continue
                 conn.closed = True
-                del self._conns[conn.id]
                 for timer in (conn._timer, conn._frame_timer):
                     if timer is not None:
                         timer.cancel()

@@ -14,7 +14,7 @@ from protocol import (DELIVERY_CLIENT_LABEL, DELIVERY_SERVER_LABEL, MAX_FRAME_BY
 # the shared Arm, Expired and Log are this core's too
 __all__ = ["Acked", "Arm", "AskLapses", "BadFrame", "Close", "Closed", "Deliver", "DeliverEach",
            "Expired", "IdleCheck", "Log", "PresenceBatch", "Redeliver", "Reply", "Request",
-           "StoreRecovered", "Undelivered", "accepted_event", "delivery_event", "delivery_hello",
+           "StoreRecovered", "TimeQuiet", "Undelivered", "accepted_event", "delivery_event", "delivery_hello",
            "delivery_proven"]
 
 
@@ -106,6 +106,14 @@ class Close:
     """Close accepted connection `conn` once what is queued on it is written."""
     conn: int
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TimeQuiet:
+    """Accepted connection `conn` stays open but carries no session any more (it ended, or
+    went on to another connection): time its quiet again, as a connection's that never logged
+    in. While it carried one, the session's own time-out stood for that."""
+    conn: int
 
 
 # --- Timer keys: what an Arm wakes the core for ----------------------------------------------

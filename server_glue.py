@@ -18,7 +18,7 @@ import limits
 from protocol import UNAVAILABLE_RETRY_S, Numbered, encode, error, reply_line, whole
 from reactor import FRAME_TIME_S, Handler, KeyedTimers, Lapses, RepeatedLines
 from server_events import (Arm, Close, Closed, Deliver, DeliverEach, Expired, Log, Reply,
-                           StoreRecovered, Undelivered, accepted_event, delivery_event,
+                           StoreRecovered, TimeQuiet, Undelivered, accepted_event, delivery_event,
                            delivery_hello, delivery_proven)
 from storage import StoreUnavailable
 
@@ -43,12 +43,16 @@ ORDINARY_CLOSES = ("bye", "eof", "idle", "server stopping", "quit")
 
 class AcceptedState:
     """A connection a client opened to us. On the native port it holds nothing (its quiet
-    limit is in the glue's Lapses), so they all share ACCEPTED: 40 bytes of each idle user;
-    irc_glue's holds the connection's link."""
+    limit is in the glue's Lapses), so they all share ACCEPTED, or CARRYING while it carries
+    a session: 40 bytes of each idle user; irc_glue's holds the connection's link."""
     __slots__ = ()
 
 
-ACCEPTED = AcceptedState()
+ACCEPTED = AcceptedState()      # timed by its quiet limit (the glue's Lapses)
+# carries a logged-in session, whose time-out (the core's one idle check) stands for its quiet
+# limit until the session ends (TimeQuiet): an entry in the Lapses, with its time, was 74
+# bytes of each idle staying user
+CARRYING = AcceptedState()
 
 
 class Handshake(enum.Enum):
@@ -100,7 +104,9 @@ class ServerGlue:
         self.first_frame_s = first_frame_s    # a new connection that sends nothing is closed
         self.max_connections = max_connections
         self.max_per_address = max_per_address
-        self.by_address = {}      # host -> {conn id: connection}, oldest first
+        # host -> how many accepted connections from it are open (a count, not a dict of
+        # them: 37 bytes of each idle user; shedding finds the newest in `conns`)
+        self.by_address = {}
         self._held_lines = None   # while a pass's actions are carried out: its log lines
         self.repeated = RepeatedLines(reactor, self._say, LOG_QUIET_S)
         # group commit: one transaction per loop pass, committed before any of its replies
@@ -132,7 +138,7 @@ class ServerGlue:
         self._last_encoded = (None, b"")    # (frame, its bytes): see _encoded
         self._actions = {Reply: self._reply, Deliver: self._deliver,
                          DeliverEach: self._deliver_each, Close: self._close, Arm: self._arm,
-                         Log: self._log}
+                         Log: self._log, TimeQuiet: self._time_quiet}
 
     def listen(self, host, port, tls=None):
         """Take clients' connections on (host, port) -> the reactor's Listener."""
@@ -228,6 +234,13 @@ class ServerGlue:
         conn = self.conns.get(action.conn)
         if conn is not None:
             conn.close(action.reason)
+
+    def _time_quiet(self, action, committed=True):
+        conn = self.conns.get(action.conn)
+        # (an IRC link keeps its own limits, and has no state of ours)
+        if getattr(conn, "data", None) is CARRYING and action.conn not in self.core.carried:
+            conn.data = ACCEPTED
+            self.arm_quiet(conn, self.idle_s)
 
     def _arm(self, action, committed=True):
         self.timers.arm(action.key, action.at)
@@ -413,8 +426,7 @@ class ServerGlue:
 
     def stop_quiet(self, conn):
         """`conn` is under no quiet limit any more."""
-        for lapses in self._quiet.values():
-            lapses.discard(conn)
+        Lapses.discard_from(self._quiet.values(), conn)
 
 
 class Accepted(Handler):
@@ -425,9 +437,9 @@ class Accepted(Handler):
 
     def on_accepted(self, conn):
         glue = self.glue
-        host = conn.peer[0]
-        mine = glue.by_address.setdefault(host, {})
-        if len(mine) >= glue.max_per_address:
+        host = conn.host
+        theirs = glue.by_address.get(host, 0)
+        if theirs >= glue.max_per_address:
             self._refuse(conn, "refused a connection: its address holds the most it may",
                          "at the per-address cap")
             return
@@ -436,7 +448,7 @@ class Accepted(Handler):
                          "at the connection cap")
             return
         glue.conns[conn.id] = conn
-        mine[conn.id] = conn
+        glue.by_address[host] = glue.by_address.get(host, 0) + 1   # (one may have been shed)
         conn.data = self.new_state(conn)
         glue.arm_quiet(conn, glue.first_frame_s, "no complete frame")
 
@@ -446,9 +458,7 @@ class Accepted(Handler):
 
     def _refuse(self, conn, what, reason):
         """Close a new connection at once, unanswered; said once a minute per address."""
-        if not self.glue.by_address.get(conn.peer[0]):
-            self.glue.by_address.pop(conn.peer[0], None)
-        self.glue.log_repeated((what, conn.peer[0]), f"{what} from {conn.peer[0]}")
+        self.glue.log_repeated((what, conn.host), f"{what} from {conn.host}")
         conn.data = None        # never one of ours: on_closed knows it by this
         conn.abort(reason)
 
@@ -457,15 +467,17 @@ class Accepted(Handler):
         holds the most, unless it carries a session: one address cannot shut everyone out,
         and a logged-in user's requests still get through. -> True if one was shed."""
         glue = self.glue
-        host, theirs = max(glue.by_address.items(), key=lambda item: len(item[1]))
-        for conn in reversed(list(theirs.values())):
-            if not glue.core.carries_session(conn.id):
+        by_address = glue.by_address
+        host = max(by_address, key=by_address.get)
+        carried = glue.core.carried
+        for conn in reversed(glue.conns.values()):     # (the newest first)
+            conn = getattr(conn, "conn", conn)          # (an IRC link: its connection)
+            if conn.host == host and conn.id not in carried:
                 glue.log_repeated(("shed a connection at the connection cap", host),
                                   f"at the connection cap: shed the newest connection of "
-                                  f"{host}, which holds the most ({len(theirs)})")
+                                  f"{host}, which holds the most ({by_address[host]})")
                 conn.abort("shed at the connection cap")
-                glue.conns.pop(conn.id, None)       # room now; on_closed follows
-                del theirs[conn.id]
+                _forget(glue, conn)                     # room now; on_closed follows
                 return True
         return False
 
@@ -476,7 +488,7 @@ class Accepted(Handler):
         """What one read brought: each line to the core, in order, at one `now`."""
         glue = self.glue
         handle = glue.core.handle
-        conn_id, host = conn.id, conn.peer[0]
+        conn_id, host = conn.id, conn.host
         now = glue.reactor.clock.now()
         alive = False
         for line in lines:
@@ -490,11 +502,17 @@ class Accepted(Handler):
             # not hold a connection open for ever
             alive = alive or not _refused(actions, conn_id)
         if alive:
-            glue.arm_quiet(conn, glue.idle_s)
+            if conn_id in glue.core.carried:
+                if conn.data is not CARRYING:   # (it has just logged in or resumed)
+                    conn.data = CARRYING
+                    glue.stop_quiet(conn)
+            else:
+                conn.data = ACCEPTED
+                glue.arm_quiet(conn, glue.idle_s)
 
     def on_oversize(self, conn):
         # refused too long: no sign of life either (the reactor times the frame it discards)
-        self.glue.feed(accepted_event(conn.id, conn.peer[0], None))
+        self.glue.feed(accepted_event(conn.id, conn.host, None))
 
     def on_frame_timeout(self, conn):
         """A frame begun too long ago (a slowloris): say so; the reactor closes, on_closed logs."""
@@ -507,18 +525,24 @@ class Accepted(Handler):
         # the connection lets go of its timer, which refers back to it: freed now, not by the
         # cycle collector (a burst of short connections piled up otherwise)
         glue = self.glue
-        glue.stop_quiet(conn)
-        glue.conns.pop(conn.id, None)
-        host = conn.peer[0]
-        mine = glue.by_address.get(host)
-        if mine is not None:
-            mine.pop(conn.id, None)
-            if not mine:
-                del glue.by_address[host]
+        if state is not CARRYING:
+            glue.stop_quiet(conn)
+        _forget(glue, conn)
+        host = conn.host
         if reason not in ORDINARY_CLOSES:
             glue.log_repeated((f"connection closed: {reason}", host),
                               f"connection {conn.id} from {host} closed: {reason}")
         glue.feed(Closed(conn.id))
+
+
+def _forget(glue, conn):
+    """Accepted `conn` is no longer counted (closed, or shed and about to be), once."""
+    if glue.conns.pop(conn.id, None) is not None:
+        left = glue.by_address[conn.host] - 1
+        if left:
+            glue.by_address[conn.host] = left
+        else:
+            del glue.by_address[conn.host]
 
 
 class Outgoing(Handler):

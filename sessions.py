@@ -12,9 +12,7 @@ constant, so that is also the order the sessions time out in, and the core's one
 idle user's 2 KB (its wheel entry, key, deadline and re-arms).
 """
 import os
-from dataclasses import dataclass, field
-
-from delivery import Window
+from dataclasses import dataclass
 
 SECRET_BYTES = 16           # a token's or a proof's randomness (as secrets.token_hex(16))
 SECRETS_PER_DRAW = 64       # secrets drawn from the system at once: a login takes two
@@ -26,11 +24,23 @@ class Session:
     user: str
     token: str
     proof: str
-    address: tuple              # (host, listening port or None)
+    # where its deliveries go: the host (the one string for every session from it) and the
+    # listening port (None: a staying client's, reached on its connection only). Two fields,
+    # not an (host, port) tuple: 48 bytes less of each user (address makes one on demand)
+    host: str
+    port: int | None
     last_seen: float
-    window: Window = field(default_factory=Window)
+    # what is on its way (delivery.Window), or None while nothing is (delivery.settle), with
+    # the number its client has acknowledged: a session's first window reads the store
+    window: object = None
+    acked: int = 0
     stays: bool = False         # the client keeps a connection open and is reached only on it
     conn: int | None = None     # that connection while it lasts; None: detached, until a resume
+
+    @property
+    def address(self):
+        """(host, listening port or None), for a Deliver and a log line."""
+        return (self.host, self.port)
 
 
 class RandomSecrets:

@@ -64,7 +64,7 @@ def main():
             until(reactor, lambda: screen._glue.core.token is not None)
         # quiet before the walk: the presence notice delivered, every connection closed
         until(reactor, lambda: b"seas has logged in." in alice_out.getvalue()
-              and not reactor._conns)
+              and not reactor.connections())
         calls, handled = [], []
         inside = []         # the depth of the server core's handle of the message, while in it
 

@@ -113,9 +113,10 @@ class Served:
         self.port = self.glue.listen("127.0.0.1", 0).port
         self.socks = []
 
-    def connect(self):
+    def connect(self, source="127.0.0.1"):
         adopted = self.reactor._ids
-        sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=5,
+                                        source_address=(source, 0))
         self.socks.append(sock)
         pump(self.reactor, lambda: self.reactor._ids > adopted)
         return sock
@@ -205,6 +206,32 @@ def test_past_the_per_address_cap_new_connections_are_closed_at_once_and_counted
     assert [line for line in srv.logged if "refused a connection" in line][1:] == [
         "refused a connection: its address holds the most it may from 127.0.0.1: 2 more like "
         "it in the last 60 s"]
+
+
+def _stays(srv, sock, user):
+    login = {"type": "login", "user": user, "password": ACCOUNTS[user], "stay": True, "id": 1}
+    assert json.loads(srv.send(sock, json.dumps(login).encode() + b"\n"))["type"] == "welcome"
+
+
+def test_at_the_cap_the_newest_connection_of_the_busiest_address_without_a_session_goes(
+        served):
+    srv = served(max_connections=4)
+    busiest = [srv.connect("127.0.0.2") for _ in range(3)]
+    _stays(srv, busiest[2], "alice")                 # the newest carries a session: it stays
+    other = srv.connect("127.0.0.3")                 # the 4th: at the cap
+    srv.connect("127.0.0.3")                         # the 5th: one of 127.0.0.2's goes
+    assert closed_by_server(busiest[1]) == b""
+    assert srv.glue.by_address == {"127.0.0.2": 2, "127.0.0.3": 2}
+    assert any("shed the newest connection of 127.0.0.2, which holds the most (3)" in line
+               for line in srv.logged)
+    _stays(srv, busiest[0], "bob")                   # now every one of 127.0.0.2's carries one
+    late = srv.connect("127.0.0.4")
+    assert closed_by_server(late) == b""             # nothing to shed: refused
+    assert len(srv.glue.conns) == 4 and srv.glue.by_address["127.0.0.2"] == 2
+    for sock in srv.socks:
+        sock.close()
+    pump(srv.reactor, lambda: not srv.glue.conns)
+    assert srv.glue.by_address == {} and other.fileno() == -1
 
 
 def test_a_frame_refused_with_an_error_is_no_sign_of_life(served):

@@ -142,6 +142,92 @@ def test_a_staying_connection_that_heartbeats_is_never_idle_and_a_silent_one_is(
     assert alice.closed is None and silent.closed == "eof"
 
 
+def _quiet_timed(world):
+    """How many connections are under a quiet limit of the glue's."""
+    return sum(len(lapses) for lapses in world.glue._quiet.values())
+
+
+def _closed_as_idle_only_after_the_quiet_limit(world, client):
+    """`client`, silent from now on, is closed by its quiet limit: not before, but then."""
+    world.clock.advance(world.glue.idle_s - 1.0)
+    world.reactor.run_once(timeout_s=0.01)
+    assert client.closed is None
+    world.clock.advance(1.0)
+    pump(world.reactor, lambda: client.closed)
+    assert client.closed == "eof"
+
+
+def _heartbeat(world, client, token, frame_id):
+    client.send({"type": "heartbeat", "token": token, "id": frame_id})
+    pump(world.reactor, lambda: any(f.get("id") == frame_id for f in client.frames))
+
+
+def test_a_connection_carrying_a_session_is_timed_by_the_session_not_its_own_quiet(world):
+    """Logged in, a staying connection holds no place under a quiet limit (the session's
+    time-out stands for it); one that never logged in still does."""
+    alice, token = logged_in(world, "columbia", "116bway")
+    assert _quiet_timed(world) == 0
+    silent = Client(world.reactor, world.port)
+    pump(world.reactor, lambda: len(world.glue.conns) == 2)
+    assert _quiet_timed(world) == 1
+    _heartbeat(world, alice, token, 2)
+    alice.send({"type": "ack", "seq": 1})              # a frame with no token: still carried
+    _heartbeat(world, alice, token, 3)
+    assert _quiet_timed(world) == 1
+    alice.send({"type": "login", "user": "columbia", "password": "116bway", "stay": True,
+                "id": 4})                             # again on the same connection: still carried
+    pump(world.reactor, lambda: len(alice.of("welcome")) == 2)
+    assert _quiet_timed(world) == 1
+    world.clock.advance(world.glue.idle_s)
+    pump(world.reactor, lambda: silent.closed)
+    assert silent.closed == "eof" and alice.closed is None
+
+
+def test_a_staying_connection_logged_out_is_closed_once_it_goes_quiet(world):
+    alice, token = logged_in(world, "columbia", "116bway")
+    alice.send({"type": "logout", "token": token, "id": 2})
+    pump(world.reactor, lambda: any(f.get("id") == 2 for f in alice.frames))
+    assert _quiet_timed(world) == 1
+    _closed_as_idle_only_after_the_quiet_limit(world, alice)
+
+
+def test_a_staying_connection_whose_session_timed_out_is_closed_once_it_goes_quiet(world):
+    alice, _ = logged_in(world, "columbia", "116bway")
+    world.clock.advance(31.0)                           # the session's time-out: it ends ...
+    pump(world.reactor, lambda: any("timed out" in line for line in world.lines))
+    assert alice.closed is None                         # ... and the connection is timed again
+    _closed_as_idle_only_after_the_quiet_limit(world, alice)
+
+
+def _outlived_by_its_session(world, left, other, token):
+    """`left` (silent, its session gone on to `other`) is closed by its quiet limit, counted
+    from when the session left it, while the session lives on `other`."""
+    for beat in range(2):
+        world.clock.advance(25.0)
+        _heartbeat(world, other, token, 10 + beat)
+    assert left.closed is None
+    world.clock.advance(world.glue.idle_s - 50.0)
+    pump(world.reactor, lambda: left.closed)
+    assert left.closed == "eof" and other.closed is None
+
+
+def test_a_staying_connection_whose_session_logged_in_elsewhere_is_closed_once_quiet(world):
+    first, _ = logged_in(world, "columbia", "116bway")
+    second, token = logged_in(world, "columbia", "116bway")
+    pump(world.reactor, lambda: first.of("logged_out"))
+    assert _quiet_timed(world) == 1                     # the one it left, not the one it is on
+    _outlived_by_its_session(world, first, second, token)
+
+
+def test_a_staying_connection_whose_session_resumed_elsewhere_is_closed_once_quiet(world):
+    first, token = logged_in(world, "columbia", "116bway")
+    second = Client(world.reactor, world.port)
+    second.send({"type": "resume", "token": token, "id": 1})
+    pump(world.reactor, lambda: second.of("ok"))
+    assert _quiet_timed(world) == 1
+    _outlived_by_its_session(world, first, second, token)
+
+
 def test_a_slow_consumer_is_cut_off_and_its_messages_wait_for_it(world):
     """A client that stops reading passes the output limit and is closed as a slow consumer;
     nothing is lost: every message stays stored and comes, in order, when it resumes."""
@@ -162,7 +248,7 @@ def test_a_slow_consumer_is_cut_off_and_its_messages_wait_for_it(world):
     token = protocol.decode(bytes(received).split(b"\n")[0])["token"]
     # a slow network: the kernel holds little for this client, so the server's own buffer grows
     theirs = stalled.getsockname()
-    server_side = next(c for c in world.reactor._conns.values() if c.peer == theirs)
+    server_side = next(c for c in world.reactor.connections() if c.peer == theirs)
     server_side.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     bob, bob_token = logged_in(world, "seas", "summerisover")
     texts = [f"{n:04d} " + "x" * 3000 for n in range(90)]   # 270 KB, within bob's rate burst
@@ -256,7 +342,7 @@ def test_closed_connections_are_freed_without_the_cycle_collector(world):
         sender.conn.close("gone")
         del sender
         pump(world.reactor, lambda: not world.glue.deliveries and len(world.glue.conns) == 0
-             and len(world.reactor._conns) == 0)
+             and not world.reactor.connections())
         world.clock.advance(1.0)
         # (the test's staying Client keeps its own connection: that cycle is the test's)
         left = [obj for obj in gc.get_objects() if isinstance(obj, Connection) and obj.closed

@@ -116,6 +116,42 @@ def test_a_closed_connection_detaches_the_session_and_messages_wait_for_the_resu
     assert store.count_waiting("alice") == 0
 
 
+def test_a_session_with_nothing_on_its_way_holds_no_window_but_what_its_client_took():
+    """An idle user's usual state: its window is let go once everything sent is acknowledged
+    (delivery.settle), and made again, from the number acknowledged, for the next message."""
+    server, store = make_server()
+    stay_login(server, "alice", conn=1)
+    short_login(server, "bob", conn=2, port=5002)
+    alice = server.carried[1]
+    assert alice.window is None
+    assert [f["seq"] for _, f in pushes(say(server, "s3", "alice", "one"))] == [1]
+    assert [f["seq"] for _, f in pushes(say(server, "s3", "alice", "two"))] == [2]
+    assert ask(server, 1, {"type": "ack", "seq": 1}) == [] and alice.window.sent == [2]
+    assert ask(server, 1, {"type": "ack", "seq": 2}) == []
+    assert alice.window is None and alice.acked == 2 and store.count_waiting("alice") == 0
+    assert ask(server, 1, {"type": "ack", "seq": 1}) == []         # old news, still
+    assert alice.window is None and alice.acked == 2
+    assert [(f["text"], f["seq"]) for _, f in pushes(say(server, "s3", "alice", "three"))] == [
+        ("three", 3)]
+    assert alice.window.acked == 2 and alice.window.sent == [3]
+    assert ask(server, 1, {"type": "ack", "seq": 3}) == [] and alice.window is None
+    assert alice.acked == 3
+
+
+def test_a_login_with_messages_waiting_keeps_its_window_until_they_are_taken():
+    server, store = make_server()
+    short_login(server, "bob", conn=2, port=5002)
+    say(server, "s1", "alice", "while you were out")
+    actions = stay_login(server, "alice", conn=1)
+    assert [f["text"] for _, f in pushes(actions)] == ["while you were out"]
+    alice = server.carried[1]
+    assert alice.window.sent == [1]
+    assert server.handle(Closed(1), 1.0) != []            # not acknowledged: it waits
+    resumed = ask(server, 7, {"type": "resume", "token": "s3"}, 2.0)
+    assert [f["seq"] for _, f in pushes(resumed)] == [1]
+    assert ask(server, 7, {"type": "ack", "seq": 1}, 3.0) == [] and alice.window is None
+
+
 def test_resume_moves_the_session_and_the_old_connection_closing_later_changes_nothing():
     server, _ = make_server()
     stay_login(server, "alice", conn=1)
