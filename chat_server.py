@@ -250,7 +250,7 @@ class ChatServer:
                 token = frame.get("token")
                 session = self._sessions.by_token.get(token) if type(token) is str else None
                 if session is None or (self._settings.tokens_bound_to_host
-                                       and session.address[0] != request.host):
+                                       and session.host != request.host):
                     try:
                         bound = request.host if self._settings.tokens_bound_to_host else None
                         session = self._session_of(frame, bound)

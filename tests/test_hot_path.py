@@ -23,26 +23,18 @@ from storage import Store
 ROOT = str(pathlib.Path(__file__).resolve().parent.parent)
 ACCOUNTS = [(f"user{n}", f"password{n}") for n in range(41)]
 DIRECT_CALLS_MAX = 21           # per message: request, reply, delivery, its share of the ack
-                                # (20.2 now, and 22.3 with the rate limits on; 36.2 before each
-                                # check's usual case was inline in _on_request and _message,
-                                # with a template's function for the head and the reply, and
-                                # the bound was 38; 37.4 before the login's way was shortened,
-                                # 35.2 before the log's index became a module of its own; 51.9
-                                # before the hot path was shortened)
-PING_PONG_CALLS_MAX = 112       # per round trip, one message in flight: the message's pass
-                                # and the ack's, each paying every fixed cost of a pass (108.5
-                                # now; 125.5 before the direct message's checks were inline,
-                                # with a bound of 130; 151.6 before a pass skipped what it had
-                                # no use for, and 2 more before an ack of the last message sent
-                                # skipped the window's top-up)
-BROADCAST_CALLS_MAX = 2         # per delivery of a broadcast to 40 users: 1.19 now (1.41
-                                # before the direct path's changes reached it), the
-                                # request's own calls shared out (4.52 before a message's staying
+                                # (20.1 now, 22.2 with the rate limits on; 36.2 before each
+                                # check's usual case was inline, 51.9 before the hot path was
+                                # first shortened)
+PING_PONG_CALLS_MAX = 106       # per round trip, one message in flight: the message's pass and
+                                # the ack's, each paying every fixed cost of a pass (102.5 now;
+                                # 151.6 before passes skipped what they had no use for)
+BROADCAST_CALLS_MAX = 2         # per delivery of a broadcast to 40 users, the request's own
+                                # calls shared out (1.15 now; 4.52 before a message's staying
                                 # recipients were one DeliverEach, queued with no call each)
-LOGIN_CALLS_MAX = 153           # per staying login and logout, 4 at a time, with its connection
-                                # (accepted, closed by the client after the logout): 152.4 now
-                                # (148.2 before the quiet limits shared a timer), 187.9 before the
-                                # login's way was shortened
+LOGIN_CALLS_MAX = 150           # per staying login and logout, 4 at a time, with its connection
+                                # (accepted, closed by the client after the logout): 146.5 now,
+                                # 187.9 before the login's way was shortened
 LOGIN_CONCURRENCY = 4
 
 
