@@ -727,15 +727,29 @@ class Reactor:
                 _nodelay(sock)
             # one string for every connection from a host, not one each (58 bytes a user)
             peer = (sys.intern(peer[0]), peer[1])
-            conn = self.watch(sock, listener.handler, peer)
+            sock.setblocking(False)
+            conn = Connection(self, sock, listener.handler, peer)
             if listener.tls is not None:
                 conn.sock = listener.tls.wrap_socket(sock, server_side=True,
                                                      do_handshake_on_connect=False)
                 conn.connecting = True      # open once the handshake is done
+                self._set_mask(conn, selectors.EVENT_READ)
             try:                                # (_guarded, inline)
                 listener.handler.on_accepted(conn)
             except Exception as exc:
                 self._report(exc, conn)
+            if conn.connecting:
+                continue
+            # Read at once, before the socket enters epoll: a short connection's request is
+            # usually here by now, and one answered and closed within this pass never enters
+            # it (no register and unregister: two epoll_ctl calls and 11 Python calls saved).
+            # The flush registers what stays open, for what it waits for.
+            if conn.closing_reason is None:
+                try:                            # (_guarded, inline, as in run_once)
+                    self._read(conn)
+                except Exception as exc:
+                    self._report(exc, conn)
+            self._mark_dirty(conn)
 
     def _pause_listener(self, listener, exc):
         self.log(f"cannot accept ({os.strerror(exc.errno)}); pausing accepts for {EMFILE_PAUSE_S} s")
