@@ -277,9 +277,9 @@ class Lapses:
             self._timer = self._reactor.call_at(now + self.limit_s, self._due)
 
     def discard(self, key):
-        """Forget `key`; nothing happens if it is not here. (The timer stays: waking early, it
-        finds nothing due and is armed again for the oldest left.)"""
-        self._since.pop(key, None)
+        """Forget `key` -> True if it was here. (The timer stays: waking early, it finds
+        nothing due and is armed again for the oldest left.)"""
+        return self._since.pop(key, None) is not None
 
     def __contains__(self, key):
         return key in self._since

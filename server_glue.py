@@ -114,8 +114,11 @@ class ServerGlue:
         self._commit_retry_at = 0.0   # ... and when that is
         self._held_timer = None       # the pass that writes held acknowledgements, if one waits
         # (limit_s, reason) -> the Lapses of the connections under that quiet limit: one timer
-        # for each limit, not one for each connection
+        # for each limit, not one for each connection. A new connection's and a heard one's
+        # first, in that order: the two every short connection passes through
         self._quiet = {}
+        self._first_frame = self._lapses(first_frame_s, "no complete frame")
+        self._lapses(idle_s, "idle")
         self.accepted = Accepted(self)        # the listener's handler
         self.outgoing = Outgoing(self)        # the delivery connections' handler
         self.conns = {}           # id -> accepted connection, for replies
@@ -399,11 +402,19 @@ class ServerGlue:
         (reactor.Lapses)."""
         lapses = self._quiet.get((limit_s, reason))
         if lapses is None:
-            lapses = self._quiet[(limit_s, reason)] = Lapses(
-                self.reactor, limit_s, lambda conn: self._quiet_lapsed(conn, limit_s, reason))
+            lapses = self._lapses(limit_s, reason)
         if conn not in lapses:
             self.stop_quiet(conn)       # under one limit at a time: the last one armed
         lapses.touch(conn)
+
+    def _lapses(self, limit_s, reason):
+        """The Lapses of the connections under the quiet limit (limit_s, reason), made the
+        first time it is asked for."""
+        lapses = self._quiet.get((limit_s, reason))
+        if lapses is None:
+            lapses = self._quiet[(limit_s, reason)] = Lapses(
+                self.reactor, limit_s, lambda conn: self._quiet_lapsed(conn, limit_s, reason))
+        return lapses
 
     def _quiet_lapsed(self, conn, limit_s, reason):
         if reason != "idle":    # hostile or broken, not merely done: told why, and logged
@@ -414,7 +425,8 @@ class ServerGlue:
     def stop_quiet(self, conn):
         """`conn` is under no quiet limit any more."""
         for lapses in self._quiet.values():
-            lapses.discard(conn)
+            if lapses.discard(conn):
+                return          # under one limit at a time
 
 
 class Accepted(Handler):
@@ -438,7 +450,7 @@ class Accepted(Handler):
         glue.conns[conn.id] = conn
         mine[conn.id] = conn
         conn.data = self.new_state(conn)
-        glue.arm_quiet(conn, glue.first_frame_s, "no complete frame")
+        glue._first_frame.touch(conn)   # (arm_quiet: a new connection is under no other limit)
 
     def new_state(self, conn):
         """The slotted state an accepted connection keeps (irc_glue's holds more)."""
@@ -518,7 +530,9 @@ class Accepted(Handler):
         if reason not in ORDINARY_CLOSES:
             glue.log_repeated((f"connection closed: {reason}", host),
                               f"connection {conn.id} from {host} closed: {reason}")
-        glue.feed(Closed(conn.id))
+        actions = glue.core.handle(Closed(conn.id), glue.reactor.clock.now())
+        if actions:         # (glue.feed, inline: a short connection's end asks for nothing)
+            glue.apply(actions)
 
 
 class Outgoing(Handler):

@@ -365,8 +365,8 @@ def test_lapses_end_each_key_limit_after_its_last_touch_on_one_timer():
         clock.advance(1.0)
     assert len(reactor._wheel) == 1             # one timer for the three, not one each
     lapses.touch("a")                           # at 3: "a" is the newest now
-    lapses.discard("c")
-    lapses.discard("nothing")
+    assert lapses.discard("c") is True
+    assert lapses.discard("nothing") is False and lapses.discard("c") is False
     clock.advance(7.5)
     assert lapsed == []                         # 10.5: nothing lapsed yet
     clock.advance(0.5)                          # 11: "b", touched at 1
