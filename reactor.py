@@ -267,14 +267,15 @@ class Lapses:
         self._timer = None          # due no later than the oldest key's lapse, while there is one
 
     def touch(self, key):
-        """`key` lapses limit_s from now (instead of whenever it was to before)."""
+        """`key` lapses limit_s from now (instead of whenever it was to before) -> True if it
+        was not here."""
         now = self._reactor.clock.now()
         since = self._since
-        if key in since:
-            del since[key]          # re-inserted: the end of the order is the latest touched
+        new = since.pop(key, None) is None  # re-inserted: the end of the order is the latest
         since[key] = now
         if self._timer is None:
             self._timer = self._reactor.call_at(now + self.limit_s, self._due)
+        return new
 
     def discard(self, key):
         """Forget `key` -> True if it was here. (The timer stays: waking early, it finds
@@ -377,7 +378,9 @@ class Connection:
                  "_paused", "_dirty", "_mask", "_timer", "_frame_timer", "_tls")
 
     def __init__(self, reactor, sock, handler, peer, connecting=False):
-        self.id = reactor._adopt(self)
+        reactor._ids += 1               # the reactor numbers and keeps every connection
+        self.id = reactor._ids
+        reactor._conns[self.id] = self
         self.sock = sock
         self.handler = handler
         self.peer = peer
@@ -479,11 +482,6 @@ class Reactor:
         self._errors = RepeatedLines(self, self.log)
         if hasattr(self.clock, "attach"):
             self.clock.attach(self)
-
-    def _adopt(self, conn):
-        self._ids += 1
-        self._conns[self._ids] = conn
-        return self._ids
 
     # -- timers ---------------------------------------------------------------------------
 
@@ -749,7 +747,9 @@ class Reactor:
                     self._read(conn)
                 except Exception as exc:
                     self._report(exc, conn)
-            self._mark_dirty(conn)
+            if not conn._dirty:                 # (_mark_dirty, inline)
+                conn._dirty = True
+                self._dirty.append(conn)
 
     def _pause_listener(self, listener, exc):
         self.log(f"cannot accept ({os.strerror(exc.errno)}); pausing accepts for {EMFILE_PAUSE_S} s")
@@ -1056,12 +1056,16 @@ class Reactor:
                     if timer is not None:
                         timer.cancel()
                 conn._timer = conn._frame_timer = None
-                self._set_mask(conn, 0)
+                if conn._mask:                  # (most short connections never were in epoll)
+                    self._set_mask(conn, 0)
                 if conn.sock is not None:       # None: the socket could not even be made
                     conn.sock.close()
                 conn._out = None
                 conn._out_bytes = 0
-                self._guarded(conn.handler.on_closed, conn, conn.closing_reason)
+                try:                            # (_guarded, inline: every connection ends so)
+                    conn.handler.on_closed(conn, conn.closing_reason)
+                except Exception as exc:
+                    self._report(exc)
 
     def _unregister(self, fileobj):
         try:

@@ -114,11 +114,11 @@ class ServerGlue:
         self._commit_retry_at = 0.0   # ... and when that is
         self._held_timer = None       # the pass that writes held acknowledgements, if one waits
         # (limit_s, reason) -> the Lapses of the connections under that quiet limit: one timer
-        # for each limit, not one for each connection. A new connection's and a heard one's
-        # first, in that order: the two every short connection passes through
+        # for each limit, not one for each connection. A heard connection's and a new one's
+        # first, in that order: a connection is looked for in that order as it leaves one
         self._quiet = {}
-        self._first_frame = self._lapses(first_frame_s, "no complete frame")
         self._lapses(idle_s, "idle")
+        self._first_frame = self._lapses(first_frame_s, "no complete frame")
         self.accepted = Accepted(self)        # the listener's handler
         self.outgoing = Outgoing(self)        # the delivery connections' handler
         self.conns = {}           # id -> accepted connection, for replies
@@ -403,9 +403,10 @@ class ServerGlue:
         lapses = self._quiet.get((limit_s, reason))
         if lapses is None:
             lapses = self._lapses(limit_s, reason)
-        if conn not in lapses:
-            self.stop_quiet(conn)       # under one limit at a time: the last one armed
-        lapses.touch(conn)
+        if lapses.touch(conn):          # under one limit at a time: the last one armed
+            for other in self._quiet.values():
+                if other is not lapses and other.discard(conn):
+                    return
 
     def _lapses(self, limit_s, reason):
         """The Lapses of the connections under the quiet limit (limit_s, reason), made the
