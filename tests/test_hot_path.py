@@ -279,6 +279,23 @@ def test_a_short_direct_message_costs_a_bounded_number_of_python_calls(served):
     assert sum(calls.values()) / sent <= SHORT_DIRECT_CALLS_MAX, _worst(calls, sent)
 
 
+def test_short_requests_waiting_at_once_are_answered_in_one_pass_with_one_commit(served):
+    """A pass's commit (a disk sync) is shared by every short request it accepts: up to
+    reactor.ACCEPTS_PER_PASS of them, read at their accept and answered at its end."""
+    reactor, store, port = served
+    bob, = logged_in(reactor, port, ACCOUNTS[1:2])
+    waiting = [ShortCall(port, {"type": "online", "token": bob.token, "id": n})
+               for n in range(200)]
+    commits = []
+    real_commit = store.commit
+    store.commit = lambda **options: commits.append(1) or real_commit(**options)
+    reactor.run_once(timeout_s=1.0)
+    assert len(commits) == 1
+    assert all(call.answered() and b'"online"' in call.received for call in waiting)
+    for call in waiting:
+        call.sock.close()
+
+
 def _worst(calls, per):
     return "calls per message: " + ", ".join(
         f"{module}:{name} {count / per:.2f}" for (module, name), count in calls.most_common(int(os.environ.get("WORST", 25))))
