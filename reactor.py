@@ -990,6 +990,13 @@ class Reactor:
             conn._out = ([rest] if rest is not None else []) + out[taken:]
         conn._out_bytes -= sent
         if not conn._out and conn.closing_reason is not None:
+            # its last bytes are out: the socket closes now, so its FIN follows them at once
+            # (a short client reads both in one wake-up; closed at the end of the pass, after
+            # the pass's other sends, a client often woke up for the reply alone). The rest of
+            # the close, on_closed with it, waits for the end of the pass.
+            if conn._mask:
+                self._set_mask(conn, 0)
+            conn.sock.close()
             self._to_finish.append(conn)
 
     def _update_mask(self, conn):

@@ -596,6 +596,50 @@ def test_a_connection_that_ends_before_its_accept_is_closed_in_that_pass(loop):
     listener.close()
 
 
+class Noted:
+    """A socket whose sends and (first) close are written down, by name, in one list."""
+
+    def __init__(self, sock, name, notes):
+        self._sock, self._name, self._notes = sock, name, notes
+
+    def send(self, data):
+        self._notes.append(("send", self._name))
+        return self._sock.send(data)
+
+    def close(self):
+        if self._sock.fileno() != -1:
+            self._notes.append(("close", self._name))
+        self._sock.close()
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+def test_a_closing_connection_ends_as_soon_as_its_last_output_is_out(loop):
+    """Its FIN follows its last bytes, not the pass's other sends: a short client then reads
+    the reply and the end in one wake-up. on_closed still comes at the end of the pass."""
+    notes = []
+
+    class Noting(AnswerAndClose):
+        def on_accepted(self, conn):
+            super().on_accepted(conn)
+            conn.sock = Noted(conn.sock, len(self.of("accepted")), notes)
+
+        def on_closed(self, conn, reason):
+            super().on_closed(conn, reason)
+            notes.append(("on_closed", conn.sock._name))
+    rec = Noting()
+    listener = loop.listen(HOST, 0, rec)
+    clients = [client_of(loop, listener.port) for _ in range(2)]
+    for client in clients:
+        client.sendall(b"hi\n")
+    pump(loop, lambda: len(rec.closed) == 2)
+    assert notes == [("send", 1), ("close", 1), ("send", 2), ("close", 2),
+                     ("on_closed", 1), ("on_closed", 2)]
+    assert [read_to_eof(client) for client in clients] == [b"re: hi\n"] * 2
+    listener.close()
+
+
 def test_connections_from_one_host_share_its_address_string(loop):
     """10,000 users behind one address hold one copy of it, not one each."""
     rec = Recorder()
