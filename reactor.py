@@ -1068,7 +1068,8 @@ class Reactor:
                 conn._timer = conn._frame_timer = None
                 if conn._mask:                  # (most short connections never were in epoll)
                     self._set_mask(conn, 0)
-                if conn.sock is not None:       # None: the socket could not even be made
+                # None: the socket could not even be made; -1: closed at its last send (_flush)
+                if conn.sock is not None and conn.sock.fileno() != -1:
                     conn.sock.close()
                 conn._out = None
                 conn._out_bytes = 0
