@@ -11,7 +11,9 @@ other wait, and a connection counts as open only once it is done.
 
 One pass of the loop: poll until the next timer is due, handle ready descriptors, fire due timers
 in (deadline, scheduling order), flush queued output, and close what was asked to close.
-Work scheduled during a pass runs on the next one.
+Work scheduled during a pass runs on the next one. A connection just accepted is read at once
+and enters the poll only at the flush, if it stays open: a short connection (a request, its
+reply, the close) is served in the pass that accepts it, and never enters the poll at all.
 
 Time comes only from a clock object: `RealClock` in production, `VirtualClock` in tests, whose
 `advance(seconds)` fires every due timer in order without waiting.
