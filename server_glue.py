@@ -120,8 +120,11 @@ class ServerGlue:
         self._commit_retry_at = 0.0   # ... and when that is
         self._held_timer = None       # the pass that writes held acknowledgements, if one waits
         # (limit_s, reason) -> the Lapses of the connections under that quiet limit: one timer
-        # for each limit, not one for each connection
+        # for each limit, not one for each connection. A heard connection's and a new one's
+        # first, in that order: a connection is looked for in that order as it leaves one
         self._quiet = {}
+        self._lapses(idle_s, "idle")
+        self._first_frame = self._lapses(first_frame_s, "no complete frame")
         self.accepted = Accepted(self)        # the listener's handler
         self.outgoing = Outgoing(self)        # the delivery connections' handler
         self.conns = {}           # id -> accepted connection, for replies
@@ -412,11 +415,20 @@ class ServerGlue:
         (reactor.Lapses)."""
         lapses = self._quiet.get((limit_s, reason))
         if lapses is None:
+            lapses = self._lapses(limit_s, reason)
+        if lapses.touch(conn):          # under one limit at a time: the last one armed
+            for other in self._quiet.values():
+                if other is not lapses and other.discard(conn):
+                    return
+
+    def _lapses(self, limit_s, reason):
+        """The Lapses of the connections under the quiet limit (limit_s, reason), made the
+        first time it is asked for."""
+        lapses = self._quiet.get((limit_s, reason))
+        if lapses is None:
             lapses = self._quiet[(limit_s, reason)] = Lapses(
                 self.reactor, limit_s, lambda conn: self._quiet_lapsed(conn, limit_s, reason))
-        if conn not in lapses:
-            self.stop_quiet(conn)       # under one limit at a time: the last one armed
-        lapses.touch(conn)
+        return lapses
 
     def _quiet_lapsed(self, conn, limit_s, reason):
         if reason != "idle":    # hostile or broken, not merely done: told why, and logged
@@ -426,7 +438,9 @@ class ServerGlue:
 
     def stop_quiet(self, conn):
         """`conn` is under no quiet limit any more."""
-        Lapses.discard_from(self._quiet.values(), conn)
+        for lapses in self._quiet.values():
+            if lapses.discard(conn):
+                return          # under one limit at a time
 
 
 class Accepted(Handler):
@@ -450,7 +464,7 @@ class Accepted(Handler):
         glue.conns[conn.id] = conn
         glue.by_address[host] = glue.by_address.get(host, 0) + 1   # (one may have been shed)
         conn.data = self.new_state(conn)
-        glue.arm_quiet(conn, glue.first_frame_s, "no complete frame")
+        glue._first_frame.touch(conn)   # (arm_quiet: a new connection is under no other limit)
 
     def new_state(self, conn):
         """The slotted state an accepted connection keeps (irc_glue's holds more)."""
@@ -532,7 +546,9 @@ class Accepted(Handler):
         if reason not in ORDINARY_CLOSES:
             glue.log_repeated((f"connection closed: {reason}", host),
                               f"connection {conn.id} from {host} closed: {reason}")
-        glue.feed(Closed(conn.id))
+        actions = glue.core.handle(Closed(conn.id), glue.reactor.clock.now())
+        if actions:         # (glue.feed, inline: a short connection's end asks for nothing)
+            glue.apply(actions)
 
 
 def _forget(glue, conn):

@@ -10,8 +10,8 @@ import struct
 import pytest
 
 import reactor as reactor_module
-from reactor import (ACCEPTS_PER_PASS, CLOSE_LINGER_S, EMFILE_PAUSE_S, Handler, RealClock, Reactor,
-                     VirtualClock)
+from reactor import (ACCEPTS_PER_PASS, CLOSE_LINGER_S, EMFILE_PAUSE_S, FRAME_TIME_S, Handler,
+                     RealClock, Reactor, VirtualClock)
 from reactor_helpers import Recorder, drain, feed, pump
 
 HOST = "127.0.0.1"
@@ -490,6 +490,153 @@ def test_one_pass_accepts_a_bounded_number_of_connections(loop):
     loop.run_once(timeout_s=1.0)
     assert len(rec.of("accepted")) == ACCEPTS_PER_PASS
     pump(loop, lambda: len(rec.of("accepted")) == ACCEPTS_PER_PASS + 6)
+    listener.close()
+
+
+class CountingSelector:
+    """The reactor's selector, with its register, modify and unregister calls written down."""
+
+    def __init__(self, selector):
+        self._selector = selector
+        self.changes = []
+
+    def register(self, fileobj, events, data=None):
+        self.changes.append(("register", fileobj))
+        return self._selector.register(fileobj, events, data)
+
+    def modify(self, fileobj, events, data=None):
+        self.changes.append(("modify", fileobj))
+        return self._selector.modify(fileobj, events, data)
+
+    def unregister(self, fileobj):
+        self.changes.append(("unregister", fileobj))
+        return self._selector.unregister(fileobj)
+
+    def __getattr__(self, name):
+        return getattr(self._selector, name)
+
+
+class AnswerAndClose(Recorder):
+    """A short connection's server: each frame is answered, and the connection closed."""
+
+    def on_frame(self, conn, line):
+        super().on_frame(conn, line)
+        conn.send(b"re: " + line + b"\n")
+        conn.close("answered")
+
+
+def read_to_eof(sock):
+    sock.settimeout(5)
+    received = b""
+    while True:
+        data = sock.recv(4096)
+        if not data:
+            return received
+        received += data
+
+
+def test_a_connection_answered_and_closed_in_its_first_pass_never_enters_the_poll(loop):
+    rec = AnswerAndClose()
+    listener = loop.listen(HOST, 0, rec)
+    counting = loop._selector = CountingSelector(loop._selector)
+    client = client_of(loop, listener.port)
+    client.sendall(b"hello\n")          # here before the accept, as a short client's request is
+    pump(loop, lambda: rec.closed)
+    assert rec.frames == [b"hello"] and rec.closed == ["answered"]
+    assert read_to_eof(client) == b"re: hello\n"
+    assert counting.changes == []       # read at the accept, written and closed at the flush
+    listener.close()
+
+
+def test_an_accepted_connection_with_nothing_to_read_yet_waits_in_the_poll(loop):
+    rec = AnswerAndClose()
+    listener = loop.listen(HOST, 0, rec)
+    counting = loop._selector = CountingSelector(loop._selector)
+    client = client_of(loop, listener.port)
+    pump(loop, lambda: rec.of("accepted"))
+    conn = rec.events[0][1]
+    assert counting.changes == [("register", conn.sock)] and conn._mask == selectors.EVENT_READ
+    client.sendall(b"later\n")
+    pump(loop, lambda: rec.closed)
+    assert read_to_eof(client) == b"re: later\n"
+    assert counting.changes == [("register", conn.sock), ("unregister", conn.sock)]
+    listener.close()
+
+
+def test_a_frame_begun_before_the_accept_is_timed_from_it(loop):
+    rec = AnswerAndClose()
+    listener = loop.listen(HOST, 0, rec)
+    client = client_of(loop, listener.port)
+    client.sendall(b"a frame that does not en")
+    pump(loop, lambda: rec.of("accepted"))
+    conn = rec.events[0][1]
+    assert rec.frames == [] and conn._mask == selectors.EVENT_READ
+    loop.clock.advance(FRAME_TIME_S - 0.1)
+    loop.run_once(timeout_s=0)
+    assert rec.closed == []
+    loop.clock.advance(0.2)
+    assert rec.closed == [f"no complete frame within {FRAME_TIME_S:g} s"]
+    listener.close()
+
+
+def test_a_connection_that_ends_before_its_accept_is_closed_in_that_pass(loop):
+    rec = AnswerAndClose()
+    listener = loop.listen(HOST, 0, rec)
+    counting = loop._selector = CountingSelector(loop._selector)
+    client = client_of(loop, listener.port)
+    client.sendall(b"bye now\n")
+    client.shutdown(socket.SHUT_WR)
+    pump(loop, lambda: rec.closed)
+    assert rec.frames == [b"bye now"] and rec.closed == ["answered"]
+    assert read_to_eof(client) == b"re: bye now\n" and counting.changes == []
+    silent = client_of(loop, listener.port)
+    silent.shutdown(socket.SHUT_WR)
+    pump(loop, lambda: len(rec.closed) == 2)
+    assert rec.closed[1] == "eof" and counting.changes == []
+    listener.close()
+
+
+class Noted:
+    """A socket whose sends and (first) close are written down, by name, in one list."""
+
+    def __init__(self, sock, name, notes):
+        self._sock, self._name, self._notes = sock, name, notes
+
+    def send(self, data):
+        self._notes.append(("send", self._name))
+        return self._sock.send(data)
+
+    def close(self):
+        if self._sock.fileno() != -1:
+            self._notes.append(("close", self._name))
+        self._sock.close()
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+def test_a_closing_connection_ends_as_soon_as_its_last_output_is_out(loop):
+    """Its FIN follows its last bytes, not the pass's other sends: a short client then reads
+    the reply and the end in one wake-up. on_closed still comes at the end of the pass."""
+    notes = []
+
+    class Noting(AnswerAndClose):
+        def on_accepted(self, conn):
+            super().on_accepted(conn)
+            conn.sock = Noted(conn.sock, len(self.of("accepted")), notes)
+
+        def on_closed(self, conn, reason):
+            super().on_closed(conn, reason)
+            notes.append(("on_closed", conn.sock._name))
+    rec = Noting()
+    listener = loop.listen(HOST, 0, rec)
+    clients = [client_of(loop, listener.port) for _ in range(2)]
+    for client in clients:
+        client.sendall(b"hi\n")
+    pump(loop, lambda: len(rec.closed) == 2)
+    assert notes == [("send", 1), ("close", 1), ("send", 2), ("close", 2),
+                     ("on_closed", 1), ("on_closed", 2)]
+    assert [read_to_eof(client) for client in clients] == [b"re: hi\n"] * 2
     listener.close()
 
 

@@ -364,9 +364,9 @@ def test_lapses_end_each_key_limit_after_its_last_touch_on_one_timer():
         lapses.touch(key)
         clock.advance(1.0)
     assert len(reactor._wheel) == 1             # one timer for the three, not one each
-    lapses.touch("a")                           # at 3: "a" is the newest now
-    lapses.discard("c")
-    lapses.discard("nothing")
+    assert lapses.touch("a") is False           # at 3: "a" is the newest now
+    assert lapses.discard("c") is True
+    assert lapses.discard("nothing") is False and lapses.discard("c") is False
     clock.advance(7.5)
     assert lapsed == []                         # 10.5: nothing lapsed yet
     clock.advance(0.5)                          # 11: "b", touched at 1
@@ -374,7 +374,7 @@ def test_lapses_end_each_key_limit_after_its_last_touch_on_one_timer():
     clock.advance(100.0)
     assert lapsed == [("b", 11.0), ("a", 13.0)] and len(lapses) == 0
     assert len(reactor._wheel) == 0             # nothing left: no timer either
-    lapses.touch("c")
+    assert lapses.touch("c") is True            # new here (again)
     assert "c" in lapses
     clock.advance(10.0)
     assert lapsed[-1] == ("c", 121.0)

@@ -1,0 +1,246 @@
+"""The server's CPU per short-model direct message, measured inside one process:
+python3 tests/measure_short.py [MESSAGES] [ROUNDS] [--profile]
+
+Builds the server as server.py does (its store on disk, its log to a file, its own secrets, the
+rate limits off as bench.py sets them) on a real reactor, and drives it with bench.py's own
+short-model generator in the same process: 16 pairs, each sender with 256 messages in flight,
+each message a connection of its own (the request, then bye), each receiver a listening port
+that takes delivery connections and acknowledges. Only the server's passes are timed, as the
+thread's user and system CPU (getrusage) around each, so the generator's work is left out and
+the figure moves less than bench.py's on a busy machine. Each round also drives bench.py's
+trivial ceiling server the same way (its CPU per connection). Prints the medians of ROUNDS runs;
+compare two checkouts by running each in turn, a few times. With --profile, the server's passes
+run under cProfile and its top functions are printed (the figure is then cProfile's).
+"""
+import cProfile
+import os
+import pstats
+import resource
+import secrets
+import select
+import selectors
+import socket
+import statistics
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import bench                                                       # noqa: E402
+from chat_server import ChatServer, Settings                       # noqa: E402
+from passwords import load_credentials                             # noqa: E402
+from reactor import RealClock, Reactor                             # noqa: E402
+from server_glue import ServerGlue, make_logger                    # noqa: E402
+from storage import Store                                          # noqa: E402
+
+PAIRS = 16
+WINDOW = 256
+CEILING_IN_FLIGHT = 64      # bench.py's ceiling_in_flight
+
+
+class TrivialServer:
+    """bench.py's ceiling server (accept, read one line, reply, close first), one pass at a
+    time: what a connection costs a server whose whole work is that connection."""
+
+    def __init__(self):
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(bench.BACKLOG)
+        self.listener.setblocking(False)
+        self.port = self.listener.getsockname()[1]
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.listener, selectors.EVENT_READ, None)
+
+    def fileno(self):
+        return self.selector.fileno()
+
+    def wait_s(self):
+        return None
+
+    def close(self):
+        for key in list(self.selector.get_map().values()):
+            key.fileobj.close()
+        self.selector.close()
+
+    def pass_once(self):
+        before = resource.getrusage(resource.RUSAGE_THREAD)
+        self._serve()
+        after = resource.getrusage(resource.RUSAGE_THREAD)
+        return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+    def _serve(self):
+        """bench.serve_trivial's loop body, as it is there."""
+        selector, listener = self.selector, self.listener
+        for key, mask in selector.select(0):
+            if key.data is None:
+                for _ in range(bench.ACCEPTS_PER_EVENT):
+                    try:
+                        sock, _ = listener.accept()
+                    except (BlockingIOError, ConnectionAbortedError):
+                        break
+                    sock.setblocking(False)
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    selector.register(sock, selectors.EVENT_READ, bytearray())
+                continue
+            try:
+                data = key.fileobj.recv(bench.READ_BYTES)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            key.data.extend(data)
+            if not data or b"\n" in data:
+                if data:
+                    key.fileobj.send(bench.CEILING_REPLY)
+                selector.unregister(key.fileobj)
+                key.fileobj.close()
+
+
+class Server:
+    """The server of server.py in this process; `pass_once()` -> CPU seconds the pass took."""
+
+    def __init__(self, workdir, accounts):
+        credentials = os.path.join(workdir, "credential.txt")
+        bench.write_credentials(credentials, accounts)
+        clock = RealClock()
+        self.log_file = open(os.path.join(workdir, "server.log"), "w")
+        log = make_logger(clock, self.log_file)
+        self.reactor = Reactor(clock, log=log)
+        store = Store(os.path.join(workdir, "chat.sqlite3"), clock,
+                      seq_floor=int(clock.wall() * 1_000_000))
+        settings = Settings(user_rate_per_s=0, address_rate_per_s=0, failed_logins_per_s=0)
+        core = ChatServer(load_credentials(credentials), store, settings,
+                          instance=secrets.token_hex(4))
+        glue = ServerGlue(self.reactor, core, store, log, max_connections=20000,
+                          max_per_address=20000)
+        self.port = glue.listen("127.0.0.1", 0).port
+        self.profiler = None        # a cProfile.Profile while one is wanted
+        self.passes = 0
+        self.system_s = 0.0         # of which in the kernel
+
+    def fileno(self):
+        return self.reactor.fileno()
+
+    def wait_s(self):
+        return self.reactor.wait_s()
+
+    def pass_once(self):
+        self.passes += 1
+        before = resource.getrusage(resource.RUSAGE_THREAD)
+        if self.profiler is not None:
+            self.profiler.enable()
+        self.reactor.run_once(timeout_s=0)
+        if self.profiler is not None:
+            self.profiler.disable()
+        after = resource.getrusage(resource.RUSAGE_THREAD)
+        self.system_s += after.ru_stime - before.ru_stime
+        return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def run(server, loop, until):
+    """Server and generator passes, each when it has something to do, until until() ->
+    the server's CPU seconds."""
+    server_fd, loop_fd = server.fileno(), loop.selector.fileno()
+    cpu_s = 0.0
+    while not until():
+        wait_s = server.wait_s()
+        wait_s = 0.05 if wait_s is None else min(wait_s, 0.05)
+        ready, _, _ = select.select([server_fd, loop_fd], [], [], wait_s)
+        if server_fd in ready or not ready:
+            cpu_s += server.pass_once()
+        if loop_fd in ready:
+            loop.run_until(lambda: False, bench.clock())    # its due timers
+            for key, mask in loop.selector.select(0):
+                key.data(mask)
+    return cpu_s
+
+
+def one_round(messages, profiler):
+    with tempfile.TemporaryDirectory() as workdir:
+        server = Server(workdir, 2 * PAIRS)
+        loop = bench.Loop()
+        model = bench.ShortModel(loop, ("127.0.0.1", server.port))
+        meter = bench.Meter()
+        receivers = [model.session(*bench.account(n), model.inbox(meter.on_frames))
+                     for n in range(1, PAIRS + 1)]
+        senders = [model.session(*bench.account(n), model.inbox(lambda lines: None))
+                   for n in range(PAIRS + 1, 2 * PAIRS + 1)]
+        logged = []
+        for session in receivers + senders:
+            session.login(lambda ok, taken_s: logged.append(ok))
+        run(server, loop, lambda: len(logged) == 2 * PAIRS)
+        assert all(logged), "a login failed"
+        sending = [bench.Sender(s, (lambda seq, s=s, to=r.name: s.message(to, seq)), WINDOW, 1)
+                   for s, r in zip(senders, receivers)]
+        for sender in sending:
+            sender.start()
+        run(server, loop, lambda: meter.total >= messages // 4)        # warm up
+        start = meter.total
+        if profiler is not None:
+            server.profiler = profiler
+        passes, system_s = server.passes, server.system_s
+        cpu_s = run(server, loop, lambda: meter.total >= start + messages)
+        passes = server.passes - passes
+        delivered = meter.total - start
+        server.profiler = None
+        for sender in sending:
+            sender.stop()
+        run(server, loop, lambda: all(s.in_flight == 0 for s in sending))
+        assert sum(s.errors for s in sending) == 0, "a message was refused"
+        loop.close_all()
+        server.reactor.close_all()
+        server.log_file.close()
+        print(f"  {delivered / passes:.1f} messages a pass, "
+              f"{(server.system_s - system_s) / delivered * 1e6:.1f} us of each in the kernel",
+              file=sys.stderr)
+        return cpu_s / delivered * 1e6
+
+
+def ceiling_round(connections):
+    """The trivial server's CPU per connection, driven as bench.py's ceiling scenario."""
+    server = TrivialServer()
+    loop = bench.Loop()
+    done = [0]
+
+    def start():
+        bench._Call(loop, ("127.0.0.1", server.port), bench.CEILING_FRAME, finished)
+
+    def finished(replies):
+        assert replies, "a ceiling connection failed"
+        done[0] += 1
+        start()
+    for _ in range(CEILING_IN_FLIGHT):
+        start()
+    run(server, loop, lambda: done[0] >= connections // 4)          # warm up
+    start_count = done[0]
+    cpu_s = run(server, loop, lambda: done[0] >= start_count + connections)
+    completed = done[0] - start_count
+    loop.close_all()
+    server.close()
+    return cpu_s / completed * 1e6
+
+
+def main():
+    args = [arg for arg in sys.argv[1:] if not arg.startswith("--")]
+    messages = int(args[0]) if args else 20000
+    rounds = int(args[1]) if len(args) > 1 else 3
+    profiler = cProfile.Profile() if "--profile" in sys.argv else None
+    per_message_us, per_connection_us = [], []
+    for _ in range(rounds):         # alternately, so both see the same minutes of the machine
+        per_message_us.append(one_round(messages, profiler))
+        per_connection_us.append(ceiling_round(messages))
+    message_us, connection_us = statistics.median(per_message_us), statistics.median(
+        per_connection_us)
+    # (in one process the trivial server costs less than under bench.py, where the ceiling
+    # is bound by its generator: the quotient is the servers', not bench.py's ratio of rates)
+    print(f"{message_us:.1f} us of server CPU per short direct message, {connection_us:.1f} per "
+          f"connection of the trivial server ({connection_us / message_us:.2f} of it) (medians "
+          f"of {rounds}: {', '.join(f'{us:.1f}' for us in per_message_us)}; "
+          f"{', '.join(f'{us:.1f}' for us in per_connection_us)})")
+    if profiler is not None:
+        stats = pstats.Stats(profiler)
+        stats.sort_stats("tottime").print_stats(30)
+
+
+if __name__ == "__main__":
+    main()
