@@ -1089,3 +1089,19 @@ def test_a_short_queue_is_sent_in_one_join_and_what_a_send_leaves_goes_first(log
     assert stingy.sends[1] == sum(map(len, frames)) - 7
     ours.close()
     peer.close()
+
+
+def test_a_connection_accepted_this_pass_is_among_the_connections(loop):
+    """It is read at once and enters epoll at the flush; until then the reactor still counts
+    it (close_all, at a shutdown in that pass, must close it too)."""
+    seen = []
+
+    class Asking(Recorder):
+        def on_accepted(self, conn):
+            super().on_accepted(conn)
+            seen.append(conn in loop.connections())
+    listener = loop.listen(HOST, 0, Asking())
+    client_of(loop, listener.port)
+    pump(loop, lambda: seen)
+    assert seen == [True]
+    listener.close()
