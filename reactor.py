@@ -776,24 +776,25 @@ class Reactor:
                                                      do_handshake_on_connect=False)
                 conn.connecting = True      # open once the handshake is done
                 self._set_mask(conn, selectors.EVENT_READ)
+            else:
+                # Read at once (below), before the socket enters epoll: a short connection's
+                # request is usually here by now, and one answered and closed within this pass
+                # never enters it (no register and unregister: two epoll_ctl calls and 11
+                # Python calls saved). The flush registers what stays open, for what it waits
+                # for; until then the connection waits in the dirty list, where connections()
+                # finds it.
+                conn._dirty = True              # (_mark_dirty, inline)
+                self._dirty.append(conn)
             try:                                # (_guarded, inline)
                 listener.handler.on_accepted(conn)
             except Exception as exc:
                 self._report(exc, conn)
-            if conn.connecting:
+            if conn.connecting or conn.closing_reason is not None:
                 continue
-            # Read at once, before the socket enters epoll: a short connection's request is
-            # usually here by now, and one answered and closed within this pass never enters
-            # it (no register and unregister: two epoll_ctl calls and 11 Python calls saved).
-            # The flush registers what stays open, for what it waits for.
-            if conn.closing_reason is None:
-                try:                            # (_guarded, inline, as in run_once)
-                    self._read(conn)
-                except Exception as exc:
-                    self._report(exc, conn)
-            if not conn._dirty:                 # (_mark_dirty, inline)
-                conn._dirty = True
-                self._dirty.append(conn)
+            try:                                # (_guarded, inline, as in run_once)
+                self._read(conn)
+            except Exception as exc:
+                self._report(exc, conn)
 
     def _pause_listener(self, listener, exc):
         self.log(f"cannot accept ({os.strerror(exc.errno)}); pausing accepts for {EMFILE_PAUSE_S} s")
