@@ -534,14 +534,15 @@ class ChatServer:
         if reason is not None:
             notice["reason"] = reason
         blocked = self._unseen_by(user)
-        actions = []
+        staying, actions = [], []
         for name, other in sorted(self._users.items()):
             if name != user and name not in blocked:
                 if other.conn is not None:      # (_reach's usual case, inline)
-                    actions.append(Deliver((other.host, other.port), other.proof, notice,
-                                           other.conn, name))
+                    staying.append(other.conn)
                 else:
                     actions += self._reach(other, notice)
+        if staying:
+            actions.append(DeliverEach(staying, notice))
         return actions
 
     def _unseen_by(self, user):
@@ -564,15 +565,19 @@ class ChatServer:
         subjects = {user for user, _ in changes}
         screened = set().union(*(self._unseen_by(user) for user in subjects))
         notice = {"type": "presence", "changes": [[user, online] for user, online in changes]}
-        actions = []
+        staying, actions = [], []
         for name, session in sorted(self._users.items()):
             if name in screened:
                 told = [[user, online] for user, online in changes
                         if name not in self._unseen_by(user)]
                 if told:
                     actions += self._reach(session, {"type": "presence", "changes": told})
+            elif session.conn is not None:
+                staying.append(session.conn)    # (_reach's usual case: all in one action)
             else:
                 actions += self._reach(session, notice)
+        if staying:
+            actions.append(DeliverEach(staying, notice))
         return actions
 
     # --- messages ---

@@ -94,9 +94,9 @@ class Deliver:
 
 @dataclass(slots=True)
 class DeliverEach:
-    """Send the stored message `frame` (a protocol.Numbered: one line for all) to each of the
-    staying connections `conns`: a message's staying recipients in one action, so a delivery
-    costs the glue a buffer append and no call of its own."""
+    """Send `frame` to each of the staying connections `conns`: a stored message (a
+    protocol.Numbered: one line for all) or a notice (encoded once), its staying recipients in
+    one action, so a delivery costs the glue a buffer append and no call of its own."""
     conns: list
     frame: dict
 

@@ -314,12 +314,16 @@ class ServerGlue:
 
     def _deliver_each(self, action, committed=True):
         frame = action.frame
-        if (self._held or not committed) and (self._held
-                                              or frame["seq"] > self.store.committed_seq):
+        if type(frame) is not Numbered:     # a notice (presence): nothing to wait for
+            data = self._encoded(frame)
+        elif (self._held or not committed) and (self._held
+                                                or frame["seq"] > self.store.committed_seq):
             self._held.append(action)       # (as _deliver: behind what waits, in order)
             return
+        else:
+            data = frame.wire
         # staying connections already gone have told the core (Closed): filtered out here
-        self.reactor.send_each(filter(None, map(self.conns.get, action.conns)), frame.wire)
+        self.reactor.send_each(filter(None, map(self.conns.get, action.conns)), data)
 
     def _encoded(self, frame):
         """A delivery's bytes; the core hands one notice to many users as one dict, so the

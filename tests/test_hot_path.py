@@ -32,12 +32,11 @@ PING_PONG_CALLS_MAX = 106       # per round trip, one message in flight: the mes
 BROADCAST_CALLS_MAX = 2         # per delivery of a broadcast to 40 users, the request's own
                                 # calls shared out (1.15 now; 4.52 before a message's staying
                                 # recipients were one DeliverEach, queued with no call each)
-LOGIN_CALLS_MAX = 138           # per staying login and logout, 4 at a time, with its connection
-                                # (accepted, closed by the client after the logout): 133.9 now
-                                # (152.4 before a connection was read at its accept and went in
-                                # and out of its quiet limits with fewer calls; 148.2 before the
-                                # quiet limits shared a timer), 187.9 before the login's way was
-                                # shortened
+LOGIN_CALLS_MAX = 135           # per staying login and logout, 4 at a time, with its connection
+                                # (accepted, closed by the client after the logout): 130.9 now
+                                # (133.9 before presence went to staying users in one action,
+                                # 152.4 before a connection was read at its accept, 187.9 before
+                                # the login's way was shortened)
 LOGIN_CONCURRENCY = 4
 SHORT_DIRECT_CALLS_MAX = 55     # per message on a connection of its own (the request and bye,
                                 # the reply, the close), delivered to a staying user: 51.8 now;

@@ -107,6 +107,22 @@ def test_one_notice_for_many_users_is_encoded_once_and_reaches_each(world, monke
     assert encoded == [notice]
 
 
+def test_one_notice_in_a_deliver_each_is_encoded_once_and_is_not_held(world, monkeypatch):
+    """A notice (presence) carries no number: it goes at once, even while a commit fails and
+    stored messages wait for one."""
+    import server_glue
+    users = [logged_in(world, "columbia", "116bway"), logged_in(world, "seas", "summerisover")]
+    encoded = []
+    monkeypatch.setattr(server_glue, "encode", lambda frame: encoded.append(frame) or
+                        protocol.encode(frame))
+    notice = {"type": "presence", "changes": [["foobar", True]]}
+    # carried out as the end of a pass whose commit failed does
+    world.glue._actions[DeliverEach](DeliverEach(sorted(world.glue.conns), notice), False)
+    for client, _ in users:
+        pump(world.reactor, lambda: client.of("presence")[-1:] == [notice])
+    assert encoded == [notice] and world.glue._held == []
+
+
 def test_a_closed_staying_connection_detaches_its_session(world):
     alice, _ = logged_in(world, "columbia", "116bway")
     alice.conn.close("gone")

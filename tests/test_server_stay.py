@@ -52,7 +52,9 @@ def test_presence_reaches_each_user_by_its_own_way():
     assert pushes(actions) == [(1, {"type": "presence", "user": "bob", "online": True})]
     actions = stay_login(server, "carol", conn=3)
     assert [(a.address, a.conn) for a in actions if isinstance(a, Deliver)] == [
-        ((HOST, 6001), 1), ((HOST, 5002), None)]
+        ((HOST, 5002), None)]                                   # to bob's listening port
+    assert pushes(actions) == [(1, {"type": "presence", "user": "carol", "online": True})]
+    assert [a.conns for a in actions if isinstance(a, DeliverEach)] == [[1]]   # one for all
 
 
 def test_stay_must_be_a_boolean_and_without_it_the_port_is_required():

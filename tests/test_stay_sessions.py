@@ -75,7 +75,7 @@ def test_the_cut_session_is_sent_again_what_it_had_not_acknowledged_and_shows_it
     def recording(event, now):
         actions = handle(event, now)
         for action in actions:
-            if isinstance(action, DeliverEach):     # stored messages, to staying connections
+            if isinstance(action, DeliverEach) and "seq" in action.frame:     # stored ones
                 pushed.extend(action.frame["text"] for _ in action.conns)
             elif isinstance(action, Deliver) and action.conn is not None and "seq" in action.frame:
                 pushed.append(action.frame["text"])     # sent again at the resume
