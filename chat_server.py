@@ -504,6 +504,19 @@ class ChatServer:
         return [Deliver((session.host, session.port), session.proof, frame, session.conn,
                         session.user)]
 
+    def _reach_each(self, sessions, frame):
+        """Deliver `frame` to each of `sessions`: those on staying connections in one
+        DeliverEach (the same bytes, no call each), the others each its own way (_reach)."""
+        staying, actions = [], []
+        for session in sessions:
+            if session.conn is not None:     # (_reach's usual case)
+                staying.append(session.conn)
+            else:
+                actions += self._reach(session, frame)
+        if staying:
+            actions.append(DeliverEach(staying, frame))
+        return actions
+
     def _tell(self, user, frame):
         """Deliver `frame` to `user` if online; nothing otherwise."""
         session = self._users.get(user)
@@ -534,16 +547,8 @@ class ChatServer:
         if reason is not None:
             notice["reason"] = reason
         blocked = self._unseen_by(user)
-        staying, actions = [], []
-        for name, other in sorted(self._users.items()):
-            if name != user and name not in blocked:
-                if other.conn is not None:      # (_reach's usual case, inline)
-                    staying.append(other.conn)
-                else:
-                    actions += self._reach(other, notice)
-        if staying:
-            actions.append(DeliverEach(staying, notice))
-        return actions
+        return self._reach_each([other for name, other in sorted(self._users.items())
+                                 if name != user and name not in blocked], notice)
 
     def _unseen_by(self, user):
         """Who is not told of `user`'s comings and goings: those it blocks (they learn nothing
@@ -565,20 +570,16 @@ class ChatServer:
         subjects = {user for user, _ in changes}
         screened = set().union(*(self._unseen_by(user) for user in subjects))
         notice = {"type": "presence", "changes": [[user, online] for user, online in changes]}
-        staying, actions = [], []
+        whole, actions = [], []
         for name, session in sorted(self._users.items()):
-            if name in screened:
-                told = [[user, online] for user, online in changes
-                        if name not in self._unseen_by(user)]
-                if told:
-                    actions += self._reach(session, {"type": "presence", "changes": told})
-            elif session.conn is not None:
-                staying.append(session.conn)    # (_reach's usual case: all in one action)
-            else:
-                actions += self._reach(session, notice)
-        if staying:
-            actions.append(DeliverEach(staying, notice))
-        return actions
+            if name not in screened:
+                whole.append(session)
+                continue
+            told = [[user, online] for user, online in changes
+                    if name not in self._unseen_by(user)]
+            if told:
+                actions += self._reach(session, {"type": "presence", "changes": told})
+        return actions + self._reach_each(whole, notice)
 
     # --- messages ---
 
@@ -706,15 +707,7 @@ class ChatServer:
             online = () if target is None else (target,)
         else:
             online = filter(None, map(self._users.get, recipients))
-        staying, actions = [], []
-        for target in self._deliveries.offer_each(online, shared):
-            if target.conn is not None:     # (_reach's usual case, inline)
-                staying.append(target.conn)
-            else:
-                actions += self._reach(target, shared)
-        if staying:
-            actions.append(DeliverEach(staying, shared))
-        return actions
+        return self._reach_each(self._deliveries.offer_each(online, shared), shared)
 
     # --- other requests ---
 

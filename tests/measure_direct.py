@@ -20,7 +20,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from measure_login import Server                                   # noqa: E402
+from measure_server import Server, numbered_accounts               # noqa: E402
 
 PAD = "x" * 32                      # the text of each message (bench.py's pad is as short)
 SEQ = re.compile(rb'"seq":(\d+)\}')
@@ -108,7 +108,7 @@ def main():
     per_message_us = []
     for _ in range(rounds):
         with tempfile.TemporaryDirectory() as workdir:
-            server = Server(workdir, 100)
+            server = Server(workdir, numbered_accounts(100), connections=200)
             play(server, scenario, 2000, 0)                 # warm up
             per_message_us.append(play(server, scenario, messages, 50) * 1e6)
             server.reactor.close_all()

@@ -10,8 +10,6 @@ and the figure moves less than bench.py's on a busy machine. Prints the median o
 compare two checkouts by running each in turn, a few times.
 """
 import os
-import resource
-import secrets
 import socket
 import statistics
 import sys
@@ -19,41 +17,9 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from chat_server import ChatServer, Settings                       # noqa: E402
-from passwords import load_credentials                             # noqa: E402
-from reactor import RealClock, Reactor                             # noqa: E402
-from server_glue import ServerGlue, make_logger                    # noqa: E402
-from storage import Store                                          # noqa: E402
+from measure_server import Server, numbered_accounts                 # noqa: E402
 
 CONCURRENCY = 4
-
-
-class Server:
-    """The server of server.py in this process; `pass_once()` -> CPU seconds the pass took."""
-
-    def __init__(self, workdir, accounts):
-        credentials = os.path.join(workdir, "credential.txt")
-        with open(credentials, "w") as out:
-            out.write("".join(f"user{n} password{n}\n" for n in range(accounts)))
-        clock = RealClock()
-        self.log_file = open(os.path.join(workdir, "server.log"), "w")
-        log = make_logger(clock, self.log_file)
-        self.reactor = Reactor(clock, log=log)
-        store = Store(os.path.join(workdir, "chat.sqlite3"), clock,
-                      seq_floor=int(clock.wall() * 1_000_000))
-        settings = Settings(user_rate_per_s=0, address_rate_per_s=0, failed_logins_per_s=0,
-                            tokens_bound_to_host=True)
-        core = ChatServer(load_credentials(credentials), store, settings,
-                          instance=secrets.token_hex(4))
-        glue = ServerGlue(self.reactor, core, store, log, max_connections=2 * accounts,
-                          max_per_address=2 * accounts)
-        self.port = glue.listen("127.0.0.1", 0).port
-
-    def pass_once(self):
-        before = resource.getrusage(resource.RUSAGE_THREAD)
-        self.reactor.run_once(timeout_s=0.05)
-        after = resource.getrusage(resource.RUSAGE_THREAD)
-        return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 class User:
@@ -105,7 +71,8 @@ def main():
     per_login_us = []
     for _ in range(rounds):
         with tempfile.TemporaryDirectory() as workdir:
-            server = Server(workdir, logins + 2 * CONCURRENCY)
+            count = logins + 2 * CONCURRENCY
+            server = Server(workdir, numbered_accounts(count), connections=2 * count)
             play(server, 0, 2 * CONCURRENCY)                # warm up
             cpu_s, users = play(server, 2 * CONCURRENCY, logins)
             per_login_us.append(cpu_s / logins * 1e6)

@@ -16,7 +16,6 @@ import cProfile
 import os
 import pstats
 import resource
-import secrets
 import select
 import selectors
 import socket
@@ -27,11 +26,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import bench                                                       # noqa: E402
-from chat_server import ChatServer, Settings                       # noqa: E402
-from passwords import load_credentials                             # noqa: E402
-from reactor import RealClock, Reactor                             # noqa: E402
-from server_glue import ServerGlue, make_logger                    # noqa: E402
-from storage import Store                                          # noqa: E402
+from measure_server import Server                                  # noqa: E402
 
 PAIRS = 16
 WINDOW = 256
@@ -64,76 +59,8 @@ class TrivialServer:
 
     def pass_once(self):
         before = resource.getrusage(resource.RUSAGE_THREAD)
-        self._serve()
+        bench.serve_trivial_once(self.selector, self.listener, 0)
         after = resource.getrusage(resource.RUSAGE_THREAD)
-        return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-
-    def _serve(self):
-        """bench.serve_trivial's loop body, as it is there."""
-        selector, listener = self.selector, self.listener
-        for key, mask in selector.select(0):
-            if key.data is None:
-                for _ in range(bench.ACCEPTS_PER_EVENT):
-                    try:
-                        sock, _ = listener.accept()
-                    except (BlockingIOError, ConnectionAbortedError):
-                        break
-                    sock.setblocking(False)
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    selector.register(sock, selectors.EVENT_READ, bytearray())
-                continue
-            try:
-                data = key.fileobj.recv(bench.READ_BYTES)
-            except BlockingIOError:
-                continue
-            except OSError:
-                data = b""
-            key.data.extend(data)
-            if not data or b"\n" in data:
-                if data:
-                    key.fileobj.send(bench.CEILING_REPLY)
-                selector.unregister(key.fileobj)
-                key.fileobj.close()
-
-
-class Server:
-    """The server of server.py in this process; `pass_once()` -> CPU seconds the pass took."""
-
-    def __init__(self, workdir, accounts):
-        credentials = os.path.join(workdir, "credential.txt")
-        bench.write_credentials(credentials, accounts)
-        clock = RealClock()
-        self.log_file = open(os.path.join(workdir, "server.log"), "w")
-        log = make_logger(clock, self.log_file)
-        self.reactor = Reactor(clock, log=log)
-        store = Store(os.path.join(workdir, "chat.sqlite3"), clock,
-                      seq_floor=int(clock.wall() * 1_000_000))
-        settings = Settings(user_rate_per_s=0, address_rate_per_s=0, failed_logins_per_s=0)
-        core = ChatServer(load_credentials(credentials), store, settings,
-                          instance=secrets.token_hex(4))
-        glue = ServerGlue(self.reactor, core, store, log, max_connections=20000,
-                          max_per_address=20000)
-        self.port = glue.listen("127.0.0.1", 0).port
-        self.profiler = None        # a cProfile.Profile while one is wanted
-        self.passes = 0
-        self.system_s = 0.0         # of which in the kernel
-
-    def fileno(self):
-        return self.reactor.fileno()
-
-    def wait_s(self):
-        return self.reactor.wait_s()
-
-    def pass_once(self):
-        self.passes += 1
-        before = resource.getrusage(resource.RUSAGE_THREAD)
-        if self.profiler is not None:
-            self.profiler.enable()
-        self.reactor.run_once(timeout_s=0)
-        if self.profiler is not None:
-            self.profiler.disable()
-        after = resource.getrusage(resource.RUSAGE_THREAD)
-        self.system_s += after.ru_stime - before.ru_stime
         return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
@@ -157,7 +84,9 @@ def run(server, loop, until):
 
 def one_round(messages, profiler):
     with tempfile.TemporaryDirectory() as workdir:
-        server = Server(workdir, 2 * PAIRS)
+        accounts = "".join(f"{name} {password}\n"
+                           for name, password in map(bench.account, range(1, 2 * PAIRS + 1)))
+        server = Server(workdir, accounts, timeout_s=0)
         loop = bench.Loop()
         model = bench.ShortModel(loop, ("127.0.0.1", server.port))
         meter = bench.Meter()
