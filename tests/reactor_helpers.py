@@ -73,6 +73,17 @@ def drain(sock):
         chunks.append(chunk)
 
 
+def read_to_eof(sock, timeout_s=5):
+    """Everything `sock` receives until the other end closes (a blocking read, bounded)."""
+    sock.settimeout(timeout_s)
+    received = b""
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return received
+        received += data
+
+
 def feed(reactor, peer, chunk):
     """Send one chunk and let one pass read it (a socketpair delivers it at once)."""
     peer.sendall(chunk)

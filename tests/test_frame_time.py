@@ -10,7 +10,7 @@ from reactor import Reactor, VirtualClock
 from chat_server import ChatServer, Settings
 from server_glue import ServerGlue
 from storage import Store
-from reactor_helpers import Recorder, pump
+from reactor_helpers import Recorder, pump, read_to_eof
 
 ACCOUNTS = {"alice": "pw-a", "bob": "pw-b"}
 
@@ -159,16 +159,6 @@ def served():
         one.close()
 
 
-def closed_by_server(sock):
-    sock.settimeout(5)
-    data = b""
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
-
-
 def test_a_connection_that_sends_nothing_is_told_and_closed_within_frame_time(served):
     srv = served()
     silent = srv.connect()
@@ -176,7 +166,7 @@ def test_a_connection_that_sends_nothing_is_told_and_closed_within_frame_time(se
     assert srv.ask({"type": "check_user", "user": "alice"}) == {"type": "ok"}   # others served
     srv.clock.advance(0.1)
     pump(srv.reactor, lambda: not srv.glue.conns)
-    assert json.loads(closed_by_server(silent))["code"] == "too_slow"
+    assert json.loads(read_to_eof(silent))["code"] == "too_slow"
     assert [line for line in srv.logged if "closed" in line] == [
         "connection 1 from 127.0.0.1 closed: no complete frame within 2 s"]
 
@@ -196,7 +186,7 @@ def test_past_the_per_address_cap_new_connections_are_closed_at_once_and_counted
     srv = served(max_per_address=2)
     held = [srv.connect(), srv.connect()]
     refused = [srv.connect() for _ in range(3)]
-    assert all(closed_by_server(sock) == b"" for sock in refused)
+    assert all(read_to_eof(sock) == b"" for sock in refused)
     assert srv.logged == [
         "refused a connection: its address holds the most it may from 127.0.0.1"]
     held[0].sendall(b'{"type":"bye"}\n')
@@ -220,13 +210,13 @@ def test_at_the_cap_the_newest_connection_of_the_busiest_address_without_a_sessi
     _stays(srv, busiest[2], "alice")                 # the newest carries a session: it stays
     other = srv.connect("127.0.0.3")                 # the 4th: at the cap
     srv.connect("127.0.0.3")                         # the 5th: one of 127.0.0.2's goes
-    assert closed_by_server(busiest[1]) == b""
+    assert read_to_eof(busiest[1]) == b""
     assert srv.glue.by_address == {"127.0.0.2": 2, "127.0.0.3": 2}
     assert any("shed the newest connection of 127.0.0.2, which holds the most (3)" in line
                for line in srv.logged)
     _stays(srv, busiest[0], "bob")                   # now every one of 127.0.0.2's carries one
     late = srv.connect("127.0.0.4")
-    assert closed_by_server(late) == b""             # nothing to shed: refused
+    assert read_to_eof(late) == b""             # nothing to shed: refused
     assert len(srv.glue.conns) == 4 and srv.glue.by_address["127.0.0.2"] == 2
     for sock in srv.socks:
         sock.close()

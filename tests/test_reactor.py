@@ -12,7 +12,7 @@ import pytest
 import reactor as reactor_module
 from reactor import (ACCEPTS_PER_PASS, CLOSE_LINGER_S, EMFILE_PAUSE_S, FRAME_TIME_S, Handler,
                      RealClock, Reactor, VirtualClock)
-from reactor_helpers import Recorder, drain, feed, pump
+from reactor_helpers import Recorder, drain, feed, pump, read_to_eof
 
 HOST = "127.0.0.1"
 SMALL_SNDBUF_BYTES = 4096       # the kernel takes little, so most output waits in the reactor
@@ -523,16 +523,6 @@ class AnswerAndClose(Recorder):
         super().on_frame(conn, line)
         conn.send(b"re: " + line + b"\n")
         conn.close("answered")
-
-
-def read_to_eof(sock):
-    sock.settimeout(5)
-    received = b""
-    while True:
-        data = sock.recv(4096)
-        if not data:
-            return received
-        received += data
 
 
 def test_a_connection_answered_and_closed_in_its_first_pass_never_enters_the_poll(loop):
