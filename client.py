@@ -16,9 +16,10 @@ import sys
 import options
 from chat_client import HEARTBEAT_S, ChatClient, Settings
 from client_glue import ClientGlue
-from reactor import RealClock, Reactor
+from reactor import Reactor
 from stay import StayLink
 from terminal import Terminal, TerminalScreen
+from timers import RealClock
 
 
 def parse_args(argv):

@@ -18,9 +18,10 @@ import options
 import passwords
 from chat_server import ChatServer, Settings
 from irc_glue import IrcFront
-from reactor import FRAME_TIME_S, RealClock, Reactor
+from reactor import FRAME_TIME_S, Reactor
 from server_glue import (DELIVERY_CONNECTS, MAX_CONNECTIONS, MAX_PER_ADDRESS, ServerGlue,
                          make_logger)
+from timers import RealClock
 from passwords import CredentialsError, load_credentials
 from storage import Store, StoreUnavailable
 

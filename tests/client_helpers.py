@@ -12,7 +12,8 @@ from client_events import (Accepted, AskConsent, ConsentLapsed, Incoming, LineIn
                            ShowSending, Started)
 from client_glue import ClientGlue
 from terminal import screen_lines
-from reactor import Handler, Reactor, VirtualClock
+from reactor import Handler, Reactor
+from timers import VirtualClock
 from terminal import Terminal, TerminalScreen
 
 WELCOME = {"type": "welcome", "user": "alice", "token": "t1", "proof": "p1"}

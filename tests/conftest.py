@@ -5,7 +5,8 @@ import socket
 
 import pytest
 
-from reactor import RealClock, Reactor, VirtualClock
+from reactor import Reactor
+from timers import RealClock, VirtualClock
 from reactor_helpers import WATCHDOG_S, Recorder
 from guiprocs import Screens
 from realprocs import PtyClient, ServerProcess

@@ -9,7 +9,8 @@ import secrets
 
 from chat_server import ChatServer, Settings
 from passwords import load_credentials
-from reactor import RealClock, Reactor
+from reactor import Reactor
+from timers import RealClock
 from server_glue import ServerGlue, make_logger
 from storage import Store
 

@@ -19,7 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from chat_client import ChatClient, Settings as ClientSettings     # noqa: E402
 from chat_server import ChatServer                                 # noqa: E402
 from client_glue import ClientGlue                                 # noqa: E402
-from reactor import Reactor, RealClock                             # noqa: E402
+from reactor import Reactor                             # noqa: E402
+from timers import RealClock                             # noqa: E402
 from server_glue import ServerGlue                                 # noqa: E402
 from passwords import load_credentials                               # noqa: E402
 from storage import Store                                          # noqa: E402

@@ -17,7 +17,8 @@ from client_events import (Arm, Cancel, CloseConn, Exit, ExitDue, Expired, Heart
 from client_glue import REQUEST_TIMEOUT_S, URGENT_CONNECT_S
 from client_helpers import (OK, WELCOME, FakeServer, Run, StandIn, err, glue_with, hello,
                             logged_in, of, printed, proof_back, requests, run_with_input)
-from reactor import Handler, RealClock, Reactor
+from reactor import Handler, Reactor
+from timers import RealClock
 from reactor_helpers import WATCHDOG_S, hung_listener, pump
 from terminal import ASK_PASSWORD, ASK_USER, Terminal, TerminalScreen
 

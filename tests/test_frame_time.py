@@ -6,7 +6,8 @@ import socket
 
 import pytest
 
-from reactor import Reactor, VirtualClock
+from reactor import Reactor
+from timers import VirtualClock
 from chat_server import ChatServer, Settings
 from server_glue import ServerGlue
 from storage import Store

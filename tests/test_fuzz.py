@@ -11,7 +11,8 @@ import socket
 
 import protocol
 from hostile import GoodUser, open_conn
-from reactor import MAX_FRAME_BYTES, Handler, Reactor, VirtualClock
+from reactor import MAX_FRAME_BYTES, Handler, Reactor
+from timers import VirtualClock
 from realprocs import PtyClient, ServerProcess
 from chat_server import ChatServer, Settings
 from server_events import Expired, Reply, Undelivered, accepted_event, delivery_event

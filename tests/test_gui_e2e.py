@@ -14,7 +14,8 @@ import time
 import pytest
 
 from guiprocs import SCREEN, GuiProcess, NoDisplay, idle, login, screenshot
-from reactor import Handler, RealClock, Reactor
+from reactor import Handler, Reactor
+from timers import RealClock
 from realprocs import ROOT
 
 tkinter = pytest.importorskip("tkinter", reason="this Python has no tkinter, so no window")

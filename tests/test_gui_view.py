@@ -17,7 +17,8 @@ from client_events import (Accepted, AskConsent, ConsentLapsed, Expired, Fate, I
 from client_glue import ClientGlue
 from client_helpers import hello
 from gui import ChatView, Entry, Target, WindowScreen, entry_mark, entry_text, stamp
-from reactor import Reactor, VirtualClock
+from reactor import Reactor
+from timers import VirtualClock
 
 USERNAME, PASSWORD, LOGGED_IN = Stage.USERNAME, Stage.PASSWORD, Stage.LOGGED_IN
 WELCOME = {"type": "welcome", "user": "alice", "token": "t1", "proof": "p1"}

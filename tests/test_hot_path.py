@@ -14,7 +14,8 @@ import pytest
 import protocol
 from chat_server import ChatServer, Settings
 from passwords import load_credentials
-from reactor import Reactor, VirtualClock
+from reactor import Reactor
+from timers import VirtualClock
 from reactor_helpers import pump
 from replay import counting_secrets
 from server_glue import ServerGlue, make_logger

@@ -10,7 +10,8 @@ import tracemalloc
 import protocol
 from chat_server import ChatServer, Settings
 from passwords import load_credentials
-from reactor import Reactor, VirtualClock
+from reactor import Reactor
+from timers import VirtualClock
 from reactor_helpers import drain, pump
 from replay import counting_secrets
 from server_glue import ServerGlue

@@ -16,7 +16,8 @@ from chat_server import ChatServer, Settings
 from irc_glue import IDLE_S, PING_AFTER_S, REGISTER_S, IrcFront
 from irc_wire import parse
 from passwords import OPEN, load_credentials
-from reactor import Handler, Reactor, VirtualClock
+from reactor import Handler, Reactor
+from timers import VirtualClock
 from replay import counting_secrets
 from reactor_helpers import pump
 from server_glue import ServerGlue

@@ -11,7 +11,8 @@ from client_events import Accepted, Incoming, OpenLink
 from client_helpers import hello, logged_in
 from core_helpers import make_server, replies
 from protocol import MAX_SEQ
-from reactor import Reactor, VirtualClock
+from reactor import Reactor
+from timers import VirtualClock
 from reactor_helpers import Recorder, pump
 from server_events import Acked, Request, accepted_event, delivery_event
 

@@ -8,7 +8,8 @@ from client_events import (Accepted, EndLink, Incoming, LinkClosed, LinkIn, Log,
                            SendOnLink, SendTo, Show, Started)
 from client_helpers import glue_with
 from peer import PEER_IDLE_S, PeerAddress, Peers, listener_mac, mac_ok, mac_of
-from reactor import Handler, RealClock, Reactor
+from reactor import Handler, Reactor
+from timers import RealClock
 from reactor_helpers import pump
 
 KEY = "k1"

@@ -10,8 +10,8 @@ import struct
 import pytest
 
 import reactor as reactor_module
-from reactor import (ACCEPTS_PER_PASS, CLOSE_LINGER_S, EMFILE_PAUSE_S, FRAME_TIME_S, Handler,
-                     RealClock, Reactor, VirtualClock)
+from reactor import ACCEPTS_PER_PASS, CLOSE_LINGER_S, EMFILE_PAUSE_S, FRAME_TIME_S, Handler, Reactor
+from timers import RealClock, VirtualClock
 from reactor_helpers import Recorder, drain, feed, pump, read_to_eof
 
 HOST = "127.0.0.1"

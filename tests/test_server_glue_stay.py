@@ -11,8 +11,8 @@ import types
 import pytest
 
 import protocol
-from reactor import (HARD_LIMIT_BYTES, SOFT_LIMIT_BYTES, Connection, Handler, Reactor,
-                     VirtualClock)
+from reactor import HARD_LIMIT_BYTES, SOFT_LIMIT_BYTES, Connection, Handler, Reactor
+from timers import VirtualClock
 from replay import counting_secrets
 from server import ChatServer
 from server_events import Deliver, DeliverEach

@@ -3,7 +3,8 @@ loop pass says written together, in order, in one write."""
 import time
 
 from chat_server import ChatServer
-from reactor import Reactor, VirtualClock
+from reactor import Reactor
+from timers import VirtualClock
 from server_events import Log
 from server_glue import ServerGlue, make_logger
 from storage import Store

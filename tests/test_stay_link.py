@@ -11,7 +11,8 @@ import protocol
 from client import open_listener, parse_args, run as run_client
 from client_events import LinkDown, LinkUp, Pushed, Replied, RequestFailed, SendRequest, SendTo
 from client_glue import ClientGlue
-from reactor import Handler, Reactor, VirtualClock
+from reactor import Handler, Reactor
+from timers import VirtualClock
 from reactor_helpers import pump
 from stay import RECONNECT_FIRST_S, StayLink
 from terminal import Terminal, TerminalScreen

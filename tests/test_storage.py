@@ -371,7 +371,7 @@ def test_with_a_clock_cursors_and_compaction_go_at_most_once_a_second(tmp_path):
     """A commit that writes only its record is the cheapest: cursors, deletes and the counter
     of numbers ride along at most every COMPACT_S. A crash between forgets only acknowledgements
     (those messages come again; clients drop them by number), never a number or a message."""
-    from reactor import VirtualClock
+    from timers import VirtualClock
     clock = VirtualClock()
     path = str(tmp_path / "chat.db")
     store = Store(path, clock)

@@ -10,7 +10,7 @@ import pytest
 import log_index
 import protocol
 import storage
-from reactor import VirtualClock
+from timers import VirtualClock
 from storage import Store
 
 USERS = ["alice", "bob", "carol", "dave"]

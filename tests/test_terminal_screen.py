@@ -14,7 +14,8 @@ import pytest
 from client_events import (AskConsent, ConsentLapsed, Expired, Probe, ProbeDue, Prompt,
                            Replied, RequestFailed, Show, ShowOnline, Stage, Started, Status)
 from client_helpers import Run
-from reactor import Reactor, VirtualClock
+from reactor import Reactor
+from timers import VirtualClock
 from terminal import Terminal, TerminalScreen, outage_line, screen_lines
 from vt import Screen
 

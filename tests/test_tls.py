@@ -6,7 +6,8 @@ import time
 import pytest
 
 from certs import make_certificate
-from reactor import Handler, Reactor, RealClock
+from reactor import Handler, Reactor
+from timers import RealClock
 
 
 class Recorder(Handler):
