@@ -125,7 +125,7 @@ class Deliveries:
         -> those it goes out to now (counted as sent); for the others it waits (in the
         backlog, or in the store only). One call for a broadcast's recipients: the usual case,
         a window with room and nothing waiting before it, is inline here, with no call per
-        recipient (issue 15: a broadcast delivery has less than a microsecond)."""
+        recipient (a call each was most of a broadcast delivery's cost)."""
         going = []
         seq = numbered["seq"]
         size = len(numbered.wire)
