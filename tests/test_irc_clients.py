@@ -29,39 +29,33 @@ def server(tmp_path, request):
     assert proc.stop() == 0, proc.log()
 
 
+def _starting(tmp_path, missing, make, end):
+    """A fixture's body: start(name, port, nick, password) makes a client with its home in
+    tmp_path/name (skipped, saying why, if the program is missing); `end` ends each after."""
+    if missing:
+        pytest.skip(missing)
+    started = []
+
+    def start(name, port, nick, password):
+        client = make(tmp_path / name, port, nick, password)
+        started.append(client)
+        return client
+    yield start
+    for client in started:
+        end(client)
+
+
 @pytest.fixture
 def weechats(tmp_path):
     """weechats(name, port, nick, password) starts WeeChat in tmp_path/name (the same name
     again: the same home, configured already); all are ended at the end."""
-    why = missing_weechat()
-    if why:
-        pytest.skip(why)
-    started = []
-
-    def start(name, port, nick, password):
-        weechat = WeeChat(tmp_path / name, port, nick, password)
-        started.append(weechat)
-        return weechat
-    yield start
-    for weechat in started:
-        weechat.kill()
+    yield from _starting(tmp_path, missing_weechat(), WeeChat, WeeChat.kill)
 
 
 @pytest.fixture
 def irssis(tmp_path):
     """irssis(name, port, nick, password) starts irssi in a tmux of its own; all end at the end."""
-    why = missing_irssi()
-    if why:
-        pytest.skip(why)
-    started = []
-
-    def start(name, port, nick, password):
-        irssi = IrssiInTmux(tmp_path / name, port, nick, password)
-        started.append(irssi)
-        return irssi
-    yield start
-    for irssi in started:
-        irssi.stop()
+    yield from _starting(tmp_path, missing_irssi(), IrssiInTmux, IrssiInTmux.stop)
 
 
 def said(nick, text):
