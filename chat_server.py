@@ -430,10 +430,12 @@ class ChatServer:
         session = Session(user, token, self._make_secret(), host, port, now, stays=stays)
         # the proof is the session's key (deliveries prove it, never send it); the store and
         # head let a client tell a new store from the one it knew, and a number far beyond
-        # any given (PROTOCOL.md, "Guaranteed delivery")
+        # any given (PROTOCOL.md, "Guaranteed delivery"); `waiting`, how many messages wait
+        # for this login, lets a script's client show them before it logs out
+        store = self._store
         welcome = {"type": "welcome", "user": user, "token": session.token,
-                   "proof": session.proof, "store": self._store.identity,
-                   "head": self._store.head}
+                   "proof": session.proof, "store": store.identity, "head": store.head,
+                   "waiting": store.count_waiting(user)}
         staying = ", staying connected" if stays else ""
         actions = [Log(f"{user} logged in from {_shown((host, port))}{staying}"),
                    _answer(conn, frame_id, welcome)]

@@ -44,7 +44,7 @@ def test_login_replies_welcome_and_arms_the_idle_timer():
     server, _ = make_server()
     actions = login(server, "alice", now=2.5)
     assert replies(actions) == [{"type": "welcome", "user": "alice", "token": "s1", "proof": "s2",
-                                 "store": "store1", "head": 0}]
+                                 "store": "store1", "head": 0, "waiting": 0}]
     assert Arm(IdleCheck(), 33.5) in actions
     assert server.online_users() == ["alice"]
 
@@ -196,6 +196,7 @@ def test_a_message_stays_stored_until_acknowledged_and_comes_again_at_login():
     server.handle(Request(3, {"type": "logout", "token": "s3"}, "h"), 3.0)
     again = login(server, "bob", port=5003, conn=4, now=4.0)
     assert [(f["text"], f["seq"]) for f in delivered_frames(again) if f["type"] == "message"] == [("2", 2)]
+    assert replies(again)[0]["waiting"] == 1        # the welcome says how many wait for it
 
 
 def test_undelivered_messages_are_retried_with_doubling_backoff_and_new_ones_wait_in_order():
