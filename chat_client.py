@@ -12,8 +12,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import peer
-from client_events import (Accepted, Arm, Cancel, CloseConn, Exit, ExitDue, Expired, Fate,
-                           HeartbeatDue, Incoming, IncomingClosed, InputEnded, Interrupted,
+from client_events import (Accepted, Arm, Cancel, CloseConn, DrainDue, Exit, ExitDue, Expired,
+                           Fate, HeartbeatDue, Incoming, IncomingClosed, InputEnded, Interrupted,
                            LineIn, LinkClosed, LinkDown, LinkIdle, LinkIn, LinkUp, Log,
                            LoginAbandoned, OutboxRetry, Probe, ProbeDue, Prompt, Pushed, Replied,
                            RequestFailed, SendRequest, SendTo, Show, ShowFate, ShowOnline,
@@ -28,6 +28,7 @@ from protocol import MAX_SEQ
 
 HEARTBEAT_S = 30.0          # the server ends a session silent for 31 s
 EXIT_WAIT_S = 2.0           # how long an exiting client waits for its logout reply
+DRAIN_WAIT_S = 5.0          # how long the input's end waits for what waited for this login
 # A message numbered more than this above the highest number the server has said it gave is
 # refused: numbers grow by one a message, so this is many hours of the busiest server's traffic
 # between two heartbeats (each tells the head), and far below a forged "900000000000".
@@ -48,6 +49,7 @@ class Settings:
     stay: bool = False          # keep one connection to the server for requests and deliveries
     heartbeat_s: float = HEARTBEAT_S
     exit_wait_s: float = EXIT_WAIT_S
+    drain_wait_s: float = DRAIN_WAIT_S
     # starts every message id: random per run unless a test fixes it
     client_id: str = field(default_factory=_random_client_id)
     # input from a file or a pipe: a failed login, or input that ends before any login
@@ -116,6 +118,11 @@ class ChatClient:
         self.no_port_told = False       # without a listening port: said so at the first private
         self.input_ended = False
         self.logged_in_once = False     # a login succeeded in this run (see Settings.scripted)
+        # the messages that waited for this login (its welcome says how many) and are not yet
+        # shown: the input's end waits for them (_draining), up to drain_wait_s
+        self.backlog_left = 0
+        self.backlog_upto = 0           # the highest number counted off backlog_left
+        self.drain = None               # None, "waiting" (DrainDue armed), or "over"
         self.exiting = False
         self.done = False               # Exit was returned: nothing more happens
         self._status = None             # the last Status said
@@ -133,6 +140,7 @@ class ChatClient:
             LinkDown: self._on_link_down,
         }
         self._timers = {HeartbeatDue: self._heartbeat_due, ExitDue: self._exit_due,
+                        DrainDue: self._drain_due,
                         OutboxRetry: self._outbox_retry, LinkIdle: self._link_idle,
                         ProbeDue: self._probe_due}
         self._replies = {
@@ -330,8 +338,30 @@ class ChatClient:
                 self._exit(out, 1, "the input ended before a login succeeded")
             elif self.token is None:
                 self._exit(out)
-            else:
+            elif not self._draining(now, out):
                 self._start_exit(now, out)
+
+    def _draining(self, now, out):
+        """True while the input's end still waits for the messages that waited for this login:
+        shown and acknowledged before the logout, they are not kept for the next run (a script
+        that logs in reads them). Bounded by drain_wait_s; the rest waits on the server."""
+        if self.drain == "over":
+            return False
+        if self.backlog_left > 0 or (self.backlog_upto and self.doorkeeper.servers_open()):
+            if self.drain is None:
+                self.drain = "waiting"
+                self._arm(DrainDue(), now + self.settings.drain_wait_s, out)
+            return True
+        if self.drain == "waiting":
+            out.append(Cancel(DrainDue()))
+        self.drain = "over"
+        return False
+
+    def _drain_due(self, key, now, out):
+        if self.drain == "waiting":
+            out.append(Log(f"the input ended; {self.backlog_left} of the messages that waited "
+                           f"for this login still wait for the next"))
+            self.drain = "over"     # _run_lines, after this event, logs out
 
     def _line(self, text, now, out):
         if self.stage is Stage.USERNAME:
@@ -570,6 +600,9 @@ class ChatClient:
         self.proof = frame.get("proof")
         self.store = frame.get("store") if isinstance(frame.get("store"), str) else None
         self._saw_head(frame.get("head"))
+        waiting = frame.get("waiting")
+        self.backlog_left = waiting if type(waiting) is int and waiting > 0 else 0
+        self.backlog_upto = 0
         self.last_request_at = now
         out.append(Show("system", "You have successfully logged in."))
         self._arm(HeartbeatDue(), now + self.settings.heartbeat_s, out)
@@ -788,6 +821,15 @@ class ChatClient:
             out.extend([Log(f"a message numbered {seq}, far beyond the {self.head_seen} the "
                             f"server has given, was refused"), CloseConn(conn)])
             return
+        if self.exiting:
+            # our logout is on its way: an acknowledgement now could come after it, and the
+            # next login would show the message again. Neither shown nor acknowledged, it
+            # waits on the server for that login, and is shown once.
+            out.append(Log(f"message {seq} came while logging out; it waits for the next login"))
+            return
+        if seq > self.backlog_upto:
+            self.backlog_upto = seq
+            self.backlog_left -= self.backlog_left > 0
         mine = (self.store, self.user)
         if seq > self.shown_upto.get(mine, 0):
             self.shown_upto[mine] = seq

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from core_events import Arm, Cancel, Expired, Log
 
 # the shared Arm, Expired and Log are this core's too
-__all__ = ["Accepted", "Arm", "AskConsent", "Cancel", "CloseConn", "ConsentLapsed", "EndLink",
-           "Exit", "ExitDue", "Expired", "Fate", "HeartbeatDue", "Incoming", "IncomingClosed",
+__all__ = ["Accepted", "Arm", "AskConsent", "Cancel", "CloseConn", "ConsentLapsed", "DrainDue",
+           "EndLink", "Exit", "ExitDue", "Expired", "Fate", "HeartbeatDue", "Incoming", "IncomingClosed",
            "InputEnded", "Interrupted", "LineIn", "LinkClosed", "LinkDown", "LinkIdle", "LinkIn",
            "LinkUp", "Log", "LoginAbandoned", "OpenLink", "OutboxRetry", "Probe", "ProbeDue",
            "Prompt", "Pushed", "Replied", "RequestFailed", "SendOnLink", "SendRequest", "SendTo",
@@ -297,6 +297,11 @@ class EndLink:
 @dataclass(frozen=True, slots=True)
 class HeartbeatDue:
     """Time to tell the server we are here, unless a request did lately."""
+
+
+@dataclass(frozen=True, slots=True)
+class DrainDue:
+    """The input ended, and the messages that waited for this login had their time to come."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,6 +71,11 @@ class Doorkeeper:
     def closed(self, conn):
         self.visitors.pop(conn, None)
 
+    def servers_open(self):
+        """True while a proven delivery connection from the server is open: it closes once
+        its messages are acknowledged (the server says bye)."""
+        return any(visitor.door is Door.TRUSTED for visitor in self.visitors.values())
+
     def incoming(self, conn, frame, me, proof, login_pending):
         """A frame on accepted `conn` -> actions, Delivered and PrivateIn items. `me` and
         `proof` are our session's (None when logged out); `login_pending`: a login is on its

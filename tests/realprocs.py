@@ -157,13 +157,14 @@ def listening_port(server, user):
     return int(server.wait_log(rf"{user} logged in from 127\.0\.0\.1:(\d+)").group(1))
 
 
-def run_file_client(port, script_text, tmp_path, timeout_s=WAIT_S, host="127.0.0.1"):
+def run_file_client(port, script_text, tmp_path, timeout_s=WAIT_S, host="127.0.0.1",
+                    options=()):
     """Run a client whose standard input is a regular file; returns (exit status, output)."""
     script = tmp_path / "input.txt"
     script.write_text(script_text)
     with open(script, "rb") as stdin:
-        done = subprocess.run([sys.executable, os.path.join(ROOT, "client.py"), host, str(port)],
-                              stdin=stdin, capture_output=True, timeout=timeout_s, cwd=ROOT)
+        done = subprocess.run([sys.executable, os.path.join(ROOT, "client.py"), host, str(port),
+                               *options], stdin=stdin, capture_output=True, timeout=timeout_s, cwd=ROOT)
     return done.returncode, done.stdout.decode(), done.stderr.decode()
 
 

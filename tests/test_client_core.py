@@ -10,9 +10,9 @@ import pytest
 
 import protocol
 from client import parse_args
-from client_events import (Arm, Cancel, CloseConn, Exit, ExitDue, Expired, HeartbeatDue,
-                           Incoming, IncomingClosed, InputEnded, Interrupted, LineIn, Log,
-                           LoginAbandoned, Replied, RequestFailed, SendRequest, SendTo, Show,
+from client_events import (Arm, Cancel, CloseConn, DrainDue, Exit, ExitDue, Expired,
+                           HeartbeatDue, Incoming, IncomingClosed, InputEnded, Interrupted, LineIn,
+                           Log, LoginAbandoned, Replied, RequestFailed, SendRequest, SendTo, Show,
                            Stage, Started, Status)
 from client_glue import REQUEST_TIMEOUT_S, URGENT_CONNECT_S
 from client_helpers import (OK, WELCOME, FakeServer, Run, StandIn, err, glue_with, hello,
@@ -607,6 +607,69 @@ def test_input_end_after_a_logout_line_exits_without_another_logout():
     actions = run.reply(OK)
     assert printed(actions) == ["You have logged out.", ASK_USER]
     assert actions[-1] == Exit(0) and requests(actions) == []
+
+
+def _logged_in_with_waiting(waiting):
+    """A client whose login's welcome said `waiting` messages wait for it, and the server's
+    delivery connection 7, proven."""
+    run = Run(drain_wait_s=5.0)
+    run.do(Started())
+    run.type("alice")
+    run.reply(OK)
+    run.type("pw")
+    run.reply({**WELCOME, "waiting": waiting})
+    run.do(Incoming(7, hello(7)))
+    return run
+
+
+def _numbered(seq, text):
+    return {"type": "message", "from": "bob", "text": text, "seq": seq}
+
+
+def test_input_end_shows_what_waited_for_the_login_before_logging_out():
+    run = _logged_in_with_waiting(2)
+    actions = run.do(InputEnded())
+    assert requests(actions) == [] and Arm(DrainDue(), 5.0) in actions
+    shown = run.do(Incoming(7, _numbered(1, "one")))
+    assert printed(shown) == ["bob: one"] and SendTo(7, {"type": "ack", "seq": 1}) in shown
+    assert requests(run.do(Incoming(7, _numbered(1, "one")))) == []    # a repeat counts once
+    shown = run.do(Incoming(7, _numbered(2, "two")))
+    assert printed(shown) == ["bob: two"] and requests(shown) == []
+    # the server says bye once both acknowledgements are in: only then the logout
+    assert run.do(Incoming(7, {"type": "bye"})) == [CloseConn(7)]
+    actions = run.do(IncomingClosed(7))
+    assert requests(actions) == [{"type": "logout", "token": "t1"}]
+    assert Cancel(DrainDue()) in actions
+    assert run.reply(OK) == [Exit(0)]
+
+
+def test_input_end_waits_for_what_waited_no_longer_than_drain_wait():
+    run = _logged_in_with_waiting(3)
+    run.do(InputEnded())
+    run.do(Incoming(7, _numbered(1, "one")))
+    run.now = 5.0
+    actions = run.do(Expired(DrainDue()))
+    assert requests(actions) == [{"type": "logout", "token": "t1"}]
+    assert ("the input ended; 2 of the messages that waited for this login still wait for "
+            "the next") in [a.text for a in actions if isinstance(a, Log)]
+
+
+def test_input_end_without_anything_waiting_logs_out_at_once():
+    run = _logged_in_with_waiting(0)
+    actions = run.do(InputEnded())
+    assert requests(actions) == [{"type": "logout", "token": "t1"}]
+    assert not [a for a in actions if isinstance(a, Arm) and a.key == DrainDue()]
+
+
+@pytest.mark.parametrize("event", [Interrupted(), InputEnded()])
+def test_a_message_that_comes_while_logging_out_waits_for_the_next_login(event):
+    # shown and acknowledged now, the acknowledgement could reach the server after the logout
+    # and the next login would show it again: it is left for that login, and shown once there
+    run = _logged_in_with_waiting(0)
+    run.do(event)
+    actions = run.do(Incoming(7, _numbered(1, "late")))
+    assert printed(actions) == [] and not [a for a in actions if isinstance(a, SendTo)]
+    assert run.reply(OK) == [Exit(0)]
 
 
 def test_interrupt_drops_queued_lines():

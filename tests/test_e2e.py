@@ -4,6 +4,8 @@ The `server` and `clients` fixtures are in conftest.py."""
 import subprocess
 import sys
 
+import pytest
+
 from realprocs import ROOT, login, run_file_client
 
 def test_login_message_and_presence(clients, server):
@@ -138,3 +140,23 @@ def test_bad_port_prints_usage_and_exits_2(tmp_path):
                               stdin=subprocess.DEVNULL, timeout=10)
         assert done.returncode == 2
         assert b"usage" in done.stderr.lower()
+
+
+@pytest.mark.parametrize("stay", [False, True], ids=["short", "staying"])
+def test_a_scripted_login_shows_what_waited_for_it_once(server, tmp_path, stay):
+    # a script that only logs in reads its offline messages before its end of input logs it
+    # out, and a second run is not shown them again
+    sent = "columbia\n116bway\nmessage seas one\nmessage seas two\nmessage seas three\n"
+    status, out, err = run_file_client(server.port, sent, tmp_path)
+    assert status == 0 and out.count("will be delivered when they log in") == 3, err
+    options = ["--stay-connected"] if stay else []
+    status, first, err = run_file_client(server.port, "seas\nsummerisover\n", tmp_path,
+                                         options=options)
+    assert status == 0, err
+    shown = first.split("You have successfully logged in.")[1]
+    assert [line for line in shown.splitlines() if line.startswith("columbia:")] == [
+        "columbia: one", "columbia: two", "columbia: three"]
+    status, second, err = run_file_client(server.port, "seas\nsummerisover\n", tmp_path,
+                                          options=options)
+    assert status == 0 and "You have successfully logged in." in second, err
+    assert "columbia:" not in second
