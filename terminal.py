@@ -31,6 +31,7 @@ from line_editor import MAX_LINE_CHARS, ClearScreen, EndOfInput, Entered, LineEd
 from protocol import name_chars_ok
 
 DEFAULT_COLUMNS = 80            # when the terminal does not say how wide it is
+UTF8_BOM = codecs.BOM_UTF8      # a file's first bytes that are not its text
 MIN_TICK_S = 0.05               # the status line's countdown is redrawn at most this often
 ERASE_BELOW = "\x1b[J"          # erase from the cursor to the end of the screen
 CLEAR_SCREEN = "\x1b[H\x1b[2J"  # the cursor to the top left, and everything erased
@@ -82,6 +83,7 @@ class Terminal:
         self._keys = KeyDecoder()
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._pending = b""             # pipe mode: bytes after the last newline
+        self._starting = True           # pipe mode: nothing read yet (a BOM may come first)
         self._saved_mode = None
         self._columns = columns or self._measured_columns   # -> the terminal's width now
         self.width = self._columns() if interactive else DEFAULT_COLUMNS
@@ -181,7 +183,17 @@ class Terminal:
         self._draw()
 
     def _split_lines(self, data):
-        parts = (self._pending + data).split(b"\n")
+        data = self._pending + data
+        if self._starting:
+            # a file saved by Windows Notepad starts with the UTF-8 byte order mark: it is not
+            # part of the user name on the first line
+            if len(data) < len(UTF8_BOM) and UTF8_BOM.startswith(data):
+                self._pending = data
+                return []
+            self._starting = False
+            if data.startswith(UTF8_BOM):
+                data = data[len(UTF8_BOM):]
+        parts = data.split(b"\n")
         self._pending = parts.pop()[:MAX_LINE_CHARS * 4]    # up to 4 UTF-8 bytes a character
         return [_decode_line(part)[:MAX_LINE_CHARS] for part in parts]
 

@@ -212,6 +212,14 @@ def test_pipe_utf8_across_chunks_and_invalid_bytes():
     assert term.feed(data[1:] + b"\xff\n") == ["é", "\ufffd"]
 
 
+def test_pipe_drops_a_byte_order_mark_at_the_start_only():
+    term, _ = pipe_terminal()
+    assert term.feed(b"\xef\xbb") == []           # (it may come split across reads)
+    assert term.feed(b"\xbfcolumbia\n\xef\xbb\xbfpw\n") == ["columbia", "\ufeffpw"]
+    term, _ = pipe_terminal()
+    assert term.feed(b"\xef") == [] and term.feed(b"x\n") == ["\ufffdx"]    # not a BOM after all
+
+
 def test_pipe_last_line_without_newline_is_kept_at_the_end():
     term, _ = pipe_terminal()
     term.feed(b"online\nlogout")
