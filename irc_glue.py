@@ -107,6 +107,9 @@ class IrcLink:
     """An IRC connection as the native glue sees it: `send` takes a native frame's line,
     `close` ends it. It also carries the session's requests to the core, and its timers."""
 
+    __slots__ = ("front", "glue", "conn", "session", "id", "last_heard", "ack_due",
+                 "registering", "_requests_queued", "_keepalive")
+
     def __init__(self, front, conn, session):
         self.front = front
         self.glue = glue = front.glue

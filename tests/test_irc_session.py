@@ -360,6 +360,13 @@ def test_a_nick_in_another_case_logs_in_as_its_account():
     assert request(session)["user"] == "columbia"
 
 
+def test_the_password_is_not_kept_once_the_login_is_asked():
+    session = new_session()
+    registered(session)
+    assert request(session)["password"] == "pw"
+    assert session.password is None
+
+
 def test_no_password_gets_464_and_the_link_is_closed_without_asking_the_core():
     session = new_session()
     assert said(session, "NICK seas", "USER u 0 * :u") == [
