@@ -277,6 +277,24 @@ class Connection:
             self._dirty = True
             reactor._dirty.append(self)
 
+    def send_ahead(self, data):
+        """Queue bytes as send does, and have this pass write the connection ahead of those
+        only send queued on: for what someone's latency waits on (a delivery), before what
+        only confirms (a reply). Within the connection the bytes keep the order queued."""
+        if self.closed or self.closing_reason is not None:
+            return
+        if self._out is None:
+            self._out = [data]
+        else:
+            self._out.append(data)
+        self._out_bytes += len(data)
+        reactor = self._reactor
+        if self._out_bytes > reactor.hard_limit:
+            reactor._slow_consumer(self)
+        elif not self._dirty:
+            self._dirty = True
+            reactor._ahead.append(self)
+
     def close(self, reason="closed"):
         """Flush what is queued, then close; a second call is a no-op."""
         self._reactor._close(self, reason, flush=True)
@@ -324,6 +342,7 @@ class Reactor:
         self._wheel = TimerWheel(self.clock.now())
         self._ids = 0
         self._dirty = []                # connections with output queued this pass
+        self._ahead = []                # ... and those written first (send_ahead)
         self._before_flush = []         # run each pass before any output leaves
         self._to_finish = []            # connections to close at the end of this pass
         self._always_ready = []         # inputs the selector refuses (regular files): read each pass
@@ -348,7 +367,7 @@ class Reactor:
         closing with nothing left to write, at the end of this pass."""
         found = {key.data.id: key.data for key in self._selector.get_map().values()
                  if type(key.data) is Connection}
-        for conn in (*self._dirty, *self._to_finish):
+        for conn in (*self._ahead, *self._dirty, *self._to_finish):
             if not conn.closed:
                 found.setdefault(conn.id, conn)
         return list(found.values())
@@ -540,7 +559,7 @@ class Reactor:
             self._finish_closes()
 
     def _poll_timeout(self, timeout_s):
-        if self._always_ready or self._dirty or self._to_finish:
+        if self._always_ready or self._dirty or self._ahead or self._to_finish:
             return 0
         deadline = self._wheel.next_deadline()
         timeout = None if deadline is None else self.clock.poll_timeout(deadline)
@@ -782,11 +801,12 @@ class Reactor:
 
     def send_each(self, conns, data):
         """Queue the same bytes (whole frames) on each of `conns`: a broadcast's recipients in
-        one call. For a Connection this is its send, inline: a call per recipient was most of
-        a broadcast delivery's cost. Anything else in `conns` (an IRC link, which words the
-        line its own way) gets its own send."""
+        one call. For a Connection this is its send_ahead, inline: a call per recipient was
+        most of a broadcast delivery's cost. Anything else in `conns` (an IRC link, which words
+        the line its own way) gets its own send."""
         size = len(data)
         hard_limit = self.hard_limit
+        ahead = self._ahead
         for conn in conns:
             if type(conn) is not Connection:
                 conn.send(data)
@@ -800,7 +820,7 @@ class Reactor:
                     self._slow_consumer(conn)
                 elif not conn._dirty:
                     conn._dirty = True
-                    self._dirty.append(conn)
+                    ahead.append(conn)
 
     def _slow_consumer(self, conn):
         """`conn` holds more output than hard_limit: closed, and said once per burst."""
@@ -822,6 +842,8 @@ class Reactor:
             except Exception as exc:
                 self._report(exc)
         dirty, self._dirty = self._dirty, []
+        if self._ahead:
+            dirty[:0], self._ahead = self._ahead, []
         for conn in dirty:
             conn._dirty = False
             if not conn.closed and not conn.connecting:

@@ -287,15 +287,16 @@ class ServerGlue:
         if action.conn is not None:
             # a staying client's own connection, hello-free, in order with the replies; one
             # already gone has told the core (Closed), and what it did not acknowledge goes
-            # out again at the resume
+            # out again at the resume. Written ahead of the pass's other connections: the
+            # recipient waits on this, while the sender's reply only confirms
             conn = self.conns.get(action.conn)
             if conn is not None:
                 if type(frame) is Numbered:
-                    conn.send(frame.wire)
+                    conn.send_ahead(frame.wire)
                 else:
                     # (_encoded's usual case, inline: one notice to many)
                     last = self._last_encoded
-                    conn.send(last[1] if frame is last[0] else self._encoded(frame))
+                    conn.send_ahead(last[1] if frame is last[0] else self._encoded(frame))
             return
         key = (action.address, action.proof)
         delivery = self.deliveries.get(key)

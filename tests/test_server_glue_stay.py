@@ -15,7 +15,7 @@ from reactor import HARD_LIMIT_BYTES, SOFT_LIMIT_BYTES, Connection, Handler, Rea
 from timers import VirtualClock
 from replay import counting_secrets
 from server import ChatServer
-from server_events import Deliver, DeliverEach
+from server_events import Deliver, DeliverEach, Reply
 from server_glue import DELIVERY_CONNECT_S, DELIVERY_TURN_S, ServerGlue
 from passwords import load_credentials
 from storage import Store
@@ -523,3 +523,30 @@ def test_a_lone_surrogate_is_refused_and_the_rest_of_the_pass_goes_out(world):
                                                            for f in alice.frames))
     assert [f["code"] for f in alice.of("error")] == ["bad_utf8", "bad_utf8"]
     assert [f["text"] for f in bob.of("message")] == ["after"]
+
+
+def test_a_direct_messages_delivery_is_written_before_the_senders_ok(world, monkeypatch):
+    """The recipient waits on the delivery; the ok only confirms: the delivery's send comes
+    first (a ping-pong's latency is the delivery's)."""
+    alice, alice_token = logged_in(world, "columbia", "116bway")
+    bob, _ = logged_in(world, "seas", "summerisover")
+    pump(world.reactor, lambda: alice.of("presence"))
+    written = []
+    flush = world.reactor._flush
+
+    def recording(conn):
+        if conn.id in world.glue.conns and conn._out:
+            written.append(b"".join(conn._out))
+        flush(conn)
+    monkeypatch.setattr(world.reactor, "_flush", recording)
+    alice.send({"type": "message", "token": alice_token, "to": "seas", "text": "hi", "id": 2})
+    pump(world.reactor, lambda: bob.of("message") and alice.of("ok"))
+    assert [b'"type":"message"' in data for data in written] == [True, False]
+    assert b'"type":"ok"' in written[1]
+    # one Deliver (a window's top-up after an ack) goes ahead of a reply queued before it
+    alice_conn, bob_conn = sorted(world.glue.conns)
+    written.clear()
+    world.glue.apply([Reply(alice_conn, {"type": "ok", "id": 3}),
+                      Deliver(("127.0.0.1", None), "p", {"type": "presence"}, conn=bob_conn)])
+    pump(world.reactor, lambda: len(written) == 2)
+    assert b'"presence"' in written[0] and b'"id":3' in written[1]
