@@ -146,6 +146,9 @@ class IrcLink:
             self._requests_queued = True
             self.glue.reactor.call_soon(self._send_requests)
 
+    # a delivery is worded with the session's other lines and written with them
+    send_ahead = send
+
     def close(self, reason):
         self.conn.close(reason)
 

@@ -10,7 +10,8 @@ Connections may speak TLS (`ssl`, non-blocking): the handshake runs inside the l
 other wait, and a connection counts as open only once it is done.
 
 One pass of the loop: poll until the next timer is due, handle ready descriptors, fire due timers
-in (deadline, scheduling order), flush queued output, and close what was asked to close.
+in (deadline, scheduling order), flush queued output, run what was put off until after that
+flush (and flush again), and close what was asked to close.
 Work scheduled during a pass runs on the next one. A connection just accepted is read at once
 and enters the poll only at the flush, if it stays open: a short connection (a request, its
 reply, the close) is served in the pass that accepts it, and never enters the poll at all.
@@ -277,6 +278,24 @@ class Connection:
             self._dirty = True
             reactor._dirty.append(self)
 
+    def send_ahead(self, data):
+        """Queue bytes as send does, and have this pass write the connection ahead of those
+        only send queued on: for what someone's latency waits on (a delivery), before what
+        only confirms (a reply). Within the connection the bytes keep the order queued."""
+        if self.closed or self.closing_reason is not None:
+            return
+        if self._out is None:
+            self._out = [data]
+        else:
+            self._out.append(data)
+        self._out_bytes += len(data)
+        reactor = self._reactor
+        if self._out_bytes > reactor.hard_limit:
+            reactor._slow_consumer(self)
+        elif not self._dirty:
+            self._dirty = True
+            reactor._ahead.append(self)
+
     def close(self, reason="closed"):
         """Flush what is queued, then close; a second call is a no-op."""
         self._reactor._close(self, reason, flush=True)
@@ -324,6 +343,8 @@ class Reactor:
         self._wheel = TimerWheel(self.clock.now())
         self._ids = 0
         self._dirty = []                # connections with output queued this pass
+        self._ahead = []                # ... and those written first (send_ahead)
+        self._after_output = []         # (fn, args) to run once this pass's output is written
         self._before_flush = []         # run each pass before any output leaves
         self._to_finish = []            # connections to close at the end of this pass
         self._always_ready = []         # inputs the selector refuses (regular files): read each pass
@@ -348,7 +369,7 @@ class Reactor:
         closing with nothing left to write, at the end of this pass."""
         found = {key.data.id: key.data for key in self._selector.get_map().values()
                  if type(key.data) is Connection}
-        for conn in (*self._dirty, *self._to_finish):
+        for conn in (*self._ahead, *self._dirty, *self._to_finish):
             if not conn.closed:
                 found.setdefault(conn.id, conn)
         return list(found.values())
@@ -380,6 +401,15 @@ class Reactor:
         """
         self._before_flush.append(fn)
 
+    def after_output(self, fn, *args):
+        """Run fn(*args) later in this pass, once the before_flush hooks have run and the
+        output queued so far is written; what it queues is written then too, without the
+        hooks (work that needs them runs them itself). For work that nothing else in the pass
+        waits on (the server's acknowledgements), so the pass's replies and deliveries leave
+        first. What fn puts off in turn waits for the next pass.
+        """
+        self._after_output.append((fn, args))
+
     def fire_timers(self):
         """Fire every timer due now; ones they schedule wait for the next pass."""
         for timer in self._wheel.pop_due(self.clock.now()):
@@ -394,6 +424,8 @@ class Reactor:
         """A pass with no polling: fire due timers, flush, close (what VirtualClock.advance runs)."""
         self.fire_timers()
         self._flush_dirty()
+        if self._after_output:
+            self._run_after_output()
         self._finish_closes()
 
     # -- sockets --------------------------------------------------------------------------
@@ -536,11 +568,14 @@ class Reactor:
                 self._read_input(source)
         self.fire_timers()
         self._flush_dirty()
+        if self._after_output:
+            self._run_after_output()
         if self._to_finish:
             self._finish_closes()
 
     def _poll_timeout(self, timeout_s):
-        if self._always_ready or self._dirty or self._to_finish:
+        if (self._always_ready or self._dirty or self._ahead or self._to_finish
+                or self._after_output):
             return 0
         deadline = self._wheel.next_deadline()
         timeout = None if deadline is None else self.clock.poll_timeout(deadline)
@@ -782,11 +817,12 @@ class Reactor:
 
     def send_each(self, conns, data):
         """Queue the same bytes (whole frames) on each of `conns`: a broadcast's recipients in
-        one call. For a Connection this is its send, inline: a call per recipient was most of
-        a broadcast delivery's cost. Anything else in `conns` (an IRC link, which words the
-        line its own way) gets its own send."""
+        one call. For a Connection this is its send_ahead, inline: a call per recipient was
+        most of a broadcast delivery's cost. Anything else in `conns` (an IRC link, which words
+        the line its own way) gets its own send."""
         size = len(data)
         hard_limit = self.hard_limit
+        ahead = self._ahead
         for conn in conns:
             if type(conn) is not Connection:
                 conn.send(data)
@@ -800,7 +836,7 @@ class Reactor:
                     self._slow_consumer(conn)
                 elif not conn._dirty:
                     conn._dirty = True
-                    self._dirty.append(conn)
+                    ahead.append(conn)
 
     def _slow_consumer(self, conn):
         """`conn` holds more output than hard_limit: closed, and said once per burst."""
@@ -815,13 +851,15 @@ class Reactor:
             conn._dirty = True
             self._dirty.append(conn)
 
-    def _flush_dirty(self):
-        for hook in self._before_flush:
+    def _flush_dirty(self, hooks=True):
+        for hook in self._before_flush if hooks else ():
             try:                                # (_guarded, inline: every pass)
                 hook()
             except Exception as exc:
                 self._report(exc)
         dirty, self._dirty = self._dirty, []
+        if self._ahead:
+            dirty[:0], self._ahead = self._ahead, []
         for conn in dirty:
             conn._dirty = False
             if not conn.closed and not conn.connecting:
@@ -829,6 +867,16 @@ class Reactor:
                 if conn.closing_reason is not None and conn._out and conn._timer is None:
                     self._linger(conn)      # closed this pass, and the peer did not take all
                 self._update_mask(conn)
+
+    def _run_after_output(self):
+        later, self._after_output = self._after_output, []
+        for fn, args in later:
+            try:                                # (_guarded, inline: a ping-pong's every pass)
+                fn(*args)
+            except Exception as exc:
+                self._report(exc)
+        if self._dirty or self._ahead:
+            self._flush_dirty(hooks=False)
 
     def _flush(self, conn):
         """One send of what is queued: the frames of a pass go together, but never more than

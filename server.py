@@ -164,7 +164,7 @@ def main(argv=None):
         # numbers start above the wall clock in microseconds: a wiped or restored data
         # directory never gives a number a running client has seen (PROTOCOL.md)
         store = Store(os.path.join(args.data_dir, "chat.sqlite3"), clock, sync=args.sync,
-                      seq_floor=int(clock.wall() * 1_000_000))
+                      seq_floor=int(clock.wall() * 1_000_000), exclusive=True)
     except (OSError, sqlite3.Error) as exc:
         print(f"server.py: cannot open the data directory {args.data_dir}: {exc}", file=sys.stderr)
         return 1

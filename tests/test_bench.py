@@ -160,9 +160,12 @@ def test_percentile_is_nearest_rank():
 
 
 def test_latency_figures_summarise_samples():
-    assert bench.latency_figures([1.0, 2.0, 3.0, 4.0]) == {"p50_ms": 2.0, "p99_ms": 4.0,
-                                                            "samples": 4}
-    assert bench.latency_figures([]) == {"p50_ms": None, "p99_ms": None, "samples": 0}
+    assert bench.latency_figures([1.0, 2.0, 3.0, 4.0]) == {"p50_ms": 2.0, "p90_ms": 4.0,
+                                                            "p99_ms": 4.0, "samples": 4}
+    tenths = [n / 10 for n in range(1, 101)]
+    assert bench.latency_figures(tenths)["p90_ms"] == 9.0
+    assert bench.latency_figures([]) == {"p50_ms": None, "p90_ms": None, "p99_ms": None,
+                                         "samples": 0}
 
 
 def test_medians_skip_missing_and_keep_flags_from_the_last_round():

@@ -170,6 +170,46 @@ def test_a_peer_past_the_hard_limit_is_closed_as_a_slow_consumer(make_pair, logg
     assert sum("slow consumer" in line for line in logged) == 1
 
 
+class OrderedSocket(CountingSocket):
+    """A socket that writes its name down in a log shared with others at each send."""
+
+    def __init__(self, sock, name, log):
+        super().__init__(sock)
+        self.name, self.log = name, log
+
+    def send(self, data):
+        self.log.append(self.name)
+        return super().send(data)
+
+
+def test_send_ahead_and_send_each_write_their_connections_before_those_only_send_queued_on():
+    """A delivery leaves before the pass's replies (what a latency waits on goes first);
+    within one connection the bytes keep the order they were queued in."""
+    reactor = Reactor(VirtualClock())
+    pairs = [socket.socketpair() for _ in range(4)]
+    written = []
+    conns = [reactor.watch(OrderedSocket(ours, f"p{n}", written), Recorder(), f"p{n}")
+             for n, (ours, _) in enumerate(pairs)]
+    conns[0].send(b"reply\n")
+    conns[1].send_ahead(b"delivery\n")
+    conns[3].send(b"reply\n")
+    conns[3].send_ahead(b"delivery\n")         # already queued: keeps its place and order
+    reactor.send_each([conns[2]], b"broadcast\n")
+    conns[0].send_ahead(b"its own delivery\n")
+    reactor.run_once(timeout_s=0)
+    assert written == ["p1", "p2", "p0", "p3"]
+    assert pairs[0][1].recv(100) == b"reply\nits own delivery\n"
+    assert pairs[3][1].recv(100) == b"reply\ndelivery\n"
+    assert pairs[1][1].recv(100) == b"delivery\n" and pairs[2][1].recv(100) == b"broadcast\n"
+    conns[1].send_ahead(b"next\n")
+    assert reactor.connections() and reactor._poll_timeout(None) == 0   # due this pass
+    reactor.run_once(timeout_s=0)
+    assert written[-1] == "p1" and pairs[1][1].recv(100) == b"next\n"
+    for ours, peer in pairs:
+        ours.close()
+        peer.close()
+
+
 def test_send_each_queues_the_same_bytes_on_each_open_connection_in_one_send(logged):
     reactor = Reactor(VirtualClock(), log=logged.append, hard_limit=50_000)
     pairs = [socket.socketpair() for _ in range(4)]
@@ -1095,3 +1135,28 @@ def test_a_connection_accepted_this_pass_is_among_the_connections(loop):
     pump(loop, lambda: seen)
     assert seen == [True]
     listener.close()
+
+
+def test_after_output_runs_once_the_passs_output_is_written_and_its_own_leaves_that_pass(
+        make_pair):
+    reactor, conn, peer, recorder = make_pair()
+    peer.setblocking(False)
+    hooks, seen = [], []
+    reactor.before_flush(lambda: hooks.append("hook"))
+
+    def later(tag):
+        seen.append((tag, drain(peer), list(hooks)))
+        conn.send(b"after\n")
+        reactor.after_output(seen.append, "next pass")
+    conn.send(b"reply\n")
+    reactor.after_output(later, "this pass")
+    assert reactor._poll_timeout(None) == 0
+    reactor.run_once(timeout_s=0)
+    assert seen == [("this pass", b"reply\n", ["hook"])]     # after the hook and the write
+    assert drain(peer) == b"after\n" and hooks == ["hook"]   # written without the hook again
+    assert reactor._poll_timeout(None) == 0                   # what it put off: no waiting
+    reactor.run_once(timeout_s=0)
+    assert seen[1:] == ["next pass"] and hooks == ["hook", "hook"]
+    reactor.call_later(1.0, reactor.after_output, seen.append, "timer pass")
+    reactor.clock.advance(1.0)                               # a timer pass runs them too
+    assert seen[-1] == "timer pass"

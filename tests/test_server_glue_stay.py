@@ -15,7 +15,7 @@ from reactor import HARD_LIMIT_BYTES, SOFT_LIMIT_BYTES, Connection, Handler, Rea
 from timers import VirtualClock
 from replay import counting_secrets
 from server import ChatServer
-from server_events import Deliver, DeliverEach
+from server_events import Deliver, DeliverEach, Reply
 from server_glue import DELIVERY_CONNECT_S, DELIVERY_TURN_S, ServerGlue
 from passwords import load_credentials
 from storage import Store
@@ -523,3 +523,132 @@ def test_a_lone_surrogate_is_refused_and_the_rest_of_the_pass_goes_out(world):
                                                            for f in alice.frames))
     assert [f["code"] for f in alice.of("error")] == ["bad_utf8", "bad_utf8"]
     assert [f["text"] for f in bob.of("message")] == ["after"]
+
+
+def test_a_direct_messages_delivery_is_written_before_the_senders_ok(world, monkeypatch):
+    """The recipient waits on the delivery; the ok only confirms: the delivery's send comes
+    first (a ping-pong's latency is the delivery's)."""
+    alice, alice_token = logged_in(world, "columbia", "116bway")
+    bob, _ = logged_in(world, "seas", "summerisover")
+    pump(world.reactor, lambda: alice.of("presence"))
+    written = []
+    flush = world.reactor._flush
+
+    def recording(conn):
+        if conn.id in world.glue.conns and conn._out:
+            written.append(b"".join(conn._out))
+        flush(conn)
+    monkeypatch.setattr(world.reactor, "_flush", recording)
+    alice.send({"type": "message", "token": alice_token, "to": "seas", "text": "hi", "id": 2})
+    pump(world.reactor, lambda: bob.of("message") and alice.of("ok"))
+    assert [b'"type":"message"' in data for data in written] == [True, False]
+    assert b'"type":"ok"' in written[1]
+    # one Deliver (a window's top-up after an ack) goes ahead of a reply queued before it
+    alice_conn, bob_conn = sorted(world.glue.conns)
+    written.clear()
+    world.glue.apply([Reply(alice_conn, {"type": "ok", "id": 3}),
+                      Deliver(("127.0.0.1", None), "p", {"type": "presence"}, conn=bob_conn)])
+    pump(world.reactor, lambda: len(written) == 2)
+    assert b'"presence"' in written[0] and b'"id":3' in written[1]
+
+
+class RawClient:
+    """A staying client on a plain socket, outside the reactor: what the server wrote to it
+    can be looked at in the middle of a pass."""
+
+    def __init__(self, w, user, password):
+        self.sock = socket.create_connection(("127.0.0.1", w.port))
+        self.sock.setblocking(False)
+        self.frames, self._partial = [], b""
+        self.send({"type": "login", "user": user, "password": password, "stay": True, "id": 1})
+        pump(w.reactor, lambda: self.of("welcome"))
+        self.token = self.of("welcome")[0]["token"]
+
+    def send(self, frame):
+        self.sock.sendall(protocol.encode(frame))
+
+    def waiting_bytes(self):
+        """What the server wrote that this client has not read yet (left unread)."""
+        try:
+            return self.sock.recv(1 << 16, socket.MSG_PEEK)
+        except BlockingIOError:
+            return b""
+
+    def of(self, kind):
+        try:
+            self._partial += self.sock.recv(1 << 16)
+        except BlockingIOError:
+            pass
+        *lines, self._partial = self._partial.split(b"\n")
+        self.frames += [protocol.decode(line) for line in lines]
+        return [f for f in self.frames if f["type"] == kind]
+
+
+def spy_on_core(world, monkeypatch, on_event):
+    handle = world.glue.core.handle
+
+    def spy(event, now):
+        on_event(event)
+        return handle(event, now)
+    monkeypatch.setattr(world.glue.core, "handle", spy)
+
+
+def kind_of(event):
+    frame = getattr(event, "frame", None)
+    return frame["type"] if frame else type(event).__name__
+
+
+def test_an_ack_read_with_a_message_is_taken_after_the_message_has_left(world, monkeypatch):
+    """A read of acknowledgements only goes to the core once the pass's deliveries and
+    replies are written: the message that arrived with it (a ping-pong's next) does not
+    wait for it, and the ack still counts, in the same pass."""
+    alice = RawClient(world, "columbia", "116bway")
+    bob = RawClient(world, "seas", "summerisover")
+    alice.send({"type": "message", "token": alice.token, "to": "seas", "text": "one", "id": 2})
+    pump(world.reactor, lambda: bob.of("message") and alice.of("ok"))
+    written_when_acked = []
+    spy_on_core(world, monkeypatch, lambda event: kind_of(event) == "ack" and (
+        written_when_acked.append((b'"two"' in bob.waiting_bytes(),
+                                   b'"id":3' in alice.waiting_bytes()))))
+    bob.send({"type": "ack", "seq": bob.of("message")[0]["seq"]})
+    alice.send({"type": "message", "token": alice.token, "to": "seas", "text": "two", "id": 3})
+    pump(world.reactor, lambda: written_when_acked and len(alice.of("ok")) == 2)
+    assert written_when_acked == [(True, True)]
+    assert world.store.count_waiting("seas") == 1       # "one" acknowledged, "two" on its way
+    assert world.glue.acks_later == {}
+    assert [f["text"] for f in bob.of("message")] == ["one", "two"]
+
+
+def test_a_connections_acks_put_off_go_first_when_more_of_it_comes_in_the_same_pass(
+        world, monkeypatch):
+    """An oversize frame splits a read: the acks before it are put off, but the refusal of
+    the frame and the message after it wait for them (the connection's order holds); and a
+    connection that closes gives its acks to the core before its Closed."""
+    alice = RawClient(world, "columbia", "116bway")
+    bob = RawClient(world, "seas", "summerisover")
+    alice.send({"type": "message", "token": alice.token, "to": "seas", "text": "one", "id": 2})
+    pump(world.reactor, lambda: bob.of("message"))
+    seq = bob.of("message")[0]["seq"]
+    seen = []
+    spy_on_core(world, monkeypatch, lambda event: seen.append(kind_of(event)))
+    world.reactor.max_frame_bytes = 300         # the three frames come in one read
+    too_long = b"x" * 300
+    bob.sock.sendall(protocol.encode({"type": "ack", "seq": seq}) + too_long + b"\n" +
+                     protocol.encode({"type": "message", "token": bob.of("welcome")[0]["token"],
+                                      "to": "columbia", "text": "back", "id": 2}))
+    pump(world.reactor, lambda: alice.of("message") and len(bob.of("error")) == 1)
+    assert seen == ["ack", "BadFrame", "message"]
+    assert world.store.count_waiting("seas") == 0
+    # put off, then more frames, then closed, before the pass's output: each takes the
+    # acks first
+    bob_conn = world.glue.conns[max(world.glue.conns)]
+    ack = protocol.encode({"type": "ack", "seq": seq})[:-1]
+    seen.clear()
+    world.glue.accepted.on_frames(bob_conn, [ack])
+    assert seen == [] and bob_conn.id in world.glue.acks_later
+    world.glue.accepted.on_frames(bob_conn, [protocol.encode({"type": "online", "id": 3})[:-1]])
+    assert seen == ["ack", "online"]
+    seen.clear()
+    world.glue.accepted.on_frames(bob_conn, [ack])
+    world.glue.accepted.on_closed(bob_conn, "eof")
+    assert seen == ["ack", "Closed"] and world.glue.acks_later == {}

@@ -439,3 +439,42 @@ def test_room_for_one_recipient_is_takes_then_crowded():
                                     else None)
                                 assert index.room_for_one(name, size, messages_max, bytes_max,
                                                           box_messages, box_bytes) == expected
+
+
+def test_an_exclusive_store_keeps_every_other_opener_out_at_once_until_it_closes(tmp_path):
+    """The server's store: no second server (nor anything else) reads or writes its file
+    while it runs, and one that tries is told at once, not after a wait."""
+    path = str(tmp_path / "chat.db")
+    store = Store(path, exclusive=True)
+    keep(store, "bob", {"n": 1})
+    store.commit()
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        Store(path, exclusive=True)
+    other = sqlite3.connect(path, timeout=0)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        other.execute("SELECT COUNT(*) FROM log").fetchall()
+    other.close()
+    assert not pathlib.Path(path + "-shm").exists()     # its WAL index is in its memory
+    store.close()
+    again = Store(path, exclusive=True)
+    assert frames(again, "bob") == [{"n": 1}]
+    again.close()
+
+
+def test_the_server_opens_its_store_exclusive_and_stops_at_its_start_if_it_cannot(
+        tmp_path, capsys, monkeypatch):
+    """server.py's store is exclusive (a second server on the same data directory is kept
+    out); one that cannot open its store ends at once with a status of 1."""
+    import server
+    credentials = tmp_path / "credential.txt"
+    credentials.write_text("alice secret\n")
+    opened = []
+
+    def in_use(path, *args, **options):
+        opened.append(options.get("exclusive"))
+        raise sqlite3.OperationalError("database is locked")
+    monkeypatch.setattr(server, "Store", in_use)
+    status = server.main(["0", "--host", "127.0.0.1", "--credentials", str(credentials),
+                          "--data-dir", str(tmp_path / "data")])
+    assert status == 1 and opened == [True]
+    assert "cannot open the data directory" in capsys.readouterr().err
