@@ -166,7 +166,10 @@ def main(argv=None):
         store = Store(os.path.join(args.data_dir, "chat.sqlite3"), clock, sync=args.sync,
                       seq_floor=int(clock.wall() * 1_000_000), exclusive=True)
     except (OSError, sqlite3.Error) as exc:
-        print(f"server.py: cannot open the data directory {args.data_dir}: {exc}", file=sys.stderr)
+        why = exc
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            why = "another server is using it (its store stays locked while that one runs)"
+        print(f"server.py: cannot open the data directory {args.data_dir}: {why}", file=sys.stderr)
         return 1
     settings = Settings(block_time_s=args.block_time, timeout_s=args.timeout,
                         consent_s=args.consent_time, **limit_settings(args))

@@ -477,4 +477,5 @@ def test_the_server_opens_its_store_exclusive_and_stops_at_its_start_if_it_canno
     status = server.main(["0", "--host", "127.0.0.1", "--credentials", str(credentials),
                           "--data-dir", str(tmp_path / "data")])
     assert status == 1 and opened == [True]
-    assert "cannot open the data directory" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert "cannot open the data directory" in said and "another server is using it" in said
