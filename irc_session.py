@@ -30,6 +30,7 @@ CAPS = {"sasl": "PLAIN", "server-time": None, "message-tags": None, "echo-messag
 MAX_TARGETS = 4
 MAX_REASON_CHARS = 300      # a QUIT message kept for the others (chat_server's limit)
 USERLEN = 10                # a USER name is cut to this (ISUPPORT USERLEN)
+NAMES_ROW_CHARS = 380       # the names in one 353 line: with its prefix, well within 512 bytes
 MAX_EARLY_LINES = 64        # lines a client may send while its login is being answered
 ACK_TOKEN = "ack-"          # our PINGs that acknowledge carry this and the seq they cover
 ACK_PINGS = 8               # ... at most this many unanswered at once
@@ -461,13 +462,16 @@ class IrcSession:
         names = [self.nick, *self._online_list(frame)]
         if "userhost-in-names" in self.caps:
             names = [self.who_is(name) for name in names]
-        row = []
-        for name in names:
-            if row and len(" ".join(row + [name])) > 380:
-                self.numeric("353", "=", self.room, " ".join(row))
-                row = []
-            row.append(name)
-        self.numeric("353", "=", self.room, " ".join(row))
+        # as many names a line as fit, cut at the spaces of one string: a room of thousands
+        # is a few dozen lines, and this was a Python step per name (a name holds no space,
+        # and is far shorter than a line: protocol.MAX_NAME_CHARS)
+        text = " ".join(names)
+        start = 0
+        while len(text) - start > NAMES_ROW_CHARS:
+            cut = text.rfind(" ", start, start + NAMES_ROW_CHARS + 1)
+            self.numeric("353", "=", self.room, text[start:cut])
+            start = cut + 1
+        self.numeric("353", "=", self.room, text[start:])
         self.numeric("366", self.room, "End of /NAMES list")
 
     def _is_room(self, name):

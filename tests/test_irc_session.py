@@ -1101,6 +1101,8 @@ def test_names_of_many_users_comes_in_several_lines():
                                   for line in lines[:-1])
     assert [name for row in rows for name in row] == ["columbia", *users]
     assert all(len(line.encode()) < 512 for line in lines)
+    # each line as full as it can be: the next line's first name would not have fitted
+    assert all(len(" ".join(row + [after[0]])) > 380 for row, after in zip(rows, rows[1:]))
     assert lines[-1] == f"{S}366 columbia #chat :End of /NAMES list"
 
 
