@@ -109,7 +109,10 @@ class IrcSession:
     # -- output helpers -------------------------------------------------------------------------
 
     def say(self, command, *params, source=None, tags=None):
-        data = line(self.server if source is None else source, command, *params, tags=tags)
+        self._put(line(self.server if source is None else source, command, *params, tags=tags))
+
+    def _put(self, data):
+        """One line for the client, in its place among the answers (see _Answer)."""
         if self._into is not None:
             self._into.lines.append(data)       # a reply's handler: into that reply's place
         elif self.answers:
@@ -819,30 +822,52 @@ class IrcSession:
         sender = frame.get("from", "")
         if kind in ("message", "broadcast"):
             key = (frame.get("seq"), "server-time" in self.caps, "message-tags" in self.caps)
-            if kind == "broadcast" and self.shared.get("broadcast", (None,))[0] == key:
-                # every recipient of a broadcast gets the same lines: made once
-                self.lines += self.shared["broadcast"][1]
+            made = self.shared.get("broadcast")
+            if kind == "broadcast" and made is not None and made[0] == key:
+                lines = made[1]     # every recipient of a broadcast gets the same lines
             else:
-                first = len(self.lines)
-                self._message_lines(frame, kind, sender)
+                lines = self._message_lines(frame, kind, sender)
                 if kind == "broadcast":
-                    self.shared["broadcast"] = (key, self.lines[first:])
+                    self.shared["broadcast"] = (key, lines)
+            self._put_all(lines)
             if "seq" in frame:
                 self.shown_seq = max(self.shown_seq, frame["seq"])
         elif kind == "presence":
-            changes = frame.get("changes") or [[frame.get("user"), frame.get("online")]]
-            for user, online in changes:
-                if user != self.account:
-                    self.say("JOIN" if online else "QUIT",
-                             *([self.room] if online else [frame.get("reason") or "Logged out"]),
-                             source=self.who_is(user))
+            self._presence(frame)
         elif kind == "logged_out":
             self.token = None
             self.close("logged in elsewhere", "This account logged in elsewhere")
         else:
             self._p2p_notice(kind, frame)
 
+    def _put_all(self, lines):
+        if self._into is None and not self.answers:
+            self.lines += lines             # (_put's usual case, for all at once)
+        else:
+            for data in lines:
+                self._put(data)
+
+    def _presence(self, frame):
+        """JOIN and QUIT lines for the others' logins and logouts. A presence frame reaches
+        every IRC user, the same object (irc_glue): its lines are made once, for all of them,
+        and each is given all but its own (a thousand logins to a thousand users were a
+        million lines made one by one)."""
+        made = self.shared.get("presence")
+        if made is None or made[0] is not frame:
+            changes = frame.get("changes") or [[frame.get("user"), frame.get("online")]]
+            quit_params = [frame.get("reason") or "Logged out"]
+            made = (frame, [user for user, _ in changes],
+                    [line(self.who_is(user), "JOIN" if online else "QUIT",
+                          *([self.room] if online else quit_params))
+                     for user, online in changes])
+            self.shared["presence"] = made
+        _, users, lines = made
+        if self.account in users:
+            lines = [data for user, data in zip(users, lines) if user != self.account]
+        self._put_all(lines)
+
     def _message_lines(self, frame, kind, sender):
+        """A message's lines for this client (tags by its caps) -> [bytes]."""
         target = self.nick if kind == "message" else self.room
         tags = self._time_tags(frame.get("at"))
         if "message-tags" in self.caps and "seq" in frame:
@@ -853,8 +878,8 @@ class IrcSession:
             action = "/me " if text.startswith("/me ") else ""     # (an action stays one)
             text = action + sent_at(frame["at"]) + text[len(action):]
         command = "NOTICE" if frame.get("notice") else "PRIVMSG"
-        for piece in to_action(text):
-            self.say(command, target, piece, source=self.who_is(sender), tags=tags)
+        source = self.who_is(sender)
+        return [line(source, command, target, piece, tags=tags) for piece in to_action(text)]
 
     def _p2p_notice(self, kind, frame):
         text = notice_about(kind, frame.get("user") or frame.get("from"))

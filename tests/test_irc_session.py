@@ -1208,6 +1208,30 @@ def test_a_presence_batch_is_told_in_order_skipping_oneself():
         f"{SEAS}JOIN #chat", ":guest!guest@chat JOIN #chat", f"{SEAS}QUIT :Logged out"]
 
 
+def test_a_presence_frame_s_lines_are_made_once_for_all_and_each_skips_its_own():
+    shared = {}
+    columbia, seas, guest = (welcomed(name, shared=shared) for name in ("columbia", "seas",
+                                                                         "guest"))
+    frame = {"type": "presence", "changes": [["seas", True], ["columbia", True]]}
+    for session in (columbia, seas, guest):
+        session.from_core(frame, WALL)
+    assert guest.lines == [f"{SEAS}JOIN #chat\r\n".encode(),
+                           b":columbia!columbia@chat JOIN #chat\r\n"]
+    assert columbia.lines == guest.lines[:1] and seas.lines == guest.lines[1:]
+    assert columbia.lines[0] is guest.lines[0]          # the same bytes, made once
+    frame = {"type": "presence", "changes": [["seas", False]]}     # a new frame: new lines
+    guest.from_core(frame, WALL)
+    assert guest.lines[-1] == f"{SEAS}QUIT :Logged out\r\n".encode()
+
+
+def test_presence_waits_behind_an_answer_not_yet_given():
+    session = welcomed()
+    said(session, "WHO #chat")
+    who = request(session)
+    assert delivered(session, "presence", user="seas", online=True) == []
+    assert reply_to(session, who, "online", users=["seas"])[-1] == f"{SEAS}JOIN #chat"
+
+
 def test_presence_about_oneself_is_not_told():
     assert delivered(welcomed(), "presence", user="columbia", online=True) == []
 
@@ -1289,6 +1313,23 @@ def test_a_broadcast_s_lines_differ_by_the_server_time_cap():
         session.from_core(dict(frame), WALL)
     assert written(plain) == written(again) == [f"{SEAS}PRIVMSG #chat :hello all"]
     assert written(timed) == [f"@time={STAMP} {SEAS}PRIVMSG #chat :hello all"]
+
+
+def test_a_broadcast_reaches_the_others_when_the_first_waits_on_an_answer():
+    # the first session's lines wait behind its WHO's answer; the lines made for it are still
+    # every other session's (they were once taken from what it had written so far: nothing,
+    # and the others were sent nothing while their PONG acknowledged the message)
+    shared = {}
+    first, second = welcomed(shared=shared), welcomed(shared=shared)
+    said(first, "WHO #chat")
+    who = request(first)
+    frame = {"type": "broadcast", "from": "seas", "text": "hello all", "seq": 9}
+    first.from_core(dict(frame), WALL)
+    second.from_core(dict(frame), WALL)
+    assert written(second) == [f"{SEAS}PRIVMSG #chat :hello all"]
+    assert written(first) == []                         # ... after the WHO's answer
+    assert reply_to(first, who, "online", users=["seas"])[-1] == (
+        f"{SEAS}PRIVMSG #chat :hello all")
 
 
 def test_the_next_broadcast_is_not_taken_for_the_last_one():
