@@ -622,3 +622,57 @@ def test_fuzzed_irc_lines_raise_nothing_and_a_native_user_is_served(world):
     assert answered > LINES / 2, answered       # the lines were read and answered
     # an exception in any callback is logged by the reactor, and closes as "internal error"
     assert [text for text in world.log if "error in callback" in text or "internal" in text] == []
+
+
+# -- delivery under random interleavings: what IRC users ask never costs them a message ---------
+
+QUERIES = ["WHO #chat", "NAMES #chat", "WHOIS seas", "ISON seas columbia", "USERHOST seas",
+           "LIST", "MODE #chat", "TOPIC #chat", "AWAY :gone", "AWAY", "LUSERS", "MOTD",
+           "PRIVMSG seas :back", "PRIVMSG #chat :to the room", "NOTICE seas :n", "PING :x",
+           "JOIN #chat", "PRIVMSG chat :online", "SILENCE +foobar", "SILENCE -foobar",
+           "PRIVMSG nobody :x", "VERSION", "TIME", "CAP LIST", "WHOIS nobody"]
+STEPS = 1500
+
+
+def test_each_irc_user_gets_every_message_once_in_order_whatever_it_asks_meanwhile(world):
+    # Replies that wait for the core hold an IRC user's later lines back (IRC answers in
+    # order); messages and broadcasts arriving meanwhile must still reach every recipient,
+    # each once, in the order the server took them, and the PONGs acknowledge only those.
+    rng = random.Random(SEED)
+    seas = native_login(world, "seas")
+    irc = {"columbia": irc_login(world, "columbia"),
+           "guest": irc_login(world, "guest", password="x"),
+           "foobar": irc_login(world, "foobar", caps=("echo-message", "message-tags",
+                                                      "server-time"))}
+    asked = []          # (request id, recipients, text) of each message and broadcast
+    for step in range(STEPS):
+        roll = rng.random()
+        if roll < 0.35:
+            to = rng.choice(sorted(irc))
+            asked.append((seas.request("message", to=to, text=f"m{step}"), [to], f"m{step}"))
+        elif roll < 0.5:
+            asked.append((seas.request("broadcast", text=f"b{step}"), sorted(irc), f"b{step}"))
+        else:
+            irc[rng.choice(sorted(irc))].send(rng.choice(QUERIES))
+        if rng.random() < 0.3:
+            world.reactor.run_once(timeout_s=0)      # a pass between some lines, not all
+        if step % 50 == 0:
+            world.clock.advance(1.0)                 # the rate limits fill again
+    settle(world, lambda: all(seas.reply(request) for request, _, _ in asked))
+    expected = {name: [] for name in irc}
+    for request, recipients, text in asked:
+        if seas.reply(request)[0]["type"] == "ok":
+            for name in recipients:
+                expected[name].append(text)
+    assert all(len(texts) > STEPS // 10 for texts in expected.values()), expected
+
+    def from_seas(name):
+        return [m.params[-1] for m in irc[name].of("PRIVMSG")
+                if m.source.startswith("seas!") and m.params[0] in (name, "#chat")]
+    settle(world, lambda: all(len(from_seas(name)) >= len(expected[name]) for name in irc))
+    for name in irc:
+        assert from_seas(name) == expected[name], name
+    # and each one's acknowledgements (PONGs to the server's ack PINGs) came back: nothing
+    # waits for them in the store
+    settle(world, lambda: world.store.count_all_waiting() == 0)
+    assert [text for text in world.log if "error in callback" in text] == []
