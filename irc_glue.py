@@ -10,11 +10,10 @@ turns them into IRC lines. So neither the core nor the native glue knows IRC exi
 Timers per connection: every KEEPALIVE_S a heartbeat for the core (IRC clients send none),
 and a PING once the client has been silent PING_AFTER_S; silent IDLE_S, it is closed.
 """
-import json
-
 from irc_session import IrcSession, folded
 from irc_wire import BadText, TooLong, line, parse
 from passwords import open_accounts
+from protocol import decode_own
 from server_events import Request
 from server_glue import Accepted, AcceptedState
 
@@ -130,7 +129,7 @@ class IrcLink:
         if data is front.last_decoded[0]:
             frame = front.last_decoded[1]
         else:
-            frame = json.loads(data)
+            frame = decode_own(data)
             front.last_decoded = (data, frame)
         session = self.session
         session.from_core(frame, self.glue.reactor.clock.wall())

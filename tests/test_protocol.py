@@ -172,3 +172,11 @@ def test_a_lone_surrogate_escape_is_refused_as_not_text(line):
 
 def test_a_surrogate_pair_escape_is_one_character():
     assert protocol.decode(rb'{"type":"message","text":"\ud83d\ude00"}')["text"] == "😀"
+
+
+@pytest.mark.parametrize("text", ODD_STRINGS)
+def test_decode_own_reads_back_what_encode_wrote(text):
+    frame = {"type": "message", "from": "名前", "text": text, "seq": 2**53 - 1,
+             "at": 1764979200.123, "offline": True, "changes": [["a", True], ["b", False]]}
+    line = protocol.encode(frame)
+    assert protocol.decode_own(line) == protocol.decode_own(line.rstrip(b"\n")) == frame
