@@ -35,15 +35,17 @@ def trim_heap():
 
 
 class HeapTrimmer:
-    """Trims the heap every `every_s` seconds on `reactor`'s timers, from now on: a timer
-    costs an idle server one wake-up per period, where one after each burst would need a
-    notion of burst in the loop."""
+    """Trims the heap at the next pass and every `every_s` seconds after, on `reactor`'s
+    timers: it costs an idle server one wake-up per period, where a trim after each burst
+    would need a notion of burst in the loop."""
 
     def __init__(self, reactor, every_s=TRIM_EVERY_S, trim=trim_heap):
         self._reactor = reactor
         self._every_s = every_s
         self._trim = trim
-        reactor.call_later(every_s, self._tick)
+        # first at the first pass: what starting up left (the accounts read, the store
+        # opened) goes before any user comes
+        reactor.call_soon(self._tick)
 
     def _tick(self):
         self._trim()
