@@ -17,6 +17,7 @@ import irc_wire
 import options
 import passwords
 from chat_server import ChatServer, Settings
+from heap import HeapTrimmer
 from irc_glue import IrcFront
 from reactor import FRAME_TIME_S, Reactor
 from server_glue import (DELIVERY_CONNECTS, MAX_CONNECTIONS, MAX_PER_ADDRESS, ServerGlue,
@@ -199,6 +200,7 @@ def main(argv=None):
         reactor.stop()
 
     reactor.on_signals(stop)
+    HeapTrimmer(reactor)
     secured = "TLS" if args.tls_context else "plain TCP: passwords cross the network in clear"
     log(f"listening on {args.host}:{listener.port} with {len(credentials)} accounts ({secured})")
     unguarded = passwords.open_accounts(credentials)

@@ -1,7 +1,10 @@
 """Tests of the server's chat core: the scripted replays, then unit tests where clearer."""
+import base64
 import json
 import os
 import pathlib
+import re
+import sys
 
 import pytest
 
@@ -39,6 +42,8 @@ def test_a_replay_may_set_the_servers_settings_only_before_anything_happens():
     with pytest.raises(ValueError, match="set must come before"):
         run_script('connect a\n> a {"type":"online"}\nset presence_burst=1\n')
 
+URL_SAFE_SECRET = re.compile(r"(?:[0-9a-f]{8}\.)?[A-Za-z0-9_-]{22}")   # (run name.)secret
+
 
 def test_login_replies_welcome_and_arms_the_idle_timer():
     server, _ = make_server()
@@ -59,7 +64,7 @@ def test_default_secrets_are_random_hex():
     server = ChatServer(dict(ACCOUNTS), Store(":memory:"))
     first = replies(login(server, "alice"))[0]
     second = replies(login(server, "alice"))[0]
-    assert len(first["token"]) == 32 and int(first["token"], 16) >= 0
+    assert URL_SAFE_SECRET.fullmatch(first["token"]) and URL_SAFE_SECRET.fullmatch(first["proof"])
     assert len({first["token"], first["proof"], second["token"], second["proof"]}) == 4
 
 
@@ -70,8 +75,8 @@ def test_secrets_are_drawn_many_at_once_and_each_handed_out_once(monkeypatch):
     monkeypatch.setattr(sessions.os, "urandom", lambda n: draws.append(n) or real_urandom(n))
     make_secret = sessions.RandomSecrets(per_draw=4)
     made = [make_secret() for _ in range(10)]
-    assert draws == [4 * 16] * 3                    # a system call for 4 secrets, not each
-    assert all(len(secret) == 32 and int(secret, 16) >= 0 for secret in made)
+    assert draws == [2 * 33] * 3                    # a system call for 4 secrets, not each
+    assert all(URL_SAFE_SECRET.fullmatch(secret) for secret in made)
     assert len(set(made)) == 10
 
 
@@ -79,9 +84,18 @@ def test_each_secret_is_its_own_slice_of_what_was_drawn(monkeypatch):
     import sessions
     monkeypatch.setattr(sessions.os, "urandom", lambda n: bytes(range(n)))
     make_secret = sessions.RandomSecrets(per_draw=2)
-    assert [make_secret() for _ in range(3)] == [bytes(range(16)).hex(),
-                                                 bytes(range(16, 32)).hex(),
-                                                 bytes(range(16)).hex()]
+    drawn = base64.urlsafe_b64encode(bytes(range(33))).decode()
+    assert [make_secret() for _ in range(3)] == [drawn[:22], drawn[22:], drawn[:22]]
+
+
+def test_a_secret_has_more_random_bits_than_a_token_hex_of_16_and_takes_fewer_bytes():
+    import sessions
+    secret = sessions.RandomSecrets()()
+    assert 6 * len(secret) >= 128 + 4           # each character is 6 bits of os.urandom
+    # a token with the run's name before it, and a proof: each in pymalloc's 80-byte class,
+    # not the 96 of 32 hex digits (32 bytes of each idle user)
+    assert sys.getsizeof("0123abcd." + secret) <= 80
+    assert sys.getsizeof(secret) <= 80 < sys.getsizeof("0" * 32)
 
 
 def test_settings_change_attempts_and_lock_time():

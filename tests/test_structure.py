@@ -12,8 +12,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 LAYERS = [
     ("protocol", "irc_wire", "irc_words", "options", "limits",     # the wires, plain helpers
      "core_events", "cells", "keys", "completion"),
-    ("timers", "reactor", "passwords", "senders", "log_index",     # time, the loop, the disk
-     "storage"),
+    ("timers", "reactor", "heap", "passwords", "senders",          # time, the loop, the disk,
+     "log_index", "storage"),                                      # the process's memory
     ("server_events", "client_events"),                            # the cores' vocabularies
     ("lockouts", "consents", "presence", "delivery", "sessions",   # rules with state of their own
      "commands", "peer", "outbox", "outage", "doorkeeper", "line_editor", "irc_session"),
