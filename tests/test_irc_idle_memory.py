@@ -2,15 +2,11 @@
 counts a native staying user: tracemalloc bytes while the real glue, IRC front and reactor
 register IRC clients (PASS, NICK, USER) on 127.0.0.1. Bytes, not time: a change that gives the
 memory back fails here."""
-import gc
-import socket
-import tracemalloc
-
 from chat_server import ChatServer, Settings
 from irc_glue import IrcFront
 from passwords import load_credentials
 from reactor import Reactor
-from reactor_helpers import drain, pump
+from memory_helpers import bytes_per_user
 from replay import counting_secrets
 from server_glue import ServerGlue
 from storage import Store
@@ -33,33 +29,14 @@ def test_an_idle_irc_user_costs_a_bounded_number_of_bytes(tmp_path):
                       make_secret=counting_secrets())
     glue = ServerGlue(reactor, core, store, lambda text: None)
     listener = reactor.listen("127.0.0.1", 0, IrcFront(glue, accounts, "chat.server", "#chat"))
-    clients = [socket.socket() for _ in range(USERS)]
-
-    def drained():
-        for client in clients:
-            drain(client)
+    logins = [f"PASS p{n}\r\nNICK u{n}\r\nUSER u{n} 0 * :u{n}\r\n".encode()
+              for n in range(USERS)]
     try:
-        tracemalloc.start()
-        before = tracemalloc.take_snapshot()
-        for client in clients:
-            client.connect(("127.0.0.1", listener.port))
-        pump(reactor, lambda: len(glue.conns) == USERS)
-        for n, client in enumerate(clients):
-            client.sendall(f"PASS p{n}\r\nNICK u{n}\r\nUSER u{n} 0 * :u{n}\r\n".encode())
-            client.setblocking(False)
-        pump(reactor, lambda: len(core.online_users()) == USERS and not reactor._dirty,
-             between=drained)
-        for _ in range(3):      # the room's JOINs out, and read
-            reactor.run_once(timeout_s=0.01)
-            drained()
-        gc.collect()
-        after = tracemalloc.take_snapshot()
-        tracemalloc.stop()
-        grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
-        print(f"{grown / USERS:.0f} bytes per idle IRC user")
-        assert grown / USERS <= BYTES_PER_USER_MAX
+        per_user = bytes_per_user(reactor, listener.port, logins,
+                                  connected=lambda: len(glue.conns) == USERS,
+                                  logged_in=lambda: len(core.online_users()) == USERS)
+        print(f"{per_user:.0f} bytes per idle IRC user")
+        assert per_user <= BYTES_PER_USER_MAX
     finally:
-        for client in clients:
-            client.close()
         reactor.close_all()
         listener.close()
