@@ -123,8 +123,10 @@ class IrcLink:
 
     # -- what the native glue calls --------------------------------------------------------
 
-    def send(self, data):
-        """A native frame from the core (a reply or a delivery) -> IRC lines."""
+    def send(self, data, ahead=False):
+        """A native frame from the core (a reply or a delivery) -> IRC lines (`ahead` is the
+        native connection's: a delivery is worded with the session's other lines and written
+        with them)."""
         front = self.front
         if data is front.last_decoded[0]:
             frame = front.last_decoded[1]
@@ -144,9 +146,6 @@ class IrcLink:
             # asked while the glue finishes a pass: they go to the core in the next one
             self._requests_queued = True
             self.glue.reactor.call_soon(self._send_requests)
-
-    # a delivery is worded with the session's other lines and written with them
-    send_ahead = send
 
     def close(self, reason):
         self.conn.close(reason)

@@ -260,8 +260,11 @@ class Connection:
         """Bytes queued but not yet sent."""
         return self._out_bytes
 
-    def send(self, data):
-        """Queue bytes (whole frames); they leave at the end of this pass."""
+    def send(self, data, ahead=False):
+        """Queue bytes (whole frames); they leave at the end of this pass. `ahead`: this pass
+        writes the connection ahead of those only queued on, for what someone's latency waits
+        on (a delivery) before what only confirms (a reply); within the connection the bytes
+        keep the order queued."""
         if self.closed or self.closing_reason is not None:
             return
         # (the queueing itself, here rather than in a call to the reactor: every reply and
@@ -276,25 +279,7 @@ class Connection:
             reactor._slow_consumer(self)
         elif not self._dirty:
             self._dirty = True
-            reactor._dirty.append(self)
-
-    def send_ahead(self, data):
-        """Queue bytes as send does, and have this pass write the connection ahead of those
-        only send queued on: for what someone's latency waits on (a delivery), before what
-        only confirms (a reply). Within the connection the bytes keep the order queued."""
-        if self.closed or self.closing_reason is not None:
-            return
-        if self._out is None:
-            self._out = [data]
-        else:
-            self._out.append(data)
-        self._out_bytes += len(data)
-        reactor = self._reactor
-        if self._out_bytes > reactor.hard_limit:
-            reactor._slow_consumer(self)
-        elif not self._dirty:
-            self._dirty = True
-            reactor._ahead.append(self)
+            (reactor._ahead if ahead else reactor._dirty).append(self)
 
     def close(self, reason="closed"):
         """Flush what is queued, then close; a second call is a no-op."""
@@ -343,7 +328,7 @@ class Reactor:
         self._wheel = TimerWheel(self.clock.now())
         self._ids = 0
         self._dirty = []                # connections with output queued this pass
-        self._ahead = []                # ... and those written first (send_ahead)
+        self._ahead = []                # ... and those written first (send's `ahead`)
         self._after_output = []         # (fn, args) to run once this pass's output is written
         self._before_flush = []         # run each pass before any output leaves
         self._to_finish = []            # connections to close at the end of this pass
@@ -817,7 +802,7 @@ class Reactor:
 
     def send_each(self, conns, data):
         """Queue the same bytes (whole frames) on each of `conns`: a broadcast's recipients in
-        one call. For a Connection this is its send_ahead, inline: a call per recipient was
+        one call. For a Connection this is its send with `ahead`, inline: a call per recipient was
         most of a broadcast delivery's cost. Anything else in `conns` (an IRC link, which words
         the line its own way) gets its own send."""
         size = len(data)

@@ -309,11 +309,12 @@ class ServerGlue:
             conn = self.conns.get(action.conn)
             if conn is not None:
                 if type(frame) is Numbered:
-                    conn.send_ahead(frame.wire)
+                    conn.send(frame.wire, ahead=True)
                 else:
                     # (_encoded's usual case, inline: one notice to many)
                     last = self._last_encoded
-                    conn.send_ahead(last[1] if frame is last[0] else self._encoded(frame))
+                    conn.send(last[1] if frame is last[0] else self._encoded(frame),
+                              ahead=True)
             return
         key = (action.address, action.proof)
         delivery = self.deliveries.get(key)

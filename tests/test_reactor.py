@@ -182,7 +182,7 @@ class OrderedSocket(CountingSocket):
         return super().send(data)
 
 
-def test_send_ahead_and_send_each_write_their_connections_before_those_only_send_queued_on():
+def test_sent_ahead_and_send_each_write_their_connections_before_those_only_queued_on():
     """A delivery leaves before the pass's replies (what a latency waits on goes first);
     within one connection the bytes keep the order they were queued in."""
     reactor = Reactor(VirtualClock())
@@ -191,17 +191,17 @@ def test_send_ahead_and_send_each_write_their_connections_before_those_only_send
     conns = [reactor.watch(OrderedSocket(ours, f"p{n}", written), Recorder(), f"p{n}")
              for n, (ours, _) in enumerate(pairs)]
     conns[0].send(b"reply\n")
-    conns[1].send_ahead(b"delivery\n")
+    conns[1].send(b"delivery\n", ahead=True)
     conns[3].send(b"reply\n")
-    conns[3].send_ahead(b"delivery\n")         # already queued: keeps its place and order
+    conns[3].send(b"delivery\n", ahead=True)   # already queued: keeps its place and order
     reactor.send_each([conns[2]], b"broadcast\n")
-    conns[0].send_ahead(b"its own delivery\n")
+    conns[0].send(b"its own delivery\n", ahead=True)
     reactor.run_once(timeout_s=0)
     assert written == ["p1", "p2", "p0", "p3"]
     assert pairs[0][1].recv(100) == b"reply\nits own delivery\n"
     assert pairs[3][1].recv(100) == b"reply\ndelivery\n"
     assert pairs[1][1].recv(100) == b"delivery\n" and pairs[2][1].recv(100) == b"broadcast\n"
-    conns[1].send_ahead(b"next\n")
+    conns[1].send(b"next\n", ahead=True)
     assert reactor.connections() and reactor._poll_timeout(None) == 0   # due this pass
     reactor.run_once(timeout_s=0)
     assert written[-1] == "p1" and pairs[1][1].recv(100) == b"next\n"
