@@ -431,3 +431,66 @@ def test_a_lost_staying_connection_fails_what_waits_and_what_is_sent_after():
     loop.run_until(lambda: len(replies) == 2, bench.clock() + RUN_LIMIT_S)
     assert replies == [None, None]
     loop.close_all()
+
+
+def _short_call(loop, listener, payload):
+    """A _Call to `listener`, its replies collected, and the listener's end of it."""
+    replies = []
+    call = bench._Call(loop, listener.getsockname(), payload, replies.append)
+    server_end, _ = listener.accept()
+    server_end.settimeout(RUN_LIMIT_S)
+    return call, replies, server_end
+
+
+def test_a_short_call_sends_as_it_connects_and_waits_only_to_read():
+    listener = socket.create_server(("127.0.0.1", 0))
+    loop = bench.Loop()
+    try:
+        call, replies, server_end = _short_call(loop, listener, bench.CEILING_FRAME)
+        # on loopback the handshake is done when connect returns: sent before any pass
+        server_end.setblocking(False)
+        assert server_end.recv(4096) == bench.CEILING_FRAME
+        assert loop.selector.get_key(call.sock).events == bench.selectors.EVENT_READ
+        assert not call.sock.getblocking()
+        server_end.sendall(b'{"type":"ok"}\n')
+        server_end.close()
+        assert loop.run_until(lambda: replies, bench.clock() + RUN_LIMIT_S)
+        assert replies == [[b'{"type":"ok"}']]
+    finally:
+        listener.close()
+        loop.close_all()
+
+
+class _NotYetSocket(socket.socket):
+    """A socket whose first send finds the connection not open yet (EAGAIN)."""
+
+    refused = 0
+
+    def send(self, data, *flags):
+        if not _NotYetSocket.refused:
+            _NotYetSocket.refused += 1
+            raise BlockingIOError(11, "not connected yet")
+        return super().send(data, *flags)
+
+
+def test_a_short_call_not_connected_yet_sends_when_writable(monkeypatch):
+    monkeypatch.setattr(_NotYetSocket, "refused", 0)
+    monkeypatch.setattr(bench.socket, "socket", _NotYetSocket)
+    listener = socket.create_server(("127.0.0.1", 0))
+    loop = bench.Loop()
+    try:
+        call, replies, server_end = _short_call(loop, listener, bench.CEILING_FRAME)
+        assert _NotYetSocket.refused == 1
+        events = lambda: loop.selector.get_key(call.sock).events     # noqa: E731
+        assert events() == bench.selectors.EVENT_WRITE
+        # writable at the first pass: sent, then waiting to read
+        assert loop.run_until(lambda: events() == bench.selectors.EVENT_READ,
+                              bench.clock() + RUN_LIMIT_S)
+        assert server_end.recv(4096) == bench.CEILING_FRAME
+        server_end.sendall(b'{"type":"ok"}\n')
+        server_end.close()
+        assert loop.run_until(lambda: replies, bench.clock() + RUN_LIMIT_S)
+        assert replies == [[b'{"type":"ok"}']]
+    finally:
+        listener.close()
+        loop.close_all()
