@@ -75,7 +75,7 @@ def thread_cpu_s():
 def run(server, loop, until, generator_s=None):
     """Server and generator passes, each when it has something to do, until until() ->
     the server's CPU seconds; the generator's are added to generator_s[0] if given."""
-    server_fd, loop_fd = server.fileno(), loop.selector.fileno()
+    server_fd, loop_fd = server.fileno(), loop.fileno()
     cpu_s = 0.0
     while not until():
         wait_s = server.wait_s()
@@ -86,8 +86,7 @@ def run(server, loop, until, generator_s=None):
         if loop_fd in ready:
             started_s = thread_cpu_s()
             loop.run_until(lambda: False, bench.clock())    # its due timers
-            for key, mask in loop.selector.select(0):
-                key.data(mask)
+            loop.dispatch(loop.poller.poll(0))
             if generator_s is not None:
                 generator_s[0] += thread_cpu_s() - started_s
     return cpu_s

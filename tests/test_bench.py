@@ -450,7 +450,7 @@ def test_a_short_call_sends_as_it_connects_and_waits_only_to_read():
         # on loopback the handshake is done when connect returns: sent before any pass
         server_end.setblocking(False)
         assert server_end.recv(4096) == bench.CEILING_FRAME
-        assert loop.selector.get_key(call.sock).events == bench.selectors.EVENT_READ
+        assert loop.watching(call.sock) == call._readable
         assert not call.sock.getblocking()
         server_end.sendall(b'{"type":"ok"}\n')
         server_end.close()
@@ -481,10 +481,9 @@ def test_a_short_call_not_connected_yet_sends_when_writable(monkeypatch):
     try:
         call, replies, server_end = _short_call(loop, listener, bench.CEILING_FRAME)
         assert _NotYetSocket.refused == 1
-        events = lambda: loop.selector.get_key(call.sock).events     # noqa: E731
-        assert events() == bench.selectors.EVENT_WRITE
+        assert loop.watching(call.sock) == call._writable
         # writable at the first pass: sent, then waiting to read
-        assert loop.run_until(lambda: events() == bench.selectors.EVENT_READ,
+        assert loop.run_until(lambda: loop.watching(call.sock) == call._readable,
                               bench.clock() + RUN_LIMIT_S)
         assert server_end.recv(4096) == bench.CEILING_FRAME
         server_end.sendall(b'{"type":"ok"}\n')
@@ -494,3 +493,32 @@ def test_a_short_call_not_connected_yet_sends_when_writable(monkeypatch):
     finally:
         listener.close()
         loop.close_all()
+
+
+def test_the_loop_skips_a_socket_unwatched_earlier_in_the_same_batch_and_closes_the_rest():
+    loop = bench.Loop()
+    pairs = [socket.socketpair() for _ in range(2)]
+    called = []
+
+    def first_ready(events):
+        called.append(events)
+        for ours, _ in pairs:       # whichever comes first ends the other
+            if loop.watching(ours) is not None:
+                loop.unwatch(ours)
+                ours.close()
+
+    try:
+        for ours, theirs in pairs:
+            loop.watch(ours, bench.READ, first_ready)
+            theirs.send(b"x")
+        assert loop.run_until(lambda: called, bench.clock() + RUN_LIMIT_S)
+        loop.run_for(0.0)
+        assert called == [bench.READ]
+        survivor = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        loop.watch(survivor, bench.READ, first_ready)
+        loop.close_all()
+        assert survivor.fileno() == -1 and loop.watching(survivor) is None
+    finally:
+        for ours, theirs in pairs:
+            ours.close()
+            theirs.close()
