@@ -20,8 +20,6 @@ import os
 import pstats
 import resource
 import select
-import selectors
-import socket
 import statistics
 import sys
 import tempfile
@@ -36,33 +34,16 @@ WINDOW = 256
 CEILING_IN_FLIGHT = 64      # bench.py's ceiling_in_flight
 
 
-class TrivialServer:
+class TrivialServer(bench.TrivialServer):
     """bench.py's ceiling server (accept, read one line, reply, close first), one pass at a
     time: what a connection costs a server whose whole work is that connection."""
-
-    def __init__(self):
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(bench.BACKLOG)
-        self.listener.setblocking(False)
-        self.port = self.listener.getsockname()[1]
-        self.selector = selectors.DefaultSelector()
-        self.selector.register(self.listener, selectors.EVENT_READ, None)
-
-    def fileno(self):
-        return self.selector.fileno()
 
     def wait_s(self):
         return None
 
-    def close(self):
-        for key in list(self.selector.get_map().values()):
-            key.fileobj.close()
-        self.selector.close()
-
     def pass_once(self):
         before = resource.getrusage(resource.RUSAGE_THREAD)
-        bench.serve_trivial_once(self.selector, self.listener, 0)
+        super().pass_once(0)
         after = resource.getrusage(resource.RUSAGE_THREAD)
         return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 

@@ -522,3 +522,39 @@ def test_the_loop_skips_a_socket_unwatched_earlier_in_the_same_batch_and_closes_
         for ours, theirs in pairs:
             ours.close()
             theirs.close()
+
+
+def _trivial_client(server, first):
+    """A blocking client of the trivial server that has sent `first`."""
+    client = socket.create_connection(("127.0.0.1", server.port), timeout=RUN_LIMIT_S)
+    client.sendall(first)
+    return client
+
+
+def _serve_until(server, done):
+    """Trivial server passes (bounded) until done()."""
+    for _ in range(1000):
+        if done():
+            return
+        server.pass_once(RUN_LIMIT_S / 1000)
+    raise AssertionError("the trivial server never got there")
+
+
+def test_the_trivial_server_answers_a_line_as_it_accepts_and_waits_for_one_in_parts():
+    server = bench.TrivialServer()
+    clients = []
+    try:
+        whole = _trivial_client(server, bench.CEILING_FRAME)
+        split = _trivial_client(server, bench.CEILING_FRAME[:10])
+        silent = _trivial_client(server, b"")
+        clients += [whole, split, silent]
+        _serve_until(server, lambda: len(server.waiting) == 2)  # the whole line: served at once
+        assert whole.recv(4096) == bench.CEILING_REPLY and whole.recv(4096) == b""
+        split.sendall(bench.CEILING_FRAME[10:])
+        silent.close()      # gone without a line: closed unanswered, and forgotten
+        _serve_until(server, lambda: not server.waiting)
+        assert split.recv(4096) == bench.CEILING_REPLY and split.recv(4096) == b""
+    finally:
+        for client in clients:
+            client.close()
+        server.close()
