@@ -143,6 +143,8 @@ class PresenceBatch:
     """Presence changes waiting for their batch go out."""
 
 
+BYE_LINE = b'{"type":"bye"}'
+
 # --- From the wire ---------------------------------------------------------------------------
 
 def accepted_event(conn, host, line):
@@ -152,6 +154,8 @@ def accepted_event(conn, host, line):
     read lines with this one function."""
     if line is None or len(line) >= MAX_FRAME_BYTES:
         return BadFrame(conn, host, "too_long")
+    if line == BYE_LINE:    # every short connection's last line, as every client words it
+        return Request(conn, {"type": "bye"}, host)
     try:
         return Request(conn, decode(line), host)
     except FrameError as exc:
