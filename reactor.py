@@ -18,6 +18,7 @@ reply, the close) is served in the pass that accepts it, and never enters the po
 Time comes only from a clock object (timers.py): `RealClock` in production, `VirtualClock` in
 tests, whose `advance(seconds)` fires every due timer in order without waiting.
 """
+import _socket
 import errno
 import os
 import selectors
@@ -588,7 +589,12 @@ class Reactor:
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR):
                     continue
                 raise
-            sock = socket.socket(listener.family, listener.type, 0, fd)
+            if listener.tls is None:
+                # the C socket alone: socket.socket's Python layer (an __init__, and a close
+                # through two more Python calls) gives a plain connection nothing it uses
+                sock = _socket.socket(listener.family, listener.type, 0, fd)
+            else:
+                sock = socket.socket(listener.family, listener.type, 0, fd)     # (to wrap)
             inherits = listener.inherits_nodelay
             if inherits is None:
                 inherits = listener.inherits_nodelay = _has_nodelay(sock)
