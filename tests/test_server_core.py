@@ -623,3 +623,12 @@ def test_a_bye_as_every_client_words_it_is_known_without_decoding(monkeypatch):
     # worded otherwise, it is decoded as any line is (and still a bye)
     with pytest.raises(AssertionError, match="decoded"):
         server_events.accepted_event(3, "h", b'{"type": "bye"}')
+
+
+def test_what_is_made_per_message_or_short_connection_is_not_frozen():
+    # a frozen dataclass sets each field through object.__setattr__ (0.28 us an object more)
+    import server_events
+    for kind in (server_events.Request, server_events.Acked, server_events.Reply,
+                 server_events.Deliver, server_events.DeliverEach, server_events.Close,
+                 server_events.Closed):
+        assert not kind.__dataclass_params__.frozen, kind.__name__
