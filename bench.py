@@ -56,6 +56,7 @@ PRESENCE = b'{"type":"presence"'
 OFFLINE_NOTICE = b'"online":false'
 CEILING_FRAME = b'{"type":"ping","text":"' + b"x" * 76 + b'"}\n'   # about 100 bytes
 CEILING_REPLY = b'{"type":"pong"}\n'
+OK_REPLY = b'{"type":"ok"'
 DIGITS = b"0123456789"
 READ, WRITE = select.EPOLLIN, select.EPOLLOUT    # what Loop.watch waits for
 FAILED = select.EPOLLERR | select.EPOLLHUP       # epoll says these unasked: as good as ready
@@ -1083,17 +1084,28 @@ class Sender:
         self.running = False
 
     def _fill(self):
-        while self.running and self.in_flight + self.batch <= self.window:
-            requests = []
-            for _ in range(self.batch):
+        batch, make_request, call = self.batch, self.make_request, self.session.call
+        while self.running and self.in_flight + batch <= self.window:
+            if batch == 1:          # (the usual: a request a connection, no list to join)
                 self.seq += 1
-                requests.append(self.make_request(self.seq))
-            self.in_flight += self.batch
-            self.session.call(b"".join(requests), self._replied)
+                requests = make_request(self.seq)
+            else:
+                requests = []
+                for _ in range(batch):
+                    self.seq += 1
+                    requests.append(make_request(self.seq))
+                requests = b"".join(requests)
+            self.in_flight += batch
+            call(requests, self._replied)
 
     def _replied(self, replies):
         self.in_flight -= self.batch
-        good = sum(1 for reply in replies or () if reply.startswith(b'{"type":"ok"'))
+        if not replies:
+            good = 0
+        elif len(replies) == 1:     # (the usual: one reply, no generator to count with)
+            good = 1 if replies[0].startswith(OK_REPLY) else 0
+        else:
+            good = sum(1 for reply in replies if reply.startswith(OK_REPLY))
         self.acked += good
         self.errors += self.batch - good
         self._fill()

@@ -320,6 +320,19 @@ def test_a_sender_keeps_its_window_full_in_batches_and_counts_acks_and_errors():
     assert len(session.pending) == 2                      # nothing new after stop()
 
 
+def test_a_sender_of_one_request_a_connection_counts_each_reply_alone():
+    session = _HeldSession()
+    sender = bench.Sender(session, lambda seq: b"r%d\n" % seq, window=3, batch=1)
+    sender.start()
+    assert [requests for requests, _ in session.pending] == [b"r1\n", b"r2\n", b"r3\n"]
+    for reply in ([b'{"type":"ok","seq":1}'], [b'{"type":"error","code":"blocked"}'], None):
+        _, answer = session.pending.pop(0)
+        answer(reply)
+    assert (sender.acked, sender.errors, sender.in_flight) == (1, 2, 3)
+    assert [requests for requests, _ in session.pending] == [b"r4\n", b"r5\n", b"r6\n"]
+    sender.stop()
+
+
 def test_the_meter_counts_messages_only_while_counting_and_reads_their_send_times():
     meter = bench.Meter()
     stamped = json.dumps({"type": "message", "text": bench.message_text(bench.STAMP_EVERY)})
