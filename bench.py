@@ -3,7 +3,7 @@
 
 bench.py starts server.py (or, for the ceiling, a trivial accept-read-reply-close server) as a
 process of its own pinned to one core, pins itself to the other, and drives the server from one
-thread with non-blocking sockets and `selectors`. Every scenario is bounded in count and in time.
+thread with non-blocking sockets and epoll. Every scenario is bounded in count and in time.
 It prints a table of medians and appends one JSON line per scenario to bench-results.jsonl.
 
 A connection model is a class with `inbox(on_frames)` and `session(name, password, inbox)`, whose
@@ -21,7 +21,8 @@ import json
 import os
 import pstats
 import resource
-import selectors
+import _socket
+import select
 import signal
 import socket
 import statistics
@@ -55,7 +56,11 @@ PRESENCE = b'{"type":"presence"'
 OFFLINE_NOTICE = b'"online":false'
 CEILING_FRAME = b'{"type":"ping","text":"' + b"x" * 76 + b'"}\n'   # about 100 bytes
 CEILING_REPLY = b'{"type":"pong"}\n'
+OK_REPLY = b'{"type":"ok"'
 DIGITS = b"0123456789"
+READ, WRITE = select.EPOLLIN, select.EPOLLOUT    # what Loop.watch waits for
+FAILED = select.EPOLLERR | select.EPOLLHUP       # epoll says these unasked: as good as ready
+NONBLOCKING_STREAM = socket.SOCK_STREAM | getattr(socket, "SOCK_NONBLOCK", 0)
 clock = time.perf_counter        # one process, one clock: send and receive times compare directly
 
 # The targets: figure -> (target, "min": at least / "max": at most), set for the persistent
@@ -272,22 +277,63 @@ def format_table(rows):
 # --- the generator's loop and sockets ------------------------------------------------------
 
 class Loop:
-    """One thread's loop: a selector whose keys carry callbacks, and a heap of timers."""
+    """One thread's loop: an epoll whose descriptors carry callbacks, and a heap of timers.
+
+    epoll itself rather than `selectors`: a short call registers and unregisters a socket and
+    takes an event, and the selector's keys and lookups around each were a tenth of what a
+    call costs this generator (which bounds the ceiling)."""
 
     def __init__(self):
-        self.selector = selectors.DefaultSelector()
+        self.poller = select.epoll()
+        self._watched = {}      # descriptor -> (socket, callback(epoll events))
         self._timers = []
         self._seq = 0
+
+    def fileno(self):
+        return self.poller.fileno()
 
     def call_at(self, at, fn):
         """Run fn() once the clock reaches `at`."""
         self._seq += 1
         heapq.heappush(self._timers, (at, self._seq, fn))
 
+    def watch(self, sock, events, fn):
+        """Call fn(events) while `sock` is ready for `events` (READ, WRITE or both)."""
+        fd = sock.fileno()
+        self.poller.register(fd, events)
+        self._watched[fd] = (sock, fn)
+
+    def rewatch(self, sock, events, fn):
+        """Watch a watched socket for other events, or with another callback."""
+        fd = sock.fileno()
+        self.poller.modify(fd, events)
+        self._watched[fd] = (sock, fn)
+
+    def unwatch(self, sock):
+        """Stop watching `sock` (before closing it)."""
+        fd = sock.fileno()
+        self.poller.unregister(fd)
+        del self._watched[fd]
+
+    def watching(self, sock):
+        """The callback watching `sock`, or None."""
+        watched = self._watched.get(sock.fileno())
+        return None if watched is None else watched[1]
+
+    def dispatch(self, ready):
+        """Call back for epoll's (descriptor, events) pairs; one unwatched by an earlier
+        callback of the same batch is skipped."""
+        get = self._watched.get
+        for fd, events in ready:
+            watched = get(fd)
+            if watched is not None:
+                watched[1](events)
+
     def run_until(self, done, until):
         """Run until done() is true (returns True) or the clock reaches `until` (False)."""
         timers = self._timers
-        select = self.selector.select
+        poll = self.poller.poll
+        dispatch = self.dispatch
         while True:
             now = clock()
             while timers and timers[0][0] <= now:
@@ -297,8 +343,7 @@ class Loop:
             if now >= until:
                 return False
             wait_s = min(until, timers[0][0]) - now if timers else until - now
-            for key, mask in select(wait_s):
-                key.data(mask)
+            dispatch(poll(max(wait_s, 0.0)))
 
     def run_for(self, duration_s):
         """Run for `duration_s` seconds, whatever happens."""
@@ -306,9 +351,9 @@ class Loop:
 
     def close_all(self):
         """Close every socket and forget every timer: the end of a scenario."""
-        for key in list(self.selector.get_map().values()):
-            self.selector.unregister(key.fileobj)
-            key.fileobj.close()
+        for sock, _ in list(self._watched.values()):
+            self.unwatch(sock)
+            sock.close()
         self._timers.clear()
 
 
@@ -319,15 +364,31 @@ class _Call:
 
     def __init__(self, loop, address, payload, on_replies):
         self.loop, self.payload, self.on_replies, self.chunks = loop, payload, on_replies, []
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setblocking(False)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        err = self.sock.connect_ex(address)
+        # non-blocking from the start (no ioctl), and Nagle left on: the payload is one send
+        # on a fresh connection, which Nagle never holds back
+        self.sock = sock = socket.socket(socket.AF_INET, NONBLOCKING_STREAM)
+        if NONBLOCKING_STREAM == socket.SOCK_STREAM:
+            sock.setblocking(False)                      # (no SOCK_NONBLOCK here)
+        err = sock.connect_ex(address)
         if err not in (0, errno.EINPROGRESS):
-            self.sock.close()
+            sock.close()
             loop.call_at(0, lambda: on_replies(None))    # never call back from inside the caller
             return
-        loop.selector.register(self.sock, selectors.EVENT_WRITE, self._writable)
+        # On loopback the handshake is usually done by the time connect returns: send now,
+        # and wait for writable only if it was not (saves an epoll change and a wake-up)
+        try:
+            sent = sock.send(payload)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            sock.close()
+            loop.call_at(0, lambda: on_replies(None))
+            return
+        if sent == len(payload):
+            loop.watch(sock, READ, self._readable)
+        else:
+            self.payload = payload[sent:]
+            loop.watch(sock, WRITE, self._writable)
 
     def _writable(self, mask):
         try:
@@ -337,7 +398,7 @@ class _Call:
             return
         self.payload = self.payload[sent:]
         if not self.payload:
-            self.loop.selector.modify(self.sock, selectors.EVENT_READ, self._readable)
+            self.loop.rewatch(self.sock, READ, self._readable)
 
     def _readable(self, mask):
         # the server usually sends its replies and its FIN together: read both in one event
@@ -355,7 +416,7 @@ class _Call:
             self.chunks.append(data)
 
     def _end(self, replies):
-        self.loop.selector.unregister(self.sock)
+        self.loop.unwatch(self.sock)
         self.sock.close()
         self.on_replies(replies)
 
@@ -379,7 +440,7 @@ class Inbox:
         self.sock.listen(BACKLOG)
         self.sock.setblocking(False)
         self.port = self.sock.getsockname()[1]
-        loop.selector.register(self.sock, selectors.EVENT_READ, self._accept)
+        loop.watch(self.sock, READ, self._accept)
 
     def _accept(self, mask):
         for _ in range(ACCEPTS_PER_EVENT):
@@ -425,7 +486,7 @@ class _Delivery:
             sock.send(b'{"type":"challenge","nonce":"%s"}\n' % self.nonce.encode())
         except OSError:
             pass
-        loop.selector.register(sock, selectors.EVENT_READ, self._readable)
+        loop.watch(sock, READ, self._readable)
 
     def _prove(self, hello_line):
         """Answer the server's hello with the session's proof back (PROTOCOL.md); the bench
@@ -469,7 +530,7 @@ class _Delivery:
             self._close()                       # the accepting side closes first
 
     def _close(self):
-        self.loop.selector.unregister(self.sock)
+        self.loop.unwatch(self.sock)
         self.sock.close()
 
 
@@ -578,8 +639,8 @@ class _Staying:
             self.sock.close()
             self.closed = True
             return
-        self.mask = selectors.EVENT_WRITE
-        loop.selector.register(self.sock, self.mask, self._ready)
+        self.mask = WRITE
+        loop.watch(self.sock, self.mask, self._ready)
 
     def send(self, requests, on_replies):
         """Send encoded requests (each with an id); on_replies(list, or None if the line dies)."""
@@ -591,7 +652,7 @@ class _Staying:
 
     def _queue(self, data):
         self.out += data
-        if self.connected and self.mask == selectors.EVENT_READ:
+        if self.connected and self.mask == READ:
             self._flush()
 
     def _flush(self):
@@ -603,16 +664,16 @@ class _Staying:
             self._end()
             return
         del self.out[:sent]
-        mask = selectors.EVENT_READ | (selectors.EVENT_WRITE if self.out else 0)
+        mask = READ | (WRITE if self.out else 0)
         if mask != self.mask:
             self.mask = mask
-            self.loop.selector.modify(self.sock, mask, self._ready)
+            self.loop.rewatch(self.sock, mask, self._ready)
 
     def _ready(self, mask):
-        if mask & selectors.EVENT_WRITE:
+        if mask & (WRITE | FAILED):
             self.connected = True
             self._flush()
-        if mask & selectors.EVENT_READ and not self.closed:
+        if mask & (READ | FAILED) and not self.closed:
             self._readable()
 
     def _readable(self):
@@ -661,7 +722,7 @@ class _Staying:
         if self.closed:
             return
         self.closed = True
-        self.loop.selector.unregister(self.sock)
+        self.loop.unwatch(self.sock)
         self.sock.close()
         waiting, self.waiting = self.waiting, deque()
         for _, _, on_replies in waiting:
@@ -869,44 +930,81 @@ class ExternalServer:
 
 def serve_trivial(host=HOST):
     """The ceiling's server: accept, read one line, reply with one line, close first. Never returns."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((host, 0))
-    listener.listen(BACKLOG)
-    listener.setblocking(False)
-    selector = selectors.DefaultSelector()
-    selector.register(listener, selectors.EVENT_READ, None)
+    server = TrivialServer(host)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    print(f"listening on {host}:{listener.getsockname()[1]}", file=sys.stderr, flush=True)
+    print(f"listening on {host}:{server.port}", file=sys.stderr, flush=True)
     while True:
-        serve_trivial_once(selector, listener)
+        server.pass_once()
 
 
-def serve_trivial_once(selector, listener, timeout_s=None):
-    """One pass of the ceiling's server (tests/measure_short.py times it alone)."""
-    for key, mask in selector.select(timeout_s):
-        if key.data is None:
-            for _ in range(ACCEPTS_PER_EVENT):
-                try:
-                    sock, _ = listener.accept()
-                except (BlockingIOError, ConnectionAbortedError):
-                    break
-                sock.setblocking(False)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                selector.register(sock, selectors.EVENT_READ, bytearray())
-            continue
+class TrivialServer:
+    """The ceiling's server, as cheap as Python makes it: a connection is read as it is
+    accepted (its line is usually there by then), answered and closed, and enters epoll only
+    if its line has not come yet; sockets without the `socket.socket` wrapper, read and written
+    with MSG_DONTWAIT instead of a non-blocking mode set on each, and no TCP_NODELAY (one
+    send on a fresh connection, which Nagle never holds back)."""
+
+    def __init__(self, host=HOST):
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind((host, 0))
+        self.listener.listen(BACKLOG)
+        self.listener.setblocking(False)
+        self.port = self.listener.getsockname()[1]
+        self.poller = select.epoll()
+        self.poller.register(self.listener.fileno(), READ)
+        self.waiting = {}       # descriptor -> (socket, what it sent so far): no line yet
+
+    def fileno(self):
+        return self.poller.fileno()
+
+    def pass_once(self, timeout_s=-1):
+        """Wait up to timeout_s (-1: as long as it takes) and serve what is ready."""
+        listener_fd = self.listener.fileno()
+        for fd, _ in self.poller.poll(timeout_s):
+            if fd == listener_fd:
+                self._accept()
+                continue
+            sock, received = self.waiting[fd]
+            self._serve(sock, received)
+
+    def _accept(self):
+        accept = self.listener._accept      # (socket.accept makes enums of family and type)
+        for _ in range(ACCEPTS_PER_EVENT):
+            try:
+                fd, _ = accept()
+            except (BlockingIOError, ConnectionAbortedError):
+                return
+            self._serve(_socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0, fd), b"")
+
+    def _serve(self, sock, received):
         try:
-            data = key.fileobj.recv(READ_BYTES)
+            data = sock.recv(READ_BYTES, socket.MSG_DONTWAIT)
         except BlockingIOError:
-            continue
+            data = None
         except OSError:
             data = b""
-        key.data.extend(data)
-        if not data or b"\n" in data:
-            if data:
-                key.fileobj.send(CEILING_REPLY)
-            selector.unregister(key.fileobj)
-            key.fileobj.close()
+        fd = sock.fileno()
+        if data is None or (data and b"\n" not in data):
+            if fd not in self.waiting:
+                self.poller.register(fd, READ)
+            self.waiting[fd] = (sock, received + (data or b""))
+            return
+        if data:
+            try:
+                sock.send(CEILING_REPLY, socket.MSG_DONTWAIT)
+            except OSError:
+                pass
+        if self.waiting.pop(fd, None) is not None:
+            self.poller.unregister(fd)
+        sock.close()
+
+    def close(self):
+        for sock, _ in self.waiting.values():
+            sock.close()
+        self.waiting.clear()
+        self.poller.close()
+        self.listener.close()
 
 
 # --- measuring -----------------------------------------------------------------------------
@@ -987,17 +1085,28 @@ class Sender:
         self.running = False
 
     def _fill(self):
-        while self.running and self.in_flight + self.batch <= self.window:
-            requests = []
-            for _ in range(self.batch):
+        batch, make_request, call = self.batch, self.make_request, self.session.call
+        while self.running and self.in_flight + batch <= self.window:
+            if batch == 1:          # (the usual: a request a connection, no list to join)
                 self.seq += 1
-                requests.append(self.make_request(self.seq))
-            self.in_flight += self.batch
-            self.session.call(b"".join(requests), self._replied)
+                requests = make_request(self.seq)
+            else:
+                requests = []
+                for _ in range(batch):
+                    self.seq += 1
+                    requests.append(make_request(self.seq))
+                requests = b"".join(requests)
+            self.in_flight += batch
+            call(requests, self._replied)
 
     def _replied(self, replies):
         self.in_flight -= self.batch
-        good = sum(1 for reply in replies or () if reply.startswith(b'{"type":"ok"'))
+        if not replies:
+            good = 0
+        elif len(replies) == 1:     # (the usual: one reply, no generator to count with)
+            good = 1 if replies[0].startswith(OK_REPLY) else 0
+        else:
+            good = sum(1 for reply in replies if reply.startswith(OK_REPLY))
         self.acked += good
         self.errors += self.batch - good
         self._fill()

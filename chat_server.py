@@ -242,8 +242,8 @@ class ChatServer:
             if type(frame_id) is int:
                 if not -protocol.MAX_SEQ <= frame_id <= protocol.MAX_SEQ:
                     frame_id = None
-            elif not _echoable(frame_id):
-                frame_id = None
+            elif frame_id is not None and not _echoable(frame_id):   # (none: a short
+                frame_id = None                                       # client's usual)
             session, refusal = None, None
             if session_request is not None:
                 # (_session_of's usual case, inline: a live token from its own address)

@@ -19,6 +19,7 @@ reply, the close) is served in the pass that accepts it, and never enters the po
 Time comes only from a clock object (timers.py): `RealClock` in production, `VirtualClock` in
 tests, whose `advance(seconds)` fires every due timer in order without waiting.
 """
+import _socket
 import errno
 import os
 import selectors
@@ -221,7 +222,10 @@ class Connection:
                  "_paused", "_dirty", "_mask", "_timer", "_frame_timer", "_dial")
 
     def __init__(self, reactor, sock, handler, host, connecting=False):
-        self.id = reactor._adopt(self)
+        # an id, and no map of them: every open connection is in the selector's (a map of
+        # our own was 37 bytes of each idle user)
+        reactor._ids += 1
+        self.id = reactor._ids
         self.sock = sock
         self.handler = handler
         self.host = host                # the other end's host, or None (a socketpair)
@@ -340,12 +344,6 @@ class Reactor:
         self._errors = RepeatedLines(self, self.log)
         if hasattr(self.clock, "attach"):
             self.clock.attach(self)
-
-    def _adopt(self, conn):
-        # an id, and no map of them: every open connection is in the selector's (a map of
-        # our own was 37 bytes of each idle user)
-        self._ids += 1
-        return self._ids
 
     def connections(self):
         """Every connection not yet closed, in no particular order. While open, each is
@@ -608,7 +606,12 @@ class Reactor:
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR):
                     continue
                 raise
-            sock = socket.socket(listener.family, listener.type, 0, fd)
+            if listener.tls is None:
+                # the C socket alone: socket.socket's Python layer (an __init__, and a close
+                # through two more Python calls) gives a plain connection nothing it uses
+                sock = _socket.socket(listener.family, listener.type, 0, fd)
+            else:
+                sock = socket.socket(listener.family, listener.type, 0, fd)     # (to wrap)
             inherits = listener.inherits_nodelay
             if inherits is None:
                 inherits = listener.inherits_nodelay = _has_nodelay(sock)
@@ -849,8 +852,13 @@ class Reactor:
             conn._dirty = False
             if not conn.closed and not conn.connecting:
                 self._flush(conn)
-                if conn.closing_reason is not None and conn._out and conn._timer is None:
-                    self._linger(conn)      # closed this pass, and the peer did not take all
+                if conn.closing_reason is not None:
+                    if not conn._out:
+                        # all out (the flush has closed its socket, a short connection's usual
+                        # end) or nothing was owed: the end of the pass takes it out of epoll
+                        continue
+                    if conn._timer is None:
+                        self._linger(conn)  # closed this pass, and the peer did not take all
                 self._update_mask(conn)
 
     def _run_after_output(self):

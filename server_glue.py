@@ -558,6 +558,10 @@ class Accepted(Handler):
                 if conn.data is not CARRYING:   # (it has just logged in or resumed)
                     conn.data = CARRYING
                     glue.stop_quiet(conn)
+            elif actions and type(actions[-1]) is Close and actions[-1].conn == conn_id:
+                # its last line ended it (a short connection's bye): no frame is waited for
+                # any more, so it stays under the limit it is under until on_closed lets go
+                conn.data = ACCEPTED
             else:
                 conn.data = ACCEPTED
                 glue.arm_quiet(conn, glue.idle_s)

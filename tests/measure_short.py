@@ -8,7 +8,10 @@ each message a connection of its own (the request, then bye), each receiver a li
 that takes delivery connections and acknowledges. Only the server's passes are timed, as the
 thread's user and system CPU (getrusage) around each, so the generator's work is left out and
 the figure moves less than bench.py's on a busy machine. Each round also drives bench.py's
-trivial ceiling server the same way (its CPU per connection). Prints the medians of ROUNDS runs;
+trivial ceiling server the same way (its CPU per connection). The generator's passes are timed
+too, apart: in bench.py the ceiling is bound by the generator, so what a short direct message
+costs it, against a ceiling connection, bounds the ratio as much as the server does. Prints the
+medians of ROUNDS runs;
 compare two checkouts by running each in turn, a few times. With --profile, the server's passes
 run under cProfile and its top functions are printed (the figure is then cProfile's).
 """
@@ -17,8 +20,6 @@ import os
 import pstats
 import resource
 import select
-import selectors
-import socket
 import statistics
 import sys
 import tempfile
@@ -33,41 +34,29 @@ WINDOW = 256
 CEILING_IN_FLIGHT = 64      # bench.py's ceiling_in_flight
 
 
-class TrivialServer:
+class TrivialServer(bench.TrivialServer):
     """bench.py's ceiling server (accept, read one line, reply, close first), one pass at a
     time: what a connection costs a server whose whole work is that connection."""
-
-    def __init__(self):
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(bench.BACKLOG)
-        self.listener.setblocking(False)
-        self.port = self.listener.getsockname()[1]
-        self.selector = selectors.DefaultSelector()
-        self.selector.register(self.listener, selectors.EVENT_READ, None)
-
-    def fileno(self):
-        return self.selector.fileno()
 
     def wait_s(self):
         return None
 
-    def close(self):
-        for key in list(self.selector.get_map().values()):
-            key.fileobj.close()
-        self.selector.close()
-
     def pass_once(self):
         before = resource.getrusage(resource.RUSAGE_THREAD)
-        bench.serve_trivial_once(self.selector, self.listener, 0)
+        super().pass_once(0)
         after = resource.getrusage(resource.RUSAGE_THREAD)
         return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def run(server, loop, until):
+def thread_cpu_s():
+    used = resource.getrusage(resource.RUSAGE_THREAD)
+    return used.ru_utime + used.ru_stime
+
+
+def run(server, loop, until, generator_s=None):
     """Server and generator passes, each when it has something to do, until until() ->
-    the server's CPU seconds."""
-    server_fd, loop_fd = server.fileno(), loop.selector.fileno()
+    the server's CPU seconds; the generator's are added to generator_s[0] if given."""
+    server_fd, loop_fd = server.fileno(), loop.fileno()
     cpu_s = 0.0
     while not until():
         wait_s = server.wait_s()
@@ -76,9 +65,11 @@ def run(server, loop, until):
         if server_fd in ready or not ready:
             cpu_s += server.pass_once()
         if loop_fd in ready:
+            started_s = thread_cpu_s()
             loop.run_until(lambda: False, bench.clock())    # its due timers
-            for key, mask in loop.selector.select(0):
-                key.data(mask)
+            loop.dispatch(loop.poller.poll(0))
+            if generator_s is not None:
+                generator_s[0] += thread_cpu_s() - started_s
     return cpu_s
 
 
@@ -108,7 +99,8 @@ def one_round(messages, profiler):
         if profiler is not None:
             server.profiler = profiler
         passes, system_s = server.passes, server.system_s
-        cpu_s = run(server, loop, lambda: meter.total >= start + messages)
+        generator_s = [0.0]
+        cpu_s = run(server, loop, lambda: meter.total >= start + messages, generator_s)
         passes = server.passes - passes
         delivered = meter.total - start
         server.profiler = None
@@ -122,7 +114,7 @@ def one_round(messages, profiler):
         print(f"  {delivered / passes:.1f} messages a pass, "
               f"{(server.system_s - system_s) / delivered * 1e6:.1f} us of each in the kernel",
               file=sys.stderr)
-        return cpu_s / delivered * 1e6
+        return cpu_s / delivered * 1e6, generator_s[0] / delivered * 1e6
 
 
 def ceiling_round(connections):
@@ -142,11 +134,12 @@ def ceiling_round(connections):
         start()
     run(server, loop, lambda: done[0] >= connections // 4)          # warm up
     start_count = done[0]
-    cpu_s = run(server, loop, lambda: done[0] >= start_count + connections)
+    generator_s = [0.0]
+    cpu_s = run(server, loop, lambda: done[0] >= start_count + connections, generator_s)
     completed = done[0] - start_count
     loop.close_all()
     server.close()
-    return cpu_s / completed * 1e6
+    return cpu_s / completed * 1e6, generator_s[0] / completed * 1e6
 
 
 def main():
@@ -155,9 +148,14 @@ def main():
     rounds = int(args[1]) if len(args) > 1 else 3
     profiler = cProfile.Profile() if "--profile" in sys.argv else None
     per_message_us, per_connection_us = [], []
+    generator_message_us, generator_connection_us = [], []
     for _ in range(rounds):         # alternately, so both see the same minutes of the machine
-        per_message_us.append(one_round(messages, profiler))
-        per_connection_us.append(ceiling_round(messages))
+        server_us, generator_us = one_round(messages, profiler)
+        per_message_us.append(server_us)
+        generator_message_us.append(generator_us)
+        server_us, generator_us = ceiling_round(messages)
+        per_connection_us.append(server_us)
+        generator_connection_us.append(generator_us)
     message_us, connection_us = statistics.median(per_message_us), statistics.median(
         per_connection_us)
     # (in one process the trivial server costs less than under bench.py, where the ceiling
@@ -166,6 +164,9 @@ def main():
           f"connection of the trivial server ({connection_us / message_us:.2f} of it) (medians "
           f"of {rounds}: {', '.join(f'{us:.1f}' for us in per_message_us)}; "
           f"{', '.join(f'{us:.1f}' for us in per_connection_us)})")
+    # bench.py's ratio is bound by whichever side is dearer: often the generator's client
+    print(f"generator CPU: {statistics.median(generator_message_us):.1f} us per short direct "
+          f"message, {statistics.median(generator_connection_us):.1f} per ceiling connection")
     if profiler is not None:
         stats = pstats.Stats(profiler)
         stats.sort_stats("tottime").print_stats(30)

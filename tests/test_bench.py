@@ -323,6 +323,19 @@ def test_a_sender_keeps_its_window_full_in_batches_and_counts_acks_and_errors():
     assert len(session.pending) == 2                      # nothing new after stop()
 
 
+def test_a_sender_of_one_request_a_connection_counts_each_reply_alone():
+    session = _HeldSession()
+    sender = bench.Sender(session, lambda seq: b"r%d\n" % seq, window=3, batch=1)
+    sender.start()
+    assert [requests for requests, _ in session.pending] == [b"r1\n", b"r2\n", b"r3\n"]
+    for reply in ([b'{"type":"ok","seq":1}'], [b'{"type":"error","code":"blocked"}'], None):
+        _, answer = session.pending.pop(0)
+        answer(reply)
+    assert (sender.acked, sender.errors, sender.in_flight) == (1, 2, 3)
+    assert [requests for requests, _ in session.pending] == [b"r4\n", b"r5\n", b"r6\n"]
+    sender.stop()
+
+
 def test_the_meter_counts_messages_only_while_counting_and_reads_their_send_times():
     meter = bench.Meter()
     stamped = json.dumps({"type": "message", "text": bench.message_text(bench.STAMP_EVERY)})
@@ -434,3 +447,130 @@ def test_a_lost_staying_connection_fails_what_waits_and_what_is_sent_after():
     loop.run_until(lambda: len(replies) == 2, bench.clock() + RUN_LIMIT_S)
     assert replies == [None, None]
     loop.close_all()
+
+
+def _short_call(loop, listener, payload):
+    """A _Call to `listener`, its replies collected, and the listener's end of it."""
+    replies = []
+    call = bench._Call(loop, listener.getsockname(), payload, replies.append)
+    server_end, _ = listener.accept()
+    server_end.settimeout(RUN_LIMIT_S)
+    return call, replies, server_end
+
+
+def test_a_short_call_sends_as_it_connects_and_waits_only_to_read():
+    listener = socket.create_server(("127.0.0.1", 0))
+    loop = bench.Loop()
+    try:
+        call, replies, server_end = _short_call(loop, listener, bench.CEILING_FRAME)
+        # on loopback the handshake is done when connect returns: sent before any pass
+        server_end.setblocking(False)
+        assert server_end.recv(4096) == bench.CEILING_FRAME
+        assert loop.watching(call.sock) == call._readable
+        assert not call.sock.getblocking()
+        server_end.sendall(b'{"type":"ok"}\n')
+        server_end.close()
+        assert loop.run_until(lambda: replies, bench.clock() + RUN_LIMIT_S)
+        assert replies == [[b'{"type":"ok"}']]
+    finally:
+        listener.close()
+        loop.close_all()
+
+
+class _NotYetSocket(socket.socket):
+    """A socket whose first send finds the connection not open yet (EAGAIN)."""
+
+    refused = 0
+
+    def send(self, data, *flags):
+        if not _NotYetSocket.refused:
+            _NotYetSocket.refused += 1
+            raise BlockingIOError(11, "not connected yet")
+        return super().send(data, *flags)
+
+
+def test_a_short_call_not_connected_yet_sends_when_writable(monkeypatch):
+    monkeypatch.setattr(_NotYetSocket, "refused", 0)
+    monkeypatch.setattr(bench.socket, "socket", _NotYetSocket)
+    listener = socket.create_server(("127.0.0.1", 0))
+    loop = bench.Loop()
+    try:
+        call, replies, server_end = _short_call(loop, listener, bench.CEILING_FRAME)
+        assert _NotYetSocket.refused == 1
+        assert loop.watching(call.sock) == call._writable
+        # writable at the first pass: sent, then waiting to read
+        assert loop.run_until(lambda: loop.watching(call.sock) == call._readable,
+                              bench.clock() + RUN_LIMIT_S)
+        assert server_end.recv(4096) == bench.CEILING_FRAME
+        server_end.sendall(b'{"type":"ok"}\n')
+        server_end.close()
+        assert loop.run_until(lambda: replies, bench.clock() + RUN_LIMIT_S)
+        assert replies == [[b'{"type":"ok"}']]
+    finally:
+        listener.close()
+        loop.close_all()
+
+
+def test_the_loop_skips_a_socket_unwatched_earlier_in_the_same_batch_and_closes_the_rest():
+    loop = bench.Loop()
+    pairs = [socket.socketpair() for _ in range(2)]
+    called = []
+
+    def first_ready(events):
+        called.append(events)
+        for ours, _ in pairs:       # whichever comes first ends the other
+            if loop.watching(ours) is not None:
+                loop.unwatch(ours)
+                ours.close()
+
+    try:
+        for ours, theirs in pairs:
+            loop.watch(ours, bench.READ, first_ready)
+            theirs.send(b"x")
+        assert loop.run_until(lambda: called, bench.clock() + RUN_LIMIT_S)
+        loop.run_for(0.0)
+        assert called == [bench.READ]
+        survivor = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        loop.watch(survivor, bench.READ, first_ready)
+        loop.close_all()
+        assert survivor.fileno() == -1 and loop.watching(survivor) is None
+    finally:
+        for ours, theirs in pairs:
+            ours.close()
+            theirs.close()
+
+
+def _trivial_client(server, first):
+    """A blocking client of the trivial server that has sent `first`."""
+    client = socket.create_connection(("127.0.0.1", server.port), timeout=RUN_LIMIT_S)
+    client.sendall(first)
+    return client
+
+
+def _serve_until(server, done):
+    """Trivial server passes (bounded) until done()."""
+    for _ in range(1000):
+        if done():
+            return
+        server.pass_once(RUN_LIMIT_S / 1000)
+    raise AssertionError("the trivial server never got there")
+
+
+def test_the_trivial_server_answers_a_line_as_it_accepts_and_waits_for_one_in_parts():
+    server = bench.TrivialServer()
+    clients = []
+    try:
+        whole = _trivial_client(server, bench.CEILING_FRAME)
+        split = _trivial_client(server, bench.CEILING_FRAME[:10])
+        silent = _trivial_client(server, b"")
+        clients += [whole, split, silent]
+        _serve_until(server, lambda: len(server.waiting) == 2)  # the whole line: served at once
+        assert whole.recv(4096) == bench.CEILING_REPLY and whole.recv(4096) == b""
+        split.sendall(bench.CEILING_FRAME[10:])
+        silent.close()      # gone without a line: closed unanswered, and forgotten
+        _serve_until(server, lambda: not server.waiting)
+        assert split.recv(4096) == bench.CEILING_REPLY and split.recv(4096) == b""
+    finally:
+        for client in clients:
+            client.close()
+        server.close()

@@ -46,8 +46,13 @@ LOGIN_CALLS_MAX = 137           # per staying login and logout, 4 at a time, wit
                                 # 152.4 before a connection was read at its accept, 187.9 before
                                 # the login's way was shortened)
 LOGIN_CONCURRENCY = 4
-SHORT_DIRECT_CALLS_MAX = 55     # per message on a connection of its own (the request and bye,
-                                # the reply, the close), delivered to a staying user: 51.8 now;
+SHORT_DIRECT_CALLS_MAX = 46.5   # per message on a connection of its own (the request and bye,
+                                # the reply, the close), delivered to a staying user: 45.8 now
+                                # (47.8 before a connection's id was taken inline and one its
+                                # flush closed skipped _update_mask; 50.8 before a connection its
+                                # bye ends skipped the idle limit,
+                                # 52.8 before the bye was known without decoding it and a
+                                # request without an id skipped _echoable);
                                 # 84.7 before a connection was read at its accept and went in
                                 # and out of its quiet limits with fewer calls, and the direct
                                 # message's checks were inline (11 more in selectors.py before,

@@ -1,4 +1,5 @@
 """The reactor with real descriptors: writes, backpressure, input, connects, closes, signals."""
+import _socket
 import errno
 import os
 import select
@@ -971,6 +972,23 @@ def test_accepted_connections_send_small_frames_at_once(loop):
     pump(loop, lambda: len(rec.of("accepted")) == 3)
     assert [_nodelay_of(conn.sock) for _, conn, _ in rec.events] == [1, 1, 1]
     assert _nodelay_of(listener.sock)
+    listener.close()
+
+
+def test_a_plain_accepted_connection_is_the_c_socket_alone(loop):
+    # socket.socket's Python layer is three Python calls a short connection does not need
+    rec = Recorder()
+    listener = loop.listen(HOST, 0, rec)
+    client = client_of(loop, listener.port)
+    pump(loop, lambda: len(rec.of("accepted")) == 1)
+    [(_, conn, _)] = rec.events
+    assert type(conn.sock) is _socket.socket and not conn.sock.getblocking()
+    client.sendall(b"hi\n")
+    pump(loop, lambda: rec.of("frame"))
+    conn.send(b"back\n")
+    conn.close("done")
+    pump(loop, lambda: rec.of("closed"))
+    assert read_to_eof(client) == b"back\n" and conn.sock.fileno() == -1
     listener.close()
 
 

@@ -621,3 +621,29 @@ def test_a_token_from_another_address_and_a_block_refuse_a_message():
     assert replies(server.handle(Request(3, {**frame, "to": "carol"}, "10.0.0.1"), 1.0)) == [
         {"type": "ok", "stored": True}]
     assert store.count_waiting("bob") == 0 and store.count_waiting("carol") == 1
+
+
+def test_a_bye_as_every_client_words_it_is_known_without_decoding(monkeypatch):
+    import protocol
+    import server_events
+
+    line = protocol.encode({"type": "bye"}).rstrip(b"\n")
+    expected = server_events.accepted_event(3, "h", line)
+    assert expected == Request(3, {"type": "bye"}, "h")
+
+    def no_decode(line):
+        raise AssertionError("decoded")
+    monkeypatch.setattr(server_events, "decode", no_decode)
+    assert server_events.accepted_event(3, "h", line) == expected
+    # worded otherwise, it is decoded as any line is (and still a bye)
+    with pytest.raises(AssertionError, match="decoded"):
+        server_events.accepted_event(3, "h", b'{"type": "bye"}')
+
+
+def test_what_is_made_per_message_or_short_connection_is_not_frozen():
+    # a frozen dataclass sets each field through object.__setattr__ (0.28 us an object more)
+    import server_events
+    for kind in (server_events.Request, server_events.Acked, server_events.Reply,
+                 server_events.Deliver, server_events.DeliverEach, server_events.Close,
+                 server_events.Closed):
+        assert not kind.__dataclass_params__.frozen, kind.__name__
