@@ -10,8 +10,7 @@ Connections may speak TLS (`ssl`, non-blocking): the handshake runs inside the l
 other wait, and a connection counts as open only once it is done.
 
 One pass of the loop: poll until the next timer is due, handle ready descriptors, fire due timers
-in (deadline, scheduling order), flush queued output, run what was put off until after that
-flush (and flush again), and close what was asked to close.
+in (deadline, scheduling order), flush queued output, and close what was asked to close.
 Work scheduled during a pass runs on the next one. A connection just accepted is read at once
 and enters the poll only at the flush, if it stays open: a short connection (a request, its
 reply, the close) is served in the pass that accepts it, and never enters the poll at all.
@@ -333,7 +332,6 @@ class Reactor:
         self._ids = 0
         self._dirty = []                # connections with output queued this pass
         self._ahead = []                # ... and those written first (send's `ahead`)
-        self._after_output = []         # (fn, args) to run once this pass's output is written
         self._before_flush = []         # run each pass before any output leaves
         self._to_finish = []            # connections to close at the end of this pass
         self._always_ready = []         # inputs the selector refuses (regular files): read each pass
@@ -384,15 +382,6 @@ class Reactor:
         """
         self._before_flush.append(fn)
 
-    def after_output(self, fn, *args):
-        """Run fn(*args) later in this pass, once the before_flush hooks have run and the
-        output queued so far is written; what it queues is written then too, without the
-        hooks (work that needs them runs them itself). For work that nothing else in the pass
-        waits on (the server's acknowledgements), so the pass's replies and deliveries leave
-        first. What fn puts off in turn waits for the next pass.
-        """
-        self._after_output.append((fn, args))
-
     def fire_timers(self):
         """Fire every timer due now; ones they schedule wait for the next pass."""
         for timer in self._wheel.pop_due(self.clock.now()):
@@ -407,8 +396,6 @@ class Reactor:
         """A pass with no polling: fire due timers, flush, close (what VirtualClock.advance runs)."""
         self.fire_timers()
         self._flush_dirty()
-        if self._after_output:
-            self._run_after_output()
         self._finish_closes()
 
     # -- sockets --------------------------------------------------------------------------
@@ -551,14 +538,11 @@ class Reactor:
                 self._read_input(source)
         self.fire_timers()
         self._flush_dirty()
-        if self._after_output:
-            self._run_after_output()
         if self._to_finish:
             self._finish_closes()
 
     def _poll_timeout(self, timeout_s):
-        if (self._always_ready or self._dirty or self._ahead or self._to_finish
-                or self._after_output):
+        if self._always_ready or self._dirty or self._ahead or self._to_finish:
             return 0
         deadline = self._wheel.next_deadline()
         timeout = None if deadline is None else self.clock.poll_timeout(deadline)
@@ -839,8 +823,8 @@ class Reactor:
             conn._dirty = True
             self._dirty.append(conn)
 
-    def _flush_dirty(self, hooks=True):
-        for hook in self._before_flush if hooks else ():
+    def _flush_dirty(self):
+        for hook in self._before_flush:
             try:                                # (_guarded, inline: every pass)
                 hook()
             except Exception as exc:
@@ -860,16 +844,6 @@ class Reactor:
                     if conn._timer is None:
                         self._linger(conn)  # closed this pass, and the peer did not take all
                 self._update_mask(conn)
-
-    def _run_after_output(self):
-        later, self._after_output = self._after_output, []
-        for fn, args in later:
-            try:                                # (_guarded, inline: a ping-pong's every pass)
-                fn(*args)
-            except Exception as exc:
-                self._report(exc)
-        if self._dirty or self._ahead:
-            self._flush_dirty(hooks=False)
 
     def _flush(self, conn):
         """One send of what is queued: the frames of a pass go together, but never more than

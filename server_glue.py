@@ -128,9 +128,6 @@ class ServerGlue:
         self.accepted = Accepted(self)        # the listener's handler
         self.outgoing = Outgoing(self)        # the delivery connections' handler
         self.conns = {}           # id -> accepted connection, for replies
-        # conn id -> (conn, lines): reads of acknowledgements only, handed to the core once
-        # the pass's replies and deliveries have left (Accepted.on_frames)
-        self.acks_later = {}
         self.timers = KeyedTimers(reactor, self._expired)
         self.deliveries = {}      # (address, proof) -> _Delivery still taking frames
         # A presence batch to 10,000 short-model users is 10,000 deliveries in one pass: all
@@ -169,11 +166,6 @@ class ServerGlue:
         """Commit the pass's writes, then send its output in order. If the commit failed, a
         reply that says yes to a write becomes `unavailable`, and a delivery of a message not
         yet committed waits (in order) for a commit that succeeds."""
-        if self.acks_later:
-            if self._out:
-                self.reactor.after_output(self._acks_after_output)
-            else:
-                self.accepted.take_acks()   # nothing to go ahead of (an ack read alone)
         committed = self._commit()
         if committed and self._held:
             held, self._held = self._held, []
@@ -189,15 +181,6 @@ class ServerGlue:
             self._held_lines = None
             if held_lines:
                 self._write_lines(held_lines)
-
-    def _acks_after_output(self):
-        """The pass's output has left: its acknowledgements go to the core. The pass is
-        finished again only if they asked for anything (a window's top-up, a refusal) or moved
-        a cursor that no timer writes yet: else its commit would have nothing to do (an ack
-        of the last message sent, the usual one)."""
-        self.accepted.take_acks()
-        if self._out or (self._held_timer is None and self.store.held_until() is not None):
-            self._finish_pass()
 
     def _commit(self):
         """Commit the store -> True, or False if it failed (or a retry after a failure is
@@ -521,24 +504,9 @@ class Accepted(Handler):
     def on_frame(self, conn, line):
         self.on_frames(conn, [line])
 
-    def on_frames(self, conn, lines, deferrable=True):
-        """What one read brought: each line to the core, in order, at one `now`.
-
-        A read of acknowledgements only waits until the pass's output has left: nothing the
-        pass writes depends on it (it moves a cursor, and may top up a window), and in a
-        ping-pong the receiver's ack arrives with the sender's next message, ahead of it, so
-        handling it first delayed that message's delivery by the ack's parse and handling.
-        A connection's own order holds: anything more from it this pass (a read that an
-        oversize frame split, its close) takes its acknowledgements first."""
+    def on_frames(self, conn, lines):
+        """What one read brought: each line to the core, in order, at one `now`."""
         glue = self.glue
-        if deferrable:
-            later = glue.acks_later
-            if later and conn.id in later:
-                self.take_acks_of(conn)
-            if lines[0].startswith(_ACK_START) and (len(lines) == 1 or _all_acks(lines)) \
-                    and not glue.commit_each:
-                later[conn.id] = (conn, lines)      # (the end of the pass sees to them)
-                return
         handle = glue.core.handle
         conn_id, host = conn.id, conn.host
         now = glue.reactor.clock.now()
@@ -566,24 +534,8 @@ class Accepted(Handler):
                 conn.data = ACCEPTED
                 glue.arm_quiet(conn, glue.idle_s)
 
-    def take_acks(self):
-        """The reads of acknowledgements put off this pass go to the core, in the order they
-        came."""
-        later, self.glue.acks_later = self.glue.acks_later, {}
-        for conn, lines in later.values():
-            self.on_frames(conn, lines, deferrable=False)
-
-    def take_acks_of(self, conn):
-        """`conn`'s acknowledgements put off this pass go to the core now (before what
-        follows them from it)."""
-        taken = self.glue.acks_later.pop(conn.id, None)
-        if taken is not None:
-            self.on_frames(conn, taken[1], deferrable=False)
-
     def on_oversize(self, conn):
         # refused too long: no sign of life either (the reactor times the frame it discards)
-        if self.glue.acks_later:
-            self.take_acks_of(conn)
         self.glue.feed(accepted_event(conn.id, conn.host, None))
 
     def on_frame_timeout(self, conn):
@@ -591,8 +543,6 @@ class Accepted(Handler):
         conn.send(encode(error("too_slow")))
 
     def on_closed(self, conn, reason):
-        if self.glue.acks_later:
-            self.take_acks_of(conn)
         state, conn.data = conn.data, None
         if state is None:
             return      # refused at a cap: never one of ours
@@ -609,18 +559,6 @@ class Accepted(Handler):
         actions = glue.core.handle(Closed(conn.id), glue.reactor.clock.now())
         if actions:         # (glue.feed, inline: a short connection's end asks for nothing)
             glue.apply(actions)
-
-
-_ACK_START = b'{"type":"ack",'     # how protocol.encode (client.py, bench.py) begins an ack:
-                                    # a read of others, or spelled otherwise, is not put off
-
-
-def _all_acks(lines):
-    """True if every line of a read begins as an ack does."""
-    for line in lines:
-        if not line.startswith(_ACK_START):
-            return False
-    return True
 
 
 def _forget(glue, conn):

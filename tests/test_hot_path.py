@@ -29,18 +29,16 @@ DIRECT_CALLS_MAX = 22           # per message: request, reply, delivery, its sha
                                 # 36.2 before each check's usual case was inline, 51.9 before
                                 # the hot path was first shortened)
 PING_PONG_CALLS_MAX = 106       # per round trip, one message in flight: the message's pass and
-                                # the ack's, each paying every fixed cost of a pass (105.5 now:
-                                # an ack is looked at twice, put off then taken; 102.5 before
-                                # acks were put off behind a pass's output, 151.6 before passes
-                                # skipped what they had no use for)
-PING_PONG_TOGETHER_CALLS_MAX = 96   # the same, with the ack read in the pass of the next
-                                # message (as bench.py's ping-pong sends them): the ack is taken
-                                # after the output, in the same pass (94.5 now)
+                                # the ack's, each paying every fixed cost of a pass (103.5 now;
+                                # 151.6 before passes skipped what they had no use for)
+PING_PONG_TOGETHER_CALLS_MAX = 91   # the same, with the ack read in the pass of the next
+                                # message (as bench.py's ping-pong sends them): one pass's fixed
+                                # costs per round trip (89.0 now)
 BROADCAST_CALLS_MAX = 2         # per delivery of a broadcast to 40 users, the request's own
                                 # calls shared out (1.15 now; 4.52 before a message's staying
                                 # recipients were one DeliverEach, queued with no call each)
 LOGIN_CALLS_MAX = 137           # per staying login and logout, 4 at a time, with its connection
-                                # (accepted, closed by the client after the logout): 136.9 now
+                                # (accepted, closed by the client after the logout): 135.9 now
                                 # (134.9 before the welcome said how many messages wait),
                                 # (133.9 before presence went to staying users in one action,
                                 # 152.4 before a connection was read at its accept, 187.9 before
@@ -196,7 +194,7 @@ def test_a_ping_pong_round_trip_costs_a_bounded_number_of_python_calls(served):
 def test_a_ping_pong_whose_ack_comes_with_the_next_message_costs_a_bounded_number_of_calls(
         served):
     """The receiver's ack and the sender's next message in one pass: one pass's fixed costs
-    per round trip, plus what taking the ack after the output costs."""
+    per round trip."""
     reactor, store, port = served
     alice, bob = logged_in(reactor, port, ACCOUNTS[:2])
     alice.send({"type": "message", "token": alice.token, "to": bob.user, "text": "hi", "id": 0})

@@ -1153,28 +1153,3 @@ def test_a_connection_accepted_this_pass_is_among_the_connections(loop):
     pump(loop, lambda: seen)
     assert seen == [True]
     listener.close()
-
-
-def test_after_output_runs_once_the_passs_output_is_written_and_its_own_leaves_that_pass(
-        make_pair):
-    reactor, conn, peer, recorder = make_pair()
-    peer.setblocking(False)
-    hooks, seen = [], []
-    reactor.before_flush(lambda: hooks.append("hook"))
-
-    def later(tag):
-        seen.append((tag, drain(peer), list(hooks)))
-        conn.send(b"after\n")
-        reactor.after_output(seen.append, "next pass")
-    conn.send(b"reply\n")
-    reactor.after_output(later, "this pass")
-    assert reactor._poll_timeout(None) == 0
-    reactor.run_once(timeout_s=0)
-    assert seen == [("this pass", b"reply\n", ["hook"])]     # after the hook and the write
-    assert drain(peer) == b"after\n" and hooks == ["hook"]   # written without the hook again
-    assert reactor._poll_timeout(None) == 0                   # what it put off: no waiting
-    reactor.run_once(timeout_s=0)
-    assert seen[1:] == ["next pass"] and hooks == ["hook", "hook"]
-    reactor.call_later(1.0, reactor.after_output, seen.append, "timer pass")
-    reactor.clock.advance(1.0)                               # a timer pass runs them too
-    assert seen[-1] == "timer pass"
