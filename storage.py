@@ -78,6 +78,8 @@ CREATE TABLE IF NOT EXISTS blocks (
 JOURNAL_MAX = 100_000       # writes held for a disk that refuses them; past it, new ones are
                             # refused too (the memory they hold stays bounded)
 RECORDS_CACHED = 16         # records whose lines are kept in memory after a read
+LOCK_WAIT_S = 5.0           # opening waits this long for another holder of the file to let go:
+                            # a server restarted while the last one is still stopping
 COMPACT_S = 1.0             # cursors are written, and passed records deleted, at most this
                             # often: a crash forgets at most this much of acknowledgements, and
                             # clients drop what they get again by its number
@@ -93,7 +95,7 @@ class Store:
     """The log of messages, cursors, counters and block lists; nothing durable before commit()."""
 
     def __init__(self, path=":memory:", clock=None, sync="full", seq_floor=0,
-                 max_pages=None, new_identity=None, exclusive=False):
+                 max_pages=None, new_identity=None, exclusive=False, lock_wait_s=LOCK_WAIT_S):
         """sync "full": a commit is on the disk before it returns (a power cut loses nothing
         committed; 0.3 ms a commit here). "normal": a commit survives the server's crash,
         kill -9 included, but a power cut or OS crash may lose the last ones (SQLite's WAL
@@ -108,16 +110,16 @@ class Store:
 
         `exclusive` (the server's): the file stays locked from open to close, so no other
         process reads or writes it meanwhile (a second server on the same data directory
-        fails at its start, at once, instead of both writing), and a commit makes six system
-        calls fewer (the WAL's file locks; its index is kept in memory, not in a shared file).
+        fails at its start, after `lock_wait_s` for the first to let go, instead of both
+        writing), and a commit makes six system calls fewer (the WAL's file locks; its index is
+        kept in memory, not in a shared file).
         """
         if sync not in ("full", "normal"):
             raise ValueError(f"sync must be 'full' or 'normal', not {sync!r}")
         self._clock = clock
         self._wall_offset = None    # wall-clock minus monotonic seconds; None: read it again
         self._pass_at = None        # this pass's `"at"` for the lines it keeps; None: read it
-        # (exclusive: nothing to wait for but another holder of the file, which may never let go)
-        self._db = sqlite3.connect(path, timeout=0 if exclusive else 5.0)
+        self._db = sqlite3.connect(path, timeout=lock_wait_s)
         if path != ":memory:":
             if exclusive:   # (before WAL: then it never makes the shared index file)
                 self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
