@@ -829,7 +829,8 @@ class ChatClient:
             return
         if seq > self.backlog_upto:
             self.backlog_upto = seq
-            self.backlog_left -= self.backlog_left > 0
+            if self.backlog_left:
+                self.backlog_left -= 1
         mine = (self.store, self.user)
         if seq > self.shown_upto.get(mine, 0):
             self.shown_upto[mine] = seq

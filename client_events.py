@@ -15,10 +15,11 @@ from core_events import Arm, Cancel, Expired, Log
 # the shared Arm, Expired and Log are this core's too
 __all__ = ["Accepted", "Arm", "AskConsent", "Cancel", "CloseConn", "ConsentLapsed", "DrainDue",
            "EndLink", "Exit", "ExitDue", "Expired", "Fate", "HeartbeatDue", "Incoming",
-           "IncomingClosed", "InputEnded", "Interrupted", "LineIn", "LinkClosed", "LinkDown", "LinkIdle", "LinkIn",
-           "LinkUp", "Log", "LoginAbandoned", "OpenLink", "OutboxRetry", "Probe", "ProbeDue",
-           "Prompt", "Pushed", "Replied", "RequestFailed", "SendOnLink", "SendRequest", "SendTo",
-           "Show", "ShowFate", "ShowOnline", "ShowSending", "Stage", "Started", "Status"]
+           "IncomingClosed", "InputEnded", "Interrupted", "LineIn", "LinkClosed", "LinkDown",
+           "LinkIdle", "LinkIn", "LinkUp", "Log", "LoginAbandoned", "OpenLink", "OutboxRetry",
+           "Probe", "ProbeDue", "Prompt", "Pushed", "Replied", "RequestFailed", "SendOnLink",
+           "SendRequest", "SendTo", "Show", "ShowFate", "ShowOnline", "ShowSending", "Stage",
+           "Started", "Status"]
 
 
 
