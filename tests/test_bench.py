@@ -458,6 +458,14 @@ def _short_call(loop, listener, payload):
     return call, replies, server_end
 
 
+def _answered_ok(loop, server_end, replies):
+    """The listener's end answers ok and closes: the call hands that one reply on."""
+    server_end.sendall(b'{"type":"ok"}\n')
+    server_end.close()
+    assert loop.run_until(lambda: replies, bench.clock() + RUN_LIMIT_S)
+    assert replies == [[b'{"type":"ok"}']]
+
+
 def test_a_short_call_sends_as_it_connects_and_waits_only_to_read():
     listener = socket.create_server(("127.0.0.1", 0))
     loop = bench.Loop()
@@ -468,10 +476,7 @@ def test_a_short_call_sends_as_it_connects_and_waits_only_to_read():
         assert server_end.recv(4096) == bench.CEILING_FRAME
         assert loop.watching(call.sock) == call._readable
         assert not call.sock.getblocking()
-        server_end.sendall(b'{"type":"ok"}\n')
-        server_end.close()
-        assert loop.run_until(lambda: replies, bench.clock() + RUN_LIMIT_S)
-        assert replies == [[b'{"type":"ok"}']]
+        _answered_ok(loop, server_end, replies)
     finally:
         listener.close()
         loop.close_all()
@@ -502,10 +507,7 @@ def test_a_short_call_not_connected_yet_sends_when_writable(monkeypatch):
         assert loop.run_until(lambda: loop.watching(call.sock) == call._readable,
                               bench.clock() + RUN_LIMIT_S)
         assert server_end.recv(4096) == bench.CEILING_FRAME
-        server_end.sendall(b'{"type":"ok"}\n')
-        server_end.close()
-        assert loop.run_until(lambda: replies, bench.clock() + RUN_LIMIT_S)
-        assert replies == [[b'{"type":"ok"}']]
+        _answered_ok(loop, server_end, replies)
     finally:
         listener.close()
         loop.close_all()
