@@ -427,15 +427,20 @@ class ChatServer:
         token = self._make_secret()
         if self._instance:
             token = f"{self._instance}.{token}"
-        session = Session(user, token, self._make_secret(), host, port, now, stays=stays)
-        # the proof is the session's key (deliveries prove it, never send it); the store and
-        # head let a client tell a new store from the one it knew, and a number far beyond
-        # any given (PROTOCOL.md, "Guaranteed delivery"); `waiting`, how many messages wait
-        # for this login, lets a script's client show them before it logs out
+        # the proof is the session's key: deliveries to its listening port prove it (and
+        # never send it). A staying session is reached on its connection alone, so it has
+        # none (nor an entry in by_proof: 106 bytes of each idle staying user)
+        proof = None if stays else self._make_secret()
+        session = Session(user, token, proof, host, port, now, stays=stays)
+        # the store and head let a client tell a new store from the one it knew, and a
+        # number far beyond any given (PROTOCOL.md, "Guaranteed delivery"); `waiting`, how
+        # many messages wait for this login, lets a script's client show them before it
+        # logs out
         store = self._store
-        welcome = {"type": "welcome", "user": user, "token": session.token,
-                   "proof": session.proof, "store": store.identity, "head": store.head,
-                   "waiting": store.count_waiting(user)}
+        welcome = {"type": "welcome", "user": user, "token": session.token}
+        if proof is not None:
+            welcome["proof"] = proof
+        welcome.update(store=store.identity, head=store.head, waiting=store.count_waiting(user))
         staying = ", staying connected" if stays else ""
         actions = [Log(f"{user} logged in from {_shown((host, port))}{staying}"),
                    _answer(conn, frame_id, welcome)]

@@ -1,7 +1,7 @@
 """The server's sessions: one per logged-in user, found by name, token, proof or connection.
 
 A session is one login of a user: its random token (which every request carries), its proof
-(which its deliveries carry), the address its deliveries go to, when it last spoke, what is on
+(the key its deliveries to a listening port prove; none if it stays), the address its deliveries go to, when it last spoke, what is on
 its way to it (delivery.Window), and, for a client that stays connected, the connection it is
 reached on. A later login of the same name replaces the session; a connection carries at most
 one session.
@@ -29,7 +29,7 @@ class Session:
     """One login of a user: how to reach them, when they last spoke, what is on its way."""
     user: str
     token: str
-    proof: str
+    proof: str | None       # the key its deliveries to `port` prove; None: it stays (no port)
     # where its deliveries go: the host (the one string for every session from it) and the
     # listening port (None: a staying client's, reached on its connection only). Two fields,
     # not an (host, port) tuple: 48 bytes less of each user (address makes one on demand)
@@ -84,14 +84,17 @@ class Sessions:
         # to the end at each request (inline, not a call here: every request comes that way)
         self.by_user = {}
         self.by_token = {}          # token -> Session
-        self.by_proof = {}          # proof -> Session, for acknowledgements and failed deliveries
+        # proof -> Session, for acknowledgements and failed deliveries on a delivery
+        # connection (a session that stays from its login has no proof, and is not here)
+        self.by_proof = {}
         self.by_conn = {}           # staying connection -> the Session it carries
 
     def add(self, session):
         """`session` is its user's from now on (the caller has ended any older one)."""
         self.by_user[session.user] = session
         self.by_token[session.token] = session
-        self.by_proof[session.proof] = session
+        if session.proof is not None:
+            self.by_proof[session.proof] = session
 
     def longest_silent(self):
         """The session silent longest (the first to time out), or None if there is none."""
@@ -101,7 +104,8 @@ class Sessions:
         """`user`'s session is over -> it."""
         session = self.by_user.pop(user)
         del self.by_token[session.token]
-        del self.by_proof[session.proof]
+        if session.proof is not None:
+            del self.by_proof[session.proof]
         if self.by_conn.get(session.conn) is session:
             del self.by_conn[session.conn]
         return session

@@ -1,8 +1,8 @@
 """The client core when it stays connected: its login, deliveries pushed on its connection,
 LinkUp and the resume, and what a client without a listening port says. No sockets."""
-from client_events import (Arm, Expired, HeartbeatDue, Interrupted, LinkUp, Log, Pushed, Replied,
-                           RequestFailed, SendTo)
-from client_helpers import OK, Run, err, printed, requests
+from client_events import (Arm, CloseConn, Expired, HeartbeatDue, Incoming, Interrupted, LinkUp,
+                           Log, Pushed, Replied, RequestFailed, SendTo, Started)
+from client_helpers import OK, WELCOME, Run, err, hello, printed, requests
 from terminal import ASK_USER
 
 HEARTBEAT = HeartbeatDue()
@@ -44,6 +44,20 @@ def test_a_short_login_is_unchanged():
     run.reply(OK)
     assert requests(run.type("pw")) == [
         {"type": "login", "user": "alice", "password": "pw", "port": 5000}]
+
+
+def test_a_staying_welcome_has_no_proof_so_every_delivery_hello_is_refused():
+    """The server never delivers to a staying client's port (PROTOCOL.md): a hello there is
+    not the server's, whatever key it proves."""
+    run = staying(port=6001)
+    run.do(Started())
+    run.type("alice")
+    run.reply(OK)
+    run.type("pw")
+    run.reply({key: value for key, value in WELCOME.items() if key != "proof"})
+    for conn, key in ((7, "p1"), (8, "")):
+        actions = run.do(Incoming(conn, hello(conn, key=key)))
+        assert CloseConn(conn) in actions and "no hello with the right proof" in logs(actions)[0]
 
 
 def test_pushed_messages_are_shown_once_and_acknowledged_on_their_connection():

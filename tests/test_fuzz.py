@@ -55,7 +55,8 @@ class CoreFuzz:
         for action in actions:
             if isinstance(action, Reply) and action.frame.get("type") == "welcome":
                 self.tokens.append(action.frame["token"])
-                self.proofs.append(action.frame["proof"])
+                if "proof" in action.frame:     # (a staying login has none)
+                    self.proofs.append(action.frame["proof"])
                 return action.frame["token"]
         return None
 

@@ -36,11 +36,11 @@ def say(server, token, to, text, conn=9, now=0.0):
 def test_a_staying_login_without_a_port_is_reached_on_its_connection():
     server, _ = make_server()
     actions = stay_login(server, "alice", conn=1)
-    assert replies(actions) == [{"type": "welcome", "user": "alice", "token": "s1", "proof": "s2",
+    assert replies(actions) == [{"type": "welcome", "user": "alice", "token": "s1",
                                  "store": "store1", "head": 0, "waiting": 0}]
     assert logs(actions) == ["alice logged in from 127.0.0.1, staying connected"]
     short_login(server, "bob", conn=2, port=5002)
-    sent = say(server, "s3", "alice", "hi")
+    sent = say(server, "s2", "alice", "hi")
     assert sent[1:] == [DeliverEach([1], {"type": "message", "from": "bob", "text": "hi",
                                           "seq": 1})]
 
@@ -71,7 +71,7 @@ def test_a_user_without_a_port_is_asked_but_agreeing_gives_no_address():
     server, _ = make_server()
     stay_login(server, "alice", conn=1)
     short_login(server, "bob", conn=2, port=5002)
-    asked = ask(server, 2, {"type": "getaddress", "token": "s3", "user": "alice"})
+    asked = ask(server, 2, {"type": "getaddress", "token": "s2", "user": "alice"})
     assert replies(asked) == [{"type": "ok"}]
     assert pushes(asked) == [(1, {"type": "consent_request", "from": "bob"})]
     agreed = ask(server, 1, {"type": "consent", "token": "s1", "user": "bob", "agree": True})
@@ -81,9 +81,9 @@ def test_a_user_without_a_port_is_asked_but_agreeing_gives_no_address():
     # a client without a port may still ask, and hears the answer on its connection
     asked = ask(server, 1, {"type": "getaddress", "token": "s1", "user": "bob"})
     assert replies(asked) == [{"type": "ok"}]
-    answered = ask(server, 2, {"type": "consent", "token": "s3", "user": "alice", "agree": True})
+    answered = ask(server, 2, {"type": "consent", "token": "s2", "user": "alice", "agree": True})
     assert pushes(answered) == [(1, {"type": "address", "user": "bob", "host": HOST,
-                                     "port": 5002, "key": "s5"})]
+                                     "port": 5002, "key": "s4"})]
 
 
 def test_consent_questions_and_refusals_travel_on_staying_connections():
@@ -92,7 +92,7 @@ def test_consent_questions_and_refusals_travel_on_staying_connections():
     stay_login(server, "bob", conn=2, port=6002)
     asked = ask(server, 1, {"type": "getaddress", "token": "s1", "user": "bob"})
     assert pushes(asked) == [(2, {"type": "consent_request", "from": "alice"})]
-    refused = ask(server, 2, {"type": "consent", "token": "s3", "user": "alice", "agree": False})
+    refused = ask(server, 2, {"type": "consent", "token": "s2", "user": "alice", "agree": False})
     assert pushes(refused) == [(1, {"type": "address_refused", "user": "bob"})]
 
 
@@ -100,15 +100,15 @@ def test_a_closed_connection_detaches_the_session_and_messages_wait_for_the_resu
     server, store = make_server()
     stay_login(server, "alice", conn=1)
     short_login(server, "bob", conn=2, port=5002)
-    assert pushes(say(server, "s3", "alice", "one")) != []
+    assert pushes(say(server, "s2", "alice", "one")) != []
     assert logs(server.handle(Closed(1), 1.0)) == [
         "alice's staying connection closed; the session waits for a resume"]
     assert server.online_users() == ["alice", "bob"]       # still on, until its time-out
-    later = say(server, "s3", "alice", "two", now=2.0)
+    later = say(server, "s2", "alice", "two", now=2.0)
     assert replies(later) == [{"type": "ok", "stored": False}] and pushes(later) == []
     assert store.count_waiting("alice") == 2
     # a notice to a detached session lapses, as one to an unreachable port does
-    assert pushes(ask(server, 2, {"type": "logout", "token": "s3"}, 3.0)) == []
+    assert pushes(ask(server, 2, {"type": "logout", "token": "s2"}, 3.0)) == []
     resumed = ask(server, 7, {"type": "resume", "token": "s1"}, 4.0)
     assert replies(resumed) == [{"type": "ok", "head": 2}]
     assert logs(resumed) == ["alice resumed the session on connection 7"]
@@ -126,14 +126,14 @@ def test_a_session_with_nothing_on_its_way_holds_no_window_but_what_its_client_t
     short_login(server, "bob", conn=2, port=5002)
     alice = server.carried[1]
     assert alice.window is None
-    assert [f["seq"] for _, f in pushes(say(server, "s3", "alice", "one"))] == [1]
-    assert [f["seq"] for _, f in pushes(say(server, "s3", "alice", "two"))] == [2]
+    assert [f["seq"] for _, f in pushes(say(server, "s2", "alice", "one"))] == [1]
+    assert [f["seq"] for _, f in pushes(say(server, "s2", "alice", "two"))] == [2]
     assert ask(server, 1, {"type": "ack", "seq": 1}) == [] and alice.window.sent == [2]
     assert ask(server, 1, {"type": "ack", "seq": 2}) == []
     assert alice.window is None and alice.acked == 2 and store.count_waiting("alice") == 0
     assert ask(server, 1, {"type": "ack", "seq": 1}) == []         # old news, still
     assert alice.window is None and alice.acked == 2
-    assert [(f["text"], f["seq"]) for _, f in pushes(say(server, "s3", "alice", "three"))] == [
+    assert [(f["text"], f["seq"]) for _, f in pushes(say(server, "s2", "alice", "three"))] == [
         ("three", 3)]
     assert alice.window.acked == 2 and alice.window.sent == [3]
     assert ask(server, 1, {"type": "ack", "seq": 3}) == [] and alice.window is None
@@ -160,7 +160,7 @@ def test_resume_moves_the_session_and_the_old_connection_closing_later_changes_n
     short_login(server, "bob", conn=2, port=5002)
     ask(server, 7, {"type": "resume", "token": "s1"})        # a half-open conn 1 not yet noticed
     assert server.handle(Closed(1), 1.0) == []
-    assert [conn for conn, _ in pushes(say(server, "s3", "alice", "hi", now=2.0))] == [7]
+    assert [conn for conn, _ in pushes(say(server, "s2", "alice", "hi", now=2.0))] == [7]
     assert server.handle(Closed(2), 3.0) == []                  # a short connection
 
 
@@ -204,8 +204,8 @@ def test_a_connection_holds_one_session_the_latest_login_on_it():
     stay_login(server, "alice", conn=1)
     stay_login(server, "bob", conn=1)       # alice's session lost its way, though not ended
     short_login(server, "carol", conn=3, port=5003)
-    to_alice = say(server, "s5", "alice", "a", conn=3)
-    to_bob = say(server, "s5", "bob", "b", conn=3)
+    to_alice = say(server, "s3", "alice", "a", conn=3)
+    to_bob = say(server, "s3", "bob", "b", conn=3)
     assert pushes(to_alice) == [] and [c for c, _ in pushes(to_bob)] == [1]
     ask(server, 8, {"type": "logout", "token": "s1"})
     assert logs(server.handle(Closed(1), 1.0)) == [
@@ -217,8 +217,8 @@ def test_a_detached_session_times_out_and_its_messages_wait_for_the_next_login()
     stay_login(server, "alice", conn=1)
     short_login(server, "bob", conn=2, port=5002)
     server.handle(Closed(1), 1.0)
-    say(server, "s3", "alice", "kept", now=2.0)
-    ask(server, 2, {"type": "heartbeat", "token": "s3"}, 30.0)
+    say(server, "s2", "alice", "kept", now=2.0)
+    ask(server, 2, {"type": "heartbeat", "token": "s2"}, 30.0)
     ended = server.handle(Expired(IdleCheck()), 31.0)
     assert "alice timed out after 31 s without a request" in logs(ended)
     assert server.online_users() == ["bob"] and store.count_waiting("alice") == 1
