@@ -1,10 +1,10 @@
 """The server's sessions: one per logged-in user, found by name, token, proof or connection.
 
 A session is one login of a user: its random token (which every request carries), its proof
-(the key its deliveries to a listening port prove; none if it stays), the address its deliveries go to, when it last spoke, what is on
-its way to it (delivery.Window), and, for a client that stays connected, the connection it is
-reached on. A later login of the same name replaces the session; a connection carries at most
-one session.
+(the key its deliveries to a listening port prove; none if it stays), the address its
+deliveries go to, when it last spoke, what is on its way to it (delivery.Window), and, for a
+client that stays connected, the connection it is reached on. A later login of the same name
+replaces the session; a connection carries at most one session.
 
 `by_user` is kept in order of last request, the longest silent first: the time-out is one
 constant, so that is also the order the sessions time out in, and the core's one idle check
