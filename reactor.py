@@ -33,6 +33,9 @@ from protocol import MAX_FRAME_BYTES    # the one fact of the wire framing needs
 from timers import RealClock, TimerWheel
 SOFT_LIMIT_BYTES = 256 * 1024        # queued output above this pauses reading from that peer
 HARD_LIMIT_BYTES = 4 * 1024 * 1024   # queued output above this closes the peer as a slow consumer
+# a connection's _inbuf while it drops an oversize frame's bytes up to its newline (true, as a
+# frame begun is: the frame timer runs)
+DISCARDING = type("Discarding", (), {"__repr__": lambda self: "DISCARDING"})()
 READ_CHUNK_BYTES = 8 * 1024          # one recv, at most one per peer per pass, so a pass stays
                                      # short (64 KB let a broadcaster's 600 requests, 60k
                                      # deliveries, into one pass and every ack waited on them)
@@ -216,11 +219,14 @@ class Connection:
     # None while empty (an idle connection's were 112 of its bytes). The other end is kept as
     # its host alone (one string for every connection from it): the port only ever went into
     # a log line, and a (host, port) tuple with its port number was 88 bytes of each user.
+    # Three states share a slot with another (16 slots take a 160-byte block, 19 took 192):
+    # `connecting` holds what a dialled connection's connect needs, `_inbuf` says when an
+    # oversize frame is being dropped, and the pause for backpressure is read off the mask.
     __slots__ = ("id", "sock", "handler", "host", "data", "connecting", "closed",
-                 "closing_reason", "_reactor", "_inbuf", "_discarding", "_out", "_out_bytes",
-                 "_paused", "_dirty", "_mask", "_timer", "_frame_timer", "_dial")
+                 "closing_reason", "_reactor", "_inbuf", "_out", "_out_bytes", "_dirty",
+                 "_mask", "_timer", "_frame_timer")
 
-    def __init__(self, reactor, sock, handler, host, connecting=False):
+    def __init__(self, reactor, sock, handler, host, dialled=False):
         # an id, and no map of them: every open connection is in the selector's (a map of
         # our own was 37 bytes of each idle user)
         reactor._ids += 1
@@ -229,22 +235,22 @@ class Connection:
         self.handler = handler
         self.host = host                # the other end's host, or None (a socketpair)
         self.data = None
-        self.connecting = connecting    # not open yet: TCP connect or TLS handshake in progress
+        # not open yet (TCP connect or TLS handshake in progress): False once open; True for
+        # an accepted TLS connection's handshake; a dialled one's (SSLContext or None,
+        # server_hostname) until it is open
+        self.connecting = (None, None) if dialled else False
         self.closed = False
         self.closing_reason = None
         self._reactor = reactor
-        self._inbuf = None              # a frame begun and not ended (bytearray), else None
-        self._discarding = False        # inside an oversize frame: drop bytes up to the next newline
+        # a frame begun and not ended (bytearray), DISCARDING inside an oversize frame (bytes
+        # are dropped up to the next newline), else None
+        self._inbuf = None
         self._out = None                # output queued (a list of bytes), else None
         self._out_bytes = 0
-        self._paused = False            # reading stopped for backpressure
         self._dirty = False             # in the reactor's list of connections to write this pass
         self._mask = 0
         self._timer = None              # connect time-out, then close linger
         self._frame_timer = None        # the frame begun must end by then (frame_time_s)
-        # made by connect(), until open: (SSLContext or None, server_hostname). One slot for
-        # what only a connect needs (an accepted connection's None), not two
-        self._dial = (None, None) if connecting else None
 
     @property
     def peer(self):
@@ -428,13 +434,13 @@ class Reactor:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         except OSError as exc:
             # out of descriptors, say: a failed connect like any other, never an exception
-            conn = Connection(self, None, handler, host, connecting=True)
+            conn = Connection(self, None, handler, host, dialled=True)
             self._close(conn, _reason_of_error(exc), flush=False)
             return conn
         sock.setblocking(False)
-        conn = Connection(self, sock, handler, host, connecting=True)
+        conn = Connection(self, sock, handler, host, dialled=True)
         if tls is not None:
-            conn._dial = (tls, server_hostname or host)
+            conn.connecting = (tls, server_hostname or host)
         try:
             err = sock.connect_ex((host, port))
         except socket.gaierror:         # its errno is a resolver code, not an errno
@@ -658,7 +664,7 @@ class Reactor:
                 self._close(conn, _reason_of(err), flush=False)
                 return
             _nodelay(conn.sock)
-            context, hostname = conn._dial or (None, None)
+            context, hostname = conn.connecting       # (a dialled connection's)
             if context is not None:
                 conn.sock = context.wrap_socket(conn.sock, server_hostname=hostname,
                                                 do_handshake_on_connect=False)
@@ -677,9 +683,9 @@ class Reactor:
         self._opened(conn)
 
     def _opened(self, conn):
+        dialled = conn.connecting is not True   # (True: an accepted TLS connection's handshake)
         conn.connecting = False
-        if conn._dial is not None:          # (an outgoing connection: it dialled)
-            conn._dial = None
+        if dialled:
             conn._timer.cancel()
             conn._timer = None
             if conn.closing_reason is None:     # closed while connecting: only its last output is owed
@@ -708,7 +714,7 @@ class Reactor:
 
     def _split_frames(self, conn, data):
         """Hand every complete frame in the buffer to the handler; discard oversize ones."""
-        if (data[-1:] == b"\n" and not conn._inbuf and not conn._discarding
+        if (data[-1:] == b"\n" and not conn._inbuf
                 and len(data) < self.max_frame_bytes):
             # the usual read: whole frames, none too long, nothing left over (nor before)
             lines = data.split(b"\n")
@@ -721,13 +727,13 @@ class Reactor:
                 self._time_frame(conn, True)
             return
         ended = False                        # a frame (or a discarded one) ended in this chunk
-        if conn._discarding:
+        if conn._inbuf is DISCARDING:
             newline = data.find(b"\n")
             if newline < 0:
                 self._time_frame(conn, ended)
                 return
             data = data[newline + 1:]
-            conn._discarding = False
+            conn._inbuf = None
             ended = True
         buf = conn._inbuf
         if buf is None:
@@ -757,22 +763,21 @@ class Reactor:
         if start == len(buf):
             conn._inbuf = None               # the read ended with a frame: nothing held
         elif len(buf) - start > limit and conn.closing_reason is None and not conn.closed:
-            conn._inbuf = None
-            conn._discarding = True
+            conn._inbuf = DISCARDING
             self._guarded(handler.on_oversize, conn, conn=conn)
         elif buf is data:
             conn._inbuf = bytearray(memoryview(data)[start:])
         else:
             del buf[:start]
             conn._inbuf = buf
-        if conn._inbuf or conn._discarding or conn._frame_timer is not None:
+        if conn._inbuf or conn._frame_timer is not None:
             self._time_frame(conn, ended or start > 0)      # (else nothing to time)
 
     def _time_frame(self, conn, ended):
         """Keep the deadline of the frame in progress: set when one begins, gone when none is."""
         if conn.closed or conn.closing_reason is not None:
             return
-        partial = bool(conn._inbuf) or conn._discarding
+        partial = bool(conn._inbuf)         # (DISCARDING is true, as a frame begun is)
         if not partial or ended:
             if conn._frame_timer is not None:
                 conn._frame_timer.cancel()
@@ -892,14 +897,15 @@ class Reactor:
             return
         if conn.connecting:
             return      # _finish_connect sets what the connect or handshake waits for
-        # backpressure: stop reading a peer we cannot write to; resume once half drained
-        if conn._out_bytes > self.soft_limit:
-            conn._paused = True
-        elif conn._out_bytes <= self.soft_limit // 2:
-            conn._paused = False
         mask = 0
-        if not conn._paused and conn.closing_reason is None:
-            mask |= selectors.EVENT_READ
+        if conn.closing_reason is None:
+            # backpressure: stop reading a peer we cannot write to; resume once half drained
+            # (paused is a registered mask without READ: a new connection's 0 is not paused)
+            out_bytes = conn._out_bytes
+            if out_bytes <= self.soft_limit // 2 or (
+                    out_bytes <= self.soft_limit
+                    and (conn._mask & selectors.EVENT_READ or not conn._mask)):
+                mask = selectors.EVENT_READ
         if conn._out:
             mask |= selectors.EVENT_WRITE
         if mask != conn._mask:

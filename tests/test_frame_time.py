@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from reactor import Reactor
+from reactor import DISCARDING, Reactor
 from timers import VirtualClock
 from chat_server import ChatServer, Settings
 from server_glue import ServerGlue
@@ -78,7 +78,7 @@ def test_an_endless_oversize_frame_is_discarded_then_closed_in_time(pair):
         reactor.run_once(timeout_s=0.05)
         if rec.of("oversize"):
             break
-    assert rec.of("oversize") == [None] and conn._discarding
+    assert rec.of("oversize") == [None] and conn._inbuf is DISCARDING
     clock.advance(10.0)
     pump(reactor, lambda: rec.closed)
     assert rec.closed == ["no complete frame within 10 s"]

@@ -13,15 +13,15 @@ from server_glue import ServerGlue
 from storage import Store
 
 USERS = 300
-# tracemalloc bytes per idle staying user, its connection and its session together: 696 now
+# tracemalloc bytes per idle staying user, its connection and its session together: 677 now
 # at 300 users run alone, with the server's own random secrets and a run name before the
-# token. Before: 829 with a proof (a delivery key) and its by_proof entry, which a staying
+# token. Before: 696 with 19 slots in a Connection (16 now); 829 with a proof (a delivery key) and its by_proof entry, which a staying
 # session never uses; 844 with secrets of 32 hex digits; 924 with a delivery Window and a
 # quiet-limit entry each, an address tuple on the session and the connection, and a dict
 # entry per host and in the reactor's own map; 1,921 with a timer per user for the idle check
 # and one per connection for the quiet limit, and empty buffers.
 # The server's RSS is more again (bench.py --scenario idle).
-BYTES_PER_USER_MAX = 720
+BYTES_PER_USER_MAX = 700
 TIMERS_MAX = 4          # on the wheel with USERS logged in: the idle check, the quiet limits
 
 

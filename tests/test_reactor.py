@@ -145,15 +145,20 @@ def test_a_peer_over_the_soft_limit_is_not_read_until_it_drains(make_pair):
 
 def test_reading_resumes_only_once_half_the_soft_limit_is_drained(make_pair):
     reactor, conn, peer, rec = make_pair(soft_limit=20_000, hard_limit=10_000_000)
+    reading = lambda: bool(conn._mask & selectors.EVENT_READ)
+    assert reading()
     conn.send(b"s" * 30_000 + b"\n")
     reactor._update_mask(conn)
-    assert conn._paused
+    assert not reading() and conn._mask & selectors.EVENT_WRITE       # paused
     conn._out_bytes = 15_000                  # below the soft limit, above half of it
     reactor._update_mask(conn)
-    assert conn._paused
+    assert not reading()
     conn._out_bytes = 10_000
     reactor._update_mask(conn)
-    assert not conn._paused and conn._mask & selectors.EVENT_READ
+    assert reading()
+    conn._out_bytes = 15_000                  # and back above half: it reads on
+    reactor._update_mask(conn)
+    assert reading()
 
 
 def test_a_peer_past_the_hard_limit_is_closed_as_a_slow_consumer(make_pair, logged):
