@@ -13,10 +13,11 @@ from storage import Store
 from timers import VirtualClock
 
 USERS = 300
-# tracemalloc bytes per idle IRC user, with its connection, link and the core's session: 2,820
-# now at 300 users (5,700 while the session's 35 attributes were a dict, past the 30 keys a
-# dict shares, and its two queues were deques)
-BYTES_PER_USER_MAX = 3100
+# tracemalloc bytes per idle IRC user, with its connection, link and the core's session: 2,653
+# now at 300 users (2,820 while the core's session kept a delivery key it never used and a
+# Connection had 19 slots; 5,700 while the session's 35 attributes were a dict, past the 30
+# keys a dict shares, and its two queues were deques)
+BYTES_PER_USER_MAX = 2800
 
 
 def test_an_idle_irc_user_costs_a_bounded_number_of_bytes(tmp_path):
