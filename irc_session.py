@@ -10,7 +10,9 @@ core, its accounts, lockouts, block lists and stored messages are the same for b
                                                                   .hangup (a reason, or None)
 
 The room is one channel (`room`) that every logged-in user is in: speaking there is
-`broadcast`, its members are `online`, logins and logouts are JOIN and QUIT. The service nick
+`broadcast`, its members are `online` (the questions about them, NAMES, WHO, WHOIS and the rest,
+are irc_room.RoomCommands, the session's base class), logins and logouts are JOIN and QUIT. The
+service nick
 (`SERVICE`) takes the native client's words for what IRC has none for (`block`, `online`, `y`).
 
 Acknowledgements: IRC has none, but TCP keeps order, so a PONG to a PING sent after deliveries
@@ -20,7 +22,8 @@ import base64
 import binascii
 import time
 
-from irc_wire import Message, fold, line, mask_matches, nick_ok, pieces
+from irc_room import RoomCommands
+from irc_wire import Message, fold, line, nick_ok, pieces
 from irc_words import (CTCP, HELP, NO_PRIVATE, SERVICE, SERVICE_SOURCE, TOPIC, USER_HOST,
                        VERSION, ctcp_word, from_action, login_refused, notice_about, sent_at,
                        stamp, to_action, why)
@@ -30,7 +33,6 @@ CAPS = {"sasl": "PLAIN", "server-time": None, "message-tags": None, "echo-messag
 MAX_TARGETS = 4
 MAX_REASON_CHARS = 300      # a QUIT message kept for the others (chat_server's limit)
 USERLEN = 10                # a USER name is cut to this (ISUPPORT USERLEN)
-NAMES_ROW_CHARS = 380       # the names in one 353 line: with its prefix, well within 512 bytes
 MAX_EARLY_LINES = 64        # lines a client may send while its login is being answered
 ACK_TOKEN = "ack-"          # our PINGs that acknowledge carry this and the seq they cover
 ACK_PINGS = 8               # ... at most this many unanswered at once
@@ -55,7 +57,7 @@ def folded(names):
     return {fold(name): name for name in names}
 
 
-class IrcSession:
+class IrcSession(RoomCommands):
     """See the module docstring. `accounts`: `folded` account names (a name's case may
     differ on IRC); `server`: our name in numerics; `room`: the one channel."""
 
@@ -441,210 +443,6 @@ class IrcSession:
         held, self.held = self.held, []
         for delivered in held:
             self.from_core(delivered, None)
-
-    # -- the room and its users -----------------------------------------------------------------
-
-    def _ask_online(self, then, context=None, always=False):
-        """Ask the core who is online; `then(frame, context)` answers from it. A refusal
-        (slow_down, say) is said, not read as an empty room: `then` hears of it only if it
-        must go on whatever the answer (`always`: the welcome's NAMES)."""
-        self.ask("online", {}, self._online_answered, (then, context, always))
-
-    def _online_answered(self, frame, pending):
-        then, context, always = pending
-        if frame["type"] != "online":
-            self.notice(f"Could not list who is online ({why(frame, self.nick)}); try again.")
-            if not always:
-                return
-        then(frame, context)
-
-    def _online_list(self, frame):
-        return frame.get("users", []) if frame["type"] == "online" else []
-
-    def _names(self, frame, _):
-        names = [self.nick, *self._online_list(frame)]
-        if "userhost-in-names" in self.caps:
-            names = [self.who_is(name) for name in names]
-        # as many names a line as fit, cut at the spaces of one string: a room of thousands
-        # is a few dozen lines, and this was a Python step per name (a name holds no space,
-        # and is far shorter than a line: protocol.MAX_NAME_CHARS)
-        text = " ".join(names)
-        start = 0
-        while len(text) - start > NAMES_ROW_CHARS:
-            cut = text.rfind(" ", start, start + NAMES_ROW_CHARS + 1)
-            self.numeric("353", "=", self.room, text[start:cut])
-            start = cut + 1
-        self.numeric("353", "=", self.room, text[start:])
-        self.numeric("366", self.room, "End of /NAMES list")
-
-    def _is_room(self, name):
-        return fold(name) == self.room_folded
-
-    def _c_join(self, params, wall):
-        if not self._need(params, 1, "JOIN"):
-            return
-        for channel in filter(None, params[0].split(",")):
-            if channel == "0":
-                continue        # "leave every channel": the room cannot be left
-            if self._is_room(channel):
-                # already in it (everyone is): answered as a join, to the joiner alone
-                self.say("JOIN", self.room, source=self.who_is(self.nick))
-                self.numeric("332", self.room, TOPIC)
-                self._ask_online(self._names)
-                continue
-            self.numeric("403", channel, f"No such channel: this server has one room, "
-                         f"{self.room}")
-
-    def _c_part(self, params, wall):
-        if not self._need(params, 1, "PART"):
-            return
-        for channel in filter(None, params[0].split(",")):
-            if self._is_room(channel):
-                self.notice(f"Everyone logged in is in {self.room}; QUIT to leave it.")
-            else:
-                self.numeric("403", channel, "No such channel")
-
-    def _c_names(self, params, wall):
-        if params and not any(self._is_room(c) for c in params[0].split(",")):
-            self.numeric("366", params[0], "End of /NAMES list")
-        else:
-            self._ask_online(self._names)
-
-    def _c_topic(self, params, wall):
-        if not self._need(params, 1, "TOPIC"):
-            return
-        if not self._is_room(params[0]):
-            self.numeric("403", params[0], "No such channel")
-        elif len(params) > 1:
-            self.numeric("482", self.room, "The room's topic is fixed")
-        else:
-            self.numeric("332", self.room, TOPIC)
-
-    def _c_list(self, params, wall):
-        if params and params[0] and not any(self._is_room(c) for c in params[0].split(",")):
-            self.numeric("321", "Channel", "Users  Name")
-            self.numeric("323", "End of /LIST")        # no such channel: an empty list
-            return
-        self._ask_online(self._list)
-
-    def _list(self, frame, _):
-        self.numeric("321", "Channel", "Users  Name")
-        self.numeric("322", self.room, str(1 + len(self._online_list(frame))), TOPIC)
-        self.numeric("323", "End of /LIST")
-
-    def _c_mode(self, params, wall):
-        if not self._need(params, 1, "MODE"):
-            return
-        target = params[0]
-        if self._is_room(target):
-            if len(params) == 1:
-                self.numeric("324", self.room, "+nt")
-            elif params[1].lstrip("+-") == "b":
-                self.numeric("368", self.room, "End of channel ban list")
-            else:
-                self.numeric("482", self.room, "The room's modes are fixed")
-        elif fold(target) == fold(self.nick):
-            if len(params) == 1:
-                self.numeric("221", "+i")
-            elif params[1].strip("+i"):
-                self.numeric("501", "Unknown MODE flag")
-            # else +i, which every user has: no change, and servers say nothing (irssi sends
-            # it at every connection, from its usermode setting)
-        elif target.startswith("#"):
-            self.numeric("403", target, "No such channel")
-        else:
-            self.numeric("502", "Can't change mode for other users")
-
-    def _c_who(self, params, wall):
-        mask = params[0] if params else "*"
-        self._ask_online(self._who, mask)
-
-    def _who(self, frame, mask):
-        names = [self.nick, *self._online_list(frame)]
-        if not (self._is_room(mask) or mask in ("*", "0")):
-            names = [name for name in names if mask_matches(mask, name)]
-        for name in names:
-            username, realname = self._user_of(name)
-            here = "G" if self._away_of(name) else "H"
-            self.numeric("352", self.room, username, USER_HOST, self.server, name, here,
-                         f"0 {realname}")
-        self.numeric("315", mask, "End of WHO list")
-
-    def _irc_user(self, name):
-        """The session of IRC user `name` on this port, or None (a client.py user)."""
-        return self if name == self.nick else self.shared.get("users", {}).get(name)
-
-    def _user_of(self, name):
-        """(user name, real name) to show for `name`: an IRC user's from USER, a client.py
-        user's name (it has neither)."""
-        user = self._irc_user(name)
-        if user is not None and user.username:
-            return f"~{user.username}", user.realname
-        return name, name
-
-    def _away_of(self, name):
-        user = self._irc_user(name)
-        return None if user is None else user.away
-
-    def _c_whois(self, params, wall):
-        if not params:
-            self.numeric("431", "No nickname given")
-            return
-        self._ask_online(self._whois, params[-1])
-
-    def _whois(self, frame, wanted):
-        online = {fold(name): name for name in [self.nick, *self._online_list(frame)]}
-        name = online.get(fold(wanted))
-        if name is None:
-            self.numeric("401", wanted, "No such nick" if fold(wanted) not in self.accounts
-                         else "Not online: a message waits for their next login")
-        else:
-            username, realname = self._user_of(name)
-            self.numeric("311", name, username, USER_HOST, "*", realname)
-            if self._away_of(name):
-                self.numeric("301", name, self._away_of(name))
-            self.numeric("319", name, self.room)
-            self.numeric("312", name, self.server, "the chat room")
-        self.numeric("318", wanted, "End of /WHOIS list")
-
-    def _c_ison(self, params, wall):
-        if self._need(params, 1, "ISON"):
-            self._ask_online(self._ison, " ".join(params).split())
-
-    def _ison(self, frame, wanted):
-        online = {fold(name) for name in [self.nick, *self._online_list(frame)]}
-        self.numeric("303", " ".join(name for name in wanted if fold(name) in online))
-
-    def _c_userhost(self, params, wall):
-        if self._need(params, 1, "USERHOST"):
-            self._ask_online(self._userhost, params[:5])
-
-    def _userhost(self, frame, wanted):
-        online = {fold(name): name for name in [self.nick, *self._online_list(frame)]}
-        found = [online[fold(name)] for name in wanted if fold(name) in online]
-        self.numeric("302", " ".join(f"{name}=+{name}@{USER_HOST}" for name in found))
-
-    def _c_away(self, params, wall):
-        self.away = params[0] if params and params[0] else None
-        if self.away:
-            self.numeric("306", "You have been marked as being away")
-        else:
-            self.numeric("305", "You are no longer marked as being away")
-
-    def _c_motd(self, params, wall):
-        self.numeric("375", f"- {self.server} Message of the day -")
-        self.numeric("372", f"- Everyone logged in is in {self.room}. Messages to users who "
-                     "are away wait for their next login.")
-        self.numeric("372", f"- /msg {SERVICE} help lists what else you can do.")
-        self.numeric("376", "End of /MOTD command")
-
-    def _c_lusers(self, params, wall):
-        self._ask_online(self._lusers)
-
-    def _lusers(self, frame, _):
-        count = 1 + len(self._online_list(frame))
-        self.numeric("251", f"There are {count} users and 0 invisible on 1 servers")
-        self.numeric("255", f"I have {count} clients and 0 servers")
 
     # -- messages -------------------------------------------------------------------------------
 

@@ -16,7 +16,8 @@ LAYERS = [
      "log_index", "storage"),                                      # the process's memory
     ("server_events", "client_events"),                            # the cores' vocabularies
     ("lockouts", "consents", "presence", "delivery", "sessions",   # rules with state of their own
-     "commands", "peer", "outbox", "outage", "doorkeeper", "line_editor", "irc_session"),
+     "commands", "peer", "outbox", "outage", "doorkeeper", "line_editor", "irc_room",
+     "irc_session"),
     ("chat_server", "chat_client"),                                # the cores
     ("server_glue", "irc_glue", "client_glue", "stay", "terminal", "gui", "gui_tk"),  # glue, screens
     ("server", "client", "bench"),                                 # the entry points
