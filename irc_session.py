@@ -12,8 +12,8 @@ core, its accounts, lockouts, block lists and stored messages are the same for b
 The room is one channel (`room`) that every logged-in user is in: speaking there is
 `broadcast`, its members are `online` (the questions about them, NAMES, WHO, WHOIS and the rest,
 are irc_room.RoomCommands, the session's base class), logins and logouts are JOIN and QUIT. The
-service nick
-(`SERVICE`) takes the native client's words for what IRC has none for (`block`, `online`, `y`).
+service nick (`SERVICE`) takes the native client's words for what IRC has none for (`block`,
+`online`, `y`).
 
 Acknowledgements: IRC has none, but TCP keeps order, so a PONG to a PING sent after deliveries
 proves the client read them all: the PONG becomes the core's cumulative `ack` (PROTOCOL.md, "IRC").
