@@ -33,9 +33,6 @@ from protocol import MAX_FRAME_BYTES    # the one fact of the wire framing needs
 from timers import RealClock, TimerWheel
 SOFT_LIMIT_BYTES = 256 * 1024        # queued output above this pauses reading from that peer
 HARD_LIMIT_BYTES = 4 * 1024 * 1024   # queued output above this closes the peer as a slow consumer
-# a connection's _inbuf while it drops an oversize frame's bytes up to its newline (true, as a
-# frame begun is: the frame timer runs)
-DISCARDING = type("Discarding", (), {"__repr__": lambda self: "DISCARDING"})()
 READ_CHUNK_BYTES = 8 * 1024          # one recv, at most one per peer per pass, so a pass stays
                                      # short (64 KB let a broadcaster's 600 requests, 60k
                                      # deliveries, into one pass and every ack waited on them)
@@ -209,6 +206,17 @@ class Handler:
 
     def on_closed(self, conn, reason):
         """The connection is gone; called exactly once, with why."""
+
+
+class _Discarding:
+    """A connection's `_inbuf` while it drops an oversize frame's bytes up to its newline.
+    True, as a frame begun is: the frame timer runs for it too."""
+
+    def __repr__(self):
+        return "DISCARDING"
+
+
+DISCARDING = _Discarding()
 
 
 class Connection:
@@ -899,12 +907,10 @@ class Reactor:
             return      # _finish_connect sets what the connect or handshake waits for
         mask = 0
         if conn.closing_reason is None:
-            # backpressure: stop reading a peer we cannot write to; resume once half drained
-            # (paused is a registered mask without READ: a new connection's 0 is not paused)
-            out_bytes = conn._out_bytes
-            if out_bytes <= self.soft_limit // 2 or (
-                    out_bytes <= self.soft_limit
-                    and (conn._mask & selectors.EVENT_READ or not conn._mask)):
+            # backpressure: stop reading a peer we cannot write to; resume once half drained.
+            # Paused is a registered mask without READ (a new connection's 0 is not paused)
+            paused = conn._mask and not conn._mask & selectors.EVENT_READ
+            if conn._out_bytes <= (self.soft_limit // 2 if paused else self.soft_limit):
                 mask = selectors.EVENT_READ
         if conn._out:
             mask |= selectors.EVENT_WRITE
