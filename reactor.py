@@ -33,6 +33,9 @@ from protocol import MAX_FRAME_BYTES    # the one fact of the wire framing needs
 from timers import RealClock, TimerWheel
 SOFT_LIMIT_BYTES = 256 * 1024        # queued output above this pauses reading from that peer
 HARD_LIMIT_BYTES = 4 * 1024 * 1024   # queued output above this closes the peer as a slow consumer
+PAUSED_READ_S = 0.25                 # a paused peer is still read, one chunk this often: its
+                                     # heartbeat must not wait for our output to drain (a
+                                     # session times out 1 s after its client's heartbeat is due)
 READ_CHUNK_BYTES = 8 * 1024          # one recv, at most one per peer per pass, so a pass stays
                                      # short (64 KB let a broadcaster's 600 requests, 60k
                                      # deliveries, into one pass and every ack waited on them)
@@ -348,6 +351,8 @@ class Reactor:
         self._ahead = []                # ... and those written first (send's `ahead`)
         self._before_flush = []         # run each pass before any output leaves
         self._to_finish = []            # connections to close at the end of this pass
+        self._unread = set()            # connections paused for backpressure (_read_paused)
+        self._paused_timer = None
         self._always_ready = []         # inputs the selector refuses (regular files): read each pass
         self._running = False
         self._wakeup = None
@@ -912,10 +917,30 @@ class Reactor:
             paused = conn._mask and not conn._mask & selectors.EVENT_READ
             if conn._out_bytes <= (self.soft_limit // 2 if paused else self.soft_limit):
                 mask = selectors.EVENT_READ
+            elif conn not in self._unread:
+                self._unread.add(conn)
+                if self._paused_timer is None:
+                    self._paused_timer = self.call_later(PAUSED_READ_S, self._read_paused)
         if conn._out:
             mask |= selectors.EVENT_WRITE
         if mask != conn._mask:
             self._set_mask(conn, mask)
+
+    def _read_paused(self):
+        """One chunk from each connection still paused for backpressure. A peer that does
+        not read its output is still heard, slowly (READ_CHUNK_BYTES each PAUSED_READ_S): a
+        client whose deliveries pile up behind a slow link keeps its session with its
+        heartbeats, one that sends and never reads reaches the hard limit, and one that has
+        gone is noticed by its end of file."""
+        self._paused_timer = None
+        for conn in list(self._unread):
+            if (conn.closed or conn.closing_reason is not None
+                    or conn._mask & selectors.EVENT_READ):
+                self._unread.discard(conn)      # closed, or reading again
+            else:
+                self._guarded(self._read, conn, conn=conn)
+        if self._unread:
+            self._paused_timer = self.call_later(PAUSED_READ_S, self._read_paused)
 
     def _set_mask(self, conn, mask):
         if mask == conn._mask:

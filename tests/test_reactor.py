@@ -143,6 +143,33 @@ def test_a_peer_over_the_soft_limit_is_not_read_until_it_drains(make_pair):
     assert received == big
 
 
+def test_a_paused_peer_is_still_read_a_chunk_every_paused_read_s(make_pair):
+    """Its heartbeat must not wait for our output to drain: the session would time out."""
+    reactor, conn, peer, rec = make_pair(soft_limit=20_000, hard_limit=10_000_000)
+    small_sndbuf(conn)
+    conn.send(b"d" * 100_000 + b"\n")               # deliveries the peer does not read
+    reactor.run_once(timeout_s=0.01)
+    assert not conn._mask & selectors.EVENT_READ      # paused
+    peer.sendall(b"heartbeat\n")
+    for _ in range(3):
+        reactor.run_once(timeout_s=0.01)
+    assert rec.frames == []                          # not before its time
+    reactor.clock.advance(reactor_module.PAUSED_READ_S)
+    reactor.run_once(timeout_s=0.01)
+    assert rec.frames == [b"heartbeat"]
+    assert not conn._mask & selectors.EVENT_READ      # and still paused
+    peer.sendall(b"x" * (3 * reactor_module.READ_CHUNK_BYTES) + b"\n")
+    reactor.clock.advance(reactor_module.PAUSED_READ_S)
+    reactor.run_once(timeout_s=0.01)
+    assert conn._inbuf is not None and len(conn._inbuf) == reactor_module.READ_CHUNK_BYTES
+    peer.close()                                     # a peer gone is noticed, paused or not
+    for _ in range(4):
+        reactor.clock.advance(reactor_module.PAUSED_READ_S)
+        reactor.run_once(timeout_s=0.01)
+    assert conn.closed and rec.of("closed")
+    assert reactor.next_deadline() is None           # and the paused reads stop with it
+
+
 def test_reading_resumes_only_once_half_the_soft_limit_is_drained(make_pair):
     reactor, conn, peer, rec = make_pair(soft_limit=20_000, hard_limit=10_000_000)
     reading = lambda: bool(conn._mask & selectors.EVENT_READ)
