@@ -307,6 +307,47 @@ class _HeldSession:
         self.pending.append((requests, on_replies))
 
 
+class _SilentSession:
+    """A user that logs in at once and whose replies never come (as behind a burst of
+    deliveries); what it sends is kept in `sent`."""
+
+    def __init__(self, name, sent):
+        self.name, self.sent = name, sent
+
+    def login(self, on_done):
+        on_done(True, 0.0)
+
+    def request(self, kind):
+        return kind.encode()
+
+    def call(self, requests, on_replies):
+        self.sent.append(requests)
+
+
+class _SilentModel:
+    def __init__(self):
+        self.sent = {}      # user -> what it sent
+
+    def inbox(self, on_frames):
+        return None
+
+    def session(self, name, password, inbox):
+        return _SilentSession(name, self.sent.setdefault(name, []))
+
+
+def test_an_idle_users_next_heartbeat_is_armed_when_it_sends_not_when_the_reply_comes():
+    """As client.py does: a reply late behind deliveries must not make the user fall silent
+    (the server would time it out though it has read every request)."""
+    model = _SilentModel()
+    plan = bench.replace(bench.QUICK_PLAN, idle_timeout_s=0.3)     # a heartbeat each 0.1 s
+    ctx = bench.Context(plan, bench.Loop(), bench.ExternalServer(0), model, "")
+    figures = bench.scenario_idle(ctx, 3)
+    assert figures["all_logged_in"] and figures["false_timeouts"] == 0
+    # 0.6 s of running: one heartbeat only, before; about six now (fewer on a loaded machine)
+    assert sorted(model.sent) == ["user0001", "user0002", "user0003"]
+    assert all(len(sent) >= 3 and set(sent) == {b"heartbeat"} for sent in model.sent.values())
+
+
 def test_a_sender_keeps_its_window_full_in_batches_and_counts_acks_and_errors():
     session = _HeldSession()
     sender = bench.Sender(session, lambda seq: b"r%d\n" % seq, window=4, batch=2)
