@@ -172,7 +172,9 @@ def test_a_paused_peer_is_still_read_a_chunk_every_paused_read_s(make_pair):
 
 def test_reading_resumes_only_once_half_the_soft_limit_is_drained(make_pair):
     reactor, conn, peer, rec = make_pair(soft_limit=20_000, hard_limit=10_000_000)
-    reading = lambda: bool(conn._mask & selectors.EVENT_READ)
+
+    def reading():
+        return bool(conn._mask & selectors.EVENT_READ)
     assert reading()
     conn.send(b"s" * 30_000 + b"\n")
     reactor._update_mask(conn)
