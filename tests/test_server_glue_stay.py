@@ -1,6 +1,7 @@
 """The server's glue on a real reactor under a virtual clock. With staying clients: pushes go
 hello-free on the client's own connection, acks there become Acked, a closed connection becomes
-Closed, and one that heartbeats is never closed as idle. With listening clients: delivery
+Closed, one that heartbeats is never closed as idle, and one behind a slow link keeps its
+session. With listening clients: delivery
 connections take turns to connect, and no closed connection is left for the cycle collector."""
 import errno
 import gc
@@ -282,6 +283,43 @@ def test_a_slow_consumer_is_cut_off_and_its_messages_wait_for_it(world):
     again.send({"type": "resume", "token": token, "id": 1})
     pump(world.reactor, lambda: len(again.of("message")) == len(texts))
     assert [f["text"] for f in again.of("message")] == texts
+
+
+def test_a_client_behind_a_slow_link_keeps_its_session_with_its_heartbeats(world):
+    """Its deliveries wait in the server past the soft limit, which pauses reading it; its
+    heartbeat is read all the same (the paused reads), so its session does not time out."""
+    world.reactor.soft_limit = 16 * 1024
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.connect(("127.0.0.1", world.port))
+    slow.sendall(protocol.encode({"type": "login", "user": "columbia", "password": "116bway",
+                                  "stay": True, "id": 1}))
+    slow.setblocking(False)
+    received = bytearray()
+
+    def welcomed():
+        received.extend(_take(slow))
+        return b"\n" in received
+    pump(world.reactor, welcomed)
+    token = protocol.decode(bytes(received).split(b"\n")[0])["token"]
+    theirs = slow.getsockname()
+    server_side = next(c for c in world.reactor.connections() if c.peer == theirs)
+    server_side.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    bob, bob_token = logged_in(world, "seas", "summerisover")
+    for n in range(10):                             # 30 KB the slow client does not read yet
+        bob.send({"type": "message", "token": bob_token, "to": "columbia",
+                  "text": f"{n} " + "x" * 3000, "id": 10 + n})
+        pump(world.reactor, lambda: len(bob.of("ok")) == n + 1)
+    assert server_side.pending > world.reactor.soft_limit      # paused
+    world.clock.advance(30.0)                       # both heartbeat when theirs is due
+    slow.sendall(protocol.encode({"type": "heartbeat", "token": token, "id": 2}))
+    _heartbeat(world, bob, bob_token, 30)
+    world.clock.advance(1.0)                        # the time-out of a session silent since 0
+    for _ in range(5):
+        world.reactor.run_once(timeout_s=0.01)
+    assert world.glue.core.online_users() == ["columbia", "seas"]
+    assert not any("timed out" in line for line in world.lines)
+    slow.close()
 
 
 def _take(sock):
