@@ -1,8 +1,8 @@
 """The server's glue on a real reactor under a virtual clock. With staying clients: pushes go
 hello-free on the client's own connection, acks there become Acked, a closed connection becomes
 Closed, one that heartbeats is never closed as idle, and one behind a slow link keeps its
-session. With listening clients: delivery
-connections take turns to connect, and no closed connection is left for the cycle collector."""
+session. With listening clients: delivery connections take turns to connect, and no closed
+connection is left for the cycle collector."""
 import errno
 import gc
 import pathlib
