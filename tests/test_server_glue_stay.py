@@ -245,28 +245,35 @@ def test_a_staying_connection_whose_session_resumed_elsewhere_is_closed_once_qui
     _outlived_by_its_session(world, first, second, token)
 
 
+def _behind_a_slow_link(world, user, password):
+    """A staying client logged in on a raw socket that reads nothing unless asked, with little
+    kernel buffer on either side: the server's own output buffer for it grows at once ->
+    (its socket, its token, the server's Connection for it)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", world.port))
+    sock.sendall(protocol.encode({"type": "login", "user": user, "password": password,
+                                  "stay": True, "id": 1}))
+    sock.setblocking(False)
+    received = bytearray()
+
+    def welcomed():
+        received.extend(_take(sock))
+        return b"\n" in received
+    pump(world.reactor, welcomed)
+    token = protocol.decode(bytes(received).split(b"\n")[0])["token"]
+    theirs = sock.getsockname()
+    server_side = next(c for c in world.reactor.connections() if c.peer == theirs)
+    server_side.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    return sock, token, server_side
+
+
 def test_a_slow_consumer_is_cut_off_and_its_messages_wait_for_it(world):
     """A client that stops reading passes the output limit and is closed as a slow consumer;
     nothing is lost: every message stays stored and comes, in order, when it resumes."""
     world.reactor.soft_limit, world.reactor.hard_limit = 16 * 1024, 64 * 1024
     world.reactor.log = world.lines.append
-    stalled = socket.socket()
-    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    stalled.connect(("127.0.0.1", world.port))
-    stalled.sendall(protocol.encode({"type": "login", "user": "columbia", "password": "116bway",
-                                     "stay": True, "id": 1}))
-    stalled.setblocking(False)
-    received = bytearray()
-
-    def welcomed():
-        received.extend(_take(stalled))
-        return b"\n" in received
-    pump(world.reactor, welcomed)
-    token = protocol.decode(bytes(received).split(b"\n")[0])["token"]
-    # a slow network: the kernel holds little for this client, so the server's own buffer grows
-    theirs = stalled.getsockname()
-    server_side = next(c for c in world.reactor.connections() if c.peer == theirs)
-    server_side.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    stalled, token, _ = _behind_a_slow_link(world, "columbia", "116bway")
     bob, bob_token = logged_in(world, "seas", "summerisover")
     texts = [f"{n:04d} " + "x" * 3000 for n in range(90)]   # 270 KB, within bob's rate burst
     for n, text in enumerate(texts):                # the stalled client reads none of it
@@ -289,22 +296,7 @@ def test_a_client_behind_a_slow_link_keeps_its_session_with_its_heartbeats(world
     """Its deliveries wait in the server past the soft limit, which pauses reading it; its
     heartbeat is read all the same (the paused reads), so its session does not time out."""
     world.reactor.soft_limit = 16 * 1024
-    slow = socket.socket()
-    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    slow.connect(("127.0.0.1", world.port))
-    slow.sendall(protocol.encode({"type": "login", "user": "columbia", "password": "116bway",
-                                  "stay": True, "id": 1}))
-    slow.setblocking(False)
-    received = bytearray()
-
-    def welcomed():
-        received.extend(_take(slow))
-        return b"\n" in received
-    pump(world.reactor, welcomed)
-    token = protocol.decode(bytes(received).split(b"\n")[0])["token"]
-    theirs = slow.getsockname()
-    server_side = next(c for c in world.reactor.connections() if c.peer == theirs)
-    server_side.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    slow, token, server_side = _behind_a_slow_link(world, "columbia", "116bway")
     bob, bob_token = logged_in(world, "seas", "summerisover")
     for n in range(10):                             # 30 KB the slow client does not read yet
         bob.send({"type": "message", "token": bob_token, "to": "columbia",
