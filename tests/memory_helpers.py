@@ -8,14 +8,22 @@ import tracemalloc
 from reactor_helpers import drain, pump
 
 
-def bytes_per_user(reactor, port, logins, connected, logged_in, warm=0):
+def bytes_per_user(glue, port, logins, warm=20):
     """Every line of `logins` (bytes: one client's login each) from a client of its own
-    connecting to `port`; `connected(n)` says n are accepted, `logged_in(n)` n are logged
-    in -> tracemalloc bytes grown per client, the clients still connected.
+    connecting to `port`, a listener of `glue`'s reactor -> tracemalloc bytes grown per client
+    once the glue holds its connection and the core its session, the clients still connected.
 
     The first `warm` log in before the count begins: what the first logins of a process grow
     once (caches, tables that earlier tests may or may not have grown already) is not a
     user's, and left out it cannot make the figure depend on which tests ran before."""
+    reactor = glue.reactor
+
+    def connected(count):
+        return len(glue.conns) == count
+
+    def logged_in(count):
+        return len(glue.core.online_users()) == count
+
     clients = [socket.socket() for _ in logins]
 
     def drained(count):

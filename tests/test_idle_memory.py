@@ -12,8 +12,7 @@ from memory_helpers import bytes_per_user
 from server_glue import ServerGlue
 from storage import Store
 
-USERS = 320
-WARM = 20               # of them log in before the count begins (memory_helpers)
+USERS = 320             # the first 20 log in before the count begins (memory_helpers)
 # tracemalloc bytes per idle staying user, its connection and its session together: 720 now
 # for 300 users after 20 (without the 20, what a process's first logins grow once made it
 # 672 or 717 by which tests ran before), with the server's own random secrets and a run name
@@ -40,9 +39,7 @@ def test_an_idle_staying_user_costs_a_bounded_number_of_bytes_and_no_timer_of_it
     logins = [protocol.encode({"type": "login", "user": f"u{n}", "password": f"p{n}",
                                "stay": True, "id": 1}) for n in range(USERS)]
     try:
-        per_user = bytes_per_user(reactor, listener.port, logins,
-                                  connected=lambda n: len(glue.conns) == n,
-                                  logged_in=lambda n: len(core.online_users()) == n, warm=WARM)
+        per_user = bytes_per_user(glue, listener.port, logins)
         print(f"{per_user:.0f} bytes per idle staying user")
         assert per_user <= BYTES_PER_USER_MAX
         assert len(reactor._wheel) <= TIMERS_MAX

@@ -12,8 +12,7 @@ from server_glue import ServerGlue
 from storage import Store
 from timers import VirtualClock
 
-USERS = 320
-WARM = 20               # of them log in before the count begins (memory_helpers)
+USERS = 320             # the first 20 log in before the count begins (memory_helpers)
 # tracemalloc bytes per idle IRC user, with its connection, link and the core's session: 2,710
 # to 2,740 now for 300 users after 20 (memory_helpers) (2,810 while the core's session kept a
 # delivery key it never used and a Connection had 19 slots; 5,700 while the session's 35 attributes were a dict, past the 30
@@ -34,9 +33,7 @@ def test_an_idle_irc_user_costs_a_bounded_number_of_bytes(tmp_path):
     logins = [f"PASS p{n}\r\nNICK u{n}\r\nUSER u{n} 0 * :u{n}\r\n".encode()
               for n in range(USERS)]
     try:
-        per_user = bytes_per_user(reactor, listener.port, logins,
-                                  connected=lambda n: len(glue.conns) == n,
-                                  logged_in=lambda n: len(core.online_users()) == n, warm=WARM)
+        per_user = bytes_per_user(glue, listener.port, logins)
         print(f"{per_user:.0f} bytes per idle IRC user")
         assert per_user <= BYTES_PER_USER_MAX
     finally:
