@@ -115,6 +115,16 @@ QUICK_PLAN = Plan(warmup_s=0.1, window_s=0.3, ceiling_in_flight=8, logins=12, pa
                   idle_login_budget_s=5.0, idle_inboxes=2)
 
 
+def listening_socket(host):
+    """A non-blocking socket listening on a free port of `host` (BACKLOG deep)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    sock.listen(BACKLOG)
+    sock.setblocking(False)
+    return sock
+
+
 # --- pure helpers ---------------------------------------------------------------------------
 
 def percentile(values, fraction):
@@ -434,11 +444,7 @@ class Inbox:
         self.on_frames = on_frames
         self.keys = {}          # user -> the session key its welcome gave
         self.connections = 0
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((HOST, 0))
-        self.sock.listen(BACKLOG)
-        self.sock.setblocking(False)
+        self.sock = listening_socket(HOST)
         self.port = self.sock.getsockname()[1]
         loop.watch(self.sock, READ, self._accept)
 
@@ -945,11 +951,7 @@ class TrivialServer:
     send on a fresh connection, which Nagle never holds back)."""
 
     def __init__(self, host=HOST):
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind((host, 0))
-        self.listener.listen(BACKLOG)
-        self.listener.setblocking(False)
+        self.listener = listening_socket(host)
         self.port = self.listener.getsockname()[1]
         self.poller = select.epoll()
         self.poller.register(self.listener.fileno(), READ)
