@@ -696,7 +696,7 @@ class Reactor:
         self._opened(conn)
 
     def _opened(self, conn):
-        dialled = conn.connecting is not True   # (True: an accepted TLS connection's handshake)
+        dialled = type(conn.connecting) is tuple    # (True: an accepted TLS handshake)
         conn.connecting = False
         if dialled:
             conn._timer.cancel()
