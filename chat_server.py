@@ -23,7 +23,7 @@ from presence import Presence
 from senders import LAST, NEW, TOO_OLD
 from protocol import FrameError, whole
 from server_events import (Acked, Arm, AskLapses, BadFrame, Close, Closed, Deliver, DeliverEach,
-                           Expired, IdleCheck, Log, PresenceBatch, Redeliver, Reply, Request,
+                           DeliverRun, Expired, IdleCheck, Log, PresenceBatch, Redeliver, Reply, Request,
                            StoreRecovered, TimeQuiet, Undelivered)
 from sessions import RandomSecrets, Session, Sessions
 from storage import StoreUnavailable
@@ -120,6 +120,17 @@ def _shown(address):
     return host if port is None else f"{host}:{port}"
 
 
+class _Run:
+    """Broadcasts from one session, in one read, to the same recipients (`told`, one list
+    object: the store's index knows the run by it), kept as they came; their deliveries wait
+    for the end of the read (ChatServer.end_read) and then go out together."""
+    __slots__ = ("conn", "sender", "told", "skipped", "frames")
+
+    def __init__(self, conn, sender, told, skipped):
+        self.conn, self.sender, self.told, self.skipped = conn, sender, told, skipped
+        self.frames = []
+
+
 def _answer(conn, frame_id, frame, durable=False):
     """A Reply carrying `frame`, repeating the request's id when it had one; `durable`: it
     says yes to something the store keeps (server_events.Reply)."""
@@ -166,6 +177,11 @@ class ChatServer:
         # one IdleCheck timer for every session, due at the longest silent one's time-out;
         # armed while there is a session
         self._idle_check_armed = False
+        # True while the glue hands in the requests of one read: a run of broadcasts from one
+        # session among them (`run`, a _Run) is delivered at its end, all together, when the
+        # glue calls end_run (attributes, not calls: every short request is a read of two)
+        self.reading = False
+        self.run = None
         self._events = {Request: self._on_request, BadFrame: self._on_bad_frame,
                         Expired: self._on_expired, Acked: self._on_acked,
                         Closed: self._on_closed, Undelivered: self._on_undelivered,
@@ -185,6 +201,11 @@ class ChatServer:
 
     def handle(self, event, now):
         """One event at time `now` (monotonic seconds) -> the list of actions it causes."""
+        run = self.run
+        if run is not None and not (type(event) is Request and event.conn == run.conn
+                                    and event.frame["type"] == "broadcast"):
+            # anything else first sees the run delivered: its actions come first, in order
+            return self.end_run() + self.handle(event, now)
         handler = self._events.get(type(event))
         if handler is None:
             raise TypeError(f"not a server event: {event!r}")
@@ -647,22 +668,65 @@ class ChatServer:
             answered = self._taken_before(sender, mid, request.conn, frame_id)
             if answered:
                 return answered
-        listeners = [name for name in self._users if name != sender]
-        blockers = self._store.blockers(sender)
-        told = [name for name in listeners if name not in blockers] if blockers else listeners
+        run = self.run
+        # the same session's broadcast in the same read goes on with its run: nobody has come
+        # or gone, and no block changed, since the run's first
+        goes_on = run is not None and run.sender is session
+        if goes_on:
+            told, skipped = run.told, run.skipped
+        else:
+            listeners = [name for name in self._users if name != sender]
+            blockers = self._store.blockers(sender)
+            told = [name for name in listeners if name not in blockers] if blockers else listeners
+            skipped = len(listeners) - len(told)
         message = {"type": "broadcast", "from": sender, "text": text}
         notice = request.frame.get("notice") is True
         if notice:
             message["notice"] = True
         head = protocol.chat_head("broadcast", sender, text, notice)
-        fits, full = self._room_for(told, len(head))
-        reply = {"type": "ok", "skipped": len(listeners) - len(told)}
+        fits, full = self._room_for(told, len(head))    # (a refusal leaves any run as it is)
+        reply = {"type": "ok", "skipped": skipped}
         if full:
             reply["full"] = len(full)     # online, but too much already waits for them
-        deliveries = self._keep_and_deliver(fits, message, head) if fits else []
+        # a run this message does not go on with is delivered first: its numbers come first
+        ended = self.end_run() if run is not None and not (goes_on and fits is told) else []
+        if fits is told and len(told) > 1 and self.reading:
+            # all of them take it: it goes on with the run, or begins one
+            seq, wire = self._store.keep(told, head)
+            shared = protocol.Numbered(message, seq=seq)     # (protocol.numbered, inline)
+            shared.wire = wire
+            if self.run is None:
+                self.run = _Run(request.conn, session, told, skipped)
+            self.run.frames.append(shared)
+            deliveries = []
+        else:
+            deliveries = self._keep_and_deliver(fits, message, head) if fits else []
         if mid is not None:
             self._store.senders.taken(sender, *mid, reply, now)
-        return [_answer(request.conn, frame_id, reply, durable=True), *deliveries]
+        return [*ended, _answer(request.conn, frame_id, reply, durable=True), *deliveries]
+
+    def end_run(self):
+        """The run has ended (the glue calls this at the end of a read) -> its deliveries: to
+        each recipient whose window takes them all, in one DeliverRun (staying) or one by one
+        (a listening port); to the others, those each window takes."""
+        run, self.run = self.run, None
+        frames = run.frames
+        online = filter(None, map(self._users.get, run.told))
+        if len(frames) == 1:
+            return self._reach_each(self._deliveries.offer_each(online, frames[0]), frames[0])
+        together, apart = self._deliveries.offer_run(online, frames)
+        staying, actions = [], []
+        for session in together:
+            if session.conn is not None:
+                staying.append(session.conn)
+            else:
+                for frame in frames:
+                    actions += self._reach(session, frame)
+        if staying:
+            actions.append(DeliverRun(staying, frames))
+        for session, frame in apart:
+            actions += self._reach(session, frame)
+        return actions
 
     def _taken_before(self, sender, mid, conn, frame_id):
         """A message whose number (`mid`: client id, number) its client had taken already is

@@ -148,6 +148,35 @@ class Deliveries:
                 self._wait(win, numbered, size)
         return going
 
+    def offer_run(self, targets, frames):
+        """offer_each of each of `frames` (new stored messages, in order) to all of `targets`
+        -> (the targets all of them go out to now, [(target, frame)] that go out now to the
+        others). The usual case, a window with room for all of them and nothing waiting before
+        it, takes the run in two list extends, not a look per message."""
+        seqs = [frame["seq"] for frame in frames]
+        sizes = [len(frame.wire) for frame in frames]
+        size = sum(sizes)
+        window = self._window - len(frames)         # room for the last: it may just fit
+        window_bytes = self._window_bytes - (size - sizes[-1])
+        together, apart = [], []
+        for target in targets:
+            win = target.window
+            if win is None:     # (window_of, inline)
+                win = target.window = Window(target.acked, complete=True)
+            if (win.complete and not win.backlog and not win.retrying
+                    and len(win.sent) <= window and win.sent_bytes < window_bytes):
+                if win.sent:
+                    win.sent += seqs
+                    win.sent_sizes += sizes
+                else:
+                    win.sent, win.sent_sizes = seqs[:], sizes[:]
+                win.sent_bytes += size
+                together.append(target)
+            else:               # as each would have been offered: some go, some wait
+                apart += [(target, frame) for frame in frames
+                          if self.offer_each((target,), frame)]
+        return together, apart
+
     @staticmethod
     def _wait(win, numbered, size):
         """`numbered` waits behind the window: in the backlog while it has room, else in the

@@ -7,6 +7,12 @@ per record, how many deliveries of it still wait (`live`), and per recipient, wh
 recipient's cursor and trims its box; a record nobody waits for is dead (the store deletes it),
 one mostly passed is thin (the store rewrites it with what still waits). Pure state: the store
 does the writing, and tells the index what it wrote.
+
+Messages kept one after another for the same recipients (the same list: a run of broadcasts
+read together, chat_server.py) are a run: their numbers and sizes are gathered, and each
+recipient's box takes them all at once when anything next reads or adds to the boxes
+(`_settle`), a few array extends per recipient instead of three appends per message. Until
+then `crowded` answers for the run's recipients from their fullest box.
 """
 import array
 import bisect
@@ -60,6 +66,15 @@ class LogIndex:
         self.thin = set()           # records mostly passed, to be rewritten
         self.total = [0, 0]         # [messages, bytes] in the log, as the disk holds them
         self.deliveries = 0         # deliveries waiting, for everyone
+        # the run not yet in the boxes: its recipients (a list, told by identity), its record,
+        # its messages' numbers and sizes, their sum, and the fullest of its recipients' boxes
+        # before it ((messages, bytes), found at the first `crowded` that asks)
+        self._run_names = None
+        self._run_first = 0
+        self._run_seqs = []
+        self._run_sizes = []
+        self._run_bytes = 0
+        self._run_peak = None
 
     def load(self, first, messages, size):
         """A written record read at open: `messages` [(seq, recipients, line length)], `size`
@@ -97,6 +112,18 @@ class LogIndex:
         self.total[1] += size
         self.deliveries += len(recipients)
         first = record.first
+        if recipients is self._run_names and first == self._run_first:
+            self._run_seqs.append(seq)      # the run goes on: boxed at the next _settle
+            self._run_sizes.append(size)
+            self._run_bytes += size
+            return
+        if self._run_names is not None:
+            self._settle()
+        if len(recipients) > 1:             # a broadcast: perhaps the first of a run
+            self._run_names, self._run_first = recipients, first
+            self._run_seqs, self._run_sizes, self._run_bytes = [seq], [size], size
+            self._run_peak = None
+            return
         boxes = self.boxes
         for name in recipients:     # (_add_to_box, inline: once per delivery)
             box = boxes.get(name)
@@ -105,6 +132,38 @@ class LogIndex:
             box.seqs.append(seq)
             box.sizes.append(size)
             box.recs.append(first)
+            box.bytes += size
+
+    def _settle(self):
+        """The run's messages into its recipients' boxes: what every reader of a box sees."""
+        names, self._run_names = self._run_names, None
+        if names is None:
+            return
+        seqs, sizes, size, first = (self._run_seqs, self._run_sizes, self._run_bytes,
+                                    self._run_first)
+        self._run_seqs, self._run_sizes, self._run_peak = [], [], None
+        boxes = self.boxes
+        if len(seqs) == 1:
+            seq = seqs[0]
+            for name in names:
+                box = boxes.get(name)
+                if box is None:
+                    box = boxes[name] = Box()
+                box.seqs.append(seq)
+                box.sizes.append(size)
+                box.recs.append(first)
+                box.bytes += size
+            return
+        seqs = array.array("q", seqs)
+        sizes = array.array("q", sizes)
+        recs = array.array("q", (first,)) * len(seqs)
+        for name in names:
+            box = boxes.get(name)
+            if box is None:
+                box = boxes[name] = Box()
+            box.seqs += seqs
+            box.sizes += sizes
+            box.recs += recs
             box.bytes += size
 
     def _add_to_box(self, name, seq, size, first):
@@ -126,6 +185,8 @@ class LogIndex:
         """takes(1, size, messages_max, bytes_max) and crowded([recipient], box_messages,
         box_bytes - size) in one call, for a message to one recipient (each direct message
         asks) -> None if it fits, "store" if the store would pass its bounds, else "box"."""
+        if self._run_names is not None:
+            self._settle()
         if self.deliveries + 1 > messages_max or self.total[1] + size > bytes_max:
             return "store"
         box = self.boxes.get(recipient)
@@ -136,12 +197,22 @@ class LogIndex:
 
     def box(self, recipient):
         """(messages, bytes) waiting for `recipient`."""
+        self._settle()
         box = self.boxes.get(recipient)
         return (0, 0) if box is None else (len(box), box.bytes)
 
     def crowded(self, recipients, messages, size_left):
         """Those of `recipients` whose box holds `messages` or more, or more than `size_left`
-        bytes (a set)."""
+        bytes (a set). For the run's own recipients, while nobody is near either bound, that
+        is known from the fullest box before the run and the run, without a look at each."""
+        if recipients is self._run_names:
+            peak = self._run_peak
+            if peak is None:
+                peak = self._run_peak = self._peak(recipients)
+            if (peak[0] + len(self._run_seqs) < messages
+                    and peak[1] + self._run_bytes <= size_left):
+                return set()
+        self._settle()
         boxes, crowded = self.boxes, set()
         for name in recipients:
             box = boxes.get(name)
@@ -150,9 +221,20 @@ class LogIndex:
                 crowded.add(name)
         return crowded
 
+    def _peak(self, recipients):
+        """The most messages and the most bytes in any of `recipients`' boxes."""
+        boxes, most, most_bytes = self.boxes, 0, 0
+        for name in recipients:
+            box = boxes.get(name)
+            if box is not None:
+                most = max(most, len(box.seqs) - box.head)
+                most_bytes = max(most_bytes, box.bytes)
+        return most, most_bytes
+
     def positions(self, recipient, after, limit):
         """`recipient`'s waiting messages after seq `after`, at most `limit` (-1: all):
         [(seq, first seq of its record)], oldest first."""
+        self._settle()
         box = self.boxes.get(recipient)
         if box is None:
             return []
@@ -166,6 +248,7 @@ class LogIndex:
         if upto <= self.cursors.get(recipient, 0):
             return
         self.cursors[recipient] = self.moved[recipient] = upto
+        self._settle()
         box = self.boxes.get(recipient)
         if box is None:
             return

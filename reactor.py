@@ -805,17 +805,19 @@ class Reactor:
         self._guarded(conn.handler.on_frame_timeout, conn, conn=conn)
         self._close(conn, f"no complete frame within {self.frame_time_s:g} s", flush=True)
 
-    def send_each(self, conns, data):
+    def send_each(self, conns, data, lines=None):
         """Queue the same bytes (whole frames) on each of `conns`: a broadcast's recipients in
         one call. For a Connection this is its send with `ahead`, inline: a call per recipient was
         most of a broadcast delivery's cost. Anything else in `conns` (an IRC link, which words
-        the line its own way) gets its own send."""
+        each line its own way) gets its own send of each line: `lines`, when `data` is several
+        joined."""
         size = len(data)
         hard_limit = self.hard_limit
         ahead = self._ahead
         for conn in conns:
             if type(conn) is not Connection:
-                conn.send(data)
+                for line in lines or (data,):
+                    conn.send(line)
             elif not conn.closed and conn.closing_reason is None:
                 if conn._out is None:
                     conn._out = [data]

@@ -13,6 +13,7 @@ from protocol import (DELIVERY_CLIENT_LABEL, DELIVERY_SERVER_LABEL, MAX_FRAME_BY
 
 # the shared Arm, Expired and Log are this core's too
 __all__ = ["Acked", "Arm", "AskLapses", "BadFrame", "Close", "Closed", "Deliver", "DeliverEach",
+           "DeliverRun",
            "Expired", "IdleCheck", "Log", "PresenceBatch", "Redeliver", "Reply", "Request",
            "StoreRecovered", "TimeQuiet", "Undelivered", "accepted_event", "delivery_event", "delivery_hello",
            "delivery_proven"]
@@ -100,6 +101,15 @@ class DeliverEach:
     one action, so a delivery costs the glue a buffer append and no call of its own."""
     conns: list
     frame: dict
+
+
+@dataclass(slots=True)
+class DeliverRun:
+    """Send the stored messages `frames` (protocol.Numbered, in order) to each of the staying
+    connections `conns`: a run of broadcasts read together, for the same recipients, so each
+    recipient's share is one buffer append of the lines joined once."""
+    conns: list
+    frames: list
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ import time
 import limits
 from protocol import UNAVAILABLE_RETRY_S, Numbered, encode, error, reply_line, whole
 from reactor import FRAME_TIME_S, Handler, KeyedTimers, Lapses, RepeatedLines
-from server_events import (Arm, Close, Closed, Deliver, DeliverEach, Expired, Log, Reply,
+from server_events import (Arm, Close, Closed, Deliver, DeliverEach, DeliverRun, Expired, Log, Reply,
                            StoreRecovered, TimeQuiet, Undelivered, accepted_event, delivery_event,
                            delivery_hello, delivery_proven)
 from storage import StoreUnavailable
@@ -140,7 +140,8 @@ class ServerGlue:
         self.waiting_to_connect = collections.deque()
         self._last_encoded = (None, b"")    # (frame, its bytes): see _encoded
         self._actions = {Reply: self._reply, Deliver: self._deliver,
-                         DeliverEach: self._deliver_each, Close: self._close, Arm: self._arm,
+                         DeliverEach: self._deliver_each, DeliverRun: self._deliver_run,
+                         Close: self._close, Arm: self._arm,
                          Log: self._log, TimeQuiet: self._time_quiet}
 
     def listen(self, host, port, tls=None):
@@ -327,6 +328,16 @@ class ServerGlue:
         # staying connections already gone have told the core (Closed): filtered out here
         self.reactor.send_each(filter(None, map(self.conns.get, action.conns)), data)
 
+    def _deliver_run(self, action, committed=True):
+        frames = action.frames
+        if (self._held or not committed) and (self._held
+                                              or frames[-1]["seq"] > self.store.committed_seq):
+            self._held.append(action)       # (as _deliver_each: all in one commit)
+            return
+        lines = [frame.wire for frame in frames]
+        self.reactor.send_each(filter(None, map(self.conns.get, action.conns)), b"".join(lines),
+                               lines)
+
     def _encoded(self, frame):
         """A delivery's bytes; the core hands one notice to many users as one dict, so the
         last one encoded is kept (a presence batch to 10,000 users is encoded once)."""
@@ -511,16 +522,26 @@ class Accepted(Handler):
         conn_id, host = conn.id, conn.host
         now = glue.reactor.clock.now()
         alive = False
-        for line in lines:
-            if conn.closing_reason is not None:
-                break       # (closed by commit_each's output): the rest is not read
-            actions = handle(accepted_event(conn_id, host, line), now)
-            glue._out += actions                # (glue.apply, inline)
-            if glue.commit_each:
-                glue._finish_pass()
-            # a frame refused with an error is no sign of life: one bad line every minute must
-            # not hold a connection open for ever
-            alive = alive or not _refused(actions, conn_id)
+        # a read of many requests: a run of broadcasts among them is delivered at its end
+        # (chat_server._Run), each recipient's share in one append
+        core = glue.core
+        reading = core.reading = len(lines) > 1 and not glue.commit_each
+        try:
+            for line in lines:
+                if conn.closing_reason is not None:
+                    break       # (closed by commit_each's output): the rest is not read
+                actions = handle(accepted_event(conn_id, host, line), now)
+                glue._out += actions                # (glue.apply, inline)
+                if glue.commit_each:
+                    glue._finish_pass()
+                # a frame refused with an error is no sign of life: one bad line every minute
+                # must not hold a connection open for ever
+                alive = alive or not _refused(actions, conn_id)
+        finally:
+            if reading:
+                core.reading = False
+                if core.run is not None:
+                    glue._out += core.end_run()
         if alive:
             if conn_id in glue.core.carried:
                 if conn.data is not CARRYING:   # (it has just logged in or resumed)

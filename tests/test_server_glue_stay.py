@@ -16,7 +16,7 @@ from reactor import HARD_LIMIT_BYTES, SOFT_LIMIT_BYTES, Connection, Handler, Rea
 from timers import VirtualClock
 from replay import counting_secrets
 from server import ChatServer
-from server_events import Deliver, DeliverEach, Reply
+from server_events import Deliver, DeliverEach, DeliverRun, Reply
 from server_glue import DELIVERY_CONNECT_S, DELIVERY_TURN_S, ServerGlue
 from passwords import load_credentials
 from storage import Store
@@ -145,6 +145,33 @@ def test_a_stored_message_for_many_reaches_those_still_connected_with_the_same_b
     for client, _ in users:
         pump(world.reactor, lambda: client.of("broadcast") == [message])
     assert world.lines[logged:] == []
+
+
+def test_broadcasts_read_together_reach_everyone_once_in_order_after_their_commit(world):
+    """A client's broadcasts in one write are one read: a run, delivered at its end (one
+    DeliverRun), after the commit that keeps them, in order, each once."""
+    receivers = [logged_in(world, "columbia", "116bway")[0], logged_in(world, "seas",
+                                                                        "summerisover")[0]]
+    sender = Client(world.reactor, world.port)
+    sender.send({"type": "login", "user": "foobar", "password": "passpass", "stay": True,
+                 "id": 1})
+    pump(world.reactor, lambda: sender.of("welcome"))
+    token = sender.of("welcome")[0]["token"]
+    runs, deliver_run = [], world.glue._actions[DeliverRun]
+    world.glue._actions[DeliverRun] = lambda action, *committed: (
+        runs.append(([f["text"] for f in action.frames],
+                     world.store.committed_seq >= action.frames[-1]["seq"])),
+        deliver_run(action, *committed))
+    sender.conn.send(b"".join(protocol.encode({"type": "broadcast", "token": token,
+                                                 "text": f"news {n}", "id": 10 + n})
+                              for n in range(4)))
+    for client in receivers:
+        pump(world.reactor, lambda: len(client.of("broadcast")) == 4)
+        assert [f["text"] for f in client.of("broadcast")] == [f"news {n}" for n in range(4)]
+        assert len({f["seq"] for f in client.of("broadcast")}) == 4
+    pump(world.reactor, lambda: len([f for f in sender.frames if f.get("id", 0) >= 10]) == 4)
+    assert [f["id"] for f in sender.frames if f.get("id", 0) >= 10] == [10, 11, 12, 13]
+    assert runs == [([f"news {n}" for n in range(4)], True)]    # one run, sent once kept
 
 
 def test_a_staying_connection_that_heartbeats_is_never_idle_and_a_silent_one_is(world):

@@ -1,0 +1,255 @@
+"""Runs of broadcasts: one session's broadcasts read together go to their recipients together
+(chat_server._Run, log_index's run, Deliveries.offer_run). What every client is sent, in what
+order, and what the store holds must be exactly what handling each request alone gives."""
+import random
+
+import log_index
+from chat_server import ChatServer, Settings
+from delivery import Deliveries, Window
+from protocol import Numbered
+from replay import counting_secrets
+from server_events import Acked, Deliver, DeliverEach, DeliverRun, Reply, Request
+from storage import Store
+
+HOST = "127.0.0.1"
+USERS = {f"u{n}": f"pw{n}" for n in range(1, 7)}
+STAYING = {"u1": 1, "u2": 2, "u3": 3, "u4": 4}      # user -> its staying connection
+SHORT = {"u5": (5, 7005), "u6": (6, 7006)}          # user -> (request connection, its port)
+
+
+def _core(settings):
+    return ChatServer(dict(USERS), Store(":memory:", new_identity="store1"), settings,
+                      make_secret=counting_secrets())
+
+
+def _streams(actions, into):
+    """Append what `actions` send to `into`: destination (a connection, or a listening port's
+    address) -> frames in the order they go there."""
+    for action in actions:
+        if type(action) is Reply:
+            into.setdefault(action.conn, []).append(action.frame)
+        elif type(action) is Deliver:
+            into.setdefault(action.conn or action.address, []).append(dict(action.frame))
+        elif type(action) is DeliverEach:
+            for conn in action.conns:
+                into.setdefault(conn, []).append(dict(action.frame))
+        elif type(action) is DeliverRun:
+            for conn in action.conns:
+                into.setdefault(conn, []).extend(dict(frame) for frame in action.frames)
+
+
+class _Pair:
+    """The same requests to two cores: one handles each alone, the other a read at a time as
+    the glue hands them in (`reading`, then end_run); their streams must stay the same."""
+
+    def __init__(self, settings):
+        self.alone, self.together = _core(settings), _core(settings)
+        self.sent = ({}, {})
+        self.now = 0.0
+
+    def read(self, conn, frames):
+        self.now += 0.01
+        for frame in frames:
+            _streams(self.alone.handle(Request(conn, dict(frame), HOST), self.now), self.sent[0])
+        core = self.together
+        core.reading = len(frames) > 1
+        for frame in frames:
+            _streams(core.handle(Request(conn, dict(frame), HOST), self.now), self.sent[1])
+        core.reading = False
+        if core.run is not None:
+            _streams(core.end_run(), self.sent[1])
+
+    def event(self, event):
+        self.now += 0.01
+        for core, sent in zip((self.alone, self.together), self.sent):
+            _streams(core.handle(event, self.now), sent)
+
+    def highest(self, destination):
+        return max((frame["seq"] for frame in self.sent[0].get(destination, ())
+                    if "seq" in frame), default=0)
+
+
+def _log_in_everyone(pair):
+    for user, conn in STAYING.items():
+        pair.read(conn, [{"type": "login", "user": user, "password": USERS[user], "stay": True}])
+    for user, (conn, port) in SHORT.items():
+        pair.read(conn, [{"type": "login", "user": user, "password": USERS[user], "port": port}])
+    tokens = {}
+    for conn, frames in pair.sent[0].items():
+        for frame in frames:
+            if frame.get("type") == "welcome":
+                tokens[frame["user"]] = frame["token"]
+    return tokens
+
+
+def _random_request(rng, user, token):
+    other = rng.choice([name for name in USERS if name != user])
+    kind = rng.choice(["broadcast"] * 6 + ["message", "block", "unblock", "heartbeat", "bad"])
+    frame = {"type": kind, "token": token}
+    if kind == "broadcast":
+        frame["text"] = "b" * rng.randrange(1, 40)
+        if rng.random() < 0.2:
+            frame["notice"] = True
+    elif kind == "message":
+        frame.update(to=other, text="m" * rng.randrange(1, 40))
+    elif kind in ("block", "unblock"):
+        frame["user"] = other
+    elif kind == "bad":
+        frame = {"type": "broadcast", "token": token, "text": 5}    # refused mid-read
+    if rng.random() < 0.5:
+        frame["id"] = rng.randrange(1000)
+    return frame
+
+
+def test_reads_of_many_requests_send_every_client_what_each_request_alone_would():
+    """Random reads of broadcasts, messages, blocks, refusals and acknowledgements, with
+    windows and inboxes small enough that runs meet full windows, backlogs and full inboxes."""
+    for seed in range(40):
+        rng = random.Random(seed)
+        pair = _Pair(Settings(delivery_window=rng.choice([2, 5, 64]),
+                              delivery_window_bytes=rng.choice([150, 400, 10**6]),
+                              inbox_messages=rng.choice([6, 30, 10_000]),
+                              inbox_bytes=rng.choice([900, 10**6]),
+                              user_rate_per_s=0, address_rate_per_s=0))
+        tokens = _log_in_everyone(pair)
+        senders = {**STAYING, **{user: conn for user, (conn, _) in SHORT.items()}}
+        for _ in range(60):
+            step = rng.random()
+            if step < 0.6:
+                user = rng.choice(sorted(senders))
+                pair.read(senders[user], [_random_request(rng, user, tokens[user])
+                                          for _ in range(rng.randrange(1, 9))])
+            elif step < 0.9:
+                user = rng.choice(sorted(STAYING))
+                pair.read(STAYING[user], [{"type": "ack",
+                                           "seq": pair.highest(STAYING[user]) or 1}])
+            else:
+                user = rng.choice(sorted(SHORT))
+                highest = pair.highest((HOST, SHORT[user][1]))
+                if highest:
+                    proof = next(frame["proof"] for frame in pair.sent[0][SHORT[user][0]]
+                                 if frame.get("type") == "welcome")
+                    pair.event(Acked(proof, highest))
+        assert pair.sent[0] == pair.sent[1], seed
+        assert any(len(frames) > 5 for frames in pair.sent[0].values())
+        for user in USERS:
+            assert (pair.alone._store.waiting(user)
+                    == pair.together._store.waiting(user)), (seed, user)
+
+
+def test_a_run_is_sent_as_one_action_and_ends_before_the_reads_next_other_request():
+    pair = _Pair(Settings(user_rate_per_s=0, address_rate_per_s=0))
+    tokens = _log_in_everyone(pair)
+    core = pair.together
+    core.reading = True
+    actions = []
+    for text in ("one", "two", "three"):
+        actions += core.handle(Request(1, {"type": "broadcast", "token": tokens["u1"],
+                                           "text": text}, HOST), 1.0)
+    assert [type(action) for action in actions] == [Reply] * 3      # the deliveries wait
+    direct = core.handle(Request(1, {"type": "message", "token": tokens["u1"], "to": "u2",
+                                     "text": "after"}, HOST), 1.0)
+    core.reading = False
+    run = [action for action in direct if type(action) is DeliverRun]
+    assert len(run) == 1 and sorted(run[0].conns) == [2, 3, 4]
+    assert [frame["text"] for frame in run[0].frames] == ["one", "two", "three"]
+    # the message comes after the run it followed, to its recipient and in the actions
+    assert direct.index(run[0]) < next(i for i, action in enumerate(direct)
+                                       if type(action) is DeliverEach)
+    # the short users are sent each message of the run by their listening ports, in order
+    by_port = [(action.address[1], action.frame["text"]) for action in direct
+               if type(action) is Deliver]
+    assert by_port == [(7005, "one"), (7005, "two"), (7005, "three"),
+                       (7006, "one"), (7006, "two"), (7006, "three")]
+    assert core.run is None
+
+
+def test_a_refused_broadcast_leaves_the_run_and_any_other_event_ends_it():
+    pair = _Pair(Settings(user_rate_per_s=0, address_rate_per_s=0))
+    tokens = _log_in_everyone(pair)
+    core = pair.together
+    core.reading = True
+    for frame in ({"type": "broadcast", "token": tokens["u1"], "text": "kept"},
+                  {"type": "broadcast", "token": tokens["u1"], "text": "x" * 100_000},
+                  {"type": "broadcast", "token": tokens["u1"], "text": "also kept"}):
+        core.handle(Request(1, frame, HOST), 1.0)
+    assert [frame["text"] for frame in core.run.frames] == ["kept", "also kept"]
+    # an acknowledgement from another connection (a read of its own) delivers the run first
+    actions = core.handle(Acked("nobody", 1), 1.0)
+    [run] = [action for action in actions if type(action) is DeliverRun]
+    assert [frame["text"] for frame in run.frames] == ["kept", "also kept"]
+    assert core.run is None
+
+
+def test_a_broadcast_with_another_sessions_token_on_the_same_connection_ends_the_run():
+    pair = _Pair(Settings(user_rate_per_s=0, address_rate_per_s=0))
+    tokens = _log_in_everyone(pair)
+    core = pair.together
+    core.reading = True
+    first = core.handle(Request(5, {"type": "broadcast", "token": tokens["u5"], "text": "a"},
+                                HOST), 1.0)
+    second = core.handle(Request(5, {"type": "broadcast", "token": tokens["u6"], "text": "b"},
+                                 HOST), 1.0)
+    assert [type(action) for action in first] == [Reply]
+    ended = [action for action in second if type(action) is DeliverEach]
+    assert [action.frame["text"] for action in ended] == ["a"]     # u5's, before u6's run
+    assert core.run.sender.user == "u6"
+
+
+def test_the_index_answers_crowded_for_a_run_as_for_each_message_boxed():
+    """crowded for a run's recipients, answered from the fullest box before the run, is the
+    answer the boxes give with every message of the run in them; reading a box boxes the run."""
+    rng = random.Random(7)
+    for _ in range(200):
+        lazy, eager = log_index.LogIndex(), log_index.LogIndex()
+        names = ["a", "b", "c", "d"]
+        seq = 0
+        for name in names:             # some backlog before the run
+            for _ in range(rng.randrange(4)):
+                seq += 1
+                wire = b"x" * rng.randrange(1, 30)
+                for index in (lazy, eager):
+                    index.add(seq, [name], wire)
+        run = rng.sample(names, rng.randrange(2, 5))
+        for _ in range(rng.randrange(1, 8)):
+            seq += 1
+            wire = b"y" * rng.randrange(1, 30)
+            lazy.add(seq, run, wire)
+            eager.add(seq, list(run), wire)     # a new list each time: no run
+            eager.box("a")
+            messages, size_left = rng.randrange(1, 12), rng.randrange(0, 200)
+            assert lazy.crowded(run, messages, size_left) == eager.crowded(run, messages,
+                                                                           size_left)
+        for name in names:
+            assert lazy.box(name) == eager.box(name)
+            assert lazy.positions(name, 0, -1) == eager.positions(name, 0, -1)
+        assert (lazy.deliveries, lazy.total) == (eager.deliveries, eager.total)
+
+
+class _Target:
+    """What a window belongs to: a session's `window` and `acked`."""
+
+    def __init__(self, sent, sent_bytes):
+        self.acked = 0
+        self.window = Window(0, sent=list(range(1, sent + 1)), sent_sizes=[0] * sent,
+                             sent_bytes=sent_bytes, complete=True) if sent else None
+
+
+def test_a_run_goes_out_whole_to_a_window_exactly_when_each_message_would_have():
+    """At and around both bounds of the window (messages and bytes), offer_run leaves every
+    window as offering each message in turn does, and sends all of the run in one only when
+    each message would have gone."""
+    frames = []
+    for seq, size in ((101, 10), (102, 20), (103, 30)):
+        frame = Numbered({"type": "broadcast"}, seq=seq)
+        frame.wire = b"x" * size
+        frames.append(frame)
+    deliveries = Deliveries(None, 6, 100, 1.0, 30.0)
+    for sent in range(7):
+        for sent_bytes in range(60, 80):
+            one, run = _Target(sent, sent_bytes), _Target(sent, sent_bytes)
+            each = [frame for frame in frames if deliveries.offer_each([one], frame)]
+            together, apart = deliveries.offer_run([run], frames)
+            assert (together == [run]) == (each == frames), (sent, sent_bytes)
+            assert [frame for _, frame in apart] == ([] if together else each)
+            assert run.window == one.window, (sent, sent_bytes)
