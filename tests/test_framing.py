@@ -42,7 +42,8 @@ def test_many_frames_arrive_in_order_a_bounded_piece_per_pass(make_pair):
     """One pass reads at most READ_CHUNK_BYTES from a peer, so a busy one cannot make a pass
     long for everyone (a sender's 1,000 broadcasts had held every ack up for half a second)."""
     reactor, conn, peer, rec = make_pair()
-    frames = [f"frame {i:05d}".encode() for i in range(2000)]     # 12 bytes with the newline
+    frames = [f"frame {i:05d}".encode()                           # 12 bytes with the newline
+              for i in range(3 * READ_CHUNK_BYTES // 12)]
     peer.sendall(b"".join(frame + b"\n" for frame in frames))
     reactor.run_once(timeout_s=1.0)
     assert 0 < len(rec.frames) <= READ_CHUNK_BYTES // 12 < len(frames)
