@@ -517,6 +517,8 @@ class ChatServer:
         frames = self._deliveries.top_up(session.user, session.window)
         if not frames:
             return []       # (most often: a login with nothing waiting, an ack of the last)
+        if len(frames) > 1 and session.conn is not None:
+            return [DeliverRun([session.conn], frames)]     # on its connection, in one append
         return [action for frame in frames for action in self._reach(session, frame)]
 
     def _reach(self, session, frame):
@@ -707,25 +709,24 @@ class ChatServer:
 
     def end_run(self):
         """The run has ended (the glue calls this at the end of a read) -> its deliveries: to
-        each recipient whose window takes them all, in one DeliverRun (staying) or one by one
-        (a listening port); to the others, those each window takes."""
+        the recipients on staying connections one DeliverRun for each part of the run that goes
+        out (all of it, usually: see offer_run), to a listening port each message alone."""
         run, self.run = self.run, None
         frames = run.frames
         online = filter(None, map(self._users.get, run.told))
         if len(frames) == 1:
             return self._reach_each(self._deliveries.offer_each(online, frames[0]), frames[0])
-        together, apart = self._deliveries.offer_run(online, frames)
-        staying, actions = [], []
-        for session in together:
-            if session.conn is not None:
-                staying.append(session.conn)
-            else:
-                for frame in frames:
-                    actions += self._reach(session, frame)
-        if staying:
-            actions.append(DeliverRun(staying, frames))
-        for session, frame in apart:
-            actions += self._reach(session, frame)
+        actions = []
+        for going, sessions in self._deliveries.offer_run(online, frames):
+            staying = []
+            for session in sessions:
+                if session.conn is not None:
+                    staying.append(session.conn)
+                else:
+                    for frame in going:
+                        actions += self._reach(session, frame)
+            if staying:
+                actions.append(DeliverRun(staying, going))
         return actions
 
     def _taken_before(self, sender, mid, conn, frame_id):

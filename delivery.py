@@ -15,6 +15,7 @@ When a delivery fails, what was not acknowledged is sent again, from the oldest,
 backoff; new messages wait behind it to keep the order.
 """
 import bisect
+import itertools
 from dataclasses import dataclass
 
 import limits
@@ -83,26 +84,36 @@ class Deliveries:
         win.retrying = False
 
     def top_up(self, user, win):
-        """The next waiting messages that fit the window, oldest first, counted as sent."""
+        """The next waiting messages that fit the window, oldest first, counted as sent. Taken
+        off the backlog a slice at a time: as many as the window's room by count and by bytes
+        lets go (each while the window is not full), not a look at each."""
         if win.retrying or (win.complete and not win.backlog):
             return []                   # nothing waits (an ack of the last one sent, say)
         taken = []
-        used = 0                        # backlog entries taken off its front
-        while self._has_room(win):
-            if used == len(win.backlog):
-                win.backlog = ()
-                used = 0
+        window, window_bytes = self._window, self._window_bytes
+        while len(win.sent) < window and win.sent_bytes < window_bytes:
+            backlog = win.backlog
+            if not backlog:
                 if not self._read_ahead(user, win):
                     break
-            frame = win.backlog[used]
-            used += 1
-            win.backlog_bytes -= len(frame.wire)
-            if frame["seq"] <= (win.sent[-1] if win.sent else win.acked):
-                continue                # acknowledged before it was even sent
-            self._count_sent(win, frame)
-            taken.append(frame)
-        if used:                        # one slice, not a pop from the front per message
-            win.backlog = win.backlog[used:] or ()
+                backlog = win.backlog
+            last = win.sent[-1] if win.sent else win.acked
+            skipped = 0                 # acknowledged before they were even sent (the front)
+            while skipped < len(backlog) and backlog[skipped]["seq"] <= last:
+                skipped += 1
+            room = window - len(win.sent)
+            sizes = [len(frame.wire) for frame in backlog[skipped:skipped + room]]
+            before = list(itertools.accumulate(sizes, initial=0))
+            count = min(len(sizes), bisect.bisect_left(before, window_bytes - win.sent_bytes,
+                                                       0, len(sizes)))
+            going = backlog[skipped:skipped + count]
+            win.sent = [*win.sent, *[frame["seq"] for frame in going]]
+            win.sent_sizes = [*win.sent_sizes, *sizes[:count]]
+            win.sent_bytes += before[count]
+            win.backlog_bytes -= before[count] + sum(len(frame.wire)
+                                                     for frame in backlog[:skipped])
+            win.backlog = backlog[skipped + count:] or ()
+            taken += going              # (the window is full, or the backlog empty)
         return taken
 
     def _read_ahead(self, user, win):
@@ -136,7 +147,6 @@ class Deliveries:
                 win = target.window = Window(target.acked, complete=True)
             if (win.complete and not win.backlog and not win.retrying
                     and len(win.sent) < window and win.sent_bytes < window_bytes):
-                # (_has_room and _count_sent, inline)
                 if win.sent:
                     win.sent.append(seq)
                     win.sent_sizes.append(size)
@@ -150,15 +160,17 @@ class Deliveries:
 
     def offer_run(self, targets, frames):
         """offer_each of each of `frames` (new stored messages, in order) to all of `targets`
-        -> (the targets all of them go out to now, [(target, frame)] that go out now to the
-        others). The usual case, a window with room for all of them and nothing waiting before
-        it, takes the run in two list extends, not a look per message."""
+        -> [(the frames that go out now, the targets they go to)]: for each target a first
+        part of the run goes (all of it, usually), and the rest waits. A window with room for
+        all of it takes the run in two list extends; one with room for some, a slice of it."""
         seqs = [frame["seq"] for frame in frames]
         sizes = [len(frame.wire) for frame in frames]
         size = sum(sizes)
-        window = self._window - len(frames)         # room for the last: it may just fit
+        count = len(frames)
+        window = self._window - count       # room for the last: it may just fit
         window_bytes = self._window_bytes - (size - sizes[-1])
-        together, apart = [], []
+        together, going = [], {}            # going: how many go -> to whom, for the others
+        before = None                       # the bytes before each message of the run
         for target in targets:
             win = target.window
             if win is None:     # (window_of, inline)
@@ -172,10 +184,37 @@ class Deliveries:
                     win.sent, win.sent_sizes = seqs[:], sizes[:]
                 win.sent_bytes += size
                 together.append(target)
-            else:               # as each would have been offered: some go, some wait
-                apart += [(target, frame) for frame in frames
-                          if self.offer_each((target,), frame)]
-        return together, apart
+                continue
+            if before is None:
+                before = list(itertools.accumulate(sizes[:-1], initial=0))
+            gone = 0
+            if win.complete and not win.backlog and not win.retrying:
+                # as each would be offered: they go while the window has room, by count
+                # and by bytes (the first while it is not full), and the rest wait
+                gone = max(0, min(self._window - len(win.sent), bisect.bisect_left(
+                    before, self._window_bytes - win.sent_bytes)))
+                if gone:
+                    win.sent = [*win.sent, *seqs[:gone]]
+                    win.sent_sizes = [*win.sent_sizes, *sizes[:gone]]
+                    win.sent_bytes += before[gone - 1] + sizes[gone - 1]
+                    going.setdefault(gone, []).append(target)
+            if win.complete:
+                self._wait_all(win, frames[gone:], sizes[gone:])
+        runs = [(frames, together)] if together else []
+        return runs + [(frames[:gone], them) for gone, them in going.items()]
+
+    @staticmethod
+    def _wait_all(win, frames, sizes):
+        """_wait for each of `frames` in turn (their `sizes`), in one slice: as many join the
+        backlog as it has room for, by count and by bytes, and the rest stay in the store."""
+        room = BACKLOG_MAX - len(win.backlog)
+        upto = list(itertools.accumulate(sizes[:room]))     # the bytes up to each, itself too
+        joining = bisect.bisect_right(upto, BACKLOG_BYTES - win.backlog_bytes)
+        if joining:
+            win.backlog = [*win.backlog, *frames[:joining]]
+            win.backlog_bytes += upto[joining - 1]
+        if joining < len(frames):
+            win.complete = False        # read back in order as the backlog empties
 
     @staticmethod
     def _wait(win, numbered, size):
@@ -214,17 +253,3 @@ class Deliveries:
         win.backoff_s = limits.next_backoff(win.backoff_s, self._retry_first_s,
                                             self._retry_max_s)
         return win.backoff_s
-
-    def _has_room(self, win):
-        """True while the window takes one more message (the first always fits)."""
-        return len(win.sent) < self._window and win.sent_bytes < self._window_bytes
-
-    @staticmethod
-    def _count_sent(win, frame):
-        size = len(frame.wire)
-        if win.sent:
-            win.sent.append(frame["seq"])
-            win.sent_sizes.append(size)
-        else:
-            win.sent, win.sent_sizes = [frame["seq"]], [size]
-        win.sent_bytes += size

@@ -5,6 +5,7 @@ import random
 
 import log_index
 from chat_server import ChatServer, Settings
+import delivery
 from delivery import Deliveries, Window
 from protocol import Numbered
 from replay import counting_secrets
@@ -229,27 +230,44 @@ def test_the_index_answers_crowded_for_a_run_as_for_each_message_boxed():
 class _Target:
     """What a window belongs to: a session's `window` and `acked`."""
 
-    def __init__(self, sent, sent_bytes):
+    def __init__(self, sent, sent_bytes, backlog=0, retrying=False):
         self.acked = 0
-        self.window = Window(0, sent=list(range(1, sent + 1)), sent_sizes=[0] * sent,
-                             sent_bytes=sent_bytes, complete=True) if sent else None
+        self.window = None
+        if sent or backlog or retrying:
+            waiting = [Numbered({}, seq=50 + n) for n in range(backlog)]
+            for frame in waiting:
+                frame.wire = b"w" * 5
+            self.window = Window(0, sent=list(range(1, sent + 1)), sent_sizes=[0] * sent,
+                                 sent_bytes=sent_bytes, backlog=waiting,
+                                 backlog_bytes=5 * backlog, complete=True, retrying=retrying)
 
 
-def test_a_run_goes_out_whole_to_a_window_exactly_when_each_message_would_have():
-    """At and around both bounds of the window (messages and bytes), offer_run leaves every
-    window as offering each message in turn does, and sends all of the run in one only when
-    each message would have gone."""
+def test_a_run_leaves_every_window_as_offering_each_message_in_turn_does():
+    """At and around both bounds of the window (messages and bytes), and of the backlog
+    behind it, with a backlog or a retry due: offer_run sends each target the messages that
+    offer_each would, and leaves its window the same, the rest waiting in the same places."""
     frames = []
-    for seq, size in ((101, 10), (102, 20), (103, 30)):
+    for seq, size in ((101, 10), (102, 20), (103, 30), (104, 5)):
         frame = Numbered({"type": "broadcast"}, seq=seq)
         frame.wire = b"x" * size
         frames.append(frame)
-    deliveries = Deliveries(None, 6, 100, 1.0, 30.0)
-    for sent in range(7):
-        for sent_bytes in range(60, 80):
-            one, run = _Target(sent, sent_bytes), _Target(sent, sent_bytes)
-            each = [frame for frame in frames if deliveries.offer_each([one], frame)]
-            together, apart = deliveries.offer_run([run], frames)
-            assert (together == [run]) == (each == frames), (sent, sent_bytes)
-            assert [frame for _, frame in apart] == ([] if together else each)
-            assert run.window == one.window, (sent, sent_bytes)
+    shapes = [(sent, sent_bytes, 0, False) for sent in range(8) for sent_bytes in range(55, 102)]
+    shapes += [(1, 10, 1, False), (1, 10, 0, True), (0, 0, 1, False)]
+    saved = delivery.BACKLOG_MAX, delivery.BACKLOG_BYTES
+    for delivery.BACKLOG_MAX, delivery.BACKLOG_BYTES in ((2, 10**6), (100, 37), (100, 30), saved):
+        deliveries = Deliveries(None, 6, 100, 1.0, 30.0)
+        try:
+            ones = [_Target(*shape) for shape in shapes]
+            each = [[frame for frame in frames if deliveries.offer_each([one], frame)]
+                    for one in ones]
+            runs = [_Target(*shape) for shape in shapes]
+            went = {id(target): [] for target in runs}
+            for going, targets in deliveries.offer_run(runs, frames):
+                for target in targets:
+                    went[id(target)] += going
+        finally:
+            delivery.BACKLOG_MAX, delivery.BACKLOG_BYTES = saved
+        for shape, one, run, sent in zip(shapes, ones, runs, each):
+            assert went[id(run)] == sent, shape
+            assert run.window == one.window, shape
+    assert any(0 < len(sent) < len(frames) for sent in each)       # some went, some wait

@@ -2,8 +2,8 @@
 Closed, resume, and the no_port refusal. Events in, actions out; no sockets."""
 from core_helpers import ACCOUNTS, delivered_frames, logs, make_server, replies
 from server import Settings
-from server_events import (Closed, Deliver, DeliverEach, Expired, IdleCheck, Log, Redeliver,
-                           Request, Undelivered)
+from server_events import (Closed, Deliver, DeliverEach, DeliverRun, Expired, IdleCheck, Log,
+                           Redeliver, Request, Undelivered)
 
 HOST = "127.0.0.1"
 
@@ -23,10 +23,12 @@ def ask(server, conn, frame, now=0.0):
 
 
 def pushes(actions):
-    """(conn, frame) of every delivery on a staying connection (a DeliverEach is one each)."""
-    return [(conn, a.frame) for a in actions
-            for conn in (a.conns if isinstance(a, DeliverEach) else [a.conn]
-                         if isinstance(a, Deliver) and a.conn is not None else [])]
+    """(conn, frame) of every delivery on a staying connection (a DeliverEach is one each, a
+    DeliverRun one for each of its frames on each)."""
+    return [(conn, frame) for a in actions
+            for conn in (a.conns if isinstance(a, (DeliverEach, DeliverRun)) else [a.conn]
+                         if isinstance(a, Deliver) and a.conn is not None else [])
+            for frame in (a.frames if isinstance(a, DeliverRun) else [a.frame])]
 
 
 def say(server, token, to, text, conn=9, now=0.0):

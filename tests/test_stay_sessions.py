@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from server_events import Deliver, DeliverEach
+from server_events import Deliver, DeliverEach, DeliverRun
 from world import SESSIONS, World, run_session
 
 START = re.compile(r"^start (\S+)(.*)$", re.MULTILINE)
@@ -77,6 +77,8 @@ def test_the_cut_session_is_sent_again_what_it_had_not_acknowledged_and_shows_it
         for action in actions:
             if isinstance(action, DeliverEach) and "seq" in action.frame:     # stored ones
                 pushed.extend(action.frame["text"] for _ in action.conns)
+            elif isinstance(action, DeliverRun):        # sent again at the resume, together
+                pushed.extend(frame["text"] for _ in action.conns for frame in action.frames)
             elif isinstance(action, Deliver) and action.conn is not None and "seq" in action.frame:
                 pushed.append(action.frame["text"])     # sent again at the resume
         return actions

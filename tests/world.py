@@ -319,6 +319,11 @@ class World:
                 self._server_does([server_events.Deliver(None, "", action.frame, conn)
                                    for conn in action.conns])
                 continue
+            if isinstance(action, server_events.DeliverRun):
+                # stored messages in order to many staying connections: each as a Deliver
+                self._server_does([server_events.Deliver(None, "", frame, conn)
+                                   for conn in action.conns for frame in action.frames])
+                continue
             irc = self._irc.get(getattr(action, "conn", None))
             if irc is not None and isinstance(action, (server_events.Reply,
                                                        server_events.Deliver)):
