@@ -287,6 +287,38 @@ def test_a_mostly_acknowledged_record_is_rewritten_with_what_still_waits(tmp_pat
     assert again.waiting("bob") == [] and again.total == [1, store.total[1]]
 
 
+def test_messages_for_the_same_recipients_name_them_once_on_the_disk(tmp_path):
+    """A run of broadcasts names its recipients once in its record; a rewrite that drops the
+    first of them still names them; records written the old way still load."""
+    path = str(tmp_path / "chat.db")
+    store = Store(path)
+    everyone = ["bob", "carol"]
+    run = [keep(store, everyone, {"n": n}) for n in range(log_index.REWRITE_MIN * 2)]
+    alone = keep(store, ["carol"], {"n": "alone"})
+    same = keep(store, ["carol"], {"n": "same names, another list"})
+    store.commit()
+    with sqlite3.connect(path) as raw:
+        [(names,)] = raw.execute("SELECT recipients FROM log").fetchall()
+    assert json.loads(names) == ([[run[0], everyone]] + [[seq] for seq in run[1:]]
+                                 + [[alone, ["carol"]], [same]])
+    store.acknowledge("carol", same)
+    store.acknowledge("bob", run[-2])           # the last of the run still waits for bob
+    store.commit(acks_too=True)
+    with sqlite3.connect(path) as raw:
+        [(names,)] = raw.execute("SELECT recipients FROM log").fetchall()
+        assert json.loads(names) == [[run[-1], everyone]]
+        # a record as written before: every message with its names
+        raw.execute("INSERT INTO log (first_seq, recipients, lines) VALUES (?, ?, ?)",
+                    (same + 1, json.dumps([[same + 1, ["carol"]], [same + 2, ["carol"]]]),
+                     b'{"n":1,"seq":%d}\n{"n":2,"seq":%d}\n' % (same + 1, same + 2)))
+    store.close()
+    again = Store(path)
+    assert [seq for seq, _ in again.waiting("bob")] == [run[-1]]
+    assert [seq for seq, _ in again.waiting("carol")] == [same + 1, same + 2]
+    assert again.head == same + 2
+    again.close()
+
+
 def test_reading_back_from_the_disk_gives_the_same_lines_as_memory(tmp_path, monkeypatch):
     monkeypatch.setattr(storage, "RECORDS_CACHED", 1)
     path = str(tmp_path / "chat.db")
