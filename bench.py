@@ -693,15 +693,17 @@ class _Staying:
         self.tail = data[end + 1:]
         if end < 0:
             return
-        if self.on_chunk is not None and not self.waiting and data.find(b'"id":', 0, end) < 0:
+        if self.on_chunk is not None and not self.waiting:
             self._delivered(data[:end])
         else:
             self._take(data[:end].split(b"\n"))
 
     def _delivered(self, chunk):
-        """A receiver's usual read, deliveries only, as one chunk: acknowledged and counted
-        without a line each (at millions of deliveries a second, the generator's splitting
-        and scanning line by line cost it more than the server's delivering)."""
+        """A read while no request waits for its reply, as one chunk: its numbered messages
+        (the lines with a "seq", which no reply nor notice has) acknowledged and counted
+        without a line each. At millions of deliveries a second the generator's splitting and
+        scanning line by line, or a scan of the chunk for each kind of line, cost it more than
+        the server's delivering."""
         at = chunk.rfind(b'"seq":')
         if at >= 0:
             end = at + 6
@@ -711,7 +713,7 @@ class _Staying:
             if top > self.acked:
                 self.acked = top
                 self._queue(b'{"type":"ack","seq":%d}\n' % top)
-        self.on_chunk(chunk, chunk.count(b"\n") + 1)
+        self.on_chunk(chunk, chunk.count(b'"seq":'))
 
     def _take(self, lines):
         """One read's complete lines: replies to their requests, the rest delivered."""
@@ -1040,14 +1042,15 @@ class Meter:
 
     def __call__(self, lines):
         """An Inbox callback: count message and broadcast frames, read their send times."""
-        self.on_chunk(b"\n".join(lines), len(lines))
+        joined = b"\n".join(lines)
+        self.on_chunk(joined, len(lines) - joined.count(b"\n" + PRESENCE)
+                      - joined.startswith(PRESENCE))
 
-    def on_chunk(self, chunk, count):
-        """The same for `count` delivered lines joined by newlines. Searched in the chunk, not
-        line by line: the generator must stay cheaper than the server per delivery, or it
-        measures itself."""
+    def on_chunk(self, chunk, delivered):
+        """The same for lines joined by newlines, of which `delivered` are messages. Searched
+        in the chunk, not line by line: the generator must stay cheaper than the server per
+        delivery, or it measures itself."""
         now = clock()
-        delivered = count - chunk.count(b"\n" + PRESENCE) - chunk.startswith(PRESENCE)
         self.total += delivered
         if not self.counting:
             return

@@ -410,7 +410,8 @@ def test_a_receivers_read_of_deliveries_only_is_counted_and_acknowledged_as_one_
         assert loop.run_until(lambda: meter.total == 1, bench.clock() + RUN_LIMIT_S)
         _sent(loop, line)
         assert server_end.recv(4096) == b'{"type":"ack","seq":6}\n'
-        server_end.sendall(b'xt":"y","seq":7}\n' + stamped + b"\n")
+        # and a reply to nothing this side asked, which is not a message
+        server_end.sendall(b'xt":"y","seq":7}\n{"type":"ok","id":77}\n' + stamped + b"\n")
         assert loop.run_until(lambda: meter.total == 3, bench.clock() + RUN_LIMIT_S)
         _sent(loop, line)
         assert server_end.recv(4096) == b'{"type":"ack","seq":8}\n'
