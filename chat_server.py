@@ -120,15 +120,18 @@ def _shown(address):
     return host if port is None else f"{host}:{port}"
 
 
-class _Run:
-    """Broadcasts from one session, in one read, to the same recipients (`told`, one list
-    object: the store's index knows the run by it), kept as they came; their deliveries wait
-    for the end of the read (ChatServer.end_read) and then go out together."""
-    __slots__ = ("conn", "sender", "told", "skipped", "frames")
+# the requests a run goes on past: more of it, or a short connection's bye, which touches
+# nobody's deliveries (the run then ends with the read, without a handle of its own)
+_RUN_KINDS = frozenset(("broadcast", "message", "bye"))
 
-    def __init__(self, conn, sender, told, skipped):
-        self.conn, self.sender, self.told, self.skipped = conn, sender, told, skipped
-        self.frames = []
+
+class _Run:
+    """Messages or broadcasts from one session, in one read, to the same recipients (`told`,
+    one list object: the store's index knows the run by it), kept as they came; their
+    deliveries wait for the end of the read (ChatServer.end_run) and go out together."""
+    __slots__ = ("conn", "sender", "told", "frames",
+                 "skipped")     # a broadcast run's: the online users who block the sender
+    # (no __init__: a short request is a run of one, and a call fewer counts there)
 
 
 def _answer(conn, frame_id, frame, durable=False):
@@ -203,7 +206,7 @@ class ChatServer:
         """One event at time `now` (monotonic seconds) -> the list of actions it causes."""
         run = self.run
         if run is not None and not (type(event) is Request and event.conn == run.conn
-                                    and event.frame["type"] == "broadcast"):
+                                    and event.frame["type"] in _RUN_KINDS):
             # anything else first sees the run delivered: its actions come first, in order
             return self.end_run() + self.handle(event, now)
         handler = self._events.get(type(event))
@@ -654,7 +657,12 @@ class ChatServer:
                 raise Refused("store_full")
             raise Refused("inbox_full", f"too many messages already wait for {recipient}")
         reply = {"type": "ok", "stored": offline}
-        deliveries = self._keep_and_deliver([recipient], message, head)
+        if self.reading:        # with the session's other messages to `recipient` in this read
+            run = self.run
+            told = run.told if run is not None and run.told == [recipient] else [recipient]
+            deliveries = self._keep_in_run(session, request.conn, told, message, head)
+        else:
+            deliveries = self._keep_and_deliver([recipient], message, head)
         if mid is not None:
             store.senders.taken(sender, *mid, reply, now)
         if frame_id is not None:
@@ -673,7 +681,7 @@ class ChatServer:
         run = self.run
         # the same session's broadcast in the same read goes on with its run: nobody has come
         # or gone, and no block changed, since the run's first
-        goes_on = run is not None and run.sender is session
+        goes_on = run is not None and run.sender is session and run.skipped is not None
         if goes_on:
             told, skipped = run.told, run.skipped
         else:
@@ -690,22 +698,36 @@ class ChatServer:
         reply = {"type": "ok", "skipped": skipped}
         if full:
             reply["full"] = len(full)     # online, but too much already waits for them
-        # a run this message does not go on with is delivered first: its numbers come first
-        ended = self.end_run() if run is not None and not (goes_on and fits is told) else []
         if fits is told and len(told) > 1 and self.reading:
             # all of them take it: it goes on with the run, or begins one
-            seq, wire = self._store.keep(told, head)
-            shared = protocol.Numbered(message, seq=seq)     # (protocol.numbered, inline)
-            shared.wire = wire
-            if self.run is None:
-                self.run = _Run(request.conn, session, told, skipped)
-            self.run.frames.append(shared)
-            deliveries = []
+            deliveries = self._keep_in_run(session, request.conn, told, message, head, skipped)
         else:
-            deliveries = self._keep_and_deliver(fits, message, head) if fits else []
+            # a run this message does not go on with is delivered first: its numbers come first
+            deliveries = self.end_run() if run is not None else []
+            if fits:
+                deliveries += self._keep_and_deliver(fits, message, head)
         if mid is not None:
             self._store.senders.taken(sender, *mid, reply, now)
-        return [*ended, _answer(request.conn, frame_id, reply, durable=True), *deliveries]
+        return [_answer(request.conn, frame_id, reply, durable=True), *deliveries]
+
+    def _keep_in_run(self, session, conn, told, message, head, skipped=None):
+        """Keep `message` for `told` (names: the run's own list when it goes on with the run)
+        in the session's run, which it begins if another (or none) is under way -> the
+        deliveries of the run it ended, if one: a run's deliveries wait for its end."""
+        run = self.run
+        ended = []
+        if run is not None and not (run.sender is session and run.told is told):
+            ended = self.end_run()
+            run = None
+        if run is None:
+            run = self.run = _Run()
+            run.conn, run.sender, run.told, run.skipped, run.frames = (
+                conn, session, told, skipped, [])
+        seq, wire = self._store.keep(told, head)
+        shared = protocol.Numbered(message, seq=seq)     # (protocol.numbered, inline)
+        shared.wire = wire
+        run.frames.append(shared)
+        return ended
 
     def end_run(self):
         """The run has ended (the glue calls this at the end of a read) -> its deliveries: to

@@ -1,5 +1,5 @@
-"""Runs of broadcasts: one session's broadcasts read together go to their recipients together
-(chat_server._Run, log_index's run, Deliveries.offer_run). What every client is sent, in what
+"""Runs: one session's broadcasts, or its messages to one user, read together go to their
+recipients together (chat_server._Run, log_index's run, Deliveries.offer_run). What every client is sent, in what
 order, and what the store holds must be exactly what handling each request alone gives."""
 import random
 
@@ -84,8 +84,11 @@ def _log_in_everyone(pair):
 
 
 def _random_request(rng, user, token):
-    other = rng.choice([name for name in USERS if name != user])
-    kind = rng.choice(["broadcast"] * 6 + ["message", "block", "unblock", "heartbeat", "bad"])
+    # most often the first other user (a run of messages to one user), else any
+    others = [name for name in USERS if name != user]
+    other = others[0] if rng.random() < 0.6 else rng.choice(others)
+    kind = rng.choice(["broadcast"] * 5 + ["message"] * 4
+                      + ["block", "unblock", "heartbeat", "bad"])
     frame = {"type": kind, "token": token}
     if kind == "broadcast":
         frame["text"] = "b" * rng.randrange(1, 40)
@@ -138,7 +141,7 @@ def test_reads_of_many_requests_send_every_client_what_each_request_alone_would(
                     == pair.together._store.waiting(user)), (seed, user)
 
 
-def test_a_run_is_sent_as_one_action_and_ends_before_the_reads_next_other_request():
+def test_a_run_is_sent_as_one_action_and_ends_before_the_next_message_to_others():
     pair = _Pair(Settings(user_rate_per_s=0, address_rate_per_s=0))
     tokens = _log_in_everyone(pair)
     core = pair.together
@@ -150,13 +153,16 @@ def test_a_run_is_sent_as_one_action_and_ends_before_the_reads_next_other_reques
     assert [type(action) for action in actions] == [Reply] * 3      # the deliveries wait
     direct = core.handle(Request(1, {"type": "message", "token": tokens["u1"], "to": "u2",
                                      "text": "after"}, HOST), 1.0)
+    direct += core.handle(Request(1, {"type": "message", "token": tokens["u1"], "to": "u2",
+                                      "text": "and after"}, HOST), 1.0)
     core.reading = False
-    run = [action for action in direct if type(action) is DeliverRun]
-    assert len(run) == 1 and sorted(run[0].conns) == [2, 3, 4]
-    assert [frame["text"] for frame in run[0].frames] == ["one", "two", "three"]
-    # the message comes after the run it followed, to its recipient and in the actions
-    assert direct.index(run[0]) < next(i for i, action in enumerate(direct)
-                                       if type(action) is DeliverEach)
+    direct += core.end_run()
+    runs = [action for action in direct if type(action) is DeliverRun]
+    assert len(runs) == 2 and sorted(runs[0].conns) == [2, 3, 4] and runs[1].conns == [2]
+    assert [frame["text"] for frame in runs[0].frames] == ["one", "two", "three"]
+    # the messages to u2, a run of their own, come after the run they followed
+    assert [frame["text"] for frame in runs[1].frames] == ["after", "and after"]
+    assert direct.index(runs[0]) < direct.index(runs[1])
     # the short users are sent each message of the run by their listening ports, in order
     by_port = [(action.address[1], action.frame["text"]) for action in direct
                if type(action) is Deliver]

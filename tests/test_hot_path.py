@@ -44,9 +44,10 @@ LOGIN_CALLS_MAX = 137           # per staying login and logout, 4 at a time, wit
                                 # 152.4 before a connection was read at its accept, 187.9 before
                                 # the login's way was shortened)
 LOGIN_CONCURRENCY = 4
-SHORT_DIRECT_CALLS_MAX = 46.5   # per message on a connection of its own (the request and bye,
-                                # the reply, the close), delivered to a staying user: 45.8 now
-                                # (47.8 before a connection's id was taken inline and one its
+SHORT_DIRECT_CALLS_MAX = 47.5   # per message on a connection of its own (the request and bye,
+                                # the reply, the close), delivered to a staying user: 46.8 now
+                                # (45.8 before a read's messages to one user were a run, which
+                                # its end delivers: a call more for a run of one; 47.8 before a connection's id was taken inline and one its
                                 # flush closed skipped _update_mask; 50.8 before a connection its
                                 # bye ends skipped the idle limit,
                                 # 52.8 before the bye was known without decoding it and a
