@@ -13,10 +13,9 @@ from protocol import (DELIVERY_CLIENT_LABEL, DELIVERY_SERVER_LABEL, MAX_FRAME_BY
 
 # the shared Arm, Expired and Log are this core's too
 __all__ = ["Acked", "Arm", "AskLapses", "BadFrame", "Close", "Closed", "Deliver", "DeliverEach",
-           "DeliverRun",
-           "Expired", "IdleCheck", "Log", "PresenceBatch", "Redeliver", "Reply", "Request",
-           "StoreRecovered", "TimeQuiet", "Undelivered", "accepted_event", "delivery_event", "delivery_hello",
-           "delivery_proven"]
+           "DeliverRun", "Expired", "IdleCheck", "Log", "PresenceBatch", "Redeliver", "Reply",
+           "Request", "StoreRecovered", "TimeQuiet", "Undelivered", "accepted_event",
+           "delivery_event", "delivery_hello", "delivery_proven"]
 
 
 # --- Events: what happened -------------------------------------------------------------------
@@ -106,8 +105,9 @@ class DeliverEach:
 @dataclass(slots=True)
 class DeliverRun:
     """Send the stored messages `frames` (protocol.Numbered, in order) to each of the staying
-    connections `conns`: a run of broadcasts read together, for the same recipients, so each
-    recipient's share is one buffer append of the lines joined once."""
+    connections `conns`: a run (a session's broadcasts, or its messages to one user, read
+    together) or a window's top-up, so each recipient's share is one buffer append of the
+    lines joined once."""
     conns: list
     frames: list
 

@@ -89,8 +89,9 @@ _to_json = encode_text      # compact JSON text, by the C encoder built once (pr
 
 def _recipients_json(messages):
     """A record's recipients, (seq, names) for each message, as stored: [[seq, names], ...],
-    where a message for the same names as the message before it is [seq] alone. A run of broadcasts (chat_server) names its
-    recipients once: 300 broadcasts to 100 users were 30,000 names to encode and write."""
+    where a message for the same names as the message before it is [seq] alone. A run of
+    broadcasts (chat_server) names its recipients once: 300 broadcasts to 100 users were
+    30,000 names to encode and write."""
     entries, last = [], None
     for seq, names in messages:
         entries.append([seq] if names is last or names == last else [seq, names])

@@ -81,7 +81,7 @@ def one_round(messages, profiler):
         loop = bench.Loop()
         model = bench.ShortModel(loop, ("127.0.0.1", server.port))
         meter = bench.Meter()
-        receivers = [model.session(*bench.account(n), model.inbox(meter.on_frames))
+        receivers = [model.session(*bench.account(n), model.inbox(meter))
                      for n in range(1, PAIRS + 1)]
         senders = [model.session(*bench.account(n), model.inbox(lambda lines: None))
                    for n in range(PAIRS + 1, 2 * PAIRS + 1)]

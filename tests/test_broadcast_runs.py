@@ -1,6 +1,7 @@
 """Runs: one session's broadcasts, or its messages to one user, read together go to their
-recipients together (chat_server._Run, log_index's run, Deliveries.offer_run). What every client is sent, in what
-order, and what the store holds must be exactly what handling each request alone gives."""
+recipients together (chat_server._Run, log_index's run, Deliveries.offer_run). What every
+client is sent, in what order, and what the store holds must be exactly what handling each
+request alone gives."""
 import random
 
 import log_index
@@ -13,7 +14,7 @@ from server_events import Acked, Deliver, DeliverEach, DeliverRun, Reply, Reques
 from storage import Store
 
 HOST = "127.0.0.1"
-USERS = {f"u{n}": f"pw{n}" for n in range(1, 7)}
+USERS = {f"u{n}": f"pw{n}" for n in range(1, 8)}       # u7 never logs in: messages wait
 STAYING = {"u1": 1, "u2": 2, "u3": 3, "u4": 4}      # user -> its staying connection
 SHORT = {"u5": (5, 7005), "u6": (6, 7006)}          # user -> (request connection, its port)
 

@@ -44,13 +44,12 @@ LOGIN_CALLS_MAX = 137           # per staying login and logout, 4 at a time, wit
                                 # 152.4 before a connection was read at its accept, 187.9 before
                                 # the login's way was shortened)
 LOGIN_CONCURRENCY = 4
-SHORT_DIRECT_CALLS_MAX = 47.5   # per message on a connection of its own (the request and bye,
-                                # the reply, the close), delivered to a staying user: 46.8 now
-                                # (45.8 before a read's messages to one user were a run, which
-                                # its end delivers: a call more for a run of one; 47.8 before a connection's id was taken inline and one its
-                                # flush closed skipped _update_mask; 50.8 before a connection its
-                                # bye ends skipped the idle limit,
-                                # 52.8 before the bye was known without decoding it and a
+SHORT_DIRECT_CALLS_MAX = 46.5   # per message on a connection of its own (the request and bye,
+                                # the reply, the close), delivered to a staying user: 45.8 now
+                                # (a read of two lines gathers no run; 47.8 before
+                                # a connection's id was taken inline and one its flush closed
+                                # skipped _update_mask; 50.8 before a connection its bye ends
+                                # skipped the idle limit, 52.8 before the bye was known without decoding it and a
                                 # request without an id skipped _echoable);
                                 # 84.7 before a connection was read at its accept and went in
                                 # and out of its quiet limits with fewer calls, and the direct
