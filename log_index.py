@@ -143,17 +143,6 @@ class LogIndex:
                                     self._run_first)
         self._run_seqs, self._run_sizes, self._run_peak = [], [], None
         boxes = self.boxes
-        if len(seqs) == 1:
-            seq = seqs[0]
-            for name in names:
-                box = boxes.get(name)
-                if box is None:
-                    box = boxes[name] = Box()
-                box.seqs.append(seq)
-                box.sizes.append(size)
-                box.recs.append(first)
-                box.bytes += size
-            return
         seqs = array.array("q", seqs)
         sizes = array.array("q", sizes)
         recs = array.array("q", (first,)) * len(seqs)

@@ -142,11 +142,16 @@ def test_reads_of_many_requests_send_every_client_what_each_request_alone_would(
                     == pair.together._store.waiting(user)), (seed, user)
 
 
-def test_a_run_is_sent_as_one_action_and_ends_before_the_next_message_to_others():
+def _core_reading():
+    """A core with everyone logged in, handed a read's requests -> (core, tokens by user)."""
     pair = _Pair(Settings(user_rate_per_s=0, address_rate_per_s=0))
     tokens = _log_in_everyone(pair)
-    core = pair.together
-    core.reading = True
+    pair.together.reading = True
+    return pair.together, tokens
+
+
+def test_a_run_is_sent_as_one_action_and_ends_before_the_next_message_to_others():
+    core, tokens = _core_reading()
     actions = []
     for text in ("one", "two", "three"):
         actions += core.handle(Request(1, {"type": "broadcast", "token": tokens["u1"],
@@ -173,10 +178,7 @@ def test_a_run_is_sent_as_one_action_and_ends_before_the_next_message_to_others(
 
 
 def test_a_refused_broadcast_leaves_the_run_and_any_other_event_ends_it():
-    pair = _Pair(Settings(user_rate_per_s=0, address_rate_per_s=0))
-    tokens = _log_in_everyone(pair)
-    core = pair.together
-    core.reading = True
+    core, tokens = _core_reading()
     for frame in ({"type": "broadcast", "token": tokens["u1"], "text": "kept"},
                   {"type": "broadcast", "token": tokens["u1"], "text": "x" * 100_000},
                   {"type": "broadcast", "token": tokens["u1"], "text": "also kept"}):
@@ -190,10 +192,7 @@ def test_a_refused_broadcast_leaves_the_run_and_any_other_event_ends_it():
 
 
 def test_a_broadcast_with_another_sessions_token_on_the_same_connection_ends_the_run():
-    pair = _Pair(Settings(user_rate_per_s=0, address_rate_per_s=0))
-    tokens = _log_in_everyone(pair)
-    core = pair.together
-    core.reading = True
+    core, tokens = _core_reading()
     first = core.handle(Request(5, {"type": "broadcast", "token": tokens["u5"], "text": "a"},
                                 HOST), 1.0)
     second = core.handle(Request(5, {"type": "broadcast", "token": tokens["u6"], "text": "b"},
