@@ -49,8 +49,8 @@ DRAIN_S = 2.0                    # after the measured window, wait this long for
 SETUP_LIMIT_S = 30.0             # bound on logging in a scenario's users before it measures
 RUN_LIMIT_S = 30.0               # bound on scenarios that run to a count (login, pingpong)
 SETUP_CONCURRENCY = 8            # logins at a time while a scenario sets up
-STAMP = b"@T"                    # a sampled message's text carries "@T<send time>" ...
-STAMPS = re.compile(rb"@T([0-9.]+)")      # ... read from many lines at once
+STAMP = "@T"                     # a sampled message's text carries "@T<send time>" ...
+STAMPS = re.compile(STAMP.encode() + rb"([0-9.]+)")      # ... read from many lines at once
 STAMP_EVERY = 8                  # one message in this many carries a send time
 PAD = "x" * 40                   # brings a message request to about 100 bytes, as in FIELD-NOTES
 BYE = b'{"type":"bye"}'
@@ -168,7 +168,7 @@ def message_text(seq):
     """The text of message number `seq`; every STAMP_EVERY-th carries its send time."""
     if seq % STAMP_EVERY:
         return PAD
-    return f"{PAD}@T{clock():.6f}"
+    return f"{PAD}{STAMP}{clock():.6f}"
 
 
 def account(number):
