@@ -14,6 +14,7 @@ from irc_session import IrcSession, folded
 from irc_wire import BadText, TooLong, line, parse
 from passwords import open_accounts
 from protocol import decode_own
+from reactor import READ_CHUNK_BYTES
 from server_events import Request
 from server_glue import Accepted, AcceptedState
 
@@ -29,6 +30,10 @@ class _IrcState(AcceptedState):
 
 class IrcFront(Accepted):
     """The IRC listener's handler; see the module docstring."""
+
+    # the reactor's 8 KiB, not the native port's 32: an IRC user's requests make no run, and
+    # more of them a pass only fills the recipients' windows (Accepted.read_bytes)
+    read_bytes = READ_CHUNK_BYTES
 
     def __init__(self, glue, accounts, server_name, room):
         super().__init__(glue)

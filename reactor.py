@@ -36,11 +36,9 @@ HARD_LIMIT_BYTES = 4 * 1024 * 1024   # queued output above this closes the peer 
 PAUSED_READ_S = 0.25                 # a paused peer is still read, one chunk this often: its
                                      # heartbeat must not wait for our output to drain (a
                                      # session times out 1 s after its client's heartbeat is due)
-READ_CHUNK_BYTES = 32 * 1024         # one recv, at most one per peer per pass, so a pass stays
-                                     # short: a broadcaster's 300 requests, one run (chat_server)
-                                     # that costs its 100 recipients an append each. (64 KB was
-                                     # slower: 600 requests outran the recipients' windows.)
-PAUSED_READ_BYTES = 8 * 1024         # ... and from a peer paused for backpressure
+READ_CHUNK_BYTES = 8 * 1024          # one recv, at most one per peer per pass, so a pass stays
+                                     # short (a handler may take more: Handler.read_bytes); and
+                                     # what a peer paused for backpressure is read
 SEND_CHUNK_BYTES = 256 * 1024        # at most this much queued output is joined for one send
 CONNECT_TIMEOUT_S = 5.0
 CLOSE_LINGER_S = 5.0                 # a closing peer that does not take its last output is dropped
@@ -183,6 +181,8 @@ class RepeatedLines:
 
 class Handler:
     """What a connection reports to. One object may serve many connections; all no-ops here."""
+
+    read_bytes = READ_CHUNK_BYTES       # the most one read of a connection takes
 
     def on_accepted(self, conn):
         """A listener accepted `conn`."""
@@ -710,9 +710,9 @@ class Reactor:
         self._mark_dirty(conn)
         self._update_mask(conn)
 
-    def _read(self, conn, size=READ_CHUNK_BYTES):
+    def _read(self, conn, size=None):
         try:
-            data = conn.sock.recv(size)
+            data = conn.sock.recv(size or conn.handler.read_bytes)
             # TLS may hold decrypted bytes the selector cannot see: take them now
             while isinstance(conn.sock, ssl.SSLSocket) and conn.sock.pending():
                 data += conn.sock.recv(conn.sock.pending())
@@ -932,7 +932,7 @@ class Reactor:
 
     def _read_paused(self):
         """One chunk from each connection still paused for backpressure. A peer that does
-        not read its output is still heard, slowly (PAUSED_READ_BYTES each PAUSED_READ_S): a
+        not read its output is still heard, slowly (READ_CHUNK_BYTES each PAUSED_READ_S): a
         client whose deliveries pile up behind a slow link keeps its session with its
         heartbeats, one that sends and never reads reaches the hard limit, and one that has
         gone is noticed by its end of file."""
@@ -942,7 +942,7 @@ class Reactor:
                     or conn._mask & selectors.EVENT_READ):
                 self._unread.discard(conn)      # closed, or reading again
             else:
-                self._guarded(self._read, conn, PAUSED_READ_BYTES, conn=conn)
+                self._guarded(self._read, conn, READ_CHUNK_BYTES, conn=conn)
         if self._unread:
             self._paused_timer = self.call_later(PAUSED_READ_S, self._read_paused)
 

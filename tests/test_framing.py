@@ -5,6 +5,7 @@ import pytest
 
 from reactor import DISCARDING, MAX_FRAME_BYTES, READ_CHUNK_BYTES
 from reactor_helpers import feed, pump
+from server_glue import Accepted
 
 
 def random_frames(rng, count, longest):
@@ -38,16 +39,20 @@ def test_frames_fed_in_random_chunks(make_pair, seed):
     assert conn._inbuf is None      # a read that ends with a frame keeps no buffer
 
 
-def test_many_frames_arrive_in_order_a_bounded_piece_per_pass(make_pair):
-    """One pass reads at most READ_CHUNK_BYTES from a peer, so a busy one cannot make a pass
-    long for everyone (a sender's 1,000 broadcasts had held every ack up for half a second)."""
+@pytest.mark.parametrize("read_bytes", [READ_CHUNK_BYTES, Accepted.read_bytes, 1000])
+def test_many_frames_arrive_in_order_a_bounded_piece_per_pass(make_pair, read_bytes):
+    """One pass reads at most the handler's read_bytes from a peer (READ_CHUNK_BYTES unless it
+    says; the native port's 32 KiB), so a busy one cannot make a pass long for everyone (a
+    sender's 1,000 broadcasts had held every ack up for half a second)."""
     reactor, conn, peer, rec = make_pair()
+    if read_bytes != READ_CHUNK_BYTES:
+        rec.read_bytes = read_bytes
     frames = [f"frame {i:05d}".encode()                           # 12 bytes with the newline
-              for i in range(3 * READ_CHUNK_BYTES // 12)]
+              for i in range(3 * read_bytes // 12)]
     peer.sendall(b"".join(frame + b"\n" for frame in frames))
     reactor.run_once(timeout_s=1.0)
-    assert 0 < len(rec.frames) <= READ_CHUNK_BYTES // 12 < len(frames)
-    for _ in range(len(frames) * 12 // READ_CHUNK_BYTES + 1):
+    assert 0 < len(rec.frames) <= read_bytes // 12 < len(frames)
+    for _ in range(len(frames) * 12 // read_bytes + 1):
         reactor.run_once(timeout_s=1.0)
     assert rec.frames == frames
 

@@ -158,10 +158,10 @@ def test_a_paused_peer_is_still_read_a_chunk_every_paused_read_s(make_pair):
     reactor.run_once(timeout_s=0.01)
     assert rec.frames == [b"heartbeat"]
     assert not conn._mask & selectors.EVENT_READ      # and still paused
-    peer.sendall(b"x" * (3 * reactor_module.PAUSED_READ_BYTES) + b"\n")
+    peer.sendall(b"x" * (3 * reactor_module.READ_CHUNK_BYTES) + b"\n")
     reactor.clock.advance(reactor_module.PAUSED_READ_S)
     reactor.run_once(timeout_s=0.01)
-    assert conn._inbuf is not None and len(conn._inbuf) == reactor_module.PAUSED_READ_BYTES
+    assert conn._inbuf is not None and len(conn._inbuf) == reactor_module.READ_CHUNK_BYTES
     peer.close()                                     # a peer gone is noticed, paused or not
     for _ in range(4):
         reactor.clock.advance(reactor_module.PAUSED_READ_S)
