@@ -6,8 +6,8 @@ actions (reply, deliver, arm a timer, log). It never touches a socket or reads t
 is monotonic seconds from the glue. It routes each event to its handler and keeps the sessions;
 the rules with state of their own live beside it: lockouts.py (wrong passwords), consents.py
 (peer-to-peer addresses), presence.py (when presence goes out), delivery.py (what each client
-has on its way), sessions.py (who is logged in). PROTOCOL.md is the contract it keeps; server.py
-runs it.
+has on its way), sessions.py (who is logged in); reach.py, its base class, keeps messages and
+turns what goes out into actions. PROTOCOL.md is the contract it keeps; server.py runs it.
 """
 import math
 import sys
@@ -17,14 +17,15 @@ import limits
 import passwords
 import protocol
 from consents import Consents
-from delivery import Deliveries, Window, settle, window_of
+from delivery import Deliveries
 from lockouts import Lockouts
 from presence import Presence
+from reach import RUN_KINDS, Reach
 from senders import LAST, NEW, TOO_OLD
 from protocol import FrameError, whole
-from server_events import (Acked, Arm, AskLapses, BadFrame, Close, Closed, Deliver, DeliverEach,
-                           DeliverRun, Expired, IdleCheck, Log, PresenceBatch, Redeliver, Reply,
-                           Request, StoreRecovered, TimeQuiet, Undelivered)
+from server_events import (Acked, Arm, AskLapses, BadFrame, Close, Closed, Expired, IdleCheck,
+                           Log, PresenceBatch, Redeliver, Reply, Request, StoreRecovered,
+                           TimeQuiet, Undelivered)
 from sessions import RandomSecrets, Session, Sessions
 from storage import StoreUnavailable
 
@@ -120,20 +121,6 @@ def _shown(address):
     return host if port is None else f"{host}:{port}"
 
 
-# the requests a run goes on past: more of it, or a short connection's bye, which touches
-# nobody's deliveries (the run then ends with the read, without a handle of its own)
-_RUN_KINDS = frozenset(("broadcast", "message", "bye"))
-
-
-class _Run:
-    """Messages or broadcasts from one session, in one read, to the same recipients (`told`,
-    one list object: the store's index knows the run by it), kept as they came; their
-    deliveries wait for the end of the read (ChatServer.end_run) and go out together."""
-    __slots__ = ("conn", "sender", "told", "frames",
-                 "skipped")     # a broadcast run's: the online users who block the sender
-    # (no __init__: a short request is a run of one, and a call fewer counts there)
-
-
 def _answer(conn, frame_id, frame, durable=False):
     """A Reply carrying `frame`, repeating the request's id when it had one; `durable`: it
     says yes to something the store keeps (server_events.Reply)."""
@@ -142,7 +129,7 @@ def _answer(conn, frame_id, frame, durable=False):
     return Reply(conn, frame, durable)
 
 
-class ChatServer:
+class ChatServer(Reach):
     """The chat logic: `handle(event, now)` -> list of actions."""
 
     def __init__(self, credentials, store, settings=Settings(), make_secret=None,
@@ -207,7 +194,7 @@ class ChatServer:
         """One event at time `now` (monotonic seconds) -> the list of actions it causes."""
         run = self.run
         if run is not None and not (type(event) is Request and event.conn == run.conn
-                                    and event.frame["type"] in _RUN_KINDS):
+                                    and event.frame["type"] in RUN_KINDS):
             # anything else first sees the run delivered: its actions come first, in order
             return self.end_run() + self.handle(event, now)
         handler = self._events.get(type(event))
@@ -503,68 +490,6 @@ class ChatServer:
             actions.append(TimeQuiet(session.conn))
         return actions
 
-    # --- reaching clients ---
-
-    def _send_waiting(self, session):
-        """Deliver again, in order, what the session's client has not acknowledged."""
-        if session.window is None:
-            session.window = Window(session.acked)      # (restart makes it so)
-        self._deliveries.restart(session.window)
-        actions = self._top_up(session)
-        settle(session)         # (a login with nothing waiting, say)
-        return actions
-
-    def _top_up(self, session):
-        """Send the next waiting messages while the session's window has room."""
-        if session.window is None:
-            return []       # settled: nothing waits
-        frames = self._deliveries.top_up(session.user, session.window)
-        if not frames:
-            return []       # (most often: a login with nothing waiting, an ack of the last)
-        if len(frames) > 1 and session.conn is not None:
-            return [DeliverRun([session.conn], frames)]     # on its connection, in one append
-        return [action for frame in frames for action in self._reach(session, frame)]
-
-    def _reach(self, session, frame):
-        """Deliver `frame` to the session's client by whichever way it is connected."""
-        if not session.stays:
-            return [Deliver((session.host, session.port), session.proof, frame,
-                            user=session.user)]
-        if session.conn is None:
-            # Detached: a numbered message stays stored and goes out at the resume, from the
-            # oldest unacknowledged (or at the next login); a notice lapses, as one to a
-            # listening port that cannot be reached does.
-            return []
-        return [Deliver((session.host, session.port), session.proof, frame, session.conn,
-                        session.user)]
-
-    def _reach_each(self, sessions, frame):
-        """Deliver `frame` to each of `sessions`: those on staying connections in one
-        DeliverEach (the same bytes, no call each), the others each its own way (_reach)."""
-        staying, actions = [], []
-        for session in sessions:
-            if session.conn is not None:     # (_reach's usual case)
-                staying.append(session.conn)
-            else:
-                actions += self._reach(session, frame)
-        if staying:
-            actions.append(DeliverEach(staying, frame))
-        return actions
-
-    def _tell(self, user, frame):
-        """Deliver `frame` to `user` if online; nothing otherwise."""
-        session = self._users.get(user)
-        return [] if session is None else self._reach(session, frame)
-
-    def _acknowledged(self, session, seq):
-        """The session's client has shown everything up to `seq`: the window opens."""
-        if not self._deliveries.acknowledge(session.user, window_of(session), seq):
-            settle(session)
-            return []   # old news
-        actions = self._top_up(session)
-        settle(session)         # (an ack of the last one sent, with nothing waiting)
-        return actions
-
     # --- presence ---
 
     def _presence_change(self, user, online, now, reason=None):
@@ -713,47 +638,6 @@ class ChatServer:
             self._store.senders.taken(sender, *mid, reply, now)
         return [_answer(request.conn, frame_id, reply, durable=True), *deliveries]
 
-    def _keep_in_run(self, session, conn, told, message, head, skipped=None):
-        """Keep `message` for `told` (names: the run's own list when it goes on with the run)
-        in the session's run, which it begins if another (or none) is under way -> the
-        deliveries of the run it ended, if one: a run's deliveries wait for its end."""
-        run = self.run
-        ended = []
-        if run is not None and not (run.sender is session and run.told is told):
-            ended = self.end_run()
-            run = None
-        if run is None:
-            run = self.run = _Run()
-            run.conn, run.sender, run.told, run.skipped, run.frames = (
-                conn, session, told, skipped, [])
-        seq, wire = self._store.keep(told, head)
-        shared = protocol.Numbered(message, seq=seq)     # (protocol.numbered, inline)
-        shared.wire = wire
-        run.frames.append(shared)
-        return ended
-
-    def end_run(self):
-        """The run has ended (the glue calls this at the end of a read) -> its deliveries: to
-        the recipients on staying connections one DeliverRun for each part of the run that goes
-        out (all of it, usually: see offer_run), to a listening port each message alone."""
-        run, self.run = self.run, None
-        frames = run.frames
-        online = filter(None, map(self._users.get, run.told))
-        if len(frames) == 1:
-            return self._reach_each(self._deliveries.offer_each(online, frames[0]), frames[0])
-        actions = []
-        for going, sessions in self._deliveries.offer_run(online, frames):
-            staying = []
-            for session in sessions:
-                if session.conn is not None:
-                    staying.append(session.conn)
-                else:
-                    for frame in going:
-                        actions += self._reach(session, frame)
-            if staying:
-                actions.append(DeliverRun(staying, going))
-        return actions
-
     def _taken_before(self, sender, mid, conn, frame_id):
         """A message whose number (`mid`: client id, number) its client had taken already is
         a repeat: it gets the reply to the highest number again (or "repeat" for an older
@@ -790,21 +674,6 @@ class ChatServer:
         """While commits fail, nothing new is written: what waits for the disk stays small."""
         if self._store.failing is not None:
             raise StoreUnavailable(self._store.failing)
-
-    def _keep_and_deliver(self, recipients, message, head):
-        """Store `message` (a frame; `head` its line without the closing brace) once for all
-        `recipients` until each acknowledges it; deliver it now to those online whose window
-        has room. Every recipient gets the same object, and the same bytes: those on staying
-        connections all in one DeliverEach."""
-        seq, wire = self._store.keep(recipients, head)
-        shared = protocol.Numbered(message, seq=seq)     # (protocol.numbered, inline)
-        shared.wire = wire
-        if len(recipients) == 1:            # a direct message: no filter and map to set up
-            target = self._users.get(recipients[0])
-            online = () if target is None else (target,)
-        else:
-            online = filter(None, map(self._users.get, recipients))
-        return self._reach_each(self._deliveries.offer_each(online, shared), shared)
 
     # --- other requests ---
 

@@ -18,7 +18,7 @@ LAYERS = [
     ("lockouts", "consents", "presence", "delivery", "sessions",   # rules with state of their own
      "commands", "peer", "outbox", "outage", "doorkeeper", "line_editor", "irc_room",
      "irc_session"),
-    ("chat_server", "chat_client"),                                # the cores
+    ("reach", "chat_server", "chat_client"),                       # the cores
     ("server_glue", "irc_glue", "client_glue", "stay", "terminal", "gui", "gui_tk"),  # glue, screens
     ("server", "client", "bench"),                                 # the entry points
 ]
