@@ -186,7 +186,8 @@ class LogIndex:
 
     def box(self, recipient):
         """(messages, bytes) waiting for `recipient`."""
-        self._settle()
+        if self._run_names is not None:
+            self._settle()
         box = self.boxes.get(recipient)
         return (0, 0) if box is None else (len(box), box.bytes)
 
@@ -201,7 +202,8 @@ class LogIndex:
             if (peak[0] + len(self._run_seqs) < messages
                     and peak[1] + self._run_bytes <= size_left):
                 return set()
-        self._settle()
+        if self._run_names is not None:
+            self._settle()
         boxes, crowded = self.boxes, set()
         for name in recipients:
             box = boxes.get(name)
@@ -223,7 +225,8 @@ class LogIndex:
     def positions(self, recipient, after, limit):
         """`recipient`'s waiting messages after seq `after`, at most `limit` (-1: all):
         [(seq, first seq of its record)], oldest first."""
-        self._settle()
+        if self._run_names is not None:
+            self._settle()
         box = self.boxes.get(recipient)
         if box is None:
             return []
@@ -237,7 +240,8 @@ class LogIndex:
         if upto <= self.cursors.get(recipient, 0):
             return
         self.cursors[recipient] = self.moved[recipient] = upto
-        self._settle()
+        if self._run_names is not None:
+            self._settle()
         box = self.boxes.get(recipient)
         if box is None:
             return
