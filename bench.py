@@ -704,15 +704,10 @@ class _Staying:
         without a line each. At millions of deliveries a second the generator's splitting and
         scanning line by line, or a scan of the chunk for each kind of line, cost it more than
         the server's delivering."""
-        at = chunk.rfind(b'"seq":')
-        if at >= 0:
-            end = at + 6
-            while chunk[end] in DIGITS:
-                end += 1
-            top = int(chunk[at + 6:end])
-            if top > self.acked:
-                self.acked = top
-                self._queue(b'{"type":"ack","seq":%d}\n' % top)
+        top = highest_seq((chunk,), self.acked)     # (the chunk's last number: its highest)
+        if top > self.acked:
+            self.acked = top
+            self._queue(b'{"type":"ack","seq":%d}\n' % top)
         self.on_chunk(chunk, chunk.count(b'"seq":'))
 
     def _take(self, lines):

@@ -135,10 +135,9 @@ class LogIndex:
             box.bytes += size
 
     def _settle(self):
-        """The run's messages into its recipients' boxes: what every reader of a box sees."""
+        """The run's messages into its recipients' boxes: what every reader of a box sees.
+        Called while a run waits (`_run_names`), by whatever reads or adds to the boxes."""
         names, self._run_names = self._run_names, None
-        if names is None:
-            return
         seqs, sizes, size, first = (self._run_seqs, self._run_sizes, self._run_bytes,
                                     self._run_first)
         self._run_seqs, self._run_sizes, self._run_peak = [], [], None
