@@ -17,7 +17,7 @@ import irc_wire
 import options
 import passwords
 from chat_server import ChatServer, Settings
-from heap import HeapTrimmer
+from heap import HeapTrimmer, settle_collector
 from irc_glue import IrcFront
 from reactor import FRAME_TIME_S, Reactor
 from server_glue import (DELIVERY_CONNECTS, MAX_CONNECTIONS, MAX_PER_ADDRESS, ServerGlue,
@@ -209,6 +209,7 @@ def main(argv=None):
             f"anyone may log in as them")
     if irc_listener is not None:
         log(f"IRC clients on {args.host}:{irc_listener.port}, room {args.irc_room}")
+    settle_collector()
     reactor.run()
     listener.close()
     if irc_listener is not None:

@@ -8,6 +8,7 @@ import resource
 import secrets
 
 from chat_server import ChatServer, Settings
+from heap import settle_collector
 from passwords import load_credentials
 from reactor import Reactor
 from timers import RealClock
@@ -35,6 +36,7 @@ class Server:
         glue = ServerGlue(self.reactor, core, store, log, max_connections=connections,
                           max_per_address=connections)
         self.port = glue.listen("127.0.0.1", 0).port
+        settle_collector()
         self.timeout_s = timeout_s  # a pass waits for events at most this long
         self.profiler = None        # a cProfile.Profile while one is wanted
         self.passes = 0

@@ -2,6 +2,9 @@
 import ast
 import ctypes
 import pathlib
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -25,12 +28,42 @@ def test_the_trimmer_trims_at_once_then_once_a_period_for_as_long_as_the_loop_ru
     reactor.close_all("done")
 
 
-def test_the_server_trims_its_heap():
+def test_the_server_trims_its_heap_and_settles_the_collector():
     # (main builds its reactor and runs it; a test of main would be a process)
     tree = ast.parse((ROOT / "server.py").read_text(encoding="utf-8"))
     calls = [node.func.id for node in ast.walk(tree)
              if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)]
     assert "HeapTrimmer" in calls
+    assert "settle_collector" in calls
+
+
+def test_a_settled_collector_leaves_startup_alone_scans_less_often_and_still_frees_cycles():
+    # in a process of its own: freezing and thresholds are the whole interpreter's
+    script = textwrap.dedent("""
+        import gc, weakref
+        import heap
+        startup = [[n] for n in range(5000)]        # what starting up made
+        heap.settle_collector(young=3000)
+        assert gc.get_threshold()[0] == 3000
+        assert gc.get_freeze_count() >= 5000        # left out of every scan
+        scans = []
+        gc.callbacks.append(lambda phase, info: phase == "start" and scans.append(1))
+        class Node:
+            pass
+        a, b = Node(), Node()
+        a.other, b.other = b, a                     # a cycle, then garbage
+        freed = []
+        weakref.finalize(a, freed.append, "a")
+        del a, b
+        churn = [[n] for n in range(2500)]          # under the threshold: no scan yet
+        assert scans == [] and freed == []
+        churn += [[n] for n in range(1000)]         # past it: a scan, and the cycle goes
+        assert scans and freed == ["a"], (scans, freed)
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.stdout.strip() == "ok", done.stderr
 
 
 def _rss_kb():
