@@ -593,9 +593,12 @@ class ChatServer(Reach):
             deliveries = self._keep_and_deliver([recipient], message, head)
         if mid is not None:
             store.senders.taken(sender, *mid, reply, now)
+        line = None
         if frame_id is not None:
             reply["id"] = frame_id      # (_answer, inline)
-        deliveries.insert(0, Reply(request.conn, reply, True))
+            if type(frame_id) is int:   # (the usual id: the line from its template here)
+                line = protocol.OK_STORED_LINES[offline] % frame_id
+        deliveries.insert(0, Reply(request.conn, reply, True, line))
         return deliveries
 
     def _broadcast(self, session, request, frame_id, now):

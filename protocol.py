@@ -91,24 +91,32 @@ def line_head(frame):
 
 
 # A chat message's line and the usual replies, from templates: what the C encoder writes for
-# these shapes, in a quarter of its time (0.2 us against 0.9 for a message's head, 0.1 against
-# 0.75 for a reply). Strings go through the encoder's own string function, so every escape is
-# the same; numbers are ints, whose JSON is their repr.
+# these shapes, in a fraction of its time. Strings go through the encoder's own string
+# function, so every escape is the same; numbers are ints, whose JSON is their repr.
 _encode_string = json.encoder.encode_basestring
-_CHAT_HEAD = '{"type":"%s","from":%s,"text":%s'
-_FLAGS = ("", ',"offline":true', ',"notice":true', ',"notice":true,"offline":true')
+_FLAGS = (b"", b',"offline":true', b',"notice":true', b',"notice":true,"offline":true')
+_HEAD_STARTS = {"message": {}, "broadcast": {}}     # kind -> sender -> the head up to the text
+_HEAD_STARTS_MAX = 100_000          # senders are accounts: a bound that no real room reaches
 
 
 def chat_head(kind, sender, text, notice=False, offline=False):
     """line_head of {"type": kind, "from": sender, "text": text}, with "notice": true and
     "offline": true after it when set (in that order): the head of a message or broadcast.
-    `kind` is one of the frame types (no escape needed); sender and text are strings."""
-    return (_CHAT_HEAD % (kind, _encode_string(sender), _encode_string(text))
-            + _FLAGS[2 * notice + offline]).encode("utf-8")
+    `kind` is "message" or "broadcast"; sender and text are strings. What comes before the
+    text is made once per sender (a head 1.0 -> 0.5 us on a slow hour here)."""
+    starts = _HEAD_STARTS[kind]
+    start = starts.get(sender)
+    if start is None:
+        if len(starts) >= _HEAD_STARTS_MAX:
+            starts.clear()
+        start = starts[sender] = ('{"type":"%s","from":%s,"text":'
+                                  % (kind, _encode_string(sender))).encode("utf-8")
+    head = start + _encode_string(text).encode("utf-8")
+    return head + _FLAGS[2 * notice + offline] if notice or offline else head
 
 
-_OK_STORED = {False: b'{"type":"ok","stored":false,"id":%d}\n',
-              True: b'{"type":"ok","stored":true,"id":%d}\n'}
+OK_STORED_LINES = {False: b'{"type":"ok","stored":false,"id":%d}\n',
+                   True: b'{"type":"ok","stored":true,"id":%d}\n'}  # % a whole-number id
 _OK_STORED_TEXT = {False: '{"type":"ok","stored":false,"id":%s}\n',
                    True: '{"type":"ok","stored":true,"id":%s}\n'}
 _OK_STORED_KEYS = ("type", "stored", "id")
@@ -117,12 +125,13 @@ _OK_STORED_KEYS = ("type", "stored", "id")
 def reply_line(frame):
     """A reply (dict) -> its line (bytes, newline included), as encode gives it. The reply to
     a message, {"type": "ok", "stored": bool, "id": int or str} in that order, comes from a
-    template; any other frame from the encoder."""
+    template (OK_STORED_LINES, which the core also uses itself); any other frame from the
+    encoder."""
     if len(frame) == 3 and tuple(frame) == _OK_STORED_KEYS and frame["type"] == "ok":
         stored, frame_id = frame["stored"], frame["id"]
         if type(stored) is bool:
             if type(frame_id) is int:
-                return _OK_STORED[stored] % frame_id
+                return OK_STORED_LINES[stored] % frame_id
             if type(frame_id) is str:
                 return (_OK_STORED_TEXT[stored] % _encode_string(frame_id)).encode("utf-8")
     if _c_encoder is None:

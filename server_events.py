@@ -5,7 +5,7 @@ ChatServer (chat_server.py) takes these events and returns these actions; the gl
 (server_glue.py) and the replay harnesses (tests/) make and carry them out, all importing them
 from here.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core_events import Arm, Expired, Log
 from protocol import (DELIVERY_CLIENT_LABEL, DELIVERY_SERVER_LABEL, MAX_FRAME_BYTES, MAX_SEQ,
@@ -75,10 +75,12 @@ class StoreRecovered:
 class Reply:
     """Send `frame` as the answer on connection `conn`. A `durable` reply says yes to
     something the store keeps: it goes out only once that is committed, and becomes an
-    `unavailable` error if the commit fails."""
+    `unavailable` error if the commit fails. `line`, when the core has it from a template
+    (a message's reply), is the frame's line already: the glue sends it as it is."""
     conn: int
     frame: dict
     durable: bool = False
+    line: bytes = field(default=None, compare=False)
 
 
 @dataclass(slots=True)

@@ -232,6 +232,9 @@ class ServerGlue:
         if action.durable and not committed:
             frame = error("unavailable", frame.get("id"))
             frame["seconds"] = UNAVAILABLE_RETRY_S
+        elif action.line is not None:
+            conn.send(action.line)
+            return
         conn.send(reply_line(frame))
 
     def _close(self, action, committed=True):

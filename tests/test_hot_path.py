@@ -23,18 +23,19 @@ from storage import Store
 
 ROOT = str(pathlib.Path(__file__).resolve().parent.parent)
 ACCOUNTS = [(f"user{n}", f"password{n}") for n in range(41)]
-DIRECT_CALLS_MAX = 17.5         # per message: request, reply, delivery, its share of the ack
-                                # (16.5 now, 19.4 with the rate limits on: a read's messages to
-                                # one user are a run, delivered together; 21.1 and 23.2 before
+DIRECT_CALLS_MAX = 16           # per message: request, reply, delivery, its share of the ack
+                                # (15.5 now, 18.4 with the rate limits on: the reply's line made
+                                # by the core from its template; 16.5 and 19.4 before that, a
+                                # read's messages to one user a run; 21.1 and 23.2 before
                                 # runs; 20.1 before one function reached a message's recipients
                                 # and presence's alike, 36.2 before each check's usual case was
                                 # inline, 51.9 before the hot path was first shortened)
-PING_PONG_CALLS_MAX = 106       # per round trip, one message in flight: the message's pass and
-                                # the ack's, each paying every fixed cost of a pass (103.5 now;
+PING_PONG_CALLS_MAX = 105       # per round trip, one message in flight: the message's pass and
+                                # the ack's, each paying every fixed cost of a pass (102.5 now;
                                 # 151.6 before passes skipped what they had no use for)
 PING_PONG_TOGETHER_CALLS_MAX = 91   # the same, with the ack read in the pass of the next
                                 # message (as bench.py's ping-pong sends them): one pass's fixed
-                                # costs per round trip (89.0 now)
+                                # costs per round trip (88.0 now)
 BROADCAST_CALLS_MAX = 2         # per delivery of a broadcast to 40 users, the request's own
                                 # calls shared out (1.03 now, 1.15 before runs; 4.52 before a
                                 # message's staying recipients were one DeliverEach, queued

@@ -324,6 +324,9 @@ class World:
                 self._server_does([server_events.Deliver(None, "", frame, conn)
                                    for conn in action.conns for frame in action.frames])
                 continue
+            if isinstance(action, server_events.Reply) and action.line is not None:
+                # a line the core made from its template is the frame's own line
+                assert action.line == protocol.reply_line(action.frame), action
             irc = self._irc.get(getattr(action, "conn", None))
             if irc is not None and isinstance(action, (server_events.Reply,
                                                        server_events.Deliver)):
