@@ -130,6 +130,16 @@ def test_a_chat_head_from_its_template_is_the_line_head_of_its_frame(kind, text,
             protocol.line_head(frame)
 
 
+def test_the_chat_heads_made_once_per_sender_are_bounded(monkeypatch):
+    monkeypatch.setattr(protocol, "_HEAD_STARTS", {"message": {}, "broadcast": {}})
+    monkeypatch.setattr(protocol, "_HEAD_STARTS_MAX", 2)
+    for sender in ("ann", "bo", "cy", "ann", "di"):
+        frame = {"type": "message", "from": sender, "text": "hi"}
+        assert protocol.chat_head("message", sender, "hi") == protocol.line_head(frame)
+        assert len(protocol._HEAD_STARTS["message"]) <= 2
+    assert protocol._HEAD_STARTS["broadcast"] == {}
+
+
 def test_a_chat_head_with_a_lone_surrogate_fails_as_the_encoder_does():
     """(JSON may carry "\\ud800"; UTF-8 cannot: both ways refuse it the same way)"""
     frame = {"type": "message", "from": "a", "text": "\ud800"}
