@@ -268,10 +268,11 @@ class ChatServer(Reach):
                         session = self._session_of(frame, bound)
                     except (Refused, FrameError) as no_session:
                         session, refusal = None, no_session
-            if session is not None:
+            if session is not None and session.last_seen != now:
                 # any request with a valid token is a sign of life, even one refused as too
                 # many: a user behind a flooded address is slowed down, not timed out; and the
-                # session goes to the end of by_user, the order the idle check reads (sessions)
+                # session goes to the end of by_user, the order the idle check reads (sessions).
+                # (A read's requests share one `now`: the first of them moved it already.)
                 session.last_seen = now
                 users = self._users
                 del users[session.user]
