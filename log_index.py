@@ -16,7 +16,6 @@ then `crowded` answers for the run's recipients from their fullest box.
 """
 import array
 import bisect
-import collections
 
 REWRITE_LIVE = 4            # a record is rewritten once under 1/REWRITE_LIVE of it still waits
 REWRITE_MIN = 16            # ... if it holds at least this many messages
@@ -251,12 +250,15 @@ class LogIndex:
         self.deliveries -= end - start
         box.bytes -= sum(box.sizes[start:end])
         recs = box.recs
-        if recs[start] == recs[end - 1]:
-            # all in one record (records are in order): the common case, without a Counter
-            self._passed(recs[start], end - start)
-        else:
-            for first, passed in collections.Counter(recs[start:end]).items():
-                self._passed(first, passed)
+        # records are in order in a box: each record's stretch ends where a bisect says (an
+        # acknowledgement of a broadcast's reader spans many records, and counting its
+        # thousands of entries one by one was a sixth of the server's time)
+        at = start
+        while at < end:
+            first = recs[at]
+            past = bisect.bisect_right(recs, first, at, end)
+            self._passed(first, past - at)
+            at = past
         if end == len(box.seqs):
             del self.boxes[recipient]       # an idle user holds no box
         elif end > 64 and end * 2 > len(box.seqs):
