@@ -379,7 +379,7 @@ def test_a_sender_of_one_request_a_connection_counts_each_reply_alone():
 
 
 def test_the_meter_counts_messages_only_while_counting_and_reads_their_send_times():
-    meter = bench.Meter()
+    meter = bench.Meter(stamp_reads=1)
     stamped = json.dumps({"type": "message", "text": bench.message_text(bench.STAMP_EVERY)})
     meter([stamped.encode()])
     assert (meter.total, meter.deliveries) == (1, 0)
@@ -394,8 +394,19 @@ def test_the_meter_counts_messages_only_while_counting_and_reads_their_send_time
     assert all(0 <= latency < 60_000 for latency in meter.latencies_ms)
 
 
+def test_the_meter_counts_every_read_and_reads_the_send_times_of_one_in_stamp_reads():
+    meter = bench.Meter(stamp_reads=3)
+    meter.counting = True
+    stamped = json.dumps({"type": "message", "text": bench.message_text(bench.STAMP_EVERY),
+                          "seq": 1}).encode()
+    for _ in range(7):
+        meter([stamped, stamped])
+    assert (meter.deliveries, len(meter.latencies_ms)) == (14, 4)     # reads 3 and 6
+    assert bench.Meter().stamp_reads == bench.STAMP_READS > 1
+
+
 def test_a_receivers_read_of_deliveries_only_is_counted_and_acknowledged_as_one_chunk():
-    meter = bench.Meter()
+    meter = bench.Meter(stamp_reads=1)
     meter.counting = True
     stamped = json.dumps({"type": "broadcast", "from": "a",
                           "text": bench.message_text(bench.STAMP_EVERY), "seq": 8},
