@@ -240,7 +240,11 @@ class Deliveries:
             win.sent = win.sent_sizes = ()      # all acknowledged: the lists go
             win.sent_bytes = 0
         else:
-            win.sent_bytes -= sum(win.sent_sizes[:done])
+            # (the shorter side summed: what is left, when less is left than was acknowledged)
+            if done * 2 > len(win.sent):
+                win.sent_bytes = sum(win.sent_sizes[done:])
+            else:
+                win.sent_bytes -= sum(win.sent_sizes[:done])
             del win.sent[:done], win.sent_sizes[:done]
         return True
 

@@ -248,7 +248,10 @@ class LogIndex:
         if end == start:
             return
         self.deliveries -= end - start
-        box.bytes -= sum(box.sizes[start:end])
+        if (end - start) * 2 > len(box.sizes) - start:
+            box.bytes = sum(box.sizes[end:])    # (the shorter side summed: what is left)
+        else:
+            box.bytes -= sum(box.sizes[start:end])
         recs = box.recs
         # records are in order in a box: each record's stretch ends where a bisect says (an
         # acknowledgement of a broadcast's reader spans many records, and counting its

@@ -78,3 +78,51 @@ def test_a_top_up_sends_and_leaves_what_one_message_at_a_time_would():
         assert [f["seq"] for f in win.backlog] == [f["seq"] for f in expected_win.backlog]
         assert (win.backlog_bytes, win.complete) == (expected_win.backlog_bytes,
                                                      expected_win.complete)
+
+
+class _Target:
+    """A session as the windows see it."""
+
+    def __init__(self):
+        self.window, self.acked = None, 0
+
+
+class _Acks:
+    """The store as an acknowledgement reaches it."""
+
+    def acknowledge(self, user, seq):
+        pass
+
+
+def test_a_windows_bytes_are_the_sum_of_what_it_has_sent_and_not_had_acknowledged():
+    """However offers (alone and in runs) and acknowledgements (of a few, of most, of all)
+    come, sent_bytes is the bytes of the messages sent and not yet acknowledged."""
+    rng = random.Random(5)
+    deliveries = Deliveries(_Acks(), 64, 10**6, 1.0, 30.0)
+    targets = [_Target() for _ in range(3)]
+    seq, sizes = 0, {}
+    for _ in range(3000):
+        if rng.random() < 0.6:
+            run = []
+            for _ in range(rng.choice([1, 1, 5, 40])):
+                seq += 1
+                frame = protocol.Numbered({"type": "message", "seq": seq})
+                frame.wire = _line(seq, rng.randrange(0, 60))
+                sizes[seq] = len(frame.wire)
+                run.append(frame)
+            if len(run) == 1:
+                deliveries.offer_each(targets, run[0])
+            else:
+                deliveries.offer_run(targets, run)
+        else:
+            target = rng.choice(targets)
+            win = target.window
+            if win is not None and win.sent:
+                upto = rng.choice([win.sent[0], win.sent[len(win.sent) // 2], win.sent[-1],
+                                   win.sent[-1] - 1])
+                deliveries.acknowledge("user", win, upto)
+        for target in targets:
+            win = target.window
+            if win is not None:
+                assert win.sent_bytes == sum(sizes[sent] for sent in win.sent)
+                assert list(win.sent_sizes) == [sizes[sent] for sent in win.sent]
