@@ -640,7 +640,10 @@ class ChatServer(Reach):
                 deliveries += self._keep_and_deliver(fits, message, head)
         if mid is not None:
             self._store.senders.taken(sender, *mid, reply, now)
-        return [_answer(request.conn, frame_id, reply, durable=True), *deliveries]
+        answer = _answer(request.conn, frame_id, reply, durable=True)
+        if type(frame_id) is int and not full:      # (the usual reply: its line from a template)
+            answer.line = protocol.OK_SKIPPED_LINE % (skipped, frame_id)
+        return [answer, *deliveries]
 
     def _taken_before(self, sender, mid, conn, frame_id):
         """A message whose number (`mid`: client id, number) its client had taken already is

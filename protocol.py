@@ -117,6 +117,7 @@ def chat_head(kind, sender, text, notice=False, offline=False):
 
 OK_STORED_LINES = {False: b'{"type":"ok","stored":false,"id":%d}\n',
                    True: b'{"type":"ok","stored":true,"id":%d}\n'}  # % a whole-number id
+OK_SKIPPED_LINE = b'{"type":"ok","skipped":%d,"id":%d}\n'     # a broadcast's, % (skipped, id)
 _OK_STORED_TEXT = {False: '{"type":"ok","stored":false,"id":%s}\n',
                    True: '{"type":"ok","stored":true,"id":%s}\n'}
 _OK_STORED_KEYS = ("type", "stored", "id")

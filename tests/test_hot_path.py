@@ -37,7 +37,8 @@ PING_PONG_TOGETHER_CALLS_MAX = 91   # the same, with the ack read in the pass of
                                 # message (as bench.py's ping-pong sends them): one pass's fixed
                                 # costs per round trip (88.0 now)
 BROADCAST_CALLS_MAX = 2         # per delivery of a broadcast to 40 users, the request's own
-                                # calls shared out (1.03 now, 1.15 before runs; 4.52 before a
+                                # calls shared out (1.00 now, its reply from a template; 1.03
+                                # before, 1.15 before runs; 4.52 before a
                                 # message's staying recipients were one DeliverEach, queued
                                 # with no call each)
 LOGIN_CALLS_MAX = 137           # per staying login and logout, 4 at a time, with its connection
