@@ -1,11 +1,12 @@
 """The server's CPU per direct message on staying connections, measured inside one process:
-python3 tests/measure_direct.py [direct|direct-mid|fanin] [MESSAGES] [ROUNDS]
+python3 tests/measure_direct.py [direct|direct-mid|fanin|broadcast] [MESSAGES] [ROUNDS]
 
 Builds the server as server.py does (its store on disk, its log to a file, its own secrets, the
 rate limits off as bench.py sets them) on a real reactor, and plays bench.py's scenario against
 it from plain sockets in the same process: direct, 16 senders each keeping 256 messages in
 flight to a receiver of its own (direct-mid: each message with a mid, as client.py sends);
-fanin, 32 senders keeping 32 each in flight to one receiver. Receivers acknowledge the highest
+fanin, 32 senders keeping 32 each in flight to one receiver; broadcast, one sender keeping
+1,024 broadcasts in flight to 100 receivers (per delivery, then). Receivers acknowledge the highest
 number of each read. Only the server's passes are timed, as the thread's user and system CPU
 (getrusage) around each, so the clients' own work is left out and the figure moves less than
 bench.py's on a busy machine. Prints the median of ROUNDS runs in microseconds per message;
@@ -24,8 +25,10 @@ from measure_server import Server, numbered_accounts               # noqa: E402
 
 PAD = "x" * 32                      # the text of each message (bench.py's pad is as short)
 SEQ = re.compile(rb'"seq":(\d+)\}')
+FULL = re.compile(rb'"full":(\d+)')
 SCENARIOS = {"direct": (16, 16, 256, False), "direct-mid": (16, 16, 256, True),
-             "fanin": (32, 1, 32, False)}   # senders, receivers, in flight, with a mid
+             "fanin": (32, 1, 32, False),
+             "broadcast": (1, 100, 1024, False)}   # senders, receivers, in flight, with a mid
 
 
 class Client:
@@ -62,7 +65,7 @@ class Client:
 
 
 def play(server, scenario, messages, first_account):
-    """One run -> server CPU seconds per message."""
+    """One run -> server CPU seconds per message (per delivery, for broadcast)."""
     senders_count, receivers_count, in_flight, mid = SCENARIOS[scenario]
     receivers = [Client(server.port, first_account + n) for n in range(receivers_count)]
     senders = [Client(server.port, first_account + receivers_count + n)
@@ -76,10 +79,14 @@ def play(server, scenario, messages, first_account):
     for n, sender in enumerate(senders):
         to = receivers[n % receivers_count].name
         head = f'{{"type":"message","token":"{sender.token}","to":"{to}","text":"{PAD}"'
+        if scenario == "broadcast":
+            head = f'{{"type":"broadcast","token":"{sender.token}","text":"{PAD}"'
         requests.append((sender, head))
     quota = messages // senders_count      # each sender's share
+    fan_out = receivers_count if scenario == "broadcast" else 1
+    expected = quota * senders_count * fan_out
     delivered, cpu_s = 0, 0.0
-    while delivered < quota * senders_count:
+    while delivered < expected:
         for sender, head in requests:
             room = min(in_flight - (sender.sent - sender.answered), quota - sender.sent)
             if room > 0:
@@ -89,13 +96,20 @@ def play(server, scenario, messages, first_account):
                 sender.sent += room
         cpu_s += server.pass_once()
         for sender, _ in requests:
-            sender.answered += sum(line.startswith(b'{"type":"ok"') for line in sender.read())
+            for line in sender.read():
+                if line.startswith(b'{"type":"ok"'):
+                    sender.answered += 1
+                    # a broadcast's recipients with too much waiting already do not get it
+                    expected -= int(FULL.search(line).group(1)) if b'"full"' in line else 0
         for receiver in receivers:
             seqs = [int(found.group(1)) for line in receiver.read()
                     if (found := SEQ.search(line))]
             if seqs:
                 delivered += len(seqs)
                 receiver.send(b'{"type":"ack","seq":%d}\n' % max(seqs))
+    for client in everyone:     # logged out: a session left detached would be broadcast to
+        client.send(b'{"type":"logout","token":"%s"}\n' % client.token.encode())
+    server.pass_once()
     for client in everyone:
         client.sock.close()
     return cpu_s / delivered
@@ -108,9 +122,9 @@ def main():
     per_message_us = []
     for _ in range(rounds):
         with tempfile.TemporaryDirectory() as workdir:
-            server = Server(workdir, numbered_accounts(100), connections=200)
+            server = Server(workdir, numbered_accounts(300), connections=400)
             play(server, scenario, 2000, 0)                 # warm up
-            per_message_us.append(play(server, scenario, messages, 50) * 1e6)
+            per_message_us.append(play(server, scenario, messages, 150) * 1e6)
             server.reactor.close_all()
             server.log_file.close()
     print(f"{scenario}: {statistics.median(per_message_us):.2f} us of server CPU per message "

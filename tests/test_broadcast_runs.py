@@ -140,6 +140,11 @@ def test_reads_of_many_requests_send_every_client_what_each_request_alone_would(
         for user in USERS:
             assert (pair.alone._store.waiting(user)
                     == pair.together._store.waiting(user)), (seed, user)
+            # and the box's bytes, which the windows' acknowledgements keep, are its lines'
+            for core in (pair.alone, pair.together):
+                waiting = core._store.waiting(user)
+                assert core._store.box(user) == (len(waiting), sum(
+                    len(line) for _, line in waiting)), (seed, user)
 
 
 def _core_reading():
