@@ -367,12 +367,19 @@ class _Call:
     """One short connection: connect, send `payload`, read until the server closes first."""
 
     __slots__ = ("loop", "sock", "payload", "chunks", "on_replies")
+    out_of_descriptors = 0      # calls the generator could not make: its own descriptors ran
+                                # out (10,000 short users' inboxes, and the deliveries to them)
 
     def __init__(self, loop, address, payload, on_replies):
         self.loop, self.payload, self.on_replies, self.chunks = loop, payload, on_replies, []
         # non-blocking from the start (no ioctl), and Nagle left on: the payload is one send
         # on a fresh connection, which Nagle never holds back
-        self.sock = sock = socket.socket(socket.AF_INET, NONBLOCKING_STREAM)
+        try:
+            self.sock = sock = socket.socket(socket.AF_INET, NONBLOCKING_STREAM)
+        except OSError:         # (EMFILE) the call fails, counted, and the run goes on
+            _Call.out_of_descriptors += 1
+            loop.call_at(0, lambda: on_replies(None))
+            return
         if NONBLOCKING_STREAM == socket.SOCK_STREAM:
             sock.setblocking(False)                      # (no SOCK_NONBLOCK here)
         err = sock.connect_ex(address)
@@ -1447,6 +1454,7 @@ def scenario_idle(ctx, users):
         loop.call_at(due_at, lambda: heartbeat(session, due_at))
 
     rss_before_kb = ctx.server.rss_kb()
+    out_of_descriptors = _Call.out_of_descriptors
     started_at = clock()
     logged = log_in_all(loop, sessions, plan.idle_login_concurrency,
                         started_at + plan.idle_login_budget_s, on_login=arm_beat)
@@ -1462,6 +1470,9 @@ def scenario_idle(ctx, users):
         per_user = _rounded((rss_after_kb - rss_before_kb) / len(logged), 2)
     return {"users_online": online, "all_logged_in": len(logged) == users,
             "false_timeouts": len(timed_out), "rss_per_user_kb": per_user,
+            # (a heartbeat the generator could not send may end its session: a false time-out
+            # that is the generator's, not the server's)
+            "generator_out_of_descriptors": _Call.out_of_descriptors - out_of_descriptors,
             "rss_before_kb": rss_before_kb, "rss_after_kb": rss_after_kb,
             "login_phase_s": _rounded(login_s, 2),
             "heartbeats_per_s": _rounded((beats["sent"] - beats_before) / used["elapsed_s"], 1),

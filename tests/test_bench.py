@@ -4,6 +4,7 @@ Nothing here asserts on speed: a benchmark is never a timed test. The runs check
 scenario completes, that its JSON line is well formed, and that what it counts is consistent
 (messages delivered, every acknowledged offline message kept, no false time-out).
 """
+import errno
 import json
 import os
 import socket
@@ -658,3 +659,17 @@ def test_the_trivial_server_answers_a_line_as_it_accepts_and_waits_for_one_in_pa
         for client in clients:
             client.close()
         server.close()
+
+
+def test_a_call_the_generator_has_no_descriptor_for_fails_counted_and_the_run_goes_on(
+        monkeypatch):
+    def no_descriptors(*args):
+        raise OSError(errno.EMFILE, "Too many open files")
+    loop = bench.Loop()
+    before = bench._Call.out_of_descriptors
+    monkeypatch.setattr(bench.socket, "socket", no_descriptors)
+    replies = []
+    bench._Call(loop, ("127.0.0.1", 9), b'{"type":"heartbeat"}\n', replies.append)
+    assert replies == []                            # never called back from inside the call
+    assert loop.run_until(lambda: replies == [None], bench.clock() + RUN_LIMIT_S)
+    assert bench._Call.out_of_descriptors == before + 1
