@@ -1,4 +1,5 @@
-"""Giving the C heap's free pages back to the system, a few seconds after a burst.
+"""The server's heap: its free pages given back to the system a few seconds after a burst, and
+the cycle collector settled before serving (settle_collector, at the end).
 
 A burst of logins leaves the C allocator (glibc's malloc) with free memory scattered among
 the blocks that live on: the burst's frames, replies and buffers came and went between them.

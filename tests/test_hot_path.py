@@ -38,9 +38,8 @@ PING_PONG_TOGETHER_CALLS_MAX = 91   # the same, with the ack read in the pass of
                                 # costs per round trip (88.0 now)
 BROADCAST_CALLS_MAX = 2         # per delivery of a broadcast to 40 users, the request's own
                                 # calls shared out (1.00 now, its reply from a template; 1.03
-                                # before, 1.15 before runs; 4.52 before a
-                                # message's staying recipients were one DeliverEach, queued
-                                # with no call each)
+                                # before, 1.15 before runs; 4.52 before a message's staying
+                                # recipients were one DeliverEach, queued with no call each)
 LOGIN_CALLS_MAX = 137           # per staying login and logout, 4 at a time, with its connection
                                 # (accepted, closed by the client after the logout): 133.9 now,
                                 # the index's boxes read without a call while no run waits
