@@ -121,13 +121,18 @@ OK_SKIPPED_LINE = b'{"type":"ok","skipped":%d,"id":%d}\n'     # a broadcast's, %
 _OK_STORED_TEXT = {False: '{"type":"ok","stored":false,"id":%s}\n',
                    True: '{"type":"ok","stored":true,"id":%s}\n'}
 _OK_STORED_KEYS = ("type", "stored", "id")
+_OK_KEYS = ("type", "id")
+_OK_LINE = b'{"type":"ok","id":%d}\n'          # a heartbeat's, a logout's, a block's
 
 
 def reply_line(frame):
-    """A reply (dict) -> its line (bytes, newline included), as encode gives it. The reply to
-    a message, {"type": "ok", "stored": bool, "id": int or str} in that order, comes from a
-    template (OK_STORED_LINES, which the core also uses itself); any other frame from the
-    encoder."""
+    """A reply (dict) -> its line (bytes, newline included), as encode gives it. Two shapes,
+    keys in this order, come from templates: a plain yes, {"type": "ok", "id": int}, and the
+    reply to a message, {"type": "ok", "stored": bool, "id": int or str} (OK_STORED_LINES,
+    which the core also uses itself); any other frame from the encoder."""
+    if len(frame) == 2 and tuple(frame) == _OK_KEYS and frame["type"] == "ok" and type(
+            frame["id"]) is int:
+        return _OK_LINE % frame["id"]
     if len(frame) == 3 and tuple(frame) == _OK_STORED_KEYS and frame["type"] == "ok":
         stored, frame_id = frame["stored"], frame["id"]
         if type(stored) is bool:

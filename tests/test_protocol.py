@@ -162,7 +162,9 @@ def test_a_reply_from_its_template_is_what_the_encoder_writes(frame_id, stored):
               {"type": "ok", "id": frame_id, "stored": stored},         # another order
               {"type": "error", "stored": stored, "id": frame_id},
               {"type": "ok", "stored": stored},
-              {"type": "ok", "stored": stored, "id": frame_id, "x": 1}]
+              {"type": "ok", "stored": stored, "id": frame_id, "x": 1},
+              {"type": "ok", "id": frame_id}, {"id": frame_id, "type": "ok"},
+              {"type": "error", "id": frame_id}]
     for frame in shapes:
         assert protocol.reply_line(frame) == protocol.encode(frame) == (json.dumps(
             frame, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
