@@ -76,7 +76,8 @@ class Reply:
     """Send `frame` as the answer on connection `conn`. A `durable` reply says yes to
     something the store keeps: it goes out only once that is committed, and becomes an
     `unavailable` error if the commit fails. `line`, when the core has it from a template
-    (a message's reply), is the frame's line already: the glue sends it as it is."""
+    (the usual reply to a message or a broadcast), is the frame's line already: the glue
+    sends it as it is, unless the commit failed."""
     conn: int
     frame: dict
     durable: bool = False
