@@ -37,22 +37,26 @@ class Pane:
     def type(self, text):
         self._tmux("send-keys", "-t", "t", "-l", text)
 
-    def rows(self):
-        return self._tmux("capture-pane", "-p", "-t", "t").split("\n")
-
-    def cursor(self):
-        x, y = self._tmux("display-message", "-p", "-t", "t", "#{cursor_x} #{cursor_y}").split()
-        return int(y), int(x)
+    def screen(self):
+        """-> (rows, (cursor row, cursor column)), both read by one tmux command, so that no
+        write of the client's can fall between them."""
+        out = self._tmux("capture-pane", "-p", "-t", "t", ";",
+                         "display-message", "-p", "-t", "t", "#{cursor_y} #{cursor_x}")
+        *rows, place, _ = out.split("\n")
+        y, x = place.split()
+        return rows, (int(y), int(x))
 
     def wait(self, check, timeout_s=WAIT_S):
-        """Poll the pane until check(rows) is true; fail with the pane's rows if it never is."""
+        """Poll the pane until check(rows, cursor) is true -> (rows, cursor); fail with the
+        pane's rows if it never is."""
         end = time.monotonic() + timeout_s
         while True:
-            rows = self.rows()
-            if check(rows):
-                return rows
+            rows, cursor = self.screen()
+            if check(rows, cursor):
+                return rows, cursor
             if time.monotonic() > end:
-                raise AssertionError("the pane never showed it:\n" + "\n".join(rows))
+                raise AssertionError(f"the pane never showed it (cursor at {cursor}):\n"
+                                     + "\n".join(rows))
             select.select([], [], [], 0.05)     # a bounded poll, not a sleep
 
     def close(self):
@@ -74,46 +78,47 @@ def test_a_long_line_survives_a_message_and_backspaces_and_the_outage_shows_belo
     client = [sys.executable, os.path.join(ROOT, "client.py"), "127.0.0.1", str(port)]
     pane = Pane(tmp_path, ["cd", ROOT, "&&", *client])
     try:
-        pane.wait(lambda rows: "Please enter username:" in rows)
+        pane.wait(lambda rows, _: "Please enter username:" in rows)
         pane.type("columbia")
         pane.keys("Enter")
-        pane.wait(lambda rows: "Please enter password:" in rows)
+        pane.wait(lambda rows, _: "Please enter password:" in rows)
         pane.type("116bway")
         pane.keys("Enter")
-        pane.wait(lambda rows: "You have successfully logged in." in rows)
+        pane.wait(lambda rows, _: "You have successfully logged in." in rows)
         typed = "message seas " + "".join(chr(ord("a") + n % 26) for n in range(77))
         pane.type(typed)
-        pane.wait(lambda rows: typed[80:] in rows)
+        pane.wait(lambda rows, _: typed[80:] in rows)
         code, _, _ = run_file_client(port, "seas\nsummerisover\nbroadcast lunch?\n",
                                      tmp_path)
         assert code == 0
-        rows = pane.wait(lambda rows: "seas (to everyone): lunch?" in rows)
+        pane.wait(lambda rows, _: "seas (to everyone): lunch?" in rows)
         pane.keys(*["BSpace"] * 5)
-        rows = pane.wait(lambda rows: typed[80:85] in rows)
+        rows, cursor = pane.wait(lambda rows, _: typed[80:85] in rows)
         first = _index(rows, typed[:80])
-        assert rows[first + 1] == typed[80:85] and pane.cursor() == (first + 1, 5)
+        assert rows[first + 1] == typed[80:85] and cursor == (first + 1, 5)
         assert not any(row.startswith("message seas") for row in rows[:first])   # no copies
         assert all(row == "" for row in rows[first + 2:])
         assert rows[first - 1] == "seas has logged out."
 
         _stop(proc)
         pane.keys("Enter")
-        # both: the line above the input and the status below it (a capture of the pane may
-        # fall between the two draws; CI once caught the status alone)
-        rows = pane.wait(lambda rows: any(r.startswith("Server unreachable") for r in rows)
-                         and any(r.startswith("Cannot reach the server") for r in rows))
+        # The client draws the status line, then each line above the input in a write of its
+        # own ("Cannot reach", "Waiting to be sent", "Your message is kept"): wait for the last.
+        rows, cursor = pane.wait(lambda rows, _: any(r.startswith("Server unreachable")
+                                                     for r in rows)
+                                 and any(r.startswith("Your message is kept") for r in rows))
         said = [row for row in rows if row.startswith("Cannot reach the server")]
         assert said == [f"Cannot reach the server at 127.0.0.1:{port} (refused)."], rows
         status = next(i for i, row in enumerate(rows) if row.startswith("Server unreachable"))
-        assert rows[status - 1] == "" and pane.cursor() == (status - 1, 0)   # the empty input
+        assert rows[status - 1] == "" and cursor == (status - 1, 0), rows   # the empty input
         assert all(row == "" for row in rows[status + 1:])
         pane.type("half typed")
 
         proc, _ = start_server(tmp_path, port)          # back, on the same port
-        rows = pane.wait(lambda rows: "The server is back." in rows)
+        rows, cursor = pane.wait(lambda rows, _: "The server is back." in rows)
         assert not any(row.startswith("Server unreachable") for row in rows)
         assert len([row for row in rows if row.startswith("Cannot reach")]) == 1   # said once
-        assert rows[pane.cursor()[0]] == "half typed" and pane.cursor()[1] == 10
+        assert rows[cursor[0]] == "half typed" and cursor[1] == 10, rows
     finally:
         pane.close()
         _stop(proc)
