@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The load generator behind `make bench` (issue 7): bounded scenarios against the real server.
 
-bench.py starts server.py (or, for the ceiling, a trivial accept-read-reply-close server) as a
+bench.py starts server.py (or, for the ceiling, a trivial accept-read-reply-close server, and
+for the floor, floor_server.py: the staying design's steps with no chat rules) as a
 process of its own pinned to one core, pins itself to the other, and drives the server from one
 thread with non-blocking sockets and epoll. Every scenario is bounded in count and in time.
 It prints a table of medians and appends one JSON line per scenario to bench-results.jsonl.
@@ -11,7 +12,8 @@ sessions have `login(on_done)` and `call(requests, on_replies)`. ShortModel is t
 one connection per call, deliveries by connecting to the user's listening port. StayModel is the
 persistent session (PROTOCOL.md "Staying connected"): one connection per user carries requests
 with ids, their replies, and the deliveries, which the generator acknowledges cumulatively.
-`--model both` (the default) runs every scenario in each model; the ceiling is measured once.
+`--model both` (the default) runs every scenario in each model; the ceiling is measured once,
+and the floor (`floor-*` scenarios) in the staying model only, which is the one it speaks.
 """
 import argparse
 import errno
@@ -256,18 +258,20 @@ def _short(value):
 
 
 def table_rows(results):
-    """Result records -> rows of text: scenario, figure, median, x ceiling, target, x target."""
-    rows = [("scenario", "figure", "median", "x ceiling", "target", "x target")]
+    """Result records -> rows of text: scenario, figure, median, x ceiling, x floor, target,
+    x target."""
+    rows = [("scenario", "figure", "median", "x ceiling", "x floor", "target", "x target")]
     for record in results:
         for figure, value in record["figures"].items():
             if figure in QUIET_FIGURES:
                 continue
             extras = record["ratios"].get(figure, {})
-            ceiling = extras.get("vs_ceiling")
+            ceiling, floor = extras.get("vs_ceiling"), extras.get("vs_floor")
             target = extras.get("target")
             shown_target = f"{target} {'met' if extras['met'] else 'not met'}" if target else ""
             rows.append((record["scenario"], figure, _short(value),
                          "" if ceiling is None else f"{ceiling:.3g}",
+                         "" if floor is None else f"{floor:.3g}",
                          shown_target,
                          "" if extras.get("vs_target") is None else f"{extras['vs_target']:.3g}"))
     return rows
@@ -1484,7 +1488,7 @@ class Scenario:
     """A named scenario: which server it needs, and the function running one round."""
     name: str
     run: object
-    server: str = "chat"             # "chat" or "trivial"
+    server: str = "chat"             # "chat", "trivial" (the ceiling) or "floor"
     server_timeout_s: float = None   # the chat server's --timeout, when the scenario needs one
     server_args: tuple = ()          # more options for the chat server
 
@@ -1492,6 +1496,13 @@ class Scenario:
 def scenarios(plan):
     """Every scenario, in the order `make bench` runs them."""
     listed = [Scenario("ceiling", scenario_ceiling, server="trivial"),
+              # the staying design's floor (floor_server.py), before the scenarios it measures
+              *(Scenario(f"floor-{name}", run, server="floor",
+                         server_args=("--sync", "normal") if "normal" in name else ())
+                for name, run in (
+                  ("login", scenario_login), ("pingpong", scenario_pingpong),
+                  ("pingpong-sync-normal", scenario_pingpong), ("direct", scenario_direct), ("broadcast", scenario_broadcast),
+                  ("fanin", scenario_fanin))),
               Scenario("login", scenario_login),
               Scenario("pingpong", scenario_pingpong),
               # what a disk sync per message costs: the server may lose the last messages in a
@@ -1535,6 +1546,7 @@ class Bench:
         self.credentials = os.path.join(workdir, "credentials.txt")
         write_credentials(self.credentials, max((*plan.idle_sizes, plan.logins, 200)))
         self.ceiling = None
+        self.floors = {}            # a scenario's name -> its floor's figures (staying model)
         self.profiles = []
 
     def start_server(self, scenario, round_no):
@@ -1544,6 +1556,10 @@ class Bench:
         server_cores = self.cores[0] if self.cores else None
         if scenario.server == "trivial":
             argv = [sys.executable, os.path.abspath(__file__), "--serve-trivial"]
+            return ServerProcess(argv, log_path, server_cores), data_dir
+        if scenario.server == "floor":
+            argv = [sys.executable, os.path.join(HERE, "floor_server.py"), "--data-dir",
+                    data_dir, "--credentials", self.credentials, *scenario.server_args]
             return ServerProcess(argv, log_path, server_cores), data_dir
         if self.args.port:
             return ExternalServer(self.args.port, self.args.server_pid), data_dir
@@ -1589,6 +1605,8 @@ class Bench:
         figures = median_figures(rounds)
         if scenario.name == "ceiling":
             self.ceiling = figures.get("conns_per_s")
+        if scenario.server == "floor":
+            self.floors[scenario.name.split("-", 1)[1]] = figures
         return {"scenario": scenario.name, "model": model_class.name, "rounds": len(rounds),
                 "figures": figures,
                 "ratios": self.ratios(scenario.name, figures, model_class.name),
@@ -1598,13 +1616,18 @@ class Bench:
                 "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
     def ratios(self, scenario, figures, model):
-        """Per figure: ratio to the short model's ceiling (rates) and to its target."""
+        """Per figure: ratio to the short model's ceiling (rates), to the floor's figure in
+        the same scenario (a staying rate or p50), and to its target."""
         ratios = {}
+        floor = self.floors.get(scenario) if model == "stay" else None
         for figure, value in figures.items():
             extras = {}
             is_rate = figure.endswith("_per_s") and scenario != "ceiling"
             if is_rate and self.ceiling and isinstance(value, (int, float)):
                 extras["vs_ceiling"] = _rounded(value / self.ceiling)
+            floor_value = floor.get(figure) if floor and (is_rate or figure == "p50_ms") else None
+            if floor_value and isinstance(value, (int, float)):
+                extras["vs_floor"] = _rounded(value / floor_value)
             target = target_ratio(scenario, figure, value, model)
             if target:
                 extras["target"], ratio, extras["met"] = target
@@ -1704,6 +1727,8 @@ def main(argv=None):
             for scenario in to_run:
                 if scenario.server == "trivial" and bench.ceiling is not None:
                     continue    # the ceiling is the machine's, not a model's: measured once
+                if scenario.server == "floor" and model_class.name != "stay":
+                    continue    # the floor speaks the staying model only
                 record = bench.run(scenario, model_class)
                 results.append(record)
                 with open(args.output, "a", encoding="utf-8") as out:

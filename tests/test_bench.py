@@ -142,7 +142,14 @@ def test_idle_names_every_idle_size_and_others_match_exactly():
     assert [s.name for s in picked] == ["login", "idle-1000", "idle-10000"]
     assert all(s.server_timeout_s == plan.idle_timeout_s for s in picked[1:])
     assert [s.name for s in bench.chosen(bench.scenarios(plan), ["idle-1000"])] == ["idle-1000"]
-    assert len(bench.chosen(bench.scenarios(plan), [])) == 12
+    assert len(bench.chosen(bench.scenarios(plan), [])) == 18
+    # "floor" names the floor's scenarios, each run on floor_server.py (the sync normal one so)
+    floors = bench.chosen(bench.scenarios(plan), ["floor"])
+    assert [s.name for s in floors] == ["floor-login", "floor-pingpong",
+                                        "floor-pingpong-sync-normal", "floor-direct",
+                                        "floor-broadcast", "floor-fanin"]
+    assert {s.server for s in floors} == {"floor"}
+    assert [s.server_args for s in floors if s.server_args] == [("--sync", "normal")]
 
 
 def test_overrides_keep_each_fields_type():
@@ -213,13 +220,14 @@ def test_the_table_aligns_columns_and_leaves_out_bookkeeping():
     record = {"scenario": "direct",
               "figures": {"deliveries_per_s": 15000.0, "samples": 9, "durable": True,
                           "p99_ms": None},
-              "ratios": {"deliveries_per_s": {"vs_ceiling": 0.4, "target": "≥ 900k",
-                                              "vs_target": 0.0167, "met": False}}}
+              "ratios": {"deliveries_per_s": {"vs_ceiling": 0.4, "vs_floor": 0.52,
+                                              "target": "≥ 900k", "vs_target": 0.0167,
+                                              "met": False}}}
     lines = bench.format_table(bench.table_rows([record])).splitlines()
-    assert lines[0].split() == ["scenario", "figure", "median", "x", "ceiling", "target", "x",
-                                "target"]
-    assert lines[1].split() == ["direct", "deliveries_per_s", "15k", "0.4", "≥", "900k", "not",
-                                "met", "0.0167"]
+    assert lines[0].split() == ["scenario", "figure", "median", "x", "ceiling", "x", "floor",
+                                "target", "x", "target"]
+    assert lines[1].split() == ["direct", "deliveries_per_s", "15k", "0.4", "0.52", "≥", "900k",
+                                "not", "met", "0.0167"]
     assert lines[2].split() == ["direct", "durable", "yes"]
     assert lines[3].split() == ["direct", "p99_ms", "-"]
     assert len(lines) == 4
@@ -445,20 +453,28 @@ def test_the_highest_seq_is_the_last_numbered_line_of_a_read():
 def test_quick_stay_model_scenarios_complete_with_consistent_counts(tmp_path):
     out = tmp_path / "results.jsonl"
     argv = ["--quick", "--no-pin", "--model", "stay", "--output", str(out)]
-    for name in ["login", "pingpong", "broadcast", "fanin", "offline", "idle"]:
+    for name in ["floor", "login", "pingpong", "broadcast", "fanin", "offline", "idle"]:
         argv += ["--scenario", name]
     assert bench.main(argv) == 0
     records = {record["scenario"]: record for record in _records(out)}
     for name, record in records.items():
         _check_record(record, name, model="stay")
     plan = bench.QUICK_PLAN
-    assert records["login"]["figures"]["errors"] == 0
-    assert records["login"]["figures"]["samples"] == plan.logins
-    pingpong = records["pingpong"]["figures"]
-    assert pingpong["samples"] == pingpong["sent"] == pingpong["received"] == plan.pingpong_count
-    for name in ("broadcast", "fanin"):
-        assert records[name]["figures"]["deliveries_per_s"] > 0
-        assert records[name]["figures"]["errors"] == 0
+    for prefix in ("", "floor-"):      # the chat server, and the floor under the same load
+        assert records[prefix + "login"]["figures"]["errors"] == 0
+        assert records[prefix + "login"]["figures"]["samples"] == plan.logins
+        pingpong = records[prefix + "pingpong"]["figures"]
+        assert (pingpong["samples"] == pingpong["sent"] == pingpong["received"]
+                == plan.pingpong_count)
+        for name in ("broadcast", "fanin"):
+            assert records[prefix + name]["figures"]["deliveries_per_s"] > 0
+            assert records[prefix + name]["figures"]["errors"] == 0
+    # each staying figure against its floor's, measured earlier in the same run
+    for name, figure in (("login", "logins_per_s"), ("pingpong", "p50_ms"),
+                         ("broadcast", "deliveries_per_s"), ("fanin", "deliveries_per_s")):
+        ratio = records[name]["ratios"][figure]["vs_floor"]
+        floor = records["floor-" + name]["figures"][figure]
+        assert ratio == bench._rounded(records[name]["figures"][figure] / floor)
     offline = records["offline"]["figures"]
     assert offline["acked"] > 0 and offline["durable"] is True
     idle = records["idle-12"]["figures"]
