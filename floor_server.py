@@ -6,7 +6,7 @@ in a committed record before the yes and the deliveries leave. It does the desig
 nothing else, each as one line of Python where the language allows:
 
 - a read of up to the reactor's READ_CHUNK_BYTES per peer per pass, split into lines;
-- each line decoded by the json module; the session found by its token; the recipient and
+- each line decoded by the json module's C scanner; the session found by its token; the recipient and
   the text checked for their type; a number given; the delivered line made from a template;
 - every message of a pass in one row, with its recipients, in one commit (SQLite in WAL
   mode, as the store's); acknowledgements as cursors, written once a second;
@@ -38,7 +38,7 @@ from reactor import READ_CHUNK_BYTES
 
 CURSORS_EVERY_S = 1.0           # acknowledgements reach the disk at most this often, as the store's
 _string = json.encoder.encode_basestring
-_decode = json.JSONDecoder().decode     # (json.loads of bytes guesses their encoding first)
+_scan = json.JSONDecoder().scan_once   # the C scanner, as protocol.decode's usual case
 _REFUSED = b'{"type":"error","code":"refused"}\n'
 
 
@@ -127,12 +127,15 @@ class FloorServer:
         requests, run = self.requests, self.run
         for line in data[:end].split(b"\n"):
             try:
-                frame = _decode(line.decode())
+                text = line.decode()
+                frame, end = _scan(text, 0)
+                if end != len(text):
+                    raise ValueError("not one JSON value")
                 kind = frame["type"]
                 if run and kind != "broadcast":
                     self._end_run(peer)
                 requests[kind](peer, frame)
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, StopIteration):
                 peer.out += _REFUSED
         if run:
             self._end_run(peer)
