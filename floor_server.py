@@ -6,8 +6,9 @@ in a committed record before the yes and the deliveries leave. It does the desig
 nothing else, each as one line of Python where the language allows:
 
 - a read of up to the reactor's READ_CHUNK_BYTES per peer per pass, split into lines;
-- each line decoded by the json module's C scanner; the session found by its token; the recipient and
-  the text checked for their type; a number given; the delivered line made from a template;
+- each line decoded by the json module's C scanner; the session found by its token; the
+  recipient and the text checked for their type; a number given; the delivered line made
+  from a template;
 - every message of a pass in one row, with its recipients, in one commit (SQLite in WAL
   mode, as the store's); acknowledgements as cursors, written once a second;
 - a delivery is one append to its recipient's buffer, and a read's run of broadcasts one
