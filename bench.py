@@ -1499,10 +1499,10 @@ def scenarios(plan):
               # the staying design's floor (floor_server.py), before the scenarios it measures
               *(Scenario(f"floor-{name}", run, server="floor",
                          server_args=("--sync", "normal") if "normal" in name else ())
-                for name, run in (
-                  ("login", scenario_login), ("pingpong", scenario_pingpong),
-                  ("pingpong-sync-normal", scenario_pingpong), ("direct", scenario_direct), ("broadcast", scenario_broadcast),
-                  ("fanin", scenario_fanin))),
+                for name, run in (("login", scenario_login), ("pingpong", scenario_pingpong),
+                                  ("pingpong-sync-normal", scenario_pingpong),
+                                  ("direct", scenario_direct),
+                                  ("broadcast", scenario_broadcast), ("fanin", scenario_fanin))),
               Scenario("login", scenario_login),
               Scenario("pingpong", scenario_pingpong),
               # what a disk sync per message costs: the server may lose the last messages in a

@@ -37,7 +37,7 @@ import time
 
 from reactor import READ_CHUNK_BYTES
 
-CURSORS_EVERY_S = 1.0           # acknowledgements reach the disk at most this often, as the store's
+CURSORS_EVERY_S = 1.0   # acknowledgements reach the disk at most this often, as the store's
 _string = json.encoder.encode_basestring
 _scan = json.JSONDecoder().scan_once   # the C scanner, as protocol.decode's usual case
 _REFUSED = b'{"type":"error","code":"refused"}\n'

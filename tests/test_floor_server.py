@@ -51,7 +51,8 @@ def test_messages_and_broadcasts_are_kept_then_delivered_and_answered(floor):
     ann, ann_token = _login(floor, "ann", "pw1")
     bob, _ = _login(floor, "bob", "pw2")
     cid, _ = _login(floor, "cid", "pw3")
-    requests = [{"type": "message", "token": ann_token, "to": "bob", "text": "hi \"bob\"", "id": 2},
+    requests = [{"type": "message", "token": ann_token, "to": "bob", "text": 'hi "bob"',
+                 "id": 2},
                 {"type": "broadcast", "token": ann_token, "text": "all", "id": 3},
                 {"type": "broadcast", "token": ann_token, "text": "ears", "id": 4}]
     ann.sendall(b"".join(json.dumps(r).encode() + b"\n" for r in requests))
