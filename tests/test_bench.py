@@ -534,6 +534,35 @@ def test_a_staying_connection_matches_replies_in_order_and_acks_the_highest_seq_
         loop.close_all()
 
 
+def test_what_a_reads_replies_set_off_leaves_in_one_send_after_the_read():
+    loop, line, server_end, _ = _staying_pair()
+    queued_while_reading = []
+
+    def answered(replies, n):
+        # a Sender's way: each reply sends the next request at once
+        line.send(b'{"type":"heartbeat","id":%d}\n' % (n + 3), lambda replies: None)
+        queued_while_reading.append(bytes(line.out))
+    try:
+        for n in (1, 2, 3):
+            line.send(b'{"type":"heartbeat","id":%d}\n' % n,
+                      lambda replies, n=n: answered(replies, n))
+        _sent(loop, line)
+        assert server_end.recv(4096).count(b"\n") == 3
+        server_end.sendall(b'{"type":"ok","id":1}\n{"type":"ok","id":2}\n{"type":"ok","id":3}\n')
+        loop.run_until(lambda: len(queued_while_reading) == 3, bench.clock() + RUN_LIMIT_S)
+        # nothing went while the read's replies were handled: each request waited in `out` ...
+        assert [q.count(b"\n") for q in queued_while_reading] == [1, 2, 3]
+        # ... and all three went when the read was done
+        assert not line.out and not line.reading
+        received = b""
+        while received.count(b"\n") < 3:
+            received += server_end.recv(4096)
+        assert received == b"".join(b'{"type":"heartbeat","id":%d}\n' % n for n in (4, 5, 6))
+    finally:
+        server_end.close()
+        loop.close_all()
+
+
 def test_a_lost_staying_connection_fails_what_waits_and_what_is_sent_after():
     loop, line, server_end, delivered = _staying_pair()
     replies = []
