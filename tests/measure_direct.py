@@ -1,13 +1,17 @@
 """The server's CPU per direct message on staying connections, measured inside one process:
-python3 tests/measure_direct.py [direct|direct-mid|fanin|broadcast] [MESSAGES] [ROUNDS]
+python3 tests/measure_direct.py [direct|direct-mid|fanin|broadcast|pingpong] [MESSAGES] [ROUNDS]
+[--floor] [--sync-normal]
 
 Builds the server as server.py does (its store on disk, its log to a file, its own secrets, the
 rate limits off as bench.py sets them) on a real reactor, and plays bench.py's scenario against
 it from plain sockets in the same process: direct, 16 senders each keeping 256 messages in
 flight to a receiver of its own (direct-mid: each message with a mid, as client.py sends);
 fanin, 32 senders keeping 32 each in flight to one receiver; broadcast, one sender keeping
-1,024 broadcasts in flight to 100 receivers (per delivery, then). Receivers acknowledge the highest
-number of each read. Only the server's passes are timed, as the thread's user and system CPU
+1,024 broadcasts in flight to 100 receivers (per delivery, then); pingpong, one message in
+flight from one user to another, the next sent when its reply and its delivery are in.
+Receivers acknowledge the highest number of each read. With --floor, floor_server.py (bench.py's
+yardstick: the design's steps without the chat's rules) plays the server's part instead; with
+--sync-normal, either commits as `--sync normal` does (no disk sync, whose kernel time counts). Only the server's passes are timed, as the thread's user and system CPU
 (getrusage) around each, so the clients' own work is left out and the figure moves less than
 bench.py's on a busy machine. Prints the median of ROUNDS runs in microseconds per message;
 compare two checkouts by running each in turn, a few times.
@@ -21,14 +25,15 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from measure_server import Server, numbered_accounts               # noqa: E402
+from measure_server import Floor, Server, numbered_accounts        # noqa: E402
 
 PAD = "x" * 32                      # the text of each message (bench.py's pad is as short)
 SEQ = re.compile(rb'"seq":(\d+)\}')
 FULL = re.compile(rb'"full":(\d+)')
 SCENARIOS = {"direct": (16, 16, 256, False), "direct-mid": (16, 16, 256, True),
              "fanin": (32, 1, 32, False),
-             "broadcast": (1, 100, 1024, False)}   # senders, receivers, in flight, with a mid
+             "broadcast": (1, 100, 1024, False),
+             "pingpong": (1, 1, 1, False)}   # senders, receivers, in flight, with a mid
 
 
 class Client:
@@ -116,18 +121,24 @@ def play(server, scenario, messages, first_account):
 
 
 def main():
-    scenario = sys.argv[1] if len(sys.argv) > 1 else "direct"
-    messages = int(sys.argv[2]) if len(sys.argv) > 2 else 100_000
-    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
+    args = [arg for arg in sys.argv[1:] if not arg.startswith("--")]
+    floor = "--floor" in sys.argv[1:]
+    sync = "normal" if "--sync-normal" in sys.argv[1:] else "full"
+    scenario = args[0] if args else "direct"
+    messages = int(args[1]) if len(args) > 1 else 100_000
+    rounds = int(args[2]) if len(args) > 2 else 3
     per_message_us = []
     for _ in range(rounds):
         with tempfile.TemporaryDirectory() as workdir:
-            server = Server(workdir, numbered_accounts(300), connections=400)
+            if floor:
+                server = Floor(workdir, numbered_accounts(300), sync=sync)
+            else:
+                server = Server(workdir, numbered_accounts(300), connections=400, sync=sync)
             play(server, scenario, 2000, 0)                 # warm up
             per_message_us.append(play(server, scenario, messages, 150) * 1e6)
-            server.reactor.close_all()
-            server.log_file.close()
-    print(f"{scenario}: {statistics.median(per_message_us):.2f} us of server CPU per message "
+            server.close()
+    print(f"{scenario}{' (the floor)' if floor else ''}, sync {sync}: "
+          f"{statistics.median(per_message_us):.2f} us of server CPU per message "
           f"(median of {rounds}: {', '.join(f'{us:.2f}' for us in per_message_us)})")
 
 

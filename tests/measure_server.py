@@ -2,12 +2,13 @@
 measure_direct.py, measure_short.py): built as server.py builds it (its store on disk, its log
 to a file, its own secrets, tokens bound to their host), the rate limits off as bench.py sets
 them, on a real reactor; each pass timed alone as the thread's CPU (getrusage), so a tool that
-plays clients in the same process leaves their work out."""
+plays clients in the same process leaves their work out. Floor is floor_server.py the same way."""
 import os
 import resource
 import secrets
 
 from chat_server import ChatServer, Settings
+from floor_server import FloorServer
 from heap import settle_collector
 from passwords import load_credentials
 from reactor import Reactor
@@ -19,7 +20,7 @@ from storage import Store
 class Server:
     """`pass_once()` -> CPU seconds the pass took; `accounts` is the credential file's text."""
 
-    def __init__(self, workdir, accounts, connections=20000, timeout_s=0.05):
+    def __init__(self, workdir, accounts, connections=20000, timeout_s=0.05, sync="full"):
         credentials = os.path.join(workdir, "credential.txt")
         with open(credentials, "w", encoding="utf-8") as out:
             out.write(accounts)
@@ -27,8 +28,8 @@ class Server:
         self.log_file = open(os.path.join(workdir, "server.log"), "w")
         log = make_logger(clock, self.log_file)
         self.reactor = Reactor(clock, log=log)
-        store = Store(os.path.join(workdir, "chat.sqlite3"), clock,
-                      seq_floor=int(clock.wall() * 1_000_000))
+        store = Store(os.path.join(workdir, "chat.sqlite3"), clock, sync=sync,
+                      seq_floor=int(clock.wall() * 1_000_000), exclusive=True)
         settings = Settings(user_rate_per_s=0, address_rate_per_s=0, failed_logins_per_s=0,
                             tokens_bound_to_host=True)
         core = ChatServer(load_credentials(credentials), store, settings,
@@ -48,6 +49,10 @@ class Server:
     def wait_s(self):
         return self.reactor.wait_s()
 
+    def close(self):
+        self.reactor.close_all()
+        self.log_file.close()
+
     def pass_once(self):
         self.passes += 1
         before = resource.getrusage(resource.RUSAGE_THREAD)
@@ -58,6 +63,28 @@ class Server:
             self.profiler.disable()
         after = resource.getrusage(resource.RUSAGE_THREAD)
         self.system_s += after.ru_stime - before.ru_stime
+        return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+class Floor:
+    """floor_server.py (bench.py's yardstick) as Server above: `pass_once()` -> its CPU seconds."""
+
+    def __init__(self, workdir, accounts, timeout_s=0.05, sync="full"):
+        credentials = os.path.join(workdir, "credential.txt")
+        with open(credentials, "w", encoding="utf-8") as out:
+            out.write(accounts)
+        self.floor = FloorServer(workdir, credentials, sync)
+        self.port = self.floor.port
+        self.timeout_s = timeout_s
+
+    def close(self):
+        self.floor.listener.close()
+        self.floor.db.close()
+
+    def pass_once(self):
+        before = resource.getrusage(resource.RUSAGE_THREAD)
+        self.floor.serve_pass(self.timeout_s)
+        after = resource.getrusage(resource.RUSAGE_THREAD)
         return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
