@@ -20,7 +20,7 @@ LAYERS = [
      "irc_session"),
     ("reach", "chat_server", "chat_client"),                       # the cores
     ("server_glue", "irc_glue", "client_glue", "stay", "terminal", "gui", "gui_tk"),  # glue, screens
-    ("server", "client", "bench"),                                 # the entry points
+    ("server", "client", "bench", "floor_server"),                 # the entry points
 ]
 ORDER = [module for layer in LAYERS for module in layer]
 PROJECT = sorted(path.stem for path in ROOT.glob("*.py"))
