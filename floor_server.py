@@ -58,8 +58,8 @@ class FloorServer:
     """The design's steps with no rules (see the module's docstring)."""
 
     def __init__(self, data_dir, credentials, sync="full", host="127.0.0.1", port=0):
-        self.passwords = dict(line.split() for line in open(credentials, encoding="utf-8")
-                              if len(line.split()) == 2)
+        with open(credentials, encoding="utf-8") as lines:
+            self.passwords = dict(line.split() for line in lines if len(line.split()) == 2)
         self.db = sqlite3.connect(os.path.join(data_dir, "floor.db"))
         self.db.execute("PRAGMA locking_mode=EXCLUSIVE")
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -240,6 +240,13 @@ class FloorServer:
             peer.writing = bool(peer.out)
             events = selectors.EVENT_READ | (selectors.EVENT_WRITE if peer.writing else 0)
             self.selector.modify(peer.sock, events, peer)
+
+    def close(self):
+        """Close every connection, the listener and the database."""
+        for key in list(self.selector.get_map().values()):
+            key.fileobj.close()
+        self.selector.close()
+        self.db.close()
 
     def _close(self, peer):
         if peer.sock.fileno() < 0:

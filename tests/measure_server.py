@@ -78,8 +78,7 @@ class Floor:
         self.timeout_s = timeout_s
 
     def close(self):
-        self.floor.listener.close()
-        self.floor.db.close()
+        self.floor.close()
 
     def pass_once(self):
         before = resource.getrusage(resource.RUSAGE_THREAD)

@@ -12,13 +12,18 @@ from floor_server import FloorServer
 WAIT_S = 10.0       # bound on any read in these tests
 
 
+_CLIENTS = []       # the test's own sockets, closed after it
+
+
 @pytest.fixture
 def floor(tmp_path):
     credentials = tmp_path / "credentials.txt"
     credentials.write_text("ann pw1\nbob pw2\ncid pw3\n", encoding="utf-8")
     server = FloorServer(str(tmp_path), str(credentials))
     yield server
-    server.listener.close()
+    server.close()
+    while _CLIENTS:
+        _CLIENTS.pop().close()
 
 
 def _lines(server, sock, count):
@@ -40,6 +45,7 @@ def _lines(server, sock, count):
 
 def _login(server, name, password):
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT_S)
+    _CLIENTS.append(sock)
     sock.sendall(json.dumps({"type": "login", "user": name, "password": password,
                              "stay": True, "id": 1}).encode() + b"\n")
     (welcome,) = _lines(server, sock, 1)
