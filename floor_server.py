@@ -129,8 +129,8 @@ class FloorServer:
         for line in data[:end].split(b"\n"):
             try:
                 text = line.decode()
-                frame, end = _scan(text, 0)
-                if end != len(text):
+                frame, stop = _scan(text, 0)
+                if stop != len(text):
                     raise ValueError("not one JSON value")
                 kind = frame["type"]
                 if run and kind != "broadcast":

@@ -8,13 +8,14 @@ it from plain sockets in the same process: direct, 16 senders each keeping 256 m
 flight to a receiver of its own (direct-mid: each message with a mid, as client.py sends);
 fanin, 32 senders keeping 32 each in flight to one receiver; broadcast, one sender keeping
 1,024 broadcasts in flight to 100 receivers (per delivery, then); pingpong, one message in
-flight from one user to another, the next sent when its reply and its delivery are in.
-Receivers acknowledge the highest number of each read. With --floor, floor_server.py (bench.py's
-yardstick: the design's steps without the chat's rules) plays the server's part instead; with
---sync-normal, either commits as `--sync normal` does (no disk sync, whose kernel time counts). Only the server's passes are timed, as the thread's user and system CPU
-(getrusage) around each, so the clients' own work is left out and the figure moves less than
-bench.py's on a busy machine. Prints the median of ROUNDS runs in microseconds per message;
-compare two checkouts by running each in turn, a few times.
+flight from one user to another, the next sent when its reply is in. Receivers acknowledge
+the highest number of each read. With --floor, floor_server.py (bench.py's yardstick: the
+design's steps without the chat's rules) plays the server's part instead; with --sync-normal,
+either commits as `--sync normal` does (no disk sync, whose kernel time counts). Only the
+server's passes are timed, as the thread's user and system CPU (getrusage) around each, so
+the clients' own work is left out and the figure moves less than bench.py's on a busy machine.
+Prints the median of ROUNDS runs in microseconds per message; compare two checkouts by running
+each in turn, a few times.
 """
 import os
 import re

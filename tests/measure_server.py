@@ -21,9 +21,7 @@ class Server:
     """`pass_once()` -> CPU seconds the pass took; `accounts` is the credential file's text."""
 
     def __init__(self, workdir, accounts, connections=20000, timeout_s=0.05, sync="full"):
-        credentials = os.path.join(workdir, "credential.txt")
-        with open(credentials, "w", encoding="utf-8") as out:
-            out.write(accounts)
+        credentials = _credentials_file(workdir, accounts)
         clock = RealClock()
         self.log_file = open(os.path.join(workdir, "server.log"), "w")
         log = make_logger(clock, self.log_file)
@@ -70,10 +68,7 @@ class Floor:
     """floor_server.py (bench.py's yardstick) as Server above: `pass_once()` -> its CPU seconds."""
 
     def __init__(self, workdir, accounts, timeout_s=0.05, sync="full"):
-        credentials = os.path.join(workdir, "credential.txt")
-        with open(credentials, "w", encoding="utf-8") as out:
-            out.write(accounts)
-        self.floor = FloorServer(workdir, credentials, sync)
+        self.floor = FloorServer(workdir, _credentials_file(workdir, accounts), sync)
         self.port = self.floor.port
         self.timeout_s = timeout_s
 
@@ -85,6 +80,14 @@ class Floor:
         self.floor.serve_pass(self.timeout_s)
         after = resource.getrusage(resource.RUSAGE_THREAD)
         return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _credentials_file(workdir, accounts):
+    """Write `accounts` (a credential file's text) in `workdir` -> the file's path."""
+    credentials = os.path.join(workdir, "credential.txt")
+    with open(credentials, "w", encoding="utf-8") as out:
+        out.write(accounts)
+    return credentials
 
 
 def numbered_accounts(count):
