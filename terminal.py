@@ -101,12 +101,35 @@ class Terminal:
     def __enter__(self):
         if self.interactive:
             self._saved_mode = termios.tcgetattr(self.in_fd)
-            mode = termios.tcgetattr(self.in_fd)
-            mode[3] &= ~(termios.ECHO | termios.ICANON)   # lflag; ISIG stays on
-            mode[6][termios.VMIN] = 1
-            mode[6][termios.VTIME] = 0
-            termios.tcsetattr(self.in_fd, termios.TCSAFLUSH, mode)
+            self._cbreak()
         return self
+
+    def _cbreak(self):
+        """Our mode: the terminal as it was, without its echo and line editing."""
+        mode = termios.tcgetattr(self.in_fd)
+        mode[3] &= ~(termios.ECHO | termios.ICANON)   # lflag; ISIG stays on
+        mode[6][termios.VMIN] = 1
+        mode[6][termios.VTIME] = 0
+        termios.tcsetattr(self.in_fd, termios.TCSAFLUSH, mode)
+
+    def suspend(self):
+        """Before the process stops (Ctrl-Z): the input area erased and the terminal as it
+        was, for the shell; resume() brings both back. The typed line is kept."""
+        if self._saved_mode is None:
+            return
+        self._write(self._erasing())
+        self._drawn = self._erased()
+        termios.tcsetattr(self.in_fd, termios.TCSADRAIN, self._saved_mode)
+
+    def resume(self):
+        """The process goes on (fg): our mode again (a shell does not give it back: without
+        this a password would be echoed), and the input area drawn on a row of its own."""
+        if self._saved_mode is None:
+            return
+        self._cbreak()
+        self.width = self._columns()    # (it may have been resized meanwhile)
+        self._row, self._drawn = 0, self._erased()
+        self._draw()
 
     def __exit__(self, *exc_info):
         self.restore()
@@ -431,6 +454,7 @@ class TerminalScreen:
         glue.reactor.watch_input(self.stdin_fd, self._on_input, self._on_input_end)
         if self.terminal.interactive:
             glue.reactor.on_signals(self._on_resize, signals=(signal.SIGWINCH,))
+            glue.reactor.on_signals(self._on_stop, signals=(signal.SIGTSTP,))
         glue.start()
         glue.reactor.run()
 
@@ -454,6 +478,15 @@ class TerminalScreen:
 
     def _on_resize(self, signum):
         self.terminal.resized()
+
+    def _on_stop(self, signum):
+        """Ctrl-Z: the process stops with the terminal as the shell gave it, and takes its
+        own mode back when it goes on (fg)."""
+        self.terminal.suspend()
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTSTP)        # stopped here until it is continued
+        self._glue.reactor.on_signals(self._on_stop, signals=(signal.SIGTSTP,))
+        self.terminal.resume()
 
     def _on_input(self, data):
         """Raw stdin bytes -> typed lines, and the end of input on Ctrl-D."""

@@ -122,3 +122,35 @@ def test_a_long_line_survives_a_message_and_backspaces_and_the_outage_shows_belo
     finally:
         pane.close()
         _stop(proc)
+
+
+def test_after_ctrl_z_and_fg_a_password_is_still_not_shown_and_lines_are_not_echoed_twice(
+        tmp_path):
+    # an interactive shell in the pane: job control, as a user has it
+    proc, port = start_server(tmp_path, 0)
+    pane = Pane(tmp_path, ["env", "PS1='$ '", "bash", "--norc", "--noprofile", "-i"])
+    try:
+        pane.wait(lambda rows, _: any(row.startswith("$") for row in rows))
+        pane.type(f"cd {ROOT} && {sys.executable} client.py 127.0.0.1 {port}")
+        pane.keys("Enter")
+        pane.wait(lambda rows, _: "Please enter username:" in rows)
+        pane.keys("C-z")
+        pane.wait(lambda rows, _: any("Stopped" in row for row in rows))
+        pane.type("fg")
+        pane.keys("Enter")
+        pane.type("columbia")
+        pane.keys("Enter")
+        pane.wait(lambda rows, _: "Please enter password:" in rows)
+        pane.type("116bway")
+        pane.keys("Enter")
+        rows, cursor = pane.wait(lambda rows, _: "You have successfully logged in." in rows)
+        assert not any("116bway" in row for row in rows), rows        # typed unseen
+        assert rows.count("columbia") == 1, rows                      # echoed once, by us
+        pane.type("online")
+        pane.keys("Enter")
+        rows, cursor = pane.wait(lambda rows, _: "No other users are online." in rows)
+        assert rows.count("online") == 1, rows
+        assert rows[cursor[0]] == "" and cursor[1] == 0, rows        # the input, empty
+    finally:
+        pane.close()
+        _stop(proc)
