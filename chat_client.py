@@ -161,6 +161,11 @@ class ChatClient:
         visitor = self.doorkeeper.visitors.get(conn)
         return visitor is not None and visitor.door in (Door.TRUSTED, Door.PEER)
 
+    def needs_link(self):
+        """True while a staying client needs its link kept open: logged in, its deliveries
+        come on it (at the login prompt one may close unused, and be opened again)."""
+        return self.stage is Stage.LOGGED_IN
+
     def handle(self, event, now):
         """One event -> the actions it causes."""
         if self.done:

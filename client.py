@@ -80,7 +80,7 @@ def run(args, screen, reactor):
                                     server=f"{args.host}:{args.port}", check_server=True))
     if args.stay_connected:
         glue.stay = StayLink(glue, (args.address, args.port), screen.log, tls=args.tls_context,
-                             server_name=args.host)
+                             server_name=args.host, needed=glue.core.needs_link)
     reactor.on_signals(glue.on_signal)
     try:
         screen.run(glue)

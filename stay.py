@@ -11,6 +11,10 @@ core hears `LinkDown` with the time of the next try, and a new connection is tri
 2 s, 4 s ... up to 30 s. The core's `LinkUp` handler makes
 `resume` the first request on it, so the server attaches the session there and sends again
 whatever was not acknowledged (PROTOCOL.md, "Staying connected").
+
+A connection that carries nothing and that no session needs (one left open at the login
+prompt, which the server ends after its frame time) is let go without an outage: the next
+request opens another.
 """
 import limits
 import protocol
@@ -37,8 +41,10 @@ class StayLink(Handler):
     client notices too.
     """
 
-    def __init__(self, glue, server, log, tls=None, server_name=None):
+    def __init__(self, glue, server, log, tls=None, server_name=None, needed=None):
         self.glue = glue                # feeds the core: glue.feed(event)
+        # -> True while a session needs the link (it is logged in: its deliveries come here)
+        self.needed = needed or (lambda: True)
         self.server = server            # (host, port)
         self.tls = tls
         self.server_name = server_name
@@ -49,6 +55,7 @@ class StayLink(Handler):
         self.in_flight = {}             # request id -> Timer: no reply by then drops the link
         self.backoff_s = 0.0            # the wait before the next try; doubles per failure
         self.retry = None               # the Timer of that try
+        self.dormant = False            # let go unused: the next request opens it again
 
     def open(self):
         """Start connecting: LinkUp once it is open; if it fails, as when a link is lost."""
@@ -62,6 +69,10 @@ class StayLink(Handler):
             self._write(request_id, frame)
         elif self.conn is not None:
             self.held.append((request_id, frame))   # after LinkUp's resume, in order
+        elif self.dormant:
+            self.dormant = False
+            self.held.append((request_id, frame))
+            self.open()
         else:
             self.glue.feed(RequestFailed(request_id, "not connected"))
 
@@ -105,6 +116,7 @@ class StayLink(Handler):
         self.glue.feed(Pushed(conn.id, protocol.error("too_long")))
 
     def on_closed(self, conn, reason):
+        was_up = self.up
         self.conn = None
         self.up = False
         failed = list(self.in_flight) + [request_id for request_id, _ in self.held]
@@ -112,6 +124,12 @@ class StayLink(Handler):
             timer.cancel()
         self.in_flight.clear()
         self.held.clear()
+        if was_up and not failed and not self.needed():
+            # nothing was on it and no session needs it: not an outage to tell the user of
+            self.dormant = True
+            self.log(f"the server ended the unused connection ({reason}); the next request "
+                     f"opens another")
+            return
         self.backoff_s = limits.next_backoff(self.backoff_s, RECONNECT_FIRST_S, RECONNECT_MAX_S)
         self.log(f"lost the connection to the server ({reason}); "
                  f"trying again in {self.backoff_s:g} s")

@@ -269,6 +269,16 @@ def test_logout_logs_out_and_asks_for_a_username():
     assert requests(run.type("bob")) == [{"type": "check_user", "user": "bob"}]
 
 
+def test_a_staying_link_is_needed_from_the_login_to_the_logout_only():
+    run = Run(stay=True)
+    assert not run.client.needs_link()          # at the login prompt it may close unused
+    run.login()
+    assert run.client.needs_link()              # deliveries come on it
+    run.type("logout")
+    run.reply(OK)
+    assert not run.client.needs_link()
+
+
 def test_logout_that_cannot_reach_the_server_still_logs_out_locally():
     run = logged_in()
     run.type("logout")

@@ -2,7 +2,7 @@
 without a listening port talks to the server through a TCP relay in this test, so the test can
 cut its connection the way a network does, and then watch it come back without losing or
 repeating a message. Every wait is bounded; nothing sleeps."""
-from realprocs import PtyClient, login
+from realprocs import WAIT_S, PtyClient, login, start_server, wait_log
 
 
 def test_a_staying_client_without_a_port_chats_and_resumes_after_a_cut(
@@ -68,3 +68,22 @@ def test_a_staying_client_without_a_port_chats_and_resumes_after_a_cut(
         carol.expect("columbia has logged out.")
     finally:
         alice.kill()
+
+
+def test_a_staying_client_left_at_the_login_prompt_past_the_frame_time_logs_in_quietly(
+        tmp_path):
+    # the server ends a connection that sends no frame in its frame time: a staying client
+    # waiting for its user's name lets that one go and opens another for the name
+    proc, port = start_server(tmp_path, 0, "--frame-time", "0.5")
+    client = PtyClient(port, "--stay-connected")
+    try:
+        wait_log(tmp_path, "no complete frame within 0.5 s")     # at the login prompt
+        login(client, "columbia")
+        wait_log(tmp_path, ", staying connected")
+        assert "Cannot reach" not in client.output and "back" not in client.output
+        client.press(b"\x03")
+        assert client.wait_exit() == 0
+    finally:
+        client.kill()
+        proc.terminate()
+        proc.wait(WAIT_S)

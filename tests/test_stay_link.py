@@ -135,6 +135,39 @@ def test_a_lost_connection_fails_its_requests_and_is_made_again_with_backoff(wor
     assert len(world.server.conns) == 2
 
 
+def test_an_unused_connection_no_session_needs_closes_quietly_and_the_next_request_reopens(
+        world):
+    # at the login prompt: the server ends the connection after its frame time
+    world.link.needed = lambda: False
+    opened(world)
+    world.server.conns[-1].close("no complete frame within 10 s")
+    pump(world.reactor, lambda: world.link.conn is None)
+    assert world.glue.of(LinkDown) == [] and world.glue.of(RequestFailed) == []   # no outage
+    assert world.link.retry is None                    # nor a retry: nothing waits for it
+    assert world.lines == ["the server ended the unused connection (eof); the next request "
+                           "opens another"]
+    world.link.request(1, {"type": "check_user", "user": "ann"})   # the typed name ...
+    pump(world.reactor, lambda: world.server.frames)
+    assert world.server.frames == [{"type": "check_user", "user": "ann", "id": 1}]  # ... goes
+    assert len(world.server.conns) == 2 and len(world.glue.of(LinkUp)) == 2
+
+
+def test_a_connection_a_session_needs_or_with_requests_on_it_is_an_outage_when_lost(world):
+    opened(world)
+    world.server.conns[-1].close("gone")               # logged in (needed): an outage
+    pump(world.reactor, lambda: world.glue.of(LinkDown))
+    world.link.needed = lambda: False
+    world.clock.advance(RECONNECT_FIRST_S)
+    pump(world.reactor, lambda: len(world.glue.of(LinkUp)) == 2)
+    world.link.request(1, {"type": "check_user", "user": "ann"})
+    pump(world.reactor, lambda: world.server.frames)
+    world.server.conns[-1].close("gone")               # a request on it: an outage too
+    pump(world.reactor, lambda: len(world.glue.of(LinkDown)) == 2)
+    assert world.glue.of(RequestFailed) == [
+        RequestFailed(1, "the connection closed before a reply")]
+    assert world.link.retry is not None
+
+
 def test_backoff_doubles_while_the_server_is_away_and_resets_once_it_answers(world):
     port = world.listener.port
     world.listener.close()                             # the server is away
