@@ -551,7 +551,9 @@ class ChatClient:
         if frame.get("type") == "ok":
             self.stage = Stage.PASSWORD
             out.append(Prompt(Stage.PASSWORD))
-        elif error_code(frame) == "unknown_user":
+        elif error_code(frame) in ("unknown_user", "bad_field"):
+            # a name no account can have (a space, a control character, too long) is as wrong
+            # as an unknown one, and said in the same words, not in the protocol's
             out.append(Show("system", "Wrong username."))
             if not self._script_fails("no such user", out):
                 out.append(Prompt(Stage.USERNAME))

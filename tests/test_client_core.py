@@ -64,11 +64,13 @@ def test_unknown_username_says_so_and_asks_again():
     assert printed(run.reply(err("unknown_user"))) == ["Wrong username.", ASK_USER]
 
 
-def test_other_check_user_error_shows_its_message():
+def test_a_name_no_account_can_have_is_a_wrong_username_and_other_errors_show_their_message():
     run = Run()
     run.do(Started())
-    run.type("x" * 50)
-    assert printed(run.reply(err("bad_field"))) == ["server says bad_field", ASK_USER]
+    run.type("message columbia hi")       # a command typed at the username prompt
+    assert printed(run.reply(err("bad_field"))) == ["Wrong username.", ASK_USER]
+    run.type("colu")
+    assert printed(run.reply(err("unavailable"))) == ["server says unavailable", ASK_USER]
 
 
 def test_password_is_stripped_and_sent_with_the_listening_port():
