@@ -229,9 +229,15 @@ class Deliveries:
             win.complete = False        # a client far behind reads from the store
 
     def acknowledge(self, user, win, seq):
-        """The client has shown everything up to `seq`: False if that is old news."""
-        if seq <= win.acked:
+        """The client has shown everything up to `seq`: False if that is old news. A client
+        acknowledges only what it was sent: a number past the last one sent counts as that
+        one (a higher number, hostile or confused, would pass messages it was never sent:
+        they would never come, nor be kept past a restart), and with nothing out there is
+        nothing to acknowledge."""
+        if seq <= win.acked or not win.sent:
             return False
+        if seq > win.sent[-1]:
+            seq = win.sent[-1]
         self._store.acknowledge(user, seq)
         win.acked = seq
         win.backoff_s = 0.0

@@ -15,6 +15,7 @@ from replay import Script, new_script, run_script, summary
 from chat_server import ChatServer, Settings
 from server_events import (Acked, Arm, BadFrame, Deliver, Expired, IdleCheck, Log, Redeliver, Request,
                            Undelivered)
+import protocol
 import senders
 from storage import Store
 
@@ -213,6 +214,25 @@ def test_a_message_stays_stored_until_acknowledged_and_comes_again_at_login():
     assert replies(again)[0]["waiting"] == 1        # the welcome says how many wait for it
 
 
+def test_an_ack_past_what_was_sent_acknowledges_only_what_was_sent():
+    server, store = make_server()
+    login(server, "alice", port=5001)
+    login(server, "bob", port=5002, conn=3)
+    say = lambda text, now: server.handle(
+        Request(2, {"type": "message", "token": "s1", "to": "bob", "text": text}, "h"), now)
+    first = delivered_frames(say("1", 0.0))[0]["seq"]
+    server.handle(Acked("s4", protocol.MAX_SEQ), 1.0)        # far past the one sent
+    assert store.waiting("bob") == []                         # the one sent is acknowledged
+    second = delivered_frames(say("2", 2.0))                  # ... and the next still comes
+    assert [(f["text"], f["seq"]) for f in second] == [("2", first + 1)]
+    assert [seq for seq, _ in store.waiting("bob")] == [first + 1]   # and waits for its ack
+    server.handle(Acked("s4", first + 1), 3.0)
+    assert store.waiting("bob") == []
+    server.handle(Acked("s4", protocol.MAX_SEQ), 4.0)        # nothing out: nothing to pass
+    say("3", 5.0)
+    assert [seq for seq, _ in store.waiting("bob")] == [first + 2]
+
+
 def test_undelivered_messages_are_retried_with_doubling_backoff_and_new_ones_wait_in_order():
     server, store = make_server(Settings(retry_first_s=1.0, retry_max_s=4.0))
     login(server, "alice", port=5001)
@@ -260,7 +280,10 @@ def test_messages_behind_a_full_window_wait_in_memory_in_order_and_past_a_bound_
     assert sent == ["0", "1"]                                 # the window is full
     acked = lambda seq: [f["text"] for f in delivered_frames(server.handle(Acked("s4", seq), 1.0))]
     assert acked(1) == ["2"] and acked(2) == ["3"] and read_back == []   # from memory
-    assert acked(5) == [] and read_back == []       # acked ahead of what was sent: skipped
+    # acknowledged past what was sent: only what was sent ("3"), and "4" goes; it is never
+    # skipped (a client cannot acknowledge what it was never sent)
+    assert acked(9) == ["4"] and read_back == []
+    assert acked(5) == [] and read_back == []
     assert [f["text"] for f in say("5")] == ["5"]                # caught up: sent at once
     assert [f["text"] for n in range(6, 11) for f in say(str(n))] == ["6"]   # window full
     # "7" ... "9" wait in memory; "10" passes BACKLOG_MAX, so it waits in the store only
