@@ -114,7 +114,9 @@ def escape_tag(value):
 
 def line(source, command, *params, tags=None):
     """-> one line of bytes, CR LF included: `:source command params`, the last param trailing
-    (with ':') whenever it needs it (empty, starts with ':' or holds a space). `tags`: a dict."""
+    (with ':') whenever it needs it (empty, starts with ':' or holds a space). `tags`: a dict.
+    Whatever a param holds, it is one line: a CR, LF or NUL in one (a native user's logout
+    reason, a nick refused) becomes a space, so no text can end it and start a command."""
     parts = []
     if tags:
         parts.append("@" + ";".join(name if value is None else f"{name}={escape_tag(value)}"
@@ -126,7 +128,10 @@ def line(source, command, *params, tags=None):
         *middle, last = params
         parts += middle
         parts.append(":" + last if not last or last[0] == ":" or " " in last else last)
-    return (" ".join(parts) + "\r\n").encode("utf-8")
+    text = " ".join(parts)
+    if "\n" in text or "\r" in text or "\0" in text:
+        text = flat(text)
+    return (text + "\r\n").encode("utf-8")
 
 
 def flat(text):

@@ -88,3 +88,12 @@ def test_which_names_can_be_nicks(nick, ok):
 def test_names_fold_by_ascii_only():
     assert fold("Columbia") == "columbia"
     assert fold("ÜBER") == "Über"
+
+
+def test_no_param_can_end_a_line_and_start_a_command():
+    reason = "bye\r\n:evil!x@y PRIVMSG #chat :injected\0"
+    made = line("ann!ann@chat", "QUIT", reason)
+    assert made.count(b"\r\n") == 1 and made.endswith(b"\r\n") and b"\0" not in made
+    assert made == b":ann!ann@chat QUIT :bye :evil!x@y PRIVMSG #chat :injected \r\n"
+    assert line("chat", "432", "*", "\0x", "Erroneous nickname") == (
+        b":chat 432 *  x :Erroneous nickname\r\n")
