@@ -83,6 +83,7 @@ class Refused(Exception):
         self.durable = durable
 
 
+_NOTICE_FIELD = "'notice' must be true or false"
 MAX_REASON_CHARS = 300      # the words a user leaves with (an IRC QUIT message)
 
 
@@ -559,6 +560,9 @@ class ChatServer(Reach):
         text = frame.get("text")
         if type(text) is not str or not text or len(text) > settings.max_text_chars:
             text = protocol.text_field(frame, "text", settings.max_text_chars)
+        notice = frame.get("notice", False)     # (an IRC NOTICE: nothing answers it by itself)
+        if type(notice) is not bool:
+            raise Refused("bad_field", _NOTICE_FIELD)
         if recipient == sender:
             raise Refused("self")
         store = self._store
@@ -567,7 +571,6 @@ class ChatServer(Reach):
         if mid is not None and store.senders.seen(sender, *mid) is not NEW:
             return self._taken_before(sender, mid, request.conn, frame_id)
         offline = recipient not in self._users
-        notice = frame.get("notice") is True    # (an IRC NOTICE: nothing answers it by itself)
         message = {"type": "message", "from": sender, "text": text}
         if notice:
             message["notice"] = True
@@ -605,6 +608,9 @@ class ChatServer(Reach):
     def _broadcast(self, session, request, frame_id, now):
         mid = protocol.mid_field(request.frame)
         text = protocol.text_field(request.frame, "text", self._settings.max_text_chars)
+        notice = request.frame.get("notice", False)
+        if type(notice) is not bool:
+            raise Refused("bad_field", _NOTICE_FIELD)
         sender = session.user
         if mid is not None:
             answered = self._taken_before(sender, mid, request.conn, frame_id)
@@ -622,7 +628,6 @@ class ChatServer(Reach):
             told = [name for name in listeners if name not in blockers] if blockers else listeners
             skipped = len(listeners) - len(told)
         message = {"type": "broadcast", "from": sender, "text": text}
-        notice = request.frame.get("notice") is True
         if notice:
             message["notice"] = True
         head = protocol.chat_head("broadcast", sender, text, notice)

@@ -85,6 +85,18 @@ def test_a_control_character_in_a_recipient_is_bad_field_not_unknown_user():
     assert chat.reply(frame, GOOD_HOST)["code"] == "bad_field"
 
 
+@pytest.mark.parametrize("notice", ["yes", 1, 0, None, [True]])
+def test_a_notice_flag_is_true_or_false_or_the_message_is_refused(notice):
+    chat = Chat()
+    for frame in ({"type": "message", "token": chat.alice, "to": "bob", "text": "x"},
+                  {"type": "broadcast", "token": chat.alice, "text": "x"}):
+        answer = chat.reply({**frame, "notice": notice}, GOOD_HOST)
+        assert (answer["code"], answer["message"]) == ("bad_field",
+                                                       "'notice' must be true or false")
+        assert chat.reply({**frame, "notice": False}, GOOD_HOST)["type"] == "ok"
+    chat.good()
+
+
 def test_a_request_before_login_gets_no_session():
     chat = Chat()
     answer = chat.reply({"type": "message", "to": "bob", "text": "hi"})

@@ -566,12 +566,15 @@ def test_a_notice_is_kept_and_delivered_as_one_and_anything_else_is_not():
     server, _ = make_server()
     token_a = replies(login(server, "alice", conn=1))[0]["token"]
     login(server, "bob", conn=2, port=5001)
-    for conn, flag in ((10, True), (11, "yes"), (12, None)):
+    for conn, flag in ((10, True), (11, False), (12, None)):
         frame = {"type": "message", "token": token_a, "to": "bob", "text": "psst"}
         if flag is not None:
             frame["notice"] = flag
         sent = delivered_frames(server.handle(Request(conn, frame, "127.0.0.1"), 1.0))
         assert sent[0].get("notice") is (True if flag is True else None)
+    frame = {"type": "message", "token": token_a, "to": "bob", "text": "psst", "notice": "yes"}
+    answer = server.handle(Request(14, frame, "127.0.0.1"), 1.0)
+    assert replies(answer)[0]["code"] == "bad_field" and delivered_frames(answer) == []
     cast = {"type": "broadcast", "token": token_a, "text": "all", "notice": True}
     assert delivered_frames(server.handle(Request(13, cast, "127.0.0.1"), 1.0))[0]["notice"]
 
