@@ -147,6 +147,32 @@ def _fit_descriptors(wanted, log):
     return wanted
 
 
+# What the disk needs besides the store's byte quota: SQLite's write-ahead log grows to 1,000
+# pages (4 MiB) between checkpoints, and a pass's record and the file's own pages come on top.
+SQLITE_LOG_ROOM_BYTES = 8 * 1024 * 1024
+
+
+def disk_room_warning(data_dir, store_bytes):
+    """-> a warning when the disk under `data_dir` cannot hold the store's byte quota and
+    SQLite's write-ahead log (with what the store holds now), else None. On such a disk a
+    full disk comes before the quota: messages are answered unavailable, not store_full, until
+    space returns (or a restart checkpoints the log into the store's file)."""
+    try:
+        stat = os.statvfs(data_dir)
+        held = sum(entry.stat().st_size for entry in os.scandir(data_dir)
+                   if entry.name.startswith("chat.sqlite3"))
+    except OSError:
+        return None
+    room = held + stat.f_bavail * stat.f_frsize
+    if room >= store_bytes + SQLITE_LOG_ROOM_BYTES:
+        return None
+    mib = 1024 * 1024
+    return (f"the disk under {data_dir} has room for {room / mib:.1f} MiB of store, less than "
+            f"--store-bytes ({store_bytes / mib:.1f} MiB) and {SQLITE_LOG_ROOM_BYTES // mib} "
+            f"MiB for SQLite's log: it fills before the quota, and messages are then answered "
+            f"unavailable until space returns; give it room or lower --store-bytes")
+
+
 def main(argv=None):
     """Run the server until SIGINT or SIGTERM (or run `passwd`); returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
@@ -209,6 +235,9 @@ def main(argv=None):
             f"anyone may log in as them")
     if irc_listener is not None:
         log(f"IRC clients on {args.host}:{irc_listener.port}, room {args.irc_room}")
+    cramped = disk_room_warning(args.data_dir, settings.store_bytes)
+    if cramped:
+        log(cramped)
     settle_collector()
     reactor.run()
     listener.close()

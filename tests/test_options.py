@@ -1,5 +1,6 @@
 """The command-line values both programs check (options.py)."""
 import argparse
+import os
 
 import pytest
 
@@ -46,3 +47,18 @@ def test_the_server_raises_its_descriptor_limit_and_fits_its_connections_under_i
                      f"{server.DESCRIPTOR_RESERVE}: accepting at most "
                      f"{1024 - server.DESCRIPTOR_RESERVE}"]
     assert server._fit_descriptors(100, lines.append) == 100
+
+
+def test_a_disk_too_small_for_the_byte_quota_and_sqlites_log_is_said_at_start(tmp_path):
+    (tmp_path / "chat.sqlite3").write_bytes(b"x" * 4096)       # what the store holds counts
+    (tmp_path / "other").write_bytes(b"x" * 4096)              # nothing else does
+    room = os.statvfs(tmp_path)
+    free = room.f_bavail * room.f_frsize
+    # (margins of 64 MiB: other processes may write to this disk meanwhile)
+    fits = free + 4096 - server.SQLITE_LOG_ROOM_BYTES - 64 * 1024 * 1024
+    if fits > 0:
+        assert server.disk_room_warning(str(tmp_path), fits) is None
+    warning = server.disk_room_warning(str(tmp_path), free + 4096 + 64 * 1024 * 1024)
+    assert warning.startswith(f"the disk under {tmp_path} has room for ")
+    assert warning.endswith("give it room or lower --store-bytes")
+    assert server.disk_room_warning(str(tmp_path / "gone"), 1) is None   # cannot tell: quiet
