@@ -97,7 +97,11 @@ def from_action(text):
 
 def to_action(text):
     """Text from the core -> the IRC lines' texts: `/me waves` as a CTCP ACTION, so IRC
-    clients show it as an action; long text in pieces that fit a line."""
+    clients show it as an action; long text in pieces that fit a line. A CTCP mark in the text
+    itself (a native user's: IRC senders' other CTCP is not passed on) becomes a space, so no
+    text reaches an IRC client as CTCP (a DCC offer, say)."""
+    if CTCP in text:
+        text = text.replace(CTCP, " ")
     if not text.startswith("/me "):
         return pieces(text)
     return [f"{CTCP}ACTION {piece}{CTCP}" for piece in pieces(text[4:])]

@@ -1280,6 +1280,15 @@ def test_a_me_message_arrives_as_an_action():
         f"{SEAS}PRIVMSG columbia :\x01ACTION waves\x01"]
 
 
+def test_a_native_users_ctcp_marks_arrive_as_text_never_as_ctcp():
+    session = welcomed()
+    dcc = "\x01DCC SEND evil 2130706433 4000 1\x01"
+    assert delivered(session, "message", **{"from": "seas", "text": dcc, "seq": 9}) == [
+        f"{SEAS}PRIVMSG columbia :" + dcc.replace("\x01", " ")]
+    assert delivered(session, "message", **{"from": "seas", "text": "/me a\x01b", "seq": 10}) == [
+        f"{SEAS}PRIVMSG columbia :\x01ACTION a b\x01"]      # an action's own marks only
+
+
 def test_an_offline_me_message_without_server_time_is_still_an_action():
     session = welcomed()
     assert delivered(session, "message", **{"from": "seas", "text": "/me waves", "seq": 9,
