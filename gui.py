@@ -267,10 +267,11 @@ class ChatView:
         return [name]
 
     def compose(self, text):
-        """The input line's text -> the lines to type; "/cmd args" is a command as typed."""
+        """The input line's text -> the lines to type; "/cmd args" is a command as typed, but
+        "/me waves" is text, an action (IRC users see it as one), to whoever it goes to."""
         if not text.strip():
             return []
-        if text.startswith("/"):
+        if text.startswith("/") and not text.startswith("/me "):
             return [text[1:]]
         # the core shows it (ShowSending) once it takes the line: then it has an id
         if self.target.user is EVERYONE:

@@ -347,6 +347,14 @@ def test_compose_privately_types_a_private_command(screen):
     assert screen.view.target == Target()
 
 
+def test_slash_me_is_an_action_to_whoever_the_line_goes_to_not_a_command(screen):
+    screen.login(users=["bob"])
+    assert screen.view.compose("/me waves") == ["broadcast /me waves"]
+    screen.view.aim("bob")
+    assert screen.view.compose("/me waves at bob") == ["message bob /me waves at bob"]
+    assert screen.view.compose("/mention") == ["mention"]          # a command as typed
+
+
 def test_slash_types_a_command_as_the_terminal_would(screen):
     screen.login()
     screen.type(screen.view.compose("/help"))
