@@ -166,7 +166,6 @@ class ChatWindow:
                                          selectbackground=SELECTED_BACKGROUND,
                                          selectforeground=SELECTED_FOREGROUND,
                                          activestyle="none")
-        self.user_list.pack(fill="y", expand=True)
         self.user_list.bind("<<ListboxSelect>>", lambda event: self._draw_user_buttons())
         self.user_buttons = {}
         for name, label, command in (
@@ -175,19 +174,24 @@ class ChatWindow:
                 ("getaddress", "Get address", lambda u: self.act("getaddress", u)),
                 ("block", "Block", lambda u: self.act("block", u)),
                 ("unblock", "Unblock", lambda u: self.act("unblock", u))):
-            button = ttk.Button(side, text=label, name=name,
-                                command=lambda c=command: self._on_selected(c))
-            button.pack(fill="x")
-            self.user_buttons[name] = button
+            self.user_buttons[name] = ttk.Button(side, text=label, name=name,
+                                                 command=lambda c=command: self._on_selected(c))
         self.hint = tkinter.StringVar(root)
         # what the buttons can do for the one selected: Private message waits for consent
-        ttk.Label(side, textvariable=self.hint, wraplength=150, foreground="#555555",
-                  name="hint").pack(fill="x", pady=(2, 0))
+        hint = ttk.Label(side, textvariable=self.hint, wraplength=150, foreground="#555555",
+                         name="hint")
         self.everyone_button = ttk.Button(side, text="Everyone", command=lambda: self.aim(None),
                                           name="everyone")
-        self.everyone_button.pack(fill="x", pady=(6, 0))
         self.logout_button = ttk.Button(side, text="Log out", command=self.logout, name="logout")
+        # Packed from the bottom up, and the list last, which takes the room that is left: a
+        # hint that grows by a line takes it from the list, and no button moves under the
+        # pointer (they did, and a click meant for Block landed on Unblock).
         self.logout_button.pack(fill="x", side="bottom")
+        self.everyone_button.pack(fill="x", side="bottom", pady=(6, 0))
+        for button in reversed(self.user_buttons.values()):
+            button.pack(fill="x", side="bottom")
+        hint.pack(fill="x", side="bottom", pady=(2, 2))
+        self.user_list.pack(fill="y", expand=True)
 
         bottom = ttk.Frame(frame, name="bottom")
         bottom.pack(side="bottom", fill="x", pady=(6, 0))

@@ -84,7 +84,13 @@ def test_the_window_fits_the_screen_with_a_title_and_nothing_cut_off(screen, ser
         seas.type("message columbia " + "a long message that wraps " * 8)
         seas.type("broadcast lunch at noon?")
         gui.wait(lambda: "lunch at noon?" in gui.text(".chat.pane"), "the broadcast")
+        gui.settle()
+        buttons = [box(gui, path) for path in CHAT_WIDGETS if path.startswith(".chat.side.")
+                   and path not in (".chat.side.users", ".chat.side.hint")]
         gui.select_item(".chat.side.users", "seas")
+        gui.settle()                # the hint grows to two lines: no button moves
+        assert [box(gui, path) for path in CHAT_WIDGETS if path.startswith(".chat.side.")
+                and path not in (".chat.side.users", ".chat.side.hint")] == buttons
         gui.invoke(".chat.side.message")
         gui.type_into(".chat.bottom.input", "see you there")
         gui.press_enter(".chat.bottom.input")
