@@ -963,7 +963,10 @@ class Reactor:
         if conn.closed or (conn.closing_reason is not None and flush):
             return
         conn.closing_reason = reason
-        if not flush:                   # abort: nothing queued may leave, not even this pass
+        # abort: nothing queued may leave, not even this pass. An accepted TLS handshake not
+        # done is closed so too: nothing can be written before it ends, and it may never end
+        # (a stalled one held its descriptor, and its address's share of the cap, for ever)
+        if not flush or conn.connecting is True:
             conn._out = None
             conn._out_bytes = 0
         elif conn._out:

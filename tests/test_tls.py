@@ -106,3 +106,39 @@ def test_the_certificate_must_name_the_host(certificate):
     reactor.connect("127.0.0.1", listener.port, client, tls=context, server_hostname="example.org")
     pump(reactor, lambda: client.events)
     assert client.events[0][0] == "closed" and client.events[0][1].startswith("tls: ")
+
+
+class Impatient(Recorder):
+    """Closes an accepted connection that has sent no frame after `wait_s`, with a last
+    word, as the server's glue does at its frame time."""
+
+    def __init__(self, reactor, wait_s):
+        super().__init__()
+        self.reactor, self.wait_s = reactor, wait_s
+
+    def on_accepted(self, conn):
+        super().on_accepted(conn)
+
+        def lapse():
+            if not self.events[-1:] or self.events[-1] == "accepted":
+                conn.send(b'{"type":"error","code":"too_slow"}\n')
+                conn.close("no complete frame")
+        self.reactor.call_later(self.wait_s, lapse)
+
+
+@pytest.mark.parametrize("sent", [b"", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"],
+                         ids=["nothing", "half a ClientHello"])
+def test_a_tls_handshake_that_stalls_is_closed_when_its_time_is_up(certificate, sent):
+    # its last word cannot go before the handshake, which may never end: it goes unsaid
+    reactor = Reactor(RealClock())
+    server = Impatient(reactor, 0.2)
+    listener = reactor.listen("127.0.0.1", 0, server, tls=server_context(certificate))
+    stalled = socket.create_connection(("127.0.0.1", listener.port))
+    stalled.sendall(sent)
+    try:
+        pump(reactor, lambda: ("closed", "no complete frame") in server.events)
+        stalled.settimeout(5.0)
+        assert stalled.recv(100) == b""                 # closed: nothing in clear, no TLS
+    finally:
+        stalled.close()
+        listener.close()
