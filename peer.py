@@ -30,6 +30,10 @@ from protocol import MAX_NAME_CHARS
 # 60 s idle close, so the connecting side ends it, as everywhere in the protocol.
 PEER_IDLE_S = 50.0
 PEER_CONNECT_S = 5.0            # how long to try reaching a peer's listening port
+# A listener that has not proven itself this long after the link was opened is given up (a
+# stopped client, or a port that takes connections and says nothing): its messages are
+# reported, however many more the user types meanwhile.
+PEER_PROOF_S = 10.0
 MAC_LABEL = "chat-p2p"          # keeps a link proof from meaning anything anywhere else ...
 LISTENER_LABEL = "chat-p2p-listener"    # ... and the listener's proof from passing for one
 MAX_HOST_CHARS = 253            # the longest host name DNS allows
@@ -90,6 +94,7 @@ class Link:
     user: str
     address: PeerAddress
     used_at: float
+    opened_at: float = 0.0
     state: LinkState = LinkState.CONNECTING
     nonce: str | None = None                        # our challenge to the listener
     # (ref, text) of the user's private messages: a ShowFate tells the screen what became of
@@ -224,11 +229,11 @@ class Peers:
         link = self.by_user.get(user)
         if link is None:
             self._ids += 1
-            link = Link(self._ids, user, self.addresses[user], now)
+            link = Link(self._ids, user, self.addresses[user], now, opened_at=now)
             self.links[link.id] = link
             self.by_user[user] = link
             items += [OpenLink(link.id, link.address.host, link.address.port),
-                      Arm(LinkIdle(user), now + PEER_IDLE_S)]
+                      Arm(LinkIdle(user), now + PEER_PROOF_S)]
         link.used_at = now
         if link.state is LinkState.OPEN:
             items.append(self._private(me, link, ref, text))
@@ -260,7 +265,8 @@ class Peers:
         if link.state not in (LinkState.CONNECTING, LinkState.PROVING, LinkState.OPEN):
             return [note]   # already ending: the peer closes it
         # not our peer's listener, or one that broke the protocol: what it has not
-        # acknowledged is reported once the link is closed
+        # acknowledged is reported once the link is closed, and its address is not tried again
+        self._forget_address_of(link)
         return [note, *self._end(link)]
 
     def _challenged(self, me, link, nonce):
@@ -273,6 +279,7 @@ class Peers:
     def _proven(self, me, link, mac):
         """The listener's answer: only one that knows the key too gets the messages."""
         if not protocol.mac_ok(link.address.key, mac, LISTENER_LABEL, link.user, me, link.nonce):
+            self._forget_address_of(link)       # (whoever holds that port now is not our peer)
             return [Log(f"the listener at {link.address.host}:{link.address.port} did not "
                         f"prove it is {link.user}'s: nothing sent to it"), *self._end(link)]
         link.state = LinkState.OPEN
@@ -288,10 +295,14 @@ class Peers:
         link.unacked.clear()
         if self.by_user.get(link.user) is link:
             del self.by_user[link.user]
-        if self.addresses.get(link.user) == link.address:
-            del self.addresses[link.user]
+        self._forget_address_of(link)
         return [Log(f"{link.user}'s listener refused our link"), *given_up,
                 Show("peer_refused", sender=link.user)]
+
+    def _forget_address_of(self, link):
+        """The address `link` was made to is not tried again (a newer one is kept)."""
+        if self.addresses.get(link.user) == link.address:
+            del self.addresses[link.user]
 
     def link_closed(self, link_id, reason):
         """A link is gone -> items: what it did not deliver is reported, never sent another
@@ -316,6 +327,14 @@ class Peers:
         link = self.by_user.get(user)
         if link is None:
             return []
+        if link.state is not LinkState.OPEN:
+            proof_due = link.opened_at + PEER_PROOF_S
+            if now < proof_due:
+                return [Arm(LinkIdle(user), proof_due)]
+            # what waits is reported when the link closes (after the bye, or its time-out)
+            return [Log(f"{user}'s listener at {link.address.host}:{link.address.port} did not "
+                        f"prove itself within {PEER_PROOF_S:g} s: nothing sent to it"),
+                    *self._end(link)]
         idle_until = link.used_at + PEER_IDLE_S
         if now < idle_until:
             return [Arm(LinkIdle(user), idle_until)]

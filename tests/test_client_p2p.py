@@ -8,7 +8,7 @@ from client_events import (
 )
 from client_helpers import OK, err, hello as server_hello, logged_in, of, printed, requests
 from commands import Command, Usage, parse_command
-from peer import PEER_IDLE_S, listener_mac, mac_of
+from peer import PEER_IDLE_S, PEER_PROOF_S, listener_mac, mac_of
 
 KEY = "k-columbia-alice"
 ADDRESS = {"type": "address", "user": "bob", "host": "10.0.0.2", "port": 6001, "key": KEY}
@@ -164,7 +164,7 @@ def test_private_opens_a_link_proves_who_we_are_and_sends_once_the_listener_prov
     run = with_address(logged_in())
     actions = run.type("private bob hello  there")
     assert of(actions, OpenLink) == [OpenLink(1, "10.0.0.2", 6001)]
-    assert Arm(LinkIdle("bob"), PEER_IDLE_S) in actions
+    assert Arm(LinkIdle("bob"), PEER_PROOF_S) in actions        # the listener's time to prove
     assert printed(actions) == [] and not requests(actions)        # never via the server
     actions = run.do(LinkIn(1, {"type": "challenge", "nonce": "n1"}))
     assert sent(actions) == [(1, {"type": "peer_hello", "from": "alice", "nonce": "na1",
@@ -193,6 +193,26 @@ def test_a_listener_that_cannot_prove_the_key_gets_nothing(answer):
     assert sent(actions) == [] and of(actions, EndLink) == [EndLink(1)] and of(actions, Log)
     actions = run.do(LinkClosed(1, "eof"))
     assert printed(actions) == not_delivered("my bank pin is 1234") and requests(actions) == []
+    # and the address is forgotten: that port is not tried again
+    assert printed(run.type("private bob again")) == [
+        "You don't have bob's address. Type getaddress bob first."]
+
+
+def test_a_listener_that_never_proves_itself_is_given_up_and_its_messages_reported():
+    run = with_address(logged_in())
+    run.type("private bob p0")
+    for n in range(1, 4):           # typing on does not put the listener's deadline back
+        run.now = 2.0 * n
+        run.type(f"private bob p{n}")
+        assert run.do(Expired(LinkIdle("bob"))) == [Arm(LinkIdle("bob"), PEER_PROOF_S)]
+    run.do(LinkIn(1, {"type": "challenge", "nonce": "n"}))      # challenged, never proven
+    run.now = PEER_PROOF_S
+    actions = run.do(Expired(LinkIdle("bob")))
+    assert of(actions, EndLink) == [EndLink(1)] and sent(actions) == [] and of(actions, Log)
+    actions = run.do(LinkClosed(1, "no close after bye"))
+    assert printed(actions) == not_delivered("p0", "p1", "p2", "p3")
+    assert requests(actions) == []
+    assert of(run.type("private bob again"), OpenLink) == [OpenLink(2, "10.0.0.2", 6001)]
 
 
 def test_messages_typed_while_connecting_wait_for_the_challenge():

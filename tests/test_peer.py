@@ -71,6 +71,9 @@ def test_a_closed_link_that_carried_nothing_undelivered_is_only_logged():
 
 def test_an_idle_link_waits_while_it_is_used():
     peers = peers_with_link()
+    peers.link_frame("alice", 1, {"type": "challenge", "nonce": "n"})
+    mac = listener_mac(KEY, "bob", "alice", peers.links[1].nonce)
+    peers.link_frame("alice", 1, {"type": "ok", "mac": mac})            # open: both proven
     peers.send("alice", "bob", "more", 30.0, "p2")
     items = peers.link_idle("bob", PEER_IDLE_S)
     assert items[0].at == 30.0 + PEER_IDLE_S
