@@ -21,14 +21,13 @@ HELP = ("Commands (send them to me as a message): online | block USER | unblock 
 NO_PRIVATE = ("Private (peer to peer) talk needs client.py: over IRC, /msg the user instead (it "
               "goes through the server and waits if they are away).")
 
-# A refused request's code -> why, for a notice.
+# A refused request's code -> why, for a notice (which says "Not sent to ..." itself).
 _WHY = {
-    "blocked": "{to} blocks you: not sent",
-    "inbox_full": "too many messages already wait for {to}: not sent, try later",
-    "store_full": "the server holds as many messages as it may: not sent, try later",
-    "unavailable": "the server cannot store messages just now: not sent, send it again in a "
-                   "moment",
-    "slow_down": "too many messages at once: not sent, send it again in a moment",
+    "blocked": "{to} blocks you",
+    "inbox_full": "too many messages already wait for {to}: try later",
+    "store_full": "the server holds as many messages as it may: try later",
+    "unavailable": "the server cannot store messages just now: send it again in a moment",
+    "slow_down": "too many messages at once: send it again in a moment",
     "unknown_user": "there is no user {to}",
     "already_blocked": "you already block {to}",
     "not_blocked": "you do not block {to}",
