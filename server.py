@@ -156,7 +156,8 @@ def disk_room_warning(data_dir, store_bytes):
     """-> a warning when the disk under `data_dir` cannot hold the store's byte quota and
     SQLite's write-ahead log (with what the store holds now), else None. On such a disk a
     full disk comes before the quota: messages are answered unavailable, not store_full, until
-    space returns (or a restart checkpoints the log into the store's file)."""
+    space returns (SQLite cannot fold its log into the store's file without room to grow it:
+    on a 2 MiB tmpfs a checkpoint and a close both failed, and the 2 MB log stayed)."""
     try:
         stat = os.statvfs(data_dir)
         held = sum(entry.stat().st_size for entry in os.scandir(data_dir)
