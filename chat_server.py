@@ -829,7 +829,8 @@ class ChatServer(Reach):
         for user in timed_out:
             ended = self._end_session(user)
             actions += [Log(f"{user} timed out after {whole(timeout_s)} s without a request"),
-                        *self._presence_change(user, online=False, now=now), *ended]
+                        *self._presence_change(user, online=False, now=now,
+                                               reason="timed out"), *ended]
         oldest = self._sessions.longest_silent()
         self._idle_check_armed = oldest is not None
         if oldest is not None:

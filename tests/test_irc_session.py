@@ -1198,6 +1198,9 @@ def test_presence_is_join_and_quit():
     assert delivered(session, "presence", user="seas", online=True) == [f"{SEAS}JOIN #chat"]
     assert delivered(session, "presence", user="seas", online=False) == [
         f"{SEAS}QUIT :Logged out"]
+    # the server ended a silent session: the quit says so, as an IRC server's ping time-out
+    assert delivered(session, "presence", user="seas", online=False, reason="timed out") == [
+        f"{SEAS}QUIT :timed out"]
 
 
 def test_a_presence_batch_is_told_in_order_skipping_oneself():
