@@ -83,7 +83,6 @@ class Refused(Exception):
         self.durable = durable
 
 
-_NOTICE_FIELD = "'notice' must be true or false"
 MAX_REASON_CHARS = 300      # the words a user leaves with (an IRC QUIT message)
 
 
@@ -108,9 +107,7 @@ def _port_field(frame):
 
 def _stay_fields(frame):
     """A login's (stay, port): port may be left out (None) only by a client that stays."""
-    stay = frame.get("stay", False)
-    if not isinstance(stay, bool):
-        raise FrameError("bad_field", "'stay' must be true or false")
+    stay = protocol.flag_field(frame, "stay", False)
     if stay and frame.get("port") is None:
         return stay, None   # no listening port: reached on its connection, never peer to peer
     return stay, _port_field(frame)
@@ -562,7 +559,7 @@ class ChatServer(Reach):
             text = protocol.text_field(frame, "text", settings.max_text_chars)
         notice = frame.get("notice", False)     # (an IRC NOTICE: nothing answers it by itself)
         if type(notice) is not bool:
-            raise Refused("bad_field", _NOTICE_FIELD)
+            notice = protocol.flag_field(frame, "notice")       # (refuses it)
         if recipient == sender:
             raise Refused("self")
         store = self._store
@@ -608,9 +605,7 @@ class ChatServer(Reach):
     def _broadcast(self, session, request, frame_id, now):
         mid = protocol.mid_field(request.frame)
         text = protocol.text_field(request.frame, "text", self._settings.max_text_chars)
-        notice = request.frame.get("notice", False)
-        if type(notice) is not bool:
-            raise Refused("bad_field", _NOTICE_FIELD)
+        notice = protocol.flag_field(request.frame, "notice", False)
         sender = session.user
         if mid is not None:
             answered = self._taken_before(sender, mid, request.conn, frame_id)
@@ -772,9 +767,7 @@ class ChatServer(Reach):
         frame = request.frame
         target = session.user
         requester = self._account_field(frame, "user")
-        agree = frame.get("agree")
-        if not isinstance(agree, bool):
-            raise FrameError("bad_field", "'agree' must be true or false")
+        agree = protocol.flag_field(frame, "agree")
         if not self._consents.answer(requester, target, now):
             raise Refused("no_request")
         asker = self._users.get(requester)     # an ask ends with its requester's session

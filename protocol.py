@@ -290,6 +290,14 @@ def mid_field(frame):
                                   f"{MAX_ID_CHARS} characters, the number from 1 to {MAX_SEQ}")
 
 
+def flag_field(frame, name, default=None):
+    """frame[name] if it is true or false (`default` when absent), else FrameError."""
+    value = frame.get(name, default)
+    if type(value) is not bool:
+        raise FrameError("bad_field", f"'{name}' must be true or false")
+    return value
+
+
 def int_field(frame, name, lowest, highest):
     """frame[name] if it is a whole number from `lowest` to `highest`, else FrameError: a number
     from the wire is bounded here, before anything deeper (SQLite, say) can choke on it."""

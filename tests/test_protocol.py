@@ -192,3 +192,14 @@ def test_decode_own_reads_back_what_encode_wrote(text):
              "at": 1764979200.123, "offline": True, "changes": [["a", True], ["b", False]]}
     line = protocol.encode(frame)
     assert protocol.decode_own(line) == protocol.decode_own(line.rstrip(b"\n")) == frame
+
+
+@pytest.mark.parametrize("value", ["yes", 1, 0, None, [True]])
+def test_a_flag_is_true_or_false_or_bad_field(value):
+    assert protocol.flag_field({"f": True}, "f") is True
+    assert protocol.flag_field({}, "f", False) is False          # absent: the default
+    with pytest.raises(protocol.FrameError) as refused:
+        protocol.flag_field({"f": value}, "f", False)
+    assert (refused.value.code, str(refused.value)) == ("bad_field", "'f' must be true or false")
+    with pytest.raises(protocol.FrameError):
+        protocol.flag_field({}, "f")                             # required: no default
