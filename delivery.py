@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import limits
 import protocol
+from log_index import bytes_after
 
 READ_AHEAD = 64               # messages read from the store at a time, behind the window
 BACKLOG_MAX = 4096            # messages a session keeps in memory behind its window ...
@@ -246,11 +247,7 @@ class Deliveries:
             win.sent = win.sent_sizes = ()      # all acknowledged: the lists go
             win.sent_bytes = 0
         else:
-            # (the shorter side summed: what is left, when less is left than was acknowledged)
-            if done * 2 > len(win.sent):
-                win.sent_bytes = sum(win.sent_sizes[done:])
-            else:
-                win.sent_bytes -= sum(win.sent_sizes[:done])
+            win.sent_bytes = bytes_after(win.sent_bytes, win.sent_sizes, 0, done)
             del win.sent[:done], win.sent_sizes[:done]
         return True
 

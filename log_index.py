@@ -21,6 +21,14 @@ REWRITE_LIVE = 4            # a record is rewritten once under 1/REWRITE_LIVE of
 REWRITE_MIN = 16            # ... if it holds at least this many messages
 
 
+def bytes_after(total, sizes, start, cut):
+    """The sum of sizes[cut:], where `total` is the sum of sizes[start:]: the shorter side is
+    summed (an acknowledgement of most of a long box or window, or of a few, costs the few)."""
+    if (cut - start) * 2 > len(sizes) - start:
+        return sum(sizes[cut:])
+    return total - sum(sizes[start:cut])
+
+
 class Record:
     """One record in memory: how many of its deliveries still wait (`live`), how many messages
     and bytes it holds on the disk. The open record also holds its messages until written."""
@@ -248,10 +256,7 @@ class LogIndex:
         if end == start:
             return
         self.deliveries -= end - start
-        if (end - start) * 2 > len(box.sizes) - start:
-            box.bytes = sum(box.sizes[end:])    # (the shorter side summed: what is left)
-        else:
-            box.bytes -= sum(box.sizes[start:end])
+        box.bytes = bytes_after(box.bytes, box.sizes, start, end)
         recs = box.recs
         # records are in order in a box: each record's stretch ends where a bisect says (an
         # acknowledgement of a broadcast's reader spans many records, and counting its
