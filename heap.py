@@ -64,9 +64,10 @@ def settle_collector(young=YOUNG_COLLECT):
     the cycle collector's scans, which would only find it alive again, and the youngest
     generation is scanned every `young` allocations instead of 700. The server lets go of its
     connections and their timers by hand rather than leave them to the collector, so the
-    cyclic garbage that now waits longer for it is little (and is still freed: tested). Inside one process (tests/measure_direct.py, gc.callbacks) the
-    collector took 0.6-0.85 us of a direct or fan-in message, in pauses of up to 8.6 ms (the
-    oldest generation's scans of what starting up made); settled, 0-0.27 us, pauses to 1.3."""
+    cyclic garbage that now waits longer for it is little (and is still freed: tested). Inside
+    one process (tests/measure_direct.py, gc.callbacks) the collector took 0.6-0.85 us of a
+    direct or fan-in message, in pauses of up to 8.6 ms (the oldest generation's scans of what
+    starting up made); settled, 0-0.27 us, pauses to 1.3."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(young, *gc.get_threshold()[1:])
