@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import limits
 import protocol
-from log_index import bytes_after
 
 READ_AHEAD = 64               # messages read from the store at a time, behind the window
 BACKLOG_MAX = 4096            # messages a session keeps in memory behind its window ...
@@ -35,7 +34,10 @@ class Window:
     acked: int = 0              # the client has shown every message up to this seq
     sent: list = ()             # seqs sent since, ascending, not yet acked
     sent_sizes: list = ()       # their sizes on the wire
-    sent_bytes: int = 0         # their sum
+    # At least their sum: exact after a count (_counted), and only added to in between. An
+    # acknowledgement of some leaves it as it is (a sum at each was a tenth of a broadcast
+    # delivery's cost); a decision it would make differently from the exact sum counts first.
+    sent_bytes: int = 0
     backlog: list = ()          # what waits next, in order (Numbered)
     backlog_bytes: int = 0
     # True while the backlog holds everything that waits: a new message may join it. False:
@@ -53,6 +55,12 @@ def window_of(session):
     if win is None:
         win = session.window = Window(session.acked, complete=True)
     return win
+
+
+def _counted(win):
+    """win.sent_bytes made the exact sum of what is on its way, and returned."""
+    win.sent_bytes = sum(win.sent_sizes)
+    return win.sent_bytes
 
 
 def settle(session):
@@ -92,7 +100,8 @@ class Deliveries:
             return []                   # nothing waits (an ack of the last one sent, say)
         taken = []
         window, window_bytes = self._window, self._window_bytes
-        while len(win.sent) < window and win.sent_bytes < window_bytes:
+        while len(win.sent) < window and (win.sent_bytes < window_bytes
+                                          or _counted(win) < window_bytes):
             backlog = win.backlog
             if not backlog:
                 if not self._read_ahead(user, win):
@@ -105,8 +114,8 @@ class Deliveries:
             room = window - len(win.sent)
             sizes = [len(frame.wire) for frame in backlog[skipped:skipped + room]]
             before = list(itertools.accumulate(sizes, initial=0))
-            count = min(len(sizes), bisect.bisect_left(before, window_bytes - win.sent_bytes,
-                                                       0, len(sizes)))
+            # (stopped by a bound over the sum, the loop's test counts, and goes on)
+            count = bisect.bisect_left(before, window_bytes - win.sent_bytes, 0, len(sizes))
             going = backlog[skipped:skipped + count]
             win.sent = [*win.sent, *[frame["seq"] for frame in going]]
             win.sent_sizes = [*win.sent_sizes, *sizes[:count]]
@@ -146,8 +155,8 @@ class Deliveries:
             win = target.window
             if win is None:     # (window_of, inline) settled: everything else was taken
                 win = target.window = Window(target.acked, complete=True)
-            if (win.complete and not win.backlog and not win.retrying
-                    and len(win.sent) < window and win.sent_bytes < window_bytes):
+            if (win.complete and not win.backlog and not win.retrying and len(win.sent) < window
+                    and (win.sent_bytes < window_bytes or _counted(win) < window_bytes)):
                 if win.sent:
                     win.sent.append(seq)
                     win.sent_sizes.append(size)
@@ -176,8 +185,8 @@ class Deliveries:
             win = target.window
             if win is None:     # (window_of, inline)
                 win = target.window = Window(target.acked, complete=True)
-            if (win.complete and not win.backlog and not win.retrying
-                    and len(win.sent) <= window and win.sent_bytes < window_bytes):
+            if (win.complete and not win.backlog and not win.retrying and len(win.sent) <= window
+                    and (win.sent_bytes < window_bytes or _counted(win) < window_bytes)):
                 if win.sent:
                     win.sent += seqs
                     win.sent_sizes += sizes
@@ -192,8 +201,11 @@ class Deliveries:
             if win.complete and not win.backlog and not win.retrying:
                 # as each would be offered: they go while the window has room, by count
                 # and by bytes (the first while it is not full), and the rest wait
-                gone = max(0, min(self._window - len(win.sent), bisect.bisect_left(
-                    before, self._window_bytes - win.sent_bytes)))
+                room = self._window - len(win.sent)
+                gone = bisect.bisect_left(before, self._window_bytes - win.sent_bytes)
+                if gone < min(room, len(before)):   # (stopped by the bytes: by their sum)
+                    gone = bisect.bisect_left(before, self._window_bytes - _counted(win))
+                gone = max(0, min(room, gone))
                 if gone:
                     win.sent = [*win.sent, *seqs[:gone]]
                     win.sent_sizes = [*win.sent_sizes, *sizes[:gone]]
@@ -247,8 +259,7 @@ class Deliveries:
             win.sent = win.sent_sizes = ()      # all acknowledged: the lists go
             win.sent_bytes = 0
         else:
-            win.sent_bytes = bytes_after(win.sent_bytes, win.sent_sizes, 0, done)
-            del win.sent[:done], win.sent_sizes[:done]
+            del win.sent[:done], win.sent_sizes[:done]      # (sent_bytes: see Window)
         return True
 
     def failed(self, win):

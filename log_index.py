@@ -21,14 +21,6 @@ REWRITE_LIVE = 4            # a record is rewritten once under 1/REWRITE_LIVE of
 REWRITE_MIN = 16            # ... if it holds at least this many messages
 
 
-def bytes_after(total, sizes, start, cut):
-    """The sum of sizes[cut:], where `total` is the sum of sizes[start:]: the shorter side is
-    summed (an acknowledgement of most of a long box or window, or of a few, costs the few)."""
-    if (cut - start) * 2 > len(sizes) - start:
-        return sum(sizes[cut:])
-    return total - sum(sizes[start:cut])
-
-
 class Record:
     """One record in memory: how many of its deliveries still wait (`live`), how many messages
     and bytes it holds on the disk. The open record also holds its messages until written."""
@@ -46,8 +38,12 @@ class Record:
 
 class Box:
     """What waits for one recipient, oldest first: each message's number, size and record.
-    Entries before `head` are acknowledged and cut off in bulk."""
-    __slots__ = ("seqs", "sizes", "recs", "head", "bytes")
+    Entries before `head` are acknowledged and cut off in bulk.
+
+    `bytes` is at least their sum: exact while `exact`, and only added to in between. An
+    acknowledgement leaves it as it is (a sum at each was a tenth of a broadcast delivery's
+    cost), and a check it would fail counts first (`counted`)."""
+    __slots__ = ("seqs", "sizes", "recs", "head", "bytes", "exact")
 
     def __init__(self):
         self.seqs = array.array("q")
@@ -55,9 +51,17 @@ class Box:
         self.recs = array.array("q")
         self.head = 0
         self.bytes = 0
+        self.exact = True
 
     def __len__(self):
         return len(self.seqs) - self.head
+
+    def counted(self):
+        """The exact bytes waiting (and `bytes` made so)."""
+        if not self.exact:
+            self.bytes = sum(self.sizes[self.head:])
+            self.exact = True
+        return self.bytes
 
 
 class LogIndex:
@@ -185,8 +189,9 @@ class LogIndex:
         if self.deliveries + 1 > messages_max or self.total[1] + size > bytes_max:
             return "store"
         box = self.boxes.get(recipient)
-        if box is not None and (len(box.seqs) - box.head >= box_messages
-                                or box.bytes > box_bytes - size):
+        size_left = box_bytes - size
+        if box is not None and (len(box.seqs) - box.head >= box_messages or (
+                box.bytes > size_left and box.counted() > size_left)):
             return "box"
         return None
 
@@ -195,7 +200,7 @@ class LogIndex:
         if self._run_names is not None:
             self._settle()
         box = self.boxes.get(recipient)
-        return (0, 0) if box is None else (len(box), box.bytes)
+        return (0, 0) if box is None else (len(box), box.counted())
 
     def crowded(self, recipients, messages, size_left):
         """Those of `recipients` whose box holds `messages` or more, or more than `size_left`
@@ -213,13 +218,14 @@ class LogIndex:
         boxes, crowded = self.boxes, set()
         for name in recipients:
             box = boxes.get(name)
-            if box is not None and (len(box.seqs) - box.head >= messages
-                                    or box.bytes > size_left):
+            if box is not None and (len(box.seqs) - box.head >= messages or (
+                    box.bytes > size_left and box.counted() > size_left)):
                 crowded.add(name)
         return crowded
 
     def _peak(self, recipients):
-        """The most messages and the most bytes in any of `recipients`' boxes."""
+        """The most messages and the most bytes in any of `recipients`' boxes (bytes as
+        bounded: see Box)."""
         boxes, most, most_bytes = self.boxes, 0, 0
         for name in recipients:
             box = boxes.get(name)
@@ -256,7 +262,7 @@ class LogIndex:
         if end == start:
             return
         self.deliveries -= end - start
-        box.bytes = bytes_after(box.bytes, box.sizes, start, end)
+        box.exact = False       # (its bytes: see Box)
         recs = box.recs
         # records are in order in a box: each record's stretch ends where a bisect says (an
         # acknowledgement of a broadcast's reader spans many records, and counting its

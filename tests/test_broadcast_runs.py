@@ -238,6 +238,46 @@ def test_the_index_answers_crowded_for_a_run_as_for_each_message_boxed():
         assert (lazy.deliveries, lazy.total) == (eager.deliveries, eager.total)
 
 
+def test_a_boxs_bytes_after_acknowledgements_answer_as_their_exact_sum_would():
+    """Acknowledgements leave a box's bytes a bound over what waits (log_index.Box): crowded,
+    for a run's recipients and for others, and room_for_one answer as the exact sum would,
+    and box() gives the exact sum."""
+    rng = random.Random(11)
+    index = log_index.LogIndex()
+    everyone = ["a", "b", "c"]          # one list: broadcasts to it in a row are a run
+    waiting = {name: {} for name in everyone}      # name -> {seq: size}
+    seq = 0
+    for _ in range(3000):
+        step = rng.random()
+        if step < 0.5:
+            seq += 1
+            to = rng.choice([everyone, everyone, [rng.choice(everyone)], everyone[:2]])
+            wire = b"z" * rng.randrange(1, 40)
+            index.add(seq, to, wire)
+            for name in to:
+                waiting[name][seq] = len(wire)
+        elif step < 0.8:
+            name = rng.choice(everyone)
+            if waiting[name]:
+                upto = rng.choice(sorted(waiting[name]))
+                index.acknowledge(name, upto)
+                waiting[name] = {s: size for s, size in waiting[name].items() if s > upto}
+        else:
+            exact = {name: sum(waiting[name].values()) for name in everyone}
+            size_left = rng.randrange(0, 400)
+            if step < 0.9:          # (each first, as either counts a box it finds over)
+                name, size = rng.choice(everyone), rng.randrange(1, 40)
+                assert index.room_for_one(name, size, 10**6, 10**9, 10**6,
+                                          size_left + size) == (
+                    "box" if exact[name] > size_left else None)
+            else:
+                assert index.crowded(rng.choice([everyone, list(everyone)]), 10**6,
+                                     size_left) == {
+                    name for name in everyone if exact[name] > size_left}
+            for name in everyone:
+                assert index.box(name) == (len(waiting[name]), exact[name])
+
+
 class _Target:
     """What a window belongs to: a session's `window` and `acked`."""
 

@@ -1,5 +1,7 @@
 """A window's top-up takes the backlog a slice at a time: what it sends, and the window it leaves,
-must be what taking one message at a time gives (the rule delivery.py's docstring states)."""
+must be what taking one message at a time gives (the rule delivery.py's docstring states). A
+window's sent_bytes is a bound, counted exactly only when it would change a decision: every
+decision must be the exact sum's."""
 import copy
 import random
 
@@ -70,11 +72,14 @@ def test_a_top_up_sends_and_leaves_what_one_message_at_a_time_would():
                      backlog=backlog or (), backlog_bytes=sum(len(f.wire) for f in backlog),
                      complete=complete, retrying=rng.random() < 0.05)
         expected_win = copy.deepcopy(win)
+        # the window's own count: a bound, over by what acknowledgements left in it
+        win.sent_bytes += rng.choice([0, 0, rng.randrange(1, 300), rng.randrange(10**7)])
         expected = _one_at_a_time(deliveries, "bob", expected_win)
         got = deliveries.top_up("bob", win)
         assert [f["seq"] for f in got] == [f["seq"] for f in expected]
-        assert (list(win.sent), list(win.sent_sizes), win.sent_bytes) == (
+        assert (list(win.sent), list(win.sent_sizes), sum(win.sent_sizes)) == (
             list(expected_win.sent), list(expected_win.sent_sizes), expected_win.sent_bytes)
+        assert win.sent_bytes >= expected_win.sent_bytes
         assert [f["seq"] for f in win.backlog] == [f["seq"] for f in expected_win.backlog]
         assert (win.backlog_bytes, win.complete) == (expected_win.backlog_bytes,
                                                      expected_win.complete)
@@ -87,42 +92,100 @@ class _Target:
         self.window, self.acked = None, 0
 
 
-class _Acks:
-    """The store as an acknowledgement reaches it."""
+class _Log(_Store):
+    """The store as windows offered every message reach it: everything waits for everyone."""
 
     def acknowledge(self, user, seq):
         pass
 
 
-def test_a_windows_bytes_are_the_sum_of_what_it_has_sent_and_not_had_acknowledged():
-    """However offers (alone and in runs) and acknowledgements (of a few, of most, of all)
-    come, sent_bytes is the bytes of the messages sent and not yet acknowledged."""
+def test_a_windows_bytes_bound_what_it_has_sent_and_decide_as_their_exact_sum_would():
+    """However offers (alone and in runs), acknowledgements (of a few, of most, of all) and
+    the top-ups after them come, sent_bytes is at least the bytes of the messages sent and
+    not yet acknowledged, and the windows send and keep waiting just what windows whose
+    sent_bytes is counted exactly before each step do."""
     rng = random.Random(5)
-    deliveries = Deliveries(_Acks(), 64, 10**6, 1.0, 30.0)
-    targets = [_Target() for _ in range(3)]
-    seq, sizes = 0, {}
-    for _ in range(3000):
-        if rng.random() < 0.6:
-            run = []
-            for _ in range(rng.choice([1, 1, 5, 40])):
-                seq += 1
-                frame = protocol.Numbered({"type": "message", "seq": seq})
-                frame.wire = _line(seq, rng.randrange(0, 60))
-                sizes[seq] = len(frame.wire)
-                run.append(frame)
-            if len(run) == 1:
-                deliveries.offer_each(targets, run[0])
-            else:
-                deliveries.offer_run(targets, run)
-        else:
-            target = rng.choice(targets)
-            win = target.window
-            if win is not None and win.sent:
-                upto = rng.choice([win.sent[0], win.sent[len(win.sent) // 2], win.sent[-1],
-                                   win.sent[-1] - 1])
-                deliveries.acknowledge("user", win, upto)
-        for target in targets:
-            win = target.window
-            if win is not None:
-                assert win.sent_bytes == sum(sizes[sent] for sent in win.sent)
-                assert list(win.sent_sizes) == [sizes[sent] for sent in win.sent]
+    for window_bytes in (10**6, 4500, 900, 300):      # (64 messages are 2,500 to 7,000)
+        store = _Log([])
+        bound, exact = (Deliveries(store, 64, window_bytes, 1.0, 30.0) for _ in range(2))
+        bound_targets, exact_targets = [_Target() for _ in range(3)], [_Target() for _ in range(3)]
+
+        def both(step, *args):
+            """-> what `step` does to the bounded windows, checked against the exact ones."""
+            for target in exact_targets:
+                if target.window is not None:
+                    target.window.sent_bytes = sum(target.window.sent_sizes)
+            got = step(bound, bound_targets, *args)
+            assert (_shown(got, bound_targets)
+                    == _shown(step(exact, exact_targets, *args), exact_targets))
+            for mine, theirs in zip(bound_targets, exact_targets):
+                assert _state(mine.window) == _state(theirs.window)
+                if mine.window is not None:
+                    assert mine.window.sent_bytes >= sum(mine.window.sent_sizes)
+            return got
+
+        seq = 0
+        for _ in range(1500):
+            if rng.random() < 0.6:
+                run = []
+                for _ in range(rng.choice([1, 1, 5, 40])):
+                    seq += 1
+                    line = _line(seq, rng.randrange(0, 60))
+                    store.rows.append((seq, line))
+                    run.append(protocol.numbered_line(line))
+                if len(run) == 1:
+                    both(lambda ds, targets: ds.offer_each(targets, run[0]))
+                else:
+                    both(lambda ds, targets: ds.offer_run(targets, run))
+                continue
+            which = rng.randrange(3)
+            win = bound_targets[which].window
+            if win is None or not win.sent:
+                continue
+            upto = rng.choice([win.sent[0], win.sent[len(win.sent) // 2], win.sent[-1],
+                               win.sent[-1] - 1])
+            both(lambda ds, targets: ds.acknowledge("user", targets[which].window, upto))
+            if rng.random() < 0.7:      # (and an offer may come first)
+                both(lambda ds, targets: ds.top_up("user", targets[which].window))
+
+
+def _shown(result, targets):
+    """What an offer, top-up or acknowledgement returned, by numbers and targets' places."""
+    if isinstance(result, bool):
+        return result
+    if result and isinstance(result[0], tuple):         # offer_run's
+        return [([f["seq"] for f in frames], [targets.index(t) for t in them])
+                for frames, them in result]
+    return [f["seq"] if isinstance(f, protocol.Numbered) else targets.index(f) for f in result]
+
+
+def _state(win):
+    if win is None:
+        return None
+    return (win.acked, list(win.sent), list(win.sent_sizes), [f["seq"] for f in win.backlog],
+            win.backlog_bytes, win.complete)
+
+
+def test_a_bound_over_the_window_counts_before_it_keeps_a_message_back():
+    """What acknowledgements left in sent_bytes holds nothing back: an offer, alone or in a
+    run, and a top-up each send what the exact sum lets go."""
+    def window():
+        # 100 bytes on their way, counted as 1,000 (900 acknowledged since the last count)
+        return Window(0, sent=[1], sent_sizes=[100], sent_bytes=1000, complete=True)
+
+    frames = [protocol.numbered_line(_line(seq, 40)) for seq in (2, 3, 4)]
+    deliveries = Deliveries(_Log([]), 64, 1000, 1.0, 30.0)
+    alone = _Target()
+    alone.window = window()
+    assert deliveries.offer_each([alone], frames[0]) == [alone]
+    in_run = _Target()
+    in_run.window = window()
+    assert deliveries.offer_run([in_run], frames) == [(frames, [in_run])]
+    # a top-up whose slice would pass the bound, though not the sum
+    topped = window()
+    topped.sent_bytes = 900
+    topped.complete = False
+    deliveries._store = _Log([(frame["seq"], frame.wire) for frame in frames])
+    assert [frame["seq"] for frame in deliveries.top_up("bob", topped)] == [2, 3, 4]
+    for win in (alone.window, in_run.window, topped):
+        assert win.sent_bytes >= sum(win.sent_sizes)
