@@ -16,6 +16,7 @@ move another user's cursor, clear their screen or retitle their window.
 the original client's words (`screen_lines`), and typed lines become the core's events.
 """
 import codecs
+import errno
 import math
 import os
 import signal
@@ -105,12 +106,19 @@ class Terminal:
         return self
 
     def _cbreak(self):
-        """Our mode: the terminal as it was, without its echo and line editing."""
-        mode = termios.tcgetattr(self.in_fd)
+        """Our mode: the terminal as it was at the start, without its echo and line editing.
+        (From the background this stops the process, SIGTTOU, until fg; then it is done.)"""
+        mode = [*self._saved_mode[:6], list(self._saved_mode[6])]
         mode[3] &= ~(termios.ECHO | termios.ICANON)   # lflag; ISIG stays on
         mode[6][termios.VMIN] = 1
         mode[6][termios.VTIME] = 0
-        termios.tcsetattr(self.in_fd, termios.TCSAFLUSH, mode)
+        for _ in range(3):
+            try:
+                termios.tcsetattr(self.in_fd, termios.TCSAFLUSH, mode)
+                return
+            except termios.error as exc:
+                if exc.args[0] != errno.EINTR:      # (a signal as the stop ended: again)
+                    raise
 
     def suspend(self):
         """Before the process stops (Ctrl-Z): the input area erased and the terminal as it
@@ -122,9 +130,16 @@ class Terminal:
         termios.tcsetattr(self.in_fd, termios.TCSADRAIN, self._saved_mode)
 
     def resume(self):
-        """The process goes on (fg): our mode again (a shell does not give it back: without
-        this a password would be echoed), and the input area drawn on a row of its own."""
+        """The process goes on after a stop: in the foreground, if the shell's mode replaced
+        ours (a shell does not give it back: without this a password would be echoed), ours
+        again, and the input area drawn on a row of its own; nothing if ours never went (a
+        SIGCONT alone). Still in the background (a stop from outside, then SIGCONT), setting
+        the mode stops the process (SIGTTOU) as job control expects, and a shell's fg of a job
+        it sees running sends no SIGCONT: this way the fg does, and the mode is set then."""
         if self._saved_mode is None:
+            return
+        if (os.tcgetpgrp(self.in_fd) == os.getpgrp()
+                and not termios.tcgetattr(self.in_fd)[3] & (termios.ECHO | termios.ICANON)):
             return
         self._cbreak()
         self.width = self._columns()    # (it may have been resized meanwhile)
@@ -392,8 +407,10 @@ def outage_line(status, now):
     else:
         line += "; it is tried again with the next line you enter."
     if status.waiting:
+        # (before the login, what waits is what was typed at its prompts)
+        noun = "message" if status.stage is Stage.LOGGED_IN else "typed line"
         plural = "" if status.waiting == 1 else "s"
-        line += f" {status.waiting} message{plural} waiting to be sent."
+        line += f" {status.waiting} {noun}{plural} waiting to be sent."
     return line
 
 
@@ -455,6 +472,7 @@ class TerminalScreen:
         if self.terminal.interactive:
             glue.reactor.on_signals(self._on_resize, signals=(signal.SIGWINCH,))
             glue.reactor.on_signals(self._on_stop, signals=(signal.SIGTSTP,))
+            glue.reactor.on_signals(self._on_continue, signals=(signal.SIGCONT,))
         glue.start()
         glue.reactor.run()
 
@@ -481,12 +499,19 @@ class TerminalScreen:
 
     def _on_stop(self, signum):
         """Ctrl-Z: the process stops with the terminal as the shell gave it, and takes its
-        own mode back when it goes on (fg)."""
+        own mode back when it goes on (fg: _on_continue)."""
         self.terminal.suspend()
         signal.signal(signal.SIGTSTP, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTSTP)        # stopped here until it is continued
         self._glue.reactor.on_signals(self._on_stop, signals=(signal.SIGTSTP,))
-        self.terminal.resume()
+
+    def _on_continue(self, signum):
+        """Going on after a stop: Ctrl-Z's, or a SIGSTOP's from outside, which no handler sees
+        (Terminal.resume)."""
+        try:
+            self.terminal.resume()
+        except (OSError, termios.error):
+            pass                # (no terminal any more: nothing to give a mode to)
 
     def _on_input(self, data):
         """Raw stdin bytes -> typed lines, and the end of input on Ctrl-D."""

@@ -7,8 +7,10 @@ Skipped, saying why, where tmux is not installed. Every wait polls with a deadli
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
+import termios
 import time
 
 import pytest
@@ -66,6 +68,15 @@ class Pane:
 
 def _index(rows, text):
     return next(i for i, row in enumerate(rows) if row == text)
+
+
+def _echoes(tty):
+    """True while the terminal `tty` (a path) echoes what is typed."""
+    fd = os.open(tty, os.O_RDONLY | os.O_NOCTTY)
+    try:
+        return bool(termios.tcgetattr(fd)[3] & termios.ECHO)
+    finally:
+        os.close(fd)
 
 
 def _stop(proc):
@@ -151,6 +162,42 @@ def test_after_ctrl_z_and_fg_a_password_is_still_not_shown_and_lines_are_not_ech
         rows, cursor = pane.wait(lambda rows, _: "No other users are online." in rows)
         assert rows.count("online") == 1, rows
         assert rows[cursor[0]] == "" and cursor[1] == 0, rows        # the input, empty
+    finally:
+        pane.close()
+        _stop(proc)
+
+
+def test_after_a_stop_from_outside_and_fg_a_password_is_still_not_shown(tmp_path):
+    """SIGSTOP, which no handler sees, then SIGCONT from another shell: the client goes on in
+    the background and stops at its next touch of the terminal; the user's fg brings it back,
+    in its own mode (a trial found the password echoed after this)."""
+    proc, port = start_server(tmp_path, 0)
+    pane = Pane(tmp_path, ["env", "PS1='$ '", "bash", "--norc", "--noprofile", "-i"])
+    try:
+        pane.wait(lambda rows, _: any(row.startswith("$") for row in rows))
+        pane.type(f"cd {ROOT} && {sys.executable} client.py 127.0.0.1 {port}")
+        pane.keys("Enter")
+        pane.wait(lambda rows, _: "Please enter username:" in rows)
+        shell = int(pane._tmux("display-message", "-p", "-t", "t", "#{pane_pid}"))
+        client = int(subprocess.run(["pgrep", "-P", str(shell)], capture_output=True,
+                                    text=True, timeout=WAIT_S, check=True).stdout.split()[0])
+        os.kill(client, signal.SIGSTOP)
+        pane.wait(lambda rows, _: any("Stopped" in row for row in rows))
+        os.kill(client, signal.SIGCONT)
+        pane.type("fg")
+        pane.keys("Enter")
+        # our mode is back once the pane's terminal echoes nothing (then typing is safe: the
+        # mode's change drops what was typed before it)
+        tty = pane._tmux("display-message", "-p", "-t", "t", "#{pane_tty}").strip()
+        pane.wait(lambda rows, _: not _echoes(tty))
+        pane.type("columbia")
+        pane.keys("Enter")
+        pane.wait(lambda rows, _: "Please enter password:" in rows)
+        pane.type("116bway")
+        pane.keys("Enter")
+        rows, _ = pane.wait(lambda rows, _: "You have successfully logged in." in rows)
+        assert not any("116bway" in row for row in rows), rows        # typed unseen
+        assert rows.count("columbia") == 1, rows                      # echoed once, by us
     finally:
         pane.close()
         _stop(proc)
