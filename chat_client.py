@@ -861,6 +861,9 @@ class ChatClient:
             # we can still dial a peer; only the way back is missing
             self.no_port_told = True
             out.append(Show("no_port"))
+        if command.user == self.user:       # (getaddress refuses it: no hint to type that)
+            out.append(Show("system", "You cannot send a private message to yourself."))
+            return
         if command.user not in self.peers.addresses:
             out.append(Show("no_address", sender=command.user))
             return

@@ -506,3 +506,6 @@ def test_a_private_talks_notices_are_data_for_each_screen_to_word():
     assert of(run.reply(OK), Show) == [Show("asked", sender="bob")]
     assert of(delivered(run, ADDRESS), Show) == [Show("address", "10.0.0.2 6001", "bob")]
     assert of(run.type("private carol hi"), Show) == [Show("no_address", sender="carol")]
+    # to ourselves: said so, not a getaddress to type (which refuses ourselves)
+    assert of(run.type("private alice hi"), Show) == [
+        Show("system", "You cannot send a private message to yourself.")]

@@ -425,6 +425,15 @@ def test_an_outage_with_no_try_planned_says_what_will_try():
         "Server unreachable (refused); it is tried again with the next line you enter.")
 
 
+def test_before_the_login_what_waits_is_called_typed_lines_not_messages():
+    """A name typed at the username prompt during an outage is no message (a trial read
+    "1 message waiting" for it)."""
+    status = Status(Stage.USERNAME, None, 1, "refused", True, retry_at=5.0)
+    assert outage_line(status, 0.0) == (
+        "Server unreachable (refused); retrying in 5 s. 1 typed line waiting to be sent.")
+    assert outage_line(outage(5.0, waiting=2), 0.0).endswith("2 messages waiting to be sent.")
+
+
 def test_a_long_status_line_is_cut_to_one_row():
     term, screen, terminal_screen, clock, _ = attached(width=30)
     terminal_screen.render(outage(10.0, waiting=12))
