@@ -6,7 +6,7 @@ core (who is online is the core's to say), worded as the numerics IRC clients ex
 irc_session.IrcSession (its base class): it answers through the session's own output
 (`numeric`, `say`, `notice`) and requests (`ask`), and reads its nick, capabilities and room.
 """
-from irc_wire import fold, mask_matches
+from irc_wire import fold, mask_matcher
 from irc_words import SERVICE, TOPIC, USER_HOST, why
 
 NAMES_ROW_CHARS = 380       # the names in one 353 line: with its prefix, well within 512 bytes
@@ -135,7 +135,7 @@ class RoomCommands:
     def _who(self, frame, mask):
         names = [self.nick, *self._online_list(frame)]
         if not (self._is_room(mask) or mask in ("*", "0")):
-            names = [name for name in names if mask_matches(mask, name)]
+            names = list(filter(mask_matcher(mask), names))
         for name in names:
             username, realname = self._user_of(name)
             here = "G" if self._away_of(name) else "H"

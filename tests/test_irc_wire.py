@@ -1,10 +1,16 @@
 """IRC lines (irc_wire): parsing with tags, source and trailing parameters, the length limits,
 bad UTF-8, formatting that needs a trailing ':' exactly when it must, and long text cut into
 lines that fit."""
+import random
+import re
+import subprocess
+import sys
+
 import pytest
 
-from irc_wire import (MAX_LINE_BYTES, BadText, Message, TooLong, escape_tag, flat, fold, line,
-                      nick_ok, parse, pieces)
+from irc_wire import (MAX_LINE_BYTES, MAX_MASK_PIECES, BadText, Message, TooLong, escape_tag,
+                      flat, fold, line, mask_matches, nick_ok, parse, pieces)
+from realprocs import ROOT, WAIT_S
 
 
 def test_a_plain_command_with_a_trailing_parameter():
@@ -97,3 +103,37 @@ def test_no_param_can_end_a_line_and_start_a_command():
     assert made == b":ann!ann@chat QUIT :bye :evil!x@y PRIVMSG #chat :injected \r\n"
     assert line("chat", "432", "*", "\0x", "Erroneous nickname") == (
         b":chat 432 *  x :Erroneous nickname\r\n")
+
+
+def _regex_mask_matches(mask, name):
+    """The old rule, one regular expression of the whole mask: right, but exponential."""
+    pattern = "".join(".*" if char == "*" else "." if char == "?" else re.escape(char)
+                      for char in fold(mask))
+    return re.fullmatch(pattern, fold(name), re.S) is not None
+
+
+def test_a_mask_matches_as_one_regular_expression_of_it_would():
+    rng = random.Random(9)
+    for _ in range(20000):
+        name = "".join(rng.choice("abAB[") for _ in range(rng.randrange(0, 7)))
+        mask = "".join(rng.choice("ab[*?*A") for _ in range(rng.randrange(0, 7)))
+        assert mask_matches(mask, name) == _regex_mask_matches(mask, name), (mask, name)
+
+
+def test_a_mask_of_many_stars_is_answered_at_once():
+    """One WHO of 65 stars and a letter held the server's thread for minutes; 500 stars, as a
+    512-byte line allows, must be answered (a bounded wait on a process of its own, so that
+    the old exponential rule fails the test instead of hanging it)."""
+    code = ("import irc_wire; "
+            "print(irc_wire.mask_matches('*' * 500 + 'z', 'wikipedia' * 40), "
+            "irc_wire.mask_matches('*' * 500 + 'a', 'wikipedia' * 40), "
+            "irc_wire.mask_matches('*a' * 16 + '**', 'a' * 300))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=WAIT_S)
+    assert done.stdout.split() == ["False", "True", "True"], done.stderr
+
+
+def test_a_mask_of_more_pieces_than_the_most_between_its_stars_matches_nobody():
+    """(so a WHO's work stays a small multiple of its names)"""
+    assert mask_matches("*a" * MAX_MASK_PIECES + "*", "a" * MAX_MASK_PIECES)
+    assert not mask_matches("*a" * (MAX_MASK_PIECES + 1) + "*", "a" * 100)
