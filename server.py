@@ -124,14 +124,24 @@ def parse_args(argv):
     return args
 
 
-# Descriptors kept from accepted connections: the listener, the store's files, standard streams,
-# and the delivery connections that may be connecting at once (more that fail are retried).
-DESCRIPTOR_RESERVE = 64 + DELIVERY_CONNECTS
+# Descriptors kept from accepted connections: the listeners, the store's files, the standard
+# streams; and, of the rest, those of the delivery connections that may be connecting at once
+# (DELIVERY_CONNECTS, or half the rest under a low limit: a fixed 320 left one connection under
+# a limit of 256, and one logged-in user shut everyone else out). Below MIN_DESCRIPTORS the
+# server does not start.
+DESCRIPTOR_BASE = 64
+MIN_DESCRIPTORS = 128
+
+
+class TooFewDescriptors(Exception):
+    """The descriptor limit leaves too few for the server to serve anyone well."""
 
 
 def _fit_descriptors(wanted, log):
-    """Raise the soft descriptor limit to the hard one, and lower `wanted` accepted connections
-    to what fits under it with a reserve -> the connections the server may accept."""
+    """Raise the soft descriptor limit to the hard one, and share what it allows past the base
+    between accepted connections (at most `wanted`) and delivery connections connecting at
+    once -> (connections the server may accept, delivery connects); TooFewDescriptors below
+    MIN_DESCRIPTORS."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         try:
@@ -139,12 +149,18 @@ def _fit_descriptors(wanted, log):
             soft = hard
         except (ValueError, OSError) as exc:
             log(f"cannot raise the descriptor limit from {soft} to {hard}: {exc}")
-    fits = max(1, soft - DESCRIPTOR_RESERVE)
+    if soft < MIN_DESCRIPTORS:
+        raise TooFewDescriptors(f"the descriptor limit is {soft}; the server needs at least "
+                                f"{MIN_DESCRIPTORS} (raise it with ulimit -n)")
+    spare = soft - DESCRIPTOR_BASE
+    connects = min(DELIVERY_CONNECTS, spare // 2)
+    fits = spare - connects
     if wanted > fits:
-        log(f"--max-connections {wanted} does not fit {soft} descriptors with a reserve of "
-            f"{DESCRIPTOR_RESERVE}: accepting at most {fits}")
-        return fits
-    return wanted
+        log(f"--max-connections {wanted} does not fit {soft} descriptors with "
+            f"{DESCRIPTOR_BASE + connects} kept for the store, listeners and deliveries: "
+            f"accepting at most {fits}")
+        return fits, connects
+    return wanted, connects
 
 
 # What the disk needs besides the store's byte quota: SQLite's write-ahead log grows to 1,000
@@ -203,10 +219,14 @@ def main(argv=None):
                         consent_s=args.consent_time, **limit_settings(args))
     reactor = Reactor(clock, log=log, frame_time_s=args.frame_time)
     core = ChatServer(credentials, store, settings, instance=secrets.token_hex(4))
-    max_connections = _fit_descriptors(args.max_connections, log)
+    try:
+        max_connections, delivery_connects = _fit_descriptors(args.max_connections, log)
+    except TooFewDescriptors as exc:
+        print(f"server.py: {exc}", file=sys.stderr)
+        return 1
     glue = ServerGlue(reactor, core, store, log, commit_each=args.commit == "each",
                       max_connections=max_connections, first_frame_s=args.frame_time,
-                      max_per_address=args.max_per_address)
+                      delivery_connects=delivery_connects, max_per_address=args.max_per_address)
     try:
         listener = glue.listen(args.host, args.port, tls=args.tls_context)
     except OSError as exc:

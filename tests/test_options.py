@@ -1,12 +1,14 @@
 """The command-line values both programs check (options.py)."""
 import argparse
 import os
+import sys
 
 import pytest
 
 import client
 import options
 import server
+from realprocs import ROOT, WAIT_S
 
 
 @pytest.mark.parametrize("word", ["inf", "nan", "0", "-1", "soon"])
@@ -41,12 +43,37 @@ def test_the_server_raises_its_descriptor_limit_and_fits_its_connections_under_i
     monkeypatch.setattr(resource, "getrlimit", lambda which: (256, 1024))
     monkeypatch.setattr(resource, "setrlimit", lambda which, limits: set_to.append(limits))
     lines = []
-    assert server._fit_descriptors(10_000, lines.append) == 1024 - server.DESCRIPTOR_RESERVE
+    kept = server.DESCRIPTOR_BASE + server.DELIVERY_CONNECTS
+    assert server._fit_descriptors(10_000, lines.append) == (1024 - kept,
+                                                             server.DELIVERY_CONNECTS)
     assert set_to == [(1024, 1024)]
-    assert lines == [f"--max-connections 10000 does not fit 1024 descriptors with a reserve of "
-                     f"{server.DESCRIPTOR_RESERVE}: accepting at most "
-                     f"{1024 - server.DESCRIPTOR_RESERVE}"]
-    assert server._fit_descriptors(100, lines.append) == 100
+    assert lines == [f"--max-connections 10000 does not fit 1024 descriptors with {kept} kept "
+                     f"for the store, listeners and deliveries: accepting at most "
+                     f"{1024 - kept}"]
+    assert server._fit_descriptors(100, lines.append) == (100, server.DELIVERY_CONNECTS)
+
+
+@pytest.mark.parametrize("limit", [128, 256, 383])
+def test_under_a_low_descriptor_limit_deliveries_take_half_of_what_is_spare_not_all(
+        monkeypatch, limit):
+    """(a fixed reserve of 320 left one connection under a limit of 256: one logged-in user
+    shut everyone else out, a trial found)"""
+    import resource
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (limit, limit))
+    accepted, connects = server._fit_descriptors(10_000, lambda line: None)
+    spare = limit - server.DESCRIPTOR_BASE
+    assert connects == spare // 2 and accepted == spare - spare // 2 >= 32
+
+
+def test_under_too_low_a_descriptor_limit_the_server_does_not_start(tmp_path):
+    import resource
+    import subprocess
+    done = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "server.py"), "0", "--data-dir", str(tmp_path)],
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100)),
+        capture_output=True, text=True, timeout=WAIT_S)
+    assert done.returncode == 1
+    assert "the descriptor limit is 100; the server needs at least 128" in done.stderr
 
 
 def test_a_disk_too_small_for_the_byte_quota_and_sqlites_log_is_said_at_start(tmp_path):
