@@ -202,6 +202,9 @@ class ServerGlue:
             # a pass then, even if nothing else happens, so an idle server recovers too
             self.reactor.call_at(self._commit_retry_at, self._commit_due)
             return False
+        if store.notice is not None:        # (its file written again, say)
+            self.log(store.notice)
+            store.notice = None
         if self._commit_retry_s:
             self._commit_retry_s = 0.0
             self.apply(self.core.handle(StoreRecovered(), self.reactor.clock.now()))

@@ -29,6 +29,7 @@ call that cannot be served consistently: the caller answers "unavailable", never
 """
 import collections
 import json
+import os
 import secrets
 import sqlite3
 
@@ -142,13 +143,9 @@ class Store:
         self._clock = clock
         self._wall_offset = None    # wall-clock minus monotonic seconds; None: read it again
         self._pass_at = None        # this pass's `"at"` for the lines it keeps; None: read it
-        self._db = sqlite3.connect(path, timeout=lock_wait_s)
-        if path != ":memory:":
-            if exclusive:   # (before WAL: then it never makes the shared index file)
-                self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
-            # WAL: a crash leaves each committed pass whole, and readers never block the writer.
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={sync.upper()}")
+        self._path, self._sync, self._exclusive, self._lock_wait_s, self._max_pages = (
+            path, sync, exclusive, lock_wait_s, max_pages)
+        self._db = self._connect()
         # user -> the set of names they block, and target -> the set of names blocking it:
         # all read at open (a few per user at most), kept in step with every write; users who
         # block nobody share one empty set (a set is 216 bytes)
@@ -163,8 +160,12 @@ class Store:
         self.failing = None         # why the last commit failed, while commits fail; else None
         self._db.executescript(_SCHEMA)
         self._db.commit()
-        if max_pages is not None:
-            self._db.execute(f"PRAGMA max_page_count={int(max_pages)}").fetchall()
+        self._limit_pages(self._db)
+        # the file, to tell at each commit that it is still there (see _rehome); never closed
+        # before the database is (closing any descriptor of a file drops the process's locks)
+        self._file = None if path == ":memory:" else os.open(path, os.O_RDONLY)
+        self._homeless = False      # the file went: commits fail until it is written again
+        self.notice = None          # what the operator should read in the log, once
         self.identity = self._identity(new_identity or secrets.token_hex(8))
         self._index = LogIndex()    # what waits for whom (log_index.py), rebuilt at open
         self._cached = collections.OrderedDict()   # first seq -> {seq: line}, recently read
@@ -179,6 +180,21 @@ class Store:
         # the index's own, bound once: the core asks them for every message
         self.box, self.crowded, self.takes, self.room_for_one = (
             self._index.box, self._index.crowded, self._index.takes, self._index.room_for_one)
+
+    def _connect(self):
+        """A connection to the store's file, set up as the store uses it."""
+        db = sqlite3.connect(self._path, timeout=self._lock_wait_s)
+        if self._path != ":memory:":
+            if self._exclusive:     # (before WAL: then it never makes the shared index file)
+                db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            # WAL: a crash leaves each committed pass whole, and readers never block the writer.
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={self._sync.upper()}")
+        return db
+
+    def _limit_pages(self, db):
+        if self._max_pages is not None:
+            db.execute(f"PRAGMA max_page_count={int(self._max_pages)}").fetchall()
 
     def _identity(self, identity):
         """This store's name, made with it (`identity` if it is new): a new or wiped store
@@ -554,7 +570,7 @@ class Store:
         busy = self._db.in_transaction or bool(self._journal)
         if acks_too or self._compaction_due(alone=not busy):
             self._write_passed()
-        elif not busy:
+        elif not busy and not self._homeless:
             return
         try:
             self._db.commit()
@@ -562,8 +578,49 @@ class Store:
             self._lose(exc)
             raise StoreUnavailable(str(exc)) from None
         self._journal.clear()
+        if self._homeless or (self._file is not None and os.fstat(self._file).st_nlink == 0):
+            self._rehome()
         self.failing = None
         self.committed_seq = self._next_seq - 1
+
+    def _rehome(self):
+        """The store's file was deleted (its data directory wiped while the server ran): the
+        commits since went to a file no restart would find. What the open connection holds,
+        those commits too, is written to a new file at the same path, and the store goes on
+        there, saying so in `notice`. Until that succeeds, StoreUnavailable: no reply says yes
+        on a deleted file. A file put at the path meanwhile (a restore, another server) is
+        not overwritten: the store stays unavailable, and a restart takes that file."""
+        self._homeless = True
+        fresh = self._path + ".new"
+        if os.path.lexists(self._path):
+            self.failing = ("the store's file was replaced while the server ran; restart the "
+                            "server to use the new one")
+            raise StoreUnavailable(self.failing)
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(self._path)), exist_ok=True)
+            for stale in (fresh, fresh + "-journal", fresh + "-wal"):
+                if os.path.lexists(stale):
+                    os.remove(stale)
+            self._db.execute("VACUUM INTO ?", (fresh,))
+            _sync_path(fresh)
+            os.rename(fresh, self._path)
+            _sync_path(os.path.dirname(os.path.abspath(self._path)))
+            db = self._connect()
+            self._limit_pages(db)
+            db.execute("SELECT value FROM meta").fetchall()    # (the exclusive lock, now)
+            file = os.open(self._path, os.O_RDONLY)
+        except (OSError, sqlite3.Error) as exc:
+            self.failing = f"the store's file was deleted while the server ran ({exc})"
+            raise StoreUnavailable(f"the store's file was deleted while the server ran, and "
+                                   f"cannot be written again yet ({exc})") from None
+        old, self._db = self._db, db
+        old.close()
+        os.close(self._file)
+        self._file = file
+        self._homeless = False
+        self.notice = (f"the store's file was deleted while the server ran: written again at "
+                       f"{self._path} from the open store, nothing lost (stop the server "
+                       f"before wiping its data directory)")
 
     def _compaction_due(self, alone):
         """True if cursors and compaction go with this commit (`alone`: it would write
@@ -591,6 +648,18 @@ class Store:
     def close(self):
         """Close the database; uncommitted writes are lost."""
         self._db.close()
+        if self._file is not None:
+            os.close(self._file)
+            self._file = None
+
+
+def _sync_path(path):
+    """fsync a file or directory by its path: a rename is durable once both are."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _line(frame):

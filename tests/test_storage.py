@@ -526,3 +526,66 @@ def test_the_server_opens_its_store_exclusive_and_stops_at_its_start_if_it_canno
     assert status == 1 and opened == [True]
     said = capsys.readouterr().err
     assert "cannot open the data directory" in said and "another server is using it" in said
+
+
+def test_a_store_whose_file_is_deleted_writes_it_again_at_the_next_commit(tmp_path):
+    """(a data directory wiped while the server runs: the commits since went to a file no
+    restart would find)"""
+    import shutil
+    path = tmp_path / "data" / "chat.sqlite3"
+    path.parent.mkdir()
+    store = Store(str(path), exclusive=True)
+    keep(store, "bob", {"type": "message", "text": "before"})
+    store.commit()
+    shutil.rmtree(path.parent)
+    keep(store, "bob", {"type": "message", "text": "after"})
+    store.commit()
+    assert "written again" in store.notice and path.exists()
+    keep(store, "bob", {"type": "message", "text": "later"})
+    store.commit()
+    identity = store.identity
+    store.close()
+    again = Store(str(path), exclusive=True)
+    assert [frame["text"] for frame in frames(again, "bob")] == ["before", "after", "later"]
+    assert again.identity == identity
+    again.close()
+
+
+def test_until_a_deleted_stores_file_can_be_written_again_every_commit_fails(tmp_path):
+    import shutil
+    path = tmp_path / "data" / "chat.sqlite3"
+    path.parent.mkdir()
+    store = Store(str(path))
+    keep(store, "bob", {"type": "message", "text": "before"})
+    store.commit()
+    shutil.rmtree(path.parent)
+    path.parent.write_bytes(b"")            # a file where its directory was: none can be made
+    keep(store, "bob", {"type": "message", "text": "after"})
+    for _ in range(2):                      # (a commit with nothing new fails too)
+        with pytest.raises(storage.StoreUnavailable, match="deleted while the server ran"):
+            store.commit()
+        assert store.failing is not None
+    path.parent.unlink()
+    store.commit()
+    assert store.failing is None and store.notice is not None
+    store.close()
+    again = Store(str(path))
+    assert [frame["text"] for frame in frames(again, "bob")] == ["before", "after"]
+    again.close()
+
+
+def test_a_store_whose_file_is_replaced_does_not_overwrite_the_new_one(tmp_path):
+    """(a restore while the server runs, or a second server on the wiped directory: the store
+    stays unavailable, and a restart takes the file that is there)"""
+    path = tmp_path / "chat.sqlite3"
+    store = Store(str(path), exclusive=True)
+    keep(store, "bob", {"type": "message", "text": "mine"})
+    store.commit()
+    (tmp_path / "restored").write_bytes(b"a backup")
+    (tmp_path / "restored").rename(path)
+    keep(store, "bob", {"type": "message", "text": "more"})
+    for _ in range(2):
+        with pytest.raises(storage.StoreUnavailable, match="replaced while the server ran"):
+            store.commit()
+    assert path.read_bytes() == b"a backup"
+    store.close()
