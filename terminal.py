@@ -135,16 +135,18 @@ class Terminal:
         again, and the input area drawn on a row of its own; nothing if ours never went (a
         SIGCONT alone). Still in the background (a stop from outside, then SIGCONT), setting
         the mode stops the process (SIGTTOU) as job control expects, and a shell's fg of a job
-        it sees running sends no SIGCONT: this way the fg does, and the mode is set then."""
+        it sees running sends no SIGCONT: this way the fg does, and the mode is set then.
+        -> True if it took the terminal back."""
         if self._saved_mode is None:
-            return
+            return False
         if (os.tcgetpgrp(self.in_fd) == os.getpgrp()
                 and not termios.tcgetattr(self.in_fd)[3] & (termios.ECHO | termios.ICANON)):
-            return
+            return False
         self._cbreak()
         self.width = self._columns()    # (it may have been resized meanwhile)
         self._row, self._drawn = 0, self._erased()
         self._draw()
+        return True
 
     def __exit__(self, *exc_info):
         self.restore()
@@ -443,6 +445,7 @@ class TerminalScreen:
         self._input_done = False
         self._outage = None             # the last Status during an outage, else None
         self._tick = None               # the timer that updates the status line's countdown
+        self._stage = None              # the last Status's: a prompt is shown again after fg
 
     def attach(self, glue):
         """Serve `glue`'s client from now on (its reactor times the status line)."""
@@ -452,6 +455,7 @@ class TerminalScreen:
         """What the core shows -> lines above the input; a Status hides or shows typing and
         keeps the status line."""
         if type(action) is Status:
+            self._stage = action.stage
             self.terminal.set_secret(action.stage is Stage.PASSWORD)
             # before a login a line may be a password typed ahead of its prompt: none is kept
             self.terminal.editor.remember = action.stage is Stage.LOGGED_IN
@@ -509,9 +513,11 @@ class TerminalScreen:
         """Going on after a stop: Ctrl-Z's, or a SIGSTOP's from outside, which no handler sees
         (Terminal.resume)."""
         try:
-            self.terminal.resume()
+            back = self.terminal.resume()
         except (OSError, termios.error):
-            pass                # (no terminal any more: nothing to give a mode to)
+            return              # (no terminal any more: nothing to give a mode to)
+        if back and self._stage in _PROMPTS:    # (the shell's lines came after the prompt)
+            self.terminal.show(_PROMPTS[self._stage])
 
     def _on_input(self, data):
         """Raw stdin bytes -> typed lines, and the end of input on Ctrl-D."""

@@ -149,6 +149,7 @@ def test_after_ctrl_z_and_fg_a_password_is_still_not_shown_and_lines_are_not_ech
         pane.wait(lambda rows, _: any("Stopped" in row for row in rows))
         pane.type("fg")
         pane.keys("Enter")
+        pane.wait(lambda rows, _: rows.count("Please enter username:") == 2)
         pane.type("columbia")
         pane.keys("Enter")
         pane.wait(lambda rows, _: "Please enter password:" in rows)
@@ -189,7 +190,8 @@ def test_after_a_stop_from_outside_and_fg_a_password_is_still_not_shown(tmp_path
         # our mode is back once the pane's terminal echoes nothing (then typing is safe: the
         # mode's change drops what was typed before it)
         tty = pane._tmux("display-message", "-p", "-t", "t", "#{pane_tty}").strip()
-        pane.wait(lambda rows, _: not _echoes(tty))
+        pane.wait(lambda rows, _: not _echoes(tty)
+                  and rows.count("Please enter username:") == 2)   # asked again, below fg
         pane.type("columbia")
         pane.keys("Enter")
         pane.wait(lambda rows, _: "Please enter password:" in rows)
