@@ -605,10 +605,14 @@ class Store:
             _sync_path(fresh)
             os.rename(fresh, self._path)
             _sync_path(os.path.dirname(os.path.abspath(self._path)))
-            db = self._connect()
-            self._limit_pages(db)
-            db.execute("SELECT value FROM meta").fetchall()    # (the exclusive lock, now)
             file = os.open(self._path, os.O_RDONLY)
+            try:
+                db = self._connect()
+                self._limit_pages(db)
+                db.execute("SELECT value FROM meta").fetchall()    # (the exclusive lock, now)
+            except sqlite3.Error:
+                os.close(file)
+                raise
         except (OSError, sqlite3.Error) as exc:
             self.failing = f"the store's file was deleted while the server ran ({exc})"
             raise StoreUnavailable(f"the store's file was deleted while the server ran, and "
