@@ -508,6 +508,9 @@ class TerminalScreen:
         signal.signal(signal.SIGTSTP, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTSTP)        # stopped here until it is continued
         self._glue.reactor.on_signals(self._on_stop, signals=(signal.SIGTSTP,))
+        # at once, not when the loop reads SIGCONT's note: keys typed meanwhile would be
+        # echoed by the shell's mode (and then dropped by ours)
+        self._on_continue(signal.SIGCONT)
 
     def _on_continue(self, signum):
         """Going on after a stop: Ctrl-Z's, or a SIGSTOP's from outside, which no handler sees
