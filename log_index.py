@@ -195,6 +195,13 @@ class LogIndex:
             return "box"
         return None
 
+    def count(self, recipient):
+        """How many messages wait for `recipient` (box's first, without counting bytes)."""
+        if self._run_names is not None:
+            self._settle()
+        box = self.boxes.get(recipient)
+        return 0 if box is None else len(box)
+
     def box(self, recipient):
         """(messages, bytes) waiting for `recipient`."""
         if self._run_names is not None:

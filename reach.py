@@ -35,6 +35,8 @@ class Reach:
 
     def _send_waiting(self, session):
         """Deliver again, in order, what the session's client has not acknowledged."""
+        if session.window is None and not self._store.count_waiting(session.user):
+            return []   # (most logins: nothing on its way, nothing stored for them)
         if session.window is None:
             session.window = Window(session.acked)      # (restart makes it so)
         self._deliveries.restart(session.window)

@@ -358,7 +358,7 @@ class Store:
 
     def count_waiting(self, recipient):
         """How many messages wait for `recipient`."""
-        return self._index.box(recipient)[0]
+        return self._index.count(recipient)
 
     def count_all_waiting(self):
         """How many deliveries wait, for everyone."""
