@@ -62,7 +62,10 @@ class Senders:
         if entry is None:
             entry = [number, 1, dict(reply), at]
         elif number > entry[0]:
-            entry[1] = (entry[1] << (number - entry[0]) | 1) & _WINDOW_MASK
+            gap = number - entry[0]
+            # (past the window no bit of the old one stays: the shift alone, by a gap of up to
+            # 2^53, built an integer that wide first, seconds of CPU and gigabytes)
+            entry[1] = (entry[1] << gap | 1) & _WINDOW_MASK if gap < REPLAY_WINDOW else 1
             entry[0], entry[2], entry[3] = number, dict(reply), at
         else:
             entry[1] |= 1 << (entry[0] - number)

@@ -36,6 +36,22 @@ def test_numbers_that_overtake_each_other_are_each_taken_once():
     assert counters.seen("alice", "c", far) is LAST
 
 
+def test_a_number_far_past_the_highest_costs_what_a_near_one_does():
+    """A jump of 2^45 (the largest number is 2^53 - 1) left nothing of the window to keep,
+    but shifting it that far built an integer 2^45 bits wide first: a hostile trial saw 1.5 s
+    of CPU a message at 2^33, and a MemoryError after the message was kept (then stored again
+    at each retry) at 2^50."""
+    counters = Senders()
+    take(counters, 7)
+    take(counters, 8)
+    far = 8 + 2 ** 45
+    take(counters, far)
+    assert [counters.seen("alice", "c", n) for n in (8, far - 1023, far - 1, far)] == [
+        TOO_OLD, NEW, NEW, LAST]
+    take(counters, far - 1)
+    assert counters.seen("alice", "c", far - 1) is TAKEN
+
+
 def test_a_user_keeps_the_counters_of_its_most_recent_client_ids_only(monkeypatch):
     monkeypatch.setattr(senders, "CLIENTS_PER_USER", 2)
     counters = Senders()
