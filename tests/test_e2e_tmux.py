@@ -135,9 +135,9 @@ def test_a_long_line_survives_a_message_and_backspaces_and_the_outage_shows_belo
         _stop(proc)
 
 
-def test_after_ctrl_z_and_fg_a_password_is_still_not_shown_and_lines_are_not_echoed_twice(
-        tmp_path):
-    # an interactive shell in the pane: job control, as a user has it
+def _client_in_a_shell(tmp_path):
+    """A server, and the client started from an interactive shell in a pane (job control, as
+    a user has it), at its first prompt -> (server process, pane)."""
     proc, port = start_server(tmp_path, 0)
     pane = Pane(tmp_path, ["env", "PS1='$ '", "bash", "--norc", "--noprofile", "-i"])
     try:
@@ -145,19 +145,37 @@ def test_after_ctrl_z_and_fg_a_password_is_still_not_shown_and_lines_are_not_ech
         pane.type(f"cd {ROOT} && {sys.executable} client.py 127.0.0.1 {port}")
         pane.keys("Enter")
         pane.wait(lambda rows, _: "Please enter username:" in rows)
+    except BaseException:
+        pane.close()
+        _stop(proc)
+        raise
+    return proc, pane
+
+
+def _log_in_unseen(pane):
+    """Log in at the username prompt: the password unseen, the name echoed once, by us ->
+    the pane's (rows, cursor) then."""
+    pane.type("columbia")
+    pane.keys("Enter")
+    pane.wait(lambda rows, _: "Please enter password:" in rows)
+    pane.type("116bway")
+    pane.keys("Enter")
+    rows, cursor = pane.wait(lambda rows, _: "You have successfully logged in." in rows)
+    assert not any("116bway" in row for row in rows), rows        # typed unseen
+    assert rows.count("columbia") == 1, rows                      # echoed once, by us
+    return rows, cursor
+
+
+def test_after_ctrl_z_and_fg_a_password_is_still_not_shown_and_lines_are_not_echoed_twice(
+        tmp_path):
+    proc, pane = _client_in_a_shell(tmp_path)
+    try:
         pane.keys("C-z")
         pane.wait(lambda rows, _: any("Stopped" in row for row in rows))
         pane.type("fg")
         pane.keys("Enter")
         pane.wait(lambda rows, _: rows.count("Please enter username:") == 2)
-        pane.type("columbia")
-        pane.keys("Enter")
-        pane.wait(lambda rows, _: "Please enter password:" in rows)
-        pane.type("116bway")
-        pane.keys("Enter")
-        rows, cursor = pane.wait(lambda rows, _: "You have successfully logged in." in rows)
-        assert not any("116bway" in row for row in rows), rows        # typed unseen
-        assert rows.count("columbia") == 1, rows                      # echoed once, by us
+        _log_in_unseen(pane)
         pane.type("online")
         pane.keys("Enter")
         rows, cursor = pane.wait(lambda rows, _: "No other users are online." in rows)
@@ -172,13 +190,8 @@ def test_after_a_stop_from_outside_and_fg_a_password_is_still_not_shown(tmp_path
     """SIGSTOP, which no handler sees, then SIGCONT from another shell: the client goes on in
     the background and stops at its next touch of the terminal; the user's fg brings it back,
     in its own mode (a trial found the password echoed after this)."""
-    proc, port = start_server(tmp_path, 0)
-    pane = Pane(tmp_path, ["env", "PS1='$ '", "bash", "--norc", "--noprofile", "-i"])
+    proc, pane = _client_in_a_shell(tmp_path)
     try:
-        pane.wait(lambda rows, _: any(row.startswith("$") for row in rows))
-        pane.type(f"cd {ROOT} && {sys.executable} client.py 127.0.0.1 {port}")
-        pane.keys("Enter")
-        pane.wait(lambda rows, _: "Please enter username:" in rows)
         shell = int(pane._tmux("display-message", "-p", "-t", "t", "#{pane_pid}"))
         client = int(subprocess.run(["pgrep", "-P", str(shell)], capture_output=True,
                                     text=True, timeout=WAIT_S, check=True).stdout.split()[0])
@@ -192,14 +205,7 @@ def test_after_a_stop_from_outside_and_fg_a_password_is_still_not_shown(tmp_path
         tty = pane._tmux("display-message", "-p", "-t", "t", "#{pane_tty}").strip()
         pane.wait(lambda rows, _: not _echoes(tty)
                   and rows.count("Please enter username:") == 2)   # asked again, below fg
-        pane.type("columbia")
-        pane.keys("Enter")
-        pane.wait(lambda rows, _: "Please enter password:" in rows)
-        pane.type("116bway")
-        pane.keys("Enter")
-        rows, _ = pane.wait(lambda rows, _: "You have successfully logged in." in rows)
-        assert not any("116bway" in row for row in rows), rows        # typed unseen
-        assert rows.count("columbia") == 1, rows                      # echoed once, by us
+        _log_in_unseen(pane)
     finally:
         pane.close()
         _stop(proc)
