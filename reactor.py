@@ -605,12 +605,13 @@ class Reactor:
             except BlockingIOError:
                 return
             except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    self._pause_listener(listener, exc)
-                    return
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR):
                     continue
-                raise
+                # out of descriptors (EMFILE, ENFILE, ENOBUFS, ENOMEM), or a listener broken
+                # under us (EINVAL once something shut it down): to accept again at once, each
+                # pass, would spin the loop at a full core
+                self._pause_listener(listener, exc)
+                return
             if listener.tls is None:
                 # the C socket alone: socket.socket's Python layer (an __init__, and a close
                 # through two more Python calls) gives a plain connection nothing it uses
@@ -651,7 +652,8 @@ class Reactor:
                 self._report(exc, conn)
 
     def _pause_listener(self, listener, exc):
-        self.log(f"cannot accept ({os.strerror(exc.errno)}); pausing accepts for {EMFILE_PAUSE_S} s")
+        self.log(f"cannot accept ({exc.strerror or os.strerror(exc.errno)}); pausing accepts for "
+                 f"{EMFILE_PAUSE_S} s")
         self._unregister(listener.sock)
 
         def resume():
