@@ -21,14 +21,18 @@ def any_port(text):
     return port(text, lowest=0)
 
 
+MAX_SECONDS = 1e9      # about 31 years: 1e308 passed as finite, then a timer's overflowed
+
+
 def seconds(text):
-    """A finite, positive number of seconds."""
+    """A positive number of seconds, at most MAX_SECONDS."""
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    if not 0 < value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds up to "
+                                         f"{MAX_SECONDS:,.0f}: {text!r}")
     return value
 
 
@@ -40,6 +44,14 @@ def count(text):
         value = -1
     if value < 0:
         raise argparse.ArgumentTypeError(f"not a whole number 0 or more: {text!r}")
+    return value
+
+
+def positive_count(text):
+    """A whole number, 1 or more (a cap of 0 would refuse everyone)."""
+    value = count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a whole number 1 or more: {text!r}")
     return value
 
 

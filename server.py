@@ -1,8 +1,8 @@
 """The chat server: `python3 server.py PORT [options]` (or `make server PORT=4119`).
 
 Reads the options and the accounts, opens the store, and runs the core (chat_server.py) on the
-reactor through its glue (server_glue.py) until SIGINT or SIGTERM. `python3 server.py passwd`
-manages hashed passwords instead (passwords.py).
+reactor through its glue (server_glue.py) until SIGINT, SIGTERM or SIGHUP. `python3 server.py
+passwd` manages hashed passwords instead (passwords.py).
 """
 import argparse
 import os
@@ -34,11 +34,11 @@ def _add_limit_options(parser):
     add("--frame-time", type=options.seconds, default=FRAME_TIME_S, metavar="S",
         help="seconds a connection has to send its first frame, and to finish any frame it "
              f"begins (default {FRAME_TIME_S:g})")
-    add("--max-connections", type=options.count, default=MAX_CONNECTIONS, metavar="N",
+    add("--max-connections", type=options.positive_count, default=MAX_CONNECTIONS, metavar="N",
         help=f"accepted connections open at once; past it the newest of the address holding "
              f"the most is shed (default {MAX_CONNECTIONS}, lowered to fit the descriptor "
              f"limit)")
-    add("--max-per-address", type=options.count, default=MAX_PER_ADDRESS, metavar="N",
+    add("--max-per-address", type=options.positive_count, default=MAX_PER_ADDRESS, metavar="N",
         help=f"accepted connections open at once from one address; past it new ones are "
              f"closed (default {MAX_PER_ADDRESS})")
     add("--user-rate", type=options.rate, default=Settings.user_rate_per_s, metavar="PER_S",
@@ -112,6 +112,11 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if not (args.irc_room.startswith("#") and irc_wire.nick_ok(args.irc_room[1:])):
         parser.error(f"--irc-room {args.irc_room!r} is no channel name: # and letters, say #chat")
+    if not (0 < len(args.irc_name) <= 63
+            and all(char.isascii() and (char.isalnum() or char in ".-") for char in args.irc_name)):
+        # (it is every IRC reply's source: a space in it broke each line)
+        parser.error(f"--irc-name {args.irc_name!r} is no server name: letters, digits, dots "
+                     f"and dashes, say chat.example.org")
     args.tls_context = None
     if args.tls_cert or args.tls_key:
         if not (args.tls_cert and args.tls_key):
@@ -191,7 +196,8 @@ def disk_room_warning(data_dir, store_bytes):
 
 
 def main(argv=None):
-    """Run the server until SIGINT or SIGTERM (or run `passwd`); returns the exit status."""
+    """Run the server until SIGINT, SIGTERM or SIGHUP (or run `passwd`); returns the exit
+    status."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["passwd"]:
         return passwords.passwd_main(argv[1:])
@@ -246,10 +252,14 @@ def main(argv=None):
         log(f"stopping ({signal.Signals(signum).name})")
         reactor.stop()
 
-    reactor.on_signals(stop)
+    # SIGHUP too: what closing the terminal or SSH session that started it sends
+    reactor.on_signals(stop, signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
     HeapTrimmer(reactor)
     secured = "TLS" if args.tls_context else "plain TCP: passwords cross the network in clear"
-    log(f"listening on {args.host}:{listener.port} with {len(credentials)} accounts ({secured})")
+    accounts = f"{len(credentials)} account{'' if len(credentials) == 1 else 's'}"
+    log(f"listening on {args.host}:{listener.port} with {accounts} ({secured})")
+    if not credentials:
+        log(f"{args.credentials} has no accounts: nobody can log in")
     unguarded = passwords.open_accounts(credentials)
     if unguarded:
         log(f"{len(unguarded)} accounts need no password (a name alone in {args.credentials}): "

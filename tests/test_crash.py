@@ -134,3 +134,40 @@ def test_a_data_directory_wiped_while_the_server_runs_loses_nothing_it_acknowled
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM])
+def test_a_hangup_stops_the_server_as_a_terminate_does(tmp_path, signum):
+    """SIGHUP is what closing the terminal or SSH session that started the server sends: a
+    stop, logged, with what was acknowledged written (an operator's trial saw it die with
+    status 129 and no word)."""
+    from realprocs import wait_log
+    proc, port = start_server(tmp_path, 0)
+    try:
+        token = login(port, "columbia", "116bway")
+        frames = [{"type": "message", "token": token, "to": "seas", "text": "kept",
+                   "mid": "hup-1", "id": 1}]
+        assert exchange(port, frames)[0]["type"] == "ok"
+        proc.send_signal(signum)
+        assert proc.wait(WAIT_S) == 0
+        wait_log(tmp_path, f"stopping ({signal.Signals(signum).name})")
+        wait_log(tmp_path, "stopped")
+        proc, port = start_server(tmp_path, port)
+        assert take_deliveries(port, "seas", "summerisover", 1) == ["kept"]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_the_start_counts_accounts_in_words_and_says_when_there_are_none(tmp_path):
+    from realprocs import wait_log
+    for text, said in (("columbia 116bway\n", "with 1 account ("),
+                       ("# nobody yet\n", "has no accounts: nobody can log in")):
+        credentials = tmp_path / "accounts.txt"
+        credentials.write_text(text)
+        proc, _ = start_server(tmp_path, 0, "--credentials", str(credentials))
+        try:
+            wait_log(tmp_path, said)
+        finally:
+            proc.kill()
+            proc.wait()

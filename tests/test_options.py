@@ -11,10 +11,30 @@ import server
 from realprocs import ROOT, WAIT_S
 
 
-@pytest.mark.parametrize("word", ["inf", "nan", "0", "-1", "soon"])
-def test_seconds_must_be_finite_and_positive(word):
+@pytest.mark.parametrize("word", ["inf", "nan", "0", "-1", "soon", "1e308", "1000000001"])
+def test_seconds_must_be_positive_and_at_most_about_31_years(word):
+    """(1e308 passed as finite: every connection then failed on a timer's overflow)"""
     with pytest.raises(argparse.ArgumentTypeError):
         options.seconds(word)
+    assert options.seconds("1e9") == 1e9
+
+
+def test_a_cap_of_connections_is_1_or_more():
+    """(--max-connections 0 started, then failed every connection; --max-per-address 0
+    refused everyone)"""
+    for flag in ("--max-connections", "--max-per-address"):
+        with pytest.raises(SystemExit):
+            server.parse_args(["4119", flag, "0"])
+        assert getattr(server.parse_args(["4119", flag, "1"]), flag[2:].replace("-", "_")) == 1
+
+
+@pytest.mark.parametrize("name", ["my server", "", "a" * 64, "chat:x", "sérveur"])
+def test_an_irc_name_with_a_space_or_other_odd_character_is_refused(name, capsys):
+    """(the name is every IRC reply's source: "my server" broke each line)"""
+    with pytest.raises(SystemExit):
+        server.parse_args(["4119", "--irc-name", name])
+    assert "is no server name" in capsys.readouterr().err
+    assert server.parse_args(["4119", "--irc-name", "chat.example-1.org"]).irc_name
 
 
 def test_ports_counts_and_rates():
