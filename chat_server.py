@@ -338,7 +338,8 @@ class ChatServer(Reach):
     def _refuse(self, event, frame_id, kind, who, refusal):
         """The error reply to `event` (a Request or a BadFrame) for `refusal` (a Refused, or a
         FrameError from a field check), and its log line: said once a minute per address and
-        kind of refusal, with a count of the rest (a flood must not fill the log)."""
+        kind of refusal (and account, for a login), with a count of the rest (a flood must not
+        fill the log)."""
         reply = protocol.error(refusal.code, frame_id, str(refusal))
         extra = getattr(refusal, "extra", {})
         reply.update(extra)
@@ -349,7 +350,12 @@ class ChatServer(Reach):
         if text is None:
             shown_extra = "".join(f" {name}={value}" for name, value in extra.items())
             text = f"refused {kind} from {who} at {event.host}: {refusal.code}{shown_extra}"
-        return [Log(text, (f"refused {kind}: {refusal.code}", event.host)), answer]
+        folded = f"refused {kind}: {refusal.code}"
+        if kind == "login" and who in self._passwords:
+            # a login's per account too: which accounts an address tries must show, and their
+            # count is bounded (an operator's trial saw five accounts tried in one line)
+            folded += f" for {who}"
+        return [Log(text, (folded, event.host)), answer]
 
     def _session_of(self, frame, host=None):
         """The live session named by frame["token"]; FrameError or Refused if none.

@@ -476,6 +476,37 @@ def test_lockouts_count_per_name_and_clear():
     assert not lockouts.is_locked("bob", 2.0)
 
 
+def test_a_block_set_with_a_longer_block_time_lasts_only_the_block_time_set_now():
+    """A restart with --block-time 30 after one of 100,000 (the store keeps the lockout):
+    the name is blocked 30 s more, not 27 hours; a shorter one frees it sooner."""
+    store = Store(":memory:")
+    Lockouts(store, max_attempts=1, block_time_s=100_000.0).fail("seas", 0.0)
+    lockouts = Lockouts(store, max_attempts=1, block_time_s=30.0)
+    assert lockouts.is_locked("seas", 10.0)
+    assert lockouts.is_locked("seas", 39.9) and not lockouts.is_locked("seas", 40.0)
+    lockouts.fail("bob", 0.0)
+    assert lockouts.is_locked("bob", 29.9)      # one set with this block time: as set
+    Lockouts(store, max_attempts=1, block_time_s=1.0).is_locked("bob", 5.0)
+    assert not lockouts.is_locked("bob", 6.0)
+
+
+def test_failed_logins_are_folded_in_the_log_per_address_and_account():
+    """Which accounts an address tries must show in the log: one folded line for five
+    accounts hid four of them (an operator's trial). Unknown names still fold together."""
+    core, _ = make_server(Settings(user_rate_per_s=0, address_rate_per_s=0,
+                                   failed_logins_per_s=0))
+    keys = []
+    for user in ("alice", "bob", "alice", "nobody", "someone"):
+        actions = core.handle(Request(1, {"type": "login", "user": user, "password": "no",
+                                          "port": 5000}, "10.0.0.9"), 0.0)
+        keys += [action.key for action in actions if isinstance(action, Log)]
+    assert keys == [("refused login: wrong_password for alice", "10.0.0.9"),
+                    ("refused login: wrong_password for bob", "10.0.0.9"),
+                    ("refused login: wrong_password for alice", "10.0.0.9"),
+                    ("refused login: unknown_user", "10.0.0.9"),
+                    ("refused login: unknown_user", "10.0.0.9")]
+
+
 # --- the harness itself -------------------------------------------------------------
 
 def test_harness_fires_timers_in_time_then_arm_order_at_their_exact_times():
