@@ -205,15 +205,20 @@ def convert_file(path):
 
 
 def _replace(path, lines):
+    """Write `lines` as the file at `path`, atomically, with the old file's mode and owner
+    (root rewriting a file the server's account owns left it unreadable to the server at its
+    next start, an operator's trial found)."""
     folder = os.path.dirname(os.path.abspath(path))
-    mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o600
+    old = os.stat(path) if os.path.exists(path) else None
     fd, temp = tempfile.mkstemp(dir=folder, prefix=".credentials-")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as new:
             new.writelines(lines)
             new.flush()
             os.fsync(new.fileno())
-        os.chmod(temp, mode)
+        os.chmod(temp, 0o600 if old is None else old.st_mode & 0o777)
+        if old is not None and os.geteuid() == 0:      # (only root may give a file away)
+            os.chown(temp, old.st_uid, old.st_gid)
         os.replace(temp, path)
     except BaseException:
         if os.path.exists(temp):
@@ -257,10 +262,11 @@ def passwd_main(argv, stdin=None, stdout=None, stderr=None):
         if not password:
             print("server.py passwd: the password is empty; nothing changed", file=stderr)
             return 1
+        new_file = not os.path.exists(args.credentials)     # (a typo in --credentials, say)
         replaced = set_password(args.credentials, args.user, password)
     except (OSError, ValueError) as exc:
         print(f"server.py passwd: {exc}", file=stderr)
         return 1
-    print(f"{'replaced' if replaced else 'added'} {args.user} in {args.credentials} (hashed)",
-          file=stdout)
+    print(f"{'replaced' if replaced else 'added'} {args.user} in {args.credentials} (hashed)"
+          f"{'; the file is new' if new_file else ''}", file=stdout)
     return 0

@@ -69,9 +69,25 @@ def test_passwd_reads_a_piped_password_and_writes_a_hash(tmp_path):
     out, err = io.StringIO(), io.StringIO()
     status = passwords.passwd_main(["dave", "--credentials", str(path)],
                                    io.StringIO("  pw d  \n"), out, err)
-    assert status == 0 and out.getvalue() == f"added dave in {path} (hashed)\n"
+    assert status == 0 and out.getvalue() == f"added dave in {path} (hashed); the file is new\n"
     assert passwords.verify("pw d", load_credentials(path)["dave"])
     assert "pw d" not in path.read_text()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root may give a file away")
+def test_passwd_as_root_keeps_the_files_owner_and_mode(tmp_path):
+    """(root rewrote a file the server's account owned as root's own: the server could not
+    read it at its next start, an operator's trial found)"""
+    path = tmp_path / "cred.txt"
+    path.write_text("alice pw-a\n")
+    os.chown(path, 65534, 65534)
+    os.chmod(path, 0o600)
+    out = io.StringIO()
+    assert passwords.passwd_main(["alice", "--credentials", str(path)],
+                                 io.StringIO("new one\n"), out, io.StringIO()) == 0
+    assert out.getvalue() == f"replaced alice in {path} (hashed)\n"
+    stat = os.stat(path)
+    assert (stat.st_uid, stat.st_gid, stat.st_mode & 0o777) == (65534, 65534, 0o600)
 
 
 def test_passwd_refuses_an_empty_password_a_bad_name_and_a_missing_user(tmp_path, capsys):
