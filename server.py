@@ -168,6 +168,14 @@ def _fit_descriptors(wanted, log):
     return wanted, connects
 
 
+def irc_clashes(accounts):
+    """-> the groups of account names that IRC's case folding makes one (sorted lists)."""
+    by_folded = {}
+    for name in accounts:
+        by_folded.setdefault(irc_wire.fold(name), []).append(name)
+    return [sorted(names) for _, names in sorted(by_folded.items()) if len(names) > 1]
+
+
 # What the disk needs besides the store's byte quota: SQLite's write-ahead log grows to 1,000
 # pages (4 MiB) between checkpoints, and a pass's record and the file's own pages come on top.
 SQLITE_LOG_ROOM_BYTES = 8 * 1024 * 1024
@@ -266,6 +274,9 @@ def main(argv=None):
             f"anyone may log in as them")
     if irc_listener is not None:
         log(f"IRC clients on {args.host}:{irc_listener.port}, room {args.irc_room}")
+        for names in irc_clashes(credentials):
+            log(f"accounts {' and '.join(names)} differ only in case, which IRC does not tell "
+                f"apart: on the IRC port only one of them can log in")
     cramped = disk_room_warning(args.data_dir, settings.store_bytes)
     if cramped:
         log(cramped)

@@ -109,3 +109,11 @@ def test_a_disk_too_small_for_the_byte_quota_and_sqlites_log_is_said_at_start(tm
     assert warning.startswith(f"the disk under {tmp_path} has room for ")
     assert warning.endswith("give it room or lower --store-bytes")
     assert server.disk_room_warning(str(tmp_path / "gone"), 1) is None   # cannot tell: quiet
+
+
+def test_accounts_that_irc_folds_into_one_are_found():
+    """(alice and ALICE: over IRC alice could never log in, and each try counted toward
+    ALICE's lockout, an operator's trial found; the server says so at start)"""
+    assert server.irc_clashes({"alice": "1", "ALICE": "2", "bob": "3", "Bob": "4",
+                               "carol": "5"}) == [["ALICE", "alice"], ["Bob", "bob"]]
+    assert server.irc_clashes({"alice": "1", "bob": "2"}) == []
