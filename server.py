@@ -125,7 +125,8 @@ def parse_args(argv):
             args.tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             args.tls_context.load_cert_chain(args.tls_cert, args.tls_key)
         except (OSError, ssl.SSLError) as exc:
-            parser.error(f"cannot load the TLS certificate and key: {exc}")
+            parser.error(f"cannot load the TLS certificate {args.tls_cert} and key "
+                         f"{args.tls_key}: {exc}")
     return args
 
 
@@ -200,7 +201,9 @@ def disk_room_warning(data_dir, store_bytes):
     return (f"the disk under {data_dir} has room for {room / mib:.1f} MiB of store, less than "
             f"--store-bytes ({store_bytes / mib:.1f} MiB) and {SQLITE_LOG_ROOM_BYTES // mib} "
             f"MiB for SQLite's log: it fills before the quota, and messages are then answered "
-            f"unavailable until space returns; give it room or lower --store-bytes")
+            f"unavailable until space returns; give it room"
+            + (" or lower --store-bytes" if room > SQLITE_LOG_ROOM_BYTES else
+               f" (SQLite's log alone needs {SQLITE_LOG_ROOM_BYTES // mib} MiB)"))
 
 
 def main(argv=None):
@@ -214,8 +217,12 @@ def main(argv=None):
     log = make_logger(clock)
     try:
         credentials = load_credentials(args.credentials)
-    except (OSError, CredentialsError) as exc:
+    except CredentialsError as exc:
         print(f"server.py: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"server.py: cannot read the accounts file {os.path.abspath(args.credentials)}: "
+              f"{exc.strerror} (--credentials FILE names another)", file=sys.stderr)
         return 1
     try:
         os.makedirs(args.data_dir, exist_ok=True)
@@ -227,6 +234,10 @@ def main(argv=None):
         why = exc
         if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
             why = "another server is using it (its store stays locked while that one runs)"
+        elif isinstance(exc, sqlite3.OperationalError) and any(
+                words in str(exc) for words in ("disk I/O error", "unable to open", "readonly")):
+            # (SQLite words a directory or file it may not write as if the disk had failed)
+            why = f"{exc}: can this account write there?"
         print(f"server.py: cannot open the data directory {args.data_dir}: {why}", file=sys.stderr)
         return 1
     settings = Settings(block_time_s=args.block_time, timeout_s=args.timeout,
@@ -244,7 +255,8 @@ def main(argv=None):
     try:
         listener = glue.listen(args.host, args.port, tls=args.tls_context)
     except OSError as exc:
-        print(f"server.py: cannot listen on port {args.port}: {exc.strerror}", file=sys.stderr)
+        print(f"server.py: cannot listen on {args.host} port {args.port}: {exc.strerror}",
+              file=sys.stderr)
         return 1
     irc_listener = None
     if args.irc_port is not None:

@@ -117,3 +117,25 @@ def test_accounts_that_irc_folds_into_one_are_found():
     assert server.irc_clashes({"alice": "1", "ALICE": "2", "bob": "3", "Bob": "4",
                                "carol": "5"}) == [["ALICE", "alice"], ["Bob", "bob"]]
     assert server.irc_clashes({"alice": "1", "bob": "2"}) == []
+
+
+def test_a_data_directory_the_server_cannot_write_is_said_so(tmp_path):
+    """(SQLite says "disk I/O error" or "unable to open database file" for a directory it may
+    not write: an operator's trial read that as a failing disk)"""
+    import subprocess
+    done = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "server.py"), "0", "--data-dir", "/proc/self",
+         "--credentials", os.path.join(ROOT, "credential.txt")],
+        capture_output=True, text=True, timeout=WAIT_S, cwd=str(tmp_path))
+    assert done.returncode == 1
+    assert "cannot open the data directory /proc/self" in done.stderr
+    assert "can this account write there?" in done.stderr
+
+
+def test_a_missing_accounts_file_is_named_with_where_it_was_looked_for(tmp_path):
+    import subprocess
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "server.py"), "0"],
+                          capture_output=True, text=True, timeout=WAIT_S, cwd=str(tmp_path))
+    assert done.returncode == 1
+    assert done.stderr == (f"server.py: cannot read the accounts file {tmp_path}/credential.txt: "
+                           f"No such file or directory (--credentials FILE names another)\n")
