@@ -125,8 +125,9 @@ def parse_args(argv):
             args.tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             args.tls_context.load_cert_chain(args.tls_cert, args.tls_key)
         except (OSError, ssl.SSLError) as exc:
-            parser.error(f"cannot load the TLS certificate {args.tls_cert} and key "
-                         f"{args.tls_key}: {exc}")
+            # (one line, without the usage: the options were right, the files are not)
+            parser.exit(2, f"server.py: cannot load the TLS certificate {args.tls_cert} and "
+                           f"key {args.tls_key}: {exc}\n")
     return args
 
 

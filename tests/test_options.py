@@ -139,3 +139,14 @@ def test_a_missing_accounts_file_is_named_with_where_it_was_looked_for(tmp_path)
     assert done.returncode == 1
     assert done.stderr == (f"server.py: cannot read the accounts file {tmp_path}/credential.txt: "
                            f"No such file or directory (--credentials FILE names another)\n")
+
+
+def test_tls_files_that_cannot_be_loaded_are_named_in_one_line(tmp_path, capsys):
+    (tmp_path / "cert.pem").write_text("not a certificate")
+    with pytest.raises(SystemExit) as exited:
+        server.parse_args(["4119", "--tls-cert", str(tmp_path / "cert.pem"),
+                           "--tls-key", str(tmp_path / "key.pem")])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"server.py: cannot load the TLS certificate {tmp_path}/cert.pem and "
+                          f"key {tmp_path}/key.pem: ") and err.count("\n") == 1
