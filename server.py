@@ -112,8 +112,9 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if not (args.irc_room.startswith("#") and irc_wire.nick_ok(args.irc_room[1:])):
         parser.error(f"--irc-room {args.irc_room!r} is no channel name: # and letters, say #chat")
-    if not (0 < len(args.irc_name) <= 63
-            and all(char.isascii() and (char.isalnum() or char in ".-") for char in args.irc_name)):
+    name = args.irc_name
+    if not (0 < len(name) <= 63
+            and all(char.isascii() and (char.isalnum() or char in ".-") for char in name)):
         # (it is every IRC reply's source: a space in it broke each line)
         parser.error(f"--irc-name {args.irc_name!r} is no server name: letters, digits, dots "
                      f"and dashes, say chat.example.org")
