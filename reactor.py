@@ -25,6 +25,7 @@ import selectors
 import signal
 import socket
 import ssl
+import struct
 import sys
 import traceback
 
@@ -51,6 +52,7 @@ FRAME_TIME_S = 10.0                  # a frame begun must end (newline) within t
                                      # closed: a slowloris cannot hold a connection with a byte a second
 LISTEN_BACKLOG = 4096                # bursts of short connections must not overflow the accept
                                      # queue (the kernel caps it at net.core.somaxconn)
+_LINGER_NONE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: a close resets (Connection.reset)
 
 
 class KeyedTimers:
@@ -310,6 +312,15 @@ class Connection:
     def abort(self, reason):
         """Close now, dropping queued output."""
         self._reactor._close(self, reason, flush=False)
+
+    def reset(self, reason):
+        """Close now with a reset (RST): queued output, and what the system still holds for a
+        peer that does not read, are dropped at once, not kept while the system tries on."""
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_NONE)
+        except (OSError, AttributeError):
+            pass                # (closed already, or no socket yet: nothing is held)
+        self.abort(reason)
 
     def __repr__(self):
         return f"<Connection {self.id} {self.host}>"

@@ -117,9 +117,11 @@ class DeliverRun:
 
 @dataclass(slots=True)
 class Close:
-    """Close accepted connection `conn` once what is queued on it is written."""
+    """Close accepted connection `conn` once what is queued on it is written; with `drop`, at
+    once with a reset, what is queued and what the system holds for it dropped."""
     conn: int
     reason: str
+    drop: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -243,7 +243,10 @@ class ServerGlue:
     def _close(self, action, committed=True):
         conn = self.conns.get(action.conn)
         if conn is not None:
-            conn.close(action.reason)
+            if action.drop:
+                conn.reset(action.reason)
+            else:
+                conn.close(action.reason)
 
     def _time_quiet(self, action, committed=True):
         conn = self.conns.get(action.conn)
