@@ -735,14 +735,14 @@ class ChatServer(Reach):
         # A connection it leaves (still open, say) is reset: what is queued on it all comes
         # again here. Kept open, each held up to a window's 2 MiB for its 60 s of quiet: a
         # trial's 881 resumes left 1.5 GB in the system's socket buffers.
-        quiet = [Close(left, "the session resumed on another connection", drop=True)
+        reset = [Close(left, "the session resumed on another connection", drop=True)
                  ] if left is not None and left != request.conn else []
         # the resume is the retry: a retry timer still due finds nothing to do
         if session.window is not None:
             session.window.backoff_s = 0.0
         return [Log(f"{session.user} resumed the session on connection {request.conn}"),
                 _answer(request.conn, frame_id, {"type": "ok", "head": self._store.head}),
-                *quiet, *self._send_waiting(session)]
+                *reset, *self._send_waiting(session)]
 
     def _logout(self, session, request, frame_id, now):
         reason = request.frame.get("reason")

@@ -172,13 +172,9 @@ def fold(name):
         char.lower() if char.isascii() else char for char in name)
 
 
-def mask_matches(mask, name):
-    """True if `name` matches an IRC mask: `*` any run, `?` any one character, case folded."""
-    return mask_matcher(mask)(name)
-
-
 def mask_matcher(mask):
-    """A mask (as mask_matches reads it) -> a test of one name, made once for many names.
+    """An IRC mask (`*` any run, `?` any one character, case folded) -> a test of one name,
+    made once for many names.
 
     The stars cut the mask into pieces of fixed length, found in the name in turn: the first
     at its start, the last at its end, each between at the first place it fits after the one

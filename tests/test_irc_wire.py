@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from irc_wire import (MAX_LINE_BYTES, MAX_MASK_PIECES, BadText, Message, TooLong, escape_tag,
-                      flat, fold, line, mask_matches, nick_ok, parse, pieces)
+                      flat, fold, line, mask_matcher, nick_ok, parse, pieces)
 from realprocs import ROOT, WAIT_S
 
 
@@ -117,7 +117,7 @@ def test_a_mask_matches_as_one_regular_expression_of_it_would():
     for _ in range(20000):
         name = "".join(rng.choice("abAB[") for _ in range(rng.randrange(0, 7)))
         mask = "".join(rng.choice("ab[*?*A") for _ in range(rng.randrange(0, 7)))
-        assert mask_matches(mask, name) == _regex_mask_matches(mask, name), (mask, name)
+        assert mask_matcher(mask)(name) == _regex_mask_matches(mask, name), (mask, name)
 
 
 def test_a_mask_of_many_stars_is_answered_at_once():
@@ -125,9 +125,9 @@ def test_a_mask_of_many_stars_is_answered_at_once():
     512-byte line allows, must be answered (a bounded wait on a process of its own, so that
     the old exponential rule fails the test instead of hanging it)."""
     code = ("import irc_wire; "
-            "print(irc_wire.mask_matches('*' * 500 + 'z', 'wikipedia' * 40), "
-            "irc_wire.mask_matches('*' * 500 + 'a', 'wikipedia' * 40), "
-            "irc_wire.mask_matches('*a' * 16 + '**', 'a' * 300))")
+            "print(irc_wire.mask_matcher('*' * 500 + 'z')('wikipedia' * 40), "
+            "irc_wire.mask_matcher('*' * 500 + 'a')('wikipedia' * 40), "
+            "irc_wire.mask_matcher('*a' * 16 + '**')('a' * 300))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=WAIT_S)
     assert done.stdout.split() == ["False", "True", "True"], done.stderr
@@ -135,5 +135,5 @@ def test_a_mask_of_many_stars_is_answered_at_once():
 
 def test_a_mask_of_more_pieces_than_the_most_between_its_stars_matches_nobody():
     """(so a WHO's work stays a small multiple of its names)"""
-    assert mask_matches("*a" * MAX_MASK_PIECES + "*", "a" * MAX_MASK_PIECES)
-    assert not mask_matches("*a" * (MAX_MASK_PIECES + 1) + "*", "a" * 100)
+    assert mask_matcher("*a" * MAX_MASK_PIECES + "*")("a" * MAX_MASK_PIECES)
+    assert not mask_matcher("*a" * (MAX_MASK_PIECES + 1) + "*")("a" * 100)
