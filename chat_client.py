@@ -15,7 +15,7 @@ import peer
 from client_events import (Accepted, Arm, Cancel, CloseConn, DrainDue, Exit, ExitDue, Expired,
                            Fate, HeartbeatDue, Incoming, IncomingClosed, InputEnded, Interrupted,
                            LineIn, LinkClosed, LinkDown, LinkIdle, LinkIn, LinkUp, Log,
-                           LoginAbandoned, OutboxRetry, Probe, ProbeDue, Prompt, Pushed, Replied,
+                           LoginAbandoned, LoginRetry, OutboxRetry, Probe, ProbeDue, Prompt, Pushed, Replied,
                            RequestFailed, SendRequest, SendTo, Show, ShowFate, ShowOnline,
                            ShowSending, Stage, Started, Status)
 from commands import (DEFAULT_ATTEMPTS, Command, Usage, described, error_code, error_text,
@@ -29,12 +29,21 @@ from protocol import MAX_SEQ
 HEARTBEAT_S = 30.0          # the server ends a session silent for 31 s
 EXIT_WAIT_S = 2.0           # how long an exiting client waits for its logout reply
 DRAIN_WAIT_S = 5.0          # how long the input's end waits for what waited for this login
+LOGIN_RETRY_MAX_S = 60.0    # the longest a login asked to slow down waits before it goes again
 # A message numbered more than this above the highest number the server has said it gave is
 # refused: numbers grow by one a message, so this is many hours of the busiest server's traffic
 # between two heartbeats (each tells the head), and far below a forged "900000000000".
 SEQ_SLACK = 2 ** 30
 # the timers whose firing contacts the server: during an outage, the next of them is the next try
 _TRIES = (HeartbeatDue, OutboxRetry, ProbeDue)
+
+
+def _asked_wait(seconds):
+    """The seconds a slow_down asked for -> how long to wait: 1 s unless it named a positive
+    number, and LOGIN_RETRY_MAX_S at most."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+        return 1.0
+    return min(float(seconds), LOGIN_RETRY_MAX_S)
 
 
 def _random_client_id():
@@ -102,6 +111,10 @@ class ChatClient:
         self.proof = None
         self.lines = deque()            # typed lines waiting for the one in flight
         self.waiting_for = None         # request id of the line in flight, if any
+        # a login the server asked to wait (slow_down), sent again by LoginRetry: typed lines
+        # wait behind it as behind a login in flight
+        self.login_again = None
+        self._login_sent = None         # the login in flight
         self.pending = {}               # request id -> _Pending
         # (store, user) -> the highest seq of a stored message shown: a store's numbers mean
         # nothing in another (a wiped or new data directory), and only grow within one
@@ -142,7 +155,7 @@ class ChatClient:
         self._timers = {HeartbeatDue: self._heartbeat_due, ExitDue: self._exit_due,
                         DrainDue: self._drain_due,
                         OutboxRetry: self._outbox_retry, LinkIdle: self._link_idle,
-                        ProbeDue: self._probe_due}
+                        ProbeDue: self._probe_due, LoginRetry: self._login_retry}
         self._replies = {
             Purpose.CHECK_USER: self._reply_check_user, Purpose.LOGIN: self._reply_login,
             Purpose.COMMAND: self._reply_command, Purpose.OUTBOX: self._reply_outbox,
@@ -207,7 +220,8 @@ class ChatClient:
             self._start_exit(now, out)
 
     def _on_login_abandoned(self, event, now, out):
-        if self.stage is not Stage.PASSWORD or self.waiting_for is not None or self.lines:
+        if (self.stage is not Stage.PASSWORD or self.waiting_for is not None or self.lines
+                or self.login_again is not None):
             # logged in, or the name's check or login is on its way: its answer decides
             out.append(Log("a login could not be abandoned now; ignored"))
             return
@@ -299,7 +313,8 @@ class ChatClient:
         in_flight = self.waiting_for is not None and self.waiting_for != self.outbox.sending
         retry_at = self.outage.retry_at(pending.sent_at for pending in self.pending.values())
         # lines typed before the server was first seen wait for it too
-        busy = self.waiting_for is not None or (self.awaiting_server and bool(self.lines))
+        busy = (self.waiting_for is not None or self.login_again is not None
+                or (self.awaiting_server and bool(self.lines)))
         waiting = len(self.lines) + len(self.outbox.entries) + in_flight
         status = Status(self.stage, self.user, waiting, self.outage.reason, busy,
                         tuple(sorted(self.peers.addresses)), retry_at)
@@ -335,10 +350,10 @@ class ChatClient:
     def _run_lines(self, now, out):
         """Handle queued lines in order, one at a time: a line that asks the server waits."""
         while (self.waiting_for is None and self.lines and not self.exiting
-               and not self.awaiting_server):
+               and not self.awaiting_server and self.login_again is None):
             self._line(self.lines.popleft(), now, out)
         if (self.input_ended and self.waiting_for is None and not self.lines and not self.exiting
-                and self.outbox.sending is None):
+                and self.outbox.sending is None and self.login_again is None):
             if self.token is None and self.settings.scripted and not self.logged_in_once:
                 self._exit(out, 1, "the input ended before a login succeeded")
             elif self.token is None:
@@ -393,6 +408,7 @@ class ChatClient:
             frame["stay"] = True    # deliveries come on our staying connection, not the port
         if self.settings.listen_port is not None:
             frame["port"] = self.settings.listen_port
+        self._login_sent = frame        # held until its answer: a slow_down sends it again
         self._request(Purpose.LOGIN, frame, out, blocks_input=True)
 
     def _command_line(self, text, now, out):
@@ -449,6 +465,12 @@ class ChatClient:
         self.last_request_at = now
         self.outbox.sending = self._request(Purpose.OUTBOX, head.frame(self.token), out,
                                             blocks_input, head.command)
+
+    def _login_retry(self, key, now, out):
+        frame, self.login_again = self.login_again, None
+        if frame is not None and self.stage is Stage.PASSWORD and not self.exiting:
+            self._login_sent = frame
+            self._request(Purpose.LOGIN, frame, out, blocks_input=True)
 
     def _outbox_retry(self, key, now, out):
         if self.stage is Stage.LOGGED_IN and not self.exiting:
@@ -563,6 +585,7 @@ class ChatClient:
                 out.append(Prompt(Stage.USERNAME))
 
     def _reply_login(self, pending, frame, now, out):
+        sent, self._login_sent = self._login_sent, None     # (the password is held no longer)
         if frame.get("type") == "welcome":
             self._logged_in(frame, now, out)
             return
@@ -584,6 +607,15 @@ class ChatClient:
             out.append(Show("system", "You are still blocked, please try again later"))
         elif code == "unknown_user":
             out.append(Show("system", "Wrong username."))
+        elif code == "slow_down":
+            # not refused: the server checks only so many passwords a second (hashed, each
+            # costs it milliseconds); the same login goes again once it has waited as asked
+            wait_s = _asked_wait(frame.get("seconds"))
+            self.login_again = sent
+            out.append(Show("system", f"The server is busy logging people in; trying again "
+                                      f"in {wait_s:g} s."))
+            self._arm(LoginRetry(), now + wait_s, out)
+            return
         else:
             out.append(Show("system", error_text(frame)))
             if not self._script_fails(error_text(frame), out):

@@ -52,6 +52,14 @@ class Settings:
     address_burst: int = 1000           # share it), framing errors and logins included
     failed_logins_per_s: float = 10 / 60   # failed logins per address: 10 a minute ...
     failed_logins_burst: int = 10          # ... after a first 10
+    # With hashed passwords every login costs one scrypt (3.5 ms of the one thread), right
+    # password or wrong: checks are limited per address and in all, so no address, nor many
+    # together, can take the loop from everyone else with logins (at most 35% of it, and
+    # 175 ms at once). Plain passwords cost nothing and are not limited so.
+    address_checks_per_s: float = 5.0      # hashed-password checks a second per address ...
+    address_checks_burst: int = 20         # ... after a first 20 (a class behind one NAT)
+    checks_per_s: float = 100.0            # hashed-password checks a second in all ...
+    checks_burst: int = 50                 # ... after a first 50
     slow_log_quiet_s: float = 60.0    # a flood is logged once per this, per user or address
     # Quotas: what may wait in the store for one recipient, and in all; past them the sender
     # is refused (inbox_full, store_full), never silently dropped.
@@ -148,6 +156,9 @@ class ChatServer(Reach):
         self._rate_limited = self._user_limit.enabled or self._address_limit.enabled
         self._failed_logins = limits.RateLimiter(settings.failed_logins_per_s,
                                                  settings.failed_logins_burst)
+        self._address_checks = limits.RateLimiter(settings.address_checks_per_s,
+                                                  settings.address_checks_burst)
+        self._all_checks = limits.RateLimiter(settings.checks_per_s, settings.checks_burst)
         self._slow_logged = limits.OncePer(settings.slow_log_quiet_s)
         self._presence = Presence(settings.presence_rate_per_s, settings.presence_burst,
                                   settings.presence_batch_s)
@@ -401,6 +412,21 @@ class ChatServer(Reach):
 
     # --- logging in ---
 
+    def _spend_check(self, host, now):
+        """Spend a hashed-password check of `host`'s and of everyone's, or raise slow_down
+        (the address's token is not spent while everyone's are gone)."""
+        wait_s = self._all_checks.check(None, now)
+        if not wait_s:
+            wait_s = self._address_checks.take(host, now)
+            who = f"logins from {host}"
+        else:
+            who = "logins"
+        if not wait_s:
+            wait_s = self._all_checks.take(None, now)
+        if wait_s:
+            raise self._slow_down(who, wait_s, now, f"too many logins just now; try again in "
+                                                    f"{limits.wait_text(wait_s)} s")
+
     def _check_user(self, request, frame_id, now):
         self._account_field(request.frame, "user")
         return [_answer(request.conn, frame_id, {"type": "ok"})]
@@ -423,6 +449,8 @@ class ChatServer(Reach):
         # A blocked name stays blocked whatever the password, and trying does not count.
         if user in self._passwords and self._lockouts.is_locked(user, now):
             raise Refused("locked")
+        if self._checker.hashing:
+            self._spend_check(request.host, now)
         # One check of equal cost for known and unknown names (passwords.py), in constant time.
         if not self._checker.check(user, password):
             self._failed_logins.take(request.host, now)

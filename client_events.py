@@ -316,6 +316,11 @@ class OutboxRetry:
 
 
 @dataclass(frozen=True, slots=True)
+class LoginRetry:
+    """The server asked the login to wait (slow_down): send it again."""
+
+
+@dataclass(frozen=True, slots=True)
 class ProbeDue:
     """Time to see again whether the server is there (it could not be reached)."""
 

@@ -41,7 +41,6 @@ _LOGIN_REFUSED = {
     "too_many_attempts": "Wrong password: the name is blocked for {seconds} s",
     "locked": "This name is blocked for a while after wrong passwords; try later",
     "unknown_user": "No account is called {user}",
-    "slow_down": "Too many failed logins from your address; try again in {seconds} s",
     "unavailable": "The server cannot log anyone in just now; try again in a moment",
     "bad_field": "That name or password cannot be used here",
 }
@@ -54,6 +53,9 @@ def why(refusal, to):
 
 def login_refused(refusal, user):
     """A core's error frame to a login -> the sentence a 464 or 904 carries."""
+    if refusal.get("code") == "slow_down":      # (failed logins, or logins in all: it says)
+        message = str(refusal.get("message", "too many logins just now"))
+        return message[:1].upper() + message[1:]
     return _LOGIN_REFUSED.get(refusal.get("code"), "Login refused").format(
         user=user, **{k: v for k, v in refusal.items() if k != "user"})
 

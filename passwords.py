@@ -89,9 +89,9 @@ class Checker:
 
     def __init__(self, accounts):
         self._accounts = accounts
-        self._hashing = any(stored is not OPEN and is_hashed(stored)
-                            for stored in accounts.values())
-        self._dummy = DUMMY_ENTRY if self._hashing else "no account has this password"
+        # True once any entry is hashed: then every check costs one scrypt
+        self.hashing = any(stored is not OPEN and is_hashed(stored) for stored in accounts.values())
+        self._dummy = DUMMY_ENTRY if self.hashing else "no account has this password"
 
     def check(self, name, password):
         """True when `name` is an account and `password` its password; unknown names cost the same."""
@@ -99,7 +99,7 @@ class Checker:
         stored = self._accounts[name] if known else self._dummy
         if stored is OPEN:
             stored = self._dummy            # the same cost, and any password will do
-        matches = verify(password, stored) if self._hashing else _compare_plain(password, stored)
+        matches = verify(password, stored) if self.hashing else _compare_plain(password, stored)
         return known and (matches or self._accounts[name] is OPEN)
 
 

@@ -3,8 +3,9 @@ slow_down, and a well-behaved user is served all the while. No sockets, no clock
 import pytest
 
 import passwords
-from client_events import Arm as ClientArm, Expired, Incoming, Log as ClientLog, OutboxRetry
-from client_helpers import logged_in, printed, requests
+from client_events import (Arm as ClientArm, Expired, Incoming, Log as ClientLog, LoginRetry,
+                           OutboxRetry, Started)
+from client_helpers import OK, WELCOME, Run, err, logged_in, printed, requests
 from chat_server import ChatServer, Settings
 from server_events import (Arm, BadFrame, Expired as ServerExpired, IdleCheck, Log, Reply,
                            Request)
@@ -212,6 +213,46 @@ def test_a_hashed_entry_logs_in_and_every_check_costs_one_scrypt(monkeypatch):
     assert chat.login("bob", "pw-b", "10.0.0.5")["type"] == "welcome"
 
 
+HASHED = {"alice": "pw-a", "bob": passwords.hash_password("pw-b"), "carol": "pw-c"}
+
+
+def test_hashed_password_checks_are_limited_per_address_and_the_right_password_waits_too():
+    """Each check costs a scrypt of the one thread, right password or wrong: one address
+    gets its burst, then slow_down, and the password is not checked (a wrong one is not
+    counted against the name); other addresses go on, and the address's own turn comes back."""
+    chat = Chat(Settings(address_checks_per_s=0.5, address_checks_burst=3), accounts=HASHED)
+    for _ in range(2):      # (alice's login in Chat() was GOOD_HOST's first)
+        assert chat.login("bob", "pw-b", GOOD_HOST)["type"] == "welcome"
+    refusal = chat.login("bob", "pw-b", GOOD_HOST)
+    assert (refusal["code"], refusal["seconds"]) == ("slow_down", 2)
+    assert refusal["message"] == "too many logins just now; try again in 2 s"
+    assert chat.login("bob", "wrong", GOOD_HOST)["code"] == "slow_down"
+    assert chat.store.lockout("bob") == (0, None)
+    assert chat.login("carol", "pw-c", BAD_HOST)["type"] == "welcome"
+    chat.now += 2.0
+    assert chat.login("alice", "pw-a", GOOD_HOST)["type"] == "welcome"
+
+
+def test_hashed_password_checks_are_limited_in_all_without_spending_the_address():
+    """Many addresses together get the burst of everyone's checks; one refused for that
+    keeps its own token for when everyone's come back."""
+    chat = Chat(Settings(checks_per_s=1.0, checks_burst=3, address_checks_burst=1),
+                accounts=HASHED)
+    assert chat.login("bob", "pw-b", "10.0.0.2")["type"] == "welcome"
+    assert chat.login("carol", "pw-c", "10.0.0.3")["type"] == "welcome"
+    refusal = chat.login("bob", "pw-b", "10.0.0.4")
+    assert (refusal["code"], refusal["seconds"]) == ("slow_down", 1)
+    chat.now += 1.0
+    assert chat.login("bob", "pw-b", "10.0.0.4")["type"] == "welcome"
+
+
+def test_plain_passwords_cost_no_scrypt_and_their_checks_are_not_limited():
+    chat = Chat(Settings(checks_per_s=0.1, checks_burst=1, address_checks_per_s=0.1,
+                         address_checks_burst=1))
+    for _ in range(20):
+        assert chat.login("bob", "pw-b", BAD_HOST)["type"] == "welcome"
+
+
 def test_a_plain_file_needs_no_scrypt(monkeypatch):
     monkeypatch.setattr(passwords, "_scrypt", lambda pw, salt: pytest.fail("scrypt ran"))
     chat = Chat()
@@ -232,6 +273,31 @@ def test_the_client_keeps_a_message_the_server_asks_to_slow_down_and_sends_it_ag
     assert ClientArm(OutboxRetry(), run.now + 3) in actions
     run.now += 3
     assert requests(run.do(Expired(OutboxRetry()))) == [first]        # the same mid
+
+
+def test_a_login_asked_to_slow_down_goes_again_by_itself_and_typed_lines_wait_for_it():
+    run = Run()
+    run.do(Started())
+    run.type("alice")
+    run.reply(OK)
+    login = requests(run.type("pw"))[0]
+    actions = run.reply(err("slow_down", seconds=2), "login")
+    assert printed(actions) == ["The server is busy logging people in; trying again in 2 s."]
+    assert ClientArm(LoginRetry(), run.now + 2) in actions
+    assert requests(run.type("online")) == []          # not taken for a password
+    run.now += 2
+    assert requests(run.do(Expired(LoginRetry()))) == [login]
+    assert requests(run.reply(WELCOME, "login")) == [{"type": "online", "token": "t1"}]
+
+
+def test_a_login_slowed_down_past_a_minute_waits_a_minute():
+    run = Run()
+    run.do(Started())
+    run.type("alice")
+    run.reply(OK)
+    run.type("pw")
+    actions = run.reply(err("slow_down", seconds=10 ** 9), "login")
+    assert ClientArm(LoginRetry(), run.now + 60) in actions
 
 
 def test_the_client_waits_a_second_when_slow_down_names_no_time():
