@@ -135,6 +135,7 @@ class ChatView:
         self.target = Target()
         self.outage = None              # why the server cannot be reached, or None
         self.waiting = 0                # typed lines and messages not yet taken by the server
+        self.busy = False               # a reply is awaited before the next line is taken
         self.private_to = ()            # users who agreed to a private talk with us
         self._portless = set()          # users who agreed, but whose clients take no
                                         # private messages (no listening port)
@@ -225,6 +226,7 @@ class ChatView:
     def _status(self, status, at):
         was = self.stage
         self.stage, self.user, self.waiting = status.stage, status.user, status.waiting
+        self.busy = status.busy
         self.private_to = status.private_to
         if status.outage is None:
             self.outage = None
@@ -256,8 +258,9 @@ class ChatView:
     # -- what the user did ------------------------------------------------------------------
 
     def login(self, name, password):
-        """The login form was submitted -> the lines to type (none while a reply is awaited)."""
-        if self.waiting:
+        """The login form was submitted -> the lines to type (none while a reply is awaited;
+        messages waiting to be sent do not hold it up: they go once it succeeds)."""
+        if self.busy:
             return []
         self.form_lines = []
         self._session_over = False
@@ -343,7 +346,7 @@ class ChatView:
     def changes_user(self, name):
         """True if the form, asking for a password, was given another name: the login as
         the first is abandoned (client_events.LoginAbandoned) before this one starts."""
-        return self.stage is Stage.PASSWORD and not self.waiting and name.strip() != self.user
+        return self.stage is Stage.PASSWORD and not self.busy and name.strip() != self.user
 
 
 class WindowScreen:

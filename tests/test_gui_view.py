@@ -432,6 +432,21 @@ def test_a_session_the_server_forgot_goes_back_to_the_form(screen):
     assert screen.view.form_notice == "Your session has ended. Please log in again."
 
 
+def test_a_message_kept_when_the_session_ended_does_not_hold_up_the_login_and_goes_after_it(
+        screen):
+    """The kept message counts as waiting, but no reply is awaited: the form logs in (a
+    trial's window sat on its form, and its close lost the message)."""
+    screen.login()
+    screen.type(screen.view.compose("hi"))
+    screen.reply(err("no_session"))
+    assert screen.view.waiting == 1
+    screen.type(screen.view.login("alice", "pw"))
+    assert screen.sent() == [{"type": "check_user", "user": "alice"}]
+    screen.reply(OK, "check_user")
+    screen.reply(WELCOME, "login")
+    assert [f["text"] for f in screen.sent("broadcast")] == ["hi"]
+
+
 # -- the consent dialog -------------------------------------------------------------------------
 
 def ask(screen, asker):
