@@ -34,6 +34,8 @@ LOGIN_RETRY_MAX_S = 60.0    # the longest a login asked to slow down waits befor
 # refused: numbers grow by one a message, so this is many hours of the busiest server's traffic
 # between two heartbeats (each tells the head), and far below a forged "900000000000".
 SEQ_SLACK = 2 ** 30
+# why a request failed, when it certainly never reached the server (reactor and stay.py words)
+NEVER_SENT = ("refused", "not connected")
 # the timers whose firing contacts the server: during an outage, the next of them is the next try
 _TRIES = (HeartbeatDue, OutboxRetry, ProbeDue)
 
@@ -241,6 +243,8 @@ class ChatClient:
         if pending is None:
             return
         out.extend(self.outage.failed(event.reason, typed=pending.blocks_input))
+        if pending.purpose is Purpose.OUTBOX and event.reason not in NEVER_SENT:
+            self.outbox.lost_on_the_way()
         self._failures[pending.purpose](pending, now, out)
         if (self.settings.check_server and self.stage is not Stage.LOGGED_IN
                 and not self.settings.stay and not self.done):
@@ -537,9 +541,16 @@ class ChatClient:
         self._send_head(now, out, blocks_input=False)
 
     def _report_unsent(self, out, why):
-        out.extend(ShowFate(entry.mid, Fate.REFUSED,
-                            f"Not sent ({why}): " + described(entry.command), why)
-                   for entry in self.outbox.drop_all())
+        entries, unanswered = self.outbox.drop_all()
+        for entry in entries:
+            if unanswered:      # (the oldest: it went out, and no answer came)
+                unanswered = False
+                out.append(ShowFate(entry.mid, Fate.UNSURE, f"Perhaps not sent (the server did "
+                                    f"not answer; it may yet arrive): {described(entry.command)}",
+                                    "the server did not answer; it may yet arrive"))
+            else:
+                out.append(ShowFate(entry.mid, Fate.REFUSED,
+                                    f"Not sent ({why}): " + described(entry.command), why))
 
     # -- requests and replies -------------------------------------------------------------------
 
@@ -795,8 +806,8 @@ class ChatClient:
             self._exit(out)
 
     def _exit(self, out, code=0, reason=""):
+        self.exiting = self.done = True     # (first: a window that is closing says them elsewhere)
         self._report_unsent(out, "the server never acknowledged it")
-        self.exiting = self.done = True
         out.append(Exit(code, reason))
 
     # -- deliveries -----------------------------------------------------------------------------

@@ -35,6 +35,7 @@ class Fate(enum.Enum):
     SENT = "sent"           # the server stored it (or the peer took a private one)
     WAITING = "waiting"     # the server could not be reached: it is kept and sent again
     REFUSED = "refused"     # it will not go (the server refused it, or it was given up)
+    UNSURE = "unsure"       # given up after a try with no answer: the server may have taken it
 
 
 # --- Events: what happened -------------------------------------------------------------------

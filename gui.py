@@ -57,7 +57,8 @@ HELP_FIRST = ("Type a message and press Enter, or pick a user and a button; a li
 
 
 # How an own message's fate shows after its text; None: on its way, no answer yet.
-_MARKS = {None: "…", Fate.WAITING: "… waiting", Fate.SENT: "✓", Fate.REFUSED: "✗ not sent"}
+_MARKS = {None: "…", Fate.WAITING: "… waiting", Fate.SENT: "✓", Fate.REFUSED: "✗ not sent",
+          Fate.UNSURE: "? perhaps not sent"}
 
 
 @dataclass(frozen=True)
@@ -187,9 +188,10 @@ class ChatView:
             if fate.fate is not Fate.WAITING:
                 del self._mine[fate.ref]
         # waiting is told by the mark and the status line; the terminal lists each instead
-        if fate.line and (fate.fate is Fate.REFUSED or index is None):
+        if fate.line and (fate.fate in (Fate.REFUSED, Fate.UNSURE) or index is None):
             # the entry shows the message: beneath it, the reason alone when there is one
-            self._say(at, f"Not sent: {fate.why}." if fate.why and index is not None
+            said = "Perhaps not sent" if fate.fate is Fate.UNSURE else "Not sent"
+            self._say(at, f"{said}: {fate.why}." if fate.why and index is not None
                       else fate.line, "error")
 
     def take_changed(self):
@@ -363,6 +365,9 @@ class WindowScreen:
         self.glue = glue
 
     def render(self, action):
+        if (type(action) is ShowFate and action.fate in (Fate.REFUSED, Fate.UNSURE)
+                and self.glue.core.exiting):
+            self._log(action.line)      # (the window is going: what was not sent is said here)
         self.view.render(action, self.glue.reactor.clock.wall())
         for line in self.view.take_lines():     # a password, the first `online`: the core
             self.glue.feed(LineIn(line))        # takes them once this event is done

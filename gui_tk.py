@@ -47,7 +47,8 @@ _LOOKS = {
 }
 # an own message's fate -> the looks of its text and of its mark
 _OWN_LOOKS = {None: ("pending", "mark"), Fate.WAITING: ("pending", "mark"),
-              Fate.SENT: ("mine", "mark-sent"), Fate.REFUSED: ("refused", "mark-refused")}
+              Fate.SENT: ("mine", "mark-sent"), Fate.REFUSED: ("refused", "mark-refused"),
+              Fate.UNSURE: ("refused", "mark-refused")}
 
 
 class TkLoop:

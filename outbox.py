@@ -41,6 +41,8 @@ class Outbox:
         self.entries = deque()          # Outgoing, oldest first (to read; changed only here)
         self.sending = None             # request id of the oldest in flight, if any
         self.retry_s = 0.0              # the wait before the next try; doubles per failure
+        # the oldest went out and got no answer (or is out now): the server may have taken it
+        self.unanswered = False
 
     def add(self, user, command):
         """Queue a message `user` typed -> its Outgoing (send it now if it is the only one)."""
@@ -59,6 +61,7 @@ class Outbox:
         """The server answered the one in flight (it stored or refused it): it leaves."""
         self.sending = None
         self.retry_s = 0.0
+        self.unanswered = False
         return self.entries.popleft()
 
     def failed(self):
@@ -66,6 +69,11 @@ class Outbox:
         self.sending = None
         self.retry_s = limits.next_backoff(self.retry_s, RETRY_FIRST_S, RETRY_MAX_S)
         return self.retry_s
+
+    def lost_on_the_way(self):
+        """The one in flight went out and its answer did not come (not a connection refused):
+        the server may have taken it."""
+        self.unanswered = True
 
     def slowed(self, seconds):
         """The server said slow_down: kept, and tried again after `seconds` (bounded)."""
@@ -83,8 +91,11 @@ class Outbox:
         self.retry_s = 0.0
 
     def drop_all(self):
-        """Forget every waiting message -> them, oldest first."""
+        """Forget every waiting message -> them, oldest first, and whether the server may have
+        taken the oldest (it went out and no answer came)."""
         entries = list(self.entries)
+        unanswered = bool(entries) and (self.unanswered or self.sending is not None)
         self.entries.clear()
         self.sending = None
-        return entries
+        self.unanswered = False
+        return entries, unanswered

@@ -48,6 +48,30 @@ def test_a_message_waiting_at_exit_is_reported_as_not_sent():
     assert Exit(0) in actions
 
 
+def test_a_message_that_went_out_unanswered_is_reported_as_perhaps_sent_at_exit():
+    """No answer does not mean not stored: a trial's "Not sent" message arrived, and the user
+    would have sent it again (a new run's id: stored twice). A connection refused is sure."""
+    run = logged_in()
+    run.type("message bob maybe words")
+    run.fail("timed out")
+    run.type("message bob later words")
+    run.do(Interrupted())
+    shown = printed(run.reply(OK, "logout"))
+    assert shown[-2:] == [
+        "Perhaps not sent (the server did not answer; it may yet arrive): message bob maybe words",
+        "Not sent (the server never acknowledged it): message bob later words"]
+
+
+def test_a_message_in_flight_at_exit_is_reported_as_perhaps_sent():
+    run = logged_in()
+    run.type("message bob flying words")
+    run.do(Interrupted())
+    assert [f["type"] for f in run.open.values()] == ["message", "logout"]
+    shown = printed(run.reply(OK, "logout"))
+    assert shown[-1] == ("Perhaps not sent (the server did not answer; it may yet arrive): "
+                         "message bob flying words")
+
+
 def test_end_of_input_waits_for_the_message_in_flight_before_logging_out():
     run = logged_in()
     run.type("message bob last words")

@@ -524,6 +524,22 @@ def test_closing_the_window_logs_out_then_exits(screen):
     assert screen.glue.exit_code == 0
 
 
+def test_closing_the_window_with_messages_unsent_says_them_on_stderr(screen):
+    """The window is going: what was never sent is said where it outlives it (a trial's
+    closed window said nothing of its message)."""
+    screen.login()
+    screen.type(screen.view.compose("one"))
+    screen.fail("timed out", "broadcast")       # it went out: perhaps the server took it
+    screen.type(screen.view.compose("two"))
+    screen.window.close()
+    screen.reply(OK, "logout")
+    assert screen.glue.exit_code == 0
+    assert screen.logged == [
+        "Perhaps not sent (the server did not answer; it may yet arrive): broadcast one",
+        "Not sent (the server never acknowledged it): broadcast two"]
+    assert marks(screen) == ["? perhaps not sent", "✗ not sent"]
+
+
 def test_closing_the_window_before_login_exits_at_once(screen):
     screen.window.close()
     assert screen.glue.exit_code == 0 and screen.sent() == []
