@@ -271,8 +271,8 @@ def main(argv=None):
             return 1
 
     def stop(signum):
+        reactor.stop()          # (first: nothing after it, a log that fails say, may keep it up)
         log(f"stopping ({signal.Signals(signum).name})")
-        reactor.stop()
 
     # SIGHUP too: what closing the terminal or SSH session that started it sends
     reactor.on_signals(stop, signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP))

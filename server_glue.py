@@ -10,8 +10,8 @@ Nothing here knows a chat rule, and no chat state is kept here.
 """
 import collections
 import enum
+import os
 import secrets
-import sys
 import time
 
 import limits
@@ -646,13 +646,18 @@ class Outgoing(Handler):
 
 
 class Logger:
-    """The server's log: one timestamped line per event, to a stream (stderr by default)."""
+    """The server's log: one timestamped line per event, to a stream (stderr by default).
+
+    A log that cannot be written (its reader gone, say `server.py 2>&1 | tee` stopped, or its
+    disk full) loses its lines and nothing else: the server goes on, and the next line that
+    can be written says how many were lost first."""
 
     def __init__(self, clock, stream=None):
         self._clock = clock
         self._stream = stream
         self._second = None         # the whole second of the last stamp, and the stamp: a
         self._stamp = ""            # pass's lines (a burst of logins) share one strftime
+        self.lost = 0               # lines that could not be written since the last written
 
     def __call__(self, text):
         """Write one line now."""
@@ -666,11 +671,24 @@ class Logger:
             self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
         stamp = self._stamp
         lines = []
+        if self.lost:
+            lines.append(f"{stamp} ({self.lost} log lines before this could not be written)\n")
         for text in texts:
             lines.append(f"{stamp} {text}\n")
-        out = self._stream or sys.stderr
-        out.write("".join(lines))
-        out.flush()
+        try:
+            if self._stream is None:
+                # stderr's own descriptor, unbuffered: a write that fails leaves nothing
+                # behind to fail again (a text stream's buffer would keep it, and grow)
+                data = "".join(lines).encode("utf-8", "backslashreplace")
+                while data:
+                    data = data[os.write(2, data):]
+            else:
+                self._stream.write("".join(lines))
+                self._stream.flush()
+        except (OSError, ValueError):
+            self.lost += len(texts)
+            return
+        self.lost = 0
 
 
 def make_logger(clock, stream=None):

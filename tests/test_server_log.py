@@ -1,8 +1,15 @@
 """The server's log (server_glue.Logger): one timestamped line per event, and the lines one
 loop pass says written together, in order, in one write."""
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
 import time
 
 from chat_server import ChatServer
+from realprocs import ROOT, WAIT_S, welcome_of
 from reactor import Reactor
 from timers import VirtualClock
 from server_events import Log
@@ -72,3 +79,56 @@ def test_a_log_that_takes_one_line_at_a_time_gets_them_in_order():
     glue.apply([Log("first"), Log("second")])
     reactor.run_once(timeout_s=0)
     assert lines == ["first", "second"]
+
+
+class Broken(Stream):
+    """A stream whose reader has gone until `mended`."""
+
+    def __init__(self):
+        super().__init__()
+        self.mended = False
+
+    def write(self, text):
+        if not self.mended:
+            raise BrokenPipeError(32, "Broken pipe")
+        super().write(text)
+
+
+def test_a_log_that_cannot_be_written_loses_its_lines_and_says_how_many_once_it_can():
+    clock, stream = VirtualClock(wall_start=WALL_START), Broken()
+    log = make_logger(clock, stream)
+    log("lost one")
+    log.many(["lost two", "lost three"])
+    assert log.lost == 3
+    stream.mended = True
+    log("written")
+    at = stamp(WALL_START)
+    assert stream.writes == [f"{at} (3 log lines before this could not be written)\n"
+                             f"{at} written\n"]
+    assert log.lost == 0
+
+
+def test_a_server_whose_log_reader_went_serves_on_and_stops_at_sigterm(tmp_path):
+    """`server.py 2>&1 | tee log`, and tee ended (a trial's Ctrl-C): each log write fails with
+    EPIPE. The server still answers, and a SIGTERM still stops it (its handler logged first,
+    and the failure kept the stop from being reached)."""
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "server.py"), "0", "--host", "127.0.0.1",
+         "--data-dir", str(tmp_path / "data")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        said, end = b"", time.monotonic() + WAIT_S
+        while b"listening on" not in said or not said.endswith(b"\n"):
+            assert time.monotonic() < end, said
+            if select.select([proc.stdout], [], [], 0.1)[0]:
+                said += os.read(proc.stdout.fileno(), 4096)
+        port = int(re.search(rb"listening on [\d.]+:(\d+)", said).group(1))
+        proc.stdout.close()                 # the reader goes
+        for _ in range(2):                  # the login's log line fails: it answers anyway
+            assert welcome_of(port, "columbia", "116bway")["type"] == "welcome"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(WAIT_S) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
