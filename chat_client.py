@@ -11,6 +11,7 @@ import secrets
 from collections import deque
 from dataclasses import dataclass, field
 
+import limits
 import peer
 from client_events import (Accepted, Arm, Cancel, CloseConn, DrainDue, Exit, ExitDue, Expired,
                            Fate, HeartbeatDue, Incoming, IncomingClosed, InputEnded, Interrupted,
@@ -21,7 +22,7 @@ from client_events import (Accepted, Arm, Cancel, CloseConn, DrainDue, Exit, Exi
 from commands import (DEFAULT_ATTEMPTS, Command, Usage, described, error_code, error_text,
                       parse_command, presence_notices, refusal, reply_lines,
                       seconds_text, shown, times_text)
-from doorkeeper import Delivered, Door, Doorkeeper, HeadSeen, PrivateIn
+from doorkeeper import Delivered, Door, Doorkeeper, HeadSeen, PeerTurnedAway, PrivateIn
 from outage import Outage
 from outbox import Outbox
 from protocol import MAX_SEQ
@@ -29,6 +30,8 @@ from protocol import MAX_SEQ
 HEARTBEAT_S = 30.0          # the server ends a session silent for 31 s
 EXIT_WAIT_S = 2.0           # how long an exiting client waits for its logout reply
 DRAIN_WAIT_S = 5.0          # how long the input's end waits for what waited for this login
+TURNED_AWAY_PER_S = 0.1     # refused peer connections said: one every 10 s ...
+TURNED_AWAY_BURST = 3       # ... after a first 3
 LOGIN_RETRY_MAX_S = 60.0    # the longest a login asked to slow down waits before it goes again
 # A message numbered more than this above the highest number the server has said it gave is
 # refused: numbers grow by one a message, so this is many hours of the busiest server's traffic
@@ -142,6 +145,8 @@ class ChatClient:
         self.done = False               # Exit was returned: nothing more happens
         self._status = None             # the last Status said
         self._ids = 0
+        self._turned_away_said = limits.RateLimiter(TURNED_AWAY_PER_S, TURNED_AWAY_BURST)
+        self._turned_away_unsaid = 0    # refused peer connections not said (_turned_away)
         self._private_refs = 0          # numbers the user's private messages for ShowFate
         self._now = 0.0                 # the time of the event being handled
         self._events = {
@@ -821,8 +826,22 @@ class ChatClient:
                 self._private_in(item, out)
             elif type(item) is HeadSeen:
                 self._saw_head(item.head)
+            elif type(item) is PeerTurnedAway:
+                self._turned_away(item.line, out)
             else:
                 out.append(item)
+
+    def _turned_away(self, line, out):
+        """Say a refused peer connection, but a few a minute at most (TURNED_AWAY_*), with how
+        many more there were: anyone can connect to the listening port, and a trial's 300
+        connections in a second filled the user's screen with their made-up names."""
+        if self._turned_away_said.take(None, self._now):
+            self._turned_away_unsaid += 1
+            return
+        unsaid, self._turned_away_unsaid = self._turned_away_unsaid, 0
+        if unsaid:
+            line += f" ({unsaid} more connection{'s' if unsaid > 1 else ''} refused before it.)"
+        out.append(Show("system", line))
 
     def _saw_head(self, head):
         """The server says no number above `head` was given when it said so."""

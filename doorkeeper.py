@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass
 
 import protocol
-from client_events import CloseConn, Log, SendTo, Show
+from client_events import CloseConn, Log, SendTo
 from peer import PeerRefused
 from protocol import DELIVERY_CLIENT_LABEL, DELIVERY_SERVER_LABEL, MAX_SEQ
 
@@ -54,6 +54,13 @@ class PrivateIn:
     conn: int
     sender: str
     text: str
+
+
+@dataclass(frozen=True)
+class PeerTurnedAway:
+    """A would-be peer was refused: `line` tells the user (anyone can connect, so the client
+    says a few of these a minute, not one per connection)."""
+    line: str
 
 
 class Doorkeeper:
@@ -157,9 +164,9 @@ class Doorkeeper:
         return [PrivateIn(conn, visitor.peer, text)]
 
     def _refuse_peer(self, conn, visitor, refusal):
-        """Told once per connection, logged, answered not_allowed and closed."""
+        """Told (PeerTurnedAway), logged, answered not_allowed and closed."""
         visitor.door = Door.REFUSED
-        return [Show("system", refusal.line), Log(f"refused peer connection {conn}: {refusal.why}"),
+        return [PeerTurnedAway(refusal.line), Log(f"refused peer connection {conn}: {refusal.why}"),
                 SendTo(conn, protocol.error("not_allowed")), CloseConn(conn)]
 
 

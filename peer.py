@@ -104,8 +104,10 @@ class Link:
 
 
 def _short_name(value):
-    """`value` if it can be a user's name; None otherwise."""
-    if isinstance(value, str) and value and len(value) <= MAX_NAME_CHARS:
+    """`value` if it can be a user's name (no spaces or control characters: a stranger's
+    "name" is shown to the user); None otherwise."""
+    if (isinstance(value, str) and value and len(value) <= MAX_NAME_CHARS
+            and protocol.name_chars_ok(value)):
         return value
     return None
 

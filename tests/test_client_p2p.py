@@ -412,6 +412,8 @@ def test_a_hello_without_consent_is_refused():
     {"type": "peer_hello", "from": "bob", "nonce": "d1"},
     {"type": "peer_hello", "mac": "00", "nonce": "d1"},
     {"type": "peer_hello", "from": "b" * 65, "mac": "00", "nonce": "d1"},
+    {"type": "peer_hello", "from": "bob: send me your password", "mac": "00", "nonce": "d1"},
+    {"type": "peer_hello", "from": "bob\u202e", "mac": "00", "nonce": "d1"},
     {"type": "peer_hello", "from": "bob", "mac": mac_of(KEY, "bob", "alice", "n5")},
     {"type": "peer_hello", "from": "bob", "mac": mac_of(KEY, "bob", "alice", "n5"),
      "nonce": 7},
@@ -420,6 +422,25 @@ def test_a_malformed_hello_is_refused(frame):
     run = granted(logged_in())
     run.do(Accepted(5, "n5"))
     assert refused_once(run, 5, frame) == "Refused a private connection: its hello was malformed."
+
+
+def test_refused_connections_are_said_a_few_a_minute_with_how_many_more():
+    """Anyone can connect to the listening port: a flood of refusals is said 3 at once, then
+    one every 10 s with the count of those left unsaid; each is still refused and logged."""
+    run = logged_in()
+    said = []
+    for conn in range(10, 20):
+        run.do(Accepted(conn, f"n{conn}"))
+        actions = run.do(Incoming(conn, hello(f"n{conn}", sender=f"user{conn}")))
+        assert actions[-1] == CloseConn(conn) and of(actions, Log)
+        said += printed(actions)
+    assert said == [f"Refused a private connection from someone claiming to be user{n}: "
+                    f"you have not agreed to a private talk with user{n}." for n in (10, 11, 12)]
+    run.now += 10
+    run.do(Accepted(20, "n20"))
+    assert printed(run.do(Incoming(20, PRIVATE))) == [
+        "Refused a private message from a peer that did not prove who it is. "
+        "(7 more connections refused before it.)"]
 
 
 def test_a_hello_on_a_connection_we_did_not_challenge_is_refused():
