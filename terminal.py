@@ -79,6 +79,9 @@ class Terminal:
         if interactive is None:
             interactive = os.isatty(in_fd) and os.isatty(out.fileno())
         self.interactive = interactive  # True: cbreak mode and our own line editor
+        # a keyboard whose output goes elsewhere (`client.py | tee log`): the terminal's own
+        # line editing stays, but its echo is off while a password is typed; the mode before
+        self._keyboard_mode = None
         self.ended = False              # Ctrl-D on an empty line was read
         self.editor = LineEditor()
         self._keys = KeyDecoder()
@@ -103,6 +106,8 @@ class Terminal:
         if self.interactive:
             self._saved_mode = termios.tcgetattr(self.in_fd)
             self._cbreak()
+        elif os.isatty(self.in_fd):
+            self._keyboard_mode = termios.tcgetattr(self.in_fd)
         return self
 
     def _cbreak(self):
@@ -164,6 +169,9 @@ class Terminal:
         if self._saved_mode is not None:
             termios.tcsetattr(self.in_fd, termios.TCSADRAIN, self._saved_mode)
             self._saved_mode = None
+        if self._keyboard_mode is not None:
+            termios.tcsetattr(self.in_fd, termios.TCSADRAIN, self._keyboard_mode)
+            self._keyboard_mode = None
 
     def _measured_columns(self):
         try:
@@ -201,6 +209,11 @@ class Terminal:
         self.editor.secret = secret
         if self.interactive:
             self._draw()
+        elif self._keyboard_mode is not None:
+            mode = [*self._keyboard_mode[:6], self._keyboard_mode[6]]
+            if secret:
+                mode[3] &= ~termios.ECHO        # lflag: the kernel's echo
+            termios.tcsetattr(self.in_fd, termios.TCSADRAIN, mode)
 
     def set_status(self, text):
         """Keep `text` on a line below the input (None: no such line); a terminal only."""

@@ -1,12 +1,16 @@
 """End to end: the real server and real clients in pseudo-terminals, on 127.0.0.1.
 
 The `server` and `clients` fixtures are in conftest.py."""
+import os
+import pty
+import select
 import subprocess
 import sys
+import time
 
 import pytest
 
-from realprocs import ROOT, login, run_file_client
+from realprocs import ROOT, WAIT_S, login, run_file_client
 
 def test_login_message_and_presence(clients, server):
     alice, bob = clients(), clients()
@@ -29,6 +33,42 @@ def test_password_is_not_echoed(clients):
     alice.type("116bway")
     typed = alice.expect("You have successfully logged in.")
     assert "116bway" not in typed
+
+
+def test_password_is_not_echoed_when_only_the_keyboard_is_a_terminal(server):
+    """`client.py | tee log`: the keyboard is a terminal, the output a pipe, and the
+    terminal's own echo showed the password (a trial's); it is off for the password only."""
+    keyboard, keys = pty.openpty()
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "client.py"), "127.0.0.1",
+                             str(server.port)], stdin=keys, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, cwd=ROOT)
+    os.close(keys)
+    echoed, shown = b"", b""
+
+    def until(text):
+        nonlocal echoed, shown
+        end = time.monotonic() + WAIT_S
+        while text not in shown:
+            assert time.monotonic() < end and proc.poll() is None, (shown, echoed)
+            ready = select.select([keyboard, proc.stdout], [], [], 0.1)[0]
+            if keyboard in ready:
+                echoed += os.read(keyboard, 4096)
+            if proc.stdout in ready:
+                shown += os.read(proc.stdout.fileno(), 4096)
+    try:
+        until(b"Please enter username:")
+        os.write(keyboard, b"columbia\n")
+        until(b"Please enter password:")
+        os.write(keyboard, b"116bway\n")
+        until(b"You have successfully logged in.")
+        os.write(keyboard, b"online\n")
+        until(b"No other users are online.")
+        assert b"columbia" in echoed and b"online" in echoed    # the echo is on, but...
+        assert b"116bway" not in echoed                         # ... not for the password
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(keyboard)
 
 
 def test_wrong_username_wrong_password_and_lockout(clients, server):
