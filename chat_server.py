@@ -286,8 +286,10 @@ class ChatServer(Reach):
                 users = self._users
                 del users[session.user]
                 users[session.user] = session
-            if self._rate_limited:      # (off, as in bench.py: no call)
-                self._admit(session, request.host, now)
+            # (a logout that ends a session is never too many: it is the flood's own end, and
+            # refused, the user would stay online to everyone until the time-out)
+            if self._rate_limited and not (session is not None and kind == "logout"):
+                self._admit(session, request.host, now)     # (off, as in bench.py: no call)
             if refusal is not None:
                 raise refusal
             if frame_id is None and frame.get("id") is not None:

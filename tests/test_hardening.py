@@ -178,6 +178,20 @@ def test_an_address_flood_of_garbage_gets_slow_down_and_other_addresses_are_serv
     assert chat.login("carol", "pw-c", "10.0.0.3")["type"] == "welcome"
 
 
+def test_a_logout_is_taken_from_a_user_over_its_rate_limit():
+    """A script's 100 messages then logout: refused, the user stayed online to everyone for
+    31 s, while its client said it had logged out (a trial's)."""
+    chat = Chat(Settings(user_rate_per_s=0.5, user_burst=3, tokens_bound_to_host=True))
+    for _ in range(3):
+        chat.reply({"type": "online", "token": chat.alice}, GOOD_HOST)
+    assert chat.reply({"type": "online", "token": chat.alice}, GOOD_HOST)["code"] == "slow_down"
+    actions = chat.send({"type": "logout", "token": chat.alice}, GOOD_HOST)
+    assert [a.frame["type"] for a in actions if isinstance(a, Reply)] == ["ok"]
+    assert "alice logged out" in [a.text for a in actions if isinstance(a, Log)]
+    again = chat.reply({"type": "logout", "token": chat.alice}, GOOD_HOST)
+    assert again["code"] == "no_session"        # a token no longer good is limited as before
+
+
 def test_failed_logins_are_limited_per_address_across_names():
     chat = Chat(Settings(failed_logins_per_s=0.1, failed_logins_burst=4))
     for name in ("bob", "carol", "nobody", "bob"):
