@@ -361,8 +361,12 @@ class ChatClient:
         while (self.waiting_for is None and self.lines and not self.exiting
                and not self.awaiting_server and self.login_again is None):
             self._line(self.lines.popleft(), now, out)
+        # messages kept only because the server asked us to slow down go before the end:
+        # a script's 200 lines sent 101 and reported the rest "Not sent" (an outage, a
+        # retry's backoff, still ends it, listing what waits)
+        slowed = self.token is not None and self.outbox.entries and not self.outbox.retry_s
         if (self.input_ended and self.waiting_for is None and not self.lines and not self.exiting
-                and self.outbox.sending is None and self.login_again is None):
+                and self.outbox.sending is None and not slowed and self.login_again is None):
             if self.token is None and self.settings.scripted and not self.logged_in_once:
                 self._exit(out, 1, "the input ended before a login succeeded")
             elif self.token is None:

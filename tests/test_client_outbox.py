@@ -72,6 +72,21 @@ def test_a_message_in_flight_at_exit_is_reported_as_perhaps_sent():
                          "message bob flying words")
 
 
+def test_end_of_input_waits_for_messages_the_server_asked_to_slow_down():
+    run = logged_in(scripted=True)
+    run.type("message bob one")
+    run.type("message bob two")
+    run.reply({"type": "error", "code": "slow_down", "seconds": 1}, "message")
+    run.do(InputEnded())
+    assert run.open == {}                       # no logout: they wait for their turn
+    run.now += 1
+    assert [f["text"] for f in requests(run.do(Expired(RETRY)))] == ["one"]
+    assert [f["text"] for f in requests(run.reply({"type": "ok", "stored": True},
+                                                  "message"))] == ["two"]
+    assert [f["type"] for f in requests(run.reply({"type": "ok", "stored": True},
+                                                  "message"))] == ["logout"]
+
+
 def test_end_of_input_waits_for_the_message_in_flight_before_logging_out():
     run = logged_in()
     run.type("message bob last words")
