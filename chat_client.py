@@ -464,11 +464,14 @@ class ChatClient:
         """Queue a message or broadcast; send it now unless older ones still wait."""
         entry = self.outbox.add(self.user, command)
         out.append(ShowSending(entry.mid, command.user, command.text))
-        if len(self.outbox.entries) == 1:
+        waiting = len(self.outbox.entries)
+        if waiting == 1:
             self._send_head(now, out, blocks_input)
-        else:
+        elif waiting == 2 or waiting % 100 == 0:
+            # said when the queue begins, then every 100 (a paste of 100 lines said it 100
+            # times); the status line counts them meanwhile
             out.append(Show("system", f"The server has not taken your earlier messages yet; "
-                                      f"this one waits behind them ({len(self.outbox.entries)} waiting)."))
+                                      f"this one waits behind them ({waiting} waiting)."))
 
     def _send_head(self, now, out, blocks_input):
         """Send the oldest waiting message alone, so the server takes them in order."""

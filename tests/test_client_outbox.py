@@ -19,6 +19,10 @@ def test_a_message_the_server_did_not_take_is_kept_listed_and_retried_with_backo
     # typing goes on; a second message waits behind the first, so the order holds
     assert printed(run.type("broadcast two")) == [
         "The server has not taken your earlier messages yet; this one waits behind them (2 waiting)."]
+    for n in range(3, 101):                 # then once every 100, not once each
+        assert printed(run.type(f"broadcast {n}")) == ([
+            "The server has not taken your earlier messages yet; this one waits behind them "
+            "(100 waiting)."] if n == 100 else [])
     assert requests(run.type("online")) != []            # other commands still go
     run.reply({"type": "online", "users": []}, "online")
     waits, said = [], []
