@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 import limits
 import peer
 from client_events import (Accepted, Arm, Cancel, CloseConn, DrainDue, Exit, ExitDue, Expired,
-                           Fate, HeartbeatDue, Incoming, IncomingClosed, InputEnded, Interrupted,
-                           LineIn, LinkClosed, LinkDown, LinkIdle, LinkIn, LinkUp, Log,
-                           LoginAbandoned, LoginRetry, OutboxRetry, Probe, ProbeDue, Prompt, Pushed, Replied,
-                           RequestFailed, SendRequest, SendTo, Show, ShowFate, ShowOnline,
-                           ShowSending, Stage, Started, Status)
+                           Fate, HeartbeatDue, HungUp, Incoming, IncomingClosed, InputEnded,
+                           Interrupted, LineIn, LinkClosed, LinkDown, LinkIdle, LinkIn, LinkUp,
+                           Log, LoginAbandoned, LoginRetry, OutboxRetry, Probe, ProbeDue, Prompt,
+                           Pushed, Replied, RequestFailed, SendRequest, SendTo, Show, ShowFate,
+                           ShowOnline, ShowSending, Stage, Started, Status)
 from commands import (DEFAULT_ATTEMPTS, Command, Usage, described, error_code, error_text,
                       parse_command, presence_notices, refusal, reply_lines,
                       seconds_text, shown, times_text)
@@ -151,7 +151,8 @@ class ChatClient:
         self._now = 0.0                 # the time of the event being handled
         self._events = {
             Started: self._on_started, LineIn: self._on_line, InputEnded: self._on_input_ended,
-            Interrupted: self._on_interrupted, LoginAbandoned: self._on_login_abandoned,
+            Interrupted: self._on_interrupted, HungUp: self._on_hung_up,
+            LoginAbandoned: self._on_login_abandoned,
             Replied: self._on_replied,
             RequestFailed: self._on_request_failed, Expired: self._on_expired,
             Accepted: self._on_accepted, Incoming: self._on_incoming,
@@ -225,6 +226,13 @@ class ChatClient:
             self._exit(out)       # not logged in, or a second Ctrl-C: leave at once
         else:
             self._start_exit(now, out)
+
+    def _on_hung_up(self, event, now, out):
+        """As Ctrl-C, but never "a second Ctrl-C": a hang-up also ends the input (whose end
+        starts the logout) and may come twice, and the logout on its way must go out (the
+        exit waits exit_wait_s at most)."""
+        if not self.exiting:
+            self._on_interrupted(event, now, out)
 
     def _on_login_abandoned(self, event, now, out):
         if (self.stage is not Stage.PASSWORD or self.waiting_for is not None or self.lines

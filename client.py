@@ -9,6 +9,7 @@ Run: python3 client.py HOST PORT [--heartbeat S] [--gui] [--stay-connected [--no
 """
 import argparse
 import os
+import signal
 import socket
 import ssl
 import sys
@@ -81,7 +82,8 @@ def run(args, screen, reactor):
     if args.stay_connected:
         glue.stay = StayLink(glue, (args.address, args.port), screen.log, tls=args.tls_context,
                              server_name=args.host, needed=glue.core.needs_link)
-    reactor.on_signals(glue.on_signal)
+    # SIGHUP: the terminal window was closed; it logs out as Ctrl-C does, not at the time-out
+    reactor.on_signals(glue.on_signal, signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
     try:
         screen.run(glue)
     finally:

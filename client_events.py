@@ -14,12 +14,12 @@ from core_events import Arm, Cancel, Expired, Log
 
 # the shared Arm, Expired and Log are this core's too
 __all__ = ["Accepted", "Arm", "AskConsent", "Cancel", "CloseConn", "ConsentLapsed", "DrainDue",
-           "EndLink", "Exit", "ExitDue", "Expired", "Fate", "HeartbeatDue", "Incoming",
+           "EndLink", "Exit", "ExitDue", "Expired", "Fate", "HeartbeatDue", "HungUp", "Incoming",
            "IncomingClosed", "InputEnded", "Interrupted", "LineIn", "LinkClosed", "LinkDown",
-           "LinkIdle", "LinkIn", "LinkUp", "Log", "LoginAbandoned", "OpenLink", "OutboxRetry",
-           "Probe", "ProbeDue", "Prompt", "Pushed", "Replied", "RequestFailed", "SendOnLink",
-           "SendRequest", "SendTo", "Show", "ShowFate", "ShowOnline", "ShowSending", "Stage",
-           "Started", "Status"]
+           "LinkIdle", "LinkIn", "LinkUp", "Log", "LoginAbandoned", "LoginRetry", "OpenLink",
+           "OutboxRetry", "Probe", "ProbeDue", "Prompt", "Pushed", "Replied", "RequestFailed",
+           "SendOnLink", "SendRequest", "SendTo", "Show", "ShowFate", "ShowOnline", "ShowSending",
+           "Stage", "Started", "Status"]
 
 
 
@@ -59,6 +59,11 @@ class InputEnded:
 @dataclass(frozen=True, slots=True)
 class Interrupted:
     """Ctrl-C, SIGTERM, or the window closed."""
+
+
+@dataclass(frozen=True, slots=True)
+class HungUp:
+    """The terminal went (SIGHUP: its window closed)."""
 
 
 @dataclass(frozen=True, slots=True)

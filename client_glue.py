@@ -7,13 +7,14 @@ TerminalScreen or gui.py's window). Three kinds of connection, each with its own
 Nothing here knows a chat rule.
 """
 import secrets
+import signal
 from collections import deque
 
-from client_events import (Accepted, AskConsent, Arm, Cancel, CloseConn, ConsentLapsed, EndLink,
-                           Exit, Expired, Incoming, IncomingClosed, Interrupted, LinkClosed,
-                           LinkIn, Log, OpenLink, Probe, Prompt, Replied, RequestFailed,
-                           SendOnLink, SendRequest, SendTo, Show, ShowFate, ShowOnline,
-                           ShowSending, Started, Status)
+from client_events import (Accepted, Arm, AskConsent, Cancel, CloseConn, ConsentLapsed, EndLink,
+                           Exit, Expired, HungUp, Incoming, IncomingClosed, Interrupted,
+                           LinkClosed, LinkIn, Log, OpenLink, Probe, Prompt, Replied,
+                           RequestFailed, SendOnLink, SendRequest, SendTo, Show, ShowFate,
+                           ShowOnline, ShowSending, Started, Status)
 from peer import PEER_CONNECT_S
 from protocol import decoded, encode, error, reason_text
 from reactor import FRAME_TIME_S, Handler, KeyedTimers
@@ -84,7 +85,7 @@ class ClientGlue:
             self._feeding = False
 
     def on_signal(self, signum):
-        self.feed(Interrupted())
+        self.feed(HungUp() if signum == signal.SIGHUP else Interrupted())
 
     def _log(self, action):
         self.screen.log(action.text)

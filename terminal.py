@@ -166,12 +166,13 @@ class Terminal:
             self.editor.clear()
             self._status = None
             self._drawn = self._erased()
-        if self._saved_mode is not None:
-            termios.tcsetattr(self.in_fd, termios.TCSADRAIN, self._saved_mode)
-            self._saved_mode = None
-        if self._keyboard_mode is not None:
-            termios.tcsetattr(self.in_fd, termios.TCSADRAIN, self._keyboard_mode)
-            self._keyboard_mode = None
+        for mode in (self._saved_mode, self._keyboard_mode):
+            if mode is not None:
+                try:
+                    termios.tcsetattr(self.in_fd, termios.TCSADRAIN, mode)
+                except (termios.error, OSError):
+                    pass        # (the terminal hung up: there is no mode left to restore)
+        self._saved_mode = self._keyboard_mode = None
 
     def _measured_columns(self):
         try:
@@ -565,5 +566,5 @@ def _write_to(stream, data):
     try:
         stream.write(data)
         stream.flush()
-    except (BrokenPipeError, ValueError):
-        pass    # the reader is gone (or the stream closed): nothing left to show it to
+    except (OSError, ValueError):
+        pass    # the reader is gone (a pipe closed, a terminal hung up): nothing to show it to

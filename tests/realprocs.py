@@ -77,6 +77,9 @@ class PtyClient:
         if self.pid == 0:       # the child: the pty is its controlling terminal
             os.chdir(ROOT)
             os.execv(sys.executable, argv)
+        # (another client forked later must not hold this terminal open: closing it is a
+        # hang-up only once no process holds its other end)
+        os.set_inheritable(self.fd, False)
         self.output = ""
         self._seen = 0          # expect() searches only what came after the last match
         self.status = None

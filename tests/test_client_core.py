@@ -11,9 +11,9 @@ import pytest
 import protocol
 from client import parse_args
 from client_events import (Arm, Cancel, CloseConn, DrainDue, Exit, ExitDue, Expired,
-                           HeartbeatDue, Incoming, IncomingClosed, InputEnded, Interrupted, LineIn,
-                           Log, LoginAbandoned, Replied, RequestFailed, SendRequest, SendTo, Show,
-                           Stage, Started, Status)
+                           HeartbeatDue, HungUp, Incoming, IncomingClosed, InputEnded,
+                           Interrupted, LineIn, Log, LoginAbandoned, Replied, RequestFailed,
+                           SendRequest, SendTo, Show, Stage, Started, Status)
 from client_glue import REQUEST_TIMEOUT_S, URGENT_CONNECT_S
 from client_helpers import (OK, WELCOME, FakeServer, Run, StandIn, err, glue_with, hello,
                             logged_in, of, printed, proof_back, requests, run_with_input)
@@ -597,6 +597,19 @@ def test_a_second_interrupt_exits_at_once():
     run = logged_in()
     run.do(Interrupted())
     assert run.do(Interrupted()) == [Exit(0)]
+
+
+def test_a_hang_up_logs_out_as_ctrl_c_but_never_cuts_the_logout_short():
+    """A closed terminal window: SIGHUP, and the input ends too, in either order, and the
+    hang-up may come twice; the logout goes out and is waited for (a trial's exited first)."""
+    run = logged_in()
+    assert requests(run.do(HungUp())) == [{"type": "logout", "token": "t1"}]
+    assert run.do(HungUp()) == [] and run.do(InputEnded()) == []
+    assert run.reply(OK, "logout") == [Exit(0)]
+    run = logged_in()
+    assert requests(run.do(InputEnded())) == [{"type": "logout", "token": "t1"}]
+    assert run.do(HungUp()) == []
+    assert run.reply(OK, "logout") == [Exit(0)]
 
 
 def test_input_end_waits_for_queued_lines():

@@ -155,6 +155,19 @@ def test_ctrl_c_logs_out_at_once_and_exits_0(clients):
     bob.expect("columbia has logged out.", timeout_s=5)
 
 
+def test_closing_the_terminal_logs_out_at_once(clients, server):
+    """The window closed (its terminal hung up: SIGHUP, and the screen gone) logs out as
+    Ctrl-C does; a trial's client died there, and the others saw it leave 31 s later."""
+    alice, bob = clients(), clients()
+    login(alice, "columbia")
+    login(bob, "seas")
+    os.close(alice.fd)                  # the terminal's other end goes: a hang-up
+    alice.fd = os.open(os.devnull, os.O_RDWR)   # (for the fixture's own close)
+    server.wait_log("columbia logged out", timeout_s=5)
+    bob.expect("columbia has logged out.", timeout_s=5)
+    assert "timed out" not in server.log()
+
+
 def test_ctrl_c_at_a_prompt_simply_exits(clients):
     alice = clients()
     alice.expect("Please enter username:")
