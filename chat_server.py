@@ -906,15 +906,17 @@ class ChatServer(Reach):
         """Messages a client did not acknowledge: retried, with backoff, while it is on."""
         session = self._sessions.by_proof.get(event.proof)
         failed = f"could not deliver to {_shown(event.address)} ({event.reason})"
+        # (folded per host: logins naming ports nobody listens on could fill the log)
+        key = ("could not deliver to a listening port", event.address[0])
         if session is None:
-            return [Log(f"{failed}; what it carried is kept for the next login")]
+            return [Log(f"{failed}; what it carried is kept for the next login", key)]
         user = session.user
         unacked = len(session.window.sent) if session.window is not None else 0
         if not unacked:
-            return [Log(f"{failed}; only notices, dropped")]
+            return [Log(f"{failed}; only notices, dropped", key)]
         backoff_s = self._deliveries.failed(session.window)
         if backoff_s is None:
-            return [Log(f"{failed}; a retry of {user}'s messages is already due")]
+            return [Log(f"{failed}; a retry of {user}'s messages is already due", key)]
         return [Log(f"{failed}; {unacked} message(s) for {user} will be retried "
-                    f"in {whole(backoff_s)} s"),
+                    f"in {whole(backoff_s)} s", key),
                 Arm(Redeliver(user, session.proof), now + backoff_s)]

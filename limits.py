@@ -152,3 +152,7 @@ class Tally:
     def __bool__(self):
         """True while some period is open or has a count to say."""
         return bool(self._open or self._over)
+
+    def __contains__(self, key):
+        """True while `key`'s period is open."""
+        return key in self._open

@@ -175,10 +175,11 @@ class RepeatedLines:
         for key, repeats in self._tally.ended(self._reactor.clock.now()):
             self._log(f"{self._about[key]}: {repeats} more like it in the last "
                       f"{self._tally.quiet_s:g} s")
+        # what is said of keys whose periods ended goes with them (kept until the tally was
+        # empty, a trickle from one address kept every other address's entry)
+        self._about = {key: about for key, about in self._about.items() if key in self._tally}
         if self._tally:
             self._timer = self._reactor.call_later(self._tally.quiet_s, self._say_counts)
-        else:
-            self._about.clear()
 
 
 class Handler:
