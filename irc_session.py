@@ -67,7 +67,8 @@ class IrcSession(RoomCommands):
                  "room_folded", "host", "lines", "requests", "hangup", "nick", "user_given",
                  "username", "realname", "away", "password", "caps", "negotiating", "sasl",
                  "account", "token", "logging_in", "early", "welcomed", "ready", "held", "gone",
-                 "pending", "answers", "_into", "next_id", "shown_seq", "acked_seq", "pinged")
+                 "quitting", "pending", "answers", "_into", "next_id", "shown_seq", "acked_seq",
+                 "pinged")
 
     def __init__(self, accounts, server, room, host, open_accounts=(), shared=None,
                  is_online=lambda name: False):
@@ -99,6 +100,9 @@ class IrcSession(RoomCommands):
         self.ready = False              # ... and the room joined: deliveries go out
         self.held = []                  # deliveries before that
         self.gone = False               # QUIT or a refused login: nothing more is read
+        # QUIT while lines before it wait for the core's answers (a message's echo): their
+        # answers go out first, then ERROR (close's reason and text)
+        self.quitting = None
         self.pending = {}               # request id -> what to do with its reply, and where
         self.answers = []               # the places of answers in the order of the lines
                                         # asked: lines wait behind one not yet answered
@@ -177,7 +181,7 @@ class IrcSession(RoomCommands):
 
     def from_client(self, message, wall):
         """One parsed line from the client at wall-clock `wall`."""
-        if self.gone:
+        if self.gone or self.quitting:
             return
         if self.logging_in:
             # the login's answer comes later, but a client may send on at once (a paste, a
@@ -350,7 +354,12 @@ class IrcSession(RoomCommands):
             self.ask("logout", {"reason": params[0][:MAX_REASON_CHARS]}
                      if params and params[0] else {})
             self.token = None
-        self.close("quit", "Quit" + (f": {params[0]}" if params else ""))
+        text = "Quit" + (f": {params[0]}" if params else "")
+        if any(not place.done for place in self.answers):
+            # the answers of the lines before it come first: their echoes say they were taken
+            self.quitting = ("quit", text)
+        else:
+            self.close("quit", text)
 
     # -- registration ---------------------------------------------------------------------------
 
@@ -606,6 +615,8 @@ class IrcSession(RoomCommands):
                     place.done = True
                     while self.answers and self.answers[0].done:
                         self.lines += self.answers.pop(0).lines   # (a few at most)
+                    if self.quitting and not self.answers:
+                        self.close(*self.quitting)
             return
         if not self.ready:
             if frame.get("type") == "logged_out":

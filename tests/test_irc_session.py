@@ -713,11 +713,24 @@ def test_an_answer_that_needs_the_core_keeps_its_place_before_later_ones():
     assert [line.split()[1] for line in lines] == ["352", "352", "315", "PONG", "303", "PONG"]
 
 
-def test_quit_while_an_answer_waits_still_says_error():
+def test_quit_while_answers_wait_says_them_first_then_error():
+    """What was asked before QUIT is answered before ERROR: a trial's echo-message client,
+    its messages and QUIT sent together, got ERROR and never the echoes of its messages."""
+    session = welcomed(caps={"echo-message"})
+    said(session, "PRIVMSG seas :one", "PRIVMSG #chat :two")
+    message, broadcast = asked(session)
+    assert said(session, "QUIT :bye", "PRIVMSG seas :after") == []    # nothing more is read
+    assert [r["type"] for r in asked(session)] == ["logout"] and session.hangup is None
+    assert reply_to(session, message, "ok", stored=False) == [f"{ME}PRIVMSG seas one"]
+    assert reply_to(session, broadcast, "ok", skipped=0) == [
+        f"{ME}PRIVMSG #chat two", "ERROR :Closing link: Quit: bye"]
+    assert session.hangup == "quit" and session.gone
+
+
+def test_quit_with_nothing_waiting_says_error_at_once():
     session = welcomed()
-    said(session, "WHO #chat")
-    lines = said(session, "QUIT :bye")
-    assert lines[-1].startswith("ERROR :Closing link: Quit: bye") and session.hangup == "quit"
+    assert said(session, "QUIT :bye") == ["ERROR :Closing link: Quit: bye"]
+    assert session.hangup == "quit"
 
 
 def test_too_many_lines_during_the_login_close_the_link():
