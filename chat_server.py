@@ -723,7 +723,11 @@ class ChatServer(Reach):
     # --- other requests ---
 
     def _online(self, session, request, frame_id, now):
-        others = [name for name in self.online_users() if name != session.user]
+        # as presence tells it: who blocks this user, or whom it blocks, is not listed (a list
+        # kept by presence notices, an IRC client's or the window's, would keep them for ever)
+        unseen = self._unseen_by(session.user)
+        others = [name for name in self.online_users()
+                  if name != session.user and name not in unseen]
         return [_answer(request.conn, frame_id, {"type": "online", "users": others})]
 
     def _block_target(self, session, frame):

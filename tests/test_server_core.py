@@ -426,6 +426,26 @@ def test_messages_and_blocks_go_through_the_store():
     assert store.blocks("alice") == {"bob"}
 
 
+def test_online_leaves_out_whom_presence_does_not_tell_of_both_ways():
+    """Who blocks a user, or whom it blocks, is not told of its comings and goings, and so
+    is not listed either: a list kept by presence (an IRC client's, the window's) kept a
+    blocked user who had logged out for ever (a trial's)."""
+    server, _ = make_server()
+    tokens = {user: replies(login(server, user, port=5000 + n, conn=n))[0]["token"]
+              for n, user in enumerate(("alice", "bob", "carol"), 1)}
+
+    def online(user):
+        frame = {"type": "online", "token": tokens[user]}
+        return replies(server.handle(Request(1, frame, "127.0.0.1"), 1.0))[0]["users"]
+    server.handle(Request(1, {"type": "block", "token": tokens["alice"], "user": "bob"},
+                          "127.0.0.1"), 1.0)
+    assert (online("alice"), online("bob"), online("carol")) == (
+        ["carol"], ["carol"], ["alice", "bob"])
+    server.handle(Request(1, {"type": "unblock", "token": tokens["alice"], "user": "bob"},
+                          "127.0.0.1"), 1.0)
+    assert online("alice") == ["bob", "carol"] and online("bob") == ["alice", "carol"]
+
+
 def test_logs_never_hold_passwords_or_message_bodies():
     server, _ = make_server()
     actions = []
