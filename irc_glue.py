@@ -74,6 +74,9 @@ class IrcFront(Accepted):
                 if message is not None:
                     session.from_client(message, wall)
             link.flush()
+        if session.shown_seq > session.acked_seq:
+            link.ack()          # (a PONG may have made room for the next ack PING)
+            link.write()
         link.last_heard = clock.now()
         if session.welcomed:
             self.glue.arm_quiet(conn, IDLE_S)
@@ -89,7 +92,7 @@ class IrcFront(Accepted):
         due, self.acks_due = self.acks_due, []
         for link in due:
             link.ack_due = False
-            link.session.ping_for_ack()
+            link.ack()
             link.write()
 
     def on_oversize(self, conn):
@@ -112,7 +115,7 @@ class IrcLink:
     `close` ends it. It also carries the session's requests to the core, and its timers."""
 
     __slots__ = ("front", "glue", "conn", "session", "id", "last_heard", "ack_due",
-                 "registering", "_requests_queued", "_keepalive")
+                 "registering", "_requests_queued", "_keepalive", "_ack_timer")
 
     def __init__(self, front, conn, session):
         self.front = front
@@ -125,6 +128,7 @@ class IrcLink:
         self.registering = False    # its registration deadline is set
         self._requests_queued = False
         self._keepalive = glue.reactor.call_later(KEEPALIVE_S, self._keep_alive)
+        self._ack_timer = None      # an ack PING held back (ack)
 
     # -- what the native glue calls --------------------------------------------------------
 
@@ -182,6 +186,20 @@ class IrcLink:
         for frame in requests:
             glue.apply(glue.core.handle(Request(self.id, frame, host), now))
 
+    def ack(self):
+        """Ask the session for an ack PING (irc_session.ping_for_ack); one it holds back for
+        now is asked for again by a timer."""
+        reactor = self.glue.reactor
+        at = self.session.ping_for_ack(reactor.clock.now())
+        if at is not None and self._ack_timer is None:
+            self._ack_timer = reactor.call_at(at, self._ack_later)
+
+    def _ack_later(self):
+        self._ack_timer = None
+        if not self.conn.closed and self.conn.closing_reason is None:
+            self.ack()
+            self.write()
+
     def _keep_alive(self):
         reactor = self.glue.reactor
         if self.conn.closed or self.conn.closing_reason is not None:
@@ -195,6 +213,8 @@ class IrcLink:
     def closed(self):
         """The connection is gone: a user still logged in logs out (no QUIT came)."""
         self._keepalive.cancel()
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
         self.session.connection_lost()
         self._send_requests()
 

@@ -35,7 +35,12 @@ MAX_REASON_CHARS = 300      # a QUIT message kept for the others (chat_server's 
 USERLEN = 10                # a USER name is cut to this (ISUPPORT USERLEN)
 MAX_EARLY_LINES = 64        # lines a client may send while its login is being answered
 ACK_TOKEN = "ack-"          # our PINGs that acknowledge carry this and the seq they cover
-ACK_PINGS = 8               # ... at most this many unanswered at once
+ACK_PINGS = 8               # ... at most this many unanswered at once,
+ACK_PING_GAP_S = 3.0        # ... and one per this at most: a client counts its PONGs against
+                            # its own flood limit (irssi: 5 at once, then one per 2.2 s), and
+                            # a PING per delivery held an irssi user's typed line back 2 s
+ACK_PING_BATCH = 64         # ... unless this many messages wait for one (a busy link's window
+                            # keeps moving)
 
 
 DISCARDING = ()             # self.sasl while the rest of a refused payload goes by
@@ -68,7 +73,7 @@ class IrcSession(RoomCommands):
                  "username", "realname", "away", "password", "caps", "negotiating", "sasl",
                  "account", "token", "logging_in", "early", "welcomed", "ready", "held", "gone",
                  "quitting", "pending", "answers", "_into", "next_id", "shown_seq", "acked_seq",
-                 "pinged")
+                 "pinged", "pinged_at", "unpinged")
 
     def __init__(self, accounts, server, room, host, open_accounts=(), shared=None,
                  is_online=lambda name: False):
@@ -111,6 +116,8 @@ class IrcSession(RoomCommands):
         self.shown_seq = 0              # the highest numbered delivery written
         self.acked_seq = 0              # ... and acknowledged to the core
         self.pinged = []                # the seqs our unanswered ack PINGs cover, in order
+        self.pinged_at = None           # when the last went (the glue's clock)
+        self.unpinged = 0               # messages shown since
 
     # -- output helpers -------------------------------------------------------------------------
 
@@ -345,8 +352,7 @@ class IrcSession(RoomCommands):
         while self.pinged and self.pinged[0] <= seq:
             del self.pinged[0]      # (at most ACK_PINGS: a list is 570 bytes smaller)
         self.acked_seq = seq
-        self.requests.append({"type": "ack", "seq": seq})
-        self.ping_for_ack()
+        self.requests.append({"type": "ack", "seq": seq})       # (the glue asks for the next)
 
     def _c_quit(self, params, wall):
         if self.token is not None:
@@ -641,6 +647,7 @@ class IrcSession(RoomCommands):
             self._put_all(lines)
             if "seq" in frame:
                 self.shown_seq = max(self.shown_seq, frame["seq"])
+                self.unpinged += 1
         elif kind == "presence":
             self._presence(frame)
         elif kind == "logged_out":
@@ -695,14 +702,22 @@ class IrcSession(RoomCommands):
         if text:
             self.notice(text)
 
-    def ping_for_ack(self):
-        """After a pass's deliveries: a PING whose PONG acknowledges them all. Several may be
-        unanswered at once (acknowledgements flow while the client reads), up to ACK_PINGS;
-        past it, the next PONG sends one covering everything since."""
+    def ping_for_ack(self, now):
+        """After a pass's deliveries, or a PONG: a PING whose PONG acknowledges all that was
+        shown. Several may be unanswered at once (acknowledgements flow while the client
+        reads), up to ACK_PINGS; past it, a PONG makes room. One per ACK_PING_GAP_S unless
+        ACK_PING_BATCH messages wait -> None, or the time (`now`'s clock) to ask again."""
         covered = self.pinged[-1] if self.pinged else self.acked_seq
-        if self.shown_seq > covered and len(self.pinged) < ACK_PINGS and not self.gone:
-            self.pinged.append(self.shown_seq)
-            self.say("PING", f"{ACK_TOKEN}{self.shown_seq}", source="")
+        if self.shown_seq <= covered or len(self.pinged) >= ACK_PINGS or self.gone:
+            return None
+        last = self.pinged_at
+        if last is not None and 0 <= now - last < ACK_PING_GAP_S and (
+                self.unpinged < ACK_PING_BATCH):
+            return last + ACK_PING_GAP_S
+        self.pinged.append(self.shown_seq)
+        self.pinged_at, self.unpinged = now, 0
+        self.say("PING", f"{ACK_TOKEN}{self.shown_seq}", source="")
+        return None
 
     def keepalive(self):
         """A heartbeat for the core while the connection lives (IRC clients send none)."""

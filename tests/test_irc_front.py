@@ -14,6 +14,7 @@ import pytest
 import protocol
 from chat_server import ChatServer, Settings
 from irc_glue import IDLE_S, PING_AFTER_S, REGISTER_S, IrcFront
+from irc_session import ACK_PING_GAP_S
 from irc_wire import parse
 from passwords import OPEN, load_credentials
 from reactor import Handler, Reactor
@@ -307,7 +308,8 @@ def test_every_irc_recipient_of_a_broadcast_gets_it_in_its_own_form(world):
 def test_pongs_acknowledge_as_they_come_with_several_pings_unanswered(world):
     columbia = irc_login(world, "columbia", deaf=True)
     seas = native_login(world, "seas")
-    for n in range(12):             # a pass each: a PING after each pass's delivery
+    for n in range(12):             # a PING after each delivery, one per ACK_PING_GAP_S
+        world.clock.advance(ACK_PING_GAP_S)
         seas.request("message", to="columbia", text=f"m{n}")
         settle(world, lambda n=n: len(columbia.texts()) == n + 1)
     settle(world, lambda: len(columbia.of("PING")) == 8)
@@ -317,6 +319,24 @@ def test_pongs_acknowledge_as_they_come_with_several_pings_unanswered(world):
     settle(world, lambda: world.store.count_waiting("columbia") == 9)
     columbia.send(f"PONG :{pings[2]}", "PONG :ack-999", "PONG :nonsense")   # nothing more
     settle(world, lambda: len(columbia.of("PING")) == 9)    # room for one covering the rest
+    columbia.send(f"PONG :{columbia.of('PING')[-1].params[-1]}")
+    settle(world, lambda: world.store.count_waiting("columbia") == 0)
+
+
+def test_an_ack_ping_held_back_goes_when_its_gap_is_over(world):
+    """One ack PING per ACK_PING_GAP_S: a client counts its PONGs against its own flood
+    limit (irssi held a typed line back 2 s behind a PING per delivery, a trial's)."""
+    columbia = irc_login(world, "columbia", deaf=True)
+    seas = native_login(world, "seas")
+    seas.request("message", to="columbia", text="one")
+    settle(world, lambda: len(columbia.of("PING")) == 1)
+    seas.request("message", to="columbia", text="two")
+    settle(world, lambda: len(columbia.texts()) == 2)
+    for _ in range(20):
+        world.reactor.run_once(timeout_s=0)
+    assert len(columbia.of("PING")) == 1                # held back ...
+    world.clock.advance(ACK_PING_GAP_S)
+    settle(world, lambda: len(columbia.of("PING")) == 2)   # ... until its gap is over
     columbia.send(f"PONG :{columbia.of('PING')[-1].params[-1]}")
     settle(world, lambda: world.store.count_waiting("columbia") == 0)
 
@@ -672,7 +692,8 @@ def test_each_irc_user_gets_every_message_once_in_order_whatever_it_asks_meanwhi
     settle(world, lambda: all(len(from_seas(name)) >= len(expected[name]) for name in irc))
     for name in irc:
         assert from_seas(name) == expected[name], name
-    # and each one's acknowledgements (PONGs to the server's ack PINGs) came back: nothing
-    # waits for them in the store
-    settle(world, lambda: world.store.count_all_waiting() == 0)
+    # and each one's acknowledgements (PONGs to the server's ack PINGs, one per
+    # ACK_PING_GAP_S as time passes) came back: nothing waits for them in the store
+    pump(world.reactor, lambda: world.store.count_all_waiting() == 0,
+         between=lambda: world.clock.advance(0.5))
     assert [text for text in world.log if "error in callback" in text] == []

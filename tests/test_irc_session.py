@@ -8,7 +8,8 @@ import base64
 
 import pytest
 
-from irc_session import ACK_PINGS, MAX_EARLY_LINES, IrcSession, folded
+from irc_session import (ACK_PING_BATCH, ACK_PING_GAP_S, ACK_PINGS, MAX_EARLY_LINES,
+                         IrcSession, folded)
 from irc_wire import parse
 from irc_words import HELP, NO_PRIVATE, TOPIC
 
@@ -403,7 +404,7 @@ def test_ping_is_answered_with_its_token():
 def test_a_pong_that_answers_no_ping_of_ours_is_ignored(raw):
     session = welcomed()
     delivered(session, "message", **{"from": "seas", "text": "hi", "seq": 5})
-    session.ping_for_ack()
+    session.ping_for_ack(0.0)
     written(session)
     assert said(session, raw) == []
     assert session.requests == [] and session.acked_seq == 0
@@ -1419,18 +1420,35 @@ def deliver_seq(session, seq):
 
 def test_no_ping_for_ack_until_something_numbered_was_shown():
     session = welcomed()
-    session.ping_for_ack()
+    assert session.ping_for_ack(0.0) is None
     delivered(session, "presence", user="seas", online=True)
-    session.ping_for_ack()
+    assert session.ping_for_ack(0.0) is None
     assert written(session) == []
 
 
 def test_ping_for_ack_covers_what_was_shown_and_is_not_repeated():
     session = welcomed()
     deliver_seq(session, 5)
-    session.ping_for_ack()
-    session.ping_for_ack()
+    session.ping_for_ack(0.0)
+    session.ping_for_ack(0.0)
     assert written(session) == ["PING ack-5"]
+
+
+def test_ack_pings_are_one_per_gap_unless_a_batch_waits():
+    """A client counts its PONGs against its own flood limit: irssi (5 at once, then one per
+    2.2 s) held its user's typed line back 2 s behind a PING per delivery (a trial's)."""
+    session = welcomed()
+    deliver_seq(session, 1)
+    assert session.ping_for_ack(10.0) is None and written(session) == ["PING ack-1"]
+    deliver_seq(session, 2)
+    assert session.ping_for_ack(11.0) == 10.0 + ACK_PING_GAP_S       # held back till then
+    assert written(session) == []
+    assert session.ping_for_ack(10.0 + ACK_PING_GAP_S) is None
+    assert written(session) == ["PING ack-2"]
+    for seq in range(3, 3 + ACK_PING_BATCH):                          # a busy link's batch
+        deliver_seq(session, seq)
+    assert session.ping_for_ack(13.5) is None
+    assert written(session) == [f"PING ack-{2 + ACK_PING_BATCH}"]
 
 
 def test_ping_for_ack_stops_at_ack_pings_unanswered():
@@ -1438,7 +1456,7 @@ def test_ping_for_ack_stops_at_ack_pings_unanswered():
     pings = []
     for seq in range(1, ACK_PINGS + 3):
         deliver_seq(session, seq)
-        session.ping_for_ack()
+        session.ping_for_ack(seq * ACK_PING_GAP_S)
         pings += [line for line in written(session) if line.startswith("PING")]
     assert pings == [f"PING ack-{seq}" for seq in range(1, ACK_PINGS + 1)]
 
@@ -1447,10 +1465,12 @@ def test_a_pong_acknowledges_cumulatively_and_the_next_ping_covers_the_rest():
     session = welcomed()
     for seq in range(1, ACK_PINGS + 3):
         deliver_seq(session, seq)
-        session.ping_for_ack()
+        session.ping_for_ack(seq * ACK_PING_GAP_S)
     written(session)
-    assert said(session, f"PONG {SERVER} :ack-3") == [f"PING ack-{ACK_PINGS + 2}"]
+    assert said(session, f"PONG {SERVER} :ack-3") == []
     assert session.requests == [{"type": "ack", "seq": 3}]
+    session.ping_for_ack(100.0)         # (irc_glue asks after the client's lines)
+    assert written(session) == [f"PING ack-{ACK_PINGS + 2}"]
     assert list(session.pinged) == [*range(4, ACK_PINGS + 1), ACK_PINGS + 2]
     asked(session)
     assert said(session, "PONG :ack-2") == []       # covered already
@@ -1461,7 +1481,7 @@ def test_no_ping_for_ack_once_gone():
     session = welcomed()
     deliver_seq(session, 5)
     said(session, "QUIT")
-    session.ping_for_ack()
+    assert session.ping_for_ack(0.0) is None
     assert written(session) == []
 
 

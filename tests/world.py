@@ -356,6 +356,11 @@ class World:
 
     # -- IRC clients: what irc_glue does with an IrcSession, in the world's order -------------
 
+    def _irc_ack(self, sim):
+        at = sim.session.ping_for_ack(self.now)
+        if at is not None and (sim.name, "ack") not in self._armed:
+            self._arm(sim.name, "ack", at)
+
     def _irc_does(self, sim, event):
         """One event for an IRC client's session: a parsed line it sent (irc_wire.Message), a
         frame from the core (dict), or its keep-alive timer (ce.Expired)."""
@@ -365,9 +370,12 @@ class World:
         wall = WALL_START + self.now
         if isinstance(event, irc_wire.Message):
             session.from_client(event, wall)
+            self._irc_ack(sim)          # (irc_glue: a PONG may make room for the next PING)
         elif isinstance(event, dict):
             session.from_core(event, wall)
-            session.ping_for_ack()      # irc_glue's end of the pass: one PING after deliveries
+            self._irc_ack(sim)          # irc_glue's end of the pass: a PING after deliveries
+        elif event.key == "ack":
+            self._irc_ack(sim)          # one held back (irc_session.ACK_PING_GAP_S)
         else:
             session.keepalive()
             self._arm(sim.name, "keepalive", self.now + irc_glue.KEEPALIVE_S)
