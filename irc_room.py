@@ -1,5 +1,5 @@
 """The one room and its users as an IRC client asks about them: JOIN, PART, NAMES, TOPIC, LIST,
-MODE, WHO, WHOIS, ISON, USERHOST, AWAY, MOTD, LUSERS.
+MODE, INVITE, KICK, WHO, WHOIS, WHOWAS, ISON, USERHOST, AWAY, MOTD, LUSERS.
 
 Every logged-in user is in the room, so each answer comes from one `online` request to the
 core (who is online is the core's to say), worded as the numerics IRC clients expect. A part of
@@ -93,6 +93,24 @@ class RoomCommands:
         else:
             self.numeric("332", self.room, TOPIC)
 
+    def _c_invite(self, params, wall):
+        if not self._need(params, 2, "INVITE"):
+            return
+        if self._is_room(params[1]):
+            self.numeric("443", params[0], self.room,
+                         "is in the room once logged in: everyone is")
+        else:
+            self.numeric("403", params[1], "No such channel")
+
+    def _c_kick(self, params, wall):
+        if not self._need(params, 2, "KICK"):
+            return
+        if self._is_room(params[0]):
+            self.numeric("482", self.room, "Nobody is a channel operator here: /msg "
+                         f"{SERVICE} block <nick> to stop hearing from someone")
+        else:
+            self.numeric("403", params[0], "No such channel")
+
     def _c_list(self, params, wall):
         if params and params[0] and not any(self._is_room(c) for c in params[0].split(",")):
             self.numeric("321", "Channel", "Users  Name")
@@ -179,6 +197,17 @@ class RoomCommands:
             self.numeric("319", name, self.room)
             self.numeric("312", name, self.server, "the chat room")
         self.numeric("318", wanted, "End of /WHOIS list")
+
+    def _c_whowas(self, params, wall):
+        """No history is kept; said as 406 (irssi sends WHOWAS by itself after a WHOIS's 401,
+        and shows only its answer)."""
+        if not params or not params[0]:
+            self.numeric("431", "No nickname given")
+            return
+        wanted = params[0]
+        self.numeric("406", wanted, "There was no such nickname" if fold(wanted) not in
+                     self.accounts else "Not online: a message waits for their next login")
+        self.numeric("369", wanted, "End of WHOWAS")
 
     def _c_ison(self, params, wall):
         if self._need(params, 1, "ISON"):

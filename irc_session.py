@@ -296,10 +296,14 @@ class IrcSession(RoomCommands):
     def _sasl_plain(self, blob):
         self.sasl = None
         try:
-            _authz, user, password = base64.b64decode(blob, validate=True).decode(
+            authz, user, password = base64.b64decode(blob, validate=True).decode(
                 "utf-8").split("\0")
         except (binascii.Error, UnicodeDecodeError, ValueError):
             self.numeric("904", "SASL authentication failed: not a PLAIN message")
+            return
+        if authz and fold(authz) != fold(user):
+            # no one may act as another here (RFC 4616: such a login fails)
+            self.numeric("904", "SASL authentication failed: you may log in as yourself only")
             return
         self._login(user, password, by_sasl=True)
 
@@ -482,11 +486,15 @@ class IrcSession(RoomCommands):
             # is a new query, and two IRC clients would answer each other for ever, each line
             # stored; a client.py user would read control characters
             if not notice:
-                self.notice(f"CTCP {ctcp_word(text)} is not passed on here: only text and /me "
-                            f"reach other users.")
+                self.notice(f"CTCP {ctcp_word(text) or '(empty)'} is not passed on here: only "
+                            f"text and /me reach other users.")
             return
+        named = set()
         for target in targets:
-            if target:          # ("a,,b": an empty name would vanish from a numeric's params)
+            # ("a,,b": an empty name would vanish from a numeric's params; "seas,seas": one
+            # message, as other servers do)
+            if target and fold(target) not in named:
+                named.add(fold(target))
                 self._send_to(target, text, command, wall)
 
     def _c_version(self, params, wall):
@@ -498,6 +506,10 @@ class IrcSession(RoomCommands):
 
     def _c_notice(self, params, wall):
         self._c_privmsg(params, wall, notice=True)
+
+    def _c_tagmsg(self, params, wall):
+        """Tags alone (typing notices): every client tag is denied here (CLIENTTAGDENY=*), so
+        nothing is left to pass on, and nothing is said (a 421 to each keystroke's notice)."""
 
     def _send_to(self, target, text, command, wall):
         quiet = command == "NOTICE"     # RFC 1459: no automatic reply to a NOTICE

@@ -225,6 +225,16 @@ def test_the_plain_blob_logs_in_as_its_user_with_its_password():
                                 "type": "login"}
 
 
+def test_a_plain_blob_that_would_act_as_another_user_fails():
+    """RFC 4616: an authorization id other than the login's, which nobody may take here, is
+    a failed login (a trial's authzid 'other' with google's name and password got in)."""
+    session = sasl_ready()
+    assert said(session, "AUTHENTICATE " + sasl_blob("seas", "pw", authzid="columbia")) == [
+        f"{S}904 columbia :SASL authentication failed: you may log in as yourself only"]
+    assert session.requests == []
+    assert said(session, "AUTHENTICATE PLAIN") == ["AUTHENTICATE +"]     # a new try may begin
+
+
 def test_a_blob_over_400_bytes_comes_in_chunks_and_is_read_once_a_short_one_ends_it():
     session = sasl_ready()
     password = "p" * 350                # a 476-character blob: 400 + 76
@@ -1048,6 +1058,50 @@ def test_who_masks_match_with_wildcards_and_away_is_g():
     assert answer(session, "online", users=["seas"]) == [
         f"{S}352 columbia #chat ~u chat {SERVER} columbia G :0 u",
         f"{S}315 columbia c?lum* :End of WHO list"]
+
+
+def test_whowas_keeps_no_history_and_says_so_with_406():
+    """irssi sends WHOWAS by itself after a WHOIS's 401 and shows only its answer: a 421 made
+    /whois of an absent user say "WHOWAS Unknown command" (a trial's)."""
+    session = welcomed()
+    assert said(session, "WHOWAS seas") == [
+        f"{S}406 columbia seas :Not online: a message waits for their next login",
+        f"{S}369 columbia seas :End of WHOWAS"]
+    assert said(session, "WHOWAS nobody 1") == [
+        f"{S}406 columbia nobody :There was no such nickname",
+        f"{S}369 columbia nobody :End of WHOWAS"]
+    assert said(session, "WHOWAS") == [f"{S}431 columbia :No nickname given"]
+
+
+def test_invite_and_kick_say_why_they_do_nothing_here():
+    session = welcomed()
+    assert said(session, "INVITE seas #chat") == [
+        f"{S}443 columbia seas #chat :is in the room once logged in: everyone is"]
+    assert said(session, "KICK #chat seas :go") == [
+        f"{S}482 columbia #chat :Nobody is a channel operator here: /msg chat block <nick> to "
+        f"stop hearing from someone"]
+    assert said(session, "INVITE seas #other") == [f"{S}403 columbia #other :No such channel"]
+    assert said(session, "KICK #other seas") == [f"{S}403 columbia #other :No such channel"]
+    assert said(session, "KICK #chat") == [f"{S}461 columbia KICK :Not enough parameters"]
+    assert session.requests == []
+
+
+def test_tagmsg_is_taken_and_passes_nothing_on():
+    session = welcomed(caps=("message-tags",))
+    assert said(session, "@+typing=active TAGMSG seas") == [] and session.requests == []
+
+
+def test_a_target_named_twice_gets_the_message_once():
+    session = welcomed()
+    said(session, "PRIVMSG seas,SEAS,#chat,seas :dup")
+    assert [(r["type"], r.get("to")) for r in asked(session)] == [
+        ("message", "seas"), ("broadcast", None)]
+
+
+def test_an_empty_ctcp_is_named_as_such():
+    session = welcomed()
+    assert said(session, "PRIVMSG seas :\x01\x01")[0].endswith(
+        ":CTCP (empty) is not passed on here: only text and /me reach other users.")
 
 
 def test_whois_of_oneself_shows_the_user_line_and_away():
