@@ -47,6 +47,14 @@ class IrcFront(Accepted):
         self.server_name = server_name
         self.room = room
 
+    def farewell(self, text):
+        """The server stops: each IRC client is told why with ERROR, as IRC servers do (its
+        connection only closed, WeeChat said "error 2 (connection closed by peer)")."""
+        for link in list(self.glue.conns.values()):
+            if type(link) is IrcLink and not link.session.gone:
+                link.session.close("server stopping", text)
+                link.write()
+
     def new_state(self, conn):
         state = _IrcState()
         session = IrcSession(self.accounts, self.server_name, self.room, conn.host,

@@ -260,7 +260,7 @@ def main(argv=None):
         print(f"server.py: cannot listen on {args.host} port {args.port}: {exc.strerror}",
               file=sys.stderr)
         return 1
-    irc_listener = None
+    irc_listener = front = None
     if args.irc_port is not None:
         front = IrcFront(glue, credentials, args.irc_name, args.irc_room)
         try:
@@ -299,6 +299,7 @@ def main(argv=None):
     listener.close()
     if irc_listener is not None:
         irc_listener.close()
+        front.farewell("The server is shutting down")
     reactor.close_all("server stopping")
     try:
         store.commit(acks_too=True)

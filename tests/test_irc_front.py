@@ -102,9 +102,10 @@ def world():
     core = ChatServer(credentials, store, Settings(), make_secret=counting_secrets())
     glue = ServerGlue(reactor, core, store, log.append)
     native = glue.listen("127.0.0.1", 0)
-    irc = reactor.listen("127.0.0.1", 0, IrcFront(glue, credentials, "chat.test", "#chat"))
+    front = IrcFront(glue, credentials, "chat.test", "#chat")
+    irc = reactor.listen("127.0.0.1", 0, front)
     w = types.SimpleNamespace(clock=clock, reactor=reactor, store=store, core=core, glue=glue,
-                              log=log, port=native.port, irc_port=irc.port)
+                              log=log, port=native.port, irc_port=irc.port, front=front)
     yield w
     reactor.close_all()
     native.close()
@@ -339,6 +340,17 @@ def test_an_ack_ping_held_back_goes_when_its_gap_is_over(world):
     settle(world, lambda: len(columbia.of("PING")) == 2)   # ... until its gap is over
     columbia.send(f"PONG :{columbia.of('PING')[-1].params[-1]}")
     settle(world, lambda: world.store.count_waiting("columbia") == 0)
+
+
+def test_a_stopping_server_says_error_to_each_irc_client(world):
+    """As IRC servers do; its connection only closed, WeeChat said "error 2 (connection
+    closed by peer)" (a trial's)."""
+    columbia, seas = irc_login(world, "columbia"), irc_login(world, "seas")
+    world.front.farewell("The server is shutting down")
+    settle(world, lambda: columbia.closed and seas.closed)
+    for client in (columbia, seas):
+        assert [m.params[-1] for m in client.of("ERROR")] == [
+            "Closing link: The server is shutting down"]
 
 
 def test_echo_message_shows_the_sender_its_message_once_it_is_stored(world):
