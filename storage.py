@@ -161,9 +161,11 @@ class Store:
         self._db.executescript(_SCHEMA)
         self._db.commit()
         self._limit_pages(self._db)
-        # the file, to tell at each commit that it is still there (see _rehome); never closed
-        # before the database is (closing any descriptor of a file drops the process's locks)
+        # the file, and its write-ahead log once a commit has made it, to tell at each commit
+        # that both are still there (_rehome, _relog); never closed before the database is
+        # (closing any descriptor of a file drops the process's locks on it)
         self._file = None if path == ":memory:" else os.open(path, os.O_RDONLY)
+        self._wal = None
         self._homeless = False      # the file went: commits fail until it is written again
         self.notice = None          # what the operator should read in the log, once
         self.identity = self._identity(new_identity or secrets.token_hex(8))
@@ -578,10 +580,60 @@ class Store:
             self._lose(exc)
             raise StoreUnavailable(str(exc)) from None
         self._journal.clear()
-        if self._homeless or (self._file is not None and os.fstat(self._file).st_nlink == 0):
-            self._rehome()
+        if self._file is not None:
+            if self._homeless or os.fstat(self._file).st_nlink == 0:
+                self._rehome()
+            elif self._wal is None or os.fstat(self._wal).st_nlink == 0:
+                self._find_log()
         self.failing = None
         self.committed_seq = self._next_seq - 1
+
+    def _find_log(self):
+        """Open the write-ahead log as soon as a commit has made it (the commit that did,
+        in the same call); if the one held was deleted, _relog."""
+        if self._wal is not None:
+            self._relog()
+            return
+        try:
+            self._wal = os.open(self._path + "-wal", os.O_RDONLY)
+        except FileNotFoundError:
+            pass        # nothing written yet
+
+    def _relog(self):
+        """The write-ahead log was deleted while the server ran: the commits it holds (since
+        SQLite last copied them into the store's file) would be lost to a crash, and so would
+        every commit after, all written to a file no restart would find. They are copied into
+        the store's file now (a checkpoint, synced), and the store opens it again, with a new
+        log. Until that succeeds, StoreUnavailable."""
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            self._reopen()
+        except (OSError, sqlite3.Error) as exc:
+            self.failing = f"the store's write-ahead log was deleted while the server ran ({exc})"
+            raise StoreUnavailable(f"the store's write-ahead log was deleted while the server "
+                                   f"ran, and its commits cannot be kept yet ({exc})") from None
+        self.notice = (f"the store's write-ahead log was deleted while the server ran: what it "
+                       f"held was copied into {self._path}, nothing lost (stop the server before "
+                       f"deleting its files)")
+
+    def _reopen(self):
+        """Close the connection, and open the file at the store's path (a new one, or the same
+        one again) in its place. The old connection goes first: closing, SQLite deletes its
+        write-ahead log by name, and one left at the path would be read into the new file
+        (a trial's store, rewritten with the old log beside it, came out corrupt)."""
+        self._db.close()
+        for stale in (self._path + "-wal", self._path + "-journal"):
+            if os.path.lexists(stale):
+                os.remove(stale)
+        for descriptor in (self._file, self._wal):
+            if descriptor is not None:
+                os.close(descriptor)
+        self._file = self._wal = None
+        self._file = os.open(self._path, os.O_RDONLY)
+        db = self._connect()
+        self._limit_pages(db)
+        db.execute("SELECT value FROM meta").fetchall()    # (the exclusive lock, now)
+        self._db = db
 
     def _rehome(self):
         """The store's file was deleted (its data directory wiped while the server ran): the
@@ -605,22 +657,18 @@ class Store:
             _sync_path(fresh)
             os.rename(fresh, self._path)
             _sync_path(os.path.dirname(os.path.abspath(self._path)))
-            file = os.open(self._path, os.O_RDONLY)
-            try:
-                db = self._connect()
-                self._limit_pages(db)
-                db.execute("SELECT value FROM meta").fetchall()    # (the exclusive lock, now)
-            except sqlite3.Error:
-                os.close(file)
-                raise
         except (OSError, sqlite3.Error) as exc:
             self.failing = f"the store's file was deleted while the server ran ({exc})"
             raise StoreUnavailable(f"the store's file was deleted while the server ran, and "
                                    f"cannot be written again yet ({exc})") from None
-        old, self._db = self._db, db
-        old.close()
-        os.close(self._file)
-        self._file = file
+        try:
+            self._reopen()
+        except (OSError, sqlite3.Error) as exc:
+            # (the old connection is gone: nothing is committed until the server restarts,
+            # and the file at the path holds everything)
+            self.failing = (f"the store's file was written again but cannot be opened ({exc}); "
+                            f"restart the server")
+            raise StoreUnavailable(self.failing) from None
         self._homeless = False
         self.notice = (f"the store's file was deleted while the server ran: written again at "
                        f"{self._path} from the open store, nothing lost (stop the server "
@@ -652,9 +700,10 @@ class Store:
     def close(self):
         """Close the database; uncommitted writes are lost."""
         self._db.close()
-        if self._file is not None:
-            os.close(self._file)
-            self._file = None
+        for descriptor in (self._file, self._wal):
+            if descriptor is not None:
+                os.close(descriptor)
+        self._file = self._wal = None
 
 
 def _sync_path(path):

@@ -7,8 +7,10 @@ it repeats every message whose answer it did not get (the test also throws some 
 as a broken connection would), with the same `mid`, logging in again after a restart. Then the recipient logs in and takes its deliveries: every message exactly once, in order.
 Bounded: 240 messages, at most 8 kills, every wait with a time-out.
 """
+import os
 import random
 import signal
+import sqlite3
 
 import pytest
 
@@ -131,6 +133,51 @@ def test_a_data_directory_wiped_while_the_server_runs_loses_nothing_it_acknowled
         proc, port = start_server(tmp_path, port)
         assert take_deliveries(port, "seas", "summerisover", 5) == [
             "before1", "before2", "after1", "after2", "after3"]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize("deleted, said", [
+    ("chat.sqlite3", "the store's file was deleted while the server ran: written again"),
+    ("chat.sqlite3-wal", "the store's write-ahead log was deleted while the server ran: what it "
+                         "held was copied"),
+])
+def test_the_stores_file_or_its_log_alone_deleted_under_a_running_server_loses_nothing(
+        tmp_path, deleted, said):
+    """The file deleted with its log left beside it: the file written again took in the old
+    log and came out corrupt; the log deleted: nothing noticed, and a kill -9 lost what it
+    held (a trial's, both). Now neither loses anything answered ok, through a kill -9 and a
+    stop after it."""
+    from realprocs import wait_log
+    proc, port = start_server(tmp_path, 0, "--user-rate", "0", "--address-rate", "0")
+    try:
+        token = login(port, "columbia", "116bway")
+        sent = []
+
+        def send(count):
+            frames = []
+            for _ in range(count):
+                sent.append(f"m{len(sent)}")
+                frames.append({"type": "message", "token": token, "to": "seas",
+                               "text": sent[-1] * 40, "mid": f"del-{len(sent)}", "id": 1})
+            assert [reply["type"] for reply in exchange(port, frames)] == ["ok"] * count
+        for _ in range(20):
+            send(10)
+        os.remove(tmp_path / "data" / deleted)
+        for _ in range(20):
+            send(10)
+        wait_log(tmp_path, said)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(WAIT_S)
+        proc, port = start_server(tmp_path, port)
+        assert take_deliveries(port, "seas", "summerisover", len(sent)) == [
+            text * 40 for text in sent]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(WAIT_S) == 0
+        db = sqlite3.connect(tmp_path / "data" / "chat.sqlite3")
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        db.close()
     finally:
         proc.kill()
         proc.wait()

@@ -551,6 +551,51 @@ def test_a_store_whose_file_is_deleted_writes_it_again_at_the_next_commit(tmp_pa
     again.close()
 
 
+CRASH_AFTER = """
+import os, sys
+sys.path.insert(0, {root!r})
+import protocol
+from storage import Store
+path, what = sys.argv[1], sys.argv[2]
+store = Store(path, exclusive=True, sync="full")
+for n in range(300):        # records in the log, and some in the file (SQLite's checkpoints)
+    store.keep(["bob"], protocol.line_head({{"type": "message", "text": f"m{{n}}"}}))
+    store.commit()
+os.remove(path + what)
+for n in range(300, 600):
+    store.keep(["bob"], protocol.line_head({{"type": "message", "text": f"m{{n}}"}}))
+    store.commit()          # each one a yes: kept, whatever happens next
+print(store.notice, flush=True)
+os._exit(0)                 # a crash: nothing closed, nothing copied at a close
+"""
+
+
+@pytest.mark.parametrize("what, said", [
+    ("", "the store's file was deleted while the server ran: written again"),
+    ("-wal", "the store's write-ahead log was deleted while the server ran: what it held was "
+             "copied into"),
+])
+def test_a_store_whose_file_or_log_alone_is_deleted_keeps_every_commit_through_a_crash(
+        tmp_path, what, said):
+    """The file deleted with its log left beside it: the store written again read the old
+    log into the new file, which came out corrupt; the log deleted: nothing noticed, and a
+    crash lost the commits it held (a trial's, both)."""
+    import subprocess
+    import sys
+    path = tmp_path / "chat.sqlite3"
+    root = str(pathlib.Path(__file__).resolve().parent.parent)
+    done = subprocess.run([sys.executable, "-c", CRASH_AFTER.format(root=root), str(path),
+                           what], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(said)
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    db.close()
+    again = Store(str(path), exclusive=True)
+    assert [frame["text"] for frame in frames(again, "bob")] == [f"m{n}" for n in range(600)]
+    again.close()
+
+
 def test_until_a_deleted_stores_file_can_be_written_again_every_commit_fails(tmp_path):
     import shutil
     path = tmp_path / "data" / "chat.sqlite3"
