@@ -424,7 +424,10 @@ class ChatClient:
         if not password:
             out.append(Prompt(Stage.PASSWORD))
             return
-        frame = {"type": "login", "user": self.user, "password": password}
+        # our run's id (our mids begin with it): the server keeps which of them it took for as
+        # long as we run, so a message retried after a day away is still not stored twice
+        frame = {"type": "login", "user": self.user, "password": password,
+                 "client": self.settings.client_id}
         if self.settings.stay:
             frame["stay"] = True    # deliveries come on our staying connection, not the port
         if self.settings.listen_port is not None:

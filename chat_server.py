@@ -438,6 +438,11 @@ class ChatServer(Reach):
         user = protocol.name_field(frame, "user")
         password = protocol.text_field(frame, "password", self._settings.max_text_chars)
         stay, port = _stay_fields(frame)
+        # the client run's id, which its mids begin with: its counter is kept however long it
+        # was silent (a client retries its oldest message for as long as it runs)
+        client = frame.get("client")
+        if client is not None:
+            client = protocol.text_field(frame, "client", protocol.MAX_ID_CHARS)
         # A login writes (a wrong password is counted): while nothing can be, none is tried, so
         # a right password and a wrong one get the same answer
         self._writable()
@@ -467,9 +472,10 @@ class ChatServer(Reach):
         # the account's own name string (interned as the accounts were read, passwords.py),
         # not the copy this login decoded: the session keeps it as long as it lives
         user = sys.intern(user)
-        return self._start_session(request.conn, frame_id, user, request.host, port, now, stay)
+        return self._start_session(request.conn, frame_id, user, request.host, port, now, stay,
+                                   client)
 
-    def _start_session(self, conn, frame_id, user, host, port, now, stays=False):
+    def _start_session(self, conn, frame_id, user, host, port, now, stays=False, client=None):
         old = self._users.get(user)
         token = self._make_secret()
         if self._instance:
@@ -510,8 +516,9 @@ class ChatServer(Reach):
             # (armed, it is due no later than this session's time-out: at the oldest's)
             self._idle_check_armed = True
             actions.append(Arm(IdleCheck(), now + self._settings.timeout_s))
-        # client ids silent for a day retry nothing: their counters go
-        self._store.senders.forget_before(user, now - self._settings.counters_kept_s)
+        # client ids silent for a day retry nothing, but the one logging in (which a day's
+        # suspend or outage left silent, its oldest message perhaps taken): their counters go
+        self._store.senders.forget_before(user, now - self._settings.counters_kept_s, client)
         return actions
 
     def _end_session(self, user):

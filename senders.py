@@ -77,13 +77,15 @@ class Senders:
             del clients[oldest]
             self._moved[(user, oldest)] = None
 
-    def forget_before(self, user, at):
-        """Forget `user`'s client ids silent since before time `at`: no client retries that
-        long (the core calls this at the user's login)."""
+    def forget_before(self, user, at, keep=None):
+        """Forget `user`'s client ids silent since before time `at`, but `keep` (the core calls
+        this at the user's login, naming the client that logs in: it may retry its oldest
+        message however long it was away; the others' runs have ended)."""
         clients = self._by_user.get(user)
         if not clients:
             return
-        for client in [client for client, entry in clients.items() if entry[3] < at]:
+        for client in [client for client, entry in clients.items()
+                       if entry[3] < at and client != keep]:
             del clients[client]
             self._moved[(user, client)] = None
 

@@ -79,7 +79,7 @@ def test_password_is_stripped_and_sent_with_the_listening_port():
     run.type("alice")
     run.reply(OK)
     assert requests(run.type(" 116bway ")) == [
-        {"type": "login", "user": "alice", "password": "116bway", "port": 5000}]
+        {"type": "login", "user": "alice", "password": "116bway", "client": "c", "port": 5000}]
 
 
 def test_empty_password_asks_again():
@@ -126,7 +126,7 @@ def test_a_login_abandoned_at_the_password_asks_for_a_username_again():
     run.type("bob")
     assert requests(run.reply(OK)) == [] and run.client.user == "bob"
     assert requests(run.type("pw"))[0] == {"type": "login", "user": "bob", "password": "pw",
-                                          "port": 5000}
+                                          "client": "c", "port": 5000}
 
 
 def test_a_login_cannot_be_abandoned_while_its_answer_is_awaited_or_once_logged_in():

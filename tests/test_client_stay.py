@@ -30,12 +30,13 @@ def test_a_staying_login_says_stay_and_names_a_port_only_if_it_listens():
     run.type("alice")
     run.reply(OK)
     assert requests(run.type("pw")) == [
-        {"type": "login", "user": "alice", "password": "pw", "stay": True}]
+        {"type": "login", "user": "alice", "password": "pw", "client": "c", "stay": True}]
     run = staying(port=6001)
     run.type("alice")
     run.reply(OK)
     assert requests(run.type("pw")) == [
-        {"type": "login", "user": "alice", "password": "pw", "stay": True, "port": 6001}]
+        {"type": "login", "user": "alice", "password": "pw", "client": "c", "stay": True,
+         "port": 6001}]
 
 
 def test_a_short_login_is_unchanged():
@@ -43,7 +44,7 @@ def test_a_short_login_is_unchanged():
     run.type("alice")
     run.reply(OK)
     assert requests(run.type("pw")) == [
-        {"type": "login", "user": "alice", "password": "pw", "port": 5000}]
+        {"type": "login", "user": "alice", "password": "pw", "client": "c", "port": 5000}]
 
 
 def test_a_staying_welcome_has_no_proof_so_every_delivery_hello_is_refused():

@@ -179,7 +179,7 @@ def test_wrong_password_then_the_form_sends_only_the_password(screen):
     assert view.form_message == "Wrong password. Please try again."
     assert view.prompt == ASK_PASSWORD and view.stage == PASSWORD
     screen.type(view.login("ignored", "12"))
-    assert screen.sent() == [{"type": "login", "user": "alice", "password": "12",
+    assert screen.sent() == [{"type": "login", "user": "alice", "password": "12", "client": "c",
                               "port": screen.listener.port}]
 
 
@@ -194,7 +194,7 @@ def test_after_a_wrong_password_another_name_starts_the_login_over(screen):
     assert view.stage == USERNAME and view.form_message == ""
     screen.reply(OK)
     assert screen.sent("login") == [{"type": "login", "user": "bob", "password": "bobs",
-                                     "port": screen.listener.port}]
+                                     "client": "c", "port": screen.listener.port}]
     assert view.prompt == ("Enter the password for bob, or another name to log in as "
                            "someone else.")
 
@@ -204,7 +204,7 @@ def test_the_same_name_again_only_sends_the_password(screen):
     screen.reply(OK)
     screen.reply(err("wrong_password", attempts_left=2))
     screen.window.log_in("alice", "12")
-    assert screen.sent() == [{"type": "login", "user": "alice", "password": "12",
+    assert screen.sent() == [{"type": "login", "user": "alice", "password": "12", "client": "c",
                               "port": screen.listener.port}]
     assert not screen.view.changes_user("bob")  # the answer is awaited: nothing starts over
 

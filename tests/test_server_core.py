@@ -616,6 +616,24 @@ def test_a_client_ids_counter_goes_at_its_users_login_once_unused_for_the_time_k
     assert store.senders.seen("alice", "old", 1) is senders.NEW
 
 
+def test_the_client_that_logs_in_keeps_its_counter_however_long_it_was_silent():
+    """A laptop suspended for a day, its message's reply lost on the way: it logs in again
+    and sends the message again. Its counter went at that very login, and the message was
+    stored twice (a trial's); a login that names its client keeps it."""
+    server, store = make_server(Settings(counters_kept_s=100.0))
+    login(server, "alice", port=5001)
+    frame = {"type": "message", "token": "s1", "to": "bob", "text": "hi", "mid": "run-1"}
+    server.handle(Request(2, frame, "h"), 0.0)
+    again = {"type": "login", "user": "alice", "password": ACCOUNTS["alice"], "port": 5001,
+             "client": "run"}
+    token = replies(server.handle(Request(3, again, "h"), 500.0))[0]["token"]
+    retry = server.handle(Request(4, {**frame, "token": token}, "h"), 500.0)
+    assert replies(retry)[0]["type"] == "ok" and delivered_frames(retry) == []   # a repeat
+    assert store.count_waiting("bob") == 1
+    named = {**again, "client": ""}
+    assert replies(server.handle(Request(5, named, "h"), 501.0))[0]["code"] == "bad_field"
+
+
 def test_a_notice_is_kept_and_delivered_as_one_and_anything_else_is_not():
     server, _ = make_server()
     token_a = replies(login(server, "alice", conn=1))[0]["token"]
