@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import ssl
 import sys
+import time
 
 import irc_wire
 import options
@@ -24,7 +25,7 @@ from server_glue import (DELIVERY_CONNECTS, MAX_CONNECTIONS, MAX_PER_ADDRESS, Se
                          make_logger)
 from timers import RealClock
 from passwords import CredentialsError, load_credentials
-from storage import Store, StoreUnavailable
+from storage import SEQ_FLOOR_MAX, Store, StoreUnavailable
 
 
 def _add_limit_options(parser):
@@ -291,6 +292,9 @@ def main(argv=None):
         for names in irc_clashes(credentials):
             log(f"accounts {' and '.join(names)} differ only in case, which IRC does not tell "
                 f"apart: on the IRC port only one of them can log in")
+    if clock.wall() * 1_000_000 > SEQ_FLOOR_MAX:
+        log(f"the wall clock says {time.strftime('%Y', time.gmtime(clock.wall()))}: message "
+            f"numbers start as if it were 2112 (check the clock)")
     cramped = disk_room_warning(args.data_dir, settings.store_bytes)
     if cramped:
         log(cramped)

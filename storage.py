@@ -34,8 +34,13 @@ import secrets
 import sqlite3
 
 from log_index import LogIndex
-from protocol import encode_text
+from protocol import MAX_SEQ, encode_text
 from senders import Senders
+
+# the highest seq_floor taken: a wall clock centuries ahead (in microseconds, past 2**53 near
+# the year 2255) would number every message from then on beyond what JSON's numbers hold,
+# for good; so numbers start at most here (the year 2112), leaving 2**52 of them
+SEQ_FLOOR_MAX = MAX_SEQ // 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS log (
@@ -176,7 +181,7 @@ class Store:
         self._migrate()
         # Numbers are given here. The highest ever given is recorded, so a number is never
         # reused (a crash forgets only numbers of uncommitted messages, which nobody was sent).
-        self._next_seq = max(self._highest_seq_given() + 1, seq_floor)
+        self._next_seq = max(self._highest_seq_given() + 1, min(seq_floor, SEQ_FLOOR_MAX))
         self.committed_seq = self._next_seq - 1     # numbers up to this are on the disk
         self._load()
         # the index's own, bound once: the core asks them for every message

@@ -634,3 +634,17 @@ def test_a_store_whose_file_is_replaced_does_not_overwrite_the_new_one(tmp_path)
             store.commit()
     assert path.read_bytes() == b"a backup"
     store.close()
+
+
+def test_numbers_start_no_higher_than_half_the_highest_whatever_the_clock_says(tmp_path):
+    """A wall clock centuries ahead at one start (in microseconds past 2**53) numbered every
+    message beyond what JSON's numbers hold, acknowledgements refused for good (a trial's)."""
+    path = str(tmp_path / "chat.sqlite3")
+    store = Store(path, seq_floor=7_500_000_000 * 1_000_000)
+    first = keep(store, "bob", {"type": "message", "text": "far ahead"})
+    store.commit()
+    store.close()
+    assert first == storage.SEQ_FLOOR_MAX <= protocol.MAX_SEQ // 2
+    again = Store(path, seq_floor=1_765_000_000 * 1_000_000)      # the clock set right
+    assert keep(again, "bob", {"type": "message", "text": "next"}) == first + 1
+    again.close()
