@@ -150,6 +150,7 @@ class Store:
         self._pass_at = None        # this pass's `"at"` for the lines it keeps; None: read it
         self._path, self._sync, self._exclusive, self._lock_wait_s, self._max_pages = (
             path, sync, exclusive, lock_wait_s, max_pages)
+        _refuse_emptied(path)
         self._db = self._connect()
         # user -> the set of names they block, and target -> the set of names blocking it:
         # all read at open (a few per user at most), kept in step with every write; users who
@@ -709,6 +710,27 @@ class Store:
             if descriptor is not None:
                 os.close(descriptor)
         self._file = self._wal = None
+
+
+def _refuse_emptied(path):
+    """sqlite3.DatabaseError if the store's file is there but empty, its log too: SQLite would
+    start a new store on it, and a truncated store's messages would be gone without a word (a
+    trial's 120). A store's file is never empty once made (WAL mode writes its header first),
+    so an empty one was emptied."""
+    if path == ":memory:":
+        return
+    try:
+        if os.path.getsize(path):
+            return
+    except FileNotFoundError:
+        return          # a new store
+    try:
+        if os.path.getsize(path + "-wal"):
+            return      # (what it holds may all be in its log yet)
+    except FileNotFoundError:
+        pass
+    raise sqlite3.DatabaseError(f"{path} is empty (0 bytes), as no store ever is: it was "
+                                f"emptied; move it away to start a new store")
 
 
 def _sync_path(path):

@@ -648,3 +648,19 @@ def test_numbers_start_no_higher_than_half_the_highest_whatever_the_clock_says(t
     again = Store(path, seq_floor=1_765_000_000 * 1_000_000)      # the clock set right
     assert keep(again, "bob", {"type": "message", "text": "next"}) == first + 1
     again.close()
+
+
+def test_an_emptied_stores_file_is_refused_not_started_again_as_a_new_store(tmp_path):
+    """`: > chat.sqlite3` before a start: SQLite would make a new store of it, and the
+    messages it held were gone without a word (a trial's 120)."""
+    path = tmp_path / "chat.sqlite3"
+    store = Store(str(path))
+    keep(store, "bob", {"type": "message", "text": "kept"})
+    store.commit()
+    store.close()
+    path.write_bytes(b"")
+    with pytest.raises(sqlite3.DatabaseError, match="is empty .0 bytes.*move it away"):
+        Store(str(path))
+    assert path.read_bytes() == b""                     # left as it was, for the operator
+    path.unlink()
+    Store(str(path)).close()                            # no file: a new store, as always
