@@ -127,6 +127,10 @@ class ChatView:
         self.stage = Stage.USERNAME
         self.user = None
         self.entries = []               # the conversation, oldest first
+        # whose conversation it is: a login as someone else begins a new one (the last
+        # user's messages are theirs), and `cleared` counts those beginnings for the window
+        self.conversation_of = None
+        self.cleared = 0
         self.users = []                 # the other users online, sorted
         self.prompt = _PROMPTS[Stage.USERNAME]  # the login form's question
         self.form_lines = []            # what the login form says: (tone, text), tone
@@ -233,6 +237,11 @@ class ChatView:
         if status.outage is None:
             self.outage = None
         if self.stage is Stage.LOGGED_IN and was is not Stage.LOGGED_IN:
+            if self.user != self.conversation_of:
+                if self.conversation_of is not None:
+                    self.entries, self._mine, self._changed = [], {}, []
+                    self.cleared += 1
+                self.conversation_of = self.user
             self.form_lines = []
             self._session_over = False
             self._lines.append("online")    # seed the list; presence notices keep it live

@@ -112,6 +112,7 @@ class ChatWindow:
     def __init__(self, root, screen, kick):
         self.root, self.screen, self.view, self.kick = root, screen, screen.view, kick
         self._shown = 0                 # conversation entries already in the pane
+        self._cleared = 0               # the view's conversations begun, as drawn
         self._showing = None            # "login" or "chat"
         self.dialog = None              # the consent Toplevel while one is open
         root.title("Chat room")
@@ -301,6 +302,12 @@ class ChatWindow:
         (self.input if which == "chat" else self.name_entry).focus_set()
 
     def _draw_entries(self):
+        if self._cleared != self.view.cleared:      # another user's conversation begins
+            self._cleared = self.view.cleared
+            self.pane.configure(state="normal")
+            self.pane.delete("1.0", "end")
+            self.pane.configure(state="disabled")
+            self._shown = 0
         entries = self.view.entries[self._shown:]
         changed = [index for index in self.view.take_changed() if index < self._shown]
         if not entries and not changed:

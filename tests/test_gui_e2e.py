@@ -271,6 +271,25 @@ def test_after_a_wrong_password_another_user_can_log_in(windows):
     assert gui.wait_exit() == 0
 
 
+def test_a_login_as_someone_else_in_the_same_window_shows_a_new_conversation(windows):
+    """A trial's window, logged out and in as another user, showed the first one's
+    messages to the second."""
+    seas, gui = windows(), windows()
+    login(seas, "seas")
+    login(gui, "google")
+    seas.type_into(".chat.bottom.input", "for google only")
+    seas.press_enter(".chat.bottom.input")
+    gui.wait(pane_has(gui, "for google only"), "the broadcast")
+    gui.invoke(".chat.side.logout")
+    gui.wait(lambda: gui.exists(".login.username") and gui.call(
+        "winfo", "ismapped", ".login.username") == "1", "the login form")
+    login(gui, "columbia")
+    gui.wait(lambda: "for google only" not in gui.text(".chat.pane"), "a new conversation")
+    for window in (seas, gui):
+        window.close_window()
+        assert window.wait_exit() == 0
+
+
 def test_a_staying_window_without_a_port_chats_and_resumes_after_a_cut(windows, server, relay,
                                                                        display):
     """--stay-connected in a window: one connection (through a relay the test cuts), no

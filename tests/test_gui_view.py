@@ -387,6 +387,23 @@ def test_block_and_unblock_buttons_type_the_commands(screen):
     assert screen.view.act("getaddress", "bob") == ["getaddress bob"]
 
 
+def test_a_login_as_someone_else_begins_a_new_conversation_the_same_user_keeps_theirs(screen):
+    """The last user's messages are theirs: a trial's window, logged out and in as another
+    user, showed the first user's messages to the second."""
+    screen.login(users=["bob"])
+    screen.deliver({"type": "message", "from": "bob", "text": "for alice only", "seq": 1})
+    assert "bob: for alice only" in screen.texts()
+    for name, kept in (("alice", True), ("carol", False)):
+        screen.type(screen.view.logout())
+        screen.reply(OK, "logout")
+        screen.type(screen.view.login(name, "pw"))
+        screen.reply(OK, "check_user")
+        screen.reply({**WELCOME, "user": name}, "login")
+        screen.reply({"type": "online", "users": ["bob"]}, "online")
+        assert ("bob: for alice only" in screen.texts()) is kept, name
+    assert screen.view.cleared == 1
+
+
 def test_logout_goes_back_to_the_form(screen):
     screen.login(users=["bob"])
     screen.type(screen.view.logout())
