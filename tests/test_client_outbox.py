@@ -115,6 +115,19 @@ def test_waiting_messages_go_out_after_the_same_user_logs_in_again():
                                   "text": "after the restart"}]
 
 
+def test_a_logout_with_messages_waiting_says_they_wait_for_the_next_login():
+    run = logged_in()
+    run.type("message bob one")
+    run.fail("timed out")
+    run.type("message bob two")
+    run.type("logout")
+    shown = printed(run.reply(OK, "logout"))
+    assert shown[:3] == [
+        "The server is back.", "You have logged out.",
+        "2 messages the server has not taken yet wait for your next login as alice, and go "
+        "then; quit now, and they are listed as not sent."]
+
+
 def logged_in_again_as_carol():
     """alice's message waits (her session ended), then carol logs in -> the login's actions."""
     run = logged_in()
