@@ -150,3 +150,19 @@ def test_tls_files_that_cannot_be_loaded_are_named_in_one_line(tmp_path, capsys)
     err = capsys.readouterr().err
     assert err.startswith(f"server.py: cannot load the TLS certificate {tmp_path}/cert.pem and "
                           f"key {tmp_path}/key.pem: ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("variable, option", [
+    ("STAY=1", "--stay-connected"), ("STAY=0", None), ("STAY=", None),
+    ("IRC=6667", "--irc-port 6667"), ("IRC=0", None),
+])
+def test_the_makefiles_switches_turn_on_with_a_value_and_off_with_0(variable, option):
+    """`make client STAY=0` turned --stay-connected on (a trial's)."""
+    import pathlib
+    import subprocess
+    root = pathlib.Path(__file__).resolve().parent.parent
+    target = "client" if variable.startswith("STAY") else "server"
+    said = subprocess.run(["make", "-s", "-n", "-C", str(root), target, variable],
+                          capture_output=True, text=True, timeout=30).stdout
+    flag = "--stay-connected" if target == "client" else "--irc-port"
+    assert (option in said) if option else (flag not in said), said
