@@ -952,7 +952,9 @@ class ChatClient:
             out.append(Show("system", "You cannot send a private message to yourself."))
             return
         if command.user not in self.peers.addresses:
-            out.append(Show("no_address", sender=command.user))
+            # (one who agreed without a port: asking again gets the same; say why instead)
+            out.append(Show("peer_no_port" if command.user in self.peers.portless
+                            else "no_address", sender=command.user))
             return
         self._private_refs += 1
         ref = f"private-{self._private_refs}"

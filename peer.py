@@ -118,6 +118,7 @@ class Peers:
     def __init__(self, make_nonce=lambda: secrets.token_hex(16)):
         self._make_nonce = make_nonce   # our challenges to listeners
         self.addresses = {}     # user -> PeerAddress: whom we may dial, by their consent
+        self.portless = set()   # who agreed, but whose client has no listening port to dial
         self.granted = {}       # user -> key: who may dial us, by our consent
         self.links = {}         # link id -> Link, until it is closed
         self.by_user = {}       # user -> the open or connecting Link new messages use
@@ -143,6 +144,7 @@ class Peers:
         if kind == "address_refused":
             return [_notice(f"{user} refused to give you their address.")]
         if kind == "address_unavailable":
+            self.portless.add(user)
             return [Show("peer_no_port", sender=user)]
         if kind == "address_lapsed":
             return [_notice(f"{user} did not answer your request for their address.")]
@@ -158,6 +160,7 @@ class Peers:
             return [Log("malformed address delivery ignored")]
         items = self.forget_address(user)      # a link to the old address ends
         self.addresses[user] = PeerAddress(host, port, key)
+        self.portless.discard(user)
         return [*items, Show("address", f"{host} {port}", user)]
 
     def forget_address(self, user):
@@ -180,6 +183,7 @@ class Peers:
         for link in list(self.by_user.values()):
             items += self._end(link)
         self.addresses.clear()
+        self.portless.clear()
         self.granted.clear()
         return items
 

@@ -178,6 +178,8 @@ def test_an_asker_told_the_target_has_no_port_is_told_to_use_message():
     actions = run.do(Pushed(1, {"type": "address_unavailable", "user": "bob"}))
     assert printed(actions) == ["bob agreed, but their client has no listening port, so it "
                                 "cannot take private messages. Use message bob <text> instead."]
+    # and a private to them says so again, not "type getaddress first" (which gets the same)
+    assert printed(run.type("private bob hi"))[-1:] == printed(actions)
 
 
 def test_a_failed_request_on_the_link_is_an_ordinary_failure():
