@@ -4,6 +4,7 @@
 delivery into what the screen shows (a client_events.Show); `reply_lines` turns the server's
 answer to a command into what the user reads. No state, no clock, no sockets.
 """
+import re
 from dataclasses import dataclass
 
 from client_events import Show
@@ -123,6 +124,18 @@ def help_lines(prefix=""):
 
 # -- pure helpers: deliveries -----------------------------------------------------------------
 
+# IRC's formatting codes (an IRC user's colours, bold, italics...): mIRC's colour with its
+# numbers, a hex colour with its, and the one-byte toggles and reset
+_IRC_FORMATTING = re.compile(r"\x03(?:\d{1,2}(?:,\d{1,2})?)?|\x04(?:[0-9A-Fa-f]{6}"
+                             r"(?:,[0-9A-Fa-f]{6})?)?|[\x02\x0f\x11\x16\x1d\x1e\x1f]")
+
+
+def without_irc_formatting(text):
+    """`text` without IRC's formatting codes: a terminal or the window would show each as an
+    escape (a trial's "\x0304red\x03"), and the words are what count."""
+    return _IRC_FORMATTING.sub("", text)
+
+
 def shown(frame):
     """A delivered server frame (message, broadcast, presence, logged_out) -> the Show for the
     screen, or None when it is malformed."""
@@ -130,7 +143,8 @@ def shown(frame):
     if kind in ("message", "broadcast"):
         sender, text = frame.get("from"), frame.get("text")
         if isinstance(sender, str) and isinstance(text, str):
-            return Show("offline" if frame.get("offline") is True else kind, text, sender)
+            return Show("offline" if frame.get("offline") is True else kind,
+                        without_irc_formatting(text), sender)
     elif kind == "presence":
         user, online = frame.get("user"), frame.get("online")
         if isinstance(user, str) and isinstance(online, bool):

@@ -33,6 +33,9 @@ def shows(actions):
      Show("offline", "old", "bob")),
     ({"type": "broadcast", "from": "bob", "text": "old", "offline": True}, "bob: old",
      Show("offline", "old", "bob")),
+    # an IRC user's colours and bold: the words, not "\x0304red\x03" (a trial's)
+    ({"type": "message", "from": "irc", "text": "\x0304,01red\x03 \x02bold\x02 \x1dit\x0f ok"},
+     "irc: red bold it ok", Show("message", "red bold it ok", "irc")),
     ({"type": "presence", "user": "carol", "online": True}, "carol has logged in.",
      Show("joined", "", "carol")),
     ({"type": "presence", "user": "carol", "online": False}, "carol has logged out.",
