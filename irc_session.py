@@ -707,7 +707,13 @@ class IrcSession(RoomCommands):
             text = action + sent_at(frame["at"]) + text[len(action):]
         command = "NOTICE" if frame.get("notice") else "PRIVMSG"
         source = self.who_is(sender)
-        return [line(source, command, target, piece, tags=tags) for piece in to_action(text)]
+        pieces = to_action(text)
+        if len(pieces) > 1 and tags is not None and "msgid" in tags:
+            # a msgid is unique (IRCv3): a client that drops repeats by it would drop the rest
+            # of a long message, so each piece after the first has its own, <seq>.<n>
+            return [line(source, command, target, piece, tags=tags if n == 1 else {
+                **tags, "msgid": f"{tags['msgid']}.{n}"}) for n, piece in enumerate(pieces, 1)]
+        return [line(source, command, target, piece, tags=tags) for piece in pieces]
 
     def _p2p_notice(self, kind, frame):
         text = notice_about(kind, frame.get("user") or frame.get("from"))

@@ -1545,6 +1545,16 @@ def test_message_tags_give_each_delivery_its_number_as_msgid():
     assert lines[0].startswith("@msgid=77 :seas!seas@chat PRIVMSG columbia")
 
 
+def test_a_long_messages_pieces_each_have_their_own_msgid():
+    """A msgid is unique (IRCv3): a client dropping repeats by it dropped the rest of a long
+    message (a trial's four pieces shared one)."""
+    session = welcomed(caps=("message-tags",))
+    lines = delivered(session, "message", **{"from": "seas", "text": "x" * 1200, "seq": 77})
+    ids = [line.split(" ", 1)[0] for line in lines]
+    assert len(lines) > 2 and ids == ["@msgid=77"] + [f"@msgid=77.{n}"
+                                                      for n in range(2, len(lines) + 1)]
+
+
 def test_names_carry_user_and_host_with_userhost_in_names():
     session = welcomed(caps=("userhost-in-names",))
     said(session, "NAMES #chat")
