@@ -1100,9 +1100,16 @@ def _reason_of(err):
 
 
 def _reason_of_error(exc):
-    """An exception from a socket call -> a short reason; TLS failures say so."""
+    """An exception from a socket call -> a short reason; TLS failures say so, a certificate
+    refused in words (expired, another host's, an unknown issuer: all CERTIFICATE_VERIFY_FAILED
+    to the reason), and one end that speaks TLS to one that does not with a hint."""
+    if isinstance(exc, ssl.SSLCertVerificationError) and getattr(exc, "verify_message", None):
+        return f"tls: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError):
-        return "tls: " + str(exc.reason or exc)
+        reason = str(exc.reason or exc)
+        if reason == "WRONG_VERSION_NUMBER":
+            return "tls: WRONG_VERSION_NUMBER (the other end does not speak TLS?)"
+        return "tls: " + reason
     return _reason_of(exc.errno)
 
 
