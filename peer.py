@@ -295,15 +295,20 @@ class Peers:
     def _refused(self, link):
         """The peer's listener does not accept our proof: its consent has ended."""
         link.state = LinkState.REFUSED
-        # not taken, and not tried again: the notice below says how to ask again
-        given_up = [ShowFate(ref, Fate.REFUSED) for ref, _ in [*link.waiting, *link.unacked]]
+        # not taken, and not tried again: the notice says how to ask again, and each message
+        # is given back, with how to leave it on the server instead, as for a link that broke
+        messages = [*link.waiting, *link.unacked]
         link.waiting.clear()
         link.unacked.clear()
         if self.by_user.get(link.user) is link:
             del self.by_user[link.user]
         self._forget_address_of(link)
-        return [Log(f"{link.user}'s listener refused our link"), *given_up,
-                Show("peer_refused", sender=link.user)]
+        given_up = [ShowFate(ref, Fate.REFUSED, f"Not delivered to {link.user}: {text}",
+                             f"{link.user} no longer takes your private messages")
+                    for ref, text in messages]
+        return [Log(f"{link.user}'s listener refused our link"),
+                Show("peer_refused", sender=link.user), *given_up,
+                *([Show("try_message", sender=link.user)] if messages else [])]
 
     def _forget_address_of(self, link):
         """The address `link` was made to is not tried again (a newer one is kept)."""

@@ -269,9 +269,14 @@ def test_a_peer_that_refuses_our_proof_is_reported_and_not_resent():
     run.type("private bob hi")
     run.do(LinkIn(1, {"type": "challenge", "nonce": "n"}))
     actions = run.do(LinkIn(1, err("not_allowed")))
+    # the message is given back, with where to leave it instead (it said only the first)
     assert printed(actions) == [
-        "bob did not accept your private message. Type getaddress bob to ask again."]
-    assert of(actions, ShowFate) == [ShowFate("private-1", Fate.REFUSED)]   # the notice says why
+        "bob did not accept your private message. Type getaddress bob to ask again.",
+        "Not delivered to bob: hi",
+        "To leave it for bob through the server, type message bob <text>."]
+    assert of(actions, ShowFate) == [ShowFate("private-1", Fate.REFUSED,
+                                              "Not delivered to bob: hi",
+                                              "bob no longer takes your private messages")]
     actions = run.do(LinkClosed(1, "eof"))
     assert printed(actions) == [] and requests(actions) == []
     assert printed(run.type("private bob again")) == [
