@@ -43,14 +43,6 @@ NEVER_SENT = ("refused", "not connected")
 _TRIES = (HeartbeatDue, OutboxRetry, ProbeDue)
 
 
-def _asked_wait(seconds):
-    """The seconds a slow_down asked for -> how long to wait: 1 s unless it named a positive
-    number, and LOGIN_RETRY_MAX_S at most."""
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
-        return 1.0
-    return min(float(seconds), LOGIN_RETRY_MAX_S)
-
-
 def _random_client_id():
     """A fresh id for one run of a client: its messages' ids never repeat another run's."""
     return secrets.token_hex(4)
@@ -644,7 +636,7 @@ class ChatClient:
         elif code == "slow_down":
             # not refused: the server checks only so many passwords a second (hashed, each
             # costs it milliseconds); the same login goes again once it has waited as asked
-            wait_s = _asked_wait(frame.get("seconds"))
+            wait_s = limits.asked_wait(frame.get("seconds"), 1.0, LOGIN_RETRY_MAX_S)
             self.login_again = sent
             out.append(Show("system", f"The server is busy logging people in; trying again "
                                       f"in {wait_s:g} s."))

@@ -91,6 +91,14 @@ def next_backoff(previous_s, first_s, max_s):
     return min(2 * previous_s or first_s, max_s)
 
 
+def asked_wait(seconds, default_s, max_s):
+    """The `seconds` a slow_down asked for (the server's word: anything) -> how long to wait:
+    `default_s` unless it is a positive number, and `max_s` at most."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+        return default_s
+    return min(float(seconds), max_s)
+
+
 def wait_text(seconds):
     """Seconds to wait -> a whole number of seconds for people and the wire (at least 1)."""
     return max(1, math.ceil(seconds))

@@ -78,9 +78,7 @@ class Outbox:
     def slowed(self, seconds):
         """The server said slow_down: kept, and tried again after `seconds` (bounded)."""
         self.sending = None
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
-            seconds = RETRY_FIRST_S
-        return min(seconds, RETRY_MAX_S)
+        return limits.asked_wait(seconds, RETRY_FIRST_S, RETRY_MAX_S)
 
     def kept(self):
         """The one in flight stays for later (its session ended): nothing is in flight."""
