@@ -25,7 +25,7 @@ from commands import (DEFAULT_ATTEMPTS, Command, Usage, described, error_code, e
 from doorkeeper import Delivered, Door, Doorkeeper, HeadSeen, PeerTurnedAway, PrivateIn
 from outage import Outage
 from outbox import Outbox
-from protocol import MAX_SEQ
+from protocol import MAX_SEQ, MAX_TEXT_CHARS
 
 HEARTBEAT_S = 30.0          # the server ends a session silent for 31 s
 EXIT_WAIT_S = 2.0           # how long an exiting client waits for its logout reply
@@ -415,6 +415,12 @@ class ChatClient:
     def _password_line(self, password, out):
         if not password:
             out.append(Prompt(Stage.PASSWORD))
+            return
+        if len(password) > MAX_TEXT_CHARS:      # (the server's words for it are a developer's)
+            out.append(Show("system", f"No password is longer than {MAX_TEXT_CHARS:,} "
+                                      f"characters. Please try again."))
+            if not self._script_fails("a password too long", out):
+                out.append(Prompt(Stage.PASSWORD))
             return
         # our run's id (our mids begin with it): the server keeps which of them it took for as
         # long as we run, so a message retried after a day away is still not stored twice

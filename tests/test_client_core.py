@@ -113,6 +113,17 @@ def test_wrong_password_asks_again_and_keeps_the_secret_prompt():
     assert requests(run.type("12"))[0]["password"] == "12"
 
 
+def test_a_password_too_long_for_any_is_said_so_and_not_sent():
+    run = Run()
+    run.do(Started())
+    run.type("alice")
+    run.reply(OK)
+    actions = run.type("p" * 4001)
+    assert printed(actions) == ["No password is longer than 4,000 characters. Please try again.",
+                                ASK_PASSWORD]
+    assert requests(actions) == []
+
+
 def test_a_login_abandoned_at_the_password_asks_for_a_username_again():
     run = Run()
     run.do(Started())
