@@ -510,7 +510,10 @@ class ChatClient:
             self._arm(OutboxRetry(), now + wait_s, out)
             return
         if error_code(frame) == "unavailable":
-            # kept, not refused: the server could not store it; tried again with backoff
+            # kept, not refused: the server could not store it; tried again with backoff. The
+            # server holds the write and commits it once it can: given up at exit, it is
+            # "perhaps" sent (a trial's "Not sent" message arrived)
+            self.outbox.lost_on_the_way()
             said = self.outbox.retry_s
             retry_s = self.outbox.failed()
             if not said:
@@ -564,11 +567,11 @@ class ChatClient:
     def _report_unsent(self, out, why):
         entries, unanswered = self.outbox.drop_all()
         for entry in entries:
-            if unanswered:      # (the oldest: it went out, and no answer came)
+            if unanswered:      # (the oldest: it went out unanswered, or `unavailable`)
                 unanswered = False
-                out.append(ShowFate(entry.mid, Fate.UNSURE, f"Perhaps not sent (the server did "
-                                    f"not answer; it may yet arrive): {described(entry.command)}",
-                                    "the server did not answer; it may yet arrive"))
+                out.append(ShowFate(entry.mid, Fate.UNSURE, f"Perhaps not sent (the server may "
+                                    f"have it; it may yet arrive): {described(entry.command)}",
+                                    "the server may have it; it may yet arrive"))
             else:
                 out.append(ShowFate(entry.mid, Fate.REFUSED,
                                     f"Not sent ({why}): " + described(entry.command), why))

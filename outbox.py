@@ -71,8 +71,9 @@ class Outbox:
         return self.retry_s
 
     def lost_on_the_way(self):
-        """The one in flight went out and its answer did not come (not a connection refused):
-        the server may have taken it."""
+        """The one in flight went out and its answer did not come (not a connection refused),
+        or was `unavailable` (the server holds the write until its disk takes it): the server
+        may have taken it."""
         self.unanswered = True
 
     def slowed(self, seconds):

@@ -150,6 +150,7 @@ class Store:
         self._pass_at = None        # this pass's `"at"` for the lines it keeps; None: read it
         self._path, self._sync, self._exclusive, self._lock_wait_s, self._max_pages = (
             path, sync, exclusive, lock_wait_s, max_pages)
+        _take_rewritten(path)
         _refuse_emptied(path)
         self._db = self._connect()
         # user -> the set of names they block, and target -> the set of names blocking it:
@@ -587,23 +588,24 @@ class Store:
             raise StoreUnavailable(str(exc)) from None
         self._journal.clear()
         if self._file is not None:
-            if self._homeless or os.fstat(self._file).st_nlink == 0:
+            if self._homeless or not _names(self._path, self._file):
                 self._rehome()
-            elif self._wal is None or os.fstat(self._wal).st_nlink == 0:
+            elif self._wal is None or not _names(self._path + "-wal", self._wal):
                 self._find_log()
         self.failing = None
         self.committed_seq = self._next_seq - 1
 
     def _find_log(self):
-        """Open the write-ahead log as soon as a commit has made it (the commit that did,
-        in the same call); if the one held was deleted, _relog."""
-        if self._wal is not None:
-            self._relog()
-            return
-        try:
-            self._wal = os.open(self._path + "-wal", os.O_RDONLY)
-        except FileNotFoundError:
-            pass        # nothing written yet
+        """Open the write-ahead log at the first commit (a commit that wrote made it, in the
+        same call); if the one held, or the one that commit made, is gone from its path,
+        _relog."""
+        if self._wal is None:
+            try:
+                self._wal = os.open(self._path + "-wal", os.O_RDONLY)
+                return
+            except FileNotFoundError:
+                pass    # deleted before it was ever opened here (a trial's)
+        self._relog()
 
     def _relog(self):
         """The write-ahead log was deleted while the server ran: the commits it holds (since
@@ -623,10 +625,14 @@ class Store:
                        f"deleting its files)")
 
     def _reopen(self):
-        """Close the connection, and open the file at the store's path (a new one, or the same
-        one again) in its place. The old connection goes first: closing, SQLite deletes its
-        write-ahead log by name, and one left at the path would be read into the new file
-        (a trial's store, rewritten with the old log beside it, came out corrupt)."""
+        """Close the connection, and open the file at the store's path again in its place."""
+        self._close_db()
+        self._open_db()
+
+    def _close_db(self):
+        """Close the connection and let go of its files. Closing, SQLite deletes its
+        write-ahead log by name; any log still at the path is not this file's any more, and
+        would be read into the next one opened there (a trial's came out corrupt): it goes."""
         self._db.close()
         for stale in (self._path + "-wal", self._path + "-journal"):
             if os.path.lexists(stale):
@@ -635,6 +641,8 @@ class Store:
             if descriptor is not None:
                 os.close(descriptor)
         self._file = self._wal = None
+
+    def _open_db(self):
         self._file = os.open(self._path, os.O_RDONLY)
         db = self._connect()
         self._limit_pages(db)
@@ -642,36 +650,48 @@ class Store:
         self._db = db
 
     def _rehome(self):
-        """The store's file was deleted (its data directory wiped while the server ran): the
-        commits since went to a file no restart would find. What the open connection holds,
-        those commits too, is written to a new file at the same path, and the store goes on
-        there, saying so in `notice`. Until that succeeds, StoreUnavailable: no reply says yes
-        on a deleted file. A file put at the path meanwhile (a restore, another server) is
-        not overwritten: the store stays unavailable, and a restart takes that file."""
+        """The store's file is gone from its path (deleted, moved away, its data directory
+        wiped while the server ran): the commits since went to a file no restart would find.
+        What the open connection holds, those commits too, is written to a new file at the
+        path, and the store goes on there, saying so in `notice`. Until that succeeds,
+        StoreUnavailable: no reply says yes on a lost file. A file put at the path meanwhile
+        (a restore, another server) is not overwritten: the store stays unavailable, and a
+        restart takes that file.
+
+        The copy is made as `.tmp`, synced and renamed `.new` (complete); the old connection
+        closes (closing, SQLite deletes its log by name: left at the path, a restart would
+        read it into the new file); then `.new` becomes the file. Killed at any point, a
+        restart finds the old file, or `.new` where no file is (Store takes it), or the new
+        one: every commit is in each."""
         self._homeless = True
-        fresh = self._path + ".new"
+        tmp, fresh = self._path + ".tmp", self._path + ".new"
         if os.path.lexists(self._path):
             self.failing = ("the store's file was replaced while the server ran; restart the "
-                            "server to use the new one")
+                            "server to use the new one (what was answered ok since is not "
+                            "in it)")
             raise StoreUnavailable(self.failing)
         try:
-            os.makedirs(os.path.dirname(os.path.abspath(self._path)), exist_ok=True)
-            for stale in (fresh, fresh + "-journal", fresh + "-wal"):
+            directory = os.path.dirname(os.path.abspath(self._path))
+            os.makedirs(directory, exist_ok=True)
+            for stale in (tmp, tmp + "-journal", tmp + "-wal"):
                 if os.path.lexists(stale):
                     os.remove(stale)
-            self._db.execute("VACUUM INTO ?", (fresh,))
-            _sync_path(fresh)
-            os.rename(fresh, self._path)
-            _sync_path(os.path.dirname(os.path.abspath(self._path)))
+            self._db.execute("VACUUM INTO ?", (tmp,))
+            _sync_path(tmp)
+            os.rename(tmp, fresh)
+            _sync_path(directory)
         except (OSError, sqlite3.Error) as exc:
             self.failing = f"the store's file was deleted while the server ran ({exc})"
             raise StoreUnavailable(f"the store's file was deleted while the server ran, and "
                                    f"cannot be written again yet ({exc})") from None
         try:
-            self._reopen()
+            self._close_db()
+            os.rename(fresh, self._path)
+            _sync_path(directory)
+            self._open_db()
         except (OSError, sqlite3.Error) as exc:
             # (the old connection is gone: nothing is committed until the server restarts,
-            # and the file at the path holds everything)
+            # which takes the file, or the complete .new)
             self.failing = (f"the store's file was written again but cannot be opened ({exc}); "
                             f"restart the server")
             raise StoreUnavailable(self.failing) from None
@@ -710,6 +730,37 @@ class Store:
             if descriptor is not None:
                 os.close(descriptor)
         self._file = self._wal = None
+
+
+def _names(path, descriptor):
+    """True if `path` still names the file open as `descriptor` (not deleted, moved away, or
+    replaced by another: a file's link count alone misses the last two)."""
+    try:
+        there = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):     # (its directory gone, or a file now)
+        return False
+    ours = os.fstat(descriptor)
+    return there.st_ino == ours.st_ino and there.st_dev == ours.st_dev
+
+
+def _take_rewritten(path):
+    """A server killed while it wrote its store again (Store._rehome) may leave the complete
+    copy as `<path>.new` and no file at the path: it is the store. With neither, a log left
+    at the path is a deleted file's, and SQLite would read it into a new one (corrupt):
+    sqlite3.DatabaseError, for the operator to decide."""
+    if path == ":memory:" or os.path.lexists(path):
+        return
+    if os.path.exists(path + ".new"):
+        for stale in (path + "-wal", path + "-journal"):
+            if os.path.lexists(stale):
+                os.remove(stale)        # (the old file's, which is gone)
+        os.rename(path + ".new", path)
+        _sync_path(os.path.dirname(os.path.abspath(path)))
+    elif os.path.lexists(path + "-wal"):
+        raise sqlite3.DatabaseError(
+            f"{path} is missing but its write-ahead log {path}-wal is there (the file deleted "
+            f"under a running server?); a copy may be at {path}.tmp: move the log away to "
+            f"start a new store")
 
 
 def _refuse_emptied(path):

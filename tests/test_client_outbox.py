@@ -62,8 +62,20 @@ def test_a_message_that_went_out_unanswered_is_reported_as_perhaps_sent_at_exit(
     run.do(Interrupted())
     shown = printed(run.reply(OK, "logout"))
     assert shown[-2:] == [
-        "Perhaps not sent (the server did not answer; it may yet arrive): message bob maybe words",
+        "Perhaps not sent (the server may have it; it may yet arrive): message bob maybe words",
         "Not sent (the server never acknowledged it): message bob later words"]
+
+
+def test_a_message_answered_unavailable_is_reported_as_perhaps_sent_at_exit():
+    """The server holds a write it answered `unavailable` and commits it once the disk takes
+    it: a trial's message reported "Not sent" arrived."""
+    run = logged_in()
+    run.type("message bob held words")
+    run.reply({"type": "error", "code": "unavailable", "seconds": 1}, "message")
+    run.do(Interrupted())
+    shown = printed(run.reply(OK, "logout"))
+    assert shown[-1] == ("Perhaps not sent (the server may have it; it may yet arrive): "
+                         "message bob held words")
 
 
 def test_a_message_in_flight_at_exit_is_reported_as_perhaps_sent():
@@ -72,7 +84,7 @@ def test_a_message_in_flight_at_exit_is_reported_as_perhaps_sent():
     run.do(Interrupted())
     assert [f["type"] for f in run.open.values()] == ["message", "logout"]
     shown = printed(run.reply(OK, "logout"))
-    assert shown[-1] == ("Perhaps not sent (the server did not answer; it may yet arrive): "
+    assert shown[-1] == ("Perhaps not sent (the server may have it; it may yet arrive): "
                          "message bob flying words")
 
 

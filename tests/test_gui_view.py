@@ -552,7 +552,7 @@ def test_closing_the_window_with_messages_unsent_says_them_on_stderr(screen):
     screen.reply(OK, "logout")
     assert screen.glue.exit_code == 0
     assert screen.logged == [
-        "Perhaps not sent (the server did not answer; it may yet arrive): broadcast one",
+        "Perhaps not sent (the server may have it; it may yet arrive): broadcast one",
         "Not sent (the server never acknowledged it): broadcast two"]
     assert marks(screen) == ["? perhaps not sent", "✗ not sent"]
 

@@ -558,10 +558,19 @@ import protocol
 from storage import Store
 path, what = sys.argv[1], sys.argv[2]
 store = Store(path, exclusive=True, sync="full")
+if what == "log before any commit":     # (made as the store was, never opened here yet)
+    os.remove(path + "-wal")
 for n in range(300):        # records in the log, and some in the file (SQLite's checkpoints)
     store.keep(["bob"], protocol.line_head({{"type": "message", "text": f"m{{n}}"}}))
     store.commit()
-os.remove(path + what)
+if what == "file":
+    os.remove(path)
+elif what == "log":
+    os.remove(path + "-wal")
+elif what == "file moved away":         # (a hard link's other name kept it: not deleted)
+    os.rename(path, path + ".elsewhere")
+elif what == "log moved away":
+    os.rename(path + "-wal", path + "-wal.elsewhere")
 for n in range(300, 600):
     store.keep(["bob"], protocol.line_head({{"type": "message", "text": f"m{{n}}"}}))
     store.commit()          # each one a yes: kept, whatever happens next
@@ -571,15 +580,19 @@ os._exit(0)                 # a crash: nothing closed, nothing copied at a close
 
 
 @pytest.mark.parametrize("what, said", [
-    ("", "the store's file was deleted while the server ran: written again"),
-    ("-wal", "the store's write-ahead log was deleted while the server ran: what it held was "
-             "copied into"),
+    ("file", "the store's file was deleted while the server ran: written again"),
+    ("log", "the store's write-ahead log was deleted while the server ran: what it held was "
+            "copied into"),
+    ("file moved away", "the store's file was deleted while the server ran: written again"),
+    ("log moved away", "the store's write-ahead log was deleted while the server ran"),
+    ("log before any commit", "the store's write-ahead log was deleted while the server ran"),
 ])
 def test_a_store_whose_file_or_log_alone_is_deleted_keeps_every_commit_through_a_crash(
         tmp_path, what, said):
     """The file deleted with its log left beside it: the store written again read the old
     log into the new file, which came out corrupt; the log deleted: nothing noticed, and a
-    crash lost the commits it held (a trial's, both)."""
+    crash lost the commits it held; either moved away (a hard link, a rename), or the log
+    deleted before the store's first commit: nothing noticed either (trials', each)."""
     import subprocess
     import sys
     path = tmp_path / "chat.sqlite3"
@@ -664,3 +677,32 @@ def test_an_emptied_stores_file_is_refused_not_started_again_as_a_new_store(tmp_
     assert path.read_bytes() == b""                     # left as it was, for the operator
     path.unlink()
     Store(str(path)).close()                            # no file: a new store, as always
+
+
+def test_a_store_killed_while_it_wrote_itself_again_is_opened_from_its_complete_copy(tmp_path):
+    """Killed between closing the old connection and putting the copy in place (Store._rehome):
+    no file at the path, the complete copy as .new, perhaps the old file's log; a restart
+    began a new store without it (a trial's 148 messages)."""
+    path = tmp_path / "chat.sqlite3"
+    store = Store(str(path))
+    keep(store, "bob", {"type": "message", "text": "kept"})
+    store.commit()
+    identity = store.identity
+    store.close()
+    path.rename(tmp_path / "chat.sqlite3.new")
+    (tmp_path / "chat.sqlite3-wal").write_bytes(b"the old file's log" * 100)
+    again = Store(str(path))
+    assert again.identity == identity
+    assert [frame["text"] for frame in frames(again, "bob")] == ["kept"]
+    again.close()
+    assert not (tmp_path / "chat.sqlite3.new").exists()
+
+
+def test_a_log_left_where_no_file_is_is_refused_not_read_into_a_new_store(tmp_path):
+    """(killed before its copy was complete, or the file deleted while the server was
+    stopped: a new store would take in the old file's log, and come out corrupt)"""
+    path = tmp_path / "chat.sqlite3"
+    (tmp_path / "chat.sqlite3-wal").write_bytes(b"a deleted file's log" * 100)
+    with pytest.raises(sqlite3.DatabaseError, match="is missing but its write-ahead log"):
+        Store(str(path))
+    assert not path.exists()
