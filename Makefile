@@ -10,11 +10,11 @@ ARGS ?=
 
 # IRC=6667: IRC clients (irssi, WeeChat) join the same room on that port too (IRC=0: none).
 server:
-	$(PYTHON) server.py $(PORT) $(if $(filter-out 0 no off,$(IRC)),--irc-port $(IRC)) $(ARGS)
+	$(PYTHON) server.py $(PORT) $(if $(filter-out 0 no off false,$(IRC)),--irc-port $(IRC)) $(ARGS)
 
 # STAY=1: one connection that stays open (behind NAT; STAY=0: not); add ARGS=--no-listen to open no port.
 client:
-	$(PYTHON) client.py $(HOST) $(PORT) $(if $(filter-out 0 no off,$(STAY)),--stay-connected) $(ARGS)
+	$(PYTHON) client.py $(HOST) $(PORT) $(if $(filter-out 0 no off false,$(STAY)),--stay-connected) $(ARGS)
 
 gui:
 	$(PYTHON) client.py $(HOST) $(PORT) --gui $(ARGS)

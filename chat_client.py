@@ -796,10 +796,9 @@ class ChatClient:
         waiting = len(self.outbox.entries)
         if waiting:         # (said: a logout is no place to lose them without a word)
             some = "1 message" if waiting == 1 else f"{waiting} messages"
-            out.append(Show("system", f"{some} the server has not taken yet "
-                                      f"{'waits' if waiting == 1 else 'wait'} for your next "
-                                      f"login as {self.user}, and go then; quit now, and "
-                                      f"they are listed as not sent."))
+            out.append(Show("system", f"The server has not acknowledged {some} yet: sent "
+                                      f"again at your next login as {self.user}, or listed "
+                                      f"if you quit first."))
         self._back_to_username(out)
 
     def _session_ended(self, out, frame=None):

@@ -73,7 +73,8 @@ def parse_command(line):
     name = ALIASES.get(typed.lower(), typed.lower())
     spec = COMMANDS.get(name)
     if spec is None:
-        return Usage(unknown=typed)
+        # (said back, cut short: a 200,000-character word was said back whole)
+        return Usage(unknown=typed if len(typed) <= 40 else typed[:40] + "…")
     values = {}
     for param in spec.params:
         rest = rest.lstrip()

@@ -241,6 +241,8 @@ def main(argv=None):
                 words in str(exc) for words in ("disk I/O error", "unable to open", "readonly")):
             # (SQLite words a directory or file it may not write as if the disk had failed)
             why = f"{exc}: can this account write there?"
+        elif os.path.exists(args.data_dir) and not os.path.isdir(args.data_dir):
+            why = "it is not a directory"
         print(f"server.py: cannot open the data directory {args.data_dir}: {why}", file=sys.stderr)
         return 1
     settings = Settings(block_time_s=args.block_time, timeout_s=args.timeout,

@@ -64,6 +64,10 @@ def test_an_unknown_command_is_named_as_typed():
     assert parse_command("Mesage bob hi") == Usage(unknown="Mesage")
 
 
+def test_an_unknown_command_of_any_length_is_said_back_cut_short():
+    assert parse_command("x" * 200_000 + " hi") == Usage(unknown="x" * 40 + "…")
+
+
 @pytest.mark.parametrize("line", ["", "   ", "\t"])
 def test_empty_line_does_nothing(line):
     assert parse_command(line) is None

@@ -136,8 +136,8 @@ def test_a_logout_with_messages_waiting_says_they_wait_for_the_next_login():
     shown = printed(run.reply(OK, "logout"))
     assert shown[:3] == [
         "The server is back.", "You have logged out.",
-        "2 messages the server has not taken yet wait for your next login as alice, and go "
-        "then; quit now, and they are listed as not sent."]
+        "The server has not acknowledged 2 messages yet: sent again at your next login as "
+        "alice, or listed if you quit first."]
 
 
 def logged_in_again_as_carol():

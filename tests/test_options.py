@@ -153,8 +153,8 @@ def test_tls_files_that_cannot_be_loaded_are_named_in_one_line(tmp_path, capsys)
 
 
 @pytest.mark.parametrize("variable, option", [
-    ("STAY=1", "--stay-connected"), ("STAY=0", None), ("STAY=", None),
-    ("IRC=6667", "--irc-port 6667"), ("IRC=0", None),
+    ("STAY=1", "--stay-connected"), ("STAY=0", None), ("STAY=", None), ("STAY=false", None),
+    ("IRC=6667", "--irc-port 6667"), ("IRC=0", None), ("IRC=false", None),
 ])
 def test_the_makefiles_switches_turn_on_with_a_value_and_off_with_0(variable, option):
     """`make client STAY=0` turned --stay-connected on (a trial's)."""

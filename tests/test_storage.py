@@ -706,3 +706,15 @@ def test_a_log_left_where_no_file_is_is_refused_not_read_into_a_new_store(tmp_pa
     with pytest.raises(sqlite3.DatabaseError, match="is missing but its write-ahead log"):
         Store(str(path))
     assert not path.exists()
+
+
+def test_a_data_directory_that_is_a_file_is_said_to_be_one(tmp_path, capsys):
+    """(`--data-dir /dev/null` said "[Errno 17] File exists")"""
+    import server
+    credentials = tmp_path / "credential.txt"
+    credentials.write_text("alice secret\n")
+    (tmp_path / "data").write_text("a file")
+    status = server.main(["0", "--host", "127.0.0.1", "--credentials", str(credentials),
+                          "--data-dir", str(tmp_path / "data")])
+    assert status == 1
+    assert capsys.readouterr().err.strip().endswith(f"{tmp_path / 'data'}: it is not a directory")
