@@ -82,10 +82,10 @@ class IrcFront(Accepted):
                 if message is not None:
                     session.from_client(message, wall)
             link.flush()
+        link.last_heard = clock.now()
         if session.shown_seq > session.acked_seq:
             link.ack()          # (a PONG may have made room for the next ack PING)
             link.write()
-        link.last_heard = clock.now()
         if session.welcomed:
             self.glue.arm_quiet(conn, IDLE_S)
         elif not link.registering:
@@ -198,7 +198,7 @@ class IrcLink:
         """Ask the session for an ack PING (irc_session.ping_for_ack); one it holds back for
         now is asked for again by a timer."""
         reactor = self.glue.reactor
-        at = self.session.ping_for_ack(reactor.clock.now())
+        at = self.session.ping_for_ack(reactor.clock.now(), self.last_heard)
         if at is not None and self._ack_timer is None:
             self._ack_timer = reactor.call_at(at, self._ack_later)
 

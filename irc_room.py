@@ -132,6 +132,10 @@ class RoomCommands:
                 self.numeric("324", self.room, "+nt")
             elif params[1].lstrip("+-") == "b":
                 self.numeric("368", self.room, "End of channel ban list")
+            elif params[1].lstrip("+-") == "e":    # (list queries, answered as empty lists)
+                self.numeric("349", self.room, "End of channel exception list")
+            elif params[1].lstrip("+-") == "I":
+                self.numeric("347", self.room, "End of channel invite list")
             else:
                 self.numeric("482", self.room, "The room's modes are fixed")
         elif fold(target) == fold(self.nick):
@@ -206,7 +210,8 @@ class RoomCommands:
             return
         wanted = params[0]
         self.numeric("406", wanted, "There was no such nickname" if fold(wanted) not in
-                     self.accounts else "Not online: a message waits for their next login")
+                     self.accounts else "No history is kept here: WHOIS says whether they are "
+                                        "online (a message to them waits if not)")
         self.numeric("369", wanted, "End of WHOWAS")
 
     def _c_ison(self, params, wall):

@@ -248,6 +248,10 @@ class IrcSession(RoomCommands):
             else:
                 self.say("CAP", self.nick, "NAK", " ".join(wanted))
         elif sub == "END":
+            if self.sasl is not None and not self.welcomed:
+                # (IRCv3: registration ending a SASL exchange aborts it)
+                self.sasl = None
+                self.numeric("906", "SASL authentication aborted")
             if self.negotiating and not self.welcomed:
                 self.negotiating = False
                 self._try_register()
@@ -720,18 +724,21 @@ class IrcSession(RoomCommands):
         if text:
             self.notice(text)
 
-    def ping_for_ack(self, now):
+    def ping_for_ack(self, now, heard_at=None):
         """After a pass's deliveries, or a PONG: a PING whose PONG acknowledges all that was
         shown. Several may be unanswered at once (acknowledgements flow while the client
-        reads), up to ACK_PINGS; past it, a PONG makes room. One per ACK_PING_GAP_S unless
-        ACK_PING_BATCH messages wait -> None, or the time (`now`'s clock) to ask again."""
+        reads), up to ACK_PINGS; past it, a PONG makes room. One per ACK_PING_GAP_S, and
+        none until the client has been quiet that long since it was last `heard_at` (its
+        PONG takes a turn of its own flood limit from the lines its user types: irssi let one
+        typed line go per PING), unless ACK_PING_BATCH messages wait -> None, or the time
+        (`now`'s clock) to ask again."""
         covered = self.pinged[-1] if self.pinged else self.acked_seq
         if self.shown_seq <= covered or len(self.pinged) >= ACK_PINGS or self.gone:
             return None
-        last = self.pinged_at
-        if last is not None and 0 <= now - last < ACK_PING_GAP_S and (
-                self.unpinged < ACK_PING_BATCH):
-            return last + ACK_PING_GAP_S
+        due = max(self.pinged_at or now - ACK_PING_GAP_S,
+                  now - ACK_PING_GAP_S if heard_at is None else heard_at) + ACK_PING_GAP_S
+        if 0 < due - now <= ACK_PING_GAP_S and self.unpinged < ACK_PING_BATCH:
+            return due
         self.pinged.append(self.shown_seq)
         self.pinged_at, self.unpinged = now, 0
         self.say("PING", f"{ACK_TOKEN}{self.shown_seq}", source="")

@@ -116,6 +116,12 @@ def settle(w, until):
     pump(w.reactor, until)
 
 
+def settle_in_time(w, until):
+    """settle, the clock moving on between passes: an ack PING held back (for its gap, or
+    while the client is heard from) goes when its time comes."""
+    pump(w.reactor, until, between=lambda: w.clock.advance(0.5))
+
+
 def irc_login(w, nick, password=None, deaf=False, caps=()):
     client = IrcClient(w.reactor, w.irc_port, deaf=deaf)
     if caps:
@@ -238,7 +244,7 @@ def test_a_native_message_reaches_irc_with_its_time_and_a_pong_acknowledges_it(w
     settle(world, lambda: columbia.texts())
     assert columbia.texts() == [("seas", "columbia", "hi columbia")]
     assert dict(columbia.of("PRIVMSG")[0].tags)["time"].startswith("2023-11-14T22:13:20")
-    settle(world, lambda: world.store.count_waiting("columbia") == 0)
+    settle_in_time(world, lambda: world.store.count_waiting("columbia") == 0)
 
 
 def test_unacknowledged_messages_come_again_at_the_next_login_and_acknowledged_ones_never(world):
@@ -251,7 +257,7 @@ def test_unacknowledged_messages_come_again_at_the_next_login_and_acknowledged_o
     again = irc_login(world, "columbia")
     settle(world, lambda: again.texts())
     assert again.texts() == [("seas", "columbia", "one")]
-    settle(world, lambda: world.store.count_waiting("columbia") == 0)
+    settle_in_time(world, lambda: world.store.count_waiting("columbia") == 0)
     again.send("QUIT")
     settle(world, lambda: again.closed)
     third = irc_login(world, "columbia")
@@ -319,7 +325,7 @@ def test_pongs_acknowledge_as_they_come_with_several_pings_unanswered(world):
     columbia.send(f"PONG :{pings[2]}")          # the third: the first three acknowledged
     settle(world, lambda: world.store.count_waiting("columbia") == 9)
     columbia.send(f"PONG :{pings[2]}", "PONG :ack-999", "PONG :nonsense")   # nothing more
-    settle(world, lambda: len(columbia.of("PING")) == 9)    # room for one covering the rest
+    settle_in_time(world, lambda: len(columbia.of("PING")) == 9)   # room for one covering the rest
     columbia.send(f"PONG :{columbia.of('PING')[-1].params[-1]}")
     settle(world, lambda: world.store.count_waiting("columbia") == 0)
 
@@ -329,6 +335,7 @@ def test_an_ack_ping_held_back_goes_when_its_gap_is_over(world):
     limit (irssi held a typed line back 2 s behind a PING per delivery, a trial's)."""
     columbia = irc_login(world, "columbia", deaf=True)
     seas = native_login(world, "seas")
+    world.clock.advance(ACK_PING_GAP_S)             # (the client quiet since its login)
     seas.request("message", to="columbia", text="one")
     settle(world, lambda: len(columbia.of("PING")) == 1)
     seas.request("message", to="columbia", text="two")
@@ -340,6 +347,23 @@ def test_an_ack_ping_held_back_goes_when_its_gap_is_over(world):
     settle(world, lambda: len(columbia.of("PING")) == 2)   # ... until its gap is over
     columbia.send(f"PONG :{columbia.of('PING')[-1].params[-1]}")
     settle(world, lambda: world.store.count_waiting("columbia") == 0)
+
+
+def test_no_ack_ping_goes_while_the_client_is_heard_from(world):
+    """A PONG takes a turn of the client's own flood limit: irssi, sent a PING every 3 s
+    while its user typed, let one typed line go per PING (a trial's lines fell 15 s behind).
+    While the client talks, the PING waits until it has been quiet ACK_PING_GAP_S."""
+    columbia = irc_login(world, "columbia", deaf=True)
+    seas = native_login(world, "seas")
+    columbia.send("PRIVMSG seas :typing")
+    settle(world, lambda: seas.of("message"))
+    seas.request("message", to="columbia", text="meanwhile")
+    settle(world, lambda: columbia.texts())
+    for _ in range(20):
+        world.reactor.run_once(timeout_s=0)
+    assert columbia.of("PING") == []                 # held: columbia spoke just now
+    world.clock.advance(ACK_PING_GAP_S)
+    settle(world, lambda: len(columbia.of("PING")) == 1)
 
 
 def test_a_stopping_server_says_error_to_each_irc_client(world):

@@ -1065,7 +1065,8 @@ def test_whowas_keeps_no_history_and_says_so_with_406():
     /whois of an absent user say "WHOWAS Unknown command" (a trial's)."""
     session = welcomed()
     assert said(session, "WHOWAS seas") == [
-        f"{S}406 columbia seas :Not online: a message waits for their next login",
+        f"{S}406 columbia seas :No history is kept here: WHOIS says whether they are online (a "
+        f"message to them waits if not)",
         f"{S}369 columbia seas :End of WHOWAS"]
     assert said(session, "WHOWAS nobody 1") == [
         f"{S}406 columbia nobody :There was no such nickname",
@@ -1084,6 +1085,20 @@ def test_invite_and_kick_say_why_they_do_nothing_here():
     assert said(session, "KICK #other seas") == [f"{S}403 columbia #other :No such channel"]
     assert said(session, "KICK #chat") == [f"{S}461 columbia KICK :Not enough parameters"]
     assert session.requests == []
+
+
+def test_the_rooms_exception_and_invite_lists_are_empty_lists():
+    session = welcomed()
+    assert said(session, "MODE #chat e", "MODE #chat +I") == [
+        f"{S}349 columbia #chat :End of channel exception list",
+        f"{S}347 columbia #chat :End of channel invite list"]
+
+
+def test_cap_end_during_a_sasl_exchange_aborts_it_with_906():
+    session = new_session()
+    said(session, "CAP LS 302", "CAP REQ :sasl", "AUTHENTICATE PLAIN")
+    assert said(session, "CAP END")[0] == f"{S}906 * :SASL authentication aborted"
+    assert session.sasl is None
 
 
 def test_tagmsg_is_taken_and_passes_nothing_on():
