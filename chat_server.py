@@ -59,7 +59,9 @@ class Settings:
     address_checks_per_s: float = 5.0      # hashed-password checks a second per address ...
     address_checks_burst: int = 20         # ... after a first 20 (a class behind one NAT)
     checks_per_s: float = 100.0            # hashed-password checks a second in all ...
-    checks_burst: int = 50                 # ... after a first 50
+    checks_burst: int = 50                 # ... after a first 50; and per name logged in as
+    name_checks_per_s: float = 1.0         # (one account's logins from many addresses took
+    name_checks_burst: int = 5             # all of everyone's: a trial's 30 addresses)
     slow_log_quiet_s: float = 60.0    # a flood is logged once per this, per user or address
     # Quotas: what may wait in the store for one recipient, and in all; past them the sender
     # is refused (inbox_full, store_full), never silently dropped.
@@ -127,6 +129,13 @@ def _shown(address):
     return host if port is None else f"{host}:{port}"
 
 
+def _ends(logout, frame_id):
+    """True if a logout frame will end its session (its reason and id pass their checks)."""
+    reason = logout.get("reason")
+    return ((reason is None or (type(reason) is str and 0 < len(reason) <= MAX_REASON_CHARS))
+            and (frame_id is not None or logout.get("id") is None))
+
+
 def _answer(conn, frame_id, frame, durable=False):
     """A Reply carrying `frame`, repeating the request's id when it had one; `durable`: it
     says yes to something the store keeps (server_events.Reply)."""
@@ -159,6 +168,8 @@ class ChatServer(Reach):
         self._address_checks = limits.RateLimiter(settings.address_checks_per_s,
                                                   settings.address_checks_burst)
         self._all_checks = limits.RateLimiter(settings.checks_per_s, settings.checks_burst)
+        self._name_checks = limits.RateLimiter(settings.name_checks_per_s,
+                                               settings.name_checks_burst)
         self._slow_logged = limits.OncePer(settings.slow_log_quiet_s)
         self._presence = Presence(settings.presence_rate_per_s, settings.presence_burst,
                                   settings.presence_batch_s)
@@ -287,8 +298,10 @@ class ChatServer(Reach):
                 del users[session.user]
                 users[session.user] = session
             # (a logout that ends a session is never too many: it is the flood's own end, and
-            # refused, the user would stay online to everyone until the time-out)
-            if self._rate_limited and not (session is not None and kind == "logout"):
+            # refused, the user would stay online to everyone until the time-out; one that
+            # cannot end it, a bad reason or id, is a request like any other)
+            if self._rate_limited and not (
+                    session is not None and kind == "logout" and _ends(frame, frame_id)):
                 self._admit(session, request.host, now)     # (off, as in bench.py: no call)
             if refusal is not None:
                 raise refusal
@@ -414,15 +427,15 @@ class ChatServer(Reach):
 
     # --- logging in ---
 
-    def _spend_check(self, host, now):
-        """Spend a hashed-password check of `host`'s and of everyone's, or raise slow_down
-        (the address's token is not spent while everyone's are gone)."""
-        wait_s = self._all_checks.check(None, now)
+    def _spend_check(self, user, host, now):
+        """Spend a hashed-password check of `user`'s, `host`'s and everyone's, or raise
+        slow_down (the address's token is not spent while everyone's are gone)."""
+        wait_s = self._name_checks.take(user, now)
+        who = f"logins as {self._account_named(user, 'an unknown name')}"
         if not wait_s:
-            wait_s = self._address_checks.take(host, now)
-            who = f"logins from {host}"
-        else:
-            who = "logins"
+            wait_s, who = self._all_checks.check(None, now), "logins"
+        if not wait_s:
+            wait_s, who = self._address_checks.take(host, now), f"logins from {host}"
         if not wait_s:
             wait_s = self._all_checks.take(None, now)
         if wait_s:
@@ -457,7 +470,7 @@ class ChatServer(Reach):
         if user in self._passwords and self._lockouts.is_locked(user, now):
             raise Refused("locked")
         if self._checker.hashing:
-            self._spend_check(request.host, now)
+            self._spend_check(user, request.host, now)
         # One check of equal cost for known and unknown names (passwords.py), in constant time.
         if not self._checker.check(user, password):
             self._failed_logins.take(request.host, now)
@@ -495,7 +508,11 @@ class ChatServer(Reach):
             welcome["proof"] = proof
         welcome.update(store=store.identity, head=store.head, waiting=store.count_waiting(user))
         staying = ", staying connected" if stays else ""
-        actions = [Log(f"{user} logged in from {_shown((host, port))}{staying}"),
+        # (a login that ends a session of the same account is folded per account and
+        # address: one account's logins churned from a few addresses wrote two lines each, a
+        # trial's 18,000 in 10 s; a first login is not, and costs no tally of its own)
+        actions = [Log(f"{user} logged in from {_shown((host, port))}{staying}",
+                       None if old is None else (f"{user} logged in again", host)),
                    _answer(conn, frame_id, welcome)]
         if old is None:
             actions += self._presence_change(user, online=True, now=now)
@@ -503,7 +520,7 @@ class ChatServer(Reach):
             # The user stays online, so the others see no presence change.
             ended = self._end_session(user)
             actions.append(Log(f"{user} logged in elsewhere; ended the session at "
-                               f"{_shown(old.address)}"))
+                               f"{_shown(old.address)}", (f"{user} took its session over", host)))
             if old.conn != conn:
                 # (not on the very connection the new login came on: that is the new one's)
                 actions += self._reach(old, {"type": "logged_out", "reason": "elsewhere"})

@@ -185,6 +185,9 @@ def test_a_logout_is_taken_from_a_user_over_its_rate_limit():
     for _ in range(3):
         chat.reply({"type": "online", "token": chat.alice}, GOOD_HOST)
     assert chat.reply({"type": "online", "token": chat.alice}, GOOD_HOST)["code"] == "slow_down"
+    for bad in ({"reason": 7}, {"reason": ""}, {"id": [1]}):       # cannot end it: limited
+        assert chat.reply({"type": "logout", "token": chat.alice, **bad},
+                          GOOD_HOST)["code"] == "slow_down"
     actions = chat.send({"type": "logout", "token": chat.alice}, GOOD_HOST)
     assert [a.frame["type"] for a in actions if isinstance(a, Reply)] == ["ok"]
     assert "alice logged out" in [a.text for a in actions if isinstance(a, Log)]
@@ -258,6 +261,18 @@ def test_hashed_password_checks_are_limited_in_all_without_spending_the_address(
     assert (refusal["code"], refusal["seconds"]) == ("slow_down", 1)
     chat.now += 1.0
     assert chat.login("bob", "pw-b", "10.0.0.4")["type"] == "welcome"
+
+
+def test_hashed_password_checks_are_limited_per_name_so_one_account_cannot_take_them_all():
+    """A trial's one account, logged in from 30 addresses each within its own limit, took
+    everyone's checks: a login as anyone else was a lottery."""
+    chat = Chat(Settings(name_checks_per_s=0.5, name_checks_burst=2), accounts=HASHED)
+    for n in range(2):
+        assert chat.login("bob", "pw-b", f"10.0.1.{n}")["type"] == "welcome"
+    assert chat.login("bob", "pw-b", "10.0.1.9")["code"] == "slow_down"     # a new address
+    assert chat.login("carol", "pw-c", "10.0.1.9")["type"] == "welcome"     # another name
+    chat.now += 2.0
+    assert chat.login("bob", "pw-b", "10.0.1.9")["type"] == "welcome"
 
 
 def test_plain_passwords_cost_no_scrypt_and_their_checks_are_not_limited():

@@ -446,6 +446,17 @@ def test_online_leaves_out_whom_presence_does_not_tell_of_both_ways():
     assert online("alice") == ["bob", "carol"] and online("bob") == ["alice", "carol"]
 
 
+def test_a_login_that_takes_over_its_accounts_session_is_logged_folded():
+    """One account's logins churned from a few addresses wrote two lines each, unfolded (a
+    trial's 18,000 in 10 s); a first login's line is not folded, and costs no tally."""
+    server, _ = make_server()
+    first = [a for a in login(server, "alice", conn=1) if isinstance(a, Log)]
+    again = [a for a in login(server, "alice", conn=2, now=1.0) if isinstance(a, Log)]
+    assert [a.key for a in first] == [None]
+    assert sorted(a.key for a in again) == [("alice logged in again", "127.0.0.1"),
+                                            ("alice took its session over", "127.0.0.1")]
+
+
 def test_logs_never_hold_passwords_or_message_bodies():
     server, _ = make_server()
     actions = []
