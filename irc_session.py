@@ -735,10 +735,9 @@ class IrcSession(RoomCommands):
         covered = self.pinged[-1] if self.pinged else self.acked_seq
         if self.shown_seq <= covered or len(self.pinged) >= ACK_PINGS or self.gone:
             return None
-        due = max(self.pinged_at or now - ACK_PING_GAP_S,
-                  now - ACK_PING_GAP_S if heard_at is None else heard_at) + ACK_PING_GAP_S
-        if 0 < due - now <= ACK_PING_GAP_S and self.unpinged < ACK_PING_BATCH:
-            return due
+        since = [at for at in (self.pinged_at, heard_at) if at is not None]
+        if since and now < max(since) + ACK_PING_GAP_S and self.unpinged < ACK_PING_BATCH:
+            return max(since) + ACK_PING_GAP_S
         self.pinged.append(self.shown_seq)
         self.pinged_at, self.unpinged = now, 0
         self.say("PING", f"{ACK_TOKEN}{self.shown_seq}", source="")

@@ -1520,6 +1520,24 @@ def test_ack_pings_are_one_per_gap_unless_a_batch_waits():
     assert written(session) == [f"PING ack-{2 + ACK_PING_BATCH}"]
 
 
+def test_ack_pings_are_paced_from_a_clock_that_starts_at_zero():
+    """(a PING sent at time 0.0 was taken for none sent: the next went at once)"""
+    session = welcomed()
+    deliver_seq(session, 1)
+    assert session.ping_for_ack(0.0) is None and written(session) == ["PING ack-1"]
+    deliver_seq(session, 2)
+    assert session.ping_for_ack(1.0) == ACK_PING_GAP_S and written(session) == []
+
+
+def test_an_ack_ping_waits_until_the_client_has_been_quiet_for_the_gap():
+    session = welcomed()
+    deliver_seq(session, 1)
+    assert session.ping_for_ack(10.0, heard_at=9.0) == 9.0 + ACK_PING_GAP_S
+    assert written(session) == []
+    assert session.ping_for_ack(9.0 + ACK_PING_GAP_S, heard_at=9.0) is None
+    assert written(session) == ["PING ack-1"]
+
+
 def test_ping_for_ack_stops_at_ack_pings_unanswered():
     session = welcomed()
     pings = []
