@@ -104,6 +104,7 @@ class SimIrc:
         self.conn = conn
         self.session = irc_session.IrcSession(accounts, "chat.test", "#chat", host)
         self.running = True
+        self.heard_at = None        # when it last sent a line (irc_glue's IrcLink.last_heard)
 
 
 class Faults:
@@ -357,7 +358,7 @@ class World:
     # -- IRC clients: what irc_glue does with an IrcSession, in the world's order -------------
 
     def _irc_ack(self, sim):
-        at = sim.session.ping_for_ack(self.now)
+        at = sim.session.ping_for_ack(self.now, sim.heard_at)
         if at is not None and (sim.name, "ack") not in self._armed:
             self._arm(sim.name, "ack", at)
 
@@ -370,6 +371,7 @@ class World:
         wall = WALL_START + self.now
         if isinstance(event, irc_wire.Message):
             session.from_client(event, wall)
+            sim.heard_at = self.now
             self._irc_ack(sim)          # (irc_glue: a PONG may make room for the next PING)
         elif isinstance(event, dict):
             session.from_core(event, wall)
