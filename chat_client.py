@@ -892,7 +892,7 @@ class ChatClient:
                 out.append(Log("malformed presence delivery ignored"))
             for notice in notices or ():
                 self._show(notice, out)
-        elif kind in ("message", "broadcast"):
+        elif kind in ("message", "broadcast", "listed"):
             self._show(frame, out)
         elif kind in peer.PEER_DELIVERIES:
             out.extend(self.peers.delivered(frame))

@@ -765,10 +765,12 @@ class ChatServer(Reach):
         if self._store.is_blocked(session.user, target):
             raise Refused("already_blocked")
         self._writable()
+        seen = target not in self._unseen_by(session.user)
         self._store.add_block(session.user, target)
-        actions = [_answer(request.conn, frame_id, {"type": "ok"}, durable=True)]
-        # The blocked user is not told: its next private is refused by the blocker's client,
-        # which drops the key itself, and its next getaddress is refused here.
+        actions = [_answer(request.conn, frame_id, {"type": "ok"}, durable=True),
+                   *self._relisted(session.user, target, seen)]
+        # Its next private is refused by the blocker's client, which drops the key itself, and
+        # its next getaddress is refused here.
         if self._consents.revoke(target, session.user):
             actions.append(Log(f"{session.user} blocked {target}: its address grant ended"))
         return actions
@@ -778,8 +780,21 @@ class ChatServer(Reach):
         if not self._store.is_blocked(session.user, target):
             raise Refused("not_blocked")
         self._writable()
+        seen = target not in self._unseen_by(session.user)
         self._store.remove_block(session.user, target)
-        return [_answer(request.conn, frame_id, {"type": "ok"}, durable=True)]
+        return [_answer(request.conn, frame_id, {"type": "ok"}, durable=True),
+                *self._relisted(session.user, target, seen)]
+
+    def _relisted(self, user, other, seen_before):
+        """A block between `user` and `other` began or ended: if they now see each other
+        otherwise than before (presence and `online` leave blocked pairs out), tell both while
+        both are online, so that the lists presence keeps (an IRC client's nick list, the
+        window's) neither keep a user whose logout they will never hear of, nor miss one."""
+        seen = other not in self._unseen_by(user)
+        if seen == seen_before or other not in self._users:
+            return []
+        return [*self._tell(user, {"type": "listed", "user": other, "listed": seen}),
+                *self._tell(other, {"type": "listed", "user": user, "listed": seen})]
 
     def _heartbeat(self, session, request, frame_id, now):
         return [_answer(request.conn, frame_id, {"type": "ok", "head": self._store.head})]

@@ -151,6 +151,9 @@ class Show:
     "message", "broadcast", "offline" (one kept for this login): `sender` wrote `text`;
     "private": `sender` wrote `text` straight to us, peer to peer;
     "joined", "left": `sender` logged in or out (no text);
+    "listed", "unlisted": a block between us and `sender` ended or began while both are online,
+    so the others online, as `online` lists them, now include `sender` or leave it out (no text;
+    nothing to say, a list of users to keep);
     "system": a notice in `text`; "outage": the server cannot be reached, `text` says why;
     "back": the server answers again after an outage.
 

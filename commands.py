@@ -138,8 +138,8 @@ def without_irc_formatting(text):
 
 
 def shown(frame):
-    """A delivered server frame (message, broadcast, presence, logged_out) -> the Show for the
-    screen, or None when it is malformed."""
+    """A delivered server frame (message, broadcast, presence, listed, logged_out) -> the Show
+    for the screen, or None when it is malformed."""
     kind = frame.get("type")
     if kind in ("message", "broadcast"):
         sender, text = frame.get("from"), frame.get("text")
@@ -150,6 +150,10 @@ def shown(frame):
         user, online = frame.get("user"), frame.get("online")
         if isinstance(user, str) and isinstance(online, bool):
             return Show("joined" if online else "left", "", user)
+    elif kind == "listed":
+        user, listed = frame.get("user"), frame.get("listed")
+        if isinstance(user, str) and isinstance(listed, bool):
+            return Show("listed" if listed else "unlisted", "", user)
     elif kind == "logged_out":
         return Show("system", "You have been logged out because your account logged in "
                               "elsewhere.")

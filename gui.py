@@ -164,6 +164,8 @@ class ChatView:
             self._presence(show.sender, show.kind == "joined")
             words = "logged in" if show.kind == "joined" else "logged out"
             self._say(at, f"{show.sender} has {words}.")
+        elif show.kind in ("listed", "unlisted"):      # a block began or ended: no words
+            self._presence(show.sender, show.kind == "listed")
         elif show.kind in _ENTRY_KINDS:
             self.entries.append(Entry(at, show.sender, show.text, _ENTRY_KINDS[show.kind]))
         elif show.kind in _NOTICES:

@@ -643,7 +643,7 @@ class IrcSession(RoomCommands):
         if not self.ready:
             if frame.get("type") == "logged_out":
                 self._deliver(frame)
-            elif frame.get("type") != "presence":   # the room's NAMES will say who is here
+            elif frame.get("type") not in ("presence", "listed"):   # NAMES will say who is here
                 self.held.append(frame)
             return
         self._deliver(frame)
@@ -666,6 +666,13 @@ class IrcSession(RoomCommands):
                 self.unpinged += 1
         elif kind == "presence":
             self._presence(frame)
+        elif kind == "listed":
+            # a block between us began or ended: the user leaves or enters our nick list, as
+            # NAMES would now list it (PART, not QUIT: it has not left the server)
+            user = frame.get("user")
+            if isinstance(user, str) and user != self.account:
+                self._put(line(self.who_is(user), "JOIN" if frame.get("listed") else "PART",
+                               self.room))
         elif kind == "logged_out":
             self.token = None
             self.close("logged in elsewhere", "This account logged in elsewhere")

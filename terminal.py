@@ -363,6 +363,8 @@ _SHOW_FORMS = {
     "message": ("{sender}: {text}",), "broadcast": ("{sender} (to everyone): {text}",),
     "offline": ("{sender}: {text}",), "private": ("{sender} (private): {text}",),
     "joined": ("{sender} has logged in.",), "left": ("{sender} has logged out.",),
+    # a block began or ended between the user and sender: a list to keep, which has no lines
+    "listed": (), "unlisted": (),
     "asked": ("request sent",),
     "address": ("got address!", "{sender} {text}"),
     "no_address": ("You don't have {sender}'s address. Type getaddress {sender} first.",),

@@ -46,6 +46,17 @@ def test_deliveries_show_their_kind_sender_and_text_and_print_as_before(frame, t
     assert shows(actions) == [show] and printed(actions) == [text]
 
 
+@pytest.mark.parametrize("listed, kind", [(True, "listed"), (False, "unlisted")])
+def test_a_block_that_relists_a_user_prints_nothing_but_shows_for_a_list(listed, kind):
+    actions = delivered(logged_in(), {"type": "listed", "user": "carol", "listed": listed})
+    assert shows(actions) == [Show(kind, "", "carol")] and printed(actions) == []
+
+
+def test_a_malformed_listed_delivery_is_logged_and_shows_nothing():
+    actions = delivered(logged_in(), {"type": "listed", "user": "carol", "listed": "no"})
+    assert shows(actions) == [] and printed(actions) == []
+
+
 def test_online_reply_gives_the_list_which_the_terminal_prints_a_line_each():
     run = logged_in()
     run.type("online")

@@ -289,6 +289,16 @@ def test_presence_notices_keep_the_list_live_and_are_told_in_the_pane(screen):
     assert {e.kind for e in screen.view.entries} == {"system"}
 
 
+def test_a_block_between_online_users_takes_the_user_off_the_list_or_back_without_words(
+        screen):
+    screen.login(users=["bob", "carol"])
+    screen.deliver({"type": "listed", "user": "bob", "listed": False})
+    assert screen.view.users == ["carol"]
+    screen.deliver({"type": "listed", "user": "bob", "listed": True})
+    assert screen.view.users == ["bob", "carol"]
+    assert screen.texts()[1:] == []
+
+
 def test_a_presence_batch_keeps_the_list_live_as_its_single_notices_would(screen):
     screen.login(users=["bob"])
     screen.deliver({"type": "presence", "changes": [["carol", True], ["alice", True],

@@ -461,6 +461,25 @@ def test_a_user_who_blocks_an_irc_user_comes_and_goes_unseen_by_them(world):
         "columbia", "seas"]         # seas's first login, before the block; then nothing
 
 
+def test_a_block_between_online_users_parts_and_joins_them_in_each_others_nick_lists(world):
+    """Nobody comes or goes, but the nick list must follow NAMES: a blocked user kept in it
+    would stay for ever, its logout untold."""
+    columbia = irc_login(world, "columbia")
+    seas = native_login(world, "seas")
+    settle(world, lambda: columbia.of("JOIN")[1:])
+    seas.request("block", user="columbia")
+    settle(world, lambda: columbia.of("PART"))
+    columbia.send("SILENCE +seas", "SILENCE -seas")   # unseen both ways: no change either
+    settle(world, lambda: len(columbia.of("SILENCE")) == 2)
+    seas.request("unblock", user="columbia")
+    settle(world, lambda: len(columbia.of("JOIN")) == 3)
+    moves = [(m.command, m.source.split("!")[0], m.params[0])
+             for m in columbia.messages if m.command in ("JOIN", "PART", "QUIT")]
+    assert moves == [("JOIN", "columbia", "#chat"), ("JOIN", "seas", "#chat"),
+                     ("PART", "seas", "#chat"), ("JOIN", "seas", "#chat")]
+    assert [f["listed"] for f in seas.of("listed")] == [False, True]
+
+
 def test_the_service_nick_takes_the_native_words(world):
     native_login(world, "seas")
     columbia = irc_login(world, "columbia")

@@ -446,6 +446,32 @@ def test_online_leaves_out_whom_presence_does_not_tell_of_both_ways():
     assert online("alice") == ["bob", "carol"] and online("bob") == ["alice", "carol"]
 
 
+def test_a_block_or_unblock_between_two_online_users_relists_each_for_the_other():
+    """A block between two online users changes whom each lists (as above), but nobody comes
+    or goes: without a word, an IRC client's nick list or the window's kept the blocked user
+    after the block, and after its logout too, which it was never told of."""
+    server, _ = make_server()
+    tokens = {user: replies(login(server, user, port=5000 + n, conn=n))[0]["token"]
+              for n, user in enumerate(("alice", "bob", "carol"), 1)}
+
+    def request(kind, user, target, now=1.0):
+        frame = {"type": kind, "token": tokens[user], "user": target}
+        return server.handle(Request(1, frame, "127.0.0.1"), now)
+
+    def listed(actions):
+        return sorted((address[1], frame["user"], frame["listed"])
+                      for address, frame in deliveries(actions) if frame["type"] == "listed")
+    assert listed(request("block", "alice", "bob")) == [(5001, "bob", False),
+                                                        (5002, "alice", False)]
+    assert listed(request("block", "bob", "alice")) == []       # already unseen both ways
+    assert listed(request("unblock", "alice", "bob")) == []     # bob still blocks alice
+    assert listed(request("unblock", "bob", "alice")) == [(5001, "bob", True),
+                                                          (5002, "alice", True)]
+    server.handle(Request(3, {"type": "logout", "token": tokens["carol"]}, "127.0.0.1"), 2.0)
+    assert listed(request("block", "alice", "carol", now=3.0)) == []   # carol is offline
+    assert listed(request("unblock", "alice", "carol", now=3.0)) == []
+
+
 def test_a_login_that_takes_over_its_accounts_session_is_logged_folded():
     """One account's logins churned from a few addresses wrote two lines each, unfolded (a
     trial's 18,000 in 10 s); a first login's line is not folded, and costs no tally."""
