@@ -10,6 +10,11 @@ from irc_wire import fold, mask_matcher
 from irc_words import SERVICE, TOPIC, USER_HOST, why
 
 NAMES_ROW_CHARS = 380       # the names in one 353 line: with its prefix, well within 512 bytes
+WHOIS_NICKS = 8             # the nicks one WHOIS answers for (a,b,c): its work stays bounded
+# the room's lists, asked for by MODE <room> <letter>: each empty, and its end numeric
+_LIST_ENDS = {"b": ("368", "End of channel ban list"),
+              "e": ("349", "End of channel exception list"),
+              "I": ("347", "End of channel invite list")}
 
 
 class RoomCommands:
@@ -130,21 +135,22 @@ class RoomCommands:
         if self._is_room(target):
             if len(params) == 1:
                 self.numeric("324", self.room, "+nt")
-            elif params[1].lstrip("+-") == "b":
-                self.numeric("368", self.room, "End of channel ban list")
-            elif params[1].lstrip("+-") == "e":    # (list queries, answered as empty lists)
-                self.numeric("349", self.room, "End of channel exception list")
-            elif params[1].lstrip("+-") == "I":
-                self.numeric("347", self.room, "End of channel invite list")
+            elif len(params) == 2 and params[1].lstrip("+") in _LIST_ENDS:
+                # a list query (no mask): each list is empty. A mask sets or removes an entry,
+                # which the fixed modes refuse (482 below): answered as a query, irssi showed
+                # nothing, and a ban seemed set
+                code, words = _LIST_ENDS[params[1].lstrip("+")]
+                self.numeric(code, self.room, words)
             else:
                 self.numeric("482", self.room, "The room's modes are fixed")
         elif fold(target) == fold(self.nick):
             if len(params) == 1:
                 self.numeric("221", "+i")
-            elif params[1].strip("+i"):
+            elif params[1].strip("+-i"):
                 self.numeric("501", "Unknown MODE flag")
             # else +i, which every user has: no change, and servers say nothing (irssi sends
-            # it at every connection, from its usermode setting)
+            # it at every connection, from its usermode setting); -i is not taken, quietly
+            # (the room shows everyone anyway: a 501 called a known mode unknown)
         elif target.startswith("#"):
             self.numeric("403", target, "No such channel")
         else:
@@ -170,12 +176,12 @@ class RoomCommands:
         return self if name == self.nick else self.shared.get("users", {}).get(name)
 
     def _user_of(self, name):
-        """(user name, real name) to show for `name`: an IRC user's from USER, a client.py
-        user's name (it has neither)."""
+        """(user name, real name) to show for `name`: the user part of the mask its lines
+        come from (who_is: a client keeps the mask WHO gives, and irssi kept one none of its
+        lines had), and an IRC user's real name from USER, else its name."""
         user = self._irc_user(name)
-        if user is not None and user.username:
-            return f"~{user.username}", user.realname
-        return name, name
+        username = self.who_is(name).split("!", 1)[1].rsplit("@", 1)[0]
+        return username, user.realname if user is not None and user.realname else name
 
     def _away_of(self, name):
         user = self._irc_user(name)
@@ -188,12 +194,14 @@ class RoomCommands:
         self._ask_online(self._whois, params[-1])
 
     def _whois(self, frame, wanted):
+        """The answer for each nick of `wanted` (a,b,c: RFC 2812 3.6.2), then one 318."""
         online = {fold(name): name for name in [self.nick, *self._online_list(frame)]}
-        name = online.get(fold(wanted))
-        if name is None:
-            self.numeric("401", wanted, "No such nick" if fold(wanted) not in self.accounts
-                         else "Not online: a message waits for their next login")
-        else:
+        for nick in filter(None, wanted.split(",")[:WHOIS_NICKS]):
+            name = online.get(fold(nick))
+            if name is None:
+                self.numeric("401", nick, "No such nick" if fold(nick) not in self.accounts
+                             else "Not online: a message waits for their next login")
+                continue
             username, realname = self._user_of(name)
             self.numeric("311", name, username, USER_HOST, "*", realname)
             if self._away_of(name):
@@ -229,7 +237,9 @@ class RoomCommands:
     def _userhost(self, frame, wanted):
         online = {fold(name): name for name in [self.nick, *self._online_list(frame)]}
         found = [online[fold(name)] for name in wanted if fold(name) in online]
-        self.numeric("302", " ".join(f"{name}=+{name}@{USER_HOST}" for name in found))
+        # (+ here, - away: RFC 2812 4.8)
+        self.numeric("302", " ".join(f"{name}={'-' if self._away_of(name) else '+'}{name}@"
+                                     f"{USER_HOST}" for name in found))
 
     def _c_away(self, params, wall):
         self.away = params[0] if params and params[0] else None

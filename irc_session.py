@@ -70,7 +70,7 @@ class IrcSession(RoomCommands):
     # shared keys hold)
     __slots__ = ("accounts", "shared", "open_accounts", "is_online", "server", "room",
                  "room_folded", "host", "lines", "requests", "hangup", "nick", "user_given",
-                 "username", "realname", "away", "password", "caps", "negotiating", "sasl",
+                 "realname", "ident", "away", "password", "caps", "negotiating", "sasl",
                  "account", "token", "logging_in", "early", "welcomed", "ready", "held", "gone",
                  "quitting", "pending", "answers", "_into", "next_id", "shown_seq", "acked_seq",
                  "pinged", "pinged_at", "unpinged")
@@ -91,7 +91,8 @@ class IrcSession(RoomCommands):
         self.hangup = None      # a reason: close once the lines are written
         self.nick = "*"         # what numerics call the client until it is welcomed
         self.user_given = False
-        self.username = self.realname = None    # from USER: shown in WHO and WHOIS for oneself
+        self.realname = None    # from USER: shown in WHO and WHOIS
+        self.ident = None       # the user part of our mask (~user), from USER's user name
         self.away = None                        # the AWAY message, while one is set
         self.password = None
         self.caps = set()
@@ -177,7 +178,14 @@ class IrcSession(RoomCommands):
         self.gone = True
 
     def who_is(self, name):
-        return f"{name}!{name}@{USER_HOST}"
+        """The mask `name`'s lines come from, the same in every line and in WHO and WHOIS (a
+        client keeps the mask WHO gives: irssi kept one that none of the lines had):
+        nick!~user@chat for an IRC user, with the user name it gave USER (as IRC servers show
+        one they did not verify), nick!nick@chat for a client.py user."""
+        if name == self.account and self.ident:
+            return f"{name}!{self.ident}@{USER_HOST}"
+        idents = self.shared.get("idents")
+        return f"{name}!{idents.get(name, name) if idents else name}@{USER_HOST}"
 
     def _time_tags(self, at):
         if at is None or "server-time" not in self.caps:
@@ -340,7 +348,11 @@ class IrcSession(RoomCommands):
             if not params[0] or not params[3]:
                 self.numeric("461", "USER", "The user name and the real name must not be empty")
                 return
-            self.username, self.realname = params[0][:USERLEN], params[3]
+            self.realname = params[3]
+            # in a mask, only letters, digits and ._- (a '!' or '@' would break it)
+            kept = "".join(c for c in params[0][:USERLEN]
+                           if c.isascii() and (c.isalnum() or c in "._-"))
+            self.ident = "~" + kept if kept else None
             self.user_given = True
             self._try_register()
 
@@ -447,6 +459,11 @@ class IrcSession(RoomCommands):
         self.welcomed = True
         # what IRC says of its users (USER's names, AWAY) is there for the others' WHO, WHOIS
         self.shared.setdefault("users", {})[self.account] = self
+        if self.ident:
+            # the user part of its mask for the others too, until it registers again (kept
+            # past its logout: its QUIT and its messages kept for later carry it; an entry
+            # per account, so bounded)
+            self.shared.setdefault("idents", {})[self.account] = self.ident
         self.numeric("001", f"Welcome to the chat room, {self.who_is(self.account)}")
         self.numeric("002", f"Your host is {self.server}, running version {VERSION}")
         self.numeric("003", "This server keeps every message until its recipient has read it")
