@@ -171,6 +171,8 @@ class ChatServer(Reach):
         self._name_checks = limits.RateLimiter(settings.name_checks_per_s,
                                                settings.name_checks_burst)
         self._slow_logged = limits.OncePer(settings.slow_log_quiet_s)
+        self.refusals = 0       # error replies so far: the glue closes a connection whose one
+                                # read brings too many (server_glue.REFUSALS_PER_READ)
         self._presence = Presence(settings.presence_rate_per_s, settings.presence_burst,
                                   settings.presence_batch_s)
         self._deliveries = Deliveries(store, settings.delivery_window,
@@ -366,6 +368,7 @@ class ChatServer(Reach):
         FrameError from a field check), and its log line: said once a minute per address and
         kind of refusal (and account, for a login), with a count of the rest (a flood must not
         fill the log)."""
+        self.refusals += 1
         reply = protocol.error(refusal.code, frame_id, str(refusal))
         extra = getattr(refusal, "extra", {})
         reply.update(extra)

@@ -16,7 +16,7 @@ from passwords import open_accounts
 from protocol import decode_own
 from reactor import READ_CHUNK_BYTES
 from server_events import Request
-from server_glue import Accepted, AcceptedState
+from server_glue import REFUSALS_PER_READ, Accepted, AcceptedState
 
 KEEPALIVE_S = 15.0      # the core ends a session after 31 s without a request
 PING_AFTER_S = 60.0     # a client silent this long is asked whether it is there
@@ -69,6 +69,8 @@ class IrcFront(Accepted):
         clock = self.glue.reactor.clock
         wall = clock.wall()
         session = link.session
+        shared = self.shared
+        flooded_at = shared.get("refusals", 0) + REFUSALS_PER_READ
         for raw in lines:
             if conn.closing_reason is not None or session.gone:
                 break
@@ -81,6 +83,11 @@ class IrcFront(Accepted):
             else:
                 if message is not None:
                     session.from_client(message, wall)
+            if shared.get("refusals", 0) >= flooded_at:
+                # (server_glue.REFUSALS_PER_READ: a trial's 10 connections of "X" lines, each
+                # a 451 or 421, held everyone's heartbeat 0.3 s)
+                session.close("flooded with refused lines", f"Excess Flood ({REFUSALS_PER_READ}"
+                              f" lines refused in one read)")
             link.flush()
         link.last_heard = clock.now()
         if session.shown_seq > session.acked_seq:

@@ -138,6 +138,8 @@ class IrcSession(RoomCommands):
             self.lines.append(data)
 
     def numeric(self, code, *params):
+        if code[0] in "45":     # an error: counted for the front's flood rule (irc_glue)
+            self.shared["refusals"] = self.shared.get("refusals", 0) + 1
         self.say(code, self.nick, *params)
 
     def notice(self, text, source=SERVICE_SOURCE):
@@ -217,6 +219,7 @@ class IrcSession(RoomCommands):
             self.numeric("421", message.command, "Unknown command")
 
     def refused_text(self, command):
+        self.shared["refusals"] = self.shared.get("refusals", 0) + 1
         self.say("FAIL", command, "INVALID_UTF8", "Messages must be UTF-8; this line was not "
                  "sent")
 

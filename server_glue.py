@@ -39,6 +39,11 @@ COMMIT_RETRY_MAX_S = 5.0      # ... up to this, until one succeeds
 UNREACHED = ("refused", "timed out", "unreachable")   # close reasons meaning nothing was delivered
 # not worth a log line ("quit": an IRC client's QUIT)
 ORDINARY_CLOSES = ("bye", "eof", "idle", "server stopping", "quit")
+# One read that brings this many refused requests (empty lines, garbage, a flood past the rate
+# limits) ends its connection: each refusal still cost a decode and a reply, and a trial's 30
+# connections of empty lines (32,768 in each 32 KiB read) held everyone's heartbeat 15 s.
+# A client that waits for its replies never sends so many wrong at once.
+REFUSALS_PER_READ = 64
 
 
 class AcceptedState:
@@ -544,6 +549,7 @@ class Accepted(Handler):
         # there cost its message 2 us (tests/measure_short.py), and gathers nothing.
         core = glue.core
         reading = core.reading = len(lines) > 2 and not glue.commit_each
+        flooded_at = core.refusals + REFUSALS_PER_READ
         try:
             for line in lines:
                 if conn.closing_reason is not None:
@@ -555,6 +561,9 @@ class Accepted(Handler):
                 # a frame refused with an error is no sign of life: one bad line every minute
                 # must not hold a connection open for ever
                 alive = alive or not _refused(actions, conn_id)
+                if core.refusals >= flooded_at:
+                    self._flooded(conn)
+                    return
         finally:
             if reading:
                 core.reading = False
@@ -572,6 +581,16 @@ class Accepted(Handler):
             else:
                 conn.data = ACCEPTED
                 glue.arm_quiet(conn, glue.idle_s)
+
+    def _flooded(self, conn):
+        """One read brought REFUSALS_PER_READ refused requests: the rest of it is not read,
+        and the connection ends (on_closed logs it, folded per address). What it was
+        answered so far goes out first; what it had stored stays stored."""
+        glue = self.glue
+        glue.apply([Reply(conn.id, error(
+            "flood", None, f"{REFUSALS_PER_READ} requests refused in one read: the rest were "
+                           f"not read, and the connection is closed")),
+            Close(conn.id, "flooded with refused requests")])
 
     def on_oversize(self, conn):
         # refused too long: no sign of life either (the reactor times the frame it discards)

@@ -130,10 +130,12 @@ def test_a_users_flood_gets_slow_down_not_a_crash_and_others_are_served(run_serv
     good = GoodUser(server.port, "columbia", "116bway")
     online = json.dumps({"type": "online", "token": flooder.token}).encode()
     replies = exchange(server.port, b"\n".join([online] * 200), source="127.0.0.1")
-    assert codes(replies)[:10] == ["online"] * 10 and set(codes(replies[10:])) == {"slow_down"}
-    assert replies[-1]["seconds"] >= 1
+    # 64 refusals in one read end the connection (server_glue.REFUSALS_PER_READ)
+    assert codes(replies) == ["online"] * 10 + ["slow_down"] * 64 + ["flood"]
+    assert replies[-2]["seconds"] >= 1
     good.served()
     assert server.log().count("google is over its rate limit") == 1
+    server.wait_log(r"closed: flooded with refused requests")
     flooder.close()
     good.close()
 
@@ -142,10 +144,34 @@ def test_an_address_flood_gets_slow_down_and_other_addresses_are_served(run_serv
     server = run_server("--address-rate", "5", "--address-burst", "20")
     good = GoodUser(server.port, "columbia", "116bway")
     replies = exchange(server.port, b"\n".join([b"garbage"] * 300))
-    assert codes(replies)[:20] == ["bad_json"] * 20 and set(codes(replies[20:])) == {"slow_down"}
+    assert codes(replies) == ["bad_json"] * 20 + ["slow_down"] * 44 + ["flood"]
     good.served()
     assert server.log().count("address 127.0.0.2 is over its rate limit") == 1
     good.close()
+
+
+def test_a_read_of_many_refused_frames_ends_its_connection_and_others_are_served(chat):
+    """A trial's 30 connections of empty lines (32,768 in a read, each answered bad_json)
+    held everyone's heartbeat 15 s: 64 refusals in one read now end the connection."""
+    server, good = chat
+    sock = open_conn(server.port)
+    sock.sendall(b"\n" * 100_000)
+    frames, _ = read_until_closed(sock)
+    sock.close()
+    assert codes(frames) == ["bad_json"] * 64 + ["flood"]
+    good.served()
+    server.wait_log(r"closed: flooded with refused requests")
+
+
+def test_fewer_refusals_in_a_read_than_the_flood_rule_keep_the_connection(chat):
+    server, good = chat
+    sock = open_conn(server.port)
+    sock.sendall(b"\n" * 63 + b'{"type":"check_user","user":"seas"}\n')
+    sock.sendall(b'{"type":"check_user","user":"seas"}\n{"type":"bye"}\n')
+    frames, _ = read_until_closed(sock)
+    sock.close()
+    assert codes(frames) == ["bad_json"] * 63 + ["ok", "ok"]
+    good.served()
 
 
 def test_failed_logins_are_limited_per_address(run_server):

@@ -480,6 +480,24 @@ def test_a_block_between_online_users_parts_and_joins_them_in_each_others_nick_l
     assert [f["listed"] for f in seas.of("listed")] == [False, True]
 
 
+def test_a_read_of_many_refused_lines_ends_the_connection_and_others_are_served(world):
+    """A trial's 10 connections of "X" lines (each a 451) held everyone up: 64 refused in one
+    read end the connection (irc_glue, as server_glue.REFUSALS_PER_READ)."""
+    seas = irc_login(world, "seas")
+    flooder = IrcClient(world.reactor, world.irc_port)
+    flooder.send(b"X\r\n" * 200)
+    settle(world, lambda: flooder.closed)
+    assert [m.command for m in flooder.messages] == ["421"] * 64 + ["ERROR"]
+    assert "Excess Flood" in flooder.messages[-1].params[-1]
+    columbia = irc_login(world, "columbia")
+    columbia.send(b"NOSUCH\r\n" * 63 + b"PING still-here\r\n")
+    settle(world, lambda: columbia.of("PONG"))
+    assert len(columbia.of("421")) == 63 and columbia.closed is None
+    columbia.send("PRIVMSG seas :hi")
+    settle(world, lambda: seas.texts())
+    assert seas.texts() == [("columbia", "seas", "hi")]
+
+
 def test_the_service_nick_takes_the_native_words(world):
     native_login(world, "seas")
     columbia = irc_login(world, "columbia")
