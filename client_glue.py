@@ -17,7 +17,7 @@ from client_events import (Accepted, Arm, AskConsent, Cancel, CloseConn, Consent
                            ShowOnline, ShowSending, Started, Status)
 from peer import PEER_CONNECT_S
 from protocol import decoded, encode, error, reason_text
-from reactor import FRAME_TIME_S, Handler, KeyedTimers
+from reactor import FRAME_TIME_S, Handler, KeyedTimers, RepeatedLines
 
 REQUEST_TIMEOUT_S = 10.0    # a request connection with no answer by then counts as failed
 # An urgent request (a heartbeat) whose connection is not made by then is sent again at once on
@@ -49,6 +49,7 @@ class ClientGlue:
         self.links = {}                 # link id -> our Connection to a peer
         self.stay = None                # a stay.StayLink with --stay-connected: it carries requests
         self.timers = KeyedTimers(reactor, lambda key: self.feed(Expired(key)))
+        self.repeated = RepeatedLines(reactor, screen.log)   # lines a flood could repeat
         self.exit_code = None
         self.exit_reason = ""       # why a script run failed, for standard error
         self._events = deque()
@@ -88,7 +89,10 @@ class ClientGlue:
         self.feed(HungUp() if signum == signal.SIGHUP else Interrupted())
 
     def _log(self, action):
-        self.screen.log(action.text)
+        if action.key is None:
+            self.screen.log(action.text)
+        else:           # (what, why): the first of a burst, then a count a minute
+            self.repeated.say(action.key, action.text, ": ".join(action.key))
 
     def _send_request(self, action):
         if self.stay is not None:

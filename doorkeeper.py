@@ -144,7 +144,9 @@ class Doorkeeper:
     def _refuse(self, conn, visitor, why):
         visitor.door = Door.REFUSED
         visitor.held = None
-        return [Log(f"refused delivery connection {conn}: {why}"), CloseConn(conn)]
+        # (keyed: a stranger's flood of connections wrote a line each, a trial's 250)
+        return [Log(f"refused delivery connection {conn}: {why}",
+                    ("refused delivery connections", why)), CloseConn(conn)]
 
     def _peer_hello(self, conn, visitor, frame, me):
         try:
@@ -166,7 +168,9 @@ class Doorkeeper:
     def _refuse_peer(self, conn, visitor, refusal):
         """Told (PeerTurnedAway), logged, answered not_allowed and closed."""
         visitor.door = Door.REFUSED
-        return [PeerTurnedAway(refusal.line), Log(f"refused peer connection {conn}: {refusal.why}"),
+        return [PeerTurnedAway(refusal.line),
+                Log(f"refused peer connection {conn}: {refusal.why}",
+                    ("refused peer connections", refusal.why)),
                 SendTo(conn, protocol.error("not_allowed")), CloseConn(conn)]
 
 

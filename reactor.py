@@ -358,6 +358,7 @@ class Reactor:
         self.soft_limit = soft_limit
         self.hard_limit = hard_limit
         self.log = log or _log_to_stderr
+        self._pauses = None             # RepeatedLines for accepts paused, once one is
         self._selector = selectors.DefaultSelector()
         self._wheel = TimerWheel(self.clock.now())
         self._ids = 0
@@ -664,8 +665,13 @@ class Reactor:
                 self._report(exc, conn)
 
     def _pause_listener(self, listener, exc):
-        self.log(f"cannot accept ({exc.strerror or os.strerror(exc.errno)}); pausing accepts for "
-                 f"{EMFILE_PAUSE_S} s")
+        why = exc.strerror or os.strerror(exc.errno)
+        # once a minute per cause, then a count: a trial's bursts at a low descriptor limit
+        # wrote a line every pause, two a second
+        if self._pauses is None:
+            self._pauses = RepeatedLines(self, self.log)
+        self._pauses.say(("cannot accept", why), f"cannot accept ({why}); pausing accepts for "
+                         f"{EMFILE_PAUSE_S} s", f"accepts paused ({why})")
         self._unregister(listener.sock)
 
         def resume():

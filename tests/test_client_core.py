@@ -864,6 +864,22 @@ def test_glue_shows_logs_hides_typing_and_exits():
     assert glue.exit_code == 3
 
 
+def test_a_keyed_log_line_is_said_once_then_counted_a_minute_later():
+    """A stranger's 250 connections to the listening port wrote 250 lines (a trial's)."""
+    key = ("refused delivery connections", "a bad frame (bad_json) before hello")
+    core = StandIn(lambda e: [Log(f"refused delivery connection {n}: {key[1]}", key)
+                              for n in range(250)] if isinstance(e, Started) else [])
+    glue, clock, _ = glue_with(core)
+    glue.feed(Started())
+    err = glue.screen.terminal.err
+    assert err.getvalue() == b"refused delivery connection 0: a bad frame (bad_json) before hello\n"
+    clock.advance(60.0)
+    glue.reactor.run_once(timeout_s=0)
+    assert err.getvalue().decode().splitlines()[1:] == [
+        "refused delivery connections: a bad frame (bad_json) before hello: 249 more like it in "
+        "the last 60 s"]
+
+
 def test_an_unknown_action_is_a_programming_error():
     glue, _, _ = glue_with(StandIn(lambda e: ["not an action"]))
     with pytest.raises(KeyError):

@@ -983,6 +983,25 @@ def test_a_listener_out_of_descriptors_pauses_then_resumes(loop, logged, monkeyp
     listener.close()
 
 
+def test_pauses_of_accepts_are_logged_once_a_minute_then_counted(loop, logged, monkeypatch):
+    """A trial's bursts at a low descriptor limit wrote a line each pause, two a second."""
+    rec = Recorder()
+    listener = loop.listen(HOST, 0, rec)
+    monkeypatch.setattr(socket.socket, "_accept",
+                        lambda self: (_ for _ in ()).throw(OSError(errno.EMFILE, "too many")))
+    client_of(loop, listener.port)
+    for _ in range(20):                 # 20 pauses, each ended by the clock
+        loop.run_once(timeout_s=0.01)
+        loop.clock.advance(EMFILE_PAUSE_S)
+    loop.clock.advance(60.0)
+    for _ in range(3):
+        loop.run_once(timeout_s=0.01)
+    assert [line for line in logged if "accept" in line][:2] == [
+        f"cannot accept (too many); pausing accepts for {EMFILE_PAUSE_S} s",
+        "accepts paused (too many): 19 more like it in the last 60 s"]
+    listener.close()
+
+
 def test_a_listener_closed_while_paused_stays_closed(loop, monkeypatch):
     rec = Recorder()
     listener = loop.listen(HOST, 0, rec)
