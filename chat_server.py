@@ -9,7 +9,6 @@ the rules with state of their own live beside it: lockouts.py (wrong passwords),
 has on its way), sessions.py (who is logged in); reach.py, its base class, keeps messages and
 turns what goes out into actions. PROTOCOL.md is the contract it keeps; server.py runs it.
 """
-import math
 import sys
 from dataclasses import dataclass
 
@@ -98,8 +97,9 @@ MAX_REASON_CHARS = 300      # the words a user leaves with (an IRC QUIT message)
 
 def _echoable(value):
     """True for what a request id may be (or None when absent): a string of at most
-    MAX_ID_CHARS, a whole number within +-MAX_SEQ, a finite number, true or false. Anything
-    else is not repeated back (a NaN or a huge number would not be valid JSON everywhere)."""
+    MAX_ID_CHARS, a number within +-MAX_SEQ, true or false. Anything else is not repeated
+    back (a NaN or a huge number would not be valid JSON everywhere, nor 1e300 a number that
+    every client reads back as it sent it)."""
     kind = type(value)
     if value is None or kind is bool:
         return True
@@ -107,7 +107,7 @@ def _echoable(value):
         return len(value) <= protocol.MAX_ID_CHARS
     if kind is int:
         return -protocol.MAX_SEQ <= value <= protocol.MAX_SEQ
-    return kind is float and math.isfinite(value)
+    return kind is float and -protocol.MAX_SEQ <= value <= protocol.MAX_SEQ    # (NaN: False)
 
 
 def _port_field(frame):

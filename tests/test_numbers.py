@@ -43,8 +43,8 @@ def test_a_delivery_ack_out_of_range_is_nothing_at_all():
     assert delivery_event("p", b'{"type":"ack","seq":7}') == Acked("p", 7)
 
 
-@pytest.mark.parametrize("frame_id", ["1e999", "NaN", "-Infinity", str(2 ** 80),
-                                      '"' + "x" * 65 + '"', "[1]"])
+@pytest.mark.parametrize("frame_id", ["1e999", "NaN", "-Infinity", str(2 ** 80), "1e300",
+                                      "-9007199254740992.0", '"' + "x" * 65 + '"', "[1]"])
 def test_an_id_that_cannot_be_repeated_safely_is_refused_and_not_repeated(frame_id):
     server, _ = make_server()
     line = b'{"type":"check_user","user":"alice","id":' + frame_id.encode() + b"}"
