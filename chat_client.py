@@ -33,6 +33,8 @@ DRAIN_WAIT_S = 5.0          # how long the input's end waits for what waited for
 TURNED_AWAY_PER_S = 0.1     # refused peer connections said: one every 10 s ...
 TURNED_AWAY_BURST = 3       # ... after a first 3
 LOGIN_RETRY_MAX_S = 60.0    # the longest a login asked to slow down waits before it goes again
+NOTICE_QUIET_S = 10.0       # a notice about sending (offline, slow down) said again no sooner:
+                            # a file of 300 messages to one offline user said it 197 times
 # A message numbered more than this above the highest number the server has said it gave is
 # refused: numbers grow by one a message, so this is many hours of the busiest server's traffic
 # between two heartbeats (each tells the head), and far below a forged "900000000000".
@@ -140,6 +142,7 @@ class ChatClient:
         self._turned_away_said = limits.RateLimiter(TURNED_AWAY_PER_S, TURNED_AWAY_BURST)
         self._turned_away_unsaid = 0    # refused peer connections not said (_turned_away)
         self._private_refs = 0          # numbers the user's private messages for ShowFate
+        self._noticed_at = {}           # a sending notice's words -> when last said (_notice)
         self._now = 0.0                 # the time of the event being handled
         self._events = {
             Started: self._on_started, LineIn: self._on_line, InputEnded: self._on_input_ended,
@@ -505,8 +508,8 @@ class ChatClient:
         if error_code(frame) == "slow_down":
             # kept, not refused: the server takes it once we wait as long as it says
             wait_s = self.outbox.slowed(frame.get("seconds"))
-            out.append(Show("system", f"The server asks us to slow down; your message is kept "
-                                      f"and sent in {wait_s:g} s."))
+            self._notice(f"The server asks us to slow down; your message is kept and sent in "
+                         f"{wait_s:g} s.", now, out, key="slow down")
             self._arm(OutboxRetry(), now + wait_s, out)
             return
         if error_code(frame) == "unavailable":
@@ -537,9 +540,24 @@ class ChatClient:
             out.extend(ShowFate(mid, Fate.REFUSED, line) for line in lines)
         else:
             out.append(ShowFate(mid, Fate.SENT))
-            out.extend(Show("system", line) for line in lines)
+            for line in lines:
+                self._notice(line, now, out)
         if self.stage is Stage.LOGGED_IN:
             self._send_head(now, out, blocks_input=False)
+
+    def _notice(self, text, now, out, key=None):
+        """A notice about sending ("seas is offline; ..."), unless the same one (its words, or
+        `key`) was said in the last NOTICE_QUIET_S: a run of messages gets it once, a message
+        typed later again."""
+        key = key or text
+        said_at = self._noticed_at.get(key)
+        if said_at is not None and now - said_at < NOTICE_QUIET_S:
+            return
+        if len(self._noticed_at) > 64:        # (a notice's words name a user: kept bounded)
+            self._noticed_at = {key: at for key, at in self._noticed_at.items()
+                                if now - at < NOTICE_QUIET_S}
+        self._noticed_at[key] = now
+        out.append(Show("system", text))
 
     def _fail_outbox(self, pending, now, out):
         outage_begins = not self.outbox.retry_s

@@ -580,6 +580,13 @@ def test_leaving_when_logged_in_logs_out_then_exits_on_the_reply(event):
     assert run.reply(OK) == [Exit(0)]
 
 
+@pytest.mark.parametrize("line", ["online", "whoelse", "WhoElse"])
+def test_whoelse_is_online(line):
+    run = logged_in()
+    assert run.type(line)
+    assert run.open[run.last()]["type"] == "online"
+
+
 @pytest.mark.parametrize("line", ["quit", "exit", "QUIT"])
 def test_quit_logs_out_then_exits_on_the_reply(line):
     run = logged_in(exit_wait_s=2.0)

@@ -177,6 +177,38 @@ def fates(actions):
     return [(a.ref, a.fate, a.line) for a in of(actions, ShowFate)]
 
 
+def test_a_run_of_messages_to_an_offline_user_says_so_once_and_a_later_one_again():
+    """A file of 300 messages to one offline user printed its notice 197 times (a trial's)."""
+    run = logged_in()
+    offline = "bob is offline; your message will be delivered when they log in."
+    said = []
+    for n in range(5):
+        run.type(f"message bob {n}")
+        said += printed(run.reply({"type": "ok", "stored": True}, "message"))
+    run.type("message carol hi")
+    said += printed(run.reply({"type": "ok", "stored": True}, "message"))
+    assert said == [offline, offline.replace("bob", "carol")]
+    run.now += 10.0
+    run.type("message bob later")
+    assert printed(run.reply({"type": "ok", "stored": True}, "message")) == [offline]
+
+
+def test_slow_down_is_said_once_for_a_run_of_messages():
+    run = logged_in()
+    for n in range(3):
+        run.type(f"message bob {n}")
+    said = printed(run.reply(err("slow_down", seconds=2), "message"))
+    for _ in range(2):
+        run.now += 2
+        run.do(Expired(OutboxRetry()))
+        said += printed(run.reply(err("slow_down", seconds=2), "message"))
+    slowed = ["The server asks us to slow down; your message is kept and sent in 2 s."]
+    assert [line for line in said if "slow down" in line] == slowed
+    run.now += 10
+    run.do(Expired(OutboxRetry()))
+    assert printed(run.reply(err("slow_down", seconds=2), "message")) == slowed
+
+
 def test_each_message_is_shown_on_its_way_then_sent_or_refused_by_its_id():
     run = logged_in()
     actions = run.type("message bob hi")
