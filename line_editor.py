@@ -102,6 +102,12 @@ class LineEditor:
         self._set([])
         self._search = None
 
+    def set_aside(self):
+        """Empty the line being typed, keeping it last in the history: Up brings it back."""
+        if self.chars and not self.secret:
+            self.history.append(self.text)
+        self.clear()
+
     def view(self):
         """-> (the text the input row shows, the cursor's index in that text)."""
         if self.secret:

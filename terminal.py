@@ -92,6 +92,8 @@ class Terminal:
         self._columns = columns or self._measured_columns   # -> the terminal's width now
         self.width = self._columns() if interactive else DEFAULT_COLUMNS
         self._status = None             # the line kept below the input, or None
+        self.heading = None             # the question being answered (a login prompt), shown
+                                        # again after Ctrl-L clears the screen, or None
         self._row = 0                   # the input area's row the cursor is on
         # (view, status, width) as on the screen; None: unknown. It starts empty at the cursor.
         self._drawn = self._erased()
@@ -205,6 +207,11 @@ class Terminal:
             return []
         return [_decode_line(rest)]
 
+    def redraw(self):
+        """Draw the input again (the editor's line changed other than by a key)."""
+        if self.interactive:
+            self._draw()
+
     def set_secret(self, secret):
         """True: echo nothing (a password is being typed); False: echo again."""
         self.editor.secret = secret
@@ -268,6 +275,8 @@ class Terminal:
             elif kind is ClearScreen:
                 self._write(CLEAR_SCREEN)
                 self._row, self._drawn = 0, self._erased()
+                if self.heading is not None:    # (else at a password prompt nothing said what
+                    self._print_above(self.heading)     # was being asked: a trial's)
             elif kind is EndOfInput:
                 self.ended = True
 
@@ -471,6 +480,13 @@ class TerminalScreen:
         """What the core shows -> lines above the input; a Status hides or shows typing and
         keeps the status line."""
         if type(action) is Status:
+            if self._stage is Stage.LOGGED_IN and action.stage is Stage.USERNAME:
+                # the session ended (logged in elsewhere, a restart): a command half typed is
+                # no username, and Enter sent it as one (a trial's); Up brings it back
+                self.terminal.editor.set_aside()
+                self.terminal.redraw()
+            if action.stage is Stage.LOGGED_IN:
+                self.terminal.heading = None
             self._stage = action.stage
             self.terminal.set_secret(action.stage is Stage.PASSWORD)
             # before a login a line may be a password typed ahead of its prompt: none is kept
@@ -479,6 +495,8 @@ class TerminalScreen:
             self._show_outage()
             return
         self.names.update(names_in(action))
+        if type(action) is Prompt:
+            self.terminal.heading = _PROMPTS[action.stage]
         for line in screen_lines(action):
             self.terminal.show(line)
 

@@ -129,7 +129,12 @@ def test_a_long_line_survives_a_message_and_backspaces_and_the_outage_shows_belo
         rows, cursor = pane.wait(lambda rows, _: "The server is back." in rows)
         assert not any(row.startswith("Server unreachable") for row in rows)
         assert len([row for row in rows if row.startswith("Cannot reach")]) == 1   # said once
-        assert rows[cursor[0]] == "half typed" and cursor[1] == 10, rows
+        # the restart ended the session: the half-typed line is set aside, not sent as a
+        # username at the prompt (Up brings it back)
+        assert rows[cursor[0]] == "" and "half typed" not in rows[cursor[0] - 1], rows
+        pane.keys("Up")
+        rows, cursor = pane.wait(lambda rows, cursor: rows[cursor[0]] == "half typed")
+        assert cursor[1] == 10, rows
     finally:
         pane.close()
         _stop(proc)

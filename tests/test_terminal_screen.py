@@ -170,6 +170,37 @@ def test_ctrl_l_clears_the_screen_and_draws_the_input_at_the_top():
     assert screen.text() == "half" and screen.cursor == (0, 3)
 
 
+def test_ctrl_l_at_a_login_prompt_shows_the_prompt_again_but_not_once_logged_in():
+    """At the password prompt the screen went blank: nothing said what was asked (a trial's)."""
+    term, screen = on_screen()
+    terminal_screen = TerminalScreen(term, 0)
+    terminal_screen.render(Prompt(Stage.PASSWORD))
+    terminal_screen.render(Status(Stage.PASSWORD, "columbia", 0, None, False))
+    term.feed(b"sec\x0c")
+    assert screen.lines()[:2] == ["Please enter password:", ""]
+    assert term.feed(b"ret\r") == ["secret"] and "secret" not in screen.everything()
+    terminal_screen.render(Status(Stage.LOGGED_IN, "columbia", 0, None, False))
+    term.feed(b"half\x0c")
+    assert screen.text() == "half"
+
+
+def test_a_half_typed_command_is_dropped_when_the_session_ends_from_elsewhere():
+    """It stayed on the input line at the username prompt, and Enter sent it as a name."""
+    term, screen = on_screen()
+    terminal_screen = TerminalScreen(term, 0)
+    terminal_screen.render(Status(Stage.LOGGED_IN, "columbia", 0, None, False))
+    term.feed(b"message seas half typ")
+    terminal_screen.render(Show("system", "You have been logged out because your account "
+                                          "logged in elsewhere."))
+    terminal_screen.render(Prompt(Stage.USERNAME))
+    terminal_screen.render(Status(Stage.USERNAME, None, 0, None, False))
+    assert term.editor.text == "" and "half typ" not in screen.lines()[-1]
+    assert term.feed(b"seas\r") == ["seas"]
+    terminal_screen.render(Status(Stage.LOGGED_IN, "seas", 0, None, False))
+    term.feed(UP)
+    assert term.editor.text == "message seas half typ"       # set aside, not lost
+
+
 # -- keys that move and edit --------------------------------------------------------------------
 
 @pytest.mark.parametrize("keys, line", [
