@@ -124,6 +124,7 @@ class ChatClient:
         self.peers = peer.Peers()       # addresses and keys given by consent, and our links
         self.doorkeeper = Doorkeeper(self.peers)     # who may use our listening port
         self.last_request_at = None     # the last request carrying our token: a sign of life
+        self.silent_s = None            # how long the client sent nothing before a late heartbeat
         self.outage = Outage(settings.server)   # whether the server can be reached
         self.awaiting_server = False    # check_server: the username waits for the server
         self.detached = False           # staying: the server has not yet taken our resume
@@ -798,6 +799,10 @@ class ChatClient:
             self._resume(now, out)      # a resume the server refused is tried again
             due_at = now + self.settings.heartbeat_s
         elif now >= due_at:
+            # late past the server's time-out (the client was stopped, the computer asleep):
+            # a no_session now is a time-out, and says so (_session_ended)
+            late = now - self.last_request_at > self.settings.heartbeat_s + 1
+            self.silent_s = now - self.last_request_at if late else None
             self.last_request_at = now
             self._request(Purpose.HEARTBEAT, {"type": "heartbeat", "token": self.token}, out,
                           blocks_input=False)
@@ -823,8 +828,13 @@ class ChatClient:
         if frame is not None and frame.get("restarted") is True:
             out.append(Show("system", "The server has restarted, which ended your session. "
                                       "Please log in again."))
+        elif self.silent_s is not None:
+            out.append(Show("system", f"Your session timed out: this client sent nothing for "
+                                      f"{self.silent_s:.0f} s (it was stopped, or the computer "
+                                      f"slept), and the server ended it. Please log in again."))
         else:
             out.append(Show("system", "Your session has ended. Please log in again."))
+        self.silent_s = None
         self._back_to_username(out)
 
     def _back_to_username(self, out):

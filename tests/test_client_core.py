@@ -299,6 +299,24 @@ def test_logout_that_cannot_reach_the_server_still_logs_out_locally():
         "Cannot reach the server (refused).", "You have logged out.", ASK_USER]
 
 
+def test_a_heartbeat_late_past_the_time_out_that_meets_no_session_says_it_timed_out():
+    """A client stopped 35 s said only "Your session has ended" (a trial's)."""
+    run = logged_in()
+    run.now += 36.0                                   # stopped, then continued
+    run.do(Expired(HeartbeatDue()))
+    assert printed(run.reply(err("no_session"), "heartbeat")) == [
+        "Your session timed out: this client sent nothing for 36 s (it was stopped, or the "
+        "computer slept), and the server ended it. Please log in again.", ASK_USER]
+
+
+def test_a_heartbeat_on_time_that_meets_no_session_says_only_that_it_ended():
+    run = logged_in()
+    run.now += 30.0
+    run.do(Expired(HeartbeatDue()))
+    assert printed(run.reply(err("no_session"), "heartbeat")) == [
+        "Your session has ended. Please log in again.", ASK_USER]
+
+
 def test_no_session_on_any_reply_asks_to_log_in_again():
     run = logged_in()
     run.type("online")
