@@ -162,7 +162,9 @@ class Show:
     "asked": our getaddress went to them; "address": they agreed, `text` is "host port";
     "no_address": a private message to them needs their consent first; "address_void": their
     address is no longer valid (they logged out or in again); "peer_refused": their client
-    no longer takes our private messages; "unreachable": their client could not be reached
+    no longer takes our private messages; "no_answer": their client took our connection but
+    did not prove itself in time (a ShowFate per message follows, then "try_message");
+    "unreachable": their client could not be reached
     (a ShowFate per message follows), then "try_message": the message can go through the
     server instead; "peer_no_port": they agreed, but their client takes no private messages;
     "no_port" (no sender): this client cannot take private messages.

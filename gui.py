@@ -42,6 +42,8 @@ _NOTICES = {
     "peer_refused": "{user} no longer takes your private messages: press Get address to ask "
                     "again.",
     "unreachable": "Could not reach {user}'s client directly (their address may have changed).",
+    "no_answer": "{user}'s client took the connection but did not answer: it may be stopped or "
+                 "busy.",
     "try_message": "To leave it for {user} on the server instead, select {user}, press Message "
                    "and send it again.",
     "peer_no_port": "{user} agreed, but their client cannot take private messages: press "

@@ -103,6 +103,17 @@ class Link:
     unacked: deque = field(default_factory=deque)   # sent, in order, not yet acknowledged
 
 
+def _not_delivered(link, messages, why_kind, why):
+    """What the screen is told of `messages` (ref, text) that `link` will not deliver: why
+    (a Show of `why_kind`), each one's fate, and that `message` can take them instead."""
+    if not messages:
+        return []
+    return [Show(why_kind, sender=link.user),
+            *[ShowFate(ref, Fate.REFUSED, f"Not delivered to {link.user}: {text}", why)
+              for ref, text in messages],
+            Show("try_message", sender=link.user)]
+
+
 def _short_name(value):
     """`value` if it can be a user's name (no spaces or control characters: a stranger's
     "name" is shown to the user); None otherwise."""
@@ -324,14 +335,9 @@ class Peers:
         if self.by_user.get(link.user) is link:
             del self.by_user[link.user]
         messages = link.waiting + list(link.unacked)
-        note = Log(f"link to {link.user} closed ({reason})")
-        if not messages:
-            return [note]
-        return [note, Show("unreachable", sender=link.user),
-                *[ShowFate(ref, Fate.REFUSED, f"Not delivered to {link.user}: {text}",
-                           f"{link.user}'s client could not be reached")
-                  for ref, text in messages],
-                Show("try_message", sender=link.user)]
+        return [Log(f"link to {link.user} closed ({reason})"),
+                *_not_delivered(link, messages, "unreachable",
+                                f"{link.user}'s client could not be reached")]
 
     def link_idle(self, user, now):
         """The idle timer of `user`'s link is due -> items: end it, or wait some more."""
@@ -342,10 +348,14 @@ class Peers:
             proof_due = link.opened_at + PEER_PROOF_S
             if now < proof_due:
                 return [Arm(LinkIdle(user), proof_due)]
-            # what waits is reported when the link closes (after the bye, or its time-out)
+            # what waits is reported now, as not answered: its connect was taken, so "Connect
+            # failed" was wrong, and the close after the bye may wait as long again for a peer
+            # that is stopped (a trial's 12 s)
+            messages, link.waiting = link.waiting, []
             return [Log(f"{user}'s listener at {link.address.host}:{link.address.port} did not "
                         f"prove itself within {PEER_PROOF_S:g} s: nothing sent to it"),
-                    *self._end(link)]
+                    *self._end(link), *_not_delivered(link, messages, "no_answer",
+                                                      f"{user}'s client did not answer")]
         idle_until = link.used_at + PEER_IDLE_S
         if now < idle_until:
             return [Arm(LinkIdle(user), idle_until)]

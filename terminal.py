@@ -382,6 +382,8 @@ _SHOW_FORMS = {
     "peer_refused": ("{sender} did not accept your private message. "
                      "Type getaddress {sender} to ask again.",),
     "unreachable": ("Connect failed. Maybe the user's ip has changed.",),
+    "no_answer": ("{sender}'s client took the connection but did not answer: it may be "
+                  "stopped or busy.",),
     "try_message": ("To leave it for {sender} through the server, "
                     "type message {sender} <text>.",),
     "peer_no_port": ("{sender} agreed, but their client has no listening port, so it cannot "
