@@ -33,8 +33,6 @@ DRAIN_WAIT_S = 5.0          # how long the input's end waits for what waited for
 TURNED_AWAY_PER_S = 0.1     # refused peer connections said: one every 10 s ...
 TURNED_AWAY_BURST = 3       # ... after a first 3
 LOGIN_RETRY_MAX_S = 60.0    # the longest a login asked to slow down waits before it goes again
-NOTICE_QUIET_S = 10.0       # a notice about sending (offline, slow down) said again no sooner:
-                            # a file of 300 messages to one offline user said it 197 times
 # A message numbered more than this above the highest number the server has said it gave is
 # refused: numbers grow by one a message, so this is many hours of the busiest server's traffic
 # between two heartbeats (each tells the head), and far below a forged "900000000000".
@@ -143,7 +141,7 @@ class ChatClient:
         self._turned_away_said = limits.RateLimiter(TURNED_AWAY_PER_S, TURNED_AWAY_BURST)
         self._turned_away_unsaid = 0    # refused peer connections not said (_turned_away)
         self._private_refs = 0          # numbers the user's private messages for ShowFate
-        self._noticed_at = {}           # a sending notice's words -> when last said (_notice)
+        self._run_notices = set()       # sending notices said while the outbox has not emptied
         self._now = 0.0                 # the time of the event being handled
         self._events = {
             Started: self._on_started, LineIn: self._on_line, InputEnded: self._on_input_ended,
@@ -510,7 +508,7 @@ class ChatClient:
             # kept, not refused: the server takes it once we wait as long as it says
             wait_s = self.outbox.slowed(frame.get("seconds"))
             self._notice(f"The server asks us to slow down; your message is kept and sent in "
-                         f"{wait_s:g} s.", now, out, key="slow down")
+                         f"{wait_s:g} s.", out, key="slow down")
             self._arm(OutboxRetry(), now + wait_s, out)
             return
         if error_code(frame) == "unavailable":
@@ -542,23 +540,20 @@ class ChatClient:
         else:
             out.append(ShowFate(mid, Fate.SENT))
             for line in lines:
-                self._notice(line, now, out)
+                self._notice(line, out)
+        if self.outbox.head() is None and not self.lines:
+            self._run_notices.clear()       # the run is over: the next message is told again
         if self.stage is Stage.LOGGED_IN:
             self._send_head(now, out, blocks_input=False)
 
-    def _notice(self, text, now, out, key=None):
-        """A notice about sending ("seas is offline; ..."), unless the same one (its words, or
-        `key`) was said in the last NOTICE_QUIET_S: a run of messages gets it once, a message
-        typed later again."""
+    def _notice(self, text, out, key=None):
+        """A notice about sending ("seas is offline; ..."), once in a run of messages (while
+        the outbox has not emptied): a file of 300 messages to one offline user said it 197
+        times. A message typed on its own, sent before the next, is told each time."""
         key = key or text
-        said_at = self._noticed_at.get(key)
-        if said_at is not None and now - said_at < NOTICE_QUIET_S:
-            return
-        if len(self._noticed_at) > 64:        # (a notice's words name a user: kept bounded)
-            self._noticed_at = {key: at for key, at in self._noticed_at.items()
-                                if now - at < NOTICE_QUIET_S}
-        self._noticed_at[key] = now
-        out.append(Show("system", text))
+        if key not in self._run_notices:
+            self._run_notices.add(key)
+            out.append(Show("system", text))
 
     def _fail_outbox(self, pending, now, out):
         outage_begins = not self.outbox.retry_s

@@ -181,15 +181,14 @@ def test_a_run_of_messages_to_an_offline_user_says_so_once_and_a_later_one_again
     """A file of 300 messages to one offline user printed its notice 197 times (a trial's)."""
     run = logged_in()
     offline = "bob is offline; your message will be delivered when they log in."
-    said = []
-    for n in range(5):
+    for n in range(5):                  # typed (or read from a file) before the first reply
         run.type(f"message bob {n}")
-        said += printed(run.reply({"type": "ok", "stored": True}, "message"))
     run.type("message carol hi")
-    said += printed(run.reply({"type": "ok", "stored": True}, "message"))
+    said = []
+    for _ in range(6):
+        said += printed(run.reply({"type": "ok", "stored": True}, "message"))
     assert said == [offline, offline.replace("bob", "carol")]
-    run.now += 10.0
-    run.type("message bob later")
+    run.type("message bob later")       # on its own: told again
     assert printed(run.reply({"type": "ok", "stored": True}, "message")) == [offline]
 
 
@@ -204,8 +203,12 @@ def test_slow_down_is_said_once_for_a_run_of_messages():
         said += printed(run.reply(err("slow_down", seconds=2), "message"))
     slowed = ["The server asks us to slow down; your message is kept and sent in 2 s."]
     assert [line for line in said if "slow down" in line] == slowed
-    run.now += 10
+    run.now += 2
     run.do(Expired(OutboxRetry()))
+    for _ in range(3):
+        run.reply(OK, "message")
+    assert not run.open
+    run.type("message bob later")       # the run is over: told again
     assert printed(run.reply(err("slow_down", seconds=2), "message")) == slowed
 
 
