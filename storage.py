@@ -302,9 +302,12 @@ class Store:
             raise StoreUnavailable("too many writes are waiting for the disk")
 
     def _ready(self):
-        """After a rollback, write the journal again before anything reads or writes."""
+        """After a rollback, write the journal again before anything reads or writes (and
+        after a connection closed to put a file in place, open it again first)."""
         if not self._lost:
             return
+        if self._db is None:
+            self._open_again()
         try:
             for entry in self._journal:
                 written, method, args = entry
@@ -319,7 +322,7 @@ class Store:
         """A statement or commit failed: roll back; the journal is written again next time."""
         self.failing = str(exc)
         try:
-            if self._db.in_transaction:
+            if self._db is not None and self._db.in_transaction:
                 self._db.rollback()
         except sqlite3.Error:
             pass        # the connection rolls back when it can; the journal is what counts
@@ -470,6 +473,8 @@ class Store:
                     (_recipients_json(kept), blob, first))
 
     def _read(self, sql, params):
+        if self._db is None:
+            self._open_again()
         try:
             return self._db.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
@@ -629,11 +634,31 @@ class Store:
         self._close_db()
         self._open_db()
 
+    def _open_again(self):
+        """The connection closed to put a file in place (_rehome, _relog) could not be opened
+        again (no descriptor, say): every commit tries again, and fails as before until one
+        succeeds (what it holds was committed and synced before it closed, in the file or in
+        the complete copy `.new` that _rehome was putting in its place)."""
+        fresh = self._path + ".new"
+        try:
+            if os.path.lexists(fresh) and not os.path.lexists(self._path):
+                os.rename(fresh, self._path)
+                _sync_path(os.path.dirname(os.path.abspath(self._path)))
+            self._open_db()
+        except (OSError, sqlite3.Error) as exc:
+            self._file = None
+            raise StoreUnavailable(f"{self.failing} (tried again: {exc})") from None
+        self._homeless = False
+        self.notice = f"the store's file at {self._path} is open again, nothing lost"
+
     def _close_db(self):
         """Close the connection and let go of its files. Closing, SQLite deletes its
         write-ahead log by name; any log still at the path is not this file's any more, and
-        would be read into the next one opened there (a trial's came out corrupt): it goes."""
+        would be read into the next one opened there (a trial's came out corrupt): it goes.
+        Until _open_db succeeds, there is no connection (None), and _ready opens one."""
         self._db.close()
+        self._db = None
+        self._lost = True
         for stale in (self._path + "-wal", self._path + "-journal"):
             if os.path.lexists(stale):
                 os.remove(stale)
@@ -692,8 +717,7 @@ class Store:
         except (OSError, sqlite3.Error) as exc:
             # (the old connection is gone: nothing is committed until the server restarts,
             # which takes the file, or the complete .new)
-            self.failing = (f"the store's file was written again but cannot be opened ({exc}); "
-                            f"restart the server")
+            self.failing = f"the store's file was written again but cannot be opened yet ({exc})"
             raise StoreUnavailable(self.failing) from None
         self._homeless = False
         self.notice = (f"the store's file was deleted while the server ran: written again at "
@@ -725,7 +749,8 @@ class Store:
 
     def close(self):
         """Close the database; uncommitted writes are lost."""
-        self._db.close()
+        if self._db is not None:
+            self._db.close()
         for descriptor in (self._file, self._wal):
             if descriptor is not None:
                 os.close(descriptor)

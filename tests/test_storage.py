@@ -1,4 +1,5 @@
 """Tests of storage.py: the credentials file and the SQLite store."""
+import os
 import json
 import pathlib
 import sqlite3
@@ -548,6 +549,69 @@ def test_a_store_whose_file_is_deleted_writes_it_again_at_the_next_commit(tmp_pa
     again = Store(str(path), exclusive=True)
     assert [frame["text"] for frame in frames(again, "bob")] == ["before", "after", "later"]
     assert again.identity == identity
+    again.close()
+
+
+def test_a_rewritten_file_that_cannot_be_opened_yet_is_tried_again_at_each_commit(
+        tmp_path, monkeypatch):
+    """Every commit after failed with "Cannot operate on a closed database", for good."""
+    import shutil
+    path = tmp_path / "data" / "chat.sqlite3"
+    path.parent.mkdir()
+    store = Store(str(path), exclusive=True)
+    keep(store, "bob", {"type": "message", "text": "before"})
+    store.commit()
+    shutil.rmtree(path.parent)
+    open_db = Store._open_db
+    monkeypatch.setattr(Store, "_open_db", lambda self: (_ for _ in ()).throw(
+        OSError(24, "Too many open files")))
+    keep(store, "bob", {"type": "message", "text": "after"})
+    with pytest.raises(storage.StoreUnavailable, match="cannot be opened yet"):
+        store.commit()
+    keep(store, "bob", {"type": "message", "text": "meanwhile"})
+    with pytest.raises(storage.StoreUnavailable, match="tried again: .*Too many open files"):
+        store.commit()
+    monkeypatch.setattr(Store, "_open_db", open_db)
+    keep(store, "bob", {"type": "message", "text": "later"})
+    store.commit()
+    assert store.failing is None and "open again" in store.notice
+    assert [frame["text"] for frame in frames(store, "bob")] == [
+        "before", "after", "meanwhile", "later"]
+    store.close()
+    again = Store(str(path), exclusive=True)
+    assert [frame["text"] for frame in frames(again, "bob")] == [
+        "before", "after", "meanwhile", "later"]
+    again.close()
+
+
+def test_a_rewritten_file_not_yet_put_in_place_is_put_there_at_the_next_commit(
+        tmp_path, monkeypatch):
+    import shutil
+    path = tmp_path / "data" / "chat.sqlite3"
+    path.parent.mkdir()
+    store = Store(str(path), exclusive=True)
+    keep(store, "bob", {"type": "message", "text": "before"})
+    store.commit()
+    shutil.rmtree(path.parent)
+    rename = os.rename
+
+    def failing_once(src, dst):
+        if str(src).endswith(".new") and not failing_once.failed:
+            failing_once.failed = True
+            raise OSError(28, "No space left on device")
+        rename(src, dst)
+    failing_once.failed = False
+    monkeypatch.setattr(storage.os, "rename", failing_once)
+    keep(store, "bob", {"type": "message", "text": "after"})
+    with pytest.raises(storage.StoreUnavailable, match="cannot be opened yet"):
+        store.commit()
+    assert not path.exists() and path.with_name("chat.sqlite3.new").exists()
+    keep(store, "bob", {"type": "message", "text": "later"})
+    store.commit()
+    assert store.failing is None and path.exists()
+    store.close()
+    again = Store(str(path), exclusive=True)
+    assert [frame["text"] for frame in frames(again, "bob")] == ["before", "after", "later"]
     again.close()
 
 
