@@ -425,7 +425,11 @@ class ChatServer(Reach):
         except FrameError as refusal:
             return self._refuse(request, None, "ack", f"conn {request.conn}", refusal)
         if session is None:
-            return []   # nothing numbered went out here: there is nothing to acknowledge
+            # nothing numbered went out here: there is nothing to acknowledge. Not answered
+            # (a session just ended leaves a few on their way), but counted as refused: a
+            # read of thousands is a flood (server_glue.REFUSALS_PER_READ)
+            self.refusals += 1
+            return []
         return self._acknowledged(session, seq)
 
     # --- logging in ---

@@ -163,6 +163,18 @@ def test_a_read_of_many_refused_frames_ends_its_connection_and_others_are_served
     server.wait_log(r"closed: flooded with refused requests")
 
 
+def test_a_read_of_many_acks_for_no_session_ends_its_connection(chat):
+    """They are not answered (a few follow a session's end), so they were never refused: a
+    read of a thousand cost a thousand decodes, unlimited."""
+    server, good = chat
+    sock = open_conn(server.port)
+    sock.sendall(b'{"type":"ack","seq":1}\n' * 1000)
+    frames, _ = read_until_closed(sock)
+    sock.close()
+    assert codes(frames) == ["flood"]
+    good.served()
+
+
 def test_fewer_refusals_in_a_read_than_the_flood_rule_keep_the_connection(chat):
     server, good = chat
     sock = open_conn(server.port)
