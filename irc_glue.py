@@ -24,6 +24,13 @@ IDLE_S = 150.0          # ... and closed ("ping timeout") silent this long
 REGISTER_S = 60.0       # a connection not logged in this long after its first line is closed
 
 
+# A read of more lines than this ends its connection (ERROR Excess Flood), whatever they are:
+# lines answered by nothing (PONG, an empty line) cost a parse each and were never refused. An
+# IRC client paces what its user types; a pipelining one sends 256 messages in flight in about
+# 140 lines a read (bench.py); 8 KiB of 8-byte lines is 1,024.
+LINES_PER_READ = 512
+
+
 class _IrcState(AcceptedState):
     __slots__ = ("link",)
 
@@ -71,8 +78,13 @@ class IrcFront(Accepted):
         session = link.session
         shared = self.shared
         flooded_at = shared.get("refusals", 0) + REFUSALS_PER_READ
-        for raw in lines:
+        for count, raw in enumerate(lines, 1):
             if conn.closing_reason is not None or session.gone:
+                break
+            if count > LINES_PER_READ:
+                session.close("flooded with lines", f"Excess Flood (more than "
+                                                    f"{LINES_PER_READ} lines in one read)")
+                link.flush()
                 break
             try:
                 message = parse(raw)

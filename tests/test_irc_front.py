@@ -13,7 +13,7 @@ import pytest
 
 import protocol
 from chat_server import ChatServer, Settings
-from irc_glue import IDLE_S, PING_AFTER_S, REGISTER_S, IrcFront
+from irc_glue import IDLE_S, LINES_PER_READ, PING_AFTER_S, REGISTER_S, IrcFront
 from irc_session import ACK_PING_GAP_S
 from irc_wire import parse
 from passwords import OPEN, load_credentials
@@ -496,6 +496,22 @@ def test_a_read_of_many_refused_lines_ends_the_connection_and_others_are_served(
     columbia.send("PRIVMSG seas :hi")
     settle(world, lambda: seas.texts())
     assert seas.texts() == [("columbia", "seas", "hi")]
+
+
+def test_a_read_of_more_lines_than_the_limit_ends_the_connection_even_unanswered_ones(world):
+    """PONGs and empty lines are answered by nothing, so never refused: 8 KiB of them is
+    1,024 parses a read."""
+    seas = irc_login(world, "seas")
+    flooder = irc_login(world, "columbia")
+    flooder.send(b"PONG :x\r\n" * (LINES_PER_READ + 1))
+    settle(world, lambda: flooder.closed)
+    assert "Excess Flood" in flooder.of("ERROR")[0].params[-1]
+    fine = irc_login(world, "foobar")
+    fine.send(b"PONG :x\r\n" * (LINES_PER_READ - 1) + b"PING :done\r\n")
+    settle(world, lambda: fine.of("PONG") or fine.closed)
+    assert fine.closed is None
+    seas.send("PING :still")
+    settle(world, lambda: seas.of("PONG"))
 
 
 def test_the_service_nick_takes_the_native_words(world):
