@@ -639,18 +639,37 @@ class Outgoing(Handler):
         self.glue.arm_quiet(conn, DELIVERY_ACK_S)
         self.glue._connected(conn.data)
 
-    def on_frame(self, conn, line):
+    def on_frames(self, conn, lines):
         """A client's listener proves the session, then acknowledges numbered messages;
-        anything else is ignored."""
+        anything else is ignored, but REFUSALS_PER_READ of it in one read end the connection
+        (a listener that floods the connection we opened to it, as a client's would ours)."""
         delivery = conn.data
-        self.glue.arm_quiet(conn, DELIVERY_ACK_S)
-        if delivery.handshake is not Handshake.OPEN:
-            self.glue._handshake(delivery, line)
-            return
-        event = delivery_event(delivery.proof, line)
-        if event is not None:
-            self.glue.feed(event)
-            self.glue._end_when_done(delivery)
+        glue = self.glue
+        glue.arm_quiet(conn, DELIVERY_ACK_S)
+        ignored = 0
+        for line in lines:
+            if conn.closing_reason is not None or conn.closed:
+                return
+            if delivery.handshake is not Handshake.OPEN:
+                glue._handshake(delivery, line)
+                continue
+            event = delivery_event(delivery.proof, line)
+            if event is not None:
+                glue.feed(event)
+                glue._end_when_done(delivery)
+                continue
+            ignored += 1
+            if ignored >= REFUSALS_PER_READ:
+                where = f"{delivery.address[0]}:{delivery.address[1]}"
+                glue.log_repeated(("a delivery connection flooded", where),
+                                  f"delivery connection {conn.id} to {where} closed: "
+                                  f"{REFUSALS_PER_READ} frames that were not acknowledgements "
+                                  f"in one read")
+                conn.abort("flooded with frames that were not acknowledgements")
+                return
+
+    def on_frame(self, conn, line):
+        self.on_frames(conn, [line])
 
     def on_oversize(self, conn):
         self.glue.arm_quiet(conn, DELIVERY_ACK_S)

@@ -437,6 +437,45 @@ def test_closed_connections_are_freed_without_the_cycle_collector(world):
     assert left == []
 
 
+class Flooding(Listening):
+    """A listening port that proves the session, then answers each message with `junk`
+    frames that are no acknowledgement, until `calm`."""
+
+    def __init__(self, got, keys, junk):
+        super().__init__(got, keys)
+        self.junk = junk
+        self.calm = False
+        self.closed = []
+
+    def on_frame(self, conn, line):
+        if "seq" in protocol.decode(line) and not self.calm:
+            conn.send(b'{"type":"nonsense"}\n' * self.junk)
+        super().on_frame(conn, line)
+
+    def on_closed(self, conn, reason):
+        self.closed.append(reason)
+
+
+def test_a_listener_that_floods_its_delivery_connection_is_cut_off_and_served_later(world):
+    """Frames on a delivery connection that are no acknowledgement were ignored one by one,
+    without end: 64 in one read end the connection; the message waits, and comes again."""
+    replies, got = [], []
+    listener = Flooding(got, world.keys, junk=5000)
+    port = world.reactor.listen("127.0.0.1", 0, listener).port
+    Caller(world.reactor, world.port, {"type": "login", "user": "columbia",
+                                       "password": "116bway", "port": port, "id": 1},
+           replies=replies, keys=world.keys)
+    pump(world.reactor, lambda: replies)
+    sender, token = logged_in(world, "seas", "summerisover")
+    sender.send({"type": "message", "token": token, "to": "columbia", "text": "hi", "id": 5})
+    pump(world.reactor, lambda: listener.closed)
+    assert any("not acknowledgements in one read" in line for line in world.lines)
+    listener.calm = True                        # the retry, after its backoff, gets through
+    pump(world.reactor, lambda: world.store.count_waiting("columbia") == 0,
+         between=lambda: world.clock.advance(0.1))
+    assert got[-1]["text"] == "hi"
+
+
 def test_deliveries_past_the_connect_cap_wait_their_turn_in_order(world):
     """At most delivery_connects delivery connections connect at once; the rest wait with
     their frames and go, in order, as each connect ends. Here 2, for 8 listening users."""
