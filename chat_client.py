@@ -111,6 +111,7 @@ class ChatClient:
         # a login the server asked to wait (slow_down), sent again by LoginRetry: typed lines
         # wait behind it as behind a login in flight
         self.login_again = None
+        self.login_waits = False        # login_again waits for the server to answer (an outage)
         self._login_sent = None         # the login in flight
         self.pending = {}               # request id -> _Pending
         # (store, user) -> the highest seq of a stored message shown: a store's numbers mean
@@ -229,6 +230,8 @@ class ChatClient:
             self._on_interrupted(event, now, out)
 
     def _on_login_abandoned(self, event, now, out):
+        if self.login_waits:                # (waiting for the server: given up at once)
+            self.login_again, self.login_waits = None, False
         if (self.stage is not Stage.PASSWORD or self.waiting_for is not None or self.lines
                 or self.login_again is not None):
             # logged in, or the name's check or login is on its way: its answer decides
@@ -341,9 +344,13 @@ class ChatClient:
                                f"the input was not read")
 
     def _reached(self, out):
-        """The server answered: an outage, if there was one, is over, and the user hears it."""
+        """The server answered: an outage, if there was one, is over, and the user hears it;
+        a login that waited for it goes."""
         out.extend(self.outage.answered())
         self._cancel(ProbeDue(), out)
+        if self.login_waits:
+            self.login_waits = False
+            self._login_retry(None, self._now, out)
 
     def _arm(self, key, at, out):
         """Arm a timer; one that contacts the server is a try the outage knows of."""
@@ -769,7 +776,16 @@ class ChatClient:
 
     def _fail_login(self, pending, now, out):
         out.extend(self.doorkeeper.refuse_held())
-        if not self._script_fails(f"cannot reach the server: {self.outage.reason}", out):
+        if self._script_fails(f"cannot reach the server: {self.outage.reason}", out):
+            return
+        # the password typed is kept, not asked for again: the login goes again once the
+        # server answers (_reached), as typed lines wait (a trial's had to be typed again)
+        self.login_again, self._login_sent = self._login_sent, None
+        self.login_waits = self.login_again is not None
+        if self.login_waits:
+            out.append(Show("system", "Your login waits for the server, and goes as soon as "
+                                      "it answers."))
+        else:
             out.append(Prompt(Stage.PASSWORD))
 
     def _fail_command(self, pending, now, out):

@@ -12,8 +12,8 @@ import protocol
 from client import parse_args
 from client_events import (Arm, Cancel, CloseConn, DrainDue, Exit, ExitDue, Expired,
                            HeartbeatDue, HungUp, Incoming, IncomingClosed, InputEnded,
-                           Interrupted, LineIn, Log, LoginAbandoned, Replied, RequestFailed,
-                           SendRequest, SendTo, Show, Stage, Started, Status)
+                           Interrupted, LineIn, Log, LoginAbandoned, Probe, ProbeDue, Replied,
+                           RequestFailed, SendRequest, SendTo, Show, Stage, Started, Status)
 from client_glue import REQUEST_TIMEOUT_S, URGENT_CONNECT_S
 from client_helpers import (OK, WELCOME, FakeServer, Run, StandIn, err, glue_with, hello,
                             logged_in, of, printed, proof_back, requests, run_with_input)
@@ -354,10 +354,31 @@ def test_failed_check_user_asks_again():
     assert printed(run.fail()) == ["Cannot reach the server (refused).", ASK_USER]
 
 
-def test_failed_login_asks_for_the_password_again():
+def test_a_login_that_cannot_reach_the_server_waits_for_it_and_goes_when_it_answers():
+    """The password typed during an outage was dropped and asked for again (a trial's)."""
     run = Run()
     at_password(run)
-    assert printed(run.fail()) == ["Cannot reach the server (refused).", ASK_PASSWORD]
+    login = run.open[run.last("login")]
+    assert printed(run.fail()) == ["Cannot reach the server (refused).",
+                                   "Your login waits for the server, and goes as soon as it "
+                                   "answers."]
+    run.type("message bob typed meanwhile")     # waits behind the login
+    assert not run.open
+    run.now += 1.0
+    [probe] = [a for a in run.do(Expired(ProbeDue())) if isinstance(a, Probe)]
+    actions = run.do(Replied(probe.request_id, OK))     # the server is back
+    assert printed(actions) == ["The server is back."]
+    assert requests(actions) == [login]
+    run.reply(WELCOME, "login")
+    assert [f["type"] for f in run.open.values()] == ["message"]
+
+
+def test_a_login_waiting_for_the_server_is_given_up_for_another_name():
+    run = Run()
+    at_password(run)
+    run.fail()
+    actions = run.do(LoginAbandoned())
+    assert printed(actions) == [ASK_USER] and run.client.login_again is None
 
 
 def test_reply_to_an_unknown_request_is_logged():
