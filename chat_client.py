@@ -660,7 +660,9 @@ class ChatClient:
             out.append(Show("system", f"You have entered wrong password {times_text(attempts)} "
                                       f"times. You will be blocked for {seconds} seconds."))
         elif code == "locked":
-            out.append(Show("system", "You are still blocked, please try again later"))
+            seconds = frame.get("seconds")      # (the original's words, and how long)
+            left = f" (in {seconds} s)" if type(seconds) is int and seconds > 0 else ""
+            out.append(Show("system", f"You are still blocked, please try again later{left}"))
         elif code == "unknown_user":
             out.append(Show("system", "Wrong username."))
         elif code == "slow_down":

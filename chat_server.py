@@ -9,6 +9,7 @@ the rules with state of their own live beside it: lockouts.py (wrong passwords),
 has on its way), sessions.py (who is logged in); reach.py, its base class, keeps messages and
 turns what goes out into actions. PROTOCOL.md is the contract it keeps; server.py runs it.
 """
+import math
 import sys
 from dataclasses import dataclass
 
@@ -474,8 +475,9 @@ class ChatServer(Reach):
                                   f"too many failed logins from your address; try again in "
                                   f"{limits.wait_text(wait_s)} s")
         # A blocked name stays blocked whatever the password, and trying does not count.
-        if user in self._passwords and self._lockouts.is_locked(user, now):
-            raise Refused("locked")
+        left_s = self._lockouts.locked_for(user, now) if user in self._passwords else 0
+        if left_s:
+            raise Refused("locked", seconds=math.ceil(left_s))
         if self._checker.hashing:
             self._spend_check(user, request.host, now)
         # One check of equal cost for known and unknown names (passwords.py), in constant time.

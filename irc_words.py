@@ -39,7 +39,7 @@ _WHY = {
 _LOGIN_REFUSED = {
     "wrong_password": "Wrong password ({attempts_left} more and the name is blocked for a while)",
     "too_many_attempts": "Wrong password: the name is blocked for {seconds} s",
-    "locked": "This name is blocked for a while after wrong passwords; try later",
+    "locked": "This name is blocked for a while after wrong passwords; try again in {seconds} s",
     "unknown_user": "No account is called {user}",
     "unavailable": "The server cannot log anyone in just now; try again in a moment",
     "bad_field": "That name or password cannot be used here",

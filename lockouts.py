@@ -14,17 +14,22 @@ class Lockouts:
         self._block_time_s = block_time_s
 
     def is_locked(self, name, now):
-        """True while `name` is blocked; the window is half-open: free at locked_until. A block
-        lasts at most the block time set now: one that would last longer (set by a run with a
-        longer --block-time) ends as if set now with this one. (An operator's trial found a
-        name locked for 27 hours by a restart's default of 30 s, with no way to free it; a
-        restart with a shorter --block-time now frees it.)"""
+        """True while `name` is blocked (locked_for)."""
+        return self.locked_for(name, now) > 0
+
+    def locked_for(self, name, now):
+        """The seconds `name` stays blocked, 0 if it is not; the window is half-open: free at
+        locked_until. A block lasts at most the block time set now: one that would last longer
+        (set by a run with a longer --block-time) ends as if set now with this one. (An
+        operator's trial found a name locked for 27 hours by a restart's default of 30 s, with
+        no way to free it; a restart with a shorter --block-time now frees it.)"""
         failures, locked_until = self._store.lockout(name)
         if locked_until is None or now >= locked_until:
-            return False
+            return 0
         if locked_until - now > self._block_time_s:
-            self._store.set_lockout(name, failures, now + self._block_time_s)
-        return True
+            locked_until = now + self._block_time_s
+            self._store.set_lockout(name, failures, locked_until)
+        return locked_until - now
 
     def fail(self, name, now):
         """Count a wrong password; returns the attempts left (0: `name` is now blocked)."""

@@ -189,9 +189,16 @@ def test_too_many_attempts_without_seconds_falls_back_to_30():
 def test_locked_name_says_so_and_asks_for_a_username():
     run = Run()
     at_password(run)
-    actions = run.reply(err("locked"))
-    assert printed(actions) == ["You are still blocked, please try again later", ASK_USER]
+    actions = run.reply(err("locked", seconds=12))
+    assert printed(actions) == ["You are still blocked, please try again later (in 12 s)",
+                                ASK_USER]
     assert secret(actions) is False
+
+
+def test_a_locked_reply_without_a_time_keeps_the_originals_words():
+    run = Run()
+    at_password(run)
+    assert printed(run.reply(err("locked")))[0] == "You are still blocked, please try again later"
 
 
 def test_login_unknown_user_goes_back_to_username():

@@ -104,7 +104,9 @@ def test_settings_change_attempts_and_lock_time():
     assert replies(login(server, "alice", password="x"))[0]["attempts_left"] == 1
     refusal = replies(login(server, "alice", password="x"))[0]
     assert (refusal["code"], refusal["seconds"]) == ("too_many_attempts", 2.5)
-    assert replies(login(server, "alice", now=2.499))[0]["code"] == "locked"
+    locked = replies(login(server, "alice", now=1.0))[0]
+    assert (locked["code"], locked["seconds"]) == ("locked", 2)      # 1.5 s left, rounded up
+    assert replies(login(server, "alice", now=2.499))[0]["seconds"] == 1
     assert replies(login(server, "alice", now=2.5))[0]["type"] == "welcome"
 
 
