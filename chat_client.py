@@ -780,9 +780,13 @@ class ChatClient:
         out.extend(self.doorkeeper.refuse_held())
         if self._script_fails(f"cannot reach the server: {self.outage.reason}", out):
             return
-        # the password typed is kept, not asked for again: the login goes again once the
-        # server answers (_reached), as typed lines wait (a trial's had to be typed again)
-        self.login_again, self._login_sent = self._login_sent, None
+        # the password typed is kept, not asked for again: the login goes again once a probe
+        # finds the server (_reached), as typed lines wait (a trial's had to be typed again).
+        # (A staying client's link opens for a request, and a client that does not probe
+        # would wait for nothing: both ask again.)
+        probing = self.settings.check_server and not self.settings.stay
+        self.login_again, self._login_sent = (self._login_sent, None) if probing else (None,
+                                                                                      None)
         self.login_waits = self.login_again is not None
         if self.login_waits:
             out.append(Show("system", "Your login waits for the server, and goes as soon as "

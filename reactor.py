@@ -153,28 +153,47 @@ class Lapses:
 
 class RepeatedLines:
     """Log lines a flood could repeat, said once per key per `quiet_s`: the first of a burst at
-    once, then one line with how many more came (limits.Tally), on a timer of the reactor's."""
+    once, then one line with how many more came (limits.Tally), on a timer of the reactor's.
+    Keys are bounded one by one (an address, a kind), but not in number: past `max_lines`
+    lines in a quiet period (many addresses), the rest are counted in one line at its end."""
 
-    def __init__(self, reactor, log, quiet_s=60.0):
+    def __init__(self, reactor, log, quiet_s=60.0, max_lines=200):
         self._reactor = reactor
         self._log = log
         self._tally = limits.Tally(quiet_s)
         self._about = {}            # key -> what the count line says it counted
         self._timer = None
+        self.max_lines = max_lines
+        self._said = 0              # lines said since the timer last ran
+        self._unsaid = 0            # ... and lines left unsaid past max_lines
 
     def say(self, key, text, about):
         """`text` if it is the first for `key` in a while; else it is counted as `about`."""
         if self._tally.note(key, self._reactor.clock.now()):
-            self._log(text)
+            self._say(text)
         self._about[key] = about
         if self._timer is None:
             self._timer = self._reactor.call_later(self._tally.quiet_s, self._say_counts)
 
+    def _say(self, text):
+        if self._said < self.max_lines:
+            self._said += 1
+            self._log(text)
+        else:
+            self._unsaid += 1
+
     def _say_counts(self):
         self._timer = None
+        self._said = 0
         for key, repeats in self._tally.ended(self._reactor.clock.now()):
-            self._log(f"{self._about[key]}: {repeats} more like it in the last "
+            self._say(f"{self._about[key]}: {repeats} more like it in the last "
                       f"{self._tally.quiet_s:g} s")
+        if self._unsaid:
+            # (said past the bound: the one line that stands for all the rest)
+            self._log(f"{self._unsaid} more log lines of floods from many sources were not "
+                      f"written in the last {self._tally.quiet_s:g} s (past "
+                      f"{self.max_lines} in that time)")
+            self._unsaid = 0
         # what is said of keys whose periods ended goes with them (kept until the tally was
         # empty, a trickle from one address kept every other address's entry)
         self._about = {key: about for key, about in self._about.items() if key in self._tally}

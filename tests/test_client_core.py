@@ -12,7 +12,7 @@ import protocol
 from client import parse_args
 from client_events import (Arm, Cancel, CloseConn, DrainDue, Exit, ExitDue, Expired,
                            HeartbeatDue, HungUp, Incoming, IncomingClosed, InputEnded,
-                           Interrupted, LineIn, Log, LoginAbandoned, Probe, ProbeDue, Replied,
+                           Interrupted, LineIn, LinkUp, Log, LoginAbandoned, Probe, ProbeDue, Replied,
                            RequestFailed, SendRequest, SendTo, Show, Stage, Started, Status)
 from client_glue import REQUEST_TIMEOUT_S, URGENT_CONNECT_S
 from client_helpers import (OK, WELCOME, FakeServer, Run, StandIn, err, glue_with, hello,
@@ -154,6 +154,15 @@ def test_a_login_cannot_be_abandoned_while_its_answer_is_awaited_or_once_logged_
 
 def at_password(run):
     run.do(Started())
+    run.type("alice")
+    run.reply(OK)
+    run.type("11")
+
+
+def at_password_probing(run):
+    """at_password, for a client that first looks for the server (check_server)."""
+    [probe] = [a for a in run.do(Started()) if isinstance(a, Probe)]
+    run.do(Replied(probe.request_id, {}))
     run.type("alice")
     run.reply(OK)
     run.type("11")
@@ -363,8 +372,8 @@ def test_failed_check_user_asks_again():
 
 def test_a_login_that_cannot_reach_the_server_waits_for_it_and_goes_when_it_answers():
     """The password typed during an outage was dropped and asked for again (a trial's)."""
-    run = Run()
-    at_password(run)
+    run = Run(check_server=True)
+    at_password_probing(run)
     login = run.open[run.last("login")]
     assert printed(run.fail()) == ["Cannot reach the server (refused).",
                                    "Your login waits for the server, and goes as soon as it "
@@ -380,9 +389,25 @@ def test_a_login_that_cannot_reach_the_server_waits_for_it_and_goes_when_it_answ
     assert [f["type"] for f in run.open.values()] == ["message"]
 
 
+@pytest.mark.parametrize("settings", [{}, {"check_server": True, "stay": True}])
+def test_a_failed_login_that_nothing_would_retry_asks_for_the_password_again(settings):
+    """Without probes (or on a staying link, which a request opens) it would wait for nothing."""
+    run = Run(**settings)
+    if settings.get("stay"):
+        run.do(Started())
+        run.do(LinkUp())                        # the link found the server: the prompt
+        run.type("alice")
+        run.reply(OK)
+        run.type("11")
+    else:
+        at_password(run)
+    assert printed(run.fail()) == ["Cannot reach the server (refused).", ASK_PASSWORD]
+    assert run.client.login_again is None
+
+
 def test_a_login_waiting_for_the_server_is_given_up_for_another_name():
-    run = Run()
-    at_password(run)
+    run = Run(check_server=True)
+    at_password_probing(run)
     run.fail()
     actions = run.do(LoginAbandoned())
     assert printed(actions) == [ASK_USER] and run.client.login_again is None

@@ -1227,3 +1227,20 @@ def test_repeated_lines_forget_each_key_when_its_period_ends():
     loop.run_once(timeout_s=0)          # 60 s: the hundred's periods end, the trickle's not
     assert said[-1] == "refused from 10.0.0.0: 1 more like it in the last 60 s"
     assert list(lines._about) == [("refused", "10.9.9.9")]
+
+
+def test_repeated_lines_past_their_bound_in_a_period_are_counted_in_one_line():
+    """One line per key per minute, but keys were not bounded in number: a flood from many
+    addresses wrote a line for each (a trial's note)."""
+    loop = Reactor(VirtualClock())
+    said = []
+    lines = reactor_module.RepeatedLines(loop, said.append, quiet_s=60.0, max_lines=5)
+    for n in range(8):
+        lines.say(("refused", f"10.0.0.{n}"), f"refused 10.0.0.{n}", f"refused from 10.0.0.{n}")
+    assert said == [f"refused 10.0.0.{n}" for n in range(5)]
+    loop.clock.advance(60.0)
+    loop.run_once(timeout_s=0)
+    assert said[5:] == ["3 more log lines of floods from many sources were not written in the "
+                        "last 60 s (past 5 in that time)"]
+    lines.say(("refused", "10.0.0.9"), "refused 10.0.0.9", "refused from 10.0.0.9")
+    assert said[-1] == "refused 10.0.0.9"        # a new period: said again
