@@ -529,9 +529,8 @@ def test_the_server_opens_its_store_exclusive_and_stops_at_its_start_if_it_canno
     assert "cannot open the data directory" in said and "another server is using it" in said
 
 
-def test_a_store_whose_file_is_deleted_writes_it_again_at_the_next_commit(tmp_path):
-    """(a data directory wiped while the server runs: the commits since went to a file no
-    restart would find)"""
+def _wiped_under(tmp_path):
+    """A store that committed "before" for bob, its data directory then wiped -> (store, path)."""
     import shutil
     path = tmp_path / "data" / "chat.sqlite3"
     path.parent.mkdir()
@@ -539,6 +538,22 @@ def test_a_store_whose_file_is_deleted_writes_it_again_at_the_next_commit(tmp_pa
     keep(store, "bob", {"type": "message", "text": "before"})
     store.commit()
     shutil.rmtree(path.parent)
+    return store, path
+
+
+def _texts_after_restart(store, path):
+    """Close `store`, open its path again -> bob's texts there."""
+    store.close()
+    again = Store(str(path), exclusive=True)
+    texts = [frame["text"] for frame in frames(again, "bob")]
+    again.close()
+    return texts
+
+
+def test_a_store_whose_file_is_deleted_writes_it_again_at_the_next_commit(tmp_path):
+    """(a data directory wiped while the server runs: the commits since went to a file no
+    restart would find)"""
+    store, path = _wiped_under(tmp_path)
     keep(store, "bob", {"type": "message", "text": "after"})
     store.commit()
     assert "written again" in store.notice and path.exists()
@@ -555,13 +570,7 @@ def test_a_store_whose_file_is_deleted_writes_it_again_at_the_next_commit(tmp_pa
 def test_a_rewritten_file_that_cannot_be_opened_yet_is_tried_again_at_each_commit(
         tmp_path, monkeypatch):
     """Every commit after failed with "Cannot operate on a closed database", for good."""
-    import shutil
-    path = tmp_path / "data" / "chat.sqlite3"
-    path.parent.mkdir()
-    store = Store(str(path), exclusive=True)
-    keep(store, "bob", {"type": "message", "text": "before"})
-    store.commit()
-    shutil.rmtree(path.parent)
+    store, path = _wiped_under(tmp_path)
     open_db = Store._open_db
     monkeypatch.setattr(Store, "_open_db", lambda self: (_ for _ in ()).throw(
         OSError(24, "Too many open files")))
@@ -577,22 +586,12 @@ def test_a_rewritten_file_that_cannot_be_opened_yet_is_tried_again_at_each_commi
     assert store.failing is None and "open again" in store.notice
     assert [frame["text"] for frame in frames(store, "bob")] == [
         "before", "after", "meanwhile", "later"]
-    store.close()
-    again = Store(str(path), exclusive=True)
-    assert [frame["text"] for frame in frames(again, "bob")] == [
-        "before", "after", "meanwhile", "later"]
-    again.close()
+    assert _texts_after_restart(store, path) == ["before", "after", "meanwhile", "later"]
 
 
 def test_a_rewritten_file_not_yet_put_in_place_is_put_there_at_the_next_commit(
         tmp_path, monkeypatch):
-    import shutil
-    path = tmp_path / "data" / "chat.sqlite3"
-    path.parent.mkdir()
-    store = Store(str(path), exclusive=True)
-    keep(store, "bob", {"type": "message", "text": "before"})
-    store.commit()
-    shutil.rmtree(path.parent)
+    store, path = _wiped_under(tmp_path)
     rename = os.rename
 
     def failing_once(src, dst):
@@ -609,10 +608,7 @@ def test_a_rewritten_file_not_yet_put_in_place_is_put_there_at_the_next_commit(
     keep(store, "bob", {"type": "message", "text": "later"})
     store.commit()
     assert store.failing is None and path.exists()
-    store.close()
-    again = Store(str(path), exclusive=True)
-    assert [frame["text"] for frame in frames(again, "bob")] == ["before", "after", "later"]
-    again.close()
+    assert _texts_after_restart(store, path) == ["before", "after", "later"]
 
 
 CRASH_AFTER = """
