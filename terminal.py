@@ -578,9 +578,13 @@ class TerminalScreen:
 
 
 def _decode_line(raw):
-    """A piped line's bytes -> text: one trailing CR dropped, bad UTF-8 replaced."""
+    """A piped line's bytes -> text: one trailing CR dropped, bad UTF-8 replaced, and a byte
+    order mark at its start dropped (files joined from pieces a Windows editor saved: a
+    trial's "message" after one was an unknown command with an invisible first character)."""
     if raw.endswith(b"\r"):
         raw = raw[:-1]
+    if raw.startswith(UTF8_BOM):
+        raw = raw[len(UTF8_BOM):]
     return raw.decode("utf-8", "replace")
 
 
