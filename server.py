@@ -44,25 +44,25 @@ def _add_limit_options(parser):
              f"closed (default {MAX_PER_ADDRESS})")
     add("--user-rate", type=options.rate, default=Settings.user_rate_per_s, metavar="PER_S",
         help=f"requests a second per user (default {Settings.user_rate_per_s:g})")
-    add("--user-burst", type=options.count, default=Settings.user_burst, metavar="N",
+    add("--user-burst", type=options.positive_count, default=Settings.user_burst, metavar="N",
         help=f"requests a user may send at once (default {Settings.user_burst})")
     add("--address-rate", type=options.rate, default=Settings.address_rate_per_s,
         metavar="PER_S",
         help=f"requests a second per address (default {Settings.address_rate_per_s:g})")
-    add("--address-burst", type=options.count, default=Settings.address_burst, metavar="N",
+    add("--address-burst", type=options.positive_count, default=Settings.address_burst, metavar="N",
         help=f"requests an address may send at once (default {Settings.address_burst})")
     add("--failed-logins", type=options.rate, default=Settings.failed_logins_per_s * 60,
         metavar="PER_MIN",
         help="failed logins a minute per address, after as many at once (default "
              f"{Settings.failed_logins_per_s * 60:g})")
-    add("--inbox-messages", type=options.count, default=Settings.inbox_messages, metavar="N",
+    add("--inbox-messages", type=options.positive_count, default=Settings.inbox_messages, metavar="N",
         help=f"messages that may wait for one user (default {Settings.inbox_messages})")
-    add("--inbox-bytes", type=options.count, default=Settings.inbox_bytes, metavar="N",
+    add("--inbox-bytes", type=options.positive_count, default=Settings.inbox_bytes, metavar="N",
         help=f"bytes of messages that may wait for one user (default {Settings.inbox_bytes})")
-    add("--store-messages", type=options.count, default=Settings.store_messages, metavar="N",
+    add("--store-messages", type=options.positive_count, default=Settings.store_messages, metavar="N",
         help=f"messages waiting in all, each recipient's copy counted "
              f"(default {Settings.store_messages})")
-    add("--store-bytes", type=options.count, default=Settings.store_bytes, metavar="N",
+    add("--store-bytes", type=options.positive_count, default=Settings.store_bytes, metavar="N",
         help=f"bytes of messages the store keeps in all (default {Settings.store_bytes})")
 
 

@@ -355,8 +355,11 @@ def test_limit_options_reach_the_settings_and_bad_values_exit_2(capsys):
             settings.address_burst, settings.failed_logins_burst) == (2.5, 7, 0.0, 9, 6)
     assert settings.failed_logins_per_s == 0.1 and settings.tokens_bound_to_host
     assert (args.max_connections, args.frame_time) == (3, 1.5)
+    # (a cap or burst of 0 refused every message or request: an operator's typo, never useful)
     for bad in (["--user-rate", "-1"], ["--user-rate", "fast"], ["--user-burst", "1.5"],
-                ["--max-connections", "-3"], ["--frame-time", "0"]):
+                ["--max-connections", "-3"], ["--frame-time", "0"], ["--max-connections", "0"],
+                ["--user-burst", "0"], ["--address-burst", "0"], ["--inbox-messages", "0"],
+                ["--inbox-bytes", "0"], ["--store-messages", "0"], ["--store-bytes", "0"]):
         with pytest.raises(SystemExit) as stop:
             parse_args(["0", *bad])
         assert stop.value.code == 2
