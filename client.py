@@ -30,7 +30,8 @@ def parse_args(argv):
     parser.add_argument("port", type=options.port, help="the server's port")
     parser.add_argument("--heartbeat", type=options.seconds, default=HEARTBEAT_S,
                         metavar="S",
-                        help=f"seconds between heartbeats (default {HEARTBEAT_S:g})")
+                        help=f"seconds between heartbeats (default {HEARTBEAT_S:g}; the "
+                             f"server ends a session silent for 31 s, so more loses it)")
     parser.add_argument("--gui", action="store_true", help="open a window instead of the terminal")
     parser.add_argument("--verbose", action="store_true",
                         help="show diagnostics (refused connections, closed links) on a terminal "
