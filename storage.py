@@ -646,7 +646,9 @@ class Store:
                 _sync_path(os.path.dirname(os.path.abspath(self._path)))
             self._open_db()
         except (OSError, sqlite3.Error) as exc:
-            self._file = None
+            if self._file is not None:      # (opened before the connection failed)
+                os.close(self._file)
+                self._file = None
             raise StoreUnavailable(f"{self.failing} (tried again: {exc})") from None
         self._homeless = False
         self.notice = f"the store's file at {self._path} is open again, nothing lost"
@@ -715,8 +717,8 @@ class Store:
             _sync_path(directory)
             self._open_db()
         except (OSError, sqlite3.Error) as exc:
-            # (the old connection is gone: nothing is committed until the server restarts,
-            # which takes the file, or the complete .new)
+            # (the old connection is gone: nothing is committed until a commit opens the file
+            # again, _open_again, or a restart does; either takes the complete .new first)
             self.failing = f"the store's file was written again but cannot be opened yet ({exc})"
             raise StoreUnavailable(self.failing) from None
         self._homeless = False
