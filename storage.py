@@ -646,9 +646,6 @@ class Store:
                 _sync_path(os.path.dirname(os.path.abspath(self._path)))
             self._open_db()
         except (OSError, sqlite3.Error) as exc:
-            if self._file is not None:      # (opened before the connection failed)
-                os.close(self._file)
-                self._file = None
             raise StoreUnavailable(f"{self.failing} (tried again: {exc})") from None
         self._homeless = False
         self.notice = f"the store's file at {self._path} is open again, nothing lost"
@@ -670,11 +667,17 @@ class Store:
         self._file = self._wal = None
 
     def _open_db(self):
-        self._file = os.open(self._path, os.O_RDONLY)
-        db = self._connect()
-        self._limit_pages(db)
-        db.execute("SELECT value FROM meta").fetchall()    # (the exclusive lock, now)
-        self._db = db
+        descriptor, db = os.open(self._path, os.O_RDONLY), None
+        try:
+            db = self._connect()
+            self._limit_pages(db)
+            db.execute("SELECT value FROM meta").fetchall()    # (the exclusive lock, now)
+        except BaseException:
+            if db is not None:          # (a failed open holds nothing: it is tried again)
+                db.close()
+            os.close(descriptor)
+            raise
+        self._file, self._db = descriptor, db
 
     def _rehome(self):
         """The store's file is gone from its path (deleted, moved away, its data directory
