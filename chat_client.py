@@ -785,8 +785,8 @@ class ChatClient:
         # (A staying client's link opens for a request, and a client that does not probe
         # would wait for nothing: both ask again.)
         probing = self.settings.check_server and not self.settings.stay
-        self.login_again, self._login_sent = (self._login_sent, None) if probing else (None,
-                                                                                      None)
+        sent, self._login_sent = self._login_sent, None
+        self.login_again = sent if probing else None
         self.login_waits = self.login_again is not None
         if self.login_waits:
             out.append(Show("system", "Your login waits for the server, and goes as soon as "
