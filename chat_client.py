@@ -19,8 +19,8 @@ from client_events import (Accepted, Arm, Cancel, CloseConn, DrainDue, Exit, Exi
                            Log, LoginAbandoned, LoginRetry, OutboxRetry, Probe, ProbeDue, Prompt,
                            Pushed, Replied, RequestFailed, SendRequest, SendTo, Show, ShowFate,
                            ShowOnline, ShowSending, Stage, Started, Status)
-from commands import (DEFAULT_ATTEMPTS, Command, Usage, described, error_code, error_text,
-                      parse_command, presence_notices, refusal, reply_lines,
+from commands import (DEFAULT_ATTEMPTS, Command, Usage, case_hint, described, error_code,
+                      error_text, parse_command, presence_notices, refusal, reply_lines,
                       seconds_text, shown, times_text)
 from doorkeeper import Delivered, Door, Doorkeeper, HeadSeen, PeerTurnedAway, PrivateIn
 from outage import Outage
@@ -632,7 +632,7 @@ class ChatClient:
         elif error_code(frame) in ("unknown_user", "bad_field"):
             # a name no account can have (a space, a control character, too long) is as wrong
             # as an unknown one, and said in the same words, not in the protocol's
-            out.append(Show("system", "Wrong username."))
+            out.append(Show("system", "Wrong username." + case_hint(frame)))
             if not self._script_fails("no such user", out):
                 out.append(Prompt(Stage.USERNAME))
         else:

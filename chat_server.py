@@ -151,6 +151,7 @@ class ChatServer(Reach):
     def __init__(self, credentials, store, settings=Settings(), make_secret=None,
                  instance=None):
         self._passwords = credentials
+        self._by_lower = None           # lowercased name -> account (_account_field's hint)
         self._store = store
         self._settings = settings
         # make_secret() -> a fresh unguessable token, proof or key
@@ -406,10 +407,15 @@ class ChatServer(Reach):
         return session
 
     def _account_field(self, frame, name):
-        """frame[name] if it names an account; bad_field or unknown_user otherwise."""
+        """frame[name] if it names an account; bad_field or unknown_user otherwise (with
+        `like`, the account it names in another case: names are case-sensitive, and a trial's
+        "block SEAS" said only that no such user exists)."""
         user = protocol.name_field(frame, name)
         if user not in self._passwords:
-            raise Refused("unknown_user")
+            if self._by_lower is None:     # (made at the first miss: most servers never miss)
+                self._by_lower = {account.lower(): account for account in self._passwords}
+            like = self._by_lower.get(user.lower())
+            raise Refused("unknown_user", **({"like": like} if like is not None else {}))
         return user
 
     # --- the connection: bye and a staying client's acknowledgements ---

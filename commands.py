@@ -246,12 +246,23 @@ _ERROR_LINES = {
 }
 
 
+def case_hint(frame):
+    """An unknown_user's hint when the name is an account's in another case -> " (Names ...)",
+    else ""."""
+    like = frame.get("like")
+    shown_safely = isinstance(like, str) and len(like) <= MAX_NAME_CHARS and name_chars_ok(like)
+    if frame.get("code") != "unknown_user" or not shown_safely:
+        return ""
+    return f" (Names are case-sensitive: did you mean {like}?)"
+
+
 def reply_lines(command, frame):
     """A command's reply -> the lines to show ([] for none), or None when it makes no sense."""
     kind = frame.get("type")
     if kind == "error":
         line = _ERROR_LINES.get((command.name, frame.get("code")))
-        return [line.format(user=command.user) if line else error_text(frame)]
+        return [line.format(user=command.user) + case_hint(frame) if line
+                else error_text(frame)]
     if command.name == "online" and kind == "online":
         users = [u for u in frame.get("users") or [] if isinstance(u, str)]
         return users or ["No other users are online."]

@@ -139,3 +139,20 @@ def test_the_terminal_client_never_imports_tkinter():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=client.__file__.rsplit("/", 1)[0], check=True)
     assert done.stdout.split() == ["False", "False"]
+
+
+def test_an_unknown_user_in_another_case_is_hinted_in_the_reply_and_at_the_prompt():
+    run = logged_in()
+    run.type("block SEAS")
+    assert printed(run.reply({"type": "error", "code": "unknown_user", "message": "no",
+                              "like": "seas"})) == [
+        "User SEAS does not exist. (Names are case-sensitive: did you mean seas?)"]
+    run.type("block SEAS")
+    assert printed(run.reply({"type": "error", "code": "unknown_user", "message": "no",
+                              "like": "se\x1b[2Jas"})) == ["User SEAS does not exist."]
+    run = Run()
+    run.do(Started())
+    run.type("Columbia")
+    assert printed(run.reply({"type": "error", "code": "unknown_user", "message": "no",
+                              "like": "columbia"}))[0] == (
+        "Wrong username. (Names are case-sensitive: did you mean columbia?)")

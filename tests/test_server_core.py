@@ -474,6 +474,19 @@ def test_a_block_or_unblock_between_two_online_users_relists_each_for_the_other(
     assert listed(request("unblock", "alice", "carol", now=3.0)) == []
 
 
+def test_an_unknown_name_that_is_an_account_in_another_case_says_which():
+    """Names are case-sensitive: "block SEAS" said only that no such user exists."""
+    server, _ = make_server()
+    token = replies(login(server, "alice"))[0]["token"]
+    for frame in ({"type": "block", "token": token, "user": "BOB"},
+                  {"type": "check_user", "user": "Bob"}):
+        refusal = replies(server.handle(Request(1, frame, "127.0.0.1"), 1.0))[0]
+        assert (refusal["code"], refusal["like"]) == ("unknown_user", "bob")
+    refusal = replies(server.handle(Request(1, {"type": "check_user", "user": "zed"},
+                                            "127.0.0.1"), 1.0))[0]
+    assert refusal["code"] == "unknown_user" and "like" not in refusal
+
+
 def test_a_login_that_takes_over_its_accounts_session_is_logged_folded():
     """One account's logins churned from a few addresses wrote two lines each, unfolded (a
     trial's 18,000 in 10 s); a first login's line is not folded, and costs no tally."""
