@@ -585,17 +585,18 @@ class ChatClient:
         self.outbox.fresh_start()
         self._send_head(now, out, blocks_input=False)
 
-    def _report_unsent(self, out, why):
+    def _report_unsent(self, out, why, at_exit=False):
         entries, unanswered = self.outbox.drop_all()
         for entry in entries:
             if unanswered:      # (the oldest: it went out unanswered, or `unavailable`)
                 unanswered = False
                 out.append(ShowFate(entry.mid, Fate.UNSURE, f"Perhaps not sent (the server may "
                                     f"have it; it may yet arrive): {described(entry.command)}",
-                                    "the server may have it; it may yet arrive"))
+                                    "the server may have it; it may yet arrive", at_exit))
             else:
                 out.append(ShowFate(entry.mid, Fate.REFUSED,
-                                    f"Not sent ({why}): " + described(entry.command), why))
+                                    f"Not sent ({why}): " + described(entry.command), why,
+                                    at_exit))
 
     # -- requests and replies -------------------------------------------------------------------
 
@@ -881,8 +882,8 @@ class ChatClient:
             self._exit(out)
 
     def _exit(self, out, code=0, reason=""):
-        self.exiting = self.done = True     # (first: a window that is closing says them elsewhere)
-        self._report_unsent(out, "the server never acknowledged it")
+        self.exiting = self.done = True
+        self._report_unsent(out, "the server never acknowledged it", at_exit=True)
         out.append(Exit(code, reason))
 
     # -- deliveries -----------------------------------------------------------------------------

@@ -236,11 +236,13 @@ class ShowFate:
     """What became of the user's message `ref` (a ShowSending's): `fate`, and the `line` the
     terminal prints for it ("" for none): a refusal's reason, say, in the original's words.
     `why`, when given, is the reason alone, for a screen that shows the message itself (the
-    terminal's line quotes it as a command to type again)."""
+    terminal's line quotes it as a command to type again). `at_exit`: told as the client exits
+    (a window that is closing says it elsewhere)."""
     ref: str
     fate: Fate
     line: str = ""
     why: str = ""
+    at_exit: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -378,8 +378,7 @@ class WindowScreen:
         self.glue = glue
 
     def render(self, action):
-        if (type(action) is ShowFate and action.fate in (Fate.REFUSED, Fate.UNSURE)
-                and self.glue.core.exiting):
+        if type(action) is ShowFate and action.at_exit:
             self._log(action.line)      # (the window is going: what was not sent is said here)
         self.view.render(action, self.glue.reactor.clock.wall())
         for line in self.view.take_lines():     # a password, the first `online`: the core
