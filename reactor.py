@@ -53,6 +53,10 @@ FRAME_TIME_S = 10.0                  # a frame begun must end (newline) within t
 LISTEN_BACKLOG = 4096                # bursts of short connections must not overflow the accept
                                      # queue (the kernel caps it at net.core.somaxconn)
 _LINGER_NONE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: a close resets (Connection.reset)
+PARTIAL_BYTES_MAX = 64 * 1024 * 1024  # frames begun and not yet ended, held in all: each is at
+                                     # most a frame, but 10,000 connections each holding 64 KiB
+                                     # (a trial's slowloris, refreshed within the frame time)
+                                     # would be 640 MB; past it, the frame that grows is dropped
 
 
 class KeyedTimers:
@@ -370,9 +374,12 @@ class Reactor:
     """The loop. See the module docstring for what one pass does."""
 
     def __init__(self, clock=None, max_frame_bytes=MAX_FRAME_BYTES, soft_limit=SOFT_LIMIT_BYTES,
-                 hard_limit=HARD_LIMIT_BYTES, log=None, frame_time_s=FRAME_TIME_S):
+                 hard_limit=HARD_LIMIT_BYTES, log=None, frame_time_s=FRAME_TIME_S,
+                 partial_limit=PARTIAL_BYTES_MAX):
         self.clock = clock or RealClock()
         self.max_frame_bytes = max_frame_bytes
+        self.partial_limit = partial_limit
+        self.partial_bytes = 0              # bytes of frames begun, held in all connections
         self.frame_time_s = frame_time_s    # None: a frame may take forever
         self.soft_limit = soft_limit
         self.hard_limit = hard_limit
@@ -781,6 +788,7 @@ class Reactor:
                 self._time_frame(conn, True)
             return
         ended = False                        # a frame (or a discarded one) ended in this chunk
+        held = len(conn._inbuf) if type(conn._inbuf) is bytearray else 0   # (partial_bytes)
         if conn._inbuf is DISCARDING:
             newline = data.find(b"\n")
             if newline < 0:
@@ -824,6 +832,14 @@ class Reactor:
         else:
             del buf[:start]
             conn._inbuf = buf
+        holds = len(conn._inbuf) if type(conn._inbuf) is bytearray else 0
+        self.partial_bytes += holds - held
+        if holds > held and self.partial_bytes > self.partial_limit and not conn.closed:
+            # frames begun hold more than they may in all: the one that grew is dropped as too
+            # long (its connection goes on), so many connections cannot fill memory with them
+            self.partial_bytes -= holds
+            conn._inbuf = DISCARDING
+            self._guarded(handler.on_oversize, conn, conn=conn)
         if conn._inbuf or conn._frame_timer is not None:
             self._time_frame(conn, ended or start > 0)      # (else nothing to time)
 
@@ -1038,6 +1054,9 @@ class Reactor:
                 conn._timer = conn._frame_timer = None
                 if conn._mask:                  # (most short connections never were in epoll)
                     self._set_mask(conn, 0)
+                if type(conn._inbuf) is bytearray:  # (a frame begun: no longer held)
+                    self.partial_bytes -= len(conn._inbuf)
+                    conn._inbuf = None
                 # None: the socket could not even be made; -1: closed at its last send (_flush)
                 if conn.sock is not None and conn.sock.fileno() != -1:
                     conn.sock.close()
