@@ -13,10 +13,6 @@ class Lockouts:
         self._max_attempts = max_attempts
         self._block_time_s = block_time_s
 
-    def is_locked(self, name, now):
-        """True while `name` is blocked (locked_for)."""
-        return self.locked_for(name, now) > 0
-
     def locked_for(self, name, now):
         """The seconds `name` stays blocked, 0 if it is not; the window is half-open: free at
         locked_until. A block lasts at most the block time set now: one that would last longer

@@ -542,13 +542,13 @@ def test_a_login_and_logout_without_earlier_failures_write_nothing():
 
 def test_lockouts_count_per_name_and_clear():
     lockouts = Lockouts(Store(":memory:"), max_attempts=2, block_time_s=5.0)
-    assert not lockouts.is_locked("alice", 0.0)
+    assert not lockouts.locked_for("alice", 0.0)
     assert lockouts.fail("alice", 0.0) == 1
     lockouts.clear("alice")
     assert lockouts.fail("alice", 1.0) == 1
     assert lockouts.fail("alice", 1.0) == 0
-    assert lockouts.is_locked("alice", 5.999) and not lockouts.is_locked("alice", 6.0)
-    assert not lockouts.is_locked("bob", 2.0)
+    assert lockouts.locked_for("alice", 5.999) and not lockouts.locked_for("alice", 6.0)
+    assert not lockouts.locked_for("bob", 2.0)
 
 
 def test_a_block_set_with_a_longer_block_time_lasts_only_the_block_time_set_now():
@@ -557,12 +557,12 @@ def test_a_block_set_with_a_longer_block_time_lasts_only_the_block_time_set_now(
     store = Store(":memory:")
     Lockouts(store, max_attempts=1, block_time_s=100_000.0).fail("seas", 0.0)
     lockouts = Lockouts(store, max_attempts=1, block_time_s=30.0)
-    assert lockouts.is_locked("seas", 10.0)
-    assert lockouts.is_locked("seas", 39.9) and not lockouts.is_locked("seas", 40.0)
+    assert lockouts.locked_for("seas", 10.0)
+    assert lockouts.locked_for("seas", 39.9) and not lockouts.locked_for("seas", 40.0)
     lockouts.fail("bob", 0.0)
-    assert lockouts.is_locked("bob", 29.9)      # one set with this block time: as set
-    Lockouts(store, max_attempts=1, block_time_s=1.0).is_locked("bob", 5.0)
-    assert not lockouts.is_locked("bob", 6.0)
+    assert lockouts.locked_for("bob", 29.9)      # one set with this block time: as set
+    Lockouts(store, max_attempts=1, block_time_s=1.0).locked_for("bob", 5.0)
+    assert not lockouts.locked_for("bob", 6.0)
 
 
 def test_failed_logins_are_folded_in_the_log_per_address_and_account():
