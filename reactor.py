@@ -20,6 +20,7 @@ tests, whose `advance(seconds)` fires every due timer in order without waiting.
 """
 import _socket
 import errno
+import math
 import os
 import selectors
 import signal
@@ -185,6 +186,19 @@ class RepeatedLines:
             self._log(text)
         else:
             self._unsaid += 1
+
+    def flush(self):
+        """Say every count still open now (the program stops: a count left would be lost)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for key, repeats in self._tally.ended(math.inf):
+            self._log(f"{self._about[key]}: {repeats} more like it before the stop")
+        self._about.clear()
+        if self._unsaid:
+            self._log(f"{self._unsaid} more log lines of floods from many sources were not "
+                      f"written before the stop")
+            self._unsaid = 0
 
     def _say_counts(self):
         self._timer = None

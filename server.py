@@ -5,6 +5,7 @@ reactor through its glue (server_glue.py) until SIGINT, SIGTERM or SIGHUP. `pyth
 passwd` manages hashed passwords instead (passwords.py).
 """
 import argparse
+import errno
 import os
 import resource
 import secrets
@@ -209,6 +210,17 @@ def disk_room_warning(data_dir, store_bytes):
                f" (SQLite's log alone needs {SQLITE_LOG_ROOM_BYTES // mib} MiB)"))
 
 
+def _listen_hint(exc, port):
+    """A listen that failed -> what to do about it, in words (or "")."""
+    if exc.errno == errno.EACCES and 0 < port < 1024:
+        return " (ports below 1024 need root: choose one above)"
+    if exc.errno == errno.EAFNOSUPPORT or "family" in str(exc.strerror):
+        return " (the server listens on IPv4 addresses only: --host 127.0.0.1, say)"
+    if exc.errno == errno.EADDRINUSE:
+        return " (another program, or another server, listens there: choose another port)"
+    return ""
+
+
 def main(argv=None):
     """Run the server until SIGINT, SIGTERM or SIGHUP (or run `passwd`); returns the exit
     status."""
@@ -227,6 +239,9 @@ def main(argv=None):
         print(f"server.py: cannot read the accounts file {os.path.abspath(args.credentials)}: "
               f"{exc.strerror} (--credentials FILE names another)", file=sys.stderr)
         return 1
+    # what the server writes (the store holds every waiting message's text) is its own
+    # account's alone: an operator's trial read another user's messages as `nobody`
+    os.umask(0o077)
     try:
         os.makedirs(args.data_dir, exist_ok=True)
         # numbers start above the wall clock in microseconds: a wiped or restored data
@@ -260,8 +275,8 @@ def main(argv=None):
     try:
         listener = glue.listen(args.host, args.port, tls=args.tls_context)
     except OSError as exc:
-        print(f"server.py: cannot listen on {args.host} port {args.port}: {exc.strerror}",
-              file=sys.stderr)
+        print(f"server.py: cannot listen on {args.host} port {args.port}: {exc.strerror}"
+              f"{_listen_hint(exc, args.port)}", file=sys.stderr)
         return 1
     irc_listener = front = None
     if args.irc_port is not None:
@@ -269,8 +284,8 @@ def main(argv=None):
         try:
             irc_listener = reactor.listen(args.host, args.irc_port, front, tls=args.tls_context)
         except OSError as exc:
-            print(f"server.py: cannot listen on IRC port {args.irc_port}: {exc.strerror}",
-                  file=sys.stderr)
+            print(f"server.py: cannot listen on IRC port {args.irc_port}: {exc.strerror}"
+                  f"{_listen_hint(exc, args.irc_port)}", file=sys.stderr)
             return 1
 
     def stop(signum):
@@ -282,13 +297,19 @@ def main(argv=None):
     HeapTrimmer(reactor)
     secured = "TLS" if args.tls_context else "plain TCP: passwords cross the network in clear"
     accounts = f"{len(credentials)} account{'' if len(credentials) == 1 else 's'}"
-    log(f"listening on {args.host}:{listener.port} with {accounts} ({secured})")
+    log(f"listening on {args.host}:{listener.port} with {accounts} from "
+        f"{os.path.abspath(args.credentials)}, data in {os.path.abspath(args.data_dir)} "
+        f"(sync {args.sync}; {secured})")
     if not credentials:
         log(f"{args.credentials} has no accounts: nobody can log in")
     unguarded = passwords.open_accounts(credentials)
     if unguarded:
-        log(f"{len(unguarded)} accounts need no password (a name alone in {args.credentials}): "
-            f"anyone may log in as them")
+        # (named: a typo such as "name:password" on one line makes one, and shows there)
+        shown = ", ".join(sorted(unguarded)[:5]) + (", ..." if len(unguarded) > 5 else "")
+        log(f"{len(unguarded)} account{'' if len(unguarded) == 1 else 's'} need"
+            f"{'s' if len(unguarded) == 1 else ''} no password (a name alone on a line of "
+            f"{args.credentials}: {shown}): anyone may log in as "
+            f"{'it' if len(unguarded) == 1 else 'them'}")
     if irc_listener is not None:
         log(f"IRC clients on {args.host}:{irc_listener.port}, room {args.irc_room}")
         for names in irc_clashes(credentials):
@@ -313,6 +334,7 @@ def main(argv=None):
         log(f"could not commit at the end ({trouble}): what was not committed was answered "
             f"unavailable, and its senders send it again")
     store.close()
+    glue.repeated.flush()       # (folded lines' counts still waiting for their minute)
     log("stopped")
     return 0
 

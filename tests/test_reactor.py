@@ -1244,3 +1244,20 @@ def test_repeated_lines_past_their_bound_in_a_period_are_counted_in_one_line():
                         "last 60 s (past 5 in that time)"]
     lines.say(("refused", "10.0.0.9"), "refused 10.0.0.9", "refused from 10.0.0.9")
     assert said[-1] == "refused 10.0.0.9"        # a new period: said again
+
+
+def test_repeated_lines_say_their_counts_at_once_when_flushed_at_a_stop():
+    """A wrong password folded in the minute before a SIGTERM never reached the log (an
+    operator's trial)."""
+    loop = Reactor(VirtualClock())
+    said = []
+    lines = reactor_module.RepeatedLines(loop, said.append, quiet_s=60.0, max_lines=1)
+    for host in ("10.0.0.1", "10.0.0.1", "10.0.0.2"):
+        lines.say(("refused", host), f"refused {host}", f"refused from {host}")
+    lines.flush()
+    assert said == ["refused 10.0.0.1", "refused from 10.0.0.1: 1 more like it before the stop",
+                    "1 more log lines of floods from many sources were not written before the "
+                    "stop"]
+    loop.clock.advance(60.0)
+    loop.run_once(timeout_s=0)
+    assert len(said) == 3                   # nothing is said twice

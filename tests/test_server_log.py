@@ -8,8 +8,10 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from chat_server import ChatServer
-from realprocs import ROOT, WAIT_S, welcome_of
+from realprocs import ROOT, WAIT_S, ServerProcess, welcome_of
 from reactor import Reactor
 from timers import VirtualClock
 from server_events import Log
@@ -132,3 +134,34 @@ def test_a_server_whose_log_reader_went_serves_on_and_stops_at_sigterm(tmp_path)
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_the_start_says_where_its_files_are_and_names_open_accounts_and_keeps_files_private(
+        tmp_path):
+    """An operator's trial: the start did not say which data directory was used; a typo
+    (`name:password` on one line) made an open account shown only as a count; and the store,
+    which holds every waiting message's text, was readable by every local user."""
+    credentials = tmp_path / "accounts.txt"
+    credentials.write_text("columbia 116bway\nsecret:pw1\n")
+    server = ServerProcess(tmp_path, credentials=credentials)
+    try:
+        said = server.log()
+        assert f"from {credentials}, data in {tmp_path / 'data'} (sync full;" in said
+        assert "1 account needs no password" in said and ": secret:pw1)" in said
+        data = tmp_path / "data"
+        assert data.stat().st_mode & 0o077 == 0
+        assert (data / "chat.sqlite3").stat().st_mode & 0o077 == 0
+    finally:
+        assert server.stop() == 0
+
+
+@pytest.mark.parametrize("argv, hint", [
+    (["80", "--host", "127.0.0.1"], "ports below 1024 need root"),
+    (["0", "--host", "::1"], "IPv4 addresses only")])
+def test_a_listen_that_fails_says_what_to_do(tmp_path, argv, hint):
+    if hint.startswith("ports") and os.geteuid() == 0:
+        pytest.skip("root may listen below 1024")
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "server.py"), *argv,
+                           "--data-dir", str(tmp_path / "data")], cwd=ROOT, timeout=WAIT_S,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    assert done.returncode == 1 and hint in done.stderr, done.stderr
