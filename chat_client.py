@@ -68,6 +68,8 @@ class Settings:
     # while it cannot be reached and no one is logged in (client.run sets it; the harnesses'
     # transcripts begin at the username)
     check_server: bool = False
+    # the client speaks TLS (--tls): a reset from the server is then no hint that it does
+    tls: bool = False
 
 
 def _is_seq(value):
@@ -124,7 +126,7 @@ class ChatClient:
         self.doorkeeper = Doorkeeper(self.peers)     # who may use our listening port
         self.last_request_at = None     # the last request carrying our token: a sign of life
         self.silent_s = None            # how long the client sent nothing before a late heartbeat
-        self.outage = Outage(settings.server)   # whether the server can be reached
+        self.outage = Outage(settings.server, settings.tls)  # whether the server can be reached
         self.awaiting_server = False    # check_server: the username waits for the server
         self.detached = False           # staying: the server has not yet taken our resume
         self.no_port_told = False       # without a listening port: said so at the first private

@@ -17,8 +17,10 @@ PROBE_MAX_S = 30.0          # ... up to this, while no one is logged in
 class Outage:
     """The server's reachability as the client has seen it."""
 
-    def __init__(self, server=None):
+    def __init__(self, server=None, tls=False):
         self.server = server        # "HOST:PORT" for the words, or None
+        self.tls = tls              # the client speaks TLS
+        self.reached = False        # the server has answered in this run
         self.reason = None          # why the server cannot be reached now, or None
         self.tries_at = {}          # what will contact the server (a timer key's type) -> when
         self.probe_s = 0.0          # the wait before the next probe; doubles per failure
@@ -32,11 +34,16 @@ class Outage:
         (a typed line always gets an answer)."""
         said = typed or self.reason is None
         self.reason = reason
-        return [Show("outage", f"Cannot reach {self.where()} ({reason}).")] if said else []
+        # a TLS server resets a client that speaks plain TCP to it, and says nothing more (an
+        # operator's trial: users asked what "reset" meant)
+        hint = (" If the server uses TLS, start the client with --tls (or --cafile FILE)."
+                if "reset" in reason and not self.tls and not self.reached else "")
+        return [Show("outage", f"Cannot reach {self.where()} ({reason}).{hint}")] if said else []
 
     def answered(self):
         """The server answered -> what to show: that it is back, if it was away."""
         was, self.reason = self.reason, None
+        self.reached = True
         self.probe_s = 0.0
         return [Show("back", "The server is back.")] if was is not None else []
 

@@ -465,6 +465,17 @@ def test_heartbeat_outage_is_reported_once_until_the_server_answers():
     assert printed(run.fail("reset")) == ["Cannot reach the server (reset)."]
 
 
+@pytest.mark.parametrize("tls, hinted", [(False, True), (True, False)])
+def test_a_reset_from_a_server_never_reached_hints_at_tls(tls, hinted):
+    """A plain client against a TLS server saw only "(reset)" (an operator's trial)."""
+    run = Run(tls=tls)
+    run.do(Started())
+    run.type("alice")
+    said = printed(run.fail("reset"))[0]
+    assert ("start the client with --tls" in said) is hinted
+    assert said.startswith("Cannot reach the server (reset).")
+
+
 def test_heartbeat_no_session_ends_the_session():
     run = logged_in()
     run.now = 30.0

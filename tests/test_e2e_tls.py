@@ -11,7 +11,7 @@ def test_login_and_message_over_tls(tmp_path):
     server = ServerProcess(tmp_path, "--tls-cert", str(cert), "--tls-key", str(key))
     clients = []
     try:
-        server.wait_log(r"\(TLS\)")
+        server.wait_log(r"; TLS\)")
         for name, password in (("columbia", "116bway"), ("seas", "summerisover")):
             client = PtyClient(server.port, "--cafile", str(cert))
             clients.append(client)
