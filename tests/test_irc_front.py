@@ -498,6 +498,15 @@ def test_a_read_of_many_refused_lines_ends_the_connection_and_others_are_served(
     assert seas.texts() == [("columbia", "seas", "hi")]
 
 
+def test_one_line_of_many_refusals_counts_once_toward_the_flood_rule(world):
+    """irssi's autojoin list is one JOIN of every channel: 69 403s ended the connection as a
+    flood (a trial's); a line counts once, however many errors it gets."""
+    columbia = irc_login(world, "columbia")
+    columbia.send("JOIN " + ",".join(f"#c{n}" for n in range(69)), "PING :after")
+    settle(world, lambda: columbia.of("PONG") or columbia.closed)
+    assert columbia.closed is None and len(columbia.of("403")) == 69
+
+
 def test_a_read_of_more_lines_than_the_limit_ends_the_connection_even_unanswered_ones(world):
     """PONGs and empty lines are answered by nothing, so never refused: 8 KiB of them is
     1,024 parses a read."""

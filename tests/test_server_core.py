@@ -487,6 +487,17 @@ def test_an_unknown_name_that_is_an_account_in_another_case_says_which():
     assert refusal["code"] == "unknown_user" and "like" not in refusal
 
 
+def test_address_requests_are_logged_folded_per_asker():
+    """40 accounts asking within their rate limits wrote 29,000 lines a minute (a trial's)."""
+    server, _ = make_server()
+    tokens = {user: replies(login(server, user, port=5000 + n, conn=n))[0]["token"]
+              for n, user in enumerate(("alice", "bob"), 1)}
+    actions = server.handle(Request(1, {"type": "getaddress", "token": tokens["alice"],
+                                        "user": "bob"}, "127.0.0.1"), 1.0)
+    assert [(a.text, a.key) for a in actions if isinstance(a, Log)] == [
+        ("alice asked bob for its address", ("address requests", "alice"))]
+
+
 def test_a_login_that_takes_over_its_accounts_session_is_logged_folded():
     """One account's logins churned from a few addresses wrote two lines each, unfolded (a
     trial's 18,000 in 10 s); a first login's line is not folded, and costs no tally."""
