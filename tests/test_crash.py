@@ -208,7 +208,7 @@ def test_a_hangup_stops_the_server_as_a_terminate_does(tmp_path, signum):
 
 def test_the_start_counts_accounts_in_words_and_says_when_there_are_none(tmp_path):
     from realprocs import wait_log
-    for text, said in (("columbia 116bway\n", "with 1 account ("),
+    for text, said in (("columbia 116bway\n", "with 1 account from "),
                        ("# nobody yet\n", "has no accounts: nobody can log in")):
         credentials = tmp_path / "accounts.txt"
         credentials.write_text(text)
