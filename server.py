@@ -130,8 +130,19 @@ def parse_args(argv):
         except (OSError, ssl.SSLError) as exc:
             # (one line, without the usage: the options were right, the files are not)
             parser.exit(2, f"server.py: cannot load the TLS certificate {args.tls_cert} and "
-                           f"key {args.tls_key}: {exc}\n")
+                           f"key {args.tls_key}: {exc}{_tls_files_hint(args)}\n")
     return args
+
+
+def _tls_files_hint(args):
+    """Which of the TLS files is wrong, in words: OpenSSL says "PEM lib" for either, and for a
+    key that does not match its certificate (an operator's trial could not tell which)."""
+    try:
+        ssl.create_default_context(cafile=args.tls_cert)
+    except (OSError, ssl.SSLError):
+        return f" ({args.tls_cert} does not hold a certificate in PEM: were the two swapped?)"
+    return (f" (the certificate loads: {args.tls_key} holds no key in PEM, or not the key of "
+            f"that certificate)")
 
 
 # Descriptors kept from accepted connections: the listeners, the store's files, the standard

@@ -150,6 +150,20 @@ def test_tls_files_that_cannot_be_loaded_are_named_in_one_line(tmp_path, capsys)
     err = capsys.readouterr().err
     assert err.startswith(f"server.py: cannot load the TLS certificate {tmp_path}/cert.pem and "
                           f"key {tmp_path}/key.pem: ") and err.count("\n") == 1
+    assert "cert.pem does not hold a certificate in PEM" in err
+
+
+def test_a_tls_key_that_is_not_the_certificates_is_named(tmp_path, capsys):
+    """OpenSSL says "PEM lib" for either file (an operator's trial could not tell which)."""
+    from certs import make_certificate
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    cert, _ = make_certificate(tmp_path / "one")
+    _, other_key = make_certificate(tmp_path / "two")
+    with pytest.raises(SystemExit):
+        server.parse_args(["4119", "--tls-cert", str(cert), "--tls-key", str(other_key)])
+    assert f"the certificate loads: {other_key} holds no key in PEM, or not the key of that " \
+           "certificate" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("variable, option", [
