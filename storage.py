@@ -639,11 +639,8 @@ class Store:
         again (no descriptor, say): every commit tries again, and fails as before until one
         succeeds (what it holds was committed and synced before it closed, in the file or in
         the complete copy `.new` that _rehome was putting in its place)."""
-        fresh = self._path + ".new"
         try:
-            if os.path.lexists(fresh) and not os.path.lexists(self._path):
-                os.rename(fresh, self._path)
-                _sync_path(os.path.dirname(os.path.abspath(self._path)))
+            _take_rewritten(self._path)     # (as a start would)
             self._open_db()
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(f"{self.failing} (tried again: {exc})") from None
@@ -661,6 +658,9 @@ class Store:
         for stale in (self._path + "-wal", self._path + "-journal"):
             if os.path.lexists(stale):
                 os.remove(stale)
+        self._let_go_of_files()
+
+    def _let_go_of_files(self):
         for descriptor in (self._file, self._wal):
             if descriptor is not None:
                 os.close(descriptor)
@@ -756,10 +756,7 @@ class Store:
         """Close the database; uncommitted writes are lost."""
         if self._db is not None:
             self._db.close()
-        for descriptor in (self._file, self._wal):
-            if descriptor is not None:
-                os.close(descriptor)
-        self._file = self._wal = None
+        self._let_go_of_files()
 
 
 def _names(path, descriptor):
