@@ -191,26 +191,20 @@ class RepeatedLines:
         """Say every count still open now (the program stops: a count left would be lost)."""
         if self._timer is not None:
             self._timer.cancel()
-            self._timer = None
-        for key, repeats in self._tally.ended(math.inf):
-            self._log(f"{self._about[key]}: {repeats} more like it before the stop")
-        self._about.clear()
-        if self._unsaid:
-            self._log(f"{self._unsaid} more log lines of floods from many sources were not "
-                      f"written before the stop")
-            self._unsaid = 0
+        self._say_counts(math.inf, "before the stop")
 
-    def _say_counts(self):
+    def _say_counts(self, now=None, when=None):
+        """Say the counts of the periods over by `now` (the clock's), and what went unsaid
+        past max_lines; `when` words the time they cover."""
         self._timer = None
         self._said = 0
-        for key, repeats in self._tally.ended(self._reactor.clock.now()):
-            self._say(f"{self._about[key]}: {repeats} more like it in the last "
-                      f"{self._tally.quiet_s:g} s")
+        when = when or f"in the last {self._tally.quiet_s:g} s"
+        for key, repeats in self._tally.ended(self._reactor.clock.now() if now is None else now):
+            self._say(f"{self._about[key]}: {repeats} more like it {when}")
         if self._unsaid:
             # (said past the bound: the one line that stands for all the rest)
             self._log(f"{self._unsaid} more log lines of floods from many sources were not "
-                      f"written in the last {self._tally.quiet_s:g} s (past "
-                      f"{self.max_lines} in that time)")
+                      f"written {when} (past {self.max_lines} in that time)")
             self._unsaid = 0
         # what is said of keys whose periods ended goes with them (kept until the tally was
         # empty, a trickle from one address kept every other address's entry)
