@@ -94,6 +94,10 @@ class _Delivery:
         self.nonce = None           # our challenge to the listener, and its to us
         self.their_nonce = None
 
+    def where(self):
+        """Its listening port as "host:port", for the log."""
+        return f"{self.address[0]}:{self.address[1]}"
+
 
 class ServerGlue:
     """Feeds the core what the reactor sees, and carries out the core's actions."""
@@ -387,7 +391,7 @@ class ServerGlue:
             delivery.handshake = Handshake.PROOF
             return
         if not delivery_proven(delivery.proof, line, delivery.their_nonce, delivery.nonce):
-            where = f"{delivery.address[0]}:{delivery.address[1]}"
+            where = delivery.where()
             # (folded: a trial's 300 accounts naming one such listener wrote 1,695 lines)
             self.log_repeated(("a listener that did not prove its session", where),
                               f"the listener at {where} did not prove the session: nothing "
@@ -434,7 +438,7 @@ class ServerGlue:
         if self.deliveries.get((delivery.address, delivery.proof)) is delivery:
             del self.deliveries[(delivery.address, delivery.proof)]
         if reason in UNREACHED:
-            where = f"{delivery.address[0]}:{delivery.address[1]}"
+            where = delivery.where()
             self.log_repeated((f"cannot reach a listening port ({reason})", where),
                               f"cannot reach {where} ({reason})")
         if not delivery.said_bye:
@@ -663,7 +667,7 @@ class Outgoing(Handler):
                 continue
             ignored += 1
             if ignored >= REFUSALS_PER_READ:
-                where = f"{delivery.address[0]}:{delivery.address[1]}"
+                where = delivery.where()
                 glue.log_repeated(("a delivery connection flooded", where),
                                   f"delivery connection {conn.id} to {where} closed: "
                                   f"{REFUSALS_PER_READ} frames that were not acknowledgements "
