@@ -314,12 +314,11 @@ class Peers:
         if self.by_user.get(link.user) is link:
             del self.by_user[link.user]
         self._forget_address_of(link)
-        given_up = [ShowFate(ref, Fate.REFUSED, f"Not delivered to {link.user}: {text}",
-                             f"{link.user} no longer takes your private messages")
-                    for ref, text in messages]
+        # (the refusal is said even with nothing to give back)
         return [Log(f"{link.user}'s listener refused our link"),
-                Show("peer_refused", sender=link.user), *given_up,
-                *([Show("try_message", sender=link.user)] if messages else [])]
+                *(_not_delivered(link, messages, "peer_refused",
+                                 f"{link.user} no longer takes your private messages")
+                  or [Show("peer_refused", sender=link.user)])]
 
     def _forget_address_of(self, link):
         """The address `link` was made to is not tried again (a newer one is kept)."""
