@@ -22,8 +22,8 @@ from chat_server import ChatServer, Settings
 from heap import HeapTrimmer, settle_collector
 from irc_glue import IrcFront
 from reactor import FRAME_TIME_S, Reactor
-from server_glue import (DELIVERY_CONNECTS, MAX_CONNECTIONS, MAX_PER_ADDRESS, ServerGlue,
-                         make_logger)
+from delivery_links import DELIVERY_SOCKETS
+from server_glue import MAX_CONNECTIONS, MAX_PER_ADDRESS, ServerGlue, make_logger
 from timers import RealClock
 from passwords import CredentialsError, load_credentials
 from storage import SEQ_FLOOR_MAX, Store, StoreUnavailable
@@ -146,8 +146,8 @@ def _tls_files_hint(args):
 
 
 # Descriptors kept from accepted connections: the listeners, the store's files, the standard
-# streams; and, of the rest, those of the delivery connections that may be connecting at once
-# (DELIVERY_CONNECTS, or half the rest under a low limit: a fixed 320 left one connection under
+# streams; and, of the rest, those of the delivery connections that may be open at once
+# (DELIVERY_SOCKETS, or half the rest under a low limit: a fixed 320 left one connection under
 # a limit of 256, and one logged-in user shut everyone else out). Below MIN_DESCRIPTORS the
 # server does not start.
 DESCRIPTOR_BASE = 64
@@ -160,8 +160,8 @@ class TooFewDescriptors(Exception):
 
 def _fit_descriptors(wanted, log):
     """Raise the soft descriptor limit to the hard one, and share what it allows past the base
-    between accepted connections (at most `wanted`) and delivery connections connecting at
-    once -> (connections the server may accept, delivery connects); TooFewDescriptors below
+    between accepted connections (at most `wanted`) and delivery connections open at once
+    -> (connections the server may accept, delivery connections); TooFewDescriptors below
     MIN_DESCRIPTORS."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
@@ -174,14 +174,14 @@ def _fit_descriptors(wanted, log):
         raise TooFewDescriptors(f"the descriptor limit is {soft}; the server needs at least "
                                 f"{MIN_DESCRIPTORS} (raise it with ulimit -n)")
     spare = soft - DESCRIPTOR_BASE
-    connects = min(DELIVERY_CONNECTS, spare // 2)
-    fits = spare - connects
+    deliveries = min(DELIVERY_SOCKETS, spare // 2)
+    fits = spare - deliveries
     if wanted > fits:
         log(f"--max-connections {wanted} does not fit {soft} descriptors with "
-            f"{DESCRIPTOR_BASE + connects} kept for the store, listeners and deliveries: "
+            f"{DESCRIPTOR_BASE + deliveries} kept for the store, listeners and deliveries: "
             f"accepting at most {fits}")
-        return fits, connects
-    return wanted, connects
+        return fits, deliveries
+    return wanted, deliveries
 
 
 def irc_clashes(accounts):
@@ -276,13 +276,13 @@ def main(argv=None):
     reactor = Reactor(clock, log=log, frame_time_s=args.frame_time)
     core = ChatServer(credentials, store, settings, instance=secrets.token_hex(4))
     try:
-        max_connections, delivery_connects = _fit_descriptors(args.max_connections, log)
+        max_connections, delivery_sockets = _fit_descriptors(args.max_connections, log)
     except TooFewDescriptors as exc:
         print(f"server.py: {exc}", file=sys.stderr)
         return 1
     glue = ServerGlue(reactor, core, store, log, commit_each=args.commit == "each",
                       max_connections=max_connections, first_frame_s=args.frame_time,
-                      delivery_connects=delivery_connects, max_per_address=args.max_per_address)
+                      delivery_sockets=delivery_sockets, max_per_address=args.max_per_address)
     try:
         listener = glue.listen(args.host, args.port, tls=args.tls_context)
     except OSError as exc:

@@ -3,23 +3,19 @@
 ServerGlue feeds ChatServer what the reactor sees and carries out its actions. Two kinds of
 connection, each with its own handler and slotted state: connections clients open to us
 (`Accepted`: each line becomes a core event through server_events.accepted_event), and the
-delivery connections we open to a client's listening port (`Outgoing`: hello, the frames, and
-bye once the core says nothing on it awaits an acknowledgement; at most one per session, so a
-client gets its messages in order). Timers go on the reactor's wheel, log lines to the log.
+delivery connections we open to a client's listening port (delivery_links.py). Timers go on the
+reactor's wheel, log lines to the log.
 Nothing here knows a chat rule, and no chat state is kept here.
 """
-import collections
-import enum
 import os
-import secrets
 import time
 
 import limits
+from delivery_links import DELIVERY_SOCKETS, DeliveryLinks
 from protocol import UNAVAILABLE_RETRY_S, Numbered, encode, error, reply_line, whole
 from reactor import FRAME_TIME_S, Handler, KeyedTimers, Lapses, RepeatedLines
 from server_events import (Arm, Close, Closed, Deliver, DeliverEach, DeliverRun, Expired, Log,
-                           Reply, StoreRecovered, TimeQuiet, Undelivered, accepted_event,
-                           delivery_event, delivery_hello, delivery_proven)
+                           Reply, StoreRecovered, TimeQuiet, accepted_event)
 from storage import StoreUnavailable
 
 MAX_CONNECTIONS = 10000       # accepted connections open at once; past it one is shed
@@ -27,16 +23,8 @@ MAX_PER_ADDRESS = 1000        # accepted connections open at once from one addre
                               # new one is closed (a NAT's users share one: well above a crowd)
 LOG_QUIET_S = 60.0            # lines of one kind from one address: one, then a count each this
 IDLE_CONNECTION_S = 60.0      # an accepted connection that sends nothing for this long is closed
-DELIVERY_CONNECT_S = 5.0      # how long to try reaching a client's listening port
-DELIVERY_ACK_S = 10.0         # a delivery connection stays open only while messages on it await
-                              # their acknowledgement: silent this long, it is given up and the
-                              # core retries them
-DELIVERY_CONNECTS = 256       # delivery connections connecting at once; more wait their turn
-DELIVERY_TURN_S = 0.25        # a connect still going after this gives up its turn (not its try):
-                              # ports that drop connects (a firewall) must not hold up the others
 COMMIT_RETRY_FIRST_S = 0.1    # a commit that failed is tried again after this, doubling ...
 COMMIT_RETRY_MAX_S = 5.0      # ... up to this, until one succeeds
-UNREACHED = ("refused", "timed out", "unreachable")   # close reasons meaning nothing was delivered
 # not worth a log line ("quit": an IRC client's QUIT)
 ORDINARY_CLOSES = ("bye", "eof", "idle", "server stopping", "quit")
 # One read that brings this many refused requests (empty lines, garbage, a flood past the rate
@@ -60,13 +48,6 @@ ACCEPTED = AcceptedState()      # timed by its quiet limit (the glue's Lapses)
 CARRYING = AcceptedState()
 
 
-class Handshake(enum.Enum):
-    """How far a delivery connection is in proving the session, both ways (PROTOCOL.md)."""
-    CHALLENGE = "waiting for the listener's challenge"
-    PROOF = "waiting for the listener's proof"
-    OPEN = "open"
-
-
 def _refused(actions, conn_id):
     """True if the core's reply to a frame from `conn_id`, among `actions`, is an error. The
     reply comes first or next to first (after a log line), not after a broadcast's deliveries."""
@@ -76,35 +57,12 @@ def _refused(actions, conn_id):
     return False
 
 
-class _Delivery:
-    """One outgoing connection to a client's listening port and the frames it carries."""
-    __slots__ = ("user", "address", "proof", "conn", "turn", "waiting", "ending", "said_bye",
-                 "handshake", "nonce", "their_nonce")
-
-    def __init__(self, user, address, proof):
-        self.user = user
-        self.address = address
-        self.proof = proof          # the session's key: it proves the session, never sent
-        self.conn = None            # None while it waits for a turn to connect
-        self.turn = None            # the timer ending its turn while it connects, else None
-        self.waiting = []           # frames to write once both sides are proven
-        self.ending = False         # a check for its end is scheduled for the end of this pass
-        self.said_bye = False       # ended normally: what it carried was acknowledged
-        self.handshake = Handshake.CHALLENGE
-        self.nonce = None           # our challenge to the listener, and its to us
-        self.their_nonce = None
-
-    def where(self):
-        """Its listening port as "host:port", for the log."""
-        return f"{self.address[0]}:{self.address[1]}"
-
-
 class ServerGlue:
     """Feeds the core what the reactor sees, and carries out the core's actions."""
 
     def __init__(self, reactor, core, store, log, idle_s=IDLE_CONNECTION_S, commit_each=False,
                  max_connections=MAX_CONNECTIONS, first_frame_s=FRAME_TIME_S,
-                 delivery_connects=DELIVERY_CONNECTS, max_per_address=MAX_PER_ADDRESS):
+                 delivery_sockets=DELIVERY_SOCKETS, max_per_address=MAX_PER_ADDRESS):
         self.reactor = reactor
         self.core = core
         self.store = store
@@ -135,19 +93,10 @@ class ServerGlue:
         self._lapses(idle_s, "idle")
         self._first_frame = self._lapses(first_frame_s, "no complete frame")
         self.accepted = Accepted(self)        # the listener's handler
-        self.outgoing = Outgoing(self)        # the delivery connections' handler
         self.conns = {}           # id -> accepted connection, for replies
         self.timers = KeyedTimers(reactor, self._expired)
-        self.deliveries = {}      # (address, proof) -> _Delivery still taking frames
-        # A presence batch to 10,000 short-model users is 10,000 deliveries in one pass: all
-        # connecting at once overflowed the clients' accept queues (the kernel retries a
-        # second later) and held 10,000 connections' memory at one time. So at most
-        # delivery_connects connect at once (for DELIVERY_TURN_S each at most); the others
-        # wait, in order, with their frames.
-        self.delivery_connects = delivery_connects
-        self.connecting = 0
-        self.waiting_to_connect = collections.deque()
-        self._last_encoded = (None, b"")    # (frame, its bytes): see _encoded
+        self.links = DeliveryLinks(self, delivery_sockets)   # to clients' listening ports
+        self._last_encoded = (None, b"")    # (frame, its bytes): see encoded
         self._actions = {Reply: self._reply, Deliver: self._deliver,
                          DeliverEach: self._deliver_each, DeliverRun: self._deliver_run,
                          Close: self._close, Arm: self._arm,
@@ -313,30 +262,17 @@ class ServerGlue:
                 if type(frame) is Numbered:
                     conn.send(frame.wire, ahead=True)
                 else:
-                    # (_encoded's usual case, inline: one notice to many)
+                    # (encoded's usual case, inline: one notice to many)
                     last = self._last_encoded
-                    conn.send(last[1] if frame is last[0] else self._encoded(frame),
+                    conn.send(last[1] if frame is last[0] else self.encoded(frame),
                               ahead=True)
             return
-        key = (action.address, action.proof)
-        delivery = self.deliveries.get(key)
-        if delivery is None:
-            delivery = self.deliveries[key] = _Delivery(action.user, action.address,
-                                                        action.proof)
-            if self.connecting < self.delivery_connects:
-                self._connect(delivery)
-            else:
-                self.waiting_to_connect.append(delivery)
-        if delivery.handshake is Handshake.OPEN:
-            delivery.conn.send(self._encoded(action.frame))
-            self._end_when_done(delivery)
-        else:
-            delivery.waiting.append(action.frame)
+        self.links.send(action.user, action.address, action.proof, frame)
 
     def _deliver_each(self, action, committed=True):
         frame = action.frame
         if type(frame) is not Numbered:     # a notice (presence): nothing to wait for
-            data = self._encoded(frame)
+            data = self.encoded(frame)
         elif (self._held or not committed) and (self._held
                                                 or frame["seq"] > self.store.committed_seq):
             self._held.append(action)       # (as _deliver: behind what waits, in order)
@@ -356,93 +292,12 @@ class ServerGlue:
         self.reactor.send_each(filter(None, map(self.conns.get, action.conns)), b"".join(lines),
                                lines)
 
-    def _encoded(self, frame):
+    def encoded(self, frame):
         """A delivery's bytes; the core hands one notice to many users as one dict, so the
         last one encoded is kept (a presence batch to 10,000 users is encoded once)."""
         if frame is not self._last_encoded[0]:
             self._last_encoded = (frame, encode(frame))
         return self._last_encoded[1]
-
-    # -- delivery connections ------------------------------------------------------------------
-
-    def _connect(self, delivery):
-        """Open the delivery's connection; its frames wait for the handshake."""
-        host, port = delivery.address
-        conn = self.reactor.connect(host, port, self.outgoing, timeout_s=DELIVERY_CONNECT_S)
-        conn.data = delivery
-        delivery.conn = conn
-        delivery.turn = self.reactor.call_later(DELIVERY_TURN_S, self._connected, delivery)
-        self.connecting += 1
-
-    def _handshake(self, delivery, line):
-        """One step of proving the session both ways: the listener's challenge gets our hello;
-        its proof back opens the connection for every frame waiting. Anything else closes it
-        (the core hears Undelivered and tries again later)."""
-        conn = delivery.conn
-        if delivery.handshake is Handshake.CHALLENGE:
-            delivery.nonce = secrets.token_hex(16)
-            answered = delivery_hello(delivery.user, delivery.proof, line, delivery.nonce,
-                                      self.store.head)
-            if answered is None:
-                conn.close("no challenge from the listener")
-                return
-            hello, delivery.their_nonce = answered
-            conn.send(encode(hello))
-            delivery.handshake = Handshake.PROOF
-            return
-        if not delivery_proven(delivery.proof, line, delivery.their_nonce, delivery.nonce):
-            where = delivery.where()
-            # (folded: a trial's 300 accounts naming one such listener wrote 1,695 lines)
-            self.log_repeated(("a listener that did not prove its session", where),
-                              f"the listener at {where} did not prove the session: nothing "
-                              f"delivered to it")
-            conn.close("the listener did not prove the session")
-            return
-        delivery.handshake = Handshake.OPEN
-        waiting, delivery.waiting = delivery.waiting, []
-        for frame in waiting:
-            conn.send(self._encoded(frame))
-        self._end_when_done(delivery)
-
-    def _connected(self, delivery):
-        """The delivery's connect is over (done or failed) or has had its turn: the next
-        waiting one may begin."""
-        if delivery.turn is not None:
-            delivery.turn.cancel()
-            delivery.turn = None
-            self.connecting -= 1
-            if self.waiting_to_connect:
-                self._connect(self.waiting_to_connect.popleft())
-
-    def _end_when_done(self, delivery):
-        """At the end of this pass (so one pass's frames share the connection), say bye if
-        nothing on it awaits an acknowledgement; otherwise the next ack tries again."""
-        if not delivery.ending:
-            delivery.ending = True
-            self.reactor.call_soon(self._end_delivery, delivery)
-
-    def _end_delivery(self, delivery):
-        """The connecting side ends with bye; the client's listener closes first."""
-        delivery.ending = False
-        conn = delivery.conn
-        if conn is None or conn.closing_reason or delivery.handshake is not Handshake.OPEN \
-                or self.core.awaits_ack(delivery.proof):
-            return      # gone, going, not yet proven, or still waiting for an acknowledgement
-        if self.deliveries.get((delivery.address, delivery.proof)) is delivery:
-            del self.deliveries[(delivery.address, delivery.proof)]
-        delivery.said_bye = True
-        conn.send(encode({"type": "bye"}))
-
-    def _delivery_closed(self, delivery, reason):
-        self._connected(delivery)       # if it was still connecting, its turn is over
-        if self.deliveries.get((delivery.address, delivery.proof)) is delivery:
-            del self.deliveries[(delivery.address, delivery.proof)]
-        if reason in UNREACHED:
-            where = delivery.where()
-            self.log_repeated((f"cannot reach a listening port ({reason})", where),
-                              f"cannot reach {where} ({reason})")
-        if not delivery.said_bye:
-            self.feed(Undelivered(delivery.address, delivery.proof, reason))
 
     # -- quiet connections ---------------------------------------------------------------------
 
@@ -634,60 +489,6 @@ def _forget(glue, conn):
             glue.by_address[conn.host] = left
         else:
             del glue.by_address[conn.host]
-
-
-class Outgoing(Handler):
-    """Delivery connections we open to clients' listening ports."""
-
-    def __init__(self, glue):
-        self.glue = glue
-
-    def on_connected(self, conn):
-        self.glue.arm_quiet(conn, DELIVERY_ACK_S)
-        self.glue._connected(conn.data)
-
-    def on_frames(self, conn, lines):
-        """A client's listener proves the session, then acknowledges numbered messages;
-        anything else is ignored, but REFUSALS_PER_READ of it in one read end the connection
-        (a listener that floods the connection we opened to it, as a client's would ours)."""
-        delivery = conn.data
-        glue = self.glue
-        glue.arm_quiet(conn, DELIVERY_ACK_S)
-        ignored = 0
-        for line in lines:
-            if conn.closing_reason is not None or conn.closed:
-                return
-            if delivery.handshake is not Handshake.OPEN:
-                glue._handshake(delivery, line)
-                continue
-            event = delivery_event(delivery.proof, line)
-            if event is not None:
-                glue.feed(event)
-                glue._end_when_done(delivery)
-                continue
-            ignored += 1
-            if ignored >= REFUSALS_PER_READ:
-                where = delivery.where()
-                glue.log_repeated(("a delivery connection flooded", where),
-                                  f"delivery connection {conn.id} to {where} closed: "
-                                  f"{REFUSALS_PER_READ} frames that were not acknowledgements "
-                                  f"in one read")
-                conn.abort("flooded with frames that were not acknowledgements")
-                return
-
-    def on_frame(self, conn, line):
-        self.on_frames(conn, [line])
-
-    def on_oversize(self, conn):
-        self.glue.arm_quiet(conn, DELIVERY_ACK_S)
-
-    def on_closed(self, conn, reason):
-        # the connection and its delivery refer to each other: let go now, not at the cycle
-        # collector's leisure
-        delivery, conn.data = conn.data, None
-        delivery.conn = None
-        self.glue.stop_quiet(conn)
-        self.glue._delivery_closed(delivery, reason)
 
 
 class Logger:

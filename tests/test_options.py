@@ -60,17 +60,17 @@ def test_both_programs_refuse_an_endless_heartbeat_or_time_out(capsys):
 def test_the_server_raises_its_descriptor_limit_and_fits_its_connections_under_it(monkeypatch):
     import resource
     set_to = []
-    monkeypatch.setattr(resource, "getrlimit", lambda which: (256, 1024))
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (256, 4096))
     monkeypatch.setattr(resource, "setrlimit", lambda which, limits: set_to.append(limits))
     lines = []
-    kept = server.DESCRIPTOR_BASE + server.DELIVERY_CONNECTS
-    assert server._fit_descriptors(10_000, lines.append) == (1024 - kept,
-                                                             server.DELIVERY_CONNECTS)
-    assert set_to == [(1024, 1024)]
-    assert lines == [f"--max-connections 10000 does not fit 1024 descriptors with {kept} kept "
+    kept = server.DESCRIPTOR_BASE + server.DELIVERY_SOCKETS
+    assert server._fit_descriptors(10_000, lines.append) == (4096 - kept,
+                                                             server.DELIVERY_SOCKETS)
+    assert set_to == [(4096, 4096)]
+    assert lines == [f"--max-connections 10000 does not fit 4096 descriptors with {kept} kept "
                      f"for the store, listeners and deliveries: accepting at most "
-                     f"{1024 - kept}"]
-    assert server._fit_descriptors(100, lines.append) == (100, server.DELIVERY_CONNECTS)
+                     f"{4096 - kept}"]
+    assert server._fit_descriptors(100, lines.append) == (100, server.DELIVERY_SOCKETS)
 
 
 @pytest.mark.parametrize("limit", [128, 256, 383])

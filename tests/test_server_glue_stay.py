@@ -17,7 +17,9 @@ from timers import VirtualClock
 from replay import counting_secrets
 from server import ChatServer
 from server_events import Deliver, DeliverEach, DeliverRun, Reply
-from server_glue import DELIVERY_CONNECT_S, DELIVERY_TURN_S, ServerGlue
+from delivery_links import (DELIVERY_ACK_S, DELIVERY_CONNECT_S, DELIVERY_STALL_S,
+                            DELIVERY_TURN_S)
+from server_glue import ServerGlue
 from passwords import load_credentials
 from storage import Store
 from reactor_helpers import hung_listener, pump
@@ -425,7 +427,7 @@ def test_closed_connections_are_freed_without_the_cycle_collector(world):
                replies=replies, keys=world.keys)
         sender.conn.close("gone")
         del sender
-        pump(world.reactor, lambda: not world.glue.deliveries and len(world.glue.conns) == 0
+        pump(world.reactor, lambda: not world.glue.links.by_key and len(world.glue.conns) == 0
              and not world.reactor.connections())
         world.clock.advance(1.0)
         # (the test's staying Client keeps its own connection: that cycle is the test's)
@@ -487,35 +489,35 @@ def test_listeners_that_do_not_prove_the_session_are_logged_folded(world):
     pump(world.reactor, lambda: len(replies) == 2)
     sender, token = logged_in(world, "seas", "summerisover")
     sender.send({"type": "broadcast", "token": token, "text": "hi", "id": 5})
-    pump(world.reactor, lambda: len(world.glue.deliveries) == 2)    # one to each session
-    pump(world.reactor, lambda: not world.glue.deliveries)          # ... both refused
+    pump(world.reactor, lambda: len(world.glue.links.by_key) == 2)    # one to each session
+    pump(world.reactor, lambda: not world.glue.links.by_key)          # ... both refused
     assert len([line for line in world.lines if "nothing delivered to it" in line]) == 1
 
 
 def test_deliveries_past_the_connect_cap_wait_their_turn_in_order(world):
     """At most delivery_connects delivery connections connect at once; the rest wait with
     their frames and go, in order, as each connect ends. Here 2, for 8 listening users."""
-    world.glue.delivery_connects = 2
+    world.glue.links.connects = 2
     got, replies = [], []
     port = world.reactor.listen("127.0.0.1", 0, Listening(got, world.keys)).port
     accounts = [line.split() for line in CREDENTIALS.read_text().splitlines()]
     for user, password in accounts[1:]:
         Caller(world.reactor, world.port, {"type": "login", "user": user, "password": password,
                                            "port": port, "id": 1}, replies=replies, keys=world.keys)
-        pump(world.reactor, lambda: not world.glue.deliveries)     # the presence notices
+        pump(world.reactor, lambda: not world.glue.links.by_key)     # the presence notices
     most = []
-    world.reactor.before_flush(lambda: most.append(world.glue.connecting))
+    world.reactor.before_flush(lambda: most.append(world.glue.links.connecting))
     sender, token = logged_in(world, *accounts[0])
     sender.send({"type": "broadcast", "token": token, "text": "to all", "id": 2})
     pump(world.reactor, lambda: len(got) == 8)
-    pump(world.reactor, lambda: not world.glue.deliveries and not world.glue.waiting_to_connect)
+    pump(world.reactor, lambda: not world.glue.links.by_key and not world.glue.links.queued())
     assert [frame["seq"] for frame in got] == [1] * 8       # one message, one number for all
     assert {frame["text"] for frame in got} == {"to all"}
-    assert max(most) == 2 and world.glue.connecting == 0
+    assert max(most) == 2 and world.glue.links.connecting == 0
 
 
 def test_a_connect_that_fails_gives_its_turn_to_the_next_delivery(world):
-    world.glue.delivery_connects = 1
+    world.glue.links.connects = 1
     got, replies = [], []
     live = world.reactor.listen("127.0.0.1", 0, Listening(got, world.keys)).port
     dead = socket.socket()
@@ -524,10 +526,10 @@ def test_a_connect_that_fails_gives_its_turn_to_the_next_delivery(world):
                                  ("foobar", "passpass", live)):
         Caller(world.reactor, world.port, {"type": "login", "user": user, "password": password,
                                            "port": port, "id": 1}, replies=replies, keys=world.keys)
-        pump(world.reactor, lambda: replies and not world.glue.deliveries)
+        pump(world.reactor, lambda: replies and not world.glue.links.by_key)
         replies.clear()
     sender, token = logged_in(world, "columbia", "116bway")
-    pump(world.reactor, lambda: not world.glue.deliveries)
+    pump(world.reactor, lambda: not world.glue.links.by_key)
     sender.send({"type": "broadcast", "token": token, "text": "to all", "id": 2})
     pump(world.reactor, lambda: got)
     dead.close()
@@ -538,7 +540,7 @@ def test_a_connect_that_fails_gives_its_turn_to_the_next_delivery(world):
 def test_a_connect_that_hangs_gives_up_its_turn_not_its_try(world):
     """A port that drops connects (a firewall; here a full accept queue) holds its turn for
     DELIVERY_TURN_S only: the next delivery goes then, and the hung one may still connect."""
-    world.glue.delivery_connects = 1
+    world.glue.links.connects = 1
     got, replies = [], []
     live = world.reactor.listen("127.0.0.1", 0, Listening(got, world.keys)).port
     hung, fillers = hung_listener()
@@ -551,22 +553,113 @@ def test_a_connect_that_hangs_gives_up_its_turn_not_its_try(world):
             pump(world.reactor, lambda: replies)
             replies.clear()
         world.clock.advance(DELIVERY_CONNECT_S + 1.0)      # the presence notice's connect ends
-        pump(world.reactor, lambda: not world.glue.deliveries)
+        pump(world.reactor, lambda: not world.glue.links.by_key)
         sender, token = logged_in(world, "columbia", "116bway")
         world.clock.advance(DELIVERY_CONNECT_S + 1.0)
-        pump(world.reactor, lambda: not world.glue.deliveries)
+        pump(world.reactor, lambda: not world.glue.links.by_key)
         sender.send({"type": "broadcast", "token": token, "text": "to all", "id": 2})
-        pump(world.reactor, lambda: world.glue.waiting_to_connect)
+        pump(world.reactor, lambda: world.glue.links.queued())
         for _ in range(20):
             world.reactor.run_once(timeout_s=0.01)
-        assert got == [] and world.glue.connecting == 1      # foobar waits its turn
+        assert got == [] and world.glue.links.connecting == 1      # foobar waits its turn
         world.clock.advance(DELIVERY_TURN_S)
         pump(world.reactor, lambda: got)
         assert [frame["text"] for frame in got] == ["to all"]
-        assert world.glue.connecting == 0 and not world.glue.waiting_to_connect
+        assert world.glue.links.connecting == 0 and not world.glue.links.queued()
     finally:
         for sock in (hung, *fillers):
             sock.close()
+
+
+def mute_listener():
+    """A listening port whose system completes every connect, and which never says a word (no
+    challenge): a delivery to it connects and then stalls."""
+    mute = socket.socket()
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(16)
+    return mute
+
+
+def log_in_listening(world, port, *accounts):
+    """Log each of `accounts` (user, password) in on a short connection, listening at `port`,
+    and let the presence notices that follow go (or stall)."""
+    for user, password in accounts:
+        replies = []
+        Caller(world.reactor, world.port, {"type": "login", "user": user, "password": password,
+                                           "port": port, "id": 1}, replies=replies,
+               keys=world.keys)
+        pump(world.reactor, lambda: replies)
+
+
+def test_at_the_socket_cap_a_stalled_delivery_gives_way_to_one_that_waits(world):
+    """A trial's 6,000 sessions listening on ports that accept and never answer held 5,188 of
+    the server's descriptors. Delivery connections are capped (here 2); at the cap, one that
+    has made no progress for DELIVERY_STALL_S is given up for a delivery that waits, and what
+    it carried is retried later, with backoff."""
+    links = world.glue.links
+    links.sockets = links.connects = 2
+    most = []
+    world.reactor.before_flush(lambda: most.append(len(links.open) + links.giving_up))
+    got = []
+    live = world.reactor.listen("127.0.0.1", 0, Listening(got, world.keys)).port
+    mute = mute_listener()
+    try:
+        log_in_listening(world, live, ("foobar", "passpass"))
+        log_in_listening(world, mute.getsockname()[1], ("seas", "summerisover"),
+                         ("csee4119", "lotsofexams"))
+        sender, token = logged_in(world, "columbia", "116bway")
+        for number, user in enumerate(("seas", "csee4119", "foobar"), start=2):
+            sender.send({"type": "message", "token": token, "to": user, "text": f"to {user}",
+                         "id": number})
+            pump(world.reactor, lambda: any(frame.get("id") == number
+                                            for frame in sender.frames))
+        pump(world.reactor, lambda: links.queued())
+        for _ in range(20):
+            world.reactor.run_once(timeout_s=0.01)
+        assert "to foobar" not in [frame["text"] for frame in got]   # it waits: at the cap
+        world.clock.advance(DELIVERY_STALL_S)
+        pump(world.reactor, lambda: "to foobar" in [frame["text"] for frame in got])
+        pump(world.reactor, lambda: any("will be retried" in line for line in world.lines))
+        assert max(most) == 2
+        assert any("cannot reach 127.0.0.1" in line and "(stalled)" in line
+                   for line in world.lines)
+        assert world.store.count_waiting("seas") == 1       # kept, for the retry
+    finally:
+        mute.close()
+
+
+def test_a_listener_that_has_proven_itself_goes_before_those_that_never_have(world):
+    """Sessions whose ports have never answered must not delay the ones that do: at the cap,
+    a delivery to a listener that took what it was last sent connects first."""
+    links = world.glue.links
+    got = []
+    live = world.reactor.listen("127.0.0.1", 0, Listening(got, world.keys)).port
+    mute = mute_listener()
+    try:
+        log_in_listening(world, mute.getsockname()[1], ("seas", "summerisover"),
+                         ("csee4119", "lotsofexams"))
+        log_in_listening(world, live, ("foobar", "passpass"))
+        sender, token = logged_in(world, "columbia", "116bway")
+        sender.send({"type": "message", "token": token, "to": "foobar", "text": "first",
+                     "id": 2})
+        pump(world.reactor, lambda: got and not links.by_key.get((("127.0.0.1", live),
+                                                                    world.keys["foobar"])))
+        world.clock.advance(DELIVERY_ACK_S)     # the presence notices to the mute ones end
+        pump(world.reactor, lambda: not links.open)
+        links.sockets = links.connects = 1
+        for number, user in enumerate(("seas", "csee4119", "foobar"), start=3):
+            sender.send({"type": "message", "token": token, "to": user, "text": f"to {user}",
+                         "id": number})
+            pump(world.reactor, lambda: any(frame.get("id") == number
+                                            for frame in sender.frames))
+        assert [delivery.user for delivery in links.open] == ["seas"]
+        assert len(links.waiting) == 1 and len(links.waiting_proven) == 1
+        world.clock.advance(DELIVERY_STALL_S)
+        pump(world.reactor, lambda: "to foobar" in [frame["text"] for frame in got])
+        waiting = [delivery.user for delivery in links.waiting]
+        assert waiting == ["csee4119"]          # still waiting: foobar's went ahead of it
+    finally:
+        mute.close()
 
 
 def test_a_delivery_whose_socket_cannot_be_made_is_retried_like_any_failed_one(world,
@@ -579,7 +672,7 @@ def test_a_delivery_whose_socket_cannot_be_made_is_retried_like_any_failed_one(w
                                        "port": port, "id": 1}, replies=replies, keys=world.keys)
     pump(world.reactor, lambda: replies)
     sender, token = logged_in(world, "columbia", "116bway")
-    pump(world.reactor, lambda: not world.glue.deliveries)
+    pump(world.reactor, lambda: not world.glue.links.by_key)
     real_socket = socket.socket
     failures = []
 

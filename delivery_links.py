@@ -1,0 +1,290 @@
+"""Delivery connections: the ones the server opens to clients' listening ports (the original's
+connection model), each proving the session both ways, then carrying frames until the core says
+nothing on it awaits an acknowledgement, then bye. At most one per session, so a client gets its
+messages in order.
+
+Their descriptors are bounded. At most `sockets` are open at once, and at most `connects` of
+those are connecting (each for DELIVERY_TURN_S at most of its turn). The rest wait their turn, in
+order, with their frames. A listening port that accepts and never answers, or drops connects, must
+not hold the server's descriptors: a trial's 6,000 such sessions held 5,188 of them, deliveries to
+everyone else took seconds, and heartbeats waited for a descriptor to be accepted on. So at the
+cap, a connection that has made no progress for DELIVERY_STALL_S while others wait is given up
+(its messages are retried later, with backoff, as after any failed delivery). And a session's
+listener that has proven itself and taken what it was sent goes ahead of those that never have:
+sessions whose ports have never answered cannot delay the ones that do.
+"""
+import collections
+import enum
+import secrets
+
+from protocol import encode
+from reactor import Handler
+from server_events import Undelivered, delivery_event, delivery_hello, delivery_proven
+
+DELIVERY_SOCKETS = 512        # delivery connections open at once; more wait their turn
+DELIVERY_CONNECTS = 256       # ... and of those, connecting at once
+DELIVERY_CONNECT_S = 5.0      # how long to try reaching a client's listening port
+DELIVERY_TURN_S = 0.25        # a connect still going after this gives up its turn (not its try):
+                              # ports that drop connects (a firewall) must not hold up the others
+DELIVERY_STALL_S = 1.0        # at the socket cap, one this long without progress is given up
+DELIVERY_ACK_S = 10.0         # a delivery connection stays open only while messages on it await
+                              # their acknowledgement: silent this long, it is given up and the
+                              # core retries them
+PROVEN_LISTENERS = 16384      # listeners remembered as proven (the oldest forgotten past it)
+UNREACHED = ("refused", "timed out", "unreachable", "stalled")   # nothing was delivered
+# 64 frames in one read that are not acknowledgements end a delivery connection (a listener that
+# floods the connection we opened to it, as a client's would ours: server_glue's rule)
+IGNORED_PER_READ = 64
+
+
+class Handshake(enum.Enum):
+    """How far a delivery connection is in proving the session, both ways (PROTOCOL.md)."""
+    CHALLENGE = "waiting for the listener's challenge"
+    PROOF = "waiting for the listener's proof"
+    OPEN = "open"
+
+
+class Delivery:
+    """One outgoing connection to a client's listening port and the frames it carries."""
+    __slots__ = ("user", "address", "proof", "conn", "turn", "waiting", "ending", "said_bye",
+                 "handshake", "nonce", "their_nonce", "given_up")
+
+    def __init__(self, user, address, proof):
+        self.user = user
+        self.address = address
+        self.proof = proof          # the session's key: it proves the session, never sent
+        self.conn = None            # None while it waits for a turn to connect
+        self.turn = None            # the timer ending its turn while it connects, else None
+        self.waiting = []           # frames to write once both sides are proven
+        self.ending = False         # a check for its end is scheduled for the end of this pass
+        self.said_bye = False       # ended normally: what it carried was acknowledged
+        self.handshake = Handshake.CHALLENGE
+        self.nonce = None           # our challenge to the listener, and its to us
+        self.their_nonce = None
+        self.given_up = False       # closed at the socket cap, stalled: its socket is closing
+
+    @property
+    def key(self):
+        return (self.address, self.proof)
+
+    def where(self):
+        """Its listening port as "host:port", for the log."""
+        return f"{self.address[0]}:{self.address[1]}"
+
+
+class DeliveryLinks(Handler):
+    """Every delivery connection, and the handler of their sockets. `glue` (server_glue's)
+    feeds the core what they bring, times their silences and writes the log."""
+
+    def __init__(self, glue, sockets=DELIVERY_SOCKETS, connects=None):
+        self.glue = glue
+        self.reactor = glue.reactor
+        self.sockets = sockets
+        self.connects = min(DELIVERY_CONNECTS, sockets) if connects is None else connects
+        self.by_key = {}            # (address, proof) -> Delivery still taking frames
+        self.connecting = 0
+        # open sockets -> when each last made progress, the oldest first (a dict keeps the
+        # order things went in: progress takes one out and puts it back at the end)
+        self.open = {}
+        self.giving_up = 0          # given up at the cap and not yet closed: still held
+        # waiting to connect, in order: to listeners that have proven themselves, then others
+        self.waiting_proven = collections.deque()
+        self.waiting = collections.deque()
+        self.proven = {}            # keys of listeners that took what they were sent, oldest first
+        self._room_timer = None     # while stalled ones may be given up later for those waiting
+
+    def queued(self):
+        return len(self.waiting_proven) + len(self.waiting)
+
+    def send(self, user, address, proof, frame):
+        """Deliver `frame` to the session's listening port: on its open connection, or once
+        one is made and proven."""
+        key = (address, proof)
+        delivery = self.by_key.get(key)
+        if delivery is None:
+            delivery = self.by_key[key] = Delivery(user, address, proof)
+            (self.waiting_proven if key in self.proven else self.waiting).append(delivery)
+            self._connect_waiting()
+        if delivery.handshake is Handshake.OPEN:
+            delivery.conn.send(self.glue.encoded(frame))
+            self._end_when_done(delivery)
+        else:
+            delivery.waiting.append(frame)
+
+    # -- turns and the socket cap --------------------------------------------------------------
+
+    def _connect_waiting(self):
+        """Connect those waiting, proven listeners' first, while the caps allow. At the
+        socket cap, give up stalled ones for them: their room comes when they have closed."""
+        while self.connecting < self.connects and (self.waiting_proven or self.waiting):
+            if len(self.open) + self.giving_up < self.sockets:
+                self._connect((self.waiting_proven or self.waiting).popleft())
+            else:
+                self._give_up_stalled(self.queued() - self.giving_up)
+                return
+
+    def _give_up_stalled(self, wanted):
+        """Close up to `wanted` open delivery connections that have made no progress for
+        DELIVERY_STALL_S, the oldest first; if none has yet, look again when the oldest will
+        have."""
+        now = self.reactor.clock.now()
+        for delivery, last in list(self.open.items())[:max(0, wanted)]:
+            if now - last < DELIVERY_STALL_S:
+                if self._room_timer is None:
+                    self._room_timer = self.reactor.call_at(last + DELIVERY_STALL_S,
+                                                            self._room_due)
+                return
+            del self.open[delivery]
+            delivery.given_up = True
+            self.giving_up += 1
+            delivery.conn.abort("stalled")
+
+    def _room_due(self):
+        self._room_timer = None
+        self._connect_waiting()
+
+    def _progress(self, delivery):
+        """The delivery's connection has connected, or brought a frame: newest in the order."""
+        if self.open.pop(delivery, None) is not None:
+            self.open[delivery] = self.reactor.clock.now()
+
+    def _connect(self, delivery):
+        """Open the delivery's connection; its frames wait for the handshake."""
+        host, port = delivery.address
+        conn = self.reactor.connect(host, port, self, timeout_s=DELIVERY_CONNECT_S)
+        conn.data = delivery
+        delivery.conn = conn
+        delivery.turn = self.reactor.call_later(DELIVERY_TURN_S, self._turn_over, delivery)
+        self.connecting += 1
+        self.open[delivery] = self.reactor.clock.now()
+
+    def _turn_over(self, delivery):
+        """The delivery's connect is over (done or failed) or has had its turn: the next
+        waiting one may begin."""
+        if delivery.turn is not None:
+            delivery.turn.cancel()
+            delivery.turn = None
+            self.connecting -= 1
+        self._connect_waiting()
+
+    # -- proving the session, carrying frames, the end ---------------------------------------
+
+    def _handshake(self, delivery, line):
+        """One step of proving the session both ways: the listener's challenge gets our hello;
+        its proof back opens the connection for every frame waiting. Anything else closes it
+        (the core hears Undelivered and tries again later)."""
+        conn = delivery.conn
+        if delivery.handshake is Handshake.CHALLENGE:
+            delivery.nonce = secrets.token_hex(16)
+            answered = delivery_hello(delivery.user, delivery.proof, line, delivery.nonce,
+                                      self.glue.store.head)
+            if answered is None:
+                conn.close("no challenge from the listener")
+                return
+            hello, delivery.their_nonce = answered
+            conn.send(encode(hello))
+            delivery.handshake = Handshake.PROOF
+            return
+        if not delivery_proven(delivery.proof, line, delivery.their_nonce, delivery.nonce):
+            where = delivery.where()
+            # (folded: a trial's 300 accounts naming one such listener wrote 1,695 lines)
+            self.glue.log_repeated(("a listener that did not prove its session", where),
+                                   f"the listener at {where} did not prove the session: "
+                                   f"nothing delivered to it")
+            conn.close("the listener did not prove the session")
+            return
+        delivery.handshake = Handshake.OPEN
+        waiting, delivery.waiting = delivery.waiting, []
+        for frame in waiting:
+            conn.send(self.glue.encoded(frame))
+        self._end_when_done(delivery)
+
+    def _end_when_done(self, delivery):
+        """At the end of this pass (so one pass's frames share the connection), say bye if
+        nothing on it awaits an acknowledgement; otherwise the next ack tries again."""
+        if not delivery.ending:
+            delivery.ending = True
+            self.reactor.call_soon(self._end, delivery)
+
+    def _end(self, delivery):
+        """The connecting side ends with bye; the client's listener closes first."""
+        delivery.ending = False
+        conn = delivery.conn
+        if conn is None or conn.closing_reason or delivery.handshake is not Handshake.OPEN \
+                or self.glue.core.awaits_ack(delivery.proof):
+            return      # gone, going, not yet proven, or still waiting for an acknowledgement
+        key = delivery.key
+        if self.by_key.get(key) is delivery:
+            del self.by_key[key]
+        delivery.said_bye = True
+        self.proven.pop(key, None)          # (the newest now)
+        self.proven[key] = None
+        if len(self.proven) > PROVEN_LISTENERS:
+            del self.proven[next(iter(self.proven))]
+        conn.send(encode({"type": "bye"}))
+
+    # -- the sockets' handler ------------------------------------------------------------------
+
+    def on_connected(self, conn):
+        delivery = conn.data
+        self.glue.arm_quiet(conn, DELIVERY_ACK_S)
+        self._progress(delivery)
+        self._turn_over(delivery)
+
+    def on_frames(self, conn, lines):
+        """A client's listener proves the session, then acknowledges numbered messages;
+        anything else is ignored, but IGNORED_PER_READ of it in one read end the connection."""
+        delivery = conn.data
+        glue = self.glue
+        glue.arm_quiet(conn, DELIVERY_ACK_S)
+        self._progress(delivery)
+        ignored = 0
+        for line in lines:
+            if conn.closing_reason is not None or conn.closed:
+                return
+            if delivery.handshake is not Handshake.OPEN:
+                self._handshake(delivery, line)
+                continue
+            event = delivery_event(delivery.proof, line)
+            if event is not None:
+                glue.feed(event)
+                self._end_when_done(delivery)
+                continue
+            ignored += 1
+            if ignored >= IGNORED_PER_READ:
+                where = delivery.where()
+                glue.log_repeated(("a delivery connection flooded", where),
+                                  f"delivery connection {conn.id} to {where} closed: "
+                                  f"{IGNORED_PER_READ} frames that were not acknowledgements "
+                                  f"in one read")
+                conn.abort("flooded with frames that were not acknowledgements")
+                return
+
+    def on_frame(self, conn, line):
+        self.on_frames(conn, [line])
+
+    def on_oversize(self, conn):
+        self.glue.arm_quiet(conn, DELIVERY_ACK_S)
+
+    def on_closed(self, conn, reason):
+        # the connection and its delivery refer to each other: let go now, not at the cycle
+        # collector's leisure
+        delivery, conn.data = conn.data, None
+        delivery.conn = None
+        glue = self.glue
+        glue.stop_quiet(conn)
+        if delivery.given_up:
+            self.giving_up -= 1
+        else:
+            self.open.pop(delivery, None)
+        key = delivery.key
+        if self.by_key.get(key) is delivery:
+            del self.by_key[key]
+        if reason in UNREACHED:
+            where = delivery.where()
+            glue.log_repeated((f"cannot reach a listening port ({reason})", where),
+                              f"cannot reach {where} ({reason})")
+        if not delivery.said_bye:
+            self.proven.pop(key, None)      # its next delivery waits with the unproven
+            glue.feed(Undelivered(delivery.address, delivery.proof, reason))
+        self._turn_over(delivery)           # if it was still connecting, its turn is over
