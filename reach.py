@@ -39,7 +39,7 @@ class Reach:
             return []   # (most logins: nothing on its way, nothing stored for them)
         if session.window is None:
             session.window = Window(session.acked)      # (restart makes it so)
-        self._deliveries.restart(session.window)
+        self._deliveries.restart(session.window, on_own_connection=session.conn is not None)
         actions = self._top_up(session)
         settle(session)         # (a login with nothing waiting, say)
         return actions
