@@ -1,8 +1,8 @@
 """The chat server: `python3 server.py PORT [options]` (or `make server PORT=4119`).
 
 Reads the options and the accounts, opens the store, and runs the core (chat_server.py) on the
-reactor through its glue (server_glue.py) until SIGINT, SIGTERM or SIGHUP. `python3 server.py
-passwd` manages hashed passwords instead (passwords.py).
+reactor through its glue (server_glue.py) until SIGINT, SIGTERM, SIGHUP or SIGQUIT.
+`python3 server.py passwd` manages hashed passwords instead (passwords.py).
 """
 import argparse
 import errno
@@ -128,8 +128,9 @@ def parse_args(argv):
             args.tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             args.tls_context.load_cert_chain(args.tls_cert, args.tls_key)
         except (OSError, ssl.SSLError) as exc:
-            # (one line, without the usage: the options were right, the files are not)
-            parser.exit(2, f"server.py: cannot load the TLS certificate {args.tls_cert} and "
+            # (one line, without the usage: the options were right, the files are not; so
+            # status 1, as for an accounts file or data directory that cannot be used)
+            parser.exit(1, f"server.py: cannot load the TLS certificate {args.tls_cert} and "
                            f"key {args.tls_key}: {exc}{_tls_files_hint(args)}\n")
     return args
 
@@ -233,8 +234,8 @@ def _listen_hint(exc, port):
 
 
 def main(argv=None):
-    """Run the server until SIGINT, SIGTERM or SIGHUP (or run `passwd`); returns the exit
-    status."""
+    """Run the server until SIGINT, SIGTERM, SIGHUP or SIGQUIT (or run `passwd`); returns the
+    exit status."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["passwd"]:
         return passwords.passwd_main(argv[1:])
@@ -303,8 +304,11 @@ def main(argv=None):
         reactor.stop()          # (first: nothing after it, a log that fails say, may keep it up)
         log(f"stopping ({signal.Signals(signum).name})")
 
-    # SIGHUP too: what closing the terminal or SSH session that started it sends
-    reactor.on_signals(stop, signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+    # SIGHUP too: what closing the terminal or SSH session that started it sends; and SIGQUIT,
+    # Ctrl-\ (an operator's trial saw it end the server without a word, acknowledgements
+    # of the last second unwritten)
+    reactor.on_signals(stop, signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP,
+                                      signal.SIGQUIT))
     HeapTrimmer(reactor)
     secured = "TLS" if args.tls_context else "plain TCP: passwords cross the network in clear"
     accounts = f"{len(credentials)} account{'' if len(credentials) == 1 else 's'}"

@@ -40,7 +40,8 @@ def make_pair(logged):
 def loop():
     """A reactor on real time that stops itself after WATCHDOG_S, with signal handlers put
     back afterwards."""
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP,
+                                                    signal.SIGQUIT)}
     reactor = Reactor(RealClock())
     reactor.call_later(WATCHDOG_S, reactor.stop)
     yield reactor

@@ -183,7 +183,7 @@ def test_the_stores_file_or_its_log_alone_deleted_under_a_running_server_loses_n
         proc.wait()
 
 
-@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT])
 def test_a_hangup_stops_the_server_as_a_terminate_does(tmp_path, signum):
     """SIGHUP is what closing the terminal or SSH session that started the server sends: a
     stop, logged, with what was acknowledged written (an operator's trial saw it die with
