@@ -325,6 +325,15 @@ def main(argv=None):
             f"{'s' if len(unguarded) == 1 else ''} no password (a name alone on a line of "
             f"{args.credentials}: {shown}): anyone may log in as "
             f"{'it' if len(unguarded) == 1 else 'them'}")
+    unowned = sorted(set(store.names_waiting()) - set(credentials))
+    if unowned:
+        # (an account removed from the file: its messages go to whoever is given the name)
+        shown = ", ".join(unowned[:5]) + (", ..." if len(unowned) > 5 else "")
+        count = sum(map(store.count_waiting, unowned))
+        log(f"{count} stored message{'' if count == 1 else 's'} wait{'s' if count == 1 else ''}"
+            f" for {len(unowned)} name{'' if len(unowned) == 1 else 's'} that {args.credentials}"
+            f" does not have ({shown}): kept, for whoever is given "
+            f"{'that name' if len(unowned) == 1 else 'those names'}")
     if irc_listener is not None:
         log(f"IRC clients on {args.host}:{irc_listener.port}, room {args.irc_room}")
         for names in irc_clashes(credentials):

@@ -372,6 +372,10 @@ class Store:
         """How many messages wait for `recipient`."""
         return self._index.count(recipient)
 
+    def names_waiting(self):
+        """The recipients that messages wait for."""
+        return [name for name in list(self._index.boxes) if self._index.count(name)]
+
     def count_all_waiting(self):
         """How many deliveries wait, for everyone."""
         return self._index.deliveries

@@ -206,6 +206,31 @@ def test_a_hangup_stops_the_server_as_a_terminate_does(tmp_path, signum):
         proc.wait()
 
 
+def test_the_start_says_when_messages_wait_for_names_that_are_accounts_no_more(tmp_path):
+    """A removed account's messages stay stored, for whoever is given that name later: the
+    operator is told at the start which names, not left to find out."""
+    from realprocs import wait_log
+    proc, port = start_server(tmp_path, 0)
+    try:
+        token = login(port, "columbia", "116bway")
+        for number in (1, 2):
+            frames = [{"type": "message", "token": token, "to": "seas", "text": f"{number}",
+                       "mid": f"gone-{number}", "id": number}]
+            assert exchange(port, frames)[0]["type"] == "ok"
+    finally:
+        proc.terminate()
+        proc.wait(WAIT_S)
+    credentials = tmp_path / "accounts.txt"
+    credentials.write_text("columbia 116bway\n")
+    proc, _ = start_server(tmp_path, 0, "--credentials", str(credentials))
+    try:
+        wait_log(tmp_path, f"2 stored messages wait for 1 name that {credentials} does not "
+                           f"have (seas): kept, for whoever is given that name")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_the_start_counts_accounts_in_words_and_says_when_there_are_none(tmp_path):
     from realprocs import wait_log
     for text, said in (("columbia 116bway\n", "with 1 account from "),
