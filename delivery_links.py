@@ -15,6 +15,7 @@ sessions whose ports have never answered cannot delay the ones that do.
 """
 import collections
 import enum
+import itertools
 import secrets
 
 from protocol import encode
@@ -128,7 +129,7 @@ class DeliveryLinks(Handler):
         DELIVERY_STALL_S, the oldest first; if none has yet, look again when the oldest will
         have."""
         now = self.reactor.clock.now()
-        for delivery, last in list(self.open.items())[:max(0, wanted)]:
+        for delivery, last in list(itertools.islice(self.open.items(), max(0, wanted))):
             if now - last < DELIVERY_STALL_S:
                 if self._room_timer is None:
                     self._room_timer = self.reactor.call_at(last + DELIVERY_STALL_S,
