@@ -19,6 +19,7 @@ import codecs
 import errno
 import math
 import os
+import re
 import signal
 import termios
 
@@ -33,6 +34,7 @@ from protocol import name_chars_ok
 
 DEFAULT_COLUMNS = 80            # when the terminal does not say how wide it is
 UTF8_BOM = codecs.BOM_UTF8      # a file's first bytes that are not its text
+_LINE_END = re.compile(rb"\r\n|\r|\n")    # how a piped line may end
 MIN_TICK_S = 0.05               # the status line's countdown is redrawn at most this often
 ERASE_BELOW = "\x1b[J"          # erase from the cursor to the end of the screen
 CLEAR_SCREEN = "\x1b[H\x1b[2J"  # the cursor to the top left, and everything erased
@@ -254,8 +256,12 @@ class Terminal:
             self._starting = False
             if data.startswith(UTF8_BOM):
                 data = data[len(UTF8_BOM):]
-        parts = data.split(b"\n")
-        self._pending = parts.pop()[:MAX_LINE_CHARS * 4]    # up to 4 UTF-8 bytes a character
+        # a line ends with LF, CRLF or a CR alone (a file saved on an old Mac, or by a program
+        # that writes CR: a trial's file of such lines was one long line). A CR at the end may
+        # be the first half of a CRLF: it waits for the next read.
+        held = b"\r" if data.endswith(b"\r") else b""
+        parts = _LINE_END.split(data[:len(data) - len(held)])
+        self._pending = parts.pop()[:MAX_LINE_CHARS * 4] + held   # up to 4 bytes a character
         return [_decode_line(part)[:MAX_LINE_CHARS] for part in parts]
 
     def _press(self, keys, lines):

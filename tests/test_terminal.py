@@ -197,10 +197,10 @@ def test_log_without_a_stream_is_dropped():
 
 # -- pipes and files ----------------------------------------------------------------------------
 
-def test_pipe_lines_split_on_newline_with_one_cr_stripped():
+def test_pipe_lines_split_on_lf_crlf_or_cr_alone():
     term, out = pipe_terminal()
     assert term.feed(b"alice\r\npw\r\r\nmessage bob  a b \npart") == [
-        "alice", "pw\r", "message bob  a b "]
+        "alice", "pw", "", "message bob  a b "]
     assert term.feed(b"ial\n") == ["partial"]
     assert out.getvalue() == b""          # nothing is echoed
 
@@ -221,6 +221,17 @@ def test_pipe_drops_a_byte_order_mark_at_the_start_of_any_line():
         "columbia", "pw", "message seas a\ufeffb"]     # (inside a line it is the user's)
     term, _ = pipe_terminal()
     assert term.feed(b"\xef") == [] and term.feed(b"x\n") == ["\ufffdx"]    # not a BOM after all
+
+
+def test_pipe_lines_may_end_with_a_cr_alone_and_a_crlf_may_come_split():
+    """(a file saved on an old Mac ends its lines with CR alone: a trial's was one long line)"""
+    term, _ = pipe_terminal()
+    assert term.feed(b"columbia\r116bway\rmessage seas hi\r") == ["columbia", "116bway"]
+    assert term.feed(b"\nonline\r\n\r\rlogout") == ["message seas hi", "online", "", ""]
+    assert term.finish() == ["logout"]
+    term, _ = pipe_terminal()
+    assert term.feed(b"a\r") == [] and term.feed(b"b\n") == ["a", "b"]
+    assert term.feed(b"c\r") == [] and term.finish() == ["c"]
 
 
 def test_pipe_last_line_without_newline_is_kept_at_the_end():
