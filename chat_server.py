@@ -24,8 +24,8 @@ from reach import RUN_KINDS, Reach
 from senders import LAST, NEW, TOO_OLD
 from protocol import FrameError, whole
 from server_events import (Acked, Arm, AskLapses, BadFrame, Close, Closed, Expired, IdleCheck,
-                           Log, PresenceBatch, Redeliver, Reply, Request, StoreRecovered,
-                           TimeQuiet, Undelivered)
+                           Log, PresenceBatch, Redeliver, Replies, Reply, Request,
+                           StoreRecovered, TimeQuiet, Undelivered)
 from sessions import RandomSecrets, Session, Sessions
 from storage import StoreUnavailable
 
@@ -197,6 +197,9 @@ class ChatServer(Reach):
         # request is a read of two)
         self.reading = False
         self.run = None
+        # the usual yes to each of the run's messages so far (a Replies), or None: one action
+        # for them all, which goes out before anything else the core says (handle)
+        self._yeses = None
         self._events = {Request: self._on_request, BadFrame: self._on_bad_frame,
                         Expired: self._on_expired, Acked: self._on_acked,
                         Closed: self._on_closed, Undelivered: self._on_undelivered,
@@ -225,12 +228,18 @@ class ChatServer(Reach):
         if handler is None:
             raise TypeError(f"not a server event: {event!r}")
         try:
-            return handler(event, now)
+            actions = handler(event, now)
         except StoreUnavailable as trouble:
             # (a request is answered unavailable in _on_request) what a timer or a delivery
             # needed from the store waits for the next ack, retry or StoreRecovered
             refusal = self._unavailable(trouble, now)
-            return [Log(refusal.log_text)] if refusal.logged else []
+            actions = [Log(refusal.log_text)] if refusal.logged else []
+        if actions and self._yeses is not None:
+            # the run's yeses so far come first: this request was answered on its own (refused,
+            # say, or a bye that closes), or ended a run, whose deliveries follow them
+            actions = [self._yeses, *actions]
+            self._yeses = None
+        return actions
 
     def _unavailable(self, trouble, now):
         """The refusal for a request the store could not serve; logged once a minute."""
@@ -660,15 +669,25 @@ class ChatServer(Reach):
             if room == "store":
                 raise Refused("store_full")
             raise Refused("inbox_full", f"too many messages already wait for {recipient}")
-        reply = {"type": "ok", "stored": offline}
         if self.reading and not offline:
             # with the session's other messages to `recipient` in this read (one offline
             # has nothing to gather: a run of one there cost 2 us, bench.py's offline)
             run = self.run
             told = run.told if run is not None and run.told == [recipient] else [recipient]
             deliveries = self._keep_in_run(session, request.conn, told, message, head)
+            if type(frame_id) is int:
+                # the usual yes waits with the run's others, for one action (Replies): a
+                # Reply each, and the glue's call and append each, were a tenth of a message
+                if mid is not None:
+                    store.senders.taken(sender, *mid, {"type": "ok", "stored": False}, now)
+                yeses = self._yeses
+                if yeses is None:
+                    yeses = self._yeses = Replies(request.conn, [])
+                yeses.ids.append(frame_id)
+                return deliveries
         else:
             deliveries = self._keep_and_deliver([recipient], message, head)
+        reply = {"type": "ok", "stored": offline}
         if mid is not None:
             store.senders.taken(sender, *mid, reply, now)
         line = None
@@ -712,7 +731,7 @@ class ChatServer(Reach):
             deliveries = self._keep_in_run(session, request.conn, told, message, head, skipped)
         else:
             # a run this message does not go on with is delivered first: its numbers come first
-            deliveries = self.end_run() if run is not None else []
+            deliveries = self._run_deliveries() if run is not None else []
             if fits:
                 deliveries += self._keep_and_deliver(fits, message, head)
         if mid is not None:

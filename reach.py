@@ -6,10 +6,14 @@ A run is one session's broadcasts, or its messages to one user, read together: t
 read (`reading`), the run gathers the messages as they are kept, and its end (`end_run`, at the
 end of the read, or first thing when any other event comes) offers them all at once, so each
 recipient's window, box and connection take the run in a few extends and one append. Every
-client is sent exactly what handling each request alone would send.
+client is sent exactly what handling each request alone would send. A run of messages to one
+user is answered together too: the usual yes to each waits in `_yeses` (one Replies action) and
+goes out before anything else the core says (ChatServer.handle, end_run), so the sender reads
+its replies in the order of its requests.
 
 `Reach` is ChatServer's base class (chat_server.py): it uses the core's store (`_store`), its
-sessions by user (`_users`), its windows' rules (`_deliveries`) and the run under way (`run`).
+sessions by user (`_users`), its windows' rules (`_deliveries`), the run under way (`run`) and
+the yeses waiting (`_yeses`).
 """
 import protocol
 from delivery import Window, settle, window_of
@@ -117,7 +121,7 @@ class Reach:
         run = self.run
         ended = []
         if run is not None and not (run.sender is session and run.told is told):
-            ended = self.end_run()
+            ended = self._run_deliveries()
             run = None
         if run is None:
             run = self.run = _Run()
@@ -130,9 +134,18 @@ class Reach:
         return ended
 
     def end_run(self):
-        """The run has ended (the glue calls this at the end of a read) -> its deliveries: to
-        the recipients on staying connections one DeliverRun for each part of the run that goes
-        out (all of it, usually: see offer_run), to a listening port each message alone."""
+        """The run has ended (the glue calls this at the end of a read) -> its yeses waiting,
+        then its deliveries (_run_deliveries)."""
+        yeses, self._yeses = self._yeses, None
+        if yeses is None:
+            return self._run_deliveries()
+        return [yeses, *self._run_deliveries()]
+
+    def _run_deliveries(self):
+        """The run has ended -> its deliveries: to the recipients on staying connections one
+        DeliverRun for each part of the run that goes out (all of it, usually: see offer_run),
+        to a listening port each message alone. Its yeses are not among them: they wait
+        for whatever the core says next (ChatServer.handle), which they must come before."""
         run, self.run = self.run, None
         frames = run.frames
         online = filter(None, map(self._users.get, run.told))

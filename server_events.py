@@ -13,8 +13,8 @@ from protocol import (DELIVERY_CLIENT_LABEL, DELIVERY_SERVER_LABEL, MAX_FRAME_BY
 
 # the shared Arm, Expired and Log are this core's too
 __all__ = ["Acked", "Arm", "AskLapses", "BadFrame", "Close", "Closed", "Deliver", "DeliverEach",
-           "DeliverRun", "Expired", "IdleCheck", "Log", "PresenceBatch", "Redeliver", "Reply",
-           "Request", "StoreRecovered", "TimeQuiet", "Undelivered", "accepted_event",
+           "DeliverRun", "Expired", "IdleCheck", "Log", "PresenceBatch", "Redeliver", "Replies",
+           "Reply", "Request", "StoreRecovered", "TimeQuiet", "Undelivered", "accepted_event",
            "delivery_event", "delivery_hello", "delivery_proven"]
 
 
@@ -82,6 +82,20 @@ class Reply:
     frame: dict
     durable: bool = False
     line: bytes = field(default=None, compare=False)
+
+
+@dataclass(slots=True)
+class Replies:
+    """The usual yes, {"type": "ok", "stored": false, "id": N}, to each of a run's messages
+    (chat_server._Run) on connection `conn`, one for each whole-number id N of `ids`, in order:
+    each durable as a Reply is (the commit failed: an `unavailable` error each). One action,
+    and one append of the lines made from their template, for the run, not a Reply each."""
+    conn: int
+    ids: list
+
+    def frames(self):
+        """The replies as frames, each as the core would have made it alone."""
+        return [{"type": "ok", "stored": False, "id": frame_id} for frame_id in self.ids]
 
 
 @dataclass(slots=True)

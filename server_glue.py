@@ -12,10 +12,11 @@ import time
 
 import limits
 from delivery_links import DELIVERY_SOCKETS, DeliveryLinks
-from protocol import UNAVAILABLE_RETRY_S, Numbered, encode, error, reply_line, whole
+from protocol import (OK_STORED_LINES, UNAVAILABLE_RETRY_S, Numbered, encode, error, reply_line,
+                      whole)
 from reactor import FRAME_TIME_S, Handler, KeyedTimers, Lapses, RepeatedLines
 from server_events import (Arm, Close, Closed, Deliver, DeliverEach, DeliverRun, Expired, Log,
-                           Reply, StoreRecovered, TimeQuiet, accepted_event)
+                           Replies, Reply, StoreRecovered, TimeQuiet, accepted_event)
 from storage import StoreUnavailable
 
 MAX_CONNECTIONS = 10000       # accepted connections open at once; past it one is shed
@@ -97,7 +98,7 @@ class ServerGlue:
         self.timers = KeyedTimers(reactor, self._expired)
         self.links = DeliveryLinks(self, delivery_sockets)   # to clients' listening ports
         self._last_encoded = (None, b"")    # (frame, its bytes): see encoded
-        self._actions = {Reply: self._reply, Deliver: self._deliver,
+        self._actions = {Reply: self._reply, Replies: self._replies, Deliver: self._deliver,
                          DeliverEach: self._deliver_each, DeliverRun: self._deliver_run,
                          Close: self._close, Arm: self._arm,
                          Log: self._log, TimeQuiet: self._time_quiet}
@@ -197,6 +198,19 @@ class ServerGlue:
             conn.send(action.line)
             return
         conn.send(reply_line(frame))
+
+    def _replies(self, action, committed=True):
+        """A run's usual yeses in one append; if the commit failed, each is the error a Reply
+        of its own would have become."""
+        conn = self.conns.get(action.conn)
+        if conn is None:
+            return
+        if not committed:
+            for frame in action.frames():
+                self._reply(Reply(action.conn, frame, True), committed)
+            return
+        yes = OK_STORED_LINES[False]
+        conn.send(b"".join([yes % frame_id for frame_id in action.ids]))
 
     def _close(self, action, committed=True):
         conn = self.conns.get(action.conn)
@@ -412,6 +426,7 @@ class Accepted(Handler):
         core = glue.core
         reading = core.reading = len(lines) > 2 and not glue.commit_each
         flooded_at = core.refusals + REFUSALS_PER_READ
+        flooded = False
         try:
             for line in lines:
                 if conn.closing_reason is not None:
@@ -424,13 +439,17 @@ class Accepted(Handler):
                 # must not hold a connection open for ever
                 alive = alive or not _refused(actions, conn_id)
                 if core.refusals >= flooded_at:
-                    self._flooded(conn)
-                    return
+                    flooded = True
+                    break
         finally:
             if reading:
                 core.reading = False
-                if core.run is not None:
+                if core.run is not None:    # (its yeses waiting too: see chat_server._yeses)
                     glue._out += core.end_run()
+        if flooded:
+            # after the run's end: its yeses go out before the connection closes
+            self._flooded(conn)
+            return
         if alive:
             if conn_id in glue.core.carried:
                 if conn.data is not CARRYING:   # (it has just logged in or resumed)

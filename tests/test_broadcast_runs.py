@@ -10,7 +10,7 @@ import delivery
 from delivery import Deliveries, Window
 from protocol import Numbered
 from replay import counting_secrets
-from server_events import Acked, Deliver, DeliverEach, DeliverRun, Reply, Request
+from server_events import Acked, Deliver, DeliverEach, DeliverRun, Replies, Reply, Request
 from storage import Store
 
 HOST = "127.0.0.1"
@@ -30,6 +30,8 @@ def _streams(actions, into):
     for action in actions:
         if type(action) is Reply:
             into.setdefault(action.conn, []).append(action.frame)
+        elif type(action) is Replies:
+            into.setdefault(action.conn, []).extend(action.frames())
         elif type(action) is Deliver:
             into.setdefault(action.conn or action.address, []).append(dict(action.frame))
         elif type(action) is DeliverEach:

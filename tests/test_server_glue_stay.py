@@ -21,7 +21,7 @@ from delivery_links import (DELIVERY_ACK_S, DELIVERY_CONNECT_S, DELIVERY_STALL_S
                             DELIVERY_TURN_S)
 from server_glue import ServerGlue
 from passwords import load_credentials
-from storage import Store
+from storage import Store, StoreUnavailable
 from reactor_helpers import hung_listener, pump
 
 CREDENTIALS = pathlib.Path(__file__).resolve().parent.parent / "credential.txt"
@@ -766,3 +766,37 @@ def test_a_direct_messages_delivery_is_written_before_the_senders_ok(world, monk
                       Deliver(("127.0.0.1", None), "p", {"type": "presence"}, conn=bob_conn)])
     pump(world.reactor, lambda: len(written) == 2)
     assert b'"presence"' in written[0] and b'"id":3' in written[1]
+
+
+def test_a_runs_yeses_go_out_in_order_around_a_refusal_and_before_a_bye_closes(world):
+    """Messages to one user in one read are answered together (one Replies): the sender still
+    reads every reply in the order of its requests, a refusal among them in its place, and
+    the replies before the close its bye asks for."""
+    receiver, _ = logged_in(world, "columbia", "116bway")
+    sender, token = logged_in(world, "seas", "summerisover")
+    message = {"type": "message", "token": token, "to": "columbia", "text": "hi"}
+    frames = [{**message, "id": 10}, {**message, "id": 11}, {**message, "to": "nobody", "id": 12},
+              {**message, "id": 13}, {**message, "id": "fourteen"}, {**message, "id": 15},
+              {"type": "bye"}]
+    sender.conn.send(b"".join(protocol.encode(frame) for frame in frames))
+    pump(world.reactor, lambda: sender.closed is not None)
+    answered = [(f["id"], f["type"]) for f in sender.frames if f.get("id") not in (None, 1)]
+    assert answered == [(10, "ok"), (11, "ok"), (12, "error"), (13, "ok"), ("fourteen", "ok"),
+                        (15, "ok")]
+    pump(world.reactor, lambda: len(receiver.of("message")) == 5)
+
+
+def test_a_runs_yeses_become_unavailable_each_when_the_commit_fails(world, monkeypatch):
+    receiver, _ = logged_in(world, "columbia", "116bway")
+    sender, token = logged_in(world, "seas", "summerisover")
+
+    def fail():
+        raise StoreUnavailable("disk full")
+    monkeypatch.setattr(world.store, "commit", fail)
+    sender.conn.send(b"".join(protocol.encode({"type": "message", "token": token,
+                                                 "to": "columbia", "text": "hi", "id": n})
+                              for n in range(20, 23)))
+    pump(world.reactor, lambda: len([f for f in sender.frames if f.get("id", 0) >= 20]) == 3)
+    assert [(f["id"], f.get("code")) for f in sender.frames if f.get("id", 0) >= 20] == [
+        (20, "unavailable"), (21, "unavailable"), (22, "unavailable")]
+    assert receiver.of("message") == []         # held until a commit succeeds
