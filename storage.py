@@ -173,6 +173,10 @@ class Store:
         # (closing any descriptor of a file drops the process's locks on it)
         self._file = None if path == ":memory:" else os.open(path, os.O_RDONLY)
         self._wal = None
+        # which files those are, (inode, device), for the check after each commit that the
+        # paths still name them (_names): an open file's never changes, so it is read once
+        self._file_id = _identity(self._file)
+        self._wal_id = None
         self._homeless = False      # the file went: commits fail until it is written again
         self.notice = None          # what the operator should read in the log, once
         self.identity = self._identity(new_identity or secrets.token_hex(8))
@@ -597,9 +601,9 @@ class Store:
             raise StoreUnavailable(str(exc)) from None
         self._journal.clear()
         if self._file is not None:
-            if self._homeless or not _names(self._path, self._file):
+            if self._homeless or not _names(self._path, self._file_id):
                 self._rehome()
-            elif self._wal is None or not _names(self._path + "-wal", self._wal):
+            elif self._wal is None or not _names(self._path + "-wal", self._wal_id):
                 self._find_log()
         self.failing = None
         self.committed_seq = self._next_seq - 1
@@ -611,6 +615,7 @@ class Store:
         if self._wal is None:
             try:
                 self._wal = os.open(self._path + "-wal", os.O_RDONLY)
+                self._wal_id = _identity(self._wal)
                 return
             except FileNotFoundError:
                 pass    # deleted before it was ever opened here (a trial's)
@@ -668,7 +673,7 @@ class Store:
         for descriptor in (self._file, self._wal):
             if descriptor is not None:
                 os.close(descriptor)
-        self._file = self._wal = None
+        self._file = self._wal = self._file_id = self._wal_id = None
 
     def _open_db(self):
         descriptor, db = os.open(self._path, os.O_RDONLY), None
@@ -682,6 +687,7 @@ class Store:
             os.close(descriptor)
             raise
         self._file, self._db = descriptor, db
+        self._file_id = _identity(descriptor)
 
     def _rehome(self):
         """The store's file is gone from its path (deleted, moved away, its data directory
@@ -763,15 +769,24 @@ class Store:
         self._let_go_of_files()
 
 
-def _names(path, descriptor):
-    """True if `path` still names the file open as `descriptor` (not deleted, moved away, or
-    replaced by another: a file's link count alone misses the last two)."""
+def _identity(descriptor):
+    """(inode, device) of the file open as `descriptor`, or None for None."""
+    if descriptor is None:
+        return None
+    ours = os.fstat(descriptor)
+    return ours.st_ino, ours.st_dev
+
+
+def _names(path, identity):
+    """True if `path` still names the file whose _identity is `identity` (not deleted, moved
+    away, or replaced by another: a file's link count alone misses the last two). Every
+    commit asks, of the file and its log: a stat each, where a stat and an fstat each were
+    2 us of every ping-pong message's commit."""
     try:
         there = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):     # (its directory gone, or a file now)
         return False
-    ours = os.fstat(descriptor)
-    return there.st_ino == ours.st_ino and there.st_dev == ours.st_dev
+    return (there.st_ino, there.st_dev) == identity
 
 
 def _take_rewritten(path):
