@@ -19,10 +19,10 @@ import irc_wire
 import options
 import passwords
 from chat_server import ChatServer, Settings
+from delivery_links import DELIVERY_SOCKETS
 from heap import HeapTrimmer, settle_collector
 from irc_glue import IrcFront
 from reactor import FRAME_TIME_S, Reactor
-from delivery_links import DELIVERY_SOCKETS
 from server_glue import MAX_CONNECTIONS, MAX_PER_ADDRESS, ServerGlue, make_logger
 from timers import RealClock
 from passwords import CredentialsError, load_credentials
@@ -325,15 +325,13 @@ def main(argv=None):
             f"{'s' if len(unguarded) == 1 else ''} no password (a name alone on a line of "
             f"{args.credentials}: {shown}): anyone may log in as "
             f"{'it' if len(unguarded) == 1 else 'them'}")
-    unowned = sorted(set(store.names_waiting()) - set(credentials))
+    unowned = {name: store.count_waiting(name) for name in store.names_waiting()
+               if name not in credentials}
     if unowned:
         # (an account removed from the file: its messages go to whoever is given the name)
-        shown = ", ".join(unowned[:5]) + (", ..." if len(unowned) > 5 else "")
-        count = sum(map(store.count_waiting, unowned))
-        log(f"{count} stored message{'' if count == 1 else 's'} wait{'s' if count == 1 else ''}"
-            f" for {len(unowned)} name{'' if len(unowned) == 1 else 's'} that {args.credentials}"
-            f" does not have ({shown}): kept, for whoever is given "
-            f"{'that name' if len(unowned) == 1 else 'those names'}")
+        shown = ", ".join(f"{name} ({count})" for name, count in sorted(unowned.items())[:5])
+        log(f"messages wait for names that {args.credentials} does not have: {shown}"
+            f"{', ...' if len(unowned) > 5 else ''}; kept, for whoever is given such a name")
     if irc_listener is not None:
         log(f"IRC clients on {args.host}:{irc_listener.port}, room {args.irc_room}")
         for names in irc_clashes(credentials):

@@ -224,8 +224,8 @@ def test_the_start_says_when_messages_wait_for_names_that_are_accounts_no_more(t
     credentials.write_text("columbia 116bway\n")
     proc, _ = start_server(tmp_path, 0, "--credentials", str(credentials))
     try:
-        wait_log(tmp_path, f"2 stored messages wait for 1 name that {credentials} does not "
-                           f"have (seas): kept, for whoever is given that name")
+        wait_log(tmp_path, f"messages wait for names that {credentials} does not have: "
+                           f"seas (2); kept, for whoever is given such a name")
     finally:
         proc.kill()
         proc.wait()
