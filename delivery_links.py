@@ -4,14 +4,17 @@ nothing on it awaits an acknowledgement, then bye. At most one per session, so a
 messages in order.
 
 Their descriptors are bounded. At most `sockets` are open at once, and at most `connects` of
-those are connecting (each for DELIVERY_TURN_S at most of its turn). The rest wait their turn, in
-order, with their frames. A listening port that accepts and never answers, or drops connects, must
-not hold the server's descriptors: a trial's 6,000 such sessions held 5,188 of them, deliveries to
-everyone else took seconds, and heartbeats waited for a descriptor to be accepted on. So at the
-cap, a connection that has made no progress for DELIVERY_STALL_S while others wait is given up
-(its messages are retried later, with backoff, as after any failed delivery). And a session's
-listener that has proven itself and taken what it was sent goes ahead of those that never have:
-sessions whose ports have never answered cannot delay the ones that do.
+those are connecting (each for DELIVERY_TURN_S at most of its turn: a presence batch to 10,000
+users of this model, all connecting at once, overflowed the clients' accept queues). The rest
+wait their turn, in order, with their frames.
+
+A listening port that accepts and never answers, or drops connects, must not hold the server's
+descriptors: a trial's 6,000 such sessions held 5,188 of them, deliveries to everyone else took
+seconds, and heartbeats waited for a descriptor to be accepted on. So at the cap, a connection
+that has made no progress for DELIVERY_STALL_S while others wait is given up (its messages are
+retried later, with backoff, as after any failed delivery). And a delivery to a listener that
+took everything it was last sent goes ahead of those to listeners that never have: sessions
+whose ports never answer cannot delay the ones that do.
 """
 import collections
 import enum
