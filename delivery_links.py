@@ -12,9 +12,14 @@ A listening port that accepts and never answers, or drops connects, must not hol
 descriptors: a trial's 6,000 such sessions held 5,188 of them, deliveries to everyone else took
 seconds, and heartbeats waited for a descriptor to be accepted on. So at the cap, a connection
 that has made no progress for DELIVERY_STALL_S while others wait is given up (its messages are
-retried later, with backoff, as after any failed delivery). And a delivery to a listener that
-took everything it was last sent goes ahead of those to listeners that never have: sessions
-whose ports never answer cannot delay the ones that do.
+retried later, with backoff, as after any failed delivery). Progress is a step of the
+handshake or an acknowledgement of more than before, nothing else: a listener that sent a frame
+every few seconds, or acknowledged the same number again and again, held its connection for
+ever, and the connections of one such session, each left open after its bye, took all 512 (the
+listener has DELIVERY_BYE_S to close after bye, and is not heard meanwhile). Deliveries wait in
+three lines, served in turn: to listeners that took everything they were last sent, to those
+not yet tried, and to those whose last delivery failed. So 6,000 sessions whose ports never
+answer delay neither the ones that do nor a user who has just logged in.
 """
 import collections
 import enum
@@ -31,10 +36,13 @@ DELIVERY_CONNECT_S = 5.0      # how long to try reaching a client's listening po
 DELIVERY_TURN_S = 0.25        # a connect still going after this gives up its turn (not its try):
                               # ports that drop connects (a firewall) must not hold up the others
 DELIVERY_STALL_S = 1.0        # at the socket cap, one this long without progress is given up
+DELIVERY_BYE_S = 2.0          # after our bye, the listener closes within this, or we do
 DELIVERY_ACK_S = 10.0         # a delivery connection stays open only while messages on it await
                               # their acknowledgement: silent this long, it is given up and the
                               # core retries them
-PROVEN_LISTENERS = 16384      # listeners remembered as proven (the oldest forgotten past it)
+REMEMBERED = 16384            # listeners remembered as proven, or as failed (the oldest
+                              # forgotten past it)
+PROVEN, UNTRIED, FAILED = range(3)      # the lines deliveries wait in, the first served first
 UNREACHED = ("refused", "timed out", "unreachable", "stalled")   # nothing was delivered
 # 64 frames in one read that are not acknowledgements end a delivery connection (a listener that
 # floods the connection we opened to it, as a client's would ours: server_glue's rule)
@@ -51,7 +59,7 @@ class Handshake(enum.Enum):
 class Delivery:
     """One outgoing connection to a client's listening port and the frames it carries."""
     __slots__ = ("user", "address", "proof", "conn", "turn", "waiting", "ending", "said_bye",
-                 "handshake", "nonce", "their_nonce", "given_up")
+                 "handshake", "nonce", "their_nonce", "given_up", "acked")
 
     def __init__(self, user, address, proof):
         self.user = user
@@ -66,6 +74,7 @@ class Delivery:
         self.nonce = None           # our challenge to the listener, and its to us
         self.their_nonce = None
         self.given_up = False       # closed at the socket cap, stalled: its socket is closing
+        self.acked = 0              # the highest number acknowledged on it
 
     @property
     def key(self):
@@ -91,14 +100,21 @@ class DeliveryLinks(Handler):
         # order things went in: progress takes one out and puts it back at the end)
         self.open = {}
         self.giving_up = 0          # given up at the cap and not yet closed: still held
-        # waiting to connect, in order: to listeners that have proven themselves, then others
-        self.waiting_proven = collections.deque()
-        self.waiting = collections.deque()
-        self.proven = {}            # keys of listeners that took what they were sent, oldest first
+        # waiting to connect, in order, in three lines (PROVEN, UNTRIED, FAILED)
+        self.lines = (collections.deque(), collections.deque(), collections.deque())
+        # keys of listeners that took everything they were last sent, and of those whose last
+        # delivery failed, the oldest first
+        self.proven, self.failed = {}, {}
         self._room_timer = None     # while stalled ones may be given up later for those waiting
 
     def queued(self):
-        return len(self.waiting_proven) + len(self.waiting)
+        return sum(map(len, self.lines))
+
+    def _next_waiting(self):
+        for line in self.lines:
+            if line:
+                return line.popleft()
+        return None
 
     def send(self, user, address, proof, frame):
         """Deliver `frame` to the session's listening port: on its open connection, or once
@@ -107,7 +123,8 @@ class DeliveryLinks(Handler):
         delivery = self.by_key.get(key)
         if delivery is None:
             delivery = self.by_key[key] = Delivery(user, address, proof)
-            (self.waiting_proven if key in self.proven else self.waiting).append(delivery)
+            line = PROVEN if key in self.proven else FAILED if key in self.failed else UNTRIED
+            self.lines[line].append(delivery)
             self._connect_waiting()
         if delivery.handshake is Handshake.OPEN:
             delivery.conn.send(self.glue.encoded(frame))
@@ -120,9 +137,9 @@ class DeliveryLinks(Handler):
     def _connect_waiting(self):
         """Connect those waiting, proven listeners' first, while the caps allow. At the
         socket cap, give up stalled ones for them: their room comes when they have closed."""
-        while self.connecting < self.connects and (self.waiting_proven or self.waiting):
+        while self.connecting < self.connects and self.queued():
             if len(self.open) + self.giving_up < self.sockets:
-                self._connect((self.waiting_proven or self.waiting).popleft())
+                self._connect(self._next_waiting())
             else:
                 self._give_up_stalled(self.queued() - self.giving_up)
                 return
@@ -148,9 +165,11 @@ class DeliveryLinks(Handler):
         self._connect_waiting()
 
     def _progress(self, delivery):
-        """The delivery's connection has connected, or brought a frame: newest in the order."""
+        """The delivery's connection has connected, taken a step of the handshake or brought
+        an acknowledgement of more: newest in the order, and its quiet limit starts again."""
         if self.open.pop(delivery, None) is not None:
             self.open[delivery] = self.reactor.clock.now()
+        self.glue.arm_quiet(delivery.conn, DELIVERY_ACK_S)
 
     def _connect(self, delivery):
         """Open the delivery's connection; its frames wait for the handshake."""
@@ -221,36 +240,39 @@ class DeliveryLinks(Handler):
         if self.by_key.get(key) is delivery:
             del self.by_key[key]
         delivery.said_bye = True
-        self.proven.pop(key, None)          # (the newest now)
-        self.proven[key] = None
-        if len(self.proven) > PROVEN_LISTENERS:
-            del self.proven[next(iter(self.proven))]
+        _remember(self.proven, key)
+        self.failed.pop(key, None)
         conn.send(encode({"type": "bye"}))
+        # its listener closes first; what it says meanwhile is not heard, nor holds it open
+        self.glue.arm_quiet(conn, DELIVERY_BYE_S, "no close after bye")
 
     # -- the sockets' handler ------------------------------------------------------------------
 
     def on_connected(self, conn):
         delivery = conn.data
-        self.glue.arm_quiet(conn, DELIVERY_ACK_S)
         self._progress(delivery)
         self._turn_over(delivery)
 
     def on_frames(self, conn, lines):
         """A client's listener proves the session, then acknowledges numbered messages;
-        anything else is ignored, but IGNORED_PER_READ of it in one read end the connection."""
+        anything else is ignored (and is no sign of progress), but IGNORED_PER_READ of it in
+        one read end the connection."""
         delivery = conn.data
         glue = self.glue
-        glue.arm_quiet(conn, DELIVERY_ACK_S)
-        self._progress(delivery)
         ignored = 0
         for line in lines:
             if conn.closing_reason is not None or conn.closed:
                 return
+            if delivery.said_bye:
+                return      # (it is to close: nothing it says now counts)
             if delivery.handshake is not Handshake.OPEN:
+                self._progress(delivery)
                 self._handshake(delivery, line)
                 continue
             event = delivery_event(delivery.proof, line)
-            if event is not None:
+            if event is not None and event.seq > delivery.acked:
+                delivery.acked = event.seq
+                self._progress(delivery)
                 glue.feed(event)
                 self._end_when_done(delivery)
                 continue
@@ -266,9 +288,6 @@ class DeliveryLinks(Handler):
 
     def on_frame(self, conn, line):
         self.on_frames(conn, [line])
-
-    def on_oversize(self, conn):
-        self.glue.arm_quiet(conn, DELIVERY_ACK_S)
 
     def on_closed(self, conn, reason):
         # the connection and its delivery refer to each other: let go now, not at the cycle
@@ -289,6 +308,16 @@ class DeliveryLinks(Handler):
             glue.log_repeated((f"cannot reach a listening port ({reason})", where),
                               f"cannot reach {where} ({reason})")
         if not delivery.said_bye:
-            self.proven.pop(key, None)      # its next delivery waits with the unproven
+            self.proven.pop(key, None)      # its next delivery waits with the failed ones
+            _remember(self.failed, key)
             glue.feed(Undelivered(delivery.address, delivery.proof, reason))
         self._turn_over(delivery)           # if it was still connecting, its turn is over
+
+
+def _remember(keys, key):
+    """Put `key` last in `keys` (a dict kept in the order keys came), forgetting the oldest
+    past REMEMBERED."""
+    keys.pop(key, None)
+    keys[key] = None
+    if len(keys) > REMEMBERED:
+        del keys[next(iter(keys))]

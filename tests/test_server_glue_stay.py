@@ -17,8 +17,8 @@ from timers import VirtualClock
 from replay import counting_secrets
 from server import ChatServer
 from server_events import Deliver, DeliverEach, DeliverRun, Reply
-from delivery_links import (DELIVERY_ACK_S, DELIVERY_CONNECT_S, DELIVERY_STALL_S,
-                            DELIVERY_TURN_S)
+from delivery_links import (DELIVERY_ACK_S, DELIVERY_BYE_S, DELIVERY_CONNECT_S,
+                            DELIVERY_STALL_S, DELIVERY_TURN_S)
 from server_glue import ServerGlue
 from passwords import load_credentials
 from storage import Store, StoreUnavailable
@@ -653,11 +653,124 @@ def test_a_listener_that_has_proven_itself_goes_before_those_that_never_have(wor
             pump(world.reactor, lambda: any(frame.get("id") == number
                                             for frame in sender.frames))
         assert [delivery.user for delivery in links.open] == ["seas"]
-        assert len(links.waiting) == 1 and len(links.waiting_proven) == 1
+        # foobar's proven, csee4119's failed (its presence notice did)
+        assert [len(line) for line in links.lines] == [1, 0, 1]
         world.clock.advance(DELIVERY_STALL_S)
         pump(world.reactor, lambda: "to foobar" in [frame["text"] for frame in got])
-        waiting = [delivery.user for delivery in links.waiting]
+        waiting = [delivery.user for line in links.lines for delivery in line]
         assert waiting == ["csee4119"]          # still waiting: foobar's went ahead of it
+    finally:
+        mute.close()
+
+
+class Chatty(Listening):
+    """A listener that proves the session and then says anything but a new acknowledgement:
+    `junk` after each message, and after bye, instead of closing."""
+
+    def __init__(self, got, keys, junk):
+        super().__init__(got, keys)
+        self.junk = junk
+        self.conns = []
+
+    def on_accepted(self, conn):
+        self.conns.append(conn)
+        super().on_accepted(conn)
+
+    def on_frame(self, conn, line):
+        frame = protocol.decode(line)
+        if frame["type"] == "hello":
+            super().on_frame(conn, line)
+        elif frame["type"] == "bye":
+            conn.send(protocol.encode(self.junk))
+        elif "seq" in frame:
+            self.got.append(frame)
+            if self.junk is not None:
+                conn.send(protocol.encode(self.junk))
+            else:
+                conn.send(protocol.encode({"type": "ack", "seq": frame["seq"]}))
+
+    def say(self, frame):
+        for conn in self.conns:
+            if not conn.closed:
+                conn.send(protocol.encode(frame))
+
+
+@pytest.mark.parametrize("junk", [{"type": "nop"}, {"type": "ack", "seq": 1}])
+def test_a_listener_that_talks_but_acknowledges_nothing_new_is_given_up_all_the_same(world,
+                                                                                       junk):
+    """A frame every few seconds, or the same acknowledgement again, held a delivery connection
+    for ever (a trial's): only a step of the handshake or an acknowledgement of more is
+    progress, and DELIVERY_ACK_S without it ends the connection; its message is retried."""
+    got = []
+    listener = Chatty(got, world.keys, junk)
+    port = world.reactor.listen("127.0.0.1", 0, listener).port
+    log_in_listening(world, port, ("foobar", "passpass"))
+    sender, token = logged_in(world, "columbia", "116bway")
+    sender.send({"type": "message", "token": token, "to": "foobar", "text": "one", "id": 2})
+    pump(world.reactor, lambda: got)
+    if junk["type"] == "ack":
+        listener.say({"type": "ack", "seq": got[0]["seq"]})     # (one that counts, once)
+        pump(world.reactor, lambda: world.store.count_waiting("foobar") == 0)
+        sender.send({"type": "message", "token": token, "to": "foobar", "text": "two",
+                     "id": 3})
+        pump(world.reactor, lambda: len(got) == 2)
+    for _ in range(3):
+        world.clock.advance(DELIVERY_ACK_S / 2)
+        listener.say(junk if junk["type"] != "ack" else {"type": "ack", "seq": got[0]["seq"]})
+        for _ in range(10):
+            world.reactor.run_once(timeout_s=0.01)
+    pump(world.reactor, lambda: any("will be retried" in line for line in world.lines))
+    assert world.store.count_waiting("foobar") == 1
+
+
+def test_a_listener_that_does_not_close_after_bye_is_closed_all_the_same(world):
+    """The connections of one session whose listener never closed after bye, talking on,
+    took all 512 delivery sockets (a trial's): after bye it has DELIVERY_BYE_S to close, and
+    what it says meanwhile is not heard."""
+    got = []
+    listener = Chatty(got, world.keys, None)
+    port = world.reactor.listen("127.0.0.1", 0, listener).port
+    log_in_listening(world, port, ("foobar", "passpass"))
+    sender, token = logged_in(world, "columbia", "116bway")
+    sender.send({"type": "message", "token": token, "to": "foobar", "text": "one", "id": 2})
+    pump(world.reactor, lambda: got and not world.glue.links.by_key)     # acked; bye said
+    links = world.glue.links
+    assert len(links.open) == 1
+    for _ in range(3):
+        world.clock.advance(DELIVERY_BYE_S / 2)
+        listener.say({"type": "nop"})
+        for _ in range(10):
+            world.reactor.run_once(timeout_s=0.01)
+    pump(world.reactor, lambda: not links.open)
+    assert not any("will be retried" in line for line in world.lines)
+
+
+def test_a_user_just_logged_in_is_not_kept_waiting_behind_ports_that_failed(world):
+    """6,000 sessions whose ports never answer kept a new user's first message waiting 10 s
+    (a trial's): a delivery to a listener not yet tried goes before those whose last delivery
+    failed."""
+    links = world.glue.links
+    got = []
+    live = world.reactor.listen("127.0.0.1", 0, Listening(got, world.keys)).port
+    mute = mute_listener()
+    try:
+        sender, token = logged_in(world, "columbia", "116bway")
+        log_in_listening(world, mute.getsockname()[1], ("seas", "summerisover"),
+                         ("csee4119", "lotsofexams"))
+        log_in_listening(world, live, ("foobar", "passpass"))      # (told of nobody since)
+        world.clock.advance(DELIVERY_ACK_S)     # the presence notices to the mute ones fail
+        pump(world.reactor, lambda: not links.open)
+        assert len(links.failed) == 2 and not links.proven
+        links.sockets = links.connects = 1
+        for number, user in enumerate(("seas", "csee4119", "foobar"), start=3):
+            sender.send({"type": "message", "token": token, "to": user, "text": f"to {user}",
+                         "id": number})
+            pump(world.reactor, lambda: any(frame.get("id") == number
+                                            for frame in sender.frames))
+        assert [len(line) for line in links.lines] == [0, 1, 1]      # foobar: never tried
+        world.clock.advance(DELIVERY_STALL_S)
+        pump(world.reactor, lambda: "to foobar" in [frame["text"] for frame in got])
+        assert [delivery.user for line in links.lines for delivery in line] == ["csee4119"]
     finally:
         mute.close()
 
