@@ -17,16 +17,17 @@ handshake or an acknowledgement of more than before, nothing else: a listener th
 every few seconds, or acknowledged the same number again and again, held its connection for
 ever, and the connections of one such session, each left open after its bye, took all 512 (the
 listener has DELIVERY_BYE_S to close after bye, and is not heard meanwhile). Deliveries wait in
-three lines, served in turn: to listeners that took everything they were last sent, to those
-not yet tried, and to those whose last delivery failed. So 6,000 sessions whose ports never
-answer delay neither the ones that do nor a user who has just logged in.
+lines, served in turn: to listeners that took everything they were last sent, to those not yet
+tried (a message before notices only), and to those whose last delivery failed. So 6,000 sessions whose ports never
+answer delay neither the ones that do nor a user who has just logged in (whose login's
+presence notice to each of them waits behind its first message).
 """
 import collections
 import enum
 import itertools
 import secrets
 
-from protocol import encode
+from protocol import Numbered, encode
 from reactor import Handler
 from server_events import Undelivered, delivery_event, delivery_hello, delivery_proven
 
@@ -42,7 +43,10 @@ DELIVERY_ACK_S = 10.0         # a delivery connection stays open only while mess
                               # core retries them
 REMEMBERED = 16384            # listeners remembered as proven, or as failed (the oldest
                               # forgotten past it)
-PROVEN, UNTRIED, FAILED = range(3)      # the lines deliveries wait in, the first served first
+# the lines deliveries wait in, the first served first: to listeners that took everything they
+# were last sent; to those not yet tried, a message first, then notices only; to those whose
+# last delivery failed
+PROVEN, UNTRIED, NOTICES, FAILED = range(4)
 UNREACHED = ("refused", "timed out", "unreachable", "stalled")   # nothing was delivered
 # 64 frames in one read that are not acknowledgements end a delivery connection (a listener that
 # floods the connection we opened to it, as a client's would ours: server_glue's rule)
@@ -100,8 +104,8 @@ class DeliveryLinks(Handler):
         # order things went in: progress takes one out and puts it back at the end)
         self.open = {}
         self.giving_up = 0          # given up at the cap and not yet closed: still held
-        # waiting to connect, in order, in three lines (PROVEN, UNTRIED, FAILED)
-        self.lines = (collections.deque(), collections.deque(), collections.deque())
+        # waiting to connect, in order, in four lines (PROVEN, UNTRIED, NOTICES, FAILED)
+        self.lines = tuple(collections.deque() for _ in range(4))
         # keys of listeners that took everything they were last sent, and of those whose last
         # delivery failed, the oldest first
         self.proven, self.failed = {}, {}
@@ -123,7 +127,12 @@ class DeliveryLinks(Handler):
         delivery = self.by_key.get(key)
         if delivery is None:
             delivery = self.by_key[key] = Delivery(user, address, proof)
-            line = PROVEN if key in self.proven else FAILED if key in self.failed else UNTRIED
+            if key in self.proven:
+                line = PROVEN
+            elif key in self.failed:
+                line = FAILED
+            else:   # (a login's presence notice to thousands must not hold up a message)
+                line = UNTRIED if type(frame) is Numbered else NOTICES
             self.lines[line].append(delivery)
             self._connect_waiting()
         if delivery.handshake is Handshake.OPEN:

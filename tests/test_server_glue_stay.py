@@ -654,7 +654,7 @@ def test_a_listener_that_has_proven_itself_goes_before_those_that_never_have(wor
                                             for frame in sender.frames))
         assert [delivery.user for delivery in links.open] == ["seas"]
         # foobar's proven, csee4119's failed (its presence notice did)
-        assert [len(line) for line in links.lines] == [1, 0, 1]
+        assert [len(line) for line in links.lines] == [1, 0, 0, 1]
         world.clock.advance(DELIVERY_STALL_S)
         pump(world.reactor, lambda: "to foobar" in [frame["text"] for frame in got])
         waiting = [delivery.user for line in links.lines for delivery in line]
@@ -767,9 +767,34 @@ def test_a_user_just_logged_in_is_not_kept_waiting_behind_ports_that_failed(worl
                          "id": number})
             pump(world.reactor, lambda: any(frame.get("id") == number
                                             for frame in sender.frames))
-        assert [len(line) for line in links.lines] == [0, 1, 1]      # foobar: never tried
+        assert [len(line) for line in links.lines] == [0, 1, 0, 1]   # foobar: never tried
         world.clock.advance(DELIVERY_STALL_S)
         pump(world.reactor, lambda: "to foobar" in [frame["text"] for frame in got])
+        assert [delivery.user for line in links.lines for delivery in line] == ["csee4119"]
+    finally:
+        mute.close()
+
+
+def test_a_new_users_first_message_goes_before_its_logins_presence_notices(world):
+    """A user who logs in into a room of 6,000 sessions whose ports never answer sent each a
+    presence notice, and its own first message waited behind them all, 10 s (a trial's): to
+    listeners not yet tried, a message goes before notices only."""
+    links = world.glue.links
+    links.sockets = links.connects = 1
+    got = []
+    live = world.reactor.listen("127.0.0.1", 0, Listening(got, world.keys)).port
+    mute = mute_listener()
+    try:
+        sender, token = logged_in(world, "columbia", "116bway")
+        log_in_listening(world, mute.getsockname()[1], ("seas", "summerisover"),
+                         ("csee4119", "lotsofexams"))      # (the notice to seas: it stalls)
+        log_in_listening(world, live, ("foobar", "passpass"))       # notices to both wait
+        sender.send({"type": "message", "token": token, "to": "foobar", "text": "first",
+                     "id": 2})
+        pump(world.reactor, lambda: any(frame.get("id") == 2 for frame in sender.frames))
+        assert [len(line) for line in links.lines] == [0, 1, 1, 0]
+        world.clock.advance(DELIVERY_STALL_S)
+        pump(world.reactor, lambda: got)
         assert [delivery.user for line in links.lines for delivery in line] == ["csee4119"]
     finally:
         mute.close()
