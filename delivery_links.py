@@ -63,7 +63,7 @@ class Handshake(enum.Enum):
 class Delivery:
     """One outgoing connection to a client's listening port and the frames it carries."""
     __slots__ = ("user", "address", "proof", "conn", "turn", "waiting", "ending", "said_bye",
-                 "handshake", "nonce", "their_nonce", "given_up", "acked")
+                 "handshake", "nonce", "their_nonce", "given_up", "acked", "line")
 
     def __init__(self, user, address, proof):
         self.user = user
@@ -79,6 +79,7 @@ class Delivery:
         self.their_nonce = None
         self.given_up = False       # closed at the socket cap, stalled: its socket is closing
         self.acked = 0              # the highest number acknowledged on it
+        self.line = None            # the line it waits in to connect (see DeliveryLinks)
 
     @property
     def key(self):
@@ -106,18 +107,32 @@ class DeliveryLinks(Handler):
         self.giving_up = 0          # given up at the cap and not yet closed: still held
         # waiting to connect, in order, in four lines (PROVEN, UNTRIED, NOTICES, FAILED)
         self.lines = tuple(collections.deque() for _ in range(4))
+        self._queued = 0
         # keys of listeners that took everything they were last sent, and of those whose last
         # delivery failed, the oldest first
         self.proven, self.failed = {}, {}
         self._room_timer = None     # while stalled ones may be given up later for those waiting
 
     def queued(self):
-        return sum(map(len, self.lines))
+        """How many deliveries wait to connect."""
+        return self._queued
+
+    def _queue(self, delivery, line):
+        if delivery.line is None:
+            self._queued += 1
+        delivery.line = line
+        self.lines[line].append(delivery)
 
     def _next_waiting(self):
-        for line in self.lines:
-            if line:
-                return line.popleft()
+        """The delivery to connect next, taken off its line (one that moved up a line is
+        left behind in the one it was in: skipped there)."""
+        for number, line in enumerate(self.lines):
+            while line:
+                delivery = line.popleft()
+                if delivery.line == number:
+                    delivery.line = None
+                    self._queued -= 1
+                    return delivery
         return None
 
     def send(self, user, address, proof, frame):
@@ -133,8 +148,10 @@ class DeliveryLinks(Handler):
                 line = FAILED
             else:   # (a login's presence notice to thousands must not hold up a message)
                 line = UNTRIED if type(frame) is Numbered else NOTICES
-            self.lines[line].append(delivery)
+            self._queue(delivery, line)
             self._connect_waiting()
+        elif delivery.line == NOTICES and type(frame) is Numbered:
+            self._queue(delivery, UNTRIED)      # (one that waited with notices moves up)
         if delivery.handshake is Handshake.OPEN:
             delivery.conn.send(self.glue.encoded(frame))
             self._end_when_done(delivery)

@@ -18,7 +18,7 @@ from replay import counting_secrets
 from server import ChatServer
 from server_events import Deliver, DeliverEach, DeliverRun, Reply
 from delivery_links import (DELIVERY_ACK_S, DELIVERY_BYE_S, DELIVERY_CONNECT_S,
-                            DELIVERY_STALL_S, DELIVERY_TURN_S)
+                            DELIVERY_STALL_S, DELIVERY_TURN_S, NOTICES)
 from server_glue import ServerGlue
 from passwords import load_credentials
 from storage import Store, StoreUnavailable
@@ -796,6 +796,35 @@ def test_a_new_users_first_message_goes_before_its_logins_presence_notices(world
         world.clock.advance(DELIVERY_STALL_S)
         pump(world.reactor, lambda: got)
         assert [delivery.user for line in links.lines for delivery in line] == ["csee4119"]
+    finally:
+        mute.close()
+
+
+def test_a_message_to_a_listener_whose_notices_wait_moves_them_up_the_lines(world):
+    """(a trial's churn of logins sent a new user a presence notice before its first message,
+    and the message waited with the notice, behind 6,000 others, 8 s)"""
+    links = world.glue.links
+    links.sockets = links.connects = 1
+    got = []
+    live = world.reactor.listen("127.0.0.1", 0, Listening(got, world.keys)).port
+    mute = mute_listener()
+    try:
+        sender, token = logged_in(world, "columbia", "116bway")
+        log_in_listening(world, mute.getsockname()[1], ("seas", "summerisover"),
+                         ("csee4119", "lotsofexams"))      # (the notice to seas: it stalls)
+        log_in_listening(world, live, ("foobar", "passpass"))
+        log_in_listening(world, mute.getsockname()[1], ("windows", "withglass"))
+        assert [delivery.user for delivery in links.lines[NOTICES]] == ["csee4119", "foobar"]
+        sender.send({"type": "message", "token": token, "to": "foobar", "text": "first",
+                     "id": 2})
+        pump(world.reactor, lambda: any(frame.get("id") == 2 for frame in sender.frames))
+        assert links.queued() == 2
+        world.clock.advance(DELIVERY_STALL_S)
+        pump(world.reactor, lambda: got)
+        assert [frame["text"] for frame in got] == ["first"]
+        still = {delivery.user for line in links.lines for delivery in line
+                 if delivery.line is not None}
+        assert links.queued() == 1 and still == {"csee4119"}
     finally:
         mute.close()
 
