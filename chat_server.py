@@ -635,7 +635,14 @@ class ChatServer(Reach):
         # check's usual case is inline, and anything else goes to the check itself, which
         # refuses it as it always has (_account_field, mid_field, text_field).
         recipient = frame.get("to")
-        if not (type(recipient) is str and 0 < len(recipient) <= protocol.MAX_NAME_CHARS
+        run = self.run
+        # the session's run of messages to this recipient goes on: the recipient was checked
+        # at its first, and is online and does not block the sender, as nothing but this
+        # session's messages has happened since (any other event ends the run first: handle)
+        goes_on = (run is not None and run.sender is session and run.skipped is None
+                   and type(recipient) is str and recipient == run.told[0])
+        if not goes_on and not (
+                type(recipient) is str and 0 < len(recipient) <= protocol.MAX_NAME_CHARS
                 and recipient in self._passwords and recipient.isprintable()
                 and " " not in recipient):
             recipient = self._account_field(frame, "to")
@@ -646,14 +653,15 @@ class ChatServer(Reach):
         notice = frame.get("notice", False)     # (an IRC NOTICE: nothing answers it by itself)
         if type(notice) is not bool:
             notice = protocol.flag_field(frame, "notice")       # (refuses it)
-        if recipient == sender:
-            raise Refused("self")
         store = self._store
-        if sender in store.block_lists.get(recipient, ()):     # (is_blocked, inline)
-            raise Refused("blocked")
+        if not goes_on:
+            if recipient == sender:
+                raise Refused("self")
+            if sender in store.block_lists.get(recipient, ()):     # (is_blocked, inline)
+                raise Refused("blocked")
         if mid is not None and store.senders.seen(sender, *mid) is not NEW:
             return self._taken_before(sender, mid, request.conn, frame_id)
-        offline = recipient not in self._users
+        offline = not goes_on and recipient not in self._users
         message = {"type": "message", "from": sender, "text": text}
         if notice:
             message["notice"] = True
@@ -672,8 +680,7 @@ class ChatServer(Reach):
         if self.reading and not offline:
             # with the session's other messages to `recipient` in this read (one offline
             # has nothing to gather: a run of one there cost 2 us, bench.py's offline)
-            run = self.run
-            told = run.told if run is not None and run.told == [recipient] else [recipient]
+            told = run.told if goes_on else [recipient]
             deliveries = self._keep_in_run(session, request.conn, told, message, head)
             if type(frame_id) is int:
                 # the usual yes waits with the run's others, for one action (Replies): a
