@@ -238,3 +238,17 @@ def test_windows_reading_back_the_same_messages_share_one_decoded_copy():
     first, second = deliveries.top_up("a", Window(0)), deliveries.top_up("b", Window(0))
     assert [frame["seq"] for frame in second] == list(range(1, 11))
     assert all(mine is theirs for mine, theirs in zip(first, second))
+
+
+def test_the_shared_read_back_messages_are_let_go_of_past_their_bound(monkeypatch):
+    """(READ_BACK_BYTES: what is shared is bounded; a window keeps what it read all the same)"""
+    import delivery
+    monkeypatch.setattr(delivery, "READ_BACK_BYTES", 5000)
+    store = _Store([(seq, _line(seq, 2000)) for seq in range(1, 11)])
+    deliveries = Deliveries(store, 1024, 10**7, 1.0, 30.0)
+    first = deliveries.top_up("a", Window(0))
+    assert len(deliveries._read_back) < 4 and deliveries._read_back_bytes < 5000 + 2100
+    second = deliveries.top_up("b", Window(0))
+    assert [frame["seq"] for frame in second] == [frame["seq"] for frame in first]
+    assert second[0] is not first[0]        # let go of: read back anew
+    assert len(deliveries._read_back) < 4 and deliveries._read_back_bytes < 5000 + 2100
