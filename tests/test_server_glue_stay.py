@@ -829,6 +829,34 @@ def test_a_message_to_a_listener_whose_notices_wait_moves_them_up_the_lines(worl
         mute.close()
 
 
+class Stranger(Handler):
+    """A port that is not a client's listener: it greets with something else than a
+    challenge."""
+
+    def on_accepted(self, conn):
+        conn.send(b"SSH-2.0-OpenSSH_9.2\n")
+
+
+def test_a_port_that_greets_with_no_challenge_is_left_and_the_message_retried(world,
+                                                                              monkeypatch):
+    """(also: what is remembered of failed listeners is bounded)"""
+    import delivery_links
+    monkeypatch.setattr(delivery_links, "REMEMBERED", 1)
+    port = world.reactor.listen("127.0.0.1", 0, Stranger()).port
+    log_in_listening(world, port, ("foobar", "passpass"), ("seas", "summerisover"))
+    sender, token = logged_in(world, "columbia", "116bway")
+    for number, user in enumerate(("foobar", "seas"), start=2):
+        sender.send({"type": "message", "token": token, "to": user, "text": "hi",
+                     "id": number})
+    sessions = [world.glue.core._users[user] for user in ("foobar", "seas")]
+    pump(world.reactor, lambda: all(session.window is not None and session.window.retrying
+                                    for session in sessions))   # (their log lines: folded)
+    pump(world.reactor, lambda: not world.glue.links.open)
+    assert len(world.glue.links.failed) == 1
+    assert any("(no challenge from the listener)" in line for line in world.lines)
+    assert world.store.count_waiting("foobar") == world.store.count_waiting("seas") == 1
+
+
 def test_a_delivery_whose_socket_cannot_be_made_is_retried_like_any_failed_one(world,
                                                                               monkeypatch):
     """Out of descriptors for one delivery connect: a retry after the backoff, not a user whose
