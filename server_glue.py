@@ -438,6 +438,10 @@ class Accepted(Handler):
                 # a frame refused with an error is no sign of life: one bad line every minute
                 # must not hold a connection open for ever
                 alive = alive or not _refused(actions, conn_id)
+                if actions and type(actions[-1]) is Close and actions[-1].conn == conn_id:
+                    # its bye: the rest of the read is not read (a trial's requests written
+                    # after a bye were kept and delivered, never answered)
+                    break
                 if core.refusals >= flooded_at:
                     flooded = True
                     break

@@ -995,3 +995,22 @@ def test_a_runs_yeses_become_unavailable_each_when_the_commit_fails(world, monke
     assert [(f["id"], f.get("code")) for f in sender.frames if f.get("id", 0) >= 20] == [
         (20, "unavailable"), (21, "unavailable"), (22, "unavailable")]
     assert receiver.of("message") == []         # held until a commit succeeds
+
+
+def test_requests_written_after_a_bye_in_the_same_read_are_not_read(world):
+    """A trial's `m1 m2 bye m3 m4` in one write: m3 and m4 were kept and delivered, and never
+    answered (a client retrying them without a mid would have sent them twice)."""
+    receiver, _ = logged_in(world, "columbia", "116bway")
+    sender, token = logged_in(world, "seas", "summerisover")
+    message = {"type": "message", "token": token, "to": "columbia"}
+    frames = [{**message, "text": "t1", "id": 2}, {**message, "text": "t2", "id": 3},
+              {"type": "bye"}, {**message, "text": "t3", "id": 4},
+              {**message, "text": "t4", "id": 5}]
+    sender.conn.send(b"".join(protocol.encode(frame) for frame in frames))
+    pump(world.reactor, lambda: sender.closed is not None)
+    pump(world.reactor, lambda: len(receiver.of("message")) == 2)
+    for _ in range(10):
+        world.reactor.run_once(timeout_s=0.01)
+    assert [f["text"] for f in receiver.of("message")] == ["t1", "t2"]
+    assert [f["id"] for f in sender.frames if f.get("id", 1) > 1] == [2, 3]
+    assert world.store.count_waiting("columbia") == 2
