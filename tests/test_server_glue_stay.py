@@ -591,6 +591,12 @@ def log_in_listening(world, port, *accounts):
         pump(world.reactor, lambda: replies)
 
 
+def answered(world, sender, token, to, text, number):
+    """A message from the logged-in staying `sender` to `to`, once its reply has come."""
+    sender.send({"type": "message", "token": token, "to": to, "text": text, "id": number})
+    pump(world.reactor, lambda: any(frame.get("id") == number for frame in sender.frames))
+
+
 def test_at_the_socket_cap_a_stalled_delivery_gives_way_to_one_that_waits(world):
     """A trial's 6,000 sessions listening on ports that accept and never answer held 5,188 of
     the server's descriptors. Delivery connections are capped (here 2); at the cap, one that
@@ -609,10 +615,7 @@ def test_at_the_socket_cap_a_stalled_delivery_gives_way_to_one_that_waits(world)
                          ("csee4119", "lotsofexams"))
         sender, token = logged_in(world, "columbia", "116bway")
         for number, user in enumerate(("seas", "csee4119", "foobar"), start=2):
-            sender.send({"type": "message", "token": token, "to": user, "text": f"to {user}",
-                         "id": number})
-            pump(world.reactor, lambda: any(frame.get("id") == number
-                                            for frame in sender.frames))
+            answered(world, sender, token, user, f"to {user}", number)
         pump(world.reactor, lambda: links.queued())
         for _ in range(20):
             world.reactor.run_once(timeout_s=0.01)
@@ -648,10 +651,7 @@ def test_a_listener_that_has_proven_itself_goes_before_those_that_never_have(wor
         pump(world.reactor, lambda: not links.open)
         links.sockets = links.connects = 1
         for number, user in enumerate(("seas", "csee4119", "foobar"), start=3):
-            sender.send({"type": "message", "token": token, "to": user, "text": f"to {user}",
-                         "id": number})
-            pump(world.reactor, lambda: any(frame.get("id") == number
-                                            for frame in sender.frames))
+            answered(world, sender, token, user, f"to {user}", number)
         assert [delivery.user for delivery in links.open] == ["seas"]
         # foobar's proven, csee4119's failed (its presence notice did)
         assert [len(line) for line in links.lines] == [1, 0, 0, 1]
@@ -695,18 +695,34 @@ class Chatty(Listening):
                 conn.send(protocol.encode(frame))
 
 
-@pytest.mark.parametrize("junk", [{"type": "nop"}, {"type": "ack", "seq": 1}])
-def test_a_listener_that_talks_but_acknowledges_nothing_new_is_given_up_all_the_same(world,
-                                                                                       junk):
-    """A frame every few seconds, or the same acknowledgement again, held a delivery connection
-    for ever (a trial's): only a step of the handshake or an acknowledgement of more is
-    progress, and DELIVERY_ACK_S without it ends the connection; its message is retried."""
+def talking_to_foobar(world, junk):
+    """foobar listening with a Chatty saying `junk`, and columbia's message "one" to it sent
+    -> (the listener, what it got, columbia's client and token)."""
     got = []
     listener = Chatty(got, world.keys, junk)
     port = world.reactor.listen("127.0.0.1", 0, listener).port
     log_in_listening(world, port, ("foobar", "passpass"))
     sender, token = logged_in(world, "columbia", "116bway")
     sender.send({"type": "message", "token": token, "to": "foobar", "text": "one", "id": 2})
+    return listener, got, (sender, token)
+
+
+def talk_through(world, listener, frame, limit_s):
+    """The listener says `frame` every half of `limit_s`, three times, the clock going on."""
+    for _ in range(3):
+        world.clock.advance(limit_s / 2)
+        listener.say(frame)
+        for _ in range(10):
+            world.reactor.run_once(timeout_s=0.01)
+
+
+@pytest.mark.parametrize("junk", [{"type": "nop"}, {"type": "ack", "seq": 1}])
+def test_a_listener_that_talks_but_acknowledges_nothing_new_is_given_up_all_the_same(world,
+                                                                                       junk):
+    """A frame every few seconds, or the same acknowledgement again, held a delivery connection
+    for ever (a trial's): only a step of the handshake or an acknowledgement of more is
+    progress, and DELIVERY_ACK_S without it ends the connection; its message is retried."""
+    listener, got, (sender, token) = talking_to_foobar(world, junk)
     pump(world.reactor, lambda: got)
     if junk["type"] == "ack":
         listener.say({"type": "ack", "seq": got[0]["seq"]})     # (one that counts, once)
@@ -714,11 +730,8 @@ def test_a_listener_that_talks_but_acknowledges_nothing_new_is_given_up_all_the_
         sender.send({"type": "message", "token": token, "to": "foobar", "text": "two",
                      "id": 3})
         pump(world.reactor, lambda: len(got) == 2)
-    for _ in range(3):
-        world.clock.advance(DELIVERY_ACK_S / 2)
-        listener.say(junk if junk["type"] != "ack" else {"type": "ack", "seq": got[0]["seq"]})
-        for _ in range(10):
-            world.reactor.run_once(timeout_s=0.01)
+    talk_through(world, listener, junk if junk["type"] != "ack" else {
+        "type": "ack", "seq": got[0]["seq"]}, DELIVERY_ACK_S)
     pump(world.reactor, lambda: any("will be retried" in line for line in world.lines))
     assert world.store.count_waiting("foobar") == 1
 
@@ -727,20 +740,11 @@ def test_a_listener_that_does_not_close_after_bye_is_closed_all_the_same(world):
     """The connections of one session whose listener never closed after bye, talking on,
     took all 512 delivery sockets (a trial's): after bye it has DELIVERY_BYE_S to close, and
     what it says meanwhile is not heard."""
-    got = []
-    listener = Chatty(got, world.keys, None)
-    port = world.reactor.listen("127.0.0.1", 0, listener).port
-    log_in_listening(world, port, ("foobar", "passpass"))
-    sender, token = logged_in(world, "columbia", "116bway")
-    sender.send({"type": "message", "token": token, "to": "foobar", "text": "one", "id": 2})
+    listener, got, _ = talking_to_foobar(world, None)
     pump(world.reactor, lambda: got and not world.glue.links.by_key)     # acked; bye said
     links = world.glue.links
     assert len(links.open) == 1
-    for _ in range(3):
-        world.clock.advance(DELIVERY_BYE_S / 2)
-        listener.say({"type": "nop"})
-        for _ in range(10):
-            world.reactor.run_once(timeout_s=0.01)
+    talk_through(world, listener, {"type": "nop"}, DELIVERY_BYE_S)
     pump(world.reactor, lambda: not links.open)
     assert not any("will be retried" in line for line in world.lines)
 
@@ -763,10 +767,7 @@ def test_a_user_just_logged_in_is_not_kept_waiting_behind_ports_that_failed(worl
         assert len(links.failed) == 2 and not links.proven
         links.sockets = links.connects = 1
         for number, user in enumerate(("seas", "csee4119", "foobar"), start=3):
-            sender.send({"type": "message", "token": token, "to": user, "text": f"to {user}",
-                         "id": number})
-            pump(world.reactor, lambda: any(frame.get("id") == number
-                                            for frame in sender.frames))
+            answered(world, sender, token, user, f"to {user}", number)
         assert [len(line) for line in links.lines] == [0, 1, 0, 1]   # foobar: never tried
         world.clock.advance(DELIVERY_STALL_S)
         pump(world.reactor, lambda: "to foobar" in [frame["text"] for frame in got])
@@ -775,23 +776,30 @@ def test_a_user_just_logged_in_is_not_kept_waiting_behind_ports_that_failed(worl
         mute.close()
 
 
-def test_a_new_users_first_message_goes_before_its_logins_presence_notices(world):
-    """A user who logs in into a room of 6,000 sessions whose ports never answer sent each a
-    presence notice, and its own first message waited behind them all, 10 s (a trial's): to
-    listeners not yet tried, a message goes before notices only."""
+def one_socket_and_a_silent_port(world):
+    """One delivery socket at a time; columbia logged in to stay, seas and csee4119 listening
+    on a silent port (the presence notice to seas holds the socket, stalled), foobar on a live
+    one (its login's notices wait) -> (the links, what foobar got, the silent port, columbia's
+    client and token)."""
     links = world.glue.links
     links.sockets = links.connects = 1
     got = []
     live = world.reactor.listen("127.0.0.1", 0, Listening(got, world.keys)).port
     mute = mute_listener()
+    columbia = logged_in(world, "columbia", "116bway")
+    log_in_listening(world, mute.getsockname()[1], ("seas", "summerisover"),
+                     ("csee4119", "lotsofexams"))
+    log_in_listening(world, live, ("foobar", "passpass"))
+    return links, got, mute, columbia
+
+
+def test_a_new_users_first_message_goes_before_its_logins_presence_notices(world):
+    """A user who logs in into a room of 6,000 sessions whose ports never answer sent each a
+    presence notice, and its own first message waited behind them all, 10 s (a trial's): to
+    listeners not yet tried, a message goes before notices only."""
+    links, got, mute, (sender, token) = one_socket_and_a_silent_port(world)
     try:
-        sender, token = logged_in(world, "columbia", "116bway")
-        log_in_listening(world, mute.getsockname()[1], ("seas", "summerisover"),
-                         ("csee4119", "lotsofexams"))      # (the notice to seas: it stalls)
-        log_in_listening(world, live, ("foobar", "passpass"))       # notices to both wait
-        sender.send({"type": "message", "token": token, "to": "foobar", "text": "first",
-                     "id": 2})
-        pump(world.reactor, lambda: any(frame.get("id") == 2 for frame in sender.frames))
+        answered(world, sender, token, "foobar", "first", 2)
         assert [len(line) for line in links.lines] == [0, 1, 1, 0]
         world.clock.advance(DELIVERY_STALL_S)
         pump(world.reactor, lambda: got)
@@ -803,21 +811,11 @@ def test_a_new_users_first_message_goes_before_its_logins_presence_notices(world
 def test_a_message_to_a_listener_whose_notices_wait_moves_them_up_the_lines(world):
     """(a trial's churn of logins sent a new user a presence notice before its first message,
     and the message waited with the notice, behind 6,000 others, 8 s)"""
-    links = world.glue.links
-    links.sockets = links.connects = 1
-    got = []
-    live = world.reactor.listen("127.0.0.1", 0, Listening(got, world.keys)).port
-    mute = mute_listener()
+    links, got, mute, (sender, token) = one_socket_and_a_silent_port(world)
     try:
-        sender, token = logged_in(world, "columbia", "116bway")
-        log_in_listening(world, mute.getsockname()[1], ("seas", "summerisover"),
-                         ("csee4119", "lotsofexams"))      # (the notice to seas: it stalls)
-        log_in_listening(world, live, ("foobar", "passpass"))
         log_in_listening(world, mute.getsockname()[1], ("windows", "withglass"))
         assert [delivery.user for delivery in links.lines[NOTICES]] == ["csee4119", "foobar"]
-        sender.send({"type": "message", "token": token, "to": "foobar", "text": "first",
-                     "id": 2})
-        pump(world.reactor, lambda: any(frame.get("id") == 2 for frame in sender.frames))
+        answered(world, sender, token, "foobar", "first", 2)
         assert links.queued() == 2
         world.clock.advance(DELIVERY_STALL_S)
         pump(world.reactor, lambda: got)
