@@ -174,7 +174,7 @@ class ChatServer(Reach):
                                                settings.name_checks_burst)
         self._slow_logged = limits.OncePer(settings.slow_log_quiet_s)
         self.refusals = 0       # error replies so far: the glue closes a connection whose one
-                                # read brings too many (server_glue.REFUSALS_PER_READ)
+                                # read brings too many (limits.REFUSALS_PER_READ)
         self._presence = Presence(settings.presence_rate_per_s, settings.presence_burst,
                                   settings.presence_batch_s)
         self._deliveries = Deliveries(store, settings.delivery_window,
@@ -443,7 +443,7 @@ class ChatServer(Reach):
         if session is None:
             # nothing numbered went out here: there is nothing to acknowledge. Not answered
             # (a session just ended leaves a few on their way), but counted as refused: a
-            # read of thousands is a flood (server_glue.REFUSALS_PER_READ)
+            # read of thousands is a flood (limits.REFUSALS_PER_READ)
             self.refusals += 1
             return []
         return self._acknowledged(session, seq)

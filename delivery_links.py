@@ -27,6 +27,7 @@ import enum
 import itertools
 import secrets
 
+from limits import REFUSALS_PER_READ
 from protocol import Numbered, encode
 from reactor import Handler
 from server_events import Undelivered, delivery_event, delivery_hello, delivery_proven
@@ -48,9 +49,6 @@ REMEMBERED = 16384            # listeners remembered as proven, or as failed (th
 # last delivery failed
 PROVEN, UNTRIED, NOTICES, FAILED = range(4)
 UNREACHED = ("refused", "timed out", "unreachable", "stalled")   # nothing was delivered
-# 64 frames in one read that are not acknowledgements end a delivery connection (a listener that
-# floods the connection we opened to it, as a client's would ours: server_glue's rule)
-IGNORED_PER_READ = 64
 
 
 class Handshake(enum.Enum):
@@ -281,7 +279,7 @@ class DeliveryLinks(Handler):
 
     def on_frames(self, conn, lines):
         """A client's listener proves the session, then acknowledges numbered messages;
-        anything else is ignored (and is no sign of progress), but IGNORED_PER_READ of it in
+        anything else is ignored (and is no sign of progress), but REFUSALS_PER_READ of it in
         one read end the connection."""
         delivery = conn.data
         glue = self.glue
@@ -303,11 +301,11 @@ class DeliveryLinks(Handler):
                 self._end_when_done(delivery)
                 continue
             ignored += 1
-            if ignored >= IGNORED_PER_READ:
+            if ignored >= REFUSALS_PER_READ:
                 where = delivery.where()
                 glue.log_repeated(("a delivery connection flooded", where),
                                   f"delivery connection {conn.id} to {where} closed: "
-                                  f"{IGNORED_PER_READ} frames that were not acknowledgements "
+                                  f"{REFUSALS_PER_READ} frames that were not acknowledgements "
                                   f"in one read")
                 conn.abort("flooded with frames that were not acknowledgements")
                 return

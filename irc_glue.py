@@ -12,11 +12,12 @@ and a PING once the client has been silent PING_AFTER_S; silent IDLE_S, it is cl
 """
 from irc_session import IrcSession, folded
 from irc_wire import BadText, TooLong, line, parse
+from limits import REFUSALS_PER_READ
 from passwords import open_accounts
 from protocol import decode_own
 from reactor import READ_CHUNK_BYTES
 from server_events import Request
-from server_glue import REFUSALS_PER_READ, Accepted, AcceptedState
+from server_glue import Accepted, AcceptedState
 
 KEEPALIVE_S = 15.0      # the core ends a session after 31 s without a request
 PING_AFTER_S = 60.0     # a client silent this long is asked whether it is there
@@ -98,7 +99,7 @@ class IrcFront(Accepted):
                     session.from_client(message, wall)
             refused += shared.get("refusals", 0) > errors
             if refused >= REFUSALS_PER_READ:
-                # (server_glue.REFUSALS_PER_READ: a trial's 10 connections of "X" lines, each
+                # (limits.REFUSALS_PER_READ: a trial's 10 connections of "X" lines, each
                 # a 451 or 421, held everyone's heartbeat 0.3 s. Per line: one JOIN of an
                 # autojoin list of 69 channels is 69 403s, and must not end the connection)
                 session.close("flooded with refused lines", f"Excess Flood ({REFUSALS_PER_READ}"

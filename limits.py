@@ -11,6 +11,13 @@ Time is the caller's `now` (seconds); nothing here reads a clock.
 import math
 
 PRUNE_EVERY_S = 60.0     # how often full buckets are forgotten, at most
+# One read that brings this many refused requests (empty lines, garbage, a flood past the rate
+# limits) ends its connection: each refusal still cost a decode and a reply, and a trial's 30
+# connections of empty lines (32,768 in each 32 KiB read) held everyone's heartbeat 15 s.
+# A client that waits for its replies never sends so many wrong at once. (The server's
+# connections, its IRC port's, and those it opens to listening ports, whose frames that are
+# not acknowledgements count so.)
+REFUSALS_PER_READ = 64
 
 
 class RateLimiter:

@@ -12,6 +12,7 @@ import time
 
 import limits
 from delivery_links import DELIVERY_SOCKETS, DeliveryLinks
+from limits import REFUSALS_PER_READ
 from protocol import (OK_STORED_LINES, UNAVAILABLE_RETRY_S, Numbered, encode, error, reply_line,
                       whole)
 from reactor import FRAME_TIME_S, Handler, KeyedTimers, Lapses, RepeatedLines
@@ -28,11 +29,6 @@ COMMIT_RETRY_FIRST_S = 0.1    # a commit that failed is tried again after this, 
 COMMIT_RETRY_MAX_S = 5.0      # ... up to this, until one succeeds
 # not worth a log line ("quit": an IRC client's QUIT)
 ORDINARY_CLOSES = ("bye", "eof", "idle", "server stopping", "quit")
-# One read that brings this many refused requests (empty lines, garbage, a flood past the rate
-# limits) ends its connection: each refusal still cost a decode and a reply, and a trial's 30
-# connections of empty lines (32,768 in each 32 KiB read) held everyone's heartbeat 15 s.
-# A client that waits for its replies never sends so many wrong at once.
-REFUSALS_PER_READ = 64
 
 
 class AcceptedState:

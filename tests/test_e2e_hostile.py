@@ -130,7 +130,7 @@ def test_a_users_flood_gets_slow_down_not_a_crash_and_others_are_served(run_serv
     good = GoodUser(server.port, "columbia", "116bway")
     online = json.dumps({"type": "online", "token": flooder.token}).encode()
     replies = exchange(server.port, b"\n".join([online] * 200), source="127.0.0.1")
-    # 64 refusals in one read end the connection (server_glue.REFUSALS_PER_READ)
+    # 64 refusals in one read end the connection (limits.REFUSALS_PER_READ)
     assert codes(replies) == ["online"] * 10 + ["slow_down"] * 64 + ["flood"]
     assert replies[-2]["seconds"] >= 1
     good.served()

@@ -482,7 +482,7 @@ def test_a_block_between_online_users_parts_and_joins_them_in_each_others_nick_l
 
 def test_a_read_of_many_refused_lines_ends_the_connection_and_others_are_served(world):
     """A trial's 10 connections of "X" lines (each a 451) held everyone up: 64 refused in one
-    read end the connection (irc_glue, as server_glue.REFUSALS_PER_READ)."""
+    read end the connection (irc_glue, as limits.REFUSALS_PER_READ)."""
     seas = irc_login(world, "seas")
     flooder = IrcClient(world.reactor, world.irc_port)
     flooder.send(b"X\r\n" * 200)
