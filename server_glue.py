@@ -422,7 +422,7 @@ class Accepted(Handler):
         core = glue.core
         reading = core.reading = len(lines) > 2 and not glue.commit_each
         flooded_at = core.refusals + REFUSALS_PER_READ
-        flooded = False
+        flooded = ended = False
         try:
             for line in lines:
                 if conn.closing_reason is not None:
@@ -437,6 +437,7 @@ class Accepted(Handler):
                 if actions and type(actions[-1]) is Close and actions[-1].conn == conn_id:
                     # its bye: the rest of the read is not read (a trial's requests written
                     # after a bye were kept and delivered, never answered)
+                    ended = True
                     break
                 if core.refusals >= flooded_at:
                     flooded = True
@@ -455,7 +456,7 @@ class Accepted(Handler):
                 if conn.data is not CARRYING:   # (it has just logged in or resumed)
                     conn.data = CARRYING
                     glue.stop_quiet(conn)
-            elif actions and type(actions[-1]) is Close and actions[-1].conn == conn_id:
+            elif ended:
                 # its last line ended it (a short connection's bye): no frame is waited for
                 # any more, so it stays under the limit it is under until on_closed lets go
                 conn.data = ACCEPTED
