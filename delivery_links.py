@@ -105,7 +105,6 @@ class DeliveryLinks(Handler):
         self.giving_up = 0          # given up at the cap and not yet closed: still held
         # waiting to connect, in order, in four lines (PROVEN, UNTRIED, NOTICES, FAILED)
         self.lines = tuple(collections.deque() for _ in range(4))
-        self._queued = 0
         # keys of listeners that took everything they were last sent, and of those whose last
         # delivery failed, the oldest first
         self.proven, self.failed = {}, {}
@@ -113,24 +112,19 @@ class DeliveryLinks(Handler):
 
     def queued(self):
         """How many deliveries wait to connect."""
-        return self._queued
+        return sum(map(len, self.lines))
 
     def _queue(self, delivery, line):
-        if delivery.line is None:
-            self._queued += 1
         delivery.line = line
         self.lines[line].append(delivery)
 
     def _next_waiting(self):
-        """The delivery to connect next, taken off its line (one that moved up a line is
-        left behind in the one it was in: skipped there)."""
-        for number, line in enumerate(self.lines):
-            while line:
+        """The delivery to connect next, taken off its line."""
+        for line in self.lines:
+            if line:
                 delivery = line.popleft()
-                if delivery.line == number:
-                    delivery.line = None
-                    self._queued -= 1
-                    return delivery
+                delivery.line = None
+                return delivery
         return None
 
     def send(self, user, address, proof, frame):
@@ -149,7 +143,9 @@ class DeliveryLinks(Handler):
             self._queue(delivery, line)
             self._connect_waiting()
         elif delivery.line == NOTICES and type(frame) is Numbered:
-            self._queue(delivery, UNTRIED)      # (one that waited with notices moves up)
+            # one that waited with notices moves up (once: a scan of the line, not a pass's)
+            self.lines[NOTICES].remove(delivery)
+            self._queue(delivery, UNTRIED)
         if delivery.handshake is Handshake.OPEN:
             delivery.conn.send(self.glue.encoded(frame))
             self._end_when_done(delivery)

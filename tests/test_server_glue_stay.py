@@ -817,12 +817,12 @@ def test_a_message_to_a_listener_whose_notices_wait_moves_them_up_the_lines(worl
         assert [delivery.user for delivery in links.lines[NOTICES]] == ["csee4119", "foobar"]
         answered(world, sender, token, "foobar", "first", 2)
         assert links.queued() == 2
+        assert [[delivery.user for delivery in line] for line in links.lines] == [
+            [], ["foobar"], ["csee4119"], []]      # foobar's moved up, out of the notices'
         world.clock.advance(DELIVERY_STALL_S)
         pump(world.reactor, lambda: got)
         assert [frame["text"] for frame in got] == ["first"]
-        still = {delivery.user for line in links.lines for delivery in line
-                 if delivery.line is not None}
-        assert links.queued() == 1 and still == {"csee4119"}
+        assert [delivery.user for line in links.lines for delivery in line] == ["csee4119"]
     finally:
         mute.close()
 
