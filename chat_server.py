@@ -510,9 +510,10 @@ class ChatServer(Reach):
         # not the copy this login decoded: the session keeps it as long as it lives
         user = sys.intern(user)
         return self._start_session(request.conn, frame_id, user, request.host, port, now, stay,
-                                   client)
+                                   client, request.irc)
 
-    def _start_session(self, conn, frame_id, user, host, port, now, stays=False, client=None):
+    def _start_session(self, conn, frame_id, user, host, port, now, stays=False, client=None,
+                       irc=False):
         old = self._users.get(user)
         token = self._make_secret()
         if self._instance:
@@ -531,7 +532,9 @@ class ChatServer(Reach):
         if proof is not None:
             welcome["proof"] = proof
         welcome.update(store=store.identity, head=store.head, waiting=store.count_waiting(user))
-        staying = ", staying connected" if stays else ""
+        # (an IRC user stays connected too, but the operator reading the log wants to know
+        # which port it came by)
+        staying = " by IRC" if irc else ", staying connected" if stays else ""
         # (a login that ends a session of the same account is folded per account and
         # address: one account's logins churned from a few addresses wrote two lines each, a
         # trial's 18,000 in 10 s; a first login is not, and costs no tally of its own)

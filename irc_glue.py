@@ -215,7 +215,7 @@ class IrcLink:
         now = glue.reactor.clock.now()
         host = self.conn.host
         for frame in requests:
-            glue.apply(glue.core.handle(Request(self.id, frame, host), now))
+            glue.apply(glue.core.handle(Request(self.id, frame, host, irc=True), now))
 
     def ack(self):
         """Ask the session for an ack PING (irc_session.ping_for_ack); one it holds back for

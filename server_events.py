@@ -26,10 +26,12 @@ __all__ = ["Acked", "Arm", "AskLapses", "BadFrame", "Close", "Closed", "Deliver"
 
 @dataclass(slots=True)
 class Request:
-    """One decoded frame (a dict with a str "type") from accepted connection `conn`."""
+    """One decoded frame (a dict with a str "type") from accepted connection `conn`; `irc`
+    when the connection is on the IRC port (its frames are the IRC link's words, translated)."""
     conn: int
     frame: dict
     host: str
+    irc: bool = False
 
 
 @dataclass(slots=True)

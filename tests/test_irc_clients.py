@@ -72,7 +72,7 @@ def test_weechat_logs_in_by_sasl_and_talks_with_client_py_users(weechats, server
     weechat = weechats("weechat", server.irc_port, "columbia", "116bway")
     weechat.wait_joined()
     weechat.wait_log("irc.server.chat", r"SASL authentication successful")
-    server.wait_log(r"columbia logged in from 127\.0\.0\.1, staying connected")
+    server.wait_log(r"columbia logged in from 127\.0\.0\.1 by IRC")
     weechat.wait_log("irc.chat.#chat", r"Channel #chat: 3 nicks")      # seas, google and itself
     seas.expect("columbia has logged in.")
 
@@ -130,7 +130,7 @@ def test_irssi_in_tmux_gets_a_message_and_replies(irssis, server, clients):
     login(seas, "seas")
     irssi = irssis("irssi", server.irc_port, "columbia", "116bway")
     irssi.wait_screen(r"End of /MOTD command")
-    server.wait_log(r"columbia logged in from 127\.0\.0\.1, staying connected")
+    server.wait_log(r"columbia logged in from 127\.0\.0\.1 by IRC")
     seas.expect("columbia has logged in.")
 
     irssi.type("/query seas")                           # seas's messages come to this window

@@ -163,6 +163,10 @@ def test_pass_nick_user_log_in_and_the_room_is_joined_with_everyone_in_it(world)
     assert columbia.of("353")[0].params[-1].split() == ["columbia", "seas"]
     settle(world, lambda: seas.of("presence"))
     assert seas.of("presence")[0]["user"] == "columbia"
+    # the log says which port each came by
+    logins = [line for line in world.log if " logged in from " in line]
+    assert logins == ["seas logged in from 127.0.0.1, staying connected",
+                      "columbia logged in from 127.0.0.1 by IRC"]
 
 
 def test_a_nick_in_another_case_logs_in_as_the_account(world):

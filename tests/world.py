@@ -391,7 +391,8 @@ class World:
                 self._record(sim.name, raw.decode().rstrip("\r\n"))
         requests, session.requests = session.requests, []
         for frame in requests:
-            self._queue.append(("server", server_events.Request(sim.conn, frame, sim.host)))
+            self._queue.append(("server", server_events.Request(sim.conn, frame, sim.host,
+                                                                irc=True)))
         if session.hangup is not None:
             self._irc_closed(sim)
 
@@ -402,7 +403,8 @@ class World:
         sim.running = False
         sim.session.connection_lost()
         for frame in sim.session.requests:
-            self._queue.append(("server", server_events.Request(sim.conn, frame, sim.host)))
+            self._queue.append(("server", server_events.Request(sim.conn, frame, sim.host,
+                                                                irc=True)))
         self._queue.append(("server", server_events.Closed(sim.conn)))
 
     # -- staying connections: one per client, requests, replies and deliveries in order --------
