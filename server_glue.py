@@ -534,7 +534,9 @@ class Logger:
         second = int(self._clock.wall())
         if second != self._second:
             self._second = second
-            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+            # local time with its offset from UTC: a log read elsewhere, or across a change
+            # to summer time, says when each line was written all the same
+            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S%z", time.localtime(second))
         stamp = self._stamp
         lines = []
         if self.lost:

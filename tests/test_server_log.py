@@ -36,7 +36,7 @@ class Stream:
 
 
 def stamp(wall):
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(wall))
+    return time.strftime("%Y-%m-%d %H:%M:%S%z", time.localtime(wall))
 
 
 def test_a_line_is_written_and_flushed_at_once_with_the_time_it_was_said():
@@ -48,6 +48,26 @@ def test_a_line_is_written_and_flushed_at_once_with_the_time_it_was_said():
     assert stream.writes == [f"{stamp(WALL_START)} alice logged in from 127.0.0.1\n",
                              f"{stamp(WALL_START + 1.5)} alice logged out\n"]
     assert stream.flushes == 2
+
+
+@pytest.fixture
+def new_york(monkeypatch):
+    """The process's local time is New York's for the test (then as it was)."""
+    monkeypatch.setenv("TZ", "EST+5EDT,M3.2.0,M11.1.0")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_each_stamp_says_its_offset_from_utc_in_winter_and_summer(new_york):
+    clock, stream = VirtualClock(wall_start=1_700_000_000.0), Stream()  # 2023-11-14, winter
+    log = make_logger(clock, stream)
+    log("in winter")
+    clock.advance(200 * 86400)                                          # 2024-06-01, summer
+    log("in summer")
+    assert stream.writes == ["2023-11-14 17:13:20-0500 in winter\n",
+                             "2024-06-01 18:13:20-0400 in summer\n"]
 
 
 def test_many_lines_go_in_one_write_in_order():
