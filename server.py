@@ -15,6 +15,7 @@ import ssl
 import sys
 import time
 
+import certificate
 import irc_wire
 import options
 import passwords
@@ -315,6 +316,10 @@ def main(argv=None):
     log(f"listening on {args.host}:{listener.port} with {accounts} from "
         f"{os.path.abspath(args.credentials)}, data in {os.path.abspath(args.data_dir)} "
         f"(sync {args.sync}; {secured})")
+    if args.tls_cert:
+        expiring = certificate.warning(args.tls_cert, clock.wall())
+        if expiring:
+            log(expiring)
     if not credentials:
         log(f"{args.credentials} has no accounts: nobody can log in")
     unguarded = passwords.open_accounts(credentials)
