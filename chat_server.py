@@ -27,6 +27,7 @@ from server_events import (Acked, Arm, AskLapses, BadFrame, Close, Closed, Expir
                            Log, PresenceBatch, Redeliver, Replies, Reply, Request,
                            StoreRecovered, TimeQuiet, Undelivered)
 from sessions import RandomSecrets, Session, Sessions
+from shares import Shares
 from storage import StoreUnavailable
 
 
@@ -69,6 +70,9 @@ class Settings:
     inbox_bytes: int = 16 * 1024 * 1024
     store_messages: int = 1_000_000   # deliveries waiting: a broadcast counts once per recipient
     store_bytes: int = 256 * 1024 * 1024
+    # What one sender may leave users who are away (shares.py): 1/sender_share of an absent
+    # user's inbox quota, and of the store's for all of them together.
+    sender_share: int = 10
     # Presence notices (presence.py): at once within this many deliveries a second, else batched.
     presence_rate_per_s: float = 2000.0
     presence_burst: int = 2000
@@ -91,6 +95,16 @@ class Refused(Exception):
         self.logged = logged
         self.log_text = log_text
         self.durable = durable
+
+
+def _share_full(over, recipient):
+    """The refusal of a message that would overfill its sender's share (shares.py): of what
+    may wait for absent `recipient` ("inbox"), or for all absent users ("store")."""
+    if over == "inbox":
+        return Refused("inbox_full", f"you have left {recipient} as many messages as one sender "
+                                     f"may until they log in", share=True)
+    return Refused("store_full", "you have left users who are away as many messages as one "
+                                 "sender may until they log in", share=True)
 
 
 MAX_REASON_CHARS = 300      # the words a user leaves with (an IRC QUIT message)
@@ -159,6 +173,8 @@ class ChatServer(Reach):
         # Tokens start with this run's name, so a token from before a restart is recognised.
         self._instance = instance
         self._lockouts = Lockouts(store, settings.max_attempts, settings.block_time_s)
+        self._shares = Shares(settings.sender_share, settings.inbox_messages,
+                              settings.inbox_bytes, settings.store_messages, settings.store_bytes)
         self._checker = passwords.Checker(credentials)
         self._user_limit = limits.RateLimiter(settings.user_rate_per_s, settings.user_burst)
         self._address_limit = limits.RateLimiter(settings.address_rate_per_s,
@@ -553,6 +569,7 @@ class ChatServer(Reach):
                 actions += self._reach(old, {"type": "logged_out", "reason": "elsewhere"})
             actions += ended
         self._sessions.add(session)
+        self._shares.came_back(user)        # (what waited for it goes out now)
         if stays:
             self._sessions.attach(session, conn)
         actions += self._send_waiting(session)
@@ -680,6 +697,10 @@ class ChatServer(Reach):
             if room == "store":
                 raise Refused("store_full")
             raise Refused("inbox_full", f"too many messages already wait for {recipient}")
+        if offline:
+            over = self._shares.full(sender, recipient, len(head))
+            if over is not None:
+                raise _share_full(over, recipient)
         if self.reading and not offline:
             # with the session's other messages to `recipient` in this read (one offline
             # has nothing to gather: a run of one there cost 2 us, bench.py's offline)
@@ -697,6 +718,8 @@ class ChatServer(Reach):
                 return deliveries
         else:
             deliveries = self._keep_and_deliver([recipient], message, head)
+            if offline:
+                self._shares.left(sender, recipient, len(head))
         reply = {"type": "ok", "stored": offline}
         if mid is not None:
             store.senders.taken(sender, *mid, reply, now)

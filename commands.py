@@ -226,6 +226,11 @@ _ERROR_LINES = {
     ("message", "self"): "You cannot send a message to yourself.",
     ("message", "inbox_full"): "{user} has too many messages waiting; yours was not sent.",
     ("message", "store_full"): "The server is full; your message was not sent. Try again later.",
+    # (with "share": the sender's own share of what may wait for users who are away is full)
+    ("message", "inbox_full", "share"): "You have left {user} as many messages as one sender "
+                                        "may until they log in; yours was not sent.",
+    ("message", "store_full", "share"): "You have left users who are away as many messages as "
+                                        "one sender may until they log in; yours was not sent.",
     ("broadcast", "store_full"): "The server is full; your message was not sent. Try again "
                                  "later.",
     ("block", "unknown_user"): "User {user} does not exist.",
@@ -260,7 +265,8 @@ def reply_lines(command, frame):
     """A command's reply -> the lines to show ([] for none), or None when it makes no sense."""
     kind = frame.get("type")
     if kind == "error":
-        line = _ERROR_LINES.get((command.name, frame.get("code")))
+        key = (command.name, frame.get("code"))
+        line = _ERROR_LINES.get(key + ("share",) if frame.get("share") is True else key)
         return [line.format(user=command.user) + case_hint(frame) if line
                 else error_text(frame)]
     if command.name == "online" and kind == "online":

@@ -25,6 +25,11 @@ NO_PRIVATE = ("Private (peer to peer) talk needs client.py: over IRC, /msg the u
 _WHY = {
     "blocked": "{to} blocks you",
     "inbox_full": "too many messages already wait for {to}: try later",
+    # (with "share": what one sender may leave users who are away, shares.py)
+    ("inbox_full", "share"): "you have left {to} as many messages as one sender may until "
+                             "they log in",
+    ("store_full", "share"): "you have left users who are away as many messages as one "
+                             "sender may until they log in",
     "store_full": "the server holds as many messages as it may: try later",
     "unavailable": "the server cannot store messages just now: send it again in a moment",
     "slow_down": "too many messages at once: send it again in a moment",
@@ -48,7 +53,9 @@ _LOGIN_REFUSED = {
 
 def why(refusal, to):
     """A core's error frame about user `to` -> why, in a few words."""
-    return _WHY.get(refusal.get("code"), refusal.get("message", "refused")).format(to=to)
+    code = refusal.get("code")
+    key = (code, "share") if refusal.get("share") is True else code
+    return _WHY.get(key, refusal.get("message", "refused")).format(to=to)
 
 
 def login_refused(refusal, user):

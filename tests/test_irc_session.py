@@ -562,6 +562,17 @@ def test_a_refused_message_is_named_in_a_notice_with_why(code, why):
         service(f"Not sent to seas ({why}): hello there")]
 
 
+@pytest.mark.parametrize("code, why", [
+    ("inbox_full", "you have left seas as many messages as one sender may until they log in"),
+    ("store_full", "you have left users who are away as many messages as one sender may until "
+                   "they log in")])
+def test_a_message_past_the_senders_share_is_named_with_why(code, why):
+    session = welcomed()
+    said(session, "PRIVMSG seas :hello there")
+    assert answer(session, "error", code=code, share=True) == [
+        service(f"Not sent to seas ({why}): hello there")]
+
+
 def test_a_refusal_with_an_unknown_code_gives_the_core_s_message():
     session = welcomed()
     said(session, "PRIVMSG seas :hello there")

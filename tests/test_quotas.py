@@ -16,7 +16,7 @@ def say(server, text="hi", to="bob", mid=None, now=0.0):
 
 
 def test_past_the_inbox_limit_the_sender_is_told_and_a_retry_still_gets_its_yes():
-    server, store = make_server(Settings(inbox_messages=2))
+    server, store = make_server(Settings(inbox_messages=2, sender_share=1))
     login(server, "alice", port=5001)
     assert say(server, mid="m-1")["type"] == "ok" and say(server, mid="m-2")["type"] == "ok"
     refused = say(server, mid="m-3")
@@ -28,7 +28,7 @@ def test_past_the_inbox_limit_the_sender_is_told_and_a_retry_still_gets_its_yes(
 
 
 def test_the_inbox_limit_counts_bytes_too_and_acknowledgements_make_room():
-    server, store = make_server(Settings(inbox_bytes=200))
+    server, store = make_server(Settings(inbox_bytes=200, sender_share=1))
     login(server, "alice", port=5001)
     assert say(server, "x" * 100)["type"] == "ok"
     assert say(server, "x" * 100)["code"] == "inbox_full"
@@ -39,7 +39,7 @@ def test_the_inbox_limit_counts_bytes_too_and_acknowledgements_make_room():
 
 
 def test_past_the_store_limit_everyone_is_told():
-    server, _ = make_server(Settings(store_messages=2))
+    server, _ = make_server(Settings(store_messages=2, sender_share=1))
     login(server, "alice", port=5001)
     assert say(server, to="bob")["type"] == "ok" and say(server, to="carol")["type"] == "ok"
     assert say(server, to="bob")["code"] == "store_full"
@@ -48,7 +48,7 @@ def test_past_the_store_limit_everyone_is_told():
 def test_acknowledgements_make_room_in_a_full_store_too():
     """The message quota counts deliveries waiting, freed by each acknowledgement; the byte
     quota what the disk holds, freed once a record's every delivery is acknowledged."""
-    server, store = make_server(Settings(store_messages=2))
+    server, store = make_server(Settings(store_messages=2, sender_share=1))
     login(server, "alice", port=5001)
     assert say(server, to="bob")["type"] == "ok" and say(server, to="bob")["type"] == "ok"
     assert say(server, to="carol")["code"] == "store_full"
@@ -63,6 +63,63 @@ def test_acknowledgements_make_room_in_a_full_store_too():
     assert store.total[1] < on_disk         # bob's record went with his last acknowledgement
     assert say(server, to="carol", now=1.0)["type"] == "ok"
     assert store.count_all_waiting() == 2
+
+
+def test_one_sender_may_fill_only_its_share_of_an_absent_users_inbox_and_others_still_can():
+    """A trial's script filled an absent user's whole inbox in a minute, and then nobody else
+    could leave them a word: one sender may leave a tenth of it."""
+    server, store = make_server(Settings(inbox_messages=20))
+    login(server, "alice", port=5001)
+    login(server, "carol", port=5003, conn=3)           # (token s3)
+    assert say(server)["type"] == "ok" and say(server)["type"] == "ok"
+    refused = say(server)
+    assert refused == {"type": "error", "code": "inbox_full", "share": True, "message":
+                       "you have left bob as many messages as one sender may until they log in"}
+    frame = {"type": "message", "token": "s3", "to": "bob", "text": "from carol"}
+    assert replies(server.handle(Request(3, frame, "h"), 0.0))[0]["type"] == "ok"
+    assert store.count_waiting("bob") == 3
+
+
+def test_the_share_of_an_inbox_counts_bytes_too():
+    server, _ = make_server(Settings(inbox_bytes=3000))       # 300 bytes a sender
+    login(server, "alice", port=5001)
+    assert say(server, "x" * 150)["type"] == "ok"           # 207 bytes kept
+    assert say(server, "x" * 150)["code"] == "inbox_full"
+    assert say(server, "x")["type"] == "ok"                 # 58 more: they fit
+
+
+def test_the_recipients_login_delivers_what_was_left_and_the_share_counts_from_nothing_again():
+    server, store = make_server(Settings(inbox_messages=20))
+    login(server, "alice", port=5001)
+    assert say(server)["type"] == "ok" and say(server)["type"] == "ok"
+    assert say(server)["code"] == "inbox_full"
+    bob = login(server, "bob", port=5002, conn=3)           # (token s3, proof s4)
+    seqs = [f["seq"] for f in delivered_frames(bob) if f["type"] == "message"]
+    assert len(seqs) == 2
+    server.handle(Acked("s4", seqs[-1]), 1.0)
+    server.handle(Request(3, {"type": "logout", "token": "s3"}, "h"), 1.0)
+    assert say(server, now=1.0)["type"] == "ok" and say(server, now=1.0)["type"] == "ok"
+    assert say(server, now=1.0)["code"] == "inbox_full"
+    assert store.count_waiting("bob") == 2
+
+
+def test_to_an_online_user_no_share_counts():
+    server, _ = make_server(Settings(inbox_messages=20, delivery_window=100))
+    login(server, "alice", port=5001)
+    login(server, "bob", port=5002, conn=3)
+    assert all(say(server)["type"] == "ok" for _ in range(5))
+
+
+def test_one_sender_may_fill_only_its_share_of_the_store_for_all_absent_users_together():
+    server, _ = make_server(Settings(store_messages=20))     # 2 a sender, in all
+    login(server, "alice", port=5001)
+    assert say(server, to="bob")["type"] == "ok" and say(server, to="carol")["type"] == "ok"
+    refused = say(server, to="bob")
+    assert refused["code"] == "store_full" and refused["share"] is True
+    assert refused["message"] == ("you have left users who are away as many messages as one "
+                                  "sender may until they log in")
+    login(server, "carol", port=5003, conn=3)           # what waited for carol goes out
+    assert say(server, to="bob")["type"] == "ok"
 
 
 def test_a_broadcast_counts_once_on_disk_and_once_per_recipient_in_the_message_quota():
@@ -127,6 +184,14 @@ def test_full_inboxes_and_a_full_store_are_told_in_the_users_words():
     run.type("message bob hi")
     assert printed(run.reply(err("inbox_full"))) == [
         "bob has too many messages waiting; yours was not sent."]
+    run.type("message bob hi")
+    assert printed(run.reply(err("inbox_full", share=True))) == [
+        "You have left bob as many messages as one sender may until they log in; yours was "
+        "not sent."]
+    run.type("message bob hi")
+    assert printed(run.reply(err("store_full", share=True))) == [
+        "You have left users who are away as many messages as one sender may until they log "
+        "in; yours was not sent."]
     run.type("broadcast all")
     assert printed(run.reply({"type": "ok", "skipped": 0, "full": 2})) == [
         "Your message could not be delivered to some recipients."]

@@ -15,7 +15,7 @@ LAYERS = [
     ("timers", "reactor", "heap", "passwords", "senders",          # time, the loop, the disk,
      "log_index", "storage"),                                      # the process's memory
     ("server_events", "client_events"),                            # the cores' vocabularies
-    ("lockouts", "consents", "presence", "delivery", "sessions",   # rules with state of their own
+    ("lockouts", "shares", "consents", "presence", "delivery", "sessions",  # rules with state
      "commands", "peer", "outbox", "outage", "doorkeeper", "line_editor", "irc_room",
      "irc_session"),
     ("reach", "chat_server", "chat_client"),                       # the cores
