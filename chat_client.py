@@ -687,10 +687,15 @@ class ChatClient:
 
     def _script_fails(self, why, out):
         """A run reading a file or a pipe stops at a failed login -> True if it did."""
+        return self._script_stops(out, f"the login failed ({why})")
+
+    def _script_stops(self, out, why):
+        """A run reading a file or a pipe stops where a person would have to decide what to
+        type next, with status 1 and `why` -> True if it did."""
         if not self.settings.scripted:
             return False
         self.lines.clear()
-        self._exit(out, 1, f"the login failed ({why}); the rest of the input was not read")
+        self._exit(out, 1, f"{why}; the rest of the input was not read")
         return True
 
     def _logged_in(self, frame, now, out):
@@ -848,17 +853,27 @@ class ChatClient:
         if frame is not None and frame.get("restarted") is True:
             out.append(Show("system", "The server has restarted, which ended your session. "
                                       "Please log in again."))
+            why = "the server restarted, which ended the session"
         elif self.silent_s is not None:
             out.append(Show("system", f"Your session timed out: this client sent nothing for "
                                       f"{self.silent_s:.0f} s (it was stopped, or the computer "
                                       f"slept), and the server ended it. Please log in again."))
+            why = "the session timed out"
         else:
             out.append(Show("system", "Your session has ended. Please log in again."))
+            why = "the session ended"
         self.silent_s = None
-        self._back_to_username(out)
+        self._session_lost(out, why)
 
-    def _back_to_username(self, out):
-        """Forget the session and ask for a username."""
+    def _session_lost(self, out, why):
+        """The server ended the session: a person logs in again; a script stops, since its
+        next lines are commands, not a user name and password (a trial's sent a message as a
+        user name, and the next as its password)."""
+        self._back_to_username(out, ask=not self.settings.scripted)
+        self._script_stops(out, why)
+
+    def _back_to_username(self, out, ask=True):
+        """Forget the session and ask for a username (`ask` False: do not ask)."""
         if self.stage is Stage.LOGGED_IN:
             self._cancel(HeartbeatDue(), out)
         self.stage = Stage.USERNAME
@@ -868,7 +883,8 @@ class ChatClient:
         # consent ends with the session, on both sides
         out.extend(self.peers.forget_all())
         out.extend(self.doorkeeper.close_peers(lambda name: True))
-        out.append(Prompt(Stage.USERNAME))
+        if ask:
+            out.append(Prompt(Stage.USERNAME))
 
     def _start_exit(self, now, out):
         """Log out, then exit on the reply, a failure, or after exit_wait_s."""
@@ -928,7 +944,8 @@ class ChatClient:
         elif kind == "logged_out":
             if self.stage is Stage.LOGGED_IN:
                 out.append(shown(frame))
-                self._back_to_username(out)
+                self._session_lost(out, "the account logged in elsewhere, which ended the "
+                                        "session")
         elif kind in ("message", "broadcast") and "seq" in frame:
             if _is_seq(frame["seq"]):
                 self._numbered(conn, frame, out)

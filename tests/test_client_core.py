@@ -577,6 +577,28 @@ def test_logged_out_elsewhere_asks_for_a_username():
     assert run.do(Incoming(7, {"type": "logged_out", "reason": "elsewhere"})) == []
 
 
+def test_a_script_logged_out_elsewhere_stops_with_status_1():
+    run = logged_in(scripted=True)
+    run.do(Incoming(7, hello(7)))
+    run.type("online")
+    actions = run.do(Incoming(7, {"type": "logged_out", "reason": "elsewhere"}))
+    assert printed(actions) == [
+        "You have been logged out because your account logged in elsewhere."]   # no prompt
+    assert Exit(1, "the account logged in elsewhere, which ended the session; the rest of "
+                   "the input was not read") in actions
+
+
+def test_a_script_whose_session_timed_out_stops_and_says_so():
+    run = logged_in(scripted=True)
+    run.now += 36.0                                   # stopped, then continued
+    run.do(Expired(HeartbeatDue()))
+    actions = run.reply(err("no_session"), "heartbeat")
+    assert printed(actions) == [
+        "Your session timed out: this client sent nothing for 36 s (it was stopped, or the "
+        "computer slept), and the server ended it. Please log in again."]
+    assert Exit(1, "the session timed out; the rest of the input was not read") in actions
+
+
 def test_reply_for_an_ended_session_is_dropped_but_frees_input():
     run = logged_in()
     run.do(Incoming(7, hello(7)))
@@ -888,6 +910,23 @@ def test_a_script_with_an_unknown_name_stops_too(loop, capsys):
     assert code == 1 and "Wrong username." in out
     assert _asked(server) == ["check_user"]
     assert "the login failed (no such user)" in capsys.readouterr().err
+
+
+def test_a_script_whose_session_the_server_ended_stops_instead_of_reading_on_as_a_login(
+        loop, capsys):
+    """A trial's script, after a restart, sent its next message line as a user name (and the
+    one after it would have gone as a password): it stops, saying so, and lists what was not
+    sent."""
+    answers = {"login": WELCOME, "message": err("no_session", restarted=True)}
+    code, out, _, server = run_with_input(loop, answers,
+                                          "alice\npw\nmessage bob one\nonline\nbob\npw\n")
+    assert code == 1
+    assert "The server has restarted, which ended your session. Please log in again." in out
+    assert "Please enter username:" not in out.split("restarted")[1]
+    assert "Not sent (the server never acknowledged it): message bob one" in out
+    assert _asked(server) == ["check_user", "login", "message"]
+    assert capsys.readouterr().err == ("client.py: the server restarted, which ended the "
+                                       "session; the rest of the input was not read\n")
 
 
 def test_a_script_that_logged_in_and_ran_to_its_end_exits_0(loop):
