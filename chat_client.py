@@ -25,7 +25,7 @@ from commands import (DEFAULT_ATTEMPTS, Command, Usage, case_hint, described, er
 from doorkeeper import Delivered, Door, Doorkeeper, HeadSeen, PeerTurnedAway, PrivateIn
 from outage import Outage
 from outbox import Outbox
-from protocol import MAX_SEQ, MAX_TEXT_CHARS
+from protocol import MAX_NAME_CHARS, MAX_SEQ, MAX_TEXT_CHARS
 
 HEARTBEAT_S = 30.0          # the server ends a session silent for 31 s
 EXIT_WAIT_S = 2.0           # how long an exiting client waits for its logout reply
@@ -418,6 +418,13 @@ class ChatClient:
     def _username_line(self, name, out):
         if not name:
             out.append(Prompt(Stage.USERNAME))
+            return
+        if len(name) > MAX_NAME_CHARS:
+            # no account has such a name: not sent (one past the frame limit came back in the
+            # protocol's words, "frame longer than 65536 bytes": a trial's)
+            out.append(Show("system", "Wrong username."))
+            if not self._script_fails("no such user", out):
+                out.append(Prompt(Stage.USERNAME))
             return
         self.user = name
         self._request(Purpose.CHECK_USER, {"type": "check_user", "user": name}, out,

@@ -48,6 +48,15 @@ def test_empty_username_asks_again_without_a_request():
     assert printed(actions) == [ASK_USER] and requests(actions) == []
 
 
+def test_a_name_longer_than_any_account_s_is_a_wrong_username_without_a_request():
+    """Sent, one past the frame limit came back as "frame longer than 65536 bytes"."""
+    run = Run()
+    run.do(Started())
+    actions = run.type("a" * 100_000)
+    assert printed(actions) == ["Wrong username.", ASK_USER] and requests(actions) == []
+    assert requests(run.type("a" * 64)) == [{"type": "check_user", "user": "a" * 64}]
+
+
 def test_known_username_asks_for_a_hidden_password():
     run = Run()
     run.do(Started())
