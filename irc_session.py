@@ -203,10 +203,7 @@ class IrcSession(RoomCommands):
         if self.logging_in:
             # the login's answer comes later, but a client may send on at once (a paste, a
             # script): its lines wait and are read after the answer, in order
-            if len(self.early) >= MAX_EARLY_LINES:
-                self.close("flood", "too many lines while logging in")
-            else:
-                self.early.append((message, wall))
+            self._after_login(self.from_client, message, wall)
             return
         handler = getattr(self, "_c_" + message.command.lower(), None)
         if handler is not None and (self.welcomed or handler.__name__ in _BEFORE_WELCOME):
@@ -218,13 +215,29 @@ class IrcSession(RoomCommands):
         else:
             self.numeric("421", message.command, "Unknown command")
 
+    def _after_login(self, step, *args):
+        """`step(*args)` once the login's answer is in (a line's, or its refusal's: said in
+        the order the lines came, a trial's 417 came after the PONG of a line sent after it)."""
+        if len(self.early) >= MAX_EARLY_LINES:
+            self.close("flood", "too many lines while logging in")
+        else:
+            self.early.append((step, args))
+
     def refused_text(self, command):
         self.shared["refusals"] = self.shared.get("refusals", 0) + 1
-        self.say("FAIL", command, "INVALID_UTF8", "Messages must be UTF-8; this line was not "
-                 "sent")
+        self._say_in_turn("FAIL", command, "INVALID_UTF8", "Messages must be UTF-8; this line "
+                          "was not sent")
 
     def too_long(self):
-        self.numeric("417", "Input line was too long")
+        self.shared["refusals"] = self.shared.get("refusals", 0) + 1    # (as numeric does)
+        self._say_in_turn("417", self.nick, "Input line was too long")
+
+    def _say_in_turn(self, *words):
+        """A refused line's answer, after the answers to the lines before it."""
+        if self.logging_in:
+            self._after_login(self._say_in_turn, *words)
+        else:
+            self.say(*words)
 
     def _need(self, params, count, command):
         if len(params) < count:
@@ -434,8 +447,8 @@ class IrcSession(RoomCommands):
             return
         self._answer_login(frame, *context)
         early, self.early = self.early, []
-        for message, wall in early:
-            self.from_client(message, wall)
+        for step, args in early:
+            step(*args)
 
     def _answer_login(self, frame, user, by_sasl):
         if frame["type"] != "welcome":
@@ -520,6 +533,8 @@ class IrcSession(RoomCommands):
             if target and fold(target) not in named:
                 named.add(fold(target))
                 self._send_to(target, text, command, wall)
+        if not named and not notice:       # ("," alone: no name at all; a trial's got nothing)
+            self.numeric("411", f"No recipient given ({command})")
 
     def _c_version(self, params, wall):
         self.numeric("351", VERSION, self.server, "the chat room's IRC port")

@@ -591,6 +591,16 @@ def test_hostile_lines_get_errors_and_the_connection_goes_on(world):
     assert columbia.closed is None
 
 
+def test_refusals_of_lines_sent_while_the_login_is_answered_come_in_their_order(world):
+    """A trial's 417 and FAIL came after the PONG of a line sent after theirs."""
+    client = IrcClient(world.reactor, world.irc_port)
+    client.send(b"PASS 116bway\r\nNICK columbia\r\nUSER c 0 * :c\r\nPRIVMSG seas :"
+                + b"x" * 600 + b"\r\nPRIVMSG seas :caf\xe9\r\nPING :end\r\n")
+    settle(world, lambda: client.of("PONG"))
+    said = [m.command for m in client.messages]
+    assert said.index("001") < said.index("417") < said.index("FAIL") < said.index("PONG")
+
+
 def test_lines_sent_before_the_login_is_answered_wait_for_it_in_order(world):
     seas = native_login(world, "seas")
     client = IrcClient(world.reactor, world.irc_port)

@@ -455,6 +455,9 @@ def test_nothing_is_read_once_the_session_is_gone():
 
 def test_privmsg_with_no_recipient_gets_411():
     assert said(welcomed(), "PRIVMSG") == [f"{S}411 columbia :No recipient given (PRIVMSG)"]
+    # targets that are all empty name no one either (a NOTICE is never answered)
+    assert said(welcomed(), "PRIVMSG , :hi") == [f"{S}411 columbia :No recipient given (PRIVMSG)"]
+    assert said(welcomed(), "NOTICE , :hi") == []
 
 
 @pytest.mark.parametrize("raw", ["PRIVMSG seas", "PRIVMSG seas :"])
