@@ -23,6 +23,7 @@ from chat_server import ChatServer, Settings
 from delivery_links import DELIVERY_SOCKETS
 from heap import HeapTrimmer, settle_collector
 from irc_glue import IrcFront
+from irc_words import SERVICE
 from reactor import FRAME_TIME_S, Reactor
 from server_glue import MAX_CONNECTIONS, MAX_PER_ADDRESS, ServerGlue, make_logger
 from timers import RealClock
@@ -194,6 +195,15 @@ def irc_clashes(accounts):
     return [sorted(names) for _, names in sorted(by_folded.items()) if len(names) > 1]
 
 
+def irc_unfit(accounts):
+    """-> the account names (sorted) that cannot stand as IRC nicks: one with a comma, a dot,
+    '!' or '@', or that starts with a digit or '#' (irc_wire.nick_ok), or the IRC port's
+    service nick. Such a user cannot log in on the IRC port, and IRC users see their name
+    garbled, or taken for another's (a trial's "fake!u@h" read as the nick "fake")."""
+    return sorted(name for name in accounts
+                  if not irc_wire.nick_ok(name) or irc_wire.fold(name) == SERVICE)
+
+
 # What the disk needs besides the store's byte quota: SQLite's write-ahead log grows to 1,000
 # pages (4 MiB) between checkpoints, and a pass's record and the file's own pages come on top.
 SQLITE_LOG_ROOM_BYTES = 8 * 1024 * 1024
@@ -342,6 +352,14 @@ def main(argv=None):
         for names in irc_clashes(credentials):
             log(f"accounts {' and '.join(names)} differ only in case, which IRC does not tell "
                 f"apart: on the IRC port only one of them can log in")
+        unfit = irc_unfit(credentials)
+        if unfit:
+            shown = ", ".join(unfit[:5]) + (", ..." if len(unfit) > 5 else "")
+            what = "names cannot be IRC nicks" if len(unfit) > 1 else "name cannot be an IRC nick"
+            log(f"{len(unfit)} account {what} ({shown}): on the IRC port such a user "
+                f"cannot log in, nor be written to, and IRC users may read the name as "
+                f"another's; rename them (no comma, dot, '!', '@', '*' or '?', and not "
+                f"starting with a digit, '#', '&', '$' or ':')")
     if clock.wall() * 1_000_000 > SEQ_FLOOR_MAX:
         log(f"the wall clock says {time.strftime('%Y', time.gmtime(clock.wall()))}: message "
             f"numbers start as if it were 2112 (check the clock)")

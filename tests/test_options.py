@@ -119,6 +119,16 @@ def test_accounts_that_irc_folds_into_one_are_found():
     assert server.irc_clashes({"alice": "1", "bob": "2"}) == []
 
 
+def test_accounts_whose_names_cannot_be_irc_nicks_are_found():
+    """(a trial's "fake!u@h" reached IRC users as the nick "fake"; "a,b" named two; "chat"
+    was the service's)"""
+    accounts = {"columbia": "1", "fake!u@h": "2", "a,b": "3", ":colon": "4", "Chat": "5",
+                "john.doe": "6", "9lives": "7", "x[y]_-^`|": "8", "été": "9"}
+    assert server.irc_unfit(accounts) == ["9lives", ":colon", "Chat", "a,b", "fake!u@h",
+                                          "john.doe"]
+    assert server.irc_unfit({"columbia": "1"}) == []
+
+
 def test_a_data_directory_the_server_cannot_write_is_said_so(tmp_path):
     """(SQLite says "disk I/O error" or "unable to open database file" for a directory it may
     not write: an operator's trial read that as a failing disk)"""

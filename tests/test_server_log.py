@@ -175,6 +175,19 @@ def test_the_start_says_where_its_files_are_and_names_open_accounts_and_keeps_fi
         assert server.stop() == 0
 
 
+def test_with_an_irc_port_the_start_names_accounts_irc_cannot_carry(tmp_path):
+    credentials = tmp_path / "accounts.txt"
+    credentials.write_text("columbia 116bway\nfake!u@h pw\nCOLUMBIA pw2\n")
+    server = ServerProcess(tmp_path, "--irc-port", "0", credentials=credentials)
+    try:
+        server.wait_log(r"IRC clients on ")
+        said = server.log()
+        assert "accounts COLUMBIA and columbia differ only in case" in said
+        assert "1 account name cannot be an IRC nick (fake!u@h): on the IRC port" in said
+    finally:
+        assert server.stop() == 0
+
+
 @pytest.mark.parametrize("argv, hint", [
     (["80", "--host", "127.0.0.1"], "ports below 1024 need root"),
     (["0", "--host", "::1"], "IPv4 addresses only")])
