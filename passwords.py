@@ -21,7 +21,7 @@ import secrets
 import sys
 import tempfile
 
-from protocol import MAX_NAME_CHARS
+from protocol import MAX_NAME_CHARS, MAX_TEXT_CHARS
 
 PREFIX = "scrypt$"
 OPEN = None                 # the stored entry of an account that needs no password
@@ -131,6 +131,13 @@ def _account_lines(path):
 def open_accounts(accounts):
     """The names of {name: stored entry} that need no password."""
     return {name for name, stored in accounts.items() if stored is OPEN}
+
+
+def unusable_accounts(accounts):
+    """The names of {name: stored entry} whose plain password is longer than any login may
+    send (MAX_TEXT_CHARS): nobody can log in as them (a trial's file had one)."""
+    return {name for name, stored in accounts.items()
+            if stored is not OPEN and not is_hashed(stored) and len(stored) > MAX_TEXT_CHARS}
 
 
 def load_credentials(path):

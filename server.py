@@ -19,6 +19,7 @@ import certificate
 import irc_wire
 import options
 import passwords
+import protocol
 from chat_server import ChatServer, Settings
 from delivery_links import DELIVERY_SOCKETS
 from heap import HeapTrimmer, settle_collector
@@ -340,6 +341,13 @@ def main(argv=None):
             f"{'s' if len(unguarded) == 1 else ''} no password (a name alone on a line of "
             f"{args.credentials}: {shown}): anyone may log in as "
             f"{'it' if len(unguarded) == 1 else 'them'}")
+    unusable = passwords.unusable_accounts(credentials)
+    if unusable:
+        shown = ", ".join(sorted(unusable)[:5]) + (", ..." if len(unusable) > 5 else "")
+        have = "s have passwords" if len(unusable) > 1 else " has a password"
+        log(f"{len(unusable)} account{have} longer than a login may send ({protocol.MAX_TEXT_CHARS:,} characters) in "
+            f"{args.credentials} ({shown}): nobody can log in as "
+            f"{'them' if len(unusable) > 1 else 'it'}")
     unowned = {name: store.count_waiting(name) for name in store.names_waiting()
                if name not in credentials}
     if unowned:
