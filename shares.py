@@ -13,6 +13,7 @@ Kept in memory: a restart forgets the counts (what they counted stays stored), s
 leave a second share after one.
 """
 
+
 class Shares:
     """Per absent recipient, per sender: [messages, bytes] left since the recipient's last
     login; and per sender, the sum over every absent recipient."""
@@ -58,7 +59,3 @@ class Shares:
             total[1] -= size
             if total[0] <= 0:
                 del by[sender]
-
-    def limits(self):
-        """(messages, bytes) one sender may leave one absent user, and all of them together."""
-        return self._one, self._all
