@@ -179,6 +179,10 @@ class ChatClient:
         visitor = self.doorkeeper.visitors.get(conn)
         return visitor is not None and visitor.door in (Door.TRUSTED, Door.PEER)
 
+    def peer_link(self, conn):
+        """True if accepted connection `conn` is a proven peer's (not the server's)."""
+        return self.doorkeeper.peer_link(conn)
+
     def needs_link(self):
         """True while a staying client needs its link kept open: logged in, its deliveries
         come on it (at the login prompt one may close unused, and be opened again)."""

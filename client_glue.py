@@ -27,8 +27,9 @@ URGENT_CONNECT_S = 0.3
 DELIVERY_IDLE_S = 60.0      # an accepted connection silent this long is closed
 MAX_INCOMING = 64           # connections our listening port holds at once (the server's one
                             # delivery connection and a few peers need far fewer); past it the
-                            # oldest not yet proven is closed, so a stranger's flood of
-                            # connections can neither wedge the client nor keep the server out
+                            # oldest not yet proven is closed, else a peer's oldest link, so
+                            # neither a stranger's flood of connections nor a peer's can wedge
+                            # the client or keep the server out
 
 
 class ClientGlue:
@@ -264,13 +265,18 @@ class _Listening(Handler):
     def on_accepted(self, conn):
         incoming = self.glue.incoming
         if len(incoming) >= MAX_INCOMING:
-            unproven = next((other for other in incoming.values()
-                             if not self.glue.core.trusts(other.id)), None)
-            if unproven is None:
+            # room for it: an unproven connection gives way first, then a peer's link (the
+            # oldest); the server's deliveries never do (peers held every place once, and the
+            # server's connection was refused: a trial's)
+            core = self.glue.core
+            other = next((other for other in incoming.values() if not core.trusts(other.id)),
+                         None) or next((other for other in incoming.values()
+                                        if core.peer_link(other.id)), None)
+            if other is None:
                 conn.abort("too many connections")
                 return
-            unproven.abort("too many unproven connections")
-            del incoming[unproven.id]               # room now; its on_closed follows
+            other.abort("too many connections")
+            del incoming[other.id]               # room now; its on_closed follows
         incoming[conn.id] = conn
         conn.data = _Visit()
         self._wake_idle(conn, FRAME_TIME_S)     # one that sends nothing is gone soon

@@ -17,6 +17,12 @@ from peer import PeerRefused
 from protocol import DELIVERY_CLIENT_LABEL, DELIVERY_SERVER_LABEL, MAX_SEQ
 
 
+# Links one proven peer may hold open to our port at once: its client uses one, and a second
+# covers a reconnect that overlaps the old link. A peer given consent once held all 64 places,
+# and the server's delivery connection was refused until it let go (a trial's).
+MAX_LINKS_PER_PEER = 2
+
+
 class Door(enum.Enum):
     NEW = "new"             # nothing proven yet
     HELD = "held"           # a hello that waits for our login's reply
@@ -154,7 +160,19 @@ class Doorkeeper:
         except PeerRefused as refusal:
             return self._refuse_peer(conn, visitor, refusal)
         visitor.door = Door.PEER
-        return [SendTo(conn, answer)]     # it proves the key back: the dialer checks us too
+        # the peer's oldest links give way to its newest (dicts keep the order of arrival)
+        links = [other for other, seen in self.visitors.items()
+                 if seen.door is Door.PEER and seen.peer == visitor.peer]
+        actions = [SendTo(conn, answer)]    # it proves the key back: the dialer checks us too
+        for old in links[:-MAX_LINKS_PER_PEER]:
+            self.visitors[old].door = Door.REFUSED
+            actions.append(CloseConn(old))
+        return actions
+
+    def peer_link(self, conn):
+        """True if accepted `conn` is a proven peer's link (not the server's deliveries)."""
+        visitor = self.visitors.get(conn)
+        return visitor is not None and visitor.door is Door.PEER
 
     def _peer_frame(self, conn, visitor, frame):
         if frame.get("type") == "bye":

@@ -1,12 +1,14 @@
-"""The client's listening port under a stranger's flood of connections: it holds at most
-MAX_INCOMING, closing the oldest not yet proven, so the server's delivery still gets in and the
-client goes on serving its user."""
+"""The client's listening port under a stranger's flood of connections, or a peer's: it holds at
+most MAX_INCOMING, closing the oldest not yet proven, else a peer's oldest link, so the server's
+delivery still gets in and the client goes on serving its user."""
 import select
 import socket
 
+import client_glue
 import protocol
 from client_glue import MAX_INCOMING
 from client_helpers import glue_with, logged_in
+from peer import mac_of
 from protocol import DELIVERY_SERVER_LABEL
 from reactor_helpers import pump
 
@@ -27,20 +29,62 @@ def test_a_flood_of_strangers_cannot_fill_the_listening_port():
         assert closed == strangers[:16]                   # the oldest unproven went first
         # the server's delivery connection still gets in and is proven
         server = socket.create_connection(("127.0.0.1", listener.port))
-        pump(glue.reactor, lambda: select.select([server], [], [], 0)[0])
-        challenge = protocol.decode(server.recv(4096).split(b"\n")[0])
-        mac = protocol.mac("p1", DELIVERY_SERVER_LABEL, "alice", challenge["nonce"], "s", "0")
-        server.sendall(protocol.encode({"type": "hello", "user": "alice", "nonce": "s",
-                                        "head": 0, "mac": mac}))
-        server.sendall(protocol.encode({"type": "message", "from": "bob", "text": "through",
-                                        "seq": 1}))
-        pump(glue.reactor, lambda: b"bob: through" in out.getvalue())
+        deliver_through(glue, server, out)
         assert len(glue.incoming) <= MAX_INCOMING
         server.close()
     finally:
         for sock in strangers:
             sock.close()
         listener.close()
+
+
+def test_peers_holding_every_place_give_one_up_to_the_servers_delivery(monkeypatch):
+    """A peer given consent once held all 64 places, and the server's delivery connection was
+    refused until it let go (a trial's). Here two peers hold all 4 of a smaller port."""
+    monkeypatch.setattr(client_glue, "MAX_INCOMING", 4)
+    run = logged_in()                                     # alice, session key p1
+    for peer in ("bob", "carol"):
+        run.type(f"Y {peer}")
+        run.reply({"type": "ok", "key": f"k-{peer}"})
+    glue, clock, out = glue_with(run.client)
+    listener = glue.reactor.listen("127.0.0.1", 0, glue.listening)
+    links = []
+    try:
+        for peer in ("bob", "bob", "carol", "carol"):
+            link = socket.create_connection(("127.0.0.1", listener.port))
+            nonce = protocol.decode(_first_line(glue, link))["nonce"]
+            link.sendall(protocol.encode({"type": "peer_hello", "from": peer, "nonce": "d1",
+                                          "mac": mac_of(f"k-{peer}", peer, "alice", nonce)}))
+            assert protocol.decode(_first_line(glue, link))["type"] == "ok"     # proven
+            links.append(link)
+        assert len(glue.incoming) == 4
+        server = socket.create_connection(("127.0.0.1", listener.port))
+        deliver_through(glue, server, out)
+        pump(glue.reactor, lambda: _closed(links[0]))        # the oldest link gave way
+        assert not any(_closed(link) for link in links[1:])
+        server.close()
+    finally:
+        for link in links:
+            link.close()
+        listener.close()
+
+
+def deliver_through(glue, server, out):
+    """As the server's delivery connection `server`: prove the session, deliver one message,
+    and see the client show it."""
+    challenge = protocol.decode(_first_line(glue, server))
+    mac = protocol.mac("p1", DELIVERY_SERVER_LABEL, "alice", challenge["nonce"], "s", "0")
+    server.sendall(protocol.encode({"type": "hello", "user": "alice", "nonce": "s",
+                                    "head": 0, "mac": mac}))
+    server.sendall(protocol.encode({"type": "message", "from": "bob", "text": "through",
+                                    "seq": 1}))
+    pump(glue.reactor, lambda: b"bob: through" in out.getvalue())
+
+
+def _first_line(glue, sock):
+    """The next line the client sends on `sock` (one line a read, as these come)."""
+    pump(glue.reactor, lambda: select.select([sock], [], [], 0)[0])
+    return sock.recv(4096).split(b"\n")[0]
 
 
 def _closed(sock):

@@ -364,6 +364,21 @@ def test_a_proven_peer_is_answered_and_its_messages_are_shown_as_private():
     assert run.do(Incoming(5, {"type": "bye"})) == [CloseConn(5)]
 
 
+def test_a_peer_holds_two_links_at_most_its_oldest_giving_way_to_its_newest():
+    """A peer given consent once held all 64 places of the listening port, and the server's
+    delivery connection was refused (a trial's)."""
+    run = granted(logged_in())
+    for conn in (5, 6, 7):
+        run.do(Accepted(conn, f"n{conn}"))
+    run.do(Incoming(5, hello("n5")))
+    assert CloseConn(5) not in run.do(Incoming(6, hello("n6")))
+    actions = run.do(Incoming(7, hello("n7")))
+    assert actions[-1] == CloseConn(5) and SendTo(7, {
+        "type": "ok", "mac": listener_mac(KEY, "alice", "bob", "d1")}) in actions
+    assert [run.client.peer_link(conn) for conn in (5, 6, 7)] == [False, True, True]
+    assert run.do(Incoming(5, PRIVATE)) == []               # closed: it is heard no more
+
+
 def refused_once(run, conn, *frames):
     """Feed frames; the first is refused (told once, logged, answered, closed), the rest ignored."""
     actions = run.do(Incoming(conn, frames[0]))
