@@ -99,12 +99,12 @@ class Refused(Exception):
 
 def _share_full(over, recipient):
     """The refusal of a message that would overfill its sender's share (shares.py): of what
-    may wait for absent `recipient` ("inbox"), or for all absent users ("store")."""
+    may wait for `recipient` ("inbox"), or for all such users ("store")."""
     if over == "inbox":
         return Refused("inbox_full", f"you have left {recipient} as many messages as one sender "
-                                     f"may until they log in", share=True)
+                                     f"may until they read them", share=True)
     return Refused("store_full", "you have left users who are away as many messages as one "
-                                 "sender may until they log in", share=True)
+                                 "sender may until they read them", share=True)
 
 
 MAX_REASON_CHARS = 300      # the words a user leaves with (an IRC QUIT message)
@@ -174,7 +174,8 @@ class ChatServer(Reach):
         self._instance = instance
         self._lockouts = Lockouts(store, settings.max_attempts, settings.block_time_s)
         self._shares = Shares(settings.sender_share, settings.inbox_messages,
-                              settings.inbox_bytes, settings.store_messages, settings.store_bytes)
+                              settings.inbox_bytes, settings.store_messages, settings.store_bytes,
+                              (settings.delivery_window, settings.delivery_window_bytes))
         self._checker = passwords.Checker(credentials)
         self._user_limit = limits.RateLimiter(settings.user_rate_per_s, settings.user_burst)
         self._address_limit = limits.RateLimiter(settings.address_rate_per_s,
@@ -462,7 +463,17 @@ class ChatServer(Reach):
             # read of thousands is a flood (limits.REFUSALS_PER_READ)
             self.refusals += 1
             return []
-        return self._acknowledged(session, seq)
+        return self._took(session, seq)
+
+    def _took(self, session, seq):
+        """The session's client acknowledged up to `seq`; once less than a share waits for
+        its user, what senders left it counts no more (shares.py)."""
+        actions = self._acknowledged(session, seq)
+        counted = self._shares.counted
+        if counted and session.user in counted and (
+                self._store.count_waiting(session.user) < self._shares.crowd[0]):
+            self._shares.forget(session.user)
+        return actions
 
     # --- logging in ---
 
@@ -569,7 +580,7 @@ class ChatServer(Reach):
                 actions += self._reach(old, {"type": "logged_out", "reason": "elsewhere"})
             actions += ended
         self._sessions.add(session)
-        self._shares.came_back(user)        # (what waited for it goes out now)
+        self._shares.forget(user)           # (what waited for it goes out now)
         if stays:
             self._sessions.attach(session, conn)
         actions += self._send_waiting(session)
@@ -692,12 +703,15 @@ class ChatServer(Reach):
             raise StoreUnavailable(store.failing)
         room = store.room_for_one(recipient, len(head), settings.store_messages,
                                   settings.store_bytes, settings.inbox_messages,
-                                  settings.inbox_bytes)
-        if room is not None:
+                                  settings.inbox_bytes, *self._shares.crowd)
+        if room is not None and room != "crowded":
             if room == "store":
                 raise Refused("store_full")
             raise Refused("inbox_full", f"too many messages already wait for {recipient}")
-        if offline:
+        # to a user who is away, or whose client is not taking what comes (a share of their
+        # inbox waits already), what each sender leaves counts (shares.py)
+        counted = offline or room is not None
+        if counted:
             over = self._shares.full(sender, recipient, len(head))
             if over is not None:
                 raise _share_full(over, recipient)
@@ -706,6 +720,8 @@ class ChatServer(Reach):
             # has nothing to gather: a run of one there cost 2 us, bench.py's offline)
             told = run.told if goes_on else [recipient]
             deliveries = self._keep_in_run(session, request.conn, told, message, head)
+            if counted:
+                self._shares.left(sender, recipient, len(head))
             if type(frame_id) is int:
                 # the usual yes waits with the run's others, for one action (Replies): a
                 # Reply each, and the glue's call and append each, were a tenth of a message
@@ -718,7 +734,7 @@ class ChatServer(Reach):
                 return deliveries
         else:
             deliveries = self._keep_and_deliver([recipient], message, head)
-            if offline:
+            if counted:
                 self._shares.left(sender, recipient, len(head))
         reply = {"type": "ok", "stored": offline}
         if mid is not None:
@@ -1007,7 +1023,7 @@ class ChatServer(Reach):
         session = self._sessions.by_proof.get(event.proof)
         if session is None:
             return []   # an ended session's messages wait for the next login anyway
-        return self._acknowledged(session, event.seq)
+        return self._took(session, event.seq)
 
     def _on_store_recovered(self, event, now):
         """The store commits again: send what a window could not read from it meanwhile."""

@@ -226,11 +226,12 @@ _ERROR_LINES = {
     ("message", "self"): "You cannot send a message to yourself.",
     ("message", "inbox_full"): "{user} has too many messages waiting; yours was not sent.",
     ("message", "store_full"): "The server is full; your message was not sent. Try again later.",
-    # (with "share": the sender's own share of what may wait for users who are away is full)
+    # (with "share": the sender's own share of what may wait for users not reading is full)
     ("message", "inbox_full", "share"): "You have left {user} as many messages as one sender "
-                                        "may until they log in; yours was not sent.",
+                                        "may until they read them; yours was not sent.",
     ("message", "store_full", "share"): "You have left users who are away as many messages as "
-                                        "one sender may until they log in; yours was not sent.",
+                                        "one sender may until they read them; yours was not "
+                                        "sent.",
     ("broadcast", "store_full"): "The server is full; your message was not sent. Try again "
                                  "later.",
     ("block", "unknown_user"): "User {user} does not exist.",

@@ -27,9 +27,9 @@ _WHY = {
     "inbox_full": "too many messages already wait for {to}: try later",
     # (with "share": what one sender may leave users who are away, shares.py)
     ("inbox_full", "share"): "you have left {to} as many messages as one sender may until "
-                             "they log in",
+                             "they read them",
     ("store_full", "share"): "you have left users who are away as many messages as one "
-                             "sender may until they log in",
+                             "sender may until they read them",
     "store_full": "the server holds as many messages as it may: try later",
     "unavailable": "the server cannot store messages just now: send it again in a moment",
     "slow_down": "too many messages at once: send it again in a moment",

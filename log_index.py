@@ -180,19 +180,27 @@ class LogIndex:
         return (self.deliveries + copies <= messages_max
                 and self.total[1] + size <= bytes_max)
 
-    def room_for_one(self, recipient, size, messages_max, bytes_max, box_messages, box_bytes):
+    def room_for_one(self, recipient, size, messages_max, bytes_max, box_messages, box_bytes,
+                     crowd_messages=None, crowd_bytes=None):
         """takes(1, size, messages_max, bytes_max) and crowded([recipient], box_messages,
         box_bytes - size) in one call, for a message to one recipient (each direct message
-        asks) -> None if it fits, "store" if the store would pass its bounds, else "box"."""
+        asks) -> None if it fits, "store" if the store would pass its bounds, "box" if the
+        box would; and, given `crowd_messages` and `crowd_bytes`, "crowded" if it fits but
+        the box holds that many already (bytes: at most that many, counted loosely)."""
         if self._run_names is not None:
             self._settle()
         if self.deliveries + 1 > messages_max or self.total[1] + size > bytes_max:
             return "store"
         box = self.boxes.get(recipient)
+        if box is None:
+            return None
         size_left = box_bytes - size
-        if box is not None and (len(box.seqs) - box.head >= box_messages or (
-                box.bytes > size_left and box.counted() > size_left)):
+        waiting = len(box.seqs) - box.head
+        if waiting >= box_messages or (box.bytes > size_left and box.counted() > size_left):
             return "box"
+        if crowd_messages is not None and (waiting >= crowd_messages
+                                           or box.bytes >= crowd_bytes):
+            return "crowded"
         return None
 
     def count(self, recipient):

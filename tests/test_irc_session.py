@@ -566,9 +566,9 @@ def test_a_refused_message_is_named_in_a_notice_with_why(code, why):
 
 
 @pytest.mark.parametrize("code, why", [
-    ("inbox_full", "you have left seas as many messages as one sender may until they log in"),
+    ("inbox_full", "you have left seas as many messages as one sender may until they read them"),
     ("store_full", "you have left users who are away as many messages as one sender may until "
-                   "they log in")])
+                   "they read them")])
 def test_a_message_past_the_senders_share_is_named_with_why(code, why):
     session = welcomed()
     said(session, "PRIVMSG seas :hello there")

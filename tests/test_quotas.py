@@ -74,7 +74,7 @@ def test_one_sender_may_fill_only_its_share_of_an_absent_users_inbox_and_others_
     assert say(server)["type"] == "ok" and say(server)["type"] == "ok"
     refused = say(server)
     assert refused == {"type": "error", "code": "inbox_full", "share": True, "message":
-                       "you have left bob as many messages as one sender may until they log in"}
+                       "you have left bob as many messages as one sender may until they read them"}
     frame = {"type": "message", "token": "s3", "to": "bob", "text": "from carol"}
     assert replies(server.handle(Request(3, frame, "h"), 0.0))[0]["type"] == "ok"
     assert store.count_waiting("bob") == 3
@@ -103,11 +103,50 @@ def test_the_recipients_login_delivers_what_was_left_and_the_share_counts_from_n
     assert store.count_waiting("bob") == 2
 
 
-def test_to_an_online_user_no_share_counts():
-    server, _ = make_server(Settings(inbox_messages=20, delivery_window=100))
+def test_what_a_reading_client_has_on_its_way_is_not_taken_for_a_crowd():
+    """A fan-in of 32 senders keeps over a thousand messages on their way to one reader: the
+    counting begins past twice the delivery window, if that is more than a share."""
+    server, _ = make_server(Settings(inbox_messages=20, delivery_window=3))
     login(server, "alice", port=5001)
     login(server, "bob", port=5002, conn=3)
-    assert all(say(server)["type"] == "ok" for _ in range(5))
+    assert all(say(server)["type"] == "ok" for _ in range(6 + 2))   # 6 wait, then 2 counted
+    assert say(server)["code"] == "inbox_full"
+
+
+def test_to_an_online_user_who_reads_no_share_counts():
+    server, _ = make_server(Settings(inbox_messages=20, delivery_window=1))    # a share: 2
+    login(server, "alice", port=5001)
+    login(server, "bob", port=5002, conn=3)                 # (token s3, proof s4)
+    for n in range(5):
+        actions = server.handle(Request(2, {"type": "message", "token": "s1", "to": "bob",
+                                            "text": f"m{n}"}, "h"), 0.0)
+        assert replies(actions)[0]["type"] == "ok"
+        seq = [f["seq"] for f in delivered_frames(actions) if f["type"] == "message"][-1]
+        server.handle(Acked("s4", seq), 0.0)
+
+
+def test_to_an_online_user_who_does_not_read_each_sender_may_add_a_share_and_no_more():
+    """A user logged in whose listening port the server cannot reach (behind NAT) acknowledges
+    nothing: a trial's sender filled that inbox as it had an absent user's."""
+    server, store = make_server(Settings(inbox_messages=20, delivery_window=1))
+    login(server, "alice", port=5001)
+    login(server, "bob", port=5002, conn=3)                 # (token s3, proof s4)
+    login(server, "carol", port=5003, conn=4)               # (token s5)
+    first = server.handle(Request(2, {"type": "message", "token": "s1", "to": "bob",
+                                      "text": "hi"}, "h"), 0.0)
+    for _ in range(3):                                      # a share waits, then alice's 2
+        assert say(server)["type"] == "ok"
+    assert say(server)["code"] == "inbox_full"
+    frame = {"type": "message", "token": "s5", "to": "bob", "text": "from carol"}
+    assert replies(server.handle(Request(4, frame, "h"), 0.0))[0]["type"] == "ok"
+    # bob reads everything, one at a time (a window of 1): the count ends, and alice may
+    # write again
+    seq = delivered_frames(first)[0]["seq"]                 # the first, on its way to him
+    while seq is not None:
+        delivered = delivered_frames(server.handle(Acked("s4", seq), 1.0))
+        seq = delivered[-1]["seq"] if delivered else None
+    assert store.count_waiting("bob") == 0
+    assert say(server, now=1.0)["type"] == "ok"
 
 
 def test_one_sender_may_fill_only_its_share_of_the_store_for_all_absent_users_together():
@@ -117,7 +156,7 @@ def test_one_sender_may_fill_only_its_share_of_the_store_for_all_absent_users_to
     refused = say(server, to="bob")
     assert refused["code"] == "store_full" and refused["share"] is True
     assert refused["message"] == ("you have left users who are away as many messages as one "
-                                  "sender may until they log in")
+                                  "sender may until they read them")
     login(server, "carol", port=5003, conn=3)           # what waited for carol goes out
     assert say(server, to="bob")["type"] == "ok"
 
@@ -186,12 +225,12 @@ def test_full_inboxes_and_a_full_store_are_told_in_the_users_words():
         "bob has too many messages waiting; yours was not sent."]
     run.type("message bob hi")
     assert printed(run.reply(err("inbox_full", share=True))) == [
-        "You have left bob as many messages as one sender may until they log in; yours was "
+        "You have left bob as many messages as one sender may until they read them; yours was "
         "not sent."]
     run.type("message bob hi")
     assert printed(run.reply(err("store_full", share=True))) == [
-        "You have left users who are away as many messages as one sender may until they log "
-        "in; yours was not sent."]
+        "You have left users who are away as many messages as one sender may until they read "
+        "them; yours was not sent."]
     run.type("broadcast all")
     assert printed(run.reply({"type": "ok", "skipped": 0, "full": 2})) == [
         "Your message could not be delivered to some recipients."]

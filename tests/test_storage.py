@@ -474,6 +474,19 @@ def test_room_for_one_recipient_is_takes_then_crowded():
                                                           box_messages, box_bytes) == expected
 
 
+def test_room_for_one_says_crowded_when_a_share_waits_already():
+    """(shares.py: past it, what each sender leaves the recipient counts)"""
+    index = log_index.LogIndex()
+    for seq in range(1, 4):
+        index.add(seq, ["bob"], b"x" * 10)
+    room = lambda crowd, crowd_bytes=10**6: index.room_for_one("bob", 10, 100, 10**6, 100,
+                                                                10**6, crowd, crowd_bytes)
+    assert [room(4), room(3), room(2)] == [None, "crowded", "crowded"]
+    assert room(4, 30) == "crowded" and room(4, 31) is None         # 30 bytes wait
+    assert index.room_for_one("carol", 10, 100, 10**6, 100, 10**6, 1, 1) is None   # no box
+    assert index.room_for_one("bob", 10, 100, 10**6, 3, 10**6, 1, 1) == "box"      # full first
+
+
 def test_an_exclusive_store_keeps_every_other_opener_out_until_it_closes(tmp_path):
     """The server's store: no second server (nor anything else) reads or writes its file
     while it runs; one that tries is told so once its wait for the lock is over (none here)."""
