@@ -58,8 +58,13 @@ def warning(path, now):
         return (f"the TLS certificate {path} is not valid until {_shown(not_before)}: clients "
                 f"that check it refuse to connect until then (or the clock is wrong)")
     if not_after - now < SOON_S:
-        days = int((not_after - now) // 86400)
-        within = "within a day" if days < 1 else f"in {days} day{'s' if days > 1 else ''}"
+        hours = int((not_after - now) // 3600)      # (a day and 23 hours is not "1 day")
+        if hours >= 48:
+            within = f"in {hours // 24} days"
+        elif hours >= 1:
+            within = f"in {hours} hour{'s' if hours > 1 else ''}"
+        else:
+            within = "within the hour"
         return (f"the TLS certificate {path} expires on {_shown(not_after)}, {within}: renew "
                 f"it and restart the server before then")
     return None

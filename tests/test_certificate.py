@@ -72,7 +72,9 @@ def test_the_warning_says_expired_not_yet_valid_soon_or_nothing(tmp_path, monkey
     assert warning(cert, not_after - 3.5 * 86400) == (
         f"the TLS certificate {cert} expires on 2024-02-12 22:13 UTC, in 3 days: renew it and "
         f"restart the server before then")
-    assert "within a day" in warning(cert, not_after - 3600)
+    assert "in 47 hours" in warning(cert, not_after - 48 * 3600 + 1)
+    assert "in 1 hour:" in warning(cert, not_after - 3600)
+    assert "within the hour" in warning(cert, not_after - 3599)
     assert warning(cert, not_after) == (
         f"the TLS certificate {cert} expired on 2024-02-12 22:13 UTC: clients that check it "
         f"refuse to connect until it is renewed and the server restarted")
