@@ -75,10 +75,17 @@ def test_a_staying_client_left_at_the_login_prompt_past_the_frame_time_logs_in_q
     # the server ends a connection that sends no frame in its frame time: a staying client
     # waiting for its user's name lets that one go and opens another for the name
     proc, port = start_server(tmp_path, 0, "--frame-time", "0.5")
-    client = PtyClient(port, "--stay-connected")
+    client = PtyClient(port, "--stay-connected", "--verbose")     # (its diagnostics shown)
     try:
         wait_log(tmp_path, "no complete frame within 0.5 s")     # at the login prompt
-        login(client, "columbia")
+        client.expect("Please enter username:")
+        # the name is typed once the client has let that connection go: typed between the
+        # server's close and the client's reading it, it would go on the closed connection
+        client.expect("the server ended the unused connection")
+        client.type("columbia")
+        client.expect("Please enter password:")
+        client.type("116bway")
+        client.expect("You have successfully logged in.")
         wait_log(tmp_path, ", staying connected")
         assert "Cannot reach" not in client.output and "back" not in client.output
         client.press(b"\x03")
