@@ -52,7 +52,10 @@ class StayLink(Handler):
         self.conn = None                # open or opening; None while waiting to try again
         self.up = False                 # open: requests go out at once
         self.held = []                  # (request id, frame) asked for while opening
-        self.in_flight = {}             # request id -> Timer: no reply by then drops the link
+        self.in_flight = {}             # request id -> (Timer: no reply by then drops the
+                                        # link, the request)
+        self.unread = False             # the server ends this link unread (too_slow): what
+                                        # went on it since goes again on the next
         self.backoff_s = 0.0            # the wait before the next try; doubles per failure
         self.retry = None               # the Timer of that try
         self.dormant = False            # let go unused: the next request opens it again
@@ -84,8 +87,8 @@ class StayLink(Handler):
 
     def _write(self, request_id, frame):
         conn = self.conn
-        self.in_flight[request_id] = self.glue.reactor.call_later(
-            REQUEST_TIMEOUT_S, conn.abort, "no reply")
+        self.in_flight[request_id] = (self.glue.reactor.call_later(
+            REQUEST_TIMEOUT_S, conn.abort, "no reply"), frame)
         conn.send(protocol.encode({**frame, "id": request_id}))
 
     # -- what the reactor reports --------------------------------------------------------------
@@ -101,13 +104,18 @@ class StayLink(Handler):
         frame = protocol.decoded(line)
         request_id = _request_id(frame)
         if request_id is None and "id" not in frame:
+            if frame.get("type") == "error" and frame.get("code") == "too_slow":
+                # no whole frame came in the server's frame time (at the login prompt): it
+                # closes the link, and reads nothing more on it (a name typed just then went
+                # on it, and came back as an outage: a trial's)
+                self.unread = True
             self.glue.feed(Pushed(conn.id, frame))
             return
-        timer = self.in_flight.pop(request_id, None)
-        if timer is None:
+        sent = self.in_flight.pop(request_id, None)
+        if sent is None:
             self.log(f"reply to unknown request {frame.get('id')!r} ignored")
             return
-        timer.cancel()
+        sent[0].cancel()
         self.backoff_s = 0.0            # the server answers: the next loss starts again at 1 s
         self.glue.feed(Replied(request_id, frame))
 
@@ -119,9 +127,18 @@ class StayLink(Handler):
         was_up = self.up
         self.conn = None
         self.up = False
-        failed = list(self.in_flight) + [request_id for request_id, _ in self.held]
-        for timer in self.in_flight.values():
+        for timer, _ in self.in_flight.values():
             timer.cancel()
+        if self.unread:
+            # what went on it was never read: it goes on the next link, opened now
+            self.unread = False
+            self.held[:0] = [(request_id, frame)
+                             for request_id, (_, frame) in self.in_flight.items()]
+            self.in_flight.clear()
+            if self.held:
+                self.open()
+                return
+        failed = list(self.in_flight) + [request_id for request_id, _ in self.held]
         self.in_flight.clear()
         self.held.clear()
         if was_up and not failed and not self.needed():

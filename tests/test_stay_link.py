@@ -152,6 +152,25 @@ def test_an_unused_connection_no_session_needs_closes_quietly_and_the_next_reque
     assert len(world.server.conns) == 2 and len(world.glue.of(LinkUp)) == 2
 
 
+def test_a_request_sent_as_the_server_ends_an_unused_connection_goes_again_on_the_next(world):
+    """The server said too_slow (no whole frame in its frame time) and closes, reading nothing
+    more: a name typed just then went on the closing connection, and came back as an outage
+    ("Cannot reach the server"), a trial's under load."""
+    world.link.needed = lambda: False
+    opened(world)
+    world.server.send({"type": "error", "code": "too_slow", "message": "no complete frame"})
+    pump(world.reactor, lambda: world.glue.of(Pushed))
+    world.link.request(1, {"type": "check_user", "user": "ann"})   # on the closing connection
+    world.server.conns[-1].close("no complete frame within 10 s")  # (it reads no more)
+    pump(world.reactor, lambda: world.server.frames)
+    assert world.server.frames == [{"type": "check_user", "user": "ann", "id": 1}]
+    assert len(world.server.conns) == 2                 # it went on the next connection
+    assert world.glue.of(LinkDown) == [] and world.glue.of(RequestFailed) == []   # no outage
+    world.server.send({"type": "ok", "id": 1})
+    pump(world.reactor, lambda: world.glue.of(Replied))
+    assert world.glue.of(Replied) == [Replied(1, {"type": "ok", "id": 1})]
+
+
 def test_a_connection_a_session_needs_or_with_requests_on_it_is_an_outage_when_lost(world):
     opened(world)
     world.server.conns[-1].close("gone")               # logged in (needed): an outage
