@@ -105,6 +105,9 @@ class Checker:
 
 # -- the credentials file --------------------------------------------------------------------
 
+NAME_RULE = f"1 to {MAX_NAME_CHARS} printable characters, no spaces, not starting with #"
+
+
 def valid_name(name):
     """True for a name the credentials file and the server accept."""
     return (0 < len(name) <= MAX_NAME_CHARS and not name.startswith("#")
@@ -160,7 +163,7 @@ def load_credentials(path):
         if name in passwords:
             raise CredentialsError(f"{path}, line {number}: duplicate user {name!r}")
         if not valid_name(name):
-            raise CredentialsError(f"{path}, line {number}: not a valid user name")
+            raise CredentialsError(f"{path}, line {number}: not a valid user name ({NAME_RULE})")
         if password is not OPEN and is_hashed(password):
             try:
                 parse_hash(password)
@@ -263,8 +266,7 @@ def passwd_main(argv, stdin=None, stdout=None, stderr=None):
             print(f"hashed {count} plain password(s) in {args.credentials}", file=stdout)
             return 0
         if not valid_name(args.user):
-            parser.error(f"not a valid user name (1-{MAX_NAME_CHARS} printable characters, "
-                         f"no spaces, not starting with #)")
+            parser.error(f"not a valid user name ({NAME_RULE})")
         password = _read_password(stdin, stderr)
         if not password:
             print("server.py passwd: the password is empty; nothing changed", file=stderr)

@@ -36,6 +36,10 @@ def test_a_name_with_a_control_character_is_refused_when_the_file_loads(tmp_path
     path.write_bytes("al\x1bice pw\n".encode())
     with pytest.raises(CredentialsError, match="line 1: not a valid user name"):
         load_credentials(path)
+    path.write_text("a" * 65 + " pw\n")          # (a trial's was told nothing of the length)
+    with pytest.raises(CredentialsError, match=r"line 1: not a valid user name \(1 to 64 "
+                                               r"printable characters"):
+        load_credentials(path)
 
 
 def test_the_checker_costs_one_scrypt_for_known_unknown_plain_and_hashed(monkeypatch):
