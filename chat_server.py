@@ -463,17 +463,17 @@ class ChatServer(Reach):
             # read of thousands is a flood (limits.REFUSALS_PER_READ)
             self.refusals += 1
             return []
-        return self._took(session, seq)
-
-    def _took(self, session, seq):
-        """The session's client acknowledged up to `seq`; once less than a share waits for
-        its user, what senders left it counts no more (shares.py)."""
         actions = self._acknowledged(session, seq)
-        counted = self._shares.counted
-        if counted and session.user in counted and (
-                self._store.count_waiting(session.user) < self._shares.crowd[0]):
-            self._shares.forget(session.user)
+        if self._shares.counted:        # (no call while nobody is counted: every ack is here)
+            self._read_enough(session.user)
         return actions
+
+    def _read_enough(self, user):
+        """`user`'s client acknowledged: once less than a crowd waits for it, what senders
+        left it counts no more (shares.py)."""
+        if user in self._shares.counted and (
+                self._store.count_waiting(user) < self._shares.crowd[0]):
+            self._shares.forget(user)
 
     # --- logging in ---
 
@@ -1023,7 +1023,10 @@ class ChatServer(Reach):
         session = self._sessions.by_proof.get(event.proof)
         if session is None:
             return []   # an ended session's messages wait for the next login anyway
-        return self._took(session, event.seq)
+        actions = self._acknowledged(session, event.seq)
+        if self._shares.counted:
+            self._read_enough(session.user)
+        return actions
 
     def _on_store_recovered(self, event, now):
         """The store commits again: send what a window could not read from it meanwhile."""

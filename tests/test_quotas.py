@@ -1,11 +1,13 @@
 """Quotas: what may wait for one recipient and in all is bounded, and past a bound the sender
 hears so (inbox_full, store_full), never a silent drop; and what the client does with those and
 with `unavailable`. Events in, actions out."""
+import pytest
+
 from chat_server import Settings
 from client_events import Arm, OutboxRetry, Expired
 from client_helpers import err, logged_in, printed, requests
-from core_helpers import delivered_frames, login, make_server, replies
-from server_events import Acked, Request
+from core_helpers import ACCOUNTS, delivered_frames, login, make_server, replies
+from server_events import Acked, Deliver, DeliverEach, Request
 
 
 def say(server, text="hi", to="bob", mid=None, now=0.0):
@@ -125,28 +127,43 @@ def test_to_an_online_user_who_reads_no_share_counts():
         server.handle(Acked("s4", seq), 0.0)
 
 
-def test_to_an_online_user_who_does_not_read_each_sender_may_add_a_share_and_no_more():
+@pytest.mark.parametrize("stays", [False, True], ids=["listening-port", "staying"])
+def test_to_an_online_user_who_does_not_read_each_sender_may_add_a_share_and_no_more(stays):
     """A user logged in whose listening port the server cannot reach (behind NAT) acknowledges
     nothing: a trial's sender filled that inbox as it had an absent user's."""
     server, store = make_server(Settings(inbox_messages=20, delivery_window=1))
     login(server, "alice", port=5001)
-    login(server, "bob", port=5002, conn=3)                 # (token s3, proof s4)
-    login(server, "carol", port=5003, conn=4)               # (token s5)
+    if stays:
+        server.handle(Request(3, {"type": "login", "user": "bob", "password": ACCOUNTS["bob"],
+                                  "stay": True}, "127.0.0.1"), 0.0)     # (token s3, no proof)
+        ack = lambda seq: server.handle(Request(3, {"type": "ack", "seq": seq}, "h"), 1.0)
+    else:
+        login(server, "bob", port=5002, conn=3)                         # (token s3, proof s4)
+        ack = lambda seq: server.handle(Acked("s4", seq), 1.0)
+    carol = "s5" if not stays else "s4"
+    login(server, "carol", port=5003, conn=4)
     first = server.handle(Request(2, {"type": "message", "token": "s1", "to": "bob",
                                       "text": "hi"}, "h"), 0.0)
     for _ in range(3):                                      # a share waits, then alice's 2
         assert say(server)["type"] == "ok"
     assert say(server)["code"] == "inbox_full"
-    frame = {"type": "message", "token": "s5", "to": "bob", "text": "from carol"}
+    frame = {"type": "message", "token": carol, "to": "bob", "text": "from carol"}
     assert replies(server.handle(Request(4, frame, "h"), 0.0))[0]["type"] == "ok"
     # bob reads everything, one at a time (a window of 1): the count ends, and alice may
     # write again
-    seq = delivered_frames(first)[0]["seq"]                 # the first, on its way to him
+    seq = numbered(first)[0]["seq"]                         # the first, on its way to him
     while seq is not None:
-        delivered = delivered_frames(server.handle(Acked("s4", seq), 1.0))
+        delivered = numbered(ack(seq))
         seq = delivered[-1]["seq"] if delivered else None
     assert store.count_waiting("bob") == 0
-    assert say(server, now=1.0)["type"] == "ok"
+    # (the same again: a crowd, then alice's share, counted from nothing)
+    assert [say(server, now=1.0)["type"] for _ in range(5)] == ["ok"] * 4 + ["error"]
+
+
+def numbered(actions):
+    """The numbered frames delivered by `actions`, to a listening port or a staying client."""
+    return [action.frame for action in actions
+            if isinstance(action, (Deliver, DeliverEach)) and "seq" in action.frame]
 
 
 def test_one_sender_may_fill_only_its_share_of_the_store_for_all_absent_users_together():
