@@ -463,17 +463,7 @@ class ChatServer(Reach):
             # read of thousands is a flood (limits.REFUSALS_PER_READ)
             self.refusals += 1
             return []
-        actions = self._acknowledged(session, seq)
-        if self._shares.counted:        # (no call while nobody is counted: every ack is here)
-            self._read_enough(session.user)
-        return actions
-
-    def _read_enough(self, user):
-        """`user`'s client acknowledged: once less than a crowd waits for it, what senders
-        left it counts no more (shares.py)."""
-        if user in self._shares.counted and (
-                self._store.count_waiting(user) < self._shares.crowd[0]):
-            self._shares.forget(user)
+        return self._acknowledged(session, seq)
 
     # --- logging in ---
 
@@ -708,8 +698,8 @@ class ChatServer(Reach):
             if room == "store":
                 raise Refused("store_full")
             raise Refused("inbox_full", f"too many messages already wait for {recipient}")
-        # to a user who is away, or whose client is not taking what comes (a share of their
-        # inbox waits already), what each sender leaves counts (shares.py)
+        # to a user who is away, or whose client is not taking what comes (a crowd waits for
+        # them already: "crowded"), what each sender leaves counts (shares.py)
         counted = offline or room is not None
         if counted:
             over = self._shares.full(sender, recipient, len(head))
@@ -1023,10 +1013,7 @@ class ChatServer(Reach):
         session = self._sessions.by_proof.get(event.proof)
         if session is None:
             return []   # an ended session's messages wait for the next login anyway
-        actions = self._acknowledged(session, event.seq)
-        if self._shares.counted:
-            self._read_enough(session.user)
-        return actions
+        return self._acknowledged(session, event.seq)
 
     def _on_store_recovered(self, event, now):
         """The store commits again: send what a window could not read from it meanwhile."""

@@ -12,8 +12,8 @@ goes out before anything else the core says (ChatServer.handle, end_run), so the
 its replies in the order of its requests.
 
 `Reach` is ChatServer's base class (chat_server.py): it uses the core's store (`_store`), its
-sessions by user (`_users`), its windows' rules (`_deliveries`), the run under way (`run`) and
-the yeses waiting (`_yeses`).
+sessions by user (`_users`), its windows' rules (`_deliveries`), the run under way (`run`), the
+yeses waiting (`_yeses`) and what each sender has left users not reading (`_shares`).
 """
 import protocol
 from delivery import Window, settle, window_of
@@ -97,7 +97,16 @@ class Reach:
             return []   # old news
         actions = self._top_up(session)
         settle(session)         # (an ack of the last one sent, with nothing waiting)
+        if self._shares.counted:        # (no call while nobody is counted: every ack is here)
+            self._read_enough(session.user)
         return actions
+
+    def _read_enough(self, user):
+        """`user`'s client acknowledged: once less than a crowd waits for it, what senders
+        left it counts no more (shares.py)."""
+        if user in self._shares.counted and (
+                self._store.count_waiting(user) < self._shares.crowd[0]):
+            self._shares.forget(user)
 
     def _keep_and_deliver(self, recipients, message, head):
         """Store `message` (a frame; `head` its line without the closing brace) once for all

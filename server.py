@@ -345,9 +345,9 @@ def main(argv=None):
     if unusable:
         shown = ", ".join(sorted(unusable)[:5]) + (", ..." if len(unusable) > 5 else "")
         have = "s have passwords" if len(unusable) > 1 else " has a password"
-        log(f"{len(unusable)} account{have} longer than a login may send ({protocol.MAX_TEXT_CHARS:,} characters) in "
-            f"{args.credentials} ({shown}): nobody can log in as "
-            f"{'them' if len(unusable) > 1 else 'it'}")
+        log(f"{len(unusable)} account{have} longer than a login may send "
+            f"({protocol.MAX_TEXT_CHARS:,} characters) in {args.credentials} ({shown}): "
+            f"nobody can log in as {'them' if len(unusable) > 1 else 'it'}")
     unowned = {name: store.count_waiting(name) for name in store.names_waiting()
                if name not in credentials}
     if unowned:
