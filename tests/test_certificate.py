@@ -1,10 +1,7 @@
 """certificate.py: the dates of the server's TLS certificate, read from its PEM file, and the
 start's warning of one expired, not yet valid, or about to expire."""
-import shutil
 import ssl
 import subprocess
-
-import pytest
 
 import certificate
 from certs import make_certificate
@@ -25,26 +22,16 @@ def test_the_dates_are_those_openssl_reads(tmp_path):
     assert validity(cert) == openssl_dates(cert)
 
 
-def certificate_for_days(path, days):
-    """A self-signed certificate at `path` valid for `days` from now."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
-                    str(days), "-subj", "/CN=localhost", "-keyout", str(path) + ".key",
-                    "-out", str(path)], check=True, capture_output=True, timeout=60)
-    return path
-
-
 def test_a_date_after_2049_is_read_in_its_four_digit_form(tmp_path):
-    cert = certificate_for_days(tmp_path / "long.pem", 12000)
+    cert, _ = make_certificate(tmp_path, days=12000, name="long")
     not_before, not_after = validity(cert)
     assert (not_before, not_after) == openssl_dates(cert)
     assert not_after - not_before == 12000 * 86400
 
 
 def test_the_first_certificate_of_a_chain_is_the_one_read(tmp_path):
-    first = certificate_for_days(tmp_path / "first.pem", 30)
-    second = certificate_for_days(tmp_path / "second.pem", 60)
+    first, _ = make_certificate(tmp_path, days=30, name="first")
+    second, _ = make_certificate(tmp_path, days=60, name="second")
     chain = tmp_path / "chain.pem"
     chain.write_text(first.read_text() + second.read_text())
     assert validity(chain) == openssl_dates(first) != openssl_dates(second)
