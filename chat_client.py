@@ -139,6 +139,7 @@ class ChatClient:
         self.drain = None               # None, "waiting" (DrainDue armed), or "over"
         self.exiting = False
         self.done = False               # Exit was returned: nothing more happens
+        self._stop_why = None           # a script stops once its message in flight is answered
         self._status = None             # the last Status said
         self._ids = 0
         self._turned_away_said = limits.RateLimiter(TURNED_AWAY_PER_S, TURNED_AWAY_BURST)
@@ -253,6 +254,7 @@ class ChatClient:
             return
         self._reached(out)
         self._replies[pending.purpose](pending, event.frame, now, out)
+        self._stopped_when_answered(out)
 
     def _on_request_failed(self, event, now, out):
         pending = self._finish(event.request_id, out)
@@ -262,6 +264,7 @@ class ChatClient:
         if pending.purpose is Purpose.OUTBOX and event.reason not in NEVER_SENT:
             self.outbox.lost_on_the_way()
         self._failures[pending.purpose](pending, now, out)
+        self._stopped_when_answered(out)
         if (self.settings.check_server and self.stage is not Stage.LOGGED_IN
                 and not self.settings.stay and not self.done):
             self._probe_later(now, out)     # with no session, nothing else would look again
@@ -706,8 +709,24 @@ class ChatClient:
         if not self.settings.scripted:
             return False
         self.lines.clear()
-        self._exit(out, 1, f"{why}; the rest of the input was not read")
+        if self.outbox.sending in self.pending:
+            # its answer is on the way: waited for (exit_wait_s at most), the list of what was
+            # not sent says whether the server took it. (A script stopped past its time-out
+            # said "Perhaps not sent" of a message the server then refused: no_session.)
+            self.exiting = True
+            self._stop_why = why
+            out.append(Arm(ExitDue(), self._now + self.settings.exit_wait_s))
+        else:
+            self._script_exit(out, why)
         return True
+
+    def _script_exit(self, out, why):
+        self._exit(out, 1, f"{why}; the rest of the input was not read")
+
+    def _stopped_when_answered(self, out):
+        """A script's stop that waited for its message in flight goes on once it is answered."""
+        if self._stop_why is not None and self.outbox.sending is None and not self.done:
+            self._script_exit(out, self._stop_why)
 
     def _logged_in(self, frame, now, out):
         self.stage = Stage.LOGGED_IN
@@ -906,7 +925,10 @@ class ChatClient:
         out.append(Arm(ExitDue(), now + self.settings.exit_wait_s))
 
     def _exit_due(self, key, now, out):
-        if self.exiting:
+        if self._stop_why is not None:
+            out.append(Log("no answer to the message in flight; stopping anyway"))
+            self._script_exit(out, self._stop_why)
+        elif self.exiting:
             out.append(Log("no reply to logout; exiting anyway"))
             self._exit(out)
 

@@ -608,6 +608,37 @@ def test_a_script_whose_session_timed_out_stops_and_says_so():
     assert Exit(1, "the session timed out; the rest of the input was not read") in actions
 
 
+def script_timed_out_with_a_message_in_flight():
+    """A script stopped past its time-out, then continued: its heartbeat and its next message
+    go out together, and the heartbeat's no_session comes back first."""
+    run = logged_in(scripted=True)
+    run.now += 36.0
+    run.do(Expired(HeartbeatDue()))
+    run.type("message bob late words")
+    run.type("message bob after it")
+    actions = run.reply(err("no_session"), "heartbeat")
+    assert not of(actions, Exit)            # the message's answer is on its way
+    return run
+
+
+def test_a_script_whose_session_ended_waits_for_its_message_in_flight_to_be_answered():
+    run = script_timed_out_with_a_message_in_flight()
+    actions = run.reply(err("no_session"), "message")
+    assert printed(actions) == [     # (the line after it was not read: not a message yet)
+        "Not sent (the server never acknowledged it): message bob late words"]
+    assert Exit(1, "the session timed out; the rest of the input was not read") in actions
+
+
+def test_a_script_waiting_for_its_message_in_flight_stops_when_the_answer_is_late():
+    run = script_timed_out_with_a_message_in_flight()
+    run.now += run.client.settings.exit_wait_s
+    actions = run.do(Expired(ExitDue()))
+    assert printed(actions)[0] == ("Perhaps not sent (the server may have it; it may yet "
+                                   "arrive): message bob late words")
+    assert Exit(1, "the session timed out; the rest of the input was not read") in actions
+    assert run.reply(err("no_session"), "message") == []        # done: nothing more
+
+
 def test_reply_for_an_ended_session_is_dropped_but_frees_input():
     run = logged_in()
     run.do(Incoming(7, hello(7)))
