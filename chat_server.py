@@ -352,23 +352,20 @@ class ChatServer(Reach):
                                 self._unavailable(trouble, now))
 
     def _admit(self, session, host, now):
-        """Spend the rate-limit tokens of one request, or raise slow_down.
+        """Spend the rate-limit token of one request, or raise slow_down.
 
-        A logged-in user spends its own bucket first, so one user's flood is stopped there and
-        does not drain the address it shares with others (behind a NAT, say).
+        A logged-in user spends its own bucket only; an address's is for what no login vouches
+        for (a name's check, a login, garbage). A trial's anonymous flood from one address
+        held every user logged in behind it to slow_down when both were spent.
         """
         if session is not None:
-            refused = self._user_limit.take_both(session.user, self._address_limit, host, now)
-            if refused is None:
-                return
-            limiter, wait_s = refused
-            if limiter is self._user_limit:
+            wait_s = self._user_limit.take(session.user, now)
+            if wait_s:
                 raise self._slow_down(session.user, wait_s, now)
-        else:
-            wait_s = self._address_limit.take(host, now)
-            if not wait_s:
-                return
-        raise self._slow_down(f"address {host}", wait_s, now)
+            return
+        wait_s = self._address_limit.take(host, now)
+        if wait_s:
+            raise self._slow_down(f"address {host}", wait_s, now)
 
     def _slow_down(self, who, wait_s, now, detail=""):
         """The slow_down refusal for `who`, logged once per flood."""

@@ -51,30 +51,6 @@ class RateLimiter:
         self._buckets[key] = (tokens, now)
         return (cost - tokens) / self.rate_per_s
 
-    def take_both(self, key, other, other_key, now):
-        """One token of `key` here, then one of `other_key` from the limiter `other` (a user's,
-        then its address's), as take then other.take would spend them, but in one call: the
-        usual case, a bucket with a token and no pruning due, is inline for both. -> None
-        when both had one, else (the limiter that refused, seconds to wait); the second is
-        not asked when the first refuses."""
-        for limiter, name in ((self, key), (other, other_key)):
-            if not limiter.enabled:
-                continue
-            pruned_at = limiter._pruned_at
-            buckets = limiter._buckets
-            bucket = buckets.get(name)
-            if pruned_at is not None and now - pruned_at < PRUNE_EVERY_S and bucket is not None:
-                tokens, at = bucket     # (take's usual case, inline)
-                if now > at:
-                    tokens = min(limiter.burst, tokens + (now - at) * limiter.rate_per_s)
-                if tokens >= 1.0:
-                    buckets[name] = (tokens - 1.0, now)
-                    continue
-            wait_s = limiter.take(name, now)
-            if wait_s:
-                return limiter, wait_s
-        return None
-
     def check(self, key, now):
         """Like take, without spending: 0.0 if a token is there, else the seconds to wait."""
         if not self.enabled:

@@ -52,7 +52,8 @@ def _add_limit_options(parser):
         help=f"requests a user may send at once (default {Settings.user_burst})")
     add("--address-rate", type=options.rate, default=Settings.address_rate_per_s,
         metavar="PER_S",
-        help=f"requests a second per address (default {Settings.address_rate_per_s:g})")
+        help=f"requests a second per address, not counting a logged-in user's (default "
+             f"{Settings.address_rate_per_s:g})")
     add("--address-burst", type=options.positive_count, default=Settings.address_burst, metavar="N",
         help=f"requests an address may send at once (default {Settings.address_burst})")
     add("--failed-logins", type=options.rate, default=Settings.failed_logins_per_s * 60,

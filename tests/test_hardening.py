@@ -166,6 +166,20 @@ def test_one_users_flood_does_not_drain_the_address_it_shares():
     chat.good()
 
 
+def test_a_flood_with_no_login_does_not_slow_the_users_logged_in_at_its_address():
+    """A trial's: check_user requests with no token, from the address alice is logged in
+    from, answered slow_down to 19 of her 20 heartbeats when both buckets were spent."""
+    chat = Chat(Settings(user_rate_per_s=1, user_burst=20, address_rate_per_s=1,
+                         address_burst=10, tokens_bound_to_host=True))
+    for _ in range(60):
+        chat.reply({"type": "check_user", "user": "bob"}, GOOD_HOST)
+    assert chat.reply({"type": "check_user", "user": "bob"}, GOOD_HOST)["code"] == "slow_down"
+    answers = [chat.reply({"type": "heartbeat", "token": chat.alice}, GOOD_HOST)["type"]
+               for _ in range(15)]
+    assert answers == ["ok"] * 15
+    chat.good()
+
+
 def test_an_address_flood_of_garbage_gets_slow_down_and_other_addresses_are_served():
     chat = Chat(Settings(address_rate_per_s=10, address_burst=20))
     replies = []

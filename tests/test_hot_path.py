@@ -336,8 +336,8 @@ def _worst(calls, per):
 
 
 def test_a_direct_message_with_the_rate_limits_on_costs_one_call_more(served_as_in_production):
-    """server.py's limits are on (bench.py turns them off): a message's user and address
-    tokens are spent in one call inside _admit (limits.take_both), not one call each."""
+    """server.py's limits are on (bench.py turns them off): a message spends its user's
+    token in one call inside _admit (a logged-in user spends no address's)."""
     reactor, glue, log, port = served_as_in_production
     alice, bob = logged_in(reactor, port, ACCOUNTS[:2])
     sent = 50       # within the user's burst
@@ -348,8 +348,7 @@ def test_a_direct_message_with_the_rate_limits_on_costs_one_call_more(served_as_
     assert all(frame["stored"] is False for frame in alice.of("ok"))
     limits_calls = sum(count for (module, name), count in calls.items()
                        if module == "limits.py" or name == "_admit")
-    # (the first request of a bucket, and a prune, go through take: 2.06 here; 3 when
-    # _admit called take for each limit)
+    # (_admit and take: 2.0 here; 3 when _admit called take for each limit)
     assert limits_calls / sent <= 2.1, _worst(calls, sent)
     # (50 messages, a quarter of the other test's, share a read's fixed costs: 19.4 calls each)
     assert sum(calls.values()) / sent <= DIRECT_CALLS_MAX + 2.5, _worst(calls, sent)

@@ -53,30 +53,3 @@ def test_once_per_is_due_once_per_quiet_period_per_key():
     assert once.due("b", 1)
     assert once.due("a", 10 + PRUNE_EVERY_S)       # pruning forgets quiet periods that ended
 
-
-def test_taking_from_two_limits_at_once_is_taking_from_one_then_the_other():
-    """take_both (a user's bucket, then its address's, in one call with the usual case
-    inline) spends and refuses exactly as take on the first and, if it gave a token, take on
-    the second: the same answers and the same buckets, through refills, prunes and limits
-    that are off."""
-    import random
-    chance = random.Random(15)
-    for first_rate, second_rate in ((2, 5), (0, 5), (2, 0), (0, 0), (50, 1)):
-        fused = (RateLimiter(first_rate, 4), RateLimiter(second_rate, 6))
-        apart = (RateLimiter(first_rate, 4), RateLimiter(second_rate, 6))
-        now = 0.0
-        for _ in range(3000):
-            now += chance.choice((0.0, 0.0, 0.01, 0.3, PRUNE_EVERY_S / 2, PRUNE_EVERY_S + 1))
-            user, host = chance.choice("abc"), chance.choice("xy")
-            refused = fused[0].take_both(user, fused[1], host, now)
-            wait_s = apart[0].take(user, now)
-            expected = (0, wait_s) if wait_s else None
-            if expected is None:
-                wait_s = apart[1].take(host, now)
-                expected = (1, wait_s) if wait_s else None
-            got = None if refused is None else (fused.index(refused[0]), refused[1])
-            assert got == expected
-            for one, other in zip(fused, apart):
-                assert {key: one.tokens(key, now) for key in "abcxy"} == {
-                    key: other.tokens(key, now) for key in "abcxy"}
-                assert len(one) == len(other)
