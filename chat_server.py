@@ -159,6 +159,14 @@ def _answer(conn, frame_id, frame, durable=False):
     return Reply(conn, frame, durable)
 
 
+def _from_another_run(token, instance):
+    """True if `token` has the shape of this server's tokens (a run's name, a dot, a secret)
+    and another run's name: the server restarted since. A made-up token is only unknown (a
+    trial's "x" was told the server had restarted, and its client said so)."""
+    run, dot, secret = token.partition(".")
+    return bool(dot and secret) and len(run) == len(instance) and run != instance
+
+
 class ChatServer(Reach):
     """The chat logic: `handle(event, now)` -> list of actions."""
 
@@ -422,9 +430,9 @@ class ChatServer(Reach):
         token = protocol.text_field(frame, "token")
         session = self._sessions.by_token.get(token)
         if session is None:
-            if self._instance and not token.startswith(self._instance + "."):
+            if self._instance and _from_another_run(token, self._instance):
                 raise Refused("no_session", "the server restarted; log in again", restarted=True)
-            raise Refused("no_session")
+            raise Refused("no_session")     # (an ended session's token, or a made-up one)
         if host is not None and session.host != host:
             raise Refused("no_session", "that token belongs to a session from another address")
         return session

@@ -404,6 +404,9 @@ def test_a_token_from_before_a_restart_is_told_so():
     assert refused[0]["code"] == "no_session" and refused[0]["restarted"] is True
     unknown = replies(second.handle(Request(2, {"type": "online", "token": "run2.x"}, "h"), 1.0))
     assert unknown[0]["code"] == "no_session" and "restarted" not in unknown[0]
+    for made_up in ("x", "abc", "run.x", "run12.x", "run3."):
+        unknown = replies(second.handle(Request(2, {"type": "online", "token": made_up}, "h"), 1.0))
+        assert unknown[0]["code"] == "no_session" and "restarted" not in unknown[0], made_up
 
 
 def test_lockouts_survive_a_restart_on_the_same_store():
