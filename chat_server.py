@@ -501,6 +501,11 @@ class ChatServer(Reach):
         client = frame.get("client")
         if client is not None:
             client = protocol.text_field(frame, "client", protocol.MAX_ID_CHARS)
+        # one session per staying connection: a second login on it left the first online to
+        # everyone, its token good, until its time-out (a trial's)
+        carried = self._sessions.by_conn.get(request.conn)
+        if carried is not None:
+            raise Refused("already_logged_in")
         # A login writes (a wrong password is counted): while nothing can be, none is tried, so
         # a right password and a wrong one get the same answer
         self._writable()

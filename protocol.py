@@ -31,6 +31,7 @@ ERRORS = {
     "wrong_password": "wrong password",
     "too_many_attempts": "too many wrong passwords; the name is blocked for a while",
     "locked": "this name is blocked for a while; try again later",
+    "already_logged_in": "this connection carries a session already; log out first",
     "self": "you cannot do that to yourself",
     "blocked": "the recipient has blocked you",
     "already_blocked": "that user is already blocked",

@@ -221,8 +221,9 @@ def test_a_connection_carrying_a_session_is_timed_by_the_session_not_its_own_qui
     _heartbeat(world, alice, token, 3)
     assert _quiet_timed(world) == 1
     alice.send({"type": "login", "user": "columbia", "password": "116bway", "stay": True,
-                "id": 4})                             # again on the same connection: still carried
-    pump(world.reactor, lambda: len(alice.of("welcome")) == 2)
+                "id": 4})             # again on the same connection: refused, still carried
+    pump(world.reactor, lambda: any(f.get("id") == 4 for f in alice.frames))
+    assert alice.of("error")[-1]["code"] == "already_logged_in"
     assert _quiet_timed(world) == 1
     world.clock.advance(world.glue.idle_s)
     pump(world.reactor, lambda: silent.closed)

@@ -193,25 +193,13 @@ def test_a_new_login_elsewhere_tells_the_old_staying_connection():
     assert logs(server.handle(Closed(2), 3.0)) != []
 
 
-def test_logging_in_again_on_the_same_connection_does_not_log_the_new_session_out():
+def test_logging_in_again_as_the_same_user_on_the_same_connection_is_refused_too():
     server, _ = make_server()
     stay_login(server, "alice", conn=1)
     again = stay_login(server, "alice", conn=1, now=1.0)
-    assert replies(again)[0]["type"] == "welcome"
-    assert pushes(again) == []
-
-
-def test_a_connection_holds_one_session_the_latest_login_on_it():
-    server, _ = make_server()
-    stay_login(server, "alice", conn=1)
-    stay_login(server, "bob", conn=1)       # alice's session lost its way, though not ended
-    short_login(server, "carol", conn=3, port=5003)
-    to_alice = say(server, "s3", "alice", "a", conn=3)
-    to_bob = say(server, "s3", "bob", "b", conn=3)
-    assert pushes(to_alice) == [] and [c for c, _ in pushes(to_bob)] == [1]
-    ask(server, 8, {"type": "logout", "token": "s1"})
-    assert logs(server.handle(Closed(1), 1.0)) == [
-        "bob's staying connection closed; the session waits for a resume"]
+    assert [frame["code"] for frame in replies(again)] == ["already_logged_in"]
+    assert pushes(again) == [] and server.online_users() == ["alice"]
+    assert replies(ask(server, 1, {"type": "heartbeat", "token": "s1"}, 2.0))[0]["type"] == "ok"
 
 
 def test_a_detached_session_times_out_and_its_messages_wait_for_the_next_login():
@@ -228,3 +216,18 @@ def test_a_detached_session_times_out_and_its_messages_wait_for_the_next_login()
     assert [(c, f["text"], f.get("offline")) for c, f in pushes(back) if "seq" in f] == [
         (4, "kept", None)]
     assert not any(isinstance(a, Log) and "elsewhere" in a.text for a in back)
+
+
+def test_a_second_login_on_a_staying_connection_is_refused_and_the_first_goes_on():
+    """A trial's: the second login took the connection, welcomed with a presence notice about
+    itself, and left the first user online to everyone, its token good, until its time-out."""
+    server, _ = make_server()
+    stay_login(server, "alice", conn=1)
+    again = stay_login(server, "bob", conn=1)
+    assert [frame["code"] for frame in replies(again)] == ["already_logged_in"]
+    assert server.online_users() == ["alice"] and pushes(again) == []
+    short_login(server, "carol", conn=2, port=5002)
+    assert pushes(say(server, "s2", "alice", "still here")) == [
+        (1, {"type": "message", "from": "carol", "text": "still here", "seq": 1})]
+    ask(server, 1, {"type": "logout", "token": "s1"})
+    assert [frame["type"] for frame in replies(stay_login(server, "bob", conn=1))] == ["welcome"]
