@@ -108,6 +108,8 @@ def _share_full(over, recipient):
 
 
 MAX_REASON_CHARS = 300      # the words a user leaves with (an IRC QUIT message)
+IDLE_CHECK_LATE_S = 0.5     # a time-out check this late found the server held up (_idle_check)
+IDLE_GRACE_S = 2.0          # then the silent get this long for what waits unread to be read
 
 
 def _echoable(value):
@@ -214,8 +216,9 @@ class ChatServer(Reach):
         # (carries_session, without the call: the glue asks after every read)
         self.carried = self._sessions.by_conn
         # one IdleCheck timer for every session, due at the longest silent one's time-out;
-        # armed while there is a session
-        self._idle_check_armed = False
+        # armed while there is a session: when it is due, or None
+        self._idle_check_due = None
+        self._idle_grace = False        # the check now due is a late one's grace (_idle_check)
         # True while the glue hands in the requests of one read: a run among them (`run`, a
         # _Run: a session's broadcasts, or its messages to one user) is delivered at its end,
         # all together, when the glue calls end_run (attributes, not calls: every short
@@ -584,10 +587,10 @@ class ChatServer(Reach):
         if stays:
             self._sessions.attach(session, conn)
         actions += self._send_waiting(session)
-        if not self._idle_check_armed:
+        if self._idle_check_due is None:
             # (armed, it is due no later than this session's time-out: at the oldest's)
-            self._idle_check_armed = True
-            actions.append(Arm(IdleCheck(), now + self._settings.timeout_s))
+            self._idle_check_due = now + self._settings.timeout_s
+            actions.append(Arm(IdleCheck(), self._idle_check_due))
         # client ids silent for a day retry nothing, but the one logging in (which a day's
         # suspend or outage left silent, its oldest message perhaps taken): their counters go
         self._store.senders.forget_before(user, now - self._settings.counters_kept_s, client)
@@ -981,8 +984,25 @@ class ChatServer(Reach):
         """End every session silent for the time-out, longest silent first, and arm the one
         check again for the next to come due. The time-out is one constant, so the sessions
         in order of last request (sessions.by_user) are in order of time-out too: only the
-        front is read, and one timer does for every user."""
+        front is read, and one timer does for every user.
+
+        A check that comes IDLE_CHECK_LATE_S past its time found the server away (stopped
+        with Ctrl-Z, paused, a pass held up by a slow disk): the heartbeats sent meanwhile may
+        wait unread in its sockets, or be connections not yet accepted. So it ends nobody,
+        and checks again IDLE_GRACE_S later, once they are read; that check ends the silent,
+        however late it comes. (A trial's 3 s Ctrl-Z of the server near the heartbeats' time
+        logged every user out, their heartbeats refused as no_session on the next read.)
+        """
         timeout_s = self._settings.timeout_s
+        late_s = now - self._idle_check_due if self._idle_check_due is not None else 0.0
+        oldest = self._sessions.longest_silent()
+        self._idle_grace = (late_s > IDLE_CHECK_LATE_S and not self._idle_grace
+                            and oldest is not None and now >= oldest.last_seen + timeout_s)
+        if self._idle_grace:
+            self._idle_check_due = now + IDLE_GRACE_S
+            return [Log(f"the time-out check came {late_s:.1f} s late (the server was held up): "
+                        f"silent sessions end {whole(IDLE_GRACE_S)} s from now, once what "
+                        f"waits to be read is read"), Arm(key, self._idle_check_due)]
         timed_out = []
         for session in self._users.values():
             # The same sum as the armed time, so a timer firing exactly then ends the session.
@@ -996,9 +1016,9 @@ class ChatServer(Reach):
                         *self._presence_change(user, online=False, now=now,
                                                reason="timed out"), *ended]
         oldest = self._sessions.longest_silent()
-        self._idle_check_armed = oldest is not None
+        self._idle_check_due = None if oldest is None else oldest.last_seen + timeout_s
         if oldest is not None:
-            actions.append(Arm(key, oldest.last_seen + timeout_s))
+            actions.append(Arm(key, self._idle_check_due))
         return actions
 
     def _redeliver(self, key, now):

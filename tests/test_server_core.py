@@ -135,6 +135,25 @@ def test_idle_timer_rearms_at_last_seen_plus_timeout():
     assert server.online_users() == []
 
 
+def test_a_late_idle_check_gives_the_silent_time_for_what_waits_unread():
+    """A trial stopped the server (Ctrl-Z) for 3 s as the heartbeats came due: the check
+    fired before the heartbeats waiting in its sockets were read, and ended every session."""
+    server, _ = make_server(Settings(timeout_s=31.0))
+    login(server, "alice", now=0.0)
+    login(server, "bob", now=0.0)
+    held = server.handle(Expired(IdleCheck()), 34.0)        # due at 31: 3 s late
+    assert server.online_users() == ["alice", "bob"]
+    assert logs(held) == ["the time-out check came 3.0 s late (the server was held up): "
+                          "silent sessions end 2 s from now, once what waits to be read is read"]
+    assert held[-1] == Arm(IdleCheck(), 36.0)
+    server.handle(Request(1, {"type": "heartbeat", "token": "s1"}, "h"), 34.1)   # read now
+    checked = server.handle(Expired(IdleCheck()), 36.7)     # late again: no second grace
+    assert logs(checked) == ["bob timed out after 31 s without a request"]
+    assert server.online_users() == ["alice"] and checked[-1] == Arm(IdleCheck(), 65.1)
+    assert logs(server.handle(Expired(IdleCheck()), 65.3)) == [      # on time: no grace
+        "alice timed out after 31 s without a request"]
+
+
 def test_one_idle_check_for_every_user_ends_each_in_order_of_silence():
     server, _ = make_server(Settings(timeout_s=31.0))
     arms = [action for user, now in (("alice", 0.0), ("bob", 1.0), ("carol", 2.0))
@@ -164,11 +183,11 @@ def test_one_idle_check_for_every_user_ends_each_in_order_of_silence():
 
 def test_a_check_due_for_several_ends_them_all_longest_silent_first():
     server, _ = make_server(Settings(timeout_s=10.0))
-    login(server, "carol", now=0.0)
-    login(server, "alice", now=1.0)
-    login(server, "bob", now=2.0)
-    login(server, "carol", now=3.0)     # logged in again: the newest session now
-    assert logs(server.handle(Expired(IdleCheck()), 50.0)) == [
+    login(server, "carol", now=0.0)     # the check is due at 10.0
+    login(server, "alice", now=0.1)
+    login(server, "bob", now=0.2)
+    login(server, "carol", now=0.3)     # logged in again: the newest session now
+    assert logs(server.handle(Expired(IdleCheck()), 10.4)) == [
         "alice timed out after 10 s without a request",
         "bob timed out after 10 s without a request",
         "carol timed out after 10 s without a request"]
