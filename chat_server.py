@@ -859,6 +859,12 @@ class ChatServer(Reach):
         # its next getaddress is refused here.
         if self._consents.revoke(target, session.user):
             actions.append(Log(f"{session.user} blocked {target}: its address grant ended"))
+        # and its ask waiting for an answer lapses, as if unanswered (a trial's blocker then
+        # answered Y, and the blocked user had the address and sent private messages)
+        if self._consents.lapse(target, session.user):
+            actions += [Log(f"{session.user} blocked {target}: its address request lapsed"),
+                        *self._tell(target, {"type": "address_lapsed", "user": session.user}),
+                        *self._tell(session.user, {"type": "consent_lapsed", "user": target})]
         return actions
 
     def _unblock(self, session, request, frame_id, now):

@@ -520,6 +520,29 @@ def test_address_requests_are_logged_folded_per_asker():
         ("alice asked bob for its address", ("address requests", "alice"))]
 
 
+def test_a_block_ends_the_blocked_users_address_request_still_waiting():
+    """A trial's: alice asked, bob blocked her, then answered Y; she had his address and her
+    private messages reached him."""
+    server, _ = make_server()
+    tokens = {user: replies(login(server, user, port=5000 + n, conn=n))[0]["token"]
+              for n, user in enumerate(("alice", "bob"), 1)}
+
+    def ask(user, frame, now):
+        return server.handle(Request(1, {"token": tokens[user], **frame}, "127.0.0.1"), now)
+
+    ask("alice", {"type": "getaddress", "user": "bob"}, 1.0)
+    blocked = ask("bob", {"type": "block", "user": "alice"}, 2.0)
+    assert replies(blocked)[0] == {"type": "ok"}
+    assert [(a.address[1], a.frame) for a in blocked if isinstance(a, Deliver)
+            and a.frame["type"] != "listed"] == [
+        (5001, {"type": "address_lapsed", "user": "bob"}),
+        (5002, {"type": "consent_lapsed", "user": "alice"})]
+    answer = ask("bob", {"type": "consent", "user": "alice", "agree": True}, 3.0)
+    assert replies(answer)[0]["code"] == "no_request" and delivered_frames(answer) == []
+    again = ask("alice", {"type": "getaddress", "user": "bob"}, 4.0)
+    assert replies(again)[0]["code"] == "blocked"
+
+
 def test_a_login_that_takes_over_its_accounts_session_is_logged_folded():
     """One account's logins churned from a few addresses wrote two lines each, unfolded (a
     trial's 18,000 in 10 s); a first login's line is not folded, and costs no tally."""
