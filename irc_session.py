@@ -379,7 +379,10 @@ class IrcSession(RoomCommands):
             self.say("PONG", self.server, params[0])
 
     def _c_pong(self, params, wall):
-        token = params[-1] if params else ""
+        if not params:
+            self.numeric("409", "No origin specified")      # (as to a PING: ngIRCd's too)
+            return
+        token = params[-1]
         seq = _number(token[len(ACK_TOKEN):]) if token.startswith(ACK_TOKEN) else 0
         if not seq:
             return
@@ -624,7 +627,9 @@ class IrcSession(RoomCommands):
         verb, user = context
         if frame["type"] == "error":
             reason = why(frame, user)
-            self.notice(reason[:1].upper() + reason[1:] + ".")     # (a name keeps its case)
+            if not reason.startswith(user):     # a name keeps its case ("network has not...")
+                reason = reason[:1].upper() + reason[1:]
+            self.notice(reason + ".")
         elif verb in ("block", "unblock"):
             self.notice(f"User {user} has been {verb}ed.")
         elif verb == "y":

@@ -117,11 +117,10 @@ def line(source, command, *params, tags=None):
     """-> one line of bytes, CR LF included: `:source command params`, the last param trailing
     (with ':') whenever it needs it (empty, starts with ':' or holds a space). `tags`: a dict.
     Whatever a param holds, it is one line: a CR, LF or NUL in one (a native user's logout
-    reason, a nick refused) becomes a space, so no text can end it and start a command."""
+    reason, a nick refused) becomes a space, so no text can end it and start a command.
+    A line past MAX_LINE_BYTES without its tags is cut to fit, between characters: replies
+    that repeat what a client sent (a 502-byte PING's PONG, a long nick's 432) would pass it."""
     parts = []
-    if tags:
-        parts.append("@" + ";".join(name if value is None else f"{name}={escape_tag(value)}"
-                                    for name, value in tags.items()))
     if source:
         parts.append(":" + source)
     parts.append(command)
@@ -132,7 +131,14 @@ def line(source, command, *params, tags=None):
     text = " ".join(parts)
     if "\n" in text or "\r" in text or "\0" in text:
         text = flat(text)
-    return (text + "\r\n").encode("utf-8")
+    body = text.encode("utf-8")
+    if len(body) > MAX_LINE_BYTES - 2:
+        body = body[:MAX_LINE_BYTES - 2].decode("utf-8", "ignore").encode("utf-8")
+    if tags:
+        head = "@" + ";".join(name if value is None else f"{name}={escape_tag(value)}"
+                              for name, value in tags.items()) + " "
+        body = flat(head).encode("utf-8") + body
+    return body + b"\r\n"
 
 
 def flat(text):

@@ -405,11 +405,15 @@ def test_ping_with_no_token_gets_409():
     assert said(new_session(), "PING") == [f"{S}409 * :No origin specified"]
 
 
+def test_pong_with_no_token_gets_409_and_one_with_a_token_not_ours_nothing():
+    assert said(new_session(), "PONG") == [f"{S}409 * :No origin specified"]
+
+
 def test_ping_is_answered_with_its_token():
     assert said(new_session(), "PING :abc def") == [f"{S}PONG {SERVER} :abc def"]
 
 
-@pytest.mark.parametrize("raw", ["PONG", "PONG :hello", "PONG :ack-", "PONG :ack-x",
+@pytest.mark.parametrize("raw", ["PONG :hello", "PONG :ack-", "PONG :ack-x",
                                  "PONG :ack-9"])
 def test_a_pong_that_answers_no_ping_of_ours_is_ignored(raw):
     session = welcomed()
@@ -835,7 +839,7 @@ def test_the_service_answers_a_request_for_the_address(verb, agree):
 @pytest.mark.parametrize("text, code, why", [
     ("block seas", "already_blocked", "You already block seas."),
     ("unblock seas", "not_blocked", "You do not block seas."),
-    ("y seas", "no_request", "Seas has not asked for your address (or the question lapsed)."),
+    ("y seas", "no_request", "seas has not asked for your address (or the question lapsed)."),
     ("block columbia", "self", "That names yourself."),
     ("block nobody", "unknown_user", "There is no user nobody.")])
 def test_the_service_says_why_it_was_refused(text, code, why):

@@ -70,6 +70,17 @@ def test_tags_are_escaped_and_a_formatted_line_parses_back():
     assert escape_tag("\\\r\n") == "\\\\\\r\\n"
 
 
+def test_a_line_that_would_pass_512_bytes_without_its_tags_is_cut_between_characters():
+    """A trial's 502-byte PING got a 534-byte PONG back, a 503-byte NICK a 544-byte 432."""
+    pong = line("chat.server", "PONG", "chat.server", "p" * 502)
+    assert len(pong) == 512 and pong.endswith(b"ppp\r\n")
+    assert parse(pong).params == ("chat.server", "p" * (510 - len(":chat.server PONG chat.server ")))
+    wide = line("chat.server", "NOTICE", "seas", "é" * 300, tags={"time": "t" * 600})
+    head, body = wide.split(b" ", 1)
+    assert head == b"@time=" + b"t" * 600 and len(body) <= 512 and body.endswith(b"\xc3\xa9\r\n")
+    assert line("s", "PING", "x") == b":s PING x\r\n"
+
+
 def test_line_breaks_in_text_cannot_inject_a_command():
     assert flat("hi\r\nQUIT :x\nand\0more") == "hi QUIT :x and more"
     assert b"\n" not in line("s", "PRIVMSG", "seas", pieces("a\nb")[0])[:-2]
