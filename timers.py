@@ -63,6 +63,13 @@ class VirtualClock:
                 reactor.timer_pass()
         self._now = target
 
+    def stall(self, seconds):
+        """Move time forward by `seconds` and fire nothing: the process was away (stopped with
+        Ctrl-Z, a machine paused), so the next pass finds its timers late."""
+        if seconds < 0:
+            raise ValueError("a clock only moves forward")
+        self._now += seconds
+
 
 class Timer:
     """A scheduled callback; `cancel()` is O(1) and safe to call twice."""

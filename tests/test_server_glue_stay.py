@@ -208,6 +208,35 @@ def _heartbeat(world, client, token, frame_id):
     pump(world.reactor, lambda: any(f.get("id") == frame_id for f in client.frames))
 
 
+def test_a_heartbeat_that_waits_to_be_accepted_while_the_server_is_held_up_is_in_time(world):
+    """A trial stopped the server with Ctrl-Z for 3 s as the heartbeats came due: the time-out
+    check fired in the first pass after it, before their connections were accepted."""
+    alice, token = logged_in(world, "columbia", "116bway")
+    bob, _ = logged_in(world, "seas", "summerisover")
+    world.clock.advance(30.0)
+    beat = socket.create_connection(("127.0.0.1", world.port), timeout=5)
+    beat.sendall(protocol.encode({"type": "heartbeat", "token": token, "id": 7}))
+    world.clock.stall(4.0)          # the server comes back 3 s past the check's time,
+    # in a select() that was waiting for that check: Python retries it after the stop (PEP
+    # 475) only if time is left, so it returns no descriptor, and the pass fires the check
+    world.reactor.timer_pass()
+    answer = beat.makefile("rb")
+    frames = []
+    pump(world.reactor, lambda: frames or select_ready(beat) and frames.append(
+        protocol.decode(answer.readline())))
+    beat.close()
+    assert frames[0]["type"] == "ok", (frames, world.lines)
+    assert world.glue.core.is_online("columbia")
+    world.clock.advance(2.0)
+    assert "seas timed out after 31 s without a request" in "\n".join(world.lines)
+    assert world.glue.core.is_online("columbia")
+
+
+def select_ready(sock):
+    import select
+    return bool(select.select([sock], [], [], 0)[0])
+
+
 def test_a_connection_carrying_a_session_is_timed_by_the_session_not_its_own_quiet(world):
     """Logged in, a staying connection holds no place under a quiet limit (the session's
     time-out stands for it); one that never logged in still does."""
