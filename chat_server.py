@@ -996,10 +996,10 @@ class ChatServer(Reach):
         with Ctrl-Z, paused, a pass held up by a slow disk): the heartbeats sent meanwhile may
         wait unread in its sockets, or be connections not yet accepted (after a stop, the
         select() that waited for this check returns none: Python retries it only while time
-        is left, PEP 475). So it ends nobody,
-        and checks again IDLE_GRACE_S later, once they are read; that check ends the silent,
-        however late it comes. (A trial's 3 s Ctrl-Z of the server near the heartbeats' time
-        logged every user out, their heartbeats refused as no_session on the next read.)
+        is left, PEP 475). So it ends nobody, and checks again IDLE_GRACE_S later, once they
+        are read; that check ends the silent, however late it comes. (A trial's 3 s Ctrl-Z of
+        the server near the heartbeats' time logged every user out, their heartbeats refused
+        as no_session on the next read.)
         """
         timeout_s = self._settings.timeout_s
         late_s = now - self._idle_check_due if self._idle_check_due is not None else 0.0
