@@ -82,7 +82,8 @@ class ServerGlue:
         self._held = []           # deliveries of messages whose commit failed, in order
         self._commit_retry_s = 0.0    # while commits fail: the wait before the next try ...
         self._commit_retry_at = 0.0   # ... and when that is
-        self._held_timer = None       # the pass that writes held acknowledgements, if one waits
+        self._store_timer = None      # the pass that writes held acknowledgements, or looks
+                                      # at the store's files, if one waits
         # (limit_s, reason) -> the Lapses of the connections under that quiet limit: one timer
         # for each limit, not one for each connection. A heard connection's and a new one's
         # first, in that order: a connection is looked for in that order as it leaves one
@@ -163,19 +164,22 @@ class ServerGlue:
         if self._commit_retry_s:
             self._commit_retry_s = 0.0
             self.apply(self.core.handle(StoreRecovered(), self.reactor.clock.now()))
-        held_until = store.held_until()
-        if held_until is not None and self._held_timer is None:
-            # acknowledgements held for the next compaction: a pass then writes them, even on
-            # a server that has gone quiet (one timer at a time, not one per pass)
-            self._held_timer = self.reactor.call_at(held_until, self._held_due)
+        if self._store_timer is None:
+            wake_at = store.wake_at()
+            if wake_at is not None:
+                # acknowledgements held for the next compaction, or the store's look at its
+                # files: a pass then does it, even on a server that has gone quiet (one timer
+                # at a time, not one per pass)
+                self._store_timer = self.reactor.call_at(wake_at, self._store_due)
         return True
 
     def _commit_due(self):
         """The time to try a failed commit again: the end of this pass does."""
 
-    def _held_due(self):
-        """Held acknowledgements are due: the end of this pass commits them."""
-        self._held_timer = None
+    def _store_due(self):
+        """Held acknowledgements, or the store's look, are due: the end of this pass does it."""
+        self._store_timer = None
+        self.store.look_wanted = True
 
     def _expired(self, key):
         self.feed(Expired(key))

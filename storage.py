@@ -86,6 +86,7 @@ JOURNAL_MAX = 100_000       # writes held for a disk that refuses them; past it,
 RECORDS_CACHED = 16         # records whose lines are kept in memory after a read
 LOCK_WAIT_S = 5.0           # opening waits this long for another holder of the file to let go:
                             # a server restarted while the last one is still stopping
+LOOK_EVERY_S = 1.0          # a store that holds messages looks at its files this often, idle too
 COMPACT_S = 1.0             # cursors are written, and passed records deleted, at most this
                             # often: a crash forgets at most this much of acknowledgements, and
                             # clients drop what they get again by its number
@@ -152,6 +153,23 @@ class Store:
             path, sync, exclusive, lock_wait_s, max_pages)
         _take_rewritten(path)
         _refuse_emptied(path)
+        new = path != ":memory:" and not os.path.lexists(path)
+        self._db = self._file = self._wal = None
+        try:
+            self._open(seq_floor, new_identity)
+        except BaseException as exc:
+            self.close()
+            if new and "locked" not in str(exc):    # (not another server's, begun meanwhile)
+                # a new store begun and not finished (its disk full, a trial's) left an empty
+                # file, which every later start refused as emptied: it goes, with its log
+                for made in (path, path + "-wal", path + "-shm", path + "-journal"):
+                    if os.path.lexists(made):
+                        os.remove(made)
+            raise
+
+    def _open(self, seq_floor, new_identity):
+        """The rest of __init__: the database opened and read."""
+        path = self._path
         self._db = self._connect()
         # user -> the set of names they block, and target -> the set of names blocking it:
         # all read at open (a few per user at most), kept in step with every write; users who
@@ -178,6 +196,10 @@ class Store:
         self._file_id = _identity(self._file)
         self._wal_id = None
         self._homeless = False      # the file went: commits fail until it is written again
+        self._damaged = None        # why the file cannot be trusted: every commit fails, for good
+        self._file_size = 0         # its largest size seen: SQLite never makes it smaller here
+        self._looked_at = None      # when an idle store last looked at its files
+        self.look_wanted = False    # the glue asks the next commit to look, idle or not
         self.notice = None          # what the operator should read in the log, once
         self.identity = self._identity(new_identity or secrets.token_hex(8))
         self._index = LogIndex()    # what waits for whom (log_index.py), rebuilt at open
@@ -325,6 +347,8 @@ class Store:
     def _lose(self, exc):
         """A statement or commit failed: roll back; the journal is written again next time."""
         self.failing = str(exc)
+        if _corrupt(exc):
+            self._damage(f"the store's file is damaged ({exc})")
         try:
             if self._db is not None and self._db.in_transaction:
                 self._db.rollback()
@@ -486,7 +510,20 @@ class Store:
         try:
             return self._db.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
+            if _corrupt(exc):
+                self._damage(f"the store's file is damaged ({exc})")
             raise StoreUnavailable(str(exc)) from None
+
+    def _damage(self, why):
+        """The file cannot be trusted (found corrupt, or cut short under the server): every
+        commit fails from now on, though one to the log alone would still succeed (a trial's
+        store, truncated under the server, said malformed to a login and yes to 20 messages
+        after it, none of which a restart could read)."""
+        if self._damaged is None:
+            self._damaged = (f"{why}: nothing more is stored. Restore the data directory from "
+                             f"a backup (or move it away to start a new store) and restart "
+                             f"the server")
+        self.failing = self._damaged
 
     # -- senders' counters (senders.py), written with the messages they answer ---------------
 
@@ -577,11 +614,14 @@ class Store:
 
         Moved cursors, and the records they passed, go along at most every COMPACT_S (with a
         clock; without one, with every commit that writes anything else), or when `acks_too`
-        (at shutdown). With a clock they also go alone once COMPACT_S has passed (held_until
+        (at shutdown). With a clock they also go alone once COMPACT_S has passed (wake_at
         says when), so an idle server's last acknowledgements are not held until its next
         message; without one they wait for a commit that writes anything else."""
         self._wall_offset = None
         self._pass_at = None
+        if self._damaged is not None:
+            self.failing = self._damaged
+            raise StoreUnavailable(self._damaged)
         # (each step's own test, here: a pass that wrote nothing, most of them, makes no call)
         if self._lost:
             self._ready()
@@ -593,6 +633,9 @@ class Store:
         if acks_too or self._compaction_due(alone=not busy):
             self._write_passed()
         elif not busy and not self._homeless:
+            if self.look_wanted:            # (an idle store's look: wake_at)
+                self._looked_at = self._clock.now()
+                self._look_at_files()
             return
         try:
             self._db.commit()
@@ -600,13 +643,29 @@ class Store:
             self._lose(exc)
             raise StoreUnavailable(str(exc)) from None
         self._journal.clear()
-        if self._file is not None:
-            if self._homeless or not _names(self._path, self._file_id):
-                self._rehome()
-            elif self._wal is None or not _names(self._path + "-wal", self._wal_id):
-                self._find_log()
+        self._look_at_files()
         self.failing = None
         self.committed_seq = self._next_seq - 1
+
+    def _look_at_files(self):
+        """After each commit, and at an idle store's look (wake_at): is the file still at its
+        path, and whole, and its log beside it? A file gone is written again (_rehome), a log
+        gone is copied into the file (_relog); a file cut short is damage, for good (_damage).
+        One stat each: 2 us of a ping-pong message's commit."""
+        self.look_wanted = False
+        if self._file is None:
+            return
+        there = _named(self._path, self._file_id)
+        if self._homeless or there is None:
+            self._rehome()
+            return
+        if there.st_size < self._file_size:
+            self._damage(f"the store's file was cut short while the server ran (to "
+                         f"{there.st_size:,} bytes, from {self._file_size:,})")
+            raise StoreUnavailable(self._damaged)
+        self._file_size = there.st_size
+        if self._wal is None or _named(self._path + "-wal", self._wal_id) is None:
+            self._find_log()
 
     def _find_log(self):
         """Open the write-ahead log at the first commit (a commit that wrote made it, in the
@@ -688,6 +747,7 @@ class Store:
             raise
         self._file, self._db = descriptor, db
         self._file_id = _identity(descriptor)
+        self._file_size = 0             # (another file: its size is seen at the next look)
 
     def _rehome(self):
         """The store's file is gone from its path (deleted, moved away, its data directory
@@ -755,18 +815,31 @@ class Store:
         self._compacted_at = now
         return True
 
-    def held_until(self):
-        """When held cursors and compaction are due to be written (with a clock), or None
-        when nothing is held: the glue runs a pass then, so they are."""
-        if self._clock is None or not self._index.holds_passed():
+    def wake_at(self):
+        """When the glue should run a pass (with a clock), or None when nothing is due: held
+        cursors and compaction to write, or, while the store holds messages, a look at its
+        files every LOOK_EVERY_S, which that pass makes if it sets `look_wanted` (its data
+        directory wiped while nothing wrote, a trial's kill -9 lost the 5 messages it held,
+        in a deleted file: only a commit looked)."""
+        if self._clock is None:
             return None
-        return (self._compacted_at or 0.0) + COMPACT_S
+        held = (self._compacted_at or 0.0) + COMPACT_S if self._index.holds_passed() else None
+        if self._file is None or not self._index.deliveries:
+            return held
+        look = (self._looked_at or 0.0) + LOOK_EVERY_S
+        return look if held is None or look < held else held
 
     def close(self):
         """Close the database; uncommitted writes are lost."""
         if self._db is not None:
             self._db.close()
         self._let_go_of_files()
+
+
+def _corrupt(exc):
+    """True if SQLite found the file corrupt, or not a database at all."""
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_CORRUPT,
+                                                          sqlite3.SQLITE_NOTADB)
 
 
 def _identity(descriptor):
@@ -777,16 +850,16 @@ def _identity(descriptor):
     return ours.st_ino, ours.st_dev
 
 
-def _names(path, identity):
-    """True if `path` still names the file whose _identity is `identity` (not deleted, moved
-    away, or replaced by another: a file's link count alone misses the last two). Every
-    commit asks, of the file and its log: a stat each, where a stat and an fstat each were
-    2 us of every ping-pong message's commit."""
+def _named(path, identity):
+    """The stat of `path` if it still names the file whose _identity is `identity` (not
+    deleted, moved away, or replaced by another: a file's link count alone misses the last
+    two), else None. Every commit asks, of the file and its log: a stat each, where a stat
+    and an fstat each were 2 us of every ping-pong message's commit."""
     try:
         there = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):     # (its directory gone, or a file now)
-        return False
-    return (there.st_ino, there.st_dev) == identity
+        return None
+    return there if (there.st_ino, there.st_dev) == identity else None
 
 
 def _take_rewritten(path):

@@ -138,6 +138,28 @@ def test_a_data_directory_wiped_while_the_server_runs_loses_nothing_it_acknowled
         proc.wait()
 
 
+def test_a_data_directory_wiped_while_the_server_is_idle_is_written_again_unasked(tmp_path):
+    """Wiped while nothing wrote, the store was noticed gone only at the next commit: a
+    trial's kill -9 meanwhile lost the five messages it had answered ok."""
+    import shutil
+    from realprocs import wait_log
+    proc, port = start_server(tmp_path, 0)
+    try:
+        token = login(port, "columbia", "116bway")
+        frames = [{"type": "message", "token": token, "to": "seas", "text": f"idle{n}",
+                   "mid": f"idle-{n}", "id": n} for n in range(1, 4)]
+        assert [reply["type"] for reply in exchange(port, frames)] == ["ok"] * 3
+        shutil.rmtree(tmp_path / "data")
+        wait_log(tmp_path, "the store's file was deleted while the server ran: written again")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(WAIT_S)
+        proc, port = start_server(tmp_path, port)
+        assert take_deliveries(port, "seas", "summerisover", 3) == ["idle1", "idle2", "idle3"]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.mark.parametrize("deleted, said", [
     ("chat.sqlite3", "the store's file was deleted while the server ran: written again"),
     ("chat.sqlite3-wal", "the store's write-ahead log was deleted while the server ran: what it "

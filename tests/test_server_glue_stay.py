@@ -937,7 +937,7 @@ def test_a_quiet_servers_last_acknowledgements_reach_the_disk_within_a_second(tm
         cursor = "SELECT upto FROM cursors WHERE user = 'seas'"
         assert on_disk.execute(cursor).fetchall() == []        # held: no sync of its own yet
         # a quiet reactor sleeps until its next timer: one is there by the time it is due
-        assert reactor.next_deadline() <= store.held_until() <= clock.now() + storage.COMPACT_S
+        assert reactor.next_deadline() <= store.wake_at() <= clock.now() + storage.COMPACT_S
         clock.advance(storage.COMPACT_S)
         pump(reactor, lambda: on_disk.execute(cursor).fetchall() == [
             (bob.of("message")[0]["seq"],)])

@@ -705,6 +705,75 @@ def test_until_a_deleted_stores_file_can_be_written_again_every_commit_fails(tmp
     again.close()
 
 
+def _big_store(tmp_path):
+    """A store whose file holds its messages (copied out of its log), as a busy one's does."""
+    path = tmp_path / "chat.sqlite3"
+    store = Store(str(path), exclusive=True)
+    for n in range(300):
+        keep(store, "bob", {"type": "message", "text": f"kept {n} " + "x" * 500})
+        store.commit()
+    store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    return store, path
+
+
+def test_a_store_whose_file_is_cut_short_under_it_says_so_and_never_yes_again(tmp_path):
+    """`truncate -s 0 chat.sqlite3` under a running server: it said yes to 100 more
+    messages, which no restart could read (a trial's, at 1,000)."""
+    store, path = _big_store(tmp_path)
+    keep(store, "bob", {"type": "message", "text": "seen whole"})
+    store.commit()                          # (the file's size is seen at a commit)
+    os.truncate(path, 0)
+    keep(store, "bob", {"type": "message", "text": "after the cut"})
+    for _ in range(2):                      # for good: no later commit says yes
+        with pytest.raises(storage.StoreUnavailable, match="cut short .* restart the server"):
+            store.commit()
+    assert store.failing is not None
+    store.close()
+
+
+def test_a_store_found_corrupt_by_a_read_never_commits_again(tmp_path):
+    """A trial's store, truncated, said "malformed" to a login's read, then yes to 20
+    messages, committed to the log alone, none of which a restart could read."""
+    store, path = _big_store(tmp_path)
+    store._cached.clear()
+    with open(path, "r+b") as damaged:
+        damaged.seek(4096 * 3)
+        damaged.write(b"\xff" * 4096 * 20)
+    store._db.execute("PRAGMA cache_size=0")      # (what is read, comes from the file)
+    with pytest.raises(storage.StoreUnavailable):
+        store.waiting("bob")
+    keep(store, "bob", {"type": "message", "text": "after the damage"})
+    with pytest.raises(storage.StoreUnavailable, match="damaged .* restart the server"):
+        store.commit()
+    store.close()
+
+
+def test_an_idle_store_holding_messages_looks_at_its_files_every_second(tmp_path):
+    """Its data directory wiped while the server was idle, a kill -9 lost the five messages
+    it held, in a deleted file: nothing wrote, so nothing looked (a trial's)."""
+    import shutil
+    from timers import VirtualClock
+    clock = VirtualClock()
+    path = tmp_path / "data" / "chat.sqlite3"
+    path.parent.mkdir()
+    store = Store(str(path), clock=clock, exclusive=True)
+    assert store.wake_at() is None                  # holds nothing: nothing to look after
+    keep(store, "bob", {"type": "message", "text": "held"})
+    store.commit()
+    assert store.wake_at() == storage.LOOK_EVERY_S  # (a second after it began)
+    shutil.rmtree(path.parent)
+    store.commit()                                  # an idle pass: no look asked for
+    assert not path.exists()
+    store.look_wanted = True                        # (as the glue's timer at wake_at does)
+    store.commit()
+    assert path.exists() and "written again" in store.notice
+    assert store.wake_at() == clock.now() + storage.LOOK_EVERY_S
+    store.close()
+    again = Store(str(path))
+    assert [frame["text"] for frame in frames(again, "bob")] == ["held"]
+    again.close()
+
+
 def test_a_store_whose_file_is_replaced_does_not_overwrite_the_new_one(tmp_path):
     """(a restore while the server runs, or a second server on the wiped directory: the store
     stays unavailable, and a restart takes the file that is there)"""
@@ -750,6 +819,27 @@ def test_an_emptied_stores_file_is_refused_not_started_again_as_a_new_store(tmp_
     assert path.read_bytes() == b""                     # left as it was, for the operator
     path.unlink()
     Store(str(path)).close()                            # no file: a new store, as always
+
+
+def test_a_new_store_that_could_not_be_made_leaves_no_empty_file_behind(tmp_path, monkeypatch):
+    """Started on a full disk, a new store left an empty file, and every start after the
+    space came back was refused: "it was emptied" (a trial's)."""
+    path = tmp_path / "chat.sqlite3"
+
+    def disk_full(self, db):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    limit_pages = Store._limit_pages
+    monkeypatch.setattr(Store, "_limit_pages", disk_full)
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        Store(str(path))
+    assert sorted(os.listdir(tmp_path)) == []
+    monkeypatch.setattr(Store, "_limit_pages", limit_pages)
+    Store(str(path)).close()                        # the space back: a new store, as asked
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        monkeypatch.setattr(Store, "_limit_pages", disk_full)
+        Store(str(path))                            # an existing store is never removed
+    assert path.exists()
 
 
 def test_a_store_killed_while_it_wrote_itself_again_is_opened_from_its_complete_copy(tmp_path):
