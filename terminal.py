@@ -94,6 +94,9 @@ class Terminal:
         self._columns = columns or self._measured_columns   # -> the terminal's width now
         self.width = self._columns() if interactive else DEFAULT_COLUMNS
         self._status = None             # the line kept below the input, or None
+        # a user name is being asked: the line after the next one entered is hidden as it is
+        # typed, a password typed ahead of its prompt (set by the screen, which knows)
+        self.secret_after_enter = False
         self.heading = None             # the question being answered (a login prompt), shown
                                         # again after Ctrl-L clears the screen, or None
         self._row = 0                   # the input area's row the cursor is on
@@ -276,6 +279,9 @@ class Terminal:
             if kind is Entered:
                 lines.append(done.text)
                 self._print_above("" if self.secret else done.text, visible_already=True)
+                if self.secret_after_enter and done.text.strip():
+                    # (a trial's password, typed while the name waited for the server, showed)
+                    self.editor.secret, self.secret_after_enter = True, False
             elif kind is Listed:
                 self._print_above("  ".join(done.matches))
             elif kind is ClearScreen:
@@ -497,6 +503,7 @@ class TerminalScreen:
                 self.terminal.heading = None
             self._stage = action.stage
             self.terminal.set_secret(action.stage is Stage.PASSWORD)
+            self.terminal.secret_after_enter = action.stage is Stage.USERNAME
             # before a login a line may be a password typed ahead of its prompt: none is kept
             self.terminal.editor.remember = action.stage is Stage.LOGGED_IN
             self._outage = action if action.outage is not None else None
@@ -505,6 +512,9 @@ class TerminalScreen:
         self.names.update(names_in(action))
         if type(action) is Prompt:
             self.terminal.heading = _PROMPTS[action.stage]
+            # asked again (a wrong name, an empty line): what is typed shows, or not, as asked
+            self.terminal.set_secret(action.stage is Stage.PASSWORD)
+            self.terminal.secret_after_enter = action.stage is Stage.USERNAME
         for line in screen_lines(action):
             self.terminal.show(line)
 

@@ -519,3 +519,22 @@ def test_sigwinch_redraws_the_input_for_the_new_width_from_the_loop():
         for sock in reactor._wakeup:
             sock.close()
     assert rows(screen, 0, 3) == ["y" * 40, "y" * 20, ""] and screen.cursor == (1, 20)
+
+
+def test_a_password_typed_ahead_of_its_prompt_is_not_shown():
+    """A trial's client waited for the server with the name typed; the password typed after
+    it was on the screen in clear, its prompt not yet there."""
+    term, screen = on_screen()
+    shown = TerminalScreen(term, 0)
+    shown.render(Status(Stage.USERNAME, None, 0, None, False))
+    shown.render(Prompt(Stage.USERNAME))
+    assert term.feed(b"network\rseemsez") == ["network"]
+    assert "seemsez" not in screen.text() and "network" in screen.text()
+    shown.render(Prompt(Stage.USERNAME))                 # the name refused: asked again
+    term.feed(b"\x15")                                   # (Ctrl-U: the hidden line goes)
+    term.feed(b"seas")
+    assert "seas" in screen.text()                       # a name shows as it is typed
+    assert term.feed(b"\r") == ["seas"]
+    shown.render(Status(Stage.PASSWORD, "seas", 0, None, False))
+    term.feed(b"summerisover")
+    assert "summerisover" not in screen.text()
