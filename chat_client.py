@@ -28,6 +28,7 @@ from outbox import Outbox
 from protocol import MAX_NAME_CHARS, MAX_SEQ, MAX_TEXT_CHARS
 
 HEARTBEAT_S = 30.0          # the server ends a session silent for 31 s
+LEAVING_WORDS = ("quit", "exit", "logout", "bye", "help")   # typed at the name prompt: a hint
 EXIT_WAIT_S = 2.0           # how long an exiting client waits for its logout reply
 DRAIN_WAIT_S = 5.0          # how long the input's end waits for what waited for this login
 TURNED_AWAY_PER_S = 0.1     # refused peer connections said: one every 10 s ...
@@ -426,6 +427,8 @@ class ChatClient:
         if not name:
             out.append(Prompt(Stage.USERNAME))
             return
+        if " " in name and self._kept_for_next_login(name, out):
+            return
         if len(name) > MAX_NAME_CHARS:
             # no account has such a name: not sent (one past the frame limit came back in the
             # protocol's words, "frame longer than 65536 bytes": a trial's)
@@ -436,6 +439,22 @@ class ChatClient:
         self.user = name
         self._request(Purpose.CHECK_USER, {"type": "check_user", "user": name}, out,
                       blocks_input=True)
+
+    def _kept_for_next_login(self, line, out):
+        """A message typed as the session ended (a restart, a time-out) reached the user name
+        prompt: no name holds a space, so it is a message, kept like those the session left
+        unsent, for the next login as the same user -> True if it was (a trial's typed lines
+        were each "Wrong username.", and lost)."""
+        command = parse_command(line)
+        if (not self.logged_in_once or self.user is None or type(command) is not Command
+                or command.name not in ("message", "broadcast") or refusal(command)):
+            return False
+        entry = self.outbox.add(self.user, command)
+        out.extend([ShowSending(entry.mid, command.user, command.text),
+                    Show("system", f"You are not logged in: your message waits, and goes once "
+                                   f"you log in again as {self.user}."),
+                    Prompt(Stage.USERNAME)])
+        return True
 
     def _password_line(self, password, out):
         if not password:
@@ -649,7 +668,11 @@ class ChatClient:
         elif error_code(frame) in ("unknown_user", "bad_field"):
             # a name no account can have (a space, a control character, too long) is as wrong
             # as an unknown one, and said in the same words, not in the protocol's
-            out.append(Show("system", "Wrong username." + case_hint(frame)))
+            # ("quit" at the prompt, no account's name: a trial's new user had no way out)
+            leaving = str(self.user).lower() in LEAVING_WORDS
+            out.append(Show("system", "Wrong username." + case_hint(frame)
+                            + (" (Type an account's name; Ctrl-D or Ctrl-C leaves.)" if leaving
+                               else "")))
             if not self._script_fails("no such user", out):
                 out.append(Prompt(Stage.USERNAME))
         else:

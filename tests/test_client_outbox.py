@@ -1,7 +1,8 @@
 """The client's outbox: messages wait, in order, until the server acknowledges them."""
 from client_events import (Arm, Exit, Expired, Fate, Incoming, InputEnded, Interrupted,
-                           OutboxRetry, SendTo, ShowFate, ShowSending)
-from client_helpers import OK, WELCOME, err, hello, logged_in, of, printed, requests
+                           OutboxRetry, SendTo, ShowFate, ShowSending, Started)
+from client_helpers import OK, WELCOME, Run, err, hello, logged_in, of, printed, requests
+from terminal import ASK_USER
 
 RETRY = OutboxRetry()
 
@@ -262,3 +263,32 @@ def test_messages_given_up_are_refused_by_their_ids():
 def test_a_message_refused_before_it_is_sent_is_never_shown_on_its_way():
     run = logged_in()
     assert of(run.type("message bob " + "x" * 4001), ShowSending) == []
+
+
+def test_a_message_typed_at_the_name_prompt_after_the_session_ended_waits_for_the_login():
+    """A trial typed messages as a restart ended the session: each was "Wrong username.",
+    and was lost."""
+    run = logged_in()
+    run.do(Incoming(7, hello(7)))
+    run.do(Incoming(7, {"type": "logged_out", "reason": "elsewhere"}))
+    actions = run.type("message bob typed too late")
+    assert requests(actions) == []                  # not sent as a name
+    assert printed(actions)[-2:] == [
+        "You are not logged in: your message waits, and goes once you log in again as alice.",
+        ASK_USER]
+    run.type("alice")
+    run.reply(OK)
+    run.type("pw")
+    sent = requests(run.reply({**WELCOME, "token": "t2"}))
+    assert [(frame["type"], frame["to"], frame["text"]) for frame in sent] == [
+        ("message", "bob", "typed too late")]
+
+
+def test_a_word_for_leaving_at_the_name_prompt_is_told_how_to_leave():
+    run = Run()
+    run.do(Started())
+    run.type("quit")
+    assert printed(run.reply(err("unknown_user"))) == [
+        "Wrong username. (Type an account's name; Ctrl-D or Ctrl-C leaves.)", ASK_USER]
+    run.type("bobby")
+    assert printed(run.reply(err("unknown_user")))[0] == "Wrong username."
