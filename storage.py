@@ -883,10 +883,10 @@ def _take_rewritten(path):
 
 
 def _refuse_emptied(path):
-    """sqlite3.DatabaseError if the store's file is there but empty, its log too: SQLite would
-    start a new store on it, and a truncated store's messages would be gone without a word (a
-    trial's 120). A store's file is never empty once made (WAL mode writes its header first),
-    so an empty one was emptied."""
+    """sqlite3.DatabaseError if the store's file is there but empty: SQLite would start a new
+    store on it (on its log too, if one is there), and a truncated store's messages would be
+    gone without a word (a trial's 120; another's 900, a log beside the file). A store's file
+    is never empty once made: WAL mode writes its header before any log is made."""
     if path == ":memory:":
         return
     try:
@@ -894,13 +894,9 @@ def _refuse_emptied(path):
             return
     except FileNotFoundError:
         return          # a new store
-    try:
-        if os.path.getsize(path + "-wal"):
-            return      # (what it holds may all be in its log yet)
-    except FileNotFoundError:
-        pass
     raise sqlite3.DatabaseError(f"{path} is empty (0 bytes), as no store ever is: it was "
-                                f"emptied; move it away to start a new store")
+                                f"emptied; restore it from a backup, or move it away (and its "
+                                f"-wal beside it) to start a new store")
 
 
 def _sync_path(path):

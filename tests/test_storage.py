@@ -821,6 +821,20 @@ def test_an_emptied_stores_file_is_refused_not_started_again_as_a_new_store(tmp_
     Store(str(path)).close()                            # no file: a new store, as always
 
 
+def test_an_emptied_stores_file_with_its_log_beside_it_is_refused_too(tmp_path):
+    """`truncate -s 0` under a running server, then a restart: a new, empty store began on the
+    file and its log, the 900 messages answered ok before gone without a word (a trial's)."""
+    path = tmp_path / "chat.sqlite3"
+    store = Store(str(path), exclusive=True)
+    keep(store, "bob", {"type": "message", "text": "kept"})
+    store.commit()
+    os.truncate(path, 0)            # (the store left open, as by a kill -9: its log stays)
+    assert (tmp_path / "chat.sqlite3-wal").stat().st_size > 0
+    with pytest.raises(sqlite3.DatabaseError, match="is empty .0 bytes.*-wal beside it"):
+        Store(str(path))
+    store.close()
+
+
 def test_a_new_store_that_could_not_be_made_leaves_no_empty_file_behind(tmp_path, monkeypatch):
     """Started on a full disk, a new store left an empty file, and every start after the
     space came back was refused: "it was emptied" (a trial's)."""
