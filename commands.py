@@ -47,7 +47,7 @@ class CommandSpec:
 COMMANDS = {
     "message": CommandSpec(("user", "text"), "send <text> to <user>, stored if they are offline"),
     "broadcast": CommandSpec(("text",), "send <text> to everyone online"),
-    "online": CommandSpec((), "list the other users online"),
+    "online": CommandSpec((), "list the other users online (also whoelse)"),
     "block": CommandSpec(("user",), "stop <user> from messaging you"),
     "unblock": CommandSpec(("user",), "let <user> message you again"),
     "getaddress": CommandSpec(("user",), "ask <user> for their address, to talk privately"),
