@@ -134,6 +134,7 @@ class ChatView:
         self.conversation_of = None
         self.cleared = 0
         self.users = []                 # the other users online, sorted
+        self._seeding = False           # the view's own `online` waits for its answer
         self.prompt = _PROMPTS[Stage.USERNAME]  # the login form's question
         self.form_lines = []            # what the login form says: (tone, text), tone
                                         # "error" or "notice" (why a session ended)
@@ -232,6 +233,12 @@ class ChatView:
 
     def _show_online(self, online, at):
         self.users = sorted(set(online.users))
+        if self._seeding:
+            self._seeding = False           # (the view's own `online`: the list is the answer)
+        else:
+            # the user's /online: answered in the conversation too (a trial's said nothing)
+            self._say(at, "Online: " + ", ".join(self.users) if self.users
+                      else "No other users are online.")
 
     def _status(self, status, at):
         was = self.stage
@@ -249,6 +256,7 @@ class ChatView:
             self.form_lines = []
             self._session_over = False
             self._lines.append("online")    # seed the list; presence notices keep it live
+            self._seeding = True
         elif self.stage is not Stage.LOGGED_IN:
             self.users, self.asking, self.target = [], [], Target()
             self._portless = set()

@@ -149,7 +149,7 @@ def test_online_reply_with_nobody_empties_the_list(screen):
     screen.type(screen.view.compose("/online"))
     screen.reply({"type": "online", "users": []})
     assert screen.view.users == []
-    assert screen.texts() == ["You have successfully logged in."]
+    assert screen.texts() == ["You have successfully logged in.", "No other users are online."]
 
 
 def test_wrong_username_is_told_in_the_form_and_the_password_is_not_sent(screen):
@@ -645,6 +645,18 @@ def test_render_routes_prompts_to_the_form_and_other_lines_by_stage():
     assert view.form_lines == [("notice", "You have logged out.")] and view.users == []
     view.render(Show("outage", "Cannot reach the server (refused)."), AT)
     assert view.form_message == "Cannot reach the server (refused)."   # always an error
+
+
+def test_the_users_online_asks_for_is_answered_in_the_conversation_the_views_own_is_not():
+    """A trial's /online in the window said nothing: only the list beside it changed."""
+    view = ChatView()
+    view.render(status(LOGGED_IN), AT)
+    assert view.take_lines() == ["online"]              # the view's own, to seed its list
+    view.render(ShowOnline(("b",)), AT)
+    assert view.entries == [] and view.users == ["b"]
+    view.render(ShowOnline(("b", "a")), AT)             # the user's /online
+    view.render(ShowOnline(()), AT)
+    assert [e.text for e in view.entries] == ["Online: a, b", "No other users are online."]
 
 
 def test_a_message_is_its_sender_and_its_text_never_parsed_back_out():
