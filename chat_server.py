@@ -347,7 +347,10 @@ class ChatServer(Reach):
             if refusal is not None:
                 raise refusal
             if frame_id is None and frame.get("id") is not None:
-                raise Refused("bad_field", "'id' must be a number or a string")
+                # (a 65-character string, or 1e308, was told it must be a string or a number)
+                raise Refused("bad_field", f"'id' must be a number within +-(2**53-1), a "
+                                           f"string of at most {protocol.MAX_ID_CHARS} "
+                                           f"characters, true or false")
             if session_request is not None:
                 who = session.user
                 return session_request(session, request, frame_id, now)

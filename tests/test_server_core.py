@@ -570,6 +570,18 @@ def test_logs_never_hold_passwords_or_message_bodies():
     assert not [line for line in logs(actions) if "SECRET" in line]
 
 
+@pytest.mark.parametrize("frame_id", [1e308, "x" * 65, [1], {"n": 1}])
+def test_an_id_that_cannot_be_repeated_back_is_told_what_an_id_may_be(frame_id):
+    """A trial's 1e308 and 65-character string were told "'id' must be a number or a
+    string", which each was."""
+    server, _ = make_server()
+    refusal = replies(server.handle(Request(7, {"type": "check_user", "user": "bob",
+                                                "id": frame_id}, "h"), 0.0))[0]
+    assert refusal["code"] == "bad_field" and "id" not in refusal
+    assert refusal["message"] == ("'id' must be a number within +-(2**53-1), a string of at "
+                                  "most 64 characters, true or false")
+
+
 def test_a_request_type_from_the_sender_stays_out_of_the_log():
     server, _ = make_server()
     actions = server.handle(Request(7, {"type": "evil\nline", "id": 1}, "h"), 0.0)
