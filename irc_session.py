@@ -520,11 +520,12 @@ class IrcSession(RoomCommands):
             if not notice:
                 self.numeric("407", params[0], f"Too many recipients: at most {MAX_TARGETS}")
             return
-        if text.startswith(CTCP) and ctcp_word(text) != "ACTION":
+        if text.startswith(CTCP) and (notice or ctcp_word(text) != "ACTION"):
             # CTCP (VERSION, PING, DCC...) is not passed on, /me (ACTION) aside: the core
             # keeps text only, so a reply (a NOTICE) would reach an IRC user as a PRIVMSG, that
             # is a new query, and two IRC clients would answer each other for ever, each line
-            # stored; a client.py user would read control characters
+            # stored; a client.py user would read control characters. In a NOTICE, any CTCP
+            # is a reply, an ACTION too (a trial's reached WeeChat as "CTCP reply")
             if not notice:
                 self.notice(f"CTCP {ctcp_word(text) or '(empty)'} is not passed on here: only "
                             f"text and /me reach other users.")

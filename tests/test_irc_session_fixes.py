@@ -48,6 +48,8 @@ def test_ctcp_is_not_passed_on_so_two_irc_clients_cannot_answer_each_other_for_e
         ":chat!chat@services NOTICE columbia :CTCP VERSION is not passed on here: only text and "
         "/me reach other users.\r\n"]
     assert said(session, "NOTICE seas :\x01VERSION irssi v1.4.3\x01") == []     # a reply: quiet
+    # an ACTION in a NOTICE is a reply too: passed on, it reached WeeChat as "CTCP reply"
+    assert said(session, "NOTICE #chat :\x01ACTION nods\x01") == []
     assert said(session, "PRIVMSG #chat :\x01PING 1234\x01") != []
     assert session.requests == []                       # nothing went to the core
     said(session, "PRIVMSG seas :\x01ACTION waves\x01")   # /me goes on, as client.py's words
