@@ -307,18 +307,20 @@ class ChatClient:
 
     def _on_link_up(self, event, now, out):
         self.outage.unplanned(LinkDown)
-        self._reached(out)          # it took our connection: it is there
+        if self.stage is Stage.LOGGED_IN and not self.exiting:
+            # the server reaches this session on the connection its resume comes on, and sends
+            # again, in order, everything not yet acknowledged; the outbox need not wait its
+            # turn. The resume's answer says the server is back: the kernel takes a connection
+            # for a server that is stopped too (a trial's said so of one stopped by SIGSTOP)
+            self.detached = True
+            self._resume(now, out)
+            self.outbox.fresh_start()
+            self._send_head(now, out, blocks_input=False)
+            return
+        self._reached(out)          # it took our connection: the name typed next is asked
         if self.awaiting_server:
             self.awaiting_server = False
             out.append(Prompt(Stage.USERNAME))
-        if self.stage is not Stage.LOGGED_IN or self.exiting:
-            return
-        # the server reaches this session on the connection its resume comes on, and sends
-        # again, in order, everything not yet acknowledged; the outbox need not wait its turn
-        self.detached = True
-        self._resume(now, out)
-        self.outbox.fresh_start()
-        self._send_head(now, out, blocks_input=False)
 
     def _on_pushed(self, event, now, out):
         if self.stage is not Stage.LOGGED_IN:
