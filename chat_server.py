@@ -295,6 +295,12 @@ class ChatServer(Reach):
         session = self._sessions.by_proof.get(proof)
         return session is not None and session.window is not None and bool(session.window.sent)
 
+    def retrying(self, proof):
+        """True while the session with `proof` waits to send again what a failed delivery
+        carried (its Redeliver is armed): until then nothing numbered goes to it."""
+        session = self._sessions.by_proof.get(proof)
+        return session is not None and session.window is not None and session.window.retrying
+
     # --- requests ---
 
     def _on_request(self, request, now):

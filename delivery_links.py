@@ -133,6 +133,12 @@ class DeliveryLinks(Handler):
         key = (address, proof)
         delivery = self.by_key.get(key)
         if delivery is None:
+            if type(frame) is Numbered and self.glue.core.retrying(proof):
+                # handed out before a failed delivery to the session was heard of (the same
+                # pass, say): it goes again from the store, in order, with what that one
+                # carried. Alone on a new connection, ahead of them, its acknowledgement
+                # (cumulative) said they had come too (a lossy network's replay lost them)
+                return
             delivery = self.by_key[key] = Delivery(user, address, proof)
             if key in self.proven:
                 line = PROVEN

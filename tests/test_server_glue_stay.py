@@ -16,7 +16,7 @@ from reactor import HARD_LIMIT_BYTES, SOFT_LIMIT_BYTES, Connection, Handler, Rea
 from timers import VirtualClock
 from replay import counting_secrets
 from server import ChatServer
-from server_events import Deliver, DeliverEach, DeliverRun, Reply
+from server_events import Deliver, DeliverEach, DeliverRun, Reply, Request
 from delivery_links import (DELIVERY_ACK_S, DELIVERY_BYE_S, DELIVERY_CONNECT_S,
                             DELIVERY_STALL_S, DELIVERY_TURN_S, NOTICES)
 from server_glue import ServerGlue
@@ -1042,3 +1042,52 @@ def test_requests_written_after_a_bye_in_the_same_read_are_not_read(world):
     assert [f["text"] for f in receiver.of("message")] == ["t1", "t2"]
     assert [f["id"] for f in sender.frames if f.get("id", 1) > 1] == [2, 3]
     assert world.store.count_waiting("columbia") == 2
+
+
+class Dropping(Listening):
+    """A listener that proves the session, then resets the first connection that brings it a
+    message, and takes those after it. Its connections, in `conns`."""
+
+    def __init__(self, got, keys):
+        super().__init__(got, keys)
+        self.dropped = False
+        self.conns = []
+
+    def on_accepted(self, conn):
+        self.conns.append(conn)
+        super().on_accepted(conn)
+
+    def on_frame(self, conn, line):
+        if not self.dropped and "seq" in protocol.decode(line):
+            self.dropped = True
+            conn.abort("dropped")
+            return
+        super().on_frame(conn, line)
+
+
+def test_a_message_handed_out_as_a_delivery_failed_waits_for_the_retry_not_ahead_of_it(world):
+    """A lossy network's replay: a delivery connection reset, and in the same pass a new
+    message to that user went out alone on a new connection; acknowledgements are
+    cumulative, so its acknowledgement said the failed connection's messages had come too,
+    and they were never shown. (Its Deliver was made before the failure was heard of.)"""
+    got = []
+    listener = Dropping(got, world.keys)
+    port = world.reactor.listen("127.0.0.1", 0, listener).port
+    log_in_listening(world, port, ("foobar", "passpass"))
+    sender, token = logged_in(world, "columbia", "116bway")
+    answered(world, sender, token, "foobar", "one", 2)
+    proof = world.keys["foobar"]
+    # the next message's actions, made before the reset below is heard of, as in one pass
+    two = world.glue.core.handle(Request(99, {"type": "message", "token": token, "to": "foobar",
+                                              "text": "two", "id": 3}, "127.0.0.1"),
+                                 world.clock.now())
+    assert [action.frame["text"] for action in two if isinstance(action, Deliver)] == ["two"]
+    pump(world.reactor, lambda: world.glue.core.retrying(proof))       # "one" was reset
+    world.glue.apply([action for action in two if isinstance(action, Deliver)])
+    for _ in range(20):
+        world.reactor.run_once(timeout_s=0.01)
+    assert got == [] and len(listener.conns) == 1      # no connection carried "two" alone
+    world.clock.advance(5.0)                           # the retry: both, in order
+    pump(world.reactor, lambda: len(got) == 2)
+    assert [frame["text"] for frame in got] == ["one", "two"]
+    pump(world.reactor, lambda: world.store.count_waiting("foobar") == 0)

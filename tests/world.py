@@ -474,7 +474,13 @@ class World:
             self._deliver(*key, self._streams.pop(key))
 
     def _deliver(self, address, proof, frames):
-        """What the server's glue does: connect, hello, the frames, bye; or report failure."""
+        """What the server's glue does: connect, hello, the frames, bye; or report failure.
+        Numbered frames handed out before a failure to the session was heard of go again at
+        its retry, in order, not ahead of it (delivery_links.send)."""
+        if self.server.retrying(proof):
+            frames = [frame for frame in frames if "seq" not in frame]
+            if not frames:
+                return
         target = next((sim for sim in self.clients.values()
                        if sim.running and not sim.asleep and (sim.host, LISTEN_PORT) == address), None)
         if target is None or self.faults("fail_delivery"):
