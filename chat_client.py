@@ -866,7 +866,15 @@ class ChatClient:
         self._exit(out)
 
     def _fail_quietly(self, pending, now, out):
-        """A heartbeat or resume that failed: the next heartbeat tries again."""
+        """A heartbeat or resume that failed: the next heartbeat tries again; without a
+        staying link (whose reconnections look for the server), 1 s later, doubling up to a
+        heartbeat's time (an idle user's client said "retrying in 29 s", and went on saying it
+        with the server back: a trial's)."""
+        if (pending.purpose is Purpose.HEARTBEAT and self.stage is Stage.LOGGED_IN
+                and not self.exiting and not self.settings.stay):
+            wait_s = min(self.outage.next_probe_s(), self.settings.heartbeat_s)
+            self.last_request_at = now + wait_s - self.settings.heartbeat_s   # (due then)
+            self._arm(HeartbeatDue(), now + wait_s, out)
 
     # -- sessions -------------------------------------------------------------------------------
 

@@ -118,13 +118,26 @@ def test_logged_in_the_outage_is_said_once_and_the_status_follows_the_retries():
     assert status(back) == Status(Stage.LOGGED_IN, "alice", 0, None, False, retry_at=None)
 
 
-def test_with_nothing_waiting_the_next_heartbeat_is_the_next_try():
+def test_with_nothing_waiting_a_failed_heartbeat_is_tried_again_with_backoff():
+    """An idle user's client said "retrying in 29 s", and went on counting down with the
+    server back (a trial's)."""
     run = logged_in()
     run.now = 30.0
     run.do(Expired(HeartbeatDue()))
     failed = run.fail("refused", "heartbeat")
     assert printed(failed) == ["Cannot reach the server (refused)."]
-    assert status(failed).retry_at == 60.0
+    waits = []
+    for _ in range(7):
+        waits.append(status(failed).retry_at - run.now)
+        run.now = status(failed).retry_at
+        assert [f["type"] for f in requests(run.do(Expired(HeartbeatDue())))] == ["heartbeat"]
+        failed = run.fail("refused", "heartbeat")
+    assert waits == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    run.now = status(failed).retry_at
+    run.do(Expired(HeartbeatDue()))
+    assert printed(run.reply({"type": "ok", "head": 0}, "heartbeat")) == ["The server is back."]
+    run.now += 1.0
+    assert requests(run.do(Expired(HeartbeatDue()))) == []     # every 30 s again
 
 
 def test_a_staying_client_waits_for_its_link_and_says_when_it_is_tried_again():
