@@ -60,7 +60,10 @@ def parse_args(argv):
         # resolve once here: the reactor's connect would block the loop on every request
         args.address = socket.gethostbyname(args.host)
     except OSError:
-        parser.error(f"cannot resolve host {args.host!r}")
+        # (an IPv6 address "cannot be resolved" by an IPv4 lookup: a trial's ::1 was told so)
+        ipv6 = ":" in args.host
+        parser.error(f"cannot resolve host {args.host!r}" + (
+            ": this client speaks IPv4 only; give an IPv4 address or a name" if ipv6 else ""))
     return args
 
 

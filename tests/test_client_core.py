@@ -994,6 +994,13 @@ def test_bad_arguments_exit_2(capsys):
     assert "usage" in capsys.readouterr().err.lower()
 
 
+def test_an_ipv6_address_is_told_the_client_speaks_ipv4(capsys):
+    """A trial's ::1 was told only that it could not be resolved."""
+    with pytest.raises(SystemExit):
+        parse_args(["::1", "4119"])
+    assert "this client speaks IPv4 only" in capsys.readouterr().err
+
+
 def test_good_arguments():
     args = parse_args(["localhost", "4119", "--heartbeat", "0.5"])
     assert (args.address, args.port, args.heartbeat) == ("127.0.0.1", 4119, 0.5)
