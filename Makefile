@@ -52,6 +52,7 @@ test: $(VENV)/.installed test-setup
 IRCTEST_FILES = connection_registration pingpong quit messages join part names who whois cap \
 	sasl echo_message message_tags utf8 isupport
 irctest:
+	@test -n "$(IRCTEST)" || { echo "make irctest IRCTEST=DIR: DIR is a checkout of github.com/progval/irctest with its requirements installed" >&2; exit 2; }
 	cp tests/irctest_chatroom.py $(IRCTEST)/irctest/controllers/chatroom.py
 	cd $(IRCTEST) && CHATROOM_SERVER=$(CURDIR)/server.py CHATROOM_ROOM='$(or $(ROOM),#chat)' \
 		$(PYTHON) -m pytest -p no:cacheprovider --timeout 60 --controller \
