@@ -249,6 +249,8 @@ class World:
             elif who == "glue":
                 self._delivery_closed(event)
             elif who == "server":
+                if isinstance(event, server_events.Undelivered):
+                    self._drop_stale(event.address, event.proof)
                 self._server_does(self.server.handle(event, self.now))
                 self.store.commit()
             elif self.clients[who].asleep:
@@ -473,14 +475,22 @@ class World:
         for key in keys:
             self._deliver(*key, self._streams.pop(key))
 
+    def _drop_stale(self, address, proof):
+        """A delivery to the session failed: numbered frames handed out before the server
+        hears of it, still waiting to go, went with the failed connection in the glue (one per
+        session at a time: later ones are written to it), and go again at its retry."""
+        waiting = self._streams.get((address, proof))
+        if waiting:
+            self._streams[(address, proof)] = [frame for frame in waiting if "seq" not in frame]
+
     def _deliver(self, address, proof, frames):
         """What the server's glue does: connect, hello, the frames, bye; or report failure.
         Numbered frames handed out before a failure to the session was heard of go again at
         its retry, in order, not ahead of it (delivery_links.send)."""
         if self.server.retrying(proof):
             frames = [frame for frame in frames if "seq" not in frame]
-            if not frames:
-                return
+        if not frames:
+            return
         target = next((sim for sim in self.clients.values()
                        if sim.running and not sim.asleep and (sim.host, LISTEN_PORT) == address), None)
         if target is None or self.faults("fail_delivery"):
