@@ -756,6 +756,9 @@ class ChatClient:
     def _logged_in(self, frame, now, out):
         self.stage = Stage.LOGGED_IN
         self.logged_in_once = True
+        # a run of notices is one session's ("seas is offline" said to one user was never said
+        # to the next user of the same client: a trial's piped run)
+        self._run_notices.clear()
         self.token = frame.get("token")
         self.proof = frame.get("proof")
         self.store = frame.get("store") if isinstance(frame.get("store"), str) else None

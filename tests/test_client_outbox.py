@@ -292,3 +292,22 @@ def test_a_word_for_leaving_at_the_name_prompt_is_told_how_to_leave():
         "Wrong username. (Type an account's name; Ctrl-D or Ctrl-C leaves.)", ASK_USER]
     run.type("bobby")
     assert printed(run.reply(err("unknown_user")))[0] == "Wrong username."
+
+
+def test_the_next_user_of_the_same_client_is_told_a_recipient_is_offline_too():
+    """A piped run logged in as two users in turn: the second never heard that the user it
+    wrote to was offline, because the first had been told (a trial's)."""
+    run = logged_in(scripted=True)
+    run.type("message bob one")
+    run.type("message bob two")
+    run.type("logout")
+    offline = "bob is offline; your message will be delivered when they log in."
+    assert printed(run.reply({"type": "ok", "stored": True}, "message")) == [offline]
+    assert printed(run.reply({"type": "ok", "stored": True}, "message")) == []  # (the run's)
+    run.reply(OK, "logout")
+    run.type("carol")
+    run.reply(OK)
+    run.type("pw")
+    run.reply({**WELCOME, "token": "t2", "user": "carol"})
+    run.type("message bob three")
+    assert printed(run.reply({"type": "ok", "stored": True}, "message")) == [offline]
