@@ -1104,8 +1104,10 @@ class ChatClient:
             self.peers.grant(command.user, frame["key"])
         elif command.name == "block":
             # the blocked user's key ends here, so our listener refuses its next private
-            self._revoke_consent(command.user, out)
+            self._revoke_consent(command.user, out, blocked=True)
+        elif command.name == "unblock":
+            self.peers.blocked.discard(command.user)
 
-    def _revoke_consent(self, user, out):
-        self.peers.revoke(user)
+    def _revoke_consent(self, user, out, blocked=False):
+        self.peers.revoke(user, blocked)
         out.extend(self.doorkeeper.close_peers(lambda name: name == user))

@@ -131,6 +131,7 @@ class Peers:
         self.addresses = {}     # user -> PeerAddress: whom we may dial, by their consent
         self.portless = set()   # who agreed, but whose client has no listening port to dial
         self.granted = {}       # user -> key: who may dial us, by our consent
+        self.blocked = set()    # users whose consent a block of ours ended, this session
         self.links = {}         # link id -> Link, until it is closed
         self.by_user = {}       # user -> the open or connecting Link new messages use
         self._ids = 0
@@ -184,9 +185,11 @@ class Peers:
         """We agreed: `user` may dial us, proving itself with `key`."""
         self.granted[user] = key
 
-    def revoke(self, user):
+    def revoke(self, user, blocked=False):
         """Our consent for `user` ends (block, or its session ended)."""
         self.granted.pop(user, None)
+        if blocked:
+            self.blocked.add(user)      # (its next try is told why: check_hello)
 
     def forget_all(self):
         """Logged out: every address, key and link goes -> items."""
@@ -196,6 +199,7 @@ class Peers:
         self.addresses.clear()
         self.portless.clear()
         self.granted.clear()
+        self.blocked.clear()
         return items
 
     # -- the listening side -------------------------------------------------------------------
@@ -212,6 +216,11 @@ class Peers:
             raise PeerRefused("malformed hello",
                               "Refused a private connection: its hello was malformed.")
         key = self.granted.get(sender)
+        if key is None and sender in self.blocked:
+            # (a trial's blocker read "you have not agreed", having agreed before the block)
+            raise PeerRefused("no consent",
+                              f"Refused a private connection from someone claiming to be "
+                              f"{sender}: you blocked {sender}, which ended your agreement.")
         if key is None:
             raise PeerRefused("no consent",
                               f"Refused a private connection from someone claiming to be "

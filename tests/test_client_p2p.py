@@ -496,7 +496,14 @@ def test_blocking_a_peer_drops_its_key_and_closes_its_link():
     assert printed(actions) == ["User bob has been blocked."] and CloseConn(5) in actions
     assert run.do(Incoming(5, PRIVATE)) == []      # nothing more from that connection
     run.do(Accepted(6, "n6"))
-    assert "you have not agreed" in refused_once(run, 6, hello("n6"), PRIVATE)
+    # (a trial's blocker read "you have not agreed", having agreed before the block)
+    assert refused_once(run, 6, hello("n6"), PRIVATE) == (
+        "Refused a private connection from someone claiming to be bob: you blocked bob, "
+        "which ended your agreement.")
+    run.type("unblock bob")
+    run.reply(OK)
+    run.do(Accepted(7, "n7"))
+    assert "you have not agreed" in refused_once(run, 7, hello("n7"), PRIVATE)
 
 
 def test_a_new_consent_does_not_renew_a_link_proven_with_the_old_key():
