@@ -107,6 +107,7 @@ def _share_full(over, recipient):
                                  "sender may until they read them", share=True)
 
 
+_TRAILING_MARKS = ":,;.!?"   # typed after a name by habit ("seas:"), never part of one here
 MAX_REASON_CHARS = 300      # the words a user leaves with (an IRC QUIT message)
 IDLE_CHECK_LATE_S = 0.5     # a time-out check this late found the server held up (_idle_check)
 IDLE_GRACE_S = 2.0          # then the silent get this long for what waits unread to be read
@@ -458,7 +459,11 @@ class ChatServer(Reach):
             if self._by_lower is None:     # (made at the first miss: most servers never miss)
                 self._by_lower = {account.lower(): account for account in self._passwords}
             like = self._by_lower.get(user.lower())
-            raise Refused("unknown_user", **({"like": like} if like is not None else {}))
+            if like is not None:
+                raise Refused("unknown_user", like=like)
+            # "message seas: hi" (a trial's): the name with a mark of punctuation after it
+            near = self._by_lower.get(user.rstrip(_TRAILING_MARKS).lower())
+            raise Refused("unknown_user", **({"near": near} if near is not None else {}))
         return user
 
     # --- the connection: bye and a staying client's acknowledgements ---

@@ -254,12 +254,19 @@ _ERROR_LINES = {
 
 def case_hint(frame):
     """An unknown_user's hint when the name is an account's in another case -> " (Names ...)",
-    else ""."""
-    like = frame.get("like")
-    shown_safely = isinstance(like, str) and len(like) <= MAX_NAME_CHARS and name_chars_ok(like)
-    if frame.get("code") != "unknown_user" or not shown_safely:
+    or the account's with a mark after it -> " (Did you mean ...?)", else ""."""
+    like, near = frame.get("like"), frame.get("near")
+    if frame.get("code") != "unknown_user":
         return ""
-    return f" (Names are case-sensitive: did you mean {like}?)"
+    if _shown_safely(like):
+        return f" (Names are case-sensitive: did you mean {like}?)"
+    if _shown_safely(near):
+        return f" (Did you mean {near}?)"       # ("seas:" typed for seas)
+    return ""
+
+
+def _shown_safely(name):
+    return isinstance(name, str) and len(name) <= MAX_NAME_CHARS and name_chars_ok(name)
 
 
 def reply_lines(command, frame):

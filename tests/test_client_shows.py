@@ -141,6 +141,14 @@ def test_the_terminal_client_never_imports_tkinter():
     assert done.stdout.split() == ["False", "False"]
 
 
+def test_an_unknown_user_that_is_an_account_with_a_mark_after_it_is_hinted():
+    run = logged_in()
+    run.type("message seas: hi")
+    assert printed(run.reply({"type": "error", "code": "unknown_user", "message": "no",
+                              "near": "seas"})) == [
+        "User seas: does not exist. (Did you mean seas?)"]
+
+
 def test_an_unknown_user_in_another_case_is_hinted_in_the_reply_and_at_the_prompt():
     run = logged_in()
     run.type("block SEAS")

@@ -506,7 +506,17 @@ def test_an_unknown_name_that_is_an_account_in_another_case_says_which():
         assert (refusal["code"], refusal["like"]) == ("unknown_user", "bob")
     refusal = replies(server.handle(Request(1, {"type": "check_user", "user": "zed"},
                                             "127.0.0.1"), 1.0))[0]
-    assert refusal["code"] == "unknown_user" and "like" not in refusal
+    assert refusal["code"] == "unknown_user" and "like" not in refusal and "near" not in refusal
+
+
+def test_an_unknown_name_that_is_an_account_with_a_mark_after_it_says_which():
+    """"message seas: hi" said only that user seas: does not exist (a trial's)."""
+    server, _ = make_server()
+    token = replies(login(server, "alice"))[0]["token"]
+    for name in ("bob:", "Bob,", "bob!?"):
+        refusal = replies(server.handle(Request(1, {"type": "message", "token": token,
+                                                    "to": name, "text": "hi"}, "h"), 1.0))[0]
+        assert (refusal["code"], refusal.get("near")) == ("unknown_user", "bob"), name
 
 
 def test_address_requests_are_logged_folded_per_asker():
