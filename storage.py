@@ -634,7 +634,8 @@ class Store:
             self._write_passed()
         elif not busy and not self._homeless:
             if self.look_wanted:            # (an idle store's look: wake_at)
-                self._looked_at = self._clock.now()
+                if self._clock is not None:
+                    self._looked_at = self._clock.now()
                 self._look_at_files()
             return
         try:

@@ -94,8 +94,8 @@ class Terminal:
         self._columns = columns or self._measured_columns   # -> the terminal's width now
         self.width = self._columns() if interactive else DEFAULT_COLUMNS
         self._status = None             # the line kept below the input, or None
-        # a user name is being asked: the line after the next one entered is hidden as it is
-        # typed, a password typed ahead of its prompt (set by the screen, which knows)
+        # a user name is being asked: the line typed after it is hidden as it is typed, a
+        # password typed ahead of its prompt (set by the screen, which knows the stage)
         self.secret_after_enter = False
         self.heading = None             # the question being answered (a login prompt), shown
                                         # again after Ctrl-L clears the screen, or None
