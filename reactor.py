@@ -589,7 +589,14 @@ class Reactor:
     def run_once(self, timeout_s=None):
         """One pass: poll, handle ready descriptors, fire due timers, flush, close."""
         timeout = self._poll_timeout(timeout_s)
-        for key, mask in self._selector.select(timeout):
+        events = self._selector.select(timeout)
+        if not events and timeout:
+            # A wait that ends with nothing may have been stopped (Ctrl-Z, SIGSTOP) past its
+            # end: Python retries an interrupted select() only while time is left (PEP 475),
+            # so what arrived meanwhile is looked for once more before the timers fire (a
+            # trial's server, stopped 2 s over its users' heartbeats, timed them all out)
+            events = self._selector.select(0)
+        for key, mask in events:
             data = key.data
             if type(data) is Connection:
                 try:                            # (_guarded, inline: every read comes this way)
