@@ -86,7 +86,7 @@ JOURNAL_MAX = 100_000       # writes held for a disk that refuses them; past it,
 RECORDS_CACHED = 16         # records whose lines are kept in memory after a read
 LOCK_WAIT_S = 5.0           # opening waits this long for another holder of the file to let go:
                             # a server restarted while the last one is still stopping
-LOOK_EVERY_S = 1.0          # a store that holds messages looks at its files this often, idle too
+LOOK_EVERY_S = 1.0          # a store looks at its files this often, idle too
 COMPACT_S = 1.0             # cursors are written, and passed records deleted, at most this
                             # often: a crash forgets at most this much of acknowledgements, and
                             # clients drop what they get again by its number
@@ -818,14 +818,14 @@ class Store:
 
     def wake_at(self):
         """When the glue should run a pass (with a clock), or None when nothing is due: held
-        cursors and compaction to write, or, while the store holds messages, a look at its
-        files every LOOK_EVERY_S, which that pass makes if it sets `look_wanted` (its data
-        directory wiped while nothing wrote, a trial's kill -9 lost the 5 messages it held,
-        in a deleted file: only a commit looked)."""
+        cursors and compaction to write, or a look at its files every LOOK_EVERY_S, which
+        that pass makes if it sets `look_wanted` (its data directory wiped while nothing
+        wrote, a trial's kill -9 lost the 5 messages it held, and another's the block it had
+        answered ok, in a deleted file: only a commit looked)."""
         if self._clock is None:
             return None
         held = (self._compacted_at or 0.0) + COMPACT_S if self._index.holds_passed() else None
-        if self._file is None or not self._index.deliveries:
+        if self._file is None:
             return held
         look = (self._looked_at or 0.0) + LOOK_EVERY_S
         return look if held is None or look < held else held

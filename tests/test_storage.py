@@ -748,19 +748,20 @@ def test_a_store_found_corrupt_by_a_read_never_commits_again(tmp_path):
     store.close()
 
 
-def test_an_idle_store_holding_messages_looks_at_its_files_every_second(tmp_path):
+def test_an_idle_store_looks_at_its_files_every_second(tmp_path):
     """Its data directory wiped while the server was idle, a kill -9 lost the five messages
-    it held, in a deleted file: nothing wrote, so nothing looked (a trial's)."""
+    it held, in a deleted file: nothing wrote, so nothing looked (a trial's); and another's,
+    holding no message, the block it had answered ok."""
     import shutil
     from timers import VirtualClock
     clock = VirtualClock()
     path = tmp_path / "data" / "chat.sqlite3"
     path.parent.mkdir()
     store = Store(str(path), clock=clock, exclusive=True)
-    assert store.wake_at() is None                  # holds nothing: nothing to look after
-    keep(store, "bob", {"type": "message", "text": "held"})
-    store.commit()
     assert store.wake_at() == storage.LOOK_EVERY_S  # (a second after it began)
+    keep(store, "bob", {"type": "message", "text": "held"})
+    store.add_block("alice", "carol")
+    store.commit()
     shutil.rmtree(path.parent)
     store.commit()                                  # an idle pass: no look asked for
     assert not path.exists()
@@ -771,7 +772,9 @@ def test_an_idle_store_holding_messages_looks_at_its_files_every_second(tmp_path
     store.close()
     again = Store(str(path))
     assert [frame["text"] for frame in frames(again, "bob")] == ["held"]
+    assert again.is_blocked("alice", "carol")
     again.close()
+    assert Store(":memory:", clock=clock).wake_at() is None     # (no file: nothing to look at)
 
 
 def test_a_store_whose_file_is_replaced_does_not_overwrite_the_new_one(tmp_path):
