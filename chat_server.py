@@ -908,6 +908,11 @@ class ChatServer(Reach):
     def _resume(self, session, request, frame_id, now):
         """The session's client is back on a new staying connection: reach it there, and
         send again everything it has not acknowledged, from the oldest, in order."""
+        carried = self._sessions.by_conn.get(request.conn)
+        if carried is not None and carried is not session:
+            # one session per staying connection, as for a login: another's resume here left
+            # the one it carries online to everyone, and unreachable (a trial's)
+            raise Refused("already_logged_in")
         left = session.conn
         self._sessions.attach(session, request.conn)
         session.stays = True

@@ -231,3 +231,17 @@ def test_a_second_login_on_a_staying_connection_is_refused_and_the_first_goes_on
         (1, {"type": "message", "from": "carol", "text": "still here", "seq": 1})]
     ask(server, 1, {"type": "logout", "token": "s1"})
     assert [frame["type"] for frame in replies(stay_login(server, "bob", conn=1))] == ["welcome"]
+
+
+def test_another_sessions_resume_on_a_staying_connection_is_refused_too():
+    """A trial's resume of bob's session on alice's connection left alice online to everyone
+    and unreachable: her messages were answered as delivered, and went nowhere."""
+    server, _ = make_server()
+    stay_login(server, "alice", conn=1)
+    stay_login(server, "bob", conn=2)
+    refused = ask(server, 1, {"type": "resume", "token": "s2"})
+    assert [frame["code"] for frame in replies(refused)] == ["already_logged_in"]
+    short_login(server, "carol", conn=3, port=5003)
+    assert [c for c, _ in pushes(say(server, "s3", "alice", "still yours", conn=4))] == [1]
+    assert [c for c, _ in pushes(say(server, "s3", "bob", "and yours", conn=4))] == [2]
+    assert replies(ask(server, 1, {"type": "resume", "token": "s1"}))[0]["type"] == "ok"
