@@ -501,9 +501,12 @@ class TerminalScreen:
                 self.terminal.redraw()
             if action.stage is Stage.LOGGED_IN:
                 self.terminal.heading = None
+            if action.stage is not self._stage:
+                # (as the stage changes only: a Status comes with each change of the waiting
+                # count, and the password typed after a name while the server was away showed)
+                self.terminal.set_secret(action.stage is Stage.PASSWORD)
+                self.terminal.secret_after_enter = action.stage is Stage.USERNAME
             self._stage = action.stage
-            self.terminal.set_secret(action.stage is Stage.PASSWORD)
-            self.terminal.secret_after_enter = action.stage is Stage.USERNAME
             # before a login a line may be a password typed ahead of its prompt: none is kept
             self.terminal.editor.remember = action.stage is Stage.LOGGED_IN
             self._outage = action if action.outage is not None else None

@@ -528,7 +528,9 @@ def test_a_password_typed_ahead_of_its_prompt_is_not_shown():
     shown = TerminalScreen(term, 0)
     shown.render(Status(Stage.USERNAME, None, 0, None, False))
     shown.render(Prompt(Stage.USERNAME))
-    assert term.feed(b"network\rseemsez") == ["network"]
+    assert term.feed(b"network\r") == ["network"]
+    shown.render(Status(Stage.USERNAME, "network", 1, "refused", True))   # the server is away
+    term.feed(b"seemsez")
     assert "seemsez" not in screen.text() and "network" in screen.text()
     shown.render(Prompt(Stage.USERNAME))                 # the name refused: asked again
     term.feed(b"\x15")                                   # (Ctrl-U: the hidden line goes)
