@@ -539,7 +539,11 @@ class ChatClient:
 
     def _login_retry(self, key, now, out):
         frame, self.login_again = self.login_again, None
-        if frame is not None and self.stage is Stage.PASSWORD and not self.exiting:
+        if frame is None or self.exiting:
+            return
+        if frame["type"] == "check_user" and self.stage is Stage.USERNAME:
+            self._request(Purpose.CHECK_USER, frame, out, blocks_input=True)
+        elif frame["type"] == "login" and self.stage is Stage.PASSWORD:
             self._login_sent = frame
             self._request(Purpose.LOGIN, frame, out, blocks_input=True)
 
@@ -839,7 +843,17 @@ class ChatClient:
             self._request(Purpose.PROBE, None, out, blocks_input=False)
 
     def _fail_check_user(self, pending, now, out):
-        if not self._script_fails(f"cannot reach the server: {self.outage.reason}", out):
+        if self._script_fails(f"cannot reach the server: {self.outage.reason}", out):
+            return
+        if self.settings.check_server and not self.settings.stay:
+            # the name waits for the server, as a login does (_fail_login), and the lines typed
+            # after it with it: asked again, the password typed next was shown, and taken for
+            # a name (a trial's, after a logout with the server down)
+            self.login_again = {"type": "check_user", "user": self.user}
+            self.login_waits = True
+            out.append(Show("system", "Your user name waits for the server, and is checked as "
+                                      "soon as it answers."))
+        else:
             out.append(Prompt(Stage.USERNAME))
 
     def _fail_login(self, pending, now, out):

@@ -379,6 +379,26 @@ def test_failed_check_user_asks_again():
     assert printed(run.fail()) == ["Cannot reach the server (refused).", ASK_USER]
 
 
+def test_a_name_that_cannot_reach_the_server_waits_for_it_with_what_is_typed_after_it():
+    """After a logout with the server down, the name was asked for again, and the password
+    typed next was shown, and taken for a name (a trial's)."""
+    run = Run(check_server=True)
+    [probe] = [a for a in run.do(Started()) if isinstance(a, Probe)]
+    run.do(Replied(probe.request_id, {}))
+    run.type("alice")
+    check = run.open[run.last("check_user")]
+    assert printed(run.fail()) == ["Cannot reach the server (refused).",
+                                   "Your user name waits for the server, and is checked as soon "
+                                   "as it answers."]
+    run.type("pw")                                      # the password, typed ahead: it waits
+    assert not run.open
+    run.now += 1.0
+    [probe] = [a for a in run.do(Expired(ProbeDue())) if isinstance(a, Probe)]
+    actions = run.do(Replied(probe.request_id, OK))     # the server is back
+    assert requests(actions) == [check]
+    assert [f["type"] for f in requests(run.reply(OK, "check_user"))] == ["login"]
+
+
 def test_a_login_that_cannot_reach_the_server_waits_for_it_and_goes_when_it_answers():
     """The password typed during an outage was dropped and asked for again (a trial's)."""
     run = Run(check_server=True)

@@ -77,21 +77,24 @@ def test_an_outage_at_the_username_is_looked_into_until_the_server_answers():
     run.type("alice")
     failed = run.fail("refused")
     assert printed(failed) == ["Cannot reach the server at 127.0.0.1:4119 (refused).",
-                               "Please enter username:"]
+                               "Your user name waits for the server, and is checked as soon "
+                               "as it answers."]
     assert Arm(PROBE_DUE, 1.0) in failed
     run.now = 1.0
     answered = run.do(Replied(probes(run.do(Expired(PROBE_DUE)))[0], {}))
-    assert printed(answered) == ["The server is back."]      # the prompt was already there
+    assert printed(answered) == ["The server is back."]
+    assert requests(answered) == [{"type": "check_user", "user": "alice"}]
 
 
-def test_a_typed_line_answered_meanwhile_ends_the_outage_and_the_probing():
+def test_the_name_that_waited_answered_ends_the_outage_and_the_probing():
     run = checking()
     run.do(Replied(probes(run.do(Started()))[0], {}))
     run.type("alice")
     run.fail("refused")
-    run.type("alice")
-    answered = run.reply({"type": "ok"})
-    assert printed(answered) == ["The server is back.", "Please enter password:"]
+    run.now = 1.0
+    run.do(Replied(probes(run.do(Expired(PROBE_DUE)))[0], {}))
+    answered = run.reply({"type": "ok"}, "check_user")
+    assert printed(answered) == ["Please enter password:"]
     assert run.do(Expired(PROBE_DUE)) == []             # its cancel may come late: harmless
 
 
