@@ -320,7 +320,8 @@ class ChatView:
     def user_hint(self, user):
         """What the user-list buttons can do for the selected `user` (None: nobody selected)."""
         if user is None:
-            return "Select a user to message, block or ask for a private talk."
+            return ("Select a user to message, block or ask for a private talk. Unblock asks "
+                    "for a name: blocked users are not listed.")
         if user in self._portless and not self.can_private(user):
             return f"{user}'s client cannot take private messages: use Message."
         if not self.can_private(user):

@@ -175,9 +175,11 @@ class ChatWindow:
                 ("private", "Private message", lambda u: self.aim(u, private=True)),
                 ("getaddress", "Get address", lambda u: self.act("getaddress", u)),
                 ("block", "Block", lambda u: self.act("block", u)),
-                ("unblock", "Unblock", lambda u: self.act("unblock", u))):
-            self.user_buttons[name] = ttk.Button(side, text=label, name=name,
-                                                 command=lambda c=command: self._on_selected(c))
+                ("unblock", "Unblock", None)):
+            self.user_buttons[name] = ttk.Button(
+                side, text=label, name=name,
+                command=self._unblock if command is None else (
+                    lambda c=command: self._on_selected(c)))
         self.hint = tkinter.StringVar(root)
         # what the buttons can do for the one selected: Private message waits for consent
         hint = ttk.Label(side, textvariable=self.hint, wraplength=150, foreground="#555555",
@@ -249,6 +251,19 @@ class ChatWindow:
         user = self.selected_user()
         if user is not None:
             command(user)
+
+    def _unblock(self):
+        """Unblock the selected user; with nobody selected, the input asks for the name: a
+        blocked user is in no list (presence leaves them out), so a button that waited for a
+        selection could never reach one (a trial's)."""
+        user = self.selected_user()
+        if user is not None:
+            self.act("unblock", user)
+            return
+        self.input.delete(0, "end")
+        self.input.insert(0, "/unblock ")
+        self.input.icursor("end")
+        self.input.focus_set()
 
     def aim(self, user, private=False):
         self.view.aim(user, private)
@@ -347,7 +362,8 @@ class ChatWindow:
         """The user-list buttons act on the selected user; Private message once they agreed."""
         user = self.selected_user()
         for name, button in self.user_buttons.items():
-            usable = user is not None and (name != "private" or self.view.can_private(user))
+            usable = name == "unblock" or (user is not None and (
+                name != "private" or self.view.can_private(user)))
             button.state(["!disabled"] if usable else ["disabled"])
         self.hint.set(self.view.user_hint(user))
 

@@ -232,6 +232,28 @@ def test_a_refused_consent_and_a_list_that_keeps_its_selection(windows):
         assert gui.wait_exit() == 0
 
 
+def test_unblock_with_nobody_selected_asks_for_the_name_a_blocked_user_is_not_listed(windows):
+    """A trial's window could never unblock: a blocked user leaves the list, and the buttons
+    waited for a selection."""
+    seas, google = windows(), windows()
+    login(seas, "seas")
+    login(google, "google")
+    google.wait(lambda: google.list_items(".chat.side.users") == ["seas"], "seas in the list")
+    google.select_item(".chat.side.users", "seas")
+    google.invoke(".chat.side.block")
+    google.wait(lambda: google.list_items(".chat.side.users") == [], "seas out of the list")
+    assert google.call(".chat.side.unblock", "instate", "disabled") == "0"
+    google.invoke(".chat.side.unblock")
+    assert google.call(".chat.bottom.input", "get") == "/unblock "
+    google.call(".chat.bottom.input", "insert", "end", "seas")
+    google.press_enter(".chat.bottom.input")
+    google.wait(lambda: google.list_items(".chat.side.users") == ["seas"], "seas listed again")
+    assert "User seas has been unblocked." in google.text(".chat.pane")
+    for gui in (seas, google):
+        gui.close_window()
+        assert gui.wait_exit() == 0
+
+
 def test_wrong_password_and_lockout_are_told_in_the_form(windows):
     gui = windows()
     assert gui.label(".login.heading") == "Chat room"

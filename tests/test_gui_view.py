@@ -727,7 +727,8 @@ def test_getaddress_and_its_answer_are_told_in_the_windows_words(screen):
     assert screen.view.user_hint("bob") == ("Private messages go to bob once they agree: "
                                             "Get address asks them.")
     assert screen.view.user_hint(None) == ("Select a user to message, block or ask for a "
-                                           "private talk.")
+                                           "private talk. Unblock asks for a name: blocked "
+                                           "users are not listed.")
     screen.type(screen.view.act("getaddress", "bob"))
     screen.reply(OK)
     assert screen.texts()[-1] == "You asked bob for a private talk; waiting for their answer."
