@@ -38,6 +38,12 @@ class Outage:
         # operator's trial: users asked what "reset" meant)
         hint = (" If the server uses TLS, start the client with --tls (or --cafile FILE)."
                 if "reset" in reason and not self.tls and not self.reached else "")
+        if self.tls and reason.startswith("tls: ") and (
+                "certificate" in reason or "Hostname mismatch" in reason):
+            # (tried again for ever, with nothing said of what would help: a trial's)
+            hint = (" That will not change by itself: give the server's certificate with "
+                    "--cafile FILE (cert.pem, from make cert), and name the server as its "
+                    "certificate does.")
         return [Show("outage", f"Cannot reach {self.where()} ({reason}).{hint}")] if said else []
 
     def answered(self):

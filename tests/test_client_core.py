@@ -505,6 +505,20 @@ def test_a_reset_from_a_server_never_reached_hints_at_tls(tls, hinted):
     assert said.startswith("Cannot reach the server (reset).")
 
 
+@pytest.mark.parametrize("reason", ["tls: self-signed certificate",
+                                    "tls: Hostname mismatch, certificate is not valid for 'x'."])
+def test_a_certificate_refused_says_what_would_help(reason):
+    """A wrong --cafile was tried again for ever, with nothing said of what would help (a
+    trial's)."""
+    run = Run(tls=True)
+    run.do(Started())
+    run.type("alice")
+    said = printed(run.fail(reason))[0]
+    assert said == (f"Cannot reach the server ({reason}). That will not change by itself: give "
+                     f"the server's certificate with --cafile FILE (cert.pem, from make cert), "
+                     f"and name the server as its certificate does.")
+
+
 def test_heartbeat_no_session_ends_the_session():
     run = logged_in()
     run.now = 30.0
