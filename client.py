@@ -127,8 +127,7 @@ def main(argv=None):
     if args.gui:
         return _main_window(args)
     stdin_fd = sys.stdin.fileno()
-    # diagnostics are for a log file or a curious user, not for everyone's screen
-    diagnostics = sys.stderr.buffer if args.verbose or not _is_terminal(sys.stderr) else None
+    diagnostics = sys.stderr.buffer if _diagnostics_wanted(args) else None
     with Terminal(stdin_fd, sys.stdout.buffer, diagnostics) as terminal:
         reactor = Reactor(RealClock(), log=terminal.log)
         return run(args, TerminalScreen(terminal, stdin_fd), reactor)
@@ -146,7 +145,13 @@ def _main_window(args):
     except gui_tk.NoWindow as exc:  # no display
         print(f"client.py: cannot open a window ({exc})", file=sys.stderr)
         return 1
+    screen.diagnostics = _diagnostics_wanted(args)
     return run(args, screen, Reactor(RealClock(), log=screen.log))
+
+
+def _diagnostics_wanted(args):
+    """Diagnostics are for a log file or a curious user, not for everyone's screen."""
+    return args.verbose or not _is_terminal(sys.stderr)
 
 
 if __name__ == "__main__":

@@ -381,6 +381,9 @@ class WindowScreen:
         self.view = view or ChatView()
         self.glue = None
         self._log = log or _log_to_stderr
+        # diagnostics said (`log`), as client.py's: off for a terminal that is not --verbose
+        # (a trial's window's terminal filled with "refused peer connection 29: no consent")
+        self.diagnostics = True
 
     def attach(self, glue):
         """Serve `glue`'s client from now on."""
@@ -394,7 +397,8 @@ class WindowScreen:
             self.glue.feed(LineIn(line))        # takes them once this event is done
 
     def log(self, text):
-        self._log(text)
+        if self.diagnostics:
+            self._log(text)
 
     def log_in(self, name, password):
         """The login form was submitted: another name than the one asked about starts over."""

@@ -614,10 +614,13 @@ def test_without_tkinter_the_client_says_why_and_exits_1(monkeypatch, capsys):
     assert "cannot open a window" in capsys.readouterr().err
 
 
-def test_default_log_writes_to_stderr(capsys):
+def test_default_log_writes_to_stderr_unless_diagnostics_are_off(capsys):
     window = WindowScreen()
     window.log("a diagnostic")
     assert capsys.readouterr().err == "a diagnostic\n"
+    window.diagnostics = False              # (client.py --gui on a terminal, not --verbose)
+    window.log("refused peer connection 29: no consent")
+    assert capsys.readouterr().err == ""
 
 
 # -- pure helpers -------------------------------------------------------------------------------
