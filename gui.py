@@ -348,11 +348,13 @@ class ChatView:
     @property
     def status(self):
         """One line: the server's reachability, lines waiting, or who is logged in."""
-        waiting = _plural(self.waiting, "message") + " waiting to be sent."
+        # before a login what waits is the login itself (a trial's window called it a message)
+        waiting = (_plural(self.waiting, "message") + " waiting to be sent."
+                   if self.stage is Stage.LOGGED_IN else "Your login waits for the server.")
         if self.outage is not None:
             return self.outage + (" " + waiting if self.waiting else "")
         if self.waiting:
-            return "Sending: " + waiting
+            return ("Sending: " + waiting) if self.stage is Stage.LOGGED_IN else waiting
         if self.stage is Stage.LOGGED_IN:
             return f"Logged in as {self.user}."
         return "Not logged in."

@@ -598,6 +598,16 @@ def test_the_window_is_built_by_client_run_as_the_terminal_is(loop):
     assert glue.core.settings.client_id != other[0].core.settings.client_id
 
 
+def test_a_login_waiting_for_the_server_is_called_a_login_not_a_message():
+    """A trial's window said "1 message waiting to be sent" of its login."""
+    view = ChatView()
+    view.render(Show("outage", "Cannot reach the server (refused)."), AT)
+    view.render(status(USERNAME, waiting=1, outage="refused", busy=True), AT)
+    assert view.status == "Cannot reach the server (refused). Your login waits for the server."
+    view.render(status(LOGGED_IN, waiting=2, outage="refused"), AT)
+    assert view.status == "Cannot reach the server (refused). 2 messages waiting to be sent."
+
+
 def test_a_request_that_fails_at_once_is_handled_inside_the_feed(screen):
     screen.login()
 
