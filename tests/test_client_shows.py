@@ -141,20 +141,19 @@ def test_the_terminal_client_never_imports_tkinter():
     assert done.stdout.split() == ["False", "False"]
 
 
-def test_an_unknown_user_that_is_an_account_with_a_mark_after_it_is_hinted():
+@pytest.mark.parametrize("typed, hint, shown", [
+    ("block SEAS", {"like": "seas"},
+     "User SEAS does not exist. (Names are case-sensitive: did you mean seas?)"),
+    ("message seas: hi", {"near": "seas"}, "User seas: does not exist. (Did you mean seas?)")])
+def test_an_unknown_user_near_an_account_is_hinted(typed, hint, shown):
     run = logged_in()
-    run.type("message seas: hi")
+    run.type(typed)
     assert printed(run.reply({"type": "error", "code": "unknown_user", "message": "no",
-                              "near": "seas"})) == [
-        "User seas: does not exist. (Did you mean seas?)"]
+                              **hint})) == [shown]
 
 
-def test_an_unknown_user_in_another_case_is_hinted_in_the_reply_and_at_the_prompt():
+def test_an_unknown_user_in_another_case_is_hinted_safely_and_at_the_prompt():
     run = logged_in()
-    run.type("block SEAS")
-    assert printed(run.reply({"type": "error", "code": "unknown_user", "message": "no",
-                              "like": "seas"})) == [
-        "User SEAS does not exist. (Names are case-sensitive: did you mean seas?)"]
     run.type("block SEAS")
     assert printed(run.reply({"type": "error", "code": "unknown_user", "message": "no",
                               "like": "se\x1b[2Jas"})) == ["User SEAS does not exist."]
