@@ -438,11 +438,14 @@ def screen_lines(action):
     raise TypeError(f"not something the screen shows: {action!r}")
 
 
-def outage_line(status, now):
-    """A Status during an outage, at `now` -> the status line kept below the input."""
+def outage_line(status, now, width=None):
+    """A Status during an outage, at `now` -> the status line kept below the input; on a
+    terminal narrower than that (`width`), its short form (at 30 columns a trial's read only
+    "Server unreachable (refused);", the retry and what waits cut off)."""
+    seconds = math.ceil(status.retry_at - now) if status.retry_at is not None else None
     line = f"Server unreachable ({status.outage})"
-    if status.retry_at is not None and status.retry_at > now:
-        line += f"; retrying in {math.ceil(status.retry_at - now)} s."
+    if seconds is not None and seconds > 0:
+        line += f"; retrying in {seconds} s."
     elif status.retry_at is not None:
         line += "; retrying now..."
     else:
@@ -452,7 +455,12 @@ def outage_line(status, now):
         noun = "message" if status.stage is Stage.LOGGED_IN else "typed line"
         plural = "" if status.waiting == 1 else "s"
         line += f" {status.waiting} {noun}{plural} waiting to be sent."
-    return line
+    if width is None or len(line) < width:
+        return line
+    short = "No server"         # (then the seconds to the next try, and what waits)
+    if seconds is not None:
+        short += f": {seconds} s" if seconds > 0 else ": trying"
+    return short + (f", {status.waiting} waiting" if status.waiting else "")
 
 
 def names_in(action):
@@ -544,7 +552,7 @@ class TerminalScreen:
             self.terminal.set_status(None)
             return
         now = self._glue.reactor.clock.now()
-        self.terminal.set_status(outage_line(self._outage, now))
+        self.terminal.set_status(outage_line(self._outage, now, self.terminal.width))
         retry_at = self._outage.retry_at
         if retry_at is not None and retry_at > now:
             # again when the whole seconds shown change (never at once: a rounding error must

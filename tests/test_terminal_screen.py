@@ -465,11 +465,16 @@ def test_before_the_login_what_waits_is_called_typed_lines_not_messages():
     assert outage_line(outage(5.0, waiting=2), 0.0).endswith("2 messages waiting to be sent.")
 
 
-def test_a_long_status_line_is_cut_to_one_row():
+def test_a_status_line_wider_than_the_terminal_takes_its_short_form_and_one_row():
+    """At 30 columns a trial read only "Server unreachable (refused);": the retry and what
+    waits were cut off."""
     term, screen, terminal_screen, clock, _ = attached(width=30)
     terminal_screen.render(outage(10.0, waiting=12))
-    assert screen.lines()[1] == "Server unreachable (refused);"[:29]
+    assert screen.lines()[1] == "No server: 10 s, 12 waiting"
     assert blank_below(screen, 2) and screen.cursor == (0, 0)
+    term, screen, terminal_screen, clock, _ = attached(width=20)
+    terminal_screen.render(outage(10.0, waiting=12))
+    assert screen.lines()[1] == "No server: 10 s, 12"          # (cut to the width, at worst)
 
 
 def test_on_a_pipe_only_the_outage_and_back_lines_are_written():
