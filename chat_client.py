@@ -224,7 +224,7 @@ class ChatClient:
         self.input_ended = True
 
     def _on_interrupted(self, event, now, out):
-        self.lines.clear()
+        self._report_unread(out)
         if self.exiting or self.token is None:
             self._exit(out)       # not logged in, or a second Ctrl-C: leave at once
         else:
@@ -316,6 +316,12 @@ class ChatClient:
             self._resume(now, out)
             self.outbox.fresh_start()
             self._send_head(now, out, blocks_input=False)
+            return
+        if self.login_waits:
+            # the name or login that waited goes; its answer says the server is back (a
+            # trial's said so at each connection a stopped server's kernel took)
+            self.login_waits = False
+            self._login_retry(None, now, out)
             return
         self._reached(out)          # it took our connection: the name typed next is asked
         if self.awaiting_server:
@@ -729,8 +735,17 @@ class ChatClient:
             self._back_to_username(out)
 
     def _script_fails(self, why, out):
-        """A run reading a file or a pipe stops at a failed login -> True if it did."""
-        return self._script_stops(out, f"the login failed ({why})")
+        """A run reading a file or a pipe stops at a failed login -> True if it did. A person
+        is asked again; what they typed ahead, meant for the prompt that would have come next
+        (a password, say), is not used: told how much, never what (a trial's password, typed
+        after a mistyped name, went to the server as the next name, and showed)."""
+        if self._script_stops(out, f"the login failed ({why})"):
+            return True
+        if self.lines:
+            said = "1 line" if len(self.lines) == 1 else f"{len(self.lines)} lines"
+            self.lines.clear()
+            out.append(Show("system", f"What you typed after it ({said}) was not used."))
+        return False
 
     def _script_stops(self, out, why):
         """A run reading a file or a pipe stops where a person would have to decide what to
@@ -842,13 +857,19 @@ class ChatClient:
                 and self.outage.reason is not None):
             self._request(Purpose.PROBE, None, out, blocks_input=False)
 
+    def _waits_for_server(self):
+        """True if something will look for the server by itself (probes, or a staying
+        client's link, made again with backoff), so a name or login can wait for it; a client
+        that does neither would wait for nothing, and asks again."""
+        return self.settings.check_server or self.settings.stay
+
     def _fail_check_user(self, pending, now, out):
         if self._script_fails(f"cannot reach the server: {self.outage.reason}", out):
             return
-        if self.settings.check_server and not self.settings.stay:
+        if self._waits_for_server():
             # the name waits for the server, as a login does (_fail_login), and the lines typed
             # after it with it: asked again, the password typed next was shown, and taken for
-            # a name (a trial's, after a logout with the server down)
+            # a name (a trial's, after a logout with the server down; another's staying client)
             self.login_again = {"type": "check_user", "user": self.user}
             self.login_waits = True
             out.append(Show("system", "Your user name waits for the server, and is checked as "
@@ -861,12 +882,11 @@ class ChatClient:
         if self._script_fails(f"cannot reach the server: {self.outage.reason}", out):
             return
         # the password typed is kept, not asked for again: the login goes again once a probe
-        # finds the server (_reached), as typed lines wait (a trial's had to be typed again).
-        # (A staying client's link opens for a request, and a client that does not probe
-        # would wait for nothing: both ask again.)
-        probing = self.settings.check_server and not self.settings.stay
+        # finds the server (_reached), or a staying client's link is made again (LinkUp), as
+        # typed lines wait (a trial's had to be typed again; another's staying client took a
+        # message typed after it for the password)
         sent, self._login_sent = self._login_sent, None
-        self.login_again = sent if probing else None
+        self.login_again = sent if self._waits_for_server() else None
         self.login_waits = self.login_again is not None
         if self.login_waits:
             out.append(Show("system", "Your login waits for the server, and goes as soon as "
@@ -981,6 +1001,25 @@ class ChatClient:
         elif self.exiting:
             out.append(Log("no reply to logout; exiting anyway"))
             self._exit(out)
+
+    def _report_unread(self, out):
+        """Lines typed and not yet taken (a line before them waits for the server) go unread
+        when the user quits: a message is listed as not sent, the rest counted, never shown
+        (before a login one may be a password). A trial's Ctrl-C, as a stopped server held the
+        line before them, lost them without a word."""
+        unread = 0
+        for line in self.lines:
+            command = parse_command(line) if self.stage is Stage.LOGGED_IN else None
+            if type(command) is Command and command.name in ("message", "broadcast", "private"):
+                out.append(ShowFate(None, Fate.REFUSED, "Not sent (you quit before it went): "
+                                    + described(command), "you quit before it went", True))
+            else:
+                unread += 1
+        if unread:
+            lines = "1 line" if unread == 1 else f"{unread} lines"
+            out.append(ShowFate(None, Fate.REFUSED, f"Not read: {lines} you typed before "
+                                                    f"quitting.", "", True))
+        self.lines.clear()
 
     def _exit(self, out, code=0, reason=""):
         self.exiting = self.done = True

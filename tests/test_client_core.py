@@ -399,6 +399,25 @@ def test_a_name_that_cannot_reach_the_server_waits_for_it_with_what_is_typed_aft
     assert [f["type"] for f in requests(run.reply(OK, "check_user"))] == ["login"]
 
 
+@pytest.mark.parametrize("refused, prompt", [("unknown_user", ASK_USER),
+                                             ("wrong_password", ASK_PASSWORD)])
+def test_what_was_typed_ahead_of_a_refused_name_or_password_is_not_used(refused, prompt):
+    """A trial's mistyped name, answered once the server was back: the password typed after
+    it went to the server as the next name, and showed; a message typed after a wrong
+    password went as the next password."""
+    run = Run()
+    run.do(Started())
+    run.type("colombia")
+    if refused == "wrong_password":
+        run.reply(OK)
+        run.type("wrong")
+    run.type("116bway")                          # typed ahead, for the prompt to come
+    run.type("message seas typed ahead")
+    actions = run.reply(err(refused))
+    assert printed(actions)[-2:] == ["What you typed after it (2 lines) was not used.", prompt]
+    assert requests(actions) == [] and not run.client.lines
+
+
 def test_a_login_that_cannot_reach_the_server_waits_for_it_and_goes_when_it_answers():
     """The password typed during an outage was dropped and asked for again (a trial's)."""
     run = Run(check_server=True)
@@ -418,20 +437,34 @@ def test_a_login_that_cannot_reach_the_server_waits_for_it_and_goes_when_it_answ
     assert [f["type"] for f in run.open.values()] == ["message"]
 
 
-@pytest.mark.parametrize("settings", [{}, {"check_server": True, "stay": True}])
-def test_a_failed_login_that_nothing_would_retry_asks_for_the_password_again(settings):
-    """Without probes (or on a staying link, which a request opens) it would wait for nothing."""
-    run = Run(**settings)
-    if settings.get("stay"):
-        run.do(Started())
-        run.do(LinkUp())                        # the link found the server: the prompt
-        run.type("alice")
-        run.reply(OK)
-        run.type("11")
-    else:
-        at_password(run)
+def test_a_failed_login_that_nothing_would_retry_asks_for_the_password_again():
+    """Without probes or a staying link, made again by itself, it would wait for nothing."""
+    run = Run()
+    at_password(run)
     assert printed(run.fail()) == ["Cannot reach the server (refused).", ASK_PASSWORD]
     assert run.client.login_again is None
+
+
+def test_a_staying_clients_name_and_login_wait_for_its_link_made_again():
+    """A trial's staying client asked for the name again when its check could not reach the
+    server: the password typed next showed, and went as a name; and a message typed after
+    the password went as the next password."""
+    run = Run(check_server=True, stay=True)
+    run.do(Started())
+    run.do(LinkUp())                            # the link found the server: the prompt
+    run.type("alice")
+    check = run.open[run.last("check_user")]
+    assert printed(run.fail())[-1] == ("Your user name waits for the server, and is checked "
+                                       "as soon as it answers.")
+    run.type("11")                              # the password, typed ahead: it waits
+    up = run.do(LinkUp())                       # the link, made again
+    assert requests(up) == [check] and printed(up) == []     # "back" when it answers
+    assert printed(run.reply(OK, "check_user"))[0] == "The server is back."
+    login = run.open[run.last("login")]
+    run.type("message bob typed after the password")
+    assert printed(run.fail())[-1] == ("Your login waits for the server, and goes as soon as "
+                                       "it answers.")
+    assert requests(run.do(LinkUp())) == [login]
 
 
 def test_a_login_waiting_for_the_server_is_given_up_for_another_name():

@@ -311,3 +311,29 @@ def test_the_next_user_of_the_same_client_is_told_a_recipient_is_offline_too():
     run.reply({**WELCOME, "token": "t2", "user": "carol"})
     run.type("message bob three")
     assert printed(run.reply({"type": "ok", "stored": True}, "message")) == [offline]
+
+
+def test_lines_typed_behind_a_waiting_one_are_listed_when_the_user_quits():
+    """A trial's Ctrl-C, as a stopped server held the message before them, lost two messages
+    without a word; a soak's lost 13 so, to Ctrl-C and SIGTERM."""
+    run = logged_in()
+    run.type("message bob one")                     # in flight: the next lines wait behind it
+    run.type("message bob two")
+    run.type("broadcast three")
+    run.type("online")
+    actions = run.do(Interrupted())
+    assert printed(actions)[:3] == ["Not sent (you quit before it went): message bob two",
+                                    "Not sent (you quit before it went): broadcast three",
+                                    "Not read: 1 line you typed before quitting."]
+    assert not run.client.lines
+
+
+def test_lines_typed_ahead_at_the_login_are_counted_never_shown_when_the_user_quits():
+    run = Run()
+    run.do(Started())
+    run.type("alice")                               # its check waits for the server
+    run.type("secret password")
+    run.type("message bob hi")
+    actions = run.do(Interrupted())
+    assert "Not read: 2 lines you typed before quitting." in printed(actions)
+    assert not [line for line in printed(actions) if "secret" in line or "bob hi" in line]
