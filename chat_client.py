@@ -133,6 +133,7 @@ class ChatClient:
         self.no_port_told = False       # without a listening port: said so at the first private
         self.input_ended = False
         self.logged_in_once = False     # a login succeeded in this run (see Settings.scripted)
+        self.session_user = None        # whose session this run last had
         # the messages that waited for this login (its welcome says how many) and are not yet
         # shown: the input's end waits for them (_draining), up to drain_wait_s
         self.backlog_left = 0
@@ -448,20 +449,22 @@ class ChatClient:
         self._request(Purpose.CHECK_USER, {"type": "check_user", "user": name}, out,
                       blocks_input=True)
 
-    def _kept_for_next_login(self, line, out):
+    def _kept_for_next_login(self, line, out, ask=True):
         """A message typed as the session ended (a restart, a time-out) reached the user name
         prompt: no name holds a space, so it is a message, kept like those the session left
         unsent, for the next login as the same user -> True if it was (a trial's typed lines
-        were each "Wrong username.", and lost)."""
+        were each "Wrong username.", and lost). `ask`: ask for the name again after it."""
         command = parse_command(line)
-        if (not self.logged_in_once or self.user is None or type(command) is not Command
+        user = self.session_user       # (not the last name typed: a trial's was a password)
+        if (user is None or type(command) is not Command
                 or command.name not in ("message", "broadcast") or refusal(command)):
             return False
-        entry = self.outbox.add(self.user, command)
+        entry = self.outbox.add(user, command)
         out.extend([ShowSending(entry.mid, command.user, command.text),
                     Show("system", f"You are not logged in: your message waits, and goes once "
-                                   f"you log in again as {self.user}."),
-                    Prompt(Stage.USERNAME)])
+                                   f"you log in again as {user}.")])
+        if ask:
+            out.append(Prompt(Stage.USERNAME))
         return True
 
     def _password_line(self, password, out):
@@ -775,6 +778,7 @@ class ChatClient:
     def _logged_in(self, frame, now, out):
         self.stage = Stage.LOGGED_IN
         self.logged_in_once = True
+        self.session_user = self.user
         # a run of notices is one session's ("seas is offline" said to one user was never said
         # to the next user of the same client: a trial's piped run)
         self._run_notices.clear()
@@ -969,8 +973,18 @@ class ChatClient:
         """The server ended the session: a person logs in again; a script stops, since its
         next lines are commands, not a user name and password (a trial's sent a message as a
         user name, and the next as its password)."""
-        self._back_to_username(out, ask=not self.settings.scripted)
-        self._script_stops(out, why)
+        self._back_to_username(out, ask=False)
+        if self._script_stops(out, why):
+            return
+        # the lines typed while it ended were for the session: its messages wait for the next
+        # login, the rest are not taken for a name (a soak's queued "online" was "Wrong
+        # username.")
+        unused = [line for line in self.lines if not self._kept_for_next_login(line, out, False)]
+        self.lines.clear()
+        if unused:
+            said = "1 line" if len(unused) == 1 else f"{len(unused)} lines"
+            out.append(Show("system", f"What you typed as it ended ({said}) was not used."))
+        out.append(Prompt(Stage.USERNAME))
 
     def _back_to_username(self, out, ask=True):
         """Forget the session and ask for a username (`ask` False: do not ask)."""

@@ -710,11 +710,15 @@ def test_reply_for_an_ended_session_is_dropped_but_frees_input():
     run = logged_in()
     run.do(Incoming(7, hello(7)))
     run.type("online")
-    run.type("  alice ")                              # queued; by then a username
-    run.do(Incoming(7, {"type": "logged_out", "reason": "elsewhere"}))
+    run.type("block bob")                             # queued: typed for the session
+    run.type("message bob kept")
+    ended = run.do(Incoming(7, {"type": "logged_out", "reason": "elsewhere"}))
+    assert printed(ended)[-3:] == [
+        "You are not logged in: your message waits, and goes once you log in again as alice.",
+        "What you typed as it ended (1 line) was not used.", ASK_USER]   # not a user name
     actions = run.reply(err("no_session"), kind="online")
-    assert printed(actions) == []
-    assert requests(actions) == [{"type": "check_user", "user": "alice"}]
+    assert printed(actions) == [] and requests(actions) == []
+    assert requests(run.type("alice")) == [{"type": "check_user", "user": "alice"}]
 
 
 def test_a_delivery_arriving_before_the_welcome_waits_for_its_proof():

@@ -337,3 +337,21 @@ def test_lines_typed_ahead_at_the_login_are_counted_never_shown_when_the_user_qu
     actions = run.do(Interrupted())
     assert "Not read: 2 lines you typed before quitting." in printed(actions)
     assert not [line for line in printed(actions) if "secret" in line or "bob hi" in line]
+
+
+def test_a_message_at_the_name_prompt_waits_for_the_sessions_user_not_the_last_name_typed():
+    """A trial's password, typed at the name prompt by mistake, became the user the message
+    waited for; at the real user's login it was "Not sent (you logged in as someone else)"."""
+    run = logged_in()
+    run.do(Incoming(7, hello(7)))
+    run.do(Incoming(7, {"type": "logged_out", "reason": "elsewhere"}))
+    run.type("116bway")
+    run.reply(err("unknown_user"))
+    actions = run.type("message bob after a wrong name")
+    assert printed(actions)[-2] == ("You are not logged in: your message waits, and goes once "
+                                    "you log in again as alice.")
+    run.type("alice")
+    run.reply(OK)
+    run.type("pw")
+    sent = requests(run.reply({**WELCOME, "token": "t2"}))
+    assert [(frame["to"], frame["text"]) for frame in sent] == [("bob", "after a wrong name")]
