@@ -204,7 +204,9 @@ class LineEditor:
 
     def _kill(self, start, end):
         if start < end:
-            self._killed = "".join(self.chars[start:end])
+            # what is erased while the line is a secret is not kept for Ctrl-Y (a trial's
+            # password, erased at its prompt, came back in clear at the next Ctrl-Y)
+            self._killed = "" if self.secret else "".join(self.chars[start:end])
             del self.chars[start:end]
             self.cursor = start
 

@@ -192,3 +192,14 @@ def test_what_a_word_could_become():
 def test_common_start():
     assert common_start(["block", "broadcast"]) == "b"
     assert common_start(["bill", "bill2"]) == "bill" and common_start(["a", "b"]) == ""
+
+
+def test_what_is_erased_while_secret_is_not_kept_for_ctrl_y():
+    """A trial's password, erased with Ctrl-U at its prompt, came back in clear at Ctrl-Y."""
+    editor = LineEditor()
+    typed(editor, "keep\x15")                   # Ctrl-U: kept for Ctrl-Y
+    editor.secret = True
+    typed(editor, "wastingtime\x15wastingtime\x17\r")      # Ctrl-U and Ctrl-W while secret
+    editor.secret = False
+    typed(editor, "\x19")                       # Ctrl-Y
+    assert editor.text == ""
