@@ -636,6 +636,7 @@ class ChatClient:
         self._send_head(now, out, blocks_input=False)
 
     def _report_unsent(self, out, why, at_exit=False):
+        """List each waiting message as not sent, or perhaps not sent -> how many."""
         entries, unanswered = self.outbox.drop_all()
         for entry in entries:
             if unanswered:      # (the oldest: it went out unanswered, or `unavailable`)
@@ -647,6 +648,7 @@ class ChatClient:
                 out.append(ShowFate(entry.mid, Fate.REFUSED,
                                     f"Not sent ({why}): " + described(entry.command), why,
                                     at_exit))
+        return len(entries)
 
     # -- requests and replies -------------------------------------------------------------------
 
@@ -1037,7 +1039,13 @@ class ChatClient:
 
     def _exit(self, out, code=0, reason=""):
         self.exiting = self.done = True
-        self._report_unsent(out, "the server never acknowledged it", at_exit=True)
+        unsent = self._report_unsent(out, "the server never acknowledged it", at_exit=True)
+        if unsent and not code and self.settings.scripted:
+            # what reads a script's status cannot read the lines above it (a trial's ran to
+            # its end with three listed as not sent, status 0)
+            code = 1
+            reason = (f"{unsent} message{'s were' if unsent > 1 else ' was'} not sent "
+                      f"(listed above)")
         out.append(Exit(code, reason))
 
     # -- deliveries -----------------------------------------------------------------------------

@@ -355,3 +355,15 @@ def test_a_message_at_the_name_prompt_waits_for_the_sessions_user_not_the_last_n
     run.type("pw")
     sent = requests(run.reply({**WELCOME, "token": "t2"}))
     assert [(frame["to"], frame["text"]) for frame in sent] == [("bob", "after a wrong name")]
+
+
+def test_a_script_that_leaves_messages_unsent_ends_with_status_1():
+    """A trial's script ran to its end with three listed as not sent, and status 0."""
+    run = logged_in(scripted=True)
+    run.type("message bob unsent words")
+    run.fail("refused")
+    run.do(Interrupted())
+    actions = run.reply(OK, "logout")
+    assert "Not sent (the server never acknowledged it): message bob unsent words" in printed(
+        actions)
+    assert Exit(1, "1 message was not sent (listed above)") in actions
