@@ -40,7 +40,10 @@ ACK_PING_GAP_S = 3.0        # ... and one per this at most: a client counts its 
                             # its own flood limit (irssi: 5 at once, then one per 2.2 s), and
                             # a PING per delivery held an irssi user's typed line back 2 s
 ACK_PING_BATCH = 64         # ... unless this many messages wait for one (a busy link's window
-                            # keeps moving)
+                            # keeps moving),
+ACK_PING_BUSY_S = 10.0      # ... or it has been held back this long: a client that talks at
+                            # least every ACK_PING_GAP_S was never asked, and a soak's showed
+                            # messages again up to 16 s old at every reconnect
 
 
 DISCARDING = ()             # self.sasl while the rest of a refused payload goes by
@@ -73,7 +76,7 @@ class IrcSession(RoomCommands):
                  "realname", "ident", "away", "password", "caps", "negotiating", "sasl",
                  "account", "token", "logging_in", "early", "welcomed", "ready", "held", "gone",
                  "quitting", "pending", "answers", "_into", "next_id", "shown_seq", "acked_seq",
-                 "pinged", "pinged_at", "unpinged")
+                 "pinged", "pinged_at", "unpinged", "held_since")
 
     def __init__(self, accounts, server, room, host, open_accounts=(), shared=None,
                  is_online=lambda name: False):
@@ -119,6 +122,7 @@ class IrcSession(RoomCommands):
         self.pinged = []                # the seqs our unanswered ack PINGs cover, in order
         self.pinged_at = None           # when the last went (the glue's clock)
         self.unpinged = 0               # messages shown since
+        self.held_since = None          # when a PING was first held back for the client's talk
 
     # -- output helpers -------------------------------------------------------------------------
 
@@ -778,16 +782,19 @@ class IrcSession(RoomCommands):
         reads), up to ACK_PINGS; past it, a PONG makes room. One per ACK_PING_GAP_S, and
         none until the client has been quiet that long since it was last `heard_at` (its
         PONG takes a turn of its own flood limit from the lines its user types: irssi let one
-        typed line go per PING), unless ACK_PING_BATCH messages wait -> None, or the time
-        (`now`'s clock) to ask again."""
+        typed line go per PING), unless ACK_PING_BATCH messages wait, or one has been held
+        back ACK_PING_BUSY_S -> None, or the time (`now`'s clock) to ask again."""
         covered = self.pinged[-1] if self.pinged else self.acked_seq
         if self.shown_seq <= covered or len(self.pinged) >= ACK_PINGS or self.gone:
             return None
         since = [at for at in (self.pinged_at, heard_at) if at is not None]
         if since and now < max(since) + ACK_PING_GAP_S and self.unpinged < ACK_PING_BATCH:
-            return max(since) + ACK_PING_GAP_S
+            if self.held_since is None:
+                self.held_since = now
+            if now < self.held_since + ACK_PING_BUSY_S:
+                return min(max(since) + ACK_PING_GAP_S, self.held_since + ACK_PING_BUSY_S)
         self.pinged.append(self.shown_seq)
-        self.pinged_at, self.unpinged = now, 0
+        self.pinged_at, self.unpinged, self.held_since = now, 0, None
         self.say("PING", f"{ACK_TOKEN}{self.shown_seq}", source="")
         return None
 

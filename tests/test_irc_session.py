@@ -8,8 +8,8 @@ import base64
 
 import pytest
 
-from irc_session import (ACK_PING_BATCH, ACK_PING_GAP_S, ACK_PINGS, MAX_EARLY_LINES,
-                         IrcSession, folded)
+from irc_session import (ACK_PING_BATCH, ACK_PING_BUSY_S, ACK_PING_GAP_S, ACK_PINGS,
+                         MAX_EARLY_LINES, IrcSession, folded)
 from irc_wire import parse
 from irc_words import HELP, NO_PRIVATE, TOPIC
 
@@ -1589,6 +1589,20 @@ def test_an_ack_ping_waits_until_the_client_has_been_quiet_for_the_gap():
     assert session.ping_for_ack(10.0, heard_at=9.0) == 9.0 + ACK_PING_GAP_S
     assert written(session) == []
     assert session.ping_for_ack(9.0 + ACK_PING_GAP_S, heard_at=9.0) is None
+    assert written(session) == ["PING ack-1"]
+
+
+def test_an_ack_ping_held_back_by_a_client_that_keeps_talking_goes_after_a_while():
+    """A client that talks at least every ACK_PING_GAP_S was never asked: a soak's showed
+    messages again, up to 16 s old, at every reconnect."""
+    session = welcomed()
+    deliver_seq(session, 1)
+    assert session.ping_for_ack(10.0, heard_at=9.5) == 12.5
+    for now in (12.5, 15.5, 18.5):                  # it talked again each time: held back
+        assert session.ping_for_ack(now, heard_at=now - 0.5) == min(
+            now + ACK_PING_GAP_S - 0.5, 10.0 + ACK_PING_BUSY_S)
+    assert written(session) == []
+    assert session.ping_for_ack(10.0 + ACK_PING_BUSY_S, heard_at=19.9) is None
     assert written(session) == ["PING ack-1"]
 
 
