@@ -947,13 +947,17 @@ class ChatClient:
 
     def _logged_out(self, out):
         out.append(Show("system", "You have logged out."))
+        self._say_waiting(out)      # (a logout is no place to lose them without a word)
+        self._back_to_username(out)
+
+    def _say_waiting(self, out):
+        """Say how many messages the session leaves unacknowledged, and what becomes of them."""
         waiting = len(self.outbox.entries)
-        if waiting:         # (said: a logout is no place to lose them without a word)
+        if waiting:
             some = "1 message" if waiting == 1 else f"{waiting} messages"
             out.append(Show("system", f"The server has not acknowledged {some} yet: sent "
-                                      f"again at your next login as {self.user}, or listed "
-                                      f"if you quit first."))
-        self._back_to_username(out)
+                                      f"again at your next login as {self.session_user}, or "
+                                      f"listed if you quit first."))
 
     def _session_ended(self, out, frame=None):
         if frame is not None and frame.get("restarted") is True:
@@ -978,6 +982,7 @@ class ChatClient:
         self._back_to_username(out, ask=False)
         if self._script_stops(out, why):
             return
+        self._say_waiting(out)      # (a restart said only to log in again: a trial's)
         # the lines typed while it ended were for the session: its messages wait for the next
         # login, the rest are not taken for a name (a soak's queued "online" was "Wrong
         # username.")

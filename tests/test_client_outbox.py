@@ -367,3 +367,13 @@ def test_a_script_that_leaves_messages_unsent_ends_with_status_1():
     assert "Not sent (the server never acknowledged it): message bob unsent words" in printed(
         actions)
     assert Exit(1, "1 message was not sent (listed above)") in actions
+
+
+def test_a_restart_that_ends_the_session_says_what_waits_for_the_next_login():
+    """It said only "Please log in again" (a trial's): the message in flight waits."""
+    run = logged_in()
+    run.type("message bob caught by the restart")
+    actions = run.reply(err("no_session", restarted=True), "message")
+    assert printed(actions)[-2:] == [
+        "The server has not acknowledged 1 message yet: sent again at your next login as alice, "
+        "or listed if you quit first.", ASK_USER]

@@ -456,7 +456,10 @@ def test_a_session_the_server_forgot_goes_back_to_the_form(screen):
     screen.login()
     screen.type(screen.view.compose("hi"))
     screen.reply(err("no_session"))
-    assert screen.view.form_notice == "Your session has ended. Please log in again."
+    assert screen.view.form_notice.splitlines() == [
+        "Your session has ended. Please log in again.",
+        "The server has not acknowledged 1 message yet: sent again at your next login as alice, "
+        "or listed if you quit first."]
 
 
 def test_a_message_kept_when_the_session_ended_does_not_hold_up_the_login_and_goes_after_it(
