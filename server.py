@@ -235,6 +235,11 @@ def disk_room_warning(data_dir, store_bytes):
                f" (SQLite's log alone needs {SQLITE_LOG_ROOM_BYTES // mib} MiB)"))
 
 
+def _first_few(names):
+    """The first five of `names`, sorted, for a line of the log ("a, b, c, d, e, ...")."""
+    return ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
+
+
 def _listen_hint(exc, port):
     """A listen that failed -> what to do about it, in words (or "")."""
     if exc.errno == errno.EACCES and 0 < port < 1024:
@@ -337,14 +342,14 @@ def main(argv=None):
     unguarded = passwords.open_accounts(credentials)
     if unguarded:
         # (named: a typo such as "name:password" on one line makes one, and shows there)
-        shown = ", ".join(sorted(unguarded)[:5]) + (", ..." if len(unguarded) > 5 else "")
+        shown = _first_few(unguarded)
         log(f"{len(unguarded)} account{'' if len(unguarded) == 1 else 's'} need"
             f"{'s' if len(unguarded) == 1 else ''} no password (a name alone on a line of "
             f"{args.credentials}: {shown}): anyone may log in as "
             f"{'it' if len(unguarded) == 1 else 'them'}")
     unusable = passwords.unusable_accounts(credentials)
     if unusable:
-        shown = ", ".join(sorted(unusable)[:5]) + (", ..." if len(unusable) > 5 else "")
+        shown = _first_few(unusable)
         have = "s have passwords" if len(unusable) > 1 else " has a password"
         log(f"{len(unusable)} account{have} longer than a login may send "
             f"({protocol.MAX_TEXT_CHARS:,} characters) in {args.credentials} ({shown}): "
@@ -363,7 +368,7 @@ def main(argv=None):
                 f"apart: on the IRC port only one of them can log in")
         unfit = irc_unfit(credentials)
         if unfit:
-            shown = ", ".join(unfit[:5]) + (", ..." if len(unfit) > 5 else "")
+            shown = _first_few(unfit)
             what = "names cannot be IRC nicks" if len(unfit) > 1 else "name cannot be an IRC nick"
             log(f"{len(unfit)} account {what} ({shown}): on the IRC port such a user "
                 f"cannot log in, nor be written to, and IRC users may read the name as "
