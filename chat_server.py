@@ -293,14 +293,20 @@ class ChatServer(Reach):
     def awaits_ack(self, proof):
         """True while the session with `proof` has messages on their way, unacknowledged: its
         delivery connection stays open for the acknowledgement."""
-        session = self._sessions.by_proof.get(proof)
-        return session is not None and session.window is not None and bool(session.window.sent)
+        window = self._window_by_proof(proof)
+        return window is not None and bool(window.sent)
 
     def retrying(self, proof):
         """True while the session with `proof` waits to send again what a failed delivery
         carried (its Redeliver is armed): until then nothing numbered goes to it."""
+        window = self._window_by_proof(proof)
+        return window is not None and window.retrying
+
+    def _window_by_proof(self, proof):
+        """The delivery Window of the session with `proof`, or None (no such session, or one
+        whose client has taken everything)."""
         session = self._sessions.by_proof.get(proof)
-        return session is not None and session.window is not None and session.window.retrying
+        return None if session is None else session.window
 
     # --- requests ---
 
@@ -450,6 +456,14 @@ class ChatServer(Reach):
             raise Refused("no_session", "that token belongs to a session from another address")
         return session
 
+    def _one_session_per_connection(self, conn, session=None):
+        """Refuse (already_logged_in) a login, or `session`'s resume, on a staying connection
+        that carries another session: a second login there left the first online to everyone,
+        its token good, until its time-out, and another's resume left it unreachable (trials')."""
+        carried = self._sessions.by_conn.get(conn)
+        if carried is not None and carried is not session:
+            raise Refused("already_logged_in")
+
     def _account_field(self, frame, name):
         """frame[name] if it names an account; bad_field or unknown_user otherwise (with
         `like`, the account it names in another case: names are case-sensitive, and a trial's
@@ -518,11 +532,7 @@ class ChatServer(Reach):
         client = frame.get("client")
         if client is not None:
             client = protocol.text_field(frame, "client", protocol.MAX_ID_CHARS)
-        # one session per staying connection: a second login on it left the first online to
-        # everyone, its token good, until its time-out (a trial's)
-        carried = self._sessions.by_conn.get(request.conn)
-        if carried is not None:
-            raise Refused("already_logged_in")
+        self._one_session_per_connection(request.conn)
         # A login writes (a wrong password is counted): while nothing can be, none is tried, so
         # a right password and a wrong one get the same answer
         self._writable()
@@ -908,11 +918,7 @@ class ChatServer(Reach):
     def _resume(self, session, request, frame_id, now):
         """The session's client is back on a new staying connection: reach it there, and
         send again everything it has not acknowledged, from the oldest, in order."""
-        carried = self._sessions.by_conn.get(request.conn)
-        if carried is not None and carried is not session:
-            # one session per staying connection, as for a login: another's resume here left
-            # the one it carries online to everyone, and unreachable (a trial's)
-            raise Refused("already_logged_in")
+        self._one_session_per_connection(request.conn, session)
         left = session.conn
         self._sessions.attach(session, request.conn)
         session.stays = True
