@@ -747,7 +747,7 @@ class ChatClient:
         if self._script_stops(out, f"the login failed ({why})"):
             return True
         if self.lines:
-            said = "1 line" if len(self.lines) == 1 else f"{len(self.lines)} lines"
+            said = _lines(len(self.lines))
             self.lines.clear()
             out.append(Show("system", f"What you typed after it ({said}) was not used."))
         return False
@@ -989,7 +989,7 @@ class ChatClient:
         unused = [line for line in self.lines if not self._kept_for_next_login(line, out, False)]
         self.lines.clear()
         if unused:
-            said = "1 line" if len(unused) == 1 else f"{len(unused)} lines"
+            said = _lines(len(unused))
             out.append(Show("system", f"What you typed as it ended ({said}) was not used."))
         out.append(Prompt(Stage.USERNAME))
 
@@ -1037,9 +1037,8 @@ class ChatClient:
             else:
                 unread += 1
         if unread:
-            lines = "1 line" if unread == 1 else f"{unread} lines"
-            out.append(ShowFate(None, Fate.REFUSED, f"Not read: {lines} you typed before "
-                                                    f"quitting.", "", True))
+            out.append(ShowFate(None, Fate.REFUSED, f"Not read: {_lines(unread)} you typed "
+                                                    f"before quitting.", "", True))
         self.lines.clear()
 
     def _exit(self, out, code=0, reason=""):
@@ -1191,3 +1190,9 @@ class ChatClient:
     def _revoke_consent(self, user, out, blocked=False):
         self.peers.revoke(user, blocked)
         out.extend(self.doorkeeper.close_peers(lambda name: name == user))
+
+
+def _lines(count):
+    """How many typed lines ("1 line", "2 lines"), never what they hold (one may be a
+    password)."""
+    return "1 line" if count == 1 else f"{count} lines"
