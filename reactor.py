@@ -359,7 +359,8 @@ class Connection:
 
 
 class Listener:
-    """A listening socket; accepted connections report to `handler`."""
+    """A listening socket; accepted connections report to `handler` (which may be set after
+    listen(), before the first pass: nothing is accepted until then)."""
 
     def __init__(self, reactor, sock, handler, tls=None):
         self.sock = sock

@@ -251,6 +251,25 @@ def _listen_hint(exc, port):
     return ""
 
 
+def _listen(reactor, args):
+    """Listen on the chat port and the IRC port (if asked), handlers still to come ->
+    (listener, IRC listener or None), or None once the failure is told."""
+    wanted = [(f"{args.host} port {args.port}", args.port)]
+    if args.irc_port is not None:
+        wanted.append((f"IRC port {args.irc_port}", args.irc_port))
+    listeners = []
+    for where, port in wanted:
+        try:
+            listeners.append(reactor.listen(args.host, port, None, tls=args.tls_context))
+        except OSError as exc:
+            print(f"server.py: cannot listen on {where}: {exc.strerror}{_listen_hint(exc, port)}",
+                  file=sys.stderr)
+            for listener in listeners:
+                listener.close()
+            return None
+    return listeners[0], (listeners[1] if len(listeners) > 1 else None)
+
+
 def main(argv=None):
     """Run the server until SIGINT, SIGTERM, SIGHUP or SIGQUIT (or run `passwd`); returns the
     exit status."""
@@ -269,6 +288,14 @@ def main(argv=None):
         print(f"server.py: cannot read the accounts file {os.path.abspath(args.credentials)}: "
               f"{exc.strerror} (--credentials FILE names another)", file=sys.stderr)
         return 1
+    reactor = Reactor(clock, log=log, frame_time_s=args.frame_time)
+    # the ports before the data directory: a port another program holds ends the start with
+    # nothing made or written there; what arrives waits in the kernel until the first pass,
+    # when the listeners have their handlers
+    listeners = _listen(reactor, args)
+    if listeners is None:
+        return 1
+    listener, irc_listener = listeners
     # what the server writes (the store holds every waiting message's text) is its own
     # account's alone: an operator's trial read another user's messages as `nobody`
     os.umask(0o077)
@@ -292,7 +319,6 @@ def main(argv=None):
         return 1
     settings = Settings(block_time_s=args.block_time, timeout_s=args.timeout,
                         consent_s=args.consent_time, **limit_settings(args))
-    reactor = Reactor(clock, log=log, frame_time_s=args.frame_time)
     core = ChatServer(credentials, store, settings, instance=secrets.token_hex(4))
     try:
         max_connections, delivery_sockets = _fit_descriptors(args.max_connections, log)
@@ -302,21 +328,10 @@ def main(argv=None):
     glue = ServerGlue(reactor, core, store, log, commit_each=args.commit == "each",
                       max_connections=max_connections, first_frame_s=args.frame_time,
                       delivery_sockets=delivery_sockets, max_per_address=args.max_per_address)
-    try:
-        listener = glue.listen(args.host, args.port, tls=args.tls_context)
-    except OSError as exc:
-        print(f"server.py: cannot listen on {args.host} port {args.port}: {exc.strerror}"
-              f"{_listen_hint(exc, args.port)}", file=sys.stderr)
-        return 1
-    irc_listener = front = None
-    if args.irc_port is not None:
-        front = IrcFront(glue, credentials, args.irc_name, args.irc_room)
-        try:
-            irc_listener = reactor.listen(args.host, args.irc_port, front, tls=args.tls_context)
-        except OSError as exc:
-            print(f"server.py: cannot listen on IRC port {args.irc_port}: {exc.strerror}"
-                  f"{_listen_hint(exc, args.irc_port)}", file=sys.stderr)
-            return 1
+    listener.handler = glue.accepted
+    front = None
+    if irc_listener is not None:
+        front = irc_listener.handler = IrcFront(glue, credentials, args.irc_name, args.irc_room)
 
     def stop(signum):
         reactor.stop()          # (first: nothing after it, a log that fails say, may keep it up)

@@ -3,6 +3,7 @@ import os
 import json
 import pathlib
 import sqlite3
+import socket
 
 import pytest
 
@@ -898,3 +899,26 @@ def test_a_data_directory_that_is_a_file_is_said_to_be_one(tmp_path, capsys):
                           "--data-dir", str(tmp_path / "data")])
     assert status == 1
     assert capsys.readouterr().err.strip().endswith(f"{tmp_path / 'data'}: it is not a directory")
+
+
+@pytest.mark.parametrize("taken", ["chat", "irc"])
+def test_a_port_another_program_holds_ends_the_start_before_the_data_directory_is_made(
+        tmp_path, capsys, taken):
+    """(a trial's server, its port taken, left a new empty data directory behind)"""
+    import server
+    credentials = tmp_path / "credential.txt"
+    credentials.write_text("alice secret\n")
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    port = str(holder.getsockname()[1])
+    ports = [port] if taken == "chat" else ["0", "--irc-port", port]
+    try:
+        status = server.main(ports + ["--host", "127.0.0.1", "--credentials", str(credentials),
+                                      "--data-dir", str(tmp_path / "data")])
+    finally:
+        holder.close()
+    said = capsys.readouterr().err
+    assert status == 1 and not (tmp_path / "data").exists()
+    where = f"127.0.0.1 port {port}" if taken == "chat" else f"IRC port {port}"
+    assert f"cannot listen on {where}: Address already in use" in said
