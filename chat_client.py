@@ -872,7 +872,14 @@ class ChatClient:
     def _fail_check_user(self, pending, now, out):
         if self._script_fails(f"cannot reach the server: {self.outage.reason}", out):
             return
-        if self._waits_for_server():
+        if str(self.user).lower() in LEAVING_WORDS:
+            # most likely a way out, not a name: asked again, not held for the server (a
+            # trial's "quit" in an outage waited as a name, with what was typed after it)
+            out.append(Show("system", f"{self.user} was not checked: the server cannot be "
+                                      f"reached. Type an account's name; Ctrl-D or Ctrl-C "
+                                      f"leaves."))
+            out.append(Prompt(Stage.USERNAME))
+        elif self._waits_for_server():
             # the name waits for the server, as a login does (_fail_login), and the lines typed
             # after it with it: asked again, the password typed next was shown, and taken for
             # a name (a trial's, after a logout with the server down; another's staying client)

@@ -467,6 +467,18 @@ def test_a_staying_clients_name_and_login_wait_for_its_link_made_again():
     assert requests(run.do(LinkUp())) == [login]
 
 
+def test_quit_at_the_name_prompt_in_an_outage_is_asked_again_not_held_as_a_name():
+    """(a trial's "quit" waited as a name for the server, and took what was typed next)"""
+    run = Run(check_server=True, stay=True)
+    run.do(Started())
+    run.do(LinkUp())
+    run.type("quit")
+    assert printed(run.fail())[-2:] == [
+        "quit was not checked: the server cannot be reached. Type an account's name; Ctrl-D "
+        "or Ctrl-C leaves.", ASK_USER]
+    assert run.client.login_again is None
+
+
 def test_a_login_waiting_for_the_server_is_given_up_for_another_name():
     run = Run(check_server=True)
     at_password_probing(run)
