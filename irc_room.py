@@ -262,3 +262,8 @@ class RoomCommands:
         count = 1 + len(self._online_list(frame))
         self.numeric("251", f"There are {count} users and 0 invisible on 1 servers")
         self.numeric("255", f"I have {count} clients and 0 servers")
+        # the most seen at once is the most LUSERS has counted since the server started
+        # (there is one server: local and global are the same)
+        most = self.shared["most_users"] = max(self.shared.get("most_users", 0), count)
+        self.numeric("265", str(count), str(most), f"Current local users {count}, max {most}")
+        self.numeric("266", str(count), str(most), f"Current global users {count}, max {most}")

@@ -1006,14 +1006,20 @@ def test_lusers_counts_everyone_online():
     said(session, "LUSERS")
     assert answer(session, "online", users=["guest", "seas"]) == [
         f"{S}251 columbia :There are 3 users and 0 invisible on 1 servers",
-        f"{S}255 columbia :I have 3 clients and 0 servers"]
+        f"{S}255 columbia :I have 3 clients and 0 servers",
+        f"{S}265 columbia 3 3 :Current local users 3, max 3",
+        f"{S}266 columbia 3 3 :Current global users 3, max 3"]
 
 
-def test_lusers_ends_with_255():
+def test_lusers_max_is_the_most_counted_since_the_start():
+    """(irssi and irctest read 265/266; a trial's LUSERS had neither)"""
     session = welcomed()
     said(session, "LUSERS")
-    lines = answer(session, "online", users=["seas"])
-    assert lines[-1] == f"{S}255 columbia :I have 2 clients and 0 servers"
+    answer(session, "online", users=["guest", "seas"])
+    said(session, "LUSERS")
+    lines = answer(session, "online", users=[])
+    assert lines[-2:] == [f"{S}265 columbia 1 3 :Current local users 1, max 3",
+                          f"{S}266 columbia 1 3 :Current global users 1, max 3"]
 
 
 def test_motd_is_the_one_shown_at_login():
