@@ -118,13 +118,22 @@ def lapsed_text(user):
     return f"{user} asked for your address, but the request lapsed before you answered."
 
 
-def help_lines(prefix=""):
+def help_lines(prefix="", more=()):
     """The lines `help` prints: every command with its format, each typed after `prefix`
-    (a window's commands start with /)."""
-    forms = {name: prefix + spec.usage(name) for name, spec in COMMANDS.items()}
-    width = max(len(form) for form in forms.values())
-    return ["Commands:"] + [f"  {forms[name].ljust(width)}  {spec.about}"
-                            for name, spec in COMMANDS.items()]
+    (a window's commands start with /), then `more` (form, about) pairs, aligned with them."""
+    listed = [(prefix + spec.usage(name), spec.about) for name, spec in COMMANDS.items()]
+    listed += more
+    width = max(len(form) for form, _ in listed)
+    return ["Commands:"] + [f"  {form.ljust(width)}  {about}" for form, about in listed]
+
+
+ACTION = "/me "     # a message's text that starts so is an action: "/me waves" (IRC's /me)
+
+
+def action_text(text):
+    """A message's text -> what its sender does ("waves" for "/me waves"), or None when it is
+    no action."""
+    return text[len(ACTION):] if text.startswith(ACTION) else None
 
 
 # -- pure helpers: deliveries -----------------------------------------------------------------

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 from client_events import (AskConsent, ConsentLapsed, Fate, Interrupted, LineIn, LoginAbandoned,
                            Prompt, Show, ShowFate, ShowOnline, ShowSending, Stage, Status)
-from commands import help_lines, lapsed_text
+from commands import ACTION, action_text, help_lines, lapsed_text
 from terminal import visible
 
 EVERYONE = None     # the compose target that broadcasts
@@ -54,6 +54,7 @@ _NOTICES = {
     "usage": "Usage: /{text}",
     "unknown_command": "Unknown command '/{text}'. Type /help for the list of commands.",
 }
+_ACTION_ABOUT = "an action, to whoever the message goes to: /me waves"
 HELP_FIRST = ("Type a message and press Enter, or pick a user and a button; a line that starts "
               "with / is a command:")
 
@@ -69,7 +70,8 @@ class Entry:
     and `fate` are set on our own messages ("mine"), `to` None meaning everyone, `fate` None
     while no answer has come.
 
-    kind: "direct", "broadcast", "private", "offline", "mine", "system" or "error".
+    kind: "direct", "broadcast", "private", "offline", "mine", "system", "help" (a line of
+    /help's list) or "error".
     """
     at: float
     sender: str | None
@@ -108,14 +110,18 @@ def _entry_text(entry):
     if entry.kind == "mine":
         privately = " (private)" if entry.private else ""
         return f"me → {entry.to or 'everyone'}{privately}: {entry.text}"
-    if entry.kind == "private":
-        return f"{entry.sender} (private): {entry.text}"
-    if entry.kind == "offline":
-        return f"{entry.sender} (while you were away): {entry.text}"
-    if entry.sender is not None and entry.kind in ("direct", "broadcast"):
-        suffix = " (to everyone)" if entry.kind == "broadcast" else ""
-        return f"{entry.sender}{suffix}: {entry.text}"
-    return entry.text
+    suffix = _SENDER_SUFFIXES.get(entry.kind)
+    if entry.sender is None or suffix is None:
+        return entry.text
+    action = action_text(entry.text)
+    if action:      # "* alice waves (to everyone)", as IRC shows a /me
+        return f"* {entry.sender} {action}{suffix}"
+    return f"{entry.sender}{suffix}: {entry.text}"
+
+
+# what follows a sender's name in the pane, by entry kind (a direct message: nothing)
+_SENDER_SUFFIXES = {"direct": "", "broadcast": " (to everyone)", "private": " (private)",
+                    "offline": " (while you were away)"}
 
 
 def _plural(count, word):
@@ -176,8 +182,9 @@ class ChatView:
                 self._portless.add(show.sender)
             self._say(at, _NOTICES[show.kind].format(user=show.sender, text=show.text))
         elif show.kind == "help":
-            for line in [HELP_FIRST, *help_lines("/")[1:]]:
-                self._say(at, line)
+            self._say(at, HELP_FIRST)
+            for line in help_lines("/", more=[(ACTION + "<action>", _ACTION_ABOUT)])[1:]:
+                self._say(at, line, "help")     # (in a fixed font: its columns line up)
         else:
             if show.kind == "outage":
                 self.outage = visible(show.text)     # it quotes the reason the network gave

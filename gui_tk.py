@@ -35,6 +35,7 @@ _LOOKS = {
     "private": {"foreground": "#7a1fa2", "font": ("TkDefaultFont", 10, "italic")},
     "offline": {"foreground": "#8a6d00", "background": "#fff8dc"},
     "system": {"foreground": "#666666", "font": ("TkDefaultFont", 9, "italic")},
+    "help": {"foreground": "#666666", "font": "TkFixedFont"},
     "error": {"foreground": ERROR_COLOUR},
     # own messages: grey while on their way, green once the server (or the peer) took them,
     # red and struck through when they will not go

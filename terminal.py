@@ -26,7 +26,7 @@ import termios
 from cells import char_cells, clipped, layout
 from client_events import (AskConsent, ConsentLapsed, InputEnded, LineIn, Prompt, Show,
                            ShowFate, ShowOnline, ShowSending, Stage, Status)
-from commands import ALIASES, COMMANDS, help_lines, lapsed_text
+from commands import ALIASES, COMMANDS, action_text, help_lines, lapsed_text
 from completion import Completer
 from keys import KeyDecoder
 from line_editor import MAX_LINE_CHARS, ClearScreen, EndOfInput, Entered, LineEditor, Listed
@@ -411,6 +411,12 @@ COMMAND_NAMES = tuple(COMMANDS) + tuple(alias for alias in ALIASES    # exit (y 
 USER_COMMANDS = tuple(name for name, spec in COMMANDS.items() if spec.params[:1] == ("user",))
 
 
+# A message whose text is an action ("/me waves") -> its line: "* alice waves", as IRC shows one
+_ACTION_FORMS = {"message": "* {sender} {text}", "offline": "* {sender} {text}",
+                 "broadcast": "* {sender} {text} (to everyone)",
+                 "private": "* {sender} {text} (private)"}
+
+
 def screen_lines(action):
     """What the core shows (Show, AskConsent, Prompt, ShowOnline, Status, the user's own
     messages) -> the terminal's lines for it, as the original client worded them."""
@@ -418,6 +424,9 @@ def screen_lines(action):
     if kind is Show and action.kind == "help":
         return help_lines()
     if kind is Show:
+        if action.kind in _ACTION_FORMS and action_text(action.text):
+            return [_ACTION_FORMS[action.kind].format(sender=action.sender,
+                                                      text=action_text(action.text))]
         forms = _SHOW_FORMS.get(action.kind)
         if forms is None:
             return [action.text]

@@ -94,6 +94,24 @@ def test_help_lists_every_command_typed_after_a_prefix():
     assert help_lines("/")[1].startswith("  /message <user> <text>  send <text> to <user>")
 
 
+def test_a_message_that_is_an_action_reads_as_one():
+    """("/me waves" from an IRC user or the window read raw: "alice: /me waves")"""
+    assert screen_lines(Show("message", "/me waves", "alice")) == ["* alice waves"]
+    assert screen_lines(Show("broadcast", "/me waves", "alice")) == [
+        "* alice waves (to everyone)"]
+    assert screen_lines(Show("private", "/me waves", "alice")) == ["* alice waves (private)"]
+    assert screen_lines(Show("offline", "/me waves", "alice")) == ["* alice waves"]
+    assert screen_lines(Show("message", "/me", "alice")) == ["alice: /me"]
+    assert screen_lines(Show("message", "/mention", "alice")) == ["alice: /mention"]
+
+
+def test_help_aligns_more_forms_with_the_commands():
+    lines = help_lines("/", more=[("/me <action>", "an action")])
+    assert lines[-1].startswith("  /me <action> ") and lines[-1].endswith("  an action")
+    assert len({line.index(" send ") for line in lines if " send " in line} |
+               {lines[-1].index(" an action")}) == 1
+
+
 def test_help_lists_every_command_with_its_format():
     lines = help_lines()
     text = "\n".join(lines)

@@ -370,6 +370,10 @@ def test_slash_types_a_command_as_the_terminal_would(screen):
     screen.type(screen.view.compose("/help"))
     assert screen.texts()[1].startswith("Type a message and press Enter")
     assert screen.texts()[2].startswith("  /message <user> <text>  send <text> to <user>")
+    listed = [e for e in screen.view.entries if e.kind == "help"]    # a fixed font: aligned
+    assert listed[0].text.startswith("  /message") and screen.texts()[1] not in [
+        e.text for e in listed]
+    assert listed[-1].text.startswith("  /me <action>") and "an action" in listed[-1].text
     screen.type(screen.view.compose("/mesage bob hi"))
     assert screen.texts()[-1] == "Unknown command '/mesage'. Type /help for the list of commands."
     screen.type(screen.view.compose("/block"))
@@ -705,6 +709,15 @@ def test_a_question_that_lapses_leaves_the_dialog_and_says_so():
                                      "before you answered.")
     view.render(ConsentLapsed("dave"), AT)      # never asked: only said
     assert view.asking == ["carol"]
+
+
+def test_a_message_that_is_an_action_reads_as_one_in_the_pane():
+    assert entry_text(Entry(AT, "bob", "/me waves", "broadcast")) == "* bob waves (to everyone)"
+    assert entry_text(Entry(AT, "bob", "/me waves", "direct")) == "* bob waves"
+    assert entry_text(Entry(AT, "bob", "/me nods", "offline")) == (
+        "* bob nods (while you were away)")
+    assert entry_text(Entry(AT, None, "/me is no action without a sender", "system")) == (
+        "/me is no action without a sender")
 
 
 def test_entry_text_for_every_kind():
