@@ -316,6 +316,18 @@ class ChatView:
         """Send what is typed next to `user` (privately), or to everyone when user is None."""
         self.target = Target(user, private and user is not EVERYONE)
 
+    def target_text(self):
+        """Where what is typed goes, for the label before the input: a user who left the list
+        stays the target (a message waits for their next login), and the label says so."""
+        user = self.target.user
+        if user is EVERYONE:
+            return "To everyone:"
+        away = " (logged out: it waits for their login)" if user not in self.users else ""
+        if self.target.private:
+            away = " (logged out)" if away else ""
+            return f"Privately to {user}{away}:"
+        return f"To {user}{away}:"
+
     def act(self, verb, user):
         """A user-list button: 'block', 'unblock' or 'getaddress' on `user` -> the lines."""
         return [f"{verb} {user}"]

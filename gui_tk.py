@@ -299,7 +299,7 @@ class ChatWindow:
         if list(self.user_list.get(0, "end")) != view.users:
             self._draw_users()
         self._draw_user_buttons()
-        self.target.set(_target_text(view.target))
+        self.target.set(view.target_text())
         self.status.set(view.status)
         self.root.title(f"Chat room: {view.user}" if view.stage is Stage.LOGGED_IN else "Chat room")
         self._draw_dialog()
@@ -420,12 +420,6 @@ def centred(size, over):
     (x, y, width, height): its (x, y), never left of or above the area."""
     x, y, width, height = over
     return (x + max(0, (width - size[0]) // 2), y + max(0, (height - size[1]) // 2))
-
-
-def _target_text(target):
-    if target.user is None:
-        return "To everyone:"
-    return f"Privately to {target.user}:" if target.private else f"To {target.user}:"
 
 
 class NoWindow(Exception):

@@ -357,6 +357,22 @@ def test_compose_privately_types_a_private_command(screen):
     assert screen.view.target == Target()
 
 
+def test_the_target_label_says_when_its_user_left_and_the_target_stays(screen):
+    """(a trial's window still read "To bob:" after bob logged out; a message to bob still
+    goes, and waits for bob's next login)"""
+    screen.login(users=["bob"])
+    assert screen.view.target_text() == "To everyone:"
+    screen.view.aim("bob")
+    assert screen.view.target_text() == "To bob:"
+    screen.deliver({"type": "presence", "user": "bob", "online": False})
+    assert screen.view.target_text() == "To bob (logged out: it waits for their login):"
+    assert screen.view.compose("later") == ["message bob later"]
+    screen.view.aim("bob", private=True)
+    assert screen.view.target_text() == "Privately to bob (logged out):"
+    screen.deliver({"type": "presence", "user": "bob", "online": True})
+    assert screen.view.target_text() == "Privately to bob:"
+
+
 def test_slash_me_is_an_action_to_whoever_the_line_goes_to_not_a_command(screen):
     screen.login(users=["bob"])
     assert screen.view.compose("/me waves") == ["broadcast /me waves"]
