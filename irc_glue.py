@@ -7,7 +7,8 @@ core as the native port's do. The core answers through `ServerGlue.conns`, where
 connection is an `IrcLink`: it takes the native frames the glue writes, and the session
 turns them into IRC lines. So neither the core nor the native glue knows IRC exists.
 
-Timers per connection: every KEEPALIVE_S a heartbeat for the core (IRC clients send none),
+Timers per connection: a heartbeat for the core (IRC clients send none) every KEEPALIVE_S, or
+half the time-out when that is shorter,
 and a PING once the client has been silent PING_AFTER_S; silent IDLE_S, it is closed.
 """
 from irc_session import IrcSession, folded
@@ -19,7 +20,8 @@ from reactor import READ_CHUNK_BYTES
 from server_events import Request
 from server_glue import Accepted, AcceptedState
 
-KEEPALIVE_S = 15.0      # the core ends a session after 31 s without a request
+KEEPALIVE_S = 15.0      # at most: the core ends a session after --timeout (31 s) without a
+                        # request, so a keepalive goes at least twice in that time
 PING_AFTER_S = 60.0     # a client silent this long is asked whether it is there
 IDLE_S = 150.0          # ... and closed ("ping timeout") silent this long
 REGISTER_S = 60.0       # a connection not logged in this long after its first line is closed
@@ -43,8 +45,10 @@ class IrcFront(Accepted):
     # more of them a pass only fills the recipients' windows (Accepted.read_bytes)
     read_bytes = READ_CHUNK_BYTES
 
-    def __init__(self, glue, accounts, server_name, room):
+    def __init__(self, glue, accounts, server_name, room, timeout_s=31.0):
         super().__init__(glue)
+        # (a fixed 15 s ended every idle IRC user of a server run with --timeout 10)
+        self.keepalive_s = min(KEEPALIVE_S, timeout_s / 2)
         self.accounts = folded(accounts)
         self.open = open_accounts(accounts)
         self.acks_due = []      # links given deliveries this pass: each gets its ack PING
@@ -158,7 +162,7 @@ class IrcLink:
         self.ack_due = False
         self.registering = False    # its registration deadline is set
         self._requests_queued = False
-        self._keepalive = glue.reactor.call_later(KEEPALIVE_S, self._keep_alive)
+        self._keepalive = glue.reactor.call_later(front.keepalive_s, self._keep_alive)
         self._ack_timer = None      # an ack PING held back (ack)
 
     # -- what the native glue calls --------------------------------------------------------
@@ -239,7 +243,7 @@ class IrcLink:
             self.session.say("PING", self.session.server, source="")
         self.session.keepalive()
         self.flush()
-        self._keepalive = reactor.call_later(KEEPALIVE_S, self._keep_alive)
+        self._keepalive = reactor.call_later(self.front.keepalive_s, self._keep_alive)
 
     def closed(self):
         """The connection is gone: a user still logged in logs out (no QUIT came)."""

@@ -331,7 +331,8 @@ def main(argv=None):
     listener.handler = glue.accepted
     front = None
     if irc_listener is not None:
-        front = irc_listener.handler = IrcFront(glue, credentials, args.irc_name, args.irc_room)
+        front = irc_listener.handler = IrcFront(glue, credentials, args.irc_name,
+                                                  args.irc_room, settings.timeout_s)
 
     def stop(signum):
         reactor.stop()          # (first: nothing after it, a log that fails say, may keep it up)

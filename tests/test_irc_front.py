@@ -4,6 +4,7 @@ seeded fuzzer of IRC lines. Each IRC client
 here is a raw socket that writes down every line it gets (and answers PING as IRC clients do);
 each native client is a staying connection speaking JSON, as client.py --stay-connected does."""
 import base64
+import dataclasses
 import os
 import pathlib
 import random
@@ -93,16 +94,20 @@ class NativeClient(Handler):
 
 @pytest.fixture
 def world():
+    yield from a_world(Settings())
+
+
+def a_world(settings):
     clock = VirtualClock()
     log = []            # the glue's and the reactor's (an exception in a callback) in one
     reactor = Reactor(clock, log=log.append)
     store = Store(":memory:", clock)
     credentials = load_credentials(CREDENTIALS)
     credentials["guest"] = OPEN         # an open account: no password needed
-    core = ChatServer(credentials, store, Settings(), make_secret=counting_secrets())
+    core = ChatServer(credentials, store, settings, make_secret=counting_secrets())
     glue = ServerGlue(reactor, core, store, log.append)
     native = glue.listen("127.0.0.1", 0)
-    front = IrcFront(glue, credentials, "chat.test", "#chat")
+    front = IrcFront(glue, credentials, "chat.test", "#chat", settings.timeout_s)
     irc = reactor.listen("127.0.0.1", 0, front)
     w = types.SimpleNamespace(clock=clock, reactor=reactor, store=store, core=core, glue=glue,
                               log=log, port=native.port, irc_port=irc.port, front=front)
@@ -565,6 +570,17 @@ def test_an_idle_but_answering_client_stays_logged_in_and_a_silent_one_is_closed
     assert alive.closed is None and "columbia" in world.core.online_users()
     assert silent.of("PING") and "seas" not in world.core.online_users()
     assert PING_AFTER_S < IDLE_S
+
+
+@pytest.mark.parametrize("timeout_s", [4.0, 10.0, 31.0])
+def test_an_idle_irc_user_stays_logged_in_under_any_time_out(timeout_s):
+    """(with --timeout 10 every idle IRC user timed out: its keepalive came every 15 s)"""
+    for world in a_world(dataclasses.replace(Settings(), timeout_s=timeout_s)):
+        alive = irc_login(world, "columbia")
+        for _ in range(int(3 * timeout_s)):
+            world.clock.advance(1.0)
+            world.reactor.run_once(timeout_s=0.01)
+        assert alive.closed is None and "columbia" in world.core.online_users()
 
 
 def test_a_line_past_the_reactors_frame_limit_gets_417_and_the_connection_goes_on(world):
