@@ -8,8 +8,8 @@ connection is an `IrcLink`: it takes the native frames the glue writes, and the 
 turns them into IRC lines. So neither the core nor the native glue knows IRC exists.
 
 Timers per connection: a heartbeat for the core (IRC clients send none) every KEEPALIVE_S, or
-half the time-out when that is shorter,
-and a PING once the client has been silent PING_AFTER_S; silent IDLE_S, it is closed.
+half the time-out when that is shorter, and a PING once the client has been silent
+PING_AFTER_S; silent IDLE_S, it is closed.
 """
 from irc_session import IrcSession, folded
 from irc_wire import BadText, TooLong, line, parse
