@@ -135,6 +135,23 @@ def test_idle_timer_rearms_at_last_seen_plus_timeout():
     assert server.online_users() == []
 
 
+def test_an_idle_check_that_raises_is_armed_again_by_the_next_login(monkeypatch):
+    """(a reviewer's bug injected in one user's logout notices left the check never armed
+    again: nobody would have timed out any more)"""
+    server, _ = make_server(Settings(timeout_s=10.0))
+    login(server, "alice", now=0.0)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+    monkeypatch.setattr(server, "_presence_change", broken)
+    with pytest.raises(RuntimeError):
+        server.handle(Expired(IdleCheck()), 10.0)
+    monkeypatch.undo()
+    assert Arm(IdleCheck(), 30.0) in login(server, "bob", now=20.0)
+    assert logs(server.handle(Expired(IdleCheck()), 30.0)) == [
+        "bob timed out after 10 s without a request"]
+
+
 def test_a_late_idle_check_gives_the_silent_time_for_what_waits_unread():
     """A trial stopped the server (Ctrl-Z) for 3 s as the heartbeats came due: the check
     fired before the heartbeats waiting in its sockets were read, and ended every session."""
