@@ -606,7 +606,7 @@ class Reactor:
                     else:
                         self._on_event(data, mask)
                 except Exception as exc:
-                    self._report(exc)
+                    self.report(exc)
             else:
                 self._guarded(data, mask)       # a listener, an input, the wakeup pipe
         if self._always_ready:
@@ -640,9 +640,9 @@ class Reactor:
         try:
             fn(*args)
         except Exception as exc:
-            self._report(exc, conn)
+            self.report(exc, conn)
 
-    def _report(self, exc, conn=None):
+    def report(self, exc, conn=None):
         """A callback raised `exc`: logged (once per place, in a burst), and `conn` ends."""
         where = traceback.extract_tb(exc.__traceback__)[-1]
         key = (type(exc).__name__, where.filename, where.lineno)
@@ -698,13 +698,13 @@ class Reactor:
             try:                                # (_guarded, inline)
                 listener.handler.on_accepted(conn)
             except Exception as exc:
-                self._report(exc, conn)
+                self.report(exc, conn)
             if conn.connecting or conn.closing_reason is not None:
                 continue
             try:                                # (_guarded, inline, as in run_once)
                 self._read(conn)
             except Exception as exc:
-                self._report(exc, conn)
+                self.report(exc, conn)
 
     def _pause_listener(self, listener, exc):
         why = exc.strerror or os.strerror(exc.errno)
@@ -799,7 +799,7 @@ class Reactor:
             try:                             # (_guarded, inline: every read comes this way)
                 conn.handler.on_frames(conn, lines)
             except Exception as exc:
-                self._report(exc, conn)
+                self.report(exc, conn)
             if conn._frame_timer is not None:
                 self._time_frame(conn, True)
             return
@@ -921,7 +921,7 @@ class Reactor:
             try:                                # (_guarded, inline: every pass)
                 hook()
             except Exception as exc:
-                self._report(exc)
+                self.report(exc)
         dirty, self._dirty = self._dirty, []
         if self._ahead:
             dirty[:0], self._ahead = self._ahead, []
@@ -1081,7 +1081,7 @@ class Reactor:
                 try:                            # (_guarded, inline: every connection ends so)
                     conn.handler.on_closed(conn, conn.closing_reason)
                 except Exception as exc:
-                    self._report(exc)
+                    self.report(exc)
 
     def _unregister(self, fileobj):
         try:

@@ -17,7 +17,8 @@ from protocol import (OK_STORED_LINES, UNAVAILABLE_RETRY_S, Numbered, encode, er
                       whole)
 from reactor import FRAME_TIME_S, Handler, KeyedTimers, Lapses, RepeatedLines
 from server_events import (Arm, Close, Closed, Deliver, DeliverEach, DeliverRun, Expired, Log,
-                           Replies, Reply, StoreRecovered, TimeQuiet, accepted_event)
+                           Replies, Reply, StoreRecovered, TimeQuiet, Undelivered,
+                           accepted_event)
 from storage import StoreUnavailable
 
 MAX_CONNECTIONS = 10000       # accepted connections open at once; past it one is shed
@@ -133,11 +134,31 @@ class ServerGlue:
         self._held_lines = held_lines = []
         try:
             for action in out:
-                carry_out[type(action)](action, committed)
+                try:
+                    carry_out[type(action)](action, committed)
+                except Exception as exc:
+                    self._not_carried_out(action, exc)
         finally:
             self._held_lines = None
             if held_lines:
                 self._write_lines(held_lines)
+
+    def _not_carried_out(self, action, exc):
+        """Carrying out `action` raised (a bug): logged, and the rest of the pass goes on, so
+        one connection's trouble costs no one else a reply or a delivery. What the action was
+        for goes again: the connections it names are closed (what they had before it is in
+        order; their sessions resume, and what they did not acknowledge is sent again), and a
+        delivery to a listening port is undelivered (retried). A reviewer's IRC reply that
+        raised had cost another user a delivery that his next acknowledgement then passed."""
+        self.reactor.report(exc)
+        conn_id = getattr(action, "conn", None)
+        for conn_id in [conn_id] if conn_id is not None else getattr(action, "conns", ()):
+            conn = self.conns.get(conn_id)
+            if conn is not None:
+                conn.close("internal error")
+        if type(action) is Deliver and action.conn is None:
+            undelivered = Undelivered(action.address, action.proof, "internal error")
+            self.reactor.call_soon(lambda: self.feed(undelivered))
 
     def _commit(self):
         """Commit the store -> True, or False if it failed (or a retry after a failure is

@@ -16,7 +16,7 @@ from reactor import HARD_LIMIT_BYTES, SOFT_LIMIT_BYTES, Connection, Handler, Rea
 from timers import VirtualClock
 from replay import counting_secrets
 from server import ChatServer
-from server_events import Deliver, DeliverEach, DeliverRun, Reply, Request
+from server_events import Deliver, DeliverEach, DeliverRun, Replies, Reply, Request
 from delivery_links import (DELIVERY_ACK_S, DELIVERY_BYE_S, DELIVERY_CONNECT_S,
                             DELIVERY_STALL_S, DELIVERY_TURN_S, NOTICES)
 from server_glue import ServerGlue
@@ -94,6 +94,31 @@ def test_pushes_go_hello_free_on_the_clients_connection_and_its_acks_count(world
     alice.send({"type": "heartbeat", "token": "nope", "id": 4})
     pump(world.reactor, lambda: any(f.get("id") == 4 for f in alice.frames))
     assert world.store.count_waiting("columbia") == 0
+
+
+def test_an_action_that_raises_costs_only_its_own_connection(world, capsys):
+    """(a reviewer's reply that raised had cost another user the delivery carried out after
+    it in the same pass, and his next acknowledgement passed it: lost, though committed)"""
+    alice, alice_token = logged_in(world, "columbia", "116bway")
+    bob, _ = logged_in(world, "seas", "summerisover")
+    bob.acks = True
+    carry_out, raised = world.glue._actions, []
+
+    def failing_once(kind):
+        carry = carry_out[kind]
+
+        def carry_or_fail(action, committed=True):
+            if not raised:
+                raised.append(action)
+                raise RuntimeError("a bug in carrying out a reply")
+            carry(action, committed)
+        return carry_or_fail
+    carry_out[Reply], carry_out[Replies] = failing_once(Reply), failing_once(Replies)
+    alice.send({"type": "message", "token": alice_token, "to": "seas", "text": "first", "id": 2})
+    pump(world.reactor, lambda: alice.closed and bob.of("message"))
+    assert raised and [f["text"] for f in bob.of("message")] == ["first"]
+    assert bob.closed is None and "a bug in carrying out a reply" in capsys.readouterr().err
+    pump(world.reactor, lambda: world.store.count_waiting("seas") == 0)     # acknowledged
 
 
 def test_one_notice_for_many_users_is_encoded_once_and_reaches_each(world, monkeypatch):
@@ -908,6 +933,32 @@ def test_a_delivery_whose_socket_cannot_be_made_is_retried_like_any_failed_one(w
     sender.send({"type": "message", "token": token, "to": "seas", "text": "still here", "id": 2})
     pump(world.reactor, lambda: any("will be retried" in line for line in world.lines))
     assert got == [] and failures
+    world.clock.advance(1.0)
+    pump(world.reactor, lambda: got)
+    assert [frame["text"] for frame in got] == ["still here"]
+
+
+def test_a_delivery_to_a_listening_port_that_raises_is_retried(world, monkeypatch, capsys):
+    """(_not_carried_out: a bug in handing a delivery to its link is an undelivered one)"""
+    got, replies = [], []
+    port = world.reactor.listen("127.0.0.1", 0, Listening(got, world.keys)).port
+    Caller(world.reactor, world.port, {"type": "login", "user": "seas", "password": "summerisover",
+                                       "port": port, "id": 1}, replies=replies, keys=world.keys)
+    pump(world.reactor, lambda: replies)
+    sender, token = logged_in(world, "columbia", "116bway")
+    pump(world.reactor, lambda: not world.glue.links.by_key)
+    links, raised = world.glue.links, []
+    real_send = links.send
+
+    def send_or_fail(*args):
+        if not raised:
+            raised.append(args)
+            raise RuntimeError("a bug in a delivery link")
+        return real_send(*args)
+    monkeypatch.setattr(links, "send", send_or_fail)
+    sender.send({"type": "message", "token": token, "to": "seas", "text": "still here", "id": 2})
+    pump(world.reactor, lambda: any("will be retried" in line for line in world.lines))
+    assert got == [] and raised and "a bug in a delivery link" in capsys.readouterr().err
     world.clock.advance(1.0)
     pump(world.reactor, lambda: got)
     assert [frame["text"] for frame in got] == ["still here"]
