@@ -19,11 +19,6 @@ def char_cells(char):
     return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
 
 
-def text_cells(text):
-    """Text -> the columns it takes on one unwrapped row."""
-    return sum(char_cells(char) for char in text)
-
-
 @dataclass(frozen=True)
 class Layout:
     """Where wrapped text lies: its cursor's row and column, and the rows it occupies.

@@ -212,9 +212,9 @@ class ChatServer(Reach):
         self._consents = Consents(settings.consent_s, make_secret)
         self._sessions = Sessions()
         self._users = self._sessions.by_user       # user -> Session, to read
-        # staying connection -> the session it carries, for the glue to read: a connection
-        # carrying a session is timed by the session's time-out, not its own quiet limit
-        # (carries_session, without the call: the glue asks after every read)
+        # staying connection -> the session it carries, for the glue to read (after every
+        # read, so not through a call): a connection carrying a session is timed by the
+        # session's time-out, not its own quiet limit, and is never the one shed at the cap
         self.carried = self._sessions.by_conn
         # one IdleCheck timer for every session, due at the longest silent one's time-out;
         # armed while there is a session: when it is due, or None
@@ -284,11 +284,6 @@ class ChatServer(Reach):
     def is_online(self, user):
         """True while `user` has a live session."""
         return user in self._users
-
-    def carries_session(self, conn):
-        """True if accepted connection `conn` is a staying client's, with a live session: it
-        is never the one shed at the connection cap."""
-        return conn in self._sessions.by_conn
 
     def awaits_ack(self, proof):
         """True while the session with `proof` has messages on their way, unacknowledged: its

@@ -146,13 +146,6 @@ def reply_line(frame):
     return ("".join(_c_encoder(frame, 0)) + "\n").encode("utf-8")   # (encode, inline)
 
 
-def numbered(frame, seq, wire):
-    """The Numbered form of `frame`, stored as number `seq`, whose line is `wire`."""
-    message = Numbered(frame, seq=seq)
-    message.wire = wire
-    return message
-
-
 _scan = json.JSONDecoder().scan_once
 
 

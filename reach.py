@@ -114,7 +114,7 @@ class Reach:
         has room. Every recipient gets the same object, and the same bytes: those on staying
         connections all in one DeliverEach."""
         seq, wire = self._store.keep(recipients, head)
-        shared = protocol.Numbered(message, seq=seq)     # (protocol.numbered, inline)
+        shared = protocol.Numbered(message, seq=seq)     # (its line set below: no call)
         shared.wire = wire
         if len(recipients) == 1:            # a direct message: no filter and map to set up
             target = self._users.get(recipients[0])
@@ -137,7 +137,7 @@ class Reach:
             run.conn, run.sender, run.told, run.skipped, run.frames = (
                 conn, session, told, skipped, [])
         seq, wire = self._store.keep(told, head)
-        shared = protocol.Numbered(message, seq=seq)     # (protocol.numbered, inline)
+        shared = protocol.Numbered(message, seq=seq)     # (its line set below: no call)
         shared.wire = wire
         run.frames.append(shared)
         return ended

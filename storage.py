@@ -391,11 +391,6 @@ class Store:
         """[messages, bytes] in the log, as the disk holds them."""
         return self._index.total
 
-    @property
-    def deliveries(self):
-        """Deliveries waiting, for everyone (each recipient's counts)."""
-        return self._index.deliveries
-
     def count_waiting(self, recipient):
         """How many messages wait for `recipient`."""
         return self._index.count(recipient)
@@ -405,7 +400,7 @@ class Store:
         return [name for name in list(self._index.boxes) if self._index.count(name)]
 
     def count_all_waiting(self):
-        """How many deliveries wait, for everyone."""
+        """How many deliveries wait, for everyone (each recipient's counts)."""
         return self._index.deliveries
 
     def waiting(self, recipient, after=0, limit=-1):

@@ -2,7 +2,7 @@
 (cells.py), the line editor (line_editor.py) and completion (completion.py); no I/O."""
 import pytest
 
-from cells import char_cells, clipped, layout, text_cells
+from cells import char_cells, clipped, layout
 from completion import Completer, Completion, common_start
 from keys import Key, KeyDecoder
 from line_editor import (HISTORY_LINES, MAX_MARKS, ClearScreen, EndOfInput, Entered,
@@ -60,7 +60,7 @@ def test_cr_lf_is_one_enter():
 
 def test_columns_of_characters():
     assert [char_cells(c) for c in "a漢😀\u0301\u200b\u00ad"] == [1, 2, 2, 0, 0, 1]
-    assert text_cells("漢字ab") == 6
+    assert layout("漢字ab", 6, 80).cursor_col == 6      # a row's columns: the characters' sum
 
 
 @pytest.mark.parametrize("text, cursor, width, expect", [

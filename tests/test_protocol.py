@@ -21,7 +21,8 @@ def test_a_stored_line_is_the_frame_encoded_with_its_number_appended(frame, seq,
     wire = protocol.line_head(frame) + b',"seq":%d}\n' % seq
     plain = {**frame, "seq": seq}
     assert protocol.encode(dict(plain)) == wire
-    numbered = protocol.numbered(frame, seq, wire)
+    numbered = protocol.Numbered(frame, seq=seq)      # as reach.py makes one
+    numbered.wire = wire
     assert numbered == plain and protocol.encode(numbered) is wire
     assert protocol.numbered_line(wire) == plain and protocol.numbered_line(wire).wire is wire
     assert "seq" not in frame                    # not changed

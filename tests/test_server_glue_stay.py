@@ -165,8 +165,8 @@ def test_a_push_for_a_connection_already_gone_is_dropped(world):
 
 def test_a_stored_message_for_many_reaches_those_still_connected_with_the_same_bytes(world):
     users = [logged_in(world, "columbia", "116bway"), logged_in(world, "seas", "summerisover")]
-    message = protocol.numbered({"type": "broadcast", "from": "foobar", "text": "hi"}, 0,
-                                b'{"type":"broadcast","from":"foobar","text":"hi","seq":0}\n')
+    message = protocol.Numbered({"type": "broadcast", "from": "foobar", "text": "hi"}, seq=0)
+    message.wire = b'{"type":"broadcast","from":"foobar","text":"hi","seq":0}\n'
     logged = len(world.lines)
     world.glue.apply([DeliverEach([999, *sorted(world.glue.conns)], message)])   # 999: gone
     for client, _ in users:
