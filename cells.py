@@ -4,7 +4,8 @@ A terminal gives most characters one column, East Asian wide and fullwidth ones 
 combining marks none (they sit on the character before them). With autowrap, text reaching
 the right margin goes on at the start of the next row; a wide character that does not fit
 in the last column is moved whole to the next row, leaving that column blank, as xterm does.
-Pure functions: the terminal (terminal.py) uses them to know which rows its input occupies.
+Pure functions: the terminal (terminal.py) uses them to know which rows its input occupies,
+and both screens (the terminal and the window, gui.py) `visible` to show text from the network.
 """
 import unicodedata
 from dataclasses import dataclass
@@ -59,3 +60,22 @@ def clipped(text, width):
         if used > width:
             return text[:index]
     return text
+
+
+# Characters that move the cursor or reorder text although they are not C0/C1 controls.
+_INVISIBLE = {"\u2028", "\u2029", "\u200e", "\u200f"} | {chr(c) for c in range(0x202A, 0x202F)} \
+    | {chr(c) for c in range(0x2066, 0x206A)}
+
+
+def visible(text):
+    """Text from the network -> text safe to print: controls become visible escapes."""
+    out = []
+    for char in text:
+        code = ord(char)
+        if char == "\t":
+            out.append(" ")
+        elif code < 0x20 or 0x7F <= code <= 0x9F or char in _INVISIBLE:
+            out.append(f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
+        else:
+            out.append(char)
+    return "".join(out)

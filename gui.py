@@ -16,10 +16,10 @@ import sys
 import time
 from dataclasses import dataclass, replace
 
+from cells import visible
 from client_events import (AskConsent, ConsentLapsed, Fate, Interrupted, LineIn, LoginAbandoned,
                            Prompt, Show, ShowFate, ShowOnline, ShowSending, Stage, Status)
 from commands import ACTION, action_text, help_lines, lapsed_text
-from terminal import visible
 
 EVERYONE = None     # the compose target that broadcasts
 

@@ -23,7 +23,7 @@ import re
 import signal
 import termios
 
-from cells import char_cells, clipped, layout
+from cells import char_cells, clipped, layout, visible
 from client_events import (AskConsent, ConsentLapsed, InputEnded, LineIn, Prompt, Show,
                            ShowFate, ShowOnline, ShowSending, Stage, Status)
 from commands import ALIASES, COMMANDS, action_text, help_lines, lapsed_text
@@ -38,25 +38,6 @@ _LINE_END = re.compile(rb"\r\n|\r|\n")    # how a piped line may end
 MIN_TICK_S = 0.05               # the status line's countdown is redrawn at most this often
 ERASE_BELOW = "\x1b[J"          # erase from the cursor to the end of the screen
 CLEAR_SCREEN = "\x1b[H\x1b[2J"  # the cursor to the top left, and everything erased
-
-# Characters that move the cursor or reorder text although they are not C0/C1 controls.
-_INVISIBLE = {"\u2028", "\u2029", "\u200e", "\u200f"} | {chr(c) for c in range(0x202A, 0x202F)} \
-    | {chr(c) for c in range(0x2066, 0x206A)}
-
-
-def visible(text):
-    """Text from the network -> text safe to print: controls become visible escapes."""
-    out = []
-    for char in text:
-        code = ord(char)
-        if char == "\t":
-            out.append(" ")
-        elif code < 0x20 or 0x7F <= code <= 0x9F or char in _INVISIBLE:
-            out.append(f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
-        else:
-            out.append(char)
-    return "".join(out)
-
 
 def _up(rows):
     return f"\x1b[{rows}A" if rows > 0 else ""

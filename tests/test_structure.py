@@ -23,6 +23,22 @@ LAYERS = [
     ("server", "client", "bench", "floor_server"),                 # the entry points
 ]
 ORDER = [module for layer in LAYERS for module in layer]
+# The imports within a layer, each one a module built on another of its kind; a new one is
+# added here on purpose, with its reason, or the module moves down a layer.
+SIDEWAYS = {
+    ("irc_words", "irc_wire"),          # what the IRC port says, in IRC's lines
+    ("reactor", "timers"),              # the loop fires the timer wheel
+    ("storage", "log_index"),           # the store keeps its index ...
+    ("storage", "senders"),             # ... and its senders' counters
+    ("outbox", "commands"),             # what waits to be sent is typed commands
+    ("doorkeeper", "peer"),             # the private port's guard speaks the peer protocol
+    ("irc_session", "irc_room"),        # a session's room commands
+    ("chat_server", "reach"),           # the core reaches users through reach.py
+    ("server_glue", "delivery_links"),  # the glue's connections to listening ports
+    ("irc_glue", "server_glue"),        # the IRC port is the native port with another codec
+    ("stay", "client_glue"),            # the staying link is the client glue's
+    ("gui_tk", "gui"),                  # Tk draws the view
+}
 PROJECT = sorted(path.stem for path in ROOT.glob("*.py"))
 
 
@@ -46,6 +62,12 @@ def test_every_import_points_down(module):
     upward = [name for name, _ in imports(ROOT / f"{module}.py")
               if name in PROJECT and name != module and name not in below]
     assert upward == [], f"{module} imports {upward}, which are not below it"
+
+
+def test_imports_within_a_layer_are_the_listed_ones():
+    within = {(module, name) for layer in LAYERS for module in layer
+              for name, _ in imports(ROOT / f"{module}.py") if name in layer and name != module}
+    assert within == SIDEWAYS
 
 
 @pytest.mark.parametrize("path", sorted(ROOT.glob("*.py")) + sorted(ROOT.glob("tests/*.py")),

@@ -9,7 +9,8 @@ import termios
 
 import pytest
 
-from terminal import Terminal, visible
+from cells import visible
+from terminal import Terminal
 from vt import Screen
 
 
