@@ -209,10 +209,10 @@ class IrcSession(RoomCommands):
             # script): its lines wait and are read after the answer, in order
             self._after_login(self.from_client, message, wall)
             return
-        handler = getattr(self, "_c_" + message.command.lower(), None)
-        if handler is not None and (self.welcomed or handler.__name__ in _BEFORE_WELCOME):
-            handler(message.params, wall)
-        elif not self.welcomed and handler is not None:
+        command = COMMANDS.get(message.command)
+        if command is not None and (self.welcomed or command[1]):
+            command[0](self, message.params, wall)
+        elif command is not None:
             self.numeric("451", "You have not registered")
         elif message.command.isdigit():
             pass            # a numeric from a client means nothing to a server
@@ -817,8 +817,24 @@ def _number(text):
     return int(text) if text.isascii() and text.isdigit() else 0
 
 
-# Commands a client may send before it is welcomed (the rest get 451).
-_BEFORE_WELCOME = {"_c_cap", "_c_authenticate", "_c_pass", "_c_nick", "_c_user", "_c_ping",
-                   "_c_pong", "_c_quit"}
+# An IRC command -> (its handler, True if a client may send it before it is welcomed: the
+# rest get 451 until then). A method is a command only when it is listed here.
+_S, _R = IrcSession, RoomCommands
+COMMANDS = {
+    "CAP": (_S._c_cap, True), "AUTHENTICATE": (_S._c_authenticate, True),
+    "PASS": (_S._c_pass, True), "NICK": (_S._c_nick, True), "USER": (_S._c_user, True),
+    "PING": (_S._c_ping, True), "PONG": (_S._c_pong, True), "QUIT": (_S._c_quit, True),
+    "PRIVMSG": (_S._c_privmsg, False), "NOTICE": (_S._c_notice, False),
+    "TAGMSG": (_S._c_tagmsg, False), "VERSION": (_S._c_version, False),
+    "TIME": (_S._c_time, False), "SILENCE": (_S._c_silence, False),
+    "JOIN": (_R._c_join, False), "PART": (_R._c_part, False), "NAMES": (_R._c_names, False),
+    "TOPIC": (_R._c_topic, False), "INVITE": (_R._c_invite, False),
+    "KICK": (_R._c_kick, False), "LIST": (_R._c_list, False), "MODE": (_R._c_mode, False),
+    "WHO": (_R._c_who, False), "WHOIS": (_R._c_whois, False),
+    "WHOWAS": (_R._c_whowas, False), "ISON": (_R._c_ison, False),
+    "USERHOST": (_R._c_userhost, False), "AWAY": (_R._c_away, False),
+    "MOTD": (_R._c_motd, False), "LUSERS": (_R._c_lusers, False),
+}
+del _S, _R
 
 __all__ = ["IrcSession", "Message", "folded"]

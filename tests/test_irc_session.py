@@ -1701,3 +1701,13 @@ def test_who_and_whois_of_another_irc_user_show_their_user_line_and_away():
     said(columbia, "WHO seas")
     assert answer(columbia, "online", users=["seas"])[0] == (
         f"{S}352 columbia #chat ~u chat {SERVER} seas H :0 seas")   # gone: its mask stays
+
+
+def test_every_command_method_is_in_the_dispatch_table_and_nothing_else_is():
+    """Commands are dispatched through an explicit table (irc_session.COMMANDS): a method
+    named for a command and left out of it would answer 421."""
+    import irc_session
+    methods = {name for name in dir(IrcSession) if name.startswith("_c_")}
+    assert {handler.__name__ for handler, _ in irc_session.COMMANDS.values()} == methods
+    assert all("_c_" + command.lower() == handler.__name__
+               for command, (handler, _) in irc_session.COMMANDS.items())
