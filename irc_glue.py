@@ -11,7 +11,7 @@ Timers per connection: a heartbeat for the core (IRC clients send none) every KE
 half the time-out when that is shorter, and a PING once the client has been silent
 PING_AFTER_S; silent IDLE_S, it is closed.
 """
-from irc_session import IrcSession, folded
+from irc_session import IrcSession, Shared, folded
 from irc_wire import BadText, TooLong, line, parse
 from limits import REFUSALS_PER_READ
 from passwords import open_accounts
@@ -52,7 +52,7 @@ class IrcFront(Accepted):
         self.accounts = folded(accounts)
         self.open = open_accounts(accounts)
         self.acks_due = []      # links given deliveries this pass: each gets its ack PING
-        self.shared = {}        # what the sessions share (irc_session)
+        self.shared = Shared()    # what the sessions share (irc_session)
         self.last_decoded = (None, None)    # (a native line, its frame): a broadcast's one
                                             # line reaches every recipient's link
         glue.reactor.before_flush(self._ack_pings)      # (after the glue's: it delivers)
@@ -91,7 +91,7 @@ class IrcFront(Accepted):
                                                     f"{LINES_PER_READ} lines in one read)")
                 link.flush()
                 break
-            errors = shared.get("refusals", 0)
+            errors = shared.refusals
             try:
                 message = parse(raw)
             except TooLong:
@@ -101,7 +101,7 @@ class IrcFront(Accepted):
             else:
                 if message is not None:
                     session.from_client(message, wall)
-            refused += shared.get("refusals", 0) > errors
+            refused += shared.refusals > errors
             if refused >= REFUSALS_PER_READ:
                 # (limits.REFUSALS_PER_READ: a trial's 10 connections of "X" lines, each
                 # a 451 or 421, held everyone's heartbeat 0.3 s. Per line: one JOIN of an

@@ -173,7 +173,7 @@ class RoomCommands:
 
     def _irc_user(self, name):
         """The session of IRC user `name` on this port, or None (a client.py user)."""
-        return self if name == self.nick else self.shared.get("users", {}).get(name)
+        return self if name == self.nick else self.shared.users.get(name)
 
     def _user_of(self, name):
         """(user name, real name) to show for `name`: the user part of the mask its lines
@@ -264,6 +264,6 @@ class RoomCommands:
         self.numeric("255", f"I have {count} clients and 0 servers")
         # the most seen at once is the most LUSERS has counted since the server started
         # (there is one server: local and global are the same)
-        most = self.shared["most_users"] = max(self.shared.get("most_users", 0), count)
+        most = self.shared.most_users = max(self.shared.most_users, count)
         self.numeric("265", str(count), str(most), f"Current local users {count}, max {most}")
         self.numeric("266", str(count), str(most), f"Current global users {count}, max {most}")

@@ -65,6 +65,22 @@ def folded(names):
     return {fold(name): name for name in names}
 
 
+class Shared:
+    """What the IRC port's sessions share (irc_glue makes one for them all)."""
+
+    __slots__ = ("refusals", "users", "idents", "logging", "broadcast", "presence",
+                 "most_users")
+
+    def __init__(self):
+        self.refusals = 0           # lines refused, ever: the glue's flood rule reads the rise
+        self.users = {}             # account -> its welcomed session, for WHOIS and the like
+        self.idents = {}            # account -> the user name its USER gave (who_is)
+        self.logging = set()        # accounts whose login is being answered
+        self.broadcast = None       # (key, lines) of the last broadcast: made once for all
+        self.presence = None        # (frame, users, lines) of the last presence notice
+        self.most_users = 0         # the most users LUSERS has counted at once
+
+
 class IrcSession(RoomCommands):
     """See the module docstring. `accounts`: `folded` account names (a name's case may
     differ on IRC); `server`: our name in numerics; `room`: the one channel."""
@@ -81,8 +97,7 @@ class IrcSession(RoomCommands):
     def __init__(self, accounts, server, room, host, open_accounts=(), shared=None,
                  is_online=lambda name: False):
         self.accounts = accounts        # folded name -> account name (`folded`), shared
-        self.shared = {} if shared is None else shared     # what sessions share: the last
-                                                            # broadcast's lines
+        self.shared = Shared() if shared is None else shared     # (one for every session)
         self.open_accounts = open_accounts     # names that need no password (passwords.OPEN)
         self.is_online = is_online      # name -> True while it has a session (the core's)
         self.server = server
@@ -143,7 +158,7 @@ class IrcSession(RoomCommands):
 
     def numeric(self, code, *params):
         if code[0] in "45":     # an error: counted for the front's flood rule (irc_glue)
-            self.shared["refusals"] = self.shared.get("refusals", 0) + 1
+            self.shared.refusals += 1
         self.say(code, self.nick, *params)
 
     def notice(self, text, source=SERVICE_SOURCE):
@@ -190,8 +205,7 @@ class IrcSession(RoomCommands):
         one they did not verify), nick!nick@chat for a client.py user."""
         if name == self.account and self.ident:
             return f"{name}!{self.ident}@{USER_HOST}"
-        idents = self.shared.get("idents")
-        return f"{name}!{idents.get(name, name) if idents else name}@{USER_HOST}"
+        return f"{name}!{self.shared.idents.get(name, name)}@{USER_HOST}"
 
     def _time_tags(self, at):
         if at is None or "server-time" not in self.caps:
@@ -228,12 +242,12 @@ class IrcSession(RoomCommands):
             self.early.append((step, args))
 
     def refused_text(self, command):
-        self.shared["refusals"] = self.shared.get("refusals", 0) + 1
+        self.shared.refusals += 1
         self._say_in_turn("FAIL", command, "INVALID_UTF8", "Messages must be UTF-8; this line "
                           "was not sent")
 
     def too_long(self):
-        self.shared["refusals"] = self.shared.get("refusals", 0) + 1    # (as numeric does)
+        self.shared.refusals += 1     # (as numeric does)
         self._say_in_turn("417", self.nick, "Input line was too long")
 
     def _say_in_turn(self, *words):
@@ -422,7 +436,7 @@ class IrcSession(RoomCommands):
         elif not self.logging_in:
             account = self.accounts.get(fold(self.nick))
             if self.password is None and account in self.open_accounts:
-                if self.is_online(account) or account in self.shared.get("logging", ()):
+                if self.is_online(account) or account in self.shared.logging:
                     # no password proves this is the same person: an open account in use
                     # is not taken over (a login with its password would be)
                     self.numeric("433", self.nick, "Nickname is already in use")
@@ -440,13 +454,13 @@ class IrcSession(RoomCommands):
         user = self.accounts.get(fold(name), name)
         self.logging_in = True
         self.password = None        # (asked once: not kept in memory after)
-        self.shared.setdefault("logging", set()).add(user)
+        self.shared.logging.add(user)
         self.ask("login", {"user": user, "password": password, "stay": True},
                  self._logged_in, (user, by_sasl))
 
     def _logged_in(self, frame, context):
         self.logging_in = False
-        self.shared["logging"].discard(context[0])
+        self.shared.logging.discard(context[0])
         if self.gone:
             # closed meanwhile (a flood of early lines): nothing more is said, but a session
             # that began is ended with the connection (connection_lost)
@@ -481,12 +495,12 @@ class IrcSession(RoomCommands):
         self.nick = self.account
         self.welcomed = True
         # what IRC says of its users (USER's names, AWAY) is there for the others' WHO, WHOIS
-        self.shared.setdefault("users", {})[self.account] = self
+        self.shared.users[self.account] = self
         if self.ident:
             # the user part of its mask for the others too, until it registers again (kept
             # past its logout: its QUIT and its messages kept for later carry it; an entry
             # per account, so bounded)
-            self.shared.setdefault("idents", {})[self.account] = self.ident
+            self.shared.idents[self.account] = self.ident
         self.numeric("001", f"Welcome to the chat room, {self.who_is(self.account)}")
         self.numeric("002", f"Your host is {self.server}, running version {VERSION}")
         self.numeric("003", "This server keeps every message until its recipient has read it")
@@ -698,13 +712,13 @@ class IrcSession(RoomCommands):
         sender = frame.get("from", "")
         if kind in ("message", "broadcast"):
             key = (frame.get("seq"), "server-time" in self.caps, "message-tags" in self.caps)
-            made = self.shared.get("broadcast")
+            made = self.shared.broadcast
             if kind == "broadcast" and made is not None and made[0] == key:
                 lines = made[1]     # every recipient of a broadcast gets the same lines
             else:
                 lines = self._message_lines(frame, kind, sender)
                 if kind == "broadcast":
-                    self.shared["broadcast"] = (key, lines)
+                    self.shared.broadcast = (key, lines)
             self._put_all(lines)
             if "seq" in frame:
                 self.shown_seq = max(self.shown_seq, frame["seq"])
@@ -736,7 +750,7 @@ class IrcSession(RoomCommands):
         every IRC user, the same object (irc_glue): its lines are made once, for all of them,
         and each is given all but its own (a thousand logins to a thousand users were a
         million lines made one by one)."""
-        made = self.shared.get("presence")
+        made = self.shared.presence
         if made is None or made[0] is not frame:
             changes = frame.get("changes") or [[frame.get("user"), frame.get("online")]]
             quit_params = [frame.get("reason") or "Logged out"]
@@ -744,7 +758,7 @@ class IrcSession(RoomCommands):
                     [line(self.who_is(user), "JOIN" if online else "QUIT",
                           *([self.room] if online else quit_params))
                      for user, online in changes])
-            self.shared["presence"] = made
+            self.shared.presence = made
         _, users, lines = made
         if self.account in users:
             lines = [data for user, data in zip(users, lines) if user != self.account]
@@ -808,8 +822,8 @@ class IrcSession(RoomCommands):
         if self.token is not None:
             self.ask("logout", {})
             self.token = None
-        if self.shared.get("users", {}).get(self.account) is self:
-            del self.shared["users"][self.account]
+        if self.shared.users.get(self.account) is self:
+            del self.shared.users[self.account]
 
 
 def _number(text):
@@ -837,4 +851,4 @@ COMMANDS = {
 }
 del _S, _R
 
-__all__ = ["IrcSession", "Message", "folded"]
+__all__ = ["IrcSession", "Message", "Shared", "folded"]

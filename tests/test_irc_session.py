@@ -9,7 +9,7 @@ import base64
 import pytest
 
 from irc_session import (ACK_PING_BATCH, ACK_PING_BUSY_S, ACK_PING_GAP_S, ACK_PINGS,
-                         MAX_EARLY_LINES, IrcSession, folded)
+                         MAX_EARLY_LINES, IrcSession, Shared, folded)
 from irc_wire import parse
 from irc_words import HELP, NO_PRIVATE, TOPIC
 
@@ -1357,7 +1357,7 @@ def test_a_presence_batch_is_told_in_order_skipping_oneself():
 
 
 def test_a_presence_frame_s_lines_are_made_once_for_all_and_each_skips_its_own():
-    shared = {}
+    shared = Shared()
     columbia, seas, guest = (welcomed(name, shared=shared) for name in ("columbia", "seas",
                                                                          "guest"))
     frame = {"type": "presence", "changes": [["seas", True], ["columbia", True]]}
@@ -1451,7 +1451,7 @@ def test_a_broadcast_is_said_in_the_room():
 
 
 def test_a_broadcast_s_lines_are_made_once_for_sessions_that_share():
-    shared = {}
+    shared = Shared()
     first, second = welcomed(shared=shared), welcomed(shared=shared)
     frame = {"type": "broadcast", "from": "seas", "text": "hello all", "seq": 9, "at": WALL}
     first.from_core(dict(frame), WALL)
@@ -1462,7 +1462,7 @@ def test_a_broadcast_s_lines_are_made_once_for_sessions_that_share():
 
 
 def test_a_broadcast_s_lines_differ_by_the_server_time_cap():
-    shared = {}
+    shared = Shared()
     plain, timed = welcomed(shared=shared), welcomed(caps=("server-time",), shared=shared)
     again = welcomed(shared=shared)
     frame = {"type": "broadcast", "from": "seas", "text": "hello all", "seq": 9, "at": WALL}
@@ -1476,7 +1476,7 @@ def test_a_broadcast_reaches_the_others_when_the_first_waits_on_an_answer():
     # the first session's lines wait behind its WHO's answer; the lines made for it are still
     # every other session's (they were once taken from what it had written so far: nothing,
     # and the others were sent nothing while their PONG acknowledged the message)
-    shared = {}
+    shared = Shared()
     first, second = welcomed(shared=shared), welcomed(shared=shared)
     said(first, "WHO #chat")
     who = request(first)
@@ -1490,7 +1490,7 @@ def test_a_broadcast_reaches_the_others_when_the_first_waits_on_an_answer():
 
 
 def test_the_next_broadcast_is_not_taken_for_the_last_one():
-    shared = {}
+    shared = Shared()
     first, second = welcomed(shared=shared), welcomed(shared=shared)
     for seq, text in ((9, "one"), (10, "two")):
         first.from_core({"type": "broadcast", "from": "seas", "text": text, "seq": seq}, WALL)
@@ -1672,7 +1672,7 @@ def test_names_carry_user_and_host_with_userhost_in_names():
 def test_every_line_and_who_show_one_mask_for_a_user_with_only_a_users_safe_characters():
     """irssi kept WHO's ~user@chat for a nick whose lines came from nick!nick@chat, so a mask
     taken from WHOIS matched none of them (a trial's)."""
-    shared = {}
+    shared = Shared()
     seas = new_session(shared=shared)
     said(seas, "PASS pw", "NICK seas", "USER s!e@a:s 0 * :Seas")
     assert answer(seas, "welcome", user="seas", token="t2")[0] == (
@@ -1688,7 +1688,7 @@ def test_every_line_and_who_show_one_mask_for_a_user_with_only_a_users_safe_char
 
 
 def test_who_and_whois_of_another_irc_user_show_their_user_line_and_away():
-    shared = {}
+    shared = Shared()
     seas = welcomed("seas", shared=shared)
     said(seas, "AWAY :at lunch")
     columbia = welcomed(shared=shared)
