@@ -270,41 +270,15 @@ def _listen(reactor, args):
     return listeners[0], (listeners[1] if len(listeners) > 1 else None)
 
 
-def main(argv=None):
-    """Run the server until SIGINT, SIGTERM, SIGHUP or SIGQUIT (or run `passwd`); returns the
-    exit status."""
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["passwd"]:
-        return passwords.passwd_main(argv[1:])
-    args = parse_args(argv)
-    clock = RealClock()
-    log = make_logger(clock)
-    try:
-        credentials = load_credentials(args.credentials)
-    except CredentialsError as exc:
-        print(f"server.py: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"server.py: cannot read the accounts file {os.path.abspath(args.credentials)}: "
-              f"{exc.strerror} (--credentials FILE names another)", file=sys.stderr)
-        return 1
-    reactor = Reactor(clock, log=log, frame_time_s=args.frame_time)
-    # the ports before the data directory: a port another program holds ends the start with
-    # nothing made or written there; what arrives waits in the kernel until the first pass,
-    # when the listeners have their handlers
-    listeners = _listen(reactor, args)
-    if listeners is None:
-        return 1
-    listener, irc_listener = listeners
-    # what the server writes (the store holds every waiting message's text) is its own
-    # account's alone: an operator's trial read another user's messages as `nobody`
-    os.umask(0o077)
+def _open_store(args, clock):
+    """The data directory's store, made if need be -> the Store, or None once the failure
+    is told."""
     try:
         os.makedirs(args.data_dir, exist_ok=True)
         # numbers start above the wall clock in microseconds: a wiped or restored data
         # directory never gives a number a running client has seen (PROTOCOL.md)
-        store = Store(os.path.join(args.data_dir, "chat.sqlite3"), clock, sync=args.sync,
-                      seq_floor=int(clock.wall() * 1_000_000), exclusive=True)
+        return Store(os.path.join(args.data_dir, "chat.sqlite3"), clock, sync=args.sync,
+                     seq_floor=int(clock.wall() * 1_000_000), exclusive=True)
     except (OSError, sqlite3.Error) as exc:
         why = exc
         if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
@@ -316,39 +290,13 @@ def main(argv=None):
         elif os.path.exists(args.data_dir) and not os.path.isdir(args.data_dir):
             why = "it is not a directory"
         print(f"server.py: cannot open the data directory {args.data_dir}: {why}", file=sys.stderr)
-        return 1
-    settings = Settings(block_time_s=args.block_time, timeout_s=args.timeout,
-                        consent_s=args.consent_time, **limit_settings(args))
-    core = ChatServer(credentials, store, settings, instance=secrets.token_hex(4))
-    try:
-        max_connections, delivery_sockets = _fit_descriptors(args.max_connections, log)
-    except TooFewDescriptors as exc:
-        print(f"server.py: {exc}", file=sys.stderr)
-        return 1
-    glue = ServerGlue(reactor, core, store, log, commit_each=args.commit == "each",
-                      max_connections=max_connections, first_frame_s=args.frame_time,
-                      delivery_sockets=delivery_sockets, max_per_address=args.max_per_address)
-    listener.handler = glue.accepted
-    front = None
-    if irc_listener is not None:
-        front = irc_listener.handler = IrcFront(glue, credentials, args.irc_name,
-                                                  args.irc_room, settings.timeout_s)
+        return None
 
-    def stop(signum):
-        reactor.stop()          # (first: nothing after it, a log that fails say, may keep it up)
-        log(f"stopping ({signal.Signals(signum).name})")
 
-    # SIGHUP too: what closing the terminal or SSH session that started it sends; and SIGQUIT,
-    # Ctrl-\ (an operator's trial saw it end the server without a word, acknowledgements
-    # of the last second unwritten)
-    reactor.on_signals(stop, signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP,
-                                      signal.SIGQUIT))
-    HeapTrimmer(reactor)
-    secured = "TLS" if args.tls_context else "plain TCP: passwords cross the network in clear"
-    accounts = f"{len(credentials)} account{'' if len(credentials) == 1 else 's'}"
-    log(f"listening on {args.host}:{listener.port} with {accounts} from "
-        f"{os.path.abspath(args.credentials)}, data in {os.path.abspath(args.data_dir)} "
-        f"(sync {args.sync}; {secured})")
+def _start_warnings(args, clock, credentials, store, settings, log, irc_listener):
+    """Log what an operator should know at the start: a certificate near its end, accounts
+    nobody or anybody can log in as, messages waiting for names no account has, the IRC port
+    and its limits on names, a wrong clock, a disk too small."""
     if args.tls_cert:
         expiring = certificate.warning(args.tls_cert, clock.wall())
         if expiring:
@@ -396,6 +344,73 @@ def main(argv=None):
     cramped = disk_room_warning(args.data_dir, settings.store_bytes)
     if cramped:
         log(cramped)
+
+
+def main(argv=None):
+    """Run the server until SIGINT, SIGTERM, SIGHUP or SIGQUIT (or run `passwd`); returns the
+    exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["passwd"]:
+        return passwords.passwd_main(argv[1:])
+    args = parse_args(argv)
+    clock = RealClock()
+    log = make_logger(clock)
+    try:
+        credentials = load_credentials(args.credentials)
+    except CredentialsError as exc:
+        print(f"server.py: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"server.py: cannot read the accounts file {os.path.abspath(args.credentials)}: "
+              f"{exc.strerror} (--credentials FILE names another)", file=sys.stderr)
+        return 1
+    reactor = Reactor(clock, log=log, frame_time_s=args.frame_time)
+    # the ports before the data directory: a port another program holds ends the start with
+    # nothing made or written there; what arrives waits in the kernel until the first pass,
+    # when the listeners have their handlers
+    listeners = _listen(reactor, args)
+    if listeners is None:
+        return 1
+    listener, irc_listener = listeners
+    try:
+        max_connections, delivery_sockets = _fit_descriptors(args.max_connections, log)
+    except TooFewDescriptors as exc:
+        print(f"server.py: {exc}", file=sys.stderr)
+        return 1
+    # what the server writes (the store holds every waiting message's text) is its own
+    # account's alone: an operator's trial read another user's messages as `nobody`
+    os.umask(0o077)
+    store = _open_store(args, clock)
+    if store is None:
+        return 1
+    settings = Settings(block_time_s=args.block_time, timeout_s=args.timeout,
+                        consent_s=args.consent_time, **limit_settings(args))
+    core = ChatServer(credentials, store, settings, instance=secrets.token_hex(4))
+    glue = ServerGlue(reactor, core, store, log, commit_each=args.commit == "each",
+                      max_connections=max_connections, first_frame_s=args.frame_time,
+                      delivery_sockets=delivery_sockets, max_per_address=args.max_per_address)
+    listener.handler = glue.accepted
+    front = None
+    if irc_listener is not None:
+        front = irc_listener.handler = IrcFront(glue, credentials, args.irc_name,
+                                                  args.irc_room, settings.timeout_s)
+
+    def stop(signum):
+        reactor.stop()          # (first: nothing after it, a log that fails say, may keep it up)
+        log(f"stopping ({signal.Signals(signum).name})")
+
+    # SIGHUP too: what closing the terminal or SSH session that started it sends; and SIGQUIT,
+    # Ctrl-\ (an operator's trial saw it end the server without a word, acknowledgements
+    # of the last second unwritten)
+    reactor.on_signals(stop, signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP,
+                                      signal.SIGQUIT))
+    HeapTrimmer(reactor)
+    secured = "TLS" if args.tls_context else "plain TCP: passwords cross the network in clear"
+    accounts = f"{len(credentials)} account{'' if len(credentials) == 1 else 's'}"
+    log(f"listening on {args.host}:{listener.port} with {accounts} from "
+        f"{os.path.abspath(args.credentials)}, data in {os.path.abspath(args.data_dir)} "
+        f"(sync {args.sync}; {secured})")
+    _start_warnings(args, clock, credentials, store, settings, log, irc_listener)
     settle_collector()
     reactor.run()
     listener.close()
