@@ -211,16 +211,29 @@ class RoomCommands:
         self.numeric("318", wanted, "End of /WHOIS list")
 
     def _c_whowas(self, params, wall):
-        """No history is kept; said as 406 (irssi sends WHOWAS by itself after a WHOIS's 401,
-        and shows only its answer)."""
+        """An account not online is answered as a nick that was (314: offline, a message to
+        it waits): irssi sends WHOWAS by itself after a WHOIS's 401, and shows only its
+        answer, which was "There is no such nick" (a trial's) for an account a message would
+        have reached. No history is kept: a name no account has is 406."""
         if not params or not params[0]:
             self.numeric("431", "No nickname given")
             return
-        wanted = params[0]
-        self.numeric("406", wanted, "There was no such nickname" if fold(wanted) not in
-                     self.accounts else "No history is kept here: WHOIS says whether they are "
-                                        "online (a message to them waits if not)")
-        self.numeric("369", wanted, "End of WHOWAS")
+        account = self.accounts.get(fold(params[0]))
+        if account is None:
+            self.numeric("406", params[0], "There was no such nickname")
+            self.numeric("369", params[0], "End of WHOWAS")
+            return
+        self._ask_online(self._whowas, account)
+
+    def _whowas(self, frame, account):
+        if account == self.nick or account in self._online_list(frame):
+            self.numeric("406", account, "Online now: WHOIS tells more")
+        else:
+            username, _ = self._user_of(account)
+            self.numeric("314", account, username, USER_HOST, "*",
+                         "offline: a message to them waits for their next login")
+            self.numeric("312", account, self.server, "the chat room")
+        self.numeric("369", account, "End of WHOWAS")
 
     def _c_ison(self, params, wall):
         if self._need(params, 1, "ISON"):
@@ -237,9 +250,9 @@ class RoomCommands:
     def _userhost(self, frame, wanted):
         online = {fold(name): name for name in [self.nick, *self._online_list(frame)]}
         found = [online[fold(name)] for name in wanted if fold(name) in online]
-        # (+ here, - away: RFC 2812 4.8)
-        self.numeric("302", " ".join(f"{name}={'-' if self._away_of(name) else '+'}{name}@"
-                                     f"{USER_HOST}" for name in found))
+        # (+ here, - away: RFC 2812 4.8; the user part as WHO and every line show it)
+        self.numeric("302", " ".join(f"{name}={'-' if self._away_of(name) else '+'}"
+                                     f"{self._user_of(name)[0]}@{USER_HOST}" for name in found))
 
     def _c_away(self, params, wall):
         self.away = params[0] if params and params[0] else None

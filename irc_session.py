@@ -443,6 +443,12 @@ class IrcSession(RoomCommands):
                     self.nick = "*"
                     return
                 self.password = "(none)"        # an open account takes any password
+            if self.password is None and account is None:
+                # (told a password was required, a trial's user looked for one that cannot be)
+                text = login_refused({"code": "unknown_user"}, self.nick)
+                self.numeric("464", text)
+                self.close("login refused", text)
+                return
             if self.password is None:
                 self.numeric("464", "Password required: connect with your account's "
                              "password (PASS, or SASL PLAIN)")
@@ -565,6 +571,34 @@ class IrcSession(RoomCommands):
         self.numeric("391", self.server, time.strftime("%A %d %B %Y -- %H:%M:%S UTC",
                                                        time.gmtime(wall)))
 
+    # the server's own queries and an operator's commands: answered with the numerics IRC
+    # has for them, not 421 (a client's /admin or /oper said "Unknown command")
+    def _c_admin(self, params, wall):
+        self.numeric("423", self.server, "No administrative info available")
+
+    def _c_info(self, params, wall):
+        self.numeric("371", f"{self.server}: a chat room that keeps every message until its "
+                     f"recipient has read it")
+        self.numeric("374", "End of INFO list")
+
+    def _c_links(self, params, wall):
+        self.numeric("364", self.server, self.server, "0 the chat room")
+        self.numeric("365", params[-1] if params else "*", "End of LINKS list")
+
+    def _c_stats(self, params, wall):
+        self.numeric("219", params[0][:1] if params and params[0] else "*",
+                     "End of STATS report")
+
+    def _c_users(self, params, wall):
+        self.numeric("446", "USERS has been disabled (WHO lists the room)")
+
+    def _c_oper(self, params, wall):
+        self.numeric("491", "No operators here: everyone in the room is equal")
+
+    def _c_operator_only(self, params, wall):
+        """KILL, DIE, REHASH, RESTART, SQUIT, CONNECT, WALLOPS: this server has no operators."""
+        self.numeric("481", "Permission Denied- You're not an IRC operator")
+
     def _c_notice(self, params, wall):
         self._c_privmsg(params, wall, notice=True)
 
@@ -668,8 +702,10 @@ class IrcSession(RoomCommands):
             return
         for mask in params[0].split(","):
             sign, name = mask[:1], mask[1:]
-            if sign not in "+-" or not name:
+            if sign not in ("+", "-"):
                 sign, name = "+", mask
+            if not name:
+                continue        # ("SILENCE ," or a bare "+": no one named)
             user = self.accounts.get(fold(name.split("!")[0]), name)
             verb = "block" if sign == "+" else "unblock"
             self.ask(verb, {"user": user}, self._silenced, (sign, user))
@@ -841,6 +877,10 @@ COMMANDS = {
     "PRIVMSG": (_S._c_privmsg, False), "NOTICE": (_S._c_notice, False),
     "TAGMSG": (_S._c_tagmsg, False), "VERSION": (_S._c_version, False),
     "TIME": (_S._c_time, False), "SILENCE": (_S._c_silence, False),
+    "ADMIN": (_S._c_admin, False), "INFO": (_S._c_info, False), "LINKS": (_S._c_links, False),
+    "STATS": (_S._c_stats, False), "USERS": (_S._c_users, False), "OPER": (_S._c_oper, False),
+    **{command: (_S._c_operator_only, False)
+       for command in ("KILL", "DIE", "REHASH", "RESTART", "SQUIT", "CONNECT", "WALLOPS")},
     "JOIN": (_R._c_join, False), "PART": (_R._c_part, False), "NAMES": (_R._c_names, False),
     "TOPIC": (_R._c_topic, False), "INVITE": (_R._c_invite, False),
     "KICK": (_R._c_kick, False), "LIST": (_R._c_list, False), "MODE": (_R._c_mode, False),

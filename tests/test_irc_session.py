@@ -386,6 +386,14 @@ def test_no_password_gets_464_and_the_link_is_closed_without_asking_the_core():
     assert session.hangup == "no password" and session.requests == []
 
 
+def test_a_nick_no_account_has_is_told_so_without_a_password_too():
+    """(told "Password required", a trial's user looked for a password that cannot exist)"""
+    session = new_session()
+    assert said(session, "NICK bob", "USER u 0 * :u") == [
+        f"{S}464 bob :No account is called bob", "ERROR :Closing link: No account is called bob"]
+    assert session.requests == []
+
+
 def test_an_open_account_registers_without_pass():
     session = new_session(open_accounts={"guest"})
     assert said(session, "NICK Guest", "USER u 0 * :u") == []
@@ -890,6 +898,14 @@ def test_silence_blocks_and_unblocks_and_echoes_the_account(mask, verb, sign):
     assert reply_to(session, req, "ok") == [f"{ME}SILENCE {sign}seas"]
 
 
+@pytest.mark.parametrize("masks", [",", "+", "-", "+,-"])
+def test_silence_of_no_name_asks_nothing(masks):
+    """(a trial's "SILENCE ," was answered with a field check's words, "SILENCE +" with
+    "There is no user +")"""
+    session = welcomed()
+    assert said(session, f"SILENCE {masks}") == [] and session.requests == []
+
+
 def test_silence_takes_several_masks():
     session = welcomed()
     said(session, "SILENCE +seas,-guest")
@@ -1057,13 +1073,13 @@ def test_userhost_answers_for_those_online_in_their_account_s_case():
     session = welcomed()
     said(session, "USERHOST SEAS nobody guest Columbia")
     assert answer(session, "online", users=["seas"]) == [
-        f"{S}302 columbia :seas=+seas@chat columbia=+columbia@chat"]
+        f"{S}302 columbia :seas=+seas@chat columbia=+~u@chat"]      # (as WHO shows them)
 
 
 def test_userhost_marks_an_away_user_with_a_minus():
     session = welcomed()
     said(session, "AWAY :lunch", "USERHOST columbia")
-    assert answer(session, "online", users=[]) == [f"{S}302 columbia columbia=-columbia@chat"]
+    assert answer(session, "online", users=[]) == [f"{S}302 columbia columbia=-~u@chat"]
 
 
 def test_userhost_with_no_nick_gets_461():
@@ -1104,13 +1120,19 @@ def test_who_masks_match_with_wildcards_and_away_is_g():
         f"{S}315 columbia c?lum* :End of WHO list"]
 
 
-def test_whowas_keeps_no_history_and_says_so_with_406():
+def test_whowas_answers_an_account_not_online_as_one_that_was():
     """irssi sends WHOWAS by itself after a WHOIS's 401 and shows only its answer: a 421 made
-    /whois of an absent user say "WHOWAS Unknown command" (a trial's)."""
+    /whois of an absent user say "WHOWAS Unknown command", a 406 "There is no such nick" for
+    an account a message would reach (trials')."""
     session = welcomed()
-    assert said(session, "WHOWAS seas") == [
-        f"{S}406 columbia seas :No history is kept here: WHOIS says whether they are online (a "
-        f"message to them waits if not)",
+    said(session, "WHOWAS Seas")
+    assert answer(session, "online", users=[]) == [
+        f"{S}314 columbia seas seas chat * :offline: a message to them waits for their next "
+        f"login", f"{S}312 columbia seas chat.server :the chat room",
+        f"{S}369 columbia seas :End of WHOWAS"]
+    said(session, "WHOWAS seas")
+    assert answer(session, "online", users=["seas"]) == [
+        f"{S}406 columbia seas :Online now: WHOIS tells more",
         f"{S}369 columbia seas :End of WHOWAS"]
     assert said(session, "WHOWAS nobody 1") == [
         f"{S}406 columbia nobody :There was no such nickname",
@@ -1709,5 +1731,16 @@ def test_every_command_method_is_in_the_dispatch_table_and_nothing_else_is():
     import irc_session
     methods = {name for name in dir(IrcSession) if name.startswith("_c_")}
     assert {handler.__name__ for handler, _ in irc_session.COMMANDS.values()} == methods
-    assert all("_c_" + command.lower() == handler.__name__
-               for command, (handler, _) in irc_session.COMMANDS.items())
+    assert all("_c_" + command.lower() == handler.__name__ or handler.__name__ == (
+        "_c_operator_only") for command, (handler, _) in irc_session.COMMANDS.items())
+
+
+@pytest.mark.parametrize("command, numeric", [
+    ("OPER a b", "491"), ("KILL x :y", "481"), ("DIE", "481"), ("REHASH", "481"),
+    ("SQUIT x :y", "481"), ("CONNECT x", "481"), ("ADMIN", "423"), ("INFO", "374"),
+    ("STATS u", "219"), ("LINKS", "365"), ("USERS", "446")])
+def test_operator_and_server_queries_get_their_numerics_not_421(command, numeric):
+    """(a trial's /admin and /oper said "Unknown command")"""
+    lines = said(welcomed(), command)
+    assert any(f" {numeric} " in line for line in lines)
+    assert not any(" 421 " in line for line in lines)
