@@ -77,6 +77,8 @@ class IrcFront(Accepted):
         return state
 
     def on_frames(self, conn, lines):
+        if any(b"\r" in raw.rstrip(b"\r") for raw in lines):
+            lines = _at_each_cr(lines)
         link = conn.data.link
         clock = self.glue.reactor.clock
         wall = clock.wall()
@@ -252,6 +254,13 @@ class IrcLink:
             self._ack_timer.cancel()
         self.session.connection_lost()
         self._send_requests()
+
+
+def _at_each_cr(lines):
+    """A read's lines, a CR alone ending one too, as ngIRCd reads them: "PING a\rPING b\r\n"
+    is two lines (the second had no answer, and a PRIVMSG's "\rQUIT :bye" went on as its
+    text: a trial's)."""
+    return [part for raw in lines for part in raw.rstrip(b"\r").split(b"\r")]
 
 
 def _command_of(raw):

@@ -598,6 +598,16 @@ def test_commands_before_registration_and_unknown_ones_get_numerics_not_a_close(
     assert client.of("451") and client.closed is None
 
 
+def test_a_cr_alone_ends_a_line_as_a_cr_lf_does(world):
+    """(a trial's "PING one\rPING two\r\n" got one PONG; "PRIVMSG seas :hi\rQUIT :bye"
+    reached seas as "hi QUIT :bye")"""
+    columbia = irc_login(world, "columbia")
+    columbia.send(b"PING one\rPING two\r\nPING three\r\r\nPRIVMSG seas :hi\rPING four\n")
+    settle(world, lambda: len(columbia.of("PONG")) == 4)
+    assert [m.params[-1] for m in columbia.of("PONG")] == ["one", "two", "three", "four"]
+    assert b'"text":"hi",' in world.store.waiting("seas")[0][1]      # "hi", and no more
+
+
 def test_hostile_lines_get_errors_and_the_connection_goes_on(world):
     columbia = irc_login(world, "columbia")
     columbia.send(b"PRIVMSG seas :" + b"x" * 600 + b"\r\n", b"PRIVMSG seas :caf\xe9\r\n",
