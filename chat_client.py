@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 import limits
 import peer
-from client_events import (Accepted, Arm, Cancel, CloseConn, DrainDue, Exit, ExitDue, Expired,
-                           Fate, HeartbeatDue, HungUp, Incoming, IncomingClosed, InputEnded,
-                           Interrupted, LineIn, LinkClosed, LinkDown, LinkIdle, LinkIn, LinkUp,
-                           Log, LoginAbandoned, LoginRetry, OutboxRetry, Probe, ProbeDue, Prompt,
-                           Pushed, Replied, RequestFailed, SendRequest, SendTo, Show, ShowFate,
-                           ShowOnline, ShowSending, Stage, Started, Status)
+from client_events import (Accepted, Arm, Cancel, CloseConn, CommandRetry, DrainDue, Exit,
+                           ExitDue, Expired, Fate, HeartbeatDue, HungUp, Incoming, IncomingClosed,
+                           InputEnded, Interrupted, LineIn, LinkClosed, LinkDown, LinkIdle,
+                           LinkIn, LinkUp, Log, LoginAbandoned, LoginRetry, OutboxRetry, Probe,
+                           ProbeDue, Prompt, Pushed, Replied, RequestFailed, SendRequest, SendTo,
+                           Show, ShowFate, ShowOnline, ShowSending, Stage, Started, Status)
 from commands import (DEFAULT_ATTEMPTS, Command, Usage, case_hint, described, error_code,
                       error_text, parse_command, presence_notices, refusal, reply_lines,
                       seconds_text, shown, times_text)
@@ -115,6 +115,9 @@ class ChatClient:
         # wait behind it as behind a login in flight
         self.login_again = None
         self.login_waits = False        # login_again waits for the server to answer (an outage)
+        # a command the server asked to wait (slow_down), sent again by CommandRetry: typed
+        # lines wait behind it, as behind a command in flight
+        self.command_again = None
         self._login_sent = None         # the login in flight
         self.pending = {}               # request id -> _Pending
         # (store, user) -> the highest seq of a stored message shown: a store's numbers mean
@@ -163,7 +166,8 @@ class ChatClient:
         self._timers = {HeartbeatDue: self._heartbeat_due, ExitDue: self._exit_due,
                         DrainDue: self._drain_due,
                         OutboxRetry: self._outbox_retry, LinkIdle: self._link_idle,
-                        ProbeDue: self._probe_due, LoginRetry: self._login_retry}
+                        ProbeDue: self._probe_due, LoginRetry: self._login_retry,
+                        CommandRetry: self._command_retry}
         self._replies = {
             Purpose.CHECK_USER: self._reply_check_user, Purpose.LOGIN: self._reply_login,
             Purpose.COMMAND: self._reply_command, Purpose.OUTBOX: self._reply_outbox,
@@ -347,7 +351,7 @@ class ChatClient:
         retry_at = self.outage.retry_at(pending.sent_at for pending in self.pending.values())
         # lines typed before the server was first seen wait for it too
         busy = (self.waiting_for is not None or self.login_again is not None
-                or (self.awaiting_server and bool(self.lines)))
+                or self.command_again is not None or (self.awaiting_server and bool(self.lines)))
         waiting = len(self.lines) + len(self.outbox.entries) + in_flight
         status = Status(self.stage, self.user, waiting, self.outage.reason, busy,
                         tuple(sorted(self.peers.addresses)), retry_at)
@@ -387,14 +391,16 @@ class ChatClient:
     def _run_lines(self, now, out):
         """Handle queued lines in order, one at a time: a line that asks the server waits."""
         while (self.waiting_for is None and self.lines and not self.exiting
-               and not self.awaiting_server and self.login_again is None):
+               and not self.awaiting_server and self.login_again is None
+               and self.command_again is None):
             self._line(self.lines.popleft(), now, out)
         # messages kept only because the server asked us to slow down go before the end:
         # a script's 200 lines sent 101 and reported the rest "Not sent" (an outage, a
         # retry's backoff, still ends it, listing what waits)
         slowed = self.token is not None and self.outbox.entries and not self.outbox.retry_s
         if (self.input_ended and self.waiting_for is None and not self.lines and not self.exiting
-                and self.outbox.sending is None and not slowed and self.login_again is None):
+                and self.outbox.sending is None and not slowed and self.login_again is None
+                and self.command_again is None):
             if self.token is None and self.settings.scripted and not self.logged_in_once:
                 self._exit(out, 1, "the input ended before a login succeeded")
             elif self.token is None:
@@ -512,15 +518,23 @@ class ChatClient:
         if command.name in ("message", "broadcast"):
             self._post(command, now, out, blocks_input=True)
             return
+        if command.name == "logout":
+            self._cancel(HeartbeatDue(), out)
+        self._send_command(command, now, out)
+
+    def _send_command(self, command, now, out):
         frame = {"type": command.name, "token": self.token}
         if command.name in ("Y", "N"):
             frame.update(type="consent", user=command.user, agree=command.name == "Y")
         elif command.user is not None:
             frame["user"] = command.user
-        if command.name == "logout":
-            self._cancel(HeartbeatDue(), out)
         self.last_request_at = now
         self._request(Purpose.COMMAND, frame, out, blocks_input=True, command=command)
+
+    def _command_retry(self, key, now, out):
+        command, self.command_again = self.command_again, None
+        if command is not None and self.stage is Stage.LOGGED_IN and not self.exiting:
+            self._send_command(command, now, out)
 
     # -- the outbox: messages are acknowledged by the server, or retried -------------------------
 
@@ -807,6 +821,17 @@ class ChatClient:
         if error_code(frame) == "no_session":
             self._session_ended(out, frame)
             return
+        if error_code(frame) == "slow_down":
+            # not refused: sent again once we have waited as asked, what was typed after it
+            # waiting behind it, as for a message (a trial's blocks typed after 150 `online`
+            # were answered "too many requests", and never done)
+            wait_s = limits.asked_wait(frame.get("seconds"), 1.0, LOGIN_RETRY_MAX_S)
+            self.command_again = command
+            self._notice(f"The server asks us to slow down; {described(command)} goes again "
+                         f"in {wait_s:g} s.", out, key="command slowed")
+            self._arm(CommandRetry(), now + wait_s, out)
+            return
+        self._run_notices.discard("command slowed")
         if command.name == "getaddress" and frame.get("type") == "ok":
             out.append(Show("asked", sender=command.user))      # each screen words it
             return
@@ -911,6 +936,13 @@ class ChatClient:
         if pending.command.name == "logout" and not self._stale(pending):
             # the server ends the session itself once our heartbeats stop
             self._logged_out(out)
+        elif not self._stale(pending):
+            # (a trial's block typed in an outage was never spoken of again, and had been
+            # done: the request reached a stopped server, which did it once it went on)
+            done = ("was not done" if self.outage.reason in NEVER_SENT
+                    else "may not have been done")
+            out.append(Show("system", f"{described(pending.command)} {done}: type it again "
+                                      f"once the server is back."))
 
     def _fail_exit(self, pending, now, out):
         self._exit(out)

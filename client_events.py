@@ -334,6 +334,11 @@ class LoginRetry:
 
 
 @dataclass(frozen=True, slots=True)
+class CommandRetry:
+    """The server asked a command to wait (slow_down): send it again."""
+
+
+@dataclass(frozen=True, slots=True)
 class ProbeDue:
     """Time to see again whether the server is there (it could not be reached)."""
 

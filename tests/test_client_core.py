@@ -10,10 +10,11 @@ import pytest
 
 import protocol
 from client import parse_args
-from client_events import (Arm, Cancel, CloseConn, DrainDue, Exit, ExitDue, Expired,
-                           HeartbeatDue, HungUp, Incoming, IncomingClosed, InputEnded,
-                           Interrupted, LineIn, LinkUp, Log, LoginAbandoned, Probe, ProbeDue, Replied,
-                           RequestFailed, SendRequest, SendTo, Show, Stage, Started, Status)
+from client_events import (Arm, Cancel, CloseConn, CommandRetry, DrainDue, Exit, ExitDue,
+                           Expired, HeartbeatDue, HungUp, Incoming, IncomingClosed, InputEnded,
+                           Interrupted, LineIn, LinkUp, Log, LoginAbandoned, Probe, ProbeDue,
+                           Replied, RequestFailed, SendRequest, SendTo, Show, Stage, Started,
+                           Status)
 from client_glue import REQUEST_TIMEOUT_S, URGENT_CONNECT_S
 from client_helpers import (OK, WELCOME, FakeServer, Run, StandIn, err, glue_with, hello,
                             logged_in, of, printed, proof_back, requests, run_with_input)
@@ -368,8 +369,31 @@ def test_a_failed_command_says_so_and_the_next_line_runs():
     run.type("online")
     run.type("block bob")
     actions = run.fail("timed out")
-    assert printed(actions) == ["Cannot reach the server (timed out)."]
+    assert printed(actions) == ["Cannot reach the server (timed out).",
+                                "online may not have been done: type it again once the server "
+                                "is back."]
     assert requests(actions) == [{"type": "block", "token": "t1", "user": "bob"}]
+    assert printed(run.fail("refused"))[-1] == (
+        "block bob was not done: type it again once the server is back.")
+
+
+def test_a_command_the_server_asks_to_slow_down_goes_again_with_what_follows_behind_it():
+    """(a trial's blocks typed behind 150 `online` were answered "too many requests; try
+    again in 1 s", and never done; a message is kept and sent again)"""
+    run = logged_in()
+    run.type("block bob")
+    run.type("online")
+    block = run.last("block")
+    slowed = run.reply({"type": "error", "code": "slow_down", "seconds": 2,
+                        "message": "too many requests"}, "block")
+    assert printed(slowed) == ["The server asks us to slow down; block bob goes again in 2 s."]
+    assert Arm(CommandRetry(), run.now + 2) in slowed and requests(slowed) == []
+    again = run.do(Expired(CommandRetry()))
+    assert requests(again) == [{"type": "block", "token": "t1", "user": "bob"}]
+    assert run.last("block") != block
+    done = run.reply(OK, "block")
+    assert printed(done) == ["User bob has been blocked."]
+    assert requests(done) == [{"type": "online", "token": "t1"}]      # then what followed
 
 
 def test_failed_check_user_asks_again():

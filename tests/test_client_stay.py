@@ -186,4 +186,5 @@ def test_a_failed_request_on_the_link_is_an_ordinary_failure():
     run = logged_in_staying()
     run.type("online")
     assert printed(run.do(RequestFailed(run.last("online"), "not connected"))) == [
-        "Cannot reach the server (not connected)."]
+        "Cannot reach the server (not connected).",
+        "online was not done: type it again once the server is back."]
