@@ -103,6 +103,9 @@ class Terminal:
         (From the background this stops the process, SIGTTOU, until fg; then it is done.)"""
         mode = [*self._saved_mode[:6], list(self._saved_mode[6])]
         mode[3] &= ~(termios.ECHO | termios.ICANON)   # lflag; ISIG stays on
+        # no XON/XOFF: Ctrl-S stopped the terminal's output, our next write blocked the one
+        # thread, and the heartbeats with it (a trial's session timed out behind a Ctrl-S)
+        mode[0] &= ~termios.IXON
         mode[6][termios.VMIN] = 1
         mode[6][termios.VTIME] = 0
         for _ in range(3):

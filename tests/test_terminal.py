@@ -283,6 +283,7 @@ def test_detects_a_terminal_and_switches_to_cbreak_then_restores(pty_pair):
         lflag = termios.tcgetattr(follower)[3]
         assert not lflag & termios.ECHO and not lflag & termios.ICANON
         assert lflag & termios.ISIG                      # Ctrl-C still sends SIGINT
+        assert not termios.tcgetattr(follower)[0] & termios.IXON     # Ctrl-S stops nothing
     assert termios.tcgetattr(follower) == before
     out.close()
 
