@@ -105,10 +105,11 @@ class Link:
 
 def _not_delivered(link, messages, why_kind, why):
     """What the screen is told of `messages` (ref, text) that `link` will not deliver: why
-    (a Show of `why_kind`), each one's fate, and that `message` can take them instead."""
+    (a Show of `why_kind`, unless None: said already), each one's fate, and that `message`
+    can take them instead."""
     if not messages:
         return []
-    return [Show(why_kind, sender=link.user),
+    return [*([Show(why_kind, sender=link.user)] if why_kind is not None else []),
             *[ShowFate(ref, Fate.REFUSED, f"Not delivered to {link.user}: {text}", why)
               for ref, text in messages],
             Show("try_message", sender=link.user)]
@@ -163,7 +164,7 @@ class Peers:
         # address_revoked: the user logged out or in again, so the address may be stale
         if user not in self.addresses:
             return [Log(f"address of {user} revoked; we had none")]
-        return [*self.forget_address(user), Show("address_void", sender=user)]
+        return [Show("address_void", sender=user), *self._void(user)]
 
     def _learn_address(self, user, frame):
         host, port, key = frame.get("host"), frame.get("port"), frame.get("key")
@@ -180,6 +181,18 @@ class Peers:
         self.addresses.pop(user, None)
         link = self.by_user.get(user)
         return self._end(link) if link is not None else []
+
+    def _void(self, user):
+        """`user`'s address is no longer valid (it logged out, or in again) -> items: it is
+        forgotten, and what waits for a link to it not yet open is not delivered, said now:
+        that link's close may come long after, from a stopped peer, and it said "Connect
+        failed" of a connection that was taken (a trial's, 20 s after the address was void)."""
+        link = self.by_user.get(user)
+        messages = []
+        if link is not None and link.state is not LinkState.OPEN:
+            messages, link.waiting = link.waiting, []
+        return [*self.forget_address(user),
+                *_not_delivered(link, messages, None, f"{user}'s address is no longer valid")]
 
     def grant(self, user, key):
         """We agreed: `user` may dial us, proving itself with `key`."""

@@ -151,6 +151,21 @@ def test_revoked_address_is_forgotten_and_said():
         "You don't have bob's address. Type getaddress bob first."]
 
 
+def test_a_revoked_address_says_at_once_what_waited_for_a_link_not_yet_open():
+    """(a trial's peer, stopped as its address was void, took the connection and never
+    answered: 20 s later the message was said not delivered as "Connect failed")"""
+    run = with_address(logged_in())
+    run.type("private bob psst")
+    run.do(LinkIn(1, {"type": "challenge", "nonce": "n"}))      # taken, not yet proven
+    actions = delivered(run, {"type": "address_revoked", "user": "bob"}, conn=71)
+    assert printed(actions) == [
+        "bob's address is no longer valid. Type getaddress bob to ask again.",
+        "Not delivered to bob: psst",
+        "To leave it for bob through the server, type message bob <text>."]
+    assert of(actions, EndLink) == [EndLink(1)]
+    assert printed(run.do(LinkClosed(1, "eof"))) == []        # said once, not again
+
+
 # -- sending privately --------------------------------------------------------------------------
 
 def test_private_without_an_address_tells_the_user_to_ask_first():
