@@ -1131,8 +1131,9 @@ class ChatClient:
         elif kind == "logged_out":
             if self.stage is Stage.LOGGED_IN:
                 out.append(shown(frame))
-                self._session_lost(out, "the account logged in elsewhere, which ended the "
-                                        "session")
+                self._session_lost(out, "the session timed out" if frame.get("reason") ==
+                                   "timed_out" else "the account logged in elsewhere, which "
+                                                    "ended the session")
         elif kind in ("message", "broadcast") and "seq" in frame:
             if _is_seq(frame["seq"]):
                 self._numbered(conn, frame, out)

@@ -1040,8 +1040,13 @@ class ChatServer(Reach):
         actions = []
         try:
             for user in timed_out:
+                # told at once where it can be (a trial's staying client, its connection
+                # open, heard of it only at its next heartbeat, 25 s later)
+                told = self._reach(self._users[user], {
+                    "type": "logged_out", "reason": "timed_out", "seconds": whole(timeout_s)})
                 ended = self._end_session(user)
-                actions += [Log(f"{user} timed out after {whole(timeout_s)} s without a request"),
+                actions += [*told,
+                            Log(f"{user} timed out after {whole(timeout_s)} s without a request"),
                             *self._presence_change(user, online=False, now=now,
                                                    reason="timed out"), *ended]
         except Exception:

@@ -167,6 +167,11 @@ def shown(frame):
         user, listed = frame.get("user"), frame.get("listed")
         if isinstance(user, str) and isinstance(listed, bool):
             return Show("listed" if listed else "unlisted", "", user)
+    elif kind == "logged_out" and frame.get("reason") == "timed_out":
+        seconds = frame.get("seconds")
+        took = f" for {seconds} s" if type(seconds) is int and seconds > 0 else ""
+        return Show("system", f"Your session timed out: the server heard nothing from this "
+                              f"client{took}, and ended it. Please log in again.")
     elif kind == "logged_out":
         return Show("system", "You have been logged out because your account logged in "
                               "elsewhere.")

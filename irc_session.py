@@ -768,6 +768,10 @@ class IrcSession(RoomCommands):
             if isinstance(user, str) and user != self.account:
                 self._put(line(self.who_is(user), "JOIN" if frame.get("listed") else "PART",
                                self.room))
+        elif kind == "logged_out" and frame.get("reason") == "timed_out":
+            self.token = None
+            self.close("timed out", "Ping timeout: the server heard nothing from this "
+                                    "connection in time")
         elif kind == "logged_out":
             self.token = None
             self.close("logged in elsewhere", "This account logged in elsewhere")

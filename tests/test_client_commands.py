@@ -135,6 +135,16 @@ def test_help_lists_every_command_with_its_format():
     ({"type": "logged_out", "reason": "elsewhere"},
      Show("system", "You have been logged out because your account logged in elsewhere."),
      "You have been logged out because your account logged in elsewhere."),
+    ({"type": "logged_out", "reason": "timed_out", "seconds": 31},
+     Show("system", "Your session timed out: the server heard nothing from this client for "
+                    "31 s, and ended it. Please log in again."),
+     "Your session timed out: the server heard nothing from this client for 31 s, and ended "
+     "it. Please log in again."),
+    ({"type": "logged_out", "reason": "timed_out", "seconds": "x"},
+     Show("system", "Your session timed out: the server heard nothing from this client, and "
+                    "ended it. Please log in again."),
+     "Your session timed out: the server heard nothing from this client, and ended it. Please "
+     "log in again."),
 ])
 def test_deliveries_are_shown_as_data_and_the_terminal_words_them(frame, show, text):
     assert shown(frame) == show

@@ -689,6 +689,17 @@ def test_logged_out_elsewhere_asks_for_a_username():
     assert run.do(Incoming(7, {"type": "logged_out", "reason": "elsewhere"})) == []
 
 
+def test_a_session_timed_out_is_told_when_the_server_says_so():
+    """(a trial's staying client heard of its time-out only at its next heartbeat)"""
+    run = logged_in()
+    run.do(Incoming(7, hello(7)))
+    actions = run.do(Incoming(7, {"type": "logged_out", "reason": "timed_out", "seconds": 31}))
+    assert printed(actions) == [
+        "Your session timed out: the server heard nothing from this client for 31 s, and ended "
+        "it. Please log in again.", ASK_USER]
+    assert Cancel(HeartbeatDue()) in actions
+
+
 def test_a_script_logged_out_elsewhere_stops_with_status_1():
     run = logged_in(scripted=True)
     run.do(Incoming(7, hello(7)))

@@ -1354,6 +1354,14 @@ def test_logged_out_before_the_room_is_joined_closes_at_once():
                                                                 # owns the name now
 
 
+def test_a_session_timed_out_is_closed_as_a_ping_timeout_not_a_login_elsewhere():
+    session = welcomed()
+    assert delivered(session, "logged_out", reason="timed_out", seconds=31) == [
+        "ERROR :Closing link: Ping timeout: the server heard nothing from this connection in "
+        "time"]
+    assert session.hangup == "timed out" and session.token is None
+
+
 def test_logged_out_after_joining_closes_too():
     session = welcomed()
     assert delivered(session, "logged_out", reason="elsewhere") == [
