@@ -500,15 +500,19 @@ class ChatServer(Reach):
 
     def _spend_check(self, user, host, now):
         """Spend a hashed-password check of `user`'s, `host`'s and everyone's, or raise
-        slow_down (the address's token is not spent while everyone's are gone)."""
-        wait_s = self._name_checks.take(user, now)
+        slow_down. Each is spent only once all three have one: a name's checks spent by a
+        login its address then turned away let an address that kept its own checks spent
+        (its accounts' right passwords) keep any name from logging in, nothing counted (a
+        trial's); the address's were not spent while everyone's were gone."""
+        wait_s = self._name_checks.check(user, now)
         who = f"logins as {self._account_named(user, 'an unknown name')}"
         if not wait_s:
             wait_s, who = self._all_checks.check(None, now), "logins"
         if not wait_s:
             wait_s, who = self._address_checks.take(host, now), f"logins from {host}"
         if not wait_s:
-            wait_s = self._all_checks.take(None, now)
+            self._name_checks.take(user, now)
+            self._all_checks.take(None, now)
         if wait_s:
             raise self._slow_down(who, wait_s, now, f"too many logins just now; try again in "
                                                     f"{limits.wait_text(wait_s)} s")

@@ -289,6 +289,21 @@ def test_hashed_password_checks_are_limited_per_name_so_one_account_cannot_take_
     assert chat.login("bob", "pw-b", "10.0.1.9")["type"] == "welcome"
 
 
+def test_an_address_out_of_checks_spends_no_check_of_the_name_it_tries():
+    """A trial's address kept its own checks spent with its accounts' right passwords, and
+    tried a victim's name ten times a second: every try was turned away before its password
+    was read, nothing counted, and each spent the victim's name's check, so the victim's own
+    logins, from anywhere, were all slow_down."""
+    chat = Chat(Settings(name_checks_per_s=1.0, name_checks_burst=2, address_checks_per_s=1.0,
+                         address_checks_burst=1), accounts=HASHED)
+    assert chat.login("carol", "pw-c", BAD_HOST)["type"] == "welcome"   # its one check
+    for _ in range(5):
+        assert chat.login("bob", "guess", BAD_HOST)["code"] == "slow_down"
+    assert chat.store.lockout("bob") == (0, None)
+    assert chat.login("bob", "pw-b", "10.0.0.7")["type"] == "welcome"
+    assert chat.login("bob", "pw-b", "10.0.0.8")["type"] == "welcome"   # the name's burst: 2
+
+
 def test_plain_passwords_cost_no_scrypt_and_their_checks_are_not_limited():
     chat = Chat(Settings(checks_per_s=0.1, checks_burst=1, address_checks_per_s=0.1,
                          address_checks_burst=1))
