@@ -302,8 +302,10 @@ class SendOnLink:
 
 @dataclass(frozen=True, slots=True)
 class EndLink:
-    """Say bye on link `link`; the peer closes it."""
+    """Say bye on link `link`; the peer closes it. `at_once`: close it now, saying nothing (a
+    peer that talks on past our bye, which it should have closed on)."""
     link: int
+    at_once: bool = False
 
 
 # --- Timer keys ------------------------------------------------------------------------------

@@ -151,7 +151,12 @@ class ClientGlue:
 
     def _end_link(self, action):
         conn = self.links.get(action.link)
-        if conn is None or conn.data.abort is not None:
+        if conn is None:
+            return
+        if action.at_once:
+            conn.abort("talked on after bye")
+            return
+        if conn.data.abort is not None:
             return
         conn.send(encode({"type": "bye"}))
         # the peer's listener closes first; one that does not is dropped after a while

@@ -302,7 +302,10 @@ class Peers:
             return self._refused(link)
         note = Log(f"unexpected {kind!r} on the link to {link.user}")
         if link.state not in (LinkState.CONNECTING, LinkState.PROVING, LinkState.OPEN):
-            return [note]   # already ending: the peer closes it
+            # already ending, and the peer talks on where it should close: cut off now, once
+            # said (a trial's peer streamed 11 MB of "ok" after the bye, a log line each)
+            return [Log(note.text, key=("a peer talked on after bye", link.user)),
+                    EndLink(link.id, at_once=True)]
         # not our peer's listener, or one that broke the protocol: what it has not
         # acknowledged is reported once the link is closed, and its address is not tried again
         self._forget_address_of(link)

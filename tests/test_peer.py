@@ -154,6 +154,34 @@ def test_glue_opens_a_link_sends_on_it_and_ends_it_with_bye():
     assert glue.links == {}
 
 
+class Chatty(PeerListener):
+    """A peer's listener that answers a bye with more talk, and never closes."""
+
+    def on_frame(self, conn, line):
+        self.seen.append(protocol.decode(line))
+        conn.send(protocol.encode({"type": "ok"}) * 100)
+
+
+def test_glue_cuts_off_at_once_a_link_ended_so():
+    def answers(event):
+        if isinstance(event, Started):
+            return [OpenLink(1, "127.0.0.1", port)]
+        if isinstance(event, LinkIn) and event.frame["type"] == "challenge":
+            return [EndLink(1)]
+        if isinstance(event, LinkIn):
+            return [EndLink(1, at_once=True)]       # (peer.py: it talked on after the bye)
+        return []
+    core = Scripted(answers)
+    reactor, glue = make_glue(core)
+    listener_side = Chatty()
+    port = reactor.listen("127.0.0.1", 0, listener_side).port
+    glue.feed(Started())
+    pump(reactor, lambda: any(isinstance(e, LinkClosed) for e in core.seen))
+    assert [e for e in core.seen if isinstance(e, LinkClosed)] == [
+        LinkClosed(1, "talked on after bye")]
+    assert glue.links == {}
+
+
 def test_glue_reports_a_peer_that_is_not_there():
     unused = Reactor(RealClock()).listen("127.0.0.1", 0, Handler())
     port = unused.port
