@@ -121,6 +121,22 @@ def test_an_action_that_raises_costs_only_its_own_connection(world, capsys):
     pump(world.reactor, lambda: world.store.count_waiting("seas") == 0)     # acknowledged
 
 
+def test_a_read_of_acks_that_acknowledge_nothing_new_is_a_flood(world):
+    """(a trial's four users sent acks of an old number by the thousand, 150,000 a second,
+    escaping every limit, and everyone's replies slowed a hundredfold)"""
+    alice, _ = logged_in(world, "columbia", "116bway")
+    bob, bob_token = logged_in(world, "seas", "summerisover")
+    bob.send({"type": "message", "token": bob_token, "to": "columbia", "text": "hi", "id": 2})
+    pump(world.reactor, lambda: alice.of("message"))
+    alice.conn.send(protocol.encode({"type": "ack", "seq": 1}) * 200)
+    pump(world.reactor, lambda: alice.closed)
+    assert [f["code"] for f in alice.of("error")] == ["flood"]
+    assert world.store.count_waiting("columbia") == 0       # the first ack counted
+    bob.send({"type": "heartbeat", "token": bob_token, "id": 3})
+    pump(world.reactor, lambda: any(f.get("id") == 3 for f in bob.frames))
+    assert bob.closed is None
+
+
 def test_one_notice_for_many_users_is_encoded_once_and_reaches_each(world, monkeypatch):
     import server_glue
     users = [logged_in(world, "columbia", "116bway"), logged_in(world, "seas", "summerisover")]
