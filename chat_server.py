@@ -916,11 +916,7 @@ class ChatServer(Reach):
 
     def _resume(self, session, request, frame_id, now):
         """The session's client is back on a new staying connection: reach it there, and
-        send again everything it has not acknowledged, from the oldest, in order. A session
-        reached at its listening port does not resume: one did, its port was never tried
-        again, and its messages waited for a connection that had gone (a trial's)."""
-        if not session.stays:
-            raise Refused("not_staying")
+        send again everything it has not acknowledged, from the oldest, in order."""
         self._one_session_per_connection(request.conn, session)
         left = session.conn
         self._sessions.attach(session, request.conn)

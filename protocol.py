@@ -32,8 +32,6 @@ ERRORS = {
     "too_many_attempts": "too many wrong passwords; the name is blocked for a while",
     "locked": "this name is blocked for a while; try again later",
     "already_logged_in": "this connection carries a session already; log out first",
-    "not_staying": "this session is reached at its listening port: only a session that logged "
-                   "in to stay connected resumes",
     "self": "you cannot do that to yourself",
     "blocked": "the recipient has blocked you",
     "already_blocked": "that user is already blocked",

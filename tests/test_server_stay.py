@@ -172,19 +172,6 @@ def test_resume_needs_a_live_session():
     assert replies(ask(server, 1, {"type": "resume"}))[0]["code"] == "no_session"
 
 
-def test_a_session_reached_at_its_listening_port_does_not_resume():
-    """(a trial's resume of such a session moved it onto a connection that then closed: its
-    port was never tried again, and its messages waited for nothing)"""
-    server, _ = make_server()
-    short_login(server, "alice", 1, 6000)
-    assert replies(ask(server, 7, {"type": "resume", "token": "s1"}))[0]["code"] == (
-        "not_staying")
-    short_login(server, "bob", 2, 6001)
-    told = [(action.address, action.conn) for action in say(server, "s3", "alice", "hi")
-            if isinstance(action, Deliver)]
-    assert told == [((HOST, 6000), None)]           # still at its listening port
-
-
 def test_a_resume_replaces_a_retry_that_was_due():
     server, _ = make_server(Settings(retry_first_s=1.0))
     short_login(server, "alice", conn=1, port=5001)
