@@ -11,7 +11,7 @@ from world import SESSIONS, World, run_session
 # a native client's start (an IRC client's, `start NAME irc`, has a connection of its own)
 START = re.compile(r"^start (\S+)(?!.* irc$)(.*)$", re.MULTILINE)
 STAYS = re.compile(r"^start .* stay$", re.MULTILINE)
-LINE = re.compile(r"^\s*([\d.]+) (\S+) \| (.*)$")
+LINE = re.compile(r"^\s*([\d.]+) (\S+)( log)? \| (.*)$")    # (a client's log line: not seen)
 
 
 def staying(text, chosen):
@@ -29,8 +29,8 @@ def seen(world):
     """user -> the lines that user's screen shows, with their times; no log, no server."""
     screens = {}
     for line in world.transcript:
-        time, who, text = LINE.match(line).groups()
-        if who in world.clients:
+        time, who, logged, text = LINE.match(line).groups()
+        if who in world.clients and not logged:
             screens.setdefault(who, []).append((time, text))
     return screens
 
