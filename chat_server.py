@@ -1101,7 +1101,8 @@ class ChatServer(Reach):
         # (folded per host: logins naming ports nobody listens on could fill the log)
         key = ("could not deliver to a listening port", event.address[0])
         if session is None:
-            return [Log(f"{failed}; what it carried is kept for the next login", key)]
+            return [Log(f"{failed}; the session has ended: its messages wait for the next "
+                        f"login", key)]
         user = session.user
         unacked = len(session.window.sent) if session.window is not None else 0
         if not unacked:

@@ -230,8 +230,8 @@ def test_unknown_event_is_a_programming_error():
 def test_undelivered_for_an_unknown_session_only_logs():
     server, store = make_server()
     actions = server.handle(Undelivered(("10.9.9.9", 1), "nobody's proof", "reset"), 0.0)
-    assert logs(actions) == ["could not deliver to 10.9.9.9:1 (reset); what it carried is kept "
-                             "for the next login"]
+    assert logs(actions) == ["could not deliver to 10.9.9.9:1 (reset); the session has ended: "
+                             "its messages wait for the next login"]
     # folded per host: logins naming ports nobody listens on could fill the log (a trial's)
     assert [a.key for a in actions] == [("could not deliver to a listening port", "10.9.9.9")]
     assert deliveries(actions) == []
