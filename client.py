@@ -87,8 +87,10 @@ def run(args, screen, reactor):
     if args.stay_connected:
         glue.stay = StayLink(glue, (args.address, args.port), screen.log, tls=args.tls_context,
                              server_name=args.host, needed=glue.core.needs_link)
-    # SIGHUP: the terminal window was closed; it logs out as Ctrl-C does, not at the time-out
-    reactor.on_signals(glue.on_signal, signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+    # SIGHUP: the terminal window was closed; it logs out as Ctrl-C does, not at the time-out.
+    # SIGQUIT, Ctrl-\: as the server takes it (it had ended a trial's client without a logout)
+    reactor.on_signals(glue.on_signal, signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP,
+                                                signal.SIGQUIT))
     try:
         screen.run(glue)
     finally:

@@ -146,11 +146,14 @@ def test_logout_asks_for_a_username_again(clients):
     bob.expect("columbia has logged in.")
 
 
-def test_ctrl_c_logs_out_at_once_and_exits_0(clients):
+@pytest.mark.parametrize("key", [b"\x03", b"\x1c"], ids=["ctrl-c", "ctrl-backslash"])
+def test_ctrl_c_logs_out_at_once_and_exits_0(clients, key):
+    """(Ctrl-\\, SIGQUIT, ended a trial's client without a logout: the others saw it leave
+    at the time-out)"""
     alice, bob = clients(), clients()
     login(alice, "columbia")
     login(bob, "seas")
-    alice.press(b"\x03")
+    alice.press(key)
     assert alice.wait_exit() == 0
     bob.expect("columbia has logged out.", timeout_s=5)
 
