@@ -16,7 +16,7 @@ from client_events import (Accepted, Arm, AskConsent, Cancel, CloseConn, Consent
                            RequestFailed, SendOnLink, SendRequest, SendTo, Show, ShowFate,
                            ShowOnline, ShowSending, Started, Status)
 from peer import PEER_CONNECT_S
-from protocol import decoded, encode, error, reason_text
+from protocol import NOT_OURS, decoded, encode, error, foreign, reason_text
 from reactor import FRAME_TIME_S, Handler, KeyedTimers, RepeatedLines
 
 REQUEST_TIMEOUT_S = 10.0    # a request connection with no answer by then counts as failed
@@ -204,7 +204,13 @@ class _Requests(Handler):
         self.glue = glue
 
     def on_frame(self, conn, line):
-        self._replied(conn, decoded(line))
+        frame = decoded(line)
+        if foreign(frame):
+            # a failure the outage words, not a reply: a web server's answer to a name was
+            # "frame is not valid JSON", and a trial's user asked what that meant
+            conn.abort(NOT_OURS)
+            return
+        self._replied(conn, frame)
 
     def on_oversize(self, conn):
         self._replied(conn, error("too_long"))

@@ -9,6 +9,7 @@ made with backoff while no one is logged in). Pure state: no clock, no actions b
 """
 import limits
 from client_events import Show
+from protocol import NOT_OURS
 
 PROBE_FIRST_S = 1.0         # an unreachable server is looked for again after this, doubling
 PROBE_MAX_S = 30.0          # ... up to this, while no one is logged in
@@ -38,6 +39,9 @@ class Outage:
         # operator's trial: users asked what "reset" meant)
         hint = (" If the server uses TLS, start the client with --tls (or --cafile FILE)."
                 if "reset" in reason and not self.tls and not self.reached else "")
+        if reason == NOT_OURS:
+            hint = (" Another program listens at that port (the server's IRC port, say): "
+                    "check the port.")
         if self.tls and reason.startswith("tls: ") and (
                 "certificate" in reason or "Hostname mismatch" in reason):
             # (tried again for ever, with nothing said of what would help: a trial's)

@@ -218,7 +218,15 @@ def decoded(line):
 
 
 # Close reasons as a person reads them (reactor.py gives short ones).
+NOT_OURS = "its answer was not the chat server's"
 _REASON_WORDS = {"eof": "the connection closed before a reply"}
+_UNREADABLE = ("bad_json", "not_object", "bad_utf8")     # an answer in no dialect of ours
+
+
+def foreign(frame):
+    """True if a frame the server sent, as `decoded` gave it, was no frame of this protocol at
+    all: another program listens at that port (a web server, or the IRC port)."""
+    return frame.get("type") == "error" and frame.get("code") in _UNREADABLE and "id" not in frame
 
 
 def reason_text(reason):

@@ -56,6 +56,7 @@ class StayLink(Handler):
                                         # link, the request)
         self.unread = False             # the server ends this link unread (too_slow): what
                                         # went on it since goes again on the next
+        self.heard = False              # a frame of ours came on this connection
         self.backoff_s = 0.0            # the wait before the next try; doubles per failure
         self.retry = None               # the Timer of that try
         self.dormant = False            # let go unused: the next request opens it again
@@ -95,6 +96,7 @@ class StayLink(Handler):
 
     def on_connected(self, conn):
         self.up = True
+        self.heard = False
         self.glue.feed(LinkUp())        # the core's resume goes out first ...
         held, self.held = self.held, []
         for request_id, frame in held:  # ... then what was asked for meanwhile
@@ -102,6 +104,12 @@ class StayLink(Handler):
 
     def on_frame(self, conn, line):
         frame = protocol.decoded(line)
+        if not self.heard and protocol.foreign(frame):
+            # the first answer on this connection is none of ours: another program listens
+            # there (as client_glue's requests find it), not a server that sent a bad frame
+            conn.abort(protocol.NOT_OURS)
+            return
+        self.heard = True
         request_id = _request_id(frame)
         if request_id is None and "id" not in frame:
             if frame.get("type") == "error" and frame.get("code") == "too_slow":

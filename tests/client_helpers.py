@@ -182,10 +182,10 @@ class _FakeDelivery(Handler):
                 conn.send(protocol.encode(each))
 
 
-def run_with_input(loop, answers, script, server_port=None):
-    """client.run on `loop` with `script` for its piped input, against a FakeServer
-    -> (exit code, stdout, stderr, the server)."""
-    server = FakeServer(loop, answers)
+def run_with_input(loop, answers, script, server_port=None, server=None):
+    """client.run on `loop` with `script` for its piped input, against a FakeServer (or
+    `server`, a handler of its own) -> (exit code, stdout, stderr, the server)."""
+    server = server or FakeServer(loop, answers)
     listener = loop.listen("127.0.0.1", 0, server)
     port = server_port or listener.port
     read_fd, write_fd = os.pipe()

@@ -1103,6 +1103,22 @@ def test_glue_reports_a_server_that_hangs_up(loop):
     assert out.endswith(" (the connection closed before a reply).\n")
 
 
+class WebServer(Handler):
+    """Another program at the port: a web server's answer to a line it cannot read."""
+
+    def on_frame(self, conn, line):
+        conn.send(b"HTTP/1.0 400 Bad request\r\nContent-Type: text/html\r\n\r\n")
+        conn.close("done")
+
+
+def test_glue_says_when_another_program_answers_at_the_port(loop):
+    """(a trial's client, pointed at a web server, said "frame is not valid JSON")"""
+    code, out, _, _ = run_with_input(loop, {}, "alice\n", server=WebServer())
+    assert code == 1 and "not valid JSON" not in out
+    assert ("(its answer was not the chat server's). Another program listens at that port "
+            "(the server's IRC port, say): check the port.") in out
+
+
 def test_bad_arguments_exit_2(capsys):
     for argv in (["127.0.0.1", "99999"], ["127.0.0.1"], ["127.0.0.1", "x"],
                  ["127.0.0.1", "4119", "--heartbeat", "0"], ["no.such.host.invalid", "4119"]):

@@ -93,6 +93,16 @@ def test_requests_carry_their_id_and_replies_come_back_by_it(world):
                            "reply to unknown request 's' ignored"]
 
 
+def test_a_first_answer_in_no_dialect_of_ours_is_another_program_at_the_port(world):
+    opened(world)
+    world.link.request(1, {"type": "check_user", "user": "alice"})
+    world.server.send(raw=b"HTTP/1.0 400 Bad request\r\n")
+    pump(world.reactor, lambda: world.glue.of(LinkDown))
+    assert world.glue.of(RequestFailed) == [RequestFailed(1, protocol.NOT_OURS)]
+    assert world.glue.of(LinkDown)[0].reason == protocol.NOT_OURS
+    assert world.glue.of(Pushed) == []
+
+
 def test_acks_go_only_on_the_connection_their_message_came_on(world):
     opened(world)
     world.link.send_on(world.link.conn.id + 100, {"type": "ack", "seq": 1})
