@@ -103,10 +103,13 @@ class LineEditor:
         self._search = None
 
     def set_aside(self):
-        """Empty the line being typed, keeping it last in the history: Up brings it back."""
-        if self.chars and not self.secret:
+        """Empty the line being typed, keeping it last in the history: Up brings it back.
+        -> True if there was one to keep."""
+        kept = bool(self.chars) and not self.secret
+        if kept:
             self.history.append(self.text)
         self.clear()
+        return kept
 
     def view(self):
         """-> (the text the input row shows, the cursor's index in that text)."""

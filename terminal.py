@@ -497,8 +497,10 @@ class TerminalScreen:
         if type(action) is Status:
             if self._stage is Stage.LOGGED_IN and action.stage is Stage.USERNAME:
                 # the session ended (logged in elsewhere, a restart): a command half typed is
-                # no username, and Enter sent it as one (a trial's); Up brings it back
-                self.terminal.editor.set_aside()
+                # no username, and Enter sent it as one (a trial's); Up brings it back, and
+                # the user is told so (a trial's thought it lost)
+                if self.terminal.editor.set_aside():
+                    self.terminal.show("(What you were typing is kept: Up brings it back.)")
                 self.terminal.redraw()
             if action.stage is Stage.LOGGED_IN:
                 self.terminal.heading = None

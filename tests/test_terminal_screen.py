@@ -195,6 +195,8 @@ def test_a_half_typed_command_is_dropped_when_the_session_ends_from_elsewhere():
     terminal_screen.render(Prompt(Stage.USERNAME))
     terminal_screen.render(Status(Stage.USERNAME, None, 0, None, False))
     assert term.editor.text == "" and "half typ" not in screen.lines()[-1]
+    # said, so it is not thought lost (a trial's)
+    assert "(What you were typing is kept: Up brings it back.)" in screen.lines()
     assert term.feed(b"seas\r") == ["seas"]
     terminal_screen.render(Status(Stage.LOGGED_IN, "seas", 0, None, False))
     term.feed(UP)
