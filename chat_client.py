@@ -126,6 +126,9 @@ class ChatClient:
         self.store = None               # the server's store, named by the welcome
         self.head_seen = 0              # the highest number the server says it has given
         self.outbox = Outbox(settings.client_id)
+        # messages that will not go: refused by the server (no such user, blocked...) or as
+        # typed (too long): a script's exit status says so (a trial's ran with status 0)
+        self.refused = 0
         self.peers = peer.Peers()       # addresses and keys given by consent, and our links
         self.doorkeeper = Doorkeeper(self.peers)     # who may use our listening port
         self.last_request_at = None     # the last request carrying our token: a sign of life
@@ -504,6 +507,7 @@ class ChatClient:
             return
         refused = refusal(command)
         if refused is not None:
+            self.refused += command.name in ("message", "broadcast", "private")
             out.append(Show("system", refused))
             return
         if command.name == "help":
@@ -607,6 +611,7 @@ class ChatClient:
             out.extend([Log(f"unexpected reply to {pending.command.name}: {frame.get('type')}"),
                         ShowFate(mid, Fate.REFUSED)])
         elif frame.get("type") == "error":
+            self.refused += 1
             out.extend(ShowFate(mid, Fate.REFUSED, line) for line in lines)
         else:
             out.append(ShowFate(mid, Fate.SENT))
@@ -1083,12 +1088,14 @@ class ChatClient:
     def _exit(self, out, code=0, reason=""):
         self.exiting = self.done = True
         unsent = self._report_unsent(out, "the server never acknowledged it", at_exit=True)
-        if unsent and not code and self.settings.scripted:
+        if (unsent or self.refused) and not code and self.settings.scripted:
             # what reads a script's status cannot read the lines above it (a trial's ran to
-            # its end with three listed as not sent, status 0)
+            # its end with three listed as not sent, status 0; another's with one refused)
             code = 1
-            reason = (f"{unsent} message{'s were' if unsent > 1 else ' was'} not sent "
-                      f"(listed above)")
+            reason = "; ".join(
+                f"{count} message{'s were' if count > 1 else ' was'} {what}"
+                for count, what in ((unsent, "not sent (listed above)"),
+                                    (self.refused, "refused (said above)")) if count)
         out.append(Exit(code, reason))
 
     # -- deliveries -----------------------------------------------------------------------------

@@ -369,6 +369,27 @@ def test_a_script_that_leaves_messages_unsent_ends_with_status_1():
     assert Exit(1, "1 message was not sent (listed above)") in actions
 
 
+def test_a_script_whose_messages_were_refused_ends_with_status_1():
+    """(a trial's script sent to a user that does not exist, and one too long: status 0)"""
+    run = logged_in(scripted=True)
+    run.type("message nobody hi")
+    run.reply(err("unknown_user"), "message")
+    run.type("message bob " + "x" * 5_001)                   # refused as typed
+    run.type("online")
+    run.reply({"type": "online", "users": []}, "online")
+    run.do(InputEnded())
+    actions = run.reply(OK, "logout")
+    assert Exit(1, "2 messages were refused (said above)") in actions
+
+
+def test_a_script_with_nothing_refused_or_unsent_ends_with_status_0():
+    run = logged_in(scripted=True)
+    run.type("message bob hi")
+    run.reply(OK, "message")
+    run.do(InputEnded())
+    assert Exit(0, "") in run.reply(OK, "logout")
+
+
 def test_a_restart_that_ends_the_session_says_what_waits_for_the_next_login():
     """It said only "Please log in again" (a trial's): the message in flight waits."""
     run = logged_in()
