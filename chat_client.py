@@ -705,7 +705,7 @@ class ChatClient:
             # a name no account can have (a space, a control character, too long) is as wrong
             # as an unknown one, and said in the same words, not in the protocol's
             # ("quit" at the prompt, no account's name: a trial's new user had no way out)
-            leaving = str(self.user).lower() in LEAVING_WORDS
+            leaving = str(self.user).lower() in LEAVING_WORDS and not self.settings.scripted
             out.append(Show("system", "Wrong username." + case_hint(frame)
                             + (" (Type an account's name; Ctrl-D or Ctrl-C leaves.)" if leaving
                                else "")))

@@ -292,6 +292,10 @@ def test_a_word_for_leaving_at_the_name_prompt_is_told_how_to_leave():
         "Wrong username. (Type an account's name; Ctrl-D or Ctrl-C leaves.)", ASK_USER]
     run.type("bobby")
     assert printed(run.reply(err("unknown_user")))[0] == "Wrong username."
+    script = Run(scripted=True)         # (keys mean nothing to a file: a trial's)
+    script.do(Started())
+    script.type("quit")
+    assert printed(script.reply(err("unknown_user")))[0] == "Wrong username."
 
 
 def test_the_next_user_of_the_same_client_is_told_a_recipient_is_offline_too():
