@@ -207,7 +207,8 @@ def irc_unfit(accounts):
 
 
 # What the disk needs besides the store's byte quota: SQLite's write-ahead log grows to 1,000
-# pages (4 MiB) between checkpoints, and a pass's record and the file's own pages come on top.
+# pages (4 MiB) between checkpoints, and a pass's record and the file's own pages come on top
+# (on a disk with less room the store checkpoints sooner: storage._checkpoint_pages).
 SQLITE_LOG_ROOM_BYTES = 8 * 1024 * 1024
 
 
@@ -215,8 +216,7 @@ def disk_room_warning(data_dir, store_bytes):
     """-> a warning when the disk under `data_dir` cannot hold the store's byte quota and
     SQLite's write-ahead log (with what the store holds now), else None. On such a disk a
     full disk comes before the quota: messages are answered unavailable, not store_full, until
-    space returns (SQLite cannot fold its log into the store's file without room to grow it:
-    on a 2 MiB tmpfs a checkpoint and a close both failed, and the 2 MB log stayed)."""
+    space returns."""
     try:
         stat = os.statvfs(data_dir)
         held = sum(entry.stat().st_size for entry in os.scandir(data_dir)
@@ -232,7 +232,7 @@ def disk_room_warning(data_dir, store_bytes):
             f"MiB for SQLite's log: it fills before the quota, and messages are then answered "
             f"unavailable until space returns; give it room"
             + (" or lower --store-bytes" if room > SQLITE_LOG_ROOM_BYTES else
-               f" (SQLite's log alone needs {SQLITE_LOG_ROOM_BYTES // mib} MiB)"))
+               " (the store keeps SQLite's log to an eighth of the room there)"))
 
 
 def _first_few(names):

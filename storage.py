@@ -90,6 +90,11 @@ LOOK_EVERY_S = 1.0          # a store looks at its files this often, idle too
 COMPACT_S = 1.0             # cursors are written, and passed records deleted, at most this
                             # often: a crash forgets at most this much of acknowledgements, and
                             # clients drop what they get again by its number
+# SQLite copies its write-ahead log into the file each DEFAULT_LOG_PAGES pages of it; on a disk
+# with less room, each eighth of that room (at least SMALL_LOG_PAGES pages)
+DEFAULT_LOG_PAGES = 1000
+SMALL_LOG_PAGES = 16
+PAGE_BYTES = 4096           # SQLite's page size, as it makes a new file
 _NOBODY = frozenset()       # the block list of a user who blocks nobody
 _to_json = encode_text      # compact JSON text, by the C encoder built once (protocol.py)
 
@@ -198,6 +203,8 @@ class Store:
         self._homeless = False      # the file went: commits fail until it is written again
         self._damaged = None        # why the file cannot be trusted: every commit fails, for good
         self._file_size = 0         # its largest size seen: SQLite never makes it smaller here
+        self._wal_size = 0          # its log's too: SQLite never shrinks the log while the
+                                    # connection is open, but for our own checkpoint (_relog)
         self._looked_at = None      # when an idle store last looked at its files
         self.look_wanted = False    # the glue asks the next commit to look, idle or not
         self.notice = None          # what the operator should read in the log, once
@@ -225,6 +232,7 @@ class Store:
             # WAL: a crash leaves each committed pass whole, and readers never block the writer.
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={self._sync.upper()}")
+            db.execute(f"PRAGMA wal_autocheckpoint={_checkpoint_pages(self._path)}")
         return db
 
     def _limit_pages(self, db):
@@ -345,7 +353,10 @@ class Store:
         self._lost = False
 
     def _lose(self, exc):
-        """A statement or commit failed: roll back; the journal is written again next time."""
+        """A statement or commit failed: roll back; the journal is written again next time.
+        A full disk: the log is copied into the file and emptied, if there is room for what
+        that adds to the file, and copied from then on every SMALL_LOG_PAGES (a trial's log
+        filled a disk, and its room came back only to be filled by the log again)."""
         self.failing = str(exc)
         if _corrupt(exc):
             self._damage(f"the store's file is damaged ({exc})")
@@ -355,6 +366,24 @@ class Store:
         except sqlite3.Error:
             pass        # the connection rolls back when it can; the journal is what counts
         self._lost = True
+        if _full(exc) and self._db is not None:
+            try:
+                self._db.execute(f"PRAGMA wal_autocheckpoint={SMALL_LOG_PAGES}")
+            except sqlite3.Error:
+                pass    # (the next full commit asks again)
+            self.checkpoint()
+
+    def checkpoint(self):
+        """Copy what the log holds into the file and empty the log (SQLite's TRUNCATE
+        checkpoint), giving its room back to the disk -> True if it did."""
+        try:
+            busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error:
+            return False
+        if busy:
+            return False
+        self._wal_size = 0      # (ours: not a log cut short)
+        return True
 
     def _sql(self, sql, params):
         return self._db.execute(sql, params).fetchall()
@@ -633,6 +662,10 @@ class Store:
                     self._looked_at = self._clock.now()
                 self._look_at_files()
             return
+        if self._wal is not None:
+            # looked at before the commit too: SQLite writes the commit at the offset it knows,
+            # past the hole, and the log is as long again after it
+            self._log_not_cut(os.fstat(self._wal).st_size)
         try:
             self._db.commit()
         except sqlite3.Error as exc:
@@ -660,8 +693,23 @@ class Store:
                          f"{there.st_size:,} bytes, from {self._file_size:,})")
             raise StoreUnavailable(self._damaged)
         self._file_size = there.st_size
-        if self._wal is None or _named(self._path + "-wal", self._wal_id) is None:
+        wal = None if self._wal is None else _named(self._path + "-wal", self._wal_id)
+        if wal is None:
             self._find_log()
+        else:
+            self._log_not_cut(wal.st_size)
+
+    def _log_not_cut(self, size):
+        """The log is `size` bytes now: SQLite never shrinks it while the connection is open
+        (but for our own checkpoint, _relog), so one shorter than before was cut under the
+        server, and every commit since the last checkpoint with it: damage. (A trial emptied
+        the log under a running server: it said yes to 200 more messages, and a restart had
+        lost all 300, or found the file malformed.)"""
+        if size < self._wal_size:
+            self._damage(f"the store's write-ahead log was cut short while the server ran (to "
+                         f"{size:,} bytes, from {self._wal_size:,})")
+            raise StoreUnavailable(self._damaged)
+        self._wal_size = size
 
     def _find_log(self):
         """Open the write-ahead log at the first commit (a commit that wrote made it, in the
@@ -671,6 +719,7 @@ class Store:
             try:
                 self._wal = os.open(self._path + "-wal", os.O_RDONLY)
                 self._wal_id = _identity(self._wal)
+                self._wal_size = os.fstat(self._wal).st_size
                 return
             except FileNotFoundError:
                 pass    # deleted before it was ever opened here (a trial's)
@@ -729,6 +778,7 @@ class Store:
             if descriptor is not None:
                 os.close(descriptor)
         self._file = self._wal = self._file_id = self._wal_id = None
+        self._wal_size = 0
 
     def _open_db(self):
         descriptor, db = os.open(self._path, os.O_RDONLY), None
@@ -830,6 +880,23 @@ class Store:
         if self._db is not None:
             self._db.close()
         self._let_go_of_files()
+
+
+def _full(exc):
+    """True if SQLite found the disk full."""
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL
+
+
+def _checkpoint_pages(path):
+    """How many pages the log may grow by before SQLite copies it into the file: its usual
+    1,000 (4 MB), or an eighth of the room left on the disk when that is less (a trial's 2 MiB
+    disk was filled by the log alone, 30 KB of messages, and never recovered)."""
+    try:
+        disk = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return DEFAULT_LOG_PAGES
+    room = disk.f_bavail * disk.f_frsize
+    return max(SMALL_LOG_PAGES, min(DEFAULT_LOG_PAGES, room // 8 // PAGE_BYTES))
 
 
 def _corrupt(exc):

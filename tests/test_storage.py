@@ -713,7 +713,7 @@ def _big_store(tmp_path):
     for n in range(300):
         keep(store, "bob", {"type": "message", "text": f"kept {n} " + "x" * 500})
         store.commit()
-    store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    assert store.checkpoint()
     return store, path
 
 
@@ -729,6 +729,51 @@ def test_a_store_whose_file_is_cut_short_under_it_says_so_and_never_yes_again(tm
         with pytest.raises(storage.StoreUnavailable, match="cut short .* restart the server"):
             store.commit()
     assert store.failing is not None
+    store.close()
+
+
+@pytest.mark.parametrize("to", [0, 0.5], ids=["emptied", "halved"])
+def test_a_store_whose_log_is_cut_short_under_it_says_so_and_never_yes_again(tmp_path, to):
+    """A trial emptied (or halved) the write-ahead log under a running server: it said yes to
+    200 more messages, and a restart had lost all 300, or found the file malformed."""
+    path = tmp_path / "chat.sqlite3"
+    store = Store(str(path), exclusive=True)
+    for n in range(20):
+        keep(store, "bob", {"type": "message", "text": f"kept {n} " + "x" * 500})
+        store.commit()                      # (the log's size is seen at each commit)
+    wal = str(path) + "-wal"
+    os.truncate(wal, int(os.path.getsize(wal) * to))
+    keep(store, "bob", {"type": "message", "text": "after the cut"})
+    for _ in range(2):                      # for good: no later commit says yes
+        with pytest.raises(storage.StoreUnavailable,
+                           match="write-ahead log was cut short .* restart the server"):
+            store.commit()
+    store.close()
+
+
+def test_an_idle_store_finds_its_log_cut_short_at_its_look(tmp_path):
+    path = tmp_path / "chat.sqlite3"
+    store = Store(str(path), exclusive=True)
+    keep(store, "bob", {"type": "message", "text": "kept " + "x" * 5000})
+    store.commit()
+    os.truncate(str(path) + "-wal", 0)
+    store.look_wanted = True
+    with pytest.raises(storage.StoreUnavailable, match="write-ahead log was cut short"):
+        store.commit()                      # nothing to write: it only looks
+    keep(store, "bob", {"type": "message", "text": "after the cut"})
+    with pytest.raises(storage.StoreUnavailable, match="write-ahead log was cut short"):
+        store.commit()
+    store.close()
+
+
+def test_a_store_whose_log_is_checkpointed_by_itself_goes_on(tmp_path):
+    """SQLite's own checkpoints reuse the log from its start, never shrinking it: no damage."""
+    path = tmp_path / "chat.sqlite3"
+    store = Store(str(path), exclusive=True)
+    for n in range(400):                    # past the automatic checkpoint's 1,000 pages
+        keep(store, "bob", {"type": "message", "text": f"kept {n} " + "x" * 4000})
+        store.commit()
+    assert store.failing is None and store.count_waiting("bob") == 400
     store.close()
 
 

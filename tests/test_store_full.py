@@ -53,6 +53,36 @@ def room(store, pages=100_000):
 
 # -- the store --------------------------------------------------------------------------------
 
+def test_a_full_disk_has_the_log_copied_into_the_file_and_emptied_and_kept_small(tmp_path):
+    """A trial's log filled a disk; its room, given back, was filled by the log again."""
+    store = full_store(tmp_path)
+    fill(store)
+    wal = tmp_path / "chat.sqlite3-wal"
+    assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == (
+        storage.SMALL_LOG_PAGES)
+    room(store)
+    store.commit()                          # what waited goes, and the log copied
+    assert store.checkpoint() and wal.stat().st_size == 0
+    keep(store, ["bob"], {"text": "after"})
+    store.commit()                          # an emptied log is ours, not one cut short
+    assert store.failing is None
+
+
+@pytest.mark.parametrize("room_bytes, pages", [
+    (10 ** 12, storage.DEFAULT_LOG_PAGES), (2 * 2 ** 20, 64), (2 ** 16, storage.SMALL_LOG_PAGES)])
+def test_the_log_is_copied_into_the_file_at_an_eighth_of_a_small_disks_room(
+        tmp_path, monkeypatch, room_bytes, pages):
+    """(a trial's 2 MiB disk was filled by the log alone, after 30 KB of messages)"""
+    import os
+    import types
+    monkeypatch.setattr(os, "statvfs", lambda path: types.SimpleNamespace(
+        f_bavail=room_bytes // 4096, f_frsize=4096))
+    store = Store(str(tmp_path / "chat.sqlite3"))
+    assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == pages
+    store.close()
+
+
+
 def test_a_failed_commit_raises_keeps_its_writes_and_the_next_one_takes_them(tmp_path):
     store = full_store(tmp_path)
     committed, failed = fill(store)
