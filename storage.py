@@ -33,6 +33,7 @@ import os
 import secrets
 import sqlite3
 
+import wal
 from log_index import LogIndex
 from protocol import MAX_SEQ, encode_text
 from senders import Senders
@@ -158,6 +159,7 @@ class Store:
             path, sync, exclusive, lock_wait_s, max_pages)
         _take_rewritten(path)
         _refuse_emptied(path)
+        _refuse_damaged_log(path)
         new = path != ":memory:" and not os.path.lexists(path)
         self._db = self._file = self._wal = None
         try:
@@ -943,6 +945,16 @@ def _take_rewritten(path):
             f"{path} is missing but its write-ahead log {path}-wal is there (the file deleted "
             f"under a running server?); a copy may be at {path}.tmp: move the log away to "
             f"start a new store")
+
+
+def _refuse_damaged_log(path):
+    """sqlite3.DatabaseError if the store's write-ahead log holds commits SQLite would drop
+    without a word, its header or bytes before them changed (wal.py): a trial's restart lost
+    300 acknowledged messages so."""
+    why = None if path == ":memory:" else wal.damage(path + "-wal")
+    if why is not None:
+        raise sqlite3.DatabaseError(f"the store's write-ahead log, {path}-wal, is damaged: {why}; "
+                                    f"restore the data directory from a backup")
 
 
 def _refuse_emptied(path):
