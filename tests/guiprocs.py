@@ -157,7 +157,8 @@ class GuiProcess:
             found = condition()
             if found:
                 return found
-            select.select([], [], [], 0.02)     # a bounded pause between polls, not a sleep
+            # the pause between polls of a wait for an event, bounded by its deadline
+            select.select([], [], [], 0.02)
         raise AssertionError(f"timed out waiting for {what}:\n" + self.errors())
 
     def errors(self):

@@ -52,7 +52,8 @@ class ServerProcess:
                 return match
             if self.proc.poll() is not None:
                 raise AssertionError(f"server exited {self.proc.returncode}:\n{self.log()}")
-            select.select([], [], [], 0.02)     # a bounded poll of the log file, not a sleep
+            # the pause between polls of the log for an event, bounded by its deadline
+            select.select([], [], [], 0.02)
         raise AssertionError(f"server log never matched {pattern!r}:\n{self.log()}")
 
     def stop(self):

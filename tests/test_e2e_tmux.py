@@ -59,7 +59,8 @@ class Pane:
             if time.monotonic() > end:
                 raise AssertionError(f"the pane never showed it (cursor at {cursor}):\n"
                                      + "\n".join(rows))
-            select.select([], [], [], 0.05)     # a bounded poll, not a sleep
+            # the pause between polls of the pane, bounded by its deadline
+            select.select([], [], [], 0.05)
 
     def close(self):
         subprocess.run([TMUX, "-S", self.socket, "kill-server"], capture_output=True,
