@@ -16,8 +16,9 @@ from client_events import (Accepted, Arm, AskConsent, Cancel, CloseConn, Consent
                            RequestFailed, SendOnLink, SendRequest, SendTo, Show, ShowFate,
                            ShowOnline, ShowSending, Started, Status)
 from peer import PEER_CONNECT_S
+from pacing import KeyedTimers, RepeatedLines
 from protocol import NOT_OURS, decoded, encode, error, foreign, reason_text
-from reactor import FRAME_TIME_S, Handler, KeyedTimers, RepeatedLines
+from reactor import FRAME_TIME_S, Handler
 
 REQUEST_TIMEOUT_S = 10.0    # a request connection with no answer by then counts as failed
 # An urgent request (a heartbeat) whose connection is not made by then is sent again at once on

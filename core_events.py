@@ -2,7 +2,7 @@
 one, and write a log line.
 
 A timer's key is a small frozen object of the core's own (server_events.py, client_events.py
-name theirs); the glue keeps a reactor.KeyedTimers for them, so arming a key again replaces its
+name theirs); the glue keeps a pacing.KeyedTimers for them, so arming a key again replaces its
 timer.
 """
 from dataclasses import dataclass

@@ -15,7 +15,8 @@ from delivery_links import DELIVERY_SOCKETS, DeliveryLinks
 from limits import REFUSALS_PER_READ
 from protocol import (OK_STORED_LINES, UNAVAILABLE_RETRY_S, Numbered, encode, error, reply_line,
                       whole)
-from reactor import FRAME_TIME_S, Handler, KeyedTimers, Lapses, RepeatedLines
+from pacing import KeyedTimers, Lapses, RepeatedLines
+from reactor import FRAME_TIME_S, Handler
 from server_events import (Arm, Close, Closed, Deliver, DeliverEach, DeliverRun, Expired, Log,
                            Replies, Reply, StoreRecovered, TimeQuiet, Undelivered,
                            accepted_event)
@@ -340,7 +341,7 @@ class ServerGlue:
         """Close `conn` after `limit_s` without a frame (with `reason`; not "idle": told why,
         and logged), instead of whenever it was to close before. The connections under one
         limit lapse in the order they were last heard from, so one timer does for all of them
-        (reactor.Lapses)."""
+        (pacing.Lapses)."""
         lapses = self._quiet.get((limit_s, reason))
         if lapses is None:
             lapses = self._lapses(limit_s, reason)

@@ -10,6 +10,7 @@ import struct
 
 import pytest
 
+import pacing
 import reactor as reactor_module
 from reactor import ACCEPTS_PER_PASS, CLOSE_LINGER_S, EMFILE_PAUSE_S, FRAME_TIME_S, Handler, Reactor
 from timers import RealClock, VirtualClock
@@ -1217,7 +1218,7 @@ def test_repeated_lines_forget_each_key_when_its_period_ends():
     20,000 addresses, 560 bytes each)."""
     loop = Reactor(VirtualClock())
     said = []
-    lines = reactor_module.RepeatedLines(loop, said.append, quiet_s=60.0)
+    lines = pacing.RepeatedLines(loop, said.append, quiet_s=60.0)
     for n in range(100):
         lines.say(("refused", f"10.0.0.{n}"), f"refused 10.0.0.{n}", f"refused from 10.0.0.{n}")
     lines.say(("refused", "10.0.0.0"), "again", "refused from 10.0.0.0")    # one repeat
@@ -1234,7 +1235,7 @@ def test_repeated_lines_past_their_bound_in_a_period_are_counted_in_one_line():
     addresses wrote a line for each (a trial's note)."""
     loop = Reactor(VirtualClock())
     said = []
-    lines = reactor_module.RepeatedLines(loop, said.append, quiet_s=60.0, max_lines=5)
+    lines = pacing.RepeatedLines(loop, said.append, quiet_s=60.0, max_lines=5)
     for n in range(8):
         lines.say(("refused", f"10.0.0.{n}"), f"refused 10.0.0.{n}", f"refused from 10.0.0.{n}")
     assert said == [f"refused 10.0.0.{n}" for n in range(5)]
@@ -1251,7 +1252,7 @@ def test_repeated_lines_say_their_counts_at_once_when_flushed_at_a_stop():
     operator's trial)."""
     loop = Reactor(VirtualClock())
     said = []
-    lines = reactor_module.RepeatedLines(loop, said.append, quiet_s=60.0, max_lines=1)
+    lines = pacing.RepeatedLines(loop, said.append, quiet_s=60.0, max_lines=1)
     for host in ("10.0.0.1", "10.0.0.1", "10.0.0.2"):
         lines.say(("refused", host), f"refused {host}", f"refused from {host}")
     lines.flush()

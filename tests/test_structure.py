@@ -12,7 +12,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 LAYERS = [
     ("protocol", "irc_wire", "irc_words", "options", "limits",     # the wires, plain helpers
      "certificate", "core_events", "cells", "keys", "completion"),
-    ("timers", "reactor", "heap", "passwords", "senders",          # time, the loop, the disk,
+    ("timers", "pacing", "reactor", "heap", "passwords", "senders",  # time, the loop, the disk,
      "log_index", "wal", "storage"),                               # the process's memory
     ("server_events", "client_events"),                            # the cores' vocabularies
     ("lockouts", "shares", "consents", "presence", "delivery", "sessions",  # rules with state
@@ -27,7 +27,8 @@ ORDER = [module for layer in LAYERS for module in layer]
 # added here on purpose, with its reason, or the module moves down a layer.
 SIDEWAYS = {
     ("irc_words", "irc_wire"),          # what the IRC port says, in IRC's lines
-    ("reactor", "timers"),              # the loop fires the timer wheel
+    ("reactor", "timers"),              # the loop fires the timer wheel ...
+    ("reactor", "pacing"),              # ... and folds its own repeated log lines
     ("storage", "log_index"),           # the store keeps its index ...
     ("storage", "senders"),             # ... and its senders' counters
     ("storage", "wal"),                 # ... and reads SQLite's log before SQLite does

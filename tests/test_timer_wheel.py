@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from reactor import Lapses, Reactor
+from pacing import Lapses
+from reactor import Reactor
 from timers import TICK_S, WHEEL_SLOTS, RealClock, TimerWheel, VirtualClock
 
 REVOLUTION_S = TICK_S * WHEEL_SLOTS
