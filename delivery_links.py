@@ -28,9 +28,9 @@ import itertools
 import secrets
 
 from limits import REFUSALS_PER_READ
-from protocol import Numbered, encode
+from protocol import Numbered, delivery_hello, delivery_proven, encode
 from reactor import Handler
-from server_events import Undelivered, delivery_event, delivery_hello, delivery_proven
+from server_events import Undelivered, delivery_event
 
 DELIVERY_SOCKETS = 512        # delivery connections open at once; more wait their turn
 DELIVERY_CONNECTS = 256       # ... and of those, connecting at once

@@ -3,7 +3,8 @@
 One UTF-8 JSON object per line, ended by b"\\n", at most MAX_FRAME_BYTES long.
 Every frame has a string "type"; a request may carry an "id" that its reply
 repeats; an error is {"type": "error", "code": ..., "message": ...}.
-PROTOCOL.md describes every frame; this module only encodes and checks them.
+PROTOCOL.md describes every frame; this module only encodes and checks them, and makes and
+checks the proofs of the delivery handshake (mac, delivery_hello, delivery_proven).
 """
 import hashlib
 import hmac
@@ -333,3 +334,27 @@ def nonce_field(frame, name="nonce"):
     """frame[name] if it can be a challenge's nonce (1 to MAX_ID_CHARS characters), else None."""
     value = frame.get(name)
     return value if isinstance(value, str) and 0 < len(value) <= MAX_ID_CHARS else None
+
+
+# -- the delivery handshake, which proves the session both ways (PROTOCOL.md, "Delivery") -----
+
+def delivery_hello(user, key, line, our_nonce, head):
+    """The listener's first line, its challenge -> our hello for `user`'s session, which proves
+    the session's `key` for its nonce and says the highest number given so far (`head`); None
+    if the line is no challenge. -> (hello, the listener's nonce)."""
+    frame = decoded(line)
+    theirs = nonce_field(frame) if frame["type"] == "challenge" else None
+    if theirs is None:
+        return None
+    proof = mac(key, DELIVERY_SERVER_LABEL, user, theirs, our_nonce, str(head))
+    return {"type": "hello", "user": user, "nonce": our_nonce, "head": head,
+            "mac": proof}, theirs
+
+
+def delivery_proven(key, line, their_nonce, our_nonce):
+    """The listener's answer to our hello -> True if it proves the session's `key` back: only
+    then is anything delivered to it (a process that took a dead client's port cannot)."""
+    frame = decoded(line)
+    return frame["type"] == "ok" and mac_ok(key, frame.get("mac"), DELIVERY_CLIENT_LABEL,
+                                            their_nonce, our_nonce)
+

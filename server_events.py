@@ -8,14 +8,13 @@ from here.
 from dataclasses import dataclass, field
 
 from core_events import Arm, Expired, Log
-from protocol import (DELIVERY_CLIENT_LABEL, DELIVERY_SERVER_LABEL, MAX_FRAME_BYTES, MAX_SEQ,
-                      FrameError, decode, decoded, int_field, mac, mac_ok, nonce_field)
+from protocol import MAX_FRAME_BYTES, MAX_SEQ, FrameError, decode, int_field
 
 # the shared Arm, Expired and Log are this core's too
 __all__ = ["Acked", "Arm", "AskLapses", "BadFrame", "Close", "Closed", "Deliver", "DeliverEach",
            "DeliverRun", "Expired", "IdleCheck", "Log", "PresenceBatch", "Redeliver", "Replies",
            "Reply", "Request", "StoreRecovered", "TimeQuiet", "Undelivered", "accepted_event",
-           "delivery_event", "delivery_hello", "delivery_proven"]
+           "delivery_event"]
 
 
 # --- Events: what happened -------------------------------------------------------------------
@@ -204,24 +203,3 @@ def delivery_event(proof, line):
         return Acked(proof, int_field(frame, "seq", 1, MAX_SEQ))
     except FrameError:
         return None     # the listener has nobody to tell: a bad ack acknowledges nothing
-
-
-def delivery_hello(user, key, line, our_nonce, head):
-    """The listener's first line, its challenge -> our hello for `user`'s session, which proves
-    the session's `key` for its nonce and says the highest number given so far (`head`); None
-    if the line is no challenge. -> (hello, the listener's nonce)."""
-    frame = decoded(line)
-    theirs = nonce_field(frame) if frame["type"] == "challenge" else None
-    if theirs is None:
-        return None
-    proof = mac(key, DELIVERY_SERVER_LABEL, user, theirs, our_nonce, str(head))
-    return {"type": "hello", "user": user, "nonce": our_nonce, "head": head,
-            "mac": proof}, theirs
-
-
-def delivery_proven(key, line, their_nonce, our_nonce):
-    """The listener's answer to our hello -> True if it proves the session's `key` back: only
-    then is anything delivered to it (a process that took a dead client's port cannot)."""
-    frame = decoded(line)
-    return frame["type"] == "ok" and mac_ok(key, frame.get("mac"), DELIVERY_CLIENT_LABEL,
-                                            their_nonce, our_nonce)

@@ -8,7 +8,7 @@ import protocol
 from client_events import CloseConn, Incoming, SendTo
 from client_helpers import WELCOME, hello, logged_in, printed, proof_back
 from realprocs import WAIT_S, start_server, token_of, wait_log
-from server_events import delivery_hello, delivery_proven
+from protocol import delivery_hello, delivery_proven
 
 
 def test_a_hello_copied_from_another_connection_is_refused():

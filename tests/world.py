@@ -513,7 +513,7 @@ class World:
         nonce = f"w{self._conns}"
         self._queue.append((target.name, ce.Accepted(self._conns, nonce)))
         challenge = line({"type": "challenge", "nonce": nonce})
-        hello, _ = server_events.delivery_hello(self._stream_users[(address, proof)], proof,
+        hello, _ = protocol.delivery_hello(self._stream_users[(address, proof)], proof,
                                                 challenge, "s", self.store.head)
         for frame in [hello, *sent, *ending]:
             self._queue.append((target.name, ce.Incoming(self._conns, wire(frame))))
