@@ -926,10 +926,9 @@ def test_a_port_that_greets_with_no_challenge_is_left_and_the_message_retried(wo
     assert world.store.count_waiting("foobar") == world.store.count_waiting("seas") == 1
 
 
-def test_a_delivery_whose_socket_cannot_be_made_is_retried_like_any_failed_one(world,
-                                                                              monkeypatch):
-    """Out of descriptors for one delivery connect: a retry after the backoff, not a user whose
-    deliveries are stuck until it logs in again."""
+def seas_listening_columbia_staying(world):
+    """seas logged in at a listening port, columbia on a staying connection, the logins'
+    notices delivered -> (what seas's listener gets, columbia's client, columbia's token)."""
     got, replies = [], []
     port = world.reactor.listen("127.0.0.1", 0, Listening(got, world.keys)).port
     Caller(world.reactor, world.port, {"type": "login", "user": "seas", "password": "summerisover",
@@ -937,6 +936,14 @@ def test_a_delivery_whose_socket_cannot_be_made_is_retried_like_any_failed_one(w
     pump(world.reactor, lambda: replies)
     sender, token = logged_in(world, "columbia", "116bway")
     pump(world.reactor, lambda: not world.glue.links.by_key)
+    return got, sender, token
+
+
+def test_a_delivery_whose_socket_cannot_be_made_is_retried_like_any_failed_one(world,
+                                                                              monkeypatch):
+    """Out of descriptors for one delivery connect: a retry after the backoff, not a user whose
+    deliveries are stuck until it logs in again."""
+    got, sender, token = seas_listening_columbia_staying(world)
     real_socket = socket.socket
     failures = []
 
@@ -956,13 +963,7 @@ def test_a_delivery_whose_socket_cannot_be_made_is_retried_like_any_failed_one(w
 
 def test_a_delivery_to_a_listening_port_that_raises_is_retried(world, monkeypatch, capsys):
     """(_not_carried_out: a bug in handing a delivery to its link is an undelivered one)"""
-    got, replies = [], []
-    port = world.reactor.listen("127.0.0.1", 0, Listening(got, world.keys)).port
-    Caller(world.reactor, world.port, {"type": "login", "user": "seas", "password": "summerisover",
-                                       "port": port, "id": 1}, replies=replies, keys=world.keys)
-    pump(world.reactor, lambda: replies)
-    sender, token = logged_in(world, "columbia", "116bway")
-    pump(world.reactor, lambda: not world.glue.links.by_key)
+    got, sender, token = seas_listening_columbia_staying(world)
     links, raised = world.glue.links, []
     real_send = links.send
 
