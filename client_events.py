@@ -175,6 +175,7 @@ class Show:
     kind: str
     text: str = ""
     sender: str | None = None
+    sent_at: float | None = None    # "offline": when the server took it (wall-clock seconds)
 
 
 @dataclass(frozen=True, slots=True)

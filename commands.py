@@ -12,6 +12,7 @@ from protocol import MAX_NAME_CHARS, MAX_TEXT_CHARS, name_chars_ok
 
 DEFAULT_ATTEMPTS = 3        # wrong passwords that block a name, when the server does not say
 DEFAULT_LOCKOUT_S = 30      # how long they block it, when the server does not say
+MAX_SENT_AT = 1e11          # a kept message's time past this (the year 5138) is no time
 
 
 # -- commands ------------------------------------------------------------------
@@ -157,8 +158,13 @@ def shown(frame):
     if kind in ("message", "broadcast"):
         sender, text = frame.get("from"), frame.get("text")
         if isinstance(sender, str) and isinstance(text, str):
-            return Show("offline" if frame.get("offline") is True else kind,
-                        without_irc_formatting(text), sender)
+            if frame.get("offline") is not True:
+                return Show(kind, without_irc_formatting(text), sender)
+            sent_at = frame.get("at")       # (the server's clock: said only of a kept one)
+            if (isinstance(sent_at, bool) or not isinstance(sent_at, (int, float))
+                    or not 0 < sent_at < MAX_SENT_AT):      # (NaN too)
+                sent_at = None
+            return Show("offline", without_irc_formatting(text), sender, sent_at)
     elif kind == "presence":
         user, online = frame.get("user"), frame.get("online")
         if isinstance(user, str) and isinstance(online, bool):

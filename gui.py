@@ -20,6 +20,7 @@ from cells import visible
 from client_events import (AskConsent, ConsentLapsed, Fate, Interrupted, LineIn, LoginAbandoned,
                            Prompt, Show, ShowFate, ShowOnline, ShowSending, Stage, Status)
 from commands import ACTION, action_text, help_lines, lapsed_text
+from protocol import MAX_TEXT_CHARS
 
 EVERYONE = None     # the compose target that broadcasts
 
@@ -95,6 +96,18 @@ def stamp(at):
     return time.strftime("%H:%M:%S", time.localtime(at))
 
 
+def _is_action(text):
+    """True for "/me waves" (any case of /me): an action, not a command."""
+    return text[:len(ACTION)].lower() == ACTION and bool(text[len(ACTION):].strip())
+
+
+def _as_sent(line):
+    """A line of text as it goes: "//etc" is "/etc", "/ME waves" the action "/me waves"."""
+    if line[:2] == "//":
+        return line[1:]
+    return ACTION + line[len(ACTION):] if _is_action(line) else line
+
+
 def entry_text(entry):
     """An entry -> the text after its time stamp, as the pane shows it: controls made visible,
     so another user's newline cannot fake a line of its own, nor a bidi mark reorder one."""
@@ -109,7 +122,9 @@ def entry_mark(entry):
 def _entry_text(entry):
     if entry.kind == "mine":
         privately = " (private)" if entry.private else ""
-        return f"me → {entry.to or 'everyone'}{privately}: {entry.text}"
+        action = action_text(entry.text)
+        said = f"* {entry.sender} {action}" if action else entry.text
+        return f"me → {entry.to or 'everyone'}{privately}: {said}"
     suffix = _SENDER_SUFFIXES.get(entry.kind)
     if entry.sender is None or suffix is None:
         return entry.text
@@ -147,6 +162,7 @@ class ChatView:
         self._session_over = False      # the form shows because a session ended
         self.asking = []                # users whose private talk requests wait for an answer
         self.target = Target()
+        self._left = set()              # users seen logging out (not those a block hides)
         self.outage = None              # why the server cannot be reached, or None
         self.waiting = 0                # typed lines and messages not yet taken by the server
         self.busy = False               # a reply is awaited before the next line is taken
@@ -171,12 +187,16 @@ class ChatView:
     def _show(self, show, at):
         if show.kind in ("joined", "left"):
             self._presence(show.sender, show.kind == "joined")
+            (self._left.discard if show.kind == "joined" else self._left.add)(show.sender)
             words = "logged in" if show.kind == "joined" else "logged out"
             self._say(at, f"{show.sender} has {words}.")
         elif show.kind in ("listed", "unlisted"):      # a block began or ended: no words
             self._presence(show.sender, show.kind == "listed")
         elif show.kind in _ENTRY_KINDS:
-            self.entries.append(Entry(at, show.sender, show.text, _ENTRY_KINDS[show.kind]))
+            # a kept message is stamped when the server took it, not when it came (a trial's
+            # fifty all read the login's time)
+            self.entries.append(Entry(show.sent_at or at, show.sender, show.text,
+                                      _ENTRY_KINDS[show.kind]))
         elif show.kind in _NOTICES:
             if show.kind == "peer_no_port":
                 self._portless.add(show.sender)
@@ -214,6 +234,10 @@ class ChatView:
         """Indices of entries changed in place since the last call (an own message's fate)."""
         changed, self._changed = self._changed, []
         return changed
+
+    def note(self, at, text):
+        """The window's own word at wall-clock time `at`, as a notice."""
+        self._say(at, text)
 
     def _say(self, at, text, kind="system"):
         """A notice: in the conversation while logged in, else on the login form."""
@@ -266,7 +290,7 @@ class ChatView:
             self._seeding = True
         elif self.stage is not Stage.LOGGED_IN:
             self.users, self.asking, self.target = [], [], Target()
-            self._portless = set()
+            self._portless, self._left = set(), set()
             self._session_over = self._session_over or was is Stage.LOGGED_IN
         if self._password is not None and not status.busy:
             # the name was accepted (ask for the password) or refused (forget it)
@@ -299,30 +323,50 @@ class ChatView:
         self._password = password
         return [name]
 
-    def compose(self, text):
-        """The input line's text -> the lines to type; "/cmd args" is a command as typed, but
-        "/me waves" is text, an action (IRC users see it as one), to whoever it goes to."""
+    def compose(self, text, at):
+        """The input line's text, sent at wall-clock time `at` -> the lines to type, or None
+        when it stays in the input to be mended, the pane saying why: too long, or private to
+        a user whose consent has ended (a trial's were emptied from the input, and lost).
+        "/cmd args" is a command as typed; "/me waves" is text, an action (IRC users see it as
+        one), to whoever it goes to; "//text" is text that begins with "/". A paste of several
+        lines is a message a line (a trial's came as one, its line breaks shown as escapes)."""
         if not text.strip():
             return []
-        if text.startswith("/") and not text.startswith("/me "):
+        if text[:1] == "/" and text[1:2] != "/" and not _is_action(text):
+            if text[1:].strip().lower() == "me":
+                self._say(at, f"Usage: {ACTION}<action>", "error")
+                return None
             return [text[1:]]
-        # the core shows it (ShowSending) once it takes the line: then it has an id
+        lines = [_as_sent(line) for line in text.splitlines() if line.strip()]
+        if self.target.private and self.target.user not in self.private_to:
+            user = self.target.user
+            self._say(at, f"{user} has not agreed to a private talk with you: select {user} "
+                          f"and press Get address to ask, or Message to send it through the "
+                          f"server.", "error")
+            return None
+        too_long = next((line for line in lines if len(line) > MAX_TEXT_CHARS), None)
+        if too_long is not None:
+            self._say(at, f"Your message is {len(too_long):,} characters long; the most is "
+                          f"{MAX_TEXT_CHARS:,}. Shorten it, and send it again.", "error")
+            return None
+        # the core shows each (ShowSending) once it takes the line: then it has an id
         if self.target.user is EVERYONE:
-            return [f"broadcast {text}"]
+            return [f"broadcast {line}" for line in lines]
         verb = "private" if self.target.private else "message"
-        return [f"{verb} {self.target.user} {text}"]
+        return [f"{verb} {self.target.user} {line}" for line in lines]
 
     def aim(self, user, private=False):
         """Send what is typed next to `user` (privately), or to everyone when user is None."""
         self.target = Target(user, private and user is not EVERYONE)
 
     def target_text(self):
-        """Where what is typed goes, for the label before the input: a user who left the list
+        """Where what is typed goes, for the label before the input: a user who logged out
         stays the target (a message waits for their next login), and the label says so."""
         user = self.target.user
         if user is EVERYONE:
             return "To everyone:"
-        away = " (logged out: it waits for their login)" if user not in self.users else ""
+        # (one a block hides from the list is not logged out: a trial's label said so)
+        away = " (logged out: it waits for their login)" if user in self._left else ""
         if self.target.private:
             away = " (logged out)" if away else ""
             return f"Privately to {user}{away}:"
@@ -367,9 +411,15 @@ class ChatView:
     @property
     def status(self):
         """One line: the server's reachability, lines waiting, or who is logged in."""
-        # before a login what waits is the login itself (a trial's window called it a message)
-        waiting = (_plural(self.waiting, "message") + " waiting to be sent."
-                   if self.stage is Stage.LOGGED_IN else "Your login waits for the server.")
+        # before a login, a login awaiting its answer (busy) is what waits (a trial's window
+        # called it a message), or messages kept for the next login (another's, its login
+        # a minute over, was told its login waited)
+        if self.stage is Stage.LOGGED_IN:
+            waiting = _plural(self.waiting, "message") + " waiting to be sent."
+        elif self.busy:
+            waiting = "Your login waits for the server."
+        else:
+            waiting = _plural(self.waiting, "message") + " waiting for your next login."
         if self.outage is not None:
             return self.outage + (" " + waiting if self.waiting else "")
         if self.waiting:
@@ -426,6 +476,19 @@ class WindowScreen:
         if self.view.changes_user(name):
             self.glue.feed(LoginAbandoned())
         self.type_lines(self.view.login(name, password))
+
+    def send(self, text):
+        """The input line's `text` was sent -> True if the input may be emptied: False when it
+        stays, to be mended (ChatView.compose says why in the pane)."""
+        lines = self.view.compose(text, self.glue.reactor.clock.wall())
+        if lines is None:
+            return False
+        self.type_lines(lines)
+        return True
+
+    def note(self, text):
+        """A word from the window itself, in the pane (or on the form before a login)."""
+        self.view.note(self.glue.reactor.clock.wall(), text)
 
     def type_lines(self, lines):
         """Lines from the window (a click, Enter) go to the core as if typed."""

@@ -238,11 +238,13 @@ class ChatWindow:
         self.screen.log_in(name, password)
         self.kick()
         self.refresh()
+        self._focus_form()
 
     def send(self):
-        lines = self.view.compose(self.input.get())
-        self.input.delete(0, "end")
-        self._type(lines)
+        if self.screen.send(self.input.get()):
+            self.input.delete(0, "end")
+        self.kick()
+        self.refresh()
 
     def selected_user(self):
         picked = self.user_list.curselection()
@@ -261,9 +263,15 @@ class ChatWindow:
         if user is not None:
             self.act("unblock", user)
             return
-        self.input.delete(0, "end")
-        self.input.insert(0, "/unblock ")
-        self.input.icursor("end")
+        if self.input.get().strip():
+            # (a draft is not replaced: a trial's half-typed message went so)
+            self.screen.note("To unblock someone, select them in the list, or type /unblock "
+                             "and their name.")
+            self.refresh()
+        else:
+            self.input.delete(0, "end")
+            self.input.insert(0, "/unblock ")
+            self.input.icursor("end")
         self.input.focus_set()
 
     def aim(self, user, private=False):
@@ -315,11 +323,25 @@ class ChatWindow:
             show.pack(fill="both", expand=True)
         else:
             show.pack(expand=True)      # the form in the middle of the window
-        (self.input if which == "chat" else self.name_entry).focus_set()
+        if which == "chat":
+            self.input.focus_set()
+        else:
+            self._focus_form()
+
+    def _focus_form(self):
+        """The name field while it is empty or was refused, else the password's: a form shown
+        again with the name filled in had the password typed into the name field, shown and
+        sent as a name (a trial's, twice)."""
+        refused = self.view.stage is Stage.USERNAME and self.view.form_message
+        if refused or not self.name_entry.get().strip():
+            self.name_entry.focus_set()
+        else:
+            self.password_entry.focus_set()
 
     def _draw_entries(self):
         if self._cleared != self.view.cleared:      # another user's conversation begins
             self._cleared = self.view.cleared
+            self.input.delete(0, "end")     # (the last user's draft too: a trial's stayed)
             self.pane.configure(state="normal")
             self.pane.delete("1.0", "end")
             self.pane.configure(state="disabled")

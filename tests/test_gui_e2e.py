@@ -243,6 +243,11 @@ def test_unblock_with_nobody_selected_asks_for_the_name_a_blocked_user_is_not_li
     google.invoke(".chat.side.block")
     google.wait(lambda: google.list_items(".chat.side.users") == [], "seas out of the list")
     assert google.call(".chat.side.unblock", "instate", "disabled") == "0"
+    google.type_into(".chat.bottom.input", "a draft I care about")
+    google.invoke(".chat.side.unblock")     # a draft stays (a trial's was replaced)
+    google.wait(pane_has(google, "To unblock someone, select them"), "how to unblock")
+    assert google.call(".chat.bottom.input", "get") == "a draft I care about"
+    google.call(".chat.bottom.input", "delete", "0", "end")
     google.invoke(".chat.side.unblock")
     assert google.call(".chat.bottom.input", "get") == "/unblock "
     google.call(".chat.bottom.input", "insert", "end", "seas")
@@ -302,11 +307,22 @@ def test_a_login_as_someone_else_in_the_same_window_shows_a_new_conversation(win
     seas.type_into(".chat.bottom.input", "for google only")
     seas.press_enter(".chat.bottom.input")
     gui.wait(pane_has(gui, "for google only"), "the broadcast")
+    too_long = "x" * 4001                   # refused as typed: it stays to be shortened
+    gui.type_into(".chat.bottom.input", too_long)
+    gui.press_enter(".chat.bottom.input")
+    gui.wait(pane_has(gui, "Shorten it, and send it again."), "the refusal")
+    assert gui.call(".chat.bottom.input", "get") == too_long
+    gui.type_into(".chat.bottom.input", "google's draft")
     gui.invoke(".chat.side.logout")
     gui.wait(lambda: gui.exists(".login.username") and gui.call(
         "winfo", "ismapped", ".login.username") == "1", "the login form")
+    # the name is kept, so the password is typed next, not into the name (a trial's was,
+    # shown, and sent as a name)
+    assert gui.call(".login.username", "get") == "google"
+    assert gui.call("focus", "-lastfor", ".") == ".login.password"
     login(gui, "columbia")
     gui.wait(lambda: "for google only" not in gui.text(".chat.pane"), "a new conversation")
+    assert gui.call(".chat.bottom.input", "get") == ""      # not google's draft
     for window in (seas, gui):
         window.close_window()
         assert window.wait_exit() == 0

@@ -79,6 +79,10 @@ class Screen:
     def type(self, lines):
         self.window.type_lines(lines)
 
+    def send(self, text):
+        """The input line sent with Enter -> True if it went (the input may be emptied)."""
+        return self.window.send(text)
+
     def login(self, users=()):
         self.type(self.view.login("alice", "pw"))
         self.reply(OK, "check_user")
@@ -146,7 +150,7 @@ def test_welcome_shows_the_chat_and_asks_who_is_online(screen):
 
 def test_online_reply_with_nobody_empties_the_list(screen):
     screen.login(users=["bob"])
-    screen.type(screen.view.compose("/online"))
+    screen.send("/online")
     screen.reply({"type": "online", "users": []})
     assert screen.view.users == []
     assert screen.texts() == ["You have successfully logged in.", "No other users are online."]
@@ -324,7 +328,7 @@ def test_logged_in_elsewhere_goes_back_to_the_form_and_says_why(screen):
 def test_compose_broadcasts_by_default_and_shows_it_on_its_way_until_the_server_takes_it(screen):
     screen.login()
     screen.clock.advance(2)
-    screen.type(screen.view.compose("hello all"))
+    screen.send("hello all")
     assert screen.sent() == [{"type": "broadcast", "token": "t1", "mid": "c-1", "text": "hello all"}]
     assert screen.view.entries[-1] == Entry(AT + 2, "alice", "hello all", "mine", None, ref="c-1")
     assert screen.texts()[-1] == "me → everyone: hello all"
@@ -337,7 +341,7 @@ def test_compose_broadcasts_by_default_and_shows_it_on_its_way_until_the_server_
 def test_compose_to_a_user_messages_them(screen):
     screen.login(users=["bob"])
     screen.view.aim("bob")
-    screen.type(screen.view.compose("hi  bob "))
+    screen.send("hi  bob ")
     assert screen.sent() == [{"type": "message", "token": "t1", "mid": "c-1", "to": "bob",
                               "text": "hi  bob "}]
     assert screen.texts()[-1] == "me → bob: hi  bob "
@@ -350,9 +354,10 @@ def test_compose_to_a_user_messages_them(screen):
 
 def test_compose_privately_types_a_private_command(screen):
     screen.login(users=["bob"])
+    screen.deliver(ADDRESS)                     # bob agreed
     screen.view.aim("bob", private=True)
     assert screen.view.target == Target("bob", True)
-    assert screen.view.compose("psst") == ["private bob psst"]
+    assert screen.view.compose("psst", AT) == ["private bob psst"]
     screen.view.aim(None, private=True)         # everyone is never private
     assert screen.view.target == Target()
 
@@ -366,7 +371,7 @@ def test_the_target_label_says_when_its_user_left_and_the_target_stays(screen):
     assert screen.view.target_text() == "To bob:"
     screen.deliver({"type": "presence", "user": "bob", "online": False})
     assert screen.view.target_text() == "To bob (logged out: it waits for their login):"
-    assert screen.view.compose("later") == ["message bob later"]
+    assert screen.view.compose("later", AT) == ["message bob later"]
     screen.view.aim("bob", private=True)
     assert screen.view.target_text() == "Privately to bob (logged out):"
     screen.deliver({"type": "presence", "user": "bob", "online": True})
@@ -375,33 +380,33 @@ def test_the_target_label_says_when_its_user_left_and_the_target_stays(screen):
 
 def test_slash_me_is_an_action_to_whoever_the_line_goes_to_not_a_command(screen):
     screen.login(users=["bob"])
-    assert screen.view.compose("/me waves") == ["broadcast /me waves"]
+    assert screen.view.compose("/me waves", AT) == ["broadcast /me waves"]
     screen.view.aim("bob")
-    assert screen.view.compose("/me waves at bob") == ["message bob /me waves at bob"]
-    assert screen.view.compose("/mention") == ["mention"]          # a command as typed
+    assert screen.view.compose("/me waves at bob", AT) == ["message bob /me waves at bob"]
+    assert screen.view.compose("/mention", AT) == ["mention"]          # a command as typed
 
 
 def test_slash_types_a_command_as_the_terminal_would(screen):
     screen.login()
-    screen.type(screen.view.compose("/help"))
+    screen.send("/help")
     assert screen.texts()[1].startswith("Type a message and press Enter")
     assert screen.texts()[2].startswith("  /message <user> <text>  send <text> to <user>")
     listed = [e for e in screen.view.entries if e.kind == "help"]    # a fixed font: aligned
     assert listed[0].text.startswith("  /message") and screen.texts()[1] not in [
         e.text for e in listed]
     assert listed[-1].text.startswith("  /me <action>") and "an action" in listed[-1].text
-    screen.type(screen.view.compose("/mesage bob hi"))
+    screen.send("/mesage bob hi")
     assert screen.texts()[-1] == "Unknown command '/mesage'. Type /help for the list of commands."
-    screen.type(screen.view.compose("/block"))
+    screen.send("/block")
     assert screen.texts()[-1] == "Usage: /block <user>"
-    assert screen.view.compose("   ") == []
+    assert screen.view.compose("   ", AT) == []
     assert all(e.kind != "mine" for e in screen.view.entries)
 
 
 def test_offline_recipient_is_told_in_the_pane(screen):
     screen.login()
     screen.view.aim("bob")
-    screen.type(screen.view.compose("later"))
+    screen.send("later")
     screen.reply({"type": "ok", "stored": True})
     assert screen.texts()[-1] == ("bob is offline; your message will be delivered when they "
                                   "log in.")
@@ -452,8 +457,8 @@ def test_logout_goes_back_to_the_form(screen):
 
 def test_unreachable_server_and_waiting_messages_show_in_the_status_line(screen):
     screen.login()
-    screen.type(screen.view.compose("one"))
-    screen.type(screen.view.compose("two"))
+    screen.send("one")
+    screen.send("two")
     assert screen.view.status == "Sending: 2 messages waiting to be sent."
     assert marks(screen) == ["…"]               # "two" waits for "one" to be answered
     screen.fail("timed out")                    # both stay, in order, for the next try
@@ -472,9 +477,68 @@ def test_unreachable_server_and_waiting_messages_show_in_the_status_line(screen)
     assert marks(screen) == ["✓", "✓"]
 
 
+def test_messages_kept_for_the_next_login_are_not_called_a_login_that_waits():
+    """(a trial's window, its messages kept past a logout, said its login waited)"""
+    view = ChatView()
+    view.render(status(USERNAME, waiting=1), AT)
+    assert view.status == "1 message waiting for your next login."
+    view.render(status(USERNAME, waiting=1, busy=True), AT)
+    assert view.status == "Your login waits for the server."
+
+
+def test_a_message_too_long_stays_in_the_input_to_be_shortened(screen):
+    screen.login()
+    assert screen.send("x" * 4001) is False and screen.sent("broadcast") == []
+    assert screen.texts()[-1] == ("Your message is 4,001 characters long; the most is 4,000. "
+                                  "Shorten it, and send it again.")
+
+
+def test_a_paste_of_several_lines_is_a_message_a_line(screen):
+    """(a trial's paste came as one message, its line breaks shown as escapes)"""
+    screen.login(users=["bob"])
+    screen.view.aim("bob")
+    assert screen.view.compose("line one\r\n\nline two\n", AT) == [
+        "message bob line one", "message bob line two"]
+
+
+@pytest.mark.parametrize("typed, lines", [
+    ("//etc/passwd is a path", ["broadcast /etc/passwd is a path"]),
+    ("/ME waves", ["broadcast /me waves"]),
+    ("/Me", None), ("/me  ", None)])
+def test_a_slash_line_is_text_an_action_or_a_command(screen, typed, lines):
+    screen.login()
+    assert screen.view.compose(typed, AT) == lines
+    if lines is None:
+        assert screen.texts()[-1] == "Usage: /me <action>"
+
+
+def test_ones_own_action_reads_as_one(screen):
+    screen.login()
+    screen.send("/me waves")
+    assert screen.texts()[-1] == "me → everyone: * alice waves"
+
+
+def test_a_message_kept_while_away_is_stamped_when_the_server_took_it(screen):
+    """(a trial's fifty kept messages all read the time of the login)"""
+    screen.login()
+    screen.deliver({"type": "message", "from": "bob", "text": "old", "offline": True,
+                    "at": AT - 3600.0, "seq": 1},
+                   {"type": "message", "from": "bob", "text": "new", "seq": 2})
+    assert [(e.text, e.at) for e in screen.view.entries[-2:]] == [
+        ("old", AT - 3600.0), ("new", screen.clock.wall())]
+
+
+def test_a_user_a_block_hides_is_not_said_to_have_logged_out(screen):
+    """(a trial's label read "To google (logged out ...)" of a google online, blocked)"""
+    screen.login(users=["bob"])
+    screen.view.aim("bob")
+    screen.deliver({"type": "listed", "user": "bob", "listed": False})
+    assert "bob" not in screen.view.users and screen.view.target_text() == "To bob:"
+
+
 def test_a_session_the_server_forgot_goes_back_to_the_form(screen):
     screen.login()
-    screen.type(screen.view.compose("hi"))
+    screen.send("hi")
     screen.reply(err("no_session"))
     assert screen.view.form_notice.splitlines() == [
         "Your session has ended. Please log in again.",
@@ -487,7 +551,7 @@ def test_a_message_kept_when_the_session_ended_does_not_hold_up_the_login_and_go
     """The kept message counts as waiting, but no reply is awaited: the form logs in (a
     trial's window sat on its form, and its close lost the message)."""
     screen.login()
-    screen.type(screen.view.compose("hi"))
+    screen.send("hi")
     screen.reply(err("no_session"))
     assert screen.view.waiting == 1
     screen.type(screen.view.login("alice", "pw"))
@@ -546,7 +610,7 @@ def test_a_private_message_is_sent_once_the_peer_takes_it_and_refused_if_it_cann
     screen.deliver({"type": "address", "user": "bob", "host": "127.0.0.1", "port": 1,
                     "key": "k"})
     screen.view.aim("bob", private=True)
-    screen.type(screen.view.compose("psst"))
+    screen.send("psst")
     assert screen.texts()[-1] == "me → bob (private): psst" and marks(screen) == ["…"]
     link = next(iter(screen.glue.core.peers.links))
     screen.glue.feed(LinkClosed(link, "refused"))
@@ -578,9 +642,9 @@ def test_closing_the_window_with_messages_unsent_says_them_on_stderr(screen):
     """The window is going: what was never sent is said where it outlives it (a trial's
     closed window said nothing of its message)."""
     screen.login()
-    screen.type(screen.view.compose("one"))
+    screen.send("one")
     screen.fail("timed out", "broadcast")       # it went out: perhaps the server took it
-    screen.type(screen.view.compose("two"))
+    screen.send("two")
     screen.window.close()
     screen.reply(OK, "logout")
     assert screen.glue.exit_code == 0
@@ -637,7 +701,7 @@ def test_a_request_that_fails_at_once_is_handled_inside_the_feed(screen):
     def refused(action):        # as a refused connect reports back from inside the glue
         screen.glue.feed(RequestFailed(action.request_id, "refused"))
     screen.glue._actions[SendRequest] = refused
-    screen.type(screen.view.compose("hi"))
+    screen.send("hi")
     assert screen.view.status == "Cannot reach the server (refused). 1 message waiting to be sent."
 
 
@@ -791,16 +855,18 @@ def test_getaddress_and_its_answer_are_told_in_the_windows_words(screen):
 def test_a_private_message_without_consent_names_the_buttons_not_the_commands(screen):
     screen.login(users=["bob"])
     screen.view.aim("bob", private=True)
-    screen.type(screen.view.compose("psst"))
+    assert screen.send("psst") is False         # it stays in the input (a trial's was lost)
     assert screen.texts()[-1] == ("bob has not agreed to a private talk with you: select bob and "
-                                  "press Get address to ask.")
+                                  "press Get address to ask, or Message to send it through the "
+                                  "server.")
     assert all(e.kind != "mine" for e in screen.view.entries)     # nothing went
+    assert screen.sent("message") == []
 
 
 def test_an_unreachable_peer_is_told_with_the_way_through_the_server(screen):
     screen.login(users=["bob"])
     screen.deliver(ADDRESS)
-    screen.type(screen.view.compose("/private bob psst"))
+    screen.send("/private bob psst")
     screen.glue.feed(LinkClosed(1, "refused"))
     assert screen.texts()[-3:] == [
         "Could not reach bob's client directly (their address may have changed).",
