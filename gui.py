@@ -366,9 +366,8 @@ class ChatView:
         if user is EVERYONE:
             return "To everyone:"
         # (one a block hides from the list is not logged out: a trial's label said so)
-        away = " (logged out: it waits for their login)" if user in self._left else ""
+        away = " (logged out)" if user in self._left else ""    # (a message waits for them)
         if self.target.private:
-            away = " (logged out)" if away else ""
             return f"Privately to {user}{away}:"
         return f"To {user}{away}:"
 

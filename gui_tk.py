@@ -26,6 +26,7 @@ SELECTED_BACKGROUND = "#1f5fbf"     # the selected user: white on a strong blue,
 SELECTED_FOREGROUND = "#ffffff"
 MS_PER_S = 1000
 STAMP_GAP = "  "        # between an entry's time stamp and its text
+DIALOG_ARM_MS = 400     # a consent dialog's buttons wait this long before they take a click
 
 # How the conversation pane shows each entry kind (Text tag options).
 _LOOKS = {
@@ -170,6 +171,9 @@ class ChatWindow:
                                          selectforeground=SELECTED_FOREGROUND,
                                          activestyle="none")
         self.user_list.bind("<<ListboxSelect>>", lambda event: self._draw_user_buttons())
+        # a double-click on a user is Message (a trial's selection alone sent to everyone)
+        self.user_list.bind("<Double-Button-1>",
+                            lambda event: self._on_selected(lambda user: self.aim(user)))
         self.user_buttons = {}
         for name, label, command in (
                 ("message", "Message", lambda u: self.aim(u)),
@@ -196,17 +200,22 @@ class ChatWindow:
         for button in reversed(self.user_buttons.values()):
             button.pack(fill="x", side="bottom")
         hint.pack(fill="x", side="bottom", pady=(2, 2))
+        # (more users than the list has rows: a trial's small window hid half, unsaid)
+        users_scroll = ttk.Scrollbar(side, command=self.user_list.yview, name="userscroll")
+        self.user_list.configure(yscrollcommand=users_scroll.set)
+        users_scroll.pack(side="right", fill="y")
         self.user_list.pack(fill="y", expand=True)
 
         bottom = ttk.Frame(frame, name="bottom")
         bottom.pack(side="bottom", fill="x", pady=(6, 0))
         self.target = tkinter.StringVar(root)
+        # Send packed first, on the right: a long label took its room at a small size
+        self.send_button = ttk.Button(bottom, text="Send", command=self.send, name="send")
+        self.send_button.pack(side="right")
         ttk.Label(bottom, textvariable=self.target, name="target").pack(side="left", padx=(0, 6))
         self.input = ttk.Entry(bottom, name="input")
         self.input.pack(side="left", fill="x", expand=True)
         self.input.bind("<Return>", lambda event: self.send())
-        self.send_button = ttk.Button(bottom, text="Send", command=self.send, name="send")
-        self.send_button.pack(side="left")
 
         # messages in the proportional text font, which reads best; time stamps in the fixed
         # one, so that they line up in a column
@@ -350,6 +359,7 @@ class ChatWindow:
         changed = [index for index in self.view.take_changed() if index < self._shown]
         if not entries and not changed:
             return
+        at_end = self.pane.yview()[1] >= 1.0     # (one scrolled up to read is left there)
         self.pane.configure(state="normal")
         for index in changed:
             # entry i is line i + 1: each entry is one line (entry_text shows a newline as \x0a)
@@ -359,7 +369,7 @@ class ChatWindow:
             self._draw_entry("end", entry)
             self.pane.insert("end", "\n")
         self.pane.configure(state="disabled")
-        if entries:
+        if entries and at_end:
             self.pane.see("end")
         self._shown += len(entries)
 
@@ -422,6 +432,17 @@ class ChatWindow:
         dialog.agree.pack(side="left", padx=4)
         dialog.refuse.pack(side="left", padx=4)
         dialog.protocol("WM_DELETE_WINDOW", lambda: self.answer(False))
+        # Escape refuses; Return presses the button that has the focus (Tab moves it), never
+        # Agree by itself: an Enter meant for the input as the dialog opened would give the
+        # address away
+        dialog.bind("<Escape>", lambda event: self.answer(False))
+        for button in (dialog.agree, dialog.refuse):
+            button.bind("<Return>", lambda event, b=button: b.invoke())
+            # (the next request's dialog opens where the last one's buttons were: a trial's
+            # double-click answered two)
+            button.state(["disabled"])
+            dialog.after(DIALOG_ARM_MS, lambda b=button: b.winfo_exists() and b.state(
+                ["!disabled"]))
         # over the middle of the chat window: with no window manager it would land at 0,0
         dialog.update_idletasks()
         dialog.geometry("+{}+{}".format(*centred(

@@ -172,11 +172,19 @@ class GuiProcess:
         self.call(path, "insert", "0", text)
 
     def press_enter(self, path):
+        self.press_key(path, "<Return>")
+
+    def press_key(self, path, key):
         self.call("focus", "-force", path)
-        self.call("event", "generate", path, "<Return>")
+        self.call("event", "generate", path, key)
 
     def invoke(self, path):
         self.call(path, "invoke")
+
+    def press(self, path):
+        """Click a button once it takes clicks (a consent dialog's wait a moment)."""
+        self.wait(lambda: self.call(path, "instate", "disabled") == "0", f"{path} to take a click")
+        self.invoke(path)
 
     def text(self, path):
         """What a Text widget holds."""

@@ -168,7 +168,7 @@ def test_two_windows_log_in_talk_agree_to_a_private_talk_and_close(windows, serv
     assert bob.label(".consent.question") == (
         "Do you agree to have a private talk with columbia?")
     shoot(display, "gui-consent.png", alice, bob)
-    bob.invoke(".consent.buttons.agree")
+    bob.press(".consent.buttons.agree")
     bob.wait(lambda: not bob.exists(".consent"), "the dialog to close")
     alice.wait(pane_has(alice, "seas agreed to a private talk: select seas and press Private "
                                "message."), "the address")
@@ -212,12 +212,17 @@ def test_a_refused_consent_and_a_list_that_keeps_its_selection(windows):
     google.invoke(".chat.side.getaddress")          # nobody selected: nothing happens
     assert google.text(".chat.pane") == before
     google.select_item(".chat.side.users", "seas")
+    for _ in range(2):                          # a double-click is Message
+        for event in ("<ButtonPress-1>", "<ButtonRelease-1>"):
+            google.call("event", "generate", ".chat.side.users", event, "-x", "5", "-y", "5")
+    assert google.label(".chat.bottom.target") == "To seas:"
     refusals = []
-    for say_no in (lambda: seas.invoke(".consent.buttons.refuse"),
-                   lambda: seas.call(seas.call("wm", "protocol", ".consent", "WM_DELETE_WINDOW"))):
+    for say_no in (lambda: seas.press(".consent.buttons.refuse"),
+                   lambda: seas.call(seas.call("wm", "protocol", ".consent", "WM_DELETE_WINDOW")),
+                   lambda: seas.press_key(".consent", "<Escape>")):
         google.invoke(".chat.side.getaddress")
         seas.wait(lambda: seas.exists(".consent"), "the consent dialog")
-        say_no()                                    # Refuse, or the dialog closed: both a no
+        say_no()                                    # Refuse, closed, Escape: each a no
         seas.wait(lambda: not seas.exists(".consent"), "the dialog to close")
         refusals.append("seas refused to give you their address.")
         google.wait(lambda: google.text(".chat.pane").count(refusals[0]) == len(refusals),
@@ -351,7 +356,7 @@ def test_a_staying_window_without_a_port_chats_and_resumes_after_a_cut(windows, 
     # alice may dial seas once seas agrees; seas can never be given alice's address
     alice.invoke(".chat.side.getaddress")
     bob.wait(lambda: bob.exists(".consent"), "the consent dialog")
-    bob.invoke(".consent.buttons.agree")
+    bob.press(".consent.buttons.agree")
     alice.wait(lambda: alice.call(".chat.side.private", "instate", "disabled") == "0",
                "seas's consent")
     alice.invoke(".chat.side.private")
@@ -364,7 +369,7 @@ def test_a_staying_window_without_a_port_chats_and_resumes_after_a_cut(windows, 
     bob.select_item(".chat.side.users", "columbia")
     bob.invoke(".chat.side.getaddress")
     alice.wait(lambda: alice.exists(".consent"), "the consent dialog")
-    alice.invoke(".consent.buttons.agree")
+    alice.press(".consent.buttons.agree")
     bob.wait(pane_has(bob, "columbia agreed, but their client cannot take private messages: "
                            "press Message to write to them through the server."), "the answer")
     assert bob.call(".chat.side.private", "instate", "disabled") == "1"

@@ -15,10 +15,12 @@ ARTIFACTS = os.path.join(ROOT, "tests", "artifacts")
 SIZES = [(1280, 800), (800, 600)]
 LOGIN_WIDGETS = [".login.heading", ".login.prompt", ".login.username", ".login.password",
                  ".login.submit", ".login.message", ".status"]
-CHAT_WIDGETS = [".chat.pane", ".chat.side.users", ".chat.side.message", ".chat.side.private",
-                ".chat.side.getaddress", ".chat.side.block", ".chat.side.unblock",
-                ".chat.side.hint", ".chat.side.everyone", ".chat.side.logout",
+CHAT_WIDGETS = [".chat.pane", ".chat.side.users", ".chat.side.userscroll", ".chat.side.message",
+                ".chat.side.private", ".chat.side.getaddress", ".chat.side.block",
+                ".chat.side.unblock", ".chat.side.hint", ".chat.side.everyone", ".chat.side.logout",
                 ".chat.bottom.target", ".chat.bottom.input", ".chat.bottom.send", ".status"]
+# what gives or takes room as the hint grows: the buttons stay where they are
+LIST_AND_HINT = (".chat.side.users", ".chat.side.userscroll", ".chat.side.hint")
 
 
 @pytest.fixture(params=SIZES, ids=lambda size: f"{size[0]}x{size[1]}")
@@ -86,11 +88,24 @@ def test_the_window_fits_the_screen_with_a_title_and_nothing_cut_off(screen, ser
         gui.wait(lambda: "lunch at noon?" in gui.text(".chat.pane"), "the broadcast")
         gui.settle()
         buttons = [box(gui, path) for path in CHAT_WIDGETS if path.startswith(".chat.side.")
-                   and path not in (".chat.side.users", ".chat.side.hint")]
+                   and path not in LIST_AND_HINT]
         gui.select_item(".chat.side.users", "seas")
         gui.settle()                # the hint grows to two lines: no button moves
         assert [box(gui, path) for path in CHAT_WIDGETS if path.startswith(".chat.side.")
-                and path not in (".chat.side.users", ".chat.side.hint")] == buttons
+                and path not in LIST_AND_HINT] == buttons
+        for n in range(40):                  # more than the pane shows
+            seas.type(f"broadcast line {n}")
+        gui.wait(lambda: "line 39" in gui.text(".chat.pane"), "the lines")
+        gui.call(".chat.pane", "yview", "moveto", "0")      # scrolled up, reading
+        seas.type("broadcast one more")
+        gui.wait(lambda: "one more" in gui.text(".chat.pane"), "one more")
+        gui.settle()                # left where the reader is (a trial's jumped to the end)
+        assert float(gui.call(".chat.pane", "yview").split()[0]) == 0.0
+        gui.call(".chat.pane", "yview", "moveto", "1")
+        seas.type("broadcast and the last")
+        gui.wait(lambda: "and the last" in gui.text(".chat.pane"), "the last")
+        gui.settle()                # at the end, it follows
+        assert float(gui.call(".chat.pane", "yview").split()[1]) == 1.0
         gui.invoke(".chat.side.message")
         gui.type_into(".chat.bottom.input", "see you there")
         gui.press_enter(".chat.bottom.input")
@@ -109,7 +124,7 @@ def test_the_window_fits_the_screen_with_a_title_and_nothing_cut_off(screen, ser
         dialog = box(gui, ".consent")
         assert dialog[2] <= display.size[0] and dialog[3] <= display.size[1], dialog
         shoot(gui, display, "consent")
-        gui.invoke(".consent.buttons.refuse")
+        gui.press(".consent.buttons.refuse")
         gui.close_window()
         assert gui.wait_exit() == 0
     finally:

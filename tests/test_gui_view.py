@@ -370,7 +370,7 @@ def test_the_target_label_says_when_its_user_left_and_the_target_stays(screen):
     screen.view.aim("bob")
     assert screen.view.target_text() == "To bob:"
     screen.deliver({"type": "presence", "user": "bob", "online": False})
-    assert screen.view.target_text() == "To bob (logged out: it waits for their login):"
+    assert screen.view.target_text() == "To bob (logged out):"
     assert screen.view.compose("later", AT) == ["message bob later"]
     screen.view.aim("bob", private=True)
     assert screen.view.target_text() == "Privately to bob (logged out):"
