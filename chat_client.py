@@ -944,10 +944,8 @@ class ChatClient:
         elif not self._stale(pending):
             # (a trial's block typed in an outage was never spoken of again, and had been
             # done: the request reached a stopped server, which did it once it went on)
-            done = ("was not done" if self.outage.reason in NEVER_SENT
-                    else "may not have been done")
-            out.append(Show("system", f"{described(pending.command)} {done}: type it again "
-                                      f"once the server is back."))
+            kind = "not_done" if self.outage.reason in NEVER_SENT else "perhaps_not_done"
+            out.append(Show(kind, described(pending.command)))      # (each screen words it)
 
     def _fail_exit(self, pending, now, out):
         self._exit(out)

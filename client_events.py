@@ -170,7 +170,8 @@ class Show:
     "no_port" (no sender): this client cannot take private messages.
     So are the answers to a typed command: "help" lists the commands; "usage": a command was
     typed wrong, `text` is its format ("message <user> <text>"); "unknown_command": `text` was
-    typed as a command's name, and no command has it.
+    typed as a command's name, and no command has it; "not_done", "perhaps_not_done": command
+    `text` ("block seas") could not reach the server, or reached it and got no answer.
     """
     kind: str
     text: str = ""

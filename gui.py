@@ -34,6 +34,9 @@ _PROMPTS = {Stage.USERNAME: "Log in with your user name and password.",
 # A private talk's notices in the window's words: its buttons, where the terminal names the
 # commands to type ({user} is the other user; client_events.Show says when each comes).
 _NOTICES = {
+    # (and a command the server could not be asked, named with its /, as typed here)
+    "not_done": "/{text} was not done: type it again once the server is back.",
+    "perhaps_not_done": "/{text} may not have been done: type it again once the server is back.",
     "asked": "You asked {user} for a private talk; waiting for their answer.",
     "address": "{user} agreed to a private talk: select {user} and press Private message.",
     "no_address": "{user} has not agreed to a private talk with you: select {user} and press "

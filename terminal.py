@@ -371,6 +371,9 @@ _SHOW_FORMS = {
     # a block began or ended between the user and sender: a list to keep, which has no lines
     "listed": (), "unlisted": (),
     "asked": ("request sent",),
+    "not_done": ("{text} was not done: type it again once the server is back.",),
+    "perhaps_not_done": ("{text} may not have been done: type it again once the server is "
+                         "back.",),
     "address": ("got address!", "{sender} {text}"),
     "no_address": ("You don't have {sender}'s address. Type getaddress {sender} first.",),
     "address_void": ("{sender}'s address is no longer valid. "

@@ -486,6 +486,14 @@ def test_messages_kept_for_the_next_login_are_not_called_a_login_that_waits():
     assert view.status == "Your login waits for the server."
 
 
+def test_a_command_that_could_not_reach_the_server_is_named_as_typed_here(screen):
+    """(the window named it without its /, as the terminal types it: a trial's)"""
+    screen.login()
+    screen.send("/block bob")
+    screen.fail("refused")
+    assert screen.texts()[-1] == "/block bob was not done: type it again once the server is back."
+
+
 def test_a_message_too_long_stays_in_the_input_to_be_shortened(screen):
     screen.login()
     assert screen.send("x" * 4001) is False and screen.sent("broadcast") == []
