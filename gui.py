@@ -243,13 +243,17 @@ class ChatView:
         self._say(at, text)
 
     def _say(self, at, text, kind="system"):
-        """A notice: in the conversation while logged in, else on the login form."""
+        """A notice: in the conversation while logged in, else on the login form; why a
+        session ended goes in its conversation too, which a login as the same user shows
+        again (a trial's went from the messages before to the next login without a word)."""
         if self.stage is Stage.LOGGED_IN:
             self.entries.append(Entry(at, None, text, kind))
-        else:
-            # a session that ended is news, not a mistake; what a login attempt met is an error
-            tone = "notice" if self._session_over and kind != "error" else "error"
-            self.form_lines.append((tone, visible(text)))   # server text: shown harmlessly
+            return
+        # a session that ended is news, not a mistake; what a login attempt met is an error
+        tone = "notice" if self._session_over and kind != "error" else "error"
+        self.form_lines.append((tone, visible(text)))   # server text: shown harmlessly
+        if tone == "notice" and self.conversation_of is not None:
+            self.entries.append(Entry(at, None, text, kind))
 
     def _ask_consent(self, ask, at):
         if ask.user not in self.asking:

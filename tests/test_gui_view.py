@@ -552,6 +552,10 @@ def test_a_session_the_server_forgot_goes_back_to_the_form(screen):
         "Your session has ended. Please log in again.",
         "The server has not acknowledged 1 message yet: sent again at your next login as alice, "
         "or listed if you quit first."]
+    # and in the conversation, which the next login as alice shows (a trial's had no word of it)
+    assert "Your session has ended. Please log in again." in screen.texts()
+    screen.login()
+    assert "Your session has ended. Please log in again." in screen.texts()
 
 
 def test_a_message_kept_when_the_session_ended_does_not_hold_up_the_login_and_goes_after_it(
