@@ -126,11 +126,11 @@ class ServerGlue:
         reply that says yes to a write becomes `unavailable`, and a delivery of a message not
         yet committed waits (in order) for a commit that succeeds."""
         committed = self._commit()
-        if committed and self._held:
-            held, self._held = self._held, []
-            for action in held:
-                self._actions[type(action)](action)
         out, self._out = self._out, []
+        if committed and self._held:
+            # what waited for this commit goes first, in order (with the same guard: a trial's
+            # held delivery that raised cost the rest theirs)
+            out[:0], self._held = self._held, []
         carry_out = self._actions
         self._held_lines = held_lines = []
         try:

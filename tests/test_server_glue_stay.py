@@ -121,6 +121,37 @@ def test_an_action_that_raises_costs_only_its_own_connection(world, capsys):
     pump(world.reactor, lambda: world.store.count_waiting("seas") == 0)     # acknowledged
 
 
+def test_a_held_delivery_that_raises_costs_only_its_own_connection(world, monkeypatch, capsys):
+    """(deliveries held behind a commit that failed went out unguarded: a trial's first that
+    raised cost the next user a committed message)"""
+    alice, alice_token = logged_in(world, "columbia", "116bway")
+    bob, _ = logged_in(world, "seas", "summerisover")
+    carol, _ = logged_in(world, "google", "hasglasses")
+    real_commit, failing = world.store.commit, [True]
+
+    def commit(acks_too=False):
+        if failing[0]:
+            raise StoreUnavailable("the disk is full (a test's)")
+        return real_commit(acks_too)
+    monkeypatch.setattr(world.store, "commit", commit)
+    for n, (to, text) in enumerate([("seas", "one"), ("google", "two")], 2):
+        alice.send({"type": "message", "token": alice_token, "to": to, "text": text, "id": n})
+    pump(world.reactor, lambda: len([f for f in alice.frames if f.get("id") in (2, 3)]) == 2)
+    carry_out, raised = world.glue._actions, []
+    for kind in (Deliver, DeliverEach, DeliverRun):
+        def carry_or_fail(action, committed=True, carry=carry_out[kind]):
+            if not raised:
+                raised.append(action)
+                raise RuntimeError("a bug carrying out a held delivery")
+            carry(action, committed)
+        carry_out[kind] = carry_or_fail
+    failing[0] = False
+    world.clock.advance(10)                 # the commit's retry is due
+    pump(world.reactor, lambda: bob.closed and carol.of("message"))
+    assert raised and [f["text"] for f in carol.of("message")] == ["two"]
+    assert "a bug carrying out a held delivery" in capsys.readouterr().err
+
+
 def test_a_read_of_acks_that_acknowledge_nothing_new_is_a_flood(world):
     """(a trial's four users sent acks of an old number by the thousand, 150,000 a second,
     escaping every limit, and everyone's replies slowed a hundredfold)"""
