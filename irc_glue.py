@@ -44,6 +44,10 @@ class IrcFront(Accepted):
     # the reactor's 8 KiB, not the native port's 32: an IRC user's requests make no run, and
     # more of them a pass only fills the recipients' windows (Accepted.read_bytes)
     read_bytes = READ_CHUNK_BYTES
+    # a CR alone ends a line, as ngIRCd reads it (a trial's "PING one\rPING two\r\n" got one
+    # PONG, a PRIVMSG's "\rQUIT :bye" went on as its text, and a client that ends its lines
+    # with CR alone waited at its registration for an LF)
+    cr_ends_lines = True
 
     def __init__(self, glue, accounts, server_name, room, timeout_s=31.0):
         super().__init__(glue)
@@ -77,8 +81,6 @@ class IrcFront(Accepted):
         return state
 
     def on_frames(self, conn, lines):
-        if any(b"\r" in raw.rstrip(b"\r") for raw in lines):
-            lines = _at_each_cr(lines)
         link = conn.data.link
         clock = self.glue.reactor.clock
         wall = clock.wall()
@@ -254,13 +256,6 @@ class IrcLink:
             self._ack_timer.cancel()
         self.session.connection_lost()
         self._send_requests()
-
-
-def _at_each_cr(lines):
-    """A read's lines, a CR alone ending one too, as ngIRCd reads them: "PING a\rPING b\r\n"
-    is two lines (the second had no answer, and a PRIVMSG's "\rQUIT :bye" went on as its
-    text: a trial's)."""
-    return [part for raw in lines for part in raw.rstrip(b"\r").split(b"\r")]
 
 
 def _command_of(raw):

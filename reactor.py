@@ -63,6 +63,7 @@ class Handler:
     """What a connection reports to. One object may serve many connections; all no-ops here."""
 
     read_bytes = READ_CHUNK_BYTES       # the most one read of a connection takes
+    cr_ends_lines = False               # True: a CR alone ends a line too (IRC's clients)
 
     def on_accepted(self, conn):
         """A listener accepted `conn`."""
@@ -633,6 +634,10 @@ class Reactor:
             self._close(conn, "eof", flush=False)
             return
         if conn.closing_reason is None:
+            if conn.handler.cr_ends_lines:
+                # (a CR split from its LF across two reads makes an empty line: a reader of
+                # such lines skips empty ones)
+                data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             self._split_frames(conn, data)
 
     def _split_frames(self, conn, data):

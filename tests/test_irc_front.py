@@ -605,6 +605,8 @@ def test_a_cr_alone_ends_a_line_as_a_cr_lf_does(world):
     columbia.send(b"PING one\rPING two\r\nPING three\r\r\nPRIVMSG seas :hi\rPING four\n")
     settle(world, lambda: len(columbia.of("PONG")) == 4)
     assert [m.params[-1] for m in columbia.of("PONG")] == ["one", "two", "three", "four"]
+    columbia.send(b"PING five\r")                 # no LF comes: answered all the same
+    settle(world, lambda: len(columbia.of("PONG")) == 5)
     assert b'"text":"hi",' in world.store.waiting("seas")[0][1]      # "hi", and no more
 
 
