@@ -251,6 +251,11 @@ class _Probes(Handler):
     def on_connected(self, conn):
         conn.data.made = True
 
+    def on_frame(self, conn, line):
+        # the chat server says nothing to a bye: an answer is another program's (the IRC
+        # port's 421 went unread, and a trial's client said "no reply" for ever)
+        conn.abort(NOT_OURS)
+
     def on_closed(self, conn, reason):
         look, conn.data = conn.data, None
         look.timer.cancel()

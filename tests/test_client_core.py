@@ -1111,9 +1111,17 @@ class WebServer(Handler):
         conn.close("done")
 
 
-def test_glue_says_when_another_program_answers_at_the_port(loop):
+class IrcPort(Handler):
+    """The server's own IRC port: it answers a line it cannot read, and keeps the connection."""
+
+    def on_frame(self, conn, line):
+        conn.send(b":chat.server 421 * {\"TYPE\":\"BYE\"} :Unknown command\r\n")
+
+
+@pytest.mark.parametrize("other", [WebServer, IrcPort])
+def test_glue_says_when_another_program_answers_at_the_port(loop, other):
     """(a trial's client, pointed at a web server, said "frame is not valid JSON")"""
-    code, out, _, _ = run_with_input(loop, {}, "alice\n", server=WebServer())
+    code, out, _, _ = run_with_input(loop, {}, "alice\n", server=other())
     assert code == 1 and "not valid JSON" not in out
     assert ("(its answer was not the chat server's). Another program listens at that port "
             "(the server's IRC port, say): check the port.") in out
