@@ -67,8 +67,9 @@ def _add_limit_options(parser):
     add("--store-messages", type=options.positive_count, default=Settings.store_messages, metavar="N",
         help=f"messages waiting in all, each recipient's copy counted "
              f"(default {Settings.store_messages})")
-    add("--store-bytes", type=options.positive_count, default=Settings.store_bytes, metavar="N",
-        help=f"bytes of messages the store keeps in all (default {Settings.store_bytes})")
+    add("--store-bytes", type=options.positive_count, default=None, metavar="N",
+        help=f"bytes of messages the store keeps in all (default {Settings.store_bytes}, or a "
+             f"third of the disk's room when that is less)")
 
 
 def limit_settings(args):
@@ -78,7 +79,8 @@ def limit_settings(args):
                 failed_logins_per_s=args.failed_logins / 60,
                 failed_logins_burst=round(args.failed_logins), tokens_bound_to_host=True,
                 inbox_messages=args.inbox_messages, inbox_bytes=args.inbox_bytes,
-                store_messages=args.store_messages, store_bytes=args.store_bytes)
+                store_messages=args.store_messages,
+                store_bytes=Settings.store_bytes if args.store_bytes is None else args.store_bytes)
 
 
 def parse_args(argv):
@@ -210,29 +212,47 @@ def irc_unfit(accounts):
 # pages (4 MiB) between checkpoints, and a pass's record and the file's own pages come on top
 # (on a disk with less room the store checkpoints sooner: storage._checkpoint_pages).
 SQLITE_LOG_ROOM_BYTES = 8 * 1024 * 1024
+MIN_STORE_BYTES = 64 * 1024     # a quota fitted to a tiny disk is never smaller than this
 
 
-def disk_room_warning(data_dir, store_bytes):
-    """-> a warning when the disk under `data_dir` cannot hold the store's byte quota and
-    SQLite's write-ahead log (with what the store holds now), else None. On such a disk a
-    full disk comes before the quota: messages are answered unavailable, not store_full, until
-    space returns."""
+def fitted_store_bytes(data_dir, asked):
+    """The store's byte quota, `asked` with --store-bytes or None -> (the quota, a line to log
+    or None). Asked for, it is kept, and said when the disk cannot hold it and SQLite's log
+    (with what the store holds now): such a disk fills before the quota, and messages are
+    answered unavailable until space returns. Not asked for, the default is lowered to a third
+    of the disk's room when that is less, so the store is full (store_full) before the disk
+    is: a full disk refuses logins too, and a trial's 2 MiB disk, full of messages for users
+    away, stayed full for good, since none could log in to read them."""
+    quota = Settings.store_bytes if asked is None else asked
+    room = _disk_room(data_dir)
+    if room is None or room >= quota + SQLITE_LOG_ROOM_BYTES:
+        return quota, None
+    mib = 1024 * 1024
+    where = f"the disk under {data_dir} has room for {room / mib:.1f} MiB of store"
+    if asked is None:
+        fitted = max(MIN_STORE_BYTES, room // 3)
+        return fitted, (f"{where}: the store keeps at most {fitted / mib:.1f} MiB of messages "
+                        f"there (a third of it, for SQLite's log and the file's own pages), "
+                        f"past which they are refused store_full; --store-bytes sets another "
+                        f"quota, and more room keeps more")
+    return quota, (f"{where}, less than --store-bytes ({quota / mib:.1f} MiB) and "
+                   f"{SQLITE_LOG_ROOM_BYTES // mib} MiB for SQLite's log: it fills before the "
+                   f"quota, and messages are then answered unavailable until space returns; "
+                   f"give it room"
+                   + (" or lower --store-bytes" if room > SQLITE_LOG_ROOM_BYTES else
+                      " (the store keeps SQLite's log to an eighth of the room there)"))
+
+
+def _disk_room(data_dir):
+    """Bytes the store may have under `data_dir`: what it holds, and the disk's free room;
+    None when that cannot be told."""
     try:
         stat = os.statvfs(data_dir)
         held = sum(entry.stat().st_size for entry in os.scandir(data_dir)
                    if entry.name.startswith("chat.sqlite3"))
     except OSError:
         return None
-    room = held + stat.f_bavail * stat.f_frsize
-    if room >= store_bytes + SQLITE_LOG_ROOM_BYTES:
-        return None
-    mib = 1024 * 1024
-    return (f"the disk under {data_dir} has room for {room / mib:.1f} MiB of store, less than "
-            f"--store-bytes ({store_bytes / mib:.1f} MiB) and {SQLITE_LOG_ROOM_BYTES // mib} "
-            f"MiB for SQLite's log: it fills before the quota, and messages are then answered "
-            f"unavailable until space returns; give it room"
-            + (" or lower --store-bytes" if room > SQLITE_LOG_ROOM_BYTES else
-               " (the store keeps SQLite's log to an eighth of the room there)"))
+    return held + stat.f_bavail * stat.f_frsize
 
 
 def _first_few(names):
@@ -293,10 +313,10 @@ def _open_store(args, clock):
         return None
 
 
-def _start_warnings(args, clock, credentials, store, settings, log, irc_listener):
+def _start_warnings(args, clock, credentials, store, log, irc_listener):
     """Log what an operator should know at the start: a certificate near its end, accounts
     nobody or anybody can log in as, messages waiting for names no account has, the IRC port
-    and its limits on names, a wrong clock, a disk too small."""
+    and its limits on names, a wrong clock."""
     if args.tls_cert:
         expiring = certificate.warning(args.tls_cert, clock.wall())
         if expiring:
@@ -341,9 +361,6 @@ def _start_warnings(args, clock, credentials, store, settings, log, irc_listener
     if clock.wall() * 1_000_000 > SEQ_FLOOR_MAX:
         log(f"the wall clock says {time.strftime('%Y', time.gmtime(clock.wall()))}: message "
             f"numbers start as if it were 2112 (check the clock)")
-    cramped = disk_room_warning(args.data_dir, settings.store_bytes)
-    if cramped:
-        log(cramped)
 
 
 def main(argv=None):
@@ -383,6 +400,7 @@ def main(argv=None):
     store = _open_store(args, clock)
     if store is None:
         return 1
+    args.store_bytes, cramped = fitted_store_bytes(args.data_dir, args.store_bytes)
     settings = Settings(block_time_s=args.block_time, timeout_s=args.timeout,
                         consent_s=args.consent_time, **limit_settings(args))
     core = ChatServer(credentials, store, settings, instance=secrets.token_hex(4))
@@ -410,7 +428,9 @@ def main(argv=None):
     log(f"listening on {args.host}:{listener.port} with {accounts} from "
         f"{os.path.abspath(args.credentials)}, data in {os.path.abspath(args.data_dir)} "
         f"(sync {args.sync}; {secured})")
-    _start_warnings(args, clock, credentials, store, settings, log, irc_listener)
+    _start_warnings(args, clock, credentials, store, log, irc_listener)
+    if cramped:
+        log(cramped)
     settle_collector()
     reactor.run()
     listener.close()

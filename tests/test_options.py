@@ -2,6 +2,7 @@
 import argparse
 import os
 import sys
+import types
 
 import pytest
 
@@ -96,7 +97,8 @@ def test_under_too_low_a_descriptor_limit_the_server_does_not_start(tmp_path):
     assert "the descriptor limit is 100; the server needs at least 128" in done.stderr
 
 
-def test_a_disk_too_small_for_the_byte_quota_and_sqlites_log_is_said_at_start(tmp_path):
+def test_a_disk_too_small_for_the_byte_quota_asked_for_and_sqlites_log_is_said_at_start(
+        tmp_path):
     (tmp_path / "chat.sqlite3").write_bytes(b"x" * 4096)       # what the store holds counts
     (tmp_path / "other").write_bytes(b"x" * 4096)              # nothing else does
     room = os.statvfs(tmp_path)
@@ -104,11 +106,25 @@ def test_a_disk_too_small_for_the_byte_quota_and_sqlites_log_is_said_at_start(tm
     # (margins of 64 MiB: other processes may write to this disk meanwhile)
     fits = free + 4096 - server.SQLITE_LOG_ROOM_BYTES - 64 * 1024 * 1024
     if fits > 0:
-        assert server.disk_room_warning(str(tmp_path), fits) is None
-    warning = server.disk_room_warning(str(tmp_path), free + 4096 + 64 * 1024 * 1024)
+        assert server.fitted_store_bytes(str(tmp_path), fits) == (fits, None)
+    asked = free + 4096 + 64 * 1024 * 1024
+    quota, warning = server.fitted_store_bytes(str(tmp_path), asked)
+    assert quota == asked                   # asked for: kept, and said
     assert warning.startswith(f"the disk under {tmp_path} has room for ")
     assert warning.endswith("give it room or lower --store-bytes")
-    assert server.disk_room_warning(str(tmp_path / "gone"), 1) is None   # cannot tell: quiet
+    assert server.fitted_store_bytes(str(tmp_path / "gone"), 1) == (1, None)  # cannot tell
+
+
+def test_the_default_quota_is_a_third_of_a_small_disks_room(tmp_path, monkeypatch):
+    """(a trial's 2 MiB disk, full of messages for users away, stayed full for good: a full
+    disk refuses logins, and nobody could log in to read them)"""
+    monkeypatch.setattr(os, "statvfs", lambda path: types.SimpleNamespace(
+        f_bavail=(3 * 2 ** 20) // 4096, f_frsize=4096))
+    quota, said = server.fitted_store_bytes(str(tmp_path), None)
+    assert quota == 2 ** 20 and "keeps at most 1.0 MiB of messages there" in said
+    monkeypatch.setattr(os, "statvfs", lambda path: types.SimpleNamespace(
+        f_bavail=2 ** 40 // 4096, f_frsize=4096))
+    assert server.fitted_store_bytes(str(tmp_path), None) == (server.Settings.store_bytes, None)
 
 
 def test_accounts_that_irc_folds_into_one_are_found():
