@@ -542,17 +542,21 @@ class ChatServer(Reach):
             raise self._slow_down(f"failed logins from {request.host}", wait_s, now,
                                   f"too many failed logins from your address; try again in "
                                   f"{limits.wait_text(wait_s)} s")
+        if user not in self._passwords:
+            # no password is checked for a name no account has: unknown names from 800
+            # addresses took the checks everyone shares (a trial's), and check_user tells
+            # which names exist anyway, as the original's "Invalid username" did
+            self._failed_logins.take(request.host, now)
+            raise Refused("unknown_user")
         # A blocked name stays blocked whatever the password, and trying does not count.
-        left_s = self._lockouts.locked_for(user, now) if user in self._passwords else 0
+        left_s = self._lockouts.locked_for(user, now)
         if left_s:
             raise Refused("locked", seconds=math.ceil(left_s))
         if self._checker.hashing:
             self._spend_check(user, request.host, now)
-        # One check of equal cost for known and unknown names (passwords.py), in constant time.
+        # the password compared in constant time (passwords.py)
         if not self._checker.check(user, password):
             self._failed_logins.take(request.host, now)
-            if user not in self._passwords:
-                raise Refused("unknown_user")
             attempts_left = self._lockouts.fail(user, now)
             if attempts_left == 0:
                 raise Refused("too_many_attempts", durable=True,
