@@ -537,8 +537,13 @@ class ChatClient:
 
     def _command_retry(self, key, now, out):
         command, self.command_again = self.command_again, None
-        if command is not None and self.stage is Stage.LOGGED_IN and not self.exiting:
+        if command is None:
+            return
+        if self.stage is Stage.LOGGED_IN and not self.exiting:
             self._send_command(command, now, out)
+        else:       # (said to go again: its end is said too)
+            out.append(Show("system", f"{described(command)} was not done: the session "
+                                      f"ended first."))
 
     # -- the outbox: messages are acknowledged by the server, or retried -------------------------
 

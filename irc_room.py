@@ -215,25 +215,27 @@ class RoomCommands:
         it waits): irssi sends WHOWAS by itself after a WHOIS's 401, and shows only its
         answer, which was "There is no such nick" (a trial's) for an account a message would
         have reached. No history is kept: a name no account has is 406."""
-        if not params or not params[0]:
+        wanted = [nick for nick in params[0].split(",")[:WHOIS_NICKS] if nick] if params else []
+        if not wanted:
             self.numeric("431", "No nickname given")
             return
-        account = self.accounts.get(fold(params[0]))
-        if account is None:
-            self.numeric("406", params[0], "There was no such nickname")
-            self.numeric("369", params[0], "End of WHOWAS")
-            return
-        self._ask_online(self._whowas, account)
+        self._ask_online(self._whowas, wanted)
 
-    def _whowas(self, frame, account):
-        if account == self.nick or account in self._online_list(frame):
-            self.numeric("406", account, "Online now: WHOIS tells more")
-        else:
-            username, _ = self._user_of(account)
-            self.numeric("314", account, username, USER_HOST, "*",
-                         "offline: a message to them waits for their next login")
-            self.numeric("312", account, self.server, "the chat room")
-        self.numeric("369", account, "End of WHOWAS")
+    def _whowas(self, frame, wanted):
+        """The answer for each nick of `wanted` (a,b,c), each ended by its 369."""
+        online = {self.nick, *self._online_list(frame)}
+        for nick in wanted:
+            account = self.accounts.get(fold(nick))
+            if account is None:
+                self.numeric("406", nick, "There was no such nickname")
+            elif account in online:
+                self.numeric("406", account, "Online now: WHOIS tells more")
+            else:
+                username, _ = self._user_of(account)
+                self.numeric("314", account, username, USER_HOST, "*",
+                             "offline: a message to them waits for their next login")
+                self.numeric("312", account, self.server, "the chat room")
+            self.numeric("369", nick if account is None else account, "End of WHOWAS")
 
     def _c_ison(self, params, wall):
         if self._need(params, 1, "ISON"):

@@ -574,6 +574,9 @@ class IrcSession(RoomCommands):
     # the server's own queries and an operator's commands: answered with the numerics IRC
     # has for them, not 421 (a client's /admin or /oper said "Unknown command")
     def _c_admin(self, params, wall):
+        if params and fold(params[0]) != fold(self.server):
+            self.numeric("402", params[0], "No such server")
+            return
         self.numeric("423", self.server, "No administrative info available")
 
     def _c_info(self, params, wall):
@@ -593,7 +596,8 @@ class IrcSession(RoomCommands):
         self.numeric("446", "USERS has been disabled (WHO lists the room)")
 
     def _c_oper(self, params, wall):
-        self.numeric("491", "No operators here: everyone in the room is equal")
+        if self._need(params, 2, "OPER"):
+            self.numeric("491", "No operators here: everyone in the room is equal")
 
     def _c_operator_only(self, params, wall):
         """KILL, DIE, REHASH, RESTART, SQUIT, CONNECT, WALLOPS: this server has no operators."""

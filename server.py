@@ -118,6 +118,9 @@ def parse_args(argv):
     parser.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
     _add_limit_options(parser)
     args = parser.parse_args(argv)
+    if args.irc_port is not None and args.irc_port == args.port != 0:
+        # (it was told another program listened there, when it was itself)
+        parser.error(f"--irc-port {args.irc_port} is the chat port too: give it a port of its own")
     if not (args.irc_room.startswith("#") and irc_wire.nick_ok(args.irc_room[1:])):
         parser.error(f"--irc-room {args.irc_room!r} is no channel name: # and letters, say #chat")
     name = args.irc_name

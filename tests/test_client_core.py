@@ -396,6 +396,17 @@ def test_a_command_the_server_asks_to_slow_down_goes_again_with_what_follows_beh
     assert requests(done) == [{"type": "online", "token": "t1"}]      # then what followed
 
 
+def test_a_slowed_command_whose_session_ends_meanwhile_is_said_not_done():
+    run = logged_in()
+    run.type("block bob")
+    run.reply({"type": "error", "code": "slow_down", "seconds": 1, "message": "x"}, "block")
+    run.do(Incoming(7, hello(7)))
+    run.do(Incoming(7, {"type": "logged_out", "reason": "elsewhere"}))
+    actions = run.do(Expired(CommandRetry()))
+    assert printed(actions) == ["block bob was not done: the session ended first."]
+    assert requests(actions) == []
+
+
 def test_failed_check_user_asks_again():
     run = Run()
     run.do(Started())

@@ -1134,9 +1134,13 @@ def test_whowas_answers_an_account_not_online_as_one_that_was():
     assert answer(session, "online", users=["seas"]) == [
         f"{S}406 columbia seas :Online now: WHOIS tells more",
         f"{S}369 columbia seas :End of WHOWAS"]
-    assert said(session, "WHOWAS nobody 1") == [
+    said(session, "WHOWAS nobody 1")
+    assert answer(session, "online", users=[]) == [
         f"{S}406 columbia nobody :There was no such nickname",
         f"{S}369 columbia nobody :End of WHOWAS"]
+    said(session, "WHOWAS seas,nobody")             # each nick answered (a trial's was one)
+    assert [line.split()[1] for line in answer(session, "online", users=[])] == [
+        "314", "312", "369", "406", "369"]
     assert said(session, "WHOWAS") == [f"{S}431 columbia :No nickname given"]
 
 
@@ -1744,7 +1748,7 @@ def test_every_command_method_is_in_the_dispatch_table_and_nothing_else_is():
 
 
 @pytest.mark.parametrize("command, numeric", [
-    ("OPER a b", "491"), ("KILL x :y", "481"), ("DIE", "481"), ("REHASH", "481"),
+    ("OPER a b", "491"), ("OPER", "461"), ("ADMIN other.server", "402"), ("KILL x :y", "481"), ("DIE", "481"), ("REHASH", "481"),
     ("SQUIT x :y", "481"), ("CONNECT x", "481"), ("ADMIN", "423"), ("INFO", "374"),
     ("STATS u", "219"), ("LINKS", "365"), ("USERS", "446")])
 def test_operator_and_server_queries_get_their_numerics_not_421(command, numeric):

@@ -127,6 +127,14 @@ def test_the_default_quota_is_a_third_of_a_small_disks_room(tmp_path, monkeypatc
     assert server.fitted_store_bytes(str(tmp_path), None) == (server.Settings.store_bytes, None)
 
 
+def test_the_irc_port_may_not_be_the_chat_port(capsys):
+    with pytest.raises(SystemExit) as stop:
+        server.parse_args(["4119", "--irc-port", "4119"])
+    assert stop.value.code == 2
+    assert "--irc-port 4119 is the chat port too" in capsys.readouterr().err
+    assert server.parse_args(["0", "--irc-port", "0"]).irc_port == 0      # (each picks one)
+
+
 def test_accounts_that_irc_folds_into_one_are_found():
     """(alice and ALICE: over IRC alice could never log in, and each try counted toward
     ALICE's lockout, an operator's trial found; the server says so at start)"""
