@@ -695,11 +695,11 @@ class Store:
                          f"{there.st_size:,} bytes, from {self._file_size:,})")
             raise StoreUnavailable(self._damaged)
         self._file_size = there.st_size
-        wal = None if self._wal is None else _named(self._path + "-wal", self._wal_id)
-        if wal is None:
+        log = None if self._wal is None else _named(self._path + "-wal", self._wal_id)
+        if log is None:
             self._find_log()
         else:
-            self._log_not_cut(wal.st_size)
+            self._log_not_cut(log.st_size)
 
     def _log_not_cut(self, size):
         """The log is `size` bytes now: SQLite never shrinks it while the connection is open
