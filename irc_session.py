@@ -544,6 +544,10 @@ class IrcSession(RoomCommands):
             if not notice:
                 self.numeric("407", params[0], f"Too many recipients: at most {MAX_TARGETS}")
             return
+        if (not notice and text.startswith(CTCP) and ctcp_word(text) == "ACTION"
+                and not from_action(text)[len("/me "):].strip()):
+            self.numeric("412", "No text to send")     # (an empty /me was kept, and shown)
+            return
         if text.startswith(CTCP) and (notice or ctcp_word(text) != "ACTION"):
             # CTCP (VERSION, PING, DCC...) is not passed on, /me (ACTION) aside: the core
             # keeps text only, so a reply (a NOTICE) would reach an IRC user as a PRIVMSG, that

@@ -1737,6 +1737,14 @@ def test_who_and_whois_of_another_irc_user_show_their_user_line_and_away():
         f"{S}352 columbia #chat ~u chat {SERVER} seas H :0 seas")   # gone: its mask stays
 
 
+@pytest.mark.parametrize("action", ["\x01ACTION\x01", "\x01ACTION \x01", "\x01ACTION   "])
+def test_an_empty_action_is_no_text_to_send(action):
+    """(a trial's empty /me was kept, and shown as " * foobar ")"""
+    session = welcomed()
+    assert said(session, f"PRIVMSG #chat :{action}") == [f"{S}412 columbia :No text to send"]
+    assert session.requests == []
+
+
 def test_every_command_method_is_in_the_dispatch_table_and_nothing_else_is():
     """Commands are dispatched through an explicit table (irc_session.COMMANDS): a method
     named for a command and left out of it would answer 421."""
