@@ -327,6 +327,9 @@ class ChatView:
         self._session_over = False
         if self.stage is Stage.PASSWORD:
             return [password]
+        if not name.strip():        # (a trial's Enter on an empty form did nothing, unsaid)
+            self.form_lines.append(("error", "Type your user name first."))
+            return []
         self._password = password
         return [name]
 

@@ -477,6 +477,13 @@ def test_unreachable_server_and_waiting_messages_show_in_the_status_line(screen)
     assert marks(screen) == ["✓", "✓"]
 
 
+def test_an_empty_name_is_asked_for():
+    view = ChatView()
+    view.render(status(USERNAME), AT)
+    assert view.login("  ", "pw") == [] and view.form_message == "Type your user name first."
+    assert view.login("alice", "pw") == ["alice"] and view.form_message == ""
+
+
 def test_messages_kept_for_the_next_login_are_not_called_a_login_that_waits():
     """(a trial's window, its messages kept past a logout, said its login waited)"""
     view = ChatView()
