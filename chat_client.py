@@ -269,7 +269,10 @@ class ChatClient:
         pending = self._finish(event.request_id, out)
         if pending is None:
             return
-        out.extend(self.outage.failed(event.reason, typed=pending.blocks_input))
+        # (a command's own line says it was not done: the outage is said once, not again
+        # with each command typed in it, as a trial's window did three times in 8 s)
+        out.extend(self.outage.failed(event.reason, typed=pending.blocks_input
+                                      and pending.purpose is not Purpose.COMMAND))
         if pending.purpose is Purpose.OUTBOX and event.reason not in NEVER_SENT:
             self.outbox.lost_on_the_way()
         self._failures[pending.purpose](pending, now, out)
