@@ -252,9 +252,11 @@ class _Probes(Handler):
         conn.data.made = True
 
     def on_frame(self, conn, line):
-        # the chat server says nothing to a bye: an answer is another program's (the IRC
-        # port's 421 went unread, and a trial's client said "no reply" for ever)
-        conn.abort(NOT_OURS)
+        # the chat server says nothing to a bye but an error of its own (too_slow, on a slow
+        # link): an answer in no dialect of ours is another program's (the IRC port's 421
+        # went unread, and a trial's client said "no reply" for ever)
+        if foreign(decoded(line)):
+            conn.abort(NOT_OURS)
 
     def on_closed(self, conn, reason):
         look, conn.data = conn.data, None

@@ -1129,6 +1129,24 @@ class IrcPort(Handler):
         conn.send(b":chat.server 421 * {\"TYPE\":\"BYE\"} :Unknown command\r\n")
 
 
+class SlowLinkServer(FakeServer):
+    """The chat server, its bye come after its frame time: it says too_slow, and closes."""
+
+    def on_frame(self, conn, line):
+        if protocol.decode(line)["type"] == "bye" and not self.seen:
+            self.seen.append("too late")
+            conn.send(protocol.encode(protocol.error("too_slow")))
+            conn.close("too slow")
+            return
+        super().on_frame(conn, line)
+
+
+def test_glue_takes_the_chat_servers_own_error_to_a_probe_for_the_server(loop):
+    """(a trial's slow link had the server answer its probe too_slow: "another program")"""
+    code, out, _, _ = run_with_input(loop, {}, "columbia\n", server=SlowLinkServer(loop, {}))
+    assert "not the chat server's" not in out and "Please enter username:" in out
+
+
 @pytest.mark.parametrize("other", [WebServer, IrcPort])
 def test_glue_says_when_another_program_answers_at_the_port(loop, other):
     """(a trial's client, pointed at a web server, said "frame is not valid JSON")"""
