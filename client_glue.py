@@ -197,6 +197,17 @@ class _Attempt:
         self.timer = timer
 
 
+def left_if_foreign(conn, frame):
+    """True, and `conn` aborted as NOT_OURS, when the server's `frame` (as `decoded` gave it)
+    is in no dialect of ours: another program answers at that port, which the outage words (a
+    web server's answer to a name was "frame is not valid JSON": a trial's user asked what that
+    meant)."""
+    if not foreign(frame):
+        return False
+    conn.abort(NOT_OURS)
+    return True
+
+
 class _Requests(Handler):
     """Short connections to the server, one request and its bye each; the first frame back
     is the reply."""
@@ -206,12 +217,8 @@ class _Requests(Handler):
 
     def on_frame(self, conn, line):
         frame = decoded(line)
-        if foreign(frame):
-            # a failure the outage words, not a reply: a web server's answer to a name was
-            # "frame is not valid JSON", and a trial's user asked what that meant
-            conn.abort(NOT_OURS)
-            return
-        self._replied(conn, frame)
+        if not left_if_foreign(conn, frame):
+            self._replied(conn, frame)
 
     def on_oversize(self, conn):
         self._replied(conn, error("too_long"))
@@ -253,10 +260,8 @@ class _Probes(Handler):
 
     def on_frame(self, conn, line):
         # the chat server says nothing to a bye but an error of its own (too_slow, on a slow
-        # link): an answer in no dialect of ours is another program's (the IRC port's 421
-        # went unread, and a trial's client said "no reply" for ever)
-        if foreign(decoded(line)):
-            conn.abort(NOT_OURS)
+        # link): the IRC port's 421 went unread, and a trial's client said "no reply" for ever
+        left_if_foreign(conn, decoded(line))
 
     def on_closed(self, conn, reason):
         look, conn.data = conn.data, None

@@ -19,7 +19,7 @@ request opens another.
 import limits
 import protocol
 from client_events import LinkDown, LinkUp, Pushed, Replied, RequestFailed
-from client_glue import REQUEST_TIMEOUT_S
+from client_glue import REQUEST_TIMEOUT_S, left_if_foreign
 from reactor import Handler
 
 RECONNECT_FIRST_S = 1.0     # a lost connection is made again after this, doubling per failure
@@ -104,10 +104,8 @@ class StayLink(Handler):
 
     def on_frame(self, conn, line):
         frame = protocol.decoded(line)
-        if not self.heard and protocol.foreign(frame):
-            # the first answer on this connection is none of ours: another program listens
-            # there (as client_glue's requests find it), not a server that sent a bad frame
-            conn.abort(protocol.NOT_OURS)
+        # (the first answer only: a bad frame after ours is the server's, not another program)
+        if not self.heard and left_if_foreign(conn, frame):
             return
         self.heard = True
         request_id = _request_id(frame)
