@@ -357,4 +357,3 @@ def delivery_proven(key, line, their_nonce, our_nonce):
     frame = decoded(line)
     return frame["type"] == "ok" and mac_ok(key, frame.get("mac"), DELIVERY_CLIENT_LABEL,
                                             their_nonce, our_nonce)
-

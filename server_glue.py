@@ -152,8 +152,8 @@ class ServerGlue:
         delivery to a listening port is undelivered (retried). A reviewer's IRC reply that
         raised had cost another user a delivery that his next acknowledgement then passed."""
         self.reactor.report(exc)
-        conn_id = getattr(action, "conn", None)
-        for conn_id in [conn_id] if conn_id is not None else getattr(action, "conns", ()):
+        named = getattr(action, "conn", None)
+        for conn_id in [named] if named is not None else getattr(action, "conns", ()):
             conn = self.conns.get(conn_id)
             if conn is not None:
                 conn.close("internal error")
