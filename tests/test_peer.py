@@ -128,21 +128,29 @@ def make_glue(core):
     return glue.reactor, glue
 
 
-def test_glue_opens_a_link_sends_on_it_and_ends_it_with_bye():
+def linked(listener_side, at_challenge, later=()):
+    """A stand-in core opens link 1 to `listener_side`, answers its challenge with the actions
+    `at_challenge`, and any later frame with `later`, until the link closes -> (core, glue)."""
     def answers(event):
         if isinstance(event, Started):
             return [OpenLink(1, "127.0.0.1", port)]
-        if isinstance(event, LinkIn) and event.frame["type"] == "challenge":
-            return [SendOnLink(1, {"type": "peer_hello", "from": "a", "mac": "m"}),
-                    SendOnLink(1, {"type": "private", "from": "a", "text": "hi"}),
-                    EndLink(1), EndLink(1)]      # a second EndLink says nothing more
+        if isinstance(event, LinkIn):
+            return list(at_challenge if event.frame["type"] == "challenge" else later)
         return []
     core = Scripted(answers)
     reactor, glue = make_glue(core)
-    listener_side = PeerListener()
     port = reactor.listen("127.0.0.1", 0, listener_side).port
     glue.feed(Started())
     pump(reactor, lambda: any(isinstance(e, LinkClosed) for e in core.seen))
+    return core, glue
+
+
+def test_glue_opens_a_link_sends_on_it_and_ends_it_with_bye():
+    listener_side = PeerListener()
+    core, glue = linked(listener_side, [
+        SendOnLink(1, {"type": "peer_hello", "from": "a", "mac": "m"}),
+        SendOnLink(1, {"type": "private", "from": "a", "text": "hi"}),
+        EndLink(1), EndLink(1)])                    # a second EndLink says nothing more
     assert [f["type"] for f in listener_side.seen] == ["peer_hello", "private", "bye"]
     assert [e.frame["type"] for e in core.seen if isinstance(e, LinkIn)] == [
         "challenge", "ok", "ok"]
@@ -163,20 +171,8 @@ class Chatty(PeerListener):
 
 
 def test_glue_cuts_off_at_once_a_link_ended_so():
-    def answers(event):
-        if isinstance(event, Started):
-            return [OpenLink(1, "127.0.0.1", port)]
-        if isinstance(event, LinkIn) and event.frame["type"] == "challenge":
-            return [EndLink(1)]
-        if isinstance(event, LinkIn):
-            return [EndLink(1, at_once=True)]       # (peer.py: it talked on after the bye)
-        return []
-    core = Scripted(answers)
-    reactor, glue = make_glue(core)
-    listener_side = Chatty()
-    port = reactor.listen("127.0.0.1", 0, listener_side).port
-    glue.feed(Started())
-    pump(reactor, lambda: any(isinstance(e, LinkClosed) for e in core.seen))
+    # (peer.py ends it so: the peer talked on after the bye)
+    core, glue = linked(Chatty(), [EndLink(1)], later=[EndLink(1, at_once=True)])
     assert [e for e in core.seen if isinstance(e, LinkClosed)] == [
         LinkClosed(1, "talked on after bye")]
     assert glue.links == {}
