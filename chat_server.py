@@ -22,7 +22,7 @@ from lockouts import Lockouts
 from presence import Presence
 from reach import RUN_KINDS, Reach
 from senders import LAST, NEW, TOO_OLD
-from protocol import FrameError, whole
+from protocol import MAX_REASON_CHARS, FrameError, whole
 from server_events import (Acked, Arm, AskLapses, BadFrame, Close, Closed, Expired, IdleCheck,
                            Log, PresenceBatch, Redeliver, Replies, Reply, Request,
                            StoreRecovered, TimeQuiet, Undelivered)
@@ -108,7 +108,6 @@ def _share_full(over, recipient):
 
 
 _TRAILING_MARKS = ":,;.!?"   # typed after a name by habit ("seas:"), never part of one here
-MAX_REASON_CHARS = 300      # the words a user leaves with (an IRC QUIT message)
 IDLE_CHECK_LATE_S = 0.5     # a time-out check this late found the server held up (_idle_check)
 IDLE_GRACE_S = 2.0          # then the silent get this long for what waits unread to be read
 

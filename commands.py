@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 
 from client_events import Show
-from protocol import MAX_NAME_CHARS, MAX_TEXT_CHARS, name_chars_ok
+from protocol import MAX_NAME_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS, name_chars_ok
 
 DEFAULT_ATTEMPTS = 3        # wrong passwords that block a name, when the server does not say
 DEFAULT_LOCKOUT_S = 30      # how long they block it, when the server does not say
@@ -168,7 +168,12 @@ def shown(frame):
     elif kind == "presence":
         user, online = frame.get("user"), frame.get("online")
         if isinstance(user, str) and isinstance(online, bool):
-            return Show("joined" if online else "left", "", user)
+            # the words a user left with (an IRC user's QUIT message, or "timed out"), shown
+            # as IRC clients show them; a trial's IRC user said goodbye to nobody native
+            reason = frame.get("reason")
+            said = "" if online or not isinstance(reason, str) else reason[:MAX_REASON_CHARS]
+            return Show("joined" if online else "left", without_irc_formatting(said).strip(),
+                        user)
     elif kind == "listed":
         user, listed = frame.get("user"), frame.get("listed")
         if isinstance(user, str) and isinstance(listed, bool):

@@ -192,7 +192,8 @@ class ChatView:
             self._presence(show.sender, show.kind == "joined")
             (self._left.discard if show.kind == "joined" else self._left.add)(show.sender)
             words = "logged in" if show.kind == "joined" else "logged out"
-            self._say(at, f"{show.sender} has {words}.")
+            said = f" ({show.text})" if show.text else ""     # the words it left with
+            self._say(at, f"{show.sender} has {words}{said}.")
         elif show.kind in ("listed", "unlisted"):      # a block began or ended: no words
             self._presence(show.sender, show.kind == "listed")
         elif show.kind in _ENTRY_KINDS:

@@ -27,11 +27,11 @@ from irc_wire import Message, fold, line, nick_ok, pieces
 from irc_words import (CTCP, HELP, NO_PRIVATE, SERVICE, SERVICE_SOURCE, TOPIC, USER_HOST,
                        VERSION, ctcp_word, from_action, login_refused, notice_about, sent_at,
                        stamp, to_action, why)
+from protocol import MAX_REASON_CHARS
 
 CAPS = {"sasl": "PLAIN", "server-time": None, "message-tags": None, "echo-message": None,
         "multi-prefix": None, "userhost-in-names": None}    # (no one has a prefix here)
 MAX_TARGETS = 4
-MAX_REASON_CHARS = 300      # a QUIT message kept for the others (chat_server's limit)
 USERLEN = 10                # a USER name is cut to this (ISUPPORT USERLEN)
 MAX_EARLY_LINES = 64        # lines a client may send while its login is being answered
 ACK_TOKEN = "ack-"          # our PINGs that acknowledge carry this and the seq they cover

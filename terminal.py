@@ -414,6 +414,8 @@ def screen_lines(action):
         if action.kind in _ACTION_FORMS and action_text(action.text):
             return [_ACTION_FORMS[action.kind].format(sender=action.sender,
                                                       text=action_text(action.text))]
+        if action.kind == "left" and action.text:
+            return [f"{action.sender} has logged out ({action.text})."]
         forms = _SHOW_FORMS.get(action.kind)
         if forms is None:
             return [action.text]

@@ -40,6 +40,20 @@ def shows(actions):
      Show("joined", "", "carol")),
     ({"type": "presence", "user": "carol", "online": False}, "carol has logged out.",
      Show("left", "", "carol")),
+    # the words a user left with: an IRC user's QUIT message, the server's "timed out"; its
+    # formatting dropped (its control characters are made visible as the terminal writes)
+    ({"type": "presence", "user": "carol", "online": False, "reason": "lunch \x02now\x02"},
+     "carol has logged out (lunch now).", Show("left", "lunch now", "carol")),
+    ({"type": "presence", "user": "carol", "online": False, "reason": "timed out"},
+     "carol has logged out (timed out).", Show("left", "timed out", "carol")),
+    ({"type": "presence", "user": "carol", "online": False, "reason": "a\x1b[2Jb"},
+     "carol has logged out (a\x1b[2Jb).", Show("left", "a\x1b[2Jb", "carol")),
+    ({"type": "presence", "user": "carol", "online": False, "reason": 7},
+     "carol has logged out.", Show("left", "", "carol")),
+    ({"type": "presence", "user": "carol", "online": False, "reason": "  "},
+     "carol has logged out.", Show("left", "", "carol")),
+    ({"type": "presence", "user": "carol", "online": False, "reason": "x" * 400},
+     f"carol has logged out ({'x' * 300}).", Show("left", "x" * 300, "carol")),
 ])
 def test_deliveries_show_their_kind_sender_and_text_and_print_as_before(frame, text, show):
     actions = delivered(logged_in(), frame)

@@ -286,10 +286,13 @@ def test_presence_notices_keep_the_list_live_and_are_told_in_the_pane(screen):
     screen.deliver({"type": "presence", "user": "carol", "online": True},
                    {"type": "presence", "user": "bob", "online": True},      # already listed
                    {"type": "presence", "user": "bob", "online": False},
-                   {"type": "presence", "user": "zed", "online": False})     # never listed
-    assert screen.view.users == ["carol"]
+                   {"type": "presence", "user": "zed", "online": False},     # never listed
+                   {"type": "presence", "user": "carol", "online": False,
+                    "reason": "gone home"})                                # an IRC QUIT's words
+    assert screen.view.users == []
     assert screen.texts()[1:] == ["carol has logged in.", "bob has logged in.",
-                                  "bob has logged out.", "zed has logged out."]
+                                  "bob has logged out.", "zed has logged out.",
+                                  "carol has logged out (gone home)."]
     assert {e.kind for e in screen.view.entries} == {"system"}
 
 

@@ -95,7 +95,7 @@ def test_weechat_logs_in_by_sasl_and_talks_with_client_py_users(weechats, server
     assert "VERSION" not in seas.expect("columbia: after the ctcp")
 
     assert weechat.quit() == 0
-    seas.expect("columbia has logged out.")
+    seas.expect("columbia has logged out (WeeChat ")    # its quit message: its version
     server.wait_log(r"columbia logged out")
 
 
@@ -111,7 +111,7 @@ def test_weechat_gets_a_message_kept_while_it_was_away_exactly_once(weechats, se
     # or quitting first would rightly have the message delivered again
     weechat.wait_log("core.weechat", r"sent PONG :ack-\d+")
     assert weechat.quit() == 0
-    seas.expect("columbia has logged out.")
+    seas.expect("columbia has logged out (WeeChat ")    # its quit message: its version
 
     again = weechats("weechat", server.irc_port, "columbia", "116bway")    # the same home
     again.wait_joined(count=2)
@@ -149,8 +149,8 @@ def test_irssi_in_tmux_gets_a_message_and_replies(irssis, server, clients):
     irssi.type("/window 1")                             # the status window
     screen = irssi.wait_screen(r"End of /MOTD command").string
     assert "Unknown MODE flag" not in screen            # its MODE columbia +i is taken
-    irssi.type("/quit")
-    seas.expect("columbia has logged out.")
+    irssi.type("/quit gone home")
+    seas.expect("columbia has logged out (gone home).")     # a QUIT's words reach natives
 
 
 # -- one lockout, whichever protocol ------------------------------------------------------------
