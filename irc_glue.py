@@ -24,7 +24,7 @@ KEEPALIVE_S = 15.0      # at most: the core ends a session after --timeout (31 s
                         # request, so a keepalive goes at least twice in that time
 PING_AFTER_S = 60.0     # a client silent this long is asked whether it is there
 IDLE_S = 150.0          # ... and closed ("ping timeout") silent this long
-REGISTER_S = 60.0       # a connection not logged in this long after its first line is closed
+REGISTER_S = 60.0       # a connection not logged in this long after it was made is closed
 
 
 # A read of more lines than this ends its connection (ERROR Excess Flood), whatever they are:
@@ -70,6 +70,15 @@ class IrcFront(Accepted):
             if type(link) is IrcLink and not link.session.gone:
                 link.session.close("server stopping", text)
                 link.write()
+
+    def on_accepted(self, conn):
+        super().on_accepted(conn)
+        if conn.data is not None:
+            # REGISTER_S from the start, not the native port's first-frame limit (--frame-time,
+            # 10 s): a trial's user typing NICK and USER by hand into nc was closed before the
+            # first line was done. A silent connection is shed first at the connection cap.
+            conn.data.link.registering = True
+            self.glue.arm_quiet(conn, REGISTER_S, "no registration")
 
     def new_state(self, conn):
         state = _IrcState()
@@ -119,11 +128,6 @@ class IrcFront(Accepted):
             link.write()
         if session.welcomed:
             self.glue.arm_quiet(conn, IDLE_S)
-        elif not link.registering:
-            # lines that never register (junk, or a client that stops halfway) hold a
-            # connection no longer than this, counted from the first
-            link.registering = True
-            self.glue.arm_quiet(conn, REGISTER_S, "no registration")
 
     def _ack_pings(self):
         """The end of a pass: one PING after each link's deliveries, whose PONG acknowledges

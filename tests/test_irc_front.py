@@ -676,9 +676,28 @@ def test_a_connection_that_never_logs_in_is_closed_however_busy(world):
         junk.messages.clear()
         world.clock.advance(10.0)
     assert junk.closed is None
-    world.clock.advance(20.0)                   # past REGISTER_S since its first line
+    world.clock.advance(20.0)                   # past REGISTER_S since it was made
     settle(world, lambda: junk.closed)
     assert "in time" in junk.of("ERROR")[0].params[-1]
+
+
+def test_a_registration_typed_by_hand_has_register_s_from_the_start_not_the_frame_time(world):
+    """A user typing into nc takes longer than the native port's first-frame limit (10 s)."""
+    slow = IrcClient(world.reactor, world.irc_port)
+    settle(world, lambda: len(world.glue.conns) == 1)   # taken: its time runs
+    world.clock.advance(REGISTER_S - 5)         # a long look at the README: nothing typed yet
+    world.reactor.run_once(timeout_s=0)
+    assert slow.closed is None
+    slow.send(f"PASS {PASSWORDS['columbia']}", "NICK columbia", "USER c 0 * :c")
+    settle(world, lambda: slow.of("366"))
+    world.clock.advance(REGISTER_S)             # logged in: idle limits from now on
+    world.reactor.run_once(timeout_s=0)
+    assert slow.closed is None
+    silent = IrcClient(world.reactor, world.irc_port)
+    settle(world, lambda: len(world.glue.conns) == 2)
+    world.clock.advance(REGISTER_S + 1)
+    settle(world, lambda: silent.closed)        # and one that never says anything goes
+    assert "in time" in silent.of("ERROR")[0].params[-1]
 
 
 def test_a_notice_stays_a_notice_and_quit_words_reach_the_others(world):
