@@ -16,9 +16,10 @@ import peer
 from client_events import (Accepted, Arm, Cancel, CloseConn, CommandRetry, DrainDue, Exit,
                            ExitDue, Expired, Fate, HeartbeatDue, HungUp, Incoming, IncomingClosed,
                            InputEnded, Interrupted, LineIn, LinkClosed, LinkDown, LinkIdle,
-                           LinkIn, LinkUp, Log, LoginAbandoned, LoginRetry, OutboxRetry, Probe,
-                           ProbeDue, Prompt, Pushed, Replied, RequestFailed, SendRequest, SendTo,
-                           Show, ShowFate, ShowOnline, ShowSending, Stage, Started, Status)
+                           LinkIn, LinkUp, Log, LoginAbandoned, LoginRetry, OutageWaitDue,
+                           OutboxRetry, Probe, ProbeDue, Prompt, Pushed, Replied, RequestFailed,
+                           SendRequest, SendTo, Show, ShowFate, ShowOnline, ShowSending, Stage,
+                           Started, Status)
 from commands import (DEFAULT_ATTEMPTS, Command, Usage, case_hint, described, error_code,
                       error_text, parse_command, presence_notices, refusal, reply_lines,
                       seconds_text, shown, times_text)
@@ -31,6 +32,7 @@ HEARTBEAT_S = 30.0          # the server ends a session silent for 31 s
 LEAVING_WORDS = ("quit", "exit", "logout", "bye", "help")   # typed at the name prompt: a hint
 EXIT_WAIT_S = 2.0           # how long an exiting client waits for its logout reply
 DRAIN_WAIT_S = 5.0          # how long the input's end waits for what waited for this login
+OUTAGE_WAIT_S = 30.0        # how long the input's end waits for a server away to take messages
 TURNED_AWAY_PER_S = 0.1     # refused peer connections said: one every 10 s ...
 TURNED_AWAY_BURST = 3       # ... after a first 3
 LOGIN_RETRY_MAX_S = 60.0    # the longest a login asked to slow down waits before it goes again
@@ -57,6 +59,7 @@ class Settings:
     heartbeat_s: float = HEARTBEAT_S
     exit_wait_s: float = EXIT_WAIT_S
     drain_wait_s: float = DRAIN_WAIT_S
+    outage_wait_s: float = OUTAGE_WAIT_S
     # starts every message id: random per run unless a test fixes it
     client_id: str = field(default_factory=_random_client_id)
     # input from a file or a pipe: a failed login, or input that ends before any login
@@ -145,6 +148,7 @@ class ChatClient:
         self.backlog_left = 0
         self.backlog_upto = 0           # the highest number counted off backlog_left
         self.drain = None               # None, "waiting" (DrainDue armed), or "over"
+        self.outage_wait = None         # None, "waiting" (OutageWaitDue armed), or "over"
         self.exiting = False
         self.done = False               # Exit was returned: nothing more happens
         self._stop_why = None           # a script stops once its message in flight is answered
@@ -167,7 +171,7 @@ class ChatClient:
             LinkDown: self._on_link_down,
         }
         self._timers = {HeartbeatDue: self._heartbeat_due, ExitDue: self._exit_due,
-                        DrainDue: self._drain_due,
+                        DrainDue: self._drain_due, OutageWaitDue: self._outage_wait_due,
                         OutboxRetry: self._outbox_retry, LinkIdle: self._link_idle,
                         ProbeDue: self._probe_due, LoginRetry: self._login_retry,
                         CommandRetry: self._command_retry}
@@ -411,8 +415,33 @@ class ChatClient:
                 self._exit(out, 1, "the input ended before a login succeeded")
             elif self.token is None:
                 self._exit(out)
-            elif not self._draining(now, out):
+            elif not self._held_by_outage(now, out) and not self._draining(now, out):
                 self._start_exit(now, out)
+
+    def _held_by_outage(self, now, out):
+        """True while the input's end waits, up to outage_wait_s, for a server that could not
+        be reached to take the messages kept for it (the outbox retries meanwhile). A trial's
+        script ended a second into a server's restart and listed 95 messages as not sent,
+        right after it had said they would be."""
+        if not self.outbox.entries or self.outage_wait == "over":
+            if self.outage_wait == "waiting":
+                out.append(Cancel(OutageWaitDue()))
+                self.outage_wait = None
+            return False
+        if self.outage_wait is None:
+            self.outage_wait = "waiting"
+            self._arm(OutageWaitDue(), now + self.settings.outage_wait_s, out)
+            out.append(Show("system", f"The input has ended: waiting up to "
+                                      f"{self.settings.outage_wait_s:g} s for the server to "
+                                      f"take {_messages(len(self.outbox.entries))}."))
+        return True
+
+    def _outage_wait_due(self, key, now, out):
+        if self.outage_wait == "waiting":
+            out.append(Log(f"the input ended; the server took none of "
+                           f"{_messages(len(self.outbox.entries))} in "
+                           f"{self.settings.outage_wait_s:g} s"))
+            self.outage_wait = "over"   # _run_lines, after this event, exits
 
     def _draining(self, now, out):
         """True while the input's end still waits for the messages that waited for this login:
@@ -1249,3 +1278,7 @@ def _lines(count):
     """How many typed lines ("1 line", "2 lines"), never what they hold (one may be a
     password)."""
     return "1 line" if count == 1 else f"{count} lines"
+
+
+def _messages(count):
+    return "1 message" if count == 1 else f"{count} messages"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from core_events import Arm, Cancel, Expired, Log
 
 # the shared Arm, Expired and Log are this core's too
-__all__ = ["Accepted", "Arm", "AskConsent", "Cancel", "CloseConn", "ConsentLapsed", "DrainDue",
+__all__ = ["Accepted", "Arm", "AskConsent", "Cancel", "CloseConn", "ConsentLapsed", "DrainDue", "OutageWaitDue",
            "EndLink", "Exit", "ExitDue", "Expired", "Fate", "HeartbeatDue", "HungUp", "Incoming",
            "IncomingClosed", "InputEnded", "Interrupted", "LineIn", "LinkClosed", "LinkDown",
            "LinkIdle", "LinkIn", "LinkUp", "Log", "LoginAbandoned", "LoginRetry", "OpenLink",
@@ -320,6 +320,12 @@ class HeartbeatDue:
 @dataclass(frozen=True, slots=True)
 class DrainDue:
     """The input ended, and the messages that waited for this login had their time to come."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutageWaitDue:
+    """The input ended in an outage, and the messages kept for the server had their time to
+    go."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -380,12 +380,32 @@ class Reactor:
         """Read raw chunks of a terminal, pipe or regular file; on_end(reason) once at the end."""
         fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
         source = _Input(fd, on_data, on_end)
+        self._read_on(source)
+        return source
+
+    def pause_input(self, source):
+        """Read no more of `source` until resume_input: its reader has enough to do (a file
+        piped into the client, read at once, had held a million lines in memory)."""
+        if source.paused or source.ended:
+            return
+        source.paused = True
+        if source in self._always_ready:
+            self._always_ready.remove(source)
+        else:
+            self._unregister(source.fd)
+
+    def resume_input(self, source):
+        if source.paused and not source.ended:
+            source.paused = False
+            self._read_on(source)
+
+    def _read_on(self, source):
         try:
-            self._selector.register(fd, selectors.EVENT_READ, lambda mask: self._read_input(source))
+            self._selector.register(source.fd, selectors.EVENT_READ,
+                                    lambda mask: self._read_input(source))
         except (PermissionError, ValueError, OSError):
             # epoll refuses regular files (EPERM): they are always readable, so read one chunk a pass
             self._always_ready.append(source)
-        return source
 
     def on_signals(self, fn, signals=(signal.SIGINT, signal.SIGTERM)):
         """Call fn(signum) from the loop, between passes, when one of `signals` arrives."""
@@ -941,6 +961,8 @@ class Reactor:
             pass
 
     def _read_input(self, source):
+        if source.paused:
+            return          # (paused by a callback earlier in this pass)
         try:
             data = os.read(source.fd, READ_CHUNK_BYTES)
         except (BlockingIOError, InterruptedError):
@@ -954,6 +976,7 @@ class Reactor:
         self._guarded(source.on_data, data)
 
     def _end_input(self, source, reason):
+        source.ended = True
         if source in self._always_ready:
             self._always_ready.remove(source)
         else:
@@ -971,10 +994,11 @@ class Reactor:
 
 
 class _Input:
-    __slots__ = ("fd", "on_data", "on_end")
+    __slots__ = ("fd", "on_data", "on_end", "paused", "ended")
 
     def __init__(self, fd, on_data, on_end):
         self.fd, self.on_data, self.on_end = fd, on_data, on_end
+        self.paused = self.ended = False
 
 
 def _note_signal(signum, frame):

@@ -18,10 +18,10 @@ from client_events import (Arm, Cancel, CloseConn, CommandRetry, DrainDue, Exit,
 from client_glue import REQUEST_TIMEOUT_S, URGENT_CONNECT_S
 from client_helpers import (OK, WELCOME, FakeServer, Run, StandIn, err, glue_with, hello,
                             logged_in, of, printed, proof_back, requests, run_with_input)
-from reactor import Handler, Reactor
+from reactor import READ_CHUNK_BYTES, Handler, Reactor
 from timers import RealClock
 from reactor_helpers import WATCHDOG_S, hung_listener, pump
-from terminal import ASK_PASSWORD, ASK_USER, Terminal, TerminalScreen
+from terminal import ASK_PASSWORD, ASK_USER, MAX_WAITING, Terminal, TerminalScreen
 
 
 def secret(actions):
@@ -1050,6 +1050,26 @@ def test_glue_runs_a_piped_session_against_a_server(loop):
     message = next(f for f in server.seen if f["type"] == "message")
     assert message == {"type": "message", "token": "t1", "to": "bob", "text": "hi",
                        "id": message["id"], "mid": message["mid"]}
+
+
+def test_a_long_piped_script_is_read_only_as_fast_as_the_server_takes_its_messages(
+        loop, monkeypatch):
+    """A trial's `yes 'message seas spam' | client.py` held a million lines in memory."""
+    texts = [f"m{n:04}" for n in range(1600)]
+    script = "alice\npw\n" + "".join(f"message bob {text}\n" for text in texts)
+    most = []
+    render = TerminalScreen.render
+
+    def counting(screen, action):
+        if isinstance(action, Status):
+            most.append(action.waiting)
+        render(screen, action)
+    monkeypatch.setattr(TerminalScreen, "render", counting)
+    code, out, err, server = run_with_input(loop, {"login": WELCOME}, script)
+    assert code == 0
+    assert [f["text"] for f in server.seen if f["type"] == "message"] == texts
+    line_bytes = len("message bob m0000\n")
+    assert 0 < max(most) <= MAX_WAITING + READ_CHUNK_BYTES // line_bytes + 1
 
 
 def test_glue_reports_a_server_that_is_not_there(loop):

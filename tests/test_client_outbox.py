@@ -1,10 +1,14 @@
 """The client's outbox: messages wait, in order, until the server acknowledges them."""
-from client_events import (Arm, Exit, Expired, Fate, Incoming, InputEnded, Interrupted,
-                           OutboxRetry, SendTo, ShowFate, ShowSending, Started)
+from client_events import (Arm, Exit, Expired, Fate, Incoming, InputEnded, Interrupted, Log,
+                           OutageWaitDue, OutboxRetry, SendTo, ShowFate, ShowSending, Started)
 from client_helpers import OK, WELCOME, Run, err, hello, logged_in, of, printed, requests
 from terminal import ASK_USER
 
 RETRY = OutboxRetry()
+
+
+def logged(actions):
+    return [action.text for action in actions if type(action) is Log]
 
 
 def test_a_message_the_server_did_not_take_is_kept_listed_and_retried_with_backoff():
@@ -102,6 +106,38 @@ def test_end_of_input_waits_for_messages_the_server_asked_to_slow_down():
                                                   "message"))] == ["two"]
     assert [f["type"] for f in requests(run.reply({"type": "ok", "stored": True},
                                                   "message"))] == ["logout"]
+
+
+def test_end_of_input_in_an_outage_waits_for_the_server_to_take_what_is_kept():
+    """A trial's script ended a second into a server's restart, listing 95 messages as not
+    sent right after it had said they would be."""
+    run = logged_in(scripted=True)
+    run.type("message bob one")
+    run.fail("refused")
+    actions = run.do(InputEnded())
+    assert run.open == {}                       # no logout yet
+    assert printed(actions) == ["The input has ended: waiting up to 30 s for the server to "
+                                "take 1 message."]
+    run.now += 1
+    assert [f["text"] for f in requests(run.do(Expired(RETRY)))] == ["one"]
+    actions = run.reply({"type": "ok", "stored": True}, "message")      # the server is back
+    assert [f["type"] for f in requests(actions)] == ["logout"]
+    assert Exit(0, "") in run.reply(OK, "logout")
+
+
+def test_end_of_input_in_an_outage_gives_up_after_its_wait_and_lists_what_was_not_sent():
+    run = logged_in(scripted=True)
+    run.type("message bob one")
+    run.type("message bob two")
+    run.fail("refused")
+    run.do(InputEnded())
+    run.now += 30
+    actions = run.do(Expired(OutageWaitDue()))
+    assert "the input ended; the server took none of 2 messages in 30 s" in logged(actions)
+    assert [f["type"] for f in requests(actions)] == ["logout"]
+    actions = run.fail("refused")
+    assert "Not sent (the server never acknowledged it): message bob two" in printed(actions)
+    assert Exit(1, "2 messages were not sent (listed above)") in actions
 
 
 def test_end_of_input_waits_for_the_message_in_flight_before_logging_out():

@@ -323,6 +323,41 @@ def test_input_from_a_regular_file_arrives_whole_then_one_eof(tmp_path):
     assert ended == ["eof"]
 
 
+@pytest.mark.parametrize("kind", ["pipe", "file"])
+def test_paused_input_is_not_read_until_resumed_and_then_ends_once(kind, tmp_path):
+    reactor = Reactor(VirtualClock())
+    got, ended = [], []
+    if kind == "pipe":
+        read_fd, write_fd = os.pipe()
+        os.write(write_fd, b"first")
+    else:
+        (tmp_path / "input.txt").write_bytes(b"first")
+        read_fd = os.open(tmp_path / "input.txt", os.O_RDONLY)
+    source = reactor.watch_input(read_fd, got.append, ended.append)
+    try:
+        pump(reactor, lambda: got, timeout_s=0)
+        reactor.pause_input(source)
+        reactor.pause_input(source)                 # twice is once
+        if kind == "pipe":
+            os.write(write_fd, b"second")
+            os.close(write_fd)
+        for _ in range(5):
+            reactor.run_once(timeout_s=0)
+        assert got == [b"first"] and ended == []
+        reactor.resume_input(source)
+        reactor.resume_input(source)
+        pump(reactor, lambda: ended, timeout_s=0)
+        assert b"".join(got) == (b"firstsecond" if kind == "pipe" else b"first")
+        assert ended == ["eof"]
+        reactor.pause_input(source)                 # an ended input: nothing to pause
+        reactor.resume_input(source)
+        for _ in range(3):
+            reactor.run_once(timeout_s=0)
+        assert ended == ["eof"]
+    finally:
+        os.close(read_fd)
+
+
 def test_input_that_fails_to_read_ends_with_the_error(tmp_path):
     path = tmp_path / "input.txt"
     path.write_bytes(b"x")
