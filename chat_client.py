@@ -650,6 +650,10 @@ class ChatClient:
         elif frame.get("type") == "error":
             self.refused += 1
             out.extend(ShowFate(mid, Fate.REFUSED, line) for line in lines)
+            if self.settings.scripted:
+                # a script's lines are not echoed: which one it was (a trial's 4,000 refusals
+                # were one line 4,000 times)
+                out.append(ShowFate(mid, Fate.REFUSED, f"Not sent: {described(pending.command)}"))
         else:
             out.append(ShowFate(mid, Fate.SENT))
             for line in lines:

@@ -413,13 +413,15 @@ def test_a_script_whose_messages_were_refused_ends_with_status_1():
     """(a trial's script sent to a user that does not exist, and one too long: status 0)"""
     run = logged_in(scripted=True)
     run.type("message nobody hi")
-    run.reply(err("unknown_user"), "message")
+    refused = printed(run.reply(err("unknown_user"), "message"))
     run.type("message bob " + "x" * 5_001)                   # refused as typed
     run.type("online")
     run.reply({"type": "online", "users": []}, "online")
     run.do(InputEnded())
     actions = run.reply(OK, "logout")
     assert Exit(1, "2 messages were refused (said above)") in actions
+    # each is named: a script's lines are not echoed (a trial's 4,000 refusals read alike)
+    assert refused == ["User nobody does not exist.", "Not sent: message nobody hi"]
 
 
 def test_a_script_with_nothing_refused_or_unsent_ends_with_status_0():
