@@ -32,6 +32,7 @@ HEARTBEAT_S = 30.0          # the server ends a session silent for 31 s
 LEAVING_WORDS = ("quit", "exit", "logout", "bye", "help")   # typed at the name prompt: a hint
 EXIT_WAIT_S = 2.0           # how long an exiting client waits for its logout reply
 DRAIN_WAIT_S = 5.0          # how long the input's end waits for what waited for this login
+MAX_TIMEOUT_S = 10 ** 9     # a welcome's time-out past this is no number to heed
 OUTAGE_WAIT_S = 30.0        # how long the input's end waits for a server away to take messages
 TURNED_AWAY_PER_S = 0.1     # refused peer connections said: one every 10 s ...
 TURNED_AWAY_BURST = 3       # ... after a first 3
@@ -148,6 +149,7 @@ class ChatClient:
         self.backlog_left = 0
         self.backlog_upto = 0           # the highest number counted off backlog_left
         self.drain = None               # None, "waiting" (DrainDue armed), or "over"
+        self.heartbeat_s = settings.heartbeat_s     # or less: within the server's time-out
         self.outage_wait = None         # None, "waiting" (OutageWaitDue armed), or "over"
         self.exiting = False
         self.done = False               # Exit was returned: nothing more happens
@@ -852,8 +854,9 @@ class ChatClient:
         self.backlog_left = waiting if type(waiting) is int and waiting > 0 else 0
         self.backlog_upto = 0
         self.last_request_at = now
+        self.heartbeat_s = heartbeat_within(self.settings.heartbeat_s, frame.get("timeout"))
         out.append(Show("system", "You have successfully logged in."))
-        self._arm(HeartbeatDue(), now + self.settings.heartbeat_s, out)
+        self._arm(HeartbeatDue(), now + self.heartbeat_s, out)
         self._admitted(self.doorkeeper.release(self.user, self.proof), out)
         self._outbox_after_login(now, out)
 
@@ -998,8 +1001,8 @@ class ChatClient:
         with the server back: a trial's)."""
         if (pending.purpose is Purpose.HEARTBEAT and self.stage is Stage.LOGGED_IN
                 and not self.exiting and not self.settings.stay):
-            wait_s = min(self.outage.next_probe_s(), self.settings.heartbeat_s)
-            self.last_request_at = now + wait_s - self.settings.heartbeat_s   # (due then)
+            wait_s = min(self.outage.next_probe_s(), self.heartbeat_s)
+            self.last_request_at = now + wait_s - self.heartbeat_s   # (due then)
             self._arm(HeartbeatDue(), now + wait_s, out)
 
     # -- sessions -------------------------------------------------------------------------------
@@ -1008,19 +1011,19 @@ class ChatClient:
         if self.stage is not Stage.LOGGED_IN or self.exiting:
             return
         # any request with our token is a sign of life, so a heartbeat is due only after silence
-        due_at = self.last_request_at + self.settings.heartbeat_s
+        due_at = self.last_request_at + self.heartbeat_s
         if now >= due_at and self.detached:
             self._resume(now, out)      # a resume the server refused is tried again
-            due_at = now + self.settings.heartbeat_s
+            due_at = now + self.heartbeat_s
         elif now >= due_at:
             # late past the server's time-out (the client was stopped, the computer asleep):
             # a no_session now is a time-out, and says so (_session_ended)
-            late = now - self.last_request_at > self.settings.heartbeat_s + 1
+            late = now - self.last_request_at > self.heartbeat_s + 1
             self.silent_s = now - self.last_request_at if late else None
             self.last_request_at = now
             self._request(Purpose.HEARTBEAT, {"type": "heartbeat", "token": self.token}, out,
                           blocks_input=False)
-            due_at = now + self.settings.heartbeat_s
+            due_at = now + self.heartbeat_s
         self._arm(HeartbeatDue(), due_at, out)
 
     def _resume(self, now, out):
@@ -1282,6 +1285,15 @@ def _lines(count):
     """How many typed lines ("1 line", "2 lines"), never what they hold (one may be a
     password)."""
     return "1 line" if count == 1 else f"{count} lines"
+
+
+def heartbeat_within(asked_s, timeout_s):
+    """The heartbeat's period for a server that ends a session silent for `timeout_s` (its
+    welcome's): as asked, but a second under the time-out at most, as the original's 30 s are
+    under its 31 (half of a time-out under 2 s). A welcome without one: as asked."""
+    if (type(timeout_s) not in (int, float) or not 0 < timeout_s <= MAX_TIMEOUT_S):
+        return asked_s      # (NaN too)
+    return min(asked_s, timeout_s - 1 if timeout_s >= 2 else timeout_s / 2)
 
 
 def _messages(count):

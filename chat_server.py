@@ -587,7 +587,10 @@ class ChatServer(Reach):
         welcome = {"type": "welcome", "user": user, "token": session.token}
         if proof is not None:
             welcome["proof"] = proof
-        welcome.update(store=store.identity, head=store.head, waiting=store.count_waiting(user))
+        # `timeout`: a client heartbeats within it (a trial's server ran with --timeout 5, and
+        # every client on the usual 30 s lost its session)
+        welcome.update(store=store.identity, head=store.head, waiting=store.count_waiting(user),
+                       timeout=whole(self._settings.timeout_s))
         # (an IRC user stays connected too, but the operator reading the log wants to know
         # which port it came by)
         staying = " by IRC" if irc else ", staying connected" if stays else ""

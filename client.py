@@ -23,15 +23,26 @@ from terminal import Terminal, TerminalScreen
 from timers import RealClock
 
 
+MIN_HEARTBEAT_S = 0.5       # each is a request: faster ate a user's 20 a second (a trial's 0.01)
+
+
+def _heartbeat(text):
+    value = options.seconds(text)
+    if value < MIN_HEARTBEAT_S:
+        raise argparse.ArgumentTypeError(f"a heartbeat is a request the server's rate limit "
+                                         f"counts: at least {MIN_HEARTBEAT_S:g} s, not {text!r}")
+    return value
+
+
 def parse_args(argv):
     """Command-line words -> namespace (host resolved to an IPv4 address); exits 2 if bad."""
     parser = argparse.ArgumentParser(prog="client.py", description="The chat room client.")
     parser.add_argument("host", help="the server's name or IPv4 address")
     parser.add_argument("port", type=options.port, help="the server's port")
-    parser.add_argument("--heartbeat", type=options.seconds, default=HEARTBEAT_S,
-                        metavar="S",
-                        help=f"seconds between heartbeats (default {HEARTBEAT_S:g}; the "
-                             f"server ends a session silent for 31 s, so more loses it)")
+    parser.add_argument("--heartbeat", type=_heartbeat, default=HEARTBEAT_S, metavar="S",
+                        help=f"seconds between heartbeats, {MIN_HEARTBEAT_S:g} or more (default "
+                             f"{HEARTBEAT_S:g}; never more than a second under the time-out "
+                             f"the server says at login, 31 s by default)")
     parser.add_argument("--gui", action="store_true", help="open a window instead of the terminal")
     parser.add_argument("--verbose", action="store_true",
                         help="show diagnostics (refused connections, closed links) on a terminal "

@@ -111,6 +111,26 @@ def test_welcome_logs_in_shows_echo_again_and_arms_the_heartbeat():
     assert run.client.token == "t1" and run.client.proof == "p1"
 
 
+@pytest.mark.parametrize("timeout, asked, period", [
+    (31, 30.0, 30.0),           # the original's figures
+    (5, 30.0, 4.0),             # a server with --timeout 5: a second under it (a trial's lost)
+    (1.5, 30.0, 0.75),          # under 2 s: half of it
+    (31, 10.0, 10.0),           # asked for less: as asked
+    (0, 30.0, 30.0), (-3, 30.0, 30.0), ("31", 30.0, 30.0), (True, 30.0, 30.0),
+    (float("nan"), 30.0, 30.0), (1e300, 30.0, 30.0),    # no time-out to heed
+])
+def test_the_heartbeat_keeps_within_the_time_out_the_welcome_says(timeout, asked, period):
+    run = Run(heartbeat_s=asked)
+    run.do(Started())
+    run.type("alice")
+    run.reply(OK)
+    run.type("pw")
+    actions = run.reply({**WELCOME, "timeout": timeout})
+    assert Arm(HeartbeatDue(), period) in actions
+    run.now = period
+    assert [f["type"] for f in requests(run.do(Expired(HeartbeatDue())))] == ["heartbeat"]
+
+
 def test_wrong_password_asks_again_and_keeps_the_secret_prompt():
     run = Run()
     run.do(Started())
@@ -1178,7 +1198,8 @@ def test_glue_says_when_another_program_answers_at_the_port(loop, other):
 
 def test_bad_arguments_exit_2(capsys):
     for argv in (["127.0.0.1", "99999"], ["127.0.0.1"], ["127.0.0.1", "x"],
-                 ["127.0.0.1", "4119", "--heartbeat", "0"], ["no.such.host.invalid", "4119"]):
+                 ["127.0.0.1", "4119", "--heartbeat", "0"], ["no.such.host.invalid", "4119"],
+                 ["127.0.0.1", "4119", "--heartbeat", "0.01"]):     # (a trial's: 100 a second)
         with pytest.raises(SystemExit) as exc:
             parse_args(argv)
         assert exc.value.code == 2

@@ -50,7 +50,7 @@ def test_login_replies_welcome_and_arms_the_idle_timer():
     server, _ = make_server()
     actions = login(server, "alice", now=2.5)
     assert replies(actions) == [{"type": "welcome", "user": "alice", "token": "s1", "proof": "s2",
-                                 "store": "store1", "head": 0, "waiting": 0}]
+                                 "store": "store1", "head": 0, "waiting": 0, "timeout": 31}]
     assert Arm(IdleCheck(), 33.5) in actions
     assert server.online_users() == ["alice"]
 
