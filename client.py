@@ -130,7 +130,7 @@ def open_listener(args, reactor, glue, log):
 def _is_terminal(stream):
     try:
         return os.isatty(stream.fileno())
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):     # (AttributeError: None, closed at start)
         return False
 
 
@@ -139,9 +139,16 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.gui:
         return _main_window(args)
-    stdin_fd = sys.stdin.fileno()
-    diagnostics = sys.stderr.buffer if _diagnostics_wanted(args) else None
-    with Terminal(stdin_fd, sys.stdout.buffer, diagnostics) as terminal:
+    if sys.stdout is None:          # (started with `>&-`: a trial's traceback)
+        if sys.stderr is not None:
+            print("client.py: standard output is closed: there is nowhere to show the chat",
+                  file=sys.stderr)
+        return 2
+    # a closed standard input (`<&-`) is an empty one: the run ends before any login
+    stdin_fd = os.open(os.devnull, os.O_RDONLY) if sys.stdin is None else sys.stdin.fileno()
+    stderr = None if sys.stderr is None else sys.stderr.buffer
+    diagnostics = stderr if _diagnostics_wanted(args) else None
+    with Terminal(stdin_fd, sys.stdout.buffer, diagnostics, warn=stderr) as terminal:
         reactor = Reactor(RealClock(), log=terminal.log)
         return run(args, TerminalScreen(terminal, stdin_fd), reactor)
 

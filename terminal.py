@@ -56,10 +56,11 @@ class Terminal:
     the terminal's cursor is on, so a redraw goes up that many rows and erases below.
     """
 
-    def __init__(self, in_fd, out, err=None, interactive=None, columns=None):
+    def __init__(self, in_fd, out, err=None, interactive=None, columns=None, warn=None):
         self.in_fd = in_fd
         self.out = out                  # a binary stream, e.g. sys.stdout.buffer
-        self.err = err
+        self.err = err                  # diagnostics (refused connections...), or None
+        self.warn = warn                # where a failing `out` is said, shown or not, or None
         if interactive is None:
             interactive = os.isatty(in_fd) and os.isatty(out.fileno())
         self.interactive = interactive  # True: cbreak mode and our own line editor
@@ -84,6 +85,7 @@ class Terminal:
         self._row = 0                   # the input area's row the cursor is on
         # (view, status, width) as on the screen; None: unknown. It starts empty at the cursor.
         self._drawn = self._erased()
+        self._out_failed = False        # a write to `out` failed, and stderr was told
 
     @property
     def secret(self):
@@ -356,7 +358,14 @@ class Terminal:
         return "".join(out)
 
     def _write(self, text):
-        _write_to(self.out, text.encode())
+        failed = _write_to(self.out, text.encode())
+        if failed and not self._out_failed:
+            # once, where it can be read: a trial's run with its output on a full disk
+            # (/dev/full) exited 0 with every line lost and not a word
+            self._out_failed = True
+            if self.warn is not None:
+                _write_to(self.warn, f"client.py: cannot write to standard output ({failed}); "
+                                    f"what follows is not shown\n".encode())
 
 
 # The terminal's words for what the core shows.
@@ -634,8 +643,13 @@ def _decode_line(raw):
 
 
 def _write_to(stream, data):
+    """-> None, or why the write failed: the reader is gone (a pipe closed, a terminal hung
+    up), or the disk is full; there is nobody to show it to, and the client goes on."""
     try:
         stream.write(data)
         stream.flush()
-    except (OSError, ValueError):
-        pass    # the reader is gone (a pipe closed, a terminal hung up): nothing to show it to
+        return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    except ValueError as exc:       # (closed)
+        return str(exc)

@@ -1344,6 +1344,33 @@ def test_main_runs_from_the_command_line(tmp_path):
                                     f"(refused); the input was not read\n")
 
 
+@pytest.mark.parametrize("closed, code, err", [
+    ("stdout", 2, "client.py: standard output is closed: there is nowhere to show the chat\n"),
+    ("stdin", 1, "client.py: the input ended before a login succeeded\n"),   # an empty one
+    ("full", 1, "client.py: cannot write to standard output (No space left on device); what "
+                "follows is not shown\nclient.py: cannot reach the server at 127.0.0.1:{port} "
+                "(refused); the input was not read\n"),
+])
+def test_a_closed_or_failing_standard_stream_is_said_not_a_traceback(closed, code, err):
+    """(a trial's `<&-` and `>&-` gave tracebacks, and output to /dev/full exited 0 unsaid)"""
+    unused = Reactor(RealClock()).listen("127.0.0.1", 0, Handler())
+    port = unused.port
+    unused.close()
+    streams = {"stdin": {}, "stdout": {}, "full": {"stdout": open("/dev/full", "wb")}}[closed]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # the stream closed in the child: what `<&-` and `>&-` do
+    fd = {"stdin": 0, "stdout": 1}.get(closed)
+    done = subprocess.run([sys.executable, "client.py", "127.0.0.1", str(port)],
+                          input=None if closed == "stdin" else b"alice\n",
+                          stdout=streams.get("stdout", subprocess.DEVNULL), stderr=subprocess.PIPE,
+                          timeout=WATCHDOG_S, cwd=root,
+                          preexec_fn=None if fd is None else (lambda: os.close(fd)))
+    if closed == "full":
+        streams["stdout"].close()
+    assert done.returncode == code
+    assert done.stderr.decode() == err.format(port=port)
+
+
 def test_a_heartbeat_whose_connection_is_slow_to_be_made_is_sent_again_at_once():
     """A lost SYN costs a second; the heartbeat has that second only. Its connection not made
     within URGENT_CONNECT_S, a second connection carries it, and one reply is heard."""
