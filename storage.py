@@ -96,6 +96,12 @@ COMPACT_S = 1.0             # cursors are written, and passed records deleted, a
 DEFAULT_LOG_PAGES = 1000
 SMALL_LOG_PAGES = 16
 PAGE_BYTES = 4096           # SQLite's page size, as it makes a new file
+COUNTER_BYTES = 48          # a sender's counter on the disk besides its text: its numbers,
+                            # SQLite's row and index headers (and its key twice: in the row and
+                            # in the primary key's index), counted in the store's byte quota
+FRAME_BYTES = PAGE_BYTES + 24   # a page in the write-ahead log, with its frame header
+RESERVE = "-reserve"        # beside the store's file on a small disk: room kept for the
+                            # checkpoint a full disk needs (Store._keep_reserve)
 _NOBODY = frozenset()       # the block list of a user who blocks nobody
 _to_json = encode_text      # compact JSON text, by the C encoder built once (protocol.py)
 
@@ -162,6 +168,10 @@ class Store:
         _refuse_damaged_log(path)
         new = path != ":memory:" and not os.path.lexists(path)
         self._db = self._file = self._wal = None
+        self._log_bytes = None      # the log's size past which the store empties it (_limit_log)
+        self._reserve = None if path == ":memory:" else path + RESERVE
+        self._reserve_bytes = 0     # the reserve's size, on a small disk (_keep_reserve)
+        self._reserve_held = False
         try:
             self._open(seq_floor, new_identity)
         except BaseException as exc:
@@ -169,7 +179,8 @@ class Store:
             if new and "locked" not in str(exc):    # (not another server's, begun meanwhile)
                 # a new store begun and not finished (its disk full, a trial's) left an empty
                 # file, which every later start refused as emptied: it goes, with its log
-                for made in (path, path + "-wal", path + "-shm", path + "-journal"):
+                for made in (path, path + "-wal", path + "-shm", path + "-journal",
+                             path + RESERVE):
                     if os.path.lexists(made):
                         os.remove(made)
             raise
@@ -210,10 +221,22 @@ class Store:
         self._looked_at = None      # when an idle store last looked at its files
         self.look_wanted = False    # the glue asks the next commit to look, idle or not
         self.notice = None          # what the operator should read in the log, once
+        if path != ":memory:":
+            self._reserve_bytes, held = _reserve_bytes(path)
+            self._reserve_held = held >= self._reserve_bytes > 0
+            if os.path.exists(path + "-wal"):
+                # a log left by a crash (SQLite copies it into the file at a close): copied now,
+                # before anything writes. Reopened, SQLite cannot tell which of its pages were
+                # copied already, and a write goes on after its last page: a full disk refused
+                # every write, every restart too (a trial's)
+                self.checkpoint()
         self.identity = self._identity(new_identity or secrets.token_hex(8))
         self._index = LogIndex()    # what waits for whom (log_index.py), rebuilt at open
         self._cached = collections.OrderedDict()   # first seq -> {seq: line}, recently read
         self.senders = Senders()    # which numbered messages each client had taken
+        self._counter_bytes = {}    # (user, client) -> its counter's bytes on the disk, which
+                                    # the byte quota counts (4,096 client ids' took 850 KB of
+                                    # a trial's 2 MiB disk, the quota a third of it, uncounted)
         self._compacted_at = None   # when cursors and compaction were last written
         self._migrate()
         # Numbers are given here. The highest ever given is recorded, so a number is never
@@ -221,6 +244,7 @@ class Store:
         self._next_seq = max(self._highest_seq_given() + 1, min(seq_floor, SEQ_FLOOR_MAX))
         self.committed_seq = self._next_seq - 1     # numbers up to this are on the disk
         self._load()
+        self._keep_reserve()
         # the index's own, bound once: the core asks them for every message
         self.box, self.crowded, self.takes, self.room_for_one = (
             self._index.box, self._index.crowded, self._index.takes, self._index.room_for_one)
@@ -228,14 +252,29 @@ class Store:
     def _connect(self):
         """A connection to the store's file, set up as the store uses it."""
         db = sqlite3.connect(self._path, timeout=self._lock_wait_s)
+        # a deleted record's pages go to the free list as they are. This SQLite may be built
+        # to zero each one (secure_delete on, as Debian's is), and in WAL mode each zeroed page
+        # is a page of the log: a compaction after a reader took the backlog wrote the whole
+        # store into the log, in one transaction (a trial's 2 MiB disk: a 1 MB log, 4 times its
+        # limit, the store near empty). FAST zeroes what the delete writes anyway, no more
+        db.execute("PRAGMA secure_delete=FAST")
         if self._path != ":memory:":
             if self._exclusive:     # (before WAL: then it never makes the shared index file)
                 db.execute("PRAGMA locking_mode=EXCLUSIVE")
             # WAL: a crash leaves each committed pass whole, and readers never block the writer.
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={self._sync.upper()}")
-            db.execute(f"PRAGMA wal_autocheckpoint={_checkpoint_pages(self._path)}")
+            self._limit_log(_checkpoint_pages(self._path), db)
         return db
+
+    def _limit_log(self, pages, db=None):
+        """SQLite copies the log into the file each `pages` pages of it. On a small disk (fewer
+        than DEFAULT_LOG_PAGES) the store also empties the log itself once it holds more
+        (commit): SQLite's own copy is tried after a commit and never empties the file, which
+        keeps the room its largest transaction took, and on a disk too full to grow the file
+        it fails without a word while the log goes on growing (a trial's)."""
+        (db or self._db).execute(f"PRAGMA wal_autocheckpoint={pages}")
+        self._log_bytes = 32 + pages * FRAME_BYTES if pages < DEFAULT_LOG_PAGES else None
 
     def _limit_pages(self, db):
         if self._max_pages is not None:
@@ -301,10 +340,11 @@ class Store:
         for user, target in db.execute("SELECT user, target FROM blocks"):
             self._blocks.setdefault(user, set()).add(target)
             self._blocked_by.setdefault(target, set()).add(user)
+        rows = db.execute("SELECT user, client, number, taken, reply, at FROM senders "
+                          "ORDER BY at").fetchall()
+        self._count_counters(rows, ())
         self.senders.load((user, client, number, taken, json.loads(reply), self._from_wall(at))
-                          for user, client, number, taken, reply, at in db.execute(
-                              "SELECT user, client, number, taken, reply, at FROM senders "
-                              "ORDER BY at"))
+                          for user, client, number, taken, reply, at in rows)
         for first, recipients, lines in db.execute(
                 "SELECT first_seq, recipients, lines FROM log ORDER BY first_seq").fetchall():
             self._index.load(first, [(seq, names, len(wire)) for (seq, names), wire
@@ -370,21 +410,67 @@ class Store:
         self._lost = True
         if _full(exc) and self._db is not None:
             try:
-                self._db.execute(f"PRAGMA wal_autocheckpoint={SMALL_LOG_PAGES}")
+                self._limit_log(SMALL_LOG_PAGES)
             except sqlite3.Error:
                 pass    # (the next full commit asks again)
             self.checkpoint()
 
     def checkpoint(self):
         """Copy what the log holds into the file and empty the log (SQLite's TRUNCATE
-        checkpoint), giving its room back to the disk -> True if it did."""
-        try:
-            busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        except sqlite3.Error:
-            return False
-        if busy:
+        checkpoint), giving its room back to the disk -> True if it did.
+
+        The copy grows the file by the pages the log holds past its end (the store grew
+        since the last copy), and only a copy that is done gives the log's room back: on a
+        full disk it could never be done (a trial's 2 MiB disk: 28 pages short, for good, a
+        restart too). There, the reserve is deleted to make that room: the log never holds
+        more than the reserve's pages when a commit begins (commit), so the copy always fits.
+        A later commit makes the reserve again, once the disk has room for it."""
+        done = self._truncate_log()
+        if done is None and self._release_reserve():
+            done = self._truncate_log()
+        if not done:
             return False
         self._wal_size = 0      # (ours: not a log cut short)
+        return True
+
+    def _truncate_log(self):
+        """PRAGMA wal_checkpoint(TRUNCATE) -> True if done, False if busy or failed, None if
+        the disk was full."""
+        try:
+            busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as exc:
+            return None if _full(exc) else False
+        return not busy
+
+    def _keep_reserve(self):
+        """On a small disk, a file of `_reserve_bytes` beside the store's, made when it is
+        missing and the disk has room for it and as much again; deleted by a checkpoint that
+        the disk has no room for."""
+        if not self._reserve_bytes or self._reserve_held:
+            return
+        try:
+            disk = os.statvfs(os.path.dirname(os.path.abspath(self._path)))
+            if disk.f_bavail * disk.f_frsize < 2 * self._reserve_bytes:
+                return
+            descriptor = os.open(self._reserve, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                _allocate(descriptor, self._reserve_bytes)
+            finally:
+                os.close(descriptor)
+        except OSError:
+            self._release_reserve()     # (a part of one holds nothing worth keeping)
+            return
+        self._reserve_held = True
+
+    def _release_reserve(self):
+        """Delete the reserve -> True if there was one to give its room back."""
+        self._reserve_held = False
+        if self._reserve is None:
+            return False
+        try:
+            os.remove(self._reserve)
+        except OSError:         # (none there: a wiped directory, or never made)
+            return False
         return True
 
     def _sql(self, sql, params):
@@ -419,7 +505,8 @@ class Store:
 
     @property
     def total(self):
-        """[messages, bytes] in the log, as the disk holds them."""
+        """[messages in the log, bytes on the disk]: the log's records as the disk holds them
+        (a record every cursor passed, until it is deleted) and the senders' counters."""
         return self._index.total
 
     def count_waiting(self, recipient):
@@ -507,7 +594,7 @@ class Store:
             self._write(self._sql_many, "INSERT OR REPLACE INTO cursors (user, upto) "
                         "VALUES (?, ?)", moved)
         if index.dead:
-            dead, index.dead = [(first,) for first in index.dead], []
+            dead = [(first,) for first in index.take_dead()]
             for (first,) in dead:
                 self._cached.pop(first, None)
             self._write(self._sql_many, "DELETE FROM log WHERE first_seq = ?", dead)
@@ -561,7 +648,19 @@ class Store:
         rows, gone = self.senders.take_moved()
         rows = [(user, client, number, taken, encode_text(reply), self._to_wall(at))
                 for user, client, number, taken, reply, at in rows]
+        self._count_counters(rows, gone)
         self._write(self._upsert_senders, rows, gone)
+
+    def _count_counters(self, rows, gone):
+        """The byte quota counts the counters as written: `rows` (user, client, number,
+        taken, reply, at) as stored, and `gone` [(user, client)] deleted."""
+        counted, total = self._counter_bytes, self._index.total
+        for user, client, _, taken, reply, _ in rows:
+            size = 2 * (len(user) + len(client)) + len(taken) + len(reply) + COUNTER_BYTES
+            total[1] += size - counted.get((user, client), 0)
+            counted[(user, client)] = size
+        for key in gone:
+            total[1] -= counted.pop(key, 0)
 
     def _upsert_senders(self, rows, gone):
         self._db.executemany("INSERT OR REPLACE INTO senders "
@@ -677,6 +776,12 @@ class Store:
         self._look_at_files()
         self.failing = None
         self.committed_seq = self._next_seq - 1
+        if self._log_bytes is not None and self._wal_size > self._log_bytes:
+            # (on a small disk: SQLite's own copy, just tried, leaves the log's room held, or
+            # failed: the log, emptied here, never holds more than the reserve's pages)
+            self.checkpoint()
+        if self._reserve_bytes and not self._reserve_held:
+            self._keep_reserve()
 
     def _look_at_files(self):
         """After each commit, and at an idle store's look (wake_at): is the file still at its
@@ -843,6 +948,7 @@ class Store:
             self.failing = f"the store's file was written again but cannot be opened yet ({exc})"
             raise StoreUnavailable(self.failing) from None
         self._homeless = False
+        self._reserve_held = False      # (gone with the directory, perhaps: made again)
         self.notice = (f"the store's file was deleted while the server ran: written again at "
                        f"{self._path} from the open store, nothing lost (stop the server "
                        f"before wiping its data directory)")
@@ -899,6 +1005,39 @@ def _checkpoint_pages(path):
         return DEFAULT_LOG_PAGES
     room = disk.f_bavail * disk.f_frsize
     return max(SMALL_LOG_PAGES, min(DEFAULT_LOG_PAGES, room // 8 // PAGE_BYTES))
+
+
+def _reserve_bytes(path):
+    """-> (the reserve's size for the store at `path`, the size of the one there now): on a
+    disk with less room than DEFAULT_LOG_PAGES would need, an eighth of the room (the reserve
+    counted as room), as many pages as the log may hold when a commit begins (at least
+    SMALL_LOG_PAGES); else 0 (and a reserve made when the disk was small is deleted)."""
+    try:
+        disk = os.statvfs(os.path.dirname(os.path.abspath(path)))
+        held = os.path.getsize(path + RESERVE) if os.path.exists(path + RESERVE) else 0
+    except OSError:
+        return 0, 0
+    pages = (disk.f_bavail * disk.f_frsize + held) // 8 // PAGE_BYTES
+    if pages >= DEFAULT_LOG_PAGES:
+        if held:
+            try:
+                os.remove(path + RESERVE)
+            except OSError:
+                pass
+        return 0, 0
+    return max(SMALL_LOG_PAGES, pages) * PAGE_BYTES, held
+
+
+def _allocate(descriptor, size):
+    """Give the file open as `descriptor` `size` bytes of the disk (OSError if it has not)."""
+    if hasattr(os, "posix_fallocate"):
+        os.posix_fallocate(descriptor, 0, size)
+        return
+    os.ftruncate(descriptor, 0)     # (where there is none, written: a sparse file holds none)
+    block = b"\0" * 65536
+    for _ in range(0, size, len(block)):
+        os.write(descriptor, block)
+    os.fsync(descriptor)
 
 
 def _corrupt(exc):

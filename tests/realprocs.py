@@ -4,6 +4,7 @@ The server runs with port 0 and says its port in its log; clients run in pseudo-
 they see a real terminal: no echo of passwords, Ctrl-C as SIGINT) or read their input from a file.
 Every wait polls a descriptor with a deadline; nothing sleeps for a fixed time.
 """
+import contextlib
 import json
 import os
 import pty
@@ -14,6 +15,8 @@ import socket
 import subprocess
 import sys
 import time
+
+import pytest
 
 import protocol
 
@@ -274,3 +277,21 @@ def _sender(stream):
         stream.write(json.dumps(frame).encode() + b"\n")
         stream.flush()
     return send
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(where, megabytes=2):
+    """A tmpfs of `megabytes` MiB at the directory `where` (made) for the block, which gets
+    resize(megabytes) to give it room; mounting one needs root: elsewhere the test skips."""
+    where.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs",
+                              str(where)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() or 'not root'}")
+
+    def resize(size):
+        subprocess.run(["mount", "-o", f"remount,size={size}m", str(where)], check=True)
+    try:
+        yield resize
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)

@@ -6,11 +6,11 @@ space returns, and what it acknowledged survives a kill -9 in the middle of it.
 Mounting a tmpfs needs root; elsewhere these tests skip and say why.
 """
 import signal
-import subprocess
 
 import pytest
 
-from realprocs import WAIT_S, exchange, start_server, take_deliveries, token_of, wait_log
+from realprocs import (WAIT_S, exchange, mounted_tmpfs, start_server, take_deliveries, token_of,
+                       wait_log)
 from server_glue import COMMIT_RETRY_MAX_S
 
 SENDERS = [("columbia", "116bway"), ("google", "hasglasses"), ("facebook", "wastingtime"),
@@ -22,17 +22,8 @@ ROUNDS = 400                # bounded: each round sends one message from each se
 @pytest.fixture
 def disk(tmp_path):
     """A 2 MB tmpfs at tmp_path/data; resize(mb) gives it room."""
-    data = tmp_path / "data"
-    data.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(data)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() or 'not root'}")
-
-    def resize(megabytes):
-        subprocess.run(["mount", "-o", f"remount,size={megabytes}m", str(data)], check=True)
-    yield resize
-    subprocess.run(["umount", "-l", str(data)], check=False)
+    with mounted_tmpfs(tmp_path / "data") as resize:
+        yield resize
 
 
 def fill(port, tokens, answered):
