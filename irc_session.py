@@ -205,6 +205,9 @@ class IrcSession(RoomCommands):
         one they did not verify), nick!nick@chat for a client.py user."""
         if name == self.account and self.ident:
             return f"{name}!{self.ident}@{USER_HOST}"
+        if name not in self.shared.users and self.is_online(name):
+            return f"{name}!{name}@{USER_HOST}"     # logged in by client.py now (a trial's
+                                                    # showed the USER of its last IRC login)
         return f"{name}!{self.shared.idents.get(name, name)}@{USER_HOST}"
 
     def _time_tags(self, at):

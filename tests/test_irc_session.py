@@ -1721,6 +1721,21 @@ def test_every_line_and_who_show_one_mask_for_a_user_with_only_a_users_safe_char
         ":guest!guest@chat PRIVMSG columbia yo"]        # a client.py user: its name
 
 
+def test_an_account_back_by_client_py_has_its_own_mask_not_its_last_irc_logins():
+    """(a trial's facebook, logged in by client.py, showed ~fbident from an IRC login before)"""
+    shared, online = Shared(), set()
+    seas = new_session(shared=shared, is_online=online.__contains__)
+    said(seas, "PASS pw", "NICK seas", "USER s 0 * :Seas")
+    answer(seas, "welcome", user="seas", token="t2")
+    seas.connection_lost()                  # gone: its QUIT, and what it left, keep its mask
+    columbia = welcomed(shared=shared, is_online=online.__contains__)
+    assert columbia.who_is("seas") == "seas!~s@chat"
+    online.add("seas")                      # then back, by client.py
+    assert columbia.who_is("seas") == "seas!seas@chat"
+    assert delivered(columbia, "message", **{"from": "seas"}, text="hi", seq=1) == [
+        ":seas!seas@chat PRIVMSG columbia hi"]
+
+
 def test_who_and_whois_of_another_irc_user_show_their_user_line_and_away():
     shared = Shared()
     seas = welcomed("seas", shared=shared)
