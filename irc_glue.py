@@ -149,7 +149,10 @@ class IrcFront(Accepted):
     def on_closed(self, conn, reason):
         state = conn.data
         if state is not None:
-            state.link.closed()
+            # the words the others see it quit with, as IRC servers say them (a kill -9 and a
+            # client silent for IDLE_S had both "Logged out": a trial's)
+            state.link.closed(f"Ping timeout: {IDLE_S:g} seconds" if reason == "idle"
+                              else "Connection closed")
         super().on_closed(conn, reason)
 
 
@@ -253,12 +256,13 @@ class IrcLink:
         self.flush()
         self._keepalive = reactor.call_later(self.front.keepalive_s, self._keep_alive)
 
-    def closed(self):
-        """The connection is gone: a user still logged in logs out (no QUIT came)."""
+    def closed(self, why):
+        """The connection is gone: a user still logged in logs out with `why` (no QUIT
+        came)."""
         self._keepalive.cancel()
         if self._ack_timer is not None:
             self._ack_timer.cancel()
-        self.session.connection_lost()
+        self.session.connection_lost(why)
         self._send_requests()
 
 

@@ -868,10 +868,11 @@ class IrcSession(RoomCommands):
         if self.token is not None:
             self.ask("heartbeat", {})
 
-    def connection_lost(self):
-        """The connection is gone without QUIT: the user logs out, as IRC users expect."""
+    def connection_lost(self, why=None):
+        """The connection is gone without QUIT: the user logs out, as IRC users expect, and
+        the others see `why` as its quit message."""
         if self.token is not None:
-            self.ask("logout", {})
+            self.ask("logout", {"reason": why[:MAX_REASON_CHARS]} if why else {})
             self.token = None
         if self.shared.users.get(self.account) is self:
             del self.shared.users[self.account]

@@ -550,6 +550,8 @@ def test_a_dropped_connection_logs_the_user_out(world):
     columbia.conn.close()
     settle(world, lambda: [f for f in seas.of("presence") if f["online"] is False])
     assert "columbia" not in world.core.online_users()
+    # the words it left with, as IRC servers say them: not "Logged out" (a trial's kill -9)
+    assert [f.get("reason") for f in seas.of("presence")][-1] == "Connection closed"
 
 
 def test_quit_logs_out_and_says_goodbye(world):
@@ -570,6 +572,8 @@ def test_an_idle_but_answering_client_stays_logged_in_and_a_silent_one_is_closed
     assert alive.closed is None and "columbia" in world.core.online_users()
     assert silent.of("PING") and "seas" not in world.core.online_users()
     assert PING_AFTER_S < IDLE_S
+    settle(world, lambda: alive.of("QUIT"))
+    assert alive.of("QUIT")[-1].params == (f"Ping timeout: {IDLE_S:g} seconds",)
 
 
 @pytest.mark.parametrize("timeout_s", [4.0, 10.0, 31.0])
