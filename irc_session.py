@@ -823,7 +823,9 @@ class IrcSession(RoomCommands):
             # its number in the store is unique and never reused: the IRCv3 msgid
             tags = {**(tags or {}), "msgid": str(frame["seq"])}
         text = frame["text"]
-        if frame.get("offline") and tags is None and frame.get("at") is not None:
+        if frame.get("offline") and frame.get("at") is not None:
+            # said in the text with server-time too: irssi asks for it and, as it is set up,
+            # shows a line's arrival, so a kept message read as new (a trial's)
             action = "/me " if text.startswith("/me ") else ""     # (an action stays one)
             text = action + sent_at(frame["at"]) + text[len(action):]
         command = "NOTICE" if frame.get("notice") else "PRIVMSG"

@@ -63,6 +63,11 @@ def said(nick, text):
     return rf"^[\d-]+ [\d:]+\t{re.escape(nick)}\t{re.escape(text)}$"
 
 
+def kept_said(nick, text):
+    """The line of a message kept while WeeChat was away: it says when it was sent."""
+    return rf"^[\d-]+ [\d:]+\t{re.escape(nick)}\t\[sent [\d-]+ [\d:]+ UTC\] {re.escape(text)}$"
+
+
 # -- WeeChat ------------------------------------------------------------------------------------
 
 def test_weechat_logs_in_by_sasl_and_talks_with_client_py_users(weechats, server, clients):
@@ -106,7 +111,7 @@ def test_weechat_gets_a_message_kept_while_it_was_away_exactly_once(weechats, se
     seas.expect(KEPT)
 
     weechat = weechats("weechat", server.irc_port, "columbia", "116bway")
-    weechat.wait_log("irc.chat.seas", said("seas", "kept for you"))
+    weechat.wait_log("irc.chat.seas", kept_said("seas", "kept for you"))
     # its PONG to the server's PING after the delivery is the acknowledgement: wait for it,
     # or quitting first would rightly have the message delivered again
     weechat.wait_log("core.weechat", r"sent PONG :ack-\d+")
@@ -118,7 +123,7 @@ def test_weechat_gets_a_message_kept_while_it_was_away_exactly_once(weechats, se
     seas.expect("columbia has logged in.")
     seas.type("message columbia and now this")          # after anything kept, in order
     again.wait_log("irc.chat.seas", said("seas", "and now this"))
-    assert len(re.findall(said("seas", "kept for you"), again.log("irc.chat.seas"),
+    assert len(re.findall(kept_said("seas", "kept for you"), again.log("irc.chat.seas"),
                           re.MULTILINE)) == 1
     assert again.quit() == 0
 

@@ -294,7 +294,7 @@ def test_offline_messages_carry_server_time_when_the_client_takes_it(world):
     columbia = irc_login(world, "columbia", caps=("server-time",))
     settle(world, lambda: columbia.texts())
     message = columbia.of("PRIVMSG")[0]
-    assert message.params[-1] == "kept"
+    assert message.params[-1] == "[sent 2023-11-14 22:13 UTC] kept"
     assert dict(message.tags)["time"] == "2023-11-14T22:13:20.000Z"
 
 

@@ -1449,11 +1449,13 @@ def test_an_offline_message_without_server_time_begins_with_when_it_was_sent():
         f"{SEAS}PRIVMSG columbia :[sent 2025-12-05 16:00 UTC] hello there"]
 
 
-def test_an_offline_message_with_server_time_has_a_time_tag_instead():
+def test_an_offline_message_with_server_time_has_a_time_tag_and_says_when_too():
+    """irssi asks for server-time and, as it is set up, shows when a line came: a kept
+    message read as new (a trial's)."""
     session = welcomed(caps=("server-time",))
     assert delivered(session, "message", **{"from": "seas", "text": "hello there", "seq": 9,
                                             "at": WALL, "offline": True}) == [
-        f"@time={STAMP} {SEAS}PRIVMSG columbia :hello there"]
+        f"@time={STAMP} {SEAS}PRIVMSG columbia :[sent 2025-12-05 16:00 UTC] hello there"]
 
 
 def test_a_me_message_arrives_as_an_action():
