@@ -199,8 +199,9 @@ class RoomCommands:
         for nick in filter(None, wanted.split(",")[:WHOIS_NICKS]):
             name = online.get(fold(nick))
             if name is None:
+                # (a trial read "a message waits" as one waiting already)
                 self.numeric("401", nick, "No such nick" if fold(nick) not in self.accounts
-                             else "Not online: a message waits for their next login")
+                             else "Not online: a message sent now waits for their next login")
                 continue
             username, realname = self._user_of(name)
             self.numeric("311", name, username, USER_HOST, "*", realname)
@@ -233,7 +234,7 @@ class RoomCommands:
             else:
                 username, _ = self._user_of(account)
                 self.numeric("314", account, username, USER_HOST, "*",
-                             "offline: a message to them waits for their next login")
+                             "offline: a message sent now waits for their next login")
                 self.numeric("312", account, self.server, "the chat room")
             self.numeric("369", nick if account is None else account, "End of WHOWAS")
 

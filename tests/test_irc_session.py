@@ -1211,7 +1211,7 @@ def test_whois_of_an_account_that_is_not_online_is_401_saying_a_message_waits():
     session = welcomed()
     said(session, "WHOIS guest")
     assert answer(session, "online", users=["seas"]) == [
-        f"{S}401 columbia guest :Not online: a message waits for their next login",
+        f"{S}401 columbia guest :Not online: a message sent now waits for their next login",
         f"{S}318 columbia guest :End of /WHOIS list"]
 
 
