@@ -1127,7 +1127,7 @@ def test_whowas_answers_an_account_not_online_as_one_that_was():
     session = welcomed()
     said(session, "WHOWAS Seas")
     assert answer(session, "online", users=[]) == [
-        f"{S}314 columbia seas seas chat * :offline: a message to them waits for their next "
+        f"{S}314 columbia seas seas chat * :offline: a message sent now waits for their next "
         f"login", f"{S}312 columbia seas chat.server :the chat room",
         f"{S}369 columbia seas :End of WHOWAS"]
     said(session, "WHOWAS seas")
