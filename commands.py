@@ -133,8 +133,10 @@ ACTION = "/me "     # a message's text that starts so is an action: "/me waves" 
 
 def action_text(text):
     """A message's text -> what its sender does ("waves" for "/me waves"), or None when it is
-    no action."""
-    return text[len(ACTION):] if text.startswith(ACTION) else None
+    no action (nor is "/me " with nothing done: a trial's read "* alice" alone)."""
+    if not text.startswith(ACTION) or not text[len(ACTION):].strip():
+        return None
+    return text[len(ACTION):]
 
 
 # -- pure helpers: deliveries -----------------------------------------------------------------

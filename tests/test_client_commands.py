@@ -102,6 +102,7 @@ def test_a_message_that_is_an_action_reads_as_one():
     assert screen_lines(Show("private", "/me waves", "alice")) == ["* alice waves (private)"]
     assert screen_lines(Show("offline", "/me waves", "alice")) == ["* alice waves"]
     assert screen_lines(Show("message", "/me", "alice")) == ["alice: /me"]
+    assert screen_lines(Show("message", "/me  ", "alice")) == ["alice: /me  "]  # nothing done
     assert screen_lines(Show("message", "/mention", "alice")) == ["alice: /mention"]
 
 
