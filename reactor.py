@@ -48,6 +48,8 @@ ACCEPTS_PER_PASS = 256              # so one busy listener cannot starve establi
                                      # disk sync: 1-2 ms of this machine's CPU), and with 64 a
                                      # pass it was a third of a short direct message's cost
 EMFILE_PAUSE_S = 0.5                 # out of descriptors: stop accepting for this long, no busy loop
+CLOSES_HELD_MAX = 16                 # a pass stops accepting once this many closes wait for its
+                                     # end, each holding its descriptor (_accept)
 FRAME_TIME_S = 10.0                  # a frame begun must end (newline) within this, or the peer is
                                      # closed: a slowloris cannot hold a connection with a byte a second
 LISTEN_BACKLOG = 4096                # bursts of short connections must not overflow the accept
@@ -520,6 +522,12 @@ class Reactor:
 
     def _accept(self, listener):
         for _ in range(ACCEPTS_PER_PASS):
+            if len(self._to_finish) >= CLOSES_HELD_MAX:
+                # the rest next pass, once these are closed: at a cap, each accept refused or
+                # shed holds a descriptor to the pass's end, and at `ulimit -n 256` a trial's
+                # 3,000 reconnecting idle connections ran the server out of them in each pass,
+                # accepts paused, and everyone's connections waited seconds in the queue
+                return
             try:
                 # socket.accept() without its wrapper, which turns the listener's family and
                 # type into enums for each connection: 1.6 us of the 4 an accept took

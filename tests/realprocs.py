@@ -9,6 +9,7 @@ import json
 import os
 import pty
 import re
+import resource
 import select
 import signal
 import socket
@@ -32,14 +33,18 @@ def _deadline(timeout_s):
 class ServerProcess:
     """`python3 server.py 0 ...` with its log in a file; .port is read from the log."""
 
-    def __init__(self, tmp_path, *args, credentials=None):
+    def __init__(self, tmp_path, *args, credentials=None, descriptors=None):
+        """`descriptors`: the server's descriptor limit (ulimit -n), if not this process's."""
         self.log_path = tmp_path / "server.log"
         cred = credentials or os.path.join(ROOT, "credential.txt")
         self._log = open(self.log_path, "wb")
+        limit = None if descriptors is None else (
+            lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (descriptors, descriptors)))
         self.proc = subprocess.Popen(
             [sys.executable, os.path.join(ROOT, "server.py"), "0", "--host", "127.0.0.1",
              "--credentials", str(cred), "--data-dir", str(tmp_path / "data"), *args],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, cwd=ROOT)
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, cwd=ROOT,
+            preexec_fn=limit)
         match = self.wait_log(r"listening on [\d.]+:(\d+)")
         self.port = int(match.group(1))
 

@@ -4,6 +4,9 @@ well-behaved user at another address is served at the same time."""
 import json
 import re
 import select
+import selectors
+import socket
+import time
 
 import pytest
 
@@ -229,3 +232,46 @@ def test_one_address_cannot_take_every_connection(run_server):
     for sock in held + refused + [other]:
         sock.close()
     good.close()
+
+
+def test_at_a_low_descriptor_limit_one_address_reconnecting_keeps_no_one_waiting(tmp_path):
+    """At `ulimit -n 256` a trial's 3,000 idle connections from one address, each opened again
+    as the server closed it, had everyone else's connections wait 10 s in the queue: every
+    connection refused or shed held its descriptor to the end of its pass, the server ran out
+    in each, and paused its accepts."""
+    server = ServerProcess(tmp_path, descriptors=256)
+    good = GoodUser(server.port, "columbia", "116bway")
+    flood = selectors.DefaultSelector()
+
+    def reconnect(sock=None):
+        if sock is not None:
+            flood.unregister(sock)
+            sock.close()
+        sock = socket.socket()
+        sock.setblocking(False)
+        sock.bind(("127.0.0.5", 0))
+        sock.connect_ex(("127.0.0.1", server.port))
+        flood.register(sock, selectors.EVENT_READ)
+    try:
+        for _ in range(1500):
+            reconnect()
+        waits = []
+        end = time.monotonic() + 6.0                # bounded: a few seconds of the flood
+        while time.monotonic() < end:
+            for key, _ in flood.select(timeout=0.05):
+                try:
+                    gone = key.fileobj.recv(1024) == b""
+                except OSError:
+                    gone = True
+                if gone:                            # closed by the server: at it again
+                    reconnect(key.fileobj)
+            started = time.monotonic()
+            good.served()
+            waits.append(time.monotonic() - started)
+        assert "accepts paused" not in server.log()
+        assert max(waits) < 1.0, sorted(waits)[-5:]     # (it was 3 s at 1,000, 10 s at 3,000)
+    finally:
+        for key in list(flood.get_map().values()):
+            key.fileobj.close()
+        good.close()
+        assert server.stop() == 0, server.log()

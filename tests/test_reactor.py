@@ -12,7 +12,8 @@ import pytest
 
 import pacing
 import reactor as reactor_module
-from reactor import ACCEPTS_PER_PASS, CLOSE_LINGER_S, EMFILE_PAUSE_S, FRAME_TIME_S, Handler, Reactor
+from reactor import (ACCEPTS_PER_PASS, CLOSE_LINGER_S, CLOSES_HELD_MAX, EMFILE_PAUSE_S,
+                     FRAME_TIME_S, Handler, Reactor)
 from timers import RealClock, VirtualClock
 from reactor_helpers import Recorder, drain, feed, pump, read_to_eof
 
@@ -601,6 +602,28 @@ def test_one_pass_accepts_a_bounded_number_of_connections(loop):
     loop.run_once(timeout_s=1.0)
     assert len(rec.of("accepted")) == ACCEPTS_PER_PASS
     pump(loop, lambda: len(rec.of("accepted")) == ACCEPTS_PER_PASS + 6)
+    listener.close()
+
+
+class Refuser(Recorder):
+    """A listener's handler at its cap: every connection it takes is closed at once."""
+
+    def on_accepted(self, conn):
+        super().on_accepted(conn)
+        conn.abort("at the cap")
+
+
+def test_a_pass_stops_accepting_while_closes_hold_descriptors_to_its_end(loop):
+    """Each refused connection holds its descriptor until the pass ends: at a low descriptor
+    limit a trial's reconnecting flood ran the server out of them, and accepts paused."""
+    rec = Refuser()
+    listener = loop.listen(HOST, 0, rec)
+    for _ in range(3 * CLOSES_HELD_MAX):
+        client_of(loop, listener.port)
+    loop.run_once(timeout_s=1.0)
+    assert len(rec.of("accepted")) == CLOSES_HELD_MAX == len(rec.closed)
+    pump(loop, lambda: len(rec.closed) == 3 * CLOSES_HELD_MAX)
+    assert len(rec.of("accepted")) == 3 * CLOSES_HELD_MAX
     listener.close()
 
 
