@@ -659,6 +659,12 @@ class Reactor:
             self._close(conn, _reason_of_error(exc), flush=False)
             return
         if not data:
+            if type(conn._inbuf) is bytearray and conn.closing_reason is None:
+                # a last frame the peer ended with its end instead of a newline (`printf
+                # '{...}' | nc`): it counts, and its answer may still reach a half-closed peer
+                self._split_frames(conn, b"\n")
+                self._close(conn, "eof", flush=True)
+                return
             self._close(conn, "eof", flush=False)
             return
         if conn.closing_reason is None:

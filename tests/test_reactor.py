@@ -465,6 +465,28 @@ def test_close_while_connecting_sends_the_queued_output_then_closes(loop):
     listener.close()
 
 
+class Answerer(Recorder):
+    """Answers each frame on its connection."""
+
+    def on_frames(self, conn, lines):
+        super().on_frames(conn, lines)
+        for line in lines:
+            conn.send(b"re: " + line + b"\n")
+
+
+def test_a_last_frame_ended_by_the_peers_end_counts_and_is_answered(loop):
+    """(`printf '{...}' | nc` sends no newline, then its end: the frame was dropped unread)"""
+    rec = Answerer()
+    listener = loop.listen(HOST, 0, rec)
+    peer = client_of(loop, listener.port)
+    peer.sendall(b"first\nlast words")
+    peer.shutdown(socket.SHUT_WR)           # half-closed: it still reads
+    pump(loop, lambda: rec.closed)
+    assert rec.frames == [b"first", b"last words"] and rec.closed == ["eof"]
+    assert read_to_eof(peer) == b"re: first\nre: last words\n"
+    listener.close()
+
+
 def test_close_while_connecting_with_nothing_queued_closes_at_once(loop):
     rec = Recorder()
     listener = loop.listen(HOST, 0, Recorder())
