@@ -185,11 +185,14 @@ def decode(line):
         end = None
     if end != len(text):
         try:
-            frame = json.loads(text)
-        except (ValueError, RecursionError):
+            # (a byte order mark first: an editor on Windows saved the frame so, and a trial's
+            # was refused as bad JSON)
+            frame = json.loads(text[1:] if text.startswith("\ufeff") else text)
+        except (ValueError, RecursionError) as exc:
             # RecursionError: "[[[[..." nested deeper than the parser's stack (the fuzzer
-            # found it)
-            raise FrameError("bad_json") from None
+            # found it); a number of thousands of digits is valid JSON Python will not read
+            raise FrameError("bad_json", "a number in it is too long to read" if
+                             "integer string conversion" in str(exc) else "") from None
     if not isinstance(frame, dict):
         raise FrameError("not_object")
     if not isinstance(frame.get("type"), str):

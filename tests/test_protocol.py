@@ -89,9 +89,9 @@ def test_encoding_is_compact_json_of_the_frame(frame):
 @pytest.mark.parametrize("text", LINES, ids=range(len(LINES)))
 def test_decode_takes_and_refuses_what_json_loads_does(text):
     """A frame is what json.loads makes of the line (decode reads the usual one faster), but
-    for a lone surrogate, which no UTF-8 carries."""
+    for a lone surrogate, which no UTF-8 carries, and a byte order mark first, dropped."""
     try:
-        value = json.loads(text)
+        value = json.loads(text.removeprefix("\ufeff"))
         expected = value
         if not isinstance(value, dict):
             expected = "not_object"
@@ -109,6 +109,14 @@ def test_decode_takes_and_refuses_what_json_loads_does(text):
     except protocol.FrameError as exc:
         got = exc.code
     assert got == expected
+
+
+def test_a_frame_after_a_byte_order_mark_is_read_and_a_number_too_long_is_said():
+    """(a trial's editor-saved frame began with a BOM; 5,000 digits are valid JSON that
+    Python will not read, and were called "not valid JSON")"""
+    assert protocol.decode(b'\xef\xbb\xbf{"type":"online"}') == {"type": "online"}
+    with pytest.raises(protocol.FrameError, match="a number in it is too long to read"):
+        protocol.decode(b'{"type":"online","id":' + b"9" * 5000 + b"}")
 
 
 ODD_STRINGS = ["", "hi", "\"quoted\" \\ back\nslash ☃ \u2028 \x00 \x1f \x7f", "名前", "😀",
