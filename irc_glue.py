@@ -18,7 +18,7 @@ from passwords import open_accounts
 from protocol import decode_own
 from reactor import READ_CHUNK_BYTES
 from server_events import Request
-from server_glue import Accepted, AcceptedState
+from server_glue import TLS_AT_PLAIN, TLS_RECORD, Accepted, AcceptedState
 
 KEEPALIVE_S = 15.0      # at most: the core ends a session after --timeout (31 s) without a
                         # request, so a keepalive goes at least twice in that time
@@ -90,6 +90,9 @@ class IrcFront(Accepted):
         return state
 
     def on_frames(self, conn, lines):
+        if lines[0][:2] == TLS_RECORD:
+            conn.abort(TLS_AT_PLAIN)
+            return
         link = conn.data.link
         clock = self.glue.reactor.clock
         wall = clock.wall()

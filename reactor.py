@@ -1058,6 +1058,8 @@ def _reason_of_error(exc):
         reason = str(exc.reason or exc)
         if reason == "WRONG_VERSION_NUMBER":
             return "tls: WRONG_VERSION_NUMBER (the other end does not speak TLS?)"
+        if reason == "UNEXPECTED_EOF_WHILE_READING":    # (a plain server closes a handshake)
+            return "tls: the other end closed the handshake (does it speak TLS?)"
         return "tls: " + reason
     return _reason_of(exc.errno)
 

@@ -29,6 +29,10 @@ LOG_QUIET_S = 60.0            # lines of one kind from one address: one, then a 
 IDLE_CONNECTION_S = 60.0      # an accepted connection that sends nothing for this long is closed
 COMMIT_RETRY_FIRST_S = 0.1    # a commit that failed is tried again after this, doubling ...
 COMMIT_RETRY_MAX_S = 5.0      # ... up to this, until one succeeds
+# A TLS client at a plain port: its handshake is no frame to answer (a trial's got bad_utf8
+# and bad_json, and the IRC port 421s that echoed its bytes): closed, and on_closed logs why
+TLS_RECORD = b"\x16\x03"      # how a TLS handshake begins (a record of type 22, version 3.x)
+TLS_AT_PLAIN = "a TLS handshake at a plain port (the server has no --tls-cert for it)"
 # not worth a log line ("quit": an IRC client's QUIT)
 ORDINARY_CLOSES = ("bye", "eof", "idle", "server stopping", "quit")
 
@@ -436,6 +440,9 @@ class Accepted(Handler):
 
     def on_frames(self, conn, lines):
         """What one read brought: each line to the core, in order, at one `now`."""
+        if lines[0][:2] == TLS_RECORD:
+            conn.abort(TLS_AT_PLAIN)
+            return
         glue = self.glue
         handle = glue.core.handle
         conn_id, host = conn.id, conn.host

@@ -8,6 +8,7 @@ import dataclasses
 import os
 import pathlib
 import random
+import ssl
 import types
 
 import pytest
@@ -21,8 +22,8 @@ from passwords import OPEN, load_credentials
 from reactor import Handler, Reactor
 from timers import VirtualClock
 from replay import counting_secrets
-from reactor_helpers import pump
-from server_glue import ServerGlue
+from reactor_helpers import Recorder, pump
+from server_glue import TLS_AT_PLAIN, ServerGlue
 from storage import Store
 
 CREDENTIALS = pathlib.Path(__file__).resolve().parent.parent / "credential.txt"
@@ -600,6 +601,19 @@ def test_commands_before_registration_and_unknown_ones_get_numerics_not_a_close(
     client.send("PRIVMSG seas :hi", "FROB")
     settle(world, lambda: client.of("421"))
     assert client.of("451") and client.closed is None
+
+
+@pytest.mark.parametrize("port", ["port", "irc_port"])
+def test_a_tls_client_at_a_plain_port_is_closed_at_once_and_told_so(world, port):
+    """Its handshake was answered as lines: bad_utf8 and bad_json, or 421s that echoed its
+    bytes (a trial's)."""
+    client = Recorder()
+    world.reactor.connect("127.0.0.1", getattr(world, port), client,
+                          tls=ssl.create_default_context())
+    settle(world, lambda: client.closed)
+    assert client.closed == ["tls: the other end closed the handshake (does it speak TLS?)"]
+    assert client.frames == []
+    settle(world, lambda: any(TLS_AT_PLAIN in line for line in world.log))
 
 
 def test_a_cr_alone_ends_a_line_as_a_cr_lf_does(world):
