@@ -100,6 +100,7 @@ COUNTER_BYTES = 48          # a sender's counter on the disk besides its text: i
                             # SQLite's row and index headers (and its key twice: in the row and
                             # in the primary key's index), counted in the store's byte quota
 FRAME_BYTES = PAGE_BYTES + 24   # a page in the write-ahead log, with its frame header
+DAMAGED = "-damaged"        # beside the store's file: a server found it damaged (_damage)
 RESERVE = "-reserve"        # beside the store's file on a small disk: room kept for the
                             # checkpoint a full disk needs (Store._keep_reserve)
 _NOBODY = frozenset()       # the block list of a user who blocks nobody
@@ -165,6 +166,7 @@ class Store:
             path, sync, exclusive, lock_wait_s, max_pages)
         _take_rewritten(path)
         _refuse_emptied(path)
+        _refuse_marked_damaged(path)
         _refuse_damaged_log(path)
         new = path != ":memory:" and not os.path.lexists(path)
         self._db = self._file = self._wal = None
@@ -636,6 +638,7 @@ class Store:
             self._damaged = (f"{why}: nothing more is stored. Restore the data directory from "
                              f"a backup (or move it away to start a new store) and restart "
                              f"the server")
+            _mark_damaged(self._path, why)
         self.failing = self._damaged
 
     # -- senders' counters (senders.py), written with the messages they answer ---------------
@@ -1084,6 +1087,35 @@ def _take_rewritten(path):
             f"{path} is missing but its write-ahead log {path}-wal is there (the file deleted "
             f"under a running server?); a copy may be at {path}.tmp: move the log away to "
             f"start a new store")
+
+
+def _mark_damaged(path, why):
+    """Leave `<path>-damaged` saying `why`, for the next start (_refuse_marked_damaged); if
+    it cannot be written (the directory gone, the disk full), the log said it anyway."""
+    if path == ":memory:":
+        return
+    try:
+        with open(path + DAMAGED, "w", encoding="utf-8") as marker:
+            marker.write(why + "\n")
+    except OSError:
+        pass
+
+
+def _refuse_marked_damaged(path):
+    """sqlite3.DatabaseError if a server found this store damaged while it ran: what it had
+    said yes to since may be missing from it, and a restart would go on without a word (a
+    trial's restart after the log was cut short had lost 246 acknowledged messages)."""
+    if path == ":memory:" or not os.path.exists(path + DAMAGED):
+        return
+    try:
+        with open(path + DAMAGED, encoding="utf-8", errors="replace") as marker:
+            why = marker.read(1000).strip() or "no reason was written"
+    except OSError as exc:
+        why = f"the note cannot be read: {exc.strerror}"
+    raise sqlite3.DatabaseError(f"a server found this store damaged while it ran ({why}), so "
+                                f"messages it acknowledged may be missing from it: restore the "
+                                f"data directory from a backup, or delete {path}{DAMAGED} to "
+                                f"go on with the store as it is")
 
 
 def _refuse_damaged_log(path):
