@@ -39,7 +39,7 @@ def test_a_staying_login_without_a_port_is_reached_on_its_connection():
     server, _ = make_server()
     actions = stay_login(server, "alice", conn=1)
     assert replies(actions) == [{"type": "welcome", "user": "alice", "token": "s1",
-                                 "store": "store1", "head": 0, "waiting": 0}]
+                                 "store": "store1", "head": 0, "waiting": 0, "timeout": 31}]
     assert logs(actions) == ["alice logged in from 127.0.0.1, staying connected"]
     short_login(server, "bob", conn=2, port=5002)
     sent = say(server, "s2", "alice", "hi")
