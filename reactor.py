@@ -250,6 +250,7 @@ class Reactor:
         self._ahead = []                # ... and those written first (send's `ahead`)
         self._before_flush = []         # run each pass before any output leaves
         self._to_finish = []            # connections to close at the end of this pass
+        self._ending = []               # ... and to close once this pass's output is out
         self._unread = set()            # connections paused for backpressure (_read_paused)
         self._paused_timer = None
         self._always_ready = []         # inputs the selector refuses (regular files): read each pass
@@ -483,6 +484,10 @@ class Reactor:
                 self._read_input(source)
         self.fire_timers()
         self._flush_dirty()
+        if self._ending:
+            ending, self._ending = self._ending, []
+            for conn in ending:         # (their answers, the pass's output, are written)
+                self._close(conn, "eof", flush=True)
         if self._to_finish:
             self._finish_closes()
 
@@ -661,9 +666,12 @@ class Reactor:
         if not data:
             if type(conn._inbuf) is bytearray and conn.closing_reason is None:
                 # a last frame the peer ended with its end instead of a newline (`printf
-                # '{...}' | nc`): it counts, and its answer may still reach a half-closed peer
+                # '{...}' | nc`): it counts, and its answer may still reach a half-closed
+                # peer. The connection closes once the pass's output is out: a handler may
+                # answer at the pass's end (the server's replies wait for its commit)
                 self._split_frames(conn, b"\n")
-                self._close(conn, "eof", flush=True)
+                if conn.closing_reason is None:
+                    self._ending.append(conn)
                 return
             self._close(conn, "eof", flush=False)
             return

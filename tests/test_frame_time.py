@@ -265,3 +265,21 @@ def closed_by_server_pumped(srv, sock):
         return False
     pump(srv.reactor, closed)
     return bytes(got)
+
+
+@pytest.mark.parametrize("request_frame, reply", [
+    ({"type": "check_user", "user": "nobody"}, "unknown_user"),
+    ({"type": "check_user", "user": "alice"}, "ok"),
+])
+def test_a_last_frame_ended_by_the_peers_end_is_answered_after_the_commit(served, request_frame,
+                                                                          reply):
+    """`printf '{...}' | nc -N`: no newline, then the end. The server answers at its pass's end
+    (after the commit), and the connection closed before then had taken the answer with it (a
+    reviewer's: a message stored, its sender told nothing)."""
+    srv = served()
+    sock = srv.connect()
+    sock.sendall(json.dumps(request_frame).encode())
+    sock.shutdown(socket.SHUT_WR)
+    pump(srv.reactor, lambda: not srv.glue.conns)
+    answer = json.loads(read_to_eof(sock))
+    assert answer.get("code", answer["type"]) == reply
