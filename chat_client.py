@@ -17,9 +17,9 @@ from client_events import (Accepted, Arm, Cancel, CloseConn, CommandRetry, Drain
                            ExitDue, Expired, Fate, HeartbeatDue, HungUp, Incoming, IncomingClosed,
                            InputEnded, Interrupted, LineIn, LinkClosed, LinkDown, LinkIdle,
                            LinkIn, LinkUp, Log, LoginAbandoned, LoginRetry, OutageWaitDue,
-                           OutboxRetry, Probe, ProbeDue, Prompt, Pushed, Replied, RequestFailed,
-                           SendRequest, SendTo, Show, ShowFate, ShowOnline, ShowSending, Stage,
-                           Started, Status)
+                           OutboxRetry, PauseInput, Probe, ProbeDue, Prompt, Pushed, Replied,
+                           RequestFailed, ResumeInput, SendRequest, SendTo, Show, ShowFate,
+                           ShowOnline, ShowSending, Stage, Started, Status)
 from commands import (DEFAULT_ATTEMPTS, Command, Usage, case_hint, described, error_code,
                       error_text, parse_command, presence_notices, refusal, reply_lines,
                       seconds_text, shown, times_text)
@@ -34,6 +34,7 @@ EXIT_WAIT_S = 2.0           # how long an exiting client waits for its logout re
 DRAIN_WAIT_S = 5.0          # how long the input's end waits for what waited for this login
 MAX_TIMEOUT_S = 10 ** 9     # a welcome's time-out past this is no number to heed
 OUTAGE_WAIT_S = 30.0        # how long the input's end waits for a server away to take messages
+MAX_WAITING = 1000          # a script's lines and messages held for the server (_pace_input)
 TURNED_AWAY_PER_S = 0.1     # refused peer connections said: one every 10 s ...
 TURNED_AWAY_BURST = 3       # ... after a first 3
 LOGIN_RETRY_MAX_S = 60.0    # the longest a login asked to slow down waits before it goes again
@@ -151,6 +152,7 @@ class ChatClient:
         self.drain = None               # None, "waiting" (DrainDue armed), or "over"
         self.heartbeat_s = settings.heartbeat_s     # or less: within the server's time-out
         self.outage_wait = None         # None, "waiting" (OutageWaitDue armed), or "over"
+        self.input_paused = False       # a script's input is read no further (_pace_input)
         self.exiting = False
         self.done = False               # Exit was returned: nothing more happens
         self._stop_why = None           # a script stops once its message in flight is answered
@@ -365,6 +367,7 @@ class ChatClient:
         busy = (self.waiting_for is not None or self.login_again is not None
                 or self.command_again is not None or (self.awaiting_server and bool(self.lines)))
         waiting = len(self.lines) + len(self.outbox.entries) + in_flight
+        self._pace_input(waiting, busy, out)
         status = Status(self.stage, self.user, waiting, self.outage.reason, busy,
                         tuple(sorted(self.peers.addresses)), retry_at)
         if status != self._status:
@@ -419,13 +422,24 @@ class ChatClient:
                 self._exit(out)
             elif not self._held_by_outage(now, out) and not self._draining(now, out):
                 self._start_exit(now, out)
+        elif (self.input_paused and self.token is not None and self.outbox.entries
+              and self.outbox.retry_s and self.outbox.sending is None and not self.exiting
+              and not self._held_by_outage(now, out)):
+            # paused with MAX_WAITING for a server that did not come back: what the rest of
+            # the input holds cannot wait in memory for it (a reviewer's script hung so)
+            self._report_unread(out)
+            self._exit(out, 1, f"the server took no message in "
+                               f"{self.settings.outage_wait_s:g} s with "
+                               f"{_messages(len(self.outbox.entries))} waiting; the rest of "
+                               f"the input was not read")
 
     def _held_by_outage(self, now, out):
-        """True while the input's end waits, up to outage_wait_s, for a server that could not
-        be reached to take the messages kept for it (the outbox retries meanwhile). A trial's
-        script ended a second into a server's restart and listed 95 messages as not sent,
-        right after it had said they would be."""
-        if not self.outbox.entries or self.outage_wait == "over":
+        """True while a script waits, up to outage_wait_s, for a server that could not be
+        reached (or could not store) to take the messages kept for it (the outbox retries
+        meanwhile): at the input's end, or with its input paused. A trial's script ended a
+        second into a server's restart and listed 95 messages as not sent, right after it had
+        said they would be."""
+        if not self.outbox.entries or not self.outbox.retry_s or self.outage_wait == "over":
             if self.outage_wait == "waiting":
                 out.append(Cancel(OutageWaitDue()))
                 self.outage_wait = None
@@ -433,17 +447,32 @@ class ChatClient:
         if self.outage_wait is None:
             self.outage_wait = "waiting"
             self._arm(OutageWaitDue(), now + self.settings.outage_wait_s, out)
-            out.append(Show("system", f"The input has ended: waiting up to "
-                                      f"{self.settings.outage_wait_s:g} s for the server to "
-                                      f"take {_messages(len(self.outbox.entries))}."))
+            why = "The input has ended" if self.input_ended else "The input waits"
+            out.append(Show("system", f"{why}: waiting up to {self.settings.outage_wait_s:g} s "
+                                      f"for the server to take "
+                                      f"{_messages(len(self.outbox.entries))}."))
         return True
 
     def _outage_wait_due(self, key, now, out):
         if self.outage_wait == "waiting":
-            out.append(Log(f"the input ended; the server took none of "
-                           f"{_messages(len(self.outbox.entries))} in "
-                           f"{self.settings.outage_wait_s:g} s"))
+            out.append(Log(f"the server took no message in {self.settings.outage_wait_s:g} s; "
+                           f"{_messages(len(self.outbox.entries))} waiting"))
             self.outage_wait = "over"   # _run_lines, after this event, exits
+
+    def _pace_input(self, waiting, busy, out):
+        """A script's input (a file, a pipe) is read no further while MAX_WAITING lines and
+        messages wait for the server, and again once half of them have gone: a trial's `yes |
+        client.py` grew by 25 MB a second while the server took 20 messages. Out of a session,
+        with no login under way, it is read whatever waits: the next login is in it."""
+        if not self.settings.scripted or self.input_ended:
+            return
+        wants_input = self.stage is not Stage.LOGGED_IN and not busy
+        if not self.input_paused and waiting >= MAX_WAITING and not wants_input:
+            self.input_paused = True
+            out.append(PauseInput())
+        elif self.input_paused and (waiting <= MAX_WAITING // 2 or wants_input):
+            self.input_paused = False
+            out.append(ResumeInput())
 
     def _draining(self, now, out):
         """True while the input's end still waits for the messages that waited for this login:
@@ -1040,10 +1069,9 @@ class ChatClient:
         """Say how many messages the session leaves unacknowledged, and what becomes of them."""
         waiting = len(self.outbox.entries)
         if waiting:
-            some = "1 message" if waiting == 1 else f"{waiting} messages"
-            out.append(Show("system", f"The server has not acknowledged {some} yet: sent "
-                                      f"again at your next login as {self.session_user}, or "
-                                      f"listed if you quit first."))
+            out.append(Show("system", f"The server has not acknowledged {_messages(waiting)} "
+                                      f"yet: sent again at your next login as "
+                                      f"{self.session_user}, or listed if you quit first."))
 
     def _session_ended(self, out, frame=None):
         if frame is not None and frame.get("restarted") is True:

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from core_events import Arm, Cancel, Expired, Log
 
 # the shared Arm, Expired and Log are this core's too
-__all__ = ["Accepted", "Arm", "AskConsent", "Cancel", "CloseConn", "ConsentLapsed", "DrainDue", "OutageWaitDue",
+__all__ = ["Accepted", "Arm", "AskConsent", "Cancel", "CloseConn", "ConsentLapsed", "DrainDue",
            "EndLink", "Exit", "ExitDue", "Expired", "Fate", "HeartbeatDue", "HungUp", "Incoming",
            "IncomingClosed", "InputEnded", "Interrupted", "LineIn", "LinkClosed", "LinkDown",
            "LinkIdle", "LinkIn", "LinkUp", "Log", "LoginAbandoned", "LoginRetry", "OpenLink",
-           "OutboxRetry", "Probe", "ProbeDue", "Prompt", "Pushed", "Replied", "RequestFailed",
-           "SendOnLink", "SendRequest", "SendTo", "Show", "ShowFate", "ShowOnline", "ShowSending",
-           "Stage", "Started", "Status"]
+           "OutageWaitDue", "OutboxRetry", "PauseInput", "Probe", "ProbeDue", "Prompt", "Pushed",
+           "Replied", "RequestFailed", "ResumeInput", "SendOnLink", "SendRequest", "SendTo",
+           "Show", "ShowFate", "ShowOnline", "ShowSending", "Stage", "Started", "Status"]
 
 
 
@@ -245,6 +245,17 @@ class ShowFate:
     line: str = ""
     why: str = ""
     at_exit: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PauseInput:
+    """Read no more of a script's input (a file, a pipe) until ResumeInput: enough of it
+    waits for the server."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeInput:
+    """Read a script's input again."""
 
 
 @dataclass(frozen=True, slots=True)

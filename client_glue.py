@@ -12,9 +12,9 @@ from collections import deque
 
 from client_events import (Accepted, Arm, AskConsent, Cancel, CloseConn, ConsentLapsed, EndLink,
                            Exit, Expired, HungUp, Incoming, IncomingClosed, Interrupted,
-                           LinkClosed, LinkIn, Log, OpenLink, Probe, Prompt, Replied,
-                           RequestFailed, SendOnLink, SendRequest, SendTo, Show, ShowFate,
-                           ShowOnline, ShowSending, Started, Status)
+                           LinkClosed, LinkIn, Log, OpenLink, PauseInput, Probe, Prompt, Replied,
+                           RequestFailed, ResumeInput, SendOnLink, SendRequest, SendTo, Show,
+                           ShowFate, ShowOnline, ShowSending, Started, Status)
 from peer import PEER_CONNECT_S
 from pacing import KeyedTimers, RepeatedLines
 from protocol import NOT_OURS, decoded, encode, error, foreign, reason_text
@@ -65,6 +65,8 @@ class ClientGlue:
             CloseConn: self._close_conn,
             OpenLink: self._open_link, SendOnLink: self._send_on_link, EndLink: self._end_link,
             Arm: self._arm, Cancel: self._cancel, Exit: self._exit,
+            PauseInput: lambda action: screen.pause_input(),
+            ResumeInput: lambda action: screen.resume_input(),
         }
 
     def start(self):

@@ -481,6 +481,12 @@ class WindowScreen:
         if self.diagnostics:
             self._log(text)
 
+    def pause_input(self):
+        """(A window's input is typed, never a script's: nothing to pause.)"""
+
+    def resume_input(self):
+        """(See pause_input.)"""
+
     def log_in(self, name, password):
         """The login form was submitted: another name than the one asked about starts over."""
         if self.view.changes_user(name):

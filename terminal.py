@@ -36,7 +36,6 @@ DEFAULT_COLUMNS = 80            # when the terminal does not say how wide it is
 UTF8_BOM = codecs.BOM_UTF8      # a file's first bytes that are not its text
 _LINE_END = re.compile(rb"\r\n|\r|\n")    # how a piped line may end
 MIN_TICK_S = 0.05               # the status line's countdown is redrawn at most this often
-MAX_WAITING = 1000              # piped lines and messages held for the server (_pace_input)
 ERASE_BELOW = "\x1b[J"          # erase from the cursor to the end of the screen
 CLEAR_SCREEN = "\x1b[H\x1b[2J"  # the cursor to the top left, and everything erased
 
@@ -530,7 +529,6 @@ class TerminalScreen:
             self.terminal.editor.remember = action.stage is Stage.LOGGED_IN
             self._outage = action if action.outage is not None else None
             self._show_outage()
-            self._pace_input(action)
             return
         self.names.update(names_in(action))
         if type(action) is Prompt:
@@ -574,18 +572,13 @@ class TerminalScreen:
             self._tick = self._glue.reactor.call_at(max(change_at, now + MIN_TICK_S),
                                                     self._show_outage)
 
-    def _pace_input(self, status):
-        """A file or pipe is read no further while MAX_WAITING lines and messages wait for
-        the server, and again once half of them have gone: a trial's `yes | client.py` grew
-        by 25 MB a second while the server took 20 messages. Out of a session, with no login
-        under way, it is read whatever waits: the next login is in it. (Keys typed are
-        always read.)"""
-        if self._input is None or self.terminal.interactive:
-            return
-        wants_input = status.stage is not Stage.LOGGED_IN and not status.busy
-        if status.waiting >= MAX_WAITING and not wants_input:
+    def pause_input(self):
+        """Read no more of standard input until resume_input (the core's PauseInput)."""
+        if self._input is not None:
             self._glue.reactor.pause_input(self._input)
-        elif status.waiting <= MAX_WAITING // 2 or wants_input:
+
+    def resume_input(self):
+        if self._input is not None:
             self._glue.reactor.resume_input(self._input)
 
     def _on_resize(self, signum):

@@ -15,13 +15,14 @@ from client_events import (Arm, Cancel, CloseConn, CommandRetry, DrainDue, Exit,
                            Interrupted, LineIn, LinkUp, Log, LoginAbandoned, Probe, ProbeDue,
                            Replied, RequestFailed, SendRequest, SendTo, Show, Stage, Started,
                            Status)
+from chat_client import MAX_WAITING
 from client_glue import REQUEST_TIMEOUT_S, URGENT_CONNECT_S
 from client_helpers import (OK, WELCOME, FakeServer, Run, StandIn, err, glue_with, hello,
                             logged_in, of, printed, proof_back, requests, run_with_input)
 from reactor import READ_CHUNK_BYTES, Handler, Reactor
 from timers import RealClock
 from reactor_helpers import WATCHDOG_S, hung_listener, pump
-from terminal import ASK_PASSWORD, ASK_USER, MAX_WAITING, Terminal, TerminalScreen
+from terminal import ASK_PASSWORD, ASK_USER, Terminal, TerminalScreen
 
 
 def secret(actions):

@@ -1,6 +1,8 @@
 """The client's outbox: messages wait, in order, until the server acknowledges them."""
+from chat_client import MAX_WAITING
 from client_events import (Arm, Exit, Expired, Fate, Incoming, InputEnded, Interrupted, Log,
-                           OutageWaitDue, OutboxRetry, SendTo, ShowFate, ShowSending, Started)
+                           OutageWaitDue, OutboxRetry, PauseInput, ResumeInput, SendTo, ShowFate,
+                           ShowSending, Started)
 from client_helpers import OK, WELCOME, Run, err, hello, logged_in, of, printed, requests
 from terminal import ASK_USER
 
@@ -133,11 +135,47 @@ def test_end_of_input_in_an_outage_gives_up_after_its_wait_and_lists_what_was_no
     run.do(InputEnded())
     run.now += 30
     actions = run.do(Expired(OutageWaitDue()))
-    assert "the input ended; the server took none of 2 messages in 30 s" in logged(actions)
+    assert "the server took no message in 30 s; 2 messages waiting" in logged(actions)
     assert [f["type"] for f in requests(actions)] == ["logout"]
     actions = run.fail("refused")
     assert "Not sent (the server never acknowledged it): message bob two" in printed(actions)
     assert Exit(1, "2 messages were not sent (listed above)") in actions
+
+
+def test_a_script_is_read_no_further_while_a_thousand_wait_and_again_once_half_have_gone():
+    """A trial's `yes | client.py` grew by 25 MB a second while the server took 20 a second."""
+    run = logged_in(scripted=True)
+    paced = []
+    for n in range(MAX_WAITING):
+        paced += [a for a in run.type(f"message bob {n}") if type(a) in (PauseInput, ResumeInput)]
+    assert paced == [PauseInput()]
+    for n in range(MAX_WAITING // 2 - 1):
+        actions = run.reply({"type": "ok", "stored": True}, "message")
+        assert ResumeInput() not in actions
+    assert ResumeInput() in run.reply({"type": "ok", "stored": True}, "message")
+
+
+def test_a_paused_script_whose_server_stays_away_stops_after_its_wait_and_says_so():
+    """Paused, it never read its end: a reviewer's script waited for ever on a server gone."""
+    run = logged_in(scripted=True)
+    for n in range(MAX_WAITING):
+        run.type(f"message bob {n}")
+    actions = run.fail("refused")
+    assert "The input waits: waiting up to 30 s for the server to take 1000 messages." in (
+        printed(actions))
+    run.now += 30
+    actions = run.do(Expired(OutageWaitDue()))
+    assert Exit(1, "the server took no message in 30 s with 1000 messages waiting; the rest of "
+                   "the input was not read") in actions
+    assert "Not sent (the server never acknowledged it): message bob 999" in printed(actions)
+
+
+def test_a_paused_script_at_a_login_prompt_reads_on_for_its_next_login():
+    run = logged_in(scripted=True)
+    for n in range(MAX_WAITING):
+        run.type(f"message bob {n}")
+    actions = run.reply(err("no_session"), "message")      # the session ended under it
+    assert ResumeInput() in actions
 
 
 def test_end_of_input_waits_for_the_message_in_flight_before_logging_out():
