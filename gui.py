@@ -165,6 +165,9 @@ class ChatView:
         self._session_over = False      # the form shows because a session ended
         self.asking = []                # users whose private talk requests wait for an answer
         self.target = Target()
+        # the target a session's draft was for, back at the same user's next login: reset to
+        # everyone, a trial's half-typed message to one user went to all with one Enter
+        self._draft_target = Target()
         self._left = set()              # users seen logging out (not those a block hides)
         self.outage = None              # why the server cannot be reached, or None
         self.waiting = 0                # typed lines and messages not yet taken by the server
@@ -292,11 +295,15 @@ class ChatView:
                     self.entries, self._mine, self._changed = [], {}, []
                     self.cleared += 1
                 self.conversation_of = self.user
+            else:
+                self.target = self._draft_target
             self.form_lines = []
             self._session_over = False
             self._lines.append("online")    # seed the list; presence notices keep it live
             self._seeding = True
         elif self.stage is not Stage.LOGGED_IN:
+            if was is Stage.LOGGED_IN:
+                self._draft_target = self.target
             self.users, self.asking, self.target = [], [], Target()
             self._portless, self._left = set(), set()
             self._session_over = self._session_over or was is Stage.LOGGED_IN

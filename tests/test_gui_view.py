@@ -328,6 +328,21 @@ def test_logged_in_elsewhere_goes_back_to_the_form_and_says_why(screen):
     assert view.status == "Not logged in."
 
 
+def test_a_draft_keeps_its_target_through_the_same_users_next_login(screen):
+    """A trial's half-typed message to one user, its session ended (a restart, a login
+    elsewhere), went to everyone with one Enter after logging in again: the target had
+    become everyone and the draft stayed."""
+    screen.login(users=["bob"])
+    screen.view.aim("bob")
+    screen.deliver({"type": "logged_out", "reason": "elsewhere"})
+    assert screen.view.target == Target()           # on the form: no one
+    screen.login(users=["bob"])
+    assert screen.view.target == Target("bob")
+    screen.send("draft meant for bob only")
+    assert [(f["type"], f.get("to")) for f in screen.sent("message")] == [("message", "bob")]
+    assert screen.sent("broadcast") == []
+
+
 def test_compose_broadcasts_by_default_and_shows_it_on_its_way_until_the_server_takes_it(screen):
     screen.login()
     screen.clock.advance(2)
