@@ -104,6 +104,11 @@ def _is_action(text):
     return text[:len(ACTION)].lower() == ACTION and bool(text[len(ACTION):].strip())
 
 
+def _is_command(line):
+    """True for "/online", "/message bob hi": a command as typed; not "//text" nor "/me"."""
+    return line[:1] == "/" and line[1:2] != "/" and not _is_action(line)
+
+
 def _as_sent(line):
     """A line of text as it goes: "//etc" is "/etc", "/ME waves" the action "/me waves"."""
     if line[:2] == "//":
@@ -347,31 +352,33 @@ class ChatView:
         a user whose consent has ended (a trial's were emptied from the input, and lost).
         "/cmd args" is a command as typed; "/me waves" is text, an action (IRC users see it as
         one), to whoever it goes to; "//text" is text that begins with "/". A paste of several
-        lines is a message a line (a trial's came as one, its line breaks shown as escapes)."""
-        if not text.strip():
-            return []
-        if text[:1] == "/" and text[1:2] != "/" and not _is_action(text):
-            if text[1:].strip().lower() == "me":
-                self._say(at, f"Usage: {ACTION}<action>", "error")
-                return None
-            return [text[1:]]
-        lines = [_as_sent(line) for line in text.splitlines() if line.strip()]
+        lines is a line each, a message or a command (a trial's came as one, its line breaks
+        shown as escapes; another's "/online" and a message after it were one bad command)."""
+        lines = [line for line in text.splitlines() if line.strip()]
+        commands = [line for line in lines if _is_command(line)]
+        if any(line[1:].strip().lower() == "me" for line in commands):
+            self._say(at, f"Usage: {ACTION}<action>", "error")
+            return None
+        if len(commands) == len(lines):
+            return [line[1:] for line in commands]
         if self.target.private and self.target.user not in self.private_to:
             user = self.target.user
             self._say(at, f"{user} has not agreed to a private talk with you: select {user} "
                           f"and press Get address to ask, or Message to send it through the "
                           f"server.", "error")
             return None
-        too_long = next((line for line in lines if len(line) > MAX_TEXT_CHARS), None)
+        too_long = next((line for line in lines if not _is_command(line)
+                         and len(_as_sent(line)) > MAX_TEXT_CHARS), None)
         if too_long is not None:
-            self._say(at, f"Your message is {len(too_long):,} characters long; the most is "
-                          f"{MAX_TEXT_CHARS:,}. Shorten it, and send it again.", "error")
+            self._say(at, f"Your message is {len(_as_sent(too_long)):,} characters long; the "
+                          f"most is {MAX_TEXT_CHARS:,}. Shorten it, and send it again.", "error")
             return None
         # the core shows each (ShowSending) once it takes the line: then it has an id
         if self.target.user is EVERYONE:
-            return [f"broadcast {line}" for line in lines]
-        verb = "private" if self.target.private else "message"
-        return [f"{verb} {self.target.user} {line}" for line in lines]
+            to = "broadcast"
+        else:
+            to = f"{'private' if self.target.private else 'message'} {self.target.user}"
+        return [line[1:] if _is_command(line) else f"{to} {_as_sent(line)}" for line in lines]
 
     def aim(self, user, private=False):
         """Send what is typed next to `user` (privately), or to everyone when user is None."""

@@ -534,6 +534,18 @@ def test_a_paste_of_several_lines_is_a_message_a_line(screen):
         "message bob line one", "message bob line two"]
 
 
+def test_a_paste_that_begins_with_a_command_is_a_line_each_too(screen):
+    """(a trial's "/online" and a line after it were one bad command, the line lost; and
+    "/message seas one" and "two" one message with an escape in it)"""
+    screen.login(users=["bob"])
+    assert screen.view.compose("/online\nthis second line", AT) == [
+        "online", "broadcast this second line"]
+    assert screen.view.compose("/message bob line one\nline two", AT) == [
+        "message bob line one", "broadcast line two"]
+    assert screen.view.compose("/online\n/block bob\n", AT) == ["online", "block bob"]
+    assert screen.view.compose("/online\n" + "x" * 4001, AT) is None     # kept whole
+
+
 @pytest.mark.parametrize("typed, lines", [
     ("//etc/passwd is a path", ["broadcast /etc/passwd is a path"]),
     ("/ME waves", ["broadcast /me waves"]),
