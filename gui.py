@@ -23,6 +23,7 @@ from commands import ACTION, action_text, help_lines, lapsed_text
 from protocol import MAX_TEXT_CHARS
 
 EVERYONE = None     # the compose target that broadcasts
+TARGET_NAME_CHARS = 20  # of a user's name in the label before the input (target_text)
 
 # What the core shows -> how the conversation pane shows it.
 _ENTRY_KINDS = {"message": "direct", "broadcast": "broadcast", "offline": "offline",
@@ -390,6 +391,8 @@ class ChatView:
         user = self.target.user
         if user is EVERYONE:
             return "To everyone:"
+        if len(user) > TARGET_NAME_CHARS:   # (a 64-character name left the input no room)
+            user = user[:TARGET_NAME_CHARS - 1] + "…"
         # (one a block hides from the list is not logged out: a trial's label said so)
         away = " (logged out)" if user in self._left else ""    # (a message waits for them)
         if self.target.private:

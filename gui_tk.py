@@ -311,6 +311,12 @@ class ChatWindow:
         self._show("chat" if view.stage is Stage.LOGGED_IN else "login")
         self.prompt.set(view.prompt)
         self.notice.set(view.form_notice)
+        if view.form_message != self.message.get() and self._showing == "login":
+            # the answer to a submitted form: a refused name is typed again in the name field
+            # (a trial's "Wrong username." left the cursor in the password field, and the
+            # name typed next went there, hidden, and the wrong name again with it)
+            self.message.set(view.form_message)
+            self._focus_form()
         self.message.set(view.form_message)
         self._draw_entries()
         if list(self.user_list.get(0, "end")) != view.users:
@@ -369,7 +375,7 @@ class ChatWindow:
             self._draw_entry("end", entry)
             self.pane.insert("end", "\n")
         self.pane.configure(state="disabled")
-        if entries and at_end:
+        if at_end:      # (an entry redrawn, one's own ✓, had left the pane at its top)
             self.pane.see("end")
         self._shown += len(entries)
 

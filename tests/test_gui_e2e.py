@@ -273,6 +273,8 @@ def test_wrong_password_and_lockout_are_told_in_the_form(windows):
     gui.invoke(".login.submit")
     gui.wait(lambda: gui.label(".login.message") == "Wrong username.", "wrong username")
     assert colour(gui, ".login.message") == ERROR_COLOUR
+    # the name is typed again where names go (a trial's went, hidden, into the password)
+    assert gui.call("focus", "-lastfor", ".") == ".login.username"
     gui.type_into(".login.username", "google")
     for _ in range(2):
         gui.type_into(".login.password", "nope")
@@ -301,6 +303,24 @@ def test_after_a_wrong_password_another_user_can_log_in(windows):
     assert gui.call("wm", "title", ".") == "Chat room: seas"
     gui.close_window()
     assert gui.wait_exit() == 0
+
+
+def test_the_pane_stays_at_its_end_when_ones_own_long_message_is_marked_sent(windows):
+    """(a trial's own 4,000 characters, marked ✓, left the pane at their top: what came next
+    arrived out of sight)"""
+    seas, gui = windows(), windows()
+    login(seas, "seas")
+    login(gui, "google")
+    gui.type_into(".chat.bottom.input", "y" * 4000)
+    gui.press_enter(".chat.bottom.input")
+    gui.wait(lambda: "✓" in gui.text(".chat.pane"), "the long one taken")
+    seas.type_into(".chat.bottom.input", "after the long one")
+    seas.press_enter(".chat.bottom.input")
+    gui.wait(pane_has(gui, "after the long one"), "the next message")
+    assert float(gui.call(".chat.pane", "yview").split()[1]) == 1.0
+    for window in (seas, gui):
+        window.close_window()
+        assert window.wait_exit() == 0
 
 
 def test_a_login_as_someone_else_in_the_same_window_shows_a_new_conversation(windows):

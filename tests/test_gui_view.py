@@ -16,7 +16,8 @@ from client_events import (Accepted, AskConsent, ConsentLapsed, Expired, Fate, I
                            SendRequest, Show, ShowFate, ShowOnline, ShowSending, Stage, Status)
 from client_glue import ClientGlue
 from client_helpers import hello
-from gui import ChatView, Entry, Target, WindowScreen, entry_mark, entry_text, stamp
+from gui import (TARGET_NAME_CHARS, ChatView, Entry, Target, WindowScreen, entry_mark, entry_text,
+                 stamp)
 from reactor import Reactor
 from timers import VirtualClock
 
@@ -532,6 +533,15 @@ def test_a_paste_of_several_lines_is_a_message_a_line(screen):
     screen.view.aim("bob")
     assert screen.view.compose("line one\r\n\nline two\n", AT) == [
         "message bob line one", "message bob line two"]
+
+
+def test_a_long_name_is_cut_in_the_target_label():
+    """(a 64-character name left the input no room to type in)"""
+    view = ChatView()
+    view.aim("x" * 64)
+    assert view.target_text() == f"To {'x' * (TARGET_NAME_CHARS - 1)}…:"
+    view.aim("seas", private=True)
+    assert view.target_text() == "Privately to seas:"
 
 
 def test_a_paste_that_begins_with_a_command_is_a_line_each_too(screen):
