@@ -127,6 +127,11 @@ class ChatWindow:
         self.login_frame = self._login_form(root)
         self.chat_frame = self._chat_pane(root)
         root.protocol("WM_DELETE_WINDOW", self.close)
+        # Return presses the button that has the focus, as Space does (a trial's keyboard user
+        # tabbed to Log in and pressed Enter: nothing)
+        for button in (self.login_button, *self.user_buttons.values(), self.everyone_button,
+                       self.logout_button, self.send_button):
+            button.bind("<Return>", lambda event: event.widget.invoke())
 
     # -- building -----------------------------------------------------------------------------
 
@@ -455,6 +460,10 @@ class ChatWindow:
             (dialog.winfo_reqwidth(), dialog.winfo_reqheight()),
             (self.root.winfo_rootx(), self.root.winfo_rooty(),
              self.root.winfo_width(), self.root.winfo_height()))))
+        # above the chat window, with the keyboard: Escape refuses at once, Tab reaches the
+        # buttons (a trial's opened behind the window, and took no key until clicked)
+        dialog.transient(self.root)
+        dialog.focus_set()
         return dialog
 
 

@@ -161,10 +161,15 @@ def test_two_windows_log_in_talk_agree_to_a_private_talk_and_close(windows, serv
     assert alice.call(".chat.side.private", "instate", "disabled") == "1"
     assert alice.label(".chat.side.hint") == (
         "Private messages go to seas once they agree: Get address asks them.")
+    bob.call("focus", "-force", ".chat.bottom.input")      # bob is typing
     alice.invoke(".chat.side.getaddress")       # seas is still selected
     alice.wait(pane_has(alice, "You asked seas for a private talk; waiting for their answer."),
                "the request")
     bob.wait(lambda: bob.exists(".consent"), "the consent dialog")
+    # it takes the keyboard from the window, above it (a trial's opened behind the window,
+    # and took no key until clicked)
+    bob.wait(lambda: bob.call("focus") == ".consent", "the dialog to take the focus")
+    assert bob.call("wm", "transient", ".consent") == "."
     assert bob.label(".consent.question") == (
         "Do you agree to have a private talk with columbia?")
     shoot(display, "gui-consent.png", alice, bob)
@@ -270,7 +275,7 @@ def test_wrong_password_and_lockout_are_told_in_the_form(windows):
     assert gui.label(".login.prompt") == "Log in with your user name and password."
     gui.type_into(".login.username", "nobody")
     gui.type_into(".login.password", "x")
-    gui.invoke(".login.submit")
+    gui.press_enter(".login.submit")            # Enter on the focused button presses it
     gui.wait(lambda: gui.label(".login.message") == "Wrong username.", "wrong username")
     assert colour(gui, ".login.message") == ERROR_COLOUR
     # the name is typed again where names go (a trial's went, hidden, into the password)
