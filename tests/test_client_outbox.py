@@ -178,6 +178,30 @@ def test_a_paused_script_at_a_login_prompt_reads_on_for_its_next_login():
     assert ResumeInput() in actions
 
 
+def test_a_scripts_logout_waits_for_the_messages_typed_before_it():
+    """(a reviewer's 3,000 broadcasts and a logout: the logout went first, 717 not sent)"""
+    run = logged_in(scripted=True)
+    run.type("broadcast one")
+    run.type("broadcast two")
+    run.type("logout")
+    assert [f["type"] for f in run.open.values()] == ["broadcast"]      # not the logout
+    run.reply({"type": "ok", "skipped": 0}, "broadcast")
+    assert [f["type"] for f in run.open.values()] == ["broadcast"]
+    run.reply({"type": "ok", "skipped": 0}, "broadcast")
+    assert [f["type"] for f in run.open.values()] == ["logout"]
+
+
+def test_a_scripts_logout_in_an_outage_waits_its_time_then_goes():
+    run = logged_in(scripted=True)
+    run.type("broadcast one")
+    run.fail("refused")
+    run.type("logout")
+    assert run.open == {}
+    run.now += 30
+    actions = run.do(Expired(OutageWaitDue()))
+    assert [f["type"] for f in requests(actions)] == ["logout"]
+
+
 def test_end_of_input_waits_for_the_message_in_flight_before_logging_out():
     run = logged_in()
     run.type("message bob last words")
