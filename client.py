@@ -41,8 +41,8 @@ def parse_args(argv):
     parser.add_argument("port", type=options.port, help="the server's port")
     parser.add_argument("--heartbeat", type=_heartbeat, default=HEARTBEAT_S, metavar="S",
                         help=f"seconds between heartbeats, {MIN_HEARTBEAT_S:g} or more (default "
-                             f"{HEARTBEAT_S:g}; never more than a second under the time-out "
-                             f"the server says at login, 31 s by default)")
+                             f"{HEARTBEAT_S:g}; at most the server's time-out, which it says at "
+                             f"login, less a second: 31 s by default)")
     parser.add_argument("--gui", action="store_true", help="open a window instead of the terminal")
     parser.add_argument("--verbose", action="store_true",
                         help="show diagnostics (refused connections, closed links) on a terminal "

@@ -147,6 +147,14 @@ _IRC_FORMATTING = re.compile(r"\x03(?:\d{1,2}(?:,\d{1,2})?)?|\x04(?:[0-9A-Fa-f]{
                              r"(?:,[0-9A-Fa-f]{6})?)?|[\x02\x0f\x11\x16\x1d\x1e\x1f]")
 
 
+def presence_words(show):
+    """A "joined" or "left" Show -> its line, the same on every screen: "bob has logged in.",
+    "bob has logged out (gone home)." with the words it left with."""
+    if show.kind == "joined":
+        return f"{show.sender} has logged in."
+    return f"{show.sender} has logged out{f' ({show.text})' if show.text else ''}."
+
+
 def without_irc_formatting(text):
     """`text` without IRC's formatting codes: a terminal or the window would show each as an
     escape (a trial's "\x0304red\x03"), and the words are what count."""

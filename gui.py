@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from cells import visible
 from client_events import (AskConsent, ConsentLapsed, Fate, Interrupted, LineIn, LoginAbandoned,
                            Prompt, Show, ShowFate, ShowOnline, ShowSending, Stage, Status)
-from commands import ACTION, action_text, help_lines, lapsed_text
+from commands import ACTION, action_text, help_lines, lapsed_text, presence_words
 from protocol import MAX_TEXT_CHARS
 
 EVERYONE = None     # the compose target that broadcasts
@@ -200,9 +200,7 @@ class ChatView:
         if show.kind in ("joined", "left"):
             self._presence(show.sender, show.kind == "joined")
             (self._left.discard if show.kind == "joined" else self._left.add)(show.sender)
-            words = "logged in" if show.kind == "joined" else "logged out"
-            said = f" ({show.text})" if show.text else ""     # the words it left with
-            self._say(at, f"{show.sender} has {words}{said}.")
+            self._say(at, presence_words(show))
         elif show.kind in ("listed", "unlisted"):      # a block began or ended: no words
             self._presence(show.sender, show.kind == "listed")
         elif show.kind in _ENTRY_KINDS:

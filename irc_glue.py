@@ -76,7 +76,7 @@ class IrcFront(Accepted):
         if conn.data is not None:
             # REGISTER_S from the start, not the native port's first-frame limit (--frame-time,
             # 10 s): a trial's user typing NICK and USER by hand into nc was closed before the
-            # first line was done. A silent connection is shed first at the connection cap.
+            # first line was done. (At the connection cap, one not logged in may be shed.)
             conn.data.link.registering = True
             self.glue.arm_quiet(conn, REGISTER_S, "no registration")
 
@@ -174,7 +174,7 @@ class IrcLink:
         self.id = conn.id
         self.last_heard = glue.reactor.clock.now()
         self.ack_due = False
-        self.registering = False    # its registration deadline is set
+        self.registering = False    # under REGISTER_S (from its accept) until welcomed
         self._requests_queued = False
         self._keepalive = glue.reactor.call_later(front.keepalive_s, self._keep_alive)
         self._ack_timer = None      # an ack PING held back (ack)

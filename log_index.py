@@ -321,6 +321,11 @@ class LogIndex:
         self.dead_total[1] += record.size
         self.dead.append(record.first)
 
+    def count_bytes(self, change):
+        """Bytes on the disk besides the log's records (the senders' counters: the store
+        counts them) come or go: the byte quota counts them too."""
+        self.total[1] += change
+
     def take_dead(self):
         """The dead records' first numbers, for the store to delete -> [first]; from now on
         `total` counts them no more."""

@@ -657,13 +657,14 @@ class Store:
     def _count_counters(self, rows, gone):
         """The byte quota counts the counters as written: `rows` (user, client, number,
         taken, reply, at) as stored, and `gone` [(user, client)] deleted."""
-        counted, total = self._counter_bytes, self._index.total
+        counted, change = self._counter_bytes, 0
         for user, client, _, taken, reply, _ in rows:
             size = 2 * (len(user) + len(client)) + len(taken) + len(reply) + COUNTER_BYTES
-            total[1] += size - counted.get((user, client), 0)
+            change += size - counted.get((user, client), 0)
             counted[(user, client)] = size
         for key in gone:
-            total[1] -= counted.pop(key, 0)
+            change -= counted.pop(key, 0)
+        self._index.count_bytes(change)
 
     def _upsert_senders(self, rows, gone):
         self._db.executemany("INSERT OR REPLACE INTO senders "
@@ -1097,6 +1098,8 @@ def _mark_damaged(path, why):
     try:
         with open(path + DAMAGED, "w", encoding="utf-8") as marker:
             marker.write(why + "\n")
+            marker.flush()
+            os.fsync(marker.fileno())       # (a crash right after must not lose it)
     except OSError:
         pass
 
@@ -1114,8 +1117,10 @@ def _refuse_marked_damaged(path):
         why = f"the note cannot be read: {exc.strerror}"
     raise sqlite3.DatabaseError(f"a server found this store damaged while it ran ({why}), so "
                                 f"messages it acknowledged may be missing from it: restore the "
-                                f"data directory from a backup, or delete {path}{DAMAGED} to "
-                                f"go on with the store as it is")
+                                f"data directory from a backup (a directory restored whole has "
+                                f"no {DAMAGED[1:]} note; files copied over this one leave it, "
+                                f"to delete), or delete {path}{DAMAGED} to go on with the store "
+                                f"as it is")
 
 
 def _refuse_damaged_log(path):

@@ -26,7 +26,7 @@ import termios
 from cells import char_cells, clipped, layout, visible
 from client_events import (AskConsent, ConsentLapsed, InputEnded, LineIn, Prompt, Show,
                            ShowFate, ShowOnline, ShowSending, Stage, Status)
-from commands import ALIASES, COMMANDS, action_text, help_lines, lapsed_text
+from commands import ALIASES, COMMANDS, action_text, help_lines, lapsed_text, presence_words
 from completion import Completer
 from keys import KeyDecoder
 from line_editor import MAX_LINE_CHARS, ClearScreen, EndOfInput, Entered, LineEditor, Listed
@@ -376,7 +376,6 @@ _PROMPTS = {Stage.USERNAME: ASK_USER, Stage.PASSWORD: ASK_PASSWORD}
 _SHOW_FORMS = {
     "message": ("{sender}: {text}",), "broadcast": ("{sender} (to everyone): {text}",),
     "offline": ("{sender}: {text}",), "private": ("{sender} (private): {text}",),
-    "joined": ("{sender} has logged in.",), "left": ("{sender} has logged out.",),
     # a block began or ended between the user and sender: a list to keep, which has no lines
     "listed": (), "unlisted": (),
     "asked": ("request sent",),
@@ -423,8 +422,8 @@ def screen_lines(action):
         if action.kind in _ACTION_FORMS and action_text(action.text):
             return [_ACTION_FORMS[action.kind].format(sender=action.sender,
                                                       text=action_text(action.text))]
-        if action.kind == "left" and action.text:
-            return [f"{action.sender} has logged out ({action.text})."]
+        if action.kind in ("joined", "left"):
+            return [presence_words(action)]
         forms = _SHOW_FORMS.get(action.kind)
         if forms is None:
             return [action.text]
