@@ -27,6 +27,7 @@ SELECTED_FOREGROUND = "#ffffff"
 MS_PER_S = 1000
 STAMP_GAP = "  "        # between an entry's time stamp and its text
 DIALOG_ARM_MS = 400     # a consent dialog's buttons wait this long before they take a click
+REFRESH_S = 0.05        # what the passes changed is drawn at most this often (_after_pass)
 
 # How the conversation pane shows each entry kind (Text tag options).
 _LOOKS = {
@@ -492,6 +493,8 @@ class TkScreen(WindowScreen):
         self.root = root
         self.window = None
         self.loop = None
+        self._refreshed_at = None   # when the window was last drawn after a pass (its clock)
+        self._refresh_id = None     # the Tk `after` that draws it next, if one waits
 
     @classmethod
     def open(cls):
@@ -516,5 +519,20 @@ class TkScreen(WindowScreen):
         if self.glue.exit_code is not None:
             self.loop.stop()
             self.root.destroy()
+            return
+        # at most every REFRESH_S: a flood of 2,000 long messages, drawn after each pass,
+        # redrew the pane 1,748 times and froze the window for seconds (a trial's)
+        if self._refresh_id is not None:
+            return
+        now = self.glue.reactor.clock.now()
+        if self._refreshed_at is None or now >= self._refreshed_at + REFRESH_S:
+            self._refresh(now)
         else:
+            wait_ms = math.ceil((self._refreshed_at + REFRESH_S - now) * MS_PER_S)
+            self._refresh_id = self.root.after(wait_ms, self._refresh)
+
+    def _refresh(self, now=None):
+        self._refresh_id = None
+        self._refreshed_at = self.glue.reactor.clock.now() if now is None else now
+        if self.glue.exit_code is None:
             self.window.refresh()

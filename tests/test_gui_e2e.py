@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 
@@ -19,7 +20,7 @@ from timers import RealClock
 from realprocs import ROOT
 
 tkinter = pytest.importorskip("tkinter", reason="this Python has no tkinter, so no window")
-from gui_tk import ERROR_COLOUR, TkLoop  # noqa: E402  (it imports tkinter)
+from gui_tk import ERROR_COLOUR, REFRESH_S, TkLoop, TkScreen  # noqa: E402  (imports tkinter)
 
 ARTIFACTS = os.path.join(ROOT, "tests", "artifacts")
 IDLE_S = 3.0                # how long the idle CPU check watches
@@ -500,3 +501,18 @@ def test_tk_loop_wakes_the_reactor_for_timers_and_sockets_and_sleeps_between(tk)
     assert frames.frames == [b"hello"]
     theirs.close()
     mine.close()
+
+
+def test_a_flood_of_passes_draws_the_window_at_most_every_refresh_s(tk):
+    """(a trial's 2,000 long messages redrew the pane 1,748 times and froze the window)"""
+    clock = RealClock()
+    screen = TkScreen(tk)
+    screen.glue = types.SimpleNamespace(exit_code=None, reactor=types.SimpleNamespace(clock=clock))
+    drawn = []
+    screen.window = types.SimpleNamespace(refresh=lambda: drawn.append(clock.now()))
+    started = clock.now()
+    for _ in range(100):                    # a hundred passes at once: one drawing now ...
+        screen._after_pass()
+    assert len(drawn) == 1
+    pump(tk, lambda: len(drawn) == 2)       # ... and one when REFRESH_S is over, for the rest
+    assert drawn[1] - drawn[0] >= REFRESH_S - 0.001 and drawn[0] - started < REFRESH_S
