@@ -424,8 +424,9 @@ class Store:
         The copy grows the file by the pages the log holds past its end (the store grew
         since the last copy), and only a copy that is done gives the log's room back: on a
         full disk it could never be done (a trial's 2 MiB disk: 28 pages short, for good, a
-        restart too). There, the reserve is deleted to make that room: the log never holds
-        more than the reserve's pages when a commit begins (commit), so the copy always fits.
+        restart too). There, the reserve is deleted to make that room: the log holds no more
+        than the reserve's pages when a commit begins (commit), so the copy fits, unless one
+        pass wrote more than that (a reviewer's 110 messages of 3.9 KB at once did).
         A later commit makes the reserve again, once the disk has room for it."""
         done = self._truncate_log()
         if done is None and self._release_reserve():
@@ -782,7 +783,7 @@ class Store:
         self.committed_seq = self._next_seq - 1
         if self._log_bytes is not None and self._wal_size > self._log_bytes:
             # (on a small disk: SQLite's own copy, just tried, leaves the log's room held, or
-            # failed: the log, emptied here, never holds more than the reserve's pages)
+            # failed: emptied here, the log begins each commit within the reserve's pages)
             self.checkpoint()
         if self._reserve_bytes and not self._reserve_held:
             self._keep_reserve()
