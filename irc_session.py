@@ -804,6 +804,11 @@ class IrcSession(RoomCommands):
         made = self.shared.presence
         if made is None or made[0] is not frame:
             changes = frame.get("changes") or [[frame.get("user"), frame.get("online")]]
+            for user, online in changes:
+                if online and user not in self.shared.users:
+                    # logged in by client.py: its QUIT, and what it leaves, are its own name's
+                    # (a trial's QUIT carried the USER of an IRC login before)
+                    self.shared.idents.pop(user, None)
             quit_params = [frame.get("reason") or "Logged out"]
             made = (frame, [user for user, _ in changes],
                     [line(self.who_is(user), "JOIN" if online else "QUIT",

@@ -1736,6 +1736,10 @@ def test_an_account_back_by_client_py_has_its_own_mask_not_its_last_irc_logins()
     assert columbia.who_is("seas") == "seas!seas@chat"
     assert delivered(columbia, "message", **{"from": "seas"}, text="hi", seq=1) == [
         ":seas!seas@chat PRIVMSG columbia hi"]
+    delivered(columbia, "presence", user="seas", online=True)
+    online.discard("seas")                  # and gone again: its QUIT is its own name's too
+    assert delivered(columbia, "presence", user="seas", online=False) == [
+        ":seas!seas@chat QUIT :Logged out"]
 
 
 def test_who_and_whois_of_another_irc_user_show_their_user_line_and_away():
