@@ -419,21 +419,33 @@ class Accepted(Handler):
     def _shed(self):
         """At the global cap, make room by closing the newest connection of the address that
         holds the most, unless it carries a session: one address cannot shut everyone out,
-        and a logged-in user's requests still get through. -> True if one was shed."""
+        and a logged-in user's requests still get through. When that address holds sessions
+        only (a staying user's), the newest connection of any address that carries none goes:
+        a trial's flood from 40 addresses, one connection each, and a staying user first at
+        the busiest had every new connection refused. -> True if one was shed."""
         glue = self.glue
         by_address = glue.by_address
         host = max(by_address, key=by_address.get)
         carried = glue.core.carried
+        newest = None               # the newest that carries no session, of any address
         for conn in reversed(glue.conns.values()):     # (the newest first)
             conn = getattr(conn, "conn", conn)          # (an IRC link: its connection)
-            if conn.host == host and conn.id not in carried:
-                glue.log_repeated(("shed a connection at the connection cap", host),
-                                  f"at the connection cap: shed the newest connection of "
-                                  f"{host}, which holds the most ({by_address[host]})")
-                conn.abort("shed at the connection cap")
-                _forget(glue, conn)                     # room now; on_closed follows
-                return True
-        return False
+            if conn.id in carried:
+                continue
+            if conn.host == host:
+                newest = conn
+                break
+            newest = newest or conn
+        if newest is None:
+            return False
+        holds = ("the most" if newest.host == host else
+                 f"the most of those not logged in; {host} holds {by_address[host]}, all in use")
+        glue.log_repeated(("shed a connection at the connection cap", newest.host),
+                          f"at the connection cap: shed the newest connection of "
+                          f"{newest.host}, which holds {holds} ({by_address[newest.host]})")
+        newest.abort("shed at the connection cap")
+        _forget(glue, newest)                           # room now; on_closed follows
+        return True
 
     def on_frame(self, conn, line):
         self.on_frames(conn, [line])

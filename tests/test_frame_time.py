@@ -13,7 +13,7 @@ from server_glue import ServerGlue
 from storage import Store
 from reactor_helpers import Recorder, pump, read_to_eof
 
-ACCOUNTS = {"alice": "pw-a", "bob": "pw-b"}
+ACCOUNTS = {"alice": "pw-a", "bob": "pw-b", "carol": "pw-c", "dave": "pw-d"}
 
 
 class TimedRecorder(Recorder):
@@ -210,15 +210,24 @@ def test_at_the_cap_the_newest_connection_of_the_busiest_address_without_a_sessi
     busiest = [srv.connect("127.0.0.2") for _ in range(3)]
     _stays(srv, busiest[2], "alice")                 # the newest carries a session: it stays
     other = srv.connect("127.0.0.3")                 # the 4th: at the cap
-    srv.connect("127.0.0.3")                         # the 5th: one of 127.0.0.2's goes
+    fifth = srv.connect("127.0.0.3")                 # the 5th: one of 127.0.0.2's goes
     assert read_to_eof(busiest[1]) == b""
     assert srv.glue.by_address == {"127.0.0.2": 2, "127.0.0.3": 2}
     assert any("shed the newest connection of 127.0.0.2, which holds the most (3)" in line
                for line in srv.logged)
     _stays(srv, busiest[0], "bob")                   # now every one of 127.0.0.2's carries one
+    # the busiest holds sessions only: the newest of the rest goes (a trial's staying user
+    # at the busiest address had every new connection refused, a flood of 40 addresses on)
     late = srv.connect("127.0.0.4")
-    assert read_to_eof(late) == b""             # nothing to shed: refused
-    assert len(srv.glue.conns) == 4 and srv.glue.by_address["127.0.0.2"] == 2
+    assert read_to_eof(fifth) == b""
+    assert srv.glue.by_address == {"127.0.0.2": 2, "127.0.0.3": 1, "127.0.0.4": 1}
+    assert any("shed the newest connection of 127.0.0.3, which holds the most of those not "
+               "logged in; 127.0.0.2 holds 2, all in use (2)" in line for line in srv.logged)
+    _stays(srv, other, "carol")
+    _stays(srv, late, "dave")                        # every connection carries a session
+    refused = srv.connect("127.0.0.5")
+    assert read_to_eof(refused) == b""               # nothing to shed: refused
+    assert len(srv.glue.conns) == 4
     for sock in srv.socks:
         sock.close()
     pump(srv.reactor, lambda: not srv.glue.conns)
