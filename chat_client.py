@@ -405,6 +405,8 @@ class ChatClient:
 
     def _run_lines(self, now, out):
         """Handle queued lines in order, one at a time: a line that asks the server waits."""
+        if self.outage_wait is not None and not self._kept_by_outage():
+            self._outage_wait_over(out)
         while (self.waiting_for is None and self.lines and not self.exiting
                and not self.awaiting_server and self.login_again is None
                and self.command_again is None and not self._leaving_waits(now, out)):
@@ -422,8 +424,8 @@ class ChatClient:
                 self._exit(out)
             elif not self._held_by_outage(now, out) and not self._draining(now, out):
                 self._start_exit(now, out)
-        elif (self.input_paused and self.token is not None and self.outbox.entries
-              and self.outbox.retry_s and self.outbox.sending is None and not self.exiting
+        elif (self.input_paused and self.token is not None and self._kept_by_outage()
+              and self.outbox.sending is None and not self.exiting
               and not self._held_by_outage(now, out)):
             # paused with MAX_WAITING for a server that did not come back: what the rest of
             # the input holds cannot wait in memory for it (a reviewer's script hung so)
@@ -451,10 +453,10 @@ class ChatClient:
         meanwhile): at the input's end, or with its input paused. A trial's script ended a
         second into a server's restart and listed 95 messages as not sent, right after it had
         said they would be."""
-        if not self.outbox.entries or not self.outbox.retry_s or self.outage_wait == "over":
-            if self.outage_wait == "waiting":
-                out.append(Cancel(OutageWaitDue()))
-                self.outage_wait = None
+        if not self._kept_by_outage():
+            self._outage_wait_over(out)
+            return False
+        if self.outage_wait == "over":
             return False
         if self.outage_wait is None:
             self.outage_wait = "waiting"
@@ -464,6 +466,19 @@ class ChatClient:
                                       f"for the server to take "
                                       f"{_messages(len(self.outbox.entries))}."))
         return True
+
+    def _kept_by_outage(self):
+        """True while messages wait for a server that could not take them (a retry's
+        backoff runs)."""
+        return bool(self.outbox.entries) and bool(self.outbox.retry_s)
+
+    def _outage_wait_over(self, out):
+        """The server took what waited: an outage's wait is over, and a later outage has its
+        own (a script that waited one out at a logout, logged in again, did not wait at the
+        next)."""
+        if self.outage_wait == "waiting":
+            out.append(Cancel(OutageWaitDue()))
+        self.outage_wait = None
 
     def _outage_wait_due(self, key, now, out):
         if self.outage_wait == "waiting":
@@ -1175,7 +1190,7 @@ class ChatClient:
             # its end with three listed as not sent, status 0; another's with one refused)
             code = 1
             reason = "; ".join(
-                f"{count} message{'s were' if count > 1 else ' was'} {what}"
+                f"{_messages(count)} {'were' if count > 1 else 'was'} {what}"
                 for count, what in ((unsent, "not sent (listed above)"),
                                     (self.refused, "refused (said above)")) if count)
         out.append(Exit(code, reason))

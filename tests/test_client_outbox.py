@@ -191,6 +191,29 @@ def test_a_scripts_logout_waits_for_the_messages_typed_before_it():
     assert [f["type"] for f in run.open.values()] == ["logout"]
 
 
+def test_a_later_outage_has_its_own_wait():
+    """A script's logout waited out one outage; logged in again, its next logout in the next
+    outage waits too."""
+    run = logged_in(scripted=True)
+    run.type("broadcast one")
+    run.fail("refused")
+    run.type("logout")
+    run.now += 30
+    run.do(Expired(OutageWaitDue()))                    # the logout goes after the wait
+    run.reply(OK, "logout")
+    run.type("alice")
+    run.reply(OK)
+    run.type("pw")
+    run.reply(WELCOME)                                  # the server is back: "one" goes
+    run.reply({"type": "ok", "skipped": 0}, "broadcast")
+    run.type("broadcast two")
+    run.fail("refused")                                 # and it is away again
+    actions = run.type("logout")
+    assert run.open == {}                               # the logout waits its own 30 s
+    assert "The input waits: waiting up to 30 s for the server to take 1 message." in (
+        printed(actions))
+
+
 def test_a_scripts_logout_in_an_outage_waits_its_time_then_goes():
     run = logged_in(scripted=True)
     run.type("broadcast one")
