@@ -353,31 +353,33 @@ class ChatView:
         one), to whoever it goes to; "//text" is text that begins with "/". A paste of several
         lines is a line each, a message or a command (a trial's came as one, its line breaks
         shown as escapes; another's "/online" and a message after it were one bad command)."""
-        lines = [line for line in text.splitlines() if line.strip()]
-        commands = [line for line in lines if _is_command(line)]
-        if any(line[1:].strip().lower() == "me" for line in commands):
+        # each line: (a command as typed, None), or (None, the text of a message)
+        lines = [(line[1:], None) if _is_command(line) else (None, _as_sent(line))
+                 for line in text.splitlines() if line.strip()]
+        if any(command is not None and command.strip().lower() == "me"
+               for command, _ in lines):
             self._say(at, f"Usage: {ACTION}<action>", "error")
             return None
-        if len(commands) == len(lines):
-            return [line[1:] for line in commands]
+        if all(command is not None for command, _ in lines):
+            return [command for command, _ in lines]
         if self.target.private and self.target.user not in self.private_to:
             user = self.target.user
             self._say(at, f"{user} has not agreed to a private talk with you: select {user} "
                           f"and press Get address to ask, or Message to send it through the "
                           f"server.", "error")
             return None
-        too_long = next((line for line in lines if not _is_command(line)
-                         and len(_as_sent(line)) > MAX_TEXT_CHARS), None)
+        too_long = next((len(message) for _, message in lines
+                         if message is not None and len(message) > MAX_TEXT_CHARS), None)
         if too_long is not None:
-            self._say(at, f"Your message is {len(_as_sent(too_long)):,} characters long; the "
-                          f"most is {MAX_TEXT_CHARS:,}. Shorten it, and send it again.", "error")
+            self._say(at, f"Your message is {too_long:,} characters long; the most is "
+                          f"{MAX_TEXT_CHARS:,}. Shorten it, and send it again.", "error")
             return None
         # the core shows each (ShowSending) once it takes the line: then it has an id
         if self.target.user is EVERYONE:
             to = "broadcast"
         else:
             to = f"{'private' if self.target.private else 'message'} {self.target.user}"
-        return [line[1:] if _is_command(line) else f"{to} {_as_sent(line)}" for line in lines]
+        return [command if message is None else f"{to} {message}" for command, message in lines]
 
     def aim(self, user, private=False):
         """Send what is typed next to `user` (privately), or to everyone when user is None."""

@@ -317,13 +317,13 @@ class ChatWindow:
         self._show("chat" if view.stage is Stage.LOGGED_IN else "login")
         self.prompt.set(view.prompt)
         self.notice.set(view.form_notice)
-        if view.form_message != self.message.get() and self._showing == "login":
-            # the answer to a submitted form: a refused name is typed again in the name field
-            # (a trial's "Wrong username." left the cursor in the password field, and the
-            # name typed next went there, hidden, and the wrong name again with it)
+        if view.form_message != self.message.get():
             self.message.set(view.form_message)
-            self._focus_form()
-        self.message.set(view.form_message)
+            if self._showing == "login":
+                # the answer to a submitted form: a refused name is typed again in the name
+                # field (a trial's "Wrong username." left the cursor in the password field,
+                # and the name typed next went there, hidden, and the wrong name with it)
+                self._focus_form()
         self._draw_entries()
         if list(self.user_list.get(0, "end")) != view.users:
             self._draw_users()
