@@ -438,11 +438,13 @@ class Accepted(Handler):
             newest = newest or conn
         if newest is None:
             return False
-        holds = ("the most" if newest.host == host else
-                 f"the most of those not logged in; {host} holds {by_address[host]}, all in use")
+        if newest.host == host:
+            which = f"of {host}, which holds the most ({by_address[host]})"
+        else:
+            which = (f"not logged in, of {newest.host} ({by_address[newest.host]}): {host}, "
+                     f"which holds the most ({by_address[host]}), holds sessions only")
         glue.log_repeated(("shed a connection at the connection cap", newest.host),
-                          f"at the connection cap: shed the newest connection of "
-                          f"{newest.host}, which holds {holds} ({by_address[newest.host]})")
+                          f"at the connection cap: shed the newest connection {which}")
         newest.abort("shed at the connection cap")
         _forget(glue, newest)                           # room now; on_closed follows
         return True

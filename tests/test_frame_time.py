@@ -221,8 +221,8 @@ def test_at_the_cap_the_newest_connection_of_the_busiest_address_without_a_sessi
     late = srv.connect("127.0.0.4")
     assert read_to_eof(fifth) == b""
     assert srv.glue.by_address == {"127.0.0.2": 2, "127.0.0.3": 1, "127.0.0.4": 1}
-    assert any("shed the newest connection of 127.0.0.3, which holds the most of those not "
-               "logged in; 127.0.0.2 holds 2, all in use (2)" in line for line in srv.logged)
+    assert any("shed the newest connection not logged in, of 127.0.0.3 (2): 127.0.0.2, which "
+               "holds the most (2), holds sessions only" in line for line in srv.logged)
     _stays(srv, other, "carol")
     _stays(srv, late, "dave")                        # every connection carries a session
     refused = srv.connect("127.0.0.5")
