@@ -923,18 +923,19 @@ class ChatServer(Reach):
     def _resume(self, session, request, frame_id, now):
         """The session's client is back on a new staying connection: reach it there, and
         send again everything it has not acknowledged, from the oldest, in order."""
+        if not session.stays:
+            # A short-model session resumed on a short connection waited, once that closed,
+            # for a resume that never came, its listening port unused (a trial's).
+            raise Refused("bad_field", "token: that session logged in without \"stay\"; it is "
+                                       "reached at its listening port and takes no resume")
         self._one_session_per_connection(request.conn, session)
         left = session.conn
         self._sessions.attach(session, request.conn)
-        session.stays = True
         # A connection it leaves (still open, say) is reset: what is queued on it all comes
         # again here. Kept open, each held up to a window's 2 MiB for its 60 s of quiet: a
         # trial's 881 resumes left 1.5 GB in the system's socket buffers.
         reset = [Close(left, "the session resumed on another connection", drop=True)
                  ] if left is not None and left != request.conn else []
-        # the resume is the retry: a retry timer still due finds nothing to do
-        if session.window is not None:
-            session.window.backoff_s = 0.0
         return [Log(f"{session.user} resumed the session on connection {request.conn}"),
                 _answer(request.conn, frame_id, {"type": "ok", "head": self._store.head}),
                 *reset, *self._send_waiting(session)]

@@ -172,16 +172,15 @@ def test_resume_needs_a_live_session():
     assert replies(ask(server, 1, {"type": "resume"}))[0]["code"] == "no_session"
 
 
-def test_a_resume_replaces_a_retry_that_was_due():
-    server, _ = make_server(Settings(retry_first_s=1.0))
+def test_a_session_logged_in_without_stay_takes_no_resume_and_keeps_its_port():
+    server, _ = make_server()
     short_login(server, "alice", conn=1, port=5001)
     short_login(server, "bob", conn=2, port=5002)
-    assert delivered_frames(say(server, "s3", "alice", "one"))
-    server.handle(Undelivered((HOST, 5001), "s2", "refused"), 0.0)
-    resumed = ask(server, 5, {"type": "resume", "token": "s1"}, 0.5)    # it switches to staying
-    assert [f["text"] for _, f in pushes(resumed)] == ["one"]
-    assert server.handle(Expired(Redeliver("alice", "s2")), 1.0) == []
-    assert [c for c, _ in pushes(say(server, "s3", "alice", "two", now=2.0))] == [5]
+    refused = replies(ask(server, 3, {"type": "resume", "token": "s1"}))
+    assert refused[0]["code"] == "bad_field" and "stay" in refused[0]["message"]
+    server.handle(Closed(3), 1.0)
+    assert [a.address for a in say(server, "s3", "alice", "hi", now=2.0)
+            if isinstance(a, Deliver)] == [(HOST, 5001)]
 
 
 def test_a_new_login_elsewhere_tells_the_old_staying_connection():
