@@ -29,6 +29,7 @@ from outbox import Outbox
 from protocol import MAX_NAME_CHARS, MAX_SEQ, MAX_TEXT_CHARS
 
 HEARTBEAT_S = 30.0          # the server ends a session silent for 31 s
+MIN_HEARTBEAT_S = 0.5       # each is a request: faster ate a user's 20 a second (a trial's 0.01)
 LEAVING_WORDS = ("quit", "exit", "logout", "bye", "help")   # typed at the name prompt: a hint
 EXIT_WAIT_S = 2.0           # how long an exiting client waits for its logout reply
 DRAIN_WAIT_S = 5.0          # how long the input's end waits for what waited for this login
@@ -1345,10 +1346,13 @@ def _lines(count):
 def heartbeat_within(asked_s, timeout_s):
     """The heartbeat's period for a server that ends a session silent for `timeout_s` (its
     welcome's): as asked, but a second under the time-out at most, as the original's 30 s are
-    under its 31 (half of a time-out under 2 s). A welcome without one: as asked."""
+    under its 31 (half of a time-out under 2 s), and never under MIN_HEARTBEAT_S: a server
+    run with `--timeout 0.05` had its clients spend their rate on heartbeats (a trial's). A
+    welcome without one: as asked."""
     if (type(timeout_s) not in (int, float) or not 0 < timeout_s <= MAX_TIMEOUT_S):
         return asked_s      # (NaN too)
-    return min(asked_s, timeout_s - 1 if timeout_s >= 2 else timeout_s / 2)
+    within = timeout_s - 1 if timeout_s >= 2 else timeout_s / 2
+    return min(asked_s, max(within, MIN_HEARTBEAT_S))
 
 
 def _messages(count):

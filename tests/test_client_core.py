@@ -116,6 +116,8 @@ def test_welcome_logs_in_shows_echo_again_and_arms_the_heartbeat():
     (31, 30.0, 30.0),           # the original's figures
     (5, 30.0, 4.0),             # a server with --timeout 5: a second under it (a trial's lost)
     (1.5, 30.0, 0.75),          # under 2 s: half of it
+    (0.05, 30.0, 0.5),          # never under 0.5 s: each heartbeat counts in the user's rate
+    (0.05, 0.5, 0.5),
     (31, 10.0, 10.0),           # asked for less: as asked
     (0, 30.0, 30.0), (-3, 30.0, 30.0), ("31", 30.0, 30.0), (True, 30.0, 30.0),
     (float("nan"), 30.0, 30.0), (1e300, 30.0, 30.0),    # no time-out to heed
