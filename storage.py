@@ -28,6 +28,7 @@ it all once the disk has room. Meanwhile `commit()` raises StoreUnavailable, and
 call that cannot be served consistently: the caller answers "unavailable", never a yes.
 """
 import collections
+import errno
 import json
 import os
 import secrets
@@ -174,6 +175,7 @@ class Store:
         self._reserve = None if path == ":memory:" else path + RESERVE
         self._reserve_bytes = 0     # the reserve's size, on a small disk (_keep_reserve)
         self._reserve_held = False
+        self._reserve_trouble = None    # why the reserve cannot be made, said once
         try:
             self._open(seq_floor, new_identity)
         except BaseException as exc:
@@ -448,9 +450,16 @@ class Store:
     def _keep_reserve(self):
         """On a small disk, a file of `_reserve_bytes` beside the store's, made when it is
         missing and the disk has room for it and as much again; deleted by a checkpoint that
-        the disk has no room for."""
-        if not self._reserve_bytes or self._reserve_held:
+        the disk has no room for. One deleted by someone else is made again (one stat a
+        commit, on a small disk only): missed, the next full disk had no room to give."""
+        if not self._reserve_bytes:
             return
+        if self._reserve_held:
+            if os.path.isfile(self._reserve):
+                return
+            self._reserve_held = False
+            self.notice = (f"the reserve {self._reserve} was deleted while the server ran: it "
+                           f"keeps room for the store on this small disk, and is made again")
         try:
             disk = os.statvfs(os.path.dirname(os.path.abspath(self._path)))
             if disk.f_bavail * disk.f_frsize < 2 * self._reserve_bytes:
@@ -460,9 +469,16 @@ class Store:
                 _allocate(descriptor, self._reserve_bytes)
             finally:
                 os.close(descriptor)
-        except OSError:
+        except OSError as exc:
             self._release_reserve()     # (a part of one holds nothing worth keeping)
+            if exc.errno != errno.ENOSPC and self._reserve_trouble != str(exc):
+                # (a directory at its name, say: without a word, no room was kept)
+                self._reserve_trouble = str(exc)
+                self.notice = (f"the reserve {self._reserve} cannot be made ({exc}): on this "
+                               f"small disk, once it is full, the store may find no room to "
+                               f"take writes again")
             return
+        self._reserve_trouble = None
         self._reserve_held = True
 
     def _release_reserve(self):
@@ -785,7 +801,7 @@ class Store:
             # (on a small disk: SQLite's own copy, just tried, leaves the log's room held, or
             # failed: emptied here, the log begins each commit within the reserve's pages)
             self.checkpoint()
-        if self._reserve_bytes and not self._reserve_held:
+        if self._reserve_bytes:
             self._keep_reserve()
 
     def _look_at_files(self):

@@ -437,3 +437,32 @@ def test_a_small_disk_filled_up_takes_writes_again_running_and_after_a_crash(sma
     store.commit()
     assert store.failing is None
     store.close()
+
+
+def test_a_reserve_deleted_while_running_is_made_again_and_one_that_cannot_be_is_said(
+        small_disk):
+    path = str(small_disk / "chat.sqlite3")
+    reserve = path + storage.RESERVE
+    store = Store(path, exclusive=True)
+    assert os.path.isfile(reserve)                      # a small disk: room kept
+    os.remove(reserve)                                  # an operator's tidying
+    keep(store, ["bob"], {"text": "one"})
+    store.commit()
+    assert os.path.isfile(reserve)
+    assert "was deleted while the server ran" in store.notice
+    store.notice = None
+    os.remove(reserve)
+    os.mkdir(reserve)                                   # a directory at its name
+    keep(store, ["bob"], {"text": "two"})
+    store.commit()
+    assert "cannot be made" in store.notice and "Is a directory" in store.notice
+    store.notice = None
+    keep(store, ["bob"], {"text": "three"})
+    store.commit()
+    assert store.notice is None                         # said once
+    os.rmdir(reserve)
+    keep(store, ["bob"], {"text": "four"})
+    store.commit()
+    assert os.path.isfile(reserve)
+    assert len(store.waiting("bob")) == 4               # (nothing of it lost on the way)
+    store.close()
