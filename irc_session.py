@@ -386,10 +386,13 @@ class IrcSession(RoomCommands):
                 self.numeric("461", "USER", "The user name and the real name must not be empty")
                 return
             self.realname = params[3]
-            # in a mask, only letters, digits and ._- (a '!' or '@' would break it)
-            kept = "".join(c for c in params[0][:USERLEN]
-                           if c.isascii() and (c.isalnum() or c in "._-"))
-            self.ident = "~" + kept if kept else None
+            if self.account is None:
+                # in a mask, only letters, digits and ._- (a '!' or '@' would break it); one
+                # logged in by SASL before its USER joined the others' room with its mask
+                # made already, and keeps it
+                kept = "".join(c for c in params[0][:USERLEN]
+                               if c.isascii() and (c.isalnum() or c in "._-"))
+                self.ident = "~" + kept if kept else None
             self.user_given = True
             self._try_register()
 
@@ -491,6 +494,7 @@ class IrcSession(RoomCommands):
             return
         self.account = frame["user"]
         self.token = frame["token"]
+        self._claim_mask()
         if by_sasl:
             self.numeric("900", self.who_is(self.account), self.account,
                          f"You are now logged in as {self.account}")
@@ -499,17 +503,23 @@ class IrcSession(RoomCommands):
         else:
             self._welcome()
 
+    def _claim_mask(self):
+        """Logged in: what IRC says of this user (USER's names, AWAY) is there for the
+        others' WHO and WHOIS, and its mask for their lines, from its login on, before its
+        registration ends: the JOIN the others see at a SASL login comes first (a trial's
+        showed client.py's nick!nick@chat there, and ~user in every line after)."""
+        self.shared.users[self.account] = self
+        if self.ident:
+            # (kept past its logout: its QUIT and its messages kept for later carry it; an
+            # entry per account, so bounded)
+            self.shared.idents[self.account] = self.ident
+        else:
+            self.shared.idents.pop(self.account, None)
+
     def _welcome(self):
         """The registration burst: 001-005, the MOTD, then the room."""
         self.nick = self.account
         self.welcomed = True
-        # what IRC says of its users (USER's names, AWAY) is there for the others' WHO, WHOIS
-        self.shared.users[self.account] = self
-        if self.ident:
-            # the user part of its mask for the others too, until it registers again (kept
-            # past its logout: its QUIT and its messages kept for later carry it; an entry
-            # per account, so bounded)
-            self.shared.idents[self.account] = self.ident
         self.numeric("001", f"Welcome to the chat room, {self.who_is(self.account)}")
         self.numeric("002", f"Your host is {self.server}, running version {VERSION}")
         self.numeric("003", "This server keeps every message until its recipient has read it")

@@ -219,6 +219,27 @@ def test_sasl_plain_logs_in_before_registration_ends(world):
     assert client.of("001")[0].params[0] == "columbia"
 
 
+@pytest.mark.parametrize("user_first", [True, False])
+def test_a_sasl_login_has_one_mask_in_its_join_and_every_line_after(world, user_first):
+    """(USER before AUTHENTICATE, as irssi and WeeChat send it, or after, as irctest does: the
+    JOIN the others saw at the login said nick!nick@chat, and every line after ~user)"""
+    seas = irc_login(world, "seas")
+    client = IrcClient(world.reactor, world.irc_port)
+    client.send("CAP REQ :sasl", *(["NICK columbia", "USER cu 0 * :C"] if user_first else []),
+                "AUTHENTICATE PLAIN")
+    settle(world, lambda: client.of("AUTHENTICATE"))
+    client.send("AUTHENTICATE " + base64.b64encode(b"\x00columbia\x00116bway").decode())
+    settle(world, lambda: client.of("903"))
+    client.send(*([] if user_first else ["NICK columbia", "USER cu 0 * :C"]), "CAP END",
+                "PRIVMSG #chat :hello", "WHO columbia")
+    settle(world, lambda: seas.of("PRIVMSG") and client.of("352"))
+    mask = "columbia!~cu@chat" if user_first else "columbia!columbia@chat"
+    assert [m.source for m in seas.of("JOIN")[1:]] == [mask]
+    assert [m.source for m in seas.of("PRIVMSG")] == [mask]
+    assert client.of("352")[0].params[2] == mask.split("!")[1].split("@")[0]
+    assert client.of("001")[0].params[-1].endswith(mask)
+
+
 def test_a_failed_sasl_attempt_says_904_and_may_be_tried_again(world):
     client = sasl_login(world, "columbia", password="wrong")
     assert client.of("904") and client.closed is None
