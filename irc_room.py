@@ -209,6 +209,9 @@ class RoomCommands:
                 self.numeric("301", name, self._away_of(name))
             self.numeric("319", name, self.room)
             self.numeric("312", name, self.server, "the chat room")
+            # everyone here logged in to an account, whose name the nick is (irssi and
+            # WeeChat show it as "authenticated as")
+            self.numeric("330", name, name, "is logged in as")
         self.numeric("318", wanted, "End of /WHOIS list")
 
     def _c_whowas(self, params, wall):

@@ -1204,6 +1204,7 @@ def test_whois_of_someone_online():
     assert answer(session, "online", users=["seas"]) == [
         f"{S}311 columbia seas seas chat * seas", f"{S}319 columbia seas #chat",
         f"{S}312 columbia seas {SERVER} :the chat room",
+        f"{S}330 columbia seas seas :is logged in as",
         f"{S}318 columbia SEAS :End of /WHOIS list"]
 
 
@@ -1227,7 +1228,8 @@ def test_whois_of_a_list_of_nicks_answers_each_then_ends_once():
     said(session, "WHOIS seas,nobody,,")
     assert answer(session, "online", users=["seas"]) == [
         f"{S}311 columbia seas seas chat * seas", f"{S}319 columbia seas #chat",
-        f"{S}312 columbia seas {SERVER} :the chat room", f"{S}401 columbia nobody :No such nick",
+        f"{S}312 columbia seas {SERVER} :the chat room",
+        f"{S}330 columbia seas seas :is logged in as", f"{S}401 columbia nobody :No such nick",
         f"{S}318 columbia seas,nobody,, :End of /WHOIS list"]
 
 
