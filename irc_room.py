@@ -63,21 +63,31 @@ class RoomCommands:
             return
         for channel in filter(None, params[0].split(",")):
             if channel == "0":
-                continue        # "leave every channel": the room cannot be left
-            if self._is_room(channel):
+                # "leave every channel": the room cannot be left
+                self.notice(f"Everyone logged in is in {self.room}; QUIT to leave it.")
+            elif self._is_room(channel):
                 # already in it (everyone is): answered as a join, to the joiner alone
-                self.say("JOIN", self.room, source=self.who_is(self.nick))
-                self.numeric("332", self.room, TOPIC)
-                self._ask_online(self._names)
-                continue
-            self.numeric("403", channel, f"No such channel: this server has one room, "
-                         f"{self.room}")
+                self._join_room()
+            else:
+                self.numeric("403", channel, f"No such channel: this server has one room, "
+                             f"{self.room}")
+
+    def _join_room(self):
+        self.say("JOIN", self.room, source=self.who_is(self.nick))
+        self.numeric("332", self.room, TOPIC)
+        self._ask_online(self._names)
 
     def _c_part(self, params, wall):
+        """The room cannot be left: a PART of it is echoed and the room joined again at once.
+        A client closes its window of the room as it parts (WeeChat's /close, irssi's /wc)
+        and drops what comes for a room it is not in, while its PONGs acknowledge it: told
+        only with a notice, a trial's WeeChat lost every room message after /close."""
         if not self._need(params, 1, "PART"):
             return
         for channel in filter(None, params[0].split(",")):
             if self._is_room(channel):
+                self.say("PART", self.room, *params[1:2], source=self.who_is(self.nick))
+                self._join_room()
                 self.notice(f"Everyone logged in is in {self.room}; QUIT to leave it.")
             else:
                 self.numeric("403", channel, "No such channel")

@@ -99,6 +99,11 @@ def test_weechat_logs_in_by_sasl_and_talks_with_client_py_users(weechats, server
     weechat.say("seas", "after the ctcp")
     assert "VERSION" not in seas.expect("columbia: after the ctcp")
 
+    weechat.command("/buffer close", "irc.chat.#chat")  # parts: the room is joined again
+    weechat.wait_log("irc.server.chat", r"QUIT to leave it")
+    google.type("broadcast after the close")            # (dropped by WeeChat, acknowledged)
+    weechat.wait_log("irc.chat.#chat", said("google", "after the close"))
+
     assert weechat.quit() == 0
     seas.expect("columbia has logged out (WeeChat ")    # its quit message: its version
     server.wait_log(r"columbia logged out")

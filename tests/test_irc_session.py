@@ -1287,9 +1287,11 @@ def test_names_of_another_channel_is_366_alone():
 
 # -- JOIN, PART ----------------------------------------------------------------------------------
 
-def test_leaving_all_channels_does_nothing():
+def test_leaving_all_channels_is_told_the_room_cannot_be_left():
     session = welcomed()
-    assert said(session, "JOIN 0") == [] and session.requests == []
+    assert said(session, "JOIN 0") == [
+        service("Everyone logged in is in #chat; QUIT to leave it.")]
+    assert session.requests == []
 
 
 @pytest.mark.parametrize("raw", ["JOIN #chat", "JOIN #CHAT key"])
@@ -1313,9 +1315,16 @@ def test_join_with_no_channel_gets_461():
     assert said(welcomed(), "JOIN") == [f"{S}461 columbia JOIN :Not enough parameters"]
 
 
-def test_parting_the_room_is_answered_with_a_notice():
-    assert said(welcomed(), "PART #chat :bye") == [
-        service("Everyone logged in is in #chat; QUIT to leave it.")]
+def test_parting_the_room_is_echoed_and_the_room_joined_again_with_a_notice():
+    """(a client closes its window of the room as it parts, and drops what comes for a room
+    it is not in, its PONGs acknowledging it: WeeChat lost every room message after /close)"""
+    session = welcomed()
+    lines = said(session, "PART #chat :see you")
+    assert lines[:2] == [":columbia!~u@chat PART #chat :see you", ":columbia!~u@chat JOIN #chat"]
+    assert [line.split()[1] for line in lines[2:]] == ["332"]
+    lines = answer(session, "online", users=[])
+    assert [line.split()[1] for line in lines] == ["353", "366", "NOTICE"]
+    assert lines[-1] == service("Everyone logged in is in #chat; QUIT to leave it.")
 
 
 def test_parting_another_channel_gets_403():
