@@ -399,11 +399,12 @@ class ChatServer(Reach):
     def _on_bad_frame(self, event, now):
         """A frame that failed to decode: an error that names why, within the address's limit."""
         who = f"conn {event.conn}"
+        frame_id = event.frame_id if _echoable(event.frame_id) else None
         try:
             self._admit(None, event.host, now)
         except Refused as refusal:
-            return self._refuse(event, None, "frame", who, refusal)
-        return self._refuse(event, None, "frame", who, FrameError(event.code, event.detail))
+            return self._refuse(event, frame_id, "frame", who, refusal)
+        return self._refuse(event, frame_id, "frame", who, FrameError(event.code, event.detail))
 
     def _account_named(self, name, default):
         """`name` if it is an account (safe to log), else `default`."""

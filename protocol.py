@@ -53,11 +53,13 @@ ERRORS = {
 
 
 class FrameError(Exception):
-    """A frame that cannot be understood; `code` is one of ERRORS."""
+    """A frame that cannot be understood; `code` is one of ERRORS. `frame_id`: the frame's
+    "id", where it was read (a JSON object whose type or text is wrong), for the answer."""
 
-    def __init__(self, code, detail=""):
+    def __init__(self, code, detail="", frame_id=None):
         super().__init__(detail or ERRORS[code])
         self.code = code
+        self.frame_id = frame_id
 
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -195,22 +197,38 @@ def decode(line):
                              "integer string conversion" in str(exc) else "") from None
     if not isinstance(frame, dict):
         raise FrameError("not_object")
+    escaped = "\\ud" in text or "\\uD" in text
     if not isinstance(frame.get("type"), str):
-        raise FrameError("bad_field", "every frame needs a string 'type'")
-    if ("\\ud" in text or "\\uD" in text) and not _whole_unicode(frame):
-        raise FrameError("bad_utf8", "a \\u escape of half a surrogate pair is not text")
+        raise FrameError("bad_field", "every frame needs a string 'type'",
+                         _id_to_repeat(frame, escaped))
+    if escaped:
+        unwritable = _unwritable(frame)
+        if unwritable is not None:
+            raise FrameError(*unwritable, _id_to_repeat(frame, escaped))
     return frame
 
 
-def _whole_unicode(frame):
-    """False if a string in `frame` holds a lone surrogate ("\\ud800" alone is valid JSON,
-    but no UTF-8 can carry it: every line made from it would fail to encode, far from here).
-    Asked only of a line with such an escape in it: a pair, an emoji say, is one character."""
+def _id_to_repeat(frame, escaped):
+    """A refused frame's "id", for its answer (a client matches replies by it), unless the
+    line's surrogate escapes (`escaped`) leave it unwritable."""
+    frame_id = frame.get("id")
+    return None if escaped and _unwritable(frame_id) is not None else frame_id
+
+
+def _unwritable(value):
+    """(code, detail) if `value` cannot be written again as a line, else None: a string in
+    it holds a lone surrogate ("\\ud800" alone is valid JSON, but no UTF-8 can carry it:
+    every line made from it would fail to encode, far from here), or it is nested too deeply
+    to be written (valid JSON just shallow enough to be read, with such an escape: a fuzzer's
+    RecursionError, and no answer). Asked only of a line with such an escape in it: a pair,
+    an emoji say, is one character."""
     try:
-        json.dumps(frame, ensure_ascii=False).encode("utf-8")
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
-        return False
-    return True
+        return "bad_utf8", "a \\u escape of half a surrogate pair is not text"
+    except RecursionError:
+        return "bad_json", "nested too deeply"
+    return None
 
 
 def decoded(line):

@@ -35,11 +35,13 @@ class Request:
 
 @dataclass(slots=True)
 class BadFrame:
-    """A frame from accepted connection `conn` that could not be decoded: `code` says why."""
+    """A frame from accepted connection `conn` that could not be decoded: `code` says why;
+    `frame_id`, its "id" where one was read."""
     conn: int
     host: str
     code: str
     detail: str = ""
+    frame_id: object = None
 
 
 @dataclass(slots=True)
@@ -190,7 +192,7 @@ def accepted_event(conn, host, line):
     try:
         return Request(conn, decode(line), host)
     except FrameError as exc:
-        return BadFrame(conn, host, exc.code, str(exc))
+        return BadFrame(conn, host, exc.code, str(exc), exc.frame_id)
 
 
 def delivery_event(proof, line):

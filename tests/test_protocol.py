@@ -212,3 +212,27 @@ def test_a_flag_is_true_or_false_or_bad_field(value):
     assert (refused.value.code, str(refused.value)) == ("bad_field", "'f' must be true or false")
     with pytest.raises(protocol.FrameError):
         protocol.flag_field({}, "f")                             # required: no default
+
+
+def test_a_frame_too_deep_to_write_again_with_a_surrogate_escape_is_bad_json():
+    """(a fuzzer's: 985 levels with an emoji's escape in them were read, then overflowed the
+    stack at the check for lone surrogates: no answer, and a traceback in the log)"""
+    for depth in range(900, 1000, 3):
+        line = (b'{"type":"check_user","x":' + b"[" * depth + rb'"\ud83d\ude00"'
+                + b"]" * depth + b"}")
+        try:
+            protocol.decode(line)
+        except protocol.FrameError as exc:
+            assert exc.code == "bad_json"
+
+
+@pytest.mark.parametrize("line, code, frame_id", [
+    (b'{"type":5,"id":"C"}', "bad_field", "C"),
+    (rb'{"type":"check_user","user":"\ud800","id":"C"}', "bad_utf8", "C"),
+    (rb'{"type":"check_user","user":"\ud800","id":"\udc00"}', "bad_utf8", None),
+    (rb'{"type":5,"id":"\udc00"}', "bad_field", None),
+    (b'[1]', "not_object", None)])
+def test_a_refused_frame_keeps_the_id_it_was_read_with(line, code, frame_id):
+    with pytest.raises(protocol.FrameError) as refused:
+        protocol.decode(line)
+    assert (refused.value.code, refused.value.frame_id) == (code, frame_id)

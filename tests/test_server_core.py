@@ -885,6 +885,16 @@ def test_a_bye_as_every_client_words_it_is_known_without_decoding(monkeypatch):
         server_events.accepted_event(3, "h", b'{"type": "bye"}')
 
 
+@pytest.mark.parametrize("line, code", [(b'{"type":5,"id":"C"}', "bad_field"),
+                                        (rb'{"type":"online","x":"\ud800","id":"C"}', "bad_utf8")])
+def test_a_refused_frame_read_as_an_object_is_answered_with_its_id(line, code):
+    """(PROTOCOL.md: a reply repeats the request's id; these two were answered without it)"""
+    import server_events
+    server, _ = make_server()
+    refused = replies(server.handle(server_events.accepted_event(3, "h", line), 0.0))
+    assert [(reply["code"], reply.get("id")) for reply in refused] == [(code, "C")]
+
+
 def test_what_is_made_per_message_or_short_connection_is_not_frozen():
     # a frozen dataclass sets each field through object.__setattr__ (0.28 us an object more)
     import server_events
