@@ -95,6 +95,17 @@ def test_long_text_is_cut_into_pieces_that_fit_between_characters():
     assert pieces("short") == ["short"]
 
 
+@pytest.mark.parametrize("text", [" " * 4000, "a" + " " * 1000 + "b", "x" * 399 + " ",
+                                  ("word " * 300).strip(), " lead" + "y" * 800])
+def test_pieces_keep_every_character_but_the_one_space_at_each_break_and_none_is_empty(text):
+    """(a fuzzer's 4,000 spaces came out as 400 and an empty PRIVMSG; "a", 1,000 spaces and
+    "b" lost 550 of them)"""
+    cut = pieces(text)
+    assert all(cut) and all(len(piece.encode()) <= 400 for piece in cut)
+    joined = " ".join(cut)
+    assert joined == text or "".join(cut) == text    # a break at a space, or between two
+
+
 @pytest.mark.parametrize("nick, ok", [("columbia", True), ("csee4119", True), ("4119", False),
                                       ("#chat", False), ("a b", False), ("a,b", False),
                                       ("x!y", False), ("", False), ("ünï", True)])
