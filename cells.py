@@ -62,9 +62,11 @@ def clipped(text, width):
     return text
 
 
-# Characters that move the cursor or reorder text although they are not C0/C1 controls.
-_INVISIBLE = {"\u2028", "\u2029", "\u200e", "\u200f"} | {chr(c) for c in range(0x202A, 0x202F)} \
-    | {chr(c) for c in range(0x2066, 0x206A)}
+# Characters that move the cursor or reorder text although they are not C0/C1 controls: line
+# and paragraph separators and every bidi control (U+061C, the Arabic letter mark, too: a
+# fuzzer's went through). Joiners and tags stay: emoji sequences and flags are made of them.
+_INVISIBLE = {"\u2028", "\u2029", "\u200e", "\u200f", "\u061c"} \
+    | {chr(c) for c in range(0x202A, 0x202F)} | {chr(c) for c in range(0x2066, 0x206A)}
 
 
 def visible(text):

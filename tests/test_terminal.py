@@ -180,6 +180,12 @@ def test_shown_text_cannot_drive_the_terminal():
 def test_visible_keeps_ordinary_text_and_turns_tabs_into_spaces():
     assert visible("héllo, wörld! 😀") == "héllo, wörld! 😀"
     assert visible("a\tb\nc") == "a b\\x0ac"
+    assert visible("flag \U0001F3F4\U000E0067\U000E0062\U000E007F, \U0001F469\u200d\U0001F4BB") \
+        == "flag \U0001F3F4\U000E0067\U000E0062\U000E007F, \U0001F469\u200d\U0001F4BB"
+
+
+def test_visible_shows_every_bidi_control_as_an_escape():
+    assert visible("a\u202eb\u2067c\u200fd\u061ce") == "a\\u202eb\\u2067c\\u200fd\\u061ce"
 
 
 def test_log_goes_to_stderr_and_keeps_the_input_line():
