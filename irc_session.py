@@ -444,9 +444,10 @@ class IrcSession(RoomCommands):
             if self.password is None and account in self.open_accounts:
                 if self.is_online(account) or account in self.shared.logging:
                     # no password proves this is the same person: an open account in use
-                    # is not taken over (a login with its password would be)
-                    self.numeric("433", self.nick, "Nickname is already in use")
-                    self.nick = "*"
+                    # is not taken over (a login with its password would be). Addressed to
+                    # "*", as before any nick is taken
+                    nick, self.nick = self.nick, "*"
+                    self.numeric("433", nick, "Nickname is already in use")
                     return
                 self.password = "(none)"        # an open account takes any password
             if self.password is None and account is None:
@@ -529,6 +530,9 @@ class IrcSession(RoomCommands):
                      f"TARGMAX=PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS}", "SILENCE=64",
                      "UTF8ONLY", "CLIENTTAGDENY=*", "are supported by this server")
         self._c_motd((), None)
+        # every user here is +i (221), and is told so, as servers that give a mode at the
+        # start do: irssi showed none, and asked for +i again at every connection, unanswered
+        self.say("MODE", self.nick, "+i", source=self.who_is(self.nick))
         self.say("JOIN", self.room, source=self.who_is(self.nick))
         self.numeric("332", self.room, TOPIC)
         self._ask_online(self._names_then_ready, always=True)

@@ -164,6 +164,9 @@ def test_pass_nick_user_log_in_and_the_room_is_joined_with_everyone_in_it(world)
     columbia = irc_login(world, "columbia")
     commands = [m.command for m in columbia.messages]
     assert commands[:5] == ["001", "002", "003", "004", "005"]
+    # its mode, as every user's, told before the room
+    assert commands.index("376") < commands.index("MODE") < commands.index("JOIN")
+    assert columbia.of("MODE")[0].params == ("columbia", "+i")
     assert commands.index("376") < commands.index("JOIN") < commands.index("353")
     assert columbia.of("JOIN")[0].params == ("#chat",)
     assert columbia.of("353")[0].params[-1].split() == ["columbia", "seas"]
@@ -763,6 +766,8 @@ def test_an_open_account_in_use_is_not_taken_over_without_a_password(world):
     third = IrcClient(world.reactor, world.irc_port)
     third.send("NICK Guest", "USER g 0 * :g")       # later: the account is online
     settle(world, lambda: third.of("433"))
+    assert [m.params[:2] for m in second.of("433") + third.of("433")] == [
+        ("*", "guest"), ("*", "Guest")]                 # as before any nick is taken
     assert first.closed is None and "guest" in world.core.online_users()
     third.send("PASS anything", "NICK guest")       # a password (any, for an open account)
     settle(world, lambda: third.of("001"))           # ... logs in, and the older one goes
