@@ -118,6 +118,7 @@ class ChatWindow:
         self._cleared = 0               # the view's conversations begun, as drawn
         self._showing = None            # "login" or "chat"
         self.dialog = None              # the consent Toplevel while one is open
+        self.leaving = None             # the Toplevel asking before a close, while one is open
         root.title("Chat room")
         root.geometry("{}x{}".format(*fitted(WINDOW_SIZE, (root.winfo_screenwidth(),
                                                            root.winfo_screenheight()))))
@@ -304,10 +305,35 @@ class ChatWindow:
         self._type(self.view.answer(agree))
 
     def close(self):
-        """The window's close button: hide at once, then log out as Ctrl-C does."""
+        """The window's close button: hide at once, then log out as Ctrl-C does. While
+        messages wait for the server, it asks first, and closes by itself once they are
+        taken: closed at once, a trial's messages typed in an outage were listed as not sent
+        on a standard error nobody read."""
+        if self.view.waiting and self.leaving is None:
+            self.leaving = self._leave_dialog()
+            self._draw_leaving()
+            return
+        self._close_now()
+
+    def _close_now(self):
+        self._stay()
         self.root.withdraw()
         self.screen.close()
         self.kick()
+
+    def _stay(self):
+        if self.leaving is not None:
+            self.leaving.destroy()
+            self.leaving = None
+
+    def _draw_leaving(self):
+        if self.leaving is None:
+            return
+        if not self.view.waiting:
+            self._close_now()       # all taken: the close goes on
+            return
+        count = self.view.waiting
+        self.leaving.count.set(f"{count} message{'' if count == 1 else 's'} waiting.")
 
     # -- drawing ------------------------------------------------------------------------------
 
@@ -332,6 +358,7 @@ class ChatWindow:
         self.status.set(view.status)
         self.root.title(f"Chat room: {view.user}" if view.stage is Stage.LOGGED_IN else "Chat room")
         self._draw_dialog()
+        self._draw_leaving()
 
     def _show(self, which):
         if which == self._showing:
@@ -421,34 +448,55 @@ class ChatWindow:
             self.dialog = self._consent_dialog(requester)
 
     def _consent_dialog(self, requester):
-        dialog = tkinter.Toplevel(self.root, name="consent")
+        dialog = self._dialog(
+            "consent", "Private talk",
+            f"Do you agree to have a private talk with {requester}?",
+            f"If you agree, {requester} gets your address and can send you messages straight "
+            f"to this window, not through the server.",
+            (("agree", "Agree", lambda: self.answer(True)),
+             ("refuse", "Refuse", lambda: self.answer(False))))
         dialog.requester = requester
-        dialog.title("Private talk")
+        return dialog
+
+    def _leave_dialog(self):
+        dialog = self._dialog(
+            "leave", "Messages on their way",
+            "Some of your messages are not yet with the server.",
+            "The window closes by itself once the server has them. Closed now, they are not "
+            "sent.",
+            (("wait", "Wait for them", self._stay),
+             ("close", "Close now", self._close_now)))
+        dialog.count = tkinter.StringVar(dialog)
+        ttk.Label(dialog, textvariable=dialog.count, padding=(16, 0, 16, 12),
+                  name="count").pack(anchor="w", before=dialog.nametowidget("buttons"))
+        return dialog
+
+    def _dialog(self, name, heading, question, explained, buttons):
+        """A dialog over the window: a heading, a question, a line explaining it, and buttons
+        of (name, text, command), the last of them also Escape's and the close button's."""
+        dialog = tkinter.Toplevel(self.root, name=name)
+        dialog.title(heading)
         dialog.transient(self.root)
         # a border of its own: without a window manager's frame it would melt into the window
         dialog.configure(borderwidth=1, relief="solid")
-        ttk.Label(dialog, text="Private talk", font=HEADING_FONT, name="heading",
+        ttk.Label(dialog, text=heading, font=HEADING_FONT, name="heading",
                   padding=(16, 16, 16, 4)).pack(anchor="w")
         ttk.Label(dialog, padding=(16, 4), name="question", wraplength=DIALOG_WRAP,
-                  text=f"Do you agree to have a private talk with {requester}?").pack(anchor="w")
+                  text=question).pack(anchor="w")
         ttk.Label(dialog, padding=(16, 0, 16, 8), name="explained", wraplength=DIALOG_WRAP,
-                  foreground=NOTICE_COLOUR,
-                  text=f"If you agree, {requester} gets your address and can send you messages "
-                       f"straight to this window, not through the server.").pack(anchor="w")
-        buttons = ttk.Frame(dialog, padding=(16, 0, 16, 16), name="buttons")
-        buttons.pack()
-        dialog.agree = ttk.Button(buttons, text="Agree", command=lambda: self.answer(True),
-                                  name="agree")
-        dialog.refuse = ttk.Button(buttons, text="Refuse", command=lambda: self.answer(False),
-                                   name="refuse")
-        dialog.agree.pack(side="left", padx=4)
-        dialog.refuse.pack(side="left", padx=4)
-        dialog.protocol("WM_DELETE_WINDOW", lambda: self.answer(False))
-        # Escape refuses; Return presses the button that has the focus (Tab moves it), never
-        # Agree by itself: an Enter meant for the input as the dialog opened would give the
-        # address away
-        dialog.bind("<Escape>", lambda event: self.answer(False))
-        for button in (dialog.agree, dialog.refuse):
+                  foreground=NOTICE_COLOUR, text=explained).pack(anchor="w")
+        row = ttk.Frame(dialog, padding=(16, 0, 16, 16), name="buttons")
+        row.pack()
+        made = [ttk.Button(row, text=text, command=command, name=button_name)
+                for button_name, text, command in buttons]
+        for button in made:
+            button.pack(side="left", padx=4)
+        dialog.protocol("WM_DELETE_WINDOW", buttons[-1][2])
+        # Escape presses the last button; Return presses the button that has the focus (Tab
+        # moves it), never the first by itself: an Enter meant for the input as a consent
+        # dialog opened would give the address away
+        dialog.bind("<Escape>", lambda event: buttons[-1][2]())
+        for button in made:
             button.bind("<Return>", lambda event, b=button: b.invoke())
             # (the next request's dialog opens where the last one's buttons were: a trial's
             # double-click answered two)
@@ -461,7 +509,7 @@ class ChatWindow:
             (dialog.winfo_reqwidth(), dialog.winfo_reqheight()),
             (self.root.winfo_rootx(), self.root.winfo_rooty(),
              self.root.winfo_width(), self.root.winfo_height()))))
-        # above the chat window, with the keyboard: Escape refuses at once, Tab reaches the
+        # above the chat window, with the keyboard: Escape answers at once, Tab reaches the
         # buttons (a trial's opened behind the window, and took no key until clicked)
         dialog.transient(self.root)
         dialog.focus_set()

@@ -430,6 +430,38 @@ def test_a_staying_window_without_a_port_chats_and_resumes_after_a_cut(windows, 
     assert bob.wait_exit() == 0
 
 
+def test_closing_with_messages_on_their_way_asks_and_closes_once_they_are_taken(windows,
+                                                                                server):
+    """(a trial's window closed in an outage at once, its messages listed as not sent on a
+    standard error nobody read)"""
+    alice, bob = windows(), windows()
+    login(alice, "columbia")
+    login(bob, "seas")
+    alice.wait(lambda: alice.list_items(".chat.side.users") == ["seas"], "seas in the list")
+    alice.select_item(".chat.side.users", "seas")
+    alice.invoke(".chat.side.message")
+    server.proc.send_signal(signal.SIGSTOP)         # the server away: the message waits
+    try:
+        alice.type_into(".chat.bottom.input", "on its way")
+        alice.press_enter(".chat.bottom.input")
+        alice.close_window()
+        alice.wait(lambda: alice.exists(".leave"), "the question before closing")
+        alice.wait(lambda: alice.label(".leave.count") == "1 message waiting.", "the count")
+        assert alice.call("wm", "state", ".") == "normal" and alice.proc.poll() is None
+        alice.press(".leave.buttons.wait")          # kept open, the message still waiting
+        alice.wait(lambda: not alice.exists(".leave"), "the question gone")
+        alice.close_window()
+        alice.wait(lambda: alice.exists(".leave"), "the question again")
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+    assert alice.wait_exit() == 0                   # closed by itself once the message is taken
+    bob.wait(pane_has(bob, "columbia: on its way"), "the message")
+    server.wait_log("columbia logged out")
+    assert "Not sent" not in alice.errors()
+    bob.close_window()
+    assert bob.wait_exit() == 0
+
+
 def test_sigterm_logs_out_like_ctrl_c_and_idle_costs_no_cpu(windows, server):
     gui = windows()
     login(gui, "google")
