@@ -464,8 +464,8 @@ class ChatWindow:
             "Some of your messages are not yet with the server.",
             "The window closes by itself once the server has them. Closed now, they are not "
             "sent.",
-            (("wait", "Wait for them", self._stay),
-             ("close", "Close now", self._close_now)))
+            (("close", "Close now", self._close_now),
+             ("keep", "Keep the window open", self._stay)))
         dialog.count = tkinter.StringVar(dialog)
         ttk.Label(dialog, textvariable=dialog.count, padding=(16, 0, 16, 12),
                   name="count").pack(anchor="w", before=dialog.nametowidget("buttons"))
