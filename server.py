@@ -211,6 +211,8 @@ def irc_unfit(accounts):
                   if not irc_wire.nick_ok(name) or irc_wire.fold(name) == SERVICE)
 
 
+STORE_FILE = "chat.sqlite3"      # the store's file in the data directory
+
 # What the disk needs besides the store's byte quota: SQLite's write-ahead log grows to 1,000
 # pages (4 MiB) between checkpoints, and a pass's record and the file's own pages come on top
 # (on a disk with less room the store checkpoints sooner: storage._checkpoint_pages).
@@ -252,7 +254,7 @@ def _disk_room(data_dir):
     try:
         stat = os.statvfs(data_dir)
         held = sum(entry.stat().st_size for entry in os.scandir(data_dir)
-                   if entry.name.startswith("chat.sqlite3"))
+                   if entry.name.startswith(STORE_FILE))
     except OSError:
         return None
     return held + stat.f_bavail * stat.f_frsize
@@ -300,7 +302,7 @@ def _open_store(args, clock):
         os.makedirs(args.data_dir, exist_ok=True)
         # numbers start above the wall clock in microseconds: a wiped or restored data
         # directory never gives a number a running client has seen (PROTOCOL.md)
-        return Store(os.path.join(args.data_dir, "chat.sqlite3"), clock, sync=args.sync,
+        return Store(os.path.join(args.data_dir, STORE_FILE), clock, sync=args.sync,
                      seq_floor=int(clock.wall() * 1_000_000), exclusive=True)
     except (OSError, sqlite3.Error) as exc:
         why = exc
@@ -446,10 +448,27 @@ def main(argv=None):
     except StoreUnavailable as trouble:
         log(f"could not commit at the end ({trouble}): what was not committed was answered "
             f"unavailable, and its senders send it again")
+    _rescue(store, args.data_dir, log)
     store.close()
     glue.repeated.flush()       # (folded lines' counts still waiting for their minute)
     log("stopped")
     return 0
+
+
+def _rescue(store, data_dir, log):
+    """A store whose file is not at its path (its data directory wiped, and the file not
+    written again) is copied elsewhere before its last handle closes, and the log says where
+    and what to do."""
+    if not store.homeless:
+        return
+    copy = store.rescue()
+    if copy is None:
+        log(f"{store.failing}; no copy of the store could be written anywhere: the messages it "
+            f"held are lost")
+        return
+    log(f"{store.failing}; everything the store held is copied to {copy}: to keep it, with no "
+        f"server running, move it to {os.path.join(os.path.abspath(data_dir), STORE_FILE)} (a "
+        f"store there now is another's: keep the one that holds the messages)")
 
 
 if __name__ == "__main__":

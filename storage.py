@@ -33,6 +33,8 @@ import json
 import os
 import secrets
 import sqlite3
+import tempfile
+import time
 
 import wal
 from log_index import LogIndex
@@ -940,9 +942,9 @@ class Store:
         self._homeless = True
         tmp, fresh = self._path + ".tmp", self._path + ".new"
         if os.path.lexists(self._path):
-            self.failing = ("the store's file was replaced while the server ran; restart the "
-                            "server to use the new one (what was answered ok since is not "
-                            "in it)")
+            self.failing = ("the store's file was replaced while the server ran (a restore, "
+                            "or another server's): what this server holds is not in it, and "
+                            "its stop writes a copy elsewhere")
             raise StoreUnavailable(self.failing)
         try:
             directory = os.path.dirname(os.path.abspath(self._path))
@@ -1003,6 +1005,37 @@ class Store:
             return held
         look = (self._looked_at or 0.0) + LOOK_EVERY_S
         return look if held is None or look < held else held
+
+    @property
+    def homeless(self):
+        """True while the store's file is gone from its path and not written again there."""
+        return self._homeless and self._db is not None
+
+    def rescue(self):
+        """At a stop, a homeless store (its file deleted and not written again, for want of
+        room or a writable directory, or another file put at its path) -> the path of a copy
+        of everything it holds, written beside the path, a directory up, in the temporary
+        directory or the working one, whichever takes it first; None if none did. Closed
+        without it, what it held went with its last handle: a trial's restart after a stop
+        had lost 238 messages answered ok."""
+        if not self.homeless:
+            return None
+        name = f"{os.path.basename(self._path)}.rescued-{time.strftime('%Y%m%d-%H%M%S')}"
+        here = os.path.dirname(os.path.abspath(self._path))
+        for directory in (here, os.path.dirname(here), tempfile.gettempdir(), os.getcwd()):
+            copy = os.path.join(directory, name)
+            if os.path.lexists(copy):
+                continue
+            try:
+                self._db.execute("VACUUM INTO ?", (copy,))
+                _sync_path(copy)
+                return copy
+            except (OSError, sqlite3.Error):
+                try:
+                    os.remove(copy)     # (a part of one: no copy to trust)
+                except OSError:
+                    pass
+        return None
 
     def close(self):
         """Close the database; uncommitted writes are lost."""

@@ -138,6 +138,36 @@ def test_a_data_directory_wiped_while_the_server_runs_loses_nothing_it_acknowled
         proc.wait()
 
 
+def test_a_stop_after_a_wipe_whose_file_could_not_be_written_again_leaves_a_copy(tmp_path):
+    """A data directory wiped and a file put at its path: the store's file cannot be written
+    again, and a stop closed its last handle: a trial's restart had lost 238 messages answered
+    ok. The stop writes a copy elsewhere, and the log says where and what to do with it."""
+    import re
+    import shutil
+    from realprocs import wait_log
+    proc, port = start_server(tmp_path, 0)
+    try:
+        token = login(port, "columbia", "116bway")
+        frames = [{"type": "message", "token": token, "to": "seas", "text": f"kept{n}",
+                   "mid": f"kept-{n}", "id": n} for n in range(1, 4)]
+        assert [reply["type"] for reply in exchange(port, frames)] == ["ok"] * 3
+        shutil.rmtree(tmp_path / "data")
+        (tmp_path / "data").write_bytes(b"not a directory")
+        wait_log(tmp_path, "cannot be written again yet")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(WAIT_S) == 0
+        copy = re.search(r"everything the store held is copied to (\S+): to keep it",
+                         (tmp_path / "server.log").read_text()).group(1)
+        (tmp_path / "data").unlink()                  # the operator puts it back
+        (tmp_path / "data").mkdir()
+        os.rename(copy, tmp_path / "data" / "chat.sqlite3")
+        proc, port = start_server(tmp_path, port)
+        assert take_deliveries(port, "seas", "summerisover", 3) == ["kept1", "kept2", "kept3"]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_a_data_directory_wiped_while_the_server_is_idle_is_written_again_unasked(tmp_path):
     """Wiped while nothing wrote, the store was noticed gone only at the next commit: a
     trial's kill -9 meanwhile lost the five messages it had answered ok."""

@@ -706,6 +706,39 @@ def test_until_a_deleted_stores_file_can_be_written_again_every_commit_fails(tmp
     again.close()
 
 
+@pytest.mark.parametrize("how", ["a file where its directory was", "another store there"])
+def test_a_homeless_store_is_rescued_to_a_copy_that_holds_everything_it_held(tmp_path, how):
+    """(a trial's stop of a server whose directory was wiped, the file not written again,
+    lost 238 messages answered ok: they went with the last handle of the deleted file)"""
+    import shutil
+    path = tmp_path / "data" / "chat.sqlite3"
+    path.parent.mkdir()
+    store = Store(str(path))
+    for text in ("one", "two"):
+        keep(store, "bob", {"type": "message", "text": text})
+        store.commit()
+    assert not store.homeless and store.rescue() is None
+    shutil.rmtree(path.parent)
+    if how == "a file where its directory was":
+        path.parent.write_bytes(b"")
+    else:
+        path.parent.mkdir()
+        Store(str(path)).close()            # a second server's, at the path
+    keep(store, "bob", {"type": "message", "text": "answered unavailable"})
+    with pytest.raises(storage.StoreUnavailable):
+        store.commit()
+    assert store.homeless
+    copy = store.rescue()
+    assert copy is not None and os.path.basename(copy).startswith("chat.sqlite3.rescued-")
+    store.close()
+    rescued = Store(copy)
+    # (the last went to the deleted file before its loss was seen: "unavailable" promises
+    # nothing either way, and its sender's retry is known by its mid)
+    assert [frame["text"] for frame in frames(rescued, "bob")] == [
+        "one", "two", "answered unavailable"]
+    rescued.close()
+
+
 def _big_store(tmp_path):
     """A store whose file holds its messages (copied out of its log), as a busy one's does."""
     path = tmp_path / "chat.sqlite3"
