@@ -462,13 +462,14 @@ def _rescue(store, data_dir, log):
     if not store.homeless:
         return
     copy = store.rescue()
+    home = os.path.join(os.path.abspath(data_dir), STORE_FILE)
     if copy is None:
-        log(f"{store.failing}; no copy of the store could be written anywhere: the messages it "
-            f"held are lost")
+        log(f"the store is not at {home}, and no copy of it could be written anywhere: the "
+            f"messages it held are lost")
         return
-    log(f"{store.failing}; everything the store held is copied to {copy}: to keep it, with no "
-        f"server running, move it to {os.path.join(os.path.abspath(data_dir), STORE_FILE)} (a "
-        f"store there now is another's: keep the one that holds the messages)")
+    log(f"the store is not at {home}: everything it held is copied to {copy}; to keep it, with "
+        f"no server running, move it there (a store there now is another's: keep the one that "
+        f"holds the messages)")
 
 
 if __name__ == "__main__":

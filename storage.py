@@ -178,6 +178,8 @@ class Store:
         self._reserve_bytes = 0     # the reserve's size, on a small disk (_keep_reserve)
         self._reserve_held = False
         self._reserve_trouble = None    # why the reserve cannot be made, said once
+        self._rescued = None            # a homeless store's copy elsewhere (rescue)
+        self._rescues = 0
         try:
             self._open(seq_floor, new_identity)
         except BaseException as exc:
@@ -942,9 +944,9 @@ class Store:
         self._homeless = True
         tmp, fresh = self._path + ".tmp", self._path + ".new"
         if os.path.lexists(self._path):
-            self.failing = ("the store's file was replaced while the server ran (a restore, "
-                            "or another server's): what this server holds is not in it, and "
-                            "its stop writes a copy elsewhere")
+            self.failing = self._rescued_too(
+                "the store's file was replaced while the server ran (a restore, or another "
+                "server's): what this server holds is not in it")
             raise StoreUnavailable(self.failing)
         try:
             directory = os.path.dirname(os.path.abspath(self._path))
@@ -957,9 +959,10 @@ class Store:
             os.rename(tmp, fresh)
             _sync_path(directory)
         except (OSError, sqlite3.Error) as exc:
-            self.failing = f"the store's file was deleted while the server ran ({exc})"
-            raise StoreUnavailable(f"the store's file was deleted while the server ran, and "
-                                   f"cannot be written again yet ({exc})") from None
+            self.failing = self._rescued_too(
+                f"the store's file was deleted while the server ran, and cannot be written "
+                f"again yet ({exc})")
+            raise StoreUnavailable(self.failing) from None
         try:
             self._close_db()
             os.rename(fresh, self._path)
@@ -971,6 +974,9 @@ class Store:
             self.failing = f"the store's file was written again but cannot be opened yet ({exc})"
             raise StoreUnavailable(self.failing) from None
         self._homeless = False
+        if self._rescued is not None:   # (what it holds is at home again)
+            _remove_quietly(self._rescued)
+            self._rescued = None
         self._reserve_held = False      # (gone with the directory, perhaps: made again)
         self.notice = (f"the store's file was deleted while the server ran: written again at "
                        f"{self._path} from the open store, nothing lost (stop the server "
@@ -1012,15 +1018,19 @@ class Store:
         return self._homeless and self._db is not None
 
     def rescue(self):
-        """At a stop, a homeless store (its file deleted and not written again, for want of
-        room or a writable directory, or another file put at its path) -> the path of a copy
-        of everything it holds, written beside the path, a directory up, in the temporary
-        directory or the working one, whichever takes it first; None if none did. Closed
-        without it, what it held went with its last handle: a trial's restart after a stop
-        had lost 238 messages answered ok."""
+        """A homeless store (its file deleted and not written again, for want of room or a
+        writable directory, or another file put at its path) -> the path of a copy of
+        everything it holds, written beside the path, a directory up, in the temporary
+        directory or the working one, whichever takes it first (an earlier copy, if none
+        did now); None if none was ever written. Made when the loss is found, and at the
+        stop again (acknowledgements since): from the loss on, no commit succeeds, and so no
+        reply says yes. Without it, what the store held went with its last handle: a trial's
+        restart after a stop had lost 238 messages answered ok."""
         if not self.homeless:
             return None
-        name = f"{os.path.basename(self._path)}.rescued-{time.strftime('%Y%m%d-%H%M%S')}"
+        self._rescues += 1
+        name = (f"{os.path.basename(self._path)}.rescued-{time.strftime('%Y%m%d-%H%M%S')}-"
+                f"{self._rescues}")
         here = os.path.dirname(os.path.abspath(self._path))
         for directory in (here, os.path.dirname(here), tempfile.gettempdir(), os.getcwd()):
             copy = os.path.join(directory, name)
@@ -1029,13 +1039,21 @@ class Store:
             try:
                 self._db.execute("VACUUM INTO ?", (copy,))
                 _sync_path(copy)
-                return copy
             except (OSError, sqlite3.Error):
-                try:
-                    os.remove(copy)     # (a part of one: no copy to trust)
-                except OSError:
-                    pass
-        return None
+                _remove_quietly(copy)   # (a part of one: no copy to trust)
+                continue
+            if self._rescued is not None:
+                _remove_quietly(self._rescued)
+            self._rescued = copy
+            break
+        return self._rescued
+
+    def _rescued_too(self, failing):
+        """`failing`, and where the store is copied: made at the first failure of a loss."""
+        copy = self._rescued or self.rescue()
+        if copy is None:
+            return failing + "; no copy of the store could be written anywhere"
+        return f"{failing}; a copy of everything the store holds is at {copy}"
 
     def close(self):
         """Close the database; uncommitted writes are lost."""
@@ -1198,6 +1216,13 @@ def _refuse_emptied(path):
     raise sqlite3.DatabaseError(f"{path} is empty (0 bytes), as no store ever is: it was "
                                 f"emptied; restore it from a backup, or move it away (and its "
                                 f"-wal beside it) to start a new store")
+
+
+def _remove_quietly(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def _sync_path(path):
