@@ -659,7 +659,13 @@ class Store:
             self._damaged = (f"{why}: nothing more is stored. Restore the data directory from "
                              f"a backup (or move it away to start a new store) and restart "
                              f"the server")
-            _mark_damaged(self._path, why)
+            unmarked = _mark_damaged(self._path, why)
+            if unmarked is not None:
+                # (a trial's read-only directory took no note, and the restart went on
+                # without a word, 20 messages answered ok gone)
+                self._damaged += (f". The note that would stop a restart from using it "
+                                  f"could not be written ({unmarked}): do not restart the "
+                                  f"server on this directory as it is")
         self.failing = self._damaged
 
     # -- senders' counters (senders.py), written with the messages they answer ---------------
@@ -1159,17 +1165,19 @@ def _take_rewritten(path):
 
 
 def _mark_damaged(path, why):
-    """Leave `<path>-damaged` saying `why`, for the next start (_refuse_marked_damaged); if
-    it cannot be written (the directory gone, the disk full), the log said it anyway."""
+    """Leave `<path>-damaged` saying `why`, for the next start (_refuse_marked_damaged) ->
+    None, or the OSError that kept it from being written (the directory gone or read-only,
+    the disk full)."""
     if path == ":memory:":
-        return
+        return None
     try:
         with open(path + DAMAGED, "w", encoding="utf-8") as marker:
             marker.write(why + "\n")
             marker.flush()
             os.fsync(marker.fileno())       # (a crash right after must not lose it)
-    except OSError:
-        pass
+    except OSError as exc:
+        return exc
+    return None
 
 
 def _refuse_marked_damaged(path):

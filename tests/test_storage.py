@@ -791,6 +791,22 @@ def test_a_store_whose_log_is_cut_short_under_it_says_so_and_never_yes_again(tmp
     Store(str(path), exclusive=True).close()
 
 
+def test_a_damage_note_that_cannot_be_written_is_said(tmp_path):
+    """(a trial's read-only directory took no note, and a restart went on without a word)"""
+    path = tmp_path / "chat.sqlite3"
+    store = Store(str(path), exclusive=True)
+    for n in range(5):
+        keep(store, "bob", {"type": "message", "text": f"kept {n} " + "x" * 500})
+        store.commit()
+    os.mkdir(str(path) + "-damaged")        # (as root, a read-only directory would not stop it)
+    os.truncate(str(path) + "-wal", 0)
+    keep(store, "bob", {"type": "message", "text": "after the cut"})
+    with pytest.raises(storage.StoreUnavailable, match="note that would stop a restart from "
+                       "using it could not be written .* do not restart the server"):
+        store.commit()
+    store.close()
+
+
 def test_an_idle_store_finds_its_log_cut_short_at_its_look(tmp_path):
     path = tmp_path / "chat.sqlite3"
     store = Store(str(path), exclusive=True)
