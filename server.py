@@ -242,8 +242,9 @@ def fitted_store_bytes(data_dir, asked):
                         f"quota, and more room keeps more")
     return quota, (f"{where}, less than --store-bytes ({quota / mib:.1f} MiB) and "
                    f"{SQLITE_LOG_ROOM_BYTES // mib} MiB for SQLite's log: it fills before the "
-                   f"quota, and messages are then answered unavailable until space returns; "
-                   f"give it room"
+                   f"quota, and messages are then answered unavailable until space returns, "
+                   f"which a disk the store filled itself may never have (what readers "
+                   f"acknowledge cannot be written either); give it room"
                    + (" or lower --store-bytes" if room > SQLITE_LOG_ROOM_BYTES else
                       " (the store keeps SQLite's log to an eighth of the room there)"))
 
