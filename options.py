@@ -49,7 +49,10 @@ def count(text):
 
 def positive_count(text):
     """A whole number, 1 or more (a cap of 0 would refuse everyone)."""
-    value = count(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"not a whole number 1 or more: {text!r}")
     return value

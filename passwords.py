@@ -34,6 +34,7 @@ _DUMMY_SALT = bytes(SALT_BYTES)
 # UTF-8; a byte-order mark at the start (Notepad writes one) is read as nothing. Files we
 # write have none.
 CREDENTIALS_ENCODING = "utf-8-sig"
+MAX_LINE_CHARS = 65536      # a line of credential.txt: a name and a password or its hash
 
 
 def _scrypt(password, salt):
@@ -119,10 +120,17 @@ class CredentialsError(Exception):
 
 
 def _account_lines(path):
-    """Yield (line_number, fields) for each line that is not blank or a comment."""
+    """Yield (line_number, fields) for each line that is not blank or a comment; a line
+    longer than MAX_LINE_CHARS is CredentialsError (a trial's --credentials /dev/zero, one
+    endless line, was read until memory ran out)."""
     with open(path, encoding=CREDENTIALS_ENCODING) as lines:
         try:
-            for number, line in enumerate(lines, start=1):
+            number = 0
+            while line := lines.readline(MAX_LINE_CHARS + 1):
+                number += 1
+                if len(line.rstrip("\n")) > MAX_LINE_CHARS:
+                    raise CredentialsError(f"{path}, line {number}: longer than "
+                                           f"{MAX_LINE_CHARS:,} characters")
                 fields = line.split()
                 if fields and not fields[0].startswith("#"):
                     yield number, fields

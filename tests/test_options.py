@@ -47,6 +47,9 @@ def test_ports_counts_and_rates():
     for check, bad in ((options.count, "-1"), (options.rate, "inf"), (options.rate, "x")):
         with pytest.raises(argparse.ArgumentTypeError):
             check(bad)
+    for bad in ("0", "1e3", "-5", "x"):     # (1e3 was said to want "0 or more")
+        with pytest.raises(argparse.ArgumentTypeError, match="1 or more"):
+            options.positive_count(bad)
 
 
 def test_both_programs_refuse_an_endless_heartbeat_or_time_out(capsys):

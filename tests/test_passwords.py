@@ -168,3 +168,12 @@ def test_a_credentials_file_saved_with_a_byte_order_mark_is_read(tmp_path):
     assert load_credentials(path) == {"columbia": "116bway", "seas": "summerisover"}
     passwords.set_password(str(path), "columbia", "new")    # the passwd command reads it too
     assert sorted(load_credentials(path)) == ["columbia", "seas"]
+
+
+def test_a_credentials_line_past_the_limit_is_refused_not_read_without_end(tmp_path):
+    """(a trial's --credentials /dev/zero, one endless line, was read until memory ran out)"""
+    with pytest.raises(CredentialsError, match="line 1: longer than 65,536 characters"):
+        load_credentials("/dev/zero")
+    path = tmp_path / "credential.txt"
+    path.write_text("seas " + "p" * (passwords.MAX_LINE_CHARS - 5) + "\ncolumbia 116bway")
+    assert sorted(load_credentials(path)) == ["columbia", "seas"]   # at the limit: read
