@@ -104,6 +104,7 @@ COUNTER_BYTES = 48          # a sender's counter on the disk besides its text: i
                             # in the primary key's index), counted in the store's byte quota
 FRAME_BYTES = PAGE_BYTES + 24   # a page in the write-ahead log, with its frame header
 DAMAGED = "-damaged"        # beside the store's file: a server found it damaged (_damage)
+NEW_FILE_S = 5              # an empty store's file younger than this is another's, begun
 RESERVE = "-reserve"        # beside the store's file on a small disk: room kept for the
                             # checkpoint a full disk needs (Store._keep_reserve)
 _NOBODY = frozenset()       # the block list of a user who blocks nobody
@@ -1217,13 +1218,18 @@ def _refuse_emptied(path):
     if path == ":memory:":
         return
     try:
-        if os.path.getsize(path):
-            return
+        found = os.stat(path)
     except FileNotFoundError:
         return          # a new store
-    raise sqlite3.DatabaseError(f"{path} is empty (0 bytes), as no store ever is: it was "
-                                f"emptied; restore it from a backup, or move it away (and its "
-                                f"-wal beside it) to start a new store")
+    if found.st_size:
+        return
+    # (a trial's two servers started at once: the second read the first's new file)
+    starting = (f"another server may be starting on this data directory (the file was "
+                f"written {NEW_FILE_S} s ago at most); if none is, "
+                if time.time() - found.st_mtime < NEW_FILE_S else "")
+    raise sqlite3.DatabaseError(f"{path} is empty (0 bytes), as no store ever is: {starting}it "
+                                f"was emptied; restore it from a backup, or move it away (and "
+                                f"its -wal beside it) to start a new store")
 
 
 def _remove_quietly(path):
