@@ -138,6 +138,14 @@ def test_a_data_directory_wiped_while_the_server_runs_loses_nothing_it_acknowled
         proc.wait()
 
 
+def three_answered_ok(port, prefix):
+    """columbia sends seas `prefix`1..3, each answered ok."""
+    token = login(port, "columbia", "116bway")
+    frames = [{"type": "message", "token": token, "to": "seas", "text": f"{prefix}{n}",
+               "mid": f"{prefix}-{n}", "id": n} for n in range(1, 4)]
+    assert [reply["type"] for reply in exchange(port, frames)] == ["ok"] * 3
+
+
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL])
 def test_a_store_whose_file_could_not_be_written_again_leaves_a_copy(tmp_path, stop):
     """A data directory wiped and a file put at its path: the store's file cannot be written
@@ -149,10 +157,7 @@ def test_a_store_whose_file_could_not_be_written_again_leaves_a_copy(tmp_path, s
     from realprocs import wait_log
     proc, port = start_server(tmp_path, 0)
     try:
-        token = login(port, "columbia", "116bway")
-        frames = [{"type": "message", "token": token, "to": "seas", "text": f"kept{n}",
-                   "mid": f"kept-{n}", "id": n} for n in range(1, 4)]
-        assert [reply["type"] for reply in exchange(port, frames)] == ["ok"] * 3
+        three_answered_ok(port, "kept")
         shutil.rmtree(tmp_path / "data")
         (tmp_path / "data").write_bytes(b"not a directory")
         wait_log(tmp_path, "cannot be written again yet")
@@ -177,10 +182,7 @@ def test_a_data_directory_wiped_while_the_server_is_idle_is_written_again_unaske
     from realprocs import wait_log
     proc, port = start_server(tmp_path, 0)
     try:
-        token = login(port, "columbia", "116bway")
-        frames = [{"type": "message", "token": token, "to": "seas", "text": f"idle{n}",
-                   "mid": f"idle-{n}", "id": n} for n in range(1, 4)]
-        assert [reply["type"] for reply in exchange(port, frames)] == ["ok"] * 3
+        three_answered_ok(port, "idle")
         shutil.rmtree(tmp_path / "data")
         wait_log(tmp_path, "the store's file was deleted while the server ran: written again")
         proc.send_signal(signal.SIGKILL)
