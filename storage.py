@@ -180,7 +180,7 @@ class Store:
         self._reserve_held = False
         self._reserve_trouble = None    # why the reserve cannot be made, said once
         self._rescued = None            # a homeless store's copy elsewhere (rescue)
-        self._rescues = 0
+        self._rescues = 0               # copies tried since the loss was found
         try:
             self._open(seq_floor, new_identity)
         except BaseException as exc:
@@ -984,6 +984,7 @@ class Store:
         if self._rescued is not None:   # (what it holds is at home again)
             _remove_quietly(self._rescued)
             self._rescued = None
+        self._rescues = 0
         self._reserve_held = False      # (gone with the directory, perhaps: made again)
         self.notice = (f"the store's file was deleted while the server ran: written again at "
                        f"{self._path} from the open store, nothing lost (stop the server "
@@ -1056,8 +1057,9 @@ class Store:
         return self._rescued
 
     def _rescued_too(self, failing):
-        """`failing`, and where the store is copied: made at the first failure of a loss."""
-        copy = self._rescued or self.rescue()
+        """`failing`, and where the store is copied: made at the first failure of a loss
+        only (the glue tries again every few seconds, and a large store's copy takes time)."""
+        copy = self._rescued if self._rescues else self.rescue()
         if copy is None:
             return failing + "; no copy of the store could be written anywhere"
         return f"{failing}; a copy of everything the store holds is at {copy}"
@@ -1099,10 +1101,7 @@ def _reserve_bytes(path):
     pages = (disk.f_bavail * disk.f_frsize + held) // 8 // PAGE_BYTES
     if pages >= DEFAULT_LOG_PAGES:
         if held:
-            try:
-                os.remove(path + RESERVE)
-            except OSError:
-                pass
+            _remove_quietly(path + RESERVE)
         return 0, 0
     return max(SMALL_LOG_PAGES, pages) * PAGE_BYTES, held
 
