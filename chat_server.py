@@ -489,12 +489,22 @@ class ChatServer(Reach):
         except FrameError as refusal:
             return self._refuse(request, None, "ack", f"conn {request.conn}", refusal)
         if session is None:
-            # nothing numbered went out here: there is nothing to acknowledge. Not answered
-            # (a session just ended leaves a few on their way), but counted as refused: a
-            # read of thousands is a flood (limits.REFUSALS_PER_READ)
-            self.refusals += 1
+            self._late_ack(request.conn, seq)
             return []
         return self._acknowledged(session, seq)
+
+    def _late_ack(self, conn, seq):
+        """An ack on a staying connection whose session ended with messages on their way
+        there: what it acknowledges is not sent again at the user's next login (unless that
+        login came first: its own window has them then). Anything else acknowledges nothing,
+        and is not answered (a session just ended leaves a few on their way), but counted as
+        refused: a read of thousands is a flood (limits.REFUSALS_PER_READ)."""
+        late = self._sessions.ended_on.get(conn)
+        if late is None or late[0] in self._users:
+            self.refusals += 1
+            return
+        user, last_sent = late
+        self._store.acknowledge(user, min(seq, last_sent))
 
     # --- logging in ---
 

@@ -88,6 +88,11 @@ class Sessions:
         # connection (a session that stays from its login has no proof, and is not here)
         self.by_proof = {}
         self.by_conn = {}           # staying connection -> the Session it carries
+        # staying connection -> (user, the last number sent on it) of a session that ended
+        # with messages on their way there: the client shows them, and acknowledges them,
+        # before it learns the session is over (a trial's client, stopped past its time-out,
+        # showed 50 messages twice: again at its next login). Until the connection closes.
+        self.ended_on = {}
 
     def add(self, session):
         """`session` is its user's from now on (the caller has ended any older one)."""
@@ -108,6 +113,9 @@ class Sessions:
             del self.by_proof[session.proof]
         if self.by_conn.get(session.conn) is session:
             del self.by_conn[session.conn]
+            window = session.window
+            if window is not None and window.sent:
+                self.ended_on[session.conn] = (user, window.sent[-1])
         return session
 
     def attach(self, session, conn):
@@ -115,12 +123,14 @@ class Sessions:
         previous = self.by_conn.get(conn)
         if previous is not None and previous is not session:
             previous.conn = None    # one session per connection: a later login takes it over
+        self.ended_on.pop(conn, None)
         self.by_conn.pop(session.conn, None)
         session.conn = conn
         self.by_conn[conn] = session
 
     def detach(self, conn):
         """Staying connection `conn` is gone -> the session it carried (now detached), or None."""
+        self.ended_on.pop(conn, None)
         session = self.by_conn.pop(conn, None)
         if session is not None:
             session.conn = None

@@ -217,6 +217,41 @@ def test_a_detached_session_times_out_and_its_messages_wait_for_the_next_login()
     assert not any(isinstance(a, Log) and "elsewhere" in a.text for a in back)
 
 
+def test_what_a_timed_out_sessions_client_acknowledges_on_its_connection_is_not_sent_again():
+    """(a trial's client, stopped past its time-out, showed 50 messages its connection had
+    brought, acknowledged them after its session ended, and showed them again at its next
+    login)"""
+    server, store = make_server(Settings(timeout_s=31.0))
+    stay_login(server, "alice", conn=1)
+    short_login(server, "bob", conn=2, port=5002)
+    sent = [f["seq"] for text in ("one", "two", "three")
+            for _, f in pushes(say(server, "s2", "alice", text, now=1.0))]
+    ask(server, 2, {"type": "heartbeat", "token": "s2"}, 30.0)
+    server.handle(Expired(IdleCheck()), 31.0)           # alice's client stopped: timed out
+    assert server.online_users() == ["bob"] and store.count_waiting("alice") == 3
+    before = server.refusals
+    ask(server, 1, {"type": "ack", "seq": sent[1]}, 40.0)   # it goes on, and acknowledges
+    assert server.refusals == before                    # (not counted toward a flood)
+    back = stay_login(server, "alice", conn=4, now=41.0)
+    assert [f["text"] for _, f in pushes(back) if "seq" in f] == ["three"]
+    ask(server, 1, {"type": "ack", "seq": sent[2]}, 42.0)   # a new session's: not moved
+    assert [f["text"] for _, f in pushes(stay_login(server, "alice", conn=5, now=43.0))
+            if "seq" in f] == ["three"]
+
+
+def test_an_ack_past_what_went_out_on_an_ended_sessions_connection_passes_nothing_more():
+    server, store = make_server(Settings(timeout_s=31.0))
+    stay_login(server, "alice", conn=1)
+    short_login(server, "bob", conn=2, port=5002)
+    first = [f["seq"] for _, f in pushes(say(server, "s2", "alice", "one", now=1.0))][0]
+    ask(server, 2, {"type": "heartbeat", "token": "s2"}, 30.0)
+    server.handle(Expired(IdleCheck()), 31.0)
+    say(server, "s2", "alice", "sent while away", now=32.0)
+    ask(server, 1, {"type": "ack", "seq": first + 10 ** 6}, 33.0)
+    back = stay_login(server, "alice", conn=4, now=34.0)
+    assert [f["text"] for _, f in pushes(back) if "seq" in f] == ["sent while away"]
+
+
 def test_a_second_login_on_a_staying_connection_is_refused_and_the_first_goes_on():
     """A trial's: the second login took the connection, welcomed with a presence notice about
     itself, and left the first user online to everyone, its token good, until its time-out."""
