@@ -164,6 +164,8 @@ class Show:
     address is no longer valid (they logged out or in again); "peer_refused": their client
     no longer takes our private messages; "no_answer": their client took our connection but
     did not prove itself in time (a ShowFate per message follows, then "try_message");
+    "no_reply": their client, on a link that was open, did not acknowledge what it was sent
+    (a ShowFate per message, UNSURE for those sent, follows, then "try_message");
     "unreachable": their client could not be reached
     (a ShowFate per message follows), then "try_message": the message can go through the
     server instead; "peer_no_port": they agreed, but their client takes no private messages;

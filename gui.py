@@ -49,6 +49,8 @@ _NOTICES = {
     "unreachable": "Could not reach {user}'s client directly (their address may have changed).",
     "no_answer": "{user}'s client took the connection but did not answer: it may be stopped or "
                  "busy.",
+    "no_reply": "{user}'s client stopped answering (it may be stopped or busy): what it did not "
+                "acknowledge may not have reached it.",
     "try_message": "To leave it for {user} on the server instead, select {user}, press Message "
                    "and send it again.",
     "peer_no_port": "{user} agreed, but their client cannot take private messages: press "

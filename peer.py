@@ -103,13 +103,16 @@ class Link:
     unacked: deque = field(default_factory=deque)   # sent, in order, not yet acknowledged
 
 
-def _not_delivered(link, messages, why_kind, why):
-    """What the screen is told of `messages` (ref, text) that `link` will not deliver: why
-    (a Show of `why_kind`, unless None: said already), each one's fate, and that `message`
-    can take them instead."""
-    if not messages:
+def _not_delivered(link, messages, why_kind, why, sent=()):
+    """What the screen is told of `messages` (ref, text) that `link` will not deliver, and
+    of those `sent` that its peer never acknowledged (it may have shown them: a trial's
+    stopped peer did, after "Not delivered"): why (a Show of `why_kind`, unless None: said
+    already), each one's fate, and that `message` can take them instead."""
+    if not messages and not sent:
         return []
     return [*([Show(why_kind, sender=link.user)] if why_kind is not None else []),
+            *[ShowFate(ref, Fate.UNSURE, f"Perhaps not delivered to {link.user}: {text}", why)
+              for ref, text in sent],
             *[ShowFate(ref, Fate.REFUSED, f"Not delivered to {link.user}: {text}", why)
               for ref, text in messages],
             Show("try_message", sender=link.user)]
@@ -358,9 +361,14 @@ class Peers:
             return []
         if self.by_user.get(link.user) is link:
             del self.by_user[link.user]
-        messages = link.waiting + list(link.unacked)
+        if link.unacked:
+            # sent on a link that was open: the peer took them, and did not acknowledge them
+            return [Log(f"link to {link.user} closed ({reason})"),
+                    *_not_delivered(link, link.waiting, "no_reply",
+                                    f"{link.user}'s client did not acknowledge it",
+                                    sent=link.unacked)]
         return [Log(f"link to {link.user} closed ({reason})"),
-                *_not_delivered(link, messages, "unreachable",
+                *_not_delivered(link, link.waiting, "unreachable",
                                 f"{link.user}'s client could not be reached")]
 
     def link_idle(self, user, now):

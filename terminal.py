@@ -391,6 +391,8 @@ _SHOW_FORMS = {
     "unreachable": ("Connect failed. Maybe the user's ip has changed.",),
     "no_answer": ("{sender}'s client took the connection but did not answer: it may be "
                   "stopped or busy.",),
+    "no_reply": ("{sender}'s client stopped answering (it may be stopped or busy): what it "
+                 "did not acknowledge may not have reached it.",),
     "try_message": ("To leave it for {sender} through the server, "
                     "type message {sender} <text>.",),
     "peer_no_port": ("{sender} agreed, but their client has no listening port, so it cannot "
