@@ -30,6 +30,11 @@ from protocol import MAX_NAME_CHARS, MAX_SEQ, MAX_TEXT_CHARS
 
 HEARTBEAT_S = 30.0          # the server ends a session silent for 31 s
 MIN_HEARTBEAT_S = 0.5       # each is a request: faster ate a user's 20 a second (a trial's 0.01)
+# A staying connection that died without a word (a NAT's mapping dropped) is found only by a
+# request's missing reply, 10 s after it (client_glue.REQUEST_TIMEOUT_S): heartbeats every
+# 30 s found it 40 s after the last request, past the server's 31 s, and every such session was
+# lost (a trial's). At 15 s, the resume comes within the time-out.
+STAY_HEARTBEAT_S = 15.0
 LEAVING_WORDS = ("quit", "exit", "logout", "bye", "help")   # typed at the name prompt: a hint
 EXIT_WAIT_S = 2.0           # how long an exiting client waits for its logout reply
 DRAIN_WAIT_S = 5.0          # how long the input's end waits for what waited for this login
@@ -912,6 +917,8 @@ class ChatClient:
         self.backlog_upto = 0
         self.last_request_at = now
         self.heartbeat_s = heartbeat_within(self.settings.heartbeat_s, frame.get("timeout"))
+        if self.settings.stay:
+            self.heartbeat_s = min(self.heartbeat_s, STAY_HEARTBEAT_S)
         out.append(Show("system", "You have successfully logged in."))
         self._arm(HeartbeatDue(), now + self.heartbeat_s, out)
         self._admitted(self.doorkeeper.release(self.user, self.proof), out)
