@@ -166,7 +166,7 @@ def test_a_staying_client_that_loses_its_link_logged_in_hears_it_at_once():
     run = logged_in(stay=True)
     down = run.do(LinkDown("connection reset", 31.0))
     assert printed(down) == ["Cannot reach the server (connection reset)."]
-    assert status(down).retry_at == 30.0        # the heartbeat comes first
+    assert status(down).retry_at == 15.0        # the heartbeat comes first (15 s: staying)
     up = run.do(LinkUp())
     assert printed(up) == []            # a stopped server's kernel takes connections too
     assert [f["type"] for f in requests(up)] == ["resume"]
