@@ -244,6 +244,12 @@ class ChatClient:
     def _on_input_ended(self, event, now, out):
         # queued lines still run; _run_lines starts the exit once they are done
         self.input_ended = True
+        if (not self.settings.scripted and self.token is None
+                and (self.login_waits or self.awaiting_server)):
+            # Ctrl-D while a name or a login waits for a server that does not answer: leave
+            # now, as Ctrl-C does (a trial's waited without a word, and logged in and out
+            # when the server came back, a minute later)
+            self._on_interrupted(event, now, out)
 
     def _on_interrupted(self, event, now, out):
         self._report_unread(out)

@@ -495,6 +495,21 @@ def test_a_login_that_cannot_reach_the_server_waits_for_it_and_goes_when_it_answ
     assert [f["type"] for f in run.open.values()] == ["message"]
 
 
+def test_the_input_ended_while_a_login_waits_for_the_server_leaves_at_once():
+    """(a trial's Ctrl-D waited without a word for a minute, then logged in and out when the
+    server came back)"""
+    run = Run(check_server=True)
+    at_password_probing(run)
+    run.fail()
+    actions = run.do(InputEnded())
+    assert any(isinstance(a, Exit) for a in actions)
+    assert not run.open                                  # no login goes later
+    scripted = Run(check_server=True, scripted=True)     # a script's end waits for its lines
+    at_password_probing(scripted)
+    scripted.fail()
+    assert not any(isinstance(a, Exit) for a in scripted.do(InputEnded()))
+
+
 def test_a_failed_login_that_nothing_would_retry_asks_for_the_password_again():
     """Without probes or a staying link, made again by itself, it would wait for nothing."""
     run = Run()
