@@ -887,6 +887,8 @@ class ChatClient:
         type next, with status 1 and `why` -> True if it did."""
         if not self.settings.scripted:
             return False
+        if self.lines or not self.input_ended:
+            why += "; the rest of the input was not read"   # (said only when there was one)
         self.lines.clear()
         if self.outbox.sending in self.pending:
             # its answer is on the way: waited for (exit_wait_s at most), the list of what was
@@ -896,16 +898,13 @@ class ChatClient:
             self._stop_why = why
             out.append(Arm(ExitDue(), self._now + self.settings.exit_wait_s))
         else:
-            self._script_exit(out, why)
+            self._exit(out, 1, why)
         return True
-
-    def _script_exit(self, out, why):
-        self._exit(out, 1, f"{why}; the rest of the input was not read")
 
     def _stopped_when_answered(self, out):
         """A script's stop that waited for its message in flight goes on once it is answered."""
         if self._stop_why is not None and self.outbox.sending is None and not self.done:
-            self._script_exit(out, self._stop_why)
+            self._exit(out, 1, self._stop_why)
 
     def _logged_in(self, frame, now, out):
         self.stage = Stage.LOGGED_IN
@@ -1173,7 +1172,7 @@ class ChatClient:
     def _exit_due(self, key, now, out):
         if self._stop_why is not None:
             out.append(Log("no answer to the message in flight; stopping anyway"))
-            self._script_exit(out, self._stop_why)
+            self._exit(out, 1, self._stop_why)
         elif self.exiting:
             out.append(Log("no reply to logout; exiting anyway"))
             self._exit(out)

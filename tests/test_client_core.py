@@ -771,6 +771,16 @@ def test_a_script_whose_session_timed_out_stops_and_says_so():
     assert Exit(1, "the session timed out; the rest of the input was not read") in actions
 
 
+def test_a_script_whose_input_had_ended_does_not_speak_of_the_rest_of_it():
+    """(a trial's piped run, its input at an end, said the rest of it was not read)"""
+    run = logged_in(scripted=True)
+    run.type("message bob the last line")
+    run.do(InputEnded())
+    actions = run.reply(err("no_session", restarted=True), "message")
+    assert [a.reason for a in of(actions, Exit)] == [
+        "the server restarted, which ended the session"]
+
+
 def script_timed_out_with_a_message_in_flight():
     """A script stopped past its time-out, then continued: its heartbeat and its next message
     go out together, and the heartbeat's no_session comes back first."""
