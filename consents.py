@@ -70,7 +70,8 @@ class Consents:
         for requester, target in sorted(self._asks_of.get(user, ())):
             self.lapse(requester, target)
             if target == user:
-                notices.append((requester, {"type": "address_lapsed", "user": user}))
+                notices.append((requester, {"type": "address_lapsed", "user": user,
+                                            "left": True}))
             else:           # the asker left: its question to `target` has nobody to answer
                 notices.append((target, {"type": "consent_lapsed", "user": user}))
         for holder, granter in sorted(self._grants_of.get(user, ())):

@@ -162,6 +162,9 @@ class Peers:
         if kind == "address_unavailable":
             self.portless.add(user)
             return [Show("peer_no_port", sender=user)]
+        if kind == "address_lapsed" and frame.get("left") is True:
+            return [_notice(f"{user} logged out before answering your request for their "
+                            f"address.")]
         if kind == "address_lapsed":
             return [_notice(f"{user} did not answer your request for their address.")]
         # address_revoked: the user logged out or in again, so the address may be stale

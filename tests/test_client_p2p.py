@@ -118,6 +118,8 @@ def test_address_is_shown_and_kept():
     ({"type": "address_refused", "user": "bob"}, ["bob refused to give you their address."]),
     ({"type": "address_lapsed", "user": "bob"},
      ["bob did not answer your request for their address."]),
+    ({"type": "address_lapsed", "user": "bob", "left": True},        # (not "did not answer")
+     ["bob logged out before answering your request for their address."]),
     ({"type": "consent_lapsed", "user": "bob"},
      ["bob asked for your address, but the request lapsed before you answered."]),
 ])
