@@ -146,6 +146,7 @@ class ChatClient:
         self.silent_s = None            # how long the client sent nothing before a late heartbeat
         self.outage = Outage(settings.server, settings.tls)  # whether the server can be reached
         self.awaiting_server = False    # check_server: the username waits for the server
+        self.told_to_type = False       # ... and the user was told typing may begin
         self.detached = False           # staying: the server has not yet taken our resume
         self.no_port_told = False       # without a listening port: said so at the first private
         self.input_ended = False
@@ -387,11 +388,16 @@ class ChatClient:
             out.insert(0, status)
 
     def _missing_at_start(self, out):
-        """check_server found no server before the first username: a script stops there."""
+        """check_server found no server before the first username: a script stops there; a
+        person is told, once, that typing may begin (a trial's screen said only that the
+        server could not be reached, and the user guessed)."""
         if self.settings.scripted:
             self.lines.clear()
             self._exit(out, 1, f"cannot reach {self.outage.where()} ({self.outage.reason}); "
                                f"the input was not read")
+        elif not self.told_to_type:
+            self.told_to_type = True
+            out.append(Show("type_ahead"))
 
     def _reached(self, out):
         """The server answered: an outage, if there was one, is over, and the user hears it;

@@ -169,7 +169,8 @@ class Show:
     "unreachable": their client could not be reached
     (a ShowFate per message follows), then "try_message": the message can go through the
     server instead; "peer_no_port": they agreed, but their client takes no private messages;
-    "no_port" (no sender): this client cannot take private messages.
+    "no_port" (no sender): this client cannot take private messages; "type_ahead" (no
+    sender): no server at the start, and the username may be typed meanwhile.
     So are the answers to a typed command: "help" lists the commands; "usage": a command was
     typed wrong, `text` is its format ("message <user> <text>"); "unknown_command": `text` was
     typed as a command's name, and no command has it; "not_done", "perhaps_not_done": command

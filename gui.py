@@ -205,6 +205,8 @@ class ChatView:
             self._say(at, presence_words(show))
         elif show.kind in ("listed", "unlisted"):      # a block began or ended: no words
             self._presence(show.sender, show.kind == "listed")
+        elif show.kind == "type_ahead":     # (the form is there to fill in meanwhile)
+            pass
         elif show.kind in _ENTRY_KINDS:
             # a kept message is stamped when the server took it, not when it came (a trial's
             # fifty all read the login's time)

@@ -378,6 +378,8 @@ _SHOW_FORMS = {
     "offline": ("{sender}: {text}",), "private": ("{sender} (private): {text}",),
     # a block began or ended between the user and sender: a list to keep, which has no lines
     "listed": (), "unlisted": (),
+    # the server not there at the start: no prompt yet, but typing may begin
+    "type_ahead": ("You can type your username now: it is checked once the server answers.",),
     "asked": ("request sent",),
     "not_done": ("{text} was not done: type it again once the server is back.",),
     "perhaps_not_done": ("{text} may not have been done: type it again once the server is "

@@ -29,7 +29,8 @@ def test_the_username_is_asked_only_once_the_server_is_there():
     typed = run.type("alice")
     assert requests(typed) == [] and status(typed).busy   # typed ahead: it waits for the server
     failed = run.do(RequestFailed(probes(started)[0], "refused"))
-    assert printed(failed) == ["Cannot reach the server at 127.0.0.1:4119 (refused)."]
+    assert printed(failed) == ["Cannot reach the server at 127.0.0.1:4119 (refused).",
+                               "You can type your username now: it is checked once the server answers."]    # (a trial's user guessed)
     assert Arm(PROBE_DUE, 1.0) in failed and status(failed).retry_at == 1.0
     run.now = 1.0
     again = run.do(Expired(PROBE_DUE))
@@ -147,7 +148,7 @@ def test_a_staying_client_waits_for_its_link_and_says_when_it_is_tried_again():
     run = checking(stay=True)
     assert run.do(Started()) == [Status(Stage.USERNAME, None, 0, None, False)]
     down = run.do(LinkDown("refused", 1.0))
-    assert printed(down) == ["Cannot reach the server at 127.0.0.1:4119 (refused)."]
+    assert printed(down) == ["Cannot reach the server at 127.0.0.1:4119 (refused).", "You can type your username now: it is checked once the server answers."]
     assert status(down).retry_at == 1.0
     assert printed(run.do(LinkDown("refused", 3.0))) == []
     up = run.do(LinkUp())

@@ -497,6 +497,8 @@ def test_on_a_pipe_only_the_outage_and_back_lines_are_written():
         probes = step(Expired(ProbeDue()))
     step(Replied(probes[0], {}))
     assert out.getvalue().decode() == ("Cannot reach the server at 127.0.0.1:4119 (refused).\n"
+                                       "You can type your username now: it is checked once "
+                                       "the server answers.\n"
                                        "The server is back.\nPlease enter username:\n")
 
 
