@@ -1120,10 +1120,16 @@ class ChatClient:
                                       f"{self.session_user}, or listed if you quit first."))
 
     def _session_ended(self, out, frame=None):
+        reason = frame.get("reason") if frame is not None else None
         if frame is not None and frame.get("restarted") is True:
             out.append(Show("system", "The server has restarted, which ended your session. "
                                       "Please log in again."))
             why = "the server restarted, which ended the session"
+        elif reason == "elsewhere":
+            # (the server says so: a client stopped when it was told missed it, and a trial's
+            # said its session had timed out)
+            out.append(shown({"type": "logged_out", "reason": "elsewhere"}))
+            why = "the account logged in elsewhere, which ended the session"
         elif self.silent_s is not None:
             out.append(Show("system", f"Your session timed out: this client sent nothing for "
                                       f"{self.silent_s:.0f} s (it was stopped, or the computer "

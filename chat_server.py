@@ -112,6 +112,10 @@ IDLE_CHECK_LATE_S = 0.5     # a time-out check this late found the server held u
 IDLE_GRACE_S = 2.0          # then the silent get this long for what waits unread to be read
 
 
+_ENDED_WORDS = {"elsewhere": "your account logged in elsewhere, which ended this session",
+                "timed_out": "your session timed out"}
+
+
 def _echoable(value):
     """True for what a request id may be (or None when absent): a string of at most
     MAX_ID_CHARS, a number within +-MAX_SEQ, true or false. Anything else is not repeated
@@ -446,6 +450,9 @@ class ChatServer(Reach):
         if session is None:
             if self._instance and _from_another_run(token, self._instance):
                 raise Refused("no_session", "the server restarted; log in again", restarted=True)
+            why = self._sessions.ended_why.get(token)
+            if why is not None:             # (for a client that missed the notice)
+                raise Refused("no_session", _ENDED_WORDS[why], reason=why)
             raise Refused("no_session")     # (an ended session's token, or a made-up one)
         if host is not None and session.host != host:
             raise Refused("no_session", "that token belongs to a session from another address")
@@ -615,7 +622,7 @@ class ChatServer(Reach):
             actions += self._presence_change(user, online=True, now=now)
         else:
             # The user stays online, so the others see no presence change.
-            ended = self._end_session(user)
+            ended = self._end_session(user, "elsewhere")
             actions.append(Log(f"{user} logged in elsewhere; ended the session at "
                                f"{_shown(old.address)}", (f"{user} took its session over", host)))
             if old.conn != conn:
@@ -636,10 +643,10 @@ class ChatServer(Reach):
         self._store.senders.forget_before(user, now - self._settings.counters_kept_s, client)
         return actions
 
-    def _end_session(self, user):
-        """End `user`'s session and the consents it took part in; returns the notices, and
-        a TimeQuiet for the staying connection it leaves."""
-        session = self._sessions.end(user)
+    def _end_session(self, user, why=None):
+        """End `user`'s session (`why`, unless by its logout) and the consents it took part
+        in; returns the notices, and a TimeQuiet for the staying connection it leaves."""
+        session = self._sessions.end(user, why)
         notices = self._consents.end(user)
         actions = [action for to, frame in notices for action in self._tell(to, frame)] \
             if notices else []
@@ -1066,7 +1073,7 @@ class ChatServer(Reach):
                 # open, heard of it only at its next heartbeat, 25 s later)
                 told = self._reach(self._users[user], {
                     "type": "logged_out", "reason": "timed_out", "seconds": whole(timeout_s)})
-                ended = self._end_session(user)
+                ended = self._end_session(user, "timed_out")
                 actions += [*told,
                             Log(f"{user} timed out after {whole(timeout_s)} s without a request"),
                             *self._presence_change(user, online=False, now=now,

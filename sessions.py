@@ -22,6 +22,7 @@ from dataclasses import dataclass
 SECRET_CHARS = 22
 SECRET_DRAW_BYTES = 33      # two secrets' randomness: 33 bytes are exactly 44 characters
 SECRETS_PER_DRAW = 64       # secrets drawn from the system at once: a login takes two
+ENDED_KEPT = 4096           # the ended sessions whose end is remembered: 0.5 MB at most
 
 
 @dataclass(slots=True)
@@ -93,6 +94,10 @@ class Sessions:
         # before it learns the session is over (a trial's client, stopped past its time-out,
         # showed 50 messages twice: again at its next login). Until the connection closes.
         self.ended_on = {}
+        # token -> why its session ended ("elsewhere", "timed_out"), for the no_session its
+        # client gets later: a client stopped meanwhile missed the notice, and said its session
+        # had timed out when another login had ended it (a trial's). The newest ENDED_KEPT.
+        self.ended_why = {}
 
     def add(self, session):
         """`session` is its user's from now on (the caller has ended any older one)."""
@@ -105,10 +110,14 @@ class Sessions:
         """The session silent longest (the first to time out), or None if there is none."""
         return next(iter(self.by_user.values()), None)
 
-    def end(self, user):
-        """`user`'s session is over -> it."""
+    def end(self, user, why=None):
+        """`user`'s session is over (`why`, when not its own logout) -> it."""
         session = self.by_user.pop(user)
         del self.by_token[session.token]
+        if why is not None:
+            self.ended_why[session.token] = why
+            if len(self.ended_why) > ENDED_KEPT:
+                del self.ended_why[next(iter(self.ended_why))]
         if session.proof is not None:
             del self.by_proof[session.proof]
         if self.by_conn.get(session.conn) is session:

@@ -358,6 +358,16 @@ def test_a_heartbeat_late_past_the_time_out_that_meets_no_session_says_it_timed_
         "computer slept), and the server ended it. Please log in again.", ASK_USER]
 
 
+def test_a_late_heartbeat_told_its_session_went_to_another_login_says_so():
+    """(a client stopped when another login took its session missed the notice, and said its
+    session had timed out)"""
+    run = logged_in()
+    run.now += 36.0
+    run.do(Expired(HeartbeatDue()))
+    assert printed(run.reply(err("no_session", reason="elsewhere"), "heartbeat")) == [
+        "You have been logged out because your account logged in elsewhere.", ASK_USER]
+
+
 def test_a_heartbeat_on_time_that_meets_no_session_says_only_that_it_ended():
     run = logged_in()
     run.now += 30.0

@@ -252,6 +252,24 @@ def test_an_ack_past_what_went_out_on_an_ended_sessions_connection_passes_nothin
     assert [f["text"] for _, f in pushes(back) if "seq" in f] == ["sent while away"]
 
 
+def test_an_ended_sessions_token_says_why_it_ended():
+    """(a client stopped when it was told missed the notice, and said its session had timed
+    out when another login had ended it)"""
+    server, _ = make_server(Settings(timeout_s=31.0))
+    short_login(server, "alice", conn=1, port=5001)
+    short_login(server, "alice", conn=2, port=5002)             # elsewhere: s3 ends s1
+    refused = replies(ask(server, 3, {"type": "heartbeat", "token": "s1"}, 1.0))[0]
+    assert (refused["code"], refused.get("reason")) == ("no_session", "elsewhere")
+    server.handle(Expired(IdleCheck()), 31.0)                   # s3 times out
+    refused = replies(ask(server, 3, {"type": "heartbeat", "token": "s3"}, 41.0))[0]
+    assert (refused["code"], refused.get("reason")) == ("no_session", "timed_out")
+    stay_login(server, "bob", conn=4, now=42.0)
+    ask(server, 4, {"type": "logout", "token": "s5"}, 43.0)     # its own: nothing to say
+    assert "reason" not in replies(ask(server, 3, {"type": "heartbeat", "token": "s5"}, 44.0))[0]
+    made_up = replies(ask(server, 3, {"type": "heartbeat", "token": "nope"}, 45.0))[0]
+    assert made_up["code"] == "no_session" and "reason" not in made_up
+
+
 def test_a_second_login_on_a_staying_connection_is_refused_and_the_first_goes_on():
     """A trial's: the second login took the connection, welcomed with a presence notice about
     itself, and left the first user online to everyone, its token good, until its time-out."""
