@@ -29,7 +29,7 @@ from reactor import FRAME_TIME_S, Reactor
 from server_glue import MAX_CONNECTIONS, MAX_PER_ADDRESS, ServerGlue, make_logger
 from timers import RealClock
 from passwords import CredentialsError, load_credentials
-from storage import SEQ_FLOOR_MAX, Store, StoreUnavailable
+from storage import RESCUED, SEQ_FLOOR_MAX, Store, StoreUnavailable, rescued_copies
 
 
 def _add_limit_options(parser):
@@ -255,7 +255,7 @@ def _disk_room(data_dir):
     try:
         stat = os.statvfs(data_dir)
         held = sum(entry.stat().st_size for entry in os.scandir(data_dir)
-                   if entry.name.startswith(STORE_FILE))
+                   if entry.name.startswith(STORE_FILE) and RESCUED not in entry.name)
     except OSError:
         return None
     return held + stat.f_bavail * stat.f_frsize
@@ -329,6 +329,13 @@ def _start_warnings(args, clock, credentials, store, log, irc_listener):
             log(expiring)
     if not credentials:
         log(f"{args.credentials} has no accounts: nobody can log in")
+    home = os.path.join(os.path.abspath(args.data_dir), STORE_FILE)
+    for copy in rescued_copies(home):
+        # (a kill -9 after the copy was made, or a stop whose log went unread: the copy was
+        # forgotten, and the start went on with an empty store, a trial's 140 messages in it)
+        log(f"{copy} is a copy of a store that could not be written at {home} while a server "
+            f"ran: if the messages it holds are not in this store, stop the server and move it "
+            f"there (then delete the copy)")
     unguarded = passwords.open_accounts(credentials)
     if unguarded:
         # (named: a typo such as "name:password" on one line makes one, and shows there)
@@ -469,8 +476,8 @@ def _rescue(store, data_dir, log):
             f"messages it held are lost")
         return
     log(f"the store is not at {home}: everything it held is copied to {copy}; to keep it, with "
-        f"no server running, move it there (a store there now is another's: keep the one that "
-        f"holds the messages)")
+        f"no server running, move it there (if a store is there now, another server's, keep "
+        f"the one that holds the messages)")
 
 
 if __name__ == "__main__":

@@ -105,6 +105,7 @@ COUNTER_BYTES = 48          # a sender's counter on the disk besides its text: i
 FRAME_BYTES = PAGE_BYTES + 24   # a page in the write-ahead log, with its frame header
 DAMAGED = "-damaged"        # beside the store's file: a server found it damaged (_damage)
 NEW_FILE_S = 5              # an empty store's file younger than this is another's, begun
+RESCUED = ".rescued-"       # a homeless store's copy: its name after the store's (rescue)
 RESERVE = "-reserve"        # beside the store's file on a small disk: room kept for the
                             # checkpoint a full disk needs (Store._keep_reserve)
 _NOBODY = frozenset()       # the block list of a user who blocks nobody
@@ -464,7 +465,8 @@ class Store:
                 return
             self._reserve_held = False
             self.notice = (f"the reserve {self._reserve} was deleted while the server ran: it "
-                           f"keeps room for the store on this small disk, and is made again")
+                           f"keeps room for the store on this small disk, and is made again "
+                           f"once the disk has room for it")
         try:
             disk = os.statvfs(os.path.dirname(os.path.abspath(self._path)))
             if disk.f_bavail * disk.f_frsize < 2 * self._reserve_bytes:
@@ -966,6 +968,8 @@ class Store:
             os.rename(tmp, fresh)
             _sync_path(directory)
         except (OSError, sqlite3.Error) as exc:
+            for part in (tmp, tmp + "-journal"):    # (a part of a copy holds the disk's room)
+                _remove_quietly(part)
             self.failing = self._rescued_too(
                 f"the store's file was deleted while the server ran, and cannot be written "
                 f"again yet ({exc})")
@@ -981,14 +985,16 @@ class Store:
             self.failing = f"the store's file was written again but cannot be opened yet ({exc})"
             raise StoreUnavailable(self.failing) from None
         self._homeless = False
+        removed = ""
         if self._rescued is not None:   # (what it holds is at home again)
             _remove_quietly(self._rescued)
+            removed = f"; its copy at {self._rescued} is removed"
             self._rescued = None
         self._rescues = 0
         self._reserve_held = False      # (gone with the directory, perhaps: made again)
         self.notice = (f"the store's file was deleted while the server ran: written again at "
-                       f"{self._path} from the open store, nothing lost (stop the server "
-                       f"before wiping its data directory)")
+                       f"{self._path} from the open store, nothing lost{removed} (stop the "
+                       f"server before wiping its data directory)")
 
     def _compaction_due(self, alone):
         """True if cursors and compaction go with this commit (`alone`: it would write
@@ -1037,10 +1043,9 @@ class Store:
         if not self.homeless:
             return None
         self._rescues += 1
-        name = (f"{os.path.basename(self._path)}.rescued-{time.strftime('%Y%m%d-%H%M%S')}-"
+        name = (f"{os.path.basename(self._path)}{RESCUED}{time.strftime('%Y%m%d-%H%M%S')}-"
                 f"{self._rescues}")
-        here = os.path.dirname(os.path.abspath(self._path))
-        for directory in (here, os.path.dirname(here), tempfile.gettempdir(), os.getcwd()):
+        for directory in _rescue_places(self._path):
             copy = os.path.join(directory, name)
             if os.path.lexists(copy):
                 continue
@@ -1048,7 +1053,8 @@ class Store:
                 self._db.execute("VACUUM INTO ?", (copy,))
                 _sync_path(copy)
             except (OSError, sqlite3.Error):
-                _remove_quietly(copy)   # (a part of one: no copy to trust)
+                for part in (copy, copy + "-journal"):     # (no copy to trust, nor litter)
+                    _remove_quietly(part)
                 continue
             if self._rescued is not None:
                 _remove_quietly(self._rescued)
@@ -1229,6 +1235,29 @@ def _refuse_emptied(path):
     raise sqlite3.DatabaseError(f"{path} is empty (0 bytes), as no store ever is: {starting}it "
                                 f"was emptied; restore it from a backup, or move it away (and "
                                 f"its -wal beside it) to start a new store")
+
+
+def _rescue_places(path):
+    """Where a homeless store at `path` is copied (Store.rescue), in the order tried: beside
+    its path, a directory up, the temporary directories, the working one."""
+    here = os.path.dirname(os.path.abspath(path))
+    places = [here, os.path.dirname(here), tempfile.gettempdir(), "/tmp", "/var/tmp",
+              os.getcwd()]
+    return list(dict.fromkeys(places))
+
+
+def rescued_copies(path):
+    """The copies Store.rescue left of a store at `path` (a kill -9 after one was made, or a
+    stop whose log went unread): their paths, oldest first by name."""
+    prefix = os.path.basename(path) + RESCUED
+    found = []
+    for directory in _rescue_places(path):
+        try:
+            found += [entry.path for entry in os.scandir(directory)
+                      if entry.name.startswith(prefix) and not entry.name.endswith("-journal")]
+        except OSError:
+            continue
+    return sorted(found, key=os.path.basename)
 
 
 def _remove_quietly(path):

@@ -165,8 +165,12 @@ def test_a_store_whose_file_could_not_be_written_again_leaves_a_copy(tmp_path, s
         assert proc.wait(WAIT_S) == (0 if stop == signal.SIGTERM else -stop)
         copy = re.findall(r"(?:store holds is at|it held is copied to) ([^\s;)]+)",
                           (tmp_path / "server.log").read_text())[-1]
-        (tmp_path / "data").unlink()                  # the operator puts it back
-        (tmp_path / "data").mkdir()
+        (tmp_path / "data").unlink()
+        proc, port = start_server(tmp_path, port)     # a start tells of the copy, unread
+        wait_log(tmp_path, f"{copy} is a copy of a store that could not be written")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(WAIT_S) == 0
+        os.remove(tmp_path / "data" / "chat.sqlite3")  # the operator puts it back
         os.rename(copy, tmp_path / "data" / "chat.sqlite3")
         proc, port = start_server(tmp_path, port)
         assert take_deliveries(port, "seas", "summerisover", 3) == ["kept1", "kept2", "kept3"]

@@ -697,9 +697,13 @@ def test_until_a_deleted_stores_file_can_be_written_again_every_commit_fails(tmp
         with pytest.raises(storage.StoreUnavailable, match="deleted while the server ran"):
             store.commit()
         assert store.failing is not None
+    # (a directory up: its own directory is a file now; /tmp's copies are others')
+    copies = [copy for copy in storage.rescued_copies(str(path)) if copy.startswith(str(tmp_path))]
+    assert len(copies) == 1                 # made as the loss was found: once
     path.parent.unlink()
     store.commit()
-    assert store.failing is None and store.notice is not None
+    assert store.failing is None and f"its copy at {copies[0]} is removed" in store.notice
+    assert not os.path.exists(copies[0])
     store.close()
     again = Store(str(path))
     assert [frame["text"] for frame in frames(again, "bob")] == ["before", "after"]
