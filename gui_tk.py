@@ -309,7 +309,13 @@ class ChatWindow:
         messages wait for the server, it asks first, and closes by itself once they are
         taken: closed at once, a trial's messages typed in an outage were listed as not sent
         on a standard error nobody read."""
-        if self.view.waiting and self.leaving is None:
+        if self.leaving is not None:
+            # (asked already: a second click is not the answer, and closed, a trial's
+            # impatient double click lost what the question was for)
+            self.leaving.lift()
+            self.leaving.focus_set()
+            return
+        if self.view.waiting:
             self.leaving = self._leave_dialog()
             self._draw_leaving()
             return

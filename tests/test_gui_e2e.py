@@ -447,6 +447,7 @@ def test_closing_with_messages_on_their_way_asks_and_closes_once_they_are_taken(
         alice.close_window()
         alice.wait(lambda: alice.exists(".leave"), "the question before closing")
         alice.wait(lambda: alice.label(".leave.count") == "1 message waiting.", "the count")
+        alice.close_window()                        # an impatient second click: still asks
         assert alice.call("wm", "state", ".") == "normal" and alice.proc.poll() is None
         alice.press(".leave.buttons.keep")          # kept open, the message still waiting
         alice.wait(lambda: not alice.exists(".leave"), "the question gone")
