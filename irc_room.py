@@ -9,6 +9,7 @@ irc_session.IrcSession (its base class): it answers through the session's own ou
 from irc_wire import fold, mask_matcher
 from irc_words import SERVICE, TOPIC, USER_HOST, why
 
+REJOIN_GAP_S = 2.0          # a PART of the room answered with a JOIN at most this often
 NAMES_ROW_CHARS = 380       # the names in one 353 line: with its prefix, well within 512 bytes
 WHOIS_NICKS = 8             # the nicks one WHOIS answers for (a,b,c): its work stays bounded
 # the room's lists, asked for by MODE <room> <letter>: each empty, and its end numeric
@@ -84,13 +85,18 @@ class RoomCommands:
         only with a notice, a trial's WeeChat lost every room message after /close."""
         if not self._need(params, 1, "PART"):
             return
-        for channel in filter(None, params[0].split(",")):
-            if self._is_room(channel):
-                self.say("PART", self.room, *params[1:2], source=self.who_is(self.nick))
-                self._join_room()
-                self.notice(f"Everyone logged in is in {self.room}; QUIT to leave it.")
-            else:
-                self.numeric("403", channel, "No such channel")
+        named = list(dict.fromkeys(filter(None, params[0].split(","))))
+        for channel in filter(lambda name: not self._is_room(name), named):
+            self.numeric("403", channel, "No such channel")
+        if len(named) == sum(not self._is_room(name) for name in named):
+            return
+        # the room, named once or more: joined again at most every REJOIN_GAP_S (a client
+        # that parted at each join looped 8,000 times a second); sooner, told only
+        if self.rejoined_at is None or not 0 <= wall - self.rejoined_at < REJOIN_GAP_S:
+            self.rejoined_at = wall
+            self.say("PART", self.room, *params[1:2], source=self.who_is(self.nick))
+            self._join_room()
+        self.notice(f"Everyone logged in is in {self.room}; QUIT to leave it.")
 
     def _c_names(self, params, wall):
         if params and not any(self._is_room(c) for c in params[0].split(",")):

@@ -92,7 +92,7 @@ class IrcSession(RoomCommands):
                  "realname", "ident", "away", "password", "caps", "negotiating", "sasl",
                  "account", "token", "logging_in", "early", "welcomed", "ready", "held", "gone",
                  "quitting", "pending", "answers", "_into", "next_id", "shown_seq", "acked_seq",
-                 "pinged", "pinged_at", "unpinged", "held_since")
+                 "pinged", "pinged_at", "unpinged", "held_since", "rejoined_at")
 
     def __init__(self, accounts, server, room, host, open_accounts=(), shared=None,
                  is_online=lambda name: False):
@@ -123,6 +123,7 @@ class IrcSession(RoomCommands):
         self.welcomed = False           # 001 sent
         self.ready = False              # ... and the room joined: deliveries go out
         self.held = []                  # deliveries before that
+        self.rejoined_at = None         # when a PART of the room was last answered with a JOIN
         self.gone = False               # QUIT or a refused login: nothing more is read
         # QUIT while lines before it wait for the core's answers (a message's echo): their
         # answers go out first, then ERROR (close's reason and text)

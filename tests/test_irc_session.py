@@ -1327,6 +1327,19 @@ def test_parting_the_room_is_echoed_and_the_room_joined_again_with_a_notice():
     assert lines[-1] == service("Everyone logged in is in #chat; QUIT to leave it.")
 
 
+def test_the_room_is_joined_again_at_most_every_two_seconds_and_once_a_line():
+    """(a client that parted at each join looped 8,000 times a second; "PART #chat,#chat,..."
+    was answered 80 times)"""
+    session = welcomed()
+    lines = said(session, "PART #chat,#CHAT,#chat,#other")
+    assert [line.split()[1] for line in lines] == ["403", "PART", "JOIN", "332"]
+    answer(session, "online", users=[])
+    session.from_client(parse(b"PART #chat"), WALL + 1.0)      # parted again at once
+    assert [line.split()[1] for line in written(session)] == ["NOTICE"]
+    session.from_client(parse(b"PART #chat"), WALL + 2.5)
+    assert [line.split()[1] for line in written(session)] == ["PART", "JOIN", "332"]
+
+
 def test_parting_another_channel_gets_403():
     assert said(welcomed(), "PART #other") == [f"{S}403 columbia #other :No such channel"]
 
