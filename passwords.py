@@ -120,9 +120,17 @@ class CredentialsError(Exception):
 
 
 def _account_lines(path):
-    """Yield (line_number, fields) for each line that is not blank or a comment; a line
-    longer than MAX_LINE_CHARS is CredentialsError (a trial's --credentials /dev/zero, one
-    endless line, was read until memory ran out)."""
+    """Yield (line_number, fields) for each line that is not blank or a comment."""
+    for number, line in _file_lines(path):
+        fields = line.split()
+        if fields and not fields[0].startswith("#"):
+            yield number, fields
+
+
+def _file_lines(path):
+    """Yield (line_number, line) of the credentials file; a line longer than MAX_LINE_CHARS
+    is CredentialsError (a trial's --credentials /dev/zero, one endless line, was read until
+    memory ran out, by the server and by its passwd command)."""
     with open(path, encoding=CREDENTIALS_ENCODING) as lines:
         try:
             number = 0
@@ -131,9 +139,7 @@ def _account_lines(path):
                 if len(line.rstrip("\n")) > MAX_LINE_CHARS:
                     raise CredentialsError(f"{path}, line {number}: longer than "
                                            f"{MAX_LINE_CHARS:,} characters")
-                fields = line.split()
-                if fields and not fields[0].startswith("#"):
-                    yield number, fields
+                yield number, line
         except UnicodeDecodeError:
             # Decoding runs ahead in blocks, so no exact line number is known here.
             raise CredentialsError(f"{path}: not valid UTF-8") from None
@@ -192,15 +198,14 @@ def set_password(path, name, password):
     entry = f"{name} {hash_password(password)}\n"
     lines, replaced = [], False
     if os.path.exists(path):
-        with open(path, encoding=CREDENTIALS_ENCODING) as old:
-            for line in old:
-                fields = line.split()
-                if fields and fields[0] == name:
-                    if not replaced:
-                        lines.append(entry)
-                    replaced = True
-                else:
-                    lines.append(line if line.endswith("\n") else line + "\n")
+        for _, line in _file_lines(path):
+            fields = line.split()
+            if fields and fields[0] == name:
+                if not replaced:
+                    lines.append(entry)
+                replaced = True
+            else:
+                lines.append(line if line.endswith("\n") else line + "\n")
     if not replaced:
         lines.append(entry)
     _replace(path, lines)
@@ -209,8 +214,7 @@ def set_password(path, name, password):
 
 def convert_file(path):
     """Hash every plain `name password` line of the file in place; returns how many changed."""
-    with open(path, encoding=CREDENTIALS_ENCODING) as old:
-        lines = old.readlines()
+    lines = [line for _, line in _file_lines(path)]
     changed = 0
     for index, line in enumerate(lines):
         fields = line.split()
@@ -251,7 +255,10 @@ def _read_password(stdin, stderr):
         if getpass.getpass("Again: ", stream=stderr) != first:
             raise ValueError("the two passwords differ")
         return first.strip()
-    return stdin.readline().strip()
+    line = stdin.readline(MAX_LINE_CHARS + 1)     # (not an endless one: < /dev/zero)
+    if len(line.rstrip("\n")) > MAX_LINE_CHARS:
+        raise ValueError(f"the password is longer than {MAX_LINE_CHARS:,} characters")
+    return line.strip()
 
 
 def passwd_main(argv, stdin=None, stdout=None, stderr=None):
@@ -281,7 +288,7 @@ def passwd_main(argv, stdin=None, stdout=None, stderr=None):
             return 1
         new_file = not os.path.exists(args.credentials)     # (a typo in --credentials, say)
         replaced = set_password(args.credentials, args.user, password)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, CredentialsError) as exc:
         print(f"server.py passwd: {exc}", file=stderr)
         return 1
     print(f"{'replaced' if replaced else 'added'} {args.user} in {args.credentials} (hashed)"

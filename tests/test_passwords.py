@@ -177,3 +177,17 @@ def test_a_credentials_line_past_the_limit_is_refused_not_read_without_end(tmp_p
     path = tmp_path / "credential.txt"
     path.write_text("seas " + "p" * (passwords.MAX_LINE_CHARS - 5) + "\ncolumbia 116bway")
     assert sorted(load_credentials(path)) == ["columbia", "seas"]   # at the limit: read
+
+
+@pytest.mark.parametrize("argv, stdin", [
+    (["--convert", "--credentials", "/dev/zero"], "pw\n"),
+    (["newuser", "--credentials", "/dev/zero"], "pw\n"),
+    (["newuser", "--credentials", "FILE"], "p" * 70_000 + "\n")])
+def test_passwd_reads_no_endless_line_of_the_file_or_its_input(tmp_path, capsys, argv, stdin):
+    """(a trial's passwd ran out of memory on /dev/zero, as the server did)"""
+    path = tmp_path / "credential.txt"
+    path.write_text("columbia 116bway\n")
+    argv = [str(path) if arg == "FILE" else arg for arg in argv]
+    assert passwords.passwd_main(argv, stdin=io.StringIO(stdin)) == 1
+    assert "longer than 65,536 characters" in capsys.readouterr().err
+    assert path.read_text() == "columbia 116bway\n"
