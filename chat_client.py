@@ -26,10 +26,9 @@ from commands import (DEFAULT_ATTEMPTS, Command, Usage, case_hint, described, er
 from doorkeeper import Delivered, Door, Doorkeeper, HeadSeen, PeerTurnedAway, PrivateIn
 from outage import Outage
 from outbox import Outbox
-from protocol import MAX_NAME_CHARS, MAX_SEQ, MAX_TEXT_CHARS
+from protocol import MAX_NAME_CHARS, MAX_SEQ, MAX_TEXT_CHARS, MIN_HEARTBEAT_S
 
 HEARTBEAT_S = 30.0          # the server ends a session silent for 31 s
-MIN_HEARTBEAT_S = 0.5       # each is a request: faster ate a user's 20 a second (a trial's 0.01)
 # A staying connection that died without a word (a NAT's mapping dropped) is found only by a
 # request's missing reply, 10 s after it (client_glue.REQUEST_TIMEOUT_S): heartbeats every
 # 30 s found it 40 s after the last request, past the server's 31 s, and every such session was

@@ -15,8 +15,9 @@ import ssl
 import sys
 
 import options
-from chat_client import HEARTBEAT_S, MIN_HEARTBEAT_S, ChatClient, Settings
+from chat_client import HEARTBEAT_S, ChatClient, Settings
 from client_glue import ClientGlue
+from protocol import MIN_HEARTBEAT_S
 from reactor import Reactor
 from stay import StayLink
 from terminal import Terminal, TerminalScreen

@@ -16,6 +16,9 @@ MAX_NAME_CHARS = 64                # a user name
 MAX_TEXT_CHARS = 4000              # a message's text (the server's limit; the client checks first)
 MAX_ID_CHARS = 64                  # a client's id for a message (mid), or a request id
 MAX_REASON_CHARS = 300             # the words a user leaves with (an IRC QUIT message)
+# client.py's heartbeat at its most often: each is a request, and faster ate a user's 20 a
+# second (a trial's 0.01); a server's time-out under twice this ends its sessions
+MIN_HEARTBEAT_S = 0.5
 UNAVAILABLE_RETRY_S = 1            # an `unavailable` answer tells a client to retry after this
 MAX_SEQ = 2 ** 53 - 1              # the highest message number: exact in every JSON reader,
                                    # and in SQLite's 64-bit integers

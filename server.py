@@ -329,6 +329,9 @@ def _start_warnings(args, clock, credentials, store, log, irc_listener):
             log(expiring)
     if not credentials:
         log(f"{args.credentials} has no accounts: nobody can log in")
+    if args.timeout < 2 * protocol.MIN_HEARTBEAT_S:
+        log(f"--timeout {args.timeout:g} s is too short for client.py, which heartbeats every "
+            f"{protocol.MIN_HEARTBEAT_S:g} s at the most: its sessions will time out")
     home = os.path.join(os.path.abspath(args.data_dir), STORE_FILE)
     for copy in rescued_copies(home):
         # (a kill -9 after the copy was made, or a stop whose log went unread: the copy was

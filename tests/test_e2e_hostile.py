@@ -121,6 +121,8 @@ def test_another_users_token_from_another_address_gets_no_session(chat):
 
 def test_an_expired_token_gets_no_session(run_server):
     server = run_server("--timeout", "0.5")
+    # (said at the start: client.py could not keep such a session, a trial's timed out at once)
+    server.wait_log(r"--timeout 0.5 s is too short for client.py")
     good = GoodUser(server.port, "seas", "summerisover")
     server.wait_log(r"seas timed out after 0.5 s")
     assert good.ask({"type": "online", "token": good.token})["code"] == "no_session"
