@@ -136,6 +136,10 @@ class ChatClient:
         self.store = None               # the server's store, named by the welcome
         self.head_seen = 0              # the highest number the server says it has given
         self.outbox = Outbox(settings.client_id)
+        # mids of messages carried over a login (typed before the session ended): their
+        # answers name them, since nothing typed just now shows which (a trial's read "seas is
+        # offline; your message will be delivered" twice after a restart, not knowing which)
+        self.carried = set()
         # messages that will not go: refused by the server (no such user, blocked...) or as
         # typed (too long): a script's exit status says so (a trial's ran with status 0)
         self.refused = 0
@@ -718,6 +722,8 @@ class ChatClient:
             return
         mid = self.outbox.taken().mid
         lines = reply_lines(pending.command, frame)
+        named = mid in self.carried
+        self.carried.discard(mid)
         if lines is None:
             # neither stored nor refused in words we know: it is not shown as sent
             out.extend([Log(f"unexpected reply to {pending.command.name}: {frame.get('type')}"),
@@ -732,7 +738,8 @@ class ChatClient:
         else:
             out.append(ShowFate(mid, Fate.SENT))
             for line in lines:
-                self._notice(line, out)
+                self._notice(f"{line} ({described(pending.command)})" if named else line, out,
+                             key=line)
         if self.outbox.head() is None and not self.lines:
             self._run_notices.clear()       # the run is over: the next message is told again
         if self.stage is Stage.LOGGED_IN:
@@ -768,6 +775,7 @@ class ChatClient:
             self._report_unsent(out, "you logged in as someone else")
             return
         self.outbox.fresh_start()
+        self.carried = {entry.mid for entry in waiting}
         self._send_head(now, out, blocks_input=False)
 
     def _report_unsent(self, out, why, at_exit=False):

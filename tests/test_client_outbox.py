@@ -247,6 +247,14 @@ def test_waiting_messages_go_out_after_the_same_user_logs_in_again():
     actions = run.reply({**WELCOME, "token": "t2"})
     assert requests(actions) == [{"type": "message", "token": "t2", "mid": mid, "to": "bob",
                                   "text": "after the restart"}]
+    # its answer names it: nothing typed just now shows which it is (a trial's user could not
+    # tell which of two such notices was which)
+    assert printed(run.reply({"type": "ok", "stored": True}, "message")) == [
+        "bob is offline; your message will be delivered when they log in. (message bob after "
+        "the restart)"]
+    run.type("message bob typed now")
+    assert printed(run.reply({"type": "ok", "stored": True}, "message")) == [
+        "bob is offline; your message will be delivered when they log in."]
 
 
 def test_a_logout_with_messages_waiting_says_they_wait_for_the_next_login():
