@@ -506,7 +506,7 @@ class ChatServer(Reach):
         login came first: its own window has them then). Anything else acknowledges nothing,
         and is not answered (a session just ended leaves a few on their way), but counted as
         refused: a read of thousands is a flood (limits.REFUSALS_PER_READ)."""
-        late = self._sessions.ended_on.get(conn)
+        late = self._sessions.acks_after_end.get(conn)
         if late is None or late[0] in self._users:
             self.refusals += 1
             return
@@ -1101,9 +1101,9 @@ class ChatServer(Reach):
     def _on_closed(self, event, now):
         """A staying connection is gone: its session lives on, detached, until a resume or
         its time-out; what it had not acknowledged goes out again at the resume."""
-        if event.conn not in self._sessions.by_conn:
-            return []   # a short connection, or one whose session has ended
         session = self._sessions.detach(event.conn)
+        if session is None:
+            return []   # a short connection, or one whose session has ended
         return [Log(f"{session.user}'s staying connection closed; the session waits for a "
                     f"resume")]
 

@@ -93,7 +93,7 @@ class Sessions:
         # with messages on their way there: the client shows them, and acknowledges them,
         # before it learns the session is over (a trial's client, stopped past its time-out,
         # showed 50 messages twice: again at its next login). Until the connection closes.
-        self.ended_on = {}
+        self.acks_after_end = {}
         # token -> why its session ended ("elsewhere", "timed_out"), for the no_session its
         # client gets later: a client stopped meanwhile missed the notice, and said its session
         # had timed out when another login had ended it (a trial's). The newest ENDED_KEPT.
@@ -124,7 +124,7 @@ class Sessions:
             del self.by_conn[session.conn]
             window = session.window
             if window is not None and window.sent:
-                self.ended_on[session.conn] = (user, window.sent[-1])
+                self.acks_after_end[session.conn] = (user, window.sent[-1])
         return session
 
     def attach(self, session, conn):
@@ -132,14 +132,14 @@ class Sessions:
         previous = self.by_conn.get(conn)
         if previous is not None and previous is not session:
             previous.conn = None    # one session per connection: a later login takes it over
-        self.ended_on.pop(conn, None)
+        self.acks_after_end.pop(conn, None)
         self.by_conn.pop(session.conn, None)
         session.conn = conn
         self.by_conn[conn] = session
 
     def detach(self, conn):
         """Staying connection `conn` is gone -> the session it carried (now detached), or None."""
-        self.ended_on.pop(conn, None)
+        self.acks_after_end.pop(conn, None)
         session = self.by_conn.pop(conn, None)
         if session is not None:
             session.conn = None

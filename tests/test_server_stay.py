@@ -237,6 +237,9 @@ def test_what_a_timed_out_sessions_client_acknowledges_on_its_connection_is_not_
     ask(server, 1, {"type": "ack", "seq": sent[2]}, 42.0)   # a new session's: not moved
     assert [f["text"] for _, f in pushes(stay_login(server, "alice", conn=5, now=43.0))
             if "seq" in f] == ["three"]
+    assert 1 in server._sessions.acks_after_end
+    server.handle(Closed(1), 44.0)                      # kept until its connection closes
+    assert 1 not in server._sessions.acks_after_end     # (a reviewer's 2,000 were kept)
 
 
 def test_an_ack_past_what_went_out_on_an_ended_sessions_connection_passes_nothing_more():
