@@ -1101,9 +1101,13 @@ class ChatServer(Reach):
     def _on_closed(self, event, now):
         """A staying connection is gone: its session lives on, detached, until a resume or
         its time-out; what it had not acknowledged goes out again at the resume."""
-        session = self._sessions.detach(event.conn)
-        if session is None:
-            return []   # a short connection, or one whose session has ended
+        sessions = self._sessions
+        if event.conn not in sessions.by_conn:
+            # a short connection, or one whose session has ended: what acks it could still
+            # give go with it (inline: every short connection closes here)
+            sessions.acks_after_end.pop(event.conn, None)
+            return []
+        session = sessions.detach(event.conn)
         return [Log(f"{session.user}'s staying connection closed; the session waits for a "
                     f"resume")]
 
