@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import limits
 import peer
-from client_events import (Accepted, Arm, Cancel, CloseConn, CommandRetry, DrainDue, Exit,
+from client_events import (REQUEST_TIMEOUT_S, Accepted, Arm, Cancel, CloseConn, CommandRetry, DrainDue, Exit,
                            ExitDue, Expired, Fate, HeartbeatDue, HungUp, Incoming, IncomingClosed,
                            InputEnded, Interrupted, LineIn, LinkClosed, LinkDown, LinkIdle,
                            LinkIn, LinkUp, Log, LoginAbandoned, LoginRetry, OutageWaitDue,
@@ -30,10 +30,12 @@ from protocol import MAX_NAME_CHARS, MAX_SEQ, MAX_TEXT_CHARS, MIN_HEARTBEAT_S
 
 HEARTBEAT_S = 30.0          # the server ends a session silent for 31 s
 # A staying connection that died without a word (a NAT's mapping dropped) is found only by a
-# request's missing reply, 10 s after it (client_glue.REQUEST_TIMEOUT_S): heartbeats every
-# 30 s found it 40 s after the last request, past the server's 31 s, and every such session was
-# lost (a trial's). At 15 s, the resume comes within the time-out.
+# request's missing reply, REQUEST_TIMEOUT_S after it: heartbeats every 30 s found it 40 s
+# after the last request, past the server's 31 s, and every such session was lost (a trial's).
+# At 15 s, or sooner for a shorter time-out, the resume comes within it, STAY_MARGIN_S early
+# (the connection made again, at its first try 1 s on).
 STAY_HEARTBEAT_S = 15.0
+STAY_MARGIN_S = 5.0
 LEAVING_WORDS = ("quit", "exit", "logout", "bye", "help")   # typed at the name prompt: a hint
 EXIT_WAIT_S = 2.0           # how long an exiting client waits for its logout reply
 DRAIN_WAIT_S = 5.0          # how long the input's end waits for what waited for this login
@@ -936,7 +938,7 @@ class ChatClient:
         self.last_request_at = now
         self.heartbeat_s = heartbeat_within(self.settings.heartbeat_s, frame.get("timeout"))
         if self.settings.stay:
-            self.heartbeat_s = min(self.heartbeat_s, STAY_HEARTBEAT_S)
+            self.heartbeat_s = staying_heartbeat(self.heartbeat_s, frame.get("timeout"))
         out.append(Show("system", "You have successfully logged in."))
         self._arm(HeartbeatDue(), now + self.heartbeat_s, out)
         self._admitted(self.doorkeeper.release(self.user, self.proof), out)
@@ -1384,6 +1386,16 @@ def heartbeat_within(asked_s, timeout_s):
         return asked_s      # (NaN too)
     within = timeout_s - 1 if timeout_s >= 2 else timeout_s / 2
     return min(asked_s, max(within, MIN_HEARTBEAT_S))
+
+
+def staying_heartbeat(period_s, timeout_s):
+    """A staying client's heartbeat: `period_s` (within the welcome's `timeout_s` already),
+    but no later than a dead connection can be found (REQUEST_TIMEOUT_S after a heartbeat
+    into it) and resumed before the time-out; never under MIN_HEARTBEAT_S."""
+    if type(timeout_s) not in (int, float) or not 0 < timeout_s <= MAX_TIMEOUT_S:
+        timeout_s = HEARTBEAT_S + 1     # (none said: the original's 31 s)
+    found_in_time = timeout_s - REQUEST_TIMEOUT_S - STAY_MARGIN_S
+    return min(period_s, STAY_HEARTBEAT_S, max(MIN_HEARTBEAT_S, found_in_time))
 
 
 def _messages(count):

@@ -19,7 +19,12 @@ __all__ = ["Accepted", "Arm", "AskConsent", "Cancel", "CloseConn", "ConsentLapse
            "LinkIdle", "LinkIn", "LinkUp", "Log", "LoginAbandoned", "LoginRetry", "OpenLink",
            "OutageWaitDue", "OutboxRetry", "PauseInput", "Probe", "ProbeDue", "Prompt", "Pushed",
            "Replied", "RequestFailed", "ResumeInput", "SendOnLink", "SendRequest", "SendTo",
-           "Show", "ShowFate", "ShowOnline", "ShowSending", "Stage", "Started", "Status"]
+           "Show", "ShowFate", "ShowOnline", "ShowSending", "Stage", "Started", "Status",
+           "REQUEST_TIMEOUT_S"]
+
+# A request with no answer by then counts as failed (RequestFailed): the glue times its
+# connections so, and the core plans a staying client's heartbeat around it.
+REQUEST_TIMEOUT_S = 10.0
 
 
 

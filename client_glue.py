@@ -10,7 +10,7 @@ import secrets
 import signal
 from collections import deque
 
-from client_events import (Accepted, Arm, AskConsent, Cancel, CloseConn, ConsentLapsed, EndLink,
+from client_events import (REQUEST_TIMEOUT_S, Accepted, Arm, AskConsent, Cancel, CloseConn, ConsentLapsed, EndLink,
                            Exit, Expired, HungUp, Incoming, IncomingClosed, Interrupted,
                            LinkClosed, LinkIn, Log, OpenLink, PauseInput, Probe, Prompt, Replied,
                            RequestFailed, ResumeInput, SendOnLink, SendRequest, SendTo, Show,
@@ -20,7 +20,6 @@ from pacing import KeyedTimers, RepeatedLines
 from protocol import NOT_OURS, decoded, encode, error, foreign, reason_text
 from reactor import FRAME_TIME_S, Handler
 
-REQUEST_TIMEOUT_S = 10.0    # a request connection with no answer by then counts as failed
 # An urgent request (a heartbeat) whose connection is not made by then is sent again at once on
 # a second one: a lost SYN costs 1 s before the kernel sends another, and a heartbeat due at
 # 30 s has only the 1 s before the server's 31 s time-out.

@@ -18,8 +18,8 @@ request opens another.
 """
 import limits
 import protocol
-from client_events import LinkDown, LinkUp, Pushed, Replied, RequestFailed
-from client_glue import REQUEST_TIMEOUT_S, left_if_foreign
+from client_events import REQUEST_TIMEOUT_S, LinkDown, LinkUp, Pushed, Replied, RequestFailed
+from client_glue import left_if_foreign
 from reactor import Handler
 
 RECONNECT_FIRST_S = 1.0     # a lost connection is made again after this, doubling per failure

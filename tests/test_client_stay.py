@@ -1,5 +1,8 @@
 """The client core when it stays connected: its login, deliveries pushed on its connection,
 LinkUp and the resume, and what a client without a listening port says. No sockets."""
+import pytest
+
+from chat_client import heartbeat_within, staying_heartbeat
 from client_events import (Arm, CloseConn, Expired, HeartbeatDue, Incoming, Interrupted, LinkUp,
                            Log, Pushed, Replied, RequestFailed, SendTo, Started)
 from client_helpers import OK, WELCOME, Run, err, hello, printed, requests
@@ -78,6 +81,14 @@ def test_a_staying_client_heartbeats_every_15_s_to_find_a_dead_connection_in_tim
     short.type("pw")
     short.now = 100.0
     assert Arm(HEARTBEAT, 130.0) in short.reply(WELCOME)
+
+
+@pytest.mark.parametrize("timeout, period", [
+    (31, 15.0), (None, 15.0), (20, 5.0), (12, 0.5), (300, 15.0)])
+def test_a_staying_heartbeat_finds_a_dead_connection_within_any_time_out(timeout, period):
+    """(at 15 s, a server run with --timeout 20 ended the session before its dead connection
+    was found, a reviewer's: 15 s, then 10 s for the reply)"""
+    assert staying_heartbeat(heartbeat_within(30.0, timeout), timeout) == period
 
 
 def test_pushed_messages_are_shown_once_and_acknowledged_on_their_connection():
