@@ -315,19 +315,25 @@ class ChatWindow:
             self.leaving.lift()
             self.leaving.focus_set()
             return
-        if self.view.waiting:
+        if self._sending():
             self.leaving = self._leave_dialog()
             self._draw_leaving()
             return
         self._close_now()
 
+    def _sending(self):
+        """True while a logged-in user's lines wait for the server: before a login, what
+        waits is a login, not a message, and what waits for the next login never goes
+        without one (a reviewer's question waited for ever so)."""
+        return bool(self.view.waiting) and self.view.stage is Stage.LOGGED_IN
+
     def _close_now(self):
-        self._stay()
+        self._keep_open()
         self.root.withdraw()
         self.screen.close()
         self.kick()
 
-    def _stay(self):
+    def _keep_open(self):
         if self.leaving is not None:
             self.leaving.destroy()
             self.leaving = None
@@ -335,8 +341,8 @@ class ChatWindow:
     def _draw_leaving(self):
         if self.leaving is None:
             return
-        if not self.view.waiting:
-            self._close_now()       # all taken: the close goes on
+        if not self._sending():
+            self._close_now()       # all taken (or the session over): the close goes on
             return
         count = self.view.waiting
         self.leaving.count.set(f"{count} message{'' if count == 1 else 's'} waiting.")
@@ -471,7 +477,7 @@ class ChatWindow:
             "The window closes by itself once the server has them. Closed now, they are not "
             "sent.",
             (("close", "Close now", self._close_now),
-             ("keep", "Keep the window open", self._stay)))
+             ("keep", "Keep the window open", self._keep_open)))
         dialog.count = tkinter.StringVar(dialog)
         ttk.Label(dialog, textvariable=dialog.count, padding=(16, 0, 16, 12),
                   name="count").pack(anchor="w", before=dialog.nametowidget("buttons"))

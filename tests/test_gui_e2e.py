@@ -463,6 +463,20 @@ def test_closing_with_messages_on_their_way_asks_and_closes_once_they_are_taken(
     assert bob.wait_exit() == 0
 
 
+def test_closing_before_a_login_the_server_has_not_answered_does_not_ask(windows):
+    """(a login waiting for a server not there is no message on its way: a reviewer's
+    question waited for ever, and would have logged in and out when the server came)"""
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))               # a port nobody listens on
+        gui = windows(port=unused.getsockname()[1])
+        gui.type_into(".login.username", "columbia")
+        gui.type_into(".login.password", "116bway")
+        gui.press_enter(".login.password")
+        gui.wait(lambda: "Cannot reach" in gui.label(".status"), "the outage said")
+        gui.close_window()                          # no question: it closes at once
+        assert gui.wait_exit() == 0
+
+
 def test_sigterm_logs_out_like_ctrl_c_and_idle_costs_no_cpu(windows, server):
     gui = windows()
     login(gui, "google")
