@@ -29,7 +29,7 @@ from reactor import FRAME_TIME_S, Reactor
 from server_glue import MAX_CONNECTIONS, MAX_PER_ADDRESS, ServerGlue, make_logger
 from timers import RealClock
 from passwords import CredentialsError, load_credentials
-from storage import RESCUED, SEQ_FLOOR_MAX, Store, StoreUnavailable, rescued_copies
+from storage import RESCUED, SEQ_FLOOR_MAX, Store, StoreUnavailable
 
 
 def _add_limit_options(parser):
@@ -332,13 +332,6 @@ def _start_warnings(args, clock, credentials, store, log, irc_listener):
     if args.timeout < 2 * protocol.MIN_HEARTBEAT_S:
         log(f"--timeout {args.timeout:g} s is too short for client.py, which heartbeats every "
             f"{protocol.MIN_HEARTBEAT_S:g} s at the most: its sessions will time out")
-    home = os.path.join(os.path.abspath(args.data_dir), STORE_FILE)
-    for copy in rescued_copies(home):
-        # (a kill -9 after the copy was made, or a stop whose log went unread: the copy was
-        # forgotten, and the start went on with an empty store, a trial's 140 messages in it)
-        log(f"{copy} is a copy of a store that could not be written at {home} while a server "
-            f"ran: if the messages it holds are not in this store, stop the server and move it "
-            f"there (then delete the copy)")
     unguarded = passwords.open_accounts(credentials)
     if unguarded:
         # (named: a typo such as "name:password" on one line makes one, and shows there)

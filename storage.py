@@ -29,8 +29,10 @@ call that cannot be served consistently: the caller answers "unavailable", never
 """
 import collections
 import errno
+import hashlib
 import json
 import os
+import re
 import secrets
 import sqlite3
 import tempfile
@@ -172,6 +174,7 @@ class Store:
         _take_rewritten(path)
         _refuse_emptied(path)
         _refuse_marked_damaged(path)
+        _refuse_rescued(path)
         _refuse_damaged_log(path)
         new = path != ":memory:" and not os.path.lexists(path)
         self._db = self._file = self._wal = None
@@ -1043,11 +1046,21 @@ class Store:
         if not self.homeless:
             return None
         self._rescues += 1
-        name = (f"{os.path.basename(self._path)}{RESCUED}{time.strftime('%Y%m%d-%H%M%S')}-"
-                f"{self._rescues}")
+        at = time.gmtime(self._clock.wall() if self._clock is not None else time.time())
+        name = f"{_rescue_prefix(self._path)}{time.strftime('%Y%m%d-%H%M%S', at)}-{self._rescues}"
+        page_count, = self._db.execute("PRAGMA page_count").fetchone()
+        needed = page_count * PAGE_BYTES
         for directory in _rescue_places(self._path):
             copy = os.path.join(directory, name)
-            if os.path.lexists(copy):
+            try:
+                disk = os.statvfs(directory)
+                if disk.f_bavail * disk.f_frsize < needed:
+                    continue        # (a full disk's copy would write until it failed)
+                # made here first, ours alone: a file or link another user put at a name
+                # known to the second would have had the copy of every message
+                os.close(os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                                 0o600))
+            except OSError:
                 continue
             try:
                 self._db.execute("VACUUM INTO ?", (copy,))
@@ -1186,6 +1199,23 @@ def _mark_damaged(path, why):
     return None
 
 
+def _refuse_rescued(path):
+    """sqlite3.DatabaseError if a copy Store.rescue made of this store is still about: its
+    messages, answered ok, may be in no other store, and a start that went on with the store
+    at the path (an empty one, say) left the copy unknown, or, moved in later as the log had
+    said, lost what the new store took meanwhile (a trial's and a reviewer's)."""
+    if path == ":memory:":
+        return
+    copies = rescued_copies(path)
+    if copies:
+        others = f" (and {len(copies) - 1} older)" if len(copies) > 1 else ""
+        raise sqlite3.DatabaseError(
+            f"{copies[-1]}{others} is a copy of the store at {path}, written by a server that "
+            f"could not write it there; the messages in it may be in no other store. Move it "
+            f"to {path} to keep them (if a store is there, keep the one that holds them), or "
+            f"delete it, then start again")
+
+
 def _refuse_marked_damaged(path):
     """sqlite3.DatabaseError if a server found this store damaged while it ran: what it had
     said yes to since may be missing from it, and a restart would go on without a word (a
@@ -1228,7 +1258,8 @@ def _refuse_emptied(path):
         return          # a new store
     if found.st_size:
         return
-    # (a trial's two servers started at once: the second read the first's new file)
+    # (a trial's two servers started at once: the second read the first's new file). The
+    # file system's own clock, not the server's: the file's time is that clock's
     starting = (f"another server may be starting on this data directory (the file was "
                 f"written {NEW_FILE_S} s ago at most); if none is, "
                 if time.time() - found.st_mtime < NEW_FILE_S else "")
@@ -1239,22 +1270,31 @@ def _refuse_emptied(path):
 
 def _rescue_places(path):
     """Where a homeless store at `path` is copied (Store.rescue), in the order tried: beside
-    its path, a directory up, the temporary directories, the working one."""
+    its path, a directory up, the temporary directories (/var/tmp first: /tmp is often
+    emptied at a reboot), the working one."""
     here = os.path.dirname(os.path.abspath(path))
-    places = [here, os.path.dirname(here), tempfile.gettempdir(), "/tmp", "/var/tmp",
+    places = [here, os.path.dirname(here), "/var/tmp", tempfile.gettempdir(), "/tmp",
               os.getcwd()]
     return list(dict.fromkeys(places))
 
 
+def _rescue_prefix(path):
+    """The start of the names of the copies of the store at `path`: its file's name and a
+    digest of its absolute path, so that a server finds its own store's copies, not another's
+    in /tmp."""
+    digest = hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:12]
+    return f"{os.path.basename(path)}{RESCUED}{digest}-"
+
+
 def rescued_copies(path):
-    """The copies Store.rescue left of a store at `path` (a kill -9 after one was made, or a
-    stop whose log went unread): their paths, oldest first by name."""
-    prefix = os.path.basename(path) + RESCUED
+    """The copies Store.rescue left of the store at `path` (a kill -9 after one was made, or
+    a stop whose log went unread): their paths, oldest first by name."""
+    named = re.compile(re.escape(_rescue_prefix(path)) + r"\d{8}-\d{6}-\d+")
     found = []
     for directory in _rescue_places(path):
         try:
             found += [entry.path for entry in os.scandir(directory)
-                      if entry.name.startswith(prefix) and not entry.name.endswith("-journal")]
+                      if named.fullmatch(entry.name)]
         except OSError:
             continue
     return sorted(found, key=os.path.basename)

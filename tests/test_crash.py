@@ -11,10 +11,12 @@ import os
 import random
 import signal
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 
-from realprocs import WAIT_S, exchange, start_server, take_deliveries, token_of as login
+from realprocs import ROOT, WAIT_S, exchange, start_server, take_deliveries, token_of as login
 from storage import Store
 
 MESSAGES = 240
@@ -166,12 +168,12 @@ def test_a_store_whose_file_could_not_be_written_again_leaves_a_copy(tmp_path, s
         copy = re.findall(r"(?:store holds is at|it held is copied to) ([^\s;)]+)",
                           (tmp_path / "server.log").read_text())[-1]
         (tmp_path / "data").unlink()
-        proc, port = start_server(tmp_path, port)     # a start tells of the copy, unread
-        wait_log(tmp_path, f"{copy} is a copy of a store that could not be written")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(WAIT_S) == 0
-        os.remove(tmp_path / "data" / "chat.sqlite3")  # the operator puts it back
-        os.rename(copy, tmp_path / "data" / "chat.sqlite3")
+        # a start with the copy about (its log unread) is refused, and says where it is
+        refused = subprocess.run([sys.executable, os.path.join(ROOT, "server.py"), "0",
+                                  "--host", "127.0.0.1", "--data-dir", str(tmp_path / "data")],
+                                 capture_output=True, text=True, timeout=WAIT_S, cwd=ROOT)
+        assert refused.returncode == 1 and f"{copy} is a copy of the store" in refused.stderr
+        os.rename(copy, tmp_path / "data" / "chat.sqlite3")      # the operator puts it back
         proc, port = start_server(tmp_path, port)
         assert take_deliveries(port, "seas", "summerisover", 3) == ["kept1", "kept2", "kept3"]
     finally:

@@ -741,6 +741,19 @@ def test_a_homeless_store_is_rescued_to_a_copy_that_holds_everything_it_held(tmp
     assert [frame["text"] for frame in frames(rescued, "bob")] == [
         "one", "two", "answered unavailable"]
     rescued.close()
+    # a start at the path is refused while the copy is about (the operator decides); another
+    # store's is not (a digest of the path is in the copy's name)
+    if path.parent.is_file():
+        path.parent.unlink()
+        path.parent.mkdir()
+    else:
+        for made in path.parent.glob("chat.sqlite3"):     # (the other server's, not the copy)
+            made.unlink()
+    with pytest.raises(sqlite3.DatabaseError, match="is a copy of the store at .* Move it"):
+        Store(str(path))
+    Store(str(tmp_path / "elsewhere.sqlite3")).close()
+    os.remove(copy)
+    Store(str(path)).close()
 
 
 def _big_store(tmp_path):
