@@ -90,12 +90,16 @@ class RoomCommands:
             self.numeric("403", channel, "No such channel")
         if len(named) == sum(not self._is_room(name) for name in named):
             return
-        # the room, named once or more: joined again at most every REJOIN_GAP_S (a client
-        # that parted at each join looped 8,000 times a second); sooner, told only
-        if self.rejoined_at is None or not 0 <= wall - self.rejoined_at < REJOIN_GAP_S:
-            self.rejoined_at = wall
-            self.say("PART", self.room, *params[1:2], source=self.who_is(self.nick))
-            self._join_room()
+        # the room, named once or more: echoed and joined again, its topic, names and the
+        # notice with it at most every REJOIN_GAP_S (a client that parted at each join looped
+        # 8,000 times a second, each a NAMES); sooner, the PART and JOIN alone
+        mask = self.who_is(self.nick)
+        self.say("PART", self.room, *params[1:2], source=mask)
+        if self.rejoined_at is not None and 0 <= wall - self.rejoined_at < REJOIN_GAP_S:
+            self.say("JOIN", self.room, source=mask)
+            return
+        self.rejoined_at = wall
+        self._join_room()
         self.notice(f"Everyone logged in is in {self.room}; QUIT to leave it.")
 
     def _c_names(self, params, wall):
