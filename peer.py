@@ -103,18 +103,19 @@ class Link:
     unacked: deque = field(default_factory=deque)   # sent, in order, not yet acknowledged
 
 
-def _not_delivered(link, messages, why_kind, why, sent=()):
+def _not_delivered(link, messages, why_kind, why, sent=(), unsent_why=None):
     """What the screen is told of `messages` (ref, text) that `link` will not deliver, and
     of those `sent` that its peer never acknowledged (it may have shown them: a trial's
     stopped peer did, after "Not delivered"): why (a Show of `why_kind`, unless None: said
-    already), each one's fate, and that `message` can take them instead."""
+    already), each one's fate (`unsent_why` for `messages`, when not `why`), and that
+    `message` can take them instead."""
     if not messages and not sent:
         return []
     return [*([Show(why_kind, sender=link.user)] if why_kind is not None else []),
             *[ShowFate(ref, Fate.UNSURE, f"Perhaps not delivered to {link.user}: {text}", why)
               for ref, text in sent],
-            *[ShowFate(ref, Fate.REFUSED, f"Not delivered to {link.user}: {text}", why)
-              for ref, text in messages],
+            *[ShowFate(ref, Fate.REFUSED, f"Not delivered to {link.user}: {text}",
+                       unsent_why or why) for ref, text in messages],
             Show("try_message", sender=link.user)]
 
 
@@ -369,7 +370,8 @@ class Peers:
             return [Log(f"link to {link.user} closed ({reason})"),
                     *_not_delivered(link, link.waiting, "no_reply",
                                     f"{link.user}'s client did not acknowledge it",
-                                    sent=link.unacked)]
+                                    sent=link.unacked,
+                                    unsent_why="the link closed before it was sent")]
         return [Log(f"link to {link.user} closed ({reason})"),
                 *_not_delivered(link, link.waiting, "unreachable",
                                 f"{link.user}'s client could not be reached")]

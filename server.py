@@ -331,7 +331,7 @@ def _start_warnings(args, clock, credentials, store, log, irc_listener):
         log(f"{args.credentials} has no accounts: nobody can log in")
     if args.timeout < 2 * protocol.MIN_HEARTBEAT_S:
         log(f"--timeout {args.timeout:g} s is too short for client.py, which heartbeats every "
-            f"{protocol.MIN_HEARTBEAT_S:g} s at the most: its sessions will time out")
+            f"{protocol.MIN_HEARTBEAT_S:g} s at the most: its sessions may time out")
     unguarded = passwords.open_accounts(credentials)
     if unguarded:
         # (named: a typo such as "name:password" on one line makes one, and shows there)

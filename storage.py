@@ -956,7 +956,7 @@ class Store:
         self._homeless = True
         tmp, fresh = self._path + ".tmp", self._path + ".new"
         if os.path.lexists(self._path):
-            self.failing = self._rescued_too(
+            self.failing = self._with_rescue_note(
                 "the store's file was replaced while the server ran (a restore, or another "
                 "server's): what this server holds is not in it")
             raise StoreUnavailable(self.failing)
@@ -973,7 +973,7 @@ class Store:
         except (OSError, sqlite3.Error) as exc:
             for part in (tmp, tmp + "-journal"):    # (a part of a copy holds the disk's room)
                 _remove_quietly(part)
-            self.failing = self._rescued_too(
+            self.failing = self._with_rescue_note(
                 f"the store's file was deleted while the server ran, and cannot be written "
                 f"again yet ({exc})")
             raise StoreUnavailable(self.failing) from None
@@ -1075,7 +1075,7 @@ class Store:
             break
         return self._rescued
 
-    def _rescued_too(self, failing):
+    def _with_rescue_note(self, failing):
         """`failing`, and where the store is copied: made at the first failure of a loss
         only (the glue tries again every few seconds, and a large store's copy takes time)."""
         copy = self._rescued if self._rescues else self.rescue()

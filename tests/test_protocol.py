@@ -217,13 +217,18 @@ def test_a_flag_is_true_or_false_or_bad_field(value):
 def test_a_frame_too_deep_to_write_again_with_a_surrogate_escape_is_bad_json():
     """(a fuzzer's: 985 levels with an emoji's escape in them were read, then overflowed the
     stack at the check for lone surrogates: no answer, and a traceback in the log)"""
+    refused = 0
     for depth in range(900, 1000, 3):
         line = (b'{"type":"check_user","x":' + b"[" * depth + rb'"\ud83d\ude00"'
                 + b"]" * depth + b"}")
         try:
-            protocol.decode(line)
+            frame = protocol.decode(line)
         except protocol.FrameError as exc:
             assert exc.code == "bad_json"
+            refused += 1
+        else:
+            protocol.encode(frame)              # what is taken can be written again
+    assert refused                              # (the deepest are refused)
 
 
 @pytest.mark.parametrize("line, code, frame_id", [
