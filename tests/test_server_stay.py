@@ -1,9 +1,9 @@
 """The server core with staying clients: login with stay, deliveries on the client's connection,
 Closed, resume, and the no_port refusal. Events in, actions out; no sockets."""
-from core_helpers import ACCOUNTS, delivered_frames, logs, make_server, replies
+from core_helpers import ACCOUNTS, logs, make_server, replies
 from server import Settings
 from server_events import (Closed, Deliver, DeliverEach, DeliverRun, Expired, IdleCheck, Log,
-                           Redeliver, Request, Undelivered)
+                           Request)
 
 HOST = "127.0.0.1"
 
