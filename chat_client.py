@@ -250,12 +250,15 @@ class ChatClient:
     def _on_input_ended(self, event, now, out):
         # queued lines still run; _run_lines starts the exit once they are done
         self.input_ended = True
-        if (not self.settings.scripted and self.token is None
-                and (self.login_waits or self.awaiting_server)):
-            # Ctrl-D while a name or a login waits for a server that does not answer: leave
-            # now, as Ctrl-C does (a trial's waited without a word, and logged in and out
-            # when the server came back, a minute later)
-            self._on_interrupted(event, now, out)
+        self._leave_if_ended_while_waiting(now, out)
+
+    def _leave_if_ended_while_waiting(self, now, out):
+        """Ctrl-D while a name or a login waits for a server that does not answer, or
+        before its try in flight fails so: leave now, as Ctrl-C does (a trial's waited
+        without a word, and logged in and out when the server came back, a minute later)."""
+        if (self.input_ended and not self.settings.scripted and self.token is None
+                and not self.exiting and (self.login_waits or self.awaiting_server)):
+            self._on_interrupted(None, now, out)
 
     def _on_interrupted(self, event, now, out):
         self._report_unread(out)
@@ -400,9 +403,11 @@ class ChatClient:
             self.lines.clear()
             self._exit(out, 1, f"cannot reach {self.outage.where()} ({self.outage.reason}); "
                                f"the input was not read")
-        elif not self.told_to_type:
-            self.told_to_type = True
-            out.append(Show("type_ahead"))
+        else:
+            if not self.told_to_type:
+                self.told_to_type = True
+                out.append(Show("type_ahead"))
+            self._leave_if_ended_while_waiting(self._now, out)
 
     def _reached(self, out):
         """The server answered: an outage, if there was one, is over, and the user hears it;
@@ -1045,6 +1050,7 @@ class ChatClient:
             self.login_waits = True
             out.append(Show("system", "Your user name waits for the server, and is checked as "
                                       "soon as it answers."))
+            self._leave_if_ended_while_waiting(self._now, out)
         else:
             out.append(Prompt(Stage.USERNAME))
 
@@ -1062,6 +1068,7 @@ class ChatClient:
         if self.login_waits:
             out.append(Show("system", "Your login waits for the server, and goes as soon as "
                                       "it answers."))
+            self._leave_if_ended_while_waiting(self._now, out)
         else:
             out.append(Prompt(Stage.PASSWORD))
 

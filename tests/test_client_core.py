@@ -514,6 +514,12 @@ def test_the_input_ended_while_a_login_waits_for_the_server_leaves_at_once():
     actions = run.do(InputEnded())
     assert any(isinstance(a, Exit) for a in actions)
     assert not run.open                                  # no login goes later
+    # ended while the login is on its way to a server that takes connections and never
+    # answers: it leaves once that try fails (it waited for ever, a re-attack's)
+    late = Run(check_server=True)
+    at_password_probing(late)
+    assert not any(isinstance(a, Exit) for a in late.do(InputEnded()))
+    assert any(isinstance(a, Exit) for a in late.fail("no reply", "login"))
     scripted = Run(check_server=True, scripted=True)     # a script's end waits for its lines
     at_password_probing(scripted)
     scripted.fail()
