@@ -1151,6 +1151,10 @@ class ChatClient:
                                       f"{self.silent_s:.0f} s (it was stopped, or the computer "
                                       f"slept), and the server ended it. Please log in again."))
             why = "the session timed out"
+        elif reason == "timed_out":
+            # (the server says so: its requests lost in an outage, say)
+            out.append(shown({"type": "logged_out", "reason": "timed_out"}))
+            why = "the session timed out"
         else:
             out.append(Show("system", "Your session has ended. Please log in again."))
             why = "the session ended"

@@ -507,11 +507,12 @@ class ChatServer(Reach):
         and is not answered (a session just ended leaves a few on their way), but counted as
         refused: a read of thousands is a flood (limits.REFUSALS_PER_READ)."""
         late = self._sessions.acks_after_end.get(conn)
-        if late is None or late[0] in self._users:
-            self.refusals += 1
+        if late is None or late[0] in self._users or seq <= late[2] or late[2] >= late[1]:
+            self.refusals += 1      # (old news too: a million of them were all taken)
             return
-        user, last_sent = late
-        self._store.acknowledge(user, min(seq, last_sent))
+        user, last_sent, _ = late
+        late[2] = min(seq, last_sent)
+        self._store.acknowledge(user, late[2])
 
     # --- logging in ---
 

@@ -368,6 +368,15 @@ def test_a_late_heartbeat_told_its_session_went_to_another_login_says_so():
         "You have been logged out because your account logged in elsewhere.", ASK_USER]
 
 
+def test_a_no_session_that_says_the_session_timed_out_is_told_so():
+    """(after an outage the client said only that its session had ended)"""
+    run = logged_in()
+    run.type("online")
+    assert printed(run.reply(err("no_session", reason="timed_out"))) == [
+        "Your session timed out: the server heard nothing from this client, and ended it. "
+        "Please log in again.", ASK_USER]
+
+
 def test_a_heartbeat_on_time_that_meets_no_session_says_only_that_it_ended():
     run = logged_in()
     run.now += 30.0

@@ -232,6 +232,8 @@ def test_what_a_timed_out_sessions_client_acknowledges_on_its_connection_is_not_
     before = server.refusals
     ask(server, 1, {"type": "ack", "seq": sent[1]}, 40.0)   # it goes on, and acknowledges
     assert server.refusals == before                    # (not counted toward a flood)
+    ask(server, 1, {"type": "ack", "seq": sent[1]}, 40.0)   # old news: counted, as any is
+    assert server.refusals == before + 1
     back = stay_login(server, "alice", conn=4, now=41.0)
     assert [f["text"] for _, f in pushes(back) if "seq" in f] == ["three"]
     ask(server, 1, {"type": "ack", "seq": sent[2]}, 42.0)   # a new session's: not moved
@@ -271,6 +273,19 @@ def test_an_ended_sessions_token_says_why_it_ended():
     assert "reason" not in replies(ask(server, 3, {"type": "heartbeat", "token": "s5"}, 44.0))[0]
     made_up = replies(ask(server, 3, {"type": "heartbeat", "token": "nope"}, 45.0))[0]
     assert made_up["code"] == "no_session" and "reason" not in made_up
+
+
+def test_one_users_many_ended_sessions_do_not_push_out_anothers_reason():
+    """(one account's 4,200 logins pushed every other user's reason out of a shared list)"""
+    server, _ = make_server()
+    short_login(server, "bob", conn=1, port=5001)
+    short_login(server, "bob", conn=2, port=5002)              # s1 ended: elsewhere
+    for n in range(4200):                                       # (paced: no slow_down)
+        welcome = replies(short_login(server, "alice", conn=10 + n, port=6000 + n % 1000,
+                                      now=float(n)))[0]
+        assert welcome["type"] == "welcome"
+    refused = replies(ask(server, 3, {"type": "heartbeat", "token": "s1"}, 4200.0))[0]
+    assert refused.get("reason") == "elsewhere"
 
 
 def test_a_second_login_on_a_staying_connection_is_refused_and_the_first_goes_on():
