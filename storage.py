@@ -1294,7 +1294,7 @@ def rescued_copies(path):
     for directory in _rescue_places(path):
         try:
             found += [entry.path for entry in os.scandir(directory)
-                      if named.fullmatch(entry.name)]
+                      if named.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)]
         except OSError:
             continue
     return sorted(found, key=os.path.basename)
