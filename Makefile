@@ -49,7 +49,8 @@ test: $(VENV)/.installed test-setup
 # The public IRC server conformance suite (github.com/progval/irctest) against the IRC port, on
 # the part that fits one room and user accounts: IRCTEST=path of a checkout with its own
 # requirements installed (pytest, pytest-timeout); ROOM=#chan names the room the tests use most.
-# IRCTEST_MARKS leaves out what irctest's own runs of other servers leave out (IRCTEST_MARKS= runs them too).
+# IRCTEST_MARKS leaves out what irctest's own runs of other servers leave out (IRCTEST_MARKS=
+# runs them too).
 IRCTEST_MARKS ?= not implementation-specific and not deprecated and not strict
 IRCTEST_FILES = connection_registration pingpong quit messages join part names who whois cap \
 	sasl echo_message message_tags utf8 isupport

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 
 import limits
 import peer
-from client_events import (REQUEST_TIMEOUT_S, Accepted, Arm, Cancel, CloseConn, CommandRetry, DrainDue, Exit,
-                           ExitDue, Expired, Fate, HeartbeatDue, HungUp, Incoming, IncomingClosed,
-                           InputEnded, Interrupted, LineIn, LinkClosed, LinkDown, LinkIdle,
-                           LinkIn, LinkUp, Log, LoginAbandoned, LoginRetry, OutageWaitDue,
-                           OutboxRetry, PauseInput, Probe, ProbeDue, Prompt, Pushed, Replied,
-                           RequestFailed, ResumeInput, SendRequest, SendTo, Show, ShowFate,
-                           ShowOnline, ShowSending, Stage, Started, Status)
+from client_events import (REQUEST_TIMEOUT_S, Accepted, Arm, Cancel, CloseConn, CommandRetry,
+                           DrainDue, Exit, ExitDue, Expired, Fate, HeartbeatDue, HungUp, Incoming,
+                           IncomingClosed, InputEnded, Interrupted, LineIn, LinkClosed, LinkDown,
+                           LinkIdle, LinkIn, LinkUp, Log, LoginAbandoned, LoginRetry,
+                           OutageWaitDue, OutboxRetry, PauseInput, Probe, ProbeDue, Prompt,
+                           Pushed, Replied, RequestFailed, ResumeInput, SendRequest, SendTo,
+                           Show, ShowFate, ShowOnline, ShowSending, Stage, Started, Status)
 from commands import (DEFAULT_ATTEMPTS, Command, Usage, case_hint, described, error_code,
                       error_text, parse_command, presence_notices, refusal, reply_lines,
                       seconds_text, shown, times_text)
