@@ -1037,9 +1037,8 @@ class Store:
     def rescue(self):
         """A homeless store (its file deleted and not written again, for want of room or a
         writable directory, or another file put at its path) -> the path of a copy of
-        everything it holds, written beside the path, a directory up, in the temporary
-        directory or the working one, whichever takes it first (an earlier copy, if none
-        did now); None if none was ever written. Made when the loss is found, and at the
+        everything it holds, written in the first of _rescue_places with room for it (an
+        earlier copy, if none took it now); None if none was ever written. Made when the loss is found, and at the
         stop again (acknowledgements since): from the loss on, no commit succeeds, and so no
         reply says yes. Without it, what the store held went with its last handle: a trial's
         restart after a stop had lost 238 messages answered ok."""
@@ -1048,7 +1047,10 @@ class Store:
         self._rescues += 1
         at = time.gmtime(self._clock.wall() if self._clock is not None else time.time())
         name = f"{_rescue_prefix(self._path)}{time.strftime('%Y%m%d-%H%M%S', at)}-{self._rescues}"
-        page_count, = self._db.execute("PRAGMA page_count").fetchone()
+        try:
+            page_count, = self._db.execute("PRAGMA page_count").fetchone()
+        except sqlite3.Error:
+            page_count = 0      # (tried anyway: a copy that fails leaves nothing)
         needed = page_count * PAGE_BYTES
         for directory in _rescue_places(self._path):
             copy = os.path.join(directory, name)
