@@ -67,20 +67,15 @@ def test_a_staying_welcome_has_no_proof_so_every_delivery_hello_is_refused():
 def test_a_staying_client_heartbeats_every_15_s_to_find_a_dead_connection_in_time():
     """(a connection that died without a word is found by a request's missing reply, 10 s on:
     at 30 s, a trial's NAT hole ended the session every time, past the server's 31 s)"""
-    run = staying()
-    run.do(Started())
-    run.type("alice")
-    run.reply(OK)
-    run.type("pw")
-    run.now = 100.0
-    assert Arm(HEARTBEAT, 115.0) in run.reply(WELCOME)
-    short = Run()
-    short.do(Started())
-    short.type("alice")
-    short.reply(OK)
-    short.type("pw")
-    short.now = 100.0
-    assert Arm(HEARTBEAT, 130.0) in short.reply(WELCOME)
+    def welcomed_at(run, now):
+        run.do(Started())
+        run.type("alice")
+        run.reply(OK)
+        run.type("pw")
+        run.now = now
+        return run.reply(WELCOME)
+    assert Arm(HEARTBEAT, 115.0) in welcomed_at(staying(), 100.0)
+    assert Arm(HEARTBEAT, 130.0) in welcomed_at(Run(), 100.0)      # short connections: 30 s
 
 
 @pytest.mark.parametrize("timeout, period", [
