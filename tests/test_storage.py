@@ -756,13 +756,20 @@ def test_a_homeless_store_is_rescued_to_a_copy_that_holds_everything_it_held(tmp
     Store(str(path)).close()
 
 
-def _big_store(tmp_path):
-    """A store whose file holds its messages (copied out of its log), as a busy one's does."""
+def _kept_store(tmp_path, count):
+    """A store that took `count` messages for bob, a commit each (the log's size is seen at
+    each commit) -> (store, path)."""
     path = tmp_path / "chat.sqlite3"
     store = Store(str(path), exclusive=True)
-    for n in range(300):
+    for n in range(count):
         keep(store, "bob", {"type": "message", "text": f"kept {n} " + "x" * 500})
         store.commit()
+    return store, path
+
+
+def _big_store(tmp_path):
+    """A store whose file holds its messages (copied out of its log), as a busy one's does."""
+    store, path = _kept_store(tmp_path, 300)
     assert store.checkpoint()
     return store, path
 
@@ -786,11 +793,7 @@ def test_a_store_whose_file_is_cut_short_under_it_says_so_and_never_yes_again(tm
 def test_a_store_whose_log_is_cut_short_under_it_says_so_and_never_yes_again(tmp_path, to):
     """A trial emptied (or halved) the write-ahead log under a running server: it said yes to
     200 more messages, and a restart had lost all 300, or found the file malformed."""
-    path = tmp_path / "chat.sqlite3"
-    store = Store(str(path), exclusive=True)
-    for n in range(20):
-        keep(store, "bob", {"type": "message", "text": f"kept {n} " + "x" * 500})
-        store.commit()                      # (the log's size is seen at each commit)
+    store, path = _kept_store(tmp_path, 20)
     wal = str(path) + "-wal"
     os.truncate(wal, int(os.path.getsize(wal) * to))
     keep(store, "bob", {"type": "message", "text": "after the cut"})
@@ -810,11 +813,7 @@ def test_a_store_whose_log_is_cut_short_under_it_says_so_and_never_yes_again(tmp
 
 def test_a_damage_note_that_cannot_be_written_is_said(tmp_path):
     """(a trial's read-only directory took no note, and a restart went on without a word)"""
-    path = tmp_path / "chat.sqlite3"
-    store = Store(str(path), exclusive=True)
-    for n in range(5):
-        keep(store, "bob", {"type": "message", "text": f"kept {n} " + "x" * 500})
-        store.commit()
+    store, path = _kept_store(tmp_path, 5)
     os.mkdir(str(path) + "-damaged")        # (as root, a read-only directory would not stop it)
     os.truncate(str(path) + "-wal", 0)
     keep(store, "bob", {"type": "message", "text": "after the cut"})
