@@ -10,11 +10,12 @@ import secrets
 import signal
 from collections import deque
 
-from client_events import (REQUEST_TIMEOUT_S, Accepted, Arm, AskConsent, Cancel, CloseConn, ConsentLapsed, EndLink,
-                           Exit, Expired, HungUp, Incoming, IncomingClosed, Interrupted,
-                           LinkClosed, LinkIn, Log, OpenLink, PauseInput, Probe, Prompt, Replied,
-                           RequestFailed, ResumeInput, SendOnLink, SendRequest, SendTo, Show,
-                           ShowFate, ShowOnline, ShowSending, Started, Status)
+from client_events import (REQUEST_TIMEOUT_S, Accepted, Arm, AskConsent, Cancel, CloseConn,
+                           ConsentLapsed, EndLink, Exit, Expired, HungUp, Incoming,
+                           IncomingClosed, Interrupted, LinkClosed, LinkIn, Log, OpenLink,
+                           PauseInput, Probe, Prompt, Replied, RequestFailed, ResumeInput,
+                           SendOnLink, SendRequest, SendTo, Show, ShowFate, ShowOnline,
+                           ShowSending, Started, Status)
 from peer import PEER_CONNECT_S
 from pacing import KeyedTimers, RepeatedLines
 from protocol import NOT_OURS, decoded, encode, error, foreign, reason_text

@@ -8,6 +8,7 @@ from client_helpers import Run, logged_in, printed, requests
 
 PROBE_DUE = ProbeDue()
 
+TYPE_AHEAD = "You can type your username now: it is checked once the server answers."
 
 def checking(**settings):
     return Run(check_server=True, server="127.0.0.1:4119", **settings)
@@ -30,7 +31,7 @@ def test_the_username_is_asked_only_once_the_server_is_there():
     assert requests(typed) == [] and status(typed).busy   # typed ahead: it waits for the server
     failed = run.do(RequestFailed(probes(started)[0], "refused"))
     assert printed(failed) == ["Cannot reach the server at 127.0.0.1:4119 (refused).",
-                               "You can type your username now: it is checked once the server answers."]    # (a trial's user guessed)
+                               TYPE_AHEAD]              # (a trial's user guessed)
     assert Arm(PROBE_DUE, 1.0) in failed and status(failed).retry_at == 1.0
     run.now = 1.0
     again = run.do(Expired(PROBE_DUE))
@@ -148,7 +149,7 @@ def test_a_staying_client_waits_for_its_link_and_says_when_it_is_tried_again():
     run = checking(stay=True)
     assert run.do(Started()) == [Status(Stage.USERNAME, None, 0, None, False)]
     down = run.do(LinkDown("refused", 1.0))
-    assert printed(down) == ["Cannot reach the server at 127.0.0.1:4119 (refused).", "You can type your username now: it is checked once the server answers."]
+    assert printed(down) == ["Cannot reach the server at 127.0.0.1:4119 (refused).", TYPE_AHEAD]
     assert status(down).retry_at == 1.0
     assert printed(run.do(LinkDown("refused", 3.0))) == []
     up = run.do(LinkUp())
