@@ -1040,8 +1040,8 @@ class Store:
         everything it holds, written in the first of _rescue_places with room for it (an
         earlier copy, if none took it now); None if none was ever written. Made when the loss
         is found, and at the stop again (acknowledgements since): from the loss on, no commit
-        succeeds, and so no reply says yes. Without it, what the store held went with its last handle: a trial's
-        restart after a stop had lost 238 messages answered ok."""
+        succeeds, and so no reply says yes. Without it, what the store held went with its last
+        handle: a trial's restart after a stop had lost 238 messages answered ok."""
         if not self.homeless:
             return None
         self._rescues += 1
