@@ -1393,8 +1393,9 @@ def heartbeat_within(asked_s, timeout_s):
     under its 31 (half of a time-out under 2 s), and never under MIN_HEARTBEAT_S: a server
     run with `--timeout 0.05` had its clients spend their rate on heartbeats (a trial's). A
     welcome without one: as asked."""
-    if (type(timeout_s) not in (int, float) or not 0 < timeout_s <= MAX_TIMEOUT_S):
-        return asked_s      # (NaN too)
+    timeout_s = _time_out_said(timeout_s)
+    if timeout_s is None:
+        return asked_s
     within = timeout_s - 1 if timeout_s >= 2 else timeout_s / 2
     return min(asked_s, max(within, MIN_HEARTBEAT_S))
 
@@ -1403,10 +1404,16 @@ def staying_heartbeat(period_s, timeout_s):
     """A staying client's heartbeat: `period_s` (within the welcome's `timeout_s` already),
     but no later than a dead connection can be found (REQUEST_TIMEOUT_S after a heartbeat
     into it) and resumed before the time-out; never under MIN_HEARTBEAT_S."""
-    if type(timeout_s) not in (int, float) or not 0 < timeout_s <= MAX_TIMEOUT_S:
-        timeout_s = HEARTBEAT_S + 1     # (none said: the original's 31 s)
+    timeout_s = _time_out_said(timeout_s) or HEARTBEAT_S + 1    # (none said: the original's)
     found_in_time = timeout_s - REQUEST_TIMEOUT_S - STAY_MARGIN_S
     return min(period_s, STAY_HEARTBEAT_S, max(MIN_HEARTBEAT_S, found_in_time))
+
+
+def _time_out_said(timeout_s):
+    """A welcome's `timeout` if it is a number of seconds to heed, else None (NaN too)."""
+    if type(timeout_s) not in (int, float) or not 0 < timeout_s <= MAX_TIMEOUT_S:
+        return None
+    return timeout_s
 
 
 def _messages(count):
