@@ -150,7 +150,7 @@ _SENDER_SUFFIXES = {"direct": "", "broadcast": " (to everyone)", "private": " (p
                     "offline": " (while you were away)"}
 
 
-def _plural(count, word):
+def plural(count, word):
     return f"{count} {word}" + ("" if count == 1 else "s")
 
 
@@ -446,11 +446,11 @@ class ChatView:
         # called it a message), or messages kept for the next login (another's, its login
         # a minute over, was told its login waited)
         if self.stage is Stage.LOGGED_IN:
-            waiting = _plural(self.waiting, "message") + " waiting to be sent."
+            waiting = plural(self.waiting, "message") + " waiting to be sent."
         elif self.busy:
             waiting = "Your login waits for the server."
         else:
-            waiting = _plural(self.waiting, "message") + " waiting for your next login."
+            waiting = plural(self.waiting, "message") + " waiting for your next login."
         if self.outage is not None:
             return self.outage + (" " + waiting if self.waiting else "")
         if self.waiting:

@@ -12,7 +12,7 @@ import tkinter.font
 from tkinter import ttk
 
 from client_events import Fate, Stage
-from gui import WindowScreen, entry_mark, entry_text, stamp
+from gui import WindowScreen, entry_mark, entry_text, plural, stamp
 
 WINDOW_SIZE = (900, 620)    # pixels, on a screen with room for it ...
 SCREEN_MARGIN = (0, 80)     # ... else the screen less this (a title bar, a panel)
@@ -344,8 +344,7 @@ class ChatWindow:
         if not self._sending():
             self._close_now()       # all taken (or the session over): the close goes on
             return
-        count = self.view.waiting
-        self.leaving.count.set(f"{count} message{'' if count == 1 else 's'} waiting.")
+        self.leaving.count.set(plural(self.view.waiting, "message") + " waiting.")
 
     # -- drawing ------------------------------------------------------------------------------
 
