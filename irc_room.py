@@ -85,10 +85,13 @@ class RoomCommands:
         only with a notice, a trial's WeeChat lost every room message after /close."""
         if not self._need(params, 1, "PART"):
             return
-        named = list(dict.fromkeys(filter(None, params[0].split(","))))
-        for channel in filter(lambda name: not self._is_room(name), named):
-            self.numeric("403", channel, "No such channel")
-        if len(named) == sum(not self._is_room(name) for name in named):
+        room_named = False
+        for channel in dict.fromkeys(filter(None, params[0].split(","))):
+            if self._is_room(channel):
+                room_named = True
+            else:
+                self.numeric("403", channel, "No such channel")
+        if not room_named:
             return
         # the room, named once or more: echoed and joined again, its topic, names and the
         # notice with it at most every REJOIN_GAP_S (a client that parted at each join looped

@@ -127,6 +127,16 @@ def _account_lines(path):
             yield number, fields
 
 
+TOO_LONG = object()     # _bounded_line's word for a line past MAX_LINE_CHARS
+
+
+def _bounded_line(stream):
+    """The next line of `stream` ("" at its end), or TOO_LONG, read no further than
+    MAX_LINE_CHARS and its newline."""
+    line = stream.readline(MAX_LINE_CHARS + 1)
+    return TOO_LONG if len(line.rstrip("\n")) > MAX_LINE_CHARS else line
+
+
 def _file_lines(path):
     """Yield (line_number, line) of the credentials file; a line longer than MAX_LINE_CHARS
     is CredentialsError (a trial's --credentials /dev/zero, one endless line, was read until
@@ -134,9 +144,9 @@ def _file_lines(path):
     with open(path, encoding=CREDENTIALS_ENCODING) as lines:
         try:
             number = 0
-            while line := lines.readline(MAX_LINE_CHARS + 1):
+            while line := _bounded_line(lines):
                 number += 1
-                if len(line.rstrip("\n")) > MAX_LINE_CHARS:
+                if line is TOO_LONG:
                     raise CredentialsError(f"{path}, line {number}: longer than "
                                            f"{MAX_LINE_CHARS:,} characters")
                 yield number, line
@@ -255,8 +265,8 @@ def _read_password(stdin, stderr):
         if getpass.getpass("Again: ", stream=stderr) != first:
             raise ValueError("the two passwords differ")
         return first.strip()
-    line = stdin.readline(MAX_LINE_CHARS + 1)     # (not an endless one: < /dev/zero)
-    if len(line.rstrip("\n")) > MAX_LINE_CHARS:
+    line = _bounded_line(stdin)     # (not an endless one: < /dev/zero)
+    if line is TOO_LONG:
         raise ValueError(f"the password is longer than {MAX_LINE_CHARS:,} characters")
     return line.strip()
 
