@@ -37,6 +37,8 @@ HEARTBEAT_S = 30.0          # the server ends a session silent for 31 s
 STAY_HEARTBEAT_S = 15.0
 STAY_MARGIN_S = 5.0
 LEAVING_WORDS = ("quit", "exit", "logout", "bye", "help")   # typed at the name prompt: a hint
+# ... and these leave, as at the command prompt, when no account has the name
+QUIT_WORDS = ("quit", "exit")
 EXIT_WAIT_S = 2.0           # how long an exiting client waits for its logout reply
 DRAIN_WAIT_S = 5.0          # how long the input's end waits for what waited for this login
 MAX_TIMEOUT_S = 10 ** 9     # a welcome's time-out past this is no number to heed
@@ -71,9 +73,10 @@ class Settings:
     outage_wait_s: float = OUTAGE_WAIT_S
     # starts every message id: random per run unless a test fixes it
     client_id: str = field(default_factory=_random_client_id)
-    # input from a file or a pipe: a failed login, or input that ends before any login
-    # succeeded, ends the run with status 1 and a line on standard error (no one is there to
-    # type again, and the next lines would be read as user names)
+    # input from a file or a pipe: its lines answer the prompts as a person's would, the
+    # original's transcripts replayed; a refused login, or input that ends before any login
+    # succeeded, makes the run's status 1, with a line on standard error; no server to try
+    # the login at ends it (no one is there to type again)
     scripted: bool = False
     # "HOST:PORT" as the user gave it, for the words that say the server cannot be reached
     server: str | None = None
@@ -156,6 +159,7 @@ class ChatClient:
         self.no_port_told = False       # without a listening port: said so at the first private
         self.input_ended = False
         self.logged_in_once = False     # a login succeeded in this run (see Settings.scripted)
+        self.refused_logins = 0         # a script's names and passwords refused: status 1
         self.session_user = None        # whose session this run last had
         # the messages that waited for this login (its welcome says how many) and are not yet
         # shown: the input's end waits for them (_draining), up to drain_wait_s
@@ -569,8 +573,8 @@ class ChatClient:
             # no account has such a name: not sent (one past the frame limit came back in the
             # protocol's words, "frame longer than 65536 bytes": a trial's)
             out.append(Show("system", "Wrong username."))
-            if not self._script_fails("no such user", out):
-                out.append(Prompt(Stage.USERNAME))
+            self._login_refused(out)
+            out.append(Prompt(Stage.USERNAME))
             return
         self.user = name
         self._request(Purpose.CHECK_USER, {"type": "check_user", "user": name}, out,
@@ -601,8 +605,8 @@ class ChatClient:
         if len(password) > MAX_TEXT_CHARS:      # (the server's words for it are a developer's)
             out.append(Show("system", f"No password is longer than {MAX_TEXT_CHARS:,} "
                                       f"characters. Please try again."))
-            if not self._script_fails("a password too long", out):
-                out.append(Prompt(Stage.PASSWORD))
+            self._login_refused(out)
+            out.append(Prompt(Stage.PASSWORD))
             return
         # our run's id (our mids begin with it): the server keeps which of them it took for as
         # long as we run, so a message retried after a day away is still not stored twice
@@ -833,19 +837,23 @@ class ChatClient:
             self.stage = Stage.PASSWORD
             out.append(Prompt(Stage.PASSWORD))
         elif error_code(frame) in ("unknown_user", "bad_field"):
+            if str(self.user).lower() in QUIT_WORDS:
+                # no account's name: the way out it looks like (a trial's new user, asked
+                # again, thought the client would not let them go)
+                self._on_interrupted(None, now, out)
+                return
             # a name no account can have (a space, a control character, too long) is as wrong
             # as an unknown one, and said in the same words, not in the protocol's
-            # ("quit" at the prompt, no account's name: a trial's new user had no way out)
             leaving = str(self.user).lower() in LEAVING_WORDS and not self.settings.scripted
             out.append(Show("system", "Wrong username." + case_hint(frame)
                             + (" (Type an account's name; Ctrl-D or Ctrl-C leaves.)" if leaving
                                else "")))
-            if not self._script_fails("no such user", out):
-                out.append(Prompt(Stage.USERNAME))
+            self._login_refused(out)
+            out.append(Prompt(Stage.USERNAME))
         else:
             out.append(Show("system", error_text(frame)))
-            if not self._script_fails(error_text(frame), out):
-                out.append(Prompt(Stage.USERNAME))
+            self._login_refused(out)
+            out.append(Prompt(Stage.USERNAME))
 
     def _reply_login(self, pending, frame, now, out):
         sent, self._login_sent = self._login_sent, None     # (the password is held no longer)
@@ -856,8 +864,8 @@ class ChatClient:
         code = error_code(frame)
         if code == "wrong_password":
             out.append(Show("system", "Wrong password. Please try again."))
-            if not self._script_fails("wrong password", out):
-                out.append(Prompt(Stage.PASSWORD))
+            self._login_refused(out)
+            out.append(Prompt(Stage.PASSWORD))
             return
         if code == "too_many_attempts":
             attempts = frame.get("attempts")
@@ -870,6 +878,11 @@ class ChatClient:
             seconds = frame.get("seconds")      # (the original's words, and how long)
             left = f" (in {seconds} s)" if type(seconds) is int and seconds > 0 else ""
             out.append(Show("system", f"You are still blocked, please try again later{left}"))
+            # the password is asked again, as the original's transcript does: once the time
+            # is up it is typed again, not the name first
+            self._login_refused(out)
+            out.append(Prompt(Stage.PASSWORD))
+            return
         elif code == "unknown_user":
             out.append(Show("system", "Wrong username."))
         elif code == "slow_down":
@@ -883,24 +896,37 @@ class ChatClient:
             return
         else:
             out.append(Show("system", error_text(frame)))
-            if not self._script_fails(error_text(frame), out):
-                out.append(Prompt(Stage.PASSWORD))
+            self._login_refused(out)
+            out.append(Prompt(Stage.PASSWORD))
             return
-        if not self._script_fails(code.replace("_", " ") if code else "refused", out):
-            self._back_to_username(out)
+        self._login_refused(out)
+        self._back_to_username(out)
+
+    def _login_refused(self, out):
+        """A name or a password was refused. A script's next line answers the next prompt,
+        as in the original's transcripts (a wrong name, then the right one; three wrong
+        passwords, then the name again): it reads on, and ends with status 1. A person is asked
+        again, and what they typed ahead, meant for the prompt that would have come next (a
+        password, say), is not used: told how much, never what (a trial's password, typed after
+        a mistyped name, went to the server as the next name, and showed)."""
+        if self.settings.scripted:
+            self.refused_logins += 1
+        else:
+            self._forget_typed_ahead(out)
 
     def _script_fails(self, why, out):
-        """A run reading a file or a pipe stops at a failed login -> True if it did. A person
-        is asked again; what they typed ahead, meant for the prompt that would have come next
-        (a password, say), is not used: told how much, never what (a trial's password, typed
-        after a mistyped name, went to the server as the next name, and showed)."""
+        """A login that cannot be tried (no server): a run reading a file or a pipe stops
+        there -> True if it did; a person's lines typed ahead are not used."""
         if self._script_stops(out, f"the login failed ({why})"):
             return True
+        self._forget_typed_ahead(out)
+        return False
+
+    def _forget_typed_ahead(self, out):
         if self.lines:
             said = _lines(len(self.lines))
             self.lines.clear()
             out.append(Show("system", f"What you typed after it ({said}) was not used."))
-        return False
 
     def _script_stops(self, out, why):
         """A run reading a file or a pipe stops where a person would have to decide what to
@@ -1035,7 +1061,9 @@ class ChatClient:
     def _fail_check_user(self, pending, now, out):
         if self._script_fails(f"cannot reach the server: {self.outage.reason}", out):
             return
-        if str(self.user).lower() in LEAVING_WORDS:
+        if str(self.user).lower() in QUIT_WORDS:
+            self._on_interrupted(None, now, out)       # (a way out, whatever the server says)
+        elif str(self.user).lower() in LEAVING_WORDS:
             # most likely a way out, not a name: asked again, not held for the server (a
             # trial's "quit" in an outage waited as a name, with what was typed after it)
             out.append(Show("system", f"{self.user} was not checked: the server cannot be "
@@ -1229,15 +1257,24 @@ class ChatClient:
 
     def _exit(self, out, code=0, reason=""):
         self.exiting = self.done = True
-        unsent = self._report_unsent(out, "the server never acknowledged it", at_exit=True)
-        if (unsent or self.refused) and not code and self.settings.scripted:
+        # left at a name prompt by choice, what was kept for the next login waited for it (a
+        # trial's was said never acknowledged by the server)
+        why = ("the server never acknowledged it" if self.token is not None or code
+               or self.session_user is None
+               else f"you did not log in again as {self.session_user}")
+        unsent = self._report_unsent(out, why, at_exit=True)
+        failed = unsent or self.refused or self.refused_logins
+        if failed and not code and self.settings.scripted:
             # what reads a script's status cannot read the lines above it (a trial's ran to
             # its end with three listed as not sent, status 0; another's with one refused)
             code = 1
             reason = "; ".join(
-                f"{_messages(count)} {'were' if count > 1 else 'was'} {what}"
-                for count, what in ((unsent, "not sent (listed above)"),
-                                    (self.refused, "refused (said above)")) if count)
+                f"{many} {'were' if count > 1 else 'was'} {what}"
+                for count, many, what in (
+                    (unsent, _messages(unsent), "not sent (listed above)"),
+                    (self.refused, _messages(self.refused), "refused (said above)"),
+                    (self.refused_logins, _logins(self.refused_logins), "refused (said above)"))
+                if count)
         out.append(Exit(code, reason))
 
     # -- deliveries -----------------------------------------------------------------------------
@@ -1418,3 +1455,7 @@ def _time_out_said(timeout_s):
 
 def _messages(count):
     return "1 message" if count == 1 else f"{count} messages"
+
+
+def _logins(count):
+    return "1 login" if count == 1 else f"{count} logins"

@@ -141,7 +141,9 @@ class FakeServer(Handler):
 
     def __init__(self, reactor, answers):
         self.reactor = reactor
-        self.answers = answers          # request type -> reply frame (None: hang up instead)
+        # request type -> reply frame (None: hang up instead), or a list of them, one a request
+        # in turn, the last repeated
+        self.answers = answers
         self.seen = []
 
     def on_frame(self, conn, line):
@@ -151,11 +153,13 @@ class FakeServer(Handler):
             conn.close("done")          # the accepting side closes first
             return
         reply = self.answers.get(frame["type"], {"type": "ok"})
+        if type(reply) is list:
+            reply = reply.pop(0) if len(reply) > 1 else reply[0]
         if reply is None:
             conn.close("hang up")
             return
         conn.send(protocol.encode({**reply, "id": frame["id"]}))
-        if frame["type"] == "login":
+        if frame["type"] == "login" and reply["type"] == "welcome":
             self.deliver(frame["port"], [{"type": "message", "from": "bob", "text": "stored \x1b!",
                                           "offline": True}, {"type": "bye"}])
 

@@ -228,13 +228,16 @@ def test_too_many_attempts_without_seconds_falls_back_to_30():
         "You have entered wrong password 12 times. You will be blocked for 30 seconds.")
 
 
-def test_locked_name_says_so_and_asks_for_a_username():
+def test_locked_name_says_so_and_asks_for_the_password_again_as_the_original_does():
     run = Run()
     at_password(run)
     actions = run.reply(err("locked", seconds=12))
     assert printed(actions) == ["You are still blocked, please try again later (in 12 s)",
-                                ASK_USER]
-    assert secret(actions) is False
+                                ASK_PASSWORD]
+    assert secret(actions) is True
+    run.type("116bway")                     # typed once the time is up: the same name's login
+    assert run.open[run.last()] == {"type": "login", "user": "alice", "password": "116bway",
+                                    "client": "c", "port": 5000}
 
 
 def test_a_locked_reply_without_a_time_keeps_the_originals_words():
@@ -565,14 +568,23 @@ def test_a_staying_clients_name_and_login_wait_for_its_link_made_again():
     assert requests(run.do(LinkUp())) == [login]
 
 
-def test_quit_at_the_name_prompt_in_an_outage_is_asked_again_not_held_as_a_name():
+def test_quit_at_the_name_prompt_in_an_outage_leaves_instead_of_waiting_as_a_name():
     """(a trial's "quit" waited as a name for the server, and took what was typed next)"""
     run = Run(check_server=True, stay=True)
     run.do(Started())
     run.do(LinkUp())
     run.type("quit")
+    assert Exit(0) in run.fail()
+    assert run.client.login_again is None
+
+
+def test_another_word_for_leaving_in_an_outage_is_asked_again_not_held_as_a_name():
+    run = Run(check_server=True, stay=True)
+    run.do(Started())
+    run.do(LinkUp())
+    run.type("bye")
     assert printed(run.fail())[-2:] == [
-        "quit was not checked: the server cannot be reached. Type an account's name; Ctrl-D "
+        "bye was not checked: the server cannot be reached. Type an account's name; Ctrl-D "
         "or Ctrl-C leaves.", ASK_USER]
     assert run.client.login_again is None
 
@@ -1155,23 +1167,38 @@ def test_glue_reports_a_server_that_is_not_there(loop):
     assert out.splitlines() == [f"Cannot reach the server at 127.0.0.1:{port} (refused)."]
 
 
-def test_a_script_stops_at_a_failed_login_with_status_1_and_says_why(loop, capsys):
-    """Its next lines would otherwise be read as user names."""
-    answers = {"login": err("wrong_password", attempts_left=2)}
-    code, out, _, server = run_with_input(loop, answers, "alice\nnope\nonline\nbob\n")
+def test_a_script_replays_the_originals_second_example_and_ends_with_status_1(loop, capsys):
+    """Its lines answer the prompts as a person's would: a wrong name, then the right one;
+    three wrong passwords; the name again, still blocked; the password again (a trial's file
+    of the original's transcript stopped at the wrong name)."""
+    answers = {"check_user": [err("unknown_user"), OK, OK],
+               "login": [err("wrong_password", attempts_left=2),
+                         err("wrong_password", attempts_left=1),
+                         err("too_many_attempts", seconds=30), err("locked", seconds=29),
+                         WELCOME]}
+    code, out, _, server = run_with_input(
+        loop, answers, "colu\ncolumbia\n11\n11\n11\ncolumbia\n116bway\n116bway\nonline\n")
+    assert out.splitlines()[:14] == [
+        ASK_USER, "Wrong username.", ASK_USER, ASK_PASSWORD,
+        "Wrong password. Please try again.", ASK_PASSWORD,
+        "Wrong password. Please try again.", ASK_PASSWORD,
+        "You have entered wrong password three times. You will be blocked for 30 seconds.",
+        ASK_USER, ASK_PASSWORD, "You are still blocked, please try again later (in 29 s)",
+        ASK_PASSWORD, "You have successfully logged in."]
+    assert _asked(server) == ["check_user", "check_user", "login", "login", "login",
+                              "check_user", "login", "login", "online", "logout"]
+    assert [f["password"] for f in server.seen if f["type"] == "login"] == [
+        "11", "11", "11", "116bway", "116bway"]
     assert code == 1
-    assert out.splitlines()[-1] == "Wrong password. Please try again."
-    assert _asked(server) == ["check_user", "login"]
-    assert capsys.readouterr().err == (
-        "client.py: the login failed (wrong password); the rest of the input was not read\n")
+    assert capsys.readouterr().err == "client.py: 5 logins were refused (said above)\n"
 
 
-def test_a_script_with_an_unknown_name_stops_too(loop, capsys):
+def test_a_script_whose_login_is_refused_to_its_end_ends_with_status_1(loop, capsys):
     code, out, _, server = run_with_input(loop, {"check_user": err("unknown_user")},
                                           "nobody\nalice\n")
-    assert code == 1 and "Wrong username." in out
-    assert _asked(server) == ["check_user"]
-    assert "the login failed (no such user)" in capsys.readouterr().err
+    assert code == 1 and out.count("Wrong username.") == 2
+    assert _asked(server) == ["check_user", "check_user"]
+    assert capsys.readouterr().err == "client.py: the input ended before a login succeeded\n"
 
 
 def test_a_script_whose_session_the_server_ended_stops_instead_of_reading_on_as_a_login(

@@ -1,4 +1,6 @@
 """The client's outbox: messages wait, in order, until the server acknowledges them."""
+import pytest
+
 from chat_client import MAX_WAITING
 from client_events import (Arm, Exit, Expired, Fate, Incoming, InputEnded, Interrupted, Log,
                            OutageWaitDue, OutboxRetry, PauseInput, ResumeInput, SendTo, ShowFate,
@@ -416,15 +418,39 @@ def test_a_message_typed_at_the_name_prompt_after_the_session_ended_waits_for_th
 def test_a_word_for_leaving_at_the_name_prompt_is_told_how_to_leave():
     run = Run()
     run.do(Started())
-    run.type("quit")
+    run.type("logout")
     assert printed(run.reply(err("unknown_user"))) == [
         "Wrong username. (Type an account's name; Ctrl-D or Ctrl-C leaves.)", ASK_USER]
     run.type("bobby")
     assert printed(run.reply(err("unknown_user")))[0] == "Wrong username."
     script = Run(scripted=True)         # (keys mean nothing to a file: a trial's)
     script.do(Started())
-    script.type("quit")
+    script.type("logout")
     assert printed(script.reply(err("unknown_user")))[0] == "Wrong username."
+
+
+@pytest.mark.parametrize("word", ["quit", "EXIT"])
+@pytest.mark.parametrize("scripted", [False, True])
+def test_quit_at_the_name_prompt_leaves_when_no_account_has_that_name(word, scripted):
+    """(a trial's new user typed quit after a logout, and was asked for a name again)"""
+    run = Run(scripted=scripted)
+    run.do(Started())
+    run.type(word)
+    assert run.open[run.last()] == {"type": "check_user", "user": word}    # (a name it may be)
+    actions = run.reply(err("unknown_user"))
+    assert printed(actions) == [] and Exit(0) in actions
+
+
+def test_quit_at_the_name_prompt_after_a_logout_lists_what_waits_for_the_next_login():
+    run = logged_in()
+    run.do(Incoming(7, hello(7)))
+    run.do(Incoming(7, {"type": "logged_out", "reason": "elsewhere"}))
+    run.type("message bob typed too late")
+    run.type("quit")
+    actions = run.reply(err("unknown_user"))
+    assert printed(actions) == [
+        "Not sent (you did not log in again as alice): message bob typed too late"]
+    assert Exit(0) in actions
 
 
 def test_the_next_user_of_the_same_client_is_told_a_recipient_is_offline_too():
