@@ -265,19 +265,27 @@ class Store:
     def _connect(self):
         """A connection to the store's file, set up as the store uses it."""
         db = sqlite3.connect(self._path, timeout=self._lock_wait_s)
-        # a deleted record's pages go to the free list as they are. This SQLite may be built
-        # to zero each one (secure_delete on, as Debian's is), and in WAL mode each zeroed page
-        # is a page of the log: a compaction after a reader took the backlog wrote the whole
-        # store into the log, in one transaction (a trial's 2 MiB disk: a 1 MB log, 4 times its
-        # limit, the store near empty). FAST zeroes what the delete writes anyway, no more
-        db.execute("PRAGMA secure_delete=FAST")
-        if self._path != ":memory:":
-            if self._exclusive:     # (before WAL: then it never makes the shared index file)
-                db.execute("PRAGMA locking_mode=EXCLUSIVE")
-            # WAL: a crash leaves each committed pass whole, and readers never block the writer.
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={self._sync.upper()}")
-            self._limit_log(_checkpoint_pages(self._path), db)
+        try:
+            # a deleted record's pages go to the free list as they are. This SQLite may be
+            # built to zero each one (secure_delete on, as Debian's is), and in WAL mode each
+            # zeroed page is a page of the log: a compaction after a reader took the backlog
+            # wrote the whole store into the log, in one transaction (a trial's 2 MiB disk: a
+            # 1 MB log, 4 times its limit, the store near empty). FAST zeroes what the delete
+            # writes anyway, no more
+            db.execute("PRAGMA secure_delete=FAST")
+            if self._path != ":memory:":
+                if self._exclusive:     # (before WAL: then it never makes the shared index)
+                    db.execute("PRAGMA locking_mode=EXCLUSIVE")
+                # WAL: a crash leaves each committed pass whole, and readers never block the
+                # writer
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute(f"PRAGMA synchronous={self._sync.upper()}")
+                self._limit_log(_checkpoint_pages(self._path), db)
+        except BaseException:
+            # closed, or it holds its exclusive lock for good: every later try to open the
+            # file waited 5 s on it, the whole server with it (a trial's read-only directory)
+            db.close()
+            raise
         return db
 
     def _limit_log(self, pages, db=None):

@@ -1043,3 +1043,21 @@ def test_a_port_another_program_holds_ends_the_start_before_the_data_directory_i
     assert status == 1 and not (tmp_path / "data").exists()
     where = f"127.0.0.1 port {port}" if taken == "chat" else f"IRC port {port}"
     assert f"cannot listen on {where}: Address already in use" in said
+
+
+def test_a_connection_whose_setup_fails_lets_go_of_its_lock(tmp_path, monkeypatch):
+    """Its exclusive lock kept, every later try to open the file waited out the lock, the
+    server with it, for good (a trial's log deleted in a read-only directory)."""
+    path = str(tmp_path / "chat.sqlite3")
+    Store(path, exclusive=True).close()
+    real = Store._limit_log
+
+    def refused(store, pages, db=None):
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+    monkeypatch.setattr(Store, "_limit_log", refused)
+    with pytest.raises(sqlite3.OperationalError) as failed:   # (its frames kept, as a log's)
+        Store(path, exclusive=True, lock_wait_s=0.1)
+    monkeypatch.setattr(Store, "_limit_log", real)
+    assert failed.traceback
+    store = Store(path, exclusive=True, lock_wait_s=0.1)        # not "database is locked"
+    store.close()
