@@ -25,6 +25,9 @@ KEEPALIVE_S = 15.0      # at most: the core ends a session after --timeout (31 s
 PING_AFTER_S = 60.0     # a client silent this long is asked whether it is there
 IDLE_S = 150.0          # ... and closed ("ping timeout") silent this long
 REGISTER_S = 60.0       # a connection not logged in this long after it was made is closed
+# a welcomed client that has not asked to JOIN the room by then is put in it: irssi's own JOIN
+# comes 2.2 s after its login (its cmd_queue_speed), and must not find it joined already
+JOIN_WAIT_S = 3.0
 
 
 # A read of more lines than this ends its connection (ERROR Excess Flood), whatever they are:
@@ -129,7 +132,9 @@ class IrcFront(Accepted):
         if session.shown_seq > session.acked_seq:
             link.ack()          # (a PONG may have made room for the next ack PING)
             link.write()
-        if session.welcomed:
+        if link.registering and session.welcomed:
+            link.welcomed()             # (by SASL: its CAP END was the last step)
+        elif session.welcomed:
             self.glue.arm_quiet(conn, IDLE_S)
 
     def _ack_pings(self):
@@ -164,7 +169,7 @@ class IrcLink:
     `close` ends it. It also carries the session's requests to the core, and its timers."""
 
     __slots__ = ("front", "glue", "conn", "session", "id", "last_heard", "ack_due",
-                 "registering", "_requests_queued", "_keepalive", "_ack_timer")
+                 "registering", "_requests_queued", "_keepalive", "_ack_timer", "_join_timer")
 
     def __init__(self, front, conn, session):
         self.front = front
@@ -178,6 +183,7 @@ class IrcLink:
         self._requests_queued = False
         self._keepalive = glue.reactor.call_later(front.keepalive_s, self._keep_alive)
         self._ack_timer = None      # an ack PING held back (ack)
+        self._join_timer = None     # JOIN_WAIT_S from the welcome
 
     # -- what the native glue calls --------------------------------------------------------
 
@@ -195,8 +201,7 @@ class IrcLink:
         session.from_core(frame, self.glue.reactor.clock.wall())
         self.write()
         if self.registering and session.welcomed:
-            self.registering = False        # logged in: idle from now on, not registering
-            self.glue.arm_quiet(self.conn, IDLE_S)
+            self.welcomed()
         if session.shown_seq > session.acked_seq and not self.ack_due:
             self.ack_due = True
             self.front.acks_due.append(self)
@@ -207,6 +212,22 @@ class IrcLink:
 
     def close(self, reason):
         self.conn.close(reason)
+
+    def welcomed(self):
+        """Logged in: idle from now on, not registering; in the room by JOIN_WAIT_S."""
+        self.registering = False
+        reactor = self.glue.reactor
+        self.glue.arm_quiet(self.conn, IDLE_S)
+        if not self.session.joined:     # (asked for with the login's lines: WeeChat's)
+            self._join_timer = reactor.call_later(JOIN_WAIT_S, self._join_due)
+
+    def _join_due(self):
+        self._join_timer = None
+        if not self.conn.closed and self.conn.closing_reason is None:
+            self.session.join_now()
+            self.flush()
+            self.ack()          # (messages to the room waited for it)
+            self.write()
 
     # -- the session's output --------------------------------------------------------------
 
@@ -263,8 +284,9 @@ class IrcLink:
         """The connection is gone: a user still logged in logs out with `why` (no QUIT
         came)."""
         self._keepalive.cancel()
-        if self._ack_timer is not None:
-            self._ack_timer.cancel()
+        for timer in (self._ack_timer, self._join_timer):
+            if timer is not None:
+                timer.cancel()
         self.session.connection_lost(why)
         self._send_requests()
 

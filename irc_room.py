@@ -67,16 +67,24 @@ class RoomCommands:
                 # "leave every channel": the room cannot be left
                 self.notice(f"Everyone logged in is in {self.room}; QUIT to leave it.")
             elif self._is_room(channel):
-                # already in it (everyone is): answered as a join, to the joiner alone
-                self._join_room()
+                # in it already, nothing, as ngIRCd does (answered, a second JOIN made irssi
+                # drop its window of the room, the old lines gone, and WeeChat show it twice)
+                if not self.joined:
+                    self._join_room(first=True)
             else:
                 self.numeric("403", channel, f"No such channel: this server has one room, "
                              f"{self.room}")
 
-    def _join_room(self):
+    def _join_room(self, first=False):
+        """JOIN, the topic and NAMES; the first time, what waited for the room follows."""
+        self.joined = True
         self.say("JOIN", self.room, source=self.who_is(self.nick))
         self.numeric("332", self.room, TOPIC)
-        self._ask_online(self._names)
+        self._ask_online(self._names, always=first)
+        if first:
+            held, self.held = self.held, []
+            for delivered in held:
+                self._deliver(delivered)        # (after NAMES: they wait for its answer)
 
     def _c_part(self, params, wall):
         """The room cannot be left: a PART of it is echoed and the room joined again at once.

@@ -90,7 +90,7 @@ class IrcSession(RoomCommands):
     __slots__ = ("accounts", "shared", "open_accounts", "is_online", "server", "room",
                  "room_folded", "host", "lines", "requests", "hangup", "nick", "user_given",
                  "realname", "ident", "away", "password", "caps", "negotiating", "sasl",
-                 "account", "token", "logging_in", "early", "welcomed", "ready", "held", "gone",
+                 "account", "token", "logging_in", "early", "welcomed", "joined", "held", "gone",
                  "quitting", "pending", "answers", "_into", "next_id", "shown_seq", "acked_seq",
                  "pinged", "pinged_at", "unpinged", "held_since", "rejoined_at")
 
@@ -121,8 +121,10 @@ class IrcSession(RoomCommands):
         self.logging_in = False         # a login request is on its way to the core
         self.early = []                 # lines that came meanwhile, read after its answer
         self.welcomed = False           # 001 sent
-        self.ready = False              # ... and the room joined: deliveries go out
-        self.held = []                  # deliveries before that
+        self.joined = False             # ... and the room joined (_join_room)
+        # deliveries not yet written: all of them before the welcome; after it, the room's
+        # until the room is joined
+        self.held = []
         self.rejoined_at = None         # when a PART of the room was last answered with a JOIN
         self.gone = False               # QUIT or a refused login: nothing more is read
         # QUIT while lines before it wait for the core's answers (a message's echo): their
@@ -534,16 +536,18 @@ class IrcSession(RoomCommands):
         # every user here is +i (221), and is told so, as servers that give a mode at the
         # start do: irssi showed none, and asked for +i again at every connection, unanswered
         self.say("MODE", self.nick, "+i", source=self.who_is(self.nick))
-        self.say("JOIN", self.room, source=self.who_is(self.nick))
-        self.numeric("332", self.room, TOPIC)
-        self._ask_online(self._names_then_ready, always=True)
-
-    def _names_then_ready(self, frame, _):
-        self._names(frame, None)
-        self.ready = True
+        # the room is joined when the client asks (_c_join), or by the glue's timer if it
+        # does not (join_now): joined here, its own JOIN would be a second one, after which
+        # irssi made a new window of the room at each reconnect, the old lines gone
         held, self.held = self.held, []
         for delivered in held:
-            self.from_core(delivered, None)
+            self._before_join(delivered)
+
+    def join_now(self):
+        """The glue's JOIN_WAIT_S after the welcome: a client that asked for no room (irssi
+        the first time, a script) is put in it all the same."""
+        if self.welcomed and not self.joined and not self.gone:
+            self._join_room(first=True)
 
     # -- messages -------------------------------------------------------------------------------
 
@@ -761,13 +765,22 @@ class IrcSession(RoomCommands):
                     if self.quitting and not self.answers:
                         self.close(*self.quitting)
             return
-        if not self.ready:
-            if frame.get("type") == "logged_out":
-                self._deliver(frame)
-            elif frame.get("type") not in ("presence", "listed"):   # NAMES will say who is here
-                self.held.append(frame)
+        if not self.joined:
+            self._before_join(frame)
             return
         self._deliver(frame)
+
+    def _before_join(self, frame):
+        """A delivery before the room is joined: a message to the user goes once it is
+        welcomed, the room's (a broadcast) waits for the join; others' comings and goings
+        are in the join's NAMES."""
+        kind = frame.get("type")
+        if kind in ("presence", "listed"):
+            return
+        if kind == "logged_out" or (self.welcomed and kind != "broadcast"):
+            self._deliver(frame)
+        else:
+            self.held.append(frame)
 
     def _deliver(self, frame):
         kind = frame.get("type")
@@ -874,6 +887,8 @@ class IrcSession(RoomCommands):
         covered = self.pinged[-1] if self.pinged else self.acked_seq
         if self.shown_seq <= covered or len(self.pinged) >= ACK_PINGS or self.gone:
             return None
+        if self.held:
+            return None     # (room messages wait for the join: a PONG would cover them)
         since = [at for at in (self.pinged_at, heard_at) if at is not None]
         if since and now < max(since) + ACK_PING_GAP_S and self.unpinged < ACK_PING_BATCH:
             if self.held_since is None:

@@ -151,8 +151,12 @@ def test_irssi_in_tmux_gets_a_message_and_replies(irssis, server, clients):
     irssi.wait_screen(r"<columbia> hi back")
     seas.expect("columbia: hi back")
 
-    irssi.type("/window goto #chat")
-    irssi.wait_screen(r"\[#chat\]")
+    # irssi asked for no room (-c): it is put in it JOIN_WAIT_S after its login, a window
+    # of its own, which /window goto finds once it is there
+    def in_the_room():
+        irssi.type("/window goto #chat")
+        return "[#chat]" in irssi.screen()
+    poll(in_the_room, "irssi's window of #chat", every_s=0.5)
     seas.type("broadcast to the room")
     irssi.wait_screen(r"<.?seas> to the room")
 
@@ -161,6 +165,29 @@ def test_irssi_in_tmux_gets_a_message_and_replies(irssis, server, clients):
     assert "Unknown MODE flag" not in screen            # its MODE columbia +i is taken
     irssi.type("/quit gone home")
     seas.expect("columbia has logged out (gone home).")     # a QUIT's words reach natives
+
+
+def test_irssi_keeps_its_window_of_the_room_when_it_reconnects(irssis, server, clients):
+    """irssi joins its rooms again as it reconnects; a second JOIN of the room (the server's
+    own, then the answer to irssi's) made it drop its window of the room and open a new one,
+    every line in it gone (a trial's)."""
+    seas = clients()
+    login(seas, "seas")
+    irssi = irssis("irssi", server.irc_port, "columbia", "116bway")
+    server.wait_log(r"columbia logged in from 127\.0\.0\.1 by IRC")
+
+    def in_the_room():
+        irssi.type("/window goto #chat")
+        return "[#chat]" in irssi.screen()
+    poll(in_the_room, "irssi's window of #chat", every_s=0.5)
+    seas.type("broadcast said before the reconnect")
+    irssi.wait_screen(r"<.?seas> said before the reconnect")
+    irssi.type("/reconnect")
+    server.wait_log(r"(?s)(columbia logged in from 127\.0\.0\.1 by IRC.*){2}")
+    seas.type("broadcast said after it")
+    screen = irssi.wait_screen(r"<.?seas> said after it").string
+    assert "said before the reconnect" in screen        # the same window, its lines kept
+    assert "[#chat]" in screen
 
 
 # -- one lockout, whichever protocol ------------------------------------------------------------

@@ -129,10 +129,12 @@ def settle_in_time(w, until):
 
 
 def irc_login(w, nick, password=None, deaf=False, caps=()):
+    """Logged in, and in the room: its JOIN sent at once, as a client's autojoin does."""
     client = IrcClient(w.reactor, w.irc_port, deaf=deaf)
     if caps:
         client.send("CAP LS 302", "CAP REQ :" + " ".join(caps), "CAP END")
-    client.send(f"PASS {password or PASSWORDS[nick]}", f"NICK {nick}", f"USER {nick} 0 * :{nick}")
+    client.send(f"PASS {password or PASSWORDS[nick]}", f"NICK {nick}", f"USER {nick} 0 * :{nick}",
+                "JOIN #chat")
     settle(w, lambda: client.of("366") or client.closed)
     return client
 
@@ -194,7 +196,7 @@ def test_no_password_is_refused_before_any_attempt_counts(world):
 def test_an_open_account_logs_in_with_no_password(world):
     client = IrcClient(world.reactor, world.irc_port)
     client.send("NICK guest", "USER g 0 * :g")
-    settle(world, lambda: client.of("366") or client.closed)
+    settle_in_time(world, lambda: client.of("366") or client.closed)
     assert client.of("001")[0].params[0] == "guest"
 
 
@@ -218,7 +220,7 @@ def test_sasl_plain_logs_in_before_registration_ends(world):
     client = sasl_login(world, "columbia")
     assert client.of("900") and client.of("903") and not client.of("001")
     client.send("CAP END")
-    settle(world, lambda: client.of("366"))
+    settle_in_time(world, lambda: client.of("366"))
     assert client.of("001")[0].params[0] == "columbia"
 
 
@@ -249,7 +251,7 @@ def test_a_failed_sasl_attempt_says_904_and_may_be_tried_again(world):
     client.send("AUTHENTICATE PLAIN")
     settle(world, lambda: len(client.of("AUTHENTICATE")) == 2)
     client.send("AUTHENTICATE " + base64.b64encode(b"\x00columbia\x00116bway").decode(), "CAP END")
-    settle(world, lambda: client.of("366"))
+    settle_in_time(world, lambda: client.of("366"))
     assert client.of("903")
 
 
@@ -731,7 +733,7 @@ def test_a_registration_typed_by_hand_has_register_s_from_the_start_not_the_fram
     world.reactor.run_once(timeout_s=0)
     assert slow.closed is None
     slow.send(f"PASS {PASSWORDS['columbia']}", "NICK columbia", "USER c 0 * :c")
-    settle(world, lambda: slow.of("366"))
+    settle_in_time(world, lambda: slow.of("366"))
     world.clock.advance(REGISTER_S)             # logged in: idle limits from now on
     world.reactor.run_once(timeout_s=0)
     assert slow.closed is None
@@ -762,7 +764,7 @@ def test_an_open_account_in_use_is_not_taken_over_without_a_password(world):
     first.send("NICK guest", "USER g 0 * :g")
     second = IrcClient(world.reactor, world.irc_port)
     second.send("NICK guest", "USER g 0 * :g")      # at once: the first login is on its way
-    settle(world, lambda: first.of("366") and second.of("433"))
+    settle_in_time(world, lambda: first.of("366") and second.of("433"))
     third = IrcClient(world.reactor, world.irc_port)
     third.send("NICK Guest", "USER g 0 * :g")       # later: the account is online
     settle(world, lambda: third.of("433"))

@@ -30,7 +30,8 @@ def test_an_idle_irc_user_costs_a_bounded_number_of_bytes(tmp_path):
                       make_secret=counting_secrets())
     glue = ServerGlue(reactor, core, store, lambda text: None)
     listener = reactor.listen("127.0.0.1", 0, IrcFront(glue, accounts, "chat.server", "#chat"))
-    logins = [f"PASS p{n}\r\nNICK u{n}\r\nUSER u{n} 0 * :u{n}\r\n".encode()
+    # the room asked for with the login, as WeeChat's autojoin does: no join timer waits
+    logins = [f"PASS p{n}\r\nNICK u{n}\r\nUSER u{n} 0 * :u{n}\r\nJOIN #chat\r\n".encode()
               for n in range(USERS)]
     try:
         per_user = bytes_per_user(glue, listener.port, logins)

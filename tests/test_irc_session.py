@@ -8,7 +8,7 @@ import base64
 
 import pytest
 
-from irc_session import (ACK_PING_BATCH, ACK_PING_BUSY_S, ACK_PING_GAP_S, ACK_PINGS,
+from irc_session import (ACK_PING_BATCH, ACK_PING_BUSY_S, ACK_PING_GAP_S, ACK_PINGS, ACK_TOKEN,
                          MAX_EARLY_LINES, IrcSession, Shared, folded)
 from irc_wire import parse
 from irc_words import HELP, NO_PRIVATE, TOPIC
@@ -87,8 +87,9 @@ def welcomed(name="columbia", caps=(), online=(), **kwargs):
     if caps:
         said(session, "CAP END")
     answer(session, "welcome", user=name, token="t")
+    session.join_now()                              # (the glue's JOIN_WAIT_S)
     answer(session, "online", users=list(online))
-    assert session.ready and not session.requests and not session.lines
+    assert session.joined and not session.requests and not session.lines
     return session
 
 
@@ -294,7 +295,7 @@ def test_a_sasl_login_says_900_and_903_and_the_welcome_waits_for_cap_end():
     assert not session.welcomed
     lines = said(session, "CAP END")
     assert lines[0] == f"{S}001 columbia :Welcome to the chat room, columbia!~u@chat"
-    assert request(session)["type"] == "online"
+    assert session.welcomed and not session.joined and session.requests == []
 
 
 def test_authenticate_after_registration_gets_462():
@@ -733,13 +734,11 @@ def test_lines_sent_during_the_login_are_read_after_its_answer_in_order():
     assert said(session, "PRIVMSG seas :early bird", "AWAY :out") == []
     lines = reply_to(session, login, "welcome", user="columbia", token="t")
     assert lines[0].startswith(f"{S}001 columbia ") and " 306 " not in "".join(lines)
-    online, message = asked(session)
-    assert (online["type"], message["type"], message["text"]) == (
-        "online", "message", "early bird")
-    # answers keep the order of the lines: NAMES, the message's (none), then AWAY's 306
-    assert reply_to(session, message, "ok", stored=False) == []
-    lines = reply_to(session, online, "online", users=[])
-    assert [line.split()[1] for line in lines] == ["353", "366", "306"]
+    [message] = asked(session)
+    assert (message["type"], message["text"]) == ("message", "early bird")
+    # answers keep the order of the lines: the message's (none), then AWAY's 306
+    lines = reply_to(session, message, "ok", stored=False)
+    assert [line.split()[1] for line in lines] == ["306"]
 
 
 def test_an_answer_that_needs_the_core_keeps_its_place_before_later_ones():
@@ -1295,20 +1294,20 @@ def test_leaving_all_channels_is_told_the_room_cannot_be_left():
 
 
 @pytest.mark.parametrize("raw", ["JOIN #chat", "JOIN #CHAT key"])
-def test_joining_the_room_again_is_answered_as_a_join(raw):
+def test_joining_the_room_again_is_not_answered_as_ngircd_does(raw):
+    """(answered, a second JOIN made irssi drop its window of the room at each reconnect)"""
     session = welcomed()
-    assert [line.split()[1] for line in said(session, raw)] == ["JOIN", "332"]
-    lines = answer(session, "online", users=["seas"])
-    assert [line.split()[1] for line in lines] == ["353", "366"]
-    assert lines[0].endswith(":columbia seas")
+    assert said(session, raw) == [] and session.requests == []
 
 
 def test_joining_another_channel_gets_403_for_it_alone():
-    session = welcomed()
+    session = logged_in_not_joined()
     said(session, "JOIN #chat,#other")
     lines = answer(session, "online", users=[])     # after the room's NAMES, in order
     assert lines[-1] == f"{S}403 columbia #other :No such channel: this server has one room, #chat"
     assert [line.split()[1] for line in lines[:-1]] == ["353", "366"]
+    assert said(welcomed(), "JOIN #chat,#other") == [
+        f"{S}403 columbia #other :No such channel: this server has one room, #chat"]
 
 
 def test_join_with_no_channel_gets_461():
@@ -1351,25 +1350,43 @@ def test_part_with_no_channel_gets_461():
 # -- deliveries -----------------------------------------------------------------------------------
 
 def logged_in_not_joined():
-    """A session welcomed, whose room's NAMES the core has not answered yet."""
+    """A session welcomed, that has not joined the room yet."""
     session = new_session()
     registered(session)
     answer(session, "welcome", user="columbia", token="t")
-    assert not session.ready
+    assert session.welcomed and not session.joined and session.requests == []
     return session
 
 
-def test_deliveries_before_the_room_is_joined_wait_for_its_names_and_presence_is_dropped():
+@pytest.mark.parametrize("join", [None, "JOIN #chat"])
+def test_room_messages_before_the_join_wait_for_its_names_and_presence_is_dropped(join):
+    """Joined when the client asks, or when the glue's JOIN_WAIT_S is up (join_now); a
+    message to the user goes at once."""
     session = logged_in_not_joined()
-    names = request(session)
-    assert delivered(session, "message", **{"from": "seas", "text": "hi there", "seq": 4}) == []
+    assert delivered(session, "broadcast", **{"from": "seas", "text": "all", "seq": 3}) == []
     assert delivered(session, "presence", user="guest", online=True) == []
-    assert delivered(session, "consent_lapsed", user="seas") == []
-    assert reply_to(session, names, "online", users=["guest", "seas"]) == [
+    assert delivered(session, "message", **{"from": "seas", "text": "hi there", "seq": 4}) == [
+        f"{SEAS}PRIVMSG columbia :hi there"]
+    assert session.ping_for_ack(10.0) is None and not session.lines    # (it would cover 3)
+    assert (said(session, join) if join else (session.join_now(), written(session))[1]) == [
+        ":columbia!~u@chat JOIN #chat", f"{S}332 columbia #chat :{TOPIC}"]
+    assert answer(session, "online", users=["guest", "seas"]) == [
         f"{S}353 columbia = #chat :columbia guest seas",
-        f"{S}366 columbia #chat :End of /NAMES list",
-        f"{SEAS}PRIVMSG columbia :hi there", service("seas's request for your address lapsed.")]
+        f"{S}366 columbia #chat :End of /NAMES list", f"{SEAS}PRIVMSG #chat all"]
     assert session.shown_seq == 4
+    session.ping_for_ack(10.0)
+    assert written(session) == [f"PING {ACK_TOKEN}4"]
+    session.join_now()                              # (the timer, after the client's JOIN)
+    assert written(session) == [] and session.requests == []
+
+
+def test_messages_before_the_welcome_wait_for_it():
+    session = new_session()
+    registered(session)
+    login = request(session)
+    assert delivered(session, "message", **{"from": "seas", "text": "early", "seq": 2}) == []
+    lines = reply_to(session, login, "welcome", user="columbia", token="t")
+    assert lines[-1] == f"{SEAS}PRIVMSG columbia early"
 
 
 def test_logged_out_before_the_room_is_joined_closes_at_once():
@@ -1378,8 +1395,7 @@ def test_logged_out_before_the_room_is_joined_closes_at_once():
         "ERROR :Closing link: This account logged in elsewhere"]
     assert session.hangup == "logged in elsewhere" and session.token is None
     session.connection_lost()
-    assert [r["type"] for r in asked(session)] == ["online"]    # no logout: the other login
-                                                                # owns the name now
+    assert asked(session) == []         # no logout: the other login owns the name now
 
 
 def test_a_session_timed_out_is_closed_as_a_ping_timeout_not_a_login_elsewhere():
@@ -1570,7 +1586,7 @@ def test_keepalive_asks_a_heartbeat_only_when_logged_in():
     reply_to(session, login, "welcome", user="columbia", token="t")
     asked(session)
     session.keepalive()
-    assert request(session) == {"id": "i3", "token": "t", "type": "heartbeat"}
+    assert request(session) == {"id": "i2", "token": "t", "type": "heartbeat"}
 
 
 def test_keepalive_after_quit_asks_nothing():

@@ -15,15 +15,16 @@ def said(session, raw):
 
 
 def welcomed(name="columbia"):
-    """A session past registration (PASS, NICK, USER, and the core's welcome and online)."""
+    """A session past registration (PASS, NICK, USER, the core's welcome), in the room."""
     session = IrcSession(ACCOUNTS, "chat.server", "#chat", "127.0.0.1")
     for raw in ("PASS pw", f"NICK {name}", "USER u 0 * :u"):
         said(session, raw)
     login = session.requests.pop()
     session.from_core({"id": login["id"], "type": "welcome", "user": name, "token": "t"}, 1000.0)
+    said(session, "JOIN #chat")
     online = session.requests.pop()
     session.from_core({"id": online["id"], "type": "online", "users": []}, 1000.0)
-    assert session.ready and not session.requests
+    assert session.joined and not session.requests
     session.lines.clear()
     return session
 
