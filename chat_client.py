@@ -1368,7 +1368,7 @@ class ChatClient:
         if seq > self.shown_upto.get(mine, 0):
             self.shown_upto[mine] = seq
             self._show(frame, out)
-        out.append(SendTo(conn, {"type": "ack", "seq": seq}))
+        out.append(SendTo(conn, {"type": "ack", "seq": seq}, acknowledges=True))
 
     @staticmethod
     def _show(frame, out):
@@ -1401,7 +1401,8 @@ class ChatClient:
         out.extend(self.peers.send(self.user, command.user, command.text, now, ref))
 
     def _private_in(self, item, out):
-        out.extend([Show("private", item.text, item.sender), SendTo(item.conn, {"type": "ok"})])
+        out.extend([Show("private", item.text, item.sender),
+                    SendTo(item.conn, {"type": "ok"}, acknowledges=True)])
 
     def _peer_reply(self, command, frame, out):
         """What an ok to a command changes for peers."""

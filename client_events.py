@@ -295,9 +295,13 @@ class Probe:
 
 @dataclass(frozen=True, slots=True)
 class SendTo:
-    """Send `frame` on connection `conn`: one our listener accepted, or our staying one."""
+    """Send `frame` on connection `conn`: one our listener accepted, or our staying one.
+    `acknowledges`: it says what was just shown reached the user, and goes once the screen
+    has drawn it (a window draws at most every 50 ms: closed meanwhile, a trial's lost the
+    messages it had acknowledged and never drawn)."""
     conn: int
     frame: dict
+    acknowledges: bool = False
 
 
 @dataclass(frozen=True, slots=True)

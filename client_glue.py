@@ -133,6 +133,12 @@ class ClientGlue:
         conn.send(encode({"type": "bye"}))
 
     def _send_to(self, action):
+        if action.acknowledges:
+            self.screen.once_drawn(lambda: self._send_now(action))
+        else:
+            self._send_now(action)
+
+    def _send_now(self, action):
         if action.conn in self.incoming:
             self.incoming[action.conn].send(encode(action.frame))
         elif self.stay is not None:

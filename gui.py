@@ -491,6 +491,11 @@ class WindowScreen:
         """Serve `glue`'s client from now on."""
         self.glue = glue
 
+    def once_drawn(self, then):
+        """Call `then` once what was rendered is on the screen: here, the view is the
+        screen (gui_tk's TkScreen draws it later)."""
+        then()
+
     def render(self, action):
         if type(action) is ShowFate and action.at_exit:
             self._log(action.line)      # (the window is going: what was not sent is said here)

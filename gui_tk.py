@@ -554,6 +554,8 @@ class TkScreen(WindowScreen):
         self.loop = None
         self._refreshed_at = None   # when the window was last drawn after a pass (its clock)
         self._refresh_id = None     # the Tk `after` that draws it next, if one waits
+        self._undrawn = []          # what waits for the next drawing (once_drawn)
+        self._closed = False
 
     @classmethod
     def open(cls):
@@ -595,3 +597,17 @@ class TkScreen(WindowScreen):
         self._refreshed_at = self.glue.reactor.clock.now() if now is None else now
         if self.glue.exit_code is None:
             self.window.refresh()
+            undrawn, self._undrawn = self._undrawn, []
+            for then in undrawn:
+                then()
+
+    def once_drawn(self, then):
+        """Call `then` (a message's acknowledgement) after the next drawing of the window,
+        never once it is closed: a message it never drew comes again at the next login."""
+        if not self._closed:
+            self._undrawn.append(then)
+
+    def close(self):
+        self._closed = True
+        self._undrawn.clear()
+        super().close()

@@ -24,7 +24,7 @@ import time
 
 from irc_room import RoomCommands
 from irc_wire import Message, fold, line, nick_ok, pieces
-from irc_words import (CTCP, HELP, NO_PRIVATE, SERVICE, SERVICE_SOURCE, TOPIC, USER_HOST,
+from irc_words import (CTCP, HELP, NO_PRIVATE, SERVICE, SERVICE_SOURCE, USER_HOST,
                        VERSION, ctcp_word, from_action, login_refused, notice_about, sent_at,
                        stamp, to_action, why)
 from protocol import MAX_REASON_CHARS

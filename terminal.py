@@ -545,6 +545,11 @@ class TerminalScreen:
     def log(self, text):
         self.terminal.log(text)
 
+    @staticmethod
+    def once_drawn(then):
+        """(Printed as rendered: at once.)"""
+        then()
+
     def run(self, glue):
         """Read the keyboard (or the file) into `glue` until the client exits."""
         self.attach(glue)

@@ -20,6 +20,11 @@ WELCOME = {"type": "welcome", "user": "alice", "token": "t1", "proof": "p1"}
 OK = {"type": "ok"}
 
 
+def ack(conn, seq):
+    """The acknowledgement of message `seq` on connection `conn`, once it is drawn."""
+    return SendTo(conn, {"type": "ack", "seq": seq}, acknowledges=True)
+
+
 def err(code, **fields):
     return {"type": "error", "code": code, "message": f"server says {code}", **fields}
 

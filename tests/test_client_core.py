@@ -17,7 +17,7 @@ from client_events import (Arm, Cancel, CloseConn, CommandRetry, DrainDue, Exit,
                            Status)
 from chat_client import MAX_WAITING
 from client_glue import REQUEST_TIMEOUT_S, URGENT_CONNECT_S
-from client_helpers import (OK, WELCOME, FakeServer, Run, StandIn, err, glue_with, hello,
+from client_helpers import (OK, WELCOME, FakeServer, Run, StandIn, ack, err, glue_with, hello,
                             logged_in, of, printed, proof_back, requests, run_with_input)
 from reactor import READ_CHUNK_BYTES, Handler, Reactor
 from timers import RealClock
@@ -1032,7 +1032,7 @@ def test_input_end_shows_what_waited_for_the_login_before_logging_out():
     actions = run.do(InputEnded())
     assert requests(actions) == [] and Arm(DrainDue(), 5.0) in actions
     shown = run.do(Incoming(7, _numbered(1, "one")))
-    assert printed(shown) == ["bob: one"] and SendTo(7, {"type": "ack", "seq": 1}) in shown
+    assert printed(shown) == ["bob: one"] and ack(7, 1) in shown
     assert requests(run.do(Incoming(7, _numbered(1, "one")))) == []    # a repeat counts once
     shown = run.do(Incoming(7, _numbered(2, "two")))
     assert printed(shown) == ["bob: two"] and requests(shown) == []

@@ -3,9 +3,10 @@ import pytest
 
 from chat_client import MAX_WAITING
 from client_events import (Arm, Exit, Expired, Fate, Incoming, InputEnded, Interrupted, Log,
-                           OutageWaitDue, OutboxRetry, PauseInput, ResumeInput, SendTo, ShowFate,
+                           OutageWaitDue, OutboxRetry, PauseInput, ResumeInput, ShowFate,
                            ShowSending, Started)
-from client_helpers import OK, WELCOME, Run, err, hello, logged_in, of, printed, requests
+from client_helpers import (OK, WELCOME, Run, ack, err, hello, logged_in, of, printed,
+                            requests)
 from terminal import ASK_USER
 
 RETRY = OutboxRetry()
@@ -294,9 +295,9 @@ def test_a_numbered_delivery_is_shown_once_and_always_acknowledged():
     run.do(Incoming(7, hello(7)))
     message = {"type": "message", "from": "bob", "text": "hi", "seq": 5}
     first = run.do(Incoming(7, message))
-    assert printed(first) == ["bob: hi"] and SendTo(7, {"type": "ack", "seq": 5}) in first
+    assert printed(first) == ["bob: hi"] and ack(7, 5) in first
     again = run.do(Incoming(7, message))                 # redelivered: the ack was lost
-    assert printed(again) == [] and SendTo(7, {"type": "ack", "seq": 5}) in again
+    assert printed(again) == [] and ack(7, 5) in again
     older = run.do(Incoming(7, {**message, "seq": 3, "text": "old"}))
     assert printed(older) == []
     newer = run.do(Incoming(7, {**message, "seq": 9, "text": "new"}))

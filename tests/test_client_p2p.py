@@ -386,7 +386,7 @@ def test_a_proven_peer_is_answered_and_its_messages_are_shown_as_private():
     assert run.do(Incoming(5, hello("n5"))) == [
         SendTo(5, {"type": "ok", "mac": listener_mac(KEY, "alice", "bob", "d1")})]
     actions = run.do(Incoming(5, {"type": "private", "from": "bob", "text": "psst  hi"}))
-    assert actions == [Show("private", "psst  hi", "bob"), SendTo(5, OK)]
+    assert actions == [Show("private", "psst  hi", "bob"), SendTo(5, OK, acknowledges=True)]
     assert run.do(Incoming(5, {"type": "bye"})) == [CloseConn(5)]
 
 

@@ -4,8 +4,8 @@ import pytest
 
 from chat_client import heartbeat_within, staying_heartbeat
 from client_events import (Arm, CloseConn, Expired, HeartbeatDue, Incoming, Interrupted, LinkUp,
-                           Log, Pushed, Replied, RequestFailed, SendTo, Started)
-from client_helpers import OK, WELCOME, Run, err, hello, printed, requests
+                           Log, Pushed, Replied, RequestFailed, Started)
+from client_helpers import OK, WELCOME, Run, ack, err, hello, printed, requests
 from terminal import ASK_USER
 
 HEARTBEAT = HeartbeatDue()
@@ -90,9 +90,9 @@ def test_pushed_messages_are_shown_once_and_acknowledged_on_their_connection():
     run = logged_in_staying()
     message = {"type": "message", "from": "bob", "text": "hi", "seq": 4}
     actions = run.do(Pushed(3, message))
-    assert printed(actions) == ["bob: hi"] and SendTo(3, {"type": "ack", "seq": 4}) in actions
+    assert printed(actions) == ["bob: hi"] and ack(3, 4) in actions
     again = run.do(Pushed(8, message))                 # sent again after a resume
-    assert printed(again) == [] and SendTo(8, {"type": "ack", "seq": 4}) in again
+    assert printed(again) == [] and ack(8, 4) in again
     notice = run.do(Pushed(8, {"type": "presence", "user": "bob", "online": False}))
     assert printed(notice) == ["bob has logged out."]
 

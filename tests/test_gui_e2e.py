@@ -563,3 +563,30 @@ def test_a_flood_of_passes_draws_the_window_at_most_every_refresh_s(tk):
     assert len(drawn) == 1
     pump(tk, lambda: len(drawn) == 2)       # ... and one when REFRESH_S is over, for the rest
     assert drawn[1] - drawn[0] >= REFRESH_S - 0.001 and drawn[0] - started < REFRESH_S
+
+
+def test_an_acknowledgement_waits_for_the_drawing_and_a_closed_window_sends_none(tk):
+    """A window draws at most every REFRESH_S: closed meanwhile, a trial's acknowledged
+    messages it never drew, and they were lost. Unacknowledged, they come at the next login."""
+    clock = RealClock()
+    screen = TkScreen(tk)
+    fed = []
+    screen.glue = types.SimpleNamespace(exit_code=None, feed=fed.append,
+                                        reactor=types.SimpleNamespace(clock=clock))
+    drawn = []
+    screen.window = types.SimpleNamespace(refresh=lambda: drawn.append(clock.now()))
+    screen._after_pass()                    # drawn now: the next drawing waits REFRESH_S
+    sent = []
+    screen.once_drawn(lambda: sent.append("ack 1"))
+    screen._after_pass()
+    assert sent == [] and len(drawn) == 1
+    pump(tk, lambda: len(drawn) == 2)
+    assert sent == ["ack 1"]                # sent with the drawing that showed it
+    screen.once_drawn(lambda: sent.append("ack 2"))
+    screen._after_pass()
+    screen.close()                          # the close button, before the drawing
+    assert fed and type(fed[0]).__name__ == "Interrupted"
+    pump(tk, lambda: len(drawn) == 3)
+    screen.once_drawn(lambda: sent.append("ack 3"))
+    screen._refresh()
+    assert sent == ["ack 1"]
