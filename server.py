@@ -315,6 +315,13 @@ def _open_store(args, clock):
             why = f"{exc}: can this account write there?"
         elif os.path.exists(args.data_dir) and not os.path.isdir(args.data_dir):
             why = "it is not a directory"
+        elif isinstance(exc, sqlite3.DatabaseError) and "malformed" in str(exc):
+            # (a trial's file restored from a backup, without the log a later run left)
+            store = os.path.join(args.data_dir, STORE_FILE)
+            why = (f"{exc}: the store's file {store} is damaged, or {store}-wal beside it is "
+                   f"not its own write-ahead log (a file restored without the log it was "
+                   f"copied with, or with another's). Restore both from one backup; the "
+                   f"file and the log of one copy belong together")
         print(f"server.py: cannot open the data directory {args.data_dir}: {why}", file=sys.stderr)
         return None
 
@@ -472,8 +479,9 @@ def _rescue(store, data_dir, log):
             f"messages it held are lost")
         return
     log(f"the store is not at {home}: everything it held is copied to {copy}; to keep it, with "
-        f"no server running, move it there (if a store is there now, another server's, keep "
-        f"the one that holds the messages)")
+        f"no server running, move it there, and move {home}-wal and {home}-shm out of the "
+        f"directory if they are there (they are not the copy's; if a store is there now, "
+        f"another server's, keep the one that holds the messages)")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import errno
 import hashlib
 import json
 import os
+import pathlib
 import re
 import secrets
 import sqlite3
@@ -175,9 +176,11 @@ class Store:
         _refuse_emptied(path)
         _refuse_marked_damaged(path)
         _refuse_rescued(path)
+        _refuse_log_beside_a_copy(path)
         _refuse_damaged_log(path)
         new = path != ":memory:" and not os.path.lexists(path)
-        self._db = self._file = self._wal = None
+        self._db = self._file = self._wal = self._wal_id = None
+        self._homeless = False      # (see _open; here for a close after a failed open)
         self._log_bytes = None      # the log's size past which the store empties it (_limit_log)
         self._reserve = None if path == ":memory:" else path + RESERVE
         self._reserve_bytes = 0     # the reserve's size, on a small disk (_keep_reserve)
@@ -215,6 +218,9 @@ class Store:
         self._lost = False          # the transaction was rolled back: write the journal again
         self.failing = None         # why the last commit failed, while commits fail; else None
         self._db.executescript(_SCHEMA)
+        if self._db.execute("SELECT 1 FROM meta WHERE name = 'rescued_from'").fetchone():
+            # a rescued copy moved in (_mark_rescued): the store now, and its log its own
+            self._db.execute("DELETE FROM meta WHERE name = 'rescued_from'")
         self._db.commit()
         self._limit_pages(self._db)
         # the file, and its write-ahead log once a commit has made it, to tell at each commit
@@ -1074,6 +1080,7 @@ class Store:
                 continue
             try:
                 self._db.execute("VACUUM INTO ?", (copy,))
+                _mark_rescued(copy, self._path)
                 _sync_path(copy)
             except (OSError, sqlite3.Error):
                 for part in (copy, copy + "-journal"):     # (no copy to trust, nor litter)
@@ -1097,6 +1104,12 @@ class Store:
         """Close the database; uncommitted writes are lost."""
         if self._db is not None:
             self._db.close()
+        if self._homeless and self._wal_id is not None:
+            # its log, left at the path beside another file (SQLite, its file moved, copies
+            # nothing and deletes nothing): read into that file at the next start, it damaged
+            # it, a trial's 175 messages lost. What it held is in the copy (rescue).
+            if _named(self._path + "-wal", self._wal_id) is not None:
+                _remove_quietly(self._path + "-wal")
         self._let_go_of_files()
 
 
@@ -1209,6 +1222,45 @@ def _mark_damaged(path, why):
     return None
 
 
+def _mark_rescued(copy, path):
+    """Say in `copy` (a VACUUM INTO's) that it is a copy of the store at `path`, whole in
+    itself: no log beside it is its own (_refuse_log_beside_a_copy). The mark goes at the first
+    start on it (Store._open)."""
+    db = sqlite3.connect(copy)
+    try:
+        db.execute("PRAGMA journal_mode=DELETE")        # (leaves no log of its own either)
+        db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('rescued_from', ?)",
+                   (path,))
+        db.commit()
+    finally:
+        db.close()
+
+
+def _refuse_log_beside_a_copy(path):
+    """sqlite3.DatabaseError if the file at `path` is a copy Store.rescue made, moved in as
+    its log line says, with a write-ahead log beside it: that log is another store's (the one
+    its server left, or a restored backup's), and read into the copy it damaged it, for good,
+    before the start was refused (a trial's). Read from the file alone (SQLite's immutable
+    mode: the log is neither read nor touched)."""
+    log = path + "-wal"
+    if path == ":memory:" or not os.path.isfile(log) or os.path.getsize(log) == 0:
+        return
+    try:
+        uri = pathlib.Path(path).absolute().as_uri() + "?immutable=1"
+        db = sqlite3.connect(uri, uri=True)
+        try:
+            mark = db.execute("SELECT value FROM meta WHERE name = 'rescued_from'").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return      # (not a store to tell of: the open says what it is)
+    if mark is not None:
+        raise sqlite3.DatabaseError(
+            f"{path} is a copy of a store, whole in itself, and the write-ahead log beside it "
+            f"({log}) is another store's: read into the copy, it would damage it. Move {log} "
+            f"(and {path}-shm, if there is one) out of the directory, then start again")
+
+
 def _refuse_rescued(path):
     """sqlite3.DatabaseError if a copy Store.rescue made of this store is still about: its
     messages, answered ok, may be in no other store, and a start that went on with the store
@@ -1222,8 +1274,9 @@ def _refuse_rescued(path):
         raise sqlite3.DatabaseError(
             f"{copies[-1]}{others} is a copy of the store at {path}, written by a server that "
             f"could not write it there; the messages in it may be in no other store. Move it "
-            f"to {path} to keep them (if a store is there, keep the one that holds them), or "
-            f"delete it, then start again")
+            f"to {path} to keep them, and {path}-wal and {path}-shm out of the directory if "
+            f"they are there (if a store is there, keep the one that holds them), or delete "
+            f"it, then start again")
 
 
 def _refuse_marked_damaged(path):

@@ -10,6 +10,7 @@ import client
 import options
 import server
 from realprocs import ROOT, WAIT_S
+from storage import Store
 
 
 @pytest.mark.parametrize("word", ["inf", "nan", "0", "-1", "soon", "1e308", "1000000001"])
@@ -167,6 +168,37 @@ def test_a_data_directory_the_server_cannot_write_is_said_so(tmp_path):
     assert done.returncode == 1
     assert "cannot open the data directory /proc/self" in done.stderr
     assert "can this account write there?" in done.stderr
+
+
+def test_a_file_restored_beside_a_later_log_is_said_to_need_its_own_log(tmp_path):
+    """(a trial's backup of the file, put back beside the log a later run's kill -9 left:
+    "database disk image is malformed", and nothing to act on)"""
+    import shutil
+    import subprocess
+    data = tmp_path / "data"
+    data.mkdir()
+    store = str(data / "chat.sqlite3")
+    Store(store).close()                            # stopped: the file whole, no log
+    shutil.copy(store, tmp_path / "backup")
+    subprocess.run([sys.executable, "-c", f"""if 1:
+        import os, sys
+        sys.path.insert(0, {ROOT!r})
+        from storage import Store
+        store = Store({store!r})
+        for n in range(1500):       # past SQLite's 1,000 pages: some copied into the file
+            store.keep(["bob"], b'{{"type":"message","from":"a","text":"%s"' % (b"x" * 3000))
+            store.commit()
+        os._exit(0)     # as a kill -9: the rest stays in the log, not copied into the file"""],
+                   check=True, timeout=WAIT_S)
+    shutil.copy(tmp_path / "backup", store)         # the file alone put back
+    done = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "server.py"), "0", "--data-dir", str(data),
+         "--credentials", os.path.join(ROOT, "credential.txt")],
+        capture_output=True, text=True, timeout=WAIT_S, cwd=str(tmp_path))
+    assert done.returncode == 1
+    assert "malformed" in done.stderr and "is\nnot its own write-ahead log" not in done.stderr
+    assert "-wal beside it is not its own write-ahead log" in done.stderr
+    assert "Restore both from one backup" in done.stderr
 
 
 def test_a_missing_accounts_file_is_named_with_where_it_was_looked_for(tmp_path):

@@ -756,6 +756,47 @@ def test_a_homeless_store_is_rescued_to_a_copy_that_holds_everything_it_held(tmp
     Store(str(path)).close()
 
 
+def test_a_rescued_copy_moved_in_with_a_log_beside_it_is_refused_untouched(tmp_path):
+    """A trial replaced the file under a running server; the server left its own log at the
+    path, and the copy moved in as the log said was read with it at the next start, damaged:
+    175 messages lost. The stop now deletes that log (the copy holds what it held), and a
+    start refuses a copy with any log beside it, reading nothing but the copy."""
+    import shutil
+    path = tmp_path / "chat.sqlite3"
+    wal = tmp_path / "chat.sqlite3-wal"
+    store = Store(str(path))
+    for n in range(30):
+        keep(store, "bob", {"type": "message", "text": f"kept {n}"})
+        store.commit()
+    assert wal.stat().st_size > 0
+    shutil.copy(wal, tmp_path / "its-log")          # (what the stop left, before it did not)
+    Store(str(tmp_path / "restored")).close()
+    os.replace(tmp_path / "restored", path)         # another file renamed over it
+    keep(store, "bob", {"type": "message", "text": "answered unavailable"})
+    with pytest.raises(storage.StoreUnavailable):
+        store.commit()
+    copy = store.rescue()
+    store.close()
+    assert not wal.exists()                         # its own log went with it
+    whole = sqlite3.connect(str(path))              # the file there is whole
+    assert whole.execute("PRAGMA quick_check").fetchall() == [("ok",)]
+    whole.close()
+    os.replace(copy, path)                          # the log line's advice ...
+    shutil.copy(tmp_path / "its-log", wal)          # ... with a log left beside it
+    before = path.read_bytes()
+    with pytest.raises(sqlite3.DatabaseError, match="is a copy of a store, whole in itself"):
+        Store(str(path))
+    assert path.read_bytes() == before and wal.exists()     # nothing read into it
+    os.remove(wal)
+    store = Store(str(path))
+    assert len(frames(store, "bob")) == 31
+    store.commit()
+    store.close()
+    mark = sqlite3.connect(str(path)).execute(
+        "SELECT value FROM meta WHERE name = 'rescued_from'").fetchall()
+    assert mark == []                               # the store now: its logs are its own
+
+
 def _kept_store(tmp_path, count):
     """A store that took `count` messages for bob, a commit each (the log's size is seen at
     each commit) -> (store, path)."""
