@@ -229,7 +229,12 @@ class Terminal:
         # (xterm) kept its row. Erasing from the lower of the two rows never erases a message
         # above the input; at worst the start of the old input stays above it (Ctrl-L clears).
         text, cursor = self._drawn[0] if self._drawn else self.editor.view()
-        self._row = min(self._row, layout(text, cursor, width).cursor_row)
+        place = layout(text, cursor, width)
+        # a cursor after a line that fills its last row stays on that row, its wrap pending,
+        # not on the row below, where our own drawing puts it: counted from the row below, a
+        # window widened to the input's width erased the message above it (a trial's)
+        reflowed = place.cursor_row - (place.fills_last_row and cursor == len(text))
+        self._row = min(self._row, reflowed)
         self.width = width
         self._drawn = None
         self._draw()

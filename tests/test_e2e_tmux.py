@@ -143,6 +143,37 @@ def test_a_long_line_survives_a_message_and_backspaces_and_the_outage_shows_belo
         _stop(proc)
 
 
+def test_a_window_widened_to_the_inputs_width_keeps_the_message_above_it(tmp_path):
+    """(a trial's 120-character input in a 100-column pane, widened to 120: the message
+    above it was erased, from the screen and the scrollback)"""
+    proc, port = start_server(tmp_path, 0)
+    client = [sys.executable, os.path.join(ROOT, "client.py"), "127.0.0.1", str(port)]
+    pane = Pane(tmp_path, ["cd", ROOT, "&&", *client], width=100, height=30)
+    try:
+        pane.wait(lambda rows, _: "Please enter username:" in rows)
+        pane.type("columbia")
+        pane.keys("Enter")
+        pane.wait(lambda rows, _: "Please enter password:" in rows)
+        pane.type("116bway")
+        pane.keys("Enter")
+        pane.wait(lambda rows, _: "You have successfully logged in." in rows)
+        code, _, _ = run_file_client(port, "seas\nsummerisover\nbroadcast line b\n", tmp_path)
+        assert code == 0
+        pane.wait(lambda rows, _: "seas (to everyone): line b" in rows)
+        typed = "message seas " + "".join(chr(ord("a") + n % 26) for n in range(107))
+        assert len(typed) == 120
+        pane.type(typed)
+        rows, _ = pane.wait(lambda rows, _: typed[100:] in rows)
+        above = [row for row in rows[:rows.index(typed[100:]) - 1] if row]
+        assert above[-2:] == ["seas (to everyone): line b", "seas has logged out."], rows
+        pane._tmux("resize-window", "-t", "t", "-x", "120")
+        rows, _ = pane.wait(lambda rows, _: typed in rows)
+        assert [row for row in rows[:rows.index(typed)] if row] == above, rows
+    finally:
+        pane.close()
+        _stop(proc)
+
+
 def _client_in_a_shell(tmp_path):
     """A server, and the client started from an interactive shell in a pane (job control, as
     a user has it), at its first prompt -> (server process, pane)."""
