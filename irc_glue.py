@@ -11,9 +11,10 @@ Timers per connection: a heartbeat for the core (IRC clients send none) every KE
 half the time-out when that is shorter, and a PING once the client has been silent
 PING_AFTER_S; silent IDLE_S, it is closed.
 """
+from chat_server import Settings
 from irc_session import IrcSession, Shared, folded
 from irc_wire import BadText, TooLong, line, parse
-from limits import REFUSALS_PER_READ
+from limits import REFUSALS_PER_READ, RateLimiter
 from passwords import open_accounts
 from protocol import decode_own
 from reactor import READ_CHUNK_BYTES
@@ -35,6 +36,14 @@ JOIN_WAIT_S = 3.0
 # IRC client paces what its user types; a pipelining one sends 256 messages in flight in about
 # 140 lines a read (bench.py); 8 KiB of 8-byte lines is 1,024.
 LINES_PER_READ = 512
+# Lines in all, by token buckets (limits.py), past which a connection is closed (ERROR Excess
+# Flood): before the login, an address's (the native port's requests per address: lines no
+# login vouches for); after it, a user's, this many times the requests a native user may make
+# (a session answers PING, MODE, WHO and the like itself, without a request to the core). A
+# trial's 900 connections of one address, never registered, each sending CAP REQ lines (each
+# answered, none refused) held everyone's messages 6 s; one logged-in user's PINGs, 80% of
+# the server's time. An IRC client paces what its user types, a line every 2 s or so.
+USER_LINES_FACTOR = 5
 
 
 class _IrcState(AcceptedState):
@@ -52,8 +61,14 @@ class IrcFront(Accepted):
     # with CR alone waited at its registration for an LF)
     cr_ends_lines = True
 
-    def __init__(self, glue, accounts, server_name, room, timeout_s=31.0):
+    def __init__(self, glue, accounts, server_name, room, settings=Settings()):
+        """`settings`: the core's, for its time-out and its request limits."""
         super().__init__(glue)
+        timeout_s = settings.timeout_s
+        self.address_lines = RateLimiter(settings.address_rate_per_s, settings.address_burst)
+        self.user_lines = RateLimiter(
+            USER_LINES_FACTOR * settings.user_rate_per_s,
+            max(USER_LINES_FACTOR * settings.user_burst, LINES_PER_READ))
         # (a fixed 15 s ended every idle IRC user of a server run with --timeout 10)
         self.keepalive_s = min(KEEPALIVE_S, timeout_s / 2)
         self.accounts = folded(accounts)
@@ -100,6 +115,13 @@ class IrcFront(Accepted):
         clock = self.glue.reactor.clock
         wall = clock.wall()
         session = link.session
+        if session.welcomed:
+            flooded = self.user_lines.take(session.account, clock.now(), len(lines))
+        else:
+            flooded = self.address_lines.take(conn.host, clock.now(), len(lines))
+        if flooded:
+            self._flooded(conn, link)
+            return
         shared = self.shared
         refused = 0     # lines refused in this read: each counts once, however many errors
         for count, raw in enumerate(lines, 1):
@@ -136,6 +158,18 @@ class IrcFront(Accepted):
             link.welcomed()             # (by SASL: its CAP END was the last step)
         elif session.welcomed:
             self.glue.arm_quiet(conn, IDLE_S)
+
+    def _flooded(self, conn, link):
+        """Past its address's lines, or its user's (USER_LINES_FACTOR): closed, and said in the
+        log, once a minute an address."""
+        who = link.session.account or "not logged in"
+        self.glue.log_repeated(("closed an IRC connection as a flood", conn.host),
+                               f"closed an IRC connection of {conn.host} ({who}): more lines "
+                               f"than its {'user' if link.session.welcomed else 'address'} "
+                               f"may send")
+        link.session.close("flooded with lines", "Excess Flood (more lines than this server "
+                                                 "takes; wait, then connect again)")
+        link.flush()
 
     def _ack_pings(self):
         """The end of a pass: one PING after each link's deliveries, whose PONG acknowledges

@@ -427,7 +427,7 @@ def main(argv=None):
     front = None
     if irc_listener is not None:
         front = irc_listener.handler = IrcFront(glue, credentials, args.irc_name,
-                                                  args.irc_room, settings.timeout_s)
+                                                  args.irc_room, settings)
 
     def stop(signum):
         reactor.stop()          # (first: nothing after it, a log that fails say, may keep it up)

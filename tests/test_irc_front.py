@@ -108,7 +108,7 @@ def a_world(settings):
     core = ChatServer(credentials, store, settings, make_secret=counting_secrets())
     glue = ServerGlue(reactor, core, store, log.append)
     native = glue.listen("127.0.0.1", 0)
-    front = IrcFront(glue, credentials, "chat.test", "#chat", settings.timeout_s)
+    front = IrcFront(glue, credentials, "chat.test", "#chat", settings)
     irc = reactor.listen("127.0.0.1", 0, front)
     w = types.SimpleNamespace(clock=clock, reactor=reactor, store=store, core=core, glue=glue,
                               log=log, port=native.port, irc_port=irc.port, front=front)
@@ -557,6 +557,39 @@ def test_a_read_of_more_lines_than_the_limit_ends_the_connection_even_unanswered
     assert fine.closed is None
     seas.send("PING :still")
     settle(world, lambda: seas.of("PONG"))
+
+
+def test_an_address_that_never_registers_is_closed_past_its_lines_and_others_go_on(world):
+    """(a trial's 900 connections of one address, each sending CAP REQ lines, every one
+    answered and none refused, held everyone's messages 6 s)"""
+    seas = irc_login(world, "seas")
+    flooders = [IrcClient(world.reactor, world.irc_port) for _ in range(6)]
+    for flooder in flooders:
+        for _ in range(3):
+            flooder.send(b"CAP REQ :bogus\r\n" * 100)
+    settle(world, lambda: sum(bool(flooder.closed) for flooder in flooders) >= 2)
+    closed = [flooder for flooder in flooders if flooder.closed]
+    assert all("Excess Flood" in flooder.of("ERROR")[0].params[-1] for flooder in closed)
+    assert sum(len(flooder.of("CAP")) for flooder in flooders) <= 1000      # its burst
+    assert any("closed an IRC connection of 127.0.0.1 (not logged in): more lines than its "
+               "address may send" in line for line in world.log)
+    seas.send("PING :still here")                   # a user's lines are its own to spend
+    settle(world, lambda: seas.of("PONG"))
+    world.clock.advance(5.0)                        # (the address's lines come back)
+    assert irc_login(world, "columbia").of("001")
+
+
+def test_a_user_past_its_lines_is_closed_and_logged_out(world):
+    """(a trial's one logged-in connection of PINGs, each answered by the session, took 80%
+    of the server's time)"""
+    seas = irc_login(world, "seas")
+    flooder = irc_login(world, "columbia")
+    for _ in range(3):
+        flooder.send(b"PING :x\r\n" * 200)
+    settle(world, lambda: flooder.closed)
+    assert "Excess Flood" in flooder.of("ERROR")[0].params[-1]
+    settle(world, lambda: seas.of("QUIT"))
+    assert any("(columbia): more lines than its user may send" in line for line in world.log)
 
 
 def test_the_service_nick_takes_the_native_words(world):

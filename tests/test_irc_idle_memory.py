@@ -26,10 +26,11 @@ def test_an_idle_irc_user_costs_a_bounded_number_of_bytes(tmp_path):
     accounts = load_credentials(credentials)
     reactor = Reactor(VirtualClock())
     store = Store(":memory:")
-    core = ChatServer(accounts, store, Settings(user_rate_per_s=0, address_rate_per_s=0),
-                      make_secret=counting_secrets())
+    settings = Settings(user_rate_per_s=0, address_rate_per_s=0)
+    core = ChatServer(accounts, store, settings, make_secret=counting_secrets())
     glue = ServerGlue(reactor, core, store, lambda text: None)
-    listener = reactor.listen("127.0.0.1", 0, IrcFront(glue, accounts, "chat.server", "#chat"))
+    listener = reactor.listen("127.0.0.1", 0,
+                              IrcFront(glue, accounts, "chat.server", "#chat", settings))
     # the room asked for with the login, as WeeChat's autojoin does: no join timer waits
     logins = [f"PASS p{n}\r\nNICK u{n}\r\nUSER u{n} 0 * :u{n}\r\nJOIN #chat\r\n".encode()
               for n in range(USERS)]
