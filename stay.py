@@ -8,7 +8,7 @@ all of that on one connection: a request goes with its `id`, the reply repeats i
 without an `id` is a delivery. When the connection is lost, every request on it fails (the
 core's outbox sends its message again with the same `mid`, which the server recognises), the
 core hears `LinkDown` with the time of the next try, and a new connection is tried after 1 s,
-2 s, 4 s ... up to 30 s. The core's `LinkUp` handler makes
+2 s, 4 s ... up to 30 s (2 s while a session needs it). The core's `LinkUp` handler makes
 `resume` the first request on it, so the server attaches the session there and sends again
 whatever was not acknowledged (PROTOCOL.md, "Staying connected").
 
@@ -24,6 +24,10 @@ from reactor import Handler
 
 RECONNECT_FIRST_S = 1.0     # a lost connection is made again after this, doubling per failure
 RECONNECT_MAX_S = 30.0      # ... up to this, for as long as the client runs
+# ... or this, while a session needs the link: the server ends it 31 s after the last request
+# it heard (a heartbeat up to 15 s before the loss), and tries at 1, 3, 7, 15 and 31 s let a
+# trial's 20 s outage outlast it
+SESSION_RECONNECT_MAX_S = 2.0
 
 
 def _request_id(frame):
@@ -153,7 +157,9 @@ class StayLink(Handler):
             self.log(f"the server ended the unused connection ({reason}); the next request "
                      f"opens another")
             return
-        self.backoff_s = limits.next_backoff(self.backoff_s, RECONNECT_FIRST_S, RECONNECT_MAX_S)
+        self.backoff_s = limits.next_backoff(
+            self.backoff_s, RECONNECT_FIRST_S,
+            SESSION_RECONNECT_MAX_S if self.needed() else RECONNECT_MAX_S)
         self.log(f"lost the connection to the server ({reason}); "
                  f"trying again in {self.backoff_s:g} s")
         self.retry = self.glue.reactor.call_later(self.backoff_s, self.open)

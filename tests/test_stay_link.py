@@ -197,21 +197,26 @@ def test_a_connection_a_session_needs_or_with_requests_on_it_is_an_outage_when_l
     assert world.link.retry is not None
 
 
-def test_backoff_doubles_while_the_server_is_away_and_resets_once_it_answers(world):
+@pytest.mark.parametrize("session, waits", [(False, (1, 2, 4, 8)), (True, (1, 2, 2, 2))])
+def test_backoff_doubles_while_the_server_is_away_and_resets_once_it_answers(world, session,
+                                                                              waits):
+    """Up to 2 s while a session needs the link: tries at 1, 3, 7, 15 and 31 s let a trial's
+    20 s outage outlast the server's 31 s time-out."""
+    world.link.needed = lambda: session
     port = world.listener.port
     world.listener.close()                             # the server is away
     world.link.open()
-    for wait_s in (1, 2, 4, 8):
+    for tries, wait_s in enumerate(waits, 1):
         pump(world.reactor, lambda: world.link.retry is not None)
         assert world.lines[-1] == (f"lost the connection to the server (refused); "
                                    f"trying again in {wait_s} s")
         assert world.glue.events[-1] == LinkDown("refused", world.clock.now() + wait_s)
-        if wait_s < 8:
+        if tries < len(waits):
             world.clock.advance(wait_s)
     world.listener = world.reactor.listen("127.0.0.1", port, world.server)   # it is back
-    world.clock.advance(8)
+    world.clock.advance(waits[-1])
     pump(world.reactor, lambda: world.glue.of(LinkUp))
-    assert world.link.backoff_s == 8                   # until the server has answered
+    assert world.link.backoff_s == waits[-1]           # until the server has answered
     world.link.request(1, {"type": "heartbeat"})
     pump(world.reactor, lambda: world.server.frames)
     world.server.send({"type": "ok", "id": 1})
