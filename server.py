@@ -239,7 +239,8 @@ def fitted_store_bytes(data_dir, asked):
         return fitted, (f"{where}: the store keeps at most {fitted / mib:.1f} MiB of messages "
                         f"there (a third of it, for SQLite's log and the file's own pages), "
                         f"past which they are refused store_full; --store-bytes sets another "
-                        f"quota, and more room keeps more")
+                        f"quota, and more room keeps more once the server is restarted (the "
+                        f"quota is fitted at the start)")
     return quota, (f"{where}, less than --store-bytes ({quota / mib:.1f} MiB) and "
                    f"{SQLITE_LOG_ROOM_BYTES // mib} MiB for SQLite's log: it fills before the "
                    f"quota, and messages are then answered unavailable until space returns, "

@@ -126,6 +126,7 @@ def test_the_default_quota_is_a_third_of_a_small_disks_room(tmp_path, monkeypatc
         f_bavail=(3 * 2 ** 20) // 4096, f_frsize=4096))
     quota, said = server.fitted_store_bytes(str(tmp_path), None)
     assert quota == 2 ** 20 and "keeps at most 1.0 MiB of messages there" in said
+    assert "more room keeps more once the server is restarted" in said     # (a trial's)
     monkeypatch.setattr(os, "statvfs", lambda path: types.SimpleNamespace(
         f_bavail=2 ** 40 // 4096, f_frsize=4096))
     assert server.fitted_store_bytes(str(tmp_path), None) == (server.Settings.store_bytes, None)
