@@ -44,14 +44,18 @@ _LOOKS = {
     "pending": {"foreground": "#8a8a8a"},
     "mine": {"foreground": "#2e7d32"},
     "refused": {"foreground": ERROR_COLOUR, "overstrike": True},
+    # perhaps not sent: it may have arrived, so not struck through (a trial's read as refused,
+    # sent again with `message`, and shown twice)
+    "unsure": {"foreground": "#b26a00"},
     "mark": {"foreground": "#8a8a8a"},
     "mark-sent": {"foreground": "#2e7d32"},
     "mark-refused": {"foreground": ERROR_COLOUR, "font": ("TkDefaultFont", 9, "bold")},
+    "mark-unsure": {"foreground": "#b26a00", "font": ("TkDefaultFont", 9, "bold")},
 }
 # an own message's fate -> the looks of its text and of its mark
 _OWN_LOOKS = {None: ("pending", "mark"), Fate.WAITING: ("pending", "mark"),
               Fate.SENT: ("mine", "mark-sent"), Fate.REFUSED: ("refused", "mark-refused"),
-              Fate.UNSURE: ("refused", "mark-refused")}
+              Fate.UNSURE: ("unsure", "mark-unsure")}
 
 
 class TkLoop:

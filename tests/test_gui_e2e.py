@@ -590,3 +590,14 @@ def test_an_acknowledgement_waits_for_the_drawing_and_a_closed_window_sends_none
     screen.once_drawn(lambda: sent.append("ack 3"))
     screen._refresh()
     assert sent == ["ack 1"]
+
+
+def test_perhaps_not_sent_is_not_struck_through_as_a_refused_message_is():
+    """(a trial's peer showed a message the window had struck through, "perhaps not sent":
+    read as refused, it invites a second sending, shown twice)"""
+    import gui_tk
+    from client_events import Fate
+    text_look, mark_look = gui_tk._OWN_LOOKS[Fate.UNSURE]
+    assert not gui_tk._LOOKS[text_look].get("overstrike")
+    assert gui_tk._LOOKS[gui_tk._OWN_LOOKS[Fate.REFUSED][0]]["overstrike"]
+    assert mark_look != gui_tk._OWN_LOOKS[Fate.REFUSED][1]
