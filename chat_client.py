@@ -1387,10 +1387,14 @@ class ChatClient:
             # we can still dial a peer; only the way back is missing
             self.no_port_told = True
             out.append(Show("no_port"))
+        # not sent: counted as refused (a script's status: a trial's ended 0 with its private
+        # message never sent)
         if command.user == self.user:       # (getaddress refuses it: no hint to type that)
+            self.refused += 1
             out.append(Show("system", "You cannot send a private message to yourself."))
             return
         if command.user not in self.peers.addresses:
+            self.refused += 1
             # (one who agreed without a port: asking again gets the same; say why instead)
             out.append(Show("peer_no_port" if command.user in self.peers.portless
                             else "no_address", sender=command.user))

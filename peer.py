@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from client_events import (Arm, AskConsent, ConsentLapsed, EndLink, Fate, LinkIdle, Log, OpenLink,
                            SendOnLink, Show, ShowFate)
 import protocol
-from protocol import MAX_NAME_CHARS
+from protocol import MAX_NAME_CHARS, MAX_TEXT_CHARS
 
 # A link unused this long is ended with bye by the dialer. It is shorter than the listener's
 # 60 s idle close, so the connecting side ends it, as everywhere in the protocol.
@@ -260,6 +260,11 @@ class Peers:
             raise PeerRefused("broke the protocol",
                               f"Refused a private connection from {peer}: "
                               f"it broke the peer protocol.")
+        if len(text) > MAX_TEXT_CHARS:
+            # (no client sends one: a trial's peer sent 60,000 characters, and they were shown)
+            raise PeerRefused("too long",
+                              f"Refused a private message from {peer}: longer than "
+                              f"{MAX_TEXT_CHARS:,} characters, which no chat client sends.")
         if self.granted.get(peer) != key:
             raise PeerRefused("consent ended",
                               f"Refused a private message from {peer}: you no longer agree "

@@ -1218,6 +1218,13 @@ def test_a_script_whose_session_the_server_ended_stops_instead_of_reading_on_as_
                                        "session; the rest of the input was not read\n")
 
 
+def test_a_script_whose_private_message_could_not_go_ends_with_status_1(loop, capsys):
+    """(a trial's private message, to a user whose address it did not have, ended 0)"""
+    code, out, _, _ = run_with_input(loop, {"login": WELCOME}, "alice\npw\nprivate seas hi\n")
+    assert "You don't have seas's address. Type getaddress seas first." in out
+    assert code == 1 and "1 message was refused" in capsys.readouterr().err
+
+
 def test_a_script_that_logged_in_and_ran_to_its_end_exits_0(loop):
     code, out, _, server = run_with_input(loop, {"login": WELCOME}, "alice\npw\nonline\n")
     assert code == 0 and _asked(server)[-1] == "logout"

@@ -2,6 +2,8 @@
 checks of a peer's proof. Events in, actions out, with a hand-moved `now`."""
 import pytest
 
+import protocol
+
 from client_events import (
     Accepted, Arm, CloseConn, EndLink, Expired, Incoming, IncomingClosed, LinkClosed, LinkIdle,
     LinkIn, Log, OpenLink, SendOnLink, SendTo, Show, Fate, ShowFate, ShowSending, Status,
@@ -511,6 +513,17 @@ def test_a_proven_peer_that_breaks_the_protocol_is_refused(frame):
     run.do(Accepted(5, "n5"))
     run.do(Incoming(5, hello("n5")))
     assert "broke the peer protocol" in refused_once(run, 5, frame, PRIVATE)
+
+
+def test_a_private_message_longer_than_any_client_sends_is_refused():
+    """(a trial's proven peer sent 60,000 characters, shown as they came)"""
+    run = granted(logged_in())
+    run.do(Accepted(5, "n5"))
+    run.do(Incoming(5, hello("n5")))
+    longest = {"type": "private", "from": "bob", "text": "x" * protocol.MAX_TEXT_CHARS}
+    assert printed(run.do(Incoming(5, longest))) == ["bob (private): " + "x" * 4000]
+    assert "longer than 4,000 characters" in refused_once(
+        run, 5, {**longest, "text": "x" * (protocol.MAX_TEXT_CHARS + 1)})
 
 
 def test_blocking_a_peer_drops_its_key_and_closes_its_link():
