@@ -338,7 +338,7 @@ class ChatClient:
         self.doorkeeper.closed(event.conn)
 
     def _on_link_in(self, event, now, out):
-        out.extend(self.peers.link_frame(self.user, event.link, event.frame))
+        out.extend(self.peers.link_frame(self.user, event.link, event.frame, now))
 
     def _on_link_closed(self, event, now, out):
         out.extend(self.peers.link_closed(event.link, event.reason))

@@ -327,10 +327,11 @@ class SendOnLink:
 
 @dataclass(frozen=True, slots=True)
 class EndLink:
-    """Say bye on link `link`; the peer closes it. `at_once`: close it now, saying nothing (a
-    peer that talks on past our bye, which it should have closed on)."""
+    """Say bye on link `link`; the peer closes it. `at_once`: close it now, saying nothing, for
+    that reason (a peer that talks on past our bye, which it should have closed on; one that
+    stopped answering)."""
     link: int
-    at_once: bool = False
+    at_once: str | None = None
 
 
 # --- Timer keys ------------------------------------------------------------------------------

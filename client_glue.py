@@ -163,7 +163,7 @@ class ClientGlue:
         if conn is None:
             return
         if action.at_once:
-            conn.abort("talked on after bye")
+            conn.abort(action.at_once)
             return
         if conn.data.abort is not None:
             return

@@ -101,6 +101,8 @@ class Link:
     # each by its ref
     waiting: list = field(default_factory=list)     # to send once both are proven
     unacked: deque = field(default_factory=deque)   # sent, in order, not yet acknowledged
+    answered_at: float = 0.0        # when the oldest of them went, or the peer last answered
+                                    # (it has PEER_PROOF_S from then to acknowledge the next)
 
 
 def _not_delivered(link, messages, why_kind, why, sent=(), unsent_why=None):
@@ -287,17 +289,21 @@ class Peers:
                       Arm(LinkIdle(user), now + PEER_PROOF_S)]
         link.used_at = now
         if link.state is LinkState.OPEN:
+            if not link.unacked:        # (the first to wait for an answer: PEER_PROOF_S from now)
+                link.answered_at = now
+                items.append(Arm(LinkIdle(user), now + PEER_PROOF_S))
             items.append(self._private(me, link, ref, text))
         else:
             link.waiting.append((ref, text))
         return items
 
     def _private(self, me, link, ref, text):
+        """Send one on the open link; its peer has PEER_PROOF_S to acknowledge it (link_idle)."""
         link.unacked.append((ref, text))
         return SendOnLink(link.id, {"type": "private", "from": me, "text": text})
 
-    def link_frame(self, me, link_id, frame):
-        """A frame from the peer on one of our links -> items."""
+    def link_frame(self, me, link_id, frame, now):
+        """A frame from the peer on one of our links at `now` -> items."""
         link = self.links.get(link_id)
         if link is None:
             return []
@@ -306,9 +312,10 @@ class Peers:
                 and protocol.nonce_field(frame) is not None:
             return self._challenged(me, link, frame["nonce"])
         if kind == "ok" and link.state is LinkState.PROVING:
-            return self._proven(me, link, frame.get("mac"))
+            return self._proven(me, link, frame.get("mac"), now)
         if kind == "ok" and link.unacked:
             ref, _ = link.unacked.popleft()
+            link.answered_at = now
             return [ShowFate(ref, Fate.SENT)]
         if kind == "error" and frame.get("code") == "not_allowed":
             return self._refused(link)
@@ -317,7 +324,7 @@ class Peers:
             # already ending, and the peer talks on where it should close: cut off now, once
             # said (a trial's peer streamed 11 MB of "ok" after the bye, a log line each)
             return [Log(note.text, key=("a peer talked on after bye", link.user)),
-                    EndLink(link.id, at_once=True)]
+                    EndLink(link.id, at_once="talked on after bye")]
         # not our peer's listener, or one that broke the protocol: what it has not
         # acknowledged is reported once the link is closed, and its address is not tried again
         self._forget_address_of(link)
@@ -330,13 +337,14 @@ class Peers:
         return [SendOnLink(link.id, {"type": "peer_hello", "from": me, "nonce": link.nonce,
                                      "mac": mac_of(link.address.key, me, link.user, nonce)})]
 
-    def _proven(self, me, link, mac):
+    def _proven(self, me, link, mac, now):
         """The listener's answer: only one that knows the key too gets the messages."""
         if not protocol.mac_ok(link.address.key, mac, LISTENER_LABEL, link.user, me, link.nonce):
             self._forget_address_of(link)       # (whoever holds that port now is not our peer)
             return [Log(f"the listener at {link.address.host}:{link.address.port} did not "
                         f"prove it is {link.user}'s: nothing sent to it"), *self._end(link)]
         link.state = LinkState.OPEN
+        link.answered_at = now
         waiting, link.waiting = link.waiting, []
         return [self._private(me, link, ref, text) for ref, text in waiting]
 
@@ -398,9 +406,18 @@ class Peers:
                         f"prove itself within {PEER_PROOF_S:g} s: nothing sent to it"),
                     *self._end(link), *_not_delivered(link, messages, "no_answer",
                                                       f"{user}'s client did not answer")]
-        idle_until = link.used_at + PEER_IDLE_S
-        if now < idle_until:
-            return [Arm(LinkIdle(user), idle_until)]
+        if link.unacked and now >= link.answered_at + PEER_PROOF_S:
+            # a peer that took the connection and stopped answering (stopped, or its link
+            # black-holed): what it has not acknowledged is said now, not when the close after
+            # a bye gives up (a trial's 45 to 60 s of "..." without a word)
+            link.state = LinkState.ENDING
+            del self.by_user[user]
+            return [EndLink(link.id, at_once=f"nothing acknowledged in {PEER_PROOF_S:g} s")]
+        due = link.used_at + PEER_IDLE_S
+        if link.unacked:
+            due = min(due, link.answered_at + PEER_PROOF_S)
+        if now < due:
+            return [Arm(LinkIdle(user), due)]
         return self._end(link)
 
     def _end(self, link):

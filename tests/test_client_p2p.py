@@ -326,7 +326,7 @@ def test_a_listener_that_breaks_the_link_protocol_is_left_and_the_message_report
     # a second odd frame while ending: no second bye, but the link is cut off at once (a
     # trial's peer streamed 11 MB after the bye, a log line each), its lines folded
     again = run.do(LinkIn(1, frame))
-    assert of(again, EndLink) == [EndLink(1, at_once=True)]
+    assert of(again, EndLink) == [EndLink(1, at_once="talked on after bye")]
     assert [log.key for log in of(again, Log)] == [("a peer talked on after bye", "bob")]
     actions = run.do(LinkClosed(1, "eof"))
     assert printed(actions) == not_delivered("hi") and requests(actions) == []

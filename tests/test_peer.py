@@ -4,10 +4,10 @@ import hashlib
 import hmac
 
 import protocol
-from client_events import (Accepted, EndLink, Incoming, LinkClosed, LinkIn, Log, OpenLink,
-                           SendOnLink, SendTo, Show, Started)
+from client_events import (Accepted, Arm, EndLink, Fate, Incoming, LinkClosed, LinkIdle, LinkIn,
+                           Log, OpenLink, SendOnLink, SendTo, Show, ShowFate, Started)
 from client_helpers import glue_with
-from peer import PEER_IDLE_S, PeerAddress, Peers, listener_mac, mac_ok, mac_of
+from peer import PEER_IDLE_S, PEER_PROOF_S, PeerAddress, Peers, listener_mac, mac_ok, mac_of
 from reactor import Handler, Reactor
 from timers import RealClock
 from reactor_helpers import pump
@@ -40,12 +40,12 @@ def peers_with_link():
 
 def test_a_refusal_on_a_link_already_replaced_keeps_the_new_link_and_address():
     peers = peers_with_link()
-    peers.link_frame("alice", 1, {"type": "challenge", "nonce": "n"})
+    peers.link_frame("alice", 1, {"type": "challenge", "nonce": "n"}, 0.0)
     # a new consent arrives: the old link ends, and a new one starts to the new address
     peers.delivered({"type": "address", "user": "bob", "host": "10.0.0.3", "port": 6002,
                      "key": "k2"})
     peers.send("alice", "bob", "again", 1.0, "p2")
-    items = peers.link_frame("alice", 1, protocol.error("not_allowed"))
+    items = peers.link_frame("alice", 1, protocol.error("not_allowed"), 0.0)
     assert Show("peer_refused", sender="bob") in items
     assert peers.by_user["bob"].id == 2
     assert peers.addresses["bob"] == PeerAddress("10.0.0.3", 6002, "k2")
@@ -53,17 +53,17 @@ def test_a_refusal_on_a_link_already_replaced_keeps_the_new_link_and_address():
 
 def test_events_for_links_we_do_not_know_are_ignored():
     peers = Peers()
-    assert peers.link_frame("alice", 9, {"type": "ok"}) == []
+    assert peers.link_frame("alice", 9, {"type": "ok"}, 0.0) == []
     assert peers.link_closed(9, "eof") == []
     assert peers.link_idle("bob", 100.0) == []
 
 
 def test_a_closed_link_that_carried_nothing_undelivered_is_only_logged():
     peers = peers_with_link()
-    peers.link_frame("alice", 1, {"type": "challenge", "nonce": "n"})
+    peers.link_frame("alice", 1, {"type": "challenge", "nonce": "n"}, 0.0)
     proof = listener_mac(KEY, "bob", "alice", peers.links[1].nonce)
-    assert peers.link_frame("alice", 1, {"type": "ok", "mac": proof})   # "hi" goes out
-    peers.link_frame("alice", 1, {"type": "ok"})
+    assert peers.link_frame("alice", 1, {"type": "ok", "mac": proof}, 0.0)   # "hi" goes out
+    peers.link_frame("alice", 1, {"type": "ok"}, 0.0)
     items = peers.link_closed(1, "eof")
     assert [type(item) for item in items] == [Log]
     assert "bob" not in peers.by_user
@@ -71,13 +71,35 @@ def test_a_closed_link_that_carried_nothing_undelivered_is_only_logged():
 
 def test_an_idle_link_waits_while_it_is_used():
     peers = peers_with_link()
-    peers.link_frame("alice", 1, {"type": "challenge", "nonce": "n"})
+    peers.link_frame("alice", 1, {"type": "challenge", "nonce": "n"}, 0.0)
     mac = listener_mac(KEY, "bob", "alice", peers.links[1].nonce)
-    peers.link_frame("alice", 1, {"type": "ok", "mac": mac})            # open: both proven
-    peers.send("alice", "bob", "more", 30.0, "p2")
+    peers.link_frame("alice", 1, {"type": "ok", "mac": mac}, 0.0)            # open: both proven
+    peers.link_frame("alice", 1, {"type": "ok"}, 0.5)                       # "hi" acknowledged
+    assert peers.send("alice", "bob", "more", 30.0, "p2")[0] == Arm(LinkIdle("bob"),
+                                                                   30.0 + PEER_PROOF_S)
+    peers.link_frame("alice", 1, {"type": "ok"}, 30.5)
+    assert peers.link_idle("bob", 30.0 + PEER_PROOF_S)[0].at == 30.0 + PEER_IDLE_S
     items = peers.link_idle("bob", PEER_IDLE_S)
     assert items[0].at == 30.0 + PEER_IDLE_S
     assert peers.link_idle("bob", 30.0 + PEER_IDLE_S) == [EndLink(1)]
+
+
+def test_an_open_link_whose_peer_stops_answering_is_closed_and_its_messages_told_of():
+    """(a trial's peer, stopped or its link black-holed, left a private message at "..." for
+    45 to 60 s, until the close after a bye gave up)"""
+    peers = peers_with_link()
+    peers.link_frame("alice", 1, {"type": "challenge", "nonce": "n"}, 0.0)
+    mac = listener_mac(KEY, "bob", "alice", peers.links[1].nonce)
+    peers.link_frame("alice", 1, {"type": "ok", "mac": mac}, 2.0)            # "hi" goes out
+    peers.link_frame("alice", 1, {"type": "ok"}, 2.5)
+    peers.send("alice", "bob", "anyone there?", 20.0, "p2")
+    assert peers.link_idle("bob", 29.9)[0].at == 20.0 + PEER_PROOF_S       # (wait some more)
+    assert peers.link_idle("bob", 20.0 + PEER_PROOF_S) == [
+        EndLink(1, at_once=f"nothing acknowledged in {PEER_PROOF_S:g} s")]
+    items = peers.link_closed(1, f"nothing acknowledged in {PEER_PROOF_S:g} s")
+    assert Show("no_reply", sender="bob") in items
+    assert [(item.ref, item.fate) for item in items if type(item) is ShowFate] == [
+        ("p2", Fate.UNSURE)]
 
 
 def test_forget_all_ends_every_link_and_forgets_everything():
@@ -172,7 +194,7 @@ class Chatty(PeerListener):
 
 def test_glue_cuts_off_at_once_a_link_ended_so():
     # (peer.py ends it so: the peer talked on after the bye)
-    core, glue = linked(Chatty(), [EndLink(1)], later=[EndLink(1, at_once=True)])
+    core, glue = linked(Chatty(), [EndLink(1)], later=[EndLink(1, at_once="talked on after bye")])
     assert [e for e in core.seen if isinstance(e, LinkClosed)] == [
         LinkClosed(1, "talked on after bye")]
     assert glue.links == {}
