@@ -90,6 +90,8 @@ class ClientGlue:
             self._feeding = False
 
     def on_signal(self, signum):
+        if signum == signal.SIGINT:
+            self.screen.read_typed()        # (typed before Ctrl-C: it comes first)
         self.feed(HungUp() if signum == signal.SIGHUP else Interrupted())
 
     def _log(self, action):

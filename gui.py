@@ -491,6 +491,9 @@ class WindowScreen:
         """Serve `glue`'s client from now on."""
         self.glue = glue
 
+    def read_typed(self):
+        """(Ctrl-C's signal: a window's typing is read as it comes, nothing waits.)"""
+
     def once_drawn(self, then):
         """Call `then` once what was rendered is on the screen: here, the view is the
         screen (gui_tk's TkScreen draws it later)."""

@@ -36,6 +36,7 @@ DEFAULT_COLUMNS = 80            # when the terminal does not say how wide it is
 UTF8_BOM = codecs.BOM_UTF8      # a file's first bytes that are not its text
 _LINE_END = re.compile(rb"\r\n|\r|\n")    # how a piped line may end
 MIN_TICK_S = 0.05               # the status line's countdown is redrawn at most this often
+READ_TYPED_BYTES = 65536        # keys typed before a Ctrl-C, read at it (read_typed)
 ERASE_BELOW = "\x1b[J"          # erase from the cursor to the end of the screen
 CLEAR_SCREEN = "\x1b[H\x1b[2J"  # the cursor to the top left, and everything erased
 
@@ -105,6 +106,9 @@ class Terminal:
         (From the background this stops the process, SIGTTOU, until fg; then it is done.)"""
         mode = [*self._saved_mode[:6], list(self._saved_mode[6])]
         mode[3] &= ~(termios.ECHO | termios.ICANON)   # lflag; ISIG stays on
+        # Ctrl-C leaves what was typed before it to be read (read_typed): flushed, an Enter
+        # pressed just before it was lost, and the line with it, without a word (a trial's)
+        mode[3] |= termios.NOFLSH
         # no XON/XOFF: Ctrl-S stopped the terminal's output, our next write blocked the one
         # thread, and the heartbeats with it (a trial's session timed out behind a Ctrl-S)
         mode[0] &= ~termios.IXON
@@ -617,6 +621,22 @@ class TerminalScreen:
             return              # (no terminal any more: nothing to give a mode to)
         if back and self._stage in _PROMPTS:    # (the shell's lines came after the prompt)
             self.terminal.show(_PROMPTS[self._stage])
+
+    def read_typed(self):
+        """Ctrl-C's signal: the keys typed before it and not read yet are read now, before
+        the client hears of it."""
+        if not self.terminal.interactive or self._input is None:
+            return
+        try:
+            os.set_blocking(self.stdin_fd, False)
+            try:
+                data = os.read(self.stdin_fd, READ_TYPED_BYTES)
+            finally:
+                os.set_blocking(self.stdin_fd, True)
+        except OSError:         # (nothing there: BlockingIOError)
+            return
+        if data:
+            self._on_input(data)
 
     def _on_input(self, data):
         """Raw stdin bytes -> typed lines, and the end of input on Ctrl-D."""

@@ -174,6 +174,30 @@ def test_a_window_widened_to_the_inputs_width_keeps_the_message_above_it(tmp_pat
         _stop(proc)
 
 
+def test_enter_and_ctrl_c_at_once_send_the_line_or_say_it_was_not_sent(tmp_path):
+    """(a trial's Enter and Ctrl-C in one read: the terminal threw the Enter away with the
+    interrupt, and the line was lost without a word, 4 times in 4)"""
+    proc, port = start_server(tmp_path, 0)
+    client = [sys.executable, os.path.join(ROOT, "client.py"), "127.0.0.1", str(port)]
+    pane = Pane(tmp_path, ["cd", ROOT, "&&", *client, ";", "sleep", "30"])
+    try:
+        pane.wait(lambda rows, _: "Please enter username:" in rows)
+        pane.type("columbia")
+        pane.keys("Enter")
+        pane.wait(lambda rows, _: "Please enter password:" in rows)
+        pane.type("116bway")
+        pane.keys("Enter")
+        pane.wait(lambda rows, _: "You have successfully logged in." in rows)
+        pane.type("message seas ctrl-c race")
+        pane.keys("Enter", "C-c")                       # one tmux command: one read
+        rows, _ = pane.wait(lambda rows, _: "seas is offline; your message will be delivered "
+                                            "when they log in." in rows
+                            or any(row.startswith("Not sent") for row in rows))
+    finally:
+        pane.close()
+        _stop(proc)
+
+
 def _client_in_a_shell(tmp_path):
     """A server, and the client started from an interactive shell in a pane (job control, as
     a user has it), at its first prompt -> (server process, pane)."""
