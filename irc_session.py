@@ -890,7 +890,10 @@ class IrcSession(RoomCommands):
         if self.held:
             return None     # (room messages wait for the join: a PONG would cover them)
         since = [at for at in (self.pinged_at, heard_at) if at is not None]
-        if since and now < max(since) + ACK_PING_GAP_S and self.unpinged < ACK_PING_BATCH:
+        # the first goes at once: a login's kept messages, held back while the client asked
+        # its own questions after the join, came again when irssi reconnected 5 s later
+        if (since and self.pinged_at is not None and now < max(since) + ACK_PING_GAP_S
+                and self.unpinged < ACK_PING_BATCH):
             if self.held_since is None:
                 self.held_since = now
             if now < self.held_since + ACK_PING_BUSY_S:
