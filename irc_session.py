@@ -44,6 +44,9 @@ ACK_PING_BATCH = 64         # ... unless this many messages wait for one (a busy
 ACK_PING_BUSY_S = 10.0      # ... or it has been held back this long: a client that talks at
                             # least every ACK_PING_GAP_S was never asked, and a soak's showed
                             # messages again up to 16 s old at every reconnect
+# a message delivered this long after its time (sent again at a reconnect) says its time in its
+# text, as a kept one does: shown with no word, a trial's read as just said, minutes late
+REPLAYED_S = 30.0
 
 
 DISCARDING = ()             # self.sasl while the rest of a refused payload goes by
@@ -92,7 +95,7 @@ class IrcSession(RoomCommands):
                  "realname", "ident", "away", "password", "caps", "negotiating", "sasl",
                  "account", "token", "logging_in", "early", "welcomed", "joined", "held", "gone",
                  "quitting", "pending", "answers", "_into", "next_id", "shown_seq", "acked_seq",
-                 "pinged", "pinged_at", "unpinged", "held_since", "rejoined_at")
+                 "pinged", "pinged_at", "unpinged", "held_since", "rejoined_at", "wall")
 
     def __init__(self, accounts, server, room, host, open_accounts=(), shared=None,
                  is_online=lambda name: False):
@@ -126,6 +129,7 @@ class IrcSession(RoomCommands):
         # until the room is joined
         self.held = []
         self.rejoined_at = None         # when a PART of the room was last answered with a JOIN
+        self.wall = 0.0                 # the wall-clock time of the core's last frame
         self.gone = False               # QUIT or a refused login: nothing more is read
         # QUIT while lines before it wait for the core's answers (a message's echo): their
         # answers go out first, then ERROR (close's reason and text)
@@ -751,6 +755,7 @@ class IrcSession(RoomCommands):
 
     def from_core(self, frame, wall):
         """A reply (it has our `id`) or a delivery from the core."""
+        self.wall = wall
         request_id = frame.get("id")
         if request_id is not None:
             then, context, place = self.pending.pop(request_id, (None, None, None))
@@ -786,12 +791,15 @@ class IrcSession(RoomCommands):
         kind = frame.get("type")
         sender = frame.get("from", "")
         if kind in ("message", "broadcast"):
-            key = (frame.get("seq"), "server-time" in self.caps, "message-tags" in self.caps)
+            at = frame.get("at")
+            dated = at is not None and (frame.get("offline") or self.wall - at >= REPLAYED_S)
+            key = (frame.get("seq"), "server-time" in self.caps, "message-tags" in self.caps,
+                   dated)
             made = self.shared.broadcast
             if kind == "broadcast" and made is not None and made[0] == key:
                 lines = made[1]     # every recipient of a broadcast gets the same lines
             else:
-                lines = self._message_lines(frame, kind, sender)
+                lines = self._message_lines(frame, kind, sender, dated)
                 if kind == "broadcast":
                     self.shared.broadcast = (key, lines)
             self._put_all(lines)
@@ -848,17 +856,19 @@ class IrcSession(RoomCommands):
             lines = [data for user, data in zip(users, lines) if user != self.account]
         self._put_all(lines)
 
-    def _message_lines(self, frame, kind, sender):
-        """A message's lines for this client (tags by its caps) -> [bytes]."""
+    def _message_lines(self, frame, kind, sender, dated):
+        """A message's lines for this client (tags by its caps; `dated`: its time said in its
+        text) -> [bytes]."""
         target = self.nick if kind == "message" else self.room
         tags = self._time_tags(frame.get("at"))
         if "message-tags" in self.caps and "seq" in frame:
             # its number in the store is unique and never reused: the IRCv3 msgid
             tags = {**(tags or {}), "msgid": str(frame["seq"])}
         text = frame["text"]
-        if frame.get("offline") and frame.get("at") is not None:
-            # said in the text with server-time too: irssi asks for it and, as it is set up,
-            # shows a line's arrival, so a kept message read as new (a trial's)
+        if dated:
+            # a kept message, or one sent again REPLAYED_S after its time (its PING was not
+            # answered before a reconnect), said in the text with server-time too: irssi asks
+            # for it and, as it is set up, shows a line's arrival, so it read as new (a trial's)
             action = "/me " if text.startswith("/me ") else ""     # (an action stays one)
             text = action + sent_at(frame["at"]) + text[len(action):]
         command = "NOTICE" if frame.get("notice") else "PRIVMSG"

@@ -9,7 +9,7 @@ import base64
 import pytest
 
 from irc_session import (ACK_PING_BATCH, ACK_PING_BUSY_S, ACK_PING_GAP_S, ACK_PINGS, ACK_TOKEN,
-                         MAX_EARLY_LINES, IrcSession, Shared, folded)
+                         MAX_EARLY_LINES, REPLAYED_S, IrcSession, Shared, folded)
 from irc_wire import parse
 from irc_words import HELP, NO_PRIVATE, TOPIC
 
@@ -1487,6 +1487,17 @@ def test_an_offline_message_without_server_time_begins_with_when_it_was_sent():
     assert delivered(session, "message", **{"from": "seas", "text": "hello there", "seq": 9,
                                             "at": WALL, "offline": True}) == [
         f"{SEAS}PRIVMSG columbia :[sent 2025-12-05 16:00 UTC] hello there"]
+
+
+@pytest.mark.parametrize("kind, target", [("message", "columbia"), ("broadcast", "#chat")])
+def test_a_message_sent_again_long_after_its_time_says_when_it_was_sent(kind, target):
+    """(a trial's room message, sent again at a reconnect 3 minutes later, read as just said)"""
+    session = welcomed()
+    late = WALL - REPLAYED_S
+    assert delivered(session, kind, **{"from": "seas", "text": "hello", "seq": 9, "at": late}) == [
+        f"{SEAS}PRIVMSG {target} :[sent 2025-12-05 15:59 UTC] hello"]
+    assert delivered(session, kind, **{"from": "seas", "text": "hi", "seq": 10,
+                                       "at": late + 0.5}) == [f"{SEAS}PRIVMSG {target} hi"]
 
 
 def test_an_offline_message_with_server_time_has_a_time_tag_and_says_when_too():
