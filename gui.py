@@ -296,6 +296,11 @@ class ChatView:
         self.busy = status.busy
         self.private_to = status.private_to
         if status.outage is None:
+            if self.outage is not None and was is Stage.LOGGED_IN is self.stage:
+                # back after an outage: who came and went meanwhile was told to no one (a
+                # trial's list stayed empty until /online)
+                self._lines.append("online")
+                self._seeding = True
             self.outage = None
         if self.stage is Stage.LOGGED_IN and was is not Stage.LOGGED_IN:
             if self.user != self.conversation_of:

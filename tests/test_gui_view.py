@@ -491,7 +491,8 @@ def test_unreachable_server_and_waiting_messages_show_in_the_status_line(screen)
     screen.reply({"type": "ok", "skipped": 0}, "broadcast")
     assert [f["text"] for f in screen.sent("broadcast")] == ["two"]
     screen.reply({"type": "ok", "skipped": 0}, "broadcast")
-    assert screen.view.status == "Logged in as alice."
+    screen.reply({"type": "online", "users": ["bob"]}, "online")    # back: the list again
+    assert screen.view.status == "Logged in as alice." and screen.view.users == ["bob"]
     assert "Cannot reach the server (timed out)." in screen.texts()
     assert marks(screen) == ["✓", "✓"]
 
@@ -816,6 +817,24 @@ def test_the_users_online_asks_for_is_answered_in_the_conversation_the_views_own
     view.render(ShowOnline(("b", "a")), AT)             # the user's /online
     view.render(ShowOnline(()), AT)
     assert [e.text for e in view.entries] == ["Online: a, b", "No other users are online."]
+
+
+def test_the_list_is_asked_for_again_when_the_server_is_back():
+    """Who came and went during an outage was told to no one: a trial's list stayed empty
+    after a staying window's resume, until /online."""
+    view = ChatView()
+    view.render(status(LOGGED_IN), AT)
+    view.take_lines()
+    view.render(ShowOnline(("bob",)), AT)
+    view.render(Show("outage", "Cannot reach the server (refused)."), AT)
+    view.render(status(LOGGED_IN, outage="refused"), AT)
+    assert view.take_lines() == []
+    view.render(status(LOGGED_IN), AT)                  # back
+    assert view.take_lines() == ["online"]
+    view.render(ShowOnline(("bob", "carol")), AT)
+    assert view.users == ["bob", "carol"] and view.entries[-1].text.startswith("Cannot")
+    view.render(status(LOGGED_IN), AT)
+    assert view.take_lines() == []                      # (once a return)
 
 
 def test_a_message_is_its_sender_and_its_text_never_parsed_back_out():
