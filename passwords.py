@@ -25,6 +25,7 @@ from protocol import MAX_NAME_CHARS, MAX_TEXT_CHARS
 
 PREFIX = "scrypt$"
 OPEN = None                 # the stored entry of an account that needs no password
+SYSTEM_FILE_COLONS = 6      # /etc/passwd's lines have 6 colons, /etc/shadow's 8
 SCRYPT_N = 2 ** 11          # CPU and memory cost: 128 * r * N bytes = 2 MiB
 SCRYPT_R = 8
 SCRYPT_P = 1
@@ -184,6 +185,12 @@ def load_credentials(path):
             raise CredentialsError(
                 f"{path}, line {number}: expected 'name password', got {len(fields)} fields")
         name, password = fields if len(fields) == 2 else (fields[0], OPEN)
+        if password is OPEN and name.count(":") >= SYSTEM_FILE_COLONS:
+            # named, it would be an open account, and said in the log, hash and all (a trial's
+            # --credentials /etc/shadow started with 24 of them)
+            raise CredentialsError(f"{path}, line {number}: a line of a system password file "
+                                   f"(name:...:...), not 'name password': is this the "
+                                   f"accounts file?")
         if name in passwords:
             raise CredentialsError(f"{path}, line {number}: duplicate user {name!r}")
         if not valid_name(name):

@@ -340,6 +340,13 @@ def _start_warnings(args, clock, credentials, store, log, irc_listener):
     if args.timeout < 2 * protocol.MIN_HEARTBEAT_S:
         log(f"--timeout {args.timeout:g} s is too short for client.py, which heartbeats every "
             f"{protocol.MIN_HEARTBEAT_S:g} s at the most: its sessions may time out")
+    for option, value, code in (("--store-bytes", args.store_bytes, "store_full"),
+                                ("--inbox-bytes", args.inbox_bytes, "inbox_full")):
+        if value < protocol.MAX_FRAME_BYTES:
+            # (a trial's --store-bytes 1 refused every message, not a word at the start)
+            log(f"{option} {value:,} is less than one long message may take "
+                f"({protocol.MAX_FRAME_BYTES:,} bytes): such messages are always refused "
+                f"{code}, and under a few hundred bytes, every message is")
     unguarded = passwords.open_accounts(credentials)
     if unguarded:
         # (named: a typo such as "name:password" on one line makes one, and shows there)

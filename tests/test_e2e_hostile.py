@@ -119,6 +119,16 @@ def test_another_users_token_from_another_address_gets_no_session(chat):
     good.served()                                   # the token still works at its own address
 
 
+def test_a_byte_quota_under_one_message_is_said_at_the_start_and_refuses(run_server):
+    """(a trial's --store-bytes 1 refused 342 messages of 342, not a word at the start)"""
+    server = run_server("--store-bytes", "1")
+    server.wait_log(r"--store-bytes 1 is less than one long message may take \(65,536 bytes\)")
+    good = GoodUser(server.port, "seas", "summerisover")
+    assert good.ask({"type": "message", "token": good.token, "to": "columbia",
+                     "text": "x"})["code"] == "store_full"
+    good.close()
+
+
 def test_an_expired_token_gets_no_session(run_server):
     server = run_server("--timeout", "0.5")
     # (said at the start: client.py could not keep such a session, a trial's timed out at once)

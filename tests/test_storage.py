@@ -66,6 +66,18 @@ def test_a_malformed_line_is_named_without_its_password(tmp_path, line, count):
     assert "hunter2" not in message and "extra" not in message
 
 
+@pytest.mark.parametrize("line", ["root:$6$salt$hashhashhash:20228:0:99999:7:::",
+                                  "daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin"])
+def test_a_system_password_file_is_refused_without_quoting_it(tmp_path, line):
+    """(a trial's --credentials /etc/shadow started, each line an open account whose name,
+    hash and all, went to the log)"""
+    with pytest.raises(CredentialsError) as caught:
+        load_credentials(write(tmp_path, f"{line}\n"))
+    message = str(caught.value)
+    assert "line 1: a line of a system password file" in message and "$6$" not in message
+    assert load_credentials(write(tmp_path, "a:b:c odd\n")) == {"a:b:c": "odd"}
+
+
 def test_a_duplicate_user_is_named_with_its_line(tmp_path):
     path = write(tmp_path, "alice one\nbob two\nalice secret3\n")
     with pytest.raises(CredentialsError) as caught:
