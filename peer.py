@@ -410,9 +410,7 @@ class Peers:
             # a peer that took the connection and stopped answering (stopped, or its link
             # black-holed): what it has not acknowledged is said now, not when the close after
             # a bye gives up (a trial's 45 to 60 s of "..." without a word)
-            link.state = LinkState.ENDING
-            del self.by_user[user]
-            return [EndLink(link.id, at_once=f"nothing acknowledged in {PEER_PROOF_S:g} s")]
+            return self._end(link, at_once=f"nothing acknowledged in {PEER_PROOF_S:g} s")
         due = link.used_at + PEER_IDLE_S
         if link.unacked:
             due = min(due, link.answered_at + PEER_PROOF_S)
@@ -420,8 +418,9 @@ class Peers:
             return [Arm(LinkIdle(user), due)]
         return self._end(link)
 
-    def _end(self, link):
-        """Say bye; messages still unacknowledged are reported when the link closes."""
+    def _end(self, link, at_once=None):
+        """Say bye (or close it now, `at_once` saying why); messages still unacknowledged are
+        reported when the link closes."""
         link.state = LinkState.ENDING
         del self.by_user[link.user]     # only a connecting or open link is ended: it is there
-        return [EndLink(link.id)]
+        return [EndLink(link.id, at_once)]
