@@ -67,6 +67,17 @@ class Pane:
                        timeout=WAIT_S)
 
 
+def _log_in(pane):
+    """The client in `pane` logs in as columbia."""
+    pane.wait(lambda rows, _: "Please enter username:" in rows)
+    pane.type("columbia")
+    pane.keys("Enter")
+    pane.wait(lambda rows, _: "Please enter password:" in rows)
+    pane.type("116bway")
+    pane.keys("Enter")
+    pane.wait(lambda rows, _: "You have successfully logged in." in rows)
+
+
 def _index(rows, text):
     return next(i for i, row in enumerate(rows) if row == text)
 
@@ -90,13 +101,7 @@ def test_a_long_line_survives_a_message_and_backspaces_and_the_outage_shows_belo
     client = [sys.executable, os.path.join(ROOT, "client.py"), "127.0.0.1", str(port)]
     pane = Pane(tmp_path, ["cd", ROOT, "&&", *client])
     try:
-        pane.wait(lambda rows, _: "Please enter username:" in rows)
-        pane.type("columbia")
-        pane.keys("Enter")
-        pane.wait(lambda rows, _: "Please enter password:" in rows)
-        pane.type("116bway")
-        pane.keys("Enter")
-        pane.wait(lambda rows, _: "You have successfully logged in." in rows)
+        _log_in(pane)
         typed = "message seas " + "".join(chr(ord("a") + n % 26) for n in range(77))
         pane.type(typed)
         pane.wait(lambda rows, _: typed[80:] in rows)
@@ -150,13 +155,7 @@ def test_a_window_widened_to_the_inputs_width_keeps_the_message_above_it(tmp_pat
     client = [sys.executable, os.path.join(ROOT, "client.py"), "127.0.0.1", str(port)]
     pane = Pane(tmp_path, ["cd", ROOT, "&&", *client], width=100, height=30)
     try:
-        pane.wait(lambda rows, _: "Please enter username:" in rows)
-        pane.type("columbia")
-        pane.keys("Enter")
-        pane.wait(lambda rows, _: "Please enter password:" in rows)
-        pane.type("116bway")
-        pane.keys("Enter")
-        pane.wait(lambda rows, _: "You have successfully logged in." in rows)
+        _log_in(pane)
         code, _, _ = run_file_client(port, "seas\nsummerisover\nbroadcast line b\n", tmp_path)
         assert code == 0
         pane.wait(lambda rows, _: "seas (to everyone): line b" in rows)
@@ -181,13 +180,7 @@ def test_enter_and_ctrl_c_at_once_send_the_line_or_say_it_was_not_sent(tmp_path)
     client = [sys.executable, os.path.join(ROOT, "client.py"), "127.0.0.1", str(port)]
     pane = Pane(tmp_path, ["cd", ROOT, "&&", *client, ";", "sleep", "30"])
     try:
-        pane.wait(lambda rows, _: "Please enter username:" in rows)
-        pane.type("columbia")
-        pane.keys("Enter")
-        pane.wait(lambda rows, _: "Please enter password:" in rows)
-        pane.type("116bway")
-        pane.keys("Enter")
-        pane.wait(lambda rows, _: "You have successfully logged in." in rows)
+        _log_in(pane)
         pane.type("message seas ctrl-c race")
         pane.keys("Enter", "C-c")                       # one tmux command: one read
         rows, _ = pane.wait(lambda rows, _: "seas is offline; your message will be delivered "

@@ -135,6 +135,15 @@ def test_weechat_gets_a_message_kept_while_it_was_away_exactly_once(weechats, se
 
 # -- irssi --------------------------------------------------------------------------------------
 
+def goto_the_room(irssi):
+    """irssi asked for no room (-c): it is put in it JOIN_WAIT_S after its login, a window of
+    its own, which /window goto finds once it is there."""
+    def in_the_room():
+        irssi.type("/window goto #chat")
+        return "[#chat]" in irssi.screen()
+    poll(in_the_room, "irssi's window of #chat", every_s=0.5)
+
+
 def test_irssi_in_tmux_gets_a_message_and_replies(irssis, server, clients):
     seas = clients()
     login(seas, "seas")
@@ -151,12 +160,7 @@ def test_irssi_in_tmux_gets_a_message_and_replies(irssis, server, clients):
     irssi.wait_screen(r"<columbia> hi back")
     seas.expect("columbia: hi back")
 
-    # irssi asked for no room (-c): it is put in it JOIN_WAIT_S after its login, a window
-    # of its own, which /window goto finds once it is there
-    def in_the_room():
-        irssi.type("/window goto #chat")
-        return "[#chat]" in irssi.screen()
-    poll(in_the_room, "irssi's window of #chat", every_s=0.5)
+    goto_the_room(irssi)
     seas.type("broadcast to the room")
     irssi.wait_screen(r"<.?seas> to the room")
 
@@ -175,11 +179,7 @@ def test_irssi_keeps_its_window_of_the_room_when_it_reconnects(irssis, server, c
     login(seas, "seas")
     irssi = irssis("irssi", server.irc_port, "columbia", "116bway")
     server.wait_log(r"columbia logged in from 127\.0\.0\.1 by IRC")
-
-    def in_the_room():
-        irssi.type("/window goto #chat")
-        return "[#chat]" in irssi.screen()
-    poll(in_the_room, "irssi's window of #chat", every_s=0.5)
+    goto_the_room(irssi)
     seas.type("broadcast said before the reconnect")
     irssi.wait_screen(r"<.?seas> said before the reconnect")
     irssi.type("/reconnect")
