@@ -866,12 +866,14 @@ class IrcSession(StaySession):
     room = "#chat"
 
     def login(self, on_done):
-        """Connect, register with PASS and echo-message; on_done(ok, seconds) at the NAMES."""
+        """Connect, register with PASS and echo-message, and join the room, as a client's
+        autojoin does; on_done(ok, seconds) at the NAMES."""
         started_at = clock()
         self.line = _IrcLine(self.model.loop, self.model.address, self.inbox.on_frames,
                              self.name, lambda ok: on_done(ok, clock() - started_at))
         self.line._queue(f"CAP REQ :echo-message\r\nPASS {self.password}\r\nNICK {self.name}"
-                         f"\r\nUSER {self.name} 0 * :{self.name}\r\nCAP END\r\n".encode())
+                         f"\r\nUSER {self.name} 0 * :{self.name}\r\nCAP END\r\n"
+                         f"JOIN {self.room}\r\n".encode())
 
     def request(self, kind, **fields):
         return {"logout": b"QUIT\r\n", "heartbeat": b"PING :beat\r\n"}[kind]

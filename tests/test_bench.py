@@ -98,6 +98,16 @@ def test_quick_scenarios_in_process_complete_with_consistent_counts(tmp_path, ca
     assert "no ceiling in this run" in capsys.readouterr().err
 
 
+def test_the_irc_model_joins_the_room_with_its_login(tmp_path):
+    """Its logins wait for the room's NAMES: without a JOIN, the server's own came 3 s later
+    (irc_glue.JOIN_WAIT_S), and 12 logins took 9 s."""
+    out = tmp_path / "results.jsonl"
+    assert bench.main(["--quick", "--no-pin", "--rounds", "1", "--model", "irc", "--scenario",
+                       "login", "--output", str(out)]) == 0
+    [record] = _records(out)
+    assert record["figures"]["errors"] == 0 and record["figures"]["p50_ms"] < 1000
+
+
 def test_a_server_started_elsewhere_is_targeted_with_port_and_pid(tmp_path):
     credentials = tmp_path / "accounts.txt"
     assert bench.main(["--write-credentials", str(credentials), "--quick"]) == 0

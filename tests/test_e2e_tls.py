@@ -70,7 +70,7 @@ def test_the_irc_port_speaks_tls_too(tmp_path):
         context = ssl.create_default_context(cafile=str(cert))
         with socket.create_connection(("127.0.0.1", irc_port), timeout=5) as raw, \
                 context.wrap_socket(raw, server_hostname="localhost") as irc:
-            irc.sendall(b"PASS 116bway\r\nNICK columbia\r\nUSER c 0 * :c\r\n"
+            irc.sendall(b"PASS 116bway\r\nNICK columbia\r\nUSER c 0 * :c\r\nJOIN #chat\r\n"
                         b"PRIVMSG seas :over tls from irc\r\n")
             client.expect("columbia: over tls from irc")
             received = b""
