@@ -206,6 +206,7 @@ class ChatServer(Reach):
         self._slow_logged = limits.OncePer(settings.slow_log_quiet_s)
         self.refusals = 0       # error replies so far: the glue closes a connection whose one
                                 # read brings too many (limits.REFUSALS_PER_READ)
+        self.slowed = 0         # ... of which slow_down: the glue counts them by address
         self._presence = Presence(settings.presence_rate_per_s, settings.presence_burst,
                                   settings.presence_batch_s)
         self._deliveries = Deliveries(store, settings.delivery_window,
@@ -420,6 +421,8 @@ class ChatServer(Reach):
         kind of refusal (and account, for a login), with a count of the rest (a flood must not
         fill the log)."""
         self.refusals += 1
+        if refusal.code == "slow_down":
+            self.slowed += 1
         reply = protocol.error(refusal.code, frame_id, str(refusal))
         extra = getattr(refusal, "extra", {})
         reply.update(extra)

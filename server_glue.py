@@ -376,6 +376,15 @@ class ServerGlue:
                 return          # under one limit at a time
 
 
+# Requests an address may send after being told to slow down, its connections and reads
+# together: past it, the connection that sends more is closed (flood). Each is still parsed and
+# answered: a trial's 600 connections of one address, each sending 1 KB check_user frames
+# refused slow_down (7 a read, never the 64 of REFUSALS_PER_READ), held everyone's name
+# checks 1 s. A client told to slow down waits as it is asked.
+SLOWED_PER_ADDRESS_S = 50.0
+SLOWED_PER_ADDRESS_BURST = 500
+
+
 class Accepted(Handler):
     """Connections clients open to us: every line becomes a core event."""
 
@@ -388,6 +397,7 @@ class Accepted(Handler):
 
     def __init__(self, glue):
         self.glue = glue
+        self.slowed_from = limits.RateLimiter(SLOWED_PER_ADDRESS_S, SLOWED_PER_ADDRESS_BURST)
 
     def on_accepted(self, conn):
         glue = self.glue
@@ -469,6 +479,7 @@ class Accepted(Handler):
         core = glue.core
         reading = core.reading = len(lines) > 2 and not glue.commit_each
         flooded_at = core.refusals + REFUSALS_PER_READ
+        slowed = core.slowed
         flooded = ended = False
         try:
             for line in lines:
@@ -494,9 +505,15 @@ class Accepted(Handler):
                 core.reading = False
                 if core.run is not None:    # (its yeses waiting too: see chat_server._yeses)
                     glue._out += core.end_run()
+        slowed = core.slowed - slowed
+        if slowed and not flooded and self.slowed_from.take(host, now, slowed):
+            self._flooded(conn, "its address went on sending after it was asked to slow "
+                                "down: the connection is closed")
+            return
         if flooded:
             # after the run's end: its yeses go out before the connection closes
-            self._flooded(conn)
+            self._flooded(conn, f"{REFUSALS_PER_READ} requests refused in one read: the rest "
+                                f"were not read, and the connection is closed")
             return
         if alive:
             if conn_id in glue.core.carried:
@@ -511,15 +528,12 @@ class Accepted(Handler):
                 conn.data = ACCEPTED
                 glue.arm_quiet(conn, glue.idle_s)
 
-    def _flooded(self, conn):
-        """One read brought REFUSALS_PER_READ refused requests: the rest of it is not read,
-        and the connection ends (on_closed logs it, folded per address). What it was
-        answered so far goes out first; what it had stored stays stored."""
-        glue = self.glue
-        glue.apply([Reply(conn.id, error(
-            "flood", None, f"{REFUSALS_PER_READ} requests refused in one read: the rest were "
-                           f"not read, and the connection is closed")),
-            Close(conn.id, "flooded with refused requests")])
+    def _flooded(self, conn, why):
+        """Too many refused requests (one read's REFUSALS_PER_READ, or the address's): the
+        connection ends (on_closed logs it, folded per address). What it was answered so far
+        goes out first; what it had stored stays stored."""
+        self.glue.apply([Reply(conn.id, error("flood", None, why)),
+                         Close(conn.id, "flooded with refused requests")])
 
     def on_oversize(self, conn):
         # refused too long: no sign of life either (the reactor times the frame it discards)

@@ -165,6 +165,34 @@ def test_an_address_flood_gets_slow_down_and_other_addresses_are_served(run_serv
     good.close()
 
 
+def test_an_address_that_goes_on_after_slow_down_is_closed_across_its_connections(run_server):
+    """A trial's 600 connections of one address sent 1 KB check_user frames, each refused
+    slow_down (7 a read, never the 64 that end a connection), and held everyone's name checks
+    1 s: past 500 unheeded slow_downs in all, the connection that sends more is closed."""
+    server = run_server("--address-rate", "5", "--address-burst", "20")
+    good = GoodUser(server.port, "columbia", "116bway")
+    frame = b'{"type":"check_user","user":"nobody' + b"x" * 900 + b'"}\n'
+    flooders = [open_conn(server.port) for _ in range(12)]
+    closed = []
+    for _ in range(2):
+        for sock in flooders:
+            if sock not in closed:
+                try:
+                    sock.sendall(frame * 30)        # 30 a read: never 64 refused in one
+                except OSError:
+                    closed.append(sock)
+    for sock in flooders:
+        frames, _ = read_until_closed(sock, timeout_s=2)
+        if frames and frames[-1].get("code") == "flood":
+            assert "went on sending after it was asked to slow down" in frames[-1]["message"]
+            closed.append(sock)
+        sock.close()
+    assert closed
+    good.served()                                   # another address: served throughout
+    server.wait_log(r"closed: flooded with refused requests")
+    good.close()
+
+
 def test_a_read_of_many_refused_frames_ends_its_connection_and_others_are_served(chat):
     """A trial's 30 connections of empty lines (32,768 in a read, each answered bad_json)
     held everyone's heartbeat 15 s: 64 refusals in one read now end the connection."""
