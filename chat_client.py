@@ -266,8 +266,14 @@ class ChatClient:
 
     def _on_interrupted(self, event, now, out):
         self._report_unread(out)
-        if self.exiting or self.token is None:
+        if self.exiting or (self.token is None and self._login_sent is None):
             self._exit(out)       # not logged in, or a second Ctrl-C: leave at once
+        elif self.token is None:
+            # a login on its way: its answer is waited for (exit_wait_s at most), and a
+            # welcome logged out at once (left, the session stayed online until it timed out,
+            # 31 s later: a trial's Ctrl-C just after the password)
+            self.exiting = True
+            out.append(Arm(ExitDue(), now + self.settings.exit_wait_s))
         else:
             self._start_exit(now, out)
 
@@ -452,6 +458,10 @@ class ChatClient:
                 and self.command_again is None):
             if self.token is None and self.settings.scripted and not self.logged_in_once:
                 self._exit(out, 1, "the input ended before a login succeeded")
+            elif self.token is None and self.settings.scripted and self.stage is Stage.PASSWORD:
+                # (a name given again after a logout, its password never: a trial's ended 0)
+                self._exit(out, 1, f"the input ended before the password of {self.user} "
+                                   f"was given")
             elif self.token is None:
                 self._exit(out)
             elif not self._held_by_outage(now, out) and not self._draining(now, out):
@@ -837,9 +847,9 @@ class ChatClient:
             self.stage = Stage.PASSWORD
             out.append(Prompt(Stage.PASSWORD))
         elif error_code(frame) in ("unknown_user", "bad_field"):
-            if str(self.user).lower() in QUIT_WORDS:
-                # no account's name: the way out it looks like (a trial's new user, asked
-                # again, thought the client would not let them go)
+            if str(self.user).lower() in QUIT_WORDS and not case_hint(frame):
+                # no account's name (nor one in another case, which is hinted at): the way out
+                # it looks like (a trial's new user, asked again, thought it could not leave)
                 self._on_interrupted(None, now, out)
                 return
             # a name no account can have (a space, a control character, too long) is as wrong
@@ -857,6 +867,14 @@ class ChatClient:
 
     def _reply_login(self, pending, frame, now, out):
         sent, self._login_sent = self._login_sent, None     # (the password is held no longer)
+        if self.exiting:            # (Ctrl-C as it went: _on_interrupted)
+            if frame.get("type") == "welcome" and isinstance(frame.get("token"), str):
+                self.token = frame["token"]
+                self._request(Purpose.EXIT, {"type": "logout", "token": self.token}, out,
+                              blocks_input=False)
+            else:
+                self._exit(out)
+            return
         if frame.get("type") == "welcome":
             self._logged_in(frame, now, out)
             return
@@ -1084,6 +1102,10 @@ class ChatClient:
 
     def _fail_login(self, pending, now, out):
         out.extend(self.doorkeeper.refuse_held())
+        if self.exiting:            # (Ctrl-C as it went: nothing to log out of)
+            self._login_sent = None
+            self._exit(out)
+            return
         if self._script_fails(f"cannot reach the server: {self.outage.reason}", out):
             return
         # the password typed is kept, not asked for again: the login goes again once a probe
@@ -1263,6 +1285,9 @@ class ChatClient:
                or self.session_user is None
                else f"you did not log in again as {self.session_user}")
         unsent = self._report_unsent(out, why, at_exit=True)
+        undelivered = self.peers.left_undelivered()
+        out.extend(undelivered)
+        unsent += len(undelivered)
         failed = unsent or self.refused or self.refused_logins
         if failed and not code and self.settings.scripted:
             # what reads a script's status cannot read the lines above it (a trial's ran to

@@ -224,6 +224,23 @@ class Peers:
         self.blocked.clear()
         return items
 
+    def left_undelivered(self):
+        """The client exits: what its links hold, not yet sent or not acknowledged, is said
+        now -> ShowFates (a link's close comes after the exit, never heard: a trial's quit lost
+        a private message without a word)."""
+        items = []
+        for link in self.links.values():
+            items += [ShowFate(ref, Fate.UNSURE, f"Perhaps not delivered to {link.user} (you "
+                               f"quit before it was acknowledged): {text}",
+                               "you quit before it was acknowledged", True)
+                      for ref, text in link.unacked]
+            items += [ShowFate(ref, Fate.REFUSED, f"Not delivered to {link.user} (you quit "
+                               f"before it went): {text}", "you quit before it went", True)
+                      for ref, text in link.waiting]
+            link.unacked.clear()
+            link.waiting.clear()
+        return items
+
     # -- the listening side -------------------------------------------------------------------
 
     def check_hello(self, me, frame, nonce):

@@ -37,6 +37,7 @@ UTF8_BOM = codecs.BOM_UTF8      # a file's first bytes that are not its text
 _LINE_END = re.compile(rb"\r\n|\r|\n")    # how a piped line may end
 MIN_TICK_S = 0.05               # the status line's countdown is redrawn at most this often
 READ_TYPED_BYTES = 65536        # keys typed before a Ctrl-C, read at it (read_typed)
+NOT_ENTERED = "(The line above was not sent: Enter was not pressed.)"   # said at the exit
 ERASE_BELOW = "\x1b[J"          # erase from the cursor to the end of the screen
 CLEAR_SCREEN = "\x1b[H\x1b[2J"  # the cursor to the top left, and everything erased
 
@@ -155,11 +156,12 @@ class Terminal:
         return False
 
     def restore(self):
-        """Put the terminal back as it was, a half-typed line left on a row of its own and
-        the status line gone; safe to call twice."""
+        """Put the terminal back as it was, a half-typed line left on a row of its own, said
+        not to be sent, and the status line gone; safe to call twice."""
         if self.interactive and (self.editor.chars or self._status is not None):
             typed = "" if self.secret else self.editor.text
-            self._write(self._erasing() + (typed + "\r\n" if typed else ""))
+            # (left as it was, it read as sent: a trial's)
+            self._write(self._erasing() + (f"{typed}\r\n{NOT_ENTERED}\r\n" if typed else ""))
             self.editor.clear()
             self._status = None
             self._drawn = self._erased()

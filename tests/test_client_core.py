@@ -923,7 +923,9 @@ def test_leaving_when_not_logged_in_exits_at_once(event):
 
 def test_interrupt_at_the_password_prompt_exits_at_once():
     run = Run()
-    at_password(run)
+    run.do(Started())
+    run.type("alice")
+    run.reply(OK)                                   # asked for the password: nothing in flight
     assert Exit(0) in run.do(Interrupted())
 
 
@@ -953,6 +955,25 @@ def test_quit_logs_out_then_exits_on_the_reply(line):
     assert requests(actions) == [{"type": "logout", "token": "t1"}]
     assert Arm(ExitDue(), 12.0) in actions and Exit(0) not in actions
     assert run.reply(OK) == [Exit(0)]
+
+
+def test_ctrl_c_as_the_login_goes_waits_for_it_and_logs_out_of_what_it_made():
+    """(a trial's Ctrl-C just after the password left the session online until it timed out,
+    31 s later, its messages waiting for it)"""
+    run = Run(exit_wait_s=2.0)
+    at_password(run)
+    assert Exit(0) not in run.do(Interrupted())
+    assert requests(run.reply(WELCOME, "login")) == [{"type": "logout", "token": "t1"}]
+    assert Exit(0) in run.reply(OK, "logout")
+    refused = Run(exit_wait_s=2.0)
+    at_password(refused)
+    refused.do(Interrupted())
+    assert Exit(0) in refused.reply(err("wrong_password", attempts_left=2), "login")
+    unanswered = Run(exit_wait_s=2.0)
+    at_password(unanswered)
+    unanswered.do(Interrupted())
+    unanswered.now = 2.0
+    assert Exit(0) in unanswered.do(Expired(ExitDue()))
 
 
 def test_leaving_exits_when_the_logout_fails():
@@ -1223,6 +1244,13 @@ def test_a_script_whose_private_message_could_not_go_ends_with_status_1(loop, ca
     code, out, _, _ = run_with_input(loop, {"login": WELCOME}, "alice\npw\nprivate seas hi\n")
     assert "You don't have seas's address. Type getaddress seas first." in out
     assert code == 1 and "1 message was refused" in capsys.readouterr().err
+
+
+def test_a_script_that_ends_before_a_second_logins_password_ends_with_status_1(loop, capsys):
+    code, _, _, _ = run_with_input(loop, {"login": WELCOME}, "alice\npw\nlogout\nalice\n")
+    assert code == 1
+    assert capsys.readouterr().err == (
+        "client.py: the input ended before the password of alice was given\n")
 
 
 def test_a_script_that_logged_in_and_ran_to_its_end_exits_0(loop):

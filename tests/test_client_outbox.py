@@ -442,6 +442,16 @@ def test_quit_at_the_name_prompt_leaves_when_no_account_has_that_name(word, scri
     assert printed(actions) == [] and Exit(0) in actions
 
 
+def test_exit_at_the_name_prompt_is_a_name_when_an_account_has_it_in_another_case():
+    run = Run()
+    run.do(Started())
+    run.type("exit")
+    actions = run.reply(err("unknown_user", like="Exit"))
+    assert printed(actions)[0].startswith(
+        "Wrong username. (Names are case-sensitive: did you mean Exit?)")
+    assert not of(actions, Exit)
+
+
 def test_quit_at_the_name_prompt_after_a_logout_lists_what_waits_for_the_next_login():
     run = logged_in()
     run.do(Incoming(7, hello(7)))

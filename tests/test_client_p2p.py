@@ -5,8 +5,9 @@ import pytest
 import protocol
 
 from client_events import (
-    Accepted, Arm, CloseConn, EndLink, Expired, Incoming, IncomingClosed, LinkClosed, LinkIdle,
-    LinkIn, Log, OpenLink, SendOnLink, SendTo, Show, Fate, ShowFate, ShowSending, Status,
+    Accepted, Arm, CloseConn, EndLink, Exit, Expired, Incoming, IncomingClosed, Interrupted,
+    LinkClosed, LinkIdle, LinkIn, Log, OpenLink, SendOnLink, SendTo, Show, Fate, ShowFate,
+    ShowSending, Status,
 )
 from client_helpers import OK, err, hello as server_hello, logged_in, of, printed, requests
 from commands import Command, Usage, parse_command
@@ -291,6 +292,28 @@ def test_messages_unacknowledged_when_the_link_breaks_are_reported_unsure_not_re
     assert of(actions, ShowFate) == [ShowFate("private-2", Fate.UNSURE,
                                               "Perhaps not delivered to bob: two",
                                               "bob's client did not acknowledge it")]
+
+
+@pytest.mark.parametrize("scripted", [False, True])
+def test_quitting_says_what_the_links_did_not_deliver(scripted):
+    """(a trial's quit with a private message waiting for a stopped peer's handshake, and
+    another's on an open link, unacknowledged: both went without a word, status 0)"""
+    run = with_address(logged_in(scripted=scripted))
+    run.type("private bob one")
+    opened(run)
+    run.type("private bob two")
+    run.do(LinkIn(1, OK))          # "one" arrived
+    run.do(Interrupted())
+    actions = run.reply(OK, "logout")
+    assert of(actions, ShowFate) == [ShowFate(
+        "private-2", Fate.UNSURE, "Perhaps not delivered to bob (you quit before it was "
+        "acknowledged): two", "you quit before it was acknowledged", True)]
+    assert of(actions, Exit)[0].code == (1 if scripted else 0)
+    waiting = with_address(logged_in())
+    waiting.type("private bob never")               # its link not yet open
+    assert printed(waiting.do(Interrupted())) == []
+    assert printed(waiting.reply(OK, "logout")) == [
+        "Not delivered to bob (you quit before it went): never"]
 
 
 def test_a_peer_that_refuses_our_proof_is_reported_and_not_resent():
