@@ -110,7 +110,7 @@ class RoomCommands:
             self.say("JOIN", self.room, source=mask)
             return
         self.rejoined_at = wall
-        self._join_room()
+        self._join_room(first=not self.joined)   # (before the join: what waited for it goes)
         self.notice(f"Everyone logged in is in {self.room}; QUIT to leave it.")
 
     def _c_names(self, params, wall):

@@ -176,7 +176,7 @@ class Store:
         _refuse_emptied(path)
         _refuse_marked_damaged(path)
         _refuse_rescued(path)
-        _refuse_log_beside_a_copy(path)
+        _refuse_foreign_log(path)
         _refuse_damaged_log(path)
         new = path != ":memory:" and not os.path.lexists(path)
         self._db = self._file = self._wal = self._wal_id = None
@@ -1224,7 +1224,7 @@ def _mark_damaged(path, why):
 
 def _mark_rescued(copy, path):
     """Say in `copy` (a VACUUM INTO's) that it is a copy of the store at `path`, whole in
-    itself: no log beside it is its own (_refuse_log_beside_a_copy). The mark goes at the first
+    itself: no log beside it is its own (_refuse_foreign_log). The mark goes at the first
     start on it (Store._open)."""
     db = sqlite3.connect(copy)
     try:
@@ -1236,29 +1236,65 @@ def _mark_rescued(copy, path):
         db.close()
 
 
-def _refuse_log_beside_a_copy(path):
-    """sqlite3.DatabaseError if the file at `path` is a copy Store.rescue made, moved in as
-    its log line says, with a write-ahead log beside it: that log is another store's (the one
-    its server left, or a restored backup's), and read into the copy it damaged it, for good,
-    before the start was refused (a trial's). Read from the file alone (SQLite's immutable
-    mode: the log is neither read nor touched)."""
+def _refuse_foreign_log(path):
+    """sqlite3.DatabaseError if the write-ahead log beside the file is not its own, found
+    before anything is written: a log read into a file not its own damages it, for good, and
+    a start that refused it after the read had already changed the file and deleted the log (a
+    trial's restored backup). The file is read alone (SQLite's immutable mode) and with its
+    log (read-only): a rescued copy (_mark_rescued) has no log of its own; another store's
+    log names another store (its identity); one that cannot be read with the file is damage."""
     log = path + "-wal"
     if path == ":memory:" or not os.path.isfile(log) or os.path.getsize(log) == 0:
         return
+    uri = pathlib.Path(path).absolute().as_uri()
     try:
-        uri = pathlib.Path(path).absolute().as_uri() + "?immutable=1"
-        db = sqlite3.connect(uri, uri=True)
-        try:
-            mark = db.execute("SELECT value FROM meta WHERE name = 'rescued_from'").fetchone()
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return      # (not a store to tell of: the open says what it is)
-    if mark is not None:
+        alone = _meta(uri + "?immutable=1")
+    except sqlite3.DatabaseError:
+        alone = {}      # (the file alone, mid-copy of its log at a crash, may not read whole)
+    if alone.get("rescued_from") is not None:
         raise sqlite3.DatabaseError(
             f"{path} is a copy of a store, whole in itself, and the write-ahead log beside it "
             f"({log}) is another store's: read into the copy, it would damage it. Move {log} "
             f"(and {path}-shm, if there is one) out of the directory, then start again")
+    shm = path + "-shm"
+    made_shm = not os.path.lexists(shm)
+    try:
+        together = _meta(uri + "?mode=ro", check=True)
+    except sqlite3.DatabaseError as exc:
+        if not _corrupt(exc):
+            return      # (a directory it may not write the log's index in, say: not told)
+        together = None
+    finally:
+        if made_shm:
+            _remove_quietly(shm)        # (the read-only look's index of the log)
+    if together is None or (alone.get("identity") is not None
+                            and together.get("identity") != alone["identity"]):
+        raise sqlite3.DatabaseError(
+            f"the write-ahead log {log} is not the log of the file {path} (another store's, "
+            f"or damaged): read into the file, it would damage it; nothing was written. "
+            f"Restore the file and its log from one backup, or move {log} (and {path}-shm) "
+            f"out of the directory to start from the file alone, without what only that log "
+            f"held")
+
+
+def _meta(uri, check=False):
+    """{name: value} of the store's meta table at `uri`, {} if it has none yet, None if
+    (`check`) SQLite's quick check of the whole store finds it damaged (it reads every page:
+    at a start after a crash only); sqlite3.DatabaseError (corruption) if it cannot be read."""
+    try:
+        db = sqlite3.connect(uri, uri=True)
+    except sqlite3.Error:
+        return {}
+    try:
+        if check and db.execute("PRAGMA quick_check").fetchone() != ("ok",):
+            return None
+        return dict(db.execute("SELECT name, value FROM meta").fetchall())
+    except sqlite3.OperationalError as exc:
+        if _corrupt(exc):
+            raise
+        return {}       # (no such table: a store made in its log, not yet copied into the file)
+    finally:
+        db.close()
 
 
 def _refuse_rescued(path):

@@ -1380,6 +1380,19 @@ def test_room_messages_before_the_join_wait_for_its_names_and_presence_is_droppe
     assert written(session) == [] and session.requests == []
 
 
+def test_a_part_of_the_room_before_its_join_joins_it_and_what_waited_goes():
+    """(a trial's PART in the first 3 s: the held room messages were never shown, and no
+    acknowledgement PING went for the rest of the connection)"""
+    session = logged_in_not_joined()
+    delivered(session, "broadcast", **{"from": "seas", "text": "all", "seq": 3})
+    assert [line.split()[1] for line in said(session, "PART #chat")] == ["PART", "JOIN", "332"]
+    lines = answer(session, "online", users=["seas"])
+    assert [line.split()[1] for line in lines[:2]] == ["353", "366"]
+    assert f"{SEAS}PRIVMSG #chat all" in lines
+    session.ping_for_ack(10.0)
+    assert written(session) == [f"PING {ACK_TOKEN}3"]
+
+
 def test_messages_before_the_welcome_wait_for_it():
     session = new_session()
     registered(session)

@@ -171,7 +171,7 @@ def test_a_data_directory_the_server_cannot_write_is_said_so(tmp_path):
     assert "can this account write there?" in done.stderr
 
 
-def test_a_file_restored_beside_a_later_log_is_said_to_need_its_own_log(tmp_path):
+def test_a_file_restored_beside_a_later_log_is_refused_before_anything_is_written(tmp_path):
     """(a trial's backup of the file, put back beside the log a later run's kill -9 left:
     "database disk image is malformed", and nothing to act on)"""
     import shutil
@@ -192,14 +192,16 @@ def test_a_file_restored_beside_a_later_log_is_said_to_need_its_own_log(tmp_path
         os._exit(0)     # as a kill -9: the rest stays in the log, not copied into the file"""],
                    check=True, timeout=WAIT_S)
     shutil.copy(tmp_path / "backup", store)         # the file alone put back
+    before = [open(name, "rb").read() for name in (store, store + "-wal")]
     done = subprocess.run(
         [sys.executable, os.path.join(ROOT, "server.py"), "0", "--data-dir", str(data),
          "--credentials", os.path.join(ROOT, "credential.txt")],
         capture_output=True, text=True, timeout=WAIT_S, cwd=str(tmp_path))
     assert done.returncode == 1
-    assert "malformed" in done.stderr and "is\nnot its own write-ahead log" not in done.stderr
-    assert "-wal beside it is not its own write-ahead log" in done.stderr
-    assert "Restore both from one backup" in done.stderr
+    assert f"the write-ahead log {store}-wal is not the log of the file {store}" in done.stderr
+    assert "nothing was written" in done.stderr and "Restore the file and its log" in done.stderr
+    # refused before anything was written (a trial's start changed the file, deleted the log)
+    assert [open(name, "rb").read() for name in (store, store + "-wal")] == before
 
 
 def test_a_missing_accounts_file_is_named_with_where_it_was_looked_for(tmp_path):

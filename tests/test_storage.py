@@ -809,6 +809,42 @@ def test_a_rescued_copy_moved_in_with_a_log_beside_it_is_refused_untouched(tmp_p
     assert mark == []                               # the store now: its logs are its own
 
 
+def test_a_file_beside_another_stores_log_is_refused_untouched(tmp_path):
+    """(a trial restored one store's file beside another's log, left by a kill -9: the start
+    said nothing, and the 40 messages of both were gone)"""
+    import shutil
+    import subprocess
+    import sys
+    one, other = tmp_path / "one.sqlite3", tmp_path / "other.sqlite3"
+    store = Store(str(one))
+    keep(store, "bob", {"type": "message", "text": "one's"})
+    store.commit()
+    store.close()
+    subprocess.run([sys.executable, "-c", f"""if 1:
+        import os, sys
+        sys.path.insert(0, {os.path.dirname(storage.__file__)!r})
+        from storage import Store
+        store = Store({str(other)!r})
+        store.keep(["bob"], b'{{"type":"message","from":"a","text":"other\\'s"')
+        store.commit()
+        os._exit(0)     # as a kill -9: its log stays"""], check=True, timeout=30)
+    path = tmp_path / "data" / "chat.sqlite3"
+    path.parent.mkdir()
+    shutil.copy(one, path)
+    shutil.copy(str(other) + "-wal", str(path) + "-wal")
+    before = path.read_bytes(), pathlib.Path(str(path) + "-wal").read_bytes()
+    with pytest.raises(sqlite3.DatabaseError, match="is not the log of the file .* nothing was "
+                                                    "written"):
+        Store(str(path))
+    assert (path.read_bytes(), pathlib.Path(str(path) + "-wal").read_bytes()) == before
+    assert not os.path.exists(str(path) + "-shm")
+    shutil.copy(str(other) + "-wal", str(one) + "-wal")     # (its own log, after a crash:
+    shutil.copy(other, one)                                 #  the two belong together)
+    again = Store(str(one))
+    assert [frame["text"] for frame in frames(again, "bob")] == ["other's"]
+    again.close()
+
+
 def _kept_store(tmp_path, count):
     """A store that took `count` messages for bob, a commit each (the log's size is seen at
     each commit) -> (store, path)."""
