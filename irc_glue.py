@@ -44,6 +44,11 @@ LINES_PER_READ = 512
 # answered, none refused) held everyone's messages 6 s; one logged-in user's PINGs, 80% of
 # the server's time. An IRC client paces what its user types, a line every 2 s or so.
 USER_LINES_FACTOR = 5
+# ... and a connection's first lines before its login do not count: a registration's (CAP LS,
+# CAP REQ, AUTHENTICATE, PASS, NICK, USER, CAP END, an early JOIN or PING) are a few each, and
+# a trial's 300 honest logins at once from one address, counted, spent the address's lines
+# mid-registration: 8 of them logged in
+REGISTRATION_LINES = 32
 
 
 class _IrcState(AcceptedState):
@@ -118,7 +123,9 @@ class IrcFront(Accepted):
         if session.welcomed:
             flooded = self.user_lines.take(session.account, clock.now(), len(lines))
         else:
-            flooded = self.address_lines.take(conn.host, clock.now(), len(lines))
+            link.early_lines += len(lines)
+            over = min(link.early_lines - REGISTRATION_LINES, len(lines))
+            flooded = over > 0 and self.address_lines.take(conn.host, clock.now(), over)
         if flooded:
             self._flooded(conn, link)
             return
@@ -203,7 +210,8 @@ class IrcLink:
     `close` ends it. It also carries the session's requests to the core, and its timers."""
 
     __slots__ = ("front", "glue", "conn", "session", "id", "last_heard", "ack_due",
-                 "registering", "_requests_queued", "_keepalive", "_ack_timer", "_join_timer")
+                 "registering", "early_lines", "_requests_queued", "_keepalive", "_ack_timer",
+                 "_join_timer")
 
     def __init__(self, front, conn, session):
         self.front = front
@@ -214,6 +222,7 @@ class IrcLink:
         self.last_heard = glue.reactor.clock.now()
         self.ack_due = False
         self.registering = False    # under REGISTER_S (from its accept) until welcomed
+        self.early_lines = 0        # lines read before the welcome (REGISTRATION_LINES)
         self._requests_queued = False
         self._keepalive = glue.reactor.call_later(front.keepalive_s, self._keep_alive)
         self._ack_timer = None      # an ack PING held back (ack)

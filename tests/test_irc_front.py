@@ -581,6 +581,19 @@ def test_an_address_that_never_registers_is_closed_past_its_lines_and_others_go_
     assert irc_login(world, "columbia").of("001")
 
 
+def test_hundreds_of_logins_at_once_from_one_address_all_register(world):
+    """(a trial's 300 honest logins from one address, each a registration of 6 lines: counted
+    against the address's 1,000 lines, 292 were closed mid-registration)"""
+    names = list(PASSWORDS) * 100                   # (a login elsewhere takes the name over)
+    clients = [IrcClient(world.reactor, world.irc_port) for _ in names]
+    for client, name in zip(clients, names):
+        client.send("CAP LS 302", f"PASS {PASSWORDS[name]}", f"NICK {name}",
+                    f"USER {name} 0 * :{name}", "CAP END", "JOIN #chat")
+    settle(world, lambda: all(client.of("001") or client.closed for client in clients))
+    assert not [client for client in clients if client.of("ERROR") and "Excess Flood" in
+                client.of("ERROR")[0].params[-1]]
+
+
 def test_a_user_past_its_lines_is_closed_and_logged_out(world):
     """(a trial's one logged-in connection of PINGs, each answered by the session, took 80%
     of the server's time)"""
