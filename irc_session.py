@@ -688,6 +688,14 @@ class IrcSession(RoomCommands):
         if frame.get("code") == "unknown_user":
             self.numeric("401", target, "No such nick")
             return
+        # unavailable promises nothing either way: a commit the server could not confirm may
+        # hold it (a trial's, answered so as its file was replaced, came from the rescued
+        # copy, and the resend asked for came twice; an IRC line has no mid to know it by)
+        if frame.get("code") == "unavailable":
+            self.notice(f"Perhaps not sent to {target} (the server cannot store messages just "
+                        f"now, and may have this one: if it does not arrive, send it again in "
+                        f"a moment): {text}")
+            return
         self.notice(f"Not sent to {target} ({why(frame, target)}): {text}")
 
     # -- the service: the native client's words for what IRC has none for ----------------------
