@@ -1282,7 +1282,8 @@ def _meta(uri, check=False):
     (`check`) SQLite's quick check of the whole store finds it damaged (it reads every page:
     at a start after a crash only); sqlite3.DatabaseError (corruption) if it cannot be read."""
     try:
-        db = sqlite3.connect(uri, uri=True)
+        # (no wait: a store another server holds is for the open to refuse, after its wait)
+        db = sqlite3.connect(uri, uri=True, timeout=0)
     except sqlite3.Error:
         return {}
     try:
