@@ -54,6 +54,19 @@ def windows(tk, display, server, tmp_path):
         gui.kill()
 
 
+def wait_listed(gui, *users):
+    """Wait until `gui`'s list of who is online shows just `users`."""
+    gui.wait(lambda: gui.list_items(".chat.side.users") == list(users),
+             f"{', '.join(users)} in the list")
+
+
+def press_for(gui, user, button):
+    """Once `user` is listed in `gui` (alone), select them and press `button`."""
+    wait_listed(gui, user)
+    gui.select_item(".chat.side.users", user)
+    gui.invoke(button)
+
+
 def shoot(display, name, *guis):
     """Save the screen, with every window drawn, to tests/artifacts/<name>."""
     for gui in guis:
@@ -119,8 +132,8 @@ def test_two_windows_log_in_talk_agree_to_a_private_talk_and_close(windows, serv
     assert "You have successfully logged in." in alice.text(".chat.pane")
     assert alice.call("wm", "title", ".") == "Chat room: columbia"
     login(bob, "seas")
-    alice.wait(lambda: alice.list_items(".chat.side.users") == ["seas"], "seas in the list")
-    bob.wait(lambda: bob.list_items(".chat.side.users") == ["columbia"], "columbia in the list")
+    wait_listed(alice, "seas")
+    wait_listed(bob, "columbia")
     alice.wait(pane_has(alice, "seas has logged in."), "the presence notice")
 
     alice.select_item(".chat.side.users", "seas")
@@ -213,7 +226,7 @@ def test_a_refused_consent_and_a_list_that_keeps_its_selection(windows):
     seas, google = windows(), windows()
     login(seas, "seas")
     login(google, "google")
-    google.wait(lambda: google.list_items(".chat.side.users") == ["seas"], "seas in the list")
+    wait_listed(google, "seas")
     before = google.text(".chat.pane")
     google.invoke(".chat.side.getaddress")          # nobody selected: nothing happens
     assert google.text(".chat.pane") == before
@@ -235,8 +248,7 @@ def test_a_refused_consent_and_a_list_that_keeps_its_selection(windows):
                     "the refusal")
     third = windows()
     login(third, "columbia")
-    google.wait(lambda: google.list_items(".chat.side.users") == ["columbia", "seas"],
-                "columbia in the list")
+    wait_listed(google, "columbia", "seas")
     assert google.call(".chat.side.users", "curselection") == "1"      # seas, still selected
     for gui in (seas, google, third):
         gui.close_window()
@@ -249,9 +261,7 @@ def test_unblock_with_nobody_selected_asks_for_the_name_a_blocked_user_is_not_li
     seas, google = windows(), windows()
     login(seas, "seas")
     login(google, "google")
-    google.wait(lambda: google.list_items(".chat.side.users") == ["seas"], "seas in the list")
-    google.select_item(".chat.side.users", "seas")
-    google.invoke(".chat.side.block")
+    press_for(google, "seas", ".chat.side.block")
     google.wait(lambda: google.list_items(".chat.side.users") == [], "seas out of the list")
     assert google.call(".chat.side.unblock", "instate", "disabled") == "0"
     google.type_into(".chat.bottom.input", "a draft I care about")
@@ -371,9 +381,7 @@ def test_a_staying_window_without_a_port_chats_and_resumes_after_a_cut(windows, 
     login(alice, "columbia")
     server.wait_log(r"columbia logged in from 127\.0\.0\.1, staying connected")
     login(bob, "seas")
-    alice.wait(lambda: alice.list_items(".chat.side.users") == ["seas"], "seas in the list")
-    alice.select_item(".chat.side.users", "seas")
-    alice.invoke(".chat.side.message")
+    press_for(alice, "seas", ".chat.side.message")
     alice.type_into(".chat.bottom.input", "hello from behind a NAT")
     alice.press_enter(".chat.bottom.input")
     alice.wait(pane_has(alice, "me → seas: hello from behind a NAT  ✓"), "the server's yes")
@@ -437,9 +445,7 @@ def test_closing_with_messages_on_their_way_asks_and_closes_once_they_are_taken(
     alice, bob = windows(), windows()
     login(alice, "columbia")
     login(bob, "seas")
-    alice.wait(lambda: alice.list_items(".chat.side.users") == ["seas"], "seas in the list")
-    alice.select_item(".chat.side.users", "seas")
-    alice.invoke(".chat.side.message")
+    press_for(alice, "seas", ".chat.side.message")
     server.proc.send_signal(signal.SIGSTOP)         # the server away: the message waits
     try:
         alice.type_into(".chat.bottom.input", "on its way")
