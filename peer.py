@@ -105,20 +105,25 @@ class Link:
                                     # (it has PEER_PROOF_S from then to acknowledge the next)
 
 
-def _not_delivered(link, messages, why_kind, why, sent=(), unsent_why=None):
+def _not_delivered(link, messages, why_kind, why, sent=(), unsent_why=None, at_exit=False):
     """What the screen is told of `messages` (ref, text) that `link` will not deliver, and
     of those `sent` that its peer never acknowledged (it may have shown them: a trial's
     stopped peer did, after "Not delivered"): why (a Show of `why_kind`, unless None: said
     already), each one's fate (`unsent_why` for `messages`, when not `why`), and that
-    `message` can take them instead."""
+    `message` can take them instead. `at_exit`: the client is leaving, so each line says its
+    own why, and there is no later to send them again."""
     if not messages and not sent:
         return []
+    unsent_why = unsent_why or why
+
+    def line(said, reason):
+        return f"{said} to {link.user}{f' ({reason})' if at_exit else ''}"
     return [*([Show(why_kind, sender=link.user)] if why_kind is not None else []),
-            *[ShowFate(ref, Fate.UNSURE, f"Perhaps not delivered to {link.user}: {text}", why)
-              for ref, text in sent],
-            *[ShowFate(ref, Fate.REFUSED, f"Not delivered to {link.user}: {text}",
-                       unsent_why or why) for ref, text in messages],
-            Show("try_message", sender=link.user)]
+            *[ShowFate(ref, Fate.UNSURE, f"{line('Perhaps not delivered', why)}: {text}", why,
+                       at_exit) for ref, text in sent],
+            *[ShowFate(ref, Fate.REFUSED, f"{line('Not delivered', unsent_why)}: {text}",
+                       unsent_why, at_exit) for ref, text in messages],
+            *([] if at_exit else [Show("try_message", sender=link.user)])]
 
 
 def _short_name(value):
@@ -230,13 +235,10 @@ class Peers:
         a private message without a word)."""
         items = []
         for link in self.links.values():
-            items += [ShowFate(ref, Fate.UNSURE, f"Perhaps not delivered to {link.user} (you "
-                               f"quit before it was acknowledged): {text}",
-                               "you quit before it was acknowledged", True)
-                      for ref, text in link.unacked]
-            items += [ShowFate(ref, Fate.REFUSED, f"Not delivered to {link.user} (you quit "
-                               f"before it went): {text}", "you quit before it went", True)
-                      for ref, text in link.waiting]
+            items += _not_delivered(link, list(link.waiting), None,
+                                    "you quit before it was acknowledged",
+                                    sent=list(link.unacked),
+                                    unsent_why="you quit before it went", at_exit=True)
             link.unacked.clear()
             link.waiting.clear()
         return items
