@@ -300,6 +300,8 @@ class ChatClient:
         pending = self._finish(event.request_id, out)
         if pending is None:
             return
+        if self._left_a_tls_port(event.frame, out):
+            return
         self._reached(out)
         self._replies[pending.purpose](pending, event.frame, now, out)
         self._stopped_when_answered(out)
@@ -378,7 +380,19 @@ class ChatClient:
             self.awaiting_server = False
             out.append(Prompt(Stage.USERNAME))
 
+    def _left_a_tls_port(self, frame, out):
+        """True, and the program leaving, if `frame` says the server's port speaks TLS and we
+        do not: nothing we send will ever be answered there (a trial's client asked for the
+        name again and again, each time told why; a staying one tried for ever)."""
+        if error_code(frame) != "tls_required":
+            return False
+        self.lines.clear()
+        self._exit(out, 1, error_text(frame))
+        return True
+
     def _on_pushed(self, event, now, out):
+        if self._left_a_tls_port(event.frame, out):
+            return
         if self.stage is not Stage.LOGGED_IN:
             out.append(Log(f"{event.frame.get('type')!r} pushed while logged out ignored"))
             return

@@ -16,6 +16,7 @@ from client_events import (REQUEST_TIMEOUT_S, Accepted, Arm, AskConsent, Cancel,
                            PauseInput, Probe, Prompt, Replied, RequestFailed, ResumeInput,
                            SendOnLink, SendRequest, SendTo, Show, ShowFate, ShowOnline,
                            ShowSending, Started, Status)
+from commands import error_code
 from peer import PEER_CONNECT_S
 from pacing import KeyedTimers, RepeatedLines
 from protocol import NOT_OURS, decoded, encode, error, foreign, reason_text
@@ -249,13 +250,15 @@ class _Requests(Handler):
 
 
 class _Look:
-    """A probe's connection: its request id, whether it was made, the timer that gives up."""
-    __slots__ = ("request_id", "made", "timer")
+    """A probe's connection: its request id, whether it was made, the timer that gives up,
+    and the error it was answered with, if any."""
+    __slots__ = ("request_id", "made", "timer", "refusal")
 
     def __init__(self, request_id, timer):
         self.request_id = request_id
         self.made = False
         self.timer = timer
+        self.refusal = None
 
 
 class _Probes(Handler):
@@ -271,12 +274,16 @@ class _Probes(Handler):
     def on_frame(self, conn, line):
         # the chat server says nothing to a bye but an error of its own (too_slow, on a slow
         # link): the IRC port's 421 went unread, and a trial's client said "no reply" for ever
-        left_if_foreign(conn, decoded(line))
+        frame = decoded(line)
+        if not left_if_foreign(conn, frame) and error_code(frame) == "tls_required":
+            conn.data.refusal = frame       # (a TLS port, and we do not speak it: the answer)
 
     def on_closed(self, conn, reason):
         look, conn.data = conn.data, None
         look.timer.cancel()
-        if look.made and reason == "eof":
+        if look.refusal is not None:
+            self.glue.feed(Replied(look.request_id, look.refusal))
+        elif look.made and reason == "eof":
             self.glue.feed(Replied(look.request_id, {}))
         else:
             self.glue.feed(RequestFailed(look.request_id, reason_text(reason)))

@@ -52,6 +52,8 @@ ERRORS = {
     "old_mid": "that message number is too far below the highest your client has sent to tell "
                "whether it was taken; send the message again under a new number",
     "too_slow": "no complete frame in time; the connection is closed",
+    "tls_required": "this port speaks TLS: connect with TLS (client.py --tls, or --cafile "
+                    "FILE for a certificate of the server's own), or to another port",
 }
 
 

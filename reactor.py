@@ -131,9 +131,9 @@ class Connection:
         self.handler = handler
         self.host = host                # the other end's host, or None (a socketpair)
         self.data = None
-        # not open yet (TCP connect or TLS handshake in progress): False once open; True for
-        # an accepted TLS connection's handshake; a dialled one's (SSLContext or None,
-        # server_hostname) until it is open
+        # not open yet (TCP connect or TLS handshake in progress): False once open; an
+        # accepted TLS connection's Listener until its first byte is read, then True for its
+        # handshake; a dialled one's (SSLContext or None, server_hostname) until it is open
         self.connecting = (None, None) if dialled else False
         self.closed = False
         self.closing_reason = None
@@ -211,10 +211,11 @@ class Listener:
     """A listening socket; accepted connections report to `handler` (which may be set after
     listen(), before the first pass: nothing is accepted until then)."""
 
-    def __init__(self, reactor, sock, handler, tls=None):
+    def __init__(self, reactor, sock, handler, tls=None, plaintext_reply=None):
         self.sock = sock
         self.handler = handler
         self.tls = tls
+        self.plaintext_reply = plaintext_reply
         self.port = sock.getsockname()[1]
         self.family, self.type = int(sock.family), int(sock.type)   # plain ints: see _accept
         # the listener's TCP_NODELAY passes to what it accepts where the system does so
@@ -319,10 +320,13 @@ class Reactor:
 
     # -- sockets --------------------------------------------------------------------------
 
-    def listen(self, host, port, handler, backlog=LISTEN_BACKLOG, tls=None):
+    def listen(self, host, port, handler, backlog=LISTEN_BACKLOG, tls=None,
+               plaintext_reply=None):
         """Listen on (host, port); port 0 picks a free one (see .port).
 
         tls: a server-side ssl.SSLContext to speak TLS on every accepted connection.
+        plaintext_reply: with tls, the bytes written, unencrypted, to a connection whose first
+        byte cannot begin a TLS handshake (a client that forgot TLS), before it is closed.
         """
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -333,7 +337,7 @@ class Reactor:
             sock.close()
             raise
         sock.setblocking(False)
-        listener = Listener(self, sock, handler, tls)
+        listener = Listener(self, sock, handler, tls, plaintext_reply)
         self._selector.register(sock, selectors.EVENT_READ, lambda mask: self._accept(listener))
         return listener
 
@@ -562,9 +566,8 @@ class Reactor:
             sock.setblocking(False)
             conn = Connection(self, sock, listener.handler, sys.intern(peer[0]))
             if listener.tls is not None:
-                conn.sock = listener.tls.wrap_socket(sock, server_side=True,
-                                                     do_handshake_on_connect=False)
-                conn.connecting = True      # open once the handshake is done
+                # wrapped at its first byte, once that says it is a handshake (_sniff_tls)
+                conn.connecting = listener
                 self._set_mask(conn, selectors.EVENT_READ)
             else:
                 # Read at once (below), before the socket enters epoll: a short connection's
@@ -615,6 +618,8 @@ class Reactor:
 
     def _finish_connect(self, conn):
         """Move a connection that is not open yet along: TCP connect, then TLS handshake."""
+        if type(conn.connecting) is Listener and not self._sniff_tls(conn):
+            return
         if not isinstance(conn.sock, ssl.SSLSocket):
             err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if err:
@@ -638,6 +643,37 @@ class Reactor:
                 self._close(conn, _reason_of_error(exc), flush=False)
                 return
         self._opened(conn)
+
+    def _sniff_tls(self, conn):
+        """An accepted TLS connection's first byte, peeked: a handshake's record (22) wraps
+        it for the handshake (-> True). Anything else is a client that does not speak TLS, told
+        so in plain text where the listener has words for it, and closed: OpenSSL would reset
+        it, and a client that forgot TLS read nothing (a trial's `nc` and client.py alike)."""
+        listener = conn.connecting
+        try:
+            first = conn.sock.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:
+            self._close(conn, _reason_of(exc.errno), flush=False)
+            return False
+        if first == b"\x16":
+            conn.sock = listener.tls.wrap_socket(conn.sock, server_side=True,
+                                                 do_handshake_on_connect=False)
+            conn.connecting = True      # open once the handshake is done
+            return True
+        if first:
+            try:
+                # what it sent is read first: a socket closed with bytes unread resets the
+                # connection, and the client's system may drop the words with it
+                conn.sock.recv(READ_CHUNK_BYTES)
+                if listener.plaintext_reply:
+                    conn.sock.send(listener.plaintext_reply)    # (a line: the buffer takes it)
+            except OSError:
+                pass
+        self._close(conn, "tls: not a TLS handshake (plain text at the TLS port)" if first
+                    else "eof", flush=False)
+        return False
 
     def _opened(self, conn):
         dialled = type(conn.connecting) is tuple    # (True: an accepted TLS handshake)
@@ -930,7 +966,7 @@ class Reactor:
         # abort: nothing queued may leave, not even this pass. An accepted TLS handshake not
         # done is closed so too: nothing can be written before it ends, and it may never end
         # (a stalled one held its descriptor, and its address's share of the cap, for ever)
-        if not flush or conn.connecting is True:
+        if not flush or (conn.connecting and type(conn.connecting) is not tuple):
             conn._out = None
             conn._out_bytes = 0
         elif conn._out:

@@ -284,10 +284,15 @@ def _listen(reactor, args):
     wanted = [(f"{args.host} port {args.port}", args.port)]
     if args.irc_port is not None:
         wanted.append((f"IRC port {args.irc_port}", args.irc_port))
+    # what a client that forgot TLS reads from a TLS port, in its own protocol
+    plaintext_replies = [protocol.encode(protocol.error("tls_required")),
+                         irc_wire.line("", "ERROR", "Closing link: this port speaks TLS "
+                                       "(connect with TLS, or to another port)")]
     listeners = []
-    for where, port in wanted:
+    for (where, port), plaintext_reply in zip(wanted, plaintext_replies):
         try:
-            listeners.append(reactor.listen(args.host, port, None, tls=args.tls_context))
+            listeners.append(reactor.listen(args.host, port, None, tls=args.tls_context,
+                                            plaintext_reply=plaintext_reply))
         except OSError as exc:
             print(f"server.py: cannot listen on {where}: {exc.strerror}{_listen_hint(exc, port)}",
                   file=sys.stderr)

@@ -660,6 +660,27 @@ def test_a_reset_from_a_server_never_reached_hints_at_tls(tls, hinted):
     assert said.startswith("Cannot reach the server (reset).")
 
 
+TLS_REQUIRED = err("tls_required", message="this port speaks TLS: connect with TLS")
+
+
+@pytest.mark.parametrize("probing", [True, False], ids=["probe", "name"])
+def test_a_plain_client_told_the_port_speaks_tls_leaves_saying_so(probing):
+    """A trial's plain client at a TLS port asked for the name again and again, each time told
+    that the port speaks TLS, then took the password for a name."""
+    run = Run(tls=False, check_server=probing)
+    actions = run.do(Started())
+    if probing:
+        [probe] = of(actions, Probe)
+        actions = run.do(Replied(probe.request_id, TLS_REQUIRED))
+    else:
+        run.type("alice")
+        actions = run.reply(TLS_REQUIRED)
+    assert [(a.code, a.reason) for a in of(actions, Exit)] == [
+        (1, "this port speaks TLS: connect with TLS")]
+    assert ASK_USER not in printed(actions)
+    assert run.do(LineIn("pw")) == []           # what follows is not read as a name
+
+
 @pytest.mark.parametrize("reason", ["tls: self-signed certificate",
                                     "tls: Hostname mismatch, certificate is not valid for 'x'."])
 def test_a_certificate_refused_says_what_would_help(reason):

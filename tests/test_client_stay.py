@@ -3,7 +3,7 @@ LinkUp and the resume, and what a client without a listening port says. No socke
 import pytest
 
 from chat_client import heartbeat_within, staying_heartbeat
-from client_events import (Arm, CloseConn, Expired, HeartbeatDue, Incoming, Interrupted, LinkUp,
+from client_events import (Arm, CloseConn, Exit, Expired, HeartbeatDue, Incoming, Interrupted, LinkUp,
                            Log, Pushed, Replied, RequestFailed, Started)
 from client_helpers import OK, WELCOME, Run, ack, err, hello, printed, requests
 from terminal import ASK_USER
@@ -102,6 +102,14 @@ def test_pushed_logged_out_ends_the_session():
     actions = run.do(Pushed(3, {"type": "logged_out", "reason": "elsewhere"}))
     assert printed(actions)[-1] == ASK_USER
     assert run.client.token is None
+
+
+def test_a_staying_client_told_the_port_speaks_tls_leaves_saying_so():
+    """(a trial's staying client tried a plain connection to a TLS port for ever)"""
+    run = staying()
+    actions = run.do(Pushed(3, err("tls_required", message="this port speaks TLS")))
+    assert [(a.code, a.reason) for a in actions if isinstance(a, Exit)] == [
+        (1, "this port speaks TLS")]
 
 
 def test_a_push_while_logged_out_is_only_logged():

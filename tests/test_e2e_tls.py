@@ -1,9 +1,17 @@
 """End to end over TLS: a certificate made by the test, the real server and real clients."""
+import json
 import socket
 import ssl
 
 from certs import make_certificate
 from realprocs import PtyClient, ServerProcess
+
+
+def read_to_end(sock):
+    received = b""
+    while chunk := sock.recv(4096):
+        received += chunk
+    return received
 
 
 def test_login_and_message_over_tls(tmp_path):
@@ -25,14 +33,21 @@ def test_login_and_message_over_tls(tmp_path):
             client.expect("You have successfully logged in.")
         clients[0].type("message seas over tls")
         clients[1].expect("columbia: over tls")
-        # a client that does not speak TLS gets no answer it could mistake for the protocol
+        # a client that does not speak TLS is told so, in the protocol's words, and nothing
+        # it sent is taken (it was reset, and read nothing, before)
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as plain:
             plain.sendall(b'{"type":"check_user","user":"columbia"}\n')
-            try:
-                answer = plain.recv(4096)
-            except ConnectionResetError:
-                answer = b""
-            assert b'"type"' not in answer
+            answer = json.loads(read_to_end(plain))
+            assert answer["type"] == "error" and answer["code"] == "tls_required"
+            assert "client.py --tls" in answer["message"]
+        server.wait_log("closed: tls: not a TLS handshake")
+        # and client.py without TLS says why and leaves, not asking for a name again and again
+        forgetful = PtyClient(server.port)
+        clients.append(forgetful)
+        forgetful.expect("client.py: this port speaks TLS: connect with TLS (client.py --tls, "
+                         "or --cafile FILE")
+        assert forgetful.wait_exit() == 1
+        assert "Please enter username:" not in forgetful.output
         clients[0].type("online")
         clients[0].expect("seas")                   # the server went on serving
     finally:
@@ -77,6 +92,10 @@ def test_the_irc_port_speaks_tls_too(tmp_path):
             while b" 366 " not in received:
                 received += irc.recv(4096)
             assert b" 001 columbia " in received
+        with socket.create_connection(("127.0.0.1", irc_port), timeout=5) as plain:
+            plain.sendall(b"NICK columbia\r\nUSER c 0 * :c\r\n")
+            assert read_to_end(plain) == (b"ERROR :Closing link: this port speaks TLS (connect "
+                                          b"with TLS, or to another port)\r\n")
     finally:
         client.kill()
         assert server.stop() == 0

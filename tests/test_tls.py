@@ -99,16 +99,21 @@ def test_a_tls_client_on_a_plain_port_is_told_the_other_end_may_not_speak_tls():
                                            "speak TLS?)")
 
 
-def test_a_plain_client_on_a_tls_port_is_closed_and_the_listener_goes_on(certificate):
+def test_a_plain_client_on_a_tls_port_is_told_so_in_plain_text_and_the_listener_goes_on(
+        certificate):
     reactor = Reactor(RealClock())
     server = Recorder(reply=lambda line: b"ok\n")
-    listener = reactor.listen("127.0.0.1", 0, server, tls=server_context(certificate))
+    listener = reactor.listen("127.0.0.1", 0, server, tls=server_context(certificate),
+                              plaintext_reply=b"this port speaks TLS\n")
     plain = socket.create_connection(("127.0.0.1", listener.port))
     plain.sendall(b'{"type":"check_user","user":"columbia"}\n')
     pump(reactor, lambda: any(isinstance(e, tuple) for e in server.events))
     closed = [e for e in server.events if isinstance(e, tuple)]
-    assert closed[0][1].startswith("tls: ")
+    assert closed[0][1] == "tls: not a TLS handshake (plain text at the TLS port)"
     assert not any(isinstance(e, bytes) for e in server.events)    # never taken as a frame
+    # the words, then the end: OpenSSL alone would have reset it, the client reading nothing
+    plain.settimeout(5)
+    assert read_to_end(plain) == b"this port speaks TLS\n"
     plain.close()
     client = Recorder()
     context = ssl.create_default_context(cafile=str(certificate[0]))
@@ -125,6 +130,26 @@ def test_the_certificate_must_name_the_host(certificate):
     reactor.connect("127.0.0.1", listener.port, client, tls=context, server_hostname="example.org")
     pump(reactor, lambda: client.events)
     assert client.events[0][0] == "closed" and client.events[0][1].startswith("tls: ")
+
+
+def read_to_end(sock):
+    received = b""
+    while chunk := sock.recv(4096):
+        received += chunk
+    return received
+
+
+def test_a_plain_client_at_a_tls_port_without_words_for_it_is_closed_and_told_nothing(
+        certificate):
+    reactor = Reactor(RealClock())
+    server = Recorder()
+    listener = reactor.listen("127.0.0.1", 0, server, tls=server_context(certificate))
+    plain = socket.create_connection(("127.0.0.1", listener.port))
+    plain.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    pump(reactor, lambda: any(isinstance(e, tuple) for e in server.events))
+    plain.settimeout(5)
+    assert read_to_end(plain) == b""
+    plain.close()
 
 
 class Impatient(Recorder):
