@@ -22,6 +22,7 @@ import os
 import re
 import signal
 import termios
+import time
 
 from cells import char_cells, clipped, layout, visible
 from client_events import (AskConsent, ConsentLapsed, InputEnded, LineIn, Prompt, Show,
@@ -386,7 +387,7 @@ _PROMPTS = {Stage.USERNAME: ASK_USER, Stage.PASSWORD: ASK_PASSWORD}
 # broadcast says so, as the window does; a direct message keeps the original's form.
 _SHOW_FORMS = {
     "message": ("{sender}: {text}",), "broadcast": ("{sender} (to everyone): {text}",),
-    "offline": ("{sender}: {text}",), "private": ("{sender} (private): {text}",),
+    "private": ("{sender} (private): {text}",),
     # a block began or ended between the user and sender: a list to keep, which has no lines
     "listed": (), "unlisted": (),
     # the server not there at the start: no prompt yet, but typing may begin
@@ -422,9 +423,22 @@ USER_COMMANDS = tuple(name for name, spec in COMMANDS.items() if spec.params[:1]
 
 
 # A message whose text is an action ("/me waves") -> its line: "* alice waves", as IRC shows one
-_ACTION_FORMS = {"message": "* {sender} {text}", "offline": "* {sender} {text}",
+_ACTION_FORMS = {"message": "* {sender} {text}",
                  "broadcast": "* {sender} {text} (to everyone)",
                  "private": "* {sender} {text} (private)"}
+
+
+def kept_line(show):
+    """A message kept for this login -> its line, with when it was sent: "bob (while you were
+    away, sent Dec 5 14:02): hi" (a trial's user read messages of days before as just said)."""
+    when = ""
+    if show.sent_at is not None:
+        sent = time.localtime(show.sent_at)
+        when = f", sent {time.strftime('%b', sent)} {sent.tm_mday} {time.strftime('%H:%M', sent)}"
+    action = action_text(show.text)
+    if action:
+        return f"* {show.sender} {action} (while you were away{when})"
+    return f"{show.sender} (while you were away{when}): {show.text}"
 
 
 def screen_lines(action):
@@ -434,6 +448,8 @@ def screen_lines(action):
     if kind is Show and action.kind == "help":
         return help_lines()
     if kind is Show:
+        if action.kind == "offline":
+            return [kept_line(action)]
         if action.kind in _ACTION_FORMS and action_text(action.text):
             return [_ACTION_FORMS[action.kind].format(sender=action.sender,
                                                       text=action_text(action.text))]

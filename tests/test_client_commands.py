@@ -100,7 +100,8 @@ def test_a_message_that_is_an_action_reads_as_one():
     assert screen_lines(Show("broadcast", "/me waves", "alice")) == [
         "* alice waves (to everyone)"]
     assert screen_lines(Show("private", "/me waves", "alice")) == ["* alice waves (private)"]
-    assert screen_lines(Show("offline", "/me waves", "alice")) == ["* alice waves"]
+    assert screen_lines(Show("offline", "/me waves", "alice")) == [
+        "* alice waves (while you were away)"]
     assert screen_lines(Show("message", "/me", "alice")) == ["alice: /me"]
     assert screen_lines(Show("message", "/me  ", "alice")) == ["alice: /me  "]  # nothing done
     assert screen_lines(Show("message", "/mention", "alice")) == ["alice: /mention"]
@@ -126,7 +127,7 @@ def test_help_lists_every_command_with_its_format():
     ({"type": "message", "from": "bob", "text": "hi  there ", "offline": False},
      Show("message", "hi  there ", "bob"), "bob: hi  there "),
     ({"type": "message", "from": "bob", "text": "old", "offline": True},
-     Show("offline", "old", "bob"), "bob: old"),
+     Show("offline", "old", "bob"), "bob (while you were away): old"),
     ({"type": "broadcast", "from": "carol", "text": "all"},
      Show("broadcast", "all", "carol"), "carol (to everyone): all"),
     ({"type": "presence", "user": "bob", "online": True}, Show("joined", "", "bob"),

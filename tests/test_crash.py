@@ -100,7 +100,8 @@ def test_a_client_is_told_the_server_restarted_and_gets_what_was_kept(tmp_path):
         bob.type("seas")
         bob.expect("Please enter password:")
         bob.type("summerisover")
-        bob.expect("columbia: kept through a crash")
+        bob.expect("columbia (while you were away, sent ")
+        bob.expect("): kept through a crash")
     finally:
         for client_ in (alice, bob):
             if client_ is not None:

@@ -3,6 +3,7 @@
 The `server` and `clients` fixtures are in conftest.py."""
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
@@ -103,8 +104,12 @@ def test_offline_message_is_delivered_at_next_login(clients):
     alice.expect("will be delivered")
     bob = clients()
     login(bob, "seas")
-    bob.expect("columbia: first")
-    bob.expect("columbia: second")
+    # with when it was sent: by the server's clock, in the reader's local time
+    first = bob.expect("): first")
+    assert re.search(r"columbia \(while you were away, sent [A-Z][a-z]{2} \d{1,2} "
+                     r"\d\d:\d\d\): first$", first), first
+    bob.expect("columbia (while you were away, sent ")
+    bob.expect("): second")
 
 
 def test_broadcast_and_block(clients):
@@ -211,9 +216,10 @@ def test_a_scripted_login_shows_what_waited_for_it_once(server, tmp_path, stay):
                                          options=options)
     assert status == 0, err
     shown = first.split("You have successfully logged in.")[1]
-    assert [line for line in shown.splitlines() if line.startswith("columbia:")] == [
-        "columbia: one", "columbia: two", "columbia: three"]
+    kept = [line.split("): ", 1)[1] for line in shown.splitlines()
+            if line.startswith("columbia (while you were away, sent ")]
+    assert kept == ["one", "two", "three"]
     status, second, err = run_file_client(server.port, "seas\nsummerisover\n", tmp_path,
                                           options=options)
     assert status == 0 and "You have successfully logged in." in second, err
-    assert "columbia:" not in second
+    assert not any(line.startswith("columbia") for line in second.splitlines())

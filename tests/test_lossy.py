@@ -17,7 +17,7 @@ from world import Faults, World
 USERS = {"alice": ("columbia", "116bway"), "bob": ("seas", "summerisover"),
          "carol": ("google", "hasglasses"), "dave": ("facebook", "wastingtime")}
 NAMES = {account: person for person, (account, _) in USERS.items()}
-SHOWN = re.compile(r"^\s*[\d.]+ (\w+) \| (\w+): (\S+)$")
+SHOWN = re.compile(r"^\s*[\d.]+ (\w+) \| (\w+)(?: \(while you were away[^)]*\))?: (\S+)$")
 
 
 def log_in_whoever_is_asked(world):

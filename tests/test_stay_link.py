@@ -323,7 +323,7 @@ def test_the_client_runs_on_one_staying_connection_without_a_port(loop):
     finally:
         os.close(read_fd)
         listener.close()
-    assert "bob: waited\n" in out.getvalue().decode()
+    assert "bob (while you were away): waited\n" in out.getvalue().decode()
     kinds = [f["type"] for f in server.seen]
     # the typed "online" may go before or after the ack: the welcome lets it go at once
     assert kinds[:2] == ["check_user", "login"] and kinds[-1] == "logout"

@@ -7,6 +7,7 @@ move and edit; history, reverse search, completion; the status line during an ou
 import io
 import os
 import signal
+import time
 import types
 
 import pytest
@@ -386,8 +387,17 @@ def test_broadcasts_look_different_from_direct_messages():
     assert screen_lines(Show("broadcast", "hello everyone", "seas")) == [
         "seas (to everyone): hello everyone"]
     assert screen_lines(Show("message", "hi", "seas")) == ["seas: hi"]
-    assert screen_lines(Show("offline", "kept", "seas")) == ["seas: kept"]
+    assert screen_lines(Show("offline", "kept", "seas")) == ["seas (while you were away): kept"]
     assert screen_lines(Show("back", "The server is back.")) == ["The server is back."]
+
+
+def test_a_kept_message_says_when_it_was_sent_in_local_time():
+    """(a trial's user read messages kept for days as just said)"""
+    sent_at = time.mktime((2026, 12, 5, 14, 2, 30, 0, 0, -1))     # (local time)
+    assert screen_lines(Show("offline", "kept", "seas", sent_at)) == [
+        "seas (while you were away, sent Dec 5 14:02): kept"]
+    assert screen_lines(Show("offline", "/me waved", "seas", sent_at)) == [
+        "* seas waved (while you were away, sent Dec 5 14:02)"]
 
 
 # -- the status line during an outage ------------------------------------------------------------
