@@ -166,6 +166,7 @@ class ChatClient:
         self.backlog_left = 0
         self.backlog_upto = 0           # the highest number counted off backlog_left
         self.drain = None               # None, "waiting" (DrainDue armed), or "over"
+        self.logging_out = False        # a `logout` is on its way
         self.heartbeat_s = settings.heartbeat_s     # or less: within the server's time-out
         self.outage_wait = None         # None, "waiting" (OutageWaitDue armed), or "over"
         self.input_paused = False       # a script's input is read no further (_pace_input)
@@ -492,16 +493,19 @@ class ChatClient:
                                f"the input was not read")
 
     def _leaving_waits(self, now, out):
-        """True while a script's `logout` or `quit` waits for the messages typed before it to
-        be taken, as the input's end does (in an outage, up to outage_wait_s): a reviewer's
-        3,000 broadcasts and a logout listed 717 as not sent."""
-        if not (self.settings.scripted and self.outbox.entries
-                and self.stage is Stage.LOGGED_IN):
+        """True while a script's `logout` or `quit` waits, as the input's end does, for the
+        messages typed before it to be taken (in an outage, up to outage_wait_s): a reviewer's
+        3,000 broadcasts and a logout listed 717 as not sent; then for those that waited for
+        this login to be shown (_draining): a trial's script that logged in and out read them
+        in some runs only, and in others after its logout, again at each later login."""
+        if not (self.settings.scripted and self.stage is Stage.LOGGED_IN):
             return False
         command = parse_command(self.lines[0])
         if type(command) is not Command or command.name not in ("logout", "quit"):
             return False
-        return not self.outbox.retry_s or self._held_by_outage(now, out)
+        if self.outbox.entries:
+            return not self.outbox.retry_s or self._held_by_outage(now, out)
+        return self._draining(now, out)
 
     def _held_by_outage(self, now, out):
         """True while a script waits, up to outage_wait_s, for a server that could not be
@@ -575,8 +579,8 @@ class ChatClient:
 
     def _drain_due(self, key, now, out):
         if self.drain == "waiting":
-            out.append(Log(f"the input ended; {self.backlog_left} of the messages that waited "
-                           f"for this login still wait for the next"))
+            out.append(Log(f"the session ends; {self.backlog_left} of the messages that "
+                           f"waited for this login still wait for the next"))
             self.drain = "over"     # _run_lines, after this event, logs out
 
     def _line(self, text, now, out):
@@ -670,6 +674,7 @@ class ChatClient:
             return
         if command.name == "logout":
             self._cancel(HeartbeatDue(), out)
+            self.logging_out = True         # (_numbered: what comes now waits for the next login)
         self._send_command(command, now, out)
 
     def _send_command(self, command, now, out):
@@ -998,6 +1003,7 @@ class ChatClient:
         waiting = frame.get("waiting")
         self.backlog_left = waiting if type(waiting) is int and waiting > 0 else 0
         self.backlog_upto = 0
+        self.drain = None               # (each login's backlog is read before its end)
         self.last_request_at = now
         self.heartbeat_s = heartbeat_within(self.settings.heartbeat_s, frame.get("timeout"))
         if self.settings.stay:
@@ -1251,6 +1257,7 @@ class ChatClient:
         self.token = None
         self.proof = None
         self.detached = False
+        self.logging_out = False
         # consent ends with the session, on both sides
         out.extend(self.peers.forget_all())
         out.extend(self.doorkeeper.close_peers(lambda name: True))
@@ -1393,10 +1400,11 @@ class ChatClient:
             out.extend([Log(f"a message numbered {seq}, far beyond the {self.head_seen} the "
                             f"server has given, was refused"), CloseConn(conn)])
             return
-        if self.exiting:
-            # our logout is on its way: an acknowledgement now could come after it, and the
-            # next login would show the message again. Neither shown nor acknowledged, it
-            # waits on the server for that login, and is shown once.
+        if self.exiting or self.logging_out or self.stage is not Stage.LOGGED_IN:
+            # our logout is on its way, or done: an acknowledgement now could come after it,
+            # and the next login would show the message again (a trial's script showed one at
+            # each of its runs, once after "You have logged out."). Neither shown nor
+            # acknowledged, it waits on the server for that login, and is shown once.
             out.append(Log(f"message {seq} came while logging out; it waits for the next login"))
             return
         if seq > self.backlog_upto:

@@ -1086,6 +1086,44 @@ def test_input_end_shows_what_waited_for_the_login_before_logging_out():
     assert run.reply(OK) == [Exit(0)]
 
 
+def test_a_scripts_logout_shows_what_waited_for_the_login_before_logging_out():
+    """A trial's script that logged in and out showed what waited for it in some runs, in
+    others after its logout, then again at each later login."""
+    run = Run(drain_wait_s=5.0, scripted=True)
+    run.do(Started())
+    run.type("alice")
+    run.reply(OK)
+    run.type("pw")
+    run.reply({**WELCOME, "waiting": 1})
+    run.do(Incoming(7, hello(7)))
+    assert requests(run.type("logout")) == []           # it waits for the one kept
+    shown = run.do(Incoming(7, _numbered(1, "one")))
+    assert printed(shown) == ["bob: one"] and ack(7, 1) in shown
+    run.do(Incoming(7, {"type": "bye"}))
+    assert requests(run.do(IncomingClosed(7))) == [{"type": "logout", "token": "t1"}]
+
+
+@pytest.mark.parametrize("answered", [False, True], ids=["logout on its way", "logged out"])
+def test_a_message_that_comes_once_the_logout_went_is_neither_shown_nor_acknowledged(answered):
+    """Acknowledged after the logout, the acknowledgement came too late and the next login
+    showed the message again: it waits on the server for that login instead."""
+    run = _logged_in_with_waiting(0)
+    run.type("logout")
+    if answered:
+        assert "You have logged out." in printed(run.reply(OK))
+    late = run.do(Incoming(7, _numbered(1, "late")))
+    assert printed(late) == [] and not of(late, SendTo)
+    if not answered:
+        assert "You have logged out." in printed(run.reply(OK))
+    run.type("alice")                                   # the next login shows it
+    run.reply(OK)
+    run.type("pw")
+    run.reply(WELCOME)
+    run.do(Incoming(8, hello(8)))
+    shown = run.do(Incoming(8, {**_numbered(1, "late"), "offline": True}))
+    assert printed(shown) == ["bob (while you were away): late"] and ack(8, 1) in shown
+
+
 def test_input_end_waits_for_what_waited_no_longer_than_drain_wait():
     run = _logged_in_with_waiting(3)
     run.do(InputEnded())
@@ -1093,7 +1131,7 @@ def test_input_end_waits_for_what_waited_no_longer_than_drain_wait():
     run.now = 5.0
     actions = run.do(Expired(DrainDue()))
     assert requests(actions) == [{"type": "logout", "token": "t1"}]
-    assert ("the input ended; 2 of the messages that waited for this login still wait for "
+    assert ("the session ends; 2 of the messages that waited for this login still wait for "
             "the next") in [a.text for a in actions if isinstance(a, Log)]
 
 
