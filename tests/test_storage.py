@@ -520,6 +520,23 @@ def test_an_exclusive_store_keeps_every_other_opener_out_until_it_closes(tmp_pat
     again.close()
 
 
+def test_a_store_held_by_another_server_is_said_locked_not_another_stores_log(tmp_path):
+    """A trial's second server, on a store restarted once (its identity in the file) with
+    commits in its log, was told the live log was another store's, or damaged."""
+    path = str(tmp_path / "chat.db")
+    Store(path, exclusive=True).close()
+    store = Store(path, exclusive=True)
+    keep(store, "bob", {"n": 1})
+    store.commit()
+    assert os.path.getsize(path + "-wal") > 0
+    with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+        Store(path, exclusive=True, lock_wait_s=0)
+    store.close()
+    again = Store(path, exclusive=True)
+    assert frames(again, "bob") == [{"n": 1}]
+    again.close()
+
+
 def test_opening_waits_a_while_for_the_lock_a_stopping_server_still_holds(monkeypatch,
                                                                           tmp_path):
     # a server restarted at once (a supervisor, a conformance suite adding an account) finds
