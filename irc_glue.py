@@ -191,6 +191,15 @@ class IrcFront(Accepted):
         conn.data.link.session.too_long()
         conn.data.link.flush()
 
+    def frame_time(self, conn, frame_time_s):
+        """A logged-in user's line begun may wait as long as its silence may (IDLE_S), as
+        ngIRCd's does: a trial's stall in the middle of a line ended the session at the
+        frame time (10 s), its half-sent message lost; before the login, the frame time."""
+        state = conn.data
+        if state is None or state.link.registering or frame_time_s is None:
+            return frame_time_s
+        return max(frame_time_s, IDLE_S)
+
     def on_frame_timeout(self, conn):
         conn.send(line("", "ERROR", "Closing link: too slow (no complete line, or no login, "
                                     "in time)"))

@@ -92,6 +92,11 @@ class Handler:
         """A frame begun frame_time_s ago has not ended; the reactor closes `conn` right after
         (flushing what this queues, an error frame say)."""
 
+    def frame_time(self, conn, frame_time_s):
+        """Seconds a frame begun on `conn` may take to end: the reactor's frame_time_s (None:
+        forever), unless the handler knows better of this connection."""
+        return frame_time_s
+
     def on_closed(self, conn, reason):
         """The connection is gone; called exactly once, with why."""
 
@@ -797,15 +802,18 @@ class Reactor:
             if conn._frame_timer is not None:
                 conn._frame_timer.cancel()
                 conn._frame_timer = None
-        if partial and conn._frame_timer is None and self.frame_time_s is not None:
-            conn._frame_timer = self.call_later(self.frame_time_s, self._frame_late, conn)
+        if partial and conn._frame_timer is None:
+            allowed_s = conn.handler.frame_time(conn, self.frame_time_s)
+            if allowed_s is not None:
+                conn._frame_timer = self.call_later(allowed_s, self._frame_late, conn)
 
     def _frame_late(self, conn):
         conn._frame_timer = None
         if conn.closed or conn.closing_reason is not None:
             return
         self._guarded(conn.handler.on_frame_timeout, conn, conn=conn)
-        self._close(conn, f"no complete frame within {self.frame_time_s:g} s", flush=True)
+        allowed_s = conn.handler.frame_time(conn, self.frame_time_s)
+        self._close(conn, f"no complete frame within {allowed_s:g} s", flush=True)
 
     def send_each(self, conns, data, lines=None):
         """Queue the same bytes (whole frames) on each of `conns`: a broadcast's recipients in

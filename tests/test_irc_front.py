@@ -19,7 +19,7 @@ from irc_glue import IDLE_S, LINES_PER_READ, PING_AFTER_S, REGISTER_S, IrcFront
 from irc_session import ACK_PING_GAP_S
 from irc_wire import parse
 from passwords import OPEN, load_credentials
-from reactor import Handler, Reactor
+from reactor import FRAME_TIME_S, Handler, Reactor
 from timers import VirtualClock
 from replay import counting_secrets
 from reactor_helpers import Recorder, pump
@@ -790,6 +790,36 @@ def test_a_registration_typed_by_hand_has_register_s_from_the_start_not_the_fram
     world.clock.advance(REGISTER_S + 1)
     settle(world, lambda: silent.closed)        # and one that never says anything goes
     assert "in time" in silent.of("ERROR")[0].params[-1]
+
+
+def line_begun(w):
+    """True once the server has read a line's beginning (its time runs from then)."""
+    return any(conn.handler is w.front and conn._inbuf for conn in w.reactor.connections())
+
+
+def test_a_logged_in_users_line_cut_by_a_stall_waits_as_long_as_its_silence_may(world):
+    """A trial's network stall in the middle of a line ended the session at the frame time
+    (10 s), the half-sent message lost; ngIRCd waited for the rest."""
+    seas = native_login(world, "seas")
+    columbia = irc_login(world, "columbia")
+    columbia.conn.send(b"PRIVMSG seas :half a li")
+    settle(world, lambda: line_begun(world))
+    world.clock.advance(FRAME_TIME_S + 20)
+    world.reactor.run_once(timeout_s=0)
+    assert columbia.closed is None
+    columbia.conn.send(b"ne after a stall\r\n")
+    settle(world, lambda: seas.of("message"))
+    assert seas.of("message")[0]["text"] == "half a line after a stall"
+    columbia.conn.send(b"PRIVMSG seas :never ended")      # silent past IDLE_S: it goes
+    settle(world, lambda: line_begun(world))
+    world.clock.advance(IDLE_S)
+    settle(world, lambda: columbia.closed)
+    before = IrcClient(world.reactor, world.irc_port)       # not logged in: the frame time
+    before.conn.send(b"NICK foob")
+    settle(world, lambda: line_begun(world))
+    world.clock.advance(FRAME_TIME_S)
+    settle(world, lambda: before.closed)
+    assert "too slow" in before.of("ERROR")[0].params[-1]
 
 
 def test_a_notice_stays_a_notice_and_quit_words_reach_the_others(world):
