@@ -1249,7 +1249,7 @@ def _refuse_foreign_log(path):
     uri = pathlib.Path(path).absolute().as_uri()
     try:
         alone = _meta(uri + "?immutable=1")
-    except sqlite3.DatabaseError:
+    except sqlite3.Error:
         alone = {}      # (the file alone, mid-copy of its log at a crash, may not read whole)
     if alone.get("rescued_from") is not None:
         raise sqlite3.DatabaseError(
@@ -1260,9 +1260,9 @@ def _refuse_foreign_log(path):
     made_shm = not os.path.lexists(shm)
     try:
         together = _meta(uri + "?mode=ro", check=True)
-    except sqlite3.DatabaseError as exc:
+    except sqlite3.Error as exc:
         if not _corrupt(exc):
-            return      # (a directory it may not write the log's index in, say: not told)
+            return      # (not readable now: the open that follows says why, or waits)
         together = None
     finally:
         if made_shm:
@@ -1280,22 +1280,20 @@ def _refuse_foreign_log(path):
 def _meta(uri, check=False):
     """{name: value} of the store's meta table at `uri`, {} if it has none yet, None if
     (`check`) SQLite's quick check of the whole store finds it damaged (it reads every page:
-    at a start after a crash only); sqlite3.DatabaseError (corruption) if it cannot be read."""
-    try:
-        # (no wait: a store another server holds is for the open to refuse, after its wait)
-        db = sqlite3.connect(uri, uri=True, timeout=0)
-    except sqlite3.Error:
-        return {}
+    at a start after a crash only); sqlite3.Error if it cannot be read: corruption, or not
+    now (another server holds it, locked; no room or no leave to make the log's index on a
+    full disk or in a read-only directory), which tells nothing of its log (a trial's server,
+    told its live log was another's, and moving it away, lost 8 acknowledged messages)."""
+    # (no wait: a store another server holds is for the open to refuse, after its wait)
+    db = sqlite3.connect(uri, uri=True, timeout=0)
     try:
         if check and db.execute("PRAGMA quick_check").fetchone() != ("ok",):
             return None
         return dict(db.execute("SELECT name, value FROM meta").fetchall())
     except sqlite3.OperationalError as exc:
-        # a store another server holds (locked) is no foreign log: the open waits for it, and
-        # says so (a trial's second server was told its store's live log was another's)
-        if _corrupt(exc) or "locked" in str(exc):
-            raise
-        return {}       # (no such table: a store made in its log, not yet copied into the file)
+        if "no such table" in str(exc):
+            return {}   # (a store made in its log, not yet copied into the file)
+        raise
     finally:
         db.close()
 

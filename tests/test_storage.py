@@ -2,6 +2,7 @@
 import os
 import json
 import pathlib
+import shutil
 import sqlite3
 import socket
 
@@ -533,6 +534,34 @@ def test_a_store_held_by_another_server_is_said_locked_not_another_stores_log(tm
         Store(path, exclusive=True, lock_wait_s=0)
     store.close()
     again = Store(path, exclusive=True)
+    assert frames(again, "bob") == [{"n": 1}]
+    again.close()
+
+
+@pytest.mark.parametrize("trouble", ["unable to open database file", "database or disk is full"])
+def test_a_log_that_cannot_be_looked_at_now_is_not_called_another_stores(tmp_path,
+                                                                          monkeypatch, trouble):
+    """A trial's start after a crash, on a full disk or in a read-only directory, where the
+    look at the file with its log could not make the log's index: told the log was another
+    store's, the operator moved it away as advised, and 8 acknowledged messages were lost."""
+    path = str(tmp_path / "chat.db")
+    Store(path, exclusive=True).close()
+    store = Store(path, exclusive=True)
+    keep(store, "bob", {"n": 1})
+    store.commit()
+    shutil.copy(path, path + ".crashed")               # as a kill -9 leaves them
+    shutil.copy(path + "-wal", path + ".crashed-wal")
+    store.close()
+    os.replace(path + ".crashed", path)
+    os.replace(path + ".crashed-wal", path + "-wal")
+    real_connect = sqlite3.connect
+
+    def cannot_look(where, *args, **options):
+        if "mode=ro" in str(where):             # (the look with the log, read-only)
+            raise sqlite3.OperationalError(trouble)
+        return real_connect(where, *args, **options)
+    monkeypatch.setattr(sqlite3, "connect", cannot_look)
+    again = Store(path, exclusive=True)                 # (its open says why, if it cannot)
     assert frames(again, "bob") == [{"n": 1}]
     again.close()
 
