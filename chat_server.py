@@ -24,7 +24,7 @@ from reach import RUN_KINDS, Reach
 from senders import LAST, NEW, TOO_OLD
 from protocol import MAX_REASON_CHARS, FrameError, whole
 from server_events import (Acked, Arm, AskLapses, BadFrame, Close, Closed, Expired, IdleCheck,
-                           Log, PresenceBatch, Redeliver, Replies, Reply, Request,
+                           Log, PresenceBatch, PresenceHeld, Redeliver, Replies, Reply, Request,
                            StoreRecovered, TimeQuiet, Undelivered)
 from sessions import RandomSecrets, Session, Sessions
 from shares import Shares
@@ -77,6 +77,10 @@ class Settings:
     presence_rate_per_s: float = 2000.0
     presence_burst: int = 2000
     presence_batch_s: float = 1.0     # the shortest wait of a batch
+    presence_flaps_per_s: float = 1 / 6   # one user's changes told a second (10 a minute) ...
+    presence_flaps_burst: int = 10        # ... after a first 10; past them, held (presence.py)
+    asks_per_s: float = 1 / 6         # address requests (getaddress) a user makes a second ...
+    asks_burst: int = 10              # ... after a first 10
     # A token is good only from the host its login came from, so another user's token, copied,
     # is refused like a forged one. main() turns it on; off, unit tests may name hosts freely.
     tokens_bound_to_host: bool = False
@@ -204,11 +208,13 @@ class ChatServer(Reach):
         self._name_checks = limits.RateLimiter(settings.name_checks_per_s,
                                                settings.name_checks_burst)
         self._slow_logged = limits.OncePer(settings.slow_log_quiet_s)
+        self._asks = limits.RateLimiter(settings.asks_per_s, settings.asks_burst)
         self.refusals = 0       # error replies so far: the glue closes a connection whose one
                                 # read brings too many (limits.REFUSALS_PER_READ)
         self.slowed = 0         # ... of which slow_down: the glue counts them by address
         self._presence = Presence(settings.presence_rate_per_s, settings.presence_burst,
-                                  settings.presence_batch_s)
+                                  settings.presence_batch_s, settings.presence_flaps_per_s,
+                                  settings.presence_flaps_burst)
         self._deliveries = Deliveries(store, settings.delivery_window,
                                       settings.delivery_window_bytes, settings.retry_first_s,
                                       settings.retry_max_s)
@@ -238,7 +244,8 @@ class ChatServer(Reach):
                         Closed: self._on_closed, Undelivered: self._on_undelivered,
                         StoreRecovered: self._on_store_recovered}
         self._timers = {IdleCheck: self._idle_check, AskLapses: self._ask_lapsed,
-                        Redeliver: self._redeliver, PresenceBatch: self._send_presence_batch}
+                        Redeliver: self._redeliver, PresenceBatch: self._send_presence_batch,
+                        PresenceHeld: self._let_presence_go}
         # Frames about the connection itself: no session, no rate limit, no reply.
         self._connection_frames = {"bye": self._bye, "ack": self._stay_ack}
         self._open_requests = {"check_user": self._check_user, "login": self._login}
@@ -616,11 +623,13 @@ class ChatServer(Reach):
         # (an IRC user stays connected too, but the operator reading the log wants to know
         # which port it came by)
         staying = " by IRC" if irc else ", staying connected" if stays else ""
-        # (a login that ends a session of the same account is folded per account and
-        # address: one account's logins churned from a few addresses wrote two lines each, a
-        # trial's 18,000 in 10 s; a first login is not, and costs no tally of its own)
+        # (one account's logins churned from a few addresses wrote two lines each, a trial's
+        # 18,000 in 10 s; another's logged in and out, 5,855 in 10 s: folded per account and
+        # address; a first login is not, and costs no tally of its own)
+        churned = (f"{user} logged in again" if old is not None else
+                   f"{user} logs in and out" if user in self._presence.held else None)
         actions = [Log(f"{user} logged in from {_shown((host, port))}{staying}",
-                       None if old is None else (f"{user} logged in again", host)),
+                       churned and (churned, host)),
                    _answer(conn, frame_id, welcome)]
         if old is None:
             actions += self._presence_change(user, online=True, now=now)
@@ -660,10 +669,15 @@ class ChatServer(Reach):
 
     # --- presence ---
 
-    def _presence_change(self, user, online, now, reason=None):
+    def _presence_change(self, user, online, now, reason=None, let_go=False):
         """Tell every other online user that `user` came or went, except those it blocks and
         those who block it (_unseen_by): at once while the presence budget allows, else in the
-        next batch (which carries no `reason`, the words a user left with)."""
+        next batch (which carries no `reason`, the words a user left with); not while `user`
+        is held for coming and going too often (where it is then, once `let_go`)."""
+        if not let_go:
+            held = self._presence.hold(user, online, now)
+            if held is not None:
+                return [Arm(PresenceHeld(user), held)] if held else []
         listeners = len(self._users)   # `user` is not among them, coming or going
         when = self._presence.change(user, online, listeners, now)
         if when is None:
@@ -683,6 +697,13 @@ class ChatServer(Reach):
         blockers = self._store.blockers(user)
         blocks = self._store.blocks(user)
         return blocks | blockers if blockers else blocks
+
+    def _let_presence_go(self, key, now):
+        """A held user's hold ends: the others are told where it is now, if not that already."""
+        online = key.user in self._users
+        if not self._presence.let_go(key.user, online):
+            return []
+        return self._presence_change(key.user, online, now, let_go=True)
 
     def _send_presence_batch(self, key, now):
         """Every change since the batch began, in order, as one notice to each online user.
@@ -967,7 +988,9 @@ class ChatServer(Reach):
         if reason is not None:
             reason = protocol.text_field(request.frame, "reason", MAX_REASON_CHARS)
         ended = self._end_session(session.user)
-        return [Log(f"{session.user} logged out"),
+        user = session.user
+        return [Log(f"{user} logged out", (f"{user} logs in and out", session.host)
+                    if user in self._presence.held else None),
                 _answer(request.conn, frame_id, {"type": "ok"}),
                 *self._presence_change(session.user, online=False, now=now, reason=reason),
                 *ended]
@@ -985,6 +1008,13 @@ class ChatServer(Reach):
         granter = self._users.get(target)
         if granter is None:
             raise Refused("offline")
+        # each a question on the target's screen (a dialog in the window), which a logout
+        # takes back: a trial's account logging in, asking and out put 110 on one in 1 s
+        wait_s = self._asks.take(requester, now)
+        if wait_s:
+            raise self._slow_down(f"{requester}'s address requests", wait_s, now,
+                                  f"too many address requests; try again in "
+                                  f"{limits.wait_text(wait_s)} s")
         asked_until = self._consents.ask(requester, target, now)
         if asked_until is None:
             raise Refused("already_asked")

@@ -58,6 +58,10 @@ class RateLimiter:
         tokens = self.tokens(key, now)
         return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate_per_s
 
+    def spent(self, key):
+        """True if `key` has spent tokens lately (its bucket is kept until it is full again)."""
+        return key in self._buckets
+
     def __len__(self):
         return len(self._buckets)
 

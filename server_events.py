@@ -12,7 +12,8 @@ from protocol import MAX_FRAME_BYTES, MAX_SEQ, FrameError, decode, int_field
 
 # the shared Arm, Expired and Log are this core's too
 __all__ = ["Acked", "Arm", "AskLapses", "BadFrame", "Close", "Closed", "Deliver", "DeliverEach",
-           "DeliverRun", "Expired", "IdleCheck", "Log", "PresenceBatch", "Redeliver", "Replies",
+           "DeliverRun", "Expired", "IdleCheck", "Log", "PresenceBatch", "PresenceHeld", "Redeliver",
+           "Replies",
            "Reply", "Request", "StoreRecovered", "TimeQuiet", "Undelivered", "accepted_event",
            "delivery_event"]
 
@@ -174,6 +175,12 @@ class Redeliver:
 @dataclass(frozen=True, slots=True)
 class PresenceBatch:
     """Presence changes waiting for their batch go out."""
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceHeld:
+    """`user`'s presence changes, held back (presence.py), are let go."""
+    user: str
 
 
 BYE_LINE = b'{"type":"bye"}'

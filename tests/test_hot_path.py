@@ -42,7 +42,8 @@ BROADCAST_CALLS_MAX = 2         # per delivery of a broadcast to 40 users, the r
                                 # before, 1.15 before runs; 4.52 before a message's staying
                                 # recipients were one DeliverEach, queued with no call each)
 LOGIN_CALLS_MAX = 137           # per staying login and logout, 4 at a time, with its connection
-                                # (accepted, closed by the client after the logout): 133.9 now,
+                                # (accepted, closed by the client after the logout): 135.0 now,
+                                # with each user's budget of presence changes (133.9 before),
                                 # the index's boxes read without a call while no run waits
                                 # (135.9 before; 134.9 before the welcome said how many wait),
                                 # (133.9 before presence went to staying users in one action,

@@ -547,6 +547,27 @@ def test_address_requests_are_logged_folded_per_asker():
         ("alice asked bob for its address", ("address requests", "alice"))]
 
 
+def test_address_requests_past_a_users_budget_are_slowed_across_its_logins():
+    """Each is a question on the target's screen that a logout takes back: a trial's account
+    logging in, asking and logging out put 110 on one screen in 1 s."""
+    server, _ = make_server(Settings(asks_per_s=0.5, asks_burst=3))
+    login(server, "bob", port=5002, conn=2)
+    asked = []
+    for _ in range(4):
+        alice = replies(login(server, "alice", port=5001, conn=1, now=1.0))[0]["token"]
+        asked += server.handle(Request(1, {"type": "getaddress", "token": alice, "user": "bob"},
+                                       "127.0.0.1"), 1.0)
+        server.handle(Request(1, {"type": "logout", "token": alice}, "127.0.0.1"), 1.0)
+    answers = [(frame["type"], frame.get("code"), frame.get("seconds")) for frame in replies(asked)]
+    assert answers == [("ok", None, None)] * 3 + [("error", "slow_down", 2)]
+    questions = [f for f in delivered_frames(asked) if f["type"] == "consent_request"]
+    assert len(questions) == 3
+    alice = replies(login(server, "alice", port=5001, conn=1, now=3.0))[0]["token"]
+    later = server.handle(Request(1, {"type": "getaddress", "token": alice, "user": "bob"},
+                                  "127.0.0.1"), 3.0)
+    assert replies(later) == [{"type": "ok"}]
+
+
 def test_a_block_ends_the_blocked_users_address_request_still_waiting():
     """A trial's: alice asked, bob blocked her, then answered Y; she had his address and her
     private messages reached him."""
@@ -902,6 +923,41 @@ def test_what_is_made_per_message_or_short_connection_is_not_frozen():
                  server_events.Deliver, server_events.DeliverEach, server_events.Close,
                  server_events.Closed):
         assert not kind.__dataclass_params__.frozen, kind.__name__
+
+
+@pytest.mark.parametrize("ends_online", [False, True], ids=["ends out", "ends in"])
+def test_a_user_that_comes_and_goes_too_often_is_held_then_told_where_it_is(ends_online):
+    """A trial's account logged in and out in a loop: 5,853 lines on every screen, 5,855 in
+    the log, in 10 s."""
+    from server_events import PresenceHeld
+    settings = Settings(presence_flaps_per_s=0.1, presence_flaps_burst=4)
+    core, _ = make_server(settings)
+    bob = replies(login(core, "bob", conn=1))[0]["token"]
+    told, armed, churn_logs = [], [], []
+    now = 1.0
+    for cycle in range(10):
+        actions = login(core, "alice", now=now, conn=2)
+        token = replies(actions)[0]["token"]
+        actions += core.handle(Request(2, {"type": "logout", "token": token}, "127.0.0.1"), now)
+        told += [f["online"] for f in delivered_frames(actions) if f["type"] == "presence"]
+        armed += [a for a in actions if isinstance(a, Arm) and type(a.key) is PresenceHeld]
+        churn_logs += [a.key for a in actions if isinstance(a, Log) and a.key is not None]
+        now += 0.1
+    if ends_online:
+        login(core, "alice", now=now, conn=2)
+    # the burst (a first login with no change before it is not counted), then held
+    assert told == [True, False, True, False, True]
+    # (held at its sixth change, at 1.2 s: let go once its budget has one again)
+    assert [(a.key.user, a.at) for a in armed] == [("alice", pytest.approx(1.2 + 9.8))]
+    assert churn_logs and set(churn_logs) == {("alice logs in and out", "127.0.0.1")}
+    let_go = core.handle(Expired(PresenceHeld("alice")), armed[0].at)
+    presence = [f for f in delivered_frames(let_go) if f["type"] == "presence"]
+    # only where it is now, and only if that is not what the others were told last
+    assert presence == ([] if ends_online else
+                        [{"type": "presence", "user": "alice", "online": False}])
+    assert replies(core.handle(Request(1, {"type": "online", "token": bob}, "127.0.0.1"),
+                               armed[0].at))[0]["users"] == (["alice"] if ends_online
+                                                               else [])
 
 
 def test_a_presence_batch_asks_who_each_subject_is_unseen_by_once_whatever_it_holds():
