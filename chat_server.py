@@ -841,7 +841,9 @@ class ChatServer(Reach):
             listeners = [name for name in self._users if name != sender]
             blockers = self._store.blockers(sender)
             told = [name for name in listeners if name not in blockers] if blockers else listeners
-            skipped = len(listeners) - len(told)
+            # every user who blocks the sender, online or not: those online alone told a
+            # blocked user when its blocker came and went (a trial's), which nothing else does
+            skipped = len(blockers)
         message = {"type": "broadcast", "from": sender, "text": text}
         if notice:
             message["notice"] = True

@@ -95,7 +95,8 @@ class IrcSession(RoomCommands):
                  "realname", "ident", "away", "password", "caps", "negotiating", "sasl",
                  "account", "token", "logging_in", "early", "welcomed", "joined", "held", "gone",
                  "quitting", "pending", "answers", "_into", "next_id", "shown_seq", "acked_seq",
-                 "pinged", "pinged_at", "unpinged", "held_since", "rejoined_at", "wall")
+                 "pinged", "pinged_at", "unpinged", "held_since", "rejoined_at", "wall",
+                 "missed")
 
     def __init__(self, accounts, server, room, host, open_accounts=(), shared=None,
                  is_online=lambda name: False):
@@ -130,6 +131,7 @@ class IrcSession(RoomCommands):
         self.held = []
         self.rejoined_at = None         # when a PART of the room was last answered with a JOIN
         self.wall = 0.0                 # the wall-clock time of the core's last frame
+        self.missed = (0, 0)            # (skipped, full) a room message's answer last said
         self.gone = False               # QUIT or a refused login: nothing more is read
         # QUIT while lines before it wait for the core's answers (a message's echo): their
         # answers go out first, then ERROR (close's reason and text)
@@ -681,9 +683,13 @@ class IrcSession(RoomCommands):
             if frame.get("stored"):
                 self.notice(f"{target} is not online: your message waits for their next "
                             f"login.")
-            if frame.get("skipped") or frame.get("full"):
-                self.notice(f"Not everyone got that: {frame.get('skipped', 0)} block you, "
-                            f"{frame.get('full', 0)} have too much waiting.")
+            missed = (frame.get("skipped", 0), frame.get("full", 0))
+            if any(missed) and missed != self.missed:
+                # said when it changes, not after each line (a trial's notice followed every
+                # line of a user someone blocked)
+                self.notice(f"Not everyone got that: {missed[0]} block you, {missed[1]} have "
+                            f"too much waiting.")
+            self.missed = missed
             return
         if frame.get("code") == "unknown_user":
             self.numeric("401", target, "No such nick")

@@ -30,7 +30,7 @@ class _Run:
     one list object: the store's index knows the run by it), kept as they came; their
     deliveries wait for the end of the read (Reach.end_run) and go out together."""
     __slots__ = ("conn", "sender", "told", "frames",
-                 "skipped")     # a broadcast run's: the online users who block the sender
+                 "skipped")     # a broadcast run's: the users who block the sender
     # (no __init__: a short request is a run of one, and a call fewer counts there)
 
 

@@ -559,6 +559,18 @@ def test_a_broadcast_some_did_not_get_says_how_many(fields, counts):
         service(f"Not everyone got that: {counts} have too much waiting.")]
 
 
+def test_who_did_not_get_a_room_message_is_said_again_only_when_it_changes():
+    """(a trial's notice followed every line of a user someone blocked)"""
+    session = welcomed()
+    told = []
+    for skipped, full in ((1, 0), (1, 0), (1, 0), (1, 1), (1, 1), (0, 0), (1, 0)):
+        said(session, "PRIVMSG #chat :hello all")
+        told += answer(session, "ok", skipped=skipped, full=full)
+    assert told == [service("Not everyone got that: 1 block you, 0 have too much waiting."),
+                    service("Not everyone got that: 1 block you, 1 have too much waiting."),
+                    service("Not everyone got that: 1 block you, 0 have too much waiting.")]
+
+
 def test_a_broadcast_everyone_got_writes_nothing():
     session = welcomed()
     said(session, "PRIVMSG #chat :hello all")
