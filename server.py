@@ -217,6 +217,7 @@ STORE_FILE = "chat.sqlite3"      # the store's file in the data directory
 # pages (4 MiB) between checkpoints, and a pass's record and the file's own pages come on top
 # (on a disk with less room the store checkpoints sooner: storage._checkpoint_pages).
 SQLITE_LOG_ROOM_BYTES = 8 * 1024 * 1024
+MIN_FRAME_TIME_S = 1.0      # a --frame-time below this is warned of at the start
 MIN_STORE_BYTES = 64 * 1024     # a quota fitted to a tiny disk is never smaller than this
 
 
@@ -345,6 +346,11 @@ def _start_warnings(args, clock, credentials, store, log, irc_listener):
     if args.timeout < 2 * protocol.MIN_HEARTBEAT_S:
         log(f"--timeout {args.timeout:g} s is too short for client.py, which heartbeats every "
             f"{protocol.MIN_HEARTBEAT_S:g} s at the most: its sessions may time out")
+    if args.frame_time < MIN_FRAME_TIME_S:
+        # (a trial's --frame-time 0.001 closed every connection too_slow, not a word said)
+        log(f"--frame-time {args.frame_time:g} s is shorter than a frame may take to cross a "
+            f"slow network (or a TLS handshake, or a person typing into nc): such connections "
+            f"are closed too_slow before their first frame is read")
     for option, value, code in (("--store-bytes", args.store_bytes, "store_full"),
                                 ("--inbox-bytes", args.inbox_bytes, "inbox_full")):
         if value < protocol.MAX_FRAME_BYTES:

@@ -129,6 +129,13 @@ def test_a_byte_quota_under_one_message_is_said_at_the_start_and_refuses(run_ser
     good.close()
 
 
+def test_a_frame_time_too_short_for_a_network_is_said_at_the_start(run_server):
+    """(a trial's --frame-time 0.001 closed every connection too_slow, not a word said)"""
+    server = run_server("--frame-time", "0.001")
+    server.wait_log(r"--frame-time 0\.001 s is shorter than a frame may take to cross a slow "
+                    r"network")
+
+
 def test_an_expired_token_gets_no_session(run_server):
     server = run_server("--timeout", "0.5")
     # (said at the start: client.py could not keep such a session, a trial's timed out at once)
