@@ -184,12 +184,13 @@ class Doorkeeper:
         return [PrivateIn(conn, visitor.peer, text)]
 
     def _refuse_peer(self, conn, visitor, refusal):
-        """Told (PeerTurnedAway), logged, answered not_allowed and closed."""
+        """Told (PeerTurnedAway), logged, answered with the refusal's error and closed."""
         visitor.door = Door.REFUSED
         return [PeerTurnedAway(refusal.line),
                 Log(f"refused peer connection {conn}: {refusal.why}",
                     ("refused peer connections", refusal.why)),
-                SendTo(conn, protocol.error("not_allowed")), CloseConn(conn)]
+                SendTo(conn, protocol.error(refusal.code, detail=refusal.detail)),
+                CloseConn(conn)]
 
 
 def _server_proof(hello, me, our_nonce, key):

@@ -63,12 +63,15 @@ def _notice(text):
 
 
 class PeerRefused(Exception):
-    """The listener refuses a connection: `line` tells the listening user, `why` the log."""
+    """The listener refuses a connection: `line` tells the listening user, `why` the log, and
+    the error `code` (with `detail`, its words) the peer."""
 
-    def __init__(self, why, line):
+    def __init__(self, why, line, code="not_allowed", detail=""):
         super().__init__(why)
         self.why = why
         self.line = line
+        self.code = code
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -278,14 +281,18 @@ class Peers:
         text = frame.get("text")
         if (frame.get("type") != "private" or frame.get("from") != peer
                 or not isinstance(text, str) or not text):
+            # (answered not_allowed, a trial's peer read that its consent had ended)
             raise PeerRefused("broke the protocol",
                               f"Refused a private connection from {peer}: "
-                              f"it broke the peer protocol.")
+                              f"it broke the peer protocol.", "bad_field",
+                              f"not a private message with text from {peer}")
         if len(text) > MAX_TEXT_CHARS:
             # (no client sends one: a trial's peer sent 60,000 characters, and they were shown)
             raise PeerRefused("too long",
                               f"Refused a private message from {peer}: longer than "
-                              f"{MAX_TEXT_CHARS:,} characters, which no chat client sends.")
+                              f"{MAX_TEXT_CHARS:,} characters, which no chat client sends.",
+                              "bad_field",
+                              f"'text' is longer than {MAX_TEXT_CHARS} characters")
         if self.granted.get(peer) != key:
             raise PeerRefused("consent ended",
                               f"Refused a private message from {peer}: you no longer agree "

@@ -430,12 +430,15 @@ def test_a_peer_holds_two_links_at_most_its_oldest_giving_way_to_its_newest():
     assert run.do(Incoming(5, PRIVATE)) == []               # closed: it is heard no more
 
 
-def refused_once(run, conn, *frames):
+NOT_ALLOWED = ("not_allowed", "no valid consent: private messages are refused")
+
+
+def refused_once(run, conn, *frames, answer=NOT_ALLOWED):
     """Feed frames; the first is refused (told once, logged, answered, closed), the rest ignored."""
     actions = run.do(Incoming(conn, frames[0]))
     assert len(printed(actions)) == 1 and of(actions, Log)
-    assert SendTo(conn, {"type": "error", "code": "not_allowed",
-                         "message": "no valid consent: private messages are refused"}) in actions
+    code, message = answer
+    assert SendTo(conn, {"type": "error", "code": code, "message": message}) in actions
     assert actions[-1] == CloseConn(conn)
     for frame in frames[1:]:
         assert run.do(Incoming(conn, frame)) == []
@@ -535,7 +538,9 @@ def test_a_proven_peer_that_breaks_the_protocol_is_refused(frame):
     run = granted(logged_in())
     run.do(Accepted(5, "n5"))
     run.do(Incoming(5, hello("n5")))
-    assert "broke the peer protocol" in refused_once(run, 5, frame, PRIVATE)
+    # (answered bad_field: not_allowed told a trial's peer that its consent had ended)
+    assert "broke the peer protocol" in refused_once(
+        run, 5, frame, PRIVATE, answer=("bad_field", "not a private message with text from bob"))
 
 
 def test_a_private_message_longer_than_any_client_sends_is_refused():
@@ -546,7 +551,8 @@ def test_a_private_message_longer_than_any_client_sends_is_refused():
     longest = {"type": "private", "from": "bob", "text": "x" * protocol.MAX_TEXT_CHARS}
     assert printed(run.do(Incoming(5, longest))) == ["bob (private): " + "x" * 4000]
     assert "longer than 4,000 characters" in refused_once(
-        run, 5, {**longest, "text": "x" * (protocol.MAX_TEXT_CHARS + 1)})
+        run, 5, {**longest, "text": "x" * (protocol.MAX_TEXT_CHARS + 1)},
+        answer=("bad_field", "'text' is longer than 4000 characters"))
 
 
 def test_blocking_a_peer_drops_its_key_and_closes_its_link():
