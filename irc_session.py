@@ -23,7 +23,7 @@ import binascii
 import time
 
 from irc_room import RoomCommands
-from irc_wire import Message, fold, line, nick_ok, pieces
+from irc_wire import Message, fold, line, nick_ok, pieces, text_bytes
 from irc_words import (CTCP, HELP, NO_PRIVATE, SERVICE, SERVICE_SOURCE, USER_HOST,
                        VERSION, ctcp_word, from_action, login_refused, notice_about, sent_at,
                        stamp, to_action, why)
@@ -658,9 +658,10 @@ class IrcSession(RoomCommands):
                              f"room, {self.room}")
         elif folded_target == fold(self.nick):
             # the core takes no message to oneself; IRC shows it back, as servers do
-            for piece in to_action(from_action(text)):
-                self.say(command, self.nick, piece, source=self.who_is(self.nick),
-                         tags=self._time_tags(wall))
+            source = self.who_is(self.nick)
+            room = text_bytes(source, command, self.nick)
+            for piece in to_action(from_action(text), room):
+                self.say(command, self.nick, piece, source=source, tags=self._time_tags(wall))
         else:
             to = self.accounts.get(folded_target)
             if to is None:
@@ -672,9 +673,10 @@ class IrcSession(RoomCommands):
     def _sent(self, frame, context):
         target, text, command, wall = context
         if frame["type"] == "ok" and "echo-message" in self.caps:
-            for piece in to_action(from_action(text)):     # (a long /me stays an action)
-                self.say(command, target, piece, source=self.who_is(self.nick),
-                         tags=self._time_tags(wall))
+            source = self.who_is(self.nick)
+            # (a long /me stays an action)
+            for piece in to_action(from_action(text), text_bytes(source, command, target)):
+                self.say(command, target, piece, source=source, tags=self._time_tags(wall))
         if command == "NOTICE":
             return      # RFC 1459 and 2812: nothing answers a NOTICE by itself
         if frame["type"] == "ok":
@@ -887,7 +889,7 @@ class IrcSession(RoomCommands):
             text = action + sent_at(frame["at"]) + text[len(action):]
         command = "NOTICE" if frame.get("notice") else "PRIVMSG"
         source = self.who_is(sender)
-        pieces = to_action(text)
+        pieces = to_action(text, text_bytes(source, command, target))
         if len(pieces) > 1 and tags is not None and "msgid" in tags:
             # a msgid is unique (IRCv3): a client that drops repeats by it would drop the rest
             # of a long message, so each piece after the first has its own, <seq>.<n>

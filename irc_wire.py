@@ -17,8 +17,9 @@ MAX_LINE_BYTES = 512            # without tags, CRLF included (RFC 1459, Modern)
 MAX_TAG_BYTES = 4096            # a client's tags, the '@' and the space after them included
 MAX_PARAMS = 15
 MAX_MASK_PIECES = 16            # pieces between a mask's stars (mask_matcher)
-SAFE_TEXT_BYTES = 400           # a PRIVMSG's text is cut into pieces of at most this much, so
+SAFE_TEXT_BYTES = 400           # a notice's text is cut into pieces of at most this much, so
                                 # the line with our longest prefix stays under 512
+MIN_TEXT_BYTES = 100            # ... and a message's at most what its line leaves, never less
 
 
 class TooLong(Exception):
@@ -145,6 +146,14 @@ def flat(text):
     """Text from anywhere -> one line's worth: CR, LF and NUL would end or break the line, so
     they become spaces (a client.py user's message may hold newlines)."""
     return text.replace("\r\n", " ").replace("\r", " ").replace("\n", " ").replace("\0", " ")
+
+
+def text_bytes(source, command, target):
+    """How many bytes of text a `command` (PRIVMSG, NOTICE) from `source` to `target` may
+    carry in its line: a 475-byte line from an irssi user came out in two, cut at a fixed
+    400 bytes (a trial's), where ngIRCd passes each line on whole."""
+    used = len(f":{source} {command} {target} :".encode("utf-8")) + 2      # (and CR LF)
+    return max(MIN_TEXT_BYTES, MAX_LINE_BYTES - used)
 
 
 def pieces(text, limit=SAFE_TEXT_BYTES):

@@ -103,13 +103,15 @@ def from_action(text):
     return text
 
 
-def to_action(text):
+def to_action(text, limit):
     """Text from the core -> the IRC lines' texts: `/me waves` as a CTCP ACTION, so IRC
-    clients show it as an action; long text in pieces that fit a line. A CTCP mark in the text
-    itself (a native user's: IRC senders' other CTCP is not passed on) becomes a space, so no
-    text reaches an IRC client as CTCP (a DCC offer, say)."""
+    clients show it as an action; long text in pieces of at most `limit` bytes, each as it
+    goes (irc_wire.text_bytes). A CTCP mark in the text itself (a native user's: IRC senders'
+    other CTCP is not passed on) becomes a space, so no text reaches an IRC client as CTCP
+    (a DCC offer, say)."""
     if CTCP in text:
         text = text.replace(CTCP, " ")
     if not text.startswith("/me "):
-        return pieces(text)
-    return [f"{CTCP}ACTION {piece}{CTCP}" for piece in pieces(text[4:])]
+        return pieces(text, limit)
+    wrapping = len(f"{CTCP}ACTION {CTCP}")
+    return [f"{CTCP}ACTION {piece}{CTCP}" for piece in pieces(text[4:], limit - wrapping)]

@@ -673,17 +673,27 @@ def test_echo_message_does_not_echo_a_refused_message():
 
 def test_echo_message_splits_a_long_text_into_lines_that_fit():
     session = welcomed(caps=("echo-message",))
-    text = " ".join(f"w{i:03}" for i in range(95))      # 474 bytes
+    text = " ".join(f"w{i:03}" for i in range(99))      # 494 bytes: its line from us is longer
     said(session, "PRIVMSG seas :" + text)
     lines = answer(session, "ok", stored=False)
     assert len(lines) == 2
     assert all(line.startswith(f"{ME}PRIVMSG seas :") for line in lines)
     assert " ".join(line.split(" :", 1)[1] for line in lines) == text
+    # as full as a line may be (it was cut at 400 bytes, whatever the line's prefix)
+    assert 500 <= len(lines[0].encode()) + 2 <= 512
+
+
+def test_a_line_that_fits_after_its_prefix_is_echoed_whole():
+    """(a trial's irssi user's 475-byte lines came out in two, cut at a fixed 400 bytes)"""
+    session = welcomed(caps=("echo-message",))
+    text = "x" * (512 - len(f"{ME}PRIVMSG seas :") - 4) + " y"
+    said(session, "PRIVMSG seas :" + text)
+    assert answer(session, "ok", stored=False) == [f"{ME}PRIVMSG seas :{text}"]
 
 
 def test_echo_message_of_a_long_action_is_one_action_a_line():
     session = welcomed(caps=("echo-message",))
-    text = " ".join(f"w{i:03}" for i in range(90))
+    text = " ".join(f"w{i:03}" for i in range(97))
     said(session, "PRIVMSG seas :\x01ACTION " + text + "\x01")
     lines = answer(session, "ok", stored=False)
     assert len(lines) == 2
