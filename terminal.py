@@ -304,6 +304,7 @@ class Terminal:
         if self.err is None:
             return
         if self.interactive:
+            self.resized()          # (as _print_above)
             self._write(self._erasing())
             self._drawn = self._erased()
         _write_to(self.err, visible(text).encode() + b"\n")
@@ -311,6 +312,9 @@ class Terminal:
             self._draw()
 
     def _print_above(self, text, visible_already=False):
+        # a resize whose signal is not read yet: the input's rows counted at the old width
+        # erased up over messages above it (a trial's, messages arriving while it resized)
+        self.resized()
         line = text if visible_already else visible(text)
         self._write(self._erasing() + line + "\r\n")
         self._drawn = self._erased()

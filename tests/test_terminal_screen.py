@@ -163,6 +163,22 @@ def test_a_resize_wider_never_erases_the_messages_above():
     assert screen.cursor[1] == 20 and blank_below(screen, screen.cursor[0] + 1)
 
 
+@pytest.mark.parametrize("width", [25, 80])
+def test_a_message_shown_before_a_resize_is_signalled_erases_nothing_above(width):
+    """A trial's messages arriving as the window was resized, before its SIGWINCH was read:
+    the input's rows, counted at the old width, were erased up over the messages above."""
+    term, screen = on_screen(width=55)
+    term.show("first")
+    typed = "w" * 95
+    term.feed(typed.encode())
+    screen.resize(width)                # (no term.resized() yet: the signal waits)
+    term.show("bob: second")
+    term.resized()                      # the signal, read at last
+    lines = [line for line in screen.lines() if line]
+    assert lines[:2] == ["first", "bob: second"]
+    assert "".join(lines[2:]) == typed
+
+
 def test_ctrl_l_clears_the_screen_and_draws_the_input_at_the_top():
     term, screen = on_screen()
     for n in range(30):
