@@ -3,7 +3,7 @@ escape sequences harmlessly, and a line with no end cannot fill the client's mem
 import io
 
 from chat_client import ChatClient, Settings
-from client_events import Accepted, Incoming, Show, Status
+from client_events import Accepted, Incoming, Show, Stage, Status
 from client_helpers import hello
 from gui import Entry, entry_text
 from terminal import MAX_LINE_CHARS, Terminal, TerminalScreen
@@ -17,6 +17,7 @@ def test_a_hostile_message_reaches_the_terminal_with_no_control_character_intact
     client = ChatClient(Settings(listen_port=5000))
     client.proof = "p"
     client.user = "bob"
+    client.stage = Stage.LOGGED_IN      # (a message for no session is not shown)
     client.handle(Accepted(1, "n1"), 0.0)
     client.handle(Incoming(1, hello(1, key="p", user="bob")), 0.0)
     actions = client.handle(Incoming(1, {"type": "message", "from": "mallory", "text": HOSTILE,
