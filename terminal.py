@@ -64,7 +64,10 @@ class Terminal:
         self.err = err                  # diagnostics (refused connections...), or None
         self.warn = warn                # where a failing `out` is said, shown or not, or None
         if interactive is None:
-            interactive = os.isatty(in_fd) and os.isatty(out.fileno())
+            # TERM=dumb (an Emacs shell, say) draws no cursor moves: the terminal's own line
+            # editing then, as for output that goes elsewhere (a trial's read "^[[J" there)
+            interactive = (os.isatty(in_fd) and os.isatty(out.fileno())
+                           and os.environ.get("TERM") != "dumb")
         self.interactive = interactive  # True: cbreak mode and our own line editor
         # a keyboard whose output goes elsewhere (`client.py | tee log`): the terminal's own
         # line editing stays, but its echo is off while a password is typed; the mode before

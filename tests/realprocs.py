@@ -85,7 +85,8 @@ class PtyClient:
         self.pid, self.fd = pty.fork()
         if self.pid == 0:       # the child: the pty is its controlling terminal
             os.chdir(ROOT)
-            os.execv(sys.executable, argv)
+            # a terminal that draws (a CI's TERM may be "dumb", or none): the line editor's
+            os.execve(sys.executable, argv, {**os.environ, "TERM": "xterm"})
         # (another client forked later must not hold this terminal open: closing it is a
         # hang-up only once no process holds its other end)
         os.set_inheritable(self.fd, False)

@@ -72,6 +72,38 @@ def test_password_is_not_echoed_when_only_the_keyboard_is_a_terminal(server):
         os.close(keyboard)
 
 
+def test_a_dumb_terminal_gets_no_cursor_moves_and_no_password_echo(server):
+    """An Emacs shell (TERM=dumb) read "^M^[[JPlease enter username:" (a trial's): there the
+    terminal's own line editing is used, as for output that goes elsewhere."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(ROOT)
+        os.execve(sys.executable, [sys.executable, "client.py", "127.0.0.1", str(server.port)],
+                  {**os.environ, "TERM": "dumb"})
+    shown = b""
+
+    def until(text):
+        nonlocal shown
+        end = time.monotonic() + WAIT_S
+        while text not in shown:
+            assert time.monotonic() < end, shown
+            if select.select([fd], [], [], 0.1)[0]:
+                shown += os.read(fd, 4096)
+    try:
+        until(b"Please enter username:")
+        os.write(fd, b"columbia\n")
+        until(b"Please enter password:")
+        os.write(fd, b"116bway\n")
+        until(b"You have successfully logged in.")
+        os.write(fd, b"online\n")
+        until(b"No other users are online.")
+        assert b"\x1b" not in shown and b"116bway" not in shown and b"online" in shown
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        os.close(fd)
+
+
 def test_wrong_username_wrong_password_and_lockout(clients, server):
     alice = clients()
     alice.expect("Please enter username:")
