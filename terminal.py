@@ -35,6 +35,7 @@ from protocol import name_chars_ok
 
 DEFAULT_COLUMNS = 80            # when the terminal does not say how wide it is
 UTF8_BOM = codecs.BOM_UTF8      # a file's first bytes that are not its text
+UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)     # ... and a UTF-16 file's
 _LINE_END = re.compile(rb"\r\n|\r|\n")    # how a piped line may end
 MIN_TICK_S = 0.05               # the status line's countdown is redrawn at most this often
 READ_TYPED_BYTES = 65536        # keys typed before a Ctrl-C, read at it (read_typed)
@@ -78,6 +79,7 @@ class Terminal:
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._pending = b""             # pipe mode: bytes after the last newline
         self._starting = True           # pipe mode: nothing read yet (a BOM may come first)
+        self._utf16 = None              # pipe mode: the decoder of input written in UTF-16
         self._saved_mode = None
         self._columns = columns or self._measured_columns   # -> the terminal's width now
         self.width = self._columns() if interactive else DEFAULT_COLUMNS
@@ -250,16 +252,24 @@ class Terminal:
         self._draw()
 
     def _split_lines(self, data):
+        if self._utf16 is not None:
+            data = self._utf16.decode(data).encode("utf-8")
         data = self._pending + data
         if self._starting:
             # a file saved by Windows Notepad starts with the UTF-8 byte order mark: it is not
             # part of the user name on the first line
-            if len(data) < len(UTF8_BOM) and UTF8_BOM.startswith(data):
+            if any(len(data) < len(bom) and bom.startswith(data)
+                   for bom in (UTF8_BOM, *UTF16_BOMS)):
                 self._pending = data
                 return []
             self._starting = False
             if data.startswith(UTF8_BOM):
                 data = data[len(UTF8_BOM):]
+            elif data[:2] in UTF16_BOMS:
+                # Windows PowerShell's `>` writes UTF-16: read as written (a trial's file was a
+                # wrong username on every line)
+                self._utf16 = codecs.getincrementaldecoder("utf-16")("replace")
+                data = self._utf16.decode(data).encode("utf-8")
         # a line ends with LF, CRLF or a CR alone (a file saved on an old Mac, or by a program
         # that writes CR: a trial's file of such lines was one long line). A CR at the end may
         # be the first half of a CRLF: it waits for the next read.

@@ -2,6 +2,7 @@
 
 What a terminal shows is read from the tests' virtual terminal (vt.py); the wrapping, the
 keys and the status line have tests of their own (test_terminal_screen.py)."""
+import codecs
 import io
 import os
 import pty
@@ -228,6 +229,19 @@ def test_pipe_drops_a_byte_order_mark_at_the_start_of_any_line():
         "columbia", "pw", "message seas a\ufeffb"]     # (inside a line it is the user's)
     term, _ = pipe_terminal()
     assert term.feed(b"\xef") == [] and term.feed(b"x\n") == ["\ufffdx"]    # not a BOM after all
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_pipe_reads_a_file_written_in_utf_16_as_it_was_written(encoding):
+    """Windows PowerShell's `>` writes UTF-16 with its byte order mark: a trial's file was a
+    wrong username on every line."""
+    bom = codecs.BOM_UTF16_LE if encoding.endswith("le") else codecs.BOM_UTF16_BE
+    data = bom + "columbia\r\n116bway\r\nmessage seas café ☃\r\n".encode(encoding)
+    term, _ = pipe_terminal()
+    lines = []
+    for at in range(0, len(data), 3):       # (odd reads: a character may come split)
+        lines += term.feed(data[at:at + 3])
+    assert lines == ["columbia", "116bway", "message seas café ☃"]
 
 
 def test_pipe_lines_may_end_with_a_cr_alone_and_a_crlf_may_come_split():
