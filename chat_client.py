@@ -160,6 +160,7 @@ class ChatClient:
         self.input_ended = False
         self.logged_in_once = False     # a login succeeded in this run (see Settings.scripted)
         self.refused_logins = 0         # a script's names and passwords refused: status 1
+        self.not_understood = 0         # ... and commands it could not be (Usage): status 1
         self.session_user = None        # whose session this run last had
         # the messages that waited for this login (its welcome says how many) and are not yet
         # shown: the input's end waits for them (_draining), up to drain_wait_s
@@ -652,6 +653,8 @@ class ChatClient:
         if command is None:
             return
         if isinstance(command, Usage):
+            # (a script's `message seas` without its text, or a typo, ended with status 0)
+            self.not_understood += 1
             out.append(Show("usage", command.form) if command.unknown is None
                        else Show("unknown_command", command.unknown))
             return
@@ -1309,7 +1312,7 @@ class ChatClient:
         undelivered = self.peers.left_undelivered()
         out.extend(undelivered)
         unsent += len(undelivered)
-        failed = unsent or self.refused or self.refused_logins
+        failed = unsent or self.refused or self.refused_logins or self.not_understood
         if failed and not code and self.settings.scripted:
             # what reads a script's status cannot read the lines above it (a trial's ran to
             # its end with three listed as not sent, status 0; another's with one refused)
@@ -1319,7 +1322,9 @@ class ChatClient:
                 for count, many, what in (
                     (unsent, _messages(unsent), "not sent (listed above)"),
                     (self.refused, _messages(self.refused), "refused (said above)"),
-                    (self.refused_logins, _logins(self.refused_logins), "refused (said above)"))
+                    (self.refused_logins, _logins(self.refused_logins), "refused (said above)"),
+                    (self.not_understood, _lines(self.not_understood),
+                     "not understood (said above)"))
                 if count)
         out.append(Exit(code, reason))
 

@@ -539,6 +539,20 @@ def test_a_script_that_leaves_messages_unsent_ends_with_status_1():
     assert Exit(1, "1 message was not sent (listed above)") in actions
 
 
+def test_a_script_with_lines_that_are_no_command_ends_with_status_1():
+    """(a trial's `message seas` without its text, and a typo, ended with status 0)"""
+    run = logged_in(scripted=True)
+    assert printed(run.type("message bob")) == ["Usage: message <user> <text>"]
+    run.type("frob")
+    run.do(InputEnded())
+    actions = run.reply(OK, "logout")
+    assert Exit(1, "2 lines were not understood (said above)") in actions
+    interactive = logged_in()
+    interactive.type("frob")
+    interactive.do(InputEnded())
+    assert Exit(0, "") in interactive.reply(OK, "logout")
+
+
 def test_a_script_whose_messages_were_refused_ends_with_status_1():
     """(a trial's script sent to a user that does not exist, and one too long: status 0)"""
     run = logged_in(scripted=True)
