@@ -69,10 +69,7 @@ def parse_args(argv):
         # resolve once here: the reactor's connect would block the loop on every request
         args.address = socket.gethostbyname(args.host)
     except OSError:
-        # (an IPv6 address "cannot be resolved" by an IPv4 lookup: a trial's ::1 was told so)
-        ipv6 = ":" in args.host
-        parser.error(f"cannot resolve host {args.host!r}" + (
-            ": this client speaks IPv4 only; give an IPv4 address or a name" if ipv6 else ""))
+        parser.error(f"cannot resolve host {args.host!r}{_host_hint(args.host)}")
     return args
 
 
@@ -165,6 +162,20 @@ def _main_window(args):
         return 1
     screen.diagnostics = _diagnostics_wanted(args)
     return run(args, screen, Reactor(RealClock(), log=screen.log))
+
+
+def _host_hint(host):
+    """What a host that cannot be resolved may have meant, in words (or "")."""
+    if "://" in host:
+        return ": give the host's name or address alone, not a web address"
+    name, colon, port = host.rpartition(":")
+    if colon and port.isdigit() and name and ":" not in name:
+        # (a trial's 127.0.0.1:48000 was told the client speaks IPv4 only)
+        return f": give the host and the port apart, as in `client.py {name} {port}`"
+    if ":" in host:
+        # (an IPv6 address "cannot be resolved" by an IPv4 lookup: a trial's ::1 was told so)
+        return ": this client speaks IPv4 only; give an IPv4 address or a name"
+    return ""
 
 
 def _diagnostics_wanted(args):

@@ -1370,6 +1370,17 @@ def test_glue_says_when_another_program_answers_at_the_port(loop, other):
             "(the server's IRC port, say): check the port.") in out
 
 
+@pytest.mark.parametrize("host, hint", [
+    ("127.0.0.1:4119", "give the host and the port apart, as in `client.py 127.0.0.1 4119`"),
+    ("http://127.0.0.1", "give the host's name or address alone, not a web address")])
+def test_a_host_given_with_its_port_or_as_a_web_address_is_told_how_to_give_it(
+        capsys, host, hint):
+    """(a trial's 127.0.0.1:48000 was told the client speaks IPv4 only)"""
+    with pytest.raises(SystemExit):
+        parse_args([host, "4119"])
+    assert capsys.readouterr().err.rstrip().endswith(hint)
+
+
 def test_bad_arguments_exit_2(capsys):
     for argv in (["127.0.0.1", "99999"], ["127.0.0.1"], ["127.0.0.1", "x"],
                  ["127.0.0.1", "4119", "--heartbeat", "0"], ["no.such.host.invalid", "4119"],
