@@ -161,6 +161,7 @@ class ChatClient:
         self.logged_in_once = False     # a login succeeded in this run (see Settings.scripted)
         self.refused_logins = 0         # a script's names and passwords refused: status 1
         self.not_understood = 0         # ... and commands it could not be (Usage): status 1
+        self.waiting_said = 0           # the most messages waiting said so while the queue lasts
         self.session_user = None        # whose session this run last had
         # the messages that waited for this login (its welcome says how many) and are not yet
         # shown: the input's end waits for them (_draining), up to drain_wait_s
@@ -707,10 +708,13 @@ class ChatClient:
         out.append(ShowSending(entry.mid, command.user, command.text))
         waiting = len(self.outbox.entries)
         if waiting == 1:
+            self.waiting_said = 0
             self._send_head(now, out, blocks_input)
-        elif waiting == 2 or waiting % 100 == 0:
+        elif (waiting == 2 or waiting % 100 == 0) and waiting > self.waiting_said:
             # said when the queue begins, then every 100 (a paste of 100 lines said it 100
-            # times); the status line counts them meanwhile
+            # times), each count once while the queue lasts (a pipe that kept it between 500
+            # and 1,000 said each 4 to 6 times); the status line counts them meanwhile
+            self.waiting_said = waiting
             out.append(Show("system", f"The server has not taken your earlier messages yet; "
                                       f"this one waits behind them ({waiting} waiting)."))
 

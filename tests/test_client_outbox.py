@@ -539,6 +539,27 @@ def test_a_script_that_leaves_messages_unsent_ends_with_status_1():
     assert Exit(1, "1 message was not sent (listed above)") in actions
 
 
+def test_how_many_wait_is_said_once_for_each_count_while_the_queue_lasts():
+    """(a pipe that kept its queue between 500 and 1,000 said each count 4 to 6 times)"""
+    run = logged_in()
+    run.type("message bob 0")
+    run.fail("refused")                                 # the server away: typing goes on
+    said = []
+    for n in range(1, 100):
+        said += printed(run.type(f"message bob {n}"))
+    run.now += 1
+    run.do(Expired(RETRY))
+    said += printed(run.reply(OK, "message"))           # one taken: 99 wait
+    said += printed(run.type("message bob again"))      # 100 again: said before
+    assert [line.rsplit("(", 1)[1] for line in said if "waits behind them" in line] == [
+        "2 waiting).", "100 waiting)."]
+    while run.client.outbox.entries:                    # all taken: a new queue, said anew
+        run.reply(OK, "message")
+    run.type("message bob 1")
+    run.fail("refused")
+    assert printed(run.type("message bob 2"))[-1].endswith("them (2 waiting).")
+
+
 def test_a_script_with_lines_that_are_no_command_ends_with_status_1():
     """(a trial's `message seas` without its text, and a typo, ended with status 0)"""
     run = logged_in(scripted=True)
