@@ -292,6 +292,10 @@ class ChatServer(Reach):
         """Names with a live session, sorted."""
         return sorted(self._users)
 
+    def online_count(self):
+        """How many users have a live session."""
+        return len(self._users)
+
     def is_online(self, user):
         """True while `user` has a live session."""
         return user in self._users

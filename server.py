@@ -27,6 +27,7 @@ from irc_glue import IrcFront
 from irc_words import SERVICE
 from reactor import FRAME_TIME_S, Reactor
 from server_glue import MAX_CONNECTIONS, MAX_PER_ADDRESS, ServerGlue, make_logger
+from status import StatusLine
 from timers import RealClock
 from passwords import CredentialsError, load_credentials
 from storage import RESCUED, SEQ_FLOOR_MAX, Store, StoreUnavailable
@@ -458,6 +459,7 @@ def main(argv=None):
     reactor.on_signals(stop, signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP,
                                       signal.SIGQUIT))
     HeapTrimmer(reactor)
+    StatusLine(reactor, core, store, log, args.store_bytes)
     secured = "TLS" if args.tls_context else "plain TCP: passwords cross the network in clear"
     accounts = f"{len(credentials)} account{'' if len(credentials) == 1 else 's'}"
     log(f"listening on {args.host}:{listener.port} with {accounts} from "

@@ -19,7 +19,8 @@ LAYERS = [
      "commands", "peer", "outbox", "outage", "doorkeeper", "line_editor", "irc_room",
      "irc_session"),
     ("reach", "chat_server", "chat_client"),                       # the cores
-    ("delivery_links", "server_glue", "irc_glue", "client_glue", "stay", "terminal", "gui", "gui_tk"),  # glue, screens
+    ("delivery_links", "server_glue", "irc_glue", "status", "client_glue", "stay", "terminal",
+     "gui", "gui_tk"),                                             # glue, screens
     ("server", "client", "bench", "floor_server"),                 # the entry points
 ]
 ORDER = [module for layer in LAYERS for module in layer]
