@@ -1389,7 +1389,7 @@ class ChatClient:
         elif kind in ("message", "broadcast", "listed"):
             self._show(frame, out)
         elif kind in peer.PEER_DELIVERIES:
-            out.extend(self.peers.delivered(frame))
+            out.extend(self.peers.delivered(frame, self.proof))
         elif kind == "consent_revoked":
             # the user's session ended: the key we gave it is void
             self._revoke_consent(frame.get("user"), out)

@@ -220,6 +220,7 @@ class ChatServer(Reach):
                                       settings.retry_max_s)
         # Peer to peer, in memory only, so a restart ends every consent.
         self._consents = Consents(settings.consent_s, make_secret)
+        self._seals = 0         # peer keys sealed so far (each seal's pad must be new)
         self._sessions = Sessions()
         self._users = self._sessions.by_user       # user -> Session, to read
         # staying connection -> the session it carries, for the glue to read (after every
@@ -1054,10 +1055,22 @@ class ChatServer(Reach):
         # One random key per consent, known only to the pair: the requester proves with it
         # who it is to the target's listener (PROTOCOL.md, "Peer to peer"). Never logged.
         key = self._consents.grant(requester, target)
+        address = {"type": "address", "user": target, "host": host, "port": port}
+        if asker is not None and asker.proof is not None:
+            # delivered to its listening port, in plain TCP: the key sealed with the session's
+            # proof, which crossed inside the login's (TLS) reply only. In clear, anyone who
+            # read it on the way could prove to be the asker, and a trial's eavesdropper's
+            # forged private message showed as the asker's
+            self._seals += 1
+            salt = str(self._seals)
+            address.update(salt=salt, sealed=protocol.seal(key, asker.proof,
+                                                           protocol.ADDRESS_KEY_LABEL, target,
+                                                           salt))
+        else:
+            address["key"] = key        # (a staying session's: inside its connection)
         return [Log(f"{target} gave {requester} its address"),
                 _answer(request.conn, frame_id, {"type": "ok", "key": key}),
-                *self._reach(asker, {"type": "address", "user": target, "host": host,
-                                     "port": port, "key": key})]
+                *self._reach(asker, address)]
 
     # --- timers ---
 

@@ -153,8 +153,9 @@ class Peers:
 
     # -- consent, as the server reports it ---------------------------------------------------
 
-    def delivered(self, frame):
-        """A server delivery about addresses -> items; [] when it is not one of ours."""
+    def delivered(self, frame, proof=None):
+        """A server delivery about addresses -> items; [] when it is not one of ours. `proof`:
+        the session's, which opens a sealed key."""
         kind = frame.get("type")
         user = _short_name(frame.get("user"))
         if kind == "consent_request":
@@ -167,7 +168,7 @@ class Peers:
         if kind == "consent_lapsed":
             return [ConsentLapsed(user)]
         if kind == "address":
-            return self._learn_address(user, frame)
+            return self._learn_address(user, frame, proof)
         if kind == "address_refused":
             return [_notice(f"{user} refused to give you their address.")]
         if kind == "address_unavailable":
@@ -183,8 +184,11 @@ class Peers:
             return [Log(f"address of {user} revoked; we had none")]
         return [Show("address_void", sender=user), *self._void(user)]
 
-    def _learn_address(self, user, frame):
+    def _learn_address(self, user, frame, proof):
         host, port, key = frame.get("host"), frame.get("port"), frame.get("key")
+        if "sealed" in frame and isinstance(proof, str):
+            key = protocol.unseal(frame["sealed"], proof, protocol.ADDRESS_KEY_LABEL, user,
+                                  str(frame.get("salt")))
         if not (isinstance(host, str) and 0 < len(host) <= MAX_HOST_CHARS
                 and isinstance(key, str) and key and type(port) is int and 0 < port < 65536):
             return [Log("malformed address delivery ignored")]

@@ -357,6 +357,41 @@ def mac_ok(key, given, label, *parts):
     return hmac.compare_digest(given.encode("utf-8"), mac(key, label, *parts).encode("utf-8"))
 
 
+# An address's peer key, as delivered to a listening port in plain TCP: sealed with the session's
+# proof, which only crossed inside the login's (TLS) reply (PROTOCOL.md, "Peer to peer")
+ADDRESS_KEY_LABEL = "chat-address-key"
+
+
+def _pad(key, label, parts, size):
+    """`size` bytes only one who knows `key` can make for (label, parts): HMAC-SHA256 blocks."""
+    blocks, n = b"", 0
+    while len(blocks) < size:
+        n += 1
+        blocks += bytes.fromhex(mac(key, label, *parts, str(n)))
+    return blocks[:size]
+
+
+def seal(secret, key, label, *parts):
+    """`secret` (ASCII text) hidden from all but those who know `key` -> hex: XOR with a pad
+    of `key`'s over `label` and `parts`, which must never repeat for one key (a counter)."""
+    data = secret.encode("ascii")
+    return bytes(a ^ b for a, b in zip(data, _pad(key, label, parts, len(data)))).hex()
+
+
+def unseal(sealed, key, label, *parts):
+    """seal's inverse -> the secret, or None if `sealed` is no sealed text of a secret's size
+    (MAX_ID_CHARS at most), or does not open to printable ASCII with `key`."""
+    if not isinstance(sealed, str) or not 0 < len(sealed) <= 2 * MAX_ID_CHARS:
+        return None
+    try:
+        data = bytes.fromhex(sealed)
+    except ValueError:
+        return None
+    secret = bytes(a ^ b for a, b in zip(data, _pad(key, label, parts, len(data))))
+    text = secret.decode("latin-1")
+    return text if text.isascii() and text.isprintable() and " " not in text else None
+
+
 def nonce_field(frame, name="nonce"):
     """frame[name] if it can be a challenge's nonce (1 to MAX_ID_CHARS characters), else None."""
     value = frame.get(name)

@@ -117,6 +117,40 @@ def test_address_is_shown_and_kept():
     assert run.client.peers.addresses["bob"].key == KEY
 
 
+def sealed_address(proof="p1", salt="7", key=KEY):
+    """The address as delivered to a listening port: its key sealed with the session's proof."""
+    return {"type": "address", "user": "bob", "host": "10.0.0.2", "port": 6001, "salt": salt,
+            "sealed": protocol.seal(key, proof, protocol.ADDRESS_KEY_LABEL, "bob", salt)}
+
+
+def test_a_sealed_key_is_opened_with_the_sessions_proof():
+    """(sent in clear to the listening port, a key let a trial's eavesdropper write as us)"""
+    run = logged_in()                       # (its welcome's proof is p1)
+    assert printed(delivered(run, sealed_address())) == ["got address!", "bob 10.0.0.2 6001"]
+    assert run.client.peers.addresses["bob"].key == KEY
+
+
+@pytest.mark.parametrize("frame", [sealed_address(proof="another session's"),
+                                   {**sealed_address(), "sealed": "zz"},
+                                   {**sealed_address(), "sealed": 7}])
+def test_a_key_that_does_not_open_with_our_proof_is_no_address(frame):
+    run = logged_in()
+    actions = delivered(run, frame)
+    assert printed(actions) == [] and of(actions, Log) and run.client.peers.addresses == {}
+
+
+def test_seal_and_unseal_are_inverse_and_the_pad_never_repeats_for_another_salt():
+    key = "XWoOPYZwWsBM5rUucZ8PH_"
+    one = protocol.seal(key, "proof", protocol.ADDRESS_KEY_LABEL, "seas", "1")
+    two = protocol.seal(key, "proof", protocol.ADDRESS_KEY_LABEL, "seas", "2")
+    assert one != two and key not in one and len(one) == 2 * len(key)
+    assert protocol.unseal(one, "proof", protocol.ADDRESS_KEY_LABEL, "seas", "1") == key
+    assert protocol.unseal(one, "proof", protocol.ADDRESS_KEY_LABEL, "seas", "2") != key
+    long_key = "k" * 64                     # past one HMAC block: the pad goes on
+    sealed = protocol.seal(long_key, "proof", protocol.ADDRESS_KEY_LABEL, "seas", "3")
+    assert protocol.unseal(sealed, "proof", protocol.ADDRESS_KEY_LABEL, "seas", "3") == long_key
+
+
 @pytest.mark.parametrize("frame, lines", [
     ({"type": "address_refused", "user": "bob"}, ["bob refused to give you their address."]),
     ({"type": "address_lapsed", "user": "bob"},

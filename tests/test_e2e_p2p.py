@@ -164,13 +164,18 @@ def test_a_stranger_with_a_forged_or_replayed_proof_is_refused(clients, server):
     bob.type("y google")
     address = google.next_delivery("address")
     assert address["port"] == bob_port
+    # the key is sealed with the session's proof: the delivery crosses the network in plain
+    # TCP, and a trial's eavesdropper forged a private message with the key it read there
+    assert "key" not in address
+    key = protocol.unseal(address["sealed"], google.key, protocol.ADDRESS_KEY_LABEL, "seas",
+                          address["salt"])
+    assert key is not None and key not in json.dumps(address)
     sock, lines, nonce = dial(bob_port)
     real_hello = {"type": "peer_hello", "from": "google", "nonce": "d1",
-                  "mac": mac_of(address["key"], "google", "seas", nonce)}
+                  "mac": mac_of(key, "google", "seas", nonce)}
     send(sock, real_hello, {"type": "private", "from": "google", "text": "genuine words"})
     proof_back, delivered = lines.next(), lines.next()
-    assert proof_back == {"type": "ok", "mac": listener_mac(address["key"], "seas", "google",
-                                                              "d1")}
+    assert proof_back == {"type": "ok", "mac": listener_mac(key, "seas", "google", "d1")}
     assert delivered == {"type": "ok"}
     bob.expect("google (private): genuine words")
     send(sock, {"type": "bye"})
