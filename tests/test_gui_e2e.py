@@ -581,13 +581,18 @@ def test_an_acknowledgement_waits_for_the_drawing_and_a_closed_window_sends_none
                                         reactor=types.SimpleNamespace(clock=clock))
     drawn = []
     screen.window = types.SimpleNamespace(refresh=lambda: drawn.append(clock.now()))
+    kicked = []
+    screen.loop = types.SimpleNamespace(kick=lambda: kicked.append(len(sent)))
     screen._after_pass()                    # drawn now: the next drawing waits REFRESH_S
     sent = []
     screen.once_drawn(lambda: sent.append("ack 1"))
     screen._after_pass()
     assert sent == [] and len(drawn) == 1
     pump(tk, lambda: len(drawn) == 2)
-    assert sent == ["ack 1"]                # sent with the drawing that showed it
+    assert sent == ["ack 1"]                # sent with the drawing that showed it ...
+    # ... and a pass asked for at once, which writes it: queued outside a pass, a trial's
+    # acknowledgements waited for the next event, and a close overtook them
+    assert kicked == [1]
     screen.once_drawn(lambda: sent.append("ack 2"))
     screen._after_pass()
     screen.close()                          # the close button, before the drawing
