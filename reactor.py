@@ -633,8 +633,14 @@ class Reactor:
             _nodelay(conn.sock)
             context, hostname = conn.connecting       # (a dialled connection's)
             if context is not None:
-                conn.sock = context.wrap_socket(conn.sock, server_hostname=hostname,
-                                                do_handshake_on_connect=False)
+                try:
+                    conn.sock = context.wrap_socket(conn.sock, server_hostname=hostname,
+                                                    do_handshake_on_connect=False)
+                except OSError as exc:
+                    # (reset as it was wrapped: wrap_socket asks the socket for its peer, a
+                    # trial's cutting proxy made that a traceback on standard error)
+                    self._close(conn, _reason_of_error(exc), flush=False)
+                    return
         if isinstance(conn.sock, ssl.SSLSocket):
             try:
                 conn.sock.do_handshake()

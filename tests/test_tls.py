@@ -122,6 +122,22 @@ def test_a_plain_client_on_a_tls_port_is_told_so_in_plain_text_and_the_listener_
     pump(reactor, lambda: b"ok" in client.events)
 
 
+def test_a_connection_reset_as_it_is_wrapped_for_tls_is_closed_without_a_traceback():
+    """(wrap_socket asks the socket for its peer: a trial's cutting proxy reset it there, and
+    the client wrote "error in callback" with a traceback)"""
+    errors = []
+    reactor = Reactor(RealClock(), log=errors.append)
+    listener = reactor.listen("127.0.0.1", 0, Recorder())
+
+    class Resetting:
+        def wrap_socket(self, sock, **options):
+            raise ConnectionResetError(104, "Connection reset by peer")
+    client = Recorder()
+    reactor.connect("127.0.0.1", listener.port, client, tls=Resetting())
+    pump(reactor, lambda: client.events)
+    assert client.events == [("closed", "reset")] and errors == []
+
+
 def test_the_certificate_must_name_the_host(certificate):
     reactor = Reactor(RealClock())
     listener = reactor.listen("127.0.0.1", 0, Recorder(), tls=server_context(certificate))
