@@ -212,6 +212,11 @@ class ChatView:
             # fifty all read the login's time)
             self.entries.append(Entry(show.sent_at or at, show.sender, show.text,
                                       _ENTRY_KINDS[show.kind]))
+        elif show.kind in ("not_done", "perhaps_not_done") and self._seeding \
+                and show.text == "online":
+            # the view's own `online`, cut by the network: asked again when the server is back
+            # (a trial's pane told the user to type an /online it never typed)
+            self._seeding = False
         elif show.kind in _NOTICES:
             if show.kind == "peer_no_port":
                 self._portless.add(show.sender)

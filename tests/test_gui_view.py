@@ -497,6 +497,23 @@ def test_unreachable_server_and_waiting_messages_show_in_the_status_line(screen)
     assert marks(screen) == ["✓", "✓"]
 
 
+def test_the_windows_own_online_cut_by_the_network_is_not_laid_on_the_user(screen):
+    """(a trial's pane said "/online may not have been done: type it again", an /online the
+    window had sent itself, after a staying connection came back and was cut again)"""
+    screen.login(users=["bob"])
+    screen.send("one")
+    screen.fail("timed out")                    # an outage ...
+    screen.clock.advance(1)
+    screen.glue.feed(Expired(OutboxRetry()))
+    screen.reply({"type": "ok", "skipped": 0}, "broadcast")     # ... over: the list asked again
+    screen.fail("reset", "online")              # ... and that request cut
+    assert not any("online" in text.lower() and "done" in text for text in screen.texts())
+    screen.send("/online")                      # the user's own is said, as before
+    screen.fail("reset", "online")
+    assert any(text.endswith("/online may not have been done: type it again once the server "
+                             "is back.") for text in screen.texts())
+
+
 def test_an_empty_name_is_asked_for():
     view = ChatView()
     view.render(status(USERNAME), AT)
