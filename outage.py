@@ -43,11 +43,9 @@ class Outage:
             hint = (" Another program listens at that port (the server's IRC port, say): "
                     "check the port.")
         if self.tls and reason.startswith("tls: ") and (
-                "certificate" in reason or "Hostname mismatch" in reason):
+                "certificate" in reason or "mismatch" in reason):
             # (tried again for ever, with nothing said of what would help: a trial's)
-            hint = (" That will not change by itself: give the server's certificate with "
-                    "--cafile FILE (cert.pem, from make cert), and name the server as its "
-                    "certificate does.")
+            hint = " That will not change by itself: " + _certificate_help(reason)
         return [Show("outage", f"Cannot reach {self.where()} ({reason}).{hint}")] if said else []
 
     def answered(self):
@@ -77,3 +75,15 @@ class Outage:
             return None
         times = list(under_way) or list(self.tries_at.values())
         return min(times) if times else None
+
+
+def _certificate_help(reason):
+    """What would help with a certificate refused for `reason` (OpenSSL's words): a trial's
+    expired certificate, and a wrong host, were told to give --cafile, which they had."""
+    if "expired" in reason or "not yet valid" in reason:
+        return ("the server's certificate is out of its dates; its operator must make a new one "
+                "(make cert) and restart the server.")
+    if "mismatch" in reason:
+        return ("name the server as its certificate does (the host it was made for), or have "
+                "one made for this name.")
+    return ("give the server's own certificate with --cafile FILE (cert.pem, from make cert).")

@@ -681,18 +681,26 @@ def test_a_plain_client_told_the_port_speaks_tls_leaves_saying_so(probing):
     assert run.do(LineIn("pw")) == []           # what follows is not read as a name
 
 
-@pytest.mark.parametrize("reason", ["tls: self-signed certificate",
-                                    "tls: Hostname mismatch, certificate is not valid for 'x'."])
-def test_a_certificate_refused_says_what_would_help(reason):
+@pytest.mark.parametrize("reason, help", [
+    ("tls: self-signed certificate",
+     "give the server's own certificate with --cafile FILE (cert.pem, from make cert)."),
+    ("tls: Hostname mismatch, certificate is not valid for 'x'.",
+     "name the server as its certificate does (the host it was made for), or have one made "
+     "for this name."),
+    ("tls: IP address mismatch, certificate is not valid for '127.0.0.2'.",
+     "name the server as its certificate does (the host it was made for), or have one made "
+     "for this name."),
+    ("tls: certificate has expired",        # (a trial's, told to give the --cafile it had)
+     "the server's certificate is out of its dates; its operator must make a new one (make "
+     "cert) and restart the server.")])
+def test_a_certificate_refused_says_what_would_help(reason, help):
     """A wrong --cafile was tried again for ever, with nothing said of what would help (a
     trial's)."""
     run = Run(tls=True)
     run.do(Started())
     run.type("alice")
     said = printed(run.fail(reason))[0]
-    assert said == (f"Cannot reach the server ({reason}). That will not change by itself: give "
-                     f"the server's certificate with --cafile FILE (cert.pem, from make cert), "
-                     f"and name the server as its certificate does.")
+    assert said == f"Cannot reach the server ({reason}). That will not change by itself: {help}"
 
 
 def test_heartbeat_no_session_ends_the_session():
