@@ -1451,6 +1451,14 @@ class ChatClient:
             return
         if command.user not in self.peers.addresses:
             self.refused += 1
+            same = [user for user in self.peers.addresses
+                    if user.lower() == command.user.lower()]
+            if same:
+                # (a trial's `private SEAS hi` was told to getaddress SEAS, and that no such
+                # user exists: names are told apart by case)
+                out.append(Show("system", f"You have the address of {same[0]}, not of "
+                                          f"{command.user}: user names are case-sensitive."))
+                return
             # (one who agreed without a port: asking again gets the same; say why instead)
             out.append(Show("peer_no_port" if command.user in self.peers.portless
                             else "no_address", sender=command.user))

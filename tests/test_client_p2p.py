@@ -123,6 +123,14 @@ def sealed_address(proof="p1", salt="7", key=KEY):
             "sealed": protocol.seal(key, proof, protocol.ADDRESS_KEY_LABEL, "bob", salt)}
 
 
+def test_a_private_message_to_a_name_held_in_another_case_says_so():
+    """(a trial's `private BOB hi` was told to getaddress BOB, then that BOB does not exist)"""
+    run = with_address(logged_in())
+    assert printed(run.type("private BOB hi")) == [
+        "You have the address of bob, not of BOB: user names are case-sensitive."]
+    assert not of(run.type("private BOB hi"), OpenLink)
+
+
 def test_a_sealed_key_is_opened_with_the_sessions_proof():
     """(sent in clear to the listening port, a key let a trial's eavesdropper write as us)"""
     run = logged_in()                       # (its welcome's proof is p1)
