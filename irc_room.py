@@ -189,14 +189,23 @@ class RoomCommands:
 
     def _c_who(self, params, wall):
         mask = params[0] if params else "*"
-        self._ask_online(self._who, mask)
+        # `WHO mask o`: operators only, and there are none here (a trial's listed everyone,
+        # where ngIRCd lists nobody); WHOX's %fields come after the flags
+        operators_only = len(params) > 1 and "o" in params[1].split("%", 1)[0]
+        self._ask_online(self._who, (mask, operators_only))
 
-    def _who(self, frame, mask):
-        names = [self.nick, *self._online_list(frame)]
-        if not (self._is_room(mask) or mask in ("*", "0")):
-            names = list(filter(mask_matcher(mask), names))
+    def _who(self, frame, asked):
+        mask, operators_only = asked
+        names = [] if operators_only else [self.nick, *self._online_list(frame)]
+        everyone = self._is_room(mask) or mask in ("*", "0")
+        matches = None if everyone else mask_matcher(mask)
         for name in names:
             username, realname = self._user_of(name)
+            # a mask is matched against the nick, user name, host, server and real name, as
+            # RFC 2812 has it (a trial's matched the nick alone)
+            if matches is not None and not any(map(matches, (name, username, USER_HOST,
+                                                             self.server, realname))):
+                continue
             here = "G" if self._away_of(name) else "H"
             self.numeric("352", self.room, username, USER_HOST, self.server, name, here,
                          f"0 {realname}")

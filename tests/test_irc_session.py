@@ -1144,6 +1144,24 @@ def test_who_masks_match_with_wildcards_and_away_is_g():
         f"{S}315 columbia c?lum* :End of WHO list"]
 
 
+@pytest.mark.parametrize("raw, mask", [("WHO #chat o", "#chat"), ("WHO * o%tcuhnfdar,7", "*")])
+def test_who_of_operators_lists_nobody_for_there_are_none(raw, mask):
+    """(a trial's `WHO #chat o` listed everyone, where ngIRCd lists nobody)"""
+    session = welcomed()
+    said(session, raw)
+    assert answer(session, "online", users=["seas"]) == [
+        f"{S}315 columbia {mask} :End of WHO list"]
+
+
+def test_who_masks_match_the_user_name_and_real_name_too():
+    """(RFC 2812: a trial's matched the nick alone)"""
+    session = welcomed()
+    said(session, "WHO ~u")                     # our user name, from USER
+    assert answer(session, "online", users=["seas"]) == [
+        f"{S}352 columbia #chat ~u chat {SERVER} columbia H :0 u",
+        f"{S}315 columbia ~u :End of WHO list"]
+
+
 def test_whowas_answers_an_account_not_online_as_one_that_was():
     """irssi sends WHOWAS by itself after a WHOIS's 401 and shows only its answer: a 421 made
     /whois of an absent user say "WHOWAS Unknown command", a 406 "There is no such nick" for
