@@ -12,10 +12,9 @@ from protocol import MAX_FRAME_BYTES, MAX_SEQ, FrameError, decode, int_field
 
 # the shared Arm, Expired and Log are this core's too
 __all__ = ["Acked", "Arm", "AskLapses", "BadFrame", "Close", "Closed", "Deliver", "DeliverEach",
-           "DeliverRun", "Expired", "IdleCheck", "Log", "PresenceBatch", "PresenceHeld", "Redeliver",
-           "Replies",
-           "Reply", "Request", "StoreRecovered", "TimeQuiet", "Undelivered", "accepted_event",
-           "delivery_event"]
+           "DeliverRun", "Expired", "IdleCheck", "Log", "PresenceBatch", "PresenceHeld",
+           "Redeliver", "Replies", "Reply", "Request", "StoreRecovered", "TimeQuiet",
+           "Undelivered", "accepted_event", "delivery_event"]
 
 
 # --- Events: what happened -------------------------------------------------------------------

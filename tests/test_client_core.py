@@ -1215,7 +1215,8 @@ def test_glue_runs_a_piped_session_against_a_server(loop):
     assert out.startswith("Please enter username:\nPlease enter password:\n"
                           "You have successfully logged in.\n")
     assert "bob\n" in out
-    assert "bob (while you were away): stored \\x1b!\n" in out          # the delivery came through the listener
+    # the delivery came through the listener
+    assert "bob (while you were away): stored \\x1b!\n" in out
     requests_sent = [f["type"] for f in server.seen if f["type"] != "bye"]
     assert requests_sent == ["check_user", "login", "online", "message", "logout"]
     # one per short connection, the first the check that the server is there: it asks nothing

@@ -36,6 +36,17 @@ def test_password_is_not_echoed(clients):
     assert "116bway" not in typed
 
 
+def log_in_and_list(write, until):
+    """Log in as columbia, each line written once `until` has seen its prompt, then `online`
+    and its answer."""
+    for prompt, typed in ((b"Please enter username:", b"columbia\n"),
+                          (b"Please enter password:", b"116bway\n"),
+                          (b"You have successfully logged in.", b"online\n")):
+        until(prompt)
+        write(typed)
+    until(b"No other users are online.")
+
+
 def test_password_is_not_echoed_when_only_the_keyboard_is_a_terminal(server):
     """`client.py | tee log`: the keyboard is a terminal, the output a pipe, and the
     terminal's own echo showed the password (a trial's); it is off for the password only."""
@@ -57,13 +68,7 @@ def test_password_is_not_echoed_when_only_the_keyboard_is_a_terminal(server):
             if proc.stdout in ready:
                 shown += os.read(proc.stdout.fileno(), 4096)
     try:
-        until(b"Please enter username:")
-        os.write(keyboard, b"columbia\n")
-        until(b"Please enter password:")
-        os.write(keyboard, b"116bway\n")
-        until(b"You have successfully logged in.")
-        os.write(keyboard, b"online\n")
-        until(b"No other users are online.")
+        log_in_and_list(lambda typed: os.write(keyboard, typed), until)
         assert b"columbia" in echoed and b"online" in echoed    # the echo is on, but...
         assert b"116bway" not in echoed                         # ... not for the password
     finally:
@@ -90,13 +95,7 @@ def test_a_dumb_terminal_gets_no_cursor_moves_and_no_password_echo(server):
             if select.select([fd], [], [], 0.1)[0]:
                 shown += os.read(fd, 4096)
     try:
-        until(b"Please enter username:")
-        os.write(fd, b"columbia\n")
-        until(b"Please enter password:")
-        os.write(fd, b"116bway\n")
-        until(b"You have successfully logged in.")
-        os.write(fd, b"online\n")
-        until(b"No other users are online.")
+        log_in_and_list(lambda typed: os.write(fd, typed), until)
         assert b"\x1b" not in shown and b"116bway" not in shown and b"online" in shown
     finally:
         os.kill(pid, 9)

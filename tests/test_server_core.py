@@ -558,7 +558,8 @@ def test_address_requests_past_a_users_budget_are_slowed_across_its_logins():
         asked += server.handle(Request(1, {"type": "getaddress", "token": alice, "user": "bob"},
                                        "127.0.0.1"), 1.0)
         server.handle(Request(1, {"type": "logout", "token": alice}, "127.0.0.1"), 1.0)
-    answers = [(frame["type"], frame.get("code"), frame.get("seconds")) for frame in replies(asked)]
+    answers = [(frame["type"], frame.get("code"), frame.get("seconds"))
+               for frame in replies(asked)]
     assert answers == [("ok", None, None)] * 3 + [("error", "slow_down", 2)]
     questions = [f for f in delivered_frames(asked) if f["type"] == "consent_request"]
     assert len(questions) == 3
