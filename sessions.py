@@ -137,7 +137,9 @@ class Sessions:
         """From now on the session is reached on `conn`, and only there."""
         previous = self.by_conn.get(conn)
         if previous is not None and previous is not session:
-            previous.conn = None    # one session per connection: a later login takes it over
+            # (not while the core refuses a login, or another's resume, on a connection that
+            # carries a session: kept so that a connection never carries two)
+            previous.conn = None
         self.acks_after_end.pop(conn, None)
         self.by_conn.pop(session.conn, None)
         session.conn = conn
