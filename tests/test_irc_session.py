@@ -1312,13 +1312,26 @@ def test_names_of_many_users_comes_in_several_lines():
     users = [f"user{i:03}" for i in range(100)]         # 800 characters of names
     lines = answer(session, "online", users=users)
     rows = [line.split(" :", 1)[1].split() for line in lines[:-1]]
-    assert len(rows) >= 3 and all(line.startswith(f"{S}353 columbia = #chat :")
+    assert len(rows) >= 2 and all(line.startswith(f"{S}353 columbia = #chat :")
                                   for line in lines[:-1])
     assert [name for row in rows for name in row] == ["columbia", *users]
-    assert all(len(line.encode()) < 512 for line in lines)
+    assert all(len(line.encode()) + 2 <= 512 for line in lines)
     # each line as full as it can be: the next line's first name would not have fitted
-    assert all(len(" ".join(row + [after[0]])) > 380 for row, after in zip(rows, rows[1:]))
+    assert all(len((line + " " + after[0]).encode()) + 2 > 512
+               for line, after in zip(lines, rows[1:]))
     assert lines[-1] == f"{S}366 columbia #chat :End of /NAMES list"
+
+
+def test_names_of_users_with_names_of_several_bytes_a_character_all_come_within_512_bytes():
+    """(a trial's 51 users with CJK names: cut at 380 characters, lines passed 512 bytes and
+    lost 23 names to the line's end, one of them cut in the middle)"""
+    session = welcomed()
+    said(session, "NAMES")
+    users = ["".join(chr(0x4E00 + 8 * n + k) for k in range(8)) for n in range(50)]
+    lines = answer(session, "online", users=users)
+    rows = [line.split(" :", 1)[1].split() for line in lines[:-1]]
+    assert [name for row in rows for name in row] == ["columbia", *users]
+    assert all(len(line.encode()) + 2 <= 512 for line in lines)
 
 
 def test_names_of_another_channel_is_366_alone():
