@@ -917,6 +917,15 @@ class ChatServer(Reach):
         unseen = self._unseen_by(session.user)
         others = [name for name in self.online_users()
                   if name != session.user and name not in unseen]
+        held = self._presence.held
+        if held:
+            # a user held for coming and going too often is where the others were last told
+            # it is, until it is let go and they are told where it is then: listed as it is, a
+            # trial's newcomer kept a wrong nick list for good (the let-go told it nothing new)
+            others = sorted({*others, *(name for name, told_online in held.items()
+                                        if told_online and name != session.user
+                                        and name not in unseen)}
+                            - {name for name, told_online in held.items() if not told_online})
         return [_answer(request.conn, frame_id, {"type": "online", "users": others})]
 
     def _block_target(self, session, frame):

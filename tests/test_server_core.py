@@ -536,6 +536,35 @@ def test_an_unknown_name_that_is_an_account_with_a_mark_after_it_says_which():
         assert (refusal["code"], refusal.get("near")) == ("unknown_user", "bob"), name
 
 
+@pytest.mark.parametrize("ends_online", [False, True], ids=["ends out", "ends in"])
+def test_a_user_who_comes_while_another_is_held_is_given_the_list_the_others_were(ends_online):
+    """A trial's newcomer, listed as things were while a flapping user was held, was told
+    nothing at the let-go (the others knew already), and kept a wrong nick list for good."""
+    from server_events import PresenceHeld
+    core, _ = make_server(Settings(presence_flaps_per_s=0.1, presence_flaps_burst=4))
+    armed, now = [], 1.0
+    for _ in range(6):                  # alice comes and goes: held, last told online
+        token = replies(login(core, "alice", now=now, conn=2))[0]["token"]
+        armed += [a for a in core.handle(Request(2, {"type": "logout", "token": token},
+                                                 "127.0.0.1"), now)
+                  if isinstance(a, Arm) and type(a.key) is PresenceHeld]
+        now += 0.1
+    if ends_online:
+        login(core, "alice", now=now, conn=2)
+    told_online = core._presence.held["alice"]
+    carol = replies(login(core, "carol", now=now, conn=3))[0]["token"]
+    listed = replies(core.handle(Request(3, {"type": "online", "token": carol}, "127.0.0.1"),
+                                 now))[0]["users"]
+    assert listed == (["alice"] if told_online else [])       # as the others were told
+    let_go = core.handle(Expired(PresenceHeld("alice")), armed[0].at)
+    told = [f for f in delivered_frames(let_go) if f["type"] == "presence"]
+    # where alice is now, told to carol too when that is not what she was listed
+    assert told == ([] if told_online == ends_online else
+                    [{"type": "presence", "user": "alice", "online": ends_online}])
+    assert replies(core.handle(Request(3, {"type": "online", "token": carol}, "127.0.0.1"),
+                               armed[0].at))[0]["users"] == (["alice"] if ends_online else [])
+
+
 def test_address_requests_are_logged_folded_per_asker():
     """40 accounts asking within their rate limits wrote 29,000 lines a minute (a trial's)."""
     server, _ = make_server()
