@@ -685,13 +685,14 @@ class IrcSession(RoomCommands):
             if frame.get("stored"):
                 self.notice(f"{target} is not online: your message waits for their next "
                             f"login.")
-            missed = (frame.get("skipped", 0), frame.get("full", 0))
-            if any(missed) and missed != self.missed:
-                # said when it changes, not after each line (a trial's notice followed every
-                # line of a user someone blocked)
-                self.notice(f"Not everyone got that: {missed[0]} block you, {missed[1]} have "
-                            f"too much waiting.")
-            self.missed = missed
+            if "skipped" in frame:          # (a room message's answer: a private's has none)
+                missed = (frame["skipped"], frame.get("full", 0))
+                if any(missed) and missed != self.missed:
+                    # said when it changes, not after each line (a trial's notice followed
+                    # every line of a user someone blocked)
+                    self.notice(f"Not everyone got that: {missed[0]} block you, {missed[1]} "
+                                f"have too much waiting.")
+                self.missed = missed
             return
         if frame.get("code") == "unknown_user":
             self.numeric("401", target, "No such nick")

@@ -563,9 +563,11 @@ def test_who_did_not_get_a_room_message_is_said_again_only_when_it_changes():
     """(a trial's notice followed every line of a user someone blocked)"""
     session = welcomed()
     told = []
-    for skipped, full in ((1, 0), (1, 0), (1, 0), (1, 1), (1, 1), (0, 0), (1, 0)):
+    for skipped, full in ((1, 0), (1, 0), (1, 0), (1, 1), (1, 1), (0, 0), (1, 0), (1, 0)):
         said(session, "PRIVMSG #chat :hello all")
         told += answer(session, "ok", skipped=skipped, full=full)
+        said(session, "PRIVMSG seas :and you")    # (a private message's answer changes nothing)
+        told += answer(session, "ok", stored=False)
     assert told == [service("Not everyone got that: 1 block you, 0 have too much waiting."),
                     service("Not everyone got that: 1 block you, 1 have too much waiting."),
                     service("Not everyone got that: 1 block you, 0 have too much waiting.")]
