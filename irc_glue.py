@@ -200,6 +200,12 @@ class IrcFront(Accepted):
             return frame_time_s
         return max(frame_time_s, IDLE_S)
 
+    def on_idle(self, conn):
+        """Silent past IDLE_S: told why, as IRC servers do (a trial's client was closed with
+        nothing said, while the others read its QUIT: Ping timeout)."""
+        if conn.data is not None and not conn.data.link.registering:
+            conn.send(line("", "ERROR", f"Closing link: Ping timeout: {IDLE_S:g} seconds"))
+
     def on_frame_timeout(self, conn):
         conn.send(line("", "ERROR", "Closing link: too slow (no complete line, or no login, "
                                     "in time)"))

@@ -92,6 +92,10 @@ class Handler:
         """A frame begun frame_time_s ago has not ended; the reactor closes `conn` right after
         (flushing what this queues, an error frame say)."""
 
+    def on_idle(self, conn):
+        """`conn` was silent past the limit its owner set (not the reactor's: the glue's quiet
+        limits), and is closed right after, flushing what this queues."""
+
     def frame_time(self, conn, frame_time_s):
         """Seconds a frame begun on `conn` may take to end: the reactor's frame_time_s (None:
         forever), unless the handler knows better of this connection."""

@@ -367,6 +367,8 @@ class ServerGlue:
         if reason != "idle":    # hostile or broken, not merely done: told why, and logged
             conn.handler.on_frame_timeout(conn)
             reason = f"{reason} within {whole(limit_s)} s"
+        else:
+            conn.handler.on_idle(conn)
         conn.close(reason)
 
     def stop_quiet(self, conn):

@@ -647,6 +647,8 @@ def test_an_idle_but_answering_client_stays_logged_in_and_a_silent_one_is_closed
     settle(world, lambda: silent.closed)
     assert alive.closed is None and "columbia" in world.core.online_users()
     assert silent.of("PING") and "seas" not in world.core.online_users()
+    # told why, as IRC servers do (a trial's was closed with nothing said)
+    assert silent.of("ERROR")[-1].params == (f"Closing link: Ping timeout: {IDLE_S:g} seconds",)
     assert PING_AFTER_S < IDLE_S
     settle(world, lambda: alive.of("QUIT"))
     assert alive.of("QUIT")[-1].params == (f"Ping timeout: {IDLE_S:g} seconds",)
