@@ -23,7 +23,7 @@ import binascii
 import time
 
 from irc_room import RoomCommands
-from irc_wire import Message, fold, line, nick_ok, pieces, text_bytes
+from irc_wire import CHANNELLEN, Message, fold, line, nick_ok, pieces, text_bytes
 from irc_words import (CTCP, HELP, NO_PRIVATE, SERVICE, SERVICE_SOURCE, USER_HOST,
                        VERSION, ctcp_word, from_action, login_refused, notice_about, sent_at,
                        stamp, to_action, why)
@@ -535,7 +535,8 @@ class IrcSession(RoomCommands):
         self.numeric("003", "This server keeps every message until its recipient has read it")
         self.say("004", self.nick, self.server, VERSION, "i", "nt")
         self.numeric("005", "CASEMAPPING=ascii", "CHANTYPES=#", f"NETWORK={self.server}",
-                     "NICKLEN=64", f"USERLEN={USERLEN}", "PREFIX=", "CHANMODES=,,,nt",
+                     "NICKLEN=64", f"CHANNELLEN={CHANNELLEN}", f"USERLEN={USERLEN}", "PREFIX=",
+                     "CHANMODES=,,,nt",
                      f"TARGMAX=PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS}", "SILENCE=64",
                      "UTF8ONLY", "CLIENTTAGDENY=*", "are supported by this server")
         self._c_motd((), None)

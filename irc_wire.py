@@ -20,6 +20,7 @@ MAX_MASK_PIECES = 16            # pieces between a mask's stars (mask_matcher)
 SAFE_TEXT_BYTES = 400           # a notice's text is cut into pieces of at most this much, so
                                 # the line with our longest prefix stays under 512
 MIN_TEXT_BYTES = 100            # ... and a message's at most what its line leaves, never less
+CHANNELLEN = 50                 # the room's name at most (--irc-room): a line's text has room
 
 
 class TooLong(Exception):

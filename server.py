@@ -124,6 +124,9 @@ def parse_args(argv):
         parser.error(f"--irc-port {args.irc_port} is the chat port too: give it a port of its own")
     if not (args.irc_room.startswith("#") and irc_wire.nick_ok(args.irc_room[1:])):
         parser.error(f"--irc-room {args.irc_room!r} is no channel name: # and letters, say #chat")
+    if len(args.irc_room) > irc_wire.CHANNELLEN:
+        # (a trial's 450 characters left each message line 100 bytes of text at most)
+        parser.error(f"--irc-room is longer than {irc_wire.CHANNELLEN} characters")
     name = args.irc_name
     if not (0 < len(name) <= 63
             and all(char.isascii() and (char.isalnum() or char in ".-") for char in name)):

@@ -39,6 +39,16 @@ def test_an_irc_name_with_a_space_or_other_odd_character_is_refused(name, capsys
     assert server.parse_args(["4119", "--irc-name", "chat.example-1.org"]).irc_name
 
 
+@pytest.mark.parametrize("room, why", [("chat", "is no channel name"),
+                                       ("#" + "r" * 50, "is longer than 50 characters")])
+def test_an_irc_room_that_is_no_channel_or_too_long_is_refused(room, why, capsys):
+    """(a trial's room of 450 characters left each message line 100 bytes of its text)"""
+    with pytest.raises(SystemExit):
+        server.parse_args(["4119", "--irc-room", room])
+    assert why in capsys.readouterr().err
+    assert server.parse_args(["4119", "--irc-room", "#" + "r" * 49]).irc_room
+
+
 def test_ports_counts_and_rates():
     assert options.port("4119") == 4119 and options.any_port("0") == 0
     for bad in ("0", "65536", "x"):
