@@ -673,8 +673,16 @@ class Reactor:
             self._close(conn, _reason_of(exc.errno), flush=False)
             return False
         if first == b"\x16":
-            conn.sock = listener.tls.wrap_socket(conn.sock, server_side=True,
-                                                 do_handshake_on_connect=False)
+            # out of the selector while its socket changes: a wrap that fails closes the
+            # descriptor itself (reset meanwhile, with bytes unread), and its stale key made
+            # every connection accepted on that number fail, on every port (a reviewer's)
+            self._set_mask(conn, 0)
+            try:
+                conn.sock = listener.tls.wrap_socket(conn.sock, server_side=True,
+                                                     do_handshake_on_connect=False)
+            except (OSError, ValueError) as exc:
+                self._close(conn, _reason_of_error(exc), flush=False)
+                return False
             conn.connecting = True      # open once the handshake is done
             return True
         if first:
@@ -1117,7 +1125,7 @@ def _reason_of_error(exc):
     if isinstance(exc, ssl.SSLCertVerificationError) and getattr(exc, "verify_message", None):
         return f"tls: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError):
-        reason = str(exc.reason or exc)
+        reason = str(getattr(exc, "reason", None) or exc)     # (ssl's own may have none)
         if reason == "WRONG_VERSION_NUMBER":
             return "tls: WRONG_VERSION_NUMBER (the other end does not speak TLS?)"
         if reason == "UNEXPECTED_EOF_WHILE_READING":    # (a plain server closes a handshake)

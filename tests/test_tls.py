@@ -1,4 +1,5 @@
 """TLS inside the reactor: non-blocking handshakes, then frames as on plain TCP."""
+import os
 import socket
 import ssl
 import time
@@ -120,6 +121,33 @@ def test_a_plain_client_on_a_tls_port_is_told_so_in_plain_text_and_the_listener_
     conn = reactor.connect("127.0.0.1", listener.port, client, tls=context)
     conn.send(b"again\n")
     pump(reactor, lambda: b"ok" in client.events)
+
+
+def test_an_accepted_connection_whose_wrap_fails_leaves_no_stale_descriptor_behind():
+    """A reviewer's client sent a handshake's first byte and reset: the wrap closed the
+    descriptor itself, its key stayed in the selector, and every connection accepted on that
+    number after it failed, on every port, until the first one's time was up."""
+    errors = []
+    reactor = Reactor(RealClock(), log=errors.append)
+
+    class FailingWrap:
+        def wrap_socket(self, sock, **options):
+            os.close(sock.detach())         # (as ssl does: closed, then raised)
+            raise ssl.SSLError(0, "Closed before TLS handshake with data in recv buffer.")
+    server = Recorder()
+    tls = reactor.listen("127.0.0.1", 0, server, tls=FailingWrap())
+    plain = reactor.listen("127.0.0.1", 0, Recorder(reply=lambda line: b"pong\n"))
+    doomed = socket.create_connection(("127.0.0.1", tls.port))
+    doomed.sendall(b"\x16\x03\x01")
+    pump(reactor, lambda: any(isinstance(e, tuple) for e in server.events))
+    doomed.close()
+    for _ in range(3):                      # (the next accepts take the freed number)
+        client = Recorder()
+        conn = reactor.connect("127.0.0.1", plain.port, client)
+        conn.send(b"ping\n")
+        pump(reactor, lambda: b"pong" in client.events)
+        conn.close("done")
+    assert errors == []
 
 
 def test_a_connection_reset_as_it_is_wrapped_for_tls_is_closed_without_a_traceback():
