@@ -181,7 +181,6 @@ class Store:
         new = path != ":memory:" and not os.path.lexists(path)
         self._db = self._file = self._wal = self._wal_id = None
         self._homeless = False      # (see _open; here for a close after a failed open)
-        self._damaged = None
         self._log_bytes = None      # the log's size past which the store empties it (_limit_log)
         self._reserve = None if path == ":memory:" else path + RESERVE
         self._reserve_bytes = 0     # the reserve's size, on a small disk (_keep_reserve)
@@ -205,7 +204,6 @@ class Store:
     def _open(self, seq_floor, new_identity):
         """The rest of __init__: the database opened and read."""
         path = self._path
-        had_log = path != ":memory:" and os.path.exists(path + "-wal")
         self._db = self._connect()
         # user -> the set of names they block, and target -> the set of names blocking it:
         # all read at open (a few per user at most), kept in step with every write; users who
@@ -220,16 +218,9 @@ class Store:
         self._lost = False          # the transaction was rolled back: write the journal again
         self.failing = None         # why the last commit failed, while commits fail; else None
         self._db.executescript(_SCHEMA)
-        rescued = self._db.execute("SELECT 1 FROM meta WHERE name = 'rescued_from'").fetchone()
-        if rescued:
+        if self._db.execute("SELECT 1 FROM meta WHERE name = 'rescued_from'").fetchone():
             # a rescued copy moved in (_mark_rescued): the store now, and its log its own
             self._db.execute("DELETE FROM meta WHERE name = 'rescued_from'")
-        copied_running = self._exclusive and not had_log and not rescued and (
-            self._db.execute("SELECT value FROM meta WHERE name = 'running'").fetchone()
-            == ("1",))
-        if self._exclusive:
-            # (said in the file, which a copy of it alone tells: _open's notice, close)
-            self._db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('running', '1')")
         self._db.commit()
         self._limit_pages(self._db)
         # the file, and its write-ahead log once a commit has made it, to tell at each commit
@@ -249,16 +240,6 @@ class Store:
         self._looked_at = None      # when an idle store last looked at its files
         self.look_wanted = False    # the glue asks the next commit to look, idle or not
         self.notice = None          # what the operator should read in the log, once
-        if copied_running:
-            # the file says its server ran, and no log is beside it: SQLite deletes the log
-            # only at a clean close, which says the server stopped (close). A trial's backup,
-            # `cp chat.sqlite3` while the server ran, was restored without a word, 23
-            # messages acknowledged before the copy missing
-            self.notice = (f"{path} was written by a server that was still running, and has no "
-                           f"write-ahead log beside it: a copy of the file alone made while the "
-                           f"server ran (cp) lacks what only its log held, acknowledged "
-                           f"messages among them; if this is one, restore a copy made with the "
-                           f"server stopped")
         if path != ":memory:":
             self._reserve_bytes, held = _reserve_bytes(path)
             self._reserve_held = held >= self._reserve_bytes > 0
@@ -1122,13 +1103,6 @@ class Store:
     def close(self):
         """Close the database; uncommitted writes are lost."""
         if self._db is not None:
-            if self._exclusive and not self._homeless and self._damaged is None:
-                try:            # (the server stopped: a copy of the file now is whole)
-                    self._db.execute("INSERT OR REPLACE INTO meta (name, value) "
-                                     "VALUES ('running', '0')")
-                    self._db.commit()
-                except sqlite3.Error:
-                    pass        # (its log stays beside it then: no copy of a running store)
             self._db.close()
         if self._homeless and self._wal_id is not None:
             # its log, left at the path beside another file (SQLite, its file moved, copies

@@ -566,36 +566,6 @@ def test_a_log_that_cannot_be_looked_at_now_is_not_called_another_stores(tmp_pat
     again.close()
 
 
-@pytest.mark.parametrize("copied", ["file alone, running", "file and log, running",
-                                    "stopped first"])
-def test_a_copy_of_a_running_stores_file_alone_is_said_at_its_start(tmp_path, copied):
-    """A trial's backup, `cp chat.sqlite3` while the server ran, was restored without a word,
-    23 messages acknowledged before the copy missing (they were in the log only)."""
-    path = str(tmp_path / "chat.db")
-    store = Store(path, exclusive=True)
-    keep(store, "bob", {"n": 1})
-    store.commit()
-    backup = tmp_path / "backup"
-    backup.mkdir()
-    if copied != "stopped first":
-        shutil.copy(path, backup / "chat.db")
-        if copied == "file and log, running":       # (as a kill -9 leaves them)
-            shutil.copy(path + "-wal", backup / "chat.db-wal")
-    store.close()
-    if copied == "stopped first":
-        shutil.copy(path, backup / "chat.db")
-    restored = Store(str(backup / "chat.db"), exclusive=True)
-    if copied == "file alone, running":
-        assert "was written by a server that was still running, and has no write-ahead log " \
-               "beside it" in restored.notice
-    else:
-        assert restored.notice is None
-    restored.close()
-    again = Store(str(backup / "chat.db"), exclusive=True)      # said once: now it stopped
-    assert again.notice is None
-    again.close()
-
-
 def test_opening_waits_a_while_for_the_lock_a_stopping_server_still_holds(monkeypatch,
                                                                           tmp_path):
     # a server restarted at once (a supervisor, a conformance suite adding an account) finds
