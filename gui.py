@@ -88,6 +88,7 @@ class Entry:
     private: bool = False
     ref: str | None = None
     fate: Fate | None = None
+    day: str = ""           # "Dec 5": a message sent on another day than it was shown
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,14 @@ class Target:
 def stamp(at):
     """Wall-clock seconds -> 'HH:MM:SS' in local time."""
     return time.strftime("%H:%M:%S", time.localtime(at))
+
+
+def other_day(at, now):
+    """"Dec 5" if wall-clock `at` falls on another day than `now` (local time), else ""."""
+    sent, today = time.localtime(at), time.localtime(now)
+    if (sent.tm_year, sent.tm_yday) == (today.tm_year, today.tm_yday):
+        return ""
+    return f"{time.strftime('%b', sent)} {sent.tm_mday}"
 
 
 def _is_action(text):
@@ -139,6 +148,8 @@ def _entry_text(entry):
     suffix = _SENDER_SUFFIXES.get(entry.kind)
     if entry.sender is None or suffix is None:
         return entry.text
+    if entry.day:       # (its time stamp alone read as today's: a reviewer's, 2 days old)
+        suffix = f"{suffix[:-1]}, sent {entry.day})" if suffix else f" (sent {entry.day})"
     action = action_text(entry.text)
     if action:      # "* alice waves (to everyone)", as IRC shows a /me
         return f"* {entry.sender} {action}{suffix}"
@@ -210,8 +221,9 @@ class ChatView:
         elif show.kind in _ENTRY_KINDS:
             # a kept message is stamped when the server took it, not when it came (a trial's
             # fifty all read the login's time)
-            self.entries.append(Entry(show.sent_at or at, show.sender, show.text,
-                                      _ENTRY_KINDS[show.kind]))
+            sent_at = show.sent_at or at
+            self.entries.append(Entry(sent_at, show.sender, show.text,
+                                      _ENTRY_KINDS[show.kind], day=other_day(sent_at, at)))
         elif show.kind in ("not_done", "perhaps_not_done") and self._seeding \
                 and show.text == "online":
             # the view's own `online`, cut by the network: asked again when the server is back

@@ -514,6 +514,19 @@ def test_the_windows_own_online_cut_by_the_network_is_not_laid_on_the_user(scree
                              "is back.") for text in screen.texts())
 
 
+def test_a_message_sent_on_another_day_says_which_beside_its_time():
+    """(a reviewer's kept message of 2 days before read 03:28, as if of today)"""
+    view = ChatView()
+    today = time.mktime((2026, 12, 7, 8, 30, 0, 0, 0, -1))
+    old = time.mktime((2026, 12, 5, 3, 28, 0, 0, 0, -1))
+    view.render(Show("offline", "old one", "columbia", old), today)
+    view.render(Show("message", "late one", "columbia", old), today)
+    view.render(Show("message", "this morning", "columbia", today - 3600), today)
+    assert [entry_text(e) for e in view.entries] == [
+        "columbia (while you were away, sent Dec 5): old one",
+        "columbia (sent Dec 5): late one", "columbia: this morning"]
+
+
 def test_an_empty_name_is_asked_for():
     view = ChatView()
     view.render(status(USERNAME), AT)
