@@ -9,6 +9,7 @@ Tk's own wait: no thread, no polling.
 import math
 import tkinter
 import tkinter.font
+import tkinter.messagebox
 from tkinter import ttk
 
 from client_events import Fate, Stage
@@ -560,6 +561,7 @@ class TkScreen(WindowScreen):
         self._refresh_id = None     # the Tk `after` that draws it next, if one waits
         self._undrawn = []          # what waits for the next drawing (once_drawn)
         self._closed = False
+        self.tell_exit = tkinter.messagebox.showerror   # why the client ends, if it fails
 
     @classmethod
     def open(cls):
@@ -583,6 +585,10 @@ class TkScreen(WindowScreen):
         (exit between passes, never inside one)."""
         if self.glue.exit_code is not None:
             self.loop.stop()
+            if self.glue.exit_code and self.glue.exit_reason:
+                # the window is all its user reads: it vanished, the reason on a standard
+                # error nobody saw (a reviewer's, at a port that speaks TLS)
+                self.tell_exit("Chat room", self.glue.exit_reason, parent=self.root)
             self.root.destroy()
             return
         # at most every REFRESH_S: a flood of 2,000 long messages, drawn after each pass,

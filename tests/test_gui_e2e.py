@@ -603,6 +603,22 @@ def test_an_acknowledgement_waits_for_the_drawing_and_a_closed_window_sends_none
     assert sent == ["ack 1"]
 
 
+def test_a_window_whose_client_fails_says_why_before_it_closes(tk):
+    """(a reviewer's window at a port that speaks TLS vanished, the reason on a standard error
+    nobody saw)"""
+    screen = TkScreen(tk)
+    told, stopped = [], []
+    screen.tell_exit = lambda title, text, parent: told.append(text)
+    screen.loop = types.SimpleNamespace(stop=lambda: stopped.append(True))
+    screen.root = types.SimpleNamespace(destroy=lambda: None)
+    screen.glue = types.SimpleNamespace(exit_code=1, exit_reason="this port speaks TLS")
+    screen._after_pass()
+    assert told == ["this port speaks TLS"] and stopped
+    screen.glue = types.SimpleNamespace(exit_code=0, exit_reason="")
+    screen._after_pass()                    # an ordinary end says nothing
+    assert told == ["this port speaks TLS"]
+
+
 def test_perhaps_not_sent_is_not_struck_through_as_a_refused_message_is():
     """(a trial's peer showed a message the window had struck through, "perhaps not sent":
     read as refused, it invites a second sending, shown twice)"""
