@@ -596,6 +596,15 @@ def test_address_requests_past_a_users_budget_are_slowed_across_its_logins():
     later = server.handle(Request(1, {"type": "getaddress", "token": alice, "user": "bob"},
                                   "127.0.0.1"), 3.0)
     assert replies(later) == [{"type": "ok"}]
+    # one already asked asks nothing: it spends nothing (a reviewer's spent the budget)
+    for _ in range(5):                      # (at 9 s: the budget is whole again)
+        again = server.handle(Request(1, {"type": "getaddress", "token": alice,
+                                          "user": "bob"}, "127.0.0.1"), 9.0)
+        assert replies(again)[0]["code"] == "already_asked"
+    login(server, "carol", port=5003, conn=3, now=9.0)
+    other = server.handle(Request(1, {"type": "getaddress", "token": alice, "user": "carol"},
+                                  "127.0.0.1"), 9.0)
+    assert replies(other) == [{"type": "ok"}]
 
 
 def test_a_block_ends_the_blocked_users_address_request_still_waiting():
