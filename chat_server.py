@@ -847,8 +847,9 @@ class ChatServer(Reach):
             blockers = self._store.blockers(sender)
             told = [name for name in listeners if name not in blockers] if blockers else listeners
             # every user who blocks the sender, online or not: those online alone told a
-            # blocked user when its blocker came and went (a trial's), which nothing else does
-            skipped = len(blockers)
+            # blocked user when its blocker came and went (a trial's), which nothing else does;
+            # an account no longer in the accounts file is not counted (a reviewer's)
+            skipped = len(self._passwords.keys() & blockers) if blockers else 0
         message = {"type": "broadcast", "from": sender, "text": text}
         if notice:
             message["notice"] = True

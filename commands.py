@@ -242,6 +242,10 @@ def described(command):
     return " ".join(word for word in (command.name, command.user, command.text) if word)
 
 
+def _users(count):
+    return "1 user" if count == 1 else f"{count:,} users"
+
+
 def error_code(frame):
     """The error code of a reply, or None when it is not an error."""
     return frame.get("code") if frame.get("type") == "error" else None
@@ -322,10 +326,18 @@ def reply_lines(command, frame):
         return [f"{command.user} is offline; your message will be delivered when they log in."
                 ] if frame.get("stored") is True else []
     if command.name == "broadcast":
-        missed = [frame.get(field) for field in ("skipped", "full")]
-        if any(isinstance(count, int) and count > 0 for count in missed):
-            return ["Your message could not be delivered to some recipients."]
-        return []
+        # who did not get it, and why: the users who block the sender are counted online or
+        # not (the count tells nothing of their presence), so "some recipients" was untrue
+        # of one offline (a reviewer's)
+        blockers, full = (frame.get(field) for field in ("skipped", "full"))
+        lines = []
+        if type(blockers) is int and blockers > 0:
+            lines.append(f"{_users(blockers)} who block{'s' if blockers == 1 else ''} you did "
+                         f"not get it.")
+        if type(full) is int and full > 0:
+            lines.append(f"Your message could not be delivered to {_users(full)} online, who "
+                         f"have too many messages waiting.")
+        return lines
     if command.name == "block":
         return [f"User {command.user} has been blocked."]
     if command.name == "unblock":

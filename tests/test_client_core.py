@@ -282,8 +282,10 @@ def test_message_request_carries_the_token():
     ("message bob hi", err("unknown_user"), ["User bob does not exist."]),
     ("message alice hi", err("self"), ["You cannot send a message to yourself."]),
     ("broadcast hi", {"type": "ok", "skipped": 0}, []),
-    ("broadcast hi", {"type": "ok", "skipped": 2},
-     ["Your message could not be delivered to some recipients."]),
+    ("broadcast hi", {"type": "ok", "skipped": 2}, ["2 users who block you did not get it."]),
+    ("broadcast hi", {"type": "ok", "skipped": 1, "full": 3},
+     ["1 user who blocks you did not get it.", "Your message could not be delivered to 3 "
+      "users online, who have too many messages waiting."]),
     ("online", {"type": "online", "users": ["bob", "carol"]}, ["bob", "carol"]),
     ("online", {"type": "online", "users": []}, ["No other users are online."]),
     ("block bob", OK, ["User bob has been blocked."]),

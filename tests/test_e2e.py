@@ -152,7 +152,7 @@ def test_broadcast_and_block(clients):
     carol.expect("User columbia has been blocked.")
     alice.type("broadcast hi all")
     bob.expect("columbia (to everyone): hi all")
-    alice.expect("Your message could not be delivered to some recipients.")
+    alice.expect("1 user who blocks you did not get it.")
     alice.type("message google psst")
     alice.expect("Your message could not be delivered as the recipient has blocked you.")
     carol.type("unblock columbia")

@@ -254,4 +254,5 @@ def test_full_inboxes_and_a_full_store_are_told_in_the_users_words():
         "them; yours was not sent."]
     run.type("broadcast all")
     assert printed(run.reply({"type": "ok", "skipped": 0, "full": 2})) == [
-        "Your message could not be delivered to some recipients."]
+        "Your message could not be delivered to 2 users online, who have too many messages "
+        "waiting."]

@@ -565,6 +565,18 @@ def test_a_user_who_comes_while_another_is_held_is_given_the_list_the_others_wer
                                armed[0].at))[0]["users"] == (["alice"] if ends_online else [])
 
 
+def test_a_broadcast_counts_its_senders_blockers_online_or_not_but_only_accounts():
+    """Those online alone told a blocked user when its blocker came and went; an account
+    since removed from the accounts file blocked the sender for good (a reviewer's)."""
+    server, store = make_server()
+    store.add_block("bob", "alice")         # bob is offline
+    store.add_block("zed", "alice")         # no such account any more
+    token = replies(login(server, "alice"))[0]["token"]
+    reply = replies(server.handle(Request(1, {"type": "broadcast", "token": token,
+                                              "text": "hi", "id": 7}, "127.0.0.1"), 1.0))
+    assert reply == [{"type": "ok", "skipped": 1, "id": 7}]
+
+
 def test_address_requests_are_logged_folded_per_asker():
     """40 accounts asking within their rate limits wrote 29,000 lines a minute (a trial's)."""
     server, _ = make_server()
