@@ -19,7 +19,7 @@ MAX_PARAMS = 15
 MAX_MASK_PIECES = 16            # pieces between a mask's stars (mask_matcher)
 SAFE_TEXT_BYTES = 400           # a notice's text is cut into pieces of at most this much, so
                                 # the line with our longest prefix stays under 512
-MIN_TEXT_BYTES = 100            # ... and a message's at most what its line leaves, never less
+MIN_TEXT_BYTES = 4              # ... and a message's what its line leaves: a character at least
 CHANNELLEN = 50                 # the room's name at most (--irc-room): a line's text has room
 
 
@@ -152,7 +152,9 @@ def flat(text):
 def text_bytes(source, command, target):
     """How many bytes of text a `command` (PRIVMSG, NOTICE) from `source` to `target` may
     carry in its line: a 475-byte line from an irssi user came out in two, cut at a fixed
-    400 bytes (a trial's), where ngIRCd passes each line on whole."""
+    400 bytes (a trial's), where ngIRCd passes each line on whole. Never less than one
+    character's bytes: pieces() must move on (at least 100, the line cut the text of a
+    reviewer's 64-character nicks of 4-byte letters)."""
     used = len(f":{source} {command} {target} :".encode("utf-8")) + 2      # (and CR LF)
     return max(MIN_TEXT_BYTES, MAX_LINE_BYTES - used)
 

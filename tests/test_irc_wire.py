@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from irc_wire import (MAX_LINE_BYTES, MAX_MASK_PIECES, BadText, Message, TooLong, escape_tag,
-                      flat, fold, line, mask_matcher, nick_ok, parse, pieces)
+                      flat, fold, line, mask_matcher, nick_ok, parse, pieces, text_bytes)
 from realprocs import ROOT, WAIT_S
 
 
@@ -159,3 +159,16 @@ def test_a_mask_of_more_pieces_than_the_most_between_its_stars_matches_nobody():
     """(so a WHO's work stays a small multiple of its names)"""
     assert mask_matcher("*a" * MAX_MASK_PIECES + "*")("a" * MAX_MASK_PIECES)
     assert not mask_matcher("*a" * (MAX_MASK_PIECES + 1) + "*")("a" * 100)
+
+
+def test_a_message_between_long_nicks_of_wide_letters_keeps_all_its_text():
+    """(a reviewer's 64-character nicks of 4-byte letters: at least 100 bytes of text a line,
+    the line was cut, and 3 characters of 300 lost)"""
+    source, target = "𝔸" * 64 + "!~uuuuuuuuu@chat", "é" * 64
+    room = text_bytes(source, "PRIVMSG", target)
+    assert room < 100                       # (the line leaves less than the old floor)
+    text = "word " * 60
+    lines = [line(source, "PRIVMSG", target, piece) for piece in pieces(text.strip(), room)]
+    assert all(len(data) <= 512 for data in lines)
+    assert " ".join(data.decode().rstrip("\r\n").split(" :", 1)[1] for data in lines) == \
+        text.strip()
