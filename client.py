@@ -36,7 +36,9 @@ def parse_args(argv):
     """Command-line words -> namespace (host resolved to an IPv4 address); exits 2 if bad."""
     parser = argparse.ArgumentParser(prog="client.py", description="The chat room client.")
     parser.add_argument("host", help="the server's name or IPv4 address")
-    parser.add_argument("port", type=options.port, help="the server's port")
+    # (optional here, so that a missing one is said with what was meant: a reviewer's
+    # `client.py 127.0.0.1:4119` was told only that the port is required)
+    parser.add_argument("port", type=options.port, nargs="?", help="the server's port")
     parser.add_argument("--heartbeat", type=_heartbeat, default=HEARTBEAT_S, metavar="S",
                         help=f"seconds between heartbeats, {MIN_HEARTBEAT_S:g} or more (default "
                              f"{HEARTBEAT_S:g}; at most the server's time-out, which it says at "
@@ -56,6 +58,9 @@ def parse_args(argv):
                         help="with --stay-connected: open no listening port (no one can send "
                              "this client private messages)")
     args = parser.parse_args(argv)
+    if args.port is None:
+        parser.error("the server's port is missing"
+                     + (_host_hint(args.host) or ": client.py HOST PORT"))
     if args.no_listen and not args.stay_connected:
         parser.error("--no-listen needs --stay-connected: otherwise the server delivers to the "
                      "listening port")
@@ -69,7 +74,7 @@ def parse_args(argv):
         # resolve once here: the reactor's connect would block the loop on every request
         args.address = socket.gethostbyname(args.host)
     except OSError:
-        parser.error(f"cannot resolve host {args.host!r}{_host_hint(args.host)}")
+        parser.error(f"cannot resolve host {args.host!r}{_host_hint(args.host, args.port)}")
     return args
 
 
@@ -164,14 +169,17 @@ def _main_window(args):
     return run(args, screen, Reactor(RealClock(), log=screen.log))
 
 
-def _host_hint(host):
-    """What a host that cannot be resolved may have meant, in words (or "")."""
+def _host_hint(host, given_port=None):
+    """What a host that cannot be resolved may have meant, in words (or ""); `given_port`:
+    the port given apart, if one was."""
     if "://" in host:
         return ": give the host's name or address alone, not a web address"
     name, colon, port = host.rpartition(":")
-    if colon and port.isdigit() and name and ":" not in name:
+    port = port.rstrip("/")
+    if colon and name and ":" not in name:
         # (a trial's 127.0.0.1:48000 was told the client speaks IPv4 only)
-        return f": give the host and the port apart, as in `client.py {name} {port}`"
+        return (f": give the host and the port apart, as in `client.py {name} "
+                f"{given_port or port or 'PORT'}`")
     if ":" in host:
         # (an IPv6 address "cannot be resolved" by an IPv4 lookup: a trial's ::1 was told so)
         return ": this client speaks IPv4 only; give an IPv4 address or a name"

@@ -1381,15 +1381,24 @@ def test_glue_says_when_another_program_answers_at_the_port(loop, other):
             "(the server's IRC port, say): check the port.") in out
 
 
-@pytest.mark.parametrize("host, hint", [
-    ("127.0.0.1:4119", "give the host and the port apart, as in `client.py 127.0.0.1 4119`"),
-    ("http://127.0.0.1", "give the host's name or address alone, not a web address")])
+@pytest.mark.parametrize("argv, hint", [
+    (["127.0.0.1:4119", "4119"],
+     "give the host and the port apart, as in `client.py 127.0.0.1 4119`"),
+    (["127.0.0.1:5000", "4119"],            # (the port given apart is the one meant)
+     "give the host and the port apart, as in `client.py 127.0.0.1 4119`"),
+    (["127.0.0.1:4119/", "4119"],
+     "give the host and the port apart, as in `client.py 127.0.0.1 4119`"),
+    (["127.0.0.1:4119"],                    # (a reviewer's: "port is required", no more)
+     "the server's port is missing: give the host and the port apart, as in `client.py "
+     "127.0.0.1 4119`"),
+    (["127.0.0.1"], "the server's port is missing: client.py HOST PORT"),
+    (["http://127.0.0.1", "4119"], "give the host's name or address alone, not a web address")])
 def test_a_host_given_with_its_port_or_as_a_web_address_is_told_how_to_give_it(
-        capsys, host, hint):
+        capsys, argv, hint):
     """(a trial's 127.0.0.1:48000 was told the client speaks IPv4 only)"""
-    with pytest.raises(SystemExit):
-        parse_args([host, "4119"])
-    assert capsys.readouterr().err.rstrip().endswith(hint)
+    with pytest.raises(SystemExit) as exc:
+        parse_args(argv)
+    assert exc.value.code == 2 and capsys.readouterr().err.rstrip().endswith(hint)
 
 
 def test_bad_arguments_exit_2(capsys):
