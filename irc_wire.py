@@ -11,6 +11,7 @@ UTF-8 are `BadText`: the server refuses the line rather than guess a legacy enco
 would pass on to `client.py` users must be text).
 """
 import re
+import unicodedata
 from dataclasses import dataclass
 
 MAX_LINE_BYTES = 512            # without tags, CRLF included (RFC 1459, Modern)
@@ -169,8 +170,8 @@ def pieces(text, limit=SAFE_TEXT_BYTES):
     text = flat(text)
     out = []
     while len(text.encode("utf-8")) > limit:
-        cut = len(text.encode("utf-8")[:limit].decode("utf-8", "ignore"))
-        space = text.rfind(" ", cut // 2, cut)
+        cut = _cut_before(text, len(text.encode("utf-8")[:limit].decode("utf-8", "ignore")))
+        space = text.rfind(" ", cut // 2, cut + 1)      # (one at the cut breaks there too)
         if space > 0:
             out.append(text[:space])
             text = text[space + 1:]
@@ -180,6 +181,21 @@ def pieces(text, limit=SAFE_TEXT_BYTES):
     if text or not out:
         out.append(text)
     return out
+
+
+_COLOUR_BEGUN = re.compile("\x03[0-9]{0,2}(,[0-9]{0,2})?$")   # a colour code, perhaps cut
+
+
+def _cut_before(text, cut):
+    """A cut at character `cut` of `text`, moved back before the colour code or the combining
+    marks it would split: a reviewer's "\x0304,12" cut after its ",1" showed a stray "2" and
+    the wrong background, and an accent began the next line alone."""
+    begun = _COLOUR_BEGUN.search(text, max(0, cut - 6), cut)
+    if begun is not None and begun.start() > 0:
+        cut = begun.start()
+    while cut > 1 and unicodedata.combining(text[cut]):
+        cut -= 1
+    return cut
 
 
 def nick_ok(nick):

@@ -172,3 +172,20 @@ def test_a_message_between_long_nicks_of_wide_letters_keeps_all_its_text():
     assert all(len(data) <= 512 for data in lines)
     assert " ".join(data.decode().rstrip("\r\n").split(" :", 1)[1] for data in lines) == \
         text.strip()
+
+
+@pytest.mark.parametrize("limit", range(469, 477))
+def test_a_cut_never_splits_a_colour_code(limit):
+    """(a reviewer's "\x0304,12" cut after its ",1" showed a stray "2", and the wrong
+    background for the line before)"""
+    text = "D" * 469 + "\x0304,12" + "E" * 20
+    first, second = pieces(text, limit)
+    assert first + second == text
+    assert "\x0304,12" in first or "\x0304,12" in second       # whole, in one of them
+
+
+def test_a_cut_keeps_combining_marks_with_their_letter_and_breaks_at_a_space_on_it():
+    first, second = pieces("F" * 473 + "e\u0301" + "GGG", 475)
+    assert (first, second) == ("F" * 473, "e\u0301GGG")
+    first, second = pieces("A" * 474 + " :colon-start", 474)   # (a space at the cut)
+    assert (first, second) == ("A" * 474, ":colon-start")
