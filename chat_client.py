@@ -162,6 +162,7 @@ class ChatClient:
         self.refused_logins = 0         # a script's names and passwords refused: status 1
         self.not_understood = 0         # ... and commands it could not be (Usage): status 1
         self.waiting_said = 0           # the most messages waiting said so while the queue lasts
+        self.login_head = 0             # the highest number given before this login (welcome)
         self.session_user = None        # whose session this run last had
         # the messages that waited for this login (its welcome says how many) and are not yet
         # shown: the input's end waits for them (_draining), up to drain_wait_s
@@ -1007,6 +1008,8 @@ class ChatClient:
         self.proof = frame.get("proof")
         self.store = frame.get("store") if isinstance(frame.get("store"), str) else None
         self._saw_head(frame.get("head"))
+        head = frame.get("head")
+        self.login_head = head if type(head) is int and head >= 0 else 0
         waiting = frame.get("waiting")
         self.backlog_left = waiting if type(waiting) is int and waiting > 0 else 0
         self.backlog_upto = 0
@@ -1423,6 +1426,12 @@ class ChatClient:
         mine = (self.store, self.user)
         if seq > self.shown_upto.get(mine, 0):
             self.shown_upto[mine] = seq
+            if seq <= self.login_head and frame.get("offline") is not True:
+                # numbered before this login: it waited for it, as a kept one does (one given
+                # again, its last session ended before acknowledging it: a reviewer's, held
+                # back by a logout, read as just said at a login hours later). By number, not
+                # by the clocks, which may differ by minutes
+                frame = {**frame, "offline": True}
             self._show(frame, out)
         out.append(SendTo(conn, {"type": "ack", "seq": seq}, acknowledges=True))
 

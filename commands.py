@@ -168,14 +168,13 @@ def shown(frame):
     if kind in ("message", "broadcast"):
         sender, text = frame.get("from"), frame.get("text")
         if isinstance(sender, str) and isinstance(text, str):
-            sent_at = frame.get("at")       # (the server's clock)
+            if frame.get("offline") is not True:
+                return Show(kind, without_irc_formatting(text), sender)
+            sent_at = frame.get("at")       # (the server's clock: said only of a kept one)
             if (isinstance(sent_at, bool) or not isinstance(sent_at, (int, float))
                     or not 0 < sent_at < MAX_SENT_AT):      # (NaN too)
                 sent_at = None
-            # a message delivered again, later (its session ended before it was acknowledged)
-            # is no kept one, but its time tells it from one just said (a screen decides)
-            return Show(kind if frame.get("offline") is not True else "offline",
-                        without_irc_formatting(text), sender, sent_at)
+            return Show("offline", without_irc_formatting(text), sender, sent_at)
     elif kind == "presence":
         user, online = frame.get("user"), frame.get("online")
         if isinstance(user, str) and isinstance(online, bool):

@@ -165,6 +165,8 @@ def pieces(text, limit=SAFE_TEXT_BYTES):
     when one is near: that one space is the break), so a 4,000-character message goes out as
     several lines, and every other character of it with them (a fuzzer's 4,000 spaces came
     out as 400 and an empty line)."""
+    limit = max(limit, 4)       # a character at least: else no piece moves on (a reviewer's
+                                # /me between long nicks made it -5, and the server spun for ever)
     if len(text) <= limit // 4 and text.isprintable():
         return [text]           # the usual message: short, one line, nothing to flatten
     text = flat(text)

@@ -445,9 +445,6 @@ _ACTION_FORMS = {"message": "* {sender} {text}",
                  "private": "* {sender} {text} (private)"}
 
 
-LATE_S = 300.0      # a message the server took this long before it is shown says when
-
-
 def kept_line(show):
     """A message kept for this login -> its line, with when it was sent: "bob (while you were
     away, sent Dec 5 14:02): hi" (a trial's user read messages of days before as just said)."""
@@ -458,41 +455,21 @@ def kept_line(show):
     return f"{show.sender} (while you were away{when}): {show.text}"
 
 
-def late_line(show, wall):
-    """A message or broadcast the server took LATE_S or more before `wall` (now, wall-clock
-    seconds; given again at this login, its session having ended before it was acknowledged)
-    -> its line, saying when, else None. A reviewer's, held back by a logout, read as just
-    said at a login hours later."""
-    if show.sent_at is None or wall is None or wall - show.sent_at < LATE_S:
-        return None
-    when = (("to everyone, " if show.kind == "broadcast" else "")
-            + f"sent {sent_words(show.sent_at)}")
-    action = action_text(show.text)
-    if action:
-        return f"* {show.sender} {action} ({when})"
-    return f"{show.sender} ({when}): {show.text}"
-
-
 def sent_words(sent_at):
     """Wall-clock seconds -> "Dec 5 14:02", in local time."""
     sent = time.localtime(sent_at)
     return f"{time.strftime('%b', sent)} {sent.tm_mday} {time.strftime('%H:%M', sent)}"
 
 
-def screen_lines(action, wall=None):
+def screen_lines(action):
     """What the core shows (Show, AskConsent, Prompt, ShowOnline, Status, the user's own
-    messages) -> the terminal's lines for it, as the original client worded them; `wall`, the
-    time now (wall-clock seconds), dates a message given long after it was sent."""
+    messages) -> the terminal's lines for it, as the original client worded them."""
     kind = type(action)
     if kind is Show and action.kind == "help":
         return help_lines()
     if kind is Show:
         if action.kind == "offline":
             return [kept_line(action)]
-        if action.kind in ("message", "broadcast"):
-            late = late_line(action, wall)
-            if late is not None:
-                return [late]
         if action.kind in _ACTION_FORMS and action_text(action.text):
             return [_ACTION_FORMS[action.kind].format(sender=action.sender,
                                                       text=action_text(action.text))]
@@ -609,8 +586,7 @@ class TerminalScreen:
             # asked again (a wrong name, an empty line): what is typed shows, or not, as asked
             self.terminal.set_secret(action.stage is Stage.PASSWORD)
             self.terminal.secret_after_enter = action.stage is Stage.USERNAME
-        wall = self._glue.reactor.clock.wall() if self._glue is not None else None
-        for line in screen_lines(action, wall):
+        for line in screen_lines(action):
             self.terminal.show(line)
 
     def log(self, text):

@@ -22,7 +22,7 @@ from client_helpers import (OK, WELCOME, FakeServer, Run, StandIn, ack, err, glu
 from reactor import READ_CHUNK_BYTES, Handler, Reactor
 from timers import RealClock
 from reactor_helpers import WATCHDOG_S, hung_listener, pump
-from terminal import ASK_PASSWORD, ASK_USER, Terminal, TerminalScreen
+from terminal import ASK_PASSWORD, ASK_USER, Terminal, TerminalScreen, sent_words
 
 
 def secret(actions):
@@ -1094,6 +1094,24 @@ def test_input_end_shows_what_waited_for_the_login_before_logging_out():
     assert requests(actions) == [{"type": "logout", "token": "t1"}]
     assert Cancel(DrainDue()) in actions
     assert run.reply(OK) == [Exit(0)]
+
+
+def test_a_message_numbered_before_this_login_is_shown_as_one_that_waited_for_it():
+    """A reviewer's message, held back by a logout (delivered as its session ended, never
+    acknowledged), came at a login hours later read as just said. Told apart by its number,
+    below the welcome's head, not by the clocks, which may differ by minutes."""
+    run = Run()
+    run.do(Started())
+    run.type("alice")
+    run.reply(OK)
+    run.type("pw")
+    run.reply({**WELCOME, "head": 10})
+    run.do(Incoming(7, hello(7)))
+    before = run.do(Incoming(7, {**_numbered(9, "held back"), "at": 1_765_000_000.0}))
+    after = run.do(Incoming(7, {**_numbered(11, "live"), "at": 1_765_000_000.0}))
+    assert printed(before) == [
+        f"bob (while you were away, sent {sent_words(1_765_000_000.0)}): held back"]
+    assert printed(after) == ["bob: live"]
 
 
 def test_a_scripts_logout_shows_what_waited_for_the_login_before_logging_out():

@@ -520,11 +520,11 @@ def test_a_message_sent_on_another_day_says_which_beside_its_time():
     today = time.mktime((2026, 12, 7, 8, 30, 0, 0, 0, -1))
     old = time.mktime((2026, 12, 5, 3, 28, 0, 0, 0, -1))
     view.render(Show("offline", "old one", "columbia", old), today)
-    view.render(Show("message", "late one", "columbia", old), today)
-    view.render(Show("message", "this morning", "columbia", today - 3600), today)
+    view.render(Show("offline", "this morning", "columbia", today - 3600), today)
+    view.render(Show("message", "live", "columbia"), today)
     assert [entry_text(e) for e in view.entries] == [
         "columbia (while you were away, sent Dec 5): old one",
-        "columbia (sent Dec 5): late one", "columbia: this morning"]
+        "columbia (while you were away): this morning", "columbia: live"]
 
 
 def test_an_empty_name_is_asked_for():

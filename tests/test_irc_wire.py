@@ -189,3 +189,10 @@ def test_a_cut_keeps_combining_marks_with_their_letter_and_breaks_at_a_space_on_
     assert (first, second) == ("F" * 473, "e\u0301GGG")
     first, second = pieces("A" * 474 + " :colon-start", 474)   # (a space at the cut)
     assert (first, second) == ("A" * 474, ":colon-start")
+
+
+@pytest.mark.parametrize("limit", [-5, 0, 1, 3])
+def test_pieces_move_on_whatever_the_limit(limit):
+    """(a reviewer's /me between nicks of 64 four-byte letters left the action -5 bytes, and
+    the server spun for ever, its memory growing)"""
+    assert "".join(pieces("waves at everyone", limit)).replace(" ", "") == "wavesateveryone"

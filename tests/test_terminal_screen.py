@@ -416,21 +416,6 @@ def test_a_kept_message_says_when_it_was_sent_in_local_time():
         "* seas waved (while you were away, sent Dec 5 14:02)"]
 
 
-def test_a_message_given_long_after_it_was_sent_says_when():
-    """A reviewer's message, held back by a logout, came at a login hours later read as just
-    said; one just sent says nothing of its time."""
-    sent_at = time.mktime((2026, 12, 5, 14, 2, 30, 0, 0, -1))     # (local time)
-    late = sent_at + 3 * 3600
-    assert screen_lines(Show("message", "hi", "seas", sent_at), late) == [
-        "seas (sent Dec 5 14:02): hi"]
-    assert screen_lines(Show("broadcast", "all", "seas", sent_at), late) == [
-        "seas (to everyone, sent Dec 5 14:02): all"]
-    assert screen_lines(Show("message", "/me waved", "seas", sent_at), late) == [
-        "* seas waved (sent Dec 5 14:02)"]
-    assert screen_lines(Show("message", "hi", "seas", sent_at), sent_at + 20) == ["seas: hi"]
-    assert screen_lines(Show("message", "hi", "seas", sent_at)) == ["seas: hi"]   # (no clock)
-
-
 # -- the status line during an outage ------------------------------------------------------------
 
 def attached(width=80, interactive=True):
