@@ -89,6 +89,9 @@ class TkLoop:
             self._arm(0)
 
     def _ready(self, fd, mask):
+        # the after armed for the next timer goes: the pass arms it again (left, it fired in a
+        # dialog's own loop once the client had exited, a reviewer's traceback)
+        self._cancel()
         self._pass()
 
     def _pass(self):
@@ -562,6 +565,7 @@ class TkScreen(WindowScreen):
         self._undrawn = []          # what waits for the next drawing (once_drawn)
         self._closed = False
         self.tell_exit = tkinter.messagebox.showerror   # why the client ends, if it fails
+        self._closed_for_exit = False
 
     @classmethod
     def open(cls):
@@ -584,6 +588,9 @@ class TkScreen(WindowScreen):
         """Every pass may have changed what the window shows; the client may have exited
         (exit between passes, never inside one)."""
         if self.glue.exit_code is not None:
+            if self._closed_for_exit:
+                return          # (a pass already ended the window: one dialog, one destroy)
+            self._closed_for_exit = True
             self.loop.stop()
             if self.glue.exit_code and self.glue.exit_reason:
                 # the window is all its user reads: it vanished, the reason on a standard

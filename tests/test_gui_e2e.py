@@ -603,6 +603,21 @@ def test_an_acknowledgement_waits_for_the_drawing_and_a_closed_window_sends_none
     assert sent == ["ack 1"]
 
 
+def test_a_pass_run_for_a_ready_socket_leaves_no_timer_of_the_last_pass_behind(tk):
+    """(left armed, a stopped loop's after fired inside the exit dialog's own loop, and the
+    window ended in a traceback: a reviewer's)"""
+    reactor = Reactor(RealClock())
+    loop = TkLoop(tk, reactor, lambda: None)
+    reactor.call_later(30.0, lambda: None)      # (a heartbeat's, say: an after armed for it)
+    loop.start()
+    pump(tk, lambda: loop._after_id is not None)
+    armed = loop._after_id
+    loop._ready(None, None)                     # (the descriptor was readable)
+    assert armed not in tk.tk.call("after", "info")
+    loop.stop()
+    assert loop._after_id is None or loop._after_id not in tk.tk.call("after", "info")
+
+
 def test_a_window_whose_client_fails_says_why_before_it_closes(tk):
     """(a reviewer's window at a port that speaks TLS vanished, the reason on a standard error
     nobody saw)"""
@@ -613,9 +628,14 @@ def test_a_window_whose_client_fails_says_why_before_it_closes(tk):
     screen.root = types.SimpleNamespace(destroy=lambda: None)
     screen.glue = types.SimpleNamespace(exit_code=1, exit_reason="this port speaks TLS")
     screen._after_pass()
-    assert told == ["this port speaks TLS"] and stopped
-    screen.glue = types.SimpleNamespace(exit_code=0, exit_reason="")
-    screen._after_pass()                    # an ordinary end says nothing
+    screen._after_pass()                    # (a pass more, in the dialog's loop: nothing more)
+    assert told == ["this port speaks TLS"] and stopped == [True]
+    quiet = TkScreen(tk)
+    quiet.tell_exit = lambda title, text, parent: told.append(text)
+    quiet.loop = types.SimpleNamespace(stop=lambda: None)
+    quiet.root = types.SimpleNamespace(destroy=lambda: None)
+    quiet.glue = types.SimpleNamespace(exit_code=0, exit_reason="")
+    quiet._after_pass()                     # an ordinary end says nothing
     assert told == ["this port speaks TLS"]
 
 
