@@ -335,7 +335,7 @@ def reply_lines(command, frame):
                          f"not get it.")
         if type(full) is int and full > 0:
             lines.append(f"Your message could not be delivered to {_users(full)} online, who "
-                         f"have too many messages waiting.")
+                         f"{'has' if full == 1 else 'have'} too many messages waiting.")
         return lines
     if command.name == "block":
         return [f"User {command.user} has been blocked."]

@@ -286,6 +286,9 @@ def test_message_request_carries_the_token():
     ("broadcast hi", {"type": "ok", "skipped": 1, "full": 3},
      ["1 user who blocks you did not get it.", "Your message could not be delivered to 3 "
       "users online, who have too many messages waiting."]),
+    ("broadcast hi", {"type": "ok", "full": 1},
+     ["Your message could not be delivered to 1 user online, who has too many messages "
+      "waiting."]),
     ("online", {"type": "online", "users": ["bob", "carol"]}, ["bob", "carol"]),
     ("online", {"type": "online", "users": []}, ["No other users are online."]),
     ("block bob", OK, ["User bob has been blocked."]),
