@@ -171,12 +171,19 @@ def _main_window(args):
 
 def _host_hint(host, given_port=None):
     """What a host that cannot be resolved may have meant, in words (or ""); `given_port`:
-    the port given apart, if one was."""
+    the port given apart, if one was. Only a port that can be is suggested (a reviewer's
+    `127.0.0.1:abc` was told to run `client.py 127.0.0.1 abc`)."""
     if "://" in host:
         return ": give the host's name or address alone, not a web address"
-    name, colon, port = host.rpartition(":")
-    port = port.rstrip("/")
-    if colon and name and ":" not in name:
+    trimmed = host.rstrip("/:")
+    name, colon, port = trimmed.rpartition(":")
+    if not colon and trimmed != host:       # ("127.0.0.1/", "127.0.0.1:")
+        name, colon, port = trimmed, ":", ""
+    if colon and ":" not in name:
+        if not name:
+            return ": the host is missing before the port"
+        if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+            port = ""
         # (a trial's 127.0.0.1:48000 was told the client speaks IPv4 only)
         return (f": give the host and the port apart, as in `client.py {name} "
                 f"{given_port or port or 'PORT'}`")

@@ -1413,6 +1413,12 @@ def test_glue_says_when_another_program_answers_at_the_port(loop, other):
      "the server's port is missing: give the host and the port apart, as in `client.py "
      "127.0.0.1 4119`"),
     (["127.0.0.1"], "the server's port is missing: client.py HOST PORT"),
+    (["127.0.0.1:abc"],                     # (only a port that can be is suggested)
+     "the server's port is missing: give the host and the port apart, as in `client.py "
+     "127.0.0.1 PORT`"),
+    ([":4119", "4119"], "the host is missing before the port"),
+    (["127.0.0.1:4119:", "4119"],
+     "give the host and the port apart, as in `client.py 127.0.0.1 4119`"),
     (["http://127.0.0.1", "4119"], "give the host's name or address alone, not a web address")])
 def test_a_host_given_with_its_port_or_as_a_web_address_is_told_how_to_give_it(
         capsys, argv, hint):
