@@ -972,10 +972,19 @@ class ChatServer(Reach):
         both are online, so that the lists presence keeps (an IRC client's nick list, the
         window's) neither keep a user whose logout they will never hear of, nor miss one."""
         seen = other not in self._unseen_by(user)
-        if seen == seen_before or other not in self._users:
+        if seen == seen_before:
             return []
-        return [*self._tell(user, {"type": "listed", "user": other, "listed": seen}),
-                *self._tell(other, {"type": "listed", "user": user, "listed": seen})]
+        # each is told of the other where presence last told it the other is: a user held for
+        # coming and going too often may be online, or not, otherwise than it was told (a
+        # reviewer's blocker kept a held user in its list for good, and a held user's block
+        # and unblock listed it to others who had been told it was gone)
+        held = self._presence.held
+        actions = []
+        if held.get(other, other in self._users):
+            actions += self._tell(user, {"type": "listed", "user": other, "listed": seen})
+        if held.get(user, True) and other in self._users:
+            actions += self._tell(other, {"type": "listed", "user": user, "listed": seen})
+        return actions
 
     def _heartbeat(self, session, request, frame_id, now):
         return [_answer(request.conn, frame_id, {"type": "ok", "head": self._store.head})]

@@ -577,6 +577,51 @@ def test_a_broadcast_counts_its_senders_blockers_online_or_not_but_only_accounts
     assert reply == [{"type": "ok", "skipped": 1, "id": 7}]
 
 
+def come_and_go(core, cycles, then_in=False):
+    """alice logs in and out `cycles` times (and in once more, `then_in`) -> the time after,
+    and the let-go time of her hold, if one began."""
+    from server_events import PresenceHeld
+    armed, now = [], 1.0
+    for _ in range(cycles):
+        token = replies(login(core, "alice", now=now, conn=2))[0]["token"]
+        armed += core.handle(Request(2, {"type": "logout", "token": token}, "127.0.0.1"), now)
+        now += 0.1
+    if then_in:
+        armed += login(core, "alice", now=now, conn=2)
+    lets_go = [a.at for a in armed if isinstance(a, Arm) and type(a.key) is PresenceHeld]
+    return now, lets_go[0] if lets_go else None
+
+
+def test_a_block_of_a_held_user_lists_it_as_the_blocker_was_told_it_is():
+    """A reviewer's blocker was told a held user was online (she had gone): the block sent no
+    `listed` (she was offline), the let-go left the blocker out, and she stayed in its list."""
+    from server_events import PresenceHeld
+    core, _ = make_server(Settings(presence_flaps_per_s=0.1, presence_flaps_burst=4))
+    bob = replies(login(core, "bob", conn=1))[0]["token"]
+    now, let_go_at = come_and_go(core, 3)       # held at her last logout: told online
+    assert core._presence.held == {"alice": True} and not core.is_online("alice")
+    blocked = core.handle(Request(1, {"type": "block", "token": bob, "user": "alice"},
+                                  "127.0.0.1"), now)
+    assert {"type": "listed", "user": "alice", "listed": False} in delivered_frames(blocked)
+    let_go = core.handle(Expired(PresenceHeld("alice")), let_go_at)
+    assert [f for f in delivered_frames(let_go) if f.get("user") == "alice"] == []
+
+
+def test_a_held_users_block_and_unblock_list_it_to_no_one_told_it_had_gone():
+    """(a reviewer's: her unblock listed her to others told she had gone, and the let-go
+    never took her out of their lists)"""
+    core, _ = make_server(Settings(presence_flaps_per_s=0.1, presence_flaps_burst=3))
+    login(core, "bob", conn=1)
+    now, _ = come_and_go(core, 2, then_in=True)   # held at her last login: told gone
+    assert core._presence.held == {"alice": False} and core.is_online("alice")
+    alice = core._users["alice"].token
+    told = []
+    for kind in ("block", "unblock"):
+        told += core.handle(Request(2, {"type": kind, "token": alice, "user": "bob"},
+                                    "127.0.0.1"), now)
+    assert [f for f in delivered_frames(told) if f.get("user") == "alice"] == []
+
+
 def test_address_requests_are_logged_folded_per_asker():
     """40 accounts asking within their rate limits wrote 29,000 lines a minute (a trial's)."""
     server, _ = make_server()
