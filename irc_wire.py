@@ -185,19 +185,31 @@ def pieces(text, limit=SAFE_TEXT_BYTES):
     return out
 
 
-_COLOUR_BEGUN = re.compile("\x03[0-9]{0,2}(,[0-9]{0,2})?$")   # a colour code, perhaps cut
+# a colour code, perhaps cut: mIRC's (\x03 and numbers) and the hex one (\x04 and RRGGBB)
+_COLOUR_BEGUN = re.compile("(\x03[0-9]{0,2}(,[0-9]{0,2})?"
+                           "|\x04[0-9A-Fa-f]{0,6}(,[0-9A-Fa-f]{0,6})?)$")
+_JOINERS = {"\u200d", "\ufe0e", "\ufe0f"}      # ZWJ and the variation selectors
 
 
 def _cut_before(text, cut):
-    """A cut at character `cut` of `text`, moved back before the colour code or the combining
-    marks it would split: a reviewer's "\x0304,12" cut after its ",1" showed a stray "2" and
-    the wrong background, and an accent began the next line alone."""
-    begun = _COLOUR_BEGUN.search(text, max(0, cut - 6), cut)
+    """A cut at character `cut` of `text`, moved back before the colour code it would split,
+    and so that a character and what joins it stay together (its marks, a variation
+    selector, an emoji's skin tone, the next part of a ZWJ sequence): a reviewer's "\x0304,12"
+    cut after its ",1" showed a stray "2" and the wrong background, and an accent, a vowel
+    sign or a VS16 began the next line alone."""
+    begun = _COLOUR_BEGUN.search(text, max(0, cut - 13), cut)
     if begun is not None and begun.start() > 0:
         cut = begun.start()
-    while cut > 1 and unicodedata.combining(text[cut]):
+    while cut > 1 and (_joins(text[cut]) or text[cut - 1] == "\u200d"
+                       or unicodedata.combining(text[cut - 1]) == 9):    # (after a virama)
         cut -= 1
     return cut
+
+
+def _joins(char):
+    """True if `char` belongs with the character before it."""
+    return (unicodedata.category(char) in ("Mn", "Mc", "Me") or char in _JOINERS
+            or "\U0001F3FB" <= char <= "\U0001F3FF")
 
 
 def nick_ok(nick):

@@ -196,3 +196,17 @@ def test_pieces_move_on_whatever_the_limit(limit):
     """(a reviewer's /me between nicks of 64 four-byte letters left the action -5 bytes, and
     the server spun for ever, its memory growing)"""
     assert "".join(pieces("waves at everyone", limit)).replace(" ", "") == "wavesateveryone"
+
+
+@pytest.mark.parametrize("joined", ["\u0938\u094d\u0924\u0947",    # a conjunct and its vowel sign
+                                    "\u2764\ufe0f",                               # VS16
+                                    "\U0001F44B\U0001F3FD",                       # skin tone
+                                    "\U0001F468\u200d\U0001F4BB",                 # ZWJ
+                                    "\x04FF00FF"])                                 # hex colour
+def test_a_cut_keeps_what_joins_a_character_with_it(joined):
+    """(a reviewer's lines began with a lone vowel sign, or a variation selector)"""
+    for limit in range(20, 40):
+        text = "x" * 17 + joined + "y" * 30
+        cuts = pieces(text, limit)
+        assert "".join(cuts) == text
+        assert any(joined in piece for piece in cuts), (limit, cuts)
