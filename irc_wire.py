@@ -189,6 +189,7 @@ def pieces(text, limit=SAFE_TEXT_BYTES):
 _COLOUR_BEGUN = re.compile("(\x03[0-9]{0,2}(,[0-9]{0,2})?"
                            "|\x04[0-9A-Fa-f]{0,6}(,[0-9A-Fa-f]{0,6})?)$")
 _JOINERS = {"\u200d", "\ufe0e", "\ufe0f"}      # ZWJ and the variation selectors
+JOINED_MAX = 16     # the characters a cut may move back to keep them with their own
 
 
 def _cut_before(text, cut):
@@ -200,10 +201,13 @@ def _cut_before(text, cut):
     begun = _COLOUR_BEGUN.search(text, max(0, cut - 13), cut)
     if begun is not None and begun.start() > 0:
         cut = begun.start()
-    while cut > 1 and (_joins(text[cut]) or text[cut - 1] == "\u200d"
-                       or unicodedata.combining(text[cut - 1]) == 9):    # (after a virama)
-        cut -= 1
-    return cut
+    # a few characters back at most: a run of joiners with nothing to join is cut where it
+    # falls (backed up to its start, 4,000 of them made 3,800 lines in 120 ms)
+    back = cut
+    while back > max(1, cut - JOINED_MAX) and (_joins(text[back]) or text[back - 1] == "\u200d"
+                                              or unicodedata.combining(text[back - 1]) == 9):
+        back -= 1                                       # (after a virama: its conjunct)
+    return back if back > max(1, cut - JOINED_MAX) else cut
 
 
 def _joins(char):
