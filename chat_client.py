@@ -1309,11 +1309,14 @@ class ChatClient:
         self.lines.clear()
 
     def _exit(self, out, code=0, reason=""):
+        leaving = self.exiting          # (the user chose to leave, before this)
         self.exiting = self.done = True
         # left at a name prompt by choice, what was kept for the next login waited for it (a
-        # trial's was said never acknowledged by the server)
+        # trial's was said never acknowledged by the server); a session that ended as the
+        # user left (a restart) is no choice of theirs (a reviewer's window said so)
         why = ("the server never acknowledged it" if self.token is not None or code
                or self.session_user is None
+               else "the session ended before the server took it" if leaving
                else f"you did not log in again as {self.session_user}")
         unsent = self._report_unsent(out, why, at_exit=True)
         undelivered = self.peers.left_undelivered()
@@ -1333,6 +1336,10 @@ class ChatClient:
                     (self.not_understood, _lines(self.not_understood),
                      "not understood (said above)"))
                 if count)
+        elif unsent and not reason:
+            # said as the program ends too, not only above it: a window's lines go with it (a
+            # reviewer's closed without a word, its message not sent), and it shows this
+            reason = f"{_messages(unsent)} {'were' if unsent > 1 else 'was'} not sent"
         out.append(Exit(code, reason))
 
     # -- deliveries -----------------------------------------------------------------------------

@@ -592,9 +592,10 @@ class TkScreen(WindowScreen):
                 return          # (a pass already ended the window: one dialog, one destroy)
             self._closed_for_exit = True
             self.loop.stop()
-            if self.glue.exit_code and self.glue.exit_reason:
+            if self.glue.exit_reason:
                 # the window is all its user reads: it vanished, the reason on a standard
-                # error nobody saw (a reviewer's, at a port that speaks TLS)
+                # error nobody saw (a reviewer's, at a port that speaks TLS; another's with a
+                # message it had promised to send, the session gone with a restart)
                 self.tell_exit("Chat room", self.glue.exit_reason, parent=self.root)
             self.root.destroy()
             return

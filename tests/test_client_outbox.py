@@ -2,9 +2,9 @@
 import pytest
 
 from chat_client import MAX_WAITING
-from client_events import (Arm, Exit, Expired, Fate, Incoming, InputEnded, Interrupted, Log,
-                           OutageWaitDue, OutboxRetry, PauseInput, ResumeInput, ShowFate,
-                           ShowSending, Started)
+from client_events import (Arm, Exit, ExitDue, Expired, Fate, Incoming, InputEnded,
+                           Interrupted, Log, OutageWaitDue, OutboxRetry, PauseInput, ResumeInput,
+                           ShowFate, ShowSending, Started)
 from client_helpers import (OK, WELCOME, Run, ack, err, hello, logged_in, of, printed,
                             requests)
 from terminal import ASK_USER
@@ -59,7 +59,7 @@ def test_a_message_waiting_at_exit_is_reported_as_not_sent():
     run.do(Interrupted())
     actions = run.reply(OK, "logout")
     assert "Not sent (the server never acknowledged it): message bob unsent words" in printed(actions)
-    assert Exit(0) in actions
+    assert Exit(0, "1 message was not sent") in actions
 
 
 def test_a_message_that_went_out_unanswered_is_reported_as_perhaps_sent_at_exit():
@@ -461,7 +461,28 @@ def test_quit_at_the_name_prompt_after_a_logout_lists_what_waits_for_the_next_lo
     actions = run.reply(err("unknown_user"))
     assert printed(actions) == [
         "Not sent (you did not log in again as alice): message bob typed too late"]
-    assert Exit(0) in actions
+    assert Exit(0, "1 message was not sent") in actions
+
+
+def test_a_session_that_ends_as_the_user_leaves_is_no_login_they_chose_not_to_make():
+    """A reviewer's window, closed while a message waited, its server restarted meanwhile:
+    the message was said not sent because "you did not log in again", and the window closed
+    without a word (status 0, the reason on standard error only)."""
+    run = logged_in()
+    run.type("message bob one")
+    run.fail("refused")                     # the server away: the message waits
+    run.do(Interrupted())                   # the window's close (as Ctrl-C)
+    actions = run.fail("refused", "logout")
+    actions += run.do(Expired(ExitDue()))
+    assert "Not sent (the server never acknowledged it): message bob one" in printed(actions)
+    run = logged_in()
+    run.type("message bob one")
+    run.fail("refused")
+    run.do(Interrupted())
+    ended = run.reply(err("no_session", restarted=True), "logout")
+    ended += run.do(Expired(ExitDue()))
+    assert [a.reason for a in ended if isinstance(a, Exit)] == ["1 message was not sent"]
+    assert not any("did not log in again" in line for line in printed(ended))
 
 
 def test_the_next_user_of_the_same_client_is_told_a_recipient_is_offline_too():

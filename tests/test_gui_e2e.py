@@ -637,6 +637,13 @@ def test_a_window_whose_client_fails_says_why_before_it_closes(tk):
     quiet.glue = types.SimpleNamespace(exit_code=0, exit_reason="")
     quiet._after_pass()                     # an ordinary end says nothing
     assert told == ["this port speaks TLS"]
+    unsent = TkScreen(tk)                   # an end with messages not sent says so, status 0
+    unsent.tell_exit = lambda title, text, parent: told.append(text)
+    unsent.loop = types.SimpleNamespace(stop=lambda: None)
+    unsent.root = types.SimpleNamespace(destroy=lambda: None)
+    unsent.glue = types.SimpleNamespace(exit_code=0, exit_reason="1 message was not sent")
+    unsent._after_pass()
+    assert told[-1] == "1 message was not sent"
 
 
 def test_perhaps_not_sent_is_not_struck_through_as_a_refused_message_is():
