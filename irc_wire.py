@@ -190,6 +190,7 @@ _COLOUR_BEGUN = re.compile("(\x03[0-9]{0,2}(,[0-9]{0,2})?"
                            "|\x04[0-9A-Fa-f]{0,6}(,[0-9A-Fa-f]{0,6})?)$")
 _JOINERS = {"\u200d", "\ufe0e", "\ufe0f"}      # ZWJ and the variation selectors
 JOINED_MAX = 16     # the characters a cut may move back to keep them with their own
+_REGIONAL, _REGIONAL_END = "\U0001F1E6", "\U0001F1FF"     # two of them make a flag
 
 
 def _cut_before(text, cut):
@@ -207,13 +208,23 @@ def _cut_before(text, cut):
     while back > max(1, cut - JOINED_MAX) and (_joins(text[back]) or text[back - 1] == "\u200d"
                                               or unicodedata.combining(text[back - 1]) == 9):
         back -= 1                                       # (after a virama: its conjunct)
-    return back if back > max(1, cut - JOINED_MAX) else cut
+    if back <= max(1, cut - JOINED_MAX):
+        return cut
+    # a flag is two regional indicators: cut between pairs, not inside one
+    run = 0
+    while run < back and _REGIONAL <= text[back - 1 - run] <= _REGIONAL_END:
+        run += 1
+    if run % 2 and _REGIONAL <= text[back] <= _REGIONAL_END and back - 1 > 1:
+        back -= 1
+    return back
 
 
 def _joins(char):
-    """True if `char` belongs with the character before it."""
+    """True if `char` belongs with the character before it: a mark, a variation selector, a
+    skin tone, an emoji tag, or a Hangul syllable's vowel or final consonant (jamo)."""
     return (unicodedata.category(char) in ("Mn", "Mc", "Me") or char in _JOINERS
-            or "\U0001F3FB" <= char <= "\U0001F3FF")
+            or "\U0001F3FB" <= char <= "\U0001F3FF" or "\U000E0020" <= char <= "\U000E007F"
+            or "\u1160" <= char <= "\u11FF" or "\uD7B0" <= char <= "\uD7FF")
 
 
 def nick_ok(nick):

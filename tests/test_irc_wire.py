@@ -219,3 +219,15 @@ def test_a_run_of_joiners_with_nothing_to_join_is_cut_where_it_falls(text):
     cuts = pieces(text, 470)
     assert "".join(cuts) == text
     assert len(cuts) <= len(text.encode("utf-8")) // 400 + 1
+
+
+def test_a_cut_keeps_flags_tag_sequences_and_hangul_syllables_whole():
+    """(a reviewer's: a flag's pair of regional indicators split, every later flag on the
+    line the wrong pair; England's tags cut from their flag; a syllable's final jamo alone)"""
+    flags = "\U0001F1EB\U0001F1F7\U0001F1E9\U0001F1EA" * 60
+    assert all(len(piece) % 2 == 0 for piece in pieces(flags, 100))
+    england = "\U0001F3F4\U000E0067\U000E0062\U000E0065\U000E006E\U000E0067\U000E007F"
+    for piece in pieces(("xyz" + england) * 20, 100):
+        assert piece.count("\U0001F3F4") == piece.count("\U000E007F")
+    syllables = pieces("ab" + "\u1100\u1161\u11a8" * 60, 100)
+    assert all(piece[0] == "\u1100" for piece in syllables[1:])
