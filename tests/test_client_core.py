@@ -1065,15 +1065,15 @@ def test_input_end_after_a_logout_line_exits_without_another_logout():
     assert actions[-1] == Exit(0) and requests(actions) == []
 
 
-def _logged_in_with_waiting(waiting):
-    """A client whose login's welcome said `waiting` messages wait for it, and the server's
-    delivery connection 7, proven."""
-    run = Run(drain_wait_s=5.0)
+def _logged_in_with_waiting(waiting, head=0, **settings):
+    """A client whose login's welcome said `waiting` messages wait for it (and `head`), and
+    the server's delivery connection 7, proven."""
+    run = Run(**{"drain_wait_s": 5.0, **settings})
     run.do(Started())
     run.type("alice")
     run.reply(OK)
     run.type("pw")
-    run.reply({**WELCOME, "waiting": waiting})
+    run.reply({**WELCOME, "waiting": waiting, "head": head})
     run.do(Incoming(7, hello(7)))
     return run
 
@@ -1103,13 +1103,7 @@ def test_a_message_numbered_before_this_login_is_shown_as_one_that_waited_for_it
     """A reviewer's message, held back by a logout (delivered as its session ended, never
     acknowledged), came at a login hours later read as just said. Told apart by its number,
     below the welcome's head, not by the clocks, which may differ by minutes."""
-    run = Run()
-    run.do(Started())
-    run.type("alice")
-    run.reply(OK)
-    run.type("pw")
-    run.reply({**WELCOME, "head": 10})
-    run.do(Incoming(7, hello(7)))
+    run = _logged_in_with_waiting(0, head=10)
     before = run.do(Incoming(7, {**_numbered(9, "held back"), "at": 1_765_000_000.0}))
     after = run.do(Incoming(7, {**_numbered(11, "live"), "at": 1_765_000_000.0}))
     assert printed(before) == [
@@ -1120,13 +1114,7 @@ def test_a_message_numbered_before_this_login_is_shown_as_one_that_waited_for_it
 def test_a_scripts_logout_shows_what_waited_for_the_login_before_logging_out():
     """A trial's script that logged in and out showed what waited for it in some runs, in
     others after its logout, then again at each later login."""
-    run = Run(drain_wait_s=5.0, scripted=True)
-    run.do(Started())
-    run.type("alice")
-    run.reply(OK)
-    run.type("pw")
-    run.reply({**WELCOME, "waiting": 1})
-    run.do(Incoming(7, hello(7)))
+    run = _logged_in_with_waiting(1, scripted=True)
     assert requests(run.type("logout")) == []           # it waits for the one kept
     shown = run.do(Incoming(7, _numbered(1, "one")))
     assert printed(shown) == ["bob: one"] and ack(7, 1) in shown
