@@ -21,8 +21,8 @@ from client_events import (REQUEST_TIMEOUT_S, Accepted, Arm, Cancel, CloseConn, 
                            Pushed, Replied, RequestFailed, ResumeInput, SendRequest, SendTo,
                            Show, ShowFate, ShowOnline, ShowSending, Stage, Started, Status)
 from commands import (DEFAULT_ATTEMPTS, Command, Usage, case_hint, described, error_code,
-                      error_text, parse_command, presence_notices, refusal, reply_lines,
-                      seconds_text, shown, times_text)
+                      error_text, parse_command, plural, presence_notices, refusal,
+                      reply_lines, seconds_text, shown, times_text)
 from doorkeeper import Delivered, Door, Doorkeeper, HeadSeen, PeerTurnedAway, PrivateIn
 from outage import Outage
 from outbox import Outbox
@@ -490,10 +490,10 @@ class ChatClient:
             # paused with MAX_WAITING for a server that did not come back: what the rest of
             # the input holds cannot wait in memory for it (a reviewer's script hung so)
             self._report_unread(out)
+            waiting = plural(len(self.outbox.entries), "message")
             self._exit(out, 1, f"the server took no message in "
-                               f"{self.settings.outage_wait_s:g} s with "
-                               f"{_messages(len(self.outbox.entries))} waiting; the rest of "
-                               f"the input was not read")
+                               f"{self.settings.outage_wait_s:g} s with {waiting} waiting; the "
+                               f"rest of the input was not read")
 
     def _leaving_waits(self, now, out):
         """True while a script's `logout` or `quit` waits, as the input's end does, for the
@@ -527,7 +527,7 @@ class ChatClient:
             why = "The input has ended" if self.input_ended else "The input waits"
             out.append(Show("system", f"{why}: waiting up to {self.settings.outage_wait_s:g} s "
                                       f"for the server to take "
-                                      f"{_messages(len(self.outbox.entries))}."))
+                                      f"{plural(len(self.outbox.entries), 'message')}."))
         return True
 
     def _kept_by_outage(self):
@@ -546,7 +546,7 @@ class ChatClient:
     def _outage_wait_due(self, key, now, out):
         if self.outage_wait == "waiting":
             out.append(Log(f"the server took no message in {self.settings.outage_wait_s:g} s; "
-                           f"{_messages(len(self.outbox.entries))} waiting"))
+                           f"{plural(len(self.outbox.entries), 'message')} waiting"))
             self.outage_wait = "over"   # _run_lines, after this event, exits
 
     def _pace_input(self, waiting, busy, out):
@@ -969,7 +969,7 @@ class ChatClient:
 
     def _forget_typed_ahead(self, out):
         if self.lines:
-            said = _lines(len(self.lines))
+            said = plural(len(self.lines), "line")
             self.lines.clear()
             out.append(Show("system", f"What you typed after it ({said}) was not used."))
 
@@ -1007,8 +1007,8 @@ class ChatClient:
         self.token = frame.get("token")
         self.proof = frame.get("proof")
         self.store = frame.get("store") if isinstance(frame.get("store"), str) else None
-        self._saw_head(frame.get("head"))
         head = frame.get("head")
+        self._saw_head(head)
         self.login_head = head if type(head) is int and head >= 0 else 0
         waiting = frame.get("waiting")
         self.backlog_left = waiting if type(waiting) is int and waiting > 0 else 0
@@ -1211,8 +1211,9 @@ class ChatClient:
         """Say how many messages the session leaves unacknowledged, and what becomes of them."""
         waiting = len(self.outbox.entries)
         if waiting:
-            out.append(Show("system", f"The server has not acknowledged {_messages(waiting)} "
-                                      f"yet: sent again at your next login as "
+            out.append(Show("system", f"The server has not acknowledged "
+                                      f"{plural(waiting, 'message')} yet: sent again at your "
+                                      f"next login as "
                                       f"{self.session_user}, or listed if you quit first."))
 
     def _session_ended(self, out, frame=None):
@@ -1255,7 +1256,7 @@ class ChatClient:
         unused = [line for line in self.lines if not self._kept_for_next_login(line, out, False)]
         self.lines.clear()
         if unused:
-            said = _lines(len(unused))
+            said = plural(len(unused), "line")
             out.append(Show("system", f"What you typed as it ended ({said}) was not used."))
         out.append(Prompt(Stage.USERNAME))
 
@@ -1304,8 +1305,8 @@ class ChatClient:
             else:
                 unread += 1
         if unread:
-            out.append(ShowFate(None, Fate.REFUSED, f"Not read: {_lines(unread)} you typed "
-                                                    f"before quitting.", "", True))
+            out.append(ShowFate(None, Fate.REFUSED, f"Not read: {plural(unread, 'line')} you "
+                                                    f"typed before quitting.", "", True))
         self.lines.clear()
 
     def _exit(self, out, code=0, reason=""):
@@ -1322,24 +1323,19 @@ class ChatClient:
         undelivered = self.peers.left_undelivered()
         out.extend(undelivered)
         unsent += len(undelivered)
-        failed = unsent or self.refused or self.refused_logins or self.not_understood
-        if failed and not code and self.settings.scripted:
+        failures = [(unsent, "message", "not sent (listed above)"),
+                    (self.refused, "message", "refused (said above)"),
+                    (self.refused_logins, "login", "refused (said above)"),
+                    (self.not_understood, "line", "not understood (said above)")]
+        if any(count for count, _, _ in failures) and not code and self.settings.scripted:
             # what reads a script's status cannot read the lines above it (a trial's ran to
             # its end with three listed as not sent, status 0; another's with one refused)
             code = 1
-            reason = "; ".join(
-                f"{many} {'were' if count > 1 else 'was'} {what}"
-                for count, many, what in (
-                    (unsent, _messages(unsent), "not sent (listed above)"),
-                    (self.refused, _messages(self.refused), "refused (said above)"),
-                    (self.refused_logins, _logins(self.refused_logins), "refused (said above)"),
-                    (self.not_understood, _lines(self.not_understood),
-                     "not understood (said above)"))
-                if count)
+            reason = _failures_said(failures)
         elif unsent and not reason:
             # said as the program ends too, not only above it: a window's lines go with it (a
             # reviewer's closed without a word, its message not sent), and it shows this
-            reason = f"{_messages(unsent)} {'were' if unsent > 1 else 'was'} not sent"
+            reason = _failures_said([(unsent, "message", "not sent")])
         out.append(Exit(code, reason))
 
     # -- deliveries -----------------------------------------------------------------------------
@@ -1503,12 +1499,6 @@ class ChatClient:
         out.extend(self.doorkeeper.close_peers(lambda name: name == user))
 
 
-def _lines(count):
-    """How many typed lines ("1 line", "2 lines"), never what they hold (one may be a
-    password)."""
-    return "1 line" if count == 1 else f"{count} lines"
-
-
 def heartbeat_within(asked_s, timeout_s):
     """The heartbeat's period for a server that ends a session silent for `timeout_s` (its
     welcome's): as asked, but a second under the time-out at most, as the original's 30 s are
@@ -1538,9 +1528,7 @@ def _time_out_said(timeout_s):
     return timeout_s
 
 
-def _messages(count):
-    return "1 message" if count == 1 else f"{count} messages"
-
-
-def _logins(count):
-    return "1 login" if count == 1 else f"{count} logins"
+def _failures_said(failures):
+    """[(count, what is counted, what became of them)] -> "2 messages were not sent; ..."."""
+    return "; ".join(f"{plural(count, word)} {'were' if count > 1 else 'was'} {fate}"
+                     for count, word, fate in failures if count)

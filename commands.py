@@ -241,8 +241,9 @@ def described(command):
     return " ".join(word for word in (command.name, command.user, command.text) if word)
 
 
-def _users(count):
-    return "1 user" if count == 1 else f"{count:,} users"
+def plural(count, word):
+    """3, "message" -> "3 messages" (1 -> "1 message"): counts in the words people read."""
+    return f"{count} {word}" + ("" if count == 1 else "s")
 
 
 def error_code(frame):
@@ -331,11 +332,12 @@ def reply_lines(command, frame):
         blockers, full = (frame.get(field) for field in ("skipped", "full"))
         lines = []
         if type(blockers) is int and blockers > 0:
-            lines.append(f"{_users(blockers)} who block{'s' if blockers == 1 else ''} you did "
-                         f"not get it.")
+            lines.append(f"{plural(blockers, 'user')} who block{'s' if blockers == 1 else ''} "
+                         f"you did not get it.")
         if type(full) is int and full > 0:
-            lines.append(f"Your message could not be delivered to {_users(full)} online, who "
-                         f"{'has' if full == 1 else 'have'} too many messages waiting.")
+            lines.append(f"Your message could not be delivered to {plural(full, 'user')} "
+                         f"online, who {'has' if full == 1 else 'have'} too many messages "
+                         f"waiting.")
         return lines
     if command.name == "block":
         return [f"User {command.user} has been blocked."]

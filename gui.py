@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from cells import visible
 from client_events import (AskConsent, ConsentLapsed, Fate, Interrupted, LineIn, LoginAbandoned,
                            Prompt, Show, ShowFate, ShowOnline, ShowSending, Stage, Status)
-from commands import ACTION, action_text, help_lines, lapsed_text, presence_words
+from commands import ACTION, action_text, help_lines, lapsed_text, plural, presence_words
 from protocol import MAX_TEXT_CHARS
 
 EVERYONE = None     # the compose target that broadcasts
@@ -159,10 +159,6 @@ def _entry_text(entry):
 # what follows a sender's name in the pane, by entry kind (a direct message: nothing)
 _SENDER_SUFFIXES = {"direct": "", "broadcast": " (to everyone)", "private": " (private)",
                     "offline": " (while you were away)"}
-
-
-def plural(count, word):
-    return f"{count} {word}" + ("" if count == 1 else "s")
 
 
 class ChatView:
