@@ -5,6 +5,7 @@ delivery into what the screen shows (a client_events.Show); `reply_lines` turns 
 answer to a command into what the user reads. No state, no clock, no sockets.
 """
 import re
+import time
 from dataclasses import dataclass
 
 from client_events import Show
@@ -239,6 +240,12 @@ def times_text(count):
 def described(command):
     """A waiting message as the user typed it: "message seas hi"."""
     return " ".join(word for word in (command.name, command.user, command.text) if word)
+
+
+def day_words(at):
+    """Wall-clock seconds -> "Dec 5", the day in local time, as both screens say it."""
+    day = time.localtime(at)
+    return f"{time.strftime('%b', day)} {day.tm_mday}"
 
 
 def plural(count, word):

@@ -19,7 +19,8 @@ from dataclasses import dataclass, replace
 from cells import visible
 from client_events import (AskConsent, ConsentLapsed, Fate, Interrupted, LineIn, LoginAbandoned,
                            Prompt, Show, ShowFate, ShowOnline, ShowSending, Stage, Status)
-from commands import ACTION, action_text, help_lines, lapsed_text, plural, presence_words
+from commands import (ACTION, action_text, day_words, help_lines, lapsed_text, plural,
+                      presence_words)
 from protocol import MAX_TEXT_CHARS
 
 EVERYONE = None     # the compose target that broadcasts
@@ -108,7 +109,7 @@ def other_day(at, now):
     sent, today = time.localtime(at), time.localtime(now)
     if (sent.tm_year, sent.tm_yday) == (today.tm_year, today.tm_yday):
         return ""
-    return f"{time.strftime('%b', sent)} {sent.tm_mday}"
+    return day_words(at)
 
 
 def _is_action(text):

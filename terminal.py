@@ -27,7 +27,8 @@ import time
 from cells import char_cells, clipped, layout, visible
 from client_events import (AskConsent, ConsentLapsed, InputEnded, LineIn, Prompt, Show,
                            ShowFate, ShowOnline, ShowSending, Stage, Status)
-from commands import ALIASES, COMMANDS, action_text, help_lines, lapsed_text, presence_words
+from commands import (ALIASES, COMMANDS, action_text, day_words, help_lines, lapsed_text,
+                      presence_words)
 from completion import Completer
 from keys import KeyDecoder
 from line_editor import MAX_LINE_CHARS, ClearScreen, EndOfInput, Entered, LineEditor, Listed
@@ -457,8 +458,7 @@ def kept_line(show):
 
 def sent_words(sent_at):
     """Wall-clock seconds -> "Dec 5 14:02", in local time."""
-    sent = time.localtime(sent_at)
-    return f"{time.strftime('%b', sent)} {sent.tm_mday} {time.strftime('%H:%M', sent)}"
+    return f"{day_words(sent_at)} {time.strftime('%H:%M', time.localtime(sent_at))}"
 
 
 def screen_lines(action):
