@@ -379,10 +379,13 @@ class ChatClient:
             self.login_waits = False
             self._login_retry(None, now, out)
             return
-        self._reached(out)          # it took our connection: the name typed next is asked
-        if self.awaiting_server:
-            self.awaiting_server = False
-            out.append(Prompt(Stage.USERNAME))
+        self._reached(out)          # it took our connection
+        if self.awaiting_server and not any(p.purpose is Purpose.PROBE
+                                            for p in self.pending.values()):
+            # a port that speaks TLS takes a plain connection too, and says so only to what
+            # comes on it: a probe's bye has it say so now, before the name is typed (a
+            # trial's staying client asked for the name, then left with the TLS line)
+            self._request(Purpose.PROBE, None, out, blocks_input=False)
 
     def _left_a_tls_port(self, frame, out):
         """True, and the program leaving, if `frame` says the server's port speaks TLS and we

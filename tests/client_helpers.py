@@ -7,8 +7,8 @@ import protocol
 from protocol import DELIVERY_CLIENT_LABEL, DELIVERY_SERVER_LABEL
 from chat_client import ChatClient, Settings
 from client import parse_args, run
-from client_events import (Accepted, AskConsent, ConsentLapsed, Incoming, LineIn, Prompt, Replied,
-                           RequestFailed, SendRequest, SendTo, Show, ShowFate, ShowOnline,
+from client_events import (Accepted, AskConsent, ConsentLapsed, Incoming, LineIn, Probe, Prompt,
+                           Replied, RequestFailed, SendRequest, SendTo, Show, ShowFate, ShowOnline,
                            ShowSending, Started)
 from client_glue import ClientGlue
 from terminal import screen_lines
@@ -52,6 +52,7 @@ class Run:
         self.now = 0.0
         self.open = {}          # request id -> frame, in the order they were sent
         self.accepted = set()
+        self.probes = []        # the ids of the probes still waiting, in the order they went
 
     def do(self, event):
         if isinstance(event, Accepted):
@@ -64,6 +65,8 @@ class Run:
             if isinstance(action, SendRequest):
                 assert "id" not in action.frame   # the glue adds it
                 self.open[action.request_id] = action.frame
+            elif isinstance(action, Probe):         # (a short connection with a bye)
+                self.probes.append(action.request_id)
         return actions
 
     def type(self, text):
@@ -83,6 +86,10 @@ class Run:
         rid = self.last(kind)
         del self.open[rid]
         return self.do(RequestFailed(rid, reason))
+
+    def answer_probe(self, frame=None):
+        """The newest probe's answer: the server closed it after our bye (or said `frame`)."""
+        return self.do(Replied(self.probes.pop(), frame or {}))
 
     def login(self):
         self.do(Started())

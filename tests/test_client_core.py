@@ -557,7 +557,8 @@ def test_a_staying_clients_name_and_login_wait_for_its_link_made_again():
     the password went as the next password."""
     run = Run(check_server=True, stay=True)
     run.do(Started())
-    run.do(LinkUp())                            # the link found the server: the prompt
+    run.do(LinkUp())                            # the link found the server ...
+    run.answer_probe()                          # ... and its port our protocol: the prompt
     run.type("alice")
     check = run.open[run.last("check_user")]
     assert printed(run.fail())[-1] == ("Your user name waits for the server, and is checked "
@@ -578,6 +579,7 @@ def test_quit_at_the_name_prompt_in_an_outage_leaves_instead_of_waiting_as_a_nam
     run = Run(check_server=True, stay=True)
     run.do(Started())
     run.do(LinkUp())
+    run.answer_probe()
     run.type("quit")
     assert Exit(0) in run.fail()
     assert run.client.login_again is None
@@ -587,6 +589,7 @@ def test_another_word_for_leaving_in_an_outage_is_asked_again_not_held_as_a_name
     run = Run(check_server=True, stay=True)
     run.do(Started())
     run.do(LinkUp())
+    run.answer_probe()
     run.type("bye")
     assert printed(run.fail())[-2:] == [
         "bye was not checked: the server cannot be reached. Type an account's name; Ctrl-D "
@@ -684,6 +687,17 @@ def test_a_plain_client_told_the_port_speaks_tls_leaves_saying_so(probing):
         (1, "this port speaks TLS: connect with TLS")]
     assert ASK_USER not in printed(actions)
     assert run.do(LineIn("pw")) == []           # what follows is not read as a name
+
+
+def test_a_staying_client_asks_the_name_only_once_a_probe_says_the_port_speaks_its_protocol():
+    """A TLS port takes a plain connection, and says it speaks TLS only to what comes on it:
+    a trial's staying client asked for the name first, then left saying so."""
+    run = Run(tls=False, check_server=True, stay=True)
+    assert of(run.do(Started()), Probe) == []   # the link's opening looks first
+    up = run.do(LinkUp())
+    assert ASK_USER not in printed(up) and len(of(up, Probe)) == 1
+    actions = run.answer_probe(TLS_REQUIRED)
+    assert [a.code for a in of(actions, Exit)] == [1] and ASK_USER not in printed(actions)
 
 
 @pytest.mark.parametrize("reason, help", [

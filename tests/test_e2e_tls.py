@@ -42,12 +42,14 @@ def test_login_and_message_over_tls(tmp_path):
             assert "client.py --tls" in answer["message"]
         server.wait_log("closed: tls: not a TLS handshake")
         # and client.py without TLS says why and leaves, not asking for a name again and again
-        forgetful = PtyClient(server.port)
-        clients.append(forgetful)
-        forgetful.expect("client.py: this port speaks TLS: connect with TLS (client.py --tls, "
-                         "or --cafile FILE")
-        assert forgetful.wait_exit() == 1
-        assert "Please enter username:" not in forgetful.output
+        for staying in ((), ("--stay-connected",)):
+            # (a trial's staying client asked for the name first, and said why only after it)
+            forgetful = PtyClient(server.port, *staying)
+            clients.append(forgetful)
+            forgetful.expect("client.py: this port speaks TLS: connect with TLS (client.py "
+                             "--tls, or --cafile FILE")
+            assert forgetful.wait_exit() == 1
+            assert "Please enter username:" not in forgetful.output
         clients[0].type("online")
         clients[0].expect("seas")                   # the server went on serving
     finally:

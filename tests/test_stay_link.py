@@ -297,6 +297,9 @@ class StayingServer(Handler):
         self.seen.append(frame)
         if frame["type"] == "ack":
             return
+        if frame["type"] == "bye":          # the probe at the start
+            conn.close("bye")
+            return
         reply = {"type": "ok", "id": frame["id"]}
         if frame["type"] == "login":
             reply = {"type": "welcome", "user": "alice", "token": "t1", "proof": "p1",
@@ -326,9 +329,10 @@ def test_the_client_runs_on_one_staying_connection_without_a_port(loop):
     assert "bob (while you were away): waited\n" in out.getvalue().decode()
     kinds = [f["type"] for f in server.seen]
     # the typed "online" may go before or after the ack: the welcome lets it go at once
-    assert kinds[:2] == ["check_user", "login"] and kinds[-1] == "logout"
-    assert sorted(kinds[2:4]) == ["ack", "online"]
-    login = server.seen[1]
+    assert kinds[:3] == ["bye", "check_user", "login"] and kinds[-1] == "logout"
+    assert sorted(kinds[3:5]) == ["ack", "online"]
+    login = server.seen[2]
     assert login["stay"] is True and "port" not in login
     assert {"type": "ack", "seq": 3} in server.seen
-    assert server.accepted == 1                         # one connection for everything
+    # one connection for everything, after the probe's that asks whether the port speaks TLS
+    assert server.accepted == 2
