@@ -21,12 +21,13 @@ from client_events import (REQUEST_TIMEOUT_S, Accepted, Arm, Cancel, CloseConn, 
                            Pushed, Replied, RequestFailed, ResumeInput, SendRequest, SendTo,
                            Show, ShowFate, ShowOnline, ShowSending, Stage, Started, Status)
 from commands import (DEFAULT_ATTEMPTS, Command, Usage, case_hint, described, error_code,
-                      error_text, parse_command, plural, presence_notices, refusal,
-                      reply_lines, seconds_text, shown, times_text)
+                      error_text, parse_command, presence_notices, refusal, reply_lines,
+                      seconds_text, shown, times_text)
 from doorkeeper import Delivered, Door, Doorkeeper, HeadSeen, PeerTurnedAway, PrivateIn
 from outage import Outage
 from outbox import Outbox
 from protocol import MAX_NAME_CHARS, MAX_SEQ, MAX_TEXT_CHARS, MIN_HEARTBEAT_S
+from words import plural
 
 HEARTBEAT_S = 30.0          # the server ends a session silent for 31 s
 # A staying connection that died without a word (a NAT's mapping dropped) is found only by a
@@ -36,7 +37,8 @@ HEARTBEAT_S = 30.0          # the server ends a session silent for 31 s
 # (the connection made again, at its first try 1 s on).
 STAY_HEARTBEAT_S = 15.0
 STAY_MARGIN_S = 5.0
-LEAVING_WORDS = ("quit", "exit", "logout", "bye", "help")   # typed at the name prompt: a hint
+# typed at the name prompt, most likely a command, not a name: told how to leave
+COMMAND_LIKE_WORDS = ("quit", "exit", "logout", "bye", "help")
 # ... and these leave, as at the command prompt, when no account has the name
 QUIT_WORDS = ("quit", "exit")
 EXIT_WAIT_S = 2.0           # how long an exiting client waits for its logout reply
@@ -884,7 +886,7 @@ class ChatClient:
                 return
             # a name no account can have (a space, a control character, too long) is as wrong
             # as an unknown one, and said in the same words, not in the protocol's
-            leaving = str(self.user).lower() in LEAVING_WORDS and not self.settings.scripted
+            leaving = str(self.user).lower() in COMMAND_LIKE_WORDS and not self.settings.scripted
             out.append(Show("system", "Wrong username." + case_hint(frame)
                             + (" (Type an account's name; Ctrl-D or Ctrl-C leaves.)" if leaving
                                else "")))
@@ -1114,7 +1116,7 @@ class ChatClient:
             return
         if str(self.user).lower() in QUIT_WORDS:
             self._on_interrupted(None, now, out)       # (a way out, whatever the server says)
-        elif str(self.user).lower() in LEAVING_WORDS:
+        elif str(self.user).lower() in COMMAND_LIKE_WORDS:
             # most likely a way out, not a name: asked again, not held for the server (a
             # trial's "quit" in an outage waited as a name, with what was typed after it)
             out.append(Show("system", f"{self.user} was not checked: the server cannot be "

@@ -522,12 +522,12 @@ class ChatServer(Reach):
         and is not answered (a session just ended leaves a few on their way), but counted as
         refused: a read of thousands is a flood (limits.REFUSALS_PER_READ)."""
         late = self._sessions.acks_after_end.get(conn)
-        if late is None or late[0] in self._users or seq <= late[2] or late[2] >= late[1]:
+        if (late is None or late.user in self._users or seq <= late.acked
+                or late.acked >= late.last_sent):
             self.refusals += 1      # (old news too: a million of them were all taken)
             return
-        user, last_sent, _ = late
-        late[2] = min(seq, last_sent)
-        self._store.acknowledge(user, late[2])
+        late.acked = min(seq, late.last_sent)
+        self._store.acknowledge(late.user, late.acked)
 
     # --- logging in ---
 
@@ -987,6 +987,8 @@ class ChatServer(Reach):
         return actions
 
     def _heartbeat(self, session, request, frame_id, now):
+        """Nothing more to do: every request of a session, this one too, has moved its
+        last_seen to `now` (_on_request). The answer says how far the log has come."""
         return [_answer(request.conn, frame_id, {"type": "ok", "head": self._store.head})]
 
     def _resume(self, session, request, frame_id, now):

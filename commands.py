@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from client_events import Show
 from protocol import MAX_NAME_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS, name_chars_ok
+from words import plural
 
 DEFAULT_ATTEMPTS = 3        # wrong passwords that block a name, when the server does not say
 DEFAULT_LOCKOUT_S = 30      # how long they block it, when the server does not say
@@ -246,11 +247,6 @@ def day_words(at):
     """Wall-clock seconds -> "Dec 5", the day in local time, as both screens say it."""
     day = time.localtime(at)
     return f"{time.strftime('%b', day)} {day.tm_mday}"
-
-
-def plural(count, word):
-    """3, "message" -> "3 messages" (1 -> "1 message"): counts in the words people read."""
-    return f"{count} {word}" + ("" if count == 1 else "s")
 
 
 def error_code(frame):

@@ -19,9 +19,9 @@ from dataclasses import dataclass, replace
 from cells import visible
 from client_events import (AskConsent, ConsentLapsed, Fate, Interrupted, LineIn, LoginAbandoned,
                            Prompt, Show, ShowFate, ShowOnline, ShowSending, Stage, Status)
-from commands import (ACTION, action_text, day_words, help_lines, lapsed_text, plural,
-                      presence_words)
+from commands import ACTION, action_text, day_words, help_lines, lapsed_text, presence_words
 from protocol import MAX_TEXT_CHARS
+from words import plural
 
 EVERYONE = None     # the compose target that broadcasts
 TARGET_NAME_CHARS = 20  # of a user's name in the label before the input (target_text)

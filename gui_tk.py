@@ -13,8 +13,8 @@ import tkinter.messagebox
 from tkinter import ttk
 
 from client_events import Fate, Stage
-from commands import plural
 from gui import WindowScreen, entry_mark, entry_text, stamp
+from words import plural
 
 WINDOW_SIZE = (900, 620)    # pixels, on a screen with room for it ...
 SCREEN_MARGIN = (0, 80)     # ... else the screen less this (a title bar, a panel)

@@ -42,14 +42,14 @@ PEER_DELIVERIES = ("consent_request", "consent_lapsed", "address", "address_refu
                    "address_lapsed", "address_revoked", "address_unavailable")
 
 
-def mac_of(key, sender, receiver, nonce):
+def dialer_mac(key, sender, receiver, nonce):
     """The dialer's proof that `sender` knows the pair's `key`, good for `receiver`'s `nonce`
     only: hex."""
     return protocol.mac(key, MAC_LABEL, sender, receiver, nonce)
 
 
-def mac_ok(key, sender, receiver, nonce, given):
-    """True if `given` is mac_of(key, sender, receiver, nonce), compared in constant time."""
+def dialer_mac_ok(key, sender, receiver, nonce, given):
+    """True if `given` is dialer_mac(key, sender, receiver, nonce), compared in constant time."""
     return protocol.mac_ok(key, given, MAC_LABEL, sender, receiver, nonce)
 
 
@@ -274,7 +274,7 @@ class Peers:
                               f"Refused a private connection from someone claiming to be "
                               f"{sender}: you have not agreed to a private talk with {sender}.")
         # a hello copied from another connection was made for another nonce, so it fails here
-        if not nonce or not mac_ok(key, sender, me, nonce, mac):
+        if not nonce or not dialer_mac_ok(key, sender, me, nonce, mac):
             raise PeerRefused("wrong proof",
                               f"Refused a private connection from someone claiming to be "
                               f"{sender}: the proof of identity was wrong.")
@@ -365,7 +365,7 @@ class Peers:
         link.nonce = self._make_nonce()
         link.state = LinkState.PROVING
         return [SendOnLink(link.id, {"type": "peer_hello", "from": me, "nonce": link.nonce,
-                                     "mac": mac_of(link.address.key, me, link.user, nonce)})]
+                                     "mac": dialer_mac(link.address.key, me, link.user, nonce)})]
 
     def _proven(self, me, link, mac, now):
         """The listener's answer: only one that knows the key too gets the messages."""

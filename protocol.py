@@ -96,7 +96,9 @@ class Numbered(dict):
 
 
 def line_head(frame):
-    """A frame's line without its closing brace (bytes): the store appends the number."""
+    """A frame's line without its closing brace (bytes), for the store to append the number:
+    any frame's, by the encoder. The server makes its chat messages' with chat_head's templates
+    instead (faster); this is the reference the tests hold those to, and their way to a head."""
     return encode_text(frame)[:-1].encode("utf-8")
 
 

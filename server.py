@@ -31,6 +31,7 @@ from status import StatusLine
 from timers import RealClock
 from passwords import CredentialsError, load_credentials
 from storage import RESCUED, SEQ_FLOOR_MAX, Store, StoreUnavailable
+from words import plural
 
 
 def _add_limit_options(parser):
@@ -366,7 +367,7 @@ def _start_warnings(args, clock, credentials, store, log, irc_listener):
     if unguarded:
         # (named: a typo such as "name:password" on one line makes one, and shows there)
         shown = _first_few(unguarded)
-        log(f"{len(unguarded)} account{'' if len(unguarded) == 1 else 's'} need"
+        log(f"{plural(len(unguarded), 'account')} need"
             f"{'s' if len(unguarded) == 1 else ''} no password (a name alone on a line of "
             f"{args.credentials}: {shown}): anyone may log in as "
             f"{'it' if len(unguarded) == 1 else 'them'}")
@@ -464,7 +465,7 @@ def main(argv=None):
     HeapTrimmer(reactor)
     StatusLine(reactor, core, store, log, args.store_bytes)
     secured = "TLS" if args.tls_context else "plain TCP: passwords cross the network in clear"
-    accounts = f"{len(credentials)} account{'' if len(credentials) == 1 else 's'}"
+    accounts = plural(len(credentials), "account")
     log(f"listening on {args.host}:{listener.port} with {accounts} from "
         f"{os.path.abspath(args.credentials)}, data in {os.path.abspath(args.data_dir)} "
         f"(sync {args.sync}; {secured})")

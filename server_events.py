@@ -90,7 +90,7 @@ class Reply:
 @dataclass(slots=True)
 class Replies:
     """The usual yes, {"type": "ok", "stored": false, "id": N}, to each of a run's messages
-    (chat_server._Run) on connection `conn`, one for each whole-number id N of `ids`, in order:
+    (reach._Run) on connection `conn`, one for each whole-number id N of `ids`, in order:
     each durable as a Reply is (the commit failed: an `unavailable` error each). One action,
     and one append of the lines made from their template, for the run, not a Reply each."""
     conn: int

@@ -390,7 +390,7 @@ SLOWED_PER_ADDRESS_BURST = 500
 class Accepted(Handler):
     """Connections clients open to us: every line becomes a core event."""
 
-    # A read of up to 32 KiB: a broadcaster's 300 requests, one run (chat_server._Run) that
+    # A read of up to 32 KiB: a broadcaster's 300 requests, one run (reach._Run) that
     # costs each of its recipients an append; broadcast 1.3M -> 2.0M deliveries/s. (64 KiB was
     # slower: 600 requests outran the recipients' windows. The IRC port keeps 8 KiB: an IRC
     # user's deliveries are worded one by one, and 32 KiB reads there filled the windows
@@ -475,7 +475,7 @@ class Accepted(Handler):
         now = glue.reactor.clock.now()
         alive = False
         # a read of many requests: a run among them (a session's broadcasts, or its messages to
-        # one user) is delivered at its end (chat_server._Run), each recipient's share in one
+        # one user) is delivered at its end (reach._Run), each recipient's share in one
         # append. Two lines are most often a short connection's request and bye: a run of one
         # there cost its message 2 us (tests/measure_short.py), and gathers nothing.
         core = glue.core

@@ -50,6 +50,15 @@ class Session:
         return (self.host, self.port)
 
 
+@dataclass(slots=True)
+class LateAcks:
+    """A session that ended with messages on their way to its staying connection: its user,
+    the last number sent there, and the last its client acknowledged (moved by late acks)."""
+    user: str
+    last_sent: int
+    acked: int
+
+
 class RandomSecrets:
     """Fresh unguessable secrets (tokens, proofs, consent keys), SECRET_CHARS of URL-safe
     base64 each (letters, digits, "-" and "_": text any client keeps and sends back as is).
@@ -89,11 +98,10 @@ class Sessions:
         # connection (a session that stays from its login has no proof, and is not here)
         self.by_proof = {}
         self.by_conn = {}           # staying connection -> the Session it carries
-        # staying connection -> [user, the last number sent on it, the last acknowledged] of a
-        # session that ended with messages on their way there: the client shows them, and
-        # acknowledges them, before it learns the session is over (a trial's client, stopped
-        # past its time-out, showed 50 messages twice: again at its next login). Until the
-        # connection closes.
+        # staying connection -> the LateAcks of a session that ended with messages on their
+        # way there: the client shows them, and acknowledges them, before it learns the
+        # session is over (a trial's client, stopped past its time-out, showed 50 messages
+        # twice: again at its next login). Until the connection closes.
         self.acks_after_end = {}
         # token -> why its session ended ("elsewhere", "timed_out"), for the no_session its
         # client gets later: a client stopped meanwhile missed the notice, and said its session
@@ -130,7 +138,7 @@ class Sessions:
             del self.by_conn[session.conn]
             window = session.window
             if window is not None and window.sent:
-                self.acks_after_end[session.conn] = [user, window.sent[-1], window.acked]
+                self.acks_after_end[session.conn] = LateAcks(user, window.sent[-1], window.acked)
         return session
 
     def attach(self, session, conn):

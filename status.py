@@ -2,6 +2,7 @@
 online, how many messages the server took, and what waits for whom. An operator's trial ran 10
 minutes and 13,263 messages, and the log said only the logins: a busy server and a stuck one,
 or a backlog growing toward store_full, read alike."""
+from words import plural
 
 STATUS_EVERY_S = 600.0
 _MIB = 1024 * 1024
@@ -34,12 +35,9 @@ class StatusLine:
         minutes = self._every_s / 60
         users = len(self._store.names_waiting()) if waiting else 0
         held = self._store.total[1]
-        return (f"status: {_many(online, 'user')} online; {_many(taken, 'message')} taken in "
+        return (f"status: {plural(online, 'user')} online; {plural(taken, 'message')} taken in "
                 f"the last {minutes:g} minute{'' if minutes == 1 else 's'}; "
-                f"{_many(waiting, 'message')} wait{'s' if waiting == 1 else ''} for "
-                f"{_many(users, 'user')} ({held / _MIB:.1f} MiB stored of the "
+                f"{plural(waiting, 'message')} wait{'s' if waiting == 1 else ''} for "
+                f"{plural(users, 'user')} ({held / _MIB:.1f} MiB stored of the "
                 f"{self._store_bytes / _MIB:.1f} MiB quota)")
 
-
-def _many(count, word):
-    return f"{count:,} {word}{'' if count == 1 else 's'}"

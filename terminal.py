@@ -33,6 +33,7 @@ from completion import Completer
 from keys import KeyDecoder
 from line_editor import MAX_LINE_CHARS, ClearScreen, EndOfInput, Entered, LineEditor, Listed
 from protocol import name_chars_ok
+from words import plural
 
 DEFAULT_COLUMNS = 80            # when the terminal does not say how wide it is
 UTF8_BOM = codecs.BOM_UTF8      # a file's first bytes that are not its text
@@ -510,8 +511,7 @@ def outage_line(status, now, width=None):
     if status.waiting:
         # (before the login, what waits is what was typed at its prompts)
         noun = "message" if status.stage is Stage.LOGGED_IN else "typed line"
-        plural = "" if status.waiting == 1 else "s"
-        line += f" {status.waiting} {noun}{plural} waiting to be sent."
+        line += f" {plural(status.waiting, noun)} waiting to be sent."
     if width is None or len(line) < width:
         return line
     short = "No server"         # (then the seconds to the next try, and what waits)

@@ -1,5 +1,5 @@
 """Runs: one session's broadcasts, or its messages to one user, read together go to their
-recipients together (chat_server._Run, log_index's run, Deliveries.offer_run). What every
+recipients together (reach._Run, log_index's run, Deliveries.offer_run). What every
 client is sent, in what order, and what the store holds must be exactly what handling each
 request alone gives."""
 import random

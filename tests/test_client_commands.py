@@ -5,6 +5,7 @@ from client_events import AskConsent, Prompt, Show, ShowOnline, Stage, Status
 from commands import (COMMANDS, Command, CommandSpec, Usage, help_lines, parse_command,
                       refusal, shown)
 from terminal import screen_lines
+from words import plural
 
 
 @pytest.mark.parametrize("line, expected", [
@@ -197,3 +198,9 @@ def test_what_the_server_would_refuse_is_said_in_the_users_words_before_sending(
 def test_a_message_at_the_limit_and_a_plain_name_go_out():
     assert refusal(parse_command("message bob " + "x" * 4000)) is None
     assert refusal(parse_command("getaddress seas")) is None
+
+
+@pytest.mark.parametrize("count, said", [(0, "0 messages"), (1, "1 message"), (2, "2 messages"),
+                                         (12000, "12,000 messages")])
+def test_counts_are_said_in_one_way_on_every_screen_and_in_the_log(count, said):
+    assert plural(count, "message") == said

@@ -8,7 +8,7 @@ import client_glue
 import protocol
 from client_glue import MAX_INCOMING
 from client_helpers import glue_with, logged_in
-from peer import mac_of
+from peer import dialer_mac
 from protocol import DELIVERY_SERVER_LABEL
 from reactor_helpers import pump
 
@@ -54,7 +54,7 @@ def test_peers_holding_every_place_give_one_up_to_the_servers_delivery(monkeypat
             link = socket.create_connection(("127.0.0.1", listener.port))
             nonce = protocol.decode(_first_line(glue, link))["nonce"]
             link.sendall(protocol.encode({"type": "peer_hello", "from": peer, "nonce": "d1",
-                                          "mac": mac_of(f"k-{peer}", peer, "alice", nonce)}))
+                                          "mac": dialer_mac(f"k-{peer}", peer, "alice", nonce)}))
             assert protocol.decode(_first_line(glue, link))["type"] == "ok"     # proven
             links.append(link)
         assert len(glue.incoming) == 4

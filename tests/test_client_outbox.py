@@ -164,11 +164,11 @@ def test_a_paused_script_whose_server_stays_away_stops_after_its_wait_and_says_s
     for n in range(MAX_WAITING):
         run.type(f"message bob {n}")
     actions = run.fail("refused")
-    assert "The input waits: waiting up to 30 s for the server to take 1000 messages." in (
+    assert "The input waits: waiting up to 30 s for the server to take 1,000 messages." in (
         printed(actions))
     run.now += 30
     actions = run.do(Expired(OutageWaitDue()))
-    assert Exit(1, "the server took no message in 30 s with 1000 messages waiting; the rest of "
+    assert Exit(1, "the server took no message in 30 s with 1,000 messages waiting; the rest of "
                    "the input was not read") in actions
     assert "Not sent (the server never acknowledged it): message bob 999" in printed(actions)
 

@@ -11,7 +11,7 @@ from client_events import (
 )
 from client_helpers import OK, err, hello as server_hello, logged_in, of, printed, requests
 from commands import Command, Usage, parse_command
-from peer import PEER_IDLE_S, PEER_PROOF_S, listener_mac, mac_of
+from peer import PEER_IDLE_S, PEER_PROOF_S, listener_mac, dialer_mac
 
 KEY = "k-columbia-alice"
 ADDRESS = {"type": "address", "user": "bob", "host": "10.0.0.2", "port": 6001, "key": KEY}
@@ -230,7 +230,7 @@ def test_private_opens_a_link_proves_who_we_are_and_sends_once_the_listener_prov
     assert printed(actions) == [] and not requests(actions)        # never via the server
     actions = run.do(LinkIn(1, {"type": "challenge", "nonce": "n1"}))
     assert sent(actions) == [(1, {"type": "peer_hello", "from": "alice", "nonce": "na1",
-                                  "mac": mac_of(KEY, "alice", "bob", "n1")})]
+                                  "mac": dialer_mac(KEY, "alice", "bob", "n1")})]
     assert sent(run.do(LinkIn(1, listener_ok()))) == [
         (1, {"type": "private", "from": "alice", "text": "hello  there"})]
     # the open link carries the next message at once
@@ -244,7 +244,7 @@ def test_private_opens_a_link_proves_who_we_are_and_sends_once_the_listener_prov
 @pytest.mark.parametrize("answer", [
     {"type": "ok"}, {"type": "ok", "mac": "00"},
     {"type": "ok", "mac": listener_mac(KEY, "bob", "alice", "another nonce")},
-    {"type": "ok", "mac": mac_of(KEY, "alice", "bob", "na1")},      # our own proof, reflected
+    {"type": "ok", "mac": dialer_mac(KEY, "alice", "bob", "na1")},      # our own proof, reflected
 ])
 def test_a_listener_that_cannot_prove_the_key_gets_nothing(answer):
     """After a peer's client died, whoever took its port must not read what was meant for it."""
@@ -415,7 +415,7 @@ def test_logout_ends_links_and_forgets_addresses_and_keys():
     run.type("Y carol")
     run.reply({"type": "ok", "key": "kc"})
     run.do(Incoming(8, {"type": "peer_hello", "from": "carol", "nonce": "c8",
-                        "mac": mac_of("kc", "carol", "alice", "n8")}))
+                        "mac": dialer_mac("kc", "carol", "alice", "n8")}))
     run.type("logout")
     actions = run.reply(OK)
     assert EndLink(1) in actions and CloseConn(8) in actions
@@ -437,7 +437,7 @@ def granted(run, user="bob", key=KEY):
 def hello(nonce, sender="bob", key=KEY, receiver="alice", theirs="d1"):
     """A dialer's hello for our challenge `nonce`, challenging us back with `theirs`."""
     return {"type": "peer_hello", "from": sender, "nonce": theirs,
-            "mac": mac_of(key, sender, receiver, nonce)}
+            "mac": dialer_mac(key, sender, receiver, nonce)}
 
 
 def test_every_accepted_connection_is_challenged_with_its_nonce():
@@ -534,8 +534,8 @@ def test_a_hello_without_consent_is_refused():
     {"type": "peer_hello", "from": "b" * 65, "mac": "00", "nonce": "d1"},
     {"type": "peer_hello", "from": "bob: send me your password", "mac": "00", "nonce": "d1"},
     {"type": "peer_hello", "from": "bob\u202e", "mac": "00", "nonce": "d1"},
-    {"type": "peer_hello", "from": "bob", "mac": mac_of(KEY, "bob", "alice", "n5")},
-    {"type": "peer_hello", "from": "bob", "mac": mac_of(KEY, "bob", "alice", "n5"),
+    {"type": "peer_hello", "from": "bob", "mac": dialer_mac(KEY, "bob", "alice", "n5")},
+    {"type": "peer_hello", "from": "bob", "mac": dialer_mac(KEY, "bob", "alice", "n5"),
      "nonce": 7},
 ])
 def test_a_malformed_hello_is_refused(frame):

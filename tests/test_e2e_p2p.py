@@ -6,7 +6,7 @@ import re
 import socket
 
 import protocol
-from peer import listener_mac, mac_of
+from peer import listener_mac, dialer_mac
 from realprocs import ACCOUNTS, WAIT_S, listening_port, login
 
 SECRET = "meet me at the secret p2p place"
@@ -142,7 +142,7 @@ def test_a_stranger_with_a_forged_or_replayed_proof_is_refused(clients, server):
     # forged: claims to be columbia, who has consent, without knowing the key
     sock, lines, nonce = dial(bob_port)
     send(sock, {"type": "peer_hello", "from": "columbia", "nonce": "d1",
-                "mac": mac_of("guessed", "columbia", "seas", nonce)},
+                "mac": dialer_mac("guessed", "columbia", "seas", nonce)},
          {"type": "private", "from": "columbia", "text": "forged words"})
     assert [f.get("code") for f in lines.until_closed()] == ["not_allowed"]
     sock.close()
@@ -172,7 +172,7 @@ def test_a_stranger_with_a_forged_or_replayed_proof_is_refused(clients, server):
     assert key is not None and key not in json.dumps(address)
     sock, lines, nonce = dial(bob_port)
     real_hello = {"type": "peer_hello", "from": "google", "nonce": "d1",
-                  "mac": mac_of(key, "google", "seas", nonce)}
+                  "mac": dialer_mac(key, "google", "seas", nonce)}
     send(sock, real_hello, {"type": "private", "from": "google", "text": "genuine words"})
     proof_back, delivered = lines.next(), lines.next()
     assert proof_back == {"type": "ok", "mac": listener_mac(key, "seas", "google", "d1")}

@@ -7,7 +7,8 @@ import protocol
 from client_events import (Accepted, Arm, EndLink, Fate, Incoming, LinkClosed, LinkIdle, LinkIn,
                            Log, OpenLink, SendOnLink, SendTo, Show, ShowFate, Started)
 from client_helpers import glue_with
-from peer import PEER_IDLE_S, PEER_PROOF_S, PeerAddress, Peers, listener_mac, mac_ok, mac_of
+from peer import (PEER_IDLE_S, PEER_PROOF_S, PeerAddress, Peers, dialer_mac, dialer_mac_ok,
+                  listener_mac)
 from reactor import Handler, Reactor
 from timers import RealClock
 from reactor_helpers import pump
@@ -17,17 +18,17 @@ KEY = "k1"
 
 def test_mac_is_hmac_sha256_over_the_label_names_and_nonce():
     expected = hmac.new(b"k1", b"chat-p2p|alice|bob|n1", hashlib.sha256).hexdigest()
-    assert mac_of(KEY, "alice", "bob", "n1") == expected
+    assert dialer_mac(KEY, "alice", "bob", "n1") == expected
 
 
-def test_mac_ok_accepts_only_the_exact_proof():
-    good = mac_of(KEY, "alice", "bob", "n1")
-    assert mac_ok(KEY, "alice", "bob", "n1", good)
-    assert not mac_ok(KEY, "alice", "bob", "n2", good)        # another nonce
-    assert not mac_ok(KEY, "bob", "alice", "n1", good)        # the other direction
-    assert not mac_ok("k2", "alice", "bob", "n1", good)       # another pair's key
-    assert not mac_ok(KEY, "alice", "bob", "n1", None)
-    assert not mac_ok(KEY, "alice", "bob", "n1", good.upper())
+def test_dialer_mac_ok_accepts_only_the_exact_proof():
+    good = dialer_mac(KEY, "alice", "bob", "n1")
+    assert dialer_mac_ok(KEY, "alice", "bob", "n1", good)
+    assert not dialer_mac_ok(KEY, "alice", "bob", "n2", good)        # another nonce
+    assert not dialer_mac_ok(KEY, "bob", "alice", "n1", good)        # the other direction
+    assert not dialer_mac_ok("k2", "alice", "bob", "n1", good)       # another pair's key
+    assert not dialer_mac_ok(KEY, "alice", "bob", "n1", None)
+    assert not dialer_mac_ok(KEY, "alice", "bob", "n1", good.upper())
 
 
 def peers_with_link():

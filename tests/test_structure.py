@@ -11,7 +11,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 # its own layer; never one after it. The README's module map describes the same layers.
 LAYERS = [
     ("protocol", "irc_wire", "irc_words", "options", "limits",     # the wires, plain helpers
-     "certificate", "core_events", "cells", "keys", "completion"),
+     "certificate", "core_events", "cells", "keys", "completion", "words"),
     ("timers", "pacing", "reactor", "heap", "passwords", "senders",  # time, the loop, the disk,
      "log_index", "wal", "storage"),                               # the process's memory
     ("server_events", "client_events"),                            # the cores' vocabularies
