@@ -30,7 +30,8 @@ from server_glue import MAX_CONNECTIONS, MAX_PER_ADDRESS, ServerGlue, make_logge
 from status import StatusLine
 from timers import RealClock
 from passwords import CredentialsError, load_credentials
-from storage import RESCUED, SEQ_FLOOR_MAX, Store, StoreUnavailable
+from storage import SEQ_FLOOR_MAX, Store, StoreUnavailable
+from store_files import RESCUED
 from words import plural
 
 
@@ -220,7 +221,7 @@ STORE_FILE = "chat.sqlite3"      # the store's file in the data directory
 
 # What the disk needs besides the store's byte quota: SQLite's write-ahead log grows to 1,000
 # pages (4 MiB) between checkpoints, and a pass's record and the file's own pages come on top
-# (on a disk with less room the store checkpoints sooner: storage._checkpoint_pages).
+# (on a disk with less room the store checkpoints sooner: store_files.checkpoint_pages).
 SQLITE_LOG_ROOM_BYTES = 8 * 1024 * 1024
 MIN_FRAME_TIME_S = 1.0      # a --frame-time below this is warned of at the start
 MIN_STORE_BYTES = 64 * 1024     # a quota fitted to a tiny disk is never smaller than this

@@ -26,23 +26,23 @@ until a commit succeeds: when a commit fails (a full disk, say), the transaction
 and the journal written again into a new one, so nothing is dropped and the next commit takes
 it all once the disk has room. Meanwhile `commit()` raises StoreUnavailable, and so does any
 call that cannot be served consistently: the caller answers "unavailable", never a yes.
+
+What a start refuses to open, and the notes and copies left for the next start, are in
+store_files.py: this module decides when to look, that one looks and writes.
 """
 import collections
 import errno
-import hashlib
 import json
 import os
-import pathlib
-import re
 import secrets
 import sqlite3
-import tempfile
 import time
 
-import wal
+import store_files as files
 from log_index import LogIndex
 from protocol import MAX_SEQ, encode_text
 from senders import Senders
+from store_files import DEFAULT_LOG_PAGES, PAGE_BYTES, RESERVE, SMALL_LOG_PAGES
 
 # the highest seq_floor taken: a wall clock centuries ahead (in microseconds, past 2**53 near
 # the year 2255) would number every message from then on beyond what JSON's numbers hold,
@@ -97,20 +97,10 @@ LOOK_EVERY_S = 1.0          # a store looks at its files this often, idle too
 COMPACT_S = 1.0             # cursors are written, and passed records deleted, at most this
                             # often: a crash forgets at most this much of acknowledgements, and
                             # clients drop what they get again by its number
-# SQLite copies its write-ahead log into the file each DEFAULT_LOG_PAGES pages of it; on a disk
-# with less room, each eighth of that room (at least SMALL_LOG_PAGES pages)
-DEFAULT_LOG_PAGES = 1000
-SMALL_LOG_PAGES = 16
-PAGE_BYTES = 4096           # SQLite's page size, as it makes a new file
 COUNTER_BYTES = 48          # a sender's counter on the disk besides its text: its numbers,
                             # SQLite's row and index headers (and its key twice: in the row and
                             # in the primary key's index), counted in the store's byte quota
 FRAME_BYTES = PAGE_BYTES + 24   # a page in the write-ahead log, with its frame header
-DAMAGED = "-damaged"        # beside the store's file: a server found it damaged (_damage)
-NEW_FILE_S = 5              # an empty store's file younger than this is another's, begun
-RESCUED = ".rescued-"       # a homeless store's copy: its name after the store's (rescue)
-RESERVE = "-reserve"        # beside the store's file on a small disk: room kept for the
-                            # checkpoint a full disk needs (Store._keep_reserve)
 _NOBODY = frozenset()       # the block list of a user who blocks nobody
 _to_json = encode_text      # compact JSON text, by the C encoder built once (protocol.py)
 
@@ -172,12 +162,12 @@ class Store:
         self._pass_at = None        # this pass's `"at"` for the lines it keeps; None: read it
         self._path, self._sync, self._exclusive, self._lock_wait_s, self._max_pages = (
             path, sync, exclusive, lock_wait_s, max_pages)
-        _take_rewritten(path)
-        _refuse_emptied(path)
-        _refuse_marked_damaged(path)
-        _refuse_rescued(path)
-        _refuse_foreign_log(path)
-        _refuse_damaged_log(path)
+        files.take_rewritten(path)
+        files.refuse_emptied(path)
+        files.refuse_marked_damaged(path)
+        files.refuse_rescued(path)
+        files.refuse_foreign_log(path)
+        files.refuse_damaged_log(path)
         new = path != ":memory:" and not os.path.lexists(path)
         self._db = self._file = self._wal = self._wal_id = None
         self._homeless = False      # (see _open; here for a close after a failed open)
@@ -219,7 +209,7 @@ class Store:
         self.failing = None         # why the last commit failed, while commits fail; else None
         self._db.executescript(_SCHEMA)
         if self._db.execute("SELECT 1 FROM meta WHERE name = 'rescued_from'").fetchone():
-            # a rescued copy moved in (_mark_rescued): the store now, and its log its own
+            # a rescued copy moved in (files.mark_rescued): the store now, and its log its own
             self._db.execute("DELETE FROM meta WHERE name = 'rescued_from'")
         self._db.commit()
         self._limit_pages(self._db)
@@ -230,7 +220,7 @@ class Store:
         self._wal = None
         # which files those are, (inode, device), for the check after each commit that the
         # paths still name them (_names): an open file's never changes, so it is read once
-        self._file_id = _identity(self._file)
+        self._file_id = files.identity(self._file)
         self._wal_id = None
         self._homeless = False      # the file went: commits fail until it is written again
         self._damaged = None        # why the file cannot be trusted: every commit fails, for good
@@ -241,7 +231,7 @@ class Store:
         self.look_wanted = False    # the glue asks the next commit to look, idle or not
         self.notice = None          # what the operator should read in the log, once
         if path != ":memory:":
-            self._reserve_bytes, held = _reserve_bytes(path)
+            self._reserve_bytes, held = files.reserve_bytes(path)
             self._reserve_held = held >= self._reserve_bytes > 0
             if os.path.exists(path + "-wal"):
                 # a log left by a crash (SQLite copies it into the file at a close): copied now,
@@ -286,7 +276,7 @@ class Store:
                 # writer
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute(f"PRAGMA synchronous={self._sync.upper()}")
-                self._limit_log(_checkpoint_pages(self._path), db)
+                self._limit_log(files.checkpoint_pages(self._path), db)
         except BaseException:
             # closed, or it holds its exclusive lock for good: every later try to open the
             # file waited 5 s on it, the whole server with it (a trial's read-only directory)
@@ -427,7 +417,7 @@ class Store:
         that adds to the file, and copied from then on every SMALL_LOG_PAGES (a trial's log
         filled a disk, and its room came back only to be filled by the log again)."""
         self.failing = str(exc)
-        if _corrupt(exc):
+        if files.corrupt(exc):
             self._damage(f"the store's file is damaged ({exc})")
         try:
             if self._db is not None and self._db.in_transaction:
@@ -435,7 +425,7 @@ class Store:
         except sqlite3.Error:
             pass        # the connection rolls back when it can; the journal is what counts
         self._lost = True
-        if _full(exc) and self._db is not None:
+        if files.disk_full(exc) and self._db is not None:
             try:
                 self._limit_log(SMALL_LOG_PAGES)
             except sqlite3.Error:
@@ -467,11 +457,11 @@ class Store:
         try:
             busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         except sqlite3.Error as exc:
-            return None if _full(exc) else False
+            return None if files.disk_full(exc) else False
         return not busy
 
     def _keep_reserve(self):
-        """On a small disk, a file of `_reserve_bytes` beside the store's, made when it is
+        """On a small disk, a file of `files.reserve_bytes` beside the store's, made when it is
         missing and the disk has room for it and as much again; deleted by a checkpoint that
         the disk has no room for. One deleted by someone else is made again (one stat a
         commit, on a small disk only): missed, the next full disk had no room to give."""
@@ -490,7 +480,7 @@ class Store:
                 return
             descriptor = os.open(self._reserve, os.O_WRONLY | os.O_CREAT, 0o600)
             try:
-                _allocate(descriptor, self._reserve_bytes)
+                files.allocate(descriptor, self._reserve_bytes)
             finally:
                 os.close(descriptor)
         except OSError as exc:
@@ -666,7 +656,7 @@ class Store:
         try:
             return self._db.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            if _corrupt(exc):
+            if files.corrupt(exc):
                 self._damage(f"the store's file is damaged ({exc})")
             raise StoreUnavailable(str(exc)) from None
 
@@ -679,7 +669,7 @@ class Store:
             self._damaged = (f"{why}: nothing more is stored. Restore the data directory from "
                              f"a backup (or move it away to start a new store) and restart "
                              f"the server")
-            unmarked = _mark_damaged(self._path, why)
+            unmarked = files.mark_damaged(self._path, why)
             if unmarked is not None:
                 # (a trial's read-only directory took no note, and the restart went on
                 # without a word, 20 messages answered ok gone)
@@ -842,7 +832,7 @@ class Store:
         self.look_wanted = False
         if self._file is None:
             return
-        there = _named(self._path, self._file_id)
+        there = files.named(self._path, self._file_id)
         if self._homeless or there is None:
             self._rehome()
             return
@@ -851,7 +841,7 @@ class Store:
                          f"{there.st_size:,} bytes, from {self._file_size:,})")
             raise StoreUnavailable(self._damaged)
         self._file_size = there.st_size
-        log = None if self._wal is None else _named(self._path + "-wal", self._wal_id)
+        log = None if self._wal is None else files.named(self._path + "-wal", self._wal_id)
         if log is None:
             self._find_log()
         else:
@@ -876,7 +866,7 @@ class Store:
         if self._wal is None:
             try:
                 self._wal = os.open(self._path + "-wal", os.O_RDONLY)
-                self._wal_id = _identity(self._wal)
+                self._wal_id = files.identity(self._wal)
                 self._wal_size = os.fstat(self._wal).st_size
                 return
             except FileNotFoundError:
@@ -911,7 +901,7 @@ class Store:
         succeeds (what it holds was committed and synced before it closed, in the file or in
         the complete copy `.new` that _rehome was putting in its place)."""
         try:
-            _take_rewritten(self._path)     # (as a start would)
+            files.take_rewritten(self._path)     # (as a start would)
             self._open_db()
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(f"{self.failing} (tried again: {exc})") from None
@@ -950,7 +940,7 @@ class Store:
             os.close(descriptor)
             raise
         self._file, self._db = descriptor, db
-        self._file_id = _identity(descriptor)
+        self._file_id = files.identity(descriptor)
         self._file_size = 0             # (another file: its size is seen at the next look)
 
     def _rehome(self):
@@ -981,12 +971,12 @@ class Store:
                 if os.path.lexists(stale):
                     os.remove(stale)
             self._db.execute("VACUUM INTO ?", (tmp,))
-            _sync_path(tmp)
+            files.sync_path(tmp)
             os.rename(tmp, fresh)
-            _sync_path(directory)
+            files.sync_path(directory)
         except (OSError, sqlite3.Error) as exc:
             for part in (tmp, tmp + "-journal"):    # (a part of a copy holds the disk's room)
-                _remove_quietly(part)
+                files.remove_quietly(part)
             self.failing = self._with_rescue_note(
                 f"the store's file was deleted while the server ran, and cannot be written "
                 f"again yet ({exc})")
@@ -994,7 +984,7 @@ class Store:
         try:
             self._close_db()
             os.rename(fresh, self._path)
-            _sync_path(directory)
+            files.sync_path(directory)
             self._open_db()
         except (OSError, sqlite3.Error) as exc:
             # (the old connection is gone: nothing is committed until a commit opens the file
@@ -1004,7 +994,7 @@ class Store:
         self._homeless = False
         removed = ""
         if self._rescued is not None:   # (what it holds is at home again)
-            _remove_quietly(self._rescued)
+            files.remove_quietly(self._rescued)
             removed = f"; its copy at {self._rescued} is removed"
             self._rescued = None
         self._rescues = 0
@@ -1051,7 +1041,7 @@ class Store:
     def rescue(self):
         """A homeless store (its file deleted and not written again, for want of room or a
         writable directory, or another file put at its path) -> the path of a copy of
-        everything it holds, written in the first of _rescue_places with room for it (an
+        everything it holds, written in the first of files.rescue_places with room for it (an
         earlier copy, if none took it now); None if none was ever written. Made when the loss
         is found, and at the stop again (acknowledgements since): from the loss on, no commit
         succeeds, and so no reply says yes. Without it, what the store held went with its last
@@ -1060,13 +1050,14 @@ class Store:
             return None
         self._rescues += 1
         at = time.gmtime(self._clock.wall() if self._clock is not None else time.time())
-        name = f"{_rescue_prefix(self._path)}{time.strftime('%Y%m%d-%H%M%S', at)}-{self._rescues}"
+        stamp = time.strftime('%Y%m%d-%H%M%S', at)
+        name = f"{files.rescue_prefix(self._path)}{stamp}-{self._rescues}"
         try:
             page_count, = self._db.execute("PRAGMA page_count").fetchone()
         except sqlite3.Error:
             page_count = 0      # (tried anyway: a copy that fails leaves nothing)
         needed = page_count * PAGE_BYTES
-        for directory in _rescue_places(self._path):
+        for directory in files.rescue_places(self._path):
             copy = os.path.join(directory, name)
             try:
                 disk = os.statvfs(directory)
@@ -1080,14 +1071,14 @@ class Store:
                 continue
             try:
                 self._db.execute("VACUUM INTO ?", (copy,))
-                _mark_rescued(copy, self._path)
-                _sync_path(copy)
+                files.mark_rescued(copy, self._path)
+                files.sync_path(copy)
             except (OSError, sqlite3.Error):
                 for part in (copy, copy + "-journal"):     # (no copy to trust, nor litter)
-                    _remove_quietly(part)
+                    files.remove_quietly(part)
                 continue
             if self._rescued is not None:
-                _remove_quietly(self._rescued)
+                files.remove_quietly(self._rescued)
             self._rescued = copy
             break
         return self._rescued
@@ -1108,312 +1099,9 @@ class Store:
             # its log, left at the path beside another file (SQLite, its file moved, copies
             # nothing and deletes nothing): read into that file at the next start, it damaged
             # it, a trial's 175 messages lost. What it held is in the copy (rescue).
-            if _named(self._path + "-wal", self._wal_id) is not None:
-                _remove_quietly(self._path + "-wal")
+            if files.named(self._path + "-wal", self._wal_id) is not None:
+                files.remove_quietly(self._path + "-wal")
         self._let_go_of_files()
-
-
-def _full(exc):
-    """True if SQLite found the disk full."""
-    return getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL
-
-
-def _checkpoint_pages(path):
-    """How many pages the log may grow by before SQLite copies it into the file: its usual
-    1,000 (4 MB), or an eighth of the room left on the disk when that is less (a trial's 2 MiB
-    disk was filled by the log alone, 30 KB of messages, and never recovered)."""
-    try:
-        disk = os.statvfs(os.path.dirname(os.path.abspath(path)))
-    except OSError:
-        return DEFAULT_LOG_PAGES
-    room = disk.f_bavail * disk.f_frsize
-    return max(SMALL_LOG_PAGES, min(DEFAULT_LOG_PAGES, room // 8 // PAGE_BYTES))
-
-
-def _reserve_bytes(path):
-    """-> (the reserve's size for the store at `path`, the size of the one there now): on a
-    disk with less room than DEFAULT_LOG_PAGES would need, an eighth of the room (the reserve
-    counted as room), as many pages as the log may hold when a commit begins (at least
-    SMALL_LOG_PAGES); else 0 (and a reserve made when the disk was small is deleted)."""
-    try:
-        disk = os.statvfs(os.path.dirname(os.path.abspath(path)))
-        held = os.path.getsize(path + RESERVE) if os.path.exists(path + RESERVE) else 0
-    except OSError:
-        return 0, 0
-    pages = (disk.f_bavail * disk.f_frsize + held) // 8 // PAGE_BYTES
-    if pages >= DEFAULT_LOG_PAGES:
-        if held:
-            _remove_quietly(path + RESERVE)
-        return 0, 0
-    return max(SMALL_LOG_PAGES, pages) * PAGE_BYTES, held
-
-
-def _allocate(descriptor, size):
-    """Give the file open as `descriptor` `size` bytes of the disk (OSError if it has not)."""
-    if hasattr(os, "posix_fallocate"):
-        os.posix_fallocate(descriptor, 0, size)
-        return
-    os.ftruncate(descriptor, 0)     # (where there is none, written: a sparse file holds none)
-    block = b"\0" * 65536
-    for _ in range(0, size, len(block)):
-        os.write(descriptor, block)
-    os.fsync(descriptor)
-
-
-def _corrupt(exc):
-    """True if SQLite found the file corrupt, or not a database at all."""
-    return getattr(exc, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_CORRUPT,
-                                                          sqlite3.SQLITE_NOTADB)
-
-
-def _identity(descriptor):
-    """(inode, device) of the file open as `descriptor`, or None for None."""
-    if descriptor is None:
-        return None
-    ours = os.fstat(descriptor)
-    return ours.st_ino, ours.st_dev
-
-
-def _named(path, identity):
-    """The stat of `path` if it still names the file whose _identity is `identity` (not
-    deleted, moved away, or replaced by another: a file's link count alone misses the last
-    two), else None. Every commit asks, of the file and its log: a stat each, where a stat
-    and an fstat each were 2 us of every ping-pong message's commit."""
-    try:
-        there = os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):     # (its directory gone, or a file now)
-        return None
-    return there if (there.st_ino, there.st_dev) == identity else None
-
-
-def _take_rewritten(path):
-    """A server killed while it wrote its store again (Store._rehome) may leave the complete
-    copy as `<path>.new` and no file at the path: it is the store. With neither, a log left
-    at the path is a deleted file's, and SQLite would read it into a new one (corrupt):
-    sqlite3.DatabaseError, for the operator to decide."""
-    if path == ":memory:" or os.path.lexists(path):
-        return
-    if os.path.exists(path + ".new"):
-        for stale in (path + "-wal", path + "-journal"):
-            if os.path.lexists(stale):
-                os.remove(stale)        # (the old file's, which is gone)
-        os.rename(path + ".new", path)
-        _sync_path(os.path.dirname(os.path.abspath(path)))
-    elif os.path.lexists(path + "-wal"):
-        raise sqlite3.DatabaseError(
-            f"{path} is missing but its write-ahead log {path}-wal is there (the file deleted "
-            f"under a running server?); a copy may be at {path}.tmp: move the log away to "
-            f"start a new store")
-
-
-def _mark_damaged(path, why):
-    """Leave `<path>-damaged` saying `why`, for the next start (_refuse_marked_damaged) ->
-    None, or the OSError that kept it from being written (the directory gone or read-only,
-    the disk full)."""
-    if path == ":memory:":
-        return None
-    try:
-        with open(path + DAMAGED, "w", encoding="utf-8") as marker:
-            marker.write(why + "\n")
-            marker.flush()
-            os.fsync(marker.fileno())       # (a crash right after must not lose it)
-    except OSError as exc:
-        return exc
-    return None
-
-
-def _mark_rescued(copy, path):
-    """Say in `copy` (a VACUUM INTO's) that it is a copy of the store at `path`, whole in
-    itself: no log beside it is its own (_refuse_foreign_log). The mark goes at the first
-    start on it (Store._open)."""
-    db = sqlite3.connect(copy)
-    try:
-        db.execute("PRAGMA journal_mode=DELETE")        # (leaves no log of its own either)
-        db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('rescued_from', ?)",
-                   (path,))
-        db.commit()
-    finally:
-        db.close()
-
-
-def _refuse_foreign_log(path):
-    """sqlite3.DatabaseError if the write-ahead log beside the file is not its own, found
-    before anything is written: a log read into a file not its own damages it, for good, and
-    a start that refused it after the read had already changed the file and deleted the log (a
-    trial's restored backup). The file is read alone (SQLite's immutable mode) and with its
-    log (read-only): a rescued copy (_mark_rescued) has no log of its own; another store's
-    log names another store (its identity); one that cannot be read with the file is damage."""
-    log = path + "-wal"
-    if path == ":memory:" or not os.path.isfile(log) or os.path.getsize(log) == 0:
-        return
-    uri = pathlib.Path(path).absolute().as_uri()
-    try:
-        alone = _meta(uri + "?immutable=1")
-    except sqlite3.Error:
-        alone = {}      # (the file alone, mid-copy of its log at a crash, may not read whole)
-    if alone.get("rescued_from") is not None:
-        raise sqlite3.DatabaseError(
-            f"{path} is a copy of a store, whole in itself, and the write-ahead log beside it "
-            f"({log}) is another store's: read into the copy, it would damage it. Move {log} "
-            f"(and {path}-shm, if there is one) out of the directory, then start again")
-    shm = path + "-shm"
-    made_shm = not os.path.lexists(shm)
-    try:
-        together = _meta(uri + "?mode=ro", check=True)
-    except sqlite3.Error as exc:
-        if not _corrupt(exc):
-            return      # (not readable now: the open that follows says why, or waits)
-        together = None
-    finally:
-        if made_shm:
-            _remove_quietly(shm)        # (the read-only look's index of the log)
-    if together is None or (alone.get("identity") is not None
-                            and together.get("identity") != alone["identity"]):
-        raise sqlite3.DatabaseError(
-            f"the write-ahead log {log} is not the log of the file {path} (another store's, "
-            f"or damaged): read into the file, it would damage it; nothing was written. "
-            f"Restore the file and its log from one backup, or move {log} (and {path}-shm) "
-            f"out of the directory to start from the file alone, without what only that log "
-            f"held")
-
-
-def _meta(uri, check=False):
-    """{name: value} of the store's meta table at `uri`, {} if it has none yet, None if
-    (`check`) SQLite's quick check of the whole store finds it damaged (it reads every page:
-    at a start after a crash only); sqlite3.Error if it cannot be read: corruption, or not
-    now (another server holds it, locked; no room or no leave to make the log's index on a
-    full disk or in a read-only directory), which tells nothing of its log (a trial's server,
-    told its live log was another's, and moving it away, lost 8 acknowledged messages)."""
-    # (no wait: a store another server holds is for the open to refuse, after its wait)
-    db = sqlite3.connect(uri, uri=True, timeout=0)
-    try:
-        if check and db.execute("PRAGMA quick_check").fetchone() != ("ok",):
-            return None
-        return dict(db.execute("SELECT name, value FROM meta").fetchall())
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return {}   # (a store made in its log, not yet copied into the file)
-        raise
-    finally:
-        db.close()
-
-
-def _refuse_rescued(path):
-    """sqlite3.DatabaseError if a copy Store.rescue made of this store is still about: its
-    messages, answered ok, may be in no other store, and a start that went on with the store
-    at the path (an empty one, say) left the copy unknown, or, moved in later as the log had
-    said, lost what the new store took meanwhile (a trial's and a reviewer's)."""
-    if path == ":memory:":
-        return
-    copies = rescued_copies(path)
-    if copies:
-        others = f" (and {len(copies) - 1} older)" if len(copies) > 1 else ""
-        raise sqlite3.DatabaseError(
-            f"{copies[-1]}{others} is a copy of the store at {path}, written by a server that "
-            f"could not write it there; the messages in it may be in no other store. Move it "
-            f"to {path} to keep them, and {path}-wal and {path}-shm out of the directory if "
-            f"they are there (if a store is there, keep the one that holds them), or delete "
-            f"it, then start again")
-
-
-def _refuse_marked_damaged(path):
-    """sqlite3.DatabaseError if a server found this store damaged while it ran: what it had
-    said yes to since may be missing from it, and a restart would go on without a word (a
-    trial's restart after the log was cut short had lost 246 acknowledged messages)."""
-    if path == ":memory:" or not os.path.exists(path + DAMAGED):
-        return
-    try:
-        with open(path + DAMAGED, encoding="utf-8", errors="replace") as marker:
-            why = marker.read(1000).strip() or "no reason was written"
-    except OSError as exc:
-        why = f"the note cannot be read: {exc.strerror}"
-    raise sqlite3.DatabaseError(f"a server found this store damaged while it ran ({why}), so "
-                                f"messages it acknowledged may be missing from it: restore the "
-                                f"data directory from a backup (a directory restored whole has "
-                                f"no {DAMAGED[1:]} note; files copied over this one leave it, "
-                                f"to delete), or delete {path}{DAMAGED} to go on with the store "
-                                f"as it is")
-
-
-def _refuse_damaged_log(path):
-    """sqlite3.DatabaseError if the store's write-ahead log holds commits SQLite would drop
-    without a word, its header or bytes before them changed (wal.py): a trial's restart lost
-    300 acknowledged messages so."""
-    why = None if path == ":memory:" else wal.damage(path + "-wal")
-    if why is not None:
-        raise sqlite3.DatabaseError(f"the store's write-ahead log, {path}-wal, is damaged: {why}; "
-                                    f"restore the data directory from a backup")
-
-
-def _refuse_emptied(path):
-    """sqlite3.DatabaseError if the store's file is there but empty: SQLite would start a new
-    store on it (on its log too, if one is there), and a truncated store's messages would be
-    gone without a word (a trial's 120; another's 900, a log beside the file). A store's file
-    is never empty once made: WAL mode writes its header before any log is made."""
-    if path == ":memory:":
-        return
-    try:
-        found = os.stat(path)
-    except FileNotFoundError:
-        return          # a new store
-    if found.st_size:
-        return
-    # (a trial's two servers started at once: the second read the first's new file). The
-    # file system's own clock, not the server's: the file's time is that clock's
-    starting = (f"another server may be starting on this data directory (the file was "
-                f"written {NEW_FILE_S} s ago at most); if none is, "
-                if time.time() - found.st_mtime < NEW_FILE_S else "")
-    raise sqlite3.DatabaseError(f"{path} is empty (0 bytes), as no store ever is: {starting}it "
-                                f"was emptied; restore it from a backup, or move it away (and "
-                                f"its -wal beside it) to start a new store")
-
-
-def _rescue_places(path):
-    """Where a homeless store at `path` is copied (Store.rescue), in the order tried: beside
-    its path, a directory up, the temporary directories (/var/tmp first: /tmp is often
-    emptied at a reboot), the working one."""
-    here = os.path.dirname(os.path.abspath(path))
-    places = [here, os.path.dirname(here), "/var/tmp", tempfile.gettempdir(), "/tmp",
-              os.getcwd()]
-    return list(dict.fromkeys(places))
-
-
-def _rescue_prefix(path):
-    """The start of the names of the copies of the store at `path`: its file's name and a
-    digest of its absolute path, so that a server finds its own store's copies, not another's
-    in /tmp."""
-    digest = hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:12]
-    return f"{os.path.basename(path)}{RESCUED}{digest}-"
-
-
-def rescued_copies(path):
-    """The copies Store.rescue left of the store at `path` (a kill -9 after one was made, or
-    a stop whose log went unread): their paths, oldest first by name."""
-    named = re.compile(re.escape(_rescue_prefix(path)) + r"\d{8}-\d{6}-\d+")
-    found = []
-    for directory in _rescue_places(path):
-        try:
-            found += [entry.path for entry in os.scandir(directory)
-                      if named.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)]
-        except OSError:
-            continue
-    return sorted(found, key=os.path.basename)
-
-
-def _remove_quietly(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
-
-
-def _sync_path(path):
-    """fsync a file or directory by its path: a rename is durable once both are."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _line(frame):

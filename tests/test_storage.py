@@ -12,6 +12,7 @@ import log_index
 import protocol
 import senders
 import storage
+import store_files
 from passwords import (OPEN, Checker, CredentialsError, hash_password, load_credentials,
                        open_accounts)
 from storage import Store
@@ -756,7 +757,8 @@ def test_until_a_deleted_stores_file_can_be_written_again_every_commit_fails(tmp
             store.commit()
         assert store.failing is not None
     # (a directory up: its own directory is a file now; /tmp's copies are others')
-    copies = [copy for copy in storage.rescued_copies(str(path)) if copy.startswith(str(tmp_path))]
+    copies = [copy for copy in store_files.rescued_copies(str(path))
+              if copy.startswith(str(tmp_path))]
     assert len(copies) == 1                 # made as the loss was found: once
     path.parent.unlink()
     store.commit()

@@ -13,7 +13,7 @@ LAYERS = [
     ("protocol", "irc_wire", "irc_words", "options", "limits",     # the wires, plain helpers
      "certificate", "core_events", "cells", "keys", "completion", "words"),
     ("timers", "pacing", "reactor", "heap", "passwords", "senders",  # time, the loop, the disk,
-     "log_index", "wal", "storage"),                               # the process's memory
+     "log_index", "wal", "store_files", "storage"),                # the process's memory
     ("server_events", "client_events"),                            # the cores' vocabularies
     ("lockouts", "shares", "consents", "presence", "delivery", "sessions",  # rules with state
      "commands", "peer", "outbox", "outage", "doorkeeper", "line_editor", "irc_room",
@@ -32,7 +32,8 @@ SIDEWAYS = {
     ("reactor", "pacing"),              # ... and folds its own repeated log lines
     ("storage", "log_index"),           # the store keeps its index ...
     ("storage", "senders"),             # ... and its senders' counters
-    ("storage", "wal"),                 # ... and reads SQLite's log before SQLite does
+    ("storage", "store_files"),         # ... and looks at its files on the disk, which ...
+    ("store_files", "wal"),             # ... reads SQLite's log before SQLite does
     ("outbox", "commands"),             # what waits to be sent is typed commands
     ("doorkeeper", "peer"),             # the private port's guard speaks the peer protocol
     ("irc_session", "irc_room"),        # a session's room commands
