@@ -100,6 +100,11 @@ class Terminal:
     def secret(self):
         return self.editor.secret
 
+    @property
+    def keyboard(self):
+        """True if the input is a terminal's keyboard (in our mode, or in its own)."""
+        return self.interactive or self._keyboard_mode is not None
+
     # -- terminal mode ----------------------------------------------------------------------
 
     def __enter__(self):
@@ -149,6 +154,11 @@ class Terminal:
         it sees running sends no SIGCONT: this way the fg does, and the mode is set then.
         -> True if it took the terminal back."""
         if self._saved_mode is None:
+            if (self.editor.secret and self._keyboard_mode is not None
+                    and os.tcgetpgrp(self.in_fd) == os.getpgrp()):
+                # the terminal's own line editing (TERM=dumb, output to a pipe): the shell
+                # gave the kernel its echo back at fg, and a trial's password showed as typed
+                self.set_secret(True)
             return False
         if (os.tcgetpgrp(self.in_fd) == os.getpgrp()
                 and not termios.tcgetattr(self.in_fd)[3] & (termios.ECHO | termios.ICANON)):
@@ -605,6 +615,7 @@ class TerminalScreen:
         if self.terminal.interactive:
             glue.reactor.on_signals(self._on_resize, signals=(signal.SIGWINCH,))
             glue.reactor.on_signals(self._on_stop, signals=(signal.SIGTSTP,))
+        if self.terminal.keyboard:
             glue.reactor.on_signals(self._on_continue, signals=(signal.SIGCONT,))
         glue.start()
         glue.reactor.run()

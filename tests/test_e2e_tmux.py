@@ -192,14 +192,15 @@ def test_enter_and_ctrl_c_at_once_send_the_line_or_say_it_was_not_sent(tmp_path)
         _stop(proc)
 
 
-def _client_in_a_shell(tmp_path):
+def _client_in_a_shell(tmp_path, term=None):
     """A server, and the client started from an interactive shell in a pane (job control, as
     a user has it), at its first prompt -> (server process, pane)."""
     proc, port = start_server(tmp_path, 0)
     pane = Pane(tmp_path, ["env", "PS1='$ '", "bash", "--norc", "--noprofile", "-i"])
     try:
         pane.wait(lambda rows, _: any(row.startswith("$") for row in rows))
-        pane.type(f"cd {ROOT} && {sys.executable} client.py 127.0.0.1 {port}")
+        env = f"TERM={term} " if term else ""
+        pane.type(f"cd {ROOT} && {env}{sys.executable} client.py 127.0.0.1 {port}")
         pane.keys("Enter")
         pane.wait(lambda rows, _: "Please enter username:" in rows)
     except BaseException:
@@ -238,6 +239,30 @@ def test_after_ctrl_z_and_fg_a_password_is_still_not_shown_and_lines_are_not_ech
         rows, cursor = pane.wait(lambda rows, _: "No other users are online." in rows)
         assert rows.count("online") == 1, rows
         assert rows[cursor[0]] == "" and cursor[1] == 0, rows        # the input, empty
+    finally:
+        pane.close()
+        _stop(proc)
+
+
+def test_with_the_terminals_own_line_editing_a_password_stays_unseen_after_ctrl_z_and_fg(
+        tmp_path):
+    """TERM=dumb: the kernel echoes, and the client turns its echo off for the password; the
+    shell's fg turned it on again, and a trial's password showed as it was typed."""
+    proc, pane = _client_in_a_shell(tmp_path, term="dumb")
+    try:
+        pane.type("columbia")
+        pane.keys("Enter")
+        pane.wait(lambda rows, _: "Please enter password:" in rows)
+        pane.keys("C-z")
+        pane.wait(lambda rows, _: any("Stopped" in row for row in rows))
+        pane.type("fg")
+        pane.keys("Enter")
+        tty = pane._tmux("display-message", "-p", "-t", "t", "#{pane_tty}").strip()
+        pane.wait(lambda rows, _: not _echoes(tty))        # (typing is safe from here)
+        pane.type("116bway")
+        pane.keys("Enter")
+        rows, _ = pane.wait(lambda rows, _: "You have successfully logged in." in rows)
+        assert not any("116bway" in row for row in rows), rows
     finally:
         pane.close()
         _stop(proc)
