@@ -150,7 +150,9 @@ def main(argv=None):
     diagnostics = stderr if _diagnostics_wanted(args) else None
     with Terminal(stdin_fd, sys.stdout.buffer, diagnostics, warn=stderr) as terminal:
         reactor = Reactor(RealClock(), log=terminal.log)
-        return run(args, TerminalScreen(terminal, stdin_fd), reactor)
+        status = run(args, TerminalScreen(terminal, stdin_fd), reactor)
+    # (a trial's output to a full disk, /dev/full, lost every line and exited 0)
+    return max(status, 1) if terminal.out_failed else status
 
 
 def _main_window(args):

@@ -94,7 +94,7 @@ class Terminal:
         self._row = 0                   # the input area's row the cursor is on
         # (view, status, width) as on the screen; None: unknown. It starts empty at the cursor.
         self._drawn = self._erased()
-        self._out_failed = False        # a write to `out` failed, and stderr was told
+        self.out_failed = False        # a write to `out` failed, and stderr was told
 
     @property
     def secret(self):
@@ -237,6 +237,17 @@ class Terminal:
             if secret:
                 mode[3] &= ~termios.ECHO        # lflag: the kernel's echo
             termios.tcsetattr(self.in_fd, termios.TCSADRAIN, mode)
+
+    def interrupted(self):
+        """Ctrl-C with the terminal's own line editing: the kernel echoed ^C where the cursor
+        was; the row is ended, so that what follows, and the shell's prompt after the exit,
+        start on their own (a trial's prompt stuck to the ^C)."""
+        if self._keyboard_mode is None:
+            return
+        for stream in (self.out, self.warn):
+            if stream is not None and _is_tty(stream):
+                _write_to(stream, b"\n")
+                return
 
     def set_status(self, text):
         """Keep `text` on a line below the input (None: no such line); a terminal only."""
@@ -399,10 +410,10 @@ class Terminal:
 
     def _write(self, text):
         failed = _write_to(self.out, text.encode())
-        if failed and not self._out_failed:
+        if failed and not self.out_failed:
             # once, where it can be read: a trial's run with its output on a full disk
             # (/dev/full) exited 0 with every line lost and not a word
-            self._out_failed = True
+            self.out_failed = True
             if self.warn is not None:
                 _write_to(self.warn, f"client.py: cannot write to standard output ({failed}); "
                                     f"what follows is not shown\n".encode())
@@ -674,7 +685,10 @@ class TerminalScreen:
     def read_typed(self):
         """Ctrl-C's signal: the keys typed before it and not read yet are read now, before
         the client hears of it."""
-        if not self.terminal.interactive or self._input is None:
+        if not self.terminal.interactive:
+            self.terminal.interrupted()
+            return
+        if self._input is None:
             return
         try:
             os.set_blocking(self.stdin_fd, False)
@@ -715,6 +729,13 @@ def _decode_line(raw):
     if raw.startswith(UTF8_BOM):
         raw = raw[len(UTF8_BOM):]
     return raw.decode("utf-8", "replace")
+
+
+def _is_tty(stream):
+    try:
+        return os.isatty(stream.fileno())
+    except (OSError, ValueError, AttributeError):   # (no descriptor: a test's BytesIO)
+        return False
 
 
 def _write_to(stream, data):

@@ -97,10 +97,27 @@ def test_a_dumb_terminal_gets_no_cursor_moves_and_no_password_echo(server):
     try:
         log_in_and_list(lambda typed: os.write(fd, typed), until)
         assert b"\x1b" not in shown and b"116bway" not in shown and b"online" in shown
+        # Ctrl-C: the kernel echoes ^C, and the row ends there (a trial's shell prompt stuck
+        # to it)
+        os.write(fd, b"\x03")
+        until(b"^C\r\n")
     finally:
         os.kill(pid, 9)
         os.waitpid(pid, 0)
         os.close(fd)
+
+
+def test_a_run_whose_output_cannot_be_written_ends_with_status_1(server, tmp_path):
+    """(a trial's run with its output to a full disk said so, and exited 0)"""
+    script = tmp_path / "input.txt"
+    script.write_text("columbia\n116bway\nonline\n")
+    with open(script, "rb") as stdin, open("/dev/full", "wb") as full:
+        done = subprocess.run([sys.executable, "client.py", "127.0.0.1", str(server.port)],
+                              stdin=stdin, stdout=full, stderr=subprocess.PIPE, cwd=ROOT,
+                              timeout=WAIT_S)
+    assert done.returncode == 1
+    assert done.stderr.decode().startswith("client.py: cannot write to standard output (No "
+                                           "space left on device)")
 
 
 def test_wrong_username_wrong_password_and_lockout(clients, server):
