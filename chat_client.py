@@ -1036,6 +1036,9 @@ class ChatClient:
             self._logged_out(out)
             return
         if error_code(frame) == "no_session":
+            # (a trial's `online` typed after a restart was not spoken of again)
+            out.append(Show("system", f"{described(command)} was not done: the session "
+                                      f"had ended."))
             self._session_ended(out, frame)
             return
         if error_code(frame) == "slow_down":

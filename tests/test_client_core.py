@@ -381,6 +381,7 @@ def test_a_no_session_that_says_the_session_timed_out_is_told_so():
     run = logged_in()
     run.type("online")
     assert printed(run.reply(err("no_session", reason="timed_out"))) == [
+        "online was not done: the session had ended.",
         "Your session timed out: the server heard nothing from this client, and ended it. "
         "Please log in again.", ASK_USER]
 
@@ -397,7 +398,8 @@ def test_no_session_on_any_reply_asks_to_log_in_again():
     run = logged_in()
     run.type("online")
     actions = run.reply(err("no_session"))
-    assert printed(actions) == ["Your session has ended. Please log in again.", ASK_USER]
+    assert printed(actions) == ["online was not done: the session had ended.",
+                                "Your session has ended. Please log in again.", ASK_USER]
     assert Cancel(HeartbeatDue()) in actions
     assert requests(run.type("alice")) == [{"type": "check_user", "user": "alice"}]
 
