@@ -175,8 +175,10 @@ class Peers:
             self.portless.add(user)
             return [Show("peer_no_port", sender=user)]
         if kind == "address_lapsed" and frame.get("left") is True:
-            return [_notice(f"{user} logged out before answering your request for their "
-                            f"address.")]
+            # (its session ended: a logout, or a login elsewhere, which a trial's user read
+            # as a logout of someone still online)
+            return [_notice(f"{user} logged out, or logged in again, before answering your "
+                            f"request for their address.")]
         if kind == "address_lapsed":
             return [_notice(f"{user} did not answer your request for their address.")]
         # address_revoked: the user logged out or in again, so the address may be stale

@@ -164,7 +164,8 @@ def test_seal_and_unseal_are_inverse_and_the_pad_never_repeats_for_another_salt(
     ({"type": "address_lapsed", "user": "bob"},
      ["bob did not answer your request for their address."]),
     ({"type": "address_lapsed", "user": "bob", "left": True},        # (not "did not answer")
-     ["bob logged out before answering your request for their address."]),
+     ["bob logged out, or logged in again, before answering your request for their "
+      "address."]),
     ({"type": "consent_lapsed", "user": "bob"},
      ["bob asked for your address, but the request lapsed before you answered."]),
 ])
