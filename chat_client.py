@@ -495,10 +495,10 @@ class ChatClient:
             # paused with MAX_WAITING for a server that did not come back: what the rest of
             # the input holds cannot wait in memory for it (a reviewer's script hung so)
             self._report_unread(out)
-            waiting = plural(len(self.outbox.entries), "message")
+            # (_exit counts what was not sent)
             self._exit(out, 1, f"the server took no message in "
-                               f"{self.settings.outage_wait_s:g} s with {waiting} waiting; the "
-                               f"rest of the input was not read")
+                               f"{self.settings.outage_wait_s:g} s; the rest of the input was "
+                               f"not read")
 
     def _leaving_waits(self, now, out):
         """True while a script's `logout` or `quit` waits, as the input's end does, for the
@@ -1335,11 +1335,13 @@ class ChatClient:
                     (self.refused, "message", "refused (said above)"),
                     (self.refused_logins, "login", "refused (said above)"),
                     (self.not_understood, "line", "not understood (said above)")]
-        if any(count for count, _, _ in failures) and not code and self.settings.scripted:
+        if any(count for count, _, _ in failures) and self.settings.scripted:
             # what reads a script's status cannot read the lines above it (a trial's ran to
-            # its end with three listed as not sent, status 0; another's with one refused)
+            # its end with three listed as not sent, status 0; another's with one refused;
+            # another's three wrong passwords said only that no login had succeeded)
+            said = _failures_said(failures)
+            reason = f"{reason}; {said}" if code and reason else said
             code = 1
-            reason = _failures_said(failures)
         elif unsent and not reason:
             # said as the program ends too, not only above it: a window's lines go with it (a
             # reviewer's closed without a word, its message not sent), and it shows this

@@ -865,7 +865,7 @@ def test_a_script_whose_input_had_ended_does_not_speak_of_the_rest_of_it():
     run.do(InputEnded())
     actions = run.reply(err("no_session", restarted=True), "message")
     assert [a.reason for a in of(actions, Exit)] == [
-        "the server restarted, which ended the session"]
+        "the server restarted, which ended the session; 1 message was not sent (listed above)"]
 
 
 def script_timed_out_with_a_message_in_flight():
@@ -886,7 +886,8 @@ def test_a_script_whose_session_ended_waits_for_its_message_in_flight_to_be_answ
     actions = run.reply(err("no_session"), "message")
     assert printed(actions) == [     # (the line after it was not read: not a message yet)
         "Not sent (the server never acknowledged it): message bob late words"]
-    assert Exit(1, "the session timed out; the rest of the input was not read") in actions
+    assert Exit(1, "the session timed out; the rest of the input was not read; 1 message was "
+                   "not sent (listed above)") in actions
 
 
 def test_a_script_waiting_for_its_message_in_flight_stops_when_the_answer_is_late():
@@ -895,7 +896,8 @@ def test_a_script_waiting_for_its_message_in_flight_stops_when_the_answer_is_lat
     actions = run.do(Expired(ExitDue()))
     assert printed(actions)[0] == ("Perhaps not sent (the server may have it; it may yet "
                                    "arrive): message bob late words")
-    assert Exit(1, "the session timed out; the rest of the input was not read") in actions
+    assert Exit(1, "the session timed out; the rest of the input was not read; 1 message was "
+                   "not sent (listed above)") in actions
     assert run.reply(err("no_session"), "message") == []        # done: nothing more
 
 
@@ -1314,7 +1316,9 @@ def test_a_script_whose_login_is_refused_to_its_end_ends_with_status_1(loop, cap
                                           "nobody\nalice\n")
     assert code == 1 and out.count("Wrong username.") == 2
     assert _asked(server) == ["check_user", "check_user"]
-    assert capsys.readouterr().err == "client.py: the input ended before a login succeeded\n"
+    # (how many were refused too: a trial's three wrong passwords said only the first part)
+    assert capsys.readouterr().err == ("client.py: the input ended before a login succeeded; 2 "
+                                       "logins were refused (said above)\n")
 
 
 def test_a_script_whose_session_the_server_ended_stops_instead_of_reading_on_as_a_login(
@@ -1331,7 +1335,8 @@ def test_a_script_whose_session_the_server_ended_stops_instead_of_reading_on_as_
     assert "Not sent (the server never acknowledged it): message bob one" in out
     assert _asked(server) == ["check_user", "login", "message"]
     assert capsys.readouterr().err == ("client.py: the server restarted, which ended the "
-                                       "session; the rest of the input was not read\n")
+                                       "session; the rest of the input was not read; 1 message "
+                                       "was not sent (listed above)\n")
 
 
 def test_a_script_whose_private_message_could_not_go_ends_with_status_1(loop, capsys):

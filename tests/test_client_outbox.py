@@ -168,8 +168,8 @@ def test_a_paused_script_whose_server_stays_away_stops_after_its_wait_and_says_s
         printed(actions))
     run.now += 30
     actions = run.do(Expired(OutageWaitDue()))
-    assert Exit(1, "the server took no message in 30 s with 1,000 messages waiting; the rest of "
-                   "the input was not read") in actions
+    assert Exit(1, "the server took no message in 30 s; the rest of the input was not read; "
+                   "1,000 messages were not sent (listed above)") in actions
     assert "Not sent (the server never acknowledged it): message bob 999" in printed(actions)
 
 
