@@ -26,7 +26,8 @@ from heap import HeapTrimmer, settle_collector
 from irc_glue import IrcFront
 from irc_words import SERVICE
 from reactor import FRAME_TIME_S, Reactor
-from server_glue import MAX_CONNECTIONS, MAX_PER_ADDRESS, ServerGlue, make_logger
+from server_glue import (LOG_DRAIN_S, MAX_CONNECTIONS, MAX_PER_ADDRESS, ServerGlue,
+                         make_logger)
 from status import StatusLine
 from timers import RealClock
 from passwords import CredentialsError, load_credentials
@@ -414,6 +415,14 @@ def main(argv=None):
     clock = RealClock()
     log = make_logger(clock)
     try:
+        return _serve(args, clock, log)
+    finally:
+        log.drain(LOG_DRAIN_S)      # (the last lines, for a reader that stopped reading)
+
+
+def _serve(args, clock, log):
+    """Start, serve until a stopping signal, stop -> the exit status."""
+    try:
         credentials = load_credentials(args.credentials)
     except CredentialsError as exc:
         print(f"server.py: {exc}", file=sys.stderr)
@@ -423,6 +432,7 @@ def main(argv=None):
               f"{exc.strerror} (--credentials FILE names another)", file=sys.stderr)
         return 1
     reactor = Reactor(clock, log=log, frame_time_s=args.frame_time)
+    log.watch(reactor)
     # the ports before the data directory: a port another program holds ends the start with
     # nothing made or written there; what arrives waits in the kernel until the first pass,
     # when the listeners have their handlers
@@ -460,9 +470,20 @@ def main(argv=None):
 
     # SIGHUP too: what closing the terminal or SSH session that started it sends; and SIGQUIT,
     # Ctrl-\ (an operator's trial saw it end the server without a word, acknowledgements
-    # of the last second unwritten)
-    reactor.on_signals(stop, signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP,
-                                      signal.SIGQUIT))
+    # of the last second unwritten). One ignored when the server started stays ignored:
+    # `nohup` ignores SIGHUP, a shell script's `&` SIGINT (an operator's trial's nohup'd
+    # server stopped at the hang-up nohup was for)
+    reactor.on_signals(stop, signals=[
+        signum for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+        if signal.getsignal(signum) is not signal.SIG_IGN])
+
+    def ignored(signum):
+        log(f"{signal.Signals(signum).name} ignored: it stops nothing, and reopens nothing (the "
+            f"log is standard error: README, \"The server log\", says how to rotate it)")
+
+    # (their default ends the process at once, without its last commit or a word in the log:
+    # log rotation's habit sends one)
+    reactor.on_signals(ignored, signals=(signal.SIGUSR1, signal.SIGUSR2))
     HeapTrimmer(reactor)
     StatusLine(reactor, core, store, log, args.store_bytes)
     secured = "TLS" if args.tls_context else "plain TCP: passwords cross the network in clear"

@@ -1,5 +1,6 @@
 """The server's log (server_glue.Logger): one timestamped line per event, and the lines one
 loop pass says written together, in order, in one write."""
+import fcntl
 import os
 import re
 import select
@@ -15,6 +16,7 @@ from realprocs import ROOT, WAIT_S, ServerProcess, welcome_of
 from reactor import Reactor
 from timers import VirtualClock
 from server_events import Log
+import server_glue
 from server_glue import ServerGlue, make_logger
 from storage import Store
 
@@ -128,6 +130,127 @@ def test_a_log_that_cannot_be_written_loses_its_lines_and_says_how_many_once_it_
     assert stream.writes == [f"{at} (3 log lines before this could not be written)\n"
                              f"{at} written\n"]
     assert log.lost == 0
+
+
+def _small_pipe():
+    """A pipe of one page (4 KiB: 60 lines fill it) whose writing end does not block."""
+    reader, writer = os.pipe()
+    fcntl.fcntl(writer, fcntl.F_SETPIPE_SZ, 4096)
+    return reader, writer
+
+
+def _read_all(fd):
+    os.set_blocking(fd, False)
+    data = b""
+    try:
+        while chunk := os.read(fd, 65536):
+            data += chunk
+    except BlockingIOError:
+        pass
+    return data
+
+
+def test_a_log_whose_reader_does_not_read_is_not_waited_for_and_catches_up_when_it_does(
+        monkeypatch):
+    """Ctrl-S in the server's terminal, a pager left open: an operator's trial's server
+    waited with its log, and every user with it. The lines wait in a backlog, go out in
+    order once read, by the loop's timer; past the backlog's bound they are counted."""
+    monkeypatch.setattr(server_glue, "LOG_BACKLOG_BYTES", 20_000)
+    clock = VirtualClock(wall_start=WALL_START)
+    reactor = Reactor(clock)
+    reader, writer = _small_pipe()
+    try:
+        log = make_logger(clock, fd=writer)
+        log.watch(reactor)
+        said = [f"line {n:04} " + "x" * 40 for n in range(600)]   # 33 KB: past the bound
+        signal.alarm(10)                    # (a write that blocks fails the test, not hangs it)
+        try:
+            for text in said:
+                log(text)
+        finally:
+            signal.alarm(0)
+        assert 0 < log.lost < 600
+        kept = 600 - log.lost
+        got = _read_all(reader)
+        clock.advance(server_glue.LOG_RETRY_S)      # the backlog tried again
+        while got.count(b"\n") < kept:
+            more = _read_all(reader)
+            assert more, got[-200:]
+            got += more
+            clock.advance(server_glue.LOG_RETRY_S)
+        lines = got.decode().splitlines()
+        assert [line.split(" ", 2)[2] for line in lines] == said[:kept]     # in order
+        log("after")
+        clock.advance(server_glue.LOG_RETRY_S)
+        assert _read_all(reader).decode().splitlines()[0].endswith(
+            f"({600 - kept} log lines before this could not be written)")
+    finally:
+        os.close(reader)
+        os.close(writer)
+
+
+def test_a_server_whose_log_is_not_read_serves_on_and_stops_at_sigterm(tmp_path):
+    """An operator's trial: `server.py 2>&1 | less`, the pager not reading; after a page of log
+    lines every login waited, and so did SIGTERM."""
+    reader, writer = _small_pipe()
+    accounts = tmp_path / "accounts.txt"
+    accounts.write_text("".join(f"user{n} pw{n}\n" for n in range(100)))
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "server.py"), "0", "--host", "127.0.0.1",
+         "--data-dir", str(tmp_path / "data"), "--credentials", str(accounts)],
+        stdin=subprocess.DEVNULL, stdout=writer, stderr=writer, cwd=ROOT)
+    os.close(writer)
+    try:
+        said, end = b"", time.monotonic() + WAIT_S
+        while b"listening on" not in said or not said.endswith(b"\n"):
+            assert time.monotonic() < end, said
+            if select.select([reader], [], [], 0.1)[0]:
+                said += os.read(reader, 4096)
+        port = int(re.search(rb"listening on [\d.]+:(\d+)", said).group(1))
+        for n in range(100):                # a line each, of 60 a page: it is full
+            assert welcome_of(port, f"user{n}", f"pw{n}")["type"] == "welcome"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(WAIT_S) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(reader)
+
+
+def test_a_signal_ignored_at_the_start_stays_ignored_and_sigusr1_stops_nothing(tmp_path):
+    """`nohup server.py`: an operator's trial's server stopped at the hang-up nohup ignores for
+    it; and SIGUSR1 (a log rotation's habit) ended it at once, without its last commit or a
+    word in the log."""
+    log_path = tmp_path / "server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "server.py"), "0", "--host", "127.0.0.1",
+             "--data-dir", str(tmp_path / "data")],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=ROOT,
+            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+
+    def wait_log(pattern):
+        end = time.monotonic() + WAIT_S
+        while not (found := re.search(pattern, log_path.read_text())):
+            assert time.monotonic() < end and proc.poll() is None, log_path.read_text()
+            select.select([], [], [], 0.05)     # (the pause between polls, bounded)
+        return found
+
+    try:
+        port = int(wait_log(r"listening on [\d.]+:(\d+)").group(1))
+        proc.send_signal(signal.SIGHUP)
+        proc.send_signal(signal.SIGUSR1)
+        wait_log(r"SIGUSR1 ignored")
+        assert welcome_of(port, "columbia", "116bway")["type"] == "welcome"
+        assert "stopping" not in log_path.read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(WAIT_S) == 0
+        assert "stopping (SIGTERM)" in log_path.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_a_server_whose_log_reader_went_serves_on_and_stops_at_sigterm(tmp_path):
