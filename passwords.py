@@ -17,6 +17,7 @@ import getpass
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import sys
 import tempfile
@@ -184,6 +185,12 @@ def load_credentials(path):
         if len(fields) not in (1, 2):
             raise CredentialsError(
                 f"{path}, line {number}: expected 'name password', got {len(fields)} fields")
+        if fields[0].startswith("-----BEGIN"):
+            # (a trial's --credentials cert.pem started with 17 open accounts named after its
+            # base64 lines)
+            raise CredentialsError(f"{path}, line {number}: a PEM file's line (a certificate "
+                                   f"or a key), not 'name password': is this the accounts "
+                                   f"file?")
         name, password = fields if len(fields) == 2 else (fields[0], OPEN)
         if password is OPEN and name.count(":") >= SYSTEM_FILE_COLONS:
             # named, it would be an open account, and said in the log, hash and all (a trial's
@@ -191,6 +198,14 @@ def load_credentials(path):
             raise CredentialsError(f"{path}, line {number}: a line of a system password file "
                                    f"(name:...:...), not 'name password': is this the "
                                    f"accounts file?")
+        joined = re.fullmatch(r"[^:,;]+([:,;])\S+", name) if password is OPEN else None
+        if joined:
+            # `name:password`: an open account named with its password, which the log then
+            # showed at each login (a trial's)
+            raise CredentialsError(f"{path}, line {number}: a name and a password joined by "
+                                   f"{joined[1]!r}, where a space goes ('name password'); the "
+                                   f"name of an open account (a name alone) holds no ':', ',' "
+                                   f"or ';'")
         if name in passwords:
             raise CredentialsError(f"{path}, line {number}: duplicate user {name!r}")
         if not valid_name(name):

@@ -367,7 +367,7 @@ def _start_warnings(args, clock, credentials, store, log, irc_listener):
                 f"{code}, and under a few hundred bytes, every message is")
     unguarded = passwords.open_accounts(credentials)
     if unguarded:
-        # (named: a typo such as "name:password" on one line makes one, and shows there)
+        # (named: a line meant to hold a password too, its separator mistyped, shows there)
         shown = _first_few(unguarded)
         log(f"{plural(len(unguarded), 'account')} need"
             f"{'s' if len(unguarded) == 1 else ''} no password (a name alone on a line of "

@@ -281,17 +281,17 @@ def test_a_server_whose_log_reader_went_serves_on_and_stops_at_sigterm(tmp_path)
 
 def test_the_start_says_where_its_files_are_and_names_open_accounts_and_keeps_files_private(
         tmp_path):
-    """An operator's trial: the start did not say which data directory was used; a typo
-    (`name:password` on one line) made an open account shown only as a count, and a password
-    longer than a login may send one nobody could use; and the store,
-    which holds every waiting message's text, was readable by every local user."""
+    """An operator's trial: the start did not say which data directory was used; an open
+    account was shown only as a count, and a password longer than a login may send made one
+    nobody could use; and the store, which holds every waiting message's text, was readable
+    by every local user. (A `name:password` typo is refused: tests/test_storage.py.)"""
     credentials = tmp_path / "accounts.txt"
-    credentials.write_text("columbia 116bway\nsecret:pw1\nlong " + "x" * 4001 + "\n")
+    credentials.write_text("columbia 116bway\nguest\nlong " + "x" * 4001 + "\n")
     server = ServerProcess(tmp_path, credentials=credentials)
     try:
         said = server.log()
         assert f"from {credentials}, data in {tmp_path / 'data'} (sync full;" in said
-        assert "1 account needs no password" in said and ": secret:pw1)" in said
+        assert "1 account needs no password" in said and ": guest)" in said
         assert (f"1 account has a password longer than a login may send (4,000 characters) "
                 f"in {credentials} (long): nobody can log in as it") in said
         data = tmp_path / "data"

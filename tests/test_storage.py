@@ -80,6 +80,28 @@ def test_a_system_password_file_is_refused_without_quoting_it(tmp_path, line):
     assert load_credentials(write(tmp_path, "a:b:c odd\n")) == {"a:b:c": "odd"}
 
 
+@pytest.mark.parametrize("line, joiner", [("columbia:116bway", ":"), ("seas,summerisover", ","),
+                                          ("google;hasglasses", ";")])
+def test_a_name_and_password_joined_by_a_mistyped_separator_is_refused_unquoted(
+        tmp_path, line, joiner):
+    """(a trial's `name:password` file started with open accounts named with their passwords,
+    which the log showed at every login)"""
+    with pytest.raises(CredentialsError) as caught:
+        load_credentials(write(tmp_path, f"alice ok\n{line}\n"))
+    message = str(caught.value)
+    assert f"line 2: a name and a password joined by {joiner!r}" in message
+    assert line.split(joiner)[1] not in message
+    # a name with such a character and a password of its own is one as before
+    assert load_credentials(write(tmp_path, f"{line} pw\n")) == {line: "pw"}
+
+
+def test_a_pem_file_given_as_the_accounts_file_is_refused(tmp_path):
+    """(a trial's --credentials cert.pem started with 17 open accounts named after its lines)"""
+    path = write(tmp_path, "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n")
+    with pytest.raises(CredentialsError, match="line 1: a PEM file's line"):
+        load_credentials(path)
+
+
 def test_a_duplicate_user_is_named_with_its_line(tmp_path):
     path = write(tmp_path, "alice one\nbob two\nalice secret3\n")
     with pytest.raises(CredentialsError) as caught:
