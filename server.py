@@ -387,6 +387,15 @@ def _start_warnings(args, clock, credentials, store, log, irc_listener):
         shown = ", ".join(f"{name} ({count})" for name, count in sorted(unowned.items())[:5])
         log(f"messages wait for names that {args.credentials} does not have: {shown}"
             f"{', ...' if len(unowned) > 5 else ''}; kept, for whoever is given such a name")
+    full = [f"{option} {limit:,} ({held:,} {what})" for option, limit, held, what in (
+        ("--store-messages", args.store_messages, store.count_all_waiting(), "wait"),
+        ("--store-bytes", args.store_bytes, store.total[1], "bytes held"))
+        if held >= limit]
+    if full:
+        # (an operator's trial restarted with a smaller quota: every message, to users online
+        # too, was refused store_full, and nothing said why)
+        log(f"the store already holds what {' and '.join(full)} allow: every message is "
+            f"refused store_full until its users have read enough of what waits for them")
     if irc_listener is not None:
         log(f"IRC clients on {args.host}:{irc_listener.port}, room {args.irc_room}")
         for names in irc_clashes(credentials):
@@ -485,7 +494,7 @@ def _serve(args, clock, log):
     # log rotation's habit sends one)
     reactor.on_signals(ignored, signals=(signal.SIGUSR1, signal.SIGUSR2))
     HeapTrimmer(reactor)
-    StatusLine(reactor, core, store, log, args.store_bytes)
+    StatusLine(reactor, core, store, log, args.store_messages, args.store_bytes)
     secured = "TLS" if args.tls_context else "plain TCP: passwords cross the network in clear"
     accounts = plural(len(credentials), "account")
     log(f"listening on {args.host}:{listener.port} with {accounts} from "

@@ -11,8 +11,10 @@ _MIB = 1024 * 1024
 class StatusLine:
     """Logs the line on `reactor`'s timers, from the core's and the store's counts."""
 
-    def __init__(self, reactor, core, store, log, store_bytes, every_s=STATUS_EVERY_S):
+    def __init__(self, reactor, core, store, log, store_messages, store_bytes,
+                 every_s=STATUS_EVERY_S):
         self._reactor, self._core, self._store, self._log = reactor, core, store, log
+        self._store_messages = store_messages       # the quotas the store is held to
         self._store_bytes = store_bytes
         self._every_s = every_s
         self._last = self._counts()
@@ -38,6 +40,6 @@ class StatusLine:
         return (f"status: {plural(online, 'user')} online; {plural(taken, 'message')} taken in "
                 f"the last {minutes:g} minute{'' if minutes == 1 else 's'}; "
                 f"{plural(waiting, 'message')} wait{'s' if waiting == 1 else ''} for "
-                f"{plural(users, 'user')} ({held / _MIB:.1f} MiB stored of the "
-                f"{self._store_bytes / _MIB:.1f} MiB quota)")
+                f"{plural(users, 'user')} (of {self._store_messages:,} allowed; "
+                f"{held / _MIB:.1f} MiB stored of the {self._store_bytes / _MIB:.1f} MiB quota)")
 

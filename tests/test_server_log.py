@@ -12,7 +12,7 @@ import time
 import pytest
 
 from chat_server import ChatServer
-from realprocs import ROOT, WAIT_S, ServerProcess, welcome_of
+from realprocs import ROOT, WAIT_S, ServerProcess, exchange, token_of, welcome_of
 from reactor import Reactor
 from timers import VirtualClock
 from server_events import Log
@@ -297,6 +297,33 @@ def test_the_start_says_where_its_files_are_and_names_open_accounts_and_keeps_fi
         data = tmp_path / "data"
         assert data.stat().st_mode & 0o077 == 0
         assert (data / "chat.sqlite3").stat().st_mode & 0o077 == 0
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_start_with_a_quota_below_what_the_store_holds_says_every_message_is_refused(
+        tmp_path):
+    """(an operator's trial restarted with --store-messages 5 over 10 waiting: every message
+    was refused store_full, and nothing said why)"""
+    server = ServerProcess(tmp_path)
+    try:
+        token = token_of(server.port, "columbia", "116bway")
+        replies = exchange(server.port, [{"type": "message", "token": token, "to": "seas",
+                                          "text": f"waits {n}", "id": n} for n in range(6)])
+        assert [reply["type"] for reply in replies] == ["ok"] * 6
+    finally:
+        assert server.stop() == 0
+    server = ServerProcess(tmp_path, "--store-messages", "5")
+    try:
+        server.wait_log(re.escape(
+            "the store already holds what --store-messages 5 (6 wait) allow: every message is "
+            "refused store_full until its users have read enough of what waits for them"))
+    finally:
+        assert server.stop() == 0
+    server = ServerProcess(tmp_path, "--store-messages", "7")
+    try:
+        assert welcome_of(server.port, "columbia", "116bway")   # (the start's lines are out)
+        assert "the store already holds" not in server.log()
     finally:
         assert server.stop() == 0
 

@@ -17,7 +17,7 @@ def test_a_status_line_says_what_changed_in_each_period_and_nothing_when_nothing
     store = Store(":memory:", clock)
     core = ChatServer(ACCOUNTS, store, Settings(), make_secret=counting_secrets())
     said = []
-    StatusLine(reactor, core, store, said.append, 256 * 1024 * 1024, every_s=60.0)
+    StatusLine(reactor, core, store, said.append, 1000, 256 * 1024 * 1024, every_s=60.0)
     reply = core.handle(Request(1, {"type": "login", "user": "alice", "password": "pa",
                                     "port": 5000}, "127.0.0.1"), 0.0)
     [token] = [action.frame["token"] for action in reply if isinstance(action, Reply)]
@@ -29,10 +29,10 @@ def test_a_status_line_says_what_changed_in_each_period_and_nothing_when_nothing
     store.commit()
     clock.advance(60.0)
     assert said == ["status: 1 user online; 4 messages taken in the last 1 minute; 4 messages "
-                    "wait for 2 users (0.0 MiB stored of the 256.0 MiB quota)"]
+                    "wait for 2 users (of 1,000 allowed; 0.0 MiB stored of the 256.0 MiB quota)"]
     clock.advance(60.0)
     assert len(said) == 1                               # nothing changed: nothing said
     core.handle(Request(1, {"type": "logout", "token": token}, "127.0.0.1"), 121.0)
     clock.advance(60.0)
     assert said[1] == ("status: 0 users online; 0 messages taken in the last 1 minute; "
-                       "4 messages wait for 2 users (0.0 MiB stored of the 256.0 MiB quota)")
+                       "4 messages wait for 2 users (of 1,000 allowed; 0.0 MiB stored of the 256.0 MiB quota)")
