@@ -181,8 +181,10 @@ class ServerGlue:
         except StoreUnavailable as trouble:
             now = self.reactor.clock.now()
             if not self._commit_retry_s:
-                self.log(f"cannot commit ({trouble}): writes wait, and replies that would say "
-                         f"yes to them say unavailable, until a commit succeeds")
+                self.log_repeated(("the store cannot commit", None),
+                                  f"cannot commit ({trouble}): writes wait, and replies that "
+                                  f"would say yes to them say unavailable, until a commit "
+                                  f"succeeds")
             self._commit_retry_s = limits.next_backoff(self._commit_retry_s,
                                                        COMMIT_RETRY_FIRST_S, COMMIT_RETRY_MAX_S)
             self._commit_retry_at = now + self._commit_retry_s
@@ -287,9 +289,10 @@ class ServerGlue:
 
     def log_repeated(self, key, text):
         """A line that a flood could repeat: said for the first of a burst per `key`, (what,
-        from whom); the rest are counted and said in one line when LOG_QUIET_S is over."""
+        from whom, or None); the rest are counted and said in one line when LOG_QUIET_S is
+        over."""
         what, who = key
-        self.repeated.say(key, text, f"{what} from {who}")
+        self.repeated.say(key, text, what if who is None else f"{what} from {who}")
 
     def _deliver(self, action, committed=True):
         frame = action.frame

@@ -242,6 +242,31 @@ def test_no_yes_goes_out_for_what_could_not_be_committed(served):
     assert len(texts) == len(oks)                   # every yes is stored, exactly once
 
 
+def test_commits_that_fail_and_recover_again_and_again_are_logged_once_then_counted(served):
+    """On a disk all but full a commit failed, the checkpoint made room, the retry committed,
+    and the next pass failed again: an operator's trial's log said both lines twice a second."""
+    reactor, clock, store, port, lines = served
+    alice = Caller(port)
+    token = ask(reactor, alice, {"type": "login", "user": "columbia", "password": "116bway",
+                                 "stay": True, "id": 1})["token"]
+    for n in range(2, 6):
+        pages, = store._db.execute("PRAGMA page_count").fetchone()
+        room(store, pages)                  # the disk full again, where the file stands now
+        fill(store)
+        answer = ask(reactor, alice, {"type": "message", "token": token, "to": "seas",
+                                      "text": TEXT, "mid": f"m-{n}", "id": n})
+        assert answer["code"] == "unavailable"
+        room(store)
+        clock.advance(COMMIT_RETRY_MAX_S)
+        pump(reactor, lambda: store.failing is None)
+    assert sum("cannot commit" in line for line in lines) == 1
+    assert sum(line == "the store commits again" for line in lines) == 1
+    clock.advance(120.0)                    # (each count said when its minute is over)
+    pump(reactor, lambda: sum("more like it" in line for line in lines) == 2)
+    assert "the store cannot commit: 3 more like it in the last 60 s" in lines
+    assert "the store commits again: 3 more like it in the last 60 s" in lines
+
+
 def test_a_broadcast_whose_commit_failed_reaches_each_receiver_once_after_the_recovery(served):
     """Its staying receivers' deliveries (one DeliverEach) wait for a commit that succeeds,
     then go out in order: nobody sees it before it is durable, or twice after the retry."""
