@@ -261,8 +261,10 @@ def convert_file(path):
 def _replace(path, lines):
     """Write `lines` as the file at `path`, atomically, with the old file's mode and owner
     (root rewriting a file the server's account owns left it unreadable to the server at its
-    next start, an operator's trial found)."""
-    folder = os.path.dirname(os.path.abspath(path))
+    next start, an operator's trial found). A symbolic link's target is written, the link
+    kept (replaced, the link became a file of its own, and the server's file went unchanged)."""
+    path = os.path.realpath(path)
+    folder = os.path.dirname(path)
     old = os.stat(path) if os.path.exists(path) else None
     fd, temp = tempfile.mkstemp(dir=folder, prefix=".credentials-")
     try:

@@ -293,7 +293,9 @@ def rescue_prefix(path):
     """The start of the names of the copies of the store at `path`: its file's name and a
     digest of its absolute path, so that a server finds its own store's copies, not another's
     in /tmp."""
-    digest = hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:12]
+    # (os.fsencode: a path of bytes that are not UTF-8 is the file system's all the same; a
+    # trial's start in such a directory ended in a traceback)
+    digest = hashlib.sha256(os.fsencode(os.path.abspath(path))).hexdigest()[:12]
     return f"{os.path.basename(path)}{RESCUED}{digest}-"
 
 

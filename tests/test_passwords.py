@@ -68,6 +68,19 @@ def test_set_password_replaces_one_line_and_keeps_the_rest(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["cred.txt"]     # no temporary file left
 
 
+def test_set_password_through_a_symbolic_link_writes_its_target_and_keeps_the_link(tmp_path):
+    """(an operator's trial: the link became a file of its own, and the server's file, the
+    link's target, went unchanged)"""
+    (tmp_path / "etc").mkdir()
+    real = tmp_path / "etc" / "accounts.txt"
+    real.write_text("alice pw-a\n")
+    link = tmp_path / "link.txt"
+    link.symlink_to(real)
+    passwords.set_password(str(link), "bob", "pw-b")
+    assert link.is_symlink() and "bob" in load_credentials(real)
+    assert sorted(p.name for p in (tmp_path / "etc").iterdir()) == ["accounts.txt"]
+
+
 def test_passwd_reads_a_piped_password_and_writes_a_hash(tmp_path):
     path = tmp_path / "cred.txt"
     out, err = io.StringIO(), io.StringIO()

@@ -1220,3 +1220,17 @@ def test_a_connection_whose_setup_fails_lets_go_of_its_lock(tmp_path, monkeypatc
     assert failed.traceback
     store = Store(path, exclusive=True, lock_wait_s=0.1)        # not "database is locked"
     store.close()
+
+
+def test_a_store_in_a_directory_whose_name_is_not_utf8_opens(tmp_path):
+    """(an operator's trial's start there ended in a traceback: the rescued copies' names are
+    made from the store's path)"""
+    where = os.fsdecode(os.fsencode(str(tmp_path)) + b"/d\xffx")
+    os.mkdir(where)
+    store = Store(os.path.join(where, "chat.sqlite3"))
+    try:
+        store.keep(["bob"], protocol.line_head({"text": "hi"}))
+        store.commit()
+        assert [seq for seq, _ in store.waiting("bob")] == [store.head]
+    finally:
+        store.close()
