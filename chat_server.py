@@ -957,7 +957,13 @@ class ChatServer(Reach):
         return actions
 
     def _unblock(self, session, request, frame_id, now):
-        target = self._block_target(session, request.frame)
+        name = protocol.name_field(request.frame, "user")
+        if name not in self._passwords and name in self._store.blocks(session.user):
+            # an account removed since the block: it may still go (an operator's trial's
+            # was there for good, for whoever is given the name next)
+            target = name
+        else:
+            target = self._block_target(session, request.frame)
         if not self._store.is_blocked(session.user, target):
             raise Refused("not_blocked")
         self._writable()

@@ -1081,3 +1081,19 @@ def test_a_presence_batch_asks_who_each_subject_is_unseen_by_once_whatever_it_ho
     assert "u0" in asked and len(asked) == len(set(asked))      # once each subject
     about_u0 = [frame for frame in told if any(user == "u0" for user, _ in frame["changes"])]
     assert len(about_u0) == 29 - 15 and len(told) == 29
+
+
+def test_a_block_of_an_account_removed_since_can_still_be_taken_back():
+    """(an operator's trial: a removed account's block answered unknown_user to the unblock,
+    and stayed, for whoever is given the name next)"""
+    store = Store(":memory:", new_identity="store1")
+    store.add_block("alice", "gone")
+    store.commit()
+    server = ChatServer(dict(ACCOUNTS), store, Settings())
+    token = [f for f in replies(login(server, "alice")) if f["type"] == "welcome"][0]["token"]
+    ask = lambda kind, user: replies(server.handle(
+        Request(2, {"type": kind, "token": token, "user": user}, "h"), 1.0))[0]
+    assert ask("block", "gone")["code"] == "unknown_user"       # a new block: an account only
+    assert ask("unblock", "gone") == {"type": "ok"}
+    assert "gone" not in store.blocks("alice")
+    assert ask("unblock", "gone")["code"] == "unknown_user"     # gone now
