@@ -153,8 +153,21 @@ def _file_lines(path):
                                            f"{MAX_LINE_CHARS:,} characters")
                 yield number, line
         except UnicodeDecodeError:
-            # Decoding runs ahead in blocks, so no exact line number is known here.
-            raise CredentialsError(f"{path}: not valid UTF-8") from None
+            # decoding runs ahead in blocks: the line is found again in the bytes
+            raise CredentialsError(f"{path}, line {_first_not_utf8(path)}: not valid "
+                                   f"UTF-8") from None
+
+
+def _first_not_utf8(path):
+    """The number of the file's first line that is not UTF-8 (lines read MAX_LINE_CHARS bytes
+    at a time at most: one longer than that was refused before its bytes mattered)."""
+    with open(path, "rb") as raw:
+        for number, line in enumerate(iter(lambda: raw.readline(MAX_LINE_CHARS), b""), 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return "?"
 
 
 def open_accounts(accounts):

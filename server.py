@@ -153,7 +153,11 @@ def parse_args(argv):
 
 def _tls_files_hint(args):
     """Which of the TLS files is wrong, in words: OpenSSL says "PEM lib" for either, and for a
-    key that does not match its certificate (an operator's trial could not tell which)."""
+    key that does not match its certificate (an operator's trial could not tell which). A
+    file that cannot be read at all is said as such (a missing one was told "swapped?")."""
+    for path in (args.tls_cert, args.tls_key):
+        if not os.access(path, os.R_OK):
+            return f" ({path} cannot be read: is the name right?)"
     try:
         ssl.create_default_context(cafile=args.tls_cert)
     except (OSError, ssl.SSLError):
@@ -396,8 +400,14 @@ def _start_warnings(args, clock, credentials, store, log, irc_listener):
         # too, was refused store_full, and nothing said why)
         log(f"the store already holds what {' and '.join(full)} allow: every message is "
             f"refused store_full until its users have read enough of what waits for them")
+    if store.created:
+        # (an operator's restart from another directory served a new, empty ./data, and only
+        # the first line's path hinted at it)
+        log(f"the data directory {os.path.abspath(args.data_dir)} held no store: a new, empty "
+            f"one was made")
     if irc_listener is not None:
-        log(f"IRC clients on {args.host}:{irc_listener.port}, room {args.irc_room}")
+        secured = " (TLS)" if args.tls_context else ""
+        log(f"IRC clients on {args.host}:{irc_listener.port}{secured}, room {args.irc_room}")
         for names in irc_clashes(credentials):
             log(f"accounts {' and '.join(names)} differ only in case, which IRC does not tell "
                 f"apart: on the IRC port only one of them can log in")
@@ -425,6 +435,11 @@ def main(argv=None):
     log = make_logger(clock)
     try:
         return _serve(args, clock, log)
+    except KeyboardInterrupt:
+        # (Ctrl-C before the loop takes the signal: waiting at the start for another server's
+        # hold on the store, an operator's trial got a traceback)
+        print("server.py: interrupted while starting", file=sys.stderr)
+        return 130
     finally:
         log.drain(LOG_DRAIN_S)      # (the last lines, for a reader that stopped reading)
 

@@ -169,6 +169,7 @@ class Store:
         files.refuse_foreign_log(path)
         files.refuse_damaged_log(path)
         new = path != ":memory:" and not os.path.lexists(path)
+        self.created = new          # this open made the store: no file was at its path
         self._db = self._file = self._wal = self._wal_id = None
         self._homeless = False      # (see _open; here for a close after a failed open)
         self._log_bytes = None      # the log's size past which the store empties it (_limit_log)

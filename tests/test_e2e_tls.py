@@ -78,7 +78,7 @@ def test_the_irc_port_speaks_tls_too(tmp_path):
                            "--irc-port", "0")
     client = PtyClient(server.port, "--cafile", str(cert))
     try:
-        irc_port = int(server.wait_log(r"IRC clients on [\d.]+:(\d+)").group(1))
+        irc_port = int(server.wait_log(r"IRC clients on [\d.]+:(\d+) \(TLS\)").group(1))
         client.expect("Please enter username:")
         client.type("seas")
         client.expect("Please enter password:")

@@ -223,8 +223,13 @@ def test_a_missing_accounts_file_is_named_with_where_it_was_looked_for(tmp_path)
                            f"No such file or directory (--credentials FILE names another)\n")
 
 
-def test_tls_files_that_cannot_be_loaded_are_named_in_one_line(tmp_path, capsys):
+@pytest.mark.parametrize("key_there, hint", [
+    (True, "cert.pem does not hold a certificate in PEM"),
+    (False, "key.pem cannot be read: is the name right?")])     # (it said "swapped?")
+def test_tls_files_that_cannot_be_loaded_are_named_in_one_line(tmp_path, capsys, key_there, hint):
     (tmp_path / "cert.pem").write_text("not a certificate")
+    if key_there:
+        (tmp_path / "key.pem").write_text("not a key")
     with pytest.raises(SystemExit) as exited:
         server.parse_args(["4119", "--tls-cert", str(tmp_path / "cert.pem"),
                            "--tls-key", str(tmp_path / "key.pem")])
@@ -232,7 +237,7 @@ def test_tls_files_that_cannot_be_loaded_are_named_in_one_line(tmp_path, capsys)
     err = capsys.readouterr().err
     assert err.startswith(f"server.py: cannot load the TLS certificate {tmp_path}/cert.pem and "
                           f"key {tmp_path}/key.pem: ") and err.count("\n") == 1
-    assert "cert.pem does not hold a certificate in PEM" in err
+    assert hint in err
 
 
 def test_a_tls_key_that_is_not_the_certificates_is_named(tmp_path, capsys):

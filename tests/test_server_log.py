@@ -307,6 +307,8 @@ def test_a_start_with_a_quota_below_what_the_store_holds_says_every_message_is_r
     was refused store_full, and nothing said why)"""
     server = ServerProcess(tmp_path)
     try:
+        server.wait_log(f"the data directory {tmp_path / 'data'} held no store: a new, empty one "
+                        f"was made")
         token = token_of(server.port, "columbia", "116bway")
         replies = exchange(server.port, [{"type": "message", "token": token, "to": "seas",
                                           "text": f"waits {n}", "id": n} for n in range(6)])
@@ -324,6 +326,7 @@ def test_a_start_with_a_quota_below_what_the_store_holds_says_every_message_is_r
     try:
         assert welcome_of(server.port, "columbia", "116bway")   # (the start's lines are out)
         assert "the store already holds" not in server.log()
+        assert "held no store" not in server.log()      # (said by the first start only)
     finally:
         assert server.stop() == 0
 

@@ -110,9 +110,9 @@ def test_a_duplicate_user_is_named_with_its_line(tmp_path):
     assert "line 3" in message and "'alice'" in message and "secret3" not in message
 
 
-def test_a_file_that_is_not_utf8_is_a_credentials_error(tmp_path):
-    path = write(tmp_path, b"alice \xff\xfe\n")
-    with pytest.raises(CredentialsError, match="not valid UTF-8"):
+def test_a_file_that_is_not_utf8_is_a_credentials_error_naming_the_line(tmp_path):
+    path = write(tmp_path, b"bob ok\n# caf\xc3\xa9\nalice \xff\xfe\n")
+    with pytest.raises(CredentialsError, match="line 3: not valid UTF-8"):
         load_credentials(path)
 
 
@@ -1234,3 +1234,19 @@ def test_a_store_in_a_directory_whose_name_is_not_utf8_opens(tmp_path):
         assert [seq for seq, _ in store.waiting("bob")] == [store.head]
     finally:
         store.close()
+
+
+def test_ctrl_c_while_the_start_waits_for_another_servers_store_says_so_in_one_line(
+        tmp_path, capsys, monkeypatch):
+    """(an operator's trial's Ctrl-C during the wait for a locked store wrote a traceback)"""
+    import server
+    credentials = tmp_path / "credential.txt"
+    credentials.write_text("alice secret\n")
+
+    def interrupted(path, *args, **options):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(server, "Store", interrupted)
+    status = server.main(["0", "--host", "127.0.0.1", "--credentials", str(credentials),
+                          "--data-dir", str(tmp_path / "data")])
+    assert status == 130
+    assert capsys.readouterr().err == "server.py: interrupted while starting\n"
