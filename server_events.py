@@ -188,9 +188,9 @@ BYE_LINE = b'{"type":"bye"}'
 
 def accepted_event(conn, host, line):
     """A line (bytes, no newline) from accepted connection `conn` at `host` -> the event for the
-    core: a Request, or a BadFrame naming why it could not be decoded. None stands for a frame
-    longer than the limit, which the reactor discarded. The glue and the test harnesses all
-    read lines with this one function."""
+    core: a Request, or a BadFrame naming why it could not be decoded; or None for a blank
+    line, which is skipped. `line` None stands for a frame longer than the limit, which the
+    reactor discarded. The glue and the test harnesses all read lines with this one function."""
     if line is None or len(line) >= MAX_FRAME_BYTES:
         return BadFrame(conn, host, "too_long")
     if line == BYE_LINE:    # every short connection's last line, as every client words it
@@ -198,6 +198,10 @@ def accepted_event(conn, host, line):
     try:
         return Request(conn, decode(line), host)
     except FrameError as exc:
+        if not line.strip():
+            # (a writer that puts blank lines between records: each was refused bad_json, and
+            # 64 in one read closed the connection as a flood, a fuzzer's)
+            return None
         return BadFrame(conn, host, exc.code, str(exc), exc.frame_id)
 
 

@@ -495,7 +495,10 @@ class Accepted(Handler):
             for line in lines:
                 if conn.closing_reason is not None:
                     break       # (closed by commit_each's output): the rest is not read
-                actions = handle(accepted_event(conn_id, host, line), now)
+                event = accepted_event(conn_id, host, line)
+                if event is None:
+                    continue                        # (a blank line)
+                actions = handle(event, now)
                 glue._out += actions                # (glue.apply, inline)
                 if glue.commit_each:
                     glue._finish_pass()

@@ -98,6 +98,8 @@ class Script:
         conn, host = self._conns[name]
         text = frame_or_text if isinstance(frame_or_text, str) else shown(frame_or_text)
         event = accepted_event(conn, host, text.encode("utf-8"))
+        if event is None:
+            return                              # (a blank line is skipped)
         # A welcome names the user of this address, in time for the deliveries that follow it.
         frame = getattr(event, "frame", {})
         self._login_address = (host, frame.get("port"))

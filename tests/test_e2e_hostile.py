@@ -68,6 +68,16 @@ def test_each_bad_frame_gets_its_code_is_logged_once_and_others_are_served(chat,
     good.served()
 
 
+def test_blank_lines_between_frames_are_skipped_not_refused(chat):
+    """(a fuzzer's JSON Lines writer put blank lines between records: each was refused
+    bad_json, and 64 in one read closed the connection as a flood)"""
+    server, _ = chat
+    replies = exchange(server.port, b"\n" * 100 + b"  \r\n\t\n"
+                       + b'{"type":"check_user","user":"seas","id":1}\n\n')
+    assert replies == [{"type": "ok", "id": 1}]
+    assert refusals(server, "bad_json") == []
+
+
 def test_a_frame_that_never_ends_is_discarded_then_closed_with_too_slow(chat):
     server, good = chat
     hostile = open_conn(server.port)

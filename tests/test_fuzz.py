@@ -68,6 +68,9 @@ class CoreFuzz:
         the connection itself: bye closes it, and an ack is answered only when it is bad."""
         self.conn += 1
         event = accepted_event(self.conn, host, line)
+        if event is None:
+            assert not line.strip(), line           # only a blank line is skipped
+            return []
         actions = self.handle(event)
         replies = [a for a in actions if isinstance(a, Reply)]
         about_the_connection = getattr(event, "frame", {}).get("type") in ("bye", "ack")
