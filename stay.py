@@ -64,6 +64,7 @@ class StayLink(Handler):
         self.backoff_s = 0.0            # the wait before the next try; doubles per failure
         self.retry = None               # the Timer of that try
         self.dormant = False            # let go unused: the next request opens it again
+        self.refused = False            # the last try to connect was refused
 
     def open(self):
         """Start connecting: LinkUp once it is open; if it fails, as when a link is lost."""
@@ -82,7 +83,10 @@ class StayLink(Handler):
             self.held.append((request_id, frame))
             self.open()
         else:
-            self.glue.feed(RequestFailed(request_id, "not connected"))
+            # (a server that refused the last try is said to: "not connected" told a trial's
+            # user less than the plain client's "refused"; either way it was never sent)
+            self.glue.feed(RequestFailed(request_id,
+                                         "refused" if self.refused else "not connected"))
 
     def send_on(self, conn_id, frame):
         """A frame (an ack) for connection `conn_id` only: an ack belongs to the connection its
@@ -164,6 +168,7 @@ class StayLink(Handler):
                  f"trying again in {self.backoff_s:g} s")
         self.retry = self.glue.reactor.call_later(self.backoff_s, self.open)
         reason = protocol.reason_text(reason)
+        self.refused = reason == "refused"
         for request_id in failed:
             self.glue.feed(RequestFailed(request_id, reason))
         # after the failures: a typed line's says the outage first, in the user's order

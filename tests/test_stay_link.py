@@ -124,6 +124,17 @@ def test_a_request_with_no_connection_fails_at_once(world):
     assert world.glue.events == [RequestFailed(5, "not connected")]
 
 
+def test_a_request_while_the_server_refuses_the_link_says_refused(world):
+    """(a trial's staying client, its server stopped, said "(not connected)" where the plain
+    client says "(refused)")"""
+    world.listener.close()                              # nothing listens there now
+    world.link.open()
+    pump(world.reactor, lambda: world.glue.of(LinkDown))
+    assert world.glue.of(LinkDown)[0].reason == "refused"
+    world.link.request(7, {"type": "check_user", "user": "alice"})
+    assert world.glue.events[-1] == RequestFailed(7, "refused")
+
+
 def test_a_lost_connection_fails_its_requests_and_is_made_again_with_backoff(world):
     opened(world)
     world.link.request(1, {"type": "online"})
