@@ -18,6 +18,9 @@ PRUNE_EVERY_S = 60.0     # how often full buckets are forgotten, at most
 # connections, its IRC port's, and those it opens to listening ports, whose frames that are
 # not acknowledgements count so.)
 REFUSALS_PER_READ = 64
+# blank lines one read may hold: skipped, not answered, each costs a look; past this many, a
+# flood (a trial's 30 connections of 32,768 empty lines a read held everyone's heartbeat)
+BLANKS_PER_READ = 1024
 
 
 class RateLimiter:

@@ -195,6 +195,8 @@ def accepted_event(conn, host, line):
         return BadFrame(conn, host, "too_long")
     if line == BYE_LINE:    # every short connection's last line, as every client words it
         return Request(conn, {"type": "bye"}, host)
+    if not line:
+        return None         # a blank line (an empty one: found without a decode)
     try:
         return Request(conn, decode(line), host)
     except FrameError as exc:

@@ -13,7 +13,7 @@ import time
 
 import limits
 from delivery_links import DELIVERY_SOCKETS, DeliveryLinks
-from limits import REFUSALS_PER_READ
+from limits import BLANKS_PER_READ, REFUSALS_PER_READ
 from protocol import (OK_STORED_LINES, UNAVAILABLE_RETRY_S, Numbered, encode, error, reply_line,
                       whole)
 from pacing import KeyedTimers, Lapses, RepeatedLines
@@ -491,13 +491,18 @@ class Accepted(Handler):
         flooded_at = core.refusals + REFUSALS_PER_READ
         slowed = core.slowed
         flooded = ended = False
+        blanks = 0
         try:
             for line in lines:
                 if conn.closing_reason is not None:
                     break       # (closed by commit_each's output): the rest is not read
                 event = accepted_event(conn_id, host, line)
-                if event is None:
-                    continue                        # (a blank line)
+                if event is None:                   # (a blank line: skipped, up to a bound)
+                    blanks += 1
+                    if blanks > BLANKS_PER_READ:
+                        flooded = True
+                        break
+                    continue
                 actions = handle(event, now)
                 glue._out += actions                # (glue.apply, inline)
                 if glue.commit_each:
@@ -525,8 +530,10 @@ class Accepted(Handler):
             return
         if flooded:
             # after the run's end: its yeses go out before the connection closes
-            self._flooded(conn, f"{REFUSALS_PER_READ} requests refused in one read: the rest "
-                                f"were not read, and the connection is closed")
+            what = (f"{BLANKS_PER_READ} blank lines" if blanks > BLANKS_PER_READ
+                    else f"{REFUSALS_PER_READ} requests refused")
+            self._flooded(conn, f"{what} in one read: the rest were not read, and the "
+                                f"connection is closed")
             return
         if alive:
             if conn_id in glue.core.carried:

@@ -210,15 +210,19 @@ def test_an_address_that_goes_on_after_slow_down_is_closed_across_its_connection
     good.close()
 
 
-def test_a_read_of_many_refused_frames_ends_its_connection_and_others_are_served(chat):
+@pytest.mark.parametrize("line, said", [(b"x\n", ["bad_json"] * 64 + ["flood"]),
+                                         (b"\n", ["flood"]), (b"\r\n", ["flood"])])
+def test_a_read_of_many_refused_frames_ends_its_connection_and_others_are_served(chat, line,
+                                                                                  said):
     """A trial's 30 connections of empty lines (32,768 in a read, each answered bad_json)
-    held everyone's heartbeat 15 s: 64 refusals in one read now end the connection."""
+    held everyone's heartbeat 15 s: 64 refusals in one read now end the connection, and so
+    do more than BLANKS_PER_READ blank lines, which are skipped unanswered."""
     server, good = chat
     sock = open_conn(server.port)
-    sock.sendall(b"\n" * 100_000)
+    sock.sendall(line * 100_000)
     frames, _ = read_until_closed(sock)
     sock.close()
-    assert codes(frames) == ["bad_json"] * 64 + ["flood"]
+    assert codes(frames) == said
     good.served()
     server.wait_log(r"closed: flooded with refused requests")
 
@@ -238,7 +242,7 @@ def test_a_read_of_many_acks_for_no_session_ends_its_connection(chat):
 def test_fewer_refusals_in_a_read_than_the_flood_rule_keep_the_connection(chat):
     server, good = chat
     sock = open_conn(server.port)
-    sock.sendall(b"\n" * 63 + b'{"type":"check_user","user":"seas"}\n')
+    sock.sendall(b"x\n" * 63 + b'{"type":"check_user","user":"seas"}\n')
     sock.sendall(b'{"type":"check_user","user":"seas"}\n{"type":"bye"}\n')
     frames, _ = read_until_closed(sock)
     sock.close()

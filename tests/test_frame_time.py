@@ -242,7 +242,7 @@ def test_a_frame_refused_with_an_error_is_no_sign_of_life(served):
     srv.send(sock, b'{"type":"check_user","user":"alice"}\n')
     for _ in range(2):
         srv.clock.advance(29.0)
-        sock.sendall(b"\n")                          # bad_json, answered, then nothing
+        sock.sendall(b"x\n")                         # bad_json, answered, then nothing
         pump(srv.reactor, lambda: any("bad_json" in line for line in srv.logged))
     srv.clock.advance(2.0)                           # 60 s after the good frame
     pump(srv.reactor, lambda: not srv.glue.conns)
