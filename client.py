@@ -118,13 +118,27 @@ def open_listener(args, reactor, glue, log):
     if args.no_listen:
         return None
     try:
-        return reactor.listen("0.0.0.0", 0, glue.listening)   # deliveries may come from afar
+        return reactor.listen(facing(args.address, args.port), 0, glue.listening)
     except OSError as exc:
         if not args.stay_connected:
             raise
         log(f"cannot open a listening port ({exc.strerror}); no one can send private messages "
             f"to this client")
         return None
+
+
+def facing(address, port):
+    """The address of this machine that the server at (address, port) is reached from: the
+    address the server sees, so the one its deliveries (and peers the server tells) come to.
+    Only there does the listening port listen: on every interface, a client of a server on
+    127.0.0.1 was open to the network (a trial's). Asked of the kernel's routes with a UDP
+    socket, which sends nothing; "0.0.0.0" (every interface) if they cannot tell."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((address, port))
+            return probe.getsockname()[0]
+    except OSError:
+        return "0.0.0.0"
 
 
 def _is_terminal(stream):

@@ -8,7 +8,7 @@ import types
 import pytest
 
 import protocol
-from client import open_listener, parse_args, run as run_client
+from client import facing, open_listener, parse_args, run as run_client
 from client_events import LinkDown, LinkUp, Pushed, Replied, RequestFailed, SendRequest, SendTo
 from client_glue import ClientGlue
 from reactor import Handler, Reactor
@@ -282,14 +282,23 @@ class NoPorts:
 
 def test_a_staying_client_without_a_free_port_goes_on_without_one():
     lines = []
-    args = types.SimpleNamespace(no_listen=False, stay_connected=True)
+    args = types.SimpleNamespace(no_listen=False, stay_connected=True, address="127.0.0.1",
+                                 port=4119)
     assert open_listener(args, NoPorts(), types.SimpleNamespace(listening=None), lines.append) is None
     assert lines == ["cannot open a listening port (Address already in use); no one can send "
                      "private messages to this client"]
     with pytest.raises(OSError):        # a short-connection client cannot do without one
-        open_listener(types.SimpleNamespace(no_listen=False, stay_connected=False), NoPorts(),
-                types.SimpleNamespace(listening=None), lines.append)
+        open_listener(types.SimpleNamespace(no_listen=False, stay_connected=False,
+                                            address="127.0.0.1", port=4119), NoPorts(),
+                      types.SimpleNamespace(listening=None), lines.append)
     assert open_listener(types.SimpleNamespace(no_listen=True), NoPorts(), None, lines.append) is None
+
+
+def test_the_listening_port_listens_where_the_server_is_reached_from():
+    """(a trial's client of a server on 127.0.0.1 listened on every interface)"""
+    assert facing("127.0.0.1", 4119) == "127.0.0.1"
+    assert facing("127.3.4.5", 4119) == "127.0.0.1"     # (loopback's own)
+    assert facing("256.0.0.1", 4119) == "0.0.0.0"       # (cannot tell: every interface)
 
 
 class StayingServer(Handler):
