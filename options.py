@@ -67,3 +67,11 @@ def rate(text):
     if not 0 <= value < math.inf:
         raise argparse.ArgumentTypeError(f"not a rate 0 or more: {text!r}")
     return value
+
+
+def file_name(text):
+    """A file's name: not empty (an empty one named the working directory, and was said as
+    if it were the file: a trial's `--credentials ''`)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty name names no file")
+    return text

@@ -19,6 +19,7 @@ import hmac
 import os
 import re
 import secrets
+import stat
 import sys
 import tempfile
 
@@ -143,6 +144,9 @@ def _file_lines(path):
     """Yield (line_number, line) of the credentials file; a line longer than MAX_LINE_CHARS
     is CredentialsError (a trial's --credentials /dev/zero, one endless line, was read until
     memory ran out, by the server and by its passwd command)."""
+    if stat.S_ISFIFO(os.stat(path).st_mode):
+        # (opened, a pipe nobody writes waits for ever: a trial's start hung without a word)
+        raise CredentialsError(f"{path} is a named pipe, not a file of accounts")
     with open(path, encoding=CREDENTIALS_ENCODING) as lines:
         try:
             number = 0

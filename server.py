@@ -93,7 +93,7 @@ def parse_args(argv):
     parser.add_argument("port", type=options.any_port,
                         help="TCP port to listen on (0 picks a free one)")
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
-    parser.add_argument("--credentials", default="credential.txt",
+    parser.add_argument("--credentials", default="credential.txt", type=options.file_name,
                         help="accounts file, one 'username password' per line (default credential.txt)")
     parser.add_argument("--data-dir", default="data",
                         help="directory for stored state: messages until acknowledged, block "

@@ -8,6 +8,7 @@ import pytest
 
 import client
 import options
+import passwords
 import server
 from realprocs import ROOT, WAIT_S
 from storage import Store
@@ -61,6 +62,22 @@ def test_ports_counts_and_rates():
     for bad in ("0", "1e3", "-5", "x"):     # (1e3 was said to want "0 or more")
         with pytest.raises(argparse.ArgumentTypeError, match="1 or more"):
             options.positive_count(bad)
+
+
+def test_an_empty_accounts_file_name_is_refused_as_such(capsys):
+    """(`--credentials ''` was said as the working directory, missing)"""
+    with pytest.raises(SystemExit) as exited:
+        server.parse_args(["4119", "--credentials", ""])
+    assert exited.value.code == 2
+    assert "argument --credentials: an empty name names no file" in capsys.readouterr().err
+
+
+def test_a_named_pipe_as_the_accounts_file_is_refused_not_waited_on(tmp_path):
+    """(a trial's start on a FIFO hung without a word)"""
+    pipe = tmp_path / "accounts"
+    os.mkfifo(pipe)
+    with pytest.raises(passwords.CredentialsError, match="is a named pipe"):
+        passwords.load_credentials(str(pipe))
 
 
 def test_both_programs_refuse_an_endless_heartbeat_or_time_out(capsys):
