@@ -34,7 +34,7 @@ from storage import StoreUnavailable
 @dataclass(frozen=True)
 class Settings:
     """Limits and durations; the defaults are the course's."""
-    block_time_s: float = 30.0
+    lockout_s: float = 30.0       # a name locked after max_attempts wrong passwords (--block-time)
     timeout_s: float = 31.0
     max_attempts: int = 3
     max_text_chars: int = protocol.MAX_TEXT_CHARS
@@ -190,7 +190,7 @@ class ChatServer(Reach):
         make_secret = self._make_secret = make_secret or RandomSecrets()
         # Tokens start with this run's name, so a token from before a restart is recognised.
         self._instance = instance
-        self._lockouts = Lockouts(store, settings.max_attempts, settings.block_time_s)
+        self._lockouts = Lockouts(store, settings.max_attempts, settings.lockout_s)
         self._shares = Shares(settings.sender_share, settings.inbox_messages,
                               settings.inbox_bytes, settings.store_messages, settings.store_bytes,
                               (settings.delivery_window, settings.delivery_window_bytes))
@@ -593,7 +593,7 @@ class ChatServer(Reach):
             attempts_left = self._lockouts.fail(user, now)
             if attempts_left == 0:
                 raise Refused("too_many_attempts", durable=True,
-                              seconds=whole(self._settings.block_time_s))
+                              seconds=whole(self._settings.lockout_s))
             raise Refused("wrong_password", durable=True, attempts_left=attempts_left)
         self._lockouts.clear(user)
         # the account's own name string (interned as the accounts were read, passwords.py),

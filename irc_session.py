@@ -9,6 +9,11 @@ core, its accounts, lockouts, block lists and stored messages are the same for b
     core frame       -> IrcSession.from_core(frame, wall)        .requests (frames for the core),
                                                                   .hangup (a reason, or None)
 
+Not the cores' shape (events in, actions out), on purpose: a session is no core, it decides
+nothing the core does not; it is a codec with state between one connection and the core, so
+what it makes is simply what goes each way, gathered as it translates. `wall` is passed in as a
+core's `now` is: the wall clock's time, for server-time tags and a kept message's date.
+
 The room is one channel (`room`) that every logged-in user is in: speaking there is
 `broadcast`, its members are `online` (the questions about them, NAMES, WHO, WHOIS and the rest,
 are irc_room.RoomCommands, the session's base class), logins and logouts are JOIN and QUIT. The

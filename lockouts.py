@@ -8,10 +8,10 @@ Kept in the store, so a restart neither forgets a lockout nor its count. Times a
 class Lockouts:
     """Wrong-password counts and blocked-until times, per name and from any address."""
 
-    def __init__(self, store, max_attempts, block_time_s):
+    def __init__(self, store, max_attempts, lockout_s):
         self._store = store
         self._max_attempts = max_attempts
-        self._block_time_s = block_time_s
+        self._lockout_s = lockout_s
 
     def locked_for(self, name, now):
         """The seconds `name` stays blocked, 0 if it is not; the window is half-open: free at
@@ -22,8 +22,8 @@ class Lockouts:
         failures, locked_until = self._store.lockout(name)
         if locked_until is None or now >= locked_until:
             return 0
-        if locked_until - now > self._block_time_s:
-            locked_until = now + self._block_time_s
+        if locked_until - now > self._lockout_s:
+            locked_until = now + self._lockout_s
             self._store.set_lockout(name, failures, locked_until)
         return locked_until - now
 
@@ -34,7 +34,7 @@ class Lockouts:
             self._store.set_lockout(name, failures, None)
             return self._max_attempts - failures
         # The last allowed failure blocks the name and starts a fresh count for afterwards.
-        self._store.set_lockout(name, 0, now + self._block_time_s)
+        self._store.set_lockout(name, 0, now + self._lockout_s)
         return 0
 
     def clear(self, name):

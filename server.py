@@ -98,7 +98,7 @@ def parse_args(argv):
     parser.add_argument("--data-dir", default="data",
                         help="directory for stored state: messages until acknowledged, block "
                              "lists, lockouts (default ./data)")
-    parser.add_argument("--block-time", type=options.seconds, default=Settings.block_time_s,
+    parser.add_argument("--block-time", type=options.seconds, default=Settings.lockout_s,
                         help="seconds a name stays blocked after too many wrong passwords (default 30)")
     parser.add_argument("--timeout", type=options.seconds, default=Settings.timeout_s,
                         help="seconds without a heartbeat before a user is logged out (default 31)")
@@ -476,7 +476,7 @@ def _serve(args, clock, log):
     if store is None:
         return 1
     args.store_bytes, cramped = fitted_store_bytes(args.data_dir, args.store_bytes)
-    settings = Settings(block_time_s=args.block_time, timeout_s=args.timeout,
+    settings = Settings(lockout_s=args.block_time, timeout_s=args.timeout,
                         consent_s=args.consent_time, **limit_settings(args))
     core = ChatServer(credentials, store, settings, instance=secrets.token_hex(4))
     glue = ServerGlue(reactor, core, store, log, commit_each=args.commit == "each",

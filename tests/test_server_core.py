@@ -100,7 +100,7 @@ def test_a_secret_has_more_random_bits_than_a_token_hex_of_16_and_takes_fewer_by
 
 
 def test_settings_change_attempts_and_lock_time():
-    server, _ = make_server(Settings(max_attempts=2, block_time_s=2.5))
+    server, _ = make_server(Settings(max_attempts=2, lockout_s=2.5))
     assert replies(login(server, "alice", password="x"))[0]["attempts_left"] == 1
     refusal = replies(login(server, "alice", password="x"))[0]
     assert (refusal["code"], refusal["seconds"]) == ("too_many_attempts", 2.5)
@@ -753,7 +753,7 @@ def test_a_login_and_logout_without_earlier_failures_write_nothing():
 
 
 def test_lockouts_count_per_name_and_clear():
-    lockouts = Lockouts(Store(":memory:"), max_attempts=2, block_time_s=5.0)
+    lockouts = Lockouts(Store(":memory:"), max_attempts=2, lockout_s=5.0)
     assert not lockouts.locked_for("alice", 0.0)
     assert lockouts.fail("alice", 0.0) == 1
     lockouts.clear("alice")
@@ -763,17 +763,17 @@ def test_lockouts_count_per_name_and_clear():
     assert not lockouts.locked_for("bob", 2.0)
 
 
-def test_a_block_set_with_a_longer_block_time_lasts_only_the_block_time_set_now():
+def test_a_lockout_set_with_a_longer_time_lasts_only_the_lockout_time_set_now():
     """A restart with --block-time 30 after one of 100,000 (the store keeps the lockout):
     the name is blocked 30 s more, not 27 hours; a shorter one frees it sooner."""
     store = Store(":memory:")
-    Lockouts(store, max_attempts=1, block_time_s=100_000.0).fail("seas", 0.0)
-    lockouts = Lockouts(store, max_attempts=1, block_time_s=30.0)
+    Lockouts(store, max_attempts=1, lockout_s=100_000.0).fail("seas", 0.0)
+    lockouts = Lockouts(store, max_attempts=1, lockout_s=30.0)
     assert lockouts.locked_for("seas", 10.0)
     assert lockouts.locked_for("seas", 39.9) and not lockouts.locked_for("seas", 40.0)
     lockouts.fail("bob", 0.0)
     assert lockouts.locked_for("bob", 29.9)      # one set with this block time: as set
-    Lockouts(store, max_attempts=1, block_time_s=1.0).locked_for("bob", 5.0)
+    Lockouts(store, max_attempts=1, lockout_s=1.0).locked_for("bob", 5.0)
     assert not lockouts.locked_for("bob", 6.0)
 
 
