@@ -1,7 +1,7 @@
 """The IRC port's glue: IRC connections on the same reactor, core and store as the native port.
 
-`IrcFront` is the IRC listener's handler. It is the native port's `Accepted` (the same caps
-per address and in all, the same shedding, quiet and frame timers) with another codec: each
+`IrcFront` is the IRC listener's handler. It is the native port's, `NativePort` (the same caps
+per address and in all, the same shedding, quiet and frame timers), with another codec: each
 line is parsed (irc_wire) and handed to the connection's `IrcSession`, whose requests go to the
 core as the native port's do. The core answers through `ServerGlue.conns`, where an IRC
 connection is an `IrcLink`: it takes the native frames the glue writes, and the session
@@ -19,7 +19,7 @@ from passwords import open_accounts
 from protocol import decode_own
 from reactor import READ_CHUNK_BYTES
 from server_events import Request
-from server_glue import TLS_AT_PLAIN, TLS_RECORD, Accepted, AcceptedState
+from server_glue import TLS_AT_PLAIN, TLS_RECORD, AcceptedState, NativePort
 
 KEEPALIVE_S = 15.0      # at most: the core ends a session after --timeout (31 s) without a
                         # request, so a keepalive goes at least twice in that time
@@ -55,11 +55,11 @@ class _IrcState(AcceptedState):
     __slots__ = ("link",)
 
 
-class IrcFront(Accepted):
+class IrcFront(NativePort):
     """The IRC listener's handler; see the module docstring."""
 
     # the reactor's 8 KiB, not the native port's 32: an IRC user's requests make no run, and
-    # more of them a pass only fills the recipients' windows (Accepted.read_bytes)
+    # more of them a pass only fills the recipients' windows (NativePort.read_bytes)
     read_bytes = READ_CHUNK_BYTES
     # a CR alone ends a line, as ngIRCd reads it (a trial's "PING one\rPING two\r\n" got one
     # PONG, a PRIVMSG's "\rQUIT :bye" went on as its text, and a client that ends its lines

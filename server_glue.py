@@ -2,7 +2,7 @@
 
 ServerGlue feeds ChatServer what the reactor sees and carries out its actions. Two kinds of
 connection, each with its own handler and slotted state: connections clients open to us
-(`Accepted`: each line becomes a core event through server_events.accepted_event), and the
+(`NativePort`: each line becomes a core event through server_events.accepted_event), and the
 delivery connections we open to a client's listening port (delivery_links.py). Timers go on the
 reactor's wheel, log lines to the log.
 Nothing here knows a chat rule, and no chat state is kept here.
@@ -101,7 +101,7 @@ class ServerGlue:
         self._quiet = {}
         self._lapses(idle_s, "idle")
         self._first_frame = self._lapses(first_frame_s, "no complete frame")
-        self.accepted = Accepted(self)        # the listener's handler
+        self.accepted = NativePort(self)    # the listener's handler
         self.conns = {}           # id -> accepted connection, for replies
         self.timers = KeyedTimers(reactor, self._expired)
         self.links = DeliveryLinks(self, delivery_sockets)   # to clients' listening ports
@@ -395,7 +395,7 @@ SLOWED_PER_ADDRESS_S = 50.0
 SLOWED_PER_ADDRESS_BURST = 500
 
 
-class Accepted(Handler):
+class NativePort(Handler):
     """Connections clients open to us: every line becomes a core event."""
 
     # A read of up to 32 KiB: a broadcaster's 300 requests, one run (reach._Run) that

@@ -6,7 +6,7 @@ import pytest
 
 from reactor import DISCARDING, MAX_FRAME_BYTES, READ_CHUNK_BYTES
 from reactor_helpers import Recorder, feed, pump
-from server_glue import Accepted
+from server_glue import NativePort
 
 
 def random_frames(rng, count, longest):
@@ -40,7 +40,7 @@ def test_frames_fed_in_random_chunks(make_pair, seed):
     assert conn._inbuf is None      # a read that ends with a frame keeps no buffer
 
 
-@pytest.mark.parametrize("read_bytes", [READ_CHUNK_BYTES, Accepted.read_bytes, 1000])
+@pytest.mark.parametrize("read_bytes", [READ_CHUNK_BYTES, NativePort.read_bytes, 1000])
 def test_many_frames_arrive_in_order_a_bounded_piece_per_pass(make_pair, read_bytes):
     """One pass reads at most the handler's read_bytes from a peer (READ_CHUNK_BYTES unless it
     says; the native port's 32 KiB), so a busy one cannot make a pass long for everyone (a
