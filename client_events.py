@@ -196,8 +196,9 @@ class AskConsent:
 @dataclass(frozen=True, slots=True)
 class ConsentLapsed:
     """`user`'s question for our address lapsed before we answered (unanswered in time, or
-    they left): there is nothing to answer any more."""
+    `left`: their session ended): there is nothing to answer any more."""
     user: str
+    left: bool = False
 
 
 @dataclass(frozen=True, slots=True)

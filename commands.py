@@ -116,8 +116,13 @@ def _next_word(text):
     return word, text[len(word):]
 
 
-def lapsed_text(user):
-    """What a screen says when `user`'s question for our address lapsed unanswered."""
+def lapsed_text(user, left=False):
+    """What a screen says when `user`'s question for our address lapsed unanswered (`left`:
+    their session ended first, a logout or a login elsewhere)."""
+    if left:
+        # (a trial's user was told the request lapsed when the asker had logged out)
+        return (f"{user} asked for your address, but logged out, or logged in again, before "
+                f"you answered.")
     return f"{user} asked for your address, but the request lapsed before you answered."
 
 

@@ -73,7 +73,8 @@ class Consents:
                 notices.append((requester, {"type": "address_lapsed", "user": user,
                                             "left": True}))
             else:           # the asker left: its question to `target` has nobody to answer
-                notices.append((target, {"type": "consent_lapsed", "user": user}))
+                notices.append((target, {"type": "consent_lapsed", "user": user,
+                                         "left": True}))
         for holder, granter in sorted(self._grants_of.get(user, ())):
             self.revoke(holder, granter)
             if holder == user:

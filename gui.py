@@ -290,7 +290,7 @@ class ChatView:
         """The question is gone: so is its dialog (the window draws `consent` again)."""
         if lapsed.user in self.asking:
             self.asking.remove(lapsed.user)
-        self._say(at, lapsed_text(lapsed.user))
+        self._say(at, lapsed_text(lapsed.user, lapsed.left))
 
     def _prompt(self, prompt, at):
         self.prompt = _PROMPTS[prompt.stage].format(user=self.user)

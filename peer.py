@@ -166,7 +166,7 @@ class Peers:
         if user is None:
             return [Log(f"malformed {kind} delivery ignored")]
         if kind == "consent_lapsed":
-            return [ConsentLapsed(user)]
+            return [ConsentLapsed(user, frame.get("left") is True)]
         if kind == "address":
             return self._learn_address(user, frame, proof)
         if kind == "address_refused":

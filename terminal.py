@@ -505,7 +505,7 @@ def screen_lines(action):
         user = action.user
         return [f"Do you agree to have a private talk with {user}? Y {user}/N {user}"]
     if kind is ConsentLapsed:
-        return [lapsed_text(action.user)]
+        return [lapsed_text(action.user, action.left)]
     if kind is Prompt:
         return [_PROMPTS[action.stage]]
     if kind is ShowOnline:

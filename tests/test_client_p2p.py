@@ -168,6 +168,8 @@ def test_seal_and_unseal_are_inverse_and_the_pad_never_repeats_for_another_salt(
       "address."]),
     ({"type": "consent_lapsed", "user": "bob"},
      ["bob asked for your address, but the request lapsed before you answered."]),
+    ({"type": "consent_lapsed", "user": "bob", "left": True},   # (not "lapsed": bob left)
+     ["bob asked for your address, but logged out, or logged in again, before you answered."]),
 ])
 def test_refused_and_lapsed_requests_are_shown(frame, lines):
     assert printed(delivered(logged_in(), frame)) == lines

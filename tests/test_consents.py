@@ -32,7 +32,7 @@ def test_a_sessions_end_takes_its_own_asks_and_grants_and_looks_at_no_others():
     consents.grant("amy", "u1")
     consents.grant("u2", "amy")
     assert consents.end("amy") == [
-        ("bob", {"type": "consent_lapsed", "user": "amy"}),
+        ("bob", {"type": "consent_lapsed", "user": "amy", "left": True}),
         ("cat", {"type": "address_lapsed", "user": "amy", "left": True}),
         ("u1", {"type": "consent_revoked", "user": "amy"}),
         ("u2", {"type": "address_revoked", "user": "amy"})]
