@@ -1000,9 +1000,12 @@ class Store:
             self._rescued = None
         self._rescues = 0
         self._reserve_held = False      # (gone with the directory, perhaps: made again)
-        self.notice = (f"the store's file was deleted while the server ran: written again at "
-                       f"{self._path} from the open store, nothing lost{removed} (stop the "
-                       f"server before wiping its data directory)")
+        # (moved, not deleted, a trial's data directory's old copy went unmentioned, and a
+        # second server started on it as if it were a store)
+        self.notice = (f"the store's file was deleted, or moved, while the server ran: written "
+                       f"again at {self._path} from the open store, nothing lost{removed}. If "
+                       f"it was moved, the copy moved is out of date: start no server on it. "
+                       f"(Stop the server before wiping or moving its data directory.)")
 
     def _compaction_due(self, alone):
         """True if cursors and compaction go with this commit (`alone`: it would write
