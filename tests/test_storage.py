@@ -738,7 +738,8 @@ os._exit(0)                 # a crash: nothing closed, nothing copied at a close
     ("file", "the store's file was deleted, or moved, while the server ran: written again"),
     ("log", "the store's write-ahead log was deleted while the server ran: what it held was "
             "copied into"),
-    ("file moved away", "the store's file was deleted, or moved, while the server ran: written again"),
+    ("file moved away", "the store's file was deleted, or moved, while the server ran: written "
+                        "again"),
     ("log moved away", "the store's write-ahead log was deleted while the server ran"),
     ("log before any commit", "the store's write-ahead log was deleted while the server ran"),
 ])
