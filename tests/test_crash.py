@@ -130,7 +130,8 @@ def test_a_data_directory_wiped_while_the_server_runs_loses_nothing_it_acknowled
         send(["before1", "before2"])
         shutil.rmtree(tmp_path / "data")
         send(["after1", "after2", "after3"])
-        wait_log(tmp_path, "the store's file was deleted, or moved, while the server ran: written again")
+        wait_log(tmp_path, "the store's file was deleted, or moved, while the server ran: "
+                          "written again")
         proc.send_signal(signal.SIGKILL)
         proc.wait(WAIT_S)
         proc, port = start_server(tmp_path, port)
@@ -191,7 +192,8 @@ def test_a_data_directory_wiped_while_the_server_is_idle_is_written_again_unaske
     try:
         three_answered_ok(port, "idle")
         shutil.rmtree(tmp_path / "data")
-        wait_log(tmp_path, "the store's file was deleted, or moved, while the server ran: written again")
+        wait_log(tmp_path, "the store's file was deleted, or moved, while the server ran: "
+                          "written again")
         proc.send_signal(signal.SIGKILL)
         proc.wait(WAIT_S)
         proc, port = start_server(tmp_path, port)
@@ -202,7 +204,8 @@ def test_a_data_directory_wiped_while_the_server_is_idle_is_written_again_unaske
 
 
 @pytest.mark.parametrize("deleted, said", [
-    ("chat.sqlite3", "the store's file was deleted, or moved, while the server ran: written again"),
+    ("chat.sqlite3", "the store's file was deleted, or moved, while the server ran: written "
+                     "again"),
     ("chat.sqlite3-wal", "the store's write-ahead log was deleted while the server ran: what it "
                          "held was copied"),
 ])

@@ -35,4 +35,5 @@ def test_a_status_line_says_what_changed_in_each_period_and_nothing_when_nothing
     core.handle(Request(1, {"type": "logout", "token": token}, "127.0.0.1"), 121.0)
     clock.advance(60.0)
     assert said[1] == ("status: 0 users online; 0 messages taken in the last 1 minute; "
-                       "4 messages wait for 2 users (of 1,000 allowed; 0.0 MiB stored of the 256.0 MiB quota)")
+                       "4 messages wait for 2 users (of 1,000 allowed; 0.0 MiB stored of the "
+                       "256.0 MiB quota)")
