@@ -132,6 +132,16 @@ def test_a_log_that_cannot_be_written_loses_its_lines_and_says_how_many_once_it_
     assert log.lost == 0
 
 
+def _port_said(fd):
+    """Read a starting server's log from `fd` until it says its port -> the port."""
+    said, end = b"", time.monotonic() + WAIT_S
+    while b"listening on" not in said or not said.endswith(b"\n"):
+        assert time.monotonic() < end, said
+        if select.select([fd], [], [], 0.1)[0]:
+            said += os.read(fd, 4096)
+    return int(re.search(rb"listening on [\d.]+:(\d+)", said).group(1))
+
+
 def _small_pipe():
     """A pipe of one page (4 KiB: 60 lines fill it) whose writing end does not block."""
     reader, writer = os.pipe()
@@ -201,12 +211,7 @@ def test_a_server_whose_log_is_not_read_serves_on_and_stops_at_sigterm(tmp_path)
         stdin=subprocess.DEVNULL, stdout=writer, stderr=writer, cwd=ROOT)
     os.close(writer)
     try:
-        said, end = b"", time.monotonic() + WAIT_S
-        while b"listening on" not in said or not said.endswith(b"\n"):
-            assert time.monotonic() < end, said
-            if select.select([reader], [], [], 0.1)[0]:
-                said += os.read(reader, 4096)
-        port = int(re.search(rb"listening on [\d.]+:(\d+)", said).group(1))
+        port = _port_said(reader)
         for n in range(100):                # a line each, of 60 a page: it is full
             assert welcome_of(port, f"user{n}", f"pw{n}")["type"] == "welcome"
         proc.send_signal(signal.SIGTERM)
@@ -262,12 +267,7 @@ def test_a_server_whose_log_reader_went_serves_on_and_stops_at_sigterm(tmp_path)
          "--data-dir", str(tmp_path / "data")],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
-        said, end = b"", time.monotonic() + WAIT_S
-        while b"listening on" not in said or not said.endswith(b"\n"):
-            assert time.monotonic() < end, said
-            if select.select([proc.stdout], [], [], 0.1)[0]:
-                said += os.read(proc.stdout.fileno(), 4096)
-        port = int(re.search(rb"listening on [\d.]+:(\d+)", said).group(1))
+        port = _port_said(proc.stdout.fileno())
         proc.stdout.close()                 # the reader goes
         for _ in range(2):                  # the login's log line fails: it answers anyway
             assert welcome_of(port, "columbia", "116bway")["type"] == "welcome"
