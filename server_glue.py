@@ -619,7 +619,8 @@ class Logger:
         self.many((text,))
 
     def many(self, texts):
-        """Write lines, in order, in one write (all with the stamp of now)."""
+        """Write lines, in order, all with the stamp of now: in one write, unless the backlog
+        holds lines before them or they pass LOG_PIECE_BYTES."""
         second = int(self._clock.wall())
         if second != self._second:
             self._second = second
