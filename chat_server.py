@@ -450,7 +450,10 @@ class ChatServer(Reach):
             # a login's per account too: which accounts an address tries must show, and their
             # count is bounded (an operator's trial saw five accounts tried in one line)
             folded += f" for {who}"
-        return [Log(text, (folded, event.host)), answer]
+        # (the store's trouble is the server's own, said once a minute already: never under
+        # the flood bound the clients' refusals may spend)
+        who_from = None if refusal.code == "unavailable" else event.host
+        return [Log(text, (folded, who_from)), answer]
 
     def _session_of(self, frame, host=None):
         """The live session named by frame["token"]; FrameError or Refused if none.

@@ -28,6 +28,9 @@ from protocol import MAX_NAME_CHARS, MAX_TEXT_CHARS
 PREFIX = "scrypt$"
 OPEN = None                 # the stored entry of an account that needs no password
 SYSTEM_FILE_COLONS = 6      # /etc/passwd's lines have 6 colons, /etc/shadow's 8
+# ... and begin name:password:number:number: (a space in the user's full name split a re-attack's
+# /etc/passwd line into a name and a "password")
+SYSTEM_LINE = re.compile(r"[^:\s]+:[^:\s]*:\d*:\d*:")
 SCRYPT_N = 2 ** 11          # CPU and memory cost: 128 * r * N bytes = 2 MiB
 SCRYPT_R = 8
 SCRYPT_P = 1
@@ -144,10 +147,7 @@ def _file_lines(path):
     """Yield (line_number, line) of the credentials file; a line longer than MAX_LINE_CHARS
     is CredentialsError (a trial's --credentials /dev/zero, one endless line, was read until
     memory ran out, by the server and by its passwd command)."""
-    if stat.S_ISFIFO(os.stat(path).st_mode):
-        # (opened, a pipe nobody writes waits for ever: a trial's start hung without a word)
-        raise CredentialsError(f"{path} is a named pipe, not a file of accounts")
-    with open(path, encoding=CREDENTIALS_ENCODING) as lines:
+    with _opened(path) as lines:
         try:
             number = 0
             while line := _bounded_line(lines):
@@ -163,15 +163,27 @@ def _file_lines(path):
 
 
 def _first_not_utf8(path):
-    """The number of the file's first line that is not UTF-8 (lines read MAX_LINE_CHARS bytes
-    at a time at most: one longer than that was refused before its bytes mattered)."""
+    """The number of the file's first line that is not UTF-8 (a line read as at most
+    MAX_LINE_CHARS characters of 4 bytes: one longer was refused before its bytes mattered)."""
     with open(path, "rb") as raw:
-        for number, line in enumerate(iter(lambda: raw.readline(MAX_LINE_CHARS), b""), 1):
+        for number, line in enumerate(iter(lambda: raw.readline(4 * MAX_LINE_CHARS + 1), b""),
+                                      1):
             try:
                 line.decode("utf-8")
             except UnicodeDecodeError:
                 return number
     return "?"
+
+
+def _opened(path):
+    """The accounts file open to read. A pipe (`--credentials <(gpg -d ...)`) is read as it
+    comes, but one that nobody writes is not waited on for ever (a trial's named pipe hung the
+    start without a word): opened without waiting, it reads as empty."""
+    if not stat.S_ISFIFO(os.stat(path).st_mode):
+        return open(path, encoding=CREDENTIALS_ENCODING)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    os.set_blocking(fd, True)       # (a writer there: its lines are waited for as they come)
+    return open(fd, encoding=CREDENTIALS_ENCODING)
 
 
 def open_accounts(accounts):
@@ -209,12 +221,18 @@ def load_credentials(path):
                                    f"or a key), not 'name password': is this the accounts "
                                    f"file?")
         name, password = fields if len(fields) == 2 else (fields[0], OPEN)
-        if password is OPEN and name.count(":") >= SYSTEM_FILE_COLONS:
+        if ((password is OPEN and name.count(":") >= SYSTEM_FILE_COLONS)
+                or SYSTEM_LINE.match(name)):
             # named, it would be an open account, and said in the log, hash and all (a trial's
             # --credentials /etc/shadow started with 24 of them)
             raise CredentialsError(f"{path}, line {number}: a line of a system password file "
                                    f"(name:...:...), not 'name password': is this the "
                                    f"accounts file?")
+        if password is not OPEN and name[-1] in ":,;":
+            # (`alice: hunter2`: an account named "alice:", a re-attack's)
+            raise CredentialsError(f"{path}, line {number}: a name ending in {name[-1]!r} "
+                                   f"before its password: 'name password' has a space "
+                                   f"between them, nothing else")
         joined = re.fullmatch(r"[^:,;]+([:,;])\S+", name) if password is OPEN else None
         if joined:
             # `name:password`: an open account named with its password, which the log then

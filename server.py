@@ -26,8 +26,8 @@ from heap import HeapTrimmer, settle_collector
 from irc_glue import IrcFront
 from irc_words import SERVICE
 from reactor import FRAME_TIME_S, Reactor
-from server_glue import (LOG_DRAIN_S, MAX_CONNECTIONS, MAX_PER_ADDRESS, ServerGlue,
-                         make_logger)
+from server_glue import MAX_CONNECTIONS, MAX_PER_ADDRESS, ServerGlue
+from server_log import DRAIN_S, make_logger
 from status import StatusLine
 from timers import RealClock
 from passwords import CredentialsError, load_credentials
@@ -391,6 +391,12 @@ def _start_warnings(args, clock, credentials, store, log, irc_listener):
         shown = ", ".join(f"{name} ({count})" for name, count in sorted(unowned.items())[:5])
         log(f"messages wait for names that {args.credentials} does not have: {shown}"
             f"{', ...' if len(unowned) > 5 else ''}; kept, for whoever is given such a name")
+    strangers = store.names_in_blocks() - credentials.keys()
+    if strangers:
+        # (a re-attack's removed account, given again, was still blocked by its old blockers)
+        log(f"blocks name {plural(len(strangers), 'name')} that {args.credentials} does not "
+            f"have ({_first_few(strangers)}): kept, for whoever is given such a name; each "
+            f"user can still unblock them")
     full = [f"{option} {limit:,} ({held:,} {what})" for option, limit, held, what in (
         ("--store-messages", args.store_messages, store.count_all_waiting(), "wait"),
         ("--store-bytes", args.store_bytes, store.total[1], "bytes held"))
@@ -441,7 +447,7 @@ def main(argv=None):
         print("server.py: interrupted while starting", file=sys.stderr)
         return 130
     finally:
-        log.drain(LOG_DRAIN_S)      # (the last lines, for a reader that stopped reading)
+        log.drain(DRAIN_S)          # (the last lines, for a reader that stopped reading)
 
 
 def _serve(args, clock, log):
@@ -502,8 +508,11 @@ def _serve(args, clock, log):
         if signal.getsignal(signum) is not signal.SIG_IGN])
 
     def ignored(signum):
-        log(f"{signal.Signals(signum).name} ignored: it stops nothing, and reopens nothing (the "
-            f"log is standard error: README, \"The server log\", says how to rotate it)")
+        # (folded: a re-attack's storm of 80,000 wrote 8,215 lines)
+        name = signal.Signals(signum).name
+        glue.log_repeated((f"{name} ignored", None),
+                          f"{name} ignored: it stops nothing, and reopens nothing (the log is "
+                          f"standard error: README, \"The server log\", says how to rotate it)")
 
     # (their default ends the process at once, without its last commit or a word in the log:
     # log rotation's habit sends one)
@@ -533,6 +542,7 @@ def _serve(args, clock, log):
     _rescue(store, args.data_dir, log)
     store.close()
     glue.repeated.flush()       # (folded lines' counts still waiting for their minute)
+    glue.health.flush()
     log("stopped")
     return 0
 

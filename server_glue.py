@@ -7,9 +7,7 @@ delivery connections we open to a client's listening port (delivery_links.py). T
 reactor's wheel, log lines to the log.
 Nothing here knows a chat rule, and no chat state is kept here.
 """
-import os
-import select
-import time
+import math
 
 import limits
 from delivery_links import DELIVERY_SOCKETS, DeliveryLinks
@@ -30,10 +28,6 @@ LOG_QUIET_S = 60.0            # lines of one kind from one address: one, then a 
 IDLE_CONNECTION_S = 60.0      # an accepted connection that sends nothing for this long is closed
 COMMIT_RETRY_FIRST_S = 0.1    # a commit that failed is tried again after this, doubling ...
 COMMIT_RETRY_MAX_S = 5.0      # ... up to this, until one succeeds
-LOG_BACKLOG_BYTES = 1 << 20   # log lines held for a reader that does not read; past it, lost
-LOG_PIECE_BYTES = 4096        # a log write's most: a pipe's PIPE_BUF, taken whole when writable
-LOG_RETRY_S = 0.5             # a backlog is tried again this often
-LOG_DRAIN_S = 2.0             # at the end, how long the last lines wait for their reader
 # A TLS client at a plain port: its handshake is no frame to answer (a trial's got bad_utf8
 # and bad_json, and the IRC port 421s that echoed its bytes): closed, and on_closed logs why
 TLS_RECORD = b"\x16\x03"      # how a TLS handshake begins (a record of type 22, version 3.x)
@@ -84,6 +78,10 @@ class ServerGlue:
         self.by_address = {}
         self._held_lines = None   # while a pass's actions are carried out: its log lines
         self.repeated = RepeatedLines(reactor, self._say, LOG_QUIET_S)
+        # the server's own conditions (the store's commits, signals): folded too, but never
+        # under the clients' flood bound, which a flood of refusals could spend (a re-attack's
+        # 210 wrong passwords hid that the disk was full)
+        self.health = RepeatedLines(reactor, self._say, LOG_QUIET_S, max_lines=math.inf)
         # group commit: one transaction per loop pass, committed before any of its replies
         # and deliveries leave; commit_each (for measuring what that buys) commits after
         # every event instead
@@ -289,10 +287,13 @@ class ServerGlue:
 
     def log_repeated(self, key, text):
         """A line that a flood could repeat: said for the first of a burst per `key`, (what,
-        from whom, or None); the rest are counted and said in one line when LOG_QUIET_S is
-        over."""
+        from whom, or None for the server's own); the rest are counted and said in one line
+        when LOG_QUIET_S is over."""
         what, who = key
-        self.repeated.say(key, text, what if who is None else f"{what} from {who}")
+        if who is None:
+            self.health.say(key, text, what)
+        else:
+            self.repeated.say(key, text, f"{what} from {who}")
 
     def _deliver(self, action, committed=True):
         frame = action.frame
@@ -590,111 +591,3 @@ def _forget(glue, conn):
             glue.by_address[conn.host] = left
         else:
             del glue.by_address[conn.host]
-
-
-class Logger:
-    """The server's log: one timestamped line per event, to a stream (stderr by default).
-
-    A log that cannot be written (its reader gone, say `server.py 2>&1 | tee` stopped, or its
-    disk full) loses its lines and nothing else: the server goes on, and the next line that
-    can be written says how many were lost first. A log whose reader is there but does not
-    read (Ctrl-S in the server's terminal, a pager left waiting) is not waited for: the one
-    thread would wait with it, and every user (an operator's trial froze the chat, and SIGTERM
-    too, so); its lines wait in a backlog of at most LOG_BACKLOG_BYTES, then are lost and
-    counted, and go out once the reader reads again (watch: tried again on the loop's timer)."""
-
-    def __init__(self, clock, stream=None, fd=2):
-        self._clock = clock
-        self._stream = stream
-        self._fd = fd               # without a stream: this descriptor's, stderr's
-        self._second = None         # the whole second of the last stamp, and the stamp: a
-        self._stamp = ""            # pass's lines (a burst of logins) share one strftime
-        self.lost = 0               # lines that could not be written since the last written
-        self._backlog = bytearray()     # stderr's lines its reader has not taken yet
-        self._reactor = None        # watch(): where a backlog is tried again
-        self._retry = None          # that try's Timer, while one is armed
-
-    def __call__(self, text):
-        """Write one line now."""
-        self.many((text,))
-
-    def many(self, texts):
-        """Write lines, in order, all with the stamp of now: in one write, unless the backlog
-        holds lines before them or they pass LOG_PIECE_BYTES."""
-        second = int(self._clock.wall())
-        if second != self._second:
-            self._second = second
-            # local time with its offset from UTC: a log read elsewhere, or across a change
-            # to summer time, says when each line was written all the same
-            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S%z", time.localtime(second))
-        stamp = self._stamp
-        lines = [f"{stamp} {text}\n" for text in texts]
-        if self._stream is not None:
-            self._write_stream(lines, stamp)
-            return
-        # the descriptor, unbuffered: a write that fails leaves nothing behind to fail again
-        # (a text stream's buffer would keep it, and grow)
-        data = "".join(lines).encode("utf-8", "backslashreplace")
-        if len(self._backlog) + len(data) > LOG_BACKLOG_BYTES:
-            self.lost += len(texts)
-        else:
-            if self.lost:
-                self._backlog += (f"{stamp} ({self.lost} log lines before this could not be "
-                                  f"written)\n").encode()
-                self.lost = 0
-            self._backlog += data
-        self._flush()
-
-    def _write_stream(self, lines, stamp):
-        if self.lost:
-            lines.insert(0, f"{stamp} ({self.lost} log lines before this could not be "
-                            f"written)\n")
-        try:
-            self._stream.write("".join(lines))
-            self._stream.flush()
-        except (OSError, ValueError):
-            self.lost += len(lines) - (1 if self.lost else 0)
-            return
-        self.lost = 0
-
-    def _flush(self, wait_s=0.0):
-        """Write what the backlog holds while stderr takes it without waiting (up to `wait_s`
-        for each piece) -> True if it is all written."""
-        while self._backlog:
-            try:
-                # (a pipe that polls writable takes LOG_PIECE_BYTES without blocking; a
-                # terminal stopped by Ctrl-S does not poll writable)
-                if not select.select([], [self._fd], [], wait_s)[1]:
-                    break
-                written = os.write(self._fd, self._backlog[:LOG_PIECE_BYTES])
-            except (InterruptedError, BlockingIOError):
-                break
-            except (OSError, ValueError):
-                self.lost += self._backlog.count(b"\n")
-                self._backlog.clear()
-                break
-            del self._backlog[:written]
-        if self._backlog and self._reactor is not None and self._retry is None:
-            self._retry = self._reactor.call_later(LOG_RETRY_S, self._retried)
-        return not self._backlog
-
-    def _retried(self):
-        self._retry = None
-        self._flush()
-
-    def watch(self, reactor):
-        """Try a backlog again on `reactor`'s timers (without one, at the next line)."""
-        self._reactor = reactor
-
-    def drain(self, wait_s):
-        """At the end: what the backlog holds, waiting up to `wait_s` in all for its reader;
-        what is left then is lost."""
-        deadline = time.monotonic() + wait_s
-        while self._backlog and time.monotonic() < deadline:
-            self._flush(min(0.1, max(0.0, deadline - time.monotonic())))
-
-
-def make_logger(clock, stream=None, fd=2):
-    """A log writing one timestamped line per event to `stream`, else to descriptor `fd`
-    (stderr's)."""
-    return Logger(clock, stream, fd)

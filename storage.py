@@ -93,6 +93,7 @@ JOURNAL_MAX = 100_000       # writes held for a disk that refuses them; past it,
 RECORDS_CACHED = 16         # records whose lines are kept in memory after a read
 LOCK_WAIT_S = 5.0           # opening waits this long for another holder of the file to let go:
                             # a server restarted while the last one is still stopping
+LOCK_POLL_S = 0.1           # ... asking again this often
 LOOK_EVERY_S = 1.0          # a store looks at its files this often, idle too
 COMPACT_S = 1.0             # cursors are written, and passed records deleted, at most this
                             # often: a crash forgets at most this much of acknowledgements, and
@@ -260,8 +261,19 @@ class Store:
             self._index.box, self._index.crowded, self._index.takes, self._index.room_for_one)
 
     def _connect(self):
-        """A connection to the store's file, set up as the store uses it."""
-        db = sqlite3.connect(self._path, timeout=self._lock_wait_s)
+        """A connection to the store's file, set up as the store uses it; a file another
+        holds is waited for up to lock_wait_s, in steps of LOCK_POLL_S (a wait inside SQLite
+        is one Ctrl-C cannot end: an operator's took 5 s to)."""
+        give_up_at = time.monotonic() + self._lock_wait_s
+        while True:
+            try:
+                return self._connect_once(min(LOCK_POLL_S, self._lock_wait_s))
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= give_up_at:
+                    raise
+
+    def _connect_once(self, wait_s):
+        db = sqlite3.connect(self._path, timeout=wait_s)
         try:
             # a deleted record's pages go to the free list as they are. This SQLite may be
             # built to zero each one (secure_delete on, as Debian's is), and in WAL mode each
@@ -754,6 +766,10 @@ class Store:
         """The names that block `target` (a set to read, not to change): a broadcast asks
         this once, not each recipient whether it blocks the sender."""
         return self._blocked_by.get(target, _NOBODY)
+
+    def names_in_blocks(self):
+        """Every name a block list holds, on either side."""
+        return self._blocks.keys() | self._blocked_by.keys()
 
     def add_block(self, user, target):
         """`user` blocks `target` from now on; blocking twice changes nothing."""

@@ -13,7 +13,8 @@ from heap import settle_collector
 from passwords import load_credentials
 from reactor import Reactor
 from timers import RealClock
-from server_glue import ServerGlue, make_logger
+from server_glue import ServerGlue
+from server_log import make_logger
 from storage import Store
 
 

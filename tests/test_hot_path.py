@@ -18,7 +18,8 @@ from reactor import Reactor
 from timers import VirtualClock
 from reactor_helpers import pump
 from replay import counting_secrets
-from server_glue import ServerGlue, make_logger
+from server_glue import ServerGlue
+from server_log import make_logger
 from storage import Store
 
 ROOT = str(pathlib.Path(__file__).resolve().parent.parent)

@@ -1,7 +1,8 @@
-"""The server's log (server_glue.Logger): one timestamped line per event, and the lines one
+"""The server's log (server_log.Logger): one timestamped line per event, and the lines one
 loop pass says written together, in order, in one write."""
 import fcntl
 import os
+import pty
 import re
 import select
 import signal
@@ -16,8 +17,9 @@ from realprocs import ROOT, WAIT_S, ServerProcess, exchange, token_of, welcome_o
 from reactor import Reactor
 from timers import VirtualClock
 from server_events import Log
-import server_glue
-from server_glue import ServerGlue, make_logger
+import server_log
+from server_glue import ServerGlue
+from server_log import make_logger
 from storage import Store
 
 WALL_START = 1_700_000_000.0
@@ -96,6 +98,22 @@ def test_a_passes_log_lines_go_out_together_at_its_end_in_the_order_said():
     assert stream.writes[1:] == [f"{at} third\n"]
 
 
+def test_the_servers_own_conditions_are_said_however_many_refusals_came_before():
+    """(a re-attack's 210 wrong passwords from as many addresses spent the log's flood bound,
+    and the full disk's lines went unsaid)"""
+    clock, stream = VirtualClock(wall_start=WALL_START), Stream()
+    reactor = Reactor(clock)
+    store = Store(":memory:")
+    glue = ServerGlue(reactor, ChatServer({}, store), store, make_logger(clock, stream))
+    glue.apply([Log(f"refused login from 10.0.{n // 256}.{n % 256}",
+                    ("refused login", f"10.0.{n // 256}.{n % 256}")) for n in range(300)])
+    glue.apply([Log("cannot commit (disk full)", ("the store cannot commit", None))])
+    reactor.run_once(timeout_s=0)
+    said = "".join(stream.writes)
+    assert said.count("refused login from") == glue.repeated.max_lines     # the bound held
+    assert "cannot commit (disk full)" in said
+
+
 def test_a_log_that_takes_one_line_at_a_time_gets_them_in_order():
     reactor = Reactor(VirtualClock())
     store, lines = Store(":memory:"), []
@@ -165,7 +183,7 @@ def test_a_log_whose_reader_does_not_read_is_not_waited_for_and_catches_up_when_
     """Ctrl-S in the server's terminal, a pager left open: an operator's trial's server
     waited with its log, and every user with it. The lines wait in a backlog, go out in
     order once read, by the loop's timer; past the backlog's bound they are counted."""
-    monkeypatch.setattr(server_glue, "LOG_BACKLOG_BYTES", 20_000)
+    monkeypatch.setattr(server_log, "BACKLOG_BYTES", 20_000)
     clock = VirtualClock(wall_start=WALL_START)
     reactor = Reactor(clock)
     reader, writer = _small_pipe()
@@ -182,21 +200,59 @@ def test_a_log_whose_reader_does_not_read_is_not_waited_for_and_catches_up_when_
         assert 0 < log.lost < 600
         kept = 600 - log.lost
         got = _read_all(reader)
-        clock.advance(server_glue.LOG_RETRY_S)      # the backlog tried again
+        clock.advance(server_log.RETRY_S)      # the backlog tried again
         while got.count(b"\n") < kept:
             more = _read_all(reader)
             assert more, got[-200:]
             got += more
-            clock.advance(server_glue.LOG_RETRY_S)
+            clock.advance(server_log.RETRY_S)
         lines = got.decode().splitlines()
         assert [line.split(" ", 2)[2] for line in lines] == said[:kept]     # in order
         log("after")
-        clock.advance(server_glue.LOG_RETRY_S)
+        clock.advance(server_log.RETRY_S)
         assert _read_all(reader).decode().splitlines()[0].endswith(
             f"({600 - kept} log lines before this could not be written)")
     finally:
         os.close(reader)
         os.close(writer)
+
+
+class Failing:
+    """A log's descriptor: takes `takes` bytes of the next write, then fails each write
+    while `failing`, then takes everything."""
+
+    def __init__(self):
+        self.written, self.takes, self.failing = b"", None, False
+
+    def write(self, data, wait_s=0.0):
+        if self.takes is not None:
+            data, self.takes = data[:self.takes], None
+        elif self.failing:
+            raise OSError(28, "No space left on device")
+        self.written += data
+        return len(data)
+
+
+def test_a_log_that_fails_counts_every_line_it_lost_and_starts_its_next_on_a_row_of_its_own(
+        tmp_path):
+    """(a re-attack's full disk: 2,145 lines lost were said as 2, and a torn line had the next
+    glued to it)"""
+    clock = VirtualClock(wall_start=WALL_START)
+    with open(tmp_path / "log", "wb") as unused:
+        log = make_logger(clock, fd=unused.fileno())
+    log._out = out = Failing()
+    out.failing = True
+    log.many(["one", "two"])                   # both lost
+    out.takes = 10                              # the note and the line begin, then a failure
+    log("three")
+    assert log.lost == 3                        # the note's 2, and three
+    out.failing = False
+    log("four")
+    at = stamp(WALL_START)
+    rows = out.written.decode().split("\n")
+    assert rows[0] == f"{at} (2 log"[:10]       # the torn start of the note ...
+    assert rows[1:] == [f"{at} (3 log lines before this could not be written)", f"{at} four",
+                        ""]                     # ... ended; then the count of all three
 
 
 def test_a_server_whose_log_is_not_read_serves_on_and_stops_at_sigterm(tmp_path):
@@ -221,6 +277,34 @@ def test_a_server_whose_log_is_not_read_serves_on_and_stops_at_sigterm(tmp_path)
             proc.kill()
             proc.wait()
         os.close(reader)
+
+
+def test_a_server_whose_terminal_is_not_read_serves_on_and_stops_at_sigterm(tmp_path):
+    """A terminal nobody reads (an ssh session suspended): a re-attack's server froze after
+    154 logins, its terminal polling writable with a little room and a blocking write then
+    waiting for all of it; and with Ctrl-S pressed and let go meanwhile, SIGTERM waited too."""
+    accounts = tmp_path / "accounts.txt"
+    accounts.write_text("".join(f"user{n} pw{n}\n" for n in range(400)))
+    terminal, pane = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "server.py"), "0", "--host", "127.0.0.1",
+         "--data-dir", str(tmp_path / "data"), "--credentials", str(accounts)],
+        stdin=subprocess.DEVNULL, stdout=pane, stderr=pane, cwd=ROOT)
+    os.close(pane)
+    try:
+        port = _port_said(terminal)                 # then the terminal is read no more
+        for n in range(400):                        # 40 KB of log lines: past its buffer
+            assert welcome_of(port, f"user{n}", f"pw{n}")["type"] == "welcome"
+        os.write(terminal, b"\x13")                 # Ctrl-S ...
+        assert welcome_of(port, "user0", "pw0")["type"] == "welcome"
+        os.write(terminal, b"\x11")                 # ... and Ctrl-Q, still unread
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(WAIT_S) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(terminal)
 
 
 def test_a_signal_ignored_at_the_start_stays_ignored_and_sigusr1_stops_nothing(tmp_path):
@@ -327,6 +411,27 @@ def test_a_start_with_a_quota_below_what_the_store_holds_says_every_message_is_r
         assert welcome_of(server.port, "columbia", "116bway")   # (the start's lines are out)
         assert "the store already holds" not in server.log()
         assert "held no store" not in server.log()      # (said by the first start only)
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_start_names_the_blocks_of_accounts_the_file_no_longer_has(tmp_path):
+    """(a re-attack's removed account, given again to someone, was still blocked by the old
+    one's blockers, and nothing said so)"""
+    server = ServerProcess(tmp_path)
+    try:
+        token = token_of(server.port, "columbia", "116bway")
+        assert exchange(server.port, [{"type": "block", "token": token, "user": "seas",
+                                       "id": 1}]) == [{"type": "ok", "id": 1}]
+    finally:
+        assert server.stop() == 0
+    fewer = tmp_path / "fewer.txt"
+    fewer.write_text("columbia 116bway\n")
+    server = ServerProcess(tmp_path, credentials=fewer)
+    try:
+        server.wait_log(re.escape(f"blocks name 1 name that {fewer} does not have (seas): "
+                                  f"kept, for whoever is given such a name; each user can "
+                                  f"still unblock them"))
     finally:
         assert server.stop() == 0
 

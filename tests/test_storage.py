@@ -5,6 +5,7 @@ import pathlib
 import shutil
 import sqlite3
 import socket
+import time
 
 import pytest
 
@@ -78,6 +79,19 @@ def test_a_system_password_file_is_refused_without_quoting_it(tmp_path, line):
     message = str(caught.value)
     assert "line 1: a line of a system password file" in message and "$6$" not in message
     assert load_credentials(write(tmp_path, "a:b:c odd\n")) == {"a:b:c": "odd"}
+
+
+def test_a_system_password_files_line_with_a_space_in_its_full_name_is_refused(tmp_path):
+    """(the space split a re-attack's /etc/passwd line into a name and a "password")"""
+    with pytest.raises(CredentialsError, match="line 1: a line of a system password file"):
+        load_credentials(write(tmp_path, "alice:x:1000:1000:Alice Smith:/home/alice:/bin/sh\n"))
+
+
+@pytest.mark.parametrize("joiner", [":", ",", ";"])
+def test_a_name_ending_in_a_separator_before_its_password_is_refused(tmp_path, joiner):
+    """(`alice: hunter2` made an account named "alice:", a re-attack's)"""
+    with pytest.raises(CredentialsError, match=f"line 1: a name ending in '{joiner}' before"):
+        load_credentials(write(tmp_path, f"alice{joiner} hunter2\n"))
 
 
 @pytest.mark.parametrize("line, joiner", [("columbia:116bway", ":"), ("seas,summerisover", ","),
@@ -593,15 +607,28 @@ def test_opening_waits_a_while_for_the_lock_a_stopping_server_still_holds(monkey
                                                                           tmp_path):
     # a server restarted at once (a supervisor, a conformance suite adding an account) finds
     # the last one still closing its store: it waits for it, where it once gave up at once
+    # in steps a Ctrl-C can end (waited inside SQLite, an operator's took 5 s to)
     waits = []
     real_connect = sqlite3.connect
 
     def connect(path, timeout=5.0, **options):
         waits.append(timeout)
+        if len(waits) <= 3:
+            raise sqlite3.OperationalError("database is locked")
         return real_connect(path, timeout=timeout, **options)
     monkeypatch.setattr(sqlite3, "connect", connect)
     Store(str(tmp_path / "chat.db"), exclusive=True).close()
-    assert waits == [storage.LOCK_WAIT_S] and storage.LOCK_WAIT_S >= 2.0
+    assert waits == [storage.LOCK_POLL_S] * 4 and storage.LOCK_WAIT_S >= 2.0
+    waits.clear()
+
+    def held_for_good(path, timeout=5.0, **options):
+        waits.append(timeout)
+        raise sqlite3.OperationalError("database is locked")
+    monkeypatch.setattr(sqlite3, "connect", held_for_good)
+    started = time.monotonic()
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        Store(str(tmp_path / "other.db"), exclusive=True, lock_wait_s=0.2)
+    assert time.monotonic() - started >= 0.2 and len(waits) > 1    # (then it gives up)
 
 
 def test_the_server_opens_its_store_exclusive_and_stops_at_its_start_if_it_cannot(

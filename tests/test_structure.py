@@ -12,8 +12,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 LAYERS = [
     ("protocol", "irc_wire", "irc_words", "options", "limits",     # the wires, plain helpers
      "certificate", "core_events", "cells", "keys", "completion", "words"),
-    ("timers", "pacing", "reactor", "heap", "passwords", "senders",  # time, the loop, the disk,
-     "log_index", "wal", "store_files", "storage"),                # the process's memory
+    ("timers", "pacing", "reactor", "heap", "server_log",   # time, the loop, the log, the disk,
+     "passwords", "senders", "log_index", "wal", "store_files", "storage"),     # the memory
     ("server_events", "client_events"),                            # the cores' vocabularies
     ("lockouts", "shares", "consents", "presence", "delivery", "sessions",  # rules with state
      "commands", "peer", "outbox", "outage", "doorkeeper", "line_editor", "irc_room",
