@@ -436,6 +436,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["passwd"]:
         return passwords.passwd_main(argv[1:])
+    _standard_streams_open()
     args = parse_args(argv)
     clock = RealClock()
     log = make_logger(clock)
@@ -448,6 +449,17 @@ def main(argv=None):
         return 130
     finally:
         log.drain(DRAIN_S)          # (the last lines, for a reader that stopped reading)
+
+
+def _standard_streams_open():
+    """A standard stream closed at the start (`2>&-`) is opened on /dev/null: else the first
+    file or socket the server opens takes its number, and the log is written into that (a
+    re-attack's went into the reactor's epoll descriptor, held back for ever)."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)      # (the lowest free number: this one)
 
 
 def _serve(args, clock, log):

@@ -6,6 +6,7 @@ import pty
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -336,6 +337,31 @@ def test_a_signal_ignored_at_the_start_stays_ignored_and_sigusr1_stops_nothing(t
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(WAIT_S) == 0
         assert "stopping (SIGTERM)" in log_path.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_server_started_with_its_log_closed_logs_to_nothing_else(tmp_path):
+    """(`2>&-`: the first descriptor the server opened took the number, and the log went into
+    it, a re-attack's its epoll's)"""
+    with socket.socket() as probe:          # a free port (the log that would say it is shut)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "server.py"), str(port), "--host", "127.0.0.1",
+         "--data-dir", str(tmp_path / "data")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd=ROOT,
+        preexec_fn=lambda: os.close(2))
+    try:
+        end = time.monotonic() + WAIT_S
+        while welcome_of(port, "columbia", "116bway") is None:     # (until it serves)
+            assert time.monotonic() < end and proc.poll() is None
+            select.select([], [], [], 0.05)
+        assert os.readlink(f"/proc/{proc.pid}/fd/2") == os.devnull
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(WAIT_S) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
