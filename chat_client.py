@@ -163,6 +163,7 @@ class ChatClient:
         self.logged_in_once = False     # a login succeeded in this run (see Settings.scripted)
         self.refused_logins = 0         # a script's names and passwords refused: status 1
         self.not_understood = 0         # ... and commands it could not be (Usage): status 1
+        self.not_done = 0               # ... and commands not done (an outage, a session's end)
         self.waiting_said = 0           # the most messages waiting said so while the queue lasts
         self.login_head = 0             # the highest number given before this login (welcome)
         self.session_user = None        # whose session this run last had
@@ -705,6 +706,7 @@ class ChatClient:
         else:       # (said to go again: its end is said too)
             out.append(Show("system", f"{described(command)} was not done: the session "
                                       f"ended first."))
+            self.not_done += 1
 
     # -- the outbox: messages are acknowledged by the server, or retried -------------------------
 
@@ -1039,6 +1041,7 @@ class ChatClient:
             # (a trial's `online` typed after a restart was not spoken of again)
             out.append(Show("system", f"{described(command)} was not done: the session "
                                       f"had ended."))
+            self.not_done += 1
             self._session_ended(out, frame)
             return
         if error_code(frame) == "slow_down":
@@ -1093,8 +1096,17 @@ class ChatClient:
             out.append(Prompt(Stage.USERNAME))
 
     def _fail_probe(self, pending, now, out):
-        if self.awaiting_server:
-            self._missing_at_start(out)
+        if not self.awaiting_server:
+            return
+        if self.settings.stay:
+            # its link was taken (LinkUp): only the look at the port failed (a server that
+            # allows one connection an address, or stopped meanwhile), and the link carries
+            # the name as it did before the look (a re-attack's staying client, its probe
+            # failed, never asked the server again)
+            self.awaiting_server = False
+            out.append(Prompt(Stage.USERNAME))
+            return
+        self._missing_at_start(out)
 
     def _probe_later(self, now, out):
         """Look for the server again after a backoff, unless a look is planned or under way."""
@@ -1169,6 +1181,7 @@ class ChatClient:
             # done: the request reached a stopped server, which did it once it went on)
             kind = "not_done" if self.outage.reason in NEVER_SENT else "perhaps_not_done"
             out.append(Show(kind, described(pending.command)))      # (each screen words it)
+            self.not_done += 1
 
     def _fail_exit(self, pending, now, out):
         self._exit(out)
@@ -1334,7 +1347,8 @@ class ChatClient:
         failures = [(unsent, "message", "not sent (listed above)"),
                     (self.refused, "message", "refused (said above)"),
                     (self.refused_logins, "login", "refused (said above)"),
-                    (self.not_understood, "line", "not understood (said above)")]
+                    (self.not_understood, "line", "not understood (said above)"),
+                    (self.not_done, "command", "not done (said above)")]
         if any(count for count, _, _ in failures) and self.settings.scripted:
             # what reads a script's status cannot read the lines above it (a trial's ran to
             # its end with three listed as not sent, status 0; another's with one refused;

@@ -1645,3 +1645,28 @@ def test_a_message_over_the_limit_is_refused_in_the_users_words_and_not_sent():
     assert printed(actions) == [
         "Your message is 4,001 characters long; the most is 4,000. It was not sent."]
     assert requests(run.do(LineIn("message bob hi")))      # the next one goes out
+
+
+def test_a_staying_clients_failed_probe_after_its_link_was_taken_asks_the_name_all_the_same():
+    """(a re-attack's staying client, its probe reset by a server that allows one connection
+    an address, or unanswered by one stopped meanwhile, never asked the server again)"""
+    run = Run(check_server=True, stay=True)
+    run.do(Started())
+    run.do(LinkUp())
+    actions = run.do(RequestFailed(run.probes.pop(), "reset"))
+    assert printed(actions)[-1] == ASK_USER
+    assert requests(run.type("alice")) == [{"type": "check_user", "user": "alice"}]
+
+
+def test_a_script_whose_commands_were_not_done_ends_with_status_1_saying_how_many():
+    """(a re-attack's script, its block and unblock not done in an outage, ended 0 with
+    nothing on standard error)"""
+    run = logged_in(scripted=True)
+    run.type("block bob")
+    assert printed(run.fail("refused", "block")) == [
+        "Cannot reach the server (refused).",
+        "block bob was not done: type it again once the server is back."]
+    run.do(InputEnded())
+    actions = run.reply(OK, "logout")
+    assert [(a.code, a.reason) for a in of(actions, Exit)] == [
+        (1, "1 command was not done (said above)")]
