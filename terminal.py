@@ -154,10 +154,11 @@ class Terminal:
         it sees running sends no SIGCONT: this way the fg does, and the mode is set then.
         -> True if it took the terminal back."""
         if self._saved_mode is None:
-            if (self.editor.secret and self._keyboard_mode is not None
-                    and os.tcgetpgrp(self.in_fd) == os.getpgrp()):
+            if self.editor.secret and self._keyboard_mode is not None:
                 # the terminal's own line editing (TERM=dumb, output to a pipe): the shell
-                # gave the kernel its echo back at fg, and a trial's password showed as typed
+                # gave the kernel its echo back at fg, and a trial's password showed as typed.
+                # From the background (bg), as above: the mode's setting stops the process
+                # until fg, whose SIGCONT comes here again (a re-attack's bg then fg showed it)
                 self.set_secret(True)
             return False
         if (os.tcgetpgrp(self.in_fd) == os.getpgrp()

@@ -244,10 +244,12 @@ def test_after_ctrl_z_and_fg_a_password_is_still_not_shown_and_lines_are_not_ech
         _stop(proc)
 
 
+@pytest.mark.parametrize("via_bg", [False, True], ids=["fg", "bg-then-fg"])
 def test_with_the_terminals_own_line_editing_a_password_stays_unseen_after_ctrl_z_and_fg(
-        tmp_path):
+        tmp_path, via_bg):
     """TERM=dumb: the kernel echoes, and the client turns its echo off for the password; the
-    shell's fg turned it on again, and a trial's password showed as it was typed."""
+    shell's fg turned it on again, and a trial's password showed as it was typed (a
+    re-attack's too, after bg then fg)."""
     proc, pane = _client_in_a_shell(tmp_path, term="dumb")
     try:
         pane.type("columbia")
@@ -255,6 +257,11 @@ def test_with_the_terminals_own_line_editing_a_password_stays_unseen_after_ctrl_
         pane.wait(lambda rows, _: "Please enter password:" in rows)
         pane.keys("C-z")
         pane.wait(lambda rows, _: any("Stopped" in row for row in rows))
+        if via_bg:
+            pane.type("bg")
+            pane.keys("Enter")
+            pane.wait(lambda rows, _: any(row.startswith("[1]+") and row.endswith("&")
+                                          for row in rows))
         pane.type("fg")
         pane.keys("Enter")
         tty = pane._tmux("display-message", "-p", "-t", "t", "#{pane_tty}").strip()
