@@ -164,8 +164,9 @@ class StayLink(Handler):
         self.backoff_s = limits.next_backoff(
             self.backoff_s, RECONNECT_FIRST_S,
             SESSION_RECONNECT_MAX_S if self.needed() else RECONNECT_MAX_S)
-        self.log(f"lost the connection to the server ({reason}); "
-                 f"trying again in {self.backoff_s:g} s")
+        # (one never made was said "lost", a re-attack's)
+        what = "lost the connection" if was_up else "could not connect"
+        self.log(f"{what} to the server ({reason}); trying again in {self.backoff_s:g} s")
         self.retry = self.glue.reactor.call_later(self.backoff_s, self.open)
         reason = protocol.reason_text(reason)
         self.refused = reason == "refused"

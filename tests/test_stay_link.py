@@ -219,7 +219,7 @@ def test_backoff_doubles_while_the_server_is_away_and_resets_once_it_answers(wor
     world.link.open()
     for tries, wait_s in enumerate(waits, 1):
         pump(world.reactor, lambda: world.link.retry is not None)
-        assert world.lines[-1] == (f"lost the connection to the server (refused); "
+        assert world.lines[-1] == (f"could not connect to the server (refused); "
                                    f"trying again in {wait_s} s")
         assert world.glue.events[-1] == LinkDown("refused", world.clock.now() + wait_s)
         if tries < len(waits):
