@@ -186,6 +186,7 @@ class ChatView:
         self._draft_target = Target()
         self._left = set()              # users seen logging out (not those a block hides)
         self.outage = None              # why the server cannot be reached, or None
+        self._outage_said = None        # the reason the last Status gave
         self.waiting = 0                # typed lines and messages not yet taken by the server
         self.busy = False               # a reply is awaited before the next line is taken
         self.private_to = ()            # users who agreed to a private talk with us
@@ -316,6 +317,11 @@ class ChatView:
                 self._lines.append("online")
                 self._seeding = True
             self.outage = None
+        elif self.outage is not None and self._outage_said != status.outage:
+            # the reason as it is now, not as first said (a re-attack's window kept "not
+            # connected" for a whole outage while the server refused)
+            self.outage = f"Cannot reach the server ({visible(status.outage)})."
+        self._outage_said = status.outage
         if self.stage is Stage.LOGGED_IN and was is not Stage.LOGGED_IN:
             if self.user != self.conversation_of:
                 if self.conversation_of is not None:

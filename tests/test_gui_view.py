@@ -785,6 +785,17 @@ def test_a_login_waiting_for_the_server_is_called_a_login_not_a_message():
     assert view.status == "Cannot reach the server (refused). 2 messages waiting to be sent."
 
 
+def test_the_status_line_says_an_outages_reason_as_it_is_now():
+    """(a re-attack's window kept "not connected", the first reason, for a whole outage while
+    the server refused)"""
+    view = ChatView()
+    view.render(status(LOGGED_IN, waiting=1, outage="not connected"), AT)
+    view.render(Show("outage", "Cannot reach the server at h:1 (not connected)."), AT)
+    assert view.status.startswith("Cannot reach the server at h:1 (not connected).")
+    view.render(status(LOGGED_IN, waiting=1, outage="refused"), AT)
+    assert view.status == "Cannot reach the server (refused). 1 message waiting to be sent."
+
+
 def test_a_request_that_fails_at_once_is_handled_inside_the_feed(screen):
     screen.login()
 
