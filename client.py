@@ -128,17 +128,19 @@ def open_listener(args, reactor, glue, log):
 
 
 def facing(address, port):
-    """The address of this machine that the server at (address, port) is reached from: the
-    address the server sees, so the one its deliveries (and peers the server tells) come to.
-    Only there does the listening port listen: on every interface, a client of a server on
-    127.0.0.1 was open to the network (a trial's). Asked of the kernel's routes with a UDP
-    socket, which sends nothing; "0.0.0.0" (every interface) if they cannot tell."""
+    """Where the listening port listens: the loopback address a server on this machine is
+    reached from (the server delivers to the address it sees, and so do peers it tells), so
+    that such a client is not open to the network (a trial's listened on every interface);
+    for a server elsewhere, every interface ("0.0.0.0"), so that a new address (a laptop
+    moving to another network) still takes deliveries. Asked of the kernel's routes with a
+    UDP socket, which sends nothing."""
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.connect((address, port))
-            return probe.getsockname()[0]
+            source = probe.getsockname()[0]
     except OSError:
         return "0.0.0.0"
+    return source if source.startswith("127.") else "0.0.0.0"
 
 
 def _is_terminal(stream):

@@ -294,11 +294,14 @@ def test_a_staying_client_without_a_free_port_goes_on_without_one():
     assert open_listener(types.SimpleNamespace(no_listen=True), NoPorts(), None, lines.append) is None
 
 
-def test_the_listening_port_listens_where_the_server_is_reached_from():
-    """(a trial's client of a server on 127.0.0.1 listened on every interface)"""
+def test_the_listening_port_of_a_client_of_a_server_on_this_machine_is_on_loopback_only():
+    """(a trial's client of a server on 127.0.0.1 listened on every interface); a server
+    elsewhere delivers to whatever address it sees now: every interface"""
     assert facing("127.0.0.1", 4119) == "127.0.0.1"
     assert facing("127.3.4.5", 4119) == "127.0.0.1"     # (loopback's own)
     assert facing("256.0.0.1", 4119) == "0.0.0.0"       # (cannot tell: every interface)
+    assert facing("192.0.2.1", 4119) == "0.0.0.0"       # (a documentation address: no reply
+                                                        # is sent, only the route asked)
 
 
 class StayingServer(Handler):
