@@ -318,9 +318,12 @@ class ChatClient:
         if pending is None:
             return
         # (a command's own line says it was not done: the outage is said once, not again
-        # with each command typed in it, as a trial's window did three times in 8 s)
-        out.extend(self.outage.failed(event.reason, typed=pending.blocks_input
-                                      and pending.purpose is not Purpose.COMMAND))
+        # with each command typed in it, as a trial's window did three times in 8 s). A
+        # staying client's probe is no outage: its link says when there is one (a re-attack's
+        # probe, refused by a server allowing one connection an address, said so)
+        if not (pending.purpose is Purpose.PROBE and self.settings.stay):
+            out.extend(self.outage.failed(event.reason, typed=pending.blocks_input
+                                          and pending.purpose is not Purpose.COMMAND))
         if pending.purpose is Purpose.OUTBOX and event.reason not in NEVER_SENT:
             self.outbox.lost_on_the_way()
         self._failures[pending.purpose](pending, now, out)

@@ -126,7 +126,9 @@ class Logger:
     def _lose_all(self):
         """The log failed (not full: failed): every line held is lost, and counted."""
         self.lost += sum(stands_for for _, stands_for in self._waiting)
-        torn = self._sent > 0
+        # torn now, or still: the newline that ends a torn line, itself not written yet (a
+        # re-attack's full disk failed several writes in a row, and the next line was glued)
+        torn = self._sent > 0 or (self._waiting and self._waiting[0] == (b"\n", 0))
         self._waiting.clear()
         self._waiting_bytes = self._sent = 0
         if torn:    # (its next line starts on a row of its own, not glued to a torn one)

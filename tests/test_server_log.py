@@ -247,13 +247,15 @@ def test_a_log_that_fails_counts_every_line_it_lost_and_starts_its_next_on_a_row
     out.takes = 10                              # the note and the line begin, then a failure
     log("three")
     assert log.lost == 3                        # the note's 2, and three
+    log("three and a half")                     # another failure: the torn line still ends
+    assert log.lost == 4
     out.failing = False
     log("four")
     at = stamp(WALL_START)
     rows = out.written.decode().split("\n")
     assert rows[0] == f"{at} (2 log"[:10]       # the torn start of the note ...
-    assert rows[1:] == [f"{at} (3 log lines before this could not be written)", f"{at} four",
-                        ""]                     # ... ended; then the count of all three
+    assert rows[1:] == [f"{at} (4 log lines before this could not be written)", f"{at} four",
+                        ""]                     # ... ended; then the count of all four
 
 
 def test_a_server_whose_log_is_not_read_serves_on_and_stops_at_sigterm(tmp_path):
