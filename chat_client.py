@@ -707,8 +707,7 @@ class ChatClient:
         if self.stage is Stage.LOGGED_IN and not self.exiting:
             self._send_command(command, now, out)
         else:       # (said to go again: its end is said too)
-            out.append(Show("system", f"{described(command)} was not done: the session "
-                                      f"ended first."))
+            out.append(Show("ended_not_done", described(command)))  # (each screen words it)
             self.not_done += 1
 
     # -- the outbox: messages are acknowledged by the server, or retried -------------------------
@@ -1042,8 +1041,7 @@ class ChatClient:
             return
         if error_code(frame) == "no_session":
             # (a trial's `online` typed after a restart was not spoken of again)
-            out.append(Show("system", f"{described(command)} was not done: the session "
-                                      f"had ended."))
+            out.append(Show("ended_not_done", described(command)))
             self.not_done += 1
             self._session_ended(out, frame)
             return

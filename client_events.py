@@ -179,7 +179,8 @@ class Show:
     So are the answers to a typed command: "help" lists the commands; "usage": a command was
     typed wrong, `text` is its format ("message <user> <text>"); "unknown_command": `text` was
     typed as a command's name, and no command has it; "not_done", "perhaps_not_done": command
-    `text` ("block seas") could not reach the server, or reached it and got no answer.
+    `text` ("block seas") could not reach the server, or reached it and got no answer;
+    "ended_not_done": it was not done, the session having ended first.
     """
     kind: str
     text: str = ""

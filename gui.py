@@ -38,6 +38,7 @@ _PROMPTS = {Stage.USERNAME: "Log in with your user name and password.",
 _NOTICES = {
     # (and a command the server could not be asked, named with its /, as typed here)
     "not_done": "/{text} was not done: type it again once the server is back.",
+    "ended_not_done": "/{text} was not done: the session had ended.",
     "perhaps_not_done": "/{text} may not have been done: type it again once the server is back.",
     "asked": "You asked {user} for a private talk; waiting for their answer.",
     "address": "{user} agreed to a private talk: select {user} and press Private message.",

@@ -435,6 +435,7 @@ _SHOW_FORMS = {
     "type_ahead": ("You can type your username now: it is checked once the server answers.",),
     "asked": ("request sent",),
     "not_done": ("{text} was not done: type it again once the server is back.",),
+    "ended_not_done": ("{text} was not done: the session had ended.",),
     "perhaps_not_done": ("{text} may not have been done: type it again once the server is "
                          "back.",),
     "address": ("got address!", "{sender} {text}"),

@@ -455,7 +455,7 @@ def test_a_slowed_command_whose_session_ends_meanwhile_is_said_not_done():
     run.do(Incoming(7, hello(7)))
     run.do(Incoming(7, {"type": "logged_out", "reason": "elsewhere"}))
     actions = run.do(Expired(CommandRetry()))
-    assert printed(actions) == ["block bob was not done: the session ended first."]
+    assert printed(actions) == ["block bob was not done: the session had ended."]
     assert requests(actions) == []
 
 

@@ -1001,6 +1001,9 @@ def test_an_unreachable_peer_is_told_with_the_way_through_the_server(screen):
                                          "server."),
     (Show("no_port"), "This client cannot take private messages (it has no listening port): "
                       "others can answer you with Message, not Private message."),
+    # (a command the window's input took, named with its /: a re-attack's had the terminal's)
+    (Show("ended_not_done", "getaddress bob"), "/getaddress bob was not done: the session had "
+                                               "ended."),
 ])
 def test_every_private_talk_notice_has_the_windows_words(show, words):
     view = ChatView()
