@@ -15,6 +15,7 @@ enough: a terminal with a little room polls writable, and a blocking write then 
 of it (a re-attack froze the chat so, and SIGTERM, whose interrupted write Python restarts).
 """
 import collections
+import itertools
 import os
 import select
 import socket
@@ -97,7 +98,7 @@ class Logger:
         while waiting:
             piece = [waiting[0][0][self._sent:]]
             size = len(piece[0])
-            for data, _ in list(waiting)[1:]:
+            for data, _ in itertools.islice(waiting, 1, None):     # (no copy of the deque)
                 if size + len(data) > PIECE_BYTES:
                     break
                 piece.append(data)
