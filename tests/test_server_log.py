@@ -1,5 +1,6 @@
 """The server's log (server_log.Logger): one timestamped line per event, and the lines one
 loop pass says written together, in order, in one write."""
+import contextlib
 import fcntl
 import os
 import pty
@@ -258,27 +259,48 @@ def test_a_log_that_fails_counts_every_line_it_lost_and_starts_its_next_on_a_row
                         ""]                     # ... ended; then the count of all four
 
 
-def test_a_server_whose_log_is_not_read_serves_on_and_stops_at_sigterm(tmp_path):
-    """An operator's trial: `server.py 2>&1 | less`, the pager not reading; after a page of log
-    lines every login waited, and so did SIGTERM."""
-    reader, writer = _small_pipe()
-    accounts = tmp_path / "accounts.txt"
-    accounts.write_text("".join(f"user{n} pw{n}\n" for n in range(100)))
+@contextlib.contextmanager
+def server_process(tmp_path, *args, port=0, **streams):
+    """The real server on `port` (0: any), its data in tmp_path, its standard streams as
+    `streams` says (Popen's stdout, stderr, preexec_fn) -> the process, killed at the end if
+    the test did not stop it."""
     proc = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "server.py"), "0", "--host", "127.0.0.1",
-         "--data-dir", str(tmp_path / "data"), "--credentials", str(accounts)],
-        stdin=subprocess.DEVNULL, stdout=writer, stderr=writer, cwd=ROOT)
-    os.close(writer)
+        [sys.executable, os.path.join(ROOT, "server.py"), str(port), "--host", "127.0.0.1",
+         "--data-dir", str(tmp_path / "data"), *args],
+        stdin=subprocess.DEVNULL, cwd=ROOT, **streams)
     try:
-        port = _port_said(reader)
-        for n in range(100):                # a line each, of 60 a page: it is full
-            assert welcome_of(port, f"user{n}", f"pw{n}")["type"] == "welcome"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(WAIT_S) == 0
+        yield proc
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def stops_at_sigterm(proc):
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(WAIT_S) == 0
+
+
+def many_accounts(tmp_path, count):
+    """An accounts file of user0 ... user<count - 1>, passwords pw0 ... -> its path, as text."""
+    accounts = tmp_path / "accounts.txt"
+    accounts.write_text("".join(f"user{n} pw{n}\n" for n in range(count)))
+    return str(accounts)
+
+
+def test_a_server_whose_log_is_not_read_serves_on_and_stops_at_sigterm(tmp_path):
+    """An operator's trial: `server.py 2>&1 | less`, the pager not reading; after a page of log
+    lines every login waited, and so did SIGTERM."""
+    reader, writer = _small_pipe()
+    try:
+        with server_process(tmp_path, "--credentials", many_accounts(tmp_path, 100),
+                            stdout=writer, stderr=writer) as proc:
+            os.close(writer)
+            port = _port_said(reader)
+            for n in range(100):            # a line each, of 60 a page: it is full
+                assert welcome_of(port, f"user{n}", f"pw{n}")["type"] == "welcome"
+            assert stops_at_sigterm(proc)
+    finally:
         os.close(reader)
 
 
@@ -286,27 +308,19 @@ def test_a_server_whose_terminal_is_not_read_serves_on_and_stops_at_sigterm(tmp_
     """A terminal nobody reads (an ssh session suspended): a re-attack's server froze after
     154 logins, its terminal polling writable with a little room and a blocking write then
     waiting for all of it; and with Ctrl-S pressed and let go meanwhile, SIGTERM waited too."""
-    accounts = tmp_path / "accounts.txt"
-    accounts.write_text("".join(f"user{n} pw{n}\n" for n in range(400)))
     terminal, pane = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "server.py"), "0", "--host", "127.0.0.1",
-         "--data-dir", str(tmp_path / "data"), "--credentials", str(accounts)],
-        stdin=subprocess.DEVNULL, stdout=pane, stderr=pane, cwd=ROOT)
-    os.close(pane)
     try:
-        port = _port_said(terminal)                 # then the terminal is read no more
-        for n in range(400):                        # 40 KB of log lines: past its buffer
-            assert welcome_of(port, f"user{n}", f"pw{n}")["type"] == "welcome"
-        os.write(terminal, b"\x13")                 # Ctrl-S ...
-        assert welcome_of(port, "user0", "pw0")["type"] == "welcome"
-        os.write(terminal, b"\x11")                 # ... and Ctrl-Q, still unread
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(WAIT_S) == 0
+        with server_process(tmp_path, "--credentials", many_accounts(tmp_path, 400),
+                            stdout=pane, stderr=pane) as proc:
+            os.close(pane)
+            port = _port_said(terminal)             # then the terminal is read no more
+            for n in range(400):                    # 40 KB of log lines: past its buffer
+                assert welcome_of(port, f"user{n}", f"pw{n}")["type"] == "welcome"
+            os.write(terminal, b"\x13")             # Ctrl-S ...
+            assert welcome_of(port, "user0", "pw0")["type"] == "welcome"
+            os.write(terminal, b"\x11")             # ... and Ctrl-Q, still unread
+            assert stops_at_sigterm(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         os.close(terminal)
 
 
@@ -315,34 +329,25 @@ def test_a_signal_ignored_at_the_start_stays_ignored_and_sigusr1_stops_nothing(t
     it; and SIGUSR1 (a log rotation's habit) ended it at once, without its last commit or a
     word in the log."""
     log_path = tmp_path / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, os.path.join(ROOT, "server.py"), "0", "--host", "127.0.0.1",
-             "--data-dir", str(tmp_path / "data")],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=ROOT,
-            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    with open(log_path, "wb") as log, server_process(
+            tmp_path, stdout=log, stderr=log,
+            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) as proc:
 
-    def wait_log(pattern):
-        end = time.monotonic() + WAIT_S
-        while not (found := re.search(pattern, log_path.read_text())):
-            assert time.monotonic() < end and proc.poll() is None, log_path.read_text()
-            select.select([], [], [], 0.05)     # (the pause between polls, bounded)
-        return found
+        def wait_log(pattern):
+            end = time.monotonic() + WAIT_S
+            while not (found := re.search(pattern, log_path.read_text())):
+                assert time.monotonic() < end and proc.poll() is None, log_path.read_text()
+                select.select([], [], [], 0.05)     # (the pause between polls, bounded)
+            return found
 
-    try:
         port = int(wait_log(r"listening on [\d.]+:(\d+)").group(1))
         proc.send_signal(signal.SIGHUP)
         proc.send_signal(signal.SIGUSR1)
         wait_log(r"SIGUSR1 ignored")
         assert welcome_of(port, "columbia", "116bway")["type"] == "welcome"
         assert "stopping" not in log_path.read_text()
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(WAIT_S) == 0
+        assert stops_at_sigterm(proc)
         assert "stopping (SIGTERM)" in log_path.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_a_server_started_with_its_log_closed_logs_to_nothing_else(tmp_path):
@@ -351,44 +356,26 @@ def test_a_server_started_with_its_log_closed_logs_to_nothing_else(tmp_path):
     with socket.socket() as probe:          # a free port (the log that would say it is shut)
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "server.py"), str(port), "--host", "127.0.0.1",
-         "--data-dir", str(tmp_path / "data")],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd=ROOT,
-        preexec_fn=lambda: os.close(2))
-    try:
+    with server_process(tmp_path, port=port, stdout=subprocess.DEVNULL,
+                        preexec_fn=lambda: os.close(2)) as proc:
         end = time.monotonic() + WAIT_S
         while welcome_of(port, "columbia", "116bway") is None:     # (until it serves)
             assert time.monotonic() < end and proc.poll() is None
             select.select([], [], [], 0.05)
         assert os.readlink(f"/proc/{proc.pid}/fd/2") == os.devnull
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(WAIT_S) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        assert stops_at_sigterm(proc)
 
 
 def test_a_server_whose_log_reader_went_serves_on_and_stops_at_sigterm(tmp_path):
     """`server.py 2>&1 | tee log`, and tee ended (a trial's Ctrl-C): each log write fails with
     EPIPE. The server still answers, and a SIGTERM still stops it (its handler logged first,
     and the failure kept the stop from being reached)."""
-    proc = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "server.py"), "0", "--host", "127.0.0.1",
-         "--data-dir", str(tmp_path / "data")],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
-    try:
+    with server_process(tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
         port = _port_said(proc.stdout.fileno())
         proc.stdout.close()                 # the reader goes
         for _ in range(2):                  # the login's log line fails: it answers anyway
             assert welcome_of(port, "columbia", "116bway")["type"] == "welcome"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(WAIT_S) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        assert stops_at_sigterm(proc)
 
 
 def test_the_start_says_where_its_files_are_and_names_open_accounts_and_keeps_files_private(
