@@ -386,8 +386,7 @@ class ChatClient:
             self._login_retry(None, now, out)
             return
         self._reached(out)          # it took our connection
-        if self.awaiting_server and not any(p.purpose is Purpose.PROBE
-                                            for p in self.pending.values()):
+        if self.awaiting_server and not self._probing():
             # a port that speaks TLS takes a plain connection too, and says so only to what
             # comes on it: a probe's bye has it say so now, before the name is typed (a
             # trial's staying client asked for the name, then left with the TLS line)
@@ -707,8 +706,7 @@ class ChatClient:
         if self.stage is Stage.LOGGED_IN and not self.exiting:
             self._send_command(command, now, out)
         else:       # (said to go again: its end is said too)
-            out.append(Show("ended_not_done", described(command)))  # (each screen words it)
-            self.not_done += 1
+            self._not_done("ended_not_done", command, out)
 
     # -- the outbox: messages are acknowledged by the server, or retried -------------------------
 
@@ -1041,8 +1039,7 @@ class ChatClient:
             return
         if error_code(frame) == "no_session":
             # (a trial's `online` typed after a restart was not spoken of again)
-            out.append(Show("ended_not_done", described(command)))
-            self.not_done += 1
+            self._not_done("ended_not_done", command, out)
             self._session_ended(out, frame)
             return
         if error_code(frame) == "slow_down":
@@ -1111,10 +1108,13 @@ class ChatClient:
 
     def _probe_later(self, now, out):
         """Look for the server again after a backoff, unless a look is planned or under way."""
-        if ProbeDue in self.outage.tries_at or any(p.purpose is Purpose.PROBE
-                                                   for p in self.pending.values()):
+        if ProbeDue in self.outage.tries_at or self._probing():
             return
         self._arm(ProbeDue(), now + self.outage.next_probe_s(), out)
+
+    def _probing(self):
+        """True while a probe is on its way."""
+        return any(p.purpose is Purpose.PROBE for p in self.pending.values())
 
     def _probe_due(self, key, now, out):
         if (self.stage is not Stage.LOGGED_IN and not self.exiting
@@ -1181,8 +1181,13 @@ class ChatClient:
             # (a trial's block typed in an outage was never spoken of again, and had been
             # done: the request reached a stopped server, which did it once it went on)
             kind = "not_done" if self.outage.reason in NEVER_SENT else "perhaps_not_done"
-            out.append(Show(kind, described(pending.command)))      # (each screen words it)
-            self.not_done += 1
+            self._not_done(kind, pending.command, out)
+
+    def _not_done(self, kind, command, out):
+        """Say `command` was not done (or may not have been: `kind`, each screen words it),
+        and count it for a script's status."""
+        out.append(Show(kind, described(command)))
+        self.not_done += 1
 
     def _fail_exit(self, pending, now, out):
         self._exit(out)
