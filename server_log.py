@@ -69,11 +69,14 @@ class Logger:
                 self.lost += 1
                 continue
             if self.lost:
-                self._hold(f"{self._stamp} ({self.lost} log lines before this could not be "
-                           f"written)\n".encode(), self.lost)
+                self._hold(self._lost_note().encode(), self.lost)
                 self.lost = 0
             self._hold(data, 1)
         self._flush()
+
+    def _lost_note(self):
+        """The line that says how many lines before it were lost."""
+        return f"{self._stamp} ({self.lost} log lines before this could not be written)\n"
 
     def _hold(self, data, stands_for):
         self._waiting.append((data, stands_for))
@@ -81,8 +84,7 @@ class Logger:
 
     def _write_stream(self, lines):
         if self.lost:
-            lines.insert(0, f"{self._stamp} ({self.lost} log lines before this could not be "
-                            f"written)\n")
+            lines.insert(0, self._lost_note())
         try:
             self._stream.write("".join(lines))
             self._stream.flush()
