@@ -20,7 +20,7 @@ from client_glue import ClientGlue
 from protocol import MIN_HEARTBEAT_S
 from reactor import Reactor
 from stay import StayLink
-from terminal import Terminal, TerminalScreen
+from terminal import Terminal, TerminalScreen, is_tty
 from timers import RealClock
 
 
@@ -143,13 +143,6 @@ def facing(address, port):
     return source if source.startswith("127.") else "0.0.0.0"
 
 
-def _is_terminal(stream):
-    try:
-        return os.isatty(stream.fileno())
-    except (OSError, ValueError, AttributeError):     # (AttributeError: None, closed at start)
-        return False
-
-
 def main(argv=None):
     """python3 client.py HOST PORT [--heartbeat S] [--gui] [--stay-connected [--no-listen]]"""
     args = parse_args(sys.argv[1:] if argv is None else argv)
@@ -213,7 +206,7 @@ def _host_hint(host, given_port=None):
 
 def _diagnostics_wanted(args):
     """Diagnostics are for a log file or a curious user, not for everyone's screen."""
-    return args.verbose or not _is_terminal(sys.stderr)
+    return args.verbose or not is_tty(sys.stderr)
 
 
 if __name__ == "__main__":

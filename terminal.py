@@ -246,7 +246,7 @@ class Terminal:
         if self._keyboard_mode is None:
             return
         for stream in (self.out, self.warn):
-            if stream is not None and _is_tty(stream):
+            if is_tty(stream):
                 _write_to(stream, b"\n")
                 return
 
@@ -733,10 +733,12 @@ def _decode_line(raw):
     return raw.decode("utf-8", "replace")
 
 
-def _is_tty(stream):
+def is_tty(stream):
+    """True if `stream` (a file object, or None) is a terminal."""
     try:
         return os.isatty(stream.fileno())
-    except (OSError, ValueError, AttributeError):   # (no descriptor: a test's BytesIO)
+    # (AttributeError: None, a stream closed at the start; or a test's BytesIO, no descriptor)
+    except (OSError, ValueError, AttributeError):
         return False
 
 
