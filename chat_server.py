@@ -512,7 +512,11 @@ class ChatServer(Reach):
         try:
             seq = protocol.int_field(request.frame, "seq", 1, protocol.MAX_SEQ)
         except FrameError as refusal:
-            return self._refuse(request, None, "ack", f"conn {request.conn}", refusal)
+            # (an ack is never answered, but its refusal repeats its id as every refusal
+            # does: an error without one reads as a delivery on a staying connection)
+            frame_id = request.frame.get("id")
+            return self._refuse(request, frame_id if _echoable(frame_id) else None, "ack",
+                                f"conn {request.conn}", refusal)
         if session is None:
             self._late_ack(request.conn, seq)
             return []

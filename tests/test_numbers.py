@@ -32,6 +32,25 @@ def test_a_staying_ack_out_of_range_is_bad_field_and_changes_nothing(seq):
     store.commit()                                  # and the store still commits
 
 
+@pytest.mark.parametrize("frame_id", ["A", 7])
+def test_a_refused_ack_repeats_its_id_as_every_refusal_does(frame_id):
+    # (a trial's client told replies from deliveries by their id: an error without one read
+    # as a delivery of a type it did not know)
+    server, _ = make_server()
+    stay_login(server)
+    frame = {"type": "ack", "seq": "x", "id": frame_id}
+    [answer] = replies(server.handle(accepted_event(1, "h", _line(frame)), 0.0))
+    assert answer["code"] == "bad_field" and answer["id"] == frame_id
+
+
+def test_a_refused_ack_with_an_id_that_cannot_be_repeated_has_none():
+    server, _ = make_server()
+    stay_login(server)
+    frame = {"type": "ack", "seq": 0, "id": "x" * 65}
+    [answer] = replies(server.handle(accepted_event(1, "h", _line(frame)), 0.0))
+    assert answer["code"] == "bad_field" and "id" not in answer
+
+
 def _line(frame):
     import json
     return json.dumps(frame).encode()
