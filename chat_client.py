@@ -1521,6 +1521,9 @@ class ChatClient:
         elif command.name == "block":
             # the blocked user's key ends here, so our listener refuses its next private
             self._revoke_consent(command.user, out, blocked=True)
+        elif command.name == "N" and frame.get("revoked") is True:
+            # our earlier yes is taken back: the key we gave ends, and its links with it
+            self._revoke_consent(command.user, out)
         elif command.name == "unblock":
             self.peers.blocked.discard(command.user)
 

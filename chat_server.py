@@ -1074,13 +1074,23 @@ class ChatServer(Reach):
         target = session.user
         requester = self._account_field(frame, "user")
         agree = protocol.flag_field(frame, "agree")
-        if not self._consents.answer(requester, target, now):
+        asked = self._consents.answer(requester, target, now)
+        # a no takes back a consent given before (a trial's user said N to a second question
+        # and went on getting the asker's private messages: nothing else could stop them)
+        revoked = not agree and self._consents.revoke(requester, target)
+        if not asked and not revoked:
             raise Refused("no_request")
-        asker = self._users.get(requester)     # an ask ends with its requester's session
+        asker = self._users.get(requester)     # an ask, and a grant, end with its session
         if not agree:
-            return [Log(f"{target} refused {requester} its address"),
-                    _answer(request.conn, frame_id, {"type": "ok"}),
-                    *self._reach(asker, {"type": "address_refused", "user": target})]
+            actions = [Log(f"{target} refused {requester} its address" if asked else
+                           f"{target} took back {requester}'s consent"),
+                       _answer(request.conn, frame_id, {"type": "ok", "revoked": True}
+                               if revoked else {"type": "ok"})]
+            if asked:
+                actions += self._reach(asker, {"type": "address_refused", "user": target})
+            if revoked:
+                actions += self._reach(asker, {"type": "address_revoked", "user": target})
+            return actions
         host, port = session.host, session.port
         if port is None:
             # the target agreed, but its client listens nowhere (it stays connected without a

@@ -294,7 +294,8 @@ _ERROR_LINES = {
     ("getaddress", "self"): "You cannot get your own address.",
     ("getaddress", "already_asked"): "You already asked {user}; wait for the answer.",
     ("Y", "no_request"): "There is no request from {user} waiting for your answer.",
-    ("N", "no_request"): "There is no request from {user} waiting for your answer.",
+    ("N", "no_request"): "There is no request from {user} waiting for your answer, nor a yes "
+                         "to take back.",
     ("Y", "unknown_user"): "User {user} does not exist.",
     ("N", "unknown_user"): "User {user} does not exist.",
 }
@@ -356,6 +357,9 @@ def reply_lines(command, frame):
                 f"reach it directly; {command.user} can send you messages through the server."]
     if command.name == "Y":
         return [f"You agreed to a private talk with {command.user}."]
+    if command.name == "N" and frame.get("revoked") is True:
+        return [f"{command.user} may no longer send you private messages (your yes is taken "
+                f"back)."]
     if command.name == "N":
         return [f"You refused to give {command.user} your address."]
     return None

@@ -94,7 +94,8 @@ def test_getaddress_and_answers_send_their_requests():
     ("Y bob", {"type": "ok", "key": KEY}, ["You agreed to a private talk with bob."]),
     ("N bob", OK, ["You refused to give bob your address."]),
     ("Y bob", err("no_request"), ["There is no request from bob waiting for your answer."]),
-    ("n bob", err("no_request"), ["There is no request from bob waiting for your answer."]),
+    ("n bob", err("no_request"), ["There is no request from bob waiting for your answer, "
+                                   "nor a yes to take back."]),
     ("y nobody", err("unknown_user"), ["User nobody does not exist."]),
 ])
 def test_peer_command_replies_are_shown(command, reply, lines):
@@ -617,6 +618,29 @@ def test_blocking_a_peer_drops_its_key_and_closes_its_link():
     run.reply(OK)
     run.do(Accepted(7, "n7"))
     assert "you have not agreed" in refused_once(run, 7, hello("n7"), PRIVATE)
+
+
+def test_a_no_that_takes_back_a_yes_drops_the_key_and_closes_the_peers_link():
+    # (a trial's user said N and went on getting the peer's private messages)
+    run = granted(logged_in())
+    granted(run, "carol", "kc")
+    run.do(Accepted(5, "n5"))
+    run.do(Incoming(5, hello("n5")))
+    run.type("N bob")
+    actions = run.reply({"type": "ok", "revoked": True})
+    assert printed(actions) == [
+        "bob may no longer send you private messages (your yes is taken back)."]
+    assert of(actions, CloseConn) == [CloseConn(5)]
+    assert run.client.peers.granted == {"carol": "kc"}
+    run.do(Accepted(6, "n6"))
+    assert "you have not agreed" in refused_once(run, 6, hello("n6"), PRIVATE)
+
+
+def test_a_plain_no_leaves_the_yes_given_to_others():
+    run = granted(logged_in(), "carol", "kc")
+    run.type("N bob")
+    assert printed(run.reply(OK)) == ["You refused to give bob your address."]
+    assert run.client.peers.granted == {"carol": "kc"}
 
 
 def test_a_new_consent_does_not_renew_a_link_proven_with_the_old_key():

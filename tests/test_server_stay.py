@@ -315,3 +315,47 @@ def test_another_sessions_resume_on_a_staying_connection_is_refused_too():
     assert [c for c, _ in pushes(say(server, "s3", "alice", "still yours", conn=4))] == [1]
     assert [c for c, _ in pushes(say(server, "s3", "bob", "and yours", conn=4))] == [2]
     assert replies(ask(server, 1, {"type": "resume", "token": "s1"}))[0]["type"] == "ok"
+
+
+def _granted(server):
+    """alice (conn 1) asked bob (conn 2), who said yes: alice holds bob's key."""
+    stay_login(server, "alice", conn=1, port=6001)
+    stay_login(server, "bob", conn=2, port=6002)
+    ask(server, 1, {"type": "getaddress", "token": "s1", "user": "bob"})
+    agreed = ask(server, 2, {"type": "consent", "token": "s2", "user": "alice", "agree": True})
+    assert [frame["type"] for _, frame in pushes(agreed)] == ["address"]
+
+
+def test_a_no_to_a_second_question_takes_back_the_first_yes():
+    # (a trial's user said N to a second getaddress and went on getting the asker's private
+    # messages: the yes given before stood, and nothing short of a block could end it)
+    server, _ = make_server()
+    _granted(server)
+    ask(server, 1, {"type": "getaddress", "token": "s1", "user": "bob"})
+    refused = ask(server, 2, {"type": "consent", "token": "s2", "user": "alice", "agree": False})
+    assert replies(refused) == [{"type": "ok", "revoked": True}]
+    assert pushes(refused) == [(1, {"type": "address_refused", "user": "bob"}),
+                               (1, {"type": "address_revoked", "user": "bob"})]
+
+
+def test_a_no_with_no_question_waiting_takes_back_a_yes_and_only_once():
+    server, _ = make_server()
+    _granted(server)
+    taken = ask(server, 2, {"type": "consent", "token": "s2", "user": "alice", "agree": False})
+    assert replies(taken) == [{"type": "ok", "revoked": True}]
+    assert pushes(taken) == [(1, {"type": "address_revoked", "user": "bob"})]
+    again = ask(server, 2, {"type": "consent", "token": "s2", "user": "alice", "agree": False})
+    assert replies(again)[0]["code"] == "no_request" and pushes(again) == []
+    # and a yes with no question waiting is no way to give a key nobody asked for
+    yes = ask(server, 2, {"type": "consent", "token": "s2", "user": "alice", "agree": True})
+    assert replies(yes)[0]["code"] == "no_request" and pushes(yes) == []
+
+
+def test_a_no_to_a_first_question_is_a_plain_refusal():
+    server, _ = make_server()
+    stay_login(server, "alice", conn=1, port=6001)
+    stay_login(server, "bob", conn=2, port=6002)
+    ask(server, 1, {"type": "getaddress", "token": "s1", "user": "bob"})
+    refused = ask(server, 2, {"type": "consent", "token": "s2", "user": "alice", "agree": False})
+    assert replies(refused) == [{"type": "ok"}]
+    assert pushes(refused) == [(1, {"type": "address_refused", "user": "bob"})]
