@@ -1427,8 +1427,12 @@ class ChatClient:
         elif kind in peer.PEER_DELIVERIES:
             out.extend(self.peers.delivered(frame, self.proof))
         elif kind == "consent_revoked":
-            # the user's session ended: the key we gave it is void
+            # the user's session ended, or our address never reached it: the key we gave it
+            # is void
             self._revoke_consent(frame.get("user"), out)
+            unreached = peer.unreached_notice(frame)
+            if unreached is not None:
+                out.append(unreached)
         else:
             out.append(Log(f"delivery of unknown type {kind!r} ignored"))
 

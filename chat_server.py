@@ -1234,12 +1234,34 @@ class ChatServer(Reach):
             return [Log(f"{failed}; the session has ended: its messages wait for the next "
                         f"login", key)]
         user = session.user
+        unreached = self._unreached(session, event.unsent) if event.unsent else []
         unacked = len(session.window.sent) if session.window is not None else 0
         if not unacked:
-            return [Log(f"{failed}; only notices, dropped", key)]
+            return [Log(f"{failed}; only notices, dropped", key), *unreached]
         backoff_s = self._deliveries.failed(session.window)
         if backoff_s is None:
             return [Log(f"{failed}; a retry of {user}'s messages is already due", key)]
         return [Log(f"{failed}; {unacked} message(s) for {user} will be retried "
                     f"in {whole(backoff_s)} s", key),
-                Arm(Redeliver(user, session.proof), now + backoff_s)]
+                Arm(Redeliver(user, session.proof), now + backoff_s), *unreached]
+
+    def _unreached(self, session, notices):
+        """A question, or an address, that never reached the client of `session`: it ends,
+        and the other side is told, rather than waiting on it. (A trial's client, frozen for
+        13 s, never saw a question while its asker was told to wait for the answer; another
+        never got the address its peer had been told it gave.) Other notices just lapse."""
+        actions = []
+        user = session.user
+        for frame in notices:
+            kind = frame.get("type")
+            if kind == "consent_request" and self._consents.lapse(frame["from"], user):
+                actions += [Log(f"{frame['from']}'s address request could not be delivered "
+                                f"to {user}: it lapsed"),
+                            *self._tell(frame["from"], {"type": "address_lapsed", "user": user,
+                                                        "unreached": True})]
+            elif kind == "address" and self._consents.revoke(user, frame["user"]):
+                actions += [Log(f"{frame['user']}'s address could not be delivered to {user}: "
+                                f"the consent ended"),
+                            *self._tell(frame["user"], {"type": "consent_revoked", "user": user,
+                                                        "unreached": True})]
+        return actions

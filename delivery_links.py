@@ -336,7 +336,8 @@ class DeliveryLinks(Handler):
         if not delivery.said_bye:
             self.proven.pop(key, None)      # its next delivery waits with the failed ones
             _remember(self.failed, key)
-            glue.feed(Undelivered(delivery.address, delivery.proof, reason))
+            unsent = tuple(frame for frame in delivery.waiting if type(frame) is not Numbered)
+            glue.feed(Undelivered(delivery.address, delivery.proof, reason, unsent))
         self._turn_over(delivery)           # if it was still connecting, its turn is over
 
 

@@ -129,6 +129,16 @@ def _not_delivered(link, messages, why_kind, why, sent=(), unsent_why=None, at_e
             *([] if at_exit else [Show("try_message", sender=link.user)])]
 
 
+def unreached_notice(frame):
+    """The line for a consent_revoked that says the address never reached its asker, or
+    None."""
+    user = _short_name(frame.get("user"))
+    if user is None or frame.get("unreached") is not True:
+        return None
+    return _notice(f"Your address could not be given to {user}: their client did not take "
+                   f"it. {user} may ask again.")
+
+
 def _short_name(value):
     """`value` if it can be a user's name (no spaces or control characters: a stranger's
     "name" is shown to the user); None otherwise."""
@@ -179,6 +189,9 @@ class Peers:
             # as a logout of someone still online)
             return [_notice(f"{user} logged out, or logged in again, before answering your "
                             f"request for their address.")]
+        if kind == "address_lapsed" and frame.get("unreached") is True:
+            return [_notice(f"{user} could not be asked for their address: their client did "
+                            f"not take the question. Ask again later.")]
         if kind == "address_lapsed":
             return [_notice(f"{user} did not answer your request for their address.")]
         # address_revoked: the user logged out or in again, so the address may be stale

@@ -55,10 +55,13 @@ class Acked:
 @dataclass(frozen=True, slots=True)
 class Undelivered:
     """The delivery connection to `address` for the session with `proof` ended (or never
-    began) before its client acknowledged what it carried; `reason` says how."""
+    began) before its client acknowledged what it carried; `reason` says how. `unsent`: the
+    notices on it that were never written (its listener never proved itself), which the
+    client cannot have seen."""
     address: tuple
     proof: str
     reason: str
+    unsent: tuple = ()
 
 
 @dataclass(slots=True)

@@ -663,6 +663,21 @@ def test_consent_revoked_by_the_server_closes_the_peers_links():
     assert run.client.peers.granted == {"carol": "kc"}
 
 
+def test_an_address_that_never_reached_its_asker_is_said_and_its_key_dropped():
+    run = granted(logged_in())
+    actions = delivered(run, {"type": "consent_revoked", "user": "bob", "unreached": True})
+    assert printed(actions) == ["Your address could not be given to bob: their client did not "
+                                "take it. bob may ask again."]
+    assert run.client.peers.granted == {}
+
+
+def test_a_question_that_never_reached_its_target_is_said():
+    run = logged_in()
+    actions = delivered(run, {"type": "address_lapsed", "user": "bob", "unreached": True})
+    assert printed(actions) == ["bob could not be asked for their address: their client did "
+                                "not take the question. Ask again later."]
+
+
 def test_closed_peer_connections_are_forgotten():
     run = granted(logged_in())
     run.do(Accepted(5, "n5"))

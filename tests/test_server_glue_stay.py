@@ -957,6 +957,42 @@ def test_a_port_that_greets_with_no_challenge_is_left_and_the_message_retried(wo
     assert world.store.count_waiting("foobar") == world.store.count_waiting("seas") == 1
 
 
+def test_a_question_that_never_reached_its_listener_ends_and_the_asker_is_told(world):
+    # (a trial's client, frozen for 13 s, never saw the question; its asker was told to wait
+    # for the answer, and was refused "already asked" for the minute until it lapsed)
+    port = world.reactor.listen("127.0.0.1", 0, Stranger()).port
+    log_in_listening(world, port, ("foobar", "passpass"))
+    asker, token = logged_in(world, "columbia", "116bway")
+    asker.send({"type": "getaddress", "token": token, "user": "foobar", "id": 2})
+    pump(world.reactor, lambda: asker.of("address_lapsed"))
+    assert asker.of("address_lapsed") == [{"type": "address_lapsed", "user": "foobar",
+                                           "unreached": True}]
+    assert any("columbia's address request could not be delivered to foobar: it lapsed" in line
+               for line in world.lines)
+    asker.send({"type": "getaddress", "token": token, "user": "foobar", "id": 3})
+    pump(world.reactor, lambda: any(frame.get("id") == 3 for frame in asker.frames))
+    assert [frame for frame in asker.frames if frame.get("id") == 3] == [{"type": "ok", "id": 3}]
+
+
+def test_an_address_that_never_reached_its_asker_ends_the_consent_and_the_target_is_told(
+        world):
+    port = world.reactor.listen("127.0.0.1", 0, Stranger()).port
+    log_in_listening(world, port, ("foobar", "passpass"))
+    target = Client(world.reactor, world.port)      # (staying, with a port to give)
+    target.send({"type": "login", "user": "columbia", "password": "116bway", "stay": True,
+                 "port": 6001, "id": 1})
+    pump(world.reactor, lambda: target.of("welcome"))
+    token = target.of("welcome")[0]["token"]
+    # foobar asked columbia (its question went on columbia's staying connection) ...
+    world.glue.core._consents.ask("foobar", "columbia", world.clock.now())
+    target.send({"type": "consent", "token": token, "user": "foobar", "agree": True, "id": 2})
+    # ... and the address could not be delivered to foobar's port
+    pump(world.reactor, lambda: target.of("consent_revoked"))
+    assert target.of("consent_revoked") == [{"type": "consent_revoked", "user": "foobar",
+                                             "unreached": True}]
+    assert world.glue.core._consents.revoke("foobar", "columbia") is False   # ended already
+
+
 def seas_listening_columbia_staying(world):
     """seas logged in at a listening port, columbia on a staying connection, the logins'
     notices delivered -> (what seas's listener gets, columbia's client, columbia's token)."""
