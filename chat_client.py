@@ -1054,6 +1054,7 @@ class ChatClient:
             return
         self._run_notices.discard("command slowed")
         if command.name == "getaddress" and frame.get("type") == "ok":
+            self.peers.asking.add(command.user)
             out.append(Show("asked", sender=command.user))      # each screen words it
             return
         lines = reply_lines(command, frame)
@@ -1505,8 +1506,10 @@ class ChatClient:
                 out.append(Show("system", f"You have the address of {same[0]}, not of "
                                           f"{command.user}: user names are case-sensitive."))
                 return
-            # (one who agreed without a port: asking again gets the same; say why instead)
+            # (one who agreed without a port: asking again gets the same; say why instead; and
+            # one asked, who has not answered: a trial's was told to type getaddress again)
             out.append(Show("peer_no_port" if command.user in self.peers.portless
+                            else "asking" if command.user in self.peers.asking
                             else "no_address", sender=command.user))
             return
         self._private_refs += 1

@@ -44,6 +44,7 @@ _NOTICES = {
     "address": "{user} agreed to a private talk: select {user} and press Private message.",
     "no_address": "{user} has not agreed to a private talk with you: select {user} and press "
                   "Get address to ask.",
+    "asking": "You asked {user} for a private talk: private messages go once they agree.",
     "address_void": "Your private talk with {user} has ended (they logged out or in again): "
                     "press Get address to ask again.",
     "peer_refused": "{user} no longer takes your private messages: press Get address to ask "

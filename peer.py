@@ -38,6 +38,7 @@ MAC_LABEL = "chat-p2p"          # keeps a link proof from meaning anything anywh
 LISTENER_LABEL = "chat-p2p-listener"    # ... and the listener's proof from passing for one
 MAX_HOST_CHARS = 253            # the longest host name DNS allows
 # The server's deliveries that Peers.delivered handles.
+ANSWERS = ("address", "address_refused", "address_lapsed", "address_unavailable")
 PEER_DELIVERIES = ("consent_request", "consent_lapsed", "address", "address_refused",
                    "address_lapsed", "address_revoked", "address_unavailable")
 
@@ -157,6 +158,7 @@ class Peers:
         self.portless = set()   # who agreed, but whose client has no listening port to dial
         self.granted = {}       # user -> key: who may dial us, by our consent
         self.blocked = set()    # users whose consent a block of ours ended, this session
+        self.asking = set()     # users our getaddress asked, who have not answered yet
         self.links = {}         # link id -> Link, until it is closed
         self.by_user = {}       # user -> the open or connecting Link new messages use
         self._ids = 0
@@ -168,6 +170,8 @@ class Peers:
         the session's, which opens a sealed key."""
         kind = frame.get("type")
         user = _short_name(frame.get("user"))
+        if kind in ANSWERS:
+            self.asking.discard(user)       # an answer to our question, or its end
         if kind == "consent_request":
             asker = _short_name(frame.get("from"))
             if asker is None:
@@ -249,6 +253,7 @@ class Peers:
         self.portless.clear()
         self.granted.clear()
         self.blocked.clear()
+        self.asking.clear()
         return items
 
     def left_undelivered(self):

@@ -440,6 +440,7 @@ _SHOW_FORMS = {
                          "back.",),
     "address": ("got address!", "{sender} {text}"),
     "no_address": ("You don't have {sender}'s address. Type getaddress {sender} first.",),
+    "asking": ("You asked {sender} for their address: private works once they agree.",),
     "address_void": ("{sender}'s address is no longer valid. "
                      "Type getaddress {sender} to ask again.",),
     "peer_refused": ("{sender} did not accept your private message. "

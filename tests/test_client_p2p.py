@@ -663,6 +663,18 @@ def test_consent_revoked_by_the_server_closes_the_peers_links():
     assert run.client.peers.granted == {"carol": "kc"}
 
 
+def test_a_private_message_to_one_asked_who_has_not_answered_says_so():
+    # (a trial's user, having just typed getaddress, was told to type getaddress first)
+    run = logged_in()
+    run.type("getaddress bob")
+    run.reply(OK)
+    assert printed(run.type("private bob hi")) == [
+        "You asked bob for their address: private works once they agree."]
+    delivered(run, {"type": "address_refused", "user": "bob"})
+    assert printed(run.type("private bob hi")) == [
+        "You don't have bob's address. Type getaddress bob first."]
+
+
 def test_an_address_that_never_reached_its_asker_is_said_and_its_key_dropped():
     run = granted(logged_in())
     actions = delivered(run, {"type": "consent_revoked", "user": "bob", "unreached": True})
