@@ -410,7 +410,9 @@ class ChatServer(Reach):
         seconds = limits.wait_text(wait_s)
         return Refused("slow_down", detail or f"too many requests; try again in {seconds} s",
                        logged=self._slow_logged.due(who, now),
-                       log_text=f"{who} is over its rate limit: answering slow_down for a while",
+                       # (`who` is a user, an address, or "logins from ...": a trial's log read
+                       # "u50's address requests is over its rate limit")
+                       log_text=f"{who}: over the rate limit, answering slow_down for a while",
                        seconds=seconds)
 
     def _on_bad_frame(self, event, now):
@@ -1129,8 +1131,11 @@ class ChatServer(Reach):
     def _ask_lapsed(self, key, now):
         if not self._consents.lapse(key.requester, key.target):
             return []   # answered already, or ended with a session
+        # (folded per target, as the asks are per asker: a trial's soak of unanswered asks
+        # made a quarter of the log of these)
         return [Log(f"{key.target} did not answer {key.requester}'s address request within "
-                    f"{whole(self._settings.consent_s)} s"),
+                    f"{whole(self._settings.consent_s)} s",
+                    ("unanswered address requests", key.target)),
                 *self._tell(key.requester, {"type": "address_lapsed", "user": key.target}),
                 *self._tell(key.target, {"type": "consent_lapsed", "user": key.requester})]
 

@@ -166,7 +166,7 @@ def test_a_users_flood_gets_slow_down_not_a_crash_and_others_are_served(run_serv
     assert codes(replies) == ["online"] * 10 + ["slow_down"] * 64 + ["flood"]
     assert replies[-2]["seconds"] >= 1
     good.served()
-    assert server.log().count("google is over its rate limit") == 1
+    assert server.log().count("google: over the rate limit") == 1
     server.wait_log(r"closed: flooded with refused requests")
     flooder.close()
     good.close()
@@ -178,7 +178,7 @@ def test_an_address_flood_gets_slow_down_and_other_addresses_are_served(run_serv
     replies = exchange(server.port, b"\n".join([b"garbage"] * 300))
     assert codes(replies) == ["bad_json"] * 20 + ["slow_down"] * 44 + ["flood"]
     good.served()
-    assert server.log().count("address 127.0.0.2 is over its rate limit") == 1
+    assert server.log().count("address 127.0.0.2: over the rate limit") == 1
     good.close()
 
 

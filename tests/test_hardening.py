@@ -138,7 +138,7 @@ def test_a_users_flood_gets_slow_down_logged_once_and_others_are_served():
     refusal = [a.frame for a in flood[5] if isinstance(a, Reply)][0]
     assert refusal["seconds"] == 1 and "try again in 1 s" in refusal["message"]
     assert [line for actions in flood[5:] for line in logs(actions)] == [
-        "bob is over its rate limit: answering slow_down for a while"]
+        "bob: over the rate limit, answering slow_down for a while"]
     chat.good()      # alice's own bucket is full
     chat.now += 0.5  # one token back for bob
     assert chat.reply({"type": "online", "token": bob})["type"] == "online"

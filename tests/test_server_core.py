@@ -687,6 +687,22 @@ def test_a_block_ends_the_blocked_users_address_request_still_waiting():
     assert replies(again)[0]["code"] == "blocked"
 
 
+def test_a_lapsed_address_request_is_logged_folded_per_target():
+    """(a trial's soak of unanswered questions made a quarter of its log of these lines, where
+    the asks themselves were folded)"""
+    from server_events import AskLapses
+    server, _ = make_server()
+    tokens = {user: replies(login(server, user, port=5000 + n, conn=n))[0]["token"]
+              for n, user in enumerate(("alice", "bob"), 1)}
+    server.handle(Request(1, {"type": "getaddress", "token": tokens["alice"], "user": "bob"},
+                          "127.0.0.1"), 1.0)
+    lapsed = [a for a in server.handle(Expired(AskLapses("alice", "bob")), 61.0)
+              if isinstance(a, Log)]
+    assert [(a.text, a.key) for a in lapsed] == [
+        ("bob did not answer alice's address request within 60 s",
+         ("unanswered address requests", "bob"))]
+
+
 def test_a_login_that_takes_over_its_accounts_session_is_logged_folded():
     """One account's logins churned from a few addresses wrote two lines each, unfolded (a
     trial's 18,000 in 10 s); a first login's line is not folded, and costs no tally."""
