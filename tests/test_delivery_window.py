@@ -252,3 +252,22 @@ def test_the_shared_read_back_messages_are_let_go_of_past_their_bound(monkeypatc
     assert [frame["seq"] for frame in second] == [frame["seq"] for frame in first]
     assert second[0] is not first[0]        # let go of: read back anew
     assert len(deliveries._read_back) < 4 and deliveries._read_back_bytes < 5000 + 2100
+
+
+def test_the_shared_read_back_messages_are_bounded_by_what_they_cost_in_memory(monkeypatch):
+    """(a trial's soak held 27 MB of decoded short messages under a bound of 4 MiB of their
+    lines: each costs several times its line decoded)"""
+    import tracemalloc
+    import delivery
+    monkeypatch.setattr(delivery, "READ_BACK_BYTES", 256 * 1024)
+    store = _Store([(seq, _line(seq, 60)) for seq in range(1, 6001)])
+    deliveries = Deliveries(store, 1024, 10**9, 1.0, 30.0)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for first in range(0, 6000, 64):
+            deliveries._read_ahead("u", Window(first))      # 64 more read back each time
+        held = tracemalloc.get_traced_memory()[1] - before     # (the peak: just before a clear)
+    finally:
+        tracemalloc.stop()
+    assert held < 1.5 * delivery.READ_BACK_BYTES
