@@ -674,7 +674,8 @@ class ChatClient:
             out.append(Show("system", refused))
             return
         if command.name == "help":
-            out.append(Show("help"))        # each screen lists the commands its way
+            # each screen lists the commands its way (`text`: one command's name, or all)
+            out.append(Show("help", command.text or ""))
             return
         if command.name == "quit":
             self._start_exit(now, out)      # as Ctrl-C: log out, then leave on the reply

@@ -177,7 +177,8 @@ class Show:
     server instead; "peer_no_port": they agreed, but their client takes no private messages;
     "no_port" (no sender): this client cannot take private messages; "type_ahead" (no
     sender): no server at the start, and the username may be typed meanwhile.
-    So are the answers to a typed command: "help" lists the commands; "usage": a command was
+    So are the answers to a typed command: "help" lists the commands (`text` empty), or
+    names one (`text`, for `help <command>`); "usage": a command was
     typed wrong, `text` is its format ("message <user> <text>"); "unknown_command": `text` was
     typed as a command's name, and no command has it; "not_done", "perhaps_not_done": command
     `text` ("block seas") could not reach the server, or reached it and got no answer;

@@ -59,7 +59,7 @@ COMMANDS = {
     "private": CommandSpec(("user", "text"), "send <text> straight to <user>, not via the server"),
     "logout": CommandSpec((), "log out; you can then log in again"),
     "quit": CommandSpec((), "log out and leave the program (also exit)"),
-    "help": CommandSpec((), "show this list"),
+    "help": CommandSpec((), "show this list (help <command>: that command's line)"),
 }
 
 
@@ -76,6 +76,8 @@ def parse_command(line):
     typed, rest = _next_word(rest)
     name = ALIASES.get(typed.lower(), typed.lower())
     spec = COMMANDS.get(name)
+    if name == "help" and rest.strip():
+        return _help_with(rest.strip())
     if spec is None:
         # (said back, cut short: a 200,000-character word was said back whole)
         return Usage(unknown=typed if len(typed) <= 40 else typed[:40] + "…")
@@ -92,6 +94,16 @@ def parse_command(line):
     if rest.strip():
         return Usage(spec.usage(name))
     return Command(name, **values)
+
+
+def _help_with(rest):
+    """`help <command>` -> Command("help", text=the command's name), or Usage. (A trial's new
+    user typed `help getaddress`, and was told the usage of help.)"""
+    words = rest.split()
+    name = ALIASES.get(words[0].lower(), words[0].lower()) if len(words) == 1 else None
+    if name not in COMMANDS:
+        return Usage(COMMANDS["help"].usage("help") + " [<command>]")
+    return Command("help", text=name)
 
 
 def refusal(command):
@@ -126,9 +138,12 @@ def lapsed_text(user, left=False):
     return f"{user} asked for your address, but the request lapsed before you answered."
 
 
-def help_lines(prefix="", more=()):
+def help_lines(prefix="", more=(), only=None):
     """The lines `help` prints: every command with its format, each typed after `prefix`
-    (a window's commands start with /), then `more` (form, about) pairs, aligned with them."""
+    (a window's commands start with /), then `more` (form, about) pairs, aligned with them;
+    or, given `only` (a command's name), that command's line alone."""
+    if only:
+        return [f"{prefix}{COMMANDS[only].usage(only)}  {COMMANDS[only].about}"]
     listed = [(prefix + spec.usage(name), spec.about) for name, spec in COMMANDS.items()]
     listed += more
     width = max(len(form) for form, _ in listed)

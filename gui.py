@@ -233,6 +233,8 @@ class ChatView:
             if show.kind == "peer_no_port":
                 self._portless.add(show.sender)
             self._say(at, _NOTICES[show.kind].format(user=show.sender, text=show.text))
+        elif show.kind == "help" and show.text:
+            self._say(at, help_lines("/", only=show.text)[0], "help")
         elif show.kind == "help":
             self._say(at, HELP_FIRST)
             for line in help_lines("/", more=[(ACTION + "<action>", _ACTION_ABOUT)])[1:]:

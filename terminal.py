@@ -491,7 +491,7 @@ def screen_lines(action):
     messages) -> the terminal's lines for it, as the original client worded them."""
     kind = type(action)
     if kind is Show and action.kind == "help":
-        return help_lines()
+        return help_lines(only=action.text)
     if kind is Show:
         if action.kind == "offline":
             return [kept_line(action)]

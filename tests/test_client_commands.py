@@ -39,10 +39,21 @@ def test_valid_commands_parse_with_their_text_kept_as_typed(line, expected):
     ("block bob carol", "block <user>"),
     ("unblock", "unblock <user>"),
     ("logout now", "logout"),
-    ("help me", "help"),
+    ("help me now", "help [<command>]"),
+    ("help frobnicate", "help [<command>]"),
 ])
 def test_wrong_argument_counts_give_a_one_line_usage(line, usage):
     assert parse_command(line) == Usage(usage)
+
+
+def test_help_with_a_commands_name_shows_that_commands_line():
+    # (a trial's new user typed `help getaddress`, and was told the usage of help)
+    assert parse_command("help getaddress") == Command("help", text="getaddress")
+    assert parse_command("HELP whoelse") == Command("help", text="online")
+    assert parse_command("help y") == Command("help", text="Y")
+    assert screen_lines(Show("help", "private")) == [
+        "private <user> <text>  send <text> straight to <user>, not via the server"]
+    assert screen_lines(Show("help")) == help_lines()
 
 
 def test_unknown_command_points_to_help():

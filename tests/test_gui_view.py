@@ -414,6 +414,9 @@ def test_slash_types_a_command_as_the_terminal_would(screen):
     assert listed[0].text.startswith("  /message") and screen.texts()[1] not in [
         e.text for e in listed]
     assert listed[-1].text.startswith("  /me <action>") and "an action" in listed[-1].text
+    screen.send("/help getaddress")
+    assert screen.texts()[-1] == ("/getaddress <user>  ask <user> for their address, to talk "
+                                  "privately")
     screen.send("/mesage bob hi")
     assert screen.texts()[-1] == "Unknown command '/mesage'. Type /help for the list of commands."
     screen.send("/block")
