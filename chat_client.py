@@ -135,6 +135,7 @@ class ChatClient:
         # a command the server asked to wait (slow_down), sent again by CommandRetry: typed
         # lines wait behind it, as behind a command in flight
         self.command_again = None
+        self.sent_again = None      # ... and once sent again, so that its answer says which
         self._login_sent = None         # the login in flight
         self.pending = {}               # request id -> _Pending
         # (store, user) -> the highest seq of a stored message shown: a store's numbers mean
@@ -705,6 +706,7 @@ class ChatClient:
         if command is None:
             return
         if self.stage is Stage.LOGGED_IN and not self.exiting:
+            self.sent_again = command
             self._send_command(command, now, out)
         else:       # (said to go again: its end is said too)
             self._not_done("ended_not_done", command, out)
@@ -1056,7 +1058,10 @@ class ChatClient:
         self._run_notices.discard("command slowed")
         if command.name == "getaddress" and frame.get("type") == "ok":
             self.peers.asking.add(command.user)
-            out.append(Show("asked", sender=command.user))      # each screen words it
+            # each screen words it; one sent again after a wait names its user (a trial's bare
+            # "request sent" came after another getaddress had been typed)
+            out.append(Show("asked_again" if command is self.sent_again else "asked",
+                            sender=command.user))
             return
         lines = reply_lines(command, frame)
         if lines is None:

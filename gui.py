@@ -41,6 +41,7 @@ _NOTICES = {
     "ended_not_done": "/{text} was not done: the session had ended.",
     "perhaps_not_done": "/{text} may not have been done: type it again once the server is back.",
     "asked": "You asked {user} for a private talk; waiting for their answer.",
+    "asked_again": "You asked {user} for a private talk; waiting for their answer.",
     "address": "{user} agreed to a private talk: select {user} and press Private message.",
     "no_address": "{user} has not agreed to a private talk with you: select {user} and press "
                   "Get address to ask.",

@@ -434,6 +434,7 @@ _SHOW_FORMS = {
     # the server not there at the start: no prompt yet, but typing may begin
     "type_ahead": ("You can type your username now: it is checked once the server answers.",),
     "asked": ("request sent",),
+    "asked_again": ("getaddress {sender}: request sent",),
     "not_done": ("{text} was not done: type it again once the server is back.",),
     "ended_not_done": ("{text} was not done: the session had ended.",),
     "perhaps_not_done": ("{text} may not have been done: type it again once the server is "

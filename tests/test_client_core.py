@@ -448,6 +448,18 @@ def test_a_command_the_server_asks_to_slow_down_goes_again_with_what_follows_beh
     assert requests(done) == [{"type": "online", "token": "t1"}]      # then what followed
 
 
+def test_a_getaddress_sent_again_after_a_wait_names_its_user_when_it_is_answered():
+    # (a trial's bare "request sent" came after another getaddress had been typed)
+    run = logged_in()
+    run.type("getaddress bob")
+    run.reply({"type": "error", "code": "slow_down", "seconds": 2, "message": "x"},
+              "getaddress")
+    run.type("getaddress carol")
+    run.do(Expired(CommandRetry()))
+    assert printed(run.reply(OK, "getaddress")) == ["getaddress bob: request sent"]
+    assert printed(run.reply(OK, "getaddress")) == ["request sent"]     # carol's, as typed
+
+
 def test_a_slowed_command_whose_session_ends_meanwhile_is_said_not_done():
     run = logged_in()
     run.type("block bob")
