@@ -164,7 +164,8 @@ class Show:
 
     A private talk's notices are data too, so that each screen words them its own way (the
     terminal names the commands to type, a window its buttons); `sender` is the other user:
-    "asked": our getaddress went to them ("asked_again": once sent again, after a wait); "address": they agreed, `text` is "host port";
+    "asked": our getaddress went to them ("asked_again": once sent again, after a wait);
+    "address": they agreed, `text` is "host port";
     "no_address": a private message to them needs their consent first; "asking": ... which
     our getaddress has asked for, and no answer has come yet; "address_void": their
     address is no longer valid (they logged out or in again); "peer_refused": their client
