@@ -1065,11 +1065,14 @@ class ChatServer(Reach):
         self._asks.take(requester, now)
         # (folded per asker: a trial's 40 accounts asking within their rate limits wrote
         # 29,000 lines a minute)
-        return [Log(f"{requester} asked {target} for its address",
-                    ("address requests", requester)),
-                _answer(request.conn, frame_id, {"type": "ok"}),
-                *self._reach(granter, {"type": "consent_request", "from": requester}),
-                Arm(AskLapses(requester, target), asked_until)]
+        asked = [Log(f"{requester} asked {target} for its address",
+                     ("address requests", requester)),
+                 _answer(request.conn, frame_id, {"type": "ok"})]
+        question = {"type": "consent_request", "from": requester}
+        reaching = self._reach(granter, question)
+        if not reaching:        # (a staying target between connections: not now)
+            return asked + self._unreached(granter, [question])
+        return [*asked, *reaching, Arm(AskLapses(requester, target), asked_until)]
 
     def _consent(self, session, request, frame_id, now):
         frame = request.frame
@@ -1116,9 +1119,12 @@ class ChatServer(Reach):
                                                            salt))
         else:
             address["key"] = key        # (a staying session's: inside its connection)
-        return [Log(f"{target} gave {requester} its address"),
-                _answer(request.conn, frame_id, {"type": "ok", "key": key}),
-                *self._reach(asker, address)]
+        given = [Log(f"{target} gave {requester} its address"),
+                 _answer(request.conn, frame_id, {"type": "ok", "key": key})]
+        reaching = self._reach(asker, address)
+        if not reaching:        # (a staying asker between connections: it cannot be told)
+            return given + self._unreached(asker, [address])
+        return given + reaching
 
     # --- timers ---
 

@@ -2,7 +2,7 @@
 Closed, resume, and the no_port refusal. Events in, actions out; no sockets."""
 from core_helpers import ACCOUNTS, logs, make_server, replies
 from server import Settings
-from server_events import (Closed, Deliver, DeliverEach, DeliverRun, Expired, IdleCheck, Log,
+from server_events import (Arm, Closed, Deliver, DeliverEach, DeliverRun, Expired, IdleCheck, Log,
                            Request)
 
 HOST = "127.0.0.1"
@@ -359,3 +359,32 @@ def test_a_no_to_a_first_question_is_a_plain_refusal():
     refused = ask(server, 2, {"type": "consent", "token": "s2", "user": "alice", "agree": False})
     assert replies(refused) == [{"type": "ok"}]
     assert pushes(refused) == [(1, {"type": "address_refused", "user": "bob"})]
+
+
+def test_a_question_to_a_staying_user_between_connections_is_said_unreached_at_once():
+    # (it lapsed unseen a minute later: its asker was told to wait for an answer)
+    server, _ = make_server()
+    stay_login(server, "alice", conn=1, port=6001)
+    stay_login(server, "bob", conn=2, port=6002)
+    server.handle(Closed(2), 1.0)
+    asked = ask(server, 1, {"type": "getaddress", "token": "s1", "user": "bob"}, now=2.0)
+    assert replies(asked) == [{"type": "ok"}]
+    assert pushes(asked) == [(1, {"type": "address_lapsed", "user": "bob", "unreached": True})]
+    assert not [a for a in asked if isinstance(a, Arm)]        # nothing left to lapse
+    again = ask(server, 1, {"type": "getaddress", "token": "s1", "user": "bob"}, now=3.0)
+    assert replies(again) == [{"type": "ok"}]           # not already_asked
+
+
+def test_an_address_for_a_staying_asker_between_connections_ends_the_consent_at_once():
+    server, _ = make_server()
+    stay_login(server, "alice", conn=1, port=6001)
+    stay_login(server, "bob", conn=2, port=6002)
+    ask(server, 1, {"type": "getaddress", "token": "s1", "user": "bob"})
+    server.handle(Closed(1), 1.0)
+    agreed = ask(server, 2, {"type": "consent", "token": "s2", "user": "alice", "agree": True},
+                 now=2.0)
+    assert pushes(agreed) == [(2, {"type": "consent_revoked", "user": "alice",
+                                   "unreached": True})]
+    taken = ask(server, 2, {"type": "consent", "token": "s2", "user": "alice", "agree": False},
+                now=3.0)
+    assert replies(taken)[0]["code"] == "no_request"        # the grant ended already
