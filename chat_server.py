@@ -265,6 +265,10 @@ class ChatServer(Reach):
                                     and event.frame["type"] in RUN_KINDS):
             # anything else first sees the run delivered: its actions come first, in order
             return self.end_run() + self.handle(event, now)
+        if run is not None and event.frame["type"] == "message":
+            going_on = self._next_in_run(run, event, now)
+            if going_on is not None:
+                return going_on
         handler = self._events.get(type(event))
         if handler is None:
             raise TypeError(f"not a server event: {event!r}")
@@ -746,6 +750,58 @@ class ChatServer(Reach):
         return actions + self._reach_each(whole, notice)
 
     # --- messages ---
+
+    def _next_in_run(self, run, request, now):
+        """The usual next message of the run under way (reach._Run, and handle): on the run's
+        connection, from its session, to its recipient, with a whole-number id, a text and
+        perhaps a new mid, nothing else -> [] (its yes waits with the run's); or None for
+        anything else (a repeat too), which
+        goes _on_request's way, as every refusal does. What _on_request and _message check at
+        a run's first message (the token's address, the recipient, a block) holds for the
+        rest of it: nothing but this session's messages has happened since. The check of the
+        rate limit comes last: one that says no spends nothing, and the usual way says it."""
+        frame = request.frame
+        session = run.sender
+        text = frame.get("text")
+        frame_id = frame.get("id")
+        mid = frame.get("mid")
+        settings = self._settings
+        if (len(frame) != (5 if mid is None else 6) or frame.get("token") != session.token
+                or frame.get("to") != run.told[0] or run.skipped is not None
+                or type(text) is not str or not text or len(text) > settings.max_text_chars
+                or type(frame_id) is not int
+                or not -protocol.MAX_SEQ <= frame_id <= protocol.MAX_SEQ
+                or session.last_seen != now):
+            return None
+        store = self._store
+        sender = session.user
+        if mid is not None:
+            try:
+                mid = protocol.mid_field(frame)
+            except FrameError:
+                return None
+            if store.senders.seen(sender, *mid) is not NEW:
+                return None
+        head = protocol.chat_head("message", sender, text)
+        if store.failing is not None or store.room_for_one(
+                run.told[0], len(head), settings.store_messages, settings.store_bytes,
+                settings.inbox_messages, settings.inbox_bytes,
+                *self._shares.crowd) is not None:
+            return None
+        if self._rate_limited and self._user_limit.take(sender, now):
+            return None
+        # (_keep_in_run's way for a run that goes on, inline)
+        seq, wire = store.keep(run.told, head)
+        shared = protocol.Numbered({"type": "message", "from": sender, "text": text}, seq=seq)
+        shared.wire = wire
+        run.frames.append(shared)
+        if mid is not None:
+            store.senders.taken(sender, *mid, {"type": "ok", "stored": False}, now)
+        yeses = self._yeses
+        if yeses is None:
+            yeses = self._yeses = Replies(request.conn, [])
+        yeses.ids.append(frame_id)
+        return []
 
     def _message(self, session, request, frame_id, now):
         frame = request.frame

@@ -86,6 +86,33 @@ def _log_in_everyone(pair):
     return tokens
 
 
+_MIDS = {}      # user -> the highest number of its mids so far
+
+
+def _message_variant(rng, frame, user):
+    """`frame`, a message, as a client may send it (a mid, new or repeated; a notice; an id of
+    another kind) or as it may be refused (a text or mid the checks refuse; a key more): the
+    run's usual next message (chat_server._next_in_run) must take none of these but its
+    own, and what it takes must be what the usual way does."""
+    choice = rng.random()
+    if choice < 0.3:
+        number = _MIDS[user] = _MIDS.get(user, 0) + 1
+        if rng.random() < 0.15:
+            number = rng.randrange(1, number + 1)       # a retry, or a repeat
+        frame["mid"] = f"c{user}-{number}"
+    elif choice < 0.35:
+        frame["notice"] = True
+    elif choice < 0.4:
+        frame["text"] = rng.choice(["", 7, "x" * 4001, None])
+    elif choice < 0.45:
+        frame["mid"] = rng.choice(["nonumber", 5, "c-0"])
+    elif choice < 0.5:
+        frame["extra"] = 1
+    elif choice < 0.55:
+        frame["id"] = rng.choice(["a string", 2 ** 60, 2.5])
+    return frame
+
+
 def _random_request(rng, user, token):
     # most often the first other user (a run of messages to one user), else any
     others = [name for name in USERS if name != user]
@@ -99,6 +126,9 @@ def _random_request(rng, user, token):
             frame["notice"] = True
     elif kind == "message":
         frame.update(to=other, text="m" * rng.randrange(1, 40))
+        if rng.random() < 0.5:
+            frame["id"] = rng.randrange(1000)
+        return _message_variant(rng, frame, user)
     elif kind in ("block", "unblock"):
         frame["user"] = other
     elif kind == "bad":
@@ -110,14 +140,17 @@ def _random_request(rng, user, token):
 
 def test_reads_of_many_requests_send_every_client_what_each_request_alone_would():
     """Random reads of broadcasts, messages, blocks, refusals and acknowledgements, with
-    windows and inboxes small enough that runs meet full windows, backlogs and full inboxes."""
-    for seed in range(40):
+    windows and inboxes small enough that runs meet full windows, backlogs and full inboxes,
+    and in some the rate limits on, tight enough to refuse."""
+    for seed in range(60):
         rng = random.Random(seed)
+        limited = seed % 3 == 2
         pair = _Pair(Settings(delivery_window=rng.choice([2, 5, 64]),
                               delivery_window_bytes=rng.choice([150, 400, 10**6]),
                               inbox_messages=rng.choice([6, 30, 10_000]),
                               inbox_bytes=rng.choice([900, 10**6]),
-                              user_rate_per_s=0, address_rate_per_s=0))
+                              user_rate_per_s=5 if limited else 0, user_burst=12,
+                              address_rate_per_s=0))
         tokens = _log_in_everyone(pair)
         senders = {**STAYING, **{user: conn for user, (conn, _) in SHORT.items()}}
         for _ in range(60):
@@ -147,6 +180,38 @@ def test_reads_of_many_requests_send_every_client_what_each_request_alone_would(
                 waiting = core._store.waiting(user)
                 assert core._store.box(user) == (len(waiting), sum(
                     len(line) for _, line in waiting)), (seed, user)
+
+
+def test_reads_of_messages_to_one_user_send_what_each_alone_would_whatever_they_carry():
+    """Runs of messages to one user, the run's usual next message taken its own short way
+    (chat_server._next_in_run), among ones it must leave to the usual way: mids new and
+    repeated, notices, refused texts and mids, keys more, ids of other kinds, another
+    recipient, the rate limit or the recipient's inbox full."""
+    for seed in range(60):
+        rng = random.Random(seed)
+        pair = _Pair(Settings(inbox_messages=rng.choice([40, 10_000]),
+                              user_rate_per_s=rng.choice([0, 0, 20]), user_burst=30,
+                              address_rate_per_s=0))
+        tokens = _log_in_everyone(pair)
+        for _ in range(12):
+            user = rng.choice(["u1", "u5"])     # (staying, and short)
+            conn = STAYING.get(user) or SHORT[user][0]
+            frames = []
+            for number in range(rng.randrange(2, 30)):
+                frame = {"type": "message", "token": tokens[user],
+                         "to": "u2" if rng.random() < 0.9 else "u7",
+                         "text": f"m{number}", "id": number}
+                if rng.random() < 0.05:
+                    frame["token"] = tokens["u3"]     # another session's, on this connection
+                frames.append(_message_variant(rng, frame, user) if rng.random() < 0.4
+                              else frame)
+            pair.read(conn, frames)
+            if rng.random() < 0.5:
+                pair.read(STAYING["u2"], [{"type": "ack", "seq": pair.highest(2) or 1}])
+        assert pair.sent[0] == pair.sent[1], seed
+        for user in USERS:
+            assert (pair.alone._store.waiting(user)
+                    == pair.together._store.waiting(user)), (seed, user)
 
 
 def _core_reading():
