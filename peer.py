@@ -170,6 +170,7 @@ class Peers:
         the session's, which opens a sealed key."""
         kind = frame.get("type")
         user = _short_name(frame.get("user"))
+        asked = user in self.asking
         if kind in ANSWERS:
             self.asking.discard(user)       # an answer to our question, or its end
         if kind == "consent_request":
@@ -182,7 +183,7 @@ class Peers:
         if kind == "consent_lapsed":
             return [ConsentLapsed(user, frame.get("left") is True)]
         if kind == "address":
-            return self._learn_address(user, frame, proof)
+            return self._learn_address(user, frame, proof, asked)
         if kind == "address_refused":
             return [_notice(f"{user} refused to give you their address.")]
         if kind == "address_unavailable":
@@ -203,10 +204,16 @@ class Peers:
             return [Log(f"address of {user} revoked; we had none")]
         return [Show("address_void", sender=user), *self._void(user)]
 
-    def _learn_address(self, user, frame, proof):
+    def _learn_address(self, user, frame, proof, asked):
+        """An address the server gave: taken only for a user we asked, and with the key
+        sealed when the session has a proof (its deliveries cross in plain TCP). A security
+        review's forged address, its key in clear, for a user never asked, was taken, and the
+        user's private messages went to the forger, who could prove the key it chose."""
+        if not asked:
+            return [Log(f"address of {user}, whom we did not ask, ignored")]
         host, port, key = frame.get("host"), frame.get("port"), frame.get("key")
-        if "sealed" in frame and isinstance(proof, str):
-            key = protocol.unseal(frame["sealed"], proof, protocol.ADDRESS_KEY_LABEL, user,
+        if isinstance(proof, str):
+            key = protocol.unseal(frame.get("sealed"), proof, protocol.ADDRESS_KEY_LABEL, user,
                                   str(frame.get("salt")))
         if not (isinstance(host, str) and 0 < len(host) <= MAX_HOST_CHARS
                 and isinstance(key, str) and key and type(port) is int and 0 < port < 65536):

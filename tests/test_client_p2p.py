@@ -14,14 +14,27 @@ from commands import Command, Usage, parse_command
 from peer import PEER_IDLE_S, PEER_PROOF_S, listener_mac, dialer_mac
 
 KEY = "k-columbia-alice"
-ADDRESS = {"type": "address", "user": "bob", "host": "10.0.0.2", "port": 6001, "key": KEY}
 
 
-def delivered(run, *frames, conn=70):
-    """Frames the server delivers on a fresh, proven connection -> the actions of the last."""
+def sealed_address(proof="p1", salt="7", key=KEY, user="bob", port=6001):
+    """The address as delivered to a listening port: its key sealed with the session's proof
+    (logged_in's welcome's is p1)."""
+    return {"type": "address", "user": user, "host": "10.0.0.2", "port": port, "salt": salt,
+            "sealed": protocol.seal(key, proof, protocol.ADDRESS_KEY_LABEL, user, salt)}
+
+
+ADDRESS = sealed_address()
+
+
+def delivered(run, *frames, conn=70, asked=True):
+    """Frames the server delivers on a fresh, proven connection -> the actions of the last.
+    An address comes to a client that asked for it (its getaddress answered), unless not
+    `asked`."""
     run.do(Incoming(conn, server_hello(conn)))
     actions = []
     for frame in frames:
+        if asked and frame.get("type") == "address":
+            run.client.peers.asking.add(frame.get("user"))
         actions = run.do(Incoming(conn, frame))
     return actions
 
@@ -118,12 +131,6 @@ def test_address_is_shown_and_kept():
     assert run.client.peers.addresses["bob"].key == KEY
 
 
-def sealed_address(proof="p1", salt="7", key=KEY):
-    """The address as delivered to a listening port: its key sealed with the session's proof."""
-    return {"type": "address", "user": "bob", "host": "10.0.0.2", "port": 6001, "salt": salt,
-            "sealed": protocol.seal(key, proof, protocol.ADDRESS_KEY_LABEL, "bob", salt)}
-
-
 def test_a_private_message_to_a_name_held_in_another_case_says_so():
     """(a trial's `private BOB hi` was told to getaddress BOB, then that BOB does not exist)"""
     run = with_address(logged_in())
@@ -137,6 +144,22 @@ def test_a_sealed_key_is_opened_with_the_sessions_proof():
     run = logged_in()                       # (its welcome's proof is p1)
     assert printed(delivered(run, sealed_address())) == ["got address!", "bob 10.0.0.2 6001"]
     assert run.client.peers.addresses["bob"].key == KEY
+
+
+def test_an_address_nobody_asked_for_is_no_address():
+    # (a security review's forged address, for a user never asked, was taken, and the user's
+    # private messages went to the forger's port)
+    run = logged_in()
+    actions = delivered(run, ADDRESS, asked=False)
+    assert printed(actions) == [] and of(actions, Log) and run.client.peers.addresses == {}
+
+
+def test_a_key_in_clear_is_no_address_for_a_session_with_a_proof():
+    # (... its key in clear: whoever wrote it could prove it; the server seals it always)
+    run = logged_in()
+    actions = delivered(run, {"type": "address", "user": "bob", "host": "10.0.0.2",
+                              "port": 6001, "key": KEY})
+    assert printed(actions) == [] and of(actions, Log) and run.client.peers.addresses == {}
 
 
 @pytest.mark.parametrize("frame", [sealed_address(proof="another session's"),
@@ -409,7 +432,7 @@ def test_a_new_address_ends_the_link_to_the_old_one():
     run = with_address(logged_in())
     run.type("private bob hi")
     run.do(LinkIn(1, {"type": "challenge", "nonce": "n"}))
-    actions = delivered(run, {**ADDRESS, "port": 6002, "key": "k2"}, conn=72)
+    actions = delivered(run, sealed_address(key="k2", port=6002), conn=72)
     assert of(actions, EndLink) == [EndLink(1)]
     assert printed(actions) == ["got address!", "bob 10.0.0.2 6002"]
     assert of(run.type("private bob new"), OpenLink) == [OpenLink(2, "10.0.0.2", 6002)]
@@ -711,7 +734,7 @@ def test_the_servers_hello_still_works_on_a_challenged_connection():
 
 def test_the_status_says_who_may_be_sent_private_messages():
     run = logged_in()
-    actions = delivered(run, ADDRESS, {**ADDRESS, "user": "abe"})
+    actions = delivered(run, ADDRESS, sealed_address(user="abe"))
     assert of(actions, Status)[-1].private_to == ("abe", "bob")
     assert of(delivered(run, {"type": "address_revoked", "user": "bob"}, conn=71),
               Status)[-1].private_to == ("abe",)

@@ -206,6 +206,22 @@ def test_agreeing_without_a_port_says_the_asker_cannot_reach_us():
         "bob can send you messages through the server."]
 
 
+def test_a_staying_client_takes_its_key_in_clear_from_its_own_connection_if_it_asked():
+    # (a staying session has no proof to seal with: its connection carries the key)
+    run = staying()
+    run.do(Started())
+    run.type("alice")
+    run.reply(OK)
+    run.type("pw")
+    run.reply({key: value for key, value in WELCOME.items() if key != "proof"})   # as staying
+    address = {"type": "address", "user": "bob", "host": "10.0.0.2", "port": 6001, "key": "k"}
+    assert printed(run.do(Pushed(1, address))) == []        # not asked: nothing taken
+    run.type("getaddress bob")
+    run.reply(OK, "getaddress")
+    assert printed(run.do(Pushed(1, address))) == ["got address!", "bob 10.0.0.2 6001"]
+    assert run.client.peers.addresses["bob"].key == "k"
+
+
 def test_an_asker_told_the_target_has_no_port_is_told_to_use_message():
     run = logged_in_staying()
     actions = run.do(Pushed(1, {"type": "address_unavailable", "user": "bob"}))

@@ -10,6 +10,7 @@ import time
 import pytest
 
 import client
+import protocol
 from chat_client import ChatClient, Settings
 from client_events import (Accepted, AskConsent, ConsentLapsed, Expired, Fate, Incoming,
                            Interrupted, LinkClosed, OutboxRetry, Prompt, Replied, RequestFailed,
@@ -373,6 +374,7 @@ def test_compose_to_a_user_messages_them(screen):
 
 def test_compose_privately_types_a_private_command(screen):
     screen.login(users=["bob"])
+    asked(screen)
     screen.deliver(ADDRESS)                     # bob agreed
     screen.view.aim("bob", private=True)
     assert screen.view.target == Target("bob", True)
@@ -700,8 +702,9 @@ def test_logging_out_forgets_the_questions(screen):
 
 def test_a_private_message_is_sent_once_the_peer_takes_it_and_refused_if_it_cannot(screen):
     screen.login(users=["bob"])
-    screen.deliver({"type": "address", "user": "bob", "host": "127.0.0.1", "port": 1,
-                    "key": "k"})
+    asked(screen)
+    screen.deliver(sealed({"type": "address", "user": "bob", "host": "127.0.0.1", "port": 1,
+                           "key": "k"}))
     screen.view.aim("bob", private=True)
     screen.send("psst")
     assert screen.texts()[-1] == "me → bob (private): psst" and marks(screen) == ["…"]
@@ -949,7 +952,22 @@ def test_a_fate_for_no_message_shown_still_says_its_line():
 
 # -- a private talk, in the window's words ------------------------------------------------------
 
-ADDRESS = {"type": "address", "user": "bob", "host": "10.0.0.2", "port": 6001, "key": "k"}
+def sealed(address, proof="p1", salt="1"):
+    """`address` with its key, as the server delivers it to a session with a proof (WELCOME's):
+    sealed."""
+    fields = {name: value for name, value in address.items() if name != "key"}
+    return {**fields, "salt": salt, "sealed": protocol.seal(
+        address["key"], proof, protocol.ADDRESS_KEY_LABEL, address["user"], salt)}
+
+
+ADDRESS = sealed({"type": "address", "user": "bob", "host": "10.0.0.2", "port": 6001,
+                  "key": "k"})
+
+
+def asked(screen, user="bob"):
+    """The user asked `user` for their address (Get address), and the server said ok."""
+    screen.type(screen.view.act("getaddress", user))
+    screen.reply(OK)
 
 
 def test_getaddress_and_its_answer_are_told_in_the_windows_words(screen):
@@ -987,6 +1005,7 @@ def test_a_private_message_without_consent_names_the_buttons_not_the_commands(sc
 
 def test_an_unreachable_peer_is_told_with_the_way_through_the_server(screen):
     screen.login(users=["bob"])
+    asked(screen)
     screen.deliver(ADDRESS)
     screen.send("/private bob psst")
     screen.glue.feed(LinkClosed(1, "refused"))
@@ -1027,6 +1046,7 @@ def test_a_user_whose_client_takes_no_private_messages_is_hinted_to_message_inst
 
 def test_logging_out_forgets_who_agreed(screen):
     screen.login(users=["bob"])
+    asked(screen)
     screen.deliver(ADDRESS)
     screen.type(screen.view.logout())
     screen.reply(OK)
