@@ -136,6 +136,7 @@ def test_passwd_on_a_terminal_asks_twice_without_echo(tmp_path, monkeypatch):
 def test_convert_hashes_every_plain_line_in_place(tmp_path):
     path = tmp_path / "cred.txt"
     path.write_text("# c\nalice pw-a\nbob " + passwords.hash_password("pw-b") + "\n\ncarol pw-c\n")
+    path.chmod(0o600)
     out = io.StringIO()
     assert passwords.passwd_main(["--convert", "--credentials", str(path)], None, out) == 0
     assert out.getvalue() == f"hashed 2 plain password(s) in {path}\n"
@@ -143,6 +144,23 @@ def test_convert_hashes_every_plain_line_in_place(tmp_path):
     assert all(passwords.is_hashed(stored) for stored in accounts.values())
     assert passwords.verify("pw-a", accounts["alice"]) and passwords.verify("pw-b", accounts["bob"])
     assert passwords.convert_file(str(path)) == 0
+
+
+def test_passwd_says_when_others_can_read_the_file_and_keeps_its_mode(tmp_path):
+    # (a security review's converted file left its hashes readable to all, unsaid)
+    path = tmp_path / "cred.txt"
+    path.write_text("alice pw-a\n")
+    path.chmod(0o644)
+    out = io.StringIO()
+    assert passwords.passwd_main(["--convert", "--credentials", str(path)], None, out) == 0
+    assert out.getvalue() == (f"hashed 1 plain password(s) in {path}; it can be read by other "
+                              f"users of this machine (mode 0644): chmod 600 {path}, if the "
+                              f"server runs as its owner\n")
+    assert path.stat().st_mode & 0o777 == 0o644
+    out = io.StringIO()
+    assert passwords.passwd_main(["bob", "--credentials", str(path)], io.StringIO("pw-b\n"),
+                                 out) == 0
+    assert "it can be read by other users" in out.getvalue()
 
 
 def test_passwd_reports_a_file_it_cannot_write(tmp_path):
