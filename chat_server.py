@@ -755,11 +755,12 @@ class ChatServer(Reach):
         """The usual next message of the run under way (reach._Run, and handle): on the run's
         connection, from its session, to its recipient, with a whole-number id, a text and
         perhaps a new mid, nothing else -> [] (its yes waits with the run's); or None for
-        anything else (a repeat too), which
-        goes _on_request's way, as every refusal does. What _on_request and _message check at
-        a run's first message (the token's address, the recipient, a block) holds for the
-        rest of it: nothing but this session's messages has happened since. The check of the
-        rate limit comes last: one that says no spends nothing, and the usual way says it."""
+        anything else (a repeat too), which goes _on_request's way, as every refusal does.
+        What _on_request and _message check at a run's first message (the token's address,
+        the recipient, a block) holds for the rest of it: nothing but this session's messages
+        has happened since. The rate limit is asked last: one that says no spends nothing,
+        and the usual way then says it. tests/test_broadcast_runs.py holds it to the usual
+        way's actions; it is the hot path's shortest (tests/test_hot_path.py)."""
         frame = request.frame
         session = run.sender
         text = frame.get("text")
