@@ -1144,8 +1144,10 @@ class ChatServer(Reach):
             raise Refused("no_request")
         asker = self._users.get(requester)     # an ask, and a grant, end with its session
         if not agree:
-            actions = [Log(f"{target} refused {requester} its address" if asked else
-                           f"{target} took back {requester}'s consent"),
+            refused = f"{target} refused {requester} its address"
+            took_back = f"took back its consent to {requester}"
+            actions = [Log(f"{refused}, and {took_back}" if asked and revoked else
+                           refused if asked else f"{target} {took_back}"),
                        _answer(request.conn, frame_id, {"type": "ok", "revoked": True}
                                if revoked else {"type": "ok"})]
             if asked:
@@ -1198,7 +1200,7 @@ class ChatServer(Reach):
         # made a quarter of the log of these)
         return [Log(f"{key.target} did not answer {key.requester}'s address request within "
                     f"{whole(self._settings.consent_s)} s",
-                    ("unanswered address requests", key.target)),
+                    ("address requests unanswered by", key.target)),
                 *self._tell(key.requester, {"type": "address_lapsed", "user": key.target}),
                 *self._tell(key.target, {"type": "consent_lapsed", "user": key.requester})]
 
@@ -1307,8 +1309,9 @@ class ChatServer(Reach):
         if not unacked:
             return [Log(f"{failed}; only notices, dropped", key), *unreached]
         backoff_s = self._deliveries.failed(session.window)
-        if backoff_s is None:
-            return [Log(f"{failed}; a retry of {user}'s messages is already due", key)]
+        if backoff_s is None:       # (what could not be asked, or given, is said all the same)
+            return [Log(f"{failed}; a retry of {user}'s messages is already due", key),
+                    *unreached]
         return [Log(f"{failed}; {unacked} message(s) for {user} will be retried "
                     f"in {whole(backoff_s)} s", key),
                 Arm(Redeliver(user, session.proof), now + backoff_s), *unreached]
@@ -1324,12 +1327,13 @@ class ChatServer(Reach):
             kind = frame.get("type")
             if kind == "consent_request" and self._consents.lapse(frame["from"], user):
                 actions += [Log(f"{frame['from']}'s address request could not be delivered "
-                                f"to {user}: it lapsed"),
+                                f"to {user}: it lapsed",
+                                ("address requests undeliverable to", user)),
                             *self._tell(frame["from"], {"type": "address_lapsed", "user": user,
                                                         "unreached": True})]
             elif kind == "address" and self._consents.revoke(user, frame["user"]):
                 actions += [Log(f"{frame['user']}'s address could not be delivered to {user}: "
-                                f"the consent ended"),
+                                f"the consent ended", ("addresses undeliverable to", user)),
                             *self._tell(frame["user"], {"type": "consent_revoked", "user": user,
                                                         "unreached": True})]
         return actions

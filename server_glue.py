@@ -59,6 +59,11 @@ def _refused(actions, conn_id):
     return False
 
 
+# a repeated line's `what` that names its `who` itself (else "... from <who>": a re-attack's
+# log read "unanswered address requests from seas" of requests made to seas)
+BY_WHOM = (" by", " to")
+
+
 class ServerGlue:
     """Feeds the core what the reactor sees, and carries out the core's actions."""
 
@@ -292,6 +297,8 @@ class ServerGlue:
         what, who = key
         if who is None:
             self.health.say(key, text, what)
+        elif what.endswith(BY_WHOM):    # ("address requests unanswered by", "seas")
+            self.repeated.say(key, text, f"{what} {who}")
         else:
             self.repeated.say(key, text, f"{what} from {who}")
 

@@ -273,6 +273,23 @@ def test_an_ack_past_what_was_sent_acknowledges_only_what_was_sent():
     assert [seq for seq, _ in store.waiting("bob")] == [first + 2]
 
 
+def test_a_question_that_never_reached_is_said_while_a_retry_of_messages_is_due():
+    # (a re-attack's asker, whose target had messages waiting for a retry, heard nothing)
+    server, _ = make_server(Settings(retry_first_s=1.0, retry_max_s=4.0))
+    login(server, "alice", port=5001)
+    login(server, "bob", port=5002, conn=3)
+    bob = ("127.0.0.1", 5002)
+    server.handle(Request(2, {"type": "message", "token": "s1", "to": "bob", "text": "hi"},
+                          "127.0.0.1"), 0.0)
+    server.handle(Undelivered(bob, "s4", "refused"), 0.0)        # its retry is armed
+    server.handle(Request(2, {"type": "getaddress", "token": "s1", "user": "bob"},
+                          "127.0.0.1"), 0.5)
+    question = {"type": "consent_request", "from": "alice"}
+    again = server.handle(Undelivered(bob, "s4", "refused", (question,)), 0.6)
+    assert (("127.0.0.1", 5001), {"type": "address_lapsed", "user": "bob",
+                                  "unreached": True}) in deliveries(again)
+
+
 def test_undelivered_messages_are_retried_with_doubling_backoff_and_new_ones_wait_in_order():
     server, store = make_server(Settings(retry_first_s=1.0, retry_max_s=4.0))
     login(server, "alice", port=5001)
@@ -700,7 +717,7 @@ def test_a_lapsed_address_request_is_logged_folded_per_target():
               if isinstance(a, Log)]
     assert [(a.text, a.key) for a in lapsed] == [
         ("bob did not answer alice's address request within 60 s",
-         ("unanswered address requests", "bob"))]
+         ("address requests unanswered by", "bob"))]
 
 
 def test_a_login_that_takes_over_its_accounts_session_is_logged_folded():

@@ -1226,3 +1226,14 @@ def test_a_message_handed_out_as_a_delivery_failed_waits_for_the_retry_not_ahead
     pump(world.reactor, lambda: len(got) == 2)
     assert [frame["text"] for frame in got] == ["one", "two"]
     pump(world.reactor, lambda: world.store.count_waiting("foobar") == 0)
+
+
+def test_a_repeated_line_that_names_whom_it_is_about_is_summed_up_in_its_words(world):
+    # (a re-attack's log read "unanswered address requests from seas" of requests to seas)
+    for number in range(3):
+        world.glue.log_repeated(("address requests unanswered by", "seas"), f"line {number}")
+        world.glue.log_repeated(("address requests", "columbia"), f"line {number}")
+    world.clock.advance(120.0)
+    pump(world.reactor, lambda: sum("more like it" in line for line in world.lines) == 2)
+    assert "address requests unanswered by seas: 2 more like it in the last 60 s" in world.lines
+    assert "address requests from columbia: 2 more like it in the last 60 s" in world.lines
