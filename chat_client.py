@@ -53,6 +53,8 @@ LOGIN_RETRY_MAX_S = 60.0    # the longest a login asked to slow down waits befor
 # refused: numbers grow by one a message, so this is many hours of the busiest server's traffic
 # between two heartbeats (each tells the head), and far below a forged "900000000000".
 SEQ_SLACK = 2 ** 30
+CONSENT_WAIT_S = 60.0   # a question for an address lapses in this (the server's --consent-time,
+                        # by default): past it, one unanswered is said to need asking again
 # why a request failed, when it certainly never reached the server (reactor and stay.py words)
 NEVER_SENT = ("refused", "not connected")
 # the timers whose firing contacts the server: during an outage, the next of them is the next try
@@ -1057,7 +1059,7 @@ class ChatClient:
             return
         self._run_notices.discard("command slowed")
         if command.name == "getaddress" and frame.get("type") == "ok":
-            self.peers.asking.add(command.user)
+            self.peers.asking[command.user] = now
             # each screen words it; one sent again after a wait names its user (a trial's bare
             # "request sent" came after another getaddress had been typed)
             out.append(Show("asked_again" if command is self.sent_again else "asked",
@@ -1519,10 +1521,12 @@ class ChatClient:
                                           f"{command.user}: user names are case-sensitive."))
                 return
             # (one who agreed without a port: asking again gets the same; say why instead; and
-            # one asked, who has not answered: a trial's was told to type getaddress again)
+            # one asked, who has not answered: a trial's was told to type getaddress again;
+            # unless the answer is long overdue: one that could not reach us is never said)
+            asked_at = self.peers.asking.get(command.user)
+            asking = asked_at is not None and now - asked_at < CONSENT_WAIT_S
             out.append(Show("peer_no_port" if command.user in self.peers.portless
-                            else "asking" if command.user in self.peers.asking
-                            else "no_address", sender=command.user))
+                            else "asking" if asking else "no_address", sender=command.user))
             return
         self._private_refs += 1
         ref = f"private-{self._private_refs}"

@@ -158,7 +158,7 @@ class Peers:
         self.portless = set()   # who agreed, but whose client has no listening port to dial
         self.granted = {}       # user -> key: who may dial us, by our consent
         self.blocked = set()    # users whose consent a block of ours ended, this session
-        self.asking = set()     # users our getaddress asked, who have not answered yet
+        self.asking = {}        # user our getaddress asked, who has not answered -> when
         self.links = {}         # link id -> Link, until it is closed
         self.by_user = {}       # user -> the open or connecting Link new messages use
         self._ids = 0
@@ -172,7 +172,7 @@ class Peers:
         user = _short_name(frame.get("user"))
         asked = user in self.asking
         if kind in ANSWERS:
-            self.asking.discard(user)       # an answer to our question, or its end
+            self.asking.pop(user, None)     # an answer to our question, or its end
         if kind == "consent_request":
             asker = _short_name(frame.get("from"))
             if asker is None:

@@ -34,7 +34,7 @@ def delivered(run, *frames, conn=70, asked=True):
     actions = []
     for frame in frames:
         if asked and frame.get("type") == "address":
-            run.client.peers.asking.add(frame.get("user"))
+            run.client.peers.asking[frame.get("user")] = run.now
         actions = run.do(Incoming(conn, frame))
     return actions
 
@@ -697,6 +697,19 @@ def test_a_private_message_to_one_asked_who_has_not_answered_says_so():
     assert printed(run.type("private bob hi")) == [
         "You asked bob for their address: private works once they agree."]
     delivered(run, {"type": "address_refused", "user": "bob"})
+    assert printed(run.type("private bob hi")) == [
+        "You don't have bob's address. Type getaddress bob first."]
+
+
+def test_a_question_unanswered_past_the_consent_time_needs_asking_again():
+    # (a re-attack's answer could not reach the asker, whose client said "asking" for good)
+    run = logged_in()
+    run.type("getaddress bob")
+    run.reply(OK)
+    run.now += 59.0
+    assert printed(run.type("private bob hi")) == [
+        "You asked bob for their address: private works once they agree."]
+    run.now += 1.0
     assert printed(run.type("private bob hi")) == [
         "You don't have bob's address. Type getaddress bob first."]
 

@@ -43,7 +43,7 @@ def test_a_refusal_on_a_link_already_replaced_keeps_the_new_link_and_address():
     peers = peers_with_link()
     peers.link_frame("alice", 1, {"type": "challenge", "nonce": "n"}, 0.0)
     # a new consent arrives: the old link ends, and a new one starts to the new address
-    peers.asking.add("bob")         # (asked again: the server answered our getaddress)
+    peers.asking["bob"] = 0.0       # (asked again: the server answered our getaddress)
     peers.delivered({"type": "address", "user": "bob", "host": "10.0.0.3", "port": 6002,
                      "key": "k2"})
     peers.send("alice", "bob", "again", 1.0, "p2")
