@@ -120,12 +120,16 @@ class Doorkeeper:
                 for action in self._refuse(conn, visitor, "the login it waited for failed")]
 
     def close_peers(self, chosen):
-        """Close the connections of proven peers whose name is `chosen(name)`."""
+        """Close the connections of proven peers whose name is `chosen(name)`, telling each
+        that its consent ended: a re-attack's peer, whose message crossed a N, was told it
+        had perhaps not been delivered, its link closed unsaid, as if our client had frozen."""
         actions = []
         for conn, visitor in self.visitors.items():
             if visitor.door is Door.PEER and chosen(visitor.peer):
                 visitor.door = Door.REFUSED
-                actions.append(CloseConn(conn))
+                actions += [SendTo(conn, protocol.error("not_allowed",
+                                                        detail="the consent has ended")),
+                            CloseConn(conn)]
         return actions
 
     def _first_frame(self, conn, visitor, frame, me, proof, login_pending):

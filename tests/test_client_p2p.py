@@ -656,6 +656,10 @@ def test_a_no_that_takes_back_a_yes_drops_the_key_and_closes_the_peers_link():
     actions = run.reply({"type": "ok", "revoked": True})
     assert printed(actions) == [
         "bob may no longer send you private messages (your yes is taken back)."]
+    # told why, before the close: a message of its that crossed the N is not delivered, not
+    # "perhaps" (a re-attack's peer was told our client had stopped answering)
+    assert of(actions, SendTo) == [SendTo(5, protocol.error("not_allowed",
+                                                            detail="the consent has ended"))]
     assert of(actions, CloseConn) == [CloseConn(5)]
     assert run.client.peers.granted == {"carol": "kc"}
     run.do(Accepted(6, "n6"))
