@@ -1153,7 +1153,8 @@ class ChatServer(Reach):
             if asked:
                 actions += self._reach(asker, {"type": "address_refused", "user": target})
             if revoked:
-                actions += self._reach(asker, {"type": "address_revoked", "user": target})
+                actions += self._reach(asker, {"type": "address_revoked", "user": target,
+                                               "taken_back": True})
             return actions
         host, port = session.host, session.port
         if port is None:

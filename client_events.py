@@ -168,7 +168,8 @@ class Show:
     "address": they agreed, `text` is "host port";
     "no_address": a private message to them needs their consent first; "asking": ... which
     our getaddress has asked for, and no answer has come yet; "address_void": their
-    address is no longer valid (they logged out or in again); "peer_refused": their client
+    address is no longer valid (they logged out or in again; "address_taken_back": they
+    took back their yes, with N); "peer_refused": their client
     no longer takes our private messages; "no_answer": their client took our connection but
     did not prove itself in time (a ShowFate per message follows, then "try_message");
     "no_reply": their client, on a link that was open, did not acknowledge what it was sent

@@ -48,6 +48,8 @@ _NOTICES = {
     "asking": "You asked {user} for a private talk: private messages go once they agree.",
     "address_void": "Your private talk with {user} has ended (they logged out or in again): "
                     "press Get address to ask again.",
+    "address_taken_back": "{user} took back their agreement to a private talk: press Get "
+                          "address to ask again.",
     "peer_refused": "{user} no longer takes your private messages: press Get address to ask "
                     "again.",
     "unreachable": "Could not reach {user}'s client directly (their address may have changed).",

@@ -202,7 +202,9 @@ class Peers:
         # address_revoked: the user logged out or in again, so the address may be stale
         if user not in self.addresses:
             return [Log(f"address of {user} revoked; we had none")]
-        return [Show("address_void", sender=user), *self._void(user)]
+        # (taken back by a no: a re-attack's window said they had logged out)
+        void = "address_taken_back" if frame.get("taken_back") is True else "address_void"
+        return [Show(void, sender=user), *self._void(user)]
 
     def _learn_address(self, user, frame, proof, asked):
         """An address the server gave: taken only for a user we asked, and with the key

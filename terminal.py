@@ -444,6 +444,8 @@ _SHOW_FORMS = {
     "asking": ("You asked {sender} for their address: private works once they agree.",),
     "address_void": ("{sender}'s address is no longer valid. "
                      "Type getaddress {sender} to ask again.",),
+    "address_taken_back": ("{sender} took back their yes: private messages to them stop. "
+                           "Type getaddress {sender} to ask again.",),
     "peer_refused": ("{sender} did not accept your private message. "
                      "Type getaddress {sender} to ask again.",),
     "unreachable": ("Connect failed. Maybe the user's ip has changed.",),

@@ -225,6 +225,16 @@ def test_revoked_address_is_forgotten_and_said():
         "You don't have bob's address. Type getaddress bob first."]
 
 
+def test_an_address_taken_back_by_a_no_is_said_so():
+    # (a re-attack's window said the peer had logged out, who had said N)
+    run = with_address(logged_in())
+    actions = delivered(run, {"type": "address_revoked", "user": "bob", "taken_back": True},
+                        conn=71)
+    assert printed(actions) == ["bob took back their yes: private messages to them stop. "
+                                "Type getaddress bob to ask again."]
+    assert run.client.peers.addresses == {}
+
+
 def test_a_revoked_address_says_at_once_what_waited_for_a_link_not_yet_open():
     """(a trial's peer, stopped as its address was void, took the connection and never
     answered: 20 s later the message was said not delivered as "Connect failed")"""

@@ -335,7 +335,8 @@ def test_a_no_to_a_second_question_takes_back_the_first_yes():
     refused = ask(server, 2, {"type": "consent", "token": "s2", "user": "alice", "agree": False})
     assert replies(refused) == [{"type": "ok", "revoked": True}]
     assert pushes(refused) == [(1, {"type": "address_refused", "user": "bob"}),
-                               (1, {"type": "address_revoked", "user": "bob"})]
+                               (1, {"type": "address_revoked", "user": "bob",
+                                    "taken_back": True})]
     assert logs(refused) == ["bob refused alice its address, and took back its consent to "
                              "alice"]
 
@@ -345,7 +346,8 @@ def test_a_no_with_no_question_waiting_takes_back_a_yes_and_only_once():
     _granted(server)
     taken = ask(server, 2, {"type": "consent", "token": "s2", "user": "alice", "agree": False})
     assert replies(taken) == [{"type": "ok", "revoked": True}]
-    assert pushes(taken) == [(1, {"type": "address_revoked", "user": "bob"})]
+    assert pushes(taken) == [(1, {"type": "address_revoked", "user": "bob",
+                                  "taken_back": True})]
     assert logs(taken) == ["bob took back its consent to alice"]
     again = ask(server, 2, {"type": "consent", "token": "s2", "user": "alice", "agree": False})
     assert replies(again)[0]["code"] == "no_request" and pushes(again) == []
