@@ -1357,14 +1357,17 @@ class ChatClient:
                else f"you did not log in again as {self.session_user}")
         listed = len(out)
         self._report_unsent(out, why, at_exit=True)
-        out.extend(self.peers.left_undelivered())
-        fates = [item.fate for item in out[listed:] if type(item) is ShowFate]
-        # (a trial's private message, which its peer had shown, was counted "not sent" under
-        # the line that said "Perhaps not delivered")
-        unsure = fates.count(Fate.UNSURE)
-        unsent = len(fates) - unsure
+        sent = [item.fate for item in out[listed:] if type(item) is ShowFate]
+        undelivered = self.peers.left_undelivered()
+        out.extend(undelivered)
+        private = [item.fate for item in undelivered if type(item) is ShowFate]
+        # counted as each was listed (a trial's private message, which its peer had shown,
+        # was counted "not sent" under the line that said "Perhaps not delivered")
+        unsure, unsure_private = sent.count(Fate.UNSURE), private.count(Fate.UNSURE)
+        unsent = len(sent) + len(private) - unsure - unsure_private
         failures = [(unsent, "message", "not sent (listed above)"),
-                    (unsure, "message", "perhaps not delivered (listed above)"),
+                    (unsure, "message", "perhaps not sent (listed above)"),
+                    (unsure_private, "private message", "perhaps not delivered (listed above)"),
                     (self.refused, "message", "refused (said above)"),
                     (self.refused_logins, "login", "refused (said above)"),
                     (self.not_understood, "line", "not understood (said above)"),
@@ -1376,11 +1379,13 @@ class ChatClient:
             said = _failures_said(failures)
             reason = f"{reason}; {said}" if code and reason else said
             code = 1
-        elif (unsent or unsure) and not reason:
+        elif (unsent or unsure or unsure_private) and not reason:
             # said as the program ends too, not only above it: a window's lines go with it (a
             # reviewer's closed without a word, its message not sent), and it shows this
             reason = _failures_said([(unsent, "message", "not sent"),
-                                     (unsure, "message", "perhaps not delivered")])
+                                     (unsure, "message", "perhaps not sent"),
+                                     (unsure_private, "private message",
+                                      "perhaps not delivered")])
         out.append(Exit(code, reason))
 
     # -- deliveries -----------------------------------------------------------------------------

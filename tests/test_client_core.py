@@ -909,7 +909,7 @@ def test_a_script_waiting_for_its_message_in_flight_stops_when_the_answer_is_lat
     assert printed(actions)[0] == ("Perhaps not sent (the server may have it; it may yet "
                                    "arrive): message bob late words")
     assert Exit(1, "the session timed out; the rest of the input was not read; 1 message was "
-                   "perhaps not delivered (listed above)") in actions
+                   "perhaps not sent (listed above)") in actions
     assert run.reply(err("no_session"), "message") == []        # done: nothing more
 
 

@@ -389,7 +389,7 @@ def test_quitting_says_what_the_links_did_not_deliver(scripted):
         "acknowledged): two", "you quit before it was acknowledged", True)]
     assert of(actions, Exit)[0].code == (1 if scripted else 0)
     # (a trial's summary called it "not sent", under the line that said perhaps not delivered)
-    assert of(actions, Exit)[0].reason == "1 message was perhaps not delivered" + (
+    assert of(actions, Exit)[0].reason == "1 private message was perhaps not delivered" + (
         " (listed above)" if scripted else "")
     waiting = with_address(logged_in())
     waiting.type("private bob never")               # its link not yet open
