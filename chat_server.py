@@ -796,13 +796,19 @@ class ChatServer(Reach):
         shared = protocol.Numbered({"type": "message", "from": sender, "text": text}, seq=seq)
         shared.wire = wire
         run.frames.append(shared)
+        self._yes_waits(sender, mid, request.conn, frame_id, now)
+        return []
+
+    def _yes_waits(self, sender, mid, conn, frame_id, now):
+        """The usual yes to a message of a run (ok, not stored, a whole-number id) waits with
+        the run's others, for one action (Replies): a Reply each, and the glue's call and
+        append each, were a tenth of a message. Its mid, if any, is taken."""
         if mid is not None:
-            store.senders.taken(sender, *mid, {"type": "ok", "stored": False}, now)
+            self._store.senders.taken(sender, *mid, {"type": "ok", "stored": False}, now)
         yeses = self._yeses
         if yeses is None:
-            yeses = self._yeses = Replies(request.conn, [])
+            yeses = self._yeses = Replies(conn, [])
         yeses.ids.append(frame_id)
-        return []
 
     def _message(self, session, request, frame_id, now):
         frame = request.frame
@@ -869,14 +875,7 @@ class ChatServer(Reach):
             if counted:
                 self._shares.left(sender, recipient, len(head))
             if type(frame_id) is int:
-                # the usual yes waits with the run's others, for one action (Replies): a
-                # Reply each, and the glue's call and append each, were a tenth of a message
-                if mid is not None:
-                    store.senders.taken(sender, *mid, {"type": "ok", "stored": False}, now)
-                yeses = self._yeses
-                if yeses is None:
-                    yeses = self._yeses = Replies(request.conn, [])
-                yeses.ids.append(frame_id)
+                self._yes_waits(sender, mid, request.conn, frame_id, now)
                 return deliveries
         else:
             deliveries = self._keep_and_deliver([recipient], message, head)
