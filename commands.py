@@ -55,7 +55,7 @@ COMMANDS = {
     "unblock": CommandSpec(("user",), "let <user> message you again"),
     "getaddress": CommandSpec(("user",), "ask <user> for their address, to talk privately"),
     "Y": CommandSpec(("user",), "agree to give <user> your address (also y)"),
-    "N": CommandSpec(("user",), "refuse to give <user> your address (also n)"),
+    "N": CommandSpec(("user",), "refuse <user> your address, or take back a yes (also n)"),
     "private": CommandSpec(("user", "text"), "send <text> straight to <user>, not via the server"),
     "logout": CommandSpec((), "log out; you can then log in again"),
     "quit": CommandSpec((), "log out and leave the program (also exit)"),
@@ -100,9 +100,12 @@ def _help_with(rest):
     """`help <command>` -> Command("help", text=the command's name), or Usage. (A trial's new
     user typed `help getaddress`, and was told the usage of help.)"""
     words = rest.split()
-    name = ALIASES.get(words[0].lower(), words[0].lower()) if len(words) == 1 else None
-    if name not in COMMANDS:
+    if len(words) != 1:
         return Usage(COMMANDS["help"].usage("help") + " [<command>]")
+    word = words[0].removeprefix("/")       # (as a window's or an IRC user's commands read)
+    name = ALIASES.get(word.lower(), word.lower())
+    if name not in COMMANDS:
+        return Usage(unknown=word if len(word) <= 40 else word[:40] + "…")
     return Command("help", text=name)
 
 

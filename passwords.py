@@ -20,6 +20,7 @@ import hmac
 import os
 import re
 import secrets
+import shlex
 import stat
 import sys
 import tempfile
@@ -369,11 +370,13 @@ def passwd_main(argv, stdin=None, stdout=None, stderr=None):
 
 
 def _readable_by_others(path):
-    """"; it can be read by ..." when users other than its owner may read the file (the mode
-    is kept as it was: a security review's converted file left its hashes readable to all,
-    unsaid), else ""."""
+    """"; other users ... can read it" when users other than its owner may read or change the
+    file (the mode is kept as it was: a security review's converted file left its hashes
+    readable to all, unsaid; one anyone may change lets anyone set a password), else ""."""
     mode = os.stat(path).st_mode
-    if not mode & 0o044:
+    may = " and ".join(verb for verb, bits in (("read", 0o044), ("change", 0o022))
+                       if mode & bits)
+    if not may:
         return ""
-    return (f"; it can be read by other users of this machine (mode {stat.S_IMODE(mode):04o}):"
-            f" chmod 600 {path}, if the server runs as its owner")
+    return (f"; other users of this machine can {may} it (mode {stat.S_IMODE(mode):04o}): "
+            f"chmod 600 {shlex.quote(path)}, if the server runs as its owner")

@@ -153,14 +153,22 @@ def test_passwd_says_when_others_can_read_the_file_and_keeps_its_mode(tmp_path):
     path.chmod(0o644)
     out = io.StringIO()
     assert passwords.passwd_main(["--convert", "--credentials", str(path)], None, out) == 0
-    assert out.getvalue() == (f"hashed 1 plain password(s) in {path}; it can be read by other "
-                              f"users of this machine (mode 0644): chmod 600 {path}, if the "
+    assert out.getvalue() == (f"hashed 1 plain password(s) in {path}; other users of this "
+                              f"machine can read it (mode 0644): chmod 600 {path}, if the "
                               f"server runs as its owner\n")
     assert path.stat().st_mode & 0o777 == 0o644
     out = io.StringIO()
     assert passwords.passwd_main(["bob", "--credentials", str(path)], io.StringIO("pw-b\n"),
                                  out) == 0
-    assert "it can be read by other users" in out.getvalue()
+    assert "other users of this machine can read it" in out.getvalue()
+    # one others may change, and a name the shell would split (a re-attack's pasted the
+    # command and changed two other files)
+    spaced = tmp_path / "c 620.txt"
+    spaced.write_text("alice pw-a\n")
+    spaced.chmod(0o620)
+    out = io.StringIO()
+    assert passwords.passwd_main(["--convert", "--credentials", str(spaced)], None, out) == 0
+    assert f"can change it (mode 0620): chmod 600 '{spaced}'," in out.getvalue()
 
 
 def test_passwd_reports_a_file_it_cannot_write(tmp_path):
