@@ -905,7 +905,8 @@ class IrcSession(RoomCommands):
         return [line(source, command, target, piece, tags=tags) for piece in pieces]
 
     def _p2p_notice(self, kind, frame):
-        text = notice_about(kind, frame.get("user") or frame.get("from"))
+        text = notice_about(kind, frame.get("user") or frame.get("from"),
+                            frame.get("unreached") is True)
         if text:
             self.notice(text)
 

@@ -67,9 +67,11 @@ def login_refused(refusal, user):
         user=user, **{k: v for k, v in refusal.items() if k != "user"})
 
 
-def notice_about(kind, user):
+def notice_about(kind, user, unreached=False):
     """A peer-to-peer notice from the core (PROTOCOL.md, "Peer to peer") -> its sentence, or
-    None for those an IRC user need not hear."""
+    None for those an IRC user need not hear. `unreached`: the question never reached `user`."""
+    if kind == "address_lapsed" and unreached:
+        return f"{user} could not be asked: their client did not take the question."
     return {
         "consent_request": f"{user} asks for your address for a private talk. IRC has none, "
                            f"but you can answer: /msg {SERVICE} y {user} (they will be told to "

@@ -1536,6 +1536,8 @@ def test_presence_about_oneself_is_not_told():
     ("consent_lapsed", {"user": "seas"}, "seas's request for your address lapsed."),
     ("address_refused", {"user": "seas"}, "seas refused to give you their address."),
     ("address_lapsed", {"user": "seas"}, "seas did not answer your request."),
+    ("address_lapsed", {"user": "seas", "unreached": True},
+     "seas could not be asked: their client did not take the question."),
     ("address_unavailable", {"user": "seas"},
      "seas agreed, but has no address to give: /msg them.")])
 def test_peer_to_peer_notices_are_told_by_the_service(kind, fields, text):
