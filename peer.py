@@ -312,6 +312,11 @@ class Peers:
     def check_private(self, peer, key, frame):
         """A frame from proven `peer` (who proved `key`) -> the text to show, or PeerRefused."""
         text = frame.get("text")
+        if frame.get("type") == "error" and frame.get("code") == "too_long":
+            # (the line was longer than any frame may be, and thrown away: a re-attack's was
+            # answered that it was not a private message)
+            raise PeerRefused("too long", f"Refused a private message from {peer}: longer "
+                                          f"than a line may be.", "too_long")
         if (frame.get("type") != "private" or frame.get("from") != peer
                 or not isinstance(text, str) or not text):
             # (answered not_allowed, a trial's peer read that its consent had ended)

@@ -635,6 +635,12 @@ def test_a_private_message_longer_than_any_client_sends_is_refused():
     assert "longer than 4,000 characters" in refused_once(
         run, 5, {**longest, "text": "x" * (protocol.MAX_TEXT_CHARS + 1)},
         answer=("bad_field", "'text' is longer than 4000 characters"))
+    # one past the line's limit, which the listener throws away unread, says so
+    run.do(Accepted(6, "n6"))
+    run.do(Incoming(6, hello("n6")))
+    assert refused_once(run, 6, protocol.error("too_long"), answer=(
+        "too_long", protocol.error("too_long")["message"])) == (
+        "Refused a private message from bob: longer than a line may be.")
 
 
 def test_blocking_a_peer_drops_its_key_and_closes_its_link():
