@@ -91,12 +91,12 @@ class Run:
         """The newest probe's answer: the server closed it after our bye (or said `frame`)."""
         return self.do(Replied(self.probes.pop(), frame or {}))
 
-    def login(self):
+    def login(self, welcome=WELCOME):
         self.do(Started())
         self.type("alice")
         self.reply(OK)
         self.type("pw")
-        return self.reply(WELCOME)
+        return self.reply(welcome)
 
 
 def logged_in(**settings):

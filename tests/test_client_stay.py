@@ -209,11 +209,7 @@ def test_agreeing_without_a_port_says_the_asker_cannot_reach_us():
 def test_a_staying_client_takes_its_key_in_clear_from_its_own_connection_if_it_asked():
     # (a staying session has no proof to seal with: its connection carries the key)
     run = staying()
-    run.do(Started())
-    run.type("alice")
-    run.reply(OK)
-    run.type("pw")
-    run.reply({key: value for key, value in WELCOME.items() if key != "proof"})   # as staying
+    run.login({key: value for key, value in WELCOME.items() if key != "proof"})  # as staying
     address = {"type": "address", "user": "bob", "host": "10.0.0.2", "port": 6001, "key": "k"}
     assert printed(run.do(Pushed(1, address))) == []        # not asked: nothing taken
     run.type("getaddress bob")
