@@ -429,7 +429,8 @@ class ChatClient:
         waiting = len(self.lines) + len(self.outbox.entries) + in_flight
         self._pace_input(waiting, busy, out)
         status = Status(self.stage, self.user, waiting, self.outage.reason, busy,
-                        tuple(sorted(self.peers.addresses)), retry_at)
+                        tuple(sorted(self.peers.addresses)), retry_at,
+                        tuple(sorted(self.peers.granted)))
         if status != self._status:
             self._status = status
             out.insert(0, status)

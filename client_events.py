@@ -223,7 +223,8 @@ class Status:
     """The client's state after an event, when it changed: its stage (a password is typed
     unseen) and the user name it is for, how many typed lines and messages the server has not
     yet taken, why it cannot be reached (or None), whether a typed line is waiting for the
-    server's answer, and to whom it may send private messages. During an outage, `retry_at` is
+    server's answer, to whom it may send private messages and who may send them to it (its
+    yes, which N takes back). During an outage, `retry_at` is
     when the client tries the server again by itself (a time already past while a try is under
     way), or None when only a typed line will."""
     stage: Stage
@@ -233,6 +234,7 @@ class Status:
     busy: bool
     private_to: tuple = ()      # the users whose consent lets us send private messages, sorted
     retry_at: float | None = None
+    agreed_to: tuple = ()       # the users our consent lets send us private messages, sorted
 
 
 @dataclass(frozen=True, slots=True)

@@ -195,6 +195,7 @@ class ChatView:
         self.waiting = 0                # typed lines and messages not yet taken by the server
         self.busy = False               # a reply is awaited before the next line is taken
         self.private_to = ()            # users who agreed to a private talk with us
+        self.agreed_to = ()             # users we agreed to a private talk with
         self._portless = set()          # users who agreed, but whose clients take no
                                         # private messages (no listening port)
         self._password = None           # typed in the form, sent once the name is accepted
@@ -317,6 +318,7 @@ class ChatView:
         self.stage, self.user, self.waiting = status.stage, status.user, status.waiting
         self.busy = status.busy
         self.private_to = status.private_to
+        self.agreed_to = status.agreed_to
         if status.outage is None:
             if self.outage is not None and was is Stage.LOGGED_IN is self.stage:
                 # back after an outage: who came and went meanwhile was told to no one (a
@@ -436,8 +438,14 @@ class ChatView:
         return f"To {user}{away}:"
 
     def act(self, verb, user):
-        """A user-list button: 'block', 'unblock' or 'getaddress' on `user` -> the lines."""
+        """A user-list button: 'block', 'unblock', 'getaddress' or 'N' (take back a yes) on
+        `user` -> the lines."""
         return [f"{verb} {user}"]
+
+    def agreed(self, user):
+        """True if we agreed to a private talk with `user`: Take back yes may end it (a
+        re-attack's window had no way but typing /N)."""
+        return user in self.agreed_to
 
     def can_private(self, user):
         """True if `user` agreed to a private talk, so Private message may write to them."""
@@ -451,8 +459,12 @@ class ChatView:
         if user in self._portless and not self.can_private(user):
             return f"{user}'s client cannot take private messages: use Message."
         if not self.can_private(user):
-            return f"Private messages go to {user} once they agree: Get address asks them."
-        return f"{user} agreed to a private talk."
+            hint = f"Private messages go to {user} once they agree: Get address asks them."
+        else:
+            hint = f"{user} agreed to a private talk."
+        if self.agreed(user):
+            hint += f" You agreed to one with {user}: Take back yes ends it."
+        return hint
 
     @property
     def consent(self):

@@ -196,6 +196,7 @@ class ChatWindow:
                 ("private", "Private message", lambda u: self.aim(u, private=True)),
                 ("getaddress", "Get address", lambda u: self.act("getaddress", u)),
                 ("block", "Block", lambda u: self.act("block", u)),
+                ("takeback", "Take back yes", lambda u: self.act("N", u)),
                 ("unblock", "Unblock", None)):
             self.user_buttons[name] = ttk.Button(
                 side, text=label, name=name,
@@ -455,7 +456,8 @@ class ChatWindow:
         user = self.selected_user()
         for name, button in self.user_buttons.items():
             usable = name == "unblock" or (user is not None and (
-                name != "private" or self.view.can_private(user)))
+                name != "private" or self.view.can_private(user)) and (
+                name != "takeback" or self.view.agreed(user)))
             button.state(["!disabled"] if usable else ["disabled"])
         self.hint.set(self.view.user_hint(user))
 

@@ -199,11 +199,14 @@ class Peers:
                             f"not take the question. Ask again later.")]
         if kind == "address_lapsed":
             return [_notice(f"{user} did not answer your request for their address.")]
-        # address_revoked: the user logged out or in again, so the address may be stale
-        if user not in self.addresses:
-            return [Log(f"address of {user} revoked; we had none")]
-        # (taken back by a no: a re-attack's window said they had logged out)
+        # address_revoked: the user logged out or in again, so the address may be stale; or
+        # took back its yes (a re-attack's window said they had logged out), which is said
+        # even when its listener's refusal of our link made us forget the address first
         void = "address_taken_back" if frame.get("taken_back") is True else "address_void"
+        if user not in self.addresses:
+            if void == "address_taken_back":
+                return [Show(void, sender=user)]
+            return [Log(f"address of {user} revoked; we had none")]
         return [Show(void, sender=user), *self._void(user)]
 
     def _learn_address(self, user, frame, proof, asked):

@@ -233,6 +233,11 @@ def test_an_address_taken_back_by_a_no_is_said_so():
     assert printed(actions) == ["bob took back their yes: private messages to them stop. "
                                 "Type getaddress bob to ask again."]
     assert run.client.peers.addresses == {}
+    # said too when the peer's listener, refusing our link first, made us forget it (a
+    # window's test found the news silent)
+    again = delivered(run, {"type": "address_revoked", "user": "bob", "taken_back": True},
+                      conn=72)
+    assert printed(again) == printed(actions)
 
 
 def test_a_revoked_address_says_at_once_what_waited_for_a_link_not_yet_open():

@@ -206,6 +206,17 @@ def test_two_windows_log_in_talk_agree_to_a_private_talk_and_close(windows, serv
         for terminal_words in ("request sent", "got address!", "Type getaddress", "Y columbia"):
             assert terminal_words not in gui.text(".chat.pane")
     shoot(display, "gui.png", alice, bob)
+    # seas takes its yes back from the window (a re-attack's had no way but typing /N)
+    assert bob.call(".chat.side.takeback", "instate", "disabled") == "1"   # nobody selected
+    bob.select_item(".chat.side.users", "columbia")
+    assert bob.call(".chat.side.takeback", "instate", "disabled") == "0"
+    bob.invoke(".chat.side.takeback")
+    bob.wait(pane_has(bob, "columbia may no longer send you private messages (your yes is "
+                           "taken back)."), "the yes taken back")
+    alice.wait(pane_has(alice, "seas took back their agreement to a private talk: press Get "
+                               "address to ask again."), "the news of it")
+    bob.wait(lambda: bob.call(".chat.side.takeback", "instate", "disabled") == "1",
+             "the button to go grey")
     alice.invoke(".chat.side.everyone")
     assert alice.label(".chat.bottom.target") == "To everyone:"
 

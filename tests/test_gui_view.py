@@ -673,6 +673,16 @@ def test_a_consent_request_opens_the_dialog_and_agree_types_y(screen):
     assert screen.view.consent is None
     screen.reply({"type": "ok", "key": "k1"})
     assert screen.texts()[-1] == "You agreed to a private talk with bob."
+    # and Take back yes may end it (a re-attack's window had no way but typing /N bob)
+    assert screen.view.agreed("bob") and screen.view.user_hint("bob").endswith(
+        "You agreed to one with bob: Take back yes ends it.")
+    screen.type(screen.view.act("N", "bob"))
+    assert screen.sent()[-1] == {"type": "consent", "token": "t1", "user": "bob",
+                                 "agree": False}
+    screen.reply({"type": "ok", "revoked": True})
+    assert screen.texts()[-1] == ("bob may no longer send you private messages (your yes is "
+                                  "taken back).")
+    assert not screen.view.agreed("bob") and "Take back" not in screen.view.user_hint("bob")
 
 
 def test_refuse_types_n_and_requests_wait_their_turn_once_each(screen):
