@@ -26,7 +26,7 @@ from commands import (DEFAULT_ATTEMPTS, Command, Usage, case_hint, described, er
 from doorkeeper import Delivered, Door, Doorkeeper, HeadSeen, PeerTurnedAway, PrivateIn
 from outage import Outage
 from outbox import Outbox
-from protocol import MAX_NAME_CHARS, MAX_SEQ, MAX_TEXT_CHARS, MIN_HEARTBEAT_S
+from protocol import CONSENT_S, MAX_NAME_CHARS, MAX_SEQ, MAX_TEXT_CHARS, MIN_HEARTBEAT_S
 from words import plural
 
 HEARTBEAT_S = 30.0          # the server ends a session silent for 31 s
@@ -53,8 +53,6 @@ LOGIN_RETRY_MAX_S = 60.0    # the longest a login asked to slow down waits befor
 # refused: numbers grow by one a message, so this is many hours of the busiest server's traffic
 # between two heartbeats (each tells the head), and far below a forged "900000000000".
 SEQ_SLACK = 2 ** 30
-CONSENT_WAIT_S = 60.0   # a question for an address lapses in this (the server's --consent-time,
-                        # by default): past it, one unanswered is said to need asking again
 # why a request failed, when it certainly never reached the server (reactor and stay.py words)
 NEVER_SENT = ("refused", "not connected")
 # the timers whose firing contacts the server: during an outage, the next of them is the next try
@@ -1530,7 +1528,8 @@ class ChatClient:
             # one asked, who has not answered: a trial's was told to type getaddress again;
             # unless the answer is long overdue: one that could not reach us is never said)
             asked_at = self.peers.asking.get(command.user)
-            asking = asked_at is not None and now - asked_at < CONSENT_WAIT_S
+            # (past the server's consent time by default, it lapsed: ask again)
+            asking = asked_at is not None and now - asked_at < CONSENT_S
             out.append(Show("peer_no_port" if command.user in self.peers.portless
                             else "asking" if asking else "no_address", sender=command.user))
             return

@@ -38,7 +38,7 @@ class Settings:
     timeout_s: float = 31.0
     max_attempts: int = 3
     max_text_chars: int = protocol.MAX_TEXT_CHARS
-    consent_s: float = 60.0     # how long a getaddress waits for the target's answer
+    consent_s: float = protocol.CONSENT_S   # how long a getaddress waits for its answer
     delivery_window: int = 1024  # messages in flight to one client before its acknowledgements,
     delivery_window_bytes: int = 2 * 1024 * 1024   # ... and bytes: half the output limit, so a
                                 # long backlog goes out in steps, never past that limit

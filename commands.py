@@ -79,8 +79,7 @@ def parse_command(line):
     if name == "help" and rest.strip():
         return _help_with(rest.strip())
     if spec is None:
-        # (said back, cut short: a 200,000-character word was said back whole)
-        return Usage(unknown=typed if len(typed) <= 40 else typed[:40] + "…")
+        return Usage(unknown=_said_back(typed))
     values = {}
     for param in spec.params:
         rest = rest.lstrip()
@@ -105,8 +104,14 @@ def _help_with(rest):
     word = words[0].removeprefix("/")       # (as a window's or an IRC user's commands read)
     name = ALIASES.get(word.lower(), word.lower())
     if name not in COMMANDS:
-        return Usage(unknown=word if len(word) <= 40 else word[:40] + "…")
+        return Usage(unknown=_said_back(word))
     return Command("help", text=name)
+
+
+def _said_back(word):
+    """A word typed where a command's name goes, as it is said back: cut short (a
+    200,000-character word was said back whole)."""
+    return word if len(word) <= 40 else word[:40] + "…"
 
 
 def refusal(command):

@@ -41,7 +41,6 @@ _NOTICES = {
     "ended_not_done": "/{text} was not done: the session had ended.",
     "perhaps_not_done": "/{text} may not have been done: type it again once the server is back.",
     "asked": "You asked {user} for a private talk; waiting for their answer.",
-    "asked_again": "You asked {user} for a private talk; waiting for their answer.",
     "address": "{user} agreed to a private talk: select {user} and press Private message.",
     "no_address": "{user} has not agreed to a private talk with you: select {user} and press "
                   "Get address to ask.",
@@ -67,6 +66,7 @@ _NOTICES = {
     "usage": "Usage: /{text}",
     "unknown_command": "Unknown command '/{text}'. Type /help for the list of commands.",
 }
+_NOTICES["asked_again"] = _NOTICES["asked"]     # (the window names the user in both)
 _ACTION_ABOUT = "an action, to whoever the message goes to: /me waves"
 HELP_FIRST = ("Type a message and press Enter, or pick a user and a button; a line that starts "
               "with / is a command:")

@@ -20,6 +20,7 @@ MAX_REASON_CHARS = 300             # the words a user leaves with (an IRC QUIT m
 # second (a trial's 0.01); a server's time-out under twice this ends its sessions
 MIN_HEARTBEAT_S = 0.5
 UNAVAILABLE_RETRY_S = 1            # an `unavailable` answer tells a client to retry after this
+CONSENT_S = 60.0                   # a getaddress waits this long for its answer (by default)
 MAX_SEQ = 2 ** 53 - 1              # the highest message number: exact in every JSON reader,
                                    # and in SQLite's 64-bit integers
 
