@@ -1145,10 +1145,14 @@ class ChatServer(Reach):
         if not agree:
             refused = f"{target} refused {requester} its address"
             took_back = f"took back its consent to {requester}"
+            reply = {"type": "ok"}
+            if revoked:
+                reply["revoked"] = True
+                if asked:   # (said too: a trial's user who refused a new question and took
+                    reply["refused"] = True     # back an old yes was told of the yes only)
             actions = [Log(f"{refused}, and {took_back}" if asked and revoked else
                            refused if asked else f"{target} {took_back}"),
-                       _answer(request.conn, frame_id, {"type": "ok", "revoked": True}
-                               if revoked else {"type": "ok"})]
+                       _answer(request.conn, frame_id, reply)]
             if asked:
                 actions += self._reach(asker, {"type": "address_refused", "user": target})
             if revoked:

@@ -381,8 +381,10 @@ def reply_lines(command, frame):
     if command.name == "Y":
         return [f"You agreed to a private talk with {command.user}."]
     if command.name == "N" and frame.get("revoked") is True:
-        return [f"{command.user} may no longer send you private messages (your yes is taken "
-                f"back)."]
+        refused = (f"You refused to give {command.user} your address, and "
+                   if frame.get("refused") is True else "")
+        return [f"{refused}{command.user} may no longer send you private messages (your yes "
+                f"is taken back)."]
     if command.name == "N":
         return [f"You refused to give {command.user} your address."]
     return None

@@ -416,7 +416,9 @@ class Peers:
         return [self._private(me, link, ref, text) for ref, text in waiting]
 
     def _refused(self, link):
-        """The peer's listener does not accept our proof: its consent has ended."""
+        """The peer's listener does not accept our proof, or ends an open link: its consent
+        has ended."""
+        ended_by_us = link.state is LinkState.ENDING
         link.state = LinkState.REFUSED
         # not taken, and not tried again: the notice says how to ask again, and each message
         # is given back, with how to leave it on the server instead, as for a link that broke
@@ -426,8 +428,14 @@ class Peers:
         if self.by_user.get(link.user) is link:
             del self.by_user[link.user]
         self._forget_address_of(link)
-        # (the refusal is said even with nothing to give back)
-        return [Log(f"{link.user}'s listener refused our link"),
+        note = Log(f"{link.user}'s listener refused our link")
+        if ended_by_us and not messages:
+            # we were ending it: its address was void or taken back, and that was said (a
+            # trial's user read that a message was not accepted, after every one was shown)
+            return [note]
+        # (else the refusal is said even with nothing to give back: a stopped client may
+        # never hear of a yes taken back but by it)
+        return [note,
                 *(_not_delivered(link, messages, "peer_refused",
                                  f"{link.user} no longer takes your private messages")
                   or [Show("peer_refused", sender=link.user)])]

@@ -446,7 +446,7 @@ _SHOW_FORMS = {
                      "Type getaddress {sender} to ask again.",),
     "address_taken_back": ("{sender} took back their yes: private messages to them stop. "
                            "Type getaddress {sender} to ask again.",),
-    "peer_refused": ("{sender} did not accept your private message. "
+    "peer_refused": ("{sender} no longer takes your private messages. "
                      "Type getaddress {sender} to ask again.",),
     "unreachable": ("Connect failed. Maybe the user's ip has changed.",),
     "no_answer": ("{sender}'s client took the connection but did not answer: it may be "

@@ -403,6 +403,28 @@ def test_quitting_says_what_the_links_did_not_deliver(scripted):
         "Not delivered to bob (you quit before it went): never"]
 
 
+def test_an_idle_link_closed_by_a_yes_taken_back_is_said_once_and_truly():
+    """(a trial's peer took back its yes after every private was shown: the user read that
+    bob "did not accept your private message", under the news that bob took it back)"""
+    def idle_link():
+        run = with_address(logged_in())
+        run.type("private bob hi")
+        opened(run)
+        run.do(LinkIn(1, OK))           # "hi" acknowledged: nothing in flight
+        return run
+    news_first = idle_link()
+    assert printed(delivered(news_first, {"type": "address_revoked", "user": "bob",
+                                          "taken_back": True}, conn=71)) == [
+        "bob took back their yes: private messages to them stop. "
+        "Type getaddress bob to ask again."]
+    assert printed(news_first.do(LinkIn(1, err("not_allowed")))) == []
+    # its listener's refusal first (it comes straight from bob's client): the only news a
+    # stopped client may get of it, so said, without a message it did not refuse
+    refusal_first = idle_link()
+    assert printed(refusal_first.do(LinkIn(1, err("not_allowed")))) == [
+        "bob no longer takes your private messages. Type getaddress bob to ask again."]
+
+
 def test_a_peer_that_refuses_our_proof_is_reported_and_not_resent():
     run = with_address(logged_in())
     run.type("private bob hi")
@@ -410,7 +432,7 @@ def test_a_peer_that_refuses_our_proof_is_reported_and_not_resent():
     actions = run.do(LinkIn(1, err("not_allowed")))
     # the message is given back, with where to leave it instead (it said only the first)
     assert printed(actions) == [
-        "bob did not accept your private message. Type getaddress bob to ask again.",
+        "bob no longer takes your private messages. Type getaddress bob to ask again.",
         "Not delivered to bob: hi",
         "To leave it for bob through the server, type message bob <text>."]
     assert of(actions, ShowFate) == [ShowFate("private-1", Fate.REFUSED,
@@ -677,6 +699,11 @@ def test_a_no_that_takes_back_a_yes_drops_the_key_and_closes_the_peers_link():
     actions = run.reply({"type": "ok", "revoked": True})
     assert printed(actions) == [
         "bob may no longer send you private messages (your yes is taken back)."]
+    # a no that answered a new question too says both (it said only the yes taken back)
+    run.type("N bob")
+    assert printed(run.reply({"type": "ok", "revoked": True, "refused": True})) == [
+        "You refused to give bob your address, and bob may no longer send you private "
+        "messages (your yes is taken back)."]
     # told why, before the close: a message of its that crossed the N is not delivered, not
     # "perhaps" (a re-attack's peer was told our client had stopped answering)
     assert of(actions, SendTo) == [SendTo(5, protocol.error("not_allowed",

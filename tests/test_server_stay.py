@@ -333,7 +333,7 @@ def test_a_no_to_a_second_question_takes_back_the_first_yes():
     _granted(server)
     ask(server, 1, {"type": "getaddress", "token": "s1", "user": "bob"})
     refused = ask(server, 2, {"type": "consent", "token": "s2", "user": "alice", "agree": False})
-    assert replies(refused) == [{"type": "ok", "revoked": True}]
+    assert replies(refused) == [{"type": "ok", "revoked": True, "refused": True}]
     assert pushes(refused) == [(1, {"type": "address_refused", "user": "bob"}),
                                (1, {"type": "address_revoked", "user": "bob",
                                     "taken_back": True})]
