@@ -165,6 +165,7 @@ class ChatClient:
         self.refused_logins = 0         # a script's names and passwords refused: status 1
         self.not_understood = 0         # ... and commands it could not be (Usage): status 1
         self.not_done = 0               # ... and commands not done (an outage, a session's end)
+        self.privates_lost = [0, 0]     # ... private messages not delivered, perhaps not
         self.waiting_said = 0           # the most messages waiting said so while the queue lasts
         self.login_head = 0             # the highest number given before this login (welcome)
         self.session_user = None        # whose session this run last had
@@ -357,10 +358,10 @@ class ChatClient:
         self.doorkeeper.closed(event.conn)
 
     def _on_link_in(self, event, now, out):
-        out.extend(self.peers.link_frame(self.user, event.link, event.frame, now))
+        self._from_peers(self.peers.link_frame(self.user, event.link, event.frame, now), out)
 
     def _on_link_closed(self, event, now, out):
-        out.extend(self.peers.link_closed(event.link, event.reason))
+        self._from_peers(self.peers.link_closed(event.link, event.reason), out)
 
     def _on_link_down(self, event, now, out):
         out.extend(self.outage.failed(event.reason))
@@ -492,7 +493,8 @@ class ChatClient:
                                    f"was given")
             elif self.token is None:
                 self._exit(out)
-            elif not self._held_by_outage(now, out) and not self._draining(now, out):
+            elif (not self._held_by_outage(now, out) and not self._draining(now, out)
+                  and not self.peers.holding()):
                 self._start_exit(now, out)
         elif (self.input_paused and self.token is not None and self._kept_by_outage()
               and self.outbox.sending is None and not self.exiting
@@ -510,7 +512,8 @@ class ChatClient:
         messages typed before it to be taken (in an outage, up to outage_wait_s): a reviewer's
         3,000 broadcasts and a logout listed 717 as not sent; then for those that waited for
         this login to be shown (_draining): a trial's script that logged in and out read them
-        in some runs only, and in others after its logout, again at each later login."""
+        in some runs only, and in others after its logout, again at each later login; then
+        for private messages on their way to peers (peer.Peers.holding)."""
         if not (self.settings.scripted and self.stage is Stage.LOGGED_IN):
             return False
         command = parse_command(self.lines[0])
@@ -518,7 +521,7 @@ class ChatClient:
             return False
         if self.outbox.entries:
             return not self.outbox.retry_s or self._held_by_outage(now, out)
-        return self._draining(now, out)
+        return self._draining(now, out) or self.peers.holding()
 
     def _held_by_outage(self, now, out):
         """True while a script waits, up to outage_wait_s, for a server that could not be
@@ -1370,7 +1373,10 @@ class ChatClient:
                     (self.refused, "message", "refused (said above)"),
                     (self.refused_logins, "login", "refused (said above)"),
                     (self.not_understood, "line", "not understood (said above)"),
-                    (self.not_done, "command", "not done (said above)")]
+                    (self.not_done, "command", "not done (said above)"),
+                    (self.privates_lost[False], "private message", "not delivered (said above)"),
+                    (self.privates_lost[True], "private message",
+                     "perhaps not delivered (said above)")]
         if any(count for count, _, _ in failures) and self.settings.scripted:
             # what reads a script's status cannot read the lines above it (a trial's ran to
             # its end with three listed as not sent, status 0; another's with one refused;
@@ -1444,7 +1450,7 @@ class ChatClient:
         elif kind in ("message", "broadcast", "listed"):
             self._show(frame, out)
         elif kind in peer.PEER_DELIVERIES:
-            out.extend(self.peers.delivered(frame, self.proof))
+            self._from_peers(self.peers.delivered(frame, self.proof), out)
         elif kind == "consent_revoked":
             # the user's session ended, or our address never reached it: the key we gave it
             # is void
@@ -1501,7 +1507,15 @@ class ChatClient:
     # -- peer to peer (the rules live in peer.py) -----------------------------------------------
 
     def _link_idle(self, key, now, out):
-        out.extend(self.peers.link_idle(key.user, now))
+        self._from_peers(self.peers.link_idle(key.user, now), out)
+
+    def _from_peers(self, items, out):
+        """What peer.py says, each private message it says was not delivered, or perhaps
+        not, counted for the exit's status (a trial's script ended 0 under "Not delivered")."""
+        for item in items:
+            if type(item) is ShowFate and item.fate is not Fate.SENT:
+                self.privates_lost[item.fate is Fate.UNSURE] += 1
+        out.extend(items)
 
     def _private(self, command, now, out):
         if self.settings.listen_port is None and not self.no_port_told:

@@ -268,6 +268,14 @@ class Peers:
         self.asking.clear()
         return items
 
+    def holding(self):
+        """True while a link holds private messages not yet sent or not acknowledged: the
+        input's end waits for them, as for the server's (a trial's script that ended just
+        after a private message had it reported not delivered, or perhaps not, or refused
+        by the peer as its logout ended the consent, though the peer showed it). Each is
+        settled within PEER_PROOF_S, by an acknowledgement or a report (link_idle)."""
+        return any(link.waiting or link.unacked for link in self.links.values())
+
     def left_undelivered(self):
         """The client exits: what its links hold, not yet sent or not acknowledged, is said
         now -> ShowFates (a link's close comes after the exit, never heard: a trial's quit lost

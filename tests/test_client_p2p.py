@@ -5,7 +5,8 @@ import pytest
 import protocol
 
 from client_events import (
-    Accepted, Arm, CloseConn, EndLink, Exit, Expired, Incoming, IncomingClosed, Interrupted,
+    Accepted, Arm, CloseConn, EndLink, Exit, Expired, Incoming, IncomingClosed, InputEnded,
+    Interrupted,
     LinkClosed, LinkIdle, LinkIn, Log, OpenLink, SendOnLink, SendTo, Show, Fate, ShowFate,
     ShowSending, Status,
 )
@@ -423,6 +424,37 @@ def test_an_idle_link_closed_by_a_yes_taken_back_is_said_once_and_truly():
     refusal_first = idle_link()
     assert printed(refusal_first.do(LinkIn(1, err("not_allowed")))) == [
         "bob no longer takes your private messages. Type getaddress bob to ask again."]
+
+
+@pytest.mark.parametrize("ending", ["the input's end", "logout", "quit"])
+def test_a_scripts_end_waits_for_its_private_messages_to_be_acknowledged(ending):
+    """(a trial's script that ended just after a private message had it reported not
+    delivered, perhaps not delivered, or refused by the peer once its logout had ended the
+    consent, though the peer had shown it: four outcomes, by timing)"""
+    run = with_address(logged_in(scripted=True))
+    run.type("private bob hi")
+    waits = run.do(InputEnded()) if ending == "the input's end" else run.type(ending)
+    assert requests(waits) == []                   # no logout while "hi" is on its way
+    opened(run)
+    assert requests(run.do(LinkIn(1, OK))) == [{"type": "logout", "token": "t1"}]
+    actions = run.reply(OK, "logout")
+    assert not [line for line in printed(actions) if "deliver" in line]
+    if ending != "logout":
+        assert of(actions, Exit)[0].code == 0
+
+
+def test_a_scripts_end_waits_for_a_peer_that_never_answers_only_the_links_time():
+    run = with_address(logged_in(scripted=True))
+    run.type("private bob hi")
+    run.do(LinkIn(1, {"type": "challenge", "nonce": "n"}))     # taken, never proven
+    assert requests(run.do(InputEnded())) == []
+    run.now = PEER_PROOF_S
+    actions = run.do(Expired(LinkIdle("bob")))
+    assert "Not delivered to bob: hi" in printed(actions)
+    assert requests(actions) == [{"type": "logout", "token": "t1"}]
+    # said during the run, counted in the script's status (a trial's ended 0 under it)
+    exit_ = of(run.reply(OK, "logout"), Exit)[0]
+    assert (exit_.code, exit_.reason) == (1, "1 private message was not delivered (said above)")
 
 
 def test_a_peer_that_refuses_our_proof_is_reported_and_not_resent():
