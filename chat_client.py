@@ -165,6 +165,7 @@ class ChatClient:
         self.refused_logins = 0         # a script's names and passwords refused: status 1
         self.not_understood = 0         # ... and commands it could not be (Usage): status 1
         self.not_done = 0               # ... and commands not done (an outage, a session's end)
+        self.refused_commands = 0       # ... and commands refused (block nobody)
         self.privates_lost = [0, 0]     # ... private messages not delivered, perhaps not
         self.waiting_said = 0           # the most messages waiting said so while the queue lasts
         self.login_head = 0             # the highest number given before this login (welcome)
@@ -675,7 +676,10 @@ class ChatClient:
             return
         refused = refusal(command)
         if refused is not None:
-            self.refused += command.name in ("message", "broadcast", "private")
+            if command.name in ("message", "broadcast", "private"):
+                self.refused += 1
+            else:
+                self.refused_commands += 1
             out.append(Show("system", refused))
             return
         if command.name == "help":
@@ -1073,6 +1077,10 @@ class ChatClient:
             return
         if frame.get("type") == "ok":
             self._peer_reply(command, frame, out)
+        elif frame.get("type") == "error":
+            # (a trial's script ended 0 after "User nobody does not exist." to a block, and 1
+            # after it to a message)
+            self.refused_commands += 1
         if command.name == "online" and frame.get("type") == "online":
             out.append(ShowOnline(tuple(u for u in frame.get("users") or [] if isinstance(u, str))))
             return
@@ -1325,6 +1333,12 @@ class ChatClient:
         if self._stop_why is not None:
             out.append(Log("no answer to the message in flight; stopping anyway"))
             self._exit(out, 1, self._stop_why)
+        elif self.exiting and self.token is None and self._login_sent is not None:
+            # (a trial's Ctrl-C as a stopped server held the login left without a word; the
+            # server went on, took it, and showed the user online until its time-out)
+            out.append(Show("system", "The login got no answer: if the server takes it later, "
+                                      "you show as online until it times the session out."))
+            self._exit(out)
         elif self.exiting:
             out.append(Log("no reply to logout; exiting anyway"))
             self._exit(out)
@@ -1339,6 +1353,11 @@ class ChatClient:
             command = parse_command(line) if self.stage is Stage.LOGGED_IN else None
             if type(command) is Command and command.name in ("message", "broadcast", "private"):
                 out.append(ShowFate(None, Fate.REFUSED, "Not sent (you quit before it went): "
+                                    + described(command), "you quit before it went", True))
+            elif type(command) is Command and command.name not in ("logout", "quit"):
+                # (named: a trial's "Not read: 1 line" did not say which command was not done)
+                self.not_done += 1
+                out.append(ShowFate(None, Fate.REFUSED, "Not done (you quit before it went): "
                                     + described(command), "you quit before it went", True))
             else:
                 unread += 1
@@ -1357,6 +1376,15 @@ class ChatClient:
                or self.session_user is None
                else "the session ended before the server took it" if leaving
                else f"you did not log in again as {self.session_user}")
+        for pending in self.pending.values():
+            if (leaving and pending.purpose is Purpose.COMMAND
+                    and pending.command.name not in ("logout", "online")):
+                # sent, never answered: a stopped server may still do it (a trial's unblock,
+                # left at a Ctrl-C without a word, was done once the server went on)
+                self.not_done += 1
+                out.append(ShowFate(None, Fate.UNSURE, "Perhaps not done (you quit before the "
+                                    "server answered): " + described(pending.command),
+                                    "you quit before the server answered", True))
         listed = len(out)
         self._report_unsent(out, why, at_exit=True)
         sent = [item.fate for item in out[listed:] if type(item) is ShowFate]
@@ -1374,6 +1402,7 @@ class ChatClient:
                     (self.refused_logins, "login", "refused (said above)"),
                     (self.not_understood, "line", "not understood (said above)"),
                     (self.not_done, "command", "not done (said above)"),
+                    (self.refused_commands, "command", "refused (said above)"),
                     (self.privates_lost[False], "private message", "not delivered (said above)"),
                     (self.privates_lost[True], "private message",
                      "perhaps not delivered (said above)")]

@@ -1037,7 +1037,11 @@ def test_ctrl_c_as_the_login_goes_waits_for_it_and_logs_out_of_what_it_made():
     at_password(unanswered)
     unanswered.do(Interrupted())
     unanswered.now = 2.0
-    assert Exit(0) in unanswered.do(Expired(ExitDue()))
+    actions = unanswered.do(Expired(ExitDue()))
+    assert Exit(0) in actions
+    # (a trial's left without a word, and was shown online once the server went on)
+    assert printed(actions) == ["The login got no answer: if the server takes it later, you "
+                                "show as online until it times the session out."]
 
 
 def test_leaving_exits_when_the_logout_fails():
@@ -1210,6 +1214,26 @@ def test_interrupt_drops_queued_lines():
     actions = run.reply({"type": "online", "users": []}, kind="online")
     assert requests(actions) == []
     assert run.reply(OK, kind="logout") == [Exit(0)]
+
+
+def test_a_quit_says_which_commands_it_left_undone_or_perhaps_done():
+    """(a trial's Ctrl-C, with the server stopped, left an unblock on its way without a word,
+    and the server did it once it went on; the lines behind it were "Not read: 2 lines")"""
+    run = logged_in()
+    run.type("unblock bob")                         # sent; the server does not answer
+    run.type("block carol")
+    run.type("online")
+    assert printed(run.do(Interrupted())) == ["Not done (you quit before it went): block carol",
+                                              "Not done (you quit before it went): online"]
+    run.now = 10.0
+    assert printed(run.do(Expired(ExitDue()))) == [
+        "Perhaps not done (you quit before the server answered): unblock bob"]
+    # what was not read before a login is counted, never shown: it may be a password
+    early = Run()
+    early.do(Started())
+    early.type("alice")                             # its check waits for the server
+    early.type("secret")
+    assert printed(early.do(Interrupted())) == ["Not read: 1 line you typed before quitting."]
 
 
 def test_heartbeat_stops_while_exiting():

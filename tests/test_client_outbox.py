@@ -515,7 +515,7 @@ def test_lines_typed_behind_a_waiting_one_are_listed_when_the_user_quits():
     actions = run.do(Interrupted())
     assert printed(actions)[:3] == ["Not sent (you quit before it went): message bob two",
                                     "Not sent (you quit before it went): broadcast three",
-                                    "Not read: 1 line you typed before quitting."]
+                                    "Not done (you quit before it went): online"]
     assert not run.client.lines
 
 
@@ -608,6 +608,23 @@ def test_a_script_whose_messages_were_refused_ends_with_status_1():
     assert Exit(1, "2 messages were refused (said above)") in actions
     # each is named: a script's lines are not echoed (a trial's 4,000 refusals read alike)
     assert refused == ["User nobody does not exist.", "Not sent: message nobody hi"]
+
+
+def test_a_script_whose_commands_were_refused_ends_with_status_1():
+    """(a trial's script ended 0 after "User nobody does not exist." to a block, and 1 after
+    it to a message)"""
+    run = logged_in(scripted=True)
+    run.type("block nobody")
+    assert printed(run.reply(err("unknown_user"), "block")) == ["User nobody does not exist."]
+    run.type("block alice")
+    assert printed(run.reply(err("self"), "block")) == ["You cannot block yourself."]
+    run.type("message " + "b" * 200 + " hi")                 # refused as typed
+    run.type("block " + "c" * 200)                           # ... and this
+    run.type("unblock bob")
+    run.reply(OK, "unblock")
+    run.do(InputEnded())
+    assert Exit(1, "1 message was refused (said above); 3 commands were refused (said "
+                   "above)") in run.reply(OK, "logout")
 
 
 def test_a_script_with_nothing_refused_or_unsent_ends_with_status_0():
