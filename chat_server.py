@@ -837,13 +837,15 @@ class ChatServer(Reach):
         if type(notice) is not bool:
             notice = protocol.flag_field(frame, "notice")       # (refuses it)
         store = self._store
+        # a repeat gets its old reply whatever happened since: a fuzzer's retry, after the
+        # recipient had blocked the sender, was told "blocked" of a message delivered
+        if mid is not None and store.senders.seen(sender, *mid) is not NEW:
+            return self._taken_before(sender, mid, request.conn, frame_id)
         if not goes_on:
             if recipient == sender:
                 raise Refused("self")
             if sender in store.block_lists.get(recipient, ()):     # (is_blocked, inline)
                 raise Refused("blocked")
-        if mid is not None and store.senders.seen(sender, *mid) is not NEW:
-            return self._taken_before(sender, mid, request.conn, frame_id)
         offline = not goes_on and recipient not in self._users
         message = {"type": "message", "from": sender, "text": text}
         if notice:

@@ -424,6 +424,25 @@ def test_a_retried_request_gets_its_first_reply_and_stores_nothing_twice():
     assert replies(no_id) == [{"type": "ok", "stored": True}]     # the first one's id not kept
 
 
+def test_a_retry_gets_its_first_reply_whatever_the_recipient_did_since():
+    """(a fuzzer's retry, after the recipient had blocked the sender, was told "blocked" of
+    a message that had been delivered)"""
+    server, store = make_server()
+    login(server, "alice", port=5001)
+    login(server, "bob", port=5002, conn=3)
+    frame = {"type": "message", "token": "s1", "to": "bob", "text": "once", "mid": "c1-1"}
+    assert replies(server.handle(Request(2, {**frame, "id": 1}, "h"), 0.0)) == [
+        {"type": "ok", "stored": False, "id": 1}]
+    blocked = server.handle(Request(4, {"type": "block", "token": "s3", "user": "alice"}, "h"),
+                            1.0)
+    assert replies(blocked) == [{"type": "ok"}]
+    assert replies(server.handle(Request(2, {**frame, "id": 2}, "h"), 2.0)) == [
+        {"type": "ok", "stored": False, "id": 2}]
+    new = replies(server.handle(Request(2, {**frame, "mid": "c1-2"}, "h"), 2.0))
+    assert new[0]["code"] == "blocked"          # a new one is refused
+    assert store.count_waiting("bob") == 1
+
+
 def test_messages_that_overtake_each_other_are_each_stored_once():
     """On parallel connections a client's numbers may arrive out of order: each is stored
     the first time it arrives, whatever came before it, and is a repeat after."""
