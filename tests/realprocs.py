@@ -190,7 +190,8 @@ def start_server(tmp_path, port, *options):
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "server.py"), str(port),
                              "--host", "127.0.0.1", "--data-dir", str(tmp_path / "data"),
                              *options],
-                            stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=ROOT)
+                            stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=ROOT,
+                            preexec_fn=_signals_as_in_a_terminal)
     log.close()
     end = time.monotonic() + WAIT_S
     while time.monotonic() < end:
@@ -205,6 +206,14 @@ def start_server(tmp_path, port, *options):
 
 
 start_server.started = {}
+
+
+def _signals_as_in_a_terminal():
+    """The stop signals as a terminal's shell leaves them: the tests may run under `nohup`
+    or `&`, whose ignored SIGHUP and SIGINT the server keeps, as it should (a helper's run in
+    the background failed the hang-up tests)."""
+    for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def wait_log(tmp_path, text, timeout_s=WAIT_S):
