@@ -160,13 +160,18 @@ class _Unwaited:
         self._fd = fd               # written as it is: a regular file (no reader to wait for)
         self._own = None            # a terminal or pipe opened again, non-blocking
         self._socket = None         # a socket (systemd's journal), sent to with MSG_DONTWAIT
+        # select() asked first, but of a regular file (always writable: it was a select() a
+        # pass, a fiftieth of a login in bench.py) or a descriptor of our own, non-blocking
+        self._ask_first = True
         try:
             mode = os.fstat(fd).st_mode
+            self._ask_first = not stat.S_ISREG(mode)
             if stat.S_ISSOCK(mode):
                 self._socket = socket.socket(fileno=os.dup(fd))
             elif stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
                 self._own = os.open(f"/proc/self/fd/{fd}",
                                     os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+                self._ask_first = False
         except OSError:
             pass            # (no /proc, say: then select() is asked first, as good as it gets)
 
@@ -179,7 +184,7 @@ class _Unwaited:
                     select.select([], [self._socket], [], wait_s)
                 return self._socket.send(data, socket.MSG_DONTWAIT)
             fd = self._fd if self._own is None else self._own
-            if (wait_s or self._own is None) and not select.select([], [fd], [], wait_s)[1]:
+            if (wait_s or self._ask_first) and not select.select([], [fd], [], wait_s)[1]:
                 return 0
             return os.write(fd, data)
         except (BlockingIOError, InterruptedError):

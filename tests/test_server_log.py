@@ -474,3 +474,15 @@ def test_a_listen_that_fails_says_what_to_do(tmp_path, argv, hint):
                            "--data-dir", str(tmp_path / "data")], cwd=ROOT, timeout=WAIT_S,
                           stdin=subprocess.DEVNULL, capture_output=True, text=True)
     assert done.returncode == 1 and hint in done.stderr, done.stderr
+
+
+def test_a_log_in_a_regular_file_is_written_without_asking_select_first(tmp_path, monkeypatch):
+    """(a select() a pass, before every write to a file that is always writable, was a
+    fiftieth of a login's server time in bench.py)"""
+    def no_select(*args):
+        raise AssertionError("select() asked of a regular file")
+    with open(tmp_path / "server.log", "wb") as log:
+        logger = make_logger(VirtualClock(), fd=log.fileno())
+        monkeypatch.setattr(server_log.select, "select", no_select)
+        logger.many(["one", "two"])
+    assert (tmp_path / "server.log").read_text().splitlines()[1].endswith(" two")
