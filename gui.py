@@ -398,14 +398,21 @@ class ChatView:
                for command, _ in lines):
             self._say(at, f"Usage: {ACTION}<action>", "error")
             return None
+        # a private message to a user who has not agreed stays in the input, typed as a
+        # command too (a trial's "/private bob hi", sent while asking bob, was emptied, lost)
+        addressed = [words[1] for words in (command.split(None, 2) for command, _ in lines
+                                            if command is not None)
+                     if len(words) == 3 and words[0].lower() == "private"]
+        if self.target.private and any(message is not None for _, message in lines):
+            addressed.append(self.target.user)
+        unagreed = next((user for user in addressed if user not in self.private_to), None)
+        if unagreed is not None:
+            self._say(at, f"{unagreed} has not agreed to a private talk with you: select "
+                          f"{unagreed} and press Get address to ask, or Message to send it "
+                          f"through the server.", "error")
+            return None
         if all(command is not None for command, _ in lines):
             return [command for command, _ in lines]
-        if self.target.private and self.target.user not in self.private_to:
-            user = self.target.user
-            self._say(at, f"{user} has not agreed to a private talk with you: select {user} "
-                          f"and press Get address to ask, or Message to send it through the "
-                          f"server.", "error")
-            return None
         too_long = next((len(message) for _, message in lines
                          if message is not None and len(message) > MAX_TEXT_CHARS), None)
         if too_long is not None:

@@ -1011,6 +1011,12 @@ def test_a_private_message_without_consent_names_the_buttons_not_the_commands(sc
                                   "server.")
     assert all(e.kind != "mine" for e in screen.view.entries)     # nothing went
     assert screen.sent("message") == []
+    # typed as a command, to anyone who has not agreed: kept too (a trial's was emptied)
+    screen.view.aim(None)
+    for typed in ("/private bob psst", "/PRIVATE bob psst", "/online\n/private carol hi"):
+        assert screen.send(typed) is False, typed
+        assert screen.texts()[-1].startswith(typed.split()[-2] + " has not agreed")
+    assert screen.send("/private") is not False     # (its usage is the core's to say)
 
 
 def test_an_unreachable_peer_is_told_with_the_way_through_the_server(screen):
