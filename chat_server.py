@@ -221,6 +221,9 @@ class ChatServer(Reach):
         # Peer to peer, in memory only, so a restart ends every consent.
         self._consents = Consents(settings.consent_s, make_secret)
         self._seals = 0         # peer keys sealed so far (each seal's pad must be new)
+        # user -> {target: the answer to its getaddress that never reached its client}: told
+        # again at its next heartbeat or resume, the sign it is back (_answers_owed)
+        self._owed = {}
         self._sessions = Sessions()
         self._users = self._sessions.by_user       # user -> Session, to read
         # staying connection -> the session it carries, for the glue to read (after every
@@ -678,6 +681,7 @@ class ChatServer(Reach):
         """End `user`'s session (`why`, unless by its logout) and the consents it took part
         in; returns the notices, and a TimeQuiet for the staying connection it leaves."""
         session = self._sessions.end(user, why)
+        self._owed.pop(user, None)
         notices = self._consents.end(user)
         actions = [action for to, frame in notices for action in self._tell(to, frame)] \
             if notices else []
@@ -1019,7 +1023,8 @@ class ChatServer(Reach):
         # answered Y, and the blocked user had the address and sent private messages)
         if self._consents.lapse(target, session.user):
             actions += [Log(f"{session.user} blocked {target}: its address request lapsed"),
-                        *self._tell(target, {"type": "address_lapsed", "user": session.user}),
+                        *self._answer_asker(target, {"type": "address_lapsed",
+                                                     "user": session.user}),
                         *self._tell(session.user, {"type": "consent_lapsed", "user": target})]
         return actions
 
@@ -1060,9 +1065,18 @@ class ChatServer(Reach):
         return actions
 
     def _heartbeat(self, session, request, frame_id, now):
-        """Nothing more to do: every request of a session, this one too, has moved its
-        last_seen to `now` (_on_request). The answer says how far the log has come."""
-        return [_answer(request.conn, frame_id, {"type": "ok", "head": self._store.head})]
+        """Every request of a session, this one too, has moved its last_seen to `now`
+        (_on_request). The answer says how far the log has come; answers owed go again."""
+        return [_answer(request.conn, frame_id, {"type": "ok", "head": self._store.head}),
+                *self._answers_owed(session)]
+
+    def _answers_owed(self, session):
+        """Answers to the session's getaddress that never reached its client (_unreached),
+        now that it is heard from again: a trial's asker, stopped as its answer came, was
+        never told, and was told to wait for the agreement that had come."""
+        owed = self._owed.pop(session.user, None) if self._owed else None
+        return [action for frame in owed.values() for action in self._reach(session, frame)
+                ] if owed else []
 
     def _resume(self, session, request, frame_id, now):
         """The session's client is back on a new staying connection: reach it there, and
@@ -1082,7 +1096,7 @@ class ChatServer(Reach):
                  ] if left is not None and left != request.conn else []
         return [Log(f"{session.user} resumed the session on connection {request.conn}"),
                 _answer(request.conn, frame_id, {"type": "ok", "head": self._store.head}),
-                *reset, *self._send_waiting(session)]
+                *reset, *self._send_waiting(session), *self._answers_owed(session)]
 
     def _logout(self, session, request, frame_id, now):
         reason = request.frame.get("reason")
@@ -1121,6 +1135,8 @@ class ChatServer(Reach):
         if asked_until is None:
             raise Refused("already_asked")
         self._asks.take(requester, now)
+        if requester in self._owed:     # an answer to the question before is news no more
+            self._owed[requester].pop(target, None)
         # (folded per asker: a trial's 40 accounts asking within their rate limits wrote
         # 29,000 lines a minute)
         asked = [Log(f"{requester} asked {target} for its address",
@@ -1156,7 +1172,8 @@ class ChatServer(Reach):
                            refused if asked else f"{target} {took_back}"),
                        _answer(request.conn, frame_id, reply)]
             if asked:
-                actions += self._reach(asker, {"type": "address_refused", "user": target})
+                actions += self._answer_asker(requester, {"type": "address_refused",
+                                                          "user": target})
             if revoked:
                 actions += self._reach(asker, {"type": "address_revoked", "user": target,
                                                "taken_back": True})
@@ -1167,7 +1184,8 @@ class ChatServer(Reach):
             # port): no peer could reach it, so there is no address to give, and both are told
             return [Log(f"{target} agreed to talk with {requester} but has no listening port"),
                     _answer(request.conn, frame_id, {"type": "ok", "no_port": True}),
-                    *self._reach(asker, {"type": "address_unavailable", "user": target})]
+                    *self._answer_asker(requester, {"type": "address_unavailable",
+                                                    "user": target})]
         # One random key per consent, known only to the pair: the requester proves with it
         # who it is to the target's listener (PROTOCOL.md, "Peer to peer"). Never logged.
         key = self._consents.grant(requester, target)
@@ -1207,7 +1225,8 @@ class ChatServer(Reach):
         return [Log(f"{key.target} did not answer {key.requester}'s address request within "
                     f"{whole(self._settings.consent_s)} s",
                     ("address requests unanswered by", key.target)),
-                *self._tell(key.requester, {"type": "address_lapsed", "user": key.target}),
+                *self._answer_asker(key.requester, {"type": "address_lapsed",
+                                                    "user": key.target}),
                 *self._tell(key.target, {"type": "consent_lapsed", "user": key.requester})]
 
     def _idle_check(self, key, now):
@@ -1326,7 +1345,8 @@ class ChatServer(Reach):
         """A question, or an address, that never reached the client of `session`: it ends,
         and the other side is told, rather than waiting on it. (A trial's client, frozen for
         13 s, never saw a question while its asker was told to wait for the answer; another
-        never got the address its peer had been told it gave.) Other notices just lapse."""
+        never got the address its peer had been told it gave.) An answer to its own
+        getaddress goes again once it is heard from (_owe); other notices just lapse."""
         actions = []
         user = session.user
         for frame in notices:
@@ -1342,4 +1362,24 @@ class ChatServer(Reach):
                                 f"the consent ended", ("addresses undeliverable to", user)),
                             *self._tell(frame["user"], {"type": "consent_revoked", "user": user,
                                                         "unreached": True})]
+                self._owe(user, {"type": "address_lapsed", "user": frame["user"],
+                                 "lost": True})
+            elif kind in ("address_refused", "address_unavailable", "address_lapsed"):
+                self._owe(user, frame)
         return actions
+
+    def _answer_asker(self, asker, answer):
+        """Deliver `answer` to the getaddress of `asker` (a user) if online; while it cannot be
+        reached now (staying, between connections), it is owed (_owe)."""
+        session = self._users.get(asker)
+        if session is None:
+            return []
+        reaching = self._reach(session, answer)
+        if not reaching:
+            self._owe(asker, answer)
+        return reaching
+
+    def _owe(self, user, answer):
+        """`answer` to `user`'s getaddress goes again once its client is heard from (the
+        newest per target: one question per pair waits at a time)."""
+        self._owed.setdefault(user, {})[answer["user"]] = answer

@@ -194,6 +194,12 @@ class Peers:
             # as a logout of someone still online)
             return [_notice(f"{user} logged out, or logged in again, before answering your "
                             f"request for their address.")]
+        if kind == "address_lapsed" and frame.get("lost") is True:
+            # (a trial's client, stopped as the answer came, was never told, and was told to
+            # wait for the agreement that had come)
+            return [_notice(f"{user} answered your request for their address, but the answer "
+                            f"could not reach this client. Type getaddress {user} to ask "
+                            f"again.")]
         if kind == "address_lapsed" and frame.get("unreached") is True:
             return [_notice(f"{user} could not be asked for their address: their client did "
                             f"not take the question. Ask again later.")]

@@ -813,6 +813,18 @@ def test_a_question_that_never_reached_its_target_is_said():
                                 "not take the question. Ask again later."]
 
 
+def test_an_answer_lost_on_its_way_is_said_when_the_server_sends_word_of_it():
+    """(a trial's client, stopped as bob's yes came, heard nothing, and was told to wait for
+    the agreement that had come)"""
+    run = logged_in()
+    run.type("getaddress bob")
+    run.reply(OK)
+    actions = delivered(run, {"type": "address_lapsed", "user": "bob", "lost": True})
+    assert printed(actions) == ["bob answered your request for their address, but the answer "
+                                "could not reach this client. Type getaddress bob to ask again."]
+    assert run.client.peers.asking == {}        # (no "you asked bob" to a private now)
+
+
 def test_closed_peer_connections_are_forgotten():
     run = granted(logged_in())
     run.do(Accepted(5, "n5"))

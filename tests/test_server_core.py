@@ -290,6 +290,47 @@ def test_a_question_that_never_reached_is_said_while_a_retry_of_messages_is_due(
                                   "unreached": True}) in deliveries(again)
 
 
+def test_an_answer_that_never_reached_its_asker_goes_again_at_its_next_heartbeat():
+    """(a trial's asker, stopped as bob's yes came, was never told, and then was told to wait
+    for the agreement that had come)"""
+    server, _ = make_server()
+    login(server, "alice", port=5001)
+    login(server, "bob", port=5002, conn=3)
+    alice = ("127.0.0.1", 5001)
+    server.handle(Request(2, {"type": "getaddress", "token": "s1", "user": "bob"},
+                          "127.0.0.1"), 0.0)
+    agreed = server.handle(Request(4, {"type": "consent", "token": "s3", "user": "alice",
+                                       "agree": True}, "127.0.0.1"), 1.0)
+    address = next(frame for to, frame in deliveries(agreed) if to == alice)
+    server.handle(Undelivered(alice, "s2", "timed out", (address,)), 2.0)
+    beat = lambda now: deliveries(server.handle(
+        Request(5, {"type": "heartbeat", "token": "s1"}, "127.0.0.1"), now))
+    assert beat(3.0) == [(alice, {"type": "address_lapsed", "user": "bob", "lost": True})]
+    assert beat(4.0) == []                                  # told once
+    # a refusal likewise; and nothing is owed to a session that ended
+    server.handle(Request(2, {"type": "getaddress", "token": "s1", "user": "bob"},
+                          "127.0.0.1"), 5.0)
+    refused = server.handle(Request(4, {"type": "consent", "token": "s3", "user": "alice",
+                                        "agree": False}, "127.0.0.1"), 6.0)
+    server.handle(Undelivered(alice, "s2", "timed out", tuple(
+        frame for to, frame in deliveries(refused) if to == alice)), 7.0)
+    assert beat(8.0) == [(alice, {"type": "address_refused", "user": "bob"})]
+    server.handle(Request(2, {"type": "getaddress", "token": "s1", "user": "bob"},
+                          "127.0.0.1"), 9.0)
+    server.handle(Request(4, {"type": "consent", "token": "s3", "user": "alice",
+                              "agree": False}, "127.0.0.1"), 10.0)
+    server.handle(Undelivered(alice, "s2", "timed out",
+                              ({"type": "address_refused", "user": "bob"},)), 11.0)
+    # asked again, the answer before is news no more
+    server.handle(Request(2, {"type": "getaddress", "token": "s1", "user": "bob"},
+                          "127.0.0.1"), 12.0)
+    assert beat(13.0) == []
+    server.handle(Undelivered(alice, "s2", "timed out",
+                              ({"type": "address_refused", "user": "bob"},)), 14.0)
+    server.handle(Request(2, {"type": "logout", "token": "s1"}, "127.0.0.1"), 15.0)
+    assert server._owed == {}
+
+
 def test_undelivered_messages_are_retried_with_doubling_backoff_and_new_ones_wait_in_order():
     server, store = make_server(Settings(retry_first_s=1.0, retry_max_s=4.0))
     login(server, "alice", port=5001)

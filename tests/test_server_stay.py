@@ -393,3 +393,13 @@ def test_an_address_for_a_staying_asker_between_connections_ends_the_consent_at_
     taken = ask(server, 2, {"type": "consent", "token": "s2", "user": "alice", "agree": False},
                 now=3.0)
     assert replies(taken)[0]["code"] == "no_request"        # the grant ended already
+    # the asker is told at its resume (a trial's, never told, was told to wait for the
+    # agreement that had come): once, and the answer to a refused question likewise
+    back = ask(server, 3, {"type": "resume", "token": "s1"}, now=4.0)
+    assert pushes(back) == [(3, {"type": "address_lapsed", "user": "bob", "lost": True})]
+    assert pushes(ask(server, 3, {"type": "heartbeat", "token": "s1"}, now=5.0)) == []
+    ask(server, 3, {"type": "getaddress", "token": "s1", "user": "bob"}, now=6.0)
+    server.handle(Closed(3), 7.0)
+    ask(server, 2, {"type": "consent", "token": "s2", "user": "alice", "agree": False}, now=8.0)
+    back = ask(server, 4, {"type": "resume", "token": "s1"}, now=9.0)
+    assert pushes(back) == [(4, {"type": "address_refused", "user": "bob"})]
