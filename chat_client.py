@@ -483,9 +483,11 @@ class ChatClient:
         # a script's 200 lines sent 101 and reported the rest "Not sent" (an outage, a
         # retry's backoff, still ends it, listing what waits)
         slowed = self.token is not None and self.outbox.entries and not self.outbox.retry_s
+        # (a try in flight when the outage's wait runs out is not waited for: a trial's said
+        # "waiting up to 30 s" and listed what was not sent 9 s later, at the try's time-out)
         if (self.input_ended and self.waiting_for is None and not self.lines and not self.exiting
-                and self.outbox.sending is None and not slowed and self.login_again is None
-                and self.command_again is None):
+                and (self.outbox.sending is None or self.outage_wait == "over")
+                and not slowed and self.login_again is None and self.command_again is None):
             if self.token is None and self.settings.scripted and not self.logged_in_once:
                 self._exit(out, 1, "the input ended before a login succeeded")
             elif self.token is None and self.settings.scripted and self.stage is Stage.PASSWORD:

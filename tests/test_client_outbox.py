@@ -145,6 +145,25 @@ def test_end_of_input_in_an_outage_gives_up_after_its_wait_and_lists_what_was_no
     assert Exit(1, "2 messages were not sent (listed above)") in actions
 
 
+def test_end_of_input_in_an_outage_gives_up_on_time_with_a_try_in_flight():
+    """(a trial's said "waiting up to 30 s" and listed what was not sent 9 s after that, when
+    the try in flight to a stopped server timed out)"""
+    run = logged_in(scripted=True)
+    run.type("message bob one")
+    run.fail("timed out")
+    run.do(InputEnded())
+    run.now += 29
+    assert [f["text"] for f in requests(run.do(Expired(RETRY)))] == ["one"]   # in flight
+    run.now += 1
+    actions = run.do(Expired(OutageWaitDue()))
+    assert [f["type"] for f in requests(actions)] == ["logout"]     # not after the try
+    run.now += 2
+    actions = run.do(Expired(ExitDue()))
+    assert "Perhaps not sent (the server may have it; it may yet arrive): message bob one" in (
+        printed(actions))
+    assert Exit(1, "1 message was perhaps not sent (listed above)") in actions
+
+
 def test_a_script_is_read_no_further_while_a_thousand_wait_and_again_once_half_have_gone():
     """A trial's `yes | client.py` grew by 25 MB a second while the server took 20 a second."""
     run = logged_in(scripted=True)
