@@ -166,7 +166,8 @@ class ChatClient:
         self.not_understood = 0         # ... and commands it could not be (Usage): status 1
         self.not_done = 0               # ... and commands not done (an outage, a session's end)
         self.refused_commands = 0       # ... and commands refused (block nobody)
-        self.privates_lost = [0, 0]     # ... private messages not delivered, perhaps not
+        self.privates_undelivered = 0   # ... private messages not delivered
+        self.privates_unsure = 0        # ... and perhaps not delivered
         self.waiting_said = 0           # the most messages waiting said so while the queue lasts
         self.login_head = 0             # the highest number given before this login (welcome)
         self.session_user = None        # whose session this run last had
@@ -1405,8 +1406,9 @@ class ChatClient:
                     (self.not_understood, "line", "not understood (said above)"),
                     (self.not_done, "command", "not done (said above)"),
                     (self.refused_commands, "command", "refused (said above)"),
-                    (self.privates_lost[False], "private message", "not delivered (said above)"),
-                    (self.privates_lost[True], "private message",
+                    (self.privates_undelivered, "private message",
+                     "not delivered (said above)"),
+                    (self.privates_unsure, "private message",
                      "perhaps not delivered (said above)")]
         if any(count for count, _, _ in failures) and self.settings.scripted:
             # what reads a script's status cannot read the lines above it (a trial's ran to
@@ -1544,8 +1546,10 @@ class ChatClient:
         """What peer.py says, each private message it says was not delivered, or perhaps
         not, counted for the exit's status (a trial's script ended 0 under "Not delivered")."""
         for item in items:
-            if type(item) is ShowFate and item.fate is not Fate.SENT:
-                self.privates_lost[item.fate is Fate.UNSURE] += 1
+            if type(item) is ShowFate and item.fate is Fate.REFUSED:
+                self.privates_undelivered += 1
+            elif type(item) is ShowFate and item.fate is Fate.UNSURE:
+                self.privates_unsure += 1
         out.extend(items)
 
     def _private(self, command, now, out):
