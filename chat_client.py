@@ -166,6 +166,9 @@ class ChatClient:
         self.not_understood = 0         # ... and commands it could not be (Usage): status 1
         self.not_done = 0               # ... and commands not done (an outage, a session's end)
         self.refused_commands = 0       # ... and commands refused (block nobody)
+        self.unread_messages = 0        # ... and messages typed, unread at a quit (not sent)
+        self.unread_lines = 0           # ... and other lines unread at a quit (before a login)
+        self.perhaps_done = 0           # ... and commands sent, never answered
         self.privates_undelivered = 0   # ... private messages not delivered
         self.privates_unsure = 0        # ... and perhaps not delivered
         self.waiting_said = 0           # the most messages waiting said so while the queue lasts
@@ -177,6 +180,7 @@ class ChatClient:
         self.backlog_upto = 0           # the highest number counted off backlog_left
         self.drain = None               # None, "waiting" (DrainDue armed), or "over"
         self.logging_out = False        # a `logout` is on its way
+        self.peer_wait_said = False     # the end's wait for private messages was said
         self.heartbeat_s = settings.heartbeat_s     # or less: within the server's time-out
         self.outage_wait = None         # None, "waiting" (OutageWaitDue armed), or "over"
         self.input_paused = False       # a script's input is read no further (_pace_input)
@@ -498,7 +502,7 @@ class ChatClient:
             elif self.token is None:
                 self._exit(out)
             elif (not self._held_by_outage(now, out) and not self._draining(now, out)
-                  and not self.peers.holding()):
+                  and not self._held_by_peers(out)):
                 self._start_exit(now, out)
         elif (self.input_paused and self.token is not None and self._kept_by_outage()
               and self.outbox.sending is None and not self.exiting
@@ -525,7 +529,7 @@ class ChatClient:
             return False
         if self.outbox.entries:
             return not self.outbox.retry_s or self._held_by_outage(now, out)
-        return self._draining(now, out) or self.peers.holding()
+        return self._draining(now, out) or self._held_by_peers(out)
 
     def _held_by_outage(self, now, out):
         """True while a script waits, up to outage_wait_s, for a server that could not be
@@ -546,6 +550,17 @@ class ChatClient:
                                       f"for the server to take "
                                       f"{plural(len(self.outbox.entries), 'message')}."))
         return True
+
+    def _held_by_peers(self, out):
+        """True while the end waits for private messages on their way to peers, said once (a
+        re-attack's Ctrl-D waited 10 s for a stopped peer without a word)."""
+        holding = self.peers.holding()
+        if holding and not self.peer_wait_said:
+            self.peer_wait_said = True
+            out.append(Show("system", f"Waiting up to {peer.PEER_PROOF_S:g} s for "
+                                      f"{plural(holding, 'private message')} to be "
+                                      f"acknowledged."))
+        return bool(holding)
 
     def _kept_by_outage(self):
         """True while messages wait for a server that could not take them (a retry's
@@ -690,7 +705,10 @@ class ChatClient:
             out.append(Show("help", command.text or ""))
             return
         if command.name == "quit":
-            self._start_exit(now, out)      # as Ctrl-C: log out, then leave on the reply
+            # as Ctrl-C: what was typed after it is said not done, then a logout, and the exit
+            # on its reply (a trial's script ran on past its `quit`, unsaid, status 0)
+            self._report_unread(out)
+            self._start_exit(now, out)
             return
         if command.name == "private":
             self._private(command, now, out)
@@ -1209,7 +1227,10 @@ class ChatClient:
         """Say `command` was not done (or may not have been: `kind`, each screen words it),
         and count it for a script's status."""
         out.append(Show(kind, described(command)))
-        self.not_done += 1
+        if kind == "perhaps_not_done":
+            self.perhaps_done += 1
+        else:
+            self.not_done += 1
 
     def _fail_exit(self, pending, now, out):
         self._exit(out)
@@ -1338,13 +1359,14 @@ class ChatClient:
             self._exit(out, 1, self._stop_why)
         elif self.exiting and self.token is None and self._login_sent is not None:
             # (a trial's Ctrl-C as a stopped server held the login left without a word; the
-            # server went on, took it, and showed the user online until its time-out)
-            out.append(Show("system", "The login got no answer: if the server takes it later, "
-                                      "you show as online until it times the session out."))
-            self._exit(out)
+            # server went on, took it, and showed the user online until its time-out). Said as
+            # the program ends, so that a window, closing, shows it too (a re-attack's did not)
+            self._exit(out, 0, "the login got no answer: if the server takes it later, you "
+                               "show as online until it times the session out")
         elif self.exiting:
             out.append(Log("no reply to logout; exiting anyway"))
-            self._exit(out)
+            self._exit(out, 0, "the logout got no answer: you may show as online until the "
+                               "server times the session out")
 
     def _report_unread(self, out):
         """Lines typed and not yet taken (a line before them waits for the server) go unread
@@ -1355,6 +1377,7 @@ class ChatClient:
         for line in self.lines:
             command = parse_command(line) if self.stage is Stage.LOGGED_IN else None
             if type(command) is Command and command.name in ("message", "broadcast", "private"):
+                self.unread_messages += 1
                 out.append(ShowFate(None, Fate.REFUSED, "Not sent (you quit before it went): "
                                     + described(command), "you quit before it went", True))
             elif type(command) is Command and command.name not in ("logout", "quit"):
@@ -1365,6 +1388,7 @@ class ChatClient:
             else:
                 unread += 1
         if unread:
+            self.unread_lines += unread
             out.append(ShowFate(None, Fate.REFUSED, f"Not read: {plural(unread, 'line')} you "
                                                     f"typed before quitting.", "", True))
         self.lines.clear()
@@ -1384,7 +1408,7 @@ class ChatClient:
                     and pending.command.name not in ("logout", "online")):
                 # sent, never answered: a stopped server may still do it (a trial's unblock,
                 # left at a Ctrl-C without a word, was done once the server went on)
-                self.not_done += 1
+                self.perhaps_done += 1
                 out.append(ShowFate(None, Fate.UNSURE, "Perhaps not done (you quit before the "
                                     "server answered): " + described(pending.command),
                                     "you quit before the server answered", True))
@@ -1397,7 +1421,7 @@ class ChatClient:
         # counted as each was listed (a trial's private message, which its peer had shown,
         # was counted "not sent" under the line that said "Perhaps not delivered")
         unsure, unsure_private = sent.count(Fate.UNSURE), private.count(Fate.UNSURE)
-        unsent = len(sent) + len(private) - unsure - unsure_private
+        unsent = len(sent) + len(private) - unsure - unsure_private + self.unread_messages
         failures = [(unsent, "message", "not sent (listed above)"),
                     (unsure, "message", "perhaps not sent (listed above)"),
                     (unsure_private, "private message", "perhaps not delivered (listed above)"),
@@ -1405,6 +1429,8 @@ class ChatClient:
                     (self.refused_logins, "login", "refused (said above)"),
                     (self.not_understood, "line", "not understood (said above)"),
                     (self.not_done, "command", "not done (said above)"),
+                    (self.perhaps_done, "command", "perhaps not done (said above)"),
+                    (self.unread_lines, "line", "not read (said above)"),
                     (self.refused_commands, "command", "refused (said above)"),
                     (self.privates_undelivered, "private message",
                      "not delivered (said above)"),
@@ -1415,7 +1441,7 @@ class ChatClient:
             # its end with three listed as not sent, status 0; another's with one refused;
             # another's three wrong passwords said only that no login had succeeded)
             said = _failures_said(failures)
-            reason = f"{reason}; {said}" if code and reason else said
+            reason = f"{reason}; {said}" if reason else said
             code = 1
         elif (unsent or unsure or unsure_private) and not reason:
             # said as the program ends too, not only above it: a window's lines go with it (a

@@ -75,6 +75,9 @@ HELP_FIRST = ("Type a message and press Enter, or pick a user and a button; a li
 # How an own message's fate shows after its text; None: on its way, no answer yet.
 _MARKS = {None: "…", Fate.WAITING: "… waiting", Fate.SENT: "✓", Fate.REFUSED: "✗ not sent",
           Fate.UNSURE: "? perhaps not sent"}
+# a private message sent to the peer itself and never acknowledged was sent: perhaps not
+# delivered (a re-attack's window said "perhaps not sent")
+_PRIVATE_MARKS = {**_MARKS, Fate.UNSURE: "? perhaps not delivered"}
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,9 @@ def entry_text(entry):
 
 def entry_mark(entry):
     """What follows an own message's text: on its way (…), sent (✓) or not (✗); else ""."""
-    return _MARKS[entry.fate] if entry.kind == "mine" else ""
+    if entry.kind != "mine":
+        return ""
+    return (_PRIVATE_MARKS if entry.private else _MARKS)[entry.fate]
 
 
 def _entry_text(entry):
@@ -264,7 +269,9 @@ class ChatView:
         # waiting is told by the mark and the status line; the terminal lists each instead
         if fate.line and (fate.fate in (Fate.REFUSED, Fate.UNSURE) or index is None):
             # the entry shows the message: beneath it, the reason alone when there is one
-            said = "Perhaps not sent" if fate.fate is Fate.UNSURE else "Not sent"
+            private = index is not None and self.entries[index].private
+            said = ("Not sent" if fate.fate is not Fate.UNSURE else
+                    "Perhaps not delivered" if private else "Perhaps not sent")
             self._say(at, f"{said}: {fate.why}." if fate.why and index is not None
                       else fate.line, "error")
 

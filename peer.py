@@ -159,6 +159,7 @@ class Peers:
         self.granted = {}       # user -> key: who may dial us, by our consent
         self.blocked = set()    # users whose consent a block of ours ended, this session
         self.asking = {}        # user our getaddress asked, who has not answered -> when
+        self.refused_by = set()     # users whose listener's refusal of our link was said
         self.links = {}         # link id -> Link, until it is closed
         self.by_user = {}       # user -> the open or connecting Link new messages use
         self._ids = 0
@@ -210,8 +211,10 @@ class Peers:
         # even when its listener's refusal of our link made us forget the address first
         void = "address_taken_back" if frame.get("taken_back") is True else "address_void"
         if user not in self.addresses:
-            if void == "address_taken_back":
+            if void == "address_taken_back" and user not in self.refused_by:
                 return [Show(void, sender=user)]
+            # (its refusal said it already: a re-attack's user read both, every time)
+            self.refused_by.discard(user)
             return [Log(f"address of {user} revoked; we had none")]
         return [Show(void, sender=user), *self._void(user)]
 
@@ -231,6 +234,7 @@ class Peers:
             return [Log("malformed address delivery ignored")]
         items = self.forget_address(user)      # a link to the old address ends
         self.addresses[user] = PeerAddress(host, port, key)
+        self.refused_by.discard(user)
         self.portless.discard(user)
         return [*items, Show("address", f"{host} {port}", user)]
 
@@ -272,15 +276,18 @@ class Peers:
         self.granted.clear()
         self.blocked.clear()
         self.asking.clear()
+        self.refused_by.clear()
         return items
 
     def holding(self):
-        """True while a link holds private messages not yet sent or not acknowledged: the
-        input's end waits for them, as for the server's (a trial's script that ended just
+        """How many private messages the links in use hold, not yet sent or not acknowledged:
+        the input's end waits for them, as for the server's (a trial's script that ended just
         after a private message had it reported not delivered, or perhaps not, or refused
         by the peer as its logout ended the consent, though the peer showed it). Each is
-        settled within PEER_PROOF_S, by an acknowledgement or a report (link_idle)."""
-        return any(link.waiting or link.unacked for link in self.links.values())
+        settled within PEER_PROOF_S, by an acknowledgement or a report (link_idle); a link
+        already ending is not waited for (its close may take as long again: a re-attack's
+        20 s), and what it holds is said at the exit (left_undelivered)."""
+        return sum(len(link.waiting) + len(link.unacked) for link in self.by_user.values())
 
     def left_undelivered(self):
         """The client exits: what its links hold, not yet sent or not acknowledged, is said
@@ -449,6 +456,7 @@ class Peers:
             return [note]
         # (else the refusal is said even with nothing to give back: a stopped client may
         # never hear of a yes taken back but by it)
+        self.refused_by.add(link.user)
         return [note,
                 *(_not_delivered(link, messages, "peer_refused",
                                  f"{link.user} no longer takes your private messages")

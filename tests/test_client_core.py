@@ -1037,11 +1037,11 @@ def test_ctrl_c_as_the_login_goes_waits_for_it_and_logs_out_of_what_it_made():
     at_password(unanswered)
     unanswered.do(Interrupted())
     unanswered.now = 2.0
-    actions = unanswered.do(Expired(ExitDue()))
-    assert Exit(0) in actions
     # (a trial's left without a word, and was shown online once the server went on)
-    assert printed(actions) == ["The login got no answer: if the server takes it later, you "
-                                "show as online until it times the session out."]
+    assert unanswered.do(Expired(ExitDue())) == [Exit(0, "the login got no answer: if the "
+                                                         "server takes it later, you show as "
+                                                         "online until it times the session "
+                                                         "out")]
 
 
 def test_leaving_exits_when_the_logout_fails():
@@ -1054,7 +1054,8 @@ def test_leaving_exits_after_the_wait_without_a_reply():
     run = logged_in()
     run.do(Interrupted())
     run.now = 2.0
-    assert Exit(0) in run.do(Expired(ExitDue()))
+    assert Exit(0, "the logout got no answer: you may show as online until the server times "
+                   "the session out") in run.do(Expired(ExitDue()))
     assert run.reply(OK) == []                       # nothing after Exit
 
 
@@ -1213,7 +1214,8 @@ def test_interrupt_drops_queued_lines():
     run.do(Interrupted())
     actions = run.reply({"type": "online", "users": []}, kind="online")
     assert requests(actions) == []
-    assert run.reply(OK, kind="logout") == [Exit(0)]
+    # (counted as the program ends, as a message the server never took is: a window shows it)
+    assert run.reply(OK, kind="logout") == [Exit(0, "1 message was not sent")]
 
 
 def test_a_quit_says_which_commands_it_left_undone_or_perhaps_done():
@@ -1234,6 +1236,44 @@ def test_a_quit_says_which_commands_it_left_undone_or_perhaps_done():
     early.type("alice")                             # its check waits for the server
     early.type("secret")
     assert printed(early.do(Interrupted())) == ["Not read: 1 line you typed before quitting."]
+
+
+def test_a_quit_says_what_was_typed_after_it_goes_unread():
+    """(a trial's script ran on past its `quit` unsaid, status 0)"""
+    run = logged_in(scripted=True)
+    run.type("online")                  # waits for its answer: the rest is queued behind it
+    run.type("quit")
+    run.type("message bob never")
+    run.type("block carol")
+    actions = run.reply({"type": "online", "users": []}, "online")
+    assert printed(actions)[-2:] == ["Not sent (you quit before it went): message bob never",
+                                     "Not done (you quit before it went): block carol"]
+    assert [f["type"] for f in requests(actions)] == ["logout"]
+    assert of(run.reply(OK, "logout"), Exit) == [Exit(1, "1 message was not sent (listed "
+                                                      "above); 1 command was not done (said "
+                                                      "above)")]
+
+
+def test_a_scripts_interrupt_counts_what_it_left_in_its_status():
+    """(a re-attack's script, interrupted as a stopped server held its `online`, listed two
+    messages as not sent and ended 0; its unanswered block was counted as not done)"""
+    run = logged_in(scripted=True)
+    run.type("block bob")                           # sent; never answered
+    run.type("message bob lost1")
+    run.do(Interrupted())
+    run.now = 10.0
+    assert of(run.do(Expired(ExitDue())), Exit) == [Exit(1, "the logout got no answer: you may "
+                                                            "show as online until the server "
+                                                            "times the session out; 1 message "
+                                                            "was not sent (listed above); 1 "
+                                                            "command was perhaps not done (said "
+                                                            "above)")]
+    early = Run(scripted=True)                      # never logged in: lines are only counted
+    early.do(Started())
+    early.type("alice")
+    early.type("pw")
+    early.type("online")
+    assert of(early.do(Interrupted()), Exit) == [Exit(1, "2 lines were not read (said above)")]
 
 
 def test_heartbeat_stops_while_exiting():

@@ -161,7 +161,8 @@ def test_end_of_input_in_an_outage_gives_up_on_time_with_a_try_in_flight():
     actions = run.do(Expired(ExitDue()))
     assert "Perhaps not sent (the server may have it; it may yet arrive): message bob one" in (
         printed(actions))
-    assert Exit(1, "1 message was perhaps not sent (listed above)") in actions
+    assert Exit(1, "the logout got no answer: you may show as online until the server times "
+                   "the session out; 1 message was perhaps not sent (listed above)") in actions
 
 
 def test_a_script_is_read_no_further_while_a_thousand_wait_and_again_once_half_have_gone():

@@ -424,6 +424,9 @@ def test_an_idle_link_closed_by_a_yes_taken_back_is_said_once_and_truly():
     refusal_first = idle_link()
     assert printed(refusal_first.do(LinkIn(1, err("not_allowed")))) == [
         "bob no longer takes your private messages. Type getaddress bob to ask again."]
+    # ... and the news after it is not said again (a re-attack's user read both)
+    assert printed(delivered(refusal_first, {"type": "address_revoked", "user": "bob",
+                                             "taken_back": True}, conn=71)) == []
 
 
 @pytest.mark.parametrize("ending", ["the input's end", "logout", "quit"])
@@ -435,6 +438,8 @@ def test_a_scripts_end_waits_for_its_private_messages_to_be_acknowledged(ending)
     run.type("private bob hi")
     waits = run.do(InputEnded()) if ending == "the input's end" else run.type(ending)
     assert requests(waits) == []                   # no logout while "hi" is on its way
+    # (said: a re-attack's Ctrl-D waited 10 s for a stopped peer without a word)
+    assert printed(waits) == ["Waiting up to 10 s for 1 private message to be acknowledged."]
     opened(run)
     assert requests(run.do(LinkIn(1, OK))) == [{"type": "logout", "token": "t1"}]
     actions = run.reply(OK, "logout")
@@ -455,6 +460,19 @@ def test_a_scripts_end_waits_for_a_peer_that_never_answers_only_the_links_time()
     # said during the run, counted in the script's status (a trial's ended 0 under it)
     exit_ = of(run.reply(OK, "logout"), Exit)[0]
     assert (exit_.code, exit_.reason) == (1, "1 private message was not delivered (said above)")
+
+
+def test_a_scripts_end_does_not_wait_for_a_link_already_ending():
+    """(a re-attack's peer, stopped with a private unacknowledged, logged in elsewhere: the
+    end waited 20 s, the link's 10 s and then its close's)"""
+    run = with_address(logged_in(scripted=True))
+    run.type("private bob rv1")
+    opened(run)                                     # sent, never acknowledged
+    run.do(InputEnded())
+    actions = delivered(run, {"type": "address_revoked", "user": "bob"}, conn=71)
+    assert [f["type"] for f in requests(actions)] == ["logout"]
+    assert "Perhaps not delivered to bob (you quit before it was acknowledged): rv1" in (
+        printed(run.reply(OK, "logout")))
 
 
 def test_a_peer_that_refuses_our_proof_is_reported_and_not_resent():

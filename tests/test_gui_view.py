@@ -723,6 +723,14 @@ def test_a_private_message_is_sent_once_the_peer_takes_it_and_refused_if_it_cann
     assert marks(screen) == ["✗ not sent"]
     assert "Not sent: bob's client could not be reached." in screen.texts()
     assert not any("Not delivered" in text for text in screen.texts())  # the terminal's words
+    # one sent on an open link and never acknowledged was sent: perhaps not delivered (a
+    # re-attack's window said "perhaps not sent")
+    screen.send("again")
+    ref = next(iter(screen.view._mine))
+    screen.view.render(ShowFate(ref, Fate.UNSURE, "Perhaps not delivered to bob: again",
+                                "bob's client did not acknowledge it"), 0.0)
+    assert marks(screen)[-1] == "? perhaps not delivered"
+    assert screen.texts()[-1] == "Perhaps not delivered: bob's client did not acknowledge it."
 
 
 def test_private_messages_are_their_own_kind(screen):
