@@ -10,8 +10,11 @@ the changes since the last write kept for the store (storage.py), which writes t
 messages they answer.
 """
 REPLAY_WINDOW = 1024        # numbers below a client's highest still told apart one by one
-CLIENTS_PER_USER = 64       # counters kept per user: past it, the least recently used client
-                            # id is forgotten (a client run that silent retries nothing)
+CLIENTS_PER_USER = 1024     # counters kept per user: past it, the least recently used client
+                            # id is forgotten. client.py takes a new id each run: at 64, a
+                            # trial's 70 runs of one account in a minute forgot the id of a
+                            # run whose reply was lost, and its retry was stored twice; 1,024
+                            # is 17 hours of a script run every minute (a quarter of a MiB)
 NEW, LAST, TAKEN, TOO_OLD = "new", "last", "taken", "too old"    # what seen() says
 _WINDOW_MASK = (1 << REPLAY_WINDOW) - 1
 _NO_CLIENTS = {}            # the counters of a user who has sent nothing (never changed)

@@ -64,6 +64,18 @@ def test_a_user_keeps_the_counters_of_its_most_recent_client_ids_only(monkeypatc
     assert gone == [("alice", "b")] and not counters
 
 
+def test_a_client_id_outlives_hundreds_of_runs_of_its_account():
+    """(a trial's account, a script run 70 times while one run's reply was lost on the way,
+    forgot that run's id: its retry was stored twice)"""
+    counters = Senders()
+    take(counters, 1, "suspended")
+    for run in range(70 * 60):
+        take(counters, 1, f"run{run}")
+        if run == 900:
+            assert counters.seen("alice", "suspended", 1) is LAST
+    assert counters.seen("alice", "suspended", 1) is NEW    # (but not for ever)
+
+
 def test_what_changed_is_handed_over_once_and_loads_back_the_same():
     counters = Senders()
     take(counters, 1, at=1.0)
