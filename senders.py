@@ -14,7 +14,7 @@ CLIENTS_PER_USER = 1024     # counters kept per user: past it, the least recentl
                             # id is forgotten. client.py takes a new id each run: at 64, a
                             # trial's 70 runs of one account in a minute forgot the id of a
                             # run whose reply was lost, and its retry was stored twice; 1,024
-                            # is 17 hours of a script run every minute (a quarter of a MiB)
+                            # is 17 hours of a script run every minute (half a MiB)
 NEW, LAST, TAKEN, TOO_OLD = "new", "last", "taken", "too old"    # what seen() says
 _WINDOW_MASK = (1 << REPLAY_WINDOW) - 1
 _NO_CLIENTS = {}            # the counters of a user who has sent nothing (never changed)
