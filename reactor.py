@@ -260,6 +260,7 @@ class Reactor:
         self._ahead = []                # ... and those written first (send's `ahead`)
         self._before_flush = []         # run each pass before any output leaves
         self._to_finish = []            # connections to close at the end of this pass
+        self._tls_ends = set()          # TLS connections closing, not aborted: TLS's end first
         self._ending = []               # ... and to close once this pass's output is out
         self._unread = set()            # connections paused for backpressure (_read_paused)
         self._paused_timer = None
@@ -932,7 +933,7 @@ class Reactor:
             # the close, on_closed with it, waits for the end of the pass.
             if conn._mask:
                 self._set_mask(conn, 0)
-            conn.sock.close()
+            self._close_socket(conn)
             self._to_finish.append(conn)
 
     def _update_mask(self, conn):
@@ -989,6 +990,8 @@ class Reactor:
         if conn.closed or (conn.closing_reason is not None and flush):
             return
         conn.closing_reason = reason
+        if flush and not conn.connecting and isinstance(conn.sock, ssl.SSLSocket):
+            self._tls_ends.add(conn)
         # abort: nothing queued may leave, not even this pass. An accepted TLS handshake not
         # done is closed so too: nothing can be written before it ends, and it may never end
         # (a stalled one held its descriptor, and its address's share of the cap, for ever)
@@ -1012,6 +1015,19 @@ class Reactor:
         reason = conn.closing_reason + " (peer did not take its last output)"
         conn._timer = self.call_later(CLOSE_LINGER_S, self._close, conn, reason, False)
 
+    def _close_socket(self, conn):
+        """Close the connection's socket. A TLS one not aborted says TLS's own end first
+        (close_notify), not waiting for the other side's: without it, the client reads the
+        end as a cut (irssi, after the server's ERROR line: "SSL read error: unexpected eof";
+        WeeChat: "The TLS connection was non-properly terminated")."""
+        if self._tls_ends and conn in self._tls_ends:
+            self._tls_ends.discard(conn)
+            try:
+                conn.sock.unwrap()
+            except (ssl.SSLError, OSError, ValueError):
+                pass        # (its end sent, the other side's not waited for; or it is gone)
+        conn.sock.close()
+
     def _finish_closes(self):
         while self._to_finish:
             finishing, self._to_finish = self._to_finish, []
@@ -1030,7 +1046,9 @@ class Reactor:
                     conn._inbuf = None
                 # None: the socket could not even be made; -1: closed at its last send (_flush)
                 if conn.sock is not None and conn.sock.fileno() != -1:
-                    conn.sock.close()
+                    self._close_socket(conn)
+                elif self._tls_ends:
+                    self._tls_ends.discard(conn)
                 conn._out = None
                 conn._out_bytes = 0
                 try:                            # (_guarded, inline: every connection ends so)

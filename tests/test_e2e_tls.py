@@ -101,3 +101,24 @@ def test_the_irc_port_speaks_tls_too(tmp_path):
     finally:
         client.kill()
         assert server.stop() == 0
+
+
+def test_the_server_ends_tls_with_its_own_close_not_a_cut(tmp_path):
+    """(irssi, after the server's ERROR line, said "SSL read error: unexpected eof"; WeeChat,
+    "The TLS connection was non-properly terminated": the server closed without TLS's end)"""
+    cert, key = make_certificate(tmp_path)
+    server = ServerProcess(tmp_path, "--tls-cert", str(cert), "--tls-key", str(key),
+                           "--irc-port", "0")
+    try:
+        irc_port = int(server.wait_log(r"IRC clients on [\d.]+:(\d+) \(TLS\)").group(1))
+        context = ssl.create_default_context(cafile=str(cert))
+        for port, last_words in ((server.port, b'{"type":"check_user","user":"seas"}\n'
+                                                b'{"type":"bye"}\n'),
+                                 (irc_port, b"QUIT :done\r\n")):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+                    context.wrap_socket(raw, server_hostname="localhost",
+                                        suppress_ragged_eofs=False) as tls:
+                tls.sendall(last_words)
+                assert read_to_end(tls)         # (a cut raises SSLEOFError here)
+    finally:
+        assert server.stop() == 0
