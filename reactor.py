@@ -933,7 +933,9 @@ class Reactor:
             # the close, on_closed with it, waits for the end of the pass.
             if conn._mask:
                 self._set_mask(conn, 0)
-            self._close_socket(conn)
+            if self._tls_ends:          # (a call only while TLS connections close)
+                self._say_tls_end(conn)
+            conn.sock.close()
             self._to_finish.append(conn)
 
     def _update_mask(self, conn):
@@ -1015,18 +1017,17 @@ class Reactor:
         reason = conn.closing_reason + " (peer did not take its last output)"
         conn._timer = self.call_later(CLOSE_LINGER_S, self._close, conn, reason, False)
 
-    def _close_socket(self, conn):
-        """Close the connection's socket. A TLS one not aborted says TLS's own end first
+    def _say_tls_end(self, conn):
+        """Before its socket closes, a TLS connection closed, not aborted, says TLS's own end
         (close_notify), not waiting for the other side's: without it, the client reads the
         end as a cut (irssi, after the server's ERROR line: "SSL read error: unexpected eof";
         WeeChat: "The TLS connection was non-properly terminated")."""
-        if self._tls_ends and conn in self._tls_ends:
+        if conn in self._tls_ends:
             self._tls_ends.discard(conn)
             try:
                 conn.sock.unwrap()
             except (ssl.SSLError, OSError, ValueError):
-                pass        # (its end sent, the other side's not waited for; or it is gone)
-        conn.sock.close()
+                pass    # (said, the other side's not waited for; or closed at its last send)
 
     def _finish_closes(self):
         while self._to_finish:
@@ -1045,10 +1046,10 @@ class Reactor:
                     self.partial_bytes -= len(conn._inbuf)
                     conn._inbuf = None
                 # None: the socket could not even be made; -1: closed at its last send (_flush)
+                if self._tls_ends:
+                    self._say_tls_end(conn)
                 if conn.sock is not None and conn.sock.fileno() != -1:
-                    self._close_socket(conn)
-                elif self._tls_ends:
-                    self._tls_ends.discard(conn)
+                    conn.sock.close()
                 conn._out = None
                 conn._out_bytes = 0
                 try:                            # (_guarded, inline: every connection ends so)
