@@ -1181,7 +1181,10 @@ class ChatServer(Reach):
         host, port = session.host, session.port
         if port is None:
             # the target agreed, but its client listens nowhere (it stays connected without a
-            # port): no peer could reach it, so there is no address to give, and both are told
+            # port): no peer could reach it, so there is no address to give, and both are told.
+            # Kept as a grant all the same, so that its end is told as any grant's (a trial's
+            # asker went on hearing "no listening port" after the target came back with one)
+            self._consents.grant(requester, target)
             return [Log(f"{target} agreed to talk with {requester} but has no listening port"),
                     _answer(request.conn, frame_id, {"type": "ok", "no_port": True}),
                     *self._answer_asker(requester, {"type": "address_unavailable",

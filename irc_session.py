@@ -745,6 +745,12 @@ class IrcSession(RoomCommands):
         elif verb == "y":
             self.notice(f"You agreed; {user} is told to /msg you instead, since IRC has no "
                         f"private talk.")
+        elif frame.get("revoked") is True and frame.get("refused") is not True:
+            # (a yes, then n: a trial's IRC user was told no question was waiting)
+            self.notice(f"You took back your yes to {user}.")
+        elif frame.get("revoked") is True:
+            self.notice(f"You refused to give {user} your address, and took back your "
+                        f"earlier yes.")
         else:
             self.notice(f"You refused to give {user} your address.")
 

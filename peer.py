@@ -210,6 +210,7 @@ class Peers:
         # took back its yes (a re-attack's window said they had logged out), which is said
         # even when its listener's refusal of our link made us forget the address first
         void = "address_taken_back" if frame.get("taken_back") is True else "address_void"
+        self.portless.discard(user)     # (its next client may listen: ask again)
         if user not in self.addresses:
             if void == "address_taken_back" and user not in self.refused_by:
                 return [Show(void, sender=user)]

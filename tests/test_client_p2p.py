@@ -843,6 +843,17 @@ def test_an_answer_lost_on_its_way_is_said_when_the_server_sends_word_of_it():
     assert run.client.peers.asking == {}        # (no "you asked bob" to a private now)
 
 
+def test_an_agreement_without_a_port_ends_with_the_session_that_gave_it():
+    """(a trial's asker went on hearing "no listening port" after bob came back with one)"""
+    run = logged_in()
+    delivered(run, {"type": "address_unavailable", "user": "bob"})
+    assert "bob agreed, but their client has no listening port" in printed(
+        run.type("private bob hi"))[0]
+    delivered(run, {"type": "address_revoked", "user": "bob"}, conn=71)
+    assert printed(run.type("private bob hi")) == [
+        "You don't have bob's address. Type getaddress bob first."]
+
+
 def test_closed_peer_connections_are_forgotten():
     run = granted(logged_in())
     run.do(Accepted(5, "n5"))

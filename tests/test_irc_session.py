@@ -870,6 +870,17 @@ def test_the_service_answers_a_request_for_the_address(verb, agree):
         else "You refused to give seas your address.")]
 
 
+@pytest.mark.parametrize("fields, words", [
+    ({"revoked": True}, "You took back your yes to seas."),
+    ({"revoked": True, "refused": True},
+     "You refused to give seas your address, and took back your earlier yes.")])
+def test_the_service_says_a_no_took_back_a_yes(fields, words):
+    """(a trial's IRC user, n after y, was told no question was waiting)"""
+    session = welcomed()
+    said(session, "PRIVMSG chat :n seas")
+    assert reply_to(session, request(session), "ok", **fields) == [service(words)]
+
+
 @pytest.mark.parametrize("text, code, why", [
     ("block seas", "already_blocked", "You already block seas."),
     ("unblock seas", "not_blocked", "You do not block seas."),

@@ -85,7 +85,12 @@ def test_a_user_without_a_port_is_asked_but_agreeing_gives_no_address():
     assert replies(asked) == [{"type": "ok"}]
     answered = ask(server, 2, {"type": "consent", "token": "s2", "user": "alice", "agree": True})
     assert pushes(answered) == [(1, {"type": "address", "user": "bob", "host": HOST,
-                                     "port": 5002, "key": "s4"})]
+                                     "port": 5002, "key": "s5"})]
+    # its agreement without a port ends as any grant does: told (a trial's asker went on
+    # hearing "no listening port" after alice came back with one)
+    left = ask(server, 1, {"type": "logout", "token": "s1"})
+    assert {"type": "address_revoked", "user": "alice"} in [
+        d.frame for d in left if isinstance(d, Deliver) and d.conn is None]
 
 
 def test_consent_questions_and_refusals_travel_on_staying_connections():
