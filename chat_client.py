@@ -88,6 +88,7 @@ class Settings:
     check_server: bool = False
     # the client speaks TLS (--tls): a reset from the server is then no hint that it does
     tls: bool = False
+    cafile: str | None = None       # the certificates it trusts (--cafile), for the words
 
 
 def _is_seq(value):
@@ -155,7 +156,8 @@ class ChatClient:
         self.doorkeeper = Doorkeeper(self.peers)     # who may use our listening port
         self.last_request_at = None     # the last request carrying our token: a sign of life
         self.silent_s = None            # how long the client sent nothing before a late heartbeat
-        self.outage = Outage(settings.server, settings.tls)  # whether the server can be reached
+        # whether the server can be reached
+        self.outage = Outage(settings.server, settings.tls, settings.cafile)
         self.awaiting_server = False    # check_server: the username waits for the server
         self.told_to_type = False       # ... and the user was told typing may begin
         self.detached = False           # staying: the server has not yet taken our resume

@@ -94,7 +94,7 @@ def run(args, screen, reactor):
     glue.core = ChatClient(Settings(port, stay=args.stay_connected, heartbeat_s=args.heartbeat,
                                     scripted=getattr(screen, "scripted", False),
                                     server=f"{args.host}:{args.port}", check_server=True,
-                                    tls=args.tls_context is not None))
+                                    tls=args.tls_context is not None, cafile=args.cafile))
     if args.stay_connected:
         glue.stay = StayLink(glue, (args.address, args.port), screen.log, tls=args.tls_context,
                              server_name=args.host, needed=glue.core.needs_link)

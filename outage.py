@@ -18,9 +18,10 @@ PROBE_MAX_S = 30.0          # ... up to this, while no one is logged in
 class Outage:
     """The server's reachability as the client has seen it."""
 
-    def __init__(self, server=None, tls=False):
+    def __init__(self, server=None, tls=False, cafile=None):
         self.server = server        # "HOST:PORT" for the words, or None
         self.tls = tls              # the client speaks TLS
+        self.cafile = cafile        # the file of certificates it trusts (--cafile), or None
         self.reached = False        # the server has answered in this run
         self.reason = None          # why the server cannot be reached now, or None
         self.tries_at = {}          # what will contact the server (a timer key's type) -> when
@@ -45,7 +46,7 @@ class Outage:
         if self.tls and reason.startswith("tls: ") and (
                 "certificate" in reason or "mismatch" in reason):
             # (tried again for ever, with nothing said of what would help: a trial's)
-            hint = " That will not change by itself: " + _certificate_help(reason)
+            hint = " That will not change by itself: " + _certificate_help(reason, self.cafile)
         return [Show("outage", f"Cannot reach {self.where()} ({reason}).{hint}")] if said else []
 
     def answered(self):
@@ -77,13 +78,17 @@ class Outage:
         return min(times) if times else None
 
 
-def _certificate_help(reason):
-    """What would help with a certificate refused for `reason` (OpenSSL's words): a trial's
-    expired certificate, and a wrong host, were told to give --cafile, which they had."""
+def _certificate_help(reason, cafile):
+    """What would help with a certificate refused for `reason` (OpenSSL's words), `cafile`
+    trusted: a trial's expired certificate, a wrong host, and a wrong --cafile, were told to
+    give --cafile, which they had."""
     if "expired" in reason or "not yet valid" in reason:
         return ("the server's certificate is out of its dates; its operator must make a new one "
                 "(make cert) and restart the server.")
     if "mismatch" in reason:
         return ("name the server as its certificate does (the host it was made for), or have "
                 "one made for this name.")
+    if cafile is not None:
+        return (f"the certificate in {cafile} is not this server's: give the server's own with "
+                f"--cafile (the cert.pem its make cert made).")
     return ("give the server's own certificate with --cafile FILE (cert.pem, from make cert).")

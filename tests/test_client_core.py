@@ -714,22 +714,25 @@ def test_a_staying_client_asks_the_name_only_once_a_probe_says_the_port_speaks_i
     assert [a.code for a in of(actions, Exit)] == [1] and ASK_USER not in printed(actions)
 
 
-@pytest.mark.parametrize("reason, help", [
+@pytest.mark.parametrize("reason, help, cafile", [
     ("tls: self-signed certificate",
-     "give the server's own certificate with --cafile FILE (cert.pem, from make cert)."),
+     "give the server's own certificate with --cafile FILE (cert.pem, from make cert).", None),
+    ("tls: self-signed certificate",        # (a trial's was told to give what it had given)
+     "the certificate in old.pem is not this server's: give the server's own with --cafile "
+     "(the cert.pem its make cert made).", "old.pem"),
     ("tls: Hostname mismatch, certificate is not valid for 'x'.",
      "name the server as its certificate does (the host it was made for), or have one made "
-     "for this name."),
+     "for this name.", None),
     ("tls: IP address mismatch, certificate is not valid for '127.0.0.2'.",
      "name the server as its certificate does (the host it was made for), or have one made "
-     "for this name."),
+     "for this name.", "cert.pem"),
     ("tls: certificate has expired",        # (a trial's, told to give the --cafile it had)
      "the server's certificate is out of its dates; its operator must make a new one (make "
-     "cert) and restart the server.")])
-def test_a_certificate_refused_says_what_would_help(reason, help):
+     "cert) and restart the server.", "cert.pem")])
+def test_a_certificate_refused_says_what_would_help(reason, help, cafile):
     """A wrong --cafile was tried again for ever, with nothing said of what would help (a
     trial's)."""
-    run = Run(tls=True)
+    run = Run(tls=True, cafile=cafile)
     run.do(Started())
     run.type("alice")
     said = printed(run.fail(reason))[0]
