@@ -32,6 +32,11 @@ COMMIT_RETRY_MAX_S = 5.0      # ... up to this, until one succeeds
 # and bad_json, and the IRC port 421s that echoed its bytes): closed, and on_closed logs why
 TLS_RECORD = b"\x16\x03"      # how a TLS handshake begins (a record of type 22, version 3.x)
 TLS_AT_PLAIN = "a TLS handshake at a plain port (the server has no --tls-cert for it)"
+# An IRC client at the native port: told in its own protocol (an IRC trial's irssi showed raw
+# bad_json lines, then too_slow, and tried again every 5 minutes)
+IRC_FIRST_WORDS = (b"CAP ", b"PASS ", b"NICK ", b"USER ")
+NOT_THE_IRC_PORT = (b"ERROR :Closing link: this is the chat server's own port; IRC clients "
+                    b"connect to its IRC port (server.py --irc-port)\r\n")
 # not worth a log line ("quit": an IRC client's QUIT)
 ORDINARY_CLOSES = ("bye", "eof", "idle", "server stopping", "quit")
 
@@ -480,10 +485,22 @@ class NativePort(Handler):
     def on_frame(self, conn, line):
         self.on_frames(conn, [line])
 
+    @staticmethod
+    def _not_our_protocol(conn, line):
+        """A TLS handshake, or an IRC client's words, at this port -> True, the connection
+        closed (a TLS client is told nothing: its handshake is no frame to answer)."""
+        if line[:2] == TLS_RECORD:
+            conn.abort(TLS_AT_PLAIN)
+            return True
+        if line.upper().startswith(IRC_FIRST_WORDS):
+            conn.send(NOT_THE_IRC_PORT)
+            conn.close("an IRC client at the chat port")
+            return True
+        return False
+
     def on_frames(self, conn, lines):
         """What one read brought: each line to the core, in order, at one `now`."""
-        if lines[0][:2] == TLS_RECORD:
-            conn.abort(TLS_AT_PLAIN)
+        if lines[0][:1] != b"{" and self._not_our_protocol(conn, lines[0]):
             return
         glue = self.glue
         handle = glue.core.handle

@@ -68,6 +68,25 @@ def test_each_bad_frame_gets_its_code_is_logged_once_and_others_are_served(chat,
     good.served()
 
 
+@pytest.mark.parametrize("first_words", [b"CAP LS 302\r\nNICK columbia\r\n",
+                                         b"PASS 116bway\r\nNICK columbia\r\n",
+                                         b"nick columbia\r\n"])
+def test_an_irc_client_at_the_chat_port_is_told_in_its_own_protocol(chat, first_words):
+    """(an IRC trial's irssi showed raw bad_json lines, then too_slow, and tried again every
+    5 minutes)"""
+    server, good = chat
+    hostile = open_conn(server.port)
+    hostile.sendall(first_words)
+    hostile.settimeout(5)
+    received = b""
+    while chunk := hostile.recv(4096):
+        received += chunk
+    assert received == (b"ERROR :Closing link: this is the chat server's own port; IRC "
+                        b"clients connect to its IRC port (server.py --irc-port)\r\n")
+    server.wait_log("an IRC client at the chat port")
+    good.served()
+
+
 def test_blank_lines_between_frames_are_skipped_not_refused(chat):
     """(a fuzzer's JSON Lines writer put blank lines between records: each was refused
     bad_json, and 64 in one read closed the connection as a flood)"""
