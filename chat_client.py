@@ -1445,13 +1445,13 @@ class ChatClient:
             said = _failures_said(failures)
             reason = f"{reason}; {said}" if reason else said
             code = 1
-        elif (unsent or unsure or unsure_private) and not reason:
+        elif unsent or unsure or unsure_private:
             # said as the program ends too, not only above it: a window's lines go with it (a
             # reviewer's closed without a word, its message not sent), and it shows this
-            reason = _failures_said([(unsent, "message", "not sent"),
-                                     (unsure, "message", "perhaps not sent"),
-                                     (unsure_private, "private message",
-                                      "perhaps not delivered")])
+            said = _failures_said([(unsent, "message", "not sent"),
+                                   (unsure, "message", "perhaps not sent"),
+                                   (unsure_private, "private message", "perhaps not delivered")])
+            reason = f"{reason}; {said}" if reason else said
         out.append(Exit(code, reason))
 
     # -- deliveries -----------------------------------------------------------------------------

@@ -1227,12 +1227,18 @@ def test_a_quit_says_which_commands_it_left_undone_or_perhaps_done():
     run = logged_in()
     run.type("unblock bob")                         # sent; the server does not answer
     run.type("block carol")
-    run.type("online")
-    assert printed(run.do(Interrupted())) == ["Not done (you quit before it went): block carol",
-                                              "Not done (you quit before it went): online"]
+    run.type("message bob later")
+    assert printed(run.do(Interrupted())) == [
+        "Not done (you quit before it went): block carol",
+        "Not sent (you quit before it went): message bob later"]
     run.now = 10.0
-    assert printed(run.do(Expired(ExitDue()))) == [
+    actions = run.do(Expired(ExitDue()))
+    assert printed(actions) == [
         "Perhaps not done (you quit before the server answered): unblock bob"]
+    # both said as the program ends (a window shows only that)
+    assert of(actions, Exit) == [Exit(0, "the logout got no answer: you may show as online "
+                                         "until the server times the session out; 1 message "
+                                         "was not sent")]
     # what was not read before a login is counted, never shown: it may be a password
     early = Run()
     early.do(Started())
