@@ -1509,6 +1509,8 @@ class ChatClient:
             for notice in notices or ():
                 self._show(notice, out)
         elif kind in ("message", "broadcast", "listed"):
+            if kind == "listed" and frame.get("listed") is False:
+                self.peers.unlisted(frame.get("user"))
             self._show(frame, out)
         elif kind in peer.PEER_DELIVERIES:
             self._from_peers(self.peers.delivered(frame, self.proof), out)

@@ -257,6 +257,13 @@ class Peers:
         return [*self.forget_address(user),
                 *_not_delivered(link, messages, None, f"{user}'s address is no longer valid")]
 
+    def unlisted(self, user):
+        """A block between us and `user` began: an agreement of theirs without an address
+        ended with it, unsaid (a re-attack's client went on saying "no listening port" after
+        `user` came back with one)."""
+        if isinstance(user, str):
+            self.portless.discard(user)
+
     def grant(self, user, key):
         """We agreed: `user` may dial us, proving itself with `key`."""
         self.granted[user] = key

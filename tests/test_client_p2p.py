@@ -852,6 +852,12 @@ def test_an_agreement_without_a_port_ends_with_the_session_that_gave_it():
     delivered(run, {"type": "address_revoked", "user": "bob"}, conn=71)
     assert printed(run.type("private bob hi")) == [
         "You don't have bob's address. Type getaddress bob first."]
+    # ... or with a block, which ends it unsaid (a re-attack's went on saying "no port")
+    delivered(run, {"type": "address_unavailable", "user": "bob"}, conn=72)
+    delivered(run, {"type": "listed", "user": "bob", "listed": False}, conn=73)
+    assert printed(run.type("private bob hi")) == [
+        "You don't have bob's address. Type getaddress bob first."]
+    delivered(run, {"type": "listed", "user": ["bob"], "listed": False}, conn=74)  # (ignored)
 
 
 def test_closed_peer_connections_are_forgotten():
