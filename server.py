@@ -26,7 +26,7 @@ from heap import HeapTrimmer, settle_collector
 from irc_glue import IrcFront
 from irc_words import SERVICE
 from reactor import FRAME_TIME_S, Reactor
-from server_glue import MAX_CONNECTIONS, MAX_PER_ADDRESS, ServerGlue
+from server_glue import MAX_CONNECTIONS, MAX_PER_ADDRESS, ServerGlue, not_the_irc_port
 from server_log import DRAIN_S, make_logger
 from status import StatusLine
 from timers import RealClock
@@ -505,6 +505,7 @@ def _serve(args, clock, log):
     if irc_listener is not None:
         front = irc_listener.handler = IrcFront(glue, credentials, args.irc_name,
                                                   args.irc_room, settings)
+        glue.accepted.not_irc = not_the_irc_port(irc_listener.port)
 
     def stop(signum):
         reactor.stop()          # (first: nothing after it, a log that fails say, may keep it up)

@@ -35,8 +35,15 @@ TLS_AT_PLAIN = "a TLS handshake at a plain port (the server has no --tls-cert fo
 # An IRC client at the native port: told in its own protocol (an IRC trial's irssi showed raw
 # bad_json lines, then too_slow, and tried again every 5 minutes)
 IRC_FIRST_WORDS = (b"CAP ", b"PASS ", b"NICK ", b"USER ")
-NOT_THE_IRC_PORT = (b"ERROR :Closing link: this is the chat server's own port; IRC clients "
-                    b"connect to its IRC port (server.py --irc-port)\r\n")
+
+
+def not_the_irc_port(irc_port):
+    """The line an IRC client at the native port reads before it is closed: where to go."""
+    where = (f"IRC clients connect to port {irc_port}" if irc_port is not None
+             else "it takes no IRC clients (server.py --irc-port)")
+    return f"ERROR :Closing link: this is the chat server's own port; {where}\r\n".encode()
+
+
 # not worth a log line ("quit": an IRC client's QUIT)
 ORDINARY_CLOSES = ("bye", "eof", "idle", "server stopping", "quit")
 
@@ -421,6 +428,7 @@ class NativePort(Handler):
     def __init__(self, glue):
         self.glue = glue
         self.slowed_from = limits.RateLimiter(SLOWED_PER_ADDRESS_S, SLOWED_PER_ADDRESS_BURST)
+        self.not_irc = not_the_irc_port(None)   # what an IRC client here reads (server.py)
 
     def on_accepted(self, conn):
         glue = self.glue
@@ -485,15 +493,14 @@ class NativePort(Handler):
     def on_frame(self, conn, line):
         self.on_frames(conn, [line])
 
-    @staticmethod
-    def _not_our_protocol(conn, line):
+    def _not_our_protocol(self, conn, line):
         """A TLS handshake, or an IRC client's words, at this port -> True, the connection
         closed (a TLS client is told nothing: its handshake is no frame to answer)."""
         if line[:2] == TLS_RECORD:
             conn.abort(TLS_AT_PLAIN)
             return True
         if line.upper().startswith(IRC_FIRST_WORDS):
-            conn.send(NOT_THE_IRC_PORT)
+            conn.send(self.not_irc)
             conn.close("an IRC client at the chat port")
             return True
         return False

@@ -77,14 +77,29 @@ def test_an_irc_client_at_the_chat_port_is_told_in_its_own_protocol(chat, first_
     server, good = chat
     hostile = open_conn(server.port)
     hostile.sendall(first_words)
-    hostile.settimeout(5)
-    received = b""
-    while chunk := hostile.recv(4096):
-        received += chunk
-    assert received == (b"ERROR :Closing link: this is the chat server's own port; IRC "
-                        b"clients connect to its IRC port (server.py --irc-port)\r\n")
+    assert read_raw(hostile) == (b"ERROR :Closing link: this is the chat server's own port; it takes "
+                        b"no IRC clients (server.py --irc-port)\r\n")
     server.wait_log("an IRC client at the chat port")
     good.served()
+
+
+def test_an_irc_client_at_the_chat_port_is_told_the_irc_port(run_server):
+    """(a re-attack's irssi was told of an IRC port, not which: the server had one)"""
+    server = run_server("--irc-port", "0")
+    irc_port = server.wait_log(r"IRC clients on [\d.]+:(\d+)").group(1)
+    hostile = open_conn(server.port)
+    hostile.sendall(b"NICK columbia\r\n")
+    assert read_raw(hostile) == (f"ERROR :Closing link: this is the chat server's own port; IRC "
+                                 f"clients connect to port {irc_port}\r\n").encode()
+
+
+def read_raw(sock):
+    """The bytes the server sends until it closes (bounded by the socket's time-out)."""
+    sock.settimeout(5)
+    received = b""
+    while chunk := sock.recv(4096):
+        received += chunk
+    return received
 
 
 def test_blank_lines_between_frames_are_skipped_not_refused(chat):
