@@ -77,8 +77,8 @@ def test_an_irc_client_at_the_chat_port_is_told_in_its_own_protocol(chat, first_
     server, good = chat
     hostile = open_conn(server.port)
     hostile.sendall(first_words)
-    assert read_raw(hostile) == (b"ERROR :Closing link: this is the chat server's own port; it takes "
-                        b"no IRC clients (server.py --irc-port)\r\n")
+    assert read_raw(hostile) == (b"ERROR :Closing link: this is the chat server's own port; "
+                                 b"it takes no IRC clients (server.py --irc-port)\r\n")
     server.wait_log("an IRC client at the chat port")
     good.served()
 
