@@ -1205,12 +1205,9 @@ class ChatServer(Reach):
                                                            salt))
         else:
             address["key"] = key        # (a staying session's: inside its connection)
-        given = [Log(f"{target} gave {requester} its address"),
-                 _answer(request.conn, frame_id, {"type": "ok", "key": key})]
-        reaching = self._reach(asker, address)
-        if not reaching:        # (a staying asker between connections: it cannot be told)
-            return given + self._unreached(asker, [address])
-        return given + reaching
+        return [Log(f"{target} gave {requester} its address"),
+                _answer(request.conn, frame_id, {"type": "ok", "key": key}),
+                *self._answer_asker(requester, address)]
 
     # --- timers ---
 
@@ -1372,15 +1369,14 @@ class ChatServer(Reach):
         return actions
 
     def _answer_asker(self, asker, answer):
-        """Deliver `answer` to the getaddress of `asker` (a user) if online; while it cannot be
-        reached now (staying, between connections), it is owed (_owe)."""
+        """Deliver `answer` to the getaddress of `asker` (a user) if online. One that cannot
+        reach its client now (staying, between connections) is unreached, as one its
+        listening port did not take (_unreached): an address ends its grant, and the answer
+        goes again once the asker is heard from."""
         session = self._users.get(asker)
         if session is None:
             return []
-        reaching = self._reach(session, answer)
-        if not reaching:
-            self._owe(asker, answer)
-        return reaching
+        return self._reach(session, answer) or self._unreached(session, [answer])
 
     def _owe(self, user, answer):
         """`answer` to `user`'s getaddress goes again once its client is heard from (the
