@@ -1605,7 +1605,8 @@ class ChatClient:
                 return
             # (one who agreed without a port: asking again gets the same; say why instead; and
             # one asked, who has not answered: a trial's was told to type getaddress again;
-            # unless the answer is long overdue: one that could not reach us is never said)
+            # unless the answer is long overdue: one that could not reach us comes late, at
+            # our next heartbeat, or never, if that fails too)
             asked_at = self.peers.asking.get(command.user)
             # (past the server's consent time by default, it lapsed: ask again)
             asking = asked_at is not None and now - asked_at < CONSENT_S

@@ -208,7 +208,7 @@ class Peers:
             return [_notice(f"{user} did not answer your request for their address.")]
         # address_revoked: the user logged out or in again, so the address may be stale; or
         # took back its yes (a re-attack's window said they had logged out), which is said
-        # even when its listener's refusal of our link made us forget the address first
+        # even when we forgot the address first, unless its listener's refusal said so
         void = "address_taken_back" if frame.get("taken_back") is True else "address_void"
         self.portless.discard(user)     # (its next client may listen: ask again)
         if user not in self.addresses:

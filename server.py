@@ -26,7 +26,7 @@ from heap import HeapTrimmer, settle_collector
 from irc_glue import IrcFront
 from irc_words import SERVICE
 from reactor import FRAME_TIME_S, Reactor
-from server_glue import MAX_CONNECTIONS, MAX_PER_ADDRESS, ServerGlue, not_the_irc_port
+from server_glue import MAX_CONNECTIONS, MAX_PER_ADDRESS, ServerGlue
 from server_log import DRAIN_S, make_logger
 from status import StatusLine
 from timers import RealClock
@@ -499,13 +499,13 @@ def _serve(args, clock, log):
     core = ChatServer(credentials, store, settings, instance=secrets.token_hex(4))
     glue = ServerGlue(reactor, core, store, log, commit_each=args.commit == "each",
                       max_connections=max_connections, first_frame_s=args.frame_time,
-                      delivery_sockets=delivery_sockets, max_per_address=args.max_per_address)
+                      delivery_sockets=delivery_sockets, max_per_address=args.max_per_address,
+                      irc_port=None if irc_listener is None else irc_listener.port)
     listener.handler = glue.accepted
     front = None
     if irc_listener is not None:
         front = irc_listener.handler = IrcFront(glue, credentials, args.irc_name,
                                                   args.irc_room, settings)
-        glue.accepted.not_irc = not_the_irc_port(irc_listener.port)
 
     def stop(signum):
         reactor.stop()          # (first: nothing after it, a log that fails say, may keep it up)

@@ -37,7 +37,7 @@ TLS_AT_PLAIN = "a TLS handshake at a plain port (the server has no --tls-cert fo
 IRC_FIRST_WORDS = (b"CAP ", b"PASS ", b"NICK ", b"USER ")
 
 
-def not_the_irc_port(irc_port):
+def _not_the_irc_port(irc_port):
     """The line an IRC client at the native port reads before it is closed: where to go."""
     where = (f"IRC clients connect to port {irc_port}" if irc_port is not None
              else "it takes no IRC clients (server.py --irc-port)")
@@ -81,7 +81,8 @@ class ServerGlue:
 
     def __init__(self, reactor, core, store, log, idle_s=IDLE_CONNECTION_S, commit_each=False,
                  max_connections=MAX_CONNECTIONS, first_frame_s=FRAME_TIME_S,
-                 delivery_sockets=DELIVERY_SOCKETS, max_per_address=MAX_PER_ADDRESS):
+                 delivery_sockets=DELIVERY_SOCKETS, max_per_address=MAX_PER_ADDRESS,
+                 irc_port=None):
         self.reactor = reactor
         self.core = core
         self.store = store
@@ -116,7 +117,8 @@ class ServerGlue:
         self._quiet = {}
         self._lapses(idle_s, "idle")
         self._first_frame = self._lapses(first_frame_s, "no complete frame")
-        self.accepted = NativePort(self)    # the listener's handler
+        # the listener's handler, which tells an IRC client where the IRC port is
+        self.accepted = NativePort(self, irc_port)
         self.conns = {}           # id -> accepted connection, for replies
         self.timers = KeyedTimers(reactor, self._expired)
         self.links = DeliveryLinks(self, delivery_sockets)   # to clients' listening ports
@@ -425,10 +427,10 @@ class NativePort(Handler):
     # with its broadcasts, 355k -> 207k deliveries/s.)
     read_bytes = 32 * 1024
 
-    def __init__(self, glue):
+    def __init__(self, glue, irc_port=None):
         self.glue = glue
         self.slowed_from = limits.RateLimiter(SLOWED_PER_ADDRESS_S, SLOWED_PER_ADDRESS_BURST)
-        self.not_irc = not_the_irc_port(None)   # what an IRC client here reads (server.py)
+        self.not_irc = _not_the_irc_port(irc_port)   # what an IRC client here reads
 
     def on_accepted(self, conn):
         glue = self.glue
