@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, replace
 
 import protocol
 import storage
+from line_tags import LineTags
 from server_glue import MAX_CONNECTIONS     # the server's default --max-connections
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -59,6 +60,7 @@ SEQ_KEY = b'"seq'                # a numbered line's key (no notice or reply has
                                  # could, as \"seq, but the bench's texts never do)
 PAD = "x" * 40                   # brings a message request to about 100 bytes, as in FIELD-NOTES
 BYE = b'{"type":"bye"}'
+BYE_TAGGED = b'{"type":"bye","tag":'     # as a delivery connection's last line comes
 PRESENCE = b'{"type":"presence"'
 OFFLINE_NOTICE = b'"online":false'
 CEILING_FRAME = b'{"type":"ping","text":"' + b"x" * 76 + b'"}\n'   # about 100 bytes
@@ -487,7 +489,8 @@ class _Delivery:
     """One delivery connection accepted by an Inbox; it acknowledges what it took, as a client
     must (the server sends bye, and more than a window, only once its messages are acked)."""
 
-    __slots__ = ("loop", "sock", "tail", "greeted", "on_frames", "acked", "keys", "nonce")
+    __slots__ = ("loop", "sock", "tail", "greeted", "on_frames", "acked", "keys", "nonce",
+                 "tags")
 
     def __init__(self, loop, sock, on_frames, keys):
         self.loop, self.sock, self.on_frames, self.keys = loop, sock, on_frames, keys
@@ -495,6 +498,7 @@ class _Delivery:
         self.greeted = False
         self.acked = 0
         self.nonce = os.urandom(8).hex()
+        self.tags = None
         try:        # the challenge every accepted connection gets first
             sock.send(b'{"type":"challenge","nonce":"%s"}\n' % self.nonce.encode())
         except OSError:
@@ -503,10 +507,12 @@ class _Delivery:
 
     def _prove(self, hello_line):
         """Answer the server's hello with the session's proof back (PROTOCOL.md); the bench
-        trusts its own server, so it does not check the hello's."""
+        trusts its own server, so it checks neither the hello's proof nor the tags of the
+        lines after it, and tags only its own."""
         hello = json.loads(hello_line)
         key = self.keys.get(hello.get("user"), "")
         proof = protocol.mac(key, protocol.DELIVERY_CLIENT_LABEL, self.nonce, hello["nonce"])
+        self.tags = LineTags(key, self.nonce, hello["nonce"], dialer=False)
         try:
             self.sock.send(b'{"type":"ok","mac":"%s"}\n' % proof.encode())
         except OSError:
@@ -527,14 +533,14 @@ class _Delivery:
         if lines and not self.greeted:
             self.greeted = True
             self._prove(lines.pop(0))
-        ended = bool(lines) and lines[-1] == BYE
+        ended = bool(lines) and lines[-1].startswith(BYE_TAGGED)
         if ended:
             lines.pop()
         top = highest_seq(lines, self.acked)
         if top > self.acked and not ended:
             self.acked = top
             try:        # a few bytes on an open connection: the kernel takes them at once
-                self.sock.send(b'{"type":"ack","seq":%d}\n' % top)
+                self.sock.send(self.tags.tag(b'{"type":"ack","seq":%d}\n' % top))
             except OSError:
                 pass
         if lines:

@@ -20,7 +20,7 @@ __all__ = ["Accepted", "Arm", "AskConsent", "Cancel", "CloseConn", "ConsentLapse
            "OutageWaitDue", "OutboxRetry", "PauseInput", "Probe", "ProbeDue", "Prompt", "Pushed",
            "Replied", "RequestFailed", "ResumeInput", "SendOnLink", "SendRequest", "SendTo",
            "Show", "ShowFate", "ShowOnline", "ShowSending", "Stage", "Started", "Status",
-           "REQUEST_TIMEOUT_S"]
+           "TagLines", "REQUEST_TIMEOUT_S"]
 
 # A request with no answer by then counts as failed (RequestFailed): the glue times its
 # connections so, and the core plans a staying client's heartbeat around it.
@@ -310,6 +310,18 @@ class SendTo:
     conn: int
     frame: dict
     acknowledges: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TagLines:
+    """From now on every line on `conn` (an accepted connection; with `link`, our link of that
+    id) is tagged, both ways, with the handshake's `secret` and nonces (line_tags.py): the
+    handshake just proved both ends, and what follows must come from them too."""
+    conn: int
+    secret: str
+    listener_nonce: str
+    dialer_nonce: str
+    link: bool = False
 
 
 @dataclass(frozen=True, slots=True)

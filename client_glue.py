@@ -15,8 +15,9 @@ from client_events import (REQUEST_TIMEOUT_S, Accepted, Arm, AskConsent, Cancel,
                            IncomingClosed, Interrupted, LinkClosed, LinkIn, Log, OpenLink,
                            PauseInput, Probe, Prompt, Replied, RequestFailed, ResumeInput,
                            SendOnLink, SendRequest, SendTo, Show, ShowFate, ShowOnline,
-                           ShowSending, Started, Status)
+                           ShowSending, Started, Status, TagLines)
 from commands import error_code
+from line_tags import LineTags
 from peer import PEER_CONNECT_S
 from pacing import KeyedTimers, RepeatedLines
 from protocol import NOT_OURS, decoded, encode, error, foreign, reason_text
@@ -63,7 +64,7 @@ class ClientGlue:
             ShowOnline: screen.render, Status: screen.render, ShowSending: screen.render,
             ShowFate: screen.render, Log: self._log,
             SendRequest: self._send_request, Probe: self._probe, SendTo: self._send_to,
-            CloseConn: self._close_conn,
+            CloseConn: self._close_conn, TagLines: self._tag_lines,
             OpenLink: self._open_link, SendOnLink: self._send_on_link, EndLink: self._end_link,
             Arm: self._arm, Cancel: self._cancel, Exit: self._exit,
             PauseInput: lambda action: screen.pause_input(),
@@ -143,9 +144,31 @@ class ClientGlue:
 
     def _send_now(self, action):
         if action.conn in self.incoming:
-            self.incoming[action.conn].send(encode(action.frame))
+            _send_line(self.incoming[action.conn], encode(action.frame))
         elif self.stay is not None:
             self.stay.send_on(action.conn, action.frame)
+
+    def _tag_lines(self, action):
+        conn = (self.links if action.link else self.incoming).get(action.conn)
+        if conn is not None:
+            conn.data.tags = LineTags(action.secret, action.listener_nonce, action.dialer_nonce,
+                                      dialer=action.link)
+
+    def untagged(self, conn, line):
+        """A line read on an accepted connection or a link -> the line, untagged once its
+        handshake has proven both ends; None, the connection aborted and logged, when its tag
+        is wrong (changed or added on the way, or the other end is not the one proven)."""
+        tags = conn.data.tags
+        if tags is None:
+            return line
+        untagged = tags.untag(line)
+        if untagged is None:
+            where = "{}:{}".format(*conn.peer) if conn.peer else f"connection {conn.id}"
+            self._log(Log(f"closed the connection with {where}: a line without the tag that "
+                          f"proves who sent it (changed on the way?)",
+                          ("closed connections: a line without its tag", where)))
+            conn.abort("a line without its tag")
+        return untagged
 
     def _close_conn(self, action):
         if action.conn in self.incoming:
@@ -159,7 +182,7 @@ class ClientGlue:
 
     def _send_on_link(self, action):
         if action.link in self.links:
-            self.links[action.link].send(encode(action.frame))
+            _send_line(self.links[action.link], encode(action.frame))
 
     def _end_link(self, action):
         conn = self.links.get(action.link)
@@ -170,7 +193,7 @@ class ClientGlue:
             return
         if conn.data.abort is not None:
             return
-        conn.send(encode({"type": "bye"}))
+        _send_line(conn, encode({"type": "bye"}))
         # the peer's listener closes first; one that does not is dropped after a while
         conn.data.abort = self.reactor.call_later(REQUEST_TIMEOUT_S, conn.abort,
                                                   "no close after bye")
@@ -185,6 +208,13 @@ class ClientGlue:
         self.exit_code = action.code
         self.exit_reason = action.reason
         self.reactor.stop()
+
+
+def _send_line(conn, line):
+    """Send one encoded frame on an accepted connection or a link, tagged once its handshake
+    has proven both ends."""
+    tags = conn.data.tags
+    conn.send(line if tags is None else tags.tag(line))
 
 
 class _Request:
@@ -290,11 +320,13 @@ class _Probes(Handler):
 
 
 class _Visit:
-    """A connection our listening port accepted: the timer that closes it when silent."""
-    __slots__ = ("idle",)
+    """A connection our listening port accepted: the timer that closes it when silent, and
+    its tags once proven."""
+    __slots__ = ("idle", "tags")
 
     def __init__(self):
         self.idle = None
+        self.tags = None
 
 
 class _Listening(Handler):
@@ -325,7 +357,9 @@ class _Listening(Handler):
 
     def on_frame(self, conn, line):
         self._wake_idle(conn)
-        self.glue.feed(Incoming(conn.id, decoded(line)))
+        line = self.glue.untagged(conn, line)
+        if line is not None:
+            self.glue.feed(Incoming(conn.id, decoded(line)))
 
     def on_oversize(self, conn):
         self.glue.feed(Incoming(conn.id, error("too_long")))
@@ -346,12 +380,14 @@ class _Listening(Handler):
 
 
 class _Link:
-    """Our connection to a peer: its link id, and the timer that drops it after our bye."""
-    __slots__ = ("link", "abort")
+    """Our connection to a peer: its link id, the timer that drops it after our bye, and its
+    tags once proven."""
+    __slots__ = ("link", "abort", "tags")
 
     def __init__(self, link):
         self.link = link
         self.abort = None
+        self.tags = None
 
 
 class _Links(Handler):
@@ -361,7 +397,9 @@ class _Links(Handler):
         self.glue = glue
 
     def on_frame(self, conn, line):
-        self.glue.feed(LinkIn(conn.data.link, decoded(line)))
+        line = self.glue.untagged(conn, line)
+        if line is not None:
+            self.glue.feed(LinkIn(conn.data.link, decoded(line)))
 
     def on_oversize(self, conn):
         self.glue.feed(LinkIn(conn.data.link, error("too_long")))

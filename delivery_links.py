@@ -28,6 +28,7 @@ import itertools
 import secrets
 
 from limits import REFUSALS_PER_READ
+from line_tags import LineTags
 from protocol import Numbered, delivery_hello, delivery_proven, encode
 from reactor import Handler
 from server_events import Undelivered, delivery_event
@@ -61,7 +62,7 @@ class Handshake(enum.Enum):
 class Delivery:
     """One outgoing connection to a client's listening port and the frames it carries."""
     __slots__ = ("user", "address", "proof", "conn", "turn", "waiting", "ending", "said_bye",
-                 "handshake", "nonce", "their_nonce", "given_up", "acked", "line")
+                 "handshake", "nonce", "their_nonce", "given_up", "acked", "line", "tags")
 
     def __init__(self, user, address, proof):
         self.user = user
@@ -78,6 +79,7 @@ class Delivery:
         self.given_up = False       # closed at the socket cap, stalled: its socket is closing
         self.acked = 0              # the highest number acknowledged on it
         self.line = None            # the line it waits in to connect (see DeliveryLinks)
+        self.tags = None            # once both sides are proven, every line is tagged
 
     @property
     def key(self):
@@ -153,7 +155,7 @@ class DeliveryLinks(Handler):
             self.lines[NOTICES].remove(delivery)
             self._queue(delivery, UNTRIED)
         if delivery.handshake is Handshake.OPEN:
-            delivery.conn.send(self.glue.encoded(frame))
+            delivery.conn.send(delivery.tags.tag(self.glue.encoded(frame)))
             self._end_when_done(delivery)
         else:
             delivery.waiting.append(frame)
@@ -243,9 +245,11 @@ class DeliveryLinks(Handler):
             conn.close("the listener did not prove the session")
             return
         delivery.handshake = Handshake.OPEN
+        tags = delivery.tags = LineTags(delivery.proof, delivery.their_nonce, delivery.nonce,
+                                        dialer=True)
         waiting, delivery.waiting = delivery.waiting, []
         for frame in waiting:
-            conn.send(self.glue.encoded(frame))
+            conn.send(tags.tag(self.glue.encoded(frame)))
         self._end_when_done(delivery)
 
     def _end_when_done(self, delivery):
@@ -268,7 +272,7 @@ class DeliveryLinks(Handler):
         delivery.said_bye = True
         _remember(self.proven, key)
         self.failed.pop(key, None)
-        conn.send(encode({"type": "bye"}))
+        conn.send(delivery.tags.tag(encode({"type": "bye"})))
         # its listener closes first; what it says meanwhile is not heard, nor holds it open
         self.glue.arm_quiet(conn, DELIVERY_BYE_S, "no close after bye")
 
@@ -280,9 +284,10 @@ class DeliveryLinks(Handler):
         self._turn_over(delivery)
 
     def on_frames(self, conn, lines):
-        """A client's listener proves the session, then acknowledges numbered messages;
-        anything else is ignored (and is no sign of progress), but REFUSALS_PER_READ of it in
-        one read end the connection."""
+        """A client's listener proves the session, then acknowledges numbered messages, each
+        line tagged (line_tags.py: one without its tag ends the connection); anything else is
+        ignored (and is no sign of progress), but REFUSALS_PER_READ of it in one read end the
+        connection."""
         delivery = conn.data
         glue = self.glue
         ignored = 0
@@ -295,6 +300,12 @@ class DeliveryLinks(Handler):
                 self._progress(delivery)
                 self._handshake(delivery, line)
                 continue
+            line = delivery.tags.untag(line)
+            if line is None:
+                self._cut_off(delivery, "a line without its tag",
+                              "a line without the tag that proves the session (changed on the "
+                              "way?)")
+                return
             event = delivery_event(delivery.proof, line)
             if event is not None and event.seq > delivery.acked:
                 delivery.acked = event.seq
@@ -304,13 +315,18 @@ class DeliveryLinks(Handler):
                 continue
             ignored += 1
             if ignored >= REFUSALS_PER_READ:
-                where = delivery.where()
-                glue.log_repeated(("a delivery connection flooded", where),
-                                  f"delivery connection {conn.id} to {where} closed: "
-                                  f"{REFUSALS_PER_READ} frames that were not acknowledgements "
-                                  f"in one read")
-                conn.abort("flooded with frames that were not acknowledgements")
+                self._cut_off(delivery, "flooded with frames that were not acknowledgements",
+                              f"{REFUSALS_PER_READ} frames that were not acknowledgements in "
+                              f"one read")
                 return
+
+    def _cut_off(self, delivery, reason, said):
+        """Abort the delivery's connection for `reason`, logged as `said` (once a burst per
+        listener): what it carried unacknowledged is delivered again."""
+        conn, where = delivery.conn, delivery.where()
+        self.glue.log_repeated((f"a delivery connection {reason}", where),
+                               f"delivery connection {conn.id} to {where} closed: {said}")
+        conn.abort(reason)
 
     def on_frame(self, conn, line):
         self.on_frames(conn, [line])

@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass
 
 import protocol
-from client_events import CloseConn, Log, SendTo
+from client_events import CloseConn, Log, SendTo, TagLines
 from peer import PeerRefused
 from protocol import DELIVERY_CLIENT_LABEL, DELIVERY_SERVER_LABEL, MAX_SEQ
 
@@ -146,7 +146,8 @@ class Doorkeeper:
             if head is not None:
                 visitor.door = Door.TRUSTED
                 ours = protocol.mac(proof, DELIVERY_CLIENT_LABEL, visitor.nonce, frame["nonce"])
-                return [SendTo(conn, {"type": "ok", "mac": ours}), HeadSeen(head)]
+                return [SendTo(conn, {"type": "ok", "mac": ours}),
+                        TagLines(conn, proof, visitor.nonce, frame["nonce"]), HeadSeen(head)]
         if kind == "error":     # our reactor's name for a frame it could not read
             return self._refuse(conn, visitor, f"a bad frame ({frame.get('code')}) before hello")
         return self._refuse(conn, visitor, "no hello with the right proof")
@@ -167,7 +168,9 @@ class Doorkeeper:
         # the peer's oldest links give way to its newest (dicts keep the order of arrival)
         links = [other for other, seen in self.visitors.items()
                  if seen.door is Door.PEER and seen.peer == visitor.peer]
-        actions = [SendTo(conn, answer)]    # it proves the key back: the dialer checks us too
+        # it proves the key back (the dialer checks us too), and every line after it is tagged
+        actions = [SendTo(conn, answer),
+                   TagLines(conn, visitor.key, visitor.nonce, frame["nonce"])]
         for old in links[:-MAX_LINKS_PER_PEER]:
             self.visitors[old].door = Door.REFUSED
             actions.append(CloseConn(old))

@@ -22,7 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from client_events import (Arm, AskConsent, ConsentLapsed, EndLink, Fate, LinkIdle, Log, OpenLink,
-                           SendOnLink, Show, ShowFate)
+                           SendOnLink, Show, ShowFate, TagLines)
 import protocol
 from protocol import MAX_NAME_CHARS, MAX_TEXT_CHARS
 
@@ -101,6 +101,7 @@ class Link:
     opened_at: float = 0.0
     state: LinkState = LinkState.CONNECTING
     nonce: str | None = None                        # our challenge to the listener
+    their_nonce: str | None = None                  # and the listener's to us
     # (ref, text) of the user's private messages: a ShowFate tells the screen what became of
     # each by its ref
     waiting: list = field(default_factory=list)     # to send once both are proven
@@ -428,7 +429,7 @@ class Peers:
 
     def _challenged(self, me, link, nonce):
         """The listener's challenge: prove the key, and challenge it back."""
-        link.nonce = self._make_nonce()
+        link.nonce, link.their_nonce = self._make_nonce(), nonce
         link.state = LinkState.PROVING
         return [SendOnLink(link.id, {"type": "peer_hello", "from": me, "nonce": link.nonce,
                                      "mac": dialer_mac(link.address.key, me, link.user, nonce)})]
@@ -442,7 +443,8 @@ class Peers:
         link.state = LinkState.OPEN
         link.answered_at = now
         waiting, link.waiting = link.waiting, []
-        return [self._private(me, link, ref, text) for ref, text in waiting]
+        return [TagLines(link.id, link.address.key, link.their_nonce, link.nonce, link=True),
+                *(self._private(me, link, ref, text) for ref, text in waiting)]
 
     def _refused(self, link):
         """The peer's listener does not accept our proof, or ends an open link: its consent

@@ -9,8 +9,9 @@ from chat_client import ChatClient, Settings
 from client import parse_args, run
 from client_events import (Accepted, AskConsent, ConsentLapsed, Incoming, LineIn, Probe, Prompt,
                            Replied, RequestFailed, SendRequest, SendTo, Show, ShowFate, ShowOnline,
-                           ShowSending, Started)
+                           ShowSending, Started, TagLines)
 from client_glue import ClientGlue
+from line_tags import LineTags
 from terminal import screen_lines
 from reactor import Handler, Reactor
 from timers import VirtualClock
@@ -40,6 +41,12 @@ def proof_back(conn, key="p1"):
     """What our listener answers a good hello(conn, key): the session's key proved back."""
     return SendTo(conn, {"type": "ok",
                          "mac": protocol.mac(key, DELIVERY_CLIENT_LABEL, f"n{conn}", "s")})
+
+
+def proven(conn, key="p1"):
+    """Everything our listener does for a good hello(conn, key): the key proved back, and
+    every line after it tagged (line_tags.py) with the key and both nonces."""
+    return [proof_back(conn, key), TagLines(conn, key, f"n{conn}", "s")]
 
 
 class Run:
@@ -184,18 +191,24 @@ class FakeServer(Handler):
 class _FakeDelivery(Handler):
     def __init__(self, frames):
         self.frames = frames
+        self.tags = None        # once the listener has proven the key
 
     def on_frame(self, conn, line):
+        if self.tags is not None:
+            line = self.tags.untag(line)
+            assert line is not None, "the listener's line did not carry its tag"
         frame = protocol.decode(line)
         if frame["type"] == "challenge":
+            self.nonce = frame["nonce"]
             head = 0
             mac = protocol.mac("p1", DELIVERY_SERVER_LABEL, "alice", frame["nonce"], "s",
                                str(head))
             conn.send(protocol.encode({"type": "hello", "user": "alice", "nonce": "s",
                                        "head": head, "mac": mac}))
         elif frame["type"] == "ok":
+            self.tags = LineTags("p1", self.nonce, "s", dialer=True)
             for each in self.frames:
-                conn.send(protocol.encode(each))
+                conn.send(self.tags.tag(protocol.encode(each)))
 
 
 def run_with_input(loop, answers, script, server_port=None, server=None):

@@ -20,6 +20,7 @@ import time
 import pytest
 
 import protocol
+from line_tags import LineTags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WAIT_S = 10.0
@@ -273,12 +274,18 @@ def take_deliveries(port, user, password, count, timeout_s=WAIT_S):
             with conn, conn.makefile("rwb") as stream:
                 send = _sender(stream)
                 send({"type": "challenge", "nonce": "take"})
+                tags = None         # every line is tagged once the session is proven both ways
                 for line in stream:
+                    if tags is not None:
+                        line = tags.untag(line.rstrip(b"\n"))
+                        assert line is not None, "a delivery without its tag"
                     frame = json.loads(line)
                     if frame["type"] == "hello":
                         send({"type": "ok", "mac": protocol.mac(
                             welcome["proof"], protocol.DELIVERY_CLIENT_LABEL, "take",
                             frame["nonce"])})
+                        tags = LineTags(welcome["proof"], "take", frame["nonce"], dialer=False)
+                        send = _sender(stream, tags)
                     elif frame["type"] == "bye":
                         break
                     elif frame["type"] in ("message", "broadcast") and "seq" in frame:
@@ -287,9 +294,11 @@ def take_deliveries(port, user, password, count, timeout_s=WAIT_S):
     return shown
 
 
-def _sender(stream):
+def _sender(stream, tags=None):
+    """A function that writes a frame on `stream`, tagged with `tags` if given."""
     def send(frame):
-        stream.write(json.dumps(frame).encode() + b"\n")
+        line = json.dumps(frame).encode() + b"\n"
+        stream.write(line if tags is None else tags.tag(line))
         stream.flush()
     return send
 

@@ -18,7 +18,8 @@ from client_events import (Arm, Cancel, CloseConn, CommandRetry, DrainDue, Exit,
 from chat_client import MAX_WAITING
 from client_glue import REQUEST_TIMEOUT_S, URGENT_CONNECT_S
 from client_helpers import (OK, WELCOME, FakeServer, Run, StandIn, ack, err, glue_with, hello,
-                            logged_in, of, printed, proof_back, requests, run_with_input)
+                            logged_in, of, printed, proof_back, proven, requests,
+                            run_with_input)
 from reactor import READ_CHUNK_BYTES, Handler, Reactor
 from timers import RealClock
 from reactor_helpers import WATCHDOG_S, hung_listener, pump
@@ -768,7 +769,7 @@ def test_no_heartbeat_once_logged_out():
 
 def test_deliveries_after_a_good_hello_are_shown():
     run = logged_in()
-    assert run.do(Incoming(7, hello(7))) == [proof_back(7)]       # it proves the key back
+    assert run.do(Incoming(7, hello(7))) == proven(7)       # it proves the key back
     assert printed(run.do(Incoming(7, {"type": "message", "from": "bob", "text": "hi"}))) == [
         "bob: hi"]
     assert printed(run.do(Incoming(7, {"type": "broadcast", "from": "carol", "text": "yo"}))) == [
@@ -817,7 +818,7 @@ def test_closed_connection_is_forgotten():
     run.do(IncomingClosed(7))
     # the reactor may reuse nothing, but a new conn with the same id starts unproven
     run.accepted.discard(7)
-    assert run.do(Incoming(7, hello(7))) == [proof_back(7)]
+    assert run.do(Incoming(7, hello(7))) == proven(7)
 
 
 def test_unknown_and_malformed_deliveries_are_logged():

@@ -8,6 +8,7 @@ import client_glue
 import protocol
 from client_glue import MAX_INCOMING
 from client_helpers import glue_with, logged_in
+from line_tags import LineTags
 from peer import dialer_mac
 from protocol import DELIVERY_SERVER_LABEL
 from reactor_helpers import pump
@@ -76,8 +77,10 @@ def deliver_through(glue, server, out):
     mac = protocol.mac("p1", DELIVERY_SERVER_LABEL, "alice", challenge["nonce"], "s", "0")
     server.sendall(protocol.encode({"type": "hello", "user": "alice", "nonce": "s",
                                     "head": 0, "mac": mac}))
-    server.sendall(protocol.encode({"type": "message", "from": "bob", "text": "through",
-                                    "seq": 1}))
+    assert protocol.decode(_first_line(glue, server))["type"] == "ok"       # proven back
+    tags = LineTags("p1", challenge["nonce"], "s", dialer=True)
+    server.sendall(tags.tag(protocol.encode({"type": "message", "from": "bob",
+                                             "text": "through", "seq": 1})))
     pump(glue.reactor, lambda: b"bob: through" in out.getvalue())
 
 
@@ -95,3 +98,24 @@ def _closed(sock):
         return False
     except ConnectionResetError:
         return True
+
+
+def test_a_delivery_without_its_tag_is_not_shown_and_ends_the_connection():
+    """A message added on the way after the handshake, numbered far ahead, would have had the
+    client take the real ones after it as repeats: acknowledged, never shown."""
+    run = logged_in()                                     # alice, session key p1
+    glue, clock, out = glue_with(run.client)
+    listener = glue.reactor.listen("127.0.0.1", 0, glue.listening)
+    server = socket.create_connection(("127.0.0.1", listener.port))
+    try:
+        deliver_through(glue, server, out)              # seq 1, tagged: shown
+        server.sendall(protocol.encode({"type": "message", "from": "bob", "text": "forged",
+                                        "seq": 99}))
+        pump(glue.reactor, lambda: _closed(server))
+        assert b"forged" not in out.getvalue()
+        assert max(run.client.shown_upto.values()) == 1       # 99 was never taken
+        said = glue.screen.terminal.err.getvalue()
+        assert b"a line without the tag that proves who sent it" in said
+    finally:
+        server.close()
+        listener.close()

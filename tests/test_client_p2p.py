@@ -8,7 +8,7 @@ from client_events import (
     Accepted, Arm, CloseConn, EndLink, Exit, Expired, Incoming, IncomingClosed, InputEnded,
     Interrupted,
     LinkClosed, LinkIdle, LinkIn, Log, OpenLink, SendOnLink, SendTo, Show, Fate, ShowFate,
-    ShowSending, Status,
+    ShowSending, Status, TagLines,
 )
 from client_helpers import OK, err, hello as server_hello, logged_in, of, printed, requests
 from commands import Command, Usage, parse_command
@@ -568,7 +568,8 @@ def test_a_proven_peer_is_answered_and_its_messages_are_shown_as_private():
     run.do(Accepted(5, "n5"))
     # the answer proves the key back, for the dialer's own challenge
     assert run.do(Incoming(5, hello("n5"))) == [
-        SendTo(5, {"type": "ok", "mac": listener_mac(KEY, "alice", "bob", "d1")})]
+        SendTo(5, {"type": "ok", "mac": listener_mac(KEY, "alice", "bob", "d1")}),
+        TagLines(5, KEY, "n5", "d1")]           # and every line after it is tagged
     actions = run.do(Incoming(5, {"type": "private", "from": "bob", "text": "psst  hi"}))
     assert actions == [Show("private", "psst  hi", "bob"), SendTo(5, OK, acknowledges=True)]
     assert run.do(Incoming(5, {"type": "bye"})) == [CloseConn(5)]

@@ -6,6 +6,7 @@ import re
 import socket
 
 import protocol
+from line_tags import LineTags
 from peer import listener_mac, dialer_mac
 from realprocs import ACCOUNTS, WAIT_S, listening_port, login
 
@@ -63,6 +64,7 @@ class Lines:
     def __init__(self, sock):
         self.sock = sock
         self.buffer = b""
+        self.tags = None        # once the handshake proved both ends: each line's is checked
 
     def next(self):
         """The next frame, or None once the other side has closed."""
@@ -72,6 +74,9 @@ class Lines:
                 return None
             self.buffer += chunk
         line, self.buffer = self.buffer.split(b"\n", 1)
+        if self.tags is not None:
+            line = self.tags.untag(line)
+            assert line is not None, "a line without its tag"
         return json.loads(line)
 
     def until_closed(self):
@@ -91,8 +96,10 @@ def dial(port):
     return sock, lines, challenge["nonce"]
 
 
-def send(sock, *frames):
-    sock.sendall(b"".join(json.dumps(frame).encode() + b"\n" for frame in frames))
+def send(sock, *frames, tags=None):
+    """Write `frames` on `sock`, each tagged with `tags` when given."""
+    lines = (json.dumps(frame).encode() + b"\n" for frame in frames)
+    sock.sendall(b"".join(lines if tags is None else map(tags.tag, lines)))
 
 
 class RawUser:
@@ -125,6 +132,7 @@ class RawUser:
                 hello = lines.next()
                 send(conn, {"type": "ok", "mac": protocol.mac(
                     self.key, protocol.DELIVERY_CLIENT_LABEL, "mine", hello["nonce"])})
+                lines.tags = LineTags(self.key, "mine", hello["nonce"], dialer=False)
                 while not frames or frames[-1]["type"] != "bye":   # then the listener closes
                     frames.append(lines.next())
             for frame in frames:
@@ -173,14 +181,29 @@ def test_a_stranger_with_a_forged_or_replayed_proof_is_refused(clients, server):
     sock, lines, nonce = dial(bob_port)
     real_hello = {"type": "peer_hello", "from": "google", "nonce": "d1",
                   "mac": dialer_mac(key, "google", "seas", nonce)}
-    send(sock, real_hello, {"type": "private", "from": "google", "text": "genuine words"})
-    proof_back, delivered = lines.next(), lines.next()
-    assert proof_back == {"type": "ok", "mac": listener_mac(key, "seas", "google", "d1")}
-    assert delivered == {"type": "ok"}
+    send(sock, real_hello)
+    assert lines.next() == {"type": "ok", "mac": listener_mac(key, "seas", "google", "d1")}
+    # from the proofs on, every line both ways carries its tag (line_tags.py)
+    tags = lines.tags = LineTags(key, nonce, "d1", dialer=True)
+    send(sock, {"type": "private", "from": "google", "text": "genuine words"}, tags=tags)
+    assert lines.next() == {"type": "ok"}
     bob.expect("google (private): genuine words")
-    send(sock, {"type": "bye"})
+    send(sock, {"type": "bye"}, tags=tags)
     assert lines.until_closed() == []                 # the listener closes first
     sock.close()
+    # a line added on the way to a proven link, without the tag only the key can make (the
+    # hello and the words before it were google's own): closed, and never shown
+    sock, lines, nonce = dial(bob_port)
+    send(sock, {**real_hello, "mac": dialer_mac(key, "google", "seas", nonce)})
+    assert lines.next()["type"] == "ok"
+    tags = LineTags(key, nonce, "d1", dialer=True)
+    send(sock, {"type": "private", "from": "google", "text": "first words"}, tags=tags)
+    send(sock, {"type": "private", "from": "google", "text": "added words"})
+    lines.tags = tags
+    assert lines.next() == {"type": "ok"}           # the first, acknowledged
+    assert lines.until_closed() == []               # the added one: closed, unanswered
+    sock.close()
+    bob.expect("google (private): first words")
     replay, lines, _ = dial(bob_port)
     send(replay, real_hello, {"type": "private", "from": "google", "text": "replayed words"})
     assert [f.get("code") for f in lines.until_closed()] == ["not_allowed"]
@@ -190,7 +213,7 @@ def test_a_stranger_with_a_forged_or_replayed_proof_is_refused(clients, server):
 
     alice.type(f"private seas {SECRET}")         # the real peer still gets through
     bob.expect(f"columbia (private): {SECRET}")
-    for words in ("forged words", "no proof words", "replayed words"):
+    for words in ("forged words", "no proof words", "replayed words", "added words"):
         assert words not in bob.output
     # each refused connection was reported once
     assert bob.output.count("the proof of identity was wrong.") == 2

@@ -5,8 +5,10 @@ import hmac
 
 import protocol
 from client_events import (Accepted, Arm, EndLink, Fate, Incoming, LinkClosed, LinkIdle, LinkIn,
-                           Log, OpenLink, SendOnLink, SendTo, Show, ShowFate, Started)
+                           Log, OpenLink, SendOnLink, SendTo, Show, ShowFate, Started,
+                           TagLines)
 from client_helpers import glue_with
+from line_tags import LineTags
 from peer import (PEER_IDLE_S, PEER_PROOF_S, PeerAddress, Peers, dialer_mac, dialer_mac_ok,
                   listener_mac)
 from reactor import Handler, Reactor
@@ -154,12 +156,15 @@ def make_glue(core):
 
 def linked(listener_side, at_challenge, later=()):
     """A stand-in core opens link 1 to `listener_side`, answers its challenge with the actions
-    `at_challenge`, and any later frame with `later`, until the link closes -> (core, glue)."""
+    `at_challenge`, and any later frame with `later` (a list, or a function of the frame), until
+    the link closes -> (core, glue)."""
     def answers(event):
         if isinstance(event, Started):
             return [OpenLink(1, "127.0.0.1", port)]
+        if isinstance(event, LinkIn) and event.frame["type"] == "challenge":
+            return list(at_challenge)
         if isinstance(event, LinkIn):
-            return list(at_challenge if event.frame["type"] == "challenge" else later)
+            return later(event.frame) if callable(later) else list(later)
         return []
     core = Scripted(answers)
     reactor, glue = make_glue(core)
@@ -200,6 +205,52 @@ def test_glue_cuts_off_at_once_a_link_ended_so():
     assert [e for e in core.seen if isinstance(e, LinkClosed)] == [
         LinkClosed(1, "talked on after bye")]
     assert glue.links == {}
+
+
+class TaggingListener(PeerListener):
+    """A peer's listener that tags its lines once the dialer's hello came (key "k", its
+    nonce n1, the dialer's d1), and checks the dialer's; after the first private, a line
+    without its tag is added on the way."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags = None
+        self.untagged = []      # the dialer's lines that failed their tag
+
+    def on_frame(self, conn, line):
+        if self.tags is None:
+            self.seen.append(protocol.decode(line))
+            conn.send(protocol.encode({"type": "ok"}))          # (its proof: not checked here)
+            self.tags = LineTags("k", "n1", "d1", dialer=False)
+            return
+        untagged = self.tags.untag(line)
+        if untagged is None:
+            self.untagged.append(line)
+            return
+        self.seen.append(protocol.decode(untagged))
+        conn.send(self.tags.tag(protocol.encode({"type": "ok"})))
+        conn.send(protocol.encode({"type": "ok"}))              # added on the way
+
+
+def test_glue_tags_a_links_lines_once_proven_and_closes_it_at_a_line_without_its_tag():
+    listener_side = TaggingListener()
+    oks = []
+
+    def later(frame):
+        oks.append(frame)
+        if len(oks) > 1:
+            return []
+        # the listener's proof: from here on, every line is tagged
+        return [TagLines(1, "k", "n1", "d1", link=True),
+                SendOnLink(1, {"type": "private", "from": "a", "text": "hi"})]
+    core, glue = linked(listener_side, [SendOnLink(1, {"type": "peer_hello", "from": "a",
+                                                       "nonce": "d1", "mac": "m"})], later)
+    assert [f["type"] for f in listener_side.seen] == ["peer_hello", "private"]
+    assert listener_side.untagged == []                 # ours were tagged, and right
+    # the tagged ok came through; the one added on the way closed the link
+    assert oks == [{"type": "ok"}, {"type": "ok"}]
+    assert [e for e in core.seen if isinstance(e, LinkClosed)] == [
+        LinkClosed(1, "a line without its tag")]
 
 
 def test_glue_reports_a_peer_that_is_not_there():

@@ -6,7 +6,7 @@ import socket
 
 import protocol
 from client_events import CloseConn, Incoming, SendTo
-from client_helpers import WELCOME, hello, logged_in, printed, proof_back
+from client_helpers import WELCOME, hello, logged_in, printed, proof_back, proven
 from realprocs import WAIT_S, start_server, token_of, wait_log
 from protocol import delivery_hello, delivery_proven
 
@@ -14,7 +14,7 @@ from protocol import delivery_hello, delivery_proven
 def test_a_hello_copied_from_another_connection_is_refused():
     run = logged_in()
     real = hello(7)                               # made for connection 7's nonce
-    assert run.do(Incoming(7, real)) == [proof_back(7)]
+    assert run.do(Incoming(7, real)) == proven(7)
     actions = run.do(Incoming(8, real))           # replayed on connection 8
     assert CloseConn(8) in actions and proof_back(8) not in actions
     assert printed(run.do(Incoming(8, {"type": "message", "from": "columbia", "seq": 5,

@@ -12,6 +12,7 @@ import types
 import pytest
 
 import protocol
+from line_tags import LineTags
 from reactor import HARD_LIMIT_BYTES, SOFT_LIMIT_BYTES, Connection, Handler, Reactor
 from timers import VirtualClock
 from replay import counting_secrets
@@ -494,16 +495,29 @@ class Listening(Handler):
         conn.send(protocol.encode({"type": "challenge", "nonce": f"c{conn.id}"}))
 
     def on_frame(self, conn, line):
-        frame = protocol.decode(line)
+        tags = conn.data        # once the session is proven both ways, every line is tagged
+        if tags is not None:
+            line = tags.untag(line)
+            assert line is not None, "a delivery without its tag"
+        self.take(conn, protocol.decode(line))
+
+    def take(self, conn, frame):
         if frame["type"] == "hello":
-            proof = protocol.mac(self.keys.get(frame["user"], ""), protocol.DELIVERY_CLIENT_LABEL,
-                                 f"c{conn.id}", frame["nonce"])
+            key = self.keys.get(frame["user"], "")
+            proof = protocol.mac(key, protocol.DELIVERY_CLIENT_LABEL, f"c{conn.id}",
+                                 frame["nonce"])
             conn.send(protocol.encode({"type": "ok", "mac": proof}))
+            conn.data = LineTags(key, f"c{conn.id}", frame["nonce"], dialer=False)
         elif frame["type"] == "bye":
             conn.close("bye")
         elif "seq" in frame:
             self.got.append(frame)
-            conn.send(protocol.encode({"type": "ack", "seq": frame["seq"]}))
+            self.send(conn, {"type": "ack", "seq": frame["seq"]})
+
+    @staticmethod
+    def send(conn, frame):
+        """Say `frame` as the session's client does: tagged, once proven."""
+        conn.send(conn.data.tag(protocol.encode(frame)))
 
 
 def test_closed_connections_are_freed_without_the_cycle_collector(world):
@@ -551,20 +565,20 @@ class Flooding(Listening):
         self.calm = False
         self.closed = []
 
-    def on_frame(self, conn, line):
-        if "seq" in protocol.decode(line) and not self.calm:
-            conn.send(b'{"type":"nonsense"}\n' * self.junk)
-        super().on_frame(conn, line)
+    def take(self, conn, frame):
+        if "seq" in frame and not self.calm:
+            for _ in range(self.junk):
+                self.send(conn, {"type": "nonsense"})
+        super().take(conn, frame)
 
     def on_closed(self, conn, reason):
         self.closed.append(reason)
 
 
-def test_a_listener_that_floods_its_delivery_connection_is_cut_off_and_served_later(world):
-    """Frames on a delivery connection that are no acknowledgement were ignored one by one,
-    without end: 64 in one read end the connection; the message waits, and comes again."""
-    replies, got = [], []
-    listener = Flooding(got, world.keys, junk=5000)
+def hi_to_columbia_at(world, listener):
+    """columbia logs in listening with `listener`, and seas's "hi" to it goes, until the
+    listener's first connection closes."""
+    replies = []
     port = world.reactor.listen("127.0.0.1", 0, listener).port
     Caller(world.reactor, world.port, {"type": "login", "user": "columbia",
                                        "password": "116bway", "port": port, "id": 1},
@@ -573,11 +587,53 @@ def test_a_listener_that_floods_its_delivery_connection_is_cut_off_and_served_la
     sender, token = logged_in(world, "seas", "summerisover")
     sender.send({"type": "message", "token": token, "to": "columbia", "text": "hi", "id": 5})
     pump(world.reactor, lambda: listener.closed)
+
+
+def test_a_listener_that_floods_its_delivery_connection_is_cut_off_and_served_later(world):
+    """Frames on a delivery connection that are no acknowledgement were ignored one by one,
+    without end: 64 in one read end the connection; the message waits, and comes again."""
+    got = []
+    listener = Flooding(got, world.keys, junk=5000)
+    hi_to_columbia_at(world, listener)
     assert any("not acknowledgements in one read" in line for line in world.lines)
     listener.calm = True                        # the retry, after its backoff, gets through
     pump(world.reactor, lambda: world.store.count_waiting("columbia") == 0,
          between=lambda: world.clock.advance(0.1))
     assert got[-1]["text"] == "hi"
+
+
+class Forged(Listening):
+    """A listening port whose acknowledgements are forged on the way, untagged, until
+    `honest`: as someone changing packets after the handshake would send them."""
+
+    def __init__(self, got, keys):
+        super().__init__(got, keys)
+        self.honest = False
+        self.closed = []
+
+    def take(self, conn, frame):
+        if "seq" in frame and not self.honest:
+            conn.send(protocol.encode({"type": "ack", "seq": frame["seq"]}))
+            return
+        super().take(conn, frame)
+
+    def on_closed(self, conn, reason):
+        self.closed.append(reason)
+
+
+def test_an_acknowledgement_without_its_tag_acknowledges_nothing(world):
+    """A forged ack after the handshake had the server forget a message as delivered: an
+    untagged line ends the connection, and the message comes again."""
+    got = []
+    listener = Forged(got, world.keys)
+    hi_to_columbia_at(world, listener)
+    assert any("a line without the tag that proves the session" in line
+               for line in world.lines)
+    assert world.store.count_waiting("columbia") == 1      # not taken as delivered
+    listener.honest = True                      # the retry, after its backoff, gets through
+    pump(world.reactor, lambda: world.store.count_waiting("columbia") == 0,
+         between=lambda: world.clock.advance(0.1))
+    assert [frame["text"] for frame in got] == ["hi"]
 
 
 def test_listeners_that_do_not_prove_the_session_are_logged_folded(world):
@@ -778,23 +834,20 @@ class Chatty(Listening):
         self.conns.append(conn)
         super().on_accepted(conn)
 
-    def on_frame(self, conn, line):
-        frame = protocol.decode(line)
+    def take(self, conn, frame):
         if frame["type"] == "hello":
-            super().on_frame(conn, line)
+            super().take(conn, frame)
         elif frame["type"] == "bye":
-            conn.send(protocol.encode(self.junk))
+            self.send(conn, self.junk)
         elif "seq" in frame:
             self.got.append(frame)
-            if self.junk is not None:
-                conn.send(protocol.encode(self.junk))
-            else:
-                conn.send(protocol.encode({"type": "ack", "seq": frame["seq"]}))
+            self.send(conn, self.junk if self.junk is not None else {"type": "ack",
+                                                                      "seq": frame["seq"]})
 
     def say(self, frame):
         for conn in self.conns:
             if not conn.closed:
-                conn.send(protocol.encode(frame))
+                self.send(conn, frame)
 
 
 def talking_to_foobar(world, junk):

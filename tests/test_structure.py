@@ -10,8 +10,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 # Bottom first. A module may import the modules of lower layers, and those listed before it in
 # its own layer; never one after it. The README's module map describes the same layers.
 LAYERS = [
-    ("protocol", "irc_wire", "irc_words", "options", "limits",     # the wires, plain helpers
-     "certificate", "core_events", "cells", "keys", "completion", "words"),
+    ("protocol", "line_tags", "irc_wire", "irc_words", "options",     # the wires, plain helpers
+     "limits", "certificate", "core_events", "cells", "keys", "completion", "words"),
     ("timers", "pacing", "reactor", "heap", "server_log",   # time, the loop, the log, the disk,
      "passwords", "senders", "log_index", "wal", "store_files", "storage"),     # the memory
     ("server_events", "client_events"),                            # the cores' vocabularies
