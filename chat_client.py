@@ -688,6 +688,10 @@ class ChatClient:
         command = parse_command(text)
         if command is None:
             return
+        if isinstance(command, Usage) and text.strip() in ("Y", "y", "N", "n"):
+            command = self._answer_alone(text.strip().upper(), out)
+            if command is None:
+                return
         if isinstance(command, Usage):
             # (a script's `message seas` without its text, or a typo, ended with status 0)
             self.not_understood += 1
@@ -723,9 +727,23 @@ class ChatClient:
             self.logging_out = True         # (_numbered: what comes now waits for the next login)
         self._send_command(command, now, out)
 
+    def _answer_alone(self, name, out):
+        """`Y` or `N` typed without a name -> the answer to the only question waiting, or None
+        when none or several wait (said why): a trial's new user answered "Do you agree to
+        have a private talk with bob? Y bob/N bob" with a `y`, and read its usage."""
+        waiting = list(self.peers.asked_by)
+        if len(waiting) == 1:
+            return Command(name, user=waiting[0])
+        self.not_understood += 1
+        out.append(Show("system", "Nobody is waiting for your answer." if not waiting else
+                        f"{len(waiting)} users are waiting for your answer "
+                        f"({', '.join(waiting)}): type {name} <user>."))
+        return None
+
     def _send_command(self, command, now, out):
         frame = {"type": command.name, "token": self.token}
         if command.name in ("Y", "N"):
+            self.peers.answered(command.user)
             frame.update(type="consent", user=command.user, agree=command.name == "Y")
         elif command.user is not None:
             frame["user"] = command.user

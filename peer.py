@@ -160,6 +160,7 @@ class Peers:
         self.granted = {}       # user -> key: who may dial us, by our consent
         self.blocked = set()    # users whose consent a block of ours ended, this session
         self.asking = {}        # user our getaddress asked, who has not answered -> when
+        self.asked_by = {}      # users waiting for our Y or N, the first asked first (as a set)
         self.refused_by = set()     # users whose listener's refusal of our link was said
         self.links = {}         # link id -> Link, until it is closed
         self.by_user = {}       # user -> the open or connecting Link new messages use
@@ -179,10 +180,13 @@ class Peers:
             asker = _short_name(frame.get("from"))
             if asker is None:
                 return [Log("malformed consent_request ignored")]
+            self.asked_by.pop(asker, None)
+            self.asked_by[asker] = None
             return [AskConsent(asker)]
         if user is None:
             return [Log(f"malformed {kind} delivery ignored")]
         if kind == "consent_lapsed":
+            self.asked_by.pop(user, None)
             return [ConsentLapsed(user, frame.get("left") is True)]
         if kind == "address":
             return self._learn_address(user, frame, proof, asked)
@@ -275,6 +279,10 @@ class Peers:
         if blocked:
             self.blocked.add(user)      # (its next try is told why: check_hello)
 
+    def answered(self, user):
+        """Our Y or N to `user` is on its way: it waits for it no more."""
+        self.asked_by.pop(user, None)
+
     def forget_all(self):
         """Logged out: every address, key and link goes -> items."""
         items = []
@@ -285,6 +293,7 @@ class Peers:
         self.granted.clear()
         self.blocked.clear()
         self.asking.clear()
+        self.asked_by.clear()
         self.refused_by.clear()
         return items
 

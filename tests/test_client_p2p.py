@@ -126,6 +126,27 @@ def test_consent_request_asks_the_user():
         "Do you agree to have a private talk with bob? Y bob/N bob"]
 
 
+def test_y_or_n_alone_answers_the_only_question_waiting():
+    """A trial's new user answered "Do you agree ... Y bob/N bob" with `y`, and read a usage."""
+    run = logged_in()
+    assert printed(run.type("y")) == ["Nobody is waiting for your answer."]
+    delivered(run, {"type": "consent_request", "from": "bob"})
+    run.type("y")
+    assert run.open[run.last()] == {
+        "type": "consent", "token": "t1", "user": "bob", "agree": True}
+    assert printed(run.reply({"type": "ok", "key": KEY})) == [
+        "You agreed to a private talk with bob."]
+    assert printed(run.type("Y")) == ["Nobody is waiting for your answer."]   # answered
+    delivered(run, {"type": "consent_request", "from": "carol"})
+    delivered(run, {"type": "consent_request", "from": "dave"})
+    assert printed(run.type("n")) == [
+        "2 users are waiting for your answer (carol, dave): type N <user>."]
+    delivered(run, {"type": "consent_lapsed", "user": "carol"})
+    run.type("N")
+    assert run.open[run.last()] == {"type": "consent", "token": "t1", "user": "dave",
+                                    "agree": False}
+
+
 def test_address_is_shown_and_kept():
     run = logged_in()
     assert printed(delivered(run, ADDRESS)) == ["got address!", "bob 10.0.0.2 6001"]
