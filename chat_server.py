@@ -925,7 +925,8 @@ class ChatServer(Reach):
         if notice:
             message["notice"] = True
         head = protocol.chat_head("broadcast", sender, text, notice)
-        fits, full = self._room_for(told, len(head))    # (a refusal leaves any run as it is)
+        # (a refusal leaves any run as it is)
+        fits, full, counted = self._room_for(told, len(head), sender)
         reply = {"type": "ok", "skipped": skipped}
         if full:
             reply["full"] = len(full)     # online, but too much already waits for them
@@ -937,6 +938,8 @@ class ChatServer(Reach):
             deliveries = self._run_deliveries() if run is not None else []
             if fits:
                 deliveries += self._keep_and_deliver(fits, message, head)
+        for name in counted:
+            self._shares.left(sender, name, len(head))
         if mid is not None:
             self._store.senders.taken(sender, *mid, reply, now)
         answer = _answer(request.conn, frame_id, reply, durable=True)
@@ -960,10 +963,14 @@ class ChatServer(Reach):
             "type": "ok", "repeat": True}
         return [_answer(conn, frame_id, reply, durable=True)]
 
-    def _room_for(self, recipients, size):
-        """Which recipients' inboxes take a message of about `size` bytes -> (fits, full).
-        Refused store_full if the store would pass its quota, and unavailable while the store
-        cannot commit (what waits for the disk is not allowed to grow)."""
+    def _room_for(self, recipients, size, sender):
+        """Which recipients take `sender`'s broadcast of about `size` bytes -> (fits, those
+        skipped, those of `fits` whose share counts it: shares.py). A recipient is skipped
+        whose inbox is full, or who is not reading and has as much from `sender` waiting as one
+        sender may leave (a trial's sender filled such a user's inbox with 10,000 broadcasts,
+        and nobody else could leave them a word). Refused store_full if the store would pass
+        its quota, and unavailable while the store cannot commit (what waits for the disk is
+        not allowed to grow)."""
         store = self._store
         if store.failing is not None:       # (as _writable; this is the hot path)
             raise StoreUnavailable(store.failing)
@@ -971,10 +978,18 @@ class ChatServer(Reach):
         # deliveries waiting bound the store's memory (its index holds each), bytes its disk
         if not store.takes(len(recipients), size, settings.store_messages, settings.store_bytes):
             raise Refused("store_full")
-        full = store.crowded(recipients, settings.inbox_messages, settings.inbox_bytes - size)
+        shares = self._shares
+        crowd_messages, crowd_bytes = shares.crowd
+        crowded = store.crowded(recipients, min(crowd_messages, settings.inbox_messages),
+                                min(crowd_bytes, settings.inbox_bytes) - size)
+        if not crowded:
+            return recipients, [], ()
+        full = store.crowded(crowded, settings.inbox_messages, settings.inbox_bytes - size)
+        full.update(name for name in crowded if shares.full(sender, name, size) is not None)
         if not full:
-            return recipients, full
-        return [name for name in recipients if name not in full], sorted(full)
+            return recipients, [], crowded
+        return ([name for name in recipients if name not in full], sorted(full),
+                crowded - full)
 
     def _writable(self):
         """While commits fail, nothing new is written: what waits for the disk stays small."""

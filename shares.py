@@ -12,8 +12,10 @@ users together at most a share of the store. The counts end when the user logs i
 acknowledges until less than that waits.
 
 Kept in memory: a restart forgets the counts (what they counted stays stored), so a sender may
-leave a second share after one. A broadcast is not counted: it goes to users online, and skips
-those whose inbox is full.
+leave a second share after one. A broadcast counts as a message to each such user it reaches:
+it goes to users online only, but one who is not reading fills up as one away does (a trial's
+sender filled such a user's inbox with 10,000 broadcasts); it skips those whose inbox is full,
+or who have their share from its sender.
 """
 
 

@@ -164,6 +164,28 @@ def test_to_an_online_user_who_does_not_read_each_sender_may_add_a_share_and_no_
     assert [say(server, now=1.0)["type"] for _ in range(5)] == ["ok"] * 4 + ["error"]
 
 
+def test_broadcasts_to_an_online_user_who_does_not_read_count_in_the_senders_share():
+    """A trial's sender filled such a user's inbox with 10,000 broadcasts: nobody else could
+    leave them a word, nor could anyone once they logged out."""
+    server, store = make_server(Settings(inbox_messages=20, delivery_window=1))  # a share: 2
+    login(server, "alice", port=5001)
+    login(server, "bob", port=5002, conn=3)                 # (token s3, proof s4): no acks
+    login(server, "carol", port=5003, conn=4)               # (token s5, proof s6): reads
+    said = []
+    for n in range(8):
+        actions = server.handle(Request(2, {"type": "broadcast", "token": "s1",
+                                            "text": f"b{n}"}, "h"), 0.0)
+        said.append(replies(actions)[0])
+        for frame in numbered(actions):
+            if frame.get("text") == f"b{n}":
+                server.handle(Acked("s6", frame["seq"]), 0.0)      # carol takes each
+    # a share waits for bob (2), then alice's own share (2) counts, and no more
+    assert [reply.get("full", 0) for reply in said] == [0] * 4 + [1] * 4
+    assert store.count_waiting("bob") == 4 and store.count_waiting("carol") == 0
+    frame = {"type": "message", "token": "s5", "to": "bob", "text": "from carol"}
+    assert replies(server.handle(Request(4, frame, "h"), 0.0))[0]["type"] == "ok"
+
+
 def numbered(actions):
     """The numbered frames delivered by `actions`, to a listening port or a staying client."""
     return [action.frame for action in actions
