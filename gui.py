@@ -533,6 +533,24 @@ class ChatView:
         return self.stage is Stage.PASSWORD and not self.busy and name.strip() != self.user
 
 
+EXIT_LINES_SHOWN = 10     # lines of what was not sent that the box at the window's end names
+
+
+def exit_box_text(reason, left_behind):
+    """What the box at the window's end says, "" for nothing (an ordinary close): why (a
+    sentence, capitalised), then the lines of what was not sent, the first EXIT_LINES_SHOWN of
+    them (a trial's box said only "1 message was not sent": which one was on a standard error
+    nobody read)."""
+    if not reason:
+        return ""       # (nothing the core counts as left undone: a typed-ahead line, say)
+    parts = [reason[:1].upper() + reason[1:]]
+    if left_behind:
+        shown = left_behind[:EXIT_LINES_SHOWN]
+        more = len(left_behind) - len(shown)
+        parts.append("\n".join([*shown, *([f"... and {more} more."] if more else [])]))
+    return "\n\n".join(parts)
+
+
 class WindowScreen:
     """The client's screen in a window: the core's actions draw a ChatView, and what the user
     clicks goes to the core as typed lines. `run` (gui_tk.py's) runs the loop and redraws."""
@@ -544,6 +562,7 @@ class WindowScreen:
         # diagnostics said (`log`), as client.py's: off for a terminal that is not --verbose
         # (a trial's window's terminal filled with "refused peer connection 29: no consent")
         self.diagnostics = True
+        self.left_behind = []   # what the exit says was not sent, each a line: its box names them
 
     def attach(self, glue):
         """Serve `glue`'s client from now on."""
@@ -560,6 +579,7 @@ class WindowScreen:
     def render(self, action):
         if type(action) is ShowFate and action.at_exit:
             self._log(action.line)      # (the window is going: what was not sent is said here)
+            self.left_behind.append(action.line)
         self.view.render(action, self.glue.reactor.clock.wall())
         for line in self.view.take_lines():     # a password, the first `online`: the core
             self.glue.feed(LineIn(line))        # takes them once this event is done

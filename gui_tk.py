@@ -13,7 +13,7 @@ import tkinter.messagebox
 from tkinter import ttk
 
 from client_events import Fate, Stage
-from gui import WindowScreen, entry_mark, entry_text, stamp
+from gui import WindowScreen, entry_mark, entry_text, exit_box_text, stamp
 from words import plural
 
 WINDOW_SIZE = (900, 620)    # pixels, on a screen with room for it ...
@@ -126,6 +126,7 @@ class ChatWindow:
         self._shown = 0                 # conversation entries already in the pane
         self._cleared = 0               # the view's conversations begun, as drawn
         self._showing = None            # "login" or "chat"
+        self._to_end = False            # the pane's next drawing shows its end, scrolled or not
         self.dialog = None              # the consent Toplevel while one is open
         self.leaving = None             # the Toplevel asking before a close, while one is open
         root.title("Chat room")
@@ -269,6 +270,9 @@ class ChatWindow:
     def send(self):
         if self.screen.send(self.input.get()):
             self.input.delete(0, "end")
+            # one's own line is shown, and its mark, however far up one had scrolled (a
+            # trial's ✓ or ✗ was never seen)
+            self._to_end = True
         self.kick()
         self.refresh()
 
@@ -352,7 +356,13 @@ class ChatWindow:
         if self.leaving is None:
             return
         if not self._sending():
-            self._close_now()       # all taken (or the session over): the close goes on
+            if self.view.waiting and self.view.stage is not Stage.LOGGED_IN:
+                # the session ended as they waited (the server restarted, say): they go only
+                # after a login, so the window stays for it, the status line saying what
+                # waits (a trial's closed by itself, and its message was never sent)
+                self._keep_open()
+                return
+            self._close_now()       # all taken: the close goes on
             return
         self.leaving.count.set(plural(self.view.waiting, "message") + " waiting.")
 
@@ -394,6 +404,9 @@ class ChatWindow:
             show.pack(expand=True)      # the form in the middle of the window
         if which == "chat":
             self.input.focus_set()
+            # what came while the form was shown is drawn from its newest line: measured in
+            # a pane not yet shown, a trial's 444 kept messages were left at their oldest
+            self._to_end = True
         else:
             self._focus_form()
 
@@ -418,8 +431,11 @@ class ChatWindow:
         entries = self.view.entries[self._shown:]
         changed = [index for index in self.view.take_changed() if index < self._shown]
         if not entries and not changed:
+            if self._to_end:
+                self._see_end()
             return
-        at_end = self.pane.yview()[1] >= 1.0     # (one scrolled up to read is left there)
+        # (one scrolled up to read is left there)
+        at_end = self._to_end or self.pane.yview()[1] >= 1.0
         self.pane.configure(state="normal")
         for index in changed:
             # entry i is line i + 1: each entry is one line (entry_text shows a newline as \x0a)
@@ -430,8 +446,14 @@ class ChatWindow:
             self.pane.insert("end", "\n")
         self.pane.configure(state="disabled")
         if at_end:      # (an entry redrawn, one's own ✓, had left the pane at its top)
-            self.pane.see("end")
+            self._see_end()
         self._shown += len(entries)
+
+    def _see_end(self):
+        if self._to_end:
+            self.pane.update_idletasks()    # (a pane just shown: its size is known now)
+            self._to_end = False
+        self.pane.see("end")
 
     def _draw_entry(self, where, entry):
         """One entry's line (without its newline) at text index `where`."""
@@ -595,11 +617,12 @@ class TkScreen(WindowScreen):
                 return          # (a pass already ended the window: one dialog, one destroy)
             self._closed_for_exit = True
             self.loop.stop()
-            if self.glue.exit_reason:
+            said = exit_box_text(self.glue.exit_reason, self.left_behind)
+            if said:
                 # the window is all its user reads: it vanished, the reason on a standard
                 # error nobody saw (a reviewer's, at a port that speaks TLS; another's with a
                 # message it had promised to send, the session gone with a restart)
-                self.tell_exit("Chat room", self.glue.exit_reason, parent=self.root)
+                self.tell_exit("Chat room", said, parent=self.root)
             self.root.destroy()
             return
         # at most every REFRESH_S: a flood of 2,000 long messages, drawn after each pass,

@@ -17,7 +17,7 @@ import pytest
 from guiprocs import SCREEN, GuiProcess, NoDisplay, idle, login, screenshot
 from reactor import Handler, Reactor
 from timers import RealClock
-from realprocs import ROOT
+from realprocs import ACCOUNTS, ROOT, WAIT_S, exchange, start_server, token_of
 
 tkinter = pytest.importorskip("tkinter", reason="this Python has no tkinter, so no window")
 from gui_tk import ERROR_COLOUR, REFRESH_S, TkLoop, TkScreen  # noqa: E402  (imports tkinter)
@@ -643,21 +643,24 @@ def test_a_window_whose_client_fails_says_why_before_it_closes(tk):
     screen.glue = types.SimpleNamespace(exit_code=1, exit_reason="this port speaks TLS")
     screen._after_pass()
     screen._after_pass()                    # (a pass more, in the dialog's loop: nothing more)
-    assert told == ["this port speaks TLS"] and stopped == [True]
+    assert told == ["This port speaks TLS"] and stopped == [True]
     quiet = TkScreen(tk)
     quiet.tell_exit = lambda title, text, parent: told.append(text)
     quiet.loop = types.SimpleNamespace(stop=lambda: None)
     quiet.root = types.SimpleNamespace(destroy=lambda: None)
     quiet.glue = types.SimpleNamespace(exit_code=0, exit_reason="")
     quiet._after_pass()                     # an ordinary end says nothing
-    assert told == ["this port speaks TLS"]
+    assert told == ["This port speaks TLS"]
     unsent = TkScreen(tk)                   # an end with messages not sent says so, status 0
     unsent.tell_exit = lambda title, text, parent: told.append(text)
     unsent.loop = types.SimpleNamespace(stop=lambda: None)
     unsent.root = types.SimpleNamespace(destroy=lambda: None)
     unsent.glue = types.SimpleNamespace(exit_code=0, exit_reason="1 message was not sent")
+    unsent.left_behind = ["Not sent (you did not log in again as columbia): message seas hi"]
     unsent._after_pass()
-    assert told[-1] == "1 message was not sent"
+    # (named: a trial's box said only the count, the message itself on a standard error)
+    assert told[-1] == ("1 message was not sent\n\n"
+                        "Not sent (you did not log in again as columbia): message seas hi")
 
 
 def test_perhaps_not_sent_is_not_struck_through_as_a_refused_message_is():
@@ -669,3 +672,62 @@ def test_perhaps_not_sent_is_not_struck_through_as_a_refused_message_is():
     assert not gui_tk._LOOKS[text_look].get("overstrike")
     assert gui_tk._LOOKS[gui_tk._OWN_LOOKS[Fate.REFUSED][0]]["overstrike"]
     assert mark_look != gui_tk._OWN_LOOKS[Fate.REFUSED][1]
+
+
+def test_a_restart_ending_the_session_a_close_waited_on_keeps_the_window_for_a_login(
+        windows, tmp_path):
+    """(a trial's window, closed as its message waited for a stopped server, closed by itself
+    once the restarted server had ended the session: the message, promised to go at the next
+    login, was never sent)"""
+    data = tmp_path / "restarted"
+    data.mkdir()
+    proc, port = start_server(data, 0)
+    alice = windows(port=port)
+    try:
+        login(alice, "columbia")
+        proc.terminate()
+        proc.wait(WAIT_S)
+        alice.type_into(".chat.bottom.input", "/message seas pending while down")
+        alice.press_enter(".chat.bottom.input")
+        alice.wait(pane_has(alice, "pending while down  … waiting"), "the message waiting")
+        alice.close_window()
+        alice.wait(lambda: alice.exists(".leave"), "the question before closing")
+        proc, _ = start_server(data, port)
+        # the session is over: the window stays, its form asking for the login the message
+        # waits for, the question gone
+        alice.wait(lambda: alice.call("winfo", "ismapped", ".login") == "1", "the login form")
+        alice.wait(lambda: not alice.exists(".leave"), "the question gone")
+        alice.wait(lambda: "waiting for your next login" in alice.label(".status"),
+                   "what waits, said")
+        assert alice.proc.poll() is None and alice.call("wm", "state", ".") == "normal"
+        login(alice, "columbia")
+        alice.wait(pane_has(alice, "pending while down  ✓"), "the message sent after all")
+        alice.close_window()
+        assert alice.wait_exit() == 0
+    finally:
+        proc.terminate()
+        proc.wait(WAIT_S)
+
+
+def test_a_login_with_more_kept_messages_than_fit_shows_the_newest(windows, server):
+    """(a trial's window, logged in to 444 kept messages, showed the oldest, and what came
+    after them out of sight; one's own message, sent while scrolled up, was out of sight too)"""
+    token = token_of(server.port, "seas", ACCOUNTS["seas"])
+    for start in range(0, 80, 20):
+        exchange(server.port, [{"type": "message", "token": token, "to": "columbia",
+                                "text": f"kept {n}"} for n in range(start, start + 20)])
+    alice = windows()
+    login(alice, "columbia")
+    alice.wait(pane_has(alice, "kept 79"), "the kept messages")
+    alice.settle()
+    assert float(alice.call(".chat.pane", "yview").split()[1]) == 1.0
+    alice.call(".chat.pane", "yview", "moveto", "0")             # scrolled up to read
+    alice.settle()
+    assert float(alice.call(".chat.pane", "yview").split()[1]) < 1.0
+    alice.type_into(".chat.bottom.input", "/broadcast my own")
+    alice.press_enter(".chat.bottom.input")
+    alice.wait(pane_has(alice, "my own"), "one's own line")
+    alice.settle()
+    assert float(alice.call(".chat.pane", "yview").split()[1]) == 1.0
+    alice.close_window()
+    assert alice.wait_exit() == 0

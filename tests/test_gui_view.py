@@ -18,7 +18,7 @@ from client_events import (Accepted, AskConsent, ConsentLapsed, Expired, Fate, I
 from client_glue import ClientGlue
 from client_helpers import hello
 from gui import (TARGET_NAME_CHARS, ChatView, Entry, Target, WindowScreen, entry_mark, entry_text,
-                 stamp)
+                 exit_box_text, stamp)
 from reactor import Reactor
 from timers import VirtualClock
 
@@ -1075,3 +1075,11 @@ def test_logging_out_forgets_who_agreed(screen):
     screen.type(screen.view.logout())
     screen.reply(OK)
     assert screen.view.private_to == () and not screen.view.can_private("bob")
+
+
+def test_the_box_at_the_windows_end_names_what_was_not_sent_the_first_ten():
+    lines = [f"Not sent (you quit before it went): message seas m{n}" for n in range(12)]
+    said = exit_box_text("the logout got no answer; 12 messages were not sent", lines)
+    assert said.splitlines() == ["The logout got no answer; 12 messages were not sent", "",
+                                 *lines[:10], "... and 2 more."]
+    assert exit_box_text("", lines) == ""       # nothing counted undone: an ordinary close
