@@ -437,7 +437,9 @@ class ChatClient:
         self._pace_input(waiting, busy, out)
         status = Status(self.stage, self.user, waiting, self.outage.reason, busy,
                         tuple(sorted(self.peers.addresses)), retry_at,
-                        tuple(sorted(self.peers.granted)))
+                        tuple(sorted(self.peers.granted)),
+                        # (before a login, what is on its way is the login: a screen says so)
+                        int(in_flight and self.stage is Stage.LOGGED_IN))
         if status != self._status:
             self._status = status
             out.insert(0, status)

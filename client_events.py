@@ -235,6 +235,8 @@ class Status:
     private_to: tuple = ()      # the users whose consent lets us send private messages, sorted
     retry_at: float | None = None
     agreed_to: tuple = ()       # the users our consent lets send us private messages, sorted
+    commands: int = 0           # of `waiting`, commands on their way (a logout, a block): not
+                                # messages, which a screen's count called them (a trial's)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from client_events import (AskConsent, ConsentLapsed, Fate, Interrupted, LineIn,
                            Prompt, Show, ShowFate, ShowOnline, ShowSending, Stage, Status)
 from commands import ACTION, action_text, day_words, help_lines, lapsed_text, presence_words
 from protocol import MAX_TEXT_CHARS
-from words import plural
+from words import plural, waiting_words
 
 EVERYONE = None     # the compose target that broadcasts
 TARGET_NAME_CHARS = 20  # of a user's name in the label before the input (target_text)
@@ -198,6 +198,7 @@ class ChatView:
         self.outage = None              # why the server cannot be reached, or None
         self._outage_said = None        # the reason the last Status gave
         self.waiting = 0                # typed lines and messages not yet taken by the server
+        self.commands = 0               # ... of them, commands (a logout, say)
         self.busy = False               # a reply is awaited before the next line is taken
         self.private_to = ()            # users who agreed to a private talk with us
         self.agreed_to = ()             # users we agreed to a private talk with
@@ -323,6 +324,7 @@ class ChatView:
     def _status(self, status, at):
         was = self.stage
         self.stage, self.user, self.waiting = status.stage, status.user, status.waiting
+        self.commands = status.commands
         self.busy = status.busy
         self.private_to = status.private_to
         self.agreed_to = status.agreed_to
@@ -504,7 +506,7 @@ class ChatView:
         # called it a message), or messages kept for the next login (another's, its login
         # a minute over, was told its login waited)
         if self.stage is Stage.LOGGED_IN:
-            waiting = plural(self.waiting, "message") + " waiting to be sent."
+            waiting = waiting_words(self.waiting, self.commands) + " waiting to be sent."
         elif self.busy:
             waiting = "Your login waits for the server."
         else:

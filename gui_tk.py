@@ -14,7 +14,7 @@ from tkinter import ttk
 
 from client_events import Fate, Stage
 from gui import WindowScreen, entry_mark, entry_text, exit_box_text, stamp
-from words import plural
+from words import waiting_words
 
 WINDOW_SIZE = (900, 620)    # pixels, on a screen with room for it ...
 SCREEN_MARGIN = (0, 80)     # ... else the screen less this (a title bar, a panel)
@@ -364,7 +364,7 @@ class ChatWindow:
                 return
             self._close_now()       # all taken: the close goes on
             return
-        self.leaving.count.set(plural(self.view.waiting, "message") + " waiting.")
+        self.leaving.count.set(waiting_words(self.view.waiting, self.view.commands) + " waiting.")
 
     # -- drawing ------------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from completion import Completer
 from keys import KeyDecoder
 from line_editor import MAX_LINE_CHARS, ClearScreen, EndOfInput, Entered, LineEditor, Listed
 from protocol import name_chars_ok
-from words import plural
+from words import waiting_words
 
 DEFAULT_COLUMNS = 80            # when the terminal does not say how wide it is
 UTF8_BOM = codecs.BOM_UTF8      # a file's first bytes that are not its text
@@ -538,7 +538,7 @@ def outage_line(status, now, width=None):
     if status.waiting:
         # (before the login, what waits is what was typed at its prompts)
         noun = "message" if status.stage is Stage.LOGGED_IN else "typed line"
-        line += f" {plural(status.waiting, noun)} waiting to be sent."
+        line += f" {waiting_words(status.waiting, status.commands, noun)} waiting to be sent."
     if width is None or len(line) < width:
         return line
     short = "No server"         # (then the seconds to the next try, and what waits)

@@ -21,6 +21,7 @@ from gui import (TARGET_NAME_CHARS, ChatView, Entry, Target, WindowScreen, entry
                  exit_box_text, stamp)
 from reactor import Reactor
 from timers import VirtualClock
+from words import waiting_words
 
 USERNAME, PASSWORD, LOGGED_IN = Stage.USERNAME, Stage.PASSWORD, Stage.LOGGED_IN
 WELCOME = {"type": "welcome", "user": "alice", "token": "t1", "proof": "p1"}
@@ -143,7 +144,8 @@ def test_welcome_shows_the_chat_and_asks_who_is_online(screen):
     assert view.stage == LOGGED_IN and view.user == "alice"
     assert screen.texts() == ["You have successfully logged in."]
     assert screen.sent() == [{"type": "online", "token": "t1"}]
-    assert view.status == "Sending: 1 message waiting to be sent."
+    # (a command: a logout on its way was counted as a message, a trial's)
+    assert view.status == "Sending: 1 command waiting to be sent."
     screen.reply({"type": "online", "users": ["carol", "bob"]})
     assert view.users == ["bob", "carol"]
     assert screen.texts() == ["You have successfully logged in."]     # the list is not chat
@@ -1083,3 +1085,8 @@ def test_the_box_at_the_windows_end_names_what_was_not_sent_the_first_ten():
     assert said.splitlines() == ["The logout got no answer; 12 messages were not sent", "",
                                  *lines[:10], "... and 2 more."]
     assert exit_box_text("", lines) == ""       # nothing counted undone: an ordinary close
+
+
+def test_the_status_line_counts_messages_and_commands_apart():
+    assert [waiting_words(*counts) for counts in ((2, 0), (2, 1), (1, 1), (3, 2))] == [
+        "2 messages", "1 message and 1 command", "1 command", "1 message and 2 commands"]
