@@ -32,7 +32,7 @@ from status import StatusLine
 from timers import RealClock
 from passwords import CredentialsError, load_credentials
 from storage import SEQ_FLOOR_MAX, Store, StoreUnavailable
-from store_files import RESCUED
+from store_files import RESCUED, make_directory
 from words import plural
 
 
@@ -318,7 +318,7 @@ def _open_store(args, clock):
     """The data directory's store, made if need be -> the Store, or None once the failure
     is told."""
     try:
-        os.makedirs(args.data_dir, exist_ok=True)
+        make_directory(args.data_dir)
         # numbers start above the wall clock in microseconds: a wiped or restored data
         # directory never gives a number a running client has seen (PROTOCOL.md)
         return Store(os.path.join(args.data_dir, STORE_FILE), clock, sync=args.sync,

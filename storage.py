@@ -816,10 +816,15 @@ class Store:
         if acks_too or self._compaction_due(alone=not busy):
             self._write_passed()
         elif not busy and not self._homeless:
-            if self.look_wanted:            # (an idle store's look: wake_at)
+            if self.look_wanted or self.failing is not None:
+                # an idle store's look (wake_at); or one failing with nothing to write, which
+                # only a look can tell is well again (a log deleted, whose copy into the file
+                # failed after a commit: the store, open again, said it failed for good, and
+                # every write was refused until a restart, a trial's)
                 if self._clock is not None:
                     self._looked_at = self._clock.now()
                 self._look_at_files()
+                self.failing = None
             return
         if self._wal is not None:
             # looked at before the commit too: SQLite writes the commit at the offset it knows,
@@ -983,7 +988,7 @@ class Store:
             raise StoreUnavailable(self.failing)
         try:
             directory = os.path.dirname(os.path.abspath(self._path))
-            os.makedirs(directory, exist_ok=True)
+            files.make_directory(directory)
             for stale in (tmp, tmp + "-journal", tmp + "-wal"):
                 if os.path.lexists(stale):
                     os.remove(stale)

@@ -1278,3 +1278,42 @@ def test_ctrl_c_while_the_start_waits_for_another_servers_store_says_so_in_one_l
                           "--data-dir", str(tmp_path / "data")])
     assert status == 130
     assert capsys.readouterr().err == "server.py: interrupted while starting\n"
+
+
+def test_a_deleted_log_whose_copy_failed_after_a_commit_is_well_again_once_a_look_succeeds(
+        tmp_path, monkeypatch):
+    """The data directory read-only as the log was deleted: the copy into the file failed
+    after a commit had succeeded, nothing was left to write, and the store, open again, stayed
+    failing for good: every write and login refused until a restart (a trial's)."""
+    path = tmp_path / "chat.sqlite3"
+    store = Store(str(path))
+    keep(store, "bob", {"type": "message", "text": "before"})
+    store.commit()
+    open_db = Store._open_db
+    monkeypatch.setattr(Store, "_open_db", lambda self: (_ for _ in ()).throw(
+        sqlite3.OperationalError("attempt to write a readonly database")))
+    os.remove(str(path) + "-wal")
+    keep(store, "bob", {"type": "message", "text": "as it went"})
+    with pytest.raises(storage.StoreUnavailable, match="log was deleted"):
+        store.commit()                              # (its own commit succeeded first)
+    assert store.failing is not None
+    monkeypatch.setattr(Store, "_open_db", open_db)
+    store.commit()                                  # nothing to write: the look says well
+    assert store.failing is None and "open again" in store.notice
+    keep(store, "bob", {"type": "message", "text": "later"})
+    store.commit()
+    assert _texts_after_restart(store, path) == ["before", "as it went", "later"]
+
+
+def test_a_directory_made_for_the_store_has_its_name_synced_into_its_parent(
+        tmp_path, monkeypatch):
+    """(a trial's strace: the data directory made, its files synced, its own name never: a
+    power cut could take the whole directory with what had been answered ok)"""
+    synced = []
+    monkeypatch.setattr(store_files, "sync_path", synced.append)
+    store_files.make_directory(str(tmp_path / "a" / "b"))
+    assert (tmp_path / "a" / "b").is_dir()
+    assert sorted(synced) == [str(tmp_path), str(tmp_path / "a")]
+    synced.clear()
+    store_files.make_directory(str(tmp_path / "a" / "b"))          # there: nothing to sync
+    assert synced == []
