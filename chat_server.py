@@ -29,6 +29,7 @@ from server_events import (Acked, Arm, AskLapses, BadFrame, Close, Closed, Expir
 from sessions import RandomSecrets, Session, Sessions
 from shares import Shares
 from storage import StoreUnavailable
+from words import plural
 
 
 @dataclass(frozen=True)
@@ -1352,7 +1353,7 @@ class ChatServer(Reach):
         if backoff_s is None:       # (what could not be asked, or given, is said all the same)
             return [Log(f"{failed}; a retry of {user}'s messages is already due", key),
                     *unreached]
-        return [Log(f"{failed}; {unacked} message(s) for {user} will be retried "
+        return [Log(f"{failed}; {plural(unacked, 'message')} for {user} will be retried "
                     f"in {whole(backoff_s)} s", key),
                 Arm(Redeliver(user, session.proof), now + backoff_s), *unreached]
 

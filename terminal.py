@@ -686,6 +686,12 @@ class TerminalScreen:
         except (OSError, termios.error):
             return              # (no terminal any more: nothing to give a mode to)
         if back and self._stage in _PROMPTS:    # (the shell's lines came after the prompt)
+            editor = self.terminal.editor
+            if editor.secret and editor.chars:
+                # the prompt asks afresh, so its field is empty: a password half typed before
+                # the stop, hidden, was joined to the one typed after it (a trial's wrong
+                # password, one of the three before a block)
+                editor.clear()
             self.terminal.show(_PROMPTS[self._stage])
 
     def read_typed(self):

@@ -275,6 +275,32 @@ def test_with_the_terminals_own_line_editing_a_password_stays_unseen_after_ctrl_
         _stop(proc)
 
 
+def test_a_password_half_typed_before_ctrl_z_is_not_joined_to_the_one_typed_after_fg(
+        tmp_path):
+    """fg asks for the password afresh, its field empty as it looks: the hidden half typed
+    before the stop was kept, and joined to the whole typed after (a trial's wrong password,
+    a strike toward the block)."""
+    proc, pane = _client_in_a_shell(tmp_path)
+    try:
+        pane.type("columbia")
+        pane.keys("Enter")
+        pane.wait(lambda rows, _: "Please enter password:" in rows)
+        pane.type("116b")
+        pane.keys("C-z")
+        pane.wait(lambda rows, _: any("Stopped" in row for row in rows))
+        pane.type("fg")
+        pane.keys("Enter")
+        tty = pane._tmux("display-message", "-p", "-t", "t", "#{pane_tty}").strip()
+        pane.wait(lambda rows, _: not _echoes(tty)
+                  and rows.count("Please enter password:") == 2)   # asked again, below fg
+        pane.type("116bway")
+        pane.keys("Enter")
+        pane.wait(lambda rows, _: "You have successfully logged in." in rows)
+    finally:
+        pane.close()
+        _stop(proc)
+
+
 def test_after_a_stop_from_outside_and_fg_a_password_is_still_not_shown(tmp_path):
     """SIGSTOP, which no handler sees, then SIGCONT from another shell: the client goes on in
     the background and stops at its next touch of the terminal; the user's fg brings it back,
