@@ -855,7 +855,9 @@ class Store:
         if self._file is None:
             return
         there = files.named(self._path, self._file_id)
-        if self._homeless or there is None:
+        if self._homeless and there is not None:
+            self._home_again()
+        elif self._homeless or there is None:
             self._rehome()
             return
         if there.st_size < self._file_size:
@@ -1014,12 +1016,7 @@ class Store:
             self.failing = f"the store's file was written again but cannot be opened yet ({exc})"
             raise StoreUnavailable(self.failing) from None
         self._homeless = False
-        removed = ""
-        if self._rescued is not None:   # (what it holds is at home again)
-            files.remove_quietly(self._rescued)
-            removed = f"; its copy at {self._rescued} is removed"
-            self._rescued = None
-        self._rescues = 0
+        removed = self._forget_rescue()
         self._reserve_held = False      # (gone with the directory, perhaps: made again)
         # (moved, not deleted, a trial's data directory's old copy went unmentioned, and a
         # second server started on it as if it were a store)
@@ -1027,6 +1024,27 @@ class Store:
                        f"again at {self._path} from the open store, nothing lost{removed}. If "
                        f"it was moved, the copy moved is out of date: start no server on it. "
                        f"(Stop the server before wiping or moving its data directory.)")
+
+    def _home_again(self):
+        """The store's own file is back at its path (moved away, then back, while it could
+        not be written again there: a read-only directory): it holds every commit, as the
+        open store wrote to it wherever it was. A trial's was taken for another server's
+        file, the store unavailable until a restart, which refused the copy left beside it."""
+        self._homeless = False
+        removed = self._forget_rescue()
+        self.notice = (f"the store's file is back at {self._path}, nothing lost{removed} "
+                       f"(stop the server before moving its files)")
+
+    def _forget_rescue(self):
+        """What the store holds is at home again: its copy elsewhere (rescue) goes -> the
+        words that say so, or ""."""
+        removed = ""
+        if self._rescued is not None:
+            files.remove_quietly(self._rescued)
+            removed = f"; its copy at {self._rescued} is removed"
+            self._rescued = None
+        self._rescues = 0
+        return removed
 
     def _compaction_due(self, alone):
         """True if cursors and compaction go with this commit (`alone`: it would write

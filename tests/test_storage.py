@@ -1317,3 +1317,32 @@ def test_a_directory_made_for_the_store_has_its_name_synced_into_its_parent(
     synced.clear()
     store_files.make_directory(str(tmp_path / "a" / "b"))          # there: nothing to sync
     assert synced == []
+
+
+def test_its_own_file_moved_back_while_it_could_not_be_written_again_is_home_again(
+        tmp_path, monkeypatch):
+    """The data directory read-only, the store's file moved away and back: it was taken for
+    another server's file, every write refused until a restart, which refused the copy left
+    beside it (a re-attack's)."""
+    path = tmp_path / "data" / "chat.sqlite3"
+    path.parent.mkdir()
+    store = Store(str(path))
+    keep(store, "bob", {"type": "message", "text": "before"})
+    store.commit()
+    make_directory = store_files.make_directory
+    monkeypatch.setattr(store_files, "make_directory", lambda path: (_ for _ in ()).throw(
+        OSError(30, "Read-only file system")))
+    away = tmp_path / "away.sqlite3"
+    os.rename(path, away)
+    keep(store, "bob", {"type": "message", "text": "while away"})
+    with pytest.raises(storage.StoreUnavailable, match="cannot be written again yet"):
+        store.commit()
+    rescued = store._rescued
+    assert rescued is not None and os.path.exists(rescued)
+    os.rename(away, path)                                       # back, and writable again
+    monkeypatch.setattr(store_files, "make_directory", make_directory)
+    keep(store, "bob", {"type": "message", "text": "later"})
+    store.commit()
+    assert store.failing is None and "is back at" in store.notice
+    assert not os.path.exists(rescued)
+    assert _texts_after_restart(store, path) == ["before", "while away", "later"]
