@@ -21,8 +21,8 @@ from client_events import (REQUEST_TIMEOUT_S, Accepted, Arm, Cancel, CloseConn, 
                            Pushed, Replied, RequestFailed, ResumeInput, SendRequest, SendTo,
                            Show, ShowFate, ShowOnline, ShowSending, Stage, Started, Status)
 from commands import (DEFAULT_ATTEMPTS, Command, Usage, case_hint, described, error_code,
-                      error_text, parse_command, presence_notices, refusal, reply_lines,
-                      seconds_text, shown, times_text)
+                      error_text, is_message_line, parse_command, presence_notices, refusal,
+                      reply_lines, seconds_text, shown, times_text)
 from doorkeeper import Delivered, Door, Doorkeeper, HeadSeen, PeerTurnedAway, PrivateIn
 from outage import Outage
 from outbox import Outbox
@@ -438,11 +438,19 @@ class ChatClient:
         status = Status(self.stage, self.user, waiting, self.outage.reason, busy,
                         tuple(sorted(self.peers.addresses)), retry_at,
                         tuple(sorted(self.peers.granted)),
-                        # (before a login, what is on its way is the login: a screen says so)
-                        int(in_flight and self.stage is Stage.LOGGED_IN))
+                        self._commands_waiting(in_flight))
         if status != self._status:
             self._status = status
             out.insert(0, status)
+
+    def _commands_waiting(self, in_flight):
+        """Of what waits for the server, the commands (a block, a logout): typed, or the one
+        on its way (`in_flight`). Before a login, what waits is the login, and a screen says
+        so; after it, a re-attack's `block google` typed behind a message was a message."""
+        if self.stage is not Stage.LOGGED_IN:
+            return 0
+        typed = sum(1 for line in self.lines if not is_message_line(line)) if self.lines else 0
+        return typed + int(in_flight)
 
     def _missing_at_start(self, out):
         """check_server found no server before the first username: a script stops there; a

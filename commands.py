@@ -95,6 +95,16 @@ def parse_command(line):
     return Command(name, **values)
 
 
+MESSAGE_COMMANDS = ("message", "broadcast", "private")
+
+
+def is_message_line(line):
+    """True if a typed line names a command that sends a message (its first word only: a
+    status counts what waits with each event, a thousand lines of a script at most)."""
+    words = line.split(None, 1)
+    return bool(words) and ALIASES.get(words[0].lower(), words[0].lower()) in MESSAGE_COMMANDS
+
+
 def _help_with(rest):
     """`help <command>` -> Command("help", text=the command's name), or Usage. (A trial's new
     user typed `help getaddress`, and was told the usage of help.)"""

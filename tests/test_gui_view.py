@@ -481,6 +481,14 @@ def test_logout_goes_back_to_the_form(screen):
     assert view.users == []
 
 
+def test_commands_typed_behind_a_message_are_counted_as_commands(screen):
+    """(a re-attack's `block google`, typed behind a message, was "2 messages")"""
+    screen.login()
+    screen.send("one")
+    screen.type(["block google", "message bob two", "logout"])
+    assert screen.view.status == "Sending: 2 messages and 2 commands waiting to be sent."
+
+
 def test_unreachable_server_and_waiting_messages_show_in_the_status_line(screen):
     screen.login()
     screen.send("one")
