@@ -113,6 +113,7 @@ def _share_full(over, recipient):
 
 
 _TRAILING_MARKS = ":,;.!?"   # typed after a name by habit ("seas:"), never part of one here
+                            # (and "@" before it: "@seas")
 IDLE_CHECK_LATE_S = 0.5     # a time-out check this late found the server held up (_idle_check)
 IDLE_GRACE_S = 2.0          # then the silent get this long for what waits unread to be read
 
@@ -506,7 +507,7 @@ class ChatServer(Reach):
             if like is not None:
                 raise Refused("unknown_user", like=like)
             # "message seas: hi" (a trial's): the name with a mark of punctuation after it
-            near = self._by_lower.get(user.rstrip(_TRAILING_MARKS).lower())
+            near = self._by_lower.get(user.lstrip("@").rstrip(_TRAILING_MARKS).lower())
             raise Refused("unknown_user", **({"near": near} if near is not None else {}))
         return user
 

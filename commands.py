@@ -65,7 +65,8 @@ COMMANDS = {
 
 # Other spellings of a command's name (names are read in any case: MESSAGE is message).
 # (whoelse: the name many versions of the course's assignment give `online`)
-ALIASES = {"y": "Y", "n": "N", "exit": "quit", "whoelse": "online"}
+ALIASES = {"y": "Y", "n": "N", "exit": "quit", "whoelse": "online",
+           "msg": "message"}      # (IRC's word for it, a new user's habit)
 
 
 def parse_command(line):
@@ -74,7 +75,7 @@ def parse_command(line):
     if not rest:
         return None
     typed, rest = _next_word(rest)
-    name = ALIASES.get(typed.lower(), typed.lower())
+    name = _command_named(typed)
     spec = COMMANDS.get(name)
     if name == "help" and rest.strip():
         return _help_with(rest.strip())
@@ -103,6 +104,18 @@ def is_message_line(line):
     status counts what waits with each event, a thousand lines of a script at most)."""
     words = line.split(None, 1)
     return bool(words) and ALIASES.get(words[0].lower(), words[0].lower()) in MESSAGE_COMMANDS
+
+
+def _command_named(word):
+    """A typed word -> the command it names (an alias's), or the word lowered if none. A
+    leading / is a window's or an IRC client's habit: "/quit" names quit (a new user's was an
+    unknown command)."""
+    name = ALIASES.get(word.lower(), word.lower())
+    if name not in COMMANDS and name.startswith("/"):
+        bare = ALIASES.get(name[1:], name[1:])
+        if bare in COMMANDS:
+            return bare
+    return name
 
 
 def _help_with(rest):

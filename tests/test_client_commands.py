@@ -23,6 +23,11 @@ from words import plural
     ("unblock bob", Command("unblock", user="bob")),
     ("logout", Command("logout")),
     ("help", Command("help")),
+    # a window's or an IRC client's habits (a new user's were unknown commands)
+    ("/quit", Command("quit")),
+    ("/msg bob hi there", Command("message", user="bob", text="hi there")),
+    ("msg bob hi", Command("message", user="bob", text="hi")),
+    ("/y bob", Command("Y", user="bob")),
 ])
 def test_valid_commands_parse_with_their_text_kept_as_typed(line, expected):
     assert parse_command(line) == expected

@@ -604,10 +604,11 @@ def test_an_unknown_name_that_is_an_account_in_another_case_says_which():
 
 
 def test_an_unknown_name_that_is_an_account_with_a_mark_after_it_says_which():
-    """"message seas: hi" said only that user seas: does not exist (a trial's)."""
+    """"message seas: hi" said only that user seas: does not exist (a trial's; "@seas" too,
+    a new user's)."""
     server, _ = make_server()
     token = replies(login(server, "alice"))[0]["token"]
-    for name in ("bob:", "Bob,", "bob!?"):
+    for name in ("bob:", "Bob,", "bob!?", "@bob", "@bob:"):
         refusal = replies(server.handle(Request(1, {"type": "message", "token": token,
                                                     "to": name, "text": "hi"}, "h"), 1.0))[0]
         assert (refusal["code"], refusal.get("near")) == ("unknown_user", "bob"), name
