@@ -105,10 +105,12 @@ class Reach:
         return actions
 
     def _read_enough(self, user):
-        """`user`'s client acknowledged: once less than a crowd waits for it, what senders
-        left it counts no more (shares.py)."""
-        if user in self._shares.counted and (
-                self._store.count_waiting(user) < self._shares.crowd[0]):
+        """`user`'s client acknowledged: once less than a crowd waits for it, in messages and
+        in bytes, what senders left it counts no more (shares.py). (Its messages alone: a
+        re-attack's reader, megabytes still waiting, let a sender leave a share again at each
+        acknowledgement, until nobody else could leave it a word.)"""
+        if user in self._shares.counted and not self._store.crowded([user],
+                                                                    *self._shares.crowd):
             self._shares.forget(user)
 
     def _keep_and_deliver(self, recipients, message, head):

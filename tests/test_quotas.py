@@ -164,6 +164,27 @@ def test_to_an_online_user_who_does_not_read_each_sender_may_add_a_share_and_no_
     assert [say(server, now=1.0)["type"] for _ in range(5)] == ["ok"] * 4 + ["error"]
 
 
+def test_a_share_counts_on_while_bytes_enough_wait_though_few_messages_do():
+    """A re-attack's reader acknowledged one large message now and then: fewer messages than a
+    crowd waited, but megabytes, and its sender was given a new share at each, until nobody
+    else could leave that reader a word."""
+    server, store = make_server(Settings(inbox_bytes=10_000, delivery_window=1,
+                                         delivery_window_bytes=100))    # a crowd: 1,000 bytes
+    login(server, "alice", port=5001)
+    login(server, "bob", port=5002, conn=3)                 # (token s3, proof s4)
+    big = "x" * 400
+    first = server.handle(Request(2, {"type": "message", "token": "s1", "to": "bob",
+                                      "text": big}, "h"), 0.0)
+    kept = 1
+    while say(server, big)["type"] == "ok":                 # a crowd, then alice's share
+        kept += 1
+    assert kept < 8                                         # (1,000 bytes and 1,000 more)
+    server.handle(Acked("s4", numbered(first)[0]["seq"]), 1.0)      # bob takes one
+    assert store.count_waiting("bob") == kept - 1
+    refused = say(server, big, now=1.0)                     # bytes enough still wait for bob
+    assert refused["code"] == "inbox_full" and refused["share"] is True
+
+
 def test_broadcasts_to_an_online_user_who_does_not_read_count_in_the_senders_share():
     """A trial's sender filled such a user's inbox with 10,000 broadcasts: nobody else could
     leave them a word, nor could anyone once they logged out."""
