@@ -163,12 +163,23 @@ class ClientGlue:
             return line
         untagged = tags.untag(line)
         if untagged is None:
-            where = "{}:{}".format(*conn.peer) if conn.peer else f"connection {conn.id}"
-            self._log(Log(f"closed the connection with {where}: a line without the tag that "
-                          f"proves who sent it (changed on the way?)",
-                          ("closed connections: a line without its tag", where)))
-            conn.abort("a line without its tag")
+            self._cut_off(conn, "a line without the tag that proves who sent it")
         return untagged
+
+    def cut_off_if_tagged(self, conn):
+        """A line too long to read on `conn`: once its lines are tagged, one that cannot be
+        checked is as one without its tag, and ends it -> True if it did (a re-attack's, added
+        on the way, was said as the proven peer's refusal: "longer than a line may be")."""
+        if conn.data.tags is None:
+            return False
+        self._cut_off(conn, "a line too long to check its tag")
+        return True
+
+    def _cut_off(self, conn, what):
+        where = "{}:{}".format(*conn.peer) if conn.peer else f"connection {conn.id}"
+        self._log(Log(f"closed the connection with {where}: {what} (changed on the way?)",
+                      ("closed connections: a line without its tag", where)))
+        conn.abort("a line without its tag")
 
     def _close_conn(self, action):
         if action.conn in self.incoming:
@@ -362,7 +373,8 @@ class _Listening(Handler):
             self.glue.feed(Incoming(conn.id, decoded(line)))
 
     def on_oversize(self, conn):
-        self.glue.feed(Incoming(conn.id, error("too_long")))
+        if not self.glue.cut_off_if_tagged(conn):
+            self.glue.feed(Incoming(conn.id, error("too_long")))
 
     def on_closed(self, conn, reason):
         visit, conn.data = conn.data, None
@@ -402,7 +414,8 @@ class _Links(Handler):
             self.glue.feed(LinkIn(conn.data.link, decoded(line)))
 
     def on_oversize(self, conn):
-        self.glue.feed(LinkIn(conn.data.link, error("too_long")))
+        if not self.glue.cut_off_if_tagged(conn):
+            self.glue.feed(LinkIn(conn.data.link, error("too_long")))
 
     def on_closed(self, conn, reason):
         link, conn.data = conn.data, None

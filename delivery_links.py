@@ -331,6 +331,15 @@ class DeliveryLinks(Handler):
     def on_frame(self, conn, line):
         self.on_frames(conn, [line])
 
+    def on_oversize(self, conn):
+        """A line too long to read: from a proven listener, one whose tag cannot be checked
+        ends the connection, as one without its tag does (a re-attack's, added on the way,
+        was dropped unsaid); before, it is no step of the handshake, which times out."""
+        delivery = conn.data
+        if delivery is not None and delivery.tags is not None and not delivery.said_bye:
+            self._cut_off(delivery, "a line without its tag",
+                          "a line too long to check its tag (changed on the way?)")
+
     def on_closed(self, conn, reason):
         # the connection and its delivery refer to each other: let go now, not at the cycle
         # collector's leisure

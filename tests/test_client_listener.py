@@ -119,3 +119,20 @@ def test_a_delivery_without_its_tag_is_not_shown_and_ends_the_connection():
     finally:
         server.close()
         listener.close()
+
+
+def test_a_line_too_long_to_check_on_a_proven_delivery_connection_ends_it():
+    """(a re-attack's, added on the way, was taken as the server's own refusal)"""
+    run = logged_in()
+    glue, clock, out = glue_with(run.client)
+    listener = glue.reactor.listen("127.0.0.1", 0, glue.listening)
+    server = socket.create_connection(("127.0.0.1", listener.port))
+    try:
+        deliver_through(glue, server, out)
+        server.sendall(b"x" * 70_000 + b"\n")
+        pump(glue.reactor, lambda: _closed(server))
+        said = glue.screen.terminal.err.getvalue()
+        assert b"a line too long to check its tag" in said
+    finally:
+        server.close()
+        listener.close()

@@ -3,6 +3,8 @@ carrying links over real sockets on 127.0.0.1."""
 import hashlib
 import hmac
 
+import pytest
+
 import protocol
 from client_events import (Accepted, Arm, EndLink, Fate, Incoming, LinkClosed, LinkIdle, LinkIn,
                            Log, OpenLink, SendOnLink, SendTo, Show, ShowFate, Started,
@@ -229,11 +231,21 @@ class TaggingListener(PeerListener):
             return
         self.seen.append(protocol.decode(untagged))
         conn.send(self.tags.tag(protocol.encode({"type": "ok"})))
-        conn.send(protocol.encode({"type": "ok"}))              # added on the way
+        conn.send(self.added)                                   # added on the way
+
+    added = protocol.encode({"type": "ok"})
 
 
-def test_glue_tags_a_links_lines_once_proven_and_closes_it_at_a_line_without_its_tag():
-    listener_side = TaggingListener()
+class TooLongListener(TaggingListener):
+    """... the line added is too long to read, its tag unchecked."""
+    added = b"x" * 70_000 + b"\n"
+
+
+@pytest.mark.parametrize("listener_kind", [TaggingListener, TooLongListener],
+                         ids=["untagged", "too-long"])
+def test_glue_tags_a_links_lines_once_proven_and_closes_it_at_a_line_without_its_tag(
+        listener_kind):
+    listener_side = listener_kind()
     oks = []
 
     def later(frame):
