@@ -698,8 +698,9 @@ class ChatClient:
         command = parse_command(text)
         if command is None:
             return
-        if isinstance(command, Usage) and text.strip() in ("Y", "y", "N", "n"):
-            command = self._answer_alone(text.strip().upper(), out)
+        alone = text.strip().removeprefix("/")     # ("/y": a window's or IRC's habit)
+        if isinstance(command, Usage) and alone in ("Y", "y", "N", "n"):
+            command = self._answer_alone(alone.upper(), out)
             if command is None:
                 return
         if isinstance(command, Usage):

@@ -142,7 +142,7 @@ def test_y_or_n_alone_answers_the_only_question_waiting():
     assert printed(run.type("n")) == [
         "2 users are waiting for your answer (carol, dave): type N <user>."]
     delivered(run, {"type": "consent_lapsed", "user": "carol"})
-    run.type("N")
+    run.type("/N")
     assert run.open[run.last()] == {"type": "consent", "token": "t1", "user": "dave",
                                     "agree": False}
 
