@@ -103,7 +103,7 @@ def is_message_line(line):
     """True if a typed line names a command that sends a message (its first word only: a
     status counts what waits with each event, a thousand lines of a script at most)."""
     words = line.split(None, 1)
-    return bool(words) and ALIASES.get(words[0].lower(), words[0].lower()) in MESSAGE_COMMANDS
+    return bool(words) and _command_named(words[0]) in MESSAGE_COMMANDS
 
 
 def _command_named(word):

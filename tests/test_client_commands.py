@@ -2,8 +2,8 @@
 import pytest
 
 from client_events import AskConsent, Prompt, Show, ShowOnline, Stage, Status
-from commands import (COMMANDS, Command, CommandSpec, Usage, help_lines, parse_command,
-                      refusal, shown)
+from commands import (COMMANDS, Command, CommandSpec, Usage, help_lines, is_message_line,
+                      parse_command, refusal, shown)
 from terminal import screen_lines
 from words import plural
 
@@ -222,3 +222,11 @@ def test_a_message_at_the_limit_and_a_plain_name_go_out():
                                          (12000, "12,000 messages")])
 def test_counts_are_said_in_one_way_on_every_screen_and_in_the_log(count, said):
     assert plural(count, "message") == said
+
+
+def test_a_line_that_sends_a_message_is_told_from_a_command_in_any_spelling():
+    """(what waits is counted as messages and commands apart: a re-attack's /message was a
+    command)"""
+    assert [is_message_line(line) for line in (
+        "message seas hi", "/message seas hi", "msg seas hi", "/MSG seas hi", "broadcast x",
+        "private seas x", "block seas", "/quit", "", "  ")] == [True] * 6 + [False] * 4
