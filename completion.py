@@ -30,8 +30,11 @@ class Completer:
         word = words[-1]
         start = len(before) - len(word)
         if len(words) == 1:
-            matches = [name for name in self.commands if name.lower().startswith(word.lower())]
-        elif len(words) == 2 and words[0].lower() in self.user_commands:
+            # (after a window's or an IRC client's "/" too, which commands may begin with)
+            slash = "/" if word.startswith("/") else ""
+            matches = [slash + name for name in self.commands
+                       if name.lower().startswith(word[len(slash):].lower())]
+        elif len(words) == 2 and words[0].lower().removeprefix("/") in self.user_commands:
             matches = [name for name in self.users if name.startswith(word)]
         else:
             return None

@@ -466,6 +466,7 @@ _SHOW_FORMS = {
 COMMAND_NAMES = tuple(COMMANDS) + tuple(alias for alias in ALIASES    # exit (y is Y already)
                                         if alias not in {name.lower() for name in COMMANDS})
 USER_COMMANDS = tuple(name for name, spec in COMMANDS.items() if spec.params[:1] == ("user",))
+USER_COMMANDS += tuple(alias for alias, name in ALIASES.items() if name in USER_COMMANDS)
 
 
 # A message whose text is an action ("/me waves") -> its line: "* alice waves", as IRC shows one

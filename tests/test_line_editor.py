@@ -7,6 +7,7 @@ from completion import Completer, Completion, common_start
 from keys import Key, KeyDecoder
 from line_editor import (HISTORY_LINES, MAX_MARKS, ClearScreen, EndOfInput, Entered,
                          LineEditor, Listed)
+from terminal import COMMAND_NAMES, USER_COMMANDS
 
 
 def keys_of(text):
@@ -203,3 +204,12 @@ def test_what_is_erased_while_secret_is_not_kept_for_ctrl_y():
     editor.secret = False
     typed(editor, "\x19")                       # Ctrl-Y
     assert editor.text == ""
+
+
+def test_tab_completes_commands_after_a_slash_and_names_after_any_spelling():
+    """(a re-attack's /mes and msg se completed nothing, once the terminal read them)"""
+    complete = Completer(COMMAND_NAMES, USER_COMMANDS, {"seas"})
+    assert complete("/mes").matches == ("/message",)
+    assert complete("/getaddress se").matches == ("seas",)
+    assert complete("msg se").matches == ("seas",)
+    assert complete("mes").matches == ("message",)
