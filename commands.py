@@ -125,6 +125,8 @@ def _help_with(rest):
     if len(words) != 1:
         return Usage(COMMANDS["help"].usage("help") + " [<command>]")
     word = words[0].removeprefix("/")       # (as a window's or an IRC user's commands read)
+    if not word:
+        return Command("help")      # (`help /`: every command, not "Unknown command ''")
     name = ALIASES.get(word.lower(), word.lower())
     if name not in COMMANDS:
         return Usage(unknown=_said_back(word))

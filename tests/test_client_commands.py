@@ -58,6 +58,7 @@ def test_help_with_a_commands_name_shows_that_commands_line():
     assert parse_command("help y") == Command("help", text="Y")
     assert parse_command("help /private") == Command("help", text="private")     # as typed
     assert parse_command("help frobnicate") == Usage(unknown="frobnicate")
+    assert parse_command("help /") == Command("help")       # (was "Unknown command ''")
     assert screen_lines(Show("help", "private")) == [
         "private <user> <text>  send <text> straight to <user>, not via the server"]
     assert screen_lines(Show("help")) == help_lines()

@@ -421,6 +421,9 @@ def test_slash_types_a_command_as_the_terminal_would(screen):
     screen.send("/help getaddress")
     assert screen.texts()[-1] == ("/getaddress <user>  ask <user> for their address, to talk "
                                   "privately")
+    shown = len(screen.texts())
+    screen.send("/help /")      # (was "Unknown command '/'")
+    assert screen.texts()[shown:][1].startswith("  /message <user> <text>")
     screen.send("/mesage bob hi")
     assert screen.texts()[-1] == "Unknown command '/mesage'. Type /help for the list of commands."
     screen.send("/block")
