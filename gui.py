@@ -205,6 +205,7 @@ class ChatView:
         self._portless = set()          # users who agreed, but whose clients take no
                                         # private messages (no listening port)
         self._password = None           # typed in the form, sent once the name is accepted
+        self.name_refused = False       # the form's last name was refused: typed again there
         self._lines = []                # lines for the core that no click typed (see take_lines)
         self._mine = {}                 # ref -> index in entries: own messages not yet answered
         self._changed = []              # indices of entries changed since take_changed
@@ -362,6 +363,8 @@ class ChatView:
             # the name was accepted (ask for the password) or refused (forget it)
             if self.stage is Stage.PASSWORD:
                 self._lines.append(self._password)
+            else:
+                self.name_refused = True
             self._password = None
 
     def _presence(self, user, online):
@@ -384,11 +387,15 @@ class ChatView:
             return []
         self.form_lines = []
         self._session_over = False
-        if self.stage is Stage.PASSWORD:
-            return [password]
+        self.name_refused = False
         if not name.strip():        # (a trial's Enter on an empty form did nothing, unsaid)
             self.form_lines.append(("error", "Type your user name first."))
             return []
+        if not password:            # (as did one's with the password left empty)
+            self.form_lines.append(("error", "Type your password too."))
+            return []
+        if self.stage is Stage.PASSWORD:
+            return [password]
         self._password = password
         return [name]
 

@@ -411,12 +411,15 @@ class ChatWindow:
             self._focus_form()
 
     def _focus_form(self):
-        """The name field while it is empty or was refused, else the password's: a form shown
-        again with the name filled in had the password typed into the name field, shown and
-        sent as a name (a trial's, twice)."""
-        refused = self.view.stage is Stage.USERNAME and self.view.form_message
-        if refused or not self.name_entry.get().strip():
+        """The name field while it is empty or its name was refused (selected, so that the
+        next one typed replaces it), else the password's: a form shown again with the name
+        filled in had the password typed into the name field, shown and sent as a name (a
+        trial's, twice; a re-attack's after the lockout's "blocked for 30 seconds", and after
+        a login the server was too slow to answer)."""
+        if self.view.name_refused or not self.name_entry.get().strip():
             self.name_entry.focus_set()
+            self.name_entry.select_range(0, "end")
+            self.name_entry.icursor("end")
         else:
             self.password_entry.focus_set()
 

@@ -305,6 +305,8 @@ def test_wrong_password_and_lockout_are_told_in_the_form(windows):
     assert colour(gui, ".login.message") == ERROR_COLOUR
     # the name is typed again where names go (a trial's went, hidden, into the password)
     assert gui.call("focus", "-lastfor", ".") == ".login.username"
+    # ... over the refused one: a name typed after it was joined to it ("nobodygoogle")
+    assert gui.call(".login.username", "selection", "present") == "1"
     gui.type_into(".login.username", "google")
     for _ in range(2):
         gui.type_into(".login.password", "nope")
@@ -319,6 +321,9 @@ def test_wrong_password_and_lockout_are_told_in_the_form(windows):
     gui.wait(lambda: gui.label(".login.message") == (
         "You have entered wrong password three times. You will be blocked for 30 seconds."),
         "the lockout")
+    # the password is typed again in its own field: it went into the name's, shown, and was
+    # sent as a name (a re-attack's)
+    assert gui.call("focus", "-lastfor", ".") == ".login.password"
     gui.close_window()
     assert gui.wait_exit() == 0
 

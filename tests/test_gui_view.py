@@ -166,8 +166,28 @@ def test_wrong_username_is_told_in_the_form_and_the_password_is_not_sent(screen)
     view = screen.view
     assert view.form_message == "Wrong username." and view.prompt == ASK_USER
     assert screen.sent() == [] and view.entries == []
+    assert view.name_refused            # the window types the next name there, over this one
     screen.type(view.login("alice", "pw"))
-    assert view.form_message == ""                       # a new try clears the old words
+    assert view.form_message == "" and not view.name_refused    # a new try clears the words
+    assert screen.sent() == [{"type": "check_user", "user": "alice"}]
+
+
+def test_a_lockout_leaves_the_name_to_be_used_again(screen):
+    """After the third wrong password the window types the next password in its own field:
+    the name field took it, shown, and sent it as a name (a re-attack's)."""
+    screen.type(screen.view.login("alice", "11"))
+    screen.reply(OK)
+    screen.reply(err("too_many_attempts", attempts=3, seconds=30))
+    view = screen.view
+    assert view.form_message == ("You have entered wrong password three times. You will be "
+                                 "blocked for 30 seconds.")
+    assert view.stage == USERNAME and not view.name_refused
+
+
+def test_an_empty_password_is_asked_for(screen):
+    screen.type(screen.view.login("alice", ""))     # (it did nothing, and said nothing)
+    assert screen.sent() == [] and screen.view.form_message == "Type your password too."
+    screen.type(screen.view.login("alice", "pw"))
     assert screen.sent() == [{"type": "check_user", "user": "alice"}]
 
 
