@@ -234,6 +234,11 @@ class ChatWindow:
         self.input = ttk.Entry(bottom, name="input")
         self.input.pack(side="left", fill="x", expand=True)
         self.input.bind("<Return>", lambda event: self.send())
+        # the pane is read from the keyboard too, the input keeping the focus (a trial's
+        # keyboard could not scroll it: Tab never reaches a disabled Text)
+        for key, pages in (("<Prior>", -1), ("<Next>", 1)):
+            self.input.bind(key, lambda event, pages=pages: self._scroll(pages))
+        self.input.bind("<Control-End>", lambda event: self._scroll(None))
 
         # messages in the proportional text font, which reads best; time stamps in the fixed
         # one, so that they line up in a column
@@ -254,7 +259,18 @@ class ChatWindow:
 
     # -- clicks -------------------------------------------------------------------------------
 
+    def _scroll(self, pages):
+        """Page the pane up or down (`pages`), or to its end (None), from the input."""
+        if pages is None:
+            self.pane.see("end")
+        else:
+            self.pane.yview_scroll(pages, "pages")
+        return "break"
+
     def _type(self, lines):
+        """What a button typed: its answer is shown however far up one had scrolled (a
+        trial's "User seas has been blocked." came out of sight)."""
+        self._to_end = True
         self.screen.type_lines(lines)
         self.kick()
         self.refresh()
@@ -297,6 +313,7 @@ class ChatWindow:
             # (a draft is not replaced: a trial's half-typed message went so)
             self.screen.note("To unblock someone, select them in the list, or type /unblock "
                              "and their name.")
+            self._to_end = True
             self.refresh()
         else:
             self.input.delete(0, "end")

@@ -734,5 +734,19 @@ def test_a_login_with_more_kept_messages_than_fit_shows_the_newest(windows, serv
     alice.wait(pane_has(alice, "my own"), "one's own line")
     alice.settle()
     assert float(alice.call(".chat.pane", "yview").split()[1]) == 1.0
+    # read from the keyboard, the input keeping the focus (a trial's could not scroll it)
+    alice.press_key(".chat.bottom.input", "<Prior>")
+    alice.settle()
+    assert float(alice.call(".chat.pane", "yview").split()[1]) < 1.0
+    alice.press_key(".chat.bottom.input", "<Control-End>")
+    alice.settle()
+    assert float(alice.call(".chat.pane", "yview").split()[1]) == 1.0
+    # a button's answer is shown too (a trial's came out of sight)
+    alice.call(".chat.pane", "yview", "moveto", "0")
+    alice.call(".chat.bottom.input", "insert", "0", "a draft")
+    alice.invoke(".chat.side.unblock")
+    alice.wait(pane_has(alice, "To unblock someone"), "the button's answer")
+    alice.settle()
+    assert float(alice.call(".chat.pane", "yview").split()[1]) == 1.0
     alice.close_window()
     assert alice.wait_exit() == 0
