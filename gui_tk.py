@@ -577,7 +577,21 @@ class ChatWindow:
         # buttons (a trial's opened behind the window, and took no key until clicked)
         dialog.transient(self.root)
         dialog.focus_set()
+        # what one was typing as it opened goes on into the input, not lost (a trial's half
+        # sentence was): the dialog's own keys are Escape, Tab and a focused button's
+        dialog.bind("<Key>", lambda event: self._typed_on(dialog, event))
         return dialog
+
+    def _typed_on(self, dialog, event):
+        """A key typed on a dialog itself (no button focused): a character, or BackSpace,
+        goes to the input, whose text stays behind the dialog until it is answered."""
+        if event.widget is not dialog:
+            return None
+        if event.keysym == "BackSpace":
+            self.input.delete(max(0, self.input.index("insert") - 1))
+        elif event.char and event.char.isprintable():
+            self.input.insert("insert", event.char)
+        return None
 
 
 def fitted(wanted, screen):

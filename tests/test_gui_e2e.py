@@ -183,6 +183,12 @@ def test_two_windows_log_in_talk_agree_to_a_private_talk_and_close(windows, serv
     # it takes the keyboard from the window, above it (a trial's opened behind the window,
     # and took no key until clicked)
     bob.wait(lambda: bob.call("focus") == ".consent", "the dialog to take the focus")
+    # what bob goes on typing is not lost (a trial's half sentence was): it reaches the input
+    bob.call(".chat.bottom.input", "insert", "end", "typing a lo")
+    for key in ("<Key-n>", "<Key-g>", "<Key-x>", "<BackSpace>"):
+        bob.call("event", "generate", ".consent", key)
+    assert bob.call(".chat.bottom.input", "get") == "typing a long"
+    bob.call(".chat.bottom.input", "delete", "0", "end")
     assert bob.call("wm", "transient", ".consent") == "."
     assert bob.label(".consent.question") == (
         "Do you agree to have a private talk with columbia?")
