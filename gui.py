@@ -277,6 +277,17 @@ class ChatView:
             self._say(at, f"{said}: {fate.why}." if fate.why and index is not None
                       else fate.line, "error")
 
+    def exit_line(self, fate):
+        """What the box at the window's end says of `fate` (a ShowFate at exit): one's own
+        message as the pane shows it, and why it was not sent; the core's line for anything
+        else (a command). (A trial's box said "broadcast lost one", the terminal's words, of
+        what the pane showed as "me → everyone: lost one".)"""
+        index = self._mine.get(fate.ref)
+        if index is None or not fate.why:
+            return fate.line
+        said = "Perhaps not sent" if fate.fate is Fate.UNSURE else "Not sent"
+        return f"{said} ({fate.why}): {entry_text(self.entries[index])}"
+
     def take_changed(self):
         """Indices of entries changed in place since the last call (an own message's fate)."""
         changed, self._changed = self._changed, []
@@ -545,11 +556,17 @@ class ChatView:
 EXIT_LINES_SHOWN = 10     # lines of what was not sent that the box at the window's end names
 
 
-def exit_box_text(reason, left_behind):
+def exit_box_text(reason, left_behind, draft=""):
     """What the box at the window's end says, "" for nothing (an ordinary close): why (a
     sentence, capitalised), then the lines of what was not sent, the first EXIT_LINES_SHOWN of
     them (a trial's box said only "1 message was not sent": which one was on a standard error
-    nobody read)."""
+    nobody read), and the input's `draft`, typed and never sent (a trial's went without a
+    word, where the terminal says so)."""
+    draft = draft.strip()
+    if draft:
+        if not reason:
+            return f"What you typed was not sent (Enter was not pressed):\n\n{visible(draft)}"
+        left_behind = [*left_behind, f"Not sent (Enter was not pressed): {visible(draft)}"]
     if not reason:
         return ""       # (nothing the core counts as left undone: a typed-ahead line, say)
     parts = [reason[:1].upper() + reason[1:]]
@@ -588,7 +605,7 @@ class WindowScreen:
     def render(self, action):
         if type(action) is ShowFate and action.at_exit:
             self._log(action.line)      # (the window is going: what was not sent is said here)
-            self.left_behind.append(action.line)
+            self.left_behind.append(self.view.exit_line(action))
         self.view.render(action, self.glue.reactor.clock.wall())
         for line in self.view.take_lines():     # a password, the first `online`: the core
             self.glue.feed(LineIn(line))        # takes them once this event is done

@@ -359,6 +359,7 @@ class ChatWindow:
         return bool(self.view.waiting) and self.view.stage is Stage.LOGGED_IN
 
     def _close_now(self):
+        self.screen.draft = self.input.get()        # (said in the box at the end)
         self._keep_open()
         self.root.withdraw()
         self.screen.close()
@@ -625,6 +626,7 @@ class TkScreen(WindowScreen):
         self._closed = False
         self.tell_exit = tkinter.messagebox.showerror   # why the client ends, if it fails
         self._closed_for_exit = False
+        self.draft = ""             # the input's text when the window was closed
 
     @classmethod
     def open(cls):
@@ -651,7 +653,7 @@ class TkScreen(WindowScreen):
                 return          # (a pass already ended the window: one dialog, one destroy)
             self._closed_for_exit = True
             self.loop.stop()
-            said = exit_box_text(self.glue.exit_reason, self.left_behind)
+            said = exit_box_text(self.glue.exit_reason, self.left_behind, self.draft)
             if said:
                 # the window is all its user reads: it vanished, the reason on a standard
                 # error nobody saw (a reviewer's, at a port that speaks TLS; another's with a

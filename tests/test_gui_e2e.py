@@ -672,6 +672,14 @@ def test_a_window_whose_client_fails_says_why_before_it_closes(tk):
     # (named: a trial's box said only the count, the message itself on a standard error)
     assert told[-1] == ("1 message was not sent\n\n"
                         "Not sent (you did not log in again as columbia): message seas hi")
+    drafted = TkScreen(tk)                  # a close with a line typed, never sent, says it
+    drafted.tell_exit = lambda title, text, parent: told.append(text)
+    drafted.loop = types.SimpleNamespace(stop=lambda: None)
+    drafted.root = types.SimpleNamespace(destroy=lambda: None)
+    drafted.glue = types.SimpleNamespace(exit_code=0, exit_reason="")
+    drafted.draft = "half typed"            # (ChatWindow._close_now's, from the input)
+    drafted._after_pass()
+    assert told[-1] == "What you typed was not sent (Enter was not pressed):\n\nhalf typed"
 
 
 def test_perhaps_not_sent_is_not_struck_through_as_a_refused_message_is():
@@ -754,5 +762,6 @@ def test_a_login_with_more_kept_messages_than_fit_shows_the_newest(windows, serv
     alice.wait(pane_has(alice, "To unblock someone"), "the button's answer")
     alice.settle()
     assert float(alice.call(".chat.pane", "yview").split()[1]) == 1.0
+    alice.call(".chat.bottom.input", "delete", "0", "end")     # (a draft's box would wait)
     alice.close_window()
     assert alice.wait_exit() == 0

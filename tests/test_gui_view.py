@@ -799,6 +799,10 @@ def test_closing_the_window_with_messages_unsent_says_them_on_stderr(screen):
         "Perhaps not sent (the server may have it; it may yet arrive): broadcast one",
         "Not sent (the server never acknowledged it): broadcast two"]
     assert marks(screen) == ["? perhaps not sent", "✗ not sent"]
+    # the box at the window's end names them as its pane did (it said "broadcast two")
+    assert screen.window.left_behind == [
+        "Perhaps not sent (the server may have it; it may yet arrive): me → everyone: one",
+        "Not sent (the server never acknowledged it): me → everyone: two"]
 
 
 def test_closing_the_window_before_login_exits_at_once(screen):
@@ -1116,6 +1120,12 @@ def test_the_box_at_the_windows_end_names_what_was_not_sent_the_first_ten():
     assert said.splitlines() == ["The logout got no answer; 12 messages were not sent", "",
                                  *lines[:10], "... and 2 more."]
     assert exit_box_text("", lines) == ""       # nothing counted undone: an ordinary close
+    # the input's draft, typed and never sent, is said too, as the terminal says it
+    assert exit_box_text("", [], " half typed\n") == (
+        "What you typed was not sent (Enter was not pressed):\n\nhalf typed")
+    assert exit_box_text("1 message was not sent", lines[:1], "half").splitlines()[-1] == (
+        "Not sent (Enter was not pressed): half")
+    assert exit_box_text("", [], "  ") == ""
 
 
 def test_the_status_line_counts_messages_and_commands_apart():
