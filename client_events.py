@@ -63,12 +63,13 @@ class InputEnded:
 
 @dataclass(frozen=True, slots=True)
 class Interrupted:
-    """Ctrl-C, SIGTERM, or the window closed."""
+    """Ctrl-C (or Ctrl-\\), or the window closed."""
 
 
 @dataclass(frozen=True, slots=True)
 class HungUp:
-    """The terminal went (SIGHUP: its window closed)."""
+    """The terminal went (SIGHUP: its window closed), or the system asks the client to end
+    (SIGTERM): as Ctrl-C, but never a second one that leaves at once."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,7 +94,10 @@ class ClientGlue:
     def on_signal(self, signum):
         if signum == signal.SIGINT:
             self.screen.read_typed()        # (typed before Ctrl-C: it comes first)
-        self.feed(HungUp() if signum == signal.SIGHUP else Interrupted())
+        # SIGTERM follows SIGHUP when a terminal with a stopped client closes: as a second
+        # Ctrl-C, it cut the logout short, and the user stayed online until the time-out (a
+        # trial's); only Ctrl-C twice means "leave now"
+        self.feed(HungUp() if signum in (signal.SIGHUP, signal.SIGTERM) else Interrupted())
 
     def _log(self, action):
         if action.key is None:

@@ -2,6 +2,7 @@
 
 The `server` and `clients` fixtures are in conftest.py."""
 import os
+import signal
 import pty
 import re
 import select
@@ -219,6 +220,23 @@ def test_closing_the_terminal_logs_out_at_once(clients, server):
     login(bob, "seas")
     os.close(alice.fd)                  # the terminal's other end goes: a hang-up
     alice.fd = os.open(os.devnull, os.O_RDWR)   # (for the fixture's own close)
+    server.wait_log("columbia logged out", timeout_s=5)
+    bob.expect("columbia has logged out.", timeout_s=5)
+    assert "timed out" not in server.log()
+
+
+def test_a_stopped_client_whose_terminal_closes_logs_out_at_once(clients, server):
+    """A terminal closed with its client stopped (Ctrl-Z) sends it SIGHUP, SIGTERM and
+    SIGCONT: the SIGTERM, taken as a second Ctrl-C, cut the logout short, and the others saw
+    the user leave 31 s later (a trial's)."""
+    alice, bob = clients(), clients()
+    login(alice, "columbia")
+    login(bob, "seas")
+    os.kill(alice.pid, signal.SIGSTOP)
+    os.kill(alice.pid, signal.SIGTERM)
+    os.close(alice.fd)                  # the terminal's other end goes: SIGHUP and SIGCONT
+    alice.fd = os.open(os.devnull, os.O_RDWR)   # (for the fixture's own close)
+    os.kill(alice.pid, signal.SIGCONT)
     server.wait_log("columbia logged out", timeout_s=5)
     bob.expect("columbia has logged out.", timeout_s=5)
     assert "timed out" not in server.log()
