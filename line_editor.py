@@ -7,7 +7,8 @@ screen. `view()` says what the input row shows and where its cursor is. No I/O, 
 
 The line is a list of characters, each with the combining marks typed after it, so the cursor
 and Backspace never split a letter from its accent. Lines typed while `secret` is set (a
-password) are neither shown nor kept in the history, and the history is not offered then.
+password) are neither shown nor kept in the history, and the history is not offered then;
+while `remember` is off, lines are not kept, and the history is not offered either.
 Words, for Ctrl-W, Alt-B/F/D, are runs of characters other than spaces.
 """
 from dataclasses import dataclass
@@ -65,8 +66,9 @@ class LineEditor:
         self.complete = complete        # the text before the cursor -> Completion or None
         self.max_chars = max_chars
         self.secret = False
-        # False: lines entered are not kept (the terminal keeps none before a login, where a
-        # line typed ahead of the password prompt may be the password)
+        # False: lines entered are neither kept nor offered (the terminal's before a login,
+        # where a line typed ahead of the password prompt may be the password, and where the
+        # last user's lines are not the next one's to read: a trial's Up showed them)
         self.remember = True
         self.chars = []                 # one str per character, combining marks included
         self.cursor = 0                 # an index into chars
@@ -235,7 +237,7 @@ class LineEditor:
     # -- history ------------------------------------------------------------------------------
 
     def _history_back(self):
-        if self.secret or self._browsing == 0 or not self.history:
+        if self.secret or not self.remember or self._browsing == 0 or not self.history:
             return
         if self._browsing is None:
             self._draft = list(self.chars)      # kept for the way back down
@@ -256,7 +258,7 @@ class LineEditor:
     # -- reverse incremental search (Ctrl-R) ------------------------------------------------
 
     def _search_back(self):
-        if self.secret:
+        if self.secret or not self.remember:
             return
         self._search = _Search((list(self.chars), self.cursor))
 

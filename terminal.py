@@ -578,6 +578,7 @@ class TerminalScreen:
         self._outage = None             # the last Status during an outage, else None
         self._tick = None               # the timer that updates the status line's countdown
         self._stage = None              # the last Status's: a prompt is shown again after fg
+        self._last_user = None          # who the last login was: the history is theirs
         self._input = None              # the reactor's source of stdin, once run
 
     def attach(self, glue):
@@ -593,10 +594,16 @@ class TerminalScreen:
                 # no username, and Enter sent it as one (a trial's); Up brings it back, and
                 # the user is told so (a trial's thought it lost)
                 if self.terminal.editor.set_aside():
-                    self.terminal.show("(What you were typing is kept: Up brings it back.)")
+                    self.terminal.show("(What you were typing is kept: Up brings it back "
+                                       "once you log in again.)")
                 self.terminal.redraw()
             if action.stage is Stage.LOGGED_IN:
                 self.terminal.heading = None
+                if self._stage is not Stage.LOGGED_IN and action.user != self._last_user:
+                    # another user at this terminal: the last one's lines are theirs (a
+                    # trial's Up, after a logout, showed them, and could send them again)
+                    self.terminal.editor.history.clear()
+                self._last_user = action.user
             if action.stage is not self._stage:
                 # (as the stage changes only: a Status comes with each change of the waiting
                 # count, and the password typed after a name while the server was away showed)

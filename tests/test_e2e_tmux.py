@@ -136,10 +136,11 @@ def test_a_long_line_survives_a_message_and_backspaces_and_the_outage_shows_belo
         assert not any(row.startswith("Server unreachable") for row in rows)
         assert len([row for row in rows if row.startswith("Cannot reach")]) == 1   # said once
         # the restart ended the session: the half-typed line is set aside, not sent as a
-        # username at the prompt (Up brings it back, as the user is told)
+        # username at the prompt (Up brings it back after the login, as the user is told)
         rows, cursor = pane.wait(lambda rows, _: "(What you were typing is kept: Up brings it "
-                                                 "back.)" in rows)
+                                                 "back once you log in again.)" in rows)
         assert rows[cursor[0]] == "" and "half typed" not in rows[cursor[0] - 1], rows
+        _log_in(pane)
         pane.keys("Up")
         rows, cursor = pane.wait(lambda rows, cursor: rows[cursor[0]] == "half typed")
         assert cursor[1] == 10, rows

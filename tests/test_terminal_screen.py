@@ -213,11 +213,32 @@ def test_a_half_typed_command_is_dropped_when_the_session_ends_from_elsewhere():
     terminal_screen.render(Status(Stage.USERNAME, None, 0, None, False))
     assert term.editor.text == "" and "half typ" not in screen.lines()[-1]
     # said, so it is not thought lost (a trial's)
-    assert "(What you were typing is kept: Up brings it back.)" in screen.lines()
-    assert term.feed(b"seas\r") == ["seas"]
-    terminal_screen.render(Status(Stage.LOGGED_IN, "seas", 0, None, False))
+    assert ("(What you were typing is kept: Up brings it back once you log in again.)"
+            in screen.lines())
+    term.feed(UP)                   # (not at the username prompt: no line there is a name)
+    assert term.editor.text == ""
+    assert term.feed(b"columbia\r") == ["columbia"]
+    terminal_screen.render(Status(Stage.LOGGED_IN, "columbia", 0, None, False))
     term.feed(UP)
     assert term.editor.text == "message seas half typ"       # set aside, not lost
+
+
+def test_the_history_is_not_offered_before_a_login_nor_to_another_user():
+    """(a trial's Up and Ctrl-R at the username prompt, after a logout, showed the last
+    user's private messages, which the next user could send again as their own)"""
+    term, screen = on_screen()
+    terminal_screen = TerminalScreen(term, 0)
+    terminal_screen.render(Status(Stage.LOGGED_IN, "seas", 0, None, False))
+    assert term.feed(b"private columbia hi back\r") == ["private columbia hi back"]
+    terminal_screen.render(Prompt(Stage.USERNAME))
+    terminal_screen.render(Status(Stage.USERNAME, None, 0, None, False))
+    term.feed(UP + b"\x12priv")             # Up, then Ctrl-R's search
+    assert "private" not in screen.everything().split("Please enter username:")[-1]
+    term.feed(b"\x07")                      # (Ctrl-G: no search to cancel)
+    assert term.feed(b"\x15google\r") == ["google"]
+    terminal_screen.render(Status(Stage.LOGGED_IN, "google", 0, None, False))
+    term.feed(UP)
+    assert term.editor.text == "" and term.editor.history == []
 
 
 # -- keys that move and edit --------------------------------------------------------------------
