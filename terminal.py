@@ -698,8 +698,11 @@ class TerminalScreen:
             if editor.secret and editor.chars:
                 # the prompt asks afresh, so its field is empty: a password half typed before
                 # the stop, hidden, was joined to the one typed after it (a trial's wrong
-                # password, one of the three before a block)
+                # password, one of the three before a block); and said so, or the rest alone
+                # was typed after it (a later trial's)
                 editor.clear()
+                self.terminal.show("(What you had typed of the password before the stop was "
+                                   "cleared: type it whole.)")
             self.terminal.show(_PROMPTS[self._stage])
 
     def read_typed(self):

@@ -292,8 +292,11 @@ def test_a_password_half_typed_before_ctrl_z_is_not_joined_to_the_one_typed_afte
         pane.type("fg")
         pane.keys("Enter")
         tty = pane._tmux("display-message", "-p", "-t", "t", "#{pane_tty}").strip()
-        pane.wait(lambda rows, _: not _echoes(tty)
-                  and rows.count("Please enter password:") == 2)   # asked again, below fg
+        rows, _ = pane.wait(lambda rows, _: not _echoes(tty)
+                            and rows.count("Please enter password:") == 2)  # again, below fg
+        # said, or the rest alone was typed (a trial's)
+        assert ("(What you had typed of the password before the stop was cleared: type it "
+                "whole.)") in rows, rows
         pane.type("116bway")
         pane.keys("Enter")
         pane.wait(lambda rows, _: "You have successfully logged in." in rows)
