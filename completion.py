@@ -23,7 +23,8 @@ class Completer:
         self.users = users          # a set the caller keeps up to date (names seen so far)
 
     def __call__(self, before):
-        """The line up to the cursor -> a Completion, or None when that word has none."""
+        """The line up to the cursor -> a Completion, None when that word has none, or IN_TEXT
+        past the words a command's name and a user's name take."""
         words = before.split()
         if not before or before[-1].isspace():
             words.append("")
@@ -37,8 +38,13 @@ class Completer:
         elif len(words) == 2 and words[0].lower().removeprefix("/") in self.user_commands:
             matches = [name for name in self.users if name.startswith(word)]
         else:
-            return None
+            return IN_TEXT
         return Completion(start, tuple(sorted(set(matches)))) if matches else None
+
+
+# a message's text, where nothing is completed: a Tab there is a space between words (a
+# trial's pasted "col1<Tab>col2" arrived as "col1col2")
+IN_TEXT = Completion(-1, ())
 
 
 def common_start(words):

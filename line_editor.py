@@ -14,7 +14,7 @@ Words, for Ctrl-W, Alt-B/F/D, are runs of characters other than spaces.
 from dataclasses import dataclass
 
 from cells import char_cells
-from completion import common_start
+from completion import IN_TEXT, common_start
 from keys import Key
 
 # A typed line is cut here, so a line with no end cannot fill memory. Anything this long is far
@@ -317,6 +317,9 @@ class LineEditor:
         before = "".join(self.chars[:self.cursor])
         found = self.complete(before)
         if found is None:
+            return None
+        if found is IN_TEXT:
+            self.insert(" ")
             return None
         word = before[found.start:]
         if len(found.matches) == 1:

@@ -3,7 +3,7 @@
 import pytest
 
 from cells import char_cells, clipped, layout
-from completion import Completer, Completion, common_start
+from completion import IN_TEXT, Completer, Completion, common_start
 from keys import Key, KeyDecoder
 from line_editor import (HISTORY_LINES, MAX_MARKS, ClearScreen, EndOfInput, Entered,
                          LineEditor, Listed)
@@ -186,8 +186,13 @@ def test_what_a_word_could_become():
     assert complete("message ") == Completion(8, ("Bea", "bill", "bob"))
     assert complete("MESSAGE b") == Completion(8, ("bill", "bob"))
     assert complete("y b") == Completion(2, ("bill", "bob"))
-    assert complete("exit b") is None and complete("message bob hi") is None
-    assert complete("zz") is None
+    assert complete("zz") is None and complete("message zz") is None
+    # past a command's name and a user's: text, where a Tab is a space between words (a
+    # trial's pasted "col1<Tab>col2" arrived as "col1col2")
+    assert complete("exit b") is IN_TEXT and complete("message bob hi") is IN_TEXT
+    editor = LineEditor(complete=complete)
+    typed(editor, "message bob col1\tcol2\t\t")
+    assert editor.text == "message bob col1 col2  "
 
 
 def test_common_start():
