@@ -81,18 +81,20 @@ def parse_command(line):
         return _help_with(rest.strip())
     if spec is None:
         return Usage(unknown=_said_back(typed))
+    # the usage in the words typed: "whoelse extra" was told "Usage: online" (a trial's)
+    said = name if name in ("Y", "N") else typed.lower().removeprefix("/")
     values = {}
     for param in spec.params:
         rest = rest.lstrip()
         if not rest:
-            return Usage(spec.usage(name))
+            return Usage(spec.usage(said))
         if param == "text":
             # the text is kept exactly as typed, inner and trailing spaces included
             values[param], rest = rest, ""
         else:
             values[param], rest = _next_word(rest)
     if rest.strip():
-        return Usage(spec.usage(name))
+        return Usage(spec.usage(said))
     return Command(name, **values)
 
 

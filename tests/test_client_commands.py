@@ -45,6 +45,10 @@ def test_valid_commands_parse_with_their_text_kept_as_typed(line, expected):
     ("unblock", "unblock <user>"),
     ("logout now", "logout"),
     ("help me now", "help [<command>]"),
+    ("whoelse extra", "whoelse"),               # in the words typed (it said "online")
+    ("MSG bob", "msg <user> <text>"),
+    ("/block", "block <user>"),
+    ("y", "Y <user>"),
 
 ])
 def test_wrong_argument_counts_give_a_one_line_usage(line, usage):
