@@ -480,7 +480,10 @@ class IrcSession(RoomCommands):
     def _login(self, name, password, by_sasl):
         user = self.accounts.get(fold(name), name)
         self.logging_in = True
-        self.password = None        # (asked once: not kept in memory after)
+        if not by_sasl:
+            # (asked once: not kept in memory after); a PASS stays while SASL is tried, for
+            # the registration to use if it fails (a trial's was said not given)
+            self.password = None
         self.shared.logging.add(user)
         self.ask("login", {"user": user, "password": password, "stay": True},
                  self._logged_in, (user, by_sasl))
@@ -509,6 +512,7 @@ class IrcSession(RoomCommands):
             return
         self.account = frame["user"]
         self.token = frame["token"]
+        self.password = None            # (a PASS given beside SASL's: not needed now)
         self._claim_mask()
         if by_sasl:
             self.numeric("900", self.who_is(self.account), self.account,

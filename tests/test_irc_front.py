@@ -255,6 +255,20 @@ def test_a_failed_sasl_attempt_says_904_and_may_be_tried_again(world):
     assert client.of("903")
 
 
+def test_a_pass_given_beside_a_failed_sasl_attempt_logs_in_at_cap_end(world):
+    """(a trial's PASS, right, after a wrong SASL password, was said never given: 464, and
+    the link closed)"""
+    client = IrcClient(world.reactor, world.irc_port)
+    client.send("CAP LS 302", f"PASS {PASSWORDS['columbia']}", "CAP REQ :sasl", "NICK columbia",
+                "USER u 0 * :u", "AUTHENTICATE PLAIN")
+    settle(world, lambda: client.of("AUTHENTICATE"))
+    client.send("AUTHENTICATE " + base64.b64encode(b"\x00columbia\x00wrong").decode())
+    settle(world, lambda: client.of("904"))
+    client.send("CAP END")
+    settle_in_time(world, lambda: client.of("001") or client.closed)
+    assert client.of("001") and not client.of("464") and client.closed is None
+
+
 def test_a_second_login_by_either_protocol_wins_and_the_irc_one_is_told(world):
     irc = irc_login(world, "columbia")
     native_login(world, "columbia")
