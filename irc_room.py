@@ -43,24 +43,32 @@ class RoomCommands:
         names = [self.nick, *self._online_list(frame)]
         if "userhost-in-names" in self.caps:
             names = [self.who_is(name) for name in names]
-        # as many names a line as fit in its bytes, cut at the spaces of one string (a space
-        # is one byte in UTF-8, never part of a character): a room of thousands is a few
-        # dozen lines, and this was a Python step per name. Cut at 380 characters, a trial's
-        # room of CJK names passed 512 bytes, and lost 23 of 51 names to the line's end
-        data = " ".join(names).encode("utf-8")
-        room = MAX_LINE_BYTES - 2 - len(f":{self.server} 353 {self.nick} = {self.room} :"
-                                         .encode("utf-8"))
-        start = 0
+        # Cut at 380 characters, a trial's room of CJK names passed 512 bytes, and lost 23 of
+        # 51 names to the line's end
+        for line in self._fitting(names, " ", f"353 {self.nick} = {self.room} :"):
+            self.numeric("353", "=", self.room, line)
+        self.numeric("366", self.room, "End of /NAMES list")
+
+    def _fitting(self, names, between, head, tail=""):
+        """`names` joined by `between` (one ASCII character) in as many lines as fit between
+        `head` (the numeric and the parameters before them) and `tail`: cut between names,
+        never in one (a name longer than a line goes alone, cut by the line). One string cut
+        at its separators (one byte in UTF-8, never part of a character): a room of thousands
+        is a few dozen lines, and this was a Python step per name."""
+        data = between.join(names).encode("utf-8")
+        sep = between.encode("utf-8")
+        room = MAX_LINE_BYTES - 2 - len(f":{self.server} {head}{tail}".encode("utf-8"))
+        lines, start = [], 0
         while len(data) - start > room:
-            cut = data.rfind(b" ", start, start + room + 1)
-            if cut <= start:                # (one name longer than a line: alone, cut by line)
-                cut = data.find(b" ", start + 1)
+            cut = data.rfind(sep, start, start + room + 1)
+            if cut <= start:
+                cut = data.find(sep, start + 1)
                 if cut < 0:
                     break
-            self.numeric("353", "=", self.room, data[start:cut].decode("utf-8"))
+            lines.append(data[start:cut].decode("utf-8"))
             start = cut + 1
-        self.numeric("353", "=", self.room, data[start:].decode("utf-8"))
-        self.numeric("366", self.room, "End of /NAMES list")
+        lines.append(data[start:].decode("utf-8"))
+        return lines
 
     def _is_room(self, name):
         return fold(name) == self.room_folded
@@ -258,7 +266,11 @@ class RoomCommands:
             # everyone here logged in to an account, whose name the nick is (irssi and
             # WeeChat show it as "authenticated as")
             self.numeric("330", name, name, "is logged in as")
-        self.numeric("318", wanted, "End of /WHOIS list")
+        # the nicks asked for, as many as fit: cut by the line's end, a trial's 318 lost its
+        # words and ended in half a nick
+        asked = self._fitting(wanted.split(","), ",", f"318 {self.nick} ",
+                              " :End of /WHOIS list")[0]
+        self.numeric("318", asked, "End of /WHOIS list")
 
     def _c_whowas(self, params, wall):
         """An account not online is answered as a nick that was (314: offline, a message to
@@ -293,7 +305,11 @@ class RoomCommands:
 
     def _ison(self, frame, wanted):
         online = {fold(name) for name in [self.nick, *self._online_list(frame)]}
-        self.numeric("303", " ".join(name for name in wanted if fold(name) in online))
+        # as many 303s as it takes: one cut by the line's end named half a nick nobody has
+        # (a trial's notify list then had the real one offline)
+        for line in self._fitting([name for name in wanted if fold(name) in online], " ",
+                                  f"303 {self.nick} :"):
+            self.numeric("303", line)
 
     def _c_userhost(self, params, wall):
         if self._need(params, 1, "USERHOST"):

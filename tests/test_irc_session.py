@@ -1307,6 +1307,23 @@ def test_ison_answers_with_the_names_online_as_the_client_wrote_them():
     assert answer(session, "online", users=["seas"]) == [f"{S}303 columbia :Seas COLUMBIA"]
 
 
+def test_ison_and_the_end_of_whois_are_cut_between_nicks_never_in_one():
+    """(a trial's ISON of seven 61-character nicks came back as one 512-byte 303 ending in
+    half a nick, the real one missing; its WHOIS of eight, a 318 without its words)"""
+    long_names = [f"u{n:02}" + "x" * 57 for n in range(8)]
+    session = welcomed()
+    said(session, "ISON " + " ".join(long_names))
+    lines = answer(session, "online", users=long_names)
+    assert [line.split()[1] for line in lines] == ["303", "303"]
+    assert all(len(line.encode()) <= 510 for line in lines)
+    assert " ".join(line.split(" ", 3)[3].lstrip(":") for line in lines).split() == long_names
+    said(session, "WHOIS " + ",".join(long_names))
+    end = answer(session, "online", users=[])[-1]
+    assert len(end.encode()) <= 510 and end.endswith(" :End of /WHOIS list")
+    asked = end.split()[3].split(",")
+    assert asked == long_names[:len(asked)] and len(asked) >= 6
+
+
 def test_ison_with_no_nick_gets_461():
     assert said(welcomed(), "ISON") == [f"{S}461 columbia ISON :Not enough parameters"]
 
