@@ -9,6 +9,12 @@ irc_session.IrcSession (its base class): it answers through the session's own ou
 from irc_wire import MAX_LINE_BYTES, fold, mask_matcher
 from irc_words import SERVICE, TOPIC, USER_HOST, why
 
+# an account not in one's list: offline, or hidden by a block either way, which presence
+# does not tell apart (a trial's WHOIS of a user who blocked it promised that a message
+# would wait for them)
+NOT_SEEN = ("Not online (a message sent now waits for their next login), or one of you blocks "
+            "the other")
+
 REJOIN_GAP_S = 2.0          # a PART of the room answered with a JOIN at most this often
 WHOIS_NICKS = 8             # the nicks one WHOIS answers for (a,b,c): its work stays bounded
 # the room's lists, asked for by MODE <room> <letter>: each empty, and its end numeric
@@ -255,7 +261,7 @@ class RoomCommands:
             if name is None:
                 # (a trial read "a message waits" as one waiting already)
                 self.numeric("401", nick, "No such nick" if fold(nick) not in self.accounts
-                             else "Not online: a message sent now waits for their next login")
+                             else NOT_SEEN)
                 continue
             username, realname = self._user_of(name)
             self.numeric("311", name, username, USER_HOST, "*", realname)
@@ -295,7 +301,7 @@ class RoomCommands:
             else:
                 username, _ = self._user_of(account)
                 self.numeric("314", account, username, USER_HOST, "*",
-                             "offline: a message sent now waits for their next login")
+                             NOT_SEEN[:1].lower() + NOT_SEEN[1:])
                 self.numeric("312", account, self.server, "the chat room")
             self.numeric("369", nick if account is None else account, "End of WHOWAS")
 

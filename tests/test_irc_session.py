@@ -1182,8 +1182,9 @@ def test_whowas_answers_an_account_not_online_as_one_that_was():
     session = welcomed()
     said(session, "WHOWAS Seas")
     assert answer(session, "online", users=[]) == [
-        f"{S}314 columbia seas seas chat * :offline: a message sent now waits for their next "
-        f"login", f"{S}312 columbia seas chat.server :the chat room",
+        f"{S}314 columbia seas seas chat * :not online (a message sent now waits for their "
+        f"next login), or one of you blocks the other",
+        f"{S}312 columbia seas chat.server :the chat room",
         f"{S}369 columbia seas :End of WHOWAS"]
     said(session, "WHOWAS seas")
     assert answer(session, "online", users=["seas"]) == [
@@ -1267,7 +1268,8 @@ def test_whois_of_an_account_that_is_not_online_is_401_saying_a_message_waits():
     session = welcomed()
     said(session, "WHOIS guest")
     assert answer(session, "online", users=["seas"]) == [
-        f"{S}401 columbia guest :Not online: a message sent now waits for their next login",
+        f"{S}401 columbia guest :Not online (a message sent now waits for their next login), "
+        "or one of you blocks the other",
         f"{S}318 columbia guest :End of /WHOIS list"]
 
 
