@@ -377,8 +377,12 @@ class ChatWindow:
             if self.view.waiting and self.view.stage is not Stage.LOGGED_IN:
                 # the session ended as they waited (the server restarted, say): they go only
                 # after a login, so the window stays for it, the status line saying what
-                # waits (a trial's closed by itself, and its message was never sent)
+                # waits (a trial's closed by itself, and its message was never sent); and
+                # the form says that the close was put off (a later trial's wondered)
                 self._keep_open()
+                self.screen.note("The window stayed open: what you sent goes once you log in "
+                                 "again. Close it after that, or now to leave it unsent.")
+                self.refresh()
                 return
             self._close_now()       # all taken: the close goes on
             return

@@ -718,6 +718,9 @@ def test_a_restart_ending_the_session_a_close_waited_on_keeps_the_window_for_a_l
         alice.wait(lambda: not alice.exists(".leave"), "the question gone")
         alice.wait(lambda: "waiting for your next login" in alice.label(".status"),
                    "what waits, said")
+        # and the close put off, said (a trial's wondered)
+        alice.wait(lambda: "The window stayed open" in alice.label(".login.notice"),
+                   "the close put off, said")
         assert alice.proc.poll() is None and alice.call("wm", "state", ".") == "normal"
         login(alice, "columbia")
         alice.wait(pane_has(alice, "pending while down  ✓"), "the message sent after all")
