@@ -252,6 +252,11 @@ class ChatView:
                 self._say(at, line, "help")     # (in a fixed font: its columns line up)
         else:
             if show.kind == "outage":
+                if self.outage == visible(show.text):
+                    # said again for each line typed in it: the terminal's answer to a line,
+                    # where the window's are the line's mark and the status line (a trial's
+                    # pane said it again with each message sent)
+                    return
                 self.outage = visible(show.text)     # it quotes the reason the network gave
             self._say(at, show.text, "error" if show.kind == "outage" else "system")
 

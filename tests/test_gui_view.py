@@ -535,6 +535,19 @@ def test_unreachable_server_and_waiting_messages_show_in_the_status_line(screen)
     assert marks(screen) == ["✓", "✓"]
 
 
+def test_an_outage_is_said_once_in_the_pane_not_again_with_each_message_sent(screen):
+    """(a trial's pane said "Cannot reach the server" again after each message it sent in an
+    outage: the terminal's answer to a line, which the window gives with the line's mark)"""
+    screen.login()
+    screen.send("one")
+    screen.fail("refused")
+    screen.send("two")
+    screen.view.render(Show("outage", "Cannot reach the server (refused)."), AT)   # (its again)
+    assert screen.texts().count("Cannot reach the server (refused).") == 1
+    screen.view.render(Show("outage", "Cannot reach the server (timed out)."), AT)
+    assert screen.texts()[-1] == "Cannot reach the server (timed out)."    # news: said
+
+
 def test_the_windows_own_online_cut_by_the_network_is_not_laid_on_the_user(screen):
     """(a trial's pane said "/online may not have been done: type it again", an /online the
     window had sent itself, after a staying connection came back and was cut again)"""
