@@ -149,10 +149,12 @@ def test_a_handler_that_closes_stops_the_frames_of_that_chunk(make_pair):
     assert rec.closed == ["bye"]
 
 
-def test_frames_begun_are_held_within_a_bound_in_all_and_the_one_that_grows_past_is_dropped(
+def test_frames_begun_are_held_within_a_bound_in_all_and_the_biggest_is_dropped_past_it(
         make_pair):
     """Each frame begun is bounded, but not their number: a trial's 900 connections each
-    holding 64 KiB took 60 MB, and the connection cap allows 10,000."""
+    holding 64 KiB took 60 MB, and the connection cap allows 10,000. Past the bound the
+    biggest goes, not the one that grew: a hostile trial's frames held the bound, and the
+    next user's message in two packets was the one refused."""
     reactor, conn, peer, rec = make_pair(partial_limit=100)
     ours, other_peer = socket.socketpair()
     try:
@@ -160,17 +162,21 @@ def test_frames_begun_are_held_within_a_bound_in_all_and_the_one_that_grows_past
         reactor.watch(ours, other, "other")
         feed(reactor, peer, b"a" * 80)                      # held: 80 of the 100
         assert reactor.partial_bytes == 80
-        feed(reactor, other_peer, b"b" * 30)                # 110 in all: this one is dropped
-        assert other.of("oversize") == [None] and reactor.partial_bytes == 80
-        feed(reactor, other_peer, b"bb\nnext\n")            # its connection goes on
-        assert other.frames == [b"next"]
-        feed(reactor, peer, b"a\n")                         # the first is whole
-        assert rec.frames == [b"a" * 81] and reactor.partial_bytes == 0
+        feed(reactor, other_peer, b"b" * 30)                # 110 in all: the 80 go
+        assert rec.of("oversize") == [None] and not other.of("oversize")
+        assert reactor.partial_bytes == 30
+        feed(reactor, other_peer, b"bb\nnext\n")            # the one that grew is whole
+        assert other.frames == [b"b" * 32, b"next"]
+        feed(reactor, peer, b"a\nafter\n")                  # the first goes on, past its end
+        assert rec.frames == [b"after"] and reactor.partial_bytes == 0
+        feed(reactor, other_peer, b"c" * 90)
+        feed(reactor, other_peer, b"c" * 20)                # 110, and the biggest: it goes
+        assert other.of("oversize") == [None] and reactor.partial_bytes == 0
         feed(reactor, peer, b"half")
         assert reactor.partial_bytes == 4
         conn.close("done")
         reactor.run_once(timeout_s=0)
-        assert reactor.partial_bytes == 0                   # a closed one holds nothing
+        assert reactor.partial_bytes == 0 and not reactor._partials    # a closed one: nothing
     finally:
         ours.close()
         other_peer.close()
