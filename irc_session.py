@@ -878,7 +878,9 @@ class IrcSession(RoomCommands):
                     # logged in by client.py: its QUIT, and what it leaves, are its own name's
                     # (a trial's QUIT carried the USER of an IRC login before)
                     self.shared.idents.pop(user, None)
-            quit_params = [frame.get("reason") or "Logged out"]
+            # (a CTCP mark, a native user's, is a space: no text reaches an IRC client as
+            # CTCP, a logout's words neither, a hostile trial's QUIT :\x01ACTION x\x01)
+            quit_params = [(frame.get("reason") or "Logged out").replace(CTCP, " ")]
             made = (frame, [user for user, _ in changes],
                     [line(self.who_is(user), "JOIN" if online else "QUIT",
                           *([self.room] if online else quit_params))

@@ -1522,6 +1522,9 @@ def test_presence_is_join_and_quit():
     # the server ended a silent session: the quit says so, as an IRC server's ping time-out
     assert delivered(session, "presence", user="seas", online=False, reason="timed out") == [
         f"{SEAS}QUIT :timed out"]
+    # a native user's words are never CTCP (a hostile trial's logout reason was)
+    assert delivered(session, "presence", user="seas", online=False,
+                     reason="\x01ACTION x\x01") == [f"{SEAS}QUIT : ACTION x "]
 
 
 def test_a_presence_batch_is_told_in_order_skipping_oneself():
