@@ -108,6 +108,9 @@ def run(args, screen, reactor):
         if listener is not None:
             listener.close()
     if glue.exit_reason:
+        # the screen's own last words first: written before them, a trial's reason landed on
+        # the half-typed line, which the terminal then said was not sent
+        screen.finish()
         print(f"client.py: {glue.exit_reason}", file=sys.stderr)
     return glue.exit_code
 

@@ -602,6 +602,9 @@ class WindowScreen:
     def read_typed(self):
         """(Ctrl-C's signal: a window's typing is read as it comes, nothing waits.)"""
 
+    def finish(self):
+        """(The client is done: the window says so itself, in the box at its end.)"""
+
     def once_drawn(self, then):
         """Call `then` once what was rendered is on the screen: here, the view is the
         screen (gui_tk's TkScreen draws it later)."""

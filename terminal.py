@@ -627,6 +627,10 @@ class TerminalScreen:
     def log(self, text):
         self.terminal.log(text)
 
+    def finish(self):
+        """The client is done: the terminal as it was, a half-typed line said not sent."""
+        self.terminal.restore()
+
     @staticmethod
     def once_drawn(then):
         """(Printed as rendered: at once.)"""

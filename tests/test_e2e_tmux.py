@@ -193,6 +193,27 @@ def test_enter_and_ctrl_c_at_once_send_the_line_or_say_it_was_not_sent(tmp_path)
         _stop(proc)
 
 
+def test_the_exit_words_come_after_a_half_typed_line_not_on_it(tmp_path):
+    """(a trial's "client.py: the logout got no answer..." was written onto the half-typed
+    line, which was then said not sent below it)"""
+    proc, pane = _client_in_a_shell(tmp_path)
+    try:
+        _log_in(pane)
+        proc.send_signal(signal.SIGSTOP)                # no answer to the logout
+        pane.type("draft here")
+        pane.keys("C-c")
+        rows, _ = pane.wait(lambda rows, cursor: any(row.startswith("client.py: ")
+                                                     for row in rows)
+                            and rows[cursor[0]].startswith("$"))        # the shell's again
+        at = rows.index("draft here")
+        assert rows[at + 1] == "(The line above was not sent: Enter was not pressed.)", rows
+        assert rows[at + 2].startswith("client.py: the logout got no answer"), rows
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        pane.close()
+        _stop(proc)
+
+
 def _client_in_a_shell(tmp_path, term=None):
     """A server, and the client started from an interactive shell in a pane (job control, as
     a user has it), at its first prompt -> (server process, pane)."""
