@@ -710,6 +710,10 @@ class ChatClient:
                        else Show("unknown_command", command.unknown))
             return
         refused = refusal(command)
+        if command.name == "message" and command.user == self.session_user:
+            # said as typed: sent in an outage, the server's refusal came after the login,
+            # without a word of which line it answered (a trial's)
+            refused = "You cannot send a message to yourself."
         if refused is not None:
             if command.name in ("message", "broadcast", "private"):
                 self.refused += 1

@@ -1762,3 +1762,13 @@ def test_a_script_whose_commands_were_not_done_ends_with_status_1_saying_how_man
     actions = run.reply(OK, "logout")
     assert [(a.code, a.reason) for a in of(actions, Exit)] == [
         (1, "1 command was not done (said above)")]
+
+
+def test_a_message_to_oneself_is_refused_as_typed_not_after_an_outage():
+    """(a trial's, typed in an outage, was refused by the server after the next login, with
+    nothing said of which line it answered)"""
+    run = logged_in()
+    shown = run.type("message alice note to self")
+    assert requests(shown) == []
+    assert printed(shown) == ["You cannot send a message to yourself."]
+    assert requests(run.type("message bob hi"))         # others' still go
