@@ -99,9 +99,12 @@ def ctcp_word(text):
 
 
 def from_action(text):
-    """An IRC /me (CTCP ACTION) -> the text a client.py user types for it, `/me waves`."""
-    if text.startswith(CTCP + "ACTION ") or text == CTCP + "ACTION" + CTCP:
-        return "/me " + text[len(CTCP + "ACTION "):].rstrip(CTCP)
+    """An IRC /me (CTCP ACTION) -> the text a client.py user types for it, `/me waves`. Its
+    word in any case, its closing mark or not, as ctcp_word reads it (a trial's "\x01action
+    x\x01" reached client.py users with its marks, IRC users as " action x ")."""
+    word = CTCP + "ACTION"
+    if text[:len(word)].upper() == word and text[len(word):len(word) + 1] in ("", " ", CTCP):
+        return "/me " + text[len(word) + 1:].rstrip(CTCP)
     return text
 
 

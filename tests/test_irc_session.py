@@ -693,6 +693,16 @@ def test_a_line_that_fits_after_its_prefix_is_echoed_whole():
     assert answer(session, "ok", stored=False) == [f"{ME}PRIVMSG seas :{text}"]
 
 
+@pytest.mark.parametrize("text", ["\x01action lower\x01", "\x01Action lower",
+                                  "\x01ACTION lower"])
+def test_an_action_in_any_case_with_its_closing_mark_or_not_is_an_action(text):
+    """(a trial's "\x01action lower\x01" reached client.py users with its marks, and IRC
+    users as " action lower ")"""
+    session = welcomed()
+    said(session, "PRIVMSG seas :" + text)
+    assert request(session)["text"] == "/me lower"
+
+
 def test_echo_message_of_a_long_action_is_one_action_a_line():
     session = welcomed(caps=("echo-message",))
     text = " ".join(f"w{i:03}" for i in range(97))
@@ -1930,7 +1940,8 @@ def test_who_and_whois_of_another_irc_user_show_their_user_line_and_away():
         f"{S}352 columbia #chat ~u chat {SERVER} seas H :0 seas")   # gone: its mask stays
 
 
-@pytest.mark.parametrize("action", ["\x01ACTION\x01", "\x01ACTION \x01", "\x01ACTION   "])
+@pytest.mark.parametrize("action", ["\x01ACTION\x01", "\x01ACTION \x01", "\x01ACTION   ",
+                                    "\x01ACTION", "\x01action\x01"])    # (a trial's reached all)
 def test_an_empty_action_is_no_text_to_send(action):
     """(a trial's empty /me was kept, and shown as " * foobar ")"""
     session = welcomed()
