@@ -188,9 +188,11 @@ class ChatWindow:
                                          selectforeground=SELECTED_FOREGROUND,
                                          activestyle="none")
         self.user_list.bind("<<ListboxSelect>>", lambda event: self._draw_user_buttons())
-        # a double-click on a user is Message (a trial's selection alone sent to everyone)
-        self.user_list.bind("<Double-Button-1>",
-                            lambda event: self._on_selected(lambda user: self.aim(user)))
+        # a double-click on a user is Message (a trial's selection alone sent to everyone),
+        # and so is Enter on one (a keyboard user's did nothing)
+        for event_name in ("<Double-Button-1>", "<Return>"):
+            self.user_list.bind(event_name,
+                                lambda event: self._on_selected(lambda user: self.aim(user)))
         self.user_buttons = {}
         for name, label, command in (
                 ("message", "Message", lambda u: self.aim(u)),

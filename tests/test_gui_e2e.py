@@ -255,6 +255,10 @@ def test_a_refused_consent_and_a_list_that_keeps_its_selection(windows):
         for event in ("<ButtonPress-1>", "<ButtonRelease-1>"):
             google.call("event", "generate", ".chat.side.users", event, "-x", "5", "-y", "5")
     assert google.label(".chat.bottom.target") == "To seas:"
+    google.invoke(".chat.side.everyone")
+    assert google.label(".chat.bottom.target") != "To seas:"
+    google.press_key(".chat.side.users", "<Return>")    # and so is Enter (it did nothing)
+    assert google.label(".chat.bottom.target") == "To seas:"
     refusals = []
     for say_no in (lambda: seas.press(".consent.buttons.refuse"),
                    lambda: seas.call(seas.call("wm", "protocol", ".consent", "WM_DELETE_WINDOW")),
