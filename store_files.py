@@ -111,10 +111,19 @@ def take_rewritten(path):
         os.rename(path + ".new", path)
         sync_path(os.path.dirname(os.path.abspath(path)))
     elif os.path.lexists(path + "-wal"):
+        # a copy the server made as it lost its file is where the messages are: named first
+        # (a trial was pointed at a `.tmp` that was never there, and only then at the copy)
+        refuse_rescued(path)
+        try:
+            empty = os.path.getsize(path + "-wal") == 0
+        except OSError:
+            empty = False
+        held = (" It is empty: nothing in it can be recovered." if empty else
+                " It holds the last commits only, not the store: a backup of the store is "
+                "where the rest is.")
         raise sqlite3.DatabaseError(
             f"{path} is missing but its write-ahead log {path}-wal is there (the file deleted "
-            f"under a running server?); a copy may be at {path}.tmp: move the log away to "
-            f"start a new store")
+            f"under a running server?).{held} Move the log away to start a new store")
 
 
 def mark_damaged(path, why):

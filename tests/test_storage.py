@@ -1,10 +1,11 @@
 """Tests of storage.py: the credentials file and the SQLite store."""
-import os
 import json
+import os
 import pathlib
+import re
 import shutil
-import sqlite3
 import socket
+import sqlite3
 import time
 
 import pytest
@@ -1192,9 +1193,19 @@ def test_a_log_left_where_no_file_is_is_refused_not_read_into_a_new_store(tmp_pa
     stopped: a new store would take in the old file's log, and come out corrupt)"""
     path = tmp_path / "chat.sqlite3"
     (tmp_path / "chat.sqlite3-wal").write_bytes(b"a deleted file's log" * 100)
-    with pytest.raises(sqlite3.DatabaseError, match="is missing but its write-ahead log"):
+    with pytest.raises(sqlite3.DatabaseError, match="is missing but its write-ahead log") as e:
         Store(str(path))
     assert not path.exists()
+    # no copy is promised where none is (a trial's pointed at a .tmp never written)
+    assert ".tmp" not in str(e.value) and "not the store" in str(e.value)
+    (tmp_path / "chat.sqlite3-wal").write_bytes(b"")
+    with pytest.raises(sqlite3.DatabaseError, match="It is empty: nothing in it can be"):
+        Store(str(path))
+    # a copy a server made as it lost its file is named first: the messages are there
+    copy = tmp_path / (store_files.rescue_prefix(str(path)) + "20261207-190808-1")
+    copy.write_bytes(b"a copy")
+    with pytest.raises(sqlite3.DatabaseError, match=re.escape(str(copy))):
+        Store(str(path))
 
 
 def test_a_data_directory_that_is_a_file_is_said_to_be_one(tmp_path, capsys):
