@@ -369,8 +369,17 @@ class ChatWindow:
 
     def _keep_open(self):
         if self.leaving is not None:
-            self.leaving.destroy()
+            self._end_dialog(self.leaving)
             self.leaving = None
+
+    def _end_dialog(self, dialog):
+        """Destroy `dialog`; if it had the keyboard, give it back to the widget that had it
+        before: without a window manager nobody else does, and what was typed next was lost
+        until a click that did not take either (a trial's)."""
+        had_focus = str(self.root.tk.call("focus")).startswith(str(dialog))
+        dialog.destroy()
+        if had_focus:
+            self.root.tk.call("focus", "-force", self.root.tk.call("focus", "-lastfor", "."))
 
     def _draw_leaving(self):
         if self.leaving is None:
@@ -513,7 +522,7 @@ class ChatWindow:
     def _draw_dialog(self):
         requester = self.view.consent
         if self.dialog is not None and self.dialog.requester != requester:
-            self.dialog.destroy()       # answered, or the session ended
+            self._end_dialog(self.dialog)       # answered, or the session ended
             self.dialog = None
         if requester is not None and self.dialog is None:
             self.dialog = self._consent_dialog(requester)

@@ -486,6 +486,9 @@ def test_closing_with_messages_on_their_way_asks_and_closes_once_they_are_taken(
         assert alice.call("wm", "state", ".") == "normal" and alice.proc.poll() is None
         alice.press(".leave.buttons.keep")          # kept open, the message still waiting
         alice.wait(lambda: not alice.exists(".leave"), "the question gone")
+        # the keyboard back where it was: with no window manager, nobody gave it back, and
+        # what was typed next was lost (a trial's)
+        assert alice.call("focus") == ".chat.bottom.input"
         alice.close_window()
         alice.wait(lambda: alice.exists(".leave"), "the question again")
     finally:
