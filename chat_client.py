@@ -663,8 +663,15 @@ class ChatClient:
         command = parse_command(line)
         user = self.session_user       # (not the last name typed: a trial's was a password)
         if (user is None or type(command) is not Command
-                or command.name not in ("message", "broadcast") or refusal(command)):
+                or command.name not in ("message", "broadcast")):
             return False
+        refused = refusal(command, user)
+        if refused is not None:         # (said now: no name holds a space either)
+            self.refused += 1
+            out.append(Show("system", refused))
+            if ask:
+                out.append(Prompt(Stage.USERNAME))
+            return True
         entry = self.outbox.add(user, command)
         out.extend([ShowSending(entry.mid, command.user, command.text),
                     Show("system", f"You are not logged in: your message waits, and goes once "
@@ -709,11 +716,7 @@ class ChatClient:
             out.append(Show("usage", command.form) if command.unknown is None
                        else Show("unknown_command", command.unknown))
             return
-        refused = refusal(command)
-        if command.name == "message" and command.user == self.session_user:
-            # said as typed: sent in an outage, the server's refusal came after the login,
-            # without a word of which line it answered (a trial's)
-            refused = "You cannot send a message to yourself."
+        refused = refusal(command, self.session_user)
         if refused is not None:
             if command.name in ("message", "broadcast", "private"):
                 self.refused += 1

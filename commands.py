@@ -141,9 +141,13 @@ def _said_back(word):
     return word if len(word) <= 40 else word[:40] + "…"
 
 
-def refusal(command):
+def refusal(command, me=None):
     """What the user reads when `command` cannot be sent as typed (checked before it is: the
-    server's own words for these are a developer's), or None when it can."""
+    server's own words for these are a developer's), or None when it can. `me`: the user
+    logged in (or last), to whom no message goes: sent in an outage, the server's refusal
+    came after the login, with nothing said of which line it answered (a trial's)."""
+    if command.name == "message" and me is not None and command.user == me:
+        return "You cannot send a message to yourself."
     if command.user is not None and len(command.user) > MAX_NAME_CHARS:
         return f"No user name is longer than {MAX_NAME_CHARS} characters."
     if command.user is not None and not name_chars_ok(command.user):

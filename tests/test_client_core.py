@@ -1767,9 +1767,16 @@ def test_a_script_whose_commands_were_not_done_ends_with_status_1_saying_how_man
 
 def test_a_message_to_oneself_is_refused_as_typed_not_after_an_outage():
     """(a trial's, typed in an outage, was refused by the server after the next login, with
-    nothing said of which line it answered)"""
+    nothing said of which line it answered; a review's, typed at the prompt a session's end
+    left, was kept for the next login)"""
     run = logged_in()
     shown = run.type("message alice note to self")
     assert requests(shown) == []
     assert printed(shown) == ["You cannot send a message to yourself."]
     assert requests(run.type("message bob hi"))         # others' still go
+    run.reply({"type": "ok", "stored": False}, "message")
+    run.do(Incoming(7, hello(7)))
+    run.do(Incoming(7, {"type": "logged_out", "reason": "elsewhere"}))
+    shown = run.type("message alice at the prompt")
+    assert printed(shown) == ["You cannot send a message to yourself.", ASK_USER]
+    assert requests(shown) == [] and not run.client.outbox.entries
