@@ -137,6 +137,15 @@ def _as_sent(line):
     return ACTION + line[len(ACTION):] if _is_action(line) else line
 
 
+def _fate_words(fate, private):
+    """What became of one's own message, as the pane and the box at the end say it: a private
+    one unsure may have been shown by its peer (not "perhaps not sent", which invites a
+    second sending)."""
+    if fate.fate is not Fate.UNSURE:
+        return "Not sent"
+    return "Perhaps not delivered" if private else "Perhaps not sent"
+
+
 def entry_text(entry):
     """An entry -> the text after its time stamp, as the pane shows it: controls made visible,
     so another user's newline cannot fake a line of its own, nor a bidi mark reorder one."""
@@ -252,7 +261,7 @@ class ChatView:
                 self._say(at, line, "help")     # (in a fixed font: its columns line up)
         else:
             if show.kind == "outage":
-                if self.outage == visible(show.text):
+                if self.outage == visible(show.text) and self.stage is Stage.LOGGED_IN:
                     # said again for each line typed in it: the terminal's answer to a line,
                     # where the window's are the line's mark and the status line (a trial's
                     # pane said it again with each message sent)
@@ -277,10 +286,8 @@ class ChatView:
         if fate.line and (fate.fate in (Fate.REFUSED, Fate.UNSURE) or index is None):
             # the entry shows the message: beneath it, the reason alone when there is one
             private = index is not None and self.entries[index].private
-            said = ("Not sent" if fate.fate is not Fate.UNSURE else
-                    "Perhaps not delivered" if private else "Perhaps not sent")
-            self._say(at, f"{said}: {fate.why}." if fate.why and index is not None
-                      else fate.line, "error")
+            self._say(at, f"{_fate_words(fate, private)}: {fate.why}."
+                      if fate.why and index is not None else fate.line, "error")
 
     def exit_line(self, fate):
         """What the box at the window's end says of `fate` (a ShowFate at exit): one's own
@@ -290,8 +297,8 @@ class ChatView:
         index = self._mine.get(fate.ref)
         if index is None or not fate.why:
             return fate.line
-        said = "Perhaps not sent" if fate.fate is Fate.UNSURE else "Not sent"
-        return f"{said} ({fate.why}): {entry_text(self.entries[index])}"
+        entry = self.entries[index]
+        return f"{_fate_words(fate, entry.private)} ({fate.why}): {entry_text(entry)}"
 
     def take_changed(self):
         """Indices of entries changed in place since the last call (an own message's fate)."""

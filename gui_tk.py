@@ -604,7 +604,10 @@ class ChatWindow:
         if event.widget is not dialog:
             return None
         if event.keysym == "BackSpace":
-            self.input.delete(max(0, self.input.index("insert") - 1))
+            if self.input.selection_present():
+                self.input.delete("sel.first", "sel.last")
+            elif self.input.index("insert") > 0:
+                self.input.delete(self.input.index("insert") - 1)
         elif event.char and event.char.isprintable():
             self.input.insert("insert", event.char)
         return None

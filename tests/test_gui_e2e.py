@@ -188,6 +188,9 @@ def test_two_windows_log_in_talk_agree_to_a_private_talk_and_close(windows, serv
     for key in ("<Key-n>", "<Key-g>", "<Key-x>", "<BackSpace>"):
         bob.call("event", "generate", ".consent", key)
     assert bob.call(".chat.bottom.input", "get") == "typing a long"
+    bob.call(".chat.bottom.input", "icursor", "0")
+    bob.call("event", "generate", ".consent", "<BackSpace>")     # nothing before the cursor
+    assert bob.call(".chat.bottom.input", "get") == "typing a long"
     bob.call(".chat.bottom.input", "delete", "0", "end")
     assert bob.call("wm", "transient", ".consent") == "."
     assert bob.label(".consent.question") == (

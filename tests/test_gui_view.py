@@ -264,6 +264,11 @@ def test_the_server_unreachable_while_logging_in(screen):
     assert view.form_message == "Cannot reach the server (refused)."
     assert view.status == "Cannot reach the server (refused)."
     assert screen.sent() == []                  # the password waits for no one
+    # a second try in the same outage is answered on the form too (a review's form went
+    # blank: the pane's rule, said once, was the form's)
+    view.login("alice", "pw")
+    view.render(Show("outage", "Cannot reach the server (refused)."), AT)
+    assert view.form_message == "Cannot reach the server (refused)."
 
 
 def test_a_server_not_there_at_the_start_and_a_form_sent_meanwhile():
@@ -1125,6 +1130,16 @@ def test_logging_out_forgets_who_agreed(screen):
     screen.type(screen.view.logout())
     screen.reply(OK)
     assert screen.view.private_to == () and not screen.view.can_private("bob")
+
+
+def test_the_box_at_the_end_says_a_private_message_perhaps_not_delivered_as_the_pane_does():
+    """(a review's box said "perhaps not sent" of a private message its peer may have shown)"""
+    view = ChatView()
+    view.render(ShowSending("r1", "seas", "just us", private=True), AT)
+    fate = ShowFate("r1", Fate.UNSURE, "Perhaps not delivered ...", "you quit before it was "
+                    "acknowledged", True)
+    assert view.exit_line(fate) == ("Perhaps not delivered (you quit before it was "
+                                    "acknowledged): me → seas (private): just us")
 
 
 def test_the_box_at_the_windows_end_names_what_was_not_sent_the_first_ten():
