@@ -1,10 +1,15 @@
-"""Tab completion for the input line: a command's name as the first word, a user's name as the
-second word of a command that takes one.
+"""Tab completion for the input line: a command's name as the first word (and after `help`), a
+user's name as the second word of a command that takes one; past them, text (IN_TEXT), where a
+Tab is a space.
 
 Pure: the terminal (terminal.py) gives the command names, which commands take a user first,
 and the names it has seen; the line editor (line_editor.py) applies what comes back.
 """
 from dataclasses import dataclass
+
+# a message's text, where nothing is completed: a Tab there is a space between words (a
+# trial's pasted "col1<Tab>col2" arrived as "col1col2")
+IN_TEXT = object()
 
 
 @dataclass(frozen=True)
@@ -37,14 +42,11 @@ class Completer:
                        if name.lower().startswith(word[len(slash):].lower())]
         elif len(words) == 2 and words[0].lower().removeprefix("/") in self.user_commands:
             matches = [name for name in self.users if name.startswith(word)]
+        elif len(words) == 2 and words[0].lower().removeprefix("/") == "help":
+            matches = [name for name in self.commands if name.lower().startswith(word.lower())]
         else:
             return IN_TEXT
         return Completion(start, tuple(sorted(set(matches)))) if matches else None
-
-
-# a message's text, where nothing is completed: a Tab there is a space between words (a
-# trial's pasted "col1<Tab>col2" arrived as "col1col2")
-IN_TEXT = Completion(-1, ())
 
 
 def common_start(words):

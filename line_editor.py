@@ -63,7 +63,8 @@ class LineEditor:
     """One input line and the history of lines typed this run; see the module docstring."""
 
     def __init__(self, complete=None, max_chars=MAX_LINE_CHARS):
-        self.complete = complete        # the text before the cursor -> Completion or None
+        self.complete = complete        # the text before the cursor -> Completion, None or
+                                        # completion.IN_TEXT
         self.max_chars = max_chars
         self.secret = False
         # False: lines entered are neither kept nor offered (the terminal's before a login,

@@ -30,7 +30,7 @@ from client_events import (AskConsent, ConsentLapsed, InputEnded, LineIn, Prompt
 from commands import (ALIASES, COMMANDS, action_text, day_words, help_lines, lapsed_text,
                       presence_words)
 from completion import Completer
-from keys import KeyDecoder
+from keys import Key, KeyDecoder
 from line_editor import MAX_LINE_CHARS, ClearScreen, EndOfInput, Entered, LineEditor, Listed
 from protocol import name_chars_ok
 from words import waiting_words
@@ -304,11 +304,17 @@ class Terminal:
 
     def _press(self, keys, lines):
         """Keys to the editor; a finished line goes into `lines` and stays on the screen."""
-        for key in keys:
+        last = len(keys) - 1                # (a list: KeyDecoder.feed's)
+        for at, key in enumerate(keys):
             if self.ended:
                 return
             if isinstance(key, str) and visible(key) != key:
                 continue                # a bidi mark would reorder the line as it is shown
+            if key is Key.COMPLETE and at < last and isinstance(keys[at + 1], str):
+                # a Tab with text after it in one read was pasted, not typed: a space between
+                # words (a trial's pasted "message<Tab>col<Tab>hi" completed "col" to another
+                # user's name)
+                key = " "
             done = self.editor.press(key)
             kind = type(done)
             if kind is Entered:

@@ -193,6 +193,7 @@ def test_what_a_word_could_become():
     editor = LineEditor(complete=complete)
     typed(editor, "message bob col1\tcol2\t\t")
     assert editor.text == "message bob col1 col2  "
+    assert complete("help me") == Completion(5, ("message",))       # a command's name again
 
 
 def test_common_start():

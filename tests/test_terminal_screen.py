@@ -412,6 +412,17 @@ def test_a_name_that_could_drive_the_terminal_is_never_completed():
     assert term.feed(b"block b\t\r") == ["block bob "]
 
 
+def test_a_tab_pasted_with_text_after_it_is_a_space_never_a_completion():
+    """(a trial's pasted "message<Tab>col<Tab>hi" completed "col" to columbia, and sent it
+    to columbia; "message<Tab>google<Tab>hi there" was "message googlehi there")"""
+    term, screen, terminal_screen = completing_screen()
+    terminal_screen.render(ShowOnline(("columbia",)))
+    assert term.feed(b"message\tcol\thi\r") == ["message col hi"]
+    assert term.feed(b"message\tgoogle\thi there\r") == ["message google hi there"]
+    term.feed(b"message col")
+    assert term.feed(b"\t") == [] and term.feed(b"\r") == ["message columbia "]   # typed
+
+
 def test_tab_while_a_password_is_typed_does_nothing():
     term, screen, _ = completing_screen()
     term.set_secret(True)
