@@ -181,6 +181,12 @@ _SENDER_SUFFIXES = {"direct": "", "broadcast": " (to everyone)", "private": " (p
                     "offline": " (while you were away)"}
 
 
+# what the form says of a login submitted again while the first is on its way: the name's check
+# waits (the password typed last goes), or the login itself is out
+_LOGIN_WAITS = ("Your login waits for the server: the password you typed last goes.",
+                "Your login is on its way: wait for the server's answer.")
+
+
 class ChatView:
     """What the window shows, drawn by the core's actions; user intents come back as lines."""
 
@@ -214,6 +220,7 @@ class ChatView:
         self._portless = set()          # users who agreed, but whose clients take no
                                         # private messages (no listening port)
         self._password = None           # typed in the form, sent once the name is accepted
+        self._pending_name = None       # ... the name it is for
         self.name_refused = False       # the form's last name was refused: typed again there
         self._lines = []                # lines for the core that no click typed (see take_lines)
         self._mine = {}                 # ref -> index in entries: own messages not yet answered
@@ -382,6 +389,8 @@ class ChatView:
             self.users, self.asking, self.target = [], [], Target()
             self._portless, self._left = set(), set()
             self._session_over = self._session_over or was is Stage.LOGGED_IN
+        if not status.busy and self.form_lines:        # (answered: no longer on its way)
+            self.form_lines = [line for line in self.form_lines if line[1] not in _LOGIN_WAITS]
         if self._password is not None and not status.busy:
             # the name was accepted (ask for the password) or refused (forget it)
             if self.stage is Stage.PASSWORD:
@@ -407,6 +416,15 @@ class ChatView:
         """The login form was submitted -> the lines to type (none while a reply is awaited;
         messages waiting to be sent do not hold it up: they go once it succeeds)."""
         if self.busy:
+            # a login already on its way: a password typed again for the name being checked
+            # is the one that goes (a re-trial's was dropped unsaid, and the first, wrong, was
+            # used: a strike toward the block); anything else waits for its answer, said so
+            again = (self._password is not None and password
+                     and name.strip() == self._pending_name)
+            if again:
+                self._password = password
+            self.form_lines = [line for line in self.form_lines if line[1] not in _LOGIN_WAITS]
+            self.form_lines.append(("notice", _LOGIN_WAITS[not again]))
             return []
         self.form_lines = []
         self._session_over = False
@@ -419,7 +437,7 @@ class ChatView:
             return []
         if self.stage is Stage.PASSWORD:
             return [password]
-        self._password = password
+        self._password, self._pending_name = password, name.strip()
         return [name]
 
     def compose(self, text, at):

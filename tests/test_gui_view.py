@@ -257,6 +257,21 @@ def test_a_second_submit_while_the_first_is_answered_types_nothing(screen):
     assert len(screen.sent()) == 1
 
 
+def test_a_password_typed_again_while_the_name_is_checked_is_the_one_that_goes(screen):
+    """(a re-trial's, typed again as a stopped server held the name's check, was dropped
+    without a word, and the first, wrong, was sent: a strike toward the block)"""
+    screen.type(screen.view.login("alice", "wrong"))
+    assert screen.view.login("alice", "right") == []
+    assert screen.view.form_notice == ("Your login waits for the server: the password you "
+                                       "typed last goes.")
+    screen.reply(OK)
+    assert screen.sent("login")[0]["password"] == "right"
+    assert screen.view.login("alice", "again") == []        # the login itself is on its way
+    assert screen.view.form_notice == "Your login is on its way: wait for the server's answer."
+    screen.reply(err("wrong_password", attempts_left=2))
+    assert screen.view.form_notice == ""                    # answered: said no more
+
+
 def test_the_server_unreachable_while_logging_in(screen):
     screen.type(screen.view.login("alice", "pw"))
     screen.fail("refused")
