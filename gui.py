@@ -278,8 +278,11 @@ class ChatView:
 
     def _sending(self, sending, at):
         self._mine[sending.ref] = len(self.entries)
+        # one sent in an outage waits, and its mark says so: the outage is said once (a
+        # re-trial's later ones looked on their way)
+        waiting = Fate.WAITING if self.outage is not None and not sending.private else None
         self.entries.append(Entry(at, self.user, sending.text, "mine", sending.to,
-                                  sending.private, sending.ref))
+                                  sending.private, sending.ref, fate=waiting))
 
     def _fate(self, fate, at):
         """An own message was answered: its mark changes; a refusal says why below it."""

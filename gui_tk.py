@@ -361,7 +361,9 @@ class ChatWindow:
         return bool(self.view.waiting) and self.view.stage is Stage.LOGGED_IN
 
     def _close_now(self):
-        self.screen.draft = self.input.get()        # (said in the box at the end)
+        # (said in the box at the end; once its user has logged out, theirs, not shown to
+        # whoever is at the form: a re-trial's)
+        self.screen.draft = self.input.get() if self.view.stage is Stage.LOGGED_IN else ""
         self._keep_open()
         self.root.withdraw()
         self.screen.close()

@@ -401,6 +401,18 @@ def test_a_login_as_someone_else_in_the_same_window_shows_a_new_conversation(win
         assert window.wait_exit() == 0
 
 
+def test_a_draft_left_by_a_user_who_logged_out_is_not_shown_at_the_close(windows):
+    """(a re-trial's box at the close, at the login form, showed the logged-out user's
+    unsent draft to whoever was there)"""
+    gui = windows()
+    login(gui, "google")
+    gui.type_into(".chat.bottom.input", "secret plan of google")
+    gui.invoke(".chat.side.logout")
+    gui.wait(lambda: gui.call("winfo", "ismapped", ".login.username") == "1", "the form")
+    gui.close_window()
+    assert gui.wait_exit() == 0         # no box waits for a click
+
+
 def test_a_staying_window_without_a_port_chats_and_resumes_after_a_cut(windows, server, relay,
                                                                        display):
     """--stay-connected in a window: one connection (through a relay the test cuts), no

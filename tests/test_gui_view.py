@@ -564,6 +564,7 @@ def test_an_outage_is_said_once_in_the_pane_not_again_with_each_message_sent(scr
     screen.send("two")
     screen.view.render(Show("outage", "Cannot reach the server (refused)."), AT)   # (its again)
     assert screen.texts().count("Cannot reach the server (refused).") == 1
+    assert marks(screen)[-1] == "… waiting"     # its mark says it (it looked on its way)
     screen.view.render(Show("outage", "Cannot reach the server (timed out)."), AT)
     assert screen.texts()[-1] == "Cannot reach the server (timed out)."    # news: said
 
