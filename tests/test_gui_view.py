@@ -541,7 +541,7 @@ def test_unreachable_server_and_waiting_messages_show_in_the_status_line(screen)
     screen.fail("timed out")                    # both stay, in order, for the next try
     assert screen.view.status == ("Cannot reach the server (timed out). "
                                   "2 messages waiting to be sent.")
-    assert marks(screen) == ["… waiting", "…"]
+    assert marks(screen) == ["… waiting", "… waiting"]     # (two's shown in the outage)
     assert not any(t.startswith("Waiting to be sent") for t in screen.texts())  # the marks say it
     screen.clock.advance(1)
     screen.glue.feed(Expired(OutboxRetry()))
