@@ -144,10 +144,11 @@ def _said_back(word):
 def refusal(command, me=None):
     """What the user reads when `command` cannot be sent as typed (checked before it is: the
     server's own words for these are a developer's), or None when it can. `me`: the user
-    logged in (or last), to whom no message goes: sent in an outage, the server's refusal
-    came after the login, with nothing said of which line it answered (a trial's)."""
-    if command.name == "message" and me is not None and command.user == me:
-        return "You cannot send a message to yourself."
+    logged in (or last), to whom no message goes, nor a block: sent in an outage, the
+    server's refusal came after the login, without a word of which line it answered, or was
+    to be typed again, only to be refused (trials')."""
+    if me is not None and command.user == me and (command.name, "self") in _ERROR_LINES:
+        return _ERROR_LINES[command.name, "self"]   # (block, unblock, getaddress too)
     if command.user is not None and len(command.user) > MAX_NAME_CHARS:
         return f"No user name is longer than {MAX_NAME_CHARS} characters."
     if command.user is not None and not name_chars_ok(command.user):

@@ -600,8 +600,8 @@ class TerminalScreen:
                 # no username, and Enter sent it as one (a trial's); Up brings it back, and
                 # the user is told so (a trial's thought it lost)
                 if self.terminal.editor.set_aside():
-                    self.terminal.show("(What you were typing is kept: Up brings it back "
-                                       "once you log in again.)")
+                    self.terminal.show(f"(Your half-typed line is kept: Up brings it back "
+                                       f"when you log in as {self._last_user}.)")
                 self.terminal.redraw()
             if action.stage is Stage.LOGGED_IN:
                 self.terminal.heading = None

@@ -137,8 +137,8 @@ def test_a_long_line_survives_a_message_and_backspaces_and_the_outage_shows_belo
         assert len([row for row in rows if row.startswith("Cannot reach")]) == 1   # said once
         # the restart ended the session: the half-typed line is set aside, not sent as a
         # username at the prompt (Up brings it back after the login, as the user is told)
-        rows, cursor = pane.wait(lambda rows, _: "(What you were typing is kept: Up brings it "
-                                                 "back once you log in again.)" in rows)
+        rows, cursor = pane.wait(lambda rows, _: "(Your half-typed line is kept: Up brings it "
+                                                 "back when you log in as columbia.)" in rows)
         assert rows[cursor[0]] == "" and "half typed" not in rows[cursor[0] - 1], rows
         _log_in(pane)
         pane.keys("Up")

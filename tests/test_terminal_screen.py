@@ -213,7 +213,7 @@ def test_a_half_typed_command_is_dropped_when_the_session_ends_from_elsewhere():
     terminal_screen.render(Status(Stage.USERNAME, None, 0, None, False))
     assert term.editor.text == "" and "half typ" not in screen.lines()[-1]
     # said, so it is not thought lost (a trial's)
-    assert ("(What you were typing is kept: Up brings it back once you log in again.)"
+    assert ("(Your half-typed line is kept: Up brings it back when you log in as columbia.)"
             in screen.lines())
     term.feed(UP)                   # (not at the username prompt: no line there is a name)
     assert term.editor.text == ""
