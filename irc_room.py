@@ -14,6 +14,8 @@ from irc_words import SERVICE, TOPIC, USER_HOST, why
 # would wait for them)
 NOT_SEEN = ("Not online (a message sent now waits for their next login), or one of you blocks "
             "the other")
+NOT_SEEN_WAS = ("not online (a message sent now waits for their next login), or one of you "
+                "blocks the other")     # (WHOWAS's words for the same)
 
 REJOIN_GAP_S = 2.0          # a PART of the room answered with a JOIN at most this often
 WHOIS_NICKS = 8             # the nicks one WHOIS answers for (a,b,c): its work stays bounded
@@ -58,9 +60,9 @@ class RoomCommands:
     def _fitting(self, names, between, head, tail=""):
         """`names` joined by `between` (one ASCII character) in as many lines as fit between
         `head` (the numeric and the parameters before them) and `tail`: cut between names,
-        never in one (a name longer than a line goes alone, cut by the line). One string cut
-        at its separators (one byte in UTF-8, never part of a character): a room of thousands
-        is a few dozen lines, and this was a Python step per name."""
+        never in one (a name longer than a line goes alone, cut to the room left). One string
+        cut at its separators (one byte in UTF-8, never part of a character): a room of
+        thousands is a few dozen lines, and this was a Python step per name."""
         data = between.join(names).encode("utf-8")
         sep = between.encode("utf-8")
         room = MAX_LINE_BYTES - 2 - len(f":{self.server} {head}{tail}".encode("utf-8"))
@@ -71,9 +73,9 @@ class RoomCommands:
                 cut = data.find(sep, start + 1)
                 if cut < 0:
                     break
-            lines.append(data[start:cut].decode("utf-8"))
+            lines.append(_cut_to(data[start:cut], room))
             start = cut + 1
-        lines.append(data[start:].decode("utf-8"))
+        lines.append(_cut_to(data[start:], room))
         return lines
 
     def _is_room(self, name):
@@ -301,7 +303,7 @@ class RoomCommands:
             else:
                 username, _ = self._user_of(account)
                 self.numeric("314", account, username, USER_HOST, "*",
-                             NOT_SEEN[:1].lower() + NOT_SEEN[1:])
+                             NOT_SEEN_WAS)
                 self.numeric("312", account, self.server, "the chat room")
             self.numeric("369", nick if account is None else account, "End of WHOWAS")
 
@@ -354,3 +356,10 @@ class RoomCommands:
         most = self.shared.most_users = max(self.shared.most_users, count)
         self.numeric("265", str(count), str(most), f"Current local users {count}, max {most}")
         self.numeric("266", str(count), str(most), f"Current global users {count}, max {most}")
+
+
+def _cut_to(data, room):
+    """A line's names (bytes) -> text of at most `room` bytes: one name longer than a line is
+    cut at a character's boundary, so that the words after it are not lost with the line's
+    end (a review's WHOIS of one 450-byte nick)."""
+    return data[:room].decode("utf-8", "ignore") if len(data) > room else data.decode("utf-8")

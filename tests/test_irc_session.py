@@ -1334,6 +1334,9 @@ def test_ison_and_the_end_of_whois_are_cut_between_nicks_never_in_one():
     assert len(end.encode()) <= 510 and end.endswith(" :End of /WHOIS list")
     asked = end.split()[3].split(",")
     assert asked == long_names[:len(asked)] and len(asked) >= 6
+    said(session, "WHOIS " + "é" * 240)            # one nick longer than the line: cut, in
+    end = answer(session, "online", users=[])[-1]   # a character's bounds, the words kept
+    assert len(end.encode()) <= 510 and end.endswith(" :End of /WHOIS list")
 
 
 def test_ison_with_no_nick_gets_461():
