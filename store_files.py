@@ -20,6 +20,7 @@ SMALL_LOG_PAGES = 16
 PAGE_BYTES = 4096           # SQLite's page size, as it makes a new file
 DAMAGED = "-damaged"        # beside the store's file: a server found it damaged (Store._damage)
 NEW_FILE_S = 5              # an empty store's file younger than this is another's, begun
+WAL_HEADER_BYTES = 32       # a write-ahead log's header: no commit in a log this long
 RESCUED = ".rescued-"       # a homeless store's copy: its name after the store's (Store.rescue)
 RESERVE = "-reserve"        # beside the store's file on a small disk: room kept for the
                             # checkpoint a full disk needs (Store._keep_reserve)
@@ -115,10 +116,12 @@ def take_rewritten(path):
         # (a trial was pointed at a `.tmp` that was never there, and only then at the copy)
         refuse_rescued(path)
         try:
-            empty = os.path.getsize(path + "-wal") == 0
+            # (its header alone, 32 bytes, is no commit either)
+            empty = os.path.getsize(path + "-wal") <= WAL_HEADER_BYTES
         except OSError:
-            empty = False
-        held = (" It is empty: nothing in it can be recovered." if empty else
+            empty = None
+        held = (" It cannot be read." if empty is None else
+                " It is empty: nothing in it can be recovered." if empty else
                 " It holds the last commits only, not the store: a backup of the store is "
                 "where the rest is.")
         raise sqlite3.DatabaseError(

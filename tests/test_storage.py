@@ -1198,9 +1198,10 @@ def test_a_log_left_where_no_file_is_is_refused_not_read_into_a_new_store(tmp_pa
     assert not path.exists()
     # no copy is promised where none is (a trial's pointed at a .tmp never written)
     assert ".tmp" not in str(e.value) and "not the store" in str(e.value)
-    (tmp_path / "chat.sqlite3-wal").write_bytes(b"")
-    with pytest.raises(sqlite3.DatabaseError, match="It is empty: nothing in it can be"):
-        Store(str(path))
+    for header_only in (b"", b"h" * 32):
+        (tmp_path / "chat.sqlite3-wal").write_bytes(header_only)
+        with pytest.raises(sqlite3.DatabaseError, match="It is empty: nothing in it can be"):
+            Store(str(path))
     # a copy a server made as it lost its file is named first: the messages are there
     copy = tmp_path / (store_files.rescue_prefix(str(path)) + "20261207-190808-1")
     copy.write_bytes(b"a copy")
