@@ -207,6 +207,33 @@ def test_past_the_bound_frames_are_dropped_down_to_an_eighth_below_it_in_one_go(
             sock.close()
 
 
+def test_past_the_bound_the_address_holding_the_most_loses_its_frames_first(make_pair):
+    """(a re-attack's ten addresses held frames of 6.7 KB each up to the bound: another
+    user's 16 KB message, in two packets, was the biggest frame, and refused)"""
+    reactor, conn, peer, rec = make_pair(partial_limit=320)
+    pairs, attackers = [], []
+    try:
+        for n in range(4):                                  # one address, 4 x 60 held
+            ours, theirs = socket.socketpair()
+            pairs += [ours, theirs]
+            attackers.append(Recorder())
+            reactor.watch(ours, attackers[-1], "10.0.0.66")
+            feed(reactor, theirs, b"x" * 60)
+        ours, theirs = socket.socketpair()
+        pairs += [ours, theirs]
+        user = Recorder()
+        reactor.watch(ours, user, "10.0.0.7")
+        feed(reactor, theirs, b"m" * 70)                    # 310: within it
+        feed(reactor, theirs, b"m" * 30)                    # 340, the biggest frame: the
+        assert not user.of("oversize")                      # attacker's address loses one
+        assert len([a for a in attackers if a.of("oversize")]) == 1
+        feed(reactor, theirs, b"\n")
+        assert user.frames == [b"m" * 100]
+    finally:
+        for sock in pairs:
+            sock.close()
+
+
 @pytest.mark.parametrize("seed", [21, 22])
 def test_the_bytes_held_in_frames_begun_come_back_to_nothing(make_pair, seed):
     reactor, conn, peer, rec = make_pair(max_frame_bytes=300)
