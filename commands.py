@@ -322,6 +322,9 @@ def error_text(frame):
     return f"The server refused the request ({frame.get('code', frame.get('type'))})."
 
 
+_DROPPED_UNREAD = ("The server could not take your message just now; it was not sent. Send it "
+                   "again.")
+
 # What the user reads for each command's errors; {user} is the name the command gave.
 _ERROR_LINES = {
     ("message", "blocked"): "Your message could not be delivered as the recipient has blocked you.",
@@ -337,6 +340,9 @@ _ERROR_LINES = {
                                         "sent.",
     ("broadcast", "store_full"): "The server is full; your message was not sent. Try again "
                                  "later.",
+    # (a frame the server dropped unread: its words for it are a developer's)
+    ("message", "too_long"): _DROPPED_UNREAD,
+    ("broadcast", "too_long"): _DROPPED_UNREAD,
     ("block", "unknown_user"): "User {user} does not exist.",
     ("block", "self"): "You cannot block yourself.",
     ("block", "already_blocked"): "User {user} is already blocked.",

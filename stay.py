@@ -30,6 +30,10 @@ RECONNECT_MAX_S = 30.0      # ... up to this, for as long as the client runs
 SESSION_RECONNECT_MAX_S = 2.0
 
 
+# errors the server gives a frame it could not read, whose id it therefore cannot repeat
+UNREAD_CODES = ("too_long", "bad_json", "bad_utf8")
+
+
 def _request_id(frame):
     """The reply's id if it can be one of ours (an int), else None: then it is a delivery."""
     value = frame.get("id")
@@ -111,12 +115,23 @@ class StayLink(Handler):
             self._write(request_id, frame)
 
     def on_frame(self, conn, line):
-        frame = protocol.decoded(line)
+        try:
+            frame = protocol.decode(line)
+            said = True                 # (the server's own words, not a line we could not read)
+        except protocol.FrameError as exc:
+            frame, said = protocol.error(exc.code, detail=str(exc)), False
         # (the first answer only: a bad frame after ours is the server's, not another program)
         if not self.heard and left_if_foreign(conn, frame):
             return
         self.heard = True
         request_id = _request_id(frame)
+        if (said and request_id is None and "id" not in frame and frame.get("type") == "error"
+                and frame.get("code") in UNREAD_CODES and self.in_flight):
+            # a frame of ours the server could not read (its id unread with it) is answered
+            # in its place among the replies, which come in the order of the requests: the
+            # oldest waiting's (a re-attack's too_long was taken for a delivery, the link for
+            # dead, and the same frame sent again and again, the lines behind it held)
+            request_id = next(iter(self.in_flight))
         if request_id is None and "id" not in frame:
             if frame.get("type") == "error" and frame.get("code") == "too_slow":
                 # no whole frame came in the server's frame time (at the login prompt): it

@@ -283,6 +283,8 @@ def test_message_request_carries_the_token():
     ("message bob hi", err("unknown_user"), ["User bob does not exist."]),
     # (refused as typed now; the server's word, should it come, is worded the same)
     ("message bob hi", err("self"), ["You cannot send a message to yourself."]),
+    ("message bob hi", err("too_long"),        # (the server dropped it unread)
+     ["The server could not take your message just now; it was not sent. Send it again."]),
     ("broadcast hi", {"type": "ok", "skipped": 0}, []),
     ("broadcast hi", {"type": "ok", "skipped": 2}, ["2 users who block you did not get it."]),
     ("broadcast hi", {"type": "ok", "skipped": 1, "full": 3},

@@ -93,6 +93,24 @@ def test_requests_carry_their_id_and_replies_come_back_by_it(world):
                            "reply to unknown request 's' ignored"]
 
 
+def test_the_servers_error_for_a_frame_it_could_not_read_answers_the_oldest_request(world):
+    """(a re-attack's too_long, without the id the server could not read, was taken for a
+    delivery, the link for dead after 10 s, and the same frame sent again and again)"""
+    opened(world)
+    world.link.request(1, {"type": "message", "to": "bob", "text": "big"})
+    world.link.request(2, {"type": "message", "to": "bob", "text": "next"})
+    pump(world.reactor, lambda: len(world.server.frames) == 2)
+    world.server.send(protocol.error("too_long"), {"type": "ok", "id": 2})
+    pump(world.reactor, lambda: len(world.glue.of(Replied)) == 2)
+    assert world.glue.of(Replied) == [Replied(1, protocol.error("too_long")),
+                                      Replied(2, {"type": "ok", "id": 2})]
+    world.link.request(3, {"type": "online"})
+    pump(world.reactor, lambda: len(world.server.frames) == 3)
+    world.server.send(raw=b"not json\n")            # one we cannot read: no answer of its
+    pump(world.reactor, lambda: world.glue.of(Pushed))
+    assert len(world.glue.of(Replied)) == 2 and 3 in world.link.in_flight
+
+
 def test_a_first_answer_in_no_dialect_of_ours_is_another_program_at_the_port(world):
     opened(world)
     world.link.request(1, {"type": "check_user", "user": "alice"})
