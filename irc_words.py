@@ -95,7 +95,7 @@ def sent_at(at):
 
 def ctcp_word(text):
     """'\\x01VERSION\\x01' -> 'VERSION': a CTCP message's command, upper-cased."""
-    return text[1:].split(" ", 1)[0].rstrip(CTCP).upper()
+    return (text[1:].split(None, 1) or [""])[0].rstrip(CTCP).upper()   # (a tab ends it too)
 
 
 def from_action(text):
@@ -103,8 +103,11 @@ def from_action(text):
     word in any case, its closing mark or not, as ctcp_word reads it (a trial's "\x01action
     x\x01" reached client.py users with its marks, IRC users as " action x ")."""
     word = CTCP + "ACTION"
-    if text[:len(word)].upper() == word and text[len(word):len(word) + 1] in ("", " ", CTCP):
-        return "/me " + text[len(word) + 1:].rstrip(CTCP)
+    after = text[len(word):len(word) + 1]
+    if text[:len(word)].upper() == word and (after in ("", CTCP) or after.isspace()):
+        # (a mark inside it is a space: a re-attack's "waves\x01 extra" reached client.py
+        # users with it)
+        return "/me " + text[len(word) + 1:].rstrip(CTCP).replace(CTCP, " ")
     return text
 
 

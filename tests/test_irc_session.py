@@ -694,13 +694,20 @@ def test_a_line_that_fits_after_its_prefix_is_echoed_whole():
 
 
 @pytest.mark.parametrize("text", ["\x01action lower\x01", "\x01Action lower",
-                                  "\x01ACTION lower"])
+                                  "\x01ACTION lower", "\x01ACTION\tlower\x01"])
 def test_an_action_in_any_case_with_its_closing_mark_or_not_is_an_action(text):
     """(a trial's "\x01action lower\x01" reached client.py users with its marks, and IRC
     users as " action lower ")"""
     session = welcomed()
     said(session, "PRIVMSG seas :" + text)
     assert request(session)["text"] == "/me lower"
+
+
+def test_a_ctcp_mark_inside_an_action_is_a_space():
+    """(a re-attack's "\x01ACTION waves\x01 extra" reached client.py users with its mark)"""
+    session = welcomed()
+    said(session, "PRIVMSG seas :\x01ACTION waves\x01 extra")
+    assert request(session)["text"] == "/me waves  extra"
 
 
 def test_echo_message_of_a_long_action_is_one_action_a_line():
