@@ -564,7 +564,7 @@ class NativePort(Handler):
             return
         if flooded:
             # after the run's end: its yeses go out before the connection closes
-            what = (f"{BLANKS_PER_READ} blank lines" if blanks > BLANKS_PER_READ
+            what = (f"more than {BLANKS_PER_READ} blank lines" if blanks > BLANKS_PER_READ
                     else f"{REFUSALS_PER_READ} requests refused")
             self._flooded(conn, f"{what} in one read: the rest were not read, and the "
                                 f"connection is closed")

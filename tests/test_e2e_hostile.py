@@ -257,6 +257,8 @@ def test_a_read_of_many_refused_frames_ends_its_connection_and_others_are_served
     frames, _ = read_until_closed(sock)
     sock.close()
     assert codes(frames) == said
+    if not line.strip():        # (it said "1024 blank lines", where more than 1,024 are)
+        assert frames[-1]["message"].startswith("more than 1024 blank lines in one read")
     good.served()
     server.wait_log(r"closed: flooded with refused requests")
 
