@@ -431,10 +431,11 @@ class Peers:
             # said (a trial's peer streamed 11 MB of "ok" after the bye, a log line each)
             return [Log(note.text, key=("a peer talked on after bye", link.user)),
                     EndLink(link.id, at_once="talked on after bye")]
-        # not our peer's listener, or one that broke the protocol: what it has not
-        # acknowledged is reported once the link is closed, and its address is not tried again
+        # not our peer's listener, or one that broke the protocol: closed at once, nothing
+        # said to it (a bye waited 10 s for its close, and the user with it: a trial's); what
+        # it has not acknowledged is reported as the link closes, its address not tried again
         self._forget_address_of(link)
-        return [note, *self._end(link)]
+        return [note, *self._end(link, at_once=f"unexpected {kind!r}")]
 
     def _challenged(self, me, link, nonce):
         """The listener's challenge: prove the key, and challenge it back."""
@@ -448,7 +449,8 @@ class Peers:
         if not protocol.mac_ok(link.address.key, mac, LISTENER_LABEL, link.user, me, link.nonce):
             self._forget_address_of(link)       # (whoever holds that port now is not our peer)
             return [Log(f"the listener at {link.address.host}:{link.address.port} did not "
-                        f"prove it is {link.user}'s: nothing sent to it"), *self._end(link)]
+                        f"prove it is {link.user}'s: nothing sent to it"),
+                    *self._end(link, at_once="its proof was wrong")]
         link.state = LinkState.OPEN
         link.answered_at = now
         waiting, link.waiting = link.waiting, []
