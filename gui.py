@@ -56,6 +56,8 @@ _NOTICES = {
                  "busy.",
     "no_reply": "{user}'s client stopped answering (it may be stopped or busy): what it did not "
                 "acknowledge may not have reached it.",
+    "link_broke": "The link to {user}'s client broke: what it did not acknowledge may not have "
+                  "reached it.",
     "try_message": "To leave it for {user} on the server instead, select {user}, press Message "
                    "and send it again.",
     "peer_no_port": "{user} agreed, but their client cannot take private messages: press "

@@ -110,6 +110,9 @@ class Link:
                                     # (it has PEER_PROOF_S from then to acknowledge the next)
 
 
+UNANSWERED = f"nothing acknowledged in {PEER_PROOF_S:g} s"     # why a link we end so closes
+
+
 def _not_delivered(link, messages, why_kind, why, sent=(), unsent_why=None, at_exit=False):
     """What the screen is told of `messages` (ref, text) that `link` will not deliver, and
     of those `sent` that its peer never acknowledged (it may have shown them: a trial's
@@ -497,9 +500,12 @@ class Peers:
         if self.by_user.get(link.user) is link:
             del self.by_user[link.user]
         if link.unacked:
-            # sent on a link that was open: the peer took them, and did not acknowledge them
+            # sent on a link that was open: the peer took them, and did not acknowledge them;
+            # it stopped answering (our time-out), or the link broke (closed, reset, a line
+            # without its tag): not "stopped or busy" for those (a trial's killed peer was)
+            kind = "no_reply" if reason == UNANSWERED else "link_broke"
             return [Log(f"link to {link.user} closed ({reason})"),
-                    *_not_delivered(link, link.waiting, "no_reply",
+                    *_not_delivered(link, link.waiting, kind,
                                     f"{link.user}'s client did not acknowledge it",
                                     sent=link.unacked,
                                     unsent_why="the link closed before it was sent")]
@@ -528,7 +534,7 @@ class Peers:
             # a peer that took the connection and stopped answering (stopped, or its link
             # black-holed): what it has not acknowledged is said now, not when the close after
             # a bye gives up (a trial's 45 to 60 s of "..." without a word)
-            return self._end(link, at_once=f"nothing acknowledged in {PEER_PROOF_S:g} s")
+            return self._end(link, at_once=UNANSWERED)
         due = link.used_at + PEER_IDLE_S
         if link.unacked:
             due = min(due, link.answered_at + PEER_PROOF_S)

@@ -459,6 +459,8 @@ _SHOW_FORMS = {
                   "stopped or busy.",),
     "no_reply": ("{sender}'s client stopped answering (it may be stopped or busy): what it "
                  "did not acknowledge may not have reached it.",),
+    "link_broke": ("The link to {sender}'s client broke: what it did not acknowledge may not "
+                   "have reached it.",),
     "try_message": ("To leave it for {sender} through the server, "
                     "type message {sender} <text>.",),
     "peer_no_port": ("{sender} agreed, but their client has no listening port, so it cannot "

@@ -392,14 +392,25 @@ def test_messages_unacknowledged_when_the_link_breaks_are_reported_unsure_not_re
     run.type("private bob two")
     run.do(LinkIn(1, OK))          # "one" arrived
     actions = run.do(LinkClosed(1, "reset"))
+    # broken, not "stopped or busy" (a trial's killed peer read so)
     assert printed(actions) == [
-        "bob's client stopped answering (it may be stopped or busy): what it did not "
-        "acknowledge may not have reached it.", "Perhaps not delivered to bob: two",
+        "The link to bob's client broke: what it did not acknowledge may not have reached "
+        "it.", "Perhaps not delivered to bob: two",
         "To leave it for bob through the server, type message bob <text>."]
     assert requests(actions) == []
     assert of(actions, ShowFate) == [ShowFate("private-2", Fate.UNSURE,
                                               "Perhaps not delivered to bob: two",
                                               "bob's client did not acknowledge it")]
+
+
+def test_a_peer_that_stops_answering_is_said_to_have():
+    run = with_address(logged_in())
+    run.type("private bob one")
+    opened(run)
+    run.type("private bob two")
+    actions = run.do(LinkClosed(1, "nothing acknowledged in 10 s"))    # our time-out's close
+    assert printed(actions)[0] == ("bob's client stopped answering (it may be stopped or "
+                                   "busy): what it did not acknowledge may not have reached it.")
 
 
 @pytest.mark.parametrize("scripted", [False, True])
