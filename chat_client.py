@@ -41,6 +41,10 @@ STAY_MARGIN_S = 5.0
 COMMAND_LIKE_WORDS = ("quit", "exit", "logout", "bye", "help")
 # ... and these leave, as at the command prompt, when no account has the name
 QUIT_WORDS = ("quit", "exit")
+UNREACHED_WORDS = ("Messages wait for you that the server cannot deliver: it cannot connect to "
+                   "this client's listening port (behind NAT or a firewall, say). Quit, and "
+                   "start the client with --stay-connected (make client ... STAY=1): it takes "
+                   "them on its own connection.")
 EXIT_WAIT_S = 2.0           # how long an exiting client waits for its logout reply
 DRAIN_WAIT_S = 5.0          # how long the input's end waits for what waited for this login
 MAX_TIMEOUT_S = 10 ** 9     # a welcome's time-out past this is no number to heed
@@ -176,6 +180,8 @@ class ChatClient:
         self.waiting_said = 0           # the most messages waiting said so while the queue lasts
         self.login_head = 0             # the highest number given before this login (welcome)
         self.session_user = None        # whose session this run last had
+        self.said_unreached = False     # told that the server cannot reach our port, since
+                                        # the last delivery
         # the messages that waited for this login (its welcome says how many) and are not yet
         # shown: the input's end waits for them (_draining), up to drain_wait_s
         self.backlog_left = 0
@@ -1149,6 +1155,13 @@ class ChatClient:
         if not self._stale(pending) and error_code(frame) == "no_session":
             self._session_ended(out, frame)
         self._saw_head(frame.get("head"))
+        if frame.get("unreached") is True and not self.said_unreached and not self._stale(
+                pending):
+            # the server cannot connect to our listening port: said once (again after a
+            # delivery comes), not left to the server's log (an operator's trial's student,
+            # behind NAT, heard nothing for minutes)
+            self.said_unreached = True
+            out.append(Show("system", UNREACHED_WORDS))
 
     def _reply_exit(self, pending, frame, now, out):
         self._exit(out)
@@ -1534,6 +1547,7 @@ class ChatClient:
                                    "timed_out" else "the account logged in elsewhere, which "
                                                     "ended the session")
         elif kind in ("message", "broadcast") and "seq" in frame:
+            self.said_unreached = False     # (reached: a later failure is news again)
             if _is_seq(frame["seq"]):
                 self._numbered(conn, frame, out)
             else:

@@ -1083,9 +1083,14 @@ class ChatServer(Reach):
 
     def _heartbeat(self, session, request, frame_id, now):
         """Every request of a session, this one too, has moved its last_seen to `now`
-        (_on_request). The answer says how far the log has come; answers owed go again."""
-        return [_answer(request.conn, frame_id, {"type": "ok", "head": self._store.head}),
-                *self._answers_owed(session)]
+        (_on_request). The answer says how far the log has come, and that messages wait that
+        its listening port did not take (a delivery failed, and nothing was acknowledged
+        since: an operator's trial's client behind NAT heard nothing for minutes, and nobody
+        knew but the log); answers owed go again."""
+        reply = {"type": "ok", "head": self._store.head}
+        if session.window is not None and session.window.probing:
+            reply["unreached"] = True
+        return [_answer(request.conn, frame_id, reply), *self._answers_owed(session)]
 
     def _answers_owed(self, session):
         """Answers to the session's getaddress that never reached its client (_unreached),

@@ -1794,3 +1794,21 @@ def test_a_command_naming_oneself_is_refused_as_typed(line, said):
     run = logged_in()
     shown = run.type(line)
     assert printed(shown) == [said] and requests(shown) == []
+
+
+def test_a_heartbeat_answer_that_messages_wait_unreached_is_said_once_until_one_comes():
+    """(an operator's trial's client behind NAT heard nothing for minutes, and nothing said
+    why: its heartbeats were answered ok)"""
+    run = logged_in()
+
+    def beat():
+        run.now += 30
+        run.do(Expired(HeartbeatDue()))
+        return run.reply({"type": "ok", "head": 5, "unreached": True}, "heartbeat")
+
+    said = printed(beat())
+    assert len(said) == 1 and "--stay-connected" in said[0]
+    assert printed(beat()) == []                                # said once ...
+    run.do(Incoming(7, hello(7)))
+    run.do(Incoming(7, {"type": "message", "from": "bob", "text": "hi", "seq": 1}))
+    assert len(printed(beat())) == 1                            # ... until one came through

@@ -362,6 +362,24 @@ def test_undelivered_messages_are_retried_with_doubling_backoff_and_new_ones_wai
     assert arm.at - now == 1.0
 
 
+def test_a_heartbeat_says_when_messages_wait_that_the_listening_port_did_not_take():
+    """(an operator's trial's client behind NAT heard nothing for minutes: its heartbeats
+    were answered ok, and only the server's log knew its messages could not be delivered)"""
+    server, store = make_server(Settings(retry_first_s=1.0))
+    login(server, "alice", port=5001)
+    login(server, "bob", port=5002, conn=3)
+    beat = lambda now: replies(server.handle(
+        Request(4, {"type": "heartbeat", "token": "s3", "id": 1}, "127.0.0.1"), now))[0]
+    server.handle(Request(2, {"type": "message", "token": "s1", "to": "bob", "text": "hi"},
+                          "h"), 0.0)
+    assert "unreached" not in beat(0.1)
+    server.handle(Undelivered(("127.0.0.1", 5002), "s4", "refused"), 0.2)
+    assert beat(0.3)["unreached"] is True
+    server.handle(Expired(Redeliver("bob", "s4")), 1.2)
+    server.handle(Acked("s4", store.head), 1.3)             # taken at last
+    assert "unreached" not in beat(1.4)
+
+
 def test_messages_behind_a_full_window_wait_in_memory_in_order_and_past_a_bound_in_the_store(
         monkeypatch):
     import delivery
