@@ -64,8 +64,15 @@ irctest:
 clean:
 	rm -rf $(VENV) .coverage .coverage.* .pytest_cache tests/__pycache__ __pycache__
 
-# A self-signed certificate for local TLS: make server ARGS="--tls-cert cert.pem --tls-key key.pem",
-# then make client ARGS="--cafile cert.pem" (HOST=localhost or 127.0.0.1).
+# A self-signed certificate for TLS: make server ARGS="--tls-cert cert.pem --tls-key key.pem",
+# then make client ARGS="--cafile cert.pem" (HOST=localhost or 127.0.0.1). For a server others
+# reach, NAME=its host name (NAME=chat.example.edu; an address: NAME=IP:203.0.113.7). A key
+# already here is not overwritten: the clients' copies of cert.pem would stop matching.
+NAME ?= localhost
 cert:
-	openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj /CN=localhost \
-		-addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout key.pem -out cert.pem
+	@if [ -e key.pem ] || [ -e cert.pem ]; then \
+		echo "key.pem or cert.pem is here already: move them away first (clients hold copies of cert.pem)"; \
+		exit 1; fi
+	openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=$(NAME:IP:%=%)" \
+		-addext "subjectAltName=$(if $(filter IP:%,$(NAME)),$(NAME),DNS:$(NAME)),IP:127.0.0.1" \
+		-keyout key.pem -out cert.pem

@@ -291,3 +291,28 @@ def test_the_makefiles_switches_turn_on_with_a_value_and_off_with_0(variable, op
                           capture_output=True, text=True, timeout=30).stdout
     flag = "--stay-connected" if target == "client" else "--irc-port"
     assert (option in said) if option else (flag not in said), said
+
+
+def test_make_cert_names_the_host_and_never_overwrites_a_key(tmp_path):
+    """(an operator's trial: `make cert` made a certificate for localhost only, with no way to
+    name the server's host, and a second run overwrote the key every client's cert.pem copy
+    was made for)"""
+    import pathlib
+    import shutil
+    import subprocess
+    if shutil.which("openssl") is None or shutil.which("make") is None:
+        pytest.skip("openssl and make are needed to make a certificate")
+    root = pathlib.Path(__file__).resolve().parent.parent
+    shutil.copy(root / "Makefile", tmp_path / "Makefile")
+    made = subprocess.run(["make", "-s", "cert", "NAME=chat.example.edu"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    names = subprocess.run(["openssl", "x509", "-in", "cert.pem", "-noout", "-ext",
+                            "subjectAltName"], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=30).stdout
+    assert "DNS:chat.example.edu" in names and "127.0.0.1" in names
+    before = (tmp_path / "key.pem").read_bytes()
+    again = subprocess.run(["make", "-s", "cert"], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=60)
+    assert again.returncode != 0 and "already" in again.stdout + again.stderr
+    assert (tmp_path / "key.pem").read_bytes() == before
