@@ -358,6 +358,12 @@ def passwd_main(argv, stdin=None, stdout=None, stderr=None):
         if not password:
             print("server.py passwd: the password is empty; nothing changed", file=stderr)
             return 1
+        if len(password) > MAX_TEXT_CHARS:
+            # (a login carries at most that many: an operator's trial's 5,000 were taken, and
+            # nobody could ever log in with them)
+            print(f"server.py passwd: the password is longer than {MAX_TEXT_CHARS:,} "
+                  f"characters, which no login can send; nothing changed", file=stderr)
+            return 1
         new_file = not os.path.exists(args.credentials)     # (a typo in --credentials, say)
         replaced = set_password(args.credentials, args.user, password)
     except (OSError, ValueError, CredentialsError) as exc:
@@ -366,6 +372,8 @@ def passwd_main(argv, stdin=None, stdout=None, stderr=None):
     print(f"{'replaced' if replaced else 'added'} {args.user} in {args.credentials} (hashed)"
           f"{'; the file is new' if new_file else ''}{_readable_by_others(args.credentials)}",
           file=stdout)
+    # (read at a start only: an operator's trial's new user was "Wrong username." until then)
+    print("A server running on this file takes the change at its next start.", file=stdout)
     return 0
 
 
