@@ -377,14 +377,24 @@ def passwd_main(argv, stdin=None, stdout=None, stderr=None):
     return 0
 
 
+def others_may(path):
+    """What users other than the file's owner may do to it: "read", "change", "read and
+    change", or "" (none, or the file cannot be looked at)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return ""
+    return " and ".join(verb for verb, bits in (("read", 0o044), ("change", 0o022))
+                        if mode & bits)
+
+
 def _readable_by_others(path):
     """"; other users ... can read it" when users other than its owner may read or change the
     file (the mode is kept as it was: a security review's converted file left its hashes
     readable to all, unsaid; one anyone may change lets anyone set a password), else ""."""
-    mode = os.stat(path).st_mode
-    may = " and ".join(verb for verb, bits in (("read", 0o044), ("change", 0o022))
-                       if mode & bits)
+    may = others_may(path)
     if not may:
         return ""
-    return (f"; other users of this machine can {may} it (mode {stat.S_IMODE(mode):04o}): "
-            f"chmod 600 {shlex.quote(path)}, if the server runs as its owner")
+    return (f"; other users of this machine can {may} it (mode "
+            f"{stat.S_IMODE(os.stat(path).st_mode):04o}): chmod 600 {shlex.quote(path)}, if "
+            f"the server runs as its owner")

@@ -89,7 +89,11 @@ def limit_settings(args):
 
 def parse_args(argv):
     """Command line -> argparse namespace; a bad option or port exits 2 with the usage."""
-    parser = argparse.ArgumentParser(prog="server.py", description="The chat room server.")
+    parser = argparse.ArgumentParser(
+        prog="server.py", description="The chat room server.",
+        # (an operator's trial found no word of it here)
+        epilog="server.py passwd USER [--credentials FILE] sets USER's password, hashed, in the "
+               "accounts file (server.py passwd --help).")
     parser.add_argument("port", type=options.any_port,
                         help="TCP port to listen on (0 picks a free one)")
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
@@ -377,6 +381,15 @@ def _start_warnings(args, clock, credentials, store, log, irc_listener):
             f"{'s' if len(unguarded) == 1 else ''} no password (a name alone on a line of "
             f"{args.credentials}: {shown}): anyone may log in as "
             f"{'it' if len(unguarded) == 1 else 'them'}")
+    plain = [name for name, stored in credentials.items()
+             if stored is not passwords.OPEN and not passwords.is_hashed(stored)]
+    may = passwords.others_may(args.credentials)
+    if plain and may:
+        # (an operator's trial started with the README's own sample passwords in a file any
+        # user of the machine could read, and not a word; `passwd` said it, the start did not)
+        log(f"{args.credentials} holds {plural(len(plain), 'plain password')} that other "
+            f"users of this machine can {may}: chmod 600 it, or hash them (server.py passwd "
+            f"--convert)")
     unusable = passwords.unusable_accounts(credentials)
     if unusable:
         shown = _first_few(unusable)
@@ -516,9 +529,11 @@ def _serve(args, clock, log):
     # of the last second unwritten). One ignored when the server started stays ignored:
     # `nohup` ignores SIGHUP, a shell script's `&` SIGINT (an operator's trial's nohup'd
     # server stopped at the hang-up nohup was for)
-    reactor.on_signals(stop, signals=[
-        signum for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-        if signal.getsignal(signum) is not signal.SIG_IGN])
+    stopping = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+    kept_ignored = [signum for signum in stopping
+                    if signal.getsignal(signum) is signal.SIG_IGN]
+    reactor.on_signals(stop, signals=[signum for signum in stopping
+                                      if signum not in kept_ignored])
 
     def ignored(signum):
         # (folded: a re-attack's storm of 80,000 wrote 8,215 lines)
@@ -538,6 +553,12 @@ def _serve(args, clock, log):
         f"{os.path.abspath(args.credentials)}, data in {os.path.abspath(args.data_dir)} "
         f"(sync {args.sync}; {secured})")
     _start_warnings(args, clock, credentials, store, log, irc_listener)
+    if kept_ignored:
+        # said, or the operator's Ctrl-C or kill -INT did nothing without a word (a trial's)
+        names = " and ".join(signal.Signals(signum).name for signum in kept_ignored)
+        one = len(kept_ignored) == 1
+        log(f"{names} {'was' if one else 'were'} ignored when the server started (nohup, or "
+            f"a script's `&`), and {'stays' if one else 'stay'} so: stop it with SIGTERM")
     if cramped:
         log(cramped)
     settle_collector()

@@ -316,3 +316,11 @@ def test_make_cert_names_the_host_and_never_overwrites_a_key(tmp_path):
                            text=True, timeout=60)
     assert again.returncode != 0 and "already" in again.stdout + again.stderr
     assert (tmp_path / "key.pem").read_bytes() == before
+
+
+def test_the_servers_help_names_the_passwd_command(capsys):
+    """(an operator's trial found no word of `server.py passwd` in --help)"""
+    import server
+    with pytest.raises(SystemExit):
+        server.parse_args(["--help"])
+    assert "server.py passwd USER" in capsys.readouterr().out

@@ -341,6 +341,10 @@ def test_a_signal_ignored_at_the_start_stays_ignored_and_sigusr1_stops_nothing(t
             return found
 
         port = int(wait_log(r"listening on [\d.]+:(\d+)").group(1))
+        # said at the start (a trial's kill -INT, its server started by a script's `&`, did
+        # nothing without a word)
+        wait_log(r"SIGHUP was ignored when the server started \(nohup, or a script's `&`\), "
+                 r"and stays so: stop it with SIGTERM")
         proc.send_signal(signal.SIGHUP)
         proc.send_signal(signal.SIGUSR1)
         wait_log(r"SIGUSR1 ignored")
@@ -386,11 +390,16 @@ def test_the_start_says_where_its_files_are_and_names_open_accounts_and_keeps_fi
     by every local user. (A `name:password` typo is refused: tests/test_storage.py.)"""
     credentials = tmp_path / "accounts.txt"
     credentials.write_text("columbia 116bway\nguest\nlong " + "x" * 4001 + "\n")
+    credentials.chmod(0o644)
     server = ServerProcess(tmp_path, credentials=credentials)
     try:
         said = server.log()
         assert f"from {credentials}, data in {tmp_path / 'data'} (sync full;" in said
         assert "1 account needs no password" in said and ": guest)" in said
+        # plain passwords any local user may read: said at the start, as passwd says it (an
+        # operator's trial's start said nothing of the README's own sample passwords)
+        assert (f"{credentials} holds 2 plain passwords that other users of this machine can "
+                f"read: chmod 600 it") in said
         assert (f"1 account has a password longer than a login may send (4,000 characters) "
                 f"in {credentials} (long): nobody can log in as it") in said
         data = tmp_path / "data"
