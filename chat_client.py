@@ -1571,6 +1571,11 @@ class ChatClient:
             unreached = peer.unreached_notice(frame)
             if unreached is not None:
                 out.append(unreached)
+        elif kind == "shutdown" and not self.exiting:
+            # a staying connection's: the server is stopping (an operator's trial's users read
+            # only that the server could not be reached); what follows is the outage's
+            out.append(Show("system", "The server is shutting down; this client will try to "
+                                      "reach it again until it is back."))
         else:
             out.append(Log(f"delivery of unknown type {kind!r} ignored"))
 

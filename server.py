@@ -567,6 +567,7 @@ def _serve(args, clock, log):
     if irc_listener is not None:
         irc_listener.close()
         front.farewell("The server is shutting down")
+    glue.farewell("the server is shutting down")
     reactor.close_all("server stopping")
     try:
         store.commit(acks_too=True)

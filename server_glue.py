@@ -304,6 +304,16 @@ class ServerGlue:
         for text in lines:
             self.log(text)
 
+    def farewell(self, text):
+        """The server stops: each staying client is told why, as IRC clients are (its
+        connection only closed, and client.py said it could not reach the server: an
+        operator's trial). Sent as the connections close (Reactor.close_all flushes)."""
+        line = encode({"type": "shutdown", "message": text})
+        for conn_id in self.core.carried:
+            conn = self.conns.get(conn_id)
+            if conn is not None and not conn.closed:
+                conn.send(line)
+
     def log_repeated(self, key, text):
         """A line that a flood could repeat: said for the first of a burst per `key`, (what,
         from whom, or None for the server's own); the rest are counted and said in one line

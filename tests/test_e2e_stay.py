@@ -95,3 +95,24 @@ def test_a_staying_client_left_at_the_login_prompt_past_the_frame_time_logs_in_q
         client.kill()
         proc.terminate()
         proc.wait(WAIT_S)
+
+
+def test_a_staying_client_is_told_the_server_is_shutting_down(tmp_path):
+    """(an operator's trial: IRC clients were told, with ERROR; client.py only read that the
+    server could not be reached)"""
+    proc, port = start_server(tmp_path, 0)
+    client = PtyClient(port, "--stay-connected")
+    try:
+        login(client, "columbia")
+        wait_log(tmp_path, ", staying connected")
+        proc.terminate()
+        proc.wait(WAIT_S)
+        client.expect("The server is shutting down; this client will try to reach it again "
+                      "until it is back.")
+        client.press(b"\x03")
+        client.wait_exit()
+    finally:
+        client.kill()
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(WAIT_S)
