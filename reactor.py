@@ -58,7 +58,8 @@ _LINGER_NONE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: a close resets (Con
 PARTIAL_BYTES_MAX = 64 * 1024 * 1024  # frames begun and not yet ended, held in all: each is at
                                      # most a frame, but 10,000 connections each holding 64 KiB
                                      # (a trial's slowloris, refreshed within the frame time)
-                                     # would be 640 MB; past it, the biggest held is dropped
+                                     # would be 640 MB; past it, the frames of the address
+                                     # holding the most are dropped first (_shed_partials)
 
 
 class Handler:
