@@ -400,7 +400,9 @@ class ChatView:
             # the name was accepted (ask for the password) or refused (forget it)
             if self.stage is Stage.PASSWORD:
                 self._lines.append(self._password)
-            else:
+            elif status.outage is None:
+                # (not when the server could not be reached: the name was not refused, and
+                # the password field is where the next password goes: a review's)
                 self.name_refused = True
             self._password = None
 

@@ -279,6 +279,8 @@ def test_the_server_unreachable_while_logging_in(screen):
     assert view.form_message == "Cannot reach the server (refused)."
     assert view.status == "Cannot reach the server (refused)."
     assert screen.sent() == []                  # the password waits for no one
+    # the name was not refused: the next password goes in its own field, not over the name
+    assert not view.name_refused
     # a second try in the same outage is answered on the form too (a review's form went
     # blank: the pane's rule, said once, was the form's)
     view.login("alice", "pw")
