@@ -1392,7 +1392,7 @@ class ChatClient:
         self.logging_out = False
         # consent ends with the session, on both sides
         out.extend(self.peers.forget_all())
-        out.extend(self.doorkeeper.close_peers(lambda name: True))
+        out.extend(self.doorkeeper.close_peers(lambda name: True, session_ended=True))
         if ask:
             out.append(Prompt(Stage.USERNAME))
 

@@ -119,17 +119,20 @@ class Doorkeeper:
         return [action for conn, visitor in self.visitors.items() if visitor.door is Door.HELD
                 for action in self._refuse(conn, visitor, "the login it waited for failed")]
 
-    def close_peers(self, chosen):
+    def close_peers(self, chosen, session_ended=False):
         """Close the connections of proven peers whose name is `chosen(name)`, telling each
         that its consent ended: a re-attack's peer, whose message crossed a N, was told it
-        had perhaps not been delivered, its link closed unsaid, as if our client had frozen."""
+        had perhaps not been delivered, its link closed unsaid, as if our client had frozen.
+        `session_ended`: because our session did (a logout, a restart), which the refusal
+        says (a trial's peer read that we no longer took its messages, as if we had chosen)."""
+        refusal = protocol.error("not_allowed", detail="the consent has ended")
+        if session_ended:
+            refusal["session_ended"] = True
         actions = []
         for conn, visitor in self.visitors.items():
             if visitor.door is Door.PEER and chosen(visitor.peer):
                 visitor.door = Door.REFUSED
-                actions += [SendTo(conn, protocol.error("not_allowed",
-                                                        detail="the consent has ended")),
-                            CloseConn(conn)]
+                actions += [SendTo(conn, refusal), CloseConn(conn)]
         return actions
 
     def _first_frame(self, conn, visitor, frame, me, proof, login_pending):

@@ -51,6 +51,8 @@ _NOTICES = {
                           "address to ask again.",
     "peer_refused": "{user} no longer takes your private messages: press Get address to ask "
                     "again.",
+    "peer_left": "{user}'s session ended (a logout, or the server restarted), and your private "
+                 "talk with it: press Get address to ask again once they are back.",
     "unreachable": "Could not reach {user}'s client directly (their address may have changed).",
     "no_answer": "{user}'s client took the connection but did not answer: it may be stopped or "
                  "busy.",

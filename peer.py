@@ -427,7 +427,7 @@ class Peers:
             link.answered_at = now
             return [ShowFate(ref, Fate.SENT)]
         if kind == "error" and frame.get("code") == "not_allowed":
-            return self._refused(link)
+            return self._refused(link, frame.get("session_ended") is True)
         note = Log(f"unexpected {kind!r} on the link to {link.user}")
         if link.state not in (LinkState.CONNECTING, LinkState.PROVING, LinkState.OPEN):
             # already ending, and the peer talks on where it should close: cut off now, once
@@ -460,9 +460,9 @@ class Peers:
         return [TagLines(link.id, link.address.key, link.their_nonce, link.nonce, link=True),
                 *(self._private(me, link, ref, text) for ref, text in waiting)]
 
-    def _refused(self, link):
+    def _refused(self, link, session_ended=False):
         """The peer's listener does not accept our proof, or ends an open link: its consent
-        has ended."""
+        has ended (`session_ended`: with its session, a logout or a restart, not by choice)."""
         ended_by_us = link.state is LinkState.ENDING
         link.state = LinkState.REFUSED
         # not taken, and not tried again: the notice says how to ask again, and each message
@@ -481,10 +481,10 @@ class Peers:
         # (else the refusal is said even with nothing to give back: a stopped client may
         # never hear of a yes taken back but by it)
         self.refused_by.add(link.user)
-        return [note,
-                *(_not_delivered(link, messages, "peer_refused",
-                                 f"{link.user} no longer takes your private messages")
-                  or [Show("peer_refused", sender=link.user)])]
+        kind, why = (("peer_left", f"{link.user}'s session ended") if session_ended else
+                     ("peer_refused", f"{link.user} no longer takes your private messages"))
+        return [note, *(_not_delivered(link, messages, kind, why) or [Show(kind,
+                                                                             sender=link.user)])]
 
     def _forget_address_of(self, link):
         """The address `link` was made to is not tried again (a newer one is kept)."""

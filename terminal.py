@@ -454,6 +454,9 @@ _SHOW_FORMS = {
                            "Type getaddress {sender} to ask again.",),
     "peer_refused": ("{sender} no longer takes your private messages. "
                      "Type getaddress {sender} to ask again.",),
+    "peer_left": ("{sender}'s session ended (a logout, or the server restarted), and your "
+                  "private talk with it. Type getaddress {sender} to ask again once they are "
+                  "back.",),
     "unreachable": ("Connect failed. Maybe the user's ip has changed.",),
     "no_answer": ("{sender}'s client took the connection but did not answer: it may be "
                   "stopped or busy.",),

@@ -509,6 +509,27 @@ def test_a_scripts_end_does_not_wait_for_a_link_already_ending():
         printed(run.reply(OK, "logout")))
 
 
+def test_a_peer_whose_session_ended_is_said_to_have_not_to_refuse():
+    """(a p2p trial's peer, its session ended by a server restart, was said to no longer take
+    private messages, as if it had chosen to, before the restart itself was told)"""
+    run = with_address(logged_in())
+    run.type("private bob hi")
+    opened(run)
+    ended = {**err("not_allowed"), "session_ended": True}
+    actions = run.do(LinkIn(1, ended))
+    assert printed(actions)[0] == (
+        "bob's session ended (a logout, or the server restarted), and your private talk with "
+        "it. Type getaddress bob to ask again once they are back.")
+    # and our own session's end says so to the peers linked to us
+    run = granted(logged_in())
+    run.do(Accepted(5, "n5"))
+    run.do(Incoming(5, hello("n5")))
+    run.do(Incoming(7, server_hello(7)))
+    actions = run.do(Incoming(7, {"type": "logged_out", "reason": "elsewhere"}))
+    sent_back = of(actions, SendTo)
+    assert sent_back and sent_back[0].frame["session_ended"] is True
+
+
 def test_a_peer_that_refuses_our_proof_is_reported_and_not_resent():
     run = with_address(logged_in())
     run.type("private bob hi")
