@@ -180,8 +180,8 @@ class ChatClient:
         self.waiting_said = 0           # the most messages waiting said so while the queue lasts
         self.login_head = 0             # the highest number given before this login (welcome)
         self.session_user = None        # whose session this run last had
-        self.said_unreached = False     # told that the server cannot reach our port, since
-                                        # the last delivery
+        self.said_unreached = False     # told that the server cannot reach our port, this
+                                        # session, since the last delivery
         # the messages that waited for this login (its welcome says how many) and are not yet
         # shown: the input's end waits for them (_draining), up to drain_wait_s
         self.backlog_left = 0
@@ -1087,6 +1087,7 @@ class ChatClient:
         # a run of notices is one session's ("seas is offline" said to one user was never said
         # to the next user of the same client: a trial's piped run)
         self._run_notices.clear()
+        self.said_unreached = False     # (said once a session: a re-check's second wasn't)
         self.token = frame.get("token")
         self.proof = frame.get("proof")
         self.store = frame.get("store") if isinstance(frame.get("store"), str) else None
@@ -1576,6 +1577,9 @@ class ChatClient:
             # only that the server could not be reached); what follows is the outage's
             out.append(Show("system", "The server is shutting down; this client will try to "
                                       "reach it again until it is back."))
+            # the outage begins here: said, so the close that follows is not said again in
+            # the words of a request cut short (a re-check's "closed before a reply")
+            self.outage.reason = "the server is shutting down"
         else:
             out.append(Log(f"delivery of unknown type {kind!r} ignored"))
 

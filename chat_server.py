@@ -23,9 +23,9 @@ from presence import Presence
 from reach import RUN_KINDS, Reach
 from senders import LAST, NEW, TOO_OLD
 from protocol import MAX_REASON_CHARS, FrameError, whole
-from server_events import (Acked, Arm, AskLapses, BadFrame, Close, Closed, Expired, IdleCheck,
-                           Log, PresenceBatch, PresenceHeld, Redeliver, Replies, Reply, Request,
-                           StoreRecovered, TimeQuiet, Undelivered)
+from server_events import (UNREACHED, Acked, Arm, AskLapses, BadFrame, Close, Closed, Expired,
+                           IdleCheck, Log, PresenceBatch, PresenceHeld, Redeliver, Replies, Reply,
+                           Request, StoreRecovered, TimeQuiet, Undelivered)
 from sessions import RandomSecrets, Session, Sessions
 from shares import Shares
 from storage import StoreUnavailable
@@ -226,6 +226,9 @@ class ChatServer(Reach):
         # user -> {target: the answer to its getaddress that never reached its client}: told
         # again at its next heartbeat or resume, the sign it is back (_answers_owed)
         self._owed = {}
+        # proofs of sessions whose listening port a delivery with messages could not reach,
+        # until they acknowledge one: their heartbeats say so (_heartbeat)
+        self._ports_unreached = set()
         self._sessions = Sessions()
         self._users = self._sessions.by_user       # user -> Session, to read
         # staying connection -> the session it carries, for the glue to read (after every
@@ -684,6 +687,7 @@ class ChatServer(Reach):
         in; returns the notices, and a TimeQuiet for the staying connection it leaves."""
         session = self._sessions.end(user, why)
         self._owed.pop(user, None)
+        self._ports_unreached.discard(session.proof)
         notices = self._consents.end(user)
         actions = [action for to, frame in notices for action in self._tell(to, frame)] \
             if notices else []
@@ -1088,7 +1092,7 @@ class ChatServer(Reach):
         since: an operator's trial's client behind NAT heard nothing for minutes, and nobody
         knew but the log); answers owed go again."""
         reply = {"type": "ok", "head": self._store.head}
-        if session.window is not None and session.window.probing:
+        if session.proof in self._ports_unreached:
             reply["unreached"] = True
         return [_answer(request.conn, frame_id, reply), *self._answers_owed(session)]
 
@@ -1331,6 +1335,7 @@ class ChatServer(Reach):
         session = self._sessions.by_proof.get(event.proof)
         if session is None:
             return []   # an ended session's messages wait for the next login anyway
+        self._ports_unreached.discard(event.proof)      # (reached after all)
         return self._acknowledged(session, event.seq)
 
     def _on_store_recovered(self, event, now):
@@ -1355,6 +1360,8 @@ class ChatServer(Reach):
         unacked = len(session.window.sent) if session.window is not None else 0
         if not unacked:
             return [Log(f"{failed}; only notices, dropped", key), *unreached]
+        if event.reason in UNREACHED:       # (not one taken, then silent: a stopped client)
+            self._ports_unreached.add(session.proof)
         backoff_s = self._deliveries.failed(session.window)
         if backoff_s is None:       # (what could not be asked, or given, is said all the same)
             return [Log(f"{failed}; a retry of {user}'s messages is already due", key),

@@ -31,7 +31,7 @@ from limits import REFUSALS_PER_READ
 from line_tags import LineTags
 from protocol import Numbered, delivery_hello, delivery_proven, encode
 from reactor import Handler
-from server_events import Undelivered, delivery_event
+from server_events import UNREACHED, Undelivered, delivery_event
 
 DELIVERY_SOCKETS = 512        # delivery connections open at once; more wait their turn
 DELIVERY_CONNECTS = 256       # ... and of those, connecting at once
@@ -49,7 +49,6 @@ REMEMBERED = 16384            # listeners remembered as proven, or as failed (th
 # were last sent; to those not yet tried, a message first, then notices only; to those whose
 # last delivery failed
 PROVEN, UNTRIED, NOTICES, FAILED = range(4)
-UNREACHED = ("refused", "timed out", "unreachable", "stalled")   # nothing was delivered
 
 
 class Handshake(enum.Enum):

@@ -555,10 +555,14 @@ def _serve(args, clock, log):
     _start_warnings(args, clock, credentials, store, log, irc_listener)
     if kept_ignored:
         # said, or the operator's Ctrl-C or kill -INT did nothing without a word (a trial's)
-        names = " and ".join(signal.Signals(signum).name for signum in kept_ignored)
+        names = [signal.Signals(signum).name for signum in kept_ignored]
+        listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
         one = len(kept_ignored) == 1
-        log(f"{names} {'was' if one else 'were'} ignored when the server started (nohup, or "
-            f"a script's `&`), and {'stays' if one else 'stay'} so: stop it with SIGTERM")
+        works = next((signal.Signals(signum).name for signum in
+                      (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+                      if signum not in kept_ignored), "SIGKILL, which skips its last commit")
+        log(f"{listed} {'was' if one else 'were'} ignored when the server started (nohup, or "
+            f"a script's `&`), and {'stays' if one else 'stay'} so: stop it with {works}")
     if cramped:
         log(cramped)
     settle_collector()

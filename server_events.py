@@ -52,6 +52,12 @@ class Acked:
     seq: int
 
 
+# Undelivered's reasons that say the listening port was never reached (nothing was delivered):
+# a client behind NAT or a firewall, told so at its heartbeat; not one that took the connection
+# and then went quiet (stopped, asleep) or broke the protocol
+UNREACHED = ("refused", "timed out", "unreachable", "stalled")
+
+
 @dataclass(frozen=True, slots=True)
 class Undelivered:
     """The delivery connection to `address` for the session with `proof` ended (or never

@@ -1812,3 +1812,18 @@ def test_a_heartbeat_answer_that_messages_wait_unreached_is_said_once_until_one_
     run.do(Incoming(7, hello(7)))
     run.do(Incoming(7, {"type": "message", "from": "bob", "text": "hi", "seq": 1}))
     assert len(printed(beat())) == 1                            # ... until one came through
+
+
+def test_the_unreached_warning_is_said_again_in_a_new_session():
+    """(a re-check's client, logged out and in again, its port still unreachable, was not
+    told the second time)"""
+    run = logged_in()
+    run.now += 30
+    run.do(Expired(HeartbeatDue()))
+    assert printed(run.reply({"type": "ok", "head": 5, "unreached": True}, "heartbeat"))
+    run.type("logout")
+    run.reply(OK, "logout")
+    run.login()
+    run.now += 30
+    run.do(Expired(HeartbeatDue()))
+    assert printed(run.reply({"type": "ok", "head": 5, "unreached": True}, "heartbeat"))

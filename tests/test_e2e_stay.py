@@ -109,6 +109,8 @@ def test_a_staying_client_is_told_the_server_is_shutting_down(tmp_path):
         proc.wait(WAIT_S)
         client.expect("The server is shutting down; this client will try to reach it again "
                       "until it is back.")
+        client.expect("Server unreachable")             # the status line, not a line more
+        assert "Cannot reach the server" not in client.output
         client.press(b"\x03")
         client.wait_exit()
     finally:
