@@ -1577,9 +1577,9 @@ class ChatClient:
             # only that the server could not be reached); what follows is the outage's
             out.append(Show("system", "The server is shutting down; this client will try to "
                                       "reach it again until it is back."))
-            # the outage begins here: said, so the close that follows is not said again in
-            # the words of a request cut short (a re-check's "closed before a reply")
-            self.outage.reason = "the server is shutting down"
+            # (the close that follows is not said again in the words of a request cut short:
+            # a re-check's "closed before a reply")
+            self.outage.announced("the server is shutting down")
         else:
             out.append(Log(f"delivery of unknown type {kind!r} ignored"))
 

@@ -49,6 +49,11 @@ class Outage:
             hint = " That will not change by itself: " + _certificate_help(reason, self.cafile)
         return [Show("outage", f"Cannot reach {self.where()} ({reason}).{hint}")] if said else []
 
+    def announced(self, reason):
+        """The server said it is going (a staying connection's `shutdown`, shown as such):
+        the outage begins, said already, so the failure that follows is not said again."""
+        self.reason = reason
+
     def answered(self):
         """The server answered -> what to show: that it is back, if it was away."""
         was, self.reason = self.reason, None
