@@ -324,6 +324,26 @@ def test_a_server_whose_terminal_is_not_read_serves_on_and_stops_at_sigterm(tmp_
         os.close(terminal)
 
 
+def test_with_sigterm_ignored_too_the_start_names_a_stop_signal_that_works(tmp_path):
+    """(a re-check's `trap '' TERM INT QUIT` start was told to stop the server with SIGTERM,
+    which it ignored)"""
+    log_path = tmp_path / "server.log"
+
+    def ignore_three():
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            signal.signal(signum, signal.SIG_IGN)
+    with open(log_path, "wb") as log, server_process(tmp_path, stdout=log, stderr=log,
+                                                     preexec_fn=ignore_three) as proc:
+        end = time.monotonic() + WAIT_S
+        said = "SIGINT, SIGTERM and SIGQUIT were ignored when the server started"
+        while said not in log_path.read_text():
+            assert time.monotonic() < end and proc.poll() is None, log_path.read_text()
+            select.select([], [], [], 0.05)     # (the pause between polls, bounded)
+        assert "and stay so: stop it with SIGHUP" in log_path.read_text()
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(WAIT_S) == 0
+
+
 def test_a_signal_ignored_at_the_start_stays_ignored_and_sigusr1_stops_nothing(tmp_path):
     """`nohup server.py`: an operator's trial's server stopped at the hang-up nohup ignores for
     it; and SIGUSR1 (a log rotation's habit) ended it at once, without its last commit or a
