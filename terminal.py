@@ -130,7 +130,9 @@ class Terminal:
         mode[6][termios.VTIME] = 0
         for _ in range(3):
             try:
-                termios.tcsetattr(self.in_fd, termios.TCSAFLUSH, mode)
+                # TCSADRAIN, not TCSAFLUSH: a name typed as the client started, shown on the
+                # screen by the terminal's own echo, was thrown away unread (a new user's)
+                termios.tcsetattr(self.in_fd, termios.TCSADRAIN, mode)
                 return
             except termios.error as exc:
                 if exc.args[0] != errno.EINTR:      # (a signal as the stop ended: again)

@@ -308,6 +308,21 @@ def test_detects_a_terminal_and_switches_to_cbreak_then_restores(pty_pair):
     out.close()
 
 
+def test_what_was_typed_before_the_switch_is_still_read(pty_pair):
+    """A name typed as the client starts (a new user's, echoed by the terminal) waits to be
+    read, not flushed with the mode switch."""
+    leader, follower = pty_pair
+    os.write(leader, b"windows\n")
+    out = os.fdopen(os.dup(follower), "wb")
+    with Terminal(follower, out):
+        os.set_blocking(follower, False)
+        try:
+            assert os.read(follower, 100) == b"windows\n"
+        finally:
+            os.set_blocking(follower, True)
+    out.close()
+
+
 def test_restores_the_terminal_after_an_exception(pty_pair):
     _, follower = pty_pair
     before = termios.tcgetattr(follower)
