@@ -1339,12 +1339,10 @@ class ChatServer(Reach):
         return self._acknowledged(session, event.seq)
 
     def _on_store_recovered(self, event, now):
-        """The store commits again: send what a window could not read from it meanwhile."""
-        # (folded: on a disk all but full a commit can fail and the next succeed, pass after
-        # pass; an operator's trial's log said both twice a second)
-        return [Log("the store commits again", ("the store commits again", None)),
-                *[action for _, session in sorted(self._users.items())
-                  for action in self._top_up(session)]]
+        """The store commits again: send what a window could not read from it meanwhile.
+        (The glue's log says so: pacing.StateLines.)"""
+        return [action for _, session in sorted(self._users.items())
+                for action in self._top_up(session)]
 
     def _on_undelivered(self, event, now):
         """Messages a client did not acknowledge: retried, with backoff, while it is on."""

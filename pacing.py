@@ -1,7 +1,8 @@
 """Timers and log lines paced by key, on a reactor's timers: `KeyedTimers` (a core's timers,
 named by their keys: arming one again replaces it), `Lapses` (keys that lapse when untouched
-for a while, all on one timer) and `RepeatedLines` (log lines a flood could repeat, said once
-per key per quiet period, then counted). Each takes the reactor it times with; nothing here
+for a while, all on one timer), `RepeatedLines` (log lines a flood could repeat, said once
+per key per quiet period, then counted) and `StateLines` (a state said as it changes, and
+truly when it flaps). Each takes the reactor it times with; nothing here
 knows sockets.
 """
 import math
@@ -163,3 +164,70 @@ class RepeatedLines:
         self._about = {key: about for key, about in self._about.items() if key in self._tally}
         if self._tally:
             self._timer = self._reactor.call_later(self._tally.quiet_s, self._say_counts)
+
+
+class StateLines:
+    """A state said in the log as it changes, good or bad (the store cannot commit, commits
+    again), and true when it flaps: a change to bad is said at once unless the log says bad
+    already; a change to good at once unless one was said in the last `quiet_s`, else held.
+    At the end of that time, the state it is in, with how often it changed unsaid, unless the
+    log says it already with nothing unsaid. (Folded as repeated lines are, an operator's
+    trial's log said "the store commits again" for a minute in which every write was
+    refused.) Said: at most two lines at once and one a period."""
+
+    def __init__(self, reactor, log, good_text, quiet_s=60.0):
+        self._reactor = reactor
+        self._log = log
+        self._good_text = good_text
+        self._bad_text = None
+        self.quiet_s = quiet_s
+        self.bad = False                # the state now
+        self._said_bad = False          # the state the log says
+        self._good_said_at = -math.inf
+        self._unsaid = 0                # changes of state since the last line
+        self._timer = None
+
+    def went_bad(self, text):
+        """The state is bad now, said as `text` (a bad state's own words are its latest)."""
+        self._bad_text = text
+        if self.bad:
+            return
+        self.bad = True
+        if self._said_bad:
+            self._unsaid += 1
+        else:
+            self._say(text)
+
+    def went_good(self):
+        if not self.bad:
+            return
+        self.bad = False
+        now = self._reactor.clock.now()
+        if now - self._good_said_at >= self.quiet_s:
+            self._good_said_at = now
+            self._say(self._good_text)
+            return
+        self._unsaid += 1
+        if self._timer is None:
+            self._timer = self._reactor.call_at(self._good_said_at + self.quiet_s, self._due)
+
+    def flush(self):
+        """The program stops: what is unsaid is said now."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._due()
+
+    def _due(self):
+        self._timer = None
+        if not self._unsaid:
+            return
+        if not self.bad:
+            self._good_said_at = self._reactor.clock.now()
+        changes = "1 change" if self._unsaid == 1 else f"{self._unsaid} changes"
+        self._say(f"{self._bad_text if self.bad else self._good_text} (after {changes} of state "
+                  f"since the last line on it)")
+
+    def _say(self, text):
+        self._log(text)
+        self._said_bad = self.bad
+        self._unsaid = 0

@@ -582,6 +582,7 @@ def _serve(args, clock, log):
     store.close()
     glue.repeated.flush()       # (folded lines' counts still waiting for their minute)
     glue.health.flush()
+    glue.store_state.flush()
     log("stopped")
     return 0
 

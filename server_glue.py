@@ -14,7 +14,7 @@ from delivery_links import DELIVERY_SOCKETS, DeliveryLinks
 from limits import BLANKS_PER_READ, REFUSALS_PER_READ
 from protocol import (OK_STORED_LINES, UNAVAILABLE_RETRY_S, Numbered, encode, error, reply_line,
                       whole)
-from pacing import KeyedTimers, Lapses, RepeatedLines
+from pacing import KeyedTimers, Lapses, RepeatedLines, StateLines
 from reactor import FRAME_TIME_S, Handler
 from server_events import (Arm, Close, Closed, Deliver, DeliverEach, DeliverRun, Expired, Log,
                            Replies, Reply, StoreRecovered, TimeQuiet, Undelivered,
@@ -100,6 +100,7 @@ class ServerGlue:
         # under the clients' flood bound, which a flood of refusals could spend (a re-attack's
         # 210 wrong passwords hid that the disk was full)
         self.health = RepeatedLines(reactor, self._say, LOG_QUIET_S, max_lines=math.inf)
+        self.store_state = StateLines(reactor, self._say, "the store commits again", LOG_QUIET_S)
         # group commit: one transaction per loop pass, committed before any of its replies
         # and deliveries leave; commit_each (for measuring what that buys) commits after
         # every event instead
@@ -197,11 +198,9 @@ class ServerGlue:
             store.commit()
         except StoreUnavailable as trouble:
             now = self.reactor.clock.now()
-            if not self._commit_retry_s:
-                self.log_repeated(("the store cannot commit", None),
-                                  f"cannot commit ({trouble}): writes wait, and replies that "
-                                  f"would say yes to them say unavailable, until a commit "
-                                  f"succeeds")
+            self.store_state.went_bad(f"cannot commit ({trouble}): writes wait, and replies "
+                                      f"that would say yes to them say unavailable, until a "
+                                      f"commit succeeds")
             self._commit_retry_s = limits.next_backoff(self._commit_retry_s,
                                                        COMMIT_RETRY_FIRST_S, COMMIT_RETRY_MAX_S)
             self._commit_retry_at = now + self._commit_retry_s
@@ -213,6 +212,7 @@ class ServerGlue:
             store.notice = None
         if self._commit_retry_s:
             self._commit_retry_s = 0.0
+            self.store_state.went_good()
             self.apply(self.core.handle(StoreRecovered(), self.reactor.clock.now()))
         if self._store_timer is None:
             wake_at = store.wake_at()

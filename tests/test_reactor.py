@@ -1327,6 +1327,27 @@ def test_repeated_lines_past_their_bound_in_a_period_are_counted_in_one_line():
     assert said[-1] == "refused 10.0.0.9"        # a new period: said again
 
 
+def test_state_lines_say_a_held_change_when_flushed_at_a_stop_and_nothing_twice():
+    """A store that committed again within the minute of its last recovery, then stopped:
+    the log's last word was its failure."""
+    loop = Reactor(VirtualClock())
+    said = []
+    state = pacing.StateLines(loop, said.append, "fine again", quiet_s=60.0)
+    state.went_good()                       # (good already: nothing to say)
+    state.went_bad("broken")
+    state.went_bad("broken worse")          # (bad already: its words kept, nothing said)
+    state.went_good()
+    state.went_bad("broken")
+    state.went_good()                       # within the minute: held
+    assert said == ["broken", "fine again", "broken"]
+    state.flush()
+    assert said[3:] == ["fine again (after 1 change of state since the last line on it)"]
+    loop.clock.advance(60.0)
+    loop.run_once(timeout_s=0)
+    state.flush()
+    assert len(said) == 4                   # nothing is said twice
+
+
 def test_repeated_lines_say_their_counts_at_once_when_flushed_at_a_stop():
     """A wrong password folded in the minute before a SIGTERM never reached the log (an
     operator's trial)."""

@@ -242,29 +242,53 @@ def test_no_yes_goes_out_for_what_could_not_be_committed(served):
     assert len(texts) == len(oks)                   # every yes is stored, exactly once
 
 
-def test_commits_that_fail_and_recover_again_and_again_are_logged_once_then_counted(served):
+def test_commits_that_fail_and_recover_again_and_again_are_logged_as_they_stand(served):
     """On a disk all but full a commit failed, the checkpoint made room, the retry committed,
-    and the next pass failed again: an operator's trial's log said both lines twice a second."""
+    and the next pass failed again: an operator's trial's log said both lines twice a second;
+    folded, a later one's said "commits again" for a minute in which every write was refused.
+    A failure after a recovery is said at once; a recovery again within the minute waits,
+    and the minute's end says how the store stands."""
     reactor, clock, store, port, lines = served
     alice = Caller(port)
     token = ask(reactor, alice, {"type": "login", "user": "columbia", "password": "116bway",
                                  "stay": True, "id": 1})["token"]
-    for n in range(2, 6):
+
+    def fail_then_recover(n, recover=True):
         pages, = store._db.execute("PRAGMA page_count").fetchone()
         room(store, pages)                  # the disk full again, where the file stands now
         fill(store)
         answer = ask(reactor, alice, {"type": "message", "token": token, "to": "seas",
                                       "text": TEXT, "mid": f"m-{n}", "id": n})
         assert answer["code"] == "unavailable"
-        room(store)
-        clock.advance(COMMIT_RETRY_MAX_S)
-        pump(reactor, lambda: store.failing is None)
-    assert sum("cannot commit" in line for line in lines) == 1
-    assert sum(line == "the store commits again" for line in lines) == 1
-    clock.advance(120.0)                    # (each count said when its minute is over)
-    pump(reactor, lambda: sum("more like it" in line for line in lines) == 2)
-    assert "the store cannot commit: 3 more like it in the last 60 s" in lines
-    assert "the store commits again: 3 more like it in the last 60 s" in lines
+        if recover:
+            room(store)
+            clock.advance(COMMIT_RETRY_MAX_S)
+            pump(reactor, lambda: store.failing is None)
+
+    def said():
+        return [line for line in lines
+                if line.startswith(("cannot commit", "the store commits again"))]
+
+    fail_then_recover(2)
+    assert len(said()) == 2 and "cannot commit" in said()[0]
+    assert said()[1] == "the store commits again"
+    fail_then_recover(3, recover=False)
+    assert len(said()) == 3 and "cannot commit" in said()[2]     # said at once: as it stands
+    room(store)
+    clock.advance(COMMIT_RETRY_MAX_S)
+    pump(reactor, lambda: store.failing is None)
+    for n in range(4, 6):
+        fail_then_recover(n)
+    assert len(said()) == 3                 # within the minute: the log's last word waits ...
+    for beat in range(3):                   # (the session kept alive through the minute)
+        assert ask(reactor, alice, {"type": "heartbeat", "token": token,
+                                    "id": 100 + beat})["type"] == "ok"
+        clock.advance(20.0)
+    pump(reactor, lambda: len(said()) == 4)
+    assert said()[3] == ("the store commits again (after 5 changes of state since the last "
+                         "line on it)")     # ... and then says how it stands
+    fail_then_recover(6, recover=False)
+    assert len(said()) == 5 and "cannot commit" in said()[4]
 
 
 def test_a_broadcast_whose_commit_failed_reaches_each_receiver_once_after_the_recovery(served):
