@@ -137,6 +137,7 @@ class ChatClient:
         # wait behind it as behind a login in flight
         self.login_again = None
         self.login_waits = False        # login_again waits for the server to answer (an outage)
+        self._login_unavailable_said = False    # (once until a login gets in)
         # a command the server asked to wait (slow_down), sent again by CommandRetry: typed
         # lines wait behind it, as behind a command in flight
         self.command_again = None
@@ -1022,6 +1023,19 @@ class ChatClient:
                                       f"in {wait_s:g} s."))
             self._arm(LoginRetry(), now + wait_s, out)
             return
+        elif code == "unavailable":
+            # not refused either: the server cannot store anything just now (a full disk); a
+            # trial's user was asked the password again, as if it were wrong, and a login
+            # typed again was all that got in once the disk had room
+            wait_s = limits.asked_wait(frame.get("seconds"), 1.0, LOGIN_RETRY_MAX_S)
+            self.login_again = sent
+            if not self._login_unavailable_said:
+                self._login_unavailable_said = True
+                out.append(Show("system", f"The server cannot store anything just now; your "
+                                          f"login is tried again every {wait_s:g} s until it "
+                                          f"can (Ctrl-C leaves)."))
+            self._arm(LoginRetry(), now + wait_s, out)
+            return
         else:
             out.append(Show("system", error_text(frame)))
             self._login_refused(out)
@@ -1082,6 +1096,7 @@ class ChatClient:
 
     def _logged_in(self, frame, now, out):
         self.stage = Stage.LOGGED_IN
+        self._login_unavailable_said = False
         self.logged_in_once = True
         self.session_user = self.user
         # a run of notices is one session's ("seas is offline" said to one user was never said

@@ -360,6 +360,29 @@ def test_a_login_asked_to_slow_down_goes_again_by_itself_and_typed_lines_wait_fo
     assert requests(run.reply(WELCOME, "login")) == [{"type": "online", "token": "t1"}]
 
 
+def test_a_login_the_server_cannot_store_goes_again_by_itself_said_once():
+    """A full disk's `unavailable` to a login: a trial's user was asked the password again,
+    as if it were wrong, and only a login typed again got in once the disk had room."""
+    run = Run()
+    run.do(Started())
+    run.type("alice")
+    run.reply(OK)
+    login = requests(run.type("pw"))[0]
+    actions = run.reply(err("unavailable", seconds=1), "login")
+    assert printed(actions) == ["The server cannot store anything just now; your login is "
+                                "tried again every 1 s until it can (Ctrl-C leaves)."]
+    assert ClientArm(LoginRetry(), run.now + 1) in actions
+    assert requests(run.type("online")) == []          # not taken for a password
+    for _ in range(2):
+        run.now += 1
+        assert requests(run.do(Expired(LoginRetry()))) == [login]
+        actions = run.reply(err("unavailable", seconds=1), "login")
+        assert printed(actions) == [] and ClientArm(LoginRetry(), run.now + 1) in actions
+    run.now += 1
+    assert requests(run.do(Expired(LoginRetry()))) == [login]
+    assert requests(run.reply(WELCOME, "login")) == [{"type": "online", "token": "t1"}]
+
+
 def test_a_login_slowed_down_past_a_minute_waits_a_minute():
     run = Run()
     run.do(Started())
