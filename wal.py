@@ -27,6 +27,13 @@ def damage(path):
     if len(data) < HEADER_BYTES:
         return None                 # (empty, or a header a crash tore: nothing committed)
     magic, version, page_bytes, _, salts, stored = _header(data)
+    if magic not in MAGICS and any(data[:HEADER_BYTES]):
+        # SQLite writes no other first bytes, and a crash's torn write leaves its old ones or
+        # its new ones, both its own (zeros at most, a file system's after a power cut): the
+        # log was overwritten whole, and SQLite would have read it as empty without a word (an
+        # operator's trial lost 100 acknowledged messages so)
+        return ("it is not SQLite's (its first bytes were overwritten), and SQLite would "
+                "read none of it")
     order = MAGICS.get(magic, "<")
     header_holds = (magic in MAGICS and version == VERSION and _page_size_ok(page_bytes)
                     and _checksum(order, data[:24], (0, 0)) == stored)

@@ -1,6 +1,7 @@
 """wal.py: a store's write-ahead log read before SQLite opens it. A tail a crash tore is no
 damage; bytes changed before commits that SQLite would then drop without a word are, and the
 store refuses to open (a trial's restart had lost 300 acknowledged messages so)."""
+import os
 import shutil
 import sqlite3
 
@@ -74,7 +75,8 @@ def test_a_log_torn_anywhere_in_its_last_frame_is_no_damage(tmp_path):
 
 
 @pytest.mark.parametrize("offset, why", [
-    (0, "its header was changed"),                            # the magic number
+    (0, "it is not SQLite's"),                                # the magic number
+    (4, "its header was changed"),                            # the format's version
     (8, "its header was changed"),                            # the page size
     (24, "its header was changed"),                           # its checksum
     (wal.HEADER_BYTES + FRAME * 3 + wal.FRAME_HEADER_BYTES + 100, "bytes in it were changed"),
@@ -87,6 +89,33 @@ def test_bytes_changed_before_commits_are_damage_and_the_store_will_not_open(
     assert why in wal.damage(f"{path}-wal")
     with pytest.raises(sqlite3.DatabaseError, match="write-ahead log, .* is damaged: " + why):
         Store(str(path), exclusive=True)
+
+
+def test_a_log_overwritten_whole_is_damage_and_the_store_will_not_open(tmp_path):
+    """An operator's trial overwrote a killed server's log with random bytes of its size:
+    SQLite read it as empty, and the start went on without the 100 acknowledged messages in
+    it."""
+    path = left_by_a_crash(tmp_path)
+    log = f"{path}-wal"
+    size = len(open(log, "rb").read())
+    for garbage in (os.urandom(size), b"x" * wal.HEADER_BYTES):
+        with open(log, "wb") as out:
+            out.write(garbage)
+        assert "it is not SQLite's" in wal.damage(log)
+        with pytest.raises(sqlite3.DatabaseError, match="write-ahead log, .* is damaged"):
+            Store(str(path), exclusive=True)
+
+
+def test_a_log_whose_header_is_zeros_is_read_as_a_crash_left_it(tmp_path):
+    """Zeros are what a file system may show of a write a power cut interrupted: no
+    damage, and nothing committed in it is read."""
+    path = left_by_a_crash(tmp_path)
+    log = f"{path}-wal"
+    changed_to_zeros = bytearray(open(log, "rb").read())
+    changed_to_zeros[:wal.HEADER_BYTES] = bytes(wal.HEADER_BYTES)
+    with open(log, "wb") as out:
+        out.write(changed_to_zeros)
+    assert wal.damage(log) is None
 
 
 def test_bytes_changed_in_the_last_commit_alone_are_a_torn_tail(tmp_path):
