@@ -185,7 +185,14 @@ class DeliveryLinks(Handler):
             del self.open[delivery]
             delivery.given_up = True
             self.giving_up += 1
-            delivery.conn.abort("stalled")
+            if delivery.conn.connecting:
+                delivery.conn.abort("stalled")      # (its port never reached: UNREACHED)
+            else:
+                # connected, and silent since: a stopped client's, which is no sign of NAT (a
+                # review's: told "unreached", such a client was told to stay connected)
+                self._cut_off(delivery, "silent at the socket cap",
+                              f"connected, nothing heard for {DELIVERY_STALL_S:g} s, given up "
+                              f"for a delivery that waits")
 
     def _room_due(self):
         self._room_timer = None

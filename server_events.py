@@ -54,7 +54,8 @@ class Acked:
 
 # Undelivered's reasons that say the listening port was never reached (nothing was delivered):
 # a client behind NAT or a firewall, told so at its heartbeat; not one that took the connection
-# and then went quiet (stopped, asleep) or broke the protocol
+# and then went quiet (stopped, asleep) or broke the protocol. ("stalled": a connect given up
+# at the socket cap before it completed; delivery_links)
 UNREACHED = ("refused", "timed out", "unreachable", "stalled")
 
 

@@ -755,13 +755,16 @@ def mute_listener():
 
 def log_in_listening(world, port, *accounts):
     """Log each of `accounts` (user, password) in on a short connection, listening at `port`,
-    and let the presence notices that follow go (or stall)."""
+    and let the presence notices that follow go (or stall) -> their welcomes."""
+    welcomes = []
     for user, password in accounts:
         replies = []
         Caller(world.reactor, world.port, {"type": "login", "user": user, "password": password,
                                            "port": port, "id": 1}, replies=replies,
                keys=world.keys)
         pump(world.reactor, lambda: replies)
+        welcomes.append(replies[0])
+    return welcomes
 
 
 def answered(world, sender, token, to, text, number):
@@ -784,8 +787,8 @@ def test_at_the_socket_cap_a_stalled_delivery_gives_way_to_one_that_waits(world)
     mute = mute_listener()
     try:
         log_in_listening(world, live, ("foobar", "passpass"))
-        log_in_listening(world, mute.getsockname()[1], ("seas", "summerisover"),
-                         ("csee4119", "lotsofexams"))
+        seas = log_in_listening(world, mute.getsockname()[1], ("seas", "summerisover"),
+                                ("csee4119", "lotsofexams"))[0]
         sender, token = logged_in(world, "columbia", "116bway")
         for number, user in enumerate(("seas", "csee4119", "foobar"), start=2):
             answered(world, sender, token, user, f"to {user}", number)
@@ -797,11 +800,54 @@ def test_at_the_socket_cap_a_stalled_delivery_gives_way_to_one_that_waits(world)
         pump(world.reactor, lambda: "to foobar" in [frame["text"] for frame in got])
         pump(world.reactor, lambda: any("will be retried" in line for line in world.lines))
         assert max(most) == 2
-        assert any("cannot reach 127.0.0.1" in line and "(stalled)" in line
+        assert any("closed: connected, nothing heard for 1 s, given up" in line
                    for line in world.lines)
         assert world.store.count_waiting("seas") == 1       # kept, for the retry
+        # its system took the connection: a stopped client's, not one behind NAT (a review's:
+        # seas was told to restart with --stay-connected, and the log said "cannot reach")
+        assert not any("cannot reach" in line for line in world.lines)
+        assert "unreached" not in heartbeat(world, seas["token"])
     finally:
         mute.close()
+
+
+def test_at_the_socket_cap_a_connect_that_never_completes_is_a_port_unreached(world):
+    """A port whose system drops the connect (its accept queue full: as a firewall that
+    drops does): given up at the cap as stalled, and its user's heartbeat says unreached."""
+    links = world.glue.links
+    links.sockets = links.connects = 1
+    deaf = socket.socket()
+    deaf.bind(("127.0.0.1", 0))
+    deaf.listen(0)
+    fillers = [socket.socket() for _ in range(3)]
+    for filler in fillers:              # (the queue full: further connects are not answered)
+        filler.setblocking(False)
+        filler.connect_ex(deaf.getsockname())
+    got = []
+    live = world.reactor.listen("127.0.0.1", 0, Listening(got, world.keys)).port
+    try:
+        seas = log_in_listening(world, deaf.getsockname()[1], ("seas", "summerisover"))[0]
+        log_in_listening(world, live, ("foobar", "passpass"))
+        sender, token = logged_in(world, "columbia", "116bway")
+        for number, user in enumerate(("seas", "foobar"), start=2):
+            answered(world, sender, token, user, f"to {user}", number)
+        world.clock.advance(DELIVERY_STALL_S)
+        pump(world.reactor, lambda: "to foobar" in [frame["text"] for frame in got])
+        assert any("cannot reach 127.0.0.1" in line and "(stalled)" in line
+                   for line in world.lines)
+        assert heartbeat(world, seas["token"])["unreached"] is True
+    finally:
+        for sock in (deaf, *fillers):
+            sock.close()
+
+
+def heartbeat(world, token):
+    """A short connection's heartbeat for the session of `token` -> its reply."""
+    replies = []
+    Caller(world.reactor, world.port, {"type": "heartbeat", "token": token, "id": 9},
+           replies=replies)
+    pump(world.reactor, lambda: replies)
+    return replies[0]
 
 
 def test_a_listener_that_has_proven_itself_goes_before_those_that_never_have(world):
