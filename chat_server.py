@@ -355,16 +355,12 @@ class ChatServer(Reach):
                 frame_id = None                                       # client's usual)
             session, refusal = None, None
             if session_request is not None:
-                # (_session_of's usual case, inline: a live token from its own address)
+                # a live token from its own address; anything else is refused, saying why
                 token = frame.get("token")
                 session = self._sessions.by_token.get(token) if type(token) is str else None
                 if session is None or (self._settings.tokens_bound_to_host
                                        and session.host != request.host):
-                    try:
-                        bound = request.host if self._settings.tokens_bound_to_host else None
-                        session = self._session_of(frame, bound)
-                    except (Refused, FrameError) as no_session:
-                        session, refusal = None, no_session
+                    session, refusal = None, self._no_session(frame, session)
             if session is not None and session.last_seen != now:
                 # any request with a valid token is a sign of life, even one refused as too
                 # many: a user behind a flooded address is slowed down, not timed out; and the
@@ -469,26 +465,24 @@ class ChatServer(Reach):
         who_from = None if refusal.code == "unavailable" else event.host
         return [Log(text, (folded, who_from)), answer]
 
-    def _session_of(self, frame, host=None):
-        """The live session named by frame["token"]; FrameError or Refused if none.
-
-        A token is good only from the address its login came from (when `host` is given):
-        another user's token, copied, gets no_session like a forged one.
-        """
+    def _no_session(self, frame, session):
+        """The refusal (Refused, or FrameError for a token that is no string) of a request
+        whose token names no live session, or (`session`) one from another address: another
+        user's token, copied, gets no_session as a forged one does."""
+        if session is not None:
+            return Refused("no_session", "that token belongs to a session from another address")
         if frame.get("token") is None:
-            raise Refused("no_session", "log in first: this request needs a session token")
-        token = protocol.text_field(frame, "token")
-        session = self._sessions.by_token.get(token)
-        if session is None:
-            if self._instance and _from_another_run(token, self._instance):
-                raise Refused("no_session", "the server restarted; log in again", restarted=True)
-            why = self._sessions.ended_why.get(token)
-            if why is not None:             # (for a client that missed the notice)
-                raise Refused("no_session", _ENDED_WORDS[why], reason=why)
-            raise Refused("no_session")     # (an ended session's token, or a made-up one)
-        if host is not None and session.host != host:
-            raise Refused("no_session", "that token belongs to a session from another address")
-        return session
+            return Refused("no_session", "log in first: this request needs a session token")
+        try:
+            token = protocol.text_field(frame, "token")
+        except FrameError as bad:
+            return bad
+        if self._instance and _from_another_run(token, self._instance):
+            return Refused("no_session", "the server restarted; log in again", restarted=True)
+        why = self._sessions.ended_why.get(token)
+        if why is not None:             # (for a client that missed the notice)
+            return Refused("no_session", _ENDED_WORDS[why], reason=why)
+        return Refused("no_session")     # (an ended session's token, or a made-up one)
 
     def _one_session_per_connection(self, conn, session=None):
         """Refuse (already_logged_in) a login, or `session`'s resume, on a staying connection

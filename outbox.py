@@ -36,7 +36,7 @@ class Outbox:
     """Outgoing messages in the order typed; only the oldest is ever in flight."""
 
     def __init__(self, client_id):
-        self._client_id = client_id     # random per run: ids never repeat across runs
+        self._client_id = client_id     # random per run (64 bits): ids not repeated across runs
         self._count = 0
         self.entries = deque()          # Outgoing, oldest first (to read; changed only here)
         self.sending = None             # request id of the oldest in flight, if any

@@ -246,11 +246,13 @@ def fitted_store_bytes(data_dir, asked):
     away, stayed full for good, since none could log in to read them."""
     quota = Settings.store_bytes if asked is None else asked
     room = _disk_room(data_dir)
-    if room is None or room >= quota + SQLITE_LOG_ROOM_BYTES:
+    if room is None or room >= (3 * quota if asked is None else quota + SQLITE_LOG_ROOM_BYTES):
         return quota, None
     mib = 1024 * 1024
     where = f"the disk under {data_dir} has room for {room / mib:.1f} MiB of store"
     if asked is None:
+        # (lowered only below the log's room, the quota leapt from 88 to 256 MiB at 264 MiB
+        # of room, where a full store would leave the log 8: a review's)
         fitted = max(MIN_STORE_BYTES, room // 3)
         return fitted, (f"{where}: the store keeps at most {fitted / mib:.1f} MiB of messages "
                         f"there (a third of it, for SQLite's log and the file's own pages), "

@@ -161,9 +161,15 @@ def test_the_default_quota_is_a_third_of_a_small_disks_room(tmp_path, monkeypatc
     quota, said = server.fitted_store_bytes(str(tmp_path), None)
     assert quota == 2 ** 20 and "keeps at most 1.0 MiB of messages there" in said
     assert "more room keeps more once the server is restarted" in said     # (a trial's)
-    monkeypatch.setattr(os, "statvfs", lambda path: types.SimpleNamespace(
-        f_bavail=2 ** 40 // 4096, f_frsize=4096))
-    assert server.fitted_store_bytes(str(tmp_path), None) == (server.Settings.store_bytes, None)
+    default = server.Settings.store_bytes
+    for room in (default + 10 * 2 ** 20, 3 * default - 4096):   # a third of it, all the way
+        monkeypatch.setattr(os, "statvfs", lambda path, room=room: types.SimpleNamespace(
+            f_bavail=room // 4096, f_frsize=4096))
+        assert server.fitted_store_bytes(str(tmp_path), None)[0] == room // 3
+    for room in (3 * default, 2 ** 40):
+        monkeypatch.setattr(os, "statvfs", lambda path, room=room: types.SimpleNamespace(
+            f_bavail=room // 4096, f_frsize=4096))
+        assert server.fitted_store_bytes(str(tmp_path), None) == (default, None)
 
 
 def test_the_irc_port_may_not_be_the_chat_port(capsys):
