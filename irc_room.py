@@ -17,6 +17,7 @@ NOT_SEEN = ("Not online (a message sent now waits for their next login), or one 
 NOT_SEEN_WAS = ("not online (a message sent now waits for their next login), or one of you "
                 "blocks the other")     # (WHOWAS's words for the same)
 
+NOT_ASKED = object()        # no answer under way: one's own AWAY is as it is now
 REJOIN_GAP_S = 2.0          # a PART of the room answered with a JOIN at most this often
 WHOIS_NICKS = 8             # the nicks one WHOIS answers for (a,b,c): its work stays bounded
 # the room's lists, asked for by MODE <room> <letter>: each empty, and its end numeric
@@ -34,15 +35,21 @@ class RoomCommands:
         """Ask the core who is online; `then(frame, context)` answers from it. A refusal
         (slow_down, say) is said, not read as an empty room: `then` hears of it only if it
         must go on whatever the answer (`always`: the welcome's NAMES)."""
-        self.ask("online", {}, self._online_answered, (then, context, always))
+        self.ask("online", {}, self._online_answered, (then, context, always, self.away))
 
     def _online_answered(self, frame, pending):
-        then, context, always = pending
+        then, context, always, away = pending
         if frame["type"] != "online":
             self.notice(f"Could not list who is online ({why(frame, self.nick)}); try again.")
             if not always:
                 return
-        then(frame, context)
+        # one's own AWAY as it was when asked: answers keep the order of the lines, and an
+        # `AWAY :x`, `WHO me`, `AWAY` in one write showed H (a trial's)
+        self._away_asked = away
+        try:
+            then(frame, context)
+        finally:
+            self._away_asked = NOT_ASKED
 
     def _online_list(self, frame):
         return frame.get("users", []) if frame["type"] == "online" else []
@@ -246,6 +253,8 @@ class RoomCommands:
         return username, user.realname if user is not None and user.realname else name
 
     def _away_of(self, name):
+        if name == self.nick and self._away_asked is not NOT_ASKED:
+            return self._away_asked
         user = self._irc_user(name)
         return None if user is None else user.away
 

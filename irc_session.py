@@ -27,7 +27,7 @@ import base64
 import binascii
 import time
 
-from irc_room import RoomCommands
+from irc_room import NOT_ASKED, RoomCommands
 from irc_wire import CHANNELLEN, Message, fold, line, nick_ok, pieces, text_bytes
 from irc_words import (CTCP, HELP, NO_PRIVATE, SERVICE, SERVICE_SOURCE, USER_HOST,
                        VERSION, ctcp_word, from_action, login_refused, notice_about, sent_at,
@@ -101,7 +101,7 @@ class IrcSession(RoomCommands):
                  "account", "token", "logging_in", "early", "welcomed", "joined", "held", "gone",
                  "quitting", "pending", "answers", "_into", "next_id", "shown_seq", "acked_seq",
                  "pinged", "pinged_at", "unpinged", "held_since", "rejoined_at", "wall",
-                 "missed")
+                 "missed", "_away_asked")
 
     def __init__(self, accounts, server, room, host, open_accounts=(), shared=None,
                  is_online=lambda name: False):
@@ -121,6 +121,7 @@ class IrcSession(RoomCommands):
         self.realname = None    # from USER: shown in WHO and WHOIS
         self.ident = None       # the user part of our mask (~user), from USER's user name
         self.away = None                        # the AWAY message, while one is set
+        self._away_asked = NOT_ASKED    # ... as it was when what is being answered was asked
         self.password = None
         self.caps = set()
         self.negotiating = False        # CAP LS or REQ began: registration waits for CAP END

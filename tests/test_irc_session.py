@@ -1174,6 +1174,26 @@ def test_who_masks_match_with_wildcards_and_away_is_g():
         f"{S}315 columbia c?lum* :End of WHO list"]
 
 
+def test_who_and_whois_after_an_away_in_the_same_write_see_it_as_it_was_then():
+    """Answers keep the order of the lines: `AWAY :x`, `WHO me`, `AWAY`, `WHO me` in one
+    write showed H twice, and WHOIS after `AWAY :one` no 301 (a trial's)."""
+    session = welcomed()
+    lines = said(session, "AWAY :one", "WHO columbia", "WHOIS columbia", "AWAY", "WHO columbia")
+    first, whois, second = asked(session)
+    reply_to(session, second, "online", users=[])
+    reply_to(session, whois, "online", users=[])
+    lines += reply_to(session, first, "online", users=[])
+    assert [line for line in lines if " 352 " in line or " 30" in line] == [
+        f"{S}306 columbia :You have been marked as being away",
+        f"{S}352 columbia #chat ~u chat {SERVER} columbia G :0 u",
+        f"{S}301 columbia columbia one",
+        f"{S}305 columbia :You are no longer marked as being away",
+        f"{S}352 columbia #chat ~u chat {SERVER} columbia H :0 u"]
+    said(session, "WHO columbia")
+    assert f"{S}352 columbia #chat ~u chat {SERVER} columbia H :0 u" in answer(
+        session, "online", users=[])
+
+
 @pytest.mark.parametrize("raw, mask", [("WHO #chat o", "#chat"), ("WHO * o%tcuhnfdar,7", "*")])
 def test_who_of_operators_lists_nobody_for_there_are_none(raw, mask):
     """(a trial's `WHO #chat o` listed everyone, where ngIRCd lists nobody)"""
