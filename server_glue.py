@@ -50,12 +50,16 @@ ORDINARY_CLOSES = ("bye", "eof", "idle", "server stopping", "quit")
 
 class AcceptedState:
     """A connection a client opened to us. On the native port it holds nothing (its quiet
-    limit is in the glue's Lapses), so they all share ACCEPTED, or CARRYING while it carries
-    a session: 40 bytes of each idle user; irc_glue's holds the connection's link."""
+    limit is in the glue's Lapses), so they all share ACCEPTED (NEW until a frame it sent was
+    taken), or CARRYING while it carries a session: 40 bytes of each idle user; irc_glue's
+    holds the connection's link."""
     __slots__ = ()
 
 
 ACCEPTED = AcceptedState()      # timed by its quiet limit (the glue's Lapses)
+# nothing it sent was taken yet: only such a connection may be a TLS or IRC client at the wrong
+# port (a fuzzer's `USER x` typed after a login closed the session's connection as IRC's)
+NEW = AcceptedState()
 # carries a logged-in session, whose time-out (the core's one idle check) stands for its quiet
 # limit until the session ends (TimeQuiet): an entry in the Lapses, with its time, was 74
 # bytes of each idle staying user
@@ -461,7 +465,7 @@ class NativePort(Handler):
 
     def new_state(self, conn):
         """The slotted state an accepted connection keeps (irc_glue's holds more)."""
-        return ACCEPTED
+        return NEW
 
     def _refuse(self, conn, what, reason):
         """Close a new connection at once, unanswered; said once a minute per address."""
@@ -519,7 +523,7 @@ class NativePort(Handler):
 
     def on_frames(self, conn, lines):
         """What one read brought: each line to the core, in order, at one `now`."""
-        if lines[0][:1] != b"{" and self._not_our_protocol(conn, lines[0]):
+        if lines[0][:1] != b"{" and conn.data is NEW and self._not_our_protocol(conn, lines[0]):
             return
         glue = self.glue
         handle = glue.core.handle

@@ -1351,3 +1351,20 @@ def test_a_repeated_line_that_names_whom_it_is_about_is_summed_up_in_its_words(w
     pump(world.reactor, lambda: sum("more like it" in line for line in world.lines) == 2)
     assert "address requests unanswered by seas: 2 more like it in the last 60 s" in world.lines
     assert "address requests from columbia: 2 more like it in the last 60 s" in world.lines
+
+
+@pytest.mark.parametrize("words", [b"USER x\n", b"NICK foo\n", b"\x16\x03garbage\n"])
+def test_irc_or_tls_words_after_a_login_are_bad_json_not_a_client_at_the_wrong_port(world,
+                                                                                    words):
+    """Only a connection none of whose frames was taken may be an IRC or TLS client at the
+    wrong port: a fuzzer's `USER x`, written on its own after a login and a heartbeat, closed
+    the session's connection; written with the heartbeat, it was bad_json."""
+    client, token = logged_in(world, "columbia", "116bway")
+    client.send({"type": "heartbeat", "token": token, "id": 2})
+    pump(world.reactor, lambda: any(frame.get("id") == 2 for frame in client.frames))
+    client.conn.send(words)
+    pump(world.reactor, lambda: client.of("error"))
+    assert client.of("error")[0]["code"] in ("bad_json", "bad_utf8")
+    client.send({"type": "heartbeat", "token": token, "id": 3})
+    pump(world.reactor, lambda: any(frame.get("id") == 3 for frame in client.frames))
+    assert client.closed is None
