@@ -241,3 +241,24 @@ def test_a_refused_frame_keeps_the_id_it_was_read_with(line, code, frame_id):
     with pytest.raises(protocol.FrameError) as refused:
         protocol.decode(line)
     assert (refused.value.code, refused.value.frame_id) == (code, frame_id)
+
+
+@pytest.mark.parametrize("text", ['{"type":"x","a":[1,1,]}', '{"type":"x"', '{"type":"x",}',
+                                  '{"type":"x","n":1' + "2" * 5000 + '}', "[" * 100000,
+                                  '{"type":"x", "a": nul}', '{"type":"x","a":[1,1,1,1,]}'],
+                         ids=range(7))
+def test_json_bad_from_its_first_character_is_read_once(text, monkeypatch):
+    """Read again by json.loads, a fuzzer's 64 KB frames, bad at their end, cost the one
+    thread twice: json.loads would fail on them the same way, from the same character."""
+    with pytest.raises((ValueError, RecursionError)):
+        json.loads(text)
+    monkeypatch.setattr(protocol.json, "loads", lambda text: pytest.fail("read twice"))
+    with pytest.raises(protocol.FrameError) as refused:
+        protocol.decode(text.encode())
+    assert refused.value.code == "bad_json"
+
+
+@pytest.mark.parametrize("text", [' {"type":"x"}', '{"type":"x"} ', '\ufeff{"type":"x"}',
+                                  '{"type":"x"}\r', '\t{"type":"x"}\n'])
+def test_json_with_blanks_or_a_byte_order_mark_around_it_is_still_read(text):
+    assert protocol.decode(text.encode()) == {"type": "x"}
