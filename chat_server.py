@@ -198,6 +198,9 @@ class ChatServer(Reach):
                               (settings.delivery_window, settings.delivery_window_bytes))
         self._checker = passwords.Checker(credentials)
         self._user_limit = limits.RateLimiter(settings.user_rate_per_s, settings.user_burst)
+        self._long_frames = limits.RateLimiter(
+            limits.LONG_FRAMES_PER_S if settings.address_rate_per_s > 0 else 0,
+            limits.LONG_FRAMES_BURST)
         self._address_limit = limits.RateLimiter(settings.address_rate_per_s,
                                                  settings.address_burst)
         # False when both request limits are off (bench.py turns them off): no call per request
@@ -423,9 +426,19 @@ class ChatServer(Reach):
                        log_text=f"{who}: over the rate limit, answering slow_down for a while",
                        seconds=seconds)
 
+    def long_frame_wait(self, host, size, now):
+        """Before a frame of `size` bytes (longer than limits.LONG_FRAME_BYTES) from `host` is
+        read -> 0.0 if it may be, else the seconds to wait: then it is a BadFrame, slow_down."""
+        return self._long_frames.take(host, now, size)
+
     def _on_bad_frame(self, event, now):
         """A frame that failed to decode: an error that names why, within the address's limit."""
         who = f"conn {event.conn}"
+        if event.code == "slow_down":
+            return self._refuse(event, None, "frame", who, self._slow_down(
+                f"long frames from address {event.host}", event.wait_s, now,
+                f"this address sends more long frames than the server reads; send it again in "
+                f"{limits.wait_text(event.wait_s)} s"))
         frame_id = event.frame_id if _echoable(event.frame_id) else None
         try:
             self._admit(None, event.host, now)

@@ -21,6 +21,15 @@ REFUSALS_PER_READ = 64
 # blank lines one read may hold: skipped, not answered, each costs a look; past this many, a
 # flood (a trial's 30 connections of 32,768 empty lines a read held everyone's heartbeat)
 BLANKS_PER_READ = 1024
+# Frames longer than LONG_FRAME_BYTES are read, from one address, at most this many bytes a
+# second (LONG_FRAMES_BURST at once) while the address's rate limit is on; past it, such a
+# frame is answered slow_down unread. What a frame costs to read depends on what it holds, up
+# to 2.6 ms for 64 KB that fail at their end: a fuzzer's 600 connections from one address,
+# each sending such frames, held another user's replies up to 3.9 s. An address's requests
+# are counted only once read. (A 4,000-character message is 16 KB at most.)
+LONG_FRAME_BYTES = 4096
+LONG_FRAMES_PER_S = 1024 * 1024
+LONG_FRAMES_BURST = 4 * 1024 * 1024
 
 
 class RateLimiter:

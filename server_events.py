@@ -42,6 +42,7 @@ class BadFrame:
     code: str
     detail: str = ""
     frame_id: object = None
+    wait_s: float = 0.0     # (slow_down: a long frame not read, limits.LONG_FRAME_BYTES)
 
 
 @dataclass(slots=True)

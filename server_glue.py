@@ -11,14 +11,14 @@ import math
 
 import limits
 from delivery_links import DELIVERY_SOCKETS, DeliveryLinks
-from limits import BLANKS_PER_READ, REFUSALS_PER_READ
+from limits import BLANKS_PER_READ, LONG_FRAME_BYTES, REFUSALS_PER_READ
 from protocol import (OK_STORED_LINES, UNAVAILABLE_RETRY_S, Numbered, encode, error, reply_line,
                       whole)
 from pacing import KeyedTimers, Lapses, RepeatedLines, StateLines
 from reactor import FRAME_TIME_S, Handler
-from server_events import (Arm, Close, Closed, Deliver, DeliverEach, DeliverRun, Expired, Log,
-                           Replies, Reply, StoreRecovered, TimeQuiet, Undelivered,
-                           accepted_event)
+from server_events import (Arm, BadFrame, Close, Closed, Deliver, DeliverEach, DeliverRun,
+                           Expired, Log, Replies, Reply, StoreRecovered, TimeQuiet,
+                           Undelivered, accepted_event)
 from storage import StoreUnavailable
 
 MAX_CONNECTIONS = 10000       # accepted connections open at once; past it one is shed
@@ -544,7 +544,11 @@ class NativePort(Handler):
             for line in lines:
                 if conn.closing_reason is not None:
                     break       # (closed by commit_each's output): the rest is not read
-                event = accepted_event(conn_id, host, line)
+                if len(line) > LONG_FRAME_BYTES and (
+                        wait_s := core.long_frame_wait(host, len(line), now)):
+                    event = BadFrame(conn_id, host, "slow_down", wait_s=wait_s)    # (unread)
+                else:
+                    event = accepted_event(conn_id, host, line)
                 if event is None:                   # (a blank line: skipped, up to a bound)
                     blanks += 1
                     if blanks > BLANKS_PER_READ:

@@ -31,7 +31,7 @@ SESSION_RECONNECT_MAX_S = 2.0
 
 
 # errors the server gives a frame it could not read, whose id it therefore cannot repeat
-UNREAD_CODES = ("too_long", "bad_json", "bad_utf8")
+UNREAD_CODES = ("too_long", "bad_json", "bad_utf8", "slow_down")
 
 
 def _request_id(frame):

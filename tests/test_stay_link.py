@@ -93,16 +93,18 @@ def test_requests_carry_their_id_and_replies_come_back_by_it(world):
                            "reply to unknown request 's' ignored"]
 
 
-def test_the_servers_error_for_a_frame_it_could_not_read_answers_the_oldest_request(world):
+@pytest.mark.parametrize("code", ["too_long", "slow_down"])
+def test_the_servers_error_for_a_frame_it_could_not_read_answers_the_oldest_request(world, code):
     """(a re-attack's too_long, without the id the server could not read, was taken for a
-    delivery, the link for dead after 10 s, and the same frame sent again and again)"""
+    delivery, the link for dead after 10 s, and the same frame sent again and again; a long
+    frame past its address's budget is answered slow_down unread)"""
     opened(world)
     world.link.request(1, {"type": "message", "to": "bob", "text": "big"})
     world.link.request(2, {"type": "message", "to": "bob", "text": "next"})
     pump(world.reactor, lambda: len(world.server.frames) == 2)
-    world.server.send(protocol.error("too_long"), {"type": "ok", "id": 2})
+    world.server.send(protocol.error(code), {"type": "ok", "id": 2})
     pump(world.reactor, lambda: len(world.glue.of(Replied)) == 2)
-    assert world.glue.of(Replied) == [Replied(1, protocol.error("too_long")),
+    assert world.glue.of(Replied) == [Replied(1, protocol.error(code)),
                                       Replied(2, {"type": "ok", "id": 2})]
     world.link.request(3, {"type": "online"})
     pump(world.reactor, lambda: len(world.server.frames) == 3)
