@@ -395,7 +395,9 @@ class ChatClient:
             # for a server that is stopped too (a trial's said so of one stopped by SIGSTOP)
             self.detached = True
             self._resume(now, out)
-            self.outbox.fresh_start()
+            # (the outbox's backoff starts again once the resume is answered: restarted at
+            # each connection, a stopped server's kernel ended an input's 30 s wait and began
+            # another, for as long as the server stayed stopped: a lossy trial's)
             self._send_head(now, out, blocks_input=False)
             return
         if self.login_waits:
@@ -1191,6 +1193,7 @@ class ChatClient:
             self._session_ended(out, frame)     # timed out meanwhile, or the server restarted
         elif frame.get("type") == "ok":
             self.detached = False
+            self.outbox.fresh_start()
             self._saw_head(frame.get("head"))
             out.append(Log("the session resumed on a new connection"))
         else:

@@ -2,8 +2,8 @@
 import pytest
 
 from chat_client import MAX_WAITING
-from client_events import (Arm, Exit, ExitDue, Expired, Fate, Incoming, InputEnded,
-                           Interrupted, Log, OutageWaitDue, OutboxRetry, PauseInput, ResumeInput,
+from client_events import (Arm, Cancel, Exit, ExitDue, Expired, Fate, Incoming, InputEnded,
+                           Interrupted, LinkUp, Log, OutageWaitDue, OutboxRetry, PauseInput, ResumeInput,
                            ShowFate, ShowSending, Started)
 from client_helpers import (OK, WELCOME, Run, ack, err, hello, logged_in, of, printed,
                             requests)
@@ -662,3 +662,37 @@ def test_a_restart_that_ends_the_session_says_what_waits_for_the_next_login():
     assert printed(actions)[-2:] == [
         "The server has not acknowledged 1 message yet: sent again at your next login as alice, "
         "or listed if you quit first.", ASK_USER]
+
+
+def test_a_staying_script_s_outage_wait_is_not_ended_by_a_connection_the_server_never_answers():
+    """The kernel of a stopped server (or a forwarder before it) takes connections: each
+    LinkUp ended the 30 s wait and began another, and listed what waits again, for as long as
+    the server stayed stopped (a lossy trial's client, 94 s after its input ended). The wait
+    ends when the server answers; until then the outbox's backoff goes on."""
+    run = logged_in(scripted=True, stay=True)
+    run.type("message bob one")
+    run.fail("no reply")
+    listed = printed(run.do(InputEnded()))
+    assert listed == ["The input has ended: waiting up to 30 s for the server to take 1 "
+                      "message."]
+    for _ in range(3):
+        run.now += 5
+        up = run.do(LinkUp())
+        assert Cancel(OutageWaitDue()) not in up and printed(up) == []
+        for kind in ("resume", "message"):
+            assert printed(run.fail("no reply", kind)) == []     # (said once, not again)
+    run.now = 31.0
+    actions = run.do(Expired(OutageWaitDue()))
+    assert "the server took no message in 30 s; 1 message waiting" in logged(actions)
+
+
+def test_a_staying_script_s_outage_wait_ends_once_the_resumed_server_takes_what_waits():
+    run = logged_in(scripted=True, stay=True)
+    run.type("message bob one")
+    run.fail("no reply")
+    run.do(InputEnded())
+    run.now += 5
+    run.do(LinkUp())
+    run.reply({"type": "ok", "head": 0}, "resume")
+    actions = run.reply({"type": "ok", "stored": True}, "message")
+    assert [f["type"] for f in requests(actions)] == ["logout"]
