@@ -252,14 +252,16 @@ class _Attempt:
         self.timer = timer
 
 
-def left_if_foreign(conn, frame):
-    """True, and `conn` aborted as NOT_OURS, when the server's `frame` (as `decoded` gave it)
-    is in no dialect of ours: another program answers at that port, which the outage words (a
-    web server's answer to a name was "frame is not valid JSON": a trial's user asked what that
-    meant)."""
+def left_if_foreign(conn, frame, line):
+    """True, and `conn` aborted as NOT_OURS, when the server's `frame` (as `decoded` gave it
+    from `line`) is in no dialect of ours: another program answers at that port, which the
+    outage words (a web server's answer to a name was "frame is not valid JSON": a trial's user
+    asked what that meant). A frame of ours cut short (the connection ended in it, and the
+    reactor hands over what came) is a connection that closed before its reply: a lossy
+    trial's was blamed on another program."""
     if not foreign(frame):
         return False
-    conn.abort(NOT_OURS)
+    conn.abort("eof" if line.startswith(b'{"type":"') else NOT_OURS)
     return True
 
 
@@ -272,7 +274,7 @@ class _Requests(Handler):
 
     def on_frame(self, conn, line):
         frame = decoded(line)
-        if not left_if_foreign(conn, frame):
+        if not left_if_foreign(conn, frame, line):
             self._replied(conn, frame)
 
     def on_oversize(self, conn):
@@ -319,7 +321,7 @@ class _Probes(Handler):
         # the chat server says nothing to a bye but an error of its own (too_slow, on a slow
         # link): the IRC port's 421 went unread, and a trial's client said "no reply" for ever
         frame = decoded(line)
-        if not left_if_foreign(conn, frame) and error_code(frame) == "tls_required":
+        if not left_if_foreign(conn, frame, line) and error_code(frame) == "tls_required":
             conn.data.refusal = frame       # (a TLS port, and we do not speak it: the answer)
 
     def on_closed(self, conn, reason):

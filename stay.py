@@ -121,7 +121,7 @@ class StayLink(Handler):
         except protocol.FrameError as exc:
             frame, said = protocol.error(exc.code, detail=str(exc)), False
         # (the first answer only: a bad frame after ours is the server's, not another program)
-        if not self.heard and left_if_foreign(conn, frame):
+        if not self.heard and left_if_foreign(conn, frame, line):
             return
         self.heard = True
         request_id = _request_id(frame)

@@ -1500,6 +1500,21 @@ def test_glue_says_when_another_program_answers_at_the_port(loop, other):
             "(the server's IRC port, say): check the port.") in out
 
 
+class CutShort(Handler):
+    """The chat server's answer cut short by the network: its first bytes, then the end."""
+
+    def on_frame(self, conn, line):
+        conn.send(b'{"type":"ok","stor')
+        conn.close("cut")
+
+
+def test_glue_says_an_answer_cut_short_is_a_connection_closed_before_a_reply(loop):
+    """(a lossy trial's cut reply was blamed on another program at the port)"""
+    code, out, _, _ = run_with_input(loop, {}, "alice\n", server=CutShort())
+    assert "not the chat server's" not in out
+    assert "(the connection closed before a reply)" in out
+
+
 @pytest.mark.parametrize("argv, hint", [
     (["127.0.0.1:4119", "4119"],
      "give the host and the port apart, as in `client.py 127.0.0.1 4119`"),
