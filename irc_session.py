@@ -701,8 +701,7 @@ class IrcSession(RoomCommands):
                 if any(missed) and missed != self.missed:
                     # said when it changes, not after each line (a trial's notice followed
                     # every line of a user someone blocked)
-                    self.notice(f"Not everyone got that: {missed[0]} block you, {missed[1]} "
-                                f"have too much waiting.")
+                    self.notice("Not everyone got that: " + _missed_words(*missed) + ".")
                 self.missed = missed
             return
         if frame.get("code") == "unknown_user":
@@ -995,3 +994,13 @@ COMMANDS = {
 del _S, _R
 
 __all__ = ["IrcSession", "Message", "Shared", "folded"]
+
+
+def _missed_words(blocking, full):
+    """Who a room message missed, in words: "1 blocks you", "3 have too much waiting"."""
+    said = []
+    if blocking:
+        said.append(f"{blocking} {'blocks' if blocking == 1 else 'block'} you")
+    if full:
+        said.append(f"{full} {'has' if full == 1 else 'have'} too much waiting")
+    return " and ".join(said)

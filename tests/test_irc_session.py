@@ -550,13 +550,14 @@ def test_a_message_stored_for_an_absent_user_says_so():
         service("seas is not online: your message waits for their next login.")]
 
 
-@pytest.mark.parametrize("fields, counts", [({"skipped": 2}, "2 block you, 0"),
-                                            ({"skipped": 0, "full": 1}, "0 block you, 1")])
+@pytest.mark.parametrize("fields, counts", [
+    ({"skipped": 2}, "2 block you"), ({"skipped": 1}, "1 blocks you"),
+    ({"skipped": 0, "full": 1}, "1 has too much waiting"),
+    ({"skipped": 1, "full": 3}, "1 blocks you and 3 have too much waiting")])
 def test_a_broadcast_some_did_not_get_says_how_many(fields, counts):
     session = welcomed()
     said(session, "PRIVMSG #chat :hello all")
-    assert answer(session, "ok", **fields) == [
-        service(f"Not everyone got that: {counts} have too much waiting.")]
+    assert answer(session, "ok", **fields) == [service(f"Not everyone got that: {counts}.")]
 
 
 def test_who_did_not_get_a_room_message_is_said_again_only_when_it_changes():
@@ -568,9 +569,9 @@ def test_who_did_not_get_a_room_message_is_said_again_only_when_it_changes():
         told += answer(session, "ok", skipped=skipped, full=full)
         said(session, "PRIVMSG seas :and you")    # (a private message's answer changes nothing)
         told += answer(session, "ok", stored=False)
-    assert told == [service("Not everyone got that: 1 block you, 0 have too much waiting."),
-                    service("Not everyone got that: 1 block you, 1 have too much waiting."),
-                    service("Not everyone got that: 1 block you, 0 have too much waiting.")]
+    assert told == [service("Not everyone got that: 1 blocks you."),
+                    service("Not everyone got that: 1 blocks you and 1 has too much waiting."),
+                    service("Not everyone got that: 1 blocks you.")]
 
 
 def test_a_broadcast_everyone_got_writes_nothing():
