@@ -331,17 +331,22 @@ def _open_store(args, clock):
                      seq_floor=int(clock.wall() * 1_000_000), exclusive=True)
     except (OSError, sqlite3.Error) as exc:
         why = exc
+        store = os.path.join(args.data_dir, STORE_FILE)
         if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
             why = "another server is using it (its store stays locked while that one runs)"
         elif isinstance(exc, sqlite3.OperationalError) and any(
                 words in str(exc) for words in ("disk I/O error", "unable to open", "readonly")):
             # (SQLite words a directory or file it may not write as if the disk had failed)
-            why = f"{exc}: can this account write there?"
+            why = f"{exc}: can this account write there, and {store} and its -wal?"
         elif os.path.exists(args.data_dir) and not os.path.isdir(args.data_dir):
             why = "it is not a directory"
+        elif isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
+            # (an operator's trial's was told "file is not a database", not which file)
+            why = (f"{exc}: {store} is not a store of this server's (overwritten, or another "
+                   f"program's file); restore it from a backup, or move it away (and its -wal "
+                   f"beside it) to start a new store")
         elif isinstance(exc, sqlite3.DatabaseError) and "malformed" in str(exc):
             # (a trial's file restored from a backup, without the log a later run left)
-            store = os.path.join(args.data_dir, STORE_FILE)
             why = (f"{exc}: the store's file {store} is damaged, or {store}-wal beside it is "
                    f"not its own write-ahead log (a file restored without the log it was "
                    f"copied with, or with another's). Restore both from one backup; the "

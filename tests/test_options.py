@@ -208,7 +208,23 @@ def test_a_data_directory_the_server_cannot_write_is_said_so(tmp_path):
         capture_output=True, text=True, timeout=WAIT_S, cwd=str(tmp_path))
     assert done.returncode == 1
     assert "cannot open the data directory /proc/self" in done.stderr
-    assert "can this account write there?" in done.stderr
+    assert "can this account write there, and /proc/self/chat.sqlite3 and its -wal?" in (
+        done.stderr)
+
+
+def test_a_store_file_that_is_not_sqlite_s_is_named_at_the_refused_start(tmp_path):
+    """(an operator's trial's garbage file was refused "file is not a database", not which)"""
+    import subprocess
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "chat.sqlite3").write_bytes(b"garbage, not a store" * 400)
+    done = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "server.py"), "0", "--data-dir", str(data),
+         "--credentials", os.path.join(ROOT, "credential.txt")],
+        capture_output=True, text=True, timeout=WAIT_S, cwd=str(tmp_path))
+    assert done.returncode == 1
+    assert (f"{data / 'chat.sqlite3'} is not a store of this server's (overwritten, or another "
+            f"program's file)") in done.stderr
 
 
 def test_a_file_restored_beside_a_later_log_is_refused_before_anything_is_written(tmp_path):
