@@ -139,7 +139,7 @@ class ChatClient:
         # wait behind it as behind a login in flight
         self.login_again = None
         self.login_waits = False        # login_again waits for the server to answer (an outage)
-        self._login_unavailable_said = False    # (once until a login gets in)
+        self._login_unavailable_said = False    # (once until the login gets another answer)
         # a command the server asked to wait (slow_down), sent again by CommandRetry: typed
         # lines wait behind it, as behind a command in flight
         self.command_again = None
@@ -982,6 +982,8 @@ class ChatClient:
 
     def _reply_login(self, pending, frame, now, out):
         sent, self._login_sent = self._login_sent, None     # (the password is held no longer)
+        if error_code(frame) != "unavailable":
+            self._login_unavailable_said = False    # (the next full disk is said again)
         if self.exiting:            # (Ctrl-C as it went: _on_interrupted)
             if frame.get("type") == "welcome" and isinstance(frame.get("token"), str):
                 self.token = frame["token"]
@@ -1100,7 +1102,6 @@ class ChatClient:
 
     def _logged_in(self, frame, now, out):
         self.stage = Stage.LOGGED_IN
-        self._login_unavailable_said = False
         self.logged_in_once = True
         self.session_user = self.user
         # a run of notices is one session's ("seas is offline" said to one user was never said

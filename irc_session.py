@@ -969,6 +969,16 @@ def _number(text):
     return int(text) if text.isascii() and text.isdigit() else 0
 
 
+def _missed_words(blocking, full):
+    """Who a room message missed, in words: "1 blocks you", "3 have too much waiting"."""
+    said = []
+    if blocking:
+        said.append(f"{blocking} {'blocks' if blocking == 1 else 'block'} you")
+    if full:
+        said.append(f"{full} {'has' if full == 1 else 'have'} too much waiting")
+    return " and ".join(said)
+
+
 # An IRC command -> (its handler, True if a client may send it before it is welcomed: the
 # rest get 451 until then). A method is a command only when it is listed here.
 _S, _R = IrcSession, RoomCommands
@@ -994,13 +1004,3 @@ COMMANDS = {
 del _S, _R
 
 __all__ = ["IrcSession", "Message", "Shared", "folded"]
-
-
-def _missed_words(blocking, full):
-    """Who a room message missed, in words: "1 blocks you", "3 have too much waiting"."""
-    said = []
-    if blocking:
-        said.append(f"{blocking} {'blocks' if blocking == 1 else 'block'} you")
-    if full:
-        said.append(f"{full} {'has' if full == 1 else 'have'} too much waiting")
-    return " and ".join(said)

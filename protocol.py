@@ -177,7 +177,8 @@ def numbered_line(wire):
 
 
 def _bad_json(exc):
-    """The FrameError for JSON that could not be read (ValueError or RecursionError).
+    """The FrameError for JSON that could not be read (the scanner's ValueError,
+    RecursionError or StopIteration inside a value).
     RecursionError: "[[[[..." nested deeper than the parser's stack (the fuzzer found it); a
     number of thousands of digits is valid JSON Python will not read."""
     return FrameError("bad_json", "a number in it is too long to read" if
@@ -194,9 +195,11 @@ def decode(line):
     except UnicodeDecodeError:
         raise FrameError("bad_utf8") from None
     # json.loads, in a third of its time for a frame that is one JSON value exactly (the
-    # usual case): the C scanner alone, without json.loads's Python layers. Anything else
-    # (blanks around it, a "\r" from a terminal, bad JSON) goes to json.loads, which decides,
-    # so what is accepted and refused is exactly what json.loads does.
+    # usual case): the C scanner alone, without json.loads's Python layers. JSON bad from its
+    # first character is refused where the scanner stops, as json.loads would refuse it;
+    # anything else (blanks or a byte order mark before it, a "\r" from a terminal or more
+    # after it) goes to json.loads, which decides: what is accepted and refused is exactly
+    # what json.loads does.
     try:
         frame, end = _scan(text, 0)
     except StopIteration as missing:

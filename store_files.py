@@ -263,9 +263,16 @@ def refuse_damaged_log(path):
     without a word, its header or bytes before them changed (wal.py): a trial's restart lost
     300 acknowledged messages so."""
     why = None if path == ":memory:" else wal.damage(path + "-wal")
-    if why is not None:
-        raise sqlite3.DatabaseError(f"the store's write-ahead log, {path}-wal, is damaged: {why}; "
-                                    f"restore the data directory from a backup")
+    if why is None:
+        return
+    if why.startswith(wal.NOT_SQLITES):
+        # (its contents are gone either way; and a power cut's stale bytes, on a file system
+        # that can show them, held nothing acknowledged: a review's)
+        why += (f"; restore the data directory from a backup, or move {path}-wal out of the "
+                f"directory to start from the file alone, as SQLite would")
+    else:
+        why += "; restore the data directory from a backup"
+    raise sqlite3.DatabaseError(f"the store's write-ahead log, {path}-wal, is damaged: {why}")
 
 
 def refuse_emptied(path):

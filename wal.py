@@ -14,6 +14,7 @@ HEADER_BYTES = 32
 FRAME_HEADER_BYTES = 24
 MAGICS = {0x377F0682: "<", 0x377F0683: ">"}     # the checksums' byte order: little, big
 VERSION = 3007000
+NOT_SQLITES = "it is not SQLite's"
 
 
 def damage(path):
@@ -29,11 +30,13 @@ def damage(path):
     magic, version, page_bytes, _, salts, stored = _header(data)
     if magic not in MAGICS and any(data[:HEADER_BYTES]):
         # SQLite writes no other first bytes, and a crash's torn write leaves its old ones or
-        # its new ones, both its own (zeros at most, a file system's after a power cut): the
-        # log was overwritten whole, and SQLite would have read it as empty without a word (an
-        # operator's trial lost 100 acknowledged messages so)
-        return ("it is not SQLite's (its first bytes were overwritten), and SQLite would "
-                "read none of it")
+        # its new ones, both its own: the log was overwritten whole, and SQLite would have
+        # read it as empty without a word (an operator's trial lost 100 acknowledged messages
+        # so). Zeros, or another file's old bytes, are what a file system may show after a
+        # power cut of a log begun anew and never synced (nothing in it was acknowledged
+        # then): store_files says how to start from the file alone
+        return (f"{NOT_SQLITES} (its first bytes were overwritten), and SQLite would read "
+                f"none of it")
     order = MAGICS.get(magic, "<")
     header_holds = (magic in MAGICS and version == VERSION and _page_size_ok(page_bytes)
                     and _checksum(order, data[:24], (0, 0)) == stored)

@@ -2,9 +2,9 @@
 import pytest
 
 from chat_client import MAX_WAITING
-from client_events import (Arm, Cancel, Exit, ExitDue, Expired, Fate, Incoming, InputEnded,
-                           Interrupted, LinkUp, Log, OutageWaitDue, OutboxRetry, PauseInput, ResumeInput,
-                           ShowFate, ShowSending, Started)
+from client_events import (Arm, Cancel, Exit, ExitDue, Expired, Fate, Incoming,
+                           InputEnded, Interrupted, LinkUp, Log, OutageWaitDue, OutboxRetry,
+                           PauseInput, ResumeInput, ShowFate, ShowSending, Started)
 from client_helpers import (OK, WELCOME, Run, ack, err, hello, logged_in, of, printed,
                             requests)
 from terminal import ASK_USER

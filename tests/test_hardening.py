@@ -383,6 +383,24 @@ def test_a_login_the_server_cannot_store_goes_again_by_itself_said_once():
     assert requests(run.reply(WELCOME, "login")) == [{"type": "online", "token": "t1"}]
 
 
+def test_a_full_disk_after_a_refused_login_is_said_again():
+    """(a review's: said once until a login got in, a wrong password between two full disks
+    left the second unsaid, the client retrying without a word)"""
+    run = Run()
+    run.do(Started())
+    run.type("alice")
+    run.reply(OK)
+    run.type("pw")
+    assert printed(run.reply(err("unavailable", seconds=1), "login"))
+    run.now += 1
+    run.do(Expired(LoginRetry()))
+    run.reply(err("wrong_password", attempts_left=2), "login")
+    run.type("pw2")
+    assert printed(run.reply(err("unavailable", seconds=1), "login")) == [
+        "The server cannot store anything just now; your login is tried again every 1 s "
+        "until it can (Ctrl-C leaves)."]
+
+
 def test_a_login_slowed_down_past_a_minute_waits_a_minute():
     run = Run()
     run.do(Started())

@@ -102,8 +102,10 @@ def test_a_log_overwritten_whole_is_damage_and_the_store_will_not_open(tmp_path)
         with open(log, "wb") as out:
             out.write(garbage)
         assert "it is not SQLite's" in wal.damage(log)
-        with pytest.raises(sqlite3.DatabaseError, match="write-ahead log, .* is damaged"):
+        with pytest.raises(sqlite3.DatabaseError, match="write-ahead log, .* is damaged") as no:
             Store(str(path), exclusive=True)
+        assert f"or move {path}-wal out of the directory to start from the file alone" in (
+            str(no.value))
 
 
 def test_a_log_whose_header_is_zeros_is_read_as_a_crash_left_it(tmp_path):
