@@ -252,6 +252,9 @@ class _Attempt:
         self.timer = timer
 
 
+_OUR_START = b'{"type":"'      # how every frame the server sends begins
+
+
 def left_if_foreign(conn, frame, line):
     """True, and `conn` aborted as NOT_OURS, when the server's `frame` (as `decoded` gave it
     from `line`) is in no dialect of ours: another program answers at that port, which the
@@ -261,7 +264,9 @@ def left_if_foreign(conn, frame, line):
     trial's was blamed on another program."""
     if not foreign(frame):
         return False
-    conn.abort("eof" if line.startswith(b'{"type":"') else NOT_OURS)
+    # (cut anywhere: within its first bytes too, a re-check's `{"typ`)
+    cut = line.startswith(_OUR_START) or (line and _OUR_START.startswith(line))
+    conn.abort("eof" if cut else NOT_OURS)
     return True
 
 
