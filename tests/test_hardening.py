@@ -345,12 +345,17 @@ def test_the_client_keeps_a_message_the_server_asks_to_slow_down_and_sends_it_ag
     assert requests(run.do(Expired(OutboxRetry()))) == [first]        # the same mid
 
 
-def test_a_login_asked_to_slow_down_goes_again_by_itself_and_typed_lines_wait_for_it():
+def login_sent():
+    """A client whose name was taken and whose login is on its way -> (the run, the login)."""
     run = Run()
     run.do(Started())
     run.type("alice")
     run.reply(OK)
-    login = requests(run.type("pw"))[0]
+    return run, requests(run.type("pw"))[0]
+
+
+def test_a_login_asked_to_slow_down_goes_again_by_itself_and_typed_lines_wait_for_it():
+    run, login = login_sent()
     actions = run.reply(err("slow_down", seconds=2), "login")
     assert printed(actions) == ["The server is busy logging people in; trying again in 2 s."]
     assert ClientArm(LoginRetry(), run.now + 2) in actions
@@ -363,11 +368,7 @@ def test_a_login_asked_to_slow_down_goes_again_by_itself_and_typed_lines_wait_fo
 def test_a_login_the_server_cannot_store_goes_again_by_itself_said_once():
     """A full disk's `unavailable` to a login: a trial's user was asked the password again,
     as if it were wrong, and only a login typed again got in once the disk had room."""
-    run = Run()
-    run.do(Started())
-    run.type("alice")
-    run.reply(OK)
-    login = requests(run.type("pw"))[0]
+    run, login = login_sent()
     actions = run.reply(err("unavailable", seconds=1), "login")
     assert printed(actions) == ["The server cannot store anything just now; your login is "
                                 "tried again every 1 s until it can (Ctrl-C leaves)."]
@@ -386,11 +387,7 @@ def test_a_login_the_server_cannot_store_goes_again_by_itself_said_once():
 def test_a_full_disk_after_a_refused_login_is_said_again():
     """(a review's: said once until a login got in, a wrong password between two full disks
     left the second unsaid, the client retrying without a word)"""
-    run = Run()
-    run.do(Started())
-    run.type("alice")
-    run.reply(OK)
-    run.type("pw")
+    run, _ = login_sent()
     assert printed(run.reply(err("unavailable", seconds=1), "login"))
     run.now += 1
     run.do(Expired(LoginRetry()))
