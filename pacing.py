@@ -173,7 +173,8 @@ class StateLines:
     At the end of that time, the state it is in, with how often it changed unsaid, unless the
     log says it already with nothing unsaid. (Folded as repeated lines are, an operator's
     trial's log said "the store commits again" for a minute in which every write was
-    refused.) Said: at most two lines at once and one a period."""
+    refused.) Flapping, it says a few lines a period at most: the period's summary, then a
+    recovery and a failure (a review's count: three a minute)."""
 
     def __init__(self, reactor, log, good_text, quiet_s=60.0):
         self._reactor = reactor
@@ -199,6 +200,7 @@ class StateLines:
             self._say(text)
 
     def went_good(self):
+        """The state is good now."""
         if not self.bad:
             return
         self.bad = False
