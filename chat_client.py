@@ -139,7 +139,8 @@ class ChatClient:
         # wait behind it as behind a login in flight
         self.login_again = None
         self.login_waits = False        # login_again waits for the server to answer (an outage)
-        self._login_unavailable_said = False    # (once until the login gets another answer)
+        # when the login was first answered unavailable, until it gets another answer
+        self._login_unavailable_at = None
         # a command the server asked to wait (slow_down), sent again by CommandRetry: typed
         # lines wait behind it, as behind a command in flight
         self.command_again = None
@@ -983,7 +984,7 @@ class ChatClient:
     def _reply_login(self, pending, frame, now, out):
         sent, self._login_sent = self._login_sent, None     # (the password is held no longer)
         if error_code(frame) != "unavailable":
-            self._login_unavailable_said = False    # (the next full disk is said again)
+            self._login_unavailable_at = None   # (the next full disk is said again)
         if self.exiting:            # (Ctrl-C as it went: _on_interrupted)
             if frame.get("type") == "welcome" and isinstance(frame.get("token"), str):
                 self.token = frame["token"]
@@ -1034,12 +1035,19 @@ class ChatClient:
             # trial's user was asked the password again, as if it were wrong, and a login
             # typed again was all that got in once the disk had room
             wait_s = limits.asked_wait(frame.get("seconds"), 1.0, LOGIN_RETRY_MAX_S)
-            self.login_again = sent
-            if not self._login_unavailable_said:
-                self._login_unavailable_said = True
+            if self._login_unavailable_at is None:
+                self._login_unavailable_at = now
                 out.append(Show("system", f"The server cannot store anything just now; your "
                                           f"login is tried again every {wait_s:g} s until it "
                                           f"can (Ctrl-C leaves)."))
+            elif (self.settings.scripted
+                  and now - self._login_unavailable_at >= self.settings.outage_wait_s):
+                # a script waits as long as for its messages in an outage (a review's retried
+                # for as long as the disk stayed full); a person leaves with Ctrl-C
+                self._script_stops(out, f"the login failed (the server could not store "
+                                        f"anything for {self.settings.outage_wait_s:g} s)")
+                return
+            self.login_again = sent
             self._arm(LoginRetry(), now + wait_s, out)
             return
         else:

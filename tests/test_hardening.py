@@ -3,8 +3,8 @@ slow_down, and a well-behaved user is served all the while. No sockets, no clock
 import pytest
 
 import passwords
-from client_events import (Arm as ClientArm, Expired, Incoming, Log as ClientLog, LoginRetry,
-                           OutboxRetry, Started)
+from client_events import (Arm as ClientArm, Exit, Expired, Incoming, Log as ClientLog,
+                           LoginRetry, OutboxRetry, Started)
 from client_helpers import OK, WELCOME, Run, err, logged_in, printed, requests
 from chat_server import ChatServer, Settings
 from server_events import (Arm, BadFrame, Expired as ServerExpired, IdleCheck, Log, Reply,
@@ -396,6 +396,27 @@ def test_a_full_disk_after_a_refused_login_is_said_again():
     assert printed(run.reply(err("unavailable", seconds=1), "login")) == [
         "The server cannot store anything just now; your login is tried again every 1 s "
         "until it can (Ctrl-C leaves)."]
+
+
+def test_a_script_s_login_the_server_cannot_store_waits_30_s_then_stops():
+    """(a review's: a script reading a file retried its login for as long as the disk was
+    full; it waits as long as for its messages in an outage)"""
+    run = Run(scripted=True)
+    run.do(Started())
+    run.type("alice")
+    run.reply(OK)
+    login = requests(run.type("pw"))[0]
+    run.reply(err("unavailable", seconds=1), "login")
+    for _ in range(29):
+        run.now += 1
+        assert requests(run.do(Expired(LoginRetry()))) == [login]
+        assert ClientArm(LoginRetry(), run.now + 1) in run.reply(err("unavailable", seconds=1),
+                                                                 "login")
+    run.now += 1
+    run.do(Expired(LoginRetry()))
+    actions = run.reply(err("unavailable", seconds=1), "login")
+    assert Exit(1, "the login failed (the server could not store anything for 30 s); the "
+                   "rest of the input was not read") in actions
 
 
 def test_a_login_slowed_down_past_a_minute_waits_a_minute():
