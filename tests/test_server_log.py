@@ -488,7 +488,7 @@ def test_with_an_irc_port_the_start_names_accounts_irc_cannot_carry(tmp_path):
     credentials.write_text("columbia 116bway\nfake!u@h pw\nCOLUMBIA pw2\n")
     server = ServerProcess(tmp_path, "--irc-port", "0", credentials=credentials)
     try:
-        server.wait_log(r"IRC clients on ")
+        server.wait_log(re.escape("1 account name cannot be an IRC nick"))   # (said last)
         said = server.log()
         assert "accounts COLUMBIA and columbia differ only in case" in said
         assert "1 account name cannot be an IRC nick (fake!u@h): on the IRC port" in said
