@@ -1,32 +1,38 @@
 """The chat client's core: ChatClient turns events into actions.
 
 It takes `(event, now)` and returns a list of actions (client_events.py); it never touches a
-socket, the screen or the clock. It routes each event to its handler and keeps the session; the
-parts with state of their own live beside it: outbox.py (messages the server has not yet taken),
-doorkeeper.py (who gets in on our listening port), peer.py (private links), and commands.py (what
-a typed line means, what a reply says). client.py builds and runs it.
+socket, the screen or the clock. It routes each event to its handler, runs typed lines one at a
+time and keeps the session (heartbeats, a staying link's resume, the session's end). Its parts
+are its base classes, a module each: client_login.py (the way in), client_sending.py (messages
+and commands), client_deliveries.py (what reaches us, and peers) and client_leaving.py (the
+end). The parts with state of their own live beside it: outbox.py (messages the server has not
+yet taken), doorkeeper.py (who gets in on our listening port), peer.py (private links), outage.py
+(whether the server can be reached), and commands.py (what a typed line means, what a reply
+says). client.py builds and runs it.
 """
-import enum
 import secrets
 from collections import deque
 from dataclasses import dataclass, field
 
 import limits
 import peer
-from client_events import (REQUEST_TIMEOUT_S, Accepted, Arm, Cancel, CloseConn, CommandRetry,
-                           DrainDue, Exit, ExitDue, Expired, Fate, HeartbeatDue, HungUp, Incoming,
-                           IncomingClosed, InputEnded, Interrupted, LineIn, LinkClosed, LinkDown,
-                           LinkIdle, LinkIn, LinkUp, Log, LoginAbandoned, LoginRetry,
-                           OutageWaitDue, OutboxRetry, PauseInput, Probe, ProbeDue, Prompt,
-                           Pushed, Replied, RequestFailed, ResumeInput, SendRequest, SendTo,
-                           Show, ShowFate, ShowOnline, ShowSending, Stage, Started, Status)
-from commands import (DEFAULT_ATTEMPTS, Command, Usage, case_hint, described, error_code,
-                      error_text, is_message_line, parse_command, presence_notices, refusal,
-                      reply_lines, seconds_text, shown, times_text)
-from doorkeeper import Delivered, Door, Doorkeeper, HeadSeen, PeerTurnedAway, PrivateIn
+from client_deliveries import TURNED_AWAY_BURST, TURNED_AWAY_PER_S, Deliveries
+from client_events import (REQUEST_TIMEOUT_S, Accepted, Arm, Cancel, CommandRetry, DrainDue,
+                           ExitDue, Expired, HeartbeatDue, HungUp, Incoming, IncomingClosed,
+                           InputEnded, Interrupted, LineIn, LinkClosed, LinkDown, LinkIdle,
+                           LinkIn, LinkUp, Log, LoginAbandoned, LoginRetry, OutageWaitDue,
+                           OutboxRetry, Probe, ProbeDue, Prompt, Pushed, Replied, RequestFailed,
+                           SendRequest, Show, Stage, Started, Status)
+from client_leaving import Leaving
+from client_login import LoginSteps
+from client_requests import NEVER_SENT, Pending, Purpose
+from client_sending import Sending
+from commands import (Command, Usage, error_code, error_text, is_message_line, parse_command,
+                      refusal, shown)
+from doorkeeper import Door, Doorkeeper
 from outage import Outage
 from outbox import Outbox
-from protocol import CONSENT_S, MAX_NAME_CHARS, MAX_SEQ, MAX_TEXT_CHARS, MIN_HEARTBEAT_S
+from protocol import MIN_HEARTBEAT_S
 from words import plural
 
 HEARTBEAT_S = 30.0          # the server ends a session silent for 31 s
@@ -37,10 +43,6 @@ HEARTBEAT_S = 30.0          # the server ends a session silent for 31 s
 # (the connection made again, at its first try 1 s on).
 STAY_HEARTBEAT_S = 15.0
 STAY_MARGIN_S = 5.0
-# typed at the name prompt, most likely a command, not a name: told how to leave
-COMMAND_LIKE_WORDS = ("quit", "exit", "logout", "bye", "help")
-# ... and these leave, as at the command prompt, when no account has the name
-QUIT_WORDS = ("quit", "exit")
 UNREACHED_WORDS = ("Messages wait for you that the server cannot deliver: it cannot connect to "
                    "this client's listening port (behind NAT or a firewall, say). Quit, and "
                    "start the client with --stay-connected (make client ... STAY=1): it takes "
@@ -49,16 +51,6 @@ EXIT_WAIT_S = 2.0           # how long an exiting client waits for its logout re
 DRAIN_WAIT_S = 5.0          # how long the input's end waits for what waited for this login
 MAX_TIMEOUT_S = 10 ** 9     # a welcome's time-out past this is no number to heed
 OUTAGE_WAIT_S = 30.0        # how long the input's end waits for a server away to take messages
-MAX_WAITING = 1000          # a script's lines and messages held for the server (_pace_input)
-TURNED_AWAY_PER_S = 0.1     # refused peer connections said: one every 10 s ...
-TURNED_AWAY_BURST = 3       # ... after a first 3
-LOGIN_RETRY_MAX_S = 60.0    # the longest a login asked to slow down waits before it goes again
-# A message numbered more than this above the highest number the server has said it gave is
-# refused: numbers grow by one a message, so this is many hours of the busiest server's traffic
-# between two heartbeats (each tells the head), and far below a forged "900000000000".
-SEQ_SLACK = 2 ** 30
-# why a request failed, when it certainly never reached the server (reactor and stay.py words)
-NEVER_SENT = ("refused", "not connected")
 # the timers whose firing contacts the server: during an outage, the next of them is the next try
 _TRIES = (HeartbeatDue, OutboxRetry, ProbeDue)
 
@@ -97,34 +89,7 @@ class Settings:
     cafile: str | None = None       # the certificates it trusts (--cafile), for the words
 
 
-def _is_seq(value):
-    """True for a stored message's number: a whole number from 1 to MAX_SEQ."""
-    return type(value) is int and 0 < value <= MAX_SEQ
-
-
-class Purpose(enum.Enum):
-    """What a request was for: its reply (or failure) is handled by that."""
-    CHECK_USER = "check_user"
-    LOGIN = "login"
-    COMMAND = "command"
-    OUTBOX = "outbox"
-    HEARTBEAT = "heartbeat"
-    RESUME = "resume"
-    EXIT = "exit"
-    PROBE = "probe"
-
-
-@dataclass
-class _Pending:
-    """A request waiting for its reply: what it was for, and the session it belongs to."""
-    purpose: Purpose
-    blocks_input: bool
-    sent_at: float
-    token: str | None = None
-    command: Command | None = None
-
-
-class ChatClient:
+class ChatClient(LoginSteps, Sending, Deliveries, Leaving):
     """The client's logic: `handle(event, now)` -> list of actions."""
 
     def __init__(self, settings):
@@ -146,7 +111,7 @@ class ChatClient:
         self.command_again = None
         self.sent_again = None      # ... and once sent again, so that its answer says which
         self._login_sent = None         # the login in flight
-        self.pending = {}               # request id -> _Pending
+        self.pending = {}               # request id -> Pending
         # (store, user) -> the highest seq of a stored message shown: a store's numbers mean
         # nothing in another (a wiped or new data directory), and only grow within one
         self.shown_upto = {}
@@ -464,20 +429,6 @@ class ChatClient:
         typed = sum(1 for line in self.lines if not is_message_line(line)) if self.lines else 0
         return typed + int(in_flight)
 
-    def _missing_at_start(self, out):
-        """check_server found no server before the first username: a script stops there; a
-        person is told, once, that typing may begin (a trial's screen said only that the
-        server could not be reached, and the user guessed)."""
-        if self.settings.scripted:
-            self.lines.clear()
-            self._exit(out, 1, f"cannot reach {self.outage.where()} ({self.outage.reason}); "
-                               f"the input was not read")
-        else:
-            if not self.told_to_type:
-                self.told_to_type = True
-                out.append(Show("type_ahead"))
-            self._leave_if_ended_while_waiting(self._now, out)
-
     def _reached(self, out):
         """The server answered: an outage, if there was one, is over, and the user hears it;
         a login that waited for it goes."""
@@ -539,109 +490,6 @@ class ChatClient:
                                f"{self.settings.outage_wait_s:g} s; the rest of the input was "
                                f"not read")
 
-    def _leaving_waits(self, now, out):
-        """True while a script's `logout` or `quit` waits, as the input's end does, for the
-        messages typed before it to be taken (in an outage, up to outage_wait_s): a reviewer's
-        3,000 broadcasts and a logout listed 717 as not sent; then for those that waited for
-        this login to be shown (_draining): a trial's script that logged in and out read them
-        in some runs only, and in others after its logout, again at each later login; then
-        for private messages on their way to peers (peer.Peers.holding)."""
-        if not (self.settings.scripted and self.stage is Stage.LOGGED_IN):
-            return False
-        command = parse_command(self.lines[0])
-        if type(command) is not Command or command.name not in ("logout", "quit"):
-            return False
-        if self.outbox.entries:
-            return not self.outbox.retry_s or self._held_by_outage(now, out)
-        return self._draining(now, out) or self._held_by_peers(out)
-
-    def _held_by_outage(self, now, out):
-        """True while a script waits, up to outage_wait_s, for a server that could not be
-        reached (or could not store) to take the messages kept for it (the outbox retries
-        meanwhile): at the input's end, or with its input paused. A trial's script ended a
-        second into a server's restart and listed 95 messages as not sent, right after it had
-        said they would be."""
-        if not self._kept_by_outage():
-            self._outage_wait_over(out)
-            return False
-        if self.outage_wait == "over":
-            return False
-        if self.outage_wait is None:
-            self.outage_wait = "waiting"
-            self._arm(OutageWaitDue(), now + self.settings.outage_wait_s, out)
-            why = "The input has ended" if self.input_ended else "The input waits"
-            out.append(Show("system", f"{why}: waiting up to {self.settings.outage_wait_s:g} s "
-                                      f"for the server to take "
-                                      f"{plural(len(self.outbox.entries), 'message')}."))
-        return True
-
-    def _held_by_peers(self, out):
-        """True while the end waits for private messages on their way to peers, said once (a
-        re-attack's Ctrl-D waited 10 s for a stopped peer without a word)."""
-        holding = self.peers.holding()
-        if holding and not self.peer_wait_said:
-            self.peer_wait_said = True
-            out.append(Show("system", f"Waiting up to {peer.PEER_PROOF_S:g} s for "
-                                      f"{plural(holding, 'private message')} to be "
-                                      f"acknowledged."))
-        return bool(holding)
-
-    def _kept_by_outage(self):
-        """True while messages wait for a server that could not take them (a retry's
-        backoff runs)."""
-        return bool(self.outbox.entries) and bool(self.outbox.retry_s)
-
-    def _outage_wait_over(self, out):
-        """The server took what waited: an outage's wait is over, and a later outage has its
-        own (a script that waited one out at a logout, logged in again, did not wait at the
-        next)."""
-        if self.outage_wait == "waiting":
-            out.append(Cancel(OutageWaitDue()))
-        self.outage_wait = None
-
-    def _outage_wait_due(self, key, now, out):
-        if self.outage_wait == "waiting":
-            out.append(Log(f"the server took no message in {self.settings.outage_wait_s:g} s; "
-                           f"{plural(len(self.outbox.entries), 'message')} waiting"))
-            self.outage_wait = "over"   # _run_lines, after this event, exits
-
-    def _pace_input(self, waiting, busy, out):
-        """A script's input (a file, a pipe) is read no further while MAX_WAITING lines and
-        messages wait for the server, and again once half of them have gone: a trial's `yes |
-        client.py` grew by 25 MB a second while the server took 20 messages. Out of a session,
-        with no login under way, it is read whatever waits: the next login is in it."""
-        if not self.settings.scripted or self.input_ended:
-            return
-        wants_input = self.stage is not Stage.LOGGED_IN and not busy
-        if not self.input_paused and waiting >= MAX_WAITING and not wants_input:
-            self.input_paused = True
-            out.append(PauseInput())
-        elif self.input_paused and (waiting <= MAX_WAITING // 2 or wants_input):
-            self.input_paused = False
-            out.append(ResumeInput())
-
-    def _draining(self, now, out):
-        """True while the input's end still waits for the messages that waited for this login:
-        shown and acknowledged before the logout, they are not kept for the next run (a script
-        that logs in reads them). Bounded by drain_wait_s; the rest waits on the server."""
-        if self.drain == "over":
-            return False
-        if self.backlog_left > 0 or (self.backlog_upto and self.doorkeeper.servers_open()):
-            if self.drain is None:
-                self.drain = "waiting"
-                self._arm(DrainDue(), now + self.settings.drain_wait_s, out)
-            return True
-        if self.drain == "waiting":
-            out.append(Cancel(DrainDue()))
-        self.drain = "over"
-        return False
-
-    def _drain_due(self, key, now, out):
-        if self.drain == "waiting":
-            out.append(Log(f"the session ends; {self.backlog_left} of the messages that "
-                           f"waited for this login still wait for the next"))
-            self.drain = "over"     # _run_lines, after this event, logs out
-
     def _line(self, text, now, out):
         if self.stage is Stage.USERNAME:
             self._username_line(text.strip(), out)
@@ -649,69 +497,6 @@ class ChatClient:
             self._password_line(text.strip(), out)
         else:
             self._command_line(text, now, out)
-
-    def _username_line(self, name, out):
-        if not name:
-            out.append(Prompt(Stage.USERNAME))
-            return
-        if " " in name and self._kept_for_next_login(name, out):
-            return
-        if len(name) > MAX_NAME_CHARS:
-            # no account has such a name: not sent (one past the frame limit came back in the
-            # protocol's words, "frame longer than 65536 bytes": a trial's)
-            out.append(Show("system", "Wrong username."))
-            self._login_refused(out)
-            out.append(Prompt(Stage.USERNAME))
-            return
-        self.user = name
-        self._request(Purpose.CHECK_USER, {"type": "check_user", "user": name}, out,
-                      blocks_input=True)
-
-    def _kept_for_next_login(self, line, out, ask=True):
-        """A message typed as the session ended (a restart, a time-out) reached the user name
-        prompt: no name holds a space, so it is a message, kept like those the session left
-        unsent, for the next login as the same user -> True if it was (a trial's typed lines
-        were each "Wrong username.", and lost). `ask`: ask for the name again after it."""
-        command = parse_command(line)
-        user = self.session_user       # (not the last name typed: a trial's was a password)
-        if (user is None or type(command) is not Command
-                or command.name not in ("message", "broadcast")):
-            return False
-        refused = refusal(command, user)
-        if refused is not None:         # (said now: no name holds a space either)
-            self.refused += 1
-            out.append(Show("system", refused))
-            if ask:
-                out.append(Prompt(Stage.USERNAME))
-            return True
-        entry = self.outbox.add(user, command)
-        out.extend([ShowSending(entry.mid, command.user, command.text),
-                    Show("system", f"You are not logged in: your message waits, and goes once "
-                                   f"you log in again as {user}.")])
-        if ask:
-            out.append(Prompt(Stage.USERNAME))
-        return True
-
-    def _password_line(self, password, out):
-        if not password:
-            out.append(Prompt(Stage.PASSWORD))
-            return
-        if len(password) > MAX_TEXT_CHARS:      # (the server's words for it are a developer's)
-            out.append(Show("system", f"No password is longer than {MAX_TEXT_CHARS:,} "
-                                      f"characters. Please try again."))
-            self._login_refused(out)
-            out.append(Prompt(Stage.PASSWORD))
-            return
-        # our run's id (our mids begin with it): the server keeps which of them it took for as
-        # long as we run, so a message retried after a day away is still not stored twice
-        frame = {"type": "login", "user": self.user, "password": password,
-                 "client": self.settings.client_id}
-        if self.settings.stay:
-            frame["stay"] = True    # deliveries come on our staying connection, not the port
-        if self.settings.listen_port is not None:
-            frame["port"] = self.settings.listen_port
-        self._login_sent = frame        # held until its answer: a slow_down sends it again
-        self._request(Purpose.LOGIN, frame, out, blocks_input=True)
 
     def _command_line(self, text, now, out):
         command = parse_command(text)
@@ -770,171 +555,11 @@ class ChatClient:
                         f"({', '.join(waiting)}): type {name} <user>."))
         return None
 
-    def _send_command(self, command, now, out):
-        frame = {"type": command.name, "token": self.token}
-        if command.name in ("Y", "N"):
-            self.peers.answered(command.user)
-            frame.update(type="consent", user=command.user, agree=command.name == "Y")
-        elif command.user is not None:
-            frame["user"] = command.user
-        self.last_request_at = now
-        self._request(Purpose.COMMAND, frame, out, blocks_input=True, command=command)
-
-    def _command_retry(self, key, now, out):
-        command, self.command_again = self.command_again, None
-        if command is None:
-            return
-        if self.stage is Stage.LOGGED_IN and not self.exiting:
-            self.sent_again = command
-            self._send_command(command, now, out)
-        else:       # (said to go again: its end is said too)
-            self._not_done("ended_not_done", command, out)
-
-    # -- the outbox: messages are acknowledged by the server, or retried -------------------------
-
-    def _post(self, command, now, out, blocks_input):
-        """Queue a message or broadcast; send it now unless older ones still wait."""
-        entry = self.outbox.add(self.user, command)
-        out.append(ShowSending(entry.mid, command.user, command.text))
-        waiting = len(self.outbox.entries)
-        if waiting == 1:
-            self.waiting_said = 0
-            self._send_head(now, out, blocks_input)
-        elif (waiting == 2 or waiting % 100 == 0) and waiting > self.waiting_said:
-            # said when the queue begins, then every 100 (a paste of 100 lines said it 100
-            # times), each count once while the queue lasts (a pipe that kept it between 500
-            # and 1,000 said each 4 to 6 times); the status line counts them meanwhile
-            self.waiting_said = waiting
-            out.append(Show("system", f"The server has not taken your earlier messages yet; "
-                                      f"this one waits behind them ({waiting} waiting)."))
-
-    def _send_head(self, now, out, blocks_input):
-        """Send the oldest waiting message alone, so the server takes them in order."""
-        head = self.outbox.head()
-        if head is None:
-            return
-        self.last_request_at = now
-        self.outbox.sending = self._request(Purpose.OUTBOX, head.frame(self.token), out,
-                                            blocks_input, head.command)
-
-    def _login_retry(self, key, now, out):
-        frame, self.login_again = self.login_again, None
-        if frame is None or self.exiting:
-            return
-        if frame["type"] == "check_user" and self.stage is Stage.USERNAME:
-            self._request(Purpose.CHECK_USER, frame, out, blocks_input=True)
-        elif frame["type"] == "login" and self.stage is Stage.PASSWORD:
-            self._login_sent = frame
-            self._request(Purpose.LOGIN, frame, out, blocks_input=True)
-
-    def _outbox_retry(self, key, now, out):
-        if self.stage is Stage.LOGGED_IN and not self.exiting:
-            self._send_head(now, out, blocks_input=False)
-
-    def _reply_outbox(self, pending, frame, now, out):
-        if error_code(frame) == "slow_down":
-            # kept, not refused: the server takes it once we wait as long as it says
-            wait_s = self.outbox.slowed(frame.get("seconds"))
-            self._notice(f"The server asks us to slow down; your message is kept and sent in "
-                         f"{wait_s:g} s.", out, key="slow down")
-            self._arm(OutboxRetry(), now + wait_s, out)
-            return
-        if error_code(frame) == "unavailable":
-            # kept, not refused: the server could not store it; tried again with backoff. The
-            # server holds the write and commits it once it can: given up at exit, it is
-            # "perhaps" sent (a trial's "Not sent" message arrived)
-            self.outbox.lost_on_the_way()
-            said = self.outbox.retry_s
-            retry_s = self.outbox.failed()
-            if not said:
-                out.append(Show("system", "The server cannot store messages just now; yours "
-                                          "is kept and sent again until it can."))
-            self._arm(OutboxRetry(), now + retry_s, out)
-            return
-        if error_code(frame) == "no_session":
-            # kept: it goes out again once this user has logged in again
-            self.outbox.kept()
-            if not self._stale(pending):
-                self._session_ended(out, frame)
-            return
-        mid = self.outbox.taken().mid
-        lines = reply_lines(pending.command, frame)
-        named = mid in self.carried
-        self.carried.discard(mid)
-        if lines is None:
-            # neither stored nor refused in words we know: it is not shown as sent
-            out.extend([Log(f"unexpected reply to {pending.command.name}: {frame.get('type')}"),
-                        ShowFate(mid, Fate.REFUSED)])
-        elif frame.get("type") == "error":
-            self.refused += 1
-            out.extend(ShowFate(mid, Fate.REFUSED, line) for line in lines)
-            if self.settings.scripted:
-                # a script's lines are not echoed: which one it was (a trial's 4,000 refusals
-                # were one line 4,000 times)
-                out.append(ShowFate(mid, Fate.REFUSED, f"Not sent: {described(pending.command)}"))
-        else:
-            out.append(ShowFate(mid, Fate.SENT))
-            for line in lines:
-                self._notice(f"{line} ({described(pending.command)})" if named else line, out,
-                             key=line)
-        if self.outbox.head() is None and not self.lines:
-            self._run_notices.clear()       # the run is over: the next message is told again
-        if self.stage is Stage.LOGGED_IN:
-            self._send_head(now, out, blocks_input=False)
-
-    def _notice(self, text, out, key=None):
-        """A notice about sending ("seas is offline; ..."), once in a run of messages (while
-        the outbox has not emptied): a file of 300 messages to one offline user said it 197
-        times. A message typed on its own, sent before the next, is told each time."""
-        key = key or text
-        if key not in self._run_notices:
-            self._run_notices.add(key)
-            out.append(Show("system", text))
-
-    def _fail_outbox(self, pending, now, out):
-        outage_begins = not self.outbox.retry_s
-        retry_s = self.outbox.failed()
-        if outage_begins:           # say which messages wait, once: Status says the rest
-            out.extend(ShowFate(entry.mid, Fate.WAITING,
-                                "Waiting to be sent: " + described(entry.command))
-                       for entry in self.outbox.entries)
-            out.append(Show("system", f"Your message is kept and will be sent when the server "
-                                      f"answers ({len(self.outbox.entries)} waiting; next try "
-                                      f"in {retry_s:g} s)."))
-        self._arm(OutboxRetry(), now + retry_s, out)
-
-    def _outbox_after_login(self, now, out):
-        """Messages typed before the session ended go out now, if this is the same user."""
-        waiting = list(self.outbox.entries)
-        if not waiting:
-            return
-        if waiting[0].user != self.user:
-            self._report_unsent(out, "you logged in as someone else")
-            return
-        self.outbox.fresh_start()
-        self.carried = {entry.mid for entry in waiting}
-        self._send_head(now, out, blocks_input=False)
-
-    def _report_unsent(self, out, why, at_exit=False):
-        """List each waiting message as not sent, or perhaps not sent -> how many."""
-        entries, unanswered = self.outbox.drop_all()
-        for entry in entries:
-            if unanswered:      # (the oldest: it went out unanswered, or `unavailable`)
-                unanswered = False
-                out.append(ShowFate(entry.mid, Fate.UNSURE, f"Perhaps not sent (the server may "
-                                    f"have it; it may yet arrive): {described(entry.command)}",
-                                    "the server may have it; it may yet arrive", at_exit))
-            else:
-                out.append(ShowFate(entry.mid, Fate.REFUSED,
-                                    f"Not sent ({why}): " + described(entry.command), why,
-                                    at_exit))
-        return len(entries)
-
     # -- requests and replies -------------------------------------------------------------------
 
     def _request(self, purpose, frame, out, blocks_input, command=None):
         self._ids += 1
-        self.pending[self._ids] = _Pending(purpose, blocks_input, self._now, self.token, command)
+        self.pending[self._ids] = Pending(purpose, blocks_input, self._now, self.token, command)
         if blocks_input:
             self.waiting_for = self._ids
         if purpose is Purpose.PROBE:
@@ -958,155 +583,7 @@ class ChatClient:
         """A reply for a session that has since ended (logout, elsewhere, expiry)."""
         return pending.token != self.token
 
-    def _reply_check_user(self, pending, frame, now, out):
-        if frame.get("type") == "ok":
-            self.stage = Stage.PASSWORD
-            out.append(Prompt(Stage.PASSWORD))
-        elif error_code(frame) in ("unknown_user", "bad_field"):
-            if str(self.user).lower() in QUIT_WORDS and not case_hint(frame):
-                # no account's name (nor one in another case, which is hinted at): the way out
-                # it looks like (a trial's new user, asked again, thought it could not leave)
-                self._on_interrupted(None, now, out)
-                return
-            # a name no account can have (a space, a control character, too long) is as wrong
-            # as an unknown one, and said in the same words, not in the protocol's
-            leaving = str(self.user).lower() in COMMAND_LIKE_WORDS and not self.settings.scripted
-            out.append(Show("system", "Wrong username." + case_hint(frame)
-                            + (" (Type an account's name; Ctrl-D or Ctrl-C leaves.)" if leaving
-                               else "")))
-            self._login_refused(out)
-            out.append(Prompt(Stage.USERNAME))
-        else:
-            out.append(Show("system", error_text(frame)))
-            self._login_refused(out)
-            out.append(Prompt(Stage.USERNAME))
-
-    def _reply_login(self, pending, frame, now, out):
-        sent, self._login_sent = self._login_sent, None     # (the password is held no longer)
-        if error_code(frame) != "unavailable":
-            self._login_unavailable_at = None   # (the next full disk is said again)
-        if self.exiting:            # (Ctrl-C as it went: _on_interrupted)
-            if frame.get("type") == "welcome" and isinstance(frame.get("token"), str):
-                self.token = frame["token"]
-                self._request(Purpose.EXIT, {"type": "logout", "token": self.token}, out,
-                              blocks_input=False)
-            else:
-                self._exit(out)
-            return
-        if frame.get("type") == "welcome":
-            self._logged_in(frame, now, out)
-            return
-        out.extend(self.doorkeeper.refuse_held())
-        code = error_code(frame)
-        if code == "wrong_password":
-            out.append(Show("system", "Wrong password. Please try again."))
-            self._login_refused(out)
-            out.append(Prompt(Stage.PASSWORD))
-            return
-        if code == "too_many_attempts":
-            attempts = frame.get("attempts")
-            if isinstance(attempts, bool) or not isinstance(attempts, int):
-                attempts = DEFAULT_ATTEMPTS
-            seconds = seconds_text(frame.get("seconds"))
-            out.append(Show("system", f"You have entered wrong password {times_text(attempts)} "
-                                      f"times. You will be blocked for {seconds} seconds."))
-        elif code == "locked":
-            seconds = frame.get("seconds")      # (the original's words, and how long)
-            left = f" (in {seconds} s)" if type(seconds) is int and seconds > 0 else ""
-            out.append(Show("system", f"You are still blocked, please try again later{left}"))
-            # the password is asked again, as the original's transcript does: once the time
-            # is up it is typed again, not the name first
-            self._login_refused(out)
-            out.append(Prompt(Stage.PASSWORD))
-            return
-        elif code == "unknown_user":
-            out.append(Show("system", "Wrong username."))
-        elif code == "slow_down":
-            # not refused: the server checks only so many passwords a second (hashed, each
-            # costs it milliseconds); the same login goes again once it has waited as asked
-            wait_s = limits.asked_wait(frame.get("seconds"), 1.0, LOGIN_RETRY_MAX_S)
-            self.login_again = sent
-            out.append(Show("system", f"The server is busy logging people in; trying again "
-                                      f"in {wait_s:g} s."))
-            self._arm(LoginRetry(), now + wait_s, out)
-            return
-        elif code == "unavailable":
-            # not refused either: the server cannot store anything just now (a full disk); a
-            # trial's user was asked the password again, as if it were wrong, and a login
-            # typed again was all that got in once the disk had room
-            wait_s = limits.asked_wait(frame.get("seconds"), 1.0, LOGIN_RETRY_MAX_S)
-            if self._login_unavailable_at is None:
-                self._login_unavailable_at = now
-                out.append(Show("system", f"The server cannot store anything just now; your "
-                                          f"login is tried again every {wait_s:g} s until it "
-                                          f"can (Ctrl-C leaves)."))
-            elif (self.settings.scripted
-                  and now - self._login_unavailable_at >= self.settings.outage_wait_s):
-                # a script waits as long as for its messages in an outage (a review's retried
-                # for as long as the disk stayed full); a person leaves with Ctrl-C
-                self._script_stops(out, f"the login failed (the server could not store "
-                                        f"anything for {self.settings.outage_wait_s:g} s)")
-                return
-            self.login_again = sent
-            self._arm(LoginRetry(), now + wait_s, out)
-            return
-        else:
-            out.append(Show("system", error_text(frame)))
-            self._login_refused(out)
-            out.append(Prompt(Stage.PASSWORD))
-            return
-        self._login_refused(out)
-        self._back_to_username(out)
-
-    def _login_refused(self, out):
-        """A name or a password was refused. A script's next line answers the next prompt,
-        as in the original's transcripts (a wrong name, then the right one; three wrong
-        passwords, then the name again): it reads on, and ends with status 1. A person is asked
-        again, and what they typed ahead, meant for the prompt that would have come next (a
-        password, say), is not used: told how much, never what (a trial's password, typed after
-        a mistyped name, went to the server as the next name, and showed)."""
-        if self.settings.scripted:
-            self.refused_logins += 1
-        else:
-            self._forget_typed_ahead(out)
-
-    def _script_fails(self, why, out):
-        """A login that cannot be tried (no server): a run reading a file or a pipe stops
-        there -> True if it did; a person's lines typed ahead are not used."""
-        if self._script_stops(out, f"the login failed ({why})"):
-            return True
-        self._forget_typed_ahead(out)
-        return False
-
-    def _forget_typed_ahead(self, out):
-        if self.lines:
-            said = plural(len(self.lines), "line")
-            self.lines.clear()
-            out.append(Show("system", f"What you typed after it ({said}) was not used."))
-
-    def _script_stops(self, out, why):
-        """A run reading a file or a pipe stops where a person would have to decide what to
-        type next, with status 1 and `why` -> True if it did."""
-        if not self.settings.scripted:
-            return False
-        if self.lines or not self.input_ended:
-            why += "; the rest of the input was not read"   # (said only when there was one)
-        self.lines.clear()
-        if self.outbox.sending in self.pending:
-            # its answer is on the way: waited for (exit_wait_s at most), the list of what was
-            # not sent says whether the server took it. (A script stopped past its time-out
-            # said "Perhaps not sent" of a message the server then refused: no_session.)
-            self.exiting = True
-            self._stop_why = why
-            out.append(Arm(ExitDue(), self._now + self.settings.exit_wait_s))
-        else:
-            self._exit(out, 1, why)
-        return True
-
-    def _stopped_when_answered(self, out):
-        """A script's stop that waited for its message in flight goes on once it is answered."""
-        if self._stop_why is not None and self.outbox.sending is None and not self.done:
-            self._exit(out, 1, self._stop_why)
+    # -- sessions -------------------------------------------------------------------------------
 
     def _logged_in(self, frame, now, out):
         self.stage = Stage.LOGGED_IN
@@ -1135,51 +612,6 @@ class ChatClient:
         self._admitted(self.doorkeeper.release(self.user, self.proof), out)
         self._outbox_after_login(now, out)
 
-    def _reply_command(self, pending, frame, now, out):
-        command = pending.command
-        if self._stale(pending):
-            return
-        if command.name == "logout":
-            self._logged_out(out)
-            return
-        if error_code(frame) == "no_session":
-            # (a trial's `online` typed after a restart was not spoken of again)
-            self._not_done("ended_not_done", command, out)
-            self._session_ended(out, frame)
-            return
-        if error_code(frame) == "slow_down":
-            # not refused: sent again once we have waited as asked, what was typed after it
-            # waiting behind it, as for a message (a trial's blocks typed after 150 `online`
-            # were answered "too many requests", and never done)
-            wait_s = limits.asked_wait(frame.get("seconds"), 1.0, LOGIN_RETRY_MAX_S)
-            self.command_again = command
-            self._notice(f"The server asks us to slow down; {described(command)} goes again "
-                         f"in {wait_s:g} s.", out, key="command slowed")
-            self._arm(CommandRetry(), now + wait_s, out)
-            return
-        self._run_notices.discard("command slowed")
-        if command.name == "getaddress" and frame.get("type") == "ok":
-            self.peers.asking[command.user] = now
-            # each screen words it; one sent again after a wait names its user (a trial's bare
-            # "request sent" came after another getaddress had been typed)
-            out.append(Show("asked_again" if command is self.sent_again else "asked",
-                            sender=command.user))
-            return
-        lines = reply_lines(command, frame)
-        if lines is None:
-            out.append(Log(f"unexpected reply to {command.name}: {frame.get('type')}"))
-            return
-        if frame.get("type") == "ok":
-            self._peer_reply(command, frame, out)
-        elif frame.get("type") == "error":
-            # (a trial's script ended 0 after "User nobody does not exist." to a block, and 1
-            # after it to a message)
-            self.refused_commands += 1
-        if command.name == "online" and frame.get("type") == "online":
-            out.append(ShowOnline(tuple(u for u in frame.get("users") or [] if isinstance(u, str))))
-            return
-        out.extend(Show("system", line) for line in lines)
-
     def _reply_heartbeat(self, pending, frame, now, out):
         if not self._stale(pending) and error_code(frame) == "no_session":
             self._session_ended(out, frame)
@@ -1191,9 +623,6 @@ class ChatClient:
             # behind NAT, heard nothing for minutes)
             self.said_unreached = True
             out.append(Show("system", UNREACHED_WORDS))
-
-    def _reply_exit(self, pending, frame, now, out):
-        self._exit(out)
 
     def _reply_resume(self, pending, frame, now, out):
         if self._stale(pending):
@@ -1209,113 +638,6 @@ class ChatClient:
             # (slow_down, say) the next heartbeat is a resume instead, until one is taken
             out.append(Log(f"resume refused: {error_text(frame)}"))
 
-    def _reply_probe(self, pending, frame, now, out):
-        if self.awaiting_server:
-            self.awaiting_server = False
-            out.append(Prompt(Stage.USERNAME))
-
-    def _fail_probe(self, pending, now, out):
-        if not self.awaiting_server:
-            return
-        if self.settings.stay:
-            # its link was taken (LinkUp): only the look at the port failed (a server that
-            # allows one connection an address, or stopped meanwhile), and the link carries
-            # the name as it did before the look (a re-attack's staying client, its probe
-            # failed, never asked the server again)
-            self.awaiting_server = False
-            out.append(Prompt(Stage.USERNAME))
-            return
-        self._missing_at_start(out)
-
-    def _probe_later(self, now, out):
-        """Look for the server again after a backoff, unless a look is planned or under way."""
-        if ProbeDue in self.outage.tries_at or self._probing():
-            return
-        self._arm(ProbeDue(), now + self.outage.next_probe_s(), out)
-
-    def _probing(self):
-        """True while a probe is on its way."""
-        return any(p.purpose is Purpose.PROBE for p in self.pending.values())
-
-    def _probe_due(self, key, now, out):
-        if (self.stage is not Stage.LOGGED_IN and not self.exiting
-                and self.outage.reason is not None):
-            self._request(Purpose.PROBE, None, out, blocks_input=False)
-
-    def _waits_for_server(self):
-        """True if something will look for the server by itself (probes, or a staying
-        client's link, made again with backoff), so a name or login can wait for it; a client
-        that does neither would wait for nothing, and asks again."""
-        return self.settings.check_server or self.settings.stay
-
-    def _fail_check_user(self, pending, now, out):
-        if self._script_fails(f"cannot reach the server: {self.outage.reason}", out):
-            return
-        if str(self.user).lower() in QUIT_WORDS:
-            self._on_interrupted(None, now, out)       # (a way out, whatever the server says)
-        elif str(self.user).lower() in COMMAND_LIKE_WORDS:
-            # most likely a way out, not a name: asked again, not held for the server (a
-            # trial's "quit" in an outage waited as a name, with what was typed after it)
-            out.append(Show("system", f"{self.user} was not checked: the server cannot be "
-                                      f"reached. Type an account's name; Ctrl-D or Ctrl-C "
-                                      f"leaves."))
-            out.append(Prompt(Stage.USERNAME))
-        elif self._waits_for_server():
-            # the name waits for the server, as a login does (_fail_login), and the lines typed
-            # after it with it: asked again, the password typed next was shown, and taken for
-            # a name (a trial's, after a logout with the server down; another's staying client)
-            self.login_again = {"type": "check_user", "user": self.user}
-            self.login_waits = True
-            out.append(Show("system", "Your user name waits for the server, and is checked as "
-                                      "soon as it answers."))
-            self._leave_if_ended_while_waiting(self._now, out)
-        else:
-            out.append(Prompt(Stage.USERNAME))
-
-    def _fail_login(self, pending, now, out):
-        out.extend(self.doorkeeper.refuse_held())
-        if self.exiting:            # (Ctrl-C as it went: nothing to log out of)
-            self._login_sent = None
-            self._exit(out)
-            return
-        if self._script_fails(f"cannot reach the server: {self.outage.reason}", out):
-            return
-        # the password typed is kept, not asked for again: the login goes again once a probe
-        # finds the server (_reached), or a staying client's link is made again (LinkUp), as
-        # typed lines wait (a trial's had to be typed again; another's staying client took a
-        # message typed after it for the password)
-        sent, self._login_sent = self._login_sent, None
-        self.login_again = sent if self._waits_for_server() else None
-        self.login_waits = self.login_again is not None
-        if self.login_waits:
-            out.append(Show("system", "Your login waits for the server, and goes as soon as "
-                                      "it answers."))
-            self._leave_if_ended_while_waiting(self._now, out)
-        else:
-            out.append(Prompt(Stage.PASSWORD))
-
-    def _fail_command(self, pending, now, out):
-        if pending.command.name == "logout" and not self._stale(pending):
-            # the server ends the session itself once our heartbeats stop
-            self._logged_out(out)
-        elif not self._stale(pending):
-            # (a trial's block typed in an outage was never spoken of again, and had been
-            # done: the request reached a stopped server, which did it once it went on)
-            kind = "not_done" if self.outage.reason in NEVER_SENT else "perhaps_not_done"
-            self._not_done(kind, pending.command, out)
-
-    def _not_done(self, kind, command, out):
-        """Say `command` was not done (or may not have been: `kind`, each screen words it),
-        and count it for a script's status."""
-        out.append(Show(kind, described(command)))
-        if kind == "perhaps_not_done":
-            self.perhaps_done += 1
-        else:
-            self.not_done += 1
-
-    def _fail_exit(self, pending, now, out):
-        self._exit(out)
-
     def _fail_quietly(self, pending, now, out):
         """A heartbeat or resume that failed: the next heartbeat tries again; without a
         staying link (whose reconnections look for the server), 1 s later, doubling up to a
@@ -1326,8 +648,6 @@ class ChatClient:
             wait_s = min(self.outage.next_probe_s(), self.heartbeat_s)
             self.last_request_at = now + wait_s - self.heartbeat_s   # (due then)
             self._arm(HeartbeatDue(), now + wait_s, out)
-
-    # -- sessions -------------------------------------------------------------------------------
 
     def _heartbeat_due(self, key, now, out):
         if self.stage is not Stage.LOGGED_IN or self.exiting:
@@ -1426,307 +746,6 @@ class ChatClient:
         if ask:
             out.append(Prompt(Stage.USERNAME))
 
-    def _start_exit(self, now, out):
-        """Log out, then exit on the reply, a failure, or after exit_wait_s."""
-        self.exiting = True
-        self._cancel(HeartbeatDue(), out)
-        self._request(Purpose.EXIT, {"type": "logout", "token": self.token}, out,
-                      blocks_input=False)
-        out.append(Arm(ExitDue(), now + self.settings.exit_wait_s))
-
-    def _exit_due(self, key, now, out):
-        if self._stop_why is not None:
-            out.append(Log("no answer to the message in flight; stopping anyway"))
-            self._exit(out, 1, self._stop_why)
-        elif self.exiting and self.token is None and self._login_sent is not None:
-            # (a trial's Ctrl-C as a stopped server held the login left without a word; the
-            # server went on, took it, and showed the user online until its time-out). Said as
-            # the program ends, so that a window, closing, shows it too (a re-attack's did not)
-            self._exit(out, 0, "the login got no answer: if the server takes it later, you "
-                               "show as online until it times the session out")
-        elif self.exiting:
-            out.append(Log("no reply to logout; exiting anyway"))
-            self._exit(out, 0, "the logout got no answer: you may show as online until the "
-                               "server times the session out")
-
-    def _report_unread(self, out):
-        """Lines typed and not yet taken (a line before them waits for the server) go unread
-        when the user quits: a message is listed as not sent, the rest counted, never shown
-        (before a login one may be a password). A trial's Ctrl-C, as a stopped server held the
-        line before them, lost them without a word."""
-        unread = 0
-        for line in self.lines:
-            command = parse_command(line) if self.stage is Stage.LOGGED_IN else None
-            if type(command) is Command and command.name in ("message", "broadcast", "private"):
-                self.unread_messages += 1
-                out.append(ShowFate(None, Fate.REFUSED, "Not sent (you quit before it went): "
-                                    + described(command), "you quit before it went", True))
-            elif type(command) is Command and command.name not in ("logout", "quit"):
-                # (named: a trial's "Not read: 1 line" did not say which command was not done)
-                self.not_done += 1
-                out.append(ShowFate(None, Fate.REFUSED, "Not done (you quit before it went): "
-                                    + described(command), "you quit before it went", True))
-            else:
-                unread += 1
-        if unread:
-            self.unread_lines += unread
-            out.append(ShowFate(None, Fate.REFUSED, f"Not read: {plural(unread, 'line')} you "
-                                                    f"typed before quitting.", "", True))
-        self.lines.clear()
-
-    def _exit(self, out, code=0, reason=""):
-        leaving = self.exiting          # (the user chose to leave, before this)
-        self.exiting = self.done = True
-        # left at a name prompt by choice, what was kept for the next login waited for it (a
-        # trial's was said never acknowledged by the server); a session that ended as the
-        # user left (a restart) is no choice of theirs (a reviewer's window said so)
-        why = ("the server never acknowledged it" if self.token is not None or code
-               or self.session_user is None
-               else "the session ended before the server took it" if leaving
-               else f"you did not log in again as {self.session_user}")
-        for pending in self.pending.values():
-            if (leaving and pending.purpose is Purpose.COMMAND
-                    and pending.command.name not in ("logout", "online")):
-                # sent, never answered: a stopped server may still do it (a trial's unblock,
-                # left at a Ctrl-C without a word, was done once the server went on)
-                self.perhaps_done += 1
-                out.append(ShowFate(None, Fate.UNSURE, "Perhaps not done (you quit before the "
-                                    "server answered): " + described(pending.command),
-                                    "you quit before the server answered", True))
-        listed = len(out)
-        self._report_unsent(out, why, at_exit=True)
-        sent = [item.fate for item in out[listed:] if type(item) is ShowFate]
-        undelivered = self.peers.left_undelivered()
-        out.extend(undelivered)
-        private = [item.fate for item in undelivered if type(item) is ShowFate]
-        # counted as each was listed (a trial's private message, which its peer had shown,
-        # was counted "not sent" under the line that said "Perhaps not delivered")
-        unsure, unsure_private = sent.count(Fate.UNSURE), private.count(Fate.UNSURE)
-        unsent = len(sent) + len(private) - unsure - unsure_private + self.unread_messages
-        failures = [(unsent, "message", "not sent (listed above)"),
-                    (unsure, "message", "perhaps not sent (listed above)"),
-                    (unsure_private, "private message", "perhaps not delivered (listed above)"),
-                    (self.refused, "message", "refused (said above)"),
-                    (self.refused_logins, "login", "refused (said above)"),
-                    (self.not_understood, "line", "not understood (said above)"),
-                    (self.not_done, "command", "not done (said above)"),
-                    (self.perhaps_done, "command", "perhaps not done (said above)"),
-                    (self.unread_lines, "line", "not read (said above)"),
-                    (self.refused_commands, "command", "refused (said above)"),
-                    (self.privates_undelivered, "private message",
-                     "not delivered (said above)"),
-                    (self.privates_unsure, "private message",
-                     "perhaps not delivered (said above)")]
-        if any(count for count, _, _ in failures) and self.settings.scripted:
-            # what reads a script's status cannot read the lines above it (a trial's ran to
-            # its end with three listed as not sent, status 0; another's with one refused;
-            # another's three wrong passwords said only that no login had succeeded)
-            said = _failures_said(failures)
-            reason = f"{reason}; {said}" if reason else said
-            code = 1
-        elif unsent or unsure or unsure_private:
-            # said as the program ends too, not only above it: a window's lines go with it (a
-            # reviewer's closed without a word, its message not sent), and it shows this
-            said = _failures_said([(unsent, "message", "not sent"),
-                                   (unsure, "message", "perhaps not sent"),
-                                   (unsure_private, "private message", "perhaps not delivered")])
-            reason = f"{reason}; {said}" if reason else said
-        out.append(Exit(code, reason))
-
-    # -- deliveries -----------------------------------------------------------------------------
-
-    def _admitted(self, items, out):
-        """What the doorkeeper let in, and what it says to do."""
-        for item in items:
-            if type(item) is Delivered:
-                self._delivered(item.conn, item.frame, out)
-            elif type(item) is PrivateIn:
-                self._private_in(item, out)
-            elif type(item) is HeadSeen:
-                self._saw_head(item.head)
-            elif type(item) is PeerTurnedAway:
-                self._turned_away(item.line, out)
-            else:
-                out.append(item)
-
-    def _turned_away(self, line, out):
-        """Say a refused peer connection, but a few a minute at most (TURNED_AWAY_*), with how
-        many more there were: anyone can connect to the listening port, and a trial's 300
-        connections in a second filled the user's screen with their made-up names."""
-        if self._turned_away_said.take(None, self._now):
-            self._turned_away_unsaid += 1
-            return
-        unsaid, self._turned_away_unsaid = self._turned_away_unsaid, 0
-        if unsaid:
-            line += f" ({unsaid} more connection{'s' if unsaid > 1 else ''} refused before it.)"
-        out.append(Show("system", line))
-
-    def _saw_head(self, head):
-        """The server says no number above `head` was given when it said so."""
-        if _is_seq(head) and head > self.head_seen:
-            self.head_seen = head
-
-    def _delivered(self, conn, frame, out):
-        kind = frame.get("type")
-        if kind == "bye":
-            out.append(CloseConn(conn))
-        elif kind == "logged_out":
-            if self.stage is Stage.LOGGED_IN:
-                out.append(shown(frame))
-                self._session_lost(out, "the session timed out" if frame.get("reason") ==
-                                   "timed_out" else "the account logged in elsewhere, which "
-                                                    "ended the session")
-        elif kind in ("message", "broadcast") and "seq" in frame:
-            self.said_unreached = False     # (reached: a later failure is news again)
-            if _is_seq(frame["seq"]):
-                self._numbered(conn, frame, out)
-            else:
-                out.append(Log(f"{kind} with a seq out of range ignored"))
-        elif kind == "presence":
-            notices = presence_notices(frame, self.user)
-            if notices is None:
-                out.append(Log("malformed presence delivery ignored"))
-            for notice in notices or ():
-                self._show(notice, out)
-        elif kind in ("message", "broadcast", "listed"):
-            if kind == "listed" and frame.get("listed") is False:
-                self.peers.unlisted(frame.get("user"))
-            self._show(frame, out)
-        elif kind in peer.PEER_DELIVERIES:
-            self._from_peers(self.peers.delivered(frame, self.proof), out)
-        elif kind == "consent_revoked":
-            # the user's session ended, or our address never reached it: the key we gave it
-            # is void
-            self._revoke_consent(frame.get("user"), out)
-            unreached = peer.unreached_notice(frame)
-            if unreached is not None:
-                out.append(unreached)
-        elif kind == "shutdown" and not self.exiting:
-            # a staying connection's: the server is stopping (an operator's trial's users read
-            # only that the server could not be reached); what follows is the outage's
-            out.append(Show("system", "The server is shutting down; this client will try to "
-                                      "reach it again until it is back."))
-            # (the close that follows is not said again in the words of a request cut short:
-            # a re-check's "closed before a reply")
-            self.outage.announced("the server is shutting down")
-        else:
-            out.append(Log(f"delivery of unknown type {kind!r} ignored"))
-
-    def _numbered(self, conn, frame, out):
-        """A stored message: shown once, in order, whatever the server repeats; acknowledged.
-
-        Sequence numbers only grow, so anything at or below the highest shown is a repeat
-        (a redelivery after a lost acknowledgement): acknowledged again, not shown again.
-        """
-        seq = frame["seq"]
-        if seq > self.head_seen + SEQ_SLACK:
-            # nothing the server can have numbered yet: a forged or broken delivery. Not shown
-            # and not acknowledged, so nothing real behind it is skipped; the server tries again
-            out.extend([Log(f"a message numbered {seq}, far beyond the {self.head_seen} the "
-                            f"server has given, was refused"), CloseConn(conn)])
-            return
-        if self.exiting or self.logging_out or self.stage is not Stage.LOGGED_IN:
-            # our logout is on its way, or done: an acknowledgement now could come after it,
-            # and the next login would show the message again (a trial's script showed one at
-            # each of its runs, once after "You have logged out."). Neither shown nor
-            # acknowledged, it waits on the server for that login, and is shown once.
-            out.append(Log(f"message {seq} came while logging out; it waits for the next login"))
-            return
-        if seq > self.backlog_upto:
-            self.backlog_upto = seq
-            if self.backlog_left:
-                self.backlog_left -= 1
-        mine = (self.store, self.user)
-        if seq > self.shown_upto.get(mine, 0):
-            self.shown_upto[mine] = seq
-            if seq <= self.login_head and frame.get("offline") is not True:
-                # numbered before this login: it waited for it, as a kept one does (one given
-                # again, its last session ended before acknowledging it: a reviewer's, held
-                # back by a logout, read as just said at a login hours later). By number, not
-                # by the clocks, which may differ by minutes
-                frame = {**frame, "offline": True}
-            self._show(frame, out)
-        out.append(SendTo(conn, {"type": "ack", "seq": seq}, acknowledges=True))
-
-    @staticmethod
-    def _show(frame, out):
-        """A message, broadcast or presence notice -> what the screen shows, or a log line if
-        it is malformed."""
-        show = shown(frame)
-        out.append(show if show is not None else Log(f"malformed {frame['type']} delivery ignored"))
-
-    # -- peer to peer (the rules live in peer.py) -----------------------------------------------
-
-    def _link_idle(self, key, now, out):
-        self._from_peers(self.peers.link_idle(key.user, now), out)
-
-    def _from_peers(self, items, out):
-        """What peer.py says, each private message it says was not delivered, or perhaps
-        not, counted for the exit's status (a trial's script ended 0 under "Not delivered")."""
-        for item in items:
-            if type(item) is ShowFate and item.fate is Fate.REFUSED:
-                self.privates_undelivered += 1
-            elif type(item) is ShowFate and item.fate is Fate.UNSURE:
-                self.privates_unsure += 1
-        out.extend(items)
-
-    def _private(self, command, now, out):
-        if self.settings.listen_port is None and not self.no_port_told:
-            # we can still dial a peer; only the way back is missing
-            self.no_port_told = True
-            out.append(Show("no_port"))
-        # not sent: counted as refused (a script's status: a trial's ended 0 with its private
-        # message never sent)
-        if command.user == self.user:       # (getaddress refuses it: no hint to type that)
-            self.refused += 1
-            out.append(Show("system", "You cannot send a private message to yourself."))
-            return
-        if command.user not in self.peers.addresses:
-            self.refused += 1
-            same = [user for user in self.peers.addresses
-                    if user.lower() == command.user.lower()]
-            if same:
-                # (a trial's `private SEAS hi` was told to getaddress SEAS, and that no such
-                # user exists: names are told apart by case)
-                out.append(Show("system", f"You have the address of {same[0]}, not of "
-                                          f"{command.user}: user names are case-sensitive."))
-                return
-            # (one who agreed without a port: asking again gets the same; say why instead; and
-            # one asked, who has not answered: a trial's was told to type getaddress again;
-            # unless the answer is long overdue: one that could not reach us comes late, at
-            # our next heartbeat, or never, if that fails too)
-            asked_at = self.peers.asking.get(command.user)
-            # (past the server's consent time by default, it lapsed: ask again)
-            asking = asked_at is not None and now - asked_at < CONSENT_S
-            out.append(Show("peer_no_port" if command.user in self.peers.portless
-                            else "asking" if asking else "no_address", sender=command.user))
-            return
-        self._private_refs += 1
-        ref = f"private-{self._private_refs}"
-        out.append(ShowSending(ref, command.user, command.text, private=True))
-        out.extend(self.peers.send(self.user, command.user, command.text, now, ref))
-
-    def _private_in(self, item, out):
-        out.extend([Show("private", item.text, item.sender),
-                    SendTo(item.conn, {"type": "ok"}, acknowledges=True)])
-
-    def _peer_reply(self, command, frame, out):
-        """What an ok to a command changes for peers."""
-        if command.name == "Y" and isinstance(frame.get("key"), str):
-            self.peers.grant(command.user, frame["key"])
-        elif command.name == "block":
-            # the blocked user's key ends here, so our listener refuses its next private
-            self._revoke_consent(command.user, out, blocked=True)
-        elif command.name == "N" and frame.get("revoked") is True:
-            # our earlier yes is taken back: the key we gave ends, and its links with it
-            self._revoke_consent(command.user, out)
-        elif command.name == "unblock":
-            self.peers.blocked.discard(command.user)
-
-    def _revoke_consent(self, user, out, blocked=False):
-        self.peers.revoke(user, blocked)
-        out.extend(self.doorkeeper.close_peers(lambda name: name == user))
-
 
 def heartbeat_within(asked_s, timeout_s):
     """The heartbeat's period for a server that ends a session silent for `timeout_s` (its
@@ -1755,9 +774,3 @@ def _time_out_said(timeout_s):
     if type(timeout_s) not in (int, float) or not 0 < timeout_s <= MAX_TIMEOUT_S:
         return None
     return timeout_s
-
-
-def _failures_said(failures):
-    """[(count, what is counted, what became of them)] -> "2 messages were not sent; ..."."""
-    return "; ".join(f"{plural(count, word)} {'were' if count > 1 else 'was'} {fate}"
-                     for count, word, fate in failures if count)

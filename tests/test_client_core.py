@@ -15,7 +15,7 @@ from client_events import (Arm, Cancel, CloseConn, CommandRetry, DrainDue, Exit,
                            Interrupted, LineIn, LinkUp, Log, LoginAbandoned, Probe, ProbeDue,
                            Replied, RequestFailed, SendRequest, SendTo, Show, Stage, Started,
                            Status)
-from chat_client import MAX_WAITING
+from client_leaving import MAX_WAITING
 from client_glue import REQUEST_TIMEOUT_S, URGENT_CONNECT_S
 from client_helpers import (OK, WELCOME, FakeServer, Run, StandIn, ack, err, glue_with, hello,
                             logged_in, of, printed, proof_back, proven, requests,

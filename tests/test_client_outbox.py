@@ -1,7 +1,7 @@
 """The client's outbox: messages wait, in order, until the server acknowledges them."""
 import pytest
 
-from chat_client import MAX_WAITING
+from client_leaving import MAX_WAITING
 from client_events import (Arm, Cancel, Exit, ExitDue, Expired, Fate, Incoming,
                            InputEnded, Interrupted, LinkUp, Log, OutageWaitDue, OutboxRetry,
                            PauseInput, ResumeInput, ShowFate, ShowSending, Started)

@@ -14,11 +14,12 @@ LAYERS = [
      "limits", "certificate", "core_events", "cells", "keys", "completion", "words"),
     ("timers", "pacing", "reactor", "heap", "server_log",   # time, the loop, the log, the disk,
      "passwords", "senders", "log_index", "wal", "store_files", "storage"),     # the memory
-    ("server_events", "client_events"),                            # the cores' vocabularies
+    ("server_events", "client_events", "client_requests"),         # the cores' vocabularies
     ("lockouts", "shares", "consents", "presence", "delivery", "sessions",  # rules with state
      "commands", "peer", "outbox", "outage", "doorkeeper", "line_editor", "irc_room",
      "irc_session"),
-    ("reach", "chat_server", "chat_client"),                       # the cores
+    ("reach", "chat_server", "client_login", "client_sending",     # the cores, and the
+     "client_deliveries", "client_leaving", "chat_client"),        # parts they are made of
     ("delivery_links", "server_glue", "irc_glue", "status", "client_glue", "stay", "terminal",
      "gui", "gui_tk"),                                             # glue, screens
     ("server", "client", "bench", "floor_server"),                 # the entry points
@@ -38,6 +39,10 @@ SIDEWAYS = {
     ("doorkeeper", "peer"),             # the private port's guard speaks the peer protocol
     ("irc_session", "irc_room"),        # a session's room commands
     ("chat_server", "reach"),           # the core reaches users through reach.py
+    ("chat_client", "client_login"),    # the client's core is made of its parts: the way in,
+    ("chat_client", "client_sending"),  # ... messages and commands,
+    ("chat_client", "client_deliveries"),   # ... what reaches it, and peers,
+    ("chat_client", "client_leaving"),  # ... and the end
     ("server_glue", "delivery_links"),  # the glue's connections to listening ports
     ("irc_glue", "server_glue"),        # the IRC port is the native port with another codec
     ("stay", "client_glue"),            # the staying link is the client glue's
