@@ -15,6 +15,12 @@ from words import plural
 MAX_WAITING = 1000          # a script's lines and messages held for the server (_pace_input)
 
 
+def _failures_said(failures):
+    """[(count, what is counted, what became of them)] -> "2 messages were not sent; ..."."""
+    return "; ".join(f"{plural(count, word)} {'were' if count > 1 else 'was'} {fate}"
+                     for count, word, fate in failures if count)
+
+
 class Leaving:
     """Ending the run, for ChatClient (see the module)."""
 
@@ -233,9 +239,3 @@ class Leaving:
 
     def _fail_exit(self, pending, now, out):
         self._exit(out)
-
-
-def _failures_said(failures):
-    """[(count, what is counted, what became of them)] -> "2 messages were not sent; ..."."""
-    return "; ".join(f"{plural(count, word)} {'were' if count > 1 else 'was'} {fate}"
-                     for count, word, fate in failures if count)

@@ -2,7 +2,7 @@
 python3 tests/measure_costs.py bench-profile-direct-1.prof PER [US_PER_MESSAGE]
 
 PER is how many messages the run handled, or a function counted once per message (for
-example `chat_server.py:_message`, or `delivery.py:offer` for broadcast deliveries).
+example `server_messages.py:_message`, or `delivery.py:offer` for broadcast deliveries).
 
 Groups the profile's own time (tottime) by what does the work: the chat core, storage (storage.py
 and SQLite), JSON (the C encoder and scanner and the code around them), the glue, the event and
@@ -27,7 +27,9 @@ GROUPS = [  # (group, test on (filename, function name)), first match wins
                                              "'accept'", "'register'", "'modify'",
                                              "'unregister'", "'close'"))),
     ("chat core (chat_server, delivery, sessions, limits, field checks)",
-     lambda f, n: f.endswith(("chat_server.py", "delivery.py", "sessions.py", "limits.py",
+     lambda f, n: f.endswith(("chat_server.py", "server_logins.py", "server_messages.py",
+                              "server_contacts.py", "server_replies.py",
+                              "delivery.py", "sessions.py", "limits.py",
                               "presence.py", "lockouts.py", "consents.py", "passwords.py",
                               "protocol.py"))),
     ("events and actions (server_events.py, dataclass __init__)",

@@ -92,7 +92,7 @@ _MIDS = {}      # user -> the highest number of its mids so far
 def _message_variant(rng, frame, user):
     """`frame`, a message, as a client may send it (a mid, new or repeated; a notice; an id of
     another kind) or as it may be refused (a text or mid the checks refuse; a key more): the
-    run's usual next message (chat_server._next_in_run) must take none of these but its
+    run's usual next message (server_messages._next_in_run) must take none of these but its
     own, and what it takes must be what the usual way does."""
     choice = rng.random()
     if choice < 0.3:
@@ -184,7 +184,7 @@ def test_reads_of_many_requests_send_every_client_what_each_request_alone_would(
 
 def test_reads_of_messages_to_one_user_send_what_each_alone_would_whatever_they_carry():
     """Runs of messages to one user, the run's usual next message taken its own short way
-    (chat_server._next_in_run), among ones it must leave to the usual way: mids new and
+    (server_messages._next_in_run), among ones it must leave to the usual way: mids new and
     repeated, notices, refused texts and mids, keys more, ids of other kinds, another
     recipient, the rate limit or the recipient's inbox full."""
     for seed in range(60):

@@ -26,7 +26,7 @@ ROOT = str(pathlib.Path(__file__).resolve().parent.parent)
 ACCOUNTS = [(f"user{n}", f"password{n}") for n in range(41)]
 DIRECT_CALLS_MAX = 13           # per message: request, reply, delivery, its share of the ack
                                 # (12.6 now, 14.6 with the rate limits on: a run's usual next
-                                # message its own short way, chat_server._next_in_run; 13.5
+                                # message its own short way, server_messages._next_in_run; 13.5
                                 # and 16.5 before that; a run's replies one
                                 # Replies action; 15.5 and 18.4 before that, the reply's line made
                                 # by the core from its template; 16.5 and 19.4 before that, a

@@ -14,12 +14,14 @@ LAYERS = [
      "limits", "certificate", "core_events", "cells", "keys", "completion", "words"),
     ("timers", "pacing", "reactor", "heap", "server_log",   # time, the loop, the log, the disk,
      "passwords", "senders", "log_index", "wal", "store_files", "storage"),     # the memory
-    ("server_events", "client_events", "client_requests"),         # the cores' vocabularies
+    ("server_events", "server_replies", "client_events",           # the cores' vocabularies
+     "client_requests"),
     ("lockouts", "shares", "consents", "presence", "delivery", "sessions",  # rules with state
      "commands", "peer", "outbox", "outage", "doorkeeper", "line_editor", "irc_room",
      "irc_session"),
-    ("reach", "chat_server", "client_login", "client_sending",     # the cores, and the
-     "client_deliveries", "client_leaving", "chat_client"),        # parts they are made of
+    ("reach", "server_logins", "server_messages", "server_contacts",   # the cores, and the
+     "chat_server", "client_login", "client_sending",                  # parts they are made of
+     "client_deliveries", "client_leaving", "chat_client"),
     ("delivery_links", "server_glue", "irc_glue", "status", "client_glue", "stay", "terminal",
      "gui", "gui_tk"),                                             # glue, screens
     ("server", "client", "bench", "floor_server"),                 # the entry points
@@ -38,7 +40,11 @@ SIDEWAYS = {
     ("outbox", "commands"),             # what waits to be sent is typed commands
     ("doorkeeper", "peer"),             # the private port's guard speaks the peer protocol
     ("irc_session", "irc_room"),        # a session's room commands
-    ("chat_server", "reach"),           # the core reaches users through reach.py
+    ("server_replies", "server_events"),    # an answer is a Reply
+    ("chat_server", "reach"),           # the server's core is made of its parts: reaching users,
+    ("chat_server", "server_logins"),   # ... sessions,
+    ("chat_server", "server_messages"),     # ... messages,
+    ("chat_server", "server_contacts"),     # ... presence, blocks and consents
     ("chat_client", "client_login"),    # the client's core is made of its parts: the way in,
     ("chat_client", "client_sending"),  # ... messages and commands,
     ("chat_client", "client_deliveries"),   # ... what reaches it, and peers,
