@@ -481,23 +481,24 @@ class ChatServer(Logins, Messages, Contacts, Reach):
             return self._refuse(request, frame_id if _echoable(frame_id) else None, "ack",
                                 f"conn {request.conn}", refusal)
         if session is None:
-            self._late_ack(request.conn, seq)
+            if not self._late_ack(self._sessions.acks_after_end.get(request.conn), seq):
+                # not answered (a session just ended leaves a few on their way), but counted
+                # as refused: a read of thousands is a flood (limits.REFUSALS_PER_READ)
+                self.refusals += 1      # (old news too: a million of them were all taken)
             return []
         return self._acknowledged(session, seq)
 
-    def _late_ack(self, conn, seq):
-        """An ack on a staying connection whose session ended with messages on their way
-        there: what it acknowledges is not sent again at the user's next login (unless that
-        login came first: its own window has them then). Anything else acknowledges nothing,
-        and is not answered (a session just ended leaves a few on their way), but counted as
-        refused: a read of thousands is a flood (limits.REFUSALS_PER_READ)."""
-        late = self._sessions.acks_after_end.get(conn)
+    def _late_ack(self, late, seq):
+        """An ack for a session that ended with messages on their way to its client (`late`,
+        sessions.LateAcks, or None): what it acknowledges is not sent again at the user's
+        next login (unless that login came first: its own window has them then) -> True if
+        it acknowledged something."""
         if (late is None or late.user in self._users or seq <= late.acked
                 or late.acked >= late.last_sent):
-            self.refusals += 1      # (old news too: a million of them were all taken)
-            return
+            return False
         late.acked = min(seq, late.last_sent)
         self._store.acknowledge(late.user, late.acked)
+        return True
 
     # --- timers ---
 
@@ -531,8 +532,9 @@ class ChatServer(Logins, Messages, Contacts, Reach):
 
     def _on_acked(self, event, now):
         session = self._sessions.by_proof.get(event.proof)
-        if session is None:
-            return []   # an ended session's messages wait for the next login anyway
+        if session is None:     # (read after its logout, say)
+            self._late_ack(self._sessions.proof_acks_after_end.get(event.proof), event.seq)
+            return []
         self._ports_unreached.discard(event.proof)      # (reached after all)
         return self._acknowledged(session, event.seq)
 

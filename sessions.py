@@ -52,8 +52,9 @@ class Session:
 
 @dataclass(slots=True)
 class LateAcks:
-    """A session that ended with messages on their way to its staying connection: its user,
-    the last number sent there, and the last its client acknowledged (moved by late acks)."""
+    """A session that ended with messages on their way to its client (its staying connection,
+    or its listening port): its user, the last number sent, and the last its client
+    acknowledged (moved by late acks)."""
     user: str
     last_sent: int
     acked: int
@@ -103,6 +104,13 @@ class Sessions:
         # session is over (a trial's client, stopped past its time-out, showed 50 messages
         # twice: again at its next login). Until the connection closes.
         self.acks_after_end = {}
+        # proof -> the LateAcks of a short session that ended with messages sent to its
+        # listening port: their acks come on the delivery connection and may be read after
+        # the logout, which came on a connection of its own (a window closed as its backlog
+        # was drawn showed it all again in the next: a trial's). The newest of each user
+        # (user -> its proof there), until its next login.
+        self.proof_acks_after_end = {}
+        self._late_proof_of = {}
         # token -> why its session ended ("elsewhere", "timed_out"), for the no_session its
         # client gets later: a client stopped meanwhile missed the notice, and said its session
         # had timed out when another login had ended it (a trial's). The newest ENDED_KEPT of
@@ -117,6 +125,8 @@ class Sessions:
         self.by_token[session.token] = session
         if session.proof is not None:
             self.by_proof[session.proof] = session
+        if self._late_proof_of:     # (the new session's window has what the old one sent)
+            self.proof_acks_after_end.pop(self._late_proof_of.pop(session.user, None), None)
 
     def longest_silent(self):
         """The session silent longest (the first to time out), or None if there is none."""
@@ -134,6 +144,11 @@ class Sessions:
                 del self.ended_why[tokens.pop(0)]
         if session.proof is not None:
             del self.by_proof[session.proof]
+            window = session.window
+            if window is not None and window.sent:
+                late = LateAcks(user, window.sent[-1], window.acked)
+                self.proof_acks_after_end[session.proof] = late
+                self._late_proof_of[user] = session.proof
         if self.by_conn.get(session.conn) is session:
             del self.by_conn[session.conn]
             window = session.window

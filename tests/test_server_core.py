@@ -1214,3 +1214,39 @@ def test_a_block_of_an_account_removed_since_can_still_be_taken_back():
     assert ask("unblock", "gone") == {"type": "ok"}
     assert "gone" not in store.blocks("alice")
     assert ask("unblock", "gone")["code"] == "unknown_user"     # gone now
+
+
+def test_what_a_short_client_acknowledges_after_its_logout_is_not_sent_again():
+    """The acks come on the delivery connection, the logout on one of its own: read after the
+    logout, they still count (a trial's window, closed as its backlog was drawn, showed it
+    all again in the next window), until the user's next login, whose window has the rest."""
+    server, store = make_server()
+    login(server, "alice", port=5001)
+    login(server, "bob", port=5002, conn=3)
+    say = lambda text, now: server.handle(
+        Request(2, {"type": "message", "token": "s1", "to": "bob", "text": text}, "h"), now)
+    sent = [delivered_frames(say(text, 1.0))[0]["seq"] for text in ("1", "2", "3")]
+    server.handle(Request(4, {"type": "logout", "token": "s3"}, "h"), 2.0)
+    assert store.count_waiting("bob") == 3
+    server.handle(Acked("s4", sent[1]), 2.5)                 # read after the logout
+    assert [seq for seq, _ in store.waiting("bob")] == [sent[2]]
+    server.handle(Acked("s4", sent[0]), 2.6)                 # old news moves nothing back
+    assert [seq for seq, _ in store.waiting("bob")] == [sent[2]]
+    again = login(server, "bob", port=5003, conn=5, now=3.0)
+    assert [f["text"] for f in delivered_frames(again) if f["type"] == "message"] == ["3"]
+    server.handle(Acked("s4", sent[2]), 3.5)                 # the old session's, too late:
+    assert [seq for seq, _ in store.waiting("bob")] == [sent[2]]     # the new one's to ack
+    assert server._sessions.proof_acks_after_end == {}       # (kept until the next login)
+
+
+def test_an_ack_after_a_logout_passes_nothing_beyond_what_that_session_was_sent():
+    server, store = make_server()
+    login(server, "alice", port=5001)
+    login(server, "bob", port=5002, conn=3)
+    say = lambda text, now: server.handle(
+        Request(2, {"type": "message", "token": "s1", "to": "bob", "text": text}, "h"), now)
+    first = delivered_frames(say("1", 1.0))[0]["seq"]
+    server.handle(Request(4, {"type": "logout", "token": "s3"}, "h"), 2.0)
+    say("kept while away", 3.0)
+    server.handle(Acked("s4", protocol.MAX_SEQ), 4.0)
+    assert [seq for seq, _ in store.waiting("bob")] == [first + 1]
