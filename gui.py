@@ -213,6 +213,7 @@ class ChatView:
         # the target a session's draft was for, back at the same user's next login: reset to
         # everyone, a trial's half-typed message to one user went to all with one Enter
         self._draft_target = Target()
+        self._draft_target_left = False     # ... seen logging out then (target_text)
         self._left = set()              # users seen logging out (not those a block hides)
         self.outage = None              # why the server cannot be reached, or None
         self._outage_said = None        # the reason the last Status gave
@@ -352,6 +353,7 @@ class ChatView:
 
     def _show_online(self, online, at):
         self.users = sorted(set(online.users))
+        self._left.difference_update(self.users)
         if self._seeding:
             self._seeding = False           # (the view's own `online`: the list is the answer)
         else:
@@ -385,7 +387,11 @@ class ChatView:
                     self.cleared += 1
                 self.conversation_of = self.user
             else:
+                # (as the last session left it: a target seen logging out is said to be, until
+                # the list shows it back; a trial's label lost its "(logged out)" here)
                 self.target = self._draft_target
+                if self._draft_target_left:
+                    self._left.add(self.target.user)
             self.form_lines = []
             self._session_over = False
             self._lines.append("online")    # seed the list; presence notices keep it live
@@ -393,6 +399,7 @@ class ChatView:
         elif self.stage is not Stage.LOGGED_IN:
             if was is Stage.LOGGED_IN:
                 self._draft_target = self.target
+                self._draft_target_left = self.target.user in self._left
             self.users, self.asking, self.target = [], [], Target()
             self._portless, self._left = set(), set()
             self._session_over = self._session_over or was is Stage.LOGGED_IN

@@ -127,6 +127,7 @@ class ChatWindow:
         self._cleared = 0               # the view's conversations begun, as drawn
         self._showing = None            # "login" or "chat"
         self._to_end = False            # the pane's next drawing shows its end, scrolled or not
+        self._view_at_end = True        # the pane shows its last line (as last drawn or scrolled)
         self.dialog = None              # the consent Toplevel while one is open
         self.leaving = None             # the Toplevel asking before a close, while one is open
         root.title("Chat room")
@@ -247,7 +248,9 @@ class ChatWindow:
         self.pane = tkinter.Text(frame, wrap="word", state="disabled", height=20, width=60,
                                  font="TkTextFont", padx=6, pady=4, name="pane")
         scroll = ttk.Scrollbar(frame, command=self.pane.yview)
-        self.pane.configure(yscrollcommand=scroll.set)
+        self.pane.configure(yscrollcommand=lambda first, last: self._on_pane_view(
+            scroll, first, last))
+        self.pane.bind("<Configure>", self._on_pane_resized)
         scroll.pack(side="right", fill="y")
         self.pane.pack(side="left", fill="both", expand=True)
         for tag, look in _LOOKS.items():
@@ -260,6 +263,18 @@ class ChatWindow:
         return frame
 
     # -- clicks -------------------------------------------------------------------------------
+
+    def _on_pane_view(self, scroll, first, last):
+        scroll.set(first, last)
+        self._view_at_end = float(last) >= 1.0
+
+    def _on_pane_resized(self, event):
+        """A pane made smaller keeps its top line, and its end went out of view: one who was
+        reading the newest line is kept there, so what comes next shows (a trial's window,
+        shrunk, followed no new message until Ctrl+End). Tk tells the new size before the
+        view that follows it (_on_pane_view)."""
+        if self._view_at_end:
+            self.pane.see("end")
 
     def _scroll(self, pages):
         """Page the pane up or down (`pages`), or to its end (None), from the input."""
@@ -313,8 +328,8 @@ class ChatWindow:
             return
         if self.input.get().strip():
             # (a draft is not replaced: a trial's half-typed message went so)
-            self.screen.note("To unblock someone, select them in the list, or type /unblock "
-                             "and their name.")
+            self.screen.note("To unblock someone, type /unblock and their name (a user you "
+                             "block is in no list).")
             self._to_end = True
             self.refresh()
         else:

@@ -293,7 +293,7 @@ def test_unblock_with_nobody_selected_asks_for_the_name_a_blocked_user_is_not_li
     assert google.call(".chat.side.unblock", "instate", "disabled") == "0"
     google.type_into(".chat.bottom.input", "a draft I care about")
     google.invoke(".chat.side.unblock")     # a draft stays (a trial's was replaced)
-    google.wait(pane_has(google, "To unblock someone, select them"), "how to unblock")
+    google.wait(pane_has(google, "To unblock someone, type /unblock"), "how to unblock")
     assert google.call(".chat.bottom.input", "get") == "a draft I care about"
     google.call(".chat.bottom.input", "delete", "0", "end")
     google.invoke(".chat.side.unblock")
@@ -763,6 +763,15 @@ def test_a_login_with_more_kept_messages_than_fit_shows_the_newest(windows, serv
     alice = windows()
     login(alice, "columbia")
     alice.wait(pane_has(alice, "kept 79"), "the kept messages")
+    alice.settle()
+    assert float(alice.call(".chat.pane", "yview").split()[1]) == 1.0
+    # made smaller, the pane keeps its end in view, and shows what comes next (a trial's,
+    # shrunk, kept its top line and followed nothing until Ctrl+End)
+    alice.call("wm", "geometry", ".", "640x440")
+    alice.settle()
+    exchange(server.port, [{"type": "message", "token": token, "to": "columbia",
+                            "text": "after the shrink"}])
+    alice.wait(pane_has(alice, "after the shrink"), "a message after the shrink")
     alice.settle()
     assert float(alice.call(".chat.pane", "yview").split()[1]) == 1.0
     alice.call(".chat.pane", "yview", "moveto", "0")             # scrolled up to read

@@ -443,6 +443,20 @@ def test_the_target_label_says_when_its_user_left_and_the_target_stays(screen):
     assert screen.view.target_text() == "Privately to bob:"
 
 
+def test_the_target_label_still_says_its_user_left_at_the_next_login(screen):
+    """(a trial's label read "To seas:" again after its own logout and login, seas still
+    away; the list, once it shows the user back, ends it)"""
+    screen.login(users=["bob"])
+    screen.view.aim("bob")
+    screen.deliver({"type": "presence", "user": "bob", "online": False})
+    screen.deliver({"type": "logged_out", "reason": "elsewhere"})
+    screen.login(users=[])
+    assert screen.view.target_text() == "To bob (logged out):"
+    screen.deliver({"type": "logged_out", "reason": "elsewhere"})
+    screen.login(users=["bob"])                 # bob came back meanwhile
+    assert screen.view.target_text() == "To bob:"
+
+
 def test_slash_me_is_an_action_to_whoever_the_line_goes_to_not_a_command(screen):
     screen.login(users=["bob"])
     assert screen.view.compose("/me waves", AT) == ["broadcast /me waves"]
