@@ -158,7 +158,17 @@ def reply_line(frame):
     return ("".join(_c_encoder(frame, 0)) + "\n").encode("utf-8")   # (encode, inline)
 
 
-_scan = json.JSONDecoder().scan_once
+class _NotJSON(ValueError):
+    """NaN, Infinity or -Infinity: Python's json reads them, but they are no JSON."""
+
+
+def _refuse_constant(name):
+    raise _NotJSON(name)
+
+
+# (a student's client sending NaN was answered ok, and would fail against any other server)
+_decoder = json.JSONDecoder(parse_constant=_refuse_constant)
+_scan = _decoder.scan_once
 
 
 def decode_own(line):
@@ -181,6 +191,8 @@ def _bad_json(exc):
     RecursionError or StopIteration inside a value).
     RecursionError: "[[[[..." nested deeper than the parser's stack (the fuzzer found it); a
     number of thousands of digits is valid JSON Python will not read."""
+    if isinstance(exc, _NotJSON):
+        return FrameError("bad_json", f"{exc} is not a JSON number")
     return FrameError("bad_json", "a number in it is too long to read" if
                       "integer string conversion" in str(exc) else "")
 
@@ -198,8 +210,8 @@ def decode(line):
     # usual case): the C scanner alone, without json.loads's Python layers. JSON bad from its
     # first character is refused where the scanner stops, as json.loads would refuse it;
     # anything else (blanks or a byte order mark before it, a "\r" from a terminal or more
-    # after it) goes to json.loads, which decides: what is accepted and refused is exactly
-    # what json.loads does.
+    # after it) goes to the decoder's whole reading, which decides: what is accepted and
+    # refused is exactly what json.loads does, but for NaN and Infinity, which are no JSON.
     try:
         frame, end = _scan(text, 0)
     except StopIteration as missing:
@@ -216,7 +228,7 @@ def decode(line):
         try:
             # (a byte order mark first: an editor on Windows saved the frame so, and a trial's
             # was refused as bad JSON)
-            frame = json.loads(text[1:] if text.startswith("\ufeff") else text)
+            frame = _decoder.decode(text[1:] if text.startswith("\ufeff") else text)
         except (ValueError, RecursionError) as exc:
             raise _bad_json(exc) from None
     if not isinstance(frame, dict):

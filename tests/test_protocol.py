@@ -74,7 +74,12 @@ LINES = [
     '{"type":"a"', '"type"', '123', '1e400', 'NaN', '[1, 2]', 'null', '',
     '\ufeff{"type":"a"}', '{"type":"\\ud800"}', '{"a":1,"a":2,"type":"t"}',
     '[' * 100000, '{"type":' + '[' * 100000,
+    '{"type":"a","x":NaN}', ' {"type":"a","x":Infinity}', '{"type":"a","x":-Infinity}\r',
 ]
+
+
+def _no_constants(name):
+    raise ValueError(f"{name} is no JSON")
 
 
 @pytest.mark.parametrize("frame", MESSAGES + [
@@ -89,9 +94,11 @@ def test_encoding_is_compact_json_of_the_frame(frame):
 @pytest.mark.parametrize("text", LINES, ids=range(len(LINES)))
 def test_decode_takes_and_refuses_what_json_loads_does(text):
     """A frame is what json.loads makes of the line (decode reads the usual one faster), but
-    for a lone surrogate, which no UTF-8 carries, and a byte order mark first, dropped."""
+    for a lone surrogate, which no UTF-8 carries, a byte order mark first, dropped, and NaN
+    and Infinity, which Python reads but JSON has not (a student's client that sent NaN was
+    answered ok)."""
     try:
-        value = json.loads(text.removeprefix("\ufeff"))
+        value = json.loads(text.removeprefix("\ufeff"), parse_constant=_no_constants)
         expected = value
         if not isinstance(value, dict):
             expected = "not_object"
@@ -109,6 +116,12 @@ def test_decode_takes_and_refuses_what_json_loads_does(text):
     except protocol.FrameError as exc:
         got = exc.code
     assert got == expected
+
+
+def test_nan_and_infinity_are_refused_as_bad_json_saying_why():
+    with pytest.raises(protocol.FrameError) as refused:
+        protocol.decode(b'{"type":"check_user","user":"a","id":NaN}')
+    assert (refused.value.code, str(refused.value)) == ("bad_json", "NaN is not a JSON number")
 
 
 def test_a_frame_after_a_byte_order_mark_is_read_and_a_number_too_long_is_said():
