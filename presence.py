@@ -31,11 +31,15 @@ class Presence:
         go, only where it then is is told, if that is not what the others were told last."""
         if user in self.held:
             return 0
-        if online and not self._flaps.spent(user):
-            # a login with no change lately is not counted: its bucket would be kept for a
-            # minute, 77 bytes of each of 10,000 users logging in (a leaving user's is freed)
+        fresh = not self._flaps.spent(user)
+        if online and fresh:
+            # a login with no change lately is not counted now: its bucket would be kept for
+            # a minute, 77 bytes of each of 10,000 users logging in (a leaving user's is freed)
             return None
-        wait_s = self._flaps.take(user, now)
+        # ... but with the logout that follows it: a burst of changes is told `burst` at
+        # once, that login among them (told 11 of 10, a user logged out showed online for
+        # the 6 s the next token took: a trial's)
+        wait_s = self._flaps.take(user, now, cost=2 if fresh else 1)
         if not wait_s:
             return None
         self.held[user] = not online
