@@ -122,7 +122,10 @@ class Deliveries:
             # and the next login would show the message again (a trial's script showed one at
             # each of its runs, once after "You have logged out."). Neither shown nor
             # acknowledged, it waits on the server for that login, and is shown once.
-            out.append(Log(f"message {seq} came while logging out; it waits for the next login"))
+            if not self.came_while_leaving:     # (said once: a window's closing said 157)
+                out.append(Log(f"message {seq} came while logging out; it waits for the next "
+                               f"login, as any that come after it"))
+            self.came_while_leaving += 1
             return
         if seq > self.backlog_upto:
             self.backlog_upto = seq

@@ -1211,6 +1211,12 @@ def test_a_message_that_comes_while_logging_out_waits_for_the_next_login(event):
     run.do(event)
     actions = run.do(Incoming(7, _numbered(1, "late")))
     assert printed(actions) == [] and not [a for a in actions if isinstance(a, SendTo)]
+    # said once, not once a message (a window's closing logged 157 lines: a trial's)
+    assert [a.text for a in actions if isinstance(a, Log)] == [
+        "message 1 came while logging out; it waits for the next login, as any that come "
+        "after it"]
+    more = run.do(Incoming(7, _numbered(2, "later")))
+    assert printed(more) == [] and [a for a in more if isinstance(a, (Log, SendTo))] == []
     assert run.reply(OK) == [Exit(0)]
 
 
