@@ -25,8 +25,8 @@ import termios
 import time
 
 from cells import char_cells, clipped, layout, visible
-from client_events import (AskConsent, ConsentLapsed, InputEnded, LineIn, Prompt, Show,
-                           ShowFate, ShowOnline, ShowSending, Stage, Status)
+from client_events import (AskConsent, ConsentLapsed, HungUp, InputEnded, LineIn, Prompt,
+                           Show, ShowFate, ShowOnline, ShowSending, Stage, Status)
 from commands import (ALIASES, COMMANDS, action_text, day_words, help_lines, lapsed_text,
                       presence_words)
 from completion import Completer
@@ -95,6 +95,7 @@ class Terminal:
         # (view, status, width) as on the screen; None: unknown. It starts empty at the cursor.
         self._drawn = self._erased()
         self.out_failed = False        # a write to `out` failed, and stderr was told
+        self.on_out_failed = None       # called once when it does (TerminalScreen leaves)
 
     @property
     def secret(self):
@@ -425,7 +426,10 @@ class Terminal:
             self.out_failed = True
             if self.warn is not None:
                 _write_to(self.warn, f"client.py: cannot write to standard output ({failed}); "
-                                    f"what follows is not shown\n".encode())
+                                    f"logging out: what comes meanwhile waits on the server "
+                                    f"for the next login\n".encode())
+            if self.on_out_failed is not None:
+                self.on_out_failed()
 
 
 # The terminal's words for what the core shows.
@@ -597,6 +601,15 @@ class TerminalScreen:
     def attach(self, glue):
         """Serve `glue`'s client from now on (its reactor times the status line)."""
         self._glue = glue
+        self.terminal.on_out_failed = self._output_failed
+
+    def _output_failed(self):
+        """Nothing can be shown any more (a full disk, a pipe's reader gone): the client leaves
+        as at a hang-up, and acknowledges nothing more (once_drawn), so what comes meanwhile
+        waits on the server. (A trial's, its output on /dev/full, acknowledged what it could
+        not show: lost.) On the next pass: this is said from inside a rendering."""
+        glue = self._glue
+        glue.reactor.call_soon(glue.feed, HungUp())
 
     def render(self, action):
         """What the core shows -> lines above the input; a Status hides or shows typing and
@@ -644,10 +657,11 @@ class TerminalScreen:
         """The client is done: the terminal as it was, a half-typed line said not sent."""
         self.terminal.restore()
 
-    @staticmethod
-    def once_drawn(then):
-        """(Printed as rendered: at once.)"""
-        then()
+    def once_drawn(self, then):
+        """(Printed as rendered: at once; not at all once the output fails, and then what
+        waits for it, an acknowledgement, is never done.)"""
+        if not self.terminal.out_failed:
+            then()
 
     def run(self, glue):
         """Read the keyboard (or the file) into `glue` until the client exits."""

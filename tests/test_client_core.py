@@ -1708,8 +1708,9 @@ def test_main_runs_from_the_command_line(tmp_path):
 @pytest.mark.parametrize("closed, code, err", [
     ("stdout", 2, "client.py: standard output is closed: there is nowhere to show the chat\n"),
     ("stdin", 1, "client.py: the input ended before a login succeeded\n"),   # an empty one
-    ("full", 1, "client.py: cannot write to standard output (No space left on device); what "
-                "follows is not shown\nclient.py: cannot reach the server at 127.0.0.1:{port} "
+    ("full", 1, "client.py: cannot write to standard output (No space left on device); "
+                "logging out: what comes meanwhile waits on the server for the next login\n"
+                "client.py: cannot reach the server at 127.0.0.1:{port} "
                 "(refused); the input was not read\n"),
 ])
 def test_a_closed_or_failing_standard_stream_is_said_not_a_traceback(closed, code, err):

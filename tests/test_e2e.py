@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from realprocs import ROOT, WAIT_S, login, run_file_client
+from realprocs import (ACCOUNTS, ROOT, WAIT_S, exchange, login, run_file_client, take_deliveries,
+                       token_of)
 
 def test_login_message_and_presence(clients, server):
     alice, bob = clients(), clients()
@@ -119,6 +120,32 @@ def test_a_run_whose_output_cannot_be_written_ends_with_status_1(server, tmp_pat
     assert done.returncode == 1
     assert done.stderr.decode().startswith("client.py: cannot write to standard output (No "
                                            "space left on device)")
+
+
+def test_a_run_whose_output_fails_acknowledges_nothing_it_could_not_show(server):
+    """(a trial's client, its output's reader gone, went on acknowledging what it could no
+    longer show: lost for good) It logs out instead, and the message waits on the server."""
+    client = subprocess.Popen([sys.executable, "client.py", "127.0.0.1", str(server.port)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, cwd=ROOT)
+    try:
+        client.stdin.write(b"google\nhasglasses\n")
+        client.stdin.flush()
+        shown, end = b"", time.monotonic() + WAIT_S
+        while b"successfully logged in" not in shown:
+            assert time.monotonic() < end, shown
+            if select.select([client.stdout], [], [], 0.1)[0]:
+                shown += os.read(client.stdout.fileno(), 4096)
+        client.stdout.close()                   # the reader goes: the next write fails
+        token = token_of(server.port, "columbia", ACCOUNTS["columbia"])
+        exchange(server.port, [{"type": "message", "token": token, "to": "google",
+                                "text": "shown to no one"}])
+        assert client.wait(timeout=WAIT_S) == 1
+        assert b"cannot write to standard output" in client.stderr.read()
+    finally:
+        client.kill()
+        client.wait()
+    assert take_deliveries(server.port, "google", ACCOUNTS["google"], 1) == ["shown to no one"]
 
 
 def test_wrong_username_wrong_password_and_lockout(clients, server):
