@@ -128,6 +128,8 @@ class ChatClient(LoginSteps, Sending, Deliveries, Leaving):
         self.peers = peer.Peers()       # addresses and keys given by consent, and our links
         self.doorkeeper = Doorkeeper(self.peers)     # who may use our listening port
         self.last_request_at = None     # the last request carrying our token: a sign of life
+        self.answered_at = None         # when the server last answered or pushed
+        self.server_timeout_s = HEARTBEAT_S + 1     # a silent session's end (the welcome's)
         self.silent_s = None            # how long the client sent nothing before a late heartbeat
         # whether the server can be reached
         self.outage = Outage(settings.server, settings.tls, settings.cafile)
@@ -312,6 +314,7 @@ class ChatClient(LoginSteps, Sending, Deliveries, Leaving):
                                           and pending.purpose is not Purpose.COMMAND))
         if pending.purpose is Purpose.OUTBOX and event.reason not in NEVER_SENT:
             self.outbox.lost_on_the_way()
+        self._consents_lapsed(now, out)
         self._failures[pending.purpose](pending, now, out)
         self._stopped_when_answered(out)
         if (self.settings.check_server and self.stage is not Stage.LOGGED_IN
@@ -333,6 +336,7 @@ class ChatClient(LoginSteps, Sending, Deliveries, Leaving):
         if visitor is not None and visitor.door is Door.TRUSTED:
             self._delivered(event.conn, event.frame, out)   # the server's, proven: the usual way
             return
+        self._consents_lapsed(now, out)     # (before a peer is let in on a key)
         login_pending = any(p.purpose is Purpose.LOGIN for p in self.pending.values())
         items = self.doorkeeper.incoming(event.conn, event.frame, self.user, self.proof,
                                          login_pending)
@@ -349,6 +353,7 @@ class ChatClient(LoginSteps, Sending, Deliveries, Leaving):
 
     def _on_link_down(self, event, now, out):
         out.extend(self.outage.failed(event.reason))
+        self._consents_lapsed(now, out)
         self.outage.planned(LinkDown, event.retry_at)
         if self.awaiting_server:
             self._missing_at_start(out)
@@ -396,6 +401,7 @@ class ChatClient(LoginSteps, Sending, Deliveries, Leaving):
         if self.stage is not Stage.LOGGED_IN:
             out.append(Log(f"{event.frame.get('type')!r} pushed while logged out ignored"))
             return
+        self.answered_at = now
         self._delivered(event.conn, event.frame, out)
 
     # -- what the user sees of the client's state ---------------------------------------------
@@ -433,6 +439,7 @@ class ChatClient(LoginSteps, Sending, Deliveries, Leaving):
     def _reached(self, out):
         """The server answered: an outage, if there was one, is over, and the user hears it;
         a login that waited for it goes."""
+        self.answered_at = self._now
         out.extend(self.outage.answered())
         self._cancel(ProbeDue(), out)
         if self.login_waits:
@@ -606,6 +613,7 @@ class ChatClient(LoginSteps, Sending, Deliveries, Leaving):
         self.backlog_upto = 0
         self.drain = None               # (each login's backlog is read before its end)
         self.last_request_at = now
+        self.server_timeout_s = _time_out_said(frame.get("timeout")) or HEARTBEAT_S + 1
         self.heartbeat_s = heartbeat_within(self.settings.heartbeat_s, frame.get("timeout"))
         if self.settings.stay:
             self.heartbeat_s = staying_heartbeat(self.heartbeat_s, frame.get("timeout"))
@@ -742,9 +750,7 @@ class ChatClient(LoginSteps, Sending, Deliveries, Leaving):
         self.proof = None
         self.detached = False
         self.logging_out = False
-        # consent ends with the session, on both sides
-        out.extend(self.peers.forget_all())
-        out.extend(self.doorkeeper.close_peers(lambda name: True, session_ended=True))
+        self._end_consents(out)         # consent ends with the session, on both sides
         if ask:
             out.append(Prompt(Stage.USERNAME))
 

@@ -6,7 +6,8 @@ port, and private messages to and from peers (whose rules live in peer.py).
 `proof`, `store`, `stage`), peers, doorkeeper, outage and the counts of private messages.
 """
 import peer
-from client_events import CloseConn, Fate, Log, SendTo, Show, ShowFate, ShowSending, Stage
+from client_events import (REQUEST_TIMEOUT_S, CloseConn, Fate, Log, SendTo, Show, ShowFate,
+                           ShowSending, Stage)
 from commands import presence_notices, shown
 from doorkeeper import Delivered, HeadSeen, PeerTurnedAway, PrivateIn
 from protocol import CONSENT_S, MAX_SEQ
@@ -101,6 +102,9 @@ class Deliveries:
             # (the close that follows is not said again in the words of a request cut short:
             # a re-check's "closed before a reply")
             self.outage.announced("the server is shutting down")
+            # its grants end with it (they live in its memory): so do ours, now, not when
+            # its restart is heard of (a trial's peer was let in 45 s into the outage)
+            self._end_consents(out)
         else:
             out.append(Log(f"delivery of unknown type {kind!r} ignored"))
 
@@ -215,6 +219,25 @@ class Deliveries:
             self._revoke_consent(command.user, out)
         elif command.name == "unblock":
             self.peers.blocked.discard(command.user)
+
+    def _end_consents(self, out):
+        """Every consent ends, on both sides (the session did, or the server's grants): the
+        addresses and keys we hold, the keys we gave, and the links."""
+        out.extend(self.peers.forget_all())
+        out.extend(self.doorkeeper.close_peers(lambda name: True, session_ended=True))
+
+    def _consents_lapsed(self, now, out):
+        """A try at the server failed: silent past its time-out (and a request's), the server
+        has ended the session, and every grant with it; ours end too, rather than let a peer
+        in on a key the server no longer knows (a trial's, 45 s into an outage)."""
+        if (self.stage is not Stage.LOGGED_IN or self.answered_at is None
+                or now - self.answered_at <= self.server_timeout_s + REQUEST_TIMEOUT_S
+                or not (self.peers.granted or self.peers.addresses or self.peers.by_user)):
+            return
+        out.append(Show("system", f"The server has not answered for {now - self.answered_at:.0f} "
+                                  f"s, which ends a session: the private talks you agreed to "
+                                  f"end here too."))
+        self._end_consents(out)
 
     def _revoke_consent(self, user, out, blocked=False):
         self.peers.revoke(user, blocked)

@@ -146,6 +146,11 @@ class Sending:
 
     def _send_command(self, command, now, out):
         frame = {"type": command.name, "token": self.token}
+        if command.name in ("N", "block") and command.user in self.peers.granted:
+            # the key given ends now, whatever the server answers, or when: its private
+            # messages come to our listener, not the server's (a trial's peer was let in
+            # after N and a block typed in an outage)
+            self._revoke_consent(command.user, out)
         if command.name in ("Y", "N"):
             self.peers.answered(command.user)
             frame.update(type="consent", user=command.user, agree=command.name == "Y")

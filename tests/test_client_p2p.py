@@ -6,7 +6,7 @@ import protocol
 
 from client_events import (
     Accepted, Arm, CloseConn, EndLink, Exit, Expired, Incoming, IncomingClosed, InputEnded,
-    Interrupted,
+    Interrupted, Pushed,
     LinkClosed, LinkIdle, LinkIn, Log, OpenLink, SendOnLink, SendTo, Show, Fate, ShowFate,
     ShowSending, Status, TagLines,
 )
@@ -781,9 +781,12 @@ def test_blocking_a_peer_drops_its_key_and_closes_its_link():
     run = granted(logged_in())
     run.do(Accepted(5, "n5"))
     run.do(Incoming(5, hello("n5")))
-    run.type("block bob")
+    # the key ends as the block is typed, not when the server answers: the peer's messages
+    # come to our listener (a trial's peer was let in after a block typed in an outage)
+    typed = run.type("block bob")
+    assert CloseConn(5) in typed and "bob" not in run.client.peers.granted
     actions = run.reply(OK)
-    assert printed(actions) == ["User bob has been blocked."] and CloseConn(5) in actions
+    assert printed(actions) == ["User bob has been blocked."]
     assert run.do(Incoming(5, PRIVATE)) == []      # nothing more from that connection
     run.do(Accepted(6, "n6"))
     # (a trial's blocker read "you have not agreed", having agreed before the block)
@@ -802,7 +805,7 @@ def test_a_no_that_takes_back_a_yes_drops_the_key_and_closes_the_peers_link():
     granted(run, "carol", "kc")
     run.do(Accepted(5, "n5"))
     run.do(Incoming(5, hello("n5")))
-    run.type("N bob")
+    typed = run.type("N bob")       # (the key ends as it is typed, as a block's does)
     actions = run.reply({"type": "ok", "revoked": True})
     assert printed(actions) == [
         "bob may no longer send you private messages (your yes is taken back)."]
@@ -813,9 +816,9 @@ def test_a_no_that_takes_back_a_yes_drops_the_key_and_closes_the_peers_link():
         "messages (your yes is taken back)."]
     # told why, before the close: a message of its that crossed the N is not delivered, not
     # "perhaps" (a re-attack's peer was told our client had stopped answering)
-    assert of(actions, SendTo) == [SendTo(5, protocol.error("not_allowed",
-                                                            detail="the consent has ended"))]
-    assert of(actions, CloseConn) == [CloseConn(5)]
+    assert of(typed, SendTo) == [SendTo(5, protocol.error("not_allowed",
+                                                          detail="the consent has ended"))]
+    assert of(typed, CloseConn) == [CloseConn(5)]
     assert run.client.peers.granted == {"carol": "kc"}
     run.do(Accepted(6, "n6"))
     assert "you have not agreed" in refused_once(run, 6, hello("n6"), PRIVATE)
@@ -952,3 +955,40 @@ def test_a_private_talks_notices_are_data_for_each_screen_to_word():
     # to ourselves: said so, not a getaddress to type (which refuses ourselves)
     assert of(run.type("private alice hi"), Show) == [
         Show("system", "You cannot send a private message to yourself.")]
+
+
+def test_a_block_typed_in_an_outage_ends_the_key_though_the_server_never_answers():
+    """(a trial's N and block, typed with the server down, were "not done", and the peer's
+    links went on being let in on the old key)"""
+    run = granted(logged_in())
+    run.type("block bob")
+    run.fail("refused")
+    run.do(Accepted(6, "n6"))
+    assert "bob" not in run.client.peers.granted
+    refused_once(run, 6, hello("n6"), PRIVATE)
+
+
+def test_a_servers_shutdown_ends_every_consent_here_too():
+    """Its grants live in its memory: a restart ends them all (PROTOCOL.md), so a peer is
+    not let in on a key the server no longer knows (a trial's was, 45 s into the outage)."""
+    run = granted(logged_in(stay=True))
+    run.do(Accepted(5, "n5"))
+    run.do(Incoming(5, hello("n5")))
+    shut = run.do(Pushed(1, {"type": "shutdown"}))
+    assert CloseConn(5) in shut and run.client.peers.granted == {}
+    run.do(Accepted(6, "n6"))
+    refused_once(run, 6, hello("n6"), PRIVATE)
+
+
+def test_consents_end_once_the_server_has_been_silent_past_a_sessions_time_out():
+    run = granted(logged_in())
+    run.now = 35.0                  # a heartbeat's reply late: nothing ends yet
+    run.do(Accepted(5, "n5"))
+    assert printed(run.do(Incoming(5, hello("n5")))) == []
+    assert run.client.peers.granted == {"bob": KEY}
+    run.now = 41.5                  # 31 s, and a request's 10, without a word from it
+    run.do(Accepted(6, "n6"))
+    actions = run.do(Incoming(6, hello("n6")))
+    assert "The server has not answered for 42 s, which ends a session: the private talks " \
+           "you agreed to end here too." in printed(actions)
+    assert run.client.peers.granted == {} and CloseConn(6) in actions
