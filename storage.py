@@ -179,6 +179,10 @@ class Store:
         self._reserve_held = False
         self._reserve_trouble = None    # why the reserve cannot be made, said once
         self._rescued = None            # a homeless store's copy elsewhere (rescue)
+        # while the store has no connection (one closed to put a file in place, the next not
+        # yet open): a descriptor of a complete copy of every commit, the last one there may
+        # be (a trial's rm -rf took the file between the close and the open: all lost)
+        self._last_copy = None
         self._rescues = 0               # copies tried since the loss was found
         try:
             self._open(seq_floor, new_identity)
@@ -905,7 +909,14 @@ class Store:
         log. Until that succeeds, StoreUnavailable."""
         try:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-            self._reopen()
+            if files.named(self._path, self._file_id) is None:
+                # the file went too (a data directory wiped a file at a time, its log first):
+                # written again from the open store, which is never closed before a copy of
+                # it is whole (a trial's rm -rf took the file between this and the reopen)
+                self._rehome()
+                return
+            self._close_db(True)        # (kept: its file, checkpointed, holds every commit)
+            self._open_db()
         except (OSError, sqlite3.Error) as exc:
             self.failing = f"the store's write-ahead log was deleted while the server ran ({exc})"
             raise StoreUnavailable(f"the store's write-ahead log was deleted while the server "
@@ -914,17 +925,18 @@ class Store:
                        f"held was copied into {self._path}, nothing lost (stop the server before "
                        f"deleting its files)")
 
-    def _reopen(self):
-        """Close the connection, and open the file at the store's path again in its place."""
-        self._close_db()
-        self._open_db()
-
     def _open_again(self):
         """The connection closed to put a file in place (_rehome, _relog) could not be opened
         again (no descriptor, say): every commit tries again, and fails as before until one
         succeeds (what it holds was committed and synced before it closed, in the file or in
         the complete copy `.new` that _rehome was putting in its place)."""
         try:
+            if self._last_copy is not None and not os.path.lexists(self._path + ".new"):
+                if not os.path.lexists(self._path):
+                    self._restore_last_copy()
+                elif files.named(self._path, files.identity(self._last_copy)) is None:
+                    # (another file put there meanwhile: not taken for ours, as _rehome)
+                    raise OSError(f"another file is at {self._path}")
             files.take_rewritten(self._path)     # (as a start would)
             self._open_db()
         except (OSError, sqlite3.Error) as exc:
@@ -932,18 +944,37 @@ class Store:
         self._homeless = False
         self.notice = f"the store's file at {self._path} is open again, nothing lost"
 
-    def _close_db(self):
+    def _close_db(self, keep=False):
         """Close the connection and let go of its files. Closing, SQLite deletes its
         write-ahead log by name; any log still at the path is not this file's any more, and
         would be read into the next one opened there (a trial's came out corrupt): it goes.
-        Until _open_db succeeds, there is no connection (None), and _ready opens one."""
+        Until _open_db succeeds, there is no connection (None), and _ready opens one.
+        `keep`: the file's descriptor is kept as the last copy (its commits all in it)."""
         self._db.close()
         self._db = None
         self._lost = True
+        if keep:
+            self._last_copy, self._file = self._file, None
         for stale in (self._path + "-wal", self._path + "-journal"):
             if os.path.lexists(stale):
                 os.remove(stale)
         self._let_go_of_files()
+
+    def _restore_last_copy(self):
+        """Write the last copy back at the store's path, its directory made again if it is
+        gone: as `.tmp`, synced, renamed."""
+        directory = os.path.dirname(os.path.abspath(self._path))
+        files.make_directory(directory)
+        tmp = self._path + ".tmp"
+        files.remove_quietly(tmp)
+        try:
+            files.copy_descriptor(self._last_copy, os.open(
+                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
+            os.rename(tmp, self._path)
+        except OSError:
+            files.remove_quietly(tmp)       # (a part of a copy holds the disk's room)
+            raise
+        files.sync_path(directory)
 
     def _let_go_of_files(self):
         for descriptor in (self._file, self._wal):
@@ -953,7 +984,13 @@ class Store:
         self._wal_size = 0
 
     def _open_db(self):
-        descriptor, db = os.open(self._path, os.O_RDONLY), None
+        """Open the file at the store's path, with a descriptor of it held as long as the
+        connection (closing any descriptor of a file drops the process's locks on it). The
+        last copy is let go once it is open, or is that descriptor if it is the same file."""
+        descriptor, db, kept = os.open(self._path, os.O_RDONLY), None, self._last_copy
+        if kept is not None and files.identity(kept) == files.identity(descriptor):
+            os.close(descriptor)        # (no lock of ours is on it yet: nothing is dropped)
+            descriptor = kept
         try:
             db = self._connect()
             self._limit_pages(db)
@@ -961,9 +998,12 @@ class Store:
         except BaseException:
             if db is not None:          # (a failed open holds nothing: it is tried again)
                 db.close()
-            os.close(descriptor)
+            if descriptor != kept:
+                os.close(descriptor)
             raise
-        self._file, self._db = descriptor, db
+        if kept is not None and kept != descriptor:
+            os.close(kept)              # (another file's: no lock of the new one is dropped)
+        self._file, self._db, self._last_copy = descriptor, db, None
         self._file_id = files.identity(descriptor)
         self._file_size = 0             # (another file: its size is seen at the next look)
 
@@ -1006,6 +1046,8 @@ class Store:
                 f"again yet ({exc})")
             raise StoreUnavailable(self.failing) from None
         try:
+            # (.new held open across the close: the last copy, whatever becomes of its name)
+            self._last_copy = os.open(fresh, os.O_RDONLY)
             self._close_db()
             os.rename(fresh, self._path)
             files.sync_path(directory)
@@ -1078,8 +1120,9 @@ class Store:
 
     @property
     def homeless(self):
-        """True while the store's file is gone from its path and not written again there."""
-        return self._homeless and self._db is not None
+        """True while the store's file is gone from its path and not written again there (or
+        no connection is open, and the last copy is all there is)."""
+        return (self._homeless and self._db is not None) or self._last_copy is not None
 
     def rescue(self):
         """A homeless store (its file deleted and not written again, for want of room or a
@@ -1096,10 +1139,10 @@ class Store:
         stamp = time.strftime('%Y%m%d-%H%M%S', at)
         name = f"{files.rescue_prefix(self._path)}{stamp}-{self._rescues}"
         try:
-            page_count, = self._db.execute("PRAGMA page_count").fetchone()
-        except sqlite3.Error:
-            page_count = 0      # (tried anyway: a copy that fails leaves nothing)
-        needed = page_count * PAGE_BYTES
+            needed = (os.fstat(self._last_copy).st_size if self._db is None else
+                      self._db.execute("PRAGMA page_count").fetchone()[0] * PAGE_BYTES)
+        except (OSError, sqlite3.Error):
+            needed = 0          # (tried anyway: a copy that fails leaves nothing)
         for directory in files.rescue_places(self._path):
             copy = os.path.join(directory, name)
             try:
@@ -1113,7 +1156,11 @@ class Store:
             except OSError:
                 continue
             try:
-                self._db.execute("VACUUM INTO ?", (copy,))
+                if self._db is None:    # (the last copy: its bytes, into the file made)
+                    files.copy_descriptor(self._last_copy,
+                                          os.open(copy, os.O_WRONLY | os.O_NOFOLLOW))
+                else:
+                    self._db.execute("VACUUM INTO ?", (copy,))
                 files.mark_rescued(copy, self._path)
                 files.sync_path(copy)
             except (OSError, sqlite3.Error):
@@ -1138,6 +1185,9 @@ class Store:
         """Close the database; uncommitted writes are lost."""
         if self._db is not None:
             self._db.close()
+        if self._last_copy is not None:
+            os.close(self._last_copy)
+            self._last_copy = None
         if self._homeless and self._wal_id is not None:
             # its log, left at the path beside another file (SQLite, its file moved, copies
             # nothing and deletes nothing): read into that file at the next start, it damaged

@@ -353,6 +353,21 @@ def make_directory(path):
         sync_path(os.path.dirname(made))
 
 
+def copy_descriptor(source, target):
+    """Write the whole file open as descriptor `source` into descriptor `target` (a file just
+    made, empty), synced; `target` is closed."""
+    with os.fdopen(target, "wb") as out:
+        at = 0
+        while True:
+            chunk = os.pread(source, 1 << 20, at)
+            if not chunk:
+                break
+            out.write(chunk)
+            at += len(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+
+
 def sync_path(path):
     """fsync a file or directory by its path: a rename is durable once both are."""
     fd = os.open(path, os.O_RDONLY)

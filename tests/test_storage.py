@@ -734,6 +734,91 @@ def test_a_rewritten_file_not_yet_put_in_place_is_put_there_at_the_next_commit(
     assert _texts_after_restart(store, path) == ["before", "after", "later"]
 
 
+def _log_deleted(tmp_path):
+    """A store that committed "before" and "then" for bob (the first in its file, the second
+    in its log), its log then deleted, as a wiped directory's first file -> (store, path)."""
+    path = tmp_path / "data" / "chat.sqlite3"
+    path.parent.mkdir()
+    store = Store(str(path), exclusive=True)
+    keep(store, "bob", {"type": "message", "text": "before"})
+    store.commit()
+    keep(store, "bob", {"type": "message", "text": "then"})
+    store.commit()
+    os.remove(f"{path}-wal")
+    return store, path
+
+
+def test_a_directory_wiped_between_a_deleted_logs_check_and_the_reopen_loses_nothing(
+        tmp_path, monkeypatch):
+    """(a trial's rm -rf under load took the log, then the file as the store reopened it:
+    the connection closed, nothing held what it had committed, and a restart started empty)"""
+    import shutil
+    store, path = _log_deleted(tmp_path)
+    close_db = Store._close_db
+
+    def wiped_as_it_closes(self, *keep):
+        close_db(self, *keep)
+        shutil.rmtree(path.parent)
+    monkeypatch.setattr(Store, "_close_db", wiped_as_it_closes)
+    keep(store, "bob", {"type": "message", "text": "after"})
+    with pytest.raises(storage.StoreUnavailable, match="log was deleted"):
+        store.commit()
+    monkeypatch.setattr(Store, "_close_db", close_db)
+    assert store.homeless                   # (a stop would copy it elsewhere: rescue)
+    keep(store, "bob", {"type": "message", "text": "later"})
+    store.commit()                          # written back from what it held
+    assert store.failing is None and not store.homeless and path.exists()
+    assert _texts_after_restart(store, path) == ["before", "then", "after", "later"]
+
+
+def test_a_deleted_log_whose_file_went_too_is_written_again_from_the_open_store(
+        tmp_path, monkeypatch):
+    store, path = _log_deleted(tmp_path)
+    find_log = Store._find_log
+
+    def file_gone_meanwhile(self):
+        os.remove(path)
+        find_log(self)
+    monkeypatch.setattr(Store, "_find_log", file_gone_meanwhile)
+    keep(store, "bob", {"type": "message", "text": "after"})
+    store.commit()
+    monkeypatch.setattr(Store, "_find_log", find_log)
+    assert "written again" in store.notice
+    assert _texts_after_restart(store, path) == ["before", "then", "after"]
+
+
+def test_a_rewritten_copy_deleted_before_it_is_put_in_place_is_written_from_the_last_copy(
+        tmp_path, monkeypatch):
+    import shutil
+    store, path = _wiped_under(tmp_path)
+    close_db = Store._close_db
+
+    def wiped_as_it_closes(self, *keep):
+        close_db(self, *keep)
+        shutil.rmtree(path.parent)          # (.new with it)
+    monkeypatch.setattr(Store, "_close_db", wiped_as_it_closes)
+    keep(store, "bob", {"type": "message", "text": "after"})
+    with pytest.raises(storage.StoreUnavailable):
+        store.commit()
+    monkeypatch.setattr(Store, "_close_db", close_db)
+    path.parent.mkdir()
+    path.parent.rmdir()
+    path.parent.write_bytes(b"")            # a file where its directory was: none can be made
+    keep(store, "bob", {"type": "message", "text": "meanwhile"})
+    with pytest.raises(storage.StoreUnavailable):
+        store.commit()
+    copy = store.rescue()                   # (at a stop: from the last copy, not a connection)
+    assert copy is not None and copy.startswith(str(tmp_path))
+    rescued = Store(copy)
+    assert [frame["text"] for frame in frames(rescued, "bob")] == ["before", "after"]
+    rescued.close()
+    os.remove(copy)
+    path.parent.unlink()
+    store.commit()
+    assert store.failing is None
+    assert _texts_after_restart(store, path) == ["before", "after", "meanwhile"]
+
+
 CRASH_AFTER = """
 import os, sys
 sys.path.insert(0, {root!r})
