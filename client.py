@@ -9,6 +9,7 @@ Run: python3 client.py HOST PORT [--heartbeat S] [--gui] [--stay-connected [--no
 """
 import argparse
 import os
+import resource
 import signal
 import socket
 import ssl
@@ -16,13 +17,17 @@ import sys
 
 import options
 from chat_client import HEARTBEAT_S, ChatClient, Settings
-from client_glue import ClientGlue
+from client_glue import MAX_INCOMING, ClientGlue
 from protocol import MIN_HEARTBEAT_S
 from reactor import Reactor
 from stay import StayLink
 from terminal import Terminal, TerminalScreen, is_tty
 from timers import RealClock
 
+# descriptors the client holds of its own: the standard streams, the reactor's, the listener,
+# the server's connections (a heartbeat's, a message's, the staying link) and a few peer links
+OWN_DESCRIPTORS = 24
+MIN_INCOMING = 4        # the server's delivery connection and a peer's link, at the least
 
 def _heartbeat(text):
     value = options.seconds(text)
@@ -89,6 +94,7 @@ def run(args, screen, reactor):
     """
     glue = ClientGlue(reactor, screen, (args.address, args.port), tls=args.tls_context,
                       server_name=args.host)
+    glue.max_incoming = fit_descriptors(screen.log)
     listener = open_listener(args, reactor, glue, screen.log)
     port = None if listener is None else listener.port
     glue.core = ChatClient(Settings(port, stay=args.stay_connected, heartbeat_s=args.heartbeat,
@@ -113,6 +119,25 @@ def run(args, screen, reactor):
         screen.finish()
         print(f"client.py: {glue.exit_reason}", file=sys.stderr)
     return glue.exit_code
+
+
+def fit_descriptors(log):
+    """Raise the soft descriptor limit to the hard one -> how many connections the listening
+    port may hold at once: MAX_INCOMING, or half of what the limit leaves past the client's
+    own (a stranger's flood held the 64 under a limit of 64, and no heartbeat could be sent:
+    a trial's session timed out)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass        # (an unlimited hard limit, say: the soft one is what there is)
+    fits = max(MIN_INCOMING, min(MAX_INCOMING, (soft - OWN_DESCRIPTORS) // 2))
+    if fits < MAX_INCOMING:
+        log(f"the descriptor limit is {soft}: the listening port holds at most {fits} "
+            f"connections at once (raise it with ulimit -n)")
+    return fits
 
 
 def open_listener(args, reactor, glue, log):

@@ -50,6 +50,7 @@ class ClientGlue:
         self.listening = _Listening(self)
         self.link_handler = _Links(self)
         self.incoming = {}              # conn id -> accepted Connection
+        self.max_incoming = MAX_INCOMING    # ... held at once (less under a low limit: client.py)
         self.links = {}                 # link id -> our Connection to a peer
         self.stay = None                # a stay.StayLink with --stay-connected: it carries requests
         self.timers = KeyedTimers(reactor, lambda key: self.feed(Expired(key)))
@@ -358,7 +359,7 @@ class _Listening(Handler):
 
     def on_accepted(self, conn):
         incoming = self.glue.incoming
-        if len(incoming) >= MAX_INCOMING:
+        if len(incoming) >= self.glue.max_incoming:
             # room for it: an unproven connection gives way first, then a peer's link (the
             # oldest); the server's deliveries never do (peers held every place once, and the
             # server's connection was refused: a trial's)

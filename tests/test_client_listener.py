@@ -136,3 +136,22 @@ def test_a_line_too_long_to_check_on_a_proven_delivery_connection_ends_it():
     finally:
         server.close()
         listener.close()
+
+
+def test_the_listening_ports_hold_fits_the_descriptor_limit(monkeypatch):
+    """(a trial's client under `ulimit -n 64`: a stranger's flood held 64 connections, no
+    heartbeat could be sent, and its session timed out; the server raises its soft limit)"""
+    import resource
+
+    import client
+    raised, said = [], []
+    monkeypatch.setattr(resource, "setrlimit", lambda which, limits: raised.append(limits))
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (64, 20000))
+    assert client.fit_descriptors(said.append) == MAX_INCOMING and said == []
+    assert raised == [(20000, 20000)]
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (64, 64))
+    assert client.fit_descriptors(said.append) == 20
+    assert said == ["the descriptor limit is 64: the listening port holds at most 20 "
+                    "connections at once (raise it with ulimit -n)"]
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (16, 16))
+    assert client.fit_descriptors(said.append) == client.MIN_INCOMING
