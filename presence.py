@@ -27,8 +27,9 @@ class Presence:
         """Whether `user`'s change (to `online`) is held back: None, it is told as usual; 0,
         it is held, and the timer to let it go is armed; else the time to arm it for. A user
         is held once it has changed more often than its budget of changes (an account that
-        logged in and out in a loop put 5,853 lines on every screen in 10 s: a trial's); let
-        go, only where it then is is told, if that is not what the others were told last."""
+        logged in and out in a loop put 5,853 lines on every screen in 10 s: a trial's), at a
+        login; let go, only where it then is is told, if that is not what the others were
+        told last."""
         if user in self.held:
             return 0
         fresh = not self._flaps.spent(user)
@@ -40,9 +41,11 @@ class Presence:
         # once, that login among them (told 11 of 10, a user logged out showed online for
         # the 6 s the next token took: a trial's)
         wait_s = self._flaps.take(user, now, cost=2 if fresh else 1)
-        if not wait_s:
+        if not wait_s or not online:
+            # a logout is told all the same: held, the others saw a user gone as online for
+            # seconds, and `online` said so too (a review's); its next login is held instead
             return None
-        self.held[user] = not online
+        self.held[user] = False         # (the others were told it is gone)
         return now + wait_s
 
     def let_go(self, user, online):

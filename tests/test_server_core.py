@@ -694,19 +694,42 @@ def come_and_go(core, cycles, then_in=False):
     return now, lets_go[0] if lets_go else None
 
 
-def test_a_block_of_a_held_user_lists_it_as_the_blocker_was_told_it_is():
-    """A reviewer's blocker was told a held user was online (she had gone): the block sent no
-    `listed` (she was offline), the let-go left the blocker out, and she stayed in its list."""
+def test_a_logout_past_the_budget_is_told_and_the_next_login_held():
+    """Held at a logout, a user gone was shown online for seconds, to `online` too (a
+    review's; and a reviewer's blocker kept her in its list): a logout is always told."""
     from server_events import PresenceHeld
     core, _ = make_server(Settings(presence_flaps_per_s=0.1, presence_flaps_burst=3))
     bob = replies(login(core, "bob", conn=1))[0]["token"]
-    now, let_go_at = come_and_go(core, 2)       # held at her last logout: told online
-    assert core._presence.held == {"alice": True} and not core.is_online("alice")
-    blocked = core.handle(Request(1, {"type": "block", "token": bob, "user": "alice"},
-                                  "127.0.0.1"), now)
-    assert {"type": "listed", "user": "alice", "listed": False} in delivered_frames(blocked)
-    let_go = core.handle(Expired(PresenceHeld("alice")), let_go_at)
-    assert [f for f in delivered_frames(let_go) if f.get("user") == "alice"] == []
+    told = []
+    for cycle in range(3):                      # the budget spent at the second logout
+        came = login(core, "alice", now=1.0 + cycle / 10, conn=2)
+        went = core.handle(Request(2, {"type": "logout", "token": replies(came)[0]["token"]},
+                                   "127.0.0.1"), 1.0 + cycle / 10)
+        told += [f["online"] for f in delivered_frames(came + went) if f["type"] == "presence"]
+        online = replies(core.handle(Request(1, {"type": "online", "token": bob}, "127.0.0.1"),
+                                     1.0 + cycle / 10))[0]["users"]
+        assert online == []                     # gone, and never listed as there
+    # the second logout found no token, and was told all the same; the third login was held
+    # (and the logout after it, as every change of a held user is, until the let-go)
+    assert told == [True, False, True, False]
+    assert core._presence.held == {"alice": False}
+    again = login(core, "alice", now=1.5, conn=2)       # held: the others told nothing
+    assert [f for f in delivered_frames(again) if f["type"] == "presence"] == []
+    let_go = [a.at for a in again if isinstance(a, Arm) and type(a.key) is PresenceHeld]
+    assert let_go == [] and core._presence.held == {"alice": False}
+
+
+def test_a_user_gone_is_never_listed_online_however_its_budget_stands():
+    """(a review's: five logins and logouts, then after 7 s one more of each: the last
+    logout was held, and `online` listed her for the 4 s until the let-go)"""
+    core, _ = make_server()
+    bob = replies(login(core, "bob", conn=1))[0]["token"]
+    for at in [0.2 * n for n in range(5)] + [8.0]:
+        came = login(core, "alice", now=1.0 + at, conn=2)
+        core.handle(Request(2, {"type": "logout", "token": replies(came)[0]["token"]},
+                            "127.0.0.1"), 1.0 + at)
+        assert replies(core.handle(Request(1, {"type": "online", "token": bob}, "127.0.0.1"),
+                                   1.1 + at))[0]["users"] == []
 
 
 def test_a_held_users_block_and_unblock_list_it_to_no_one_told_it_had_gone():
