@@ -942,7 +942,8 @@ class Store:
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(f"{self.failing} (tried again: {exc})") from None
         self._homeless = False
-        self.notice = f"the store's file at {self._path} is open again, nothing lost"
+        removed = self._forget_rescue()
+        self.notice = f"the store's file at {self._path} is open again, nothing lost{removed}"
 
     def _close_db(self, keep=False):
         """Close the connection and let go of its files. Closing, SQLite deletes its
@@ -970,10 +971,15 @@ class Store:
         try:
             files.copy_descriptor(self._last_copy, os.open(
                 tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
-            os.rename(tmp, self._path)
+            written = os.open(tmp, os.O_RDONLY)
         except OSError:
             files.remove_quietly(tmp)       # (a part of a copy holds the disk's room)
             raise
+        # the copy written is the last copy from now on: an open that fails after this finds
+        # it at the path as ours (a review's was refused as another file's, for good)
+        os.close(self._last_copy)
+        self._last_copy = written
+        os.rename(tmp, self._path)
         files.sync_path(directory)
 
     def _let_go_of_files(self):
@@ -1120,9 +1126,11 @@ class Store:
 
     @property
     def homeless(self):
-        """True while the store's file is gone from its path and not written again there (or
-        no connection is open, and the last copy is all there is)."""
-        return (self._homeless and self._db is not None) or self._last_copy is not None
+        """True while the store's file is gone from its path and not written again there (with
+        no connection open: the last copy is not at its path)."""
+        if self._last_copy is not None:     # (its own file may be at the path, not open)
+            return files.named(self._path, files.identity(self._last_copy)) is None
+        return self._homeless and self._db is not None
 
     def rescue(self):
         """A homeless store (its file deleted and not written again, for want of room or a

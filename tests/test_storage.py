@@ -771,6 +771,59 @@ def test_a_directory_wiped_between_a_deleted_logs_check_and_the_reopen_loses_not
     assert _texts_after_restart(store, path) == ["before", "then", "after", "later"]
 
 
+def test_a_copy_written_back_whose_open_fails_is_opened_at_a_later_commit(
+        tmp_path, monkeypatch):
+    """(a review's: the copy written back at the path was refused as another file's, at every
+    commit until a restart)"""
+    import shutil
+    store, path = _log_deleted(tmp_path)
+    close_db, open_db = Store._close_db, Store._open_db
+
+    def wiped_as_it_closes(self, *keep):
+        close_db(self, *keep)
+        shutil.rmtree(path.parent)
+    monkeypatch.setattr(Store, "_close_db", wiped_as_it_closes)
+    keep(store, "bob", {"type": "message", "text": "after"})
+    with pytest.raises(storage.StoreUnavailable):
+        store.commit()
+    monkeypatch.setattr(Store, "_close_db", close_db)
+    fails = [OSError(24, "Too many open files")]
+
+    def open_fails_once(self):
+        if fails:
+            raise fails.pop()
+        return open_db(self)
+    monkeypatch.setattr(Store, "_open_db", open_fails_once)
+    keep(store, "bob", {"type": "message", "text": "later"})
+    with pytest.raises(storage.StoreUnavailable, match="Too many open files"):
+        store.commit()                      # written back, not opened
+    assert path.exists() and not store.homeless     # (its own file: no rescue at a stop)
+    store.commit()
+    assert store.failing is None
+    assert _texts_after_restart(store, path) == ["before", "then", "after", "later"]
+
+
+def test_a_reopen_that_fails_leaves_the_file_at_its_path_for_a_restart_not_a_rescue(
+        tmp_path, monkeypatch):
+    """(a review's: the store's own file at its path, unopened, was taken for lost: the stop
+    wrote a rescued copy beside it, said the store was not there, and the start refused)"""
+    store, path = _log_deleted(tmp_path)
+    monkeypatch.setattr(Store, "_open_db", lambda self: (_ for _ in ()).throw(
+        OSError(24, "Too many open files")))
+    keep(store, "bob", {"type": "message", "text": "after"})
+    for _ in range(2):
+        with pytest.raises(storage.StoreUnavailable):
+            store.commit()
+    assert not store.homeless and store.rescue() is None
+    store.close()
+    monkeypatch.undo()
+    again = Store(str(path), exclusive=True)
+    # ("after" was committed before the log's loss was found; its reply said unavailable, and
+    # its sender's retry is answered from the counter committed with it)
+    assert [frame["text"] for frame in frames(again, "bob")] == ["before", "then", "after"]
+    again.close()
+
+
 def test_a_deleted_log_whose_file_went_too_is_written_again_from_the_open_store(
         tmp_path, monkeypatch):
     store, path = _log_deleted(tmp_path)
