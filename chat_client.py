@@ -159,7 +159,7 @@ class ChatClient(LoginSteps, Sending, Deliveries, Leaving):
         self.backlog_upto = 0           # the highest number counted off backlog_left
         self.drain = None               # None, "waiting" (DrainDue armed), or "over"
         self.logging_out = False        # a `logout` is on its way
-        self.came_while_leaving = 0     # messages that came as this session ended, not shown
+        self.came_while_leaving = False     # a message came as this session ended (said)
         self.peer_wait_said = False     # the end's wait for private messages was said
         self.heartbeat_s = settings.heartbeat_s     # or less: within the server's time-out
         self.outage_wait = None         # None, "waiting" (OutageWaitDue armed), or "over"
@@ -601,7 +601,7 @@ class ChatClient(LoginSteps, Sending, Deliveries, Leaving):
         # to the next user of the same client: a trial's piped run)
         self._run_notices.clear()
         self.said_unreached = False     # (said once a session: a re-check's second wasn't)
-        self.came_while_leaving = 0
+        self.came_while_leaving = False
         self.token = frame.get("token")
         self.proof = frame.get("proof")
         self.store = frame.get("store") if isinstance(frame.get("store"), str) else None

@@ -27,10 +27,10 @@ from server_contacts import Contacts
 from server_events import (UNREACHED, Acked, Arm, AskLapses, BadFrame, Close, Closed, Expired,
                            IdleCheck, Log, PresenceBatch, PresenceHeld, Redeliver, Reply,
                            Request, StoreRecovered, Undelivered)
-from server_logins import Logins, shown_address
+from server_logins import Logins
 from server_messages import Messages
 from server_replies import Refused
-from sessions import RandomSecrets, Sessions
+from sessions import RandomSecrets, Sessions, shown_address
 from shares import Shares
 from storage import StoreUnavailable
 from words import plural
@@ -462,6 +462,11 @@ class ChatServer(Logins, Messages, Contacts, Reach):
             near = self._by_lower.get(user.lstrip("@").rstrip(_TRAILING_MARKS).lower())
             raise Refused("unknown_user", **({"near": near} if near is not None else {}))
         return user
+
+    def _writable(self):
+        """While commits fail, nothing new is written: what waits for the disk stays small."""
+        if self._store.failing is not None:
+            raise StoreUnavailable(self._store.failing)
 
     # --- the connection: bye and a staying client's acknowledgements ---
 

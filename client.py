@@ -94,7 +94,8 @@ def run(args, screen, reactor):
     """
     glue = ClientGlue(reactor, screen, (args.address, args.port), tls=args.tls_context,
                       server_name=args.host)
-    glue.max_incoming = fit_descriptors(screen.log)
+    # (what a listener holds is said only with one: --no-listen has none)
+    glue.max_incoming = fit_descriptors(screen.log if not args.no_listen else lambda text: None)
     listener = open_listener(args, reactor, glue, screen.log)
     port = None if listener is None else listener.port
     glue.core = ChatClient(Settings(port, stay=args.stay_connected, heartbeat_s=args.heartbeat,

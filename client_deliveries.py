@@ -127,9 +127,9 @@ class Deliveries:
             # each of its runs, once after "You have logged out."). Neither shown nor
             # acknowledged, it waits on the server for that login, and is shown once.
             if not self.came_while_leaving:     # (said once: a window's closing said 157)
+                self.came_while_leaving = True
                 out.append(Log(f"message {seq} came while logging out; it waits for the next "
                                f"login, as any that come after it"))
-            self.came_while_leaving += 1
             return
         if seq > self.backlog_upto:
             self.backlog_upto = seq
@@ -152,7 +152,8 @@ class Deliveries:
         """A message, broadcast or presence notice -> what the screen shows, or a log line if
         it is malformed."""
         show = shown(frame)
-        out.append(show if show is not None else Log(f"malformed {frame['type']} delivery ignored"))
+        out.append(show if show is not None
+                   else Log(f"malformed {frame['type']} delivery ignored"))
 
     def _link_idle(self, key, now, out):
         self._from_peers(self.peers.link_idle(key.user, now), out)

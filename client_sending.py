@@ -3,7 +3,8 @@ until the server takes them (sent one at a time, in order, again after a failure
 server asks for), and commands, each answered in the screen's words.
 
 `Sending` is ChatClient's base class (chat_client.py): it uses the core's outbox, session
-(`user`, `token`, `stage`), requests (`_request`, `_stale`), peers and timers (`_arm`), and the
+(`user`, `token`, `stage`, `_session_ended`, `_logged_out`), requests (`_request`, `_stale`),
+peers (and client_deliveries.py's `_peer_reply`, `_revoke_consent`), timers (`_arm`), and the
 counts a script's exit status is made of.
 """
 import limits
@@ -210,7 +211,8 @@ class Sending:
             # after it to a message)
             self.refused_commands += 1
         if command.name == "online" and frame.get("type") == "online":
-            out.append(ShowOnline(tuple(u for u in frame.get("users") or [] if isinstance(u, str))))
+            users = frame.get("users") or []
+            out.append(ShowOnline(tuple(user for user in users if isinstance(user, str))))
             return
         out.extend(Show("system", line) for line in lines)
 

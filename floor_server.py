@@ -39,7 +39,8 @@ from reactor import READ_CHUNK_BYTES
 
 CURSORS_EVERY_S = 1.0   # acknowledgements reach the disk at most this often, as the store's
 _string = json.encoder.encode_basestring
-_scan = json.JSONDecoder().scan_once   # the C scanner, as protocol.decode's usual case
+_scan = json.JSONDecoder().scan_once   # the C scanner, as protocol.decode's usual case (which
+                                        # refuses NaN too: a bench's frames hold none)
 _REFUSED = b'{"type":"error","code":"refused"}\n'
 
 

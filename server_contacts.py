@@ -5,7 +5,8 @@ reached its client, an answer owed until the asker is heard from; consents.py).
 
 `Contacts` is ChatServer's base class (chat_server.py): it uses the core's store (block lists),
 sessions (`_users`), presence, consents, the answers owed (`_owed`), the address-request limit
-(`_asks`), settings, and `_account_field`, `_reach` and `_tell`.
+(`_asks`), settings, its `_account_field` and `_writable`, and reach.py's `_reach` and
+`_tell`.
 """
 import limits
 import protocol

@@ -4,8 +4,9 @@ time-out), a heartbeat, and a staying client's resume on a new connection.
 
 `Logins` is ChatServer's base class (chat_server.py): it uses the core's accounts
 (`_passwords`, `_checker`, `_lockouts`), limits, settings, store, sessions (`_sessions`,
-`_users`), the idle check's due time, and its other parts' `_presence_change`, `_reach`,
-`_tell`, `_send_waiting` and `_answers_owed`.
+`_users`), shares, consents, the answers owed (`_owed`), the unreached ports, the idle check's
+due time, its `_account_field`, `_writable` and `_slow_down`, and its other parts'
+`_presence_change`, `_reach`, `_tell`, `_send_waiting` and `_answers_owed`.
 """
 import math
 import sys
@@ -15,16 +16,10 @@ import protocol
 from protocol import MAX_REASON_CHARS, whole
 from server_events import Arm, Close, IdleCheck, Log, TimeQuiet
 from server_replies import Refused, reply_to
-from sessions import Session
+from sessions import Session, shown_address
 
 IDLE_CHECK_LATE_S = 0.5     # a time-out check this late found the server held up (_idle_check)
 IDLE_GRACE_S = 2.0          # then the silent get this long for what waits unread to be read
-
-
-def shown_address(address):
-    """(host, port) -> "host:port" for the log; a client with no listening port is its host."""
-    host, port = address
-    return host if port is None else f"{host}:{port}"
 
 
 def _port_field(frame):

@@ -4,8 +4,9 @@ recipients' windows (reach.py); a retry answered from its sender's counter, neve
 and the usual next message of a run, taken its own short way.
 
 `Messages` is ChatServer's base class (chat_server.py): it uses the core's store, settings,
-limits, shares, sessions (`_users`), blocks' reverse index, the run under way (`run`,
-`_yeses`) and `_account_field`.
+rate limits (`_rate_limited`, `_user_limit`), shares, sessions (`_users`), the run under way
+(`run`, `_yeses`), its `_account_field` and `_writable`, and reach.py's `_keep_and_deliver`,
+`_keep_in_run` and `_run_deliveries`.
 """
 import protocol
 from protocol import FrameError
@@ -263,8 +264,3 @@ class Messages:
             return recipients, [], crowded
         return ([name for name in recipients if name not in full], sorted(full),
                 crowded - full)
-
-    def _writable(self):
-        """While commits fail, nothing new is written: what waits for the disk stays small."""
-        if self._store.failing is not None:
-            raise StoreUnavailable(self._store.failing)

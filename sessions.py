@@ -25,6 +25,12 @@ SECRETS_PER_DRAW = 64       # secrets drawn from the system at once: a login tak
 ENDED_KEPT = 4              # a user's ended sessions whose end is remembered
 
 
+def shown_address(address):
+    """(host, port) -> "host:port" for the log; a client with no listening port is its host."""
+    host, port = address
+    return host if port is None else f"{host}:{port}"
+
+
 @dataclass(slots=True)
 class Session:
     """One login of a user: how to reach them, when they last spoke, what is on its way."""
