@@ -267,10 +267,15 @@ class ChatServer(Logins, Messages, Contacts, Reach):
         return user in self._users
 
     def awaits_ack(self, proof):
-        """True while the session with `proof` has messages on their way, unacknowledged: its
-        delivery connection stays open for the acknowledgement."""
+        """True while the session with `proof` has messages on their way, unacknowledged, or had
+        when it ended: its delivery connection stays open for the acknowledgement."""
         window = self._window_by_proof(proof)
-        return window is not None and bool(window.sent)
+        if window is not None:
+            return bool(window.sent)
+        # (or had, before its logout: what its client acknowledges still counts, _on_acked,
+        # and a bye after the first such ack cut off the rest: a re-check's 200 came again)
+        late = self._sessions.proof_acks_after_end.get(proof)
+        return late is not None and late.acked < late.last_sent and late.user not in self._users
 
     def retrying(self, proof):
         """True while the session with `proof` waits to send again what a failed delivery

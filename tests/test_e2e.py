@@ -316,3 +316,49 @@ def test_a_scripted_login_shows_what_waited_for_it_once(server, tmp_path, stay):
                                           options=options)
     assert status == 0 and "You have successfully logged in." in second, err
     assert not any(line.startswith("columbia") for line in second.splitlines())
+
+
+def test_acknowledgements_read_after_a_logout_count_however_many_reads_they_take(server):
+    """(a re-check's raw listener: its acknowledgement of the 10th, read after its logout,
+    counted, but the server said bye at once, and the 30th's, a read later, was dropped: 20
+    came again at the next login, as in a window closed while its backlog was drawn)"""
+    import json
+    import socket
+
+    import protocol
+    from line_tags import LineTags
+    from realprocs import welcome_of
+    token = token_of(server.port, "columbia", ACCOUNTS["columbia"])
+    exchange(server.port, [{"type": "message", "token": token, "to": "google",
+                            "text": f"m{n}"} for n in range(30)])
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(WAIT_S)
+        welcome = welcome_of(server.port, "google", ACCOUNTS["google"],
+                             listener.getsockname()[1])
+        conn, _ = listener.accept()
+        with conn, conn.makefile("rwb") as stream:
+            conn.settimeout(WAIT_S)
+
+            def send(frame, tags=None):
+                line = json.dumps(frame).encode() + b"\n"
+                stream.write(line if tags is None else tags.tag(line))
+                stream.flush()
+
+            def read(tags):
+                line = stream.readline()
+                return json.loads(line if tags is None else tags.untag(line.rstrip(b"\n")))
+            send({"type": "challenge", "nonce": "late"})
+            hello = read(None)
+            send({"type": "ok", "mac": protocol.mac(welcome["proof"],
+                                                    protocol.DELIVERY_CLIENT_LABEL, "late",
+                                                    hello["nonce"])})
+            tags = LineTags(welcome["proof"], "late", hello["nonce"], dialer=False)
+            seqs = [read(tags)["seq"] for _ in range(30)]       # shown, none acknowledged
+            assert exchange(server.port, [{"type": "logout", "token": welcome["token"]}]) == [
+                {"type": "ok"}]
+            send({"type": "ack", "seq": seqs[9]}, tags)
+            # no bye comes while more is unacknowledged (a bounded look for what must not come)
+            assert select.select([conn], [], [], 0.5)[0] == []
+            send({"type": "ack", "seq": seqs[-1]}, tags)
+            assert read(tags)["type"] == "bye"
+    assert welcome_of(server.port, "google", ACCOUNTS["google"])["waiting"] == 0
