@@ -20,6 +20,7 @@ import errno
 import math
 import os
 import re
+import select
 import signal
 import termios
 import time
@@ -796,10 +797,30 @@ def is_tty(stream):
 
 def _write_to(stream, data):
     """-> None, or why the write failed: the reader is gone (a pipe closed, a terminal hung
-    up), or the disk is full; there is nobody to show it to, and the client goes on."""
+    up), or the disk is full; there is nobody to show it to. Written whole or not at all as
+    far as the caller knows: a buffered stream took a line the disk had room for a byte of,
+    said nothing until the next line, and the first was acknowledged, lost (a trial's). So a
+    real file's bytes go by os.write, each one counted."""
     try:
-        stream.write(data)
-        stream.flush()
+        descriptor = stream.fileno()
+    except (AttributeError, OSError, ValueError):     # (a test's BytesIO, or closed)
+        descriptor = None
+    try:
+        if descriptor is None:
+            stream.write(data)
+            stream.flush()
+            return None
+        stream.flush()              # (anything left in its buffer goes first)
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(descriptor, view)
+            except BlockingIOError:     # (left non-blocking by another: wait, as blocking)
+                select.select([], [descriptor], [])
+                continue
+            if not written:
+                return "nothing could be written"
+            view = view[written:]
         return None
     except OSError as exc:
         return exc.strerror or str(exc)

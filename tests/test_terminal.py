@@ -356,3 +356,35 @@ def test_a_pipe_is_not_a_terminal():
     finally:
         os.close(read_fd)
         os.close(write_fd)
+
+
+def test_a_line_the_disk_takes_a_byte_of_is_a_failed_write(monkeypatch):
+    """(a trial's output on a nearly full disk: one byte of a message's line was written, the
+    write said nothing, and the message was acknowledged, lost; the error came a line later)"""
+    import terminal
+    read_end, write_end = os.pipe()
+
+    class PartialStream:                # a stream that takes one byte and says so
+        def write(self, data):
+            return 1
+
+        def flush(self):
+            pass
+
+        def fileno(self):
+            return write_end
+    calls = []
+
+    def one_byte_then_full(descriptor, data):
+        calls.append(bytes(data))
+        if len(calls) > 1:
+            raise OSError(28, "No space left on device")
+        return 1
+    monkeypatch.setattr(terminal.os, "write", one_byte_then_full)
+    try:
+        assert terminal._write_to(PartialStream(), b"windows: w#36\n") == \
+            "No space left on device"
+        assert calls == [b"windows: w#36\n", b"indows: w#36\n"]     # the rest was tried
+    finally:
+        os.close(read_end)
+        os.close(write_end)
