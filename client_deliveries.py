@@ -236,8 +236,8 @@ class Deliveries:
                 or not (self.peers.granted or self.peers.addresses or self.peers.by_user)):
             return
         out.append(Show("system", f"The server has not answered for {now - self.answered_at:.0f} "
-                                  f"s, which ends a session: the private talks you agreed to "
-                                  f"end here too."))
+                                  f"s, past a session's time-out: the private talks you agreed "
+                                  f"to end here (agree again once it is back)."))
         self._end_consents(out)
 
     def _revoke_consent(self, user, out, blocked=False):

@@ -989,6 +989,6 @@ def test_consents_end_once_the_server_has_been_silent_past_a_sessions_time_out()
     run.now = 41.5                  # 31 s, and a request's 10, without a word from it
     run.do(Accepted(6, "n6"))
     actions = run.do(Incoming(6, hello("n6")))
-    assert "The server has not answered for 42 s, which ends a session: the private talks " \
-           "you agreed to end here too." in printed(actions)
+    assert "The server has not answered for 42 s, past a session's time-out: the private " \
+           "talks you agreed to end here (agree again once it is back)." in printed(actions)
     assert run.client.peers.granted == {} and CloseConn(6) in actions
