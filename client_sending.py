@@ -11,7 +11,7 @@ import limits
 from client_events import (CommandRetry, Fate, Log, OutboxRetry, Show, ShowFate, ShowOnline,
                            ShowSending, Stage)
 from client_requests import NEVER_SENT, RETRY_MAX_S, Purpose
-from commands import described, error_code, reply_lines
+from commands import described, error_code, listed_users, reply_lines
 
 
 class Sending:
@@ -211,8 +211,8 @@ class Sending:
             # after it to a message)
             self.refused_commands += 1
         if command.name == "online" and frame.get("type") == "online":
-            users = frame.get("users") or []
-            out.append(ShowOnline(tuple(user for user in users if isinstance(user, str))))
+            out.append(ShowOnline(tuple(user for user in listed_users(frame)
+                                        if isinstance(user, str))))
             return
         out.extend(Show("system", line) for line in lines)
 

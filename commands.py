@@ -319,7 +319,14 @@ def error_text(frame):
     message = frame.get("message")
     if isinstance(message, str) and message:
         return message
-    return f"The server refused the request ({frame.get('code', frame.get('type'))})."
+    code = frame.get("code", frame.get("type"))
+    return f"The server refused the request ({code if isinstance(code, str) else 'no code'})."
+
+
+def listed_users(frame):
+    """An `online` reply's list of users, or [] when it holds no list (a broken server's)."""
+    users = frame.get("users")
+    return users if isinstance(users, list) else []
 
 
 _DROPPED_UNREAD = ("The server could not take your message just now; it was not sent. Send it "
@@ -383,12 +390,13 @@ def reply_lines(command, frame):
     """A command's reply -> the lines to show ([] for none), or None when it makes no sense."""
     kind = frame.get("type")
     if kind == "error":
-        key = (command.name, frame.get("code"))
+        code = frame.get("code")        # (a list from a broken server raised: a trial's)
+        key = (command.name, code if isinstance(code, str) else None)
         line = _ERROR_LINES.get(key + ("share",) if frame.get("share") is True else key)
         return [line.format(user=command.user) + case_hint(frame) if line
                 else error_text(frame)]
     if command.name == "online" and kind == "online":
-        users = [u for u in frame.get("users") or [] if isinstance(u, str)]
+        users = [u for u in listed_users(frame) if isinstance(u, str)]
         return users or ["No other users are online."]
     if kind != "ok":
         return None

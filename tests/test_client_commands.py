@@ -235,3 +235,19 @@ def test_a_line_that_sends_a_message_is_told_from_a_command_in_any_spelling():
     assert [is_message_line(line) for line in (
         "message seas hi", "/message seas hi", "msg seas hi", "/MSG seas hi", "broadcast x",
         "private seas x", "block seas", "/quit", "", "  ")] == [True] * 6 + [False] * 4
+
+
+def test_replies_with_fields_of_the_wrong_type_are_refusals_not_tracebacks():
+    """(a hostile server's `"code": ["x"]` raised in the reply's words: the message was taken
+    from the outbox, never said sent or not, and a script hung; `"users": 5` raised too)"""
+    from client_events import ShowFate
+    from client_helpers import logged_in
+    run = logged_in()
+    run.type("message bob hi")
+    actions = run.reply({"type": "error", "code": ["x"], "message": "m"})
+    assert [a.fate.name for a in actions if isinstance(a, ShowFate)] == ["REFUSED"]
+    run.type("block bob")
+    run.reply({"type": "error", "code": {"a": 1}})
+    run.type("online")
+    assert [a for a in run.reply({"type": "online", "users": 5})
+            if isinstance(a, ShowOnline)] == [ShowOnline(())]
