@@ -104,6 +104,11 @@ class ChatClient(LoginSteps, Sending, Deliveries, Leaving):
         # wait behind it as behind a login in flight
         self.login_again = None
         self.login_waits = False        # login_again waits for the server to answer (an outage)
+        # the wait before a login (or name) that failed unanswered goes again once the server
+        # is seen: 0 until one has, then doubling (a server that took the look and closed the
+        # login without a word had it sent, password and all, every second: a trial's)
+        self.login_backoff_s = 0.0
+        self.login_tries_unanswered = 0
         # when the login was first answered unavailable, until it gets another answer
         self._login_unavailable_at = None
         # a command the server asked to wait (slow_down), sent again by CommandRetry: typed
@@ -256,7 +261,8 @@ class ChatClient(LoginSteps, Sending, Deliveries, Leaving):
         before its try in flight fails so: leave now, as Ctrl-C does (a trial's waited
         without a word, and logged in and out when the server came back, a minute later)."""
         if (self.input_ended and not self.settings.scripted and self.token is None
-                and not self.exiting and (self.login_waits or self.awaiting_server)):
+                and not self.exiting and (self.login_waits or self.awaiting_server
+                                          or (self.login_again and self.login_backoff_s))):
             self._on_interrupted(None, now, out)
 
     def _on_interrupted(self, event, now, out):
@@ -444,7 +450,10 @@ class ChatClient(LoginSteps, Sending, Deliveries, Leaving):
         self._cancel(ProbeDue(), out)
         if self.login_waits:
             self.login_waits = False
-            self._login_retry(None, self._now, out)
+            if self.login_backoff_s:
+                self._arm(LoginRetry(), self._now + self.login_backoff_s, out)
+            else:
+                self._login_retry(None, self._now, out)
 
     def _arm(self, key, at, out):
         """Arm a timer; one that contacts the server is a try the outage knows of."""

@@ -97,6 +97,7 @@ class LoginSteps:
             self._request(Purpose.LOGIN, frame, out, blocks_input=True)
 
     def _reply_check_user(self, pending, frame, now, out):
+        self.login_tries_unanswered, self.login_backoff_s = 0, 0.0
         if frame.get("type") == "ok":
             self.stage = Stage.PASSWORD
             out.append(Prompt(Stage.PASSWORD))
@@ -120,6 +121,7 @@ class LoginSteps:
             out.append(Prompt(Stage.USERNAME))
 
     def _reply_login(self, pending, frame, now, out):
+        self.login_tries_unanswered, self.login_backoff_s = 0, 0.0
         sent, self._login_sent = self._login_sent, None     # (the password is held no longer)
         if error_code(frame) != "unavailable":
             self._login_unavailable_at = None   # (the next full disk is said again)
@@ -264,6 +266,7 @@ class LoginSteps:
             # a name (a trial's, after a logout with the server down; another's staying client)
             self.login_again = {"type": "check_user", "user": self.user}
             self.login_waits = True
+            self._login_unanswered()
             out.append(Show("system", "Your user name waits for the server, and is checked as "
                                       "soon as it answers."))
             self._leave_if_ended_while_waiting(self._now, out)
@@ -286,11 +289,19 @@ class LoginSteps:
         self.login_again = sent if self._waits_for_server() else None
         self.login_waits = self.login_again is not None
         if self.login_waits:
+            self._login_unanswered()
             out.append(Show("system", "Your login waits for the server, and goes as soon as "
                                       "it answers."))
             self._leave_if_ended_while_waiting(self._now, out)
         else:
             out.append(Prompt(Stage.PASSWORD))
+
+    def _login_unanswered(self):
+        """A name or login got no answer: the next goes once the server is seen, at once the
+        first time, then 1 s later, doubling up to RETRY_MAX_S (an answer starts it again)."""
+        if self.login_tries_unanswered:
+            self.login_backoff_s = limits.next_backoff(self.login_backoff_s, 1.0, RETRY_MAX_S)
+        self.login_tries_unanswered += 1
 
     def _waits_for_server(self):
         """True if something will look for the server by itself (probes, or a staying

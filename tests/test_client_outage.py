@@ -175,3 +175,29 @@ def test_a_staying_client_that_loses_its_link_logged_in_hears_it_at_once():
     assert printed(up) == []            # a stopped server's kernel takes connections too
     assert [f["type"] for f in requests(up)] == ["resume"]
     assert printed(run.reply({"type": "ok", "head": 0}, "resume")) == ["The server is back."]
+
+
+def test_a_login_closed_unanswered_goes_again_with_backoff_though_the_server_is_seen():
+    """(a trial's server took the look and closed the login without a word: the login, its
+    password with it, went every second for as long as it ran)"""
+    from client_events import LoginRetry
+    run = Run(check_server=True)
+    run.do(Started())
+    run.answer_probe()
+    run.type("alice")
+    run.reply({"type": "ok"})
+    run.type("pw")
+    waits = []
+    for _ in range(4):
+        run.fail("the connection closed before a reply", kind="login")
+        run.do(Expired(ProbeDue()))
+        seen = run.answer_probe()
+        armed = [a.at - run.now for a in seen if isinstance(a, Arm) and a.key == LoginRetry()]
+        waits.append(armed[0] if armed else 0.0)
+        if armed:
+            assert [r for r in requests(seen) if r["type"] == "login"] == []
+            run.do(Expired(LoginRetry()))
+        assert run.last("login") is not None
+    assert waits == [0.0, 1.0, 2.0, 4.0]
+    run.reply({"type": "welcome", "user": "alice", "token": "t1", "proof": "p1"}, kind="login")
+    assert run.client.login_backoff_s == 0.0            # (an answer starts it again)
