@@ -43,6 +43,10 @@ _LINE_END = re.compile(rb"\r\n|\r|\n")    # how a piped line may end
 MIN_TICK_S = 0.05               # the status line's countdown is redrawn at most this often
 READ_TYPED_BYTES = 65536        # keys typed before a Ctrl-C, read at it (read_typed)
 NOT_ENTERED = "(The line above was not sent: Enter was not pressed.)"   # said at the exit
+# user names kept for Tab, the newest seen (a server that named 200,000 grew the client by
+# 30 MB: a trial's hostile one; a real one names its accounts), and listed by a second Tab
+MAX_NAMES = 10_000
+MAX_LISTED = 200
 ERASE_BELOW = "\x1b[J"          # erase from the cursor to the end of the screen
 CLEAR_SCREEN = "\x1b[H\x1b[2J"  # the cursor to the top left, and everything erased
 
@@ -328,7 +332,9 @@ class Terminal:
                     # (a trial's password, typed while the name waited for the server, showed)
                     self.editor.secret, self.secret_after_enter = True, False
             elif kind is Listed:
-                self._print_above("  ".join(done.matches))
+                shown, more = done.matches[:MAX_LISTED], len(done.matches) - MAX_LISTED
+                self._print_above("  ".join(shown) + (f"  (and {more:,} more: type more of "
+                                                      f"the name)" if more > 0 else ""))
             elif kind is ClearScreen:
                 self._write(CLEAR_SCREEN)
                 self._row, self._drawn = 0, self._erased()
@@ -589,7 +595,9 @@ class TerminalScreen:
         self.stdin_fd = stdin_fd
         # input from a file or a pipe: a failed login ends the run instead of asking again
         self.scripted = not os.isatty(stdin_fd)
-        self.names = set()              # user names seen this run: online, senders, comings
+        # user names seen this run (online, senders, comings), oldest first: a dict, as an
+        # ordered set, so the oldest goes past MAX_NAMES
+        self.names = {}
         terminal.editor.complete = Completer(COMMAND_NAMES, USER_COMMANDS, self.names)
         self._glue = None
         self._input_done = False
@@ -598,6 +606,14 @@ class TerminalScreen:
         self._stage = None              # the last Status's: a prompt is shown again after fg
         self._last_user = None          # who the last login was: the history is theirs
         self._input = None              # the reactor's source of stdin, once run
+
+    def _saw_names(self, names):
+        names_seen = self.names
+        for name in names:
+            names_seen.pop(name, None)
+            names_seen[name] = None
+        while len(names_seen) > MAX_NAMES:
+            del names_seen[next(iter(names_seen))]
 
     def attach(self, glue):
         """Serve `glue`'s client from now on (its reactor times the status line)."""
@@ -642,7 +658,7 @@ class TerminalScreen:
             self._outage = action if action.outage is not None else None
             self._show_outage()
             return
-        self.names.update(names_in(action))
+        self._saw_names(names_in(action))
         if type(action) is Prompt:
             self.terminal.heading = _PROMPTS[action.stage]
             # asked again (a wrong name, an empty line): what is typed shows, or not, as asked

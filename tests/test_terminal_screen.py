@@ -408,7 +408,7 @@ def test_a_name_that_could_drive_the_terminal_is_never_completed():
     term, screen, terminal_screen = completing_screen()
     terminal_screen.render(Show("joined", "", "b\x1b[2Jad"))     # from a hostile server
     terminal_screen.render(ShowOnline(("bo b", "b\u202eob", "bob")))
-    assert terminal_screen.names == {"bob"}
+    assert list(terminal_screen.names) == ["bob"]
     assert term.feed(b"block b\t\r") == ["block bob "]
 
 
@@ -607,3 +607,17 @@ def test_a_password_typed_ahead_of_its_prompt_is_not_shown():
     shown.render(Status(Stage.PASSWORD, "seas", 0, None, False))
     term.feed(b"summerisover")
     assert "summerisover" not in screen.text()
+
+
+def test_names_kept_for_tab_are_bounded_and_a_long_list_is_cut(monkeypatch):
+    """(a hostile server named 200,000 users: the client grew by 30 MB, and Tab Tab printed
+    50,000 names, 3 MB)"""
+    import terminal
+    monkeypatch.setattr(terminal, "MAX_NAMES", 300)
+    monkeypatch.setattr(terminal, "MAX_LISTED", 5)
+    term, screen, terminal_screen = completing_screen()
+    terminal_screen.render(ShowOnline(tuple(f"u{n}" for n in range(400))))
+    terminal_screen.render(ShowOnline(("zed",)))
+    assert len(terminal_screen.names) == 300 and "zed" in terminal_screen.names
+    term.feed(b"block u\t\t")                         # 299 names begin with u
+    assert "(and 294 more: type more of the name)" in "".join(screen.lines())
