@@ -16,7 +16,8 @@ import ssl
 import sys
 
 import options
-from chat_client import HEARTBEAT_S, ChatClient, Settings
+from chat_client import ChatClient, Settings
+from client_session import HEARTBEAT_S
 from client_glue import MAX_INCOMING, ClientGlue
 from protocol import MIN_HEARTBEAT_S
 from reactor import Reactor

@@ -3,9 +3,9 @@ until the server takes them (sent one at a time, in order, again after a failure
 server asks for), and commands, each answered in the screen's words.
 
 `Sending` is ChatClient's base class (chat_client.py): it uses the core's outbox, session
-(`user`, `token`, `stage`, `_session_ended`, `_logged_out`), requests (`_request`, `_stale`),
-peers (and client_deliveries.py's `_peer_reply`, `_revoke_consent`), timers (`_arm`), and the
-counts a script's exit status is made of.
+(`user`, `token`, `stage`; client_session.py's `_session_ended`, `_logged_out`), requests
+(`_request`, `_stale`), peers (and client_deliveries.py's `_peer_reply`, `_revoke_consent`),
+timers (`_arm`), and the counts a script's exit status is made of.
 """
 import limits
 from client_events import (CommandRetry, Fate, Log, OutboxRetry, Show, ShowFate, ShowOnline,

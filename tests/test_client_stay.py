@@ -2,7 +2,7 @@
 LinkUp and the resume, and what a client without a listening port says. No sockets."""
 import pytest
 
-from chat_client import heartbeat_within, staying_heartbeat
+from client_session import heartbeat_within, staying_heartbeat
 from client_events import (Arm, CloseConn, Exit, Expired, HeartbeatDue, Incoming, Interrupted,
                            LinkUp, Log, Pushed, Replied, RequestFailed, Started)
 from client_helpers import OK, WELCOME, Run, ack, err, hello, printed, requests

@@ -20,8 +20,8 @@ LAYERS = [
      "commands", "peer", "outbox", "outage", "doorkeeper", "line_editor", "irc_room",
      "irc_session"),
     ("reach", "server_logins", "server_messages", "server_contacts",   # the cores, and the
-     "chat_server", "client_login", "client_sending",                  # parts they are made of
-     "client_deliveries", "client_leaving", "chat_client"),
+     "chat_server", "client_login", "client_session", "client_sending",    # parts they are
+     "client_deliveries", "client_leaving", "chat_client"),               # made of
     ("delivery_links", "server_glue", "irc_glue", "status", "client_glue", "stay", "terminal",
      "gui", "gui_tk"),                                             # glue, screens
     ("server", "client", "bench", "floor_server"),                 # the entry points
@@ -46,6 +46,7 @@ SIDEWAYS = {
     ("chat_server", "server_messages"),     # ... messages,
     ("chat_server", "server_contacts"),     # ... presence, blocks and consents
     ("chat_client", "client_login"),    # the client's core is made of its parts: the way in,
+    ("chat_client", "client_session"),  # ... the session's life,
     ("chat_client", "client_sending"),  # ... messages and commands,
     ("chat_client", "client_deliveries"),   # ... what reaches it, and peers,
     ("chat_client", "client_leaving"),  # ... and the end
