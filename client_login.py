@@ -265,11 +265,8 @@ class LoginSteps:
             # after it with it: asked again, the password typed next was shown, and taken for
             # a name (a trial's, after a logout with the server down; another's staying client)
             self.login_again = {"type": "check_user", "user": self.user}
-            self.login_waits = True
-            self._login_unanswered()
-            out.append(Show("system", "Your user name waits for the server, and is checked as "
-                                      "soon as it answers."))
-            self._leave_if_ended_while_waiting(self._now, out)
+            self._wait_for_server("Your user name waits for the server, and is checked as soon "
+                                  "as it answers.", out)
         else:
             out.append(Prompt(Stage.USERNAME))
 
@@ -287,21 +284,22 @@ class LoginSteps:
         # message typed after it for the password)
         sent, self._login_sent = self._login_sent, None
         self.login_again = sent if self._waits_for_server() else None
-        self.login_waits = self.login_again is not None
-        if self.login_waits:
-            self._login_unanswered()
-            out.append(Show("system", "Your login waits for the server, and goes as soon as "
-                                      "it answers."))
-            self._leave_if_ended_while_waiting(self._now, out)
+        if self.login_again is not None:
+            self._wait_for_server("Your login waits for the server, and goes as soon as it "
+                                  "answers.", out)
         else:
             out.append(Prompt(Stage.PASSWORD))
 
-    def _login_unanswered(self):
-        """A name or login got no answer: the next goes once the server is seen, at once the
-        first time, then 1 s later, doubling up to RETRY_MAX_S (an answer starts it again)."""
+    def _wait_for_server(self, said, out):
+        """The name or login in login_again got no answer, and waits for the server (said so):
+        it goes once the server is seen, at once the first time, then 1 s later, doubling up to
+        RETRY_MAX_S (an answer starts it again)."""
+        self.login_waits = True
         if self.login_tries_unanswered:
             self.login_backoff_s = limits.next_backoff(self.login_backoff_s, 1.0, RETRY_MAX_S)
         self.login_tries_unanswered += 1
+        out.append(Show("system", said))
+        self._leave_if_ended_while_waiting(self._now, out)
 
     def _waits_for_server(self):
         """True if something will look for the server by itself (probes, or a staying

@@ -1240,15 +1240,21 @@ def test_a_block_of_an_account_removed_since_can_still_be_taken_back():
     assert ask("unblock", "gone")["code"] == "unknown_user"     # gone now
 
 
+def _alice_to_bob():
+    """alice and bob logged in on short connections -> (server, store, say): say(text, now)
+    is alice's message to bob."""
+    server, store = make_server()
+    login(server, "alice", port=5001)
+    login(server, "bob", port=5002, conn=3)
+    return server, store, lambda text, now: server.handle(
+        Request(2, {"type": "message", "token": "s1", "to": "bob", "text": text}, "h"), now)
+
+
 def test_what_a_short_client_acknowledges_after_its_logout_is_not_sent_again():
     """The acks come on the delivery connection, the logout on one of its own: read after the
     logout, they still count (a trial's window, closed as its backlog was drawn, showed it
     all again in the next window), until the user's next login, whose window has the rest."""
-    server, store = make_server()
-    login(server, "alice", port=5001)
-    login(server, "bob", port=5002, conn=3)
-    say = lambda text, now: server.handle(
-        Request(2, {"type": "message", "token": "s1", "to": "bob", "text": text}, "h"), now)
+    server, store, say = _alice_to_bob()
     sent = [delivered_frames(say(text, 1.0))[0]["seq"] for text in ("1", "2", "3")]
     server.handle(Request(4, {"type": "logout", "token": "s3"}, "h"), 2.0)
     assert store.count_waiting("bob") == 3
@@ -1264,11 +1270,7 @@ def test_what_a_short_client_acknowledges_after_its_logout_is_not_sent_again():
 
 
 def test_an_ack_after_a_logout_passes_nothing_beyond_what_that_session_was_sent():
-    server, store = make_server()
-    login(server, "alice", port=5001)
-    login(server, "bob", port=5002, conn=3)
-    say = lambda text, now: server.handle(
-        Request(2, {"type": "message", "token": "s1", "to": "bob", "text": text}, "h"), now)
+    server, store, say = _alice_to_bob()
     first = delivered_frames(say("1", 1.0))[0]["seq"]
     server.handle(Request(4, {"type": "logout", "token": "s3"}, "h"), 2.0)
     say("kept while away", 3.0)
