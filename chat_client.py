@@ -98,6 +98,11 @@ class ChatClient(LoginSteps, SessionKeeping, Sending, Deliveries, Leaving):
         self.login_tries_unanswered = 0
         # when the login was first answered unavailable, until it gets another answer
         self._login_unavailable_at = None
+        self._login_slowed_at = None    # ... and asked to slow down (a script waits so long)
+        # when the server first asked to slow down the message now oldest, and has taken none
+        # since: a script's end waits for it outage_wait_s at most (a re-check's server that
+        # slowed everything down kept a script running for ever)
+        self.slowed_since = None
         # a command the server asked to wait (slow_down), sent again by CommandRetry: typed
         # lines wait behind it, as behind a command in flight
         self.command_again = None
@@ -466,7 +471,8 @@ class ChatClient(LoginSteps, SessionKeeping, Sending, Deliveries, Leaving):
         # messages kept only because the server asked us to slow down go before the end:
         # a script's 200 lines sent 101 and reported the rest "Not sent" (an outage, a
         # retry's backoff, still ends it, listing what waits)
-        slowed = self.token is not None and self.outbox.entries and not self.outbox.retry_s
+        slowed = (self.token is not None and self.outbox.entries and not self.outbox.retry_s
+                  and not self._slowed_too_long(now))
         # (a try in flight when the outage's wait runs out is not waited for: a trial's said
         # "waiting up to 30 s" and listed what was not sent 9 s later, at the try's time-out)
         if (self.input_ended and self.waiting_for is None and not self.lines and not self.exiting
@@ -493,6 +499,12 @@ class ChatClient(LoginSteps, SessionKeeping, Sending, Deliveries, Leaving):
             self._exit(out, 1, f"the server took no message in "
                                f"{self.settings.outage_wait_s:g} s; the rest of the input was "
                                f"not read")
+
+    def _slowed_too_long(self, now):
+        """True for a script whose messages the server has asked to slow down for
+        outage_wait_s without taking one: its end waits for them no longer."""
+        return (self.settings.scripted and self.slowed_since is not None
+                and now - self.slowed_since >= self.settings.outage_wait_s)
 
     def _line(self, text, now, out):
         if self.stage is Stage.USERNAME:

@@ -37,7 +37,9 @@ class Leaving:
         if type(command) is not Command or command.name not in ("logout", "quit"):
             return False
         if self.outbox.entries:
-            return not self.outbox.retry_s or self._held_by_outage(now, out)
+            if not self.outbox.retry_s:
+                return not self._slowed_too_long(now)
+            return self._held_by_outage(now, out)
         return self._draining(now, out) or self._held_by_peers(out)
 
     def _held_by_outage(self, now, out):

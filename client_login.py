@@ -125,6 +125,8 @@ class LoginSteps:
         sent, self._login_sent = self._login_sent, None     # (the password is held no longer)
         if error_code(frame) != "unavailable":
             self._login_unavailable_at = None   # (the next full disk is said again)
+        if error_code(frame) != "slow_down":
+            self._login_slowed_at = None
         if self.exiting:            # (Ctrl-C as it went: _on_interrupted)
             if frame.get("type") == "welcome" and isinstance(frame.get("token"), str):
                 self.token = frame["token"]
@@ -165,6 +167,15 @@ class LoginSteps:
             # not refused: the server checks only so many passwords a second (hashed, each
             # costs it milliseconds); the same login goes again once it has waited as asked
             wait_s = limits.asked_wait(frame.get("seconds"), 1.0, RETRY_MAX_S)
+            if self._login_slowed_at is None:
+                self._login_slowed_at = now
+            elif (self.settings.scripted
+                  and now - self._login_slowed_at >= self.settings.outage_wait_s):
+                # (as for an outage: a re-check's server that slowed every login down kept a
+                # script trying for ever)
+                self._script_stops(out, f"the login failed (the server asked it to wait for "
+                                        f"{self.settings.outage_wait_s:g} s)")
+                return
             self.login_again = sent
             out.append(Show("system", f"The server is busy logging people in; trying again "
                                       f"in {wait_s:g} s."))

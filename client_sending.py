@@ -49,11 +49,14 @@ class Sending:
     def _reply_outbox(self, pending, frame, now, out):
         if error_code(frame) == "slow_down":
             # kept, not refused: the server takes it once we wait as long as it says
+            if self.slowed_since is None:
+                self.slowed_since = now
             wait_s = self.outbox.slowed(frame.get("seconds"))
             self._notice(f"The server asks us to slow down; your message is kept and sent in "
                          f"{wait_s:g} s.", out, key="slow down")
             self._arm(OutboxRetry(), now + wait_s, out)
             return
+        self.slowed_since = None            # (answered otherwise: taken, or an outage's)
         if error_code(frame) == "unavailable":
             # kept, not refused: the server could not store it; tried again with backoff. The
             # server holds the write and commits it once it can: given up at exit, it is

@@ -696,3 +696,39 @@ def test_a_staying_script_s_outage_wait_ends_once_the_resumed_server_takes_what_
     run.reply({"type": "ok", "head": 0}, "resume")
     actions = run.reply({"type": "ok", "stored": True}, "message")
     assert [f["type"] for f in requests(actions)] == ["logout"]
+
+
+def test_a_scripts_end_waits_for_a_server_that_only_slows_it_down_30_s_at_most():
+    """(a re-check's server answered every message slow_down: the script ran for ever)"""
+    from client_events import OutboxRetry
+    run = logged_in(scripted=True)
+    run.type("message bob hi")
+    run.do(InputEnded())
+    for _ in range(40):                         # a second apart, for 40 s at most
+        actions = run.reply(err("slow_down", seconds=1), kind="message")
+        if requests(actions):
+            break
+        run.now += 1.0
+        run.do(Expired(OutboxRetry()))
+    assert 30.0 <= run.now <= 31.0
+    assert requests(actions) == [{"type": "logout", "token": "t1"}]
+    done = of(run.reply(OK, kind="logout"), Exit)
+    assert done[0].code == 1 and "1 message was not sent" in done[0].reason
+
+
+def test_a_scripts_login_the_server_only_slows_down_stops_after_30_s():
+    from client_events import LoginRetry
+    run = Run(scripted=True)
+    run.do(Started())
+    run.type("alice")
+    run.reply(OK)
+    run.type("pw")
+    for _ in range(40):
+        actions = run.reply(err("slow_down", seconds=1), kind="login")
+        if of(actions, Exit):
+            break
+        run.now += 1.0
+        run.do(Expired(LoginRetry()))
+    assert 30.0 <= run.now <= 32.0
+    assert of(actions, Exit)[0].code == 1
+    assert "the server asked it to wait for 30 s" in of(actions, Exit)[0].reason
