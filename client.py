@@ -17,8 +17,8 @@ import sys
 
 import options
 from chat_client import ChatClient, Settings
-from client_session import HEARTBEAT_S
 from client_glue import MAX_INCOMING, ClientGlue
+from client_session import HEARTBEAT_S
 from protocol import MIN_HEARTBEAT_S
 from reactor import Reactor
 from stay import StayLink
