@@ -96,9 +96,9 @@ class ChatClient(LoginSteps, SessionKeeping, Sending, Deliveries, Leaving):
         # login without a word had it sent, password and all, every second: a trial's)
         self.login_backoff_s = 0.0
         self.login_tries_unanswered = 0
-        # when the login was first answered unavailable, until it gets another answer
-        self._login_unavailable_at = None
-        self._login_slowed_at = None    # ... and asked to slow down (a script waits so long)
+        # (code, when) the login was first answered unavailable or slow_down, until it gets
+        # another answer: a script waits so long at most (_login_held)
+        self._login_held_since = None
         # when the server first asked to slow down the message now oldest, and has taken none
         # since: a script's end waits for it outage_wait_s at most (a re-check's server that
         # slowed everything down kept a script running for ever)

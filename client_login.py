@@ -20,6 +20,17 @@ COMMAND_LIKE_WORDS = ("quit", "exit", "logout", "bye", "help")
 QUIT_WORDS = ("quit", "exit")
 
 
+# a login answered so is not refused, and goes again (_login_held): what is said at each such
+# answer (or None), what at the first of them, and why a script stops once it has waited
+_LOGIN_HELD = {
+    "slow_down": ("The server is busy logging people in; trying again in {wait_s:g} s.", None,
+                  "the server asked it to wait for"),
+    "unavailable": (None, "The server cannot store anything just now; your login is tried "
+                          "again every {wait_s:g} s until it can (Ctrl-C leaves).",
+                    "the server could not store anything for"),
+}
+
+
 class LoginSteps:
     """Logging in, for ChatClient (see the module)."""
 
@@ -123,10 +134,9 @@ class LoginSteps:
     def _reply_login(self, pending, frame, now, out):
         self.login_tries_unanswered, self.login_backoff_s = 0, 0.0
         sent, self._login_sent = self._login_sent, None     # (the password is held no longer)
-        if error_code(frame) != "unavailable":
-            self._login_unavailable_at = None   # (the next full disk is said again)
-        if error_code(frame) != "slow_down":
-            self._login_slowed_at = None
+        held = self._login_held_since
+        if held is not None and error_code(frame) != held[0]:
+            self._login_held_since = None       # (the next full disk is said again)
         if self.exiting:            # (Ctrl-C as it went: _on_interrupted)
             if frame.get("type") == "welcome" and isinstance(frame.get("token"), str):
                 self.token = frame["token"]
@@ -163,43 +173,8 @@ class LoginSteps:
             return
         elif code == "unknown_user":
             out.append(Show("system", "Wrong username."))
-        elif code == "slow_down":
-            # not refused: the server checks only so many passwords a second (hashed, each
-            # costs it milliseconds); the same login goes again once it has waited as asked
-            wait_s = limits.asked_wait(frame.get("seconds"), 1.0, RETRY_MAX_S)
-            if self._login_slowed_at is None:
-                self._login_slowed_at = now
-            elif (self.settings.scripted
-                  and now - self._login_slowed_at >= self.settings.outage_wait_s):
-                # (as for an outage: a re-check's server that slowed every login down kept a
-                # script trying for ever)
-                self._script_stops(out, f"the login failed (the server asked it to wait for "
-                                        f"{self.settings.outage_wait_s:g} s)")
-                return
-            self.login_again = sent
-            out.append(Show("system", f"The server is busy logging people in; trying again "
-                                      f"in {wait_s:g} s."))
-            self._arm(LoginRetry(), now + wait_s, out)
-            return
-        elif code == "unavailable":
-            # not refused either: the server cannot store anything just now (a full disk); a
-            # trial's user was asked the password again, as if it were wrong, and a login
-            # typed again was all that got in once the disk had room
-            wait_s = limits.asked_wait(frame.get("seconds"), 1.0, RETRY_MAX_S)
-            if self._login_unavailable_at is None:
-                self._login_unavailable_at = now
-                out.append(Show("system", f"The server cannot store anything just now; your "
-                                          f"login is tried again every {wait_s:g} s until it "
-                                          f"can (Ctrl-C leaves)."))
-            elif (self.settings.scripted
-                  and now - self._login_unavailable_at >= self.settings.outage_wait_s):
-                # a script waits as long as for its messages in an outage (a review's retried
-                # for as long as the disk stayed full); a person leaves with Ctrl-C
-                self._script_stops(out, f"the login failed (the server could not store "
-                                        f"anything for {self.settings.outage_wait_s:g} s)")
-                return
-            self.login_again = sent
-            self._arm(LoginRetry(), now + wait_s, out)
+        elif code in _LOGIN_HELD:
+            self._login_held(code, sent, frame, now, out)
             return
         else:
             out.append(Show("system", error_text(frame)))
@@ -208,6 +183,30 @@ class LoginSteps:
             return
         self._login_refused(out)
         self._back_to_username(out)
+
+    def _login_held(self, code, sent, frame, now, out):
+        """The login answered slow_down (the server checks only so many passwords a second,
+        each costing it milliseconds) or unavailable (it cannot store anything just now, a
+        full disk): not refused, it goes again once it has waited as asked (a trial's user was
+        asked the password again, as if it were wrong). A person leaves with Ctrl-C; a script
+        waits outage_wait_s at most, as for its messages in an outage (a review's retried for
+        as long as the disk stayed full, a re-check's as long as the server slowed it down)."""
+        wait_s = limits.asked_wait(frame.get("seconds"), 1.0, RETRY_MAX_S)
+        said_each_time, said_first, why = _LOGIN_HELD[code]
+        if self._login_held_since is None:
+            self._login_held_since = (code, now)
+            said = said_first or said_each_time
+        elif (self.settings.scripted
+              and now - self._login_held_since[1] >= self.settings.outage_wait_s):
+            self._script_stops(out, f"the login failed ({why} "
+                                    f"{self.settings.outage_wait_s:g} s)")
+            return
+        else:
+            said = said_each_time
+        if said:
+            out.append(Show("system", said.format(wait_s=wait_s)))
+        self.login_again = sent
+        self._arm(LoginRetry(), now + wait_s, out)
 
     def _login_refused(self, out):
         """A name or a password was refused. A script's next line answers the next prompt,
