@@ -21,7 +21,9 @@ class Presence:
         self._batch_s = batch_s
         self._batch = None      # [(user, online)] waiting for the batch timer, or None
         self._flaps = limits.RateLimiter(flaps_per_s, flaps_burst)
-        self.held = {}          # user -> whether the others were last told it is online
+        # users whose changes are held back: each held at a login, so the others were last
+        # told it is gone (a logout is never held), whatever it has done since
+        self.held = set()
 
     def hold(self, user, online, now):
         """Whether `user`'s change (to `online`) is held back: None, it is told as usual; 0,
@@ -45,12 +47,16 @@ class Presence:
             # a logout is told all the same: held, the others saw a user gone as online for
             # seconds, and `online` said so too (a review's); its next login is held instead
             return None
-        self.held[user] = False         # (the others were told it is gone)
+        self.held.add(user)
         return now + wait_s
 
     def let_go(self, user, online):
-        """The hold on `user` ends -> True if the others must be told it is now `online`."""
-        return self.held.pop(user, online) != online
+        """The hold on `user` ends -> True if the others must be told it is now `online`
+        (they were told it is gone)."""
+        if user not in self.held:
+            return False
+        self.held.discard(user)
+        return online
 
     def change(self, user, online, listeners, now):
         """`user` came or went, with `listeners` others online -> "now": tell them at once;

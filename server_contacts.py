@@ -89,12 +89,10 @@ class Contacts:
         held = self._presence.held
         if held:
             # a user held for coming and going too often is where the others were last told
-            # it is, until it is let go and they are told where it is then: listed as it is, a
-            # trial's newcomer kept a wrong nick list for good (the let-go told it nothing new)
-            others = sorted({*others, *(name for name, told_online in held.items()
-                                        if told_online and name != session.user
-                                        and name not in unseen)}
-                            - {name for name, told_online in held.items() if not told_online})
+            # it is (gone), until it is let go and they are told where it is then: listed as
+            # it is, a trial's newcomer kept a wrong nick list for good (the let-go told it
+            # nothing new)
+            others = [name for name in others if name not in held]
         return [reply_to(request.conn, frame_id, {"type": "online", "users": others})]
 
     def _block_target(self, session, frame):
@@ -153,11 +151,11 @@ class Contacts:
         # coming and going too often may be online, or not, otherwise than it was told (a
         # reviewer's blocker kept a held user in its list for good, and a held user's block
         # and unblock listed it to others who had been told it was gone)
-        held = self._presence.held
+        held = self._presence.held          # (told gone: held at a login, presence.py)
         actions = []
-        if held.get(other, other in self._users):
+        if other in self._users and other not in held:
             actions += self._tell(user, {"type": "listed", "user": other, "listed": seen})
-        if held.get(user, True) and other in self._users:
+        if user not in held and other in self._users:
             actions += self._tell(other, {"type": "listed", "user": user, "listed": seen})
         return actions
 
